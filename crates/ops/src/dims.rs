@@ -1,0 +1,26 @@
+//! Dimension arguments: PyTorch-style negative indices, checked against the rank.
+
+use std::panic::Location;
+
+use tapegrad_tape::{Error, Result, Tensor};
+
+/// Resolves `dim` (negative counts from the end) for `t`, or a [`Error::Dim`] naming `op`.
+pub(crate) fn resolve(op: &'static str, t: &Tensor, dim: isize, location: &'static Location<'static>) -> Result<usize> {
+    resolve_rank(op, t.shape(), dim, t.dim(), location)
+}
+
+/// Like [`resolve`] for a rank that may differ from the shape's (e.g. `unsqueeze`).
+pub(crate) fn resolve_rank(
+    op: &'static str,
+    shape: &[usize],
+    dim: isize,
+    rank: usize,
+    location: &'static Location<'static>,
+) -> Result<usize> {
+    let r = rank as isize;
+    let d = if dim < 0 { dim + r } else { dim };
+    if d < 0 || d >= r.max(1) || (rank == 0 && d != 0) {
+        return Err(Error::Dim { op, dim, shape: shape.to_vec(), location });
+    }
+    Ok(d as usize)
+}

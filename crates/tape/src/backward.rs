@@ -1,0 +1,516 @@
+//! The backward sweep: reverse-mode accumulation over the tape, and the functional
+//! [`grad`] (PyTorch's `torch.autograd.grad`).
+
+use std::panic::Location;
+
+use smallvec::SmallVec;
+
+use crate::error::{Error, Result, or_panic};
+use crate::grad_mode::set_grad_enabled;
+use crate::tape::{BackwardCtx, NodeKey, NodeKind, with_tape};
+use crate::{DType, Tensor};
+
+/// Options of [`Tensor::backward_with`].
+///
+/// ```
+/// use tapegrad_tape::{BackwardOptions, Tensor};
+/// let x = Tensor::ones(&[1]).requires_grad();
+/// let y = &x * 3.0;
+/// y.backward_with(None, BackwardOptions::new().retain_graph(true));
+/// y.backward(); // allowed: the first pass kept the graph
+/// assert_eq!(x.grad().unwrap().item(), 6.0);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackwardOptions {
+    retain_graph: Option<bool>,
+    create_graph: bool,
+}
+
+impl BackwardOptions {
+    /// The defaults: free the graph, record nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keep the graph's nodes and saved tensors so that backward can run through it again.
+    /// Defaults to the value of `create_graph`, as in PyTorch.
+    pub fn retain_graph(mut self, retain: bool) -> Self {
+        self.retain_graph = Some(retain);
+        self
+    }
+
+    /// Record the backward computation itself, so that the gradients it produces can be
+    /// differentiated again (gradients of gradients, Hessian-vector products).
+    pub fn create_graph(mut self, create: bool) -> Self {
+        self.create_graph = create;
+        self
+    }
+}
+
+/// Options of [`grad`], mirroring `torch.autograd.grad`'s keyword arguments.
+///
+/// ```
+/// use tapegrad_tape::GradOptions;
+/// let opts = GradOptions::new().create_graph(true).allow_unused(true);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Default)]
+pub struct GradOptions {
+    grad_outputs: Option<Vec<Tensor>>,
+    retain_graph: Option<bool>,
+    create_graph: bool,
+    allow_unused: bool,
+}
+
+impl GradOptions {
+    /// The defaults: outputs must be scalars, the graph is freed, nothing is recorded, and
+    /// every input must be used.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The vector in the vector-Jacobian product, one tensor per output, shaped like it.
+    /// Without it, every output must have one element and is seeded with 1.
+    pub fn grad_outputs(mut self, grad_outputs: Vec<Tensor>) -> Self {
+        self.grad_outputs = Some(grad_outputs);
+        self
+    }
+
+    /// Keep the graph for another pass (defaults to `create_graph`).
+    pub fn retain_graph(mut self, retain: bool) -> Self {
+        self.retain_graph = Some(retain);
+        self
+    }
+
+    /// Record the backward computation so the returned gradients are differentiable.
+    pub fn create_graph(mut self, create: bool) -> Self {
+        self.create_graph = create;
+        self
+    }
+
+    /// Return `None` for an input the outputs do not depend on, instead of an error.
+    pub fn allow_unused(mut self, allow: bool) -> Self {
+        self.allow_unused = allow;
+        self
+    }
+}
+
+/// Gradients of `outputs` with respect to `inputs`, returned rather than accumulated into
+/// `.grad`: PyTorch's `torch.autograd.grad`. `inputs` may be leaves or interior tensors.
+/// Panics with a clear message on misuse; see [`try_grad`].
+///
+/// ```
+/// use tapegrad_tape::{GradOptions, Tensor, grad};
+/// let x = Tensor::full(&[1], 3.0f64).to_dtype(tapegrad_tape::DType::F64).requires_grad();
+/// let y = &(&x * &x) * &x; // x^3
+/// let dy = grad(&[&y], &[&x], GradOptions::new().create_graph(true));
+/// let dy = dy[0].as_ref().unwrap();
+/// assert_eq!(dy.item(), 27.0); // 3x^2
+/// let d2y = grad(&[dy], &[&x], GradOptions::new());
+/// assert_eq!(d2y[0].as_ref().unwrap().item(), 18.0); // 6x
+/// assert!(x.grad().is_none()); // nothing was accumulated
+/// ```
+#[track_caller]
+pub fn grad(outputs: &[&Tensor], inputs: &[&Tensor], options: GradOptions) -> Vec<Option<Tensor>> {
+    or_panic(try_grad(outputs, inputs, options))
+}
+
+/// [`grad`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_tape::{GradOptions, Tensor, try_grad};
+/// let x = Tensor::ones(&[1]).requires_grad();
+/// let unused = Tensor::ones(&[1]).requires_grad();
+/// let y = &x * 2.0;
+/// assert!(try_grad(&[&y], &[&unused], GradOptions::new()).is_err());
+/// ```
+#[track_caller]
+pub fn try_grad(outputs: &[&Tensor], inputs: &[&Tensor], options: GradOptions) -> Result<Vec<Option<Tensor>>> {
+    let location = Location::caller();
+    let seeds = seeds("grad", outputs, options.grad_outputs.as_deref(), location)?;
+    let mut captures = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let Some(key) = input.node_key() else {
+            return Err(Error::Backward {
+                op: "grad",
+                message: format!("input {i} does not require a gradient (call requires_grad() on it)"),
+                location,
+            });
+        };
+        captures.push(key);
+    }
+    let retain = options.retain_graph.unwrap_or(options.create_graph);
+    let grads = sweep(&seeds, Some(&captures), retain, options.create_graph, location)?;
+    if !options.allow_unused {
+        if let Some(i) = grads.iter().position(Option::is_none) {
+            return Err(Error::Backward {
+                op: "grad",
+                message: format!(
+                    "input {i} was not used to compute the outputs; pass allow_unused(true) to get None for it"
+                ),
+                location,
+            });
+        }
+    }
+    Ok(grads)
+}
+
+impl Tensor {
+    /// Computes the gradient of this one-element tensor with respect to every leaf that
+    /// requires a gradient, adding it to their `.grad`. Frees the graph afterwards.
+    ///
+    /// ```
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::full(&[2], 2.0).requires_grad();
+    /// let loss = (&w * &w).sum_to_shape(&[]);
+    /// loss.backward();
+    /// assert_eq!(w.grad().unwrap().to_vec::<f32>(), vec![4.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn backward(&self) {
+        or_panic(self.try_backward_with(None, BackwardOptions::new()))
+    }
+
+    /// [`Tensor::backward`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// // A tensor that does not track gradients has nothing to differentiate.
+    /// assert!(tapegrad_tape::Tensor::ones(&[1]).try_backward().is_err());
+    /// ```
+    #[track_caller]
+    pub fn try_backward(&self) -> Result<()> {
+        self.try_backward_with(None, BackwardOptions::new())
+    }
+
+    /// Backward with an explicit output gradient (required unless this tensor has one
+    /// element) and options.
+    ///
+    /// ```
+    /// use tapegrad_tape::{BackwardOptions, Tensor};
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = &x * 3.0;
+    /// y.backward_with(Some(&Tensor::from_vec(vec![1.0f32, 10.0], &[2])), BackwardOptions::new());
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![3.0, 30.0]);
+    /// ```
+    #[track_caller]
+    pub fn backward_with(&self, gradient: Option<&Tensor>, options: BackwardOptions) {
+        or_panic(self.try_backward_with(gradient, options))
+    }
+
+    /// [`Tensor::backward_with`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// use tapegrad_tape::{BackwardOptions, Tensor};
+    /// let y = &Tensor::ones(&[2]).requires_grad() * 3.0;
+    /// assert!(y.try_backward_with(None, BackwardOptions::new()).is_err()); // not a scalar
+    /// ```
+    #[track_caller]
+    pub fn try_backward_with(&self, gradient: Option<&Tensor>, options: BackwardOptions) -> Result<()> {
+        let location = Location::caller();
+        let grad_outputs = gradient.map(|g| vec![g.clone()]);
+        let seeds = seeds("backward", &[self], grad_outputs.as_deref(), location)?;
+        let retain = options.retain_graph.unwrap_or(options.create_graph);
+        sweep(&seeds, None, retain, options.create_graph, location)?;
+        Ok(())
+    }
+}
+
+/// Pairs each output's node with its seed gradient, checking shapes and dtypes.
+fn seeds(
+    op: &'static str,
+    outputs: &[&Tensor],
+    grad_outputs: Option<&[Tensor]>,
+    location: &'static Location<'static>,
+) -> Result<Vec<(NodeKey, Tensor)>> {
+    let err = |message: String| Error::Backward { op, message, location };
+    if let Some(g) = grad_outputs {
+        if g.len() != outputs.len() {
+            return Err(err(format!("{} gradients given for {} outputs", g.len(), outputs.len())));
+        }
+    }
+    let mut seeds: Vec<(NodeKey, Tensor)> = Vec::with_capacity(outputs.len());
+    for (i, out) in outputs.iter().enumerate() {
+        let Some(key) = out.node_key() else {
+            return Err(err(format!(
+                "output {i} does not require a gradient: nothing that requires one was used to compute \
+                 it, or it was computed under no_grad"
+            )));
+        };
+        let seed = match grad_outputs {
+            Some(g) => {
+                let g = &g[i];
+                if g.shape() != out.shape() || g.dtype() != out.dtype() {
+                    return Err(err(format!(
+                        "gradient for output {i} has shape {:?} and dtype {}, but the output has shape {:?} \
+                         and dtype {}",
+                        g.shape(),
+                        g.dtype(),
+                        out.shape(),
+                        out.dtype()
+                    )));
+                }
+                g.clone()
+            }
+            None => {
+                if out.numel() != 1 {
+                    return Err(err(format!(
+                        "a gradient can be created implicitly only for one-element outputs; output {i} has \
+                         shape {:?}: pass the output gradient explicitly",
+                        out.shape()
+                    )));
+                }
+                out.ones_like()
+            }
+        };
+        match seeds.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, prev)) => *prev = &*prev + &seed,
+            None => seeds.push((key, seed)),
+        }
+    }
+    Ok(seeds)
+}
+
+/// Everything a step of the sweep needs from a node, copied out so that the backward rule
+/// runs without the tape borrowed (it records onto the tape under `create_graph`).
+struct Step {
+    op: &'static str,
+    location: &'static Location<'static>,
+    is_leaf: bool,
+    retains_grad: bool,
+    capture: Option<usize>,
+    inputs: SmallVec<[Option<NodeKey>; 2]>,
+    input_shapes: SmallVec<[crate::layout::Shape; 2]>,
+    input_dtypes: SmallVec<[DType; 2]>,
+    rule: Option<crate::tape::BackwardRule>,
+    saved: SmallVec<[Tensor; 2]>,
+    output: Option<Tensor>,
+}
+
+/// Runs reverse-mode accumulation from `seeds`. With `capture`, returns the gradients of
+/// those nodes and leaves `.grad` alone; without, accumulates into leaves' `.grad`.
+fn sweep(
+    seeds: &[(NodeKey, Tensor)],
+    capture: Option<&[NodeKey]>,
+    retain_graph: bool,
+    create_graph: bool,
+    location: &'static Location<'static>,
+) -> Result<Vec<Option<Tensor>>> {
+    // 1. The nodes the outputs depend on, in reverse record order.
+    let order = with_tape(|tape| -> Result<Vec<NodeKey>> {
+        let stamp = tape.next_sweep;
+        tape.next_sweep += 1;
+        if let Some(keys) = capture {
+            for (i, &k) in keys.iter().enumerate() {
+                if let Some(n) = tape.nodes.get_mut(k) {
+                    n.capture = Some(i);
+                }
+            }
+        }
+        let mut order: Vec<(u64, NodeKey)> = Vec::new();
+        let mut stack: Vec<(NodeKey, Option<NodeKey>)> = seeds.iter().map(|(k, _)| (*k, None)).collect();
+        while let Some((key, consumer)) = stack.pop() {
+            let Some(node) = tape.nodes.get_mut(key) else {
+                let (op, at) =
+                    consumer.and_then(|c| tape.nodes.get(c)).map_or(("backward", location), |c| (c.op, c.location));
+                return Err(Error::FreedGraph { op, location: at });
+            };
+            if node.visit == stamp {
+                continue;
+            }
+            node.visit = stamp;
+            node.pending = None;
+            if let NodeKind::Op { rule: None, .. } = node.kind {
+                return Err(Error::FreedGraph { op: node.op, location: node.location });
+            }
+            order.push((node.seq, key));
+            stack.extend(node.inputs.iter().flatten().map(|&k| (k, Some(key))));
+        }
+        order.sort_unstable_by_key(|&(seq, _)| std::cmp::Reverse(seq));
+        Ok(order.into_iter().map(|(_, k)| k).collect())
+    });
+    let order = match order {
+        Ok(order) => order,
+        Err(e) => {
+            clear_captures(capture);
+            return Err(e);
+        }
+    };
+    for (key, seed) in seeds {
+        with_tape(|tape| tape.nodes[*key].pending = Some(seed.clone()));
+    }
+
+    let mut captured: Vec<Option<Tensor>> = vec![None; capture.map_or(0, <[_]>::len)];
+    let _mode = set_grad_enabled(create_graph);
+    let result = run_steps(&order, capture.is_some(), &mut captured, retain_graph, create_graph);
+    clear_captures(capture);
+    if !retain_graph {
+        free_swept(&order);
+    }
+    result.map(|()| captured)
+}
+
+fn clear_captures(capture: Option<&[NodeKey]>) {
+    if let Some(keys) = capture {
+        with_tape(|tape| {
+            for &k in keys {
+                if let Some(n) = tape.nodes.get_mut(k) {
+                    n.capture = None;
+                }
+            }
+        });
+    }
+}
+
+fn run_steps(
+    order: &[NodeKey],
+    capturing: bool,
+    captured: &mut [Option<Tensor>],
+    retain_graph: bool,
+    create_graph: bool,
+) -> Result<()> {
+    for &key in order {
+        let Some((grad, step)) = with_tape(|tape| {
+            let node = tape.nodes.get_mut(key)?;
+            let grad = node.pending.take()?;
+            let (rule, saved, output) = match &node.kind {
+                NodeKind::Leaf => (None, SmallVec::new(), None),
+                NodeKind::Op { rule, saved, output } => (rule.clone(), saved.clone(), output.clone()),
+            };
+            let step = Step {
+                op: node.op,
+                location: node.location,
+                is_leaf: node.is_leaf(),
+                retains_grad: node.retains_grad,
+                capture: node.capture,
+                inputs: node.inputs.clone(),
+                input_shapes: node.input_shapes.clone(),
+                input_dtypes: node.input_dtypes.clone(),
+                rule,
+                saved,
+                output: None,
+            };
+            // Under create_graph the output must carry its node, so that a rule built on it
+            // differentiates through it; otherwise a plain value is enough.
+            let output = output.map(|(s, l)| {
+                if create_graph {
+                    tape.incref(key);
+                    Tensor::from_node_parts(s, l, key)
+                } else {
+                    Tensor::from_storage(s, l)
+                }
+            });
+            Some((grad, Step { output, ..step }))
+        }) else {
+            continue;
+        };
+
+        if let Some(slot) = step.capture {
+            captured[slot] = Some(grad.clone());
+        }
+        if step.is_leaf || step.retains_grad {
+            if !capturing {
+                accumulate_grad(key, &grad, create_graph);
+            }
+            if step.is_leaf {
+                continue;
+            }
+        }
+
+        let rule = step.rule.as_ref().expect("swept op nodes have their rule");
+        let ctx = BackwardCtx {
+            grad: &grad,
+            saved: &step.saved,
+            output: step.output.as_ref(),
+            inputs: &step.inputs,
+            input_shapes: &step.input_shapes,
+        };
+        let grads = rule(&ctx);
+        drop(step.output);
+        drop(step.saved);
+        if grads.len() != step.inputs.len() {
+            return Err(Error::Backward {
+                op: step.op,
+                message: format!(
+                    "the backward rule returned {} gradients for {} inputs",
+                    grads.len(),
+                    step.inputs.len()
+                ),
+                location: step.location,
+            });
+        }
+        for (i, (g, input)) in grads.into_iter().zip(&step.inputs).enumerate() {
+            let (Some(g), Some(input)) = (g, input) else { continue };
+            if g.shape() != step.input_shapes[i].as_slice() || g.dtype() != step.input_dtypes[i] {
+                return Err(Error::Backward {
+                    op: step.op,
+                    message: format!(
+                        "the backward rule returned a gradient of shape {:?} and dtype {} for input {i}, \
+                         which has shape {:?} and dtype {}",
+                        g.shape(),
+                        g.dtype(),
+                        step.input_shapes[i].as_slice(),
+                        step.input_dtypes[i]
+                    ),
+                    location: step.location,
+                });
+            }
+            let prev = with_tape(|tape| tape.nodes.get_mut(*input).and_then(|n| n.pending.take()));
+            let sum = match prev {
+                None => g,
+                Some(prev) => &prev + &g,
+            };
+            with_tape(|tape| {
+                if let Some(n) = tape.nodes.get_mut(*input) {
+                    n.pending = Some(sum);
+                }
+            });
+        }
+        if !retain_graph {
+            with_tape(|tape| tape.release_saved(key));
+        }
+    }
+    Ok(())
+}
+
+/// Adds `g` to the `.grad` of the node at `key`, in place when nothing needs the old value.
+fn accumulate_grad(key: NodeKey, g: &Tensor, create_graph: bool) {
+    let prev = with_tape(|tape| tape.nodes.get_mut(key).and_then(|n| n.grad.take()));
+    let new = match prev {
+        None if create_graph => g.clone(),
+        // A handle of its own: `g` may also be the gradient of another input, and later
+        // accumulation writes into the stored gradient (copy-on-write protects the buffer).
+        None => g.detach(),
+        Some(prev) if !create_graph && prev.accumulate_in_place(g) => prev,
+        Some(prev) => &prev + g,
+    };
+    with_tape(|tape| {
+        if let Some(n) = tape.nodes.get_mut(key) {
+            n.grad = Some(new);
+        }
+    });
+}
+
+/// Frees the interior nodes a sweep went through; leaves and `retain_grad` nodes stay.
+fn free_swept(order: &[NodeKey]) {
+    with_tape(|tape| {
+        let mut removed = Vec::new();
+        for &key in order {
+            let keep = tape.nodes.get(key).is_none_or(|n| n.is_leaf() || n.retains_grad);
+            if keep {
+                tape.release_saved(key);
+                continue;
+            }
+            let node = tape.nodes.remove(key).expect("checked above");
+            removed.push(node);
+        }
+        for node in removed {
+            for &input in node.inputs.iter().flatten() {
+                tape.decref(input);
+            }
+            // The edges are gone; the node itself must not decrement them again.
+            let mut node = node;
+            node.inputs.clear();
+            tape.forget(node);
+        }
+    });
+}

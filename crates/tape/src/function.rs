@@ -1,0 +1,123 @@
+//! Custom differentiable operations: forward on values, backward as a vector-Jacobian
+//! product (PyTorch's `torch.autograd.Function`).
+
+use std::panic::Location;
+use std::rc::Rc;
+
+use crate::{Backward, Tensor, no_grad, record};
+
+/// What a custom function's backward sees: its inputs and its output.
+///
+/// ```
+/// # use tapegrad_tape::{Function, FunctionCtx, Tensor};
+/// # struct F;
+/// # impl Function for F {
+/// #   fn name(&self) -> &'static str { "f" }
+/// #   fn forward(&self, x: &[Tensor]) -> Tensor { x[0].clone() }
+/// fn backward(&self, ctx: &FunctionCtx<'_>, grad: &Tensor) -> Vec<Option<Tensor>> {
+///     let _x = ctx.input(0);
+///     let _y = ctx.output();
+///     vec![Some(grad.clone())]
+/// }
+/// # }
+/// ```
+pub struct FunctionCtx<'a> {
+    inputs: &'a [Tensor],
+    output: &'a Tensor,
+}
+
+impl FunctionCtx<'_> {
+    /// Input `i`, as passed to [`apply`].
+    pub fn input(&self, i: usize) -> &Tensor {
+        &self.inputs[i]
+    }
+
+    /// All inputs.
+    pub fn inputs(&self) -> &[Tensor] {
+        self.inputs
+    }
+
+    /// The output `forward` returned.
+    pub fn output(&self) -> &Tensor {
+        self.output
+    }
+}
+
+/// A user-defined differentiable operation.
+///
+/// `forward` computes the output from the input values (nothing is recorded inside it);
+/// `backward` returns, for each input, the gradient of the loss given the gradient of the
+/// output: the vector-Jacobian product. Write `backward` with tensor operations and the
+/// function is twice differentiable too. Verify it with [`gradcheck`](crate::gradcheck).
+///
+/// ```
+/// use tapegrad_tape::{Function, FunctionCtx, GradcheckOptions, Tensor, apply, gradcheck};
+///
+/// /// f(x) = x^3, written by hand.
+/// struct Cube;
+/// impl Function for Cube {
+///     fn name(&self) -> &'static str { "cube" }
+///     fn forward(&self, inputs: &[Tensor]) -> Tensor {
+///         let x = &inputs[0];
+///         &(x * x) * x
+///     }
+///     fn backward(&self, ctx: &FunctionCtx<'_>, grad: &Tensor) -> Vec<Option<Tensor>> {
+///         let x = ctx.input(0);
+///         vec![Some(grad * &(x * x) * 3.0)]
+///     }
+/// }
+///
+/// let x = Tensor::from_vec(vec![0.5f64, -1.5, 2.0], &[3]).requires_grad();
+/// let report = gradcheck(|xs: &[Tensor]| apply(Cube, &[&xs[0]]), &[x], &GradcheckOptions::default()).unwrap();
+/// assert!(report.passed, "{report}");
+/// ```
+pub trait Function: 'static {
+    /// The name shown in graph dumps and error messages.
+    fn name(&self) -> &'static str;
+
+    /// The output for these input values.
+    fn forward(&self, inputs: &[Tensor]) -> Tensor;
+
+    /// One gradient per input (`None` for an input without one), each shaped like its input.
+    fn backward(&self, ctx: &FunctionCtx<'_>, grad_output: &Tensor) -> Vec<Option<Tensor>>;
+}
+
+/// Runs a custom [`Function`] on `inputs` and records it on the tape like any built-in
+/// operation.
+///
+/// ```
+/// # use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
+/// struct Double;
+/// impl Function for Double {
+///     fn name(&self) -> &'static str { "double" }
+///     fn forward(&self, x: &[Tensor]) -> Tensor { &x[0] * 2.0 }
+///     fn backward(&self, _: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> { vec![Some(g * 2.0)] }
+/// }
+/// let x = Tensor::ones(&[1]).requires_grad();
+/// let y = apply(Double, &[&x]);
+/// assert_eq!(y.grad_fn(), Some("double"));
+/// y.backward();
+/// assert_eq!(x.grad().unwrap().item(), 2.0);
+/// ```
+#[track_caller]
+pub fn apply<F: Function>(function: F, inputs: &[&Tensor]) -> Tensor {
+    let location = Location::caller();
+    let values: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+    let output = {
+        let _guard = no_grad();
+        function.forward(&values)
+    };
+    let name = function.name();
+    let function = Rc::new(function);
+    record(name, location, inputs, output.detach(), || {
+        let mut backward = Backward::new(move |ctx| {
+            let fctx = FunctionCtx { inputs: ctx.saved, output: ctx.output() };
+            function.backward(&fctx, ctx.grad()).into_iter().collect()
+        })
+        .save_output();
+        for t in inputs {
+            backward = backward.save(t);
+        }
+        backward
+    })
+}

@@ -1,0 +1,289 @@
+//! Shapes, strides and views: how an n-dimensional index maps into flat storage.
+
+use smallvec::SmallVec;
+
+/// A tensor shape (or a stride vector): inline for up to four dimensions, so that the
+/// common case allocates nothing.
+pub type Shape = SmallVec<[usize; 4]>;
+
+/// Number of elements of a shape (1 for a scalar of shape `[]`).
+///
+/// ```
+/// assert_eq!(tapegrad_tape::layout::numel(&[2, 3, 4]), 24);
+/// assert_eq!(tapegrad_tape::layout::numel(&[]), 1);
+/// ```
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Row-major strides of a contiguous tensor of `shape`.
+///
+/// ```
+/// assert_eq!(tapegrad_tape::layout::contiguous_strides(&[2, 3, 4]).as_slice(), &[12, 4, 1]);
+/// ```
+pub fn contiguous_strides(shape: &[usize]) -> Shape {
+    let mut strides: Shape = SmallVec::from_elem(1, shape.len());
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    strides
+}
+
+/// The shape two shapes broadcast to under NumPy's rules, or `None` if they are
+/// incompatible. Dimensions are aligned from the right; a size-1 dimension stretches.
+///
+/// ```
+/// use tapegrad_tape::layout::broadcast_shapes;
+/// assert_eq!(broadcast_shapes(&[3, 1], &[4]).unwrap().as_slice(), &[3, 4]);
+/// assert!(broadcast_shapes(&[3], &[4]).is_none());
+/// ```
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
+    let n = a.len().max(b.len());
+    let mut out: Shape = SmallVec::from_elem(0, n);
+    for i in 0..n {
+        let da = if i < n - a.len() { 1 } else { a[i - (n - a.len())] };
+        let db = if i < n - b.len() { 1 } else { b[i - (n - b.len())] };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+/// How a tensor's elements sit in its storage: shape, strides (in elements) and offset.
+///
+/// Views such as transpose and broadcast share storage and only change the layout; a
+/// stride of 0 repeats an element along a broadcast dimension.
+///
+/// ```
+/// use tapegrad_tape::layout::Layout;
+/// let l = Layout::contiguous(&[2, 3]);
+/// assert!(l.is_contiguous());
+/// assert!(!l.transpose(0, 1).is_contiguous());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    shape: Shape,
+    strides: Shape,
+    offset: usize,
+}
+
+impl Layout {
+    /// The row-major layout of `shape` starting at offset 0.
+    ///
+    /// ```
+    /// let l = tapegrad_tape::layout::Layout::contiguous(&[4, 5]);
+    /// assert_eq!(l.strides(), &[5, 1]);
+    /// ```
+    pub fn contiguous(shape: &[usize]) -> Self {
+        Layout { shape: SmallVec::from_slice(shape), strides: contiguous_strides(shape), offset: 0 }
+    }
+
+    /// A layout from its parts. The caller guarantees every index stays inside the storage.
+    ///
+    /// ```
+    /// let l = tapegrad_tape::layout::Layout::from_parts(&[2], &[3], 1);
+    /// assert_eq!(l.offset(), 1);
+    /// ```
+    pub fn from_parts(shape: &[usize], strides: &[usize], offset: usize) -> Self {
+        assert_eq!(shape.len(), strides.len(), "layout: shape and strides differ in rank");
+        Layout { shape: SmallVec::from_slice(shape), strides: SmallVec::from_slice(strides), offset }
+    }
+
+    /// The shape.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_tape::layout::Layout::contiguous(&[2, 3]).shape(), &[2, 3]);
+    /// ```
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Strides in elements, one per dimension.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_tape::layout::Layout::contiguous(&[2, 3]).strides(), &[3, 1]);
+    /// ```
+    pub fn strides(&self) -> &[usize] {
+        &self.strides
+    }
+
+    /// Offset of the first element in the storage.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_tape::layout::Layout::contiguous(&[2]).offset(), 0);
+    /// ```
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Number of elements.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_tape::layout::Layout::contiguous(&[2, 3]).numel(), 6);
+    /// ```
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// Whether the elements occupy `storage[offset..offset + numel]` in row-major order.
+    /// Strides of size-1 dimensions do not matter.
+    ///
+    /// ```
+    /// use tapegrad_tape::layout::Layout;
+    /// assert!(Layout::from_parts(&[1, 3], &[0, 1], 2).is_contiguous());
+    /// ```
+    pub fn is_contiguous(&self) -> bool {
+        let mut expected = 1;
+        for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
+            if n != 1 && s != expected {
+                return false;
+            }
+            expected *= n;
+        }
+        true
+    }
+
+    /// The view of this layout broadcast to `target` (stride 0 on stretched dimensions),
+    /// or `None` if the shapes are not broadcast-compatible in that direction.
+    ///
+    /// ```
+    /// use tapegrad_tape::layout::Layout;
+    /// let l = Layout::contiguous(&[3, 1]).broadcast_to(&[2, 3, 4]).unwrap();
+    /// assert_eq!(l.strides(), &[0, 1, 0]);
+    /// ```
+    pub fn broadcast_to(&self, target: &[usize]) -> Option<Layout> {
+        if target.len() < self.shape.len() {
+            return None;
+        }
+        let lead = target.len() - self.shape.len();
+        let mut strides: Shape = SmallVec::from_elem(0, target.len());
+        for (i, &t) in target.iter().enumerate() {
+            if i < lead {
+                continue;
+            }
+            let (n, s) = (self.shape[i - lead], self.strides[i - lead]);
+            strides[i] = if n == t {
+                s
+            } else if n == 1 {
+                0
+            } else {
+                return None;
+            };
+        }
+        Some(Layout { shape: SmallVec::from_slice(target), strides, offset: self.offset })
+    }
+
+    /// The view with dimensions `a` and `b` swapped. Panics if either is out of range.
+    ///
+    /// ```
+    /// let l = tapegrad_tape::layout::Layout::contiguous(&[2, 3]).transpose(0, 1);
+    /// assert_eq!((l.shape(), l.strides()), (&[3, 2][..], &[1, 3][..]));
+    /// ```
+    pub fn transpose(&self, a: usize, b: usize) -> Layout {
+        let mut l = self.clone();
+        l.shape.swap(a, b);
+        l.strides.swap(a, b);
+        l
+    }
+
+    /// The view whose dimension `i` is this layout's dimension `dims[i]`.
+    /// `dims` must be a permutation of `0..rank`.
+    ///
+    /// ```
+    /// let l = tapegrad_tape::layout::Layout::contiguous(&[2, 3, 4]).permute(&[2, 0, 1]);
+    /// assert_eq!(l.shape(), &[4, 2, 3]);
+    /// ```
+    pub fn permute(&self, dims: &[usize]) -> Layout {
+        Layout {
+            shape: dims.iter().map(|&d| self.shape[d]).collect(),
+            strides: dims.iter().map(|&d| self.strides[d]).collect(),
+            offset: self.offset,
+        }
+    }
+
+    /// The same elements under a new shape, if this layout is contiguous; `None` otherwise.
+    ///
+    /// ```
+    /// let l = tapegrad_tape::layout::Layout::contiguous(&[2, 3]).reshaped(&[3, 2]).unwrap();
+    /// assert_eq!(l.strides(), &[2, 1]);
+    /// ```
+    pub fn reshaped(&self, shape: &[usize]) -> Option<Layout> {
+        if !self.is_contiguous() || numel(shape) != self.numel() {
+            return None;
+        }
+        let mut l = Layout::contiguous(shape);
+        l.offset = self.offset;
+        Some(l)
+    }
+
+    /// The view of `len` elements of dimension `dim` starting at `start`.
+    ///
+    /// ```
+    /// let l = tapegrad_tape::layout::Layout::contiguous(&[4, 3]).narrow(0, 1, 2);
+    /// assert_eq!((l.shape(), l.offset()), (&[2, 3][..], 3));
+    /// ```
+    pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Layout {
+        let mut l = self.clone();
+        l.offset += start * l.strides[dim];
+        l.shape[dim] = len;
+        l
+    }
+
+    /// Storage offsets of every element in row-major order of the view.
+    ///
+    /// ```
+    /// let l = tapegrad_tape::layout::Layout::contiguous(&[2, 2]).transpose(0, 1);
+    /// assert_eq!(l.offsets().collect::<Vec<_>>(), vec![0, 2, 1, 3]);
+    /// ```
+    pub fn offsets(&self) -> Offsets<'_> {
+        Offsets {
+            layout: self,
+            index: SmallVec::from_elem(0, self.shape.len()),
+            next: if self.numel() == 0 { None } else { Some(self.offset) },
+        }
+    }
+}
+
+/// Iterator over the storage offsets of a [`Layout`], in row-major order.
+///
+/// ```
+/// let l = tapegrad_tape::layout::Layout::contiguous(&[3]);
+/// assert_eq!(l.offsets().count(), 3);
+/// ```
+pub struct Offsets<'a> {
+    layout: &'a Layout,
+    index: Shape,
+    next: Option<usize>,
+}
+
+impl Iterator for Offsets<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let current = self.next?;
+        let shape = &self.layout.shape;
+        let strides = &self.layout.strides;
+        let mut off = current;
+        let mut d = shape.len();
+        loop {
+            if d == 0 {
+                self.next = None;
+                break;
+            }
+            d -= 1;
+            self.index[d] += 1;
+            off += strides[d];
+            if self.index[d] < shape[d] {
+                self.next = Some(off);
+                break;
+            }
+            off -= strides[d] * shape[d];
+            self.index[d] = 0;
+        }
+        Some(current)
+    }
+}

@@ -1,0 +1,437 @@
+//! The tape: a Wengert list of recorded operations in a generational slotmap.
+//!
+//! Each recorded operation appends a [`Node`] with a sequence number, so record order survives
+//! slot reuse. A node lives while anything can still reach it: tensor handles that point at
+//! it and edges from later nodes both count as references. `backward()` frees every interior
+//! node it swept (unless asked to retain the graph), so the tape returns to its baseline of
+//! leaves after each training step; a handle to a freed node holds a stale generational key,
+//! which later backward calls detect and report.
+
+use std::cell::RefCell;
+use std::panic::Location;
+use std::rc::Rc;
+
+use slotmap::{SlotMap, new_key_type};
+use smallvec::SmallVec;
+
+use crate::layout::{Layout, Shape};
+use crate::{DType, Storage, Tensor, is_grad_enabled};
+
+new_key_type! {
+    /// A generational key of a node on this thread's tape.
+    pub struct NodeKey;
+}
+
+/// Gradients for each input of an operation, `None` where an input gets none.
+pub type InputGrads = SmallVec<[Option<Tensor>; 2]>;
+
+/// A backward rule: the vector-Jacobian product of one recorded operation.
+///
+/// It is written with differentiable tensor operations, so that under `create_graph` the
+/// gradients it returns are themselves recorded and can be differentiated again.
+pub type BackwardRule = Rc<dyn Fn(&BackwardCtx<'_>) -> InputGrads>;
+
+/// What a backward rule sees: the gradient of the output, the tensors the operation saved,
+/// and (if it asked for it) its own output.
+///
+/// ```
+/// use tapegrad_tape::{Backward, Tensor, record};
+/// use std::panic::Location;
+/// // y = 3x, recorded by hand; its rule scales the incoming gradient.
+/// let x = Tensor::ones(&[2]).requires_grad();
+/// let value = Tensor::full(&[2], 3.0);
+/// let y = record("times_three", Location::caller(), &[&x], value, || {
+///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * 3.0)])
+/// });
+/// y.sum_to_shape(&[]).backward();
+/// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![3.0, 3.0]);
+/// ```
+pub struct BackwardCtx<'a> {
+    pub(crate) grad: &'a Tensor,
+    pub(crate) saved: &'a [Tensor],
+    pub(crate) output: Option<&'a Tensor>,
+    pub(crate) inputs: &'a [Option<NodeKey>],
+    pub(crate) input_shapes: &'a [Shape],
+}
+
+impl BackwardCtx<'_> {
+    /// The gradient of the loss with respect to this operation's output.
+    pub fn grad(&self) -> &Tensor {
+        self.grad
+    }
+
+    /// The `i`-th tensor the operation saved with [`Backward::save`].
+    pub fn saved(&self, i: usize) -> &Tensor {
+        &self.saved[i]
+    }
+
+    /// The operation's output, if it was saved with [`Backward::save_output`].
+    ///
+    /// Panics if the output was not saved: that is a bug in the operation.
+    pub fn output(&self) -> &Tensor {
+        self.output.expect("backward rule asked for its output, but the op did not save it")
+    }
+
+    /// Whether input `i` needs a gradient; rules may skip the work for inputs that do not.
+    pub fn needs_input_grad(&self, i: usize) -> bool {
+        self.inputs[i].is_some()
+    }
+
+    /// The shape of input `i`.
+    pub fn input_shape(&self, i: usize) -> &[usize] {
+        &self.input_shapes[i]
+    }
+}
+
+/// What an operation hands the tape so it can run backward later: the tensors to keep and
+/// the rule. Built only when the operation is actually recorded.
+///
+/// ```
+/// use tapegrad_tape::Backward;
+/// let b = Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad().clone())]).save_output();
+/// # let _ = b;
+/// ```
+pub struct Backward {
+    pub(crate) saved: SmallVec<[Tensor; 2]>,
+    pub(crate) save_output: bool,
+    pub(crate) rule: BackwardRule,
+}
+
+impl Backward {
+    /// A backward rule that saves nothing yet.
+    pub fn new(rule: impl Fn(&BackwardCtx<'_>) -> InputGrads + 'static) -> Self {
+        Backward { saved: SmallVec::new(), save_output: false, rule: Rc::new(rule) }
+    }
+
+    /// Keeps `t` for the rule (read back with [`BackwardCtx::saved`], in the order saved).
+    pub fn save(mut self, t: &Tensor) -> Self {
+        self.saved.push(t.clone());
+        self
+    }
+
+    /// Keeps the operation's own output for the rule (read back with
+    /// [`BackwardCtx::output`]). The tape holds it without a reference cycle.
+    pub fn save_output(mut self) -> Self {
+        self.save_output = true;
+        self
+    }
+}
+
+pub(crate) enum NodeKind {
+    Leaf,
+    Op {
+        /// `None` once a backward pass has released the node.
+        rule: Option<BackwardRule>,
+        saved: SmallVec<[Tensor; 2]>,
+        output: Option<(Storage, Layout)>,
+    },
+}
+
+/// One entry of the Wengert list.
+pub(crate) struct Node {
+    pub op: &'static str,
+    pub location: &'static Location<'static>,
+    pub seq: u64,
+    /// Tensor handles plus edges from later nodes that point here.
+    pub refs: u32,
+    /// `None` for inputs that do not take part in differentiation.
+    pub inputs: SmallVec<[Option<NodeKey>; 2]>,
+    pub input_shapes: SmallVec<[Shape; 2]>,
+    pub input_dtypes: SmallVec<[DType; 2]>,
+    pub shape: Shape,
+    pub dtype: DType,
+    pub kind: NodeKind,
+    /// `.grad` of a leaf, or of an interior tensor that asked to `retain_grad()`.
+    pub grad: Option<Tensor>,
+    pub retains_grad: bool,
+    /// The gradient gathered so far in the sweep under way.
+    pub pending: Option<Tensor>,
+    /// The sweep that last visited this node.
+    pub visit: u64,
+    /// Where `grad(...)` wants this node's gradient, if it does.
+    pub capture: Option<usize>,
+    pub saved_bytes: usize,
+}
+
+impl Node {
+    pub fn is_leaf(&self) -> bool {
+        matches!(self.kind, NodeKind::Leaf)
+    }
+}
+
+/// Things whose drop may release further nodes; they are dropped after the tape borrow ends.
+// Nodes dominate the graveyard, so boxing them would only add an allocation per freed node.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Garbage {
+    Node(#[allow(dead_code)] Node),
+    Tensors(#[allow(dead_code)] SmallVec<[Tensor; 2]>),
+    Rule(#[allow(dead_code)] BackwardRule),
+}
+
+pub(crate) struct Tape {
+    pub nodes: SlotMap<NodeKey, Node>,
+    pub next_seq: u64,
+    pub next_sweep: u64,
+    pub leaves: usize,
+    pub saved_bytes: usize,
+    pub graveyard: Vec<Garbage>,
+    draining: bool,
+}
+
+thread_local! {
+    static TAPE: RefCell<Tape> = RefCell::new(Tape {
+        nodes: SlotMap::with_key(),
+        next_seq: 0,
+        next_sweep: 1,
+        leaves: 0,
+        saved_bytes: 0,
+        graveyard: Vec::new(),
+        draining: false,
+    });
+    /// Releases that arrived while the tape was borrowed; applied at the next borrow.
+    static DEFERRED: RefCell<Vec<NodeKey>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's tape, then drops whatever it freed outside the borrow.
+///
+/// Dropping a freed node drops the tensors it saved, which may free their nodes in turn; this
+/// unwinds iteratively (nested releases only add to the graveyard) so that freeing a chain of
+/// a million nodes cannot overflow the stack.
+pub(crate) fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
+    TAPE.with(|cell| {
+        let (result, mut garbage) = {
+            let mut tape = cell.borrow_mut();
+            for key in DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut())) {
+                tape.decref(key);
+            }
+            let result = f(&mut tape);
+            if tape.draining || tape.graveyard.is_empty() {
+                (result, Vec::new())
+            } else {
+                tape.draining = true;
+                (result, std::mem::take(&mut tape.graveyard))
+            }
+        };
+        while !garbage.is_empty() {
+            drop(garbage);
+            let mut tape = cell.borrow_mut();
+            garbage = std::mem::take(&mut tape.graveyard);
+            if garbage.is_empty() {
+                tape.draining = false;
+            }
+        }
+        result
+    })
+}
+
+/// Drops one handle's reference to `key` (called when a tensor handle is dropped).
+pub(crate) fn release(key: NodeKey) {
+    let _ = TAPE.try_with(|cell| {
+        if cell.try_borrow_mut().is_err() {
+            DEFERRED.with(|d| d.borrow_mut().push(key));
+            return;
+        }
+        with_tape(|tape| tape.decref(key));
+    });
+}
+
+impl Tape {
+    pub fn incref(&mut self, key: NodeKey) {
+        if let Some(node) = self.nodes.get_mut(key) {
+            node.refs += 1;
+        }
+    }
+
+    /// Drops one reference; frees the node (and, transitively, its inputs) at zero.
+    pub fn decref(&mut self, key: NodeKey) {
+        let mut stack: SmallVec<[NodeKey; 8]> = SmallVec::new();
+        stack.push(key);
+        while let Some(k) = stack.pop() {
+            let Some(node) = self.nodes.get_mut(k) else { continue };
+            node.refs -= 1;
+            if node.refs == 0 {
+                let node = self.nodes.remove(k).expect("node present");
+                stack.extend(node.inputs.iter().flatten().copied());
+                self.forget(node);
+            }
+        }
+    }
+
+    /// Accounts for a node that has left the slotmap and queues it to be dropped.
+    pub fn forget(&mut self, node: Node) {
+        self.saved_bytes -= node.saved_bytes;
+        if node.is_leaf() {
+            self.leaves -= 1;
+        }
+        self.graveyard.push(Garbage::Node(node));
+    }
+
+    /// Frees what a node kept for backward, leaving the node itself in place.
+    pub fn release_saved(&mut self, key: NodeKey) {
+        let Some(node) = self.nodes.get_mut(key) else { return };
+        if let NodeKind::Op { rule, saved, output } = &mut node.kind {
+            let rule = rule.take();
+            let saved = std::mem::take(saved);
+            *output = None;
+            self.saved_bytes -= node.saved_bytes;
+            node.saved_bytes = 0;
+            if let Some(rule) = rule {
+                self.graveyard.push(Garbage::Rule(rule));
+            }
+            self.graveyard.push(Garbage::Tensors(saved));
+        }
+    }
+
+    fn insert(&mut self, mut node: Node) -> NodeKey {
+        node.seq = self.next_seq;
+        self.next_seq += 1;
+        self.saved_bytes += node.saved_bytes;
+        if node.is_leaf() {
+            self.leaves += 1;
+        }
+        for key in node.inputs.iter().flatten() {
+            if let Some(input) = self.nodes.get_mut(*key) {
+                input.refs += 1;
+            }
+        }
+        self.nodes.insert(node)
+    }
+}
+
+fn new_node(
+    op: &'static str,
+    location: &'static Location<'static>,
+    shape: &[usize],
+    dtype: DType,
+    kind: NodeKind,
+) -> Node {
+    Node {
+        op,
+        location,
+        seq: 0,
+        refs: 1,
+        inputs: SmallVec::new(),
+        input_shapes: SmallVec::new(),
+        input_dtypes: SmallVec::new(),
+        shape: SmallVec::from_slice(shape),
+        dtype,
+        kind,
+        grad: None,
+        retains_grad: false,
+        pending: None,
+        visit: 0,
+        capture: None,
+        saved_bytes: 0,
+    }
+}
+
+/// Adds a leaf node for a tensor that starts requiring a gradient; returns its key with
+/// one reference, owned by the tensor handle that will hold it.
+pub(crate) fn new_leaf(shape: &[usize], dtype: DType, location: &'static Location<'static>) -> NodeKey {
+    let node = new_node("leaf", location, shape, dtype, NodeKind::Leaf);
+    with_tape(|tape| tape.insert(node))
+}
+
+/// Whether an operation on `inputs` would be recorded now: grad mode is on and at least one
+/// input takes part in differentiation.
+///
+/// ```
+/// use tapegrad_tape::{Tensor, will_record};
+/// let x = Tensor::ones(&[1]);
+/// assert!(!will_record(&[&x]));
+/// assert!(will_record(&[&x.clone().requires_grad()]));
+/// ```
+pub fn will_record(inputs: &[&Tensor]) -> bool {
+    is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad())
+}
+
+/// Records an operation onto this thread's tape and returns its output, attached to the
+/// new node. This is how every differentiable operation (and every custom function) joins
+/// the graph.
+///
+/// `output` is the computed value (a tensor without a node). `make_backward` runs only if the
+/// operation is recorded, so that code in `no_grad` regions or on constants pays nothing for
+/// saving tensors or boxing the rule. `location` is the user's call site, shown in error
+/// messages and graph dumps: pass `Location::caller()` from a `#[track_caller]` function.
+///
+/// ```
+/// use tapegrad_tape::{Backward, Tensor, record};
+/// use std::panic::Location;
+/// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+/// let square = x.to_vec::<f64>()[0].powi(2);
+/// let y = record("square", Location::caller(), &[&x], Tensor::from_vec(vec![square], &[1]), || {
+///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)]).save(&x)
+/// });
+/// y.backward();
+/// assert_eq!(x.grad().unwrap().item(), 4.0);
+/// ```
+pub fn record(
+    op: &'static str,
+    location: &'static Location<'static>,
+    inputs: &[&Tensor],
+    output: Tensor,
+    make_backward: impl FnOnce() -> Backward,
+) -> Tensor {
+    if !will_record(inputs) {
+        return output;
+    }
+    let Backward { saved, save_output, rule } = make_backward();
+    let storage = output.storage();
+    let layout = output.layout().clone();
+    let mut saved_bytes: usize = saved.iter().map(|t| t.storage().nbytes()).sum();
+    if save_output {
+        saved_bytes += storage.nbytes();
+    }
+    let output_slot = save_output.then(|| (storage.clone(), layout.clone()));
+    let mut node = new_node(
+        op,
+        location,
+        layout.shape(),
+        storage.dtype(),
+        NodeKind::Op { rule: Some(rule), saved, output: output_slot },
+    );
+    node.saved_bytes = saved_bytes;
+    node.inputs = inputs.iter().map(|t| t.node_key()).collect();
+    node.input_shapes = inputs.iter().map(|t| Shape::from_slice(t.shape())).collect();
+    node.input_dtypes = inputs.iter().map(|t| t.dtype()).collect();
+    drop(output);
+    let key = with_tape(|tape| tape.insert(node));
+    Tensor::from_node_parts(storage, layout, key)
+}
+
+/// Counts of what the tape holds on this thread, so that a leak is visible.
+///
+/// ```
+/// use tapegrad_tape::{Tensor, tape_stats};
+/// let before = tape_stats();
+/// let w = Tensor::ones(&[3]).requires_grad();
+/// assert_eq!(tape_stats().leaves, before.leaves + 1);
+/// drop(w);
+/// assert_eq!(tape_stats().nodes, before.nodes);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TapeStats {
+    /// Nodes alive: leaves plus recorded operations.
+    pub nodes: usize,
+    /// Leaf nodes (tensors that require a gradient and were not computed by an op).
+    pub leaves: usize,
+    /// Recorded operations still alive.
+    pub interior: usize,
+    /// Bytes of tensor storage the recorded operations hold for backward.
+    pub saved_bytes: usize,
+}
+
+/// What this thread's tape holds now.
+///
+/// ```
+/// let s = tapegrad_tape::tape_stats();
+/// assert_eq!(s.nodes, s.leaves + s.interior);
+/// ```
+pub fn tape_stats() -> TapeStats {
+    with_tape(|tape| TapeStats {
+        nodes: tape.nodes.len(),
+        leaves: tape.leaves,
+        interior: tape.nodes.len() - tape.leaves,
+        saved_bytes: tape.saved_bytes,
+    })
+}

@@ -1,0 +1,43 @@
+//! tapegrad: tape-based reverse-mode automatic differentiation in plain Rust, with
+//! PyTorch's names.
+//!
+//! ```
+//! use tapegrad::prelude::*;
+//! let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]).requires_grad();
+//! let y = Tensor::from_vec(vec![0.5f32, -1.0, 2.0], &[3]).requires_grad();
+//! let f = (&x * &y).tanh().sum(); // f = sum(tanh(x * y))
+//! f.backward();
+//! println!("df/dx = {}", x.grad().unwrap());
+//! println!("df/dy = {}", y.grad().unwrap());
+//! ```
+//!
+//! The crates behind it: [`tape`] (tensors, the tape, backward, gradcheck), [`ops`] (the
+//! differentiable operations) and [`nn`] (modules, layers, optimizers).
+
+pub use tapegrad_nn as nn;
+pub use tapegrad_ops as ops;
+pub use tapegrad_tape as tape;
+
+pub use tapegrad_tape::{
+    BackwardOptions, DType, Error, Function, FunctionCtx, GradOptions, GradcheckOptions, GradcheckReport, Result,
+    Tensor, apply, enable_grad, grad, gradcheck, gradgradcheck, manual_seed, no_grad, set_grad_enabled, tape_stats,
+    try_grad,
+};
+
+/// What most programs need, in one import: `use tapegrad::prelude::*;`.
+///
+/// ```
+/// use tapegrad::prelude::*;
+/// let w = Tensor::randn(&[3, 2]).requires_grad();
+/// let loss = Tensor::ones(&[4, 3]).matmul(&w).relu().mean();
+/// loss.backward();
+/// assert_eq!(w.grad().unwrap().shape(), &[3, 2]);
+/// ```
+pub mod prelude {
+    pub use tapegrad_nn::{Linear, Module, SGD};
+    pub use tapegrad_ops::TensorOps;
+    pub use tapegrad_tape::{
+        BackwardOptions, DType, Function, FunctionCtx, GradOptions, GradcheckOptions, Tensor, apply, grad, gradcheck,
+        gradgradcheck, manual_seed, no_grad,
+    };
+}
