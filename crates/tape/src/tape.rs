@@ -104,8 +104,9 @@ impl Backward {
     }
 
     /// Keeps `t` for the rule (read back with [`BackwardCtx::saved`], in the order saved).
+    /// The values are kept as they are now: a later in-place update of `t` copies first.
     pub fn save(mut self, t: &Tensor) -> Self {
-        self.saved.push(t.clone());
+        self.saved.push(t.snapshot());
         self
     }
 

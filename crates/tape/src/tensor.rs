@@ -119,6 +119,16 @@ impl Tensor {
         Tensor { inner: Rc::new(Inner { storage: RefCell::new(storage), layout, node }) }
     }
 
+    /// A second handle to the same values and node whose storage cannot be swapped by an
+    /// in-place update of this one: what backward rules save, so that `set_data` or an
+    /// optimizer step after the forward pass never changes the values backward sees.
+    pub(crate) fn snapshot(&self) -> Tensor {
+        if let Some(key) = self.inner.node {
+            with_tape(|t| t.incref(key));
+        }
+        Tensor::new(self.storage(), self.inner.layout.clone(), self.inner.node)
+    }
+
     pub(crate) fn from_node_parts(storage: Storage, layout: Layout, key: NodeKey) -> Tensor {
         Tensor::new(storage, layout, Some(key))
     }
