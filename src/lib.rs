@@ -41,3 +41,8 @@ pub mod prelude {
         gradgradcheck, manual_seed, no_grad,
     };
 }
+
+/// The README's examples, compiled and run as doctests so the README stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
