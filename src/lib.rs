@@ -35,7 +35,8 @@ pub use tapegrad_tape::{
 /// ```
 pub mod prelude {
     pub use tapegrad_nn::{Linear, Module, SGD};
-    pub use tapegrad_ops::TensorOps;
+    pub use tapegrad_ops::functional::{self as F, LossOptions};
+    pub use tapegrad_ops::{Reduction, TensorOps, cat, stack, where_};
     pub use tapegrad_tape::{
         BackwardOptions, DType, Function, FunctionCtx, GradOptions, GradcheckOptions, Tensor, apply, grad, gradcheck,
         gradgradcheck, manual_seed, no_grad,

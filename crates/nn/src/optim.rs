@@ -41,6 +41,7 @@ impl SGD {
                 match s {
                     Storage::F32(_) => sub::<f32>(s, &g, lr as f32, layout.offsets()),
                     Storage::F64(_) => sub::<f64>(s, &g, lr, layout.offsets()),
+                    Storage::I64(_) => unreachable!("integer tensors cannot require gradients"),
                 }
             });
         }

@@ -1,33 +1,83 @@
 //! Shared plumbing for elementwise operations: apply a scalar function to every element,
-//! whatever the dtype.
+//! whatever the dtype, and record it.
+
+use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
-use tapegrad_tape::{Element, Storage, Tensor, kernels};
+use tapegrad_tape::{Backward, Element, Storage, Tensor, ensure_float, kernels, or_panic, record};
 
-/// A scalar function of one element, instantiated for each dtype.
+/// A scalar function of one element, instantiated for each float dtype.
 pub(crate) trait UnaryFn {
-    fn apply<T: Element>(x: T) -> T;
+    fn apply<T: Special>(x: T) -> T;
+}
+
+/// Element functions beyond [`Element`] that only ops need.
+pub(crate) trait Special: Element {
+    fn erf(self) -> Self;
+}
+
+impl Special for f32 {
+    #[inline(always)]
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
+}
+
+impl Special for f64 {
+    #[inline(always)]
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
 }
 
 /// `F` applied to every element of `x`, as a new contiguous tensor (nothing recorded).
+/// Panics on integer tensors; callers check with `ensure_float` first.
 pub(crate) fn map<F: UnaryFn>(x: &Tensor) -> Tensor {
     let layout = x.layout();
     let storage = match x.storage() {
         Storage::F32(v) => Storage::from_vec(kernels::map(&v, layout, F::apply::<f32>)),
         Storage::F64(v) => Storage::from_vec(kernels::map(&v, layout, F::apply::<f64>)),
+        Storage::I64(_) => unreachable!("float dtype checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
 }
 
-/// Like [`map`] with a closure taking and returning `f64`: for functions with a parameter,
-/// evaluated in the tensor's own precision by the caller's closure pair.
+/// Like [`map`] with a pair of closures, for functions with run-time parameters.
 pub(crate) fn map_with(x: &Tensor, f32f: impl Fn(f32) -> f32, f64f: impl Fn(f64) -> f64) -> Tensor {
     let layout = x.layout();
     let storage = match x.storage() {
         Storage::F32(v) => Storage::from_vec(kernels::map(&v, layout, f32f)),
         Storage::F64(v) => Storage::from_vec(kernels::map(&v, layout, f64f)),
+        Storage::I64(_) => unreachable!("float dtype checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
+}
+
+/// A 0/1 mask of `pred` over `x`'s elements, in `x`'s dtype: a constant for backward rules.
+pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool) -> Tensor {
+    map_with(x, |v| if pred(v as f64) { 1.0 } else { 0.0 }, |v| if pred(v) { 1.0 } else { 0.0 })
+}
+
+/// Records the elementwise op `F` on `x`, after checking that `x` is a float tensor.
+#[track_caller]
+pub(crate) fn unary<F: UnaryFn>(op: &'static str, x: &Tensor, make: impl FnOnce() -> Backward) -> Tensor {
+    let location = Location::caller();
+    or_panic(ensure_float(op, x, location));
+    record(op, location, &[x], map::<F>(x), make)
+}
+
+/// Records an elementwise op computed by a closure pair, after the float check.
+#[track_caller]
+pub(crate) fn unary_with(
+    op: &'static str,
+    x: &Tensor,
+    f32f: impl Fn(f32) -> f32,
+    f64f: impl Fn(f64) -> f64,
+    make: impl FnOnce() -> Backward,
+) -> Tensor {
+    let location = Location::caller();
+    or_panic(ensure_float(op, x, location));
+    record(op, location, &[x], map_with(x, f32f, f64f), make)
 }
 
 /// Defines a zero-sized [`UnaryFn`] from an expression in `x`.
@@ -36,7 +86,9 @@ macro_rules! unary_fn {
         pub(crate) struct $name;
         impl $crate::elementwise::UnaryFn for $name {
             #[inline(always)]
-            fn apply<T: tapegrad_tape::Element>($x: T) -> T {
+            fn apply<T: $crate::elementwise::Special>($x: T) -> T {
+                #[allow(unused_imports)]
+                use tapegrad_tape::Element as _;
                 $body
             }
         }

@@ -4,13 +4,13 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Result, Tensor, kernels, map_storage, record};
+use tapegrad_tape::{Backward, Result, Tensor, kernels, map_float_storage, record};
 
 use crate::dims::resolve;
 
 /// Sum of `x` down to `target` (a shape with size-1 dims where `x` is reduced), as a value.
 fn sum_value(x: &Tensor, target: &[usize]) -> Tensor {
-    let storage = map_storage!(&x.storage(), v => kernels::sum_to(v, x.layout(), target));
+    let storage = map_float_storage!(&x.storage(), v => kernels::sum_to(v, x.layout(), target));
     Tensor::from_storage(storage, Layout::contiguous(target))
 }
 
@@ -79,4 +79,244 @@ fn reduce_dim(
             smallvec![Some(g.broadcast_to(&in_shape))]
         })
     }))
+}
+
+/// The elements of `x` with dimension `d` moved last, contiguous: one row per output
+/// position, in the row-major order of the reduced shape. Returns the storage and the row
+/// length.
+pub(crate) fn rows_along(x: &Tensor, d: usize) -> (tapegrad_tape::Storage, usize) {
+    let rank = x.dim();
+    let order: Vec<usize> = (0..rank).filter(|&i| i != d).chain([d]).collect();
+    let view = Tensor::from_storage(x.storage(), x.layout().permute(&order));
+    (view.contiguous_storage(), x.shape()[d])
+}
+
+/// `x`'s shape with dimension `d` set to 1 (`keepdim`) or removed.
+pub(crate) fn reduced_shape(shape: &[usize], d: usize, keepdim: bool) -> Vec<usize> {
+    let mut out = shape.to_vec();
+    if keepdim {
+        out[d] = 1;
+    } else {
+        out.remove(d);
+    }
+    out
+}
+
+/// Position of the largest (`max`) or smallest element of a row; NaN wins, and among equal
+/// values the first, as in PyTorch.
+fn arg_extremum<T: tapegrad_tape::Element>(row: &[T], max: bool) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate().skip(1) {
+        let b = row[best];
+        if b.is_nan() {
+            break;
+        }
+        if v.is_nan() || (max && v > b) || (!max && v < b) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Index along `d` of the max/min of every row, as i64.
+fn arg_rows(x: &Tensor, d: usize, max: bool) -> Vec<i64> {
+    let (rows, n) = rows_along(x, d);
+    let pick = |n: usize, f: &dyn Fn(usize) -> usize| -> Vec<i64> {
+        if n == 0 {
+            return Vec::new();
+        }
+        (0..rows.len() / n).map(|r| f(r) as i64).collect()
+    };
+    match &rows {
+        tapegrad_tape::Storage::F32(v) => pick(n, &|r| arg_extremum(&v[r * n..(r + 1) * n], max)),
+        tapegrad_tape::Storage::F64(v) => pick(n, &|r| arg_extremum(&v[r * n..(r + 1) * n], max)),
+        tapegrad_tape::Storage::I64(_) => unreachable!("float dtype checked"),
+    }
+}
+
+/// A one-hot mask over `x`'s shape selecting `indices` (one per row along `d`).
+fn one_hot_along(x: &Tensor, d: usize, indices: &[i64]) -> Tensor {
+    let shape = x.shape();
+    let mut mask = vec![0.0f64; x.numel()];
+    let inner: usize = shape[d + 1..].iter().product();
+    let n = shape[d];
+    for (r, &i) in indices.iter().enumerate() {
+        let (outer, within) = (r / inner, r % inner);
+        mask[(outer * n + i as usize) * inner + within] = 1.0;
+    }
+    Tensor::from_vec(mask, shape).to_dtype(x.dtype())
+}
+
+#[track_caller]
+pub(crate) fn max_dim(x: &Tensor, dim: isize, keepdim: bool, max: bool) -> Result<(Tensor, Tensor)> {
+    let location = Location::caller();
+    let op = if max { "max_dim" } else { "min_dim" };
+    tapegrad_tape::ensure_float(op, x, location)?;
+    let x0 = if x.dim() == 0 { crate::shape::reshape_to(x, &[1]) } else { x.clone() };
+    let d = resolve(op, &x0, dim, location)?;
+    if x0.shape()[d] == 0 {
+        return Err(tapegrad_tape::Error::Shape {
+            op,
+            message: format!("cannot reduce over an empty dimension {d} of shape {:?}", x0.shape()),
+            location,
+        });
+    }
+    let indices = arg_rows(&x0, d, max);
+    let mask = one_hot_along(&x0, d, &indices);
+    let out_shape = if x.dim() == 0 { vec![] } else { reduced_shape(x0.shape(), d, keepdim) };
+    let values = sum_value(&(&x0.detach() * &mask), &reduced_shape(x0.shape(), d, true));
+    let values = Tensor::from_storage(values.storage(), Layout::contiguous(&out_shape));
+    let in_shape = x.shape().to_vec();
+    let kept = reduced_shape(x0.shape(), d, true);
+    let values = record(op, location, &[x], values, || {
+        Backward::new(move |ctx| {
+            let g = crate::shape::reshape_to(ctx.grad(), &kept).broadcast_to(mask.shape());
+            smallvec![Some(crate::shape::reshape_to(&(&g * &mask), &in_shape))]
+        })
+    });
+    Ok((values, Tensor::from_vec(indices, &out_shape)))
+}
+
+#[track_caller]
+pub(crate) fn argmax(x: &Tensor, dim: Option<isize>, keepdim: bool, max: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = if max { "argmax" } else { "argmin" };
+    tapegrad_tape::ensure_float(op, x, location)?;
+    match dim {
+        Some(dim) => Ok(max_dim(&x.detach(), dim, keepdim, max)?.1),
+        None => {
+            if x.numel() == 0 {
+                return Err(tapegrad_tape::Error::Shape {
+                    op,
+                    message: "cannot take the arg-extremum of an empty tensor".into(),
+                    location,
+                });
+            }
+            let flat = crate::shape::reshape_to(&x.detach(), &[x.numel()]);
+            let i = max_dim(&flat, 0, false, max)?.1;
+            Ok(if keepdim { crate::shape::reshape_to(&i, &vec![1; x.dim()]) } else { i })
+        }
+    }
+}
+
+#[track_caller]
+pub(crate) fn max_all(x: &Tensor, max: bool) -> Result<Tensor> {
+    let flat = crate::shape::reshape_to(x, &[x.numel()]);
+    Ok(crate::shape::reshape_to(&max_dim(&flat, 0, false, max)?.0, &[]))
+}
+
+#[track_caller]
+pub(crate) fn logsumexp(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    tapegrad_tape::ensure_float("logsumexp", x, location)?;
+    let x0 = if x.dim() == 0 { crate::shape::reshape_to(x, &[1]) } else { x.clone() };
+    let d = resolve("logsumexp", &x0, dim, location)?;
+    let (rows, n) = rows_along(&x0, d);
+    fn lse<T: tapegrad_tape::Element>(v: &[T], n: usize) -> Vec<T> {
+        if n == 0 {
+            return vec![];
+        }
+        v.chunks(n)
+            .map(|row| {
+                let m = row.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), |a, b| a.max_nan(b));
+                if !m.is_finite() {
+                    // All -inf gives -inf; any +inf or NaN is the answer itself.
+                    return m;
+                }
+                m + row.iter().map(|&v| (v - m).exp()).sum::<T>().ln()
+            })
+            .collect()
+    }
+    let kept = reduced_shape(x0.shape(), d, true);
+    let out_shape = if x.dim() == 0 { vec![] } else { reduced_shape(x0.shape(), d, keepdim) };
+    let storage = map_float_storage!(&rows, v => lse(v, n));
+    let storage = if n == 0 {
+        // The log of an empty sum.
+        tapegrad_tape::Tensor::full_dtype(&out_shape, f64::NEG_INFINITY, x.dtype()).storage()
+    } else {
+        storage
+    };
+    let value = Tensor::from_storage(storage, Layout::contiguous(&out_shape));
+    let in_shape = x.shape().to_vec();
+    Ok(record("logsumexp", location, &[x], value, || {
+        Backward::new(move |ctx| {
+            // d lse / dx = softmax(x) = exp(x - lse)
+            let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.output());
+            let y = crate::shape::reshape_to(y, &kept);
+            let g = crate::shape::reshape_to(g, &kept);
+            let x = crate::shape::reshape_to(x, &kept_full(&in_shape));
+            let soft = crate::unary::exp(&(&x - &y));
+            smallvec![Some(crate::shape::reshape_to(&(&g * &soft), &in_shape))]
+        })
+        .save(x)
+        .save_output()
+    }))
+}
+
+/// A 0-d shape promoted to `[1]`, so that dimension arithmetic has something to index.
+fn kept_full(shape: &[usize]) -> Vec<usize> {
+    if shape.is_empty() { vec![1] } else { shape.to_vec() }
+}
+
+#[track_caller]
+pub(crate) fn var(x: &Tensor, dim: Option<isize>, correction: f64, keepdim: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    tapegrad_tape::ensure_float("var", x, location)?;
+    match dim {
+        None => {
+            let n = x.numel() as f64;
+            let centered = x - &mean(x);
+            Ok(sum(&crate::unary::square(&centered)).div_scalar((n - correction).max(0.0)))
+        }
+        Some(dim) => {
+            let d = resolve("var", x, dim, location)?;
+            let n = x.shape().get(d).copied().unwrap_or(1) as f64;
+            let centered = x - &mean_dim(x, dim, true)?;
+            let s = sum_dim(&crate::unary::square(&centered), dim, keepdim)?;
+            Ok(s.div_scalar((n - correction).max(0.0)))
+        }
+    }
+}
+
+#[track_caller]
+pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    tapegrad_tape::ensure_float("norm", x, location)?;
+    let reduce = |t: &Tensor| -> Result<Tensor> {
+        match dim {
+            None => Ok(sum(t)),
+            Some(d) => sum_dim(t, d, keepdim),
+        }
+    };
+    if p == 2.0 {
+        // sqrt(sum x^2) with a gradient of 0 (not NaN) at the origin, as PyTorch gives.
+        let s = reduce(&crate::unary::square(x))?;
+        let y = crate::unary::sqrt(&s);
+        return Ok(record("norm", location, &[x], y.detach(), || {
+            Backward::new(move |ctx| {
+                let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.output());
+                let safe = crate::elementwise::mask(y, |v| v != 0.0);
+                let inv = &safe / &(y + &safe.rsub_scalar(1.0));
+                let scale = &(g * &inv);
+                let scale = match dim {
+                    Some(d) if !keepdim => crate::shape::unsqueeze(scale, d).expect("dim valid"),
+                    _ => scale.clone(),
+                };
+                smallvec![Some(x * &scale)]
+            })
+            .save(x)
+            .save_output()
+        }));
+    }
+    if p == 1.0 {
+        return reduce(&crate::unary::abs(x));
+    }
+    if p.is_infinite() {
+        let a = crate::unary::abs(x);
+        return match dim {
+            None => max_all(&a, p > 0.0),
+            Some(d) => Ok(max_dim(&a, d, keepdim, p > 0.0)?.0),
+        };
+    }
+    Ok(crate::unary::pow_scalar(&reduce(&crate::unary::pow_scalar(&crate::unary::abs(x), p))?, 1.0 / p))
 }

@@ -11,7 +11,7 @@ use smallvec::smallvec;
 
 use crate::error::{Error, Result, or_panic};
 use crate::layout::{Layout, broadcast_shapes};
-use crate::{Backward, Element, Storage, Tensor, kernels, map_storage, record};
+use crate::{Backward, Element, Storage, Tensor, kernels, map_float_storage, record};
 
 /// An elementwise function of two values, instantiated for each dtype.
 trait BinaryFn {
@@ -54,6 +54,7 @@ pub fn broadcast_pair(
     if a.dtype() != b.dtype() {
         return Err(Error::DType { op, lhs: a.dtype(), rhs: b.dtype(), location });
     }
+    crate::error::ensure_float(op, a, location)?;
     broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| Error::Shape {
         op,
         message: format!("shapes {:?} and {:?} cannot be broadcast together", a.shape(), b.shape()),
@@ -237,6 +238,7 @@ impl Tensor {
                 Storage::from_vec(kernels::map(&v, layout, |x| f(x as f64, s as f64) as f32))
             }
             Storage::F64(v) => Storage::from_vec(kernels::map(&v, layout, |x| f(x, s))),
+            Storage::I64(_) => or_panic(crate::error::ensure_float(op, self, location).map(|()| unreachable!())),
         };
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
         record(op, location, &[self], value, make)
@@ -352,7 +354,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn neg(&self) -> Tensor {
-        let storage = map_storage!(&self.storage(), v => kernels::map(v, self.layout(), |x| -x));
+        let storage = map_float_storage!(&self.storage(), v => kernels::map(v, self.layout(), |x| -x));
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
         record("neg", Location::caller(), &[self], value, || Backward::new(|ctx| smallvec![Some(-ctx.grad())]))
     }
@@ -427,7 +429,7 @@ impl Tensor {
                 location,
             });
         }
-        let storage = map_storage!(&self.storage(), v => kernels::sum_to(v, self.layout(), shape));
+        let storage = map_float_storage!(&self.storage(), v => kernels::sum_to(v, self.layout(), shape));
         let value = Tensor::from_storage(storage, Layout::contiguous(shape));
         let from = self.shape().to_vec();
         Ok(record("sum_to_shape", location, &[self], value, || {

@@ -12,12 +12,16 @@ const EDGE_ITEMS: usize = 3;
 /// How every element of one tensor is printed, chosen from all its values at once so that
 /// columns line up (PyTorch's `_Formatter`).
 enum NumberStyle {
+    Int64,
     Integer,
     Fixed,
     Scientific,
 }
 
-fn choose_style(values: &[f64]) -> NumberStyle {
+fn choose_style(values: &[f64], integer_dtype: bool) -> NumberStyle {
+    if integer_dtype {
+        return NumberStyle::Int64;
+    }
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
         return NumberStyle::Fixed;
@@ -42,6 +46,7 @@ fn format_number(v: f64, style: &NumberStyle) -> String {
         return if v > 0.0 { "inf".into() } else { "-inf".into() };
     }
     match style {
+        NumberStyle::Int64 => format!("{v:.0}"),
         NumberStyle::Integer => format!("{v:.0}."),
         NumberStyle::Fixed => format!("{v:.4}"),
         NumberStyle::Scientific => {
@@ -123,7 +128,7 @@ impl Tensor {
         if !values.is_empty() {
             collect_shown(&values, self.shape(), summarize, &mut visible);
         }
-        let style = choose_style(&visible);
+        let style = choose_style(&visible, !self.dtype().is_float());
         let width = visible.iter().map(|v| format_number(*v, &style).len()).max().unwrap_or(0);
         let mut out = String::from("tensor(");
         if values.is_empty() {

@@ -16,6 +16,9 @@ pub enum DType {
     F32,
     /// 64-bit IEEE float, what numerical gradient checks need.
     F64,
+    /// 64-bit signed integer: class labels and indices (`argmax`, `gather`, `cross_entropy`
+    /// targets). Integer tensors never require gradients.
+    I64,
 }
 
 impl DType {
@@ -27,8 +30,18 @@ impl DType {
     pub fn size_in_bytes(self) -> usize {
         match self {
             DType::F32 => 4,
-            DType::F64 => 8,
+            DType::F64 | DType::I64 => 8,
         }
+    }
+
+    /// Whether this is a floating-point type (one that can carry gradients).
+    ///
+    /// ```
+    /// use tapegrad_tape::DType;
+    /// assert!(DType::F32.is_float() && !DType::I64.is_float());
+    /// ```
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
     }
 }
 
@@ -37,6 +50,7 @@ impl fmt::Display for DType {
         f.write_str(match self {
             DType::F32 => "float32",
             DType::F64 => "float64",
+            DType::I64 => "int64",
         })
     }
 }

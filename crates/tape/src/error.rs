@@ -114,6 +114,24 @@ pub enum Error {
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error unless `t` is a floating-point tensor: what every differentiable op checks first.
+///
+/// ```
+/// use tapegrad_tape::{Tensor, ensure_float};
+/// let labels = Tensor::from_vec(vec![1i64, 0], &[2]);
+/// assert!(ensure_float("exp", &labels, std::panic::Location::caller()).is_err());
+/// ```
+pub fn ensure_float(op: &'static str, t: &crate::Tensor, location: &'static Location<'static>) -> Result<()> {
+    if t.dtype().is_float() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        op,
+        message: format!("expects a float32 or float64 tensor, got {}; convert with to_dtype", t.dtype()),
+        location,
+    })
+}
+
 /// Unwraps the result of a `try_` form, panicking with the error's message at the caller's
 /// line. This is how every panicking operation reports its error.
 ///

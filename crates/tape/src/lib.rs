@@ -39,7 +39,7 @@ pub mod testing;
 
 pub use backward::{BackwardOptions, GradOptions, grad, try_grad};
 pub use dtype::{DType, Element};
-pub use error::{Error, Result, or_panic};
+pub use error::{Error, Result, ensure_float, or_panic};
 pub use function::{Function, FunctionCtx, apply};
 pub use grad_mode::{GradModeGuard, enable_grad, is_grad_enabled, no_grad, set_grad_enabled};
 pub use gradcheck::{CheckOutputs, GradcheckOptions, GradcheckReport, Mismatch, gradcheck, gradgradcheck};

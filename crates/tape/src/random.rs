@@ -54,6 +54,7 @@ fn sample(shape: &[usize], dtype: DType, draw: impl Fn(&mut Xoshiro256PlusPlus) 
     let storage = with_generator(|rng| match dtype {
         DType::F32 => Storage::from_vec((0..n).map(|_| draw(rng) as f32).collect::<Vec<_>>()),
         DType::F64 => Storage::from_vec((0..n).map(|_| draw(rng)).collect::<Vec<_>>()),
+        DType::I64 => panic!("random sampling needs a float dtype, not int64"),
     });
     Tensor::from_storage(storage, Layout::contiguous(shape))
 }

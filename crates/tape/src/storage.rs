@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{DType, Element};
+use crate::DType;
 
 /// A tensor's elements in one flat buffer, f32 or f64.
 ///
@@ -22,6 +22,8 @@ pub enum Storage {
     F32(Arc<Vec<f32>>),
     /// 64-bit elements.
     F64(Arc<Vec<f64>>),
+    /// 64-bit integers (indices and labels).
+    I64(Arc<Vec<i64>>),
 }
 
 impl Storage {
@@ -30,7 +32,7 @@ impl Storage {
     /// ```
     /// assert_eq!(tapegrad_tape::Storage::from_vec(vec![0f32; 3]).len(), 3);
     /// ```
-    pub fn from_vec<T: Element>(data: Vec<T>) -> Storage {
+    pub fn from_vec<T: StorageElement>(data: Vec<T>) -> Storage {
         T::wrap(data)
     }
 
@@ -44,6 +46,7 @@ impl Storage {
         match self {
             Storage::F32(_) => DType::F32,
             Storage::F64(_) => DType::F64,
+            Storage::I64(_) => DType::I64,
         }
     }
 
@@ -56,6 +59,7 @@ impl Storage {
         match self {
             Storage::F32(v) => v.len(),
             Storage::F64(v) => v.len(),
+            Storage::I64(v) => v.len(),
         }
     }
 
@@ -83,7 +87,7 @@ impl Storage {
     /// let s = tapegrad_tape::Storage::from_vec(vec![1f32]);
     /// assert!(s.as_slice::<f64>().is_none());
     /// ```
-    pub fn as_slice<T: Element>(&self) -> Option<&[T]> {
+    pub fn as_slice<T: StorageElement>(&self) -> Option<&[T]> {
         T::unwrap(self)
     }
 
@@ -95,7 +99,7 @@ impl Storage {
     /// s.make_mut::<f32>().unwrap()[0] = 2.0;
     /// assert_eq!(s.as_slice::<f32>().unwrap(), &[2.0]);
     /// ```
-    pub fn make_mut<T: Element>(&mut self) -> Option<&mut Vec<T>> {
+    pub fn make_mut<T: StorageElement>(&mut self) -> Option<&mut Vec<T>> {
         T::unwrap_mut(self)
     }
 
@@ -109,6 +113,7 @@ impl Storage {
         match (self, other) {
             (Storage::F32(a), Storage::F32(b)) => Arc::ptr_eq(a, b),
             (Storage::F64(a), Storage::F64(b)) => Arc::ptr_eq(a, b),
+            (Storage::I64(a), Storage::I64(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -121,18 +126,25 @@ impl Storage {
 /// let s = f64::wrap(vec![1.0]);
 /// assert_eq!(f64::unwrap(&s).unwrap(), &[1.0]);
 /// ```
-pub trait StorageElement: Sized {
+pub trait StorageElement: Sized + Copy + Send + Sync + 'static {
+    /// The run-time tag of this element type.
+    const STORAGE_DTYPE: DType;
     /// Wraps a vector into storage.
     fn wrap(data: Vec<Self>) -> Storage;
     /// Borrows the elements if the storage holds this type.
     fn unwrap(storage: &Storage) -> Option<&[Self]>;
     /// Mutably borrows the elements (copy-on-write) if the storage holds this type.
     fn unwrap_mut(storage: &mut Storage) -> Option<&mut Vec<Self>>;
+    /// Converts from `f64` as Rust's `as` does (integers truncate toward zero).
+    fn cast_from_f64(v: f64) -> Self;
+    /// Converts to `f64` as Rust's `as` does.
+    fn cast_to_f64(self) -> f64;
 }
 
 macro_rules! impl_storage_element {
     ($t:ty, $variant:ident) => {
         impl StorageElement for $t {
+            const STORAGE_DTYPE: DType = DType::$variant;
             fn wrap(data: Vec<Self>) -> Storage {
                 Storage::$variant(Arc::new(data))
             }
@@ -148,16 +160,27 @@ macro_rules! impl_storage_element {
                     _ => None,
                 }
             }
+            #[inline(always)]
+            fn cast_from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn cast_to_f64(self) -> f64 {
+                self as f64
+            }
         }
     };
 }
 
 impl_storage_element!(f32, F32);
 impl_storage_element!(f64, F64);
+impl_storage_element!(i64, I64);
 
 /// Runs `$body` with `$v` bound to the storage's `Arc<Vec<T>>` for whichever `T` it holds,
 /// and wraps the `Vec` the body returns back into storage of the same dtype. This is the one
-/// `match` per op that turns the run-time dtype into a generic kernel call.
+/// `match` per op that turns the run-time dtype into a generic kernel call. The body must
+/// compile for `f32`, `f64` and `i64` (element moves only); see [`map_float_storage!`] for
+/// arithmetic.
 ///
 /// ```
 /// use tapegrad_tape::{map_storage, Storage};
@@ -171,6 +194,29 @@ macro_rules! map_storage {
         match $storage {
             $crate::Storage::F32($v) => $crate::Storage::from_vec::<f32>($body),
             $crate::Storage::F64($v) => $crate::Storage::from_vec::<f64>($body),
+            $crate::Storage::I64($v) => $crate::Storage::from_vec::<i64>($body),
+        }
+    };
+}
+
+/// Like [`map_storage!`] for bodies that do floating-point arithmetic. Integer storage is a
+/// caller bug (ops check dtypes first) and panics.
+///
+/// ```
+/// use tapegrad_tape::{map_float_storage, Storage};
+/// let s = Storage::from_vec(vec![1.0f64, 4.0]);
+/// let roots = map_float_storage!(&s, v => v.iter().map(|x| x.sqrt()).collect::<Vec<_>>());
+/// assert_eq!(roots.as_slice::<f64>().unwrap(), &[1.0, 2.0]);
+/// ```
+#[macro_export]
+macro_rules! map_float_storage {
+    ($storage:expr, $v:ident => $body:expr) => {
+        match $storage {
+            $crate::Storage::F32($v) => $crate::Storage::from_vec::<f32>($body),
+            $crate::Storage::F64($v) => $crate::Storage::from_vec::<f64>($body),
+            $crate::Storage::I64(_) => {
+                panic!("this operation takes float32 or float64 tensors, not int64; convert with to_dtype")
+            }
         }
     };
 }

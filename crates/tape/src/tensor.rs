@@ -7,7 +7,7 @@ use std::rc::Rc;
 use crate::error::{Error, Result, or_panic};
 use crate::layout::{Layout, numel};
 use crate::tape::{self, Backward, NodeKey, with_tape};
-use crate::{DType, Element, Storage, kernels, map_storage, record};
+use crate::{DType, Element, Storage, StorageElement, kernels, map_storage, record};
 
 /// An n-dimensional array of `f32` or `f64` that records the operations made with it, so
 /// that `backward()` can compute gradients: PyTorch's `torch.Tensor`, in Rust.
@@ -61,7 +61,7 @@ impl Tensor {
     /// assert_eq!((t.shape(), t.dtype()), (&[2, 3][..], DType::F64));
     /// ```
     #[track_caller]
-    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Tensor {
+    pub fn from_vec<T: StorageElement>(data: Vec<T>, shape: &[usize]) -> Tensor {
         or_panic(Self::try_from_vec(data, shape))
     }
 
@@ -71,7 +71,7 @@ impl Tensor {
     /// assert!(tapegrad_tape::Tensor::try_from_vec(vec![1.0f32; 5], &[2, 3]).is_err());
     /// ```
     #[track_caller]
-    pub fn try_from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+    pub fn try_from_vec<T: StorageElement>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
         if data.len() != numel(shape) {
             return Err(shape_error(
                 "from_vec",
@@ -153,6 +153,7 @@ impl Tensor {
         let storage = match dtype {
             DType::F32 => Storage::from_vec(vec![value as f32; n]),
             DType::F64 => Storage::from_vec(vec![value; n]),
+            DType::I64 => Storage::from_vec(vec![value as i64; n]),
         };
         Tensor::new(storage, Layout::contiguous(shape), None)
     }
@@ -333,12 +334,13 @@ impl Tensor {
     /// let t = tapegrad_tape::Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
     /// assert_eq!(t.to_vec::<f64>(), vec![1.0, 2.0]);
     /// ```
-    pub fn to_vec<T: Element>(&self) -> Vec<T> {
+    pub fn to_vec<T: StorageElement>(&self) -> Vec<T> {
         let storage = self.inner.storage.borrow();
         let layout = &self.inner.layout;
         match &*storage {
-            Storage::F32(v) => kernels::map(v, layout, |x| T::from_f64(x as f64)),
-            Storage::F64(v) => kernels::map(v, layout, T::from_f64),
+            Storage::F32(v) => kernels::map(v, layout, |x| T::cast_from_f64(x as f64)),
+            Storage::F64(v) => kernels::map(v, layout, T::cast_from_f64),
+            Storage::I64(v) => kernels::map(v, layout, |x| T::cast_from_f64(x as f64)),
         }
     }
 
@@ -411,6 +413,13 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn try_requires_grad(self) -> Result<Tensor> {
+        if !self.dtype().is_float() {
+            return Err(Error::InvalidArgument {
+                op: "requires_grad",
+                message: format!("only float tensors can require gradients; this one is {}", self.dtype()),
+                location: Location::caller(),
+            });
+        }
         match self.inner.node {
             None => {
                 let key = tape::new_leaf(self.shape(), self.dtype(), Location::caller());
@@ -602,7 +611,7 @@ impl Tensor {
                 *dst = values;
                 return;
             }
-            fn copy<T: Element>(dst: &mut Storage, layout: &Layout, src: &Storage) {
+            fn copy<T: StorageElement>(dst: &mut Storage, layout: &Layout, src: &Storage) {
                 let src = src.as_slice::<T>().expect("dtype checked");
                 let dst = dst.make_mut::<T>().expect("dtype checked");
                 for (o, &v) in layout.offsets().zip(src) {
@@ -612,6 +621,7 @@ impl Tensor {
             match values.dtype() {
                 DType::F32 => copy::<f32>(dst, layout, &values),
                 DType::F64 => copy::<f64>(dst, layout, &values),
+                DType::I64 => copy::<i64>(dst, layout, &values),
             }
         });
         Ok(())
@@ -659,18 +669,17 @@ impl Tensor {
         if self.dtype() == dtype {
             return self.detach();
         }
-        let storage = self.storage();
-        let layout = self.layout();
-        let converted = match (&storage, dtype) {
-            (Storage::F32(v), DType::F64) => Storage::from_vec(kernels::map(v, layout, |x| x as f64)),
-            (Storage::F64(v), DType::F32) => Storage::from_vec(kernels::map(v, layout, |x| x as f32)),
-            _ => unreachable!("same dtype handled above"),
+        let converted = match dtype {
+            DType::F32 => Storage::from_vec(self.to_vec::<f32>()),
+            DType::F64 => Storage::from_vec(self.to_vec::<f64>()),
+            DType::I64 => Storage::from_vec(self.to_vec::<i64>()),
         };
         Tensor::new(converted, Layout::contiguous(self.shape()), None)
     }
 
     /// This tensor converted to `dtype` (the same tensor if it already has it).
-    /// Differentiable: the gradient converts back.
+    /// Differentiable between float types: the gradient converts back. Converting to int64
+    /// truncates toward zero and cuts the graph, as in PyTorch.
     ///
     /// ```
     /// use tapegrad_tape::{DType, Tensor};
@@ -683,6 +692,9 @@ impl Tensor {
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         if self.dtype() == dtype {
             return self.clone();
+        }
+        if !dtype.is_float() || !self.dtype().is_float() {
+            return self.to_dtype_value(dtype);
         }
         let from = self.dtype();
         record("to_dtype", Location::caller(), &[self], self.to_dtype_value(dtype), || {
@@ -727,6 +739,7 @@ impl Tensor {
             match addend.dtype() {
                 DType::F32 => add::<f32>(dst, layout, &addend, &gl),
                 DType::F64 => add::<f64>(dst, layout, &addend, &gl),
+                DType::I64 => unreachable!("integer tensors have no gradients"),
             }
         });
         true

@@ -1,0 +1,130 @@
+//! Elementwise functions of two broadcast tensors: maximum, minimum, comparisons, `where_`.
+
+use std::panic::Location;
+
+use tapegrad_tape::arith::broadcast_pair;
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, kernels, record};
+
+/// `f(a, b)` over the broadcast of two float tensors of one dtype (nothing recorded).
+pub(crate) fn zip_value(
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+    f32f: impl Fn(f32, f32) -> f32,
+    f64f: impl Fn(f64, f64) -> f64,
+) -> Tensor {
+    let la = a.layout().broadcast_to(shape).expect("shapes checked by the caller");
+    let lb = b.layout().broadcast_to(shape).expect("shapes checked by the caller");
+    let storage = match (a.storage(), b.storage()) {
+        (Storage::F32(x), Storage::F32(y)) => Storage::from_vec(kernels::zip_map(&x, &la, &y, &lb, shape, f32f)),
+        (Storage::F64(x), Storage::F64(y)) => Storage::from_vec(kernels::zip_map(&x, &la, &y, &lb, shape, f64f)),
+        _ => unreachable!("float dtypes checked by the caller"),
+    };
+    Tensor::from_storage(storage, Layout::contiguous(shape))
+}
+
+/// The larger (`max == true`) or smaller of two tensors, elementwise. Where they tie, the
+/// gradient is split evenly between them, as in PyTorch.
+#[track_caller]
+pub(crate) fn extremum(a: &Tensor, b: &Tensor, max: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = if max { "maximum" } else { "minimum" };
+    let shape = broadcast_pair(op, a, b, location)?;
+    let pick32 = move |x: f32, y: f32| {
+        if x.is_nan() || y.is_nan() {
+            f32::NAN
+        } else if (x > y) == max {
+            x
+        } else {
+            y
+        }
+    };
+    let pick64 = move |x: f64, y: f64| {
+        if x.is_nan() || y.is_nan() {
+            f64::NAN
+        } else if (x > y) == max {
+            x
+        } else {
+            y
+        }
+    };
+    let value = zip_value(a, b, &shape, pick32, pick64);
+    Ok(record(op, location, &[a, b], value, || {
+        Backward::new(move |ctx| {
+            let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+            let shape = g.shape().to_vec();
+            // Weight of `a` in the output: 1 where it wins, 1/2 on ties, 0 where it loses.
+            let win = move |x: f64, y: f64| {
+                if x == y {
+                    0.5
+                } else if (x > y) == max {
+                    1.0
+                } else {
+                    0.0
+                }
+            };
+            let wa = zip_value(a, b, &shape, move |x, y| win(x as f64, y as f64) as f32, win);
+            smallvec![
+                ctx.needs_input_grad(0).then(|| (g * &wa).sum_to_shape(a.shape())),
+                ctx.needs_input_grad(1).then(|| (g * &wa.rsub_scalar(1.0)).sum_to_shape(b.shape())),
+            ]
+        })
+        .save(a)
+        .save(b)
+    }))
+}
+
+/// `k ? x : y` over equal-length slices (selection, not arithmetic, so infinities in the
+/// branch not taken cannot turn into NaN).
+fn select<T: Copy + PartialEq + Default>(k: &[T], x: &[T], y: &[T]) -> Vec<T> {
+    k.iter().zip(x).zip(y).map(|((&k, &x), &y)| if k != T::default() { x } else { y }).collect()
+}
+
+/// A comparison, as a 0/1 mask in the operands' dtype that carries no gradient.
+#[track_caller]
+pub(crate) fn compare(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f64, f64) -> bool) -> Result<Tensor> {
+    let location = Location::caller();
+    let shape = broadcast_pair(op, a, b, location)?;
+    let a = a.detach();
+    let b = b.detach();
+    Ok(zip_value(&a, &b, &shape, move |x, y| f(x as f64, y as f64) as u8 as f32, move |x, y| f(x, y) as u8 as f64))
+}
+
+/// `cond ? a : b` elementwise, broadcasting all three; `cond` is a mask (non-zero is true)
+/// and carries no gradient.
+#[track_caller]
+pub(crate) fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    let shape = broadcast_pair("where", a, b, location)?;
+    let shape = tapegrad_tape::layout::broadcast_shapes(&shape, cond.shape()).ok_or_else(|| Error::Shape {
+        op: "where",
+        message: format!(
+            "condition shape {:?} does not broadcast with operand shapes {:?} and {:?}",
+            cond.shape(),
+            a.shape(),
+            b.shape()
+        ),
+        location,
+    })?;
+    let keep = crate::elementwise::mask(&cond.detach().to_dtype(a.dtype()).broadcast_to(&shape), |v| v != 0.0);
+    let (ab, bb) = (a.detach().broadcast_to(&shape), b.detach().broadcast_to(&shape));
+    let selected = match (keep.storage(), ab.contiguous_storage(), bb.contiguous_storage()) {
+        (Storage::F32(k), Storage::F32(x), Storage::F32(y)) => Storage::from_vec(select(&k, &x, &y)),
+        (Storage::F64(k), Storage::F64(x), Storage::F64(y)) => Storage::from_vec(select(&k, &x, &y)),
+        _ => unreachable!("float dtypes checked"),
+    };
+    let value = Tensor::from_storage(selected, Layout::contiguous(&shape));
+    Ok(record("where", location, &[a, b], value, || {
+        Backward::new(|ctx| {
+            let (g, keep) = (ctx.grad(), ctx.saved(0));
+            let (sa, sb) = (ctx.input_shape(0).to_vec(), ctx.input_shape(1).to_vec());
+            smallvec![
+                ctx.needs_input_grad(0).then(|| (g * keep).sum_to_shape(&sa)),
+                ctx.needs_input_grad(1).then(|| (g * &keep.rsub_scalar(1.0)).sum_to_shape(&sb)),
+            ]
+        })
+        .save(&keep)
+    }))
+}

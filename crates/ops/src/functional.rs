@@ -1,0 +1,427 @@
+//! Neural-network functions (PyTorch's `torch.nn.functional`): softmax, losses, dropout.
+
+use std::panic::Location;
+
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{Backward, DType, Element, Error, Result, Tensor, ensure_float, or_panic, record};
+
+use crate::dims::resolve;
+use crate::{binary, elementwise, reduce, shape, unary};
+
+/// How a loss combines its per-element values (PyTorch's `reduction=`).
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::mse_loss_with};
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![1.0f32, 3.0], &[2]);
+/// let b = Tensor::zeros(&[2]);
+/// assert_eq!(mse_loss_with(&a, &b, Reduction::Sum).item(), 10.0);
+/// assert_eq!(mse_loss_with(&a, &b, Reduction::None).shape(), &[2]);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// The mean over elements (the default).
+    #[default]
+    Mean,
+    /// The sum over elements.
+    Sum,
+    /// No reduction: one loss per element.
+    None,
+}
+
+fn reduce_loss(loss: Tensor, reduction: Reduction) -> Tensor {
+    match reduction {
+        Reduction::Mean => reduce::mean(&loss),
+        Reduction::Sum => reduce::sum(&loss),
+        Reduction::None => loss,
+    }
+}
+
+/// Softmax or log-softmax of every row along `d` of a contiguous buffer of `shape`.
+fn softmax_kernel<T: Element>(x: &[T], shape: &[usize], d: usize, log: bool) -> Vec<T> {
+    let n = shape[d];
+    let inner: usize = shape[d + 1..].iter().product();
+    let outer: usize = shape[..d].iter().product();
+    let mut out = vec![T::ZERO; x.len()];
+    if n == 0 {
+        return out;
+    }
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| (o * n + j) * inner + i;
+            let m = (0..n).map(|j| x[at(j)]).fold(T::from_f64(f64::NEG_INFINITY), |a, b| a.max_nan(b));
+            let sum: T = (0..n).map(|j| (x[at(j)] - m).exp()).sum();
+            if log {
+                let lse = sum.ln();
+                for j in 0..n {
+                    out[at(j)] = x[at(j)] - m - lse;
+                }
+            } else {
+                let inv = T::ONE / sum;
+                for j in 0..n {
+                    out[at(j)] = (x[at(j)] - m).exp() * inv;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[track_caller]
+pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = if log { "log_softmax" } else { "softmax" };
+    ensure_float(op, x, location)?;
+    let x0 = if x.dim() == 0 { shape::reshape_to(x, &[1]) } else { x.clone() };
+    let d = resolve(op, &x0, dim, location)?;
+    let storage =
+        tapegrad_tape::map_float_storage!(&x0.contiguous_storage(), v => softmax_kernel(v, x0.shape(), d, log));
+    let value = Tensor::from_storage(storage, Layout::contiguous(x.shape()));
+    let di = d as isize;
+    Ok(record(op, location, &[x], value, || {
+        Backward::new(move |ctx| {
+            let (g, y) = (ctx.grad(), ctx.output());
+            let shape = y.shape().to_vec();
+            let (g1, y1) = if shape.is_empty() {
+                (shape::reshape_to(g, &[1]), shape::reshape_to(y, &[1]))
+            } else {
+                (g.clone(), y.clone())
+            };
+            let grad = if log {
+                // d log_softmax: g - softmax * sum(g)
+                &g1 - &(&unary::exp(&y1) * &reduce::sum_dim(&g1, di, true).expect("dim valid"))
+            } else {
+                // d softmax: y * (g - sum(g * y))
+                &y1 * &(&g1 - &reduce::sum_dim(&(&g1 * &y1), di, true).expect("dim valid"))
+            };
+            smallvec![Some(shape::reshape_to(&grad, &shape))]
+        })
+        .save_output()
+    }))
+}
+
+/// Options of [`cross_entropy_with`] and [`nll_loss_with`], as in PyTorch.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::LossOptions};
+/// let opts = LossOptions { reduction: Reduction::Sum, ..Default::default() };
+/// assert_eq!(opts.ignore_index, -100);
+/// ```
+#[derive(Clone, Debug)]
+pub struct LossOptions {
+    /// How per-sample losses combine.
+    pub reduction: Reduction,
+    /// A class index whose samples contribute nothing (PyTorch's default, -100).
+    pub ignore_index: i64,
+    /// A weight per class (shape `[C]`), or `None` for equal weights.
+    pub weight: Option<Tensor>,
+}
+
+impl Default for LossOptions {
+    fn default() -> Self {
+        LossOptions { reduction: Reduction::Mean, ignore_index: -100, weight: None }
+    }
+}
+
+/// Negative log-likelihood of class indices under log-probabilities `log_probs`
+/// (`[N, C]`, `[N, C, d..]` or `[C]`), with the mean taken over the weights of the
+/// non-ignored samples, as in PyTorch.
+///
+/// ```
+/// use tapegrad_ops::{TensorOps, functional::nll_loss};
+/// use tapegrad_tape::Tensor;
+/// let logp = Tensor::from_vec(vec![-0.5f32, -1.0, -2.0, -0.1], &[2, 2]);
+/// let target = Tensor::from_vec(vec![0i64, 1], &[2]);
+/// assert!((nll_loss(&logp, &target).item() - 0.3).abs() < 1e-6);
+/// ```
+#[track_caller]
+pub fn nll_loss(log_probs: &Tensor, target: &Tensor) -> Tensor {
+    or_panic(nll_loss_with(log_probs, target, &LossOptions::default()))
+}
+
+/// [`nll_loss`] with options, returning an error for bad shapes or out-of-range classes.
+///
+/// ```
+/// use tapegrad_ops::functional::{LossOptions, nll_loss_with};
+/// use tapegrad_tape::Tensor;
+/// let logp = Tensor::zeros(&[2, 3]);
+/// let bad = Tensor::from_vec(vec![0i64, 3], &[2]);
+/// assert!(nll_loss_with(&logp, &bad, &LossOptions::default()).is_err());
+/// ```
+#[track_caller]
+pub fn nll_loss_with(log_probs: &Tensor, target: &Tensor, options: &LossOptions) -> Result<Tensor> {
+    let location = Location::caller();
+    ensure_float("nll_loss", log_probs, location)?;
+    let bad = |message: String| Error::Shape { op: "nll_loss", message, location };
+    if target.dtype() != DType::I64 {
+        return Err(Error::InvalidArgument {
+            op: "nll_loss",
+            message: format!("targets must be int64 class indices, got {}", target.dtype()),
+            location,
+        });
+    }
+    // Promote an unbatched [C] input to [1, C].
+    let (input, target) = if log_probs.dim() == 1 {
+        (shape::unsqueeze(log_probs, 0)?, shape::reshape_to(target, &[1]))
+    } else {
+        (log_probs.clone(), target.clone())
+    };
+    let classes = input.shape()[1];
+    let mut expected = input.shape().to_vec();
+    expected.remove(1);
+    if target.shape() != expected.as_slice() {
+        return Err(bad(format!(
+            "target shape {:?} does not match input shape {:?} (expected {expected:?})",
+            target.shape(),
+            input.shape()
+        )));
+    }
+    let labels = target.to_vec::<i64>();
+    if let Some(&c) = labels.iter().find(|&&c| c != options.ignore_index && (c < 0 || c >= classes as i64)) {
+        return Err(Error::InvalidArgument {
+            op: "nll_loss",
+            message: format!("target class {c} is out of range for {classes} classes"),
+            location,
+        });
+    }
+    let class_weight: Vec<f64> = match &options.weight {
+        Some(w) if w.shape() != [classes] => {
+            return Err(bad(format!("weight has shape {:?}, expected [{classes}]", w.shape())));
+        }
+        Some(w) => w.to_vec::<f64>(),
+        None => vec![1.0; classes],
+    };
+    let safe: Vec<i64> = labels.iter().map(|&c| if c == options.ignore_index { 0 } else { c }).collect();
+    let w: Vec<f64> =
+        labels.iter().map(|&c| if c == options.ignore_index { 0.0 } else { class_weight[c as usize] }).collect();
+    let index = shape::unsqueeze(&Tensor::from_vec(safe, target.shape()), 1)?;
+    let picked = shape::squeeze(&shape::gather(&input, 1, &index)?, Some(1))?;
+    let weights = Tensor::from_vec(w.clone(), target.shape()).to_dtype(input.dtype());
+    let losses = -(&picked * &weights);
+    Ok(match options.reduction {
+        Reduction::None => {
+            if log_probs.dim() == 1 {
+                shape::reshape_to(&losses, &[])
+            } else {
+                losses
+            }
+        }
+        Reduction::Sum => reduce::sum(&losses),
+        Reduction::Mean => reduce::sum(&losses).div_scalar(w.iter().sum::<f64>()),
+    })
+}
+
+/// Cross-entropy between logits (`[N, C]`, `[N, C, d..]` or `[C]`) and targets that are
+/// either int64 class indices or class probabilities shaped like the logits; computed
+/// through a stable log-softmax, so logits of ±1e4 give finite values and gradients.
+///
+/// ```
+/// use tapegrad_ops::functional::cross_entropy;
+/// use tapegrad_tape::Tensor;
+/// let logits = Tensor::from_vec(vec![1e4f32, -1e4, 0.0, 0.0], &[2, 2]);
+/// let target = Tensor::from_vec(vec![0i64, 1], &[2]);
+/// let loss = cross_entropy(&logits, &target);
+/// assert!((loss.item() - 0.5 * 2f64.ln()).abs() < 1e-6);
+/// ```
+#[track_caller]
+pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
+    or_panic(cross_entropy_with(logits, target, &LossOptions::default()))
+}
+
+/// [`cross_entropy`] with options.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::{LossOptions, cross_entropy_with}};
+/// use tapegrad_tape::Tensor;
+/// let logits = Tensor::zeros(&[3, 4]);
+/// let probs = Tensor::full(&[3, 4], 0.25);
+/// let opts = LossOptions { reduction: Reduction::None, ..Default::default() };
+/// assert_eq!(cross_entropy_with(&logits, &probs, &opts).unwrap().shape(), &[3]);
+/// ```
+#[track_caller]
+pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, options: &LossOptions) -> Result<Tensor> {
+    let location = Location::caller();
+    ensure_float("cross_entropy", logits, location)?;
+    let class_dim = if logits.dim() == 1 { 0 } else { 1 };
+    let log_probs = softmax_op(logits, class_dim, true)?;
+    if target.dtype() == DType::I64 {
+        return nll_loss_with(&log_probs, target, options);
+    }
+    if target.shape() != logits.shape() || target.dtype() != logits.dtype() {
+        return Err(Error::Shape {
+            op: "cross_entropy",
+            message: format!(
+                "probability targets must match the logits' shape {:?} and dtype {}, got {:?} {}",
+                logits.shape(),
+                logits.dtype(),
+                target.shape(),
+                target.dtype()
+            ),
+            location,
+        });
+    }
+    let weighted = match &options.weight {
+        Some(w) => {
+            let mut wshape = vec![1; logits.dim()];
+            wshape[class_dim as usize] = w.numel();
+            &(target * &shape::reshape_to(w, &wshape)) * &log_probs
+        }
+        None => target * &log_probs,
+    };
+    let per_sample = -reduce::sum_dim(&weighted, class_dim, false)?;
+    Ok(reduce_loss(per_sample, options.reduction))
+}
+
+/// Mean squared error.
+///
+/// ```
+/// use tapegrad_ops::functional::mse_loss;
+/// use tapegrad_tape::Tensor;
+/// assert_eq!(mse_loss(&Tensor::ones(&[2]), &Tensor::zeros(&[2])).item(), 1.0);
+/// ```
+#[track_caller]
+pub fn mse_loss(input: &Tensor, target: &Tensor) -> Tensor {
+    mse_loss_with(input, target, Reduction::Mean)
+}
+
+/// [`mse_loss`] with a reduction.
+#[track_caller]
+pub fn mse_loss_with(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
+    reduce_loss(unary::square(&(input - target)), reduction)
+}
+
+/// Mean absolute error.
+///
+/// ```
+/// use tapegrad_ops::functional::l1_loss;
+/// use tapegrad_tape::Tensor;
+/// assert_eq!(l1_loss(&Tensor::full(&[2], -2.0), &Tensor::zeros(&[2])).item(), 2.0);
+/// ```
+#[track_caller]
+pub fn l1_loss(input: &Tensor, target: &Tensor) -> Tensor {
+    l1_loss_with(input, target, Reduction::Mean)
+}
+
+/// [`l1_loss`] with a reduction.
+#[track_caller]
+pub fn l1_loss_with(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
+    reduce_loss(unary::abs(&(input - target)), reduction)
+}
+
+/// Huber-style loss: `0.5 d^2 / beta` where `|d| < beta`, `|d| - 0.5 beta` elsewhere.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::smooth_l1_loss};
+/// use tapegrad_tape::Tensor;
+/// let d = Tensor::from_vec(vec![0.5f64, 3.0], &[2]);
+/// let loss = smooth_l1_loss(&d, &Tensor::zeros_dtype(&[2], tapegrad_tape::DType::F64), 1.0, Reduction::None);
+/// assert_eq!(loss.to_vec::<f64>(), vec![0.125, 2.5]);
+/// ```
+#[track_caller]
+pub fn smooth_l1_loss(input: &Tensor, target: &Tensor, beta: f64, reduction: Reduction) -> Tensor {
+    let d = input - target;
+    if beta == 0.0 {
+        return reduce_loss(unary::abs(&d), reduction);
+    }
+    let ad = unary::abs(&d);
+    let quadratic = unary::square(&d).mul_scalar(0.5 / beta);
+    let linear = ad.sub_scalar(0.5 * beta);
+    let small = elementwise::mask(&ad, move |v| v < beta);
+    reduce_loss(or_panic(binary::where_(&small, &quadratic, &linear)), reduction)
+}
+
+/// Binary cross-entropy of probabilities `input` against `target` in [0, 1]; each log is
+/// clamped at -100 as in PyTorch, so that probabilities of exactly 0 or 1 stay finite.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::binary_cross_entropy};
+/// use tapegrad_tape::Tensor;
+/// let p = Tensor::from_vec(vec![0.5f64, 1.0], &[2]);
+/// let y = Tensor::from_vec(vec![1.0f64, 0.0], &[2]);
+/// let loss = binary_cross_entropy(&p, &y, Reduction::None).to_vec::<f64>();
+/// assert!((loss[0] - 2f64.ln()).abs() < 1e-12 && loss[1] == 100.0);
+/// ```
+#[track_caller]
+pub fn binary_cross_entropy(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
+    let log_p = unary::clamp(&unary::log(input), Some(-100.0), None);
+    let log_q = unary::clamp(&unary::log(&input.rsub_scalar(1.0)), Some(-100.0), None);
+    let loss = -(&(target * &log_p) + &(&target.rsub_scalar(1.0) * &log_q));
+    reduce_loss(loss, reduction)
+}
+
+/// Binary cross-entropy on logits, `max(x, 0) - x y + ln(1 + e^-|x|)`: stable for any
+/// logit, with gradient `sigmoid(x) - y`.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::binary_cross_entropy_with_logits};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1e4f32, -1e4], &[2]);
+/// let y = Tensor::from_vec(vec![1.0f32, 1.0], &[2]);
+/// assert_eq!(binary_cross_entropy_with_logits(&x, &y, Reduction::None).to_vec::<f32>(), vec![0.0, 1e4]);
+/// ```
+#[track_caller]
+pub fn binary_cross_entropy_with_logits(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
+    or_panic(try_bce_with_logits(input, target, reduction))
+}
+
+#[track_caller]
+fn try_bce_with_logits(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    let location = Location::caller();
+    let shape = tapegrad_tape::arith::broadcast_pair("binary_cross_entropy_with_logits", input, target, location)?;
+    let value = binary::zip_value(
+        input,
+        target,
+        &shape,
+        |x, y| x.max(0.0) - x * y + unary::softplus(-x.abs()),
+        |x, y| x.max(0.0) - x * y + unary::softplus(-x.abs()),
+    );
+    let loss = record("binary_cross_entropy_with_logits", location, &[input, target], value, || {
+        Backward::new(|ctx| {
+            let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+            smallvec![
+                ctx.needs_input_grad(0).then(|| (g * &(&unary::sigmoid_op(x) - y)).sum_to_shape(x.shape())),
+                ctx.needs_input_grad(1).then(|| (-(g * x)).sum_to_shape(y.shape())),
+            ]
+        })
+        .save(input)
+        .save(target)
+    });
+    Ok(reduce_loss(loss, reduction))
+}
+
+/// Zeroes each element with probability `p` and scales the rest by `1 / (1 - p)` during
+/// training (inverted dropout, seeded by `manual_seed`); the identity when `training` is
+/// false.
+///
+/// ```
+/// use tapegrad_ops::functional::dropout;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[1000]);
+/// assert_eq!(dropout(&x, 0.5, false).to_vec::<f32>(), x.to_vec::<f32>());
+/// let y = dropout(&x, 0.5, true).to_vec::<f32>();
+/// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+/// ```
+#[track_caller]
+pub fn dropout(x: &Tensor, p: f64, training: bool) -> Tensor {
+    let location = Location::caller();
+    if !(0.0..=1.0).contains(&p) {
+        panic!(
+            "{}",
+            Error::InvalidArgument { op: "dropout", message: format!("probability {p} is not in [0, 1]"), location }
+        );
+    }
+    if !training || p == 0.0 {
+        return x.clone();
+    }
+    if p == 1.0 {
+        return x * 0.0;
+    }
+    let scale = 1.0 / (1.0 - p);
+    let keep: Vec<f64> = tapegrad_tape::with_generator(|rng| {
+        use rand::RngExt;
+        (0..x.numel()).map(|_| if rng.random::<f64>() >= p { scale } else { 0.0 }).collect()
+    });
+    let mask = Tensor::from_vec(keep, x.shape()).to_dtype(x.dtype());
+    x * &mask
+}

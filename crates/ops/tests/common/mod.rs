@@ -1,0 +1,366 @@
+//! The registry of op test cases (in the spirit of PyTorch's OpInfo): one entry per
+//! differentiable op, with how to sample its inputs and how to call it. The gradient tests
+//! and the table in docs/OPS.md are both generated from it, so they cannot drift apart.
+
+#![allow(dead_code)]
+
+use proptest::prelude::*;
+use tapegrad_ops::functional::{self, LossOptions};
+use tapegrad_ops::{Reduction, TensorOps};
+use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
+use tapegrad_tape::{DType, Tensor};
+
+/// Inputs of one test case: tensors (float ones are differentiated) and integer parameters
+/// (dimensions, flags, sizes) drawn with them.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub tensors: Vec<Tensor>,
+    pub ints: Vec<i64>,
+}
+
+pub type Call = fn(&[Tensor], &[i64]) -> Tensor;
+
+/// One registered op.
+pub struct OpCase {
+    /// The tapegrad call, as a user writes it.
+    pub name: &'static str,
+    /// The PyTorch counterpart.
+    pub torch: &'static str,
+    /// Whether second derivatives are checked (false only where they do not exist).
+    pub second_order: bool,
+    /// Input sampler.
+    pub sample: fn() -> BoxedStrategy<Sample>,
+    /// The call under test.
+    pub call: Call,
+}
+
+fn one(range: std::ops::Range<f64>) -> BoxedStrategy<Sample> {
+    tensor_f64(shape_with_empty(3, 3), range).prop_map(|t| Sample { tensors: vec![t], ints: vec![] }).boxed()
+}
+
+fn nonempty(range: std::ops::Range<f64>) -> BoxedStrategy<Sample> {
+    tensor_f64(shape(3, 3), range).prop_map(|t| Sample { tensors: vec![t], ints: vec![] }).boxed()
+}
+
+fn pair(a: std::ops::Range<f64>, b: std::ops::Range<f64>) -> BoxedStrategy<Sample> {
+    broadcast_shapes(3, 3)
+        .prop_flat_map(move |(sa, sb)| (tensor_f64(Just(sa), a.clone()), tensor_f64(Just(sb), b.clone())))
+        .prop_map(|(a, b)| Sample { tensors: vec![a, b], ints: vec![] })
+        .boxed()
+}
+
+/// A tensor of rank 1..=3 (sizes `min_size..=3`), a valid dimension (possibly negative)
+/// and a boolean flag.
+fn with_dim(range: std::ops::Range<f64>, min_size: usize) -> BoxedStrategy<Sample> {
+    tensor_f64(proptest::collection::vec(min_size..=3, 1..=3), range)
+        .prop_flat_map(|t| {
+            let r = t.dim() as i64;
+            (Just(t), -r..r, 0i64..2)
+        })
+        .prop_map(|(t, d, flag)| Sample { tensors: vec![t], ints: vec![d, flag] })
+        .boxed()
+}
+
+fn matmul_shapes() -> BoxedStrategy<Sample> {
+    // Ranks 1..=4 on each side with broadcast batch dimensions.
+    (broadcast_shapes(2, 2), 1usize..=3, 1usize..=3, 1usize..=3, 0usize..4)
+        .prop_flat_map(|((ba, bb), m, k, n, kind)| {
+            let (sa, sb) = match kind {
+                0 => (vec![k], vec![k]),
+                1 => (vec![k], [bb.clone(), vec![k, n]].concat()),
+                2 => ([ba.clone(), vec![m, k]].concat(), vec![k]),
+                _ => ([ba.clone(), vec![m, k]].concat(), [bb.clone(), vec![k, n]].concat()),
+            };
+            (tensor_f64(Just(sa), -2.0..2.0), tensor_f64(Just(sb), -2.0..2.0))
+        })
+        .prop_map(|(a, b)| Sample { tensors: vec![a, b], ints: vec![] })
+        .boxed()
+}
+
+fn classification(probabilities: bool) -> BoxedStrategy<Sample> {
+    (1usize..=4, 2usize..=4, 0i64..3)
+        .prop_flat_map(move |(n, c, reduction)| {
+            let logits = tensor_f64(Just(vec![n, c]), -3.0..3.0);
+            let labels = proptest::collection::vec(0..c as i64, n);
+            let probs = tensor_f64(Just(vec![n, c]), 0.0..1.0);
+            (logits, labels, probs, Just(reduction))
+        })
+        .prop_map(move |(logits, labels, probs, reduction)| {
+            let n = logits.shape()[0];
+            let target = if probabilities {
+                probs.softmax(1).detach() // rows sum to 1
+            } else {
+                Tensor::from_vec(labels, &[n])
+            };
+            Sample { tensors: vec![logits, target], ints: vec![reduction] }
+        })
+        .boxed()
+}
+
+fn reduction(code: i64) -> Reduction {
+    match code {
+        0 => Reduction::Mean,
+        1 => Reduction::Sum,
+        _ => Reduction::None,
+    }
+}
+
+fn indices(len: usize, bound: usize, values: Vec<u64>) -> Tensor {
+    Tensor::from_vec(values.into_iter().take(len).map(|v| (v % bound as u64) as i64).collect::<Vec<_>>(), &[len])
+}
+
+/// A tensor, a dimension and a 1-D int64 index into it.
+fn with_index() -> BoxedStrategy<Sample> {
+    (
+        tensor_f64(proptest::collection::vec(1usize..=3, 1..=3), -2.0..2.0),
+        0usize..4,
+        proptest::collection::vec(any::<u64>(), 4),
+    )
+        .prop_flat_map(|(t, len, vals)| {
+            let r = t.dim();
+            (Just(t), 0..r, Just(len), Just(vals))
+        })
+        .prop_map(|(t, d, len, vals)| {
+            let idx = indices(len, t.shape()[d], vals);
+            Sample { tensors: vec![t, idx], ints: vec![d as i64] }
+        })
+        .boxed()
+}
+
+/// A tensor, a dimension, and an index of the same rank for gather / scatter_add.
+fn with_gather_index() -> BoxedStrategy<Sample> {
+    (proptest::collection::vec(1usize..=3, 1..=3), proptest::collection::vec(any::<u64>(), 27), any::<u64>())
+        .prop_flat_map(|(s, vals, pick)| {
+            let r = s.len();
+            (tensor_f64(Just(s), -2.0..2.0), 0..r, Just(vals), Just(pick))
+        })
+        .prop_map(|(t, d, vals, pick)| {
+            // Index shape: no larger than the input outside `d`, any size 1..=3 along it.
+            let shape: Vec<usize> = t
+                .shape()
+                .iter()
+                .enumerate()
+                .map(|(k, &s)| if k == d { 1 + (pick as usize) % 3 } else { 1 + (pick as usize >> (k * 2)) % s })
+                .collect();
+            let n: usize = shape.iter().product();
+            let bound = t.shape()[d] as u64;
+            let idx: Vec<i64> = vals.into_iter().take(n).map(|v| (v % bound) as i64).collect();
+            let src = Tensor::randn_dtype(&shape, DType::F64);
+            Sample { tensors: vec![t, Tensor::from_vec(idx, &shape), src], ints: vec![d as i64] }
+        })
+        .boxed()
+}
+
+macro_rules! op {
+    ($name:literal, $torch:literal, $second:expr, $sample:expr, |$t:ident, $i:ident| $call:expr) => {
+        OpCase {
+            name: $name,
+            torch: $torch,
+            second_order: $second,
+            sample: || $sample,
+            call: |$t: &[Tensor], $i: &[i64]| {
+                let _ = $i;
+                $call
+            },
+        }
+    };
+}
+
+/// Every registered op.
+pub fn registry() -> Vec<OpCase> {
+    vec![
+        // Arithmetic (tapegrad-tape).
+        op!("a + b", "torch.add", true, pair(-2.0..2.0, -2.0..2.0), |t, i| &t[0] + &t[1]),
+        op!("a - b", "torch.sub", true, pair(-2.0..2.0, -2.0..2.0), |t, i| &t[0] - &t[1]),
+        op!("a * b", "torch.mul", true, pair(-2.0..2.0, -2.0..2.0), |t, i| &t[0] * &t[1]),
+        op!("a / b", "torch.div", true, pair(-2.0..2.0, 0.5..2.0), |t, i| &t[0] / &t[1]),
+        op!("-x", "torch.neg", true, one(-2.0..2.0), |t, i| -&t[0]),
+        op!("x + s, x - s, s - x", "torch.add / sub / rsub (scalar)", true, one(-2.0..2.0), |t, i| {
+            &(&(&t[0] + 1.5) - 0.25) + &(0.5 - &t[0]).mul_scalar(2.0)
+        }),
+        op!("x * s, x / s, s / x", "torch.mul / div (scalar)", true, one(0.5..2.0), |t, i| {
+            &(&(&t[0] * 1.5) / 3.0) + &(2.0 / &t[0])
+        }),
+        op!("x.broadcast_to(shape)", "Tensor.expand", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
+            let target = tapegrad_tape::layout::broadcast_shapes(t[0].shape(), t[1].shape()).unwrap();
+            t[0].broadcast_to(&target)
+        }),
+        op!("x.sum_to_shape(shape)", "Tensor.sum_to_size", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
+            let big = tapegrad_tape::layout::broadcast_shapes(t[0].shape(), t[1].shape()).unwrap();
+            t[0].broadcast_to(&big).mul_scalar(1.0).sum_to_shape(t[1].shape())
+        }),
+        op!("x.contiguous()", "Tensor.contiguous", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].transpose(0, i[0] as isize).contiguous()
+        }),
+        op!("x.to_dtype(F64)", "Tensor.to", true, one(-2.0..2.0), |t, i| t[0].to_dtype(DType::F64)),
+        // Unary.
+        op!("x.exp()", "torch.exp", true, one(-2.0..2.0), |t, i| t[0].exp()),
+        op!("x.log()", "torch.log", true, one(0.5..3.0), |t, i| t[0].log()),
+        op!("x.log1p()", "torch.log1p", true, one(-0.5..2.0), |t, i| t[0].log1p()),
+        op!("x.sqrt()", "torch.sqrt", true, one(0.5..3.0), |t, i| t[0].sqrt()),
+        op!("x.rsqrt()", "torch.rsqrt", true, one(0.5..3.0), |t, i| t[0].rsqrt()),
+        op!("x.square()", "torch.square", true, one(-2.0..2.0), |t, i| t[0].square()),
+        op!("x.reciprocal()", "torch.reciprocal", true, one(0.5..2.0), |t, i| t[0].reciprocal()),
+        op!("x.sin()", "torch.sin", true, one(-3.0..3.0), |t, i| t[0].sin()),
+        op!("x.cos()", "torch.cos", true, one(-3.0..3.0), |t, i| t[0].cos()),
+        op!("x.abs()", "torch.abs", true, one(-2.0..2.0), |t, i| t[0].abs()),
+        op!("x.tanh()", "torch.tanh", true, one(-2.0..2.0), |t, i| t[0].tanh()),
+        op!("x.sigmoid()", "torch.sigmoid", true, one(-3.0..3.0), |t, i| t[0].sigmoid()),
+        op!("x.relu()", "torch.relu", true, one(-2.0..2.0), |t, i| t[0].relu()),
+        op!("x.leaky_relu(0.1)", "F.leaky_relu", true, one(-2.0..2.0), |t, i| t[0].leaky_relu(0.1)),
+        op!("x.elu(1.3)", "F.elu", true, one(-2.0..2.0), |t, i| t[0].elu(1.3)),
+        op!("x.gelu()", "F.gelu", true, one(-3.0..3.0), |t, i| t[0].gelu()),
+        op!("x.gelu_tanh()", "F.gelu(approximate='tanh')", true, one(-3.0..3.0), |t, i| t[0].gelu_tanh()),
+        op!("x.silu()", "F.silu", true, one(-3.0..3.0), |t, i| t[0].silu()),
+        op!("x.softplus()", "F.softplus", true, one(-3.0..3.0), |t, i| t[0].softplus()),
+        op!("x.erf()", "torch.erf", true, one(-2.0..2.0), |t, i| t[0].erf()),
+        op!("x.clamp(min, max)", "torch.clamp", true, one(-2.0..2.0), |t, i| t[0].clamp(Some(-0.7), Some(0.9))),
+        op!("x.pow(p)", "torch.pow (scalar)", true, one(0.5..2.0), |t, i| {
+            &(&t[0].pow(-1.5) + &t[0].pow(0.5)) + &(&t[0].pow(3.0) + &t[0].pow(0.0))
+        }),
+        // Binary.
+        op!("a.pow(&b)", "torch.pow", true, pair(0.5..2.0, -2.0..2.0), |t, i| t[0].pow(&t[1])),
+        op!("a.maximum(&b)", "torch.maximum", true, pair(-2.0..2.0, -2.0..2.0), |t, i| t[0].maximum(&t[1])),
+        op!("a.minimum(&b)", "torch.minimum", true, pair(-2.0..2.0, -2.0..2.0), |t, i| t[0].minimum(&t[1])),
+        op!("where_(cond, a, b)", "torch.where", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
+            let cond = t[0].gt(&t[1].detach());
+            tapegrad_ops::where_(&cond, &t[0], &t[1])
+        }),
+        // Reductions.
+        op!("x.sum()", "torch.sum", true, one(-2.0..2.0), |t, i| t[0].sum()),
+        op!("x.mean()", "torch.mean", true, nonempty(-2.0..2.0), |t, i| t[0].mean()),
+        op!("x.sum_dim(d, keepdim)", "torch.sum(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].sum_dim(i[0] as isize, i[1] == 1)
+        }),
+        op!("x.mean_dim(d, keepdim)", "torch.mean(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].mean_dim(i[0] as isize, i[1] == 1)
+        }),
+        op!("x.var(correction)", "torch.var", true, with_dim(-2.0..2.0, 2), |t, i| t[0].var(i[1] as f64)),
+        op!("x.var_dim(d, correction, keepdim)", "torch.var(dim)", true, with_dim(-2.0..2.0, 2), |t, i| {
+            t[0].var_dim(i[0] as isize, i[1] as f64, i[1] == 0)
+        }),
+        op!("x.max(), x.min()", "torch.max / min", true, nonempty(-2.0..2.0), |t, i| &t[0].max() + &t[0].min()),
+        op!("x.max_dim(d, keepdim)", "torch.max(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].max_dim(i[0] as isize, i[1] == 1).0
+        }),
+        op!("x.min_dim(d, keepdim)", "torch.min(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].min_dim(i[0] as isize, i[1] == 1).0
+        }),
+        op!("x.logsumexp(d, keepdim)", "torch.logsumexp", true, with_dim(-3.0..3.0, 1), |t, i| {
+            t[0].logsumexp(i[0] as isize, i[1] == 1)
+        }),
+        op!("x.norm(p)", "torch.linalg.vector_norm", true, nonempty(0.5..2.0), |t, i| {
+            &(&t[0].norm(2.0) + &t[0].norm(1.0)) + &t[0].norm(3.0)
+        }),
+        op!("x.norm_dim(2, d, keepdim)", "torch.linalg.vector_norm(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].norm_dim(2.0, i[0] as isize, i[1] == 1)
+        }),
+        // Shape and indexing.
+        op!("x.reshape(shape)", "torch.reshape", true, nonempty(-2.0..2.0), |t, i| t[0].t().reshape(&[1, -1])),
+        op!("x.flatten(start, end)", "torch.flatten", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].flatten(0, i[0] as isize)
+        }),
+        op!("x.squeeze() / unsqueeze(d)", "torch.squeeze / unsqueeze", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].unsqueeze(i[0] as isize).squeeze()
+        }),
+        op!("x.transpose(a, b)", "torch.transpose", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].transpose(0, i[0] as isize)
+        }),
+        op!("x.permute(dims)", "torch.permute", true, with_dim(-2.0..2.0, 1), |t, i| {
+            let r = t[0].dim() as isize;
+            let dims: Vec<isize> = (0..r).rev().collect();
+            t[0].permute(&dims)
+        }),
+        op!("x.expand(shape)", "Tensor.expand", true, with_dim(-2.0..2.0, 1), |t, i| {
+            let mut s: Vec<isize> = vec![2];
+            s.extend(std::iter::repeat_n(-1, t[0].dim()));
+            t[0].expand(&s)
+        }),
+        op!("x.narrow(d, start, len)", "torch.narrow", true, with_dim(-2.0..2.0, 2), |t, i| {
+            let d = i[0] as isize;
+            t[0].narrow(d, 1, t[0].shape()[i[0].rem_euclid(t[0].dim() as i64) as usize] - 1)
+        }),
+        op!("x.slice(d, start, end, step)", "x[start:end:step]", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].slice(i[0] as isize, 0, 3, 2)
+        }),
+        op!("x.split(size, d) / chunk", "torch.split / chunk", true, with_dim(-2.0..2.0, 1), |t, i| {
+            let parts = t[0].split(2, i[0] as isize);
+            let chunks = t[0].chunk(2, i[0] as isize);
+            &parts[0].sum() + &chunks.last().unwrap().mul_scalar(2.0).sum()
+        }),
+        op!("cat(tensors, d)", "torch.cat", true, with_dim(-2.0..2.0, 1), |t, i| {
+            tapegrad_ops::cat(&[&t[0], &t[0].mul_scalar(2.0)], i[0] as isize)
+        }),
+        op!("stack(tensors, d)", "torch.stack", true, with_dim(-2.0..2.0, 1), |t, i| {
+            tapegrad_ops::stack(&[&t[0], &t[0].exp()], i[0] as isize)
+        }),
+        op!("x.index_select(d, index)", "torch.index_select", true, with_index(), |t, i| {
+            t[0].index_select(i[0] as isize, &t[1])
+        }),
+        op!("x.index_add(d, index, src)", "Tensor.index_add", true, with_index(), |t, i| {
+            let src = t[0].index_select(i[0] as isize, &t[1]).mul_scalar(1.5);
+            t[0].index_add(i[0] as isize, &t[1], &src)
+        }),
+        op!("x.gather(d, index)", "torch.gather", true, with_gather_index(), |t, i| t[0].gather(i[0] as isize, &t[1])),
+        op!("x.scatter_add(d, index, src)", "Tensor.scatter_add", true, with_gather_index(), |t, i| {
+            t[0].scatter_add(i[0] as isize, &t[1], &t[2])
+        }),
+        op!("x.pad(pads, value)", "F.pad(mode='constant')", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].pad(&[(1, 2)], 0.5)
+        }),
+        op!("x.repeat(reps)", "Tensor.repeat", true, with_dim(-2.0..2.0, 1), |t, i| {
+            let mut reps = vec![2usize; t[0].dim()];
+            reps.insert(0, 1);
+            t[0].repeat(&reps)
+        }),
+        // Matrix products.
+        op!("a.matmul(&b)", "torch.matmul", true, matmul_shapes(), |t, i| t[0].matmul(&t[1])),
+        // Neural-network functions.
+        op!("x.softmax(d)", "torch.softmax", true, with_dim(-3.0..3.0, 1), |t, i| t[0].softmax(i[0] as isize)),
+        op!("x.log_softmax(d)", "torch.log_softmax", true, with_dim(-3.0..3.0, 1), |t, i| {
+            t[0].log_softmax(i[0] as isize)
+        }),
+        op!("cross_entropy(logits, classes)", "F.cross_entropy", true, classification(false), |t, i| {
+            let opts = LossOptions { reduction: reduction(i[0]), ..Default::default() };
+            functional::cross_entropy_with(&t[0], &t[1], &opts).unwrap()
+        }),
+        op!(
+            "cross_entropy(logits, probabilities)",
+            "F.cross_entropy (soft targets)",
+            true,
+            classification(true),
+            |t, i| {
+                let opts = LossOptions { reduction: reduction(i[0]), ..Default::default() };
+                functional::cross_entropy_with(&t[0], &t[1], &opts).unwrap()
+            }
+        ),
+        op!("nll_loss(log_probs, classes)", "F.nll_loss", true, classification(false), |t, i| {
+            let w = Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(0, 0, t[0].shape()[1]);
+            let opts = LossOptions { reduction: reduction(i[0]), weight: Some(w), ..Default::default() };
+            functional::nll_loss_with(&t[0], &t[1], &opts).unwrap()
+        }),
+        op!("mse_loss(a, b)", "F.mse_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
+            functional::mse_loss_with(&t[0], &t[1], Reduction::Sum)
+        }),
+        op!("l1_loss(a, b)", "F.l1_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
+            functional::l1_loss_with(&t[0], &t[1], Reduction::Sum)
+        }),
+        op!("smooth_l1_loss(a, b, beta)", "F.smooth_l1_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
+            functional::smooth_l1_loss(&t[0], &t[1], 0.8, Reduction::Sum)
+        }),
+        op!("binary_cross_entropy(p, y)", "F.binary_cross_entropy", true, pair(0.05..0.95, 0.0..1.0), |t, i| {
+            functional::binary_cross_entropy(&t[0], &t[1], Reduction::Sum)
+        }),
+        op!(
+            "binary_cross_entropy_with_logits(x, y)",
+            "F.binary_cross_entropy_with_logits",
+            true,
+            pair(-3.0..3.0, 0.0..1.0),
+            |t, i| functional::binary_cross_entropy_with_logits(&t[0], &t[1], Reduction::Sum)
+        ),
+        op!("dropout(x, p, training)", "F.dropout", true, one(-2.0..2.0), |t, i| {
+            tapegrad_tape::manual_seed(7); // the same mask on every evaluation
+            functional::dropout(&t[0], 0.3, true)
+        }),
+    ]
+}

@@ -1,0 +1,182 @@
+//! Forward values and behaviour that gradients alone do not pin down: exact values, index
+//! results, masks, error messages.
+
+use tapegrad_ops::functional::{self, LossOptions};
+use tapegrad_ops::{Reduction, TensorOps};
+use tapegrad_tape::{DType, Error, Tensor};
+
+fn v64(t: &Tensor) -> Vec<f64> {
+    t.to_vec::<f64>()
+}
+
+fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+}
+
+#[test]
+fn unary_values() {
+    let x = Tensor::from_vec(vec![-1.5f64, -0.5, 0.0, 0.5, 2.0], &[5]);
+    let e = |f: fn(f64) -> f64| x.to_vec::<f64>().into_iter().map(f).collect::<Vec<_>>();
+    assert_eq!(v64(&x.abs()), e(f64::abs));
+    assert_eq!(v64(&x.sin()), e(f64::sin));
+    assert_eq!(v64(&x.cos()), e(f64::cos));
+    assert_eq!(v64(&x.square()), e(|v| v * v));
+    assert_eq!(v64(&x.relu()), e(|v| v.max(0.0)));
+    assert_eq!(v64(&x.leaky_relu(0.01)), e(|v| if v > 0.0 { v } else { 0.01 * v }));
+    assert!(close(&v64(&x.elu(1.0)), &e(|v| if v > 0.0 { v } else { v.exp() - 1.0 }), 1e-15));
+    assert!(close(&v64(&x.silu()), &e(|v| v / (1.0 + (-v).exp())), 1e-15));
+    assert!(close(&v64(&x.softplus()), &e(|v| (1.0 + v.exp()).ln()), 1e-15));
+    // erf(0.5) and GELU(2) from high-precision references.
+    assert!((x.erf().to_vec::<f64>()[3] - 0.520_499_877_813_046_5).abs() < 1e-15);
+    assert!((x.gelu().to_vec::<f64>()[4] - 1.954_499_736_103_642).abs() < 1e-14);
+    assert!((x.gelu_tanh().to_vec::<f64>()[4] - 1.954_597_694_087_775).abs() < 1e-14);
+    assert_eq!(v64(&x.clamp(Some(-1.0), None)), e(|v| v.max(-1.0)));
+    let p = Tensor::from_vec(vec![4.0f32, 0.25], &[2]);
+    assert_eq!(p.sqrt().to_vec::<f32>(), vec![2.0, 0.5]);
+    assert_eq!(p.rsqrt().to_vec::<f32>(), vec![0.5, 2.0]);
+    assert_eq!(p.reciprocal().to_vec::<f32>(), vec![0.25, 4.0]);
+    assert_eq!(Tensor::from_vec(vec![1e-10f64], &[1]).log1p().item(), 1e-10f64.ln_1p());
+}
+
+#[test]
+fn comparisons_are_masks_without_gradient() {
+    let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]).requires_grad();
+    let b = Tensor::full(&[1], 2.0);
+    assert_eq!(a.gt(&b).to_vec::<f32>(), vec![0.0, 0.0, 1.0]);
+    assert_eq!(a.ge(&b).to_vec::<f32>(), vec![0.0, 1.0, 1.0]);
+    assert_eq!(a.lt(&b).to_vec::<f32>(), vec![1.0, 0.0, 0.0]);
+    assert_eq!(a.le(&b).to_vec::<f32>(), vec![1.0, 1.0, 0.0]);
+    assert_eq!(a.eq(&b).to_vec::<f32>(), vec![0.0, 1.0, 0.0]);
+    assert_eq!(a.ne(&b).to_vec::<f32>(), vec![1.0, 0.0, 1.0]);
+    assert!(!a.gt(&b).tracks_grad());
+}
+
+#[test]
+fn maximum_splits_ties_and_where_selects_without_nan() {
+    let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    let b = Tensor::from_vec(vec![1.0f64, 0.0], &[2]).requires_grad();
+    a.maximum(&b).sum().backward();
+    assert_eq!(v64(&a.grad().unwrap()), vec![0.5, 1.0]);
+    assert_eq!(v64(&b.grad().unwrap()), vec![0.5, 0.0]);
+
+    let x = Tensor::from_vec(vec![1.0f64, 4.0], &[2]).requires_grad();
+    let picked = tapegrad_ops::where_(&x.gt(&Tensor::full_dtype(&[1], 2.0, DType::F64)), &x.sqrt(), &x.mul_scalar(3.0));
+    assert_eq!(v64(&picked), vec![3.0, 2.0]);
+    picked.sum().backward();
+    assert_eq!(v64(&x.grad().unwrap()), vec![3.0, 0.25]);
+    // Selection, not arithmetic: an infinity in the branch not taken does not leak.
+    let z = Tensor::from_vec(vec![0.0f64, 2.0], &[2]);
+    let inv = tapegrad_ops::where_(&z.ne(&Tensor::zeros_dtype(&[1], DType::F64)), &z.reciprocal(), &z);
+    assert_eq!(v64(&inv), vec![0.0, 0.5]);
+}
+
+#[test]
+fn reductions_values() {
+    let x = Tensor::from_vec(vec![3.0f64, 1.0, 4.0, 1.0, 5.0, 9.0], &[2, 3]);
+    assert_eq!(v64(&x.max()), vec![9.0]);
+    assert_eq!(v64(&x.min()), vec![1.0]);
+    let (m, i) = x.max_dim(0, true);
+    assert_eq!((m.shape(), v64(&m), i.to_vec::<i64>()), (&[1, 3][..], vec![3.0, 5.0, 9.0], vec![0, 1, 1]));
+    assert_eq!(i.dtype(), DType::I64);
+    assert_eq!(x.argmin(Some(1), false).to_vec::<i64>(), vec![1, 0]);
+    // First index on ties, as in PyTorch.
+    assert_eq!(Tensor::from_vec(vec![2.0f32, 5.0, 5.0], &[3]).argmax(None, false).to_vec::<i64>(), vec![1]);
+    assert!(close(&v64(&x.var(1.0)), &[269.0 / 30.0], 1e-14));
+    assert!(close(&v64(&x.var_dim(1, 1.0, false)), &[7.0 / 3.0, 16.0], 1e-14));
+    assert!(close(
+        &v64(&x.logsumexp(1, false)),
+        &[4.0 + (1.0 + (-1f64).exp() + (-3f64).exp()).ln(), 9.0 + ((-8f64).exp() + (-4f64).exp() + 1.0).ln()],
+        1e-15
+    ));
+    assert!(close(&v64(&x.norm(2.0)), &[133f64.sqrt()], 1e-15));
+    assert_eq!(v64(&x.norm(f64::INFINITY)), vec![9.0]);
+    // The gradient of the 2-norm at the origin is 0, not NaN.
+    let z = Tensor::zeros_dtype(&[3], DType::F64).requires_grad();
+    z.norm(2.0).backward();
+    assert_eq!(v64(&z.grad().unwrap()), vec![0.0; 3]);
+}
+
+#[test]
+fn matmul_semantics() {
+    let a = Tensor::arange_dtype(0.0, 6.0, 1.0, DType::F64).reshape(&[2, 3]);
+    let v = Tensor::from_vec(vec![1.0f64, 0.0, -1.0], &[3]);
+    assert_eq!(v64(&a.matmul(&v)), vec![-2.0, -2.0]);
+    assert_eq!(v64(&Tensor::from_vec(vec![1.0f64, 1.0], &[2]).matmul(&a)), vec![3.0, 5.0, 7.0]);
+    assert_eq!(v64(&v.matmul(&v)), vec![2.0]);
+    let batch = Tensor::arange_dtype(0.0, 12.0, 1.0, DType::F64).reshape(&[2, 2, 3]);
+    let out = batch.matmul(&a.t());
+    assert_eq!(out.shape(), &[2, 2, 2]);
+    assert_eq!(v64(&out), vec![5.0, 14.0, 14.0, 50.0, 23.0, 86.0, 32.0, 122.0]);
+    let err = Tensor::zeros(&[2, 3]).try_matmul(&Tensor::zeros(&[4])).unwrap_err();
+    assert!(err.to_string().starts_with("matmul:") && err.to_string().contains(file!()), "{err}");
+}
+
+#[test]
+fn shape_and_index_values() {
+    let x = Tensor::arange_dtype(0.0, 6.0, 1.0, DType::F64).reshape(&[2, 3]);
+    assert_eq!(v64(&x.permute(&[1, 0])), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    assert_eq!(v64(&x.narrow(1, 1, 2)), vec![1.0, 2.0, 4.0, 5.0]);
+    assert_eq!(v64(&x.slice(1, 0, 3, 2)), vec![0.0, 2.0, 3.0, 5.0]);
+    assert_eq!(v64(&tapegrad_ops::cat(&[&x, &x.mul_scalar(10.0)], 0)).len(), 12);
+    assert_eq!(tapegrad_ops::stack(&[&x, &x], 1).shape(), &[2, 2, 3]);
+    assert_eq!(v64(&x.pad(&[(1, 0)], -1.0)), vec![-1.0, 0.0, 1.0, 2.0, -1.0, 3.0, 4.0, 5.0]);
+    assert_eq!(x.repeat(&[2, 1, 2]).shape(), &[2, 2, 6]);
+    let idx = Tensor::from_vec(vec![2i64, 0, 2], &[3]);
+    assert_eq!(v64(&x.index_select(1, &idx)), vec![2.0, 0.0, 2.0, 5.0, 3.0, 5.0]);
+    let g = Tensor::from_vec(vec![0i64, 0, 1, 0], &[2, 2]);
+    assert_eq!(v64(&x.gather(1, &g)), vec![0.0, 0.0, 4.0, 3.0]);
+    let err = x.try_gather(1, &Tensor::from_vec(vec![3i64], &[1, 1])).unwrap_err();
+    assert!(err.to_string().contains("index 3 is out of bounds"), "{err}");
+    let err = x.try_index_select(0, &Tensor::from_vec(vec![0.0f32], &[1])).unwrap_err();
+    assert!(err.to_string().contains("int64"), "{err}");
+    let err = tapegrad_ops::try_cat(&[&x, &Tensor::zeros_dtype(&[3, 3], DType::F64)], 1).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "cat", .. }), "{err}");
+}
+
+#[test]
+fn integer_tensors_are_indices_not_numbers() {
+    let labels = Tensor::from_vec(vec![3i64, 1, 2], &[3]);
+    assert_eq!(labels.dtype(), DType::I64);
+    assert_eq!(labels.to_string(), "tensor([3, 1, 2], dtype=int64)");
+    assert_eq!(labels.to_dtype(DType::F32).to_vec::<f32>(), vec![3.0, 1.0, 2.0]);
+    assert_eq!(Tensor::from_vec(vec![-1.7f64, 2.9], &[2]).to_dtype(DType::I64).to_vec::<i64>(), vec![-1, 2]);
+    let err = labels.clone().try_requires_grad().unwrap_err();
+    assert!(err.to_string().contains("only float tensors"), "{err}");
+    let err = labels.try_add(&labels).unwrap_err();
+    assert!(err.to_string().contains("int64"), "{err}");
+}
+
+#[test]
+fn losses_match_their_definitions() {
+    let logits = Tensor::from_vec(vec![2.0f64, 1.0, 0.1, 0.5, 2.5, 0.3], &[2, 3]);
+    let target = Tensor::from_vec(vec![0i64, 2], &[2]);
+    let lse = |r: &[f64]| r.iter().map(|v| v.exp()).sum::<f64>().ln();
+    let l0 = lse(&[2.0, 1.0, 0.1]) - 2.0;
+    let l1 = lse(&[0.5, 2.5, 0.3]) - 0.3;
+    assert!(close(&v64(&functional::cross_entropy(&logits, &target)), &[(l0 + l1) / 2.0], 1e-15));
+    let ignore = LossOptions { ignore_index: 2, ..Default::default() };
+    assert!(close(&v64(&functional::cross_entropy_with(&logits, &target, &ignore).unwrap()), &[l0], 1e-15));
+    let none = LossOptions { reduction: Reduction::None, ..Default::default() };
+    assert!(close(&v64(&functional::cross_entropy_with(&logits, &target, &none).unwrap()), &[l0, l1], 1e-15));
+    let err = functional::cross_entropy_with(&logits, &Tensor::from_vec(vec![0i64], &[1]), &none).unwrap_err();
+    assert!(err.to_string().contains("target shape [1]"), "{err}");
+
+    let a = Tensor::from_vec(vec![0.0f64, 2.0], &[2]);
+    let b = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
+    assert_eq!(v64(&functional::mse_loss(&a, &b)), vec![(0.25 + 9.0) / 2.0]);
+    assert_eq!(v64(&functional::l1_loss(&a, &b)), vec![1.75]);
+    assert_eq!(v64(&functional::smooth_l1_loss(&a, &b, 1.0, Reduction::None)), vec![0.125, 2.5]);
+}
+
+#[test]
+fn dropout_scales_and_is_seeded() {
+    let x = Tensor::ones(&[10_000]);
+    tapegrad_tape::manual_seed(5);
+    let a = functional::dropout(&x, 0.25, true);
+    tapegrad_tape::manual_seed(5);
+    let b = functional::dropout(&x, 0.25, true);
+    assert_eq!(a.to_vec::<f32>(), b.to_vec::<f32>());
+    let kept = a.to_vec::<f32>().iter().filter(|&&v| v != 0.0).count();
+    assert!((7300..7700).contains(&kept), "{kept}");
+    assert!(a.to_vec::<f32>().iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+}
