@@ -425,3 +425,195 @@ pub fn dropout(x: &Tensor, p: f64, training: bool) -> Tensor {
     let mask = Tensor::from_vec(keep, x.shape()).to_dtype(x.dtype());
     x * &mask
 }
+
+pub use crate::conv::Conv2dOptions;
+pub use crate::norm::BatchNormStats;
+
+/// 2-D convolution (cross-correlation, as in PyTorch) of `x` `[N, C, H, W]` with `weight`
+/// `[O, C / groups, kH, kW]` and an optional `bias` `[O]`; lowered to GEMM via im2col.
+///
+/// ```
+/// use tapegrad_ops::functional::{Conv2dOptions, conv2d};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[1, 1, 4, 4]);
+/// let w = Tensor::ones(&[2, 1, 3, 3]);
+/// let y = conv2d(&x, &w, None, Conv2dOptions { padding: (1, 1), ..Default::default() });
+/// assert_eq!(y.shape(), &[1, 2, 4, 4]);
+/// assert_eq!(y.to_vec::<f32>()[5], 9.0);
+/// ```
+#[track_caller]
+pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Tensor {
+    or_panic(crate::conv::conv2d(x, weight, bias, options))
+}
+
+/// [`conv2d`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::{Conv2dOptions, try_conv2d};
+/// use tapegrad_tape::Tensor;
+/// let err = try_conv2d(&Tensor::ones(&[1, 3, 8, 8]), &Tensor::ones(&[4, 2, 3, 3]), None, Conv2dOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("3 channels"));
+/// ```
+#[track_caller]
+pub fn try_conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Result<Tensor> {
+    crate::conv::conv2d(x, weight, bias, options)
+}
+
+/// 1-D convolution of `x` `[N, C, L]` with `weight` `[O, C / groups, K]`.
+///
+/// ```
+/// use tapegrad_ops::functional::conv1d;
+/// use tapegrad_tape::Tensor;
+/// let y = conv1d(&Tensor::ones(&[2, 3, 10]), &Tensor::ones(&[4, 3, 3]), None, 1, 1, 1, 1);
+/// assert_eq!(y.shape(), &[2, 4, 10]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+pub fn conv1d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    groups: usize,
+) -> Tensor {
+    or_panic(crate::conv::conv1d(x, weight, bias, stride, padding, dilation, groups))
+}
+
+/// Transposed 2-D convolution (the gradient of `conv2d` with respect to its input), as used
+/// by GAN generators: `x` `[N, C_in, H, W]`, `weight` `[C_in, C_out / groups, kH, kW]`.
+///
+/// ```
+/// use tapegrad_ops::functional::{Conv2dOptions, conv_transpose2d};
+/// use tapegrad_tape::Tensor;
+/// let opts = Conv2dOptions { stride: (2, 2), padding: (1, 1), ..Default::default() };
+/// let y = conv_transpose2d(&Tensor::ones(&[1, 8, 7, 7]), &Tensor::ones(&[8, 4, 4, 4]), None, opts, (0, 0));
+/// assert_eq!(y.shape(), &[1, 4, 14, 14]);
+/// ```
+#[track_caller]
+pub fn conv_transpose2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+    output_padding: (usize, usize),
+) -> Tensor {
+    or_panic(crate::conv::conv_transpose2d(x, weight, bias, options, output_padding))
+}
+
+/// Max pooling over `kernel` windows of `[N, C, H, W]` (windows never start in the padding
+/// beyond half a kernel, as in PyTorch); the gradient goes to the chosen elements.
+///
+/// ```
+/// use tapegrad_ops::{TensorOps, functional::max_pool2d};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::arange(0.0, 16.0, 1.0).reshape(&[1, 1, 4, 4]);
+/// assert_eq!(max_pool2d(&x, (2, 2), (2, 2), (0, 0)).to_vec::<f32>(), vec![5.0, 7.0, 13.0, 15.0]);
+/// ```
+#[track_caller]
+pub fn max_pool2d(x: &Tensor, kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Tensor {
+    or_panic(crate::pool::max_pool2d(x, kernel, stride, padding)).0
+}
+
+/// [`max_pool2d`] that also returns, per output, the int64 flat position `h * W + w` of the
+/// chosen input element (PyTorch's `return_indices=True`).
+///
+/// ```
+/// use tapegrad_ops::{TensorOps, functional::max_pool2d_with_indices};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::arange(0.0, 16.0, 1.0).reshape(&[1, 1, 4, 4]);
+/// let (_, i) = max_pool2d_with_indices(&x, (2, 2), (2, 2), (0, 0)).unwrap();
+/// assert_eq!(i.to_vec::<i64>(), vec![5, 7, 13, 15]);
+/// ```
+#[track_caller]
+pub fn max_pool2d_with_indices(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<(Tensor, Tensor)> {
+    crate::pool::max_pool2d(x, kernel, stride, padding)
+}
+
+/// Average pooling (zero padding counted in the average, PyTorch's default).
+///
+/// ```
+/// use tapegrad_ops::functional::avg_pool2d;
+/// use tapegrad_tape::Tensor;
+/// assert_eq!(avg_pool2d(&Tensor::ones(&[1, 2, 4, 4]), (2, 2), (2, 2), (0, 0)).shape(), &[1, 2, 2, 2]);
+/// ```
+#[track_caller]
+pub fn avg_pool2d(x: &Tensor, kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Tensor {
+    or_panic(crate::pool::avg_pool2d(x, kernel, stride, padding))
+}
+
+/// Average pooling to a fixed output size with PyTorch's adaptive windows.
+///
+/// ```
+/// use tapegrad_ops::functional::adaptive_avg_pool2d;
+/// use tapegrad_tape::Tensor;
+/// assert_eq!(adaptive_avg_pool2d(&Tensor::ones(&[2, 3, 7, 5]), (1, 1)).to_vec::<f32>(), vec![1.0; 6]);
+/// ```
+#[track_caller]
+pub fn adaptive_avg_pool2d(x: &Tensor, output_size: (usize, usize)) -> Tensor {
+    or_panic(crate::pool::adaptive_avg_pool2d(x, output_size))
+}
+
+/// Layer normalisation over the trailing `normalized_shape`, with optional affine parameters.
+///
+/// ```
+/// use tapegrad_ops::{TensorOps, functional::layer_norm};
+/// use tapegrad_tape::Tensor;
+/// let y = layer_norm(&Tensor::arange(0.0, 6.0, 1.0).reshape(&[2, 3]), &[3], None, None, 1e-5);
+/// assert!(y.mean_dim(1, false).to_vec::<f32>().iter().all(|m| m.abs() < 1e-6));
+/// ```
+#[track_caller]
+pub fn layer_norm(
+    x: &Tensor,
+    normalized_shape: &[usize],
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Tensor {
+    or_panic(crate::norm::layer_norm(x, normalized_shape, weight, bias, eps))
+}
+
+/// Batch normalisation of `[N, C, ...]` per channel; see [`BatchNormStats`].
+///
+/// ```
+/// use tapegrad_ops::functional::{BatchNormStats, batch_norm};
+/// use tapegrad_tape::Tensor;
+/// let stats = BatchNormStats::new(2, tapegrad_tape::DType::F32);
+/// let x = Tensor::randn(&[8, 2, 3, 3]);
+/// let y = batch_norm(&x, Some(&stats), None, None, true, 0.1, 1e-5);
+/// assert_eq!(y.shape(), x.shape());
+/// assert!(stats.running_mean.to_vec::<f32>() != vec![0.0, 0.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+pub fn batch_norm(
+    x: &Tensor,
+    stats: Option<&BatchNormStats>,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    training: bool,
+    momentum: f64,
+    eps: f64,
+) -> Tensor {
+    or_panic(crate::norm::batch_norm(x, stats, weight, bias, training, momentum, eps))
+}
+
+/// Rows of an embedding table for int64 indices.
+///
+/// ```
+/// use tapegrad_ops::functional::embedding;
+/// use tapegrad_tape::Tensor;
+/// let table = Tensor::randn(&[10, 4]);
+/// let idx = Tensor::from_vec(vec![1i64, 7, 7], &[3]);
+/// assert_eq!(embedding(&idx, &table).shape(), &[3, 4]);
+/// ```
+#[track_caller]
+pub fn embedding(indices: &Tensor, weight: &Tensor) -> Tensor {
+    or_panic(crate::norm::embedding(indices, weight))
+}

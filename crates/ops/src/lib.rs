@@ -16,14 +16,18 @@
 //! ```
 
 mod binary;
+mod conv;
 mod dims;
 mod elementwise;
 pub mod functional;
 mod matmul;
+mod norm;
+mod pool;
 mod reduce;
 mod shape;
 mod unary;
 
+pub use conv::Conv2dOptions;
 pub use functional::Reduction;
 use tapegrad_tape::{Result, Tensor, or_panic};
 

@@ -11,7 +11,7 @@ use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, reco
 use crate::shape::{reshape_to, transpose, unsqueeze};
 
 /// The GEMM kernel for one element type.
-trait Gemm: Copy + Default {
+pub(crate) trait Gemm: tapegrad_tape::Element + Default {
     /// `c = a b` for an `m x k` and a `k x n` strided matrix into row-major `c`.
     ///
     /// # Safety
@@ -66,6 +66,36 @@ impl Gemm for f64 {
         // SAFETY: forwarded from the caller.
         unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, n as isize, 1) }
     }
+}
+
+/// `a b` for an `m x k` and a `k x n` strided matrix (strides in elements), as a new
+/// row-major `m x n` buffer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<T: Gemm>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    rsa: usize,
+    csa: usize,
+    b: &[T],
+    rsb: usize,
+    csb: usize,
+) -> Vec<T> {
+    let mut c = vec![T::default(); m * n];
+    if m * n == 0 || k == 0 {
+        return c;
+    }
+    assert!(
+        (m - 1) * rsa + (k - 1) * csa < a.len() && (k - 1) * rsb + (n - 1) * csb < b.len(),
+        "gemm: operand out of bounds"
+    );
+    // SAFETY: the assertion above keeps every strided access inside `a` and `b`; `c` holds
+    // m * n elements.
+    unsafe {
+        T::gemm(m, k, n, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, c.as_mut_ptr())
+    }
+    c
 }
 
 /// Batched product of views `la` (`[batch.., m, k]`) and `lb` (`[batch.., k, n]`), already

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use tapegrad_ops::functional::{self, LossOptions};
+use tapegrad_ops::functional::{self, BatchNormStats, Conv2dOptions, LossOptions};
 use tapegrad_ops::{Reduction, TensorOps};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
 use tapegrad_tape::{DType, Tensor};
@@ -148,6 +148,63 @@ fn with_gather_index() -> BoxedStrategy<Sample> {
             let src = Tensor::randn_dtype(&shape, DType::F64);
             Sample { tensors: vec![t, Tensor::from_vec(idx, &shape), src], ints: vec![d as i64] }
         })
+        .boxed()
+}
+
+/// A convolution case: input, weight, bias, and (stride, padding, dilation, groups) in
+/// `ints`, with sizes small enough for full Jacobians.
+fn conv_case(transposed: bool) -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=2, 1usize..=2, 1usize..=2, 1usize..=3, 1usize..=2, 0usize..=1, 1usize..=2, any::<u64>())
+        .prop_flat_map(move |(n, groups, cg, og, k, stride, padding, dilation, seed)| {
+            let span = dilation * (k - 1) + 1;
+            // A transposed convolution must still produce at least one row and column.
+            let padding = if transposed && span <= 2 * padding { 0 } else { padding };
+            let min_hw = span.saturating_sub(2 * padding).max(1);
+            (Just((n, groups, cg, og, k, stride, padding, dilation, seed)), min_hw..=min_hw + 2, min_hw..=min_hw + 2)
+        })
+        .prop_map(move |((n, groups, cg, og, k, stride, padding, dilation, seed), h, w)| {
+            tapegrad_tape::manual_seed(seed);
+            let (x, weight, bias) = if transposed {
+                // conv_transpose2d: input has groups * og channels, weight [C_in, C_out/groups, k, k].
+                (
+                    Tensor::randn_dtype(&[n, groups * og, h, w], DType::F64),
+                    Tensor::randn_dtype(&[groups * og, cg, k, k], DType::F64),
+                    Tensor::randn_dtype(&[groups * cg], DType::F64),
+                )
+            } else {
+                (
+                    Tensor::randn_dtype(&[n, groups * cg, h, w], DType::F64),
+                    Tensor::randn_dtype(&[groups * og, cg, k, k], DType::F64),
+                    Tensor::randn_dtype(&[groups * og], DType::F64),
+                )
+            };
+            let ints = vec![stride as i64, padding as i64, dilation as i64, groups as i64];
+            Sample { tensors: vec![x, weight, bias], ints }
+        })
+        .boxed()
+}
+
+fn conv_options(i: &[i64]) -> Conv2dOptions {
+    let (s, p, d) = (i[0] as usize, i[1] as usize, i[2] as usize);
+    Conv2dOptions { stride: (s, s), padding: (p, p), dilation: (d, d), groups: i[3] as usize }
+}
+
+/// An image batch `[N, C, H, W]` with a pooling kernel, stride and padding in `ints`.
+fn pool_case() -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=2, 1usize..=3, 1usize..=2, 0usize..=1, 0usize..=2, 0usize..=2)
+        .prop_flat_map(|(n, c, k, stride, pad, dh, dw)| {
+            let pad = pad.min(k / 2);
+            let base = k.max(1);
+            (tensor_f64(Just(vec![n, c, base + dh, base + dw]), -2.0..2.0), Just((k, stride, pad)))
+        })
+        .prop_map(|(t, (k, s, p))| Sample { tensors: vec![t], ints: vec![k as i64, s as i64, p as i64] })
+        .boxed()
+}
+
+fn image(max_hw: usize) -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=3, 1usize..=max_hw, 1usize..=max_hw)
+        .prop_flat_map(|(n, c, h, w)| tensor_f64(Just(vec![n, c, h, w]), -2.0..2.0))
+        .prop_map(|t| Sample { tensors: vec![t], ints: vec![] })
         .boxed()
 }
 
@@ -361,6 +418,57 @@ pub fn registry() -> Vec<OpCase> {
         op!("dropout(x, p, training)", "F.dropout", true, one(-2.0..2.0), |t, i| {
             tapegrad_tape::manual_seed(7); // the same mask on every evaluation
             functional::dropout(&t[0], 0.3, true)
+        }),
+        // Convolution, pooling, normalisation, embedding.
+        op!("conv2d(x, w, b, options)", "F.conv2d", true, conv_case(false), |t, i| {
+            functional::conv2d(&t[0], &t[1], Some(&t[2]), conv_options(i))
+        }),
+        op!("conv1d(x, w, b, ...)", "F.conv1d", true, conv_case(false), |t, i| {
+            let (x, w) = (t[0].narrow(2, 0, 1).squeeze_dim(2), t[1].narrow(2, 0, 1).squeeze_dim(2));
+            let o = conv_options(i);
+            functional::conv1d(&x, &w, Some(&t[2]), o.stride.0, o.padding.0, o.dilation.0, o.groups)
+        }),
+        op!(
+            "conv_transpose2d(x, w, b, options, output_padding)",
+            "F.conv_transpose2d",
+            true,
+            conv_case(true),
+            |t, i| {
+                let o = conv_options(i);
+                let extra = (o.stride.0.max(o.dilation.0) - 1).min(1);
+                functional::conv_transpose2d(&t[0], &t[1], Some(&t[2]), o, (extra, 0))
+            }
+        ),
+        op!("max_pool2d(x, kernel, stride, padding)", "F.max_pool2d", true, pool_case(), |t, i| {
+            let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
+            functional::max_pool2d(&t[0], (k, k), (s, s), (p, p))
+        }),
+        op!("avg_pool2d(x, kernel, stride, padding)", "F.avg_pool2d", true, pool_case(), |t, i| {
+            let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
+            functional::avg_pool2d(&t[0], (k, k), (s, s), (p, p))
+        }),
+        op!("adaptive_avg_pool2d(x, size)", "F.adaptive_avg_pool2d", true, image(5), |t, i| {
+            functional::adaptive_avg_pool2d(&t[0], (2, 3))
+        }),
+        op!("layer_norm(x, shape, w, b, eps)", "F.layer_norm", true, with_dim(-2.0..2.0, 2), |t, i| {
+            let last = *t[0].shape().last().unwrap();
+            let w = Tensor::arange_dtype(1.0, 1.0 + last as f64, 1.0, DType::F64).div_scalar(last as f64);
+            let b = Tensor::full_dtype(&[last], 0.3, DType::F64);
+            functional::layer_norm(&t[0], &[last], Some(&w), Some(&b), 1e-5)
+        }),
+        op!("batch_norm(x, stats, w, b, training)", "F.batch_norm", true, image(3), |t, i| {
+            let c = t[0].shape()[1];
+            let stats = BatchNormStats::new(c, DType::F64);
+            let w = Tensor::full_dtype(&[c], 1.5, DType::F64);
+            let b = Tensor::full_dtype(&[c], -0.5, DType::F64);
+            let train = t[0].shape()[0] * t[0].shape()[2] * t[0].shape()[3] > 1;
+            functional::batch_norm(&t[0], Some(&stats), Some(&w), Some(&b), train, 0.1, 1e-5)
+        }),
+        op!("embedding(indices, weight)", "F.embedding", true, with_index(), |t, i| {
+            let rows = t[0].shape()[0];
+            let table = t[0].reshape(&[rows as isize, -1]);
+            let ids: Vec<i64> = t[1].to_vec::<i64>().iter().map(|&v| v % rows as i64).collect();
+            functional::embedding(&Tensor::from_vec(ids, t[1].shape()), &table)
         }),
     ]
 }

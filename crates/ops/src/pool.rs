@@ -1,0 +1,173 @@
+//! Pooling: max (with the chosen positions), average (a depthwise convolution with a
+//! constant kernel) and adaptive average (separable averaging matrices).
+
+use std::panic::Location;
+
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, ensure_float, record};
+
+use crate::conv::Conv2dOptions;
+use crate::shape::{reshape_to, scatter_add};
+
+fn check_4d(op: &'static str, x: &Tensor, location: &'static Location<'static>) -> Result<[usize; 4]> {
+    ensure_float(op, x, location)?;
+    match *x.shape() {
+        [n, c, h, w] => Ok([n, c, h, w]),
+        _ => Err(Error::Shape { op, message: format!("expects input [N, C, H, W], got {:?}", x.shape()), location }),
+    }
+}
+
+fn pooled_size(
+    op: &'static str,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    location: &'static Location<'static>,
+) -> Result<usize> {
+    if kernel == 0 || stride == 0 || padding * 2 > kernel {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "kernel {kernel}, stride {stride} and padding {padding} are invalid (padding may be at most half the kernel)"
+            ),
+            location,
+        });
+    }
+    (input + 2 * padding).checked_sub(kernel).map(|r| r / stride + 1).ok_or_else(|| Error::Shape {
+        op,
+        message: format!("kernel {kernel} is larger than the padded input size {}", input + 2 * padding),
+        location,
+    })
+}
+
+/// Max over each window, and the flat position (`ih * W + iw`) it came from.
+fn max_pool_kernel<T: Element>(
+    x: &[T],
+    [n, c, h, w]: [usize; 4],
+    (ho, wo): (usize, usize),
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    (ph, pw): (usize, usize),
+) -> (Vec<T>, Vec<i64>) {
+    let mut values = Vec::with_capacity(n * c * ho * wo);
+    let mut indices = Vec::with_capacity(n * c * ho * wo);
+    for plane in x.chunks(h * w).take(n * c) {
+        for oh in 0..ho {
+            let h0 = (oh * sh) as isize - ph as isize;
+            let (hs, he) = (h0.max(0) as usize, ((h0 + kh as isize) as usize).min(h));
+            for ow in 0..wo {
+                let w0 = (ow * sw) as isize - pw as isize;
+                let (ws, we) = (w0.max(0) as usize, ((w0 + kw as isize) as usize).min(w));
+                let mut best = hs * w + ws;
+                for ih in hs..he {
+                    for iw in ws..we {
+                        let v = plane[ih * w + iw];
+                        let b = plane[best];
+                        if !b.is_nan() && (v > b || v.is_nan()) {
+                            best = ih * w + iw;
+                        }
+                    }
+                }
+                values.push(plane[best]);
+                indices.push(best as i64);
+            }
+        }
+    }
+    (values, indices)
+}
+
+#[track_caller]
+pub(crate) fn max_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<(Tensor, Tensor)> {
+    let location = Location::caller();
+    let op = "max_pool2d";
+    let dims = check_4d(op, x, location)?;
+    let ho = pooled_size(op, dims[2], kernel.0, stride.0, padding.0, location)?;
+    let wo = pooled_size(op, dims[3], kernel.1, stride.1, padding.1, location)?;
+    let storage = x.contiguous_storage();
+    let (values, indices) = match &storage {
+        Storage::F32(v) => {
+            let (a, i) = max_pool_kernel(v, dims, (ho, wo), kernel, stride, padding);
+            (Storage::from_vec(a), i)
+        }
+        Storage::F64(v) => {
+            let (a, i) = max_pool_kernel(v, dims, (ho, wo), kernel, stride, padding);
+            (Storage::from_vec(a), i)
+        }
+        Storage::I64(_) => unreachable!("float dtype checked"),
+    };
+    let [n, c, h, w] = dims;
+    let out_shape = [n, c, ho, wo];
+    let value = Tensor::from_storage(values, Layout::contiguous(&out_shape));
+    let flat_index = Tensor::from_vec(indices, &[n, c, ho * wo]);
+    let index = flat_index.clone();
+    let dtype = x.dtype();
+    let out = record(op, location, &[x], value, || {
+        Backward::new(move |ctx| {
+            // Each output's gradient goes to the input position it was taken from.
+            let g = reshape_to(ctx.grad(), &[n, c, ho * wo]);
+            let zeros = Tensor::zeros_dtype(&[n, c, h * w], dtype);
+            let dx = scatter_add(&zeros, 2, &index, &g).expect("indices come from the forward pass");
+            smallvec![Some(reshape_to(&dx, &[n, c, h, w]))]
+        })
+    });
+    Ok((out, reshape_to(&flat_index, &out_shape)))
+}
+
+#[track_caller]
+pub(crate) fn avg_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = "avg_pool2d";
+    let [_, c, h, w] = check_4d(op, x, location)?;
+    pooled_size(op, h, kernel.0, stride.0, padding.0, location)?;
+    pooled_size(op, w, kernel.1, stride.1, padding.1, location)?;
+    // PyTorch's default count_include_pad=True: every window divides by the full kernel
+    // area, which is exactly a depthwise convolution with a constant kernel.
+    let weight = Tensor::full_dtype(&[c, 1, kernel.0, kernel.1], 1.0 / (kernel.0 * kernel.1) as f64, x.dtype());
+    let opts = Conv2dOptions { stride, padding, dilation: (1, 1), groups: c };
+    crate::conv::conv2d(x, &weight, None, opts)
+}
+
+/// The `[out, input]` matrix that averages PyTorch's adaptive windows
+/// `floor(i * input / out) .. ceil((i + 1) * input / out)`.
+fn averaging_matrix(input: usize, out: usize) -> Vec<f64> {
+    let mut m = vec![0.0; out * input];
+    for i in 0..out {
+        let start = i * input / out;
+        let end = ((i + 1) * input).div_ceil(out);
+        for j in start..end {
+            m[i * input + j] = 1.0 / (end - start) as f64;
+        }
+    }
+    m
+}
+
+#[track_caller]
+pub(crate) fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = "adaptive_avg_pool2d";
+    let [_, _, h, w] = check_4d(op, x, location)?;
+    if output.0 == 0 || output.1 == 0 {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!("output size {output:?} must be positive"),
+            location,
+        });
+    }
+    let ah = Tensor::from_vec(averaging_matrix(h, output.0), &[output.0, h]).to_dtype(x.dtype());
+    let aw = Tensor::from_vec(averaging_matrix(w, output.1), &[output.1, w]).to_dtype(x.dtype());
+    // Separable: rows then columns, as two (broadcast batched) matrix products.
+    let rows = crate::matmul::matmul(&ah, x)?;
+    crate::matmul::matmul(&rows, &crate::shape::transpose(&aw, 0, 1)?)
+}
