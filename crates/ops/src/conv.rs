@@ -12,7 +12,9 @@ use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
 
-use crate::matmul::{Gemm, gemm};
+use rayon::prelude::*;
+
+use crate::gemm::{Gemm, View, gemm_serial};
 
 /// Stride, padding, dilation and groups of a 2-D convolution (PyTorch's arguments).
 ///
@@ -67,10 +69,6 @@ impl Geometry {
     fn k(&self) -> usize {
         self.cg() * self.kh * self.kw
     }
-    /// Columns of a column matrix: one per (image, output position).
-    fn p(&self) -> usize {
-        self.n * self.ho * self.wo
-    }
 }
 
 fn out_size(input: usize, pad: usize, dilation: usize, kernel: usize, stride: usize) -> Option<usize> {
@@ -121,70 +119,80 @@ fn geometry(
     Ok(Geometry { n, c, h, w, o, ho, wo, kh, kw, opts })
 }
 
-/// The column matrix `[K, P]` of group `g` of `x` (`[N, C, H, W]`, contiguous).
-fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize) -> Vec<T> {
-    let Geometry { n, c, h, w, ho, wo, kh, kw, opts, .. } = *geo;
+/// Output columns `lo..hi` whose input column `ow * stride + offset` lies in `0..width`.
+fn valid_range(offset: isize, stride: usize, width: usize, out: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if offset >= 0 { 0 } else { ((-offset + s - 1) / s) as usize };
+    let hi = if width as isize <= offset { 0 } else { ((width as isize - offset + s - 1) / s) as usize };
+    let hi = hi.min(out);
+    (lo.min(hi), hi)
+}
+
+/// The column matrix `[K, Ho * Wo]` of group `g` of one image `[C, H, W]`.
+fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize, col: &mut [T]) {
+    let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
     let (sh, sw) = opts.stride;
-    let (ph, pw) = opts.padding;
-    let (dh, dw) = opts.dilation;
-    let p = geo.p();
-    let mut col = vec![T::ZERO; geo.k() * p];
+    let hw = ho * wo;
     for ci in 0..geo.cg() {
-        let channel = g * geo.cg() + ci;
+        let plane = &x[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for ki in 0..kh {
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
-                let out_row = &mut col[row * p..(row + 1) * p];
-                for img in 0..n {
-                    let plane = &x[(img * c + channel) * h * w..(img * c + channel + 1) * h * w];
-                    for oh in 0..ho {
-                        let ih = (oh * sh + ki * dh) as isize - ph as isize;
-                        if ih < 0 || ih >= h as isize {
-                            continue;
-                        }
-                        let src = &plane[ih as usize * w..(ih as usize + 1) * w];
-                        let dst = &mut out_row[(img * ho + oh) * wo..(img * ho + oh + 1) * wo];
-                        for (ow, d) in dst.iter_mut().enumerate() {
-                            let iw = (ow * sw + kj * dw) as isize - pw as isize;
-                            if iw >= 0 && iw < w as isize {
-                                *d = src[iw as usize];
-                            }
+                let dst_row = &mut col[row * hw..(row + 1) * hw];
+                let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
+                let (lo, hi) = valid_range(off_w, sw, w, wo);
+                for oh in 0..ho {
+                    let dst = &mut dst_row[oh * wo..(oh + 1) * wo];
+                    let ih = (oh * sh + ki * opts.dilation.0) as isize - opts.padding.0 as isize;
+                    if ih < 0 || ih >= h as isize {
+                        dst.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &plane[ih as usize * w..(ih as usize + 1) * w];
+                    dst[..lo].fill(T::ZERO);
+                    dst[hi..].fill(T::ZERO);
+                    if sw == 1 {
+                        let start = (lo as isize + off_w) as usize;
+                        dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                    } else {
+                        for (ow, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
+                            *d = src[((ow * sw) as isize + off_w) as usize];
                         }
                     }
                 }
             }
         }
     }
-    col
 }
 
-/// Adds the column matrix `col` (`[K, P]`) of group `g` back into `dx` (`[N, C, H, W]`).
+/// Adds the column matrix of group `g` back into one image `dx` (`[C, H, W]`).
 fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T]) {
-    let Geometry { n, c, h, w, ho, wo, kh, kw, opts, .. } = *geo;
+    let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
     let (sh, sw) = opts.stride;
-    let (ph, pw) = opts.padding;
-    let (dh, dw) = opts.dilation;
-    let p = geo.p();
+    let hw = ho * wo;
     for ci in 0..geo.cg() {
-        let channel = g * geo.cg() + ci;
+        let plane = &mut dx[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for ki in 0..kh {
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
-                let in_row = &col[row * p..(row + 1) * p];
-                for img in 0..n {
-                    let plane = &mut dx[(img * c + channel) * h * w..(img * c + channel + 1) * h * w];
-                    for oh in 0..ho {
-                        let ih = (oh * sh + ki * dh) as isize - ph as isize;
-                        if ih < 0 || ih >= h as isize {
-                            continue;
+                let src_row = &col[row * hw..(row + 1) * hw];
+                let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
+                let (lo, hi) = valid_range(off_w, sw, w, wo);
+                for oh in 0..ho {
+                    let ih = (oh * sh + ki * opts.dilation.0) as isize - opts.padding.0 as isize;
+                    if ih < 0 || ih >= h as isize {
+                        continue;
+                    }
+                    let src = &src_row[oh * wo..(oh + 1) * wo];
+                    let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
+                    if sw == 1 {
+                        let start = (lo as isize + off_w) as usize;
+                        for (d, &v) in dst[start..start + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                            *d += v;
                         }
-                        let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
-                        let src = &in_row[(img * ho + oh) * wo..(img * ho + oh + 1) * wo];
-                        for (ow, &s) in src.iter().enumerate() {
-                            let iw = (ow * sw + kj * dw) as isize - pw as isize;
-                            if iw >= 0 && iw < w as isize {
-                                dst[iw as usize] += s;
-                            }
+                    } else {
+                        for (ow, &v) in src.iter().enumerate().take(hi).skip(lo) {
+                            dst[((ow * sw) as isize + off_w) as usize] += v;
                         }
                     }
                 }
@@ -193,59 +201,85 @@ fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T]) {
     }
 }
 
-/// Output channels of group `g` of `y` (`[N, O, Ho, Wo]`) as an `[Og, P]` matrix.
-fn gather_group<T: Gemm>(y: &[T], geo: &Geometry, g: usize) -> Vec<T> {
-    let (og, hw) = (geo.og(), geo.ho * geo.wo);
-    let mut out = Vec::with_capacity(og * geo.p());
-    for oc in 0..og {
-        let channel = g * og + oc;
-        for img in 0..geo.n {
-            out.extend_from_slice(&y[(img * geo.o + channel) * hw..(img * geo.o + channel + 1) * hw]);
-        }
-    }
-    out
+/// Images per rayon task: enough to keep every thread busy without splitting finer.
+fn min_images_per_task(n: usize) -> usize {
+    (n / rayon::current_num_threads().max(1)).max(1)
 }
 
 fn conv_kernel<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
-    let (og, k, p, hw) = (geo.og(), geo.k(), geo.p(), geo.ho * geo.wo);
-    let mut y = vec![T::ZERO; geo.n * geo.o * hw];
-    for g in 0..geo.opts.groups {
-        let col = im2col(x, geo, g);
-        let wg = &weight[g * og * k..(g + 1) * og * k];
-        let yg = gemm(og, k, p, wg, k, 1, &col, p, 1);
-        for oc in 0..og {
-            for img in 0..geo.n {
-                let dst = ((img * geo.o) + g * og + oc) * hw;
-                y[dst..dst + hw].copy_from_slice(&yg[oc * p + img * hw..oc * p + (img + 1) * hw]);
-            }
-        }
+    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
+    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let mut y = vec![T::ZERO; geo.n * out_img];
+    if y.is_empty() {
+        return y;
     }
+    y.par_chunks_mut(out_img).zip(x.par_chunks(in_img.max(1))).with_min_len(min_images_per_task(geo.n)).for_each_init(
+        || vec![T::ZERO; k * hw],
+        |col, (y_img, x_img)| {
+            for g in 0..geo.opts.groups {
+                im2col(x_img, geo, g, col);
+                let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
+                gemm_serial(wg, View::row_major(col, k, hw), &mut y_img[g * og * hw..(g + 1) * og * hw], false);
+            }
+        },
+    );
     y
 }
 
 fn conv_transpose_kernel<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
-    let (og, k, p) = (geo.og(), geo.k(), geo.p());
-    let mut dx = vec![T::ZERO; geo.n * geo.c * geo.h * geo.w];
-    for g in 0..geo.opts.groups {
-        let gyg = gather_group(gy, geo, g);
-        let wg = &weight[g * og * k..(g + 1) * og * k];
-        // W_g^T (a strided view of W_g) times the output gradient.
-        let col = gemm(k, og, p, wg, 1, k, &gyg, p, 1);
-        col2im(&col, geo, g, &mut dx);
+    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
+    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let mut dx = vec![T::ZERO; geo.n * in_img];
+    if dx.is_empty() {
+        return dx;
     }
+    dx.par_chunks_mut(in_img)
+        .zip(gy.par_chunks(out_img.max(1)))
+        .with_min_len(min_images_per_task(geo.n))
+        .for_each_init(
+            || vec![T::ZERO; k * hw],
+            |col, (dx_img, gy_img)| {
+                for g in 0..geo.opts.groups {
+                    let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
+                    let gyg = View::row_major(&gy_img[g * og * hw..(g + 1) * og * hw], og, hw);
+                    gemm_serial(wg.t(), gyg, col, false);
+                    col2im(col, geo, g, dx_img);
+                }
+            },
+        );
     dx
 }
 
 fn conv_weight_kernel<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
-    let (og, k, p) = (geo.og(), geo.k(), geo.p());
-    let mut dw = Vec::with_capacity(geo.o * k);
-    for g in 0..geo.opts.groups {
-        let col = im2col(x, geo, g);
-        let gyg = gather_group(gy, geo, g);
-        // gy_g [Og, P] times col^T (a strided view).
-        dw.extend(gemm(og, p, k, &gyg, p, 1, &col, 1, p));
-    }
-    dw
+    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
+    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let size = geo.o * k;
+    (0..geo.n)
+        .into_par_iter()
+        .with_min_len(min_images_per_task(geo.n))
+        .fold(
+            || (vec![T::ZERO; size], vec![T::ZERO; k * hw]),
+            |(mut acc, mut col), img| {
+                let x_img = &x[img * in_img..(img + 1) * in_img];
+                let gy_img = &gy[img * out_img..(img + 1) * out_img];
+                for g in 0..geo.opts.groups {
+                    im2col(x_img, geo, g, &mut col);
+                    let gyg = View::row_major(&gy_img[g * og * hw..(g + 1) * og * hw], og, hw);
+                    gemm_serial(gyg, View::row_major(&col, k, hw).t(), &mut acc[g * og * k..(g + 1) * og * k], true);
+                }
+                (acc, col)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce(
+            || vec![T::ZERO; size],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += *y;
+                }
+                a
+            },
+        )
 }
 
 /// Which of the three primitives to run.

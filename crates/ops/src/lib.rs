@@ -20,6 +20,7 @@ mod conv;
 mod dims;
 mod elementwise;
 pub mod functional;
+mod gemm;
 mod matmul;
 mod norm;
 mod pool;

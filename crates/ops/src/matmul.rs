@@ -8,95 +8,8 @@ use tapegrad_tape::layout::{Layout, broadcast_shapes, numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
 
+use crate::gemm::{Gemm, View, gemm_into};
 use crate::shape::{reshape_to, transpose, unsqueeze};
-
-/// The GEMM kernel for one element type.
-pub(crate) trait Gemm: tapegrad_tape::Element + Default {
-    /// `c = a b` for an `m x k` and a `k x n` strided matrix into row-major `c`.
-    ///
-    /// # Safety
-    /// `a` and `b` must be valid for every element their strides reach; `c` must hold
-    /// `m * n` elements.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        c: *mut Self,
-    );
-}
-
-impl Gemm for f32 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        b: *const f32,
-        rsb: isize,
-        csb: isize,
-        c: *mut f32,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, n as isize, 1) }
-    }
-}
-
-impl Gemm for f64 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const f64,
-        rsa: isize,
-        csa: isize,
-        b: *const f64,
-        rsb: isize,
-        csb: isize,
-        c: *mut f64,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, n as isize, 1) }
-    }
-}
-
-/// `a b` for an `m x k` and a `k x n` strided matrix (strides in elements), as a new
-/// row-major `m x n` buffer.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm<T: Gemm>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[T],
-    rsa: usize,
-    csa: usize,
-    b: &[T],
-    rsb: usize,
-    csb: usize,
-) -> Vec<T> {
-    let mut c = vec![T::default(); m * n];
-    if m * n == 0 || k == 0 {
-        return c;
-    }
-    assert!(
-        (m - 1) * rsa + (k - 1) * csa < a.len() && (k - 1) * rsb + (n - 1) * csb < b.len(),
-        "gemm: operand out of bounds"
-    );
-    // SAFETY: the assertion above keeps every strided access inside `a` and `b`; `c` holds
-    // m * n elements.
-    unsafe {
-        T::gemm(m, k, n, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, c.as_mut_ptr())
-    }
-    c
-}
 
 /// Batched product of views `la` (`[batch.., m, k]`) and `lb` (`[batch.., k, n]`), already
 /// broadcast to the same batch shape, into a contiguous `[batch.., m, n]` buffer.
@@ -105,19 +18,16 @@ fn batched<T: Gemm>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
     let batch = &la.shape()[..nb];
     let (m, k, n) = (la.shape()[nb], la.shape()[nb + 1], lb.shape()[nb + 1]);
     let mut c = vec![T::default(); numel(batch) * m * n];
-    if m * n == 0 || k == 0 {
+    if m * n == 0 {
         return c;
     }
     let (sa, sb) = (la.strides(), lb.strides());
-    let (rsa, csa) = (sa[nb] as isize, sa[nb + 1] as isize);
-    let (rsb, csb) = (sb[nb] as isize, sb[nb + 1] as isize);
     let ba = Layout::from_parts(batch, &sa[..nb], la.offset());
     let bb = Layout::from_parts(batch, &sb[..nb], lb.offset());
     for ((oa, ob), out) in ba.offsets().zip(bb.offsets()).zip(c.chunks_mut(m * n)) {
-        // SAFETY: the layouts were checked against their storages when the tensors were
-        // built, so every offset the strides reach from `oa`/`ob` is in bounds; `out` holds
-        // exactly m * n elements.
-        unsafe { T::gemm(m, k, n, a.as_ptr().add(oa), rsa, csa, b.as_ptr().add(ob), rsb, csb, out.as_mut_ptr()) }
+        let va = View { data: a, offset: oa, rows: m, cols: k, rs: sa[nb], cs: sa[nb + 1] };
+        let vb = View { data: b, offset: ob, rows: k, cols: n, rs: sb[nb], cs: sb[nb + 1] };
+        gemm_into(va, vb, out, false);
     }
     c
 }

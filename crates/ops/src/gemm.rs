@@ -1,0 +1,196 @@
+//! GEMM on strided views through `matrixmultiply`, split across rayon's threads only when
+//! the product is large enough to pay for it (at n = 128 two threads are slower than one).
+
+use rayon::prelude::*;
+
+/// Multiply-adds below this count run on the calling thread.
+const PARALLEL_FLOPS: usize = 1 << 22;
+
+/// A matrix view: `rows x cols` elements of `data` at `offset + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a, T> {
+    pub data: &'a [T],
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> View<'a, T> {
+    /// A row-major matrix.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        View { data, offset: 0, rows, cols, rs: cols, cs: 1 }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        View { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+    }
+
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// The GEMM kernel for one element type.
+pub(crate) trait Gemm: tapegrad_tape::Element + Default {
+    /// `c = alpha a b + beta c` with raw strides.
+    ///
+    /// # Safety
+    /// Every element the strides reach from `a`, `b` and `c` must be valid, and `c`'s
+    /// elements must not be written by anyone else during the call.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+macro_rules! impl_gemm {
+    ($t:ty, $f:path) => {
+        impl Gemm for $t {
+            unsafe fn raw(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                csb: isize,
+                beta: $t,
+                c: *mut $t,
+                rsc: isize,
+                csc: isize,
+            ) {
+                // SAFETY: forwarded from the caller.
+                unsafe { $f(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
+        }
+    };
+}
+
+impl_gemm!(f32, matrixmultiply::sgemm);
+impl_gemm!(f64, matrixmultiply::dgemm);
+
+/// A pointer that may cross into rayon's workers: each worker writes a disjoint block.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used for disjoint writes inside `gemm_into`, which outlives the workers.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer; a method so closures capture the whole (Send) wrapper.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// `c = a b` (or `c += a b` with `accumulate`) into a row-major `c` of `a.rows x b.cols`,
+/// on the calling thread.
+pub(crate) fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(a.cols == b.rows && c.len() == m * n && a.in_bounds() && b.in_bounds(), "gemm: operand shapes");
+    if m * n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(T::ZERO);
+        }
+        return;
+    }
+    let beta = if accumulate { T::ONE } else { T::ZERO };
+    // SAFETY: bounds asserted above; `c` is exclusively borrowed.
+    unsafe {
+        T::raw(
+            m,
+            k,
+            n,
+            a.data.as_ptr().add(a.offset),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr().add(b.offset),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// [`gemm_serial`], split into row or column blocks across threads when large.
+pub(crate) fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let threads = rayon::current_num_threads();
+    if threads < 2 || m * n * k < PARALLEL_FLOPS {
+        return gemm_serial(a, b, c, accumulate);
+    }
+    assert!(a.cols == b.rows && c.len() == m * n && a.in_bounds() && b.in_bounds(), "gemm: operand shapes");
+    let beta = if accumulate { T::ONE } else { T::ZERO };
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    // Split the longer side of C so each worker gets a tall or wide block.
+    let (blocks, along_rows) = if m >= n { (threads.min(m), true) } else { (threads.min(n), false) };
+    let len = if along_rows { m } else { n };
+    (0..blocks).into_par_iter().for_each(|i| {
+        let (start, end) = (i * len / blocks, (i + 1) * len / blocks);
+        if start == end {
+            return;
+        }
+        // SAFETY: blocks of C are disjoint; A and B are only read; bounds asserted above.
+        unsafe {
+            if along_rows {
+                T::raw(
+                    end - start,
+                    k,
+                    n,
+                    a.data.as_ptr().add(a.offset + start * a.rs),
+                    a.rs as isize,
+                    a.cs as isize,
+                    b.data.as_ptr().add(b.offset),
+                    b.rs as isize,
+                    b.cs as isize,
+                    beta,
+                    c_ptr.get().add(start * n),
+                    n as isize,
+                    1,
+                )
+            } else {
+                T::raw(
+                    m,
+                    k,
+                    end - start,
+                    a.data.as_ptr().add(a.offset),
+                    a.rs as isize,
+                    a.cs as isize,
+                    b.data.as_ptr().add(b.offset + start * b.cs),
+                    b.rs as isize,
+                    b.cs as isize,
+                    beta,
+                    c_ptr.get().add(start),
+                    n as isize,
+                    1,
+                )
+            }
+        }
+    });
+}
