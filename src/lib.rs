@@ -34,7 +34,10 @@ pub use tapegrad_tape::{
 /// assert_eq!(w.grad().unwrap().shape(), &[3, 2]);
 /// ```
 pub mod prelude {
-    pub use tapegrad_nn::{Linear, Module, SGD};
+    pub use tapegrad_nn::{
+        Adam, AdamW, BatchNorm2d, Conv2d, Dropout, Flatten, LayerNorm, Linear, LrScheduler, MaxPool2d, Module,
+        Optimizer, ReLU, SGD, Sequential,
+    };
     pub use tapegrad_ops::functional::{self as F, LossOptions};
     pub use tapegrad_ops::{Reduction, TensorOps, cat, stack, where_};
     pub use tapegrad_tape::{

@@ -1,22 +1,38 @@
-//! Modules, layers and optimizers for tapegrad (PyTorch's `torch.nn` and `torch.optim`).
+//! Modules, layers, optimizers, schedulers and parameter files for tapegrad (PyTorch's
+//! `torch.nn` and `torch.optim`). Losses are the functions of
+//! `tapegrad_ops::functional` (`cross_entropy`, `mse_loss`, ...).
 //!
 //! ```
-//! use tapegrad_nn::{Linear, Module, SGD};
-//! use tapegrad_ops::TensorOps;
+//! use tapegrad_nn::{Adam, Linear, Module, Optimizer, ReLU, Sequential};
+//! use tapegrad_ops::{TensorOps, functional::cross_entropy};
 //! use tapegrad_tape::Tensor;
-//! let model = Linear::new(2, 1);
-//! let mut opt = SGD::new(model.parameters(), 0.1);
-//! let x = Tensor::ones(&[4, 2]);
-//! let loss = model.forward(&x).pow(2.0).mean();
-//! opt.zero_grad();
-//! loss.backward();
-//! opt.step();
+//! let model = Sequential::new().add(Linear::new(4, 8)).add(ReLU).add(Linear::new(8, 3));
+//! let mut opt = Adam::new(model.parameters(), 1e-2);
+//! let x = Tensor::randn(&[16, 4]);
+//! let y = Tensor::from_vec((0..16).map(|i| i % 3).collect::<Vec<i64>>(), &[16]);
+//! for _ in 0..5 {
+//!     let loss = cross_entropy(&model.forward(&x), &y);
+//!     opt.zero_grad();
+//!     loss.backward();
+//!     opt.step();
+//! }
 //! ```
 
-mod linear;
+pub mod init;
+mod io;
+mod layers;
 mod module;
 mod optim;
+mod scheduler;
 
-pub use linear::Linear;
-pub use module::Module;
-pub use optim::SGD;
+pub use io::{load, load_checkpoint, load_tensors, save, save_checkpoint, save_tensors};
+pub use layers::{
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d, Dropout, Embedding,
+    Flatten, GELU, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, SiLU, Sigmoid, Tanh,
+};
+pub use module::{Module, Slot, join_name};
+pub use optim::{
+    Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, Optim, Optimizer, ParamGroup, RMSprop,
+    RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm, clip_grad_value,
+};
+pub use scheduler::{CosineAnnealingLR, ExponentialLR, LinearWarmup, LrScheduler, StepLR};

@@ -1,0 +1,639 @@
+//! Layers, initialised the way PyTorch initialises them by default.
+
+use std::cell::Cell;
+
+use tapegrad_ops::TensorOps;
+use tapegrad_ops::functional::{self as F, BatchNormStats, Conv2dOptions};
+use tapegrad_tape::{DType, Tensor};
+
+use crate::init;
+use crate::module::{Module, Slot, join_name};
+
+/// Visits optional parameters by name.
+fn visit_params(prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot), params: &[(&str, Option<&Tensor>)]) {
+    for (name, t) in params {
+        if let Some(t) = t {
+            f(&join_name(prefix, name), t, Slot::Parameter);
+        }
+    }
+}
+
+/// PyTorch's default bias: uniform in `±1/sqrt(fan_in)`.
+fn default_bias(n: usize, fan_in: usize) -> Tensor {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    init::uniform(&[n], -bound, bound).requires_grad()
+}
+
+/// `y = x W^T + b`: PyTorch's `nn.Linear`.
+///
+/// ```
+/// use tapegrad_nn::{Linear, Module};
+/// use tapegrad_tape::Tensor;
+/// let layer = Linear::new(4, 3);
+/// assert_eq!(layer.weight.shape(), &[3, 4]);
+/// assert_eq!(layer.forward(&Tensor::zeros(&[2, 4])).shape(), &[2, 3]);
+/// ```
+pub struct Linear {
+    /// `out_features x in_features`.
+    pub weight: Tensor,
+    /// `out_features`, if the layer has a bias.
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer with a bias.
+    pub fn new(in_features: usize, out_features: usize) -> Self {
+        Linear {
+            weight: init::kaiming_uniform(&[out_features, in_features], 5f64.sqrt()).requires_grad(),
+            bias: Some(default_bias(out_features, in_features)),
+        }
+    }
+
+    /// A layer without a bias.
+    ///
+    /// ```
+    /// assert!(tapegrad_nn::Linear::no_bias(2, 2).bias.is_none());
+    /// ```
+    pub fn no_bias(in_features: usize, out_features: usize) -> Self {
+        Linear { bias: None, ..Linear::new(in_features, out_features) }
+    }
+}
+
+impl Module for Linear {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let y = x.matmul(&self.weight.t());
+        match &self.bias {
+            Some(b) => &y + b,
+            None => y,
+        }
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+        visit_params(prefix, f, &[("weight", Some(&self.weight)), ("bias", self.bias.as_ref())]);
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+        f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
+        if let Some(b) = &mut self.bias {
+            f(&join_name(prefix, "bias"), b, Slot::Parameter);
+        }
+    }
+}
+
+macro_rules! conv_layer {
+    ($(#[$doc:meta])* $name:ident, $rank:literal) => {
+        $(#[$doc])*
+        pub struct $name {
+            /// The kernel.
+            pub weight: Tensor,
+            /// One bias per output channel, if any.
+            pub bias: Option<Tensor>,
+            /// Stride, padding, dilation, groups.
+            pub options: Conv2dOptions,
+        }
+
+        impl $name {
+            /// Stride of the windows.
+            pub fn stride(mut self, s: usize) -> Self {
+                self.options.stride = if $rank == 1 { (1, s) } else { (s, s) };
+                self
+            }
+            /// Zero padding on every side.
+            pub fn padding(mut self, p: usize) -> Self {
+                self.options.padding = if $rank == 1 { (0, p) } else { (p, p) };
+                self
+            }
+            /// Spacing between kernel taps.
+            pub fn dilation(mut self, d: usize) -> Self {
+                self.options.dilation = if $rank == 1 { (1, d) } else { (d, d) };
+                self
+            }
+            /// Without a bias.
+            pub fn no_bias(mut self) -> Self {
+                self.bias = None;
+                self
+            }
+        }
+
+        impl Module for $name {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+                visit_params(prefix, f, &[("weight", Some(&self.weight)), ("bias", self.bias.as_ref())]);
+            }
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+                f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
+                if let Some(b) = &mut self.bias {
+                    f(&join_name(prefix, "bias"), b, Slot::Parameter);
+                }
+            }
+            #[track_caller]
+            fn forward(&self, x: &Tensor) -> Tensor {
+                self.apply(x)
+            }
+        }
+    };
+}
+
+conv_layer!(
+    /// 2-D convolution: PyTorch's `nn.Conv2d` (kernel `[out, in / groups, k, k]`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Conv2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let conv = Conv2d::new(1, 16, 5).padding(2);
+    /// assert_eq!(conv.forward(&Tensor::zeros(&[2, 1, 28, 28])).shape(), &[2, 16, 28, 28]);
+    /// ```
+    Conv2d,
+    2
+);
+
+impl Conv2d {
+    /// A square-kernel convolution with a bias, stride 1 and no padding.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        Self::with_groups(in_channels, out_channels, kernel, 1)
+    }
+
+    /// A grouped convolution (`groups` must divide both channel counts).
+    pub fn with_groups(in_channels: usize, out_channels: usize, kernel: usize, groups: usize) -> Self {
+        let shape = [out_channels, in_channels / groups.max(1), kernel, kernel];
+        let (fan_in, _) = init::fans(&shape);
+        Conv2d {
+            weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
+            bias: Some(default_bias(out_channels, fan_in)),
+            options: Conv2dOptions { groups, ..Default::default() },
+        }
+    }
+
+    #[track_caller]
+    fn apply(&self, x: &Tensor) -> Tensor {
+        F::conv2d(x, &self.weight, self.bias.as_ref(), self.options)
+    }
+}
+
+conv_layer!(
+    /// 1-D convolution: PyTorch's `nn.Conv1d` (kernel `[out, in / groups, k]`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Conv1d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// assert_eq!(Conv1d::new(3, 8, 3).padding(1).forward(&Tensor::zeros(&[2, 3, 10])).shape(), &[2, 8, 10]);
+    /// ```
+    Conv1d,
+    1
+);
+
+impl Conv1d {
+    /// A convolution with a bias, stride 1 and no padding.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        let shape = [out_channels, in_channels, kernel];
+        let (fan_in, _) = init::fans(&shape);
+        Conv1d {
+            weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
+            bias: Some(default_bias(out_channels, fan_in)),
+            options: Conv2dOptions::default(),
+        }
+    }
+
+    #[track_caller]
+    fn apply(&self, x: &Tensor) -> Tensor {
+        let o = self.options;
+        F::conv1d(x, &self.weight, self.bias.as_ref(), o.stride.1, o.padding.1, o.dilation.1, o.groups)
+    }
+}
+
+conv_layer!(
+    /// Transposed 2-D convolution: PyTorch's `nn.ConvTranspose2d` (kernel
+    /// `[in, out / groups, k, k]`), the upsampling layer of GAN generators.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ConvTranspose2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let up = ConvTranspose2d::new(8, 4, 4).stride(2).padding(1);
+    /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 7, 7])).shape(), &[1, 4, 14, 14]);
+    /// ```
+    ConvTranspose2d,
+    2
+);
+
+impl ConvTranspose2d {
+    /// A transposed convolution with a bias, stride 1 and no padding.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        let shape = [in_channels, out_channels, kernel, kernel];
+        // PyTorch computes fan-in from dimension 1 here, as for any weight.
+        let (fan_in, _) = init::fans(&shape);
+        ConvTranspose2d {
+            weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
+            bias: Some(default_bias(out_channels, fan_in)),
+            options: Conv2dOptions::default(),
+        }
+    }
+
+    #[track_caller]
+    fn apply(&self, x: &Tensor) -> Tensor {
+        F::conv_transpose2d(x, &self.weight, self.bias.as_ref(), self.options, (0, 0))
+    }
+}
+
+macro_rules! stateless {
+    ($(#[$doc:meta])* $name:ident, |$s:ident, $x:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name;
+        stateless!(@impl $name, |$s, $x| $body);
+    };
+    ($(#[$doc:meta])* $name:ident ( $($field:ident: $ty:ty),* ), |$s:ident, $x:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name { $(#[allow(missing_docs)] pub $field: $ty),* }
+        stateless!(@impl $name, |$s, $x| $body);
+    };
+    (@impl $name:ident, |$s:ident, $x:ident| $body:expr) => {
+        impl Module for $name {
+            #[track_caller]
+            fn forward(&self, $x: &Tensor) -> Tensor {
+                let $s = self;
+                $body
+            }
+            fn visit(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor, Slot)) {}
+            fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut Tensor, Slot)) {}
+        }
+    };
+}
+
+stateless!(
+    /// `max(x, 0)` as a module.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Module, ReLU};
+    /// assert_eq!(ReLU.forward(&tapegrad_tape::Tensor::full(&[1], -1.0)).item(), 0.0);
+    /// ```
+    ReLU,
+    |_s, x| x.relu()
+);
+stateless!(
+    /// `tanh` as a module.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Module, Tanh};
+    /// assert_eq!(Tanh.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
+    /// ```
+    Tanh,
+    |_s, x| x.tanh()
+);
+stateless!(
+    /// The logistic function as a module.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Module, Sigmoid};
+    /// assert_eq!(Sigmoid.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.5);
+    /// ```
+    Sigmoid,
+    |_s, x| x.sigmoid()
+);
+stateless!(
+    /// Exact GELU as a module.
+    ///
+    /// ```
+    /// use tapegrad_nn::{GELU, Module};
+    /// assert_eq!(GELU.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
+    /// ```
+    GELU,
+    |_s, x| x.gelu()
+);
+stateless!(
+    /// SiLU (swish) as a module.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Module, SiLU};
+    /// assert_eq!(SiLU.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
+    /// ```
+    SiLU,
+    |_s, x| x.silu()
+);
+stateless!(
+    /// Leaky ReLU with a negative slope.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LeakyReLU, Module};
+    /// let y = LeakyReLU { slope: 0.5 }.forward(&tapegrad_tape::Tensor::full(&[1], -2.0));
+    /// assert_eq!(y.item(), -1.0);
+    /// ```
+    LeakyReLU(slope: f64),
+    |s, x| x.leaky_relu(s.slope)
+);
+stateless!(
+    /// Flattens dimensions `start..=end` (PyTorch's default: 1 to -1).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Flatten, Module};
+    /// let y = Flatten::default().forward(&tapegrad_tape::Tensor::zeros(&[2, 3, 4]));
+    /// assert_eq!(y.shape(), &[2, 12]);
+    /// ```
+    Flatten(start: isize, end: isize),
+    |s, x| x.flatten(s.start, s.end)
+);
+
+impl Default for Flatten {
+    fn default() -> Self {
+        Flatten { start: 1, end: -1 }
+    }
+}
+
+stateless!(
+    /// Max pooling: PyTorch's `nn.MaxPool2d` (stride defaults to the kernel).
+    ///
+    /// ```
+    /// use tapegrad_nn::{MaxPool2d, Module};
+    /// let y = MaxPool2d::new(2).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 28, 28]));
+    /// assert_eq!(y.shape(), &[1, 1, 14, 14]);
+    /// ```
+    MaxPool2d(kernel: usize, stride: usize, padding: usize),
+    |s, x| F::max_pool2d(x, (s.kernel, s.kernel), (s.stride, s.stride), (s.padding, s.padding))
+);
+
+impl MaxPool2d {
+    /// Pooling over `kernel x kernel` windows with stride `kernel`.
+    pub fn new(kernel: usize) -> Self {
+        MaxPool2d { kernel, stride: kernel, padding: 0 }
+    }
+}
+
+stateless!(
+    /// Average pooling: PyTorch's `nn.AvgPool2d` (stride defaults to the kernel).
+    ///
+    /// ```
+    /// use tapegrad_nn::{AvgPool2d, Module};
+    /// let y = AvgPool2d::new(2).forward(&tapegrad_tape::Tensor::ones(&[1, 1, 4, 4]));
+    /// assert_eq!(y.to_vec::<f32>(), vec![1.0; 4]);
+    /// ```
+    AvgPool2d(kernel: usize, stride: usize, padding: usize),
+    |s, x| F::avg_pool2d(x, (s.kernel, s.kernel), (s.stride, s.stride), (s.padding, s.padding))
+);
+
+impl AvgPool2d {
+    /// Pooling over `kernel x kernel` windows with stride `kernel`.
+    pub fn new(kernel: usize) -> Self {
+        AvgPool2d { kernel, stride: kernel, padding: 0 }
+    }
+}
+
+stateless!(
+    /// Average pooling to a fixed output size: PyTorch's `nn.AdaptiveAvgPool2d`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AdaptiveAvgPool2d, Module};
+    /// let y = AdaptiveAvgPool2d { height: 1, width: 1 }.forward(&tapegrad_tape::Tensor::ones(&[2, 3, 5, 5]));
+    /// assert_eq!(y.shape(), &[2, 3, 1, 1]);
+    /// ```
+    AdaptiveAvgPool2d(height: usize, width: usize),
+    |s, x| F::adaptive_avg_pool2d(x, (s.height, s.width))
+);
+
+/// Inverted dropout with probability `p`, active only in training mode.
+///
+/// ```
+/// use tapegrad_nn::{Dropout, Module};
+/// use tapegrad_tape::Tensor;
+/// let d = Dropout::new(0.5);
+/// d.eval();
+/// assert_eq!(d.forward(&Tensor::ones(&[4])).to_vec::<f32>(), vec![1.0; 4]);
+/// ```
+pub struct Dropout {
+    /// Probability of zeroing an element.
+    pub p: f64,
+    training: Cell<bool>,
+}
+
+impl Dropout {
+    /// Dropout with probability `p`, starting in training mode.
+    pub fn new(p: f64) -> Self {
+        Dropout { p, training: Cell::new(true) }
+    }
+}
+
+impl Module for Dropout {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        F::dropout(x, self.p, self.training.get())
+    }
+    fn visit(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor, Slot)) {}
+    fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut Tensor, Slot)) {}
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
+    }
+}
+
+/// Batch normalisation over channels (dimension 1) with running statistics: PyTorch's
+/// `nn.BatchNorm1d` and `nn.BatchNorm2d` (one type serves both).
+///
+/// ```
+/// use tapegrad_nn::{BatchNorm2d, Module};
+/// use tapegrad_tape::Tensor;
+/// let bn = BatchNorm2d::new(3);
+/// let y = bn.forward(&Tensor::randn(&[4, 3, 5, 5]));
+/// assert_eq!(y.shape(), &[4, 3, 5, 5]);
+/// let names: Vec<_> = bn.state_dict().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]);
+/// ```
+pub struct BatchNorm2d {
+    /// Scale per channel (starts at 1).
+    pub weight: Tensor,
+    /// Shift per channel (starts at 0).
+    pub bias: Tensor,
+    /// Running mean and variance.
+    pub stats: BatchNormStats,
+    /// Batches seen in training (saved as PyTorch does).
+    pub num_batches_tracked: Tensor,
+    /// Weight of the newest batch in the running statistics.
+    pub momentum: f64,
+    /// Added to the variance.
+    pub eps: f64,
+    training: Cell<bool>,
+}
+
+/// Batch normalisation of `[N, C]` or `[N, C, L]` inputs (the same layer as
+/// [`BatchNorm2d`]).
+pub type BatchNorm1d = BatchNorm2d;
+
+impl BatchNorm2d {
+    /// Batch norm over `channels` with PyTorch's defaults (momentum 0.1, eps 1e-5).
+    pub fn new(channels: usize) -> Self {
+        BatchNorm2d {
+            weight: Tensor::ones(&[channels]).requires_grad(),
+            bias: Tensor::zeros(&[channels]).requires_grad(),
+            stats: BatchNormStats::new(channels, DType::F32),
+            num_batches_tracked: Tensor::from_vec(vec![0i64], &[]),
+            momentum: 0.1,
+            eps: 1e-5,
+            training: Cell::new(true),
+        }
+    }
+}
+
+impl Module for BatchNorm2d {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let training = self.training.get();
+        if training {
+            let n = self.num_batches_tracked.to_vec::<i64>()[0];
+            self.num_batches_tracked.set_data(&Tensor::from_vec(vec![n + 1], &[]));
+        }
+        F::batch_norm(x, Some(&self.stats), Some(&self.weight), Some(&self.bias), training, self.momentum, self.eps)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+        f(&join_name(prefix, "weight"), &self.weight, Slot::Parameter);
+        f(&join_name(prefix, "bias"), &self.bias, Slot::Parameter);
+        f(&join_name(prefix, "running_mean"), &self.stats.running_mean, Slot::Buffer);
+        f(&join_name(prefix, "running_var"), &self.stats.running_var, Slot::Buffer);
+        f(&join_name(prefix, "num_batches_tracked"), &self.num_batches_tracked, Slot::Buffer);
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+        f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
+        f(&join_name(prefix, "bias"), &mut self.bias, Slot::Parameter);
+        f(&join_name(prefix, "running_mean"), &mut self.stats.running_mean, Slot::Buffer);
+        f(&join_name(prefix, "running_var"), &mut self.stats.running_var, Slot::Buffer);
+        f(&join_name(prefix, "num_batches_tracked"), &mut self.num_batches_tracked, Slot::Buffer);
+    }
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
+    }
+}
+
+/// Layer normalisation over the trailing `shape`, with an elementwise affine: PyTorch's
+/// `nn.LayerNorm`.
+///
+/// ```
+/// use tapegrad_nn::{LayerNorm, Module};
+/// use tapegrad_tape::Tensor;
+/// assert_eq!(LayerNorm::new(&[8]).forward(&Tensor::randn(&[2, 8])).shape(), &[2, 8]);
+/// ```
+pub struct LayerNorm {
+    /// Scale (starts at 1).
+    pub weight: Tensor,
+    /// Shift (starts at 0).
+    pub bias: Tensor,
+    /// The normalised trailing shape.
+    pub shape: Vec<usize>,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Layer norm over `shape` with eps 1e-5.
+    pub fn new(shape: &[usize]) -> Self {
+        LayerNorm {
+            weight: Tensor::ones(shape).requires_grad(),
+            bias: Tensor::zeros(shape).requires_grad(),
+            shape: shape.to_vec(),
+            eps: 1e-5,
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        F::layer_norm(x, &self.shape, Some(&self.weight), Some(&self.bias), self.eps)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+        visit_params(prefix, f, &[("weight", Some(&self.weight)), ("bias", Some(&self.bias))]);
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+        f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
+        f(&join_name(prefix, "bias"), &mut self.bias, Slot::Parameter);
+    }
+}
+
+/// A lookup table of `num_embeddings` vectors (int64 indices in, vectors out), initialised
+/// N(0, 1): PyTorch's `nn.Embedding`.
+///
+/// ```
+/// use tapegrad_nn::{Embedding, Module};
+/// use tapegrad_tape::Tensor;
+/// let e = Embedding::new(10, 3);
+/// assert_eq!(e.forward(&Tensor::from_vec(vec![1i64, 9], &[2])).shape(), &[2, 3]);
+/// ```
+pub struct Embedding {
+    /// `num_embeddings x dim`.
+    pub weight: Tensor,
+}
+
+impl Embedding {
+    /// A table of `num_embeddings` vectors of size `dim`.
+    pub fn new(num_embeddings: usize, dim: usize) -> Self {
+        Embedding { weight: init::normal(&[num_embeddings, dim], 0.0, 1.0).requires_grad() }
+    }
+}
+
+impl Module for Embedding {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        F::embedding(x, &self.weight)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+        f(&join_name(prefix, "weight"), &self.weight, Slot::Parameter);
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+        f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
+    }
+}
+
+/// Modules applied in order, named `0`, `1`, ... as in PyTorch's `nn.Sequential`.
+///
+/// ```
+/// use tapegrad_nn::{Linear, Module, ReLU, Sequential};
+/// let mlp = Sequential::new().add(Linear::new(784, 128)).add(ReLU).add(Linear::new(128, 10));
+/// assert_eq!(mlp.len(), 3);
+/// ```
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Module>>,
+}
+
+impl Sequential {
+    /// An empty sequence.
+    pub fn new() -> Self {
+        Sequential { layers: Vec::new() }
+    }
+
+    /// This sequence with `layer` appended.
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, layer: impl Module + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether there are no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl Module for Sequential {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut y = x.clone();
+        for layer in &self.layers {
+            y = layer.forward(&y);
+        }
+        y
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit(&join_name(prefix, &i.to_string()), f);
+        }
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_mut(&join_name(prefix, &i.to_string()), f);
+        }
+    }
+    fn set_training(&self, training: bool) {
+        for layer in &self.layers {
+            layer.set_training(training);
+        }
+    }
+}

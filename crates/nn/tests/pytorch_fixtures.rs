@@ -1,0 +1,163 @@
+//! Reproducing PyTorch: models loaded from PyTorch's safetensors give PyTorch's outputs;
+//! optimizers follow PyTorch's 20-step trajectories and schedulers its learning rates.
+//! The fixtures (tests/fixtures) were computed by PyTorch 2.15.
+
+use serde_json::Value;
+use tapegrad_nn::*;
+use tapegrad_ops::TensorOps;
+use tapegrad_tape::{DType, Tensor};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn io(name: &str) -> (Tensor, Tensor) {
+    let entries = load_tensors(fixture(&format!("{name}_io.safetensors"))).unwrap();
+    let get = |k: &str| entries.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    (get("input"), get("output"))
+}
+
+fn assert_close(got: &Tensor, expected: &Tensor, rel: f64) {
+    assert_eq!(got.shape(), expected.shape());
+    let (g, e) = (got.to_vec::<f64>(), expected.to_vec::<f64>());
+    let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    let worst = g.iter().zip(&e).map(|(a, b)| (a - b).abs()).fold(0.0f64, f64::max) / scale;
+    assert!(worst <= rel, "worst difference {worst:e} relative to the output scale (limit {rel:e})");
+}
+
+#[test]
+fn mlp_reproduces_pytorch() {
+    let mut model = Sequential::new()
+        .add(Linear::new(784, 128))
+        .add(ReLU)
+        .add(Linear::new(128, 64))
+        .add(ReLU)
+        .add(Linear::new(64, 10));
+    load(&mut model, fixture("mlp.safetensors")).unwrap();
+    model.eval();
+    let (x, y) = io("mlp");
+    assert_close(&model.forward(&x), &y, 1e-5);
+}
+
+#[test]
+fn cnn_reproduces_pytorch() {
+    let mut model = Sequential::new()
+        .add(Conv2d::new(1, 16, 5).padding(2))
+        .add(ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Conv2d::new(16, 32, 5).padding(2))
+        .add(ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Flatten::default())
+        .add(Linear::new(32 * 7 * 7, 10));
+    load(&mut model, fixture("cnn.safetensors")).unwrap();
+    model.eval();
+    let (x, y) = io("cnn");
+    assert_close(&model.forward(&x), &y, 1e-5);
+}
+
+#[test]
+fn conv_batchnorm_block_reproduces_pytorch_in_eval_mode() {
+    let mut model = Sequential::new().add(Conv2d::new(3, 4, 3).padding(1)).add(BatchNorm2d::new(4)).add(ReLU);
+    load(&mut model, fixture("conv_bn.safetensors")).unwrap();
+    model.eval();
+    let (x, y) = io("conv_bn");
+    assert_close(&model.forward(&x), &y, 1e-5);
+}
+
+fn matrix(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+}
+
+fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> {
+    let f = |k: &str, d: f64| kwargs.get(k).and_then(Value::as_f64).unwrap_or(d);
+    let b = |k: &str| kwargs.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let lr = f("lr", 0.0);
+    match class {
+        "SGD" => Box::new(
+            SGD::new(params, lr)
+                .momentum(f("momentum", 0.0))
+                .dampening(f("dampening", 0.0))
+                .nesterov(b("nesterov"))
+                .weight_decay(f("weight_decay", 0.0)),
+        ),
+        "Adagrad" => {
+            Box::new(Adagrad::new(params, lr).lr_decay(f("lr_decay", 0.0)).weight_decay(f("weight_decay", 0.0)))
+        }
+        "Adadelta" => Box::new(Adadelta::new(params, lr).rho(f("rho", 0.9)).weight_decay(f("weight_decay", 0.0))),
+        "RMSprop" => Box::new(
+            RMSprop::new(params, lr)
+                .alpha(f("alpha", 0.99))
+                .momentum(f("momentum", 0.0))
+                .centered(b("centered"))
+                .weight_decay(f("weight_decay", 0.0)),
+        ),
+        "Adam" => Box::new(Adam::new(params, lr).amsgrad(b("amsgrad")).weight_decay(f("weight_decay", 0.0))),
+        "AdamW" => Box::new(AdamW::new_w(params, lr).weight_decay(f("weight_decay", 0.01))),
+        other => panic!("fixture optimizer {other} is not mapped"),
+    }
+}
+
+#[test]
+fn optimizers_follow_pytorch_trajectories() {
+    let text = std::fs::read_to_string(fixture("optimizers.json")).unwrap();
+    let data: Value = serde_json::from_str(&text).unwrap();
+    let p = &data["problem"];
+    let (x, y, w0) = (matrix(&p["X"]), matrix(&p["Y"]), matrix(&p["W0"]));
+    let b0: Vec<f64> = p["b0"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let flat = |m: &Vec<Vec<f64>>| m.iter().flatten().copied().collect::<Vec<f64>>();
+    let xt = Tensor::from_vec(flat(&x), &[x.len(), x[0].len()]);
+    let yt = Tensor::from_vec(flat(&y), &[y.len(), y[0].len()]);
+    let mut checked = 0;
+    for (name, cfg) in data["optimizers"].as_object().unwrap() {
+        let w = Tensor::from_vec(flat(&w0), &[w0.len(), w0[0].len()]).requires_grad();
+        let b = Tensor::from_vec(b0.clone(), &[b0.len()]).requires_grad();
+        let mut opt = make(cfg["class"].as_str().unwrap(), &cfg["kwargs"], vec![w.clone(), b.clone()]);
+        for (step, expected) in cfg["steps"].as_array().unwrap().iter().enumerate() {
+            let loss = (&(&xt.matmul(&w.t()) + &b) - &yt).square().mean();
+            let want = expected["loss_before_step"].as_f64().unwrap();
+            assert!(
+                (loss.item() - want).abs() <= 1e-10 * want.abs().max(1.0),
+                "{name} step {step}: loss {} vs {want}",
+                loss.item()
+            );
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+            for (t, key) in [(&w, "W"), (&b, "b")] {
+                let want: Vec<f64> = match &expected[key] {
+                    Value::Array(rows) if rows.first().is_some_and(Value::is_array) => flat(&matrix(&expected[key])),
+                    v => v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
+                };
+                for (g, e) in t.to_vec::<f64>().iter().zip(&want) {
+                    assert!((g - e).abs() <= 1e-10 * e.abs().max(1.0), "{name} step {step} {key}: {g} vs {e}");
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 10);
+}
+
+#[test]
+fn schedulers_follow_pytorch() {
+    let text = std::fs::read_to_string(fixture("schedulers.json")).unwrap();
+    let data: Value = serde_json::from_str(&text).unwrap();
+    for (name, rates) in data.as_object().unwrap() {
+        let mut sched: Box<dyn LrScheduler> = match name.as_str() {
+            "StepLR(step_size=7,gamma=0.5)" => Box::new(StepLR::new(0.1, 7, 0.5)),
+            "ExponentialLR(gamma=0.9)" => Box::new(ExponentialLR::new(0.1, 0.9)),
+            "CosineAnnealingLR(T_max=10,eta_min=0.001)" => Box::new(CosineAnnealingLR::new(0.1, 10, 0.001)),
+            other => panic!("scheduler {other} is not mapped"),
+        };
+        let mut opt = SGD::new(vec![Tensor::zeros_dtype(&[1], DType::F64).requires_grad()], 0.1);
+        for (epoch, want) in rates.as_array().unwrap().iter().enumerate() {
+            let want = want.as_f64().unwrap();
+            assert!((sched.lr() - want).abs() <= 1e-10, "{name} epoch {epoch}: {} vs {want}", sched.lr());
+            if epoch > 0 {
+                assert!((opt.param_groups()[0].lr - want).abs() <= 1e-10);
+            }
+            sched.step(&mut opt);
+        }
+    }
+}
