@@ -21,8 +21,10 @@
 pub mod init;
 mod io;
 mod layers;
+mod loss;
 mod module;
 mod optim;
+mod rnn;
 mod scheduler;
 
 pub use io::{load, load_checkpoint, load_tensors, save, save_checkpoint, save_tensors};
@@ -30,9 +32,13 @@ pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d, Dropout, Embedding,
     Flatten, GELU, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, SiLU, Sigmoid, Tanh,
 };
+pub use loss::{
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss, l1_penalty, l2_penalty,
+};
 pub use module::{Module, Slot, join_name};
 pub use optim::{
     Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, Optim, Optimizer, ParamGroup, RMSprop,
     RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm, clip_grad_value,
 };
+pub use rnn::{GRU, LSTM, RNN};
 pub use scheduler::{CosineAnnealingLR, ExponentialLR, LinearWarmup, LrScheduler, StepLR};

@@ -161,3 +161,49 @@ fn schedulers_follow_pytorch() {
         }
     }
 }
+
+#[test]
+fn gru_reproduces_pytorch() {
+    let mut gru = GRU::new(6, 8, 2).batch_first(true);
+    load(&mut gru, fixture("gru.safetensors")).unwrap();
+    let (x, y) = io("gru");
+    assert_close(&gru.forward(&x), &y, 1e-5);
+}
+
+#[test]
+fn lstm_reproduces_pytorch() {
+    let mut lstm = LSTM::new(6, 8, 1).batch_first(true);
+    load(&mut lstm, fixture("lstm.safetensors")).unwrap();
+    let (x, y) = io("lstm");
+    assert_close(&lstm.forward(&x), &y, 1e-5);
+}
+
+#[test]
+fn recurrent_layers_pass_gradcheck_through_time() {
+    use tapegrad_tape::{GradcheckOptions, gradcheck};
+    for kind in 0..3 {
+        let x = Tensor::randn_dtype(&[2, 3, 2], DType::F64).requires_grad();
+        let f = move |xs: &[Tensor]| -> Tensor {
+            tapegrad_tape::manual_seed(11);
+            match kind {
+                0 => {
+                    let mut m = RNN::new(2, 3, 2).batch_first(true);
+                    m.to_dtype(DType::F64);
+                    m.forward(&xs[0])
+                }
+                1 => {
+                    let mut m = GRU::new(2, 3, 2).batch_first(true);
+                    m.to_dtype(DType::F64);
+                    m.forward(&xs[0])
+                }
+                _ => {
+                    let mut m = LSTM::new(2, 3, 1).batch_first(true);
+                    m.to_dtype(DType::F64);
+                    m.forward_with_state(&xs[0], None).1.1
+                }
+            }
+        };
+        let report = gradcheck(f, &[x], &GradcheckOptions::default()).unwrap();
+        assert!(report.passed, "{report}");
+    }
+}
