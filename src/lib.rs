@@ -12,8 +12,20 @@
 //! ```
 //!
 //! The crates behind it: [`tape`] (tensors, the tape, backward, gradcheck), [`ops`] (the
-//! differentiable operations) and [`nn`] (modules, layers, optimizers).
+//! differentiable operations), [`nn`] (modules, layers, optimizers, parameter files) and
+//! [`data`] (MNIST-format data sets and batching).
 
+/// Sets how many threads kernels may use (rayon's global pool; call it before any tensor
+/// work). Returns an error if the pool was already started.
+///
+/// ```
+/// let _ = tapegrad::set_num_threads(2);
+/// ```
+pub fn set_num_threads(threads: usize) -> std::result::Result<(), String> {
+    rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global().map_err(|e| e.to_string())
+}
+
+pub use tapegrad_data as data;
 pub use tapegrad_nn as nn;
 pub use tapegrad_ops as ops;
 pub use tapegrad_tape as tape;

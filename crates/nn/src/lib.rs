@@ -22,6 +22,7 @@ pub mod init;
 mod io;
 mod layers;
 mod loss;
+pub mod metrics;
 mod module;
 mod optim;
 mod rnn;
