@@ -1,6 +1,9 @@
 //! The examples, run in a reduced form: each must still learn. The example sources are
 //! compiled into this test as modules, so the test runs exactly the code a user runs.
 
+// Each example declares the shared `examples/common` helpers itself.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "../examples/mnist.rs"]
 #[allow(dead_code)]
 mod mnist;
@@ -47,4 +50,78 @@ fn mnist_cnn_learns_in_one_epoch() {
     };
     let outcome = mnist::run(&cfg);
     assert!(outcome.test_accuracy[0] > 0.7, "test accuracy {:?}", outcome.test_accuracy);
+}
+
+#[path = "../examples/custom_op.rs"]
+#[allow(dead_code)]
+mod custom_op;
+#[path = "../examples/gan.rs"]
+#[allow(dead_code)]
+mod gan;
+#[path = "../examples/higher_order.rs"]
+#[allow(dead_code)]
+mod higher_order;
+#[path = "../examples/linear_regression.rs"]
+#[allow(dead_code)]
+mod linear_regression;
+#[path = "../examples/logistic_regression.rs"]
+#[allow(dead_code)]
+mod logistic_regression;
+#[path = "../examples/resnet.rs"]
+#[allow(dead_code)]
+mod resnet;
+#[path = "../examples/sequence.rs"]
+#[allow(dead_code)]
+mod sequence;
+#[path = "../examples/tape_tour.rs"]
+#[allow(dead_code)]
+mod tape_tour;
+
+#[test]
+fn linear_regression_recovers_the_line() {
+    let (w, b, loss) = linear_regression::run(60, false);
+    assert!((w - 3.0).abs() < 0.05 && (b + 2.0).abs() < 0.05 && loss < 0.02, "{w} {b} {loss}");
+}
+
+#[test]
+fn logistic_regression_separates_the_clouds() {
+    let o = logistic_regression::run(60, false);
+    assert!(o.last_loss < o.first_loss && o.accuracy > 0.9, "{} -> {}, {}", o.first_loss, o.last_loss, o.accuracy);
+}
+
+#[test]
+fn gru_learns_the_next_value_of_a_sine_wave() {
+    let (first, last) = sequence::run(60, false);
+    assert!(last < first * 0.2, "{first} -> {last}");
+}
+
+#[test]
+fn tape_tour_exports_the_graph() {
+    let dot = tape_tour::run(false);
+    assert!(dot.contains("matmul") && dot.contains("tanh") && dot.matches("->").count() == 5, "{dot}");
+}
+
+#[test]
+fn hessian_vector_product_and_gradient_penalty() {
+    let (err, first, last) = higher_order::run(40, false);
+    assert!(err < 1e-6, "HVP differs from finite differences by {err}");
+    assert!(last < first * 0.5, "penalty {first} -> {last}");
+}
+
+#[test]
+fn gan_samples_land_near_the_real_modes() {
+    let o = gan::run(1500, None, false);
+    assert!(o.near_a_mode > 0.5 && o.modes_covered >= 6, "{} near, {} modes", o.near_a_mode, o.modes_covered);
+}
+
+#[test]
+fn residual_cnn_trains() {
+    let epochs = resnet::run(2, Some(1000), false);
+    assert!(epochs[1].0 < epochs[0].0 * 0.8, "training loss falls: {epochs:?}");
+}
+
+#[test]
+fn custom_op_passes_both_checks() {
+    let (first, second) = custom_op::run(false);
+    assert!(first.passed && second.passed, "{first}\n{second}");
 }
