@@ -22,17 +22,17 @@ pub fn select_rows(t: &Tensor, indices: &[usize]) -> Tensor {
     let mut shape = t.shape().to_vec();
     shape[0] = indices.len();
     let storage = t.contiguous_storage();
-    let pick = |i: usize| i * row..(i + 1) * row;
+    fn gather<T: Copy>(v: &[T], indices: &[usize], row: usize) -> Vec<T> {
+        let mut out = Vec::with_capacity(indices.len() * row);
+        for &i in indices {
+            out.extend_from_slice(&v[i * row..(i + 1) * row]);
+        }
+        out
+    }
     match &storage {
-        tapegrad_tape::Storage::F32(v) => {
-            Tensor::from_vec(indices.iter().flat_map(|&i| v[pick(i)].iter().copied()).collect::<Vec<_>>(), &shape)
-        }
-        tapegrad_tape::Storage::F64(v) => {
-            Tensor::from_vec(indices.iter().flat_map(|&i| v[pick(i)].iter().copied()).collect::<Vec<_>>(), &shape)
-        }
-        tapegrad_tape::Storage::I64(v) => {
-            Tensor::from_vec(indices.iter().flat_map(|&i| v[pick(i)].iter().copied()).collect::<Vec<_>>(), &shape)
-        }
+        tapegrad_tape::Storage::F32(v) => Tensor::from_vec(gather(v, indices, row), &shape),
+        tapegrad_tape::Storage::F64(v) => Tensor::from_vec(gather(v, indices, row), &shape),
+        tapegrad_tape::Storage::I64(v) => Tensor::from_vec(gather(v, indices, row), &shape),
     }
 }
 

@@ -548,25 +548,26 @@ impl UpdateRule for AdamRule {
         let bias2_sqrt = c::<T>(bias2_sqrt);
         let decay = c::<T>(1.0 - lr * self.weight_decay);
         let [m, v, vmax] = state else { unreachable!("three buffers") };
-        for i in 0..p.len() {
-            let mut d = g[i];
-            if self.weight_decay != 0.0 {
-                if self.decoupled {
-                    p[i] = p[i] * decay;
-                } else {
-                    d += wd * p[i];
-                }
+        // The branches are decided once per parameter, so each loop below is a straight
+        // pass over slices that the compiler vectorises.
+        if self.weight_decay != 0.0 && self.decoupled {
+            p.iter_mut().for_each(|w| *w = *w * decay);
+        }
+        let coupled = self.weight_decay != 0.0 && !self.decoupled;
+        let lerp_low = (1.0 - b1) < 0.5;
+        for (((w, &g0), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let d = if coupled { g0 + wd * *w } else { g0 };
+            *mi = if lerp_low { *mi + one_minus_b1 * (d - *mi) } else { d - (d - *mi) * (T::ONE - one_minus_b1) };
+            *vi = *vi * b2t + (T::ONE - b2t) * d * d;
+        }
+        if self.amsgrad {
+            for (vm, &vi) in vmax.iter_mut().zip(v.iter()) {
+                *vm = vm.max_nan(vi);
             }
-            m[i] = lerp(m[i], d, one_minus_b1);
-            v[i] = v[i] * b2t + (T::ONE - b2t) * d * d;
-            let second = if self.amsgrad {
-                vmax[i] = vmax[i].max_nan(v[i]);
-                vmax[i]
-            } else {
-                v[i]
-            };
-            let denom = second.sqrt() / bias2_sqrt + eps;
-            p[i] = p[i] - step_size * (m[i] / denom);
+        }
+        let second: &[T] = if self.amsgrad { vmax } else { v };
+        for ((w, &mi), &si) in p.iter_mut().zip(m.iter()).zip(second) {
+            *w = *w - step_size * (mi / (si.sqrt() / bias2_sqrt + eps));
         }
     }
 }
