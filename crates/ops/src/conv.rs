@@ -206,6 +206,12 @@ fn min_images_per_task(n: usize) -> usize {
     (n / rayon::current_num_threads().max(1)).max(1)
 }
 
+/// Whether a convolution is big enough to be worth handing to other threads (waking a
+/// worker costs microseconds, which small gradient-check convolutions cannot repay).
+fn parallel(geo: &Geometry) -> bool {
+    crate::parallel::worth_it(geo.n * geo.o * geo.ho * geo.wo * geo.k())
+}
+
 fn conv_kernel<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
@@ -213,16 +219,22 @@ fn conv_kernel<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
     if y.is_empty() {
         return y;
     }
-    y.par_chunks_mut(out_img).zip(x.par_chunks(in_img.max(1))).with_min_len(min_images_per_task(geo.n)).for_each_init(
-        || vec![T::ZERO; k * hw],
-        |col, (y_img, x_img)| {
-            for g in 0..geo.opts.groups {
-                im2col(x_img, geo, g, col);
-                let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-                gemm_serial(wg, View::row_major(col, k, hw), &mut y_img[g * og * hw..(g + 1) * og * hw], false);
-            }
-        },
-    );
+    let image = |col: &mut Vec<T>, (y_img, x_img): (&mut [T], &[T])| {
+        for g in 0..geo.opts.groups {
+            im2col(x_img, geo, g, col);
+            let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
+            gemm_serial(wg, View::row_major(col, k, hw), &mut y_img[g * og * hw..(g + 1) * og * hw], false);
+        }
+    };
+    if parallel(geo) {
+        y.par_chunks_mut(out_img)
+            .zip(x.par_chunks(in_img.max(1)))
+            .with_min_len(min_images_per_task(geo.n))
+            .for_each_init(|| vec![T::ZERO; k * hw], image);
+    } else {
+        let mut col = vec![T::ZERO; k * hw];
+        y.chunks_mut(out_img).zip(x.chunks(in_img.max(1))).for_each(|pair| image(&mut col, pair));
+    }
     y
 }
 
@@ -233,20 +245,23 @@ fn conv_transpose_kernel<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec
     if dx.is_empty() {
         return dx;
     }
-    dx.par_chunks_mut(in_img)
-        .zip(gy.par_chunks(out_img.max(1)))
-        .with_min_len(min_images_per_task(geo.n))
-        .for_each_init(
-            || vec![T::ZERO; k * hw],
-            |col, (dx_img, gy_img)| {
-                for g in 0..geo.opts.groups {
-                    let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-                    let gyg = View::row_major(&gy_img[g * og * hw..(g + 1) * og * hw], og, hw);
-                    gemm_serial(wg.t(), gyg, col, false);
-                    col2im(col, geo, g, dx_img);
-                }
-            },
-        );
+    let image = |col: &mut Vec<T>, (dx_img, gy_img): (&mut [T], &[T])| {
+        for g in 0..geo.opts.groups {
+            let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
+            let gyg = View::row_major(&gy_img[g * og * hw..(g + 1) * og * hw], og, hw);
+            gemm_serial(wg.t(), gyg, col, false);
+            col2im(col, geo, g, dx_img);
+        }
+    };
+    if parallel(geo) {
+        dx.par_chunks_mut(in_img)
+            .zip(gy.par_chunks(out_img.max(1)))
+            .with_min_len(min_images_per_task(geo.n))
+            .for_each_init(|| vec![T::ZERO; k * hw], image);
+    } else {
+        let mut col = vec![T::ZERO; k * hw];
+        dx.chunks_mut(in_img).zip(gy.chunks(out_img.max(1))).for_each(|pair| image(&mut col, pair));
+    }
     dx
 }
 
@@ -254,22 +269,24 @@ fn conv_weight_kernel<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let size = geo.o * k;
+    let add_image = |(mut acc, mut col): (Vec<T>, Vec<T>), img: usize| {
+        let x_img = &x[img * in_img..(img + 1) * in_img];
+        let gy_img = &gy[img * out_img..(img + 1) * out_img];
+        for g in 0..geo.opts.groups {
+            im2col(x_img, geo, g, &mut col);
+            let gyg = View::row_major(&gy_img[g * og * hw..(g + 1) * og * hw], og, hw);
+            gemm_serial(gyg, View::row_major(&col, k, hw).t(), &mut acc[g * og * k..(g + 1) * og * k], true);
+        }
+        (acc, col)
+    };
+    let fresh = || (vec![T::ZERO; size], vec![T::ZERO; k * hw]);
+    if !parallel(geo) {
+        return (0..geo.n).fold(fresh(), add_image).0;
+    }
     (0..geo.n)
         .into_par_iter()
         .with_min_len(min_images_per_task(geo.n))
-        .fold(
-            || (vec![T::ZERO; size], vec![T::ZERO; k * hw]),
-            |(mut acc, mut col), img| {
-                let x_img = &x[img * in_img..(img + 1) * in_img];
-                let gy_img = &gy[img * out_img..(img + 1) * out_img];
-                for g in 0..geo.opts.groups {
-                    im2col(x_img, geo, g, &mut col);
-                    let gyg = View::row_major(&gy_img[g * og * hw..(g + 1) * og * hw], og, hw);
-                    gemm_serial(gyg, View::row_major(&col, k, hw).t(), &mut acc[g * og * k..(g + 1) * og * k], true);
-                }
-                (acc, col)
-            },
-        )
+        .fold(fresh, add_image)
         .map(|(acc, _)| acc)
         .reduce(
             || vec![T::ZERO; size],

@@ -23,6 +23,7 @@ pub mod functional;
 mod gemm;
 mod matmul;
 mod norm;
+mod parallel;
 mod pool;
 mod reduce;
 mod shape;

@@ -8,7 +8,9 @@ use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, ensure_float, record};
 
 use crate::conv::Conv2dOptions;
-use crate::shape::{reshape_to, scatter_add};
+use rayon::prelude::*;
+
+use crate::shape::reshape_to;
 
 fn check_4d(op: &'static str, x: &Tensor, location: &'static Location<'static>) -> Result<[usize; 4]> {
     ensure_float(op, x, location)?;
@@ -42,7 +44,8 @@ fn pooled_size(
     })
 }
 
-/// Max over each window, and the flat position (`ih * W + iw`) it came from.
+/// Max over each window, and the flat position (`ih * W + iw`) it came from. Planes run in
+/// parallel; NaN wins (as in PyTorch), and among equal values the first.
 fn max_pool_kernel<T: Element>(
     x: &[T],
     [n, c, h, w]: [usize; 4],
@@ -51,9 +54,13 @@ fn max_pool_kernel<T: Element>(
     (sh, sw): (usize, usize),
     (ph, pw): (usize, usize),
 ) -> (Vec<T>, Vec<i64>) {
-    let mut values = Vec::with_capacity(n * c * ho * wo);
-    let mut indices = Vec::with_capacity(n * c * ho * wo);
-    for plane in x.chunks(h * w).take(n * c) {
+    let plane_out = ho * wo;
+    let mut values = vec![T::ZERO; n * c * plane_out];
+    let mut indices = vec![0i64; n * c * plane_out];
+    if values.is_empty() {
+        return (values, indices);
+    }
+    let pool_plane = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
         for oh in 0..ho {
             let h0 = (oh * sh) as isize - ph as isize;
             let (hs, he) = (h0.max(0) as usize, ((h0 + kh as isize) as usize).min(h));
@@ -61,21 +68,73 @@ fn max_pool_kernel<T: Element>(
                 let w0 = (ow * sw) as isize - pw as isize;
                 let (ws, we) = (w0.max(0) as usize, ((w0 + kw as isize) as usize).min(w));
                 let mut best = hs * w + ws;
-                for ih in hs..he {
-                    for iw in ws..we {
-                        let v = plane[ih * w + iw];
-                        let b = plane[best];
-                        if !b.is_nan() && (v > b || v.is_nan()) {
+                let mut bv = plane[best];
+                'window: for ih in hs..he {
+                    let row = &plane[ih * w..ih * w + we];
+                    for (iw, &v) in row.iter().enumerate().skip(ws) {
+                        if v > bv || v.is_nan() {
                             best = ih * w + iw;
+                            bv = v;
+                            if v.is_nan() {
+                                break 'window;
+                            }
                         }
                     }
                 }
-                values.push(plane[best]);
-                indices.push(best as i64);
+                vals[oh * wo + ow] = bv;
+                idxs[oh * wo + ow] = best as i64;
             }
         }
+    };
+    if crate::parallel::worth_it(x.len()) {
+        values
+            .par_chunks_mut(plane_out)
+            .zip(indices.par_chunks_mut(plane_out))
+            .zip(x.par_chunks(h * w))
+            .for_each(pool_plane);
+    } else {
+        values.chunks_mut(plane_out).zip(indices.chunks_mut(plane_out)).zip(x.chunks(h * w)).for_each(pool_plane);
     }
     (values, indices)
+}
+
+/// The gradient of max pooling: each output gradient added at the input position it was
+/// taken from. Recorded, so that double backward (a gather) works too.
+#[track_caller]
+fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Tensor {
+    let [n, c, h, w] = input_shape;
+    let plane_out = index.numel() / (n * c).max(1);
+    let idx = index.to_vec::<i64>();
+    fn scatter<T: Element>(g: &[T], idx: &[i64], planes: usize, plane_in: usize, plane_out: usize) -> Vec<T> {
+        let mut dx = vec![T::ZERO; planes * plane_in];
+        let plane = |(p, out): (usize, &mut [T])| {
+            for (&i, &v) in idx[p * plane_out..(p + 1) * plane_out].iter().zip(&g[p * plane_out..(p + 1) * plane_out]) {
+                out[i as usize] += v;
+            }
+        };
+        if crate::parallel::worth_it(dx.len()) {
+            dx.par_chunks_mut(plane_in.max(1)).enumerate().for_each(plane);
+        } else {
+            dx.chunks_mut(plane_in.max(1)).enumerate().for_each(plane);
+        }
+        dx
+    }
+    let gs = g.contiguous_storage();
+    let storage = match &gs {
+        Storage::F32(v) => Storage::from_vec(scatter(v, &idx, n * c, h * w, plane_out)),
+        Storage::F64(v) => Storage::from_vec(scatter(v, &idx, n * c, h * w, plane_out)),
+        Storage::I64(_) => unreachable!("gradients are float"),
+    };
+    let value = Tensor::from_storage(storage, Layout::contiguous(&input_shape));
+    let index = index.clone();
+    record("max_pool2d_backward", Location::caller(), &[g], value, || {
+        Backward::new(move |ctx| {
+            // d/dg of a scatter is the gather at the same positions.
+            let gg = reshape_to(ctx.grad(), &[n, c, h * w]);
+            let picked = crate::shape::gather(&gg, 2, &reshape_to(&index, &[n, c, plane_out])).expect("valid indices");
+            smallvec![Some(reshape_to(&picked, ctx.input_shape(0)))]
+        })
+    })
 }
 
 #[track_caller]
@@ -107,15 +166,8 @@ pub(crate) fn max_pool2d(
     let value = Tensor::from_storage(values, Layout::contiguous(&out_shape));
     let flat_index = Tensor::from_vec(indices, &[n, c, ho * wo]);
     let index = flat_index.clone();
-    let dtype = x.dtype();
     let out = record(op, location, &[x], value, || {
-        Backward::new(move |ctx| {
-            // Each output's gradient goes to the input position it was taken from.
-            let g = reshape_to(ctx.grad(), &[n, c, ho * wo]);
-            let zeros = Tensor::zeros_dtype(&[n, c, h * w], dtype);
-            let dx = scatter_add(&zeros, 2, &index, &g).expect("indices come from the forward pass");
-            smallvec![Some(reshape_to(&dx, &[n, c, h, w]))]
-        })
+        Backward::new(move |ctx| smallvec![Some(max_pool_backward(ctx.grad(), &index, [n, c, h, w]))])
     });
     Ok((out, reshape_to(&flat_index, &out_shape)))
 }
