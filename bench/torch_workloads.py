@@ -1,0 +1,140 @@
+"""PyTorch side of tapegrad's benchmark (cargo bench --bench workloads).
+
+Implements the fixed workloads W1-W6 with the same definitions as the Rust side and
+prints one JSON object per run: {"workload", "metric", "value", "unit", ...}.
+usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|w5|w6mlp|w6cnn [--threads 2] [--quick]
+"""
+import argparse, gzip, json, math, resource, statistics, sys, time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+p = argparse.ArgumentParser()
+p.add_argument("--workload", required=True)
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--quick", action="store_true")
+a = p.parse_args()
+torch.set_num_threads(a.threads)
+ns = time.perf_counter_ns
+
+
+def emit(metric, value, unit, **extra):
+    print(json.dumps({"workload": a.workload, "metric": metric, "value": value, "unit": unit, **extra}), flush=True)
+
+
+def chain(numel):
+    n = 100 if a.quick else 10000
+    x0 = torch.full((numel,), 0.5, dtype=torch.float32, requires_grad=True)
+    fwd, tot = [], []
+    for r in range(2 if a.quick else 6):
+        x0.grad = None
+        t0 = ns()
+        x = x0
+        for _ in range(n):
+            x = torch.tanh(x * 1.0001 + 0.001)
+        t1 = ns()
+        (x if numel == 1 else x.sum()).backward()
+        t2 = ns()
+        if r > 0:
+            fwd.append((t1 - t0) / (3 * n))
+            tot.append((t2 - t0) / (3 * n))
+        del x
+    emit("fwd+bwd", statistics.median(tot), "ns/op", fwd=statistics.median(fwd))
+
+
+def steps(model, opt, x, y, warmup, count):
+    times = []
+    for step in range(warmup + count):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        if step >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+
+
+def fmnist(model_name):
+    d = "/usr/share/datasets/fashion-mnist/"
+
+    def idx(path):
+        with gzip.open(d + path, "rb") as f:
+            data = f.read()
+        rank = data[3]
+        dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+    xtr = torch.tensor(idx("train-images-idx3-ubyte.gz"), dtype=torch.float32).unsqueeze(1) / 255
+    ytr = torch.tensor(idx("train-labels-idx1-ubyte.gz"), dtype=torch.int64)
+    xte = torch.tensor(idx("t10k-images-idx3-ubyte.gz"), dtype=torch.float32).unsqueeze(1) / 255
+    yte = torch.tensor(idx("t10k-labels-idx1-ubyte.gz"), dtype=torch.int64)
+    torch.manual_seed(0)
+    if model_name == "mlp":
+        model, bs, epochs = nn.Sequential(nn.Flatten(), *mlp()), 128, 10
+    else:
+        model, bs, epochs = cnn(), 64, 3
+    if a.quick:
+        epochs, xtr, ytr = 1, xtr[:2000], ytr[:2000]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(len(ytr))
+        for i in range(0, len(ytr), bs):
+            b = perm[i:i + bs]
+            opt.zero_grad()
+            F.cross_entropy(model(xtr[b]), ytr[b]).backward()
+            opt.step()
+        with torch.no_grad():
+            acc = sum((model(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum().item()
+                      for i in range(0, len(yte), 1000)) / len(yte)
+    emit("train wall time", time.perf_counter() - t0, "s", accuracy=acc)
+
+
+w = a.workload
+if w == "w1":
+    chain(1)
+elif w == "w2":
+    chain(64)
+elif w == "w3":
+    torch.manual_seed(0)
+    model = mlp()
+    emit("step", steps(model, torch.optim.Adam(model.parameters(), lr=1e-3), torch.randn(128, 784),
+                       torch.randint(0, 10, (128,)), 2 if a.quick else 20, 5 if a.quick else 200), "ms",
+         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+elif w == "w4":
+    torch.manual_seed(0)
+    model = cnn()
+    emit("step", steps(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                       torch.randn(64 if not a.quick else 8, 1, 28, 28), torch.randint(0, 10, (64 if not a.quick else 8,)),
+                       1 if a.quick else 5, 3 if a.quick else 50), "ms")
+elif w == "w5":
+    for n in ([64] if a.quick else [128, 256, 512, 1024]):
+        A, B, C = torch.rand(n, n) * 2 - 1, torch.rand(n, n) * 2 - 1, torch.empty(n, n)
+        for _ in range(3):
+            torch.mm(A, B, out=C)
+        t0 = time.perf_counter(); torch.mm(A, B, out=C); est = time.perf_counter() - t0
+        inner = max(1, math.ceil(0.05 / max(est, 1e-7)))
+        gf = []
+        for _ in range(3 if a.quick else 11):
+            t = time.perf_counter()
+            for _ in range(inner):
+                torch.mm(A, B, out=C)
+            gf.append(2 * n ** 3 / ((time.perf_counter() - t) / inner) / 1e9)
+        emit(f"sgemm n={n}", statistics.median(gf), "GFLOP/s")
+elif w in ("w6mlp", "w6cnn"):
+    fmnist(w[2:])
+else:
+    sys.exit(f"unknown workload {w}")

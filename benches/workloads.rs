@@ -1,0 +1,382 @@
+//! tapegrad's benchmark: the fixed workloads W1-W6, run on tapegrad and, when a Python with
+//! torch is available, on PyTorch in alternation (bench/torch_workloads.py), printed as one
+//! table of medians, spreads and ratios.
+//!
+//!     cargo bench --bench workloads                      # W1-W5, 5 alternating runs
+//!     cargo bench --bench workloads -- --only w3,w4      # some workloads
+//!     cargo bench --bench workloads -- --w6              # also Fashion-MNIST end to end
+//!     cargo bench --bench workloads -- --threads 1       # single-threaded kernels
+//!     cargo bench --bench workloads -- --json            # one JSON line per measurement
+//!     cargo bench --bench workloads -- --quick           # tiny sizes (what CI runs)
+//!
+//! The PyTorch side uses `$TAPEGRAD_BENCH_PYTHON` (default `python3`); without torch the
+//! table shows tapegrad alone.
+
+use std::process::Command;
+use std::time::Instant;
+
+use tapegrad::data::{DataLoader, Mnist};
+use tapegrad::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, Optimizer, ReLU, Sequential, metrics};
+use tapegrad::prelude::*;
+
+/// How big and how often.
+#[derive(Clone, Copy)]
+pub struct Settings {
+    pub quick: bool,
+    pub runs: usize,
+}
+
+/// One measured quantity of a workload.
+pub struct Measure {
+    pub workload: String,
+    pub metric: String,
+    pub unit: String,
+    /// Whether larger is better (GFLOP/s) or smaller (time).
+    pub higher_is_better: bool,
+    pub ours: Vec<f64>,
+    pub torch: Vec<f64>,
+    pub note: String,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() { f64::NAN } else { s[s.len() / 2] }
+}
+
+/// W1/W2: `x = tanh(x * 1.0001 + 0.001)` N times, then backward; ns per recorded op
+/// (forward+backward, and forward alone). Graph teardown is outside the timing.
+pub fn chain(numel: usize, s: Settings) -> (f64, f64) {
+    let n = if s.quick { 100 } else { 10_000 };
+    let x0 = Tensor::full(&[numel], 0.5).requires_grad();
+    let (mut fwd, mut tot) = (vec![], vec![]);
+    for r in 0..(if s.quick { 2 } else { 6 }) {
+        x0.zero_grad();
+        let t0 = Instant::now();
+        let mut x = x0.clone();
+        for _ in 0..n {
+            x = (&x * 1.0001 + 0.001).tanh();
+        }
+        let t1 = t0.elapsed();
+        if numel == 1 {
+            x.backward()
+        } else {
+            x.sum().backward()
+        }
+        let t2 = t0.elapsed();
+        if r > 0 {
+            fwd.push(t1.as_nanos() as f64 / (3 * n) as f64);
+            tot.push(t2.as_nanos() as f64 / (3 * n) as f64);
+        }
+        drop(x);
+    }
+    (median(&tot), median(&fwd))
+}
+
+fn mlp() -> Sequential {
+    Sequential::new().add(Linear::new(784, 128)).add(ReLU).add(Linear::new(128, 64)).add(ReLU).add(Linear::new(64, 10))
+}
+
+fn cnn() -> Sequential {
+    Sequential::new()
+        .add(Conv2d::new(1, 16, 5).padding(2))
+        .add(ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Conv2d::new(16, 32, 5).padding(2))
+        .add(ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Flatten::default())
+        .add(Linear::new(32 * 7 * 7, 10))
+}
+
+fn train_steps(
+    model: &Sequential,
+    opt: &mut dyn Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+    warmup: usize,
+    count: usize,
+) -> f64 {
+    let mut times = vec![];
+    for step in 0..warmup + count {
+        let t0 = Instant::now();
+        opt.zero_grad();
+        let loss = F::cross_entropy(&model.forward(x), y);
+        loss.backward();
+        opt.step();
+        if step >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    median(&times)
+}
+
+fn labels(n: usize) -> Tensor {
+    let u = Tensor::rand(&[n]).to_vec::<f32>();
+    Tensor::from_vec(u.iter().map(|v| (v * 10.0) as i64 % 10).collect::<Vec<_>>(), &[n])
+}
+
+/// W3: MLP 784-128-64-10 train step, batch 128, Adam; ms per step and peak RSS in MiB.
+pub fn w3(s: Settings) -> (f64, f64) {
+    manual_seed(0);
+    let model = mlp();
+    let mut opt = Adam::new(model.parameters(), 1e-3);
+    let (x, y) = (Tensor::randn(&[128, 784]), labels(128));
+    let ms = train_steps(&model, &mut opt, &x, &y, if s.quick { 2 } else { 20 }, if s.quick { 5 } else { 200 });
+    (ms, peak_rss_mib())
+}
+
+/// W4: the CNN train step, batch 64, SGD with momentum; ms per step.
+pub fn w4(s: Settings) -> f64 {
+    manual_seed(0);
+    let model = cnn();
+    let mut opt = SGD::new(model.parameters(), 0.01).momentum(0.9);
+    let n = if s.quick { 8 } else { 64 };
+    let (x, y) = (Tensor::randn(&[n, 1, 28, 28]), labels(n));
+    train_steps(&model, &mut opt, &x, &y, if s.quick { 1 } else { 5 }, if s.quick { 3 } else { 50 })
+}
+
+/// W5: our matmul op on square f32 matrices; GFLOP/s per size.
+pub fn w5(s: Settings) -> Vec<(usize, f64)> {
+    let sizes: &[usize] = if s.quick { &[64] } else { &[128, 256, 512, 1024] };
+    sizes
+        .iter()
+        .map(|&n| {
+            let a = Tensor::uniform(&[n, n], -1.0, 1.0);
+            let b = Tensor::uniform(&[n, n], -1.0, 1.0);
+            for _ in 0..3 {
+                let _ = a.matmul(&b);
+            }
+            let t0 = Instant::now();
+            let _ = a.matmul(&b);
+            let inner = (0.05 / t0.elapsed().as_secs_f64().max(1e-7)).ceil().max(1.0) as usize;
+            let samples: Vec<f64> = (0..if s.quick { 3 } else { 11 })
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..inner {
+                        let _ = a.matmul(&b);
+                    }
+                    2.0 * (n as f64).powi(3) / (t.elapsed().as_secs_f64() / inner as f64) / 1e9
+                })
+                .collect();
+            (n, median(&samples))
+        })
+        .collect()
+}
+
+/// W6: Fashion-MNIST end to end (MLP 10 epochs / CNN 3 epochs); training seconds and final
+/// test accuracy. `None` without the data set.
+pub fn w6(model_name: &str, s: Settings) -> Option<(f64, f64)> {
+    let data = Mnist::from_dir("/usr/share/datasets/fashion-mnist").ok()?;
+    manual_seed(0);
+    let (model, batch, epochs) = match model_name {
+        "mlp" => (Sequential::new().add(Flatten::default()).add(mlp()), 128, 10),
+        _ => (cnn(), 64, 3),
+    };
+    let (epochs, n) = if s.quick { (1, 2000) } else { (epochs, data.train.len()) };
+    let mut opt = Adam::new(model.parameters(), 1e-3);
+    let loader =
+        DataLoader::new(data.train.images.narrow(0, 0, n), data.train.labels.narrow(0, 0, n), batch).shuffle(0);
+    let t0 = Instant::now();
+    let mut acc = 0.0;
+    for epoch in 0..epochs {
+        for (x, y) in loader.epoch(epoch as u64) {
+            opt.zero_grad();
+            F::cross_entropy(&model.forward(&x), &y).backward();
+            opt.step();
+        }
+        let _no_grad = no_grad();
+        let test = DataLoader::new(data.test.images.clone(), data.test.labels.clone(), 1000);
+        acc = test.epoch(0).map(|(x, y)| metrics::accuracy(&model.forward(&x), &y) * y.numel() as f64).sum::<f64>()
+            / data.test.len() as f64;
+    }
+    Some((t0.elapsed().as_secs_f64(), acc))
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// One run of a workload on PyTorch: `(metric, value, rest of the JSON line)` per line.
+fn torch_run(python: &str, workload: &str, threads: usize, quick: bool) -> Vec<(String, f64, String)> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_workloads.py");
+    let mut cmd = Command::new(python);
+    cmd.args([script, "--workload", workload, "--threads", &threads.to_string()]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let Ok(out) = cmd.output() else { return vec![] };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let metric = l.split("\"metric\": \"").nth(1)?.split('"').next()?.to_string();
+            let value = l.split("\"value\": ").nth(1)?.split([',', '}']).next()?.trim().parse().ok()?;
+            let extra = l
+                .split("\"unit\": ")
+                .nth(1)?
+                .split_once(',')
+                .map_or(String::new(), |(_, e)| e.trim_end_matches('}').trim().to_string());
+            Some((metric, value, extra))
+        })
+        .collect()
+}
+
+fn torch_available(python: &str) -> bool {
+    Command::new(python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Runs the chosen workloads `runs` times, alternating with PyTorch when `python` is given.
+pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>) -> Vec<Measure> {
+    let mut out: Vec<Measure> = vec![];
+    let mut push = |w: &str, metric: &str, unit: &str, higher: bool, ours: f64, torch: Option<f64>, note: String| {
+        if let Some(m) = out.iter_mut().find(|m| m.workload == w && m.metric == metric) {
+            m.ours.push(ours);
+            m.torch.extend(torch);
+            if !note.is_empty() {
+                m.note = note;
+            }
+        } else {
+            out.push(Measure {
+                workload: w.into(),
+                metric: metric.into(),
+                unit: unit.into(),
+                higher_is_better: higher,
+                ours: vec![ours],
+                torch: torch.into_iter().collect(),
+                note,
+            });
+        }
+    };
+    let torch = |w: &str| python.map(|p| torch_run(p, w, threads, s.quick)).unwrap_or_default();
+    let find = |t: &[(String, f64, String)], metric: &str| t.iter().find(|(m, _, _)| m == metric).map(|(_, v, _)| *v);
+    for run in 0..s.runs {
+        for &w in only {
+            match w {
+                "w1" | "w2" => {
+                    let (tot, fwd) = chain(if w == "w1" { 1 } else { 64 }, s);
+                    let t = torch(w);
+                    let tf =
+                        t.first().and_then(|(_, _, e)| e.split("\"fwd\": ").nth(1).and_then(|v| v.trim().parse().ok()));
+                    push(w, "fwd+bwd", "ns/op", false, tot, find(&t, "fwd+bwd"), String::new());
+                    push(w, "fwd", "ns/op", false, fwd, tf, String::new());
+                }
+                "w3" => {
+                    let (ms, rss) = w3(s);
+                    let t = torch(w);
+                    let note = format!(
+                        "peak RSS: tapegrad {rss:.0} MiB, PyTorch {}",
+                        t.first().map_or("-".into(), |x| x.2.clone())
+                    );
+                    push(w, "train step", "ms", false, ms, find(&t, "step"), note);
+                }
+                "w4" => {
+                    let ms = w4(s);
+                    let t = torch(w);
+                    push(w, &format!("train step, {threads} thr"), "ms", false, ms, find(&t, "step"), String::new());
+                }
+                "w5" => {
+                    let ours = w5(s);
+                    let t = torch(w);
+                    for (n, g) in ours {
+                        let metric = format!("sgemm n={n}");
+                        push(w, &metric, "GFLOP/s", true, g, find(&t, &metric), String::new());
+                    }
+                }
+                "w6mlp" | "w6cnn" => {
+                    if let Some((secs, acc)) = w6(&w[2..], s) {
+                        let t = torch(w);
+                        let note = format!(
+                            "accuracy: tapegrad {:.2}%, PyTorch {}",
+                            100.0 * acc,
+                            t.first().map_or("-".into(), |x| x.2.clone())
+                        );
+                        push(w, "training wall time", "s", false, secs, find(&t, "train wall time"), note);
+                    }
+                }
+                other => eprintln!("unknown workload {other}"),
+            }
+        }
+        eprintln!("run {}/{} done", run + 1, s.runs);
+    }
+    out
+}
+
+/// The table: per measure, both medians with their spreads, and how many times faster
+/// tapegrad is (PyTorch / tapegrad for times, tapegrad / PyTorch for throughput).
+pub fn table(measures: &[Measure], json: bool) -> String {
+    let mut s = String::new();
+    if !json {
+        s.push_str(&format!(
+            "{:<6} {:<28} {:>26} {:>26} {:>8}  {}\n",
+            "id", "metric", "tapegrad median (min-max)", "PyTorch median (min-max)", "speedup", "notes"
+        ));
+    }
+    for m in measures {
+        let spread = |v: &[f64]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+                format!("{:.3} ({:.3}-{:.3})", median(v), lo, hi)
+            }
+        };
+        let ratio = if m.torch.is_empty() {
+            f64::NAN
+        } else if m.higher_is_better {
+            median(&m.ours) / median(&m.torch)
+        } else {
+            median(&m.torch) / median(&m.ours)
+        };
+        if json {
+            s.push_str(&format!(
+                "{{\"workload\": \"{}\", \"metric\": \"{}\", \"unit\": \"{}\", \"tapegrad\": {:?}, \"torch\": {:?}, \"speedup\": {}}}\n",
+                m.workload,
+                m.metric,
+                m.unit,
+                m.ours,
+                m.torch,
+                if ratio.is_nan() { "null".into() } else { format!("{ratio:.3}") }
+            ));
+        } else {
+            s.push_str(&format!(
+                "{:<6} {:<28} {:>26} {:>26} {:>8}  {}\n",
+                m.workload,
+                format!("{} [{}]", m.metric, m.unit),
+                spread(&m.ours),
+                spread(&m.torch),
+                if ratio.is_nan() { "-".into() } else { format!("{ratio:.2}x") },
+                m.note
+            ));
+        }
+    }
+    s
+}
+
+#[allow(dead_code)]
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let threads: usize = value("--threads").and_then(|t| t.parse().ok()).unwrap_or(2);
+    let _ = tapegrad::set_num_threads(threads);
+    let quick = has("--quick");
+    let mut only: Vec<String> = value("--only")
+        .map(|o| o.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| ["w1", "w2", "w3", "w4", "w5"].map(String::from).to_vec());
+    if has("--w6") {
+        only.extend(["w6mlp".into(), "w6cnn".into()]);
+    }
+    let only: Vec<&str> = only.iter().map(String::as_str).collect();
+    let python = std::env::var("TAPEGRAD_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = (!has("--no-torch") && torch_available(&python)).then_some(python);
+    if python.is_none() {
+        eprintln!("PyTorch not found (set TAPEGRAD_BENCH_PYTHON to a Python with torch); measuring tapegrad alone");
+    }
+    let runs = value("--runs").and_then(|r| r.parse().ok()).unwrap_or(if quick { 1 } else { 5 });
+    let measures = run_all(&only, Settings { quick, runs }, threads, python.as_deref());
+    print!("{}", table(&measures, has("--json")));
+}

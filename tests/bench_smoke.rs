@@ -1,0 +1,17 @@
+//! The benchmark harness in its tiny form, so that it cannot rot (no timings are asserted:
+//! benchmarks are not tests).
+
+#[path = "../benches/workloads.rs"]
+#[allow(dead_code)]
+mod workloads;
+
+#[test]
+fn the_benchmark_harness_runs_every_workload() {
+    let s = workloads::Settings { quick: true, runs: 1 };
+    let measures = workloads::run_all(&["w1", "w2", "w3", "w4", "w5"], s, 1, None);
+    assert_eq!(measures.len(), 7);
+    assert!(measures.iter().all(|m| m.ours.len() == 1 && m.ours[0].is_finite() && m.ours[0] > 0.0));
+    let text = workloads::table(&measures, false);
+    assert!(text.contains("w3") && text.contains("sgemm n=64"), "{text}");
+    assert_eq!(workloads::table(&measures, true).lines().count(), 7);
+}
