@@ -116,10 +116,10 @@ pub(crate) fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         _ => unreachable!("float dtypes checked"),
     };
     let value = Tensor::from_storage(selected, Layout::contiguous(&shape));
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
     Ok(record("where", location, &[a, b], value, || {
-        Backward::new(|ctx| {
+        Backward::new(move |ctx| {
             let (g, keep) = (ctx.grad(), ctx.saved(0));
-            let (sa, sb) = (ctx.input_shape(0).to_vec(), ctx.input_shape(1).to_vec());
             smallvec![
                 ctx.needs_input_grad(0).then(|| (g * keep).sum_to_shape(&sa)),
                 ctx.needs_input_grad(1).then(|| (g * &keep.rsub_scalar(1.0)).sum_to_shape(&sb)),

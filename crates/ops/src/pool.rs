@@ -127,12 +127,13 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&input_shape));
     let index = index.clone();
+    let out_shape = g.shape().to_vec();
     record("max_pool2d_backward", Location::caller(), &[g], value, || {
         Backward::new(move |ctx| {
             // d/dg of a scatter is the gather at the same positions.
             let gg = reshape_to(ctx.grad(), &[n, c, h * w]);
             let picked = crate::shape::gather(&gg, 2, &reshape_to(&index, &[n, c, plane_out])).expect("valid indices");
-            smallvec![Some(reshape_to(&picked, ctx.input_shape(0)))]
+            smallvec![Some(reshape_to(&picked, &out_shape))]
         })
     })
 }

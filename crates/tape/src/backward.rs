@@ -5,10 +5,10 @@ use std::panic::Location;
 
 use smallvec::SmallVec;
 
+use crate::Tensor;
 use crate::error::{Error, Result, or_panic};
 use crate::grad_mode::set_grad_enabled;
 use crate::tape::{BackwardCtx, NodeKey, NodeKind, with_tape};
-use crate::{DType, Tensor};
 
 /// Options of [`Tensor::backward_with`].
 ///
@@ -279,8 +279,6 @@ struct Step {
     retains_grad: bool,
     capture: Option<usize>,
     inputs: SmallVec<[Option<NodeKey>; 2]>,
-    input_shapes: SmallVec<[crate::layout::Shape; 2]>,
-    input_dtypes: SmallVec<[DType; 2]>,
     rule: Option<crate::tape::BackwardRule>,
     saved: SmallVec<[Tensor; 2]>,
     output: Option<Tensor>,
@@ -383,20 +381,18 @@ fn run_steps(
                 retains_grad: node.retains_grad,
                 capture: node.capture,
                 inputs: node.inputs.clone(),
-                input_shapes: node.input_shapes.clone(),
-                input_dtypes: node.input_dtypes.clone(),
                 rule,
                 saved,
                 output: None,
             };
             // Under create_graph the output must carry its node, so that a rule built on it
             // differentiates through it; otherwise a plain value is enough.
-            let output = output.map(|(s, l)| {
+            let output = output.map(|out| {
                 if create_graph {
                     tape.incref(key);
-                    Tensor::from_node_parts(s, l, key)
+                    Tensor::from_node_parts(out.storage(), out.layout().clone(), key)
                 } else {
-                    Tensor::from_storage(s, l)
+                    out
                 }
             });
             Some((grad, Step { output, ..step }))
@@ -417,13 +413,7 @@ fn run_steps(
         }
 
         let rule = step.rule.as_ref().expect("swept op nodes have their rule");
-        let ctx = BackwardCtx {
-            grad: &grad,
-            saved: &step.saved,
-            output: step.output.as_ref(),
-            inputs: &step.inputs,
-            input_shapes: &step.input_shapes,
-        };
+        let ctx = BackwardCtx { grad: &grad, saved: &step.saved, output: step.output.as_ref(), inputs: &step.inputs };
         let grads = rule(&ctx);
         drop(step.output);
         drop(step.saved);
@@ -440,7 +430,13 @@ fn run_steps(
         }
         for (i, (g, input)) in grads.into_iter().zip(&step.inputs).enumerate() {
             let (Some(g), Some(input)) = (g, input) else { continue };
-            if g.shape() != step.input_shapes[i].as_slice() || g.dtype() != step.input_dtypes[i] {
+            // Take the input's gradient so far (and its shape and dtype, to check the rule).
+            let (prev, expected) = with_tape(|tape| match tape.nodes.get_mut(*input) {
+                Some(n) => (n.pending.take(), Some((n.shape.clone(), n.dtype))),
+                None => (None, None),
+            });
+            let Some((shape, dtype)) = expected else { continue };
+            if g.shape() != shape.as_slice() || g.dtype() != dtype {
                 return Err(Error::Backward {
                     op: step.op,
                     message: format!(
@@ -448,13 +444,12 @@ fn run_steps(
                          which has shape {:?} and dtype {}",
                         g.shape(),
                         g.dtype(),
-                        step.input_shapes[i].as_slice(),
-                        step.input_dtypes[i]
+                        shape.as_slice(),
+                        dtype
                     ),
                     location: step.location,
                 });
             }
-            let prev = with_tape(|tape| tape.nodes.get_mut(*input).and_then(|n| n.pending.take()));
             let sum = match prev {
                 None => g,
                 Some(prev) => &prev + &g,
@@ -493,24 +488,25 @@ fn accumulate_grad(key: NodeKey, g: &Tensor, create_graph: bool) {
 /// Frees the interior nodes a sweep went through; leaves and `retain_grad` nodes stay.
 fn free_swept(order: &[NodeKey]) {
     with_tape(|tape| {
-        let mut removed = Vec::new();
+        let mut edges: Vec<NodeKey> = Vec::with_capacity(order.len() * 2);
         for &key in order {
             let keep = tape.nodes.get(key).is_none_or(|n| n.is_leaf() || n.retains_grad);
             if keep {
                 tape.release_saved(key);
                 continue;
             }
-            let node = tape.nodes.remove(key).expect("checked above");
-            removed.push(node);
-        }
-        for node in removed {
-            for &input in node.inputs.iter().flatten() {
-                tape.decref(input);
+            let mut node = tape.nodes.remove(key).expect("checked above");
+            edges.extend(node.inputs.drain(..).flatten());
+            // Nodes the sweep already released hold no tensors, so dropping them here
+            // cannot re-enter the tape; the rest go through the graveyard.
+            if node.holds_tensors() {
+                tape.forget(node);
+            } else {
+                tape.saved_bytes -= node.saved_bytes;
             }
-            // The edges are gone; the node itself must not decrement them again.
-            let mut node = node;
-            node.inputs.clear();
-            tape.forget(node);
+        }
+        for input in edges {
+            tape.decref(input);
         }
     });
 }

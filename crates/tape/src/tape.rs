@@ -14,8 +14,8 @@ use std::rc::Rc;
 use slotmap::{SlotMap, new_key_type};
 use smallvec::SmallVec;
 
-use crate::layout::{Layout, Shape};
-use crate::{DType, Storage, Tensor, is_grad_enabled};
+use crate::layout::Shape;
+use crate::{DType, Tensor, is_grad_enabled};
 
 new_key_type! {
     /// A generational key of a node on this thread's tape.
@@ -51,7 +51,6 @@ pub struct BackwardCtx<'a> {
     pub(crate) saved: &'a [Tensor],
     pub(crate) output: Option<&'a Tensor>,
     pub(crate) inputs: &'a [Option<NodeKey>],
-    pub(crate) input_shapes: &'a [Shape],
 }
 
 impl BackwardCtx<'_> {
@@ -75,11 +74,6 @@ impl BackwardCtx<'_> {
     /// Whether input `i` needs a gradient; rules may skip the work for inputs that do not.
     pub fn needs_input_grad(&self, i: usize) -> bool {
         self.inputs[i].is_some()
-    }
-
-    /// The shape of input `i`.
-    pub fn input_shape(&self, i: usize) -> &[usize] {
-        &self.input_shapes[i]
     }
 }
 
@@ -124,7 +118,8 @@ pub(crate) enum NodeKind {
         /// `None` once a backward pass has released the node.
         rule: Option<BackwardRule>,
         saved: SmallVec<[Tensor; 2]>,
-        output: Option<(Storage, Layout)>,
+        /// The output's value, without its node (holding the node would be a cycle).
+        output: Option<Tensor>,
     },
 }
 
@@ -137,8 +132,6 @@ pub(crate) struct Node {
     pub refs: u32,
     /// `None` for inputs that do not take part in differentiation.
     pub inputs: SmallVec<[Option<NodeKey>; 2]>,
-    pub input_shapes: SmallVec<[Shape; 2]>,
-    pub input_dtypes: SmallVec<[DType; 2]>,
     pub shape: Shape,
     pub dtype: DType,
     pub kind: NodeKind,
@@ -157,6 +150,15 @@ pub(crate) struct Node {
 impl Node {
     pub fn is_leaf(&self) -> bool {
         matches!(self.kind, NodeKind::Leaf)
+    }
+
+    /// Whether dropping this node would drop tensor handles (and so touch the tape).
+    pub fn holds_tensors(&self) -> bool {
+        let kind = match &self.kind {
+            NodeKind::Leaf => false,
+            NodeKind::Op { rule, saved, .. } => rule.is_some() || !saved.is_empty(),
+        };
+        kind || self.grad.is_some() || self.pending.is_some()
     }
 }
 
@@ -191,6 +193,8 @@ thread_local! {
     });
     /// Releases that arrived while the tape was borrowed; applied at the next borrow.
     static DEFERRED: RefCell<Vec<NodeKey>> = const { RefCell::new(Vec::new()) };
+    /// Whether `DEFERRED` may hold keys, so that the common path skips it.
+    static HAS_DEFERRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Runs `f` on this thread's tape, then drops whatever it freed outside the borrow.
@@ -202,8 +206,10 @@ pub(crate) fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
     TAPE.with(|cell| {
         let (result, mut garbage) = {
             let mut tape = cell.borrow_mut();
-            for key in DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut())) {
-                tape.decref(key);
+            if HAS_DEFERRED.with(|h| h.replace(false)) {
+                for key in DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut())) {
+                    tape.decref(key);
+                }
             }
             let result = f(&mut tape);
             if tape.draining || tape.graveyard.is_empty() {
@@ -230,6 +236,7 @@ pub(crate) fn release(key: NodeKey) {
     let _ = TAPE.try_with(|cell| {
         if cell.try_borrow_mut().is_err() {
             DEFERRED.with(|d| d.borrow_mut().push(key));
+            HAS_DEFERRED.with(|h| h.set(true));
             return;
         }
         with_tape(|tape| tape.decref(key));
@@ -272,8 +279,8 @@ impl Tape {
         let Some(node) = self.nodes.get_mut(key) else { return };
         if let NodeKind::Op { rule, saved, output } = &mut node.kind {
             let rule = rule.take();
-            let saved = std::mem::take(saved);
-            *output = None;
+            let mut saved = std::mem::take(saved);
+            saved.extend(output.take());
             self.saved_bytes -= node.saved_bytes;
             node.saved_bytes = 0;
             if let Some(rule) = rule {
@@ -312,8 +319,6 @@ fn new_node(
         seq: 0,
         refs: 1,
         inputs: SmallVec::new(),
-        input_shapes: SmallVec::new(),
-        input_dtypes: SmallVec::new(),
         shape: SmallVec::from_slice(shape),
         dtype,
         kind,
@@ -383,7 +388,7 @@ pub fn record(
     if save_output {
         saved_bytes += storage.nbytes();
     }
-    let output_slot = save_output.then(|| (storage.clone(), layout.clone()));
+    let output_slot = save_output.then(|| Tensor::from_storage(storage.clone(), layout.clone()));
     let mut node = new_node(
         op,
         location,
@@ -393,8 +398,6 @@ pub fn record(
     );
     node.saved_bytes = saved_bytes;
     node.inputs = inputs.iter().map(|t| t.node_key()).collect();
-    node.input_shapes = inputs.iter().map(|t| Shape::from_slice(t.shape())).collect();
-    node.input_dtypes = inputs.iter().map(|t| t.dtype()).collect();
     drop(output);
     let key = with_tape(|tape| tape.insert(node));
     Tensor::from_node_parts(storage, layout, key)
