@@ -44,6 +44,9 @@ fn pooled_size(
     })
 }
 
+/// A worker over one plane: (output values, output indices), input plane.
+type PlaneFn<'a, T> = dyn Fn(((&mut [T], &mut [i64]), &[T])) + Sync + 'a;
+
 /// Max over each window, and the flat position (`ih * W + iw`) it came from. Planes run in
 /// parallel; NaN wins (as in PyTorch), and among equal values the first.
 fn max_pool_kernel<T: Element>(
@@ -60,6 +63,27 @@ fn max_pool_kernel<T: Element>(
     if values.is_empty() {
         return (values, indices);
     }
+    // Without padding every window lies inside the plane: a tight loop with no clamping.
+    let unpadded = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let origin = oh * sh * w + ow * sw;
+                let (mut best, mut bv) = (origin, plane[origin]);
+                for i in 0..kh {
+                    let row = &plane[origin + i * w..origin + i * w + kw];
+                    for (j, &v) in row.iter().enumerate() {
+                        // A larger value or a NaN takes over, unless a NaN already holds.
+                        if (v > bv || v.is_nan()) && !bv.is_nan() {
+                            best = origin + i * w + j;
+                            bv = v;
+                        }
+                    }
+                }
+                vals[oh * wo + ow] = bv;
+                idxs[oh * wo + ow] = best as i64;
+            }
+        }
+    };
     let pool_plane = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
         for oh in 0..ho {
             let h0 = (oh * sh) as isize - ph as isize;
@@ -86,14 +110,24 @@ fn max_pool_kernel<T: Element>(
             }
         }
     };
-    if crate::parallel::worth_it(x.len()) {
-        values
-            .par_chunks_mut(plane_out)
-            .zip(indices.par_chunks_mut(plane_out))
-            .zip(x.par_chunks(h * w))
-            .for_each(pool_plane);
+    let parallel = crate::parallel::worth_it(x.len());
+    let per_task = (n * c / rayon::current_num_threads()).max(1);
+    let mut run = |f: &PlaneFn<'_, T>| {
+        if parallel {
+            values
+                .par_chunks_mut(plane_out)
+                .zip(indices.par_chunks_mut(plane_out))
+                .zip(x.par_chunks(h * w))
+                .with_min_len(per_task)
+                .for_each(f);
+        } else {
+            values.chunks_mut(plane_out).zip(indices.chunks_mut(plane_out)).zip(x.chunks(h * w)).for_each(f);
+        }
+    };
+    if ph == 0 && pw == 0 {
+        run(&unpadded);
     } else {
-        values.chunks_mut(plane_out).zip(indices.chunks_mut(plane_out)).zip(x.chunks(h * w)).for_each(pool_plane);
+        run(&pool_plane);
     }
     (values, indices)
 }
@@ -113,7 +147,10 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
             }
         };
         if crate::parallel::worth_it(dx.len()) {
-            dx.par_chunks_mut(plane_in.max(1)).enumerate().for_each(plane);
+            dx.par_chunks_mut(plane_in.max(1))
+                .enumerate()
+                .with_min_len((planes / rayon::current_num_threads()).max(1))
+                .for_each(plane);
         } else {
             dx.chunks_mut(plane_in.max(1)).enumerate().for_each(plane);
         }
