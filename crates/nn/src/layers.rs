@@ -62,11 +62,7 @@ impl Linear {
 impl Module for Linear {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        let y = x.matmul(&self.weight.t());
-        match &self.bias {
-            Some(b) => &y + b,
-            None => y,
-        }
+        F::linear(x, &self.weight, self.bias.as_ref())
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
         visit_params(prefix, f, &[("weight", Some(&self.weight)), ("bias", self.bias.as_ref())]);

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use tapegrad_tape::{DType, Element, Storage, Tensor};
 
 /// A set of parameters sharing a learning rate (PyTorch's param group).
@@ -29,14 +30,15 @@ pub struct ParamGroup {
 }
 
 /// How one optimizer updates one parameter (the part that differs between optimizers).
-pub trait UpdateRule {
+pub trait UpdateRule: Sync {
     /// The optimizer's PyTorch class name.
     const NAME: &'static str;
     /// Names of the per-parameter state buffers, each shaped like the parameter.
     fn buffers(&self) -> &'static [&'static str];
     /// One step for one parameter: `p` the values, `g` the gradient, `state` the buffers
-    /// (zero-initialised before the first step), `step` the 1-based step count.
-    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [Vec<T>]);
+    /// (zero-initialised before the first step), `step` the 1-based step count. Updates are
+    /// elementwise, so large parameters are updated in slices on several threads.
+    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]);
 }
 
 /// Per-parameter state in the parameter's own dtype.
@@ -105,6 +107,9 @@ impl<R: UpdateRule> Optim<R> {
     }
 }
 
+/// A slice of a parameter's update: its values, gradient and state buffers.
+type Task<'a, T> = (&'a mut [T], &'a [T], Vec<&'a mut [T]>);
+
 fn step_one<T: Element>(
     rule: &impl UpdateRule,
     lr: f64,
@@ -115,7 +120,23 @@ fn step_one<T: Element>(
 ) {
     state.step += 1;
     let step = state.step;
-    rule.update(lr, step, p, g, pick(&mut state.buffers));
+    let buffers = pick(&mut state.buffers);
+    // Below this many elements the update stays on the calling thread.
+    const CHUNK: usize = 1 << 15;
+    if p.len() < 2 * CHUNK || rayon::current_num_threads() < 2 {
+        let mut views: Vec<&mut [T]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
+        rule.update(lr, step, p, g, &mut views);
+        return;
+    }
+    // One task per chunk: the chunk of the parameter, its gradient and every buffer.
+    let mut tasks: Vec<Task<'_, T>> =
+        p.chunks_mut(CHUNK).zip(g.chunks(CHUNK)).map(|(p, g)| (p, g, Vec::new())).collect();
+    for buffer in buffers.iter_mut() {
+        for (task, chunk) in tasks.iter_mut().zip(buffer.chunks_mut(CHUNK)) {
+            task.2.push(chunk);
+        }
+    }
+    tasks.into_par_iter().for_each(|(p, g, mut state)| rule.update(lr, step, p, g, &mut state));
 }
 
 impl<R: UpdateRule> Optimizer for Optim<R> {
@@ -303,7 +324,7 @@ impl UpdateRule for SgdRule {
     fn buffers(&self) -> &'static [&'static str] {
         &["momentum_buffer"]
     }
-    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [Vec<T>]) {
+    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let (lr, wd, mom, damp) =
             (c::<T>(lr), c::<T>(self.weight_decay), c::<T>(self.momentum), c::<T>(self.dampening));
         let buf = &mut state[0];
@@ -355,7 +376,7 @@ impl UpdateRule for AdagradRule {
     fn buffers(&self) -> &'static [&'static str] {
         &["sum"]
     }
-    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [Vec<T>]) {
+    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let clr = c::<T>(lr / (1.0 + (step - 1) as f64 * self.lr_decay));
         let (wd, eps) = (c::<T>(self.weight_decay), c::<T>(self.eps));
         let sum = &mut state[0];
@@ -400,7 +421,7 @@ impl UpdateRule for AdadeltaRule {
     fn buffers(&self) -> &'static [&'static str] {
         &["square_avg", "acc_delta"]
     }
-    fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], state: &mut [Vec<T>]) {
+    fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let (lr, rho, eps, wd) = (c::<T>(lr), c::<T>(self.rho), c::<T>(self.eps), c::<T>(self.weight_decay));
         let [square_avg, acc_delta] = state else { unreachable!("two buffers") };
         for i in 0..p.len() {
@@ -456,7 +477,7 @@ impl UpdateRule for RmspropRule {
     fn buffers(&self) -> &'static [&'static str] {
         &["square_avg", "grad_avg", "momentum_buffer"]
     }
-    fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], state: &mut [Vec<T>]) {
+    fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let (lr, alpha, eps, wd, mom) =
             (c::<T>(lr), c::<T>(self.alpha), c::<T>(self.eps), c::<T>(self.weight_decay), c::<T>(self.momentum));
         let [square_avg, grad_avg, buf] = state else { unreachable!("three buffers") };
@@ -539,7 +560,7 @@ impl UpdateRule for AdamRule {
     fn buffers(&self) -> &'static [&'static str] {
         &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
     }
-    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [Vec<T>]) {
+    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let (b1, b2) = self.betas;
         let bias1 = 1.0 - b1.powi(step as i32);
         let bias2_sqrt = (1.0 - b2.powi(step as i32)).sqrt();

@@ -617,3 +617,18 @@ pub fn batch_norm(
 pub fn embedding(indices: &Tensor, weight: &Tensor) -> Tensor {
     or_panic(crate::norm::embedding(indices, weight))
 }
+
+/// `x W^T + b` in one recorded op (PyTorch's `F.linear`): the bias is written into the
+/// output before a single accumulating GEMM, and the weight's gradient comes out of its
+/// own GEMM already in `W`'s layout. `x` is `[..., in]`, `weight` `[out, in]`, `bias` `[out]`.
+///
+/// ```
+/// use tapegrad_ops::functional::linear;
+/// use tapegrad_tape::Tensor;
+/// let y = linear(&Tensor::ones(&[2, 3]), &Tensor::ones(&[4, 3]), Some(&Tensor::full(&[4], 0.5)));
+/// assert_eq!(y.to_vec::<f32>(), vec![3.5; 8]);
+/// ```
+#[track_caller]
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    or_panic(crate::matmul::linear(x, weight, bias))
+}

@@ -110,3 +110,87 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         _ => bmm(a, b, location),
     }
 }
+
+/// `x W^T + b` for `x` `[..., in]`, `weight` `[out, in]`, `bias` `[out]`.
+#[track_caller]
+pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let location = Location::caller();
+    ensure_float("linear", x, location)?;
+    for t in [Some(weight), bias].into_iter().flatten() {
+        if t.dtype() != x.dtype() {
+            return Err(Error::DType { op: "linear", lhs: x.dtype(), rhs: t.dtype(), location });
+        }
+    }
+    let bad = |message: String| Error::Shape { op: "linear", message, location };
+    if weight.dim() != 2 || x.dim() == 0 || x.shape()[x.dim() - 1] != weight.shape()[1] {
+        return Err(bad(format!(
+            "input {:?} and weight {:?} do not fit (need [..., in] and [out, in])",
+            x.shape(),
+            weight.shape()
+        )));
+    }
+    let (out, inp) = (weight.shape()[0], weight.shape()[1]);
+    if let Some(b) = bias.filter(|b| b.shape() != [out]) {
+        return Err(bad(format!("bias has shape {:?}, expected [{out}]", b.shape())));
+    }
+    let rows = x.numel() / inp.max(1);
+    let out_shape: Vec<usize> = x.shape()[..x.dim() - 1].iter().copied().chain([out]).collect();
+    let x2 = reshape_to(x, &[rows, inp]);
+    fn kernel<T: Gemm>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, b: Option<&[T]>, rows: usize, out: usize) -> Vec<T> {
+        let mut c = match b {
+            Some(b) => b.iter().copied().cycle().take(rows * out).collect(),
+            None => vec![T::default(); rows * out],
+        };
+        let (sx, sw) = (lx.strides(), lw.strides());
+        let vx = View { data: x, offset: lx.offset(), rows, cols: lx.shape()[1], rs: sx[0], cs: sx[1] };
+        let vw = View { data: w, offset: lw.offset(), rows: lw.shape()[0], cols: lw.shape()[1], rs: sw[0], cs: sw[1] };
+        gemm_into(vx, vw.t(), &mut c, b.is_some());
+        c
+    }
+    let bias_storage = bias.map(|b| b.contiguous_storage());
+    let storage = match (x2.storage(), weight.storage(), &bias_storage) {
+        (Storage::F32(xs), Storage::F32(ws), b) => Storage::from_vec(kernel(
+            &xs,
+            x2.layout(),
+            &ws,
+            weight.layout(),
+            b.as_ref().map(|b| b.as_slice::<f32>().expect("dtype checked")),
+            rows,
+            out,
+        )),
+        (Storage::F64(xs), Storage::F64(ws), b) => Storage::from_vec(kernel(
+            &xs,
+            x2.layout(),
+            &ws,
+            weight.layout(),
+            b.as_ref().map(|b| b.as_slice::<f64>().expect("dtype checked")),
+            rows,
+            out,
+        )),
+        _ => unreachable!("dtypes checked"),
+    };
+    let value = Tensor::from_storage(storage, Layout::contiguous(&out_shape));
+    let inputs: Vec<&Tensor> = [Some(x), Some(weight), bias].into_iter().flatten().collect();
+    let x_shape = x.shape().to_vec();
+    let has_bias = bias.is_some();
+    Ok(record("linear", location, &inputs, value, || {
+        Backward::new(move |ctx| {
+            let (x, w) = (ctx.saved(0), ctx.saved(1));
+            let g = reshape_to(ctx.grad(), &[rows, out]);
+            // dx = g W; dW = g^T x, already in W's [out, in] layout; db = column sums of g.
+            let mut grads: tapegrad_tape::InputGrads = smallvec![
+                ctx.needs_input_grad(0).then(|| reshape_to(&matmul(&g, w).expect("shapes agree"), &x_shape)),
+                ctx.needs_input_grad(1).then(|| {
+                    let x2 = reshape_to(x, &[rows, inp]);
+                    matmul(&transpose(&g, 0, 1).expect("2-D"), &x2).expect("shapes agree")
+                }),
+            ];
+            if has_bias {
+                grads.push(ctx.needs_input_grad(2).then(|| crate::reduce::sum_dim(&g, 0, false).expect("2-D")));
+            }
+            grads
+        })
+        .save(x)
+        .save(weight)
+    }))
+}

@@ -372,6 +372,14 @@ pub fn registry() -> Vec<OpCase> {
         }),
         // Matrix products.
         op!("a.matmul(&b)", "torch.matmul", true, matmul_shapes(), |t, i| t[0].matmul(&t[1])),
+        op!("linear(x, w, b)", "F.linear", true, matmul_shapes(), |t, i| {
+            // Reuse the matmul sampler: x [..., k] against a weight [n, k] made from b.
+            let x = if t[0].dim() == 1 { t[0].unsqueeze(0) } else { t[0].clone() };
+            let k = *x.shape().last().unwrap();
+            let w = t[1].reshape(&[-1]).narrow(0, 0, t[1].numel() / k * k).reshape(&[-1, k as isize]);
+            let b = w.sum_dim(1, false).mul_scalar(0.5);
+            functional::linear(&x, &w, Some(&b))
+        }),
         // Neural-network functions.
         op!("x.softmax(d)", "torch.softmax", true, with_dim(-3.0..3.0, 1), |t, i| t[0].softmax(i[0] as isize)),
         op!("x.log_softmax(d)", "torch.log_softmax", true, with_dim(-3.0..3.0, 1), |t, i| {
