@@ -43,7 +43,11 @@ pub(crate) fn map<F: UnaryFn>(x: &Tensor) -> Tensor {
 }
 
 /// Like [`map`] with a pair of closures, for functions with run-time parameters.
-pub(crate) fn map_with(x: &Tensor, f32f: impl Fn(f32) -> f32, f64f: impl Fn(f64) -> f64) -> Tensor {
+pub(crate) fn map_with(
+    x: &Tensor,
+    f32f: impl Fn(f32) -> f32 + Sync + Send,
+    f64f: impl Fn(f64) -> f64 + Sync + Send,
+) -> Tensor {
     let layout = x.layout();
     let storage = match x.storage() {
         Storage::F32(v) => Storage::from_vec(kernels::map(&v, layout, f32f)),
@@ -54,7 +58,7 @@ pub(crate) fn map_with(x: &Tensor, f32f: impl Fn(f32) -> f32, f64f: impl Fn(f64)
 }
 
 /// A 0/1 mask of `pred` over `x`'s elements, in `x`'s dtype: a constant for backward rules.
-pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool) -> Tensor {
+pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool + Sync + Send + Copy) -> Tensor {
     map_with(x, |v| if pred(v as f64) { 1.0 } else { 0.0 }, |v| if pred(v) { 1.0 } else { 0.0 })
 }
 
@@ -71,8 +75,8 @@ pub(crate) fn unary<F: UnaryFn>(op: &'static str, x: &Tensor, make: impl FnOnce(
 pub(crate) fn unary_with(
     op: &'static str,
     x: &Tensor,
-    f32f: impl Fn(f32) -> f32,
-    f64f: impl Fn(f64) -> f64,
+    f32f: impl Fn(f32) -> f32 + Sync + Send,
+    f64f: impl Fn(f64) -> f64 + Sync + Send,
     make: impl FnOnce() -> Backward,
 ) -> Tensor {
     let location = Location::caller();

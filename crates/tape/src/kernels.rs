@@ -4,6 +4,7 @@
 //! for unit and zero strides so that the compiler vectorises the common cases; broadcast
 //! operands are read through stride-0 views and never materialised.
 
+use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::layout::{Layout, Shape, numel};
@@ -82,15 +83,29 @@ pub fn to_contiguous<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
     out
 }
 
+/// Contiguous element counts at or above this run on rayon's threads; below it, waking a
+/// worker costs more than the loop.
+pub const PARALLEL_ELEMENTS: usize = 1 << 16;
+
+fn parallel(n: usize) -> bool {
+    n >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1
+}
+
 /// `f` applied to every element of a view, in row-major order.
 ///
 /// ```
 /// use tapegrad_tape::{kernels::map, layout::Layout};
 /// assert_eq!(map(&[1.0f64, 2.0], &Layout::contiguous(&[2]), |x| x * 10.0), vec![10.0, 20.0]);
 /// ```
-pub fn map<T: Copy, U>(data: &[T], layout: &Layout, f: impl Fn(T) -> U) -> Vec<U> {
+pub fn map<T: Copy + Sync, U: Send>(data: &[T], layout: &Layout, f: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
     if layout.is_contiguous() {
-        return data[layout.offset()..layout.offset() + layout.numel()].iter().map(|&x| f(x)).collect();
+        let slice = &data[layout.offset()..layout.offset() + layout.numel()];
+        if parallel(slice.len()) {
+            let mut out = Vec::with_capacity(slice.len());
+            out.par_extend(slice.par_iter().with_min_len(PARALLEL_ELEMENTS / 4).map(|&x| f(x)));
+            return out;
+        }
+        return slice.iter().map(|&x| f(x)).collect();
     }
     let mut out = Vec::with_capacity(layout.numel());
     for_each_row(layout.shape(), [layout], |[o], len, [s]| {
@@ -108,18 +123,23 @@ pub fn map<T: Copy, U>(data: &[T], layout: &Layout, f: impl Fn(T) -> U) -> Vec<U
 /// let out = zip_map(&[10.0f32, 20.0], &a, &[1.0, 2.0, 3.0], &b, &[2, 3], |x, y| x + y);
 /// assert_eq!(out, vec![11.0, 12.0, 13.0, 21.0, 22.0, 23.0]);
 /// ```
-pub fn zip_map<T: Copy, U: Copy, V>(
+pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
     a: &[T],
     la: &Layout,
     b: &[U],
     lb: &Layout,
     shape: &[usize],
-    f: impl Fn(T, U) -> V,
+    f: impl Fn(T, U) -> V + Sync + Send,
 ) -> Vec<V> {
     let n = numel(shape);
     if la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
         let a = &a[la.offset()..la.offset() + n];
         let b = &b[lb.offset()..lb.offset() + n];
+        if parallel(n) {
+            let mut out = Vec::with_capacity(n);
+            out.par_extend(a.par_iter().zip(b).with_min_len(PARALLEL_ELEMENTS / 4).map(|(&x, &y)| f(x, y)));
+            return out;
+        }
         return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
     }
     let mut out = Vec::with_capacity(n);
