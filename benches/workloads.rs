@@ -12,11 +12,14 @@
 //! The PyTorch side uses `$TAPEGRAD_BENCH_PYTHON` (default `python3`); without torch the
 //! table shows tapegrad alone.
 
+// The included example declares the shared `examples/common` helpers itself.
+#![allow(clippy::duplicate_mod)]
+
 use std::process::Command;
 use std::time::Instant;
 
 use tapegrad::data::{DataLoader, Mnist};
-use tapegrad::nn::{Conv2d, Flatten, Linear, MaxPool2d, Module, Optimizer, ReLU, Sequential, metrics};
+use tapegrad::nn::{Module, Optimizer, Sequential, metrics};
 use tapegrad::prelude::*;
 
 /// How big and how often.
@@ -73,21 +76,12 @@ pub fn chain(numel: usize, s: Settings) -> (f64, f64) {
     (median(&tot), median(&fwd))
 }
 
-fn mlp() -> Sequential {
-    Sequential::new().add(Linear::new(784, 128)).add(ReLU).add(Linear::new(128, 64)).add(ReLU).add(Linear::new(64, 10))
-}
+/// The models of the main job, so that W3/W4/W6 measure exactly what users run.
+#[path = "../examples/mnist.rs"]
+#[allow(dead_code)]
+mod mnist;
 
-fn cnn() -> Sequential {
-    Sequential::new()
-        .add(Conv2d::new(1, 16, 5).padding(2))
-        .add(ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Conv2d::new(16, 32, 5).padding(2))
-        .add(ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Flatten::default())
-        .add(Linear::new(32 * 7 * 7, 10))
-}
+use mnist::{cnn, mlp};
 
 fn train_steps(
     model: &Sequential,
@@ -170,7 +164,7 @@ pub fn w6(model_name: &str, s: Settings) -> Option<(f64, f64)> {
     let data = Mnist::from_dir("/usr/share/datasets/fashion-mnist").ok()?;
     manual_seed(0);
     let (model, batch, epochs) = match model_name {
-        "mlp" => (Sequential::new().add(Flatten::default()).add(mlp()), 128, 10),
+        "mlp" => (mlp(), 128, 10),
         _ => (cnn(), 64, 3),
     };
     let (epochs, n) = if s.quick { (1, 2000) } else { (epochs, data.train.len()) };
