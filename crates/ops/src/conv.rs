@@ -128,8 +128,10 @@ fn valid_range(offset: isize, stride: usize, width: usize, out: usize) -> (usize
     (lo.min(hi), hi)
 }
 
-/// The column matrix `[K, Ho * Wo]` of group `g` of one image `[C, H, W]`.
-fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize, col: &mut [T]) {
+/// Writes the columns of group `g` of one image `[C, H, W]` into a column matrix with rows
+/// of `row_len` elements, at `offset` within each row (several images share one matrix so
+/// that one GEMM covers them all).
+fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize, col: &mut [T], row_len: usize, offset: usize) {
     let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
     let (sh, sw) = opts.stride;
     let hw = ho * wo;
@@ -138,7 +140,7 @@ fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize, col: &mut [T]) {
         for ki in 0..kh {
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
-                let dst_row = &mut col[row * hw..(row + 1) * hw];
+                let dst_row = &mut col[row * row_len + offset..row * row_len + offset + hw];
                 let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
                 let (lo, hi) = valid_range(off_w, sw, w, wo);
                 for oh in 0..ho {
@@ -165,8 +167,9 @@ fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize, col: &mut [T]) {
     }
 }
 
-/// Adds the column matrix of group `g` back into one image `dx` (`[C, H, W]`).
-fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T]) {
+/// Adds one image's columns (rows of `row_len`, at `offset`) of group `g` back into that
+/// image's gradient `dx` (`[C, H, W]`).
+fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T], row_len: usize, offset: usize) {
     let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
     let (sh, sw) = opts.stride;
     let hw = ho * wo;
@@ -175,7 +178,7 @@ fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T]) {
         for ki in 0..kh {
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
-                let src_row = &col[row * hw..(row + 1) * hw];
+                let src_row = &col[row * row_len + offset..row * row_len + offset + hw];
                 let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
                 let (lo, hi) = valid_range(off_w, sw, w, wo);
                 for oh in 0..ho {
@@ -201,15 +204,66 @@ fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T]) {
     }
 }
 
-/// Images per rayon task: enough to keep every thread busy without splitting finer.
-fn min_images_per_task(n: usize) -> usize {
-    (n / rayon::current_num_threads().max(1)).max(1)
+/// Images per GEMM: enough columns for an efficient product (a convolution's per-image
+/// GEMMs are narrow: 196 columns for a 14x14 output), split so every thread gets a share,
+/// and capped so a column buffer stays around 16 MB.
+fn images_per_chunk(geo: &Geometry) -> usize {
+    let per_image = geo.k() * geo.ho * geo.wo;
+    let threads = if parallel(geo) { rayon::current_num_threads().max(1) } else { 1 };
+    let cap = ((1 << 22) / per_image.max(1)).max(1);
+    geo.n.div_ceil(threads).clamp(1, cap)
 }
 
 /// Whether a convolution is big enough to be worth handing to other threads (waking a
 /// worker costs microseconds, which small gradient-check convolutions cannot repay).
 fn parallel(geo: &Geometry) -> bool {
     crate::parallel::worth_it(geo.n * geo.o * geo.ho * geo.wo * geo.k())
+}
+
+/// Runs `work(first_image, images)` over chunks of images, in parallel when worth it.
+fn for_chunks(geo: &Geometry, work: impl Fn(usize, usize) + Sync + Send) {
+    let chunk = images_per_chunk(geo);
+    let starts: Vec<usize> = (0..geo.n).step_by(chunk).collect();
+    let run = |&start: &usize| work(start, chunk.min(geo.n - start));
+    if parallel(geo) {
+        starts.par_iter().for_each(run);
+    } else {
+        starts.iter().for_each(run);
+    }
+}
+
+/// Output channels of group `g` for images `first..first + count` of `y` (`[N, O, HW]`) as
+/// one `[Og, count * HW]` matrix.
+fn gather_outputs<T: Gemm>(y: &[T], geo: &Geometry, g: usize, first: usize, count: usize) -> Vec<T> {
+    let (og, hw) = (geo.og(), geo.ho * geo.wo);
+    let mut out = Vec::with_capacity(og * count * hw);
+    for oc in 0..og {
+        for img in first..first + count {
+            let at = (img * geo.o + g * og + oc) * hw;
+            out.extend_from_slice(&y[at..at + hw]);
+        }
+    }
+    out
+}
+
+/// A pointer for disjoint writes from rayon tasks (each chunk owns its images).
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: tasks write disjoint image ranges of the buffer, which outlives them.
+unsafe impl<T> Send for SharedMut<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The image range `[start, start + len)` of the buffer.
+    ///
+    /// # Safety
+    /// No other task may touch the same range while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
 }
 
 fn conv_kernel<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
@@ -219,84 +273,89 @@ fn conv_kernel<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
     if y.is_empty() {
         return y;
     }
-    let image = |col: &mut Vec<T>, (y_img, x_img): (&mut [T], &[T])| {
+    let out = SharedMut(y.as_mut_ptr());
+    for_chunks(geo, |first, count| {
+        let cols = count * hw;
+        let mut col = vec![T::ZERO; k * cols];
+        // SAFETY: this chunk's images are written by this task alone.
+        let y_chunk = unsafe { out.slice(first * out_img, count * out_img) };
         for g in 0..geo.opts.groups {
-            im2col(x_img, geo, g, col);
+            for i in 0..count {
+                im2col(&x[(first + i) * in_img..(first + i + 1) * in_img], geo, g, &mut col, cols, i * hw);
+            }
             let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-            gemm_serial(wg, View::row_major(col, k, hw), &mut y_img[g * og * hw..(g + 1) * og * hw], false);
+            let mut yg = vec![T::ZERO; og * cols];
+            gemm_serial(wg, View::row_major(&col, k, cols), &mut yg, false);
+            for oc in 0..og {
+                for i in 0..count {
+                    let at = i * out_img + (g * og + oc) * hw;
+                    y_chunk[at..at + hw].copy_from_slice(&yg[oc * cols + i * hw..oc * cols + (i + 1) * hw]);
+                }
+            }
         }
-    };
-    if parallel(geo) {
-        y.par_chunks_mut(out_img)
-            .zip(x.par_chunks(in_img.max(1)))
-            .with_min_len(min_images_per_task(geo.n))
-            .for_each_init(|| vec![T::ZERO; k * hw], image);
-    } else {
-        let mut col = vec![T::ZERO; k * hw];
-        y.chunks_mut(out_img).zip(x.chunks(in_img.max(1))).for_each(|pair| image(&mut col, pair));
-    }
+    });
     y
 }
 
 fn conv_transpose_kernel<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
-    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let in_img = geo.c * geo.h * geo.w;
     let mut dx = vec![T::ZERO; geo.n * in_img];
     if dx.is_empty() {
         return dx;
     }
-    let image = |col: &mut Vec<T>, (dx_img, gy_img): (&mut [T], &[T])| {
+    let out = SharedMut(dx.as_mut_ptr());
+    for_chunks(geo, |first, count| {
+        let cols = count * hw;
+        let mut col = vec![T::ZERO; k * cols];
+        // SAFETY: this chunk's images are written by this task alone.
+        let dx_chunk = unsafe { out.slice(first * in_img, count * in_img) };
         for g in 0..geo.opts.groups {
+            let gyg = gather_outputs(gy, geo, g, first, count);
             let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-            let gyg = View::row_major(&gy_img[g * og * hw..(g + 1) * og * hw], og, hw);
-            gemm_serial(wg.t(), gyg, col, false);
-            col2im(col, geo, g, dx_img);
+            gemm_serial(wg.t(), View::row_major(&gyg, og, cols), &mut col, false);
+            for i in 0..count {
+                col2im(&col, geo, g, &mut dx_chunk[i * in_img..(i + 1) * in_img], cols, i * hw);
+            }
         }
-    };
-    if parallel(geo) {
-        dx.par_chunks_mut(in_img)
-            .zip(gy.par_chunks(out_img.max(1)))
-            .with_min_len(min_images_per_task(geo.n))
-            .for_each_init(|| vec![T::ZERO; k * hw], image);
-    } else {
-        let mut col = vec![T::ZERO; k * hw];
-        dx.chunks_mut(in_img).zip(gy.chunks(out_img.max(1))).for_each(|pair| image(&mut col, pair));
-    }
+    });
     dx
 }
 
 fn conv_weight_kernel<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
-    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let in_img = geo.c * geo.h * geo.w;
     let size = geo.o * k;
-    let add_image = |(mut acc, mut col): (Vec<T>, Vec<T>), img: usize| {
-        let x_img = &x[img * in_img..(img + 1) * in_img];
-        let gy_img = &gy[img * out_img..(img + 1) * out_img];
+    let partials = std::sync::Mutex::new(Vec::new());
+    for_chunks(geo, |first, count| {
+        let cols = count * hw;
+        let mut col = vec![T::ZERO; k * cols];
+        let mut acc = vec![T::ZERO; size];
         for g in 0..geo.opts.groups {
-            im2col(x_img, geo, g, &mut col);
-            let gyg = View::row_major(&gy_img[g * og * hw..(g + 1) * og * hw], og, hw);
-            gemm_serial(gyg, View::row_major(&col, k, hw).t(), &mut acc[g * og * k..(g + 1) * og * k], true);
+            for i in 0..count {
+                im2col(&x[(first + i) * in_img..(first + i + 1) * in_img], geo, g, &mut col, cols, i * hw);
+            }
+            let gyg = gather_outputs(gy, geo, g, first, count);
+            gemm_serial(
+                View::row_major(&gyg, og, cols),
+                View::row_major(&col, k, cols).t(),
+                &mut acc[g * og * k..(g + 1) * og * k],
+                false,
+            );
         }
-        (acc, col)
-    };
-    let fresh = || (vec![T::ZERO; size], vec![T::ZERO; k * hw]);
-    if !parallel(geo) {
-        return (0..geo.n).fold(fresh(), add_image).0;
+        partials.lock().expect("no task panicked").push((first, acc));
+    });
+    // Summed in image order, so results do not depend on thread timing.
+    let mut partials = partials.into_inner().expect("no task panicked");
+    partials.sort_by_key(|(first, _)| *first);
+    let mut partials = partials.into_iter().map(|(_, acc)| acc);
+    let mut total = partials.next().unwrap_or_else(|| vec![T::ZERO; size]);
+    for p in partials {
+        for (a, b) in total.iter_mut().zip(&p) {
+            *a += *b;
+        }
     }
-    (0..geo.n)
-        .into_par_iter()
-        .with_min_len(min_images_per_task(geo.n))
-        .fold(fresh, add_image)
-        .map(|(acc, _)| acc)
-        .reduce(
-            || vec![T::ZERO; size],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += *y;
-                }
-                a
-            },
-        )
+    total
 }
 
 /// Which of the three primitives to run.
