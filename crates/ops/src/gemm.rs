@@ -103,6 +103,42 @@ impl<T> SendPtr<T> {
     }
 }
 
+/// One GEMM call on a block: `rows x cols` of C at `c` (row stride `ldc`), from A and B
+/// starting at the given storage offsets.
+///
+/// # Safety
+/// The block must lie inside the operands (checked by the callers' assertions) and `c`'s
+/// block must not be written by anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block<T: Gemm>(
+    a: &View<'_, T>,
+    b: &View<'_, T>,
+    (rows, cols): (usize, usize),
+    (a_off, b_off): (usize, usize),
+    c: *mut T,
+    ldc: usize,
+    beta: T,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        T::raw(
+            rows,
+            a.cols,
+            cols,
+            a.data.as_ptr().add(a_off),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr().add(b_off),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c,
+            ldc as isize,
+            1,
+        )
+    }
+}
+
 /// `c = a b` (or `c += a b` with `accumulate`) into a row-major `c` of `a.rows x b.cols`,
 /// on the calling thread.
 pub(crate) fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
@@ -119,23 +155,7 @@ pub(crate) fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], 
     }
     let beta = if accumulate { T::ONE } else { T::ZERO };
     // SAFETY: bounds asserted above; `c` is exclusively borrowed.
-    unsafe {
-        T::raw(
-            m,
-            k,
-            n,
-            a.data.as_ptr().add(a.offset),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr().add(b.offset),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
+    unsafe { block(&a, &b, (m, n), (a.offset, b.offset), c.as_mut_ptr(), n, beta) }
 }
 
 /// [`gemm_serial`], split into row or column blocks across threads when large.
@@ -156,41 +176,13 @@ pub(crate) fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], ac
         if start == end {
             return;
         }
+        let len = end - start;
+        let (shape, offsets, c_off) = if along_rows {
+            ((len, n), (a.offset + start * a.rs, b.offset), start * n)
+        } else {
+            ((m, len), (a.offset, b.offset + start * b.cs), start)
+        };
         // SAFETY: blocks of C are disjoint; A and B are only read; bounds asserted above.
-        unsafe {
-            if along_rows {
-                T::raw(
-                    end - start,
-                    k,
-                    n,
-                    a.data.as_ptr().add(a.offset + start * a.rs),
-                    a.rs as isize,
-                    a.cs as isize,
-                    b.data.as_ptr().add(b.offset),
-                    b.rs as isize,
-                    b.cs as isize,
-                    beta,
-                    c_ptr.get().add(start * n),
-                    n as isize,
-                    1,
-                )
-            } else {
-                T::raw(
-                    m,
-                    k,
-                    end - start,
-                    a.data.as_ptr().add(a.offset),
-                    a.rs as isize,
-                    a.cs as isize,
-                    b.data.as_ptr().add(b.offset + start * b.cs),
-                    b.rs as isize,
-                    b.cs as isize,
-                    beta,
-                    c_ptr.get().add(start),
-                    n as isize,
-                    1,
-                )
-            }
-        }
+        unsafe { block(&a, &b, shape, offsets, c_ptr.get().add(c_off), n, beta) }
     });
 }

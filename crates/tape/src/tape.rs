@@ -382,25 +382,22 @@ pub fn record(
         return output;
     }
     let Backward { saved, save_output, rule } = make_backward();
-    let storage = output.storage();
-    let layout = output.layout().clone();
     let mut saved_bytes: usize = saved.iter().map(|t| t.storage().nbytes()).sum();
     if save_output {
-        saved_bytes += storage.nbytes();
+        saved_bytes += output.storage().nbytes();
     }
-    let output_slot = save_output.then(|| Tensor::from_storage(storage.clone(), layout.clone()));
+    let output_slot = save_output.then(|| output.detach());
     let mut node = new_node(
         op,
         location,
-        layout.shape(),
-        storage.dtype(),
+        output.shape(),
+        output.dtype(),
         NodeKind::Op { rule: Some(rule), saved, output: output_slot },
     );
     node.saved_bytes = saved_bytes;
     node.inputs = inputs.iter().map(|t| t.node_key()).collect();
-    drop(output);
     let key = with_tape(|tape| tape.insert(node));
-    Tensor::from_node_parts(storage, layout, key)
+    output.attach_node(key)
 }
 
 /// Counts of what the tape holds on this thread, so that a leak is visible.

@@ -129,6 +129,18 @@ impl Tensor {
         Tensor::new(self.storage(), self.inner.layout.clone(), self.inner.node)
     }
 
+    /// This value attached to a freshly recorded node, reusing the handle's allocation when
+    /// nothing else shares it (the common case: the op just built the value).
+    pub(crate) fn attach_node(mut self, key: NodeKey) -> Tensor {
+        match Rc::get_mut(&mut self.inner) {
+            Some(inner) if inner.node.is_none() => {
+                inner.node = Some(key);
+                self
+            }
+            _ => Tensor::new(self.storage(), self.inner.layout.clone(), Some(key)),
+        }
+    }
+
     pub(crate) fn from_node_parts(storage: Storage, layout: Layout, key: NodeKey) -> Tensor {
         Tensor::new(storage, layout, Some(key))
     }
