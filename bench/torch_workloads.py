@@ -2,7 +2,7 @@
 
 Implements the fixed workloads W1-W6 with the same definitions as the Rust side and
 prints one JSON object per run: {"workload", "metric", "value", "unit", ...}.
-usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|w5|w6mlp|w6cnn [--threads 2] [--quick]
+usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn [--threads 2] [--quick]
 """
 import argparse, gzip, json, math, resource, statistics, sys, time
 
@@ -120,6 +120,21 @@ elif w == "w4":
     emit("step", steps(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
                        torch.randn(64 if not a.quick else 8, 1, 28, 28), torch.randint(0, 10, (64 if not a.quick else 8,)),
                        1 if a.quick else 5, 3 if a.quick else 50), "ms")
+elif w == "conv":
+    torch.manual_seed(0)
+    n = 4 if a.quick else 64
+    x = torch.randn(n, 1, 28, 28, requires_grad=True)
+    wt = torch.randn(16, 1, 5, 5, requires_grad=True)
+    b = torch.randn(16, requires_grad=True)
+    gy = torch.randn(n, 16, 28, 28)
+    times = []
+    for step in range(3 if a.quick else 60):
+        t0 = time.perf_counter()
+        F.conv2d(x, wt, b, padding=2).backward(gy)
+        if step >= 10 or a.quick:
+            times.append((time.perf_counter() - t0) * 1e3)
+        x.grad = wt.grad = b.grad = None
+    emit("fwd+bwd", statistics.median(times), "ms")
 elif w == "w5":
     for n in ([64] if a.quick else [128, 256, 512, 1024]):
         A, B, C = torch.rand(n, n) * 2 - 1, torch.rand(n, n) * 2 - 1, torch.empty(n, n)

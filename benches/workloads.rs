@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench workloads                      # W1-W5, 5 alternating runs
 //!     cargo bench --bench workloads -- --only w3,w4      # some workloads
+//!     cargo bench --bench workloads -- --only conv       # issue 3's convolution bar
 //!     cargo bench --bench workloads -- --w6              # also Fashion-MNIST end to end
 //!     cargo bench --bench workloads -- --threads 1       # single-threaded kernels
 //!     cargo bench --bench workloads -- --json            # one JSON line per measurement
@@ -128,6 +129,32 @@ pub fn w4(s: Settings) -> f64 {
     let n = if s.quick { 8 } else { 64 };
     let (x, y) = (Tensor::randn(&[n, 1, 28, 28]), labels(n));
     train_steps(&model, &mut opt, &x, &y, if s.quick { 1 } else { 5 }, if s.quick { 3 } else { 50 })
+}
+
+/// Issue 3's convolution bar: conv2d of a 64 x 1 x 28 x 28 batch with 16 filters 5x5
+/// (padding 2, as in the CNN's first layer), forward and backward to the input, weight and
+/// bias from a fixed upstream gradient; ms per forward+backward.
+pub fn conv(s: Settings) -> f64 {
+    manual_seed(0);
+    let n = if s.quick { 4 } else { 64 };
+    let x = Tensor::randn(&[n, 1, 28, 28]).requires_grad();
+    let w = Tensor::randn(&[16, 1, 5, 5]).requires_grad();
+    let b = Tensor::randn(&[16]).requires_grad();
+    let gy = Tensor::randn(&[n, 16, 28, 28]);
+    let opts = tapegrad::ops::Conv2dOptions { padding: (2, 2), ..Default::default() };
+    let mut times = vec![];
+    for step in 0..if s.quick { 3 } else { 60 } {
+        let t0 = Instant::now();
+        let y = F::conv2d(&x, &w, Some(&b), opts);
+        y.backward_with(Some(&gy), Default::default());
+        if step >= 10 || s.quick {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        for t in [&x, &w, &b] {
+            t.zero_grad();
+        }
+    }
+    median(&times)
 }
 
 /// W5: our matmul op on square f32 matrices; GFLOP/s per size.
@@ -272,6 +299,11 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                     let t = torch(w);
                     push(w, &format!("train step, {threads} thr"), "ms", false, ms, find(&t, "step"), String::new());
                 }
+                "conv" => {
+                    let ms = conv(s);
+                    let t = torch(w);
+                    push(w, "conv 64x1x28x28 fwd+bwd", "ms", false, ms, find(&t, "fwd+bwd"), String::new());
+                }
                 "w5" => {
                     let ours = w5(s);
                     let t = torch(w);
@@ -360,7 +392,7 @@ fn main() {
     let quick = has("--quick");
     let mut only: Vec<String> = value("--only")
         .map(|o| o.split(',').map(str::to_string).collect())
-        .unwrap_or_else(|| ["w1", "w2", "w3", "w4", "w5"].map(String::from).to_vec());
+        .unwrap_or_else(|| ["w1", "w2", "w3", "w4", "conv", "w5"].map(String::from).to_vec());
     if has("--w6") {
         only.extend(["w6mlp".into(), "w6cnn".into()]);
     }

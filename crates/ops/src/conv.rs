@@ -15,6 +15,9 @@ use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, reco
 use rayon::prelude::*;
 
 use crate::gemm::{Gemm, View, gemm_serial};
+use crate::implicit_gemm::ImplicitGemm;
+
+mod implicit;
 
 /// Stride, padding, dilation and groups of a 2-D convolution (PyTorch's arguments).
 ///
@@ -266,13 +269,22 @@ impl<T> SharedMut<T> {
     }
 }
 
-fn conv_kernel<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
-    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
-    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
-    let mut y = vec![T::ZERO; geo.n * out_img];
+fn conv_kernel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
+    let mut y = vec![T::ZERO; geo.n * geo.o * geo.ho * geo.wo];
     if y.is_empty() {
         return y;
     }
+    if implicit::applies(geo) {
+        implicit::conv(x, weight, geo, &mut y);
+    } else {
+        conv_im2col(x, weight, geo, &mut y);
+    }
+    y
+}
+
+fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
+    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
+    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let out = SharedMut(y.as_mut_ptr());
     for_chunks(geo, |first, count| {
         let cols = count * hw;
@@ -294,16 +306,24 @@ fn conv_kernel<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
             }
         }
     });
-    y
 }
 
-fn conv_transpose_kernel<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
-    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
-    let in_img = geo.c * geo.h * geo.w;
-    let mut dx = vec![T::ZERO; geo.n * in_img];
+fn conv_transpose_kernel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
+    let mut dx = vec![T::ZERO; geo.n * geo.c * geo.h * geo.w];
     if dx.is_empty() {
         return dx;
     }
+    if implicit::applies(geo) {
+        implicit::conv_transpose(gy, weight, geo, &mut dx);
+    } else {
+        conv_transpose_im2col(gy, weight, geo, &mut dx);
+    }
+    dx
+}
+
+fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
+    let in_img = geo.c * geo.h * geo.w;
     let out = SharedMut(dx.as_mut_ptr());
     for_chunks(geo, |first, count| {
         let cols = count * hw;
@@ -319,10 +339,16 @@ fn conv_transpose_kernel<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec
             }
         }
     });
-    dx
 }
 
-fn conv_weight_kernel<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
+fn conv_weight_kernel<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
+    if implicit::applies(geo) {
+        return implicit::conv_weight(x, gy, geo);
+    }
+    conv_weight_im2col(x, gy, geo)
+}
+
+fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let in_img = geo.c * geo.h * geo.w;
     let size = geo.o * k;
@@ -447,14 +473,14 @@ fn check_operands(
             return Err(Error::DType { op, lhs: x.dtype(), rhs: t.dtype(), location });
         }
     }
-    if let Some(b) = bias {
-        if b.shape() != [channels] {
-            return Err(Error::Shape {
-                op,
-                message: format!("bias has shape {:?}, expected [{channels}]", b.shape()),
-                location,
-            });
-        }
+    if let Some(b) = bias
+        && b.shape() != [channels]
+    {
+        return Err(Error::Shape {
+            op,
+            message: format!("bias has shape {:?}, expected [{channels}]", b.shape()),
+            location,
+        });
     }
     Ok(())
 }
@@ -557,4 +583,68 @@ pub(crate) fn conv_transpose2d(
     (geo.ho, geo.wo) = (hi, wi);
     check_operands(op, x, weight, bias, c_out, location)?;
     Ok(add_bias(primitive(Kind::Transpose, x, weight, geo, location), bias))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The implicit (stride-1) kernels against the im2col ones, over geometries that cover
+    /// padding wider than the kernel, dilation, groups, outputs wider than one register
+    /// block and channel counts that leave partial row blocks.
+    fn implicit_matches_im2col<T: ImplicitGemm>(tolerance: f64) {
+        if !crate::implicit_gemm::available() {
+            return;
+        }
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            T::from_f64(((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5)
+        };
+        let cases = [
+            // n, c, h, w, o, k, padding, dilation, groups
+            (2, 1, 28, 28, 16, 5, 2, 1, 1),
+            (2, 16, 14, 14, 32, 5, 2, 1, 1),
+            (1, 3, 9, 53, 5, 3, 1, 2, 1),
+            (3, 4, 6, 7, 6, 3, 4, 1, 2),
+            (1, 6, 5, 20, 9, 2, 0, 3, 3),
+            (2, 2, 4, 4, 17, 1, 0, 1, 1),
+        ];
+        for (n, c, h, w, o, k, p, d, groups) in cases {
+            let opts = Conv2dOptions { stride: (1, 1), padding: (p, p), dilation: (d, d), groups };
+            let here = Location::caller();
+            let geo = geometry("test", &[n, c, h, w], &[o, c / groups, k, k], opts, here).unwrap();
+            let x: Vec<T> = (0..n * c * h * w).map(|_| next()).collect();
+            let weight: Vec<T> = (0..o * geo.k()).map(|_| next()).collect();
+            let gy: Vec<T> = (0..n * o * geo.ho * geo.wo).map(|_| next()).collect();
+            let close = |what: &str, got: &[T], want: &[T]| {
+                assert_eq!(got.len(), want.len());
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    let (g, w) = (g.to_f64(), w.to_f64());
+                    assert!((g - w).abs() <= tolerance * (1.0 + w.abs()), "{what} {geo:?}: [{i}] {g} vs {w}");
+                }
+            };
+            let mut y = vec![T::ZERO; gy.len()];
+            let mut y_ref = y.clone();
+            implicit::conv(&x, &weight, &geo, &mut y);
+            conv_im2col(&x, &weight, &geo, &mut y_ref);
+            close("conv", &y, &y_ref);
+            let mut dx = vec![T::ZERO; x.len()];
+            let mut dx_ref = dx.clone();
+            implicit::conv_transpose(&gy, &weight, &geo, &mut dx);
+            conv_transpose_im2col(&gy, &weight, &geo, &mut dx_ref);
+            close("conv_transpose", &dx, &dx_ref);
+            close("conv_weight", &implicit::conv_weight(&x, &gy, &geo), &conv_weight_im2col(&x, &gy, &geo));
+        }
+    }
+
+    #[test]
+    fn implicit_kernels_match_im2col_f32() {
+        implicit_matches_im2col::<f32>(1e-4);
+    }
+
+    #[test]
+    fn implicit_kernels_match_im2col_f64() {
+        implicit_matches_im2col::<f64>(1e-12);
+    }
 }

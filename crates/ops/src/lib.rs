@@ -21,6 +21,7 @@ mod dims;
 mod elementwise;
 pub mod functional;
 mod gemm;
+mod implicit_gemm;
 mod matmul;
 mod norm;
 mod parallel;

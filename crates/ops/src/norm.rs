@@ -31,14 +31,14 @@ pub(crate) fn layer_norm(
         });
     }
     for (name, t) in [("weight", weight), ("bias", bias)] {
-        if let Some(t) = t {
-            if t.shape() != normalized_shape {
-                return Err(Error::Shape {
-                    op: "layer_norm",
-                    message: format!("{name} has shape {:?}, expected {normalized_shape:?}", t.shape()),
-                    location,
-                });
-            }
+        if let Some(t) = t
+            && t.shape() != normalized_shape
+        {
+            return Err(Error::Shape {
+                op: "layer_norm",
+                message: format!("{name} has shape {:?}, expected {normalized_shape:?}", t.shape()),
+                location,
+            });
         }
     }
     let lead = &x.shape()[..x.dim() - k];

@@ -34,7 +34,7 @@ pub(crate) fn reshape(x: &Tensor, shape: &[isize]) -> Result<Tensor> {
     let known: usize = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
     if let Some(&i) = inferred.first() {
-        if known == 0 || x.numel() % known != 0 {
+        if known == 0 || !x.numel().is_multiple_of(known) {
             return Err(bad(format!("shape {shape:?} is invalid for input of shape {:?}", x.shape())));
         }
         out[i] = x.numel() / known;

@@ -141,16 +141,16 @@ pub fn try_grad(outputs: &[&Tensor], inputs: &[&Tensor], options: GradOptions) -
     }
     let retain = options.retain_graph.unwrap_or(options.create_graph);
     let grads = sweep(&seeds, Some(&captures), retain, options.create_graph, location)?;
-    if !options.allow_unused {
-        if let Some(i) = grads.iter().position(Option::is_none) {
-            return Err(Error::Backward {
-                op: "grad",
-                message: format!(
-                    "input {i} was not used to compute the outputs; pass allow_unused(true) to get None for it"
-                ),
-                location,
-            });
-        }
+    if !options.allow_unused
+        && let Some(i) = grads.iter().position(Option::is_none)
+    {
+        return Err(Error::Backward {
+            op: "grad",
+            message: format!(
+                "input {i} was not used to compute the outputs; pass allow_unused(true) to get None for it"
+            ),
+            location,
+        });
     }
     Ok(grads)
 }
@@ -223,10 +223,10 @@ fn seeds(
     location: &'static Location<'static>,
 ) -> Result<Vec<(NodeKey, Tensor)>> {
     let err = |message: String| Error::Backward { op, message, location };
-    if let Some(g) = grad_outputs {
-        if g.len() != outputs.len() {
-            return Err(err(format!("{} gradients given for {} outputs", g.len(), outputs.len())));
-        }
+    if let Some(g) = grad_outputs
+        && g.len() != outputs.len()
+    {
+        return Err(err(format!("{} gradients given for {} outputs", g.len(), outputs.len())));
     }
     let mut seeds: Vec<(NodeKey, Tensor)> = Vec::with_capacity(outputs.len());
     for (i, out) in outputs.iter().enumerate() {

@@ -19,6 +19,7 @@
 //! assert_eq!(y.grad().unwrap().item(), 2.0); // x
 //! ```
 
+mod allocator;
 pub mod arith;
 mod backward;
 mod display;

@@ -1,0 +1,119 @@
+//! Micro-benchmarks of the CPU kernels behind the ops, to guide performance work (the
+//! fixed workloads against PyTorch are `cargo bench --bench workloads`).
+//!
+//!     cargo bench --bench kernels                        # everything
+//!     cargo bench --bench kernels -- conv                # one group (a name filter)
+//!     cargo bench --bench kernels -- --quick conv        # shorter measurements
+//!
+//! Shapes are the ones the workloads spend their time in: the CNN's two convolutions and
+//! poolings at batch 64, the MLP's matmuls at batch 128, and elementwise kernels and
+//! reductions below and above the threading threshold (65,536 elements).
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tapegrad::ops::Conv2dOptions;
+use tapegrad::prelude::*;
+
+/// Runs forward and backward of `f` on fresh leaves, as a training step would.
+fn forward_backward(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor) {
+    let out = f(inputs);
+    out.sum().backward();
+    for x in inputs {
+        x.zero_grad();
+    }
+}
+
+fn elementwise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("elementwise");
+    for n in [4_096usize, 1 << 20] {
+        let (a, b) = (Tensor::randn(&[n]), Tensor::randn(&[n]));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("relu", n), &a, |bench, a| bench.iter(|| black_box(a.relu())));
+        group.bench_with_input(BenchmarkId::new("exp", n), &a, |bench, a| bench.iter(|| black_box(a.exp())));
+        group.bench_with_input(BenchmarkId::new("add", n), &(a.clone(), b.clone()), |bench, (a, b)| {
+            bench.iter(|| black_box(a + b))
+        });
+        group.bench_with_input(BenchmarkId::new("mul", n), &(a, b), |bench, (a, b)| bench.iter(|| black_box(a * b)));
+    }
+    // A bias added across rows: broadcasting without an expanded copy.
+    let (x, bias) = (Tensor::randn(&[1024, 1024]), Tensor::randn(&[1024]));
+    group.throughput(Throughput::Elements(1 << 20));
+    group.bench_function("add_row_broadcast/1048576", |bench| bench.iter(|| black_box(&x + &bias)));
+    group.finish();
+}
+
+fn reductions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reductions");
+    let x = Tensor::randn(&[1024, 1024]);
+    group.throughput(Throughput::Elements(1 << 20));
+    group.bench_function("sum_all/1024x1024", |bench| bench.iter(|| black_box(x.sum())));
+    group.bench_function("sum_dim0/1024x1024", |bench| bench.iter(|| black_box(x.sum_dim(0, false))));
+    group.bench_function("sum_dim1/1024x1024", |bench| bench.iter(|| black_box(x.sum_dim(1, false))));
+    group.bench_function("max_dim1/1024x1024", |bench| bench.iter(|| black_box(x.max_dim(1, false))));
+    group.bench_function("logsumexp_dim1/1024x1024", |bench| bench.iter(|| black_box(x.logsumexp(1, false))));
+    // The gradient of a broadcast bias: a sum back to the bias's shape.
+    group.bench_function("sum_to_shape/1024x1024->1024", |bench| bench.iter(|| black_box(x.sum_to_shape(&[1024]))));
+    group.finish();
+}
+
+fn matmul(c: &mut Criterion) {
+    let mut group = c.benchmark_group("matmul");
+    let shapes: &[(&str, &[usize], &[usize])] = &[
+        ("mlp_layer1", &[128, 784], &[784, 128]),
+        ("mlp_layer2", &[128, 128], &[128, 64]),
+        ("square128", &[128, 128], &[128, 128]),
+        ("square512", &[512, 512], &[512, 512]),
+        ("batched32x64", &[32, 64, 64], &[32, 64, 64]),
+    ];
+    for &(name, a_shape, b_shape) in shapes {
+        let (a, b) = (Tensor::randn(a_shape), Tensor::randn(b_shape));
+        let (k, n) = (b_shape[b_shape.len() - 2], b_shape[b_shape.len() - 1]);
+        let rows: usize = a_shape[..a_shape.len() - 1].iter().product();
+        group.throughput(Throughput::Elements((2 * rows * k * n) as u64));
+        group.bench_function(name, |bench| bench.iter(|| black_box(a.matmul(&b))));
+    }
+    group.finish();
+}
+
+/// The W4 CNN's two convolutions at batch 64.
+fn conv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv");
+    let opts = Conv2dOptions { padding: (2, 2), ..Default::default() };
+    let layers: &[(&str, [usize; 4], [usize; 4])] =
+        &[("1to16_28x28", [64, 1, 28, 28], [16, 1, 5, 5]), ("16to32_14x14", [64, 16, 14, 14], [32, 16, 5, 5])];
+    for &(name, x_shape, w_shape) in layers {
+        let x = Tensor::randn(&x_shape);
+        let w = Tensor::randn(&w_shape);
+        group
+            .bench_function(format!("{name}/forward"), |bench| bench.iter(|| black_box(F::conv2d(&x, &w, None, opts))));
+        let leaves = [x.detach().requires_grad(), w.detach().requires_grad()];
+        group.bench_function(format!("{name}/forward_backward"), |bench| {
+            bench.iter(|| forward_backward(&leaves, |t| F::conv2d(&t[0], &t[1], None, opts)))
+        });
+    }
+    group.finish();
+}
+
+/// The W4 CNN's two poolings at batch 64.
+fn pooling(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pooling");
+    for (name, shape) in [("max2x2_16x28x28", [64usize, 16, 28, 28]), ("max2x2_32x14x14", [64, 32, 14, 14])] {
+        let x = Tensor::randn(&shape);
+        group.bench_function(format!("{name}/forward"), |bench| {
+            bench.iter(|| black_box(F::max_pool2d(&x, (2, 2), (2, 2), (0, 0))))
+        });
+        let leaves = [x.detach().requires_grad()];
+        group.bench_function(format!("{name}/forward_backward"), |bench| {
+            bench.iter(|| forward_backward(&leaves, |t| F::max_pool2d(&t[0], (2, 2), (2, 2), (0, 0))))
+        });
+    }
+    let x = Tensor::randn(&[64, 16, 28, 28]);
+    group.bench_function("avg3x3_16x28x28/forward", |bench| {
+        bench.iter(|| black_box(F::avg_pool2d(&x, (3, 3), (1, 1), (1, 1))))
+    });
+    group.finish();
+}
+
+criterion_group!(kernels, elementwise, reductions, matmul, conv, pooling);
+criterion_main!(kernels);

@@ -1,0 +1,436 @@
+//! A GEMM whose operands are addressed through offset tables (an "implicit GEMM").
+//!
+//! A stride-1 convolution is a matrix product whose operands are windows of the (padded)
+//! image. Giving the kernel the offset of every row and column lets it read those windows
+//! in place, where im2col would first copy every patch (25 copies of each pixel for a 5x5
+//! kernel) and a packing GEMM would copy them once more.
+//!
+//! The kernel keeps an `R x (V vectors)` block of C in AVX-512 registers and walks the
+//! shared dimension, loading `V` vectors of a row of B and broadcasting `R` elements of A
+//! per step. Machines without AVX-512 take the im2col path instead (see
+//! [`available`]); a plain loop keeps the function total for them.
+
+use crate::gemm::Gemm;
+
+/// The left operand A (`m x k`), broadcast one element at a time.
+pub(crate) enum Lhs<'a, T> {
+    /// `A(i, p) = a[rows[i] + cols[p]]`: read in place (a convolution's image windows).
+    Gathered { a: &'a [T], rows: &'a [usize], cols: &'a [usize] },
+    /// Copied once into blocks of rows ([`PackedLhs`]): for an A that many products share
+    /// (a convolution's weights), so a block's elements for one step sit side by side and
+    /// the kernel needs one pointer instead of one per row.
+    Packed(&'a PackedLhs<T>),
+}
+
+/// Rows of A per packed block.
+const PACK_ROWS: usize = 16;
+
+/// A copied into blocks of [`PACK_ROWS`] rows, each block stored step by step:
+/// `data[(block * k + p) * PACK_ROWS + r] = A(block * PACK_ROWS + r, p)` (zero past `m`).
+pub(crate) struct PackedLhs<T> {
+    data: Vec<T>,
+    m: usize,
+    k: usize,
+}
+
+impl<T: Gemm> PackedLhs<T> {
+    /// Packs the `m x k` matrix whose elements `at(i, p)` gives.
+    pub fn new(m: usize, k: usize, at: impl Fn(usize, usize) -> T) -> Self {
+        let blocks = m.div_ceil(PACK_ROWS);
+        let mut data = vec![T::ZERO; blocks * k * PACK_ROWS];
+        for i in 0..m {
+            let (block, r) = (i / PACK_ROWS, i % PACK_ROWS);
+            for p in 0..k {
+                data[(block * k + p) * PACK_ROWS + r] = at(i, p);
+            }
+        }
+        PackedLhs { data, m, k }
+    }
+}
+
+/// Operands of `C[i][j] (+)= sum_p A(i, p) * B[b_rows[p] + j]`.
+pub(crate) struct Operands<'a, T> {
+    lhs: Lhs<'a, T>,
+    b: &'a [T],
+    /// Offset of row `p` of B, whose elements `j` are consecutive.
+    b_rows: &'a [usize],
+    m: usize,
+    /// Largest entry of `b_rows`.
+    b_max: usize,
+}
+
+impl<'a, T: Gemm> Operands<'a, T> {
+    /// Checks that every element of A lies inside its slice and that B has a row per step.
+    pub fn new(lhs: Lhs<'a, T>, b: &'a [T], b_rows: &'a [usize]) -> Self {
+        let (m, k) = match &lhs {
+            Lhs::Gathered { a, rows, cols } => {
+                if let (Some(r), Some(c)) = (rows.iter().max(), cols.iter().max()) {
+                    assert!(r + c < a.len(), "implicit_gemm: A's offsets reach past its {} elements", a.len());
+                }
+                (rows.len(), cols.len())
+            }
+            Lhs::Packed(packed) => (packed.m, packed.k),
+        };
+        assert_eq!(b_rows.len(), k, "implicit_gemm: A has {k} columns, B has {} rows", b_rows.len());
+        Operands { lhs, b, b_rows, m, b_max: b_rows.iter().copied().max().unwrap_or(0) }
+    }
+}
+
+/// Elements of slack that B needs past the last element it holds: the kernel loads whole
+/// vectors and only stores the columns that exist.
+pub(crate) const B_SLACK: usize = 64;
+
+/// Whether this CPU runs the vector kernel (AVX-512F).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The element types with a vector kernel.
+pub(crate) trait ImplicitGemm: Gemm {
+    /// The AVX-512 kernel over all of C.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, and the operands must pass [`implicit_gemm`]'s checks.
+    unsafe fn avx512(ops: &Operands<'_, Self>, b_offset: usize, n: usize, c: &mut [Self], ldc: usize, accumulate: bool);
+}
+
+/// `c[i * ldc + j] (+)= sum_p A(i, p) B[b_offset + b_rows[p] + j]` for `i < m`, `j < n`.
+///
+/// B must hold [`B_SLACK`] readable elements past `b_offset + max(b_rows) + n` (their
+/// values only reach columns that are not stored).
+pub(crate) fn implicit_gemm<T: ImplicitGemm>(
+    ops: &Operands<'_, T>,
+    b_offset: usize,
+    n: usize,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let m = ops.m;
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(n <= ldc || m == 1, "implicit_gemm: rows of C overlap");
+    assert!(c.len() >= (m - 1) * ldc + n, "implicit_gemm: C too short");
+    assert!(
+        ops.b_rows.is_empty() || b_offset + ops.b_max + n + B_SLACK <= ops.b.len(),
+        "implicit_gemm: B's offsets reach past its {} elements",
+        ops.b.len()
+    );
+    if available() {
+        // SAFETY: the CPU has AVX-512F; offsets checked above and in Operands::new.
+        return unsafe { T::avx512(ops, b_offset, n, c, ldc, accumulate) };
+    }
+    for i in 0..m {
+        for j in 0..n {
+            let mut sum = if accumulate { c[i * ldc + j] } else { T::ZERO };
+            for (p, &b_row) in ops.b_rows.iter().enumerate() {
+                let a = match &ops.lhs {
+                    Lhs::Gathered { a, rows, cols } => a[rows[i] + cols[p]],
+                    Lhs::Packed(packed) => packed.data[((i / PACK_ROWS) * packed.k + p) * PACK_ROWS + i % PACK_ROWS],
+                };
+                sum += a * ops.b[b_offset + b_row + j];
+            }
+            c[i * ldc + j] = sum;
+        }
+    }
+}
+
+/// The AVX-512 kernel for one float type: `$lanes` elements per vector.
+macro_rules! avx512_kernel {
+    ($t:ty, $vec:ty, $mask:ty, $lanes:literal, $zero:ident, $set1:ident, $loadu:ident, $maskz_loadu:ident,
+     $fmadd:ident, $add:ident, $mask_storeu:ident) => {
+        impl ImplicitGemm for $t {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512(
+                ops: &Operands<'_, $t>,
+                b_offset: usize,
+                n: usize,
+                c: &mut [$t],
+                ldc: usize,
+                accumulate: bool,
+            ) {
+                // The register file holds 32 vectors. Blocks of 8 or 16 rows divide the
+                // usual channel counts evenly; fewer rows than that take the smallest
+                // block that holds them (one input channel: one row). Gathered rows need
+                // a pointer each, so their blocks stop at 8 rows to stay in registers.
+                let packed = matches!(ops.lhs, Lhs::Packed(_));
+                let rows = ops.m.next_power_of_two().min(if packed { 16 } else { 8 });
+                let mut j = 0;
+                while j < n {
+                    // Up to three vectors per row of a block: a narrow output (a 14-pixel
+                    // image row) takes one.
+                    let vectors = (n - j).div_ceil($lanes).min(3);
+                    let width = (vectors * $lanes).min(n - j);
+                    let args = (ops, b_offset + j, &mut *c, j, width, ldc, accumulate);
+                    // SAFETY: forwarded; each panel stays within columns j..j + width of C.
+                    unsafe {
+                        match (packed, vectors, rows) {
+                            (true, 1, 16) => panel::<16, 1, true>(args),
+                            (true, 1, 8) => panel::<8, 1, true>(args),
+                            (true, 2, 8 | 16) => panel::<8, 2, true>(args),
+                            (true, _, 8 | 16) => panel::<8, 3, true>(args),
+                            (_, 1, 8) => panel::<8, 1, false>(args),
+                            (_, 2, 8) => panel::<8, 2, false>(args),
+                            (_, _, 8) => panel::<8, 3, false>(args),
+                            (p, 1, 4) => {
+                                if p {
+                                    panel::<4, 1, true>(args)
+                                } else {
+                                    panel::<4, 1, false>(args)
+                                }
+                            }
+                            (p, 2, 4) => {
+                                if p {
+                                    panel::<4, 2, true>(args)
+                                } else {
+                                    panel::<4, 2, false>(args)
+                                }
+                            }
+                            (p, _, 4) => {
+                                if p {
+                                    panel::<4, 3, true>(args)
+                                } else {
+                                    panel::<4, 3, false>(args)
+                                }
+                            }
+                            (p, 1, 2) => {
+                                if p {
+                                    panel::<2, 1, true>(args)
+                                } else {
+                                    panel::<2, 1, false>(args)
+                                }
+                            }
+                            (p, 2, 2) => {
+                                if p {
+                                    panel::<2, 2, true>(args)
+                                } else {
+                                    panel::<2, 2, false>(args)
+                                }
+                            }
+                            (p, _, 2) => {
+                                if p {
+                                    panel::<2, 3, true>(args)
+                                } else {
+                                    panel::<2, 3, false>(args)
+                                }
+                            }
+                            (p, 1, _) => {
+                                if p {
+                                    panel::<1, 1, true>(args)
+                                } else {
+                                    panel::<1, 1, false>(args)
+                                }
+                            }
+                            (p, 2, _) => {
+                                if p {
+                                    panel::<1, 2, true>(args)
+                                } else {
+                                    panel::<1, 2, false>(args)
+                                }
+                            }
+                            (p, _, _) => {
+                                if p {
+                                    panel::<1, 3, true>(args)
+                                } else {
+                                    panel::<1, 3, false>(args)
+                                }
+                            }
+                        }
+                    }
+                    j += width;
+                }
+
+                /// Columns `j0..j0 + width` of every row of C (whose B columns start at
+                /// `b0`), `R` rows at a time.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn panel<const R: usize, const V: usize, const PACKED: bool>(
+                    (ops, b0, c, j0, width, ldc, accumulate): (
+                        &Operands<'_, $t>,
+                        usize,
+                        &mut [$t],
+                        usize,
+                        usize,
+                        usize,
+                        bool,
+                    ),
+                ) {
+                    use std::arch::x86_64::*;
+                    let tail = width - (V - 1) * $lanes;
+                    let last: $mask = if tail == $lanes { !0 } else { (1 << tail) - 1 };
+                    let (b, cp) = (ops.b.as_ptr(), c.as_mut_ptr());
+                    let mut i0 = 0;
+                    while i0 < ops.m {
+                        let rows = (ops.m - i0).min(R);
+                        let mut acc = [[$zero(); V]; R];
+                        match &ops.lhs {
+                            Lhs::Packed(packed) => {
+                                // This block's elements for step p: R consecutive values.
+                                let start = ((i0 / PACK_ROWS) * packed.k) * PACK_ROWS + i0 % PACK_ROWS;
+                                let mut ap = unsafe { packed.data.as_ptr().add(start) };
+                                for &b_row in ops.b_rows {
+                                    // SAFETY (all pointer reads): B reads end below
+                                    // b_offset + max(b_rows) + n + B_SLACK <= b.len() as
+                                    // implicit_gemm checked; ap walks one packed block,
+                                    // whose rows past m are zero padding.
+                                    let bp = unsafe { b.add(b0 + b_row) };
+                                    let mut bv = [$zero(); V];
+                                    for v in 0..V {
+                                        bv[v] = unsafe { $loadu(bp.add(v * $lanes)) };
+                                    }
+                                    for r in 0..R {
+                                        let av = $set1(unsafe { *ap.add(r) });
+                                        for v in 0..V {
+                                            acc[r][v] = $fmadd(av, bv[v], acc[r][v]);
+                                        }
+                                    }
+                                    ap = unsafe { ap.add(PACK_ROWS) };
+                                }
+                            }
+                            Lhs::Gathered { a, rows: a_rows, cols } => {
+                                // Rows past the end repeat the last one: computed, never stored.
+                                let a = a.as_ptr();
+                                let mut row_ptr = [a; R];
+                                for r in 0..R {
+                                    row_ptr[r] = unsafe { a.add(a_rows[i0 + r.min(rows - 1)]) };
+                                }
+                                for (&a_col, &b_row) in cols.iter().zip(ops.b_rows) {
+                                    // SAFETY: as above for B; row + column offsets of A were
+                                    // checked by Operands::new.
+                                    let bp = unsafe { b.add(b0 + b_row) };
+                                    let mut bv = [$zero(); V];
+                                    for v in 0..V {
+                                        bv[v] = unsafe { $loadu(bp.add(v * $lanes)) };
+                                    }
+                                    for r in 0..R {
+                                        let av = $set1(unsafe { *row_ptr[r].add(a_col) });
+                                        for v in 0..V {
+                                            acc[r][v] = $fmadd(av, bv[v], acc[r][v]);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        for r in 0..rows {
+                            for v in 0..V {
+                                let mask = if v + 1 == V { last } else { !0 };
+                                // SAFETY: row i0 + r < m and columns below j0 + width <= n
+                                // lie inside C, as implicit_gemm checked.
+                                unsafe {
+                                    let p = cp.add((i0 + r) * ldc + j0 + v * $lanes);
+                                    let mut value = acc[r][v];
+                                    if accumulate {
+                                        value = $add(value, $maskz_loadu(mask, p));
+                                    }
+                                    $mask_storeu(p, mask, value);
+                                }
+                            }
+                        }
+                        i0 += rows;
+                    }
+                }
+            }
+
+            #[cfg(not(target_arch = "x86_64"))]
+            unsafe fn avx512(_: &Operands<'_, $t>, _: usize, _: usize, _: &mut [$t], _: usize, _: bool) {
+                unreachable!("available() is false off x86_64")
+            }
+        }
+    };
+}
+
+avx512_kernel!(
+    f32,
+    __m512,
+    __mmask16,
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_maskz_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_mask_storeu_ps
+);
+avx512_kernel!(
+    f64,
+    __m512d,
+    __mmask8,
+    8,
+    _mm512_setzero_pd,
+    _mm512_set1_pd,
+    _mm512_loadu_pd,
+    _mm512_maskz_loadu_pd,
+    _mm512_fmadd_pd,
+    _mm512_add_pd,
+    _mm512_mask_storeu_pd
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel against a plain triple loop, over shapes that hit every panel width and
+    /// partial row block, in both float types.
+    fn check<T: ImplicitGemm>(tolerance: f64) {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+        };
+        for &(m, n, k) in
+            &[(1, 1, 1), (3, 5, 2), (13, 17, 9), (12, 48, 30), (25, 33, 7), (8, 100, 41), (40, 20, 5), (30, 49, 0)]
+        {
+            let a: Vec<T> = (0..m * k + 5).map(|_| T::from_f64(next())).collect();
+            let b_offset = 2;
+            let b: Vec<T> = (0..b_offset + k * n + B_SLACK).map(|_| T::from_f64(next())).collect();
+            // A stored column-major, so rows and columns both go through the tables.
+            let a_rows: Vec<usize> = (0..m).collect();
+            let a_cols: Vec<usize> = (0..k).map(|p| p * m).collect();
+            let b_rows: Vec<usize> = (0..k).rev().map(|p| p * n).collect();
+            let packed = PackedLhs::new(m, k, |i, p| a[a_rows[i] + a_cols[p]]);
+            let gathered = Lhs::Gathered { a: &a, rows: &a_rows, cols: &a_cols };
+            for lhs in [gathered, Lhs::Packed(&packed)] {
+                let ops = Operands::new(lhs, &b, &b_rows);
+                for accumulate in [false, true] {
+                    let ldc = n + 3;
+                    let mut c: Vec<T> = (0..m * ldc).map(|_| T::from_f64(next())).collect();
+                    let before = c.clone();
+                    implicit_gemm(&ops, b_offset, n, &mut c, ldc, accumulate);
+                    for i in 0..m {
+                        for j in 0..ldc {
+                            let got = c[i * ldc + j].to_f64();
+                            if j >= n {
+                                assert_eq!(got, before[i * ldc + j].to_f64(), "column {j} outside C was written");
+                                continue;
+                            }
+                            let mut want = if accumulate { before[i * ldc + j].to_f64() } else { 0.0 };
+                            for p in 0..k {
+                                want += a[a_rows[i] + a_cols[p]].to_f64() * b[b_offset + b_rows[p] + j].to_f64();
+                            }
+                            assert!((got - want).abs() <= tolerance, "({m}x{n}x{k}) C[{i}][{j}] = {got}, want {want}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_a_triple_loop_f32() {
+        check::<f32>(1e-5);
+    }
+
+    #[test]
+    fn matches_a_triple_loop_f64() {
+        check::<f64>(1e-13);
+    }
+}
