@@ -18,11 +18,20 @@
 /// Sets how many threads kernels may use (rayon's global pool; call it before any tensor
 /// work). Returns an error if the pool was already started.
 ///
+/// The calling thread becomes one of the `threads` (as OpenMP's main thread does), so
+/// `threads` workers never compete with it for `threads` cores: a parallel kernel called
+/// from it runs on it and `threads - 1` helpers instead of waking `threads` others while
+/// it waits. Other threads' kernels still run on the pool.
+///
 /// ```
 /// let _ = tapegrad::set_num_threads(2);
 /// ```
 pub fn set_num_threads(threads: usize) -> std::result::Result<(), String> {
-    rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global().map_err(|e| e.to_string())
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .use_current_thread()
+        .build_global()
+        .map_err(|e| e.to_string())
 }
 
 pub use tapegrad_data as data;
