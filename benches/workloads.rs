@@ -157,30 +157,62 @@ pub fn conv(s: Settings) -> f64 {
     median(&times)
 }
 
-/// W5: our matmul op on square f32 matrices; GFLOP/s per size.
-pub fn w5(s: Settings) -> Vec<(usize, f64)> {
+/// GFLOP/s of `multiply` (one n x n product) as the median of timed batches of calls.
+fn gflops(n: usize, s: Settings, mut multiply: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        multiply();
+    }
+    let t0 = Instant::now();
+    multiply();
+    let inner = (0.05 / t0.elapsed().as_secs_f64().max(1e-7)).ceil().max(1.0) as usize;
+    let samples: Vec<f64> = (0..if s.quick { 3 } else { 11 })
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..inner {
+                multiply();
+            }
+            2.0 * (n as f64).powi(3) / (t.elapsed().as_secs_f64() / inner as f64) / 1e9
+        })
+        .collect();
+    median(&samples)
+}
+
+/// W5: per size, GFLOP/s of our matmul op on square f32 matrices, and of one raw
+/// single-threaded `matrixmultiply::sgemm` call on the same data (what the op builds on;
+/// compare it with `--threads 1`).
+pub fn w5(s: Settings) -> Vec<(usize, f64, f64)> {
     let sizes: &[usize] = if s.quick { &[64] } else { &[128, 256, 512, 1024] };
     sizes
         .iter()
         .map(|&n| {
             let a = Tensor::uniform(&[n, n], -1.0, 1.0);
             let b = Tensor::uniform(&[n, n], -1.0, 1.0);
-            for _ in 0..3 {
-                let _ = a.matmul(&b);
-            }
-            let t0 = Instant::now();
-            let _ = a.matmul(&b);
-            let inner = (0.05 / t0.elapsed().as_secs_f64().max(1e-7)).ceil().max(1.0) as usize;
-            let samples: Vec<f64> = (0..if s.quick { 3 } else { 11 })
-                .map(|_| {
-                    let t = Instant::now();
-                    for _ in 0..inner {
-                        let _ = a.matmul(&b);
-                    }
-                    2.0 * (n as f64).powi(3) / (t.elapsed().as_secs_f64() / inner as f64) / 1e9
-                })
-                .collect();
-            (n, median(&samples))
+            let ours = gflops(n, s, || drop(a.matmul(&b)));
+            let (av, bv) = (a.to_vec::<f32>(), b.to_vec::<f32>());
+            let mut c = vec![0f32; n * n];
+            let raw = gflops(n, s, || {
+                let (n_, one) = (n as isize, 1isize);
+                // SAFETY: a, b and c are n x n row-major buffers owned here.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        n,
+                        n,
+                        n,
+                        1.0,
+                        av.as_ptr(),
+                        n_,
+                        one,
+                        bv.as_ptr(),
+                        n_,
+                        one,
+                        0.0,
+                        c.as_mut_ptr(),
+                        n_,
+                        one,
+                    )
+                }
+            });
+            (n, ours, raw)
         })
         .collect()
 }
@@ -307,9 +339,10 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                 "w5" => {
                     let ours = w5(s);
                     let t = torch(w);
-                    for (n, g) in ours {
+                    for (n, g, raw) in ours {
                         let metric = format!("sgemm n={n}");
-                        push(w, &metric, "GFLOP/s", true, g, find(&t, &metric), String::new());
+                        let note = format!("raw matrixmultiply, 1 thread: {raw:.0} GFLOP/s");
+                        push(w, &metric, "GFLOP/s", true, g, find(&t, &metric), note);
                     }
                 }
                 "w6mlp" | "w6cnn" => {

@@ -1,5 +1,6 @@
-//! GEMM on strided views through `matrixmultiply`, split across rayon's threads only when
-//! the product is large enough to pay for it (at n = 128 two threads are slower than one).
+//! GEMM on strided views through `matrixmultiply` (or, with the `gemm` feature, the `gemm`
+//! crate), split across rayon's threads only when the product is large enough to pay for
+//! it (at n = 128 two threads are slower than one).
 
 use rayon::prelude::*;
 
@@ -37,7 +38,7 @@ impl<'a, T> View<'a, T> {
 
 /// The GEMM kernel for one element type.
 pub(crate) trait Gemm: tapegrad_tape::Element + Default {
-    /// `c = alpha a b + beta c` with raw strides.
+    /// `c = a b + beta c` with raw strides, on the calling thread.
     ///
     /// # Safety
     /// Every element the strides reach from `a`, `b` and `c` must be valid, and `c`'s
@@ -63,6 +64,7 @@ pub(crate) trait Gemm: tapegrad_tape::Element + Default {
 macro_rules! impl_gemm {
     ($t:ty, $f:path) => {
         impl Gemm for $t {
+            #[cfg(not(feature = "gemm"))]
             unsafe fn raw(
                 m: usize,
                 k: usize,
@@ -80,6 +82,51 @@ macro_rules! impl_gemm {
             ) {
                 // SAFETY: forwarded from the caller.
                 unsafe { $f(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
+
+            #[cfg(feature = "gemm")]
+            unsafe fn raw(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                csb: isize,
+                beta: $t,
+                c: *mut $t,
+                rsc: isize,
+                csc: isize,
+            ) {
+                // gemm computes dst = alpha dst + beta (lhs rhs), strides column first. Our
+                // callers split large products across threads themselves: measured here,
+                // gemm's own rayon split was no faster and made small steps noisier.
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        c,
+                        csc,
+                        rsc,
+                        beta != 0.0,
+                        a,
+                        csa,
+                        rsa,
+                        b,
+                        csb,
+                        rsb,
+                        beta,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                }
             }
         }
     };
