@@ -57,6 +57,46 @@ pub(crate) fn map_with(
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
 }
 
+/// A function of the incoming gradient and one saved tensor, for [`fused_rule`].
+pub(crate) trait GradFn {
+    fn apply<T: Element>(g: T, v: T) -> T;
+}
+
+/// Defines a zero-sized [`GradFn`] from an expression in `g` and `v`.
+macro_rules! grad_fn {
+    ($name:ident, |$g:ident, $v:ident| $body:expr) => {
+        pub(crate) struct $name;
+        impl $crate::elementwise::GradFn for $name {
+            #[inline(always)]
+            fn apply<T: tapegrad_tape::Element>($g: T, $v: T) -> T {
+                $body
+            }
+        }
+    };
+}
+pub(crate) use grad_fn;
+
+/// `F(g, v)` over the elements of the gradient `g` and a saved tensor `v` of its shape, in
+/// one pass, when the result will not be differentiated (grad mode is off: a backward
+/// without `create_graph`); `None` otherwise, and the rule composes recorded ops instead.
+/// One fused pass allocates one tensor where the composed rule allocates three.
+pub(crate) fn fused_rule<F: GradFn>(g: &Tensor, v: &Tensor) -> Option<Tensor> {
+    if tapegrad_tape::is_grad_enabled() || g.shape() != v.shape() {
+        return None;
+    }
+    let shape = g.shape();
+    let storage = match (g.storage(), v.storage()) {
+        (Storage::F32(a), Storage::F32(b)) => {
+            Storage::from_vec(kernels::zip_map(&a, g.layout(), &b, v.layout(), shape, F::apply::<f32>))
+        }
+        (Storage::F64(a), Storage::F64(b)) => {
+            Storage::from_vec(kernels::zip_map(&a, g.layout(), &b, v.layout(), shape, F::apply::<f64>))
+        }
+        _ => return None,
+    };
+    Some(Tensor::from_storage(storage, Layout::contiguous(shape)))
+}
+
 /// A 0/1 mask of `pred` over `x`'s elements, in `x`'s dtype: a constant for backward rules.
 pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool + Sync + Send + Copy) -> Tensor {
     map_with(x, |v| if pred(v as f64) { 1.0 } else { 0.0 }, |v| if pred(v) { 1.0 } else { 0.0 })

@@ -10,7 +10,7 @@ use std::panic::Location;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, record};
 
-use crate::elementwise::{mask, unary, unary_fn, unary_with};
+use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
 
 unary_fn!(Exp, |x| x.exp());
 unary_fn!(Log, |x| x.ln());
@@ -38,6 +38,10 @@ unary_fn!(GeluErf, |x| {
     let half = T::from_f64(0.5);
     half * x * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf())
 });
+grad_fn!(TanhGrad, |g, y| g * (T::ONE - y * y));
+grad_fn!(SigmoidGrad, |g, y| g * (y * (T::ONE - y)));
+grad_fn!(ReluGrad, |g, x| if x > T::ZERO { g } else { T::ZERO });
+
 unary_fn!(GeluTanh, |x| {
     let c = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
     let half = T::from_f64(0.5);
@@ -85,7 +89,8 @@ pub(crate) fn tanh(x: &Tensor) -> Tensor {
         // 1 - tanh^2, in terms of the output so double backward goes through it.
         Backward::new(|ctx| {
             let y = ctx.output();
-            smallvec![Some(ctx.grad() * &(y * y).rsub_scalar(1.0))]
+            let g = fused_rule::<TanhGrad>(ctx.grad(), y).unwrap_or_else(|| ctx.grad() * &(y * y).rsub_scalar(1.0));
+            smallvec![Some(g)]
         })
         .save_output()
     })
@@ -96,7 +101,8 @@ pub(crate) fn sigmoid_op(x: &Tensor) -> Tensor {
     unary::<Sigmoid>("sigmoid", x, || {
         Backward::new(|ctx| {
             let y = ctx.output();
-            smallvec![Some(ctx.grad() * &(y * &y.rsub_scalar(1.0)))]
+            let g = fused_rule::<SigmoidGrad>(ctx.grad(), y).unwrap_or_else(|| ctx.grad() * &(y * &y.rsub_scalar(1.0)));
+            smallvec![Some(g)]
         })
         .save_output()
     })
@@ -105,7 +111,12 @@ pub(crate) fn sigmoid_op(x: &Tensor) -> Tensor {
 #[track_caller]
 pub(crate) fn relu(x: &Tensor) -> Tensor {
     unary::<Relu>("relu", x, || {
-        Backward::new(|ctx| smallvec![Some(ctx.grad() * &mask(ctx.saved(0), |v| v > 0.0))]).save(x)
+        Backward::new(|ctx| {
+            let x = ctx.saved(0);
+            let g = fused_rule::<ReluGrad>(ctx.grad(), x).unwrap_or_else(|| ctx.grad() * &mask(x, |v| v > 0.0));
+            smallvec![Some(g)]
+        })
+        .save(x)
     })
 }
 
