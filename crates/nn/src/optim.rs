@@ -30,6 +30,27 @@ pub struct ParamGroup {
 }
 
 /// How one optimizer updates one parameter (the part that differs between optimizers).
+///
+/// ```
+/// use tapegrad_nn::{Optim, Optimizer, UpdateRule};
+/// use tapegrad_tape::{Element, Tensor};
+/// /// Sign descent: each element moves by `lr` against the sign of its gradient.
+/// struct SignRule;
+/// impl UpdateRule for SignRule {
+///     const NAME: &'static str = "SignSGD";
+///     fn buffers(&self) -> &'static [&'static str] { &[] }
+///     fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], _state: &mut [&mut [T]]) {
+///         for (p, g) in p.iter_mut().zip(g) {
+///             *p = *p - T::from_f64(lr * g.to_f64().signum());
+///         }
+///     }
+/// }
+/// let w = Tensor::ones(&[2]).requires_grad();
+/// (&w * &Tensor::from_vec(vec![5.0f32, -0.1], &[2])).sum_to_shape(&[]).backward();
+/// let mut opt = Optim::with_rule(vec![w.clone()], 0.5, SignRule);
+/// opt.step();
+/// assert_eq!(w.to_vec::<f32>(), vec![0.5, 1.5]);
+/// ```
 pub trait UpdateRule: Sync {
     /// The optimizer's PyTorch class name.
     const NAME: &'static str;
@@ -55,6 +76,18 @@ struct ParamState {
 }
 
 /// An optimizer: parameter groups plus an [`UpdateRule`] and its state.
+///
+/// ```
+/// use tapegrad_nn::{Optim, Optimizer, SGD, SgdRule};
+/// use tapegrad_tape::Tensor;
+/// let w = Tensor::ones(&[2]).requires_grad();
+/// (&w * 2.0).sum_to_shape(&[]).backward();
+/// let mut opt: Optim<SgdRule> = SGD::new(vec![w.clone()], 0.1).momentum(0.9);
+/// opt.step();
+/// assert_eq!(w.to_vec::<f32>(), vec![0.8, 0.8]);
+/// let names: Vec<String> = opt.state_dict().into_iter().map(|(name, _)| name).collect();
+/// assert_eq!(names, ["param_groups.0.lr", "state.0.0.step", "state.0.0.momentum_buffer"]);
+/// ```
 pub struct Optim<R: UpdateRule> {
     groups: Vec<ParamGroup>,
     rule: R,
@@ -92,16 +125,44 @@ pub trait Optimizer {
 
 impl<R: UpdateRule> Optim<R> {
     /// An optimizer over `params` with learning rate `lr` and the rule's settings.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optim, Optimizer, SgdRule};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[1]).requires_grad();
+    /// (&w * 2.0).backward();
+    /// let rule = SgdRule { weight_decay: 0.5, ..SgdRule::default() };
+    /// let mut opt = Optim::with_rule(vec![w.clone()], 0.1, rule);
+    /// opt.step(); // w - lr (grad + weight_decay w) = 1 - 0.1 (2 + 0.5)
+    /// assert_eq!(w.item(), 0.75);
+    /// ```
     pub fn with_rule(params: Vec<Tensor>, lr: f64, rule: R) -> Self {
         Optim { groups: vec![ParamGroup { params, lr }], rule, state: HashMap::new() }
     }
 
     /// Adds parameters with their own learning rate.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, SGD};
+    /// use tapegrad_tape::Tensor;
+    /// let (a, b) = (Tensor::ones(&[1]).requires_grad(), Tensor::ones(&[1]).requires_grad());
+    /// (&a + &b).backward(); // both gradients are 1
+    /// let mut opt = SGD::new(vec![a.clone()], 0.5);
+    /// opt.add_param_group(vec![b.clone()], 0.25);
+    /// opt.step();
+    /// assert_eq!((a.item(), b.item()), (0.5, 0.75));
+    /// ```
     pub fn add_param_group(&mut self, params: Vec<Tensor>, lr: f64) {
         self.groups.push(ParamGroup { params, lr });
     }
 
     /// The update rule's settings.
+    ///
+    /// ```
+    /// use tapegrad_nn::Adam;
+    /// let opt = Adam::new(vec![], 1e-3).eps(1e-6);
+    /// assert_eq!((opt.rule().eps, opt.rule().betas), (1e-6, (0.9, 0.999)));
+    /// ```
     pub fn rule(&self) -> &R {
         &self.rule
     }
@@ -270,11 +331,22 @@ fn lerp<T: Element>(start: T, end: T, weight: T) -> T {
     if weight.to_f64() < 0.5 { start + weight * (end - start) } else { end - (end - start) * (T::ONE - weight) }
 }
 
+/// Setters for the fields of `$rule`, each documented with an example that builds a `$opt`
+/// with the sample value after `=` and reads it back.
 macro_rules! builder {
-    ($rule:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+    ($opt:ident, $rule:ident { $($field:ident: $ty:ty = $sample:expr),* $(,)? }) => {
         impl Optim<$rule> {
             $(
                 #[doc = concat!("Sets `", stringify!($field), "` (PyTorch's keyword of the same name).")]
+                ///
+                /// ```
+                #[doc = concat!("use tapegrad_nn::", stringify!($opt), ";")]
+                #[doc = concat!(
+                    "let opt = ", stringify!($opt), "::new(vec![], 0.1).",
+                    stringify!($field), "(", stringify!($sample), ");"
+                )]
+                #[doc = concat!("assert_eq!(opt.rule().", stringify!($field), ", ", stringify!($sample), ");")]
+                /// ```
                 pub fn $field(mut self, value: $ty) -> Self {
                     self.rule.$field = value;
                     self
@@ -284,7 +356,14 @@ macro_rules! builder {
     };
 }
 
-/// Settings of [`SGD`].
+/// Settings of [`SGD`]. The default (all zero) is plain gradient descent.
+///
+/// ```
+/// use tapegrad_nn::{SgdRule, UpdateRule};
+/// let rule = SgdRule::default();
+/// assert_eq!((rule.momentum, rule.nesterov, rule.weight_decay), (0.0, false, 0.0));
+/// assert_eq!(rule.buffers(), ["momentum_buffer"]);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct SgdRule {
     /// Momentum factor (0 disables momentum).
@@ -312,12 +391,22 @@ pub type SGD = Optim<SgdRule>;
 
 impl SGD {
     /// Plain SGD with learning rate `lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, SGD};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).requires_grad();
+    /// (&w * &Tensor::from_vec(vec![1.0f32, -1.0], &[2])).sum_to_shape(&[]).backward();
+    /// let mut opt = SGD::new(vec![w.clone()], 0.5);
+    /// opt.step(); // w - lr grad
+    /// assert_eq!(w.to_vec::<f32>(), vec![0.5, 2.5]);
+    /// ```
     pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
         Optim::with_rule(params, lr, SgdRule::default())
     }
 }
 
-builder!(SgdRule { momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64 });
+builder!(SGD, SgdRule { momentum: f64 = 0.9, dampening: f64 = 0.1, nesterov: bool = true, weight_decay: f64 = 1e-4 });
 
 impl UpdateRule for SgdRule {
     const NAME: &'static str = "SGD";
@@ -343,6 +432,13 @@ impl UpdateRule for SgdRule {
 }
 
 /// Settings of [`Adagrad`].
+///
+/// ```
+/// use tapegrad_nn::{Adagrad, UpdateRule};
+/// let opt = Adagrad::new(vec![], 0.1);
+/// assert_eq!((opt.rule().lr_decay, opt.rule().weight_decay, opt.rule().eps), (0.0, 0.0, 1e-10));
+/// assert_eq!(opt.rule().buffers(), ["sum"]); // the running sum of squared gradients
+/// ```
 #[derive(Clone, Debug)]
 pub struct AdagradRule {
     /// Learning-rate decay per step.
@@ -364,12 +460,22 @@ pub type Adagrad = Optim<AdagradRule>;
 
 impl Adagrad {
     /// Adagrad with learning rate `lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adagrad, Optimizer};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[2]).requires_grad();
+    /// (&w * &Tensor::from_vec(vec![10.0f32, 0.1], &[2])).sum_to_shape(&[]).backward();
+    /// let mut opt = Adagrad::new(vec![w.clone()], 0.1);
+    /// opt.step(); // the first step moves every element by lr, whatever its gradient's size
+    /// assert!(w.to_vec::<f32>().iter().all(|v| (v - 0.9).abs() < 1e-6));
+    /// ```
     pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
         Optim::with_rule(params, lr, AdagradRule { lr_decay: 0.0, weight_decay: 0.0, eps: 1e-10 })
     }
 }
 
-builder!(AdagradRule { lr_decay: f64, weight_decay: f64, eps: f64 });
+builder!(Adagrad, AdagradRule { lr_decay: f64 = 0.01, weight_decay: f64 = 1e-4, eps: f64 = 1e-8 });
 
 impl UpdateRule for AdagradRule {
     const NAME: &'static str = "Adagrad";
@@ -389,6 +495,13 @@ impl UpdateRule for AdagradRule {
 }
 
 /// Settings of [`Adadelta`].
+///
+/// ```
+/// use tapegrad_nn::{Adadelta, UpdateRule};
+/// let opt = Adadelta::new(vec![], 1.0);
+/// assert_eq!((opt.rule().rho, opt.rule().eps, opt.rule().weight_decay), (0.9, 1e-6, 0.0));
+/// assert_eq!(opt.rule().buffers(), ["square_avg", "acc_delta"]);
+/// ```
 #[derive(Clone, Debug)]
 pub struct AdadeltaRule {
     /// Decay of the running averages.
@@ -409,12 +522,22 @@ pub type Adadelta = Optim<AdadeltaRule>;
 
 impl Adadelta {
     /// Adadelta with learning rate `lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adadelta, Optimizer};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[1]).requires_grad();
+    /// (&w * 10.0).backward();
+    /// let mut opt = Adadelta::new(vec![w.clone()], 1.0);
+    /// opt.step(); // a first step of about sqrt(eps / (1 - rho)) = sqrt(1e-5)
+    /// assert!((w.item() - (1.0 - 1e-5f64.sqrt())).abs() < 1e-6);
+    /// ```
     pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
         Optim::with_rule(params, lr, AdadeltaRule { rho: 0.9, eps: 1e-6, weight_decay: 0.0 })
     }
 }
 
-builder!(AdadeltaRule { rho: f64, eps: f64, weight_decay: f64 });
+builder!(Adadelta, AdadeltaRule { rho: f64 = 0.95, eps: f64 = 1e-8, weight_decay: f64 = 1e-4 });
 
 impl UpdateRule for AdadeltaRule {
     const NAME: &'static str = "Adadelta";
@@ -436,6 +559,13 @@ impl UpdateRule for AdadeltaRule {
 }
 
 /// Settings of [`RMSprop`].
+///
+/// ```
+/// use tapegrad_nn::{RMSprop, UpdateRule};
+/// let rule = RMSprop::new(vec![], 0.01).rule().clone();
+/// assert_eq!((rule.alpha, rule.eps, rule.momentum, rule.centered), (0.99, 1e-8, 0.0, false));
+/// assert_eq!(rule.buffers(), ["square_avg", "grad_avg", "momentum_buffer"]);
+/// ```
 #[derive(Clone, Debug)]
 pub struct RmspropRule {
     /// Decay of the squared-gradient average.
@@ -461,6 +591,16 @@ pub type RMSprop = Optim<RmspropRule>;
 
 impl RMSprop {
     /// RMSprop with learning rate `lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, RMSprop};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[1]).requires_grad();
+    /// (&w * 2.0).backward();
+    /// let mut opt = RMSprop::new(vec![w.clone()], 0.01);
+    /// opt.step(); // g / sqrt((1 - alpha) g^2) = 10: a first step of 10 lr
+    /// assert!((w.item() - 0.9).abs() < 1e-5);
+    /// ```
     pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
         Optim::with_rule(
             params,
@@ -470,7 +610,16 @@ impl RMSprop {
     }
 }
 
-builder!(RmspropRule { alpha: f64, eps: f64, weight_decay: f64, momentum: f64, centered: bool });
+builder!(
+    RMSprop,
+    RmspropRule {
+        alpha: f64 = 0.9,
+        eps: f64 = 1e-6,
+        weight_decay: f64 = 1e-4,
+        momentum: f64 = 0.5,
+        centered: bool = true
+    }
+);
 
 impl UpdateRule for RmspropRule {
     const NAME: &'static str = "RMSprop";
@@ -501,6 +650,13 @@ impl UpdateRule for RmspropRule {
 }
 
 /// Settings of [`Adam`] and [`AdamW`].
+///
+/// ```
+/// use tapegrad_nn::{Adam, AdamW, UpdateRule};
+/// let (adam, adamw) = (Adam::new(vec![], 1e-3), AdamW::new_w(vec![], 1e-3));
+/// assert_eq!((adam.rule().decoupled, adamw.rule().decoupled), (false, true));
+/// assert_eq!(adam.rule().buffers(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
+/// ```
 #[derive(Clone, Debug)]
 pub struct AdamRule {
     /// Decay rates of the first and second moment estimates.
@@ -536,6 +692,17 @@ pub type AdamW = Optim<AdamRule>;
 
 impl Adam {
     /// Adam with learning rate `lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adam, Optimizer};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[2]).requires_grad();
+    /// (&w * &Tensor::from_vec(vec![5.0f32, -0.5], &[2])).sum_to_shape(&[]).backward();
+    /// let mut opt = Adam::new(vec![w.clone()], 0.1);
+    /// opt.step(); // bias-corrected: the first step is lr against the gradient's sign
+    /// let w = w.to_vec::<f32>();
+    /// assert!((w[0] - 0.9).abs() < 1e-5 && (w[1] - 1.1).abs() < 1e-5);
+    /// ```
     pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
         Optim::with_rule(
             params,
@@ -545,6 +712,16 @@ impl Adam {
     }
 
     /// AdamW with learning rate `lr` and PyTorch's default weight decay of 0.01.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AdamW, Optimizer};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[1]).requires_grad();
+    /// (&w * 0.0).backward(); // a zero gradient
+    /// let mut opt = AdamW::new_w(vec![w.clone()], 0.1);
+    /// opt.step(); // the decoupled decay still shrinks the weight: w (1 - lr 0.01)
+    /// assert!((w.item() - 0.999).abs() < 1e-6);
+    /// ```
     pub fn new_w(params: Vec<Tensor>, lr: f64) -> Self {
         let mut opt = Adam::new(params, lr);
         opt.rule.decoupled = true;
@@ -553,7 +730,10 @@ impl Adam {
     }
 }
 
-builder!(AdamRule { betas: (f64, f64), eps: f64, weight_decay: f64, amsgrad: bool });
+builder!(
+    Adam,
+    AdamRule { betas: (f64, f64) = (0.8, 0.99), eps: f64 = 1e-6, weight_decay: f64 = 1e-4, amsgrad: bool = true }
+);
 
 impl UpdateRule for AdamRule {
     const NAME: &'static str = "Adam";

@@ -138,24 +138,57 @@ impl Recurrent {
     }
 }
 
+/// A recurrent layer type over [`Recurrent`]; `$gates` (the gate count, used only in the
+/// examples) stacks that many `hidden x ...` blocks in each weight.
 macro_rules! recurrent_layer {
-    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $gates:literal) => {
         $(#[$doc])*
         pub struct $name(Recurrent);
 
         impl $name {
             /// A stack of `num_layers` layers, inputs time-major (`[T, B, features]`).
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let layer = ", stringify!($name), "::new(3, 5, 2);")]
+            /// let params = layer.named_parameters(); // weight_ih, weight_hh, bias_ih, bias_hh per layer
+            /// assert_eq!((params.len(), params[0].0.as_str()), (8, "weight_ih_l0"));
+            #[doc = concat!("assert_eq!(params[0].1.shape(), &[", stringify!($gates), " * 5, 3]); // gates stacked")]
+            /// assert_eq!(layer.forward(&Tensor::zeros(&[7, 4, 3])).shape(), &[7, 4, 5]);
+            /// ```
             pub fn new(input_size: usize, hidden_size: usize, num_layers: usize) -> Self {
                 $name(Recurrent::new($kind, input_size, hidden_size, num_layers))
             }
 
             /// Inputs and outputs batch-major (`[B, T, features]`).
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            /// use tapegrad_ops::TensorOps;
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let time_major = ", stringify!($name), "::new(3, 5, 1);")]
+            #[doc = concat!("let mut batch_major = ", stringify!($name), "::new(3, 5, 1).batch_first(true);")]
+            /// batch_major.load_state_dict(&time_major.state_dict()).unwrap();
+            /// let x = Tensor::randn(&[4, 7, 3]); // [B, T, features]
+            /// let (a, b) = (batch_major.forward(&x), time_major.forward(&x.transpose(0, 1)).transpose(0, 1));
+            /// assert_eq!(a.shape(), &[4, 7, 5]);
+            /// assert!(a.to_vec::<f32>().iter().zip(b.to_vec::<f32>()).all(|(a, b)| (a - b).abs() < 1e-6));
+            /// ```
             pub fn batch_first(mut self, batch_first: bool) -> Self {
                 self.0.batch_first = batch_first;
                 self
             }
 
             /// The hidden size.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let layer = ", stringify!($name), "::new(3, 5, 2);")]
+            /// assert_eq!(layer.hidden_size(), 5);
+            /// assert_eq!(layer.forward(&Tensor::zeros(&[2, 1, 3])).shape()[2], layer.hidden_size());
+            /// ```
             pub fn hidden_size(&self) -> usize {
                 self.0.hidden
             }
@@ -188,7 +221,8 @@ recurrent_layer!(
     /// assert_eq!((out.shape(), h.shape()), (&[4, 7, 5][..], &[2, 4, 5][..]));
     /// ```
     RNN,
-    CellKind::Tanh
+    CellKind::Tanh,
+    1
 );
 recurrent_layer!(
     /// Gated recurrent unit, PyTorch's gate order (reset, update, new).
@@ -200,7 +234,8 @@ recurrent_layer!(
     /// assert_eq!(gru.forward(&Tensor::randn(&[3, 5, 6])).shape(), &[3, 5, 8]);
     /// ```
     GRU,
-    CellKind::Gru
+    CellKind::Gru,
+    3
 );
 recurrent_layer!(
     /// Long short-term memory, PyTorch's gate order (input, forget, cell, output).
@@ -213,11 +248,24 @@ recurrent_layer!(
     /// assert_eq!((out.shape(), h.shape(), c.shape()), (&[3, 5, 8][..], &[1, 3, 8][..], &[1, 3, 8][..]));
     /// ```
     LSTM,
-    CellKind::Lstm
+    CellKind::Lstm,
+    4
 );
 
 impl RNN {
     /// The outputs and the final hidden state `[layers, B, H]`, from `h0` (zeros if `None`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Module, RNN};
+    /// use tapegrad_ops::TensorOps;
+    /// use tapegrad_tape::Tensor;
+    /// let rnn = RNN::new(2, 3, 1);
+    /// let x = Tensor::randn(&[5, 4, 2]);
+    /// let (out, h) = rnn.forward_with_state(&x, Some(&Tensor::ones(&[1, 4, 3])));
+    /// assert_eq!(out.narrow(0, 4, 1).to_vec::<f32>(), h.to_vec::<f32>()); // h is the last step's output
+    /// // Without h0 the state starts at zero, as in `forward`.
+    /// assert_eq!(rnn.forward_with_state(&x, None).0.to_vec::<f32>(), rnn.forward(&x).to_vec::<f32>());
+    /// ```
     #[track_caller]
     pub fn forward_with_state(&self, x: &Tensor, h0: Option<&Tensor>) -> (Tensor, Tensor) {
         let (out, h, _) = self.0.run(x, h0, None);
@@ -227,6 +275,17 @@ impl RNN {
 
 impl GRU {
     /// The outputs and the final hidden state `[layers, B, H]`, from `h0` (zeros if `None`).
+    ///
+    /// ```
+    /// use tapegrad_nn::GRU;
+    /// use tapegrad_ops::TensorOps;
+    /// use tapegrad_tape::Tensor;
+    /// let gru = GRU::new(2, 3, 2);
+    /// let x = Tensor::randn(&[5, 1, 2]);
+    /// let (out, h) = gru.forward_with_state(&x, None);
+    /// assert_eq!(h.shape(), &[2, 1, 3]); // one state per layer; the top one is the last output
+    /// assert_eq!(h.narrow(0, 1, 1).to_vec::<f32>(), out.narrow(0, 4, 1).to_vec::<f32>());
+    /// ```
     #[track_caller]
     pub fn forward_with_state(&self, x: &Tensor, h0: Option<&Tensor>) -> (Tensor, Tensor) {
         let (out, h, _) = self.0.run(x, h0, None);
@@ -237,6 +296,20 @@ impl GRU {
 impl LSTM {
     /// The outputs and the final `(h, c)`, each `[layers, B, H]`, from `(h0, c0)` (zeros if
     /// `None`).
+    ///
+    /// ```
+    /// use tapegrad_nn::LSTM;
+    /// use tapegrad_ops::TensorOps;
+    /// use tapegrad_tape::Tensor;
+    /// let lstm = LSTM::new(2, 3, 1);
+    /// let x = Tensor::randn(&[5, 1, 2]);
+    /// let (full, _) = lstm.forward_with_state(&x, None);
+    /// // Running the first 3 steps, then the last 2 from the state they left, is the same.
+    /// let (_, (h, c)) = lstm.forward_with_state(&x.narrow(0, 0, 3), None);
+    /// let (rest, _) = lstm.forward_with_state(&x.narrow(0, 3, 2), Some((&h, &c)));
+    /// let (rest, full) = (rest.to_vec::<f32>(), full.narrow(0, 3, 2).to_vec::<f32>());
+    /// assert!(rest.iter().zip(&full).all(|(a, b)| (a - b).abs() < 1e-6));
+    /// ```
     #[track_caller]
     pub fn forward_with_state(&self, x: &Tensor, state: Option<(&Tensor, &Tensor)>) -> (Tensor, (Tensor, Tensor)) {
         let (out, h, c) = self.0.run(x, state.map(|s| s.0), state.map(|s| s.1));

@@ -60,6 +60,18 @@ pub struct StepLR {
 
 impl StepLR {
     /// A schedule from `base_lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, Optimizer, SGD, StepLR};
+    /// let mut opt = SGD::new(vec![], 0.1);
+    /// let mut sched = StepLR::new(0.1, 2, 0.5);
+    /// let mut lrs = vec![sched.lr()];
+    /// for _ in 0..4 {
+    ///     sched.step(&mut opt);
+    ///     lrs.push(opt.param_groups()[0].lr);
+    /// }
+    /// assert_eq!(lrs, [0.1, 0.1, 0.05, 0.05, 0.025]); // halved every 2 epochs
+    /// ```
     pub fn new(base_lr: f64, step_size: usize, gamma: f64) -> Self {
         StepLR { base: base_lr, step_size: step_size.max(1), gamma, epoch: 0 }
     }
@@ -83,6 +95,12 @@ pub struct ExponentialLR {
 
 impl ExponentialLR {
     /// A schedule from `base_lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ExponentialLR, LrScheduler};
+    /// let sched = ExponentialLR::new(0.1, 0.5);
+    /// assert_eq!((0..4).map(|e| sched.lr_at(e)).collect::<Vec<_>>(), [0.1, 0.05, 0.025, 0.0125]);
+    /// ```
     pub fn new(base_lr: f64, gamma: f64) -> Self {
         ExponentialLR { base: base_lr, gamma, epoch: 0 }
     }
@@ -109,6 +127,14 @@ pub struct CosineAnnealingLR {
 
 impl CosineAnnealingLR {
     /// A schedule from `base_lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{CosineAnnealingLR, LrScheduler};
+    /// let sched = CosineAnnealingLR::new(0.1, 10, 0.0);
+    /// assert_eq!(sched.lr_at(0), 0.1);
+    /// assert!((sched.lr_at(5) - 0.05).abs() < 1e-12); // halfway down at t_max / 2
+    /// assert!((sched.lr_at(20) - 0.1).abs() < 1e-12); // and back up after 2 t_max
+    /// ```
     pub fn new(base_lr: f64, t_max: usize, eta_min: f64) -> Self {
         CosineAnnealingLR { base: base_lr, t_max: t_max.max(1), eta_min, epoch: 0 }
     }
@@ -135,6 +161,19 @@ pub struct LinearWarmup {
 
 impl LinearWarmup {
     /// A warm-up to `base_lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LinearWarmup, LrScheduler, Optimizer, SGD};
+    /// let mut opt = SGD::new(vec![], 0.5);
+    /// let mut warmup = LinearWarmup::new(0.5, 0.5, 2);
+    /// opt.set_lr(warmup.lr()); // start at start_factor * base
+    /// let mut lrs = vec![opt.param_groups()[0].lr];
+    /// for _ in 0..3 {
+    ///     warmup.step(&mut opt);
+    ///     lrs.push(opt.param_groups()[0].lr);
+    /// }
+    /// assert_eq!(lrs, [0.25, 0.375, 0.5, 0.5]);
+    /// ```
     pub fn new(base_lr: f64, start_factor: f64, warmup_epochs: usize) -> Self {
         LinearWarmup { base: base_lr, start_factor, warmup_epochs, epoch: 0 }
     }

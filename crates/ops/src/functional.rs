@@ -286,6 +286,15 @@ pub fn mse_loss(input: &Tensor, target: &Tensor) -> Tensor {
 }
 
 /// [`mse_loss`] with a reduction.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::mse_loss_with};
+/// use tapegrad_tape::Tensor;
+/// let (x, target) = (Tensor::from_vec(vec![1.0f32, 3.0], &[2]), Tensor::zeros(&[2]));
+/// assert_eq!(mse_loss_with(&x, &target, Reduction::None).to_vec::<f32>(), vec![1.0, 9.0]);
+/// assert_eq!(mse_loss_with(&x, &target, Reduction::Sum).item(), 10.0);
+/// assert_eq!(mse_loss_with(&x, &target, Reduction::Mean).item(), 5.0);
+/// ```
 #[track_caller]
 pub fn mse_loss_with(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
     reduce_loss(unary::square(&(input - target)), reduction)
@@ -304,6 +313,15 @@ pub fn l1_loss(input: &Tensor, target: &Tensor) -> Tensor {
 }
 
 /// [`l1_loss`] with a reduction.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::l1_loss_with};
+/// use tapegrad_tape::Tensor;
+/// let (x, target) = (Tensor::from_vec(vec![-1.0f32, 3.0], &[2]), Tensor::zeros(&[2]));
+/// assert_eq!(l1_loss_with(&x, &target, Reduction::None).to_vec::<f32>(), vec![1.0, 3.0]);
+/// assert_eq!(l1_loss_with(&x, &target, Reduction::Sum).item(), 4.0);
+/// assert_eq!(l1_loss_with(&x, &target, Reduction::Mean).item(), 2.0);
+/// ```
 #[track_caller]
 pub fn l1_loss_with(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
     reduce_loss(unary::abs(&(input - target)), reduction)

@@ -45,6 +45,14 @@ use tapegrad_tape::{Result, Tensor, or_panic};
 /// ```
 pub trait Exponent {
     /// `base` raised to this exponent.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// use tapegrad_ops::Exponent;
+    /// let base = Tensor::from_vec(vec![2.0f32, 3.0], &[2]);
+    /// assert_eq!(2.0f64.raise(&base).unwrap().to_vec::<f32>(), vec![4.0, 9.0]);
+    /// assert_eq!((&base).raise(&base).unwrap().to_vec::<f32>(), vec![4.0, 27.0]);
+    /// ```
     #[track_caller]
     fn raise(self, base: &Tensor) -> Result<Tensor>;
 }
@@ -134,9 +142,30 @@ pub fn try_where(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     binary::where_(cond, a, b)
 }
 
+/// Declares the unary methods of [`TensorOps`]. Each gets a doctest that applies it to the
+/// `f64` inputs given in brackets and compares every result with the scalar formula after
+/// `=>`, written in terms of one input `x`.
 macro_rules! unary_methods {
-    ($($(#[$doc:meta])* $name:ident => $f:path;)*) => {
-        $( $(#[$doc])* #[track_caller] fn $name(&self) -> Tensor; )*
+    ($($(#[$doc:meta])* $name:ident($inputs:expr) => |$x:ident| $expected:expr;)*) => {
+        $(
+            $(#[$doc])*
+            ///
+            /// ```
+            /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+            #[doc = concat!("let xs: Vec<f64> = vec!", stringify!($inputs), ";")]
+            #[doc = concat!(
+                "let ys = Tensor::from_vec(xs.clone(), &[xs.len()]).", stringify!($name), "().to_vec::<f64>();"
+            )]
+            #[doc = concat!("for (&", stringify!($x), ", &y) in xs.iter().zip(&ys) {")]
+            #[doc = concat!(
+                "    assert!((y - ", stringify!($expected), ").abs() < 1e-12, ",
+                "\"", stringify!($name), "({", stringify!($x), "}) = {y}\");"
+            )]
+            /// }
+            /// ```
+            #[track_caller]
+            fn $name(&self) -> Tensor;
+        )*
     };
 }
 
@@ -162,35 +191,35 @@ macro_rules! unary_impls {
 pub trait TensorOps {
     unary_methods! {
         /// `e^x`. `Tensor::zeros(&[1]).exp()` is 1.
-        exp => unary::exp;
+        exp([-1.0, 0.0, 2.5]) => |x| x.exp();
         /// Natural logarithm (`-inf` at 0, NaN below, as in IEEE arithmetic).
-        log => unary::log;
+        log([0.5, 1.0, 4.0]) => |x| x.ln();
         /// `ln(1 + x)`, accurate for small `x`.
-        log1p => unary::log1p;
+        log1p([-0.5, 1e-10, 3.0]) => |x| x.ln_1p();
         /// Square root.
-        sqrt => unary::sqrt;
+        sqrt([0.0, 2.0, 9.0]) => |x| x.sqrt();
         /// `1 / sqrt(x)`.
-        rsqrt => unary::rsqrt;
+        rsqrt([0.25, 2.0, 9.0]) => |x| 1.0 / x.sqrt();
         /// `x^2`.
-        square => unary::square;
+        square([-3.0, 0.5, 2.0]) => |x| x * x;
         /// `1 / x`.
-        reciprocal => unary::reciprocal;
+        reciprocal([-4.0, 0.5, 3.0]) => |x| 1.0 / x;
         /// Sine.
-        sin => unary::sin;
+        sin([-1.0, 0.0, 3.0]) => |x| x.sin();
         /// Cosine.
-        cos => unary::cos;
+        cos([-1.0, 0.0, 3.0]) => |x| x.cos();
         /// Absolute value (gradient 0 at 0, as in PyTorch).
-        abs => unary::abs;
+        abs([-2.0, 0.0, 1.5]) => |x| x.abs();
         /// Hyperbolic tangent.
-        tanh => unary::tanh;
+        tanh([-20.0, 0.5, 3.0]) => |x| x.tanh();
         /// `1 / (1 + e^-x)`, computed without overflow.
-        sigmoid => unary::sigmoid_op;
+        sigmoid([-800.0, 0.0, 3.0]) => |x| 1.0 / (1.0 + (-x).exp());
         /// `max(x, 0)` (gradient 0 at 0).
-        relu => unary::relu;
+        relu([-1.0, 0.0, 2.0]) => |x| x.max(0.0);
         /// The error function.
-        erf => unary::erf;
+        erf([-1.0, 0.0, 0.5]) => |x| libm::erf(x);
         /// `x sigmoid(x)` (also called swish).
-        silu => unary::silu;
+        silu([-2.0, 0.0, 1.5]) => |x| x / (1.0 + (-x).exp());
     }
 
     /// `x` where positive, `slope x` elsewhere.
@@ -283,6 +312,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::maximum`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2]).try_maximum(&Tensor::ones(&[3])).is_err());
+    /// ```
     #[track_caller]
     fn try_maximum(&self, other: &Tensor) -> Result<Tensor>;
 
@@ -299,6 +333,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::minimum`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2]).try_minimum(&Tensor::ones(&[3])).is_err());
+    /// ```
     #[track_caller]
     fn try_minimum(&self, other: &Tensor) -> Result<Tensor>;
 
@@ -312,18 +351,48 @@ pub trait TensorOps {
     #[track_caller]
     fn eq(&self, other: &Tensor) -> Tensor;
     /// `self != other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.ne(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 0.0, 1.0]);
+    /// ```
     #[track_caller]
     fn ne(&self, other: &Tensor) -> Tensor;
     /// `self > other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.gt(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![0.0, 0.0, 1.0]);
+    /// ```
     #[track_caller]
     fn gt(&self, other: &Tensor) -> Tensor;
     /// `self >= other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.ge(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![0.0, 1.0, 1.0]);
+    /// ```
     #[track_caller]
     fn ge(&self, other: &Tensor) -> Tensor;
     /// `self < other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.lt(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 0.0, 0.0]);
+    /// ```
     #[track_caller]
     fn lt(&self, other: &Tensor) -> Tensor;
     /// `self <= other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.le(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 1.0, 0.0]);
+    /// ```
     #[track_caller]
     fn le(&self, other: &Tensor) -> Tensor;
 
@@ -357,6 +426,13 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::sum_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let x = Tensor::ones(&[2, 3]);
+    /// assert!(x.try_sum_dim(-2, false).is_ok());
+    /// assert!(x.try_sum_dim(2, false).is_err()); // x has dimensions -2..=1
+    /// ```
     #[track_caller]
     fn try_sum_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor>;
 
@@ -373,6 +449,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::mean_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_mean_dim(-3, false).is_err());
+    /// ```
     #[track_caller]
     fn try_mean_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor>;
 
@@ -400,6 +481,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::var_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_var_dim(2, 1.0, false).is_err());
+    /// ```
     #[track_caller]
     fn try_var_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Result<Tensor>;
 
@@ -436,6 +522,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::max_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_max_dim(2, false).is_err());
+    /// ```
     #[track_caller]
     fn try_max_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)>;
 
@@ -452,6 +543,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::min_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_min_dim(-3, false).is_err());
+    /// ```
     #[track_caller]
     fn try_min_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)>;
 
@@ -489,6 +585,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::logsumexp`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_logsumexp(1, false).is_err());
+    /// ```
     #[track_caller]
     fn try_logsumexp(&self, dim: isize, keepdim: bool) -> Result<Tensor>;
 
@@ -514,6 +615,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::norm_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_norm_dim(2.0, 1, false).is_err());
+    /// ```
     #[track_caller]
     fn try_norm_dim(&self, p: f64, dim: isize, keepdim: bool) -> Result<Tensor>;
 
@@ -530,6 +636,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::softmax`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_softmax(1).is_err());
+    /// ```
     #[track_caller]
     fn try_softmax(&self, dim: isize) -> Result<Tensor>;
 
@@ -546,6 +657,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::log_softmax`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_log_softmax(-2).is_err());
+    /// ```
     #[track_caller]
     fn try_log_softmax(&self, dim: isize) -> Result<Tensor>;
 
@@ -586,6 +702,13 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::reshape`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[2, 3]);
+    /// assert!(x.try_reshape(&[4, -1]).is_err()); // 6 elements do not fill rows of 4
+    /// assert!(x.try_reshape(&[-1, -1]).is_err()); // only one size may be inferred
+    /// ```
     #[track_caller]
     fn try_reshape(&self, shape: &[isize]) -> Result<Tensor>;
 
@@ -601,6 +724,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::flatten`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3, 4]).try_flatten(2, 1).is_err()); // start after end
+    /// ```
     #[track_caller]
     fn try_flatten(&self, start: isize, end: isize) -> Result<Tensor>;
 
@@ -625,6 +753,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::squeeze_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[1, 3]).try_squeeze_dim(2).is_err());
+    /// ```
     #[track_caller]
     fn try_squeeze_dim(&self, dim: isize) -> Result<Tensor>;
 
@@ -640,6 +773,13 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::unsqueeze`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[3]);
+    /// assert_eq!(x.try_unsqueeze(1).unwrap().shape(), &[3, 1]); // one past the last is allowed
+    /// assert!(x.try_unsqueeze(2).is_err());
+    /// ```
     #[track_caller]
     fn try_unsqueeze(&self, dim: isize) -> Result<Tensor>;
 
@@ -655,6 +795,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::transpose`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3]).try_transpose(0, 2).is_err());
+    /// ```
     #[track_caller]
     fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor>;
 
@@ -681,6 +826,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::permute`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3]).try_permute(&[0, 0]).is_err()); // not a permutation
+    /// ```
     #[track_caller]
     fn try_permute(&self, dims: &[isize]) -> Result<Tensor>;
 
@@ -706,6 +856,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::narrow`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[4]).try_narrow(0, 2, 3).is_err()); // runs past the end
+    /// ```
     #[track_caller]
     fn try_narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor>;
 
@@ -721,6 +876,13 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::slice`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 4.0, 1.0);
+    /// assert_eq!(x.try_slice(0, 2, 99, 1).unwrap().to_vec::<f32>(), vec![2.0, 3.0]); // end is clamped
+    /// assert!(x.try_slice(0, 0, 4, 0).is_err()); // step 0
+    /// ```
     #[track_caller]
     fn try_slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor>;
 
@@ -737,6 +899,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::split`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[4]).try_split(0, 0).is_err());
+    /// ```
     #[track_caller]
     fn try_split(&self, size: usize, dim: isize) -> Result<Vec<Tensor>>;
 
@@ -752,6 +919,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::chunk`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[4]).try_chunk(0, 0).is_err());
+    /// ```
     #[track_caller]
     fn try_chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>>;
 
@@ -769,6 +941,13 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::index_select`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[3, 2]);
+    /// assert!(x.try_index_select(0, &Tensor::from_vec(vec![3i64], &[1])).is_err()); // out of range
+    /// assert!(x.try_index_select(0, &Tensor::from_vec(vec![0.0f32], &[1])).is_err()); // not int64
+    /// ```
     #[track_caller]
     fn try_index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor>;
 
@@ -785,6 +964,12 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::index_add`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let index = Tensor::from_vec(vec![0i64], &[1]);
+    /// assert!(Tensor::zeros(&[3]).try_index_add(0, &index, &Tensor::ones(&[2])).is_err()); // one index, two rows
+    /// ```
     #[track_caller]
     fn try_index_add(&self, dim: isize, index: &Tensor, source: &Tensor) -> Result<Tensor>;
 
@@ -802,6 +987,12 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::gather`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let index = Tensor::from_vec(vec![5i64], &[1, 1]);
+    /// assert!(Tensor::zeros(&[2, 2]).try_gather(1, &index).is_err()); // out of range
+    /// ```
     #[track_caller]
     fn try_gather(&self, dim: isize, index: &Tensor) -> Result<Tensor>;
 
@@ -818,6 +1009,13 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::scatter_add`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// let index = Tensor::from_vec(vec![0i64, 1], &[1, 2]);
+    /// let src = Tensor::ones(&[1, 1]); // smaller than the index
+    /// assert!(Tensor::zeros(&[1, 3]).try_scatter_add(1, &index, &src).is_err());
+    /// ```
     #[track_caller]
     fn try_scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor>;
 
@@ -834,6 +1032,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::pad`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2]).try_pad(&[(1, 1), (1, 1)], 0.0).is_err()); // more pads than dimensions
+    /// ```
     #[track_caller]
     fn try_pad(&self, pads: &[(usize, usize)], value: f64) -> Result<Tensor>;
 
@@ -850,6 +1053,11 @@ pub trait TensorOps {
     }
 
     /// [`TensorOps::repeat`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 2]).try_repeat(&[2]).is_err()); // fewer reps than dimensions
+    /// ```
     #[track_caller]
     fn try_repeat(&self, reps: &[usize]) -> Result<Tensor>;
 }

@@ -75,6 +75,16 @@ pub struct BatchNormStats {
 
 impl BatchNormStats {
     /// Fresh statistics for `channels` channels.
+    ///
+    /// ```
+    /// use tapegrad_ops::functional::{BatchNormStats, batch_norm};
+    /// use tapegrad_tape::{DType, Tensor};
+    /// let stats = BatchNormStats::new(2, DType::F64);
+    /// assert_eq!(stats.running_mean.to_vec::<f64>(), vec![0.0, 0.0]);
+    /// // Mean 0 and variance 1: in evaluation (with eps 0) the input passes unchanged.
+    /// let x = Tensor::from_vec(vec![1.0f64, -2.0], &[1, 2]);
+    /// assert_eq!(batch_norm(&x, Some(&stats), None, None, false, 0.1, 0.0).to_vec::<f64>(), vec![1.0, -2.0]);
+    /// ```
     pub fn new(channels: usize, dtype: DType) -> Self {
         BatchNormStats {
             running_mean: Tensor::zeros_dtype(&[channels], dtype),

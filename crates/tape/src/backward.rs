@@ -28,12 +28,31 @@ pub struct BackwardOptions {
 
 impl BackwardOptions {
     /// The defaults: free the graph, record nothing.
+    ///
+    /// ```
+    /// use tapegrad_tape::{BackwardOptions, Tensor};
+    /// let x = Tensor::ones(&[1]).requires_grad();
+    /// let y = &x * 2.0;
+    /// y.backward_with(None, BackwardOptions::new()); // the same as y.backward()
+    /// assert_eq!(x.grad().unwrap().item(), 2.0);
+    /// assert!(y.try_backward().is_err()); // the graph was freed
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Keep the graph's nodes and saved tensors so that backward can run through it again.
     /// Defaults to the value of `create_graph`, as in PyTorch.
+    ///
+    /// ```
+    /// use tapegrad_tape::{BackwardOptions, Tensor};
+    /// let x = Tensor::ones(&[1]).requires_grad();
+    /// let y = &x * 3.0;
+    /// y.backward_with(None, BackwardOptions::new().retain_graph(true));
+    /// y.backward(); // runs through the kept graph, then frees it
+    /// assert!(y.try_backward().is_err());
+    /// assert_eq!(x.grad().unwrap().item(), 6.0); // the two passes added up
+    /// ```
     pub fn retain_graph(mut self, retain: bool) -> Self {
         self.retain_graph = Some(retain);
         self
@@ -41,6 +60,16 @@ impl BackwardOptions {
 
     /// Record the backward computation itself, so that the gradients it produces can be
     /// differentiated again (gradients of gradients, Hessian-vector products).
+    ///
+    /// ```
+    /// use tapegrad_tape::{BackwardOptions, GradOptions, Tensor, grad};
+    /// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+    /// let y = &(&x * &x) * &x; // x^3
+    /// y.backward_with(None, BackwardOptions::new().create_graph(true));
+    /// let dy = x.grad().unwrap(); // 3x^2 = 12, itself recorded
+    /// assert_eq!((dy.item(), dy.tracks_grad()), (12.0, true));
+    /// assert_eq!(grad(&[&dy], &[&x], GradOptions::new())[0].as_ref().unwrap().item(), 12.0); // 6x
+    /// ```
     pub fn create_graph(mut self, create: bool) -> Self {
         self.create_graph = create;
         self
@@ -65,30 +94,76 @@ pub struct GradOptions {
 impl GradOptions {
     /// The defaults: outputs must be scalars, the graph is freed, nothing is recorded, and
     /// every input must be used.
+    ///
+    /// ```
+    /// use tapegrad_tape::{GradOptions, Tensor, grad};
+    /// let x = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad();
+    /// let y = &x * &x;
+    /// let dy = grad(&[&y], &[&x], GradOptions::new());
+    /// let dy = dy[0].as_ref().unwrap();
+    /// assert_eq!((dy.item(), dy.tracks_grad()), (6.0, false)); // 2x, not recorded
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The vector in the vector-Jacobian product, one tensor per output, shaped like it.
     /// Without it, every output must have one element and is seeded with 1.
+    ///
+    /// ```
+    /// use tapegrad_tape::{GradOptions, Tensor, grad};
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = &x * 3.0; // not a scalar, so it needs a vector to multiply the Jacobian by
+    /// let v = Tensor::from_vec(vec![1.0f32, 10.0], &[2]);
+    /// let g = grad(&[&y], &[&x], GradOptions::new().grad_outputs(vec![v]));
+    /// assert_eq!(g[0].as_ref().unwrap().to_vec::<f32>(), vec![3.0, 30.0]);
+    /// ```
     pub fn grad_outputs(mut self, grad_outputs: Vec<Tensor>) -> Self {
         self.grad_outputs = Some(grad_outputs);
         self
     }
 
     /// Keep the graph for another pass (defaults to `create_graph`).
+    ///
+    /// ```
+    /// use tapegrad_tape::{GradOptions, Tensor, grad, try_grad};
+    /// let x = Tensor::ones(&[1]).requires_grad();
+    /// let y = &x * 3.0;
+    /// let first = grad(&[&y], &[&x], GradOptions::new().retain_graph(true));
+    /// let second = grad(&[&y], &[&x], GradOptions::new()); // the graph was kept; now freed
+    /// assert_eq!((first[0].as_ref().unwrap().item(), second[0].as_ref().unwrap().item()), (3.0, 3.0));
+    /// assert!(try_grad(&[&y], &[&x], GradOptions::new()).is_err());
+    /// ```
     pub fn retain_graph(mut self, retain: bool) -> Self {
         self.retain_graph = Some(retain);
         self
     }
 
     /// Record the backward computation so the returned gradients are differentiable.
+    ///
+    /// ```
+    /// use tapegrad_tape::{GradOptions, Tensor, grad};
+    /// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+    /// let y = &x * &x;
+    /// let dy = grad(&[&y], &[&x], GradOptions::new().create_graph(true)); // 2x
+    /// let dy = dy[0].as_ref().unwrap();
+    /// assert!(dy.tracks_grad());
+    /// assert_eq!(grad(&[dy], &[&x], GradOptions::new())[0].as_ref().unwrap().item(), 2.0);
+    /// ```
     pub fn create_graph(mut self, create: bool) -> Self {
         self.create_graph = create;
         self
     }
 
     /// Return `None` for an input the outputs do not depend on, instead of an error.
+    ///
+    /// ```
+    /// use tapegrad_tape::{GradOptions, Tensor, grad};
+    /// let x = Tensor::ones(&[1]).requires_grad();
+    /// let unused = Tensor::ones(&[1]).requires_grad();
+    /// let g = grad(&[&(&x * 2.0)], &[&x, &unused], GradOptions::new().allow_unused(true));
+    /// assert_eq!((g[0].as_ref().unwrap().item(), g[1].is_none()), (2.0, true));
+    /// ```
     pub fn allow_unused(mut self, allow: bool) -> Self {
         self.allow_unused = allow;
         self

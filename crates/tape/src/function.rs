@@ -28,16 +28,65 @@ pub struct FunctionCtx<'a> {
 
 impl FunctionCtx<'_> {
     /// Input `i`, as passed to [`apply`].
+    ///
+    /// ```
+    /// use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
+    /// struct Mul; // ab: each input's gradient is the other input
+    /// impl Function for Mul {
+    ///     fn name(&self) -> &'static str { "mul" }
+    ///     fn forward(&self, x: &[Tensor]) -> Tensor { &x[0] * &x[1] }
+    ///     fn backward(&self, ctx: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> {
+    ///         vec![Some(g * ctx.input(1)), Some(g * ctx.input(0))]
+    ///     }
+    /// }
+    /// let (a, b) = (Tensor::full(&[1], 2.0).requires_grad(), Tensor::full(&[1], 5.0).requires_grad());
+    /// apply(Mul, &[&a, &b]).backward();
+    /// assert_eq!((a.grad().unwrap().item(), b.grad().unwrap().item()), (5.0, 2.0));
+    /// ```
     pub fn input(&self, i: usize) -> &Tensor {
         &self.inputs[i]
     }
 
     /// All inputs.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
+    /// struct Sum; // any number of inputs, each with gradient 1
+    /// impl Function for Sum {
+    ///     fn name(&self) -> &'static str { "sum" }
+    ///     fn forward(&self, x: &[Tensor]) -> Tensor { x.iter().fold(x[0].zeros_like(), |s, t| &s + t) }
+    ///     fn backward(&self, ctx: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> {
+    ///         ctx.inputs().iter().map(|_| Some(g.clone())).collect()
+    ///     }
+    /// }
+    /// let xs: Vec<Tensor> = (0..3).map(|_| Tensor::ones(&[1]).requires_grad()).collect();
+    /// let y = apply(Sum, &xs.iter().collect::<Vec<_>>());
+    /// assert_eq!(y.item(), 3.0);
+    /// y.backward();
+    /// assert!(xs.iter().all(|x| x.grad().unwrap().item() == 1.0));
+    /// ```
     pub fn inputs(&self) -> &[Tensor] {
         self.inputs
     }
 
     /// The output `forward` returned.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
+    /// struct Exp; // e^x, whose derivative is its own output
+    /// impl Function for Exp {
+    ///     fn name(&self) -> &'static str { "exp" }
+    ///     fn forward(&self, x: &[Tensor]) -> Tensor {
+    ///         Tensor::from_vec(x[0].to_vec::<f64>().iter().map(|v| v.exp()).collect(), x[0].shape())
+    ///     }
+    ///     fn backward(&self, ctx: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> {
+    ///         vec![Some(g * ctx.output())]
+    ///     }
+    /// }
+    /// let x = Tensor::from_vec(vec![1.0f64], &[1]).requires_grad();
+    /// apply(Exp, &[&x]).backward();
+    /// assert_eq!(x.grad().unwrap().item(), 1f64.exp());
+    /// ```
     pub fn output(&self) -> &Tensor {
         self.output
     }

@@ -84,12 +84,29 @@ pub struct Graph {
 
 impl Graph {
     /// The nodes, in record order (the output last).
+    ///
+    /// ```
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = &x * 2.0;
+    /// let ops: Vec<&str> = y.graph().nodes().iter().map(|n| n.op).collect();
+    /// assert_eq!(ops, ["leaf", "mul_scalar"]);
+    /// ```
     pub fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
     }
 
     /// The graph in Graphviz DOT: one box per node labelled with op, shape and call site,
     /// edges from inputs to the operations that use them.
+    ///
+    /// ```
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let g = (&x * 2.0).graph();
+    /// let (leaf, op) = (g.nodes()[0].id, g.nodes()[1].id);
+    /// let dot = g.to_dot();
+    /// assert!(dot.starts_with("digraph tape {") && dot.contains(&format!("n{leaf} -> n{op};")));
+    /// ```
     pub fn to_dot(&self) -> String {
         let mut s = String::from("digraph tape {\n  rankdir=BT;\n  node [shape=box, fontname=monospace];\n");
         for n in &self.nodes {

@@ -87,6 +87,13 @@ pub fn to_contiguous<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
 
 /// Contiguous element counts at or above this run on rayon's threads; below it, waking a
 /// worker costs more than the loop.
+///
+/// ```
+/// use tapegrad_tape::{kernels::{PARALLEL_ELEMENTS, sum_to}, layout::Layout};
+/// // Long enough to be summed in fixed blocks on rayon's threads; the result is exact.
+/// let n = 2 * PARALLEL_ELEMENTS;
+/// assert_eq!(sum_to(&vec![1.0f32; n], &Layout::contiguous(&[n]), &[]), vec![n as f32]);
+/// ```
 pub const PARALLEL_ELEMENTS: usize = 1 << 16;
 
 fn parallel(n: usize) -> bool {

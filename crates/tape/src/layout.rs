@@ -4,6 +4,13 @@ use smallvec::SmallVec;
 
 /// A tensor shape (or a stride vector): inline for up to four dimensions, so that the
 /// common case allocates nothing.
+///
+/// ```
+/// use tapegrad_tape::layout::{Shape, broadcast_shapes};
+/// let s: Shape = broadcast_shapes(&[2, 1, 4], &[3, 1]).unwrap();
+/// assert_eq!(s.as_slice(), &[2, 3, 4]);
+/// assert!(!s.spilled()); // inline: no heap allocation
+/// ```
 pub type Shape = SmallVec<[usize; 4]>;
 
 /// Number of elements of a shape (1 for a scalar of shape `[]`).

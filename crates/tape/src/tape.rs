@@ -19,16 +19,50 @@ use crate::{DType, Tensor, is_grad_enabled};
 
 new_key_type! {
     /// A generational key of a node on this thread's tape.
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use tapegrad_tape::NodeKey;
+    /// // Keys are small `Copy` values; the default key is the null key, naming no node.
+    /// let null = NodeKey::default();
+    /// assert!(slotmap::Key::is_null(&null));
+    /// assert_eq!([null, null].into_iter().collect::<HashSet<_>>().len(), 1);
+    /// ```
     pub struct NodeKey;
 }
 
 /// Gradients for each input of an operation, `None` where an input gets none.
+///
+/// ```
+/// use tapegrad_tape::{Backward, InputGrads, Tensor, record};
+/// use std::panic::Location;
+/// // y = a, with `b` passed along but treated as a constant: it gets no gradient.
+/// let (a, b) = (Tensor::ones(&[1]).requires_grad(), Tensor::ones(&[1]).requires_grad());
+/// let y = record("first", Location::caller(), &[&a, &b], a.detach(), || {
+///     Backward::new(|ctx| -> InputGrads { smallvec::smallvec![Some(ctx.grad().clone()), None] })
+/// });
+/// y.backward();
+/// assert_eq!((a.grad().map(|g| g.item()), b.grad().is_none()), (Some(1.0), true));
+/// ```
 pub type InputGrads = SmallVec<[Option<Tensor>; 2]>;
 
 /// A backward rule: the vector-Jacobian product of one recorded operation.
 ///
 /// It is written with differentiable tensor operations, so that under `create_graph` the
 /// gradients it returns are themselves recorded and can be differentiated again.
+///
+/// ```
+/// use std::{panic::Location, rc::Rc};
+/// use tapegrad_tape::{Backward, BackwardRule, Tensor, record};
+/// // One rule (d/dx 2x = 2) shared by two recorded operations: z = 2(2x).
+/// let double: BackwardRule = Rc::new(|ctx| smallvec::smallvec![Some(ctx.grad() * 2.0)]);
+/// let backward = || { let rule = double.clone(); Backward::new(move |ctx| rule(ctx)) };
+/// let x = Tensor::ones(&[1]).requires_grad();
+/// let y = record("double", Location::caller(), &[&x], Tensor::full(&[1], 2.0), backward);
+/// let z = record("double", Location::caller(), &[&y], Tensor::full(&[1], 4.0), backward);
+/// z.backward();
+/// assert_eq!(x.grad().unwrap().item(), 4.0);
+/// ```
 pub type BackwardRule = Rc<dyn Fn(&BackwardCtx<'_>) -> InputGrads>;
 
 /// What a backward rule sees: the gradient of the output, the tensors the operation saved,
@@ -55,11 +89,38 @@ pub struct BackwardCtx<'a> {
 
 impl BackwardCtx<'_> {
     /// The gradient of the loss with respect to this operation's output.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, BackwardOptions, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = 3x; the gradient seeded into y is what the rule sees.
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = record("times_three", Location::caller(), &[&x], Tensor::full(&[2], 3.0), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * 3.0)])
+    /// });
+    /// y.backward_with(Some(&Tensor::from_vec(vec![1.0f32, 10.0], &[2])), BackwardOptions::new());
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![3.0, 30.0]);
+    /// ```
     pub fn grad(&self) -> &Tensor {
         self.grad
     }
 
     /// The `i`-th tensor the operation saved with [`Backward::save`].
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = ab: each input's gradient is the other input, read back in the order saved.
+    /// let a = Tensor::from_vec(vec![2.0f32], &[1]).requires_grad();
+    /// let b = Tensor::from_vec(vec![5.0f32], &[1]).requires_grad();
+    /// let y = record("mul", Location::caller(), &[&a, &b], Tensor::from_vec(vec![10.0f32], &[1]), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.saved(1)), Some(ctx.grad() * ctx.saved(0))])
+    ///         .save(&a)
+    ///         .save(&b)
+    /// });
+    /// y.backward();
+    /// assert_eq!((a.grad().unwrap().item(), b.grad().unwrap().item()), (5.0, 2.0));
+    /// ```
     pub fn saved(&self, i: usize) -> &Tensor {
         &self.saved[i]
     }
@@ -67,11 +128,36 @@ impl BackwardCtx<'_> {
     /// The operation's output, if it was saved with [`Backward::save_output`].
     ///
     /// Panics if the output was not saved: that is a bug in the operation.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = e^x, whose derivative is its own output.
+    /// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2]).requires_grad();
+    /// let value = Tensor::from_vec(x.to_vec::<f64>().iter().map(|v| v.exp()).collect(), &[2]);
+    /// let y = record("exp", Location::caller(), &[&x], value, || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.output())]).save_output()
+    /// });
+    /// y.sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![1.0, 1f64.exp()]);
+    /// ```
     pub fn output(&self) -> &Tensor {
         self.output.expect("backward rule asked for its output, but the op did not save it")
     }
 
     /// Whether input `i` needs a gradient; rules may skip the work for inputs that do not.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = a + b with `b` a constant: the rule only builds a gradient for `a`.
+    /// let (a, b) = (Tensor::ones(&[1]).requires_grad(), Tensor::ones(&[1]));
+    /// let y = record("add", Location::caller(), &[&a, &b], Tensor::full(&[1], 2.0), || {
+    ///     Backward::new(|ctx| (0..2).map(|i| ctx.needs_input_grad(i).then(|| ctx.grad().clone())).collect())
+    /// });
+    /// y.backward();
+    /// assert_eq!(a.grad().unwrap().item(), 1.0);
+    /// ```
     pub fn needs_input_grad(&self, i: usize) -> bool {
         self.inputs[i].is_some()
     }
@@ -93,12 +179,37 @@ pub struct Backward {
 
 impl Backward {
     /// A backward rule that saves nothing yet.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = -x: the rule needs nothing but the incoming gradient.
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = record("neg", Location::caller(), &[&x], Tensor::full(&[2], -1.0), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * -1.0)])
+    /// });
+    /// y.sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![-1.0, -1.0]);
+    /// ```
     pub fn new(rule: impl Fn(&BackwardCtx<'_>) -> InputGrads + 'static) -> Self {
         Backward { saved: SmallVec::new(), save_output: false, rule: Rc::new(rule) }
     }
 
     /// Keeps `t` for the rule (read back with [`BackwardCtx::saved`], in the order saved).
     /// The values are kept as they are now: a later in-place update of `t` copies first.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = x^2 saves x = 3; overwriting x afterwards leaves the gradient at 2 * 3.
+    /// let x = Tensor::from_vec(vec![3.0f32], &[1]).requires_grad();
+    /// let y = record("square", Location::caller(), &[&x], Tensor::from_vec(vec![9.0f32], &[1]), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)]).save(&x)
+    /// });
+    /// x.set_data(&Tensor::zeros(&[1]));
+    /// y.backward();
+    /// assert_eq!(x.grad().unwrap().item(), 6.0);
+    /// ```
     pub fn save(mut self, t: &Tensor) -> Self {
         self.saved.push(t.snapshot());
         self
@@ -106,6 +217,20 @@ impl Backward {
 
     /// Keeps the operation's own output for the rule (read back with
     /// [`BackwardCtx::output`]). The tape holds it without a reference cycle.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record, tape_stats};
+    /// use std::panic::Location;
+    /// // y = e^x keeps its output (the derivative e^x is y) and nothing else.
+    /// let before = tape_stats().saved_bytes;
+    /// let x = Tensor::zeros(&[2]).requires_grad();
+    /// let y = record("exp", Location::caller(), &[&x], Tensor::ones(&[2]), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.output())]).save_output()
+    /// });
+    /// assert_eq!(tape_stats().saved_bytes - before, 8); // y's two f32 values
+    /// y.sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![1.0, 1.0]);
+    /// ```
     pub fn save_output(mut self) -> Self {
         self.save_output = true;
         self
