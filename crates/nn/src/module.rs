@@ -46,19 +46,56 @@ pub fn join_name(prefix: &str, name: &str) -> String {
 /// ```
 pub trait Module {
     /// Computes the output for input `x`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Module, ReLU};
+    /// use tapegrad_tape::Tensor;
+    /// let y = ReLU.forward(&Tensor::from_vec(vec![-1.0f32, 2.0], &[2]));
+    /// assert_eq!(y.to_vec::<f32>(), vec![0.0, 2.0]);
+    /// ```
     fn forward(&self, x: &Tensor) -> Tensor;
 
     /// Calls `f` with the full name, the tensor and its kind, for every parameter and buffer.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module, Slot};
+    /// let mut seen = Vec::new();
+    /// Linear::new(2, 3).visit("fc", &mut |name, t, slot| seen.push((name.to_string(), t.shape().to_vec(), slot)));
+    /// assert_eq!(seen[0], ("fc.weight".to_string(), vec![3, 2], Slot::Parameter));
+    /// assert_eq!(seen[1], ("fc.bias".to_string(), vec![3], Slot::Parameter));
+    /// ```
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot));
 
     /// Like [`Module::visit`], with the tensors open for replacement.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let mut layer = Linear::new(2, 1);
+    /// layer.visit_mut("", &mut |_, t, _| *t = t.ones_like());
+    /// assert_eq!(layer.forward(&Tensor::ones(&[1, 2])).item(), 3.0); // 1 + 1 + bias 1
+    /// ```
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot));
 
     /// Switches training behaviour (dropout, batch statistics) on or off; containers pass
     /// it to their children. The default does nothing.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Dropout, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let d = Dropout::new(1.0); // zeroes everything while training
+    /// d.set_training(false);
+    /// assert_eq!(d.forward(&Tensor::ones(&[2])).to_vec::<f32>(), vec![1.0, 1.0]);
+    /// ```
     fn set_training(&self, _training: bool) {}
 
     /// Parameters with their names.
+    ///
+    /// ```
+    /// use tapegrad_nn::{BatchNorm2d, Module};
+    /// let names: Vec<String> = BatchNorm2d::new(2).named_parameters().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["weight", "bias"]); // the running statistics are buffers
+    /// ```
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         self.visit("", &mut |n, t, s| {
@@ -70,17 +107,37 @@ pub trait Module {
     }
 
     /// Parameters, in the order of [`Module::named_parameters`].
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// let shapes: Vec<Vec<usize>> = Linear::new(3, 2).parameters().iter().map(|p| p.shape().to_vec()).collect();
+    /// assert_eq!(shapes, [vec![2, 3], vec![2]]);
+    /// ```
     fn parameters(&self) -> Vec<Tensor> {
         self.named_parameters().into_iter().map(|(_, p)| p).collect()
     }
 
     /// Parameters that currently require gradients (what an optimizer should get when
     /// part of the model is frozen).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// let mut layer = Linear::new(3, 2);
+    /// layer.weight = layer.weight.detach(); // freeze the weight only
+    /// assert_eq!((layer.parameters().len(), layer.trainable_parameters().len()), (2, 1));
+    /// ```
     fn trainable_parameters(&self) -> Vec<Tensor> {
         self.parameters().into_iter().filter(Tensor::tracks_grad).collect()
     }
 
     /// Buffers with their names.
+    ///
+    /// ```
+    /// use tapegrad_nn::{BatchNorm2d, Linear, Module};
+    /// let names: Vec<String> = BatchNorm2d::new(2).named_buffers().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["running_mean", "running_var", "num_batches_tracked"]);
+    /// assert!(Linear::new(2, 2).named_buffers().is_empty());
+    /// ```
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         self.visit("", &mut |n, t, s| {
@@ -92,6 +149,13 @@ pub trait Module {
     }
 
     /// Parameters and buffers by name: what a parameter file holds.
+    ///
+    /// ```
+    /// use tapegrad_nn::{BatchNorm2d, Module};
+    /// let state = BatchNorm2d::new(2).state_dict();
+    /// assert_eq!((state.len(), state[0].0.as_str(), state[2].0.as_str()), (5, "weight", "running_mean"));
+    /// assert!(!state[0].1.tracks_grad()); // detached values, ready to save
+    /// ```
     fn state_dict(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         self.visit("", &mut |n, t, _| out.push((n.to_string(), t.detach())));
@@ -102,6 +166,16 @@ pub trait Module {
     /// holding them stay valid). Every name must be present with the same shape; extra
     /// entries are an error, as with PyTorch's `strict=True`. Float values convert to the
     /// module's dtype.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let mut layer = Linear::new(2, 1);
+    /// let (w, b) = (Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2]), Tensor::zeros(&[1]));
+    /// layer.load_state_dict(&[("weight".into(), w), ("bias".into(), b)]).unwrap();
+    /// assert_eq!(layer.forward(&Tensor::ones(&[1, 2])).item(), 3.0);
+    /// assert!(layer.load_state_dict(&[]).is_err()); // every entry is required
+    /// ```
     fn load_state_dict(&mut self, entries: &[(String, Tensor)]) -> Result<()> {
         let mut problems = Vec::new();
         let mut seen = Vec::new();
@@ -139,16 +213,45 @@ pub trait Module {
     }
 
     /// Training mode (PyTorch's `model.train()`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Dropout, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let d = Dropout::new(1.0);
+    /// d.eval();
+    /// d.train(); // dropout is active again: p = 1 zeroes everything
+    /// assert_eq!(d.forward(&Tensor::ones(&[2])).to_vec::<f32>(), vec![0.0, 0.0]);
+    /// ```
     fn train(&self) {
         self.set_training(true);
     }
 
     /// Evaluation mode (PyTorch's `model.eval()`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{BatchNorm2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let bn = BatchNorm2d::new(1);
+    /// bn.eval(); // running statistics (mean 0, variance 1), left unchanged
+    /// let y = bn.forward(&Tensor::full(&[2, 1], 3.0));
+    /// assert!((y.to_vec::<f32>()[0] - 3.0).abs() < 1e-4);
+    /// assert_eq!(bn.num_batches_tracked.to_vec::<i64>(), vec![0]);
+    /// ```
     fn eval(&self) {
         self.set_training(false);
     }
 
     /// Clears every parameter's gradient.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let layer = Linear::new(2, 1);
+    /// layer.forward(&Tensor::ones(&[1, 2])).backward();
+    /// assert!(layer.weight.grad().is_some());
+    /// layer.zero_grad();
+    /// assert!(layer.parameters().iter().all(|p| p.grad().is_none()));
+    /// ```
     fn zero_grad(&self) {
         for p in self.parameters() {
             p.zero_grad();
@@ -157,6 +260,16 @@ pub trait Module {
 
     /// Converts every float parameter and buffer to `dtype`, as new leaves (build the
     /// optimizer afterwards).
+    ///
+    /// ```
+    /// use tapegrad_nn::{BatchNorm2d, Module};
+    /// use tapegrad_tape::DType;
+    /// let mut bn = BatchNorm2d::new(2);
+    /// bn.to_dtype(DType::F64);
+    /// assert_eq!((bn.weight.dtype(), bn.stats.running_var.dtype()), (DType::F64, DType::F64));
+    /// assert!(bn.weight.tracks_grad());
+    /// assert_eq!(bn.num_batches_tracked.dtype(), DType::I64); // integer buffers stay
+    /// ```
     fn to_dtype(&mut self, dtype: DType) {
         self.visit_mut("", &mut |_, t, slot| {
             if !t.dtype().is_float() {
@@ -169,6 +282,14 @@ pub trait Module {
 
     /// Stops gradients for every parameter (transfer learning): backward and optimizers
     /// then leave them alone.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// let mut layer = Linear::new(2, 1);
+    /// layer.freeze();
+    /// assert!(layer.trainable_parameters().is_empty());
+    /// assert_eq!(layer.parameters().len(), 2); // still listed and saved
+    /// ```
     fn freeze(&mut self) {
         self.visit_mut("", &mut |_, t, slot| {
             if slot == Slot::Parameter {
@@ -178,6 +299,14 @@ pub trait Module {
     }
 
     /// Makes every parameter require gradients again.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// let mut layer = Linear::new(2, 1);
+    /// layer.freeze();
+    /// layer.unfreeze();
+    /// assert_eq!(layer.trainable_parameters().len(), 2);
+    /// ```
     fn unfreeze(&mut self) {
         self.visit_mut("", &mut |_, t, slot| {
             if slot == Slot::Parameter && !t.tracks_grad() {

@@ -53,12 +53,34 @@ pub struct ParamGroup {
 /// ```
 pub trait UpdateRule: Sync {
     /// The optimizer's PyTorch class name.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AdamRule, SgdRule, UpdateRule};
+    /// assert_eq!((SgdRule::NAME, AdamRule::NAME), ("SGD", "Adam"));
+    /// ```
     const NAME: &'static str;
+
     /// Names of the per-parameter state buffers, each shaped like the parameter.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adam, UpdateRule};
+    /// let opt = Adam::new(vec![], 1e-3);
+    /// assert_eq!(opt.rule().buffers(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
+    /// ```
     fn buffers(&self) -> &'static [&'static str];
+
     /// One step for one parameter: `p` the values, `g` the gradient, `state` the buffers
     /// (zero-initialised before the first step), `step` the 1-based step count. Updates are
     /// elementwise, so large parameters are updated in slices on several threads.
+    ///
+    /// ```
+    /// use tapegrad_nn::{SgdRule, UpdateRule};
+    /// let rule = SgdRule { momentum: 0.9, ..SgdRule::default() };
+    /// let (mut p, g, mut buf) = (vec![1.0f64, 2.0], vec![0.5f64, -1.0], vec![0.0f64; 2]);
+    /// rule.update(0.5, 1, &mut p, &g, &mut [&mut buf[..]]);
+    /// assert_eq!(p, [0.75, 2.5]);
+    /// assert_eq!(buf, g); // on the first step the momentum buffer starts at the gradient
+    /// ```
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]);
 }
 
@@ -108,18 +130,83 @@ pub struct Optim<R: UpdateRule> {
 /// ```
 pub trait Optimizer {
     /// Applies one update to every parameter that has a gradient.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, SGD};
+    /// use tapegrad_tape::Tensor;
+    /// let (w, idle) = (Tensor::ones(&[2]).requires_grad(), Tensor::ones(&[1]).requires_grad());
+    /// (&w * 4.0).sum_to_shape(&[]).backward(); // `idle` gets no gradient
+    /// let mut opt = SGD::new(vec![w.clone(), idle.clone()], 0.25);
+    /// opt.step();
+    /// assert_eq!((w.to_vec::<f32>(), idle.item()), (vec![0.0, 0.0], 1.0));
+    /// ```
     fn step(&mut self);
+
     /// Clears every parameter's gradient.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, SGD};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[1]).requires_grad();
+    /// (&w * 2.0).backward();
+    /// SGD::new(vec![w.clone()], 0.1).zero_grad();
+    /// assert!(w.grad().is_none());
+    /// ```
     fn zero_grad(&self);
+
     /// The parameter groups.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, SGD};
+    /// use tapegrad_tape::Tensor;
+    /// let opt = SGD::new(vec![Tensor::ones(&[2]).requires_grad()], 0.1);
+    /// let groups = opt.param_groups();
+    /// assert_eq!((groups.len(), groups[0].params.len(), groups[0].lr), (1, 1, 0.1));
+    /// ```
     fn param_groups(&self) -> &[ParamGroup];
+
     /// Sets the learning rate of every group (what schedulers call).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, SGD};
+    /// let mut opt = SGD::new(vec![], 0.1);
+    /// opt.add_param_group(vec![], 0.5);
+    /// opt.set_lr(0.01);
+    /// assert!(opt.param_groups().iter().all(|g| g.lr == 0.01));
+    /// ```
     fn set_lr(&mut self, lr: f64);
+
     /// The state as named tensors: `state.{group}.{index}.{buffer}`, `.step`, and
     /// `param_groups.{group}.lr`, for saving next to a model.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adam, Optimizer};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[2]).requires_grad();
+    /// let mut opt = Adam::new(vec![w.clone()], 1e-3);
+    /// assert_eq!(opt.state_dict().len(), 1); // before the first step: only the learning rate
+    /// (&w * 2.0).sum_to_shape(&[]).backward();
+    /// opt.step();
+    /// let names: Vec<String> = opt.state_dict().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names[1..3], ["state.0.0.step", "state.0.0.exp_avg"]);
+    /// ```
     fn state_dict(&self) -> Vec<(String, Tensor)>;
+
     /// Restores state saved by [`Optimizer::state_dict`] from an optimizer of the same kind
     /// over parameters of the same shapes.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, SGD};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[1]).requires_grad();
+    /// (&w * 2.0).backward();
+    /// let mut saved = SGD::new(vec![w.clone()], 0.1).momentum(0.9);
+    /// saved.step();
+    /// let mut restored = SGD::new(vec![w.clone()], 0.5).momentum(0.9);
+    /// restored.load_state_dict(&saved.state_dict()).unwrap();
+    /// assert_eq!(restored.param_groups()[0].lr, 0.1);
+    /// assert_eq!(restored.state_dict()[2].1.item(), 2.0); // the momentum buffer came along
+    /// ```
     fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> tapegrad_tape::Result<()>;
 }
 

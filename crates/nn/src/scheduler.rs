@@ -17,12 +17,45 @@ use crate::Optimizer;
 /// ```
 pub trait LrScheduler {
     /// The rate at `epoch` (0-based).
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, StepLR};
+    /// let sched = StepLR::new(1.0, 3, 0.5);
+    /// assert_eq!((sched.lr_at(2), sched.lr_at(3), sched.lr_at(6)), (1.0, 0.5, 0.25));
+    /// ```
     fn lr_at(&self, epoch: usize) -> f64;
+
     /// The current epoch.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, SGD, StepLR};
+    /// let (mut opt, mut sched) = (SGD::new(vec![], 0.1), StepLR::new(0.1, 1, 0.5));
+    /// assert_eq!(sched.epoch(), 0);
+    /// sched.step(&mut opt);
+    /// assert_eq!(sched.epoch(), 1);
+    /// ```
     fn epoch(&self) -> usize;
+
     /// Advances to the next epoch and sets its rate on `optimizer`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ExponentialLR, LrScheduler, Optimizer, SGD};
+    /// let mut opt = SGD::new(vec![], 1.0);
+    /// let mut sched = ExponentialLR::new(1.0, 0.5);
+    /// sched.step(&mut opt);
+    /// assert_eq!((sched.epoch(), opt.param_groups()[0].lr), (1, 0.5));
+    /// ```
     fn step(&mut self, optimizer: &mut dyn Optimizer);
+
     /// The current rate.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, SGD, StepLR};
+    /// let mut sched = StepLR::new(0.1, 1, 0.5);
+    /// assert_eq!(sched.lr(), 0.1);
+    /// sched.step(&mut SGD::new(vec![], 0.1));
+    /// assert_eq!(sched.lr(), 0.05);
+    /// ```
     fn lr(&self) -> f64 {
         self.lr_at(self.epoch())
     }

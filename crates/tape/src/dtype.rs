@@ -85,44 +85,178 @@ pub trait Element:
     + std::iter::Sum
 {
     /// The run-time tag of this type.
+    ///
+    /// ```
+    /// use tapegrad_tape::{DType, Element};
+    /// assert_eq!((<f32 as Element>::DTYPE, <f64 as Element>::DTYPE), (DType::F32, DType::F64));
+    /// ```
     const DTYPE: DType;
+
     /// Zero.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f32 as Element>::ZERO, 0.0);
+    /// ```
     const ZERO: Self;
+
     /// One.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f64 as Element>::ONE, 1.0);
+    /// ```
     const ONE: Self;
+
     /// Converts from `f64`, rounding to nearest.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f32 as Element>::from_f64(0.1), 0.1f32); // the nearest f32
+    /// ```
     fn from_f64(v: f64) -> Self;
+
     /// Converts to `f64` exactly.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(0.5f32.to_f64(), 0.5);
+    /// assert_ne!(0.1f32.to_f64(), 0.1); // keeps the f32 value, no rounding to the decimal
+    /// ```
     fn to_f64(self) -> f64;
+
     /// `e^self`.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f64 as Element>::exp(0.0), 1.0);
+    /// ```
     fn exp(self) -> Self;
+
     /// Natural logarithm.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f64 as Element>::ln(1.0), 0.0);
+    /// assert_eq!(<f64 as Element>::ln(0.0), f64::NEG_INFINITY);
+    /// ```
     fn ln(self) -> Self;
+
     /// `ln(1 + self)`, accurate near zero.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f64 as Element>::ln_1p(1e-20), 1e-20);
+    /// assert_eq!(<f64 as Element>::ln(1.0 + 1e-20), 0.0); // 1 + 1e-20 rounds to 1
+    /// ```
     fn ln_1p(self) -> Self;
+
     /// Hyperbolic tangent.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f32 as Element>::tanh(0.0), 0.0);
+    /// assert_eq!(<f32 as Element>::tanh(20.0), 1.0); // saturates
+    /// ```
     fn tanh(self) -> Self;
+
     /// Square root.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f64 as Element>::sqrt(9.0), 3.0);
+    /// assert!(<f64 as Element>::sqrt(-1.0).is_nan());
+    /// ```
     fn sqrt(self) -> Self;
+
     /// `self^e` for a real exponent.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f64 as Element>::powf(4.0, 0.5), 2.0);
+    /// assert_eq!(<f32 as Element>::powf(2.0, -1.0), 0.5);
+    /// ```
     fn powf(self, e: Self) -> Self;
+
     /// `self^n` for an integer exponent.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f32 as Element>::powi(2.0, 3), 8.0);
+    /// assert_eq!(<f32 as Element>::powi(2.0, -2), 0.25);
+    /// ```
     fn powi(self, n: i32) -> Self;
+
     /// Absolute value.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f32 as Element>::abs(-1.5), 1.5);
+    /// ```
     fn abs(self) -> Self;
+
     /// Sine.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f64 as Element>::sin(0.0), 0.0);
+    /// assert!((<f64 as Element>::sin(std::f64::consts::FRAC_PI_2) - 1.0).abs() < 1e-15);
+    /// ```
     fn sin(self) -> Self;
+
     /// Cosine.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f64 as Element>::cos(0.0), 1.0);
+    /// assert!((<f64 as Element>::cos(std::f64::consts::PI) + 1.0).abs() < 1e-15);
+    /// ```
     fn cos(self) -> Self;
+
     /// The larger of two values (NaN-propagating like PyTorch's `maximum`).
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(1.0f32.max_nan(2.0), 2.0);
+    /// assert!(2.0f32.max_nan(f32::NAN).is_nan()); // unlike f32::max, which returns 2
+    /// ```
     fn max_nan(self, other: Self) -> Self;
+
     /// The smaller of two values (NaN-propagating).
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(1.0f64.min_nan(2.0), 1.0);
+    /// assert!(f64::NAN.min_nan(1.0).is_nan());
+    /// ```
     fn min_nan(self, other: Self) -> Self;
+
     /// Whether the value is neither infinite nor NaN.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert!(<f64 as Element>::is_finite(1e300));
+    /// assert!(!<f64 as Element>::is_finite(f64::INFINITY) && !<f64 as Element>::is_finite(f64::NAN));
+    /// ```
     fn is_finite(self) -> bool;
+
     /// Whether the value is NaN.
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert!(<f32 as Element>::is_nan(f32::NAN) && !<f32 as Element>::is_nan(f32::INFINITY));
+    /// ```
     fn is_nan(self) -> bool;
-    /// Multiply-add `self * a + b`, fused where the hardware allows.
+
+    /// Multiply-add `self * a + b`, as a plain multiply then add (rounded twice, not fused:
+    /// this vectorises, where `f32::mul_add` without FMA in the target features is a libm call).
+    ///
+    /// ```
+    /// use tapegrad_tape::Element;
+    /// assert_eq!(<f32 as Element>::mul_add(2.0, 3.0, 1.0), 7.0);
+    /// let x = 1.0 + f64::EPSILON; // x * x is 1 + 2 eps + eps², which rounds to 1 + 2 eps
+    /// assert_eq!(<f64 as Element>::mul_add(x, x, -(x * x)), 0.0); // a fused multiply-add gives eps²
+    /// ```
     fn mul_add(self, a: Self, b: Self) -> Self;
 }
 

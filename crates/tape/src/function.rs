@@ -122,12 +122,55 @@ impl FunctionCtx<'_> {
 /// ```
 pub trait Function: 'static {
     /// The name shown in graph dumps and error messages.
+    ///
+    /// ```
+    /// # use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
+    /// struct Half;
+    /// impl Function for Half {
+    ///     fn name(&self) -> &'static str { "half" }
+    /// #   fn forward(&self, x: &[Tensor]) -> Tensor { &x[0] * 0.5 }
+    /// #   fn backward(&self, _: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> { vec![Some(g * 0.5)] }
+    /// }
+    /// let y = apply(Half, &[&Tensor::ones(&[1]).requires_grad()]);
+    /// assert_eq!(y.grad_fn(), Some("half"));
+    /// ```
     fn name(&self) -> &'static str;
 
     /// The output for these input values.
+    ///
+    /// ```
+    /// # use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
+    /// struct Half;
+    /// impl Function for Half {
+    /// #   fn name(&self) -> &'static str { "half" }
+    ///     fn forward(&self, x: &[Tensor]) -> Tensor {
+    ///         assert!(!x[0].tracks_grad()); // inputs arrive detached: nothing is recorded here
+    ///         &x[0] * 0.5
+    ///     }
+    /// #   fn backward(&self, _: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> { vec![Some(g * 0.5)] }
+    /// }
+    /// let x = Tensor::from_vec(vec![2.0f32, 3.0], &[2]).requires_grad();
+    /// assert_eq!(apply(Half, &[&x]).to_vec::<f32>(), vec![1.0, 1.5]);
+    /// ```
     fn forward(&self, inputs: &[Tensor]) -> Tensor;
 
     /// One gradient per input (`None` for an input without one), each shaped like its input.
+    ///
+    /// ```
+    /// # use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
+    /// struct Scale; // x * s, treating the scale s as a constant
+    /// impl Function for Scale {
+    /// #   fn name(&self) -> &'static str { "scale" }
+    /// #   fn forward(&self, x: &[Tensor]) -> Tensor { &x[0] * &x[1] }
+    ///     fn backward(&self, ctx: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> {
+    ///         vec![Some(g * ctx.input(1)), None]
+    ///     }
+    /// }
+    /// let (x, s) = (Tensor::ones(&[2]).requires_grad(), Tensor::full(&[2], 3.0).requires_grad());
+    /// apply(Scale, &[&x, &s]).sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![3.0, 3.0]);
+    /// assert!(s.grad().is_none());
+    /// ```
     fn backward(&self, ctx: &FunctionCtx<'_>, grad_output: &Tensor) -> Vec<Option<Tensor>>;
 }
 

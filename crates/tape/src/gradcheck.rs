@@ -133,6 +133,13 @@ impl fmt::Display for GradcheckReport {
 /// ```
 pub trait CheckOutputs {
     /// The outputs as a list.
+    ///
+    /// ```
+    /// use tapegrad_tape::{CheckOutputs, Tensor};
+    /// assert_eq!(Tensor::ones(&[3]).into_outputs().len(), 1); // one tensor: a list of one
+    /// let outs = vec![Tensor::zeros(&[1]), Tensor::ones(&[2])].into_outputs();
+    /// assert_eq!((outs.len(), outs[1].shape()), (2, &[2][..]));
+    /// ```
     fn into_outputs(self) -> Vec<Tensor>;
 }
 

@@ -119,7 +119,7 @@ impl Storage {
     }
 }
 
-/// Moves element vectors in and out of [`Storage`]; implemented for `f32` and `f64`.
+/// Moves element vectors in and out of [`Storage`]; implemented for `f32`, `f64` and `i64`.
 ///
 /// ```
 /// use tapegrad_tape::{StorageElement, Storage};
@@ -128,16 +128,58 @@ impl Storage {
 /// ```
 pub trait StorageElement: Sized + Copy + Send + Sync + 'static {
     /// The run-time tag of this element type.
+    ///
+    /// ```
+    /// use tapegrad_tape::{DType, StorageElement};
+    /// assert_eq!((f32::STORAGE_DTYPE, i64::STORAGE_DTYPE), (DType::F32, DType::I64));
+    /// ```
     const STORAGE_DTYPE: DType;
+
     /// Wraps a vector into storage.
+    ///
+    /// ```
+    /// use tapegrad_tape::{DType, StorageElement};
+    /// let s = i64::wrap(vec![3, 4]);
+    /// assert_eq!((s.dtype(), s.as_slice::<i64>().unwrap()), (DType::I64, &[3i64, 4][..]));
+    /// ```
     fn wrap(data: Vec<Self>) -> Storage;
+
     /// Borrows the elements if the storage holds this type.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Storage, StorageElement};
+    /// let s = Storage::from_vec(vec![1.0f32, 2.0]);
+    /// assert_eq!(f32::unwrap(&s), Some(&[1.0f32, 2.0][..]));
+    /// assert!(f64::unwrap(&s).is_none()); // another element type
+    /// ```
     fn unwrap(storage: &Storage) -> Option<&[Self]>;
+
     /// Mutably borrows the elements (copy-on-write) if the storage holds this type.
+    ///
+    /// ```
+    /// use tapegrad_tape::StorageElement;
+    /// let mut s = f64::wrap(vec![1.0]);
+    /// let shared = s.clone();
+    /// f64::unwrap_mut(&mut s).unwrap()[0] = 2.0; // copies: `shared` still holds the buffer
+    /// assert_eq!((f64::unwrap(&s).unwrap(), f64::unwrap(&shared).unwrap()), (&[2.0][..], &[1.0][..]));
+    /// ```
     fn unwrap_mut(storage: &mut Storage) -> Option<&mut Vec<Self>>;
+
     /// Converts from `f64` as Rust's `as` does (integers truncate toward zero).
+    ///
+    /// ```
+    /// use tapegrad_tape::StorageElement;
+    /// assert_eq!((i64::cast_from_f64(-2.7), i64::cast_from_f64(2.7)), (-2, 2));
+    /// assert_eq!(f32::cast_from_f64(0.5), 0.5);
+    /// ```
     fn cast_from_f64(v: f64) -> Self;
+
     /// Converts to `f64` as Rust's `as` does.
+    ///
+    /// ```
+    /// use tapegrad_tape::StorageElement;
+    /// assert_eq!((7i64.cast_to_f64(), 0.25f32.cast_to_f64()), (7.0, 0.25));
+    /// ```
     fn cast_to_f64(self) -> f64;
 }
 
@@ -179,7 +221,7 @@ impl_storage_element!(i64, I64);
 /// Runs `$body` with `$v` bound to the storage's `Arc<Vec<T>>` for whichever `T` it holds,
 /// and wraps the `Vec` the body returns back into storage of the same dtype. This is the one
 /// `match` per op that turns the run-time dtype into a generic kernel call. The body must
-/// compile for `f32`, `f64` and `i64` (element moves only); see [`map_float_storage!`] for
+/// compile for `f32`, `f64` and `i64` (element moves only); see [`map_float_storage!`](crate::map_float_storage) for
 /// arithmetic.
 ///
 /// ```
