@@ -415,6 +415,7 @@ impl Tape {
         }
     }
 
+    #[inline]
     fn insert(&mut self, mut node: Node) -> NodeKey {
         node.seq = self.next_seq;
         self.next_seq += 1;
@@ -431,6 +432,7 @@ impl Tape {
     }
 }
 
+#[inline]
 fn new_node(
     op: &'static str,
     location: &'static Location<'static>,
@@ -507,21 +509,21 @@ pub fn record(
         return output;
     }
     let Backward { saved, save_output, rule } = make_backward();
-    let mut saved_bytes: usize = saved.iter().map(|t| t.storage().nbytes()).sum();
+    let mut saved_bytes: usize = saved.iter().map(Tensor::storage_nbytes).sum();
     if save_output {
-        saved_bytes += output.storage().nbytes();
+        saved_bytes += output.storage_nbytes();
     }
     let output_slot = save_output.then(|| output.detach());
-    let mut node = new_node(
-        op,
-        location,
-        output.shape(),
-        output.dtype(),
-        NodeKind::Op { rule: Some(rule), saved, output: output_slot },
-    );
-    node.saved_bytes = saved_bytes;
-    node.inputs = inputs.iter().map(|t| t.node_key()).collect();
-    let key = with_tape(|tape| tape.insert(node));
+    let input_keys = inputs.iter().map(|t| t.node_key()).collect();
+    let (shape, dtype) = (output.shape(), output.dtype());
+    // Built inside the closure so that the node is written once, into its slot.
+    let key = with_tape(|tape| {
+        tape.insert(Node {
+            inputs: input_keys,
+            saved_bytes,
+            ..new_node(op, location, shape, dtype, NodeKind::Op { rule: Some(rule), saved, output: output_slot })
+        })
+    });
     output.attach_node(key)
 }
 

@@ -332,6 +332,11 @@ impl Tensor {
         self.inner.storage.borrow().clone()
     }
 
+    /// Bytes of the underlying buffer, without taking a handle to it.
+    pub(crate) fn storage_nbytes(&self) -> usize {
+        self.inner.storage.borrow().nbytes()
+    }
+
     /// Whether the elements are laid out row-major without gaps.
     ///
     /// ```
