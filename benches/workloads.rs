@@ -365,7 +365,8 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
 }
 
 /// The table: per measure, both medians with their spreads, and how many times faster
-/// tapegrad is (PyTorch / tapegrad for times, tapegrad / PyTorch for throughput).
+/// tapegrad is (PyTorch / tapegrad for times, tapegrad / PyTorch for throughput): the
+/// median over runs of each run's ratio when every run has both measurements.
 pub fn table(measures: &[Measure], json: bool) -> String {
     let mut s = String::new();
     if !json {
@@ -383,12 +384,16 @@ pub fn table(measures: &[Measure], json: bool) -> String {
                 format!("{:.3} ({:.3}-{:.3})", median(v), lo, hi)
             }
         };
+        let speedup = |ours: f64, torch: f64| if m.higher_is_better { ours / torch } else { torch / ours };
         let ratio = if m.torch.is_empty() {
             f64::NAN
-        } else if m.higher_is_better {
-            median(&m.ours) / median(&m.torch)
+        } else if m.torch.len() == m.ours.len() {
+            // Runs alternate, so each run's pair saw the same state of the machine: the
+            // median of the per-run ratios is steadier than the ratio of the medians.
+            let per_run: Vec<f64> = m.ours.iter().zip(&m.torch).map(|(&o, &t)| speedup(o, t)).collect();
+            median(&per_run)
         } else {
-            median(&m.torch) / median(&m.ours)
+            speedup(median(&m.ours), median(&m.torch))
         };
         if json {
             s.push_str(&format!(
