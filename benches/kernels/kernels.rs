@@ -1,9 +1,12 @@
 //! Micro-benchmarks of the CPU kernels behind the ops, to guide performance work (the
 //! fixed workloads against PyTorch are `cargo bench --bench workloads`).
 //!
-//!     cargo bench --bench kernels                        # everything
-//!     cargo bench --bench kernels -- conv                # one group (a name filter)
-//!     cargo bench --bench kernels -- --quick conv        # shorter measurements
+//!     cargo bench -p tapegrad-bench-kernels                    # everything
+//!     cargo bench -p tapegrad-bench-kernels -- conv            # one group (a name filter)
+//!     cargo bench -p tapegrad-bench-kernels -- --quick conv    # shorter measurements
+//!
+//! A package of its own (benches/kernels) so that building the examples never builds
+//! criterion.
 //!
 //! Shapes are the ones the workloads spend their time in: the CNN's two convolutions and
 //! poolings at batch 64, the MLP's matmuls at batch 128, and elementwise kernels and
