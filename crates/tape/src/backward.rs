@@ -445,9 +445,12 @@ fn run_steps(
         let Some((grad, step)) = with_tape(|tape| {
             let node = tape.nodes.get_mut(key)?;
             let grad = node.pending.take()?;
-            let (rule, saved, output) = match &node.kind {
+            // The rule is taken out to run outside the tape's borrow (it may record) and put
+            // back afterwards if the graph is kept; saved values are only copied when kept.
+            let (rule, saved, output) = match &mut node.kind {
                 NodeKind::Leaf => (None, SmallVec::new(), None),
-                NodeKind::Op { rule, saved, output } => (rule.clone(), saved.clone(), output.clone()),
+                NodeKind::Op { rule, saved, output } if retain_graph => (rule.take(), saved.clone(), output.clone()),
+                NodeKind::Op { rule, saved, output } => (rule.take(), std::mem::take(saved), output.take()),
             };
             let step = Step {
                 op: node.op,
@@ -487,9 +490,18 @@ fn run_steps(
             }
         }
 
-        let rule = step.rule.as_ref().expect("swept op nodes have their rule");
+        let rule = step.rule.expect("swept op nodes have their rule");
         let ctx = BackwardCtx { grad: &grad, saved: &step.saved, output: step.output.as_ref(), inputs: &step.inputs };
         let grads = rule(&ctx);
+        if retain_graph {
+            with_tape(|tape| {
+                if let Some(NodeKind::Op { rule: slot, .. }) = tape.nodes.get_mut(key).map(|n| &mut n.kind) {
+                    *slot = Some(rule);
+                }
+            });
+        } else {
+            drop(rule);
+        }
         drop(step.output);
         drop(step.saved);
         if grads.len() != step.inputs.len() {

@@ -9,7 +9,6 @@
 
 use std::cell::RefCell;
 use std::panic::Location;
-use std::rc::Rc;
 
 use slotmap::{SlotMap, new_key_type};
 use smallvec::SmallVec;
@@ -51,19 +50,22 @@ pub type InputGrads = SmallVec<[Option<Tensor>; 2]>;
 /// It is written with differentiable tensor operations, so that under `create_graph` the
 /// gradients it returns are themselves recorded and can be differentiated again.
 ///
+/// Each recorded op owns its rule (a closure that captures nothing costs no allocation).
+///
 /// ```
-/// use std::{panic::Location, rc::Rc};
-/// use tapegrad_tape::{Backward, BackwardRule, Tensor, record};
-/// // One rule (d/dx 2x = 2) shared by two recorded operations: z = 2(2x).
-/// let double: BackwardRule = Rc::new(|ctx| smallvec::smallvec![Some(ctx.grad() * 2.0)]);
-/// let backward = || { let rule = double.clone(); Backward::new(move |ctx| rule(ctx)) };
+/// use std::panic::Location;
+/// use tapegrad_tape::{Backward, BackwardRule, BackwardCtx, InputGrads, Tensor, record};
+/// // The same rule (d/dx 2x = 2) for two recorded operations: z = 2(2x).
+/// fn double(ctx: &BackwardCtx<'_>) -> InputGrads { smallvec::smallvec![Some(ctx.grad() * 2.0)] }
+/// let _boxed: BackwardRule = Box::new(double); // what `Backward::new(double)` stores
+/// let backward = || Backward::new(double);
 /// let x = Tensor::ones(&[1]).requires_grad();
 /// let y = record("double", Location::caller(), &[&x], Tensor::full(&[1], 2.0), backward);
 /// let z = record("double", Location::caller(), &[&y], Tensor::full(&[1], 4.0), backward);
 /// z.backward();
 /// assert_eq!(x.grad().unwrap().item(), 4.0);
 /// ```
-pub type BackwardRule = Rc<dyn Fn(&BackwardCtx<'_>) -> InputGrads>;
+pub type BackwardRule = Box<dyn Fn(&BackwardCtx<'_>) -> InputGrads>;
 
 /// What a backward rule sees: the gradient of the output, the tensors the operation saved,
 /// and (if it asked for it) its own output.
@@ -192,7 +194,7 @@ impl Backward {
     /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![-1.0, -1.0]);
     /// ```
     pub fn new(rule: impl Fn(&BackwardCtx<'_>) -> InputGrads + 'static) -> Self {
-        Backward { saved: SmallVec::new(), save_output: false, rule: Rc::new(rule) }
+        Backward { saved: SmallVec::new(), save_output: false, rule: Box::new(rule) }
     }
 
     /// Keeps `t` for the rule (read back with [`BackwardCtx::saved`], in the order saved).
@@ -411,7 +413,9 @@ impl Tape {
             if let Some(rule) = rule {
                 self.graveyard.push(Garbage::Rule(rule));
             }
-            self.graveyard.push(Garbage::Tensors(saved));
+            if !saved.is_empty() {
+                self.graveyard.push(Garbage::Tensors(saved));
+            }
         }
     }
 
