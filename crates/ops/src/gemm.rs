@@ -64,27 +64,6 @@ pub(crate) trait Gemm: tapegrad_tape::Element + Default {
 macro_rules! impl_gemm {
     ($t:ty, $f:path) => {
         impl Gemm for $t {
-            #[cfg(not(feature = "gemm"))]
-            unsafe fn raw(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: *const $t,
-                rsa: isize,
-                csa: isize,
-                b: *const $t,
-                rsb: isize,
-                csb: isize,
-                beta: $t,
-                c: *mut $t,
-                rsc: isize,
-                csc: isize,
-            ) {
-                // SAFETY: forwarded from the caller.
-                unsafe { $f(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
-            }
-
-            #[cfg(feature = "gemm")]
             unsafe fn raw(
                 m: usize,
                 k: usize,
@@ -103,8 +82,10 @@ macro_rules! impl_gemm {
                 // gemm computes dst = alpha dst + beta (lhs rhs), strides column first. Our
                 // callers split large products across threads themselves: measured here,
                 // gemm's own rayon split was no faster and made small steps noisier.
+                #[cfg(feature = "gemm")]
                 // SAFETY: forwarded from the caller.
                 unsafe {
+                    let serial = gemm::Parallelism::None;
                     gemm::gemm(
                         m,
                         n,
@@ -124,8 +105,13 @@ macro_rules! impl_gemm {
                         false,
                         false,
                         false,
-                        gemm::Parallelism::None,
+                        serial,
                     )
+                }
+                #[cfg(not(feature = "gemm"))]
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    $f(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
                 }
             }
         }
