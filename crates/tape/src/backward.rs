@@ -517,35 +517,40 @@ fn run_steps(
         }
         for (i, (g, input)) in grads.into_iter().zip(&step.inputs).enumerate() {
             let (Some(g), Some(input)) = (g, input) else { continue };
-            // Take the input's gradient so far (and its shape and dtype, to check the rule).
-            let (prev, expected) = with_tape(|tape| match tape.nodes.get_mut(*input) {
-                Some(n) => (n.pending.take(), Some((n.shape.clone(), n.dtype))),
-                None => (None, None),
-            });
-            let Some((shape, dtype)) = expected else { continue };
-            if g.shape() != shape.as_slice() || g.dtype() != dtype {
-                return Err(Error::Backward {
-                    op: step.op,
-                    message: format!(
+            // Check the gradient against the input and, if it is the input's first, store it;
+            // otherwise take the one gathered so far to add to (outside the tape's borrow).
+            let outcome = with_tape(|tape| {
+                let Some(n) = tape.nodes.get_mut(*input) else { return Ok(None) };
+                if g.shape() != n.shape.as_slice() || g.dtype() != n.dtype {
+                    return Err(format!(
                         "the backward rule returned a gradient of shape {:?} and dtype {} for input {i}, \
                          which has shape {:?} and dtype {}",
                         g.shape(),
                         g.dtype(),
-                        shape.as_slice(),
-                        dtype
-                    ),
-                    location: step.location,
-                });
-            }
-            let sum = match prev {
-                None => g,
-                Some(prev) => &prev + &g,
-            };
-            with_tape(|tape| {
-                if let Some(n) = tape.nodes.get_mut(*input) {
-                    n.pending = Some(sum);
+                        n.shape.as_slice(),
+                        n.dtype
+                    ));
                 }
+                Ok(match n.pending.take() {
+                    None => {
+                        n.pending = Some(g);
+                        None
+                    }
+                    Some(prev) => Some((prev, g)),
+                })
             });
+            match outcome {
+                Err(message) => return Err(Error::Backward { op: step.op, message, location: step.location }),
+                Ok(None) => {}
+                Ok(Some((prev, g))) => {
+                    let sum = &prev + &g;
+                    with_tape(|tape| {
+                        if let Some(n) = tape.nodes.get_mut(*input) {
+                            n.pending = Some(sum);
+                        }
+                    });
+                }
+            }
         }
         if !retain_graph {
             with_tape(|tape| tape.release_saved(key));
