@@ -14,35 +14,45 @@ pub(super) fn applies(geo: &Geometry) -> bool {
     geo.opts.stride == (1, 1) && available()
 }
 
-/// Planes of `h x w` from `src`, placed at (`top`, `left`) (negative values crop) inside
-/// zeroed planes of `hp x wp`, followed by the kernel's [`B_SLACK`].
-fn padded<T: ImplicitGemm>(
-    src: &[T],
+/// A zero-padded copy of one image after another: planes of `h x w` placed at (`top`,
+/// `left`) (negative values crop) inside planes of `hp x wp`, followed by the kernel's
+/// [`B_SLACK`]. Every image fills the same positions, so the zero border is written once
+/// per buffer and each image only copies its rows.
+struct Padded<T> {
+    buf: Vec<T>,
     planes: usize,
-    (h, w): (usize, usize),
-    (hp, wp): (usize, usize),
+    size: (usize, usize),
+    padded: (usize, usize),
     top: isize,
     left: isize,
-) -> Vec<T> {
-    let mut out = vec![T::ZERO; planes * hp * wp + B_SLACK];
-    // Source columns that land inside the padded plane.
-    let col_lo = (-left).max(0) as usize;
-    let col_hi = ((wp as isize - left).max(0) as usize).min(w);
-    if col_lo >= col_hi {
-        return out;
+}
+
+impl<T: ImplicitGemm> Padded<T> {
+    fn new(planes: usize, size: (usize, usize), padded: (usize, usize), top: isize, left: isize) -> Self {
+        Padded { buf: vec![T::ZERO; planes * padded.0 * padded.1 + B_SLACK], planes, size, padded, top, left }
     }
-    for plane in 0..planes {
-        for r in 0..h {
-            let row = r as isize + top;
-            if row < 0 || row >= hp as isize {
-                continue;
+
+    /// The padded copy of `src`.
+    fn of(&mut self, src: &[T]) -> &[T] {
+        let ((h, w), (hp, wp), (top, left)) = (self.size, self.padded, (self.top, self.left));
+        // Source columns that land inside the padded plane.
+        let col_lo = (-left).max(0) as usize;
+        let col_hi = ((wp as isize - left).max(0) as usize).min(w);
+        if col_lo < col_hi {
+            for plane in 0..self.planes {
+                for r in 0..h {
+                    let row = r as isize + top;
+                    if row < 0 || row >= hp as isize {
+                        continue;
+                    }
+                    let dst = plane * hp * wp + row as usize * wp + (col_lo as isize + left) as usize;
+                    let src_at = (plane * h + r) * w;
+                    self.buf[dst..dst + col_hi - col_lo].copy_from_slice(&src[src_at + col_lo..src_at + col_hi]);
+                }
             }
-            let dst = plane * hp * wp + row as usize * wp + (col_lo as isize + left) as usize;
-            let src_at = (plane * h + r) * w;
-            out[dst..dst + col_hi - col_lo].copy_from_slice(&src[src_at + col_lo..src_at + col_hi]);
         }
+        &self.buf
     }
-    out
 }
 
 /// Offsets in a padded `[C, hp, wp]` image of the first pixel under each kernel tap of the
@@ -80,13 +90,13 @@ pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &m
         .collect();
     let out = SharedMut(y.as_mut_ptr());
     for_chunks(geo, |first, count| {
+        let mut pad = Padded::new(geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
         for img in first..first + count {
-            let xpad =
-                padded(&x[img * in_img..(img + 1) * in_img], geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
+            let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
             // SAFETY: this chunk's images are written by this task alone.
             let y_img = unsafe { out.slice(img * out_img, out_img) };
             for (g, (packed, b_rows)) in groups.iter().enumerate() {
-                let ops = Operands::new(Lhs::Packed(packed), &xpad, b_rows);
+                let ops = Operands::new(Lhs::Packed(packed), xpad, b_rows);
                 for oh in 0..geo.ho {
                     implicit_gemm(&ops, oh * wp, geo.wo, &mut y_img[g * og * hw + oh * geo.wo..], hw, false);
                 }
@@ -125,12 +135,13 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geom
         .collect();
     let out = SharedMut(dx.as_mut_ptr());
     for_chunks(geo, |first, count| {
+        let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), top, left);
         for img in first..first + count {
-            let gypad = padded(&gy[img * out_img..(img + 1) * out_img], geo.o, (geo.ho, geo.wo), (hq, wq), top, left);
+            let gypad = pad.of(&gy[img * out_img..(img + 1) * out_img]);
             // SAFETY: this chunk's images are written by this task alone.
             let dx_img = unsafe { out.slice(img * in_img, in_img) };
             for (g, (packed, b_rows)) in groups.iter().enumerate() {
-                let ops = Operands::new(Lhs::Packed(packed), &gypad, b_rows);
+                let ops = Operands::new(Lhs::Packed(packed), gypad, b_rows);
                 for ih in 0..geo.h {
                     let c = &mut dx_img[g * cg * geo.h * geo.w + ih * geo.w..];
                     implicit_gemm(&ops, ih * wq, geo.w, c, geo.h * geo.w, false);
@@ -156,9 +167,9 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
         // [groups][k][og]
         let mut acc = vec![T::ZERO; geo.o * k];
         let mut gy_t = vec![T::ZERO; hw * geo.o + B_SLACK];
+        let mut pad = Padded::new(geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
         for img in first..first + count {
-            let xpad =
-                padded(&x[img * in_img..(img + 1) * in_img], geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
+            let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
             let gy_img = &gy[img * out_img..(img + 1) * out_img];
             for (o, row) in gy_img.chunks_exact(hw).enumerate() {
                 for (p, &v) in row.iter().enumerate() {
@@ -166,7 +177,7 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
                 }
             }
             for (g, (a_rows, b_rows)) in groups.iter().enumerate() {
-                let lhs = Lhs::Gathered { a: &xpad, rows: a_rows, cols: &a_cols };
+                let lhs = Lhs::Gathered { a: xpad, rows: a_rows, cols: &a_cols };
                 let ops = Operands::new(lhs, &gy_t, b_rows);
                 implicit_gemm(&ops, 0, og, &mut acc[g * k * og..(g + 1) * k * og], og, true);
             }
