@@ -18,8 +18,8 @@ pub(crate) fn zip_value(
     let la = a.layout().broadcast_to(shape).expect("shapes checked by the caller");
     let lb = b.layout().broadcast_to(shape).expect("shapes checked by the caller");
     let storage = match (a.storage(), b.storage()) {
-        (Storage::F32(x), Storage::F32(y)) => Storage::from_vec(kernels::zip_map(&x, &la, &y, &lb, shape, f32f)),
-        (Storage::F64(x), Storage::F64(y)) => Storage::from_vec(kernels::zip_map(&x, &la, &y, &lb, shape, f64f)),
+        (Storage::F32(x), Storage::F32(y)) => kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, f32f),
+        (Storage::F64(x), Storage::F64(y)) => kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, f64f),
         _ => unreachable!("float dtypes checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(shape))

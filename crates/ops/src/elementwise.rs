@@ -35,8 +35,8 @@ impl Special for f64 {
 pub(crate) fn map<F: UnaryFn>(x: &Tensor) -> Tensor {
     let layout = x.layout();
     let storage = match x.storage() {
-        Storage::F32(v) => Storage::from_vec(kernels::map(&v, layout, F::apply::<f32>)),
-        Storage::F64(v) => Storage::from_vec(kernels::map(&v, layout, F::apply::<f64>)),
+        Storage::F32(v) => kernels::map_into_storage(&v, layout, F::apply::<f32>),
+        Storage::F64(v) => kernels::map_into_storage(&v, layout, F::apply::<f64>),
         Storage::I64(_) => unreachable!("float dtype checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
@@ -50,8 +50,8 @@ pub(crate) fn map_with(
 ) -> Tensor {
     let layout = x.layout();
     let storage = match x.storage() {
-        Storage::F32(v) => Storage::from_vec(kernels::map(&v, layout, f32f)),
-        Storage::F64(v) => Storage::from_vec(kernels::map(&v, layout, f64f)),
+        Storage::F32(v) => kernels::map_into_storage(&v, layout, f32f),
+        Storage::F64(v) => kernels::map_into_storage(&v, layout, f64f),
         Storage::I64(_) => unreachable!("float dtype checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
@@ -87,10 +87,10 @@ pub(crate) fn fused_rule<F: GradFn>(g: &Tensor, v: &Tensor) -> Option<Tensor> {
     let shape = g.shape();
     let storage = match (g.storage(), v.storage()) {
         (Storage::F32(a), Storage::F32(b)) => {
-            Storage::from_vec(kernels::zip_map(&a, g.layout(), &b, v.layout(), shape, F::apply::<f32>))
+            kernels::zip_map_into_storage(&a, g.layout(), &b, v.layout(), shape, F::apply::<f32>)
         }
         (Storage::F64(a), Storage::F64(b)) => {
-            Storage::from_vec(kernels::zip_map(&a, g.layout(), &b, v.layout(), shape, F::apply::<f64>))
+            kernels::zip_map_into_storage(&a, g.layout(), &b, v.layout(), shape, F::apply::<f64>)
         }
         _ => return None,
     };

@@ -66,8 +66,8 @@ fn binary_value<F: BinaryFn>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor 
     let la = a.layout().broadcast_to(shape).expect("shape checked");
     let lb = b.layout().broadcast_to(shape).expect("shape checked");
     let storage = match (a.storage(), b.storage()) {
-        (Storage::F32(x), Storage::F32(y)) => Storage::from_vec(kernels::zip_map(&x, &la, &y, &lb, shape, F::apply)),
-        (Storage::F64(x), Storage::F64(y)) => Storage::from_vec(kernels::zip_map(&x, &la, &y, &lb, shape, F::apply)),
+        (Storage::F32(x), Storage::F32(y)) => kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, F::apply),
+        (Storage::F64(x), Storage::F64(y)) => kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, F::apply),
         _ => unreachable!("dtypes checked"),
     };
     Tensor::from_storage(storage, Layout::contiguous(shape))
@@ -235,9 +235,9 @@ impl Tensor {
                 // Evaluate in f32 as PyTorch does; `f` on widened values rounds identically
                 // for + - * / because f64 holds every f32 product and sum exactly before
                 // the final rounding.
-                Storage::from_vec(kernels::map(&v, layout, |x| f(x as f64, s as f64) as f32))
+                kernels::map_into_storage(&v, layout, |x| f(x as f64, s as f64) as f32)
             }
-            Storage::F64(v) => Storage::from_vec(kernels::map(&v, layout, |x| f(x, s))),
+            Storage::F64(v) => kernels::map_into_storage(&v, layout, |x| f(x, s)),
             Storage::I64(_) => or_panic(crate::error::ensure_float(op, self, location).map(|()| unreachable!())),
         };
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::layout::{Layout, Shape, numel};
+use crate::{Buffer, Storage, StorageElement};
 
 /// Calls `f(offsets, len, inner_strides)` once per row of the innermost dimension of
 /// `shape`, where each layout in `layouts` has that shape. `offsets[k]` is where the row
@@ -121,6 +122,53 @@ pub fn map<T: Copy + Sync, U: Send>(data: &[T], layout: &Layout, f: impl Fn(T) -
         out.extend((0..len).map(|j| f(data[o + j * s])));
     });
     out
+}
+
+/// [`map`] straight into [`Storage`]: a result of at most [`Buffer::INLINE`] elements is
+/// written in place, so tiny tensors (scalar chains, losses) cost no buffer allocation.
+///
+/// ```
+/// use tapegrad_tape::{kernels::map_into_storage, layout::Layout};
+/// let s = map_into_storage(&[1.0f32, 2.0, 3.0], &Layout::contiguous(&[3]), |x| x * 2.0);
+/// assert_eq!(s.as_slice::<f32>().unwrap(), &[2.0, 4.0, 6.0]);
+/// ```
+#[inline]
+pub fn map_into_storage<T: Copy + Sync, U: StorageElement>(
+    data: &[T],
+    layout: &Layout,
+    f: impl Fn(T) -> U + Sync + Send,
+) -> Storage {
+    let n = layout.numel();
+    if n <= Buffer::<U>::INLINE && layout.is_contiguous() {
+        let data = &data[layout.offset()..layout.offset() + n];
+        return U::wrap_buffer(Buffer::from_fn(n, |i| f(data[i])));
+    }
+    U::wrap(map(data, layout, f))
+}
+
+/// [`zip_map`] straight into [`Storage`], tiny results in place (see [`map_into_storage`]).
+///
+/// ```
+/// use tapegrad_tape::{kernels::zip_map_into_storage, layout::Layout};
+/// let l = Layout::contiguous(&[1]);
+/// let s = zip_map_into_storage(&[2.0f64], &l, &[3.0], &l, &[1], |a, b| a * b);
+/// assert_eq!(s.as_slice::<f64>().unwrap(), &[6.0]);
+/// ```
+#[inline]
+pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
+    a: &[T],
+    la: &Layout,
+    b: &[U],
+    lb: &Layout,
+    shape: &[usize],
+    f: impl Fn(T, U) -> V + Sync + Send,
+) -> Storage {
+    let n = numel(shape);
+    if n <= Buffer::<V>::INLINE && la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
+        let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
+        return V::wrap_buffer(Buffer::from_fn(n, |i| f(a[i], b[i])));
+    }
+    V::wrap(zip_map(a, la, b, lb, shape, f))
 }
 
 /// `f(a, b)` over two views already broadcast to the same `shape`, in row-major order.

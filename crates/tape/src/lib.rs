@@ -46,7 +46,7 @@ pub use grad_mode::{GradModeGuard, enable_grad, is_grad_enabled, no_grad, set_gr
 pub use gradcheck::{CheckOutputs, GradcheckOptions, GradcheckReport, Mismatch, gradcheck, gradgradcheck};
 pub use inspect::{Graph, NodeInfo, tape_nodes};
 pub use random::{manual_seed, with_generator};
-pub use storage::{Storage, StorageElement};
+pub use storage::{Buffer, Storage, StorageElement};
 pub use tape::{Backward, BackwardCtx, BackwardRule, InputGrads, NodeKey, TapeStats, record, tape_stats, will_record};
 pub use tensor::Tensor;
 

@@ -1,12 +1,131 @@
 //! Flat, reference-counted element buffers, shareable across threads.
 
+use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::DType;
 
+/// Elements a [`Buffer`] holds in place, without a heap allocation.
+const INLINE: usize = 2;
+
+/// The elements of one storage: up to two kept in place (a scalar loss, one step of a
+/// scalar chain), more in a shared heap vector.
+///
+/// Small tensors are where per-op overhead shows: keeping their values inline saves the two
+/// allocations (the vector and its reference count) that every result would otherwise cost.
+/// Clones of an inline buffer copy it; clones of a heap buffer share it, and
+/// [`Storage::make_mut`] copies first if anyone else still holds it. Either way, writing
+/// through one handle is never seen through another.
+///
+/// ```
+/// use tapegrad_tape::{Buffer, Storage};
+/// let s = Storage::from_vec(vec![1.0f32, 2.0, 3.0]);
+/// let Storage::F32(buffer) = &s else { unreachable!() };
+/// let values: &Buffer<f32> = buffer;
+/// assert_eq!(&values[..], &[1.0, 2.0, 3.0]); // a buffer derefs to a slice
+/// ```
+#[derive(Clone)]
+pub struct Buffer<T>(Repr<T>);
+
+#[derive(Clone)]
+enum Repr<T> {
+    Inline { len: u8, values: [T; INLINE] },
+    Shared(Arc<Vec<T>>),
+}
+
+impl<T: StorageElement> Buffer<T> {
+    /// Takes ownership of `values`, moving a short vector's elements in place.
+    ///
+    /// ```
+    /// use tapegrad_tape::Buffer;
+    /// assert_eq!(&Buffer::from_vec(vec![7i64])[..], &[7]);
+    /// ```
+    pub fn from_vec(values: Vec<T>) -> Self {
+        if values.len() <= INLINE {
+            Self::from_small_iter(values.len(), values.into_iter())
+        } else {
+            Buffer(Repr::Shared(Arc::new(values)))
+        }
+    }
+
+    /// The first `len` items of `iter` kept in place; `len` is at most [`Buffer::INLINE`].
+    fn from_small_iter(len: usize, iter: impl Iterator<Item = T>) -> Self {
+        debug_assert!(len <= INLINE);
+        let mut values = [T::cast_from_f64(0.0); INLINE];
+        for (slot, v) in values.iter_mut().zip(iter) {
+            *slot = v;
+        }
+        Buffer(Repr::Inline { len: len as u8, values })
+    }
+
+    /// The `n` values `f(0), ..., f(n - 1)`; without an allocation when `n` fits in place.
+    ///
+    /// ```
+    /// use tapegrad_tape::Buffer;
+    /// assert_eq!(&Buffer::from_fn(3, |i| i as f64 * 0.5)[..], &[0.0, 0.5, 1.0]);
+    /// ```
+    pub fn from_fn(n: usize, f: impl FnMut(usize) -> T) -> Self {
+        if n <= INLINE {
+            Self::from_small_iter(n, (0..n).map(f))
+        } else {
+            Buffer(Repr::Shared(Arc::new((0..n).map(f).collect())))
+        }
+    }
+
+    /// How many elements fit in place: results this small cost no allocation.
+    ///
+    /// ```
+    /// assert!(tapegrad_tape::Buffer::<f32>::INLINE >= 1);
+    /// ```
+    pub const INLINE: usize = INLINE;
+
+    /// Mutable access to the elements, copying them first if another storage shares them.
+    ///
+    /// ```
+    /// use tapegrad_tape::Buffer;
+    /// let mut b = Buffer::from_vec(vec![1.0f32; 4]);
+    /// let shared = b.clone();
+    /// b.make_mut()[0] = 5.0;
+    /// assert_eq!((b[0], shared[0]), (5.0, 1.0));
+    /// ```
+    pub fn make_mut(&mut self) -> &mut [T] {
+        match &mut self.0 {
+            Repr::Inline { len, values } => &mut values[..*len as usize],
+            Repr::Shared(v) => Arc::make_mut(v).as_mut_slice(),
+        }
+    }
+
+    /// Whether two buffers are one allocation (inline buffers never are: clones copy them).
+    fn same_allocation(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Shared(a), Repr::Shared(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl<T> Deref for Buffer<T> {
+    type Target = [T];
+
+    #[inline]
+    fn deref(&self) -> &[T] {
+        match &self.0 {
+            Repr::Inline { len, values } => &values[..*len as usize],
+            Repr::Shared(v) => v.as_slice(),
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Buffer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// A tensor's elements in one flat buffer, f32 or f64.
 ///
-/// Clones share the buffer (`Arc`), so views cost no copy; writing through
+/// Clones share a heap buffer, so views cost no copy; writing through
 /// [`Storage::make_mut`] copies first if anyone else still holds the buffer. `Storage` is
 /// `Send + Sync`: kernels split work across threads and values move between threads.
 ///
@@ -19,11 +138,11 @@ use crate::DType;
 #[derive(Clone, Debug)]
 pub enum Storage {
     /// 32-bit elements.
-    F32(Arc<Vec<f32>>),
+    F32(Buffer<f32>),
     /// 64-bit elements.
-    F64(Arc<Vec<f64>>),
+    F64(Buffer<f64>),
     /// 64-bit integers (indices and labels).
-    I64(Arc<Vec<i64>>),
+    I64(Buffer<i64>),
 }
 
 impl Storage {
@@ -99,21 +218,24 @@ impl Storage {
     /// s.make_mut::<f32>().unwrap()[0] = 2.0;
     /// assert_eq!(s.as_slice::<f32>().unwrap(), &[2.0]);
     /// ```
-    pub fn make_mut<T: StorageElement>(&mut self) -> Option<&mut Vec<T>> {
+    pub fn make_mut<T: StorageElement>(&mut self) -> Option<&mut [T]> {
         T::unwrap_mut(self)
     }
 
-    /// Whether two storages are the same buffer.
+    /// Whether two storages share one heap buffer. Storages of at most
+    /// [`Buffer::INLINE`] elements keep their values in place and never share.
     ///
     /// ```
-    /// let s = tapegrad_tape::Storage::from_vec(vec![1f32]);
+    /// let s = tapegrad_tape::Storage::from_vec(vec![1f32; 8]);
     /// assert!(s.same_buffer(&s.clone()));
+    /// let tiny = tapegrad_tape::Storage::from_vec(vec![1f32]);
+    /// assert!(!tiny.same_buffer(&tiny.clone())); // copied, not shared
     /// ```
     pub fn same_buffer(&self, other: &Storage) -> bool {
         match (self, other) {
-            (Storage::F32(a), Storage::F32(b)) => Arc::ptr_eq(a, b),
-            (Storage::F64(a), Storage::F64(b)) => Arc::ptr_eq(a, b),
-            (Storage::I64(a), Storage::I64(b)) => Arc::ptr_eq(a, b),
+            (Storage::F32(a), Storage::F32(b)) => a.same_allocation(b),
+            (Storage::F64(a), Storage::F64(b)) => a.same_allocation(b),
+            (Storage::I64(a), Storage::I64(b)) => a.same_allocation(b),
             _ => false,
         }
     }
@@ -142,7 +264,17 @@ pub trait StorageElement: Sized + Copy + Send + Sync + 'static {
     /// let s = i64::wrap(vec![3, 4]);
     /// assert_eq!((s.dtype(), s.as_slice::<i64>().unwrap()), (DType::I64, &[3i64, 4][..]));
     /// ```
-    fn wrap(data: Vec<Self>) -> Storage;
+    fn wrap(data: Vec<Self>) -> Storage {
+        Self::wrap_buffer(Buffer::from_vec(data))
+    }
+
+    /// Wraps a buffer into storage.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Buffer, DType, StorageElement};
+    /// assert_eq!(f32::wrap_buffer(Buffer::from_fn(2, |i| i as f32)).dtype(), DType::F32);
+    /// ```
+    fn wrap_buffer(buffer: Buffer<Self>) -> Storage;
 
     /// Borrows the elements if the storage holds this type.
     ///
@@ -160,10 +292,10 @@ pub trait StorageElement: Sized + Copy + Send + Sync + 'static {
     /// use tapegrad_tape::StorageElement;
     /// let mut s = f64::wrap(vec![1.0]);
     /// let shared = s.clone();
-    /// f64::unwrap_mut(&mut s).unwrap()[0] = 2.0; // copies: `shared` still holds the buffer
+    /// f64::unwrap_mut(&mut s).unwrap()[0] = 2.0; // `shared` keeps the old value
     /// assert_eq!((f64::unwrap(&s).unwrap(), f64::unwrap(&shared).unwrap()), (&[2.0][..], &[1.0][..]));
     /// ```
-    fn unwrap_mut(storage: &mut Storage) -> Option<&mut Vec<Self>>;
+    fn unwrap_mut(storage: &mut Storage) -> Option<&mut [Self]>;
 
     /// Converts from `f64` as Rust's `as` does (integers truncate toward zero).
     ///
@@ -187,18 +319,18 @@ macro_rules! impl_storage_element {
     ($t:ty, $variant:ident) => {
         impl StorageElement for $t {
             const STORAGE_DTYPE: DType = DType::$variant;
-            fn wrap(data: Vec<Self>) -> Storage {
-                Storage::$variant(Arc::new(data))
+            fn wrap_buffer(buffer: Buffer<Self>) -> Storage {
+                Storage::$variant(buffer)
             }
             fn unwrap(storage: &Storage) -> Option<&[Self]> {
                 match storage {
-                    Storage::$variant(v) => Some(v.as_slice()),
+                    Storage::$variant(v) => Some(v),
                     _ => None,
                 }
             }
-            fn unwrap_mut(storage: &mut Storage) -> Option<&mut Vec<Self>> {
+            fn unwrap_mut(storage: &mut Storage) -> Option<&mut [Self]> {
                 match storage {
-                    Storage::$variant(v) => Some(Arc::make_mut(v)),
+                    Storage::$variant(v) => Some(v.make_mut()),
                     _ => None,
                 }
             }
@@ -218,7 +350,7 @@ impl_storage_element!(f32, F32);
 impl_storage_element!(f64, F64);
 impl_storage_element!(i64, I64);
 
-/// Runs `$body` with `$v` bound to the storage's `Arc<Vec<T>>` for whichever `T` it holds,
+/// Runs `$body` with `$v` bound to the storage's [`Buffer<T>`] for whichever `T` it holds,
 /// and wraps the `Vec` the body returns back into storage of the same dtype. This is the one
 /// `match` per op that turns the run-time dtype into a generic kernel call. The body must
 /// compile for `f32`, `f64` and `i64` (element moves only); see [`map_float_storage!`](crate::map_float_storage) for
