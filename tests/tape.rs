@@ -97,6 +97,20 @@ fn accumulation_does_not_alias_gradients_shared_between_leaves() {
 }
 
 #[test]
+fn an_input_used_twice_by_one_op_gets_both_gradients() {
+    // h = x * x reaches x twice from one rule, after x already gathered a gradient from the
+    // later product: every contribution must add up (d/dx x^3 = 3x^2, d/dx x^5 = 5x^4).
+    let x = Tensor::from_vec(vec![3.0f64, -2.0], &[2]).requires_grad();
+    let h = &x * &x;
+    (&h * &x).sum().backward();
+    assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![27.0, 12.0]);
+    x.zero_grad();
+    let h = &x * &x;
+    (&(&h * &x) * &h).sum().backward();
+    assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![405.0, 80.0]);
+}
+
+#[test]
 fn gradient_handle_sees_in_place_accumulation_like_pytorch() {
     let a = Tensor::ones(&[1]).requires_grad();
     (&a * 2.0).backward();

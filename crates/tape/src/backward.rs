@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 use crate::Tensor;
 use crate::error::{Error, Result, or_panic};
 use crate::grad_mode::set_grad_enabled;
-use crate::tape::{BackwardCtx, NodeKey, NodeKind, with_tape};
+use crate::tape::{BackwardCtx, Garbage, NodeKey, NodeKind, with_tape};
 
 /// Options of [`Tensor::backward_with`].
 ///
@@ -345,7 +345,7 @@ fn seeds(
     Ok(seeds)
 }
 
-/// Everything a step of the sweep needs from a node, copied out so that the backward rule
+/// Everything a step of the sweep needs from a node, moved out so that the backward rule
 /// runs without the tape borrowed (it records onto the tape under `create_graph`).
 struct Step {
     op: &'static str,
@@ -414,10 +414,11 @@ fn sweep(
 
     let mut captured: Vec<Option<Tensor>> = vec![None; capture.map_or(0, <[_]>::len)];
     let _mode = set_grad_enabled(create_graph);
-    let result = run_steps(&order, capture.is_some(), &mut captured, retain_graph, create_graph);
+    let mut edges = Vec::new();
+    let result = run_steps(&order, capture.is_some(), &mut captured, retain_graph, create_graph, &mut edges);
     clear_captures(capture);
     if !retain_graph {
-        free_swept(&order);
+        free_swept(&order, edges);
     }
     result.map(|()| captured)
 }
@@ -440,41 +441,10 @@ fn run_steps(
     captured: &mut [Option<Tensor>],
     retain_graph: bool,
     create_graph: bool,
+    edges: &mut Vec<NodeKey>,
 ) -> Result<()> {
     for &key in order {
-        let Some((grad, step)) = with_tape(|tape| {
-            let node = tape.nodes.get_mut(key)?;
-            let grad = node.pending.take()?;
-            // The rule is taken out to run outside the tape's borrow (it may record) and put
-            // back afterwards if the graph is kept; saved values are only copied when kept.
-            let (rule, saved, output) = match &mut node.kind {
-                NodeKind::Leaf => (None, SmallVec::new(), None),
-                NodeKind::Op { rule, saved, output } if retain_graph => (rule.take(), saved.clone(), output.clone()),
-                NodeKind::Op { rule, saved, output } => (rule.take(), std::mem::take(saved), output.take()),
-            };
-            let step = Step {
-                op: node.op,
-                location: node.location,
-                is_leaf: node.is_leaf(),
-                retains_grad: node.retains_grad,
-                capture: node.capture,
-                inputs: node.inputs.clone(),
-                rule,
-                saved,
-                output: None,
-            };
-            // Under create_graph the output must carry its node, so that a rule built on it
-            // differentiates through it; otherwise a plain value is enough.
-            let output = output.map(|out| {
-                if create_graph {
-                    tape.incref(key);
-                    Tensor::from_node_parts(out.storage(), out.layout().clone(), key)
-                } else {
-                    out
-                }
-            });
-            Some((grad, Step { output, ..step }))
-        }) else {
+        let Some((grad, step)) = with_tape(|tape| take_step(tape, key, retain_graph, create_graph, edges)) else {
             continue;
         };
 
@@ -504,6 +474,7 @@ fn run_steps(
         }
         drop(step.output);
         drop(step.saved);
+        drop(grad);
         if grads.len() != step.inputs.len() {
             return Err(Error::Backward {
                 op: step.op,
@@ -515,45 +486,133 @@ fn run_steps(
                 location: step.location,
             });
         }
-        for (i, (g, input)) in grads.into_iter().zip(&step.inputs).enumerate() {
+        pass_to_inputs(grads, &step.inputs).map_err(|message| Error::Backward {
+            op: step.op,
+            message,
+            location: step.location,
+        })?;
+    }
+    Ok(())
+}
+
+/// Takes what the step for `key` needs off the tape, or `None` if no gradient reached it.
+///
+/// Without `retain_graph` an interior node is removed from the tape here, its rule and
+/// saved tensors moved out rather than cloned; its edges go to `edges`, to be released once
+/// the sweep is done (releasing them now could free an input before its own step).
+fn take_step(
+    tape: &mut crate::tape::Tape,
+    key: NodeKey,
+    retain_graph: bool,
+    create_graph: bool,
+    edges: &mut Vec<NodeKey>,
+) -> Option<(Tensor, Step)> {
+    let node = tape.nodes.get_mut(key)?;
+    let grad = node.pending.take()?;
+    if !retain_graph && !create_graph && !node.is_leaf() && !node.retains_grad {
+        let mut node = tape.nodes.remove(key).expect("looked up above");
+        tape.saved_bytes -= node.saved_bytes;
+        let NodeKind::Op { rule, saved, output } = std::mem::replace(&mut node.kind, NodeKind::Leaf) else {
+            unreachable!("checked not a leaf")
+        };
+        edges.extend(node.inputs.iter().flatten().copied());
+        let step = Step {
+            op: node.op,
+            location: node.location,
+            is_leaf: false,
+            retains_grad: false,
+            capture: node.capture,
+            inputs: std::mem::take(&mut node.inputs),
+            rule,
+            saved,
+            output,
+        };
+        // What is left of the node holds no tensors unless something unusual (a stale
+        // `.grad`) is still attached; that goes through the graveyard.
+        if node.grad.is_some() {
+            tape.graveyard.push(Garbage::Node(node));
+        }
+        return Some((grad, step));
+    }
+    // The rule is taken out to run outside the tape's borrow (it may record) and put back
+    // afterwards if the graph is kept; saved values are only copied when kept.
+    let (rule, saved, output) = match &mut node.kind {
+        NodeKind::Leaf => (None, SmallVec::new(), None),
+        NodeKind::Op { rule, saved, output } if retain_graph => (rule.take(), saved.clone(), output.clone()),
+        NodeKind::Op { rule, saved, output } => (rule.take(), std::mem::take(saved), output.take()),
+    };
+    if !retain_graph {
+        tape.saved_bytes -= node.saved_bytes;
+        node.saved_bytes = 0;
+    }
+    let step = Step {
+        op: node.op,
+        location: node.location,
+        is_leaf: node.is_leaf(),
+        retains_grad: node.retains_grad,
+        capture: node.capture,
+        inputs: node.inputs.clone(),
+        rule,
+        saved,
+        output: None,
+    };
+    // Under create_graph the output must carry its node, so that a rule built on it
+    // differentiates through it; otherwise a plain value is enough.
+    let output = output.map(|out| {
+        if create_graph {
+            tape.incref(key);
+            Tensor::from_node_parts(out.storage(), out.layout().clone(), key)
+        } else {
+            out
+        }
+    });
+    Some((grad, Step { output, ..step }))
+}
+
+/// Hands each input its gradient: checked against the input, stored if it is the first,
+/// otherwise added to the one gathered so far (the sum is computed outside the tape's
+/// borrow, as it may be recorded). Errors name the input and the mismatch.
+fn pass_to_inputs(grads: crate::tape::InputGrads, inputs: &[Option<NodeKey>]) -> std::result::Result<(), String> {
+    let mut sums: SmallVec<[(NodeKey, Tensor, Tensor); 1]> = SmallVec::new();
+    with_tape(|tape| {
+        for (i, (g, input)) in grads.into_iter().zip(inputs).enumerate() {
             let (Some(g), Some(input)) = (g, input) else { continue };
-            // Check the gradient against the input and, if it is the input's first, store it;
-            // otherwise take the one gathered so far to add to (outside the tape's borrow).
-            let outcome = with_tape(|tape| {
-                let Some(n) = tape.nodes.get_mut(*input) else { return Ok(None) };
-                if g.shape() != n.shape.as_slice() || g.dtype() != n.dtype {
-                    return Err(format!(
-                        "the backward rule returned a gradient of shape {:?} and dtype {} for input {i}, \
-                         which has shape {:?} and dtype {}",
-                        g.shape(),
-                        g.dtype(),
-                        n.shape.as_slice(),
-                        n.dtype
-                    ));
-                }
-                Ok(match n.pending.take() {
-                    None => {
-                        n.pending = Some(g);
-                        None
-                    }
-                    Some(prev) => Some((prev, g)),
-                })
-            });
-            match outcome {
-                Err(message) => return Err(Error::Backward { op: step.op, message, location: step.location }),
-                Ok(None) => {}
-                Ok(Some((prev, g))) => {
-                    let sum = &prev + &g;
-                    with_tape(|tape| {
-                        if let Some(n) = tape.nodes.get_mut(*input) {
-                            n.pending = Some(sum);
-                        }
-                    });
-                }
+            let Some(n) = tape.nodes.get_mut(*input) else { continue };
+            if g.shape() != n.shape.as_slice() || g.dtype() != n.dtype {
+                let message = format!(
+                    "the backward rule returned a gradient of shape {:?} and dtype {} for input {i}, which has \
+                     shape {:?} and dtype {}",
+                    g.shape(),
+                    g.dtype(),
+                    n.shape.as_slice(),
+                    n.dtype
+                );
+                tape.graveyard.push(Garbage::Tensors(smallvec::smallvec![g]));
+                return Err(message);
+            }
+            match n.pending.take() {
+                None => n.pending = Some(g),
+                Some(prev) => sums.push((*input, prev, g)),
             }
         }
-        if !retain_graph {
-            with_tape(|tape| tape.release_saved(key));
+        Ok(())
+    })?;
+    for (input, prev, g) in sums {
+        let mut sum = &prev + &g;
+        drop((prev, g));
+        // Another gradient of this rule for the same input (y = x * x) may have been stored
+        // meanwhile: add until the slot is found empty.
+        while let Some(other) = with_tape(|tape| {
+            let n = tape.nodes.get_mut(input)?;
+            match n.pending.take() {
+                None => {
+                    n.pending = Some(sum.clone());
+                    None
+                }
+                other => other,
+            }
+        }) {
+            sum = &sum + &other;
         }
     }
     Ok(())
@@ -577,10 +636,10 @@ fn accumulate_grad(key: NodeKey, g: &Tensor, create_graph: bool) {
     });
 }
 
-/// Frees the interior nodes a sweep went through; leaves and `retain_grad` nodes stay.
-fn free_swept(order: &[NodeKey]) {
+/// Frees the interior nodes a sweep went through (those its steps did not already remove),
+/// then releases the edges of all of them; leaves and `retain_grad` nodes stay.
+fn free_swept(order: &[NodeKey], mut edges: Vec<NodeKey>) {
     with_tape(|tape| {
-        let mut edges: Vec<NodeKey> = Vec::with_capacity(order.len() * 2);
         for &key in order {
             let keep = tape.nodes.get(key).is_none_or(|n| n.is_leaf() || n.retains_grad);
             if keep {
