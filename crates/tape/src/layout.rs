@@ -29,10 +29,14 @@ pub fn numel(shape: &[usize]) -> usize {
 /// assert_eq!(tapegrad_tape::layout::contiguous_strides(&[2, 3, 4]).as_slice(), &[12, 4, 1]);
 /// ```
 pub fn contiguous_strides(shape: &[usize]) -> Shape {
-    let mut strides: Shape = SmallVec::from_elem(1, shape.len());
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
+    let mut strides = Shape::new();
+    let mut stride = 1;
+    // Built back to front, then reversed: no zero-fill, no bounds checks.
+    for &n in shape.iter().rev() {
+        strides.push(stride);
+        stride *= n;
     }
+    strides.reverse();
     strides
 }
 
@@ -71,11 +75,23 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
 /// assert!(l.is_contiguous());
 /// assert!(!l.transpose(0, 1).is_contiguous());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Layout {
     shape: Shape,
     strides: Shape,
     offset: usize,
+}
+
+impl Clone for Layout {
+    // By slice copy: `SmallVec`'s own `clone` goes element by element, and layouts are
+    // cloned on every recorded op.
+    fn clone(&self) -> Self {
+        Layout {
+            shape: SmallVec::from_slice(&self.shape),
+            strides: SmallVec::from_slice(&self.strides),
+            offset: self.offset,
+        }
+    }
 }
 
 impl Layout {

@@ -361,11 +361,21 @@ pub(crate) fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
 /// Drops one handle's reference to `key` (called when a tensor handle is dropped).
 pub(crate) fn release(key: NodeKey) {
     let _ = TAPE.try_with(|cell| {
-        if cell.try_borrow_mut().is_err() {
+        let Ok(mut tape) = cell.try_borrow_mut() else {
             DEFERRED.with(|d| d.borrow_mut().push(key));
             HAS_DEFERRED.with(|h| h.set(true));
             return;
+        };
+        // The common case, a handle to a node that something later still uses: one count
+        // down under one borrow. Anything that frees goes the long way round.
+        if let Some(node) = tape.nodes.get_mut(key)
+            && node.refs > 1
+            && !HAS_DEFERRED.with(|h| h.get())
+        {
+            node.refs -= 1;
+            return;
         }
+        drop(tape);
         with_tape(|tape| tape.decref(key));
     });
 }
@@ -518,7 +528,10 @@ pub fn record(
         saved_bytes += output.storage_nbytes();
     }
     let output_slot = save_output.then(|| output.detach());
-    let input_keys = inputs.iter().map(|t| t.node_key()).collect();
+    let mut input_keys = SmallVec::new();
+    for t in inputs {
+        input_keys.push(t.node_key());
+    }
     let (shape, dtype) = (output.shape(), output.dtype());
     // Built inside the closure so that the node is written once, into its slot.
     let key = with_tape(|tape| {
