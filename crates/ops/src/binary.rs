@@ -84,7 +84,12 @@ fn select<T: Copy + PartialEq + Default>(k: &[T], x: &[T], y: &[T]) -> Vec<T> {
 
 /// A comparison, as a 0/1 mask in the operands' dtype that carries no gradient.
 #[track_caller]
-pub(crate) fn compare(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f64, f64) -> bool) -> Result<Tensor> {
+pub(crate) fn compare(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(f64, f64) -> bool + Copy + Send + Sync,
+) -> Result<Tensor> {
     let location = Location::caller();
     let shape = broadcast_pair(op, a, b, location)?;
     let a = a.detach();

@@ -224,7 +224,9 @@ impl Tensor {
         &self,
         op: &'static str,
         location: &'static Location<'static>,
-        f: fn(f64, f64) -> f64,
+        // Generic rather than a `fn` pointer, so that each op's kernel inlines its arithmetic
+        // and vectorises instead of making a call per element.
+        f: impl Fn(f64, f64) -> f64 + Copy + Send + Sync,
         s: f64,
         make: impl FnOnce() -> Backward,
     ) -> Tensor {
