@@ -19,6 +19,7 @@ mod binary;
 mod conv;
 mod dims;
 mod elementwise;
+mod fast_math;
 pub mod functional;
 mod gemm;
 mod implicit_gemm;

@@ -10,12 +10,12 @@ use std::panic::Location;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, record};
 
-use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
+use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_sliced, unary_with};
 
 unary_fn!(Exp, |x| x.exp());
 unary_fn!(Log, |x| x.ln());
 unary_fn!(Log1p, |x| x.ln_1p());
-unary_fn!(Tanh, |x| x.tanh());
+unary_fn!(Tanh, |x| x.tanh_simd());
 unary_fn!(Sigmoid, |x| sigmoid(x));
 unary_fn!(Relu, |x| if x > T::ZERO { x } else { T::ZERO });
 unary_fn!(Abs, |x| x.abs());
@@ -85,7 +85,7 @@ pub(crate) fn log1p(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn tanh(x: &Tensor) -> Tensor {
-    unary::<Tanh>("tanh", x, || {
+    unary_sliced::<Tanh>("tanh", x, crate::fast_math::tanh_f32_slice, || {
         // 1 - tanh^2, in terms of the output so double backward goes through it.
         Backward::new(|ctx| {
             let y = ctx.output();
