@@ -4,7 +4,7 @@
 use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
-use tapegrad_tape::{Backward, Buffer, Element, Storage, Tensor, ensure_float, kernels, or_panic, record};
+use tapegrad_tape::{Backward, Element, Storage, Tensor, ensure_float, kernels, or_panic, record};
 
 /// A scalar function of one element, instantiated for each float dtype.
 pub(crate) trait UnaryFn {
@@ -118,28 +118,6 @@ pub(crate) fn unary<F: UnaryFn>(op: &'static str, x: &Tensor, make: impl FnOnce(
     let location = Location::caller();
     or_panic(ensure_float(op, x, location));
     record(op, location, &[x], map::<F>(x), make)
-}
-
-/// [`unary`] with a whole-slice kernel for contiguous f32 tensors (SIMD code chosen at run
-/// time); tiny, strided and f64 tensors take `F` element by element.
-#[track_caller]
-pub(crate) fn unary_sliced<F: UnaryFn>(
-    op: &'static str,
-    x: &Tensor,
-    f32_slice: fn(&[f32]) -> Vec<f32>,
-    make: impl FnOnce() -> Backward,
-) -> Tensor {
-    let location = Location::caller();
-    or_panic(ensure_float(op, x, location));
-    let layout = x.layout();
-    let value = match x.storage() {
-        Storage::F32(v) if layout.is_contiguous() && layout.numel() > Buffer::<f32>::INLINE => {
-            let values = f32_slice(&v[layout.offset()..layout.offset() + layout.numel()]);
-            Tensor::from_storage(Storage::from_vec(values), Layout::contiguous(x.shape()))
-        }
-        _ => map::<F>(x),
-    };
-    record(op, location, &[x], value, make)
 }
 
 /// Records an elementwise op computed by a closure pair, after the float check.

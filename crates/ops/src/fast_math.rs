@@ -1,7 +1,8 @@
 //! Element functions written to vectorise, where libm's scalar calls dominate an op.
 //!
 //! `tanh` on f32 is evaluated in f64 from a polynomial `exp`, with no branches and no calls,
-//! so the compiler turns a tensor's loop into SIMD code. The f64 intermediate is accurate
+//! so the compiler turns a tensor's loop into SIMD code (the kernels' AVX-512 copy where
+//! the CPU has it). The f64 intermediate is accurate
 //! to about 1e-13 relative, far below half an f32 ulp (6e-8), so results round to the
 //! nearest f32 almost always and are never more than one ulp away (tested below against
 //! f64 libm over a sweep of every exponent).
@@ -56,48 +57,6 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
     if x.is_nan() { x } else { (t as f32).copysign(x) }
 }
 
-/// Elements from which a slice is split across the thread pool.
-const PARALLEL_ELEMENTS: usize = 1 << 16;
-
-/// `tanh` of every element, with the widest vectors the CPU has, split across threads for
-/// large slices.
-pub(crate) fn tanh_f32_slice(src: &[f32]) -> Vec<f32> {
-    use rayon::prelude::*;
-    let mut out = vec![0.0f32; src.len()];
-    if src.len() >= PARALLEL_ELEMENTS {
-        let chunk = PARALLEL_ELEMENTS / 4;
-        out.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| tanh_into_widest(s, d));
-    } else {
-        tanh_into_widest(src, &mut out);
-    }
-    out
-}
-
-/// The release build targets baseline x86-64 (two f64 lanes); the AVX-512 copy of the same
-/// code takes eight at a time and, as Rust never contracts `a * b + c` into one rounding,
-/// gives bit-identical results.
-fn tanh_into_widest(src: &[f32], dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { tanh_into_avx512(src, dst) };
-    }
-    tanh_into(src, dst)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn tanh_into_avx512(src: &[f32], dst: &mut [f32]) {
-    tanh_into(src, dst)
-}
-
-#[inline(always)]
-fn tanh_into(src: &[f32], dst: &mut [f32]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = tanh_f32(s);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::tanh_f32;
@@ -133,9 +92,11 @@ mod tests {
         assert_eq!((tanh_f32(f32::INFINITY), tanh_f32(f32::NEG_INFINITY)), (1.0, -1.0));
         assert_eq!((tanh_f32(1e4), tanh_f32(-9.5)), (1.0, -1.0));
         assert!(tanh_f32(f32::NAN).is_nan());
-        // The vector copy agrees with the scalar one, element for element.
+        // The kernels' vector copy (AVX-512 where the CPU has it) agrees with the scalar
+        // one, element for element.
         let xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.037).collect();
-        let ys = super::tanh_f32_slice(&xs);
+        let layout = tapegrad_tape::layout::Layout::contiguous(&[xs.len()]);
+        let ys = tapegrad_tape::kernels::map(&xs, &layout, tanh_f32);
         assert!(xs.iter().zip(&ys).all(|(&x, &y)| tanh_f32(x).to_bits() == y.to_bits()));
         let tiny = f32::from_bits(1); // the smallest subnormal: tanh(x) = x
         assert_eq!(tanh_f32(tiny), tiny);

@@ -10,7 +10,7 @@ use std::panic::Location;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, record};
 
-use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_sliced, unary_with};
+use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
 
 unary_fn!(Exp, |x| x.exp());
 unary_fn!(Log, |x| x.ln());
@@ -85,7 +85,7 @@ pub(crate) fn log1p(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn tanh(x: &Tensor) -> Tensor {
-    unary_sliced::<Tanh>("tanh", x, crate::fast_math::tanh_f32_slice, || {
+    unary::<Tanh>("tanh", x, || {
         // 1 - tanh^2, in terms of the output so double backward goes through it.
         Backward::new(|ctx| {
             let y = ctx.output();

@@ -101,6 +101,57 @@ fn parallel(n: usize) -> bool {
     n >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1
 }
 
+/// `dst[i] = f(src[i])`, compiled for the widest vectors the CPU has. The release build
+/// targets baseline x86-64 (four f32 lanes); with AVX-512 the same loop takes sixteen, and
+/// element functions written without calls (such as a polynomial `tanh`) vectorise too.
+/// Rust never contracts `a * b + c` into one rounding, so both copies give identical bits.
+#[inline]
+fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn(T) -> U) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { map_avx512(src, dst, f) };
+    }
+    map_loop(src, dst, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn map_avx512<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn(T) -> U) {
+    map_loop(src, dst, f)
+}
+
+#[inline(always)]
+fn map_loop<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn(T) -> U) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        d.write(f(x));
+    }
+}
+
+/// `dst[i] = f(a[i], b[i])` with the widest vectors the CPU has (see [`map_widest`]).
+#[inline]
+fn zip_widest<T: Copy, U: Copy, V>(a: &[T], b: &[U], dst: &mut [MaybeUninit<V>], f: &impl Fn(T, U) -> V) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { zip_avx512(a, b, dst, f) };
+    }
+    zip_loop(a, b, dst, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn zip_avx512<T: Copy, U: Copy, V>(a: &[T], b: &[U], dst: &mut [MaybeUninit<V>], f: &impl Fn(T, U) -> V) {
+    zip_loop(a, b, dst, f)
+}
+
+#[inline(always)]
+fn zip_loop<T: Copy, U: Copy, V>(a: &[T], b: &[U], dst: &mut [MaybeUninit<V>], f: &impl Fn(T, U) -> V) {
+    for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+        d.write(f(x, y));
+    }
+}
+
 /// `f` applied to every element of a view, in row-major order.
 ///
 /// ```
@@ -115,7 +166,11 @@ pub fn map<T: Copy + Sync, U: Send>(data: &[T], layout: &Layout, f: impl Fn(T) -
             out.par_extend(slice.par_iter().with_min_len(PARALLEL_ELEMENTS / 4).map(|&x| f(x)));
             return out;
         }
-        return slice.iter().map(|&x| f(x)).collect();
+        let mut out = Vec::with_capacity(slice.len());
+        map_widest(slice, &mut out.spare_capacity_mut()[..slice.len()], &f);
+        // SAFETY: `map_widest` wrote every one of the first `slice.len()` elements.
+        unsafe { out.set_len(slice.len()) };
+        return out;
     }
     let mut out = Vec::with_capacity(layout.numel());
     for_each_row(layout.shape(), [layout], |[o], len, [s]| {
@@ -197,7 +252,11 @@ pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
             out.par_extend(a.par_iter().zip(b).with_min_len(PARALLEL_ELEMENTS / 4).map(|(&x, &y)| f(x, y)));
             return out;
         }
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        let mut out = Vec::with_capacity(n);
+        zip_widest(a, b, &mut out.spare_capacity_mut()[..n], &f);
+        // SAFETY: `zip_widest` wrote every one of the first `n` elements.
+        unsafe { out.set_len(n) };
+        return out;
     }
     let mut out = Vec::with_capacity(n);
     let dst = &mut out.spare_capacity_mut()[..n];
