@@ -527,9 +527,8 @@ fn take_step(
             saved,
             output,
         };
-        // What is left of the node holds no tensors unless something unusual (a stale
-        // `.grad`) is still attached; that goes through the graveyard.
-        if node.grad.is_some() {
+        // Emptied as in `free_swept`: whatever still holds tensors drops outside the borrow.
+        if node.holds_tensors() {
             tape.graveyard.push(Garbage::Node(node));
         }
         return Some((grad, step));

@@ -370,7 +370,6 @@ pub(crate) fn release(key: NodeKey) {
         // down under one borrow. Anything that frees goes the long way round.
         if let Some(node) = tape.nodes.get_mut(key)
             && node.refs > 1
-            && !HAS_DEFERRED.with(|h| h.get())
         {
             node.refs -= 1;
             return;
