@@ -180,7 +180,8 @@ pub fn map<T: Copy + Sync, U: Send>(data: &[T], layout: &Layout, f: impl Fn(T) -
 }
 
 /// [`map`] straight into [`Storage`]: a result of at most [`Buffer::INLINE`] elements is
-/// written in place, so tiny tensors (scalar chains, losses) cost no buffer allocation.
+/// written in place, so tiny tensors (scalar chains, losses) cost no buffer allocation, and
+/// one below the threading threshold straight into a single allocation.
 ///
 /// ```
 /// use tapegrad_tape::{kernels::map_into_storage, layout::Layout};
@@ -198,10 +199,16 @@ pub fn map_into_storage<T: Copy + Sync, U: StorageElement>(
         let data = &data[layout.offset()..layout.offset() + n];
         return U::wrap_buffer(Buffer::from_fn(n, |i| f(data[i])));
     }
+    if layout.is_contiguous() && !parallel(n) {
+        let data = &data[layout.offset()..layout.offset() + n];
+        // SAFETY: `map_widest` writes every element.
+        return U::wrap_buffer(unsafe { Buffer::from_uninit(n, |dst| map_widest(data, dst, &f)) });
+    }
     U::wrap(map(data, layout, f))
 }
 
-/// [`zip_map`] straight into [`Storage`], tiny results in place (see [`map_into_storage`]).
+/// [`zip_map`] straight into [`Storage`], tiny results in place and small ones in a single
+/// allocation (see [`map_into_storage`]).
 ///
 /// ```
 /// use tapegrad_tape::{kernels::zip_map_into_storage, layout::Layout};
@@ -222,6 +229,11 @@ pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
     if n <= Buffer::<V>::INLINE && la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
         let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
         return V::wrap_buffer(Buffer::from_fn(n, |i| f(a[i], b[i])));
+    }
+    if !parallel(n) && la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
+        let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
+        // SAFETY: `zip_widest` writes every element.
+        return V::wrap_buffer(unsafe { Buffer::from_uninit(n, |dst| zip_widest(a, b, dst, &f)) });
     }
     V::wrap(zip_map(a, la, b, lb, shape, f))
 }

@@ -30,7 +30,14 @@ pub struct Buffer<T>(Repr<T>);
 
 #[derive(Clone)]
 enum Repr<T> {
-    Inline { len: u8, values: [T; INLINE] },
+    Inline {
+        len: u8,
+        values: [T; INLINE],
+    },
+    /// Elements beside their counts, in one allocation: what kernels build for results
+    /// below the threading threshold ([`Buffer::from_fn`]).
+    Slice(Arc<[T]>),
+    /// A vector handed over whole: large results are not copied.
     Shared(Arc<Vec<T>>),
 }
 
@@ -66,11 +73,19 @@ impl<T: StorageElement> Buffer<T> {
     /// assert_eq!(&Buffer::from_fn(3, |i| i as f64 * 0.5)[..], &[0.0, 0.5, 1.0]);
     /// ```
     pub fn from_fn(n: usize, f: impl FnMut(usize) -> T) -> Self {
-        if n <= INLINE {
-            Self::from_small_iter(n, (0..n).map(f))
-        } else {
-            Buffer(Repr::Shared(Arc::new((0..n).map(f).collect())))
-        }
+        if n <= INLINE { Self::from_small_iter(n, (0..n).map(f)) } else { Buffer(Repr::Slice((0..n).map(f).collect())) }
+    }
+
+    /// `n` elements written by `fill` straight into one fresh allocation (no vector to move
+    /// them from, and one allocation instead of the vector's and its count's).
+    ///
+    /// # Safety
+    /// `fill` must initialise every element of the slice it is given.
+    pub(crate) unsafe fn from_uninit(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>])) -> Self {
+        let mut slice = Arc::<[T]>::new_uninit_slice(n);
+        fill(Arc::get_mut(&mut slice).expect("fresh allocation"));
+        // SAFETY: the caller's `fill` initialised all `n` elements.
+        Buffer(Repr::Slice(unsafe { slice.assume_init() }))
     }
 
     /// How many elements fit in place: results this small cost no allocation.
@@ -88,10 +103,18 @@ impl<T: StorageElement> Buffer<T> {
     /// let shared = b.clone();
     /// b.make_mut()[0] = 5.0;
     /// assert_eq!((b[0], shared[0]), (5.0, 1.0));
+    /// // The same for a buffer built in place (one allocation) and for an inline one.
+    /// for n in [1, 4] {
+    ///     let mut c = Buffer::from_fn(n, |i| i as f64);
+    ///     let shared = c.clone();
+    ///     c.make_mut()[0] = 9.0;
+    ///     assert_eq!((c[0], shared[0]), (9.0, 0.0));
+    /// }
     /// ```
     pub fn make_mut(&mut self) -> &mut [T] {
         match &mut self.0 {
             Repr::Inline { len, values } => &mut values[..*len as usize],
+            Repr::Slice(v) => Arc::make_mut(v),
             Repr::Shared(v) => Arc::make_mut(v).as_mut_slice(),
         }
     }
@@ -100,6 +123,7 @@ impl<T: StorageElement> Buffer<T> {
     fn same_allocation(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (Repr::Shared(a), Repr::Shared(b)) => Arc::ptr_eq(a, b),
+            (Repr::Slice(a), Repr::Slice(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -112,6 +136,7 @@ impl<T> Deref for Buffer<T> {
     fn deref(&self) -> &[T] {
         match &self.0 {
             Repr::Inline { len, values } => &values[..*len as usize],
+            Repr::Slice(v) => v,
             Repr::Shared(v) => v.as_slice(),
         }
     }
