@@ -86,21 +86,22 @@ macro_rules! grad_fn {
 }
 pub(crate) use grad_fn;
 
-/// `F(g, v)` over the elements of the gradient `g` and a saved tensor `v` of its shape, in
-/// one pass, when the result will not be differentiated (grad mode is off: a backward
-/// without `create_graph`); `None` otherwise, and the rule composes recorded ops instead.
-/// One fused pass allocates one tensor where the composed rule allocates three.
-pub(crate) fn fused_rule<F: GradFn>(g: &Tensor, v: &Tensor) -> Option<Tensor> {
-    if tapegrad_tape::is_grad_enabled() || g.shape() != v.shape() {
+/// `F(g, v)` over the elements of the gradient `g` and saved values `v` (a storage and its
+/// layout) of its shape, in one pass, when the result will not be differentiated (grad
+/// mode is off: a backward without `create_graph`); `None` otherwise, and the rule composes
+/// recorded ops instead. One fused pass allocates one tensor where the composed rule
+/// allocates three, and reads saved values without a tensor handle.
+pub(crate) fn fused_rule<F: GradFn>(g: &Tensor, (v, v_layout): (&Storage, &Layout)) -> Option<Tensor> {
+    if tapegrad_tape::is_grad_enabled() || g.shape() != v_layout.shape() {
         return None;
     }
     let shape = g.shape();
-    let storage = match (g.storage(), v.storage()) {
+    let storage = match (g.storage(), v) {
         (Storage::F32(a), Storage::F32(b)) => {
-            kernels::zip_map_into_storage(&a, g.layout(), &b, v.layout(), shape, F::apply::<f32>)
+            kernels::zip_map_into_storage(&a, g.layout(), b, v_layout, shape, F::apply::<f32>)
         }
         (Storage::F64(a), Storage::F64(b)) => {
-            kernels::zip_map_into_storage(&a, g.layout(), &b, v.layout(), shape, F::apply::<f64>)
+            kernels::zip_map_into_storage(&a, g.layout(), b, v_layout, shape, F::apply::<f64>)
         }
         _ => return None,
     };

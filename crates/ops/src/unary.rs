@@ -88,8 +88,10 @@ pub(crate) fn tanh(x: &Tensor) -> Tensor {
     unary::<Tanh>("tanh", x, || {
         // 1 - tanh^2, in terms of the output so double backward goes through it.
         Backward::new(|ctx| {
-            let y = ctx.output();
-            let g = fused_rule::<TanhGrad>(ctx.grad(), y).unwrap_or_else(|| ctx.grad() * &(y * y).rsub_scalar(1.0));
+            let g = fused_rule::<TanhGrad>(ctx.grad(), ctx.output_parts()).unwrap_or_else(|| {
+                let y = ctx.output();
+                ctx.grad() * &(y * y).rsub_scalar(1.0)
+            });
             smallvec![Some(g)]
         })
         .save_output()
@@ -100,8 +102,10 @@ pub(crate) fn tanh(x: &Tensor) -> Tensor {
 pub(crate) fn sigmoid_op(x: &Tensor) -> Tensor {
     unary::<Sigmoid>("sigmoid", x, || {
         Backward::new(|ctx| {
-            let y = ctx.output();
-            let g = fused_rule::<SigmoidGrad>(ctx.grad(), y).unwrap_or_else(|| ctx.grad() * &(y * &y.rsub_scalar(1.0)));
+            let g = fused_rule::<SigmoidGrad>(ctx.grad(), ctx.output_parts()).unwrap_or_else(|| {
+                let y = ctx.output();
+                ctx.grad() * &(y * &y.rsub_scalar(1.0))
+            });
             smallvec![Some(g)]
         })
         .save_output()
@@ -113,7 +117,8 @@ pub(crate) fn relu(x: &Tensor) -> Tensor {
     unary::<Relu>("relu", x, || {
         Backward::new(|ctx| {
             let x = ctx.saved(0);
-            let g = fused_rule::<ReluGrad>(ctx.grad(), x).unwrap_or_else(|| ctx.grad() * &mask(x, |v| v > 0.0));
+            let g = fused_rule::<ReluGrad>(ctx.grad(), (&x.storage(), x.layout()))
+                .unwrap_or_else(|| ctx.grad() * &mask(x, |v| v > 0.0));
             smallvec![Some(g)]
         })
         .save(x)

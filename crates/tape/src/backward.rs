@@ -1,6 +1,7 @@
 //! The backward sweep: reverse-mode accumulation over the tape, and the functional
 //! [`grad`] (PyTorch's `torch.autograd.grad`).
 
+use std::cell::OnceCell;
 use std::panic::Location;
 
 use smallvec::SmallVec;
@@ -8,7 +9,8 @@ use smallvec::SmallVec;
 use crate::Tensor;
 use crate::error::{Error, Result, or_panic};
 use crate::grad_mode::set_grad_enabled;
-use crate::tape::{BackwardCtx, Garbage, NodeKey, NodeKind, with_tape};
+use crate::layout::Shape;
+use crate::tape::{BackwardCtx, Garbage, Node, NodeData, NodeKey, OpRecord, with_tape};
 
 /// Options of [`Tensor::backward_with`].
 ///
@@ -352,11 +354,14 @@ struct Step {
     location: &'static Location<'static>,
     is_leaf: bool,
     retains_grad: bool,
-    capture: Option<usize>,
+    capture: Option<u32>,
     inputs: SmallVec<[Option<NodeKey>; 2]>,
-    rule: Option<crate::tape::BackwardRule>,
-    saved: SmallVec<[Tensor; 2]>,
-    output: Option<Tensor>,
+    /// The op's rule and saved values (`None` for a leaf): the node's own data when the
+    /// node leaves the tape at this step, otherwise the rule taken out and the saved
+    /// values taken or, if the graph is kept, cloned.
+    data: Option<Box<NodeData>>,
+    /// The output as a tensor carrying its node, built up front under `create_graph`.
+    output_tensor: Option<Tensor>,
 }
 
 /// Runs reverse-mode accumulation from `seeds`. With `capture`, returns the gradients of
@@ -375,7 +380,7 @@ fn sweep(
         if let Some(keys) = capture {
             for (i, &k) in keys.iter().enumerate() {
                 if let Some(n) = tape.nodes.get_mut(k) {
-                    n.capture = Some(i);
+                    n.capture = Some(u32::try_from(i).expect("fewer than 2^32 captured inputs"));
                 }
             }
         }
@@ -392,7 +397,7 @@ fn sweep(
             }
             node.visit = stamp;
             node.pending = None;
-            if let NodeKind::Op { rule: None, .. } = node.kind {
+            if node.data.op.as_ref().is_some_and(|op| op.rule.is_none()) {
                 return Err(Error::FreedGraph { op: node.op, location: node.location });
             }
             order.push((node.seq, key));
@@ -449,7 +454,7 @@ fn run_steps(
         };
 
         if let Some(slot) = step.capture {
-            captured[slot] = Some(grad.clone());
+            captured[slot as usize] = Some(grad.clone());
         }
         if step.is_leaf || step.retains_grad {
             if !capturing {
@@ -460,20 +465,28 @@ fn run_steps(
             }
         }
 
-        let rule = step.rule.expect("swept op nodes have their rule");
-        let ctx = BackwardCtx { grad: &grad, saved: &step.saved, output: step.output.as_ref(), inputs: &step.inputs };
+        let mut data = step.data.expect("swept op nodes have their data");
+        let record = data.op.as_mut().expect("swept op nodes have their record");
+        let rule = record.rule.take().expect("swept op nodes have their rule");
+        let ctx = BackwardCtx {
+            grad: &grad,
+            saved: &record.saved,
+            output: record.output.as_ref(),
+            output_tensor: step.output_tensor.map(OnceCell::from).unwrap_or_default(),
+            inputs: &step.inputs,
+        };
         let grads = rule(&ctx);
+        drop(ctx);
         if retain_graph {
             with_tape(|tape| {
-                if let Some(NodeKind::Op { rule: slot, .. }) = tape.nodes.get_mut(key).map(|n| &mut n.kind) {
-                    *slot = Some(rule);
+                if let Some(op) = tape.nodes.get_mut(key).and_then(|n| n.data.op.as_mut()) {
+                    op.rule = Some(rule);
                 }
             });
         } else {
             drop(rule);
         }
-        drop(step.output);
-        drop(step.saved);
+        drop(data);
         drop(grad);
         if grads.len() != step.inputs.len() {
             return Err(Error::Backward {
@@ -510,40 +523,47 @@ fn take_step(
     let node = tape.nodes.get_mut(key)?;
     let grad = node.pending.take()?;
     if !retain_graph && !create_graph && !node.is_leaf() && !node.retains_grad {
-        let mut node = tape.nodes.remove(key).expect("looked up above");
-        tape.saved_bytes -= node.saved_bytes;
-        let NodeKind::Op { rule, saved, output } = std::mem::replace(&mut node.kind, NodeKind::Leaf) else {
-            unreachable!("checked not a leaf")
-        };
-        edges.extend(node.inputs.iter().flatten().copied());
+        let Node { op, location, capture, inputs, data, grad: kept, .. } =
+            tape.nodes.remove(key).expect("looked up above");
+        tape.saved_bytes -= data.saved_bytes;
+        edges.extend(inputs.iter().flatten().copied());
+        // An interior node without `retain_grad` keeps no gradient; dropped outside the borrow.
+        if let Some(kept) = kept {
+            tape.graveyard.push(Garbage::Tensors(smallvec::smallvec![kept]));
+        }
         let step = Step {
-            op: node.op,
-            location: node.location,
+            op,
+            location,
             is_leaf: false,
             retains_grad: false,
-            capture: node.capture,
-            inputs: std::mem::take(&mut node.inputs),
-            rule,
-            saved,
-            output,
+            capture,
+            inputs,
+            data: Some(data),
+            output_tensor: None,
         };
-        // Emptied as in `free_swept`: whatever still holds tensors drops outside the borrow.
-        if node.holds_tensors() {
-            tape.graveyard.push(Garbage::Node(node));
-        }
         return Some((grad, step));
     }
     // The rule is taken out to run outside the tape's borrow (it may record) and put back
     // afterwards if the graph is kept; saved values are only copied when kept.
-    let (rule, saved, output) = match &mut node.kind {
-        NodeKind::Leaf => (None, SmallVec::new(), None),
-        NodeKind::Op { rule, saved, output } if retain_graph => (rule.take(), saved.clone(), output.clone()),
-        NodeKind::Op { rule, saved, output } => (rule.take(), std::mem::take(saved), output.take()),
-    };
+    let data = node.data.op.as_mut().map(|op| {
+        let (rule, saved, output) = if retain_graph {
+            (op.rule.take(), op.saved.clone(), op.output.clone())
+        } else {
+            (op.rule.take(), std::mem::take(&mut op.saved), op.output.take())
+        };
+        Box::new(NodeData { shape: Shape::new(), saved_bytes: 0, op: Some(OpRecord { rule, saved, output }) })
+    });
     if !retain_graph {
-        tape.saved_bytes -= node.saved_bytes;
-        node.saved_bytes = 0;
+        tape.saved_bytes -= node.data.saved_bytes;
+        node.data.saved_bytes = 0;
     }
+    // Under create_graph the output must carry its node, so that a rule built on it
+    // differentiates through it; otherwise the plain values are enough.
+    let output = data.as_ref().and_then(|d| d.op.as_ref()).and_then(|op| op.output.as_ref());
+    let output_tensor = match output {
+        Some(out) if create_graph => Some(Tensor::from_parts(out.storage.clone(), out.layout.clone(), Some(key))),
+        _ => None,
+    };
     let step = Step {
         op: node.op,
         location: node.location,
@@ -551,21 +571,13 @@ fn take_step(
         retains_grad: node.retains_grad,
         capture: node.capture,
         inputs: node.inputs.clone(),
-        rule,
-        saved,
-        output: None,
+        data,
+        output_tensor,
     };
-    // Under create_graph the output must carry its node, so that a rule built on it
-    // differentiates through it; otherwise a plain value is enough.
-    let output = output.map(|out| {
-        if create_graph {
-            tape.incref(key);
-            Tensor::from_node_parts(out.storage(), out.layout().clone(), key)
-        } else {
-            out
-        }
-    });
-    Some((grad, Step { output, ..step }))
+    if step.output_tensor.is_some() {
+        tape.incref(key);
+    }
+    Some((grad, step))
 }
 
 /// Hands each input its gradient: checked against the input, stored if it is the first,
@@ -577,13 +589,13 @@ fn pass_to_inputs(grads: crate::tape::InputGrads, inputs: &[Option<NodeKey>]) ->
         for (i, (g, input)) in grads.into_iter().zip(inputs).enumerate() {
             let (Some(g), Some(input)) = (g, input) else { continue };
             let Some(n) = tape.nodes.get_mut(*input) else { continue };
-            if g.shape() != n.shape.as_slice() || g.dtype() != n.dtype {
+            if g.shape() != n.data.shape.as_slice() || g.dtype() != n.dtype {
                 let message = format!(
                     "the backward rule returned a gradient of shape {:?} and dtype {} for input {i}, which has \
                      shape {:?} and dtype {}",
                     g.shape(),
                     g.dtype(),
-                    n.shape.as_slice(),
+                    n.data.shape.as_slice(),
                     n.dtype
                 );
                 tape.graveyard.push(Garbage::Tensors(smallvec::smallvec![g]));
@@ -652,7 +664,7 @@ fn free_swept(order: &[NodeKey], mut edges: Vec<NodeKey>) {
             if node.holds_tensors() {
                 tape.forget(node);
             } else {
-                tape.saved_bytes -= node.saved_bytes;
+                tape.saved_bytes -= node.data.saved_bytes;
             }
         }
         for input in edges {

@@ -28,16 +28,42 @@ pub fn numel(shape: &[usize]) -> usize {
 /// ```
 /// assert_eq!(tapegrad_tape::layout::contiguous_strides(&[2, 3, 4]).as_slice(), &[12, 4, 1]);
 /// ```
+#[inline]
 pub fn contiguous_strides(shape: &[usize]) -> Shape {
+    // Every recorded op builds one of these; for the usual ranks the strides are written
+    // into a plain array and handed over whole, which costs a fraction of pushing.
+    if shape.len() <= INLINE_RANK {
+        let mut buf = [0; INLINE_RANK];
+        let mut stride = 1;
+        for (s, &n) in buf[..shape.len()].iter_mut().zip(shape).rev() {
+            *s = stride;
+            stride *= n;
+        }
+        return SmallVec::from_buf_and_len(buf, shape.len());
+    }
     let mut strides = Shape::new();
     let mut stride = 1;
-    // Built back to front, then reversed: no zero-fill, no bounds checks.
     for &n in shape.iter().rev() {
         strides.push(stride);
         stride *= n;
     }
     strides.reverse();
     strides
+}
+
+/// Dimensions a [`Shape`] holds without allocating.
+const INLINE_RANK: usize = 4;
+
+/// `dims` as a [`Shape`]: a straight array copy for the usual ranks.
+#[inline]
+pub(crate) fn shape_of(dims: &[usize]) -> Shape {
+    if dims.len() <= INLINE_RANK {
+        let mut buf = [0; INLINE_RANK];
+        buf[..dims.len()].copy_from_slice(dims);
+        SmallVec::from_buf_and_len(buf, dims.len())
+    } else {
+        SmallVec::from_slice(dims)
+    }
 }
 
 /// The shape two shapes broadcast to under NumPy's rules, or `None` if they are
@@ -86,11 +112,7 @@ impl Clone for Layout {
     // By slice copy: `SmallVec`'s own `clone` goes element by element, and layouts are
     // cloned on every recorded op.
     fn clone(&self) -> Self {
-        Layout {
-            shape: SmallVec::from_slice(&self.shape),
-            strides: SmallVec::from_slice(&self.strides),
-            offset: self.offset,
-        }
+        Layout { shape: shape_of(&self.shape), strides: shape_of(&self.strides), offset: self.offset }
     }
 }
 
@@ -101,8 +123,9 @@ impl Layout {
     /// let l = tapegrad_tape::layout::Layout::contiguous(&[4, 5]);
     /// assert_eq!(l.strides(), &[5, 1]);
     /// ```
+    #[inline]
     pub fn contiguous(shape: &[usize]) -> Self {
-        Layout { shape: SmallVec::from_slice(shape), strides: contiguous_strides(shape), offset: 0 }
+        Layout { shape: shape_of(shape), strides: contiguous_strides(shape), offset: 0 }
     }
 
     /// A layout from its parts. The caller guarantees every index stays inside the storage.
@@ -113,7 +136,7 @@ impl Layout {
     /// ```
     pub fn from_parts(shape: &[usize], strides: &[usize], offset: usize) -> Self {
         assert_eq!(shape.len(), strides.len(), "layout: shape and strides differ in rank");
-        Layout { shape: SmallVec::from_slice(shape), strides: SmallVec::from_slice(strides), offset }
+        Layout { shape: shape_of(shape), strides: shape_of(strides), offset }
     }
 
     /// The shape.
@@ -197,7 +220,7 @@ impl Layout {
                 return None;
             };
         }
-        Some(Layout { shape: SmallVec::from_slice(target), strides, offset: self.offset })
+        Some(Layout { shape: shape_of(target), strides, offset: self.offset })
     }
 
     /// The view with dimensions `a` and `b` swapped. Panics if either is out of range.

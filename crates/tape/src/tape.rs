@@ -7,14 +7,14 @@
 //! leaves after each training step; a handle to a freed node holds a stale generational key,
 //! which later backward calls detect and report.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::panic::Location;
 
 use slotmap::{SlotMap, new_key_type};
 use smallvec::SmallVec;
 
-use crate::layout::Shape;
-use crate::{DType, Tensor, is_grad_enabled};
+use crate::layout::{Layout, Shape};
+use crate::{DType, Storage, Tensor, is_grad_enabled};
 
 new_key_type! {
     /// A generational key of a node on this thread's tape.
@@ -85,7 +85,10 @@ pub type BackwardRule = Box<dyn Fn(&BackwardCtx<'_>) -> InputGrads>;
 pub struct BackwardCtx<'a> {
     pub(crate) grad: &'a Tensor,
     pub(crate) saved: &'a [Tensor],
-    pub(crate) output: Option<&'a Tensor>,
+    pub(crate) output: Option<&'a SavedOutput>,
+    /// The output as a tensor, built on the first call to [`BackwardCtx::output`] (or
+    /// beforehand, carrying its node, under `create_graph`).
+    pub(crate) output_tensor: OnceCell<Tensor>,
     pub(crate) inputs: &'a [Option<NodeKey>],
 }
 
@@ -144,6 +147,40 @@ impl BackwardCtx<'_> {
     /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![1.0, 1f64.exp()]);
     /// ```
     pub fn output(&self) -> &Tensor {
+        self.output_tensor.get_or_init(|| {
+            let saved = self.saved_output();
+            Tensor::from_parts(saved.storage.clone(), saved.layout.clone(), None)
+        })
+    }
+
+    /// The operation's saved output as its storage and layout, without building a tensor:
+    /// for rules that compute their gradient in one pass when nothing is recorded.
+    ///
+    /// Panics if the output was not saved, as [`BackwardCtx::output`] does.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Storage, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = e^x: the rule reads e^x straight from the saved values.
+    /// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2]).requires_grad();
+    /// let value = Tensor::from_vec(x.to_vec::<f64>().iter().map(|v| v.exp()).collect(), &[2]);
+    /// let y = record("exp", Location::caller(), &[&x], value, || {
+    ///     Backward::new(|ctx| {
+    ///         let (storage, layout) = ctx.output_parts();
+    ///         let y = Tensor::from_storage(storage.clone(), layout.clone());
+    ///         smallvec::smallvec![Some(ctx.grad() * &y)]
+    ///     })
+    ///     .save_output()
+    /// });
+    /// y.sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![1.0, 1f64.exp()]);
+    /// ```
+    pub fn output_parts(&self) -> (&Storage, &Layout) {
+        let saved = self.saved_output();
+        (&saved.storage, &saved.layout)
+    }
+
+    fn saved_output(&self) -> &SavedOutput {
         self.output.expect("backward rule asked for its output, but the op did not save it")
     }
 
@@ -239,15 +276,31 @@ impl Backward {
     }
 }
 
-pub(crate) enum NodeKind {
-    Leaf,
-    Op {
-        /// `None` once a backward pass has released the node.
-        rule: Option<BackwardRule>,
-        saved: SmallVec<[Tensor; 2]>,
-        /// The output's value, without its node (holding the node would be a cycle).
-        output: Option<Tensor>,
-    },
+/// An operation's output kept for its backward rule: the values without a tensor handle
+/// (a handle would cost an allocation per op; rules that want a tensor get one built).
+#[derive(Clone)]
+pub(crate) struct SavedOutput {
+    pub storage: Storage,
+    pub layout: Layout,
+}
+
+/// What a recorded operation keeps for its backward pass.
+pub(crate) struct OpRecord {
+    /// `None` once a backward pass has released the node (or while its rule runs).
+    pub rule: Option<BackwardRule>,
+    pub saved: SmallVec<[Tensor; 2]>,
+    /// The output's value, without its node (holding the node would be a cycle).
+    pub output: Option<SavedOutput>,
+}
+
+/// The part of a node that the sweep reads once per node, kept behind one pointer so that
+/// the node itself stays small: nodes are moved into and out of the slotmap's slots, and
+/// moving a large struct costs a copy each time.
+pub(crate) struct NodeData {
+    pub shape: Shape,
+    pub saved_bytes: usize,
+    /// `None` for a leaf.
+    pub op: Option<OpRecord>,
 }
 
 /// One entry of the Wengert list.
@@ -257,35 +310,36 @@ pub(crate) struct Node {
     pub seq: u64,
     /// Tensor handles plus edges from later nodes that point here.
     pub refs: u32,
+    pub dtype: DType,
+    pub retains_grad: bool,
     /// `None` for inputs that do not take part in differentiation.
     pub inputs: SmallVec<[Option<NodeKey>; 2]>,
-    pub shape: Shape,
-    pub dtype: DType,
-    pub kind: NodeKind,
+    pub data: Box<NodeData>,
     /// `.grad` of a leaf, or of an interior tensor that asked to `retain_grad()`.
     pub grad: Option<Tensor>,
-    pub retains_grad: bool,
     /// The gradient gathered so far in the sweep under way.
     pub pending: Option<Tensor>,
     /// The sweep that last visited this node.
     pub visit: u64,
     /// Where `grad(...)` wants this node's gradient, if it does.
-    pub capture: Option<usize>,
-    pub saved_bytes: usize,
+    pub capture: Option<u32>,
 }
 
 impl Node {
     pub fn is_leaf(&self) -> bool {
-        matches!(self.kind, NodeKind::Leaf)
+        self.data.op.is_none()
     }
 
     /// Whether dropping this node would drop tensor handles (and so touch the tape).
     pub fn holds_tensors(&self) -> bool {
-        let kind = match &self.kind {
-            NodeKind::Leaf => false,
-            NodeKind::Op { rule, saved, .. } => rule.is_some() || !saved.is_empty(),
-        };
-        kind || self.grad.is_some() || self.pending.is_some()
+        self.data.holds_tensors() || self.grad.is_some() || self.pending.is_some()
+    }
+}
+
+impl NodeData {
+    /// Whether dropping this would drop tensor handles (and so touch the tape).
+    pub fn holds_tensors(&self) -> bool {
+        self.op.as_ref().is_some_and(|op| op.rule.is_some() || !op.saved.is_empty())
     }
 }
 
@@ -403,7 +457,7 @@ impl Tape {
 
     /// Accounts for a node that has left the slotmap and queues it to be dropped.
     pub fn forget(&mut self, node: Node) {
-        self.saved_bytes -= node.saved_bytes;
+        self.saved_bytes -= node.data.saved_bytes;
         if node.is_leaf() {
             self.leaves -= 1;
         }
@@ -413,12 +467,14 @@ impl Tape {
     /// Frees what a node kept for backward, leaving the node itself in place.
     pub fn release_saved(&mut self, key: NodeKey) {
         let Some(node) = self.nodes.get_mut(key) else { return };
-        if let NodeKind::Op { rule, saved, output } = &mut node.kind {
+        let data = &mut *node.data;
+        if let Some(OpRecord { rule, saved, output }) = &mut data.op {
             let rule = rule.take();
-            let mut saved = std::mem::take(saved);
-            saved.extend(output.take());
-            self.saved_bytes -= node.saved_bytes;
-            node.saved_bytes = 0;
+            let saved = std::mem::take(saved);
+            // Plain values: dropping them cannot reach back into the tape.
+            *output = None;
+            self.saved_bytes -= data.saved_bytes;
+            data.saved_bytes = 0;
             if let Some(rule) = rule {
                 self.graveyard.push(Garbage::Rule(rule));
             }
@@ -428,20 +484,19 @@ impl Tape {
         }
     }
 
+    /// Appends a node built by `make` from its sequence number, written straight into its
+    /// slot: nodes are large, and every move of one on the way in costs a copy.
     #[inline]
-    fn insert(&mut self, mut node: Node) -> NodeKey {
-        node.seq = self.next_seq;
+    fn insert_with(&mut self, make: impl FnOnce(u64) -> Node) -> NodeKey {
+        let seq = self.next_seq;
         self.next_seq += 1;
-        self.saved_bytes += node.saved_bytes;
+        let key = self.nodes.insert_with_key(|_| make(seq));
+        let node = &self.nodes[key];
+        self.saved_bytes += node.data.saved_bytes;
         if node.is_leaf() {
             self.leaves += 1;
         }
-        for key in node.inputs.iter().flatten() {
-            if let Some(input) = self.nodes.get_mut(*key) {
-                input.refs += 1;
-            }
-        }
-        self.nodes.insert(node)
+        key
     }
 }
 
@@ -449,33 +504,32 @@ impl Tape {
 fn new_node(
     op: &'static str,
     location: &'static Location<'static>,
-    shape: &[usize],
+    seq: u64,
+    inputs: SmallVec<[Option<NodeKey>; 2]>,
     dtype: DType,
-    kind: NodeKind,
+    data: Box<NodeData>,
 ) -> Node {
     Node {
         op,
         location,
-        seq: 0,
+        seq,
         refs: 1,
-        inputs: SmallVec::new(),
-        shape: SmallVec::from_slice(shape),
         dtype,
-        kind,
-        grad: None,
         retains_grad: false,
+        inputs,
+        data,
+        grad: None,
         pending: None,
         visit: 0,
         capture: None,
-        saved_bytes: 0,
     }
 }
 
 /// Adds a leaf node for a tensor that starts requiring a gradient; returns its key with
 /// one reference, owned by the tensor handle that will hold it.
 pub(crate) fn new_leaf(shape: &[usize], dtype: DType, location: &'static Location<'static>) -> NodeKey {
-    let node = new_node("leaf", location, shape, dtype, NodeKind::Leaf);
-    with_tape(|tape| tape.insert(node))
+    let data = Box::new(NodeData { shape: crate::layout::shape_of(shape), saved_bytes: 0, op: None });
+    with_tape(|tape| tape.insert_with(|seq| new_node("leaf", location, seq, SmallVec::new(), dtype, data)))
 }
 
 /// Whether an operation on `inputs` would be recorded now: grad mode is on and at least one
@@ -526,19 +580,23 @@ pub fn record(
     if save_output {
         saved_bytes += output.storage_nbytes();
     }
-    let output_slot = save_output.then(|| output.detach());
-    let mut input_keys = SmallVec::new();
+    let output_slot = save_output.then(|| SavedOutput { storage: output.storage(), layout: output.layout().clone() });
+    let mut input_keys: SmallVec<[Option<NodeKey>; 2]> = SmallVec::new();
     for t in inputs {
         input_keys.push(t.node_key());
     }
-    let (shape, dtype) = (output.shape(), output.dtype());
-    // Built inside the closure so that the node is written once, into its slot.
+    let data = Box::new(NodeData {
+        shape: crate::layout::shape_of(output.shape()),
+        saved_bytes,
+        op: Some(OpRecord { rule: Some(rule), saved, output: output_slot }),
+    });
+    let dtype = output.dtype();
     let key = with_tape(|tape| {
-        tape.insert(Node {
-            inputs: input_keys,
-            saved_bytes,
-            ..new_node(op, location, shape, dtype, NodeKind::Op { rule: Some(rule), saved, output: output_slot })
-        })
+        // Each input gains an edge from the new node.
+        for key in input_keys.iter().flatten() {
+            tape.incref(*key);
+        }
+        tape.insert_with(|seq| new_node(op, location, seq, input_keys, dtype, data))
     });
     output.attach_node(key)
 }

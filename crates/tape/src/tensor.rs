@@ -123,6 +123,11 @@ impl Tensor {
         Tensor::new(storage, layout, None)
     }
 
+    /// A handle over parts known to fit together (taken from another tensor).
+    pub(crate) fn from_parts(storage: Storage, layout: Layout, node: Option<NodeKey>) -> Tensor {
+        Tensor::new(storage, layout, node)
+    }
+
     fn new(storage: Storage, layout: Layout, node: Option<NodeKey>) -> Tensor {
         crate::allocator::keep_freed_buffers();
         Tensor { inner: Rc::new(Inner { storage: RefCell::new(storage), layout, node }) }
@@ -148,10 +153,6 @@ impl Tensor {
             }
             _ => Tensor::new(self.storage(), self.inner.layout.clone(), Some(key)),
         }
-    }
-
-    pub(crate) fn from_node_parts(storage: Storage, layout: Layout, key: NodeKey) -> Tensor {
-        Tensor::new(storage, layout, Some(key))
     }
 
     /// A tensor of `shape` filled with `value` (f32, PyTorch's default dtype).
