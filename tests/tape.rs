@@ -122,6 +122,35 @@ fn gradient_handle_sees_in_place_accumulation_like_pytorch() {
 }
 
 #[test]
+fn gradients_rewritten_in_place_never_change_what_someone_else_holds() {
+    // Rules may overwrite the incoming gradient when no one else can see it. Everyone who
+    // can must keep their values: the caller's seed, a retained interior gradient, a
+    // captured one, and leaves' `.grad`, tiny (inline) and larger (shared buffer) alike.
+    for n in [1, 5] {
+        let xs: Vec<f64> = (0..n).map(|i| 0.1 + 0.2 * i as f64).collect();
+        let x = Tensor::from_vec(xs.clone(), &[n]).requires_grad();
+        let h = &x * 3.0;
+        h.retain_grad();
+        let y = (&h.tanh() * 2.0).neg();
+        let seed = Tensor::from_vec(vec![1.5f64; n], &[n]);
+        y.backward_with(Some(&seed), BackwardOptions::new());
+        assert_eq!(seed.to_vec::<f64>(), vec![1.5; n], "the caller's seed is untouched");
+        let dh: Vec<f64> = xs.iter().map(|v| -3.0 * (1.0 - (3.0 * v).tanh().powi(2))).collect();
+        assert!(close(&h.grad().unwrap().to_vec::<f64>(), &dh, 1e-15), "retained gradient of h (n = {n})");
+        let dx: Vec<f64> = dh.iter().map(|d| 3.0 * d).collect();
+        assert!(close(&x.grad().unwrap().to_vec::<f64>(), &dx, 1e-15), "gradient of x (n = {n})");
+
+        // A gradient captured by grad() for an interior tensor keeps its value while the
+        // sweep goes on below it.
+        let h = &x * 3.0;
+        let y = (&h * 2.0).sum();
+        let g = grad(&[&y, &h.sum()], &[&h, &x], GradOptions::new());
+        assert_eq!(g[0].as_ref().unwrap().to_vec::<f64>(), vec![3.0; n]);
+        assert_eq!(g[1].as_ref().unwrap().to_vec::<f64>(), vec![9.0; n]);
+    }
+}
+
+#[test]
 fn no_grad_records_nothing_and_detach_cuts_the_graph() {
     let x = Tensor::ones(&[3]).requires_grad();
     let before = tape_stats();

@@ -4,7 +4,7 @@
 use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
-use tapegrad_tape::{Backward, Element, Storage, Tensor, ensure_float, kernels, or_panic, record};
+use tapegrad_tape::{Backward, BackwardCtx, Element, Storage, Tensor, ensure_float, kernels, or_panic, record};
 
 /// A scalar function of one element, instantiated for each float dtype.
 pub(crate) trait UnaryFn {
@@ -86,14 +86,33 @@ macro_rules! grad_fn {
 }
 pub(crate) use grad_fn;
 
-/// `F(g, v)` over the elements of the gradient `g` and saved values `v` (a storage and its
-/// layout) of its shape, in one pass, when the result will not be differentiated (grad
-/// mode is off: a backward without `create_graph`); `None` otherwise, and the rule composes
-/// recorded ops instead. One fused pass allocates one tensor where the composed rule
-/// allocates three, and reads saved values without a tensor handle.
-pub(crate) fn fused_rule<F: GradFn>(g: &Tensor, (v, v_layout): (&Storage, &Layout)) -> Option<Tensor> {
+/// `F(g, v)` over the elements of the incoming gradient `g` and saved values `v` (a storage
+/// and its layout) of its shape, in one pass, when the result will not be differentiated
+/// (grad mode is off: a backward without `create_graph`); `None` otherwise, and the rule
+/// composes recorded ops instead. The result is written over `g` when the rule may reuse it
+/// ([`BackwardCtx::grad_for_reuse`]), else into one fresh tensor where the composed rule
+/// would allocate three.
+pub(crate) fn fused_rule<F: GradFn>(ctx: &BackwardCtx<'_>, (v, v_layout): (&Storage, &Layout)) -> Option<Tensor> {
+    let g = ctx.grad();
     if tapegrad_tape::is_grad_enabled() || g.shape() != v_layout.shape() {
         return None;
+    }
+    if let Some(g) = ctx.grad_for_reuse()
+        && v_layout.is_contiguous()
+    {
+        let vs = v_layout.offset()..v_layout.offset() + v_layout.numel();
+        let written = g.update_storage(|dst, layout| {
+            let gs = layout.offset()..layout.offset() + layout.numel();
+            match v {
+                Storage::F32(v) => zip_in_place(&mut dst.make_mut::<f32>()?[gs], &v[vs], F::apply::<f32>),
+                Storage::F64(v) => zip_in_place(&mut dst.make_mut::<f64>()?[gs], &v[vs], F::apply::<f64>),
+                Storage::I64(_) => return None,
+            }
+            Some(())
+        });
+        if written.is_some() {
+            return Some(g.clone());
+        }
     }
     let shape = g.shape();
     let storage = match (g.storage(), v) {
@@ -106,6 +125,14 @@ pub(crate) fn fused_rule<F: GradFn>(g: &Tensor, (v, v_layout): (&Storage, &Layou
         _ => return None,
     };
     Some(Tensor::from_storage(storage, Layout::contiguous(shape)))
+}
+
+/// `dst[i] = f(dst[i], v[i])` over two slices of one length.
+#[inline]
+fn zip_in_place<T: Copy>(dst: &mut [T], v: &[T], f: impl Fn(T, T) -> T) {
+    for (d, &y) in dst.iter_mut().zip(v) {
+        *d = f(*d, y);
+    }
 }
 
 /// A 0/1 mask of `pred` over `x`'s elements, in `x`'s dtype: a constant for backward rules.

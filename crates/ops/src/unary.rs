@@ -88,7 +88,7 @@ pub(crate) fn tanh(x: &Tensor) -> Tensor {
     unary::<Tanh>("tanh", x, || {
         // 1 - tanh^2, in terms of the output so double backward goes through it.
         Backward::new(|ctx| {
-            let g = fused_rule::<TanhGrad>(ctx.grad(), ctx.output_parts()).unwrap_or_else(|| {
+            let g = fused_rule::<TanhGrad>(ctx, ctx.output_parts()).unwrap_or_else(|| {
                 let y = ctx.output();
                 ctx.grad() * &(y * y).rsub_scalar(1.0)
             });
@@ -102,7 +102,7 @@ pub(crate) fn tanh(x: &Tensor) -> Tensor {
 pub(crate) fn sigmoid_op(x: &Tensor) -> Tensor {
     unary::<Sigmoid>("sigmoid", x, || {
         Backward::new(|ctx| {
-            let g = fused_rule::<SigmoidGrad>(ctx.grad(), ctx.output_parts()).unwrap_or_else(|| {
+            let g = fused_rule::<SigmoidGrad>(ctx, ctx.output_parts()).unwrap_or_else(|| {
                 let y = ctx.output();
                 ctx.grad() * &(y * &y.rsub_scalar(1.0))
             });
@@ -117,7 +117,7 @@ pub(crate) fn relu(x: &Tensor) -> Tensor {
     unary::<Relu>("relu", x, || {
         Backward::new(|ctx| {
             let x = ctx.saved(0);
-            let g = fused_rule::<ReluGrad>(ctx.grad(), (&x.storage(), x.layout()))
+            let g = fused_rule::<ReluGrad>(ctx, (&x.storage(), x.layout()))
                 .unwrap_or_else(|| ctx.grad() * &mask(x, |v| v > 0.0));
             smallvec![Some(g)]
         })

@@ -11,7 +11,7 @@ use smallvec::smallvec;
 
 use crate::error::{Error, Result, or_panic};
 use crate::layout::{Layout, broadcast_shapes};
-use crate::{Backward, Element, Storage, Tensor, kernels, map_float_storage, record};
+use crate::{Backward, BackwardCtx, Element, Storage, Tensor, kernels, map_float_storage, record};
 
 /// An elementwise function of two values, instantiated for each dtype.
 trait BinaryFn {
@@ -76,6 +76,23 @@ fn binary_value<F: BinaryFn>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor 
 /// The gradient `g` summed down to `shape`, if broadcasting stretched the input.
 fn unbroadcast(g: &Tensor, shape: &[usize]) -> Tensor {
     g.sum_to_shape(shape)
+}
+
+/// `f(g, s)` over the incoming gradient `g`, rounded as the scalar ops round: written over
+/// `g` when the rule may reuse it ([`BackwardCtx::grad_for_reuse`]), otherwise `fallback(g)`.
+fn map_grad(
+    ctx: &BackwardCtx<'_>,
+    f: impl Fn(f64, f64) -> f64,
+    s: f64,
+    fallback: impl FnOnce(&Tensor) -> Tensor,
+) -> Tensor {
+    match ctx.grad_for_reuse() {
+        Some(g) => {
+            g.scalar_op_in_place(f, s);
+            g.clone()
+        }
+        None => fallback(ctx.grad()),
+    }
 }
 
 impl Tensor {
@@ -220,6 +237,22 @@ impl Tensor {
         }))
     }
 
+    /// `f(x, s)` over this tensor's elements, rounded as [`Tensor::scalar_op`] rounds them,
+    /// written over them: what backward rules do to a gradient they may reuse.
+    fn scalar_op_in_place(&self, f: impl Fn(f64, f64) -> f64, s: f64) {
+        self.update_storage(|storage, layout| {
+            let range = layout.offset()..layout.offset() + layout.numel();
+            if let Some(v) = storage.make_mut::<f32>() {
+                let s = s as f32;
+                v[range].iter_mut().for_each(|x| *x = f(*x as f64, s as f64) as f32);
+            } else if let Some(v) = storage.make_mut::<f64>() {
+                v[range].iter_mut().for_each(|x| *x = f(*x, s));
+            } else {
+                unreachable!("gradients are float tensors");
+            }
+        })
+    }
+
     fn scalar_op(
         &self,
         op: &'static str,
@@ -290,7 +323,7 @@ impl Tensor {
             Location::caller(),
             |x, s| s - x,
             s,
-            || Backward::new(|ctx| smallvec![Some(-ctx.grad())]),
+            || Backward::new(|ctx| smallvec![Some(map_grad(ctx, |g, _| -g, 0.0, |g| -g))]),
         )
     }
 
@@ -306,7 +339,7 @@ impl Tensor {
             Location::caller(),
             |x, s| x * s,
             s,
-            || Backward::new(move |ctx| smallvec![Some(ctx.grad().mul_scalar(s))]),
+            || Backward::new(move |ctx| smallvec![Some(map_grad(ctx, |g, s| g * s, s, |g| g.mul_scalar(s)))]),
         )
     }
 
@@ -322,7 +355,7 @@ impl Tensor {
             Location::caller(),
             |x, s| x / s,
             s,
-            || Backward::new(move |ctx| smallvec![Some(ctx.grad().div_scalar(s))]),
+            || Backward::new(move |ctx| smallvec![Some(map_grad(ctx, |g, s| g / s, s, |g| g.div_scalar(s)))]),
         )
     }
 
@@ -358,7 +391,9 @@ impl Tensor {
     pub fn neg(&self) -> Tensor {
         let storage = map_float_storage!(&self.storage(), v => kernels::map(v, self.layout(), |x| -x));
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
-        record("neg", Location::caller(), &[self], value, || Backward::new(|ctx| smallvec![Some(-ctx.grad())]))
+        record("neg", Location::caller(), &[self], value, || {
+            Backward::new(|ctx| smallvec![Some(map_grad(ctx, |g, _| -g, 0.0, |g| -g))])
+        })
     }
 
     /// This tensor broadcast to `shape` (PyTorch's `expand` / `broadcast_to`): a view that

@@ -184,6 +184,40 @@ impl BackwardCtx<'_> {
         self.output.expect("backward rule asked for its output, but the op did not save it")
     }
 
+    /// The incoming gradient, to be overwritten in place, when nothing else can see it: no
+    /// other handle points at it, it is contiguous, and nothing is being recorded (a
+    /// backward without `create_graph`). A rule computes its result into it with
+    /// [`Tensor::update_storage`] and returns a clone of the handle, instead of allocating
+    /// a fresh tensor; `None` means compute a new one as usual.
+    ///
+    /// Overwrite it only at the rule's last read of the gradient. The buffer is still
+    /// copy-on-write: values another tensor shares are copied before they change.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Storage, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = 3x, whose rule scales the incoming gradient where it lies when it can.
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = record("times_three", Location::caller(), &[&x], Tensor::full(&[2], 3.0), || {
+    ///     Backward::new(|ctx| {
+    ///         let g = match ctx.grad_for_reuse() {
+    ///             Some(g) => {
+    ///                 g.update_storage(|s, _| s.make_mut::<f32>().unwrap().iter_mut().for_each(|v| *v *= 3.0));
+    ///                 g.clone()
+    ///             }
+    ///             None => ctx.grad() * 3.0,
+    ///         };
+    ///         smallvec::smallvec![Some(g)]
+    ///     })
+    /// });
+    /// (&y * 1.0).sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![3.0, 3.0]);
+    /// ```
+    pub fn grad_for_reuse(&self) -> Option<&Tensor> {
+        let g = self.grad;
+        (!is_grad_enabled() && g.is_sole_handle() && g.node_key().is_none() && g.is_contiguous()).then_some(g)
+    }
+
     /// Whether input `i` needs a gradient; rules may skip the work for inputs that do not.
     ///
     /// ```

@@ -130,7 +130,16 @@ impl Tensor {
 
     fn new(storage: Storage, layout: Layout, node: Option<NodeKey>) -> Tensor {
         crate::allocator::keep_freed_buffers();
-        Tensor { inner: Rc::new(Inner { storage: RefCell::new(storage), layout, node }) }
+        // Written into the allocation field by field: `Rc::new` would assemble the value on
+        // the stack and copy it over, reading back what was just stored (a stall).
+        let mut inner = Rc::<Inner>::new_uninit();
+        Rc::get_mut(&mut inner).expect("fresh allocation").write(Inner {
+            storage: RefCell::new(storage),
+            layout,
+            node,
+        });
+        // SAFETY: initialised on the line above.
+        Tensor { inner: unsafe { inner.assume_init() } }
     }
 
     /// A second handle to the same values and node whose storage cannot be swapped by an
@@ -141,6 +150,11 @@ impl Tensor {
             with_tape(|t| t.incref(key));
         }
         Tensor::new(self.storage(), self.inner.layout.clone(), self.inner.node)
+    }
+
+    /// Whether this is the only handle to its tensor (clones share one handle allocation).
+    pub(crate) fn is_sole_handle(&self) -> bool {
+        Rc::strong_count(&self.inner) == 1 && Rc::weak_count(&self.inner) == 0
     }
 
     /// This value attached to a freshly recorded node, reusing the handle's allocation when
