@@ -339,7 +339,13 @@ impl Tensor {
             Location::caller(),
             |x, s| x * s,
             s,
-            || Backward::new(move |ctx| smallvec![Some(map_grad(ctx, |g, s| g * s, s, |g| g.mul_scalar(s)))]),
+            || {
+                Backward::new(|ctx| {
+                    let s = ctx.scalar();
+                    smallvec![Some(map_grad(ctx, |g, s| g * s, s, |g| g.mul_scalar(s)))]
+                })
+                .scalar(s)
+            },
         )
     }
 
@@ -355,7 +361,13 @@ impl Tensor {
             Location::caller(),
             |x, s| x / s,
             s,
-            || Backward::new(move |ctx| smallvec![Some(map_grad(ctx, |g, s| g / s, s, |g| g.div_scalar(s)))]),
+            || {
+                Backward::new(|ctx| {
+                    let s = ctx.scalar();
+                    smallvec![Some(map_grad(ctx, |g, s| g / s, s, |g| g.div_scalar(s)))]
+                })
+                .scalar(s)
+            },
         )
     }
 

@@ -384,7 +384,8 @@ fn sweep(
                 }
             }
         }
-        let mut order: Vec<(u64, NodeKey)> = Vec::new();
+        // Sized for the whole tape up front: a long chain would otherwise regrow it many times.
+        let mut order: Vec<(u64, NodeKey)> = Vec::with_capacity(tape.nodes.len());
         let mut stack: Vec<(NodeKey, Option<NodeKey>)> = seeds.iter().map(|(k, _)| (*k, None)).collect();
         while let Some((key, consumer)) = stack.pop() {
             let Some(node) = tape.nodes.get_mut(key) else {
@@ -397,7 +398,7 @@ fn sweep(
             }
             node.visit = stamp;
             node.pending = None;
-            if node.data.op.as_ref().is_some_and(|op| op.rule.is_none()) {
+            if node.released {
                 return Err(Error::FreedGraph { op: node.op, location: node.location });
             }
             order.push((node.seq, key));
@@ -419,7 +420,7 @@ fn sweep(
 
     let mut captured: Vec<Option<Tensor>> = vec![None; capture.map_or(0, <[_]>::len)];
     let _mode = set_grad_enabled(create_graph);
-    let mut edges = Vec::new();
+    let mut edges = Vec::with_capacity(order.len());
     let result = run_steps(&order, capture.is_some(), &mut captured, retain_graph, create_graph, &mut edges);
     clear_captures(capture);
     if !retain_graph {
@@ -474,13 +475,17 @@ fn run_steps(
             output: record.output.as_ref(),
             output_tensor: step.output_tensor.map(OnceCell::from).unwrap_or_default(),
             inputs: &step.inputs,
+            scalar: record.scalar,
         };
         let grads = rule(&ctx);
         drop(ctx);
         if retain_graph {
             with_tape(|tape| {
-                if let Some(op) = tape.nodes.get_mut(key).and_then(|n| n.data.op.as_mut()) {
+                if let Some(node) = tape.nodes.get_mut(key)
+                    && let Some(op) = node.data.op.as_mut()
+                {
                     op.rule = Some(rule);
+                    node.released = false;
                 }
             });
         } else {
@@ -545,13 +550,15 @@ fn take_step(
     }
     // The rule is taken out to run outside the tape's borrow (it may record) and put back
     // afterwards if the graph is kept; saved values are only copied when kept.
+    node.released = !node.is_leaf();
     let data = node.data.op.as_mut().map(|op| {
         let (rule, saved, output) = if retain_graph {
             (op.rule.take(), op.saved.clone(), op.output.clone())
         } else {
             (op.rule.take(), std::mem::take(&mut op.saved), op.output.take())
         };
-        Box::new(NodeData { shape: Shape::new(), saved_bytes: 0, op: Some(OpRecord { rule, saved, output }) })
+        let scalar = op.scalar;
+        Box::new(NodeData { shape: Shape::new(), saved_bytes: 0, op: Some(OpRecord { rule, scalar, saved, output }) })
     });
     if !retain_graph {
         tape.saved_bytes -= node.data.saved_bytes;

@@ -90,6 +90,7 @@ pub struct BackwardCtx<'a> {
     /// beforehand, carrying its node, under `create_graph`).
     pub(crate) output_tensor: OnceCell<Tensor>,
     pub(crate) inputs: &'a [Option<NodeKey>],
+    pub(crate) scalar: f64,
 }
 
 impl BackwardCtx<'_> {
@@ -218,6 +219,23 @@ impl BackwardCtx<'_> {
         (!is_grad_enabled() && g.is_sole_handle() && g.node_key().is_none() && g.is_contiguous()).then_some(g)
     }
 
+    /// The number the operation kept with [`Backward::scalar`] (0 if it kept none).
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = 2.5x: the factor travels with the node, and the rule captures nothing.
+    /// let x = Tensor::ones(&[1]).requires_grad();
+    /// let y = record("scale", Location::caller(), &[&x], Tensor::full(&[1], 2.5), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.scalar())]).scalar(2.5)
+    /// });
+    /// y.backward();
+    /// assert_eq!(x.grad().unwrap().item(), 2.5);
+    /// ```
+    pub fn scalar(&self) -> f64 {
+        self.scalar
+    }
+
     /// Whether input `i` needs a gradient; rules may skip the work for inputs that do not.
     ///
     /// ```
@@ -247,6 +265,7 @@ impl BackwardCtx<'_> {
 pub struct Backward {
     pub(crate) saved: SmallVec<[Tensor; 2]>,
     pub(crate) save_output: bool,
+    pub(crate) scalar: f64,
     pub(crate) rule: BackwardRule,
 }
 
@@ -265,7 +284,7 @@ impl Backward {
     /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![-1.0, -1.0]);
     /// ```
     pub fn new(rule: impl Fn(&BackwardCtx<'_>) -> InputGrads + 'static) -> Self {
-        Backward { saved: SmallVec::new(), save_output: false, rule: Box::new(rule) }
+        Backward { saved: SmallVec::new(), save_output: false, scalar: 0.0, rule: Box::new(rule) }
     }
 
     /// Keeps `t` for the rule (read back with [`BackwardCtx::saved`], in the order saved).
@@ -285,6 +304,31 @@ impl Backward {
     /// ```
     pub fn save(mut self, t: &Tensor) -> Self {
         self.saved.push(t.snapshot());
+        self
+    }
+
+    /// Keeps one number for the rule (read back with [`BackwardCtx::scalar`]): a factor or
+    /// an exponent kept this way, instead of captured by the closure, saves the closure its
+    /// allocation (a closure that captures nothing is stored for free).
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = x^3 keeps x and the exponent 3.
+    /// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+    /// let y = record("cube", Location::caller(), &[&x], Tensor::from_vec(vec![8.0f64], &[1]), || {
+    ///     Backward::new(|ctx| {
+    ///         let n = ctx.scalar();
+    ///         smallvec::smallvec![Some(ctx.grad() * &(ctx.saved(0) * ctx.saved(0)) * n)]
+    ///     })
+    ///     .save(&x)
+    ///     .scalar(3.0)
+    /// });
+    /// y.backward();
+    /// assert_eq!(x.grad().unwrap().item(), 12.0);
+    /// ```
+    pub fn scalar(mut self, value: f64) -> Self {
+        self.scalar = value;
         self
     }
 
@@ -322,6 +366,7 @@ pub(crate) struct SavedOutput {
 pub(crate) struct OpRecord {
     /// `None` once a backward pass has released the node (or while its rule runs).
     pub rule: Option<BackwardRule>,
+    pub scalar: f64,
     pub saved: SmallVec<[Tensor; 2]>,
     /// The output's value, without its node (holding the node would be a cycle).
     pub output: Option<SavedOutput>,
@@ -346,6 +391,9 @@ pub(crate) struct Node {
     pub refs: u32,
     pub dtype: DType,
     pub retains_grad: bool,
+    /// Whether the op's rule is gone (freed by a backward pass, or running): kept here so
+    /// that the sweep's walk over the graph need not reach into the node's data.
+    pub released: bool,
     /// `None` for inputs that do not take part in differentiation.
     pub inputs: SmallVec<[Option<NodeKey>; 2]>,
     pub data: Box<NodeData>,
@@ -476,6 +524,13 @@ impl Tape {
 
     /// Drops one reference; frees the node (and, transitively, its inputs) at zero.
     pub fn decref(&mut self, key: NodeKey) {
+        // Most counts stay above zero: no work list for those.
+        if let Some(node) = self.nodes.get_mut(key)
+            && node.refs > 1
+        {
+            node.refs -= 1;
+            return;
+        }
         let mut stack: SmallVec<[NodeKey; 8]> = SmallVec::new();
         stack.push(key);
         while let Some(k) = stack.pop() {
@@ -501,8 +556,9 @@ impl Tape {
     /// Frees what a node kept for backward, leaving the node itself in place.
     pub fn release_saved(&mut self, key: NodeKey) {
         let Some(node) = self.nodes.get_mut(key) else { return };
+        node.released = !node.is_leaf();
         let data = &mut *node.data;
-        if let Some(OpRecord { rule, saved, output }) = &mut data.op {
+        if let Some(OpRecord { rule, saved, output, .. }) = &mut data.op {
             let rule = rule.take();
             let saved = std::mem::take(saved);
             // Plain values: dropping them cannot reach back into the tape.
@@ -550,6 +606,7 @@ fn new_node(
         refs: 1,
         dtype,
         retains_grad: false,
+        released: false,
         inputs,
         data,
         grad: None,
@@ -609,7 +666,7 @@ pub fn record(
     if !will_record(inputs) {
         return output;
     }
-    let Backward { saved, save_output, rule } = make_backward();
+    let Backward { saved, save_output, scalar, rule } = make_backward();
     let mut saved_bytes: usize = saved.iter().map(Tensor::storage_nbytes).sum();
     if save_output {
         saved_bytes += output.storage_nbytes();
@@ -622,7 +679,7 @@ pub fn record(
     let data = Box::new(NodeData {
         shape: crate::layout::shape_of(output.shape()),
         saved_bytes,
-        op: Some(OpRecord { rule: Some(rule), saved, output: output_slot }),
+        op: Some(OpRecord { rule: Some(rule), scalar, saved, output: output_slot }),
     });
     let dtype = output.dtype();
     let key = with_tape(|tape| {
