@@ -659,8 +659,9 @@ fn accumulate_grad(key: NodeKey, g: &Tensor, create_graph: bool) {
 fn free_swept(order: &[NodeKey], mut edges: Vec<NodeKey>) {
     with_tape(|tape| {
         for &key in order {
-            let keep = tape.nodes.get(key).is_none_or(|n| n.is_leaf() || n.retains_grad);
-            if keep {
+            // Nodes the sweep's steps removed are gone already.
+            let Some(node) = tape.nodes.get(key) else { continue };
+            if node.is_leaf() || node.retains_grad {
                 tape.release_saved(key);
                 continue;
             }

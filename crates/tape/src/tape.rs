@@ -524,12 +524,15 @@ impl Tape {
 
     /// Drops one reference; frees the node (and, transitively, its inputs) at zero.
     pub fn decref(&mut self, key: NodeKey) {
-        // Most counts stay above zero: no work list for those.
-        if let Some(node) = self.nodes.get_mut(key)
-            && node.refs > 1
-        {
-            node.refs -= 1;
-            return;
+        // Most counts stay above zero, and keys of nodes already gone need nothing: no
+        // work list for those.
+        match self.nodes.get_mut(key) {
+            None => return,
+            Some(node) if node.refs > 1 => {
+                node.refs -= 1;
+                return;
+            }
+            Some(_) => {}
         }
         let mut stack: SmallVec<[NodeKey; 8]> = SmallVec::new();
         stack.push(key);
