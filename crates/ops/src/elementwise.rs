@@ -94,7 +94,7 @@ pub(crate) use grad_fn;
 /// would allocate three.
 pub(crate) fn fused_rule<F: GradFn>(ctx: &BackwardCtx<'_>, (v, v_layout): (&Storage, &Layout)) -> Option<Tensor> {
     let g = ctx.grad();
-    if tapegrad_tape::is_grad_enabled() || g.shape() != v_layout.shape() {
+    if tapegrad_tape::is_grad_enabled() || !tapegrad_tape::layout::same_shape(g.shape(), v_layout.shape()) {
         return None;
     }
     if let Some(g) = ctx.grad_for_reuse()

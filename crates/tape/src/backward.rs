@@ -596,7 +596,7 @@ fn pass_to_inputs(grads: crate::tape::InputGrads, inputs: &[Option<NodeKey>]) ->
         for (i, (g, input)) in grads.into_iter().zip(inputs).enumerate() {
             let (Some(g), Some(input)) = (g, input) else { continue };
             let Some(n) = tape.nodes.get_mut(*input) else { continue };
-            if g.shape() != n.data.shape.as_slice() || g.dtype() != n.dtype {
+            if !crate::layout::same_shape(g.shape(), &n.data.shape) || g.dtype() != n.dtype {
                 let message = format!(
                     "the backward rule returned a gradient of shape {:?} and dtype {} for input {i}, which has \
                      shape {:?} and dtype {}",

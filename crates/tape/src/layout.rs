@@ -23,6 +23,19 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// Whether two shapes are equal, compared in line: slices' `==` calls `memcmp`, which costs
+/// more than the comparison itself for the few dimensions of a shape, and the backward
+/// sweep compares shapes at every step.
+///
+/// ```
+/// use tapegrad_tape::layout::same_shape;
+/// assert!(same_shape(&[2, 3], &[2, 3]) && !same_shape(&[2, 3], &[3, 2]) && !same_shape(&[1], &[]));
+/// ```
+#[inline]
+pub fn same_shape(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Row-major strides of a contiguous tensor of `shape`.
 ///
 /// ```

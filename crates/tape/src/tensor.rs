@@ -756,7 +756,11 @@ impl Tensor {
 
     pub(crate) fn accumulate_in_place(&self, g: &Tensor) -> bool {
         // Only a plain, contiguous, untracked gradient buffer is updated in place.
-        if self.tracks_grad() || !self.is_contiguous() || g.shape() != self.shape() || g.dtype() != self.dtype() {
+        if self.tracks_grad()
+            || !self.is_contiguous()
+            || !crate::layout::same_shape(g.shape(), self.shape())
+            || g.dtype() != self.dtype()
+        {
             return false;
         }
         let addend = g.storage();
