@@ -449,8 +449,19 @@ fn run_steps(
     create_graph: bool,
     edges: &mut Vec<NodeKey>,
 ) -> Result<()> {
+    // One step's worth of node parts, rewritten in place by each `take_step`.
+    let mut step = Step {
+        op: "",
+        location: Location::caller(),
+        is_leaf: false,
+        retains_grad: false,
+        capture: None,
+        inputs: SmallVec::new(),
+        data: None,
+        output_tensor: None,
+    };
     for &key in order {
-        let Some((grad, step)) = with_tape(|tape| take_step(tape, key, retain_graph, create_graph, edges)) else {
+        let Some(grad) = with_tape(|tape| take_step(tape, key, retain_graph, create_graph, edges, &mut step)) else {
             continue;
         };
 
@@ -466,14 +477,14 @@ fn run_steps(
             }
         }
 
-        let mut data = step.data.expect("swept op nodes have their data");
+        let mut data = step.data.take().expect("swept op nodes have their data");
         let record = data.op.as_mut().expect("swept op nodes have their record");
         let rule = record.rule.take().expect("swept op nodes have their rule");
         let ctx = BackwardCtx {
             grad: &grad,
             saved: &record.saved,
             output: record.output.as_ref(),
-            output_tensor: step.output_tensor.map(OnceCell::from).unwrap_or_default(),
+            output_tensor: step.output_tensor.take().map(OnceCell::from).unwrap_or_default(),
             inputs: &step.inputs,
             scalar: record.scalar,
         };
@@ -524,7 +535,8 @@ fn take_step(
     retain_graph: bool,
     create_graph: bool,
     edges: &mut Vec<NodeKey>,
-) -> Option<(Tensor, Step)> {
+    step: &mut Step,
+) -> Option<Tensor> {
     let node = tape.nodes.get_mut(key)?;
     let grad = node.pending.take()?;
     if !retain_graph && !create_graph && !node.is_leaf() && !node.retains_grad {
@@ -536,17 +548,18 @@ fn take_step(
         if let Some(kept) = kept {
             tape.graveyard.push(Garbage::Tensors(smallvec::smallvec![kept]));
         }
-        let step = Step {
-            op,
-            location,
-            is_leaf: false,
-            retains_grad: false,
-            capture,
-            inputs,
-            data: Some(data),
-            output_tensor: None,
-        };
-        return Some((grad, step));
+        // Written field by field into the caller's step: a whole `Step` returned through
+        // the tape's closure would be copied on the way, each copy stalling on the stores
+        // it reads back.
+        step.op = op;
+        step.location = location;
+        step.is_leaf = false;
+        step.retains_grad = false;
+        step.capture = capture;
+        step.inputs = inputs;
+        step.data = Some(data);
+        step.output_tensor = None;
+        return Some(grad);
     }
     // The rule is taken out to run outside the tape's borrow (it may record) and put back
     // afterwards if the graph is kept; saved values are only copied when kept.
@@ -571,7 +584,8 @@ fn take_step(
         Some(out) if create_graph => Some(Tensor::from_parts(out.storage.clone(), out.layout.clone(), Some(key))),
         _ => None,
     };
-    let step = Step {
+    let incref = output_tensor.is_some();
+    *step = Step {
         op: node.op,
         location: node.location,
         is_leaf: node.is_leaf(),
@@ -581,10 +595,10 @@ fn take_step(
         data,
         output_tensor,
     };
-    if step.output_tensor.is_some() {
+    if incref {
         tape.incref(key);
     }
-    Some((grad, step))
+    Some(grad)
 }
 
 /// Hands each input its gradient: checked against the input, stored if it is the first,
