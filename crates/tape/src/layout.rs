@@ -70,13 +70,16 @@ const INLINE_RANK: usize = 4;
 /// `dims` as a [`Shape`]: a straight array copy for the usual ranks.
 #[inline]
 pub(crate) fn shape_of(dims: &[usize]) -> Shape {
-    if dims.len() <= INLINE_RANK {
-        let mut buf = [0; INLINE_RANK];
-        buf[..dims.len()].copy_from_slice(dims);
-        SmallVec::from_buf_and_len(buf, dims.len())
-    } else {
-        SmallVec::from_slice(dims)
-    }
+    // Spelled out per rank: a copy of `dims.len()` elements would be a `memcpy` call.
+    let buf = match *dims {
+        [] => [0; INLINE_RANK],
+        [a] => [a, 0, 0, 0],
+        [a, b] => [a, b, 0, 0],
+        [a, b, c] => [a, b, c, 0],
+        [a, b, c, d] => [a, b, c, d],
+        _ => return SmallVec::from_slice(dims),
+    };
+    SmallVec::from_buf_and_len(buf, dims.len())
 }
 
 /// The shape two shapes broadcast to under NumPy's rules, or `None` if they are

@@ -263,10 +263,10 @@ impl BackwardCtx<'_> {
 /// # let _ = b;
 /// ```
 pub struct Backward {
-    pub(crate) saved: SmallVec<[Tensor; 2]>,
+    /// The node's data under construction: the rule, saved values and scalar are written
+    /// once, where the node will keep them (moving them later cost copies that stalled).
+    pub(crate) data: Box<NodeData>,
     pub(crate) save_output: bool,
-    pub(crate) scalar: f64,
-    pub(crate) rule: BackwardRule,
 }
 
 impl Backward {
@@ -284,7 +284,15 @@ impl Backward {
     /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![-1.0, -1.0]);
     /// ```
     pub fn new(rule: impl Fn(&BackwardCtx<'_>) -> InputGrads + 'static) -> Self {
-        Backward { saved: SmallVec::new(), save_output: false, scalar: 0.0, rule: Box::new(rule) }
+        let rule: BackwardRule = Box::new(rule);
+        let mut data = Box::<NodeData>::new_uninit();
+        data.write(NodeData {
+            shape: Shape::new(),
+            saved_bytes: 0,
+            op: Some(OpRecord { rule: Some(rule), scalar: 0.0, saved: SmallVec::new(), output: None }),
+        });
+        // SAFETY: initialised on the line above.
+        Backward { data: unsafe { data.assume_init() }, save_output: false }
     }
 
     /// Keeps `t` for the rule (read back with [`BackwardCtx::saved`], in the order saved).
@@ -303,7 +311,7 @@ impl Backward {
     /// assert_eq!(x.grad().unwrap().item(), 6.0);
     /// ```
     pub fn save(mut self, t: &Tensor) -> Self {
-        self.saved.push(t.snapshot());
+        self.record().saved.push(t.snapshot());
         self
     }
 
@@ -328,8 +336,12 @@ impl Backward {
     /// assert_eq!(x.grad().unwrap().item(), 12.0);
     /// ```
     pub fn scalar(mut self, value: f64) -> Self {
-        self.scalar = value;
+        self.record().scalar = value;
         self
+    }
+
+    fn record(&mut self) -> &mut OpRecord {
+        self.data.op.as_mut().expect("a Backward always holds its op record")
     }
 
     /// Keeps the operation's own output for the rule (read back with
@@ -669,26 +681,26 @@ pub fn record(
     if !will_record(inputs) {
         return output;
     }
-    let Backward { saved, save_output, scalar, rule } = make_backward();
-    let mut saved_bytes: usize = saved.iter().map(Tensor::storage_nbytes).sum();
+    let Backward { mut data, save_output } = make_backward();
+    let record = data.op.as_mut().expect("a Backward always holds its op record");
+    let mut saved_bytes: usize = record.saved.iter().map(Tensor::storage_nbytes).sum();
     if save_output {
         saved_bytes += output.storage_nbytes();
+        record.output = Some(SavedOutput { storage: output.storage(), layout: output.layout().clone() });
     }
-    let output_slot = save_output.then(|| SavedOutput { storage: output.storage(), layout: output.layout().clone() });
-    let mut input_keys: SmallVec<[Option<NodeKey>; 2]> = SmallVec::new();
-    for t in inputs {
-        input_keys.push(t.node_key());
-    }
-    let data = Box::new(NodeData {
-        shape: crate::layout::shape_of(output.shape()),
-        saved_bytes,
-        op: Some(OpRecord { rule: Some(rule), scalar, saved, output: output_slot }),
-    });
+    data.shape = crate::layout::shape_of(output.shape());
+    data.saved_bytes = saved_bytes;
     let dtype = output.dtype();
     let key = with_tape(|tape| {
-        // Each input gains an edge from the new node.
-        for key in input_keys.iter().flatten() {
-            tape.incref(*key);
+        // Built in here, not moved in: a list assembled outside would be copied on its way.
+        let mut input_keys: SmallVec<[Option<NodeKey>; 2]> = SmallVec::new();
+        for t in inputs {
+            let key = t.node_key();
+            // Each input gains an edge from the new node.
+            if let Some(key) = key {
+                tape.incref(key);
+            }
+            input_keys.push(key);
         }
         tape.insert_with(|seq| new_node(op, location, seq, input_keys, dtype, data))
     });
