@@ -10,7 +10,7 @@ use crate::Tensor;
 use crate::error::{Error, Result, or_panic};
 use crate::grad_mode::set_grad_enabled;
 use crate::layout::Shape;
-use crate::tape::{BackwardCtx, Garbage, Node, NodeData, NodeKey, OpRecord, with_tape};
+use crate::tape::{BackwardCtx, Garbage, NodeData, NodeKey, OpRecord, with_tape};
 
 /// Options of [`Tensor::backward_with`].
 ///
@@ -493,7 +493,7 @@ fn run_steps(
         if retain_graph {
             with_tape(|tape| {
                 if let Some(node) = tape.nodes.get_mut(key)
-                    && let Some(op) = node.data.op.as_mut()
+                    && let Some(op) = node.data_mut().op.as_mut()
                 {
                     op.rule = Some(rule);
                     node.released = false;
@@ -540,14 +540,21 @@ fn take_step(
     let node = tape.nodes.get_mut(key)?;
     let grad = node.pending.take()?;
     if !retain_graph && !create_graph && !node.is_leaf() && !node.retains_grad {
-        let Node { op, location, capture, inputs, data, grad: kept, .. } =
-            tape.nodes.remove(key).expect("looked up above");
-        tape.saved_bytes -= data.saved_bytes;
-        edges.extend(inputs.iter().flatten().copied());
+        // Everything is taken out in place, and the emptied node is then forgotten rather
+        // than read back: reading fields of the copy `remove` returns stalled on the stores
+        // that had just made it.
+        let data = node.data.take().expect("a node on the tape has its data");
+        let inputs = std::mem::take(&mut node.inputs);
+        let (op, location, capture) = (node.op, node.location, node.capture);
         // An interior node without `retain_grad` keeps no gradient; dropped outside the borrow.
-        if let Some(kept) = kept {
+        if let Some(kept) = node.grad.take() {
             tape.graveyard.push(Garbage::Tensors(smallvec::smallvec![kept]));
         }
+        let emptied = tape.nodes.remove(key).expect("looked up above");
+        debug_assert!(!emptied.holds_tensors() && !emptied.inputs.spilled(), "a removed node kept something to drop");
+        std::mem::forget(emptied);
+        tape.saved_bytes -= data.saved_bytes;
+        edges.extend(inputs.iter().flatten().copied());
         // Written field by field into the caller's step: a whole `Step` returned through
         // the tape's closure would be copied on the way, each copy stalling on the stores
         // it reads back.
@@ -564,7 +571,7 @@ fn take_step(
     // The rule is taken out to run outside the tape's borrow (it may record) and put back
     // afterwards if the graph is kept; saved values are only copied when kept.
     node.released = !node.is_leaf();
-    let data = node.data.op.as_mut().map(|op| {
+    let data = node.data_mut().op.as_mut().map(|op| {
         let (rule, saved, output) = if retain_graph {
             (op.rule.take(), op.saved.clone(), op.output.clone())
         } else {
@@ -574,8 +581,8 @@ fn take_step(
         Box::new(NodeData { shape: Shape::new(), saved_bytes: 0, op: Some(OpRecord { rule, scalar, saved, output }) })
     });
     if !retain_graph {
-        tape.saved_bytes -= node.data.saved_bytes;
-        node.data.saved_bytes = 0;
+        tape.saved_bytes -= node.data().saved_bytes;
+        node.data_mut().saved_bytes = 0;
     }
     // Under create_graph the output must carry its node, so that a rule built on it
     // differentiates through it; otherwise the plain values are enough.
@@ -610,13 +617,13 @@ fn pass_to_inputs(grads: crate::tape::InputGrads, inputs: &[Option<NodeKey>]) ->
         for (i, (g, input)) in grads.into_iter().zip(inputs).enumerate() {
             let (Some(g), Some(input)) = (g, input) else { continue };
             let Some(n) = tape.nodes.get_mut(*input) else { continue };
-            if !crate::layout::same_shape(g.shape(), &n.data.shape) || g.dtype() != n.dtype {
+            if !crate::layout::same_shape(g.shape(), &n.data().shape) || g.dtype() != n.dtype {
                 let message = format!(
                     "the backward rule returned a gradient of shape {:?} and dtype {} for input {i}, which has \
                      shape {:?} and dtype {}",
                     g.shape(),
                     g.dtype(),
-                    n.data.shape.as_slice(),
+                    n.data().shape.as_slice(),
                     n.dtype
                 );
                 tape.graveyard.push(Garbage::Tensors(smallvec::smallvec![g]));
@@ -686,7 +693,7 @@ fn free_swept(order: &[NodeKey], mut edges: Vec<NodeKey>) {
             if node.holds_tensors() {
                 tape.forget(node);
             } else {
-                tape.saved_bytes -= node.data.saved_bytes;
+                tape.saved_bytes -= node.data().saved_bytes;
             }
         }
         for input in edges {

@@ -43,11 +43,11 @@ fn info(tape: &crate::tape::Tape, key: NodeKey) -> Option<NodeInfo> {
         id: n.seq,
         op: n.op,
         location: n.location,
-        shape: n.data.shape.to_vec(),
+        shape: n.data().shape.to_vec(),
         dtype: n.dtype,
         inputs: n.inputs.iter().map(|k| k.and_then(|k| tape.nodes.get(k)).map(|i| i.seq)).collect(),
         is_leaf: n.is_leaf(),
-        saved_bytes: n.data.saved_bytes,
+        saved_bytes: n.data().saved_bytes,
     })
 }
 

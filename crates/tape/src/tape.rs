@@ -408,7 +408,8 @@ pub(crate) struct Node {
     pub released: bool,
     /// `None` for inputs that do not take part in differentiation.
     pub inputs: SmallVec<[Option<NodeKey>; 2]>,
-    pub data: Box<NodeData>,
+    /// Taken only as the node leaves the tape (see [`Node::data`]).
+    pub data: Option<Box<NodeData>>,
     /// `.grad` of a leaf, or of an interior tensor that asked to `retain_grad()`.
     pub grad: Option<Tensor>,
     /// The gradient gathered so far in the sweep under way.
@@ -420,13 +421,22 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// The node's data; present for as long as the node is on the tape.
+    pub fn data(&self) -> &NodeData {
+        self.data.as_deref().expect("a node on the tape has its data")
+    }
+
+    pub fn data_mut(&mut self) -> &mut NodeData {
+        self.data.as_deref_mut().expect("a node on the tape has its data")
+    }
+
     pub fn is_leaf(&self) -> bool {
-        self.data.op.is_none()
+        self.data().op.is_none()
     }
 
     /// Whether dropping this node would drop tensor handles (and so touch the tape).
     pub fn holds_tensors(&self) -> bool {
-        self.data.holds_tensors() || self.grad.is_some() || self.pending.is_some()
+        self.data.as_ref().is_some_and(|d| d.holds_tensors()) || self.grad.is_some() || self.pending.is_some()
     }
 }
 
@@ -561,7 +571,7 @@ impl Tape {
 
     /// Accounts for a node that has left the slotmap and queues it to be dropped.
     pub fn forget(&mut self, node: Node) {
-        self.saved_bytes -= node.data.saved_bytes;
+        self.saved_bytes -= node.data().saved_bytes;
         if node.is_leaf() {
             self.leaves -= 1;
         }
@@ -572,7 +582,7 @@ impl Tape {
     pub fn release_saved(&mut self, key: NodeKey) {
         let Some(node) = self.nodes.get_mut(key) else { return };
         node.released = !node.is_leaf();
-        let data = &mut *node.data;
+        let data = node.data_mut();
         if let Some(OpRecord { rule, saved, output, .. }) = &mut data.op {
             let rule = rule.take();
             let saved = std::mem::take(saved);
@@ -597,7 +607,7 @@ impl Tape {
         self.next_seq += 1;
         let key = self.nodes.insert_with_key(|_| make(seq));
         let node = &self.nodes[key];
-        self.saved_bytes += node.data.saved_bytes;
+        self.saved_bytes += node.data().saved_bytes;
         if node.is_leaf() {
             self.leaves += 1;
         }
@@ -623,7 +633,7 @@ fn new_node(
         retains_grad: false,
         released: false,
         inputs,
-        data,
+        data: Some(data),
         grad: None,
         pending: None,
         visit: 0,
