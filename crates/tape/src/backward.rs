@@ -578,6 +578,7 @@ fn take_step(
             (op.rule.take(), std::mem::take(&mut op.saved), op.output.take())
         };
         let scalar = op.scalar;
+        // Only the record is read from a step's data; the shape stays with the node.
         Box::new(NodeData { shape: Shape::new(), saved_bytes: 0, op: Some(OpRecord { rule, scalar, saved, output }) })
     });
     if !retain_graph {

@@ -599,8 +599,8 @@ impl Tape {
         }
     }
 
-    /// Appends a node built by `make` from its sequence number, written straight into its
-    /// slot: nodes are large, and every move of one on the way in costs a copy.
+    /// Appends a node built by `make` from its sequence number, inside the slotmap's
+    /// insertion, so that the node is moved as few times as possible on its way in.
     #[inline]
     fn insert_with(&mut self, make: impl FnOnce(u64) -> Node) -> NodeKey {
         let seq = self.next_seq;
