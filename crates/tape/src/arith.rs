@@ -78,6 +78,15 @@ fn unbroadcast(g: &Tensor, shape: &[usize]) -> Tensor {
     g.sum_to_shape(shape)
 }
 
+/// The scalar op `f(x, s)` on f32 elements, evaluated in f32 as PyTorch does: the scalar is
+/// rounded to f32 first, and `f` on widened values rounds identically for + - * / because
+/// f64 holds every f32 product and sum exactly before the final rounding.
+#[inline(always)]
+fn in_f32(f: impl Fn(f64, f64) -> f64 + Copy, s: f64) -> impl Fn(f32) -> f32 + Copy {
+    let s = s as f32 as f64;
+    move |x| f(x as f64, s) as f32
+}
+
 /// `f(g, s)` over the incoming gradient `g`, rounded as the scalar ops round: written over
 /// `g` when the rule may reuse it ([`BackwardCtx::grad_for_reuse`]), otherwise `fallback(g)`.
 fn map_grad(
@@ -243,8 +252,8 @@ impl Tensor {
         self.update_storage(|storage, layout| {
             let range = layout.offset()..layout.offset() + layout.numel();
             if let Some(v) = storage.make_mut::<f32>() {
-                let s = s as f32;
-                v[range].iter_mut().for_each(|x| *x = f(*x as f64, s as f64) as f32);
+                let f = in_f32(&f, s);
+                v[range].iter_mut().for_each(|x| *x = f(*x));
             } else if let Some(v) = storage.make_mut::<f64>() {
                 v[range].iter_mut().for_each(|x| *x = f(*x, s));
             } else {
@@ -265,13 +274,7 @@ impl Tensor {
     ) -> Tensor {
         let layout = self.layout();
         let storage = match self.storage() {
-            Storage::F32(v) => {
-                let s = s as f32;
-                // Evaluate in f32 as PyTorch does; `f` on widened values rounds identically
-                // for + - * / because f64 holds every f32 product and sum exactly before
-                // the final rounding.
-                kernels::map_into_storage(&v, layout, |x| f(x as f64, s as f64) as f32)
-            }
+            Storage::F32(v) => kernels::map_into_storage(&v, layout, in_f32(f, s)),
             Storage::F64(v) => kernels::map_into_storage(&v, layout, |x| f(x, s)),
             Storage::I64(_) => or_panic(crate::error::ensure_float(op, self, location).map(|()| unreachable!())),
         };

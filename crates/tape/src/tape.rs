@@ -285,6 +285,8 @@ impl Backward {
     /// ```
     pub fn new(rule: impl Fn(&BackwardCtx<'_>) -> InputGrads + 'static) -> Self {
         let rule: BackwardRule = Box::new(rule);
+        // Written into the allocation directly: `Box::new` assembles the value on the stack
+        // and copies it over (measured 188 -> 193 ns/op on W1 when tried).
         let mut data = Box::<NodeData>::new_uninit();
         data.write(NodeData {
             shape: Shape::new(),
