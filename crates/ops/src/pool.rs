@@ -12,6 +12,9 @@ use rayon::prelude::*;
 
 use crate::shape::reshape_to;
 
+mod max2x2;
+use max2x2::MaxPool2x2;
+
 fn check_4d(op: &'static str, x: &Tensor, location: &'static Location<'static>) -> Result<[usize; 4]> {
     ensure_float(op, x, location)?;
     match *x.shape() {
@@ -49,7 +52,7 @@ type PlaneFn<'a, T> = dyn Fn(((&mut [T], &mut [i64]), &[T])) + Sync + 'a;
 
 /// Max over each window, and the flat position (`ih * W + iw`) it came from. Planes run in
 /// parallel; NaN wins (as in PyTorch), and among equal values the first.
-fn max_pool_kernel<T: Element>(
+fn max_pool_kernel<T: MaxPool2x2>(
     x: &[T],
     [n, c, h, w]: [usize; 4],
     (ho, wo): (usize, usize),
@@ -84,27 +87,8 @@ fn max_pool_kernel<T: Element>(
             }
         }
     };
-    // The 2x2, stride-2 pooling of nearly every CNN: four loads and three selects per
-    // output, no inner loops.
     let two_by_two = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
-        #[inline(always)]
-        fn pick<T: Element>((a, ia): (T, usize), (b, ib): (T, usize)) -> (T, usize) {
-            if (b > a || b.is_nan()) && !a.is_nan() { (b, ib) } else { (a, ia) }
-        }
-        for oh in 0..ho {
-            let (top, bottom) = (2 * oh * w, (2 * oh + 1) * w);
-            let (r0, r1) = (&plane[top..top + 2 * wo], &plane[bottom..bottom + 2 * wo]);
-            let out = &mut vals[oh * wo..(oh + 1) * wo];
-            let out_idx = &mut idxs[oh * wo..(oh + 1) * wo];
-            for ow in 0..wo {
-                let j = 2 * ow;
-                let upper = pick((r0[j], top + j), (r0[j + 1], top + j + 1));
-                let lower = pick((r1[j], bottom + j), (r1[j + 1], bottom + j + 1));
-                let (v, i) = pick(upper, lower);
-                out[ow] = v;
-                out_idx[ow] = i as i64;
-            }
-        }
+        T::forward_plane(plane, (h, w), vals, idxs);
     };
     let pool_plane = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
         for oh in 0..ho {
@@ -162,7 +146,8 @@ fn max_pool_kernel<T: Element>(
 fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Tensor {
     let [n, c, h, w] = input_shape;
     let plane_out = index.numel() / (n * c).max(1);
-    let idx = index.to_vec::<i64>();
+    let index_storage = index.contiguous_storage();
+    let Storage::I64(idx) = &index_storage else { unreachable!("pooling indices are i64") };
     fn scatter<T: Element>(g: &[T], idx: &[i64], planes: usize, plane_in: usize, plane_out: usize) -> Vec<T> {
         let mut dx = vec![T::ZERO; planes * plane_in];
         let plane = |(p, out): (usize, &mut [T])| {
@@ -182,8 +167,8 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
     }
     let gs = g.contiguous_storage();
     let storage = match &gs {
-        Storage::F32(v) => Storage::from_vec(scatter(v, &idx, n * c, h * w, plane_out)),
-        Storage::F64(v) => Storage::from_vec(scatter(v, &idx, n * c, h * w, plane_out)),
+        Storage::F32(v) => Storage::from_vec(scatter(v, idx, n * c, h * w, plane_out)),
+        Storage::F64(v) => Storage::from_vec(scatter(v, idx, n * c, h * w, plane_out)),
         Storage::I64(_) => unreachable!("gradients are float"),
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&input_shape));

@@ -1,0 +1,176 @@
+//! The forward pass of the 2x2, stride-2 max pooling of nearly every CNN.
+//!
+//! Its windows tile the plane, so each output is four loads and three selects. The f32
+//! kernel has an AVX-512 form: a CNN's pooled rows are short (7 or 14 outputs), too short for the
+//! compiler's vectorised loop to start, and one masked vector covers a whole row.
+
+use tapegrad_tape::Element;
+
+/// The larger of two (value, position) candidates: a NaN wins over numbers, and among
+/// equal values (or two NaNs) the first. `!(b <= a)` is "b is larger, or either is NaN";
+/// written without short-circuit operators so that it compiles to selects (on random data
+/// the comparison is a coin flip, and mispredicted branches cost more than the arithmetic).
+#[inline(always)]
+pub(super) fn pick<T: Element>((a, ia): (T, usize), (b, ib): (T, usize)) -> (T, usize) {
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let take = !(b <= a) & !a.is_nan();
+    (if take { b } else { a }, if take { ib } else { ia })
+}
+
+/// Element types with a 2x2 max-pooling forward kernel.
+pub(super) trait MaxPool2x2: Element {
+    /// Max of each 2x2 window of one `h x w` plane into `vals` (`h/2 x w/2`), with its flat
+    /// position `ih * w + iw` in `idxs`; ties and NaNs as in [`pick`].
+    fn forward_plane(plane: &[Self], (h, w): (usize, usize), vals: &mut [Self], idxs: &mut [i64]) {
+        forward_plane_scalar(plane, (h, w), vals, idxs)
+    }
+}
+
+impl MaxPool2x2 for f64 {}
+
+impl MaxPool2x2 for f32 {
+    fn forward_plane(plane: &[f32], (h, w): (usize, usize), vals: &mut [f32], idxs: &mut [i64]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") && h * w <= i32::MAX as usize {
+            assert!(plane.len() >= h * w && vals.len() >= (h / 2) * (w / 2) && idxs.len() >= vals.len());
+            // SAFETY: the CPU has AVX-512F; the slices were checked to hold the plane and
+            // its outputs, and positions fit the kernel's 32-bit lanes.
+            return unsafe { forward_plane_avx512(plane, (h, w), vals, idxs) };
+        }
+        forward_plane_scalar(plane, (h, w), vals, idxs)
+    }
+}
+
+fn forward_plane_scalar<T: Element>(plane: &[T], (h, w): (usize, usize), vals: &mut [T], idxs: &mut [i64]) {
+    let (ho, wo) = (h / 2, w / 2);
+    for oh in 0..ho {
+        let (top, bottom) = (2 * oh * w, (2 * oh + 1) * w);
+        let (r0, r1) = (&plane[top..top + 2 * wo], &plane[bottom..bottom + 2 * wo]);
+        let out = vals[oh * wo..(oh + 1) * wo].iter_mut().zip(&mut idxs[oh * wo..(oh + 1) * wo]);
+        for (ow, ((out, out_idx), (upper, lower))) in out.zip(r0.chunks_exact(2).zip(r1.chunks_exact(2))).enumerate() {
+            let j = 2 * ow;
+            let a = pick((upper[0], top + j), (upper[1], top + j + 1));
+            let b = pick((lower[0], bottom + j), (lower[1], bottom + j + 1));
+            let (v, i) = pick(a, b);
+            *out = v;
+            *out_idx = i as i64;
+        }
+    }
+}
+
+/// Up to 16 outputs of a row per step: the two input rows' 32 values are split into even
+/// and odd columns, picked pairwise (left before right, then top before bottom: the same
+/// order as [`pick`] in the scalar loop, so ties resolve identically).
+///
+/// # Safety
+/// The CPU must have AVX-512F; `plane` must hold `h * w` values, `vals` and `idxs` the
+/// `h/2 * w/2` outputs, and `h * w` must fit in an `i32`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut [f32], idxs: &mut [i64]) {
+    use std::arch::x86_64::*;
+    let (ho, wo) = (h / 2, w / 2);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+
+    /// The pairwise pick of the 16 (even, odd) column pairs in `x0, x1`, whose first value
+    /// sits at flat position `base`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn pairs(x0: __m512, x1: __m512, base: usize, even: __m512i, odd: __m512i) -> (__m512, __m512i) {
+        let left = _mm512_permutex2var_ps(x0, even, x1);
+        let right = _mm512_permutex2var_ps(x0, odd, x1);
+        let at = _mm512_add_epi32(_mm512_set1_epi32(base as i32), even);
+        let take = _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(right, left) & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(left, left);
+        (
+            _mm512_mask_blend_ps(take, left, right),
+            _mm512_mask_blend_epi32(take, at, _mm512_add_epi32(at, _mm512_set1_epi32(1))),
+        )
+    }
+
+    let src = plane.as_ptr();
+    for oh in 0..ho {
+        let (top, bottom) = (2 * oh * w, (2 * oh + 1) * w);
+        let mut ow = 0;
+        while ow < wo {
+            let count = (wo - ow).min(16);
+            let inputs = 2 * count as u32;
+            let lo: __mmask16 = if inputs >= 16 { !0 } else { (1 << inputs) - 1 };
+            let hi: __mmask16 = if inputs >= 32 { !0 } else { ((1u32 << inputs.saturating_sub(16)) - 1) as u16 };
+            // SAFETY: masked loads touch only the 2 * count values of this window row,
+            // inside the plane; masked stores only this row's count outputs.
+            unsafe {
+                let (t, b) = (src.add(top + 2 * ow), src.add(bottom + 2 * ow));
+                let t = (_mm512_maskz_loadu_ps(lo, t), _mm512_maskz_loadu_ps(hi, t.add(16)));
+                let b = (_mm512_maskz_loadu_ps(lo, b), _mm512_maskz_loadu_ps(hi, b.add(16)));
+                let (upper, upper_at) = pairs(t.0, t.1, top + 2 * ow, even, odd);
+                let (lower, lower_at) = pairs(b.0, b.1, bottom + 2 * ow, even, odd);
+                let take =
+                    _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(lower, upper) & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(upper, upper);
+                let value = _mm512_mask_blend_ps(take, upper, lower);
+                let at = _mm512_mask_blend_epi32(take, upper_at, lower_at);
+                let out: __mmask16 = if count == 16 { !0 } else { (1 << count) - 1 };
+                let o = oh * wo + ow;
+                _mm512_mask_storeu_ps(vals.as_mut_ptr().add(o), out, value);
+                let first = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at));
+                let second = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(at));
+                _mm512_mask_storeu_epi64(idxs.as_mut_ptr().add(o), out as u8, first);
+                _mm512_mask_storeu_epi64(idxs.as_mut_ptr().add(o + 8), (out >> 8) as u8, second);
+            }
+            ow += count;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window maximum by definition: the first NaN in row-major order, else the first
+    /// of the largest values.
+    fn reference(plane: &[f32], w: usize, oh: usize, ow: usize) -> (f32, i64) {
+        let positions = [
+            (2 * oh) * w + 2 * ow,
+            (2 * oh) * w + 2 * ow + 1,
+            (2 * oh + 1) * w + 2 * ow,
+            (2 * oh + 1) * w + 2 * ow + 1,
+        ];
+        if let Some(&p) = positions.iter().find(|&&p| plane[p].is_nan()) {
+            return (plane[p], p as i64);
+        }
+        let best = positions.iter().copied().fold(positions[0], |b, p| if plane[p] > plane[b] { p } else { b });
+        (plane[best], best as i64)
+    }
+
+    /// Every width the vector kernel splits differently (partial vectors, several steps per
+    /// row, odd edges), with values drawn from a few levels and NaNs so ties are common.
+    #[test]
+    fn kernels_pick_the_first_maximum_and_the_first_nan() {
+        let mut seed = 11u64;
+        let mut level = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            match (seed >> 40) % 5 {
+                4 => f32::NAN,
+                l => l as f32 - 1.0,
+            }
+        };
+        for (h, w) in [(2, 2), (3, 5), (4, 14), (6, 28), (2, 31), (4, 32), (2, 33), (5, 64), (2, 70)] {
+            let plane: Vec<f32> = (0..h * w).map(|_| level()).collect();
+            let (ho, wo) = (h / 2, w / 2);
+            let mut fast = (vec![0.0f32; ho * wo], vec![0i64; ho * wo]);
+            f32::forward_plane(&plane, (h, w), &mut fast.0, &mut fast.1);
+            let mut scalar = (vec![0.0f32; ho * wo], vec![0i64; ho * wo]);
+            forward_plane_scalar(&plane, (h, w), &mut scalar.0, &mut scalar.1);
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let (v, at) = reference(&plane, w, oh, ow);
+                    let o = oh * wo + ow;
+                    for (kernel, (vals, idxs)) in [("dispatched", &fast), ("scalar", &scalar)] {
+                        assert_eq!(idxs[o], at, "{kernel} kernel, {h}x{w} plane, output ({oh}, {ow})");
+                        assert!(vals[o].to_bits() == v.to_bits(), "{kernel} kernel, {h}x{w}, output ({oh}, {ow})");
+                    }
+                }
+            }
+        }
+    }
+}
