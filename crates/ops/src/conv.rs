@@ -609,6 +609,11 @@ mod tests {
             (3, 4, 6, 7, 6, 3, 4, 1, 2),
             (1, 6, 5, 20, 9, 2, 0, 3, 3),
             (2, 2, 4, 4, 17, 1, 0, 1, 1),
+            // Channels as the columns of C: forward with groups; transposed with groups;
+            // both with dilation and padding.
+            (1, 16, 6, 9, 32, 3, 1, 1, 2),
+            (2, 32, 5, 9, 16, 3, 1, 1, 2),
+            (1, 16, 7, 10, 16, 3, 2, 2, 1),
         ];
         for (n, c, h, w, o, k, p, d, groups) in cases {
             let opts = Conv2dOptions { stride: (1, 1), padding: (p, p), dilation: (d, d), groups };

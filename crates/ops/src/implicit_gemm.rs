@@ -94,6 +94,9 @@ pub(crate) fn available() -> bool {
 
 /// The element types with a vector kernel.
 pub(crate) trait ImplicitGemm: Gemm {
+    /// Elements per vector register: C's columns are computed this many at a time.
+    const LANES: usize;
+
     /// The AVX-512 kernel over all of C.
     ///
     /// # Safety
@@ -148,6 +151,8 @@ macro_rules! avx512_kernel {
     ($t:ty, $vec:ty, $mask:ty, $lanes:literal, $zero:ident, $set1:ident, $loadu:ident, $maskz_loadu:ident,
      $fmadd:ident, $add:ident, $mask_storeu:ident) => {
         impl ImplicitGemm for $t {
+            const LANES: usize = $lanes;
+
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f")]
             unsafe fn avx512(
