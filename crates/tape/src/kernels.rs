@@ -12,16 +12,26 @@ use smallvec::SmallVec;
 use crate::layout::{Layout, Shape, numel};
 use crate::{Buffer, Storage, StorageElement};
 
-/// Calls `f(offsets, len, inner_strides)` once per row of the innermost dimension of
-/// `shape`, where each layout in `layouts` has that shape. `offsets[k]` is where the row
-/// starts in operand `k`'s storage.
+/// Calls `f(offsets, len, inner_strides)` once per row of `shape` in row-major order,
+/// where each layout in `layouts` has that shape. `offsets[k]` is where the row starts in
+/// operand `k`'s storage.
+///
+/// A row is the innermost dimension, merged with the dimensions outside it that every
+/// layout steps through as one (outer stride = inner stride x inner size): a contiguous
+/// `[N, C, H, W]` plane against a per-channel value broadcast over `H, W` is one row of
+/// `H * W` elements, not `H` rows of `W`, so the per-row work is paid less often.
 ///
 /// ```
 /// use tapegrad_tape::{kernels::for_each_row, layout::Layout};
 /// let l = Layout::contiguous(&[2, 3]);
 /// let mut rows = vec![];
 /// for_each_row(&[2, 3], [&l], |off, len, _| rows.push((off[0], len)));
-/// assert_eq!(rows, vec![(0, 3), (3, 3)]);
+/// assert_eq!(rows, vec![(0, 6)]);
+/// // A transposed view cannot merge its dimensions: one row per column of the original.
+/// let t = l.transpose(0, 1);
+/// let mut rows = vec![];
+/// for_each_row(&[3, 2], [&t], |off, len, strides| rows.push((off[0], len, strides[0])));
+/// assert_eq!(rows, vec![(0, 2, 3), (1, 2, 3), (2, 2, 3)]);
 /// ```
 pub fn for_each_row<const N: usize>(
     shape: &[usize],
@@ -31,14 +41,35 @@ pub fn for_each_row<const N: usize>(
     if numel(shape) == 0 {
         return;
     }
-    let rank = shape.len();
     let mut offsets: [usize; N] = std::array::from_fn(|k| layouts[k].offset());
+    // The merged dimensions and each layout's strides over them. Size-1 dimensions are
+    // dropped: their index never moves.
+    let mut dims: Shape = SmallVec::new();
+    let mut strides: [Shape; N] = std::array::from_fn(|_| SmallVec::new());
+    for (d, &size) in shape.iter().enumerate() {
+        if size == 1 {
+            continue;
+        }
+        let merges = !dims.is_empty() && (0..N).all(|k| strides[k].last() == Some(&(layouts[k].strides()[d] * size)));
+        if merges {
+            *dims.last_mut().expect("not empty") *= size;
+            for k in 0..N {
+                *strides[k].last_mut().expect("not empty") = layouts[k].strides()[d];
+            }
+        } else {
+            dims.push(size);
+            for k in 0..N {
+                strides[k].push(layouts[k].strides()[d]);
+            }
+        }
+    }
+    let rank = dims.len();
     if rank == 0 {
         f(offsets, 1, [0; N]);
         return;
     }
-    let inner = shape[rank - 1];
-    let inner_strides: [usize; N] = std::array::from_fn(|k| layouts[k].strides()[rank - 1]);
+    let inner = dims[rank - 1];
+    let inner_strides: [usize; N] = std::array::from_fn(|k| strides[k][rank - 1]);
     let mut index: Shape = SmallVec::from_elem(0, rank - 1);
     loop {
         f(offsets, inner, inner_strides);
@@ -51,13 +82,13 @@ pub fn for_each_row<const N: usize>(
             d -= 1;
             index[d] += 1;
             for k in 0..N {
-                offsets[k] += layouts[k].strides()[d];
+                offsets[k] += strides[k][d];
             }
-            if index[d] < shape[d] {
+            if index[d] < dims[d] {
                 break;
             }
             for k in 0..N {
-                offsets[k] -= layouts[k].strides()[d] * shape[d];
+                offsets[k] -= strides[k][d] * dims[d];
             }
             index[d] = 0;
         }
