@@ -93,7 +93,7 @@ pub(crate) fn available() -> bool {
 }
 
 /// The element types with a vector kernel.
-pub(crate) trait ImplicitGemm: Gemm {
+pub(crate) trait ImplicitGemm: Gemm + crate::transpose::Transpose {
     /// Elements per vector register: C's columns are computed this many at a time.
     const LANES: usize;
 

@@ -29,6 +29,7 @@ mod parallel;
 mod pool;
 mod reduce;
 mod shape;
+mod transpose;
 mod unary;
 
 pub use conv::Conv2dOptions;

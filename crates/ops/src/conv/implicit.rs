@@ -94,13 +94,8 @@ fn pixel_offsets(rows: usize, cols: usize, stride: usize) -> Vec<usize> {
 }
 
 /// `dst[c * pixels + p] = src[p * channels + c]`: a pixel-major result back to planes.
-/// Reads in order, one write stream per channel.
-fn to_planes<T: Copy>(src: &[T], channels: usize, pixels: usize, dst: &mut [T]) {
-    for (p, values) in src.chunks_exact(channels).take(pixels).enumerate() {
-        for (c, &v) in values.iter().enumerate() {
-            dst[c * pixels + p] = v;
-        }
-    }
+fn to_planes<T: ImplicitGemm>(src: &[T], channels: usize, pixels: usize, dst: &mut [T]) {
+    T::transpose(src, pixels, channels, dst);
 }
 
 /// `y = conv(x, w)`, one GEMM per output row: `y[o, oh, :] = sum_t w[o, t] xpad[t + oh]`.
@@ -290,13 +285,7 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
         for img in first..first + count {
             let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
             let gy_img = &gy[img * out_img..(img + 1) * out_img];
-            // Written in order and read as one stream per channel: scattered writes (one
-            // cache line per element) cost three times as much.
-            for (p, out) in gy_t.chunks_exact_mut(geo.o).take(hw).enumerate() {
-                for (o, slot) in out.iter_mut().enumerate() {
-                    *slot = gy_img[o * hw + p];
-                }
-            }
+            T::transpose(gy_img, geo.o, hw, &mut gy_t);
             for (g, (a_rows, b_rows)) in groups.iter().enumerate() {
                 let lhs = Lhs::Gathered { a: xpad, rows: a_rows, cols: &a_cols };
                 let ops = Operands::new(lhs, &gy_t, b_rows);
