@@ -79,24 +79,26 @@ unsafe fn tile16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: 
         }
         out
     }
-    const ROUNDS: [(usize, [i32; 16], [i32; 16]); 4] = [
-        (8, indices(8, false), indices(8, true)),
-        (4, indices(4, false), indices(4, true)),
-        (2, indices(2, false), indices(2, true)),
-        (1, indices(1, false), indices(1, true)),
-    ];
+    // Every row index is a constant, so the sixteen rows stay in registers.
+    macro_rules! round {
+        ($rows:ident, $h:literal: $(($a:literal, $b:literal))*) => {{
+            const EVEN: [i32; 16] = indices($h, false);
+            const ODD: [i32; 16] = indices($h, true);
+            // SAFETY: reading 16 i32 from a 16-element array.
+            let (even, odd) = unsafe { (_mm512_loadu_si512(EVEN.as_ptr().cast()), _mm512_loadu_si512(ODD.as_ptr().cast())) };
+            $(
+                let (a, b) = ($rows[$a], $rows[$b]);
+                $rows[$a] = _mm512_permutex2var_ps(a, even, b);
+                $rows[$b] = _mm512_permutex2var_ps(a, odd, b);
+            )*
+        }};
+    }
     // SAFETY (pointer reads and writes): the caller guarantees the 16 rows at both ends.
     let mut rows: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
-    for (h, even, odd) in ROUNDS {
-        // SAFETY: reading 16 i32 from a 16-element array.
-        let (even, odd) =
-            unsafe { (_mm512_loadu_si512(even.as_ptr().cast()), _mm512_loadu_si512(odd.as_ptr().cast())) };
-        for r in (0..16).filter(|r| r & h == 0) {
-            let (a, b) = (rows[r], rows[r + h]);
-            rows[r] = _mm512_permutex2var_ps(a, even, b);
-            rows[r + h] = _mm512_permutex2var_ps(a, odd, b);
-        }
-    }
+    round!(rows, 8: (0, 8) (1, 9) (2, 10) (3, 11) (4, 12) (5, 13) (6, 14) (7, 15));
+    round!(rows, 4: (0, 4) (1, 5) (2, 6) (3, 7) (8, 12) (9, 13) (10, 14) (11, 15));
+    round!(rows, 2: (0, 2) (1, 3) (4, 6) (5, 7) (8, 10) (9, 11) (12, 14) (13, 15));
+    round!(rows, 1: (0, 1) (2, 3) (4, 5) (6, 7) (8, 9) (10, 11) (12, 13) (14, 15));
     for (i, row) in rows.iter().enumerate() {
         unsafe { _mm512_storeu_ps(dst.add(i * dst_stride), *row) };
     }
