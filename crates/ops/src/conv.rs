@@ -614,6 +614,10 @@ mod tests {
             (1, 16, 6, 9, 32, 3, 1, 1, 2),
             (2, 32, 5, 9, 16, 3, 1, 1, 2),
             (1, 16, 7, 10, 16, 3, 2, 2, 1),
+            // Channel counts that leave a partial vector (and transposition edges); padding
+            // beyond the kernel's reach, so the transposed path crops its padded copy.
+            (1, 24, 6, 9, 24, 3, 1, 1, 1),
+            (1, 16, 7, 10, 16, 3, 3, 1, 1),
         ];
         for (n, c, h, w, o, k, p, d, groups) in cases {
             let opts = Conv2dOptions { stride: (1, 1), padding: (p, p), dilation: (d, d), groups };

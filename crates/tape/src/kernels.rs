@@ -1,6 +1,7 @@
 //! Generic element loops over strided views: the building blocks that op kernels share.
 //!
-//! Every loop runs the innermost dimension as a tight loop over slices, with separate paths
+//! Every loop runs rows (the innermost dimension, merged with the outer ones the views
+//! allow; see [`for_each_row`]) as tight loops over slices, with separate paths
 //! for unit and zero strides so that the compiler vectorises the common cases; broadcast
 //! operands are read through stride-0 views and never materialised.
 

@@ -4,7 +4,9 @@
 //! With stride 1, the input pixels under kernel tap `(c, ki, kj)` for one output row are
 //! consecutive in the padded image, so every row of the GEMM's B operand is a slice of it
 //! at an offset that depends only on the tap. Padding a 16 x 14 x 14 image costs about
-//! 5,000 writes where im2col writes 78,400.
+//! 5,000 writes where im2col writes 78,400. Deep products with many channels are computed
+//! the other way round (`*_by_pixel`): the padded image is the gathered A, one row per
+//! pixel, the weights are B, and the pixel-major result is transposed to planes.
 
 use super::{Geometry, SharedMut, for_chunks};
 use crate::implicit_gemm::{B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm};
@@ -16,7 +18,7 @@ pub(super) fn applies(geo: &Geometry) -> bool {
 
 /// A zero-padded copy of one image after another: planes of `h x w` placed at (`top`,
 /// `left`) (negative values crop) inside planes of `hp x wp`, followed by the kernel's
-/// [`B_SLACK`]. Every image fills the same positions, so the zero border is written once
+/// [`B_SLACK`] (needed when the copy is the product's B). Every image fills the same positions, so the zero border is written once
 /// per buffer and each image only copies its rows.
 struct Padded<T> {
     buf: Vec<T>,
@@ -98,7 +100,8 @@ fn to_planes<T: ImplicitGemm>(src: &[T], channels: usize, pixels: usize, dst: &m
     T::transpose(src, pixels, channels, dst);
 }
 
-/// `y = conv(x, w)`, one GEMM per output row: `y[o, oh, :] = sum_t w[o, t] xpad[t + oh]`.
+/// `y = conv(x, w)`, one GEMM per output row: `y[o, oh, :] = sum_t w[o, t] xpad[t + oh]`
+/// (or, for deep products with many channels, [`conv_by_pixel`]).
 pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
     if channels_as_columns::<T>(geo.og(), geo.wo, geo.k()) {
         return conv_by_pixel(x, weight, geo, y);
@@ -168,7 +171,8 @@ fn conv_by_pixel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut
 }
 
 /// `dx = conv_transpose(gy, w)`: the full correlation of the padded `gy` with the flipped
-/// kernel, `dx[c, ih, :] = sum_(o, t) w[o, c, flip(t)] gypad[o, t + ih]`.
+/// kernel, `dx[c, ih, :] = sum_(o, t) w[o, c, flip(t)] gypad[o, t + ih]` (or, for deep
+/// products with many channels, [`conv_transpose_by_pixel`]).
 pub(super) fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
     let (og, cg, hw) = (geo.og(), geo.cg(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);

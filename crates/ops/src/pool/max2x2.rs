@@ -98,11 +98,13 @@ unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut
             let lo: __mmask16 = if inputs >= 16 { !0 } else { (1 << inputs) - 1 };
             let hi: __mmask16 = if inputs >= 32 { !0 } else { ((1u32 << inputs.saturating_sub(16)) - 1) as u16 };
             // SAFETY: masked loads touch only the 2 * count values of this window row,
-            // inside the plane; masked stores only this row's count outputs.
+            // inside the plane; masked stores only this row's count outputs. The second
+            // halves' addresses are formed with `wrapping_add` because they may lie past
+            // the end of the slices when their masks are empty (a 7-output row).
             unsafe {
                 let (t, b) = (src.add(top + 2 * ow), src.add(bottom + 2 * ow));
-                let t = (_mm512_maskz_loadu_ps(lo, t), _mm512_maskz_loadu_ps(hi, t.add(16)));
-                let b = (_mm512_maskz_loadu_ps(lo, b), _mm512_maskz_loadu_ps(hi, b.add(16)));
+                let t = (_mm512_maskz_loadu_ps(lo, t), _mm512_maskz_loadu_ps(hi, t.wrapping_add(16)));
+                let b = (_mm512_maskz_loadu_ps(lo, b), _mm512_maskz_loadu_ps(hi, b.wrapping_add(16)));
                 let (upper, upper_at) = pairs(t.0, t.1, top + 2 * ow, even, odd);
                 let (lower, lower_at) = pairs(b.0, b.1, bottom + 2 * ow, even, odd);
                 let take =
@@ -115,7 +117,7 @@ unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut
                 let first = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at));
                 let second = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(at));
                 _mm512_mask_storeu_epi64(idxs.as_mut_ptr().add(o), out as u8, first);
-                _mm512_mask_storeu_epi64(idxs.as_mut_ptr().add(o + 8), (out >> 8) as u8, second);
+                _mm512_mask_storeu_epi64(idxs.as_mut_ptr().wrapping_add(o + 8), (out >> 8) as u8, second);
             }
             ow += count;
         }
@@ -143,14 +145,18 @@ mod tests {
     }
 
     /// Every width the vector kernel splits differently (partial vectors, several steps per
-    /// row, odd edges), with values drawn from a few levels and NaNs so ties are common.
+    /// row, odd edges), with values drawn from a few levels, signed zeros, infinities and
+    /// NaNs, so ties (also between -0 and +0) are common.
     #[test]
     fn kernels_pick_the_first_maximum_and_the_first_nan() {
         let mut seed = 11u64;
         let mut level = move || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            match (seed >> 40) % 5 {
+            match (seed >> 40) % 8 {
                 4 => f32::NAN,
+                5 => -0.0,
+                6 => f32::INFINITY,
+                7 => f32::NEG_INFINITY,
                 l => l as f32 - 1.0,
             }
         };
