@@ -137,6 +137,10 @@ pub fn run(steps: usize, out: Option<PathBuf>, verbose: bool) -> Outcome {
 
 #[allow(dead_code)]
 fn main() {
+    common::check_args(
+        "usage: cargo run --release --example gan -- [--steps N (default 3000)] [--out DIR (default target/gan)] [--threads N (default 2)]",
+        &["--steps", "--out", "--threads"],
+    );
     let _ = tapegrad::set_num_threads(common::flag("--threads", 2));
     let out = PathBuf::from(common::flag_str("--out").unwrap_or_else(|| "target/gan".into()));
     run(common::flag("--steps", 3000), Some(out), true);

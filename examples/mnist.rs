@@ -189,8 +189,23 @@ pub fn run(cfg: &Config) -> Outcome {
     outcome
 }
 
+const USAGE: &str = "usage: cargo run --release --example mnist -- [flags]
+
+  --model mlp|cnn     the network (default mlp)
+  --data DIR          full MNIST or Fashion-MNIST IDX files (default: the embedded 5,000 digits)
+  --epochs N          default 30 (mlp) or 5 (cnn)
+  --batch-size N      default 128
+  --lr X              Adam's learning rate, default 0.001
+  --threads N         kernel threads, default 2
+  --seed N            default 0
+  --out DIR           weights and curves, default target/mnist";
+
 #[allow(dead_code)]
 fn main() {
+    common::check_args(
+        USAGE,
+        &["--model", "--data", "--epochs", "--batch-size", "--lr", "--threads", "--seed", "--out"],
+    );
     let threads: usize = common::flag("--threads", 2);
     let _ = tapegrad::set_num_threads(threads);
     let model = common::flag_str("--model").unwrap_or_else(|| "mlp".into());

@@ -99,6 +99,10 @@ pub fn run(epochs: usize, train_limit: Option<usize>, verbose: bool) -> Vec<(f64
 
 #[allow(dead_code)]
 fn main() {
+    common::check_args(
+        "usage: cargo run --release --example resnet -- [--epochs N (default 3)] [--threads N (default 2)]",
+        &["--epochs", "--threads"],
+    );
     let _ = tapegrad::set_num_threads(common::flag("--threads", 2));
     run(common::flag("--epochs", 3), None, true);
 }

@@ -198,6 +198,36 @@ pub fn write_chart(path: &Path, panels: &[Panel]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Checks the command line against the flags an example takes, each followed by a value:
+/// `--help` (or `-h`) prints `usage` and exits; any other argument it does not know is an
+/// error that names it, so a mistyped flag never runs silently with the defaults.
+pub fn check_args(usage: &str, flags: &[&str]) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match first_unknown(&args, flags) {
+        None => {}
+        Some("--help" | "-h") => {
+            println!("{usage}");
+            std::process::exit(0);
+        }
+        Some(other) => {
+            eprintln!("error: unknown argument {other:?}\n\n{usage}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The first argument that is neither one of `flags` nor the value after one.
+pub fn first_unknown<'a>(args: &'a [String], flags: &[&str]) -> Option<&'a str> {
+    let mut i = 0;
+    while i < args.len() {
+        if !flags.contains(&args[i].as_str()) {
+            return Some(&args[i]);
+        }
+        i += 2;
+    }
+    None
+}
+
 /// The value after `--name` on the command line, parsed, or `default`.
 pub fn flag<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
@@ -217,4 +247,24 @@ pub fn flag<T: std::str::FromStr>(name: &str, default: T) -> T {
 pub fn flag_str(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_and_their_values_are_known_and_anything_else_is_named() {
+        use super::first_unknown;
+        let flags = ["--epochs", "--model"];
+        assert_eq!(first_unknown(&args("--epochs 3 --model cnn"), &flags), None);
+        assert_eq!(first_unknown(&args(""), &flags), None);
+        // A value that looks like a flag is still the flag's value.
+        assert_eq!(first_unknown(&args("--model --epochs"), &flags), None);
+        assert_eq!(first_unknown(&args("--epoch 3"), &flags), Some("--epoch"));
+        assert_eq!(first_unknown(&args("--epochs 3 --help"), &flags), Some("--help"));
+        assert_eq!(first_unknown(&args("cnn"), &flags), Some("cnn"));
+    }
 }
