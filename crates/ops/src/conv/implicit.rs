@@ -153,21 +153,57 @@ fn conv_by_pixel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut
             (w_t, tap_offsets(geo, g * geo.cg(), (hp, wp)))
         })
         .collect();
-    let out = SharedMut(y.as_mut_ptr());
-    for_chunks(geo, |first, count| {
-        let mut pad = Padded::new(geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
-        let mut y_t = vec![T::ZERO; hw * og];
-        for img in first..first + count {
-            let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
-            // SAFETY: this chunk's images are written by this task alone.
-            let y_img = unsafe { out.slice(img * out_img, out_img) };
-            for (g, (w_t, taps)) in groups.iter().enumerate() {
-                let ops = Operands::new(Lhs::Gathered { a: xpad, rows: &pixels, cols: taps }, w_t, &b_rows);
-                implicit_gemm(&ops, 0, og, &mut y_t, og, false);
-                to_planes(&y_t, og, hw, &mut y_img[g * og * hw..(g + 1) * og * hw]);
+    let product = PixelProduct { pixels: &pixels, b_rows: &b_rows, groups: &groups, channels: og };
+    let pad = || Padded::new(geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
+    product.run(geo, (x, in_img), (y, out_img), pad);
+}
+
+/// The products of the by-pixel forms, one per image and group: the image's padded copy is
+/// the gathered A (a row per pixel, a column per entry of the group's offsets), the group's
+/// matrix is B (`channels` columns), and the pixel-major result is transposed into the
+/// group's output planes.
+struct PixelProduct<'a, T> {
+    /// Offset of each pixel's window in the padded copy.
+    pixels: &'a [usize],
+    /// Offset of each row of B.
+    b_rows: &'a [usize],
+    /// Per group: B, and the offsets of A's columns.
+    groups: &'a [(Vec<T>, Vec<usize>)],
+    channels: usize,
+}
+
+impl<T: ImplicitGemm> PixelProduct<'_, T> {
+    /// Runs over every image of `input` (`in_img` elements each) into `output` (`out_img`
+    /// each), padding each image with a buffer from `new_pad` (one per task).
+    fn run(
+        &self,
+        geo: &Geometry,
+        (input, in_img): (&[T], usize),
+        (output, out_img): (&mut [T], usize),
+        new_pad: impl Fn() -> Padded<T> + Sync,
+    ) {
+        let (channels, plane) = (self.channels, self.pixels.len());
+        let out = SharedMut(output.as_mut_ptr());
+        for_chunks(geo, |first, count| {
+            let mut pad = new_pad();
+            let mut by_pixel = vec![T::ZERO; plane * channels];
+            for img in first..first + count {
+                let a = pad.of(&input[img * in_img..(img + 1) * in_img]);
+                // SAFETY: this chunk's images are written by this task alone.
+                let planes = unsafe { out.slice(img * out_img, out_img) };
+                for (g, (b, offsets)) in self.groups.iter().enumerate() {
+                    let ops = Operands::new(Lhs::Gathered { a, rows: self.pixels, cols: offsets }, b, self.b_rows);
+                    implicit_gemm(&ops, 0, channels, &mut by_pixel, channels, false);
+                    to_planes(
+                        &by_pixel,
+                        channels,
+                        plane,
+                        &mut planes[g * channels * plane..(g + 1) * channels * plane],
+                    );
+                }
             }
-        }
-    });
+        });
+    }
 }
 
 /// `dx = conv_transpose(gy, w)`: the full correlation of the padded `gy` with the flipped
@@ -224,7 +260,7 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geom
 /// group: `dxT[p, c] = sum_(o, t) gypad[p + (o, t)] w[o, c, flip(t)]`.
 fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
     let (og, cg, hw) = (geo.og(), geo.cg(), geo.ho * geo.wo);
-    let (in_img, out_img, plane) = (geo.c * geo.h * geo.w, geo.o * hw, geo.h * geo.w);
+    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let (dh, dw) = geo.opts.dilation;
     let (hq, wq) = (geo.h + (geo.kh - 1) * dh, geo.w + (geo.kw - 1) * dw);
     let top = ((geo.kh - 1) * dh) as isize - geo.opts.padding.0 as isize;
@@ -252,21 +288,9 @@ fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geomet
             (flipped, offsets)
         })
         .collect();
-    let out = SharedMut(dx.as_mut_ptr());
-    for_chunks(geo, |first, count| {
-        let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), top, left);
-        let mut dx_t = vec![T::ZERO; plane * cg];
-        for img in first..first + count {
-            let gypad = pad.of(&gy[img * out_img..(img + 1) * out_img]);
-            // SAFETY: this chunk's images are written by this task alone.
-            let dx_img = unsafe { out.slice(img * in_img, in_img) };
-            for (g, (flipped, offsets)) in groups.iter().enumerate() {
-                let ops = Operands::new(Lhs::Gathered { a: gypad, rows: &pixels, cols: offsets }, flipped, &b_rows);
-                implicit_gemm(&ops, 0, cg, &mut dx_t, cg, false);
-                to_planes(&dx_t, cg, plane, &mut dx_img[g * cg * plane..(g + 1) * cg * plane]);
-            }
-        }
-    });
+    let product = PixelProduct { pixels: &pixels, b_rows: &b_rows, groups: &groups, channels: cg };
+    let pad = || Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), top, left);
+    product.run(geo, (gy, out_img), (dx, in_img), pad);
 }
 
 /// `dw = conv_weight(x, gy)`, as its transpose: `dwT[t, o] = sum_p xpad[t + p] gyT[p, o]`
