@@ -100,6 +100,17 @@ fn to_planes<T: ImplicitGemm>(src: &[T], channels: usize, pixels: usize, dst: &m
     T::transpose(src, pixels, channels, dst);
 }
 
+/// The padded upstream gradient that the input gradient reads (a full correlation): its
+/// size `(hq, wq)` and where the `ho x wo` planes sit in it (`top`, `left`; negative values
+/// crop).
+fn gradient_window(geo: &Geometry) -> ((usize, usize), isize, isize) {
+    let (dh, dw) = geo.opts.dilation;
+    let size = (geo.h + (geo.kh - 1) * dh, geo.w + (geo.kw - 1) * dw);
+    let top = ((geo.kh - 1) * dh) as isize - geo.opts.padding.0 as isize;
+    let left = ((geo.kw - 1) * dw) as isize - geo.opts.padding.1 as isize;
+    (size, top, left)
+}
+
 /// `y = conv(x, w)`, one GEMM per output row: `y[o, oh, :] = sum_t w[o, t] xpad[t + oh]`
 /// (or, for deep products with many channels, [`conv_by_pixel`]).
 pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
@@ -213,9 +224,7 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geom
     let (og, cg, hw) = (geo.og(), geo.cg(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let (dh, dw) = geo.opts.dilation;
-    let (hq, wq) = (geo.h + (geo.kh - 1) * dh, geo.w + (geo.kw - 1) * dw);
-    let top = ((geo.kh - 1) * dh) as isize - geo.opts.padding.0 as isize;
-    let left = ((geo.kw - 1) * dw) as isize - geo.opts.padding.1 as isize;
+    let ((hq, wq), top, left) = gradient_window(geo);
     let taps = geo.kh * geo.kw;
     if channels_as_columns::<T>(cg, geo.w, og * taps) {
         return conv_transpose_by_pixel(gy, weight, geo, dx);
@@ -262,9 +271,7 @@ fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geomet
     let (og, cg, hw) = (geo.og(), geo.cg(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let (dh, dw) = geo.opts.dilation;
-    let (hq, wq) = (geo.h + (geo.kh - 1) * dh, geo.w + (geo.kw - 1) * dw);
-    let top = ((geo.kh - 1) * dh) as isize - geo.opts.padding.0 as isize;
-    let left = ((geo.kw - 1) * dw) as isize - geo.opts.padding.1 as isize;
+    let ((hq, wq), top, left) = gradient_window(geo);
     let taps = geo.kh * geo.kw;
     let pixels = pixel_offsets(geo.h, geo.w, wq);
     let b_rows: Vec<usize> = (0..og * taps).map(|p| p * cg).collect();
