@@ -50,6 +50,17 @@ fn pooled_size(
 /// A worker over one plane: (output values, output indices), input plane.
 type PlaneFn<'a, T> = dyn Fn(((&mut [T], &mut [i64]), &[T])) + Sync + 'a;
 
+/// The larger of two (value, position) candidates: a NaN wins over numbers, and among
+/// equal values (or two NaNs) the first. `!(b <= a)` is "b is larger, or either is NaN";
+/// written without short-circuit operators so that it compiles to selects (on random data
+/// the comparison is a coin flip, and mispredicted branches cost more than the arithmetic).
+#[inline(always)]
+fn pick<T: Element>((a, ia): (T, usize), (b, ib): (T, usize)) -> (T, usize) {
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let take = !(b <= a) & !a.is_nan();
+    (if take { b } else { a }, if take { ib } else { ia })
+}
+
 /// Max over each window, and the flat position (`ih * W + iw`) it came from. Planes run in
 /// parallel; NaN wins (as in PyTorch), and among equal values the first.
 fn max_pool_kernel<T: MaxPool2x2>(
@@ -71,19 +82,15 @@ fn max_pool_kernel<T: MaxPool2x2>(
         for oh in 0..ho {
             for ow in 0..wo {
                 let origin = oh * sh * w + ow * sw;
-                let (mut best, mut bv) = (origin, plane[origin]);
+                let mut max = (plane[origin], origin);
                 for i in 0..kh {
                     let row = &plane[origin + i * w..origin + i * w + kw];
                     for (j, &v) in row.iter().enumerate() {
-                        // A larger value or a NaN takes over, unless a NaN already holds.
-                        if (v > bv || v.is_nan()) && !bv.is_nan() {
-                            best = origin + i * w + j;
-                            bv = v;
-                        }
+                        max = pick(max, (v, origin + i * w + j));
                     }
                 }
-                vals[oh * wo + ow] = bv;
-                idxs[oh * wo + ow] = best as i64;
+                vals[oh * wo + ow] = max.0;
+                idxs[oh * wo + ow] = max.1 as i64;
             }
         }
     };
@@ -97,22 +104,15 @@ fn max_pool_kernel<T: MaxPool2x2>(
             for ow in 0..wo {
                 let w0 = (ow * sw) as isize - pw as isize;
                 let (ws, we) = (w0.max(0) as usize, ((w0 + kw as isize) as usize).min(w));
-                let mut best = hs * w + ws;
-                let mut bv = plane[best];
-                'window: for ih in hs..he {
+                let mut max = (plane[hs * w + ws], hs * w + ws);
+                for ih in hs..he {
                     let row = &plane[ih * w..ih * w + we];
                     for (iw, &v) in row.iter().enumerate().skip(ws) {
-                        if v > bv || v.is_nan() {
-                            best = ih * w + iw;
-                            bv = v;
-                            if v.is_nan() {
-                                break 'window;
-                            }
-                        }
+                        max = pick(max, (v, ih * w + iw));
                     }
                 }
-                vals[oh * wo + ow] = bv;
-                idxs[oh * wo + ow] = best as i64;
+                vals[oh * wo + ow] = max.0;
+                idxs[oh * wo + ow] = max.1 as i64;
             }
         }
     };

@@ -95,11 +95,6 @@ fn pixel_offsets(rows: usize, cols: usize, stride: usize) -> Vec<usize> {
     (0..rows).flat_map(|r| (0..cols).map(move |c| r * stride + c)).collect()
 }
 
-/// `dst[c * pixels + p] = src[p * channels + c]`: a pixel-major result back to planes.
-fn to_planes<T: ImplicitGemm>(src: &[T], channels: usize, pixels: usize, dst: &mut [T]) {
-    T::transpose(src, pixels, channels, dst);
-}
-
 /// The padded upstream gradient that the input gradient reads (a full correlation): its
 /// size `(hq, wq)` and where the `ho x wo` planes sit in it (`top`, `left`; negative values
 /// crop).
@@ -205,12 +200,9 @@ impl<T: ImplicitGemm> PixelProduct<'_, T> {
                 for (g, (b, offsets)) in self.groups.iter().enumerate() {
                     let ops = Operands::new(Lhs::Gathered { a, rows: self.pixels, cols: offsets }, b, self.b_rows);
                     implicit_gemm(&ops, 0, channels, &mut by_pixel, channels, false);
-                    to_planes(
-                        &by_pixel,
-                        channels,
-                        plane,
-                        &mut planes[g * channels * plane..(g + 1) * channels * plane],
-                    );
+                    // The [pixel][channel] product into this group's channel planes.
+                    let group_planes = &mut planes[g * channels * plane..(g + 1) * channels * plane];
+                    T::transpose(&by_pixel, plane, channels, group_planes);
                 }
             }
         });
@@ -307,7 +299,7 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let (hp, wp) = input_window(geo);
     let (ph, pw) = geo.opts.padding;
-    let a_cols: Vec<usize> = (0..geo.ho).flat_map(|oh| (0..geo.wo).map(move |ow| oh * wp + ow)).collect();
+    let a_cols = pixel_offsets(geo.ho, geo.wo, wp);
     let groups: Vec<(Vec<usize>, Vec<usize>)> = (0..geo.opts.groups)
         .map(|g| (tap_offsets(geo, g * geo.cg(), (hp, wp)), (0..hw).map(|p| p * geo.o + g * og).collect()))
         .collect();

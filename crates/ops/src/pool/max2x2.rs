@@ -6,16 +6,7 @@
 
 use tapegrad_tape::Element;
 
-/// The larger of two (value, position) candidates: a NaN wins over numbers, and among
-/// equal values (or two NaNs) the first. `!(b <= a)` is "b is larger, or either is NaN";
-/// written without short-circuit operators so that it compiles to selects (on random data
-/// the comparison is a coin flip, and mispredicted branches cost more than the arithmetic).
-#[inline(always)]
-pub(super) fn pick<T: Element>((a, ia): (T, usize), (b, ib): (T, usize)) -> (T, usize) {
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    let take = !(b <= a) & !a.is_nan();
-    (if take { b } else { a }, if take { ib } else { ia })
-}
+use super::pick;
 
 /// Element types with a 2x2 max-pooling forward kernel.
 pub(super) trait MaxPool2x2: Element {
