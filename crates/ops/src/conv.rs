@@ -18,6 +18,9 @@ use crate::gemm::{Gemm, View, gemm_serial};
 use crate::implicit_gemm::ImplicitGemm;
 
 mod implicit;
+mod winograd;
+
+pub use winograd::{set_winograd_enabled, winograd_enabled};
 
 /// Stride, padding, dilation and groups of a 2-D convolution (PyTorch's arguments).
 ///
@@ -274,6 +277,9 @@ fn conv_kernel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T>
     if y.is_empty() {
         return y;
     }
+    if winograd::applies::<T>(geo) && winograd::conv(x, weight, geo, &mut y) {
+        return y;
+    }
     if implicit::applies(geo) {
         implicit::conv(x, weight, geo, &mut y);
     } else {
@@ -311,6 +317,9 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
 fn conv_transpose_kernel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
     let mut dx = vec![T::ZERO; geo.n * geo.c * geo.h * geo.w];
     if dx.is_empty() {
+        return dx;
+    }
+    if winograd::applies_transpose::<T>(geo) && winograd::conv_transpose(gy, weight, geo, &mut dx) {
         return dx;
     }
     if implicit::applies(geo) {
@@ -644,6 +653,86 @@ mod tests {
             conv_transpose_im2col(&gy, &weight, &geo, &mut dx_ref);
             close("conv_transpose", &dx, &dx_ref);
             close("conv_weight", &implicit::conv_weight(&x, &gy, &geo), &conv_weight_im2col(&x, &gy, &geo));
+        }
+    }
+
+    /// Uniform values in [-0.5, 0.5) from a fixed seed.
+    fn uniform(seed: u64, len: usize) -> Vec<f32> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32
+            })
+            .collect()
+    }
+
+    /// The largest error of `got` against `want`, as a fraction of `want`'s largest value.
+    fn relative_error(got: &[f32], want: &[f64]) -> f64 {
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((f64::from(g) - w).abs()));
+        worst / scale
+    }
+
+    /// Winograd's f32 path (both directions) against the direct sum in f64, over the CNN's
+    /// second layer, odd output sizes (cropped tiles), every padding from 0 to 4, several
+    /// rounds of tiles per task, and 48 channels (three vectors). The bound, 1e-5 of the
+    /// largest output, is about ten times what the direct f32 sum gives.
+    #[test]
+    fn winograd_matches_direct_sum() {
+        if !winograd::applies::<f32>(
+            &geometry("t", &[1, 16, 5, 5], &[16, 16, 5, 5], Default::default(), Location::caller()).unwrap(),
+        ) {
+            return;
+        }
+        let cases = [
+            // n, c, h, w, o, padding
+            (2, 16, 14, 14, 32, (2, 2)),
+            (3, 32, 7, 9, 16, (0, 0)),
+            (1, 16, 5, 5, 16, (4, 4)),
+            (6, 16, 6, 11, 16, (1, 3)),
+            (2, 48, 9, 8, 32, (3, 2)),
+        ];
+        for (n, c, h, w, o, padding) in cases {
+            let opts = Conv2dOptions { padding, ..Default::default() };
+            let geo = geometry("test", &[n, c, h, w], &[o, c, 5, 5], opts, Location::caller()).unwrap();
+            assert!(winograd::applies_transpose::<f32>(&geo), "{geo:?}");
+            let x = uniform(1, n * c * h * w);
+            let weight = uniform(2, o * c * 25);
+            let gy = uniform(3, n * o * geo.ho * geo.wo);
+            let wide = |v: &[f32]| v.iter().map(|&e| f64::from(e)).collect::<Vec<f64>>();
+            let (x64, w64, gy64) = (wide(&x), wide(&weight), wide(&gy));
+
+            let mut y = vec![0.0f32; gy.len()];
+            assert!(winograd::conv(&x, &weight, &geo, &mut y));
+            let error = relative_error(&y, &conv_kernel(&x64, &w64, &geo));
+            assert!(error < 1e-5, "conv {geo:?}: error {error:e} of the largest output");
+
+            let mut dx = vec![0.0f32; x.len()];
+            assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
+            let error = relative_error(&dx, &conv_transpose_kernel(&gy64, &w64, &geo));
+            assert!(error < 1e-5, "conv_transpose {geo:?}: error {error:e} of the largest output");
+        }
+    }
+
+    /// An infinity or a NaN in the input gives exactly the direct sum's outputs: the
+    /// transforms would spread it over its tile, so such results are recomputed.
+    #[test]
+    fn winograd_leaves_non_finite_inputs_to_the_direct_sum() {
+        let opts = Conv2dOptions { padding: (2, 2), ..Default::default() };
+        let geo = geometry("test", &[1, 16, 8, 8], &[16, 16, 5, 5], opts, Location::caller()).unwrap();
+        let weight = uniform(5, 16 * 16 * 25);
+        for bad in [f32::INFINITY, f32::NAN] {
+            let mut x = uniform(4, 16 * 64);
+            x[3 * 64 + 2 * 8 + 5] = bad;
+            let mut y = vec![0.0f32; 16 * 64];
+            assert!(!winograd::applies::<f32>(&geo) || !winograd::conv(&x, &weight, &geo, &mut y));
+            let mut direct = vec![0.0f32; 16 * 64];
+            implicit::conv(&x, &weight, &geo, &mut direct);
+            let got = conv_kernel(&x, &weight, &geo);
+            for (g, d) in got.iter().zip(&direct) {
+                assert!(g.to_bits() == d.to_bits() || (g.is_nan() && d.is_nan()), "{g} vs direct {d}");
+            }
         }
     }
 

@@ -32,7 +32,7 @@ mod shape;
 mod transpose;
 mod unary;
 
-pub use conv::Conv2dOptions;
+pub use conv::{Conv2dOptions, set_winograd_enabled, winograd_enabled};
 pub use functional::Reduction;
 use tapegrad_tape::{Result, Tensor, or_panic};
 
