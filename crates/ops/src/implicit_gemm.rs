@@ -146,6 +146,11 @@ pub(crate) fn implicit_gemm<T: ImplicitGemm>(
     }
 }
 
+/// What a panel of the AVX-512 kernel computes: the operands, the rows of C (`first..end`),
+/// where B's columns start, C, the first column and the width of the panel, C's row
+/// stride, and whether to add to C.
+type PanelArgs<'o, 'c, T> = (&'o Operands<'o, T>, (usize, usize), usize, &'c mut [T], usize, usize, usize, bool);
+
 /// The AVX-512 kernel for one float type: `$lanes` elements per vector.
 macro_rules! avx512_kernel {
     ($t:ty, $vec:ty, $mask:ty, $lanes:literal, $zero:ident, $set1:ident, $loadu:ident, $maskz_loadu:ident,
@@ -169,14 +174,33 @@ macro_rules! avx512_kernel {
                 // a pointer each, so their blocks stop at 8 rows to stay in registers.
                 let packed = matches!(ops.lhs, Lhs::Packed(_));
                 let rows = ops.m.next_power_of_two().min(if packed { 16 } else { 8 });
+                // The rows left after the last whole block take the smallest block that
+                // holds them, instead of a whole block of repeated rows (98 rows in blocks
+                // of 8 would compute 104).
+                let whole = ops.m / rows * rows;
+                let tail = ops.m - whole;
                 let mut j = 0;
                 while j < n {
                     // Up to three vectors per row of a block: a narrow output (a 14-pixel
                     // image row) takes one.
                     let vectors = (n - j).div_ceil($lanes).min(3);
                     let width = (vectors * $lanes).min(n - j);
-                    let args = (ops, b_offset + j, &mut *c, j, width, ldc, accumulate);
-                    // SAFETY: forwarded; each panel stays within columns j..j + width of C.
+                    for (block, range) in [(rows, (0, whole)), (tail.next_power_of_two(), (whole, ops.m))] {
+                        if range.0 < range.1 {
+                            let args = (ops, range, b_offset + j, &mut *c, j, width, ldc, accumulate);
+                            // SAFETY: forwarded; each panel stays within columns j..j + width
+                            // and rows range.0..range.1 of C.
+                            unsafe { dispatch(packed, vectors, block, args) };
+                        }
+                    }
+                    j += width;
+                }
+
+                /// The panel for `rows`-row blocks of `vectors` vectors (rows a power of two
+                /// up to 16, or 8 for a gathered A).
+                #[target_feature(enable = "avx512f")]
+                unsafe fn dispatch(packed: bool, vectors: usize, rows: usize, args: PanelArgs<'_, '_, $t>) {
+                    // SAFETY (every arm): forwarded.
                     unsafe {
                         match (packed, vectors, rows) {
                             (true, 1, 16) => panel::<16, 1, true>(args),
@@ -251,30 +275,21 @@ macro_rules! avx512_kernel {
                             }
                         }
                     }
-                    j += width;
                 }
 
-                /// Columns `j0..j0 + width` of every row of C (whose B columns start at
-                /// `b0`), `R` rows at a time.
+                /// Columns `j0..j0 + width` of rows `first..end` of C (whose B columns
+                /// start at `b0`), `R` rows at a time.
                 #[target_feature(enable = "avx512f")]
                 unsafe fn panel<const R: usize, const V: usize, const PACKED: bool>(
-                    (ops, b0, c, j0, width, ldc, accumulate): (
-                        &Operands<'_, $t>,
-                        usize,
-                        &mut [$t],
-                        usize,
-                        usize,
-                        usize,
-                        bool,
-                    ),
+                    (ops, (first, end), b0, c, j0, width, ldc, accumulate): PanelArgs<'_, '_, $t>,
                 ) {
                     use std::arch::x86_64::*;
                     let tail = width - (V - 1) * $lanes;
                     let last: $mask = if tail == $lanes { !0 } else { (1 << tail) - 1 };
                     let (b, cp) = (ops.b.as_ptr(), c.as_mut_ptr());
-                    let mut i0 = 0;
-                    while i0 < ops.m {
-                        let rows = (ops.m - i0).min(R);
+                    let mut i0 = first;
+                    while i0 < end {
+                        let rows = (end - i0).min(R);
                         let mut acc = [[$zero(); V]; R];
                         match &ops.lhs {
                             Lhs::Packed(packed) => {
