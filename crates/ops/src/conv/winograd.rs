@@ -202,8 +202,8 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
             let images = per_round.min(first + count - round);
             for (i, v_img) in v.chunks_exact_mut(tiles * N * N * s.cin).take(images).enumerate() {
                 let img = round + i;
-                let padded = window.of(&input[img * in_img..(img + 1) * in_img]);
-                transform_inputs(padded, s, v_img);
+                window.fill(&input[img * in_img..(img + 1) * in_img]);
+                window.transform(s, v_img);
             }
             // M[t][ξ][o] = sum_c V[t][ξ][c] U[ξ][c][o], for each point ξ.
             for xi in 0..N * N {
@@ -226,12 +226,15 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
 }
 
 /// One image at a time, zero-padded to the tiles' window with its channels last (a pixel's
-/// channels side by side, as the transforms' vectors). Every image fills the same
-/// positions, so the zero border is written once.
+/// channels side by side, as the transforms' vectors), and its input transform. Every
+/// image fills the same positions, so the zero border is written once.
 struct Window {
     buf: Vec<f32>,
     /// The image with its channels last, before padding.
     pixels: Vec<f32>,
+    /// One row of tiles' window transformed down its columns (`Bᵀ d`), 16 channels of
+    /// each column's six values: the tiles of the row share these.
+    columns: Vec<f32>,
     cin: usize,
     size: (usize, usize),
     padded_width: usize,
@@ -242,11 +245,12 @@ impl Window {
     fn new(s: &Shape) -> Self {
         let (hp, wp) = s.window();
         let buf = vec![0.0; hp * wp * s.cin];
-        Window { buf, pixels: vec![0.0; s.h * s.w * s.cin], cin: s.cin, size: (s.h, s.w), padded_width: wp, pad: s.pad }
+        let (pixels, columns) = (vec![0.0; s.h * s.w * s.cin], vec![0.0; wp * N * LANES]);
+        Window { buf, pixels, columns, cin: s.cin, size: (s.h, s.w), padded_width: wp, pad: s.pad }
     }
 
-    /// The padded, channels-last copy of the planar image `img`.
-    fn of(&mut self, img: &[f32]) -> &[f32] {
+    /// Fills the window with the padded, channels-last copy of the planar image `img`.
+    fn fill(&mut self, img: &[f32]) {
         let ((h, w), cin) = (self.size, self.cin);
         f32::transpose(img, cin, h * w, &mut self.pixels);
         for r in 0..h {
@@ -254,51 +258,61 @@ impl Window {
             let at = ((r + self.pad.0) * self.padded_width + self.pad.1) * cin;
             self.buf[at..at + w * cin].copy_from_slice(&self.pixels[r * w * cin..(r + 1) * w * cin]);
         }
-        &self.buf
+    }
+
+    /// `V[t][ξ][c]` for every tile `t` of the window's image.
+    fn transform(&mut self, s: &Shape, v: &mut [f32]) {
+        let ((th, tw), (hp, wp)) = (s.tiles(), s.window());
+        assert!(
+            self.buf.len() >= hp * wp * s.cin
+                && self.columns.len() >= wp * N * LANES
+                && v.len() >= th * tw * N * N * s.cin,
+            "winograd: buffers too short"
+        );
+        // SAFETY: the CPU has AVX-512F (`applies`); the lengths were checked above.
+        unsafe { transform_inputs_avx512(&self.buf, &mut self.columns, s, v) }
     }
 }
 
-/// `V[t][ξ][c]` for every tile `t` of one padded, channels-last image.
-fn transform_inputs(padded: &[f32], s: &Shape, v: &mut [f32]) {
-    let ((th, tw), (hp, wp)) = (s.tiles(), s.window());
-    assert!(padded.len() >= hp * wp * s.cin && v.len() >= th * tw * N * N * s.cin, "winograd: buffers too short");
-    // SAFETY: the CPU has AVX-512F (`applies`); the lengths were checked above.
-    unsafe { transform_inputs_avx512(padded, s, v) }
-}
-
-/// The transform of every tile's window.
+/// The input transform of every tile, a row of tiles and 16 channels at a time: `Bᵀ d` down
+/// every column of the row's window (adjacent tiles share four of their six columns), then
+/// `(Bᵀ d) B` along each tile's rows.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, and the slices must hold what [`transform_inputs`] checks.
+/// The CPU must have AVX-512F, and the slices must hold what [`Window::transform`] checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::needless_range_loop)] // walks the window's columns
-unsafe fn transform_inputs_avx512(padded: &[f32], s: &Shape, v: &mut [f32]) {
+unsafe fn transform_inputs_avx512(padded: &[f32], columns: &mut [f32], s: &Shape, v: &mut [f32]) {
     use std::arch::x86_64::*;
     let ((th, tw), (_, wp), cin) = (s.tiles(), s.window(), s.cin);
-    let (src, dst) = (padded.as_ptr(), v.as_mut_ptr());
+    let (src, dst, cols) = (padded.as_ptr(), v.as_mut_ptr(), columns.as_mut_ptr());
+    let row_stride = wp * cin;
     for ti in 0..th {
-        for tj in 0..tw {
-            let tile = (ti * tw + tj) * N * N * cin;
-            for k in (0..cin).step_by(LANES) {
-                let mut d = [[_mm512_setzero_ps(); N]; N];
-                for (r, row) in d.iter_mut().enumerate() {
+        for k in (0..cin).step_by(LANES) {
+            // SAFETY (all pointer arithmetic): window rows M * ti + r < hp, columns x < wp
+            // and channels k + 15 < cin; `columns` holds wp * N vectors; tiles below th *
+            // tw, points below 36.
+            let mut at = unsafe { src.add(M * ti * row_stride + k) };
+            for x in 0..wp {
+                let mut column = [_mm512_setzero_ps(); N];
+                for (r, value) in column.iter_mut().enumerate() {
+                    *value = unsafe { _mm512_loadu_ps(at.add(r * row_stride)) };
+                }
+                for (r, value) in input_1d(column).into_iter().enumerate() {
+                    unsafe { _mm512_storeu_ps(cols.add((x * N + r) * LANES), value) };
+                }
+                at = unsafe { at.add(cin) };
+            }
+            for tj in 0..tw {
+                let mut out = unsafe { dst.add((ti * tw + tj) * N * N * cin + k) };
+                for r in 0..N {
+                    let mut row = [_mm512_setzero_ps(); N];
                     for (c, value) in row.iter_mut().enumerate() {
-                        // SAFETY: rows M * ti + r < hp and columns M * tj + c < wp of the window.
-                        *value = unsafe { _mm512_loadu_ps(src.add(((M * ti + r) * wp + M * tj + c) * cin + k)) };
+                        *value = unsafe { _mm512_loadu_ps(cols.add(((M * tj + c) * N + r) * LANES)) };
                     }
-                }
-                // Bᵀ d: the columns, then (Bᵀ d) B: the rows.
-                for c in 0..N {
-                    let column = input_1d([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
-                    for (r, value) in column.into_iter().enumerate() {
-                        d[r][c] = value;
-                    }
-                }
-                for (r, row) in d.iter().enumerate() {
-                    for (c, value) in input_1d(*row).into_iter().enumerate() {
-                        // SAFETY: tile < th * tw, point r * N + c < 36, channel k + 15 < cin.
-                        unsafe { _mm512_storeu_ps(dst.add(tile + (r * N + c) * cin + k), value) };
+                    for value in input_1d(row) {
+                        unsafe { _mm512_storeu_ps(out, value) };
+                        out = unsafe { out.add(cin) };
                     }
                 }
             }
@@ -400,7 +414,7 @@ fn output_1d([m0, m1, m2, m3, m4, m5]: [std::arch::x86_64::__m512; N]) -> [std::
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_inputs_avx512(_: &[f32], _: &Shape, _: &mut [f32]) {
+unsafe fn transform_inputs_avx512(_: &[f32], _: &mut [f32], _: &Shape, _: &mut [f32]) {
     unreachable!("available() is false off x86_64")
 }
 
