@@ -64,7 +64,7 @@ impl<'a, T: Gemm> Operands<'a, T> {
     pub fn new(lhs: Lhs<'a, T>, b: &'a [T], b_rows: &'a [usize]) -> Self {
         let (m, k) = match &lhs {
             Lhs::Gathered { a, rows, cols } => {
-                if let (Some(r), Some(c)) = (rows.iter().max(), cols.iter().max()) {
+                if let (Some(r), Some(c)) = (largest(rows), largest(cols)) {
                     assert!(r + c < a.len(), "implicit_gemm: A's offsets reach past its {} elements", a.len());
                 }
                 (rows.len(), cols.len())
@@ -72,8 +72,28 @@ impl<'a, T: Gemm> Operands<'a, T> {
             Lhs::Packed(packed) => (packed.m, packed.k),
         };
         assert_eq!(b_rows.len(), k, "implicit_gemm: A has {k} columns, B has {} rows", b_rows.len());
-        Operands { lhs, b, b_rows, m, b_max: b_rows.iter().copied().max().unwrap_or(0) }
+        Operands { lhs, b, b_rows, m, b_max: largest(b_rows).unwrap_or(0) }
     }
+}
+
+/// The largest offset of a table. Winograd's products build thousands of operands per
+/// training step, and without AVX-512 a maximum of 64-bit integers is a compare-and-blend
+/// sequence per element.
+fn largest(offsets: &[usize]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// # Safety
+        /// The CPU must have AVX-512F.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn vectorized(offsets: &[usize]) -> Option<usize> {
+            offsets.iter().copied().max()
+        }
+        if available() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { vectorized(offsets) };
+        }
+    }
+    offsets.iter().copied().max()
 }
 
 /// Elements of slack that B needs past the last element it holds: the kernel loads whole
