@@ -351,6 +351,11 @@ fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &m
 }
 
 fn conv_weight_kernel<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
+    if winograd::applies::<T>(geo)
+        && let Some(dw) = winograd::conv_weight(x, gy, geo)
+    {
+        return dw;
+    }
     if implicit::applies(geo) {
         return implicit::conv_weight(x, gy, geo);
     }
@@ -712,26 +717,42 @@ mod tests {
             assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
             let error = relative_error(&dx, &conv_transpose_kernel(&gy64, &w64, &geo));
             assert!(error < 1e-5, "conv_transpose {geo:?}: error {error:e} of the largest output");
+
+            let dw = winograd::conv_weight(&x, &gy, &geo).expect("finite");
+            let error = relative_error(&dw, &conv_weight_kernel(&x64, &gy64, &geo));
+            assert!(error < 1e-5, "conv_weight {geo:?}: error {error:e} of the largest output");
         }
     }
 
-    /// An infinity or a NaN in the input gives exactly the direct sum's outputs: the
-    /// transforms would spread it over its tile, so such results are recomputed.
+    /// An infinity or a NaN in the input gives exactly the direct sum's outputs and weight
+    /// gradient: the transforms would spread it over its tile, so such results are
+    /// recomputed.
     #[test]
     fn winograd_leaves_non_finite_inputs_to_the_direct_sum() {
         let opts = Conv2dOptions { padding: (2, 2), ..Default::default() };
         let geo = geometry("test", &[1, 16, 8, 8], &[16, 16, 5, 5], opts, Location::caller()).unwrap();
+        if !winograd::applies::<f32>(&geo) {
+            return;
+        }
         let weight = uniform(5, 16 * 16 * 25);
         for bad in [f32::INFINITY, f32::NAN] {
             let mut x = uniform(4, 16 * 64);
             x[3 * 64 + 2 * 8 + 5] = bad;
             let mut y = vec![0.0f32; 16 * 64];
-            assert!(!winograd::applies::<f32>(&geo) || !winograd::conv(&x, &weight, &geo, &mut y));
+            assert!(!winograd::conv(&x, &weight, &geo, &mut y));
             let mut direct = vec![0.0f32; 16 * 64];
             implicit::conv(&x, &weight, &geo, &mut direct);
             let got = conv_kernel(&x, &weight, &geo);
+            let same = |g: &f32, d: &f32| g.to_bits() == d.to_bits() || (g.is_nan() && d.is_nan());
             for (g, d) in got.iter().zip(&direct) {
-                assert!(g.to_bits() == d.to_bits() || (g.is_nan() && d.is_nan()), "{g} vs direct {d}");
+                assert!(same(g, d), "{g} vs direct {d}");
+            }
+            // The weight gradient reads the same input.
+            let gy = uniform(6, 16 * 64);
+            assert!(winograd::conv_weight(&x, &gy, &geo).is_none());
+            let direct = implicit::conv_weight(&x, &gy, &geo);
+            for (g, d) in conv_weight_kernel(&x, &gy, &geo).iter().zip(&direct) {
+                assert!(same(g, d), "weight gradient {g} vs direct {d}");
             }
         }
     }

@@ -225,6 +225,150 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
     finite.into_inner()
 }
 
+/// `dw = conv_weight(x, gy)`, the adjoint of [`conv`] in the weight: each tile's output
+/// gradient `e` (2 x 2) is mapped to 36 values `Z = A e Aᵀ`, the point products
+/// `dU[ξ] = sum_t V[t][ξ]ᵀ Z[t][ξ]` run over every tile of every image (36 products of
+/// input channels x tiles times tiles x output channels), and `dw = Gᵀ dU G`. Returns
+/// `None` when the result holds an infinity or a NaN (the caller then sums directly).
+pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Option<Vec<T>> {
+    let (x, gy) = (as_f32(x), as_f32(gy));
+    let s = Shape { cin: geo.c, cout: geo.o, h: geo.h, w: geo.w, pad: geo.opts.padding, ho: geo.ho, wo: geo.wo };
+    let (cin, cout) = (s.cin, s.cout);
+    let (th, tw) = s.tiles();
+    let tiles = th * tw;
+    let per_round = (ROUND_TILES / tiles).max(1);
+    let (in_img, out_img) = (cin * s.h * s.w, cout * s.ho * s.wo);
+    // A(c, t) = V[t][ξ][c] (rows are input channels, columns tiles); B's row t is Z[t][ξ].
+    let a_rows: Vec<usize> = (0..cin).collect();
+    let a_cols: Vec<usize> = (0..per_round * tiles).map(|t| t * N * N * cin).collect();
+    let b_rows: Vec<usize> = (0..per_round * tiles).map(|t| t * N * N * cout).collect();
+    let partials = std::sync::Mutex::new(Vec::new());
+    for_chunks(geo, |first, count| {
+        let mut window = Window::new(&s);
+        let mut v = vec![0.0; per_round * tiles * N * N * cin];
+        let mut z = vec![0.0; per_round * tiles * N * N * cout + B_SLACK];
+        let mut by_pixel = vec![0.0; s.ho * s.wo * cout];
+        // dU[ξ][c][o]
+        let mut du = vec![0.0f32; N * N * cin * cout];
+        for round in (first..first + count).step_by(per_round) {
+            let images = per_round.min(first + count - round);
+            let per_v = tiles * N * N * cin;
+            let per_z = tiles * N * N * cout;
+            for i in 0..images {
+                let img = round + i;
+                window.fill(&x[img * in_img..(img + 1) * in_img]);
+                window.transform(&s, &mut v[i * per_v..(i + 1) * per_v]);
+                f32::transpose(&gy[img * out_img..(img + 1) * out_img], cout, s.ho * s.wo, &mut by_pixel);
+                transform_gradients(&by_pixel, &s, &mut z[i * per_z..(i + 1) * per_z]);
+            }
+            for xi in 0..N * N {
+                let lhs = Lhs::Gathered { a: &v[xi * cin..], rows: &a_rows, cols: &a_cols[..images * tiles] };
+                let ops = Operands::new(lhs, &z, &b_rows[..images * tiles]);
+                implicit_gemm(&ops, xi * cout, cout, &mut du[xi * cin * cout..], cout, true);
+            }
+        }
+        partials.lock().expect("no task panicked").push((first, du));
+    });
+    // Summed in image order, so results do not depend on thread timing.
+    let mut partials = partials.into_inner().expect("no task panicked");
+    partials.sort_by_key(|(first, _)| *first);
+    let mut partials = partials.into_iter().map(|(_, du)| du);
+    let mut total = partials.next()?;
+    for du in partials {
+        total.iter_mut().zip(&du).for_each(|(t, &d)| *t += d);
+    }
+    // dw = Gᵀ dU G for each pair of channels, in f64.
+    let mut dw = vec![0.0f32; cout * cin * R * R];
+    for o in 0..cout {
+        for c in 0..cin {
+            let du = |i: usize, j: usize| f64::from(total[((i * N + j) * cin + c) * cout + o]);
+            let mut gt_du = [[0.0f64; N]; R];
+            for (a, row) in gt_du.iter_mut().enumerate() {
+                for (j, value) in row.iter_mut().enumerate() {
+                    *value = (0..N).map(|i| G[i][a] * du(i, j)).sum();
+                }
+            }
+            for (a, row) in gt_du.iter().enumerate() {
+                for b in 0..R {
+                    let value: f64 = (0..N).map(|j| row[j] * G[j][b]).sum();
+                    dw[((o * cin + c) * R + a) * R + b] = value as f32;
+                }
+            }
+        }
+    }
+    dw.iter().all(|v| v.is_finite()).then(|| from_f32(dw))
+}
+
+/// The f32 vector as a `Vec<T>` (`T` is f32: [`applies`] checked).
+fn from_f32<T: 'static>(v: Vec<f32>) -> Vec<T> {
+    assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>(), "winograd: f32 only");
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: T is f32, so pointer, length and capacity describe the same allocation.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
+}
+
+/// `Z[t][ξ][o] = (A e Aᵀ)` for every tile of one image's output gradient `by_pixel`
+/// (`[ho * wo][cout]`, channels last), outputs past the image's edge read as zero.
+fn transform_gradients(by_pixel: &[f32], s: &Shape, z: &mut [f32]) {
+    let (th, tw) = s.tiles();
+    assert!(
+        by_pixel.len() >= s.ho * s.wo * s.cout && z.len() >= th * tw * N * N * s.cout,
+        "winograd: buffers too short"
+    );
+    // SAFETY: the CPU has AVX-512F (`applies`); the lengths were checked above.
+    unsafe { transform_gradients_avx512(by_pixel, s, z) }
+}
+
+/// The gradient transform of every tile.
+///
+/// # Safety
+/// The CPU must have AVX-512F, and the slices must hold what [`transform_gradients`] checks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_gradients_avx512(by_pixel: &[f32], s: &Shape, z: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let ((th, tw), cout) = (s.tiles(), s.cout);
+    let (src, dst) = (by_pixel.as_ptr(), z.as_mut_ptr());
+    for ti in 0..th {
+        for tj in 0..tw {
+            for k in (0..cout).step_by(LANES) {
+                let mut e = [[_mm512_setzero_ps(); M]; M];
+                for (a, row) in e.iter_mut().enumerate() {
+                    for (b, value) in row.iter_mut().enumerate() {
+                        let (oh, ow) = (M * ti + a, M * tj + b);
+                        if oh < s.ho && ow < s.wo {
+                            // SAFETY: pixel (oh, ow) lies in the image, channel k + 15 < cout.
+                            *value = unsafe { _mm512_loadu_ps(src.add((oh * s.wo + ow) * cout + k)) };
+                        }
+                    }
+                }
+                // A e: the columns, then (A e) Aᵀ: the rows.
+                let (left, right) = (gradient_1d([e[0][0], e[1][0]]), gradient_1d([e[0][1], e[1][1]]));
+                // SAFETY: tile < th * tw, point < 36, channel k + 15 < cout.
+                let mut out = unsafe { dst.add((ti * tw + tj) * N * N * cout + k) };
+                for i in 0..N {
+                    for value in gradient_1d([left[i], right[i]]) {
+                        unsafe { _mm512_storeu_ps(out, value) };
+                        out = unsafe { out.add(cout) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `A e` for one column (or row) of a tile's output gradient: the transpose of [`output_1d`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gradient_1d([e0, e1]: [std::arch::x86_64::__m512; M]) -> [std::arch::x86_64::__m512; N] {
+    use std::arch::x86_64::*;
+    let (plus, minus) = (_mm512_add_ps(e0, e1), _mm512_sub_ps(e0, e1));
+    let twice = _mm512_fmadd_ps(_mm512_set1_ps(2.0), e1, e0);
+    let half = _mm512_fmadd_ps(_mm512_set1_ps(-0.5), e1, e0);
+    [e0, plus, minus, twice, half, e1]
+}
+
 /// One image at a time, zero-padded to the tiles' window with its channels last (a pixel's
 /// channels side by side, as the transforms' vectors), and its input transform. Every
 /// image fills the same positions, so the zero border is written once.
@@ -415,6 +559,11 @@ fn output_1d([m0, m1, m2, m3, m4, m5]: [std::arch::x86_64::__m512; N]) -> [std::
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn transform_inputs_avx512(_: &[f32], _: &mut [f32], _: &Shape, _: &mut [f32]) {
+    unreachable!("available() is false off x86_64")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn transform_gradients_avx512(_: &[f32], _: &Shape, _: &mut [f32]) {
     unreachable!("available() is false off x86_64")
 }
 
