@@ -356,7 +356,7 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         push(w, "training wall time", "s", false, secs, find(&t, "train wall time"), note);
                     }
                 }
-                other => eprintln!("unknown workload {other}"),
+                other => unreachable!("check_args accepts only known workloads, got {other}"),
             }
         }
         eprintln!("run {}/{} done", run + 1, s.runs);
@@ -420,9 +420,57 @@ pub fn table(measures: &[Measure], json: bool) -> String {
     s
 }
 
+/// What `--help` prints.
+const USAGE: &str = "tapegrad's benchmark: W1-W6 on tapegrad and, when TAPEGRAD_BENCH_PYTHON (default python3)
+has torch, on PyTorch in alternation.
+
+usage: cargo bench --bench workloads -- [options]
+  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn (default w1-w5 and conv)
+  --w6            also the Fashion-MNIST workloads w6mlp and w6cnn
+  --threads N     worker threads on both sides (default 2)
+  --runs N        alternating runs (default 5, 1 with --quick)
+  --quick         tiny sizes (what CI runs)
+  --json          one JSON line per measurement
+  --no-torch      measure tapegrad alone";
+
+/// The workload ids `--only` accepts.
+const WORKLOADS: [&str; 8] = ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn"];
+
+/// Checks the command line: known flags, a value after those that take one (a positive
+/// number for `--threads` and `--runs`), known workload ids.
+pub fn check_args(args: &[String]) -> Result<(), String> {
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            // `--bench` is what `cargo bench` passes.
+            "--quick" | "--json" | "--w6" | "--no-torch" | "--bench" => {}
+            flag @ ("--threads" | "--runs" | "--only") => {
+                let value = rest.next().ok_or(format!("{flag} needs a value"))?;
+                if flag == "--only" {
+                    if let Some(bad) = value.split(',').find(|w| !WORKLOADS.contains(w)) {
+                        return Err(format!("unknown workload {bad:?} in --only"));
+                    }
+                } else if !value.parse::<usize>().is_ok_and(|n| n > 0) {
+                    return Err(format!("{flag} needs a positive number, got {value:?}"));
+                }
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(())
+}
+
 #[allow(dead_code)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    if let Err(message) = check_args(&args[1..]) {
+        eprintln!("error: {message}\n\n{USAGE}");
+        std::process::exit(2);
+    }
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let has = |flag: &str| args.iter().any(|a| a == flag);
     let threads: usize = value("--threads").and_then(|t| t.parse().ok()).unwrap_or(2);

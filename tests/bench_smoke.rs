@@ -15,3 +15,14 @@ fn the_benchmark_harness_runs_every_workload() {
     assert!(text.contains("w3") && text.contains("sgemm n=64"), "{text}");
     assert_eq!(workloads::table(&measures, true).lines().count(), 7);
 }
+
+#[test]
+fn the_benchmark_rejects_arguments_it_does_not_know() {
+    let check = |line: &str| workloads::check_args(&line.split_whitespace().map(String::from).collect::<Vec<_>>());
+    assert_eq!(check("--bench --only w4,conv --threads 1 --runs 3 --json --no-torch"), Ok(()));
+    assert!(check("--only w4,w7").unwrap_err().contains("\"w7\""));
+    assert!(check("--threads two").unwrap_err().contains("--threads"));
+    assert!(check("--runs 0").unwrap_err().contains("positive"));
+    assert!(check("--runs").unwrap_err().contains("needs a value"));
+    assert!(check("--run 3").unwrap_err().contains("\"--run\""));
+}
