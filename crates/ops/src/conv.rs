@@ -277,8 +277,12 @@ fn conv_kernel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T>
     if y.is_empty() {
         return y;
     }
-    if winograd::applies::<T>(geo) && winograd::conv(x, weight, geo, &mut y) {
-        return y;
+    if winograd::applies::<T>(geo) {
+        if winograd::conv(x, weight, geo, &mut y) {
+            return y;
+        }
+        // A non-finite result: summed again below, from zeros (im2col's scatter adds).
+        y.fill(T::ZERO);
     }
     if implicit::applies(geo) {
         implicit::conv(x, weight, geo, &mut y);
@@ -319,8 +323,11 @@ fn conv_transpose_kernel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry
     if dx.is_empty() {
         return dx;
     }
-    if winograd::applies_transpose::<T>(geo) && winograd::conv_transpose(gy, weight, geo, &mut dx) {
-        return dx;
+    if winograd::applies_transpose::<T>(geo) {
+        if winograd::conv_transpose(gy, weight, geo, &mut dx) {
+            return dx;
+        }
+        dx.fill(T::ZERO);
     }
     if implicit::applies(geo) {
         implicit::conv_transpose(gy, weight, geo, &mut dx);
@@ -679,17 +686,14 @@ mod tests {
         worst / scale
     }
 
-    /// Winograd's f32 path (both directions) against the direct sum in f64, over the CNN's
-    /// second layer, odd output sizes (cropped tiles), every padding from 0 to 4, several
-    /// rounds of tiles per task, and 48 channels (three vectors). The bound, 1e-5 of the
-    /// largest output, is about ten times what the direct f32 sum gives.
+    /// Winograd's f32 path (forward, input gradient, weight gradient) against the direct
+    /// sum in f64, over the CNN's second layer, odd output sizes (cropped tiles), paddings
+    /// from 0 to 5 (above 4 the input gradient is direct), images split over rounds of
+    /// tiles (30 x 30: 225 tiles) and rounds spanning images (12 images of 49 tiles), 48 and
+    /// 64 channels (more than one column panel). The bound, 1e-5 of the largest output, is
+    /// about ten times what the direct f32 sum gives.
     #[test]
     fn winograd_matches_direct_sum() {
-        if !winograd::applies::<f32>(
-            &geometry("t", &[1, 16, 5, 5], &[16, 16, 5, 5], Default::default(), Location::caller()).unwrap(),
-        ) {
-            return;
-        }
         let cases = [
             // n, c, h, w, o, padding
             (2, 16, 14, 14, 32, (2, 2)),
@@ -697,11 +701,18 @@ mod tests {
             (1, 16, 5, 5, 16, (4, 4)),
             (6, 16, 6, 11, 16, (1, 3)),
             (2, 48, 9, 8, 32, (3, 2)),
+            (2, 16, 30, 30, 16, (2, 2)),
+            (12, 16, 14, 14, 16, (2, 2)),
+            (1, 16, 8, 8, 64, (2, 1)),
+            (1, 16, 6, 7, 16, (5, 5)),
         ];
         for (n, c, h, w, o, padding) in cases {
             let opts = Conv2dOptions { padding, ..Default::default() };
             let geo = geometry("test", &[n, c, h, w], &[o, c, 5, 5], opts, Location::caller()).unwrap();
-            assert!(winograd::applies_transpose::<f32>(&geo), "{geo:?}");
+            if !winograd::applies::<f32>(&geo) {
+                assert!(!crate::implicit_gemm::available(), "{geo:?}");
+                return;
+            }
             let x = uniform(1, n * c * h * w);
             let weight = uniform(2, o * c * 25);
             let gy = uniform(3, n * o * geo.ho * geo.wo);
@@ -713,20 +724,53 @@ mod tests {
             let error = relative_error(&y, &conv_kernel(&x64, &w64, &geo));
             assert!(error < 1e-5, "conv {geo:?}: error {error:e} of the largest output");
 
-            let mut dx = vec![0.0f32; x.len()];
-            assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
-            let error = relative_error(&dx, &conv_transpose_kernel(&gy64, &w64, &geo));
-            assert!(error < 1e-5, "conv_transpose {geo:?}: error {error:e} of the largest output");
-
             let dw = winograd::conv_weight(&x, &gy, &geo).expect("finite");
             let error = relative_error(&dw, &conv_weight_kernel(&x64, &gy64, &geo));
             assert!(error < 1e-5, "conv_weight {geo:?}: error {error:e} of the largest output");
+
+            assert_eq!(winograd::applies_transpose::<f32>(&geo), padding.0 < 5 && padding.1 < 5);
+            if winograd::applies_transpose::<f32>(&geo) {
+                let mut dx = vec![0.0f32; x.len()];
+                assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
+                let error = relative_error(&dx, &conv_transpose_kernel(&gy64, &w64, &geo));
+                assert!(error < 1e-5, "conv_transpose {geo:?}: error {error:e} of the largest output");
+            }
         }
     }
 
-    /// An infinity or a NaN in the input gives exactly the direct sum's outputs and weight
-    /// gradient: the transforms would spread it over its tile, so such results are
-    /// recomputed.
+    /// What the path does not cover goes to the direct kernels: other kernel sizes, strides,
+    /// dilations, groups, channel counts that are not whole vectors, no channels or images,
+    /// and f64.
+    #[test]
+    fn winograd_declines_what_it_does_not_cover() {
+        let geo = |x: [usize; 4], w: [usize; 4], opts: Conv2dOptions| {
+            geometry("test", &x, &w, opts, Location::caller()).unwrap()
+        };
+        let plain = Conv2dOptions::default();
+        let covered = geo([2, 16, 8, 8], [16, 16, 5, 5], plain);
+        if !winograd::applies::<f32>(&covered) {
+            return;
+        }
+        assert!(!winograd::applies::<f64>(&covered));
+        let declined = [
+            geo([2, 16, 8, 8], [16, 16, 3, 3], plain),
+            geo([2, 16, 8, 8], [16, 16, 5, 5], Conv2dOptions { stride: (2, 2), ..plain }),
+            geo([2, 16, 12, 12], [16, 16, 5, 5], Conv2dOptions { dilation: (2, 1), ..plain }),
+            geo([2, 32, 8, 8], [32, 16, 5, 5], Conv2dOptions { groups: 2, ..plain }),
+            geo([2, 8, 8, 8], [16, 8, 5, 5], plain),
+            geo([2, 16, 8, 8], [24, 16, 5, 5], plain),
+            geo([2, 0, 8, 8], [16, 0, 5, 5], plain),
+            geo([2, 16, 8, 8], [0, 16, 5, 5], plain),
+            geo([0, 16, 8, 8], [16, 16, 5, 5], plain),
+        ];
+        for g in declined {
+            assert!(!winograd::applies::<f32>(&g), "{g:?}");
+        }
+    }
+
+    /// An infinity or a NaN in an input gives exactly the direct sum's outputs, input
+    /// gradient and weight gradient: the transforms would spread it over its tile (or
+    /// overflow where the direct sum does not), so such results are recomputed.
     #[test]
     fn winograd_leaves_non_finite_inputs_to_the_direct_sum() {
         let opts = Conv2dOptions { padding: (2, 2), ..Default::default() };
@@ -747,6 +791,16 @@ mod tests {
             for (g, d) in got.iter().zip(&direct) {
                 assert!(same(g, d), "{g} vs direct {d}");
             }
+            // The input gradient, with the bad value in the output gradient.
+            let mut gy = uniform(6, 16 * 64);
+            gy[5 * 64 + 7] = bad;
+            let mut dx = vec![0.0f32; 16 * 64];
+            assert!(!winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
+            let mut direct = vec![0.0f32; 16 * 64];
+            implicit::conv_transpose(&gy, &weight, &geo, &mut direct);
+            for (g, d) in conv_transpose_kernel(&gy, &weight, &geo).iter().zip(&direct) {
+                assert!(same(g, d), "input gradient {g} vs direct {d}");
+            }
             // The weight gradient reads the same input.
             let gy = uniform(6, 16 * 64);
             assert!(winograd::conv_weight(&x, &gy, &geo).is_none());
@@ -755,6 +809,17 @@ mod tests {
                 assert!(same(g, d), "weight gradient {g} vs direct {d}");
             }
         }
+        // A finite input large enough to overflow inside the transforms (which scale values
+        // by up to 6.25) but not in the direct sum: the direct sum's finite outputs.
+        let mut x = uniform(4, 16 * 64);
+        x[3 * 64 + 2 * 8 + 5] = 3e38;
+        let small: Vec<f32> = weight.iter().map(|w| w * 1e-3).collect();
+        let mut y = vec![0.0f32; 16 * 64];
+        assert!(!winograd::conv(&x, &small, &geo, &mut y));
+        let mut direct = vec![0.0f32; 16 * 64];
+        implicit::conv(&x, &small, &geo, &mut direct);
+        assert!(direct.iter().all(|v| v.is_finite()));
+        assert_eq!(conv_kernel(&x, &small, &geo), direct);
     }
 
     #[test]

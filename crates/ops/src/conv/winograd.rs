@@ -30,11 +30,13 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// Allows or forbids Winograd's algorithm for f32 convolutions (allowed by default) and
 /// returns the previous setting.
 ///
-/// Stride-1 5 x 5 convolutions whose channel counts are multiples of 16 take it on CPUs with
-/// AVX-512: about twice as fast, with about ten times the rounding error of the direct sum
-/// (around 1e-6 of the largest output instead of 1e-7). Forbid it for results that must
-/// match a direct summation to the last bits; f64 convolutions never use it. The setting is
-/// global, like PyTorch's `torch.backends` flags.
+/// It applies on CPUs with AVX-512 to 5 x 5 convolutions with stride 1, no dilation, one
+/// group and channel counts that are multiples of 16: their forward pass and weight
+/// gradient, and their input gradient when the padding is at most 4. Those run about twice
+/// as fast, with about ten times the rounding error of the direct sum: around 1e-6 of the
+/// largest output (2e-6 for the weight gradient) instead of 1e-7. Forbid it for results
+/// that must match a direct summation to the last bits; f64 convolutions never use it. The
+/// setting is global, like PyTorch's `torch.backends` flags.
 ///
 /// ```
 /// use tapegrad_ops::{set_winograd_enabled, winograd_enabled};
@@ -63,8 +65,10 @@ const M: usize = 2;
 const N: usize = M + R - 1;
 /// Channels per transform step: one f32 vector.
 const LANES: usize = 16;
-/// Tiles per round of the 36 products: enough rows for the GEMM's register blocks, few
-/// enough that a round's transformed inputs and products stay in the core's cache.
+/// Tiles per round of the 36 products (or one row of tiles, if longer): enough rows for the
+/// GEMM's register blocks, few enough that a round's transformed inputs and products (36
+/// values per tile and channel) stay in the core's cache instead of taking nine times the
+/// image's memory.
 const ROUND_TILES: usize = 128;
 
 /// The kernel's transform `G` (the inputs' `Bᵀ` and the outputs' `Aᵀ` are written out in
@@ -88,6 +92,7 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
         && (geo.kh, geo.kw) == (R, R)
         && geo.c.is_multiple_of(LANES)
         && geo.o.is_multiple_of(LANES)
+        && geo.n * geo.c * geo.o > 0
         && available()
 }
 
@@ -110,6 +115,40 @@ struct Shape {
 }
 
 impl Shape {
+    /// The forward convolution (and its weight gradient) of `geo`.
+    fn forward(geo: &Geometry) -> Self {
+        Shape::checked(Shape {
+            cin: geo.c,
+            cout: geo.o,
+            h: geo.h,
+            w: geo.w,
+            pad: geo.opts.padding,
+            ho: geo.ho,
+            wo: geo.wo,
+        })
+    }
+
+    /// The input gradient of `geo`: a correlation of the output gradient, padded by
+    /// `R - 1 - padding`.
+    fn transposed(geo: &Geometry) -> Self {
+        let (ph, pw) = geo.opts.padding;
+        assert!(ph < R && pw < R, "winograd: padding {:?} too wide for the input gradient", geo.opts.padding);
+        let pad = (R - 1 - ph, R - 1 - pw);
+        Shape::checked(Shape { cin: geo.o, cout: geo.c, h: geo.ho, w: geo.wo, pad, ho: geo.h, wo: geo.w })
+    }
+
+    /// What the vector code relies on for its bounds: whole vectors of channels, AVX-512.
+    fn checked(self) -> Self {
+        assert!(
+            self.cin > 0 && self.cout > 0 && self.cin.is_multiple_of(LANES) && self.cout.is_multiple_of(LANES),
+            "winograd: channel counts {} and {} are not positive multiples of {LANES}",
+            self.cin,
+            self.cout
+        );
+        assert!(available(), "winograd: needs AVX-512F");
+        self
+    }
+
     fn tiles(&self) -> (usize, usize) {
         (self.ho.div_ceil(M), self.wo.div_ceil(M))
     }
@@ -124,7 +163,7 @@ impl Shape {
 /// infinity or a NaN (the caller then sums directly).
 pub(super) fn conv<T: 'static>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) -> bool {
     let (x, weight, y) = (as_f32(x), as_f32(weight), as_f32_mut(y));
-    let shape = Shape { cin: geo.c, cout: geo.o, h: geo.h, w: geo.w, pad: geo.opts.padding, ho: geo.ho, wo: geo.wo };
+    let shape = Shape::forward(geo);
     let u = transform_kernel(&shape, |o, c, ki, kj| weight[((o * geo.c + c) * R + ki) * R + kj]);
     correlate(x, &u, &shape, geo, y)
 }
@@ -133,9 +172,7 @@ pub(super) fn conv<T: 'static>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T
 /// the flipped kernel whose channel roles are swapped. Returns false as [`conv`] does.
 pub(super) fn conv_transpose<T: 'static>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) -> bool {
     let (gy, weight, dx) = (as_f32(gy), as_f32(weight), as_f32_mut(dx));
-    let (ph, pw) = geo.opts.padding;
-    let pad = (R - 1 - ph, R - 1 - pw);
-    let shape = Shape { cin: geo.o, cout: geo.c, h: geo.ho, w: geo.wo, pad, ho: geo.h, wo: geo.w };
+    let shape = Shape::transposed(geo);
     let u = transform_kernel(&shape, |c, o, ki, kj| weight[((o * geo.c + c) * R + R - 1 - ki) * R + R - 1 - kj]);
     correlate(gy, &u, &shape, geo, dx)
 }
@@ -179,43 +216,88 @@ fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) 
     u
 }
 
+/// Rows `rows` of the tiles of image `image`: what a round of products is made of.
+#[derive(Clone, Copy)]
+struct Band {
+    image: usize,
+    rows: (usize, usize),
+}
+
+impl Band {
+    fn tiles(&self, s: &Shape) -> usize {
+        (self.rows.1 - self.rows.0) * s.tiles().1
+    }
+}
+
+/// The tiles of images `first..first + count`, in order, as rounds of bands of at most
+/// [`ROUND_TILES`] tiles (or one row of tiles): small images share a round, large ones are
+/// split over several.
+fn rounds(s: &Shape, first: usize, count: usize) -> Vec<Vec<Band>> {
+    let (th, tw) = s.tiles();
+    let rows_per_round = (ROUND_TILES / tw).max(1);
+    let (mut rounds, mut round, mut room) = (Vec::new(), Vec::new(), rows_per_round);
+    for image in first..first + count {
+        let mut row = 0;
+        while row < th {
+            let rows = room.min(th - row);
+            round.push(Band { image, rows: (row, row + rows) });
+            (row, room) = (row + rows, room - rows);
+            if room == 0 {
+                rounds.push(std::mem::take(&mut round));
+                room = rows_per_round;
+            }
+        }
+    }
+    if !round.is_empty() {
+        rounds.push(round);
+    }
+    rounds
+}
+
+/// Tiles in the largest round.
+fn round_tiles(s: &Shape) -> usize {
+    (ROUND_TILES / s.tiles().1).max(1) * s.tiles().1
+}
+
 /// Runs the correlation over every image of `input` into `output` (both planar), with the
 /// kernel transformed into `u`. Returns whether every output is finite.
 fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [f32]) -> bool {
-    let (th, tw) = s.tiles();
-    let tiles = th * tw;
-    let per_round = (ROUND_TILES / tiles).max(1);
     let (in_img, out_img) = (s.cin * s.h * s.w, s.cout * s.ho * s.wo);
+    let (last_row, most) = (s.tiles().0, round_tiles(s));
     // Row t of V[ξ] (tile t's point ξ, every input channel) starts at t * 36 * cin.
-    let a_rows: Vec<usize> = (0..per_round * tiles).map(|t| t * N * N * s.cin).collect();
+    let a_rows: Vec<usize> = (0..most).map(|t| t * N * N * s.cin).collect();
     let a_cols: Vec<usize> = (0..s.cin).collect();
     let b_rows: Vec<usize> = (0..s.cin).map(|c| c * s.cout).collect();
     let finite = AtomicBool::new(true);
     let out = SharedMut(output.as_mut_ptr());
     for_chunks(geo, |first, count| {
         let mut window = Window::new(s);
-        let mut v = vec![0.0; per_round * tiles * N * N * s.cin];
-        let mut m = vec![0.0; per_round * tiles * N * N * s.cout];
+        let mut v = vec![0.0; most * N * N * s.cin];
+        let mut m = vec![0.0; most * N * N * s.cout];
         let mut by_pixel = vec![0.0; s.ho * s.wo * s.cout];
         let mut all_finite = true;
-        for round in (first..first + count).step_by(per_round) {
-            let images = per_round.min(first + count - round);
-            for (i, v_img) in v.chunks_exact_mut(tiles * N * N * s.cin).take(images).enumerate() {
-                let img = round + i;
-                window.fill(&input[img * in_img..(img + 1) * in_img]);
-                window.transform(s, v_img);
+        for round in rounds(s, first, count) {
+            let mut tile = 0;
+            for band in &round {
+                window.fill(&input[band.image * in_img..(band.image + 1) * in_img], band.image);
+                window.transform(s, band.rows, &mut v[tile * N * N * s.cin..]);
+                tile += band.tiles(s);
             }
             // M[t][ξ][o] = sum_c V[t][ξ][c] U[ξ][c][o], for each point ξ.
             for xi in 0..N * N {
-                let lhs = Lhs::Gathered { a: &v[xi * s.cin..], rows: &a_rows[..images * tiles], cols: &a_cols };
+                let lhs = Lhs::Gathered { a: &v[xi * s.cin..], rows: &a_rows[..tile], cols: &a_cols };
                 let ops = Operands::new(lhs, u, &b_rows);
                 implicit_gemm(&ops, xi * s.cin * s.cout, s.cout, &mut m[xi * s.cout..], N * N * s.cout, false);
             }
-            for (i, m_img) in m.chunks_exact(tiles * N * N * s.cout).take(images).enumerate() {
-                all_finite &= transform_outputs(m_img, s, &mut by_pixel);
-                // SAFETY: this chunk's images are written by this task alone.
-                let planes = unsafe { out.slice((round + i) * out_img, out_img) };
-                f32::transpose(&by_pixel, s.ho * s.wo, s.cout, planes);
+            tile = 0;
+            for band in &round {
+                all_finite &= transform_outputs(&m[tile * N * N * s.cout..], s, band.rows, &mut by_pixel);
+                tile += band.tiles(s);
+                if band.rows.1 == last_row {
+                    // SAFETY: this chunk's images are written by this task alone.
+                    let planes = unsafe { out.slice(band.image * out_img, out_img) };
+                    f32::transpose(&by_pixel, s.ho * s.wo, s.cout, planes);
+                }
             }
         }
         if !all_finite {
@@ -230,40 +312,41 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
 /// `dU[ξ] = sum_t V[t][ξ]ᵀ Z[t][ξ]` run over every tile of every image (36 products of
 /// input channels x tiles times tiles x output channels), and `dw = Gᵀ dU G`. Returns
 /// `None` when the result holds an infinity or a NaN (the caller then sums directly).
+/// [`applies`] keeps empty batches away: they have no partial sums.
 pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Option<Vec<T>> {
     let (x, gy) = (as_f32(x), as_f32(gy));
-    let s = Shape { cin: geo.c, cout: geo.o, h: geo.h, w: geo.w, pad: geo.opts.padding, ho: geo.ho, wo: geo.wo };
+    let s = Shape::forward(geo);
     let (cin, cout) = (s.cin, s.cout);
-    let (th, tw) = s.tiles();
-    let tiles = th * tw;
-    let per_round = (ROUND_TILES / tiles).max(1);
     let (in_img, out_img) = (cin * s.h * s.w, cout * s.ho * s.wo);
+    let most = round_tiles(&s);
     // A(c, t) = V[t][ξ][c] (rows are input channels, columns tiles); B's row t is Z[t][ξ].
     let a_rows: Vec<usize> = (0..cin).collect();
-    let a_cols: Vec<usize> = (0..per_round * tiles).map(|t| t * N * N * cin).collect();
-    let b_rows: Vec<usize> = (0..per_round * tiles).map(|t| t * N * N * cout).collect();
+    let a_cols: Vec<usize> = (0..most).map(|t| t * N * N * cin).collect();
+    let b_rows: Vec<usize> = (0..most).map(|t| t * N * N * cout).collect();
     let partials = std::sync::Mutex::new(Vec::new());
     for_chunks(geo, |first, count| {
         let mut window = Window::new(&s);
-        let mut v = vec![0.0; per_round * tiles * N * N * cin];
-        let mut z = vec![0.0; per_round * tiles * N * N * cout + B_SLACK];
-        let mut by_pixel = vec![0.0; s.ho * s.wo * cout];
-        // dU[ξ][c][o]
+        let mut v = vec![0.0; most * N * N * cin];
+        let mut z = vec![0.0; most * N * N * cout + B_SLACK];
+        let (mut by_pixel, mut transposed) = (vec![0.0; s.ho * s.wo * cout], None);
+        // dU[ξ][c][o], summed over this task's tiles.
         let mut du = vec![0.0f32; N * N * cin * cout];
-        for round in (first..first + count).step_by(per_round) {
-            let images = per_round.min(first + count - round);
-            let per_v = tiles * N * N * cin;
-            let per_z = tiles * N * N * cout;
-            for i in 0..images {
-                let img = round + i;
-                window.fill(&x[img * in_img..(img + 1) * in_img]);
-                window.transform(&s, &mut v[i * per_v..(i + 1) * per_v]);
-                f32::transpose(&gy[img * out_img..(img + 1) * out_img], cout, s.ho * s.wo, &mut by_pixel);
-                transform_gradients(&by_pixel, &s, &mut z[i * per_z..(i + 1) * per_z]);
+        for round in rounds(&s, first, count) {
+            let mut tile = 0;
+            for band in &round {
+                let img = band.image;
+                window.fill(&x[img * in_img..(img + 1) * in_img], img);
+                window.transform(&s, band.rows, &mut v[tile * N * N * cin..]);
+                if transposed != Some(img) {
+                    f32::transpose(&gy[img * out_img..(img + 1) * out_img], cout, s.ho * s.wo, &mut by_pixel);
+                    transposed = Some(img);
+                }
+                transform_gradients(&by_pixel, &s, band.rows, &mut z[tile * N * N * cout..]);
+                tile += band.tiles(&s);
             }
             for xi in 0..N * N {
-                let lhs = Lhs::Gathered { a: &v[xi * cin..], rows: &a_rows, cols: &a_cols[..images * tiles] };
-                let ops = Operands::new(lhs, &z, &b_rows[..images * tiles]);
+                let lhs = Lhs::Gathered { a: &v[xi * cin..], rows: &a_rows, cols: &a_cols[..tile] };
+                let ops = Operands::new(lhs, &z, &b_rows[..tile]);
                 implicit_gemm(&ops, xi * cout, cout, &mut du[xi * cin * cout..], cout, true);
             }
         }
@@ -307,16 +390,21 @@ fn from_f32<T: 'static>(v: Vec<f32>) -> Vec<T> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
 }
 
-/// `Z[t][ξ][o] = (A e Aᵀ)` for every tile of one image's output gradient `by_pixel`
-/// (`[ho * wo][cout]`, channels last), outputs past the image's edge read as zero.
-fn transform_gradients(by_pixel: &[f32], s: &Shape, z: &mut [f32]) {
+/// `Z[t][ξ][o] = (A e Aᵀ)` for the tiles in rows `rows` of tiles (counted from the first
+/// of them) of one image's output gradient `by_pixel` (`[ho * wo][cout]`, channels last);
+/// outputs past the image's edge read as zero.
+fn transform_gradients(by_pixel: &[f32], s: &Shape, rows: (usize, usize), z: &mut [f32]) {
     let (th, tw) = s.tiles();
     assert!(
-        by_pixel.len() >= s.ho * s.wo * s.cout && z.len() >= th * tw * N * N * s.cout,
+        rows.0 <= rows.1
+            && rows.1 <= th
+            && by_pixel.len() >= s.ho * s.wo * s.cout
+            && z.len() >= (rows.1 - rows.0) * tw * N * N * s.cout,
         "winograd: buffers too short"
     );
-    // SAFETY: the CPU has AVX-512F (`applies`); the lengths were checked above.
-    unsafe { transform_gradients_avx512(by_pixel, s, z) }
+    // SAFETY: the CPU has AVX-512F and whole vectors of channels (`Shape::checked`); the
+    // lengths were checked above.
+    unsafe { transform_gradients_avx512(by_pixel, s, rows, z) }
 }
 
 /// The gradient transform of every tile.
@@ -325,11 +413,11 @@ fn transform_gradients(by_pixel: &[f32], s: &Shape, z: &mut [f32]) {
 /// The CPU must have AVX-512F, and the slices must hold what [`transform_gradients`] checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_gradients_avx512(by_pixel: &[f32], s: &Shape, z: &mut [f32]) {
+unsafe fn transform_gradients_avx512(by_pixel: &[f32], s: &Shape, (first_row, end_row): (usize, usize), z: &mut [f32]) {
     use std::arch::x86_64::*;
-    let ((th, tw), cout) = (s.tiles(), s.cout);
+    let ((_, tw), cout) = (s.tiles(), s.cout);
     let (src, dst) = (by_pixel.as_ptr(), z.as_mut_ptr());
-    for ti in 0..th {
+    for ti in first_row..end_row {
         for tj in 0..tw {
             for k in (0..cout).step_by(LANES) {
                 let mut e = [[_mm512_setzero_ps(); M]; M];
@@ -344,8 +432,9 @@ unsafe fn transform_gradients_avx512(by_pixel: &[f32], s: &Shape, z: &mut [f32])
                 }
                 // A e: the columns, then (A e) Aᵀ: the rows.
                 let (left, right) = (gradient_1d([e[0][0], e[1][0]]), gradient_1d([e[0][1], e[1][1]]));
-                // SAFETY: tile < th * tw, point < 36, channel k + 15 < cout.
-                let mut out = unsafe { dst.add((ti * tw + tj) * N * N * cout + k) };
+                // SAFETY: the band's tile < (end_row - first_row) * tw, point < 36, channel
+                // k + 15 < cout.
+                let mut out = unsafe { dst.add(((ti - first_row) * tw + tj) * N * N * cout + k) };
                 for i in 0..N {
                     for value in gradient_1d([left[i], right[i]]) {
                         unsafe { _mm512_storeu_ps(out, value) };
@@ -383,6 +472,8 @@ struct Window {
     size: (usize, usize),
     padded_width: usize,
     pad: (usize, usize),
+    /// The image the window holds.
+    image: Option<usize>,
 }
 
 impl Window {
@@ -390,11 +481,17 @@ impl Window {
         let (hp, wp) = s.window();
         let buf = vec![0.0; hp * wp * s.cin];
         let (pixels, columns) = (vec![0.0; s.h * s.w * s.cin], vec![0.0; wp * N * LANES]);
-        Window { buf, pixels, columns, cin: s.cin, size: (s.h, s.w), padded_width: wp, pad: s.pad }
+        Window { buf, pixels, columns, cin: s.cin, size: (s.h, s.w), padded_width: wp, pad: s.pad, image: None }
     }
 
-    /// Fills the window with the padded, channels-last copy of the planar image `img`.
-    fn fill(&mut self, img: &[f32]) {
+    /// Fills the window with the padded, channels-last copy of the planar image `img`
+    /// (the batch's image `index`), unless it holds that image already (a large image's
+    /// bands come one after another).
+    fn fill(&mut self, img: &[f32], index: usize) {
+        if self.image == Some(index) {
+            return;
+        }
+        self.image = Some(index);
         let ((h, w), cin) = (self.size, self.cin);
         f32::transpose(img, cin, h * w, &mut self.pixels);
         for r in 0..h {
@@ -404,17 +501,21 @@ impl Window {
         }
     }
 
-    /// `V[t][ξ][c]` for every tile `t` of the window's image.
-    fn transform(&mut self, s: &Shape, v: &mut [f32]) {
+    /// `V[t][ξ][c]` for the tiles `t` of the window's image in rows `rows` of tiles,
+    /// counted from the first of those rows.
+    fn transform(&mut self, s: &Shape, rows: (usize, usize), v: &mut [f32]) {
         let ((th, tw), (hp, wp)) = (s.tiles(), s.window());
         assert!(
-            self.buf.len() >= hp * wp * s.cin
+            rows.0 <= rows.1
+                && rows.1 <= th
+                && self.buf.len() >= hp * wp * s.cin
                 && self.columns.len() >= wp * N * LANES
-                && v.len() >= th * tw * N * N * s.cin,
+                && v.len() >= (rows.1 - rows.0) * tw * N * N * s.cin,
             "winograd: buffers too short"
         );
-        // SAFETY: the CPU has AVX-512F (`applies`); the lengths were checked above.
-        unsafe { transform_inputs_avx512(&self.buf, &mut self.columns, s, v) }
+        // SAFETY: the CPU has AVX-512F and whole vectors of channels (`Shape::checked`);
+        // the lengths were checked above.
+        unsafe { transform_inputs_avx512(&self.buf, &mut self.columns, s, rows, v) }
     }
 }
 
@@ -426,16 +527,22 @@ impl Window {
 /// The CPU must have AVX-512F, and the slices must hold what [`Window::transform`] checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_inputs_avx512(padded: &[f32], columns: &mut [f32], s: &Shape, v: &mut [f32]) {
+unsafe fn transform_inputs_avx512(
+    padded: &[f32],
+    columns: &mut [f32],
+    s: &Shape,
+    (first_row, end_row): (usize, usize),
+    v: &mut [f32],
+) {
     use std::arch::x86_64::*;
-    let ((th, tw), (_, wp), cin) = (s.tiles(), s.window(), s.cin);
+    let ((_, tw), (_, wp), cin) = (s.tiles(), s.window(), s.cin);
     let (src, dst, cols) = (padded.as_ptr(), v.as_mut_ptr(), columns.as_mut_ptr());
     let row_stride = wp * cin;
-    for ti in 0..th {
+    for ti in first_row..end_row {
         for k in (0..cin).step_by(LANES) {
             // SAFETY (all pointer arithmetic): window rows M * ti + r < hp, columns x < wp
-            // and channels k + 15 < cin; `columns` holds wp * N vectors; tiles below th *
-            // tw, points below 36.
+            // and channels k + 15 < cin; `columns` holds wp * N vectors; the band's tiles
+            // below (end_row - first_row) * tw, points below 36.
             let mut at = unsafe { src.add(M * ti * row_stride + k) };
             for x in 0..wp {
                 let mut column = [_mm512_setzero_ps(); N];
@@ -448,7 +555,7 @@ unsafe fn transform_inputs_avx512(padded: &[f32], columns: &mut [f32], s: &Shape
                 at = unsafe { at.add(cin) };
             }
             for tj in 0..tw {
-                let mut out = unsafe { dst.add((ti * tw + tj) * N * N * cin + k) };
+                let mut out = unsafe { dst.add(((ti - first_row) * tw + tj) * N * N * cin + k) };
                 for r in 0..N {
                     let mut row = [_mm512_setzero_ps(); N];
                     for (c, value) in row.iter_mut().enumerate() {
@@ -486,16 +593,21 @@ fn input_1d([d0, d1, d2, d3, d4, d5]: [std::arch::x86_64::__m512; N]) -> [std::a
     [v0, v1, v2, v3, v4, v5]
 }
 
-/// The tiles of one image from its products `M[t][ξ][o]`, channels last, into `by_pixel`
-/// (`[ho * wo][cout]`). Returns whether every output is finite.
-fn transform_outputs(m: &[f32], s: &Shape, by_pixel: &mut [f32]) -> bool {
+/// The tiles in rows `rows` of tiles of one image from their products `M[t][ξ][o]`
+/// (counted from the first of those rows), channels last, into `by_pixel` (`[ho * wo]
+/// [cout]`). Returns whether every output is finite.
+fn transform_outputs(m: &[f32], s: &Shape, rows: (usize, usize), by_pixel: &mut [f32]) -> bool {
     let (th, tw) = s.tiles();
     assert!(
-        m.len() >= th * tw * N * N * s.cout && by_pixel.len() >= s.ho * s.wo * s.cout,
+        rows.0 <= rows.1
+            && rows.1 <= th
+            && m.len() >= (rows.1 - rows.0) * tw * N * N * s.cout
+            && by_pixel.len() >= s.ho * s.wo * s.cout,
         "winograd: buffers too short"
     );
-    // SAFETY: the CPU has AVX-512F (`applies`); the lengths were checked above.
-    unsafe { transform_outputs_avx512(m, s, by_pixel) }
+    // SAFETY: the CPU has AVX-512F and whole vectors of channels (`Shape::checked`); the
+    // lengths were checked above.
+    unsafe { transform_outputs_avx512(m, s, rows, by_pixel) }
 }
 
 /// The output transform of every tile.
@@ -505,22 +617,28 @@ fn transform_outputs(m: &[f32], s: &Shape, by_pixel: &mut [f32]) -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)] // walks the products' columns
-unsafe fn transform_outputs_avx512(m: &[f32], s: &Shape, by_pixel: &mut [f32]) -> bool {
+unsafe fn transform_outputs_avx512(
+    m: &[f32],
+    s: &Shape,
+    (first_row, end_row): (usize, usize),
+    by_pixel: &mut [f32],
+) -> bool {
     use std::arch::x86_64::*;
-    let ((th, tw), cout) = (s.tiles(), s.cout);
+    let ((_, tw), cout) = (s.tiles(), s.cout);
     let (src, dst) = (m.as_ptr(), by_pixel.as_mut_ptr());
     // Stays zero while every output is finite (x * 0 is NaN for an infinite or NaN x).
     let mut probe = _mm512_setzero_ps();
-    for ti in 0..th {
+    for ti in first_row..end_row {
         for tj in 0..tw {
-            let tile = (ti * tw + tj) * N * N * cout;
+            let tile = ((ti - first_row) * tw + tj) * N * N * cout;
             for k in (0..cout).step_by(LANES) {
                 // Aᵀ m: the columns, then (Aᵀ m) A: the rows.
                 let mut half = [[_mm512_setzero_ps(); N]; M];
                 for c in 0..N {
                     let mut column = [_mm512_setzero_ps(); N];
                     for (r, value) in column.iter_mut().enumerate() {
-                        // SAFETY: tile < th * tw, point r * N + c < 36, channel k + 15 < cout.
+                        // SAFETY: the band's tile < (end_row - first_row) * tw, point r * N + c
+                        // < 36, channel k + 15 < cout.
                         *value = unsafe { _mm512_loadu_ps(src.add(tile + (r * N + c) * cout + k)) };
                     }
                     let [y0, y1] = output_1d(column);
@@ -558,16 +676,16 @@ fn output_1d([m0, m1, m2, m3, m4, m5]: [std::arch::x86_64::__m512; N]) -> [std::
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_inputs_avx512(_: &[f32], _: &mut [f32], _: &Shape, _: &mut [f32]) {
+unsafe fn transform_inputs_avx512(_: &[f32], _: &mut [f32], _: &Shape, _: (usize, usize), _: &mut [f32]) {
     unreachable!("available() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_gradients_avx512(_: &[f32], _: &Shape, _: &mut [f32]) {
+unsafe fn transform_gradients_avx512(_: &[f32], _: &Shape, _: (usize, usize), _: &mut [f32]) {
     unreachable!("available() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_outputs_avx512(_: &[f32], _: &Shape, _: &mut [f32]) -> bool {
+unsafe fn transform_outputs_avx512(_: &[f32], _: &Shape, _: (usize, usize), _: &mut [f32]) -> bool {
     unreachable!("available() is false off x86_64")
 }
