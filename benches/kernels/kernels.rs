@@ -79,13 +79,18 @@ fn matmul(c: &mut Criterion) {
     group.finish();
 }
 
-/// The W4 CNN's two convolutions at batch 64.
+/// The W4 CNN's two convolutions at batch 64; the second (Winograd's by default on
+/// AVX-512) also with the direct sum.
 fn conv(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv");
     let opts = Conv2dOptions { padding: (2, 2), ..Default::default() };
-    let layers: &[(&str, [usize; 4], [usize; 4])] =
-        &[("1to16_28x28", [64, 1, 28, 28], [16, 1, 5, 5]), ("16to32_14x14", [64, 16, 14, 14], [32, 16, 5, 5])];
-    for &(name, x_shape, w_shape) in layers {
+    let layers: &[(&str, [usize; 4], [usize; 4], bool)] = &[
+        ("1to16_28x28", [64, 1, 28, 28], [16, 1, 5, 5], true),
+        ("16to32_14x14", [64, 16, 14, 14], [32, 16, 5, 5], true),
+        ("16to32_14x14_direct", [64, 16, 14, 14], [32, 16, 5, 5], false),
+    ];
+    for &(name, x_shape, w_shape, winograd) in layers {
+        let before = tapegrad::ops::set_winograd_enabled(winograd);
         let x = Tensor::randn(&x_shape);
         let w = Tensor::randn(&w_shape);
         group
@@ -94,6 +99,7 @@ fn conv(c: &mut Criterion) {
         group.bench_function(format!("{name}/forward_backward"), |bench| {
             bench.iter(|| forward_backward(&leaves, |t| F::conv2d(&t[0], &t[1], None, opts)))
         });
+        tapegrad::ops::set_winograd_enabled(before);
     }
     group.finish();
 }
