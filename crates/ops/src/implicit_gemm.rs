@@ -166,10 +166,19 @@ pub(crate) fn implicit_gemm<T: ImplicitGemm>(
     }
 }
 
-/// What a panel of the AVX-512 kernel computes: the operands, the rows of C (`first..end`),
-/// where B's columns start, C, the first column and the width of the panel, C's row
-/// stride, and whether to add to C.
-type PanelArgs<'o, 'c, T> = (&'o Operands<'o, T>, (usize, usize), usize, &'c mut [T], usize, usize, usize, bool);
+/// What one panel of the AVX-512 kernel computes: columns `j0..j0 + width` of rows
+/// `rows.0..rows.1` of C.
+struct Panel<'o, 'c, T> {
+    ops: &'o Operands<'o, T>,
+    rows: (usize, usize),
+    /// Where the panel's columns start in B's rows.
+    b0: usize,
+    c: &'c mut [T],
+    j0: usize,
+    width: usize,
+    ldc: usize,
+    accumulate: bool,
+}
 
 /// The AVX-512 kernel for one float type: `$lanes` elements per vector.
 macro_rules! avx512_kernel {
@@ -207,7 +216,8 @@ macro_rules! avx512_kernel {
                     let width = (vectors * $lanes).min(n - j);
                     for (block, range) in [(rows, (0, whole)), (tail.next_power_of_two(), (whole, ops.m))] {
                         if range.0 < range.1 {
-                            let args = (ops, range, b_offset + j, &mut *c, j, width, ldc, accumulate);
+                            let args =
+                                Panel { ops, rows: range, b0: b_offset + j, c: &mut *c, j0: j, width, ldc, accumulate };
                             // SAFETY: forwarded; each panel stays within columns j..j + width
                             // and rows range.0..range.1 of C.
                             unsafe { dispatch(packed, vectors, block, args) };
@@ -219,7 +229,7 @@ macro_rules! avx512_kernel {
                 /// The panel for `rows`-row blocks of `vectors` vectors (rows a power of two
                 /// up to 16, or 8 for a gathered A).
                 #[target_feature(enable = "avx512f")]
-                unsafe fn dispatch(packed: bool, vectors: usize, rows: usize, args: PanelArgs<'_, '_, $t>) {
+                unsafe fn dispatch(packed: bool, vectors: usize, rows: usize, args: Panel<'_, '_, $t>) {
                     // SAFETY (every arm): forwarded.
                     unsafe {
                         match (packed, vectors, rows) {
@@ -301,7 +311,7 @@ macro_rules! avx512_kernel {
                 /// start at `b0`), `R` rows at a time.
                 #[target_feature(enable = "avx512f")]
                 unsafe fn panel<const R: usize, const V: usize, const PACKED: bool>(
-                    (ops, (first, end), b0, c, j0, width, ldc, accumulate): PanelArgs<'_, '_, $t>,
+                    Panel { ops, rows: (first, end), b0, c, j0, width, ldc, accumulate }: Panel<'_, '_, $t>,
                 ) {
                     use std::arch::x86_64::*;
                     let tail = width - (V - 1) * $lanes;

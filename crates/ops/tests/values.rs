@@ -183,7 +183,9 @@ fn dropout_scales_and_is_seeded() {
 
 /// A 5 x 5 convolution in f32 takes Winograd's algorithm where the CPU has AVX-512; its
 /// values and both gradients stay within 1e-5 of the largest value of the f64 result, and
-/// with the algorithm forbidden they match the direct f32 sum's bound (1e-6).
+/// with the algorithm forbidden they match the direct f32 sum's bound (1e-6). The switch is
+/// process-wide and the other tests of this binary run meanwhile; none of them depends on
+/// which algorithm a convolution takes.
 #[test]
 fn f32_convolutions_stay_close_to_f64_with_and_without_winograd() {
     use tapegrad_ops::{Conv2dOptions, set_winograd_enabled};
