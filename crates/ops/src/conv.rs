@@ -687,34 +687,40 @@ mod tests {
     }
 
     /// Winograd's f32 path (forward, input gradient, weight gradient) against the direct
-    /// sum in f64, over the CNN's second layer, odd output sizes (cropped tiles), paddings
-    /// from 0 to 5 (above 4 the input gradient is direct), images split over rounds of
-    /// tiles (30 x 30: 225 tiles) and rounds spanning images (12 images of 49 tiles), 48 and
-    /// 64 channels (more than one column panel). The bound, 1e-5 of the largest output, is
-    /// about ten times what the direct f32 sum gives.
+    /// sum in f64, for 5 x 5 kernels (2 x 2 tiles) and 3 x 3 ones (4 x 4 tiles): the CNN's
+    /// second layer, output sizes that crop the last tiles, paddings from 0 to the kernel's
+    /// side (from there the input gradient is direct), images split over rounds of tiles
+    /// (225 tiles) and rounds spanning images (12 images of 49 tiles), 48 and 64 channels
+    /// (more than one column panel). The bound, 1e-5 of the largest output, is about ten
+    /// times what the direct f32 sum gives.
     #[test]
     fn winograd_matches_direct_sum() {
         let cases = [
-            // n, c, h, w, o, padding
-            (2, 16, 14, 14, 32, (2, 2)),
-            (3, 32, 7, 9, 16, (0, 0)),
-            (1, 16, 5, 5, 16, (4, 4)),
-            (6, 16, 6, 11, 16, (1, 3)),
-            (2, 48, 9, 8, 32, (3, 2)),
-            (2, 16, 30, 30, 16, (2, 2)),
-            (12, 16, 14, 14, 16, (2, 2)),
-            (1, 16, 8, 8, 64, (2, 1)),
-            (1, 16, 6, 7, 16, (5, 5)),
+            // n, c, h, w, o, kernel, padding
+            (2, 16, 14, 14, 32, 5, (2, 2)),
+            (3, 32, 7, 9, 16, 5, (0, 0)),
+            (1, 16, 5, 5, 16, 5, (4, 4)),
+            (6, 16, 6, 11, 16, 5, (1, 3)),
+            (2, 48, 9, 8, 32, 5, (3, 2)),
+            (2, 16, 30, 30, 16, 5, (2, 2)),
+            (12, 16, 14, 14, 16, 5, (2, 2)),
+            (1, 16, 8, 8, 64, 5, (2, 1)),
+            (1, 16, 6, 7, 16, 5, (5, 5)),
+            (2, 16, 14, 14, 16, 3, (1, 1)),
+            (3, 32, 7, 9, 16, 3, (0, 0)),
+            (1, 16, 61, 58, 32, 3, (2, 1)),
+            (5, 16, 5, 6, 48, 3, (2, 0)),
+            (1, 16, 4, 5, 16, 3, (3, 3)),
         ];
-        for (n, c, h, w, o, padding) in cases {
+        for (n, c, h, w, o, k, padding) in cases {
             let opts = Conv2dOptions { padding, ..Default::default() };
-            let geo = geometry("test", &[n, c, h, w], &[o, c, 5, 5], opts, Location::caller()).unwrap();
+            let geo = geometry("test", &[n, c, h, w], &[o, c, k, k], opts, Location::caller()).unwrap();
             if !winograd::applies::<f32>(&geo) {
                 assert!(!crate::implicit_gemm::available(), "{geo:?}");
                 return;
             }
             let x = uniform(1, n * c * h * w);
-            let weight = uniform(2, o * c * 25);
+            let weight = uniform(2, o * c * k * k);
             let gy = uniform(3, n * o * geo.ho * geo.wo);
             let wide = |v: &[f32]| v.iter().map(|&e| f64::from(e)).collect::<Vec<f64>>();
             let (x64, w64, gy64) = (wide(&x), wide(&weight), wide(&gy));
@@ -728,7 +734,7 @@ mod tests {
             let error = relative_error(&dw, &conv_weight_kernel(&x64, &gy64, &geo));
             assert!(error < 1e-5, "conv_weight {geo:?}: error {error:e} of the largest output");
 
-            assert_eq!(winograd::applies_transpose::<f32>(&geo), padding.0 < 5 && padding.1 < 5);
+            assert_eq!(winograd::applies_transpose::<f32>(&geo), padding.0 < k && padding.1 < k);
             if winograd::applies_transpose::<f32>(&geo) {
                 let mut dx = vec![0.0f32; x.len()];
                 assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
@@ -738,7 +744,8 @@ mod tests {
         }
     }
 
-    /// What the path does not cover goes to the direct kernels: other kernel sizes, strides,
+    /// What the path does not cover goes to the direct kernels: other kernel sizes (and
+    /// kernels that are not square), outputs too small to save multiplications, strides,
     /// dilations, groups, channel counts that are not whole vectors, no channels or images,
     /// and f64.
     #[test]
@@ -753,7 +760,9 @@ mod tests {
         }
         assert!(!winograd::applies::<f64>(&covered));
         let declined = [
-            geo([2, 16, 8, 8], [16, 16, 3, 3], plain),
+            geo([2, 16, 8, 8], [16, 16, 7, 7], plain),
+            geo([2, 16, 8, 8], [16, 16, 1, 1], plain),
+            geo([2, 16, 8, 8], [16, 16, 3, 5], plain),
             geo([2, 16, 8, 8], [16, 16, 5, 5], Conv2dOptions { stride: (2, 2), ..plain }),
             geo([2, 16, 12, 12], [16, 16, 5, 5], Conv2dOptions { dilation: (2, 1), ..plain }),
             geo([2, 32, 8, 8], [32, 16, 5, 5], Conv2dOptions { groups: 2, ..plain }),
@@ -762,6 +771,8 @@ mod tests {
             geo([2, 0, 8, 8], [16, 0, 5, 5], plain),
             geo([2, 16, 8, 8], [0, 16, 5, 5], plain),
             geo([0, 16, 8, 8], [16, 16, 5, 5], plain),
+            // One 4 x 4 tile for a 2 x 2 output: no fewer multiplications.
+            geo([2, 16, 2, 2], [16, 16, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
         ];
         for g in declined {
             assert!(!winograd::applies::<f32>(&g), "{g:?}");

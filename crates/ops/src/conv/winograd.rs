@@ -1,19 +1,22 @@
-//! Stride-1 5 x 5 convolutions by Winograd's minimal filtering algorithm, F(2 x 2, 5 x 5).
+//! Stride-1 5 x 5 and 3 x 3 convolutions by Winograd's minimal filtering algorithms,
+//! F(2 x 2, 5 x 5) and F(4 x 4, 3 x 3).
 //!
-//! A 2 x 2 block of outputs (a tile) reads a 6 x 6 window of the input. Winograd's method
-//! maps the window and the 5 x 5 kernel to 36 values each (`V = Bᵀ d B`, `U = G g Gᵀ`),
-//! multiplies them point by point and maps the 36 products back (`Y = Aᵀ (U ⊙ V) A`): 36
-//! multiplications per pair of channels where the direct sum takes 100. Summed over input
-//! channels, the point products of one point `ξ` are a matrix product `M[ξ] = V[ξ] U[ξ]`
+//! An `m x m` block of outputs (a tile) of an `r x r` kernel reads a 6 x 6 window of the
+//! input (`m + r - 1 = 6`). Winograd's method maps the window and the kernel to 36 values
+//! each (`V = Bᵀ d B`, `U = G g Gᵀ`), multiplies them point by point and maps the 36
+//! products back (`Y = Aᵀ (U ⊙ V) A`): 36 multiplications per pair of channels where the
+//! direct sum takes 100 (5 x 5) or 144 (3 x 3). Both use the same points, so the same `Bᵀ`;
+//! `G` and `Aᵀ` follow from `m` and `r`. Summed over input channels, the point products of one point `ξ` are a matrix product `M[ξ] = V[ξ] U[ξ]`
 //! (tiles x input channels times input channels x output channels), which runs on the
 //! implicit GEMM kernel; the transforms are a few vector additions per tile, with the
 //! channels of a pixel as the lanes of a vector.
 //!
 //! The price is rounding. The transforms scale values by up to 5/2 and cancel them again,
 //! so f32 results carry about ten times the rounding error of the direct sum: on the CNN's
-//! second layer the largest error was 1.3e-6 of the largest output (direct: 1.7e-7). The
-//! points 0, 1, -1, 2, -1/2 and infinity gave the smallest error among the simple
-//! fractions tried. So only f32 takes this path, and only while [`set_winograd_enabled`]
+//! second layer the largest error was 1.3e-6 of the largest output (direct: 1.7e-7), and
+//! the same for a 3 x 3 layer of 32 channels. The points 0, 1, -1, 2, -1/2 and infinity
+//! gave the smallest error among the simple fractions tried for 5 x 5 kernels, and were
+//! within 6% of the best for 3 x 3 ones. So only f32 takes this path, and only while [`set_winograd_enabled`]
 //! allows it; f64, what gradient checks use, is always summed directly. A result with an
 //! infinity or a NaN is recomputed directly: the transforms would turn one infinite input
 //! into NaN across its tile, or overflow where the direct sum does not.
@@ -30,10 +33,10 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// Allows or forbids Winograd's algorithm for f32 convolutions (allowed by default) and
 /// returns the previous setting.
 ///
-/// It applies on CPUs with AVX-512 to 5 x 5 convolutions with stride 1, no dilation, one
-/// group and channel counts that are multiples of 16: their forward pass and weight
-/// gradient, and their input gradient when the padding is at most 4. Those run about twice
-/// as fast, with about ten times the rounding error of the direct sum: around 1e-6 of the
+/// It applies on CPUs with AVX-512 to 5 x 5 and 3 x 3 convolutions with stride 1, no
+/// dilation, one group and channel counts that are multiples of 16: their forward pass and
+/// weight gradient, and their input gradient when the padding is narrower than the kernel.
+/// Those run about twice as fast, with about ten times the rounding error of the direct sum: around 1e-6 of the
 /// largest output (2e-6 for the weight gradient) instead of 1e-7. Forbid it for results
 /// that must match a direct summation to the last bits; f64 convolutions never use it. The
 /// setting is global, like PyTorch's `torch.backends` flags.
@@ -57,12 +60,9 @@ pub fn winograd_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Kernel side.
-const R: usize = 5;
-/// Outputs per tile side.
-const M: usize = 2;
-/// Input window side: `N x N` points per tile.
-const N: usize = M + R - 1;
+/// Input window side: `N x N` points per tile, `m + r - 1` for outputs per tile side `m`
+/// and kernel side `r`.
+const N: usize = 6;
 /// Channels per transform step: one f32 vector.
 const LANES: usize = 16;
 /// Tiles per round of the 36 products (or one row of tiles, if longer): enough rows for the
@@ -71,9 +71,17 @@ const LANES: usize = 16;
 /// image's memory.
 const ROUND_TILES: usize = 128;
 
-/// The kernel's transform `G` (the inputs' `Bᵀ` and the outputs' `Aᵀ` are written out in
-/// [`input_1d`] and [`output_1d`]). Applied once per convolution, in f64.
-const G: [[f64; R]; N] = [
+/// Powers of the finite points 0, 1, -1, 2, -1/2: `POWERS[k][i] = p_i^k`. Row `k` of `Aᵀ`
+/// is row `k` of this table (and, in its last column, 1 for the last row only), so the
+/// output and gradient transforms take their coefficients from here.
+const POWERS: [[f32; N - 1]; 4] =
+    [[1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 1.0, -1.0, 2.0, -0.5], [0.0, 1.0, 1.0, 4.0, 0.25], [0.0, 1.0, -1.0, 8.0, -0.125]];
+
+/// The kernel's transform for a kernel of side 5 (the inputs' `Bᵀ` is written out in
+/// [`input_1d`]): `G[i][j] = p_i^j / prod_(k != i) (p_i - p_k)`, and the last row, for the
+/// point at infinity, picks the last tap. A kernel of side 3 takes the first three columns
+/// of the finite rows ([`g`]). Applied once per convolution, in f64.
+const G5: [[f64; 5]; N] = [
     [1.0, 0.0, 0.0, 0.0, 0.0],
     [-1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0],
     [1.0 / 3.0, -1.0 / 3.0, 1.0 / 3.0, -1.0 / 3.0, 1.0 / 3.0],
@@ -82,6 +90,17 @@ const G: [[f64; R]; N] = [
     [0.0, 0.0, 0.0, 0.0, 1.0],
 ];
 
+/// Entry `(i, j)` of `G` for a kernel of side `r`.
+fn g(r: usize, i: usize, j: usize) -> f64 {
+    if i + 1 < N {
+        G5[i][j]
+    } else if j + 1 == r {
+        1.0
+    } else {
+        0.0
+    }
+}
+
 /// Whether `conv` may take this path for elements `T` (see the module comment).
 pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
     TypeId::of::<T>() == TypeId::of::<f32>()
@@ -89,22 +108,39 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
         && geo.opts.stride == (1, 1)
         && geo.opts.dilation == (1, 1)
         && geo.opts.groups == 1
-        && (geo.kh, geo.kw) == (R, R)
+        && geo.kh == geo.kw
+        && (geo.kh == 3 || geo.kh == 5)
         && geo.c.is_multiple_of(LANES)
         && geo.o.is_multiple_of(LANES)
         && geo.n * geo.c * geo.o > 0
+        && saves_enough(geo.kh, geo.ho, geo.wo)
         && available()
 }
 
+/// Whether tiles of an `r x r` kernel's `ho x wo` outputs take at most two thirds of the
+/// direct sum's multiplications. Cropped tiles waste theirs: a 2 x 2 output of a 3 x 3
+/// kernel is one 4 x 4 tile, as many multiplications as the direct sum plus the
+/// transforms (measured 1.6x slower), while 3 x 3 outputs already ran 1.3x faster.
+fn saves_enough(r: usize, ho: usize, wo: usize) -> bool {
+    let m = N + 1 - r;
+    2 * ho * wo * r * r >= 3 * ho.div_ceil(m) * wo.div_ceil(m) * N * N
+}
+
 /// Whether `conv_transpose` may take this path: as [`applies`], with padding narrower than
-/// the kernel (the input gradient is then a correlation padded by `R - 1 - padding`).
+/// the kernel (the input gradient is then a correlation padded by `r - 1 - padding`).
 pub(super) fn applies_transpose<T: 'static>(geo: &Geometry) -> bool {
-    applies::<T>(geo) && geo.opts.padding.0 < R && geo.opts.padding.1 < R
+    applies::<T>(geo)
+        && geo.opts.padding.0 < geo.kh
+        && geo.opts.padding.1 < geo.kw
+        && saves_enough(geo.kh, geo.h, geo.w)
 }
 
 /// One correlation as this path sees it: images of `cin` planes of `h x w`, padded by
-/// `pad`, correlated with a 5 x 5 kernel into `cout` planes of `ho x wo`.
+/// `pad`, correlated with an `r x r` kernel into `cout` planes of `ho x wo`, in tiles of
+/// `m x m` outputs.
 struct Shape {
+    r: usize,
+    m: usize,
     cin: usize,
     cout: usize,
     h: usize,
@@ -118,6 +154,8 @@ impl Shape {
     /// The forward convolution (and its weight gradient) of `geo`.
     fn forward(geo: &Geometry) -> Self {
         Shape::checked(Shape {
+            r: geo.kh,
+            m: N + 1 - geo.kh,
             cin: geo.c,
             cout: geo.o,
             h: geo.h,
@@ -129,16 +167,28 @@ impl Shape {
     }
 
     /// The input gradient of `geo`: a correlation of the output gradient, padded by
-    /// `R - 1 - padding`.
+    /// `r - 1 - padding`.
     fn transposed(geo: &Geometry) -> Self {
-        let (ph, pw) = geo.opts.padding;
-        assert!(ph < R && pw < R, "winograd: padding {:?} too wide for the input gradient", geo.opts.padding);
-        let pad = (R - 1 - ph, R - 1 - pw);
-        Shape::checked(Shape { cin: geo.o, cout: geo.c, h: geo.ho, w: geo.wo, pad, ho: geo.h, wo: geo.w })
+        let ((ph, pw), r) = (geo.opts.padding, geo.kh);
+        assert!(ph < r && pw < r, "winograd: padding {:?} too wide for the input gradient", geo.opts.padding);
+        let pad = (r - 1 - ph, r - 1 - pw);
+        Shape::checked(Shape {
+            r,
+            m: N + 1 - r,
+            cin: geo.o,
+            cout: geo.c,
+            h: geo.ho,
+            w: geo.wo,
+            pad,
+            ho: geo.h,
+            wo: geo.w,
+        })
     }
 
-    /// What the vector code relies on for its bounds: whole vectors of channels, AVX-512.
+    /// What the vector code relies on for its bounds: a kernel it has transforms for, whole
+    /// vectors of channels, AVX-512.
     fn checked(self) -> Self {
+        assert!(matches!((self.r, self.m), (3, 4) | (5, 2)), "winograd: no transform for {0} x {0} kernels", self.r);
         assert!(
             self.cin > 0 && self.cout > 0 && self.cin.is_multiple_of(LANES) && self.cout.is_multiple_of(LANES),
             "winograd: channel counts {} and {} are not positive multiples of {LANES}",
@@ -150,12 +200,12 @@ impl Shape {
     }
 
     fn tiles(&self) -> (usize, usize) {
-        (self.ho.div_ceil(M), self.wo.div_ceil(M))
+        (self.ho.div_ceil(self.m), self.wo.div_ceil(self.m))
     }
     /// The padded window the tiles read: their inputs, rounded up to whole tiles.
     fn window(&self) -> (usize, usize) {
         let (th, tw) = self.tiles();
-        (M * th + R - 1, M * tw + R - 1)
+        (self.m * th + self.r - 1, self.m * tw + self.r - 1)
     }
 }
 
@@ -164,16 +214,18 @@ impl Shape {
 pub(super) fn conv<T: 'static>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) -> bool {
     let (x, weight, y) = (as_f32(x), as_f32(weight), as_f32_mut(y));
     let shape = Shape::forward(geo);
-    let u = transform_kernel(&shape, |o, c, ki, kj| weight[((o * geo.c + c) * R + ki) * R + kj]);
+    let r = shape.r;
+    let u = transform_kernel(&shape, |o, c, ki, kj| weight[((o * geo.c + c) * r + ki) * r + kj]);
     correlate(x, &u, &shape, geo, y)
 }
 
-/// `dx = conv_transpose(gy, w)`: the correlation of `gy`, padded by `R - 1 - padding`, with
+/// `dx = conv_transpose(gy, w)`: the correlation of `gy`, padded by `r - 1 - padding`, with
 /// the flipped kernel whose channel roles are swapped. Returns false as [`conv`] does.
 pub(super) fn conv_transpose<T: 'static>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) -> bool {
     let (gy, weight, dx) = (as_f32(gy), as_f32(weight), as_f32_mut(dx));
     let shape = Shape::transposed(geo);
-    let u = transform_kernel(&shape, |c, o, ki, kj| weight[((o * geo.c + c) * R + R - 1 - ki) * R + R - 1 - kj]);
+    let r = shape.r;
+    let u = transform_kernel(&shape, |c, o, ki, kj| weight[((o * geo.c + c) * r + r - 1 - ki) * r + r - 1 - kj]);
     correlate(gy, &u, &shape, geo, dx)
 }
 
@@ -194,26 +246,48 @@ fn as_f32_mut<T: 'static>(s: &mut [T]) -> &mut [f32] {
 /// `(ki, kj)` from input channel `c` to output channel `o` is `tap(o, c, ki, kj)`, followed
 /// by the GEMM's [`B_SLACK`].
 fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) -> Vec<f32> {
-    let (cin, cout) = (s.cin, s.cout);
+    let (cin, cout, r) = (s.cin, s.cout, s.r);
+    let g = g_matrix(r);
     let mut u = vec![0.0; N * N * cin * cout + B_SLACK];
-    for o in 0..cout {
-        for c in 0..cin {
-            // G g, then (G g) Gᵀ.
-            let mut gg = [[0.0f64; R]; N];
-            for (i, row) in gg.iter_mut().enumerate() {
-                for (kj, value) in row.iter_mut().enumerate() {
-                    *value = (0..R).map(|ki| G[i][ki] * f64::from(tap(o, c, ki, kj))).sum();
+    // One input channel at a time, with the output channels as the innermost (contiguous,
+    // vectorised) loop: taps[ki][kj][o], then G g as gg[i][kj][o], then (G g) Gᵀ.
+    let mut taps = vec![0.0f64; r * r * cout];
+    let mut gg = vec![0.0f64; N * r * cout];
+    let mut point = vec![0.0f64; cout];
+    for c in 0..cin {
+        for (t, row) in taps.chunks_exact_mut(cout).enumerate() {
+            for (o, value) in row.iter_mut().enumerate() {
+                *value = f64::from(tap(o, c, t / r, t % r));
+            }
+        }
+        gg.fill(0.0);
+        for i in 0..N {
+            for kj in 0..r {
+                let out = &mut gg[(i * r + kj) * cout..(i * r + kj + 1) * cout];
+                for ki in (0..r).filter(|&ki| g[i][ki] != 0.0) {
+                    let row = &taps[(ki * r + kj) * cout..(ki * r + kj + 1) * cout];
+                    out.iter_mut().zip(row).for_each(|(acc, &t)| *acc += g[i][ki] * t);
                 }
             }
-            for (i, row) in gg.iter().enumerate() {
-                for j in 0..N {
-                    let value: f64 = (0..R).map(|kj| row[kj] * G[j][kj]).sum();
-                    u[((i * N + j) * cin + c) * cout + o] = value as f32;
+        }
+        for i in 0..N {
+            for (j, g_row) in g.iter().enumerate() {
+                point.fill(0.0);
+                for kj in (0..r).filter(|&kj| g_row[kj] != 0.0) {
+                    let row = &gg[(i * r + kj) * cout..(i * r + kj + 1) * cout];
+                    point.iter_mut().zip(row).for_each(|(acc, &v)| *acc += v * g_row[kj]);
                 }
+                let at = ((i * N + j) * cin + c) * cout;
+                u[at..at + cout].iter_mut().zip(&point).for_each(|(dst, &v)| *dst = v as f32);
             }
         }
     }
     u
+}
+
+/// `G` for a kernel of side `r` (its first `r` columns hold it).
+fn g_matrix(r: usize) -> [[f64; 5]; N] {
+    std::array::from_fn(|i| std::array::from_fn(|j| if j < r { g(r, i, j) } else { 0.0 }))
 }
 
 /// Rows `rows` of the tiles of image `image`: what a round of products is made of.
@@ -361,20 +435,34 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
         total.iter_mut().zip(&du).for_each(|(t, &d)| *t += d);
     }
     // dw = Gᵀ dU G for each pair of channels, in f64.
-    let mut dw = vec![0.0f32; cout * cin * R * R];
-    for o in 0..cout {
-        for c in 0..cin {
-            let du = |i: usize, j: usize| f64::from(total[((i * N + j) * cin + c) * cout + o]);
-            let mut gt_du = [[0.0f64; N]; R];
-            for (a, row) in gt_du.iter_mut().enumerate() {
-                for (j, value) in row.iter_mut().enumerate() {
-                    *value = (0..N).map(|i| G[i][a] * du(i, j)).sum();
+    // dw = Gᵀ dU G, one input channel at a time with the output channels innermost (as
+    // in `transform_kernel`), in f64.
+    let r = s.r;
+    let g = g_matrix(r);
+    let mut dw = vec![0.0f32; cout * cin * r * r];
+    let mut gt_du = vec![0.0f64; r * N * cout];
+    let mut tap = vec![0.0f64; cout];
+    for c in 0..cin {
+        // gt_du[a][j][o] = sum_i G[i][a] dU[i][j][c][o]
+        gt_du.fill(0.0);
+        for a in 0..r {
+            for j in 0..N {
+                let out = &mut gt_du[(a * N + j) * cout..(a * N + j + 1) * cout];
+                for i in (0..N).filter(|&i| g[i][a] != 0.0) {
+                    let at = ((i * N + j) * cin + c) * cout;
+                    out.iter_mut().zip(&total[at..at + cout]).for_each(|(acc, &d)| *acc += g[i][a] * f64::from(d));
                 }
             }
-            for (a, row) in gt_du.iter().enumerate() {
-                for b in 0..R {
-                    let value: f64 = (0..N).map(|j| row[j] * G[j][b]).sum();
-                    dw[((o * cin + c) * R + a) * R + b] = value as f32;
+        }
+        for a in 0..r {
+            for b in 0..r {
+                tap.fill(0.0);
+                for j in (0..N).filter(|&j| g[j][b] != 0.0) {
+                    let row = &gt_du[(a * N + j) * cout..(a * N + j + 1) * cout];
+                    tap.iter_mut().zip(row).for_each(|(acc, &v)| *acc += v * g[j][b]);
+                }
+                for (o, &value) in tap.iter().enumerate() {
+                    dw[((o * cin + c) * r + a) * r + b] = value as f32;
                 }
             }
         }
@@ -402,18 +490,29 @@ fn transform_gradients(by_pixel: &[f32], s: &Shape, rows: (usize, usize), z: &mu
             && z.len() >= (rows.1 - rows.0) * tw * N * N * s.cout,
         "winograd: buffers too short"
     );
-    // SAFETY: the CPU has AVX-512F and whole vectors of channels (`Shape::checked`); the
-    // lengths were checked above.
-    unsafe { transform_gradients_avx512(by_pixel, s, rows, z) }
+    // SAFETY: the CPU has AVX-512F, whole vectors of channels and m = 2 or 4
+    // (`Shape::checked`); the lengths were checked above.
+    unsafe {
+        match s.m {
+            2 => transform_gradients_avx512::<2>(by_pixel, s, rows, z),
+            _ => transform_gradients_avx512::<4>(by_pixel, s, rows, z),
+        }
+    }
 }
 
-/// The gradient transform of every tile.
+/// The gradient transform of the band's tiles of `M x M` outputs.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, and the slices must hold what [`transform_gradients`] checks.
+/// The CPU must have AVX-512F, `M` must be the shape's tile side, and the slices must hold
+/// what [`transform_gradients`] checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_gradients_avx512(by_pixel: &[f32], s: &Shape, (first_row, end_row): (usize, usize), z: &mut [f32]) {
+unsafe fn transform_gradients_avx512<const M: usize>(
+    by_pixel: &[f32],
+    s: &Shape,
+    (first_row, end_row): (usize, usize),
+    z: &mut [f32],
+) {
     use std::arch::x86_64::*;
     let ((_, tw), cout) = (s.tiles(), s.cout);
     let (src, dst) = (by_pixel.as_ptr(), z.as_mut_ptr());
@@ -431,12 +530,12 @@ unsafe fn transform_gradients_avx512(by_pixel: &[f32], s: &Shape, (first_row, en
                     }
                 }
                 // A e: the columns, then (A e) Aᵀ: the rows.
-                let (left, right) = (gradient_1d([e[0][0], e[1][0]]), gradient_1d([e[0][1], e[1][1]]));
+                let columns: [[__m512; N]; M] = std::array::from_fn(|b| gradient_1d(e.map(|row| row[b])));
                 // SAFETY: the band's tile < (end_row - first_row) * tw, point < 36, channel
                 // k + 15 < cout.
                 let mut out = unsafe { dst.add(((ti - first_row) * tw + tj) * N * N * cout + k) };
                 for i in 0..N {
-                    for value in gradient_1d([left[i], right[i]]) {
+                    for value in gradient_1d(columns.map(|column| column[i])) {
                         unsafe { _mm512_storeu_ps(out, value) };
                         out = unsafe { out.add(cout) };
                     }
@@ -446,16 +545,23 @@ unsafe fn transform_gradients_avx512(by_pixel: &[f32], s: &Shape, (first_row, en
     }
 }
 
-/// `A e` for one column (or row) of a tile's output gradient: the transpose of [`output_1d`].
+/// `A e` for one column (or row) of a tile's output gradient, the transpose of
+/// [`output_1d`]: `z_i = sum_k p_i^k e_k` at the finite points, and the last value of `e`
+/// at infinity.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn gradient_1d([e0, e1]: [std::arch::x86_64::__m512; M]) -> [std::arch::x86_64::__m512; N] {
+fn gradient_1d<const M: usize>(e: [std::arch::x86_64::__m512; M]) -> [std::arch::x86_64::__m512; N] {
     use std::arch::x86_64::*;
-    let (plus, minus) = (_mm512_add_ps(e0, e1), _mm512_sub_ps(e0, e1));
-    let twice = _mm512_fmadd_ps(_mm512_set1_ps(2.0), e1, e0);
-    let half = _mm512_fmadd_ps(_mm512_set1_ps(-0.5), e1, e0);
-    [e0, plus, minus, twice, half, e1]
+    // At p = 0 only e_0 counts; p = 1 and p = -1 add and subtract.
+    let (mut plus, mut alternating, mut twos, mut halves) = (e[0], e[0], e[0], e[0]);
+    for (k, &value) in e.iter().enumerate().skip(1) {
+        plus = _mm512_add_ps(plus, value);
+        alternating = if k % 2 == 0 { _mm512_add_ps(alternating, value) } else { _mm512_sub_ps(alternating, value) };
+        twos = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][3]), value, twos);
+        halves = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][4]), value, halves);
+    }
+    [e[0], plus, alternating, twos, halves, e[M - 1]]
 }
 
 /// One image at a time, zero-padded to the tiles' window with its channels last (a pixel's
@@ -540,10 +646,10 @@ unsafe fn transform_inputs_avx512(
     let row_stride = wp * cin;
     for ti in first_row..end_row {
         for k in (0..cin).step_by(LANES) {
-            // SAFETY (all pointer arithmetic): window rows M * ti + r < hp, columns x < wp
+            // SAFETY (all pointer arithmetic): window rows m * ti + r < hp, columns x < wp
             // and channels k + 15 < cin; `columns` holds wp * N vectors; the band's tiles
             // below (end_row - first_row) * tw, points below 36.
-            let mut at = unsafe { src.add(M * ti * row_stride + k) };
+            let mut at = unsafe { src.add(s.m * ti * row_stride + k) };
             for x in 0..wp {
                 let mut column = [_mm512_setzero_ps(); N];
                 for (r, value) in column.iter_mut().enumerate() {
@@ -559,7 +665,7 @@ unsafe fn transform_inputs_avx512(
                 for r in 0..N {
                     let mut row = [_mm512_setzero_ps(); N];
                     for (c, value) in row.iter_mut().enumerate() {
-                        *value = unsafe { _mm512_loadu_ps(cols.add(((M * tj + c) * N + r) * LANES)) };
+                        *value = unsafe { _mm512_loadu_ps(cols.add(((s.m * tj + c) * N + r) * LANES)) };
                     }
                     for value in input_1d(row) {
                         unsafe { _mm512_storeu_ps(out, value) };
@@ -605,19 +711,25 @@ fn transform_outputs(m: &[f32], s: &Shape, rows: (usize, usize), by_pixel: &mut 
             && by_pixel.len() >= s.ho * s.wo * s.cout,
         "winograd: buffers too short"
     );
-    // SAFETY: the CPU has AVX-512F and whole vectors of channels (`Shape::checked`); the
-    // lengths were checked above.
-    unsafe { transform_outputs_avx512(m, s, rows, by_pixel) }
+    // SAFETY: the CPU has AVX-512F, whole vectors of channels and m = 2 or 4
+    // (`Shape::checked`); the lengths were checked above.
+    unsafe {
+        match s.m {
+            2 => transform_outputs_avx512::<2>(m, s, rows, by_pixel),
+            _ => transform_outputs_avx512::<4>(m, s, rows, by_pixel),
+        }
+    }
 }
 
-/// The output transform of every tile.
+/// The output transform of the band's tiles of `M x M` outputs.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, and the slices must hold what [`transform_outputs`] checks.
+/// The CPU must have AVX-512F, `M` must be the shape's tile side, and the slices must hold
+/// what [`transform_outputs`] checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)] // walks the products' columns
-unsafe fn transform_outputs_avx512(
+unsafe fn transform_outputs_avx512<const M: usize>(
     m: &[f32],
     s: &Shape,
     (first_row, end_row): (usize, usize),
@@ -641,11 +753,12 @@ unsafe fn transform_outputs_avx512(
                         // < 36, channel k + 15 < cout.
                         *value = unsafe { _mm512_loadu_ps(src.add(tile + (r * N + c) * cout + k)) };
                     }
-                    let [y0, y1] = output_1d(column);
-                    (half[0][c], half[1][c]) = (y0, y1);
+                    for (i, value) in output_1d::<M>(column).into_iter().enumerate() {
+                        half[i][c] = value;
+                    }
                 }
                 for (i, row) in half.iter().enumerate() {
-                    for (j, value) in output_1d(*row).into_iter().enumerate() {
+                    for (j, value) in output_1d::<M>(*row).into_iter().enumerate() {
                         let (oh, ow) = (M * ti + i, M * tj + j);
                         if oh < s.ho && ow < s.wo {
                             probe = _mm512_add_ps(probe, _mm512_mul_ps(value, _mm512_setzero_ps()));
@@ -660,19 +773,22 @@ unsafe fn transform_outputs_avx512(
     _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(probe, probe) == 0
 }
 
-/// `Aᵀ m` for one column (or row) of a tile's products: `Aᵀ = [1 1 1 1 1 0], [0 1 -1 2 -1/2 1]`.
+/// `Aᵀ m` for one column (or row) of a tile's products: `y_k = sum_i p_i^k m_i` over the
+/// finite points, plus the value at infinity in the last output (for `M = 2`: `Aᵀ =
+/// [1 1 1 1 1 0], [0 1 -1 2 -1/2 1]`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn output_1d([m0, m1, m2, m3, m4, m5]: [std::arch::x86_64::__m512; N]) -> [std::arch::x86_64::__m512; M] {
+fn output_1d<const M: usize>(m: [std::arch::x86_64::__m512; N]) -> [std::arch::x86_64::__m512; M] {
     use std::arch::x86_64::*;
-    let y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m0, m1), _mm512_add_ps(m2, m3)), m4);
-    let y1 = _mm512_fmadd_ps(
-        _mm512_set1_ps(-0.5),
-        m4,
-        _mm512_fmadd_ps(_mm512_set1_ps(2.0), m3, _mm512_add_ps(_mm512_sub_ps(m1, m2), m5)),
-    );
-    [y0, y1]
+    std::array::from_fn(|k| {
+        // p = 0 counts in the first output only; p = 1 and p = -1 add and subtract.
+        let mut y = if k == 0 { _mm512_add_ps(m[0], m[1]) } else { m[1] };
+        y = if k % 2 == 0 { _mm512_add_ps(y, m[2]) } else { _mm512_sub_ps(y, m[2]) };
+        y = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][3]), m[3], y);
+        y = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][4]), m[4], y);
+        if k + 1 == M { _mm512_add_ps(y, m[5]) } else { y }
+    })
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -681,11 +797,11 @@ unsafe fn transform_inputs_avx512(_: &[f32], _: &mut [f32], _: &Shape, _: (usize
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_gradients_avx512(_: &[f32], _: &Shape, _: (usize, usize), _: &mut [f32]) {
+unsafe fn transform_gradients_avx512<const M: usize>(_: &[f32], _: &Shape, _: (usize, usize), _: &mut [f32]) {
     unreachable!("available() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_outputs_avx512(_: &[f32], _: &Shape, _: (usize, usize), _: &mut [f32]) -> bool {
+unsafe fn transform_outputs_avx512<const M: usize>(_: &[f32], _: &Shape, _: (usize, usize), _: &mut [f32]) -> bool {
     unreachable!("available() is false off x86_64")
 }
