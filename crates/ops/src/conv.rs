@@ -711,6 +711,10 @@ mod tests {
             (1, 16, 61, 58, 32, 3, (2, 1)),
             (5, 16, 5, 6, 48, 3, (2, 0)),
             (1, 16, 4, 5, 16, 3, (3, 3)),
+            // Outputs smaller than one tile, and an input gradient too small to save
+            // multiplications (2 x 2 pixels).
+            (3, 16, 3, 3, 16, 3, (1, 1)),
+            (2, 16, 2, 2, 16, 3, (2, 2)),
         ];
         for (n, c, h, w, o, k, padding) in cases {
             let opts = Conv2dOptions { padding, ..Default::default() };
@@ -734,7 +738,8 @@ mod tests {
             let error = relative_error(&dw, &conv_weight_kernel(&x64, &gy64, &geo));
             assert!(error < 1e-5, "conv_weight {geo:?}: error {error:e} of the largest output");
 
-            assert_eq!(winograd::applies_transpose::<f32>(&geo), padding.0 < k && padding.1 < k);
+            let transposed = padding.0 < k && padding.1 < k && winograd::saves_enough(k, h, w);
+            assert_eq!(winograd::applies_transpose::<f32>(&geo), transposed);
             if winograd::applies_transpose::<f32>(&geo) {
                 let mut dx = vec![0.0f32; x.len()];
                 assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
@@ -771,8 +776,10 @@ mod tests {
             geo([2, 0, 8, 8], [16, 0, 5, 5], plain),
             geo([2, 16, 8, 8], [0, 16, 5, 5], plain),
             geo([0, 16, 8, 8], [16, 16, 5, 5], plain),
-            // One 4 x 4 tile for a 2 x 2 output: no fewer multiplications.
+            // One 4 x 4 tile for a 2 x 2 output, one 2 x 2 tile for a 1 x 8 one: no fewer
+            // multiplications.
             geo([2, 16, 2, 2], [16, 16, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
+            geo([2, 16, 5, 12], [16, 16, 5, 5], plain),
         ];
         for g in declined {
             assert!(!winograd::applies::<f32>(&g), "{g:?}");
@@ -784,20 +791,27 @@ mod tests {
     /// overflow where the direct sum does not), so such results are recomputed.
     #[test]
     fn winograd_leaves_non_finite_inputs_to_the_direct_sum() {
-        let opts = Conv2dOptions { padding: (2, 2), ..Default::default() };
-        let geo = geometry("test", &[1, 16, 8, 8], &[16, 16, 5, 5], opts, Location::caller()).unwrap();
-        if !winograd::applies::<f32>(&geo) {
-            return;
+        for k in [5, 3] {
+            let opts = Conv2dOptions { padding: (k / 2, k / 2), ..Default::default() };
+            let geo = geometry("test", &[1, 16, 8, 8], &[16, 16, k, k], opts, Location::caller()).unwrap();
+            if !winograd::applies::<f32>(&geo) {
+                return;
+            }
+            let weight = uniform(5, 16 * 16 * k * k);
+            check_non_finite_fallback(&geo, &weight);
         }
-        let weight = uniform(5, 16 * 16 * 25);
+    }
+
+    fn check_non_finite_fallback(geo: &Geometry, weight: &[f32]) {
+        let geo = *geo;
         for bad in [f32::INFINITY, f32::NAN] {
             let mut x = uniform(4, 16 * 64);
             x[3 * 64 + 2 * 8 + 5] = bad;
             let mut y = vec![0.0f32; 16 * 64];
-            assert!(!winograd::conv(&x, &weight, &geo, &mut y));
+            assert!(!winograd::conv(&x, weight, &geo, &mut y));
             let mut direct = vec![0.0f32; 16 * 64];
-            implicit::conv(&x, &weight, &geo, &mut direct);
-            let got = conv_kernel(&x, &weight, &geo);
+            implicit::conv(&x, weight, &geo, &mut direct);
+            let got = conv_kernel(&x, weight, &geo);
             let same = |g: &f32, d: &f32| g.to_bits() == d.to_bits() || (g.is_nan() && d.is_nan());
             for (g, d) in got.iter().zip(&direct) {
                 assert!(same(g, d), "{g} vs direct {d}");
@@ -806,10 +820,10 @@ mod tests {
             let mut gy = uniform(6, 16 * 64);
             gy[5 * 64 + 7] = bad;
             let mut dx = vec![0.0f32; 16 * 64];
-            assert!(!winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
+            assert!(!winograd::conv_transpose(&gy, weight, &geo, &mut dx));
             let mut direct = vec![0.0f32; 16 * 64];
-            implicit::conv_transpose(&gy, &weight, &geo, &mut direct);
-            for (g, d) in conv_transpose_kernel(&gy, &weight, &geo).iter().zip(&direct) {
+            implicit::conv_transpose(&gy, weight, &geo, &mut direct);
+            for (g, d) in conv_transpose_kernel(&gy, weight, &geo).iter().zip(&direct) {
                 assert!(same(g, d), "input gradient {g} vs direct {d}");
             }
             // The weight gradient reads the same input.
@@ -820,8 +834,8 @@ mod tests {
                 assert!(same(g, d), "weight gradient {g} vs direct {d}");
             }
         }
-        // A finite input large enough to overflow inside the transforms (which scale values
-        // by up to 6.25) but not in the direct sum: the direct sum's finite outputs.
+        // A finite input large enough to overflow inside the input transform (which scales
+        // values by up to 6.25) but not in the direct sum: the direct sum's finite outputs.
         let mut x = uniform(4, 16 * 64);
         x[3 * 64 + 2 * 8 + 5] = 3e38;
         let small: Vec<f32> = weight.iter().map(|w| w * 1e-3).collect();

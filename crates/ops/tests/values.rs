@@ -181,35 +181,38 @@ fn dropout_scales_and_is_seeded() {
     assert!(a.to_vec::<f32>().iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
 }
 
-/// A 5 x 5 convolution in f32 takes Winograd's algorithm where the CPU has AVX-512; its
-/// values and both gradients stay within 1e-5 of the largest value of the f64 result, and
-/// with the algorithm forbidden they match the direct f32 sum's bound (1e-6). The switch is
+/// 5 x 5 and 3 x 3 convolutions in f32 take Winograd's algorithm where the CPU has
+/// AVX-512; their values and both gradients stay within 1e-5 of the largest value of the
+/// f64 result, and with the algorithm forbidden they match the direct f32 sum's bound
+/// (1e-6). The switch is
 /// process-wide and the other tests of this binary run meanwhile; none of them depends on
 /// which algorithm a convolution takes.
 #[test]
 fn f32_convolutions_stay_close_to_f64_with_and_without_winograd() {
     use tapegrad_ops::{Conv2dOptions, set_winograd_enabled};
     tapegrad_tape::manual_seed(3);
-    let x64 = Tensor::randn_dtype(&[2, 16, 9, 9], DType::F64).relu();
-    let w64 = Tensor::randn_dtype(&[32, 16, 5, 5], DType::F64) * 0.07;
-    let gy64 = Tensor::randn_dtype(&[2, 32, 9, 9], DType::F64);
-    let opts = Conv2dOptions { padding: (2, 2), ..Default::default() };
-    let run = |x: &Tensor, w: &Tensor, gy: &Tensor| {
-        let (x, w) = (x.detach().requires_grad(), w.detach().requires_grad());
-        let y = functional::conv2d(&x, &w, None, opts);
-        (y.mul(gy).sum()).backward();
-        [y.detach(), x.grad().unwrap(), w.grad().unwrap()].map(|t| v64(&t))
-    };
-    let want = run(&x64, &w64, &gy64);
-    let f32s = |t: &Tensor| t.to_dtype(DType::F32);
-    for (winograd, bound) in [(true, 1e-5), (false, 1e-6)] {
-        let before = set_winograd_enabled(winograd);
-        let got = run(&f32s(&x64), &f32s(&w64), &f32s(&gy64));
-        set_winograd_enabled(before);
-        for (name, (g, w)) in ["output", "input gradient", "weight gradient"].iter().zip(got.iter().zip(&want)) {
-            let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            let worst = g.iter().zip(w).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            assert!(worst <= bound * scale, "winograd {winograd}: {name} off by {worst:e} of {scale:e}");
+    for k in [5, 3] {
+        let x64 = Tensor::randn_dtype(&[2, 16, 9, 9], DType::F64).relu();
+        let w64 = Tensor::randn_dtype(&[32, 16, k, k], DType::F64) * 0.07;
+        let gy64 = Tensor::randn_dtype(&[2, 32, 9, 9], DType::F64);
+        let opts = Conv2dOptions { padding: (k / 2, k / 2), ..Default::default() };
+        let run = |x: &Tensor, w: &Tensor, gy: &Tensor| {
+            let (x, w) = (x.detach().requires_grad(), w.detach().requires_grad());
+            let y = functional::conv2d(&x, &w, None, opts);
+            (y.mul(gy).sum()).backward();
+            [y.detach(), x.grad().unwrap(), w.grad().unwrap()].map(|t| v64(&t))
+        };
+        let want = run(&x64, &w64, &gy64);
+        let f32s = |t: &Tensor| t.to_dtype(DType::F32);
+        for (winograd, bound) in [(true, 1e-5), (false, 1e-6)] {
+            let before = set_winograd_enabled(winograd);
+            let got = run(&f32s(&x64), &f32s(&w64), &f32s(&gy64));
+            set_winograd_enabled(before);
+            for (name, (g, w)) in ["output", "input gradient", "weight gradient"].iter().zip(got.iter().zip(&want)) {
+                let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let worst = g.iter().zip(w).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                assert!(worst <= bound * scale, "{k}x{k}, winograd {winograd}: {name} off by {worst:e} of {scale:e}");
+            }
         }
     }
 }

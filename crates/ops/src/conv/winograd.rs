@@ -6,20 +6,23 @@
 //! each (`V = Bᵀ d B`, `U = G g Gᵀ`), multiplies them point by point and maps the 36
 //! products back (`Y = Aᵀ (U ⊙ V) A`): 36 multiplications per pair of channels where the
 //! direct sum takes 100 (5 x 5) or 144 (3 x 3). Both use the same points, so the same `Bᵀ`;
-//! `G` and `Aᵀ` follow from `m` and `r`. Summed over input channels, the point products of one point `ξ` are a matrix product `M[ξ] = V[ξ] U[ξ]`
-//! (tiles x input channels times input channels x output channels), which runs on the
-//! implicit GEMM kernel; the transforms are a few vector additions per tile, with the
-//! channels of a pixel as the lanes of a vector.
+//! `G` and `Aᵀ` follow from `m` and `r`. Summed over input channels, the point products of
+//! one point `ξ` are a matrix product `M[ξ] = V[ξ] U[ξ]` (tiles x input channels times
+//! input channels x output channels), which runs on the implicit GEMM kernel; the
+//! transforms are a few vector additions per tile, with the channels of a pixel as the
+//! lanes of a vector. Tiles past the output's edge are computed and cropped, so small
+//! outputs are left to the direct sum ([`saves_enough`]).
 //!
-//! The price is rounding. The transforms scale values by up to 5/2 and cancel them again,
-//! so f32 results carry about ten times the rounding error of the direct sum: on the CNN's
-//! second layer the largest error was 1.3e-6 of the largest output (direct: 1.7e-7), and
-//! the same for a 3 x 3 layer of 32 channels. The points 0, 1, -1, 2, -1/2 and infinity
-//! gave the smallest error among the simple fractions tried for 5 x 5 kernels, and were
-//! within 6% of the best for 3 x 3 ones. So only f32 takes this path, and only while [`set_winograd_enabled`]
-//! allows it; f64, what gradient checks use, is always summed directly. A result with an
-//! infinity or a NaN is recomputed directly: the transforms would turn one infinite input
-//! into NaN across its tile, or overflow where the direct sum does not.
+//! The price is rounding. The transforms scale values by up to 5/2 (`Bᵀ`) and 8 (`Aᵀ` of
+//! 4 x 4 tiles) and cancel them again, so f32 results carry about ten times the rounding
+//! error of the direct sum: on the CNN's second layer the largest error was 1.3e-6 of the
+//! largest output (direct: 1.7e-7), and the same for a 3 x 3 layer of 32 channels. The
+//! points 0, 1, -1, 2, -1/2 and infinity gave the smallest error among the simple
+//! fractions tried for 5 x 5 kernels, and were within 6% of the best for 3 x 3 ones. So
+//! only f32 takes this path, and only while [`set_winograd_enabled`] allows it; f64, what
+//! gradient checks use, is always summed directly. A result with an infinity or a NaN is
+//! recomputed directly: the transforms would turn one infinite input into NaN across its
+//! tile, or overflow where the direct sum does not.
 
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,10 +37,12 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// returns the previous setting.
 ///
 /// It applies on CPUs with AVX-512 to 5 x 5 and 3 x 3 convolutions with stride 1, no
-/// dilation, one group and channel counts that are multiples of 16: their forward pass and
-/// weight gradient, and their input gradient when the padding is narrower than the kernel.
-/// Those run about twice as fast, with about ten times the rounding error of the direct sum: around 1e-6 of the
-/// largest output (2e-6 for the weight gradient) instead of 1e-7. Forbid it for results
+/// dilation, one group, channel counts that are multiples of 16 and outputs large enough
+/// that whole tiles save a third of the multiplications: their forward pass and weight
+/// gradient, and their input gradient when the padding is narrower than the kernel. Those
+/// run 1.2 to 2.3 times as fast (more with more channels), with about ten times the
+/// rounding error of the direct sum: around 1e-6 of the largest output (2e-6 for the
+/// weight gradient) instead of 1e-7. Forbid it for results
 /// that must match a direct summation to the last bits; f64 convolutions never use it. The
 /// setting is global, like PyTorch's `torch.backends` flags.
 ///
@@ -67,8 +72,8 @@ const N: usize = 6;
 const LANES: usize = 16;
 /// Tiles per round of the 36 products (or one row of tiles, if longer): enough rows for the
 /// GEMM's register blocks, few enough that a round's transformed inputs and products (36
-/// values per tile and channel) stay in the core's cache instead of taking nine times the
-/// image's memory.
+/// values per tile and channel) stay in the core's cache instead of taking a multiple of
+/// the image's memory (nine times for 2 x 2 tiles).
 const ROUND_TILES: usize = 128;
 
 /// Powers of the finite points 0, 1, -1, 2, -1/2: `POWERS[k][i] = p_i^k`. Row `k` of `Aᵀ`
@@ -121,7 +126,7 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
 /// direct sum's multiplications. Cropped tiles waste theirs: a 2 x 2 output of a 3 x 3
 /// kernel is one 4 x 4 tile, as many multiplications as the direct sum plus the
 /// transforms (measured 1.6x slower), while 3 x 3 outputs already ran 1.3x faster.
-fn saves_enough(r: usize, ho: usize, wo: usize) -> bool {
+pub(super) fn saves_enough(r: usize, ho: usize, wo: usize) -> bool {
     let m = N + 1 - r;
     2 * ho * wo * r * r >= 3 * ho.div_ceil(m) * wo.div_ceil(m) * N * N
 }
@@ -382,7 +387,7 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
 }
 
 /// `dw = conv_weight(x, gy)`, the adjoint of [`conv`] in the weight: each tile's output
-/// gradient `e` (2 x 2) is mapped to 36 values `Z = A e Aᵀ`, the point products
+/// gradient `e` (`m x m`) is mapped to 36 values `Z = A e Aᵀ`, the point products
 /// `dU[ξ] = sum_t V[t][ξ]ᵀ Z[t][ξ]` run over every tile of every image (36 products of
 /// input channels x tiles times tiles x output channels), and `dw = Gᵀ dU G`. Returns
 /// `None` when the result holds an infinity or a NaN (the caller then sums directly).
@@ -434,7 +439,6 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
     for du in partials {
         total.iter_mut().zip(&du).for_each(|(t, &d)| *t += d);
     }
-    // dw = Gᵀ dU G for each pair of channels, in f64.
     // dw = Gᵀ dU G, one input channel at a time with the output channels innermost (as
     // in `transform_kernel`), in f64.
     let r = s.r;
@@ -601,7 +605,7 @@ impl Window {
         let ((h, w), cin) = (self.size, self.cin);
         f32::transpose(img, cin, h * w, &mut self.pixels);
         for r in 0..h {
-            // The window holds the padded image: M * ceil(ho / M) + R - 1 >= h + 2 * pad.
+            // The window holds the padded image: m * ceil(ho / m) + r - 1 >= h + 2 * pad.
             let at = ((r + self.pad.0) * self.padded_width + self.pad.1) * cin;
             self.buf[at..at + w * cin].copy_from_slice(&self.pixels[r * w * cin..(r + 1) * w * cin]);
         }
