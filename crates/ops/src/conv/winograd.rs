@@ -482,18 +482,25 @@ fn from_f32<T: 'static>(v: Vec<f32>) -> Vec<T> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
 }
 
-/// `Z[t][ξ][o] = (A e Aᵀ)` for the tiles in rows `rows` of tiles (counted from the first
-/// of them) of one image's output gradient `by_pixel` (`[ho * wo][cout]`, channels last);
-/// outputs past the image's edge read as zero.
-fn transform_gradients(by_pixel: &[f32], s: &Shape, rows: (usize, usize), z: &mut [f32]) {
+/// What the output-side transforms of a band rely on: rows of tiles within the image, an
+/// image of `ho * wo` pixels of `cout` channels (`pixels` elements), and 36 values per tile
+/// of the band and channel (`points` elements).
+fn check_band(s: &Shape, rows: (usize, usize), pixels: usize, points: usize) {
     let (th, tw) = s.tiles();
     assert!(
         rows.0 <= rows.1
             && rows.1 <= th
-            && by_pixel.len() >= s.ho * s.wo * s.cout
-            && z.len() >= (rows.1 - rows.0) * tw * N * N * s.cout,
+            && pixels >= s.ho * s.wo * s.cout
+            && points >= (rows.1 - rows.0) * tw * N * N * s.cout,
         "winograd: buffers too short"
     );
+}
+
+/// `Z[t][ξ][o] = (A e Aᵀ)` for the tiles in rows `rows` of tiles (counted from the first
+/// of them) of one image's output gradient `by_pixel` (`[ho * wo][cout]`, channels last);
+/// outputs past the image's edge read as zero.
+fn transform_gradients(by_pixel: &[f32], s: &Shape, rows: (usize, usize), z: &mut [f32]) {
+    check_band(s, rows, by_pixel.len(), z.len());
     // SAFETY: the CPU has AVX-512F, whole vectors of channels and m = 2 or 4
     // (`Shape::checked`); the lengths were checked above.
     unsafe {
@@ -707,14 +714,7 @@ fn input_1d([d0, d1, d2, d3, d4, d5]: [std::arch::x86_64::__m512; N]) -> [std::a
 /// (counted from the first of those rows), channels last, into `by_pixel` (`[ho * wo]
 /// [cout]`). Returns whether every output is finite.
 fn transform_outputs(m: &[f32], s: &Shape, rows: (usize, usize), by_pixel: &mut [f32]) -> bool {
-    let (th, tw) = s.tiles();
-    assert!(
-        rows.0 <= rows.1
-            && rows.1 <= th
-            && m.len() >= (rows.1 - rows.0) * tw * N * N * s.cout
-            && by_pixel.len() >= s.ho * s.wo * s.cout,
-        "winograd: buffers too short"
-    );
+    check_band(s, rows, by_pixel.len(), m.len());
     // SAFETY: the CPU has AVX-512F, whole vectors of channels and m = 2 or 4
     // (`Shape::checked`); the lengths were checked above.
     unsafe {
