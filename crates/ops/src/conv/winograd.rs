@@ -158,6 +158,7 @@ struct Shape {
 impl Shape {
     /// The forward convolution (and its weight gradient) of `geo`.
     fn forward(geo: &Geometry) -> Self {
+        assert_eq!(geo.kh, geo.kw, "winograd: square kernels only");
         Shape::checked(Shape {
             r: geo.kh,
             m: N + 1 - geo.kh,
@@ -175,6 +176,7 @@ impl Shape {
     /// `r - 1 - padding`.
     fn transposed(geo: &Geometry) -> Self {
         let ((ph, pw), r) = (geo.opts.padding, geo.kh);
+        assert_eq!(geo.kh, geo.kw, "winograd: square kernels only");
         assert!(ph < r && pw < r, "winograd: padding {:?} too wide for the input gradient", geo.opts.padding);
         let pad = (r - 1 - ph, r - 1 - pw);
         Shape::checked(Shape {
