@@ -57,22 +57,38 @@ pub(crate) struct Operands<'a, T> {
     m: usize,
     /// Largest entry of `b_rows`.
     b_max: usize,
+    /// Largest offset a gathered A reads (its largest row plus largest column offset).
+    a_reach: Option<usize>,
 }
 
 impl<'a, T: Gemm> Operands<'a, T> {
     /// Checks that every element of A lies inside its slice and that B has a row per step.
     pub fn new(lhs: Lhs<'a, T>, b: &'a [T], b_rows: &'a [usize]) -> Self {
-        let (m, k) = match &lhs {
+        let (m, k, a_reach) = match &lhs {
             Lhs::Gathered { a, rows, cols } => {
-                if let (Some(r), Some(c)) = (largest(rows), largest(cols)) {
-                    assert!(r + c < a.len(), "implicit_gemm: A's offsets reach past its {} elements", a.len());
-                }
-                (rows.len(), cols.len())
+                let reach = largest(rows).zip(largest(cols)).map(|(r, c)| r + c);
+                assert_a_holds(reach, a);
+                (rows.len(), cols.len(), reach)
             }
-            Lhs::Packed(packed) => (packed.m, packed.k),
+            Lhs::Packed(packed) => (packed.m, packed.k, None),
         };
         assert_eq!(b_rows.len(), k, "implicit_gemm: A has {k} columns, B has {} rows", b_rows.len());
-        Operands { lhs, b, b_rows, m, b_max: largest(b_rows).unwrap_or(0) }
+        Operands { lhs, b, b_rows, m, b_max: largest(b_rows).unwrap_or(0), a_reach }
+    }
+
+    /// The same operands with a gathered A read from `a` instead (the same offset tables,
+    /// checked against the maxima already found): Winograd's 36 products of a round differ
+    /// only in where their A starts.
+    pub fn with_a(&self, a: &'a [T]) -> Self {
+        let Lhs::Gathered { rows, cols, .. } = self.lhs else { panic!("implicit_gemm: with_a needs a gathered A") };
+        assert_a_holds(self.a_reach, a);
+        Operands { lhs: Lhs::Gathered { a, rows, cols }, ..*self }
+    }
+}
+
+fn assert_a_holds<T>(reach: Option<usize>, a: &[T]) {
+    if let Some(reach) = reach {
+        assert!(reach < a.len(), "implicit_gemm: A's offsets reach past its {} elements", a.len());
     }
 }
 
@@ -480,6 +496,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Moving a gathered A checks the new slice against the tables' reach.
+    #[test]
+    #[should_panic(expected = "reach past its 5 elements")]
+    fn with_a_checks_the_new_slice() {
+        let a = vec![0.0f32; 10];
+        let (rows, cols, b_rows) = ([0, 4], [0, 1, 2], [0, 1, 2]);
+        let b = vec![0.0f32; 3 + B_SLACK];
+        let ops = Operands::new(Lhs::Gathered { a: &a, rows: &rows, cols: &cols }, &b, &b_rows);
+        let _fits = ops.with_a(&a[3..]);
+        let _ = ops.with_a(&a[5..]);
     }
 
     #[test]

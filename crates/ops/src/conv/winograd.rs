@@ -365,9 +365,9 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
                 tile += band.tiles(s);
             }
             // M[t][ξ][o] = sum_c V[t][ξ][c] U[ξ][c][o], for each point ξ.
+            let round_ops = Operands::new(Lhs::Gathered { a: &v, rows: &a_rows[..tile], cols: &a_cols }, u, &b_rows);
             for xi in 0..N * N {
-                let lhs = Lhs::Gathered { a: &v[xi * s.cin..], rows: &a_rows[..tile], cols: &a_cols };
-                let ops = Operands::new(lhs, u, &b_rows);
+                let ops = round_ops.with_a(&v[xi * s.cin..]);
                 implicit_gemm(&ops, xi * s.cin * s.cout, s.cout, &mut m[xi * s.cout..], N * N * s.cout, false);
             }
             tile = 0;
@@ -425,9 +425,10 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
                 transform_gradients(&by_pixel, &s, band.rows, &mut z[tile * N * N * cout..]);
                 tile += band.tiles(&s);
             }
+            let round_ops =
+                Operands::new(Lhs::Gathered { a: &v, rows: &a_rows, cols: &a_cols[..tile] }, &z, &b_rows[..tile]);
             for xi in 0..N * N {
-                let lhs = Lhs::Gathered { a: &v[xi * cin..], rows: &a_rows, cols: &a_cols[..tile] };
-                let ops = Operands::new(lhs, &z, &b_rows[..tile]);
+                let ops = round_ops.with_a(&v[xi * cin..]);
                 implicit_gemm(&ops, xi * cout, cout, &mut du[xi * cin * cout..], cout, true);
             }
         }
