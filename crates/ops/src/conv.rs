@@ -392,15 +392,18 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
         }
         partials.lock().expect("no task panicked").push((first, acc));
     });
-    // Summed in image order, so results do not depend on thread timing.
+    sum_in_image_order(partials, size)
+}
+
+/// The partial sums tasks pushed with their first image, added in image order so that
+/// results do not depend on thread timing (`size` zeros when there are none).
+fn sum_in_image_order<T: Gemm>(partials: std::sync::Mutex<Vec<(usize, Vec<T>)>>, size: usize) -> Vec<T> {
     let mut partials = partials.into_inner().expect("no task panicked");
     partials.sort_by_key(|(first, _)| *first);
-    let mut partials = partials.into_iter().map(|(_, acc)| acc);
+    let mut partials = partials.into_iter().map(|(_, sum)| sum);
     let mut total = partials.next().unwrap_or_else(|| vec![T::ZERO; size]);
-    for p in partials {
-        for (a, b) in total.iter_mut().zip(&p) {
-            *a += *b;
-        }
+    for sum in partials {
+        total.iter_mut().zip(&sum).for_each(|(t, &s)| *t += s);
     }
     total
 }

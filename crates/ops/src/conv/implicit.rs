@@ -8,7 +8,7 @@
 //! the other way round (`*_by_pixel`): the padded image is the gathered A, one row per
 //! pixel, the weights are B, and the pixel-major result is transposed to planes.
 
-use super::{Geometry, SharedMut, for_chunks};
+use super::{Geometry, SharedMut, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm};
 
 /// Whether the implicit kernels handle this geometry on this CPU.
@@ -321,13 +321,7 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
         }
         partials.lock().expect("no task panicked").push((first, acc));
     });
-    // Summed in image order, so results do not depend on thread timing.
-    let mut partials = partials.into_inner().expect("no task panicked");
-    partials.sort_by_key(|(first, _)| *first);
-    let mut total = vec![T::ZERO; geo.o * k];
-    for (_, acc) in partials {
-        total.iter_mut().zip(&acc).for_each(|(t, &a)| *t += a);
-    }
+    let total = sum_in_image_order(partials, geo.o * k);
     // [groups][k][og] -> [O, k]
     let mut dw = vec![T::ZERO; geo.o * k];
     for g in 0..geo.opts.groups {

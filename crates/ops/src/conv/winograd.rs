@@ -27,7 +27,7 @@
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Geometry, SharedMut, for_chunks};
+use super::{Geometry, SharedMut, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{B_SLACK, Lhs, Operands, available, implicit_gemm};
 use crate::transpose::Transpose;
 
@@ -256,40 +256,54 @@ fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) 
     let (cin, cout, r) = (s.cin, s.cout, s.r);
     let g = g_matrix(r);
     let mut u = vec![0.0; N * N * cin * cout + B_SLACK];
-    // One input channel at a time, with the output channels as the innermost (contiguous,
-    // vectorised) loop: taps[ki][kj][o], then G g as gg[i][kj][o], then (G g) Gᵀ.
-    let mut taps = vec![0.0f64; r * r * cout];
-    let mut gg = vec![0.0f64; N * r * cout];
-    let mut point = vec![0.0f64; cout];
+    let (mut taps, mut half, mut points) = (vec![0.0; r * r * cout], vec![0.0; N * r * cout], vec![0.0; N * N * cout]);
     for c in 0..cin {
         for (t, row) in taps.chunks_exact_mut(cout).enumerate() {
             for (o, value) in row.iter_mut().enumerate() {
                 *value = f64::from(tap(o, c, t / r, t % r));
             }
         }
-        gg.fill(0.0);
-        for i in 0..N {
-            for kj in 0..r {
-                let out = &mut gg[(i * r + kj) * cout..(i * r + kj + 1) * cout];
-                for ki in (0..r).filter(|&ki| g[i][ki] != 0.0) {
-                    let row = &taps[(ki * r + kj) * cout..(ki * r + kj + 1) * cout];
-                    out.iter_mut().zip(row).for_each(|(acc, &t)| *acc += g[i][ki] * t);
-                }
-            }
-        }
-        for i in 0..N {
-            for (j, g_row) in g.iter().enumerate() {
-                point.fill(0.0);
-                for kj in (0..r).filter(|&kj| g_row[kj] != 0.0) {
-                    let row = &gg[(i * r + kj) * cout..(i * r + kj + 1) * cout];
-                    point.iter_mut().zip(row).for_each(|(acc, &v)| *acc += v * g_row[kj]);
-                }
-                let at = ((i * N + j) * cin + c) * cout;
-                u[at..at + cout].iter_mut().zip(&point).for_each(|(dst, &v)| *dst = v as f32);
-            }
+        two_sided(&taps, (r, N), |a, i| g[a][i], cout, &mut half, &mut points);
+        for (point, values) in points.chunks_exact(cout).enumerate() {
+            let at = (point * cin + c) * cout;
+            u[at..at + cout].iter_mut().zip(values).for_each(|(dst, &v)| *dst = v as f32);
         }
     }
     u
+}
+
+/// `out[a][b][o] = sum_(i, j) coef(a, i) coef(b, j) src[i][j][o]`, from `from x from`
+/// blocks of `cout` values to `to x to` ones, one side at a time (`half[a][j][o]` between),
+/// in f64 with the output channels as the innermost, vectorised loop: the kernel's
+/// transform `G g Gᵀ` (`coef = G`) and the weight gradient's `Gᵀ dU G` (`coef = Gᵀ`).
+fn two_sided(
+    src: &[f64],
+    (from, to): (usize, usize),
+    coef: impl Fn(usize, usize) -> f64,
+    cout: usize,
+    half: &mut [f64],
+    out: &mut [f64],
+) {
+    half.fill(0.0);
+    for a in 0..to {
+        for j in 0..from {
+            let dst = &mut half[(a * from + j) * cout..(a * from + j + 1) * cout];
+            for i in (0..from).filter(|&i| coef(a, i) != 0.0) {
+                let row = &src[(i * from + j) * cout..(i * from + j + 1) * cout];
+                dst.iter_mut().zip(row).for_each(|(acc, &v)| *acc += coef(a, i) * v);
+            }
+        }
+    }
+    out.fill(0.0);
+    for a in 0..to {
+        for b in 0..to {
+            let dst = &mut out[(a * to + b) * cout..(a * to + b + 1) * cout];
+            for j in (0..from).filter(|&j| coef(b, j) != 0.0) {
+                let row = &half[(a * from + j) * cout..(a * from + j + 1) * cout];
+                dst.iter_mut().zip(row).for_each(|(acc, &v)| *acc += v * coef(b, j));
+            }
+        }
+    }
 }
 
 /// `G` for a kernel of side `r` (its first `r` columns hold it).
@@ -393,7 +407,6 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
 /// `dU[ξ] = sum_t V[t][ξ]ᵀ Z[t][ξ]` run over every tile of every image (36 products of
 /// input channels x tiles times tiles x output channels), and `dw = Gᵀ dU G`. Returns
 /// `None` when the result holds an infinity or a NaN (the caller then sums directly).
-/// [`applies`] keeps empty batches away: they have no partial sums.
 pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Option<Vec<T>> {
     let (x, gy) = (as_f32(x), as_f32(gy));
     let s = Shape::forward(geo);
@@ -434,43 +447,21 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
         }
         partials.lock().expect("no task panicked").push((first, du));
     });
-    // Summed in image order, so results do not depend on thread timing.
-    let mut partials = partials.into_inner().expect("no task panicked");
-    partials.sort_by_key(|(first, _)| *first);
-    let mut partials = partials.into_iter().map(|(_, du)| du);
-    let mut total = partials.next()?;
-    for du in partials {
-        total.iter_mut().zip(&du).for_each(|(t, &d)| *t += d);
-    }
-    // dw = Gᵀ dU G, one input channel at a time with the output channels innermost (as
-    // in `transform_kernel`), in f64.
+    let total = sum_in_image_order(partials, N * N * cin * cout);
+    // dw = Gᵀ dU G, one input channel at a time.
     let r = s.r;
     let g = g_matrix(r);
     let mut dw = vec![0.0f32; cout * cin * r * r];
-    let mut gt_du = vec![0.0f64; r * N * cout];
-    let mut tap = vec![0.0f64; cout];
+    let (mut du, mut half, mut taps) = (vec![0.0; N * N * cout], vec![0.0; r * N * cout], vec![0.0; r * r * cout]);
     for c in 0..cin {
-        // gt_du[a][j][o] = sum_i G[i][a] dU[i][j][c][o]
-        gt_du.fill(0.0);
-        for a in 0..r {
-            for j in 0..N {
-                let out = &mut gt_du[(a * N + j) * cout..(a * N + j + 1) * cout];
-                for i in (0..N).filter(|&i| g[i][a] != 0.0) {
-                    let at = ((i * N + j) * cin + c) * cout;
-                    out.iter_mut().zip(&total[at..at + cout]).for_each(|(acc, &d)| *acc += g[i][a] * f64::from(d));
-                }
-            }
+        for (point, values) in du.chunks_exact_mut(cout).enumerate() {
+            let at = (point * cin + c) * cout;
+            values.iter_mut().zip(&total[at..at + cout]).for_each(|(dst, &v)| *dst = f64::from(v));
         }
-        for a in 0..r {
-            for b in 0..r {
-                tap.fill(0.0);
-                for j in (0..N).filter(|&j| g[j][b] != 0.0) {
-                    let row = &gt_du[(a * N + j) * cout..(a * N + j + 1) * cout];
-                    tap.iter_mut().zip(row).for_each(|(acc, &v)| *acc += v * g[j][b]);
-                }
-                for (o, &value) in tap.iter().enumerate() {
-                    dw[((o * cin + c) * r + a) * r + b] = value as f32;
-                }
+        two_sided(&du, (N, r), |a, i| g[i][a], cout, &mut half, &mut taps);
+        for (t, values) in taps.chunks_exact(cout).enumerate() {
+            for (o, &value) in values.iter().enumerate() {
+                dw[(o * cin + c) * r * r + t] = value as f32;
             }
         }
     }
