@@ -350,7 +350,13 @@ pub fn smooth_l1_loss(input: &Tensor, target: &Tensor, beta: f64, reduction: Red
 }
 
 /// Binary cross-entropy of probabilities `input` against `target` in [0, 1]; each log is
-/// clamped at -100 as in PyTorch, so that probabilities of exactly 0 or 1 stay finite.
+/// clamped at -100 as in PyTorch, so that probabilities of exactly 0 or 1 stay finite. The
+/// gradient with respect to `input` is PyTorch's `(p - y) / max(p (1 - p), 1e-12)`, finite at
+/// p = 0 and p = 1 (where the clamped logs would give `0 * inf`).
+///
+/// # Panics
+/// If an element of `input` or `target` is outside [0, 1] or NaN (PyTorch raises there too),
+/// or the shapes do not broadcast.
 ///
 /// ```
 /// use tapegrad_ops::{Reduction, functional::binary_cross_entropy};
@@ -362,10 +368,65 @@ pub fn smooth_l1_loss(input: &Tensor, target: &Tensor, beta: f64, reduction: Red
 /// ```
 #[track_caller]
 pub fn binary_cross_entropy(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
-    let log_p = unary::clamp(&unary::log(input), Some(-100.0), None);
-    let log_q = unary::clamp(&unary::log(&input.rsub_scalar(1.0)), Some(-100.0), None);
-    let loss = -(&(target * &log_p) + &(&target.rsub_scalar(1.0) * &log_q));
-    reduce_loss(loss, reduction)
+    or_panic(try_binary_cross_entropy(input, target, reduction))
+}
+
+/// [`binary_cross_entropy`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::try_binary_cross_entropy};
+/// use tapegrad_tape::Tensor;
+/// let p = Tensor::from_vec(vec![0.5f32, 1.5], &[2]);
+/// let err = try_binary_cross_entropy(&p, &Tensor::ones(&[2]), Reduction::Mean).unwrap_err();
+/// assert!(err.to_string().contains("between 0 and 1"), "{err}");
+/// ```
+#[track_caller]
+pub fn try_binary_cross_entropy(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    const OP: &str = "binary_cross_entropy";
+    let location = Location::caller();
+    let shape = tapegrad_tape::arith::broadcast_pair(OP, input, target, location)?;
+    let value = binary::zip_value(input, target, &shape, bce::<f32>, bce::<f64>);
+    for (name, t) in [("input", input), ("target", target)] {
+        let values = t.to_vec::<f64>();
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!("all elements of {name} should be between 0 and 1, but element {i} is {v}"),
+                location,
+            });
+        }
+    }
+    let loss = record(OP, location, &[input, target], value, || {
+        Backward::new(|ctx| {
+            let (g, p, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+            smallvec![
+                ctx.needs_input_grad(0).then(|| {
+                    let variance = unary::clamp(&(p * &p.rsub_scalar(1.0)), Some(BCE_EPSILON), None);
+                    (g * &(&(p - y) / &variance)).sum_to_shape(p.shape())
+                }),
+                // PyTorch leaves these logs unclamped: infinite at p = 0 or 1.
+                ctx.needs_input_grad(1).then(|| (g * &(&unary::log1p(&-p) - &unary::log(p))).sum_to_shape(y.shape())),
+            ]
+        })
+        .save(input)
+        .save(target)
+    });
+    Ok(reduce_loss(loss, reduction))
+}
+
+/// The floor of `p (1 - p)` in the input gradient: PyTorch's `1e-12`, a C `float` constant, so
+/// its value is the f32 nearest 1e-12 in both dtypes.
+const BCE_EPSILON: f64 = 1e-12f32 as f64;
+
+/// One element of binary cross-entropy, with PyTorch's clamped logs.
+fn bce<T: Element>(p: T, y: T) -> T {
+    let floor = T::from_f64(-100.0);
+    let log_p = p.ln();
+    let log_q = (-p).ln_1p();
+    // `max` written out: NaN must reach the loss, and `Float::max` would drop it.
+    let log_p = if log_p < floor { floor } else { log_p };
+    let log_q = if log_q < floor { floor } else { log_q };
+    -(y * log_p + (T::ONE - y) * log_q)
 }
 
 /// Binary cross-entropy on logits, `max(x, 0) - x y + ln(1 + e^-|x|)`: stable for any

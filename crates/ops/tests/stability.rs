@@ -78,3 +78,54 @@ fn logsumexp_and_sigmoid_at_extremes() {
     let s = Tensor::from_vec(vec![-1e4f32, 1e4], &[2]).sigmoid();
     assert_eq!(s.to_vec::<f32>(), vec![0.0, 1.0]);
 }
+
+/// PyTorch 2.15's values: the input gradient divides by `max(p (1 - p), 1e-12)`, so p = 0 or 1
+/// gives a large finite gradient (or 0 where p equals the target) instead of `0 * inf`.
+#[test]
+fn binary_cross_entropy_at_probabilities_zero_and_one() {
+    // sigmoid(20) is exactly 1 in f32: the target matches, and the gradient is 0 (was NaN).
+    let z = Tensor::from_vec(vec![20.0f32], &[1]).requires_grad();
+    let p = z.sigmoid();
+    assert_eq!(p.item(), 1.0);
+    let loss = functional::binary_cross_entropy(&p, &Tensor::ones(&[1]), Reduction::Mean);
+    assert_eq!(loss.item(), 0.0);
+    loss.backward();
+    assert_eq!(z.grad().unwrap().to_vec::<f32>(), vec![0.0]);
+
+    // p = [0, 1] against y = [1, 0]: PyTorch gives 100 and -/+499999997952 in f32.
+    let p = Tensor::from_vec(vec![0.0f32, 1.0], &[2]).requires_grad();
+    let loss = functional::binary_cross_entropy(&p, &Tensor::from_vec(vec![1.0f32, 0.0], &[2]), Reduction::Mean);
+    assert_eq!(loss.item(), 100.0);
+    loss.backward();
+    assert_eq!(p.grad().unwrap().to_vec::<f32>(), vec![-499999997952.0, 499999997952.0]);
+
+    // f64, summed, with the target's gradient (unclamped logs: infinite at p = 0 or 1).
+    let p = Tensor::from_vec(vec![0.0f64, 1.0, 0.3, 1e-7], &[4]).requires_grad();
+    let y = Tensor::from_vec(vec![1.0f64, 0.0, 0.6, 0.0], &[4]).requires_grad();
+    let loss = functional::binary_cross_entropy(&p, &y, Reduction::Sum);
+    assert!((loss.item() - 200.86505376017104).abs() < 1e-12);
+    loss.backward();
+    let torch_dp = [-1000000003995.8029, 1000000003995.8029, -1.4285714285714286, 1.00000010000001];
+    for (ours, torch) in p.grad().unwrap().to_vec::<f64>().iter().zip(torch_dp) {
+        assert!((ours - torch).abs() <= 1e-12 * torch.abs(), "{ours} vs {torch}");
+    }
+    let torch_dy = [f64::INFINITY, f64::NEG_INFINITY, 0.8472978603872036, 16.118095550958316];
+    for (ours, torch) in y.grad().unwrap().to_vec::<f64>().iter().zip(torch_dy) {
+        assert!(*ours == torch || (ours - torch).abs() <= 1e-12 * torch.abs(), "{ours} vs {torch}");
+    }
+}
+
+#[test]
+fn binary_cross_entropy_rejects_values_outside_zero_one() {
+    let half = Tensor::from_vec(vec![0.5f32, 0.5], &[2]);
+    for (p, y, what) in [
+        (vec![0.5f32, 1.5], vec![1.0f32, 1.0], "input should be between 0 and 1, but element 1 is 1.5"),
+        (vec![f32::NAN, 0.5], vec![1.0, 1.0], "input should be between 0 and 1, but element 0 is NaN"),
+        (vec![0.5, 0.5], vec![1.0, -0.5], "target should be between 0 and 1, but element 1 is -0.5"),
+    ] {
+        let (p, y) = (Tensor::from_vec(p, &[2]), Tensor::from_vec(y, &[2]));
+        let err = functional::try_binary_cross_entropy(&p, &y, Reduction::Mean).unwrap_err().to_string();
+        assert!(err.contains(what) && err.contains(file!()), "{err}");
+    }
+    assert!(functional::try_binary_cross_entropy(&half, &half, Reduction::Mean).is_ok());
+}
