@@ -8,7 +8,7 @@
 
 use std::panic::Location;
 
-use tapegrad_tape::layout::Layout;
+use tapegrad_tape::layout::{Layout, checked_size, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
 
@@ -77,9 +77,17 @@ impl Geometry {
     }
 }
 
-fn out_size(input: usize, pad: usize, dilation: usize, kernel: usize, stride: usize) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    (input + 2 * pad).checked_sub(span).map(|r| r / stride + 1)
+/// The output size of one spatial dimension: `Ok(None)` if the kernel is larger than the
+/// padded input, an error if the sizes overflow.
+fn out_size(
+    op: &'static str,
+    (input, pad, dilation, kernel, stride): (usize, usize, usize, usize, usize),
+    location: &'static Location<'static>,
+) -> Result<Option<usize>> {
+    let what = format!("input size {input} with padding {pad}, kernel {kernel} and dilation {dilation}");
+    let span = checked_size(op, &what, dilation.checked_mul(kernel - 1).and_then(|s| s.checked_add(1)), location)?;
+    let padded = checked_size(op, &what, pad.checked_mul(2).and_then(|p| p.checked_add(input)), location)?;
+    Ok(padded.checked_sub(span).map(|r| r / stride + 1))
 }
 
 /// Checks shapes for `conv(x, weight)` and works out the geometry.
@@ -114,14 +122,20 @@ fn geometry(
         )));
     }
     let (Some(ho), Some(wo)) = (
-        out_size(h, opts.padding.0, opts.dilation.0, kh, opts.stride.0),
-        out_size(w, opts.padding.1, opts.dilation.1, kw, opts.stride.1),
+        out_size(op, (h, opts.padding.0, opts.dilation.0, kh, opts.stride.0), location)?,
+        out_size(op, (w, opts.padding.1, opts.dilation.1, kw, opts.stride.1), location)?,
     ) else {
         return Err(bad(format!(
             "kernel {kh}x{kw} (dilation {:?}) is larger than the padded input {x:?}",
             opts.dilation
         )));
     };
+    // Every buffer the kernels allocate or index: the output, the padded input, the columns
+    // of one image (in elements; offsets into them are isize in the kernels).
+    let (hp, wp) = (h + 2 * opts.padding.0, w + 2 * opts.padding.1);
+    for shape in [[n, o, ho, wo], [n, c, hp, wp], [cg, kh * kw, ho, wo], [o, cg, kh, kw]] {
+        try_numel(op, &shape, location)?;
+    }
     Ok(Geometry { n, c, h, w, o, ho, wo, kh, kw, opts })
 }
 
@@ -586,12 +600,25 @@ pub(crate) fn conv_transpose2d(
     // The forward convolution this is the adjoint of: its input is our output.
     let (n, _, hi, wi) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let (kh, kw) = (weight.shape()[2], weight.shape()[3]);
-    let size = |i: usize, s: usize, p: usize, d: usize, k: usize, op_: usize| -> Option<usize> {
-        ((i - 1) * s + d * (k - 1) + op_ + 1).checked_sub(2 * p)
+    if [hi, wi, kh, kw].contains(&0) {
+        return Err(Error::Shape {
+            op,
+            message: format!("input {:?} and weight {:?} need positive spatial sizes", x.shape(), weight.shape()),
+            location,
+        });
+    }
+    let size = |i: usize, s: usize, p: usize, d: usize, k: usize, op_: usize| -> Result<Option<usize>> {
+        let full = (i - 1)
+            .checked_mul(s)
+            .and_then(|v| v.checked_add(d.checked_mul(k - 1)?))
+            .and_then(|v| v.checked_add(op_)?.checked_add(1));
+        let what = format!("the output size of input size {i} with stride {s}, kernel {k} and dilation {d}");
+        let full = checked_size(op, &what, full, location)?;
+        Ok(p.checked_mul(2).and_then(|p2| full.checked_sub(p2)))
     };
     let (Some(h), Some(w)) = (
-        size(hi, opts.stride.0, opts.padding.0, opts.dilation.0, kh, output_padding.0),
-        size(wi, opts.stride.1, opts.padding.1, opts.dilation.1, kw, output_padding.1),
+        size(hi, opts.stride.0, opts.padding.0, opts.dilation.0, kh, output_padding.0)?,
+        size(wi, opts.stride.1, opts.padding.1, opts.dilation.1, kw, output_padding.1)?,
     ) else {
         return Err(Error::Shape { op, message: format!("padding {:?} leaves no output", opts.padding), location });
     };

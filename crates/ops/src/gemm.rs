@@ -29,10 +29,15 @@ impl<'a, T> View<'a, T> {
         View { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
     }
 
+    /// Whether every element the view reaches lies in `data` (the sums are checked, so that
+    /// no wrapped offset can pass).
     fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+        let last = || {
+            let rows = (self.rows - 1).checked_mul(self.rs)?;
+            let cols = (self.cols - 1).checked_mul(self.cs)?;
+            self.offset.checked_add(rows)?.checked_add(cols)
+        };
+        self.rows == 0 || self.cols == 0 || last().is_some_and(|last| last < self.data.len())
     }
 }
 
@@ -176,7 +181,10 @@ unsafe fn block<T: Gemm>(
 /// on the calling thread.
 pub(crate) fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(a.cols == b.rows && c.len() == m * n && a.in_bounds() && b.in_bounds(), "gemm: operand shapes");
+    assert!(
+        a.cols == b.rows && m.checked_mul(n) == Some(c.len()) && a.in_bounds() && b.in_bounds(),
+        "gemm: operand shapes"
+    );
     if m * n == 0 {
         return;
     }
@@ -198,7 +206,10 @@ pub(crate) fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], ac
     if threads < 2 || m * n * k < PARALLEL_FLOPS {
         return gemm_serial(a, b, c, accumulate);
     }
-    assert!(a.cols == b.rows && c.len() == m * n && a.in_bounds() && b.in_bounds(), "gemm: operand shapes");
+    assert!(
+        a.cols == b.rows && m.checked_mul(n) == Some(c.len()) && a.in_bounds() && b.in_bounds(),
+        "gemm: operand shapes"
+    );
     let beta = if accumulate { T::ONE } else { T::ZERO };
     let c_ptr = SendPtr(c.as_mut_ptr());
     // Split the longer side of C so each worker gets a tall or wide block.

@@ -4,7 +4,7 @@
 
 use std::panic::Location;
 
-use tapegrad_tape::layout::{Layout, broadcast_shapes, numel};
+use tapegrad_tape::layout::{Layout, broadcast_shapes, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
 
@@ -47,6 +47,11 @@ fn bmm(a: &Tensor, b: &Tensor, location: &'static Location<'static>) -> Result<T
         });
     };
     let full = |rows: usize, cols: usize| -> Vec<usize> { batch.iter().copied().chain([rows, cols]).collect() };
+    // Broadcast batch dimensions can make views, and a product, of more elements than
+    // either operand holds.
+    for shape in [full(m, k), full(k, n), full(m, n)] {
+        try_numel("matmul", &shape, location)?;
+    }
     let la = a.layout().broadcast_to(&full(m, k)).expect("batch dims broadcast");
     let lb = b.layout().broadcast_to(&full(k, n)).expect("batch dims broadcast");
     let storage = match (a.storage(), b.storage()) {
@@ -135,6 +140,7 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
     }
     let rows = x.numel() / inp.max(1);
     let out_shape: Vec<usize> = x.shape()[..x.dim() - 1].iter().copied().chain([out]).collect();
+    try_numel("linear", &out_shape, location)?;
     let x2 = reshape_to(x, &[rows, inp]);
     fn kernel<T: Gemm>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, b: Option<&[T]>, rows: usize, out: usize) -> Vec<T> {
         let mut c = match b {

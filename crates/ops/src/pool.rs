@@ -3,7 +3,7 @@
 
 use std::panic::Location;
 
-use tapegrad_tape::layout::Layout;
+use tapegrad_tape::layout::{Layout, checked_size, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, ensure_float, record};
 
@@ -31,7 +31,7 @@ fn pooled_size(
     padding: usize,
     location: &'static Location<'static>,
 ) -> Result<usize> {
-    if kernel == 0 || stride == 0 || padding * 2 > kernel {
+    if kernel == 0 || stride == 0 || padding > kernel / 2 {
         return Err(Error::InvalidArgument {
             op,
             message: format!(
@@ -40,9 +40,12 @@ fn pooled_size(
             location,
         });
     }
-    (input + 2 * padding).checked_sub(kernel).map(|r| r / stride + 1).ok_or_else(|| Error::Shape {
+    // 2 * padding <= kernel, so only the sum with the input can overflow.
+    let what = format!("input size {input} with padding {padding}");
+    let padded = checked_size(op, &what, input.checked_add(2 * padding), location)?;
+    padded.checked_sub(kernel).map(|r| r / stride + 1).ok_or_else(|| Error::Shape {
         op,
-        message: format!("kernel {kernel} is larger than the padded input size {}", input + 2 * padding),
+        message: format!("kernel {kernel} is larger than the padded input size {padded}"),
         location,
     })
 }
@@ -233,7 +236,8 @@ pub(crate) fn avg_pool2d(
     pooled_size(op, w, kernel.1, stride.1, padding.1, location)?;
     // PyTorch's default count_include_pad=True: every window divides by the full kernel
     // area, which is exactly a depthwise convolution with a constant kernel.
-    let weight = Tensor::full_dtype(&[c, 1, kernel.0, kernel.1], 1.0 / (kernel.0 * kernel.1) as f64, x.dtype());
+    let area = try_numel(op, &[kernel.0, kernel.1], location)?;
+    let weight = Tensor::try_full_dtype(&[c, 1, kernel.0, kernel.1], 1.0 / area as f64, x.dtype())?;
     let opts = Conv2dOptions { stride, padding, dilation: (1, 1), groups: c };
     crate::conv::conv2d(x, &weight, None, opts)
 }
@@ -263,6 +267,9 @@ pub(crate) fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<
             message: format!("output size {output:?} must be positive"),
             location,
         });
+    }
+    for shape in [&[output.0, h][..], &[output.1, w], &[x.shape()[0], x.shape()[1], output.0, output.1]] {
+        try_numel(op, shape, location)?;
     }
     let ah = Tensor::from_vec(averaging_matrix(h, output.0), &[output.0, h]).to_dtype(x.dtype());
     let aw = Tensor::from_vec(averaging_matrix(w, output.1), &[output.1, w]).to_dtype(x.dtype());

@@ -2,7 +2,7 @@
 
 use std::panic::Location;
 
-use tapegrad_tape::layout::numel;
+use tapegrad_tape::layout::{checked_numel, checked_size, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Tensor, record};
 
@@ -31,8 +31,14 @@ pub(crate) fn reshape(x: &Tensor, shape: &[isize]) -> Result<Tensor> {
     if inferred.len() > 1 || shape.iter().any(|&d| d < -1) {
         return Err(bad(format!("invalid shape {shape:?}: at most one -1 and no other negative sizes")));
     }
-    let known: usize = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+    let sizes: Vec<usize> = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).collect();
+    let known = checked_numel(&sizes).ok_or_else(|| {
+        bad(format!(
+            "shape {shape:?} has too many elements for input of shape {:?} (the product of its sizes overflows)",
+            x.shape()
+        ))
+    })?;
     if let Some(&i) = inferred.first() {
         if known == 0 || !x.numel().is_multiple_of(known) {
             return Err(bad(format!("shape {shape:?} is invalid for input of shape {:?}", x.shape())));
@@ -151,10 +157,10 @@ pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result
     let location = Location::caller();
     let d = resolve("narrow", x, dim, location)?;
     let n = x.shape()[d];
-    if start + len > n {
+    if start.checked_add(len).is_none_or(|end| end > n) {
         return Err(index_error(
             "narrow",
-            format!("range {start}..{} is outside dimension {d} of size {n} (shape {:?})", start + len, x.shape()),
+            format!("{len} elements from {start} are outside dimension {d} of size {n} (shape {:?})", x.shape()),
             location,
         ));
     }
@@ -230,6 +236,13 @@ pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64) -> Result<Ten
             location,
         ));
     }
+    let mut shape = x.shape().to_vec();
+    for (i, &(before, after)) in pads.iter().enumerate() {
+        let n = &mut shape[x.dim() - 1 - i];
+        let what = format!("size {n} padded by {before} and {after}");
+        *n = checked_size("pad", &what, n.checked_add(before).and_then(|m| m.checked_add(after)), location)?;
+    }
+    try_numel("pad", &shape, location)?;
     let mut out = x.clone();
     for (i, &(before, after)) in pads.iter().enumerate() {
         out = pad_dim(&out, x.dim() - 1 - i, before, after, value);
@@ -244,6 +257,9 @@ pub(crate) fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
     let Some(first) = tensors.first() else {
         return Err(index_error("cat", "needs at least one tensor".into(), location));
     };
+    if first.dim() == 0 {
+        return Err(index_error("cat", "zero-dimensional tensors cannot be concatenated".into(), location));
+    }
     let d = resolve("cat", first, dim, location)?;
     let mut shape = first.shape().to_vec();
     shape[d] = 0;
@@ -264,8 +280,10 @@ pub(crate) fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
         if t.dtype() != first.dtype() {
             return Err(Error::DType { op: "cat", lhs: first.dtype(), rhs: t.dtype(), location });
         }
-        shape[d] += t.shape()[d];
+        let joined = shape[d].checked_add(t.shape()[d]);
+        shape[d] = checked_size("cat", &format!("dimension {d} of the joined tensors"), joined, location)?;
     }
+    try_numel("cat", &shape, location)?;
     let mut out = Tensor::zeros_dtype(&shape, first.dtype());
     let mut sizes = Vec::with_capacity(tensors.len());
     let mut at = 0;
@@ -565,7 +583,12 @@ pub(crate) fn repeat(x: &Tensor, reps: &[usize]) -> Result<Tensor> {
     let shape: Vec<usize> = std::iter::repeat_n(1, lead).chain(x.shape().iter().copied()).collect();
     let interleaved: Vec<usize> = shape.iter().flat_map(|&s| [1, s]).collect();
     let target: Vec<usize> = shape.iter().zip(reps).flat_map(|(&s, &r)| [r, s]).collect();
-    let out: Vec<usize> = shape.iter().zip(reps).map(|(&s, &r)| s * r).collect();
+    let out = shape
+        .iter()
+        .zip(reps)
+        .map(|(&s, &r)| checked_size("repeat", &format!("size {s} repeated {r} times"), s.checked_mul(r), location))
+        .collect::<Result<Vec<usize>>>()?;
+    try_numel("repeat", &out, location)?;
     let tiled = reshape_to(x, &interleaved).broadcast_to(&target);
     Ok(reshape_to(&tiled, &out))
 }

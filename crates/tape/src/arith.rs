@@ -55,11 +55,14 @@ pub fn broadcast_pair(
         return Err(Error::DType { op, lhs: a.dtype(), rhs: b.dtype(), location });
     }
     crate::error::ensure_float(op, a, location)?;
-    broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| Error::Shape {
+    let shape = broadcast_shapes(a.shape(), b.shape()).ok_or_else(|| Error::Shape {
         op,
         message: format!("shapes {:?} and {:?} cannot be broadcast together", a.shape(), b.shape()),
         location,
-    })
+    })?;
+    // Two views can broadcast to more elements than either has ([n, 1] with [1, n]).
+    crate::layout::try_numel(op, &shape, location)?;
+    Ok(shape)
 }
 
 fn binary_value<F: BinaryFn>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
@@ -436,6 +439,7 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
+        crate::layout::try_numel("broadcast_to", shape, location)?;
         let layout = self.layout().broadcast_to(shape).ok_or_else(|| Error::Shape {
             op: "broadcast_to",
             message: format!("shape {:?} cannot be broadcast to {shape:?}", self.shape()),
@@ -474,6 +478,8 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
+        crate::error::ensure_float("sum_to_shape", self, location)?;
+        crate::layout::try_numel("sum_to_shape", shape, location)?;
         if Layout::contiguous(shape).broadcast_to(self.shape()).is_none() {
             return Err(Error::Shape {
                 op: "sum_to_shape",

@@ -1,6 +1,10 @@
 //! Shapes, strides and views: how an n-dimensional index maps into flat storage.
 
+use std::panic::Location;
+
 use smallvec::SmallVec;
+
+use crate::{Error, Result};
 
 /// A tensor shape (or a stride vector): inline for up to four dimensions, so that the
 /// common case allocates nothing.
@@ -13,14 +17,97 @@ use smallvec::SmallVec;
 /// ```
 pub type Shape = SmallVec<[usize; 4]>;
 
+/// The most elements a shape may have: what a pointer offset (and a `Vec`) can address.
+/// Every [`Layout`] and every tensor stays within it, so element counts never wrap.
+///
+/// ```
+/// assert_eq!(tapegrad_tape::layout::MAX_NUMEL, isize::MAX as usize);
+/// ```
+pub const MAX_NUMEL: usize = isize::MAX as usize;
+
+/// Number of elements of a shape (1 for a scalar of shape `[]`), or `None` if the product of
+/// its sizes exceeds [`MAX_NUMEL`]. A shape with a zero size is empty, however large the
+/// others.
+///
+/// ```
+/// use tapegrad_tape::layout::checked_numel;
+/// assert_eq!(checked_numel(&[2, 3, 4]), Some(24));
+/// assert_eq!(checked_numel(&[(1 << 63) + 1, 2]), None); // wraps to 2 in plain arithmetic
+/// assert_eq!(checked_numel(&[0, 1 << 40, 1 << 40]), Some(0));
+/// ```
+#[inline]
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    match shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+        Some(n) if n <= MAX_NUMEL => Some(n),
+        _ if shape.contains(&0) => Some(0),
+        _ => None,
+    }
+}
+
 /// Number of elements of a shape (1 for a scalar of shape `[]`).
+///
+/// # Panics
+/// If the product of the sizes exceeds [`MAX_NUMEL`] (it never wraps); operations check
+/// their shapes with [`try_numel`] first and report which operation asked.
 ///
 /// ```
 /// assert_eq!(tapegrad_tape::layout::numel(&[2, 3, 4]), 24);
 /// assert_eq!(tapegrad_tape::layout::numel(&[]), 1);
 /// ```
+#[inline]
+#[track_caller]
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    match checked_numel(shape) {
+        Some(n) => n,
+        None => too_many_elements(shape),
+    }
+}
+
+#[cold]
+#[track_caller]
+fn too_many_elements(shape: &[usize]) -> ! {
+    panic!("{}", too_many_elements_message(shape))
+}
+
+fn too_many_elements_message(shape: &[usize]) -> String {
+    format!("shape {shape:?} has too many elements (the product of its sizes exceeds {MAX_NUMEL})")
+}
+
+/// Number of elements of `shape`, or an [`Error::Shape`] naming `op` and the shape if it
+/// exceeds [`MAX_NUMEL`]: what every constructor and shape operation checks before it
+/// allocates or builds a view.
+///
+/// ```
+/// use std::panic::Location;
+/// use tapegrad_tape::layout::try_numel;
+/// assert_eq!(try_numel("zeros", &[2, 3], Location::caller()).unwrap(), 6);
+/// let err = try_numel("zeros", &[1 << 40, 1 << 40], Location::caller()).unwrap_err();
+/// assert!(err.to_string().starts_with("zeros: shape [1099511627776, 1099511627776] has too many elements"));
+/// ```
+pub fn try_numel(op: &'static str, shape: &[usize], location: &'static Location<'static>) -> Result<usize> {
+    checked_numel(shape).ok_or_else(|| Error::Shape { op, message: too_many_elements_message(shape), location })
+}
+
+/// `a * b`, or an [`Error::Shape`] naming `op` and `what` was being computed if the product
+/// overflows: for size formulas (output sizes, padded sizes, repeat counts).
+///
+/// ```
+/// use std::panic::Location;
+/// use tapegrad_tape::layout::checked_size;
+/// assert_eq!(checked_size("repeat", "size 3 repeated 4 times", 3usize.checked_mul(4), Location::caller()).unwrap(), 12);
+/// assert!(checked_size("repeat", "size 3 repeated 2^63 times", 3usize.checked_mul(1 << 63), Location::caller()).is_err());
+/// ```
+pub fn checked_size(
+    op: &'static str,
+    what: &str,
+    value: Option<usize>,
+    location: &'static Location<'static>,
+) -> Result<usize> {
+    value.filter(|&n| n <= MAX_NUMEL).ok_or_else(|| Error::Shape {
+        op,
+        message: format!("{what} overflows (sizes are limited to {MAX_NUMEL})"),
+        location,
+    })
 }
 
 /// Whether two shapes are equal, compared in line: slices' `==` calls `memcmp`, which costs
@@ -47,18 +134,18 @@ pub fn contiguous_strides(shape: &[usize]) -> Shape {
     // into a plain array and handed over whole, which costs a fraction of pushing.
     if shape.len() <= INLINE_RANK {
         let mut buf = [0; INLINE_RANK];
-        let mut stride = 1;
+        let mut stride: usize = 1;
         for (s, &n) in buf[..shape.len()].iter_mut().zip(shape).rev() {
             *s = stride;
-            stride *= n;
+            stride = stride.wrapping_mul(n); // wraps only past an empty dimension's product
         }
         return SmallVec::from_buf_and_len(buf, shape.len());
     }
     let mut strides = Shape::new();
-    let mut stride = 1;
+    let mut stride: usize = 1;
     for &n in shape.iter().rev() {
         strides.push(stride);
-        stride *= n;
+        stride = stride.wrapping_mul(n); // wraps only past an empty dimension's product
     }
     strides.reverse();
     strides
@@ -139,8 +226,13 @@ impl Layout {
     /// let l = tapegrad_tape::layout::Layout::contiguous(&[4, 5]);
     /// assert_eq!(l.strides(), &[5, 1]);
     /// ```
+    ///
+    /// # Panics
+    /// If `shape` has more than [`MAX_NUMEL`] elements.
     #[inline]
+    #[track_caller]
     pub fn contiguous(shape: &[usize]) -> Self {
+        numel(shape);
         Layout { shape: shape_of(shape), strides: contiguous_strides(shape), offset: 0 }
     }
 
@@ -150,8 +242,13 @@ impl Layout {
     /// let l = tapegrad_tape::layout::Layout::from_parts(&[2], &[3], 1);
     /// assert_eq!(l.offset(), 1);
     /// ```
+    ///
+    /// # Panics
+    /// If the ranks differ or `shape` has more than [`MAX_NUMEL`] elements.
+    #[track_caller]
     pub fn from_parts(shape: &[usize], strides: &[usize], offset: usize) -> Self {
         assert_eq!(shape.len(), strides.len(), "layout: shape and strides differ in rank");
+        numel(shape);
         Layout { shape: shape_of(shape), strides: shape_of(strides), offset }
     }
 
@@ -199,12 +296,12 @@ impl Layout {
     /// assert!(Layout::from_parts(&[1, 3], &[0, 1], 2).is_contiguous());
     /// ```
     pub fn is_contiguous(&self) -> bool {
-        let mut expected = 1;
+        let mut expected: usize = 1;
         for (&n, &s) in self.shape.iter().zip(&self.strides).rev() {
             if n != 1 && s != expected {
                 return false;
             }
-            expected *= n;
+            expected = expected.wrapping_mul(n);
         }
         true
     }
@@ -217,7 +314,12 @@ impl Layout {
     /// let l = Layout::contiguous(&[3, 1]).broadcast_to(&[2, 3, 4]).unwrap();
     /// assert_eq!(l.strides(), &[0, 1, 0]);
     /// ```
+    ///
+    /// # Panics
+    /// If `target` has more than [`MAX_NUMEL`] elements.
+    #[track_caller]
     pub fn broadcast_to(&self, target: &[usize]) -> Option<Layout> {
+        numel(target);
         if target.len() < self.shape.len() {
             return None;
         }
@@ -245,6 +347,7 @@ impl Layout {
     /// let l = tapegrad_tape::layout::Layout::contiguous(&[2, 3]).transpose(0, 1);
     /// assert_eq!((l.shape(), l.strides()), (&[3, 2][..], &[1, 3][..]));
     /// ```
+    #[track_caller]
     pub fn transpose(&self, a: usize, b: usize) -> Layout {
         let mut l = self.clone();
         l.shape.swap(a, b);
@@ -259,7 +362,18 @@ impl Layout {
     /// let l = tapegrad_tape::layout::Layout::contiguous(&[2, 3, 4]).permute(&[2, 0, 1]);
     /// assert_eq!(l.shape(), &[4, 2, 3]);
     /// ```
+    ///
+    /// # Panics
+    /// If `dims` is not a permutation of `0..rank`.
+    #[track_caller]
     pub fn permute(&self, dims: &[usize]) -> Layout {
+        let rank = self.shape.len();
+        let mut seen: Shape = SmallVec::from_elem(0, rank);
+        for &d in dims {
+            assert!(d < rank && seen[d] == 0, "layout: {dims:?} is not a permutation of 0..{rank}");
+            seen[d] = 1;
+        }
+        assert_eq!(dims.len(), rank, "layout: {dims:?} is not a permutation of 0..{rank}");
         Layout {
             shape: dims.iter().map(|&d| self.shape[d]).collect(),
             strides: dims.iter().map(|&d| self.strides[d]).collect(),
@@ -288,7 +402,16 @@ impl Layout {
     /// let l = tapegrad_tape::layout::Layout::contiguous(&[4, 3]).narrow(0, 1, 2);
     /// assert_eq!((l.shape(), l.offset()), (&[2, 3][..], 3));
     /// ```
+    ///
+    /// # Panics
+    /// If `dim` is out of range or `start + len` exceeds the dimension's size.
+    #[track_caller]
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Layout {
+        assert!(
+            dim < self.shape.len() && start.checked_add(len).is_some_and(|end| end <= self.shape[dim]),
+            "layout: narrow({dim}, {start}, {len}) is outside shape {:?}",
+            self.shape
+        );
         let mut l = self.clone();
         l.offset += start * l.strides[dim];
         l.shape[dim] = len;

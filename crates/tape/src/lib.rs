@@ -45,7 +45,7 @@ pub use function::{Function, FunctionCtx, apply};
 pub use grad_mode::{GradModeGuard, enable_grad, is_grad_enabled, no_grad, set_grad_enabled};
 pub use gradcheck::{CheckOutputs, GradcheckOptions, GradcheckReport, Mismatch, gradcheck, gradgradcheck};
 pub use inspect::{Graph, NodeInfo, tape_nodes};
-pub use random::{manual_seed, with_generator};
+pub use random::{Generator, RngState, get_rng_state, manual_seed, set_rng_state, with_generator};
 pub use storage::{Buffer, Storage, StorageElement};
 pub use tape::{Backward, BackwardCtx, BackwardRule, InputGrads, NodeKey, TapeStats, record, tape_stats, will_record};
 pub use tensor::Tensor;

@@ -1,22 +1,207 @@
-//! Random tensors from a seedable per-thread generator (PyTorch's `manual_seed`).
+//! Random tensors from seedable generators (PyTorch's `manual_seed`).
+//!
+//! Each thread draws from its own stream, so threads never contend for a lock and never
+//! disturb each other's sequences. The streams are cut from one default generator: a thread's
+//! first draw takes the default generator's current state and advances it by 2^128 steps
+//! (xoshiro256++'s jump), so no two threads share numbers. [`manual_seed`] reseeds the
+//! default generator and the calling thread's stream; threads that drew before keep their
+//! streams, so a worker thread that must be reproducible calls `manual_seed` itself.
 
 use std::cell::RefCell;
+use std::convert::Infallible;
+use std::panic::Location;
+use std::sync::{Mutex, PoisonError};
 
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, RngExt, TryRng};
 
-use crate::{DType, Storage, Tensor, layout::Layout, layout::numel};
+use crate::error::{Error, Result, or_panic};
+use crate::{DType, Storage, Tensor, layout::Layout, layout::try_numel, tensor::with_capacity};
 
-/// The seed every thread's generator starts from, so that runs are reproducible by default.
+/// The seed the default generator starts from, so that runs are reproducible by default.
 const DEFAULT_SEED: u64 = 0x7a9e_67ad;
 
-thread_local! {
-    static GENERATOR: RefCell<Xoshiro256PlusPlus> =
-        RefCell::new(Xoshiro256PlusPlus::seed_from_u64(DEFAULT_SEED));
+/// The xoshiro256++ generator (Blackman and Vigna), written out so that its state can be
+/// saved in a checkpoint and restored. Its numbers are those of `rand`'s
+/// `Xoshiro256PlusPlus` for the same seed.
+///
+/// ```
+/// use rand::RngExt;
+/// let mut g = tapegrad_tape::Generator::seeded(7);
+/// let x: f64 = g.random();
+/// assert!((0.0..1.0).contains(&x));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generator {
+    s: [u64; 4],
 }
 
-/// Reseeds this thread's generator, which `randn`, `rand`, initialisers and dropout draw
-/// from: PyTorch's `torch.manual_seed`.
+/// A generator's whole state, 32 bytes: what a checkpoint saves to resume the random
+/// sequence exactly ([`get_rng_state`], [`set_rng_state`]).
+///
+/// ```
+/// use tapegrad_tape::RngState;
+/// let state = tapegrad_tape::get_rng_state();
+/// assert_eq!(RngState::from_hex(&state.to_hex()).unwrap(), state);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RngState(pub [u64; 4]);
+
+impl RngState {
+    /// The state as 64 hexadecimal digits (four 64-bit words), for text metadata.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_tape::RngState([1, 2, 3, 4]).to_hex().len(), 64);
+    /// ```
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|w| format!("{w:016x}")).collect()
+    }
+
+    /// Parses [`RngState::to_hex`]'s text; `None` unless it is 64 hexadecimal digits.
+    ///
+    /// ```
+    /// use tapegrad_tape::RngState;
+    /// assert!(RngState::from_hex("not hex").is_none());
+    /// ```
+    pub fn from_hex(text: &str) -> Option<RngState> {
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut words = [0u64; 4];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = u64::from_str_radix(&text[16 * i..16 * (i + 1)], 16).ok()?;
+        }
+        Some(RngState(words))
+    }
+}
+
+impl Generator {
+    /// A generator seeded from one number (by SplitMix64, as `rand`'s `seed_from_u64`).
+    ///
+    /// ```
+    /// use tapegrad_tape::Generator;
+    /// assert_eq!(Generator::seeded(1), Generator::seeded(1));
+    /// assert_ne!(Generator::seeded(1), Generator::seeded(2));
+    /// ```
+    pub const fn seeded(seed: u64) -> Generator {
+        let mut x = seed;
+        let mut s = [0u64; 4];
+        let mut i = 0;
+        while i < 4 {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            s[i] = z ^ (z >> 31);
+            i += 1;
+        }
+        Generator { s }
+    }
+
+    /// The generator's state.
+    ///
+    /// ```
+    /// let g = tapegrad_tape::Generator::seeded(3);
+    /// assert_eq!(tapegrad_tape::Generator::from_state(g.state()).unwrap(), g);
+    /// ```
+    pub fn state(&self) -> RngState {
+        RngState(self.s)
+    }
+
+    /// A generator resuming from `state`; `None` for the all-zero state, which xoshiro
+    /// cannot leave.
+    ///
+    /// ```
+    /// assert!(tapegrad_tape::Generator::from_state(tapegrad_tape::RngState([0; 4])).is_none());
+    /// ```
+    pub fn from_state(state: RngState) -> Option<Generator> {
+        (state.0 != [0; 4]).then_some(Generator { s: state.0 })
+    }
+
+    /// Advances the generator by 2^128 draws: the start of a stream that no draw from the
+    /// current position will reach.
+    ///
+    /// ```
+    /// let mut g = tapegrad_tape::Generator::seeded(3);
+    /// let before = g.clone();
+    /// g.jump();
+    /// assert_ne!(g, before);
+    /// ```
+    pub fn jump(&mut self) {
+        const JUMP: [u64; 4] =
+            [0x180e_c6d3_3cfd_0aba, 0xd5a6_1266_f0c9_392c, 0xa958_2618_e03f_c9aa, 0x39ab_dc45_29b1_661c];
+        let mut acc = [0u64; 4];
+        for word in JUMP {
+            for bit in 0..64 {
+                if word & (1 << bit) != 0 {
+                    for (a, s) in acc.iter_mut().zip(self.s) {
+                        *a ^= s;
+                    }
+                }
+                self.step();
+            }
+        }
+        self.s = acc;
+    }
+
+    #[inline]
+    fn step(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+}
+
+impl TryRng for Generator {
+    type Error = Infallible;
+
+    #[inline]
+    fn try_next_u32(&mut self) -> std::result::Result<u32, Infallible> {
+        // The upper bits: xoshiro's lowest bits are its weakest.
+        Ok((self.step() >> 32) as u32)
+    }
+
+    #[inline]
+    fn try_next_u64(&mut self) -> std::result::Result<u64, Infallible> {
+        Ok(self.step())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> std::result::Result<(), Infallible> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.step().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// The generator that threads' streams are cut from.
+static DEFAULT_GENERATOR: Mutex<Generator> = Mutex::new(Generator::seeded(DEFAULT_SEED));
+
+thread_local! {
+    /// This thread's stream, cut from the default generator at its first draw.
+    static THREAD_GENERATOR: RefCell<Option<Generator>> = const { RefCell::new(None) };
+}
+
+/// The next unused stream of the default generator.
+fn next_stream() -> Generator {
+    let mut default = DEFAULT_GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+    let stream = default.clone();
+    default.jump();
+    stream
+}
+
+/// Seeds the random numbers that `randn`, `rand`, initialisers and dropout draw: PyTorch's
+/// `torch.manual_seed`. The calling thread's stream restarts from `seed`, and threads that
+/// draw for the first time afterwards get streams cut from the same seed. Threads that have
+/// drawn already keep their own streams (call `manual_seed` in each worker thread that must
+/// be reproducible).
 ///
 /// ```
 /// use tapegrad_tape::{Tensor, manual_seed};
@@ -26,19 +211,63 @@ thread_local! {
 /// assert_eq!(a, Tensor::randn(&[3]).to_vec::<f32>());
 /// ```
 pub fn manual_seed(seed: u64) {
-    GENERATOR.with(|g| *g.borrow_mut() = Xoshiro256PlusPlus::seed_from_u64(seed));
+    let stream = {
+        let mut default = DEFAULT_GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+        *default = Generator::seeded(seed);
+        let stream = default.clone();
+        default.jump();
+        stream
+    };
+    THREAD_GENERATOR.with(|g| *g.borrow_mut() = Some(stream));
 }
 
-/// Runs `f` with this thread's generator, for code that draws its own random numbers
-/// (initialisers, dropout masks, shuffling) from the same seeded stream.
+/// The state of the calling thread's stream, to save in a checkpoint.
+///
+/// ```
+/// use tapegrad_tape::{Tensor, get_rng_state, set_rng_state};
+/// let state = get_rng_state();
+/// let a = Tensor::rand(&[4]).to_vec::<f32>();
+/// set_rng_state(state).unwrap();
+/// assert_eq!(a, Tensor::rand(&[4]).to_vec::<f32>());
+/// ```
+pub fn get_rng_state() -> RngState {
+    with_generator(|g| g.state())
+}
+
+/// Resumes the calling thread's stream from a state [`get_rng_state`] returned. The
+/// all-zero state, which no generator reaches, is an error.
+///
+/// ```
+/// assert!(tapegrad_tape::set_rng_state(tapegrad_tape::RngState([0; 4])).is_err());
+/// ```
+#[track_caller]
+pub fn set_rng_state(state: RngState) -> Result<()> {
+    let generator = Generator::from_state(state).ok_or_else(|| Error::InvalidArgument {
+        op: "set_rng_state",
+        message: "the all-zero state is not a state of the generator".into(),
+        location: Location::caller(),
+    })?;
+    THREAD_GENERATOR.with(|g| *g.borrow_mut() = Some(generator));
+    Ok(())
+}
+
+/// Runs `f` with the calling thread's generator, for code that draws its own random numbers
+/// (initialisers, dropout masks, shuffling) from the same seeded stream. `f` must not draw
+/// through `with_generator` again (the generator is borrowed while it runs).
 ///
 /// ```
 /// use rand::RngExt;
 /// let x: f64 = tapegrad_tape::with_generator(|rng| rng.random());
 /// assert!((0.0..1.0).contains(&x));
 /// ```
-pub fn with_generator<R>(f: impl FnOnce(&mut Xoshiro256PlusPlus) -> R) -> R {
-    GENERATOR.with(|g| f(&mut g.borrow_mut()))
+#[track_caller]
+pub fn with_generator<R>(f: impl FnOnce(&mut Generator) -> R) -> R {
+    THREAD_GENERATOR.with(|g| {
+        let Ok(mut slot) = g.try_borrow_mut() else {
+            panic!("with_generator: the generator is already in use by an enclosing with_generator call")
+        };
+        f(slot.get_or_insert_with(next_stream))
+    })
 }
 
 /// One standard normal sample (Box-Muller on two uniforms; the second value is discarded
@@ -49,13 +278,29 @@ fn normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-fn sample(shape: &[usize], dtype: DType, draw: impl Fn(&mut Xoshiro256PlusPlus) -> f64) -> Tensor {
-    let n = numel(shape);
-    let storage = with_generator(|rng| match dtype {
-        DType::F32 => Storage::from_vec((0..n).map(|_| draw(rng) as f32).collect::<Vec<_>>()),
-        DType::F64 => Storage::from_vec((0..n).map(|_| draw(rng)).collect::<Vec<_>>()),
-        DType::I64 => panic!("random sampling needs a float dtype, not int64"),
-    });
+#[track_caller]
+fn sample(op: &'static str, shape: &[usize], dtype: DType, draw: impl Fn(&mut Generator) -> f64) -> Tensor {
+    let location = Location::caller();
+    if dtype == DType::I64 {
+        or_panic(Err(Error::InvalidArgument {
+            op,
+            message: "random sampling needs a float dtype (F32 or F64), got I64".into(),
+            location,
+        }))
+    }
+    let n = or_panic(try_numel(op, shape, location));
+    let storage = match dtype {
+        DType::F32 => {
+            let mut values = or_panic(with_capacity(op, n, location));
+            with_generator(|rng| values.extend((0..n).map(|_| draw(rng) as f32)));
+            Storage::from_vec(values)
+        }
+        _ => {
+            let mut values = or_panic(with_capacity(op, n, location));
+            with_generator(|rng| values.extend((0..n).map(|_| draw(rng))));
+            Storage::from_vec(values)
+        }
+    };
     Tensor::from_storage(storage, Layout::contiguous(shape))
 }
 
@@ -67,6 +312,7 @@ impl Tensor {
     /// let mean: f32 = t.to_vec::<f32>().iter().sum::<f32>() / 1000.0;
     /// assert!(mean.abs() < 0.2);
     /// ```
+    #[track_caller]
     pub fn randn(shape: &[usize]) -> Tensor {
         Self::randn_dtype(shape, DType::F32)
     }
@@ -77,8 +323,9 @@ impl Tensor {
     /// use tapegrad_tape::{DType, Tensor};
     /// assert_eq!(Tensor::randn_dtype(&[2], DType::F64).dtype(), DType::F64);
     /// ```
+    #[track_caller]
     pub fn randn_dtype(shape: &[usize], dtype: DType) -> Tensor {
-        sample(shape, dtype, normal)
+        sample("randn", shape, dtype, normal)
     }
 
     /// Samples uniformly from `[0, 1)` (f32).
@@ -87,6 +334,7 @@ impl Tensor {
     /// let t = tapegrad_tape::Tensor::rand(&[100]);
     /// assert!(t.to_vec::<f32>().iter().all(|v| (0.0..1.0).contains(v)));
     /// ```
+    #[track_caller]
     pub fn rand(shape: &[usize]) -> Tensor {
         Self::rand_dtype(shape, DType::F32)
     }
@@ -97,8 +345,9 @@ impl Tensor {
     /// use tapegrad_tape::{DType, Tensor};
     /// assert_eq!(Tensor::rand_dtype(&[2], DType::F64).dtype(), DType::F64);
     /// ```
+    #[track_caller]
     pub fn rand_dtype(shape: &[usize], dtype: DType) -> Tensor {
-        sample(shape, dtype, |rng| rng.random::<f64>())
+        sample("rand", shape, dtype, |rng| rng.random::<f64>())
     }
 
     /// Samples uniformly from `[low, high)` (f32), e.g. for PyTorch's default initialisers.
@@ -107,6 +356,7 @@ impl Tensor {
     /// let t = tapegrad_tape::Tensor::uniform(&[100], -2.0, 2.0);
     /// assert!(t.to_vec::<f32>().iter().all(|v| (-2.0..2.0).contains(v)));
     /// ```
+    #[track_caller]
     pub fn uniform(shape: &[usize], low: f64, high: f64) -> Tensor {
         Self::uniform_dtype(shape, low, high, DType::F32)
     }
@@ -117,7 +367,60 @@ impl Tensor {
     /// use tapegrad_tape::{DType, Tensor};
     /// assert_eq!(Tensor::uniform_dtype(&[1], 0.0, 1.0, DType::F64).dtype(), DType::F64);
     /// ```
+    #[track_caller]
     pub fn uniform_dtype(shape: &[usize], low: f64, high: f64, dtype: DType) -> Tensor {
-        sample(shape, dtype, |rng| low + (high - low) * rng.random::<f64>())
+        sample("uniform", shape, dtype, |rng| low + (high - low) * rng.random::<f64>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::Xoshiro256PlusPlus;
+
+    use super::*;
+
+    #[test]
+    fn generator_matches_rand_xoshiro256plusplus() {
+        for seed in [0, 1, DEFAULT_SEED, u64::MAX] {
+            let (mut ours, mut theirs) = (Generator::seeded(seed), Xoshiro256PlusPlus::seed_from_u64(seed));
+            for _ in 0..100 {
+                assert_eq!(ours.next_u64(), theirs.next_u64());
+            }
+        }
+    }
+
+    /// The jump is a power of the step's linear map, so it commutes with a step; and the
+    /// jumped stream shares none of the first draws of the original.
+    #[test]
+    fn jump_is_a_power_of_the_step() {
+        let mut a = Generator::seeded(5);
+        let mut b = a.clone();
+        a.jump();
+        a.step();
+        b.step();
+        b.jump();
+        assert_eq!(a, b, "the jump commutes with a step");
+        let mut original = Generator::seeded(5);
+        let first: Vec<u64> = (0..1000).map(|_| original.next_u64()).collect();
+        let mut jumped = Generator::seeded(5);
+        jumped.jump();
+        assert!((0..1000).all(|_| !first.contains(&jumped.next_u64())));
+    }
+
+    #[test]
+    fn threads_draw_different_streams() {
+        let here = Tensor::randn(&[4]).to_vec::<f32>();
+        let there = std::thread::spawn(|| Tensor::randn(&[4]).to_vec::<f32>()).join().unwrap();
+        let other = std::thread::spawn(|| Tensor::randn(&[4]).to_vec::<f32>()).join().unwrap();
+        assert_ne!(here, there);
+        assert_ne!(there, other);
+    }
+
+    #[test]
+    fn state_round_trips_through_hex() {
+        let state = Generator::seeded(9).state();
+        assert_eq!(RngState::from_hex(&state.to_hex()), Some(state));
+        assert_eq!(RngState::from_hex(&"g".repeat(64)), None);
     }
 }

@@ -5,7 +5,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use crate::error::{Error, Result, or_panic};
-use crate::layout::{Layout, numel};
+use crate::layout::{Layout, try_numel};
 use crate::tape::{self, Backward, NodeKey, with_tape};
 use crate::{DType, Element, Storage, StorageElement, kernels, map_storage, record};
 
@@ -72,11 +72,13 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn try_from_vec<T: StorageElement>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        let location = Location::caller();
+        let n = try_numel("from_vec", shape, location)?;
+        if data.len() != n {
             return Err(shape_error(
                 "from_vec",
-                format!("{} values cannot fill shape {shape:?} ({} elements)", data.len(), numel(shape)),
-                Location::caller(),
+                format!("{} values cannot fill shape {shape:?} ({n} elements)", data.len()),
+                location,
             ));
         }
         Ok(Tensor::new(Storage::from_vec(data), Layout::contiguous(shape), None))
@@ -103,20 +105,27 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn from_storage(storage: Storage, layout: Layout) -> Tensor {
+        // Layouts never hold more than MAX_NUMEL elements; the sums below are checked too,
+        // so that no wrapped offset can pass for one inside the storage.
+        let numel = layout.numel();
         if layout.is_contiguous() {
             // The common case (every kernel's result): one comparison instead of a walk.
-            let end = layout.offset() + layout.numel();
+            let end = layout.offset().checked_add(numel);
             assert!(
-                end <= storage.len(),
-                "from_storage: layout {layout:?} needs {end} elements of a storage of {}",
+                end.is_some_and(|end| end <= storage.len()),
+                "from_storage: layout {layout:?} needs {numel} elements from offset {} of a storage of {}",
+                layout.offset(),
                 storage.len()
             );
-        } else if layout.numel() > 0 {
-            let last: usize = layout.offset()
-                + layout.shape().iter().zip(layout.strides()).map(|(&n, &s)| (n - 1) * s).sum::<usize>();
+        } else if numel > 0 {
+            let last = layout
+                .shape()
+                .iter()
+                .zip(layout.strides())
+                .try_fold(layout.offset(), |acc, (&n, &s)| (n - 1).checked_mul(s).and_then(|x| acc.checked_add(x)));
             assert!(
-                last < storage.len(),
-                "from_storage: layout {layout:?} reaches element {last} of a storage of {}",
+                last.is_some_and(|last| last < storage.len()),
+                "from_storage: layout {layout:?} reaches outside a storage of {} elements",
                 storage.len()
             );
         }
@@ -174,6 +183,7 @@ impl Tensor {
     /// ```
     /// assert_eq!(tapegrad_tape::Tensor::full(&[2], 7.0).to_vec::<f32>(), vec![7.0, 7.0]);
     /// ```
+    #[track_caller]
     pub fn full(shape: &[usize], value: f64) -> Tensor {
         Self::full_dtype(shape, value, DType::F32)
     }
@@ -184,14 +194,33 @@ impl Tensor {
     /// use tapegrad_tape::{DType, Tensor};
     /// assert_eq!(Tensor::full_dtype(&[1], 0.1, DType::F64).item(), 0.1);
     /// ```
+    ///
+    /// # Panics
+    /// If `shape` has more than [`MAX_NUMEL`](crate::layout::MAX_NUMEL) elements or the
+    /// memory cannot be allocated; [`Tensor::try_full_dtype`] returns the error instead.
+    #[track_caller]
     pub fn full_dtype(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let n = numel(shape);
+        or_panic(Self::try_full_dtype(shape, value, dtype))
+    }
+
+    /// [`Tensor::full_dtype`], returning an error instead of panicking: for a shape with too
+    /// many elements, or memory that cannot be allocated.
+    ///
+    /// ```
+    /// use tapegrad_tape::{DType, Tensor};
+    /// assert!(Tensor::try_full_dtype(&[1 << 40, 1 << 40], 0.0, DType::F32).is_err());
+    /// assert_eq!(Tensor::try_full_dtype(&[2], 1.5, DType::F64).unwrap().to_vec::<f64>(), vec![1.5, 1.5]);
+    /// ```
+    #[track_caller]
+    pub fn try_full_dtype(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        let location = Location::caller();
+        let n = try_numel("full", shape, location)?;
         let storage = match dtype {
-            DType::F32 => Storage::from_vec(vec![value as f32; n]),
-            DType::F64 => Storage::from_vec(vec![value; n]),
-            DType::I64 => Storage::from_vec(vec![value as i64; n]),
+            DType::F32 => Storage::from_vec(filled_vec("full", n, value as f32, location)?),
+            DType::F64 => Storage::from_vec(filled_vec("full", n, value, location)?),
+            DType::I64 => Storage::from_vec(filled_vec("full", n, value as i64, location)?),
         };
-        Tensor::new(storage, Layout::contiguous(shape), None)
+        Ok(Tensor::new(storage, Layout::contiguous(shape), None))
     }
 
     /// Zeros of `shape` (f32).
@@ -199,6 +228,7 @@ impl Tensor {
     /// ```
     /// assert_eq!(tapegrad_tape::Tensor::zeros(&[2, 2]).to_vec::<f32>(), vec![0.0; 4]);
     /// ```
+    #[track_caller]
     pub fn zeros(shape: &[usize]) -> Tensor {
         Self::full_dtype(shape, 0.0, DType::F32)
     }
@@ -209,6 +239,7 @@ impl Tensor {
     /// use tapegrad_tape::{DType, Tensor};
     /// assert_eq!(Tensor::zeros_dtype(&[3], DType::F64).dtype(), DType::F64);
     /// ```
+    #[track_caller]
     pub fn zeros_dtype(shape: &[usize], dtype: DType) -> Tensor {
         Self::full_dtype(shape, 0.0, dtype)
     }
@@ -218,6 +249,7 @@ impl Tensor {
     /// ```
     /// assert_eq!(tapegrad_tape::Tensor::ones(&[2]).to_vec::<f32>(), vec![1.0, 1.0]);
     /// ```
+    #[track_caller]
     pub fn ones(shape: &[usize]) -> Tensor {
         Self::full_dtype(shape, 1.0, DType::F32)
     }
@@ -228,6 +260,7 @@ impl Tensor {
     /// use tapegrad_tape::{DType, Tensor};
     /// assert_eq!(Tensor::ones_dtype(&[2], DType::F64).to_vec::<f64>(), vec![1.0, 1.0]);
     /// ```
+    #[track_caller]
     pub fn ones_dtype(shape: &[usize], dtype: DType) -> Tensor {
         Self::full_dtype(shape, 1.0, dtype)
     }
@@ -238,6 +271,7 @@ impl Tensor {
     /// let t = tapegrad_tape::Tensor::ones(&[2, 3]);
     /// assert_eq!(t.zeros_like().shape(), &[2, 3]);
     /// ```
+    #[track_caller]
     pub fn zeros_like(&self) -> Tensor {
         Self::full_dtype(self.shape(), 0.0, self.dtype())
     }
@@ -248,6 +282,7 @@ impl Tensor {
     /// let t = tapegrad_tape::Tensor::zeros(&[2]);
     /// assert_eq!(t.ones_like().to_vec::<f32>(), vec![1.0, 1.0]);
     /// ```
+    #[track_caller]
     pub fn ones_like(&self) -> Tensor {
         Self::full_dtype(self.shape(), 1.0, self.dtype())
     }
@@ -258,6 +293,7 @@ impl Tensor {
     /// let t = tapegrad_tape::Tensor::zeros(&[2]);
     /// assert_eq!(t.full_like(3.0).to_vec::<f32>(), vec![3.0, 3.0]);
     /// ```
+    #[track_caller]
     pub fn full_like(&self, value: f64) -> Tensor {
         Self::full_dtype(self.shape(), value, self.dtype())
     }
@@ -293,8 +329,21 @@ impl Tensor {
                 }
             );
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
-        let values: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
+        let location = Location::caller();
+        let count = ((end - start) / step).ceil().max(0.0);
+        if count > crate::layout::MAX_NUMEL as f64 {
+            panic!(
+                "{}",
+                Error::InvalidArgument {
+                    op: "arange",
+                    message: format!("from {start} to {end} in steps of {step} is {count} values, too many"),
+                    location,
+                }
+            );
+        }
+        let n = count as usize;
+        let mut values = or_panic(with_capacity("arange", n, location));
+        values.extend((0..n).map(|i| start + i as f64 * step));
         Tensor::from_vec(values, &[n]).to_dtype_value(dtype)
     }
 
@@ -789,4 +838,24 @@ impl Tensor {
         });
         true
     }
+}
+
+/// An empty vector with room for `n` elements, or an error naming `op` if that much memory
+/// cannot be had (instead of the allocator's abort).
+#[track_caller]
+pub(crate) fn with_capacity<T>(op: &'static str, n: usize, location: &'static Location<'static>) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::InvalidArgument {
+        op,
+        message: format!("cannot allocate {n} elements ({} bytes)", (n as u128) * std::mem::size_of::<T>() as u128),
+        location,
+    })?;
+    Ok(v)
+}
+
+/// `n` copies of `value`, or an error naming `op` if the memory cannot be had.
+fn filled_vec<T: Clone>(op: &'static str, n: usize, value: T, location: &'static Location<'static>) -> Result<Vec<T>> {
+    let mut v = with_capacity(op, n, location)?;
+    v.resize(n, value);
+    Ok(v)
 }
