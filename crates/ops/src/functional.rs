@@ -178,12 +178,10 @@ pub fn nll_loss_with(log_probs: &Tensor, target: &Tensor, options: &LossOptions)
         )));
     }
     let labels = target.to_vec::<i64>();
-    if let Some(&c) = labels.iter().find(|&&c| c != options.ignore_index && (c < 0 || c >= classes as i64)) {
-        return Err(Error::InvalidArgument {
-            op: "nll_loss",
-            message: format!("target class {c} is out of range for {classes} classes"),
-            location,
-        });
+    for (k, &c) in labels.iter().enumerate() {
+        if c != options.ignore_index {
+            crate::shape::check_index("nll_loss", c, k, target.shape(), classes, location)?;
+        }
     }
     let class_weight: Vec<f64> = match &options.weight {
         Some(w) if w.shape() != [classes] => {

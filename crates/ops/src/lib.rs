@@ -929,7 +929,10 @@ pub trait TensorOps {
     #[track_caller]
     fn try_chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>>;
 
-    /// Rows along `dim` picked by a 1-D int64 `index` (repeats allowed).
+    /// Rows along `dim` picked by a 1-D int64 `index` (repeats allowed). Panics, as
+    /// PyTorch raises, on an index outside `0..size` (negative ones do not count from the
+    /// end). Unlike PyTorch, a zero-dimensional `self` is an error rather than a tensor of
+    /// size 1.
     ///
     /// ```
     /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;

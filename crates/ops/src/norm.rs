@@ -187,6 +187,8 @@ pub(crate) fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
             location,
         });
     }
+    // Checked here so that errors name embedding rather than the index_select inside it.
+    shape::index_values("embedding", indices, weight.shape()[0], location)?;
     let flat = shape::reshape_to(indices, &[indices.numel()]);
     let rows = shape::index_select(weight, 0, &flat)?;
     let out: Vec<usize> = indices.shape().iter().copied().chain([weight.shape()[1]]).collect();

@@ -344,35 +344,68 @@ pub(crate) fn chunk(x: &Tensor, chunks: usize, dim: isize) -> Result<Vec<Tensor>
     split(x, x.shape()[d].div_ceil(chunks).max(1), d as isize)
 }
 
-/// The i64 values of an index tensor, each checked to lie in `0..bound` (negative values
-/// count from the end, as in PyTorch).
-fn index_values(
+/// The values of an int64 index tensor, each checked to lie in `0..bound`. Negative values
+/// are errors, as in PyTorch's index_select, gather, scatter_add, index_add and embedding
+/// (only advanced indexing counts from the end there).
+pub(crate) fn index_values(
     op: &'static str,
     index: &Tensor,
     bound: usize,
     location: &'static Location<'static>,
 ) -> Result<Vec<usize>> {
     if index.dtype() != tapegrad_tape::DType::I64 {
-        return Err(index_error(op, format!("indices must be an int64 tensor, got {}", index.dtype()), location));
+        return Err(index_error(
+            op,
+            format!("indices must be an int64 tensor, got {}; convert with to_dtype(DType::I64)", index.dtype()),
+            location,
+        ));
     }
-    index
-        .to_vec::<i64>()
-        .into_iter()
-        .map(|i| {
-            let j = if i < 0 { i + bound as i64 } else { i };
-            if j < 0 || j >= bound as i64 {
-                Err(index_error(op, format!("index {i} is out of bounds for a dimension of size {bound}"), location))
-            } else {
-                Ok(j as usize)
+    let storage = index.contiguous_storage();
+    let values = storage.as_slice::<i64>().expect("an int64 tensor holds i64");
+    values.iter().enumerate().map(|(k, &value)| check_index(op, value, k, index.shape(), bound, location)).collect()
+}
+
+/// `value` as an index into a dimension of `size`, or an error naming the index, its
+/// position `flat` (row-major) in an index tensor of shape `index_shape`, and the valid range.
+pub(crate) fn check_index(
+    op: &'static str,
+    value: i64,
+    flat: usize,
+    index_shape: &[usize],
+    size: usize,
+    location: &'static Location<'static>,
+) -> Result<usize> {
+    match usize::try_from(value) {
+        Ok(i) if i < size => Ok(i),
+        _ => {
+            let mut position = vec![0; index_shape.len()];
+            let mut rest = flat;
+            for (p, &n) in position.iter_mut().zip(index_shape).rev() {
+                *p = rest % n.max(1);
+                rest /= n.max(1);
             }
-        })
-        .collect()
+            let valid = match size {
+                0 => "the dimension is empty".to_string(),
+                _ => format!("valid indices are 0..={}, and negative ones do not count from the end", size - 1),
+            };
+            Err(index_error(
+                op,
+                format!(
+                    "index {value} at position {position:?} is out of range for a dimension of size {size} ({valid})"
+                ),
+                location,
+            ))
+        }
+    }
 }
 
 /// Rows of `x` along `dim` picked by a 1-D int64 `index`.
 #[track_caller]
 pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(index_error("index_select", "needs a tensor of at least one dimension".into(), location));
+    }
     let d = resolve("index_select", x, dim, location)?;
     if index.dim() > 1 {
         return Err(index_error("index_select", format!("index must be 1-D, got shape {:?}", index.shape()), location));
@@ -408,6 +441,9 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
 #[track_caller]
 pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(index_error("index_add", "needs a tensor of at least one dimension".into(), location));
+    }
     let d = resolve("index_add", x, dim, location)?;
     let idx = index_values("index_add", index, x.shape()[d], location)?;
     let mut expected = x.shape().to_vec();
@@ -474,7 +510,8 @@ fn gather_offsets(
             location,
         });
     }
-    let values = index_values(op, index, shape[d], location)?;
+    // A zero-dimensional tensor indexes as one of size 1, as in PyTorch.
+    let values = index_values(op, index, shape.get(d).copied().unwrap_or(1), location)?;
     let strides = tapegrad_tape::layout::contiguous_strides(shape);
     let ishape = index.shape().to_vec();
     let mut coord = vec![0usize; ishape.len()];
