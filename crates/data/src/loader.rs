@@ -26,7 +26,15 @@ fn permutation(n: usize, seed: u64) -> Vec<usize> {
 /// assert_eq!(picked.shape(), &[3, 2]);
 /// assert_eq!(picked.to_vec::<f32>(), vec![20.0, 21.0, 0.0, 1.0, 20.0, 21.0]);
 /// ```
+///
+/// # Panics
+/// If `t` is zero-dimensional or an index is not below its first dimension.
+#[track_caller]
 pub fn select_rows(t: &Tensor, indices: &[usize]) -> Tensor {
+    assert!(t.dim() > 0, "select_rows: a zero-dimensional tensor has no rows");
+    if let Some((k, &i)) = indices.iter().enumerate().find(|&(_, &i)| i >= t.shape()[0]) {
+        panic!("select_rows: index {i} at position {k} is out of range for {} rows", t.shape()[0]);
+    }
     let row: usize = t.shape()[1..].iter().product();
     let mut shape = t.shape().to_vec();
     shape[0] = indices.len();
@@ -81,8 +89,25 @@ impl DataLoader {
     /// let labels: Vec<Vec<i64>> = loader.epoch(0).map(|(_, y)| y.to_vec::<i64>()).collect();
     /// assert_eq!(labels, [vec![0, 1], vec![2, 3], vec![4]]);
     /// ```
+    ///
+    /// # Panics
+    /// If either tensor is zero-dimensional, their first dimensions differ, or `batch_size`
+    /// is 0.
+    #[track_caller]
     pub fn new(inputs: Tensor, targets: Tensor, batch_size: usize) -> Self {
-        assert_eq!(inputs.shape()[0], targets.shape()[0], "DataLoader: inputs and targets differ in length");
+        assert!(
+            inputs.dim() > 0 && targets.dim() > 0,
+            "DataLoader: inputs {:?} and targets {:?} need a first (sample) dimension",
+            inputs.shape(),
+            targets.shape()
+        );
+        assert_eq!(
+            inputs.shape()[0],
+            targets.shape()[0],
+            "DataLoader: inputs and targets differ in length ({:?} and {:?})",
+            inputs.shape(),
+            targets.shape()
+        );
         assert!(batch_size > 0, "DataLoader: batch size must be positive");
         DataLoader { inputs, targets, batch_size, seed: None, drop_last: false }
     }

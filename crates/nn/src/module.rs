@@ -53,6 +53,10 @@ pub trait Module {
     /// let y = ReLU.forward(&Tensor::from_vec(vec![-1.0f32, 2.0], &[2]));
     /// assert_eq!(y.to_vec::<f32>(), vec![0.0, 2.0]);
     /// ```
+    ///
+    /// Implementations inherit `#[track_caller]`, so an error inside a layer, even one called
+    /// through `dyn Module` (as in [`Sequential`](crate::Sequential)), names the user's line.
+    #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor;
 
     /// Calls `f` with the full name, the tensor and its kind, for every parameter and buffer.

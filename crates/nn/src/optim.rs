@@ -140,6 +140,7 @@ pub trait Optimizer {
     /// opt.step();
     /// assert_eq!((w.to_vec::<f32>(), idle.item()), (vec![0.0, 0.0], 1.0));
     /// ```
+    #[track_caller]
     fn step(&mut self);
 
     /// Clears every parameter's gradient.
@@ -313,6 +314,7 @@ unsafe fn update_avx512<T: Element>(
 }
 
 impl<R: UpdateRule> Optimizer for Optim<R> {
+    #[track_caller]
     fn step(&mut self) {
         let Optim { groups, rule, state } = self;
         for (gi, group) in groups.iter().enumerate() {
@@ -328,8 +330,25 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
                     },
                 });
                 let lr = group.lr;
+                // Checked here rather than in the closure below, so that a panic names the
+                // caller's line.
+                assert!(
+                    param.layout().is_contiguous(),
+                    "{}: parameter {pi} of group {gi} is a non-contiguous view; pass a contiguous tensor",
+                    R::NAME
+                );
+                let same_dtype = matches!(
+                    (param.dtype(), grad.dtype(), &entry.buffers),
+                    (DType::F32, DType::F32, Buffers::F32(_)) | (DType::F64, DType::F64, Buffers::F64(_))
+                );
+                assert!(
+                    same_dtype,
+                    "{}: parameter {pi} of group {gi} is {} but its gradient or its optimizer state is not \
+                     (convert a model's dtype before creating its optimizer)",
+                    R::NAME,
+                    param.dtype()
+                );
                 param.update_storage(|storage, layout| {
-                    assert!(layout.is_contiguous(), "{}: parameters must be contiguous", R::NAME);
                     let range = layout.offset()..layout.offset() + n;
                     match (storage, &grad) {
                         (s @ Storage::F32(_), Storage::F32(g)) => {

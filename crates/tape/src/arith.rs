@@ -265,6 +265,7 @@ impl Tensor {
         })
     }
 
+    #[track_caller]
     fn scalar_op(
         &self,
         op: &'static str,
@@ -407,6 +408,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn neg(&self) -> Tensor {
+        or_panic(crate::error::ensure_float("neg", self, Location::caller()));
         let storage = map_float_storage!(&self.storage(), v => kernels::map(v, self.layout(), |x| -x));
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
         record("neg", Location::caller(), &[self], value, || {

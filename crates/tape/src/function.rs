@@ -43,8 +43,12 @@ impl FunctionCtx<'_> {
     /// apply(Mul, &[&a, &b]).backward();
     /// assert_eq!((a.grad().unwrap().item(), b.grad().unwrap().item()), (5.0, 2.0));
     /// ```
+    #[track_caller]
     pub fn input(&self, i: usize) -> &Tensor {
-        &self.inputs[i]
+        match self.inputs.get(i) {
+            Some(t) => t,
+            None => panic!("FunctionCtx::input({i}): the function has {} inputs", self.inputs.len()),
+        }
     }
 
     /// All inputs.

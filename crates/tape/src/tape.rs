@@ -127,8 +127,12 @@ impl BackwardCtx<'_> {
     /// y.backward();
     /// assert_eq!((a.grad().unwrap().item(), b.grad().unwrap().item()), (5.0, 2.0));
     /// ```
+    #[track_caller]
     pub fn saved(&self, i: usize) -> &Tensor {
-        &self.saved[i]
+        match self.saved.get(i) {
+            Some(t) => t,
+            None => panic!("backward rule asked for saved tensor {i}, but the op saved {}", self.saved.len()),
+        }
     }
 
     /// The operation's output, if it was saved with [`Backward::save_output`].
@@ -147,11 +151,10 @@ impl BackwardCtx<'_> {
     /// y.sum_to_shape(&[]).backward();
     /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![1.0, 1f64.exp()]);
     /// ```
+    #[track_caller]
     pub fn output(&self) -> &Tensor {
-        self.output_tensor.get_or_init(|| {
-            let saved = self.saved_output();
-            Tensor::from_parts(saved.storage.clone(), saved.layout.clone(), None)
-        })
+        let saved = self.saved_output();
+        self.output_tensor.get_or_init(|| Tensor::from_parts(saved.storage.clone(), saved.layout.clone(), None))
     }
 
     /// The operation's saved output as its storage and layout, without building a tensor:
@@ -176,11 +179,13 @@ impl BackwardCtx<'_> {
     /// y.sum_to_shape(&[]).backward();
     /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![1.0, 1f64.exp()]);
     /// ```
+    #[track_caller]
     pub fn output_parts(&self) -> (&Storage, &Layout) {
         let saved = self.saved_output();
         (&saved.storage, &saved.layout)
     }
 
+    #[track_caller]
     fn saved_output(&self) -> &SavedOutput {
         self.output.expect("backward rule asked for its output, but the op did not save it")
     }
@@ -249,8 +254,12 @@ impl BackwardCtx<'_> {
     /// y.backward();
     /// assert_eq!(a.grad().unwrap().item(), 1.0);
     /// ```
+    #[track_caller]
     pub fn needs_input_grad(&self, i: usize) -> bool {
-        self.inputs[i].is_some()
+        match self.inputs.get(i) {
+            Some(input) => input.is_some(),
+            None => panic!("backward rule asked about input {i}, but the op has {} inputs", self.inputs.len()),
+        }
     }
 }
 

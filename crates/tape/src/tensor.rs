@@ -657,8 +657,11 @@ impl Tensor {
     /// });
     /// assert_eq!(w.to_vec::<f32>(), vec![0.5, 0.5]);
     /// ```
+    #[track_caller]
     pub fn update_storage<R>(&self, f: impl FnOnce(&mut Storage, &Layout) -> R) -> R {
-        let mut storage = self.inner.storage.borrow_mut();
+        let Ok(mut storage) = self.inner.storage.try_borrow_mut() else {
+            panic!("update_storage: this tensor's values are already borrowed (by an enclosing update_storage?)")
+        };
         f(&mut storage, &self.inner.layout)
     }
 
