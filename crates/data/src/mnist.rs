@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tapegrad_tape::{Error, Result, Tensor};
 
-use crate::idx::{IdxArray, maybe_gunzip, parse_idx, read_idx};
+use crate::idx::{IdxArray, read_idx, read_stream};
 
 /// Images as `[N, 1, 28, 28]` float32 in [0, 1] (pixels / 255) and labels as int64.
 ///
@@ -107,7 +107,8 @@ impl Mnist {
     /// assert_eq!(pixels.iter().copied().fold(0.0, f32::max), 1.0);
     /// ```
     pub fn embedded() -> Result<Mnist> {
-        let parse = |i: usize| parse_idx(&maybe_gunzip(EMBEDDED[i].to_vec(), FILES[i])?, FILES[i]);
+        // Inflated straight from the embedded bytes: no copy of the compressed data.
+        let parse = |i: usize| read_stream(EMBEDDED[i], FILES[i], Some(EMBEDDED[i].len() as u64));
         Ok(Mnist {
             train: split(parse(0)?, parse(1)?, "embedded train")?,
             test: split(parse(2)?, parse(3)?, "embedded test")?,

@@ -130,3 +130,209 @@ fn modules_switch_modes_convert_and_freeze() {
     model.unfreeze();
     assert_eq!(model.trainable_parameters().len(), 4);
 }
+
+/// Writes a safetensors file by hand: the header's length, the header, `data_len` bytes.
+fn handmade(name: &str, header: &str, data_len: usize) -> std::path::PathBuf {
+    let path = temp(name);
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend((0..data_len).map(|i| i as u8));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Loading `path` into a `Linear(3, 2)` fails with a format error naming the file and
+/// containing every one of `needles`, and leaves the layer as it was.
+fn load_fails(path: &std::path::Path, needles: &[&str]) -> String {
+    let mut layer = Linear::new(3, 2);
+    let before: Vec<_> = layer.state_dict().iter().map(|(_, t)| t.to_vec::<f32>()).collect();
+    let err = load(&mut layer, path).unwrap_err();
+    assert!(matches!(err, Error::Format { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.starts_with(&format!("{}: ", path.display())), "names the file: {message}");
+    for needle in needles {
+        assert!(message.contains(needle), "`{needle}` missing from: {message}");
+    }
+    let after: Vec<_> = layer.state_dict().iter().map(|(_, t)| t.to_vec::<f32>()).collect();
+    assert_eq!(before, after, "a failed load changes nothing");
+    message
+}
+
+const BIAS: &str = r#""bias":{"dtype":"F32","shape":[2],"data_offsets":[24,32]}"#;
+
+#[test]
+fn handmade_files_load_and_metadata_is_accepted() {
+    let header = format!(
+        r#"{{"__metadata__":{{"format":"pt"}},"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#
+    );
+    let path = handmade("good.safetensors", &header, 32);
+    let mut layer = Linear::new(3, 2);
+    load(&mut layer, &path).unwrap();
+    assert_eq!(layer.bias.as_ref().unwrap().to_vec::<f32>()[0], f32::from_le_bytes([24, 25, 26, 27]));
+    let header = format!(
+        r#"{{"__metadata__":{{"epoch":3}},"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#
+    );
+    let path = handmade("metadata.safetensors", &header, 32);
+    load_fails(&path, &["`__metadata__` must map names to strings, but `epoch` is 3"]);
+}
+
+#[test]
+fn a_dtype_or_shape_that_disagrees_with_the_bytes_is_named() {
+    let header = format!(r#"{{"weight":{{"dtype":"F64","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let path = handmade("dtype-size.safetensors", &header, 32);
+    load_fails(
+        &path,
+        &["entry `weight` is F64 with shape [2, 3]: 6 elements need 48 bytes, but data_offsets [0, 24] hold 24"],
+    );
+    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[3,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let path = handmade("shape.safetensors", &header, 32);
+    load_fails(
+        &path,
+        &["entry `weight` is F32 with shape [3, 3]: 9 elements need 36 bytes, but data_offsets [0, 24] hold 24"],
+    );
+    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,-3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let path = handmade("negative.safetensors", &header, 32);
+    load_fails(&path, &["entry `weight` has shape [2,-3]; expected a list of non-negative integers"]);
+    let header = format!(
+        r#"{{"weight":{{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,24]}},{BIAS}}}"#
+    );
+    let path = handmade("overflow.safetensors", &header, 32);
+    load_fails(&path, &["entry `weight` has shape [4294967296, 4294967296, 4294967296], whose size overflows"]);
+}
+
+#[test]
+fn unknown_and_unreadable_dtypes_are_named() {
+    let header = format!(r#"{{"weight":{{"dtype":"Q4","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let path = handmade("unknown-dtype.safetensors", &header, 32);
+    load_fails(&path, &["entry `weight` has unknown dtype \"Q4\"; tapegrad reads F32, F64 and I64"]);
+    let header = r#"{"weight":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#;
+    let path = handmade("f16.safetensors", header, 20);
+    load_fails(&path, &["entry `weight` has dtype F16; tapegrad reads F32, F64 and I64"]);
+    let header = format!(r#"{{"weight":{{"dtype":7,"shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let path = handmade("number-dtype.safetensors", &header, 32);
+    load_fails(&path, &["entry `weight` has dtype 7; expected a string"]);
+}
+
+#[test]
+fn offsets_past_the_end_gaps_and_trailing_bytes_are_named() {
+    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let path = handmade("past-end.safetensors", &header, 28);
+    load_fails(&path, &["entry `bias` has data_offsets [24, 32] but the data section holds only 28 bytes"]);
+    let path = handmade("trailing.safetensors", &header, 40);
+    load_fails(&path, &["bytes 32..40 of the data section (after entry `bias` [24, 32]) belong to no entry"]);
+    // A missing entry: `weight`'s bytes are there, the header does not mention them.
+    let path = handmade("gap.safetensors", &format!("{{{BIAS}}}"), 32);
+    load_fails(&path, &["bytes 0..24 of the data section (before entry `bias` [24, 32]) belong to no entry"]);
+    let header = r#"{"weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[28,36]}}"#;
+    let path = handmade("middle-gap.safetensors", header, 36);
+    load_fails(
+        &path,
+        &["bytes 24..28 of the data section (after entry `weight` [0, 24] and before entry `bias` [28, 36])"],
+    );
+    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[24,0]}},{BIAS}}}"#);
+    let path = handmade("backwards.safetensors", &header, 32);
+    load_fails(&path, &["entry `weight` has data_offsets [24, 0]: the beginning is past the end"]);
+    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0]}},{BIAS}}}"#);
+    let path = handmade("one-offset.safetensors", &header, 32);
+    load_fails(&path, &["entry `weight` has data_offsets [0]; expected [begin, end]"]);
+}
+
+#[test]
+fn aliased_entries_give_the_same_message_every_time() {
+    let weight = r#""weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}"#;
+    let alias = r#""alias":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}"#;
+    let orders = [
+        format!("{{{weight},{alias},{BIAS}}}"),
+        format!("{{{alias},{weight},{BIAS}}}"),
+        format!("{{{BIAS},{alias},{weight}}}"),
+    ];
+    let expected = "entries `alias` [0, 24] and `weight` [0, 24] share bytes 0..24 of the data section";
+    for header in &orders {
+        let path = handmade("alias.safetensors", header, 32);
+        for _ in 0..5 {
+            load_fails(&path, &[expected]);
+        }
+    }
+    // Partly overlapping entries name both and the shared bytes.
+    let header = r#"{"weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[20,28]}}"#;
+    let path = handmade("overlap.safetensors", header, 28);
+    load_fails(&path, &["entries `weight` [0, 24] and `bias` [20, 28] share bytes 20..24"]);
+}
+
+#[test]
+fn a_bad_header_length_or_header_is_named() {
+    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let path = temp("long-header.safetensors");
+    let mut bytes = 1000u64.to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let file_len = bytes.len().to_string();
+    load_fails(&path, &["header length 1000 runs past the end of the file", "byte 1008", &file_len]);
+    bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    load_fails(&path, &["header length 1099511627776 is over the 100000000-byte limit"]);
+    std::fs::write(&path, [1, 2, 3]).unwrap();
+    load_fails(&path, &["3 bytes is too short for a safetensors file"]);
+    let path = handmade("not-json.safetensors", "{weight: F32}", 32);
+    load_fails(&path, &["the 13-byte header is not valid JSON"]);
+    let path = handmade("array.safetensors", "[1, 2]", 32);
+    load_fails(&path, &["the header is [1,2], not a JSON object"]);
+}
+
+#[test]
+fn a_checkpoint_epoch_that_is_not_one_integer_is_an_error_not_a_panic() {
+    let (model, opt) = trained();
+    let entries = |epoch: Tensor| {
+        let mut e: Vec<(String, Tensor)> =
+            model.state_dict().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+        e.extend(opt.state_dict().into_iter().map(|(n, t)| (format!("optimizer.{n}"), t)));
+        e.push(("epoch".into(), epoch));
+        e
+    };
+    let path = temp("bad-epoch.safetensors");
+    for (epoch, needle) in [
+        (Tensor::from_vec(vec![1i64, 2], &[2]), "entry `epoch` is int64 with shape [2]"),
+        (Tensor::from_vec(vec![1.5f32], &[]), "entry `epoch` is float32 with shape []"),
+        (Tensor::from_vec(vec![-1i64], &[]), "entry `epoch` is -1"),
+    ] {
+        save_tensors(&path, &entries(epoch)).unwrap();
+        let (mut m, mut o) = trained();
+        let err = load_checkpoint(&path, &mut m, &mut o).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "{err}");
+        assert!(err.to_string().contains(needle) && err.to_string().contains("bad-epoch.safetensors"), "{err}");
+    }
+}
+
+#[test]
+fn saving_checks_names_and_concurrent_saves_never_collide() {
+    let path = temp("names.safetensors");
+    let twice = [
+        ("w".to_string(), Tensor::ones(&[1])),
+        ("b".to_string(), Tensor::ones(&[1])),
+        ("w".to_string(), Tensor::zeros(&[2])),
+    ];
+    let err = save_tensors(&path, &twice).unwrap_err();
+    assert!(err.to_string().contains("tensors 0 and 2 are both named `w`"), "{err}");
+    assert!(!path.exists());
+    let reserved = [("__metadata__".to_string(), Tensor::ones(&[1]))];
+    assert!(save_tensors(&path, &reserved).unwrap_err().to_string().contains("reserved"));
+
+    // Threads saving to the same path each write their own temporary file.
+    let dir = temp("concurrent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("shared.safetensors");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let target = &target;
+            s.spawn(move || {
+                for _ in 0..5 {
+                    save_tensors(target, &[("t".to_string(), Tensor::full(&[64], t as f64))]).unwrap();
+                }
+            });
+        }
+    });
+    let back = load_tensors(&target).unwrap();
+    assert_eq!(back.len(), 1);
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["shared.safetensors"], "no temporary file is left behind");
+}
