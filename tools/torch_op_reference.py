@@ -1,10 +1,16 @@
 """Writes crates/ops/tests/fixtures/torch_ops.json: PyTorch's outputs for fixed inputs, so
 the ops tests can check tapegrad's forward values against PyTorch without needing torch.
 
+The cases after the first block also record PyTorch's gradients (for an uneven
+`grad_output`) and, for max/min/pooling, the chosen indices: NaN, infinities and signed
+zeros, where every op must give PyTorch's answer. JSON has no NaN or infinity, so such
+numbers are written as the strings "nan", "inf" and "-inf".
+
 Run from the repository root with a Python that has torch and numpy:
     python tools/torch_op_reference.py
 """
 import json
+import math
 
 import numpy as np
 import torch
@@ -18,8 +24,18 @@ def t(*shape, low=-2.0, high=2.0):
     return torch.tensor(rng.uniform(low, high, size=shape), dtype=torch.float64)
 
 
+def num(v):
+    """A number for JSON: NaN and the infinities as strings (strict JSON has none)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
 def enc(x):
-    return {"shape": list(x.shape), "data": x.detach().reshape(-1).tolist()}
+    x = x.detach()
+    if x.dtype == torch.bool:
+        x = x.double()
+    return {"shape": list(x.shape), "data": [num(v) for v in x.reshape(-1).tolist()]}
 
 
 def case(name, inputs, output, **args):
@@ -73,6 +89,132 @@ case("batch_norm", [img, bw, bb], out)
 cases.append({"name": "batch_norm_running", "inputs": [], "args": {},
               "output": {"shape": [2, 4], "data": rm.tolist() + rv.tolist()}})
 
+
+# NaN, infinities and signed zeros, with gradients. New cases go after this point (the
+# cases above draw from `rng` in order; reordering them would change their inputs).
+nan, inf = math.nan, math.inf
+SPECIAL = [nan, inf, -inf, -0.0, 0.0, -1.5, 0.5, 2.0]
+
+
+def f64(data):
+    return torch.tensor(data, dtype=torch.float64)
+
+
+def grad_case(name, inputs, fn, grad_output=None, **args):
+    """A case with PyTorch's output, indices (if `fn` returns a pair) and the gradient of
+    every float input for `grad_output` (by default linspace(0.5, 2), uneven on purpose)."""
+    xs = [i.clone().requires_grad_(i.is_floating_point()) for i in inputs]
+    out = fn(*xs)
+    values, indices = out if isinstance(out, tuple) else (out, None)
+    entry = {"name": name, "inputs": [enc(i) for i in inputs], "args": args, "output": enc(values)}
+    if indices is not None:
+        entry["indices"] = enc(indices)
+    if values.requires_grad:
+        g = grad_output if grad_output is not None else torch.linspace(0.5, 2.0, values.numel(), dtype=torch.float64)
+        g = g.reshape(values.shape)
+        grads = torch.autograd.grad(values, [x for x in xs if x.requires_grad], g, allow_unused=True)
+        grads = iter(grads)
+        entry["grad_output"] = enc(g)
+        entry["grads"] = [(lambda d: None if d is None else enc(d))(next(grads)) if x.requires_grad else None
+                          for x in xs]
+    cases.append(entry)
+
+
+s = f64(SPECIAL)
+for name, fn in [
+    ("relu", torch.relu), ("leaky_relu", lambda v: F.leaky_relu(v, 0.1)), ("elu", F.elu),
+    ("gelu", F.gelu), ("gelu_tanh", lambda v: F.gelu(v, approximate="tanh")), ("abs", torch.abs),
+    ("sigmoid", torch.sigmoid), ("tanh", torch.tanh), ("exp", torch.exp), ("log", torch.log),
+    ("log1p", torch.log1p), ("sqrt", torch.sqrt), ("rsqrt", torch.rsqrt), ("square", torch.square),
+    ("reciprocal", torch.reciprocal), ("sin", torch.sin), ("cos", torch.cos), ("erf", torch.erf),
+    ("silu", F.silu), ("softplus", F.softplus),
+]:
+    grad_case(name, [s], fn)
+grad_case("elu", [s], lambda v: F.elu(v, 1.3), alpha=1.3)
+# Bounds hit exactly, one bound, both, and crossed bounds (PyTorch: min(max(x, lo), hi)).
+sb = f64(SPECIAL + [-1.0, 1.0, -0.5])
+for lo, hi in [(-1.0, 1.0), (0.0, None), (None, 0.5), (-0.0, None), (0.5, 0.5), (1.0, -1.0)]:
+    grad_case("clamp", [sb], lambda v: torch.clamp(v, lo, hi), min=lo, max=hi)
+# All 64 ordered pairs of the special values.
+pa, pb = f64(SPECIAL).repeat_interleave(len(SPECIAL)), f64(SPECIAL).repeat(len(SPECIAL))
+grad_case("maximum", [pa, pb], torch.maximum)
+grad_case("minimum", [pa, pb], torch.minimum)
+for name in ["gt", "ge", "lt", "le", "eq", "ne"]:
+    grad_case(name, [pa, pb], getattr(torch, name))
+rows = f64([[1.0, -inf, 0.5, -inf], [nan, 2.0, nan, 3.0], [2.0, nan, 5.0, nan], [inf, inf, 1.0, -inf],
+            [-inf, -inf, -inf, -inf], [3.0, 1.0, 3.0, 0.0], [-0.0, 0.0, -0.0, 0.0], [0.0, -0.0, 0.0, -0.0],
+            [inf, nan, -inf, 0.0], [-1.0, -2.0, -1.0, -3.0]])
+for dim, keep in [(1, False), (0, True)]:
+    grad_case("max_dim", [rows], lambda v: torch.max(v, dim, keepdim=keep), dim=dim, keepdim=keep)
+    grad_case("min_dim", [rows], lambda v: torch.min(v, dim, keepdim=keep), dim=dim, keepdim=keep)
+    grad_case("argmax", [rows], lambda v: torch.argmax(v, dim, keepdim=keep), dim=dim, keepdim=keep)
+    grad_case("argmin", [rows], lambda v: torch.argmin(v, dim, keepdim=keep), dim=dim, keepdim=keep)
+vectors = [[1.0, 3.0, 3.0, 2.0], [nan, 1.0, nan, 5.0], [inf, inf, 2.0, -inf], [-inf, -inf], [0.0, -0.0, 0.0],
+           [3.0, 3.0, nan], [-1.0, -1.0, 4.0, -1.0]]
+for v in vectors:
+    grad_case("argmax", [f64(v)], lambda t: torch.argmax(t), dim=None, keepdim=False)
+    grad_case("argmin", [f64(v)], lambda t: torch.argmin(t), dim=None, keepdim=False)
+    # The gradient is split evenly among the tied maxima (or among the NaNs).
+    grad_case("max", [f64(v)], torch.max, grad_output=f64(1.5))
+    grad_case("min", [f64(v)], torch.min, grad_output=f64(1.5))
+    for p in [inf, -inf]:
+        grad_case("norm", [f64(v)], lambda t: torch.linalg.vector_norm(t, p), grad_output=f64(1.5), p=num(p), dim=None)
+grad_case("max", [rows], torch.max, grad_output=f64(1.5))
+grad_case("min", [rows[5:]], torch.min, grad_output=f64(1.5))
+ties = f64([[1.0, -3.0, 3.0, 2.0], [nan, 1.0, nan, 5.0], [inf, -inf, 2.0, inf], [0.0, -0.0, 0.0, 0.0],
+            [-1.0, -2.0, 0.5, 2.0]])
+for p in [inf, -inf]:
+    grad_case("norm", [ties], lambda t: torch.linalg.vector_norm(t, p, dim=1), p=num(p), dim=1)
+lse_rows = f64([[inf, 1.0, 2.0], [-inf, 1.0, 2.0], [inf, inf, 1.0], [-inf, -inf, -inf], [nan, 1.0, 2.0],
+                [inf, -inf, 0.0], [1.0, 2.0, 3.0], [-0.0, 0.0, -inf]])
+grad_case("softmax", [lse_rows], lambda t: torch.softmax(t, 1), dim=1)
+grad_case("log_softmax", [lse_rows], lambda t: torch.log_softmax(t, 1), dim=1)
+grad_case("logsumexp", [lse_rows], lambda t: torch.logsumexp(t, 1), dim=1)
+# Max pooling over planes of a few levels, NaN and infinities included, so that windows
+# hold ties and several NaNs (PyTorch takes the first maximum but the last NaN). The
+# first is 2x2 / stride 2 with 18 outputs a row (the f32 AVX-512 kernel: one full vector
+# and a partial one) and an odd edge; then a padded 3x3 and an unpadded overlapping one.
+rng2 = np.random.default_rng(20261126)
+LEVELS = [nan, nan, inf, -inf, -0.0, 0.0, 1.0, 2.0, -1.0]
+
+
+def levels(*shape):
+    return f64(rng2.choice(LEVELS, size=shape).tolist())
+
+
+for shape, kernel, stride, padding in [((2, 2, 5, 37), (2, 2), (2, 2), (0, 0)), ((1, 2, 5, 7), (3, 3), (2, 2), (1, 1)),
+                                       ((1, 2, 4, 6), (2, 2), (1, 1), (0, 0)), ((1, 1, 6, 5), (3, 2), (2, 1), (1, 1))]:
+    img = levels(*shape)
+    grad_case("max_pool2d", [img], lambda v: F.max_pool2d(v, kernel, stride, padding, return_indices=True),
+              kernel=list(kernel), stride=list(stride), padding=list(padding))
+# Infinite and NaN incoming gradients: rules that select (mask) must give 0 where they
+# drop the gradient, not inf * 0 = NaN; rules that multiply give NaN as PyTorch does.
+gbad = f64([inf, nan, -inf, inf, nan, inf, -inf, nan])
+for name, fn in [("relu", torch.relu), ("abs", torch.abs), ("leaky_relu", lambda v: F.leaky_relu(v, 0.1)),
+                 ("elu", F.elu), ("sigmoid", torch.sigmoid)]:
+    grad_case(name, [s], fn, grad_output=gbad)
+grad_case("clamp", [s], lambda v: torch.clamp(v, -1.0, 1.0), grad_output=gbad, min=-1.0, max=1.0)
+grad_case("maximum", [f64(SPECIAL), f64(SPECIAL[::-1])], torch.maximum, grad_output=gbad)
+grad_case("minimum", [f64(SPECIAL), f64(SPECIAL[::-1])], torch.minimum, grad_output=gbad)
+grad_case("max_dim", [rows[:8]], lambda v: torch.max(v, 1), grad_output=gbad, dim=1, keepdim=False)
+grad_case("max", [f64([1.0, 3.0, 3.0, -inf])], torch.max, grad_output=f64(inf))
+grad_case("norm", [f64([1.0, -3.0, 3.0, 2.0])], lambda t: torch.linalg.vector_norm(t, inf), grad_output=f64(inf),
+          p="inf", dim=None)
+grad_case("where", [f64([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]), s, f64(SPECIAL[::-1])],
+          lambda c, a, b: torch.where(c != 0, a, b), grad_output=gbad)
+grad_case("max_pool2d", [f64([[[[1.0, 2.0, nan], [3.0, -inf, 0.0]]]])],
+          lambda v: F.max_pool2d(v, (2, 2), (1, 1), return_indices=True), grad_output=f64([inf, nan]),
+          kernel=[2, 2], stride=[1, 1], padding=[0, 0])
+# The Euclidean norm at zero, overflow, infinities and NaN (and with an infinite gradient).
+for v, g in [([0.0, 0.0, -0.0], 1.5), ([0.0, 0.0], inf), ([inf, 1.0], 1.5), ([nan, 1.0], 1.5), ([1e200, 1e200], 1.5)]:
+    grad_case("norm", [f64(v)], lambda t: torch.linalg.vector_norm(t, 2), grad_output=f64(g), p=2.0, dim=None)
+grad_case("norm", [f64([[0.0, 0.0], [inf, 1.0], [nan, 2.0], [3.0, -4.0]])], lambda t: torch.linalg.vector_norm(t, 2, dim=1),
+          p=2.0, dim=1)
+# Powers with a number exponent, and both operands special (all 64 pairs).
+for e in [2.0, 3.0, 0.5, 0.0, -1.0]:
+    grad_case("pow", [s], lambda t: torch.pow(t, e), p=e)
+grad_case("pow_tensor", [pa, pb], torch.pow)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
-    json.dump({"torch_version": torch.__version__, "cases": cases}, f)
+    json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

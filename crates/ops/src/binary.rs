@@ -25,8 +25,11 @@ pub(crate) fn zip_value(
     Tensor::from_storage(storage, Layout::contiguous(shape))
 }
 
-/// The larger (`max == true`) or smaller of two tensors, elementwise. Where they tie, the
-/// gradient is split evenly between them, as in PyTorch.
+/// The larger (`max == true`) or smaller of two tensors, elementwise; NaN if either is NaN.
+/// The gradient is PyTorch's: where they tie it is split evenly between them, and where
+/// either is NaN both get all of it (`where(a == b, g/2, g).masked_fill(a < b, 0)` for `a`
+/// and the mirror for `b`: no comparison with a NaN is true). A loser gets exactly 0, even
+/// when the incoming gradient is infinite or NaN.
 #[track_caller]
 pub(crate) fn extremum(a: &Tensor, b: &Tensor, max: bool) -> Result<Tensor> {
     let location = Location::caller();
@@ -55,25 +58,41 @@ pub(crate) fn extremum(a: &Tensor, b: &Tensor, max: bool) -> Result<Tensor> {
         Backward::new(move |ctx| {
             let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
             let shape = g.shape().to_vec();
-            // Weight of `a` in the output: 1 where it wins, 1/2 on ties, 0 where it loses.
-            let win = move |x: f64, y: f64| {
+            // Weight of `x` (against `y`) in the output: 1/2 on ties, 1 where it wins or
+            // either is NaN, 0 where it loses.
+            let weight = move |x: f64, y: f64| {
                 if x == y {
                     0.5
-                } else if (x > y) == max {
+                } else if x.is_nan() || y.is_nan() || (x > y) == max {
                     1.0
                 } else {
                     0.0
                 }
             };
-            let wa = zip_value(a, b, &shape, move |x, y| win(x as f64, y as f64) as f32, win);
-            smallvec![
-                ctx.needs_input_grad(0).then(|| (g * &wa).sum_to_shape(a.shape())),
-                ctx.needs_input_grad(1).then(|| (g * &wa.rsub_scalar(1.0)).sum_to_shape(b.shape())),
-            ]
+            let share = |x: &Tensor, y: &Tensor| {
+                let w = zip_value(x, y, &shape, move |p, q| weight(p as f64, q as f64) as f32, weight);
+                select_scaled(g, &w).sum_to_shape(x.shape())
+            };
+            smallvec![ctx.needs_input_grad(0).then(|| share(a, b)), ctx.needs_input_grad(1).then(|| share(b, a))]
         })
         .save(a)
         .save(b)
     }))
+}
+
+/// `g * w` where `w` is non-zero and exactly 0 elsewhere (a selection, so that an infinite
+/// or NaN `g` does not become NaN where the rule drops it, as in PyTorch's masked rules).
+/// `w` is a constant weight of `g`'s shape (or broadcast to it); recorded, so it is
+/// differentiable in `g`.
+pub(crate) fn select_scaled(g: &Tensor, w: &Tensor) -> Tensor {
+    let zero = Tensor::zeros_dtype(&[], g.dtype());
+    where_(w, &(g * w), &zero).expect("the weight broadcasts with the gradient")
+}
+
+/// `g` where `keep` is non-zero, 0 elsewhere: [`select_scaled`] with a 0/1 mask.
+pub(crate) fn select_grad(keep: &Tensor, g: &Tensor) -> Tensor {
+    let zero = Tensor::zeros_dtype(&[], g.dtype());
+    where_(keep, g, &zero).expect("the mask broadcasts with the gradient")
 }
 
 /// `k ? x : y` over equal-length slices (selection, not arithmetic, so infinities in the
@@ -82,7 +101,8 @@ fn select<T: Copy + PartialEq + Default>(k: &[T], x: &[T], y: &[T]) -> Vec<T> {
     k.iter().zip(x).zip(y).map(|((&k, &x), &y)| if k != T::default() { x } else { y }).collect()
 }
 
-/// A comparison, as a 0/1 mask in the operands' dtype that carries no gradient.
+/// A comparison, as a 0/1 mask in the operands' dtype that carries no gradient. IEEE
+/// semantics, as PyTorch: every comparison with NaN is false except `!=`, and `-0 == 0`.
 #[track_caller]
 pub(crate) fn compare(
     op: &'static str,
@@ -97,8 +117,10 @@ pub(crate) fn compare(
     Ok(zip_value(&a, &b, &shape, move |x, y| f(x as f64, y as f64) as u8 as f32, move |x, y| f(x, y) as u8 as f64))
 }
 
-/// `cond ? a : b` elementwise, broadcasting all three; `cond` is a mask (non-zero is true)
-/// and carries no gradient.
+/// `cond ? a : b` elementwise, broadcasting all three; `cond` is a mask (non-zero is true,
+/// NaN included) and carries no gradient. Each operand's gradient is selected, not
+/// multiplied by the mask: exactly 0 where the other was taken, even for an infinite or
+/// NaN incoming gradient (as PyTorch).
 #[track_caller]
 pub(crate) fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
@@ -125,9 +147,11 @@ pub(crate) fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(record("where", location, &[a, b], value, || {
         Backward::new(move |ctx| {
             let (g, keep) = (ctx.grad(), ctx.saved(0));
+            let zero = Tensor::zeros_dtype(&[], g.dtype());
+            let pick = |a: &Tensor, b: &Tensor| where_(keep, a, b).expect("shapes checked");
             smallvec![
-                ctx.needs_input_grad(0).then(|| (g * keep).sum_to_shape(&sa)),
-                ctx.needs_input_grad(1).then(|| (g * &keep.rsub_scalar(1.0)).sum_to_shape(&sb)),
+                ctx.needs_input_grad(0).then(|| pick(g, &zero).sum_to_shape(&sa)),
+                ctx.needs_input_grad(1).then(|| pick(&zero, g).sum_to_shape(&sb)),
             ]
         })
         .save(&keep)

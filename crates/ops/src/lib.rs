@@ -216,7 +216,7 @@ pub trait TensorOps {
         tanh([-20.0, 0.5, 3.0]) => |x| x.tanh();
         /// `1 / (1 + e^-x)`, computed without overflow.
         sigmoid([-800.0, 0.0, 3.0]) => |x| 1.0 / (1.0 + (-x).exp());
-        /// `max(x, 0)` (gradient 0 at 0).
+        /// `max(x, 0)` (gradient 0 at 0); NaN stays NaN and passes the gradient, as in PyTorch.
         relu([-1.0, 0.0, 2.0]) => |x| x.max(0.0);
         /// The error function.
         erf([-1.0, 0.0, 0.5]) => |x| libm::erf(x);
@@ -271,7 +271,8 @@ pub trait TensorOps {
     #[track_caller]
     fn softplus(&self) -> Tensor;
 
-    /// Values limited to `[min, max]`; either bound may be `None`.
+    /// Values limited to `[min, max]`; either bound may be `None`. NaN stays NaN; the
+    /// gradient is 0 at NaN and at a bound (as in PyTorch 2.15).
     ///
     /// ```
     /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
@@ -301,7 +302,8 @@ pub trait TensorOps {
     #[track_caller]
     fn try_pow<E: Exponent>(&self, exponent: E) -> Result<Tensor>;
 
-    /// The larger of two tensors, elementwise with broadcasting (ties split the gradient).
+    /// The larger of two tensors, elementwise with broadcasting (ties split the gradient;
+    /// with a NaN, the result is NaN and both get all of it).
     ///
     /// ```
     /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
@@ -491,7 +493,8 @@ pub trait TensorOps {
     #[track_caller]
     fn try_var_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Result<Tensor>;
 
-    /// The largest element (NaN if any element is NaN).
+    /// The largest element (NaN if any element is NaN); the elements equal to it (or the
+    /// NaNs) share the gradient evenly.
     ///
     /// ```
     /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;
@@ -509,8 +512,8 @@ pub trait TensorOps {
     #[track_caller]
     fn min(&self) -> Tensor;
 
-    /// The largest values along `dim` and their int64 indices (the first on ties); the
-    /// gradient flows to the chosen elements.
+    /// The largest values along `dim` and their int64 indices (the first NaN, else the first
+    /// on ties); the gradient flows to the chosen elements.
     ///
     /// ```
     /// # use tapegrad_ops::TensorOps; use tapegrad_tape::Tensor;

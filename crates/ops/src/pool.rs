@@ -53,14 +53,15 @@ fn pooled_size(
 /// A worker over one plane: (output values, output indices), input plane.
 type PlaneFn<'a, T> = dyn Fn(((&mut [T], &mut [i64]), &[T])) + Sync + 'a;
 
-/// The larger of two (value, position) candidates: a NaN wins over numbers, and among
-/// equal values (or two NaNs) the first. `!(b <= a)` is "b is larger, or either is NaN";
-/// written without short-circuit operators so that it compiles to selects (on random data
-/// the comparison is a coin flip, and mispredicted branches cost more than the arithmetic).
+/// The larger of two (value, position) candidates, `a` first in PyTorch's scan order:
+/// `b` is taken if it is larger or NaN (PyTorch's CPU kernel tests `val > maxval ||
+/// isnan(val)`), so a NaN wins over numbers, among equal values the first is kept, and
+/// among NaNs the last. Written without short-circuit operators so that it compiles to
+/// selects (on random data the comparison is a coin flip, and mispredicted branches cost
+/// more than the arithmetic).
 #[inline(always)]
 fn pick<T: Element>((a, ia): (T, usize), (b, ib): (T, usize)) -> (T, usize) {
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    let take = !(b <= a) & !a.is_nan();
+    let take = (b > a) | b.is_nan();
     (if take { b } else { a }, if take { ib } else { ia })
 }
 

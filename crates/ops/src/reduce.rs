@@ -118,42 +118,71 @@ fn arg_extremum<T: tapegrad_tape::Element>(row: &[T], max: bool) -> usize {
     best
 }
 
-/// Index along `d` of the max/min of every row, as i64.
-fn arg_rows(x: &Tensor, d: usize, max: bool) -> Vec<i64> {
-    let (rows, n) = rows_along(x, d);
-    let pick = |n: usize, f: &dyn Fn(usize) -> usize| -> Vec<i64> {
-        if n == 0 {
-            return Vec::new();
+/// How a max/min reduction passes its gradient back.
+#[derive(Clone, Copy, PartialEq)]
+enum Route {
+    /// All of it to the element whose index is returned (`torch.max(x, dim)`), selected.
+    Chosen,
+    /// Split evenly among every element equal to the result, or among the NaNs when it is
+    /// NaN (PyTorch's `evenly_distribute_backward`, for `torch.max(x)`), selected.
+    Even,
+    /// As `Even`, but multiplied by the weights rather than selected, so an infinite
+    /// incoming gradient gives NaN at the others (PyTorch's rule for the infinity norm).
+    EvenProduct,
+}
+
+/// The extremum of every row along `d` of a buffer laid out by [`rows_along`]: its value
+/// (read from the row: a product with a one-hot mask would turn a losing infinity into
+/// NaN), its index, and each element's weight in the gradient, written in the row-major
+/// order of the tensor whose dimension `d` of size `n` has `inner` elements after it.
+fn extrema<T: tapegrad_tape::Element>(
+    rows: &[T],
+    (n, inner): (usize, usize),
+    max: bool,
+    route: Route,
+) -> (Vec<T>, Vec<i64>, Vec<f64>) {
+    let mut weights = vec![0.0; rows.len()];
+    let (mut values, mut indices) = (Vec::with_capacity(rows.len() / n), Vec::with_capacity(rows.len() / n));
+    for (r, row) in rows.chunks_exact(n).enumerate() {
+        let best = arg_extremum(row, max);
+        let v = row[best];
+        let at = |i: usize| ((r / inner) * n + i) * inner + r % inner;
+        if route == Route::Chosen {
+            weights[at(best)] = 1.0;
+        } else {
+            let tied = |e: T| if v.is_nan() { e.is_nan() } else { e == v };
+            let share = 1.0 / row.iter().filter(|&&e| tied(e)).count() as f64;
+            for (i, _) in row.iter().enumerate().filter(|&(_, &e)| tied(e)) {
+                weights[at(i)] = share;
+            }
         }
-        (0..rows.len() / n).map(|r| f(r) as i64).collect()
-    };
-    match &rows {
-        tapegrad_tape::Storage::F32(v) => pick(n, &|r| arg_extremum(&v[r * n..(r + 1) * n], max)),
-        tapegrad_tape::Storage::F64(v) => pick(n, &|r| arg_extremum(&v[r * n..(r + 1) * n], max)),
-        tapegrad_tape::Storage::I64(_) => unreachable!("float dtype checked"),
+        values.push(v);
+        indices.push(best as i64);
     }
+    (values, indices, weights)
 }
 
-/// A one-hot mask over `x`'s shape selecting `indices` (one per row along `d`).
-fn one_hot_along(x: &Tensor, d: usize, indices: &[i64]) -> Tensor {
-    let shape = x.shape();
-    let mut mask = vec![0.0f64; x.numel()];
-    let inner: usize = shape[d + 1..].iter().product();
-    let n = shape[d];
-    for (r, &i) in indices.iter().enumerate() {
-        let (outer, within) = (r / inner, r % inner);
-        mask[(outer * n + i as usize) * inner + within] = 1.0;
-    }
-    Tensor::from_vec(mask, shape).to_dtype(x.dtype())
-}
-
-#[track_caller]
-pub(crate) fn max_dim(x: &Tensor, dim: isize, keepdim: bool, max: bool) -> Result<(Tensor, Tensor)> {
-    let location = Location::caller();
-    let op = if max { "max_dim" } else { "min_dim" };
+/// The max (or min) of `x` along `dim` (or over all elements, as a 0-d tensor), with the
+/// int64 indices PyTorch returns (the first NaN, else the first extremum), recorded under
+/// `op` with the gradient routed as `route` says.
+fn reduce_extremum(
+    op: &'static str,
+    x: &Tensor,
+    dim: Option<isize>,
+    keepdim: bool,
+    max: bool,
+    route: Route,
+    location: &'static Location<'static>,
+) -> Result<(Tensor, Tensor)> {
     tapegrad_tape::ensure_float(op, x, location)?;
-    let x0 = if x.dim() == 0 { crate::shape::reshape_to(x, &[1]) } else { x.clone() };
-    let d = resolve(op, &x0, dim, location)?;
+    let x0 = match dim {
+        Some(_) if x.dim() > 0 => x.clone(),
+        _ => crate::shape::reshape_to(x, &[x.numel()]),
+    };
+    let d = match dim {
+        Some(dim) => resolve(op, &x0, dim, location)?,
+        None => 0,
+    };
     if x0.shape()[d] == 0 {
         return Err(tapegrad_tape::Error::Shape {
             op,
@@ -161,20 +190,45 @@ pub(crate) fn max_dim(x: &Tensor, dim: isize, keepdim: bool, max: bool) -> Resul
             location,
         });
     }
-    let indices = arg_rows(&x0, d, max);
-    let mask = one_hot_along(&x0, d, &indices);
-    let out_shape = if x.dim() == 0 { vec![] } else { reduced_shape(x0.shape(), d, keepdim) };
-    let values = sum_value(&(&x0.detach() * &mask), &reduced_shape(x0.shape(), d, true));
-    let values = Tensor::from_storage(values.storage(), Layout::contiguous(&out_shape));
+    let out_shape = if x.dim() == 0 || dim.is_none() { vec![] } else { reduced_shape(x0.shape(), d, keepdim) };
+    let (rows, n) = rows_along(&x0.detach(), d);
+    let inner: usize = x0.shape()[d + 1..].iter().product();
+    let (values, indices, weights) = match &rows {
+        tapegrad_tape::Storage::F32(v) => {
+            let (a, i, w) = extrema(v, (n, inner), max, route);
+            (tapegrad_tape::Storage::from_vec(a), i, w)
+        }
+        tapegrad_tape::Storage::F64(v) => {
+            let (a, i, w) = extrema(v, (n, inner), max, route);
+            (tapegrad_tape::Storage::from_vec(a), i, w)
+        }
+        tapegrad_tape::Storage::I64(_) => unreachable!("float dtype checked"),
+    };
+    let values = Tensor::from_storage(values, Layout::contiguous(&out_shape));
     let in_shape = x.shape().to_vec();
     let kept = reduced_shape(x0.shape(), d, true);
     let values = record(op, location, &[x], values, || {
+        let weights = Tensor::from_vec(weights, x0.shape()).to_dtype(x.dtype());
         Backward::new(move |ctx| {
-            let g = crate::shape::reshape_to(ctx.grad(), &kept).broadcast_to(mask.shape());
-            smallvec![Some(crate::shape::reshape_to(&(&g * &mask), &in_shape))]
+            let g = crate::shape::reshape_to(ctx.grad(), &kept);
+            let g = match route {
+                Route::Chosen => crate::binary::select_grad(&weights, &g),
+                Route::Even => crate::binary::select_scaled(&g, &weights),
+                Route::EvenProduct => &g * &weights,
+            };
+            smallvec![Some(crate::shape::reshape_to(&g, &in_shape))]
         })
     });
     Ok((values, Tensor::from_vec(indices, &out_shape)))
+}
+
+/// Max (or min) along `dim` and its indices: NaN wins, the first NaN or the first of equal
+/// values is chosen, and the gradient goes to the chosen element only (0 elsewhere, even
+/// for an infinite incoming gradient), as in PyTorch.
+#[track_caller]
+pub(crate) fn max_dim(x: &Tensor, dim: isize, keepdim: bool, max: bool) -> Result<(Tensor, Tensor)> {
+    let op = if max { "max_dim" } else { "min_dim" };
+    reduce_extremum(op, x, Some(dim), keepdim, max, Route::Chosen, Location::caller())
 }
 
 #[track_caller]
@@ -199,10 +253,12 @@ pub(crate) fn argmax(x: &Tensor, dim: Option<isize>, keepdim: bool, max: bool) -
     }
 }
 
+/// The largest (smallest) element, NaN if any is. The gradient is split evenly among the
+/// elements equal to it (among the NaNs if it is NaN), as PyTorch does.
 #[track_caller]
 pub(crate) fn max_all(x: &Tensor, max: bool) -> Result<Tensor> {
-    let flat = crate::shape::reshape_to(x, &[x.numel()]);
-    Ok(crate::shape::reshape_to(&max_dim(&flat, 0, false, max)?.0, &[]))
+    let op = if max { "max" } else { "min" };
+    Ok(reduce_extremum(op, x, None, false, max, Route::Even, Location::caller())?.0)
 }
 
 #[track_caller]
@@ -312,11 +368,10 @@ pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Res
         return reduce(&crate::unary::abs(x));
     }
     if p.is_infinite() {
+        // max |x| (min for -inf), the gradient split evenly among the tied elements, as
+        // PyTorch (multiplied, as its rule is: an infinite gradient gives NaN elsewhere).
         let a = crate::unary::abs(x);
-        return match dim {
-            None => max_all(&a, p > 0.0),
-            Some(d) => Ok(max_dim(&a, d, keepdim, p > 0.0)?.0),
-        };
+        return Ok(reduce_extremum("norm", &a, dim, keepdim, p > 0.0, Route::EvenProduct, location)?.0);
     }
     Ok(crate::unary::pow_scalar(&reduce(&crate::unary::pow_scalar(&crate::unary::abs(x), p))?, 1.0 / p))
 }

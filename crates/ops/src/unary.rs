@@ -10,6 +10,7 @@ use std::panic::Location;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, record};
 
+use crate::binary::{select_grad, where_};
 use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
 
 unary_fn!(Exp, |x| x.exp());
@@ -17,7 +18,9 @@ unary_fn!(Log, |x| x.ln());
 unary_fn!(Log1p, |x| x.ln_1p());
 unary_fn!(Tanh, |x| x.tanh_simd());
 unary_fn!(Sigmoid, |x| sigmoid(x));
-unary_fn!(Relu, |x| if x > T::ZERO { x } else { T::ZERO });
+// `x < 0 ? 0 : x`, not `x > 0 ? x : 0`: NaN stays NaN and -0 stays -0 (PyTorch's values),
+// and it is still one `max` instruction (which returns its second operand on NaN).
+unary_fn!(Relu, |x| if x < T::ZERO { T::ZERO } else { x });
 unary_fn!(Abs, |x| x.abs());
 unary_fn!(Sign, |x| if x > T::ZERO {
     T::ONE
@@ -40,7 +43,8 @@ unary_fn!(GeluErf, |x| {
 });
 grad_fn!(TanhGrad, |g, y| g * (T::ONE - y * y));
 grad_fn!(SigmoidGrad, |g, y| g * (y * (T::ONE - y)));
-grad_fn!(ReluGrad, |g, x| if x > T::ZERO { g } else { T::ZERO });
+// PyTorch's `threshold_backward(g, y, 0)`: `y <= 0 ? 0 : g`, so NaN passes the gradient.
+grad_fn!(ReluGrad, |g, x| if x <= T::ZERO { T::ZERO } else { g });
 
 unary_fn!(GeluTanh, |x| {
     let c = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
@@ -112,19 +116,24 @@ pub(crate) fn sigmoid_op(x: &Tensor) -> Tensor {
     })
 }
 
+/// `max(x, 0)` as PyTorch: NaN stays NaN (a diverging model shows), -0 stays -0, and the
+/// gradient is `x <= 0 ? 0 : g` (NaN passes it), selected, so an infinite incoming gradient
+/// gives 0, not NaN, where `x <= 0`.
 #[track_caller]
 pub(crate) fn relu(x: &Tensor) -> Tensor {
     unary::<Relu>("relu", x, || {
         Backward::new(|ctx| {
             let x = ctx.saved(0);
             let g = fused_rule::<ReluGrad>(ctx, (&x.storage(), x.layout()))
-                .unwrap_or_else(|| ctx.grad() * &mask(x, |v| v > 0.0));
+                .unwrap_or_else(|| select_grad(&mask(x, |v| v > 0.0 || v.is_nan()), ctx.grad()));
             smallvec![Some(g)]
         })
         .save(x)
     })
 }
 
+/// `x > 0 ? x : slope x`; NaN stays NaN, and its gradient is `slope g`, as in PyTorch
+/// (`x > 0 ? g : slope g`).
 #[track_caller]
 pub(crate) fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
     let s32 = slope as f32;
@@ -148,6 +157,8 @@ pub(crate) fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
     )
 }
 
+/// `x > 0 ? x : alpha (e^x - 1)`; NaN stays NaN, with gradient `g` (PyTorch's rule
+/// `x <= 0 ? g alpha e^x : g`), and `g` at +inf.
 #[track_caller]
 pub(crate) fn elu(x: &Tensor, alpha: f64) -> Tensor {
     let a32 = alpha as f32;
@@ -157,12 +168,16 @@ pub(crate) fn elu(x: &Tensor, alpha: f64) -> Tensor {
         move |v| if v > 0.0 { v } else { a32 * v.exp_m1() },
         move |v| if v > 0.0 { v } else { alpha * v.exp_m1() },
         || {
-            // d/dx = 1 for x > 0, alpha e^x otherwise.
+            // PyTorch's `x <= 0 ? g alpha e^x : g` (so NaN passes g): selected, with the
+            // exponential taken of the non-positive part only, so +inf gives g, not
+            // 0 * e^inf = NaN, also under double backward.
             Backward::new(move |ctx| {
-                let x = ctx.saved(0);
-                let pos = mask(x, |v| v > 0.0);
-                let neg = &exp(x) * &pos.rsub_scalar(1.0).mul_scalar(alpha);
-                smallvec![Some(ctx.grad() * &(&pos + &neg))]
+                let (g, x) = (ctx.grad(), ctx.saved(0));
+                let pos = mask(x, |v| v > 0.0 || v.is_nan());
+                let zero = Tensor::zeros_dtype(&[], x.dtype());
+                let neg = where_(&pos, &zero, x).expect("same shape");
+                let inside = g * &exp(&neg).mul_scalar(alpha);
+                smallvec![Some(where_(&pos, g, &inside).expect("same shape"))]
             })
             .save(x)
         },
@@ -304,8 +319,11 @@ pub(crate) fn softplus_op(x: &Tensor, beta: f64, threshold: f64) -> Tensor {
     )
 }
 
-/// `x` limited to `[min, max]` (either bound optional); the gradient passes where the value
-/// is inside the bounds, inclusive, as in PyTorch.
+/// `x` limited to `[min, max]` (either bound optional), PyTorch's `min(max(x, min), max)`:
+/// NaN stays NaN, a value equal to a bound is kept (so -0 stays -0 under `min = 0`), and
+/// crossed bounds give `max`. The gradient passes only strictly inside the bounds (0 at a
+/// bound and at NaN), as PyTorch 2.15 computes it, and is selected rather than multiplied
+/// by a mask (0, not NaN, outside for an infinite incoming gradient).
 #[track_caller]
 pub(crate) fn clamp(x: &Tensor, min: Option<f64>, max: Option<f64>) -> Tensor {
     let lo = min.unwrap_or(f64::NEG_INFINITY);
@@ -314,11 +332,27 @@ pub(crate) fn clamp(x: &Tensor, min: Option<f64>, max: Option<f64>) -> Tensor {
     unary_with(
         "clamp",
         x,
-        move |v| if v.is_nan() { v } else { v.max(lo32).min(hi32) },
-        move |v| if v.is_nan() { v } else { v.max(lo).min(hi) },
+        move |v| {
+            let v = if v < lo32 { lo32 } else { v };
+            if v > hi32 { hi32 } else { v }
+        },
+        move |v| {
+            let v = if v < lo { lo } else { v };
+            if v > hi { hi } else { v }
+        },
         || {
-            Backward::new(move |ctx| smallvec![Some(ctx.grad() * &mask(ctx.saved(0), move |v| v >= lo && v <= hi))])
-                .save(x)
+            // A missing bound is no test at all (+inf passes `min` alone); f32 values are
+            // compared with the f32 bounds the forward clamped to.
+            let (has_lo, has_hi) = (min.is_some(), max.is_some());
+            Backward::new(move |ctx| {
+                let inside = crate::elementwise::map_with(
+                    ctx.saved(0),
+                    move |v| ((!has_lo || v > lo32) && (!has_hi || v < hi32)) as u8 as f32,
+                    move |v| ((!has_lo || v > lo) && (!has_hi || v < hi)) as u8 as f64,
+                );
+                smallvec![Some(select_grad(&inside, ctx.grad()))]
+            })
+            .save(x)
         },
     )
 }
@@ -326,10 +360,31 @@ pub(crate) fn clamp(x: &Tensor, min: Option<f64>, max: Option<f64>) -> Tensor {
 #[track_caller]
 pub(crate) fn pow_scalar(x: &Tensor, p: f64) -> Tensor {
     let p32 = p as f32;
-    // Squaring is the common case; `powf` would cost a libm call per element.
-    let square = p == 2.0;
-    let f32f = move |v: f32| if square { v * v } else { v.powf(p32) };
-    let f64f = move |v: f64| if square { v * v } else { v.powf(p) };
+    // Squaring is the common case; `powf` would cost a libm call per element. PyTorch takes
+    // the exponents 1/2 and -1/2 as `sqrt` and `1 / sqrt`, which differ from `powf` at -inf
+    // (NaN, not inf) and -0 (-0 and -inf, not 0 and inf).
+    let f32f = move |v: f32| {
+        if p == 2.0 {
+            v * v
+        } else if p == 0.5 {
+            v.sqrt()
+        } else if p == -0.5 {
+            1.0 / v.sqrt()
+        } else {
+            v.powf(p32)
+        }
+    };
+    let f64f = move |v: f64| {
+        if p == 2.0 {
+            v * v
+        } else if p == 0.5 {
+            v.sqrt()
+        } else if p == -0.5 {
+            1.0 / v.sqrt()
+        } else {
+            v.powf(p)
+        }
+    };
     unary_with("pow", x, f32f, f64f, || {
         Backward::new(move |ctx| {
             let g = ctx.grad();
@@ -356,15 +411,29 @@ pub(crate) fn pow_tensor(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Backward::new(|ctx| {
             let (g, a, b, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1), ctx.output());
             let ga = ctx.needs_input_grad(0).then(|| {
-                // d a^b / da = b a^(b-1)
-                (g * &(b * &pow_tensor(a, &b.sub_scalar(1.0)).expect("shapes checked"))).sum_to_shape(a.shape())
+                // d a^b / da = b a^(b-1), and 0 where b = 0 (PyTorch's rule: also at a = 0,
+                // where the product would be 0 * inf = NaN).
+                let d = g * &(b * &pow_tensor(a, &b.sub_scalar(1.0)).expect("shapes checked"));
+                select_grad(&mask(b, |v| v != 0.0), &d).sum_to_shape(a.shape())
             });
             let gb = ctx.needs_input_grad(1).then(|| {
-                // d a^b / db = a^b ln a, taken as 0 where a = 0 (PyTorch's convention),
-                // through a safe log so that no NaN leaks in.
-                let keep = mask(a, |v| v != 0.0);
-                let safe_a = &(a * &keep) + &keep.rsub_scalar(1.0);
-                (&(g * &(y * &log(&safe_a))) * &keep).sum_to_shape(b.shape())
+                // d a^b / db = a^b ln a, taken as 0 where a = 0 and b >= 0 (PyTorch's rule;
+                // for b < 0 or NaN it is inf * -inf = -inf or NaN there, as in PyTorch). The
+                // log is taken of 1 at the zeroed positions, so that no NaN leaks in under
+                // double backward.
+                let shape = y.shape();
+                let zeroed = crate::binary::zip_value(
+                    a,
+                    b,
+                    shape,
+                    |p, q| (p == 0.0 && q >= 0.0) as u8 as f32,
+                    |p, q| (p == 0.0 && q >= 0.0) as u8 as f64,
+                );
+                let one = Tensor::ones_dtype(&[], a.dtype());
+                let zero = Tensor::zeros_dtype(&[], a.dtype());
+                let safe_a = where_(&zeroed, &one, a).expect("shapes checked");
+                let d = where_(&zeroed, &zero, &(y * &log(&safe_a))).expect("shapes checked");
+                (g * &d).sum_to_shape(b.shape())
             });
             smallvec![ga, gb]
         })

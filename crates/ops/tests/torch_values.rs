@@ -1,15 +1,40 @@
-//! Forward values against PyTorch: tests/fixtures/torch_ops.json holds PyTorch's outputs for
-//! fixed float64 inputs (written by tools/torch_op_reference.py), so no torch is needed here.
+//! Values and gradients against PyTorch: tests/fixtures/torch_ops.json holds PyTorch's
+//! outputs (and, for most cases, the indices it chose and the gradients of every input for
+//! a given `grad_output`) for fixed float64 inputs, written by tools/torch_op_reference.py,
+//! so no torch is needed here. Every case runs in f64 and in f32 (which reaches the f32-only
+//! SIMD kernels); gradients are taken both with a plain backward (fused rules) and with
+//! `create_graph` (the composed, differentiable rules).
+//!
+//! NaN and the infinities are stored as the strings "nan", "inf" and "-inf". A NaN must meet
+//! a NaN and an infinity the same infinity; finite values agree within a tolerance (the
+//! sign of a zero is not compared: PyTorch's own varies with its vector width).
 
 use serde_json::Value;
 use tapegrad_ops::functional::{self, BatchNormStats, Conv2dOptions};
 use tapegrad_ops::{Reduction, TensorOps};
-use tapegrad_tape::{DType, Tensor};
+use tapegrad_tape::{BackwardOptions, DType, GradOptions, Tensor, grad};
 
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let data: Vec<f64> = v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();
-    Tensor::from_vec(data, &shape)
+/// A number from the fixture: a JSON number or one of "nan", "inf", "-inf".
+fn number(v: &Value) -> f64 {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "nan" => f64::NAN,
+            "inf" => f64::INFINITY,
+            "-inf" => f64::NEG_INFINITY,
+            other => panic!("not a number: {other:?}"),
+        },
+        v => v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")),
+    }
+}
+
+fn decode(v: &Value) -> (Vec<usize>, Vec<f64>) {
+    let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    (shape, v["data"].as_array().unwrap().iter().map(number).collect())
+}
+
+fn tensor(v: &Value, dtype: DType) -> Tensor {
+    let (shape, data) = decode(v);
+    Tensor::from_vec(data, &shape).to_dtype(dtype)
 }
 
 fn pair(args: &Value, key: &str) -> (usize, usize) {
@@ -17,9 +42,18 @@ fn pair(args: &Value, key: &str) -> (usize, usize) {
     (a[0].as_u64().unwrap() as usize, a[1].as_u64().unwrap() as usize)
 }
 
-fn run(name: &str, x: &[Tensor], args: &Value) -> Tensor {
+/// An optional number argument (absent or null is `None`).
+fn opt(args: &Value, key: &str) -> Option<f64> {
+    args.get(key).filter(|v| !v.is_null()).map(number)
+}
+
+/// The tapegrad call for a case: its output and, for max/min along a dimension and max
+/// pooling, the chosen indices.
+fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
     let dim = || args["dim"].as_i64().unwrap() as isize;
-    match name {
+    let keepdim = || args.get("keepdim").and_then(Value::as_bool).unwrap_or(false);
+    let maybe_dim = || args.get("dim").and_then(Value::as_i64).map(|d| d as isize);
+    let value = match name {
         "exp" => x[0].exp(),
         "tanh" => x[0].tanh(),
         "sigmoid" => x[0].sigmoid(),
@@ -32,7 +66,7 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> Tensor {
         "gelu" => x[0].gelu(),
         "gelu_tanh" => x[0].gelu_tanh(),
         "softplus" => x[0].softplus(),
-        "elu" => x[0].elu(1.0),
+        "elu" => x[0].elu(opt(args, "alpha").unwrap_or(1.0)),
         "leaky_relu" => x[0].leaky_relu(0.1),
         "square" => x[0].square(),
         "log" => x[0].log(),
@@ -40,11 +74,38 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> Tensor {
         "sqrt" => x[0].sqrt(),
         "rsqrt" => x[0].rsqrt(),
         "reciprocal" => x[0].reciprocal(),
+        "pow" => x[0].pow(opt(args, "p").unwrap()),
+        "pow_tensor" => x[0].pow(&x[1]),
+        "clamp" => x[0].clamp(opt(args, "min"), opt(args, "max")),
+        "maximum" => x[0].maximum(&x[1]),
+        "minimum" => x[0].minimum(&x[1]),
+        "gt" => x[0].gt(&x[1]),
+        "ge" => x[0].ge(&x[1]),
+        "lt" => x[0].lt(&x[1]),
+        "le" => x[0].le(&x[1]),
+        "eq" => x[0].eq(&x[1]),
+        "ne" => x[0].ne(&x[1]),
+        "where" => tapegrad_ops::where_(&x[0], &x[1], &x[2]),
+        "max" => x[0].max(),
+        "min" => x[0].min(),
+        "max_dim" | "min_dim" => {
+            let (v, i) =
+                if name == "max_dim" { x[0].max_dim(dim(), keepdim()) } else { x[0].min_dim(dim(), keepdim()) };
+            return (v, Some(i));
+        }
+        "argmax" => x[0].argmax(maybe_dim(), keepdim()),
+        "argmin" => x[0].argmin(maybe_dim(), keepdim()),
         "softmax" => x[0].softmax(dim()),
         "log_softmax" => x[0].log_softmax(dim()),
         "logsumexp" => x[0].logsumexp(dim(), false),
         "var" => x[0].var_dim(dim(), 1.0, false),
-        "norm" => x[0].norm_dim(2.0, dim(), false),
+        "norm" => {
+            let p = opt(args, "p").unwrap_or(2.0);
+            match maybe_dim() {
+                Some(d) => x[0].norm_dim(p, d, false),
+                None => x[0].norm(p),
+            }
+        }
         "matmul" => x[0].matmul(&x[1]),
         "cross_entropy" => functional::cross_entropy(&x[0], &x[1].to_dtype(DType::I64)),
         "binary_cross_entropy" => functional::binary_cross_entropy(&x[0], &x[1], Reduction::Mean),
@@ -71,7 +132,14 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> Tensor {
             pair(args, "output_padding"),
         ),
         "max_pool2d" => {
-            functional::max_pool2d(&x[0], pair(args, "kernel"), pair(args, "stride"), pair(args, "padding"))
+            let (v, i) = functional::max_pool2d_with_indices(
+                &x[0],
+                pair(args, "kernel"),
+                pair(args, "stride"),
+                pair(args, "padding"),
+            )
+            .unwrap();
+            return (v, Some(i));
         }
         "avg_pool2d" => {
             functional::avg_pool2d(&x[0], pair(args, "kernel"), pair(args, "stride"), pair(args, "padding"))
@@ -79,7 +147,7 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> Tensor {
         "adaptive_avg_pool2d" => functional::adaptive_avg_pool2d(&x[0], pair(args, "size")),
         "layer_norm" => functional::layer_norm(&x[0], &[x[1].numel()], Some(&x[1]), Some(&x[2]), 1e-5),
         "batch_norm" => {
-            let stats = BatchNormStats::new(x[1].numel(), DType::F64);
+            let stats = BatchNormStats::new(x[1].numel(), x[0].dtype());
             let out = functional::batch_norm(&x[0], Some(&stats), Some(&x[1]), Some(&x[2]), true, 0.1, 1e-5);
             let running = tapegrad_ops::cat(&[&stats.running_mean, &stats.running_var], 0);
             RUNNING.with(|r| *r.borrow_mut() = Some(running.reshape(&[2, -1])));
@@ -87,38 +155,126 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> Tensor {
         }
         "batch_norm_running" => RUNNING.with(|r| r.borrow().clone().expect("batch_norm case runs first")),
         other => panic!("no tapegrad call for fixture case {other}"),
-    }
+    };
+    (value, None)
 }
 
 thread_local! {
     static RUNNING: std::cell::RefCell<Option<Tensor>> = const { std::cell::RefCell::new(None) };
 }
 
-#[test]
-fn forward_values_match_pytorch() {
-    let text = include_str!("fixtures/torch_ops.json");
-    let fixtures: Value = serde_json::from_str(text).unwrap();
-    let mut failures = Vec::new();
-    let cases = fixtures["cases"].as_array().unwrap();
-    for case in cases {
-        let name = case["name"].as_str().unwrap();
-        let inputs: Vec<Tensor> = case["inputs"].as_array().unwrap().iter().map(tensor).collect();
-        let expected = tensor(&case["output"]);
-        let got = run(name, &inputs, &case["args"]);
-        if got.shape() != expected.shape() {
-            failures.push(format!("{name}: shape {:?}, PyTorch {:?}", got.shape(), expected.shape()));
-            continue;
+/// The first element where `got` differs from PyTorch's `expected`, described: NaN must be
+/// NaN, an infinity the same infinity, a finite value within `tol` relative to
+/// `max(|expected|, 1)` (exactly, with `tol` 0).
+fn mismatch(got: &Tensor, (shape, expected): &(Vec<usize>, Vec<f64>), tol: f64) -> Option<String> {
+    if got.shape() != shape.as_slice() {
+        return Some(format!("shape {:?}, PyTorch {shape:?}", got.shape()));
+    }
+    let got = got.to_vec::<f64>();
+    let bad = |&(a, b): &(f64, f64)| {
+        if b.is_nan() || b.is_infinite() {
+            !(a.is_nan() && b.is_nan()) && a != b
+        } else {
+            !a.is_finite() || (a - b).abs() > tol * b.abs().max(1.0)
         }
-        let worst = got
-            .to_vec::<f64>()
+    };
+    let pairs: Vec<(f64, f64)> = got.iter().copied().zip(expected.iter().copied()).collect();
+    let first = pairs.iter().position(bad)?;
+    let count = pairs.iter().filter(|p| bad(p)).count();
+    let (a, b) = pairs[first];
+    Some(format!("element {first} is {a:?}, PyTorch {b:?} ({count} of {} elements differ)", pairs.len()))
+}
+
+fn tolerance(dtype: DType) -> f64 {
+    if dtype == DType::F64 { 1e-12 } else { 2e-5 }
+}
+
+/// Checks one case in one dtype, pushing a line per disagreement onto `failures`.
+fn check_case(index: usize, case: &Value, dtype: DType, failures: &mut Vec<String>) {
+    let name = case["name"].as_str().unwrap();
+    let label = format!("case {index} ({name}, {dtype:?})");
+    let args = &case["args"];
+    let raw = case["inputs"].as_array().unwrap();
+    let overflows_f32 = |v: &Value| decode(v).1.iter().any(|x| x.is_finite() && x.abs() > f32::MAX as f64);
+    if dtype == DType::F32 && raw.iter().any(overflows_f32) {
+        return; // an f64-only case: its finite inputs would be infinities in f32
+    }
+    let inputs: Vec<Tensor> = raw.iter().map(|v| tensor(v, dtype)).collect();
+    let tol = tolerance(dtype);
+    let (value, indices) = run(name, &inputs, args);
+    let exact = if value.dtype() == DType::I64 { 0.0 } else { tol };
+    if let Some(m) = mismatch(&value, &decode(&case["output"]), exact) {
+        failures.push(format!("{label} output: {m}"));
+    }
+    match (indices, case.get("indices")) {
+        (Some(got), Some(expected)) => {
+            if let Some(m) = mismatch(&got, &decode(expected), 0.0) {
+                failures.push(format!("{label} indices: {m}"));
+            }
+        }
+        (None, Some(_)) => failures.push(format!("{label}: PyTorch returns indices, tapegrad none")),
+        _ => {}
+    }
+    let Some(grads) = case.get("grads").and_then(Value::as_array) else { return };
+    let g = tensor(&case["grad_output"], dtype);
+    for create_graph in [false, true] {
+        let mode = if create_graph { "create_graph" } else { "backward" };
+        let leaves: Vec<Tensor> = inputs
             .iter()
-            .zip(expected.to_vec::<f64>())
-            .map(|(a, b)| (a - b).abs() / (1e-300 + b.abs().max(1.0)))
-            .fold(0.0f64, f64::max);
-        if worst > 1e-12 {
-            failures.push(format!("{name}: relative difference {worst:e}"));
+            .zip(grads)
+            .map(|(x, e)| if e.is_null() { x.clone() } else { x.detach().requires_grad() })
+            .collect();
+        let (y, _) = run(name, &leaves, args);
+        let wanted: Vec<&Tensor> = leaves.iter().zip(grads).filter(|(_, e)| !e.is_null()).map(|(x, _)| x).collect();
+        let got: Vec<Option<Tensor>> = if create_graph {
+            let opts = GradOptions::new().grad_outputs(vec![g.clone()]).create_graph(true).allow_unused(true);
+            grad(&[&y], &wanted, opts)
+        } else {
+            y.backward_with(Some(&g), BackwardOptions::new());
+            wanted.iter().map(|x| x.grad()).collect()
+        };
+        let expected = grads.iter().enumerate().filter(|(_, e)| !e.is_null());
+        for ((i, e), got) in expected.zip(got) {
+            let (shape, data) = decode(e);
+            // No gradient reaching an input means zeros.
+            let got = got.unwrap_or_else(|| Tensor::zeros_dtype(&shape, dtype));
+            if let Some(m) = mismatch(&got, &(shape, data), tol) {
+                failures.push(format!("{label} gradient of input {i} ({mode}): {m}"));
+            }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(cases.len() >= 38);
+}
+
+#[test]
+fn values_and_gradients_match_pytorch() {
+    let text = include_str!("fixtures/torch_ops.json");
+    let fixtures: Value = serde_json::from_str(text).unwrap();
+    let cases = fixtures["cases"].as_array().unwrap();
+    let mut failures = Vec::new();
+    for dtype in [DType::F64, DType::F32] {
+        for (index, case) in cases.iter().enumerate() {
+            check_case(index, case, dtype, &mut failures);
+        }
+    }
+    assert!(failures.is_empty(), "{} disagreements with PyTorch:\n{}", failures.len(), failures.join("\n"));
+    assert!(cases.len() >= 140);
+    let with_grads = cases.iter().filter(|c| c.get("grads").is_some()).count();
+    assert!(with_grads >= 80, "{with_grads} cases with gradients");
+}
+
+/// The comparison itself: a NaN where PyTorch has a number (or the reverse) fails, as does
+/// an infinity of the wrong sign; finite values pass within the tolerance.
+#[test]
+fn comparison_treats_nan_and_infinity_exactly() {
+    let t = |v: Vec<f64>| Tensor::from_vec(v, &[3]);
+    let e = |v: Vec<f64>| (vec![3], v);
+    let (nan, inf) = (f64::NAN, f64::INFINITY);
+    assert!(mismatch(&t(vec![nan, inf, 1.0]), &e(vec![nan, inf, 1.0]), 0.0).is_none());
+    assert!(mismatch(&t(vec![nan, 0.0, 1.0]), &e(vec![nan, -0.0, 1.0 + 1e-13]), 1e-12).is_none());
+    let m = mismatch(&t(vec![1.0, nan, 1.0]), &e(vec![1.0, 0.5, 1.0]), 1e-12).unwrap();
+    assert!(m.starts_with("element 1 is NaN"), "{m}");
+    assert!(mismatch(&t(vec![0.5, 2.0, 1.0]), &e(vec![nan, 2.0, 1.0]), 1e-12).is_some());
+    assert!(mismatch(&t(vec![0.5, -inf, 1.0]), &e(vec![0.5, inf, 1.0]), 1e-12).is_some());
+    assert!(mismatch(&t(vec![0.5, inf, 1.0]), &e(vec![0.5, 1e308, 1.0]), 1e-12).is_some());
+    assert_eq!(number(&Value::String("-inf".into())), f64::NEG_INFINITY);
 }

@@ -72,7 +72,8 @@ unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut
         let left = _mm512_permutex2var_ps(x0, even, x1);
         let right = _mm512_permutex2var_ps(x0, odd, x1);
         let at = _mm512_add_epi32(_mm512_set1_epi32(base as i32), even);
-        let take = _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(right, left) & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(left, left);
+        // `pick`'s test: right > left, or right is NaN (ordered greater-than or a NaN check).
+        let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(right, left) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(right, right);
         (
             _mm512_mask_blend_ps(take, left, right),
             _mm512_mask_blend_epi32(take, at, _mm512_add_epi32(at, _mm512_set1_epi32(1))),
@@ -99,7 +100,7 @@ unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut
                 let (upper, upper_at) = pairs(t.0, t.1, top + 2 * ow, even, odd);
                 let (lower, lower_at) = pairs(b.0, b.1, bottom + 2 * ow, even, odd);
                 let take =
-                    _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(lower, upper) & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(upper, upper);
+                    _mm512_cmp_ps_mask::<_CMP_GT_OQ>(lower, upper) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(lower, lower);
                 let value = _mm512_mask_blend_ps(take, upper, lower);
                 let at = _mm512_mask_blend_epi32(take, upper_at, lower_at);
                 let out: __mmask16 = if count == 16 { !0 } else { (1 << count) - 1 };
@@ -119,8 +120,8 @@ unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut
 mod tests {
     use super::*;
 
-    /// The window maximum by definition: the first NaN in row-major order, else the first
-    /// of the largest values.
+    /// The window maximum as PyTorch's CPU kernel scans it: the last NaN in row-major order,
+    /// else the first of the largest values.
     fn reference(plane: &[f32], w: usize, oh: usize, ow: usize) -> (f32, i64) {
         let positions = [
             (2 * oh) * w + 2 * ow,
@@ -128,7 +129,7 @@ mod tests {
             (2 * oh + 1) * w + 2 * ow,
             (2 * oh + 1) * w + 2 * ow + 1,
         ];
-        if let Some(&p) = positions.iter().find(|&&p| plane[p].is_nan()) {
+        if let Some(&p) = positions.iter().rev().find(|&&p| plane[p].is_nan()) {
             return (plane[p], p as i64);
         }
         let best = positions.iter().copied().fold(positions[0], |b, p| if plane[p] > plane[b] { p } else { b });
@@ -139,7 +140,7 @@ mod tests {
     /// row, odd edges), with values drawn from a few levels, signed zeros, infinities and
     /// NaNs, so ties (also between -0 and +0) are common.
     #[test]
-    fn kernels_pick_the_first_maximum_and_the_first_nan() {
+    fn kernels_pick_the_first_maximum_and_the_last_nan() {
         let mut seed = 11u64;
         let mut level = move || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
