@@ -225,19 +225,28 @@ fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T], row_len: u
 }
 
 /// Images per GEMM: enough columns for an efficient product (a convolution's per-image
-/// GEMMs are narrow: 196 columns for a 14x14 output), split so every thread gets a share,
-/// and capped so a column buffer stays around 16 MB.
+/// GEMMs are narrow: 196 columns for a 14x14 output), split into a fixed number of tasks
+/// for the threads to share, and capped so a column buffer stays around 16 MB. The split
+/// depends only on the geometry, never on the number of threads, so that the weight
+/// gradient's partial sums, and so its rounding, are the same at any thread count.
 fn images_per_chunk(geo: &Geometry) -> usize {
+    /// Tasks a large convolution is split into: enough for the threads of a large machine.
+    const TASKS: usize = 8;
     let per_image = geo.k() * geo.ho * geo.wo;
-    let threads = if parallel(geo) { rayon::current_num_threads().max(1) } else { 1 };
+    let tasks = if crate::parallel::large(work(geo)) { TASKS } else { 1 };
     let cap = ((1 << 22) / per_image.max(1)).max(1);
-    geo.n.div_ceil(threads).clamp(1, cap)
+    geo.n.div_ceil(tasks).clamp(1, cap)
+}
+
+/// Multiply-adds of a convolution.
+fn work(geo: &Geometry) -> usize {
+    geo.n * geo.o * geo.ho * geo.wo * geo.k()
 }
 
 /// Whether a convolution is big enough to be worth handing to other threads (waking a
 /// worker costs microseconds, which small gradient-check convolutions cannot repay).
 fn parallel(geo: &Geometry) -> bool {
-    crate::parallel::worth_it(geo.n * geo.o * geo.ho * geo.wo * geo.k())
+    crate::parallel::worth_it(work(geo))
 }
 
 /// Runs `work(first_image, images)` over chunks of images, in parallel when worth it.

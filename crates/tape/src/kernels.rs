@@ -376,6 +376,19 @@ fn outer_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
     Some((0..blocks).map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks)).collect())
 }
 
+/// Blocks of outer rows for a reduction: as [`outer_blocks`], but the split depends only on
+/// the shape (never on the number of threads), so partial sums, and their rounding, are the
+/// same at any thread count.
+fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
+    /// Enough blocks to share among the threads of a large machine.
+    const BLOCKS: usize = 16;
+    if shape.len() < 2 || shape[0] < 2 || numel(shape) < PARALLEL_ELEMENTS {
+        return None;
+    }
+    let blocks = shape[0].min(BLOCKS);
+    Some((0..blocks).map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks)).collect())
+}
+
 /// A sum that the compiler vectorises: sixteen running sums, combined at the end (a
 /// different rounding order from a sequential sum, and usually a more accurate one).
 fn lane_sum<T: crate::Element>(x: &[T]) -> T {
@@ -413,8 +426,9 @@ pub fn sum_to<T: crate::Element>(data: &[T], layout: &Layout, target: &[usize]) 
     let size = numel(target);
     if size == 1 && layout.is_contiguous() {
         let all = &data[layout.offset()..layout.offset() + layout.numel()];
-        let total = if parallel(all.len()) {
-            // Fixed-size blocks summed in order: the result does not depend on the threads.
+        let total = if all.len() >= PARALLEL_ELEMENTS {
+            // Fixed-size blocks summed in order, whether or not threads share them: the
+            // result does not depend on the number of threads.
             let parts: Vec<T> = all.par_chunks(PARALLEL_ELEMENTS / 4).map(lane_sum).collect();
             parts.into_iter().fold(T::ZERO, |s, p| s + p)
         } else {
@@ -426,7 +440,7 @@ pub fn sum_to<T: crate::Element>(data: &[T], layout: &Layout, target: &[usize]) 
         .broadcast_to(layout.shape())
         .expect("sum_to: target must broadcast to the input shape");
     let shape = layout.shape();
-    if let Some(blocks) = outer_blocks(shape).filter(|b| size * b.len() <= numel(shape) / 8) {
+    if let Some(blocks) = reduction_blocks(shape).filter(|b| size * b.len() <= numel(shape) / 8) {
         // One partial result per block of outer rows, added in block order.
         let parts: Vec<Vec<T>> = blocks
             .into_par_iter()
