@@ -56,8 +56,8 @@ pub use tapegrad_tape::{
 /// ```
 pub mod prelude {
     pub use tapegrad_nn::{
-        Adam, AdamW, BatchNorm2d, Conv2d, Dropout, Flatten, LayerNorm, Linear, LrScheduler, MaxPool2d, Module,
-        Optimizer, ReLU, SGD, Sequential,
+        Adam, AdamW, BatchNorm2d, Checkpoint, Conv2d, Dropout, Flatten, LayerNorm, Linear, LrScheduler, MaxPool2d,
+        Module, Optimizer, ReLU, SGD, Sequential,
     };
     pub use tapegrad_ops::functional::{self as F, LossOptions};
     pub use tapegrad_ops::{Reduction, TensorOps, cat, stack, where_};

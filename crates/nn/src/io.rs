@@ -1,7 +1,8 @@
-//! Parameter files in the safetensors format (what PyTorch and Hugging Face users exchange
-//! weights in), written atomically, read with clear errors.
+//! Parameter files in the safetensors format (what PyTorch and
+//! Hugging Face users exchange weights in), written atomically, read with clear errors.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,13 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use safetensors::tensor::{Dtype, View};
 use tapegrad_tape::{DType, Error, Result, Tensor};
 
-use crate::{Module, Optimizer};
+use crate::Module;
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io { path: path.display().to_string(), source }
 }
 
-fn format_err(path: &Path, message: impl Into<String>) -> Error {
+pub(crate) fn format_err(path: &Path, message: impl Into<String>) -> Error {
     Error::Format { path: path.display().to_string(), message: message.into() }
 }
 
@@ -161,11 +162,14 @@ fn parse_entry(path: &Path, name: &str, value: &serde_json::Value, data_len: usi
     Ok(Entry { name: name.to_string(), dtype, shape, begin, end })
 }
 
+/// A safetensors file's `__metadata__`: text by name.
+pub(crate) type Metadata = BTreeMap<String, String>;
+
 /// Parses and validates a safetensors file's header: every entry on its own, then that the
 /// entries cover the data section exactly once (no gap, no shared bytes, nothing after).
-/// Returns the entries in the file's order, by (begin, end, name), and the data section.
-/// Every check is deterministic: the same file gives the same message on every run.
-fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u8])> {
+/// Returns the entries in the file's order, by (begin, end, name), the data section and the
+/// metadata. Every check is deterministic: the same file gives the same message on every run.
+fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u8], Metadata)> {
     let file_len = buffer.len();
     let Some(length) = buffer.get(..8) else {
         return Err(format_err(
@@ -201,12 +205,17 @@ fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u
     let mut names: Vec<&String> = map.keys().collect();
     names.sort();
     let mut entries = Vec::with_capacity(names.len());
+    let mut metadata = Metadata::new();
     for name in names {
         let value = &map[name];
         if name == "__metadata__" {
             let all_strings = value.as_object().map(|m| m.iter().find(|(_, v)| !v.is_string()));
             match all_strings {
-                Some(None) => continue,
+                Some(None) => {
+                    let strings = value.as_object().expect("an object").iter();
+                    metadata = strings.map(|(k, v)| (k.clone(), v.as_str().expect("a string").to_string())).collect();
+                    continue;
+                }
                 Some(Some((key, v))) => {
                     return Err(format_err(
                         path,
@@ -270,19 +279,24 @@ fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u
             ),
         ));
     }
-    Ok((entries, data))
+    Ok((entries, data, metadata))
 }
 
-/// Writes `buffer` to `path` atomically: a new temporary file beside it (a name no other save,
-/// in this process or another, uses), flushed to disk, renamed over `path`, and on Unix the
-/// directory flushed too so the rename itself survives a crash.
-fn write_atomically(path: &Path, buffer: &[u8]) -> Result<()> {
+/// Writes `buffer` to `path` atomically: a new temporary file beside it,
+/// `.{name}.tmp-{pid}-{n}` (a name no other save, in this process or another, uses), flushed
+/// to disk, renamed over `path`, and on Unix the directory flushed too so the rename itself
+/// survives a crash. A process killed mid-save leaves its temporary file behind and `path`
+/// as it was; on Linux the next save to `path` removes such leftovers.
+pub(crate) fn write_atomically(path: &Path, buffer: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = path.file_name().ok_or_else(|| format_err(path, "not a file path"))?;
+    let file_name = file_name.to_string_lossy();
+    #[cfg(target_os = "linux")]
+    remove_stale_temporaries(dir, &file_name);
     let (tmp, mut file) = loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{}.tmp-{}-{n}", file_name.to_string_lossy(), std::process::id()));
+        let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
         match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(file) => break (tmp, file),
             // Left by a crashed process that had our pid: not ours to remove; try the next name.
@@ -305,6 +319,68 @@ fn write_atomically(path: &Path, buffer: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Removes the temporary files of saves to `file_name` in `dir` whose process no longer
+/// runs: what a save killed mid-write (SIGKILL, out of memory, power loss) leaves. Whether
+/// a process runs is read from /proc, so this is Linux only, and a save running in another
+/// PID namespace (another container writing to the same directory) would look dead: its
+/// save then fails with an error, never a damaged file. Failures here are ignored; the
+/// leftovers only cost disk space.
+#[cfg(target_os = "linux")]
+fn remove_stale_temporaries(dir: &Path, file_name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!(".{file_name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((pid, n)) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else { continue };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The bytes of a safetensors file holding `tensors` and `metadata`, after checking the
+/// names (the safetensors crate panics on a repeated one).
+pub(crate) fn serialize(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let mut names: Vec<(&str, usize)> = tensors.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
+    names.sort();
+    if let Some(pair) = names.windows(2).find(|p| p[0].0 == p[1].0) {
+        return Err(format_err(
+            path,
+            format!("tensors {} and {} are both named `{}`; names must be unique", pair[0].1, pair[1].1, pair[0].0),
+        ));
+    }
+    if names.iter().any(|(n, _)| *n == "__metadata__") {
+        return Err(format_err(path, "the name `__metadata__` is reserved by the safetensors format"));
+    }
+    let bytes: Vec<(String, Bytes)> = tensors.iter().map(|(n, t)| (n.clone(), to_bytes(t))).collect();
+    let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
+    safetensors::serialize(views, metadata).map_err(|e| format_err(path, e.to_string()))
+}
+
+/// Reads a safetensors file: its tensors, in the file's order, and its metadata.
+pub(crate) fn read(path: &Path) -> Result<(Vec<(String, Tensor)>, Metadata)> {
+    let buffer = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let (entries, data, metadata) = parse_header(path, &buffer)?;
+    let tensors = entries
+        .into_iter()
+        .map(|e| {
+            let tensor = decode(path, &e.name, e.dtype, &e.shape, &data[e.begin..e.end])?;
+            Ok((e.name, tensor))
+        })
+        .collect::<Result<_>>()?;
+    Ok((tensors, metadata))
+}
+
 /// Writes named tensors to a safetensors file. The file is written next to its destination
 /// under a temporary name, flushed to disk and then renamed over it, so a crash midway never
 /// leaves a half-written file in place of a good one. Names must be unique.
@@ -322,22 +398,7 @@ fn write_atomically(path: &Path, buffer: &[u8]) -> Result<()> {
 /// ```
 pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
     let path = path.as_ref();
-    // The safetensors crate panics on a repeated name; the header cannot hold one anyway.
-    let mut names: Vec<(&str, usize)> = tensors.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
-    names.sort();
-    if let Some(pair) = names.windows(2).find(|p| p[0].0 == p[1].0) {
-        return Err(format_err(
-            path,
-            format!("tensors {} and {} are both named `{}`; names must be unique", pair[0].1, pair[1].1, pair[0].0),
-        ));
-    }
-    if names.iter().any(|(n, _)| *n == "__metadata__") {
-        return Err(format_err(path, "the name `__metadata__` is reserved by the safetensors format"));
-    }
-    let bytes: Vec<(String, Bytes)> = tensors.iter().map(|(n, t)| (n.clone(), to_bytes(t))).collect();
-    let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
-    let buffer = safetensors::serialize(views, None).map_err(|e| format_err(path, e.to_string()))?;
-    write_atomically(path, &buffer)
+    write_atomically(path, &serialize(path, tensors, None)?)
 }
 
 /// Reads every tensor of a safetensors file, in the file's order. A truncated or corrupt
@@ -348,16 +409,7 @@ pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Res
 /// assert!(err.to_string().contains("/nonexistent/weights.safetensors"));
 /// ```
 pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
-    let path = path.as_ref();
-    let buffer = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let (entries, data) = parse_header(path, &buffer)?;
-    entries
-        .into_iter()
-        .map(|e| {
-            let tensor = decode(path, &e.name, e.dtype, &e.shape, &data[e.begin..e.end])?;
-            Ok((e.name, tensor))
-        })
-        .collect()
+    read(path.as_ref()).map(|(tensors, _)| tensors)
 }
 
 /// Saves a module's parameters and buffers (its state dict) with PyTorch's names.
@@ -401,84 +453,4 @@ pub fn load(module: &mut dyn Module, path: impl AsRef<Path>) -> Result<()> {
         Error::Format { message, .. } => format_err(path, message),
         other => other,
     })
-}
-
-/// Saves a training checkpoint: model, optimizer state and epoch in one file (entries
-/// `model.*`, `optimizer.*` and `epoch`).
-///
-/// ```
-/// use tapegrad_nn::{Adam, Linear, Module, load_checkpoint, save_checkpoint};
-/// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-{}.safetensors", std::process::id()));
-/// let model = Linear::new(2, 2);
-/// let opt = Adam::new(model.parameters(), 1e-3);
-/// save_checkpoint(&path, &model, &opt, 7).unwrap();
-/// let mut model2 = Linear::new(2, 2);
-/// let mut opt2 = Adam::new(model2.parameters(), 1e-3);
-/// assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 7);
-/// # std::fs::remove_file(&path).unwrap();
-/// ```
-pub fn save_checkpoint(
-    path: impl AsRef<Path>,
-    model: &dyn Module,
-    optimizer: &dyn Optimizer,
-    epoch: usize,
-) -> Result<()> {
-    let mut entries: Vec<(String, Tensor)> =
-        model.state_dict().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
-    entries.extend(optimizer.state_dict().into_iter().map(|(n, t)| (format!("optimizer.{n}"), t)));
-    entries.push(("epoch".into(), Tensor::from_vec(vec![epoch as i64], &[])));
-    save_tensors(path, &entries)
-}
-
-/// Restores a checkpoint written by [`save_checkpoint`] and returns its epoch.
-///
-/// ```
-/// use tapegrad_nn::{Linear, Module, Optimizer, SGD, load_checkpoint, save_checkpoint};
-/// use tapegrad_tape::Tensor;
-/// let dir = std::env::temp_dir().join(format!("tapegrad-doc-load-ckpt-{}", std::process::id()));
-/// std::fs::create_dir_all(&dir).unwrap();
-/// let path = dir.join("checkpoint.safetensors");
-/// let model = Linear::new(2, 1);
-/// let mut opt = SGD::new(model.parameters(), 0.1).momentum(0.9);
-/// model.forward(&Tensor::ones(&[1, 2])).sum_to_shape(&[]).backward();
-/// opt.step(); // now there is a momentum buffer to save
-/// save_checkpoint(&path, &model, &opt, 3).unwrap();
-/// let mut model2 = Linear::new(2, 1);
-/// let mut opt2 = SGD::new(model2.parameters(), 0.1).momentum(0.9);
-/// assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 3);
-/// assert_eq!(model2.weight.to_vec::<f32>(), model.weight.to_vec::<f32>());
-/// let state = |o: &SGD| o.state_dict().into_iter().map(|(n, t)| (n, t.to_vec::<f64>())).collect::<Vec<_>>();
-/// assert_eq!(state(&opt2), state(&opt));
-/// # std::fs::remove_dir_all(&dir).unwrap();
-/// ```
-pub fn load_checkpoint(path: impl AsRef<Path>, model: &mut dyn Module, optimizer: &mut dyn Optimizer) -> Result<usize> {
-    let path = path.as_ref();
-    let entries = load_tensors(path)?;
-    let part = |prefix: &str| -> Vec<(String, Tensor)> {
-        entries.iter().filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.clone()))).collect()
-    };
-    let epoch = entries
-        .iter()
-        .find(|(n, _)| n == "epoch")
-        .ok_or_else(|| format_err(path, "missing entry `epoch`: not a tapegrad checkpoint"))?;
-    let epoch = match (epoch.1.dtype(), epoch.1.numel()) {
-        (DType::I64, 1) => epoch.1.to_vec::<i64>()[0],
-        (dtype, _) => {
-            return Err(format_err(
-                path,
-                format!("entry `epoch` is {dtype} with shape {:?}; a checkpoint's epoch is one int64", epoch.1.shape()),
-            ));
-        }
-    };
-    let epoch = usize::try_from(epoch)
-        .map_err(|_| format_err(path, format!("entry `epoch` is {epoch}; an epoch is a non-negative count")))?;
-    model.load_state_dict(&part("model.")).map_err(|e| match e {
-        Error::Format { message, .. } => format_err(path, message),
-        other => other,
-    })?;
-    optimizer.load_state_dict(&part("optimizer.")).map_err(|e| match e {
-        Error::Format { message, .. } => format_err(path, message),
-        other => other,
-    })?;
-    Ok(epoch)
 }

@@ -18,6 +18,7 @@
 //! }
 //! ```
 
+mod checkpoint;
 pub mod init;
 mod io;
 mod layers;
@@ -28,7 +29,8 @@ mod optim;
 mod rnn;
 mod scheduler;
 
-pub use io::{load, load_checkpoint, load_tensors, save, save_checkpoint, save_tensors};
+pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
+pub use io::{load, load_tensors, save, save_tensors};
 pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d, Dropout, Embedding,
     Flatten, GELU, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, SiLU, Sigmoid, Tanh,

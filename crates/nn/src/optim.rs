@@ -60,14 +60,43 @@ pub trait UpdateRule: Sync {
     /// ```
     const NAME: &'static str;
 
-    /// Names of the per-parameter state buffers, each shaped like the parameter.
+    /// Names of the per-parameter state buffers, each shaped like the parameter. They may
+    /// depend on the settings: as in PyTorch, a buffer that the settings do not use is not
+    /// kept at all (Adam's `max_exp_avg_sq` exists only with amsgrad), since each costs a
+    /// full copy of the parameter.
     ///
     /// ```
     /// use tapegrad_nn::{Adam, UpdateRule};
-    /// let opt = Adam::new(vec![], 1e-3);
-    /// assert_eq!(opt.rule().buffers(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
+    /// assert_eq!(Adam::new(vec![], 1e-3).rule().buffers(), ["exp_avg", "exp_avg_sq"]);
+    /// let amsgrad = Adam::new(vec![], 1e-3).amsgrad(true);
+    /// assert_eq!(amsgrad.rule().buffers(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
     /// ```
     fn buffers(&self) -> &'static [&'static str];
+
+    /// The optimizer's PyTorch class name for these settings: [`UpdateRule::NAME`] unless the
+    /// settings make it another class (Adam with decoupled weight decay is AdamW).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adam, AdamW, UpdateRule};
+    /// assert_eq!((Adam::new(vec![], 1e-3).rule().kind(), AdamW::new_w(vec![], 1e-3).rule().kind()), ("Adam", "AdamW"));
+    /// ```
+    fn kind(&self) -> &'static str {
+        Self::NAME
+    }
+
+    /// The settings as (PyTorch keyword, value) pairs, the values in Rust's `Debug` form
+    /// (which gives floats back exactly). A checkpoint records them, and resuming refuses an
+    /// optimizer whose settings differ, since it would quietly not continue the same run.
+    /// The default, for rules that do not say, is no settings.
+    ///
+    /// ```
+    /// use tapegrad_nn::{SGD, UpdateRule};
+    /// let settings = SGD::new(vec![], 0.1).momentum(0.9).rule().settings();
+    /// assert_eq!(settings[0], ("momentum", "0.9".to_string()));
+    /// ```
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 
     /// One step for one parameter: `p` the values, `g` the gradient, `state` the buffers
     /// (zero-initialised before the first step), `step` the 1-based step count. Updates are
@@ -94,7 +123,37 @@ enum Buffers {
 #[derive(Clone, Debug)]
 struct ParamState {
     step: u64,
+    /// The names of `buffers`, in order: the rule's buffers when they were made.
+    names: &'static [&'static str],
     buffers: Buffers,
+}
+
+impl ParamState {
+    fn zeros(names: &'static [&'static str], dtype: DType, n: usize) -> ParamState {
+        let buffers = match dtype {
+            DType::F64 => Buffers::F64(vec![vec![0.0; n]; names.len()]),
+            _ => Buffers::F32(vec![vec![0.0; n]; names.len()]),
+        };
+        ParamState { step: 0, names, buffers }
+    }
+
+    /// Rearranges the buffers into `names`: a rule's settings changed after state was made
+    /// (`opt.amsgrad(true)` on a used optimizer). Buffers keep their values by name; new
+    /// ones start at zero, as they would have on the first step; unused ones are dropped.
+    fn rename(&mut self, names: &'static [&'static str], n: usize) {
+        fn pick<T: Clone + Default>(old: &mut [Vec<T>], had: &[&str], names: &[&str], n: usize) -> Vec<Vec<T>> {
+            let take = |name: &&str| match had.iter().position(|h| h == name) {
+                Some(i) => std::mem::take(&mut old[i]),
+                None => vec![T::default(); n],
+            };
+            names.iter().map(take).collect()
+        }
+        self.buffers = match &mut self.buffers {
+            Buffers::F32(old) => Buffers::F32(pick(old, self.names, names, n)),
+            Buffers::F64(old) => Buffers::F64(pick(old, self.names, names, n)),
+        };
+        self.names = names;
+    }
 }
 
 /// An optimizer: parameter groups plus an [`UpdateRule`] and its state.
@@ -194,7 +253,11 @@ pub trait Optimizer {
     fn state_dict(&self) -> Vec<(String, Tensor)>;
 
     /// Restores state saved by [`Optimizer::state_dict`] from an optimizer of the same kind
-    /// over parameters of the same shapes.
+    /// over parameters of the same shapes, all or nothing: on an error (a missing,
+    /// mis-shaped or unexpected entry, another number of parameter groups) the optimizer is
+    /// unchanged. A PyTorch-style state without buffers these settings do not use loads, and
+    /// entries for such buffers (`max_exp_avg_sq` without amsgrad, as older tapegrad wrote)
+    /// are ignored.
     ///
     /// ```
     /// use tapegrad_nn::{Optimizer, SGD};
@@ -209,6 +272,49 @@ pub trait Optimizer {
     /// assert_eq!(restored.state_dict()[2].1.item(), 2.0); // the momentum buffer came along
     /// ```
     fn load_state_dict(&mut self, state: &[(String, Tensor)]) -> tapegrad_tape::Result<()>;
+
+    /// Checks that [`Optimizer::load_state_dict`] would accept `state`, changing nothing: so
+    /// that a [`Checkpoint`](crate::Checkpoint) can check every part before it restores any.
+    /// The default accepts everything; an optimizer whose `load_state_dict` can fail should
+    /// say why here too.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adam, Optimizer};
+    /// use tapegrad_tape::Tensor;
+    /// let opt = Adam::new(vec![Tensor::ones(&[2]).requires_grad()], 1e-3);
+    /// assert!(opt.check_state_dict(&opt.state_dict()).is_ok());
+    /// let wrong = [("param_groups.0.lr".to_string(), Tensor::ones(&[3]))];
+    /// assert!(opt.check_state_dict(&wrong).unwrap_err().to_string().contains("param_groups.0.lr"));
+    /// ```
+    fn check_state_dict(&self, state: &[(String, Tensor)]) -> tapegrad_tape::Result<()> {
+        let _ = state;
+        Ok(())
+    }
+
+    /// The optimizer's PyTorch class name (`"SGD"`, `"Adam"`, `"AdamW"`, ...): a checkpoint
+    /// records it, and resuming into another kind of optimizer is an error. The default is
+    /// the Rust type's name.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AdamW, Optimizer, SGD};
+    /// assert_eq!((SGD::new(vec![], 0.1).kind(), AdamW::new_w(vec![], 0.1).kind()), ("SGD", "AdamW"));
+    /// ```
+    fn kind(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
+    /// The settings (PyTorch's keywords other than `lr`, with their values as text), which
+    /// a checkpoint records and checks on resuming (see [`UpdateRule::settings`]). The
+    /// default is none.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adam, Optimizer};
+    /// let settings = Adam::new(vec![], 1e-3).settings();
+    /// assert_eq!(settings[0], ("betas", "(0.9, 0.999)".to_string()));
+    /// ```
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 impl<R: UpdateRule> Optim<R> {
@@ -322,13 +428,12 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
                 let Some(grad) = param.grad() else { continue };
                 let grad = grad.contiguous_storage();
                 let n = param.numel();
-                let entry = state.entry((gi, pi)).or_insert_with(|| ParamState {
-                    step: 0,
-                    buffers: match param.dtype() {
-                        DType::F64 => Buffers::F64(vec![vec![0.0; n]; rule.buffers().len()]),
-                        _ => Buffers::F32(vec![vec![0.0; n]; rule.buffers().len()]),
-                    },
-                });
+                let names = rule.buffers();
+                let entry = state.entry((gi, pi)).or_insert_with(|| ParamState::zeros(names, param.dtype(), n));
+                // The same static list almost always: compare addresses before contents.
+                if !std::ptr::eq(entry.names, names) && entry.names != names {
+                    entry.rename(names, n);
+                }
                 let lr = group.lr;
                 // Checked here rather than in the closure below, so that a panic names the
                 // caller's line.
@@ -401,7 +506,7 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
             let s = &self.state[&(gi, pi)];
             let shape = self.groups[gi].params[pi].shape().to_vec();
             out.push((format!("state.{gi}.{pi}.step"), Tensor::from_vec(vec![s.step as f64], &[])));
-            for (bi, name) in self.rule.buffers().iter().enumerate() {
+            for (bi, name) in s.names.iter().enumerate() {
                 let t = match &s.buffers {
                     Buffers::F32(b) => Tensor::from_vec(b[bi].clone(), &shape),
                     Buffers::F64(b) => Tensor::from_vec(b[bi].clone(), &shape),
@@ -413,40 +518,143 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
     }
 
     fn load_state_dict(&mut self, entries: &[(String, Tensor)]) -> tapegrad_tape::Result<()> {
-        let find = |name: &str| entries.iter().find(|(n, _)| n == name).map(|(_, t)| t);
-        let bad = |message: String| tapegrad_tape::Error::Format { path: format!("{} state", R::NAME), message };
+        let checked = self.check(entries)?;
+        let names = self.rule.buffers();
         let mut state = HashMap::new();
-        let mut lrs = Vec::new();
-        for (gi, group) in self.groups.iter().enumerate() {
-            for (pi, param) in group.params.iter().enumerate() {
-                let Some(step) = find(&format!("state.{gi}.{pi}.step")) else { continue };
-                let mut f32s = Vec::new();
-                let mut f64s = Vec::new();
-                for name in self.rule.buffers() {
-                    let key = format!("state.{gi}.{pi}.{name}");
-                    let t = find(&key).ok_or_else(|| bad(format!("missing entry {key}")))?;
-                    if t.shape() != param.shape() {
-                        return Err(bad(format!(
-                            "{key} has shape {:?}, but parameter {gi}.{pi} has shape {:?}",
-                            t.shape(),
-                            param.shape()
-                        )));
-                    }
-                    f32s.push(t.to_vec::<f32>());
-                    f64s.push(t.to_vec::<f64>());
-                }
-                let buffers = if param.dtype() == DType::F64 { Buffers::F64(f64s) } else { Buffers::F32(f32s) };
-                state.insert((gi, pi), ParamState { step: step.item() as u64, buffers });
-            }
-            if let Some(lr) = find(&format!("param_groups.{gi}.lr")) {
-                lrs.push((gi, lr.item()));
-            }
+        for ((gi, pi), step, tensors) in checked.params {
+            let buffers = if self.groups[gi].params[pi].dtype() == DType::F64 {
+                Buffers::F64(tensors.iter().map(|t| t.to_vec::<f64>()).collect())
+            } else {
+                Buffers::F32(tensors.iter().map(|t| t.to_vec::<f32>()).collect())
+            };
+            state.insert((gi, pi), ParamState { step, names, buffers });
         }
-        for (gi, lr) in lrs {
-            self.groups[gi].lr = lr;
+        for (group, lr) in self.groups.iter_mut().zip(checked.lrs) {
+            group.lr = lr;
         }
         self.state = state;
         Ok(())
+    }
+
+    fn check_state_dict(&self, entries: &[(String, Tensor)]) -> tapegrad_tape::Result<()> {
+        self.check(entries).map(drop)
+    }
+
+    fn kind(&self) -> &'static str {
+        self.rule.kind()
+    }
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        self.rule.settings()
+    }
+}
+
+/// A state dict that [`Optim::check`] accepted: each group's learning rate, and for each
+/// parameter with state its (group, index), step and buffers in the rule's order.
+struct Checked<'a> {
+    lrs: Vec<f64>,
+    params: Vec<((usize, usize), u64, Vec<&'a Tensor>)>,
+}
+
+impl<R: UpdateRule> Optim<R> {
+    /// Everything `load_state_dict` checks, without changing anything. Every entry must be
+    /// `param_groups.{g}.lr` or `state.{g}.{i}.{name}` for a group and parameter this
+    /// optimizer has; the groups must be the optimizer's; a parameter with state needs its
+    /// step and every buffer the rule uses, shaped like the parameter.
+    fn check<'a>(&self, entries: &'a [(String, Tensor)]) -> tapegrad_tape::Result<Checked<'a>> {
+        let bad = |message: String| tapegrad_tape::Error::Format { path: format!("{} state", self.kind()), message };
+        let names = self.rule.buffers();
+        let scalar = |name: &str, t: &Tensor| -> tapegrad_tape::Result<f64> {
+            if t.numel() != 1 || !t.dtype().is_float() {
+                return Err(bad(format!(
+                    "entry `{name}` is {} with shape {:?}; expected one float",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.item())
+        };
+        let mut lrs: Vec<Option<f64>> = vec![None; self.groups.len()];
+        let mut file_groups = 0;
+        // Per (group, index): the step and the buffers in `names` order.
+        type Found<'a> = (Option<u64>, Vec<Option<&'a Tensor>>);
+        let mut found: std::collections::BTreeMap<(usize, usize), Found<'a>> = Default::default();
+        for (name, t) in entries {
+            let parts: Vec<&str> = name.split('.').collect();
+            let index = |s: &str| s.parse::<usize>().ok();
+            match parts[..] {
+                ["param_groups", g, "lr"] if index(g).is_some() => {
+                    let gi = index(g).expect("checked");
+                    file_groups = file_groups.max(gi + 1);
+                    if gi < lrs.len() {
+                        lrs[gi] = Some(scalar(name, t)?);
+                    }
+                }
+                ["state", g, i, buffer] if index(g).is_some() && index(i).is_some() => {
+                    let (gi, pi) = (index(g).expect("checked"), index(i).expect("checked"));
+                    let Some(param) = self.groups.get(gi).and_then(|group| group.params.get(pi)) else {
+                        let sizes: Vec<usize> = self.groups.iter().map(|g| g.params.len()).collect();
+                        return Err(bad(format!(
+                            "entry `{name}` is for parameter {pi} of group {gi}, but the optimizer's groups hold \
+                             {sizes:?} parameters"
+                        )));
+                    };
+                    let slot = found.entry((gi, pi)).or_insert_with(|| (None, vec![None; names.len()]));
+                    if buffer == "step" {
+                        let step = scalar(name, t)?;
+                        // PyTorch keeps the step as a float tensor; it must hold a count.
+                        if !(step >= 0.0 && step.fract() == 0.0 && step <= (1u64 << 53) as f64) {
+                            return Err(bad(format!(
+                                "entry `{name}` is {step}; a step is a non-negative whole number"
+                            )));
+                        }
+                        slot.0 = Some(step as u64);
+                    } else if let Some(bi) = names.iter().position(|n| *n == buffer) {
+                        if t.shape() != param.shape() || !t.dtype().is_float() {
+                            return Err(bad(format!(
+                                "entry `{name}` is {} with shape {:?}, but parameter {pi} of group {gi} is {} with \
+                                 shape {:?}",
+                                t.dtype(),
+                                t.shape(),
+                                param.dtype(),
+                                param.shape()
+                            )));
+                        }
+                        slot.1[bi] = Some(t);
+                    }
+                    // Any other buffer belongs to settings this optimizer does not have
+                    // (`max_exp_avg_sq` without amsgrad): nothing uses it.
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "unexpected entry `{name}`; an optimizer's state holds `param_groups.{{group}}.lr` and \
+                         `state.{{group}}.{{index}}.{{buffer}}`"
+                    )));
+                }
+            }
+        }
+        if file_groups != self.groups.len() {
+            return Err(bad(format!(
+                "the state has {file_groups} parameter groups, the optimizer has {}",
+                self.groups.len()
+            )));
+        }
+        let lrs = lrs
+            .into_iter()
+            .enumerate()
+            .map(|(gi, lr)| lr.ok_or_else(|| bad(format!("missing entry `param_groups.{gi}.lr`"))))
+            .collect::<tapegrad_tape::Result<Vec<f64>>>()?;
+        let mut params = Vec::with_capacity(found.len());
+        for ((gi, pi), (step, buffers)) in found {
+            let step = step.ok_or_else(|| bad(format!("missing entry `state.{gi}.{pi}.step`")))?;
+            let buffers = buffers
+                .into_iter()
+                .zip(names)
+                .map(|(t, name)| t.ok_or_else(|| bad(format!("missing entry `state.{gi}.{pi}.{name}`"))))
+                .collect::<tapegrad_tape::Result<Vec<&Tensor>>>()?;
+            params.push(((gi, pi), step, buffers));
+        }
+        Ok(Checked { lrs, params })
     }
 }
 
@@ -493,7 +701,7 @@ macro_rules! builder {
 /// use tapegrad_nn::{SgdRule, UpdateRule};
 /// let rule = SgdRule::default();
 /// assert_eq!((rule.momentum, rule.nesterov, rule.weight_decay), (0.0, false, 0.0));
-/// assert_eq!(rule.buffers(), ["momentum_buffer"]);
+/// assert!(rule.buffers().is_empty()); // a momentum buffer only with momentum, as PyTorch
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SgdRule {
@@ -542,14 +750,27 @@ builder!(SGD, SgdRule { momentum: f64 = 0.9, dampening: f64 = 0.1, nesterov: boo
 impl UpdateRule for SgdRule {
     const NAME: &'static str = "SGD";
     fn buffers(&self) -> &'static [&'static str] {
-        &["momentum_buffer"]
+        if self.momentum != 0.0 { &["momentum_buffer"] } else { &[] }
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let SgdRule { momentum, dampening, nesterov, weight_decay } = self;
+        vec![
+            ("momentum", format!("{momentum:?}")),
+            ("dampening", format!("{dampening:?}")),
+            ("weight_decay", format!("{weight_decay:?}")),
+            ("nesterov", format!("{nesterov:?}")),
+        ]
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let (lr, wd, mom, damp) =
             (c::<T>(lr), c::<T>(self.weight_decay), c::<T>(self.momentum), c::<T>(self.dampening));
-        let buf = &mut state[0];
+        // Without momentum there is no buffer, and the loop never reads it.
+        let buf: &mut [T] = match state {
+            [buf] => buf,
+            _ => &mut [],
+        };
         for i in 0..p.len() {
             let mut d = g[i];
             if self.weight_decay != 0.0 {
@@ -615,6 +836,14 @@ impl UpdateRule for AdagradRule {
     fn buffers(&self) -> &'static [&'static str] {
         &["sum"]
     }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let AdagradRule { lr_decay, weight_decay, eps } = self;
+        vec![
+            ("lr_decay", format!("{lr_decay:?}")),
+            ("weight_decay", format!("{weight_decay:?}")),
+            ("eps", format!("{eps:?}")),
+        ]
+    }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
@@ -679,6 +908,10 @@ impl UpdateRule for AdadeltaRule {
     fn buffers(&self) -> &'static [&'static str] {
         &["square_avg", "acc_delta"]
     }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let AdadeltaRule { rho, eps, weight_decay } = self;
+        vec![("rho", format!("{rho:?}")), ("eps", format!("{eps:?}")), ("weight_decay", format!("{weight_decay:?}"))]
+    }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
@@ -701,7 +934,7 @@ impl UpdateRule for AdadeltaRule {
 /// use tapegrad_nn::{RMSprop, UpdateRule};
 /// let rule = RMSprop::new(vec![], 0.01).rule().clone();
 /// assert_eq!((rule.alpha, rule.eps, rule.momentum, rule.centered), (0.99, 1e-8, 0.0, false));
-/// assert_eq!(rule.buffers(), ["square_avg", "grad_avg", "momentum_buffer"]);
+/// assert_eq!(rule.buffers(), ["square_avg"]); // grad_avg only if centered, momentum_buffer only with momentum
 /// ```
 #[derive(Clone, Debug)]
 pub struct RmspropRule {
@@ -761,14 +994,37 @@ builder!(
 impl UpdateRule for RmspropRule {
     const NAME: &'static str = "RMSprop";
     fn buffers(&self) -> &'static [&'static str] {
-        &["square_avg", "grad_avg", "momentum_buffer"]
+        match (self.centered, self.momentum > 0.0) {
+            (false, false) => &["square_avg"],
+            (true, false) => &["square_avg", "grad_avg"],
+            (false, true) => &["square_avg", "momentum_buffer"],
+            (true, true) => &["square_avg", "grad_avg", "momentum_buffer"],
+        }
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let RmspropRule { alpha, eps, weight_decay, momentum, centered } = self;
+        vec![
+            ("alpha", format!("{alpha:?}")),
+            ("eps", format!("{eps:?}")),
+            ("weight_decay", format!("{weight_decay:?}")),
+            ("momentum", format!("{momentum:?}")),
+            ("centered", format!("{centered:?}")),
+        ]
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let (lr, alpha, eps, wd, mom) =
             (c::<T>(lr), c::<T>(self.alpha), c::<T>(self.eps), c::<T>(self.weight_decay), c::<T>(self.momentum));
-        let [square_avg, grad_avg, buf] = state else { unreachable!("three buffers") };
+        // The buffers the settings use, in `buffers()` order; an unused one is empty and the
+        // loop never reads it.
+        let (square_avg, grad_avg, buf): (&mut [T], &mut [T], &mut [T]) = match (state, self.centered) {
+            ([square_avg], _) => (square_avg, &mut [], &mut []),
+            ([square_avg, grad_avg], true) => (square_avg, grad_avg, &mut []),
+            ([square_avg, buf], false) => (square_avg, &mut [], buf),
+            ([square_avg, grad_avg, buf], _) => (square_avg, grad_avg, buf),
+            _ => unreachable!("RMSprop keeps one to three buffers"),
+        };
         for i in 0..p.len() {
             let d = if self.weight_decay != 0.0 { g[i] + wd * p[i] } else { g[i] };
             square_avg[i] = square_avg[i] * alpha + (T::ONE - alpha) * d * d;
@@ -794,7 +1050,7 @@ impl UpdateRule for RmspropRule {
 /// use tapegrad_nn::{Adam, AdamW, UpdateRule};
 /// let (adam, adamw) = (Adam::new(vec![], 1e-3), AdamW::new_w(vec![], 1e-3));
 /// assert_eq!((adam.rule().decoupled, adamw.rule().decoupled), (false, true));
-/// assert_eq!(adam.rule().buffers(), ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
+/// assert_eq!(adam.rule().buffers(), ["exp_avg", "exp_avg_sq"]); // max_exp_avg_sq only with amsgrad
 /// ```
 #[derive(Clone, Debug)]
 pub struct AdamRule {
@@ -877,7 +1133,19 @@ builder!(
 impl UpdateRule for AdamRule {
     const NAME: &'static str = "Adam";
     fn buffers(&self) -> &'static [&'static str] {
-        &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        if self.amsgrad { &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] } else { &["exp_avg", "exp_avg_sq"] }
+    }
+    fn kind(&self) -> &'static str {
+        if self.decoupled { "AdamW" } else { "Adam" }
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let AdamRule { betas, eps, weight_decay, amsgrad, decoupled: _ } = self;
+        vec![
+            ("betas", format!("{betas:?}")),
+            ("eps", format!("{eps:?}")),
+            ("weight_decay", format!("{weight_decay:?}")),
+            ("amsgrad", format!("{amsgrad:?}")),
+        ]
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
@@ -889,7 +1157,11 @@ impl UpdateRule for AdamRule {
         let (one_minus_b1, b2t, eps, wd) = (c::<T>(1.0 - b1), c::<T>(b2), c::<T>(self.eps), c::<T>(self.weight_decay));
         let bias2_sqrt = c::<T>(bias2_sqrt);
         let decay = c::<T>(1.0 - lr * self.weight_decay);
-        let [m, v, vmax] = state else { unreachable!("three buffers") };
+        let (m, v, vmax): (&mut [T], &mut [T], &mut [T]) = match state {
+            [m, v] => (m, v, &mut []),
+            [m, v, vmax] => (m, v, vmax),
+            _ => unreachable!("Adam keeps two or three buffers"),
+        };
         // The branches are decided once per parameter, so each loop below is a straight
         // pass over slices that the compiler vectorises.
         if self.weight_decay != 0.0 && self.decoupled {

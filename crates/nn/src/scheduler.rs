@@ -1,8 +1,11 @@
 //! Learning-rate schedules (PyTorch's `torch.optim.lr_scheduler`): each computes the rate
 //! for an epoch from the base rate, and `step` moves to the next epoch and sets it on an
-//! optimizer.
+//! optimizer. Their state (the epoch and the settings) saves and restores like an
+//! optimizer's, so that a checkpoint resumes the schedule where it stopped.
 
 use std::f64::consts::PI;
+
+use tapegrad_tape::{Error, Result};
 
 use crate::Optimizer;
 
@@ -59,10 +62,136 @@ pub trait LrScheduler {
     fn lr(&self) -> f64 {
         self.lr_at(self.epoch())
     }
+
+    /// The scheduler's PyTorch class name, which a checkpoint records so that resuming into
+    /// another kind of schedule is an error. The default is the Rust type's name.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, StepLR};
+    /// assert_eq!(StepLR::new(0.1, 2, 0.5).kind(), "StepLR");
+    /// ```
+    fn kind(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
+    /// The state as (name, value) pairs with PyTorch's names: `last_epoch` (the epoch
+    /// counter) and every setting the rate depends on (`base_lr`, `gamma`, `step_size`,
+    /// `T_max`, ...). Counts are whole numbers, exact up to 2^53.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, SGD, StepLR};
+    /// let mut sched = StepLR::new(0.1, 2, 0.5);
+    /// sched.step(&mut SGD::new(vec![], 0.1));
+    /// let state = sched.state_dict();
+    /// assert_eq!(state[0], ("last_epoch".to_string(), 1.0));
+    /// assert!(state.contains(&("gamma".to_string(), 0.5)));
+    /// ```
+    fn state_dict(&self) -> Vec<(String, f64)>;
+
+    /// Restores a state from [`LrScheduler::state_dict`], all or nothing: every name must
+    /// be present, none unknown, counts whole and in range, rates finite; on an error the
+    /// scheduler is unchanged. As in PyTorch, the settings come back with the epoch. The
+    /// optimizer's learning rate is part of the optimizer's state, not this one.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, SGD, StepLR};
+    /// let mut sched = StepLR::new(0.1, 2, 0.5);
+    /// for _ in 0..3 { sched.step(&mut SGD::new(vec![], 0.1)); }
+    /// let mut resumed = StepLR::new(0.1, 2, 0.5);
+    /// resumed.load_state_dict(&sched.state_dict()).unwrap();
+    /// assert_eq!((resumed.epoch(), resumed.lr()), (3, 0.05));
+    /// let err = resumed.load_state_dict(&[("last_epoch".into(), 1.5)]).unwrap_err();
+    /// assert!(err.to_string().contains("last_epoch"));
+    /// assert_eq!(resumed.epoch(), 3); // unchanged
+    /// ```
+    fn load_state_dict(&mut self, state: &[(String, f64)]) -> Result<()>;
+
+    /// Checks that [`LrScheduler::load_state_dict`] would accept `state`, changing nothing,
+    /// so that a [`Checkpoint`](crate::Checkpoint) can check every part before it restores
+    /// any. The default accepts everything.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ExponentialLR, LrScheduler};
+    /// let sched = ExponentialLR::new(0.1, 0.9);
+    /// assert!(sched.check_state_dict(&sched.state_dict()).is_ok());
+    /// assert!(sched.check_state_dict(&[]).is_err()); // missing entries
+    /// ```
+    fn check_state_dict(&self, state: &[(String, f64)]) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
 }
 
+/// A scheduler setting's type in a state dict: a rate, or a count (`usize`).
+trait Setting: Copy {
+    /// `None` for a rate (any finite value), the least allowed value for a count.
+    const COUNT: Option<usize>;
+    fn to_f64(self) -> f64;
+    fn from_f64(value: f64) -> Self;
+}
+
+impl Setting for f64 {
+    const COUNT: Option<usize> = None;
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(value: f64) -> Self {
+        value
+    }
+}
+
+impl Setting for usize {
+    const COUNT: Option<usize> = Some(0);
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(value: f64) -> Self {
+        value as usize
+    }
+}
+
+/// Checks a scheduler's state against `spec` (each entry's name and, for counts, its least
+/// value) and returns the values in `spec`'s order.
+fn read_state(kind: &str, state: &[(String, f64)], spec: &[(&str, Option<usize>)]) -> Result<Vec<f64>> {
+    let bad = |message: String| Error::Format { path: format!("{kind} state"), message };
+    let mut values: Vec<Option<f64>> = vec![None; spec.len()];
+    for (name, value) in state {
+        let Some(i) = spec.iter().position(|(n, _)| n == name) else {
+            let known: Vec<&str> = spec.iter().map(|(n, _)| *n).collect();
+            return Err(bad(format!("unexpected entry `{name}`; {kind} keeps {}", known.join(", "))));
+        };
+        if values[i].is_some() {
+            return Err(bad(format!("entry `{name}` appears twice")));
+        }
+        let ok = match spec[i].1 {
+            None => value.is_finite(),
+            // Whole, in range, and exact as an f64.
+            Some(least) => value.fract() == 0.0 && *value >= least as f64 && *value <= (1u64 << 53) as f64,
+        };
+        if !ok {
+            let expected = match spec[i].1 {
+                None => "a finite number".to_string(),
+                Some(least) => format!("a whole number, at least {least}"),
+            };
+            return Err(bad(format!("entry `{name}` is {value}; expected {expected}")));
+        }
+        values[i] = Some(*value);
+    }
+    values.into_iter().zip(spec).map(|(v, (name, _))| v.ok_or_else(|| bad(format!("missing entry `{name}`")))).collect()
+}
+
+/// Implements [`LrScheduler`] for a schedule with an `epoch` counter, a `rate(epoch)`
+/// method, and the listed settings: each PyTorch name, its field, and for a count at
+/// least 1, `>= 1`.
 macro_rules! scheduler {
-    ($name:ident) => {
+    ($name:ident { $($key:literal: $field:ident $(>= $least:literal)?),* $(,)? }) => {
+        impl $name {
+            /// The state dict's names and what each may hold (see [`read_state`]).
+            fn spec(&self) -> Vec<(&'static str, Option<usize>)> {
+                vec![("last_epoch", Some(0)), $(($key, least(&self.$field, None $(.or(Some($least)))?))),*]
+            }
+        }
+
         impl LrScheduler for $name {
             fn lr_at(&self, epoch: usize) -> f64 {
                 self.rate(epoch)
@@ -74,8 +203,31 @@ macro_rules! scheduler {
                 self.epoch += 1;
                 optimizer.set_lr(self.rate(self.epoch));
             }
+            fn kind(&self) -> &'static str {
+                stringify!($name)
+            }
+            fn state_dict(&self) -> Vec<(String, f64)> {
+                vec![("last_epoch".to_string(), self.epoch as f64), $(($key.to_string(), self.$field.to_f64())),*]
+            }
+            fn load_state_dict(&mut self, state: &[(String, f64)]) -> Result<()> {
+                let values = read_state(stringify!($name), state, &self.spec())?;
+                let mut values = values.into_iter();
+                let mut next = || values.next().expect("one value per spec entry");
+                self.epoch = Setting::from_f64(next());
+                $(self.$field = Setting::from_f64(next());)*
+                Ok(())
+            }
+            fn check_state_dict(&self, state: &[(String, f64)]) -> Result<()> {
+                read_state(stringify!($name), state, &self.spec()).map(drop)
+            }
         }
     };
+}
+
+/// What a setting of `field`'s type may hold: any finite rate, or a count of at least
+/// `least` (0 unless given).
+fn least<T: Setting>(_field: &T, least: Option<usize>) -> Option<usize> {
+    T::COUNT.map(|zero| least.unwrap_or(zero))
 }
 
 /// Multiplies the rate by `gamma` every `step_size` epochs.
@@ -112,7 +264,7 @@ impl StepLR {
         self.base * self.gamma.powi((epoch / self.step_size) as i32)
     }
 }
-scheduler!(StepLR);
+scheduler!(StepLR { "base_lr": base, "step_size": step_size >= 1, "gamma": gamma });
 
 /// Multiplies the rate by `gamma` every epoch.
 ///
@@ -141,7 +293,7 @@ impl ExponentialLR {
         self.base * self.gamma.powi(epoch as i32)
     }
 }
-scheduler!(ExponentialLR);
+scheduler!(ExponentialLR { "base_lr": base, "gamma": gamma });
 
 /// Cosine annealing from the base rate to `eta_min` over `t_max` epochs, then back up
 /// (PyTorch's `CosineAnnealingLR` without restarts).
@@ -175,7 +327,7 @@ impl CosineAnnealingLR {
         self.eta_min + (self.base - self.eta_min) * (1.0 + (PI * epoch as f64 / self.t_max as f64).cos()) / 2.0
     }
 }
-scheduler!(CosineAnnealingLR);
+scheduler!(CosineAnnealingLR { "base_lr": base, "T_max": t_max >= 1, "eta_min": eta_min });
 
 /// Linear warm-up: the rate grows from `start_factor * base` to `base` over
 /// `warmup_epochs`, then stays (PyTorch's `LinearLR` with `end_factor = 1`).
@@ -218,4 +370,4 @@ impl LinearWarmup {
         self.base * (self.start_factor + (1.0 - self.start_factor) * t)
     }
 }
-scheduler!(LinearWarmup);
+scheduler!(LinearWarmup { "base_lr": base, "start_factor": start_factor, "total_iters": warmup_epochs });
