@@ -154,3 +154,15 @@ fn a_custom_rule_that_misreads_its_context() {
     y.sum().backward();
     assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![1.0, 1.0]);
 }
+
+#[test]
+fn reductions_and_joins() {
+    let ints = Tensor::from_vec(vec![1i64, 2], &[2]);
+    let m = reported_here!(ints.sum());
+    assert!(m.starts_with("sum:") && m.contains("float"), "{m}");
+    reported_here!(ints.mean());
+    reported_here!(ints.sum_dim(0, false));
+    let x = Tensor::ones(&[2, 3]);
+    reported_here!(x.norm_dim(2.0, 7, false));
+    reported_here!(stack(&[&x, &x], 5));
+}

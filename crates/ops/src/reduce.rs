@@ -4,7 +4,7 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Result, Tensor, kernels, map_float_storage, record};
+use tapegrad_tape::{Backward, Result, Tensor, ensure_float, kernels, map_float_storage, or_panic, record};
 
 use crate::dims::resolve;
 
@@ -16,6 +16,7 @@ fn sum_value(x: &Tensor, target: &[usize]) -> Tensor {
 
 #[track_caller]
 pub(crate) fn sum(x: &Tensor) -> Tensor {
+    or_panic(ensure_float("sum", x, Location::caller()));
     let shape = x.shape().to_vec();
     record("sum", Location::caller(), &[x], sum_value(x, &[]), || {
         Backward::new(move |ctx| smallvec![Some(ctx.grad().broadcast_to(&shape))])
@@ -24,6 +25,7 @@ pub(crate) fn sum(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn mean(x: &Tensor) -> Tensor {
+    or_panic(ensure_float("mean", x, Location::caller()));
     let n = x.numel() as f64;
     let shape = x.shape().to_vec();
     let value = sum_value(x, &[]).div_scalar(n);
@@ -54,6 +56,7 @@ fn reduce_dim(
     scale: f64,
     location: &'static Location<'static>,
 ) -> Result<Tensor> {
+    ensure_float(op, x, location)?;
     let d = resolve(op, x, dim, location)?;
     let in_shape = x.shape().to_vec();
     if in_shape.is_empty() {
@@ -338,6 +341,10 @@ pub(crate) fn var(x: &Tensor, dim: Option<isize>, correction: f64, keepdim: bool
 pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Result<Tensor> {
     let location = Location::caller();
     tapegrad_tape::ensure_float("norm", x, location)?;
+    if let Some(d) = dim {
+        // Checked here: an error from inside the closure below would name this file.
+        resolve("norm", x, d, location)?;
+    }
     let reduce = |t: &Tensor| -> Result<Tensor> {
         match dim {
             None => Ok(sum(t)),

@@ -318,7 +318,11 @@ pub(crate) fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
             location,
         });
     }
-    let expanded: Vec<Tensor> = tensors.iter().map(|t| unsqueeze(t, dim)).collect::<Result<_>>()?;
+    let mut expanded = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        // A loop, not a closure: the caller's location reaches unsqueeze's errors.
+        expanded.push(unsqueeze(t, dim)?);
+    }
     let refs: Vec<&Tensor> = expanded.iter().collect();
     cat(&refs, dim)
 }
