@@ -224,16 +224,29 @@ fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T], row_len: u
     }
 }
 
+/// How a convolution's images are split into tasks.
+#[derive(Clone, Copy)]
+enum Split {
+    /// One task per thread: for primitives whose images are independent (the forward and
+    /// the input gradient), where the split cannot change a result.
+    PerThread,
+    /// A split fixed by the geometry alone: for the weight gradient, whose per-task partial
+    /// sums would otherwise round differently at different thread counts.
+    Fixed,
+}
+
 /// Images per GEMM: enough columns for an efficient product (a convolution's per-image
-/// GEMMs are narrow: 196 columns for a 14x14 output), split into a fixed number of tasks
-/// for the threads to share, and capped so a column buffer stays around 16 MB. The split
-/// depends only on the geometry, never on the number of threads, so that the weight
-/// gradient's partial sums, and so its rounding, are the same at any thread count.
-fn images_per_chunk(geo: &Geometry) -> usize {
-    /// Tasks a large convolution is split into: enough for the threads of a large machine.
-    const TASKS: usize = 8;
+/// GEMMs are narrow: 196 columns for a 14x14 output), split as `split` says, and capped so
+/// a column buffer stays around 16 MB.
+fn images_per_chunk(geo: &Geometry, split: Split) -> usize {
+    /// Tasks of a fixed split: enough to share among the threads of a large machine.
+    const FIXED_TASKS: usize = 8;
     let per_image = geo.k() * geo.ho * geo.wo;
-    let tasks = if crate::parallel::large(work(geo)) { TASKS } else { 1 };
+    let tasks = match split {
+        Split::PerThread if parallel(geo) => rayon::current_num_threads().max(1),
+        Split::Fixed if crate::parallel::large(work(geo)) => FIXED_TASKS,
+        _ => 1,
+    };
     let cap = ((1 << 22) / per_image.max(1)).max(1);
     geo.n.div_ceil(tasks).clamp(1, cap)
 }
@@ -250,8 +263,8 @@ fn parallel(geo: &Geometry) -> bool {
 }
 
 /// Runs `work(first_image, images)` over chunks of images, in parallel when worth it.
-fn for_chunks(geo: &Geometry, work: impl Fn(usize, usize) + Sync + Send) {
-    let chunk = images_per_chunk(geo);
+fn for_chunks(geo: &Geometry, split: Split, work: impl Fn(usize, usize) + Sync + Send) {
+    let chunk = images_per_chunk(geo, split);
     let starts: Vec<usize> = (0..geo.n).step_by(chunk).collect();
     let run = |&start: &usize| work(start, chunk.min(geo.n - start));
     if parallel(geo) {
@@ -319,7 +332,7 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let out = SharedMut(y.as_mut_ptr());
-    for_chunks(geo, |first, count| {
+    for_chunks(geo, Split::PerThread, |first, count| {
         let cols = count * hw;
         let mut col = vec![T::ZERO; k * cols];
         // SAFETY: this chunk's images are written by this task alone.
@@ -364,7 +377,7 @@ fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &m
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let in_img = geo.c * geo.h * geo.w;
     let out = SharedMut(dx.as_mut_ptr());
-    for_chunks(geo, |first, count| {
+    for_chunks(geo, Split::PerThread, |first, count| {
         let cols = count * hw;
         let mut col = vec![T::ZERO; k * cols];
         // SAFETY: this chunk's images are written by this task alone.
@@ -397,7 +410,7 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let in_img = geo.c * geo.h * geo.w;
     let size = geo.o * k;
     let partials = std::sync::Mutex::new(Vec::new());
-    for_chunks(geo, |first, count| {
+    for_chunks(geo, Split::Fixed, |first, count| {
         let cols = count * hw;
         let mut col = vec![T::ZERO; k * cols];
         let mut acc = vec![T::ZERO; size];

@@ -8,7 +8,7 @@
 //! the other way round (`*_by_pixel`): the padded image is the gathered A, one row per
 //! pixel, the weights are B, and the pixel-major result is transposed to planes.
 
-use super::{Geometry, SharedMut, for_chunks, sum_in_image_order};
+use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm};
 
 /// Whether the implicit kernels handle this geometry on this CPU.
@@ -123,7 +123,7 @@ pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &m
         })
         .collect();
     let out = SharedMut(y.as_mut_ptr());
-    for_chunks(geo, |first, count| {
+    for_chunks(geo, Split::PerThread, |first, count| {
         let mut pad = Padded::new(geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
         for img in first..first + count {
             let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
@@ -190,7 +190,7 @@ impl<T: ImplicitGemm> PixelProduct<'_, T> {
     ) {
         let (channels, plane) = (self.channels, self.pixels.len());
         let out = SharedMut(output.as_mut_ptr());
-        for_chunks(geo, |first, count| {
+        for_chunks(geo, Split::PerThread, |first, count| {
             let mut pad = new_pad();
             let mut by_pixel = vec![T::ZERO; plane * channels];
             for img in first..first + count {
@@ -240,7 +240,7 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geom
         })
         .collect();
     let out = SharedMut(dx.as_mut_ptr());
-    for_chunks(geo, |first, count| {
+    for_chunks(geo, Split::PerThread, |first, count| {
         let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), top, left);
         for img in first..first + count {
             let gypad = pad.of(&gy[img * out_img..(img + 1) * out_img]);
@@ -304,7 +304,7 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
         .map(|g| (tap_offsets(geo, g * geo.cg(), (hp, wp)), (0..hw).map(|p| p * geo.o + g * og).collect()))
         .collect();
     let partials = std::sync::Mutex::new(Vec::new());
-    for_chunks(geo, |first, count| {
+    for_chunks(geo, Split::Fixed, |first, count| {
         // [groups][k][og]
         let mut acc = vec![T::ZERO; geo.o * k];
         let mut gy_t = vec![T::ZERO; hw * geo.o + B_SLACK];

@@ -27,7 +27,7 @@
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Geometry, SharedMut, for_chunks, sum_in_image_order};
+use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{B_SLACK, Lhs, Operands, available, implicit_gemm};
 use crate::transpose::Transpose;
 
@@ -365,7 +365,7 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
     let b_rows: Vec<usize> = (0..s.cin).map(|c| c * s.cout).collect();
     let finite = AtomicBool::new(true);
     let out = SharedMut(output.as_mut_ptr());
-    for_chunks(geo, |first, count| {
+    for_chunks(geo, Split::PerThread, |first, count| {
         let mut window = Window::new(s);
         let mut v = vec![0.0; most * N * N * s.cin];
         let mut m = vec![0.0; most * N * N * s.cout];
@@ -418,7 +418,7 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
     let a_cols: Vec<usize> = (0..most).map(|t| t * N * N * cin).collect();
     let b_rows: Vec<usize> = (0..most).map(|t| t * N * N * cout).collect();
     let partials = std::sync::Mutex::new(Vec::new());
-    for_chunks(geo, |first, count| {
+    for_chunks(geo, Split::Fixed, |first, count| {
         let mut window = Window::new(&s);
         let mut v = vec![0.0; most * N * N * cin];
         let mut z = vec![0.0; most * N * N * cout + B_SLACK];
