@@ -246,7 +246,7 @@ macro_rules! avx512_kernel {
                 /// up to 16, or 8 for a gathered A).
                 #[target_feature(enable = "avx512f")]
                 unsafe fn dispatch(packed: bool, vectors: usize, rows: usize, args: Panel<'_, '_, $t>) {
-                    // SAFETY (every arm): forwarded.
+                    // SAFETY: every arm forwards the caller's guarantees.
                     unsafe {
                         match (packed, vectors, rows) {
                             (true, 1, 16) => panel::<16, 1, true>(args),
@@ -341,23 +341,27 @@ macro_rules! avx512_kernel {
                             Lhs::Packed(packed) => {
                                 // This block's elements for step p: R consecutive values.
                                 let start = ((i0 / PACK_ROWS) * packed.k) * PACK_ROWS + i0 % PACK_ROWS;
+                                // SAFETY: `start` is the first element of row block i0 / 16,
+                                // which the packing made k * PACK_ROWS long.
                                 let mut ap = unsafe { packed.data.as_ptr().add(start) };
                                 for &b_row in ops.b_rows {
-                                    // SAFETY (all pointer reads): B reads end below
-                                    // b_offset + max(b_rows) + n + B_SLACK <= b.len() as
-                                    // implicit_gemm checked; ap walks one packed block,
-                                    // whose rows past m are zero padding.
+                                    // SAFETY: B reads end below b_offset + max(b_rows) + n
+                                    // + B_SLACK <= b.len(), as implicit_gemm checked.
                                     let bp = unsafe { b.add(b0 + b_row) };
                                     let mut bv = [$zero(); V];
                                     for v in 0..V {
+                                        // SAFETY: within the B row above (V vectors <= n + B_SLACK).
                                         bv[v] = unsafe { $loadu(bp.add(v * $lanes)) };
                                     }
                                     for r in 0..R {
+                                        // SAFETY: ap walks one packed block of PACK_ROWS rows,
+                                        // whose rows past m are zero padding.
                                         let av = $set1(unsafe { *ap.add(r) });
                                         for v in 0..V {
                                             acc[r][v] = $fmadd(av, bv[v], acc[r][v]);
                                         }
                                     }
+                                    // SAFETY: the next step p of the same packed block.
                                     ap = unsafe { ap.add(PACK_ROWS) };
                                 }
                             }
@@ -366,6 +370,8 @@ macro_rules! avx512_kernel {
                                 let a = a.as_ptr();
                                 let mut row_ptr = [a; R];
                                 for r in 0..R {
+                                    // SAFETY: row offsets of A were checked against its length
+                                    // by Operands::new.
                                     row_ptr[r] = unsafe { a.add(a_rows[i0 + r.min(rows - 1)]) };
                                 }
                                 for (&a_col, &b_row) in cols.iter().zip(ops.b_rows) {
@@ -374,9 +380,12 @@ macro_rules! avx512_kernel {
                                     let bp = unsafe { b.add(b0 + b_row) };
                                     let mut bv = [$zero(); V];
                                     for v in 0..V {
+                                        // SAFETY: within the B row above (V vectors <= n + B_SLACK).
                                         bv[v] = unsafe { $loadu(bp.add(v * $lanes)) };
                                     }
                                     for r in 0..R {
+                                        // SAFETY: row + column offsets of A were checked by
+                                        // Operands::new.
                                         let av = $set1(unsafe { *row_ptr[r].add(a_col) });
                                         for v in 0..V {
                                             acc[r][v] = $fmadd(av, bv[v], acc[r][v]);

@@ -93,13 +93,14 @@ unsafe fn tile16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: 
             )*
         }};
     }
-    // SAFETY (pointer reads and writes): the caller guarantees the 16 rows at both ends.
+    // SAFETY: the caller guarantees 16 readable rows of 16 values at src.
     let mut rows: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
     round!(rows, 8: (0, 8) (1, 9) (2, 10) (3, 11) (4, 12) (5, 13) (6, 14) (7, 15));
     round!(rows, 4: (0, 4) (1, 5) (2, 6) (3, 7) (8, 12) (9, 13) (10, 14) (11, 15));
     round!(rows, 2: (0, 2) (1, 3) (4, 6) (5, 7) (8, 10) (9, 11) (12, 14) (13, 15));
     round!(rows, 1: (0, 1) (2, 3) (4, 5) (6, 7) (8, 9) (10, 11) (12, 13) (14, 15));
     for (i, row) in rows.iter().enumerate() {
+        // SAFETY: the caller guarantees 16 writable rows of 16 values at dst.
         unsafe { _mm512_storeu_ps(dst.add(i * dst_stride), *row) };
     }
 }

@@ -541,7 +541,9 @@ unsafe fn transform_gradients_avx512<const M: usize>(
                 let mut out = unsafe { dst.add(((ti - first_row) * tw + tj) * N * N * cout + k) };
                 for i in 0..N {
                     for value in gradient_1d(columns.map(|column| column[i])) {
+                        // SAFETY: point i * N + j < 36 of this tile, channels k..k + 16 <= cout.
                         unsafe { _mm512_storeu_ps(out, value) };
+                        // SAFETY: the next point of the same tile (or one past its last).
                         out = unsafe { out.add(cout) };
                     }
                 }
@@ -651,29 +653,35 @@ unsafe fn transform_inputs_avx512(
     let row_stride = wp * cin;
     for ti in first_row..end_row {
         for k in (0..cin).step_by(LANES) {
-            // SAFETY (all pointer arithmetic): window rows m * ti + r < hp, columns x < wp
-            // and channels k + 15 < cin; `columns` holds wp * N vectors; the band's tiles
-            // below (end_row - first_row) * tw, points below 36.
+            // SAFETY: window row m * ti < hp (the band's rows fit the padded image), channel
+            // k < cin.
             let mut at = unsafe { src.add(s.m * ti * row_stride + k) };
             for x in 0..wp {
                 let mut column = [_mm512_setzero_ps(); N];
                 for (r, value) in column.iter_mut().enumerate() {
+                    // SAFETY: window row m * ti + r < hp, column x < wp, channels k..k + 16.
                     *value = unsafe { _mm512_loadu_ps(at.add(r * row_stride)) };
                 }
                 for (r, value) in input_1d(column).into_iter().enumerate() {
+                    // SAFETY: `columns` holds wp * N vectors.
                     unsafe { _mm512_storeu_ps(cols.add((x * N + r) * LANES), value) };
                 }
+                // SAFETY: the next window column (or one past the last).
                 at = unsafe { at.add(cin) };
             }
             for tj in 0..tw {
+                // SAFETY: the band's tile < (end_row - first_row) * tw, channels k..k + 16.
                 let mut out = unsafe { dst.add(((ti - first_row) * tw + tj) * N * N * cin + k) };
                 for r in 0..N {
                     let mut row = [_mm512_setzero_ps(); N];
                     for (c, value) in row.iter_mut().enumerate() {
+                        // SAFETY: window column m * tj + c < wp of `columns`.
                         *value = unsafe { _mm512_loadu_ps(cols.add(((s.m * tj + c) * N + r) * LANES)) };
                     }
                     for value in input_1d(row) {
+                        // SAFETY: point < 36 of this tile.
                         unsafe { _mm512_storeu_ps(out, value) };
+                        // SAFETY: the next point of the same tile (or one past its last).
                         out = unsafe { out.add(cin) };
                     }
                 }
