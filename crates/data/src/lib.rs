@@ -9,6 +9,8 @@
 //! assert_eq!((x.shape(), y.shape()), (&[128, 1, 28, 28][..], &[128][..]));
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod idx;
 mod loader;
 mod mnist;

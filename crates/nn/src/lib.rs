@@ -18,6 +18,8 @@
 //! }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod checkpoint;
 pub mod init;
 mod io;

@@ -394,29 +394,10 @@ fn step_one<T: Element>(
     tasks.into_par_iter().for_each(|(p, g, mut state)| update_widest(rule, lr, step, p, g, &mut state));
 }
 
-/// `rule.update` compiled for the widest vectors this CPU has. The release build targets
-/// baseline x86-64 (4 f32 lanes); the AVX-512 copy handles 16 at a time and, with no
-/// floating-point contraction in Rust, rounds exactly as the baseline copy does.
+/// `rule.update` compiled for the widest vectors this CPU has (rounding exactly as the
+/// baseline build does).
 fn update_widest<T: Element>(rule: &impl UpdateRule, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { update_avx512(rule, lr, step, p, g, state) };
-    }
-    rule.update(lr, step, p, g, state)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn update_avx512<T: Element>(
-    rule: &impl UpdateRule,
-    lr: f64,
-    step: u64,
-    p: &mut [T],
-    g: &[T],
-    state: &mut [&mut [T]],
-) {
-    rule.update(lr, step, p, g, state)
+    tapegrad_kernels::simd::with_widest_vectors(|| rule.update(lr, step, p, g, state))
 }
 
 impl<R: UpdateRule> Optimizer for Optim<R> {

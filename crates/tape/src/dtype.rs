@@ -68,6 +68,7 @@ impl fmt::Display for DType {
 /// ```
 pub trait Element:
     crate::storage::StorageElement
+    + tapegrad_kernels::Summable
     + Copy
     + Send
     + Sync

@@ -19,7 +19,8 @@
 //! assert_eq!(y.grad().unwrap().item(), 2.0); // x
 //! ```
 
-mod allocator;
+#![forbid(unsafe_code)]
+
 pub mod arith;
 mod backward;
 mod display;

@@ -76,16 +76,10 @@ impl<T: StorageElement> Buffer<T> {
         if n <= INLINE { Self::from_small_iter(n, (0..n).map(f)) } else { Buffer(Repr::Slice((0..n).map(f).collect())) }
     }
 
-    /// `n` elements written by `fill` straight into one fresh allocation (no vector to move
-    /// them from, and one allocation instead of the vector's and its count's).
-    ///
-    /// # Safety
-    /// `fill` must initialise every element of the slice it is given.
-    pub(crate) unsafe fn from_uninit(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<T>])) -> Self {
-        let mut slice = Arc::<[T]>::new_uninit_slice(n);
-        fill(Arc::get_mut(&mut slice).expect("fresh allocation"));
-        // SAFETY: the caller's `fill` initialised all `n` elements.
-        Buffer(Repr::Slice(unsafe { slice.assume_init() }))
+    /// A buffer over values already in one shared allocation (what the kernels' `*_to_arc`
+    /// loops write), without copying them.
+    pub(crate) fn from_arc(values: Arc<[T]>) -> Self {
+        Buffer(Repr::Slice(values))
     }
 
     /// How many elements fit in place: results this small cost no allocation.

@@ -138,17 +138,10 @@ impl Tensor {
     }
 
     fn new(storage: Storage, layout: Layout, node: Option<NodeKey>) -> Tensor {
-        crate::allocator::keep_freed_buffers();
-        // Written into the allocation field by field: `Rc::new` would assemble the value on
-        // the stack and copy it over, reading back what was just stored (a stall).
-        let mut inner = Rc::<Inner>::new_uninit();
-        Rc::get_mut(&mut inner).expect("fresh allocation").write(Inner {
-            storage: RefCell::new(storage),
-            layout,
-            node,
-        });
-        // SAFETY: initialised on the line above.
-        Tensor { inner: unsafe { inner.assume_init() } }
+        tapegrad_kernels::allocator::keep_freed_buffers();
+        // In place: `Rc::new` would build the value on the stack and copy it over.
+        let inner = tapegrad_kernels::in_place::rc(|| Inner { storage: RefCell::new(storage), layout, node });
+        Tensor { inner }
     }
 
     /// A second handle to the same values and node whose storage cannot be swapped by an

@@ -16,8 +16,12 @@ use std::sync::Once;
 static TUNE: Once = Once::new();
 
 /// Applies the thresholds the first time it is called; later calls cost one atomic load.
+///
+/// ```
+/// tapegrad_kernels::allocator::keep_freed_buffers();
+/// ```
 #[inline]
-pub(crate) fn keep_freed_buffers() {
+pub fn keep_freed_buffers() {
     TUNE.call_once(|| {
         if std::env::var_os("TAPEGRAD_SYSTEM_MALLOC").is_none() {
             raise_thresholds();

@@ -1,0 +1,156 @@
+//! Loops compiled for the widest vectors the CPU has, chosen at run time.
+//!
+//! The release build targets baseline x86-64 (four f32 lanes). A loop run through
+//! [`with_widest_vectors`] is compiled a second time with AVX-512 enabled and takes sixteen
+//! lanes on CPUs that have it; element functions written without calls (such as a
+//! polynomial `tanh`) vectorise too. Rust never contracts `a * b + c` into one rounding, so
+//! both copies give identical bits.
+
+use std::mem::MaybeUninit;
+use std::sync::Arc;
+
+/// Runs `f`, compiled for AVX-512 when the CPU has it (the closure is inlined into a function
+/// built with the wider instruction set), and as the baseline build otherwise.
+///
+/// ```
+/// let mut v = vec![1.0f32; 64];
+/// tapegrad_kernels::simd::with_widest_vectors(|| v.iter_mut().for_each(|x| *x *= 2.0));
+/// assert!(v.iter().all(|&x| x == 2.0));
+/// ```
+#[inline(always)]
+pub fn with_widest_vectors<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, the only requirement of `avx512`.
+        return unsafe { avx512(f) };
+    }
+    f()
+}
+
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `dst[i] = f(src[i])` for every slot of `dst` (which must not be longer than `src`), with
+/// the widest vectors the CPU has.
+///
+/// ```
+/// use std::mem::MaybeUninit;
+/// let mut dst = [MaybeUninit::<f64>::uninit(); 3];
+/// tapegrad_kernels::simd::map_widest(&[1.0f32, 2.0, 3.0], &mut dst, &|x| x as f64 * 0.5);
+/// assert_eq!(dst.map(|d| unsafe { d.assume_init() }), [0.5, 1.0, 1.5]);
+/// ```
+#[inline]
+pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn(T) -> U) {
+    with_widest_vectors(|| {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            d.write(f(x));
+        }
+    })
+}
+
+/// `dst[i] = f(a[i], b[i])` with the widest vectors the CPU has (see [`map_widest`]).
+///
+/// ```
+/// use std::mem::MaybeUninit;
+/// let mut dst = [MaybeUninit::<f32>::uninit(); 2];
+/// tapegrad_kernels::simd::zip_widest(&[1.0f32, 2.0], &[3.0f32, 4.0], &mut dst, &|x, y| x * y);
+/// assert_eq!(dst.map(|d| unsafe { d.assume_init() }), [3.0, 8.0]);
+/// ```
+#[inline]
+pub fn zip_widest<T: Copy, U: Copy, V>(a: &[T], b: &[U], dst: &mut [MaybeUninit<V>], f: &impl Fn(T, U) -> V) {
+    with_widest_vectors(|| {
+        for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+            d.write(f(x, y));
+        }
+    })
+}
+
+/// `f` of every element of `src`, as a new vector, with the widest vectors the CPU has.
+///
+/// ```
+/// assert_eq!(tapegrad_kernels::simd::map_to_vec(&[1.0f32, 4.0], &|x| x.sqrt()), vec![1.0, 2.0]);
+/// ```
+#[inline]
+pub fn map_to_vec<T: Copy, U>(src: &[T], f: &impl Fn(T) -> U) -> Vec<U> {
+    let mut out = Vec::with_capacity(src.len());
+    map_widest(src, &mut out.spare_capacity_mut()[..src.len()], f);
+    // SAFETY: `map_widest` wrote each of the first `src.len()` slots.
+    unsafe { out.set_len(src.len()) };
+    out
+}
+
+/// `f(a[i], b[i])` for slices of one length, as a new vector (see [`map_to_vec`]).
+///
+/// ```
+/// assert_eq!(tapegrad_kernels::simd::zip_to_vec(&[1.0f64, 2.0], &[3.0, 4.0], &|x, y| x + y), vec![4.0, 6.0]);
+/// ```
+#[inline]
+pub fn zip_to_vec<T: Copy, U: Copy, V>(a: &[T], b: &[U], f: &impl Fn(T, U) -> V) -> Vec<V> {
+    assert_eq!(a.len(), b.len(), "zip_to_vec: operands of different lengths");
+    let mut out = Vec::with_capacity(a.len());
+    zip_widest(a, b, &mut out.spare_capacity_mut()[..a.len()], f);
+    // SAFETY: `zip_widest` wrote each of the first `a.len()` slots (both operands have them).
+    unsafe { out.set_len(a.len()) };
+    out
+}
+
+/// [`map_to_vec`] into one fresh shared allocation: no vector to move the values from, and
+/// one allocation instead of the vector's and its reference count's.
+///
+/// ```
+/// let shared = tapegrad_kernels::simd::map_to_arc(&[1.0f32, 2.0], &|x| x + 1.0);
+/// assert_eq!(&shared[..], &[2.0, 3.0]);
+/// ```
+#[inline]
+pub fn map_to_arc<T: Copy, U>(src: &[T], f: &impl Fn(T) -> U) -> Arc<[U]> {
+    let mut slice = Arc::<[U]>::new_uninit_slice(src.len());
+    map_widest(src, Arc::get_mut(&mut slice).expect("a fresh allocation has no other owner"), f);
+    // SAFETY: `map_widest` wrote each of the `src.len()` slots.
+    unsafe { slice.assume_init() }
+}
+
+/// [`zip_to_vec`] into one fresh shared allocation (see [`map_to_arc`]).
+///
+/// ```
+/// let shared = tapegrad_kernels::simd::zip_to_arc(&[1.0f32, 2.0], &[10.0f32, 20.0], &|x, y| x * y);
+/// assert_eq!(&shared[..], &[10.0, 40.0]);
+/// ```
+#[inline]
+pub fn zip_to_arc<T: Copy, U: Copy, V>(a: &[T], b: &[U], f: &impl Fn(T, U) -> V) -> Arc<[V]> {
+    assert_eq!(a.len(), b.len(), "zip_to_arc: operands of different lengths");
+    let mut slice = Arc::<[V]>::new_uninit_slice(a.len());
+    zip_widest(a, b, Arc::get_mut(&mut slice).expect("a fresh allocation has no other owner"), f);
+    // SAFETY: `zip_widest` wrote each of the `a.len()` slots (both operands have them).
+    unsafe { slice.assume_init() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lengths around the vector widths, so both the vector body and the tail run.
+    #[test]
+    fn every_slot_is_written_at_every_length() {
+        for n in [0, 1, 3, 15, 16, 17, 63, 64, 65, 1000] {
+            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let b: Vec<f32> = (0..n).map(|i| 2.0 * i as f32).collect();
+            assert_eq!(map_to_vec(&a, &|x| x + 1.0), a.iter().map(|x| x + 1.0).collect::<Vec<_>>());
+            assert_eq!(&map_to_arc(&a, &|x| x * 3.0)[..], &a.iter().map(|x| x * 3.0).collect::<Vec<_>>()[..]);
+            let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+            assert_eq!(zip_to_vec(&a, &b, &|x, y| x + y), sum);
+            assert_eq!(&zip_to_arc(&a, &b, &|x, y| x + y)[..], &sum[..]);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "different lengths")]
+    fn zip_checks_its_operands() {
+        zip_to_vec(&[1.0f32], &[1.0f32, 2.0], &|x, y| x + y);
+    }
+}

@@ -1,0 +1,418 @@
+//! Generic element loops over strided views: the building blocks that op kernels share.
+//! They know layouts and slices, not tensors.
+//!
+//! Every loop runs rows (the innermost dimension, merged with the outer ones the views
+//! allow; see [`for_each_row`]) as tight loops over slices, with separate paths
+//! for unit and zero strides so that the compiler vectorises the common cases; broadcast
+//! operands are read through stride-0 views and never materialised.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+use smallvec::SmallVec;
+
+use crate::Summable;
+use crate::layout::{Layout, Shape, numel};
+
+/// Calls `f(offsets, len, inner_strides)` once per row of `shape` in row-major order,
+/// where each layout in `layouts` has that shape. `offsets[k]` is where the row starts in
+/// operand `k`'s storage.
+///
+/// A row is the innermost dimension, merged with the dimensions outside it that every
+/// layout steps through as one (outer stride = inner stride x inner size): a contiguous
+/// `[N, C, H, W]` plane against a per-channel value broadcast over `H, W` is one row of
+/// `H * W` elements, not `H` rows of `W`, so the per-row work is paid less often.
+///
+/// ```
+/// use tapegrad_kernels::{strided::for_each_row, layout::Layout};
+/// let l = Layout::contiguous(&[2, 3]);
+/// let mut rows = vec![];
+/// for_each_row(&[2, 3], [&l], |off, len, _| rows.push((off[0], len)));
+/// assert_eq!(rows, vec![(0, 6)]);
+/// // A transposed view cannot merge its dimensions: one row per column of the original.
+/// let t = l.transpose(0, 1);
+/// let mut rows = vec![];
+/// for_each_row(&[3, 2], [&t], |off, len, strides| rows.push((off[0], len, strides[0])));
+/// assert_eq!(rows, vec![(0, 2, 3), (1, 2, 3), (2, 2, 3)]);
+/// ```
+pub fn for_each_row<const N: usize>(
+    shape: &[usize],
+    layouts: [&Layout; N],
+    mut f: impl FnMut([usize; N], usize, [usize; N]),
+) {
+    if numel(shape) == 0 {
+        return;
+    }
+    let mut offsets: [usize; N] = std::array::from_fn(|k| layouts[k].offset());
+    // The merged dimensions and each layout's strides over them. Size-1 dimensions are
+    // dropped: their index never moves.
+    let mut dims: Shape = SmallVec::new();
+    let mut strides: [Shape; N] = std::array::from_fn(|_| SmallVec::new());
+    for (d, &size) in shape.iter().enumerate() {
+        if size == 1 {
+            continue;
+        }
+        let merges = !dims.is_empty() && (0..N).all(|k| strides[k].last() == Some(&(layouts[k].strides()[d] * size)));
+        if merges {
+            *dims.last_mut().expect("not empty") *= size;
+            for k in 0..N {
+                *strides[k].last_mut().expect("not empty") = layouts[k].strides()[d];
+            }
+        } else {
+            dims.push(size);
+            for k in 0..N {
+                strides[k].push(layouts[k].strides()[d]);
+            }
+        }
+    }
+    let rank = dims.len();
+    if rank == 0 {
+        f(offsets, 1, [0; N]);
+        return;
+    }
+    let inner = dims[rank - 1];
+    let inner_strides: [usize; N] = std::array::from_fn(|k| strides[k][rank - 1]);
+    let mut index: Shape = SmallVec::from_elem(0, rank - 1);
+    loop {
+        f(offsets, inner, inner_strides);
+        // Advance the outer multi-index like an odometer.
+        let mut d = rank - 1;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            index[d] += 1;
+            for k in 0..N {
+                offsets[k] += strides[k][d];
+            }
+            if index[d] < dims[d] {
+                break;
+            }
+            for k in 0..N {
+                offsets[k] -= strides[k][d] * dims[d];
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+/// The elements of a view in row-major order, as a new vector.
+///
+/// ```
+/// use tapegrad_kernels::{strided::to_contiguous, layout::Layout};
+/// let t = Layout::contiguous(&[2, 2]).transpose(0, 1);
+/// assert_eq!(to_contiguous(&[1.0f32, 2.0, 3.0, 4.0], &t), vec![1.0, 3.0, 2.0, 4.0]);
+/// ```
+pub fn to_contiguous<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
+    if layout.is_contiguous() {
+        return data[layout.offset()..layout.offset() + layout.numel()].to_vec();
+    }
+    let mut out = Vec::with_capacity(layout.numel());
+    for_each_row(layout.shape(), [layout], |[o], len, [s]| {
+        if s == 1 {
+            out.extend_from_slice(&data[o..o + len]);
+        } else {
+            out.extend((0..len).map(|j| data[o + j * s]));
+        }
+    });
+    out
+}
+
+/// Contiguous element counts at or above this run on rayon's threads; below it, waking a
+/// worker costs more than the loop.
+///
+/// ```
+/// use tapegrad_kernels::{strided::{PARALLEL_ELEMENTS, sum_to}, layout::Layout};
+/// // Long enough to be summed in fixed blocks on rayon's threads; the result is exact.
+/// let n = 2 * PARALLEL_ELEMENTS;
+/// assert_eq!(sum_to(&vec![1.0f32; n], &Layout::contiguous(&[n]), &[]), vec![n as f32]);
+/// ```
+pub const PARALLEL_ELEMENTS: usize = 1 << 16;
+
+/// Whether a loop of `n` elements is worth sharing with rayon's threads.
+///
+/// ```
+/// use tapegrad_kernels::strided::{PARALLEL_ELEMENTS, parallel};
+/// assert!(!parallel(PARALLEL_ELEMENTS - 1));
+/// ```
+#[inline]
+pub fn parallel(n: usize) -> bool {
+    n >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1
+}
+
+/// `f` applied to every element of a view, in row-major order.
+///
+/// ```
+/// use tapegrad_kernels::{strided::map, layout::Layout};
+/// assert_eq!(map(&[1.0f64, 2.0], &Layout::contiguous(&[2]), |x| x * 10.0), vec![10.0, 20.0]);
+/// ```
+pub fn map<T: Copy + Sync, U: Send>(data: &[T], layout: &Layout, f: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
+    if layout.is_contiguous() {
+        let slice = &data[layout.offset()..layout.offset() + layout.numel()];
+        if parallel(slice.len()) {
+            let mut out = Vec::with_capacity(slice.len());
+            out.par_extend(slice.par_iter().with_min_len(PARALLEL_ELEMENTS / 4).map(|&x| f(x)));
+            return out;
+        }
+        return crate::simd::map_to_vec(slice, &f);
+    }
+    let mut out = Vec::with_capacity(layout.numel());
+    for_each_row(layout.shape(), [layout], |[o], len, [s]| {
+        out.extend((0..len).map(|j| f(data[o + j * s])));
+    });
+    out
+}
+
+/// `f(a, b)` over two views already broadcast to the same `shape`, in row-major order.
+///
+/// ```
+/// use tapegrad_kernels::{strided::zip_map, layout::Layout};
+/// let a = Layout::contiguous(&[2, 1]).broadcast_to(&[2, 3]).unwrap();
+/// let b = Layout::contiguous(&[3]).broadcast_to(&[2, 3]).unwrap();
+/// let out = zip_map(&[10.0f32, 20.0], &a, &[1.0, 2.0, 3.0], &b, &[2, 3], |x, y| x + y);
+/// assert_eq!(out, vec![11.0, 12.0, 13.0, 21.0, 22.0, 23.0]);
+/// ```
+pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
+    a: &[T],
+    la: &Layout,
+    b: &[U],
+    lb: &Layout,
+    shape: &[usize],
+    f: impl Fn(T, U) -> V + Sync + Send,
+) -> Vec<V> {
+    let n = numel(shape);
+    if la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
+        let a = &a[la.offset()..la.offset() + n];
+        let b = &b[lb.offset()..lb.offset() + n];
+        if parallel(n) {
+            let mut out = Vec::with_capacity(n);
+            out.par_extend(a.par_iter().zip(b).with_min_len(PARALLEL_ELEMENTS / 4).map(|(&x, &y)| f(x, y)));
+            return out;
+        }
+        return crate::simd::zip_to_vec(a, b, &f);
+    }
+    let mut out = Vec::with_capacity(n);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    match outer_blocks(shape) {
+        Some(blocks) => {
+            let inner = numel(&shape[1..]);
+            let mut parts = Vec::with_capacity(blocks.len());
+            let mut rest = dst;
+            for &(_, rows) in &blocks {
+                let (head, tail) = rest.split_at_mut(rows * inner);
+                parts.push(head);
+                rest = tail;
+            }
+            parts.into_par_iter().zip(blocks).for_each(|(part, (start, rows))| {
+                let mut sub: Shape = shape.into();
+                sub[0] = rows;
+                zip_rows_into(part, a, &la.narrow(0, start, rows), b, &lb.narrow(0, start, rows), &sub, &f);
+            });
+        }
+        None => zip_rows_into(dst, a, la, b, lb, shape, &f),
+    }
+    // SAFETY: zip_rows_into wrote all n elements (one per element of `shape`).
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// The rows of `zip_map` written into `dst`, which has one slot per element of `shape`.
+fn zip_rows_into<T: Copy, U: Copy, V>(
+    dst: &mut [MaybeUninit<V>],
+    a: &[T],
+    la: &Layout,
+    b: &[U],
+    lb: &Layout,
+    shape: &[usize],
+    f: &impl Fn(T, U) -> V,
+) {
+    assert_eq!(dst.len(), numel(shape), "zip_map: output slots");
+    let mut at = 0;
+    for_each_row(shape, [la, lb], |[oa, ob], len, [sa, sb]| {
+        let row = &mut dst[at..at + len];
+        at += len;
+        match (sa, sb) {
+            (1, 1) => row.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]).for_each(|((d, &x), &y)| {
+                d.write(f(x, y));
+            }),
+            (1, 0) => {
+                let y = b[ob];
+                row.iter_mut().zip(&a[oa..oa + len]).for_each(|(d, &x)| {
+                    d.write(f(x, y));
+                });
+            }
+            (0, 1) => {
+                let x = a[oa];
+                row.iter_mut().zip(&b[ob..ob + len]).for_each(|(d, &y)| {
+                    d.write(f(x, y));
+                });
+            }
+            _ => row.iter_mut().enumerate().for_each(|(j, d)| {
+                d.write(f(a[oa + j * sa], b[ob + j * sb]));
+            }),
+        }
+    });
+}
+
+/// Splits the outermost dimension of a loop over `shape` into blocks `(first, count)` for
+/// rayon's threads, or `None` when the loop is too small to share.
+fn outer_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
+    if shape.len() < 2 || shape[0] < 2 || !parallel(numel(shape)) {
+        return None;
+    }
+    // A few blocks per thread, so an uneven split still balances.
+    let blocks = shape[0].min(4 * rayon::current_num_threads());
+    Some((0..blocks).map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks)).collect())
+}
+
+/// Blocks of outer rows for a reduction: as [`outer_blocks`], but the split depends only on
+/// the shape (never on the number of threads), so partial sums, and their rounding, are the
+/// same at any thread count.
+fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
+    /// Enough blocks to share among the threads of a large machine.
+    const BLOCKS: usize = 16;
+    if shape.len() < 2 || shape[0] < 2 || numel(shape) < PARALLEL_ELEMENTS {
+        return None;
+    }
+    let blocks = shape[0].min(BLOCKS);
+    Some((0..blocks).map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks)).collect())
+}
+
+/// A sum that the compiler vectorises: sixteen running sums, combined at the end (a
+/// different rounding order from a sequential sum, and usually a more accurate one).
+fn lane_sum<T: Summable>(x: &[T]) -> T {
+    const LANES: usize = 16;
+    let mut acc = [T::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for k in 0..LANES {
+            acc[k] += chunk[k];
+        }
+    }
+    // Pairwise combination of the lanes.
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            let upper = acc[k + width];
+            acc[k] += upper;
+        }
+    }
+    rest.iter().fold(acc[0], |s, &v| s + v)
+}
+
+/// Sums a view of shape `layout.shape()` down to `target`, a shape that broadcasts to it
+/// (the reduction that undoes broadcasting). Returns `target`'s elements in row-major order.
+///
+/// ```
+/// use tapegrad_kernels::{strided::sum_to, layout::Layout};
+/// let x = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// assert_eq!(sum_to(&x, &Layout::contiguous(&[2, 3]), &[3]), vec![5.0, 7.0, 9.0]);
+/// assert_eq!(sum_to(&x, &Layout::contiguous(&[2, 3]), &[2, 1]), vec![6.0, 15.0]);
+/// ```
+pub fn sum_to<T: Summable>(data: &[T], layout: &Layout, target: &[usize]) -> Vec<T> {
+    let size = numel(target);
+    if size == 1 && layout.is_contiguous() {
+        let all = &data[layout.offset()..layout.offset() + layout.numel()];
+        let total = if all.len() >= PARALLEL_ELEMENTS {
+            // Fixed-size blocks summed in order, whether or not threads share them: the
+            // result does not depend on the number of threads.
+            let parts: Vec<T> = all.par_chunks(PARALLEL_ELEMENTS / 4).map(lane_sum).collect();
+            parts.into_iter().fold(T::zero(), |s, p| s + p)
+        } else {
+            lane_sum(all)
+        };
+        return vec![total];
+    }
+    let lo = Layout::contiguous(target)
+        .broadcast_to(layout.shape())
+        .expect("sum_to: target must broadcast to the input shape");
+    let shape = layout.shape();
+    if let Some(blocks) = reduction_blocks(shape).filter(|b| size * b.len() <= numel(shape) / 8) {
+        // One partial result per block of outer rows, added in block order.
+        let parts: Vec<Vec<T>> = blocks
+            .into_par_iter()
+            .map(|(start, rows)| {
+                let mut sub: Shape = shape.into();
+                sub[0] = rows;
+                let mut part = vec![T::zero(); size];
+                sum_rows_into(&mut part, data, &layout.narrow(0, start, rows), &lo.narrow(0, start, rows), &sub);
+                part
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        let mut out = parts.next().expect("at least one block");
+        for part in parts {
+            out.iter_mut().zip(&part).for_each(|(o, &p)| *o += p);
+        }
+        return out;
+    }
+    let mut out = vec![T::zero(); size];
+    sum_rows_into(&mut out, data, layout, &lo, shape);
+    out
+}
+
+/// Adds the elements of `data` (viewed through `layout`, of `shape`) into `out` at the
+/// positions `lo` (the target broadcast to `shape`) gives them.
+fn sum_rows_into<T: Summable>(out: &mut [T], data: &[T], layout: &Layout, lo: &Layout, shape: &[usize]) {
+    for_each_row(shape, [layout, lo], |[i, o], len, [si, so]| {
+        if so == 0 {
+            out[o] += if si == 1 { lane_sum(&data[i..i + len]) } else { (0..len).map(|j| data[i + j * si]).sum() };
+        } else if si == 1 && so == 1 {
+            for (acc, &x) in out[o..o + len].iter_mut().zip(&data[i..i + len]) {
+                *acc += x;
+            }
+        } else {
+            for j in 0..len {
+                out[o + j * so] += data[i + j * si];
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Large enough for the threaded paths, with a broadcast operand and a permuted one.
+    #[test]
+    fn threaded_paths_match_plain_loops() {
+        let shape = [64usize, 16, 9, 9];
+        let n = numel(&shape);
+        assert!(parallel(n) || rayon::current_num_threads() == 1);
+        let x: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 100.0 - 5.0).collect();
+        let bias: Vec<f64> = (0..16).map(|c| c as f64 * 0.5).collect();
+        let lx = Layout::contiguous(&shape);
+        // The same elements seen as [16, 64, 9, 9] transposed back: non-contiguous.
+        let lt = Layout::contiguous(&[16, 64, 9, 9]).transpose(0, 1);
+        let lb = Layout::contiguous(&[1, 16, 1, 1]).broadcast_to(&shape).unwrap();
+        let plain = |i: usize| {
+            let c = (i / 81) % 16;
+            (c, ((c * 64 + i / (16 * 81)) * 81) + i % 81)
+        };
+
+        let sum = zip_map(&x, &lx, &bias, &lb, &shape, |a, b| a + b);
+        let from_t = zip_map(&x, &lt, &bias, &lb, &shape, |a, b| a * b);
+        for i in 0..n {
+            let (c, t) = plain(i);
+            assert_eq!(sum[i], x[i] + bias[c]);
+            assert_eq!(from_t[i], x[t] * bias[c]);
+        }
+
+        let per_channel = sum_to(&x, &lx, &[1, 16, 1, 1]);
+        let per_image = sum_to(&x, &lx, &[64, 1, 1, 1]);
+        let total = sum_to(&x, &lx, &[1]);
+        let mut want_c = [0.0; 16];
+        let mut want_i = [0.0; 64];
+        for (i, &v) in x.iter().enumerate() {
+            want_c[(i / 81) % 16] += v;
+            want_i[i / (16 * 81)] += v;
+        }
+        for (got, want) in per_channel.iter().zip(&want_c).chain(per_image.iter().zip(&want_i)) {
+            assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        }
+        assert!((total[0] - x.iter().sum::<f64>()).abs() < 1e-9);
+    }
+}
