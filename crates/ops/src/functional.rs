@@ -161,8 +161,18 @@ pub fn nll_loss_with(log_probs: &Tensor, target: &Tensor, options: &LossOptions)
             location,
         });
     }
-    // Promote an unbatched [C] input to [1, C].
+    if log_probs.dim() == 0 {
+        return Err(bad("input must be [C], [N, C] or [N, C, d1, ...], got a zero-dimensional tensor".into()));
+    }
+    // Promote an unbatched [C] input to [1, C] (its target is one class index).
     let (input, target) = if log_probs.dim() == 1 {
+        if target.numel() != 1 || target.dim() > 1 {
+            return Err(bad(format!(
+                "an unbatched input of shape {:?} takes a single target index, got shape {:?}",
+                log_probs.shape(),
+                target.shape()
+            )));
+        }
         (shape::unsqueeze(log_probs, 0)?, shape::reshape_to(target, &[1]))
     } else {
         (log_probs.clone(), target.clone())

@@ -330,6 +330,9 @@ pub(crate) fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
 #[track_caller]
 pub(crate) fn split(x: &Tensor, size: usize, dim: isize) -> Result<Vec<Tensor>> {
     let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(index_error("split", "a zero-dimensional tensor cannot be split".into(), location));
+    }
     let d = resolve("split", x, dim, location)?;
     if size == 0 {
         return Err(index_error("split", "split size must be positive".into(), location));
@@ -341,6 +344,9 @@ pub(crate) fn split(x: &Tensor, size: usize, dim: isize) -> Result<Vec<Tensor>> 
 #[track_caller]
 pub(crate) fn chunk(x: &Tensor, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
     let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(index_error("chunk", "a zero-dimensional tensor cannot be chunked".into(), location));
+    }
     let d = resolve("chunk", x, dim, location)?;
     if chunks == 0 {
         return Err(index_error("chunk", "number of chunks must be positive".into(), location));
