@@ -83,17 +83,21 @@ fn index_error(op: &'static str, message: String, location: &'static Location<'s
 #[track_caller]
 pub(crate) fn permute(x: &Tensor, dims: &[isize]) -> Result<Tensor> {
     let location = Location::caller();
+    let not_a_permutation = || Error::Shape {
+        op: "permute",
+        message: format!("{dims:?} is not a permutation of the {} dimensions of shape {:?}", x.dim(), x.shape()),
+        location,
+    };
+    if dims.len() != x.dim() {
+        return Err(not_a_permutation());
+    }
     let resolved: Vec<usize> = dims.iter().map(|&d| resolve("permute", x, d, location)).collect::<Result<_>>()?;
     let mut seen = vec![false; x.dim()];
     for &d in &resolved {
         seen[d] = true;
     }
-    if resolved.len() != x.dim() || seen.iter().any(|s| !s) {
-        return Err(Error::Shape {
-            op: "permute",
-            message: format!("{dims:?} is not a permutation of the {} dimensions of shape {:?}", x.dim(), x.shape()),
-            location,
-        });
+    if seen.iter().any(|s| !s) {
+        return Err(not_a_permutation());
     }
     let value = Tensor::from_storage(x.storage(), x.layout().permute(&resolved));
     let mut inverse = vec![0isize; resolved.len()];
@@ -155,6 +159,9 @@ pub(crate) fn flatten(x: &Tensor, start: isize, end: isize) -> Result<Tensor> {
 #[track_caller]
 pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result<Tensor> {
     let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(index_error("narrow", "cannot be applied to a zero-dimensional tensor".into(), location));
+    }
     let d = resolve("narrow", x, dim, location)?;
     let n = x.shape()[d];
     if start.checked_add(len).is_none_or(|end| end > n) {
@@ -189,6 +196,10 @@ pub(crate) fn pad_dim(x: &Tensor, d: usize, before: usize, after: usize, value: 
 
 /// A copy of `dst` with `src` written at offset `at` of dimension `d` (nothing recorded).
 fn copy_into(dst: &Tensor, src: &Tensor, d: usize, at: usize) -> Tensor {
+    if dst.numel() == 0 || src.numel() == 0 {
+        // Nothing to copy; the block sizes below could overflow for huge empty shapes.
+        return dst.clone();
+    }
     let shape = dst.shape().to_vec();
     let inner: usize = shape[d + 1..].iter().product();
     let outer: usize = shape[..d].iter().product();
@@ -644,6 +655,9 @@ pub(crate) fn repeat(x: &Tensor, reps: &[usize]) -> Result<Tensor> {
 #[track_caller]
 pub(crate) fn slice(x: &Tensor, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor> {
     let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(index_error("slice", "cannot be applied to a zero-dimensional tensor".into(), location));
+    }
     let d = resolve("slice", x, dim, location)?;
     if step == 0 {
         return Err(index_error("slice", "step must be positive".into(), location));
