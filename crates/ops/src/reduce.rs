@@ -362,7 +362,8 @@ pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Res
                 let inv = &safe / &(y + &safe.rsub_scalar(1.0));
                 let scale = &(g * &inv);
                 let scale = match dim {
-                    Some(d) if !keepdim => crate::shape::unsqueeze(scale, d).expect("dim valid"),
+                    // A 0-d input reduces to 0-d whatever keepdim says: nothing to restore.
+                    Some(d) if !keepdim && x.dim() > 0 => crate::shape::unsqueeze(scale, d).expect("dim valid"),
                     _ => scale.clone(),
                 };
                 smallvec![Some(x * &scale)]

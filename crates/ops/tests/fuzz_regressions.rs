@@ -141,3 +141,17 @@ fn pad_of_an_empty_tensor_by_huge_amounts_does_not_overflow() {
         assert_eq!(y.shape(), &[12, 8]);
     }
 }
+
+/// Found by the `graph` target at the end of the session (its input was not kept): the
+/// 2-norm over dim 0 of a 0-d tensor returned a gradient of shape [1] for a 0-d input
+/// ("the backward rule returned a gradient of shape [1] ... for input 0, which has shape []").
+#[test]
+fn norm_over_a_dim_of_a_zero_dimensional_tensor_has_a_0d_gradient() {
+    for keepdim in [false, true] {
+        let x = Tensor::from_vec(vec![-3.0f64], &[]).requires_grad();
+        let y = x.norm_dim(2.0, 0, keepdim);
+        assert_eq!(y.shape(), &[] as &[usize]);
+        y.backward();
+        assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![-1.0]);
+    }
+}
