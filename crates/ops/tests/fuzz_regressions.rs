@@ -142,8 +142,8 @@ fn pad_of_an_empty_tensor_by_huge_amounts_does_not_overflow() {
     }
 }
 
-/// Found by the `graph` target at the end of the session (its input was not kept): the
-/// 2-norm over dim 0 of a 0-d tensor returned a gradient of shape [1] for a 0-d input
+/// fuzz/regressions/graph/8-norm_dim-0d-backward, found by the `graph` target's last run:
+/// the 2-norm over dim 0 of a 0-d tensor returned a gradient of shape [1] for a 0-d input
 /// ("the backward rule returned a gradient of shape [1] ... for input 0, which has shape []").
 #[test]
 fn norm_over_a_dim_of_a_zero_dimensional_tensor_has_a_0d_gradient() {
