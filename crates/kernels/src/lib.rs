@@ -1,10 +1,25 @@
 //! tapegrad-kernels: the ground floor of tapegrad. Loops over slices and layouts, compiled
-//! for the widest vectors the CPU has, split across threads, and the memory tricks the hot
-//! paths need. It knows no `Tensor` and no tape, and it is the only crate of tapegrad with
-//! `unsafe` code: each block carries a SAFETY comment and a test that runs it.
+//! for the widest vectors the CPU has, split across threads, matrix products, convolutions
+//! and pooling, and the memory tricks the hot paths need. It knows no `Tensor` and no tape,
+//! and it is the only crate of tapegrad with `unsafe` code: each block carries a SAFETY
+//! comment and a test that runs it.
 //!
 //! A reader learning how autodiff works can skip this crate: the tape and the operations
-//! call it through plain, named functions.
+//! call it through plain, named functions on slices.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`layout`] | shapes, strides, offsets; checked element counts |
+//! | [`strided`] | maps, broadcasting zips and reductions over strided views |
+//! | [`simd`] | compiling a loop for the widest vectors the CPU has |
+//! | [`parallel`] | when work is worth splitting across threads |
+//! | [`gemm`] | matrix products on strided views |
+//! | `implicit_gemm` (private) | the AVX-512 product that gathers its operands |
+//! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd) |
+//! | [`pool`] | max pooling |
+//! | `transpose` (private) | blocked transposition for the convolutions |
+//! | [`fast_math`] | a vectorisable `tanh` for f32 |
+//! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |
 //!
 //! ```
 //! use tapegrad_kernels::{layout::Layout, strided::map};
@@ -12,33 +27,126 @@
 //! ```
 
 pub mod allocator;
+pub mod conv;
+pub mod fast_math;
+pub mod gemm;
+mod implicit_gemm;
 pub mod in_place;
 pub mod layout;
+pub mod parallel;
+pub mod pool;
 pub mod simd;
 pub mod strided;
+mod transpose;
 
-/// Element types the reductions sum: addition with a zero.
+use std::fmt;
+
+/// The arithmetic every kernel needs of an element type (f32 and f64).
 ///
 /// ```
-/// use tapegrad_kernels::Summable;
-/// fn total<T: Summable>(x: &[T]) -> T { x.iter().fold(T::zero(), |s, &v| s + v) }
+/// use tapegrad_kernels::Real;
+/// fn total<T: Real>(x: &[T]) -> T { x.iter().fold(T::ZERO, |s, &v| s + v) }
 /// assert_eq!(total(&[1.5f64, 2.0]), 3.5);
+/// assert!(<f32 as Real>::is_nan(f32::NAN));
 /// ```
-pub trait Summable:
-    Copy + Send + Sync + 'static + std::ops::Add<Output = Self> + std::ops::AddAssign + std::iter::Sum
+pub trait Real:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + Default
+    + PartialOrd
+    + fmt::Debug
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+    + std::iter::Sum
 {
-    /// Zero (a function, so as not to collide with the `ZERO` of richer element traits).
-    fn zero() -> Self;
+    /// Zero.
+    ///
+    /// ```
+    /// use tapegrad_kernels::Real;
+    /// assert_eq!(<f32 as Real>::ZERO, 0.0);
+    /// ```
+    const ZERO: Self;
+
+    /// One.
+    ///
+    /// ```
+    /// use tapegrad_kernels::Real;
+    /// assert_eq!(<f64 as Real>::ONE, 1.0);
+    /// ```
+    const ONE: Self;
+
+    /// Whether the value is NaN.
+    ///
+    /// ```
+    /// use tapegrad_kernels::Real;
+    /// assert!(<f64 as Real>::is_nan(f64::NAN));
+    /// assert!(!<f64 as Real>::is_nan(f64::INFINITY));
+    /// ```
+    fn is_nan(self) -> bool;
 }
 
-impl Summable for f32 {
-    fn zero() -> Self {
-        0.0
+macro_rules! impl_real {
+    ($t:ty) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+        }
+    };
+}
+
+impl_real!(f32);
+impl_real!(f64);
+
+/// Every kernel of this crate for one element type: what the tape's element types (f32 and
+/// f64) implement, so that generic code over them can call any kernel.
+///
+/// ```
+/// use tapegrad_kernels::{Float, gemm::{View, gemm_into}};
+/// fn square<T: Float>(a: &[T], n: usize) -> Vec<T> {
+///     let mut c = vec![T::ZERO; n * n];
+///     gemm_into(View::row_major(a, n, n), View::row_major(a, n, n), &mut c, false);
+///     c
+/// }
+/// assert_eq!(square(&[1.0f32, 1.0, 0.0, 1.0], 2), vec![1.0, 2.0, 0.0, 1.0]);
+/// ```
+pub trait Float: Real + gemm::Gemm + implicit_gemm::ImplicitGemm + pool::MaxPool2x2 + fast_math::Tanh {}
+
+impl Float for f32 {}
+impl Float for f64 {}
+
+/// Conversions the kernels' generic tests use to make data and compare it in f64.
+#[cfg(test)]
+pub(crate) mod testing {
+    pub trait Convert: Copy {
+        fn from_f64(v: f64) -> Self;
+        fn to_f64(self) -> f64;
     }
-}
 
-impl Summable for f64 {
-    fn zero() -> Self {
-        0.0
+    impl Convert for f32 {
+        fn from_f64(v: f64) -> Self {
+            v as f32
+        }
+        fn to_f64(self) -> f64 {
+            self as f64
+        }
+    }
+
+    impl Convert for f64 {
+        fn from_f64(v: f64) -> Self {
+            v
+        }
+        fn to_f64(self) -> f64 {
+            self
+        }
     }
 }

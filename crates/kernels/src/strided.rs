@@ -11,8 +11,9 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 use smallvec::SmallVec;
 
-use crate::Summable;
+use crate::Real;
 use crate::layout::{Layout, Shape, numel};
+use crate::parallel::{THRESHOLD, worth_it};
 
 /// Calls `f(offsets, len, inner_strides)` once per row of `shape` in row-major order,
 /// where each layout in `layouts` has that shape. `offsets[k]` is where the row starts in
@@ -119,28 +120,6 @@ pub fn to_contiguous<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
     out
 }
 
-/// Contiguous element counts at or above this run on rayon's threads; below it, waking a
-/// worker costs more than the loop.
-///
-/// ```
-/// use tapegrad_kernels::{strided::{PARALLEL_ELEMENTS, sum_to}, layout::Layout};
-/// // Long enough to be summed in fixed blocks on rayon's threads; the result is exact.
-/// let n = 2 * PARALLEL_ELEMENTS;
-/// assert_eq!(sum_to(&vec![1.0f32; n], &Layout::contiguous(&[n]), &[]), vec![n as f32]);
-/// ```
-pub const PARALLEL_ELEMENTS: usize = 1 << 16;
-
-/// Whether a loop of `n` elements is worth sharing with rayon's threads.
-///
-/// ```
-/// use tapegrad_kernels::strided::{PARALLEL_ELEMENTS, parallel};
-/// assert!(!parallel(PARALLEL_ELEMENTS - 1));
-/// ```
-#[inline]
-pub fn parallel(n: usize) -> bool {
-    n >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1
-}
-
 /// `f` applied to every element of a view, in row-major order.
 ///
 /// ```
@@ -150,9 +129,9 @@ pub fn parallel(n: usize) -> bool {
 pub fn map<T: Copy + Sync, U: Send>(data: &[T], layout: &Layout, f: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
     if layout.is_contiguous() {
         let slice = &data[layout.offset()..layout.offset() + layout.numel()];
-        if parallel(slice.len()) {
+        if worth_it(slice.len()) {
             let mut out = Vec::with_capacity(slice.len());
-            out.par_extend(slice.par_iter().with_min_len(PARALLEL_ELEMENTS / 4).map(|&x| f(x)));
+            out.par_extend(slice.par_iter().with_min_len(THRESHOLD / 4).map(|&x| f(x)));
             return out;
         }
         return crate::simd::map_to_vec(slice, &f);
@@ -185,9 +164,9 @@ pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
     if la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
         let a = &a[la.offset()..la.offset() + n];
         let b = &b[lb.offset()..lb.offset() + n];
-        if parallel(n) {
+        if worth_it(n) {
             let mut out = Vec::with_capacity(n);
-            out.par_extend(a.par_iter().zip(b).with_min_len(PARALLEL_ELEMENTS / 4).map(|(&x, &y)| f(x, y)));
+            out.par_extend(a.par_iter().zip(b).with_min_len(THRESHOLD / 4).map(|(&x, &y)| f(x, y)));
             return out;
         }
         return crate::simd::zip_to_vec(a, b, &f);
@@ -258,7 +237,7 @@ fn zip_rows_into<T: Copy, U: Copy, V>(
 /// Splits the outermost dimension of a loop over `shape` into blocks `(first, count)` for
 /// rayon's threads, or `None` when the loop is too small to share.
 fn outer_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
-    if shape.len() < 2 || shape[0] < 2 || !parallel(numel(shape)) {
+    if shape.len() < 2 || shape[0] < 2 || !worth_it(numel(shape)) {
         return None;
     }
     // A few blocks per thread, so an uneven split still balances.
@@ -272,7 +251,7 @@ fn outer_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
 fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
     /// Enough blocks to share among the threads of a large machine.
     const BLOCKS: usize = 16;
-    if shape.len() < 2 || shape[0] < 2 || numel(shape) < PARALLEL_ELEMENTS {
+    if shape.len() < 2 || shape[0] < 2 || numel(shape) < THRESHOLD {
         return None;
     }
     let blocks = shape[0].min(BLOCKS);
@@ -281,9 +260,9 @@ fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
 
 /// A sum that the compiler vectorises: sixteen running sums, combined at the end (a
 /// different rounding order from a sequential sum, and usually a more accurate one).
-fn lane_sum<T: Summable>(x: &[T]) -> T {
+fn lane_sum<T: Real>(x: &[T]) -> T {
     const LANES: usize = 16;
-    let mut acc = [T::zero(); LANES];
+    let mut acc = [T::ZERO; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for chunk in chunks {
@@ -312,15 +291,15 @@ fn lane_sum<T: Summable>(x: &[T]) -> T {
 /// assert_eq!(sum_to(&x, &Layout::contiguous(&[2, 3]), &[3]), vec![5.0, 7.0, 9.0]);
 /// assert_eq!(sum_to(&x, &Layout::contiguous(&[2, 3]), &[2, 1]), vec![6.0, 15.0]);
 /// ```
-pub fn sum_to<T: Summable>(data: &[T], layout: &Layout, target: &[usize]) -> Vec<T> {
+pub fn sum_to<T: Real>(data: &[T], layout: &Layout, target: &[usize]) -> Vec<T> {
     let size = numel(target);
     if size == 1 && layout.is_contiguous() {
         let all = &data[layout.offset()..layout.offset() + layout.numel()];
-        let total = if all.len() >= PARALLEL_ELEMENTS {
+        let total = if all.len() >= THRESHOLD {
             // Fixed-size blocks summed in order, whether or not threads share them: the
             // result does not depend on the number of threads.
-            let parts: Vec<T> = all.par_chunks(PARALLEL_ELEMENTS / 4).map(lane_sum).collect();
-            parts.into_iter().fold(T::zero(), |s, p| s + p)
+            let parts: Vec<T> = all.par_chunks(THRESHOLD / 4).map(lane_sum).collect();
+            parts.into_iter().fold(T::ZERO, |s, p| s + p)
         } else {
             lane_sum(all)
         };
@@ -337,7 +316,7 @@ pub fn sum_to<T: Summable>(data: &[T], layout: &Layout, target: &[usize]) -> Vec
             .map(|(start, rows)| {
                 let mut sub: Shape = shape.into();
                 sub[0] = rows;
-                let mut part = vec![T::zero(); size];
+                let mut part = vec![T::ZERO; size];
                 sum_rows_into(&mut part, data, &layout.narrow(0, start, rows), &lo.narrow(0, start, rows), &sub);
                 part
             })
@@ -349,14 +328,14 @@ pub fn sum_to<T: Summable>(data: &[T], layout: &Layout, target: &[usize]) -> Vec
         }
         return out;
     }
-    let mut out = vec![T::zero(); size];
+    let mut out = vec![T::ZERO; size];
     sum_rows_into(&mut out, data, layout, &lo, shape);
     out
 }
 
 /// Adds the elements of `data` (viewed through `layout`, of `shape`) into `out` at the
 /// positions `lo` (the target broadcast to `shape`) gives them.
-fn sum_rows_into<T: Summable>(out: &mut [T], data: &[T], layout: &Layout, lo: &Layout, shape: &[usize]) {
+fn sum_rows_into<T: Real>(out: &mut [T], data: &[T], layout: &Layout, lo: &Layout, shape: &[usize]) {
     for_each_row(shape, [layout, lo], |[i, o], len, [si, so]| {
         if so == 0 {
             out[o] += if si == 1 { lane_sum(&data[i..i + len]) } else { (0..len).map(|j| data[i + j * si]).sum() };
@@ -381,7 +360,7 @@ mod tests {
     fn threaded_paths_match_plain_loops() {
         let shape = [64usize, 16, 9, 9];
         let n = numel(&shape);
-        assert!(parallel(n) || rayon::current_num_threads() == 1);
+        assert!(worth_it(n) || rayon::current_num_threads() == 1);
         let x: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 100.0 - 5.0).collect();
         let bias: Vec<f64> = (0..16).map(|c| c as f64 * 0.5).collect();
         let lx = Layout::contiguous(&shape);

@@ -25,7 +25,7 @@ impl Special for f32 {
     }
     #[inline(always)]
     fn tanh_simd(self) -> Self {
-        crate::fast_math::tanh_f32(self)
+        tapegrad_kernels::fast_math::tanh_f32(self)
     }
 }
 

@@ -1,8 +1,8 @@
-//! The differentiable operations of tapegrad and their CPU kernels.
+//! The differentiable operations of tapegrad.
 //!
 //! Operations are methods of the [`TensorOps`] extension trait (in tapegrad's prelude) and
 //! functions of [`functional`] (PyTorch's `torch.nn.functional`), named as in PyTorch. Each
-//! computes its value with a kernel over the tensor's storage and records a backward rule
+//! computes its value with a kernel of tapegrad-kernels and records a backward rule
 //! written with the same operations, so that every rule can itself be differentiated.
 //!
 //! ```
@@ -15,21 +15,18 @@
 //! assert_eq!(w.grad().unwrap().shape(), &[2, 2]);
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod binary;
 mod conv;
 mod dims;
 mod elementwise;
-mod fast_math;
 pub mod functional;
-mod gemm;
-mod implicit_gemm;
 mod matmul;
 mod norm;
-mod parallel;
 mod pool;
 mod reduce;
 mod shape;
-mod transpose;
 mod unary;
 
 pub use conv::{Conv2dOptions, set_winograd_enabled, winograd_enabled};

@@ -6,14 +6,14 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::{Layout, broadcast_shapes, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
+use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, ensure_float, record};
 
-use crate::gemm::{Gemm, View, gemm_into};
 use crate::shape::{reshape_to, transpose, unsqueeze};
+use tapegrad_kernels::gemm::{View, gemm_into};
 
 /// Batched product of views `la` (`[batch.., m, k]`) and `lb` (`[batch.., k, n]`), already
 /// broadcast to the same batch shape, into a contiguous `[batch.., m, n]` buffer.
-fn batched<T: Gemm>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+fn batched<T: Element>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
     let nb = la.shape().len() - 2;
     let batch = &la.shape()[..nb];
     let (m, k, n) = (la.shape()[nb], la.shape()[nb + 1], lb.shape()[nb + 1]);
@@ -142,7 +142,15 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
     let out_shape: Vec<usize> = x.shape()[..x.dim() - 1].iter().copied().chain([out]).collect();
     try_numel("linear", &out_shape, location)?;
     let x2 = reshape_to(x, &[rows, inp]);
-    fn kernel<T: Gemm>(x: &[T], lx: &Layout, w: &[T], lw: &Layout, b: Option<&[T]>, rows: usize, out: usize) -> Vec<T> {
+    fn kernel<T: Element>(
+        x: &[T],
+        lx: &Layout,
+        w: &[T],
+        lw: &Layout,
+        b: Option<&[T]>,
+        rows: usize,
+        out: usize,
+    ) -> Vec<T> {
         let mut c = match b {
             Some(b) => b.iter().copied().cycle().take(rows * out).collect(),
             None => vec![T::default(); rows * out],

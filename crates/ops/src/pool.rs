@@ -5,15 +5,13 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::{Layout, checked_size, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, ensure_float, record};
+use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
 
 use crate::conv::Conv2dOptions;
-use rayon::prelude::*;
 
 use crate::shape::reshape_to;
 
-mod max2x2;
-use max2x2::MaxPool2x2;
+use tapegrad_kernels::pool;
 
 fn check_4d(op: &'static str, x: &Tensor, location: &'static Location<'static>) -> Result<[usize; 4]> {
     ensure_float(op, x, location)?;
@@ -50,100 +48,6 @@ fn pooled_size(
     })
 }
 
-/// A worker over one plane: (output values, output indices), input plane.
-type PlaneFn<'a, T> = dyn Fn(((&mut [T], &mut [i64]), &[T])) + Sync + 'a;
-
-/// The larger of two (value, position) candidates, `a` first in PyTorch's scan order:
-/// `b` is taken if it is larger or NaN (PyTorch's CPU kernel tests `val > maxval ||
-/// isnan(val)`), so a NaN wins over numbers, among equal values the first is kept, and
-/// among NaNs the last. Written without short-circuit operators so that it compiles to
-/// selects (on random data the comparison is a coin flip, and mispredicted branches cost
-/// more than the arithmetic).
-#[inline(always)]
-fn pick<T: Element>((a, ia): (T, usize), (b, ib): (T, usize)) -> (T, usize) {
-    let take = (b > a) | b.is_nan();
-    (if take { b } else { a }, if take { ib } else { ia })
-}
-
-/// Max over each window, and the flat position (`ih * W + iw`) it came from. Planes run in
-/// parallel; NaN wins (as in PyTorch), and among equal values the first.
-fn max_pool_kernel<T: MaxPool2x2>(
-    x: &[T],
-    [n, c, h, w]: [usize; 4],
-    (ho, wo): (usize, usize),
-    (kh, kw): (usize, usize),
-    (sh, sw): (usize, usize),
-    (ph, pw): (usize, usize),
-) -> (Vec<T>, Vec<i64>) {
-    let plane_out = ho * wo;
-    let mut values = vec![T::ZERO; n * c * plane_out];
-    let mut indices = vec![0i64; n * c * plane_out];
-    if values.is_empty() {
-        return (values, indices);
-    }
-    // Without padding every window lies inside the plane: a tight loop with no clamping.
-    let unpadded = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
-        for oh in 0..ho {
-            for ow in 0..wo {
-                let origin = oh * sh * w + ow * sw;
-                let mut max = (plane[origin], origin);
-                for i in 0..kh {
-                    let row = &plane[origin + i * w..origin + i * w + kw];
-                    for (j, &v) in row.iter().enumerate() {
-                        max = pick(max, (v, origin + i * w + j));
-                    }
-                }
-                vals[oh * wo + ow] = max.0;
-                idxs[oh * wo + ow] = max.1 as i64;
-            }
-        }
-    };
-    let two_by_two = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
-        T::forward_plane(plane, (h, w), vals, idxs);
-    };
-    let pool_plane = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
-        for oh in 0..ho {
-            let h0 = (oh * sh) as isize - ph as isize;
-            let (hs, he) = (h0.max(0) as usize, ((h0 + kh as isize) as usize).min(h));
-            for ow in 0..wo {
-                let w0 = (ow * sw) as isize - pw as isize;
-                let (ws, we) = (w0.max(0) as usize, ((w0 + kw as isize) as usize).min(w));
-                let mut max = (plane[hs * w + ws], hs * w + ws);
-                for ih in hs..he {
-                    let row = &plane[ih * w..ih * w + we];
-                    for (iw, &v) in row.iter().enumerate().skip(ws) {
-                        max = pick(max, (v, ih * w + iw));
-                    }
-                }
-                vals[oh * wo + ow] = max.0;
-                idxs[oh * wo + ow] = max.1 as i64;
-            }
-        }
-    };
-    let parallel = crate::parallel::worth_it(x.len());
-    let per_task = (n * c / rayon::current_num_threads()).max(1);
-    let mut run = |f: &PlaneFn<'_, T>| {
-        if parallel {
-            values
-                .par_chunks_mut(plane_out)
-                .zip(indices.par_chunks_mut(plane_out))
-                .zip(x.par_chunks(h * w))
-                .with_min_len(per_task)
-                .for_each(f);
-        } else {
-            values.chunks_mut(plane_out).zip(indices.chunks_mut(plane_out)).zip(x.chunks(h * w)).for_each(f);
-        }
-    };
-    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
-        run(&two_by_two);
-    } else if ph == 0 && pw == 0 {
-        run(&unpadded);
-    } else {
-        run(&pool_plane);
-    }
-    (values, indices)
-}
-
 /// The gradient of max pooling: each output gradient added at the input position it was
 /// taken from. Recorded, so that double backward (a gather) works too.
 #[track_caller]
@@ -152,27 +56,10 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
     let plane_out = index.numel() / (n * c).max(1);
     let index_storage = index.contiguous_storage();
     let Storage::I64(idx) = &index_storage else { unreachable!("pooling indices are i64") };
-    fn scatter<T: Element>(g: &[T], idx: &[i64], planes: usize, plane_in: usize, plane_out: usize) -> Vec<T> {
-        let mut dx = vec![T::ZERO; planes * plane_in];
-        let plane = |(p, out): (usize, &mut [T])| {
-            for (&i, &v) in idx[p * plane_out..(p + 1) * plane_out].iter().zip(&g[p * plane_out..(p + 1) * plane_out]) {
-                out[i as usize] += v;
-            }
-        };
-        if crate::parallel::worth_it(dx.len()) {
-            dx.par_chunks_mut(plane_in.max(1))
-                .enumerate()
-                .with_min_len((planes / rayon::current_num_threads()).max(1))
-                .for_each(plane);
-        } else {
-            dx.chunks_mut(plane_in.max(1)).enumerate().for_each(plane);
-        }
-        dx
-    }
     let gs = g.contiguous_storage();
     let storage = match &gs {
-        Storage::F32(v) => Storage::from_vec(scatter(v, idx, n * c, h * w, plane_out)),
-        Storage::F64(v) => Storage::from_vec(scatter(v, idx, n * c, h * w, plane_out)),
+        Storage::F32(v) => Storage::from_vec(pool::max_pool2d_scatter(v, idx, n * c, h * w, plane_out)),
+        Storage::F64(v) => Storage::from_vec(pool::max_pool2d_scatter(v, idx, n * c, h * w, plane_out)),
         Storage::I64(_) => unreachable!("gradients are float"),
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&input_shape));
@@ -203,11 +90,11 @@ pub(crate) fn max_pool2d(
     let storage = x.contiguous_storage();
     let (values, indices) = match &storage {
         Storage::F32(v) => {
-            let (a, i) = max_pool_kernel(v, dims, (ho, wo), kernel, stride, padding);
+            let (a, i) = pool::max_pool2d(v, dims, (ho, wo), kernel, stride, padding);
             (Storage::from_vec(a), i)
         }
         Storage::F64(v) => {
-            let (a, i) = max_pool_kernel(v, dims, (ho, wo), kernel, stride, padding);
+            let (a, i) = pool::max_pool2d(v, dims, (ho, wo), kernel, stride, padding);
             (Storage::from_vec(a), i)
         }
         Storage::I64(_) => unreachable!("float dtype checked"),

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+pub use tapegrad_kernels::{Float, Real};
+
 /// The element type of a tensor, chosen at run time as in PyTorch.
 ///
 /// ```
@@ -58,7 +60,8 @@ impl fmt::Display for DType {
 /// A floating-point element type that tensors can hold (`f32` or `f64`).
 ///
 /// Kernels are written once, generic over `Element`; the run-time dtype picks the
-/// instantiation with one `match` per op.
+/// instantiation with one `match` per op. Its arithmetic (`+`, `ZERO`, `ONE`, `is_nan`)
+/// comes from tapegrad-kernels' [`Real`], and [`Float`] lets it call every kernel there.
 ///
 /// ```
 /// use tapegrad_tape::Element;
@@ -66,25 +69,7 @@ impl fmt::Display for DType {
 /// assert_eq!(double(1.5f32), 3.0);
 /// assert_eq!(<f64 as Element>::from_f64(0.25), 0.25);
 /// ```
-pub trait Element:
-    crate::storage::StorageElement
-    + tapegrad_kernels::Summable
-    + Copy
-    + Send
-    + Sync
-    + 'static
-    + PartialOrd
-    + fmt::Debug
-    + fmt::Display
-    + fmt::LowerExp
-    + std::ops::Add<Output = Self>
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-    + std::ops::Div<Output = Self>
-    + std::ops::Neg<Output = Self>
-    + std::ops::AddAssign
-    + std::iter::Sum
-{
+pub trait Element: crate::storage::StorageElement + Float + fmt::Display + fmt::LowerExp {
     /// The run-time tag of this type.
     ///
     /// ```
@@ -92,22 +77,6 @@ pub trait Element:
     /// assert_eq!((<f32 as Element>::DTYPE, <f64 as Element>::DTYPE), (DType::F32, DType::F64));
     /// ```
     const DTYPE: DType;
-
-    /// Zero.
-    ///
-    /// ```
-    /// use tapegrad_tape::Element;
-    /// assert_eq!(<f32 as Element>::ZERO, 0.0);
-    /// ```
-    const ZERO: Self;
-
-    /// One.
-    ///
-    /// ```
-    /// use tapegrad_tape::Element;
-    /// assert_eq!(<f64 as Element>::ONE, 1.0);
-    /// ```
-    const ONE: Self;
 
     /// Converts from `f64`, rounding to nearest.
     ///
@@ -241,14 +210,6 @@ pub trait Element:
     /// ```
     fn is_finite(self) -> bool;
 
-    /// Whether the value is NaN.
-    ///
-    /// ```
-    /// use tapegrad_tape::Element;
-    /// assert!(<f32 as Element>::is_nan(f32::NAN) && !<f32 as Element>::is_nan(f32::INFINITY));
-    /// ```
-    fn is_nan(self) -> bool;
-
     /// Multiply-add `self * a + b`, as a plain multiply then add (rounded twice, not fused:
     /// this vectorises, where `f32::mul_add` without FMA in the target features is a libm call).
     ///
@@ -265,8 +226,6 @@ macro_rules! impl_element {
     ($t:ty, $tag:expr) => {
         impl Element for $t {
             const DTYPE: DType = $tag;
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
             #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 v as $t
@@ -326,10 +285,6 @@ macro_rules! impl_element {
             #[inline(always)]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
-            }
-            #[inline(always)]
-            fn is_nan(self) -> bool {
-                <$t>::is_nan(self)
             }
             #[inline(always)]
             fn mul_add(self, a: Self, b: Self) -> Self {

@@ -1,6 +1,7 @@
 //! The element loops of tapegrad-kernels (strided maps, broadcasting zips, reductions to a
 //! shape), re-exported, and two that write straight into a tensor's [`Storage`].
 
+use tapegrad_kernels::parallel::worth_it;
 use tapegrad_kernels::simd;
 pub use tapegrad_kernels::strided::*;
 
@@ -27,7 +28,7 @@ pub fn map_into_storage<T: Copy + Sync, U: StorageElement>(
         let data = &data[layout.offset()..layout.offset() + n];
         return U::wrap_buffer(Buffer::from_fn(n, |i| f(data[i])));
     }
-    if layout.is_contiguous() && !parallel(n) {
+    if layout.is_contiguous() && !worth_it(n) {
         let data = &data[layout.offset()..layout.offset() + n];
         return U::wrap_buffer(Buffer::from_arc(simd::map_to_arc(data, &f)));
     }
@@ -57,7 +58,7 @@ pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
         let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
         return V::wrap_buffer(Buffer::from_fn(n, |i| f(a[i], b[i])));
     }
-    if !parallel(n) && la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
+    if !worth_it(n) && la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
         let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
         return V::wrap_buffer(Buffer::from_arc(simd::zip_to_arc(a, b, &f)));
     }

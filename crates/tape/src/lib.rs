@@ -40,7 +40,7 @@ mod tensor;
 pub mod testing;
 
 pub use backward::{BackwardOptions, GradOptions, grad, try_grad};
-pub use dtype::{DType, Element};
+pub use dtype::{DType, Element, Float, Real};
 pub use error::{Error, Result, ensure_float, or_panic};
 pub use function::{Function, FunctionCtx, apply};
 pub use grad_mode::{GradModeGuard, enable_grad, is_grad_enabled, no_grad, set_grad_enabled};

@@ -8,23 +8,49 @@ use rayon::prelude::*;
 const PARALLEL_FLOPS: usize = 1 << 22;
 
 /// A matrix view: `rows x cols` elements of `data` at `offset + i * rs + j * cs`.
+///
+/// ```
+/// use tapegrad_kernels::gemm::View;
+/// // Column 1 of a row-major 2x3 matrix, as a 2x1 view.
+/// let data = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let col = View { data: &data, offset: 1, rows: 2, cols: 1, rs: 3, cs: 1 };
+/// assert_eq!(col.data[col.offset + col.rs], 5.0);
+/// ```
 #[derive(Clone, Copy)]
-pub(crate) struct View<'a, T> {
+pub struct View<'a, T> {
+    /// The elements the view reads.
     pub data: &'a [T],
+    /// Position of element (0, 0) in `data`.
     pub offset: usize,
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// Row stride, in elements.
     pub rs: usize,
+    /// Column stride, in elements.
     pub cs: usize,
 }
 
 impl<'a, T> View<'a, T> {
     /// A row-major matrix.
+    ///
+    /// ```
+    /// use tapegrad_kernels::gemm::View;
+    /// let v = View::row_major(&[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3);
+    /// assert_eq!((v.rows, v.cols, v.rs, v.cs), (2, 3, 3, 1));
+    /// ```
     pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         View { data, offset: 0, rows, cols, rs: cols, cs: 1 }
     }
 
     /// The transposed view (no copy).
+    ///
+    /// ```
+    /// use tapegrad_kernels::gemm::View;
+    /// let v = View::row_major(&[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).t();
+    /// assert_eq!((v.rows, v.cols, v.rs, v.cs), (3, 2, 1, 3));
+    /// ```
     pub fn t(self) -> Self {
         View { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
     }
@@ -41,8 +67,17 @@ impl<'a, T> View<'a, T> {
     }
 }
 
-/// The GEMM kernel for one element type.
-pub(crate) trait Gemm: tapegrad_tape::Element + Default {
+/// The GEMM kernel for one element type: matrixmultiply's (or the `gemm` crate's) for f32
+/// and f64. Callers use [`gemm_serial`] and [`gemm_into`], which check the views.
+///
+/// ```
+/// use tapegrad_kernels::gemm::Gemm;
+/// let (a, b, mut c) = ([2.0f32], [3.0f32], [1.0f32]);
+/// // SAFETY: each pointer addresses the one element the 1x1x1 product touches.
+/// unsafe { f32::raw(1, 1, 1, a.as_ptr(), 1, 1, b.as_ptr(), 1, 1, 1.0, c.as_mut_ptr(), 1, 1) };
+/// assert_eq!(c, [7.0]); // 2 * 3 + 1 * 1
+/// ```
+pub trait Gemm: crate::Real {
     /// `c = a b + beta c` with raw strides, on the calling thread.
     ///
     /// # Safety
@@ -179,7 +214,18 @@ unsafe fn block<T: Gemm>(
 
 /// `c = a b` (or `c += a b` with `accumulate`) into a row-major `c` of `a.rows x b.cols`,
 /// on the calling thread.
-pub(crate) fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
+///
+/// ```
+/// use tapegrad_kernels::gemm::{View, gemm_serial};
+/// let a = [1.0f64, 2.0, 3.0, 4.0]; // [[1, 2], [3, 4]]
+/// let mut c = [1.0; 4];
+/// gemm_serial(View::row_major(&a, 2, 2), View::row_major(&a, 2, 2).t(), &mut c, true);
+/// assert_eq!(c, [6.0, 12.0, 12.0, 26.0]); // 1 + a aᵀ
+/// ```
+///
+/// # Panics
+/// If the shapes do not fit or a view reaches outside its data.
+pub fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         a.cols == b.rows && m.checked_mul(n) == Some(c.len()) && a.in_bounds() && b.in_bounds(),
@@ -200,7 +246,18 @@ pub(crate) fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], 
 }
 
 /// [`gemm_serial`], split into row or column blocks across threads when large.
-pub(crate) fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
+///
+/// ```
+/// use tapegrad_kernels::gemm::{View, gemm_into};
+/// let (n, ones) = (256, vec![1.0f32; 256 * 256]);
+/// let mut c = vec![0.0; n * n];
+/// gemm_into(View::row_major(&ones, n, n), View::row_major(&ones, n, n), &mut c, false);
+/// assert!(c.iter().all(|&v| v == n as f32));
+/// ```
+///
+/// # Panics
+/// If the shapes do not fit or a view reaches outside its data.
+pub fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let threads = rayon::current_num_threads();
     if threads < 2 || m * n * k < PARALLEL_FLOPS {

@@ -6,7 +6,7 @@
 //! two-source permutes and sixteen stores move 256 elements.
 
 /// Element types with a transposition.
-pub(crate) trait Transpose: Copy {
+pub trait Transpose: Copy {
     /// `dst[c * rows + r] = src[r * cols + c]` for `r < rows`, `c < cols`.
     fn transpose(src: &[Self], rows: usize, cols: usize, dst: &mut [Self]) {
         transpose_scalar(src, (0, rows), (0, cols), rows, cols, dst);

@@ -4,14 +4,21 @@
 //! kernel has an AVX-512 form: a CNN's pooled rows are short (7 or 14 outputs), too short for the
 //! compiler's vectorised loop to start, and one masked vector covers a whole row.
 
-use tapegrad_tape::Element;
+use crate::Real;
 
 use super::pick;
 
 /// Element types with a 2x2 max-pooling forward kernel.
-pub(super) trait MaxPool2x2: Element {
+///
+/// ```
+/// use tapegrad_kernels::pool::MaxPool2x2;
+/// let (mut vals, mut idxs) = ([0.0f32; 1], [0i64; 1]);
+/// f32::forward_plane(&[1.0, 4.0, 3.0, 2.0], (2, 2), &mut vals, &mut idxs);
+/// assert_eq!((vals, idxs), ([4.0], [1]));
+/// ```
+pub trait MaxPool2x2: Real {
     /// Max of each 2x2 window of one `h x w` plane into `vals` (`h/2 x w/2`), with its flat
-    /// position `ih * w + iw` in `idxs`; ties and NaNs as in [`pick`].
+    /// position `ih * w + iw` in `idxs`; ties and NaNs as in PyTorch: the first of equal values, the last of NaNs.
     fn forward_plane(plane: &[Self], (h, w): (usize, usize), vals: &mut [Self], idxs: &mut [i64]) {
         forward_plane_scalar(plane, (h, w), vals, idxs)
     }
@@ -32,7 +39,7 @@ impl MaxPool2x2 for f32 {
     }
 }
 
-fn forward_plane_scalar<T: Element>(plane: &[T], (h, w): (usize, usize), vals: &mut [T], idxs: &mut [i64]) {
+fn forward_plane_scalar<T: Real>(plane: &[T], (h, w): (usize, usize), vals: &mut [T], idxs: &mut [i64]) {
     let (ho, wo) = (h / 2, w / 2);
     for oh in 0..ho {
         let (top, bottom) = (2 * oh * w, (2 * oh + 1) * w);

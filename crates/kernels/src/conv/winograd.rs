@@ -47,7 +47,7 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// setting is global, like PyTorch's `torch.backends` flags.
 ///
 /// ```
-/// use tapegrad_ops::{set_winograd_enabled, winograd_enabled};
+/// use tapegrad_kernels::conv::{set_winograd_enabled, winograd_enabled};
 /// let before = set_winograd_enabled(false);
 /// assert!(!winograd_enabled());
 /// set_winograd_enabled(before);
@@ -59,7 +59,7 @@ pub fn set_winograd_enabled(enabled: bool) -> bool {
 /// Whether f32 convolutions may use Winograd's algorithm (see [`set_winograd_enabled`]).
 ///
 /// ```
-/// assert!(tapegrad_ops::winograd_enabled()); // the default
+/// assert!(tapegrad_kernels::conv::winograd_enabled()); // the default
 /// ```
 pub fn winograd_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)

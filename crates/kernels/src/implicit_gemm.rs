@@ -13,7 +13,7 @@
 use crate::gemm::Gemm;
 
 /// The left operand A (`m x k`), broadcast one element at a time.
-pub(crate) enum Lhs<'a, T> {
+pub enum Lhs<'a, T> {
     /// `A(i, p) = a[rows[i] + cols[p]]`: read in place (a convolution's image windows).
     Gathered { a: &'a [T], rows: &'a [usize], cols: &'a [usize] },
     /// Copied once into blocks of rows ([`PackedLhs`]): for an A that many products share
@@ -27,7 +27,7 @@ const PACK_ROWS: usize = 16;
 
 /// A copied into blocks of [`PACK_ROWS`] rows, each block stored step by step:
 /// `data[(block * k + p) * PACK_ROWS + r] = A(block * PACK_ROWS + r, p)` (zero past `m`).
-pub(crate) struct PackedLhs<T> {
+pub struct PackedLhs<T> {
     data: Vec<T>,
     m: usize,
     k: usize,
@@ -49,7 +49,7 @@ impl<T: Gemm> PackedLhs<T> {
 }
 
 /// Operands of `C[i][j] (+)= sum_p A(i, p) * B[b_rows[p] + j]`.
-pub(crate) struct Operands<'a, T> {
+pub struct Operands<'a, T> {
     lhs: Lhs<'a, T>,
     b: &'a [T],
     /// Offset of row `p` of B, whose elements `j` are consecutive.
@@ -129,7 +129,7 @@ pub(crate) fn available() -> bool {
 }
 
 /// The element types with a vector kernel.
-pub(crate) trait ImplicitGemm: Gemm + crate::transpose::Transpose {
+pub trait ImplicitGemm: Gemm + crate::transpose::Transpose {
     /// Elements per vector register: C's columns are computed this many at a time.
     const LANES: usize;
 
@@ -455,7 +455,7 @@ mod tests {
 
     /// The kernel against a plain triple loop, over shapes that hit every panel width and
     /// partial row block, in both float types.
-    fn check<T: ImplicitGemm>(tolerance: f64) {
+    fn check<T: ImplicitGemm + crate::testing::Convert>(tolerance: f64) {
         let mut seed = 7u64;
         let mut next = move || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

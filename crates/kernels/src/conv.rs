@@ -1,0 +1,723 @@
+//! Convolution kernels: the three bilinear primitives of a 2-D convolution on flat
+//! `[N, C, H, W]` buffers.
+//!
+//! `conv` is the forward convolution, `conv_transpose` its adjoint with respect to the
+//! input and `conv_weight` its adjoint with respect to the weight. Each picks the fastest
+//! path that covers its geometry: Winograd's algorithm (`winograd`, f32 on AVX-512),
+//! implicit GEMM for stride 1 (`implicit`), and im2col plus GEMM for everything else.
+
+use rayon::prelude::*;
+
+use crate::gemm::{Gemm, View, gemm_serial};
+use crate::implicit_gemm::ImplicitGemm;
+
+mod implicit;
+mod winograd;
+
+pub use winograd::{set_winograd_enabled, winograd_enabled};
+
+/// Stride, padding, dilation and groups of a 2-D convolution (PyTorch's arguments).
+///
+/// ```
+/// use tapegrad_kernels::conv::Conv2dOptions;
+/// let o = Conv2dOptions { padding: (2, 2), ..Default::default() };
+/// assert_eq!((o.stride, o.groups), ((1, 1), 1));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// Step between windows, (height, width).
+    pub stride: (usize, usize),
+    /// Zero padding on each side, (height, width).
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps, (height, width).
+    pub dilation: (usize, usize),
+    /// Channel groups: input and output channels split into this many independent blocks.
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1 }
+    }
+}
+
+/// Everything the kernels need to know about one convolution. The caller checks it (the
+/// sizes are consistent and every buffer's element count fits in `isize`); the kernels
+/// index by it.
+///
+/// ```
+/// use tapegrad_kernels::conv::{Conv2dOptions, Geometry, conv};
+/// // One 3x3 image, one 2x2 kernel of ones: each output sums a 2x2 window.
+/// let opts = Conv2dOptions::default();
+/// let geo = Geometry { n: 1, c: 1, h: 3, w: 3, o: 1, ho: 2, wo: 2, kh: 2, kw: 2, opts };
+/// let x: Vec<f64> = (1..=9).map(f64::from).collect();
+/// assert_eq!(conv(&x, &[1.0; 4], &geo), vec![12.0, 16.0, 24.0, 28.0]);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Geometry {
+    /// Images.
+    pub n: usize,
+    /// Input channels (of the forward convolution's input).
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Output height.
+    pub ho: usize,
+    /// Output width.
+    pub wo: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride, padding, dilation and groups.
+    pub opts: Conv2dOptions,
+}
+
+impl Geometry {
+    /// The geometry of `input` (`[N, C, H, W]`) convolved with `weight`
+    /// (`[O, C/groups, kH, kW]`): the output size worked out as PyTorch does.
+    ///
+    /// ```
+    /// use tapegrad_kernels::conv::{Conv2dOptions, Geometry};
+    /// let opts = Conv2dOptions { stride: (2, 2), padding: (1, 1), ..Default::default() };
+    /// let geo = Geometry::new([8, 3, 32, 32], [16, 3, 3, 3], opts);
+    /// assert_eq!((geo.ho, geo.wo), (16, 16));
+    /// ```
+    ///
+    /// # Panics
+    /// If the kernel does not fit in the padded input or a size overflows; callers that
+    /// take sizes from users check them first and report the error in their own words.
+    pub fn new(input: [usize; 4], weight: [usize; 4], opts: Conv2dOptions) -> Self {
+        let [n, c, h, w] = input;
+        let [o, _, kh, kw] = weight;
+        let out = |size: usize, pad: usize, dilation: usize, kernel: usize, stride: usize| {
+            let span = dilation * (kernel - 1) + 1;
+            (size + 2 * pad).checked_sub(span).map(|r| r / stride + 1).expect("the kernel fits the padded input")
+        };
+        let ho = out(h, opts.padding.0, opts.dilation.0, kh, opts.stride.0);
+        let wo = out(w, opts.padding.1, opts.dilation.1, kw, opts.stride.1);
+        Geometry { n, c, h, w, o, ho, wo, kh, kw, opts }
+    }
+
+    /// Input channels per group.
+    ///
+    /// ```
+    /// use tapegrad_kernels::conv::{Conv2dOptions, Geometry};
+    /// let opts = Conv2dOptions { groups: 2, ..Default::default() };
+    /// assert_eq!(Geometry::new([1, 8, 5, 5], [4, 4, 3, 3], opts).cg(), 4);
+    /// ```
+    pub fn cg(&self) -> usize {
+        self.c / self.opts.groups
+    }
+
+    /// Output channels per group.
+    ///
+    /// ```
+    /// use tapegrad_kernels::conv::{Conv2dOptions, Geometry};
+    /// let opts = Conv2dOptions { groups: 2, ..Default::default() };
+    /// assert_eq!(Geometry::new([1, 8, 5, 5], [4, 4, 3, 3], opts).og(), 2);
+    /// ```
+    pub fn og(&self) -> usize {
+        self.o / self.opts.groups
+    }
+
+    /// Rows of a column matrix: one per (input channel in group, kernel tap).
+    fn k(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+}
+
+/// Output columns `lo..hi` whose input column `ow * stride + offset` lies in `0..width`.
+fn valid_range(offset: isize, stride: usize, width: usize, out: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if offset >= 0 { 0 } else { ((-offset + s - 1) / s) as usize };
+    let hi = if width as isize <= offset { 0 } else { ((width as isize - offset + s - 1) / s) as usize };
+    let hi = hi.min(out);
+    (lo.min(hi), hi)
+}
+
+/// Writes the columns of group `g` of one image `[C, H, W]` into a column matrix with rows
+/// of `row_len` elements, at `offset` within each row (several images share one matrix so
+/// that one GEMM covers them all).
+fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize, col: &mut [T], row_len: usize, offset: usize) {
+    let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
+    let (sh, sw) = opts.stride;
+    let hw = ho * wo;
+    for ci in 0..geo.cg() {
+        let plane = &x[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let row = (ci * kh + ki) * kw + kj;
+                let dst_row = &mut col[row * row_len + offset..row * row_len + offset + hw];
+                let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
+                let (lo, hi) = valid_range(off_w, sw, w, wo);
+                for oh in 0..ho {
+                    let dst = &mut dst_row[oh * wo..(oh + 1) * wo];
+                    let ih = (oh * sh + ki * opts.dilation.0) as isize - opts.padding.0 as isize;
+                    if ih < 0 || ih >= h as isize {
+                        dst.fill(T::ZERO);
+                        continue;
+                    }
+                    let src = &plane[ih as usize * w..(ih as usize + 1) * w];
+                    dst[..lo].fill(T::ZERO);
+                    dst[hi..].fill(T::ZERO);
+                    if sw == 1 {
+                        let start = (lo as isize + off_w) as usize;
+                        dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                    } else {
+                        for (ow, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
+                            *d = src[((ow * sw) as isize + off_w) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds one image's columns (rows of `row_len`, at `offset`) of group `g` back into that
+/// image's gradient `dx` (`[C, H, W]`).
+fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T], row_len: usize, offset: usize) {
+    let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
+    let (sh, sw) = opts.stride;
+    let hw = ho * wo;
+    for ci in 0..geo.cg() {
+        let plane = &mut dx[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let row = (ci * kh + ki) * kw + kj;
+                let src_row = &col[row * row_len + offset..row * row_len + offset + hw];
+                let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
+                let (lo, hi) = valid_range(off_w, sw, w, wo);
+                for oh in 0..ho {
+                    let ih = (oh * sh + ki * opts.dilation.0) as isize - opts.padding.0 as isize;
+                    if ih < 0 || ih >= h as isize {
+                        continue;
+                    }
+                    let src = &src_row[oh * wo..(oh + 1) * wo];
+                    let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
+                    if sw == 1 {
+                        let start = (lo as isize + off_w) as usize;
+                        for (d, &v) in dst[start..start + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (ow, &v) in src.iter().enumerate().take(hi).skip(lo) {
+                            dst[((ow * sw) as isize + off_w) as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a convolution's images are split into tasks.
+#[derive(Clone, Copy)]
+enum Split {
+    /// One task per thread: for primitives whose images are independent (the forward and
+    /// the input gradient), where the split cannot change a result.
+    PerThread,
+    /// A split fixed by the geometry alone: for the weight gradient, whose per-task partial
+    /// sums would otherwise round differently at different thread counts.
+    Fixed,
+}
+
+/// Images per GEMM: enough columns for an efficient product (a convolution's per-image
+/// GEMMs are narrow: 196 columns for a 14x14 output), split as `split` says, and capped so
+/// a column buffer stays around 16 MB.
+fn images_per_chunk(geo: &Geometry, split: Split) -> usize {
+    /// Tasks of a fixed split: enough to share among the threads of a large machine.
+    const FIXED_TASKS: usize = 8;
+    let per_image = geo.k() * geo.ho * geo.wo;
+    let tasks = match split {
+        Split::PerThread if parallel(geo) => rayon::current_num_threads().max(1),
+        Split::Fixed if crate::parallel::large(work(geo)) => FIXED_TASKS,
+        _ => 1,
+    };
+    let cap = ((1 << 22) / per_image.max(1)).max(1);
+    geo.n.div_ceil(tasks).clamp(1, cap)
+}
+
+/// Multiply-adds of a convolution.
+fn work(geo: &Geometry) -> usize {
+    geo.n * geo.o * geo.ho * geo.wo * geo.k()
+}
+
+/// Whether a convolution is big enough to be worth handing to other threads (waking a
+/// worker costs microseconds, which small gradient-check convolutions cannot repay).
+fn parallel(geo: &Geometry) -> bool {
+    crate::parallel::worth_it(work(geo))
+}
+
+/// Runs `work(first_image, images)` over chunks of images, in parallel when worth it.
+fn for_chunks(geo: &Geometry, split: Split, work: impl Fn(usize, usize) + Sync + Send) {
+    let chunk = images_per_chunk(geo, split);
+    let starts: Vec<usize> = (0..geo.n).step_by(chunk).collect();
+    let run = |&start: &usize| work(start, chunk.min(geo.n - start));
+    if parallel(geo) {
+        starts.par_iter().for_each(run);
+    } else {
+        starts.iter().for_each(run);
+    }
+}
+
+/// Output channels of group `g` for images `first..first + count` of `y` (`[N, O, HW]`) as
+/// one `[Og, count * HW]` matrix.
+fn gather_outputs<T: Gemm>(y: &[T], geo: &Geometry, g: usize, first: usize, count: usize) -> Vec<T> {
+    let (og, hw) = (geo.og(), geo.ho * geo.wo);
+    let mut out = Vec::with_capacity(og * count * hw);
+    for oc in 0..og {
+        for img in first..first + count {
+            let at = (img * geo.o + g * og + oc) * hw;
+            out.extend_from_slice(&y[at..at + hw]);
+        }
+    }
+    out
+}
+
+/// A pointer for disjoint writes from rayon tasks (each chunk owns its images).
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: tasks write disjoint image ranges of the buffer, which outlives them.
+unsafe impl<T> Send for SharedMut<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The image range `[start, start + len)` of the buffer.
+    ///
+    /// # Safety
+    /// No other task may touch the same range while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
+/// The forward convolution of `x` (`[N, C, H, W]`) with `weight` (`[O, C/groups, kH, kW]`):
+/// `[N, O, Ho, Wo]`.
+///
+/// ```
+/// use tapegrad_kernels::conv::{Conv2dOptions, Geometry, conv};
+/// // Two channels of 1x1 kernels mix the channels of each pixel: out = 1 * c0 + 10 * c1.
+/// let geo = Geometry::new([1, 2, 1, 2], [1, 2, 1, 1], Conv2dOptions::default());
+/// assert_eq!(conv(&[1.0f32, 2.0, 3.0, 4.0], &[1.0, 10.0], &geo), vec![31.0, 42.0]);
+/// ```
+///
+/// # Panics
+/// If a buffer is shorter than the geometry says.
+pub fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
+    let mut y = vec![T::ZERO; geo.n * geo.o * geo.ho * geo.wo];
+    if y.is_empty() {
+        return y;
+    }
+    if winograd::applies::<T>(geo) {
+        if winograd::conv(x, weight, geo, &mut y) {
+            return y;
+        }
+        // A non-finite result: summed again below, from zeros (im2col's scatter adds).
+        y.fill(T::ZERO);
+    }
+    if implicit::applies(geo) {
+        implicit::conv(x, weight, geo, &mut y);
+    } else {
+        conv_im2col(x, weight, geo, &mut y);
+    }
+    y
+}
+
+fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
+    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
+    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let out = SharedMut(y.as_mut_ptr());
+    for_chunks(geo, Split::PerThread, |first, count| {
+        let cols = count * hw;
+        let mut col = vec![T::ZERO; k * cols];
+        // SAFETY: this chunk's images are written by this task alone.
+        let y_chunk = unsafe { out.slice(first * out_img, count * out_img) };
+        for g in 0..geo.opts.groups {
+            for i in 0..count {
+                im2col(&x[(first + i) * in_img..(first + i + 1) * in_img], geo, g, &mut col, cols, i * hw);
+            }
+            let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
+            let mut yg = vec![T::ZERO; og * cols];
+            gemm_serial(wg, View::row_major(&col, k, cols), &mut yg, false);
+            for oc in 0..og {
+                for i in 0..count {
+                    let at = i * out_img + (g * og + oc) * hw;
+                    y_chunk[at..at + hw].copy_from_slice(&yg[oc * cols + i * hw..oc * cols + (i + 1) * hw]);
+                }
+            }
+        }
+    });
+}
+
+/// The adjoint of [`conv`] with respect to its input: the input gradient `[N, C, H, W]` of
+/// the output gradient `gy` (`[N, O, Ho, Wo]`), which is also the transposed convolution.
+///
+/// ```
+/// use tapegrad_kernels::conv::{Conv2dOptions, Geometry, conv_transpose};
+/// // A 2x2 kernel over a 2x2 input has one output; its gradient spreads back by the kernel.
+/// let geo = Geometry::new([1, 1, 2, 2], [1, 1, 2, 2], Conv2dOptions::default());
+/// assert_eq!(conv_transpose(&[2.0f64], &[1.0, 2.0, 3.0, 4.0], &geo), vec![2.0, 4.0, 6.0, 8.0]);
+/// ```
+///
+/// # Panics
+/// If a buffer is shorter than the geometry says.
+pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
+    let mut dx = vec![T::ZERO; geo.n * geo.c * geo.h * geo.w];
+    if dx.is_empty() {
+        return dx;
+    }
+    if winograd::applies_transpose::<T>(geo) {
+        if winograd::conv_transpose(gy, weight, geo, &mut dx) {
+            return dx;
+        }
+        dx.fill(T::ZERO);
+    }
+    if implicit::applies(geo) {
+        implicit::conv_transpose(gy, weight, geo, &mut dx);
+    } else {
+        conv_transpose_im2col(gy, weight, geo, &mut dx);
+    }
+    dx
+}
+
+fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
+    let in_img = geo.c * geo.h * geo.w;
+    let out = SharedMut(dx.as_mut_ptr());
+    for_chunks(geo, Split::PerThread, |first, count| {
+        let cols = count * hw;
+        let mut col = vec![T::ZERO; k * cols];
+        // SAFETY: this chunk's images are written by this task alone.
+        let dx_chunk = unsafe { out.slice(first * in_img, count * in_img) };
+        for g in 0..geo.opts.groups {
+            let gyg = gather_outputs(gy, geo, g, first, count);
+            let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
+            gemm_serial(wg.t(), View::row_major(&gyg, og, cols), &mut col, false);
+            for i in 0..count {
+                col2im(&col, geo, g, &mut dx_chunk[i * in_img..(i + 1) * in_img], cols, i * hw);
+            }
+        }
+    });
+}
+
+/// The adjoint of [`conv`] with respect to its weight: the weight gradient
+/// `[O, C/groups, kH, kW]` of the output gradient `gy`, summed over the images in a fixed
+/// order (the same result at every thread count).
+///
+/// ```
+/// use tapegrad_kernels::conv::{Conv2dOptions, Geometry, conv_weight};
+/// // With one output pixel, the weight gradient is the input scaled by its gradient.
+/// let geo = Geometry::new([1, 1, 2, 2], [1, 1, 2, 2], Conv2dOptions::default());
+/// assert_eq!(conv_weight(&[1.0f64, 2.0, 3.0, 4.0], &[0.5], &geo), vec![0.5, 1.0, 1.5, 2.0]);
+/// ```
+///
+/// # Panics
+/// If a buffer is shorter than the geometry says.
+pub fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
+    if winograd::applies::<T>(geo)
+        && let Some(dw) = winograd::conv_weight(x, gy, geo)
+    {
+        return dw;
+    }
+    if implicit::applies(geo) {
+        return implicit::conv_weight(x, gy, geo);
+    }
+    conv_weight_im2col(x, gy, geo)
+}
+
+fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
+    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
+    let in_img = geo.c * geo.h * geo.w;
+    let size = geo.o * k;
+    let partials = std::sync::Mutex::new(Vec::new());
+    for_chunks(geo, Split::Fixed, |first, count| {
+        let cols = count * hw;
+        let mut col = vec![T::ZERO; k * cols];
+        let mut acc = vec![T::ZERO; size];
+        for g in 0..geo.opts.groups {
+            for i in 0..count {
+                im2col(&x[(first + i) * in_img..(first + i + 1) * in_img], geo, g, &mut col, cols, i * hw);
+            }
+            let gyg = gather_outputs(gy, geo, g, first, count);
+            gemm_serial(
+                View::row_major(&gyg, og, cols),
+                View::row_major(&col, k, cols).t(),
+                &mut acc[g * og * k..(g + 1) * og * k],
+                false,
+            );
+        }
+        partials.lock().expect("no task panicked").push((first, acc));
+    });
+    sum_in_image_order(partials, size)
+}
+
+/// The partial sums tasks pushed with their first image, added in image order so that
+/// results do not depend on thread timing (`size` zeros when there are none).
+fn sum_in_image_order<T: Gemm>(partials: std::sync::Mutex<Vec<(usize, Vec<T>)>>, size: usize) -> Vec<T> {
+    let mut partials = partials.into_inner().expect("no task panicked");
+    partials.sort_by_key(|(first, _)| *first);
+    let mut partials = partials.into_iter().map(|(_, sum)| sum);
+    let mut total = partials.next().unwrap_or_else(|| vec![T::ZERO; size]);
+    for sum in partials {
+        total.iter_mut().zip(&sum).for_each(|(t, &s)| *t += s);
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The implicit (stride-1) kernels against the im2col ones, over geometries that cover
+    /// padding wider than the kernel, dilation, groups, outputs wider than one register
+    /// block and channel counts that leave partial row blocks.
+    fn implicit_matches_im2col<T: ImplicitGemm + crate::testing::Convert>(tolerance: f64) {
+        if !crate::implicit_gemm::available() {
+            return;
+        }
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            T::from_f64(((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5)
+        };
+        let cases = [
+            // n, c, h, w, o, k, padding, dilation, groups
+            (2, 1, 28, 28, 16, 5, 2, 1, 1),
+            (2, 16, 14, 14, 32, 5, 2, 1, 1),
+            (1, 3, 9, 53, 5, 3, 1, 2, 1),
+            (3, 4, 6, 7, 6, 3, 4, 1, 2),
+            (1, 6, 5, 20, 9, 2, 0, 3, 3),
+            (2, 2, 4, 4, 17, 1, 0, 1, 1),
+            // Channels as the columns of C: forward with groups; transposed with groups;
+            // both with dilation and padding.
+            (1, 16, 6, 9, 32, 3, 1, 1, 2),
+            (2, 32, 5, 9, 16, 3, 1, 1, 2),
+            (1, 16, 7, 10, 16, 3, 2, 2, 1),
+            // Channel counts that leave a partial vector (and transposition edges); padding
+            // beyond the kernel's reach, so the transposed path crops its padded copy.
+            (1, 24, 6, 9, 24, 3, 1, 1, 1),
+            (1, 16, 7, 10, 16, 3, 3, 1, 1),
+        ];
+        for (n, c, h, w, o, k, p, d, groups) in cases {
+            let opts = Conv2dOptions { stride: (1, 1), padding: (p, p), dilation: (d, d), groups };
+            let geo = Geometry::new([n, c, h, w], [o, c / groups, k, k], opts);
+            let x: Vec<T> = (0..n * c * h * w).map(|_| next()).collect();
+            let weight: Vec<T> = (0..o * geo.k()).map(|_| next()).collect();
+            let gy: Vec<T> = (0..n * o * geo.ho * geo.wo).map(|_| next()).collect();
+            let close = |what: &str, got: &[T], want: &[T]| {
+                assert_eq!(got.len(), want.len());
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    let (g, w) = (g.to_f64(), w.to_f64());
+                    assert!((g - w).abs() <= tolerance * (1.0 + w.abs()), "{what} {geo:?}: [{i}] {g} vs {w}");
+                }
+            };
+            let mut y = vec![T::ZERO; gy.len()];
+            let mut y_ref = y.clone();
+            implicit::conv(&x, &weight, &geo, &mut y);
+            conv_im2col(&x, &weight, &geo, &mut y_ref);
+            close("conv", &y, &y_ref);
+            let mut dx = vec![T::ZERO; x.len()];
+            let mut dx_ref = dx.clone();
+            implicit::conv_transpose(&gy, &weight, &geo, &mut dx);
+            conv_transpose_im2col(&gy, &weight, &geo, &mut dx_ref);
+            close("conv_transpose", &dx, &dx_ref);
+            close("conv_weight", &implicit::conv_weight(&x, &gy, &geo), &conv_weight_im2col(&x, &gy, &geo));
+        }
+    }
+
+    /// Uniform values in [-0.5, 0.5) from a fixed seed.
+    fn uniform(seed: u64, len: usize) -> Vec<f32> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32
+            })
+            .collect()
+    }
+
+    /// The largest error of `got` against `want`, as a fraction of `want`'s largest value.
+    fn relative_error(got: &[f32], want: &[f64]) -> f64 {
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((f64::from(g) - w).abs()));
+        worst / scale
+    }
+
+    /// Winograd's f32 path (forward, input gradient, weight gradient) against the direct
+    /// sum in f64, for 5 x 5 kernels (2 x 2 tiles) and 3 x 3 ones (4 x 4 tiles): the CNN's
+    /// second layer, output sizes that crop the last tiles, paddings from 0 to the kernel's
+    /// side (from there the input gradient is direct), images split over rounds of tiles
+    /// (225 tiles) and rounds spanning images (12 images of 49 tiles), 48 and 64 channels
+    /// (more than one column panel). The bound, 1e-5 of the largest output, is about ten
+    /// times what the direct f32 sum gives.
+    #[test]
+    fn winograd_matches_direct_sum() {
+        let cases = [
+            // n, c, h, w, o, kernel, padding
+            (2, 16, 14, 14, 32, 5, (2, 2)),
+            (3, 32, 7, 9, 16, 5, (0, 0)),
+            (1, 16, 5, 5, 16, 5, (4, 4)),
+            (6, 16, 6, 11, 16, 5, (1, 3)),
+            (2, 48, 9, 8, 32, 5, (3, 2)),
+            (2, 16, 30, 30, 16, 5, (2, 2)),
+            (12, 16, 14, 14, 16, 5, (2, 2)),
+            (1, 16, 8, 8, 64, 5, (2, 1)),
+            (1, 16, 6, 7, 16, 5, (5, 5)),
+            (2, 16, 14, 14, 16, 3, (1, 1)),
+            (3, 32, 7, 9, 16, 3, (0, 0)),
+            (1, 16, 61, 58, 32, 3, (2, 1)),
+            (5, 16, 5, 6, 48, 3, (2, 0)),
+            (1, 16, 4, 5, 16, 3, (3, 3)),
+            // Outputs smaller than one tile, and an input gradient too small to save
+            // multiplications (2 x 2 pixels).
+            (3, 16, 3, 3, 16, 3, (1, 1)),
+            (2, 16, 2, 2, 16, 3, (2, 2)),
+        ];
+        for (n, c, h, w, o, k, padding) in cases {
+            let opts = Conv2dOptions { padding, ..Default::default() };
+            let geo = Geometry::new([n, c, h, w], [o, c, k, k], opts);
+            if !winograd::applies::<f32>(&geo) {
+                assert!(!crate::implicit_gemm::available(), "{geo:?}");
+                return;
+            }
+            let x = uniform(1, n * c * h * w);
+            let weight = uniform(2, o * c * k * k);
+            let gy = uniform(3, n * o * geo.ho * geo.wo);
+            let wide = |v: &[f32]| v.iter().map(|&e| f64::from(e)).collect::<Vec<f64>>();
+            let (x64, w64, gy64) = (wide(&x), wide(&weight), wide(&gy));
+
+            let mut y = vec![0.0f32; gy.len()];
+            assert!(winograd::conv(&x, &weight, &geo, &mut y));
+            let error = relative_error(&y, &conv(&x64, &w64, &geo));
+            assert!(error < 1e-5, "conv {geo:?}: error {error:e} of the largest output");
+
+            let dw = winograd::conv_weight(&x, &gy, &geo).expect("finite");
+            let error = relative_error(&dw, &conv_weight(&x64, &gy64, &geo));
+            assert!(error < 1e-5, "conv_weight {geo:?}: error {error:e} of the largest output");
+
+            let transposed = padding.0 < k && padding.1 < k && winograd::saves_enough(k, h, w);
+            assert_eq!(winograd::applies_transpose::<f32>(&geo), transposed);
+            if winograd::applies_transpose::<f32>(&geo) {
+                let mut dx = vec![0.0f32; x.len()];
+                assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
+                let error = relative_error(&dx, &conv_transpose(&gy64, &w64, &geo));
+                assert!(error < 1e-5, "conv_transpose {geo:?}: error {error:e} of the largest output");
+            }
+        }
+    }
+
+    /// What the path does not cover goes to the direct kernels: other kernel sizes (and
+    /// kernels that are not square), outputs too small to save multiplications, strides,
+    /// dilations, groups, channel counts that are not whole vectors, no channels or images,
+    /// and f64.
+    #[test]
+    fn winograd_declines_what_it_does_not_cover() {
+        let geo = Geometry::new;
+        let plain = Conv2dOptions::default();
+        let covered = geo([2, 16, 8, 8], [16, 16, 5, 5], plain);
+        if !winograd::applies::<f32>(&covered) {
+            return;
+        }
+        assert!(!winograd::applies::<f64>(&covered));
+        let declined = [
+            geo([2, 16, 8, 8], [16, 16, 7, 7], plain),
+            geo([2, 16, 8, 8], [16, 16, 1, 1], plain),
+            geo([2, 16, 8, 8], [16, 16, 3, 5], plain),
+            geo([2, 16, 8, 8], [16, 16, 5, 5], Conv2dOptions { stride: (2, 2), ..plain }),
+            geo([2, 16, 12, 12], [16, 16, 5, 5], Conv2dOptions { dilation: (2, 1), ..plain }),
+            geo([2, 32, 8, 8], [32, 16, 5, 5], Conv2dOptions { groups: 2, ..plain }),
+            geo([2, 8, 8, 8], [16, 8, 5, 5], plain),
+            geo([2, 16, 8, 8], [24, 16, 5, 5], plain),
+            geo([2, 0, 8, 8], [16, 0, 5, 5], plain),
+            geo([2, 16, 8, 8], [0, 16, 5, 5], plain),
+            geo([0, 16, 8, 8], [16, 16, 5, 5], plain),
+            // One 4 x 4 tile for a 2 x 2 output, one 2 x 2 tile for a 1 x 8 one: no fewer
+            // multiplications.
+            geo([2, 16, 2, 2], [16, 16, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
+            geo([2, 16, 5, 12], [16, 16, 5, 5], plain),
+        ];
+        for g in declined {
+            assert!(!winograd::applies::<f32>(&g), "{g:?}");
+        }
+    }
+
+    /// An infinity or a NaN in an input gives exactly the direct sum's outputs, input
+    /// gradient and weight gradient: the transforms would spread it over its tile (or
+    /// overflow where the direct sum does not), so such results are recomputed.
+    #[test]
+    fn winograd_leaves_non_finite_inputs_to_the_direct_sum() {
+        for k in [5, 3] {
+            let opts = Conv2dOptions { padding: (k / 2, k / 2), ..Default::default() };
+            let geo = Geometry::new([1, 16, 8, 8], [16, 16, k, k], opts);
+            if !winograd::applies::<f32>(&geo) {
+                return;
+            }
+            let weight = uniform(5, 16 * 16 * k * k);
+            check_non_finite_fallback(&geo, &weight);
+        }
+    }
+
+    fn check_non_finite_fallback(geo: &Geometry, weight: &[f32]) {
+        let geo = *geo;
+        for bad in [f32::INFINITY, f32::NAN] {
+            let mut x = uniform(4, 16 * 64);
+            x[3 * 64 + 2 * 8 + 5] = bad;
+            let mut y = vec![0.0f32; 16 * 64];
+            assert!(!winograd::conv(&x, weight, &geo, &mut y));
+            let mut direct = vec![0.0f32; 16 * 64];
+            implicit::conv(&x, weight, &geo, &mut direct);
+            let got = conv(&x, weight, &geo);
+            let same = |g: &f32, d: &f32| g.to_bits() == d.to_bits() || (g.is_nan() && d.is_nan());
+            for (g, d) in got.iter().zip(&direct) {
+                assert!(same(g, d), "{g} vs direct {d}");
+            }
+            // The input gradient, with the bad value in the output gradient.
+            let mut gy = uniform(6, 16 * 64);
+            gy[5 * 64 + 7] = bad;
+            let mut dx = vec![0.0f32; 16 * 64];
+            assert!(!winograd::conv_transpose(&gy, weight, &geo, &mut dx));
+            let mut direct = vec![0.0f32; 16 * 64];
+            implicit::conv_transpose(&gy, weight, &geo, &mut direct);
+            for (g, d) in conv_transpose(&gy, weight, &geo).iter().zip(&direct) {
+                assert!(same(g, d), "input gradient {g} vs direct {d}");
+            }
+            // The weight gradient reads the same input.
+            let gy = uniform(6, 16 * 64);
+            assert!(winograd::conv_weight(&x, &gy, &geo).is_none());
+            let direct = implicit::conv_weight(&x, &gy, &geo);
+            for (g, d) in conv_weight(&x, &gy, &geo).iter().zip(&direct) {
+                assert!(same(g, d), "weight gradient {g} vs direct {d}");
+            }
+        }
+        // A finite input large enough to overflow inside the input transform (which scales
+        // values by up to 6.25) but not in the direct sum: the direct sum's finite outputs.
+        let mut x = uniform(4, 16 * 64);
+        x[3 * 64 + 2 * 8 + 5] = 3e38;
+        let small: Vec<f32> = weight.iter().map(|w| w * 1e-3).collect();
+        let mut y = vec![0.0f32; 16 * 64];
+        assert!(!winograd::conv(&x, &small, &geo, &mut y));
+        let mut direct = vec![0.0f32; 16 * 64];
+        implicit::conv(&x, &small, &geo, &mut direct);
+        assert!(direct.iter().all(|v| v.is_finite()));
+        assert_eq!(conv(&x, &small, &geo), direct);
+    }
+
+    #[test]
+    fn implicit_kernels_match_im2col_f32() {
+        implicit_matches_im2col::<f32>(1e-4);
+    }
+
+    #[test]
+    fn implicit_kernels_match_im2col_f64() {
+        implicit_matches_im2col::<f64>(1e-12);
+    }
+}
