@@ -60,7 +60,8 @@ pub mod prelude {
         Module, Optimizer, ReLU, SGD, Sequential,
     };
     pub use tapegrad_ops::functional::{self as F, LossOptions};
-    pub use tapegrad_ops::{Reduction, TensorOps, cat, stack, where_};
+    pub use tapegrad_ops::prelude::*;
+    pub use tapegrad_ops::{Reduction, cat, stack, where_};
     pub use tapegrad_tape::{
         BackwardOptions, DType, Function, FunctionCtx, GradOptions, GradcheckOptions, Tensor, apply, grad, gradcheck,
         gradgradcheck, manual_seed, no_grad,

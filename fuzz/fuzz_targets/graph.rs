@@ -32,7 +32,7 @@ use std::sync::OnceLock;
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use tapegrad_ops::functional::{self as F, Conv2dOptions, LossOptions};
-use tapegrad_ops::{Reduction, TensorOps};
+use tapegrad_ops::{Reduction, prelude::*};
 use tapegrad_tape::{GradcheckOptions, Tensor, gradcheck, no_grad};
 
 /// Largest tensor (elements, and size of one dimension) kept for later operations.

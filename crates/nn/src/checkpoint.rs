@@ -101,7 +101,7 @@ const VERSION: u32 = 1;
 ///
 /// ```
 /// use tapegrad_nn::{Adam, Checkpoint, Dropout, Linear, LrScheduler, Module, Optimizer, ReLU, Sequential, StepLR};
-/// use tapegrad_ops::TensorOps;
+/// use tapegrad_ops::prelude::*;
 /// use tapegrad_tape::{Tensor, manual_seed};
 /// let path = std::env::temp_dir().join(format!("tapegrad-doc-checkpoint-{}.safetensors", std::process::id()));
 /// let build = || {

@@ -2,8 +2,8 @@
 
 use std::cell::Cell;
 
-use tapegrad_ops::TensorOps;
 use tapegrad_ops::functional::{self as F, BatchNormStats, Conv2dOptions};
+use tapegrad_ops::prelude::*;
 use tapegrad_tape::{DType, Tensor};
 
 use crate::init;

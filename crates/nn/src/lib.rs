@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use tapegrad_nn::{Adam, Linear, Module, Optimizer, ReLU, Sequential};
-//! use tapegrad_ops::{TensorOps, functional::cross_entropy};
+//! use tapegrad_ops::{prelude::*, functional::cross_entropy};
 //! use tapegrad_tape::Tensor;
 //! let model = Sequential::new().add(Linear::new(4, 8)).add(ReLU).add(Linear::new(8, 3));
 //! let mut opt = Adam::new(model.parameters(), 1e-2);

@@ -2,7 +2,7 @@
 //! `tapegrad_ops::functional`, and weight penalties.
 
 use tapegrad_ops::functional::{self as F, LossOptions};
-use tapegrad_ops::{Reduction, TensorOps};
+use tapegrad_ops::{Reduction, prelude::*};
 use tapegrad_tape::Tensor;
 
 /// A loss of `input` against `target` with a reduction. The examples of `new` and `forward`

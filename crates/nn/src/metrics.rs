@@ -1,6 +1,6 @@
 //! Classification metrics: accuracy, confusion matrix, precision/recall/F1, ROC and AUC.
 
-use tapegrad_ops::TensorOps;
+use tapegrad_ops::prelude::*;
 use tapegrad_tape::Tensor;
 
 /// Predicted classes from logits or probabilities `[N, C]` (the argmax of each row).

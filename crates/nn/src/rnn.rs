@@ -2,7 +2,7 @@
 //! `batch_first`, initial state in and final state out. Each time step is composed from
 //! recorded ops, so backward runs through time automatically.
 
-use tapegrad_ops::{TensorOps, stack};
+use tapegrad_ops::{prelude::*, stack};
 use tapegrad_tape::Tensor;
 
 use crate::init;
@@ -165,7 +165,7 @@ macro_rules! recurrent_layer {
             ///
             /// ```
             #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
-            /// use tapegrad_ops::TensorOps;
+            /// use tapegrad_ops::prelude::*;
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let time_major = ", stringify!($name), "::new(3, 5, 1);")]
             #[doc = concat!("let mut batch_major = ", stringify!($name), "::new(3, 5, 1).batch_first(true);")]
@@ -257,7 +257,7 @@ impl RNN {
     ///
     /// ```
     /// use tapegrad_nn::{Module, RNN};
-    /// use tapegrad_ops::TensorOps;
+    /// use tapegrad_ops::prelude::*;
     /// use tapegrad_tape::Tensor;
     /// let rnn = RNN::new(2, 3, 1);
     /// let x = Tensor::randn(&[5, 4, 2]);
@@ -278,7 +278,7 @@ impl GRU {
     ///
     /// ```
     /// use tapegrad_nn::GRU;
-    /// use tapegrad_ops::TensorOps;
+    /// use tapegrad_ops::prelude::*;
     /// use tapegrad_tape::Tensor;
     /// let gru = GRU::new(2, 3, 2);
     /// let x = Tensor::randn(&[5, 1, 2]);
@@ -299,7 +299,7 @@ impl LSTM {
     ///
     /// ```
     /// use tapegrad_nn::LSTM;
-    /// use tapegrad_ops::TensorOps;
+    /// use tapegrad_ops::prelude::*;
     /// use tapegrad_tape::Tensor;
     /// let lstm = LSTM::new(2, 3, 1);
     /// let x = Tensor::randn(&[5, 1, 2]);

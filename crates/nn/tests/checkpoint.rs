@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tapegrad_nn::*;
-use tapegrad_ops::TensorOps;
 use tapegrad_ops::functional::cross_entropy;
+use tapegrad_ops::prelude::*;
 use tapegrad_tape::{Error, RngState, Tensor, get_rng_state, manual_seed};
 
 fn temp_dir(name: &str) -> PathBuf {

@@ -16,7 +16,7 @@ fn trained() -> (Sequential, Adam) {
     let mut opt = Adam::new(model.parameters(), 0.01);
     let x = Tensor::randn(&[8, 3]);
     for _ in 0..3 {
-        let loss = tapegrad_ops::TensorOps::mean(&tapegrad_ops::TensorOps::square(&model.forward(&x)));
+        let loss = tapegrad_ops::ReduceOps::mean(&tapegrad_ops::UnaryOps::square(&model.forward(&x)));
         opt.zero_grad();
         loss.backward();
         opt.step();

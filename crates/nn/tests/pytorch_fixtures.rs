@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use tapegrad_nn::*;
-use tapegrad_ops::TensorOps;
+use tapegrad_ops::prelude::*;
 use tapegrad_tape::{DType, Tensor};
 
 fn fixture(name: &str) -> std::path::PathBuf {

@@ -1,11 +1,14 @@
 //! Elementwise functions of two broadcast tensors: maximum, minimum, comparisons, `where_`.
+//!
+//! The methods are at the end of the file: [`BinaryOps`], and the free functions
+//! [`where_`] and [`try_where`].
 
 use std::panic::Location;
 
 use tapegrad_tape::arith::broadcast_pair;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, kernels, record};
+use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, kernels, or_panic, record};
 
 /// `f(a, b)` over the broadcast of two float tensors of one dtype (nothing recorded).
 pub(crate) fn zip_value(
@@ -86,13 +89,13 @@ pub(crate) fn extremum(a: &Tensor, b: &Tensor, max: bool) -> Result<Tensor> {
 /// differentiable in `g`.
 pub(crate) fn select_scaled(g: &Tensor, w: &Tensor) -> Tensor {
     let zero = Tensor::zeros_dtype(&[], g.dtype());
-    where_(w, &(g * w), &zero).expect("the weight broadcasts with the gradient")
+    try_where(w, &(g * w), &zero).expect("the weight broadcasts with the gradient")
 }
 
 /// `g` where `keep` is non-zero, 0 elsewhere: [`select_scaled`] with a 0/1 mask.
 pub(crate) fn select_grad(keep: &Tensor, g: &Tensor) -> Tensor {
     let zero = Tensor::zeros_dtype(&[], g.dtype());
-    where_(keep, g, &zero).expect("the mask broadcasts with the gradient")
+    try_where(keep, g, &zero).expect("the mask broadcasts with the gradient")
 }
 
 /// `k ? x : y` over equal-length slices (selection, not arithmetic, so infinities in the
@@ -117,12 +120,34 @@ pub(crate) fn compare(
     Ok(zip_value(&a, &b, &shape, move |x, y| f(x as f64, y as f64) as u8 as f32, move |x, y| f(x, y) as u8 as f64))
 }
 
+/// `cond ? a : b`, elementwise with broadcasting (PyTorch's `torch.where`). `cond` is a mask
+/// (non-zero means true, e.g. from [`BinaryOps::gt`]); the gradient flows to `a` and `b`.
+///
+/// ```
+/// use tapegrad_ops::{prelude::*, where_};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![-1.0f32, 2.0], &[2]);
+/// let y = where_(&x.gt(&Tensor::zeros(&[1])), &x, &Tensor::zeros(&[1]));
+/// assert_eq!(y.to_vec::<f32>(), vec![0.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+    or_panic(try_where(cond, a, b))
+}
+
+/// [`where_`], returning an error instead of panicking.
+///
 /// `cond ? a : b` elementwise, broadcasting all three; `cond` is a mask (non-zero is true,
 /// NaN included) and carries no gradient. Each operand's gradient is selected, not
 /// multiplied by the mask: exactly 0 where the other was taken, even for an infinite or
 /// NaN incoming gradient (as PyTorch).
+///
+/// ```
+/// use tapegrad_tape::Tensor;
+/// assert!(tapegrad_ops::try_where(&Tensor::ones(&[3]), &Tensor::ones(&[2]), &Tensor::ones(&[2])).is_err());
+/// ```
 #[track_caller]
-pub(crate) fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn try_where(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     let shape = broadcast_pair("where", a, b, location)?;
     let shape = tapegrad_tape::layout::broadcast_shapes(&shape, cond.shape()).ok_or_else(|| Error::Shape {
@@ -148,7 +173,7 @@ pub(crate) fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Backward::new(move |ctx| {
             let (g, keep) = (ctx.grad(), ctx.saved(0));
             let zero = Tensor::zeros_dtype(&[], g.dtype());
-            let pick = |a: &Tensor, b: &Tensor| where_(keep, a, b).expect("shapes checked");
+            let pick = |a: &Tensor, b: &Tensor| try_where(keep, a, b).expect("shapes checked");
             smallvec![
                 ctx.needs_input_grad(0).then(|| pick(g, &zero).sum_to_shape(&sa)),
                 ctx.needs_input_grad(1).then(|| pick(&zero, g).sum_to_shape(&sb)),
@@ -156,4 +181,150 @@ pub(crate) fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         })
         .save(&keep)
     }))
+}
+
+/// Elementwise functions of two tensors that broadcast (beyond the `+ - * /` operators):
+/// `maximum`, `minimum` and the comparisons, as methods. In the prelude.
+///
+/// ```
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![1.0f32, 5.0], &[2]);
+/// let b = Tensor::from_vec(vec![3.0f32], &[1]);
+/// assert_eq!(a.maximum(&b).to_vec::<f32>(), vec![3.0, 5.0]);
+/// assert_eq!(a.gt(&b).to_vec::<f32>(), vec![0.0, 1.0]);
+/// ```
+pub trait BinaryOps {
+    /// The larger of two tensors, elementwise with broadcasting (ties split the gradient;
+    /// with a NaN, the result is NaN and both get all of it).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 5.0], &[2]);
+    /// assert_eq!(a.maximum(&Tensor::full(&[1], 3.0)).to_vec::<f32>(), vec![3.0, 5.0]);
+    /// ```
+    #[track_caller]
+    fn maximum(&self, other: &Tensor) -> Tensor {
+        or_panic(self.try_maximum(other))
+    }
+
+    /// [`BinaryOps::maximum`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2]).try_maximum(&Tensor::ones(&[3])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_maximum(&self, other: &Tensor) -> Result<Tensor>;
+
+    /// The smaller of two tensors, elementwise with broadcasting.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 5.0], &[2]);
+    /// assert_eq!(a.minimum(&Tensor::full(&[1], 3.0)).to_vec::<f32>(), vec![1.0, 3.0]);
+    /// ```
+    #[track_caller]
+    fn minimum(&self, other: &Tensor) -> Tensor {
+        or_panic(self.try_minimum(other))
+    }
+
+    /// [`BinaryOps::minimum`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2]).try_minimum(&Tensor::ones(&[3])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_minimum(&self, other: &Tensor) -> Result<Tensor>;
+
+    /// `self == other` as a 0/1 mask in the operands' dtype, with no gradient.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// assert_eq!(a.eq(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    fn eq(&self, other: &Tensor) -> Tensor;
+    /// `self != other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.ne(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    fn ne(&self, other: &Tensor) -> Tensor;
+    /// `self > other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.gt(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![0.0, 0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    fn gt(&self, other: &Tensor) -> Tensor;
+    /// `self >= other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.ge(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![0.0, 1.0, 1.0]);
+    /// ```
+    #[track_caller]
+    fn ge(&self, other: &Tensor) -> Tensor;
+    /// `self < other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.lt(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 0.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn lt(&self, other: &Tensor) -> Tensor;
+    /// `self <= other` as a 0/1 mask.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.le(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 1.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn le(&self, other: &Tensor) -> Tensor;
+}
+
+impl BinaryOps for Tensor {
+    #[track_caller]
+    fn try_maximum(&self, other: &Tensor) -> Result<Tensor> {
+        extremum(self, other, true)
+    }
+    #[track_caller]
+    fn try_minimum(&self, other: &Tensor) -> Result<Tensor> {
+        extremum(self, other, false)
+    }
+    #[track_caller]
+    fn eq(&self, other: &Tensor) -> Tensor {
+        or_panic(compare("eq", self, other, |a, b| a == b))
+    }
+    #[track_caller]
+    fn ne(&self, other: &Tensor) -> Tensor {
+        or_panic(compare("ne", self, other, |a, b| a != b))
+    }
+    #[track_caller]
+    fn gt(&self, other: &Tensor) -> Tensor {
+        or_panic(compare("gt", self, other, |a, b| a > b))
+    }
+    #[track_caller]
+    fn ge(&self, other: &Tensor) -> Tensor {
+        or_panic(compare("ge", self, other, |a, b| a >= b))
+    }
+    #[track_caller]
+    fn lt(&self, other: &Tensor) -> Tensor {
+        or_panic(compare("lt", self, other, |a, b| a < b))
+    }
+    #[track_caller]
+    fn le(&self, other: &Tensor) -> Tensor {
+        or_panic(compare("le", self, other, |a, b| a <= b))
+    }
 }

@@ -129,7 +129,7 @@ impl Default for LossOptions {
 /// non-ignored samples, as in PyTorch.
 ///
 /// ```
-/// use tapegrad_ops::{TensorOps, functional::nll_loss};
+/// use tapegrad_ops::{prelude::*, functional::nll_loss};
 /// use tapegrad_tape::Tensor;
 /// let logp = Tensor::from_vec(vec![-0.5f32, -1.0, -2.0, -0.1], &[2, 2]);
 /// let target = Tensor::from_vec(vec![0i64, 1], &[2]);
@@ -190,7 +190,7 @@ pub fn nll_loss_with(log_probs: &Tensor, target: &Tensor, options: &LossOptions)
     let labels = target.to_vec::<i64>();
     for (k, &c) in labels.iter().enumerate() {
         if c != options.ignore_index {
-            crate::shape::check_index("nll_loss", c, k, target.shape(), classes, location)?;
+            crate::index::check_index("nll_loss", c, k, target.shape(), classes, location)?;
         }
     }
     let class_weight: Vec<f64> = match &options.weight {
@@ -204,7 +204,7 @@ pub fn nll_loss_with(log_probs: &Tensor, target: &Tensor, options: &LossOptions)
     let w: Vec<f64> =
         labels.iter().map(|&c| if c == options.ignore_index { 0.0 } else { class_weight[c as usize] }).collect();
     let index = shape::unsqueeze(&Tensor::from_vec(safe, target.shape()), 1)?;
-    let picked = shape::squeeze(&shape::gather(&input, 1, &index)?, Some(1))?;
+    let picked = shape::squeeze(&crate::index::gather(&input, 1, &index)?, Some(1))?;
     let weights = Tensor::from_vec(w.clone(), target.shape()).to_dtype(input.dtype());
     let losses = -(&picked * &weights);
     Ok(match options.reduction {
@@ -354,7 +354,7 @@ pub fn smooth_l1_loss(input: &Tensor, target: &Tensor, beta: f64, reduction: Red
     let quadratic = unary::square(&d).mul_scalar(0.5 / beta);
     let linear = ad.sub_scalar(0.5 * beta);
     let small = elementwise::mask(&ad, move |v| v < beta);
-    reduce_loss(or_panic(binary::where_(&small, &quadratic, &linear)), reduction)
+    reduce_loss(or_panic(binary::try_where(&small, &quadratic, &linear)), reduction)
 }
 
 /// Binary cross-entropy of probabilities `input` against `target` in [0, 1]; each log is
@@ -593,7 +593,7 @@ pub fn conv_transpose2d(
 /// beyond half a kernel, as in PyTorch); the gradient goes to the chosen elements.
 ///
 /// ```
-/// use tapegrad_ops::{TensorOps, functional::max_pool2d};
+/// use tapegrad_ops::{functional::max_pool2d, prelude::*};
 /// use tapegrad_tape::Tensor;
 /// let x = Tensor::arange(0.0, 16.0, 1.0).reshape(&[1, 1, 4, 4]);
 /// assert_eq!(max_pool2d(&x, (2, 2), (2, 2), (0, 0)).to_vec::<f32>(), vec![5.0, 7.0, 13.0, 15.0]);
@@ -607,7 +607,7 @@ pub fn max_pool2d(x: &Tensor, kernel: (usize, usize), stride: (usize, usize), pa
 /// chosen input element (PyTorch's `return_indices=True`).
 ///
 /// ```
-/// use tapegrad_ops::{TensorOps, functional::max_pool2d_with_indices};
+/// use tapegrad_ops::{functional::max_pool2d_with_indices, prelude::*};
 /// use tapegrad_tape::Tensor;
 /// let x = Tensor::arange(0.0, 16.0, 1.0).reshape(&[1, 1, 4, 4]);
 /// let (_, i) = max_pool2d_with_indices(&x, (2, 2), (2, 2), (0, 0)).unwrap();
@@ -650,7 +650,7 @@ pub fn adaptive_avg_pool2d(x: &Tensor, output_size: (usize, usize)) -> Tensor {
 /// Layer normalisation over the trailing `normalized_shape`, with optional affine parameters.
 ///
 /// ```
-/// use tapegrad_ops::{TensorOps, functional::layer_norm};
+/// use tapegrad_ops::{prelude::*, functional::layer_norm};
 /// use tapegrad_tape::Tensor;
 /// let y = layer_norm(&Tensor::arange(0.0, 6.0, 1.0).reshape(&[2, 3]), &[3], None, None, 1e-5);
 /// assert!(y.mean_dim(1, false).to_vec::<f32>().iter().all(|m| m.abs() < 1e-6));

@@ -1,12 +1,14 @@
 //! Matrix products with PyTorch's `matmul` semantics (1-D, 2-D, batched, broadcast batch
 //! dimensions) through `matrixmultiply`'s GEMM, which takes strides: transposed and
 //! broadcast operands are passed as strided views, never copied.
+//!
+//! The method is at the end of the file: [`MatmulOps`].
 
 use std::panic::Location;
 
 use tapegrad_tape::layout::{Layout, broadcast_shapes, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, ensure_float, record};
+use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, ensure_float, or_panic, record};
 
 use crate::shape::{reshape_to, transpose, unsqueeze};
 use tapegrad_kernels::gemm::{View, gemm_into};
@@ -207,4 +209,46 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
         .save(x)
         .save(weight)
     }))
+}
+
+/// Matrix products, as a method. In the prelude.
+///
+/// ```
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2]);
+/// let b = Tensor::from_vec(vec![3.0f32, 4.0], &[2, 1]);
+/// assert_eq!(a.matmul(&b).item(), 11.0);
+/// ```
+pub trait MatmulOps {
+    /// The matrix product with PyTorch's `matmul` semantics: vector-vector (dot),
+    /// matrix-vector, matrix-matrix, and batched with broadcast batch dimensions.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::ones(&[5, 2, 3]);
+    /// assert_eq!(a.matmul(&Tensor::ones(&[3, 4])).shape(), &[5, 2, 4]);
+    /// assert_eq!(Tensor::ones(&[3]).matmul(&Tensor::ones(&[3])).item(), 3.0);
+    /// ```
+    #[track_caller]
+    fn matmul(&self, rhs: &Tensor) -> Tensor {
+        or_panic(self.try_matmul(rhs))
+    }
+
+    /// [`MatmulOps::matmul`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let err = Tensor::ones(&[2, 3]).try_matmul(&Tensor::ones(&[2, 3])).unwrap_err();
+    /// assert!(err.to_string().contains("[2, 3] and [2, 3]"));
+    /// ```
+    #[track_caller]
+    fn try_matmul(&self, rhs: &Tensor) -> Result<Tensor>;
+}
+
+impl MatmulOps for Tensor {
+    #[track_caller]
+    fn try_matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        matmul(self, rhs)
+    }
 }

@@ -188,9 +188,9 @@ pub(crate) fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
         });
     }
     // Checked here so that errors name embedding rather than the index_select inside it.
-    shape::index_values("embedding", indices, weight.shape()[0], location)?;
+    crate::index::index_values("embedding", indices, weight.shape()[0], location)?;
     let flat = shape::reshape_to(indices, &[indices.numel()]);
-    let rows = shape::index_select(weight, 0, &flat)?;
+    let rows = crate::index::index_select(weight, 0, &flat)?;
     let out: Vec<usize> = indices.shape().iter().copied().chain([weight.shape()[1]]).collect();
     Ok(shape::reshape_to(&rows, &out))
 }

@@ -69,7 +69,7 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
         Backward::new(move |ctx| {
             // d/dg of a scatter is the gather at the same positions.
             let gg = reshape_to(ctx.grad(), &[n, c, h * w]);
-            let picked = crate::shape::gather(&gg, 2, &reshape_to(&index, &[n, c, plane_out])).expect("valid indices");
+            let picked = crate::index::gather(&gg, 2, &reshape_to(&index, &[n, c, plane_out])).expect("valid indices");
             smallvec![Some(reshape_to(&picked, &out_shape))]
         })
     })

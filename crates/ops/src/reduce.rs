@@ -1,4 +1,6 @@
 //! Reductions: sums and means over all elements or along a dimension.
+//!
+//! The methods are at the end of the file: [`ReduceOps`].
 
 use std::panic::Location;
 
@@ -382,4 +384,358 @@ pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Res
         return Ok(reduce_extremum("norm", &a, dim, keepdim, p > 0.0, Route::EvenProduct, location)?.0);
     }
     Ok(crate::unary::pow_scalar(&reduce(&crate::unary::pow_scalar(&crate::unary::abs(x), p))?, 1.0 / p))
+}
+
+/// Reductions (sums, means, variance, extrema, norms, log-sum-exp) and the softmaxes, as
+/// methods. In the prelude. Dimensions are `isize`: negative values count from the end.
+///
+/// ```
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+/// assert_eq!(x.sum_dim(0, false).to_vec::<f64>(), vec![4.0, 6.0]);
+/// assert_eq!(x.mean().item(), 2.5);
+/// assert!(x.try_sum_dim(2, false).is_err());
+/// ```
+pub trait ReduceOps {
+    /// The sum of all elements, as a zero-dimensional tensor.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::ones(&[2, 3]).sum().item(), 6.0);
+    /// ```
+    #[track_caller]
+    fn sum(&self) -> Tensor;
+
+    /// The mean of all elements, as a zero-dimensional tensor.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::arange(0.0, 4.0, 1.0).mean().item(), 1.5);
+    /// ```
+    #[track_caller]
+    fn mean(&self) -> Tensor;
+
+    /// The sum along `dim`, keeping it as size 1 if `keepdim`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::ones(&[2, 3]).sum_dim(-1, true).shape(), &[2, 1]);
+    /// ```
+    #[track_caller]
+    fn sum_dim(&self, dim: isize, keepdim: bool) -> Tensor {
+        or_panic(self.try_sum_dim(dim, keepdim))
+    }
+
+    /// [`ReduceOps::sum_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::ones(&[2, 3]);
+    /// assert!(x.try_sum_dim(-2, false).is_ok());
+    /// assert!(x.try_sum_dim(2, false).is_err()); // x has dimensions -2..=1
+    /// ```
+    #[track_caller]
+    fn try_sum_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor>;
+
+    /// The mean along `dim`, keeping it as size 1 if `keepdim`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 3.0], &[1, 2]);
+    /// assert_eq!(x.mean_dim(1, false).to_vec::<f32>(), vec![2.0]);
+    /// ```
+    #[track_caller]
+    fn mean_dim(&self, dim: isize, keepdim: bool) -> Tensor {
+        or_panic(self.try_mean_dim(dim, keepdim))
+    }
+
+    /// [`ReduceOps::mean_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_mean_dim(-3, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_mean_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor>;
+
+    /// The variance of all elements with Bessel's `correction` (1 gives the unbiased
+    /// estimate, PyTorch's default; 0 the population variance).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+    /// assert_eq!(x.var(1.0).item(), 5.0 / 3.0);
+    /// ```
+    #[track_caller]
+    fn var(&self, correction: f64) -> Tensor;
+
+    /// The variance along `dim` with Bessel's `correction`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 2.0], &[2, 2]);
+    /// assert_eq!(x.var_dim(1, 0.0, false).to_vec::<f64>(), vec![1.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn var_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Tensor {
+        or_panic(self.try_var_dim(dim, correction, keepdim))
+    }
+
+    /// [`ReduceOps::var_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_var_dim(2, 1.0, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_var_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Result<Tensor>;
+
+    /// The largest element (NaN if any element is NaN); the elements equal to it (or the
+    /// NaNs) share the gradient evenly.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::arange(0.0, 5.0, 1.0).max().item(), 4.0);
+    /// ```
+    #[track_caller]
+    fn max(&self) -> Tensor;
+
+    /// The smallest element.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::arange(2.0, 5.0, 1.0).min().item(), 2.0);
+    /// ```
+    #[track_caller]
+    fn min(&self) -> Tensor;
+
+    /// The largest values along `dim` and their int64 indices (the first NaN, else the first
+    /// on ties); the gradient flows to the chosen elements.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 7.0, 3.0, 2.0], &[2, 2]);
+    /// let (values, indices) = x.max_dim(1, false);
+    /// assert_eq!((values.to_vec::<f32>(), indices.to_vec::<i64>()), (vec![7.0, 3.0], vec![1, 0]));
+    /// ```
+    #[track_caller]
+    fn max_dim(&self, dim: isize, keepdim: bool) -> (Tensor, Tensor) {
+        or_panic(self.try_max_dim(dim, keepdim))
+    }
+
+    /// [`ReduceOps::max_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_max_dim(2, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_max_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)>;
+
+    /// The smallest values along `dim` and their indices.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let (v, i) = Tensor::from_vec(vec![4.0f32, 2.0], &[2]).min_dim(0, false);
+    /// assert_eq!((v.item(), i.to_vec::<i64>()), (2.0, vec![1]));
+    /// ```
+    #[track_caller]
+    fn min_dim(&self, dim: isize, keepdim: bool) -> (Tensor, Tensor) {
+        or_panic(self.try_min_dim(dim, keepdim))
+    }
+
+    /// [`ReduceOps::min_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_min_dim(-3, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_min_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)>;
+
+    /// The int64 index of the largest element along `dim`, or of the flattened tensor
+    /// when `dim` is `None`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![0.1f32, 0.7, 0.2, 0.9, 0.0, 0.1], &[2, 3]);
+    /// assert_eq!(x.argmax(Some(1), false).to_vec::<i64>(), vec![1, 0]);
+    /// assert_eq!(x.argmax(None, false).to_vec::<i64>(), vec![3]);
+    /// ```
+    #[track_caller]
+    fn argmax(&self, dim: Option<isize>, keepdim: bool) -> Tensor;
+
+    /// The int64 index of the smallest element along `dim` (or overall).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![3.0f32, -1.0], &[2]).argmin(None, false).to_vec::<i64>(), vec![1]);
+    /// ```
+    #[track_caller]
+    fn argmin(&self, dim: Option<isize>, keepdim: bool) -> Tensor;
+
+    /// `ln(sum(e^x))` along `dim`, computed stably (finite for logits of ±1e4).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1e4f32, 1e4], &[2]);
+    /// assert!((x.logsumexp(0, false).item() - (1e4 + 2f64.ln())).abs() < 1e-2);
+    /// ```
+    #[track_caller]
+    fn logsumexp(&self, dim: isize, keepdim: bool) -> Tensor {
+        or_panic(self.try_logsumexp(dim, keepdim))
+    }
+
+    /// [`ReduceOps::logsumexp`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_logsumexp(1, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_logsumexp(&self, dim: isize, keepdim: bool) -> Result<Tensor>;
+
+    /// The `p`-norm of all elements (`p = 2` for Euclidean, `f64::INFINITY` for the max).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::from_vec(vec![3.0f32, 4.0], &[2]).norm(2.0).item(), 5.0);
+    /// ```
+    #[track_caller]
+    fn norm(&self, p: f64) -> Tensor;
+
+    /// The `p`-norm along `dim`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0f32, 4.0, 0.0, 1.0], &[2, 2]);
+    /// assert_eq!(x.norm_dim(1.0, 1, false).to_vec::<f32>(), vec![7.0, 1.0]);
+    /// ```
+    #[track_caller]
+    fn norm_dim(&self, p: f64, dim: isize, keepdim: bool) -> Tensor {
+        or_panic(self.try_norm_dim(p, dim, keepdim))
+    }
+
+    /// [`ReduceOps::norm_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_norm_dim(2.0, 1, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_norm_dim(&self, p: f64, dim: isize, keepdim: bool) -> Result<Tensor>;
+
+    /// Softmax along `dim`, computed stably.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let p = Tensor::from_vec(vec![1e4f32, -1e4], &[2]).softmax(0);
+    /// assert_eq!(p.to_vec::<f32>(), vec![1.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn softmax(&self, dim: isize) -> Tensor {
+        or_panic(self.try_softmax(dim))
+    }
+
+    /// [`ReduceOps::softmax`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_softmax(1).is_err());
+    /// ```
+    #[track_caller]
+    fn try_softmax(&self, dim: isize) -> Result<Tensor>;
+
+    /// Log-softmax along `dim`, computed stably.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let p = Tensor::from_vec(vec![1e4f32, -1e4], &[2]).log_softmax(0);
+    /// assert_eq!(p.to_vec::<f32>(), vec![0.0, -2e4]);
+    /// ```
+    #[track_caller]
+    fn log_softmax(&self, dim: isize) -> Tensor {
+        or_panic(self.try_log_softmax(dim))
+    }
+
+    /// [`ReduceOps::log_softmax`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_log_softmax(-2).is_err());
+    /// ```
+    #[track_caller]
+    fn try_log_softmax(&self, dim: isize) -> Result<Tensor>;
+}
+
+impl ReduceOps for Tensor {
+    #[track_caller]
+    fn sum(&self) -> Tensor {
+        sum(self)
+    }
+    #[track_caller]
+    fn mean(&self) -> Tensor {
+        mean(self)
+    }
+    #[track_caller]
+    fn try_sum_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        sum_dim(self, dim, keepdim)
+    }
+    #[track_caller]
+    fn try_mean_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        mean_dim(self, dim, keepdim)
+    }
+    #[track_caller]
+    fn var(&self, correction: f64) -> Tensor {
+        or_panic(var(self, None, correction, false))
+    }
+    #[track_caller]
+    fn try_var_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Result<Tensor> {
+        var(self, Some(dim), correction, keepdim)
+    }
+    #[track_caller]
+    fn max(&self) -> Tensor {
+        or_panic(max_all(self, true))
+    }
+    #[track_caller]
+    fn min(&self) -> Tensor {
+        or_panic(max_all(self, false))
+    }
+    #[track_caller]
+    fn try_max_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)> {
+        max_dim(self, dim, keepdim, true)
+    }
+    #[track_caller]
+    fn try_min_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)> {
+        max_dim(self, dim, keepdim, false)
+    }
+    #[track_caller]
+    fn argmax(&self, dim: Option<isize>, keepdim: bool) -> Tensor {
+        or_panic(argmax(self, dim, keepdim, true))
+    }
+    #[track_caller]
+    fn argmin(&self, dim: Option<isize>, keepdim: bool) -> Tensor {
+        or_panic(argmax(self, dim, keepdim, false))
+    }
+    #[track_caller]
+    fn try_logsumexp(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        logsumexp(self, dim, keepdim)
+    }
+    #[track_caller]
+    fn norm(&self, p: f64) -> Tensor {
+        or_panic(norm(self, p, None, false))
+    }
+    #[track_caller]
+    fn try_norm_dim(&self, p: f64, dim: isize, keepdim: bool) -> Result<Tensor> {
+        norm(self, p, Some(dim), keepdim)
+    }
+    #[track_caller]
+    fn try_softmax(&self, dim: isize) -> Result<Tensor> {
+        crate::functional::softmax_op(self, dim, false)
+    }
+    #[track_caller]
+    fn try_log_softmax(&self, dim: isize) -> Result<Tensor> {
+        crate::functional::softmax_op(self, dim, true)
+    }
 }

@@ -1,10 +1,13 @@
 //! Shape operations: views and copies that rearrange elements without arithmetic.
+//!
+//! The methods are at the end of the file: [`ShapeOps`], and the free functions [`cat`] and
+//! [`stack`].
 
 use std::panic::Location;
 
 use tapegrad_tape::layout::{checked_numel, checked_size, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Tensor, record};
+use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record};
 
 use crate::dims::resolve;
 
@@ -75,7 +78,8 @@ pub(crate) fn transpose(x: &Tensor, a: isize, b: isize) -> Result<Tensor> {
     }))
 }
 
-fn index_error(op: &'static str, message: String, location: &'static Location<'static>) -> Error {
+/// An invalid-argument error of `op` (a bad dimension, size or index).
+pub(crate) fn invalid_argument(op: &'static str, message: String, location: &'static Location<'static>) -> Error {
     Error::InvalidArgument { op, message, location }
 }
 
@@ -147,7 +151,7 @@ pub(crate) fn flatten(x: &Tensor, start: isize, end: isize) -> Result<Tensor> {
     let s = resolve("flatten", x, start, location)?;
     let e = resolve("flatten", x, end, location)?;
     if s > e {
-        return Err(index_error("flatten", format!("start dim {start} comes after end dim {end}"), location));
+        return Err(invalid_argument("flatten", format!("start dim {start} comes after end dim {end}"), location));
     }
     let shape = x.shape();
     let merged: usize = shape[s..=e].iter().product();
@@ -160,12 +164,12 @@ pub(crate) fn flatten(x: &Tensor, start: isize, end: isize) -> Result<Tensor> {
 pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result<Tensor> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(index_error("narrow", "cannot be applied to a zero-dimensional tensor".into(), location));
+        return Err(invalid_argument("narrow", "cannot be applied to a zero-dimensional tensor".into(), location));
     }
     let d = resolve("narrow", x, dim, location)?;
     let n = x.shape()[d];
     if start.checked_add(len).is_none_or(|end| end > n) {
-        return Err(index_error(
+        return Err(invalid_argument(
             "narrow",
             format!("{len} elements from {start} are outside dimension {d} of size {n} (shape {:?})", x.shape()),
             location,
@@ -241,7 +245,7 @@ fn copy_into(dst: &Tensor, src: &Tensor, d: usize, at: usize) -> Tensor {
 pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64) -> Result<Tensor> {
     let location = Location::caller();
     if pads.len() > x.dim() {
-        return Err(index_error(
+        return Err(invalid_argument(
             "pad",
             format!("{} padding pairs for a tensor of {} dimensions", pads.len(), x.dim()),
             location,
@@ -261,15 +265,34 @@ pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64) -> Result<Ten
     Ok(out)
 }
 
-/// Tensors joined along `dim`; all shapes must agree elsewhere.
+/// Tensors joined along an existing dimension (PyTorch's `torch.cat`).
+///
+/// ```
+/// use tapegrad_tape::Tensor;
+/// let c = tapegrad_ops::cat(&[&Tensor::zeros(&[2, 1]), &Tensor::ones(&[2, 2])], 1);
+/// assert_eq!(c.to_vec::<f32>(), vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
+/// ```
 #[track_caller]
-pub(crate) fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+pub fn cat(tensors: &[&Tensor], dim: isize) -> Tensor {
+    or_panic(try_cat(tensors, dim))
+}
+
+/// [`cat`], returning an error instead of panicking.
+///
+/// Tensors joined along `dim`; all shapes must agree elsewhere.
+///
+/// ```
+/// use tapegrad_tape::Tensor;
+/// assert!(tapegrad_ops::try_cat(&[&Tensor::zeros(&[2]), &Tensor::zeros(&[2, 1])], 0).is_err());
+/// ```
+#[track_caller]
+pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
     let location = Location::caller();
     let Some(first) = tensors.first() else {
-        return Err(index_error("cat", "needs at least one tensor".into(), location));
+        return Err(invalid_argument("cat", "needs at least one tensor".into(), location));
     };
     if first.dim() == 0 {
-        return Err(index_error("cat", "zero-dimensional tensors cannot be concatenated".into(), location));
+        return Err(invalid_argument("cat", "zero-dimensional tensors cannot be concatenated".into(), location));
     }
     let d = resolve("cat", first, dim, location)?;
     let mut shape = first.shape().to_vec();
@@ -316,11 +339,28 @@ pub(crate) fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
     }))
 }
 
+/// Tensors of one shape joined along a new dimension (PyTorch's `torch.stack`).
+///
+/// ```
+/// use tapegrad_tape::Tensor;
+/// assert_eq!(tapegrad_ops::stack(&[&Tensor::zeros(&[3]), &Tensor::ones(&[3])], 0).shape(), &[2, 3]);
+/// ```
 #[track_caller]
-pub(crate) fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+pub fn stack(tensors: &[&Tensor], dim: isize) -> Tensor {
+    or_panic(try_stack(tensors, dim))
+}
+
+/// [`stack`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_tape::Tensor;
+/// assert!(tapegrad_ops::try_stack(&[&Tensor::zeros(&[3]), &Tensor::ones(&[2])], 0).is_err());
+/// ```
+#[track_caller]
+pub fn try_stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
     let location = Location::caller();
     let Some(first) = tensors.first() else {
-        return Err(index_error("stack", "needs at least one tensor".into(), location));
+        return Err(invalid_argument("stack", "needs at least one tensor".into(), location));
     };
     if let Some(i) = tensors.iter().position(|t| t.shape() != first.shape()) {
         return Err(Error::Shape {
@@ -335,18 +375,18 @@ pub(crate) fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
         expanded.push(unsqueeze(t, dim)?);
     }
     let refs: Vec<&Tensor> = expanded.iter().collect();
-    cat(&refs, dim)
+    try_cat(&refs, dim)
 }
 
 #[track_caller]
 pub(crate) fn split(x: &Tensor, size: usize, dim: isize) -> Result<Vec<Tensor>> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(index_error("split", "a zero-dimensional tensor cannot be split".into(), location));
+        return Err(invalid_argument("split", "a zero-dimensional tensor cannot be split".into(), location));
     }
     let d = resolve("split", x, dim, location)?;
     if size == 0 {
-        return Err(index_error("split", "split size must be positive".into(), location));
+        return Err(invalid_argument("split", "split size must be positive".into(), location));
     }
     let n = x.shape()[d];
     (0..n.div_ceil(size)).map(|i| narrow(x, d as isize, i * size, size.min(n - i * size))).collect()
@@ -356,273 +396,13 @@ pub(crate) fn split(x: &Tensor, size: usize, dim: isize) -> Result<Vec<Tensor>> 
 pub(crate) fn chunk(x: &Tensor, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(index_error("chunk", "a zero-dimensional tensor cannot be chunked".into(), location));
+        return Err(invalid_argument("chunk", "a zero-dimensional tensor cannot be chunked".into(), location));
     }
     let d = resolve("chunk", x, dim, location)?;
     if chunks == 0 {
-        return Err(index_error("chunk", "number of chunks must be positive".into(), location));
+        return Err(invalid_argument("chunk", "number of chunks must be positive".into(), location));
     }
     split(x, x.shape()[d].div_ceil(chunks).max(1), d as isize)
-}
-
-/// The values of an int64 index tensor, each checked to lie in `0..bound`. Negative values
-/// are errors, as in PyTorch's index_select, gather, scatter_add, index_add and embedding
-/// (only advanced indexing counts from the end there).
-pub(crate) fn index_values(
-    op: &'static str,
-    index: &Tensor,
-    bound: usize,
-    location: &'static Location<'static>,
-) -> Result<Vec<usize>> {
-    if index.dtype() != tapegrad_tape::DType::I64 {
-        return Err(index_error(
-            op,
-            format!("indices must be an int64 tensor, got {}; convert with to_dtype(DType::I64)", index.dtype()),
-            location,
-        ));
-    }
-    let storage = index.contiguous_storage();
-    let values = storage.as_slice::<i64>().expect("an int64 tensor holds i64");
-    values.iter().enumerate().map(|(k, &value)| check_index(op, value, k, index.shape(), bound, location)).collect()
-}
-
-/// `value` as an index into a dimension of `size`, or an error naming the index, its
-/// position `flat` (row-major) in an index tensor of shape `index_shape`, and the valid range.
-pub(crate) fn check_index(
-    op: &'static str,
-    value: i64,
-    flat: usize,
-    index_shape: &[usize],
-    size: usize,
-    location: &'static Location<'static>,
-) -> Result<usize> {
-    match usize::try_from(value) {
-        Ok(i) if i < size => Ok(i),
-        _ => {
-            let mut position = vec![0; index_shape.len()];
-            let mut rest = flat;
-            for (p, &n) in position.iter_mut().zip(index_shape).rev() {
-                *p = rest % n.max(1);
-                rest /= n.max(1);
-            }
-            let valid = match size {
-                0 => "the dimension is empty".to_string(),
-                _ => format!("valid indices are 0..={}, and negative ones do not count from the end", size - 1),
-            };
-            Err(index_error(
-                op,
-                format!(
-                    "index {value} at position {position:?} is out of range for a dimension of size {size} ({valid})"
-                ),
-                location,
-            ))
-        }
-    }
-}
-
-/// Rows of `x` along `dim` picked by a 1-D int64 `index`.
-#[track_caller]
-pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
-    let location = Location::caller();
-    if x.dim() == 0 {
-        return Err(index_error("index_select", "needs a tensor of at least one dimension".into(), location));
-    }
-    let d = resolve("index_select", x, dim, location)?;
-    if index.dim() > 1 {
-        return Err(index_error("index_select", format!("index must be 1-D, got shape {:?}", index.shape()), location));
-    }
-    let idx = index_values("index_select", index, x.shape()[d], location)?;
-    let mut shape = x.shape().to_vec();
-    shape[d] = idx.len();
-    let inner: usize = shape[d + 1..].iter().product();
-    let outer: usize = shape[..d].iter().product();
-    let n = x.shape()[d];
-    let src = x.contiguous_storage();
-    let storage = tapegrad_tape::map_storage!(&src, v => {
-        let mut out = Vec::with_capacity(outer * idx.len() * inner);
-        for o in 0..outer {
-            for &i in &idx {
-                out.extend_from_slice(&v[(o * n + i) * inner..(o * n + i + 1) * inner]);
-            }
-        }
-        out
-    });
-    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
-    let index = index.clone();
-    let in_shape = x.shape().to_vec();
-    Ok(record("index_select", location, &[x], value, || {
-        Backward::new(move |ctx| {
-            let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
-            smallvec![Some(index_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree"))]
-        })
-    }))
-}
-
-/// `x` with `source`'s rows added at the rows `index` names along `dim` (repeats add up).
-#[track_caller]
-pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor) -> Result<Tensor> {
-    let location = Location::caller();
-    if x.dim() == 0 {
-        return Err(index_error("index_add", "needs a tensor of at least one dimension".into(), location));
-    }
-    let d = resolve("index_add", x, dim, location)?;
-    let idx = index_values("index_add", index, x.shape()[d], location)?;
-    let mut expected = x.shape().to_vec();
-    expected[d] = idx.len();
-    if source.shape() != expected.as_slice() || source.dtype() != x.dtype() {
-        return Err(Error::Shape {
-            op: "index_add",
-            message: format!("source has shape {:?}, expected {expected:?}", source.shape()),
-            location,
-        });
-    }
-    let shape = x.shape().to_vec();
-    let inner: usize = shape[d + 1..].iter().product();
-    let outer: usize = shape[..d].iter().product();
-    let n = shape[d];
-    let mut storage = x.contiguous_storage();
-    let src = source.contiguous_storage();
-    fn add<T: tapegrad_tape::Element>(dst: &mut [T], src: &[T], idx: &[usize], outer: usize, n: usize, inner: usize) {
-        for o in 0..outer {
-            for (k, &i) in idx.iter().enumerate() {
-                let s = &src[(o * idx.len() + k) * inner..(o * idx.len() + k + 1) * inner];
-                for (a, &b) in dst[(o * n + i) * inner..(o * n + i + 1) * inner].iter_mut().zip(s) {
-                    *a += b;
-                }
-            }
-        }
-    }
-    match &src {
-        tapegrad_tape::Storage::F32(s) => add(storage.make_mut::<f32>().expect("f32"), s, &idx, outer, n, inner),
-        tapegrad_tape::Storage::F64(s) => add(storage.make_mut::<f64>().expect("f64"), s, &idx, outer, n, inner),
-        tapegrad_tape::Storage::I64(_) => {
-            return Err(index_error("index_add", "needs float tensors".into(), location));
-        }
-    }
-    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
-    let index = index.clone();
-    Ok(record("index_add", location, &[x, source], value, || {
-        Backward::new(move |ctx| {
-            let g = ctx.grad();
-            smallvec![
-                ctx.needs_input_grad(0).then(|| g.clone()),
-                ctx.needs_input_grad(1).then(|| index_select(g, d as isize, &index).expect("valid indices")),
-            ]
-        })
-    }))
-}
-
-/// Storage offsets into a contiguous tensor of `shape` for every element of `index` (same
-/// rank), with coordinate `d` replaced by the index value.
-fn gather_offsets(
-    op: &'static str,
-    shape: &[usize],
-    index: &Tensor,
-    d: usize,
-    location: &'static Location<'static>,
-) -> Result<Vec<usize>> {
-    if index.dim() != shape.len() || index.shape().iter().zip(shape).enumerate().any(|(k, (&i, &s))| k != d && i > s) {
-        return Err(Error::Shape {
-            op,
-            message: format!(
-                "index of shape {:?} does not fit a tensor of shape {shape:?} (same rank, no larger outside dimension {d})",
-                index.shape()
-            ),
-            location,
-        });
-    }
-    // A zero-dimensional tensor indexes as one of size 1, as in PyTorch.
-    let values = index_values(op, index, shape.get(d).copied().unwrap_or(1), location)?;
-    let strides = tapegrad_tape::layout::contiguous_strides(shape);
-    let ishape = index.shape().to_vec();
-    let mut coord = vec![0usize; ishape.len()];
-    let mut offsets = Vec::with_capacity(values.len());
-    for &v in &values {
-        let off: usize = coord.iter().enumerate().map(|(k, &c)| if k == d { v } else { c } * strides[k]).sum();
-        offsets.push(off);
-        for k in (0..coord.len()).rev() {
-            coord[k] += 1;
-            if coord[k] < ishape[k] {
-                break;
-            }
-            coord[k] = 0;
-        }
-    }
-    Ok(offsets)
-}
-
-/// `out[i][j] = x[i][index[i][j]]` along `dim` (PyTorch's `gather`).
-#[track_caller]
-pub(crate) fn gather(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
-    let location = Location::caller();
-    let d = resolve("gather", x, dim, location)?;
-    let offsets = gather_offsets("gather", x.shape(), index, d, location)?;
-    let src = x.contiguous_storage();
-    let storage = tapegrad_tape::map_storage!(&src, v => offsets.iter().map(|&o| v[o]).collect::<Vec<_>>());
-    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(index.shape()));
-    let index = index.clone();
-    let in_shape = x.shape().to_vec();
-    Ok(record("gather", location, &[x], value, || {
-        Backward::new(move |ctx| {
-            let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
-            smallvec![Some(scatter_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree"))]
-        })
-    }))
-}
-
-/// `x` with `src` added at the positions `index` names along `dim` (PyTorch's
-/// `scatter_add`): `out[i][index[i][j]] += src[i][j]`.
-#[track_caller]
-pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
-    let location = Location::caller();
-    let d = resolve("scatter_add", x, dim, location)?;
-    let offsets = gather_offsets("scatter_add", x.shape(), index, d, location)?;
-    if src.dim() != index.dim() || src.shape().iter().zip(index.shape()).any(|(s, i)| s < i) {
-        return Err(Error::Shape {
-            op: "scatter_add",
-            message: format!("src of shape {:?} is smaller than index of shape {:?}", src.shape(), index.shape()),
-            location,
-        });
-    }
-    if src.dtype() != x.dtype() {
-        return Err(Error::DType { op: "scatter_add", lhs: x.dtype(), rhs: src.dtype(), location });
-    }
-    // Only the part of src that the index covers takes part.
-    let mut src_view = src.detach();
-    for (k, &n) in index.shape().iter().enumerate() {
-        src_view = Tensor::from_storage(src_view.storage(), src_view.layout().narrow(k, 0, n));
-    }
-    let values = src_view.contiguous_storage();
-    let mut storage = x.contiguous_storage();
-    fn add<T: tapegrad_tape::Element>(dst: &mut [T], src: &[T], offsets: &[usize]) {
-        for (&o, &v) in offsets.iter().zip(src) {
-            dst[o] += v;
-        }
-    }
-    match &values {
-        tapegrad_tape::Storage::F32(s) => add(storage.make_mut::<f32>().expect("f32"), s, &offsets),
-        tapegrad_tape::Storage::F64(s) => add(storage.make_mut::<f64>().expect("f64"), s, &offsets),
-        tapegrad_tape::Storage::I64(_) => {
-            return Err(index_error("scatter_add", "needs float tensors".into(), location));
-        }
-    }
-    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(x.shape()));
-    let index = index.clone();
-    let src_shape = src.shape().to_vec();
-    Ok(record("scatter_add", location, &[x, src], value, || {
-        Backward::new(move |ctx| {
-            let g = ctx.grad();
-            smallvec![
-                ctx.needs_input_grad(0).then(|| g.clone()),
-                ctx.needs_input_grad(1).then(|| {
-                    let picked = gather(g, d as isize, &index).expect("valid indices");
-                    let pads: Vec<(usize, usize)> =
-                        src_shape.iter().zip(index.shape()).rev().map(|(&s, &i)| (0, s - i)).collect();
-                    pad(&picked, &pads, 0.0).expect("rank agrees")
-                }),
-            ]
-        })
-    }))
 }
 
 /// `x` tiled `reps[i]` times along each dimension (PyTorch's `repeat`), built from
@@ -631,7 +411,7 @@ pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) 
 pub(crate) fn repeat(x: &Tensor, reps: &[usize]) -> Result<Tensor> {
     let location = Location::caller();
     if reps.len() < x.dim() {
-        return Err(index_error(
+        return Err(invalid_argument(
             "repeat",
             format!("{} repeat counts for a tensor of {} dimensions", reps.len(), x.dim()),
             location,
@@ -656,11 +436,11 @@ pub(crate) fn repeat(x: &Tensor, reps: &[usize]) -> Result<Tensor> {
 pub(crate) fn slice(x: &Tensor, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(index_error("slice", "cannot be applied to a zero-dimensional tensor".into(), location));
+        return Err(invalid_argument("slice", "cannot be applied to a zero-dimensional tensor".into(), location));
     }
     let d = resolve("slice", x, dim, location)?;
     if step == 0 {
-        return Err(index_error("slice", "step must be positive".into(), location));
+        return Err(invalid_argument("slice", "step must be positive".into(), location));
     }
     let n = x.shape()[d];
     let end = end.min(n);
@@ -670,5 +450,362 @@ pub(crate) fn slice(x: &Tensor, dim: isize, start: usize, end: usize, step: usiz
     }
     let picks: Vec<i64> = (start..end).step_by(step).map(|i| i as i64).collect();
     let len = picks.len();
-    index_select(x, d as isize, &Tensor::from_vec(picks, &[len]))
+    crate::index::index_select(x, d as isize, &Tensor::from_vec(picks, &[len]))
+}
+
+/// Shape operations (views where possible, copies otherwise), as methods. In the prelude.
+///
+/// ```
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::arange(0.0, 6.0, 1.0);
+/// let y = x.reshape(&[2, 3]).t();
+/// assert_eq!(y.shape(), &[3, 2]);
+/// assert_eq!(y.narrow(0, 1, 1).to_vec::<f32>(), vec![1.0, 4.0]);
+/// ```
+pub trait ShapeOps {
+    /// The same elements in a new shape; one size may be `-1` to be inferred. A view when
+    /// the tensor is contiguous.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[2, 6]).reshape(&[3, -1]).shape(), &[3, 4]);
+    /// ```
+    #[track_caller]
+    fn reshape(&self, shape: &[isize]) -> Tensor {
+        or_panic(self.try_reshape(shape))
+    }
+
+    /// [`ShapeOps::reshape`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[2, 3]);
+    /// assert!(x.try_reshape(&[4, -1]).is_err()); // 6 elements do not fill rows of 4
+    /// assert!(x.try_reshape(&[-1, -1]).is_err()); // only one size may be inferred
+    /// ```
+    #[track_caller]
+    fn try_reshape(&self, shape: &[isize]) -> Result<Tensor>;
+
+    /// Dimensions `start..=end` merged into one.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[2, 3, 4]).flatten(1, -1).shape(), &[2, 12]);
+    /// ```
+    #[track_caller]
+    fn flatten(&self, start: isize, end: isize) -> Tensor {
+        or_panic(self.try_flatten(start, end))
+    }
+
+    /// [`ShapeOps::flatten`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3, 4]).try_flatten(2, 1).is_err()); // start after end
+    /// ```
+    #[track_caller]
+    fn try_flatten(&self, start: isize, end: isize) -> Result<Tensor>;
+
+    /// All size-1 dimensions removed.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[1, 3, 1]).squeeze().shape(), &[3]);
+    /// ```
+    #[track_caller]
+    fn squeeze(&self) -> Tensor;
+
+    /// Dimension `dim` removed if it has size 1.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[1, 3, 1]).squeeze_dim(0).shape(), &[3, 1]);
+    /// ```
+    #[track_caller]
+    fn squeeze_dim(&self, dim: isize) -> Tensor {
+        or_panic(self.try_squeeze_dim(dim))
+    }
+
+    /// [`ShapeOps::squeeze_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[1, 3]).try_squeeze_dim(2).is_err());
+    /// ```
+    #[track_caller]
+    fn try_squeeze_dim(&self, dim: isize) -> Result<Tensor>;
+
+    /// A size-1 dimension inserted at `dim`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[3]).unsqueeze(-1).shape(), &[3, 1]);
+    /// ```
+    #[track_caller]
+    fn unsqueeze(&self, dim: isize) -> Tensor {
+        or_panic(self.try_unsqueeze(dim))
+    }
+
+    /// [`ShapeOps::unsqueeze`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[3]);
+    /// assert_eq!(x.try_unsqueeze(1).unwrap().shape(), &[3, 1]); // one past the last is allowed
+    /// assert!(x.try_unsqueeze(2).is_err());
+    /// ```
+    #[track_caller]
+    fn try_unsqueeze(&self, dim: isize) -> Result<Tensor>;
+
+    /// The view with dimensions `a` and `b` swapped (no copy).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[2, 3, 4]).transpose(0, -1).shape(), &[4, 3, 2]);
+    /// ```
+    #[track_caller]
+    fn transpose(&self, a: isize, b: isize) -> Tensor {
+        or_panic(self.try_transpose(a, b))
+    }
+
+    /// [`ShapeOps::transpose`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3]).try_transpose(0, 2).is_err());
+    /// ```
+    #[track_caller]
+    fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor>;
+
+    /// The transpose of a matrix (PyTorch's `t()`); vectors are returned unchanged.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[2, 3]).t().shape(), &[3, 2]);
+    /// ```
+    #[track_caller]
+    fn t(&self) -> Tensor {
+        self.transpose(0, -1)
+    }
+
+    /// The view whose dimension `i` is this tensor's dimension `dims[i]`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[2, 3, 4]).permute(&[2, 0, 1]).shape(), &[4, 2, 3]);
+    /// ```
+    #[track_caller]
+    fn permute(&self, dims: &[isize]) -> Tensor {
+        or_panic(self.try_permute(dims))
+    }
+
+    /// [`ShapeOps::permute`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3]).try_permute(&[0, 0]).is_err()); // not a permutation
+    /// ```
+    #[track_caller]
+    fn try_permute(&self, dims: &[isize]) -> Result<Tensor>;
+
+    /// The view broadcast to `shape`, where `-1` keeps a dimension (PyTorch's `expand`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[3, 1]).expand(&[-1, 4]).shape(), &[3, 4]);
+    /// ```
+    #[track_caller]
+    fn expand(&self, shape: &[isize]) -> Tensor;
+
+    /// `len` elements of `dim` from `start`, as a view.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0).reshape(&[2, 3]);
+    /// assert_eq!(x.narrow(1, 1, 2).to_vec::<f32>(), vec![1.0, 2.0, 4.0, 5.0]);
+    /// ```
+    #[track_caller]
+    fn narrow(&self, dim: isize, start: usize, len: usize) -> Tensor {
+        or_panic(self.try_narrow(dim, start, len))
+    }
+
+    /// [`ShapeOps::narrow`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[4]).try_narrow(0, 2, 3).is_err()); // runs past the end
+    /// ```
+    #[track_caller]
+    fn try_narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor>;
+
+    /// Elements `start..end` of `dim` taking every `step`-th (Python's `x[start:end:step]`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::arange(0.0, 6.0, 1.0).slice(0, 1, 6, 2).to_vec::<f32>(), vec![1.0, 3.0, 5.0]);
+    /// ```
+    #[track_caller]
+    fn slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Tensor {
+        or_panic(self.try_slice(dim, start, end, step))
+    }
+
+    /// [`ShapeOps::slice`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 4.0, 1.0);
+    /// assert_eq!(x.try_slice(0, 2, 99, 1).unwrap().to_vec::<f32>(), vec![2.0, 3.0]); // end is clamped
+    /// assert!(x.try_slice(0, 0, 4, 0).is_err()); // step 0
+    /// ```
+    #[track_caller]
+    fn try_slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor>;
+
+    /// Pieces of `size` along `dim` (the last may be smaller), as views.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let parts = Tensor::zeros(&[5, 2]).split(2, 0);
+    /// assert_eq!(parts.iter().map(|p| p.shape()[0]).collect::<Vec<_>>(), vec![2, 2, 1]);
+    /// ```
+    #[track_caller]
+    fn split(&self, size: usize, dim: isize) -> Vec<Tensor> {
+        or_panic(self.try_split(size, dim))
+    }
+
+    /// [`ShapeOps::split`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[4]).try_split(0, 0).is_err());
+    /// ```
+    #[track_caller]
+    fn try_split(&self, size: usize, dim: isize) -> Result<Vec<Tensor>>;
+
+    /// `chunks` pieces of (nearly) equal size along `dim`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[6]).chunk(3, 0).len(), 3);
+    /// ```
+    #[track_caller]
+    fn chunk(&self, chunks: usize, dim: isize) -> Vec<Tensor> {
+        or_panic(self.try_chunk(chunks, dim))
+    }
+
+    /// [`ShapeOps::chunk`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[4]).try_chunk(0, 0).is_err());
+    /// ```
+    #[track_caller]
+    fn try_chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>>;
+
+    /// Constant padding: `pads[i] = (before, after)` for the `i`-th dimension from the end
+    /// (PyTorch's `F.pad` order).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::ones(&[2, 2]).pad(&[(1, 1), (0, 2)], 0.0).shape(), &[4, 4]);
+    /// ```
+    #[track_caller]
+    fn pad(&self, pads: &[(usize, usize)], value: f64) -> Tensor {
+        or_panic(self.try_pad(pads, value))
+    }
+
+    /// [`ShapeOps::pad`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2]).try_pad(&[(1, 1), (1, 1)], 0.0).is_err()); // more pads than dimensions
+    /// ```
+    #[track_caller]
+    fn try_pad(&self, pads: &[(usize, usize)], value: f64) -> Result<Tensor>;
+
+    /// This tensor tiled `reps[i]` times along each dimension (PyTorch's `repeat`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// assert_eq!(x.repeat(&[2, 2]).to_vec::<f32>(), vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+    /// ```
+    #[track_caller]
+    fn repeat(&self, reps: &[usize]) -> Tensor {
+        or_panic(self.try_repeat(reps))
+    }
+
+    /// [`ShapeOps::repeat`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 2]).try_repeat(&[2]).is_err()); // fewer reps than dimensions
+    /// ```
+    #[track_caller]
+    fn try_repeat(&self, reps: &[usize]) -> Result<Tensor>;
+}
+
+impl ShapeOps for Tensor {
+    #[track_caller]
+    fn try_reshape(&self, shape: &[isize]) -> Result<Tensor> {
+        reshape(self, shape)
+    }
+    #[track_caller]
+    fn try_flatten(&self, start: isize, end: isize) -> Result<Tensor> {
+        flatten(self, start, end)
+    }
+    #[track_caller]
+    fn squeeze(&self) -> Tensor {
+        or_panic(squeeze(self, None))
+    }
+    #[track_caller]
+    fn try_squeeze_dim(&self, dim: isize) -> Result<Tensor> {
+        squeeze(self, Some(dim))
+    }
+    #[track_caller]
+    fn try_unsqueeze(&self, dim: isize) -> Result<Tensor> {
+        unsqueeze(self, dim)
+    }
+    #[track_caller]
+    fn try_transpose(&self, a: isize, b: isize) -> Result<Tensor> {
+        transpose(self, a, b)
+    }
+    #[track_caller]
+    fn try_permute(&self, dims: &[isize]) -> Result<Tensor> {
+        permute(self, dims)
+    }
+    #[track_caller]
+    fn expand(&self, shape: &[isize]) -> Tensor {
+        let lead = shape.len().saturating_sub(self.dim());
+        let target: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| if s < 0 && i >= lead { self.shape()[i - lead] } else { s.max(0) as usize })
+            .collect();
+        self.broadcast_to(&target)
+    }
+    #[track_caller]
+    fn try_narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
+        narrow(self, dim, start, len)
+    }
+    #[track_caller]
+    fn try_slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor> {
+        slice(self, dim, start, end, step)
+    }
+    #[track_caller]
+    fn try_split(&self, size: usize, dim: isize) -> Result<Vec<Tensor>> {
+        split(self, size, dim)
+    }
+    #[track_caller]
+    fn try_chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
+        chunk(self, chunks, dim)
+    }
+    #[track_caller]
+    fn try_pad(&self, pads: &[(usize, usize)], value: f64) -> Result<Tensor> {
+        pad(self, pads, value)
+    }
+    #[track_caller]
+    fn try_repeat(&self, reps: &[usize]) -> Result<Tensor> {
+        repeat(self, reps)
+    }
 }

@@ -3,14 +3,30 @@
 //! Every rule is written with recorded operations on the saved input or output, so that
 //! under `create_graph` it is differentiated again; masks for piecewise functions are
 //! constants (their derivative is zero almost everywhere).
+//!
+//! **How a rule is written.** The canonical form, which every op uses unless a benchmark
+//! showed the need for more, is a closure over the [`BackwardCtx`](tapegrad_tape::BackwardCtx)
+//! that returns one optional gradient per input, computed with tensor operations, plus the
+//! values it needs saved at record time. `exp` (below) is the whole pattern:
+//!
+//! ```text
+//! Backward::new(|ctx| smallvec![Some(ctx.grad() * ctx.output())]).save_output()
+//! ```
+//!
+//! One named variant serves the hottest rules only (tanh, sigmoid, relu; the measurement is
+//! in docs/BENCHMARKS.md): `fused_rule` computes the same product in one pass, in place
+//! when nothing else sees the incoming gradient, when no graph is being recorded, and
+//! returns `None` otherwise so that the rule falls back to the canonical form.
+//!
+//! The methods are at the end of the file: [`UnaryOps`], with [`Exponent`] for `pow`.
 
 use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
 use std::panic::Location;
 
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, record};
+use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, or_panic, record};
 
-use crate::binary::{select_grad, where_};
+use crate::binary::{select_grad, try_where};
 use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
 
 unary_fn!(Exp, |x| x.exp());
@@ -175,9 +191,9 @@ pub(crate) fn elu(x: &Tensor, alpha: f64) -> Tensor {
                 let (g, x) = (ctx.grad(), ctx.saved(0));
                 let pos = mask(x, |v| v > 0.0 || v.is_nan());
                 let zero = Tensor::zeros_dtype(&[], x.dtype());
-                let neg = where_(&pos, &zero, x).expect("same shape");
+                let neg = try_where(&pos, &zero, x).expect("same shape");
                 let inside = g * &exp(&neg).mul_scalar(alpha);
-                smallvec![Some(where_(&pos, g, &inside).expect("same shape"))]
+                smallvec![Some(try_where(&pos, g, &inside).expect("same shape"))]
             })
             .save(x)
         },
@@ -431,8 +447,8 @@ pub(crate) fn pow_tensor(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 );
                 let one = Tensor::ones_dtype(&[], a.dtype());
                 let zero = Tensor::zeros_dtype(&[], a.dtype());
-                let safe_a = where_(&zeroed, &one, a).expect("shapes checked");
-                let d = where_(&zeroed, &zero, &(y * &log(&safe_a))).expect("shapes checked");
+                let safe_a = try_where(&zeroed, &one, a).expect("shapes checked");
+                let d = try_where(&zeroed, &zero, &(y * &log(&safe_a))).expect("shapes checked");
                 (g * &d).sum_to_shape(b.shape())
             });
             smallvec![ga, gb]
@@ -441,4 +457,417 @@ pub(crate) fn pow_tensor(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         .save(b)
         .save_output()
     }))
+}
+
+/// What [`UnaryOps::pow`] accepts as an exponent: a number or a tensor.
+///
+/// ```
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::full(&[2], 3.0);
+/// assert_eq!(x.pow(2.0).to_vec::<f32>(), vec![9.0, 9.0]);
+/// assert_eq!(x.pow(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![9.0, 9.0]);
+/// ```
+pub trait Exponent {
+    /// `base` raised to this exponent.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// use tapegrad_ops::Exponent;
+    /// let base = Tensor::from_vec(vec![2.0f32, 3.0], &[2]);
+    /// assert_eq!(2.0f64.raise(&base).unwrap().to_vec::<f32>(), vec![4.0, 9.0]);
+    /// assert_eq!((&base).raise(&base).unwrap().to_vec::<f32>(), vec![4.0, 27.0]);
+    /// ```
+    #[track_caller]
+    fn raise(self, base: &Tensor) -> Result<Tensor>;
+}
+
+impl Exponent for f64 {
+    #[track_caller]
+    fn raise(self, base: &Tensor) -> Result<Tensor> {
+        Ok(pow_scalar(base, self))
+    }
+}
+
+impl Exponent for &Tensor {
+    #[track_caller]
+    fn raise(self, base: &Tensor) -> Result<Tensor> {
+        pow_tensor(base, self)
+    }
+}
+
+/// Elementwise functions of one tensor, as methods (PyTorch's names). In the prelude.
+///
+/// ```
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![-1.0f64, 0.0, 2.0], &[3]).requires_grad();
+/// let y = x.relu().exp().sum(); // e^0 + e^0 + e^2
+/// y.backward();
+/// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![0.0, 0.0, 2f64.exp()]); // relu'(0) = 0
+/// ```
+pub trait UnaryOps {
+    /// `e^x`. `Tensor::zeros(&[1]).exp()` is 1.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-1.0f64, 0.0, 2.5];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).exp().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.exp()).abs() < 1e-12, "exp({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn exp(&self) -> Tensor;
+
+    /// Natural logarithm (`-inf` at 0, NaN below, as in IEEE arithmetic).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [0.5f64, 1.0, 4.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).log().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.ln()).abs() < 1e-12, "log({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn log(&self) -> Tensor;
+
+    /// `ln(1 + x)`, accurate for small `x`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-0.5f64, 1e-10, 3.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).log1p().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.ln_1p()).abs() < 1e-12, "log1p({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn log1p(&self) -> Tensor;
+
+    /// Square root.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [0.0f64, 2.0, 9.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).sqrt().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.sqrt()).abs() < 1e-12, "sqrt({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn sqrt(&self) -> Tensor;
+
+    /// `1 / sqrt(x)`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [0.25f64, 2.0, 9.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).rsqrt().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - 1.0 / x.sqrt()).abs() < 1e-12, "rsqrt({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn rsqrt(&self) -> Tensor;
+
+    /// `x^2`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-3.0f64, 0.5, 2.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).square().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x * x).abs() < 1e-12, "square({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn square(&self) -> Tensor;
+
+    /// `1 / x`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-4.0f64, 0.5, 3.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).reciprocal().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - 1.0 / x).abs() < 1e-12, "reciprocal({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn reciprocal(&self) -> Tensor;
+
+    /// Sine.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-1.0f64, 0.0, 3.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).sin().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.sin()).abs() < 1e-12, "sin({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn sin(&self) -> Tensor;
+
+    /// Cosine.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-1.0f64, 0.0, 3.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).cos().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.cos()).abs() < 1e-12, "cos({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn cos(&self) -> Tensor;
+
+    /// Absolute value (gradient 0 at 0, as in PyTorch).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-2.0f64, 0.0, 1.5];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).abs().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.abs()).abs() < 1e-12, "abs({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn abs(&self) -> Tensor;
+
+    /// Hyperbolic tangent.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-20.0f64, 0.5, 3.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).tanh().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.tanh()).abs() < 1e-12, "tanh({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn tanh(&self) -> Tensor;
+
+    /// `1 / (1 + e^-x)`, computed without overflow.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-800.0f64, 0.0, 3.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).sigmoid().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - 1.0 / (1.0 + (-x).exp())).abs() < 1e-12, "sigmoid({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn sigmoid(&self) -> Tensor;
+
+    /// `max(x, 0)` (gradient 0 at 0); NaN stays NaN and passes the gradient, as in PyTorch.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-1.0f64, 0.0, 2.0];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).relu().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x.max(0.0)).abs() < 1e-12, "relu({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn relu(&self) -> Tensor;
+
+    /// The error function.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-1.0f64, 0.0, 0.5];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).erf().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - libm::erf(x)).abs() < 1e-12, "erf({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn erf(&self) -> Tensor;
+
+    /// `x sigmoid(x)` (also called swish).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let xs = [-2.0f64, 0.0, 1.5];
+    /// let ys = Tensor::from_vec(xs.to_vec(), &[3]).silu().to_vec::<f64>();
+    /// for (x, y) in xs.into_iter().zip(ys) {
+    ///     assert!((y - x / (1.0 + (-x).exp())).abs() < 1e-12, "silu({x}) = {y}");
+    /// }
+    /// ```
+    #[track_caller]
+    fn silu(&self) -> Tensor;
+
+    /// `x` where positive, `slope x` elsewhere.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::full(&[1], -2.0).leaky_relu(0.1).item(), -0.2f32 as f64);
+    /// ```
+    #[track_caller]
+    fn leaky_relu(&self, slope: f64) -> Tensor;
+
+    /// `x` where positive, `alpha (e^x - 1)` elsewhere.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::full(&[1], -50.0).elu(1.0).item() + 1.0 < 1e-6);
+    /// ```
+    #[track_caller]
+    fn elu(&self, alpha: f64) -> Tensor;
+
+    /// GELU, exact: `x Phi(x)` with the normal CDF `Phi` (PyTorch's default).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[1]).gelu().item(), 0.0);
+    /// ```
+    #[track_caller]
+    fn gelu(&self) -> Tensor;
+
+    /// GELU with the tanh approximation (PyTorch's `approximate="tanh"`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::full_dtype(&[1], 1.0, tapegrad_tape::DType::F64);
+    /// assert!((x.gelu_tanh().item() - x.gelu().item()).abs() < 1e-3);
+    /// ```
+    #[track_caller]
+    fn gelu_tanh(&self) -> Tensor;
+
+    /// `ln(1 + e^x)`, computed without overflow (PyTorch's `softplus` with beta 1,
+    /// threshold 20).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::full(&[1], 1e4).softplus().item(), 1e4);
+    /// ```
+    #[track_caller]
+    fn softplus(&self) -> Tensor;
+
+    /// Values limited to `[min, max]`; either bound may be `None`. NaN stays NaN; the
+    /// gradient is 0 at NaN and at a bound (as in PyTorch 2.15).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![-2.0f32, 0.5, 2.0], &[3]);
+    /// assert_eq!(x.clamp(Some(-1.0), Some(1.0)).to_vec::<f32>(), vec![-1.0, 0.5, 1.0]);
+    /// ```
+    #[track_caller]
+    fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Tensor;
+
+    /// `x` raised to a number or, with broadcasting, to a tensor of exponents.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::full(&[1], 4.0).pow(0.5).item(), 2.0);
+    /// ```
+    #[track_caller]
+    fn pow<E: Exponent>(&self, exponent: E) -> Tensor {
+        or_panic(self.try_pow(exponent))
+    }
+
+    /// [`UnaryOps::pow`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2]).try_pow(&Tensor::ones(&[3])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_pow<E: Exponent>(&self, exponent: E) -> Result<Tensor>;
+}
+
+impl UnaryOps for Tensor {
+    #[track_caller]
+    fn exp(&self) -> Tensor {
+        exp(self)
+    }
+    #[track_caller]
+    fn log(&self) -> Tensor {
+        log(self)
+    }
+    #[track_caller]
+    fn log1p(&self) -> Tensor {
+        log1p(self)
+    }
+    #[track_caller]
+    fn sqrt(&self) -> Tensor {
+        sqrt(self)
+    }
+    #[track_caller]
+    fn rsqrt(&self) -> Tensor {
+        rsqrt(self)
+    }
+    #[track_caller]
+    fn square(&self) -> Tensor {
+        square(self)
+    }
+    #[track_caller]
+    fn reciprocal(&self) -> Tensor {
+        reciprocal(self)
+    }
+    #[track_caller]
+    fn sin(&self) -> Tensor {
+        sin(self)
+    }
+    #[track_caller]
+    fn cos(&self) -> Tensor {
+        cos(self)
+    }
+    #[track_caller]
+    fn abs(&self) -> Tensor {
+        abs(self)
+    }
+    #[track_caller]
+    fn tanh(&self) -> Tensor {
+        tanh(self)
+    }
+    #[track_caller]
+    fn sigmoid(&self) -> Tensor {
+        sigmoid_op(self)
+    }
+    #[track_caller]
+    fn relu(&self) -> Tensor {
+        relu(self)
+    }
+    #[track_caller]
+    fn erf(&self) -> Tensor {
+        erf(self)
+    }
+    #[track_caller]
+    fn silu(&self) -> Tensor {
+        silu(self)
+    }
+    #[track_caller]
+    fn leaky_relu(&self, slope: f64) -> Tensor {
+        leaky_relu(self, slope)
+    }
+    #[track_caller]
+    fn elu(&self, alpha: f64) -> Tensor {
+        elu(self, alpha)
+    }
+    #[track_caller]
+    fn gelu(&self) -> Tensor {
+        gelu(self, false)
+    }
+    #[track_caller]
+    fn gelu_tanh(&self) -> Tensor {
+        gelu(self, true)
+    }
+    #[track_caller]
+    fn softplus(&self) -> Tensor {
+        softplus_op(self, 1.0, 20.0)
+    }
+    #[track_caller]
+    fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Tensor {
+        clamp(self, min, max)
+    }
+    #[track_caller]
+    fn try_pow<E: Exponent>(&self, exponent: E) -> Result<Tensor> {
+        exponent.raise(self)
+    }
 }

@@ -7,8 +7,8 @@
 //! A `try_` form or a `_with` form that returns `Result` must return an error for bad
 //! arguments, never panic.
 
-use tapegrad_ops::TensorOps;
 use tapegrad_ops::functional::{LossOptions, cross_entropy_with, nll_loss_with};
+use tapegrad_ops::prelude::*;
 use tapegrad_tape::Tensor;
 
 /// fuzz/regressions/graph/1-nll_loss-0d-input: the program `nll_loss_with(x, target)` with a

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use proptest::prelude::*;
 use tapegrad_ops::functional::{self, Conv2dOptions};
-use tapegrad_ops::{TensorOps, try_cat};
+use tapegrad_ops::{prelude::*, try_cat};
 use tapegrad_tape::layout::{Layout, MAX_NUMEL};
 use tapegrad_tape::{DType, Storage, Tensor};
 

@@ -4,8 +4,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use tapegrad_ops::TensorOps;
 use tapegrad_ops::functional::{self, LossOptions};
+use tapegrad_ops::prelude::*;
 use tapegrad_tape::Tensor;
 
 fn x() -> Tensor {

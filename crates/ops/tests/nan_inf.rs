@@ -3,8 +3,8 @@
 //! paths, and planes large enough for the pooling kernels' parallel split. Every expected
 //! value was checked against PyTorch 2.15 (CPU, f32 and f64).
 
-use tapegrad_ops::TensorOps;
 use tapegrad_ops::functional::max_pool2d_with_indices;
+use tapegrad_ops::prelude::*;
 use tapegrad_tape::{BackwardOptions, DType, GradOptions, Tensor, grad};
 
 const DTYPES: [DType; 2] = [DType::F32, DType::F64];

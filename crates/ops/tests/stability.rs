@@ -1,7 +1,7 @@
 //! Numerically delicate ops stay finite at extreme logits (±1e4), in value and gradient.
 
 use tapegrad_ops::functional::{self, LossOptions};
-use tapegrad_ops::{Reduction, TensorOps};
+use tapegrad_ops::{Reduction, prelude::*};
 use tapegrad_tape::{DType, Tensor};
 
 fn all_finite(t: &Tensor) -> bool {

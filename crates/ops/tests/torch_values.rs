@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 use tapegrad_ops::functional::{self, BatchNormStats, Conv2dOptions};
-use tapegrad_ops::{Reduction, TensorOps};
+use tapegrad_ops::{Reduction, prelude::*};
 use tapegrad_tape::{BackwardOptions, DType, GradOptions, Tensor, grad};
 
 /// A number from the fixture: a JSON number or one of "nan", "inf", "-inf".

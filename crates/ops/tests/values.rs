@@ -2,7 +2,7 @@
 //! results, masks, error messages.
 
 use tapegrad_ops::functional::{self, LossOptions};
-use tapegrad_ops::{Reduction, TensorOps};
+use tapegrad_ops::{Reduction, prelude::*};
 use tapegrad_tape::{DType, Error, Tensor};
 
 fn v64(t: &Tensor) -> Vec<f64> {

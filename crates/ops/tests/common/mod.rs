@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use tapegrad_ops::functional::{self, BatchNormStats, Conv2dOptions, LossOptions};
-use tapegrad_ops::{Reduction, TensorOps};
+use tapegrad_ops::{Reduction, prelude::*};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
 use tapegrad_tape::{DType, Tensor};
 

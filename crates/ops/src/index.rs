@@ -1,0 +1,404 @@
+//! Operations driven by int64 index tensors: `index_select`, `index_add`, `gather`,
+//! `scatter_add`, and the index checks they (and `embedding`, `nll_loss`) share.
+//!
+//! The methods are at the end of the file: [`IndexOps`].
+
+use std::panic::Location;
+
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record};
+
+use crate::dims::resolve;
+use crate::shape::{invalid_argument, pad};
+
+/// The values of an int64 index tensor, each checked to lie in `0..bound`. Negative values
+/// are errors, as in PyTorch's index_select, gather, scatter_add, index_add and embedding
+/// (only advanced indexing counts from the end there).
+pub(crate) fn index_values(
+    op: &'static str,
+    index: &Tensor,
+    bound: usize,
+    location: &'static Location<'static>,
+) -> Result<Vec<usize>> {
+    if index.dtype() != tapegrad_tape::DType::I64 {
+        return Err(invalid_argument(
+            op,
+            format!("indices must be an int64 tensor, got {}; convert with to_dtype(DType::I64)", index.dtype()),
+            location,
+        ));
+    }
+    let storage = index.contiguous_storage();
+    let values = storage.as_slice::<i64>().expect("an int64 tensor holds i64");
+    values.iter().enumerate().map(|(k, &value)| check_index(op, value, k, index.shape(), bound, location)).collect()
+}
+
+/// `value` as an index into a dimension of `size`, or an error naming the index, its
+/// position `flat` (row-major) in an index tensor of shape `index_shape`, and the valid range.
+pub(crate) fn check_index(
+    op: &'static str,
+    value: i64,
+    flat: usize,
+    index_shape: &[usize],
+    size: usize,
+    location: &'static Location<'static>,
+) -> Result<usize> {
+    match usize::try_from(value) {
+        Ok(i) if i < size => Ok(i),
+        _ => {
+            let mut position = vec![0; index_shape.len()];
+            let mut rest = flat;
+            for (p, &n) in position.iter_mut().zip(index_shape).rev() {
+                *p = rest % n.max(1);
+                rest /= n.max(1);
+            }
+            let valid = match size {
+                0 => "the dimension is empty".to_string(),
+                _ => format!("valid indices are 0..={}, and negative ones do not count from the end", size - 1),
+            };
+            Err(invalid_argument(
+                op,
+                format!(
+                    "index {value} at position {position:?} is out of range for a dimension of size {size} ({valid})"
+                ),
+                location,
+            ))
+        }
+    }
+}
+
+/// Rows of `x` along `dim` picked by a 1-D int64 `index`.
+#[track_caller]
+pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(invalid_argument("index_select", "needs a tensor of at least one dimension".into(), location));
+    }
+    let d = resolve("index_select", x, dim, location)?;
+    if index.dim() > 1 {
+        return Err(invalid_argument(
+            "index_select",
+            format!("index must be 1-D, got shape {:?}", index.shape()),
+            location,
+        ));
+    }
+    let idx = index_values("index_select", index, x.shape()[d], location)?;
+    let mut shape = x.shape().to_vec();
+    shape[d] = idx.len();
+    let inner: usize = shape[d + 1..].iter().product();
+    let outer: usize = shape[..d].iter().product();
+    let n = x.shape()[d];
+    let src = x.contiguous_storage();
+    let storage = tapegrad_tape::map_storage!(&src, v => {
+        let mut out = Vec::with_capacity(outer * idx.len() * inner);
+        for o in 0..outer {
+            for &i in &idx {
+                out.extend_from_slice(&v[(o * n + i) * inner..(o * n + i + 1) * inner]);
+            }
+        }
+        out
+    });
+    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
+    let index = index.clone();
+    let in_shape = x.shape().to_vec();
+    Ok(record("index_select", location, &[x], value, || {
+        Backward::new(move |ctx| {
+            let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
+            smallvec![Some(index_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree"))]
+        })
+    }))
+}
+
+/// `x` with `source`'s rows added at the rows `index` names along `dim` (repeats add up).
+#[track_caller]
+pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(invalid_argument("index_add", "needs a tensor of at least one dimension".into(), location));
+    }
+    let d = resolve("index_add", x, dim, location)?;
+    let idx = index_values("index_add", index, x.shape()[d], location)?;
+    let mut expected = x.shape().to_vec();
+    expected[d] = idx.len();
+    if source.shape() != expected.as_slice() || source.dtype() != x.dtype() {
+        return Err(Error::Shape {
+            op: "index_add",
+            message: format!("source has shape {:?}, expected {expected:?}", source.shape()),
+            location,
+        });
+    }
+    let shape = x.shape().to_vec();
+    let inner: usize = shape[d + 1..].iter().product();
+    let outer: usize = shape[..d].iter().product();
+    let n = shape[d];
+    let mut storage = x.contiguous_storage();
+    let src = source.contiguous_storage();
+    fn add<T: tapegrad_tape::Element>(dst: &mut [T], src: &[T], idx: &[usize], outer: usize, n: usize, inner: usize) {
+        for o in 0..outer {
+            for (k, &i) in idx.iter().enumerate() {
+                let s = &src[(o * idx.len() + k) * inner..(o * idx.len() + k + 1) * inner];
+                for (a, &b) in dst[(o * n + i) * inner..(o * n + i + 1) * inner].iter_mut().zip(s) {
+                    *a += b;
+                }
+            }
+        }
+    }
+    match &src {
+        tapegrad_tape::Storage::F32(s) => add(storage.make_mut::<f32>().expect("f32"), s, &idx, outer, n, inner),
+        tapegrad_tape::Storage::F64(s) => add(storage.make_mut::<f64>().expect("f64"), s, &idx, outer, n, inner),
+        tapegrad_tape::Storage::I64(_) => {
+            return Err(invalid_argument("index_add", "needs float tensors".into(), location));
+        }
+    }
+    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
+    let index = index.clone();
+    Ok(record("index_add", location, &[x, source], value, || {
+        Backward::new(move |ctx| {
+            let g = ctx.grad();
+            smallvec![
+                ctx.needs_input_grad(0).then(|| g.clone()),
+                ctx.needs_input_grad(1).then(|| index_select(g, d as isize, &index).expect("valid indices")),
+            ]
+        })
+    }))
+}
+
+/// Storage offsets into a contiguous tensor of `shape` for every element of `index` (same
+/// rank), with coordinate `d` replaced by the index value.
+fn gather_offsets(
+    op: &'static str,
+    shape: &[usize],
+    index: &Tensor,
+    d: usize,
+    location: &'static Location<'static>,
+) -> Result<Vec<usize>> {
+    if index.dim() != shape.len() || index.shape().iter().zip(shape).enumerate().any(|(k, (&i, &s))| k != d && i > s) {
+        return Err(Error::Shape {
+            op,
+            message: format!(
+                "index of shape {:?} does not fit a tensor of shape {shape:?} (same rank, no larger outside dimension {d})",
+                index.shape()
+            ),
+            location,
+        });
+    }
+    // A zero-dimensional tensor indexes as one of size 1, as in PyTorch.
+    let values = index_values(op, index, shape.get(d).copied().unwrap_or(1), location)?;
+    let strides = tapegrad_tape::layout::contiguous_strides(shape);
+    let ishape = index.shape().to_vec();
+    let mut coord = vec![0usize; ishape.len()];
+    let mut offsets = Vec::with_capacity(values.len());
+    for &v in &values {
+        let off: usize = coord.iter().enumerate().map(|(k, &c)| if k == d { v } else { c } * strides[k]).sum();
+        offsets.push(off);
+        for k in (0..coord.len()).rev() {
+            coord[k] += 1;
+            if coord[k] < ishape[k] {
+                break;
+            }
+            coord[k] = 0;
+        }
+    }
+    Ok(offsets)
+}
+
+/// `out[i][j] = x[i][index[i][j]]` along `dim` (PyTorch's `gather`).
+#[track_caller]
+pub(crate) fn gather(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    let d = resolve("gather", x, dim, location)?;
+    let offsets = gather_offsets("gather", x.shape(), index, d, location)?;
+    let src = x.contiguous_storage();
+    let storage = tapegrad_tape::map_storage!(&src, v => offsets.iter().map(|&o| v[o]).collect::<Vec<_>>());
+    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(index.shape()));
+    let index = index.clone();
+    let in_shape = x.shape().to_vec();
+    Ok(record("gather", location, &[x], value, || {
+        Backward::new(move |ctx| {
+            let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
+            smallvec![Some(scatter_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree"))]
+        })
+    }))
+}
+
+/// `x` with `src` added at the positions `index` names along `dim` (PyTorch's
+/// `scatter_add`): `out[i][index[i][j]] += src[i][j]`.
+#[track_caller]
+pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    let d = resolve("scatter_add", x, dim, location)?;
+    let offsets = gather_offsets("scatter_add", x.shape(), index, d, location)?;
+    if src.dim() != index.dim() || src.shape().iter().zip(index.shape()).any(|(s, i)| s < i) {
+        return Err(Error::Shape {
+            op: "scatter_add",
+            message: format!("src of shape {:?} is smaller than index of shape {:?}", src.shape(), index.shape()),
+            location,
+        });
+    }
+    if src.dtype() != x.dtype() {
+        return Err(Error::DType { op: "scatter_add", lhs: x.dtype(), rhs: src.dtype(), location });
+    }
+    // Only the part of src that the index covers takes part.
+    let mut src_view = src.detach();
+    for (k, &n) in index.shape().iter().enumerate() {
+        src_view = Tensor::from_storage(src_view.storage(), src_view.layout().narrow(k, 0, n));
+    }
+    let values = src_view.contiguous_storage();
+    let mut storage = x.contiguous_storage();
+    fn add<T: tapegrad_tape::Element>(dst: &mut [T], src: &[T], offsets: &[usize]) {
+        for (&o, &v) in offsets.iter().zip(src) {
+            dst[o] += v;
+        }
+    }
+    match &values {
+        tapegrad_tape::Storage::F32(s) => add(storage.make_mut::<f32>().expect("f32"), s, &offsets),
+        tapegrad_tape::Storage::F64(s) => add(storage.make_mut::<f64>().expect("f64"), s, &offsets),
+        tapegrad_tape::Storage::I64(_) => {
+            return Err(invalid_argument("scatter_add", "needs float tensors".into(), location));
+        }
+    }
+    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(x.shape()));
+    let index = index.clone();
+    let src_shape = src.shape().to_vec();
+    Ok(record("scatter_add", location, &[x, src], value, || {
+        Backward::new(move |ctx| {
+            let g = ctx.grad();
+            smallvec![
+                ctx.needs_input_grad(0).then(|| g.clone()),
+                ctx.needs_input_grad(1).then(|| {
+                    let picked = gather(g, d as isize, &index).expect("valid indices");
+                    let pads: Vec<(usize, usize)> =
+                        src_shape.iter().zip(index.shape()).rev().map(|(&s, &i)| (0, s - i)).collect();
+                    pad(&picked, &pads, 0.0).expect("rank agrees")
+                }),
+            ]
+        })
+    }))
+}
+
+/// Operations driven by int64 index tensors: picking (`index_select`, `gather`) and
+/// adding into positions (`index_add`, `scatter_add`), as methods. In the prelude.
+/// Negative indices are errors, as in these PyTorch functions.
+///
+/// ```
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::{DType, Tensor};
+/// let x = Tensor::from_vec(vec![10.0f32, 20.0, 30.0], &[3]);
+/// let i = Tensor::from_vec(vec![2i64, 0], &[2]);
+/// assert_eq!(x.index_select(0, &i).to_vec::<f32>(), vec![30.0, 10.0]);
+/// assert_eq!(i.dtype(), DType::I64);
+/// ```
+pub trait IndexOps {
+    /// Rows along `dim` picked by a 1-D int64 `index` (repeats allowed). Panics, as
+    /// PyTorch raises, on an index outside `0..size` (negative ones do not count from the
+    /// end). Unlike PyTorch, a zero-dimensional `self` is an error rather than a tensor of
+    /// size 1.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0).reshape(&[3, 2]);
+    /// let rows = x.index_select(0, &Tensor::from_vec(vec![2i64, 0], &[2]));
+    /// assert_eq!(rows.to_vec::<f32>(), vec![4.0, 5.0, 0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    fn index_select(&self, dim: isize, index: &Tensor) -> Tensor {
+        or_panic(self.try_index_select(dim, index))
+    }
+
+    /// [`IndexOps::index_select`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[3, 2]);
+    /// assert!(x.try_index_select(0, &Tensor::from_vec(vec![3i64], &[1])).is_err()); // out of range
+    /// assert!(x.try_index_select(0, &Tensor::from_vec(vec![0.0f32], &[1])).is_err()); // not int64
+    /// ```
+    #[track_caller]
+    fn try_index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor>;
+
+    /// This tensor with `source`'s rows added at the rows `index` names along `dim`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[3]).index_add(0, &Tensor::from_vec(vec![1i64, 1], &[2]), &Tensor::ones(&[2]));
+    /// assert_eq!(x.to_vec::<f32>(), vec![0.0, 2.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn index_add(&self, dim: isize, index: &Tensor, source: &Tensor) -> Tensor {
+        or_panic(self.try_index_add(dim, index, source))
+    }
+
+    /// [`IndexOps::index_add`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let index = Tensor::from_vec(vec![0i64], &[1]);
+    /// assert!(Tensor::zeros(&[3]).try_index_add(0, &index, &Tensor::ones(&[2])).is_err()); // one index, two rows
+    /// ```
+    #[track_caller]
+    fn try_index_add(&self, dim: isize, index: &Tensor, source: &Tensor) -> Result<Tensor>;
+
+    /// `out[i][j] = self[i][index[i][j]]` along `dim` (PyTorch's `gather`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let picked = x.gather(1, &Tensor::from_vec(vec![1i64, 0], &[2, 1]));
+    /// assert_eq!(picked.to_vec::<f32>(), vec![2.0, 3.0]);
+    /// ```
+    #[track_caller]
+    fn gather(&self, dim: isize, index: &Tensor) -> Tensor {
+        or_panic(self.try_gather(dim, index))
+    }
+
+    /// [`IndexOps::gather`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let index = Tensor::from_vec(vec![5i64], &[1, 1]);
+    /// assert!(Tensor::zeros(&[2, 2]).try_gather(1, &index).is_err()); // out of range
+    /// ```
+    #[track_caller]
+    fn try_gather(&self, dim: isize, index: &Tensor) -> Result<Tensor>;
+
+    /// This tensor with `src` added at `index` along `dim`: `out[i][index[i][j]] += src[i][j]`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let out = Tensor::zeros(&[1, 3]).scatter_add(1, &Tensor::from_vec(vec![2i64, 2], &[1, 2]), &Tensor::ones(&[1, 2]));
+    /// assert_eq!(out.to_vec::<f32>(), vec![0.0, 0.0, 2.0]);
+    /// ```
+    #[track_caller]
+    fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Tensor {
+        or_panic(self.try_scatter_add(dim, index, src))
+    }
+
+    /// [`IndexOps::scatter_add`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let index = Tensor::from_vec(vec![0i64, 1], &[1, 2]);
+    /// let src = Tensor::ones(&[1, 1]); // smaller than the index
+    /// assert!(Tensor::zeros(&[1, 3]).try_scatter_add(1, &index, &src).is_err());
+    /// ```
+    #[track_caller]
+    fn try_scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor>;
+}
+
+impl IndexOps for Tensor {
+    #[track_caller]
+    fn try_index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
+        index_select(self, dim, index)
+    }
+    #[track_caller]
+    fn try_index_add(&self, dim: isize, index: &Tensor, source: &Tensor) -> Result<Tensor> {
+        index_add(self, dim, index, source)
+    }
+    #[track_caller]
+    fn try_gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
+        gather(self, dim, index)
+    }
+    #[track_caller]
+    fn try_scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
+        scatter_add(self, dim, index, src)
+    }
+}
