@@ -36,6 +36,7 @@ pub mod layout;
 pub mod parallel;
 pub mod pool;
 pub mod simd;
+pub mod softmax;
 pub mod strided;
 mod transpose;
 
@@ -119,7 +120,10 @@ impl_real!(f64);
 /// }
 /// assert_eq!(square(&[1.0f32, 1.0, 0.0, 1.0], 2), vec![1.0, 2.0, 0.0, 1.0]);
 /// ```
-pub trait Float: Real + gemm::Gemm + implicit_gemm::ImplicitGemm + pool::MaxPool2x2 + fast_math::Tanh {}
+pub trait Float:
+    Real + gemm::Gemm + implicit_gemm::ImplicitGemm + pool::MaxPool2x2 + fast_math::Tanh + fast_math::Exp + softmax::Softmax
+{
+}
 
 impl Float for f32 {}
 impl Float for f64 {}

@@ -260,7 +260,7 @@ fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
 
 /// A sum that the compiler vectorises: sixteen running sums, combined at the end (a
 /// different rounding order from a sequential sum, and usually a more accurate one).
-fn lane_sum<T: Real>(x: &[T]) -> T {
+pub(crate) fn lane_sum<T: Real>(x: &[T]) -> T {
     const LANES: usize = 16;
     let mut acc = [T::ZERO; LANES];
     let chunks = x.chunks_exact(LANES);

@@ -14,8 +14,6 @@ pub(crate) trait UnaryFn {
 /// Element functions beyond [`Element`] that only ops need.
 pub(crate) trait Special: Element {
     fn erf(self) -> Self;
-    /// `tanh`, vectorisable for f32 (see `fast_math`); libm's for f64.
-    fn tanh_simd(self) -> Self;
 }
 
 impl Special for f32 {
@@ -23,20 +21,12 @@ impl Special for f32 {
     fn erf(self) -> Self {
         libm::erff(self)
     }
-    #[inline(always)]
-    fn tanh_simd(self) -> Self {
-        tapegrad_kernels::fast_math::tanh_f32(self)
-    }
 }
 
 impl Special for f64 {
     #[inline(always)]
     fn erf(self) -> Self {
         libm::erf(self)
-    }
-    #[inline(always)]
-    fn tanh_simd(self) -> Self {
-        self.tanh()
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::softmax::softmax;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, DType, Element, Error, Result, Tensor, ensure_float, or_panic, record};
@@ -38,36 +39,6 @@ fn reduce_loss(loss: Tensor, reduction: Reduction) -> Tensor {
     }
 }
 
-/// Softmax or log-softmax of every row along `d` of a contiguous buffer of `shape`.
-fn softmax_kernel<T: Element>(x: &[T], shape: &[usize], d: usize, log: bool) -> Vec<T> {
-    let n = shape[d];
-    let inner: usize = shape[d + 1..].iter().product();
-    let outer: usize = shape[..d].iter().product();
-    let mut out = vec![T::ZERO; x.len()];
-    if n == 0 {
-        return out;
-    }
-    for o in 0..outer {
-        for i in 0..inner {
-            let at = |j: usize| (o * n + j) * inner + i;
-            let m = (0..n).map(|j| x[at(j)]).fold(T::from_f64(f64::NEG_INFINITY), |a, b| a.max_nan(b));
-            let sum: T = (0..n).map(|j| (x[at(j)] - m).exp()).sum();
-            if log {
-                let lse = sum.ln();
-                for j in 0..n {
-                    out[at(j)] = x[at(j)] - m - lse;
-                }
-            } else {
-                let inv = T::ONE / sum;
-                for j in 0..n {
-                    out[at(j)] = (x[at(j)] - m).exp() * inv;
-                }
-            }
-        }
-    }
-    out
-}
-
 #[track_caller]
 pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
     let location = Location::caller();
@@ -75,8 +46,9 @@ pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
     ensure_float(op, x, location)?;
     let x0 = if x.dim() == 0 { shape::reshape_to(x, &[1]) } else { x.clone() };
     let d = resolve(op, &x0, dim, location)?;
-    let storage =
-        tapegrad_tape::map_float_storage!(&x0.contiguous_storage(), v => softmax_kernel(v, x0.shape(), d, log));
+    let shape = x0.shape();
+    let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+    let storage = tapegrad_tape::map_float_storage!(&x0.contiguous_storage(), v => softmax(v, sizes, log));
     let value = Tensor::from_storage(storage, Layout::contiguous(x.shape()));
     let di = d as isize;
     Ok(record(op, location, &[x], value, || {

@@ -29,10 +29,10 @@ use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, or_panic, r
 use crate::binary::{select_grad, try_where};
 use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
 
-unary_fn!(Exp, |x| x.exp());
+unary_fn!(Exp, |x| x.exp_vectorisable());
 unary_fn!(Log, |x| x.ln());
 unary_fn!(Log1p, |x| x.ln_1p());
-unary_fn!(Tanh, |x| x.tanh_simd());
+unary_fn!(Tanh, |x| x.tanh_vectorisable());
 unary_fn!(Sigmoid, |x| sigmoid(x));
 // `x < 0 ? 0 : x`, not `x > 0 ? x : 0`: NaN stays NaN and -0 stays -0 (PyTorch's values),
 // and it is still one `max` instruction (which returns its second operand on NaN).
@@ -71,12 +71,10 @@ unary_fn!(GeluTanh, |x| {
 /// A logistic function that never overflows: `exp` is only taken of non-positive values.
 #[inline(always)]
 pub(crate) fn sigmoid<T: Element>(x: T) -> T {
-    if x >= T::ZERO {
-        T::ONE / (T::ONE + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::ONE + e)
-    }
+    // Branch-free so that it vectorises: `e^-|x|` in (0, 1], then the half that applies.
+    let e = (-x.abs()).exp_vectorisable();
+    let positive = T::ONE / (T::ONE + e);
+    if x >= T::ZERO { positive } else { e * positive }
 }
 
 /// `ln(1 + e^x)` without overflow: `max(x, 0) + ln(1 + e^-|x|)`.
