@@ -1,8 +1,8 @@
 """PyTorch side of tapegrad's benchmark (cargo bench --bench workloads).
 
-Implements the fixed workloads W1-W6 with the same definitions as the Rust side and
+Implements the fixed workloads W1-W7 with the same definitions as the Rust side and
 prints one JSON object per run: {"workload", "metric", "value", "unit", ...}.
-usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn [--threads 2] [--quick]
+usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7 [--threads 2] [--quick]
 """
 import argparse, gzip, json, math, resource, statistics, sys, time
 
@@ -149,6 +149,26 @@ elif w == "w5":
                 torch.mm(A, B, out=C)
             gf.append(2 * n ** 3 / ((time.perf_counter() - t) / inner) / 1e9)
         emit(f"sgemm n={n}", statistics.median(gf), "GFLOP/s")
+elif w == "w7":
+    torch.manual_seed(0)
+    batch, steps_, vocab = (4, 5, 50) if a.quick else (32, 35, 1000)
+    emb, lstm, head = nn.Embedding(vocab, 64), nn.LSTM(64, 128, 1, batch_first=True), nn.Linear(128, vocab)
+    params = [*emb.parameters(), *lstm.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    tokens = torch.randint(0, vocab, (batch, steps_))
+    targets = torch.randint(0, vocab, (batch * steps_,))
+    times = []
+    warmup, count = (1, 3) if a.quick else (5, 30)
+    for step in range(warmup + count):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        hidden, _ = lstm(emb(tokens))
+        F.cross_entropy(head(hidden).reshape(-1, vocab), targets).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    emit("step", statistics.median(times), "ms")
 elif w in ("w6mlp", "w6cnn"):
     fmnist(w[2:])
 else:

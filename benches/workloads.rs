@@ -1,4 +1,4 @@
-//! tapegrad's benchmark: the fixed workloads W1-W6, run on tapegrad and, when a Python with
+//! tapegrad's benchmark: the fixed workloads W1-W7, run on tapegrad and, when a Python with
 //! torch is available, on PyTorch in alternation (bench/torch_workloads.py), printed as one
 //! table of medians, spreads and ratios.
 //!
@@ -119,6 +119,42 @@ pub fn w3(s: Settings) -> (f64, f64) {
     let (x, y) = (Tensor::randn(&[128, 784]), labels(128));
     let ms = train_steps(&model, &mut opt, &x, &y, if s.quick { 2 } else { 20 }, if s.quick { 5 } else { 200 });
     (ms, peak_rss_mib())
+}
+
+/// W7: an LSTM language-model step written with tapegrad's layers as a user would:
+/// Embedding(1000, 64), a batch-first LSTM(64, 128) over 32 x 35 tokens, Linear(128, 1000)
+/// at every step, cross-entropy, gradient clipping at norm 1, Adam; ms per step (median of
+/// 30 after 5 warm-up).
+pub fn w7(s: Settings) -> f64 {
+    use tapegrad::nn::{Embedding, LSTM, Linear, clip_grad_norm};
+    manual_seed(0);
+    let (batch, steps, vocab) = if s.quick { (4, 5, 50) } else { (32, 35, 1000) };
+    let embedding = Embedding::new(vocab, 64);
+    let lstm = LSTM::new(64, 128, 1).batch_first(true);
+    let head = Linear::new(128, vocab);
+    let params: Vec<Tensor> = [embedding.parameters(), lstm.parameters(), head.parameters()].concat();
+    let mut opt = Adam::new(params.clone(), 1e-3);
+    let token = |n: usize| {
+        let u = Tensor::rand(&[n]).to_vec::<f32>();
+        u.iter().map(|v| ((v * vocab as f32) as i64).min(vocab as i64 - 1)).collect::<Vec<_>>()
+    };
+    let tokens = Tensor::from_vec(token(batch * steps), &[batch, steps]);
+    let targets = Tensor::from_vec(token(batch * steps), &[batch * steps]);
+    let mut times = vec![];
+    let (warmup, count) = if s.quick { (1, 3) } else { (5, 30) };
+    for step in 0..warmup + count {
+        let t0 = Instant::now();
+        opt.zero_grad();
+        let hidden = lstm.forward(&embedding.forward(&tokens));
+        let logits = head.forward(&hidden).reshape(&[-1, vocab as isize]);
+        F::cross_entropy(&logits, &targets).backward();
+        clip_grad_norm(&params, 1.0);
+        opt.step();
+        if step >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    median(&times)
 }
 
 /// W4: the CNN train step, batch 64, SGD with momentum; ms per step.
@@ -331,6 +367,11 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                     let t = torch(w);
                     push(w, &format!("train step, {threads} thr"), "ms", false, ms, find(&t, "step"), String::new());
                 }
+                "w7" => {
+                    let ms = w7(s);
+                    let t = torch(w);
+                    push(w, &format!("LSTM LM step, {threads} thr"), "ms", false, ms, find(&t, "step"), String::new());
+                }
                 "conv" => {
                     let ms = conv(s);
                     let t = torch(w);
@@ -425,7 +466,7 @@ const USAGE: &str = "tapegrad's benchmark: W1-W6 on tapegrad and, when TAPEGRAD_
 has torch, on PyTorch in alternation.
 
 usage: cargo bench --bench workloads -- [options]
-  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn (default w1-w5 and conv)
+  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 (default w1-w5, conv, w7)
   --w6            also the Fashion-MNIST workloads w6mlp and w6cnn
   --threads N     worker threads on both sides (default 2)
   --runs N        alternating runs (default 5, 1 with --quick)
@@ -434,7 +475,7 @@ usage: cargo bench --bench workloads -- [options]
   --no-torch      measure tapegrad alone";
 
 /// The workload ids `--only` accepts.
-const WORKLOADS: [&str; 8] = ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn"];
+const WORKLOADS: [&str; 9] = ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7"];
 
 /// Checks the command line: known flags, a value after those that take one (a positive
 /// number for `--threads` and `--runs`), known workload ids.
@@ -478,7 +519,7 @@ fn main() {
     let quick = has("--quick");
     let mut only: Vec<String> = value("--only")
         .map(|o| o.split(',').map(str::to_string).collect())
-        .unwrap_or_else(|| ["w1", "w2", "w3", "w4", "conv", "w5"].map(String::from).to_vec());
+        .unwrap_or_else(|| ["w1", "w2", "w3", "w4", "conv", "w5", "w7"].map(String::from).to_vec());
     if has("--w6") {
         only.extend(["w6mlp".into(), "w6cnn".into()]);
     }

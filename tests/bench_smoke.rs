@@ -8,19 +8,19 @@ mod workloads;
 #[test]
 fn the_benchmark_harness_runs_every_workload() {
     let s = workloads::Settings { quick: true, runs: 1 };
-    let measures = workloads::run_all(&["w1", "w2", "w3", "w4", "w5"], s, 1, None);
-    assert_eq!(measures.len(), 7);
+    let measures = workloads::run_all(&["w1", "w2", "w3", "w4", "w5", "w7"], s, 1, None);
+    assert_eq!(measures.len(), 8);
     assert!(measures.iter().all(|m| m.ours.len() == 1 && m.ours[0].is_finite() && m.ours[0] > 0.0));
     let text = workloads::table(&measures, false);
     assert!(text.contains("w3") && text.contains("sgemm n=64"), "{text}");
-    assert_eq!(workloads::table(&measures, true).lines().count(), 7);
+    assert_eq!(workloads::table(&measures, true).lines().count(), 8);
 }
 
 #[test]
 fn the_benchmark_rejects_arguments_it_does_not_know() {
     let check = |line: &str| workloads::check_args(&line.split_whitespace().map(String::from).collect::<Vec<_>>());
     assert_eq!(check("--bench --only w4,conv --threads 1 --runs 3 --json --no-torch"), Ok(()));
-    assert!(check("--only w4,w7").unwrap_err().contains("\"w7\""));
+    assert!(check("--only w4,w11").unwrap_err().contains("\"w11\""));
     assert!(check("--threads two").unwrap_err().contains("--threads"));
     assert!(check("--runs 0").unwrap_err().contains("positive"));
     assert!(check("--runs").unwrap_err().contains("needs a value"));
