@@ -92,6 +92,8 @@ fn in_f32(f: impl Fn(f64, f64) -> f64 + Copy, s: f64) -> impl Fn(f32) -> f32 + C
 
 /// `f(g, s)` over the incoming gradient `g`, rounded as the scalar ops round: written over
 /// `g` when the rule may reuse it ([`BackwardCtx::grad_for_reuse`]), otherwise `fallback(g)`.
+/// The in-place variant of a rule, for speed: a chain of scalar ops then allocates nothing
+/// per backward step.
 fn map_grad(
     ctx: &BackwardCtx<'_>,
     f: impl Fn(f64, f64) -> f64,

@@ -101,7 +101,7 @@ impl FunctionCtx<'_> {
 /// `forward` computes the output from the input values (nothing is recorded inside it);
 /// `backward` returns, for each input, the gradient of the loss given the gradient of the
 /// output: the vector-Jacobian product. Write `backward` with tensor operations and the
-/// function is twice differentiable too. Verify it with [`gradcheck`](crate::gradcheck).
+/// function is twice differentiable too. Verify it with [`gradcheck`](crate::gradcheck()).
 ///
 /// ```
 /// use tapegrad_tape::{Function, FunctionCtx, GradcheckOptions, Tensor, apply, gradcheck};

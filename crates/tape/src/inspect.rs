@@ -3,7 +3,8 @@
 use std::fmt;
 use std::panic::Location;
 
-use crate::tape::{NodeKey, with_tape};
+use crate::node::NodeKey;
+use crate::tape::with_tape;
 use crate::{DType, Tensor};
 
 /// One recorded node, as seen from outside the tape.

@@ -6,7 +6,9 @@ use std::rc::Rc;
 
 use crate::error::{Error, Result, or_panic};
 use crate::layout::{Layout, try_numel};
-use crate::tape::{self, Backward, NodeKey, with_tape};
+use crate::node::NodeKey;
+use crate::record::{Backward, new_leaf};
+use crate::tape::{self, with_tape};
 use crate::{DType, Element, Storage, StorageElement, kernels, map_storage, record};
 
 /// An n-dimensional array of `f32` or `f64` that records the operations made with it, so
@@ -137,7 +139,10 @@ impl Tensor {
         Tensor::new(storage, layout, node)
     }
 
+    /// Every handle is made here.
     fn new(storage: Storage, layout: Layout, node: Option<NodeKey>) -> Tensor {
+        // Once per process: freed buffers are then reused instead of returned to the system
+        // and faulted in again (see tapegrad_kernels::allocator).
         tapegrad_kernels::allocator::keep_freed_buffers();
         // In place: `Rc::new` would build the value on the stack and copy it over.
         let inner = tapegrad_kernels::in_place::rc(|| Inner { storage: RefCell::new(storage), layout, node });
@@ -505,7 +510,7 @@ impl Tensor {
         }
         match self.inner.node {
             None => {
-                let key = tape::new_leaf(self.shape(), self.dtype(), Location::caller());
+                let key = new_leaf(self.shape(), self.dtype(), Location::caller());
                 Ok(Tensor::new(self.storage(), self.inner.layout.clone(), Some(key)))
             }
             Some(_) if self.is_leaf() => Ok(self),
@@ -799,6 +804,8 @@ impl Tensor {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// Adds `g` into this gradient's own buffer and returns true, or returns false where
+    /// that is not safe. For speed: accumulating into `.grad` then allocates nothing.
     pub(crate) fn accumulate_in_place(&self, g: &Tensor) -> bool {
         // Only a plain, contiguous, untracked gradient buffer is updated in place.
         if self.tracks_grad()

@@ -1,0 +1,162 @@
+//! A node of the tape: one recorded operation (or one leaf), and its life from record to
+//! free.
+//!
+//! # What a node holds
+//!
+//! - `inputs`: the keys of the nodes its inputs came from (its *edges*), `None` for inputs
+//!   that take no part in differentiation (constants);
+//! - `op` and `location`: the operation's name and the user's call site, for errors and
+//!   graph dumps; `seq`: its position in record order;
+//! - `data`: its output's shape and its [`OpRecord`]: the backward rule and what the rule
+//!   reads (saved tensors, a scalar, the saved output); a leaf has no record;
+//! - `pending`: the gradient the backward sweep under way has gathered for it so far;
+//! - `grad`: `.grad` of a leaf, or of an interior tensor that asked to `retain_grad()`.
+//!
+//! # Its life
+//!
+//! 1. **Recorded.** `record` (in `record.rs`) appends the node with the next sequence number
+//!    and one reference, held by the output tensor's handle; each input node gains a
+//!    reference too, held by the new node's edge.
+//! 2. **Alive.** `refs` counts tensor handles that point at the node plus edges from later
+//!    nodes. When it reaches zero the node leaves the tape, and its own edges are released
+//!    in turn (`Tape::decref` in `tape.rs`): a graph that is never differentiated is freed
+//!    when its last tensor is dropped.
+//! 3. **Swept.** `backward()` takes the node's pending gradient, runs its rule, and passes
+//!    the results to its inputs (`sweep.rs`). Right after its rule runs, unless the caller
+//!    asked to `retain_graph`, the rule and the saved tensors are dropped and the node
+//!    leaves the tape; its edges are released once the sweep is over. Leaves stay: they
+//!    hold `.grad`.
+//! 4. **Gone.** Tensors may still hold the key of a node that left. Keys are generational
+//!    (slotmap's), so a stale key never names the node that reuses its slot: a later
+//!    backward through it reports `Error::FreedGraph` instead of reading someone else's node.
+
+use std::panic::Location;
+
+use slotmap::new_key_type;
+use smallvec::SmallVec;
+
+use crate::layout::{Layout, Shape};
+use crate::record::BackwardRule;
+use crate::{DType, Storage, Tensor};
+
+new_key_type! {
+    /// A generational key of a node on this thread's tape.
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use tapegrad_tape::NodeKey;
+    /// // Keys are small `Copy` values; the default key is the null key, naming no node.
+    /// let null = NodeKey::default();
+    /// assert!(slotmap::Key::is_null(&null));
+    /// assert_eq!([null, null].into_iter().collect::<HashSet<_>>().len(), 1);
+    /// ```
+    pub struct NodeKey;
+}
+
+/// One entry of the Wengert list.
+pub(crate) struct Node {
+    pub op: &'static str,
+    pub location: &'static Location<'static>,
+    /// Record order, which slot reuse would otherwise lose: the sweep sorts by it.
+    pub seq: u64,
+    /// Tensor handles plus edges from later nodes that point here.
+    pub refs: u32,
+    pub dtype: DType,
+    pub retains_grad: bool,
+    /// Whether the op's rule is gone (freed by a backward pass, or running). Kept here, not
+    /// in `data`, so that the sweep's walk over the graph need not reach into the box.
+    pub released: bool,
+    /// `None` for inputs that do not take part in differentiation.
+    pub inputs: SmallVec<[Option<NodeKey>; 2]>,
+    /// Taken only as the node leaves the tape (see [`Node::data`]).
+    pub data: Option<Box<NodeData>>,
+    /// `.grad` of a leaf, or of an interior tensor that asked to `retain_grad()`.
+    pub grad: Option<Tensor>,
+    /// The gradient gathered so far in the sweep under way.
+    pub pending: Option<Tensor>,
+    /// The visit stamp of the last sweep that walked through this node.
+    pub visit: u64,
+    /// Where `grad(...)` wants this node's gradient (its capture slot), if it does.
+    pub capture: Option<u32>,
+}
+
+/// The part of a node that the sweep reads once per node, behind one pointer so that the
+/// node stays small: nodes are moved in and out of the slotmap, a copy each time.
+pub(crate) struct NodeData {
+    pub shape: Shape,
+    pub saved_bytes: usize,
+    /// `None` for a leaf.
+    pub op: Option<OpRecord>,
+}
+
+/// What a recorded operation keeps for its backward pass.
+pub(crate) struct OpRecord {
+    /// `None` once a backward pass has released the node (or while its rule runs).
+    pub rule: Option<BackwardRule>,
+    pub scalar: f64,
+    pub saved: SmallVec<[Tensor; 2]>,
+    /// The output's value, without its node (holding the node would be a cycle).
+    pub output: Option<SavedOutput>,
+}
+
+/// An operation's output kept for its backward rule: the values without a tensor handle,
+/// which would cost an allocation per op (rules that want a tensor get one built).
+#[derive(Clone)]
+pub(crate) struct SavedOutput {
+    pub storage: Storage,
+    pub layout: Layout,
+}
+
+impl Node {
+    /// A node just recorded: one reference, held by its output's handle.
+    #[inline]
+    pub fn new(
+        op: &'static str,
+        location: &'static Location<'static>,
+        seq: u64,
+        inputs: SmallVec<[Option<NodeKey>; 2]>,
+        dtype: DType,
+        data: Box<NodeData>,
+    ) -> Node {
+        Node {
+            op,
+            location,
+            seq,
+            refs: 1,
+            dtype,
+            retains_grad: false,
+            released: false,
+            inputs,
+            data: Some(data),
+            grad: None,
+            pending: None,
+            visit: 0,
+            capture: None,
+        }
+    }
+
+    /// The node's data; present for as long as the node is on the tape.
+    pub fn data(&self) -> &NodeData {
+        self.data.as_deref().expect("a node on the tape has its data")
+    }
+
+    pub fn data_mut(&mut self) -> &mut NodeData {
+        self.data.as_deref_mut().expect("a node on the tape has its data")
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        self.data().op.is_none()
+    }
+
+    /// Whether dropping this node would drop tensor handles (and so touch the tape).
+    pub fn holds_tensors(&self) -> bool {
+        self.data.as_ref().is_some_and(|d| d.holds_tensors()) || self.grad.is_some() || self.pending.is_some()
+    }
+}
+
+impl NodeData {
+    /// Whether dropping this would drop tensor handles (and so touch the tape).
+    pub fn holds_tensors(&self) -> bool {
+        self.op.as_ref().is_some_and(|op| op.rule.is_some() || !op.saved.is_empty())
+    }
+}

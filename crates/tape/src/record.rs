@@ -1,0 +1,513 @@
+//! Recording: how an operation joins the tape, and how its backward rule is written.
+//!
+//! An operation computes its value without recording anything, then calls [`record`] with
+//! its inputs, that value, and a closure that builds its [`Backward`]: the rule and what
+//! the rule will read. The closure runs only if the operation is recorded.
+//!
+//! The canonical rule is `Backward::new(|ctx| smallvec![...])`, with `.save(t)` for each
+//! tensor it reads back: see [`record`] for a whole operation and [`Backward`] for the
+//! variants (scalar, saved output, in-place, fused).
+
+use std::cell::OnceCell;
+use std::panic::Location;
+
+use smallvec::SmallVec;
+
+use crate::layout::{Layout, Shape};
+use crate::node::{Node, NodeData, NodeKey, OpRecord, SavedOutput};
+use crate::tape::with_tape;
+use crate::{DType, Storage, Tensor, is_grad_enabled};
+
+/// Records an operation onto this thread's tape and returns its output, attached to the
+/// new node. This is how every differentiable operation (and every custom function) joins
+/// the graph.
+///
+/// The canonical way to define an operation: compute the value without recording, then
+/// record it with a rule that maps the output's gradient to one gradient per input,
+/// written with tensor operations (so that `create_graph` can differentiate it again):
+///
+/// ```
+/// use std::panic::Location;
+/// use tapegrad_tape::smallvec::smallvec;
+/// use tapegrad_tape::{Backward, Tensor, record};
+///
+/// /// y = x^2, whose derivative is 2x.
+/// #[track_caller]
+/// fn square(x: &Tensor) -> Tensor {
+///     let value = &x.detach() * &x.detach(); // detached: computing the value records nothing
+///     record("square", Location::caller(), &[x], value, || {
+///         Backward::new(|ctx| smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)]).save(x)
+///     })
+/// }
+///
+/// let x = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad();
+/// square(&x).backward();
+/// assert_eq!(x.grad().unwrap().item(), 6.0);
+/// ```
+///
+/// `output` is the computed value (a tensor without a node). `make_backward` runs only if
+/// the operation is recorded, so that code in `no_grad` regions or on constants pays nothing
+/// for saving tensors or boxing the rule. `location` is the user's call site, shown in error
+/// messages and graph dumps: pass `Location::caller()` from a `#[track_caller]` function.
+pub fn record(
+    op: &'static str,
+    location: &'static Location<'static>,
+    inputs: &[&Tensor],
+    output: Tensor,
+    make_backward: impl FnOnce() -> Backward,
+) -> Tensor {
+    if !will_record(inputs) {
+        return output;
+    }
+    let Backward { mut data, save_output } = make_backward();
+    let record = data.op.as_mut().expect("a Backward always holds its op record");
+    let mut saved_bytes: usize = record.saved.iter().map(Tensor::storage_nbytes).sum();
+    if save_output {
+        saved_bytes += output.storage_nbytes();
+        let storage = output.storage();
+        record.output = Some(SavedOutput { storage, layout: output.layout().clone() });
+    }
+    data.shape = crate::layout::shape_of(output.shape());
+    data.saved_bytes = saved_bytes;
+    let dtype = output.dtype();
+    let key = with_tape(|tape| {
+        // Built in here, not moved in: a list assembled outside would be copied on its way.
+        let mut input_keys: SmallVec<[Option<NodeKey>; 2]> = SmallVec::new();
+        for t in inputs {
+            let key = t.node_key();
+            // Each input gains an edge from the new node.
+            if let Some(key) = key {
+                tape.incref(key);
+            }
+            input_keys.push(key);
+        }
+        tape.insert_with(|seq| Node::new(op, location, seq, input_keys, dtype, data))
+    });
+    output.attach_node(key)
+}
+
+/// Whether an operation on `inputs` would be recorded now: grad mode is on and at least one
+/// input takes part in differentiation.
+///
+/// ```
+/// use tapegrad_tape::{Tensor, will_record};
+/// let x = Tensor::ones(&[1]);
+/// assert!(!will_record(&[&x]));
+/// assert!(will_record(&[&x.clone().requires_grad()]));
+/// ```
+pub fn will_record(inputs: &[&Tensor]) -> bool {
+    is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad())
+}
+
+/// What an operation hands the tape so it can run backward later: the rule and what it
+/// reads. Built only when the operation is actually recorded (inside [`record`]'s closure).
+///
+/// **The canonical form** is `Backward::new(rule)` plus one `.save(t)` per tensor the rule
+/// reads back, the rule returning one `Option<Tensor>` per input (`None` for an input that
+/// gets no gradient; [`BackwardCtx::needs_input_grad`] says which ones may be skipped):
+///
+/// ```
+/// use std::panic::Location;
+/// use tapegrad_tape::smallvec::smallvec;
+/// use tapegrad_tape::{Backward, Tensor, record};
+/// // y = a * b: each input's gradient is the output's gradient times the other input.
+/// let a = Tensor::from_vec(vec![2.0f32], &[1]).requires_grad();
+/// let b = Tensor::from_vec(vec![5.0f32], &[1]).requires_grad();
+/// let value = &a.detach() * &b.detach();
+/// let y = record("mul", Location::caller(), &[&a, &b], value, || {
+///     Backward::new(|ctx| {
+///         let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+///         smallvec![
+///             ctx.needs_input_grad(0).then(|| g * b),
+///             ctx.needs_input_grad(1).then(|| g * a),
+///         ]
+///     })
+///     .save(&a)
+///     .save(&b)
+/// });
+/// y.backward();
+/// assert_eq!((a.grad().unwrap().item(), b.grad().unwrap().item()), (5.0, 2.0));
+/// ```
+///
+/// Variants, each for one situation:
+///
+/// - **scalar**: a rule that needs a number (a factor, an exponent) keeps it with
+///   [`Backward::scalar`] and reads [`BackwardCtx::scalar`], instead of capturing it: a
+///   closure that captures nothing is stored without an allocation.
+/// - **saved output**: a rule whose derivative is best written in the output (e^x, tanh)
+///   saves it with [`Backward::save_output`] and reads [`BackwardCtx::output`], or
+///   [`BackwardCtx::output_parts`] for the bare values.
+/// - **in-place**: a single-input elementwise rule on a hot path may overwrite the
+///   incoming gradient when no one else can see it ([`BackwardCtx::grad_for_reuse`]; the
+///   scalar arithmetic's rules do, through a private `map_grad` helper).
+/// - **fused**: when nothing is recorded (grad mode off, a plain backward), a rule may
+///   compute its whole product in one pass over the values instead of composing recorded
+///   operations; it must keep the composed form for `create_graph`. tapegrad-ops does this
+///   for tanh, sigmoid and relu with its `fused_rule` helper, which also reuses the
+///   gradient's buffer.
+///
+/// Code outside the tapegrad crates can also implement [`Function`](crate::Function), which
+/// records through this same path.
+pub struct Backward {
+    /// The node's data under construction: the rule, saved values and scalar are written
+    /// once, where the node will keep them, because moving them later costs copies.
+    pub(crate) data: Box<NodeData>,
+    pub(crate) save_output: bool,
+}
+
+impl Backward {
+    /// A backward rule that saves nothing yet.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = -x: the rule needs nothing but the incoming gradient.
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = record("neg", Location::caller(), &[&x], Tensor::full(&[2], -1.0), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * -1.0)])
+    /// });
+    /// y.sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![-1.0, -1.0]);
+    /// ```
+    pub fn new(rule: impl Fn(&BackwardCtx<'_>) -> InputGrads + 'static) -> Self {
+        Backward { data: node_data_for(Box::new(rule)), save_output: false }
+    }
+
+    /// Keeps `t` for the rule (read back with [`BackwardCtx::saved`], in the order saved).
+    /// The values are kept as they are now: a later in-place update of `t` copies first.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = x^2 saves x = 3; overwriting x afterwards leaves the gradient at 2 * 3.
+    /// let x = Tensor::from_vec(vec![3.0f32], &[1]).requires_grad();
+    /// let value = Tensor::from_vec(vec![9.0f32], &[1]);
+    /// let y = record("square", Location::caller(), &[&x], value, || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)])
+    ///         .save(&x)
+    /// });
+    /// x.set_data(&Tensor::zeros(&[1]));
+    /// y.backward();
+    /// assert_eq!(x.grad().unwrap().item(), 6.0);
+    /// ```
+    pub fn save(mut self, t: &Tensor) -> Self {
+        self.record().saved.push(t.snapshot());
+        self
+    }
+
+    /// Keeps one number for the rule (read back with [`BackwardCtx::scalar`]): a factor or
+    /// an exponent kept this way, instead of captured by the closure, saves the closure its
+    /// allocation (a closure that captures nothing is stored for free).
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = x^3 keeps x and the exponent 3.
+    /// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+    /// let y = record("cube", Location::caller(), &[&x], Tensor::from_vec(vec![8.0f64], &[1]), || {
+    ///     Backward::new(|ctx| {
+    ///         let n = ctx.scalar();
+    ///         smallvec::smallvec![Some(ctx.grad() * &(ctx.saved(0) * ctx.saved(0)) * n)]
+    ///     })
+    ///     .save(&x)
+    ///     .scalar(3.0)
+    /// });
+    /// y.backward();
+    /// assert_eq!(x.grad().unwrap().item(), 12.0);
+    /// ```
+    pub fn scalar(mut self, value: f64) -> Self {
+        self.record().scalar = value;
+        self
+    }
+
+    /// Keeps the operation's own output for the rule (read back with
+    /// [`BackwardCtx::output`]). The tape holds it without a reference cycle.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record, tape_stats};
+    /// use std::panic::Location;
+    /// // y = e^x keeps its output (the derivative e^x is y) and nothing else.
+    /// let before = tape_stats().saved_bytes;
+    /// let x = Tensor::zeros(&[2]).requires_grad();
+    /// let y = record("exp", Location::caller(), &[&x], Tensor::ones(&[2]), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.output())]).save_output()
+    /// });
+    /// assert_eq!(tape_stats().saved_bytes - before, 8); // y's two f32 values
+    /// y.sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![1.0, 1.0]);
+    /// ```
+    pub fn save_output(mut self) -> Self {
+        self.save_output = true;
+        self
+    }
+
+    fn record(&mut self) -> &mut OpRecord {
+        self.data.op.as_mut().expect("a Backward always holds its op record")
+    }
+}
+
+/// A node's data holding `rule`, written straight into its box: `Box::new` would build it
+/// on the stack and copy it over.
+#[inline]
+fn node_data_for(rule: BackwardRule) -> Box<NodeData> {
+    tapegrad_kernels::in_place::boxed(|| NodeData {
+        shape: Shape::new(),
+        saved_bytes: 0,
+        op: Some(OpRecord { rule: Some(rule), scalar: 0.0, saved: SmallVec::new(), output: None }),
+    })
+}
+
+/// Gradients for each input of an operation, `None` where an input gets none.
+///
+/// ```
+/// use tapegrad_tape::{Backward, InputGrads, Tensor, record};
+/// use std::panic::Location;
+/// // y = a, with `b` passed along but treated as a constant: it gets no gradient.
+/// let (a, b) = (Tensor::ones(&[1]).requires_grad(), Tensor::ones(&[1]).requires_grad());
+/// let y = record("first", Location::caller(), &[&a, &b], a.detach(), || {
+///     Backward::new(|ctx| -> InputGrads {
+///         smallvec::smallvec![Some(ctx.grad().clone()), None]
+///     })
+/// });
+/// y.backward();
+/// assert_eq!((a.grad().map(|g| g.item()), b.grad().is_none()), (Some(1.0), true));
+/// ```
+pub type InputGrads = SmallVec<[Option<Tensor>; 2]>;
+
+/// A backward rule: the vector-Jacobian product of one recorded operation.
+///
+/// It is written with differentiable tensor operations, so that under `create_graph` the
+/// gradients it returns are themselves recorded and can be differentiated again.
+///
+/// Each recorded op owns its rule (a closure that captures nothing costs no allocation).
+///
+/// ```
+/// use std::panic::Location;
+/// use tapegrad_tape::{Backward, BackwardRule, BackwardCtx, InputGrads, Tensor, record};
+/// // The same rule (d/dx 2x = 2) for two recorded operations: z = 2(2x).
+/// fn double(ctx: &BackwardCtx<'_>) -> InputGrads {
+///     smallvec::smallvec![Some(ctx.grad() * 2.0)]
+/// }
+/// let _boxed: BackwardRule = Box::new(double); // what `Backward::new(double)` stores
+/// let backward = || Backward::new(double);
+/// let x = Tensor::ones(&[1]).requires_grad();
+/// let y = record("double", Location::caller(), &[&x], Tensor::full(&[1], 2.0), backward);
+/// let z = record("double", Location::caller(), &[&y], Tensor::full(&[1], 4.0), backward);
+/// z.backward();
+/// assert_eq!(x.grad().unwrap().item(), 4.0);
+/// ```
+pub type BackwardRule = Box<dyn Fn(&BackwardCtx<'_>) -> InputGrads>;
+
+/// What a backward rule sees: the gradient of the output, the tensors the operation saved,
+/// and (if it asked for it) its own output.
+///
+/// ```
+/// use tapegrad_tape::{Backward, Tensor, record};
+/// use std::panic::Location;
+/// // y = 3x, recorded by hand; its rule scales the incoming gradient.
+/// let x = Tensor::ones(&[2]).requires_grad();
+/// let value = Tensor::full(&[2], 3.0);
+/// let y = record("times_three", Location::caller(), &[&x], value, || {
+///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * 3.0)])
+/// });
+/// y.sum_to_shape(&[]).backward();
+/// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![3.0, 3.0]);
+/// ```
+pub struct BackwardCtx<'a> {
+    pub(crate) grad: &'a Tensor,
+    pub(crate) saved: &'a [Tensor],
+    pub(crate) output: Option<&'a SavedOutput>,
+    /// The output as a tensor, built on the first call to [`BackwardCtx::output`] (or
+    /// beforehand, carrying its node, under `create_graph`).
+    pub(crate) output_tensor: OnceCell<Tensor>,
+    pub(crate) inputs: &'a [Option<NodeKey>],
+    pub(crate) scalar: f64,
+}
+
+impl BackwardCtx<'_> {
+    /// The gradient of the loss with respect to this operation's output.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, BackwardOptions, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = 3x; the gradient seeded into y is what the rule sees.
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = record("times_three", Location::caller(), &[&x], Tensor::full(&[2], 3.0), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * 3.0)])
+    /// });
+    /// let seed = Tensor::from_vec(vec![1.0f32, 10.0], &[2]);
+    /// y.backward_with(Some(&seed), BackwardOptions::new());
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![3.0, 30.0]);
+    /// ```
+    pub fn grad(&self) -> &Tensor {
+        self.grad
+    }
+
+    /// The `i`-th tensor the operation saved with [`Backward::save`].
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = ab: each input's gradient is the other input, read back in the order saved.
+    /// let a = Tensor::from_vec(vec![2.0f32], &[1]).requires_grad();
+    /// let b = Tensor::from_vec(vec![5.0f32], &[1]).requires_grad();
+    /// let value = Tensor::from_vec(vec![10.0f32], &[1]);
+    /// let y = record("mul", Location::caller(), &[&a, &b], value, || {
+    ///     Backward::new(|ctx| {
+    ///         let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+    ///         smallvec::smallvec![Some(g * b), Some(g * a)]
+    ///     })
+    ///     .save(&a)
+    ///     .save(&b)
+    /// });
+    /// y.backward();
+    /// assert_eq!((a.grad().unwrap().item(), b.grad().unwrap().item()), (5.0, 2.0));
+    /// ```
+    #[track_caller]
+    pub fn saved(&self, i: usize) -> &Tensor {
+        match self.saved.get(i) {
+            Some(t) => t,
+            None => panic!("backward rule asked for saved tensor {i}, but the op saved {}", self.saved.len()),
+        }
+    }
+
+    /// The operation's output, if it was saved with [`Backward::save_output`].
+    ///
+    /// Panics if the output was not saved: that is a bug in the operation.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = e^x, whose derivative is its own output.
+    /// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2]).requires_grad();
+    /// let value = Tensor::from_vec(x.to_vec::<f64>().iter().map(|v| v.exp()).collect(), &[2]);
+    /// let y = record("exp", Location::caller(), &[&x], value, || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.output())]).save_output()
+    /// });
+    /// y.sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![1.0, 1f64.exp()]);
+    /// ```
+    #[track_caller]
+    pub fn output(&self) -> &Tensor {
+        let saved = self.saved_output();
+        self.output_tensor.get_or_init(|| Tensor::from_parts(saved.storage.clone(), saved.layout.clone(), None))
+    }
+
+    /// The operation's saved output as its storage and layout, without building a tensor:
+    /// for rules that compute their gradient in one pass when nothing is recorded.
+    ///
+    /// Panics if the output was not saved, as [`BackwardCtx::output`] does.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Storage, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = e^x: the rule reads e^x straight from the saved values.
+    /// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2]).requires_grad();
+    /// let value = Tensor::from_vec(x.to_vec::<f64>().iter().map(|v| v.exp()).collect(), &[2]);
+    /// let y = record("exp", Location::caller(), &[&x], value, || {
+    ///     Backward::new(|ctx| {
+    ///         let (storage, layout) = ctx.output_parts();
+    ///         let y = Tensor::from_storage(storage.clone(), layout.clone());
+    ///         smallvec::smallvec![Some(ctx.grad() * &y)]
+    ///     })
+    ///     .save_output()
+    /// });
+    /// y.sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![1.0, 1f64.exp()]);
+    /// ```
+    #[track_caller]
+    pub fn output_parts(&self) -> (&Storage, &Layout) {
+        let saved = self.saved_output();
+        (&saved.storage, &saved.layout)
+    }
+
+    #[track_caller]
+    fn saved_output(&self) -> &SavedOutput {
+        self.output.expect("backward rule asked for its output, but the op did not save it")
+    }
+
+    /// The incoming gradient, to be overwritten in place, when nothing else can see it: no
+    /// other handle points at it, it is contiguous, and nothing is being recorded (a
+    /// backward without `create_graph`). A rule computes its result into it with
+    /// [`Tensor::update_storage`] and returns a clone of the handle, instead of allocating
+    /// a fresh tensor; `None` means compute a new one as usual.
+    ///
+    /// Overwrite it only at the rule's last read of the gradient. The buffer is still
+    /// copy-on-write: values another tensor shares are copied before they change.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Storage, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = 3x, whose rule scales the incoming gradient where it lies when it can.
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// let y = record("times_three", Location::caller(), &[&x], Tensor::full(&[2], 3.0), || {
+    ///     Backward::new(|ctx| {
+    ///         let g = match ctx.grad_for_reuse() {
+    ///             Some(g) => {
+    ///                 g.update_storage(|s, _| {
+    ///                     s.make_mut::<f32>().unwrap().iter_mut().for_each(|v| *v *= 3.0)
+    ///                 });
+    ///                 g.clone()
+    ///             }
+    ///             None => ctx.grad() * 3.0,
+    ///         };
+    ///         smallvec::smallvec![Some(g)]
+    ///     })
+    /// });
+    /// (&y * 1.0).sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![3.0, 3.0]);
+    /// ```
+    pub fn grad_for_reuse(&self) -> Option<&Tensor> {
+        let g = self.grad;
+        let unseen = || g.is_sole_handle() && g.node_key().is_none() && g.is_contiguous();
+        (!is_grad_enabled() && unseen()).then_some(g)
+    }
+
+    /// The number the operation kept with [`Backward::scalar`] (0 if it kept none).
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = 2.5x: the factor travels with the node, and the rule captures nothing.
+    /// let x = Tensor::ones(&[1]).requires_grad();
+    /// let y = record("scale", Location::caller(), &[&x], Tensor::full(&[1], 2.5), || {
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.scalar())]).scalar(2.5)
+    /// });
+    /// y.backward();
+    /// assert_eq!(x.grad().unwrap().item(), 2.5);
+    /// ```
+    pub fn scalar(&self) -> f64 {
+        self.scalar
+    }
+
+    /// Whether input `i` needs a gradient; rules may skip the work for inputs that do not.
+    ///
+    /// ```
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// use std::panic::Location;
+    /// // y = a + b with `b` a constant: the rule only builds a gradient for `a`.
+    /// let (a, b) = (Tensor::ones(&[1]).requires_grad(), Tensor::ones(&[1]));
+    /// let y = record("add", Location::caller(), &[&a, &b], Tensor::full(&[1], 2.0), || {
+    ///     Backward::new(|ctx| {
+    ///         (0..2).map(|i| ctx.needs_input_grad(i).then(|| ctx.grad().clone())).collect()
+    ///     })
+    /// });
+    /// y.backward();
+    /// assert_eq!(a.grad().unwrap().item(), 1.0);
+    /// ```
+    #[track_caller]
+    pub fn needs_input_grad(&self, i: usize) -> bool {
+        match self.inputs.get(i) {
+            Some(input) => input.is_some(),
+            None => panic!("backward rule asked about input {i}, but the op has {} inputs", self.inputs.len()),
+        }
+    }
+}
+
+/// Adds a leaf node for a tensor that starts requiring a gradient; returns its key with
+/// one reference, owned by the tensor handle that will hold it.
+pub(crate) fn new_leaf(shape: &[usize], dtype: DType, location: &'static Location<'static>) -> NodeKey {
+    let shape = crate::layout::shape_of(shape);
+    let data = Box::new(NodeData { shape, saved_bytes: 0, op: None });
+    with_tape(|tape| tape.insert_with(|seq| Node::new("leaf", location, seq, SmallVec::new(), dtype, data)))
+}

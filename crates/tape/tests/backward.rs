@@ -1,0 +1,89 @@
+//! The backward sweep's promises, with the tape crate alone: a second pass through a
+//! retained graph, accumulation into `.grad` (shared, repeated and in-place gradients),
+//! `retain_grad`, `grad()` of an interior tensor, and saved values that later in-place
+//! updates cannot change. Tests that need operations from tapegrad-ops are in the root
+//! package's tests/tape_with_ops.rs.
+
+use tapegrad_tape::{BackwardOptions, GradOptions, Tensor, grad};
+
+#[test]
+fn retain_graph_allows_a_second_pass_and_gradients_accumulate() {
+    let x = Tensor::from_vec(vec![1.0f64, -2.0], &[2]).requires_grad();
+    let y = (&x * &x).sum_to_shape(&[]);
+    y.backward_with(None, BackwardOptions::new().retain_graph(true));
+    assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![2.0, -4.0]);
+    y.backward();
+    assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![4.0, -8.0]);
+    x.zero_grad();
+    assert!(x.grad().is_none());
+    (&x * 3.0).sum_to_shape(&[]).backward();
+    assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![3.0, 3.0]);
+}
+
+#[test]
+fn accumulation_does_not_alias_gradients_shared_between_leaves() {
+    // add's backward hands the same gradient tensor to both inputs; accumulating into one
+    // leaf must not change the other.
+    let a = Tensor::ones(&[2]).requires_grad();
+    let b = Tensor::ones(&[2]).requires_grad();
+    (&a + &b).sum_to_shape(&[]).backward();
+    (&a * 5.0).sum_to_shape(&[]).backward();
+    assert_eq!(a.grad().unwrap().to_vec::<f32>(), vec![6.0, 6.0]);
+    assert_eq!(b.grad().unwrap().to_vec::<f32>(), vec![1.0, 1.0]);
+}
+
+#[test]
+fn an_input_used_twice_by_one_op_gets_both_gradients() {
+    // h = x * x reaches x twice from one rule, after x already gathered a gradient from the
+    // later product: every contribution must add up (d/dx x^3 = 3x^2, d/dx x^5 = 5x^4).
+    let x = Tensor::from_vec(vec![3.0f64, -2.0], &[2]).requires_grad();
+    let h = &x * &x;
+    (&h * &x).sum_to_shape(&[]).backward();
+    assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![27.0, 12.0]);
+    x.zero_grad();
+    let h = &x * &x;
+    (&(&h * &x) * &h).sum_to_shape(&[]).backward();
+    assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![405.0, 80.0]);
+}
+
+#[test]
+fn gradient_handle_sees_in_place_accumulation_like_pytorch() {
+    let a = Tensor::ones(&[1]).requires_grad();
+    (&a * 2.0).backward();
+    let g = a.grad().unwrap();
+    let copy = g.to_vec::<f32>();
+    (&a * 2.0).backward();
+    assert_eq!(copy, vec![2.0]);
+    assert_eq!(a.grad().unwrap().item(), 4.0);
+}
+
+#[test]
+fn retain_grad_keeps_an_interior_gradient() {
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    let h = &x * 3.0;
+    h.retain_grad();
+    let y = (&h * &h).sum_to_shape(&[]);
+    y.backward();
+    assert_eq!(h.grad().unwrap().to_vec::<f64>(), vec![6.0, 12.0]);
+    assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![18.0, 36.0]);
+}
+
+#[test]
+fn grad_of_an_interior_tensor() {
+    let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+    let h = &x * 3.0;
+    let y = &h * &h;
+    let g = grad(&[&y], &[&h], GradOptions::new());
+    assert_eq!(g[0].as_ref().unwrap().item(), 12.0);
+}
+
+#[test]
+fn in_place_update_does_not_corrupt_saved_values() {
+    let w = Tensor::full(&[1], 2.0).requires_grad();
+    let y = &w * &w; // saves w's values
+    w.set_data(&Tensor::full(&[1], 100.0));
+    y.backward();
+    // The saved copy is the value at record time: d(w^2)/dw = 2 * 2.
+    assert_eq!(w.grad().unwrap().item(), 4.0);
+    assert_eq!(w.item(), 100.0);
+}
