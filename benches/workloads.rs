@@ -117,7 +117,14 @@ pub fn w3(s: Settings) -> (f64, f64) {
     let model = mlp();
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let (x, y) = (Tensor::randn(&[128, 784]), labels(128));
-    let ms = train_steps(&model, &mut opt, &x, &y, if s.quick { 2 } else { 20 }, if s.quick { 5 } else { 200 });
+    let ms = train_steps(
+        &model,
+        &mut opt,
+        &x,
+        &y,
+        if s.quick { 2 } else { 20 },
+        if s.quick { 5 } else { 200 },
+    );
     (ms, peak_rss_mib())
 }
 
@@ -132,7 +139,8 @@ pub fn w7(s: Settings) -> f64 {
     let embedding = Embedding::new(vocab, 64);
     let lstm = LSTM::new(64, 128, 1).batch_first(true);
     let head = Linear::new(128, vocab);
-    let params: Vec<Tensor> = [embedding.parameters(), lstm.parameters(), head.parameters()].concat();
+    let params: Vec<Tensor> =
+        [embedding.parameters(), lstm.parameters(), head.parameters()].concat();
     let mut opt = Adam::new(params.clone(), 1e-3);
     let token = |n: usize| {
         let u = Tensor::rand(&[n]).to_vec::<f32>();
@@ -264,8 +272,12 @@ pub fn w6(model_name: &str, s: Settings) -> Option<(f64, f64)> {
     };
     let (epochs, n) = if s.quick { (1, 2000) } else { (epochs, data.train.len()) };
     let mut opt = Adam::new(model.parameters(), 1e-3);
-    let loader =
-        DataLoader::new(data.train.images.narrow(0, 0, n), data.train.labels.narrow(0, 0, n), batch).shuffle(0);
+    let loader = DataLoader::new(
+        data.train.images.narrow(0, 0, n),
+        data.train.labels.narrow(0, 0, n),
+        batch,
+    )
+    .shuffle(0);
     let t0 = Instant::now();
     let mut acc = 0.0;
     for epoch in 0..epochs {
@@ -276,7 +288,10 @@ pub fn w6(model_name: &str, s: Settings) -> Option<(f64, f64)> {
         }
         let _no_grad = no_grad();
         let test = DataLoader::new(data.test.images.clone(), data.test.labels.clone(), 1000);
-        acc = test.epoch(0).map(|(x, y)| metrics::accuracy(&model.forward(&x), &y) * y.numel() as f64).sum::<f64>()
+        acc = test
+            .epoch(0)
+            .map(|(x, y)| metrics::accuracy(&model.forward(&x), &y) * y.numel() as f64)
+            .sum::<f64>()
             / data.test.len() as f64;
     }
     Some((t0.elapsed().as_secs_f64(), acc))
@@ -291,7 +306,12 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// One run of a workload on PyTorch: `(metric, value, rest of the JSON line)` per line.
-fn torch_run(python: &str, workload: &str, threads: usize, quick: bool) -> Vec<(String, f64, String)> {
+fn torch_run(
+    python: &str,
+    workload: &str,
+    threads: usize,
+    quick: bool,
+) -> Vec<(String, f64, String)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_workloads.py");
     let mut cmd = Command::new(python);
     cmd.args([script, "--workload", workload, "--threads", &threads.to_string()]);
@@ -303,7 +323,8 @@ fn torch_run(python: &str, workload: &str, threads: usize, quick: bool) -> Vec<(
         .lines()
         .filter_map(|l| {
             let metric = l.split("\"metric\": \"").nth(1)?.split('"').next()?.to_string();
-            let value = l.split("\"value\": ").nth(1)?.split([',', '}']).next()?.trim().parse().ok()?;
+            let value =
+                l.split("\"value\": ").nth(1)?.split([',', '}']).next()?.trim().parse().ok()?;
             let extra = l
                 .split("\"unit\": ")
                 .nth(1)?
@@ -321,7 +342,13 @@ fn torch_available(python: &str) -> bool {
 /// Runs the chosen workloads `runs` times, alternating with PyTorch when `python` is given.
 pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>) -> Vec<Measure> {
     let mut out: Vec<Measure> = vec![];
-    let mut push = |w: &str, metric: &str, unit: &str, higher: bool, ours: f64, torch: Option<f64>, note: String| {
+    let mut push = |w: &str,
+                    metric: &str,
+                    unit: &str,
+                    higher: bool,
+                    ours: f64,
+                    torch: Option<f64>,
+                    note: String| {
         if let Some(m) = out.iter_mut().find(|m| m.workload == w && m.metric == metric) {
             m.ours.push(ours);
             m.torch.extend(torch);
@@ -341,15 +368,18 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
         }
     };
     let torch = |w: &str| python.map(|p| torch_run(p, w, threads, s.quick)).unwrap_or_default();
-    let find = |t: &[(String, f64, String)], metric: &str| t.iter().find(|(m, _, _)| m == metric).map(|(_, v, _)| *v);
+    let find = |t: &[(String, f64, String)], metric: &str| {
+        t.iter().find(|(m, _, _)| m == metric).map(|(_, v, _)| *v)
+    };
     for run in 0..s.runs {
         for &w in only {
             match w {
                 "w1" | "w2" => {
                     let (tot, fwd) = chain(if w == "w1" { 1 } else { 64 }, s);
                     let t = torch(w);
-                    let tf =
-                        t.first().and_then(|(_, _, e)| e.split("\"fwd\": ").nth(1).and_then(|v| v.trim().parse().ok()));
+                    let tf = t.first().and_then(|(_, _, e)| {
+                        e.split("\"fwd\": ").nth(1).and_then(|v| v.trim().parse().ok())
+                    });
                     push(w, "fwd+bwd", "ns/op", false, tot, find(&t, "fwd+bwd"), String::new());
                     push(w, "fwd", "ns/op", false, fwd, tf, String::new());
                 }
@@ -365,17 +395,41 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                 "w4" => {
                     let ms = w4(s);
                     let t = torch(w);
-                    push(w, &format!("train step, {threads} thr"), "ms", false, ms, find(&t, "step"), String::new());
+                    push(
+                        w,
+                        &format!("train step, {threads} thr"),
+                        "ms",
+                        false,
+                        ms,
+                        find(&t, "step"),
+                        String::new(),
+                    );
                 }
                 "w7" => {
                     let ms = w7(s);
                     let t = torch(w);
-                    push(w, &format!("LSTM LM step, {threads} thr"), "ms", false, ms, find(&t, "step"), String::new());
+                    push(
+                        w,
+                        &format!("LSTM LM step, {threads} thr"),
+                        "ms",
+                        false,
+                        ms,
+                        find(&t, "step"),
+                        String::new(),
+                    );
                 }
                 "conv" => {
                     let ms = conv(s);
                     let t = torch(w);
-                    push(w, "conv 64x1x28x28 fwd+bwd", "ms", false, ms, find(&t, "fwd+bwd"), String::new());
+                    push(
+                        w,
+                        "conv 64x1x28x28 fwd+bwd",
+                        "ms",
+                        false,
+                        ms,
+                        find(&t, "fwd+bwd"),
+                        String::new(),
+                    );
                 }
                 "w5" => {
                     let ours = w5(s);
@@ -394,7 +448,15 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                             100.0 * acc,
                             t.first().map_or("-".into(), |x| x.2.clone())
                         );
-                        push(w, "training wall time", "s", false, secs, find(&t, "train wall time"), note);
+                        push(
+                            w,
+                            "training wall time",
+                            "s",
+                            false,
+                            secs,
+                            find(&t, "train wall time"),
+                            note,
+                        );
                     }
                 }
                 other => unreachable!("check_args accepts only known workloads, got {other}"),
@@ -413,7 +475,12 @@ pub fn table(measures: &[Measure], json: bool) -> String {
     if !json {
         s.push_str(&format!(
             "{:<6} {:<28} {:>26} {:>26} {:>8}  {}\n",
-            "id", "metric", "tapegrad median (min-max)", "PyTorch median (min-max)", "speedup", "notes"
+            "id",
+            "metric",
+            "tapegrad median (min-max)",
+            "PyTorch median (min-max)",
+            "speedup",
+            "notes"
         ));
     }
     for m in measures {
@@ -421,24 +488,29 @@ pub fn table(measures: &[Measure], json: bool) -> String {
             if v.is_empty() {
                 "-".to_string()
             } else {
-                let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+                let (lo, hi) = v
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
                 format!("{:.3} ({:.3}-{:.3})", median(v), lo, hi)
             }
         };
-        let speedup = |ours: f64, torch: f64| if m.higher_is_better { ours / torch } else { torch / ours };
+        let speedup =
+            |ours: f64, torch: f64| if m.higher_is_better { ours / torch } else { torch / ours };
         let ratio = if m.torch.is_empty() {
             f64::NAN
         } else if m.torch.len() == m.ours.len() {
             // Runs alternate, so each run's pair saw the same state of the machine: the
             // median of the per-run ratios is steadier than the ratio of the medians.
-            let per_run: Vec<f64> = m.ours.iter().zip(&m.torch).map(|(&o, &t)| speedup(o, t)).collect();
+            let per_run: Vec<f64> =
+                m.ours.iter().zip(&m.torch).map(|(&o, &t)| speedup(o, t)).collect();
             median(&per_run)
         } else {
             speedup(median(&m.ours), median(&m.torch))
         };
         if json {
             s.push_str(&format!(
-                "{{\"workload\": \"{}\", \"metric\": \"{}\", \"unit\": \"{}\", \"tapegrad\": {:?}, \"torch\": {:?}, \"speedup\": {}}}\n",
+                "{{\"workload\": \"{}\", \"metric\": \"{}\", \"unit\": \"{}\", \"tapegrad\": \
+                {:?}, \"torch\": {:?}, \"speedup\": {}}}\n",
                 m.workload,
                 m.metric,
                 m.unit,
@@ -512,7 +584,8 @@ fn main() {
         eprintln!("error: {message}\n\n{USAGE}");
         std::process::exit(2);
     }
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let value =
+        |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let has = |flag: &str| args.iter().any(|a| a == flag);
     let threads: usize = value("--threads").and_then(|t| t.parse().ok()).unwrap_or(2);
     let _ = tapegrad::set_num_threads(threads);
@@ -527,7 +600,10 @@ fn main() {
     let python = std::env::var("TAPEGRAD_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let python = (!has("--no-torch") && torch_available(&python)).then_some(python);
     if python.is_none() {
-        eprintln!("PyTorch not found (set TAPEGRAD_BENCH_PYTHON to a Python with torch); measuring tapegrad alone");
+        eprintln!(
+            "PyTorch not found (set TAPEGRAD_BENCH_PYTHON to a Python with torch); measuring \
+            tapegrad alone"
+        );
     }
     let runs = value("--runs").and_then(|r| r.parse().ok()).unwrap_or(if quick { 1 } else { 5 });
     let measures = run_all(&only, Settings { quick, runs }, threads, python.as_deref());

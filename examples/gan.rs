@@ -18,7 +18,12 @@ const STD: f64 = 0.05;
 
 fn modes() -> Vec<(f64, f64)> {
     (0..MODES)
-        .map(|k| ((TAU * k as f64 / MODES as f64).cos() * RADIUS, (TAU * k as f64 / MODES as f64).sin() * RADIUS))
+        .map(|k| {
+            (
+                (TAU * k as f64 / MODES as f64).cos() * RADIUS,
+                (TAU * k as f64 / MODES as f64).sin() * RADIUS,
+            )
+        })
         .collect()
 }
 
@@ -65,20 +70,34 @@ pub fn run(steps: usize, out: Option<PathBuf>, verbose: bool) -> Outcome {
     for step in 0..=steps {
         // Discriminator: real -> 1, generated -> 0 (the generator's output is detached).
         let fake = generator.forward(&Tensor::randn(&[batch, 2])).detach();
-        let d_loss =
-            &F::binary_cross_entropy_with_logits(&discriminator.forward(&real_batch(batch)), &ones, Reduction::Mean)
-                + &F::binary_cross_entropy_with_logits(&discriminator.forward(&fake), &zeros, Reduction::Mean);
+        let d_loss = &F::binary_cross_entropy_with_logits(
+            &discriminator.forward(&real_batch(batch)),
+            &ones,
+            Reduction::Mean,
+        ) + &F::binary_cross_entropy_with_logits(
+            &discriminator.forward(&fake),
+            &zeros,
+            Reduction::Mean,
+        );
         opt_d.zero_grad();
         d_loss.backward();
         opt_d.step();
         // Generator: make the discriminator say 1.
         let fake = generator.forward(&Tensor::randn(&[batch, 2]));
-        let g_loss = F::binary_cross_entropy_with_logits(&discriminator.forward(&fake), &ones, Reduction::Mean);
+        let g_loss = F::binary_cross_entropy_with_logits(
+            &discriminator.forward(&fake),
+            &ones,
+            Reduction::Mean,
+        );
         opt_g.zero_grad();
         g_loss.backward();
         opt_g.step();
         if verbose && step % 500 == 0 {
-            println!("step {step:>5}  discriminator loss {:.3}  generator loss {:.3}", d_loss.item(), g_loss.item());
+            println!(
+                "step {step:>5}  discriminator loss {:.3}  generator loss {:.3}",
+                d_loss.item(),
+                g_loss.item()
+            );
         }
     }
 
@@ -122,7 +141,11 @@ pub fn run(steps: usize, out: Option<PathBuf>, verbose: bool) -> Outcome {
                 title: "REAL VS GENERATED".into(),
                 series: vec![
                     common::Series { name: "REAL".into(), points: real, color: [40, 90, 200] },
-                    common::Series { name: "GENERATED".into(), points: points[..500].to_vec(), color: [200, 60, 40] },
+                    common::Series {
+                        name: "GENERATED".into(),
+                        points: points[..500].to_vec(),
+                        color: [200, 60, 40],
+                    },
                 ],
                 scatter: true,
             }],
@@ -138,7 +161,8 @@ pub fn run(steps: usize, out: Option<PathBuf>, verbose: bool) -> Outcome {
 #[allow(dead_code)]
 fn main() {
     common::check_args(
-        "usage: cargo run --release --example gan -- [--steps N (default 3000)] [--out DIR (default target/gan)] [--threads N (default 2)]",
+        "usage: cargo run --release --example gan -- [--steps N (default 3000)] [--out DIR \
+        (default target/gan)] [--threads N (default 2)]",
         &["--steps", "--out", "--threads"],
     );
     let _ = tapegrad::set_num_threads(common::flag("--threads", 2));

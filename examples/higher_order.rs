@@ -47,7 +47,9 @@ pub fn run(steps: usize, verbose: bool) -> (f64, f64, f64) {
     for step in 0..=steps {
         let input = points.detach().requires_grad();
         let score = critic.forward(&input).sum();
-        let dx = grad(&[&score], &[&input], GradOptions::new().create_graph(true))[0].clone().expect("used");
+        let dx = grad(&[&score], &[&input], GradOptions::new().create_graph(true))[0]
+            .clone()
+            .expect("used");
         let penalty = (dx.norm_dim(2.0, 1, false) - 1.0).square().mean();
         opt.zero_grad();
         penalty.backward(); // differentiates through the gradient itself

@@ -29,7 +29,11 @@ pub fn run(steps: usize, verbose: bool) -> (f64, f64, f64) {
     let w = model.weight.item();
     let b = model.bias.as_ref().expect("Linear::new has a bias").item();
     if verbose {
-        println!("learned y = {w:.3} x {} {:.3}   (true: y = 3 x - 2)", if b < 0.0 { '-' } else { '+' }, b.abs());
+        println!(
+            "learned y = {w:.3} x {} {:.3}   (true: y = 3 x - 2)",
+            if b < 0.0 { '-' } else { '+' },
+            b.abs()
+        );
     }
     (w, b, last)
 }

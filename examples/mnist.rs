@@ -96,7 +96,8 @@ pub fn run(cfg: &Config) -> Outcome {
     };
     let mut opt = Adam::new(model.parameters(), cfg.lr);
     let loader =
-        DataLoader::new(data.train.images.clone(), data.train.labels.clone(), cfg.batch_size).shuffle(cfg.seed);
+        DataLoader::new(data.train.images.clone(), data.train.labels.clone(), cfg.batch_size)
+            .shuffle(cfg.seed);
     if !cfg.quiet {
         println!(
             "training the {} on {} images ({} test), {} epochs, batch {}, Adam lr {}",
@@ -108,7 +109,8 @@ pub fn run(cfg: &Config) -> Outcome {
             cfg.lr
         );
     }
-    let mut outcome = Outcome { losses: vec![], train_accuracy: vec![], test_accuracy: vec![], seconds: 0.0 };
+    let mut outcome =
+        Outcome { losses: vec![], train_accuracy: vec![], test_accuracy: vec![], seconds: 0.0 };
     let start = Instant::now();
     for epoch in 0..cfg.epochs {
         let bar = if cfg.quiet {
@@ -117,9 +119,11 @@ pub fn run(cfg: &Config) -> Outcome {
             indicatif::ProgressBar::new(loader.batches() as u64)
         };
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos:>3}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30.cyan/blue}] {pos:>3}/{len} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(format!("epoch {:>2}/{}", epoch + 1, cfg.epochs));
         let epoch_start = Instant::now();
@@ -156,7 +160,9 @@ pub fn run(cfg: &Config) -> Outcome {
     let chart = cfg.out.join(format!("mnist-{}.png", cfg.model));
     std::fs::create_dir_all(&cfg.out).expect("create the output directory");
     save(&model, &weights).expect("save the weights");
-    let epochs = |v: &[f64], scale: f64| v.iter().enumerate().map(|(i, &a)| ((i + 1) as f64, a * scale)).collect();
+    let epochs = |v: &[f64], scale: f64| {
+        v.iter().enumerate().map(|(i, &a)| ((i + 1) as f64, a * scale)).collect()
+    };
     let series = |name: &str, points, color| common::Series { name: name.into(), points, color };
     common::write_chart(
         &chart,

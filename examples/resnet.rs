@@ -7,8 +7,8 @@ mod common;
 
 use tapegrad::data::{DataLoader, Mnist};
 use tapegrad::nn::{
-    AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Module, Optimizer, ReLU, Sequential, Slot,
-    join_name, metrics,
+    AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Module, Optimizer, ReLU,
+    Sequential, Slot, join_name, metrics,
 };
 use tapegrad::prelude::*;
 
@@ -100,7 +100,8 @@ pub fn run(epochs: usize, train_limit: Option<usize>, verbose: bool) -> Vec<(f64
 #[allow(dead_code)]
 fn main() {
     common::check_args(
-        "usage: cargo run --release --example resnet -- [--epochs N (default 3)] [--threads N (default 2)]",
+        "usage: cargo run --release --example resnet -- [--epochs N (default 3)] [--threads N \
+        (default 2)]",
         &["--epochs", "--threads"],
     );
     let _ = tapegrad::set_num_threads(common::flag("--threads", 2));

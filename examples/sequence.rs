@@ -38,7 +38,9 @@ pub fn run(steps: usize, verbose: bool) -> (f64, f64) {
         }
     }
     if verbose {
-        println!("MSE fell from {first:.4} to {last:.5} (predicting 0 everywhere scores about 0.5)");
+        println!(
+            "MSE fell from {first:.4} to {last:.5} (predicting 0 everywhere scores about 0.5)"
+        );
     }
     (first, last)
 }

@@ -16,7 +16,11 @@ pub fn run(verbose: bool) -> String {
 
     let dot = loss.graph().to_dot();
     if verbose {
-        println!("{} nodes on the tape, {} bytes held for backward", tape_stats().nodes, tape_stats().saved_bytes);
+        println!(
+            "{} nodes on the tape, {} bytes held for backward",
+            tape_stats().nodes,
+            tape_stats().saved_bytes
+        );
         println!("\nthe graph of `loss`, in record order:\n{}", loss.graph());
         for n in tape_nodes() {
             println!("node #{} {:<8} shape {:?} recorded at {}", n.id, n.op, n.shape, n.location);

@@ -40,9 +40,9 @@ pub use tapegrad_ops as ops;
 pub use tapegrad_tape as tape;
 
 pub use tapegrad_tape::{
-    BackwardOptions, DType, Error, Function, FunctionCtx, GradOptions, GradcheckOptions, GradcheckReport, Result,
-    Tensor, apply, enable_grad, grad, gradcheck, gradgradcheck, manual_seed, no_grad, set_grad_enabled, tape_stats,
-    try_grad,
+    BackwardOptions, DType, Error, Function, FunctionCtx, GradOptions, GradcheckOptions,
+    GradcheckReport, Result, Tensor, apply, enable_grad, grad, gradcheck, gradgradcheck,
+    manual_seed, no_grad, set_grad_enabled, tape_stats, try_grad,
 };
 
 /// What most programs need, in one import: `use tapegrad::prelude::*;`.
@@ -56,15 +56,15 @@ pub use tapegrad_tape::{
 /// ```
 pub mod prelude {
     pub use tapegrad_nn::{
-        Adam, AdamW, BatchNorm2d, Checkpoint, Conv2d, Dropout, Flatten, LayerNorm, Linear, LrScheduler, MaxPool2d,
-        Module, Optimizer, ReLU, SGD, Sequential,
+        Adam, AdamW, BatchNorm2d, Checkpoint, Conv2d, Dropout, Flatten, LayerNorm, Linear,
+        LrScheduler, MaxPool2d, Module, Optimizer, ReLU, SGD, Sequential,
     };
     pub use tapegrad_ops::functional::{self as F, LossOptions};
     pub use tapegrad_ops::prelude::*;
     pub use tapegrad_ops::{Reduction, cat, stack, where_};
     pub use tapegrad_tape::{
-        BackwardOptions, DType, Function, FunctionCtx, GradOptions, GradcheckOptions, Tensor, apply, grad, gradcheck,
-        gradgradcheck, manual_seed, no_grad,
+        BackwardOptions, DType, Function, FunctionCtx, GradOptions, GradcheckOptions, Tensor,
+        apply, grad, gradcheck, gradgradcheck, manual_seed, no_grad,
     };
 }
 

@@ -18,7 +18,9 @@ fn the_benchmark_harness_runs_every_workload() {
 
 #[test]
 fn the_benchmark_rejects_arguments_it_does_not_know() {
-    let check = |line: &str| workloads::check_args(&line.split_whitespace().map(String::from).collect::<Vec<_>>());
+    let check = |line: &str| {
+        workloads::check_args(&line.split_whitespace().map(String::from).collect::<Vec<_>>())
+    };
     assert_eq!(check("--bench --only w4,conv --threads 1 --runs 3 --json --no-torch"), Ok(()));
     assert!(check("--only w4,w11").unwrap_err().contains("\"w11\""));
     assert!(check("--threads two").unwrap_err().contains("--threads"));

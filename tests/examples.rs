@@ -86,7 +86,13 @@ fn linear_regression_recovers_the_line() {
 #[test]
 fn logistic_regression_separates_the_clouds() {
     let o = logistic_regression::run(60, false);
-    assert!(o.last_loss < o.first_loss && o.accuracy > 0.9, "{} -> {}, {}", o.first_loss, o.last_loss, o.accuracy);
+    assert!(
+        o.last_loss < o.first_loss && o.accuracy > 0.9,
+        "{} -> {}, {}",
+        o.first_loss,
+        o.last_loss,
+        o.accuracy
+    );
 }
 
 #[test]
@@ -98,7 +104,10 @@ fn gru_learns_the_next_value_of_a_sine_wave() {
 #[test]
 fn tape_tour_exports_the_graph() {
     let dot = tape_tour::run(false);
-    assert!(dot.contains("matmul") && dot.contains("tanh") && dot.matches("->").count() == 5, "{dot}");
+    assert!(
+        dot.contains("matmul") && dot.contains("tanh") && dot.matches("->").count() == 5,
+        "{dot}"
+    );
 }
 
 #[test]
@@ -111,7 +120,12 @@ fn hessian_vector_product_and_gradient_penalty() {
 #[test]
 fn gan_samples_land_near_the_real_modes() {
     let o = gan::run(1500, None, false);
-    assert!(o.near_a_mode > 0.5 && o.modes_covered >= 6, "{} near, {} modes", o.near_a_mode, o.modes_covered);
+    assert!(
+        o.near_a_mode > 0.5 && o.modes_covered >= 6,
+        "{} near, {} modes",
+        o.near_a_mode,
+        o.modes_covered
+    );
 }
 
 #[test]

@@ -38,7 +38,9 @@ fn a_correct_custom_function_passes() {
     let report = gradcheck(f, &[input()], &GradcheckOptions::default()).unwrap();
     assert!(report.passed, "{report}");
     assert_eq!(report.compared, 36);
-    let fast = gradcheck(f, &[input()], &GradcheckOptions { fast_mode: true, ..Default::default() }).unwrap();
+    let fast =
+        gradcheck(f, &[input()], &GradcheckOptions { fast_mode: true, ..Default::default() })
+            .unwrap();
     assert!(fast.passed && fast.compared == 1, "{fast}");
     let second = gradgradcheck(f, &[input()], &GradcheckOptions::default()).unwrap();
     assert!(second.passed, "{second}");
@@ -47,7 +49,8 @@ fn a_correct_custom_function_passes() {
 #[test]
 fn a_wrong_backward_is_rejected_and_the_report_names_the_element() {
     // Element 4 of the flattened input is [1, 1].
-    let f = |xs: &[Tensor]| apply(SquareWithBug { wrong_at: Some(4), wrong_factor: 2.5 }, &[&xs[0]]);
+    let f =
+        |xs: &[Tensor]| apply(SquareWithBug { wrong_at: Some(4), wrong_factor: 2.5 }, &[&xs[0]]);
     let report = gradcheck(f, &[input()], &GradcheckOptions::default()).unwrap();
     assert!(!report.passed);
     let worst = report.worst.clone().unwrap();
@@ -56,11 +59,17 @@ fn a_wrong_backward_is_rejected_and_the_report_names_the_element() {
     assert!((worst.analytic - 2.5 * -0.25).abs() < 1e-12, "{worst:?}");
     assert!((worst.numerical - 2.0 * -0.25).abs() < 1e-6, "{worst:?}");
     let text = report.to_string();
-    assert!(text.contains("FAILED") && text.contains("d output 0[1, 1] / d input 0[1, 1]"), "{text}");
+    assert!(
+        text.contains("FAILED") && text.contains("d output 0[1, 1] / d input 0[1, 1]"),
+        "{text}"
+    );
 
     // One random projection sees a bug in proportion to its size; a gross one it catches.
-    let gross = |xs: &[Tensor]| apply(SquareWithBug { wrong_at: Some(4), wrong_factor: 40.0 }, &[&xs[0]]);
-    let fast = gradcheck(gross, &[input()], &GradcheckOptions { fast_mode: true, ..Default::default() }).unwrap();
+    let gross =
+        |xs: &[Tensor]| apply(SquareWithBug { wrong_at: Some(4), wrong_factor: 40.0 }, &[&xs[0]]);
+    let fast =
+        gradcheck(gross, &[input()], &GradcheckOptions { fast_mode: true, ..Default::default() })
+            .unwrap();
     assert!(!fast.passed, "the projection catches it too: {fast}");
 }
 
@@ -88,9 +97,14 @@ fn gradgradcheck_catches_a_backward_that_is_not_differentiable() {
 #[test]
 fn misuse_is_an_error_not_a_verdict() {
     let f = |xs: &[Tensor]| &xs[0] * 2.0;
-    let err = gradcheck(f, &[Tensor::ones(&[2]).requires_grad()], &GradcheckOptions::default()).unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument { .. }) && err.to_string().contains("float64"), "{err}");
-    let err = gradcheck(f, &[Tensor::ones_dtype(&[2], DType::F64)], &GradcheckOptions::default()).unwrap_err();
+    let err = gradcheck(f, &[Tensor::ones(&[2]).requires_grad()], &GradcheckOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { .. }) && err.to_string().contains("float64"),
+        "{err}"
+    );
+    let err = gradcheck(f, &[Tensor::ones_dtype(&[2], DType::F64)], &GradcheckOptions::default())
+        .unwrap_err();
     assert!(err.to_string().contains("no input requires a gradient"), "{err}");
 }
 
@@ -121,7 +135,8 @@ fn multiple_inputs_and_outputs() {
     let b = Tensor::from_vec(vec![1.1f64, 0.4, -0.2], &[3, 1]).requires_grad();
     let c = Tensor::from_vec(vec![2.0f64], &[1]); // a constant input: not checked
     let f = |xs: &[Tensor]| vec![(&xs[0] * &xs[1]).tanh() * &xs[2], (&xs[0] + &xs[1]).exp().sum()];
-    let report = gradcheck(f, &[a.clone(), b.clone(), c.clone()], &GradcheckOptions::default()).unwrap();
+    let report =
+        gradcheck(f, &[a.clone(), b.clone(), c.clone()], &GradcheckOptions::default()).unwrap();
     assert!(report.passed, "{report}");
     let report = gradgradcheck(f, &[a, b, c], &GradcheckOptions::default()).unwrap();
     assert!(report.passed, "{report}");

@@ -37,7 +37,10 @@ fn node_count_returns_to_baseline_after_every_training_step() {
         // everything it swept.
         assert_eq!(tape_stats(), baseline, "tape grew at step {step}");
     }
-    assert!(last_loss < first_loss.unwrap() * 0.5, "training made progress: {first_loss:?} -> {last_loss}");
+    assert!(
+        last_loss < first_loss.unwrap() * 0.5,
+        "training made progress: {first_loss:?} -> {last_loss}"
+    );
 }
 
 #[test]
@@ -88,7 +91,10 @@ fn gradients_rewritten_in_place_never_change_what_someone_else_holds() {
         y.backward_with(Some(&seed), BackwardOptions::new());
         assert_eq!(seed.to_vec::<f64>(), vec![1.5; n], "the caller's seed is untouched");
         let dh: Vec<f64> = xs.iter().map(|v| -3.0 * (1.0 - (3.0 * v).tanh().powi(2))).collect();
-        assert!(close(&h.grad().unwrap().to_vec::<f64>(), &dh, 1e-15), "retained gradient of h (n = {n})");
+        assert!(
+            close(&h.grad().unwrap().to_vec::<f64>(), &dh, 1e-15),
+            "retained gradient of h (n = {n})"
+        );
         let dx: Vec<f64> = dh.iter().map(|d| 3.0 * d).collect();
         assert!(close(&x.grad().unwrap().to_vec::<f64>(), &dx, 1e-15), "gradient of x (n = {n})");
 
@@ -200,7 +206,10 @@ fn nodes_keep_the_callers_location() {
     let exp_node = nodes.iter().rev().find(|n| n.op == "exp").unwrap();
     assert_eq!(exp_node.location.line(), line);
     let listing = y.graph().to_string();
-    assert!(listing.contains("exp") && listing.contains("mul_scalar") && listing.contains("leaf"), "{listing}");
+    assert!(
+        listing.contains("exp") && listing.contains("mul_scalar") && listing.contains("leaf"),
+        "{listing}"
+    );
     assert!(listing.contains(&format!("{}:{line}", file!())), "{listing}");
     let dot = y.graph().to_dot();
     assert!(dot.starts_with("digraph") && dot.matches("->").count() == 2, "{dot}");
@@ -208,7 +217,11 @@ fn nodes_keep_the_callers_location() {
 
 fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
     let payload = std::panic::catch_unwind(f).expect_err("should panic");
-    payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap()
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap()
 }
 
 #[test]
@@ -236,11 +249,19 @@ fn dtype_dim_and_argument_errors_are_clear() {
     let line = line!() + 1;
     let err = Tensor::zeros(&[2]).try_mul(&Tensor::zeros_dtype(&[2], DType::F64)).unwrap_err();
     let m = err.to_string();
-    assert!(matches!(err, Error::DType { .. }) && m.contains("float32 and float64") && m.contains("to_dtype"), "{m}");
+    assert!(
+        matches!(err, Error::DType { .. })
+            && m.contains("float32 and float64")
+            && m.contains("to_dtype"),
+        "{m}"
+    );
     assert!(m.contains(&format!("{}:{line}", file!())), "{m}");
 
     let err = Tensor::zeros(&[2, 3]).try_sum_dim(2, false).unwrap_err();
-    assert!(matches!(err, Error::Dim { dim: 2, .. }) && err.to_string().contains("[2, 3]"), "{err}");
+    assert!(
+        matches!(err, Error::Dim { dim: 2, .. }) && err.to_string().contains("[2, 3]"),
+        "{err}"
+    );
 
     let err = Tensor::zeros(&[2]).try_reshape(&[3]).unwrap_err();
     assert!(err.to_string().starts_with("reshape:"), "{err}");

@@ -8,14 +8,20 @@ use tapegrad::prelude::*;
 
 /// Losses (as bits) of `steps` training steps, then every parameter's bits, with the
 /// kernels on a pool of `threads` threads.
-fn train(threads: usize, model: fn() -> Sequential, input: &'static [usize], steps: usize) -> Vec<u32> {
+fn train(
+    threads: usize,
+    model: fn() -> Sequential,
+    input: &'static [usize],
+    steps: usize,
+) -> Vec<u32> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         manual_seed(17);
         let model = model();
         let mut opt = Adam::new(model.parameters(), 1e-2);
         let x = Tensor::randn(input);
-        let y = Tensor::from_vec((0..input[0] as i64).map(|i| i % 10).collect::<Vec<_>>(), &[input[0]]);
+        let y =
+            Tensor::from_vec((0..input[0] as i64).map(|i| i % 10).collect::<Vec<_>>(), &[input[0]]);
         let mut bits = Vec::new();
         for _ in 0..steps {
             opt.zero_grad();
@@ -31,7 +37,11 @@ fn train(threads: usize, model: fn() -> Sequential, input: &'static [usize], ste
     })
 }
 
-fn assert_same_at_every_thread_count(model: fn() -> Sequential, input: &'static [usize], steps: usize) {
+fn assert_same_at_every_thread_count(
+    model: fn() -> Sequential,
+    input: &'static [usize],
+    steps: usize,
+) {
     let one = train(1, model, input, steps);
     for threads in [2, 3, 4] {
         let other = train(threads, model, input, steps);

@@ -32,12 +32,20 @@ fn elementwise(c: &mut Criterion) {
     for n in [4_096usize, 1 << 20] {
         let (a, b) = (Tensor::randn(&[n]), Tensor::randn(&[n]));
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("relu", n), &a, |bench, a| bench.iter(|| black_box(a.relu())));
-        group.bench_with_input(BenchmarkId::new("exp", n), &a, |bench, a| bench.iter(|| black_box(a.exp())));
-        group.bench_with_input(BenchmarkId::new("add", n), &(a.clone(), b.clone()), |bench, (a, b)| {
-            bench.iter(|| black_box(a + b))
+        group.bench_with_input(BenchmarkId::new("relu", n), &a, |bench, a| {
+            bench.iter(|| black_box(a.relu()))
         });
-        group.bench_with_input(BenchmarkId::new("mul", n), &(a, b), |bench, (a, b)| bench.iter(|| black_box(a * b)));
+        group.bench_with_input(BenchmarkId::new("exp", n), &a, |bench, a| {
+            bench.iter(|| black_box(a.exp()))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("add", n),
+            &(a.clone(), b.clone()),
+            |bench, (a, b)| bench.iter(|| black_box(a + b)),
+        );
+        group.bench_with_input(BenchmarkId::new("mul", n), &(a, b), |bench, (a, b)| {
+            bench.iter(|| black_box(a * b))
+        });
     }
     // A bias added across rows: broadcasting without an expanded copy.
     let (x, bias) = (Tensor::randn(&[1024, 1024]), Tensor::randn(&[1024]));
@@ -51,12 +59,22 @@ fn reductions(c: &mut Criterion) {
     let x = Tensor::randn(&[1024, 1024]);
     group.throughput(Throughput::Elements(1 << 20));
     group.bench_function("sum_all/1024x1024", |bench| bench.iter(|| black_box(x.sum())));
-    group.bench_function("sum_dim0/1024x1024", |bench| bench.iter(|| black_box(x.sum_dim(0, false))));
-    group.bench_function("sum_dim1/1024x1024", |bench| bench.iter(|| black_box(x.sum_dim(1, false))));
-    group.bench_function("max_dim1/1024x1024", |bench| bench.iter(|| black_box(x.max_dim(1, false))));
-    group.bench_function("logsumexp_dim1/1024x1024", |bench| bench.iter(|| black_box(x.logsumexp(1, false))));
+    group.bench_function("sum_dim0/1024x1024", |bench| {
+        bench.iter(|| black_box(x.sum_dim(0, false)))
+    });
+    group.bench_function("sum_dim1/1024x1024", |bench| {
+        bench.iter(|| black_box(x.sum_dim(1, false)))
+    });
+    group.bench_function("max_dim1/1024x1024", |bench| {
+        bench.iter(|| black_box(x.max_dim(1, false)))
+    });
+    group.bench_function("logsumexp_dim1/1024x1024", |bench| {
+        bench.iter(|| black_box(x.logsumexp(1, false)))
+    });
     // The gradient of a broadcast bias: a sum back to the bias's shape.
-    group.bench_function("sum_to_shape/1024x1024->1024", |bench| bench.iter(|| black_box(x.sum_to_shape(&[1024]))));
+    group.bench_function("sum_to_shape/1024x1024->1024", |bench| {
+        bench.iter(|| black_box(x.sum_to_shape(&[1024])))
+    });
     group.finish();
 }
 
@@ -93,8 +111,9 @@ fn conv(c: &mut Criterion) {
         let before = tapegrad::ops::set_winograd_enabled(winograd);
         let x = Tensor::randn(&x_shape);
         let w = Tensor::randn(&w_shape);
-        group
-            .bench_function(format!("{name}/forward"), |bench| bench.iter(|| black_box(F::conv2d(&x, &w, None, opts))));
+        group.bench_function(format!("{name}/forward"), |bench| {
+            bench.iter(|| black_box(F::conv2d(&x, &w, None, opts)))
+        });
         let leaves = [x.detach().requires_grad(), w.detach().requires_grad()];
         group.bench_function(format!("{name}/forward_backward"), |bench| {
             bench.iter(|| forward_backward(&leaves, |t| F::conv2d(&t[0], &t[1], None, opts)))
@@ -107,14 +126,18 @@ fn conv(c: &mut Criterion) {
 /// The W4 CNN's two poolings at batch 64.
 fn pooling(c: &mut Criterion) {
     let mut group = c.benchmark_group("pooling");
-    for (name, shape) in [("max2x2_16x28x28", [64usize, 16, 28, 28]), ("max2x2_32x14x14", [64, 32, 14, 14])] {
+    for (name, shape) in
+        [("max2x2_16x28x28", [64usize, 16, 28, 28]), ("max2x2_32x14x14", [64, 32, 14, 14])]
+    {
         let x = Tensor::randn(&shape);
         group.bench_function(format!("{name}/forward"), |bench| {
             bench.iter(|| black_box(F::max_pool2d(&x, (2, 2), (2, 2), (0, 0))))
         });
         let leaves = [x.detach().requires_grad()];
         group.bench_function(format!("{name}/forward_backward"), |bench| {
-            bench.iter(|| forward_backward(&leaves, |t| F::max_pool2d(&t[0], (2, 2), (2, 2), (0, 0))))
+            bench.iter(|| {
+                forward_backward(&leaves, |t| F::max_pool2d(&t[0], (2, 2), (2, 2), (0, 0)))
+            })
         });
     }
     let x = Tensor::randn(&[64, 16, 28, 28]);

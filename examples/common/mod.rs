@@ -104,7 +104,11 @@ impl Canvas {
                 for col in 0..3 {
                     if bits & (4 >> col) != 0 {
                         for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                            self.set((x + k * 8 + col * 2 + dx) as isize, (y + row * 2 + dy) as isize, c);
+                            self.set(
+                                (x + k * 8 + col * 2 + dx) as isize,
+                                (y + row * 2 + dy) as isize,
+                                c,
+                            );
                         }
                     }
                 }
@@ -129,12 +133,12 @@ pub fn write_chart(path: &Path, panels: &[Panel]) -> std::io::Result<()> {
     let mut canvas = Canvas { width, height: H, pixels: vec![255; width * H * 3] };
     for (p, panel) in panels.iter().enumerate() {
         let x0 = p * W;
-        let all: Vec<(f64, f64)> = panel.series.iter().flat_map(|s| s.points.iter().copied()).collect();
-        let (mut xmin, mut xmax, mut ymin, mut ymax) = all
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY), |(a, b, c, d), &(x, y)| {
-                (a.min(x), b.max(x), c.min(y), d.max(y))
-            });
+        let all: Vec<(f64, f64)> =
+            panel.series.iter().flat_map(|s| s.points.iter().copied()).collect();
+        let (mut xmin, mut xmax, mut ymin, mut ymax) = all.iter().fold(
+            (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY),
+            |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+        );
         if !xmin.is_finite() {
             (xmin, xmax, ymin, ymax) = (0.0, 1.0, 0.0, 1.0);
         }
@@ -153,11 +157,19 @@ pub fn write_chart(path: &Path, panels: &[Panel]) -> std::io::Result<()> {
         for k in 0..=4 {
             let gy = (H - MARGIN - k * ph / 4) as isize;
             let gx = (x0 + MARGIN + k * pw / 4) as isize;
-            canvas.line((x0 as isize + MARGIN as isize, gy), ((x0 + MARGIN + pw) as isize, gy), [225, 225, 225]);
+            canvas.line(
+                (x0 as isize + MARGIN as isize, gy),
+                ((x0 + MARGIN + pw) as isize, gy),
+                [225, 225, 225],
+            );
             canvas.line((gx, MARGIN as isize), (gx, (H - MARGIN) as isize), [225, 225, 225]);
         }
         let axis = [60, 60, 60];
-        canvas.line(((x0 + MARGIN) as isize, MARGIN as isize), ((x0 + MARGIN) as isize, (H - MARGIN) as isize), axis);
+        canvas.line(
+            ((x0 + MARGIN) as isize, MARGIN as isize),
+            ((x0 + MARGIN) as isize, (H - MARGIN) as isize),
+            axis,
+        );
         canvas.line(
             ((x0 + MARGIN) as isize, (H - MARGIN) as isize),
             ((x0 + MARGIN + pw) as isize, (H - MARGIN) as isize),

@@ -30,7 +30,9 @@ fn snapshot(model: &Linear, opt: &Adam, sched: &StepLR) -> Snapshot {
     let params = model
         .named_parameters()
         .into_iter()
-        .map(|(n, t)| (n, t.shape().to_vec(), t.to_vec::<f32>().iter().map(|v| v.to_bits()).collect()))
+        .map(|(n, t)| {
+            (n, t.shape().to_vec(), t.to_vec::<f32>().iter().map(|v| v.to_bits()).collect())
+        })
         .collect();
     let lrs = opt.param_groups().iter().map(|g| g.lr.to_bits()).collect();
     let sched = sched.state_dict().into_iter().map(|(k, v)| (k, v.to_bits())).collect();
@@ -48,9 +50,13 @@ fuzz_target!(|data: &[u8]| {
     let mut opt = Adam::new(model.parameters(), 1e-3);
     let mut sched = StepLR::new(1e-3, 2, 0.5);
     let before = snapshot(&model, &opt, &sched);
-    let loaded = Checkpoint::resume(&mut model).optimizer(&mut opt).scheduler(&mut sched).load(input);
+    let loaded =
+        Checkpoint::resume(&mut model).optimizer(&mut opt).scheduler(&mut sched).load(input);
     match loaded {
-        Err(_) => assert!(snapshot(&model, &opt, &sched) == before, "a failed load changed the model or optimizer"),
+        Err(_) => assert!(
+            snapshot(&model, &opt, &sched) == before,
+            "a failed load changed the model or optimizer"
+        ),
         Ok(info) => {
             Checkpoint::new(&model)
                 .optimizer(&opt)

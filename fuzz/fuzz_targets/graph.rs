@@ -118,7 +118,11 @@ const SPECIAL_DIM: [isize; 16] = [
 impl<'a> Arbitrary<'a> for Dim {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         let sel: u8 = u.arbitrary()?;
-        Ok(Dim(if sel < 240 { isize::from(sel % 9) - 4 } else { SPECIAL_DIM[usize::from(sel - 240)] }))
+        Ok(Dim(if sel < 240 {
+            isize::from(sel % 9) - 4
+        } else {
+            SPECIAL_DIM[usize::from(sel - 240)]
+        }))
     }
 }
 
@@ -148,7 +152,11 @@ const SPECIAL_SIZE: [usize; 16] = [
 impl<'a> Arbitrary<'a> for Size {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         let sel: u8 = u.arbitrary()?;
-        Ok(Size(if sel < 240 { usize::from(sel % 6) } else { SPECIAL_SIZE[usize::from(sel - 240)] }))
+        Ok(Size(if sel < 240 {
+            usize::from(sel % 6)
+        } else {
+            SPECIAL_SIZE[usize::from(sel - 240)]
+        }))
     }
 }
 
@@ -178,7 +186,11 @@ const SPECIAL_INDEX: [i64; 16] = [
 impl<'a> Arbitrary<'a> for Index {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         let sel: u8 = u.arbitrary()?;
-        Ok(Index(if sel < 240 { i64::from(sel % 7) - 1 } else { SPECIAL_INDEX[usize::from(sel - 240)] }))
+        Ok(Index(if sel < 240 {
+            i64::from(sel % 7) - 1
+        } else {
+            SPECIAL_INDEX[usize::from(sel - 240)]
+        }))
     }
 }
 
@@ -280,7 +292,9 @@ impl IndexSpec {
         let shape: Vec<usize> = self.shape.0.iter().map(|&d| usize::from(d % 5)).collect();
         let n: usize = shape.iter().product();
         let values: Vec<i64> = (0..n)
-            .map(|i| if self.values.0.is_empty() { 0 } else { self.values.0[i % self.values.0.len()].0 })
+            .map(|i| {
+                if self.values.0.is_empty() { 0 } else { self.values.0[i % self.values.0.len()].0 }
+            })
             .collect();
         Tensor::from_vec(values, &shape)
     }
@@ -383,9 +397,12 @@ impl<'a> Arbitrary<'a> for Program {
         let mut inputs = Vec::with_capacity(n);
         for _ in 0..n {
             let rank = u.int_in_range(0..=4)?;
-            let shape: Vec<usize> = (0..rank).map(|_| u.int_in_range(0..=4)).collect::<arbitrary::Result<_>>()?;
+            let shape: Vec<usize> =
+                (0..rank).map(|_| u.int_in_range(0..=4)).collect::<arbitrary::Result<_>>()?;
             let numel = shape.iter().product();
-            let values = (0..numel).map(|_| Val::arbitrary(u).map(|v| v.0)).collect::<arbitrary::Result<_>>()?;
+            let values = (0..numel)
+                .map(|_| Val::arbitrary(u).map(|v| v.0))
+                .collect::<arbitrary::Result<_>>()?;
             inputs.push(Input { shape, values });
         }
         let seed = u.arbitrary()?;
@@ -415,13 +432,23 @@ fn product(dims: impl IntoIterator<Item = u128>) -> Option<u128> {
 fn broadcast_count(shapes: &[&[usize]]) -> Option<u128> {
     let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
     product((0..rank).map(|i| {
-        shapes.iter().map(|s| if i + s.len() >= rank { s[i + s.len() - rank] as u128 } else { 1 }).max().unwrap_or(1)
+        shapes
+            .iter()
+            .map(|s| if i + s.len() >= rank { s[i + s.len() - rank] as u128 } else { 1 })
+            .max()
+            .unwrap_or(1)
     }))
 }
 
 /// Output size of a convolution or pooling window along one axis, exactly (None: no output
 /// or a zero stride; the op reports those).
-fn window_out(size: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<u128> {
+fn window_out(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Option<u128> {
     let span = (dilation as i128).checked_mul(kernel as i128 - 1)?.checked_add(1)?;
     let room = size as i128 + 2 * padding as i128 - span;
     if stride == 0 || room < 0 {
@@ -513,7 +540,9 @@ impl Run {
         if t.numel() > CAP || t.dim() > MAX_RANK || t.shape().iter().any(|&d| d > CAP) {
             return;
         }
-        self.require(&t, "an intermediate value is not finite or is large", |v| v.is_finite() && v.abs() <= BIG);
+        self.require(&t, "an intermediate value is not finite or is large", |v| {
+            v.is_finite() && v.abs() <= BIG
+        });
         self.pool.push(t);
     }
 
@@ -570,7 +599,8 @@ impl Run {
                             return;
                         }
                         let sign = if matches!(kind, Unary::Max) { 1.0 } else { -1.0 };
-                        if self.analyse && gap_of(values(&x).into_iter().map(|v| sign * v)) <= KINK {
+                        if self.analyse && gap_of(values(&x).into_iter().map(|v| sign * v)) <= KINK
+                        {
                             self.not_checkable("max/min with a tie");
                         }
                         if sign > 0.0 { x.max() } else { x.min() }
@@ -640,10 +670,16 @@ impl Run {
                         if self.analyse {
                             let _g = no_grad();
                             if let Ok(d) = a.try_sub(&b) {
-                                self.require(&d, "maximum/minimum of near-equal values", |v| v.abs() > KINK);
+                                self.require(&d, "maximum/minimum of near-equal values", |v| {
+                                    v.abs() > KINK
+                                });
                             }
                         }
-                        if matches!(kind, Binary::Maximum) { a.try_maximum(&b) } else { a.try_minimum(&b) }
+                        if matches!(kind, Binary::Maximum) {
+                            a.try_maximum(&b)
+                        } else {
+                            a.try_minimum(&b)
+                        }
                     }
                     Binary::Pow => {
                         self.require(&a, "power of a base near or below 0", |v| v > POLE);
@@ -692,10 +728,12 @@ impl Run {
                 let (a, b) = (self.get(*a).clone(), self.get(*b).clone());
                 let (sa, sb) = (a.shape(), b.shape());
                 // Batch dimensions broadcast; the matrix dimensions give n x m.
-                let batch = |s: &[usize]| if s.len() > 2 { s[..s.len() - 2].to_vec() } else { vec![] };
+                let batch =
+                    |s: &[usize]| if s.len() > 2 { s[..s.len() - 2].to_vec() } else { vec![] };
                 let n = if sa.len() >= 2 { sa[sa.len() - 2] } else { 1 } as u128;
                 let m = if sb.len() >= 2 { sb[sb.len() - 1] } else { 1 } as u128;
-                let count = broadcast_count(&[&batch(sa), &batch(sb)]).and_then(|c| product([c, n, m]));
+                let count =
+                    broadcast_count(&[&batch(sa), &batch(sb)]).and_then(|c| product([c, n, m]));
                 if affordable(count) {
                     self.keep(a.try_matmul(&b));
                 }
@@ -758,8 +796,11 @@ impl Run {
             Op::Split(r, size, d, pick) | Op::Chunk(r, size, d, pick) => {
                 let x = self.get(*r).clone();
                 // Splitting into size-1 pieces of a big dimension is still at most CAP views.
-                let pieces =
-                    if matches!(op, Op::Split(..)) { x.try_split(size.0, d.0) } else { x.try_chunk(size.0, d.0) };
+                let pieces = if matches!(op, Op::Split(..)) {
+                    x.try_split(size.0, d.0)
+                } else {
+                    x.try_chunk(size.0, d.0)
+                };
                 if let Ok(pieces) = pieces
                     && !pieces.is_empty()
                 {
@@ -791,7 +832,8 @@ impl Run {
                 // pad handles it.
                 let padded_overflow = {
                     let sizes = s.iter().enumerate().map(|(i, &d)| {
-                        let p = pads.get(s.len() - 1 - i).map_or(0, |&(a, b)| a as u128 + b as u128);
+                        let p =
+                            pads.get(s.len() - 1 - i).map_or(0, |&(a, b)| a as u128 + b as u128);
                         d as u128 + p
                     });
                     product(sizes.filter(|&d| d != 0)).is_none_or(|c| c > usize::MAX as u128)
@@ -807,16 +849,15 @@ impl Run {
                 let x = self.get(*r).clone();
                 let reps: Vec<usize> = reps.0.iter().map(|s| s.0).collect();
                 let s = x.shape();
-                let count = if reps.len() < s.len() {
-                    Some(0) // an error
-                } else {
-                    let lead = reps.len() - s.len();
-                    product(
-                        reps.iter()
-                            .enumerate()
-                            .map(|(i, &r)| r as u128 * if i >= lead { s[i - lead] } else { 1 } as u128),
-                    )
-                };
+                let count =
+                    if reps.len() < s.len() {
+                        Some(0) // an error
+                    } else {
+                        let lead = reps.len() - s.len();
+                        product(reps.iter().enumerate().map(|(i, &r)| {
+                            r as u128 * if i >= lead { s[i - lead] } else { 1 } as u128
+                        }))
+                    };
                 if affordable(count) {
                     self.keep(x.try_repeat(&reps));
                 }
@@ -856,12 +897,25 @@ impl Run {
                     groups: groups.0,
                 };
                 if let ([n, c, h, wd], [o, _, kh, kw]) = (x.shape(), w.shape()) {
-                    let ho = window_out(*h, *kh, options.stride.0, options.padding.0, options.dilation.0);
-                    let wo = window_out(*wd, *kw, options.stride.1, options.padding.1, options.dilation.1);
+                    let ho = window_out(
+                        *h,
+                        *kh,
+                        options.stride.0,
+                        options.padding.0,
+                        options.dilation.0,
+                    );
+                    let wo = window_out(
+                        *wd,
+                        *kw,
+                        options.stride.1,
+                        options.padding.1,
+                        options.dilation.1,
+                    );
                     if let (Some(ho), Some(wo)) = (ho, wo) {
                         // The output, and the im2col matrix (or padded input) it may build.
                         let out = product([*n as u128, *o as u128, ho, wo]);
-                        let cols = product([*n as u128, *c as u128, *kh as u128, *kw as u128, ho, wo]);
+                        let cols =
+                            product([*n as u128, *c as u128, *kh as u128, *kw as u128, ho, wo]);
                         let padded = product([
                             *n as u128,
                             *c as u128,
@@ -877,9 +931,14 @@ impl Run {
             }
             Op::MaxPool2d { x, kernel, stride, padding } => {
                 let x = self.get(*x).clone();
-                let (k, s, p) = ((kernel.0.0, kernel.1.0), (stride.0.0, stride.1.0), (padding.0.0, padding.1.0));
+                let (k, s, p) = (
+                    (kernel.0.0, kernel.1.0),
+                    (stride.0.0, stride.1.0),
+                    (padding.0.0, padding.1.0),
+                );
                 if let [n, c, h, w] = *x.shape()
-                    && let (Some(ho), Some(wo)) = (window_out(h, k.0, s.0, p.0, 1), window_out(w, k.1, s.1, p.1, 1))
+                    && let (Some(ho), Some(wo)) =
+                        (window_out(h, k.0, s.0, p.0, 1), window_out(w, k.1, s.1, p.1, 1))
                     && !affordable(product([n as u128, c as u128, ho, wo]))
                 {
                     return;
@@ -898,10 +957,13 @@ impl Run {
                         for i in 0..ho {
                             for j in 0..wo {
                                 let (r0, c0) = (i.saturating_mul(s.0), j.saturating_mul(s.1));
-                                let rows = r0.saturating_sub(p.0)..r0.saturating_add(k.0).saturating_sub(p.0).min(h);
-                                let cols = c0.saturating_sub(p.1)..c0.saturating_add(k.1).saturating_sub(p.1).min(w);
+                                let rows = r0.saturating_sub(p.0)
+                                    ..r0.saturating_add(k.0).saturating_sub(p.0).min(h);
+                                let cols = c0.saturating_sub(p.1)
+                                    ..c0.saturating_add(k.1).saturating_sub(p.1).min(w);
                                 let window = rows.flat_map(|a| cols.clone().map(move |b| (a, b)));
-                                gap = gap.min(gap_of(window.map(|(a, b)| v[(plane * h + a) * w + b])));
+                                gap = gap
+                                    .min(gap_of(window.map(|(a, b)| v[(plane * h + a) * w + b])));
                             }
                         }
                     }
@@ -922,7 +984,11 @@ impl Run {
                     let n = values.len();
                     Tensor::from_vec(values, &[n])
                 });
-                let options = LossOptions { reduction: reduction.get(), ignore_index: ignore_index.0, weight };
+                let options = LossOptions {
+                    reduction: reduction.get(),
+                    ignore_index: ignore_index.0,
+                    weight,
+                };
                 let target = target.tensor();
                 let y = if matches!(op, Op::CrossEntropy { .. }) {
                     F::cross_entropy_with(&x, &target, &options)
@@ -943,8 +1009,12 @@ impl Run {
                     y = y.sigmoid();
                 }
                 // Near 0 and 1 a perturbation can leave [0, 1], which is an error.
-                self.require(&p, "binary_cross_entropy input near 0 or 1", |v| (POLE..=1.0 - POLE).contains(&v));
-                self.require(&y, "binary_cross_entropy target near 0 or 1", |v| (POLE..=1.0 - POLE).contains(&v));
+                self.require(&p, "binary_cross_entropy input near 0 or 1", |v| {
+                    (POLE..=1.0 - POLE).contains(&v)
+                });
+                self.require(&y, "binary_cross_entropy target near 0 or 1", |v| {
+                    (POLE..=1.0 - POLE).contains(&v)
+                });
                 self.keep(F::try_binary_cross_entropy(&p, &y, reduction.get()));
             }
             Op::Mse(a, b, reduction) => {
@@ -976,14 +1046,19 @@ fn run(program: &Program, inputs: &[Tensor], analyse: bool) -> (Tensor, Option<&
 }
 
 fn leaves(program: &Program) -> Vec<Tensor> {
-    program.inputs.iter().map(|i| Tensor::from_vec(i.values.clone(), &i.shape).requires_grad()).collect()
+    program
+        .inputs
+        .iter()
+        .map(|i| Tensor::from_vec(i.values.clone(), &i.shape).requires_grad())
+        .collect()
 }
 
 /// With `TAPEGRAD_FUZZ_STATS` set, how many programs ran and how many were gradchecked
 /// (printed every 1024 programs; e.g. over a corpus with `-runs=0`).
 fn count(gradchecked: bool, full: bool) {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-    static COUNTS: [AtomicUsize; 3] = [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)];
+    static COUNTS: [AtomicUsize; 3] =
+        [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)];
     static ON: OnceLock<bool> = OnceLock::new();
     if !*ON.get_or_init(|| std::env::var_os("TAPEGRAD_FUZZ_STATS").is_some()) {
         return;
@@ -1009,7 +1084,11 @@ fuzz_target!(|program: Program| {
         out.sum().try_backward().expect("backward from a scalar of a tracked graph");
         for (i, x) in inputs.iter().enumerate() {
             if let Some(g) = x.grad() {
-                assert_eq!(g.shape(), x.shape(), "gradient of input {i} has the wrong shape\n{program:#?}");
+                assert_eq!(
+                    g.shape(),
+                    x.shape(),
+                    "gradient of input {i} has the wrong shape\n{program:#?}"
+                );
             }
         }
     }

@@ -72,7 +72,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let expected = parse_idx(payload, "payload");
     match (&expected, &read) {
-        (Ok(a), Ok(b)) => assert!(a.dims == b.dims && a.data == b.data, "gzip and raw parses differ"),
+        (Ok(a), Ok(b)) => {
+            assert!(a.dims == b.dims && a.data == b.data, "gzip and raw parses differ")
+        }
         (Err(_), Err(_)) => {}
         // A damaged stream may fail (checksum, truncation); it must never produce other data.
         (Ok(_), Err(_)) if damaged => {}
@@ -81,7 +83,9 @@ fuzz_target!(|data: &[u8]| {
         // array may differ from `payload`'s only if the damage was in the deflate data, which
         // the CRC-32 trailer rejects, so any acceptance must equal the raw parse.
         (Err(_), Ok(b)) if damaged => {
-            panic!("a damaged gzip stream was accepted although its payload is not valid IDX: {b:?}")
+            panic!(
+                "a damaged gzip stream was accepted although its payload is not valid IDX: {b:?}"
+            )
         }
         (a, b) => panic!("raw parse gave {a:?} but the gzip file gave {b:?}"),
     }

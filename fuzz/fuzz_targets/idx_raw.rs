@@ -30,18 +30,26 @@ fuzz_target!(|data: &[u8]| {
             for &d in &a.dims {
                 encoded.extend(u32::try_from(d).expect("a dimension wider than u32").to_be_bytes());
             }
-            assert_eq!(a.data.len(), a.dims.iter().product::<usize>(), "data length != product of dims");
+            assert_eq!(
+                a.data.len(),
+                a.dims.iter().product::<usize>(),
+                "data length != product of dims"
+            );
             encoded.extend(&a.data);
             assert!(encoded == data, "parse_idx accepted bytes that are not header + data");
         }
-        Err(e) => assert!(e.to_string().starts_with("fuzz-input"), "error does not name its source: {e}"),
+        Err(e) => {
+            assert!(e.to_string().starts_with("fuzz-input"), "error does not name its source: {e}")
+        }
     }
     // The file reader takes the gzip path for gzip's magic bytes; otherwise it must agree.
     if !data.starts_with(&[0x1f, 0x8b]) {
         let path = scratch();
         std::fs::write(path, data).expect("write the scratch file");
         match (&parsed, read_idx(path)) {
-            (Ok(a), Ok(b)) => assert!(a.dims == b.dims && a.data == b.data, "read_idx and parse_idx differ"),
+            (Ok(a), Ok(b)) => {
+                assert!(a.dims == b.dims && a.data == b.data, "read_idx and parse_idx differ")
+            }
             (Err(_), Err(_)) => {}
             (a, b) => panic!("parse_idx gave {a:?} but read_idx gave {b:?}"),
         }

@@ -82,17 +82,26 @@ fn read_array(mut r: impl Read, source: &str, stream: Stream) -> Result<IdxArray
     let mut head = [0u8; 4];
     let n = read_up_to(&mut r, &mut head).map_err(|e| stream.error(source, e))?;
     if n < 4 {
-        return Err(bad(source, format!("{n} bytes is too short for an IDX header (4 bytes at least)")));
+        return Err(bad(
+            source,
+            format!("{n} bytes is too short for an IDX header (4 bytes at least)"),
+        ));
     }
     if head[0] != 0 || head[1] != 0 {
         return Err(bad(source, format!("bad magic number {head:02x?}: not an IDX file")));
     }
     if head[2] != 0x08 {
-        return Err(bad(source, format!("element type 0x{:02x} is not unsigned bytes (0x08)", head[2])));
+        return Err(bad(
+            source,
+            format!("element type 0x{:02x} is not unsigned bytes (0x08)", head[2]),
+        ));
     }
     let rank = head[3] as usize;
     if rank == 0 {
-        return Err(bad(source, "the header declares a 0-dimensional array; IDX arrays have 1 to 255".into()));
+        return Err(bad(
+            source,
+            "the header declares a 0-dimensional array; IDX arrays have 1 to 255".into(),
+        ));
     }
     let header = 4 + 4 * rank;
     let mut sizes = vec![0u8; 4 * rank];
@@ -101,24 +110,35 @@ fn read_array(mut r: impl Read, source: &str, stream: Stream) -> Result<IdxArray
         return Err(bad(
             source,
             format!(
-                "header of a {rank}-dimensional array is truncated: it needs {header} bytes, {} has {}",
+                "header of a {rank}-dimensional array is truncated: it needs {header} bytes, {} \
+                has {}",
                 stream.what(),
                 4 + n
             ),
         ));
     }
-    let dims: Vec<usize> =
-        sizes.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")) as usize).collect();
+    let dims: Vec<usize> = sizes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")) as usize)
+        .collect();
     let expected = dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .filter(|&e| e.checked_add(header).is_some())
-        .ok_or_else(|| bad(source, format!("dimensions {dims:?} overflow: their product does not fit in memory")))?;
+        .ok_or_else(|| {
+            bad(
+                source,
+                format!("dimensions {dims:?} overflow: their product does not fit in memory"),
+            )
+        })?;
     let size_error = |actual: String, short: bool| {
         let hint = if short { " (truncated?)" } else { "" };
         bad(
             source,
-            format!("dimensions {dims:?} need {expected} bytes of data but {} has {actual}{hint}", stream.what()),
+            format!(
+                "dimensions {dims:?} need {expected} bytes of data but {} has {actual}{hint}",
+                stream.what()
+            ),
         )
     };
     if let Stream::Raw(Some(len)) = stream {
@@ -145,7 +165,10 @@ fn read_array(mut r: impl Read, source: &str, stream: Stream) -> Result<IdxArray
     }
     if read_up_to(&mut r, &mut [0u8; 1]).map_err(|e| stream.error(source, e))? != 0 {
         return Err(size_error(
-            format!("more bytes than the header declares (trailing data after byte {})", header + expected),
+            format!(
+                "more bytes than the header declares (trailing data after byte {})",
+                header + expected
+            ),
             false,
         ));
     }
@@ -172,9 +195,14 @@ pub fn parse_idx(bytes: &[u8], source: &str) -> Result<IdxArray> {
 
 /// Reads an IDX array from `input`, decompressing it on the fly if it starts with gzip's magic
 /// bytes. `len` is the input's length when known (used for raw data only).
-pub(crate) fn read_stream(mut input: impl Read, source: &str, len: Option<u64>) -> Result<IdxArray> {
+pub(crate) fn read_stream(
+    mut input: impl Read,
+    source: &str,
+    len: Option<u64>,
+) -> Result<IdxArray> {
     let mut magic = [0u8; 2];
-    let n = read_up_to(&mut input, &mut magic).map_err(|e| Error::Io { path: source.to_string(), source: e })?;
+    let n = read_up_to(&mut input, &mut magic)
+        .map_err(|e| Error::Io { path: source.to_string(), source: e })?;
     let input = (&magic[..n]).chain(input);
     if magic[..n] == GZIP_MAGIC {
         read_array(flate2::read::MultiGzDecoder::new(input), source, Stream::Gzip)

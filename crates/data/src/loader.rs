@@ -181,7 +181,11 @@ impl DataLoader {
     /// assert_eq!(loader.drop_last(true).batches(), 2);
     /// ```
     pub fn batches(&self) -> usize {
-        if self.drop_last { self.len() / self.batch_size } else { self.len().div_ceil(self.batch_size) }
+        if self.drop_last {
+            self.len() / self.batch_size
+        } else {
+            self.len().div_ceil(self.batch_size)
+        }
     }
 
     /// The batches of epoch `epoch`.
@@ -194,13 +198,19 @@ impl DataLoader {
     /// let loader = DataLoader::new(x, y, 4).shuffle(3);
     /// for (xb, yb) in loader.epoch(5) {
     ///     // Inputs and targets are shuffled together.
-    ///     assert_eq!(xb.to_vec::<f32>(), yb.to_vec::<i64>().iter().map(|&v| v as f32).collect::<Vec<_>>());
+    ///     assert_eq!(
+    ///         xb.to_vec::<f32>(),
+    ///         yb.to_vec::<i64>().iter().map(|&v| v as f32).collect::<Vec<_>>()
+    ///     );
     /// }
     /// assert_eq!(loader.epoch(5).map(|(_, y)| y.numel()).collect::<Vec<_>>(), [4, 2]);
     /// ```
     pub fn epoch(&self, epoch: u64) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
         let order = match self.seed {
-            Some(seed) => permutation(self.len(), seed.wrapping_add(epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15))),
+            Some(seed) => permutation(
+                self.len(),
+                seed.wrapping_add(epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            ),
             None => (0..self.len()).collect(),
         };
         let batches = self.batches();

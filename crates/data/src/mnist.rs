@@ -28,7 +28,10 @@ impl Split {
     /// ```
     /// use tapegrad_data::Split;
     /// use tapegrad_tape::Tensor;
-    /// let split = Split { images: Tensor::zeros(&[3, 1, 28, 28]), labels: Tensor::from_vec(vec![7i64, 2, 1], &[3]) };
+    /// let split = Split {
+    ///     images: Tensor::zeros(&[3, 1, 28, 28]),
+    ///     labels: Tensor::from_vec(vec![7i64, 2, 1], &[3]),
+    /// };
     /// assert_eq!(split.len(), 3);
     /// ```
     pub fn len(&self) -> usize {
@@ -40,7 +43,10 @@ impl Split {
     /// ```
     /// use tapegrad_data::Split;
     /// use tapegrad_tape::Tensor;
-    /// let empty = Split { images: Tensor::zeros(&[0, 1, 28, 28]), labels: Tensor::from_vec(Vec::<i64>::new(), &[0]) };
+    /// let empty = Split {
+    ///     images: Tensor::zeros(&[0, 1, 28, 28]),
+    ///     labels: Tensor::from_vec(Vec::<i64>::new(), &[0]),
+    /// };
     /// assert!(empty.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -71,8 +77,12 @@ const EMBEDDED: [&[u8]; 4] = [
     include_bytes!("../mnist-5k/t10k-labels-idx1-ubyte.gz"),
 ];
 
-const FILES: [&str; 4] =
-    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+const FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
 
 fn split(images: IdxArray, labels: IdxArray, source: &str) -> Result<Split> {
     let bad = |message: String| Error::Format { path: source.to_string(), message };
@@ -91,7 +101,10 @@ fn split(images: IdxArray, labels: IdxArray, source: &str) -> Result<Split> {
     let (n, r, c) = (images.dims[0], images.dims[1], images.dims[2]);
     let pixels: Vec<f32> = images.data.iter().map(|&p| p as f32 / 255.0).collect();
     let labels: Vec<i64> = labels.data.iter().map(|&l| l as i64).collect();
-    Ok(Split { images: Tensor::from_vec(pixels, &[n, 1, r, c]), labels: Tensor::from_vec(labels, &[n]) })
+    Ok(Split {
+        images: Tensor::from_vec(pixels, &[n, 1, r, c]),
+        labels: Tensor::from_vec(labels, &[n]),
+    })
 }
 
 impl Mnist {
@@ -132,7 +145,10 @@ impl Mnist {
             }
             Err(Error::Io {
                 path: dir.join(name).display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "neither the file nor a .gz of it exists"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "neither the file nor a .gz of it exists",
+                ),
             })
         };
         let source = dir.display().to_string();

@@ -29,9 +29,12 @@ fn reads_raw_and_gzip_files_from_a_directory() {
     let dir = temp("mnist-copy");
     std::fs::create_dir_all(&dir).unwrap();
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/mnist-5k");
-    for name in
-        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    {
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
         let gz = std::fs::read(format!("{src}/{name}.gz")).unwrap();
         if name.starts_with("train") {
             std::fs::write(dir.join(format!("{name}.gz")), gz).unwrap();
@@ -62,7 +65,9 @@ fn bad_files_give_clear_errors() {
     assert!(err.to_string().contains("truncated") && err.to_string().contains("file.idx"), "{err}");
 
     // A gzip file cut short.
-    let gz = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/mnist-5k/t10k-images-idx3-ubyte.gz")).unwrap();
+    let gz =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/mnist-5k/t10k-images-idx3-ubyte.gz"))
+            .unwrap();
     let path = temp("cut.gz");
     std::fs::File::create(&path).unwrap().write_all(&gz[..gz.len() / 2]).unwrap();
     let err = read_idx(&path).unwrap_err();
@@ -147,7 +152,11 @@ fn a_header_declaring_more_than_fits_fails_cleanly() {
     let mut bytes = header(&[u32::MAX, u32::MAX, u32::MAX]);
     bytes.extend([1, 2, 3]);
     let err = parse_idx(&bytes, "huge.idx").unwrap_err().to_string();
-    assert!(err.starts_with("huge.idx: ") && err.contains("[4294967295, 4294967295, 4294967295] overflow"), "{err}");
+    assert!(
+        err.starts_with("huge.idx: ")
+            && err.contains("[4294967295, 4294967295, 4294967295] overflow"),
+        "{err}"
+    );
     let err = read_err("huge-idx3-ubyte.gz", &gzip(&[&bytes]));
     assert!(err.contains("overflow"), "{err}");
     // A size that fits but is absurd is neither allocated nor inflated for: 2^48 declared,
@@ -155,9 +164,17 @@ fn a_header_declaring_more_than_fits_fails_cleanly() {
     let mut bytes = header(&[1 << 16, 1 << 16, 1 << 16]);
     bytes.extend([1, 2, 3]);
     let err = read_err("absurd-idx3-ubyte.gz", &gzip(&[&bytes]));
-    assert!(err.contains("need 281474976710656 bytes of data but the decompressed data has 3 (truncated?)"), "{err}");
+    assert!(
+        err.contains(
+            "need 281474976710656 bytes of data but the decompressed data has 3 (truncated?)"
+        ),
+        "{err}"
+    );
     let err = read_err("absurd-idx3-ubyte", &bytes);
-    assert!(err.contains("need 281474976710656 bytes of data but the file has 3 (truncated?)"), "{err}");
+    assert!(
+        err.contains("need 281474976710656 bytes of data but the file has 3 (truncated?)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -170,23 +187,41 @@ fn truncated_and_overlong_files_name_the_numbers() {
 
     // Raw: one byte short, two bytes over, header cut.
     let err = read_err("short-idx2-ubyte", &good[..good.len() - 1]);
-    assert!(err.contains("dimensions [2, 3] need 6 bytes of data but the file has 5 (truncated?)"), "{err}");
+    assert!(
+        err.contains("dimensions [2, 3] need 6 bytes of data but the file has 5 (truncated?)"),
+        "{err}"
+    );
     let mut long = good.clone();
     long.extend([0, 0]);
     let err = read_err("long-idx2-ubyte", &long);
-    assert!(err.contains("need 6 bytes of data but the file has 8: 2 bytes of trailing data"), "{err}");
+    assert!(
+        err.contains("need 6 bytes of data but the file has 8: 2 bytes of trailing data"),
+        "{err}"
+    );
     let err = read_err("cut-header-idx2-ubyte", &good[..7]);
-    assert!(err.contains("2-dimensional array is truncated: it needs 12 bytes, the file has 7"), "{err}");
+    assert!(
+        err.contains("2-dimensional array is truncated: it needs 12 bytes, the file has 7"),
+        "{err}"
+    );
 
     // Gzip: complete streams whose contents are short or long, and a stream cut short.
     let err = read_err("short-idx2-ubyte.gz", &gzip(&[&good[..good.len() - 1]]));
-    assert!(err.contains("need 6 bytes of data but the decompressed data has 5 (truncated?)"), "{err}");
+    assert!(
+        err.contains("need 6 bytes of data but the decompressed data has 5 (truncated?)"),
+        "{err}"
+    );
     let err = read_err("long-idx2-ubyte.gz", &gzip(&[&long]));
-    assert!(err.contains("more bytes than the header declares (trailing data after byte 18)"), "{err}");
+    assert!(
+        err.contains("more bytes than the header declares (trailing data after byte 18)"),
+        "{err}"
+    );
     let gz = gzip(&[&good]);
     for cut in [5, 12, gz.len() - 4, gz.len() - 1] {
         let err = read_err("cut-idx2-ubyte.gz", &gz[..cut]);
-        assert!(err.contains("corrupt or truncated gzip data") || err.contains("truncated"), "cut at {cut}: {err}");
+        assert!(
+            err.contains("corrupt or truncated gzip data") || err.contains("truncated"),
+            "cut at {cut}: {err}"
+        );
     }
     // A wrong checksum is caught even when the sizes agree.
     let mut spoilt = gz.clone();

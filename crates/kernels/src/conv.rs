@@ -96,7 +96,10 @@ impl Geometry {
         let [o, _, kh, kw] = weight;
         let out = |size: usize, pad: usize, dilation: usize, kernel: usize, stride: usize| {
             let span = dilation * (kernel - 1) + 1;
-            (size + 2 * pad).checked_sub(span).map(|r| r / stride + 1).expect("the kernel fits the padded input")
+            (size + 2 * pad)
+                .checked_sub(span)
+                .map(|r| r / stride + 1)
+                .expect("the kernel fits the padded input")
         };
         let ho = out(h, opts.padding.0, opts.dilation.0, kh, opts.stride.0);
         let wo = out(w, opts.padding.1, opts.dilation.1, kw, opts.stride.1);
@@ -135,7 +138,8 @@ impl Geometry {
 fn valid_range(offset: isize, stride: usize, width: usize, out: usize) -> (usize, usize) {
     let s = stride as isize;
     let lo = if offset >= 0 { 0 } else { ((-offset + s - 1) / s) as usize };
-    let hi = if width as isize <= offset { 0 } else { ((width as isize - offset + s - 1) / s) as usize };
+    let hi =
+        if width as isize <= offset { 0 } else { ((width as isize - offset + s - 1) / s) as usize };
     let hi = hi.min(out);
     (lo.min(hi), hi)
 }
@@ -143,7 +147,14 @@ fn valid_range(offset: isize, stride: usize, width: usize, out: usize) -> (usize
 /// Writes the columns of group `g` of one image `[C, H, W]` into a column matrix with rows
 /// of `row_len` elements, at `offset` within each row (several images share one matrix so
 /// that one GEMM covers them all).
-fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize, col: &mut [T], row_len: usize, offset: usize) {
+fn im2col<T: Gemm>(
+    x: &[T],
+    geo: &Geometry,
+    g: usize,
+    col: &mut [T],
+    row_len: usize,
+    offset: usize,
+) {
     let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
     let (sh, sw) = opts.stride;
     let hw = ho * wo;
@@ -181,7 +192,14 @@ fn im2col<T: Gemm>(x: &[T], geo: &Geometry, g: usize, col: &mut [T], row_len: us
 
 /// Adds one image's columns (rows of `row_len`, at `offset`) of group `g` back into that
 /// image's gradient `dx` (`[C, H, W]`).
-fn col2im<T: Gemm>(col: &[T], geo: &Geometry, g: usize, dx: &mut [T], row_len: usize, offset: usize) {
+fn col2im<T: Gemm>(
+    col: &[T],
+    geo: &Geometry,
+    g: usize,
+    dx: &mut [T],
+    row_len: usize,
+    offset: usize,
+) {
     let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
     let (sh, sw) = opts.stride;
     let hw = ho * wo;
@@ -268,7 +286,13 @@ fn for_chunks(geo: &Geometry, split: Split, work: impl Fn(usize, usize) + Sync +
 
 /// Output channels of group `g` for images `first..first + count` of `y` (`[N, O, HW]`) as
 /// one `[Og, count * HW]` matrix.
-fn gather_outputs<T: Gemm>(y: &[T], geo: &Geometry, g: usize, first: usize, count: usize) -> Vec<T> {
+fn gather_outputs<T: Gemm>(
+    y: &[T],
+    geo: &Geometry,
+    g: usize,
+    first: usize,
+    count: usize,
+) -> Vec<T> {
     let (og, hw) = (geo.og(), geo.ho * geo.wo);
     let mut out = Vec::with_capacity(og * count * hw);
     for oc in 0..og {
@@ -343,7 +367,14 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
         let y_chunk = unsafe { out.slice(first * out_img, count * out_img) };
         for g in 0..geo.opts.groups {
             for i in 0..count {
-                im2col(&x[(first + i) * in_img..(first + i + 1) * in_img], geo, g, &mut col, cols, i * hw);
+                im2col(
+                    &x[(first + i) * in_img..(first + i + 1) * in_img],
+                    geo,
+                    g,
+                    &mut col,
+                    cols,
+                    i * hw,
+                );
             }
             let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
             let mut yg = vec![T::ZERO; og * cols];
@@ -351,7 +382,8 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
             for oc in 0..og {
                 for i in 0..count {
                     let at = i * out_img + (g * og + oc) * hw;
-                    y_chunk[at..at + hw].copy_from_slice(&yg[oc * cols + i * hw..oc * cols + (i + 1) * hw]);
+                    y_chunk[at..at + hw]
+                        .copy_from_slice(&yg[oc * cols + i * hw..oc * cols + (i + 1) * hw]);
                 }
             }
         }
@@ -445,7 +477,14 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
         let mut acc = vec![T::ZERO; size];
         for g in 0..geo.opts.groups {
             for i in 0..count {
-                im2col(&x[(first + i) * in_img..(first + i + 1) * in_img], geo, g, &mut col, cols, i * hw);
+                im2col(
+                    &x[(first + i) * in_img..(first + i + 1) * in_img],
+                    geo,
+                    g,
+                    &mut col,
+                    cols,
+                    i * hw,
+                );
             }
             let gyg = gather_outputs(gy, geo, g, first, count);
             gemm_serial(
@@ -462,7 +501,10 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
 
 /// The partial sums tasks pushed with their first image, added in image order so that
 /// results do not depend on thread timing (`size` zeros when there are none).
-fn sum_in_image_order<T: Gemm>(partials: std::sync::Mutex<Vec<(usize, Vec<T>)>>, size: usize) -> Vec<T> {
+fn sum_in_image_order<T: Gemm>(
+    partials: std::sync::Mutex<Vec<(usize, Vec<T>)>>,
+    size: usize,
+) -> Vec<T> {
     let mut partials = partials.into_inner().expect("no task panicked");
     partials.sort_by_key(|(first, _)| *first);
     let mut partials = partials.into_iter().map(|(_, sum)| sum);
@@ -517,7 +559,10 @@ mod tests {
                 assert_eq!(got.len(), want.len());
                 for (i, (g, w)) in got.iter().zip(want).enumerate() {
                     let (g, w) = (g.to_f64(), w.to_f64());
-                    assert!((g - w).abs() <= tolerance * (1.0 + w.abs()), "{what} {geo:?}: [{i}] {g} vs {w}");
+                    assert!(
+                        (g - w).abs() <= tolerance * (1.0 + w.abs()),
+                        "{what} {geo:?}: [{i}] {g} vs {w}"
+                    );
                 }
             };
             let mut y = vec![T::ZERO; gy.len()];
@@ -530,7 +575,11 @@ mod tests {
             implicit::conv_transpose(&gy, &weight, &geo, &mut dx);
             conv_transpose_im2col(&gy, &weight, &geo, &mut dx_ref);
             close("conv_transpose", &dx, &dx_ref);
-            close("conv_weight", &implicit::conv_weight(&x, &gy, &geo), &conv_weight_im2col(&x, &gy, &geo));
+            close(
+                "conv_weight",
+                &implicit::conv_weight(&x, &gy, &geo),
+                &conv_weight_im2col(&x, &gy, &geo),
+            );
         }
     }
 
@@ -548,7 +597,8 @@ mod tests {
     /// The largest error of `got` against `want`, as a fraction of `want`'s largest value.
     fn relative_error(got: &[f32], want: &[f64]) -> f64 {
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let worst = got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((f64::from(g) - w).abs()));
+        let worst =
+            got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((f64::from(g) - w).abs()));
         worst / scale
     }
 
@@ -610,7 +660,10 @@ mod tests {
                 let mut dx = vec![0.0f32; x.len()];
                 assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
                 let error = relative_error(&dx, &conv_transpose(&gy64, &w64, &geo));
-                assert!(error < 1e-5, "conv_transpose {geo:?}: error {error:e} of the largest output");
+                assert!(
+                    error < 1e-5,
+                    "conv_transpose {geo:?}: error {error:e} of the largest output"
+                );
             }
         }
     }

@@ -270,7 +270,8 @@ pub fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulat
     let beta = if accumulate { T::ONE } else { T::ZERO };
     let c_ptr = SendPtr(c.as_mut_ptr());
     // Split the longer side of C so each worker gets a tall or wide block.
-    let (blocks, along_rows) = if m >= n { (threads.min(m), true) } else { (threads.min(n), false) };
+    let (blocks, along_rows) =
+        if m >= n { (threads.min(m), true) } else { (threads.min(n), false) };
     let len = if along_rows { m } else { n };
     (0..blocks).into_par_iter().for_each(|i| {
         let (start, end) = (i * len / blocks, (i + 1) * len / blocks);

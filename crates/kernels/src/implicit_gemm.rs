@@ -72,7 +72,12 @@ impl<'a, T: Gemm> Operands<'a, T> {
             }
             Lhs::Packed(packed) => (packed.m, packed.k, None),
         };
-        assert_eq!(b_rows.len(), k, "implicit_gemm: A has {k} columns, B has {} rows", b_rows.len());
+        assert_eq!(
+            b_rows.len(),
+            k,
+            "implicit_gemm: A has {k} columns, B has {} rows",
+            b_rows.len()
+        );
         Operands { lhs, b, b_rows, m, b_max: largest(b_rows).unwrap_or(0), a_reach }
     }
 
@@ -80,7 +85,9 @@ impl<'a, T: Gemm> Operands<'a, T> {
     /// checked against the maxima already found): Winograd's 36 products of a round differ
     /// only in where their A starts.
     pub fn with_a(&self, a: &'a [T]) -> Self {
-        let Lhs::Gathered { rows, cols, .. } = self.lhs else { panic!("implicit_gemm: with_a needs a gathered A") };
+        let Lhs::Gathered { rows, cols, .. } = self.lhs else {
+            panic!("implicit_gemm: with_a needs a gathered A")
+        };
         assert_a_holds(self.a_reach, a);
         Operands { lhs: Lhs::Gathered { a, rows, cols }, ..*self }
     }
@@ -137,7 +144,14 @@ pub trait ImplicitGemm: Gemm + crate::transpose::Transpose {
     ///
     /// # Safety
     /// The CPU must have AVX-512F, and the operands must pass [`implicit_gemm`]'s checks.
-    unsafe fn avx512(ops: &Operands<'_, Self>, b_offset: usize, n: usize, c: &mut [Self], ldc: usize, accumulate: bool);
+    unsafe fn avx512(
+        ops: &Operands<'_, Self>,
+        b_offset: usize,
+        n: usize,
+        c: &mut [Self],
+        ldc: usize,
+        accumulate: bool,
+    );
 }
 
 /// `c[i * ldc + j] (+)= sum_p A(i, p) B[b_offset + b_rows[p] + j]` for `i < m`, `j < n`.
@@ -173,7 +187,9 @@ pub(crate) fn implicit_gemm<T: ImplicitGemm>(
             for (p, &b_row) in ops.b_rows.iter().enumerate() {
                 let a = match &ops.lhs {
                     Lhs::Gathered { a, rows, cols } => a[rows[i] + cols[p]],
-                    Lhs::Packed(packed) => packed.data[((i / PACK_ROWS) * packed.k + p) * PACK_ROWS + i % PACK_ROWS],
+                    Lhs::Packed(packed) => {
+                        packed.data[((i / PACK_ROWS) * packed.k + p) * PACK_ROWS + i % PACK_ROWS]
+                    }
                 };
                 sum += a * ops.b[b_offset + b_row + j];
             }
@@ -230,10 +246,20 @@ macro_rules! avx512_kernel {
                     // image row) takes one.
                     let vectors = (n - j).div_ceil($lanes).min(3);
                     let width = (vectors * $lanes).min(n - j);
-                    for (block, range) in [(rows, (0, whole)), (tail.next_power_of_two(), (whole, ops.m))] {
+                    for (block, range) in
+                        [(rows, (0, whole)), (tail.next_power_of_two(), (whole, ops.m))]
+                    {
                         if range.0 < range.1 {
-                            let args =
-                                Panel { ops, rows: range, b0: b_offset + j, c: &mut *c, j0: j, width, ldc, accumulate };
+                            let args = Panel {
+                                ops,
+                                rows: range,
+                                b0: b_offset + j,
+                                c: &mut *c,
+                                j0: j,
+                                width,
+                                ldc,
+                                accumulate,
+                            };
                             // SAFETY: forwarded; each panel stays within columns j..j + width
                             // and rows range.0..range.1 of C.
                             unsafe { dispatch(packed, vectors, block, args) };
@@ -245,7 +271,12 @@ macro_rules! avx512_kernel {
                 /// The panel for `rows`-row blocks of `vectors` vectors (rows a power of two
                 /// up to 16, or 8 for a gathered A).
                 #[target_feature(enable = "avx512f")]
-                unsafe fn dispatch(packed: bool, vectors: usize, rows: usize, args: Panel<'_, '_, $t>) {
+                unsafe fn dispatch(
+                    packed: bool,
+                    vectors: usize,
+                    rows: usize,
+                    args: Panel<'_, '_, $t>,
+                ) {
                     // SAFETY: every arm forwards the caller's guarantees.
                     unsafe {
                         match (packed, vectors, rows) {
@@ -327,7 +358,11 @@ macro_rules! avx512_kernel {
                 /// start at `b0`), `R` rows at a time.
                 #[target_feature(enable = "avx512f")]
                 unsafe fn panel<const R: usize, const V: usize, const PACKED: bool>(
-                    Panel { ops, rows: (first, end), b0, c, j0, width, ldc, accumulate }: Panel<'_, '_, $t>,
+                    Panel { ops, rows: (first, end), b0, c, j0, width, ldc, accumulate }: Panel<
+                        '_,
+                        '_,
+                        $t,
+                    >,
                 ) {
                     use std::arch::x86_64::*;
                     let tail = width - (V - 1) * $lanes;
@@ -340,7 +375,8 @@ macro_rules! avx512_kernel {
                         match &ops.lhs {
                             Lhs::Packed(packed) => {
                                 // This block's elements for step p: R consecutive values.
-                                let start = ((i0 / PACK_ROWS) * packed.k) * PACK_ROWS + i0 % PACK_ROWS;
+                                let start =
+                                    ((i0 / PACK_ROWS) * packed.k) * PACK_ROWS + i0 % PACK_ROWS;
                                 // SAFETY: `start` is the first element of row block i0 / 16,
                                 // which the packing made k * PACK_ROWS long.
                                 let mut ap = unsafe { packed.data.as_ptr().add(start) };
@@ -350,7 +386,8 @@ macro_rules! avx512_kernel {
                                     let bp = unsafe { b.add(b0 + b_row) };
                                     let mut bv = [$zero(); V];
                                     for v in 0..V {
-                                        // SAFETY: within the B row above (V vectors <= n + B_SLACK).
+                                        // SAFETY: within the B row above (V vectors <= n +
+                                        // B_SLACK).
                                         bv[v] = unsafe { $loadu(bp.add(v * $lanes)) };
                                     }
                                     for r in 0..R {
@@ -380,7 +417,8 @@ macro_rules! avx512_kernel {
                                     let bp = unsafe { b.add(b0 + b_row) };
                                     let mut bv = [$zero(); V];
                                     for v in 0..V {
-                                        // SAFETY: within the B row above (V vectors <= n + B_SLACK).
+                                        // SAFETY: within the B row above (V vectors <= n +
+                                        // B_SLACK).
                                         bv[v] = unsafe { $loadu(bp.add(v * $lanes)) };
                                     }
                                     for r in 0..R {
@@ -415,7 +453,14 @@ macro_rules! avx512_kernel {
             }
 
             #[cfg(not(target_arch = "x86_64"))]
-            unsafe fn avx512(_: &Operands<'_, $t>, _: usize, _: usize, _: &mut [$t], _: usize, _: bool) {
+            unsafe fn avx512(
+                _: &Operands<'_, $t>,
+                _: usize,
+                _: usize,
+                _: &mut [$t],
+                _: usize,
+                _: bool,
+            ) {
                 unreachable!("available() is false off x86_64")
             }
         }
@@ -492,14 +537,23 @@ mod tests {
                         for j in 0..ldc {
                             let got = c[i * ldc + j].to_f64();
                             if j >= n {
-                                assert_eq!(got, before[i * ldc + j].to_f64(), "column {j} outside C was written");
+                                assert_eq!(
+                                    got,
+                                    before[i * ldc + j].to_f64(),
+                                    "column {j} outside C was written"
+                                );
                                 continue;
                             }
-                            let mut want = if accumulate { before[i * ldc + j].to_f64() } else { 0.0 };
+                            let mut want =
+                                if accumulate { before[i * ldc + j].to_f64() } else { 0.0 };
                             for p in 0..k {
-                                want += a[a_rows[i] + a_cols[p]].to_f64() * b[b_offset + b_rows[p] + j].to_f64();
+                                want += a[a_rows[i] + a_cols[p]].to_f64()
+                                    * b[b_offset + b_rows[p] + j].to_f64();
                             }
-                            assert!((got - want).abs() <= tolerance, "({m}x{n}x{k}) C[{i}][{j}] = {got}, want {want}");
+                            assert!(
+                                (got - want).abs() <= tolerance,
+                                "({m}x{n}x{k}) C[{i}][{j}] = {got}, want {want}"
+                            );
                         }
                     }
                 }

@@ -82,7 +82,9 @@ pub fn too_many_elements_message(shape: &[usize]) -> String {
 ///
 /// ```
 /// use tapegrad_kernels::layout::same_shape;
-/// assert!(same_shape(&[2, 3], &[2, 3]) && !same_shape(&[2, 3], &[3, 2]) && !same_shape(&[1], &[]));
+/// assert!(
+///     same_shape(&[2, 3], &[2, 3]) && !same_shape(&[2, 3], &[3, 2]) && !same_shape(&[1], &[])
+/// );
 /// ```
 #[inline]
 pub fn same_shape(a: &[usize], b: &[usize]) -> bool {
@@ -187,7 +189,11 @@ impl Clone for Layout {
     // cloned on every recorded op.
     #[inline]
     fn clone(&self) -> Self {
-        Layout { shape: shape_of(&self.shape), strides: shape_of(&self.strides), offset: self.offset }
+        Layout {
+            shape: shape_of(&self.shape),
+            strides: shape_of(&self.strides),
+            offset: self.offset,
+        }
     }
 }
 
@@ -385,7 +391,8 @@ impl Layout {
     #[track_caller]
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Layout {
         assert!(
-            dim < self.shape.len() && start.checked_add(len).is_some_and(|end| end <= self.shape[dim]),
+            dim < self.shape.len()
+                && start.checked_add(len).is_some_and(|end| end <= self.shape[dim]),
             "layout: narrow({dim}, {start}, {len}) is outside shape {:?}",
             self.shape
         );

@@ -46,7 +46,9 @@ use std::fmt;
 ///
 /// ```
 /// use tapegrad_kernels::Real;
-/// fn total<T: Real>(x: &[T]) -> T { x.iter().fold(T::ZERO, |s, &v| s + v) }
+/// fn total<T: Real>(x: &[T]) -> T {
+///     x.iter().fold(T::ZERO, |s, &v| s + v)
+/// }
 /// assert_eq!(total(&[1.5f64, 2.0]), 3.5);
 /// assert!(<f32 as Real>::is_nan(f32::NAN));
 /// ```
@@ -112,7 +114,10 @@ impl_real!(f64);
 /// f64) implement, so that generic code over them can call any kernel.
 ///
 /// ```
-/// use tapegrad_kernels::{Float, gemm::{View, gemm_into}};
+/// use tapegrad_kernels::{
+///     Float,
+///     gemm::{View, gemm_into},
+/// };
 /// fn square<T: Float>(a: &[T], n: usize) -> Vec<T> {
 ///     let mut c = vec![T::ZERO; n * n];
 ///     gemm_into(View::row_major(a, n, n), View::row_major(a, n, n), &mut c, false);
@@ -121,7 +126,13 @@ impl_real!(f64);
 /// assert_eq!(square(&[1.0f32, 1.0, 0.0, 1.0], 2), vec![1.0, 2.0, 0.0, 1.0]);
 /// ```
 pub trait Float:
-    Real + gemm::Gemm + implicit_gemm::ImplicitGemm + pool::MaxPool2x2 + fast_math::Tanh + fast_math::Exp + softmax::Softmax
+    Real
+    + gemm::Gemm
+    + implicit_gemm::ImplicitGemm
+    + pool::MaxPool2x2
+    + fast_math::Tanh
+    + fast_math::Exp
+    + softmax::Softmax
 {
 }
 

@@ -98,7 +98,11 @@ pub fn max_pool2d<T: MaxPool2x2>(
                 .with_min_len(per_task)
                 .for_each(f);
         } else {
-            values.chunks_mut(plane_out).zip(indices.chunks_mut(plane_out)).zip(x.chunks(h * w)).for_each(f);
+            values
+                .chunks_mut(plane_out)
+                .zip(indices.chunks_mut(plane_out))
+                .zip(x.chunks(h * w))
+                .for_each(f);
         }
     };
     if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
@@ -122,10 +126,19 @@ pub fn max_pool2d<T: MaxPool2x2>(
 ///
 /// # Panics
 /// If a position lies outside its plane.
-pub fn max_pool2d_scatter<T: Real>(g: &[T], idx: &[i64], planes: usize, plane_in: usize, plane_out: usize) -> Vec<T> {
+pub fn max_pool2d_scatter<T: Real>(
+    g: &[T],
+    idx: &[i64],
+    planes: usize,
+    plane_in: usize,
+    plane_out: usize,
+) -> Vec<T> {
     let mut dx = vec![T::ZERO; planes * plane_in];
     let plane = |(p, out): (usize, &mut [T])| {
-        for (&i, &v) in idx[p * plane_out..(p + 1) * plane_out].iter().zip(&g[p * plane_out..(p + 1) * plane_out]) {
+        for (&i, &v) in idx[p * plane_out..(p + 1) * plane_out]
+            .iter()
+            .zip(&g[p * plane_out..(p + 1) * plane_out])
+        {
             out[i as usize] += v;
         }
     };

@@ -63,7 +63,12 @@ pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn
 /// assert_eq!(dst.map(|d| unsafe { d.assume_init() }), [3.0, 8.0]);
 /// ```
 #[inline]
-pub fn zip_widest<T: Copy, U: Copy, V>(a: &[T], b: &[U], dst: &mut [MaybeUninit<V>], f: &impl Fn(T, U) -> V) {
+pub fn zip_widest<T: Copy, U: Copy, V>(
+    a: &[T],
+    b: &[U],
+    dst: &mut [MaybeUninit<V>],
+    f: &impl Fn(T, U) -> V,
+) {
     with_widest_vectors(|| {
         for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
             d.write(f(x, y));
@@ -88,7 +93,10 @@ pub fn map_to_vec<T: Copy, U>(src: &[T], f: &impl Fn(T) -> U) -> Vec<U> {
 /// `f(a[i], b[i])` for slices of one length, as a new vector (see [`map_to_vec`]).
 ///
 /// ```
-/// assert_eq!(tapegrad_kernels::simd::zip_to_vec(&[1.0f64, 2.0], &[3.0, 4.0], &|x, y| x + y), vec![4.0, 6.0]);
+/// assert_eq!(
+///     tapegrad_kernels::simd::zip_to_vec(&[1.0f64, 2.0], &[3.0, 4.0], &|x, y| x + y),
+///     vec![4.0, 6.0]
+/// );
 /// ```
 #[inline]
 pub fn zip_to_vec<T: Copy, U: Copy, V>(a: &[T], b: &[U], f: &impl Fn(T, U) -> V) -> Vec<V> {
@@ -118,7 +126,8 @@ pub fn map_to_arc<T: Copy, U>(src: &[T], f: &impl Fn(T) -> U) -> Arc<[U]> {
 /// [`zip_to_vec`] into one fresh shared allocation (see [`map_to_arc`]).
 ///
 /// ```
-/// let shared = tapegrad_kernels::simd::zip_to_arc(&[1.0f32, 2.0], &[10.0f32, 20.0], &|x, y| x * y);
+/// let shared =
+///     tapegrad_kernels::simd::zip_to_arc(&[1.0f32, 2.0], &[10.0f32, 20.0], &|x, y| x * y);
 /// assert_eq!(&shared[..], &[10.0, 40.0]);
 /// ```
 #[inline]
@@ -141,7 +150,10 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
             let b: Vec<f32> = (0..n).map(|i| 2.0 * i as f32).collect();
             assert_eq!(map_to_vec(&a, &|x| x + 1.0), a.iter().map(|x| x + 1.0).collect::<Vec<_>>());
-            assert_eq!(&map_to_arc(&a, &|x| x * 3.0)[..], &a.iter().map(|x| x * 3.0).collect::<Vec<_>>()[..]);
+            assert_eq!(
+                &map_to_arc(&a, &|x| x * 3.0)[..],
+                &a.iter().map(|x| x * 3.0).collect::<Vec<_>>()[..]
+            );
             let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
             assert_eq!(zip_to_vec(&a, &b, &|x, y| x + y), sum);
             assert_eq!(&zip_to_arc(&a, &b, &|x, y| x + y)[..], &sum[..]);

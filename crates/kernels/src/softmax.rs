@@ -55,7 +55,11 @@ impl Softmax for f64 {
 /// # Panics
 /// If `x` does not hold `outer * n * inner` elements.
 pub fn softmax<T: Softmax>(x: &[T], (outer, n, inner): (usize, usize, usize), log: bool) -> Vec<T> {
-    assert_eq!(Some(x.len()), outer.checked_mul(n).and_then(|v| v.checked_mul(inner)), "softmax: buffer size");
+    assert_eq!(
+        Some(x.len()),
+        outer.checked_mul(n).and_then(|v| v.checked_mul(inner)),
+        "softmax: buffer size"
+    );
     let mut out = vec![T::ZERO; x.len()];
     if x.is_empty() {
         return out;
@@ -173,18 +177,27 @@ mod tests {
 
     #[test]
     fn rows_and_columns_match_the_definition_serial_and_threaded() {
-        for (outer, n, inner) in [(1, 1, 1), (3, 17, 1), (2, 5, 7), (700, 100, 1), (40, 30, 60), (1, 40, 3)] {
-            let x: Vec<f64> = (0..outer * n * inner).map(|i| ((i * 7919 % 1000) as f64 - 500.0) * 0.02).collect();
+        for (outer, n, inner) in
+            [(1, 1, 1), (3, 17, 1), (2, 5, 7), (700, 100, 1), (40, 30, 60), (1, 40, 3)]
+        {
+            let x: Vec<f64> =
+                (0..outer * n * inner).map(|i| ((i * 7919 % 1000) as f64 - 500.0) * 0.02).collect();
             for log in [false, true] {
                 let want = reference(&x, (outer, n, inner), log);
                 let got = softmax(&x, (outer, n, inner), log);
                 for (g, w) in got.iter().zip(&want) {
-                    assert!((g - w).abs() <= 1e-13 * (1.0 + w.abs()), "{outer}x{n}x{inner} log={log}: {g} vs {w}");
+                    assert!(
+                        (g - w).abs() <= 1e-13 * (1.0 + w.abs()),
+                        "{outer}x{n}x{inner} log={log}: {g} vs {w}"
+                    );
                 }
                 let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
                 let got = softmax(&x32, (outer, n, inner), log);
                 for (g, w) in got.iter().zip(&want) {
-                    assert!((*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()), "f32 {outer}x{n}x{inner}: {g} vs {w}");
+                    assert!(
+                        (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "f32 {outer}x{n}x{inner}: {g} vs {w}"
+                    );
                 }
             }
         }
@@ -203,7 +216,10 @@ mod tests {
         for inner in [1, 2] {
             let x: Vec<f32> = [1e4f32, 1e4, -1e4].iter().flat_map(|&v| vec![v; inner]).collect();
             let y = softmax(&x, (1, 3, inner), true);
-            assert!((y[0] as f64 + 2f64.ln()).abs() < 1e-6 && y[2 * inner] == -2e4 - 2f32.ln(), "{y:?}");
+            assert!(
+                (y[0] as f64 + 2f64.ln()).abs() < 1e-6 && y[2 * inner] == -2e4 - 2f32.ln(),
+                "{y:?}"
+            );
         }
         let y = softmax(&[f64::NAN, 1.0, 1.0, 1.0], (1, 2, 2), false);
         assert!(y[0].is_nan() && y[2].is_nan() && y[1] == 0.5 && y[3] == 0.5);

@@ -25,7 +25,7 @@ use crate::parallel::{THRESHOLD, worth_it};
 /// `H * W` elements, not `H` rows of `W`, so the per-row work is paid less often.
 ///
 /// ```
-/// use tapegrad_kernels::{strided::for_each_row, layout::Layout};
+/// use tapegrad_kernels::{layout::Layout, strided::for_each_row};
 /// let l = Layout::contiguous(&[2, 3]);
 /// let mut rows = vec![];
 /// for_each_row(&[2, 3], [&l], |off, len, _| rows.push((off[0], len)));
@@ -53,7 +53,8 @@ pub fn for_each_row<const N: usize>(
         if size == 1 {
             continue;
         }
-        let merges = !dims.is_empty() && (0..N).all(|k| strides[k].last() == Some(&(layouts[k].strides()[d] * size)));
+        let merges = !dims.is_empty()
+            && (0..N).all(|k| strides[k].last() == Some(&(layouts[k].strides()[d] * size)));
         if merges {
             *dims.last_mut().expect("not empty") *= size;
             for k in 0..N {
@@ -101,7 +102,7 @@ pub fn for_each_row<const N: usize>(
 /// The elements of a view in row-major order, as a new vector.
 ///
 /// ```
-/// use tapegrad_kernels::{strided::to_contiguous, layout::Layout};
+/// use tapegrad_kernels::{layout::Layout, strided::to_contiguous};
 /// let t = Layout::contiguous(&[2, 2]).transpose(0, 1);
 /// assert_eq!(to_contiguous(&[1.0f32, 2.0, 3.0, 4.0], &t), vec![1.0, 3.0, 2.0, 4.0]);
 /// ```
@@ -123,10 +124,14 @@ pub fn to_contiguous<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
 /// `f` applied to every element of a view, in row-major order.
 ///
 /// ```
-/// use tapegrad_kernels::{strided::map, layout::Layout};
+/// use tapegrad_kernels::{layout::Layout, strided::map};
 /// assert_eq!(map(&[1.0f64, 2.0], &Layout::contiguous(&[2]), |x| x * 10.0), vec![10.0, 20.0]);
 /// ```
-pub fn map<T: Copy + Sync, U: Send>(data: &[T], layout: &Layout, f: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
+pub fn map<T: Copy + Sync, U: Send>(
+    data: &[T],
+    layout: &Layout,
+    f: impl Fn(T) -> U + Sync + Send,
+) -> Vec<U> {
     if layout.is_contiguous() {
         let slice = &data[layout.offset()..layout.offset() + layout.numel()];
         if worth_it(slice.len()) {
@@ -146,7 +151,7 @@ pub fn map<T: Copy + Sync, U: Send>(data: &[T], layout: &Layout, f: impl Fn(T) -
 /// `f(a, b)` over two views already broadcast to the same `shape`, in row-major order.
 ///
 /// ```
-/// use tapegrad_kernels::{strided::zip_map, layout::Layout};
+/// use tapegrad_kernels::{layout::Layout, strided::zip_map};
 /// let a = Layout::contiguous(&[2, 1]).broadcast_to(&[2, 3]).unwrap();
 /// let b = Layout::contiguous(&[3]).broadcast_to(&[2, 3]).unwrap();
 /// let out = zip_map(&[10.0f32, 20.0], &a, &[1.0, 2.0, 3.0], &b, &[2, 3], |x, y| x + y);
@@ -186,7 +191,15 @@ pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
             parts.into_par_iter().zip(blocks).for_each(|(part, (start, rows))| {
                 let mut sub: Shape = shape.into();
                 sub[0] = rows;
-                zip_rows_into(part, a, &la.narrow(0, start, rows), b, &lb.narrow(0, start, rows), &sub, &f);
+                zip_rows_into(
+                    part,
+                    a,
+                    &la.narrow(0, start, rows),
+                    b,
+                    &lb.narrow(0, start, rows),
+                    &sub,
+                    &f,
+                );
             });
         }
         None => zip_rows_into(dst, a, la, b, lb, shape, &f),
@@ -212,9 +225,11 @@ fn zip_rows_into<T: Copy, U: Copy, V>(
         let row = &mut dst[at..at + len];
         at += len;
         match (sa, sb) {
-            (1, 1) => row.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]).for_each(|((d, &x), &y)| {
-                d.write(f(x, y));
-            }),
+            (1, 1) => row.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]).for_each(
+                |((d, &x), &y)| {
+                    d.write(f(x, y));
+                },
+            ),
             (1, 0) => {
                 let y = b[ob];
                 row.iter_mut().zip(&a[oa..oa + len]).for_each(|(d, &x)| {
@@ -242,7 +257,11 @@ fn outer_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
     }
     // A few blocks per thread, so an uneven split still balances.
     let blocks = shape[0].min(4 * rayon::current_num_threads());
-    Some((0..blocks).map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks)).collect())
+    Some(
+        (0..blocks)
+            .map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks))
+            .collect(),
+    )
 }
 
 /// Blocks of outer rows for a reduction: as [`outer_blocks`], but the split depends only on
@@ -255,7 +274,11 @@ fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
         return None;
     }
     let blocks = shape[0].min(BLOCKS);
-    Some((0..blocks).map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks)).collect())
+    Some(
+        (0..blocks)
+            .map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks))
+            .collect(),
+    )
 }
 
 /// A sum that the compiler vectorises: sixteen running sums, combined at the end (a
@@ -286,7 +309,7 @@ pub(crate) fn lane_sum<T: Real>(x: &[T]) -> T {
 /// (the reduction that undoes broadcasting). Returns `target`'s elements in row-major order.
 ///
 /// ```
-/// use tapegrad_kernels::{strided::sum_to, layout::Layout};
+/// use tapegrad_kernels::{layout::Layout, strided::sum_to};
 /// let x = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
 /// assert_eq!(sum_to(&x, &Layout::contiguous(&[2, 3]), &[3]), vec![5.0, 7.0, 9.0]);
 /// assert_eq!(sum_to(&x, &Layout::contiguous(&[2, 3]), &[2, 1]), vec![6.0, 15.0]);
@@ -317,7 +340,13 @@ pub fn sum_to<T: Real>(data: &[T], layout: &Layout, target: &[usize]) -> Vec<T> 
                 let mut sub: Shape = shape.into();
                 sub[0] = rows;
                 let mut part = vec![T::ZERO; size];
-                sum_rows_into(&mut part, data, &layout.narrow(0, start, rows), &lo.narrow(0, start, rows), &sub);
+                sum_rows_into(
+                    &mut part,
+                    data,
+                    &layout.narrow(0, start, rows),
+                    &lo.narrow(0, start, rows),
+                    &sub,
+                );
                 part
             })
             .collect();
@@ -335,10 +364,20 @@ pub fn sum_to<T: Real>(data: &[T], layout: &Layout, target: &[usize]) -> Vec<T> 
 
 /// Adds the elements of `data` (viewed through `layout`, of `shape`) into `out` at the
 /// positions `lo` (the target broadcast to `shape`) gives them.
-fn sum_rows_into<T: Real>(out: &mut [T], data: &[T], layout: &Layout, lo: &Layout, shape: &[usize]) {
+fn sum_rows_into<T: Real>(
+    out: &mut [T],
+    data: &[T],
+    layout: &Layout,
+    lo: &Layout,
+    shape: &[usize],
+) {
     for_each_row(shape, [layout, lo], |[i, o], len, [si, so]| {
         if so == 0 {
-            out[o] += if si == 1 { lane_sum(&data[i..i + len]) } else { (0..len).map(|j| data[i + j * si]).sum() };
+            out[o] += if si == 1 {
+                lane_sum(&data[i..i + len])
+            } else {
+                (0..len).map(|j| data[i + j * si]).sum()
+            };
         } else if si == 1 && so == 1 {
             for (acc, &x) in out[o..o + len].iter_mut().zip(&data[i..i + len]) {
                 *acc += x;

@@ -17,7 +17,10 @@ impl Transpose for f64 {}
 
 impl Transpose for f32 {
     fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-        assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "transpose: slices too short");
+        assert!(
+            src.len() >= rows * cols && dst.len() >= rows * cols,
+            "transpose: slices too short"
+        );
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             let (tiled_rows, tiled_cols) = (rows / 16 * 16, cols / 16 * 16);
@@ -25,7 +28,14 @@ impl Transpose for f32 {
                 for c in (0..tiled_cols).step_by(16) {
                     // SAFETY: the CPU has AVX-512F; the tile's rows r..r + 16 and columns
                     // c..c + 16 lie inside both matrices (checked lengths above).
-                    unsafe { tile16(src.as_ptr().add(r * cols + c), cols, dst.as_mut_ptr().add(c * rows + r), rows) };
+                    unsafe {
+                        tile16(
+                            src.as_ptr().add(r * cols + c),
+                            cols,
+                            dst.as_mut_ptr().add(c * rows + r),
+                            rows,
+                        )
+                    };
                 }
             }
             // The edges the tiles leave: the last columns of every row, then the last rows.
@@ -94,7 +104,8 @@ unsafe fn tile16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: 
         }};
     }
     // SAFETY: the caller guarantees 16 readable rows of 16 values at src.
-    let mut rows: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
+    let mut rows: [__m512; 16] =
+        std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
     round!(rows, 8: (0, 8) (1, 9) (2, 10) (3, 11) (4, 12) (5, 13) (6, 14) (7, 15));
     round!(rows, 4: (0, 4) (1, 5) (2, 6) (3, 7) (8, 12) (9, 13) (10, 14) (11, 15));
     round!(rows, 2: (0, 2) (1, 3) (4, 6) (5, 7) (8, 10) (9, 11) (12, 14) (13, 15));
@@ -112,9 +123,18 @@ mod tests {
     /// Tiled and edge paths against the definition, over shapes with and without edges.
     #[test]
     fn transposes_match_the_definition() {
-        for (rows, cols) in
-            [(1, 1), (16, 16), (32, 16), (16, 48), (196, 32), (196, 16), (16, 784), (17, 33), (5, 40), (40, 5)]
-        {
+        for (rows, cols) in [
+            (1, 1),
+            (16, 16),
+            (32, 16),
+            (16, 48),
+            (196, 32),
+            (196, 16),
+            (16, 784),
+            (17, 33),
+            (5, 40),
+            (40, 5),
+        ] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             let mut dst = vec![f32::NAN; rows * cols];
             f32::transpose(&src, rows, cols, &mut dst);
@@ -123,8 +143,16 @@ mod tests {
             f64::transpose(&src64, rows, cols, &mut dst64);
             for r in 0..rows {
                 for c in 0..cols {
-                    assert_eq!(dst[c * rows + r], src[r * cols + c], "f32 {rows}x{cols} at ({r}, {c})");
-                    assert_eq!(dst64[c * rows + r], src64[r * cols + c], "f64 {rows}x{cols} at ({r}, {c})");
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "f32 {rows}x{cols} at ({r}, {c})"
+                    );
+                    assert_eq!(
+                        dst64[c * rows + r],
+                        src64[r * cols + c],
+                        "f64 {rows}x{cols} at ({r}, {c})"
+                    );
                 }
             }
         }

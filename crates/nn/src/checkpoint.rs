@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use tapegrad_tape::{DType, Error, Generator, Result, RngState, Tensor, get_rng_state, set_rng_state};
+use tapegrad_tape::{
+    DType, Error, Generator, Result, RngState, Tensor, get_rng_state, set_rng_state,
+};
 
 use crate::io::{Metadata, format_err, read, serialize, write_atomically};
 use crate::{LrScheduler, Module, Optimizer};
@@ -15,7 +17,8 @@ use crate::{LrScheduler, Module, Optimizer};
 ///
 /// ```
 /// use tapegrad_nn::{Adam, Linear, Module, load_checkpoint, save_checkpoint};
-/// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-{}.safetensors", std::process::id()));
+/// let path =
+///     std::env::temp_dir().join(format!("tapegrad-doc-ckpt-{}.safetensors", std::process::id()));
 /// let model = Linear::new(2, 2);
 /// let opt = Adam::new(model.parameters(), 1e-3);
 /// save_checkpoint(&path, &model, &opt, 7).unwrap();
@@ -55,15 +58,22 @@ pub fn save_checkpoint(
 /// let mut opt2 = SGD::new(model2.parameters(), 0.1).momentum(0.9);
 /// assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 3);
 /// assert_eq!(model2.weight.to_vec::<f32>(), model.weight.to_vec::<f32>());
-/// let state = |o: &SGD| o.state_dict().into_iter().map(|(n, t)| (n, t.to_vec::<f64>())).collect::<Vec<_>>();
+/// let state = |o: &SGD| {
+///     o.state_dict().into_iter().map(|(n, t)| (n, t.to_vec::<f64>())).collect::<Vec<_>>()
+/// };
 /// assert_eq!(state(&opt2), state(&opt));
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
-pub fn load_checkpoint(path: impl AsRef<Path>, model: &mut dyn Module, optimizer: &mut dyn Optimizer) -> Result<usize> {
+pub fn load_checkpoint(
+    path: impl AsRef<Path>,
+    model: &mut dyn Module,
+    optimizer: &mut dyn Optimizer,
+) -> Result<usize> {
     let path = path.as_ref();
     let info = Checkpoint::resume(model).optimizer(optimizer).load(path)?;
-    usize::try_from(info.epoch)
-        .map_err(|_| format_err(path, format!("metadata `epoch` is {}, too large for this machine", info.epoch)))
+    usize::try_from(info.epoch).map_err(|_| {
+        format_err(path, format!("metadata `epoch` is {}, too large for this machine", info.epoch))
+    })
 }
 
 /// What a checkpoint's `__metadata__` says it is.
@@ -150,21 +160,31 @@ impl<'a> Checkpoint<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-new-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-new-{}.safetensors", std::process::id()));
     /// Checkpoint::new(&Linear::new(2, 2)).save(&path).unwrap(); // weights and random state only
     /// let info = Checkpoint::read_info(&path).unwrap();
     /// assert_eq!((info.step, info.optimizer), (0, None));
     /// # std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn new(model: &'a dyn Module) -> Checkpoint<'a> {
-        Checkpoint { model, optimizer: None, scheduler: None, step: 0, epoch: 0, rng: None, extra: BTreeMap::new() }
+        Checkpoint {
+            model,
+            optimizer: None,
+            scheduler: None,
+            step: 0,
+            epoch: 0,
+            rng: None,
+            extra: BTreeMap::new(),
+        }
     }
 
     /// Includes the optimizer: its state, learning rates, kind and settings.
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear, Module, SGD};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-opt-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-opt-{}.safetensors", std::process::id()));
     /// let model = Linear::new(2, 2);
     /// let opt = SGD::new(model.parameters(), 0.1).momentum(0.9);
     /// Checkpoint::new(&model).optimizer(&opt).save(&path).unwrap();
@@ -180,10 +200,14 @@ impl<'a> Checkpoint<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, CosineAnnealingLR, Linear};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-sched-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-sched-{}.safetensors", std::process::id()));
     /// let sched = CosineAnnealingLR::new(0.1, 10, 0.0);
     /// Checkpoint::new(&Linear::new(2, 2)).scheduler(&sched).save(&path).unwrap();
-    /// assert_eq!(Checkpoint::read_info(&path).unwrap().scheduler.as_deref(), Some("CosineAnnealingLR"));
+    /// assert_eq!(
+    ///     Checkpoint::read_info(&path).unwrap().scheduler.as_deref(),
+    ///     Some("CosineAnnealingLR")
+    /// );
     /// # std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn scheduler(mut self, scheduler: &'a dyn LrScheduler) -> Self {
@@ -196,7 +220,8 @@ impl<'a> Checkpoint<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-step-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-step-{}.safetensors", std::process::id()));
     /// Checkpoint::new(&Linear::new(2, 2)).step(1500).save(&path).unwrap();
     /// assert_eq!(Checkpoint::read_info(&path).unwrap().step, 1500);
     /// # std::fs::remove_file(&path).unwrap();
@@ -210,7 +235,8 @@ impl<'a> Checkpoint<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-epoch-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-epoch-{}.safetensors", std::process::id()));
     /// Checkpoint::new(&Linear::new(2, 2)).epoch(4).save(&path).unwrap();
     /// assert_eq!(Checkpoint::read_info(&path).unwrap().epoch, 4);
     /// # std::fs::remove_file(&path).unwrap();
@@ -225,8 +251,12 @@ impl<'a> Checkpoint<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-extra-{}.safetensors", std::process::id()));
-    /// Checkpoint::new(&Linear::new(2, 2)).extra("best_accuracy", format!("{}", 0.975)).save(&path).unwrap();
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-extra-{}.safetensors", std::process::id()));
+    /// Checkpoint::new(&Linear::new(2, 2))
+    ///     .extra("best_accuracy", format!("{}", 0.975))
+    ///     .save(&path)
+    ///     .unwrap();
     /// let info = Checkpoint::read_info(&path).unwrap();
     /// assert_eq!(info.extra["best_accuracy"].parse::<f64>().unwrap(), 0.975);
     /// # std::fs::remove_file(&path).unwrap();
@@ -243,7 +273,8 @@ impl<'a> Checkpoint<'a> {
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear};
     /// use tapegrad_tape::get_rng_state;
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-rng-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-rng-{}.safetensors", std::process::id()));
     /// let state = get_rng_state();
     /// let model = Linear::new(2, 2); // draws random numbers
     /// Checkpoint::new(&model).rng_state(state).save(&path).unwrap();
@@ -283,17 +314,25 @@ impl<'a> Checkpoint<'a> {
             meta.insert("optimizer.kind".into(), optimizer.kind().into());
             for (key, value) in optimizer.settings() {
                 if key == "kind" {
-                    return Err(format_err(path, "an optimizer setting named `kind` clashes with `optimizer.kind`"));
+                    return Err(format_err(
+                        path,
+                        "an optimizer setting named `kind` clashes with `optimizer.kind`",
+                    ));
                 }
                 meta.insert(format!("optimizer.{key}"), value);
             }
-            tensors.extend(optimizer.state_dict().into_iter().map(|(n, t)| (format!("optimizer.{n}"), t)));
+            tensors.extend(
+                optimizer.state_dict().into_iter().map(|(n, t)| (format!("optimizer.{n}"), t)),
+            );
         }
         if let Some(scheduler) = self.scheduler {
             meta.insert("scheduler.kind".into(), scheduler.kind().into());
             for (key, value) in scheduler.state_dict() {
                 if key == "kind" {
-                    return Err(format_err(path, "a scheduler state entry named `kind` clashes with `scheduler.kind`"));
+                    return Err(format_err(
+                        path,
+                        "a scheduler state entry named `kind` clashes with `scheduler.kind`",
+                    ));
                 }
                 // `Debug` gives the shortest text that parses back to the same f64.
                 meta.insert(format!("scheduler.{key}"), format!("{value:?}"));
@@ -311,7 +350,8 @@ impl<'a> Checkpoint<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-resume-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-resume-{}.safetensors", std::process::id()));
     /// let model = Linear::new(3, 2);
     /// Checkpoint::new(&model).step(10).save(&path).unwrap();
     /// let mut copy = Linear::new(3, 2);
@@ -329,7 +369,8 @@ impl<'a> Checkpoint<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-info-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-ckpt-info-{}.safetensors", std::process::id()));
     /// Checkpoint::new(&Linear::new(2, 2)).step(7).epoch(1).save(&path).unwrap();
     /// let info = Checkpoint::read_info(&path).unwrap();
     /// assert_eq!((info.version, info.step, info.epoch, info.scheduler), (1, 7, 1, None));
@@ -348,7 +389,8 @@ impl<'a> Checkpoint<'a> {
 ///
 /// ```
 /// use tapegrad_nn::{Checkpoint, Linear};
-/// let path = std::env::temp_dir().join(format!("tapegrad-doc-ckpt-struct-{}.safetensors", std::process::id()));
+/// let path = std::env::temp_dir()
+///     .join(format!("tapegrad-doc-ckpt-struct-{}.safetensors", std::process::id()));
 /// Checkpoint::new(&Linear::new(2, 2)).extra("note", "warm start").save(&path).unwrap();
 /// let info = Checkpoint::read_info(&path).unwrap();
 /// assert_eq!(info.extra.get("note").map(String::as_str), Some("warm start"));
@@ -386,15 +428,18 @@ pub struct CheckpointInfo {
 ///
 /// ```
 /// use tapegrad_nn::{Adam, Checkpoint, Linear, Module, SGD};
-/// let path = std::env::temp_dir().join(format!("tapegrad-doc-resume-{}.safetensors", std::process::id()));
+/// let path = std::env::temp_dir()
+///     .join(format!("tapegrad-doc-resume-{}.safetensors", std::process::id()));
 /// let model = Linear::new(2, 2);
 /// Checkpoint::new(&model).optimizer(&Adam::new(model.parameters(), 1e-3)).save(&path).unwrap();
 /// let mut other = Linear::new(2, 2);
 /// let before = other.weight.to_vec::<f32>();
 /// let mut sgd = SGD::new(other.parameters(), 0.1);
-/// let err = Checkpoint::resume(&mut other).optimizer(&mut sgd).load(&path).unwrap_err().to_string();
+/// let err =
+///     Checkpoint::resume(&mut other).optimizer(&mut sgd).load(&path).unwrap_err().to_string();
 /// assert!(err.contains("the checkpoint's optimizer is Adam, this one is SGD"), "{err}");
 /// assert_eq!(other.weight.to_vec::<f32>(), before); // nothing changed
+///     
 /// # std::fs::remove_file(&path).unwrap();
 /// ```
 #[must_use = "nothing is restored until `load` is called"]
@@ -411,7 +456,8 @@ impl<'a> Resume<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear, Module, Optimizer, SGD};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-resume-opt-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-resume-opt-{}.safetensors", std::process::id()));
     /// let model = Linear::new(2, 2);
     /// Checkpoint::new(&model).optimizer(&SGD::new(model.parameters(), 0.05)).save(&path).unwrap();
     /// let mut model2 = Linear::new(2, 2);
@@ -430,9 +476,12 @@ impl<'a> Resume<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear, LrScheduler, SGD, StepLR};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-resume-sched-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-resume-sched-{}.safetensors", std::process::id()));
     /// let mut sched = StepLR::new(0.1, 2, 0.5);
-    /// for _ in 0..5 { sched.step(&mut SGD::new(vec![], 0.1)); }
+    /// for _ in 0..5 {
+    ///     sched.step(&mut SGD::new(vec![], 0.1));
+    /// }
     /// Checkpoint::new(&Linear::new(2, 2)).scheduler(&sched).save(&path).unwrap();
     /// let mut sched2 = StepLR::new(0.1, 2, 0.5);
     /// Checkpoint::resume(&mut Linear::new(2, 2)).scheduler(&mut sched2).load(&path).unwrap();
@@ -452,7 +501,8 @@ impl<'a> Resume<'a> {
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear};
     /// use tapegrad_tape::get_rng_state;
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-resume-rng-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-resume-rng-{}.safetensors", std::process::id()));
     /// Checkpoint::new(&Linear::new(2, 2)).save(&path).unwrap();
     /// let mut model = Linear::new(2, 2); // draws from the random stream
     /// let state = get_rng_state();
@@ -471,7 +521,8 @@ impl<'a> Resume<'a> {
     ///
     /// ```
     /// use tapegrad_nn::{Checkpoint, Linear, Sequential};
-    /// let path = std::env::temp_dir().join(format!("tapegrad-doc-resume-load-{}.safetensors", std::process::id()));
+    /// let path = std::env::temp_dir()
+    ///     .join(format!("tapegrad-doc-resume-load-{}.safetensors", std::process::id()));
     /// Checkpoint::new(&Linear::new(3, 2)).save(&path).unwrap();
     /// let mut wrong = Sequential::new().add(Linear::new(3, 2));
     /// let err = Checkpoint::resume(&mut wrong).load(&path).unwrap_err().to_string();
@@ -494,13 +545,19 @@ impl<'a> Resume<'a> {
         // First every check, in an order that reports the most basic disagreement first.
         if let Some(optimizer) = &optimizer {
             let Some(saved) = &file.optimizer else {
-                return Err(format_err(path, "the checkpoint holds no optimizer state (it was saved without one)"));
+                return Err(format_err(
+                    path,
+                    "the checkpoint holds no optimizer state (it was saved without one)",
+                ));
             };
             if let Some(kind) = &saved.kind {
                 if kind != optimizer.kind() {
                     return Err(format_err(
                         path,
-                        format!("the checkpoint's optimizer is {kind}, this one is {}", optimizer.kind()),
+                        format!(
+                            "the checkpoint's optimizer is {kind}, this one is {}",
+                            optimizer.kind()
+                        ),
                     ));
                 }
                 let ours: BTreeMap<String, String> =
@@ -513,7 +570,8 @@ impl<'a> Resume<'a> {
                     .into_iter()
                     .filter(|key| saved.settings.get(*key) != ours.get(*key))
                     .map(|key| {
-                        let show = |v: Option<&String>| v.map_or("not set".to_string(), |v| v.clone());
+                        let show =
+                            |v: Option<&String>| v.map_or("not set".to_string(), |v| v.clone());
                         format!(
                             "`{key}` is {} in the checkpoint, {} here",
                             show(saved.settings.get(key)),
@@ -536,12 +594,18 @@ impl<'a> Resume<'a> {
         }
         if let Some(scheduler) = &scheduler {
             let Some((kind, state)) = &file.scheduler else {
-                return Err(format_err(path, "the checkpoint holds no scheduler state (it was saved without one)"));
+                return Err(format_err(
+                    path,
+                    "the checkpoint holds no scheduler state (it was saved without one)",
+                ));
             };
             if kind != scheduler.kind() {
                 return Err(format_err(
                     path,
-                    format!("the checkpoint's scheduler is {kind}, this one is {}", scheduler.kind()),
+                    format!(
+                        "the checkpoint's scheduler is {kind}, this one is {}",
+                        scheduler.kind()
+                    ),
                 ));
             }
             scheduler.check_state_dict(state).map_err(in_file("scheduler"))?;
@@ -580,7 +644,11 @@ struct CheckpointFile {
 
 /// Splits a checkpoint's tensors and metadata into its parts, checking every metadata value
 /// and that every entry belongs to a part.
-fn parse_checkpoint(path: &Path, tensors: Vec<(String, Tensor)>, mut meta: Metadata) -> Result<CheckpointFile> {
+fn parse_checkpoint(
+    path: &Path,
+    tensors: Vec<(String, Tensor)>,
+    mut meta: Metadata,
+) -> Result<CheckpointFile> {
     match meta.remove("format") {
         Some(format) if format == FORMAT => {}
         Some(other) => {
@@ -599,16 +667,20 @@ fn parse_checkpoint(path: &Path, tensors: Vec<(String, Tensor)>, mut meta: Metad
         }
     }
     let number = |meta: &mut Metadata, key: &str| -> Result<u64> {
-        let text = meta.remove(key).ok_or_else(|| format_err(path, format!("missing metadata `{key}`")))?;
-        text.parse::<u64>()
-            .map_err(|_| format_err(path, format!("metadata `{key}` is `{text}`; expected a whole number")))
+        let text = meta
+            .remove(key)
+            .ok_or_else(|| format_err(path, format!("missing metadata `{key}`")))?;
+        text.parse::<u64>().map_err(|_| {
+            format_err(path, format!("metadata `{key}` is `{text}`; expected a whole number"))
+        })
     };
     let version = number(&mut meta, "version")?;
     if version != u64::from(VERSION) {
         return Err(format_err(
             path,
             format!(
-                "checkpoint version {version}: this tapegrad reads version {VERSION} (and files without a version)"
+                "checkpoint version {version}: this tapegrad reads version {VERSION} (and files \
+                without a version)"
             ),
         ));
     }
@@ -618,26 +690,33 @@ fn parse_checkpoint(path: &Path, tensors: Vec<(String, Tensor)>, mut meta: Metad
         None => None,
         Some(hex) => {
             let state = RngState::from_hex(&hex).ok_or_else(|| {
-                format_err(path, format!("metadata `rng` is `{hex}`; expected 64 hexadecimal digits"))
+                format_err(
+                    path,
+                    format!("metadata `rng` is `{hex}`; expected 64 hexadecimal digits"),
+                )
             })?;
             if Generator::from_state(state).is_none() {
-                return Err(format_err(path, "metadata `rng` is the all-zero state, which no generator reaches"));
+                return Err(format_err(
+                    path,
+                    "metadata `rng` is the all-zero state, which no generator reaches",
+                ));
             }
             Some(state)
         }
     };
     let optimizer_kind = meta.remove("optimizer.kind");
     let scheduler_kind = meta.remove("scheduler.kind");
-    let (mut settings, mut scheduler_state, mut extra) = (BTreeMap::new(), Vec::new(), BTreeMap::new());
+    let (mut settings, mut scheduler_state, mut extra) =
+        (BTreeMap::new(), Vec::new(), BTreeMap::new());
     for (key, value) in meta {
         if let Some(name) = key.strip_prefix("extra.") {
             extra.insert(name.to_string(), value);
         } else if let (Some(name), Some(_)) = (key.strip_prefix("optimizer."), &optimizer_kind) {
             settings.insert(name.to_string(), value);
         } else if let (Some(name), Some(_)) = (key.strip_prefix("scheduler."), &scheduler_kind) {
-            let number = value
-                .parse::<f64>()
-                .map_err(|_| format_err(path, format!("metadata `{key}` is `{value}`; expected a number")))?;
+            let number = value.parse::<f64>().map_err(|_| {
+                format_err(path, format!("metadata `{key}` is `{value}`; expected a number"))
+            })?;
             scheduler_state.push((name.to_string(), number));
         } else {
             return Err(format_err(path, format!("unexpected metadata `{key}`")));
@@ -668,8 +747,17 @@ fn parse_checkpoint(path: &Path, tensors: Vec<(String, Tensor)>, mut meta: Metad
         rng,
         extra,
     };
-    let optimizer = optimizer_kind.map(|kind| SavedOptimizer { kind: Some(kind), settings, state: optimizer_state });
-    Ok(CheckpointFile { info, model, optimizer, scheduler: scheduler_kind.map(|kind| (kind, scheduler_state)) })
+    let optimizer = optimizer_kind.map(|kind| SavedOptimizer {
+        kind: Some(kind),
+        settings,
+        state: optimizer_state,
+    });
+    Ok(CheckpointFile {
+        info,
+        model,
+        optimizer,
+        scheduler: scheduler_kind.map(|kind| (kind, scheduler_state)),
+    })
 }
 
 /// A checkpoint from before checkpoints had metadata: tensors `model.*`, `optimizer.*` and
@@ -686,7 +774,10 @@ fn parse_version_0(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<Checkp
         } else {
             return Err(format_err(
                 path,
-                format!("unexpected entry `{name}`; this older checkpoint holds `model.*`, `optimizer.*` and `epoch`"),
+                format!(
+                    "unexpected entry `{name}`; this older checkpoint holds `model.*`, \
+                    `optimizer.*` and `epoch`"
+                ),
             ));
         }
     }
@@ -696,12 +787,16 @@ fn parse_version_0(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<Checkp
         (dtype, _) => {
             return Err(format_err(
                 path,
-                format!("entry `epoch` is {dtype} with shape {:?}; a checkpoint's epoch is one int64", epoch.shape()),
+                format!(
+                    "entry `epoch` is {dtype} with shape {:?}; a checkpoint's epoch is one int64",
+                    epoch.shape()
+                ),
             ));
         }
     };
-    let epoch = u64::try_from(value)
-        .map_err(|_| format_err(path, format!("entry `epoch` is {value}; an epoch is a non-negative count")))?;
+    let epoch = u64::try_from(value).map_err(|_| {
+        format_err(path, format!("entry `epoch` is {value}; an epoch is a non-negative count"))
+    })?;
     let info = CheckpointInfo {
         version: 0,
         step: 0,

@@ -44,9 +44,15 @@ impl View for &Bytes {
 
 fn to_bytes(t: &Tensor) -> Bytes {
     let (dtype, data) = match t.dtype() {
-        DType::F32 => (Dtype::F32, t.to_vec::<f32>().iter().flat_map(|v| v.to_le_bytes()).collect()),
-        DType::F64 => (Dtype::F64, t.to_vec::<f64>().iter().flat_map(|v| v.to_le_bytes()).collect()),
-        DType::I64 => (Dtype::I64, t.to_vec::<i64>().iter().flat_map(|v| v.to_le_bytes()).collect()),
+        DType::F32 => {
+            (Dtype::F32, t.to_vec::<f32>().iter().flat_map(|v| v.to_le_bytes()).collect())
+        }
+        DType::F64 => {
+            (Dtype::F64, t.to_vec::<f64>().iter().flat_map(|v| v.to_le_bytes()).collect())
+        }
+        DType::I64 => {
+            (Dtype::I64, t.to_vec::<i64>().iter().flat_map(|v| v.to_le_bytes()).collect())
+        }
     };
     Bytes { dtype, shape: t.shape().to_vec(), data }
 }
@@ -77,7 +83,10 @@ fn decode(path: &Path, name: &str, dtype: Dtype, shape: &[usize], data: &[u8]) -
         Dtype::F64 => decode!(f64, 8),
         Dtype::I64 => decode!(i64, 8),
         other => {
-            return Err(format_err(path, format!("entry `{name}` has dtype {other}; tapegrad reads F32, F64 and I64")));
+            return Err(format_err(
+                path,
+                format!("entry `{name}` has dtype {other}; tapegrad reads F32, F64 and I64"),
+            ));
         }
     };
     tensor.map_err(|e| format_err(path, format!("entry `{name}`: {e}")))
@@ -110,28 +119,43 @@ fn as_index(v: &serde_json::Value) -> Option<usize> {
 
 /// Checks one header entry on its own: a dtype tapegrad reads, a shape of non-negative
 /// integers, and data offsets inside the data section that hold exactly the shape's bytes.
-fn parse_entry(path: &Path, name: &str, value: &serde_json::Value, data_len: usize) -> Result<Entry> {
+fn parse_entry(
+    path: &Path,
+    name: &str,
+    value: &serde_json::Value,
+    data_len: usize,
+) -> Result<Entry> {
     let err = |message: String| format_err(path, format!("entry `{name}` {message}"));
-    let fields = value
-        .as_object()
-        .ok_or_else(|| err(format!("is {}, not an object with dtype, shape and data_offsets", show(value))))?;
+    let fields = value.as_object().ok_or_else(|| {
+        err(format!("is {}, not an object with dtype, shape and data_offsets", show(value)))
+    })?;
     let field = |key: &str| fields.get(key).ok_or_else(|| err(format!("has no `{key}`")));
     let dtype_value = field("dtype")?;
-    let dtype_name = dtype_value
-        .as_str()
-        .ok_or_else(|| err(format!("has dtype {}; expected a string such as \"F32\"", show(dtype_value))))?;
+    let dtype_name = dtype_value.as_str().ok_or_else(|| {
+        err(format!("has dtype {}; expected a string such as \"F32\"", show(dtype_value)))
+    })?;
     // The safetensors crate knows every dtype the format defines.
-    let dtype: Dtype = serde_json::from_value(dtype_value.clone())
-        .map_err(|_| err(format!("has unknown dtype \"{dtype_name}\"; tapegrad reads F32, F64 and I64")))?;
-    let size =
-        readable_size(dtype).ok_or_else(|| err(format!("has dtype {dtype}; tapegrad reads F32, F64 and I64")))?;
+    let dtype: Dtype = serde_json::from_value(dtype_value.clone()).map_err(|_| {
+        err(format!("has unknown dtype \"{dtype_name}\"; tapegrad reads F32, F64 and I64"))
+    })?;
+    let size = readable_size(dtype)
+        .ok_or_else(|| err(format!("has dtype {dtype}; tapegrad reads F32, F64 and I64")))?;
     let shape_value = field("shape")?;
     let shape = shape_value
         .as_array()
         .and_then(|dims| dims.iter().map(as_index).collect::<Option<Vec<usize>>>())
-        .ok_or_else(|| err(format!("has shape {}; expected a list of non-negative integers", show(shape_value))))?;
+        .ok_or_else(|| {
+            err(format!(
+                "has shape {}; expected a list of non-negative integers",
+                show(shape_value)
+            ))
+        })?;
     let offsets_value = field("data_offsets")?;
-    let (begin, end) = match offsets_value.as_array().map(|o| o.iter().map(as_index).collect::<Vec<_>>()).as_deref() {
+    let (begin, end) = match offsets_value
+        .as_array()
+        .map(|o| o.iter().map(as_index).collect::<Vec<_>>())
+        .as_deref()
+    {
         Some(&[Some(begin), Some(end)]) => (begin, end),
         _ => {
             return Err(err(format!(
@@ -141,7 +165,9 @@ fn parse_entry(path: &Path, name: &str, value: &serde_json::Value, data_len: usi
         }
     };
     if begin > end {
-        return Err(err(format!("has data_offsets [{begin}, {end}]: the beginning is past the end")));
+        return Err(err(format!(
+            "has data_offsets [{begin}, {end}]: the beginning is past the end"
+        )));
     }
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let Some((count, bytes)) = count.and_then(|c| Some((c, c.checked_mul(size)?))) else {
@@ -156,7 +182,8 @@ fn parse_entry(path: &Path, name: &str, value: &serde_json::Value, data_len: usi
     }
     if end > data_len {
         return Err(err(format!(
-            "has data_offsets [{begin}, {end}] but the data section holds only {data_len} bytes; is the file truncated?"
+            "has data_offsets [{begin}, {end}] but the data section holds only {data_len} bytes; \
+            is the file truncated?"
         )));
     }
     Ok(Entry { name: name.to_string(), dtype, shape, begin, end })
@@ -175,7 +202,8 @@ fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u
         return Err(format_err(
             path,
             format!(
-                "{file_len} bytes is too short for a safetensors file (its first 8 bytes give the header's length); is it truncated?"
+                "{file_len} bytes is too short for a safetensors file (its first 8 bytes give the \
+                header's length); is it truncated?"
             ),
         ));
     };
@@ -183,7 +211,10 @@ fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u
     if n > MAX_HEADER {
         return Err(format_err(
             path,
-            format!("header length {n} is over the {MAX_HEADER}-byte limit: not a safetensors file, or a corrupt one"),
+            format!(
+                "header length {n} is over the {MAX_HEADER}-byte limit: not a safetensors file, \
+                or a corrupt one"
+            ),
         ));
     }
     let header_end = 8 + n as usize;
@@ -196,10 +227,18 @@ fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u
             ),
         ));
     }
-    let header: serde_json::Value = serde_json::from_slice(&buffer[8..header_end])
-        .map_err(|e| format_err(path, format!("the {n}-byte header is not valid JSON ({e}); is the file corrupt?")))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&buffer[8..header_end]).map_err(|e| {
+            format_err(
+                path,
+                format!("the {n}-byte header is not valid JSON ({e}); is the file corrupt?"),
+            )
+        })?;
     let serde_json::Value::Object(map) = header else {
-        return Err(format_err(path, format!("the header is {}, not a JSON object of tensor entries", show(&header))));
+        return Err(format_err(
+            path,
+            format!("the header is {}, not a JSON object of tensor entries", show(&header)),
+        ));
     };
     let data = &buffer[header_end..];
     let mut names: Vec<&String> = map.keys().collect();
@@ -213,13 +252,18 @@ fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u
             match all_strings {
                 Some(None) => {
                     let strings = value.as_object().expect("an object").iter();
-                    metadata = strings.map(|(k, v)| (k.clone(), v.as_str().expect("a string").to_string())).collect();
+                    metadata = strings
+                        .map(|(k, v)| (k.clone(), v.as_str().expect("a string").to_string()))
+                        .collect();
                     continue;
                 }
                 Some(Some((key, v))) => {
                     return Err(format_err(
                         path,
-                        format!("`__metadata__` must map names to strings, but `{key}` is {}", show(v)),
+                        format!(
+                            "`__metadata__` must map names to strings, but `{key}` is {}",
+                            show(v)
+                        ),
                     ));
                 }
                 None => {
@@ -255,7 +299,8 @@ fn parse_header<'a>(path: &Path, buffer: &'a [u8]) -> Result<(Vec<Entry>, &'a [u
             return Err(format_err(
                 path,
                 format!(
-                    "entries {} and {} share bytes {}..{} of the data section; each entry needs bytes of its own",
+                    "entries {} and {} share bytes {}..{} of the data section; each entry needs \
+                    bytes of its own",
                     span(l),
                     span(e),
                     e.begin,
@@ -334,7 +379,9 @@ fn remove_stale_temporaries(dir: &Path, file_name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some((pid, n)) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|r| r.split_once('-')) else {
+        let Some((pid, n)) =
+            name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|r| r.split_once('-'))
+        else {
             continue;
         };
         let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else { continue };
@@ -351,18 +398,26 @@ pub(crate) fn serialize(
     tensors: &[(String, Tensor)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>> {
-    let mut names: Vec<(&str, usize)> = tensors.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
+    let mut names: Vec<(&str, usize)> =
+        tensors.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)).collect();
     names.sort();
     if let Some(pair) = names.windows(2).find(|p| p[0].0 == p[1].0) {
         return Err(format_err(
             path,
-            format!("tensors {} and {} are both named `{}`; names must be unique", pair[0].1, pair[1].1, pair[0].0),
+            format!(
+                "tensors {} and {} are both named `{}`; names must be unique",
+                pair[0].1, pair[1].1, pair[0].0
+            ),
         ));
     }
     if names.iter().any(|(n, _)| *n == "__metadata__") {
-        return Err(format_err(path, "the name `__metadata__` is reserved by the safetensors format"));
+        return Err(format_err(
+            path,
+            "the name `__metadata__` is reserved by the safetensors format",
+        ));
     }
-    let bytes: Vec<(String, Bytes)> = tensors.iter().map(|(n, t)| (n.clone(), to_bytes(t))).collect();
+    let bytes: Vec<(String, Bytes)> =
+        tensors.iter().map(|(n, t)| (n.clone(), to_bytes(t))).collect();
     let views: Vec<(&str, &Bytes)> = bytes.iter().map(|(n, b)| (n.as_str(), b)).collect();
     safetensors::serialize(views, metadata).map_err(|e| format_err(path, e.to_string()))
 }
@@ -388,7 +443,8 @@ pub(crate) fn read(path: &Path) -> Result<(Vec<(String, Tensor)>, Metadata)> {
 /// ```
 /// use tapegrad_nn::{load_tensors, save_tensors};
 /// use tapegrad_tape::Tensor;
-/// let path = std::env::temp_dir().join(format!("tapegrad-doc-{}.safetensors", std::process::id()));
+/// let path =
+///     std::env::temp_dir().join(format!("tapegrad-doc-{}.safetensors", std::process::id()));
 /// save_tensors(&path, &[("w".into(), Tensor::ones(&[2, 3]))]).unwrap();
 /// let back = load_tensors(&path).unwrap();
 /// assert_eq!((back[0].0.as_str(), back[0].1.shape()), ("w", &[2, 3][..]));
@@ -416,7 +472,8 @@ pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
 ///
 /// ```
 /// use tapegrad_nn::{Linear, Module, load, save};
-/// let path = std::env::temp_dir().join(format!("tapegrad-doc-save-{}.safetensors", std::process::id()));
+/// let path =
+///     std::env::temp_dir().join(format!("tapegrad-doc-save-{}.safetensors", std::process::id()));
 /// let a = Linear::new(3, 2);
 /// save(&a, &path).unwrap();
 /// let mut b = Linear::new(3, 2);

@@ -10,7 +10,11 @@ use crate::init;
 use crate::module::{Module, Slot, join_name};
 
 /// Visits optional parameters by name.
-fn visit_params(prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot), params: &[(&str, Option<&Tensor>)]) {
+fn visit_params(
+    prefix: &str,
+    f: &mut dyn FnMut(&str, &Tensor, Slot),
+    params: &[(&str, Option<&Tensor>)],
+) {
     for (name, t) in params {
         if let Some(t) = t {
             f(&join_name(prefix, name), t, Slot::Parameter);
@@ -53,7 +57,8 @@ impl Linear {
     /// ```
     pub fn new(in_features: usize, out_features: usize) -> Self {
         Linear {
-            weight: init::kaiming_uniform(&[out_features, in_features], 5f64.sqrt()).requires_grad(),
+            weight: init::kaiming_uniform(&[out_features, in_features], 5f64.sqrt())
+                .requires_grad(),
             bias: Some(default_bias(out_features, in_features)),
         }
     }
@@ -200,7 +205,10 @@ impl Conv2d {
     /// use tapegrad_nn::{Conv2d, Module};
     /// use tapegrad_tape::Tensor;
     /// let conv = Conv2d::new(3, 8, 5);
-    /// assert_eq!((conv.weight.shape(), conv.bias.as_ref().unwrap().shape()), (&[8, 3, 5, 5][..], &[8][..]));
+    /// assert_eq!(
+    ///     (conv.weight.shape(), conv.bias.as_ref().unwrap().shape()),
+    ///     (&[8, 3, 5, 5][..], &[8][..])
+    /// );
     /// assert_eq!(conv.forward(&Tensor::zeros(&[2, 3, 28, 28])).shape(), &[2, 8, 24, 24]);
     /// ```
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
@@ -216,7 +224,12 @@ impl Conv2d {
     /// assert_eq!(depthwise.weight.shape(), &[8, 1, 3, 3]);
     /// assert_eq!(depthwise.forward(&Tensor::zeros(&[1, 4, 5, 5])).shape(), &[1, 8, 3, 3]);
     /// ```
-    pub fn with_groups(in_channels: usize, out_channels: usize, kernel: usize, groups: usize) -> Self {
+    pub fn with_groups(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        groups: usize,
+    ) -> Self {
         let shape = [out_channels, in_channels / groups.max(1), kernel, kernel];
         let (fan_in, _) = init::fans(&shape);
         Conv2d {
@@ -268,7 +281,15 @@ impl Conv1d {
     #[track_caller]
     fn apply(&self, x: &Tensor) -> Tensor {
         let o = self.options;
-        F::conv1d(x, &self.weight, self.bias.as_ref(), o.stride.1, o.padding.1, o.dilation.1, o.groups)
+        F::conv1d(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            o.stride.1,
+            o.padding.1,
+            o.dilation.1,
+            o.groups,
+        )
     }
 }
 
@@ -605,7 +626,15 @@ impl Module for BatchNorm2d {
             let n = self.num_batches_tracked.to_vec::<i64>()[0];
             self.num_batches_tracked.set_data(&Tensor::from_vec(vec![n + 1], &[]));
         }
-        F::batch_norm(x, Some(&self.stats), Some(&self.weight), Some(&self.bias), training, self.momentum, self.eps)
+        F::batch_norm(
+            x,
+            Some(&self.stats),
+            Some(&self.weight),
+            Some(&self.bias),
+            training,
+            self.momentum,
+            self.eps,
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
         f(&join_name(prefix, "weight"), &self.weight, Slot::Parameter);

@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use tapegrad_nn::{Adam, Linear, Module, Optimizer, ReLU, Sequential};
-//! use tapegrad_ops::{prelude::*, functional::cross_entropy};
+//! use tapegrad_ops::{functional::cross_entropy, prelude::*};
 //! use tapegrad_tape::Tensor;
 //! let model = Sequential::new().add(Linear::new(4, 8)).add(ReLU).add(Linear::new(8, 3));
 //! let mut opt = Adam::new(model.parameters(), 1e-2);
@@ -34,16 +34,18 @@ mod scheduler;
 pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
 pub use io::{load, load_tensors, save, save_tensors};
 pub use layers::{
-    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d, Dropout, Embedding,
-    Flatten, GELU, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, SiLU, Sigmoid, Tanh,
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d,
+    Dropout, Embedding, Flatten, GELU, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential,
+    SiLU, Sigmoid, Tanh,
 };
 pub use loss::{
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss, l1_penalty, l2_penalty,
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
+    l1_penalty, l2_penalty,
 };
 pub use module::{Module, Slot, join_name};
 pub use optim::{
-    Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, Optim, Optimizer, ParamGroup, RMSprop,
-    RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm, clip_grad_value,
+    Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, Optim, Optimizer,
+    ParamGroup, RMSprop, RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm, clip_grad_value,
 };
 pub use rnn::{GRU, LSTM, RNN};
 pub use scheduler::{CosineAnnealingLR, ExponentialLR, LinearWarmup, LrScheduler, StepLR};

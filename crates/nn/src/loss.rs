@@ -163,7 +163,8 @@ impl SmoothL1Loss {
 /// ```
 /// use tapegrad_nn::CrossEntropyLoss;
 /// use tapegrad_tape::Tensor;
-/// let loss = CrossEntropyLoss::default().forward(&Tensor::zeros(&[2, 4]), &Tensor::from_vec(vec![0i64, 3], &[2]));
+/// let loss = CrossEntropyLoss::default()
+///     .forward(&Tensor::zeros(&[2, 4]), &Tensor::from_vec(vec![0i64, 3], &[2]));
 /// assert!((loss.item() - 4f64.ln()).abs() < 1e-6);
 /// ```
 #[derive(Clone, Default)]
@@ -179,7 +180,9 @@ impl CrossEntropyLoss {
     /// use tapegrad_nn::CrossEntropyLoss;
     /// use tapegrad_ops::{Reduction, functional::LossOptions};
     /// use tapegrad_tape::Tensor;
-    /// let loss = CrossEntropyLoss { options: LossOptions { reduction: Reduction::None, ..Default::default() } };
+    /// let loss = CrossEntropyLoss {
+    ///     options: LossOptions { reduction: Reduction::None, ..Default::default() },
+    /// };
     /// let logits = Tensor::from_vec(vec![0.0f64, 0.0, 2f64.ln(), 0.0], &[2, 2]);
     /// let each = loss.forward(&logits, &Tensor::from_vec(vec![1i64, 0], &[2])).to_vec::<f64>();
     /// // -ln softmax(logits)[target]: ln 2 for (0, 0), ln(3/2) for (ln 2, 0) and class 0.
@@ -235,7 +238,11 @@ impl NLLLoss {
 /// ```
 #[track_caller]
 pub fn l1_penalty(params: &[Tensor]) -> Tensor {
-    params.iter().map(|p| p.abs().sum()).reduce(|a, b| &a + &b).unwrap_or_else(|| Tensor::scalar(0.0f32))
+    params
+        .iter()
+        .map(|p| p.abs().sum())
+        .reduce(|a, b| &a + &b)
+        .unwrap_or_else(|| Tensor::scalar(0.0f32))
 }
 
 /// `sum p^2` over all parameters: add `lambda * l2_penalty(...)` to a loss for L2
@@ -248,5 +255,9 @@ pub fn l1_penalty(params: &[Tensor]) -> Tensor {
 /// ```
 #[track_caller]
 pub fn l2_penalty(params: &[Tensor]) -> Tensor {
-    params.iter().map(|p| p.square().sum()).reduce(|a, b| &a + &b).unwrap_or_else(|| Tensor::scalar(0.0f32))
+    params
+        .iter()
+        .map(|p| p.square().sum())
+        .reduce(|a, b| &a + &b)
+        .unwrap_or_else(|| Tensor::scalar(0.0f32))
 }

@@ -11,7 +11,13 @@ use tapegrad_tape::Tensor;
 /// assert_eq!(tapegrad_nn::metrics::predictions(&logits), vec![1, 0]);
 /// ```
 pub fn predictions(scores: &Tensor) -> Vec<usize> {
-    scores.detach().argmax(Some(-1), false).to_vec::<i64>().into_iter().map(|c| c as usize).collect()
+    scores
+        .detach()
+        .argmax(Some(-1), false)
+        .to_vec::<i64>()
+        .into_iter()
+        .map(|c| c as usize)
+        .collect()
 }
 
 /// Fraction of rows whose argmax equals the int64 label.
@@ -19,7 +25,10 @@ pub fn predictions(scores: &Tensor) -> Vec<usize> {
 /// ```
 /// use tapegrad_tape::Tensor;
 /// let logits = Tensor::from_vec(vec![0.1f32, 2.0, 3.0, -1.0], &[2, 2]);
-/// assert_eq!(tapegrad_nn::metrics::accuracy(&logits, &Tensor::from_vec(vec![1i64, 1], &[2])), 0.5);
+/// assert_eq!(
+///     tapegrad_nn::metrics::accuracy(&logits, &Tensor::from_vec(vec![1i64, 1], &[2])),
+///     0.5
+/// );
 /// ```
 pub fn accuracy(scores: &Tensor, labels: &Tensor) -> f64 {
     let preds = predictions(scores);
@@ -27,7 +36,8 @@ pub fn accuracy(scores: &Tensor, labels: &Tensor) -> f64 {
     if labels.is_empty() {
         return 0.0;
     }
-    preds.iter().zip(&labels).filter(|(p, l)| **p as i64 == **l).count() as f64 / labels.len() as f64
+    preds.iter().zip(&labels).filter(|(p, l)| **p as i64 == **l).count() as f64
+        / labels.len() as f64
 }
 
 /// `m[true][predicted]` counts over `classes` classes.
@@ -79,7 +89,11 @@ pub fn precision_recall_f1(confusion: &[Vec<usize>]) -> Vec<ClassScores> {
             let actual: f64 = confusion[c].iter().map(|&v| v as f64).sum();
             let precision = if predicted > 0.0 { tp / predicted } else { 0.0 };
             let recall = if actual > 0.0 { tp / actual } else { 0.0 };
-            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+            let f1 = if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            };
             ClassScores { precision, recall, f1 }
         })
         .collect()
@@ -89,7 +103,8 @@ pub fn precision_recall_f1(confusion: &[Vec<usize>]) -> Vec<ClassScores> {
 /// and the thresholds between them (scores at or above a threshold count as positive).
 ///
 /// ```
-/// let (fpr, tpr, _) = tapegrad_nn::metrics::roc_curve(&[0.9, 0.8, 0.3, 0.1], &[true, false, true, false]);
+/// let (fpr, tpr, _) =
+///     tapegrad_nn::metrics::roc_curve(&[0.9, 0.8, 0.3, 0.1], &[true, false, true, false]);
 /// assert_eq!((fpr.first(), tpr.last()), (Some(&0.0), Some(&1.0)));
 /// ```
 pub fn roc_curve(scores: &[f64], positive: &[bool]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {

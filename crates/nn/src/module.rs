@@ -64,7 +64,8 @@ pub trait Module {
     /// ```
     /// use tapegrad_nn::{Linear, Module, Slot};
     /// let mut seen = Vec::new();
-    /// Linear::new(2, 3).visit("fc", &mut |name, t, slot| seen.push((name.to_string(), t.shape().to_vec(), slot)));
+    /// Linear::new(2, 3)
+    ///     .visit("fc", &mut |name, t, slot| seen.push((name.to_string(), t.shape().to_vec(), slot)));
     /// assert_eq!(seen[0], ("fc.weight".to_string(), vec![3, 2], Slot::Parameter));
     /// assert_eq!(seen[1], ("fc.bias".to_string(), vec![3], Slot::Parameter));
     /// ```
@@ -97,7 +98,8 @@ pub trait Module {
     ///
     /// ```
     /// use tapegrad_nn::{BatchNorm2d, Module};
-    /// let names: Vec<String> = BatchNorm2d::new(2).named_parameters().into_iter().map(|(n, _)| n).collect();
+    /// let names: Vec<String> =
+    ///     BatchNorm2d::new(2).named_parameters().into_iter().map(|(n, _)| n).collect();
     /// assert_eq!(names, ["weight", "bias"]); // the running statistics are buffers
     /// ```
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -114,7 +116,8 @@ pub trait Module {
     ///
     /// ```
     /// use tapegrad_nn::{Linear, Module};
-    /// let shapes: Vec<Vec<usize>> = Linear::new(3, 2).parameters().iter().map(|p| p.shape().to_vec()).collect();
+    /// let shapes: Vec<Vec<usize>> =
+    ///     Linear::new(3, 2).parameters().iter().map(|p| p.shape().to_vec()).collect();
     /// assert_eq!(shapes, [vec![2, 3], vec![2]]);
     /// ```
     fn parameters(&self) -> Vec<Tensor> {
@@ -138,7 +141,8 @@ pub trait Module {
     ///
     /// ```
     /// use tapegrad_nn::{BatchNorm2d, Linear, Module};
-    /// let names: Vec<String> = BatchNorm2d::new(2).named_buffers().into_iter().map(|(n, _)| n).collect();
+    /// let names: Vec<String> =
+    ///     BatchNorm2d::new(2).named_buffers().into_iter().map(|(n, _)| n).collect();
     /// assert_eq!(names, ["running_mean", "running_var", "num_batches_tracked"]);
     /// assert!(Linear::new(2, 2).named_buffers().is_empty());
     /// ```
@@ -157,7 +161,10 @@ pub trait Module {
     /// ```
     /// use tapegrad_nn::{BatchNorm2d, Module};
     /// let state = BatchNorm2d::new(2).state_dict();
-    /// assert_eq!((state.len(), state[0].0.as_str(), state[2].0.as_str()), (5, "weight", "running_mean"));
+    /// assert_eq!(
+    ///     (state.len(), state[0].0.as_str(), state[2].0.as_str()),
+    ///     (5, "weight", "running_mean")
+    /// );
     /// assert!(!state[0].1.tracks_grad()); // detached values, ready to save
     /// ```
     fn state_dict(&self) -> Vec<(String, Tensor)> {
@@ -195,7 +202,11 @@ pub trait Module {
                     t.shape()
                 )),
                 Some((_, v)) if v.dtype().is_float() != t.dtype().is_float() => {
-                    problems.push(format!("entry `{name}` has dtype {}, the model expects {}", v.dtype(), t.dtype()))
+                    problems.push(format!(
+                        "entry `{name}` has dtype {}, the model expects {}",
+                        v.dtype(),
+                        t.dtype()
+                    ))
                 }
                 Some(_) => {}
             }
@@ -280,7 +291,11 @@ pub trait Module {
                 return;
             }
             let converted = t.detach().to_dtype(dtype);
-            *t = if slot == Slot::Parameter && t.tracks_grad() { converted.requires_grad() } else { converted };
+            *t = if slot == Slot::Parameter && t.tracks_grad() {
+                converted.requires_grad()
+            } else {
+                converted
+            };
         });
     }
 

@@ -38,8 +38,17 @@ pub struct ParamGroup {
 /// struct SignRule;
 /// impl UpdateRule for SignRule {
 ///     const NAME: &'static str = "SignSGD";
-///     fn buffers(&self) -> &'static [&'static str] { &[] }
-///     fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], _state: &mut [&mut [T]]) {
+///     fn buffers(&self) -> &'static [&'static str] {
+///         &[]
+///     }
+///     fn update<T: Element>(
+///         &self,
+///         lr: f64,
+///         _step: u64,
+///         p: &mut [T],
+///         g: &[T],
+///         _state: &mut [&mut [T]],
+///     ) {
 ///         for (p, g) in p.iter_mut().zip(g) {
 ///             *p = *p - T::from_f64(lr * g.to_f64().signum());
 ///         }
@@ -78,7 +87,10 @@ pub trait UpdateRule: Sync {
     ///
     /// ```
     /// use tapegrad_nn::{Adam, AdamW, UpdateRule};
-    /// assert_eq!((Adam::new(vec![], 1e-3).rule().kind(), AdamW::new_w(vec![], 1e-3).rule().kind()), ("Adam", "AdamW"));
+    /// assert_eq!(
+    ///     (Adam::new(vec![], 1e-3).rule().kind(), AdamW::new_w(vec![], 1e-3).rule().kind()),
+    ///     ("Adam", "AdamW")
+    /// );
     /// ```
     fn kind(&self) -> &'static str {
         Self::NAME
@@ -141,7 +153,12 @@ impl ParamState {
     /// (`opt.amsgrad(true)` on a used optimizer). Buffers keep their values by name; new
     /// ones start at zero, as they would have on the first step; unused ones are dropped.
     fn rename(&mut self, names: &'static [&'static str], n: usize) {
-        fn pick<T: Clone + Default>(old: &mut [Vec<T>], had: &[&str], names: &[&str], n: usize) -> Vec<Vec<T>> {
+        fn pick<T: Clone + Default>(
+            old: &mut [Vec<T>],
+            had: &[&str],
+            names: &[&str],
+            n: usize,
+        ) -> Vec<Vec<T>> {
             let take = |name: &&str| match had.iter().position(|h| h == name) {
                 Some(i) => std::mem::take(&mut old[i]),
                 None => vec![T::default(); n],
@@ -391,12 +408,21 @@ fn step_one<T: Element>(
             task.2.push(chunk);
         }
     }
-    tasks.into_par_iter().for_each(|(p, g, mut state)| update_widest(rule, lr, step, p, g, &mut state));
+    tasks
+        .into_par_iter()
+        .for_each(|(p, g, mut state)| update_widest(rule, lr, step, p, g, &mut state));
 }
 
 /// `rule.update` compiled for the widest vectors this CPU has (rounding exactly as the
 /// baseline build does).
-fn update_widest<T: Element>(rule: &impl UpdateRule, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+fn update_widest<T: Element>(
+    rule: &impl UpdateRule,
+    lr: f64,
+    step: u64,
+    p: &mut [T],
+    g: &[T],
+    state: &mut [&mut [T]],
+) {
     tapegrad_kernels::simd::with_widest_vectors(|| rule.update(lr, step, p, g, state))
 }
 
@@ -410,7 +436,9 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
                 let grad = grad.contiguous_storage();
                 let n = param.numel();
                 let names = rule.buffers();
-                let entry = state.entry((gi, pi)).or_insert_with(|| ParamState::zeros(names, param.dtype(), n));
+                let entry = state
+                    .entry((gi, pi))
+                    .or_insert_with(|| ParamState::zeros(names, param.dtype(), n));
                 // The same static list almost always: compare addresses before contents.
                 if !std::ptr::eq(entry.names, names) && entry.names != names {
                     entry.rename(names, n);
@@ -420,12 +448,14 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
                 // caller's line.
                 assert!(
                     param.layout().is_contiguous(),
-                    "{}: parameter {pi} of group {gi} is a non-contiguous view; pass a contiguous tensor",
+                    "{}: parameter {pi} of group {gi} is a non-contiguous view; pass a contiguous \
+                    tensor",
                     R::NAME
                 );
                 let same_dtype = matches!(
                     (param.dtype(), grad.dtype(), &entry.buffers),
-                    (DType::F32, DType::F32, Buffers::F32(_)) | (DType::F64, DType::F64, Buffers::F64(_))
+                    (DType::F32, DType::F32, Buffers::F32(_))
+                        | (DType::F64, DType::F64, Buffers::F64(_))
                 );
                 assert!(
                     same_dtype,
@@ -543,7 +573,10 @@ impl<R: UpdateRule> Optim<R> {
     /// optimizer has; the groups must be the optimizer's; a parameter with state needs its
     /// step and every buffer the rule uses, shaped like the parameter.
     fn check<'a>(&self, entries: &'a [(String, Tensor)]) -> tapegrad_tape::Result<Checked<'a>> {
-        let bad = |message: String| tapegrad_tape::Error::Format { path: format!("{} state", self.kind()), message };
+        let bad = |message: String| tapegrad_tape::Error::Format {
+            path: format!("{} state", self.kind()),
+            message,
+        };
         let names = self.rule.buffers();
         let scalar = |name: &str, t: &Tensor| -> tapegrad_tape::Result<f64> {
             if t.numel() != 1 || !t.dtype().is_float() {
@@ -573,14 +606,17 @@ impl<R: UpdateRule> Optim<R> {
                 }
                 ["state", g, i, buffer] if index(g).is_some() && index(i).is_some() => {
                     let (gi, pi) = (index(g).expect("checked"), index(i).expect("checked"));
-                    let Some(param) = self.groups.get(gi).and_then(|group| group.params.get(pi)) else {
-                        let sizes: Vec<usize> = self.groups.iter().map(|g| g.params.len()).collect();
+                    let Some(param) = self.groups.get(gi).and_then(|group| group.params.get(pi))
+                    else {
+                        let sizes: Vec<usize> =
+                            self.groups.iter().map(|g| g.params.len()).collect();
                         return Err(bad(format!(
                             "entry `{name}` is for parameter {pi} of group {gi}, but the optimizer's groups hold \
                              {sizes:?} parameters"
                         )));
                     };
-                    let slot = found.entry((gi, pi)).or_insert_with(|| (None, vec![None; names.len()]));
+                    let slot =
+                        found.entry((gi, pi)).or_insert_with(|| (None, vec![None; names.len()]));
                     if buffer == "step" {
                         let step = scalar(name, t)?;
                         // PyTorch keeps the step as a float tensor; it must hold a count.
@@ -631,7 +667,9 @@ impl<R: UpdateRule> Optim<R> {
             let buffers = buffers
                 .into_iter()
                 .zip(names)
-                .map(|(t, name)| t.ok_or_else(|| bad(format!("missing entry `state.{gi}.{pi}.{name}`"))))
+                .map(|(t, name)| {
+                    t.ok_or_else(|| bad(format!("missing entry `state.{gi}.{pi}.{name}`")))
+                })
                 .collect::<tapegrad_tape::Result<Vec<&Tensor>>>()?;
             params.push(((gi, pi), step, buffers));
         }
@@ -648,7 +686,11 @@ fn c<T: Element>(v: f64) -> T {
 /// the ends.
 #[inline(always)]
 fn lerp<T: Element>(start: T, end: T, weight: T) -> T {
-    if weight.to_f64() < 0.5 { start + weight * (end - start) } else { end - (end - start) * (T::ONE - weight) }
+    if weight.to_f64() < 0.5 {
+        start + weight * (end - start)
+    } else {
+        end - (end - start) * (T::ONE - weight)
+    }
 }
 
 /// Setters for the fields of `$rule`, each documented with an example that builds a `$opt`
@@ -657,7 +699,8 @@ macro_rules! builder {
     ($opt:ident, $rule:ident { $($field:ident: $ty:ty = $sample:expr),* $(,)? }) => {
         impl Optim<$rule> {
             $(
-                #[doc = concat!("Sets `", stringify!($field), "` (PyTorch's keyword of the same name).")]
+                #[doc = concat!("Sets `", stringify!($field), "` (PyTorch's keyword of the same \
+                    name).")]
                 ///
                 /// ```
                 #[doc = concat!("use tapegrad_nn::", stringify!($opt), ";")]
@@ -726,7 +769,15 @@ impl SGD {
     }
 }
 
-builder!(SGD, SgdRule { momentum: f64 = 0.9, dampening: f64 = 0.1, nesterov: bool = true, weight_decay: f64 = 1e-4 });
+builder!(
+    SGD,
+    SgdRule {
+        momentum: f64 = 0.9,
+        dampening: f64 = 0.1,
+        nesterov: bool = true,
+        weight_decay: f64 = 1e-4
+    }
+);
 
 impl UpdateRule for SgdRule {
     const NAME: &'static str = "SGD";
@@ -891,12 +942,24 @@ impl UpdateRule for AdadeltaRule {
     }
     fn settings(&self) -> Vec<(&'static str, String)> {
         let AdadeltaRule { rho, eps, weight_decay } = self;
-        vec![("rho", format!("{rho:?}")), ("eps", format!("{eps:?}")), ("weight_decay", format!("{weight_decay:?}"))]
+        vec![
+            ("rho", format!("{rho:?}")),
+            ("eps", format!("{eps:?}")),
+            ("weight_decay", format!("{weight_decay:?}")),
+        ]
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
-    fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let (lr, rho, eps, wd) = (c::<T>(lr), c::<T>(self.rho), c::<T>(self.eps), c::<T>(self.weight_decay));
+    fn update<T: Element>(
+        &self,
+        lr: f64,
+        _step: u64,
+        p: &mut [T],
+        g: &[T],
+        state: &mut [&mut [T]],
+    ) {
+        let (lr, rho, eps, wd) =
+            (c::<T>(lr), c::<T>(self.rho), c::<T>(self.eps), c::<T>(self.weight_decay));
         let [square_avg, acc_delta] = state else { unreachable!("two buffers") };
         for i in 0..p.len() {
             let d = if self.weight_decay != 0.0 { g[i] + wd * p[i] } else { g[i] };
@@ -956,7 +1019,13 @@ impl RMSprop {
         Optim::with_rule(
             params,
             lr,
-            RmspropRule { alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false },
+            RmspropRule {
+                alpha: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.0,
+                centered: false,
+            },
         )
     }
 }
@@ -994,18 +1063,31 @@ impl UpdateRule for RmspropRule {
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
-    fn update<T: Element>(&self, lr: f64, _step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let (lr, alpha, eps, wd, mom) =
-            (c::<T>(lr), c::<T>(self.alpha), c::<T>(self.eps), c::<T>(self.weight_decay), c::<T>(self.momentum));
+    fn update<T: Element>(
+        &self,
+        lr: f64,
+        _step: u64,
+        p: &mut [T],
+        g: &[T],
+        state: &mut [&mut [T]],
+    ) {
+        let (lr, alpha, eps, wd, mom) = (
+            c::<T>(lr),
+            c::<T>(self.alpha),
+            c::<T>(self.eps),
+            c::<T>(self.weight_decay),
+            c::<T>(self.momentum),
+        );
         // The buffers the settings use, in `buffers()` order; an unused one is empty and the
         // loop never reads it.
-        let (square_avg, grad_avg, buf): (&mut [T], &mut [T], &mut [T]) = match (state, self.centered) {
-            ([square_avg], _) => (square_avg, &mut [], &mut []),
-            ([square_avg, grad_avg], true) => (square_avg, grad_avg, &mut []),
-            ([square_avg, buf], false) => (square_avg, &mut [], buf),
-            ([square_avg, grad_avg, buf], _) => (square_avg, grad_avg, buf),
-            _ => unreachable!("RMSprop keeps one to three buffers"),
-        };
+        let (square_avg, grad_avg, buf): (&mut [T], &mut [T], &mut [T]) =
+            match (state, self.centered) {
+                ([square_avg], _) => (square_avg, &mut [], &mut []),
+                ([square_avg, grad_avg], true) => (square_avg, grad_avg, &mut []),
+                ([square_avg, buf], false) => (square_avg, &mut [], buf),
+                ([square_avg, grad_avg, buf], _) => (square_avg, grad_avg, buf),
+                _ => unreachable!("RMSprop keeps one to three buffers"),
+            };
         for i in 0..p.len() {
             let d = if self.weight_decay != 0.0 { g[i] + wd * p[i] } else { g[i] };
             square_avg[i] = square_avg[i] * alpha + (T::ONE - alpha) * d * d;
@@ -1083,7 +1165,13 @@ impl Adam {
         Optim::with_rule(
             params,
             lr,
-            AdamRule { betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, amsgrad: false, decoupled: false },
+            AdamRule {
+                betas: (0.9, 0.999),
+                eps: 1e-8,
+                weight_decay: 0.0,
+                amsgrad: false,
+                decoupled: false,
+            },
         )
     }
 
@@ -1108,13 +1196,22 @@ impl Adam {
 
 builder!(
     Adam,
-    AdamRule { betas: (f64, f64) = (0.8, 0.99), eps: f64 = 1e-6, weight_decay: f64 = 1e-4, amsgrad: bool = true }
+    AdamRule {
+        betas: (f64, f64) = (0.8, 0.99),
+        eps: f64 = 1e-6,
+        weight_decay: f64 = 1e-4,
+        amsgrad: bool = true
+    }
 );
 
 impl UpdateRule for AdamRule {
     const NAME: &'static str = "Adam";
     fn buffers(&self) -> &'static [&'static str] {
-        if self.amsgrad { &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] } else { &["exp_avg", "exp_avg_sq"] }
+        if self.amsgrad {
+            &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        } else {
+            &["exp_avg", "exp_avg_sq"]
+        }
     }
     fn kind(&self) -> &'static str {
         if self.decoupled { "AdamW" } else { "Adam" }
@@ -1135,7 +1232,8 @@ impl UpdateRule for AdamRule {
         let bias1 = 1.0 - b1.powi(step as i32);
         let bias2_sqrt = (1.0 - b2.powi(step as i32)).sqrt();
         let step_size = c::<T>(lr / bias1);
-        let (one_minus_b1, b2t, eps, wd) = (c::<T>(1.0 - b1), c::<T>(b2), c::<T>(self.eps), c::<T>(self.weight_decay));
+        let (one_minus_b1, b2t, eps, wd) =
+            (c::<T>(1.0 - b1), c::<T>(b2), c::<T>(self.eps), c::<T>(self.weight_decay));
         let bias2_sqrt = c::<T>(bias2_sqrt);
         let decay = c::<T>(1.0 - lr * self.weight_decay);
         let (m, v, vmax): (&mut [T], &mut [T], &mut [T]) = match state {
@@ -1152,7 +1250,11 @@ impl UpdateRule for AdamRule {
         let lerp_low = (1.0 - b1) < 0.5;
         for (((w, &g0), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             let d = if coupled { g0 + wd * *w } else { g0 };
-            *mi = if lerp_low { *mi + one_minus_b1 * (d - *mi) } else { d - (d - *mi) * (T::ONE - one_minus_b1) };
+            *mi = if lerp_low {
+                *mi + one_minus_b1 * (d - *mi)
+            } else {
+                d - (d - *mi) * (T::ONE - one_minus_b1)
+            };
             *vi = *vi * b2t + (T::ONE - b2t) * d * d;
         }
         if self.amsgrad {
@@ -1181,7 +1283,11 @@ impl UpdateRule for AdamRule {
 /// ```
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     let grads: Vec<Tensor> = params.iter().filter_map(|p| p.grad()).collect();
-    let total: f64 = grads.iter().map(|g| g.to_vec::<f64>().iter().map(|v| v * v).sum::<f64>()).sum::<f64>().sqrt();
+    let total: f64 = grads
+        .iter()
+        .map(|g| g.to_vec::<f64>().iter().map(|v| v * v).sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
     let scale = max_norm / (total + 1e-6);
     if scale < 1.0 {
         for g in &grads {

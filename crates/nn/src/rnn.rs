@@ -60,7 +60,12 @@ impl Recurrent {
     /// Runs the stack over `x`; `h0` and `c0` are `[layers, batch, hidden]`. Returns the
     /// last layer's outputs and the final `h` (and `c` for LSTM) of every layer.
     #[track_caller]
-    fn run(&self, x: &Tensor, h0: Option<&Tensor>, c0: Option<&Tensor>) -> (Tensor, Tensor, Option<Tensor>) {
+    fn run(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+    ) -> (Tensor, Tensor, Option<Tensor>) {
         assert!(x.dim() == 3, "recurrent layer: expects a 3-D input, got shape {:?}", x.shape());
         // Work time-major: [T, B, features].
         let mut seq = if self.batch_first { x.transpose(0, 1) } else { x.clone() };
@@ -168,7 +173,8 @@ macro_rules! recurrent_layer {
             /// use tapegrad_ops::prelude::*;
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let time_major = ", stringify!($name), "::new(3, 5, 1);")]
-            #[doc = concat!("let mut batch_major = ", stringify!($name), "::new(3, 5, 1).batch_first(true);")]
+            #[doc = concat!("let mut batch_major = ", stringify!($name), "::new(3, 5, \
+                1).batch_first(true);")]
             /// batch_major.load_state_dict(&time_major.state_dict()).unwrap();
             /// let x = Tensor::randn(&[4, 7, 3]); // [B, T, features]
             /// let (a, b) = (batch_major.forward(&x), time_major.forward(&x.transpose(0, 1)).transpose(0, 1));
@@ -311,7 +317,11 @@ impl LSTM {
     /// assert!(rest.iter().zip(&full).all(|(a, b)| (a - b).abs() < 1e-6));
     /// ```
     #[track_caller]
-    pub fn forward_with_state(&self, x: &Tensor, state: Option<(&Tensor, &Tensor)>) -> (Tensor, (Tensor, Tensor)) {
+    pub fn forward_with_state(
+        &self,
+        x: &Tensor,
+        state: Option<(&Tensor, &Tensor)>,
+    ) -> (Tensor, (Tensor, Tensor)) {
         let (out, h, c) = self.0.run(x, state.map(|s| s.0), state.map(|s| s.1));
         (out, (h, c.expect("LSTM keeps a cell state")))
     }

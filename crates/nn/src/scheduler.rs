@@ -15,7 +15,9 @@ use crate::Optimizer;
 /// use tapegrad_nn::{LrScheduler, Optimizer, SGD, StepLR};
 /// let mut opt = SGD::new(vec![], 0.1);
 /// let mut sched = StepLR::new(0.1, 2, 0.5);
-/// for _ in 0..2 { sched.step(&mut opt); }
+/// for _ in 0..2 {
+///     sched.step(&mut opt);
+/// }
 /// assert_eq!(opt.param_groups()[0].lr, 0.05);
 /// ```
 pub trait LrScheduler {
@@ -96,7 +98,9 @@ pub trait LrScheduler {
     /// ```
     /// use tapegrad_nn::{LrScheduler, SGD, StepLR};
     /// let mut sched = StepLR::new(0.1, 2, 0.5);
-    /// for _ in 0..3 { sched.step(&mut SGD::new(vec![], 0.1)); }
+    /// for _ in 0..3 {
+    ///     sched.step(&mut SGD::new(vec![], 0.1));
+    /// }
     /// let mut resumed = StepLR::new(0.1, 2, 0.5);
     /// resumed.load_state_dict(&sched.state_dict()).unwrap();
     /// assert_eq!((resumed.epoch(), resumed.lr()), (3, 0.05));
@@ -152,13 +156,20 @@ impl Setting for usize {
 
 /// Checks a scheduler's state against `spec` (each entry's name and, for counts, its least
 /// value) and returns the values in `spec`'s order.
-fn read_state(kind: &str, state: &[(String, f64)], spec: &[(&str, Option<usize>)]) -> Result<Vec<f64>> {
+fn read_state(
+    kind: &str,
+    state: &[(String, f64)],
+    spec: &[(&str, Option<usize>)],
+) -> Result<Vec<f64>> {
     let bad = |message: String| Error::Format { path: format!("{kind} state"), message };
     let mut values: Vec<Option<f64>> = vec![None; spec.len()];
     for (name, value) in state {
         let Some(i) = spec.iter().position(|(n, _)| n == name) else {
             let known: Vec<&str> = spec.iter().map(|(n, _)| *n).collect();
-            return Err(bad(format!("unexpected entry `{name}`; {kind} keeps {}", known.join(", "))));
+            return Err(bad(format!(
+                "unexpected entry `{name}`; {kind} keeps {}",
+                known.join(", ")
+            )));
         };
         if values[i].is_some() {
             return Err(bad(format!("entry `{name}` appears twice")));
@@ -166,7 +177,9 @@ fn read_state(kind: &str, state: &[(String, f64)], spec: &[(&str, Option<usize>)
         let ok = match spec[i].1 {
             None => value.is_finite(),
             // Whole, in range, and exact as an f64.
-            Some(least) => value.fract() == 0.0 && *value >= least as f64 && *value <= (1u64 << 53) as f64,
+            Some(least) => {
+                value.fract() == 0.0 && *value >= least as f64 && *value <= (1u64 << 53) as f64
+            }
         };
         if !ok {
             let expected = match spec[i].1 {
@@ -177,7 +190,11 @@ fn read_state(kind: &str, state: &[(String, f64)], spec: &[(&str, Option<usize>)
         }
         values[i] = Some(*value);
     }
-    values.into_iter().zip(spec).map(|(v, (name, _))| v.ok_or_else(|| bad(format!("missing entry `{name}`")))).collect()
+    values
+        .into_iter()
+        .zip(spec)
+        .map(|(v, (name, _))| v.ok_or_else(|| bad(format!("missing entry `{name}`"))))
+        .collect()
 }
 
 /// Implements [`LrScheduler`] for a schedule with an `epoch` counter, a `rate(epoch)`
@@ -324,7 +341,9 @@ impl CosineAnnealingLR {
         CosineAnnealingLR { base: base_lr, t_max: t_max.max(1), eta_min, epoch: 0 }
     }
     fn rate(&self, epoch: usize) -> f64 {
-        self.eta_min + (self.base - self.eta_min) * (1.0 + (PI * epoch as f64 / self.t_max as f64).cos()) / 2.0
+        self.eta_min
+            + (self.base - self.eta_min) * (1.0 + (PI * epoch as f64 / self.t_max as f64).cos())
+                / 2.0
     }
 }
 scheduler!(CosineAnnealingLR { "base_lr": base, "T_max": t_max >= 1, "eta_min": eta_min });

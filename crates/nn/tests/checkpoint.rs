@@ -13,7 +13,8 @@ use tapegrad_ops::prelude::*;
 use tapegrad_tape::{Error, RngState, Tensor, get_rng_state, manual_seed};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tapegrad-checkpoint-test-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir()
+        .join(format!("tapegrad-checkpoint-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -21,7 +22,11 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// Linear-ReLU-Dropout-Linear: dropout draws a new mask from the random stream each step.
 fn model(hidden: usize) -> Sequential {
-    Sequential::new().add(Linear::new(6, hidden)).add(ReLU).add(Dropout::new(0.3)).add(Linear::new(hidden, 3))
+    Sequential::new()
+        .add(Linear::new(6, hidden))
+        .add(ReLU)
+        .add(Dropout::new(0.3))
+        .add(Linear::new(hidden, 3))
 }
 
 /// A fixed batch, made without the random stream so that it cannot shift it.
@@ -43,11 +48,18 @@ fn train_step(model: &Sequential, opt: &mut dyn Optimizer, sched: &mut dyn LrSch
 }
 
 fn bits(model: &dyn Module) -> Vec<(String, Vec<u32>)> {
-    model.state_dict().into_iter().map(|(n, t)| (n, t.to_vec::<f32>().iter().map(|v| v.to_bits()).collect())).collect()
+    model
+        .state_dict()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_vec::<f32>().iter().map(|v| v.to_bits()).collect()))
+        .collect()
 }
 
 fn optimizer_bits(opt: &dyn Optimizer) -> Vec<(String, Vec<u64>)> {
-    opt.state_dict().into_iter().map(|(n, t)| (n, t.to_vec::<f64>().iter().map(|v| v.to_bits()).collect())).collect()
+    opt.state_dict()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_vec::<f64>().iter().map(|v| v.to_bits()).collect()))
+        .collect()
 }
 
 type MakeOptimizer = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
@@ -75,7 +87,13 @@ fn straight_and_resumed(make: MakeOptimizer, restore_rng: bool) -> [Run; 2] {
     let (mut opt, mut s) = (make(first.parameters()), sched());
     let mut losses: Vec<u32> = (0..K).map(|_| train_step(&first, &mut *opt, &mut s)).collect();
     let path = temp_dir(&format!("resume-{restore_rng}-{}", opt.kind())).join("ckpt.safetensors");
-    Checkpoint::new(&first).optimizer(&*opt).scheduler(&s).step(K as u64).epoch(1).save(&path).unwrap();
+    Checkpoint::new(&first)
+        .optimizer(&*opt)
+        .scheduler(&s)
+        .step(K as u64)
+        .epoch(1)
+        .save(&path)
+        .unwrap();
     drop((first, opt, s));
 
     // A new process, in effect: other initial values, another optimizer and schedule
@@ -106,7 +124,8 @@ fn resuming_adam_with_dropout_and_step_lr_is_bit_identical() {
 
 #[test]
 fn resuming_sgd_with_momentum_is_bit_identical() {
-    let [straight, resumed] = straight_and_resumed(|p| Box::new(SGD::new(p, 0.05).momentum(0.9).nesterov(true)), true);
+    let [straight, resumed] =
+        straight_and_resumed(|p| Box::new(SGD::new(p, 0.05).momentum(0.9).nesterov(true)), true);
     assert_eq!(straight.0, resumed.0, "losses, as f32 bits");
     assert_eq!(straight.1, resumed.1, "final parameters, as f32 bits");
 }
@@ -209,7 +228,11 @@ fn a_failed_load_leaves_model_optimizer_scheduler_and_rng_untouched() {
         (&without_scheduler, "the checkpoint holds no scheduler state"),
     ];
     for (path, needle) in cases {
-        let err = Checkpoint::resume(&mut target).optimizer(&mut opt).scheduler(&mut sched).load(path).unwrap_err();
+        let err = Checkpoint::resume(&mut target)
+            .optimizer(&mut opt)
+            .scheduler(&mut sched)
+            .load(path)
+            .unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, Error::Format { .. }), "{message}");
         assert!(message.starts_with(&path.display().to_string()), "names the file: {message}");
@@ -219,18 +242,31 @@ fn a_failed_load_leaves_model_optimizer_scheduler_and_rng_untouched() {
 
     // The parts disagree with the file: each is reported, and nothing changes.
     let mut sgd = SGD::new(target.parameters(), 0.1);
-    let err = Checkpoint::resume(&mut target).optimizer(&mut sgd).load(&good).unwrap_err().to_string();
+    let err =
+        Checkpoint::resume(&mut target).optimizer(&mut sgd).load(&good).unwrap_err().to_string();
     assert!(err.contains("the checkpoint's optimizer is Adam, this one is SGD"), "{err}");
     let mut betas = Adam::new(target.parameters(), 0.1).betas((0.8, 0.99));
-    let err = Checkpoint::resume(&mut target).optimizer(&mut betas).load(&good).unwrap_err().to_string();
+    let err =
+        Checkpoint::resume(&mut target).optimizer(&mut betas).load(&good).unwrap_err().to_string();
     assert!(err.contains("`betas` is (0.9, 0.999) in the checkpoint, (0.8, 0.99) here"), "{err}");
     let mut two_groups = Adam::new(target.parameters()[..2].to_vec(), 0.1);
     two_groups.add_param_group(target.parameters()[2..].to_vec(), 0.1);
-    let err = Checkpoint::resume(&mut target).optimizer(&mut two_groups).load(&good).unwrap_err().to_string();
+    let err = Checkpoint::resume(&mut target)
+        .optimizer(&mut two_groups)
+        .load(&good)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("optimizer: "), "{err}");
     let mut exponential = ExponentialLR::new(0.1, 0.9);
-    let err = Checkpoint::resume(&mut target).scheduler(&mut exponential).load(&good).unwrap_err().to_string();
-    assert!(err.contains("the checkpoint's scheduler is StepLR, this one is ExponentialLR"), "{err}");
+    let err = Checkpoint::resume(&mut target)
+        .scheduler(&mut exponential)
+        .load(&good)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the checkpoint's scheduler is StepLR, this one is ExponentialLR"),
+        "{err}"
+    );
     assert_eq!(snapshot(&target, &opt, &sched), before);
 
     // A model whose parameters have the optimizer's shapes but other names fails last, after
@@ -240,7 +276,11 @@ fn a_failed_load_leaves_model_optimizer_scheduler_and_rng_untouched() {
     let mut opt2 = Adam::new(renamed.parameters(), 0.02);
     let mut sched2 = StepLR::new(0.02, 2, 0.5);
     let before2 = snapshot(&renamed, &opt2, &sched2);
-    let err = Checkpoint::resume(&mut renamed).optimizer(&mut opt2).scheduler(&mut sched2).load(&good).unwrap_err();
+    let err = Checkpoint::resume(&mut renamed)
+        .optimizer(&mut opt2)
+        .scheduler(&mut sched2)
+        .load(&good)
+        .unwrap_err();
     assert!(err.to_string().contains("model: missing entry `2.weight`"), "{err}");
     assert_eq!(snapshot(&renamed, &opt2, &sched2), before2);
 
@@ -253,7 +293,8 @@ fn a_failed_load_leaves_model_optimizer_scheduler_and_rng_untouched() {
 
 #[test]
 fn adam_keeps_max_exp_avg_sq_only_with_amsgrad() {
-    let names = |opt: &Adam| -> Vec<String> { opt.state_dict().into_iter().map(|(n, _)| n).collect() };
+    let names =
+        |opt: &Adam| -> Vec<String> { opt.state_dict().into_iter().map(|(n, _)| n).collect() };
     let run = |opt: &mut Adam, w: &Tensor| {
         (w * 3.0).sum().backward();
         opt.step();
@@ -262,7 +303,10 @@ fn adam_keeps_max_exp_avg_sq_only_with_amsgrad() {
         let w = Tensor::ones(&[4]).requires_grad();
         let mut plain = adam(vec![w.clone()], 0.1);
         run(&mut plain, &w);
-        assert_eq!(names(&plain), ["param_groups.0.lr", "state.0.0.step", "state.0.0.exp_avg", "state.0.0.exp_avg_sq"]);
+        assert_eq!(
+            names(&plain),
+            ["param_groups.0.lr", "state.0.0.step", "state.0.0.exp_avg", "state.0.0.exp_avg_sq"]
+        );
         let w2 = Tensor::ones(&[4]).requires_grad();
         let mut amsgrad = adam(vec![w2.clone()], 0.1).amsgrad(true);
         run(&mut amsgrad, &w2);
@@ -286,7 +330,10 @@ fn adam_keeps_max_exp_avg_sq_only_with_amsgrad() {
     sgd.step();
     let names: Vec<String> = sgd.state_dict().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["param_groups.0.lr", "state.0.0.step"]);
-    assert_eq!(RMSprop::new(vec![], 0.1).centered(true).rule().buffers(), ["square_avg", "grad_avg"]);
+    assert_eq!(
+        RMSprop::new(vec![], 0.1).centered(true).rule().buffers(),
+        ["square_avg", "grad_avg"]
+    );
 }
 
 /// Turning amsgrad on in a used optimizer adds the buffer (from zero, as on a first step)
@@ -303,9 +350,14 @@ fn changing_settings_after_steps_keeps_the_buffers_by_name() {
     let state = opt.state_dict();
     assert_eq!(state.len(), 5);
     // Adam's first moment moves towards the gradient (2) by 1 - beta1, as PyTorch's lerp.
-    let expected: Vec<f32> = exp_avg.iter().map(|m| m + (1.0 - 0.9f64) as f32 * (2.0 - m)).collect();
+    let expected: Vec<f32> =
+        exp_avg.iter().map(|m| m + (1.0 - 0.9f64) as f32 * (2.0 - m)).collect();
     assert_eq!(state[2].1.to_vec::<f32>(), expected);
-    assert_eq!(state[4].1.to_vec::<f32>(), state[3].1.to_vec::<f32>(), "max_exp_avg_sq starts at exp_avg_sq");
+    assert_eq!(
+        state[4].1.to_vec::<f32>(),
+        state[3].1.to_vec::<f32>(),
+        "max_exp_avg_sq starts at exp_avg_sq"
+    );
 }
 
 #[test]
@@ -370,7 +422,10 @@ fn checkpoints_from_before_metadata_still_load() {
         saved.state_dict().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
     for (n, t) in opt.state_dict() {
         if n.ends_with("exp_avg_sq") {
-            entries.push((format!("optimizer.{}", n.replace("exp_avg_sq", "max_exp_avg_sq")), t.zeros_like()));
+            entries.push((
+                format!("optimizer.{}", n.replace("exp_avg_sq", "max_exp_avg_sq")),
+                t.zeros_like(),
+            ));
         }
         entries.push((format!("optimizer.{n}"), t));
     }
@@ -384,7 +439,10 @@ fn checkpoints_from_before_metadata_still_load() {
     assert_eq!((info.version, info.epoch, info.step, info.rng), (0, 4, 0, None));
     assert_eq!(bits(&model2), bits(&saved));
     assert_eq!(optimizer_bits(&opt2), optimizer_bits(&opt));
-    let err = Checkpoint::resume(&mut model2).scheduler(&mut StepLR::new(0.1, 1, 0.5)).load(&path).unwrap_err();
+    let err = Checkpoint::resume(&mut model2)
+        .scheduler(&mut StepLR::new(0.1, 1, 0.5))
+        .load(&path)
+        .unwrap_err();
     assert!(err.to_string().contains("holds no scheduler state"), "{err}");
     assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -409,7 +467,12 @@ fn save_version(path: &Path, model: &Linear, opt: &Adam, v: u64) {
     for p in model.parameters() {
         p.set_data(&Tensor::full(p.shape(), v as f64));
     }
-    Checkpoint::new(model).optimizer(opt).step(v).extra("version", v.to_string()).save(path).unwrap();
+    Checkpoint::new(model)
+        .optimizer(opt)
+        .step(v)
+        .extra("version", v.to_string())
+        .save(path)
+        .unwrap();
 }
 
 /// Loads the checkpoint and checks it is one whole version; returns the version.
@@ -458,7 +521,11 @@ fn a_save_killed_at_any_moment_never_damages_the_previous_checkpoint() {
     let (mut last, mut interrupted) = (0, 0);
     for i in 0..30u64 {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["a_save_killed_at_any_moment_never_damages_the_previous_checkpoint", "--exact", "--nocapture"])
+            .args([
+                "a_save_killed_at_any_moment_never_damages_the_previous_checkpoint",
+                "--exact",
+                "--nocapture",
+            ])
             .args(["--test-threads", "1"])
             .env(WRITER, &path)
             .env(FIRST_VERSION, (last + 1).to_string())
@@ -485,7 +552,10 @@ fn a_save_killed_at_any_moment_never_damages_the_previous_checkpoint() {
         assert!(v >= last, "version {v} after {last}: an older checkpoint replaced a newer one");
         last = v;
     }
-    eprintln!("30 kills: {interrupted} left a partial temporary file; the checkpoint reached version {last}");
+    eprintln!(
+        "30 kills: {interrupted} left a partial temporary file; the checkpoint reached version \
+        {last}"
+    );
     assert!(interrupted > 0, "no kill landed during a save; the test did not test anything");
     assert!(last > 0, "no child finished a save");
     // Only the checkpoint and temporaries are in the directory: nothing partial replaced it.

@@ -16,7 +16,8 @@ fn trained() -> (Sequential, Adam) {
     let mut opt = Adam::new(model.parameters(), 0.01);
     let x = Tensor::randn(&[8, 3]);
     for _ in 0..3 {
-        let loss = tapegrad_ops::ReduceOps::mean(&tapegrad_ops::UnaryOps::square(&model.forward(&x)));
+        let loss =
+            tapegrad_ops::ReduceOps::mean(&tapegrad_ops::UnaryOps::square(&model.forward(&x)));
         opt.zero_grad();
         loss.backward();
         opt.step();
@@ -119,12 +120,22 @@ fn an_interrupted_save_never_destroys_the_previous_file() {
 
 #[test]
 fn modules_switch_modes_convert_and_freeze() {
-    let mut model = Sequential::new().add(Linear::new(3, 3)).add(Dropout::new(0.5)).add(BatchNorm2d::new(3));
+    let mut model =
+        Sequential::new().add(Linear::new(3, 3)).add(Dropout::new(0.5)).add(BatchNorm2d::new(3));
     model.eval();
     let x = Tensor::randn(&[4, 3]);
-    assert_eq!(model.forward(&x).to_vec::<f32>(), model.forward(&x).to_vec::<f32>(), "eval is deterministic");
+    assert_eq!(
+        model.forward(&x).to_vec::<f32>(),
+        model.forward(&x).to_vec::<f32>(),
+        "eval is deterministic"
+    );
     model.to_dtype(tapegrad_tape::DType::F64);
-    assert!(model.parameters().iter().all(|p| p.dtype() == tapegrad_tape::DType::F64 && p.tracks_grad()));
+    assert!(
+        model
+            .parameters()
+            .iter()
+            .all(|p| p.dtype() == tapegrad_tape::DType::F64 && p.tracks_grad())
+    );
     model.freeze();
     assert!(model.trainable_parameters().is_empty());
     model.unfreeze();
@@ -168,7 +179,10 @@ fn handmade_files_load_and_metadata_is_accepted() {
     let path = handmade("good.safetensors", &header, 32);
     let mut layer = Linear::new(3, 2);
     load(&mut layer, &path).unwrap();
-    assert_eq!(layer.bias.as_ref().unwrap().to_vec::<f32>()[0], f32::from_le_bytes([24, 25, 26, 27]));
+    assert_eq!(
+        layer.bias.as_ref().unwrap().to_vec::<f32>()[0],
+        f32::from_le_bytes([24, 25, 26, 27])
+    );
     let header = format!(
         r#"{{"__metadata__":{{"epoch":3}},"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#
     );
@@ -178,61 +192,90 @@ fn handmade_files_load_and_metadata_is_accepted() {
 
 #[test]
 fn a_dtype_or_shape_that_disagrees_with_the_bytes_is_named() {
-    let header = format!(r#"{{"weight":{{"dtype":"F64","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":"F64","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = handmade("dtype-size.safetensors", &header, 32);
     load_fails(
         &path,
-        &["entry `weight` is F64 with shape [2, 3]: 6 elements need 48 bytes, but data_offsets [0, 24] hold 24"],
+        &["entry `weight` is F64 with shape [2, 3]: 6 elements need 48 bytes, but data_offsets \
+            [0, 24] hold 24"],
     );
-    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[3,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":"F32","shape":[3,3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = handmade("shape.safetensors", &header, 32);
     load_fails(
         &path,
-        &["entry `weight` is F32 with shape [3, 3]: 9 elements need 36 bytes, but data_offsets [0, 24] hold 24"],
+        &["entry `weight` is F32 with shape [3, 3]: 9 elements need 36 bytes, but data_offsets \
+            [0, 24] hold 24"],
     );
-    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,-3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":"F32","shape":[2,-3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = handmade("negative.safetensors", &header, 32);
-    load_fails(&path, &["entry `weight` has shape [2,-3]; expected a list of non-negative integers"]);
+    load_fails(
+        &path,
+        &["entry `weight` has shape [2,-3]; expected a list of non-negative integers"],
+    );
     let header = format!(
         r#"{{"weight":{{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,24]}},{BIAS}}}"#
     );
     let path = handmade("overflow.safetensors", &header, 32);
-    load_fails(&path, &["entry `weight` has shape [4294967296, 4294967296, 4294967296], whose size overflows"]);
+    load_fails(
+        &path,
+        &["entry `weight` has shape [4294967296, 4294967296, 4294967296], whose size overflows"],
+    );
 }
 
 #[test]
 fn unknown_and_unreadable_dtypes_are_named() {
-    let header = format!(r#"{{"weight":{{"dtype":"Q4","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":"Q4","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = handmade("unknown-dtype.safetensors", &header, 32);
-    load_fails(&path, &["entry `weight` has unknown dtype \"Q4\"; tapegrad reads F32, F64 and I64"]);
+    load_fails(
+        &path,
+        &["entry `weight` has unknown dtype \"Q4\"; tapegrad reads F32, F64 and I64"],
+    );
     let header = r#"{"weight":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#;
     let path = handmade("f16.safetensors", header, 20);
     load_fails(&path, &["entry `weight` has dtype F16; tapegrad reads F32, F64 and I64"]);
-    let header = format!(r#"{{"weight":{{"dtype":7,"shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":7,"shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = handmade("number-dtype.safetensors", &header, 32);
     load_fails(&path, &["entry `weight` has dtype 7; expected a string"]);
 }
 
 #[test]
 fn offsets_past_the_end_gaps_and_trailing_bytes_are_named() {
-    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = handmade("past-end.safetensors", &header, 28);
-    load_fails(&path, &["entry `bias` has data_offsets [24, 32] but the data section holds only 28 bytes"]);
+    load_fails(
+        &path,
+        &["entry `bias` has data_offsets [24, 32] but the data section holds only 28 bytes"],
+    );
     let path = handmade("trailing.safetensors", &header, 40);
-    load_fails(&path, &["bytes 32..40 of the data section (after entry `bias` [24, 32]) belong to no entry"]);
+    load_fails(
+        &path,
+        &["bytes 32..40 of the data section (after entry `bias` [24, 32]) belong to no entry"],
+    );
     // A missing entry: `weight`'s bytes are there, the header does not mention them.
     let path = handmade("gap.safetensors", &format!("{{{BIAS}}}"), 32);
-    load_fails(&path, &["bytes 0..24 of the data section (before entry `bias` [24, 32]) belong to no entry"]);
+    load_fails(
+        &path,
+        &["bytes 0..24 of the data section (before entry `bias` [24, 32]) belong to no entry"],
+    );
     let header = r#"{"weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[28,36]}}"#;
     let path = handmade("middle-gap.safetensors", header, 36);
     load_fails(
         &path,
-        &["bytes 24..28 of the data section (after entry `weight` [0, 24] and before entry `bias` [28, 36])"],
+        &["bytes 24..28 of the data section (after entry `weight` [0, 24] and before entry \
+            `bias` [28, 36])"],
     );
-    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[24,0]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[24,0]}},{BIAS}}}"#);
     let path = handmade("backwards.safetensors", &header, 32);
     load_fails(&path, &["entry `weight` has data_offsets [24, 0]: the beginning is past the end"]);
-    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0]}},{BIAS}}}"#);
     let path = handmade("one-offset.safetensors", &header, 32);
     load_fails(&path, &["entry `weight` has data_offsets [0]; expected [begin, end]"]);
 }
@@ -246,7 +289,8 @@ fn aliased_entries_give_the_same_message_every_time() {
         format!("{{{alias},{weight},{BIAS}}}"),
         format!("{{{BIAS},{alias},{weight}}}"),
     ];
-    let expected = "entries `alias` [0, 24] and `weight` [0, 24] share bytes 0..24 of the data section";
+    let expected =
+        "entries `alias` [0, 24] and `weight` [0, 24] share bytes 0..24 of the data section";
     for header in &orders {
         let path = handmade("alias.safetensors", header, 32);
         for _ in 0..5 {
@@ -261,13 +305,17 @@ fn aliased_entries_give_the_same_message_every_time() {
 
 #[test]
 fn a_bad_header_length_or_header_is_named() {
-    let header = format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
+    let header =
+        format!(r#"{{"weight":{{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = temp("long-header.safetensors");
     let mut bytes = 1000u64.to_le_bytes().to_vec();
     bytes.extend(header.as_bytes());
     std::fs::write(&path, &bytes).unwrap();
     let file_len = bytes.len().to_string();
-    load_fails(&path, &["header length 1000 runs past the end of the file", "byte 1008", &file_len]);
+    load_fails(
+        &path,
+        &["header length 1000 runs past the end of the file", "byte 1008", &file_len],
+    );
     bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     load_fails(&path, &["header length 1099511627776 is over the 100000000-byte limit"]);
@@ -299,7 +347,10 @@ fn a_checkpoint_epoch_that_is_not_one_integer_is_an_error_not_a_panic() {
         let (mut m, mut o) = trained();
         let err = load_checkpoint(&path, &mut m, &mut o).unwrap_err();
         assert!(matches!(err, Error::Format { .. }), "{err}");
-        assert!(err.to_string().contains(needle) && err.to_string().contains("bad-epoch.safetensors"), "{err}");
+        assert!(
+            err.to_string().contains(needle) && err.to_string().contains("bad-epoch.safetensors"),
+            "{err}"
+        );
     }
 }
 
@@ -326,7 +377,8 @@ fn saving_checks_names_and_concurrent_saves_never_collide() {
             let target = &target;
             s.spawn(move || {
                 for _ in 0..5 {
-                    save_tensors(target, &[("t".to_string(), Tensor::full(&[64], t as f64))]).unwrap();
+                    save_tensors(target, &[("t".to_string(), Tensor::full(&[64], t as f64))])
+                        .unwrap();
                 }
             });
         }

@@ -22,7 +22,10 @@ fn assert_close(got: &Tensor, expected: &Tensor, rel: f64) {
     let (g, e) = (got.to_vec::<f64>(), expected.to_vec::<f64>());
     let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
     let worst = g.iter().zip(&e).map(|(a, b)| (a - b).abs()).fold(0.0f64, f64::max) / scale;
-    assert!(worst <= rel, "worst difference {worst:e} relative to the output scale (limit {rel:e})");
+    assert!(
+        worst <= rel,
+        "worst difference {worst:e} relative to the output scale (limit {rel:e})"
+    );
 }
 
 #[test]
@@ -58,7 +61,8 @@ fn cnn_reproduces_pytorch() {
 
 #[test]
 fn conv_batchnorm_block_reproduces_pytorch_in_eval_mode() {
-    let mut model = Sequential::new().add(Conv2d::new(3, 4, 3).padding(1)).add(BatchNorm2d::new(4)).add(ReLU);
+    let mut model =
+        Sequential::new().add(Conv2d::new(3, 4, 3).padding(1)).add(BatchNorm2d::new(4)).add(ReLU);
     load(&mut model, fixture("conv_bn.safetensors")).unwrap();
     model.eval();
     let (x, y) = io("conv_bn");
@@ -66,7 +70,11 @@ fn conv_batchnorm_block_reproduces_pytorch_in_eval_mode() {
 }
 
 fn matrix(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect()
 }
 
 fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> {
@@ -81,10 +89,14 @@ fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> 
                 .nesterov(b("nesterov"))
                 .weight_decay(f("weight_decay", 0.0)),
         ),
-        "Adagrad" => {
-            Box::new(Adagrad::new(params, lr).lr_decay(f("lr_decay", 0.0)).weight_decay(f("weight_decay", 0.0)))
-        }
-        "Adadelta" => Box::new(Adadelta::new(params, lr).rho(f("rho", 0.9)).weight_decay(f("weight_decay", 0.0))),
+        "Adagrad" => Box::new(
+            Adagrad::new(params, lr)
+                .lr_decay(f("lr_decay", 0.0))
+                .weight_decay(f("weight_decay", 0.0)),
+        ),
+        "Adadelta" => Box::new(
+            Adadelta::new(params, lr).rho(f("rho", 0.9)).weight_decay(f("weight_decay", 0.0)),
+        ),
         "RMSprop" => Box::new(
             RMSprop::new(params, lr)
                 .alpha(f("alpha", 0.99))
@@ -92,7 +104,9 @@ fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> 
                 .centered(b("centered"))
                 .weight_decay(f("weight_decay", 0.0)),
         ),
-        "Adam" => Box::new(Adam::new(params, lr).amsgrad(b("amsgrad")).weight_decay(f("weight_decay", 0.0))),
+        "Adam" => Box::new(
+            Adam::new(params, lr).amsgrad(b("amsgrad")).weight_decay(f("weight_decay", 0.0)),
+        ),
         "AdamW" => Box::new(AdamW::new_w(params, lr).weight_decay(f("weight_decay", 0.01))),
         other => panic!("fixture optimizer {other} is not mapped"),
     }
@@ -112,7 +126,8 @@ fn optimizers_follow_pytorch_trajectories() {
     for (name, cfg) in data["optimizers"].as_object().unwrap() {
         let w = Tensor::from_vec(flat(&w0), &[w0.len(), w0[0].len()]).requires_grad();
         let b = Tensor::from_vec(b0.clone(), &[b0.len()]).requires_grad();
-        let mut opt = make(cfg["class"].as_str().unwrap(), &cfg["kwargs"], vec![w.clone(), b.clone()]);
+        let mut opt =
+            make(cfg["class"].as_str().unwrap(), &cfg["kwargs"], vec![w.clone(), b.clone()]);
         for (step, expected) in cfg["steps"].as_array().unwrap().iter().enumerate() {
             let loss = (&(&xt.matmul(&w.t()) + &b) - &yt).square().mean();
             let want = expected["loss_before_step"].as_f64().unwrap();
@@ -126,11 +141,16 @@ fn optimizers_follow_pytorch_trajectories() {
             opt.step();
             for (t, key) in [(&w, "W"), (&b, "b")] {
                 let want: Vec<f64> = match &expected[key] {
-                    Value::Array(rows) if rows.first().is_some_and(Value::is_array) => flat(&matrix(&expected[key])),
+                    Value::Array(rows) if rows.first().is_some_and(Value::is_array) => {
+                        flat(&matrix(&expected[key]))
+                    }
                     v => v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
                 };
                 for (g, e) in t.to_vec::<f64>().iter().zip(&want) {
-                    assert!((g - e).abs() <= 1e-10 * e.abs().max(1.0), "{name} step {step} {key}: {g} vs {e}");
+                    assert!(
+                        (g - e).abs() <= 1e-10 * e.abs().max(1.0),
+                        "{name} step {step} {key}: {g} vs {e}"
+                    );
                 }
             }
         }
@@ -147,13 +167,19 @@ fn schedulers_follow_pytorch() {
         let mut sched: Box<dyn LrScheduler> = match name.as_str() {
             "StepLR(step_size=7,gamma=0.5)" => Box::new(StepLR::new(0.1, 7, 0.5)),
             "ExponentialLR(gamma=0.9)" => Box::new(ExponentialLR::new(0.1, 0.9)),
-            "CosineAnnealingLR(T_max=10,eta_min=0.001)" => Box::new(CosineAnnealingLR::new(0.1, 10, 0.001)),
+            "CosineAnnealingLR(T_max=10,eta_min=0.001)" => {
+                Box::new(CosineAnnealingLR::new(0.1, 10, 0.001))
+            }
             other => panic!("scheduler {other} is not mapped"),
         };
         let mut opt = SGD::new(vec![Tensor::zeros_dtype(&[1], DType::F64).requires_grad()], 0.1);
         for (epoch, want) in rates.as_array().unwrap().iter().enumerate() {
             let want = want.as_f64().unwrap();
-            assert!((sched.lr() - want).abs() <= 1e-10, "{name} epoch {epoch}: {} vs {want}", sched.lr());
+            assert!(
+                (sched.lr() - want).abs() <= 1e-10,
+                "{name} epoch {epoch}: {} vs {want}",
+                sched.lr()
+            );
             if epoch > 0 {
                 assert!((opt.param_groups()[0].lr - want).abs() <= 1e-10);
             }

@@ -21,8 +21,12 @@ pub(crate) fn zip_value(
     let la = a.layout().broadcast_to(shape).expect("shapes checked by the caller");
     let lb = b.layout().broadcast_to(shape).expect("shapes checked by the caller");
     let storage = match (a.storage(), b.storage()) {
-        (Storage::F32(x), Storage::F32(y)) => kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, f32f),
-        (Storage::F64(x), Storage::F64(y)) => kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, f64f),
+        (Storage::F32(x), Storage::F32(y)) => {
+            kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, f32f)
+        }
+        (Storage::F64(x), Storage::F64(y)) => {
+            kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, f64f)
+        }
         _ => unreachable!("float dtypes checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(shape))
@@ -73,10 +77,14 @@ pub(crate) fn extremum(a: &Tensor, b: &Tensor, max: bool) -> Result<Tensor> {
                 }
             };
             let share = |x: &Tensor, y: &Tensor| {
-                let w = zip_value(x, y, &shape, move |p, q| weight(p as f64, q as f64) as f32, weight);
+                let w =
+                    zip_value(x, y, &shape, move |p, q| weight(p as f64, q as f64) as f32, weight);
                 select_scaled(g, &w).sum_to_shape(x.shape())
             };
-            smallvec![ctx.needs_input_grad(0).then(|| share(a, b)), ctx.needs_input_grad(1).then(|| share(b, a))]
+            smallvec![
+                ctx.needs_input_grad(0).then(|| share(a, b)),
+                ctx.needs_input_grad(1).then(|| share(b, a))
+            ]
         })
         .save(a)
         .save(b)
@@ -117,7 +125,13 @@ pub(crate) fn compare(
     let shape = broadcast_pair(op, a, b, location)?;
     let a = a.detach();
     let b = b.detach();
-    Ok(zip_value(&a, &b, &shape, move |x, y| f(x as f64, y as f64) as u8 as f32, move |x, y| f(x, y) as u8 as f64))
+    Ok(zip_value(
+        &a,
+        &b,
+        &shape,
+        move |x, y| f(x as f64, y as f64) as u8 as f32,
+        move |x, y| f(x, y) as u8 as f64,
+    ))
 }
 
 /// `cond ? a : b`, elementwise with broadcasting (PyTorch's `torch.where`). `cond` is a mask
@@ -144,27 +158,39 @@ pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
 ///
 /// ```
 /// use tapegrad_tape::Tensor;
-/// assert!(tapegrad_ops::try_where(&Tensor::ones(&[3]), &Tensor::ones(&[2]), &Tensor::ones(&[2])).is_err());
+/// assert!(
+///     tapegrad_ops::try_where(&Tensor::ones(&[3]), &Tensor::ones(&[2]), &Tensor::ones(&[2]))
+///         .is_err()
+/// );
 /// ```
 #[track_caller]
 pub fn try_where(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     let shape = broadcast_pair("where", a, b, location)?;
-    let shape = tapegrad_tape::layout::broadcast_shapes(&shape, cond.shape()).ok_or_else(|| Error::Shape {
-        op: "where",
-        message: format!(
-            "condition shape {:?} does not broadcast with operand shapes {:?} and {:?}",
-            cond.shape(),
-            a.shape(),
-            b.shape()
-        ),
-        location,
+    let shape = tapegrad_tape::layout::broadcast_shapes(&shape, cond.shape()).ok_or_else(|| {
+        Error::Shape {
+            op: "where",
+            message: format!(
+                "condition shape {:?} does not broadcast with operand shapes {:?} and {:?}",
+                cond.shape(),
+                a.shape(),
+                b.shape()
+            ),
+            location,
+        }
     })?;
-    let keep = crate::elementwise::mask(&cond.detach().to_dtype(a.dtype()).broadcast_to(&shape), |v| v != 0.0);
+    let keep =
+        crate::elementwise::mask(&cond.detach().to_dtype(a.dtype()).broadcast_to(&shape), |v| {
+            v != 0.0
+        });
     let (ab, bb) = (a.detach().broadcast_to(&shape), b.detach().broadcast_to(&shape));
     let selected = match (keep.storage(), ab.contiguous_storage(), bb.contiguous_storage()) {
-        (Storage::F32(k), Storage::F32(x), Storage::F32(y)) => Storage::from_vec(select(&k, &x, &y)),
-        (Storage::F64(k), Storage::F64(x), Storage::F64(y)) => Storage::from_vec(select(&k, &x, &y)),
+        (Storage::F32(k), Storage::F32(x), Storage::F32(y)) => {
+            Storage::from_vec(select(&k, &x, &y))
+        }
+        (Storage::F64(k), Storage::F64(x), Storage::F64(y)) => {
+            Storage::from_vec(select(&k, &x, &y))
+        }
         _ => unreachable!("float dtypes checked"),
     };
     let value = Tensor::from_storage(selected, Layout::contiguous(&shape));

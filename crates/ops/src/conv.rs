@@ -23,9 +23,16 @@ fn out_size(
     (input, pad, dilation, kernel, stride): (usize, usize, usize, usize, usize),
     location: &'static Location<'static>,
 ) -> Result<Option<usize>> {
-    let what = format!("input size {input} with padding {pad}, kernel {kernel} and dilation {dilation}");
-    let span = checked_size(op, &what, dilation.checked_mul(kernel - 1).and_then(|s| s.checked_add(1)), location)?;
-    let padded = checked_size(op, &what, pad.checked_mul(2).and_then(|p| p.checked_add(input)), location)?;
+    let what =
+        format!("input size {input} with padding {pad}, kernel {kernel} and dilation {dilation}");
+    let span = checked_size(
+        op,
+        &what,
+        dilation.checked_mul(kernel - 1).and_then(|s| s.checked_add(1)),
+        location,
+    )?;
+    let padded =
+        checked_size(op, &what, pad.checked_mul(2).and_then(|p| p.checked_add(input)), location)?;
     Ok(padded.checked_sub(span).map(|r| r / stride + 1))
 }
 
@@ -44,7 +51,12 @@ fn geometry(
         )));
     }
     let g = opts.groups;
-    if g == 0 || opts.stride.0 == 0 || opts.stride.1 == 0 || opts.dilation.0 == 0 || opts.dilation.1 == 0 {
+    if g == 0
+        || opts.stride.0 == 0
+        || opts.stride.1 == 0
+        || opts.dilation.0 == 0
+        || opts.dilation.1 == 0
+    {
         return Err(Error::InvalidArgument {
             op,
             message: format!("stride, dilation and groups must be positive, got {opts:?}"),
@@ -57,7 +69,11 @@ fn geometry(
         return Err(bad(format!(
             "input {x:?} has {c} channels but weight {weight:?} with {g} groups expects {}{}",
             cg * g,
-            if o % g != 0 { format!(", and {o} output channels do not split into {g} groups") } else { String::new() }
+            if o % g != 0 {
+                format!(", and {o} output channels do not split into {g} groups")
+            } else {
+                String::new()
+            }
         )));
     }
     let (Some(ho), Some(wo)) = (
@@ -99,16 +115,24 @@ fn run(kind: Kind, a: &Tensor, b: &Tensor, geo: &Geometry) -> Tensor {
         ),
         Kind::Transpose => (
             match (&sa, &sb) {
-                (Storage::F32(g), Storage::F32(w)) => Storage::from_vec(kernels::conv_transpose(g, w, geo)),
-                (Storage::F64(g), Storage::F64(w)) => Storage::from_vec(kernels::conv_transpose(g, w, geo)),
+                (Storage::F32(g), Storage::F32(w)) => {
+                    Storage::from_vec(kernels::conv_transpose(g, w, geo))
+                }
+                (Storage::F64(g), Storage::F64(w)) => {
+                    Storage::from_vec(kernels::conv_transpose(g, w, geo))
+                }
                 _ => unreachable!("dtypes checked"),
             },
             vec![geo.n, geo.c, geo.h, geo.w],
         ),
         Kind::Weight => (
             match (&sa, &sb) {
-                (Storage::F32(x), Storage::F32(g)) => Storage::from_vec(kernels::conv_weight(x, g, geo)),
-                (Storage::F64(x), Storage::F64(g)) => Storage::from_vec(kernels::conv_weight(x, g, geo)),
+                (Storage::F32(x), Storage::F32(g)) => {
+                    Storage::from_vec(kernels::conv_weight(x, g, geo))
+                }
+                (Storage::F64(x), Storage::F64(g)) => {
+                    Storage::from_vec(kernels::conv_weight(x, g, geo))
+                }
                 _ => unreachable!("dtypes checked"),
             },
             vec![geo.o, geo.cg(), geo.kh, geo.kw],
@@ -119,7 +143,13 @@ fn run(kind: Kind, a: &Tensor, b: &Tensor, geo: &Geometry) -> Tensor {
 
 /// Records one primitive. `a`/`b` are (x, w) for `Conv`, (gy, w) for `Transpose` and
 /// (x, gy) for `Weight`.
-fn primitive(kind: Kind, a: &Tensor, b: &Tensor, geo: Geometry, location: &'static Location<'static>) -> Tensor {
+fn primitive(
+    kind: Kind,
+    a: &Tensor,
+    b: &Tensor,
+    geo: Geometry,
+    location: &'static Location<'static>,
+) -> Tensor {
     let value = run(kind, a, b, &geo);
     let name = match kind {
         Kind::Conv => "conv2d",
@@ -132,7 +162,8 @@ fn primitive(kind: Kind, a: &Tensor, b: &Tensor, geo: Geometry, location: &'stat
             let (ga, gb) = match kind {
                 // y = conv(x, w): dx = convT(gy, w), dw = convW(x, gy)
                 Kind::Conv => (
-                    ctx.needs_input_grad(0).then(|| primitive(Kind::Transpose, g, b, geo, location)),
+                    ctx.needs_input_grad(0)
+                        .then(|| primitive(Kind::Transpose, g, b, geo, location)),
                     ctx.needs_input_grad(1).then(|| primitive(Kind::Weight, a, g, geo, location)),
                 ),
                 // dx = convT(gy, w): d gy = conv(g, w), d w = convW(g, gy)
@@ -142,7 +173,8 @@ fn primitive(kind: Kind, a: &Tensor, b: &Tensor, geo: Geometry, location: &'stat
                 ),
                 // dw = convW(x, gy): d x = convT(gy, g), d gy = conv(x, g)
                 Kind::Weight => (
-                    ctx.needs_input_grad(0).then(|| primitive(Kind::Transpose, b, g, geo, location)),
+                    ctx.needs_input_grad(0)
+                        .then(|| primitive(Kind::Transpose, b, g, geo, location)),
                     ctx.needs_input_grad(1).then(|| primitive(Kind::Conv, a, g, geo, location)),
                 ),
             };
@@ -187,7 +219,12 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Tensor {
 }
 
 #[track_caller]
-pub(crate) fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, opts: Conv2dOptions) -> Result<Tensor> {
+pub(crate) fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    opts: Conv2dOptions,
+) -> Result<Tensor> {
     let location = Location::caller();
     let geo = geometry("conv2d", x.shape(), weight.shape(), opts, location)?;
     check_operands("conv2d", x, weight, bias, geo.o, location)?;
@@ -216,7 +253,12 @@ pub(crate) fn conv1d(
             location,
         });
     }
-    let opts = Conv2dOptions { stride: (1, stride), padding: (0, padding), dilation: (1, dilation), groups };
+    let opts = Conv2dOptions {
+        stride: (1, stride),
+        padding: (0, padding),
+        dilation: (1, dilation),
+        groups,
+    };
     let x4 = crate::shape::unsqueeze(x, 2)?;
     let w4 = crate::shape::unsqueeze(weight, 2)?;
     let y = conv2d(&x4, &w4, bias, opts)?;
@@ -238,18 +280,22 @@ pub(crate) fn conv_transpose2d(
         return Err(Error::Shape {
             op,
             message: format!(
-                "expects input [N, C_in, H, W] and weight [C_in, C_out/groups, kH, kW], got {:?} and {:?}",
+                "expects input [N, C_in, H, W] and weight [C_in, C_out/groups, kH, kW], got {:?} \
+                and {:?}",
                 x.shape(),
                 weight.shape()
             ),
             location,
         });
     }
-    if output_padding.0 >= opts.stride.0.max(opts.dilation.0) || output_padding.1 >= opts.stride.1.max(opts.dilation.1)
+    if output_padding.0 >= opts.stride.0.max(opts.dilation.0)
+        || output_padding.1 >= opts.stride.1.max(opts.dilation.1)
     {
         return Err(Error::InvalidArgument {
             op,
-            message: format!("output_padding {output_padding:?} must be smaller than stride or dilation"),
+            message: format!(
+                "output_padding {output_padding:?} must be smaller than stride or dilation"
+            ),
             location,
         });
     }
@@ -259,29 +305,44 @@ pub(crate) fn conv_transpose2d(
     if [hi, wi, kh, kw].contains(&0) {
         return Err(Error::Shape {
             op,
-            message: format!("input {:?} and weight {:?} need positive spatial sizes", x.shape(), weight.shape()),
+            message: format!(
+                "input {:?} and weight {:?} need positive spatial sizes",
+                x.shape(),
+                weight.shape()
+            ),
             location,
         });
     }
-    let size = |i: usize, s: usize, p: usize, d: usize, k: usize, op_: usize| -> Result<Option<usize>> {
-        let full = (i - 1)
-            .checked_mul(s)
-            .and_then(|v| v.checked_add(d.checked_mul(k - 1)?))
-            .and_then(|v| v.checked_add(op_)?.checked_add(1));
-        let what = format!("the output size of input size {i} with stride {s}, kernel {k} and dilation {d}");
-        let full = checked_size(op, &what, full, location)?;
-        Ok(p.checked_mul(2).and_then(|p2| full.checked_sub(p2)))
-    };
+    let size =
+        |i: usize, s: usize, p: usize, d: usize, k: usize, op_: usize| -> Result<Option<usize>> {
+            let full = (i - 1)
+                .checked_mul(s)
+                .and_then(|v| v.checked_add(d.checked_mul(k - 1)?))
+                .and_then(|v| v.checked_add(op_)?.checked_add(1));
+            let what = format!(
+                "the output size of input size {i} with stride {s}, kernel {k} and dilation {d}"
+            );
+            let full = checked_size(op, &what, full, location)?;
+            Ok(p.checked_mul(2).and_then(|p2| full.checked_sub(p2)))
+        };
     let (Some(h), Some(w)) = (
         size(hi, opts.stride.0, opts.padding.0, opts.dilation.0, kh, output_padding.0)?,
         size(wi, opts.stride.1, opts.padding.1, opts.dilation.1, kw, output_padding.1)?,
     ) else {
-        return Err(Error::Shape { op, message: format!("padding {:?} leaves no output", opts.padding), location });
+        return Err(Error::Shape {
+            op,
+            message: format!("padding {:?} leaves no output", opts.padding),
+            location,
+        });
     };
     let c_out = weight.shape()[1] * opts.groups;
     let forward_input = [n, c_out, h, w];
     if h == 0 || w == 0 {
-        return Err(Error::Shape { op, message: format!("padding {:?} leaves no output", opts.padding), location });
+        return Err(Error::Shape {
+            op,
+            message: format!("padding {:?} leaves no output", opts.padding),
+            location,
+        });
     }
     let mut geo = geometry(op, &forward_input, weight.shape(), opts, location)?;
     // With output_padding the forward convolution of the output would reach a little past

@@ -5,7 +5,12 @@ use std::panic::Location;
 use tapegrad_tape::{Error, Result, Tensor};
 
 /// Resolves `dim` (negative counts from the end) for `t`, or a [`Error::Dim`] naming `op`.
-pub(crate) fn resolve(op: &'static str, t: &Tensor, dim: isize, location: &'static Location<'static>) -> Result<usize> {
+pub(crate) fn resolve(
+    op: &'static str,
+    t: &Tensor,
+    dim: isize,
+    location: &'static Location<'static>,
+) -> Result<usize> {
     resolve_rank(op, t.shape(), dim, t.dim(), location)
 }
 

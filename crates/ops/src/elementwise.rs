@@ -4,7 +4,9 @@
 use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
-use tapegrad_tape::{Backward, BackwardCtx, Element, Storage, Tensor, ensure_float, kernels, or_panic, record};
+use tapegrad_tape::{
+    Backward, BackwardCtx, Element, Storage, Tensor, ensure_float, kernels, or_panic, record,
+};
 
 /// A scalar function of one element, instantiated for each float dtype.
 pub(crate) trait UnaryFn {
@@ -82,9 +84,14 @@ pub(crate) use grad_fn;
 /// composes recorded ops instead. The result is written over `g` when the rule may reuse it
 /// ([`BackwardCtx::grad_for_reuse`]), else into one fresh tensor where the composed rule
 /// would allocate three.
-pub(crate) fn fused_rule<F: GradFn>(ctx: &BackwardCtx<'_>, (v, v_layout): (&Storage, &Layout)) -> Option<Tensor> {
+pub(crate) fn fused_rule<F: GradFn>(
+    ctx: &BackwardCtx<'_>,
+    (v, v_layout): (&Storage, &Layout),
+) -> Option<Tensor> {
     let g = ctx.grad();
-    if tapegrad_tape::is_grad_enabled() || !tapegrad_tape::layout::same_shape(g.shape(), v_layout.shape()) {
+    if tapegrad_tape::is_grad_enabled()
+        || !tapegrad_tape::layout::same_shape(g.shape(), v_layout.shape())
+    {
         return None;
     }
     if let Some(g) = ctx.grad_for_reuse()
@@ -94,8 +101,12 @@ pub(crate) fn fused_rule<F: GradFn>(ctx: &BackwardCtx<'_>, (v, v_layout): (&Stor
         let written = g.update_storage(|dst, layout| {
             let gs = layout.offset()..layout.offset() + layout.numel();
             match v {
-                Storage::F32(v) => zip_in_place(&mut dst.make_mut::<f32>()?[gs], &v[vs], F::apply::<f32>),
-                Storage::F64(v) => zip_in_place(&mut dst.make_mut::<f64>()?[gs], &v[vs], F::apply::<f64>),
+                Storage::F32(v) => {
+                    zip_in_place(&mut dst.make_mut::<f32>()?[gs], &v[vs], F::apply::<f32>)
+                }
+                Storage::F64(v) => {
+                    zip_in_place(&mut dst.make_mut::<f64>()?[gs], &v[vs], F::apply::<f64>)
+                }
                 Storage::I64(_) => return None,
             }
             Some(())
@@ -132,7 +143,11 @@ pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool + Sync + Send + Copy) 
 
 /// Records the elementwise op `F` on `x`, after checking that `x` is a float tensor.
 #[track_caller]
-pub(crate) fn unary<F: UnaryFn>(op: &'static str, x: &Tensor, make: impl FnOnce() -> Backward) -> Tensor {
+pub(crate) fn unary<F: UnaryFn>(
+    op: &'static str,
+    x: &Tensor,
+    make: impl FnOnce() -> Backward,
+) -> Tensor {
     let location = Location::caller();
     or_panic(ensure_float(op, x, location));
     record(op, location, &[x], map::<F>(x), make)

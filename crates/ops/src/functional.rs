@@ -5,7 +5,9 @@ use std::panic::Location;
 use tapegrad_kernels::softmax::softmax;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, DType, Element, Error, Result, Tensor, ensure_float, or_panic, record};
+use tapegrad_tape::{
+    Backward, DType, Element, Error, Result, Tensor, ensure_float, or_panic, record,
+};
 
 use crate::dims::resolve;
 use crate::{binary, elementwise, reduce, shape, unary};
@@ -48,7 +50,8 @@ pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
     let d = resolve(op, &x0, dim, location)?;
     let shape = x0.shape();
     let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
-    let storage = tapegrad_tape::map_float_storage!(&x0.contiguous_storage(), v => softmax(v, sizes, log));
+    let storage =
+        tapegrad_tape::map_float_storage!(&x0.contiguous_storage(), v => softmax(v, sizes, log));
     let value = Tensor::from_storage(storage, Layout::contiguous(x.shape()));
     let di = d as isize;
     Ok(record(op, location, &[x], value, || {
@@ -101,7 +104,7 @@ impl Default for LossOptions {
 /// non-ignored samples, as in PyTorch.
 ///
 /// ```
-/// use tapegrad_ops::{prelude::*, functional::nll_loss};
+/// use tapegrad_ops::{functional::nll_loss, prelude::*};
 /// use tapegrad_tape::Tensor;
 /// let logp = Tensor::from_vec(vec![-0.5f32, -1.0, -2.0, -0.1], &[2, 2]);
 /// let target = Tensor::from_vec(vec![0i64, 1], &[2]);
@@ -134,7 +137,9 @@ pub fn nll_loss_with(log_probs: &Tensor, target: &Tensor, options: &LossOptions)
         });
     }
     if log_probs.dim() == 0 {
-        return Err(bad("input must be [C], [N, C] or [N, C, d1, ...], got a zero-dimensional tensor".into()));
+        return Err(bad(
+            "input must be [C], [N, C] or [N, C, d1, ...], got a zero-dimensional tensor".into(),
+        ));
     }
     // Promote an unbatched [C] input to [1, C] (its target is one class index).
     let (input, target) = if log_probs.dim() == 1 {
@@ -172,9 +177,12 @@ pub fn nll_loss_with(log_probs: &Tensor, target: &Tensor, options: &LossOptions)
         Some(w) => w.to_vec::<f64>(),
         None => vec![1.0; classes],
     };
-    let safe: Vec<i64> = labels.iter().map(|&c| if c == options.ignore_index { 0 } else { c }).collect();
-    let w: Vec<f64> =
-        labels.iter().map(|&c| if c == options.ignore_index { 0.0 } else { class_weight[c as usize] }).collect();
+    let safe: Vec<i64> =
+        labels.iter().map(|&c| if c == options.ignore_index { 0 } else { c }).collect();
+    let w: Vec<f64> = labels
+        .iter()
+        .map(|&c| if c == options.ignore_index { 0.0 } else { class_weight[c as usize] })
+        .collect();
     let index = shape::unsqueeze(&Tensor::from_vec(safe, target.shape()), 1)?;
     let picked = shape::squeeze(&crate::index::gather(&input, 1, &index)?, Some(1))?;
     let weights = Tensor::from_vec(w.clone(), target.shape()).to_dtype(input.dtype());
@@ -212,7 +220,10 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
 /// [`cross_entropy`] with options.
 ///
 /// ```
-/// use tapegrad_ops::{Reduction, functional::{LossOptions, cross_entropy_with}};
+/// use tapegrad_ops::{
+///     Reduction,
+///     functional::{LossOptions, cross_entropy_with},
+/// };
 /// use tapegrad_tape::Tensor;
 /// let logits = Tensor::zeros(&[3, 4]);
 /// let probs = Tensor::full(&[3, 4], 0.25);
@@ -220,7 +231,11 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
 /// assert_eq!(cross_entropy_with(&logits, &probs, &opts).unwrap().shape(), &[3]);
 /// ```
 #[track_caller]
-pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, options: &LossOptions) -> Result<Tensor> {
+pub fn cross_entropy_with(
+    logits: &Tensor,
+    target: &Tensor,
+    options: &LossOptions,
+) -> Result<Tensor> {
     let location = Location::caller();
     ensure_float("cross_entropy", logits, location)?;
     let class_dim = if logits.dim() == 1 { 0 } else { 1 };
@@ -313,7 +328,12 @@ pub fn l1_loss_with(input: &Tensor, target: &Tensor, reduction: Reduction) -> Te
 /// use tapegrad_ops::{Reduction, functional::smooth_l1_loss};
 /// use tapegrad_tape::Tensor;
 /// let d = Tensor::from_vec(vec![0.5f64, 3.0], &[2]);
-/// let loss = smooth_l1_loss(&d, &Tensor::zeros_dtype(&[2], tapegrad_tape::DType::F64), 1.0, Reduction::None);
+/// let loss = smooth_l1_loss(
+///     &d,
+///     &Tensor::zeros_dtype(&[2], tapegrad_tape::DType::F64),
+///     1.0,
+///     Reduction::None,
+/// );
 /// assert_eq!(loss.to_vec::<f64>(), vec![0.125, 2.5]);
 /// ```
 #[track_caller]
@@ -361,7 +381,11 @@ pub fn binary_cross_entropy(input: &Tensor, target: &Tensor, reduction: Reductio
 /// assert!(err.to_string().contains("between 0 and 1"), "{err}");
 /// ```
 #[track_caller]
-pub fn try_binary_cross_entropy(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+pub fn try_binary_cross_entropy(
+    input: &Tensor,
+    target: &Tensor,
+    reduction: Reduction,
+) -> Result<Tensor> {
     const OP: &str = "binary_cross_entropy";
     let location = Location::caller();
     let shape = tapegrad_tape::arith::broadcast_pair(OP, input, target, location)?;
@@ -371,7 +395,9 @@ pub fn try_binary_cross_entropy(input: &Tensor, target: &Tensor, reduction: Redu
         if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
             return Err(Error::InvalidArgument {
                 op: OP,
-                message: format!("all elements of {name} should be between 0 and 1, but element {i} is {v}"),
+                message: format!(
+                    "all elements of {name} should be between 0 and 1, but element {i} is {v}"
+                ),
                 location,
             });
         }
@@ -381,11 +407,13 @@ pub fn try_binary_cross_entropy(input: &Tensor, target: &Tensor, reduction: Redu
             let (g, p, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
             smallvec![
                 ctx.needs_input_grad(0).then(|| {
-                    let variance = unary::clamp(&(p * &p.rsub_scalar(1.0)), Some(BCE_EPSILON), None);
+                    let variance =
+                        unary::clamp(&(p * &p.rsub_scalar(1.0)), Some(BCE_EPSILON), None);
                     (g * &(&(p - y) / &variance)).sum_to_shape(p.shape())
                 }),
                 // PyTorch leaves these logs unclamped: infinite at p = 0 or 1.
-                ctx.needs_input_grad(1).then(|| (g * &(&unary::log1p(&-p) - &unary::log(p))).sum_to_shape(y.shape())),
+                ctx.needs_input_grad(1)
+                    .then(|| (g * &(&unary::log1p(&-p) - &unary::log(p))).sum_to_shape(y.shape())),
             ]
         })
         .save(input)
@@ -417,17 +445,29 @@ fn bce<T: Element>(p: T, y: T) -> T {
 /// use tapegrad_tape::Tensor;
 /// let x = Tensor::from_vec(vec![1e4f32, -1e4], &[2]);
 /// let y = Tensor::from_vec(vec![1.0f32, 1.0], &[2]);
-/// assert_eq!(binary_cross_entropy_with_logits(&x, &y, Reduction::None).to_vec::<f32>(), vec![0.0, 1e4]);
+/// assert_eq!(
+///     binary_cross_entropy_with_logits(&x, &y, Reduction::None).to_vec::<f32>(),
+///     vec![0.0, 1e4]
+/// );
 /// ```
 #[track_caller]
-pub fn binary_cross_entropy_with_logits(input: &Tensor, target: &Tensor, reduction: Reduction) -> Tensor {
+pub fn binary_cross_entropy_with_logits(
+    input: &Tensor,
+    target: &Tensor,
+    reduction: Reduction,
+) -> Tensor {
     or_panic(try_bce_with_logits(input, target, reduction))
 }
 
 #[track_caller]
 fn try_bce_with_logits(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     let location = Location::caller();
-    let shape = tapegrad_tape::arith::broadcast_pair("binary_cross_entropy_with_logits", input, target, location)?;
+    let shape = tapegrad_tape::arith::broadcast_pair(
+        "binary_cross_entropy_with_logits",
+        input,
+        target,
+        location,
+    )?;
     let value = binary::zip_value(
         input,
         target,
@@ -435,17 +475,19 @@ fn try_bce_with_logits(input: &Tensor, target: &Tensor, reduction: Reduction) ->
         |x, y| x.max(0.0) - x * y + unary::softplus(-x.abs()),
         |x, y| x.max(0.0) - x * y + unary::softplus(-x.abs()),
     );
-    let loss = record("binary_cross_entropy_with_logits", location, &[input, target], value, || {
-        Backward::new(|ctx| {
-            let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
-            smallvec![
-                ctx.needs_input_grad(0).then(|| (g * &(&unary::sigmoid_op(x) - y)).sum_to_shape(x.shape())),
-                ctx.needs_input_grad(1).then(|| (-(g * x)).sum_to_shape(y.shape())),
-            ]
-        })
-        .save(input)
-        .save(target)
-    });
+    let loss =
+        record("binary_cross_entropy_with_logits", location, &[input, target], value, || {
+            Backward::new(|ctx| {
+                let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+                smallvec![
+                    ctx.needs_input_grad(0)
+                        .then(|| (g * &(&unary::sigmoid_op(x) - y)).sum_to_shape(x.shape())),
+                    ctx.needs_input_grad(1).then(|| (-(g * x)).sum_to_shape(y.shape())),
+                ]
+            })
+            .save(input)
+            .save(target)
+        });
     Ok(reduce_loss(loss, reduction))
 }
 
@@ -467,7 +509,11 @@ pub fn dropout(x: &Tensor, p: f64, training: bool) -> Tensor {
     if !(0.0..=1.0).contains(&p) {
         panic!(
             "{}",
-            Error::InvalidArgument { op: "dropout", message: format!("probability {p} is not in [0, 1]"), location }
+            Error::InvalidArgument {
+                op: "dropout",
+                message: format!("probability {p} is not in [0, 1]"),
+                location
+            }
         );
     }
     if !training || p == 0.0 {
@@ -501,7 +547,12 @@ pub use crate::norm::BatchNormStats;
 /// assert_eq!(y.to_vec::<f32>()[5], 9.0);
 /// ```
 #[track_caller]
-pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Tensor {
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+) -> Tensor {
     or_panic(crate::conv::conv2d(x, weight, bias, options))
 }
 
@@ -510,11 +561,21 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, options: Conv2
 /// ```
 /// use tapegrad_ops::functional::{Conv2dOptions, try_conv2d};
 /// use tapegrad_tape::Tensor;
-/// let err = try_conv2d(&Tensor::ones(&[1, 3, 8, 8]), &Tensor::ones(&[4, 2, 3, 3]), None, Conv2dOptions::default());
+/// let err = try_conv2d(
+///     &Tensor::ones(&[1, 3, 8, 8]),
+///     &Tensor::ones(&[4, 2, 3, 3]),
+///     None,
+///     Conv2dOptions::default(),
+/// );
 /// assert!(err.unwrap_err().to_string().contains("3 channels"));
 /// ```
 #[track_caller]
-pub fn try_conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, options: Conv2dOptions) -> Result<Tensor> {
+pub fn try_conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: Conv2dOptions,
+) -> Result<Tensor> {
     crate::conv::conv2d(x, weight, bias, options)
 }
 
@@ -547,7 +608,13 @@ pub fn conv1d(
 /// use tapegrad_ops::functional::{Conv2dOptions, conv_transpose2d};
 /// use tapegrad_tape::Tensor;
 /// let opts = Conv2dOptions { stride: (2, 2), padding: (1, 1), ..Default::default() };
-/// let y = conv_transpose2d(&Tensor::ones(&[1, 8, 7, 7]), &Tensor::ones(&[8, 4, 4, 4]), None, opts, (0, 0));
+/// let y = conv_transpose2d(
+///     &Tensor::ones(&[1, 8, 7, 7]),
+///     &Tensor::ones(&[8, 4, 4, 4]),
+///     None,
+///     opts,
+///     (0, 0),
+/// );
 /// assert_eq!(y.shape(), &[1, 4, 14, 14]);
 /// ```
 #[track_caller]
@@ -571,7 +638,12 @@ pub fn conv_transpose2d(
 /// assert_eq!(max_pool2d(&x, (2, 2), (2, 2), (0, 0)).to_vec::<f32>(), vec![5.0, 7.0, 13.0, 15.0]);
 /// ```
 #[track_caller]
-pub fn max_pool2d(x: &Tensor, kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Tensor {
+pub fn max_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Tensor {
     or_panic(crate::pool::max_pool2d(x, kernel, stride, padding)).0
 }
 
@@ -600,10 +672,18 @@ pub fn max_pool2d_with_indices(
 /// ```
 /// use tapegrad_ops::functional::avg_pool2d;
 /// use tapegrad_tape::Tensor;
-/// assert_eq!(avg_pool2d(&Tensor::ones(&[1, 2, 4, 4]), (2, 2), (2, 2), (0, 0)).shape(), &[1, 2, 2, 2]);
+/// assert_eq!(
+///     avg_pool2d(&Tensor::ones(&[1, 2, 4, 4]), (2, 2), (2, 2), (0, 0)).shape(),
+///     &[1, 2, 2, 2]
+/// );
 /// ```
 #[track_caller]
-pub fn avg_pool2d(x: &Tensor, kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Tensor {
+pub fn avg_pool2d(
+    x: &Tensor,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+) -> Tensor {
     or_panic(crate::pool::avg_pool2d(x, kernel, stride, padding))
 }
 
@@ -612,7 +692,10 @@ pub fn avg_pool2d(x: &Tensor, kernel: (usize, usize), stride: (usize, usize), pa
 /// ```
 /// use tapegrad_ops::functional::adaptive_avg_pool2d;
 /// use tapegrad_tape::Tensor;
-/// assert_eq!(adaptive_avg_pool2d(&Tensor::ones(&[2, 3, 7, 5]), (1, 1)).to_vec::<f32>(), vec![1.0; 6]);
+/// assert_eq!(
+///     adaptive_avg_pool2d(&Tensor::ones(&[2, 3, 7, 5]), (1, 1)).to_vec::<f32>(),
+///     vec![1.0; 6]
+/// );
 /// ```
 #[track_caller]
 pub fn adaptive_avg_pool2d(x: &Tensor, output_size: (usize, usize)) -> Tensor {
@@ -622,7 +705,7 @@ pub fn adaptive_avg_pool2d(x: &Tensor, output_size: (usize, usize)) -> Tensor {
 /// Layer normalisation over the trailing `normalized_shape`, with optional affine parameters.
 ///
 /// ```
-/// use tapegrad_ops::{prelude::*, functional::layer_norm};
+/// use tapegrad_ops::{functional::layer_norm, prelude::*};
 /// use tapegrad_tape::Tensor;
 /// let y = layer_norm(&Tensor::arange(0.0, 6.0, 1.0).reshape(&[2, 3]), &[3], None, None, 1e-5);
 /// assert!(y.mean_dim(1, false).to_vec::<f32>().iter().all(|m| m.abs() < 1e-6));

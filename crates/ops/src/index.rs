@@ -23,13 +23,20 @@ pub(crate) fn index_values(
     if index.dtype() != tapegrad_tape::DType::I64 {
         return Err(invalid_argument(
             op,
-            format!("indices must be an int64 tensor, got {}; convert with to_dtype(DType::I64)", index.dtype()),
+            format!(
+                "indices must be an int64 tensor, got {}; convert with to_dtype(DType::I64)",
+                index.dtype()
+            ),
             location,
         ));
     }
     let storage = index.contiguous_storage();
     let values = storage.as_slice::<i64>().expect("an int64 tensor holds i64");
-    values.iter().enumerate().map(|(k, &value)| check_index(op, value, k, index.shape(), bound, location)).collect()
+    values
+        .iter()
+        .enumerate()
+        .map(|(k, &value)| check_index(op, value, k, index.shape(), bound, location))
+        .collect()
 }
 
 /// `value` as an index into a dimension of `size`, or an error naming the index, its
@@ -53,12 +60,16 @@ pub(crate) fn check_index(
             }
             let valid = match size {
                 0 => "the dimension is empty".to_string(),
-                _ => format!("valid indices are 0..={}, and negative ones do not count from the end", size - 1),
+                _ => format!(
+                    "valid indices are 0..={}, and negative ones do not count from the end",
+                    size - 1
+                ),
             };
             Err(invalid_argument(
                 op,
                 format!(
-                    "index {value} at position {position:?} is out of range for a dimension of size {size} ({valid})"
+                    "index {value} at position {position:?} is out of range for a dimension of \
+                    size {size} ({valid})"
                 ),
                 location,
             ))
@@ -71,7 +82,11 @@ pub(crate) fn check_index(
 pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(invalid_argument("index_select", "needs a tensor of at least one dimension".into(), location));
+        return Err(invalid_argument(
+            "index_select",
+            "needs a tensor of at least one dimension".into(),
+            location,
+        ));
     }
     let d = resolve("index_select", x, dim, location)?;
     if index.dim() > 1 {
@@ -103,7 +118,9 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     Ok(record("index_select", location, &[x], value, || {
         Backward::new(move |ctx| {
             let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
-            smallvec![Some(index_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree"))]
+            smallvec![Some(
+                index_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree")
+            )]
         })
     }))
 }
@@ -113,7 +130,11 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
 pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(invalid_argument("index_add", "needs a tensor of at least one dimension".into(), location));
+        return Err(invalid_argument(
+            "index_add",
+            "needs a tensor of at least one dimension".into(),
+            location,
+        ));
     }
     let d = resolve("index_add", x, dim, location)?;
     let idx = index_values("index_add", index, x.shape()[d], location)?;
@@ -132,7 +153,14 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
     let n = shape[d];
     let mut storage = x.contiguous_storage();
     let src = source.contiguous_storage();
-    fn add<T: tapegrad_tape::Element>(dst: &mut [T], src: &[T], idx: &[usize], outer: usize, n: usize, inner: usize) {
+    fn add<T: tapegrad_tape::Element>(
+        dst: &mut [T],
+        src: &[T],
+        idx: &[usize],
+        outer: usize,
+        n: usize,
+        inner: usize,
+    ) {
         for o in 0..outer {
             for (k, &i) in idx.iter().enumerate() {
                 let s = &src[(o * idx.len() + k) * inner..(o * idx.len() + k + 1) * inner];
@@ -143,8 +171,12 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
         }
     }
     match &src {
-        tapegrad_tape::Storage::F32(s) => add(storage.make_mut::<f32>().expect("f32"), s, &idx, outer, n, inner),
-        tapegrad_tape::Storage::F64(s) => add(storage.make_mut::<f64>().expect("f64"), s, &idx, outer, n, inner),
+        tapegrad_tape::Storage::F32(s) => {
+            add(storage.make_mut::<f32>().expect("f32"), s, &idx, outer, n, inner)
+        }
+        tapegrad_tape::Storage::F64(s) => {
+            add(storage.make_mut::<f64>().expect("f64"), s, &idx, outer, n, inner)
+        }
         tapegrad_tape::Storage::I64(_) => {
             return Err(invalid_argument("index_add", "needs float tensors".into(), location));
         }
@@ -156,7 +188,8 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
             let g = ctx.grad();
             smallvec![
                 ctx.needs_input_grad(0).then(|| g.clone()),
-                ctx.needs_input_grad(1).then(|| index_select(g, d as isize, &index).expect("valid indices")),
+                ctx.needs_input_grad(1)
+                    .then(|| index_select(g, d as isize, &index).expect("valid indices")),
             ]
         })
     }))
@@ -171,11 +204,14 @@ fn gather_offsets(
     d: usize,
     location: &'static Location<'static>,
 ) -> Result<Vec<usize>> {
-    if index.dim() != shape.len() || index.shape().iter().zip(shape).enumerate().any(|(k, (&i, &s))| k != d && i > s) {
+    if index.dim() != shape.len()
+        || index.shape().iter().zip(shape).enumerate().any(|(k, (&i, &s))| k != d && i > s)
+    {
         return Err(Error::Shape {
             op,
             message: format!(
-                "index of shape {:?} does not fit a tensor of shape {shape:?} (same rank, no larger outside dimension {d})",
+                "index of shape {:?} does not fit a tensor of shape {shape:?} (same rank, no \
+                larger outside dimension {d})",
                 index.shape()
             ),
             location,
@@ -188,7 +224,8 @@ fn gather_offsets(
     let mut coord = vec![0usize; ishape.len()];
     let mut offsets = Vec::with_capacity(values.len());
     for &v in &values {
-        let off: usize = coord.iter().enumerate().map(|(k, &c)| if k == d { v } else { c } * strides[k]).sum();
+        let off: usize =
+            coord.iter().enumerate().map(|(k, &c)| if k == d { v } else { c } * strides[k]).sum();
         offsets.push(off);
         for k in (0..coord.len()).rev() {
             coord[k] += 1;
@@ -208,14 +245,18 @@ pub(crate) fn gather(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
     let d = resolve("gather", x, dim, location)?;
     let offsets = gather_offsets("gather", x.shape(), index, d, location)?;
     let src = x.contiguous_storage();
-    let storage = tapegrad_tape::map_storage!(&src, v => offsets.iter().map(|&o| v[o]).collect::<Vec<_>>());
-    let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(index.shape()));
+    let storage =
+        tapegrad_tape::map_storage!(&src, v => offsets.iter().map(|&o| v[o]).collect::<Vec<_>>());
+    let value =
+        Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(index.shape()));
     let index = index.clone();
     let in_shape = x.shape().to_vec();
     Ok(record("gather", location, &[x], value, || {
         Backward::new(move |ctx| {
             let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
-            smallvec![Some(scatter_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree"))]
+            smallvec![Some(
+                scatter_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree")
+            )]
         })
     }))
 }
@@ -230,7 +271,11 @@ pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) 
     if src.dim() != index.dim() || src.shape().iter().zip(index.shape()).any(|(s, i)| s < i) {
         return Err(Error::Shape {
             op: "scatter_add",
-            message: format!("src of shape {:?} is smaller than index of shape {:?}", src.shape(), index.shape()),
+            message: format!(
+                "src of shape {:?} is smaller than index of shape {:?}",
+                src.shape(),
+                index.shape()
+            ),
             location,
         });
     }
@@ -266,8 +311,12 @@ pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) 
                 ctx.needs_input_grad(0).then(|| g.clone()),
                 ctx.needs_input_grad(1).then(|| {
                     let picked = gather(g, d as isize, &index).expect("valid indices");
-                    let pads: Vec<(usize, usize)> =
-                        src_shape.iter().zip(index.shape()).rev().map(|(&s, &i)| (0, s - i)).collect();
+                    let pads: Vec<(usize, usize)> = src_shape
+                        .iter()
+                        .zip(index.shape())
+                        .rev()
+                        .map(|(&s, &i)| (0, s - i))
+                        .collect();
                     pad(&picked, &pads, 0.0).expect("rank agrees")
                 }),
             ]
@@ -319,7 +368,11 @@ pub trait IndexOps {
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
-    /// let x = Tensor::zeros(&[3]).index_add(0, &Tensor::from_vec(vec![1i64, 1], &[2]), &Tensor::ones(&[2]));
+    /// let x = Tensor::zeros(&[3]).index_add(
+    ///     0,
+    ///     &Tensor::from_vec(vec![1i64, 1], &[2]),
+    ///     &Tensor::ones(&[2]),
+    /// );
     /// assert_eq!(x.to_vec::<f32>(), vec![0.0, 2.0, 0.0]);
     /// ```
     #[track_caller]
@@ -364,7 +417,11 @@ pub trait IndexOps {
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
-    /// let out = Tensor::zeros(&[1, 3]).scatter_add(1, &Tensor::from_vec(vec![2i64, 2], &[1, 2]), &Tensor::ones(&[1, 2]));
+    /// let out = Tensor::zeros(&[1, 3]).scatter_add(
+    ///     1,
+    ///     &Tensor::from_vec(vec![2i64, 2], &[1, 2]),
+    ///     &Tensor::ones(&[1, 2]),
+    /// );
     /// assert_eq!(out.to_vec::<f32>(), vec![0.0, 0.0, 2.0]);
     /// ```
     #[track_caller]

@@ -8,7 +8,9 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::{Layout, broadcast_shapes, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, ensure_float, or_panic, record};
+use tapegrad_tape::{
+    Backward, Element, Error, Result, Storage, Tensor, ensure_float, or_panic, record,
+};
 
 use crate::shape::{reshape_to, transpose, unsqueeze};
 use tapegrad_kernels::gemm::{View, gemm_into};
@@ -48,7 +50,9 @@ fn bmm(a: &Tensor, b: &Tensor, location: &'static Location<'static>) -> Result<T
             location,
         });
     };
-    let full = |rows: usize, cols: usize| -> Vec<usize> { batch.iter().copied().chain([rows, cols]).collect() };
+    let full = |rows: usize, cols: usize| -> Vec<usize> {
+        batch.iter().copied().chain([rows, cols]).collect()
+    };
     // Broadcast batch dimensions can make views, and a product, of more elements than
     // either operand holds.
     for shape in [full(m, k), full(k, n), full(m, n)] {
@@ -67,10 +71,12 @@ fn bmm(a: &Tensor, b: &Tensor, location: &'static Location<'static>) -> Result<T
             let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
             let mt = |t: &Tensor| transpose(t, -1, -2).expect("rank >= 2");
             smallvec![
-                ctx.needs_input_grad(0)
-                    .then(|| bmm(g, &mt(b), location).expect("shapes agree").sum_to_shape(a.shape())),
-                ctx.needs_input_grad(1)
-                    .then(|| bmm(&mt(a), g, location).expect("shapes agree").sum_to_shape(b.shape())),
+                ctx.needs_input_grad(0).then(|| bmm(g, &mt(b), location)
+                    .expect("shapes agree")
+                    .sum_to_shape(a.shape())),
+                ctx.needs_input_grad(1).then(|| bmm(&mt(a), g, location)
+                    .expect("shapes agree")
+                    .sum_to_shape(b.shape())),
             ]
         })
         .save(a)
@@ -93,7 +99,11 @@ pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     match (a.dim(), b.dim()) {
         (0, _) | (_, 0) => Err(Error::Shape {
             op: "matmul",
-            message: format!("both operands need at least one dimension, got {:?} and {:?}", a.shape(), b.shape()),
+            message: format!(
+                "both operands need at least one dimension, got {:?} and {:?}",
+                a.shape(),
+                b.shape()
+            ),
             location,
         }),
         (1, 1) => {
@@ -158,8 +168,16 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
             None => vec![T::default(); rows * out],
         };
         let (sx, sw) = (lx.strides(), lw.strides());
-        let vx = View { data: x, offset: lx.offset(), rows, cols: lx.shape()[1], rs: sx[0], cs: sx[1] };
-        let vw = View { data: w, offset: lw.offset(), rows: lw.shape()[0], cols: lw.shape()[1], rs: sw[0], cs: sw[1] };
+        let vx =
+            View { data: x, offset: lx.offset(), rows, cols: lx.shape()[1], rs: sx[0], cs: sx[1] };
+        let vw = View {
+            data: w,
+            offset: lw.offset(),
+            rows: lw.shape()[0],
+            cols: lw.shape()[1],
+            rs: sw[0],
+            cs: sw[1],
+        };
         gemm_into(vx, vw.t(), &mut c, b.is_some());
         c
     }
@@ -195,14 +213,18 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
             let g = reshape_to(ctx.grad(), &[rows, out]);
             // dx = g W; dW = g^T x, already in W's [out, in] layout; db = column sums of g.
             let mut grads: tapegrad_tape::InputGrads = smallvec![
-                ctx.needs_input_grad(0).then(|| reshape_to(&matmul(&g, w).expect("shapes agree"), &x_shape)),
+                ctx.needs_input_grad(0)
+                    .then(|| reshape_to(&matmul(&g, w).expect("shapes agree"), &x_shape)),
                 ctx.needs_input_grad(1).then(|| {
                     let x2 = reshape_to(x, &[rows, inp]);
                     matmul(&transpose(&g, 0, 1).expect("2-D"), &x2).expect("shapes agree")
                 }),
             ];
             if has_bias {
-                grads.push(ctx.needs_input_grad(2).then(|| crate::reduce::sum_dim(&g, 0, false).expect("2-D")));
+                grads.push(
+                    ctx.needs_input_grad(2)
+                        .then(|| crate::reduce::sum_dim(&g, 0, false).expect("2-D")),
+                );
             }
             grads
         })

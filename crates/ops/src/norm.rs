@@ -42,7 +42,8 @@ pub(crate) fn layer_norm(
         }
     }
     let lead = &x.shape()[..x.dim() - k];
-    let flat_shape: Vec<usize> = lead.iter().copied().chain([normalized_shape.iter().product()]).collect();
+    let flat_shape: Vec<usize> =
+        lead.iter().copied().chain([normalized_shape.iter().product()]).collect();
     let flat = shape::reshape_to(x, &flat_shape);
     let mean = reduce::mean_dim(&flat, -1, true)?;
     let centered = &flat - &mean;
@@ -83,7 +84,10 @@ impl BatchNormStats {
     /// assert_eq!(stats.running_mean.to_vec::<f64>(), vec![0.0, 0.0]);
     /// // Mean 0 and variance 1: in evaluation (with eps 0) the input passes unchanged.
     /// let x = Tensor::from_vec(vec![1.0f64, -2.0], &[1, 2]);
-    /// assert_eq!(batch_norm(&x, Some(&stats), None, None, false, 0.1, 0.0).to_vec::<f64>(), vec![1.0, -2.0]);
+    /// assert_eq!(
+    ///     batch_norm(&x, Some(&stats), None, None, false, 0.1, 0.0).to_vec::<f64>(),
+    ///     vec![1.0, -2.0]
+    /// );
     /// ```
     pub fn new(channels: usize, dtype: DType) -> Self {
         BatchNormStats {
@@ -143,12 +147,16 @@ pub(crate) fn batch_norm(
         (s.running_mean.detach(), s.running_var.detach())
     } else {
         // [N, C, ...] -> [C, N * ...]: one row per channel.
-        let rows = shape::reshape_to(&shape::transpose(x, 0, 1)?.contiguous(), &[c, x.numel() / c.max(1)]);
+        let rows =
+            shape::reshape_to(&shape::transpose(x, 0, 1)?.contiguous(), &[c, x.numel() / c.max(1)]);
         let n = rows.shape()[1];
         if n <= 1 && training {
             return Err(Error::InvalidArgument {
                 op: "batch_norm",
-                message: format!("needs more than one value per channel in training, got input {:?}", x.shape()),
+                message: format!(
+                    "needs more than one value per channel in training, got input {:?}",
+                    x.shape()
+                ),
                 location,
             });
         }
@@ -158,9 +166,12 @@ pub(crate) fn batch_norm(
         if let (Some(s), true) = (stats, training) {
             let _guard = no_grad();
             let unbiased = var.detach().mul_scalar(n as f64 / (n as f64 - 1.0));
-            s.running_mean
-                .set_data(&(&s.running_mean.mul_scalar(1.0 - momentum) + &mean.detach().mul_scalar(momentum)));
-            s.running_var.set_data(&(&s.running_var.mul_scalar(1.0 - momentum) + &unbiased.mul_scalar(momentum)));
+            s.running_mean.set_data(
+                &(&s.running_mean.mul_scalar(1.0 - momentum) + &mean.detach().mul_scalar(momentum)),
+            );
+            s.running_var.set_data(
+                &(&s.running_var.mul_scalar(1.0 - momentum) + &unbiased.mul_scalar(momentum)),
+            );
         }
         (mean, var)
     };

@@ -13,11 +13,19 @@ use crate::shape::reshape_to;
 
 use tapegrad_kernels::pool;
 
-fn check_4d(op: &'static str, x: &Tensor, location: &'static Location<'static>) -> Result<[usize; 4]> {
+fn check_4d(
+    op: &'static str,
+    x: &Tensor,
+    location: &'static Location<'static>,
+) -> Result<[usize; 4]> {
     ensure_float(op, x, location)?;
     match *x.shape() {
         [n, c, h, w] => Ok([n, c, h, w]),
-        _ => Err(Error::Shape { op, message: format!("expects input [N, C, H, W], got {:?}", x.shape()), location }),
+        _ => Err(Error::Shape {
+            op,
+            message: format!("expects input [N, C, H, W], got {:?}", x.shape()),
+            location,
+        }),
     }
 }
 
@@ -33,7 +41,8 @@ fn pooled_size(
         return Err(Error::InvalidArgument {
             op,
             message: format!(
-                "kernel {kernel}, stride {stride} and padding {padding} are invalid (padding may be at most half the kernel)"
+                "kernel {kernel}, stride {stride} and padding {padding} are invalid (padding may \
+                be at most half the kernel)"
             ),
             location,
         });
@@ -58,8 +67,12 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
     let Storage::I64(idx) = &index_storage else { unreachable!("pooling indices are i64") };
     let gs = g.contiguous_storage();
     let storage = match &gs {
-        Storage::F32(v) => Storage::from_vec(pool::max_pool2d_scatter(v, idx, n * c, h * w, plane_out)),
-        Storage::F64(v) => Storage::from_vec(pool::max_pool2d_scatter(v, idx, n * c, h * w, plane_out)),
+        Storage::F32(v) => {
+            Storage::from_vec(pool::max_pool2d_scatter(v, idx, n * c, h * w, plane_out))
+        }
+        Storage::F64(v) => {
+            Storage::from_vec(pool::max_pool2d_scatter(v, idx, n * c, h * w, plane_out))
+        }
         Storage::I64(_) => unreachable!("gradients are float"),
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&input_shape));
@@ -69,7 +82,8 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
         Backward::new(move |ctx| {
             // d/dg of a scatter is the gather at the same positions.
             let gg = reshape_to(ctx.grad(), &[n, c, h * w]);
-            let picked = crate::index::gather(&gg, 2, &reshape_to(&index, &[n, c, plane_out])).expect("valid indices");
+            let picked = crate::index::gather(&gg, 2, &reshape_to(&index, &[n, c, plane_out]))
+                .expect("valid indices");
             smallvec![Some(reshape_to(&picked, &out_shape))]
         })
     })
@@ -105,7 +119,9 @@ pub(crate) fn max_pool2d(
     let flat_index = Tensor::from_vec(indices, &[n, c, ho * wo]);
     let index = flat_index.clone();
     let out = record(op, location, &[x], value, || {
-        Backward::new(move |ctx| smallvec![Some(max_pool_backward(ctx.grad(), &index, [n, c, h, w]))])
+        Backward::new(move |ctx| {
+            smallvec![Some(max_pool_backward(ctx.grad(), &index, [n, c, h, w]))]
+        })
     });
     Ok((out, reshape_to(&flat_index, &out_shape)))
 }
@@ -156,7 +172,9 @@ pub(crate) fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<
             location,
         });
     }
-    for shape in [&[output.0, h][..], &[output.1, w], &[x.shape()[0], x.shape()[1], output.0, output.1]] {
+    for shape in
+        [&[output.0, h][..], &[output.1, w], &[x.shape()[0], x.shape()[1], output.0, output.1]]
+    {
         try_numel(op, shape, location)?;
     }
     let ah = Tensor::from_vec(averaging_matrix(h, output.0), &[output.0, h]).to_dtype(x.dtype());

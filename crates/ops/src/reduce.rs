@@ -6,7 +6,9 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Result, Tensor, ensure_float, kernels, map_float_storage, or_panic, record};
+use tapegrad_tape::{
+    Backward, Result, Tensor, ensure_float, kernels, map_float_storage, or_panic, record,
+};
 
 use crate::dims::resolve;
 
@@ -147,7 +149,8 @@ fn extrema<T: tapegrad_tape::Element>(
     route: Route,
 ) -> (Vec<T>, Vec<i64>, Vec<f64>) {
     let mut weights = vec![0.0; rows.len()];
-    let (mut values, mut indices) = (Vec::with_capacity(rows.len() / n), Vec::with_capacity(rows.len() / n));
+    let (mut values, mut indices) =
+        (Vec::with_capacity(rows.len() / n), Vec::with_capacity(rows.len() / n));
     for (r, row) in rows.chunks_exact(n).enumerate() {
         let best = arg_extremum(row, max);
         let v = row[best];
@@ -195,7 +198,8 @@ fn reduce_extremum(
             location,
         });
     }
-    let out_shape = if x.dim() == 0 || dim.is_none() { vec![] } else { reduced_shape(x0.shape(), d, keepdim) };
+    let out_shape =
+        if x.dim() == 0 || dim.is_none() { vec![] } else { reduced_shape(x0.shape(), d, keepdim) };
     let (rows, n) = rows_along(&x0.detach(), d);
     let inner: usize = x0.shape()[d + 1..].iter().product();
     let (values, indices, weights) = match &rows {
@@ -231,7 +235,12 @@ fn reduce_extremum(
 /// values is chosen, and the gradient goes to the chosen element only (0 elsewhere, even
 /// for an infinite incoming gradient), as in PyTorch.
 #[track_caller]
-pub(crate) fn max_dim(x: &Tensor, dim: isize, keepdim: bool, max: bool) -> Result<(Tensor, Tensor)> {
+pub(crate) fn max_dim(
+    x: &Tensor,
+    dim: isize,
+    keepdim: bool,
+    max: bool,
+) -> Result<(Tensor, Tensor)> {
     let op = if max { "max_dim" } else { "min_dim" };
     reduce_extremum(op, x, Some(dim), keepdim, max, Route::Chosen, Location::caller())
 }
@@ -279,7 +288,8 @@ pub(crate) fn logsumexp(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor>
         }
         v.chunks(n)
             .map(|row| {
-                let m = row.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), |a, b| a.max_nan(b));
+                let m =
+                    row.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), |a, b| a.max_nan(b));
                 if !m.is_finite() {
                     // All -inf gives -inf; any +inf or NaN is the answer itself.
                     return m;
@@ -320,7 +330,12 @@ fn kept_full(shape: &[usize]) -> Vec<usize> {
 }
 
 #[track_caller]
-pub(crate) fn var(x: &Tensor, dim: Option<isize>, correction: f64, keepdim: bool) -> Result<Tensor> {
+pub(crate) fn var(
+    x: &Tensor,
+    dim: Option<isize>,
+    correction: f64,
+    keepdim: bool,
+) -> Result<Tensor> {
     let location = Location::caller();
     tapegrad_tape::ensure_float("var", x, location)?;
     match dim {
@@ -365,7 +380,9 @@ pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Res
                 let scale = &(g * &inv);
                 let scale = match dim {
                     // A 0-d input reduces to 0-d whatever keepdim says: nothing to restore.
-                    Some(d) if !keepdim && x.dim() > 0 => crate::shape::unsqueeze(scale, d).expect("dim valid"),
+                    Some(d) if !keepdim && x.dim() > 0 => {
+                        crate::shape::unsqueeze(scale, d).expect("dim valid")
+                    }
                     _ => scale.clone(),
                 };
                 smallvec![Some(x * &scale)]
@@ -381,9 +398,21 @@ pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Res
         // max |x| (min for -inf), the gradient split evenly among the tied elements, as
         // PyTorch (multiplied, as its rule is: an infinite gradient gives NaN elsewhere).
         let a = crate::unary::abs(x);
-        return Ok(reduce_extremum("norm", &a, dim, keepdim, p > 0.0, Route::EvenProduct, location)?.0);
+        return Ok(reduce_extremum(
+            "norm",
+            &a,
+            dim,
+            keepdim,
+            p > 0.0,
+            Route::EvenProduct,
+            location,
+        )?
+        .0);
     }
-    Ok(crate::unary::pow_scalar(&reduce(&crate::unary::pow_scalar(&crate::unary::abs(x), p))?, 1.0 / p))
+    Ok(crate::unary::pow_scalar(
+        &reduce(&crate::unary::pow_scalar(&crate::unary::abs(x), p))?,
+        1.0 / p,
+    ))
 }
 
 /// Reductions (sums, means, variance, extrema, norms, log-sum-exp) and the softmaxes, as
@@ -570,7 +599,10 @@ pub trait ReduceOps {
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
-    /// assert_eq!(Tensor::from_vec(vec![3.0f32, -1.0], &[2]).argmin(None, false).to_vec::<i64>(), vec![1]);
+    /// assert_eq!(
+    ///     Tensor::from_vec(vec![3.0f32, -1.0], &[2]).argmin(None, false).to_vec::<i64>(),
+    ///     vec![1]
+    /// );
     /// ```
     #[track_caller]
     fn argmin(&self, dim: Option<isize>, keepdim: bool) -> Tensor;

@@ -30,21 +30,28 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Tensor {
 pub(crate) fn reshape(x: &Tensor, shape: &[isize]) -> Result<Tensor> {
     let location = Location::caller();
     let bad = |message: String| Error::Shape { op: "reshape", message, location };
-    let inferred: Vec<usize> = shape.iter().enumerate().filter(|&(_, &d)| d == -1).map(|(i, _)| i).collect();
+    let inferred: Vec<usize> =
+        shape.iter().enumerate().filter(|&(_, &d)| d == -1).map(|(i, _)| i).collect();
     if inferred.len() > 1 || shape.iter().any(|&d| d < -1) {
-        return Err(bad(format!("invalid shape {shape:?}: at most one -1 and no other negative sizes")));
+        return Err(bad(format!(
+            "invalid shape {shape:?}: at most one -1 and no other negative sizes"
+        )));
     }
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
     let sizes: Vec<usize> = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).collect();
     let known = checked_numel(&sizes).ok_or_else(|| {
         bad(format!(
-            "shape {shape:?} has too many elements for input of shape {:?} (the product of its sizes overflows)",
+            "shape {shape:?} has too many elements for input of shape {:?} (the product of its \
+            sizes overflows)",
             x.shape()
         ))
     })?;
     if let Some(&i) = inferred.first() {
         if known == 0 || !x.numel().is_multiple_of(known) {
-            return Err(bad(format!("shape {shape:?} is invalid for input of shape {:?}", x.shape())));
+            return Err(bad(format!(
+                "shape {shape:?} is invalid for input of shape {:?}",
+                x.shape()
+            )));
         }
         out[i] = x.numel() / known;
     }
@@ -79,7 +86,11 @@ pub(crate) fn transpose(x: &Tensor, a: isize, b: isize) -> Result<Tensor> {
 }
 
 /// An invalid-argument error of `op` (a bad dimension, size or index).
-pub(crate) fn invalid_argument(op: &'static str, message: String, location: &'static Location<'static>) -> Error {
+pub(crate) fn invalid_argument(
+    op: &'static str,
+    message: String,
+    location: &'static Location<'static>,
+) -> Error {
     Error::InvalidArgument { op, message, location }
 }
 
@@ -89,13 +100,18 @@ pub(crate) fn permute(x: &Tensor, dims: &[isize]) -> Result<Tensor> {
     let location = Location::caller();
     let not_a_permutation = || Error::Shape {
         op: "permute",
-        message: format!("{dims:?} is not a permutation of the {} dimensions of shape {:?}", x.dim(), x.shape()),
+        message: format!(
+            "{dims:?} is not a permutation of the {} dimensions of shape {:?}",
+            x.dim(),
+            x.shape()
+        ),
         location,
     };
     if dims.len() != x.dim() {
         return Err(not_a_permutation());
     }
-    let resolved: Vec<usize> = dims.iter().map(|&d| resolve("permute", x, d, location)).collect::<Result<_>>()?;
+    let resolved: Vec<usize> =
+        dims.iter().map(|&d| resolve("permute", x, d, location)).collect::<Result<_>>()?;
     let mut seen = vec![false; x.dim()];
     for &d in &resolved {
         seen[d] = true;
@@ -109,7 +125,9 @@ pub(crate) fn permute(x: &Tensor, dims: &[isize]) -> Result<Tensor> {
         inverse[d] = i as isize;
     }
     Ok(record("permute", location, &[x], value, || {
-        Backward::new(move |ctx| smallvec![Some(permute(ctx.grad(), &inverse).expect("inverse permutation"))])
+        Backward::new(move |ctx| {
+            smallvec![Some(permute(ctx.grad(), &inverse).expect("inverse permutation"))]
+        })
     }))
 }
 
@@ -151,11 +169,16 @@ pub(crate) fn flatten(x: &Tensor, start: isize, end: isize) -> Result<Tensor> {
     let s = resolve("flatten", x, start, location)?;
     let e = resolve("flatten", x, end, location)?;
     if s > e {
-        return Err(invalid_argument("flatten", format!("start dim {start} comes after end dim {end}"), location));
+        return Err(invalid_argument(
+            "flatten",
+            format!("start dim {start} comes after end dim {end}"),
+            location,
+        ));
     }
     let shape = x.shape();
     let merged: usize = shape[s..=e].iter().product();
-    let out: Vec<usize> = shape[..s].iter().copied().chain([merged]).chain(shape[e + 1..].iter().copied()).collect();
+    let out: Vec<usize> =
+        shape[..s].iter().copied().chain([merged]).chain(shape[e + 1..].iter().copied()).collect();
     Ok(reshape_to(x, &out))
 }
 
@@ -164,20 +187,29 @@ pub(crate) fn flatten(x: &Tensor, start: isize, end: isize) -> Result<Tensor> {
 pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result<Tensor> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(invalid_argument("narrow", "cannot be applied to a zero-dimensional tensor".into(), location));
+        return Err(invalid_argument(
+            "narrow",
+            "cannot be applied to a zero-dimensional tensor".into(),
+            location,
+        ));
     }
     let d = resolve("narrow", x, dim, location)?;
     let n = x.shape()[d];
     if start.checked_add(len).is_none_or(|end| end > n) {
         return Err(invalid_argument(
             "narrow",
-            format!("{len} elements from {start} are outside dimension {d} of size {n} (shape {:?})", x.shape()),
+            format!(
+                "{len} elements from {start} are outside dimension {d} of size {n} (shape {:?})",
+                x.shape()
+            ),
             location,
         ));
     }
     let value = Tensor::from_storage(x.storage(), x.layout().narrow(d, start, len));
     Ok(record("narrow", location, &[x], value, || {
-        Backward::new(move |ctx| smallvec![Some(pad_dim(ctx.grad(), d, start, n - start - len, 0.0))])
+        Backward::new(move |ctx| {
+            smallvec![Some(pad_dim(ctx.grad(), d, start, n - start - len, 0.0))]
+        })
     }))
 }
 
@@ -194,7 +226,9 @@ pub(crate) fn pad_dim(x: &Tensor, d: usize, before: usize, after: usize, value: 
     let out = Tensor::full_dtype(&shape, value, x.dtype());
     let out = copy_into(&out, x, d, before);
     record("pad", location, &[x], out, || {
-        Backward::new(move |ctx| smallvec![Some(narrow(ctx.grad(), d as isize, before, n).expect("in range"))])
+        Backward::new(move |ctx| {
+            smallvec![Some(narrow(ctx.grad(), d as isize, before, n).expect("in range"))]
+        })
     })
 }
 
@@ -255,7 +289,12 @@ pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64) -> Result<Ten
     for (i, &(before, after)) in pads.iter().enumerate() {
         let n = &mut shape[x.dim() - 1 - i];
         let what = format!("size {n} padded by {before} and {after}");
-        *n = checked_size("pad", &what, n.checked_add(before).and_then(|m| m.checked_add(after)), location)?;
+        *n = checked_size(
+            "pad",
+            &what,
+            n.checked_add(before).and_then(|m| m.checked_add(after)),
+            location,
+        )?;
     }
     try_numel("pad", &shape, location)?;
     let mut out = x.clone();
@@ -292,7 +331,11 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
         return Err(invalid_argument("cat", "needs at least one tensor".into(), location));
     };
     if first.dim() == 0 {
-        return Err(invalid_argument("cat", "zero-dimensional tensors cannot be concatenated".into(), location));
+        return Err(invalid_argument(
+            "cat",
+            "zero-dimensional tensors cannot be concatenated".into(),
+            location,
+        ));
     }
     let d = resolve("cat", first, dim, location)?;
     let mut shape = first.shape().to_vec();
@@ -315,7 +358,8 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
             return Err(Error::DType { op: "cat", lhs: first.dtype(), rhs: t.dtype(), location });
         }
         let joined = shape[d].checked_add(t.shape()[d]);
-        shape[d] = checked_size("cat", &format!("dimension {d} of the joined tensors"), joined, location)?;
+        shape[d] =
+            checked_size("cat", &format!("dimension {d} of the joined tensors"), joined, location)?;
     }
     try_numel("cat", &shape, location)?;
     let mut out = Tensor::zeros_dtype(&shape, first.dtype());
@@ -332,7 +376,8 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
                 .iter()
                 .enumerate()
                 .map(|(i, &(start, len))| {
-                    ctx.needs_input_grad(i).then(|| narrow(ctx.grad(), d as isize, start, len).expect("in range"))
+                    ctx.needs_input_grad(i)
+                        .then(|| narrow(ctx.grad(), d as isize, start, len).expect("in range"))
                 })
                 .collect()
         })
@@ -343,7 +388,10 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
 ///
 /// ```
 /// use tapegrad_tape::Tensor;
-/// assert_eq!(tapegrad_ops::stack(&[&Tensor::zeros(&[3]), &Tensor::ones(&[3])], 0).shape(), &[2, 3]);
+/// assert_eq!(
+///     tapegrad_ops::stack(&[&Tensor::zeros(&[3]), &Tensor::ones(&[3])], 0).shape(),
+///     &[2, 3]
+/// );
 /// ```
 #[track_caller]
 pub fn stack(tensors: &[&Tensor], dim: isize) -> Tensor {
@@ -365,7 +413,11 @@ pub fn try_stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
     if let Some(i) = tensors.iter().position(|t| t.shape() != first.shape()) {
         return Err(Error::Shape {
             op: "stack",
-            message: format!("tensor {i} has shape {:?}, tensor 0 has {:?}", tensors[i].shape(), first.shape()),
+            message: format!(
+                "tensor {i} has shape {:?}, tensor 0 has {:?}",
+                tensors[i].shape(),
+                first.shape()
+            ),
             location,
         });
     }
@@ -382,7 +434,11 @@ pub fn try_stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
 pub(crate) fn split(x: &Tensor, size: usize, dim: isize) -> Result<Vec<Tensor>> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(invalid_argument("split", "a zero-dimensional tensor cannot be split".into(), location));
+        return Err(invalid_argument(
+            "split",
+            "a zero-dimensional tensor cannot be split".into(),
+            location,
+        ));
     }
     let d = resolve("split", x, dim, location)?;
     if size == 0 {
@@ -396,11 +452,19 @@ pub(crate) fn split(x: &Tensor, size: usize, dim: isize) -> Result<Vec<Tensor>> 
 pub(crate) fn chunk(x: &Tensor, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(invalid_argument("chunk", "a zero-dimensional tensor cannot be chunked".into(), location));
+        return Err(invalid_argument(
+            "chunk",
+            "a zero-dimensional tensor cannot be chunked".into(),
+            location,
+        ));
     }
     let d = resolve("chunk", x, dim, location)?;
     if chunks == 0 {
-        return Err(invalid_argument("chunk", "number of chunks must be positive".into(), location));
+        return Err(invalid_argument(
+            "chunk",
+            "number of chunks must be positive".into(),
+            location,
+        ));
     }
     split(x, x.shape()[d].div_ceil(chunks).max(1), d as isize)
 }
@@ -424,7 +488,14 @@ pub(crate) fn repeat(x: &Tensor, reps: &[usize]) -> Result<Tensor> {
     let out = shape
         .iter()
         .zip(reps)
-        .map(|(&s, &r)| checked_size("repeat", &format!("size {s} repeated {r} times"), s.checked_mul(r), location))
+        .map(|(&s, &r)| {
+            checked_size(
+                "repeat",
+                &format!("size {s} repeated {r} times"),
+                s.checked_mul(r),
+                location,
+            )
+        })
         .collect::<Result<Vec<usize>>>()?;
     try_numel("repeat", &out, location)?;
     let tiled = reshape_to(x, &interleaved).broadcast_to(&target);
@@ -433,10 +504,20 @@ pub(crate) fn repeat(x: &Tensor, reps: &[usize]) -> Result<Tensor> {
 
 /// `x[start:end:step]` along `dim`: a view for step 1, a gather otherwise.
 #[track_caller]
-pub(crate) fn slice(x: &Tensor, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor> {
+pub(crate) fn slice(
+    x: &Tensor,
+    dim: isize,
+    start: usize,
+    end: usize,
+    step: usize,
+) -> Result<Tensor> {
     let location = Location::caller();
     if x.dim() == 0 {
-        return Err(invalid_argument("slice", "cannot be applied to a zero-dimensional tensor".into(), location));
+        return Err(invalid_argument(
+            "slice",
+            "cannot be applied to a zero-dimensional tensor".into(),
+            location,
+        ));
     }
     let d = resolve("slice", x, dim, location)?;
     if step == 0 {
@@ -643,7 +724,10 @@ pub trait ShapeOps {
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
-    /// assert_eq!(Tensor::arange(0.0, 6.0, 1.0).slice(0, 1, 6, 2).to_vec::<f32>(), vec![1.0, 3.0, 5.0]);
+    /// assert_eq!(
+    ///     Tensor::arange(0.0, 6.0, 1.0).slice(0, 1, 6, 2).to_vec::<f32>(),
+    ///     vec![1.0, 3.0, 5.0]
+    /// );
     /// ```
     #[track_caller]
     fn slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Tensor {
@@ -780,7 +864,11 @@ impl ShapeOps for Tensor {
         let target: Vec<usize> = shape
             .iter()
             .enumerate()
-            .map(|(i, &s)| if s < 0 && i >= lead { self.shape()[i - lead] } else { s.max(0) as usize })
+            .map(
+                |(i, &s)| {
+                    if s < 0 && i >= lead { self.shape()[i - lead] } else { s.max(0) as usize }
+                },
+            )
             .collect();
         self.broadcast_to(&target)
     }

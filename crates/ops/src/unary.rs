@@ -86,12 +86,16 @@ pub(crate) fn softplus<T: Element>(x: T) -> T {
 
 #[track_caller]
 pub(crate) fn exp(x: &Tensor) -> Tensor {
-    unary::<Exp>("exp", x, || Backward::new(|ctx| smallvec![Some(ctx.grad() * ctx.output())]).save_output())
+    unary::<Exp>("exp", x, || {
+        Backward::new(|ctx| smallvec![Some(ctx.grad() * ctx.output())]).save_output()
+    })
 }
 
 #[track_caller]
 pub(crate) fn log(x: &Tensor) -> Tensor {
-    unary::<Log>("log", x, || Backward::new(|ctx| smallvec![Some(ctx.grad() / ctx.saved(0))]).save(x))
+    unary::<Log>("log", x, || {
+        Backward::new(|ctx| smallvec![Some(ctx.grad() / ctx.saved(0))]).save(x)
+    })
 }
 
 #[track_caller]
@@ -201,14 +205,18 @@ pub(crate) fn elu(x: &Tensor, alpha: f64) -> Tensor {
 #[track_caller]
 pub(crate) fn abs(x: &Tensor) -> Tensor {
     unary::<Abs>("abs", x, || {
-        Backward::new(|ctx| smallvec![Some(ctx.grad() * &crate::elementwise::map::<Sign>(ctx.saved(0)))]).save(x)
+        Backward::new(|ctx| {
+            smallvec![Some(ctx.grad() * &crate::elementwise::map::<Sign>(ctx.saved(0)))]
+        })
+        .save(x)
     })
 }
 
 #[track_caller]
 pub(crate) fn sqrt(x: &Tensor) -> Tensor {
     unary::<Sqrt>("sqrt", x, || {
-        Backward::new(|ctx| smallvec![Some(ctx.grad() / &ctx.output().mul_scalar(2.0))]).save_output()
+        Backward::new(|ctx| smallvec![Some(ctx.grad() / &ctx.output().mul_scalar(2.0))])
+            .save_output()
     })
 }
 
@@ -244,12 +252,16 @@ pub(crate) fn reciprocal(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn sin(x: &Tensor) -> Tensor {
-    unary::<Sin>("sin", x, || Backward::new(|ctx| smallvec![Some(ctx.grad() * &cos(ctx.saved(0)))]).save(x))
+    unary::<Sin>("sin", x, || {
+        Backward::new(|ctx| smallvec![Some(ctx.grad() * &cos(ctx.saved(0)))]).save(x)
+    })
 }
 
 #[track_caller]
 pub(crate) fn cos(x: &Tensor) -> Tensor {
-    unary::<Cos>("cos", x, || Backward::new(|ctx| smallvec![Some(-(ctx.grad() * &sin(ctx.saved(0))))]).save(x))
+    unary::<Cos>("cos", x, || {
+        Backward::new(|ctx| smallvec![Some(-(ctx.grad() * &sin(ctx.saved(0))))]).save(x)
+    })
 }
 
 /// The error function (PyTorch's `torch.erf`).
@@ -293,8 +305,8 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
                 let x2 = square(x);
                 let t = tanh(&(x + &(&x2 * x).mul_scalar(k)).mul_scalar(c));
                 let du = x2.mul_scalar(3.0 * k).add_scalar(1.0).mul_scalar(c);
-                let d =
-                    &t.add_scalar(1.0).mul_scalar(0.5) + &(&(x * &square(&t).rsub_scalar(1.0)) * &du).mul_scalar(0.5);
+                let d = &t.add_scalar(1.0).mul_scalar(0.5)
+                    + &(&(x * &square(&t).rsub_scalar(1.0)) * &du).mul_scalar(0.5);
                 smallvec![Some(ctx.grad() * &d)]
             })
             .save(x)
@@ -305,7 +317,8 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
             // d x Phi(x) = Phi(x) + x phi(x)
             let x = ctx.saved(0);
             let cdf = erf(&x.div_scalar(SQRT_2)).add_scalar(1.0).mul_scalar(0.5);
-            let pdf = exp(&square(x).mul_scalar(-0.5)).mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+            let pdf = exp(&square(x).mul_scalar(-0.5))
+                .mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
             smallvec![Some(ctx.grad() * &(&cdf + &(x * &pdf)))]
         })
         .save(x)

@@ -34,8 +34,12 @@ fn panic_message(f: impl FnOnce()) -> String {
 fn the_reported_cases_are_errors() {
     // The product wraps to 2 in plain arithmetic, which used to be accepted and then read
     // out of bounds in `a.t().matmul(&a)`.
-    let err = Tensor::try_from_vec(vec![1.0f32, 2.0], &[(1usize << 63) + 1, 2]).unwrap_err().to_string();
-    assert!(err.starts_with("from_vec: shape [9223372036854775809, 2] has too many elements"), "{err}");
+    let err =
+        Tensor::try_from_vec(vec![1.0f32, 2.0], &[(1usize << 63) + 1, 2]).unwrap_err().to_string();
+    assert!(
+        err.starts_with("from_vec: shape [9223372036854775809, 2] has too many elements"),
+        "{err}"
+    );
     assert!(err.contains(file!()), "{err}");
 
     let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[6]);
@@ -44,12 +48,18 @@ fn the_reported_cases_are_errors() {
 
     let line = line!() + 1;
     let message = panic_message(|| drop(Tensor::zeros(&[1 << 40, 1 << 40])));
-    assert!(message.starts_with("full: shape [1099511627776, 1099511627776] has too many elements"), "{message}");
+    assert!(
+        message.starts_with("full: shape [1099511627776, 1099511627776] has too many elements"),
+        "{message}"
+    );
     assert!(message.contains(&format!("{}:{line}", file!())), "{message}");
 
     let line = line!() + 1;
     let message = panic_message(|| drop(Tensor::randn(&[1 << 40, 1 << 40])));
-    assert!(message.starts_with("randn:") && message.contains(&format!("{}:{line}", file!())), "{message}");
+    assert!(
+        message.starts_with("randn:") && message.contains(&format!("{}:{line}", file!())),
+        "{message}"
+    );
 }
 
 #[test]
@@ -83,7 +93,8 @@ fn views_of_too_many_elements_are_errors() {
     let b = one.broadcast_to(&[1, 7905747460161236407]);
     let err = a.try_matmul(&b).unwrap_err().to_string();
     assert!(err.starts_with("matmul:") && err.contains("too many elements"), "{err}");
-    let message = panic_message(|| drop(&one.broadcast_to(&[1 << 40, 1]) + &one.broadcast_to(&[1, 1 << 40])));
+    let message =
+        panic_message(|| drop(&one.broadcast_to(&[1 << 40, 1]) + &one.broadcast_to(&[1, 1 << 40])));
     assert!(message.starts_with("add:") && message.contains("too many elements"), "{message}");
 
     let big = one.broadcast_to(&[1 << 62]);
@@ -110,11 +121,17 @@ fn shape_ops_check_their_size_arithmetic() {
 #[test]
 fn a_layout_reaching_outside_its_storage_is_refused() {
     let storage = Storage::from_vec(vec![1.0f32, 2.0]);
-    let message = panic_message(|| drop(Tensor::from_storage(storage.clone(), Layout::from_parts(&[3], &[1], 0))));
+    let message = panic_message(|| {
+        drop(Tensor::from_storage(storage.clone(), Layout::from_parts(&[3], &[1], 0)))
+    });
     assert!(message.contains("from_storage"), "{message}");
     // A stride whose last offset wraps to a small number.
-    let message =
-        panic_message(|| drop(Tensor::from_storage(storage, Layout::from_parts(&[2, 2], &[usize::MAX / 2 + 1, 1], 0))));
+    let message = panic_message(|| {
+        drop(Tensor::from_storage(
+            storage,
+            Layout::from_parts(&[2, 2], &[usize::MAX / 2 + 1, 1], 0),
+        ))
+    });
     assert!(message.contains("from_storage"), "{message}");
     let message = panic_message(|| drop(Layout::from_parts(&[(1 << 63) + 1, 2], &[2, 1], 0)));
     assert!(message.contains("too many elements"), "{message}");
@@ -137,12 +154,20 @@ fn convolution_and_pooling_sizes_are_checked() {
         drop(functional::conv_transpose2d(&x, &w, None, options, (0, 0)))
     });
     assert!(message.starts_with("conv_transpose2d:") && message.contains("overflows"), "{message}");
-    assert!(functional::max_pool2d_with_indices(&x, (usize::MAX, 3), (1, 1), (usize::MAX / 2, 0)).is_err());
+    assert!(
+        functional::max_pool2d_with_indices(&x, (usize::MAX, 3), (1, 1), (usize::MAX / 2, 0))
+            .is_err()
+    );
     assert!(functional::max_pool2d_with_indices(&x, (2, 2), (1, 1), (1 << 62, 0)).is_err());
-    let message = panic_message(|| drop(functional::avg_pool2d(&x, (1 << 40, 1 << 40), (1, 1), (1 << 39, 1 << 39))));
+    let message = panic_message(|| {
+        drop(functional::avg_pool2d(&x, (1 << 40, 1 << 40), (1, 1), (1 << 39, 1 << 39)))
+    });
     assert!(message.starts_with("avg_pool2d:"), "{message}");
     let message = panic_message(|| drop(functional::adaptive_avg_pool2d(&x, (1 << 62, 1 << 62))));
-    assert!(message.starts_with("adaptive_avg_pool2d:") && message.contains("too many elements"), "{message}");
+    assert!(
+        message.starts_with("adaptive_avg_pool2d:") && message.contains("too many elements"),
+        "{message}"
+    );
 }
 
 /// Sizes near the edges: small ones, powers of two and their neighbours, and the largest.

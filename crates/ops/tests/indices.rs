@@ -17,7 +17,9 @@ fn ids(values: &[i64], shape: &[usize]) -> Tensor {
 }
 
 fn assert_index_error(err: String, op: &str, value: i64, position: &str) {
-    let expected = format!("{op}: index {value} at position {position} is out of range for a dimension of size 3");
+    let expected = format!(
+        "{op}: index {value} at position {position} is out of range for a dimension of size 3"
+    );
     assert!(err.starts_with(&expected), "{err}\nexpected: {expected}");
     assert!(err.contains("valid indices are 0..=2") && err.contains(file!()), "{err}");
 }
@@ -29,9 +31,15 @@ fn negative_and_too_large_indices_are_errors() {
         assert_index_error(err, "index_select", bad, "[1]");
         let err = x().try_gather(1, &ids(&[0, bad], &[2, 1])).unwrap_err().to_string();
         assert_index_error(err, "gather", bad, "[1, 0]");
-        let err = x().try_scatter_add(1, &ids(&[bad, 0], &[2, 1]), &Tensor::ones(&[2, 1])).unwrap_err().to_string();
+        let err = x()
+            .try_scatter_add(1, &ids(&[bad, 0], &[2, 1]), &Tensor::ones(&[2, 1]))
+            .unwrap_err()
+            .to_string();
         assert_index_error(err, "scatter_add", bad, "[0, 0]");
-        let err = x().try_index_add(1, &ids(&[bad], &[1]), &Tensor::ones(&[2, 1])).unwrap_err().to_string();
+        let err = x()
+            .try_index_add(1, &ids(&[bad], &[1]), &Tensor::ones(&[2, 1]))
+            .unwrap_err()
+            .to_string();
         assert_index_error(err, "index_add", bad, "[0]");
     }
 }
@@ -39,7 +47,9 @@ fn negative_and_too_large_indices_are_errors() {
 #[test]
 fn embedding_names_itself() {
     let weight = Tensor::ones(&[3, 4]);
-    let payload = catch_unwind(AssertUnwindSafe(|| drop(functional::embedding(&ids(&[0, 1, -1], &[3]), &weight))));
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        drop(functional::embedding(&ids(&[0, 1, -1], &[3]), &weight))
+    }));
     let message = payload.unwrap_err().downcast_ref::<String>().cloned().unwrap();
     assert_index_error(message, "embedding", -1, "[2]");
     assert_eq!(functional::embedding(&ids(&[2, 0], &[2]), &weight).shape(), &[2, 4]);
@@ -48,9 +58,11 @@ fn embedding_names_itself() {
 #[test]
 fn class_targets_are_checked_except_the_ignored_index() {
     let logits = x().log_softmax(1);
-    let err = functional::nll_loss_with(&logits, &ids(&[0, -1], &[2]), &LossOptions::default()).unwrap_err();
+    let err = functional::nll_loss_with(&logits, &ids(&[0, -1], &[2]), &LossOptions::default())
+        .unwrap_err();
     assert_index_error(err.to_string(), "nll_loss", -1, "[1]");
-    let err = functional::cross_entropy_with(&x(), &ids(&[3, 0], &[2]), &LossOptions::default()).unwrap_err();
+    let err = functional::cross_entropy_with(&x(), &ids(&[3, 0], &[2]), &LossOptions::default())
+        .unwrap_err();
     assert_index_error(err.to_string(), "nll_loss", 3, "[0]");
     // The default ignore_index, -100, is skipped, as in PyTorch (-3 there, the mean over
     // the one counted row).

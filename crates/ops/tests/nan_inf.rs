@@ -27,19 +27,37 @@ fn zero_signs_follow_pytorch() {
         assert_eq!(sign_bits(&neg_zero.relu()), [true], "{dtype:?} relu");
         assert_eq!(sign_bits(&neg_zero.leaky_relu(0.1)), [true], "{dtype:?} leaky_relu");
         assert_eq!(sign_bits(&neg_zero.elu(1.0)), [true], "{dtype:?} elu");
-        assert_eq!(sign_bits(&neg_zero.clamp(Some(0.0), None)), [true], "{dtype:?} clamp(-0, min=0)");
-        assert_eq!(sign_bits(&neg_zero.clamp(None, Some(0.0))), [true], "{dtype:?} clamp(-0, max=0)");
+        assert_eq!(
+            sign_bits(&neg_zero.clamp(Some(0.0), None)),
+            [true],
+            "{dtype:?} clamp(-0, min=0)"
+        );
+        assert_eq!(
+            sign_bits(&neg_zero.clamp(None, Some(0.0))),
+            [true],
+            "{dtype:?} clamp(-0, max=0)"
+        );
         assert_eq!(sign_bits(&zero.clamp(Some(-0.0), None)), [false], "{dtype:?} clamp(0, min=-0)");
         assert_eq!(sign_bits(&neg_zero.abs()), [false], "{dtype:?} abs");
         // max / min along a dimension return the first of tied zeros, with its sign.
         let x = t(&[-0.0, 0.0, -0.0, 0.0, -0.0, 0.0], &[2, 3], dtype);
         for (v, i) in [x.max_dim(1, false), x.min_dim(1, false)] {
-            assert_eq!((sign_bits(&v), i.to_vec::<i64>()), (vec![true, false], vec![0, 0]), "{dtype:?}");
+            assert_eq!(
+                (sign_bits(&v), i.to_vec::<i64>()),
+                (vec![true, false], vec![0, 0]),
+                "{dtype:?}"
+            );
         }
         // Max pooling keeps the first of tied zeros too.
         for (data, sign) in [([-0.0, 0.0, 0.0, -0.0], true), ([0.0, -0.0, 0.0, -0.0], false)] {
-            let (v, i) = max_pool2d_with_indices(&t(&data, &[1, 1, 2, 2], dtype), (2, 2), (2, 2), (0, 0)).unwrap();
-            assert_eq!((sign_bits(&v), i.to_vec::<i64>()), (vec![sign], vec![0]), "{dtype:?} {data:?}");
+            let (v, i) =
+                max_pool2d_with_indices(&t(&data, &[1, 1, 2, 2], dtype), (2, 2), (2, 2), (0, 0))
+                    .unwrap();
+            assert_eq!(
+                (sign_bits(&v), i.to_vec::<i64>()),
+                (vec![sign], vec![0]),
+                "{dtype:?} {data:?}"
+            );
         }
     }
 }
@@ -59,7 +77,9 @@ fn relu_propagates_nan_through_the_vector_loop() {
             let y = x.relu();
             let values = y.to_vec::<f64>();
             let g = if create_graph {
-                let opts = GradOptions::new().grad_outputs(vec![Tensor::ones_dtype(&[1001], dtype)]).create_graph(true);
+                let opts = GradOptions::new()
+                    .grad_outputs(vec![Tensor::ones_dtype(&[1001], dtype)])
+                    .create_graph(true);
                 grad(&[&y], &[&x], opts)[0].clone().unwrap()
             } else {
                 y.backward_with(Some(&Tensor::ones_dtype(&[1001], dtype)), BackwardOptions::new());
@@ -70,9 +90,20 @@ fn relu_propagates_nan_through_the_vector_loop() {
             for start in [0, 994] {
                 let v = &values[start..start + 7];
                 assert!(v[0].is_nan(), "{dtype:?} at {start}: {v:?}");
-                assert_eq!(&v[1..], &[0.0, f64::INFINITY, 0.0, 1.0, 0.0, 0.0], "{dtype:?} at {start}");
-                assert!(v[1].is_sign_negative() && !v[3].is_sign_negative(), "{dtype:?} zero signs at {start}");
-                assert_eq!(&grads[start..start + 7], &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0], "{dtype:?} {create_graph}");
+                assert_eq!(
+                    &v[1..],
+                    &[0.0, f64::INFINITY, 0.0, 1.0, 0.0, 0.0],
+                    "{dtype:?} at {start}"
+                );
+                assert!(
+                    v[1].is_sign_negative() && !v[3].is_sign_negative(),
+                    "{dtype:?} zero signs at {start}"
+                );
+                assert_eq!(
+                    &grads[start..start + 7],
+                    &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0],
+                    "{dtype:?} {create_graph}"
+                );
             }
         }
     }
@@ -99,8 +130,15 @@ fn max_pool_takes_the_last_nan_of_a_window_in_every_kernel() {
         let per_plane = (h / 2) * (w / 2);
         for p in 0..c {
             // PyTorch: [65, 2, 69, 6, ...]: windows with two NaNs pick the second.
-            assert_eq!(&indices[p * per_plane..p * per_plane + 4], &[65, 2, 69, 6], "{dtype:?} plane {p}");
-            assert!(values[p * per_plane..p * per_plane + w / 2].iter().all(|v| v.is_nan()), "{dtype:?}");
+            assert_eq!(
+                &indices[p * per_plane..p * per_plane + 4],
+                &[65, 2, 69, 6],
+                "{dtype:?} plane {p}"
+            );
+            assert!(
+                values[p * per_plane..p * per_plane + w / 2].iter().all(|v| v.is_nan()),
+                "{dtype:?}"
+            );
         }
         // The same windows through the general (3x3, padded) kernel: window (0, 0) covers
         // rows 0..2 and columns 0..2 (with the padding), whose last NaN is at 65.
@@ -115,14 +153,20 @@ fn elu_gradient_is_finite_at_infinity_under_double_backward() {
     // taken at neither +inf nor NaN), and elu'' = [0, 0, e^-1, 0, 0].
     let e = (-1.0f64).exp();
     for dtype in DTYPES {
-        let x = t(&[f64::INFINITY, f64::NAN, -1.0, f64::NEG_INFINITY, 2.0], &[5], dtype).requires_grad();
+        let x = t(&[f64::INFINITY, f64::NAN, -1.0, f64::NEG_INFINITY, 2.0], &[5], dtype)
+            .requires_grad();
         let y = x.elu(1.0);
-        let opts = GradOptions::new().grad_outputs(vec![Tensor::ones_dtype(&[5], dtype)]).create_graph(true);
+        let opts = GradOptions::new()
+            .grad_outputs(vec![Tensor::ones_dtype(&[5], dtype)])
+            .create_graph(true);
         let g = grad(&[&y], &[&x], opts)[0].clone().unwrap();
         let gg = grad(&[&g.sum()], &[&x], GradOptions::new())[0].clone().unwrap();
         for (got, want) in [(g, [1.0, 1.0, e, 0.0, 1.0]), (gg, [0.0, 0.0, e, 0.0, 0.0])] {
             let got = got.to_vec::<f64>();
-            assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{dtype:?}: {got:?}, PyTorch {want:?}");
+            assert!(
+                got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+                "{dtype:?}: {got:?}, PyTorch {want:?}"
+            );
         }
     }
 }

@@ -14,8 +14,18 @@ fn cases() -> u32 {
 
 /// Ops that are piecewise smooth: their derivative jumps where two inputs tie (max,
 /// pooling, |a - b|) or where an input crosses zero (relu, abs).
-const PIECEWISE: &[&str] =
-    &["x.abs", "x.relu", "x.leaky_relu", "a.maximum", "a.minimum", "x.max", "x.min", "max_pool2d", "l1_loss", "x.norm"];
+const PIECEWISE: &[&str] = &[
+    "x.abs",
+    "x.relu",
+    "x.leaky_relu",
+    "a.maximum",
+    "a.minimum",
+    "x.max",
+    "x.min",
+    "max_pool2d",
+    "l1_loss",
+    "x.norm",
+];
 
 /// Central differences step 1e-6 either side; inputs this close to a tie or to zero would
 /// straddle a kink and compare a one-sided derivative with the average of two.
@@ -23,10 +33,15 @@ const KINK_MARGIN: f64 = 1e-5;
 
 /// Whether a sample of a piecewise op sits within [`KINK_MARGIN`] of one of its kinks.
 fn near_kink(sample: &common::Sample) -> bool {
-    let mut values: Vec<f64> =
-        sample.tensors.iter().filter(|t| t.dtype().is_float()).flat_map(|t| t.to_vec::<f64>()).collect();
+    let mut values: Vec<f64> = sample
+        .tensors
+        .iter()
+        .filter(|t| t.dtype().is_float())
+        .flat_map(|t| t.to_vec::<f64>())
+        .collect();
     values.sort_by(f64::total_cmp);
-    values.windows(2).any(|w| w[1] - w[0] < KINK_MARGIN) || values.iter().any(|v| v.abs() < KINK_MARGIN)
+    values.windows(2).any(|w| w[1] - w[0] < KINK_MARGIN)
+        || values.iter().any(|v| v.abs() < KINK_MARGIN)
 }
 
 fn check(op: &common::OpCase, sample: common::Sample) -> Result<(), TestCaseError> {
@@ -47,7 +62,8 @@ fn check(op: &common::OpCase, sample: common::Sample) -> Result<(), TestCaseErro
         return Err(TestCaseError::fail(first.to_string()));
     }
     if op.second_order {
-        let second = gradgradcheck(&f, &inputs, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let second =
+            gradgradcheck(&f, &inputs, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
         if !second.passed {
             return Err(TestCaseError::fail(second.to_string()));
         }

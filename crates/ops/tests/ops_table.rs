@@ -33,6 +33,7 @@ fn ops_md_matches_the_registry() {
     let actual = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         actual == expected,
-        "docs/OPS.md is out of date with the op registry; run\n  UPDATE_OPS_MD=1 cargo test -p tapegrad-ops --test ops_table"
+        "docs/OPS.md is out of date with the op registry; run\n  UPDATE_OPS_MD=1 cargo test -p \
+        tapegrad-ops --test ops_table"
     );
 }

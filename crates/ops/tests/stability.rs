@@ -9,7 +9,9 @@ fn all_finite(t: &Tensor) -> bool {
 }
 
 fn extreme(dtype: DType) -> Tensor {
-    Tensor::from_vec(vec![1e4f64, -1e4, 0.0, 1e4, 1e4, -1e4], &[2, 3]).to_dtype(dtype).requires_grad()
+    Tensor::from_vec(vec![1e4f64, -1e4, 0.0, 1e4, 1e4, -1e4], &[2, 3])
+        .to_dtype(dtype)
+        .requires_grad()
 }
 
 #[test]
@@ -59,7 +61,8 @@ fn cross_entropy_at_extreme_logits() {
 #[test]
 fn binary_cross_entropy_with_logits_at_extreme_logits() {
     for dtype in [DType::F32, DType::F64] {
-        let x = Tensor::from_vec(vec![1e4f64, -1e4, 1e4, -1e4], &[4]).to_dtype(dtype).requires_grad();
+        let x =
+            Tensor::from_vec(vec![1e4f64, -1e4, 1e4, -1e4], &[4]).to_dtype(dtype).requires_grad();
         let y = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 1.0], &[4]).to_dtype(dtype);
         let loss = functional::binary_cross_entropy_with_logits(&x, &y, Reduction::None);
         assert_eq!(loss.to_vec::<f64>(), vec![0.0, 0.0, 1e4, 1e4]);
@@ -94,7 +97,11 @@ fn binary_cross_entropy_at_probabilities_zero_and_one() {
 
     // p = [0, 1] against y = [1, 0]: PyTorch gives 100 and -/+499999997952 in f32.
     let p = Tensor::from_vec(vec![0.0f32, 1.0], &[2]).requires_grad();
-    let loss = functional::binary_cross_entropy(&p, &Tensor::from_vec(vec![1.0f32, 0.0], &[2]), Reduction::Mean);
+    let loss = functional::binary_cross_entropy(
+        &p,
+        &Tensor::from_vec(vec![1.0f32, 0.0], &[2]),
+        Reduction::Mean,
+    );
     assert_eq!(loss.item(), 100.0);
     loss.backward();
     assert_eq!(p.grad().unwrap().to_vec::<f32>(), vec![-499999997952.0, 499999997952.0]);
@@ -119,12 +126,25 @@ fn binary_cross_entropy_at_probabilities_zero_and_one() {
 fn binary_cross_entropy_rejects_values_outside_zero_one() {
     let half = Tensor::from_vec(vec![0.5f32, 0.5], &[2]);
     for (p, y, what) in [
-        (vec![0.5f32, 1.5], vec![1.0f32, 1.0], "input should be between 0 and 1, but element 1 is 1.5"),
-        (vec![f32::NAN, 0.5], vec![1.0, 1.0], "input should be between 0 and 1, but element 0 is NaN"),
-        (vec![0.5, 0.5], vec![1.0, -0.5], "target should be between 0 and 1, but element 1 is -0.5"),
+        (
+            vec![0.5f32, 1.5],
+            vec![1.0f32, 1.0],
+            "input should be between 0 and 1, but element 1 is 1.5",
+        ),
+        (
+            vec![f32::NAN, 0.5],
+            vec![1.0, 1.0],
+            "input should be between 0 and 1, but element 0 is NaN",
+        ),
+        (
+            vec![0.5, 0.5],
+            vec![1.0, -0.5],
+            "target should be between 0 and 1, but element 1 is -0.5",
+        ),
     ] {
         let (p, y) = (Tensor::from_vec(p, &[2]), Tensor::from_vec(y, &[2]));
-        let err = functional::try_binary_cross_entropy(&p, &y, Reduction::Mean).unwrap_err().to_string();
+        let err =
+            functional::try_binary_cross_entropy(&p, &y, Reduction::Mean).unwrap_err().to_string();
         assert!(err.contains(what) && err.contains(file!()), "{err}");
     }
     assert!(functional::try_binary_cross_entropy(&half, &half, Reduction::Mean).is_ok());

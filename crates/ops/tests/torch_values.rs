@@ -28,7 +28,8 @@ fn number(v: &Value) -> f64 {
 }
 
 fn decode(v: &Value) -> (Vec<usize>, Vec<f64>) {
-    let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let shape =
+        v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
     (shape, v["data"].as_array().unwrap().iter().map(number).collect())
 }
 
@@ -89,8 +90,11 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "max" => x[0].max(),
         "min" => x[0].min(),
         "max_dim" | "min_dim" => {
-            let (v, i) =
-                if name == "max_dim" { x[0].max_dim(dim(), keepdim()) } else { x[0].min_dim(dim(), keepdim()) };
+            let (v, i) = if name == "max_dim" {
+                x[0].max_dim(dim(), keepdim())
+            } else {
+                x[0].min_dim(dim(), keepdim())
+            };
             return (v, Some(i));
         }
         "argmax" => x[0].argmax(maybe_dim(), keepdim()),
@@ -112,7 +116,12 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "binary_cross_entropy_with_logits" => {
             functional::binary_cross_entropy_with_logits(&x[0], &x[1], Reduction::Mean)
         }
-        "smooth_l1_loss" => functional::smooth_l1_loss(&x[0], &x[1], args["beta"].as_f64().unwrap(), Reduction::Mean),
+        "smooth_l1_loss" => functional::smooth_l1_loss(
+            &x[0],
+            &x[1],
+            args["beta"].as_f64().unwrap(),
+            Reduction::Mean,
+        ),
         "conv2d" => functional::conv2d(
             &x[0],
             &x[1],
@@ -128,7 +137,11 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             &x[0],
             &x[1],
             Some(&x[2]),
-            Conv2dOptions { stride: pair(args, "stride"), padding: pair(args, "padding"), ..Default::default() },
+            Conv2dOptions {
+                stride: pair(args, "stride"),
+                padding: pair(args, "padding"),
+                ..Default::default()
+            },
             pair(args, "output_padding"),
         ),
         "max_pool2d" => {
@@ -141,19 +154,34 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             .unwrap();
             return (v, Some(i));
         }
-        "avg_pool2d" => {
-            functional::avg_pool2d(&x[0], pair(args, "kernel"), pair(args, "stride"), pair(args, "padding"))
-        }
+        "avg_pool2d" => functional::avg_pool2d(
+            &x[0],
+            pair(args, "kernel"),
+            pair(args, "stride"),
+            pair(args, "padding"),
+        ),
         "adaptive_avg_pool2d" => functional::adaptive_avg_pool2d(&x[0], pair(args, "size")),
-        "layer_norm" => functional::layer_norm(&x[0], &[x[1].numel()], Some(&x[1]), Some(&x[2]), 1e-5),
+        "layer_norm" => {
+            functional::layer_norm(&x[0], &[x[1].numel()], Some(&x[1]), Some(&x[2]), 1e-5)
+        }
         "batch_norm" => {
             let stats = BatchNormStats::new(x[1].numel(), x[0].dtype());
-            let out = functional::batch_norm(&x[0], Some(&stats), Some(&x[1]), Some(&x[2]), true, 0.1, 1e-5);
+            let out = functional::batch_norm(
+                &x[0],
+                Some(&stats),
+                Some(&x[1]),
+                Some(&x[2]),
+                true,
+                0.1,
+                1e-5,
+            );
             let running = tapegrad_ops::cat(&[&stats.running_mean, &stats.running_var], 0);
             RUNNING.with(|r| *r.borrow_mut() = Some(running.reshape(&[2, -1])));
             out
         }
-        "batch_norm_running" => RUNNING.with(|r| r.borrow().clone().expect("batch_norm case runs first")),
+        "batch_norm_running" => {
+            RUNNING.with(|r| r.borrow().clone().expect("batch_norm case runs first"))
+        }
         other => panic!("no tapegrad call for fixture case {other}"),
     };
     (value, None)
@@ -182,7 +210,10 @@ fn mismatch(got: &Tensor, (shape, expected): &(Vec<usize>, Vec<f64>), tol: f64) 
     let first = pairs.iter().position(bad)?;
     let count = pairs.iter().filter(|p| bad(p)).count();
     let (a, b) = pairs[first];
-    Some(format!("element {first} is {a:?}, PyTorch {b:?} ({count} of {} elements differ)", pairs.len()))
+    Some(format!(
+        "element {first} is {a:?}, PyTorch {b:?} ({count} of {} elements differ)",
+        pairs.len()
+    ))
 }
 
 fn tolerance(dtype: DType) -> f64 {
@@ -195,7 +226,8 @@ fn check_case(index: usize, case: &Value, dtype: DType, failures: &mut Vec<Strin
     let label = format!("case {index} ({name}, {dtype:?})");
     let args = &case["args"];
     let raw = case["inputs"].as_array().unwrap();
-    let overflows_f32 = |v: &Value| decode(v).1.iter().any(|x| x.is_finite() && x.abs() > f32::MAX as f64);
+    let overflows_f32 =
+        |v: &Value| decode(v).1.iter().any(|x| x.is_finite() && x.abs() > f32::MAX as f64);
     if dtype == DType::F32 && raw.iter().any(overflows_f32) {
         return; // an f64-only case: its finite inputs would be infinities in f32
     }
@@ -212,7 +244,9 @@ fn check_case(index: usize, case: &Value, dtype: DType, failures: &mut Vec<Strin
                 failures.push(format!("{label} indices: {m}"));
             }
         }
-        (None, Some(_)) => failures.push(format!("{label}: PyTorch returns indices, tapegrad none")),
+        (None, Some(_)) => {
+            failures.push(format!("{label}: PyTorch returns indices, tapegrad none"))
+        }
         _ => {}
     }
     let Some(grads) = case.get("grads").and_then(Value::as_array) else { return };
@@ -225,9 +259,13 @@ fn check_case(index: usize, case: &Value, dtype: DType, failures: &mut Vec<Strin
             .map(|(x, e)| if e.is_null() { x.clone() } else { x.detach().requires_grad() })
             .collect();
         let (y, _) = run(name, &leaves, args);
-        let wanted: Vec<&Tensor> = leaves.iter().zip(grads).filter(|(_, e)| !e.is_null()).map(|(x, _)| x).collect();
+        let wanted: Vec<&Tensor> =
+            leaves.iter().zip(grads).filter(|(_, e)| !e.is_null()).map(|(x, _)| x).collect();
         let got: Vec<Option<Tensor>> = if create_graph {
-            let opts = GradOptions::new().grad_outputs(vec![g.clone()]).create_graph(true).allow_unused(true);
+            let opts = GradOptions::new()
+                .grad_outputs(vec![g.clone()])
+                .create_graph(true)
+                .allow_unused(true);
             grad(&[&y], &wanted, opts)
         } else {
             y.backward_with(Some(&g), BackwardOptions::new());
@@ -256,7 +294,12 @@ fn values_and_gradients_match_pytorch() {
             check_case(index, case, dtype, &mut failures);
         }
     }
-    assert!(failures.is_empty(), "{} disagreements with PyTorch:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} disagreements with PyTorch:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(cases.len() >= 140);
     let with_grads = cases.iter().filter(|c| c.get("grads").is_some()).count();
     assert!(with_grads >= 80, "{with_grads} cases with gradients");

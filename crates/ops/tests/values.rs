@@ -60,13 +60,18 @@ fn maximum_splits_ties_and_where_selects_without_nan() {
     assert_eq!(v64(&b.grad().unwrap()), vec![0.5, 0.0]);
 
     let x = Tensor::from_vec(vec![1.0f64, 4.0], &[2]).requires_grad();
-    let picked = tapegrad_ops::where_(&x.gt(&Tensor::full_dtype(&[1], 2.0, DType::F64)), &x.sqrt(), &x.mul_scalar(3.0));
+    let picked = tapegrad_ops::where_(
+        &x.gt(&Tensor::full_dtype(&[1], 2.0, DType::F64)),
+        &x.sqrt(),
+        &x.mul_scalar(3.0),
+    );
     assert_eq!(v64(&picked), vec![3.0, 2.0]);
     picked.sum().backward();
     assert_eq!(v64(&x.grad().unwrap()), vec![3.0, 0.25]);
     // Selection, not arithmetic: an infinity in the branch not taken does not leak.
     let z = Tensor::from_vec(vec![0.0f64, 2.0], &[2]);
-    let inv = tapegrad_ops::where_(&z.ne(&Tensor::zeros_dtype(&[1], DType::F64)), &z.reciprocal(), &z);
+    let inv =
+        tapegrad_ops::where_(&z.ne(&Tensor::zeros_dtype(&[1], DType::F64)), &z.reciprocal(), &z);
     assert_eq!(v64(&inv), vec![0.0, 0.5]);
 }
 
@@ -76,16 +81,25 @@ fn reductions_values() {
     assert_eq!(v64(&x.max()), vec![9.0]);
     assert_eq!(v64(&x.min()), vec![1.0]);
     let (m, i) = x.max_dim(0, true);
-    assert_eq!((m.shape(), v64(&m), i.to_vec::<i64>()), (&[1, 3][..], vec![3.0, 5.0, 9.0], vec![0, 1, 1]));
+    assert_eq!(
+        (m.shape(), v64(&m), i.to_vec::<i64>()),
+        (&[1, 3][..], vec![3.0, 5.0, 9.0], vec![0, 1, 1])
+    );
     assert_eq!(i.dtype(), DType::I64);
     assert_eq!(x.argmin(Some(1), false).to_vec::<i64>(), vec![1, 0]);
     // First index on ties, as in PyTorch.
-    assert_eq!(Tensor::from_vec(vec![2.0f32, 5.0, 5.0], &[3]).argmax(None, false).to_vec::<i64>(), vec![1]);
+    assert_eq!(
+        Tensor::from_vec(vec![2.0f32, 5.0, 5.0], &[3]).argmax(None, false).to_vec::<i64>(),
+        vec![1]
+    );
     assert!(close(&v64(&x.var(1.0)), &[269.0 / 30.0], 1e-14));
     assert!(close(&v64(&x.var_dim(1, 1.0, false)), &[7.0 / 3.0, 16.0], 1e-14));
     assert!(close(
         &v64(&x.logsumexp(1, false)),
-        &[4.0 + (1.0 + (-1f64).exp() + (-3f64).exp()).ln(), 9.0 + ((-8f64).exp() + (-4f64).exp() + 1.0).ln()],
+        &[
+            4.0 + (1.0 + (-1f64).exp() + (-3f64).exp()).ln(),
+            9.0 + ((-8f64).exp() + (-4f64).exp() + 1.0).ln()
+        ],
         1e-15
     ));
     assert!(close(&v64(&x.norm(2.0)), &[133f64.sqrt()], 1e-15));
@@ -129,7 +143,8 @@ fn shape_and_index_values() {
     assert!(err.to_string().contains("index 3 at position [0, 0] is out of range"), "{err}");
     let err = x.try_index_select(0, &Tensor::from_vec(vec![0.0f32], &[1])).unwrap_err();
     assert!(err.to_string().contains("int64"), "{err}");
-    let err = tapegrad_ops::try_cat(&[&x, &Tensor::zeros_dtype(&[3, 3], DType::F64)], 1).unwrap_err();
+    let err =
+        tapegrad_ops::try_cat(&[&x, &Tensor::zeros_dtype(&[3, 3], DType::F64)], 1).unwrap_err();
     assert!(matches!(err, Error::Shape { op: "cat", .. }), "{err}");
 }
 
@@ -139,7 +154,10 @@ fn integer_tensors_are_indices_not_numbers() {
     assert_eq!(labels.dtype(), DType::I64);
     assert_eq!(labels.to_string(), "tensor([3, 1, 2], dtype=int64)");
     assert_eq!(labels.to_dtype(DType::F32).to_vec::<f32>(), vec![3.0, 1.0, 2.0]);
-    assert_eq!(Tensor::from_vec(vec![-1.7f64, 2.9], &[2]).to_dtype(DType::I64).to_vec::<i64>(), vec![-1, 2]);
+    assert_eq!(
+        Tensor::from_vec(vec![-1.7f64, 2.9], &[2]).to_dtype(DType::I64).to_vec::<i64>(),
+        vec![-1, 2]
+    );
     let err = labels.clone().try_requires_grad().unwrap_err();
     assert!(err.to_string().contains("only float tensors"), "{err}");
     let err = labels.try_add(&labels).unwrap_err();
@@ -155,10 +173,19 @@ fn losses_match_their_definitions() {
     let l1 = lse(&[0.5, 2.5, 0.3]) - 0.3;
     assert!(close(&v64(&functional::cross_entropy(&logits, &target)), &[(l0 + l1) / 2.0], 1e-15));
     let ignore = LossOptions { ignore_index: 2, ..Default::default() };
-    assert!(close(&v64(&functional::cross_entropy_with(&logits, &target, &ignore).unwrap()), &[l0], 1e-15));
+    assert!(close(
+        &v64(&functional::cross_entropy_with(&logits, &target, &ignore).unwrap()),
+        &[l0],
+        1e-15
+    ));
     let none = LossOptions { reduction: Reduction::None, ..Default::default() };
-    assert!(close(&v64(&functional::cross_entropy_with(&logits, &target, &none).unwrap()), &[l0, l1], 1e-15));
-    let err = functional::cross_entropy_with(&logits, &Tensor::from_vec(vec![0i64], &[1]), &none).unwrap_err();
+    assert!(close(
+        &v64(&functional::cross_entropy_with(&logits, &target, &none).unwrap()),
+        &[l0, l1],
+        1e-15
+    ));
+    let err = functional::cross_entropy_with(&logits, &Tensor::from_vec(vec![0i64], &[1]), &none)
+        .unwrap_err();
     assert!(err.to_string().contains("target shape [1]"), "{err}");
 
     let a = Tensor::from_vec(vec![0.0f64, 2.0], &[2]);
@@ -208,10 +235,15 @@ fn f32_convolutions_stay_close_to_f64_with_and_without_winograd() {
             let before = set_winograd_enabled(winograd);
             let got = run(&f32s(&x64), &f32s(&w64), &f32s(&gy64));
             set_winograd_enabled(before);
-            for (name, (g, w)) in ["output", "input gradient", "weight gradient"].iter().zip(got.iter().zip(&want)) {
+            for (name, (g, w)) in
+                ["output", "input gradient", "weight gradient"].iter().zip(got.iter().zip(&want))
+            {
                 let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
                 let worst = g.iter().zip(w).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-                assert!(worst <= bound * scale, "{k}x{k}, winograd {winograd}: {name} off by {worst:e} of {scale:e}");
+                assert!(
+                    worst <= bound * scale,
+                    "{k}x{k}, winograd {winograd}: {name} off by {worst:e} of {scale:e}"
+                );
             }
         }
     }

@@ -41,8 +41,13 @@ binary_fn!(DivFn, "div", |a, b| a / b);
 ///
 /// ```
 /// use tapegrad_tape::{Tensor, arith::broadcast_pair};
-/// let s = broadcast_pair("add", &Tensor::zeros(&[2, 1]), &Tensor::zeros(&[3]),
-///                        std::panic::Location::caller()).unwrap();
+/// let s = broadcast_pair(
+///     "add",
+///     &Tensor::zeros(&[2, 1]),
+///     &Tensor::zeros(&[3]),
+///     std::panic::Location::caller(),
+/// )
+/// .unwrap();
 /// assert_eq!(s.as_slice(), &[2, 3]);
 /// ```
 pub fn broadcast_pair(
@@ -69,8 +74,12 @@ fn binary_value<F: BinaryFn>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor 
     let la = a.layout().broadcast_to(shape).expect("shape checked");
     let lb = b.layout().broadcast_to(shape).expect("shape checked");
     let storage = match (a.storage(), b.storage()) {
-        (Storage::F32(x), Storage::F32(y)) => kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, F::apply),
-        (Storage::F64(x), Storage::F64(y)) => kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, F::apply),
+        (Storage::F32(x), Storage::F32(y)) => {
+            kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, F::apply)
+        }
+        (Storage::F64(x), Storage::F64(y)) => {
+            kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, F::apply)
+        }
         _ => unreachable!("dtypes checked"),
     };
     Tensor::from_storage(storage, Layout::contiguous(shape))
@@ -184,7 +193,10 @@ impl Tensor {
     ///
     /// ```
     /// use tapegrad_tape::Tensor;
-    /// assert_eq!(Tensor::full(&[2], 2.0).mul(&Tensor::full(&[2], 3.0)).to_vec::<f32>(), vec![6.0, 6.0]);
+    /// assert_eq!(
+    ///     Tensor::full(&[2], 2.0).mul(&Tensor::full(&[2], 3.0)).to_vec::<f32>(),
+    ///     vec![6.0, 6.0]
+    /// );
     /// ```
     #[track_caller]
     pub fn mul(&self, rhs: &Tensor) -> Tensor {
@@ -282,7 +294,9 @@ impl Tensor {
         let storage = match self.storage() {
             Storage::F32(v) => kernels::map_into_storage(&v, layout, in_f32(f, s)),
             Storage::F64(v) => kernels::map_into_storage(&v, layout, |x| f(x, s)),
-            Storage::I64(_) => or_panic(crate::error::ensure_float(op, self, location).map(|()| unreachable!())),
+            Storage::I64(_) => {
+                or_panic(crate::error::ensure_float(op, self, location).map(|()| unreachable!()))
+            }
         };
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
         record(op, location, &[self], value, make)
@@ -411,7 +425,8 @@ impl Tensor {
     #[track_caller]
     pub fn neg(&self) -> Tensor {
         or_panic(crate::error::ensure_float("neg", self, Location::caller()));
-        let storage = map_float_storage!(&self.storage(), v => kernels::map(v, self.layout(), |x| -x));
+        let storage =
+            map_float_storage!(&self.storage(), v => kernels::map(v, self.layout(), |x| -x));
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
         record("neg", Location::caller(), &[self], value, || {
             Backward::new(|ctx| smallvec![Some(map_grad(ctx, |g, _| -g, 0.0, |g| -g))])
@@ -487,11 +502,15 @@ impl Tensor {
         if Layout::contiguous(shape).broadcast_to(self.shape()).is_none() {
             return Err(Error::Shape {
                 op: "sum_to_shape",
-                message: format!("shape {shape:?} does not broadcast to the input's shape {:?}", self.shape()),
+                message: format!(
+                    "shape {shape:?} does not broadcast to the input's shape {:?}",
+                    self.shape()
+                ),
                 location,
             });
         }
-        let storage = map_float_storage!(&self.storage(), v => kernels::sum_to(v, self.layout(), shape));
+        let storage =
+            map_float_storage!(&self.storage(), v => kernels::sum_to(v, self.layout(), shape));
         let value = Tensor::from_storage(storage, Layout::contiguous(shape));
         let from = self.shape().to_vec();
         Ok(record("sum_to_shape", location, &[self], value, || {

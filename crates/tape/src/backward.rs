@@ -200,7 +200,11 @@ pub fn grad(outputs: &[&Tensor], inputs: &[&Tensor], options: GradOptions) -> Ve
 /// assert!(try_grad(&[&y], &[&unused], GradOptions::new()).is_err());
 /// ```
 #[track_caller]
-pub fn try_grad(outputs: &[&Tensor], inputs: &[&Tensor], options: GradOptions) -> Result<Vec<Option<Tensor>>> {
+pub fn try_grad(
+    outputs: &[&Tensor],
+    inputs: &[&Tensor],
+    options: GradOptions,
+) -> Result<Vec<Option<Tensor>>> {
     let location = Location::caller();
     let seeds = seeds("grad", outputs, options.grad_outputs.as_deref(), location)?;
     let mut captures = Vec::with_capacity(inputs.len());
@@ -208,7 +212,9 @@ pub fn try_grad(outputs: &[&Tensor], inputs: &[&Tensor], options: GradOptions) -
         let Some(key) = input.node_key() else {
             return Err(Error::Backward {
                 op: "grad",
-                message: format!("input {i} does not require a gradient (call requires_grad() on it)"),
+                message: format!(
+                    "input {i} does not require a gradient (call requires_grad() on it)"
+                ),
                 location,
             });
         };
@@ -222,7 +228,8 @@ pub fn try_grad(outputs: &[&Tensor], inputs: &[&Tensor], options: GradOptions) -
         return Err(Error::Backward {
             op: "grad",
             message: format!(
-                "input {i} was not used to compute the outputs; pass allow_unused(true) to get None for it"
+                "input {i} was not used to compute the outputs; pass allow_unused(true) to get \
+                None for it"
             ),
             location,
         });
@@ -280,7 +287,11 @@ impl Tensor {
     /// assert!(y.try_backward_with(None, BackwardOptions::new()).is_err()); // not a scalar
     /// ```
     #[track_caller]
-    pub fn try_backward_with(&self, gradient: Option<&Tensor>, options: BackwardOptions) -> Result<()> {
+    pub fn try_backward_with(
+        &self,
+        gradient: Option<&Tensor>,
+        options: BackwardOptions,
+    ) -> Result<()> {
         let location = Location::caller();
         let grad_outputs = gradient.map(|g| vec![g.clone()]);
         let seeds = seeds("backward", &[self], grad_outputs.as_deref(), location)?;

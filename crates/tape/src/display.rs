@@ -27,11 +27,15 @@ fn choose_style(values: &[f64], integer_dtype: bool) -> NumberStyle {
         return NumberStyle::Fixed;
     }
     let abs_max = finite.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let nonzero_min = finite.iter().filter(|v| **v != 0.0).fold(f64::INFINITY, |m, v| m.min(v.abs()));
+    let nonzero_min =
+        finite.iter().filter(|v| **v != 0.0).fold(f64::INFINITY, |m, v| m.min(v.abs()));
     if finite.iter().all(|v| v.fract() == 0.0) {
         return if abs_max > 1e8 { NumberStyle::Scientific } else { NumberStyle::Integer };
     }
-    if abs_max > 1e8 || nonzero_min < 1e-4 || (nonzero_min.is_finite() && abs_max / nonzero_min > 1e3) {
+    if abs_max > 1e8
+        || nonzero_min < 1e-4
+        || (nonzero_min.is_finite() && abs_max / nonzero_min > 1e3)
+    {
         NumberStyle::Scientific
     } else {
         NumberStyle::Fixed
@@ -134,7 +138,8 @@ impl Tensor {
         if values.is_empty() {
             out.push_str("[]");
         } else {
-            let mut printer = Printer { style, width, summarize, indent: "tensor(".len(), out: &mut out };
+            let mut printer =
+                Printer { style, width, summarize, indent: "tensor(".len(), out: &mut out };
             printer.write(&values, self.shape(), 0);
         }
         if with_shape || summarize || values.is_empty() {

@@ -65,7 +65,9 @@ impl fmt::Display for DType {
 ///
 /// ```
 /// use tapegrad_tape::Element;
-/// fn double<T: Element>(x: T) -> T { x + x }
+/// fn double<T: Element>(x: T) -> T {
+///     x + x
+/// }
 /// assert_eq!(double(1.5f32), 3.0);
 /// assert_eq!(<f64 as Element>::from_f64(0.25), 0.25);
 /// ```

@@ -44,7 +44,9 @@ pub enum Error {
         location: &'static Location<'static>,
     },
     /// A dimension index outside `-rank..rank`.
-    #[error("{op}: dimension {dim} is out of range for a tensor of shape {shape:?} (at {location})")]
+    #[error(
+        "{op}: dimension {dim} is out of range for a tensor of shape {shape:?} (at {location})"
+    )]
     Dim {
         /// The operation.
         op: &'static str,
@@ -109,7 +111,9 @@ pub enum Error {
 /// `Result` with tapegrad's [`Error`].
 ///
 /// ```
-/// fn f() -> tapegrad_tape::Result<()> { Ok(()) }
+/// fn f() -> tapegrad_tape::Result<()> {
+///     Ok(())
+/// }
 /// assert!(f().is_ok());
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -121,13 +125,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// let labels = Tensor::from_vec(vec![1i64, 0], &[2]);
 /// assert!(ensure_float("exp", &labels, std::panic::Location::caller()).is_err());
 /// ```
-pub fn ensure_float(op: &'static str, t: &crate::Tensor, location: &'static Location<'static>) -> Result<()> {
+pub fn ensure_float(
+    op: &'static str,
+    t: &crate::Tensor,
+    location: &'static Location<'static>,
+) -> Result<()> {
     if t.dtype().is_float() {
         return Ok(());
     }
     Err(Error::InvalidArgument {
         op,
-        message: format!("expects a float32 or float64 tensor, got {}; convert with to_dtype", t.dtype()),
+        message: format!(
+            "expects a float32 or float64 tensor, got {}; convert with to_dtype",
+            t.dtype()
+        ),
         location,
     })
 }

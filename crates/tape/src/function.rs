@@ -33,8 +33,12 @@ impl FunctionCtx<'_> {
     /// use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
     /// struct Mul; // ab: each input's gradient is the other input
     /// impl Function for Mul {
-    ///     fn name(&self) -> &'static str { "mul" }
-    ///     fn forward(&self, x: &[Tensor]) -> Tensor { &x[0] * &x[1] }
+    ///     fn name(&self) -> &'static str {
+    ///         "mul"
+    ///     }
+    ///     fn forward(&self, x: &[Tensor]) -> Tensor {
+    ///         &x[0] * &x[1]
+    ///     }
     ///     fn backward(&self, ctx: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> {
     ///         vec![Some(g * ctx.input(1)), Some(g * ctx.input(0))]
     ///     }
@@ -47,7 +51,9 @@ impl FunctionCtx<'_> {
     pub fn input(&self, i: usize) -> &Tensor {
         match self.inputs.get(i) {
             Some(t) => t,
-            None => panic!("FunctionCtx::input({i}): the function has {} inputs", self.inputs.len()),
+            None => {
+                panic!("FunctionCtx::input({i}): the function has {} inputs", self.inputs.len())
+            }
         }
     }
 
@@ -57,8 +63,12 @@ impl FunctionCtx<'_> {
     /// use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
     /// struct Sum; // any number of inputs, each with gradient 1
     /// impl Function for Sum {
-    ///     fn name(&self) -> &'static str { "sum" }
-    ///     fn forward(&self, x: &[Tensor]) -> Tensor { x.iter().fold(x[0].zeros_like(), |s, t| &s + t) }
+    ///     fn name(&self) -> &'static str {
+    ///         "sum"
+    ///     }
+    ///     fn forward(&self, x: &[Tensor]) -> Tensor {
+    ///         x.iter().fold(x[0].zeros_like(), |s, t| &s + t)
+    ///     }
     ///     fn backward(&self, ctx: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> {
     ///         ctx.inputs().iter().map(|_| Some(g.clone())).collect()
     ///     }
@@ -79,7 +89,9 @@ impl FunctionCtx<'_> {
     /// use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
     /// struct Exp; // e^x, whose derivative is its own output
     /// impl Function for Exp {
-    ///     fn name(&self) -> &'static str { "exp" }
+    ///     fn name(&self) -> &'static str {
+    ///         "exp"
+    ///     }
     ///     fn forward(&self, x: &[Tensor]) -> Tensor {
     ///         Tensor::from_vec(x[0].to_vec::<f64>().iter().map(|v| v.exp()).collect(), x[0].shape())
     ///     }
@@ -109,7 +121,9 @@ impl FunctionCtx<'_> {
 /// /// f(x) = x^3, written by hand.
 /// struct Cube;
 /// impl Function for Cube {
-///     fn name(&self) -> &'static str { "cube" }
+///     fn name(&self) -> &'static str {
+///         "cube"
+///     }
 ///     fn forward(&self, inputs: &[Tensor]) -> Tensor {
 ///         let x = &inputs[0];
 ///         &(x * x) * x
@@ -121,7 +135,9 @@ impl FunctionCtx<'_> {
 /// }
 ///
 /// let x = Tensor::from_vec(vec![0.5f64, -1.5, 2.0], &[3]).requires_grad();
-/// let report = gradcheck(|xs: &[Tensor]| apply(Cube, &[&xs[0]]), &[x], &GradcheckOptions::default()).unwrap();
+/// let report =
+///     gradcheck(|xs: &[Tensor]| apply(Cube, &[&xs[0]]), &[x], &GradcheckOptions::default())
+///         .unwrap();
 /// assert!(report.passed, "{report}");
 /// ```
 pub trait Function: 'static {
@@ -185,9 +201,15 @@ pub trait Function: 'static {
 /// # use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
 /// struct Double;
 /// impl Function for Double {
-///     fn name(&self) -> &'static str { "double" }
-///     fn forward(&self, x: &[Tensor]) -> Tensor { &x[0] * 2.0 }
-///     fn backward(&self, _: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> { vec![Some(g * 2.0)] }
+///     fn name(&self) -> &'static str {
+///         "double"
+///     }
+///     fn forward(&self, x: &[Tensor]) -> Tensor {
+///         &x[0] * 2.0
+///     }
+///     fn backward(&self, _: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> {
+///         vec![Some(g * 2.0)]
+///     }
 /// }
 /// let x = Tensor::ones(&[1]).requires_grad();
 /// let y = apply(Double, &[&x]);

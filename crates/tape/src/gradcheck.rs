@@ -108,13 +108,16 @@ impl fmt::Display for GradcheckReport {
         write!(f, "{} {verdict} ({mode}, {} values compared)", self.check, self.compared)?;
         if let Some(w) = &self.worst {
             let what = match (w.input, w.output) {
-                (Some(i), Some(o)) => format!("d output {o}{:?} / d input {i}{:?}", w.output_index, w.input_index),
+                (Some(i), Some(o)) => {
+                    format!("d output {o}{:?} / d input {i}{:?}", w.output_index, w.input_index)
+                }
                 _ => "v^T J u".to_string(),
             };
             let label = if self.passed { "closest to tolerance" } else { "worst mismatch" };
             write!(
                 f,
-                "; {label}: {what}: analytic {:.10e}, numerical {:.10e}, |difference| {:.3e}, tolerance {:.3e}",
+                "; {label}: {what}: analytic {:.10e}, numerical {:.10e}, |difference| {:.3e}, \
+                tolerance {:.3e}",
                 w.analytic,
                 w.numerical,
                 (w.analytic - w.numerical).abs(),
@@ -167,7 +170,14 @@ impl Tally {
         Tally { worst: None, worst_ratio: -1.0, passed: true, compared: 0 }
     }
 
-    fn compare(&mut self, analytic: f64, numerical: f64, atol: f64, rtol: f64, at: impl FnOnce() -> Mismatch) {
+    fn compare(
+        &mut self,
+        analytic: f64,
+        numerical: f64,
+        atol: f64,
+        rtol: f64,
+        at: impl FnOnce() -> Mismatch,
+    ) {
         let tolerance = atol + rtol * numerical.abs();
         let diff = (analytic - numerical).abs();
         let ok = diff <= tolerance;
@@ -190,12 +200,20 @@ impl Tally {
 /// use tapegrad_tape::{GradcheckOptions, Tensor, gradcheck};
 /// let a = Tensor::from_vec(vec![0.3f64, -1.2, 2.0], &[3]).requires_grad();
 /// let b = Tensor::from_vec(vec![1.5f64], &[1]).requires_grad();
-/// let report = gradcheck(|x: &[Tensor]| &(&x[0] * &x[1]) / &x[1].add_scalar(1.0), &[a, b],
-///                        &GradcheckOptions::default()).unwrap();
+/// let report = gradcheck(
+///     |x: &[Tensor]| &(&x[0] * &x[1]) / &x[1].add_scalar(1.0),
+///     &[a, b],
+///     &GradcheckOptions::default(),
+/// )
+/// .unwrap();
 /// assert!(report.passed, "{report}");
 /// ```
 #[track_caller]
-pub fn gradcheck<F, O>(f: F, inputs: &[Tensor], options: &GradcheckOptions) -> Result<GradcheckReport>
+pub fn gradcheck<F, O>(
+    f: F,
+    inputs: &[Tensor],
+    options: &GradcheckOptions,
+) -> Result<GradcheckReport>
 where
     F: Fn(&[Tensor]) -> O,
     O: CheckOutputs,
@@ -210,12 +228,17 @@ where
 /// ```
 /// use tapegrad_tape::{GradcheckOptions, Tensor, gradgradcheck};
 /// let x = Tensor::from_vec(vec![0.3f64, -1.2], &[2]).requires_grad();
-/// let report = gradgradcheck(|x: &[Tensor]| &(&x[0] * &x[0]) * &x[0], &[x],
-///                            &GradcheckOptions::default()).unwrap();
+/// let report =
+///     gradgradcheck(|x: &[Tensor]| &(&x[0] * &x[0]) * &x[0], &[x], &GradcheckOptions::default())
+///         .unwrap();
 /// assert!(report.passed, "{report}");
 /// ```
 #[track_caller]
-pub fn gradgradcheck<F, O>(f: F, inputs: &[Tensor], options: &GradcheckOptions) -> Result<GradcheckReport>
+pub fn gradgradcheck<F, O>(
+    f: F,
+    inputs: &[Tensor],
+    options: &GradcheckOptions,
+) -> Result<GradcheckReport>
 where
     F: Fn(&[Tensor]) -> O,
     O: CheckOutputs,
@@ -235,14 +258,26 @@ where
     let failure = std::cell::RefCell::new(None);
     let vjp = |xs: &[Tensor]| -> Vec<Tensor> {
         let outputs = f(xs).into_outputs();
-        let (outs, seeds): (Vec<&Tensor>, Vec<Tensor>) =
-            outputs.iter().zip(&v).filter(|(o, _)| o.tracks_grad()).map(|(o, v)| (o, v.clone())).unzip();
+        let (outs, seeds): (Vec<&Tensor>, Vec<Tensor>) = outputs
+            .iter()
+            .zip(&v)
+            .filter(|(o, _)| o.tracks_grad())
+            .map(|(o, v)| (o, v.clone()))
+            .unzip();
         let wrt: Vec<&Tensor> = diff.iter().map(|&i| &xs[i]).collect();
         if outs.is_empty() {
             return wrt.iter().map(|x| x.zeros_like()).collect();
         }
-        match try_grad(&outs, &wrt, GradOptions::new().grad_outputs(seeds).create_graph(true).allow_unused(true)) {
-            Ok(grads) => grads.into_iter().zip(&wrt).map(|(g, x)| g.unwrap_or_else(|| x.zeros_like())).collect(),
+        match try_grad(
+            &outs,
+            &wrt,
+            GradOptions::new().grad_outputs(seeds).create_graph(true).allow_unused(true),
+        ) {
+            Ok(grads) => grads
+                .into_iter()
+                .zip(&wrt)
+                .map(|(g, x)| g.unwrap_or_else(|| x.zeros_like()))
+                .collect(),
             Err(e) => {
                 failure.borrow_mut().get_or_insert(e);
                 wrt.iter().map(|x| x.zeros_like()).collect()
@@ -265,7 +300,10 @@ fn random_like(t: &Tensor, rng: &mut Xoshiro256PlusPlus) -> Tensor {
 /// New leaves with the inputs' values, so that a check never touches the caller's tensors'
 /// gradients or graphs.
 fn fresh_leaves(inputs: &[Tensor]) -> Vec<Tensor> {
-    inputs.iter().map(|x| if x.tracks_grad() { x.detach().requires_grad() } else { x.clone() }).collect()
+    inputs
+        .iter()
+        .map(|x| if x.tracks_grad() { x.detach().requires_grad() } else { x.clone() })
+        .collect()
 }
 
 fn flat_outputs(f: &dyn Fn(&[Tensor]) -> Vec<Tensor>, xs: &[Tensor]) -> Vec<Vec<f64>> {
@@ -283,7 +321,9 @@ fn check(
     let misuse = |message: String| Error::InvalidArgument { op: name, message, location };
     let diff: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i].tracks_grad()).collect();
     if diff.is_empty() {
-        return Err(misuse("no input requires a gradient; call requires_grad() on those to check".into()));
+        return Err(misuse(
+            "no input requires a gradient; call requires_grad() on those to check".into(),
+        ));
     }
     if let Some(&i) = diff.iter().find(|&&i| inputs[i].dtype() != DType::F64) {
         return Err(misuse(format!(
@@ -304,7 +344,8 @@ fn check(
     }
     let perturbed = |i: usize, delta: &dyn Fn(usize) -> f64| -> Vec<Tensor> {
         let mut xs = fresh_leaves(inputs);
-        let values: Vec<f64> = inputs[i].to_vec::<f64>().iter().enumerate().map(|(k, v)| v + delta(k)).collect();
+        let values: Vec<f64> =
+            inputs[i].to_vec::<f64>().iter().enumerate().map(|(k, v)| v + delta(k)).collect();
         xs[i] = Tensor::from_vec(values, inputs[i].shape()).requires_grad();
         xs
     };
@@ -316,7 +357,11 @@ fn check(
             vec![None; wrt.len()]
         } else {
             let seeds = tracked.iter().map(|&o| seeds[o].clone()).collect();
-            try_grad(&outs, &wrt, GradOptions::new().grad_outputs(seeds).retain_graph(true).allow_unused(true))?
+            try_grad(
+                &outs,
+                &wrt,
+                GradOptions::new().grad_outputs(seeds).retain_graph(true).allow_unused(true),
+            )?
         };
         Ok(grads
             .into_iter()
@@ -329,7 +374,8 @@ fn check(
     let eps = options.eps;
     if options.fast_mode {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(options.seed);
-        let u: Vec<Vec<f64>> = diff.iter().map(|&i| random_like(&inputs[i], &mut rng).to_vec::<f64>()).collect();
+        let u: Vec<Vec<f64>> =
+            diff.iter().map(|&i| random_like(&inputs[i], &mut rng).to_vec::<f64>()).collect();
         let v: Vec<Tensor> = outputs.iter().map(|o| random_like(o, &mut rng)).collect();
         let v_flat: Vec<Vec<f64>> = v.iter().map(|t| t.to_vec::<f64>()).collect();
         let grads = vjp(v)?;
@@ -337,8 +383,12 @@ fn check(
         let project = |sign: f64| -> f64 {
             let mut xs = fresh_leaves(inputs);
             for (j, &i) in diff.iter().enumerate() {
-                let values: Vec<f64> =
-                    inputs[i].to_vec::<f64>().iter().zip(&u[j]).map(|(x, u)| x + sign * eps * u).collect();
+                let values: Vec<f64> = inputs[i]
+                    .to_vec::<f64>()
+                    .iter()
+                    .zip(&u[j])
+                    .map(|(x, u)| x + sign * eps * u)
+                    .collect();
                 xs[i] = Tensor::from_vec(values, inputs[i].shape()).requires_grad();
             }
             flat_outputs(f, &xs).iter().zip(&v_flat).map(|(y, v)| dot(y, v)).sum()

@@ -109,7 +109,9 @@ impl Graph {
     /// assert!(dot.starts_with("digraph tape {") && dot.contains(&format!("n{leaf} -> n{op};")));
     /// ```
     pub fn to_dot(&self) -> String {
-        let mut s = String::from("digraph tape {\n  rankdir=BT;\n  node [shape=box, fontname=monospace];\n");
+        let mut s = String::from(
+            "digraph tape {\n  rankdir=BT;\n  node [shape=box, fontname=monospace];\n",
+        );
         for n in &self.nodes {
             let style = if n.is_leaf { ", style=filled, fillcolor=lightblue" } else { "" };
             s.push_str(&format!(
@@ -135,10 +137,17 @@ impl Graph {
 impl fmt::Display for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for n in &self.nodes {
-            let inputs: Vec<String> =
-                n.inputs.iter().map(|i| i.map_or_else(|| "const".to_string(), |i| format!("#{i}"))).collect();
+            let inputs: Vec<String> = n
+                .inputs
+                .iter()
+                .map(|i| i.map_or_else(|| "const".to_string(), |i| format!("#{i}")))
+                .collect();
             let from = if n.is_leaf { String::new() } else { format!(" <- {}", inputs.join(", ")) };
-            writeln!(f, "#{:<4} {:<14} {:?} {}{from}  at {}", n.id, n.op, n.shape, n.dtype, n.location)?;
+            writeln!(
+                f,
+                "#{:<4} {:<14} {:?} {}{from}  at {}",
+                n.id, n.op, n.shape, n.dtype, n.location
+            )?;
         }
         Ok(())
     }

@@ -54,11 +54,21 @@ pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
     f: impl Fn(T, U) -> V + Sync + Send,
 ) -> Storage {
     let n = numel(shape);
-    if n <= Buffer::<V>::INLINE && la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
+    if n <= Buffer::<V>::INLINE
+        && la.is_contiguous()
+        && lb.is_contiguous()
+        && la.numel() == n
+        && lb.numel() == n
+    {
         let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
         return V::wrap_buffer(Buffer::from_fn(n, |i| f(a[i], b[i])));
     }
-    if !worth_it(n) && la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
+    if !worth_it(n)
+        && la.is_contiguous()
+        && lb.is_contiguous()
+        && la.numel() == n
+        && lb.numel() == n
+    {
         let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
         return V::wrap_buffer(Buffer::from_arc(simd::zip_to_arc(a, b, &f)));
     }

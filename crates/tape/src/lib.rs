@@ -106,7 +106,9 @@ pub use dtype::{DType, Element, Float, Real};
 pub use error::{Error, Result, ensure_float, or_panic};
 pub use function::{Function, FunctionCtx, apply};
 pub use grad_mode::{GradModeGuard, enable_grad, is_grad_enabled, no_grad, set_grad_enabled};
-pub use gradcheck::{CheckOutputs, GradcheckOptions, GradcheckReport, Mismatch, gradcheck, gradgradcheck};
+pub use gradcheck::{
+    CheckOutputs, GradcheckOptions, GradcheckReport, Mismatch, gradcheck, gradgradcheck,
+};
 pub use inspect::{Graph, NodeInfo, tape_nodes};
 pub use node::NodeKey;
 pub use random::{Generator, RngState, get_rng_state, manual_seed, set_rng_state, with_generator};

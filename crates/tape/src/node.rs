@@ -150,7 +150,9 @@ impl Node {
 
     /// Whether dropping this node would drop tensor handles (and so touch the tape).
     pub fn holds_tensors(&self) -> bool {
-        self.data.as_ref().is_some_and(|d| d.holds_tensors()) || self.grad.is_some() || self.pending.is_some()
+        self.data.as_ref().is_some_and(|d| d.holds_tensors())
+            || self.grad.is_some()
+            || self.pending.is_some()
     }
 }
 

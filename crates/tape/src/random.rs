@@ -127,8 +127,12 @@ impl Generator {
     /// assert_ne!(g, before);
     /// ```
     pub fn jump(&mut self) {
-        const JUMP: [u64; 4] =
-            [0x180e_c6d3_3cfd_0aba, 0xd5a6_1266_f0c9_392c, 0xa958_2618_e03f_c9aa, 0x39ab_dc45_29b1_661c];
+        const JUMP: [u64; 4] = [
+            0x180e_c6d3_3cfd_0aba,
+            0xd5a6_1266_f0c9_392c,
+            0xa958_2618_e03f_c9aa,
+            0x39ab_dc45_29b1_661c,
+        ];
         let mut acc = [0u64; 4];
         for word in JUMP {
             for bit in 0..64 {
@@ -264,7 +268,10 @@ pub fn set_rng_state(state: RngState) -> Result<()> {
 pub fn with_generator<R>(f: impl FnOnce(&mut Generator) -> R) -> R {
     THREAD_GENERATOR.with(|g| {
         let Ok(mut slot) = g.try_borrow_mut() else {
-            panic!("with_generator: the generator is already in use by an enclosing with_generator call")
+            panic!(
+                "with_generator: the generator is already in use by an enclosing \
+                with_generator call"
+            )
         };
         f(slot.get_or_insert_with(next_stream))
     })
@@ -279,7 +286,12 @@ fn normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
 }
 
 #[track_caller]
-fn sample(op: &'static str, shape: &[usize], dtype: DType, draw: impl Fn(&mut Generator) -> f64) -> Tensor {
+fn sample(
+    op: &'static str,
+    shape: &[usize],
+    dtype: DType,
+    draw: impl Fn(&mut Generator) -> f64,
+) -> Tensor {
     let location = Location::caller();
     if dtype == DType::I64 {
         or_panic(Err(Error::InvalidArgument {
@@ -383,7 +395,8 @@ mod tests {
     #[test]
     fn generator_matches_rand_xoshiro256plusplus() {
         for seed in [0, 1, DEFAULT_SEED, u64::MAX] {
-            let (mut ours, mut theirs) = (Generator::seeded(seed), Xoshiro256PlusPlus::seed_from_u64(seed));
+            let (mut ours, mut theirs) =
+                (Generator::seeded(seed), Xoshiro256PlusPlus::seed_from_u64(seed));
             for _ in 0..100 {
                 assert_eq!(ours.next_u64(), theirs.next_u64());
             }

@@ -159,8 +159,8 @@ impl Backward {
     /// A backward rule that saves nothing yet.
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record};
     /// // y = -x: the rule needs nothing but the incoming gradient.
     /// let x = Tensor::ones(&[2]).requires_grad();
     /// let y = record("neg", Location::caller(), &[&x], Tensor::full(&[2], -1.0), || {
@@ -177,14 +177,13 @@ impl Backward {
     /// The values are kept as they are now: a later in-place update of `t` copies first.
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record};
     /// // y = x^2 saves x = 3; overwriting x afterwards leaves the gradient at 2 * 3.
     /// let x = Tensor::from_vec(vec![3.0f32], &[1]).requires_grad();
     /// let value = Tensor::from_vec(vec![9.0f32], &[1]);
     /// let y = record("square", Location::caller(), &[&x], value, || {
-    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)])
-    ///         .save(&x)
+    ///     Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)]).save(&x)
     /// });
     /// x.set_data(&Tensor::zeros(&[1]));
     /// y.backward();
@@ -200,8 +199,8 @@ impl Backward {
     /// allocation (a closure that captures nothing is stored for free).
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record};
     /// // y = x^3 keeps x and the exponent 3.
     /// let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
     /// let y = record("cube", Location::caller(), &[&x], Tensor::from_vec(vec![8.0f64], &[1]), || {
@@ -224,8 +223,8 @@ impl Backward {
     /// [`BackwardCtx::output`]). The tape holds it without a reference cycle.
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Tensor, record, tape_stats};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record, tape_stats};
     /// // y = e^x keeps its output (the derivative e^x is y) and nothing else.
     /// let before = tape_stats().saved_bytes;
     /// let x = Tensor::zeros(&[2]).requires_grad();
@@ -260,14 +259,12 @@ fn node_data_for(rule: BackwardRule) -> Box<NodeData> {
 /// Gradients for each input of an operation, `None` where an input gets none.
 ///
 /// ```
-/// use tapegrad_tape::{Backward, InputGrads, Tensor, record};
 /// use std::panic::Location;
+/// use tapegrad_tape::{Backward, InputGrads, Tensor, record};
 /// // y = a, with `b` passed along but treated as a constant: it gets no gradient.
 /// let (a, b) = (Tensor::ones(&[1]).requires_grad(), Tensor::ones(&[1]).requires_grad());
 /// let y = record("first", Location::caller(), &[&a, &b], a.detach(), || {
-///     Backward::new(|ctx| -> InputGrads {
-///         smallvec::smallvec![Some(ctx.grad().clone()), None]
-///     })
+///     Backward::new(|ctx| -> InputGrads { smallvec::smallvec![Some(ctx.grad().clone()), None] })
 /// });
 /// y.backward();
 /// assert_eq!((a.grad().map(|g| g.item()), b.grad().is_none()), (Some(1.0), true));
@@ -283,7 +280,7 @@ pub type InputGrads = SmallVec<[Option<Tensor>; 2]>;
 ///
 /// ```
 /// use std::panic::Location;
-/// use tapegrad_tape::{Backward, BackwardRule, BackwardCtx, InputGrads, Tensor, record};
+/// use tapegrad_tape::{Backward, BackwardCtx, BackwardRule, InputGrads, Tensor, record};
 /// // The same rule (d/dx 2x = 2) for two recorded operations: z = 2(2x).
 /// fn double(ctx: &BackwardCtx<'_>) -> InputGrads {
 ///     smallvec::smallvec![Some(ctx.grad() * 2.0)]
@@ -302,8 +299,8 @@ pub type BackwardRule = Box<dyn Fn(&BackwardCtx<'_>) -> InputGrads>;
 /// and (if it asked for it) its own output.
 ///
 /// ```
-/// use tapegrad_tape::{Backward, Tensor, record};
 /// use std::panic::Location;
+/// use tapegrad_tape::{Backward, Tensor, record};
 /// // y = 3x, recorded by hand; its rule scales the incoming gradient.
 /// let x = Tensor::ones(&[2]).requires_grad();
 /// let value = Tensor::full(&[2], 3.0);
@@ -328,8 +325,8 @@ impl BackwardCtx<'_> {
     /// The gradient of the loss with respect to this operation's output.
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, BackwardOptions, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, BackwardOptions, Tensor, record};
     /// // y = 3x; the gradient seeded into y is what the rule sees.
     /// let x = Tensor::ones(&[2]).requires_grad();
     /// let y = record("times_three", Location::caller(), &[&x], Tensor::full(&[2], 3.0), || {
@@ -346,8 +343,8 @@ impl BackwardCtx<'_> {
     /// The `i`-th tensor the operation saved with [`Backward::save`].
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record};
     /// // y = ab: each input's gradient is the other input, read back in the order saved.
     /// let a = Tensor::from_vec(vec![2.0f32], &[1]).requires_grad();
     /// let b = Tensor::from_vec(vec![5.0f32], &[1]).requires_grad();
@@ -367,7 +364,10 @@ impl BackwardCtx<'_> {
     pub fn saved(&self, i: usize) -> &Tensor {
         match self.saved.get(i) {
             Some(t) => t,
-            None => panic!("backward rule asked for saved tensor {i}, but the op saved {}", self.saved.len()),
+            None => panic!(
+                "backward rule asked for saved tensor {i}, but the op saved {}",
+                self.saved.len()
+            ),
         }
     }
 
@@ -376,8 +376,8 @@ impl BackwardCtx<'_> {
     /// Panics if the output was not saved: that is a bug in the operation.
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record};
     /// // y = e^x, whose derivative is its own output.
     /// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2]).requires_grad();
     /// let value = Tensor::from_vec(x.to_vec::<f64>().iter().map(|v| v.exp()).collect(), &[2]);
@@ -390,7 +390,8 @@ impl BackwardCtx<'_> {
     #[track_caller]
     pub fn output(&self) -> &Tensor {
         let saved = self.saved_output();
-        self.output_tensor.get_or_init(|| Tensor::from_parts(saved.storage.clone(), saved.layout.clone(), None))
+        self.output_tensor
+            .get_or_init(|| Tensor::from_parts(saved.storage.clone(), saved.layout.clone(), None))
     }
 
     /// The operation's saved output as its storage and layout, without building a tensor:
@@ -399,8 +400,8 @@ impl BackwardCtx<'_> {
     /// Panics if the output was not saved, as [`BackwardCtx::output`] does.
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Storage, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Storage, Tensor, record};
     /// // y = e^x: the rule reads e^x straight from the saved values.
     /// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2]).requires_grad();
     /// let value = Tensor::from_vec(x.to_vec::<f64>().iter().map(|v| v.exp()).collect(), &[2]);
@@ -436,8 +437,8 @@ impl BackwardCtx<'_> {
     /// copy-on-write: values another tensor shares are copied before they change.
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Storage, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Storage, Tensor, record};
     /// // y = 3x, whose rule scales the incoming gradient where it lies when it can.
     /// let x = Tensor::ones(&[2]).requires_grad();
     /// let y = record("times_three", Location::caller(), &[&x], Tensor::full(&[2], 3.0), || {
@@ -466,8 +467,8 @@ impl BackwardCtx<'_> {
     /// The number the operation kept with [`Backward::scalar`] (0 if it kept none).
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record};
     /// // y = 2.5x: the factor travels with the node, and the rule captures nothing.
     /// let x = Tensor::ones(&[1]).requires_grad();
     /// let y = record("scale", Location::caller(), &[&x], Tensor::full(&[1], 2.5), || {
@@ -483,8 +484,8 @@ impl BackwardCtx<'_> {
     /// Whether input `i` needs a gradient; rules may skip the work for inputs that do not.
     ///
     /// ```
-    /// use tapegrad_tape::{Backward, Tensor, record};
     /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record};
     /// // y = a + b with `b` a constant: the rule only builds a gradient for `a`.
     /// let (a, b) = (Tensor::ones(&[1]).requires_grad(), Tensor::ones(&[1]));
     /// let y = record("add", Location::caller(), &[&a, &b], Tensor::full(&[1], 2.0), || {
@@ -499,15 +500,24 @@ impl BackwardCtx<'_> {
     pub fn needs_input_grad(&self, i: usize) -> bool {
         match self.inputs.get(i) {
             Some(input) => input.is_some(),
-            None => panic!("backward rule asked about input {i}, but the op has {} inputs", self.inputs.len()),
+            None => panic!(
+                "backward rule asked about input {i}, but the op has {} inputs",
+                self.inputs.len()
+            ),
         }
     }
 }
 
 /// Adds a leaf node for a tensor that starts requiring a gradient; returns its key with
 /// one reference, owned by the tensor handle that will hold it.
-pub(crate) fn new_leaf(shape: &[usize], dtype: DType, location: &'static Location<'static>) -> NodeKey {
+pub(crate) fn new_leaf(
+    shape: &[usize],
+    dtype: DType,
+    location: &'static Location<'static>,
+) -> NodeKey {
     let shape = crate::layout::shape_of(shape);
     let data = Box::new(NodeData { shape, saved_bytes: 0, op: None });
-    with_tape(|tape| tape.insert_with(|seq| Node::new("leaf", location, seq, SmallVec::new(), dtype, data)))
+    with_tape(|tape| {
+        tape.insert_with(|seq| Node::new("leaf", location, seq, SmallVec::new(), dtype, data))
+    })
 }

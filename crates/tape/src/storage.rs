@@ -73,7 +73,11 @@ impl<T: StorageElement> Buffer<T> {
     /// assert_eq!(&Buffer::from_fn(3, |i| i as f64 * 0.5)[..], &[0.0, 0.5, 1.0]);
     /// ```
     pub fn from_fn(n: usize, f: impl FnMut(usize) -> T) -> Self {
-        if n <= INLINE { Self::from_small_iter(n, (0..n).map(f)) } else { Buffer(Repr::Slice((0..n).map(f).collect())) }
+        if n <= INLINE {
+            Self::from_small_iter(n, (0..n).map(f))
+        } else {
+            Buffer(Repr::Slice((0..n).map(f).collect()))
+        }
     }
 
     /// A buffer over values already in one shared allocation (what the kernels' `*_to_arc`
@@ -263,7 +267,7 @@ impl Storage {
 /// Moves element vectors in and out of [`Storage`]; implemented for `f32`, `f64` and `i64`.
 ///
 /// ```
-/// use tapegrad_tape::{StorageElement, Storage};
+/// use tapegrad_tape::{Storage, StorageElement};
 /// let s = f64::wrap(vec![1.0]);
 /// assert_eq!(f64::unwrap(&s).unwrap(), &[1.0]);
 /// ```
@@ -372,8 +376,8 @@ impl_storage_element!(i64, I64);
 /// Runs `$body` with `$v` bound to the storage's [`Buffer<T>`] for whichever `T` it holds,
 /// and wraps the `Vec` the body returns back into storage of the same dtype. This is the one
 /// `match` per op that turns the run-time dtype into a generic kernel call. The body must
-/// compile for `f32`, `f64` and `i64` (element moves only); see [`map_float_storage!`](crate::map_float_storage) for
-/// arithmetic.
+/// compile for `f32`, `f64` and `i64` (element moves only); see
+/// [`map_float_storage!`](crate::map_float_storage) for arithmetic.
 ///
 /// ```
 /// use tapegrad_tape::{map_storage, Storage};
@@ -408,7 +412,10 @@ macro_rules! map_float_storage {
             $crate::Storage::F32($v) => $crate::Storage::from_vec::<f32>($body),
             $crate::Storage::F64($v) => $crate::Storage::from_vec::<f64>($body),
             $crate::Storage::I64(_) => {
-                panic!("this operation takes float32 or float64 tensors, not int64; convert with to_dtype")
+                panic!(
+                    "this operation takes float32 or float64 tensors, not int64; convert with \
+                    to_dtype"
+                )
             }
         }
     };

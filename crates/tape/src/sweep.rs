@@ -128,10 +128,13 @@ fn dependencies(
     // Sized for the whole tape up front: a long chain would otherwise regrow it many times.
     let mut found: Vec<(u64, NodeKey)> = Vec::with_capacity(tape.nodes.len());
     // Depth-first, with the node that led to each key, to name it if the key is stale.
-    let mut stack: Vec<(NodeKey, Option<NodeKey>)> = seeds.iter().map(|(k, _)| (*k, None)).collect();
+    let mut stack: Vec<(NodeKey, Option<NodeKey>)> =
+        seeds.iter().map(|(k, _)| (*k, None)).collect();
     while let Some((key, user)) = stack.pop() {
         let Some(node) = tape.nodes.get_mut(key) else {
-            let (op, at) = user.and_then(|u| tape.nodes.get(u)).map_or(("backward", location), |u| (u.op, u.location));
+            let (op, at) = user
+                .and_then(|u| tape.nodes.get(u))
+                .map_or(("backward", location), |u| (u.op, u.location));
             return Err(Error::FreedGraph { op, location: at });
         };
         if node.visit == stamp {
@@ -200,7 +203,12 @@ struct Step {
 /// Takes each node of `order` in turn: hands its gradient to its capture slot or `.grad`
 /// if it is a node the caller wants, then runs its rule and passes the results on. The
 /// edges of nodes that leave the tape during their step are gathered in `edges`.
-fn apply_rules(order: &[NodeKey], mode: Mode, captured: &mut [Option<Tensor>], edges: &mut Vec<NodeKey>) -> Result<()> {
+fn apply_rules(
+    order: &[NodeKey],
+    mode: Mode,
+    captured: &mut [Option<Tensor>],
+    edges: &mut Vec<NodeKey>,
+) -> Result<()> {
     // One step's worth of node parts, rewritten in place by each `take_step`.
     let mut step = Step {
         op: "",
@@ -239,7 +247,13 @@ fn apply_rules(order: &[NodeKey], mode: Mode, captured: &mut [Option<Tensor>], e
 
 /// Takes what the step for `key` needs off the tape into `step`, and returns the node's
 /// pending gradient; `None` if no gradient reached it.
-fn take_step(tape: &mut Tape, key: NodeKey, mode: Mode, edges: &mut Vec<NodeKey>, step: &mut Step) -> Option<Tensor> {
+fn take_step(
+    tape: &mut Tape,
+    key: NodeKey,
+    mode: Mode,
+    edges: &mut Vec<NodeKey>,
+    step: &mut Step,
+) -> Option<Tensor> {
     // Split, so that the node is looked up once and the rest of the tape stays at hand.
     let Tape { nodes, saved_bytes, drop_later, .. } = tape;
     let node = nodes.get_mut(key)?;
@@ -281,7 +295,13 @@ fn take_step(tape: &mut Tape, key: NodeKey, mode: Mode, edges: &mut Vec<NodeKey>
 /// node when the graph is kept or recorded. The rule is taken out, to run outside the
 /// tape's borrow, and put back afterwards if the graph is kept; the saved values are
 /// taken, or copied if the graph is kept.
-fn take_rule_keeping_node(node: &mut Node, key: NodeKey, mode: Mode, saved_bytes: &mut usize, step: &mut Step) {
+fn take_rule_keeping_node(
+    node: &mut Node,
+    key: NodeKey,
+    mode: Mode,
+    saved_bytes: &mut usize,
+    step: &mut Step,
+) {
     node.released = !node.is_leaf();
     let data = node.data_mut().op.as_mut().map(|op| {
         let (rule, saved, output) = if mode.retain_graph {
@@ -302,7 +322,9 @@ fn take_rule_keeping_node(node: &mut Node, key: NodeKey, mode: Mode, saved_bytes
     // differentiates through it; otherwise the plain values are enough.
     let output = data.as_ref().and_then(|d| d.op.as_ref()).and_then(|op| op.output.as_ref());
     let output_tensor = match output {
-        Some(out) if mode.create_graph => Some(Tensor::from_parts(out.storage.clone(), out.layout.clone(), Some(key))),
+        Some(out) if mode.create_graph => {
+            Some(Tensor::from_parts(out.storage.clone(), out.layout.clone(), Some(key)))
+        }
         _ => None,
     };
     // The output tensor holds a reference to its node, like any handle.
@@ -362,7 +384,10 @@ fn pass_to_inputs(grads: InputGrads, step: &Step) -> Result<()> {
 
 /// Adds each gradient to its input's pending gradient. The sums are computed outside the
 /// tape's borrow, because under `create_graph` they are recorded.
-fn add_to_pending(grads: InputGrads, inputs: &[Option<NodeKey>]) -> std::result::Result<(), String> {
+fn add_to_pending(
+    grads: InputGrads,
+    inputs: &[Option<NodeKey>],
+) -> std::result::Result<(), String> {
     let mut sums: SmallVec<[(NodeKey, Tensor, Tensor); 1]> = SmallVec::new();
     with_tape(|tape| {
         for (i, (g, input)) in grads.into_iter().zip(inputs).enumerate() {
@@ -456,7 +481,10 @@ fn leaves_tape_at_its_step(node: &Node, mode: Mode) -> bool {
 /// on the stores that made it.
 fn remove_emptied_node(nodes: &mut SlotMap<NodeKey, Node>, key: NodeKey) {
     let emptied = nodes.remove(key).expect("looked up above");
-    debug_assert!(!emptied.holds_tensors() && !emptied.inputs.spilled(), "a removed node kept something to drop");
+    debug_assert!(
+        !emptied.holds_tensors() && !emptied.inputs.spilled(),
+        "a removed node kept something to drop"
+    );
     std::mem::forget(emptied);
 }
 

@@ -115,7 +115,8 @@ impl Tensor {
             let end = layout.offset().checked_add(numel);
             assert!(
                 end.is_some_and(|end| end <= storage.len()),
-                "from_storage: layout {layout:?} needs {numel} elements from offset {} of a storage of {}",
+                "from_storage: layout {layout:?} needs {numel} elements from offset {} of a \
+                storage of {}",
                 layout.offset(),
                 storage.len()
             );
@@ -124,7 +125,9 @@ impl Tensor {
                 .shape()
                 .iter()
                 .zip(layout.strides())
-                .try_fold(layout.offset(), |acc, (&n, &s)| (n - 1).checked_mul(s).and_then(|x| acc.checked_add(x)));
+                .try_fold(layout.offset(), |acc, (&n, &s)| {
+                    (n - 1).checked_mul(s).and_then(|x| acc.checked_add(x))
+                });
             assert!(
                 last.is_some_and(|last| last < storage.len()),
                 "from_storage: layout {layout:?} reaches outside a storage of {} elements",
@@ -145,7 +148,11 @@ impl Tensor {
         // and faulted in again (see tapegrad_kernels::allocator).
         tapegrad_kernels::allocator::keep_freed_buffers();
         // In place: `Rc::new` would build the value on the stack and copy it over.
-        let inner = tapegrad_kernels::in_place::rc(|| Inner { storage: RefCell::new(storage), layout, node });
+        let inner = tapegrad_kernels::in_place::rc(|| Inner {
+            storage: RefCell::new(storage),
+            layout,
+            node,
+        });
         Tensor { inner }
     }
 
@@ -207,7 +214,10 @@ impl Tensor {
     /// ```
     /// use tapegrad_tape::{DType, Tensor};
     /// assert!(Tensor::try_full_dtype(&[1 << 40, 1 << 40], 0.0, DType::F32).is_err());
-    /// assert_eq!(Tensor::try_full_dtype(&[2], 1.5, DType::F64).unwrap().to_vec::<f64>(), vec![1.5, 1.5]);
+    /// assert_eq!(
+    ///     Tensor::try_full_dtype(&[2], 1.5, DType::F64).unwrap().to_vec::<f64>(),
+    ///     vec![1.5, 1.5]
+    /// );
     /// ```
     #[track_caller]
     pub fn try_full_dtype(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
@@ -334,7 +344,9 @@ impl Tensor {
                 "{}",
                 Error::InvalidArgument {
                     op: "arange",
-                    message: format!("from {start} to {end} in steps of {step} is {count} values, too many"),
+                    message: format!(
+                        "from {start} to {end} in steps of {step} is {count} values, too many"
+                    ),
                     location,
                 }
             );
@@ -453,7 +465,10 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(shape_error(
                 "item",
-                format!("only one-element tensors convert to a number; this one has shape {:?}", self.shape()),
+                format!(
+                    "only one-element tensors convert to a number; this one has shape {:?}",
+                    self.shape()
+                ),
                 Location::caller(),
             ));
         }
@@ -504,7 +519,10 @@ impl Tensor {
         if !self.dtype().is_float() {
             return Err(Error::InvalidArgument {
                 op: "requires_grad",
-                message: format!("only float tensors can require gradients; this one is {}", self.dtype()),
+                message: format!(
+                    "only float tensors can require gradients; this one is {}",
+                    self.dtype()
+                ),
                 location: Location::caller(),
             });
         }
@@ -618,7 +636,8 @@ impl Tensor {
                 "{}",
                 Error::InvalidArgument {
                     op: "retain_grad",
-                    message: "this tensor does not track gradients; call requires_grad() on a leaf".into(),
+                    message: "this tensor does not track gradients; call requires_grad() on a leaf"
+                        .into(),
                     location: Location::caller(),
                 }
             );
@@ -651,14 +670,19 @@ impl Tensor {
     /// use tapegrad_tape::Tensor;
     /// let w = Tensor::ones(&[2]).requires_grad();
     /// w.update_storage(|s, _layout| {
-    ///     for v in s.make_mut::<f32>().unwrap().iter_mut() { *v -= 0.5; }
+    ///     for v in s.make_mut::<f32>().unwrap().iter_mut() {
+    ///         *v -= 0.5;
+    ///     }
     /// });
     /// assert_eq!(w.to_vec::<f32>(), vec![0.5, 0.5]);
     /// ```
     #[track_caller]
     pub fn update_storage<R>(&self, f: impl FnOnce(&mut Storage, &Layout) -> R) -> R {
         let Ok(mut storage) = self.inner.storage.try_borrow_mut() else {
-            panic!("update_storage: this tensor's values are already borrowed (by an enclosing update_storage?)")
+            panic!(
+                "update_storage: this tensor's values are already borrowed (by an enclosing \
+                update_storage?)"
+            )
         };
         f(&mut storage, &self.inner.layout)
     }
@@ -689,12 +713,21 @@ impl Tensor {
         if src.shape() != self.shape() {
             return Err(shape_error(
                 "set_data",
-                format!("source shape {:?} differs from destination shape {:?}", src.shape(), self.shape()),
+                format!(
+                    "source shape {:?} differs from destination shape {:?}",
+                    src.shape(),
+                    self.shape()
+                ),
                 location,
             ));
         }
         if src.dtype() != self.dtype() {
-            return Err(Error::DType { op: "set_data", lhs: self.dtype(), rhs: src.dtype(), location });
+            return Err(Error::DType {
+                op: "set_data",
+                lhs: self.dtype(),
+                rhs: src.dtype(),
+                location,
+            });
         }
         let values = src.contiguous_storage();
         self.update_storage(|dst, layout| {
@@ -741,8 +774,10 @@ impl Tensor {
     ///
     /// ```
     /// use tapegrad_tape::{Tensor, layout::Layout};
-    /// let t = Tensor::from_storage(Tensor::arange(0.0, 4.0, 1.0).storage(),
-    ///                              Layout::contiguous(&[2, 2]).transpose(0, 1));
+    /// let t = Tensor::from_storage(
+    ///     Tensor::arange(0.0, 4.0, 1.0).storage(),
+    ///     Layout::contiguous(&[2, 2]).transpose(0, 1),
+    /// );
     /// assert!(t.contiguous().is_contiguous());
     /// ```
     #[track_caller]
@@ -846,18 +881,30 @@ impl Tensor {
 /// An empty vector with room for `n` elements, or an error naming `op` if that much memory
 /// cannot be had (instead of the allocator's abort).
 #[track_caller]
-pub(crate) fn with_capacity<T>(op: &'static str, n: usize, location: &'static Location<'static>) -> Result<Vec<T>> {
+pub(crate) fn with_capacity<T>(
+    op: &'static str,
+    n: usize,
+    location: &'static Location<'static>,
+) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| Error::InvalidArgument {
         op,
-        message: format!("cannot allocate {n} elements ({} bytes)", (n as u128) * std::mem::size_of::<T>() as u128),
+        message: format!(
+            "cannot allocate {n} elements ({} bytes)",
+            (n as u128) * std::mem::size_of::<T>() as u128
+        ),
         location,
     })?;
     Ok(v)
 }
 
 /// `n` copies of `value`, or an error naming `op` if the memory cannot be had.
-fn filled_vec<T: Clone>(op: &'static str, n: usize, value: T, location: &'static Location<'static>) -> Result<Vec<T>> {
+fn filled_vec<T: Clone>(
+    op: &'static str,
+    n: usize,
+    value: T,
+    location: &'static Location<'static>,
+) -> Result<Vec<T>> {
     let mut v = with_capacity(op, n, location)?;
     v.resize(n, value);
     Ok(v)

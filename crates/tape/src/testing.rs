@@ -38,7 +38,10 @@ pub fn shape(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize
 /// let s = tapegrad_tape::testing::shape_with_empty(2, 3).new_tree(&mut runner).unwrap().current();
 /// assert!(s.len() <= 2);
 /// ```
-pub fn shape_with_empty(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize>> + Clone {
+pub fn shape_with_empty(
+    max_rank: usize,
+    max_dim: usize,
+) -> impl Strategy<Value = Vec<usize>> + Clone {
     proptest::collection::vec(0..=max_dim, 0..=max_rank)
 }
 
@@ -48,15 +51,23 @@ pub fn shape_with_empty(max_rank: usize, max_dim: usize) -> impl Strategy<Value 
 /// ```
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::default();
-/// let (a, b) = tapegrad_tape::testing::broadcast_shapes(3, 3).new_tree(&mut runner).unwrap().current();
+/// let (a, b) =
+///     tapegrad_tape::testing::broadcast_shapes(3, 3).new_tree(&mut runner).unwrap().current();
 /// assert!(tapegrad_tape::layout::broadcast_shapes(&a, &b).is_some());
 /// ```
-pub fn broadcast_shapes(max_rank: usize, max_dim: usize) -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> + Clone {
+pub fn broadcast_shapes(
+    max_rank: usize,
+    max_dim: usize,
+) -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> + Clone {
     shape(max_rank, max_dim).prop_flat_map(|full| {
         let n = full.len();
         let one_side = move |full: Vec<usize>| {
             (0..=n, proptest::collection::vec(any::<bool>(), n)).prop_map(move |(drop, ones)| {
-                full.iter().zip(&ones).skip(drop).map(|(&d, &one)| if one { 1 } else { d }).collect::<Vec<_>>()
+                full.iter()
+                    .zip(&ones)
+                    .skip(drop)
+                    .map(|(&d, &one)| if one { 1 } else { d })
+                    .collect::<Vec<_>>()
             })
         };
         (one_side(full.clone()), one_side(full))
@@ -70,7 +81,10 @@ pub fn broadcast_shapes(max_rank: usize, max_dim: usize) -> impl Strategy<Value 
 /// use proptest::strategy::{Strategy, ValueTree};
 /// use tapegrad_tape::{DType, testing};
 /// let mut runner = proptest::test_runner::TestRunner::default();
-/// let t = testing::tensor(DType::F32, testing::shape(2, 3), -1.0..1.0).new_tree(&mut runner).unwrap().current();
+/// let t = testing::tensor(DType::F32, testing::shape(2, 3), -1.0..1.0)
+///     .new_tree(&mut runner)
+///     .unwrap()
+///     .current();
 /// assert_eq!(t.dtype(), DType::F32);
 /// ```
 pub fn tensor(
@@ -80,7 +94,8 @@ pub fn tensor(
 ) -> impl Strategy<Value = Tensor> {
     shape.prop_flat_map(move |s| {
         let n: usize = s.iter().product();
-        proptest::collection::vec(range.clone(), n).prop_map(move |values| Tensor::from_vec(values, &s).to_dtype(dtype))
+        proptest::collection::vec(range.clone(), n)
+            .prop_map(move |values| Tensor::from_vec(values, &s).to_dtype(dtype))
     })
 }
 
@@ -90,10 +105,15 @@ pub fn tensor(
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::default();
 /// let t = tapegrad_tape::testing::tensor_f64(tapegrad_tape::testing::shape(1, 4), 0.5..1.0)
-///     .new_tree(&mut runner).unwrap().current();
+///     .new_tree(&mut runner)
+///     .unwrap()
+///     .current();
 /// assert!(t.to_vec::<f64>().iter().all(|v| (0.5..1.0).contains(v)));
 /// ```
-pub fn tensor_f64(shape: impl Strategy<Value = Vec<usize>>, range: Range<f64>) -> impl Strategy<Value = Tensor> {
+pub fn tensor_f64(
+    shape: impl Strategy<Value = Vec<usize>>,
+    range: Range<f64>,
+) -> impl Strategy<Value = Tensor> {
     tensor(DType::F64, shape, range)
 }
 
@@ -103,7 +123,9 @@ pub fn tensor_f64(shape: impl Strategy<Value = Vec<usize>>, range: Range<f64>) -
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::default();
 /// let (a, b) = tapegrad_tape::testing::broadcast_pair_f64(3, 3, -1.0..1.0)
-///     .new_tree(&mut runner).unwrap().current();
+///     .new_tree(&mut runner)
+///     .unwrap()
+///     .current();
 /// let _ = a.add(&b);
 /// ```
 pub fn broadcast_pair_f64(
@@ -111,8 +133,9 @@ pub fn broadcast_pair_f64(
     max_dim: usize,
     range: Range<f64>,
 ) -> impl Strategy<Value = (Tensor, Tensor)> {
-    broadcast_shapes(max_rank, max_dim)
-        .prop_flat_map(move |(a, b)| (tensor_f64(Just(a), range.clone()), tensor_f64(Just(b), range.clone())))
+    broadcast_shapes(max_rank, max_dim).prop_flat_map(move |(a, b)| {
+        (tensor_f64(Just(a), range.clone()), tensor_f64(Just(b), range.clone()))
+    })
 }
 
 /// An f64 matrix pair `(m x k, k x n)` for matrix products.
@@ -120,10 +143,16 @@ pub fn broadcast_pair_f64(
 /// ```
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::default();
-/// let (a, b) = tapegrad_tape::testing::matmul_pair_f64(4, -1.0..1.0).new_tree(&mut runner).unwrap().current();
+/// let (a, b) = tapegrad_tape::testing::matmul_pair_f64(4, -1.0..1.0)
+///     .new_tree(&mut runner)
+///     .unwrap()
+///     .current();
 /// assert_eq!(a.shape()[1], b.shape()[0]);
 /// ```
-pub fn matmul_pair_f64(max_dim: usize, range: Range<f64>) -> impl Strategy<Value = (Tensor, Tensor)> {
+pub fn matmul_pair_f64(
+    max_dim: usize,
+    range: Range<f64>,
+) -> impl Strategy<Value = (Tensor, Tensor)> {
     (1..=max_dim, 1..=max_dim, 1..=max_dim).prop_flat_map(move |(m, k, n)| {
         (tensor_f64(Just(vec![m, k]), range.clone()), tensor_f64(Just(vec![k, n]), range.clone()))
     })

@@ -15,7 +15,10 @@ fn tensors_print_like_pytorch() {
     let s = big.to_string();
     assert!(s.starts_with("tensor([   0.,    1.,    2., ..., 1997., 1998., 1999.]"), "{s}");
     assert!(s.contains("shape=[2000]"), "{s}");
-    assert_eq!(Tensor::from_vec(vec![1e-5f32, 1.0], &[2]).to_string(), "tensor([1.0000e-05, 1.0000e+00])");
+    assert_eq!(
+        Tensor::from_vec(vec![1e-5f32, 1.0], &[2]).to_string(),
+        "tensor([1.0000e-05, 1.0000e+00])"
+    );
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //! pixel, the weights are B, and the pixel-major result is transposed to planes.
 
 use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
-use crate::implicit_gemm::{B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm};
+use crate::implicit_gemm::{
+    B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm,
+};
 
 /// Whether the implicit kernels handle this geometry on this CPU.
 pub(super) fn applies(geo: &Geometry) -> bool {
@@ -18,8 +20,8 @@ pub(super) fn applies(geo: &Geometry) -> bool {
 
 /// A zero-padded copy of one image after another: planes of `h x w` placed at (`top`,
 /// `left`) (negative values crop) inside planes of `hp x wp`, followed by the kernel's
-/// [`B_SLACK`] (needed when the copy is the product's B). Every image fills the same positions, so the zero border is written once
-/// per buffer and each image only copies its rows.
+/// [`B_SLACK`] (needed when the copy is the product's B). Every image fills the same positions, so
+/// the zero border is written once per buffer and each image only copies its rows.
 struct Padded<T> {
     buf: Vec<T>,
     planes: usize,
@@ -30,8 +32,21 @@ struct Padded<T> {
 }
 
 impl<T: ImplicitGemm> Padded<T> {
-    fn new(planes: usize, size: (usize, usize), padded: (usize, usize), top: isize, left: isize) -> Self {
-        Padded { buf: vec![T::ZERO; planes * padded.0 * padded.1 + B_SLACK], planes, size, padded, top, left }
+    fn new(
+        planes: usize,
+        size: (usize, usize),
+        padded: (usize, usize),
+        top: isize,
+        left: isize,
+    ) -> Self {
+        Padded {
+            buf: vec![T::ZERO; planes * padded.0 * padded.1 + B_SLACK],
+            planes,
+            size,
+            padded,
+            top,
+            left,
+        }
     }
 
     /// The padded copy of `src`.
@@ -47,9 +62,11 @@ impl<T: ImplicitGemm> Padded<T> {
                     if row < 0 || row >= hp as isize {
                         continue;
                     }
-                    let dst = plane * hp * wp + row as usize * wp + (col_lo as isize + left) as usize;
+                    let dst =
+                        plane * hp * wp + row as usize * wp + (col_lo as isize + left) as usize;
                     let src_at = (plane * h + r) * w;
-                    self.buf[dst..dst + col_hi - col_lo].copy_from_slice(&src[src_at + col_lo..src_at + col_hi]);
+                    self.buf[dst..dst + col_hi - col_lo]
+                        .copy_from_slice(&src[src_at + col_lo..src_at + col_hi]);
                 }
             }
         }
@@ -132,7 +149,14 @@ pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &m
             for (g, (packed, b_rows)) in groups.iter().enumerate() {
                 let ops = Operands::new(Lhs::Packed(packed), xpad, b_rows);
                 for oh in 0..geo.ho {
-                    implicit_gemm(&ops, oh * wp, geo.wo, &mut y_img[g * og * hw + oh * geo.wo..], hw, false);
+                    implicit_gemm(
+                        &ops,
+                        oh * wp,
+                        geo.wo,
+                        &mut y_img[g * og * hw + oh * geo.wo..],
+                        hw,
+                        false,
+                    );
                 }
             }
         }
@@ -198,10 +222,15 @@ impl<T: ImplicitGemm> PixelProduct<'_, T> {
                 // SAFETY: this chunk's images are written by this task alone.
                 let planes = unsafe { out.slice(img * out_img, out_img) };
                 for (g, (b, offsets)) in self.groups.iter().enumerate() {
-                    let ops = Operands::new(Lhs::Gathered { a, rows: self.pixels, cols: offsets }, b, self.b_rows);
+                    let ops = Operands::new(
+                        Lhs::Gathered { a, rows: self.pixels, cols: offsets },
+                        b,
+                        self.b_rows,
+                    );
                     implicit_gemm(&ops, 0, channels, &mut by_pixel, channels, false);
                     // The [pixel][channel] product into this group's channel planes.
-                    let group_planes = &mut planes[g * channels * plane..(g + 1) * channels * plane];
+                    let group_planes =
+                        &mut planes[g * channels * plane..(g + 1) * channels * plane];
                     T::transpose(&by_pixel, plane, channels, group_planes);
                 }
             }
@@ -212,7 +241,12 @@ impl<T: ImplicitGemm> PixelProduct<'_, T> {
 /// `dx = conv_transpose(gy, w)`: the full correlation of the padded `gy` with the flipped
 /// kernel, `dx[c, ih, :] = sum_(o, t) w[o, c, flip(t)] gypad[o, t + ih]` (or, for deep
 /// products with many channels, [`conv_transpose_by_pixel`]).
-pub(super) fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+pub(super) fn conv_transpose<T: ImplicitGemm>(
+    gy: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    dx: &mut [T],
+) {
     let (og, cg, hw) = (geo.og(), geo.cg(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let (dh, dw) = geo.opts.dilation;
@@ -301,7 +335,12 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
     let (ph, pw) = geo.opts.padding;
     let a_cols = pixel_offsets(geo.ho, geo.wo, wp);
     let groups: Vec<(Vec<usize>, Vec<usize>)> = (0..geo.opts.groups)
-        .map(|g| (tap_offsets(geo, g * geo.cg(), (hp, wp)), (0..hw).map(|p| p * geo.o + g * og).collect()))
+        .map(|g| {
+            (
+                tap_offsets(geo, g * geo.cg(), (hp, wp)),
+                (0..hw).map(|p| p * geo.o + g * og).collect(),
+            )
+        })
         .collect();
     let partials = std::sync::Mutex::new(Vec::new());
     for_chunks(geo, Split::Fixed, |first, count| {

@@ -79,8 +79,12 @@ const ROUND_TILES: usize = 128;
 /// Powers of the finite points 0, 1, -1, 2, -1/2: `POWERS[k][i] = p_i^k`. Row `k` of `Aᵀ`
 /// is row `k` of this table (and, in its last column, 1 for the last row only), so the
 /// output and gradient transforms take their coefficients from here.
-const POWERS: [[f32; N - 1]; 4] =
-    [[1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 1.0, -1.0, 2.0, -0.5], [0.0, 1.0, 1.0, 4.0, 0.25], [0.0, 1.0, -1.0, 8.0, -0.125]];
+const POWERS: [[f32; N - 1]; 4] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0],
+    [0.0, 1.0, -1.0, 2.0, -0.5],
+    [0.0, 1.0, 1.0, 4.0, 0.25],
+    [0.0, 1.0, -1.0, 8.0, -0.125],
+];
 
 /// The kernel's transform for a kernel of side 5 (the inputs' `Bᵀ` is written out in
 /// [`input_1d`]): `G[i][j] = p_i^j / prod_(k != i) (p_i - p_k)`, and the last row, for the
@@ -177,7 +181,11 @@ impl Shape {
     fn transposed(geo: &Geometry) -> Self {
         let ((ph, pw), r) = (geo.opts.padding, geo.kh);
         assert_eq!(geo.kh, geo.kw, "winograd: square kernels only");
-        assert!(ph < r && pw < r, "winograd: padding {:?} too wide for the input gradient", geo.opts.padding);
+        assert!(
+            ph < r && pw < r,
+            "winograd: padding {:?} too wide for the input gradient",
+            geo.opts.padding
+        );
         let pad = (r - 1 - ph, r - 1 - pw);
         Shape::checked(Shape {
             r,
@@ -195,9 +203,16 @@ impl Shape {
     /// What the vector code relies on for its bounds: a kernel it has transforms for, whole
     /// vectors of channels, AVX-512.
     fn checked(self) -> Self {
-        assert!(matches!((self.r, self.m), (3, 4) | (5, 2)), "winograd: no transform for {0} x {0} kernels", self.r);
         assert!(
-            self.cin > 0 && self.cout > 0 && self.cin.is_multiple_of(LANES) && self.cout.is_multiple_of(LANES),
+            matches!((self.r, self.m), (3, 4) | (5, 2)),
+            "winograd: no transform for {0} x {0} kernels",
+            self.r
+        );
+        assert!(
+            self.cin > 0
+                && self.cout > 0
+                && self.cin.is_multiple_of(LANES)
+                && self.cout.is_multiple_of(LANES),
             "winograd: channel counts {} and {} are not positive multiples of {LANES}",
             self.cin,
             self.cout
@@ -228,11 +243,18 @@ pub(super) fn conv<T: 'static>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T
 
 /// `dx = conv_transpose(gy, w)`: the correlation of `gy`, padded by `r - 1 - padding`, with
 /// the flipped kernel whose channel roles are swapped. Returns false as [`conv`] does.
-pub(super) fn conv_transpose<T: 'static>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) -> bool {
+pub(super) fn conv_transpose<T: 'static>(
+    gy: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    dx: &mut [T],
+) -> bool {
     let (gy, weight, dx) = (as_f32(gy), as_f32(weight), as_f32_mut(dx));
     let shape = Shape::transposed(geo);
     let r = shape.r;
-    let u = transform_kernel(&shape, |c, o, ki, kj| weight[((o * geo.c + c) * r + r - 1 - ki) * r + r - 1 - kj]);
+    let u = transform_kernel(&shape, |c, o, ki, kj| {
+        weight[((o * geo.c + c) * r + r - 1 - ki) * r + r - 1 - kj]
+    });
     correlate(gy, &u, &shape, geo, dx)
 }
 
@@ -256,7 +278,8 @@ fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) 
     let (cin, cout, r) = (s.cin, s.cout, s.r);
     let g = g_matrix(r);
     let mut u = vec![0.0; N * N * cin * cout + B_SLACK];
-    let (mut taps, mut half, mut points) = (vec![0.0; r * r * cout], vec![0.0; N * r * cout], vec![0.0; N * N * cout]);
+    let (mut taps, mut half, mut points) =
+        (vec![0.0; r * r * cout], vec![0.0; N * r * cout], vec![0.0; N * N * cout]);
     for c in 0..cin {
         for (t, row) in taps.chunks_exact_mut(cout).enumerate() {
             for (o, value) in row.iter_mut().enumerate() {
@@ -379,14 +402,26 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
                 tile += band.tiles(s);
             }
             // M[t][ξ][o] = sum_c V[t][ξ][c] U[ξ][c][o], for each point ξ.
-            let round_ops = Operands::new(Lhs::Gathered { a: &v, rows: &a_rows[..tile], cols: &a_cols }, u, &b_rows);
+            let round_ops = Operands::new(
+                Lhs::Gathered { a: &v, rows: &a_rows[..tile], cols: &a_cols },
+                u,
+                &b_rows,
+            );
             for xi in 0..N * N {
                 let ops = round_ops.with_a(&v[xi * s.cin..]);
-                implicit_gemm(&ops, xi * s.cin * s.cout, s.cout, &mut m[xi * s.cout..], N * N * s.cout, false);
+                implicit_gemm(
+                    &ops,
+                    xi * s.cin * s.cout,
+                    s.cout,
+                    &mut m[xi * s.cout..],
+                    N * N * s.cout,
+                    false,
+                );
             }
             tile = 0;
             for band in &round {
-                all_finite &= transform_outputs(&m[tile * N * N * s.cout..], s, band.rows, &mut by_pixel);
+                all_finite &=
+                    transform_outputs(&m[tile * N * N * s.cout..], s, band.rows, &mut by_pixel);
                 tile += band.tiles(s);
                 if band.rows.1 == last_row {
                     // SAFETY: this chunk's images are written by this task alone.
@@ -432,14 +467,22 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
                 window.fill(&x[img * in_img..(img + 1) * in_img], img);
                 window.transform(&s, band.rows, &mut v[tile * N * N * cin..]);
                 if transposed != Some(img) {
-                    f32::transpose(&gy[img * out_img..(img + 1) * out_img], cout, s.ho * s.wo, &mut by_pixel);
+                    f32::transpose(
+                        &gy[img * out_img..(img + 1) * out_img],
+                        cout,
+                        s.ho * s.wo,
+                        &mut by_pixel,
+                    );
                     transposed = Some(img);
                 }
                 transform_gradients(&by_pixel, &s, band.rows, &mut z[tile * N * N * cout..]);
                 tile += band.tiles(&s);
             }
-            let round_ops =
-                Operands::new(Lhs::Gathered { a: &v, rows: &a_rows, cols: &a_cols[..tile] }, &z, &b_rows[..tile]);
+            let round_ops = Operands::new(
+                Lhs::Gathered { a: &v, rows: &a_rows, cols: &a_cols[..tile] },
+                &z,
+                &b_rows[..tile],
+            );
             for xi in 0..N * N {
                 let ops = round_ops.with_a(&v[xi * cin..]);
                 implicit_gemm(&ops, xi * cout, cout, &mut du[xi * cin * cout..], cout, true);
@@ -452,7 +495,8 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
     let r = s.r;
     let g = g_matrix(r);
     let mut dw = vec![0.0f32; cout * cin * r * r];
-    let (mut du, mut half, mut taps) = (vec![0.0; N * N * cout], vec![0.0; r * N * cout], vec![0.0; r * r * cout]);
+    let (mut du, mut half, mut taps) =
+        (vec![0.0; N * N * cout], vec![0.0; r * N * cout], vec![0.0; r * r * cout]);
     for c in 0..cin {
         for (point, values) in du.chunks_exact_mut(cout).enumerate() {
             let at = (point * cin + c) * cout;
@@ -530,12 +574,14 @@ unsafe fn transform_gradients_avx512<const M: usize>(
                         let (oh, ow) = (M * ti + a, M * tj + b);
                         if oh < s.ho && ow < s.wo {
                             // SAFETY: pixel (oh, ow) lies in the image, channel k + 15 < cout.
-                            *value = unsafe { _mm512_loadu_ps(src.add((oh * s.wo + ow) * cout + k)) };
+                            *value =
+                                unsafe { _mm512_loadu_ps(src.add((oh * s.wo + ow) * cout + k)) };
                         }
                     }
                 }
                 // A e: the columns, then (A e) Aᵀ: the rows.
-                let columns: [[__m512; N]; M] = std::array::from_fn(|b| gradient_1d(e.map(|row| row[b])));
+                let columns: [[__m512; N]; M] =
+                    std::array::from_fn(|b| gradient_1d(e.map(|row| row[b])));
                 // SAFETY: the band's tile < (end_row - first_row) * tw, point < 36, channel
                 // k + 15 < cout.
                 let mut out = unsafe { dst.add(((ti - first_row) * tw + tj) * N * N * cout + k) };
@@ -558,13 +604,19 @@ unsafe fn transform_gradients_avx512<const M: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn gradient_1d<const M: usize>(e: [std::arch::x86_64::__m512; M]) -> [std::arch::x86_64::__m512; N] {
+fn gradient_1d<const M: usize>(
+    e: [std::arch::x86_64::__m512; M],
+) -> [std::arch::x86_64::__m512; N] {
     use std::arch::x86_64::*;
     // At p = 0 only e_0 counts; p = 1 and p = -1 add and subtract.
     let (mut plus, mut alternating, mut twos, mut halves) = (e[0], e[0], e[0], e[0]);
     for (k, &value) in e.iter().enumerate().skip(1) {
         plus = _mm512_add_ps(plus, value);
-        alternating = if k % 2 == 0 { _mm512_add_ps(alternating, value) } else { _mm512_sub_ps(alternating, value) };
+        alternating = if k % 2 == 0 {
+            _mm512_add_ps(alternating, value)
+        } else {
+            _mm512_sub_ps(alternating, value)
+        };
         twos = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][3]), value, twos);
         halves = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][4]), value, halves);
     }
@@ -594,7 +646,16 @@ impl Window {
         let (hp, wp) = s.window();
         let buf = vec![0.0; hp * wp * s.cin];
         let (pixels, columns) = (vec![0.0; s.h * s.w * s.cin], vec![0.0; wp * N * LANES]);
-        Window { buf, pixels, columns, cin: s.cin, size: (s.h, s.w), padded_width: wp, pad: s.pad, image: None }
+        Window {
+            buf,
+            pixels,
+            columns,
+            cin: s.cin,
+            size: (s.h, s.w),
+            padded_width: wp,
+            pad: s.pad,
+            image: None,
+        }
     }
 
     /// Fills the window with the padded, channels-last copy of the planar image `img`
@@ -610,7 +671,8 @@ impl Window {
         for r in 0..h {
             // The window holds the padded image: m * ceil(ho / m) + r - 1 >= h + 2 * pad.
             let at = ((r + self.pad.0) * self.padded_width + self.pad.1) * cin;
-            self.buf[at..at + w * cin].copy_from_slice(&self.pixels[r * w * cin..(r + 1) * w * cin]);
+            self.buf[at..at + w * cin]
+                .copy_from_slice(&self.pixels[r * w * cin..(r + 1) * w * cin]);
         }
     }
 
@@ -676,7 +738,8 @@ unsafe fn transform_inputs_avx512(
                     let mut row = [_mm512_setzero_ps(); N];
                     for (c, value) in row.iter_mut().enumerate() {
                         // SAFETY: window column m * tj + c < wp of `columns`.
-                        *value = unsafe { _mm512_loadu_ps(cols.add(((s.m * tj + c) * N + r) * LANES)) };
+                        *value =
+                            unsafe { _mm512_loadu_ps(cols.add(((s.m * tj + c) * N + r) * LANES)) };
                     }
                     for value in input_1d(row) {
                         // SAFETY: point < 36 of this tile.
@@ -694,15 +757,21 @@ unsafe fn transform_inputs_avx512(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn input_1d([d0, d1, d2, d3, d4, d5]: [std::arch::x86_64::__m512; N]) -> [std::arch::x86_64::__m512; N] {
+fn input_1d(
+    [d0, d1, d2, d3, d4, d5]: [std::arch::x86_64::__m512; N],
+) -> [std::arch::x86_64::__m512; N] {
     use std::arch::x86_64::*;
     let c = |value: f32| _mm512_set1_ps(value);
-    let (d1_d3, d4_d2, d4_d1) = (_mm512_sub_ps(d1, d3), _mm512_sub_ps(d4, d2), _mm512_sub_ps(d4, d1));
+    let (d1_d3, d4_d2, d4_d1) =
+        (_mm512_sub_ps(d1, d3), _mm512_sub_ps(d4, d2), _mm512_sub_ps(d4, d1));
     // Bᵀ row by row: [1 3/2 -2 -3/2 1 0], [0 -1 -5/2 -1/2 1 0], [0 1 1/2 -5/2 1 0],
     // [0 -1/2 -1 1/2 1 0], [0 2 -1 -2 1 0], [0 1 3/2 -2 -3/2 1].
     let v0 = _mm512_fmadd_ps(c(-2.0), d2, _mm512_fmadd_ps(c(1.5), d1_d3, _mm512_add_ps(d0, d4)));
     let v1 = _mm512_add_ps(d4_d1, _mm512_fmadd_ps(c(-2.5), d2, _mm512_mul_ps(c(-0.5), d3)));
-    let v2 = _mm512_add_ps(_mm512_add_ps(d4, d1), _mm512_fmadd_ps(c(0.5), d2, _mm512_mul_ps(c(-2.5), d3)));
+    let v2 = _mm512_add_ps(
+        _mm512_add_ps(d4, d1),
+        _mm512_fmadd_ps(c(0.5), d2, _mm512_mul_ps(c(-2.5), d3)),
+    );
     let v3 = _mm512_fmadd_ps(c(-0.5), d1_d3, d4_d2);
     let v4 = _mm512_fmadd_ps(c(2.0), d1_d3, d4_d2);
     let v5 = _mm512_add_ps(
@@ -769,7 +838,9 @@ unsafe fn transform_outputs_avx512<const M: usize>(
                         if oh < s.ho && ow < s.wo {
                             probe = _mm512_add_ps(probe, _mm512_mul_ps(value, _mm512_setzero_ps()));
                             // SAFETY: pixel (oh, ow) lies in the image, channel k + 15 < cout.
-                            unsafe { _mm512_storeu_ps(dst.add((oh * s.wo + ow) * cout + k), value) };
+                            unsafe {
+                                _mm512_storeu_ps(dst.add((oh * s.wo + ow) * cout + k), value)
+                            };
                         }
                     }
                 }
@@ -798,16 +869,32 @@ fn output_1d<const M: usize>(m: [std::arch::x86_64::__m512; N]) -> [std::arch::x
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_inputs_avx512(_: &[f32], _: &mut [f32], _: &Shape, _: (usize, usize), _: &mut [f32]) {
+unsafe fn transform_inputs_avx512(
+    _: &[f32],
+    _: &mut [f32],
+    _: &Shape,
+    _: (usize, usize),
+    _: &mut [f32],
+) {
     unreachable!("available() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_gradients_avx512<const M: usize>(_: &[f32], _: &Shape, _: (usize, usize), _: &mut [f32]) {
+unsafe fn transform_gradients_avx512<const M: usize>(
+    _: &[f32],
+    _: &Shape,
+    _: (usize, usize),
+    _: &mut [f32],
+) {
     unreachable!("available() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_outputs_avx512<const M: usize>(_: &[f32], _: &Shape, _: (usize, usize), _: &mut [f32]) -> bool {
+unsafe fn transform_outputs_avx512<const M: usize>(
+    _: &[f32],
+    _: &Shape,
+    _: (usize, usize),
+    _: &mut [f32],
+) -> bool {
     unreachable!("available() is false off x86_64")
 }

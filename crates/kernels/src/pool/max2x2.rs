@@ -18,7 +18,8 @@ use super::pick;
 /// ```
 pub trait MaxPool2x2: Real {
     /// Max of each 2x2 window of one `h x w` plane into `vals` (`h/2 x w/2`), with its flat
-    /// position `ih * w + iw` in `idxs`; ties and NaNs as in PyTorch: the first of equal values, the last of NaNs.
+    /// position `ih * w + iw` in `idxs`; ties and NaNs as in PyTorch: the first of equal values,
+    /// the last of NaNs.
     fn forward_plane(plane: &[Self], (h, w): (usize, usize), vals: &mut [Self], idxs: &mut [i64]) {
         forward_plane_scalar(plane, (h, w), vals, idxs)
     }
@@ -30,7 +31,9 @@ impl MaxPool2x2 for f32 {
     fn forward_plane(plane: &[f32], (h, w): (usize, usize), vals: &mut [f32], idxs: &mut [i64]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") && h * w <= i32::MAX as usize {
-            assert!(plane.len() >= h * w && vals.len() >= (h / 2) * (w / 2) && idxs.len() >= vals.len());
+            assert!(
+                plane.len() >= h * w && vals.len() >= (h / 2) * (w / 2) && idxs.len() >= vals.len()
+            );
             // SAFETY: the CPU has AVX-512F; the slices were checked to hold the plane and
             // its outputs, and positions fit the kernel's 32-bit lanes.
             return unsafe { forward_plane_avx512(plane, (h, w), vals, idxs) };
@@ -39,13 +42,20 @@ impl MaxPool2x2 for f32 {
     }
 }
 
-fn forward_plane_scalar<T: Real>(plane: &[T], (h, w): (usize, usize), vals: &mut [T], idxs: &mut [i64]) {
+fn forward_plane_scalar<T: Real>(
+    plane: &[T],
+    (h, w): (usize, usize),
+    vals: &mut [T],
+    idxs: &mut [i64],
+) {
     let (ho, wo) = (h / 2, w / 2);
     for oh in 0..ho {
         let (top, bottom) = (2 * oh * w, (2 * oh + 1) * w);
         let (r0, r1) = (&plane[top..top + 2 * wo], &plane[bottom..bottom + 2 * wo]);
         let out = vals[oh * wo..(oh + 1) * wo].iter_mut().zip(&mut idxs[oh * wo..(oh + 1) * wo]);
-        for (ow, ((out, out_idx), (upper, lower))) in out.zip(r0.chunks_exact(2).zip(r1.chunks_exact(2))).enumerate() {
+        for (ow, ((out, out_idx), (upper, lower))) in
+            out.zip(r0.chunks_exact(2).zip(r1.chunks_exact(2))).enumerate()
+        {
             let j = 2 * ow;
             let a = pick((upper[0], top + j), (upper[1], top + j + 1));
             let b = pick((lower[0], bottom + j), (lower[1], bottom + j + 1));
@@ -65,7 +75,12 @@ fn forward_plane_scalar<T: Real>(plane: &[T], (h, w): (usize, usize), vals: &mut
 /// `h/2 * w/2` outputs, and `h * w` must fit in an `i32`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut [f32], idxs: &mut [i64]) {
+unsafe fn forward_plane_avx512(
+    plane: &[f32],
+    (h, w): (usize, usize),
+    vals: &mut [f32],
+    idxs: &mut [i64],
+) {
     use std::arch::x86_64::*;
     let (ho, wo) = (h / 2, w / 2);
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -75,12 +90,19 @@ unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut
     /// sits at flat position `base`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn pairs(x0: __m512, x1: __m512, base: usize, even: __m512i, odd: __m512i) -> (__m512, __m512i) {
+    fn pairs(
+        x0: __m512,
+        x1: __m512,
+        base: usize,
+        even: __m512i,
+        odd: __m512i,
+    ) -> (__m512, __m512i) {
         let left = _mm512_permutex2var_ps(x0, even, x1);
         let right = _mm512_permutex2var_ps(x0, odd, x1);
         let at = _mm512_add_epi32(_mm512_set1_epi32(base as i32), even);
         // `pick`'s test: right > left, or right is NaN (ordered greater-than or a NaN check).
-        let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(right, left) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(right, right);
+        let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(right, left)
+            | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(right, right);
         (
             _mm512_mask_blend_ps(take, left, right),
             _mm512_mask_blend_epi32(take, at, _mm512_add_epi32(at, _mm512_set1_epi32(1))),
@@ -95,19 +117,22 @@ unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut
             let count = (wo - ow).min(16);
             let inputs = 2 * count as u32;
             let lo: __mmask16 = if inputs >= 16 { !0 } else { (1 << inputs) - 1 };
-            let hi: __mmask16 = if inputs >= 32 { !0 } else { ((1u32 << inputs.saturating_sub(16)) - 1) as u16 };
+            let hi: __mmask16 =
+                if inputs >= 32 { !0 } else { ((1u32 << inputs.saturating_sub(16)) - 1) as u16 };
             // SAFETY: masked loads touch only the 2 * count values of this window row,
             // inside the plane; masked stores only this row's count outputs. The second
             // halves' addresses are formed with `wrapping_add` because they may lie past
             // the end of the slices when their masks are empty (a 7-output row).
             unsafe {
                 let (t, b) = (src.add(top + 2 * ow), src.add(bottom + 2 * ow));
-                let t = (_mm512_maskz_loadu_ps(lo, t), _mm512_maskz_loadu_ps(hi, t.wrapping_add(16)));
-                let b = (_mm512_maskz_loadu_ps(lo, b), _mm512_maskz_loadu_ps(hi, b.wrapping_add(16)));
+                let t =
+                    (_mm512_maskz_loadu_ps(lo, t), _mm512_maskz_loadu_ps(hi, t.wrapping_add(16)));
+                let b =
+                    (_mm512_maskz_loadu_ps(lo, b), _mm512_maskz_loadu_ps(hi, b.wrapping_add(16)));
                 let (upper, upper_at) = pairs(t.0, t.1, top + 2 * ow, even, odd);
                 let (lower, lower_at) = pairs(b.0, b.1, bottom + 2 * ow, even, odd);
-                let take =
-                    _mm512_cmp_ps_mask::<_CMP_GT_OQ>(lower, upper) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(lower, lower);
+                let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(lower, upper)
+                    | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(lower, lower);
                 let value = _mm512_mask_blend_ps(take, upper, lower);
                 let at = _mm512_mask_blend_epi32(take, upper_at, lower_at);
                 let out: __mmask16 = if count == 16 { !0 } else { (1 << count) - 1 };
@@ -116,7 +141,11 @@ unsafe fn forward_plane_avx512(plane: &[f32], (h, w): (usize, usize), vals: &mut
                 let first = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(at));
                 let second = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(at));
                 _mm512_mask_storeu_epi64(idxs.as_mut_ptr().add(o), out as u8, first);
-                _mm512_mask_storeu_epi64(idxs.as_mut_ptr().wrapping_add(o + 8), (out >> 8) as u8, second);
+                _mm512_mask_storeu_epi64(
+                    idxs.as_mut_ptr().wrapping_add(o + 8),
+                    (out >> 8) as u8,
+                    second,
+                );
             }
             ow += count;
         }
@@ -139,7 +168,10 @@ mod tests {
         if let Some(&p) = positions.iter().rev().find(|&&p| plane[p].is_nan()) {
             return (plane[p], p as i64);
         }
-        let best = positions.iter().copied().fold(positions[0], |b, p| if plane[p] > plane[b] { p } else { b });
+        let best = positions
+            .iter()
+            .copied()
+            .fold(positions[0], |b, p| if plane[p] > plane[b] { p } else { b });
         (plane[best], best as i64)
     }
 
@@ -159,7 +191,9 @@ mod tests {
                 l => l as f32 - 1.0,
             }
         };
-        for (h, w) in [(2, 2), (3, 5), (4, 14), (6, 28), (2, 31), (4, 32), (2, 33), (5, 64), (2, 70)] {
+        for (h, w) in
+            [(2, 2), (3, 5), (4, 14), (6, 28), (2, 31), (4, 32), (2, 33), (5, 64), (2, 70)]
+        {
             let plane: Vec<f32> = (0..h * w).map(|_| level()).collect();
             let (ho, wo) = (h / 2, w / 2);
             let mut fast = (vec![0.0f32; ho * wo], vec![0i64; ho * wo]);
@@ -171,8 +205,14 @@ mod tests {
                     let (v, at) = reference(&plane, w, oh, ow);
                     let o = oh * wo + ow;
                     for (kernel, (vals, idxs)) in [("dispatched", &fast), ("scalar", &scalar)] {
-                        assert_eq!(idxs[o], at, "{kernel} kernel, {h}x{w} plane, output ({oh}, {ow})");
-                        assert!(vals[o].to_bits() == v.to_bits(), "{kernel} kernel, {h}x{w}, output ({oh}, {ow})");
+                        assert_eq!(
+                            idxs[o], at,
+                            "{kernel} kernel, {h}x{w} plane, output ({oh}, {ow})"
+                        );
+                        assert!(
+                            vals[o].to_bits() == v.to_bits(),
+                            "{kernel} kernel, {h}x{w}, output ({oh}, {ow})"
+                        );
                     }
                 }
             }

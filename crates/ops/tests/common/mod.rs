@@ -35,7 +35,9 @@ pub struct OpCase {
 }
 
 fn one(range: std::ops::Range<f64>) -> BoxedStrategy<Sample> {
-    tensor_f64(shape_with_empty(3, 3), range).prop_map(|t| Sample { tensors: vec![t], ints: vec![] }).boxed()
+    tensor_f64(shape_with_empty(3, 3), range)
+        .prop_map(|t| Sample { tensors: vec![t], ints: vec![] })
+        .boxed()
 }
 
 fn nonempty(range: std::ops::Range<f64>) -> BoxedStrategy<Sample> {
@@ -44,7 +46,9 @@ fn nonempty(range: std::ops::Range<f64>) -> BoxedStrategy<Sample> {
 
 fn pair(a: std::ops::Range<f64>, b: std::ops::Range<f64>) -> BoxedStrategy<Sample> {
     broadcast_shapes(3, 3)
-        .prop_flat_map(move |(sa, sb)| (tensor_f64(Just(sa), a.clone()), tensor_f64(Just(sb), b.clone())))
+        .prop_flat_map(move |(sa, sb)| {
+            (tensor_f64(Just(sa), a.clone()), tensor_f64(Just(sb), b.clone()))
+        })
         .prop_map(|(a, b)| Sample { tensors: vec![a, b], ints: vec![] })
         .boxed()
 }
@@ -106,7 +110,10 @@ fn reduction(code: i64) -> Reduction {
 }
 
 fn indices(len: usize, bound: usize, values: Vec<u64>) -> Tensor {
-    Tensor::from_vec(values.into_iter().take(len).map(|v| (v % bound as u64) as i64).collect::<Vec<_>>(), &[len])
+    Tensor::from_vec(
+        values.into_iter().take(len).map(|v| (v % bound as u64) as i64).collect::<Vec<_>>(),
+        &[len],
+    )
 }
 
 /// A tensor, a dimension and a 1-D int64 index into it.
@@ -129,7 +136,11 @@ fn with_index() -> BoxedStrategy<Sample> {
 
 /// A tensor, a dimension, and an index of the same rank for gather / scatter_add.
 fn with_gather_index() -> BoxedStrategy<Sample> {
-    (proptest::collection::vec(1usize..=3, 1..=3), proptest::collection::vec(any::<u64>(), 27), any::<u64>())
+    (
+        proptest::collection::vec(1usize..=3, 1..=3),
+        proptest::collection::vec(any::<u64>(), 27),
+        any::<u64>(),
+    )
         .prop_flat_map(|(s, vals, pick)| {
             let r = s.len();
             (tensor_f64(Just(s), -2.0..2.0), 0..r, Just(vals), Just(pick))
@@ -140,7 +151,13 @@ fn with_gather_index() -> BoxedStrategy<Sample> {
                 .shape()
                 .iter()
                 .enumerate()
-                .map(|(k, &s)| if k == d { 1 + (pick as usize) % 3 } else { 1 + (pick as usize >> (k * 2)) % s })
+                .map(|(k, &s)| {
+                    if k == d {
+                        1 + (pick as usize) % 3
+                    } else {
+                        1 + (pick as usize >> (k * 2)) % s
+                    }
+                })
                 .collect();
             let n: usize = shape.iter().product();
             let bound = t.shape()[d] as u64;
@@ -154,18 +171,33 @@ fn with_gather_index() -> BoxedStrategy<Sample> {
 /// A convolution case: input, weight, bias, and (stride, padding, dilation, groups) in
 /// `ints`, with sizes small enough for full Jacobians.
 fn conv_case(transposed: bool) -> BoxedStrategy<Sample> {
-    (1usize..=2, 1usize..=2, 1usize..=2, 1usize..=2, 1usize..=3, 1usize..=2, 0usize..=1, 1usize..=2, any::<u64>())
+    (
+        1usize..=2,
+        1usize..=2,
+        1usize..=2,
+        1usize..=2,
+        1usize..=3,
+        1usize..=2,
+        0usize..=1,
+        1usize..=2,
+        any::<u64>(),
+    )
         .prop_flat_map(move |(n, groups, cg, og, k, stride, padding, dilation, seed)| {
             let span = dilation * (k - 1) + 1;
             // A transposed convolution must still produce at least one row and column.
             let padding = if transposed && span <= 2 * padding { 0 } else { padding };
             let min_hw = span.saturating_sub(2 * padding).max(1);
-            (Just((n, groups, cg, og, k, stride, padding, dilation, seed)), min_hw..=min_hw + 2, min_hw..=min_hw + 2)
+            (
+                Just((n, groups, cg, og, k, stride, padding, dilation, seed)),
+                min_hw..=min_hw + 2,
+                min_hw..=min_hw + 2,
+            )
         })
         .prop_map(move |((n, groups, cg, og, k, stride, padding, dilation, seed), h, w)| {
             tapegrad_tape::manual_seed(seed);
             let (x, weight, bias) = if transposed {
-                // conv_transpose2d: input has groups * og channels, weight [C_in, C_out/groups, k, k].
+                // conv_transpose2d: input has groups * og channels, weight [C_in, C_out/groups, k,
+                // k].
                 (
                     Tensor::randn_dtype(&[n, groups * og, h, w], DType::F64),
                     Tensor::randn_dtype(&[groups * og, cg, k, k], DType::F64),
@@ -197,7 +229,10 @@ fn pool_case() -> BoxedStrategy<Sample> {
             let base = k.max(1);
             (tensor_f64(Just(vec![n, c, base + dh, base + dw]), -2.0..2.0), Just((k, stride, pad)))
         })
-        .prop_map(|(t, (k, s, p))| Sample { tensors: vec![t], ints: vec![k as i64, s as i64, p as i64] })
+        .prop_map(|(t, (k, s, p))| Sample {
+            tensors: vec![t],
+            ints: vec![k as i64, s as i64, p as i64],
+        })
         .boxed()
 }
 
@@ -232,20 +267,32 @@ pub fn registry() -> Vec<OpCase> {
         op!("a * b", "torch.mul", true, pair(-2.0..2.0, -2.0..2.0), |t, i| &t[0] * &t[1]),
         op!("a / b", "torch.div", true, pair(-2.0..2.0, 0.5..2.0), |t, i| &t[0] / &t[1]),
         op!("-x", "torch.neg", true, one(-2.0..2.0), |t, i| -&t[0]),
-        op!("x + s, x - s, s - x", "torch.add / sub / rsub (scalar)", true, one(-2.0..2.0), |t, i| {
-            &(&(&t[0] + 1.5) - 0.25) + &(0.5 - &t[0]).mul_scalar(2.0)
-        }),
+        op!(
+            "x + s, x - s, s - x",
+            "torch.add / sub / rsub (scalar)",
+            true,
+            one(-2.0..2.0),
+            |t, i| &(&(&t[0] + 1.5) - 0.25) + &(0.5 - &t[0]).mul_scalar(2.0)
+        ),
         op!("x * s, x / s, s / x", "torch.mul / div (scalar)", true, one(0.5..2.0), |t, i| {
             &(&(&t[0] * 1.5) / 3.0) + &(2.0 / &t[0])
         }),
         op!("x.broadcast_to(shape)", "Tensor.expand", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
-            let target = tapegrad_tape::layout::broadcast_shapes(t[0].shape(), t[1].shape()).unwrap();
+            let target =
+                tapegrad_tape::layout::broadcast_shapes(t[0].shape(), t[1].shape()).unwrap();
             t[0].broadcast_to(&target)
         }),
-        op!("x.sum_to_shape(shape)", "Tensor.sum_to_size", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
-            let big = tapegrad_tape::layout::broadcast_shapes(t[0].shape(), t[1].shape()).unwrap();
-            t[0].broadcast_to(&big).mul_scalar(1.0).sum_to_shape(t[1].shape())
-        }),
+        op!(
+            "x.sum_to_shape(shape)",
+            "Tensor.sum_to_size",
+            true,
+            pair(-2.0..2.0, -2.0..2.0),
+            |t, i| {
+                let big =
+                    tapegrad_tape::layout::broadcast_shapes(t[0].shape(), t[1].shape()).unwrap();
+                t[0].broadcast_to(&big).mul_scalar(1.0).sum_to_shape(t[1].shape())
+            }
+        ),
         op!("x.contiguous()", "Tensor.contiguous", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].transpose(0, i[0] as isize).contiguous()
         }),
@@ -267,18 +314,22 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.leaky_relu(0.1)", "F.leaky_relu", true, one(-2.0..2.0), |t, i| t[0].leaky_relu(0.1)),
         op!("x.elu(1.3)", "F.elu", true, one(-2.0..2.0), |t, i| t[0].elu(1.3)),
         op!("x.gelu()", "F.gelu", true, one(-3.0..3.0), |t, i| t[0].gelu()),
-        op!("x.gelu_tanh()", "F.gelu(approximate='tanh')", true, one(-3.0..3.0), |t, i| t[0].gelu_tanh()),
+        op!("x.gelu_tanh()", "F.gelu(approximate='tanh')", true, one(-3.0..3.0), |t, i| t[0]
+            .gelu_tanh()),
         op!("x.silu()", "F.silu", true, one(-3.0..3.0), |t, i| t[0].silu()),
         op!("x.softplus()", "F.softplus", true, one(-3.0..3.0), |t, i| t[0].softplus()),
         op!("x.erf()", "torch.erf", true, one(-2.0..2.0), |t, i| t[0].erf()),
-        op!("x.clamp(min, max)", "torch.clamp", true, one(-2.0..2.0), |t, i| t[0].clamp(Some(-0.7), Some(0.9))),
+        op!("x.clamp(min, max)", "torch.clamp", true, one(-2.0..2.0), |t, i| t[0]
+            .clamp(Some(-0.7), Some(0.9))),
         op!("x.pow(p)", "torch.pow (scalar)", true, one(0.5..2.0), |t, i| {
             &(&t[0].pow(-1.5) + &t[0].pow(0.5)) + &(&t[0].pow(3.0) + &t[0].pow(0.0))
         }),
         // Binary.
         op!("a.pow(&b)", "torch.pow", true, pair(0.5..2.0, -2.0..2.0), |t, i| t[0].pow(&t[1])),
-        op!("a.maximum(&b)", "torch.maximum", true, pair(-2.0..2.0, -2.0..2.0), |t, i| t[0].maximum(&t[1])),
-        op!("a.minimum(&b)", "torch.minimum", true, pair(-2.0..2.0, -2.0..2.0), |t, i| t[0].minimum(&t[1])),
+        op!("a.maximum(&b)", "torch.maximum", true, pair(-2.0..2.0, -2.0..2.0), |t, i| t[0]
+            .maximum(&t[1])),
+        op!("a.minimum(&b)", "torch.minimum", true, pair(-2.0..2.0, -2.0..2.0), |t, i| t[0]
+            .minimum(&t[1])),
         op!("where_(cond, a, b)", "torch.where", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
             let cond = t[0].gt(&t[1].detach());
             tapegrad_ops::where_(&cond, &t[0], &t[1])
@@ -292,11 +343,17 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.mean_dim(d, keepdim)", "torch.mean(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].mean_dim(i[0] as isize, i[1] == 1)
         }),
-        op!("x.var(correction)", "torch.var", true, with_dim(-2.0..2.0, 2), |t, i| t[0].var(i[1] as f64)),
-        op!("x.var_dim(d, correction, keepdim)", "torch.var(dim)", true, with_dim(-2.0..2.0, 2), |t, i| {
-            t[0].var_dim(i[0] as isize, i[1] as f64, i[1] == 0)
-        }),
-        op!("x.max(), x.min()", "torch.max / min", true, nonempty(-2.0..2.0), |t, i| &t[0].max() + &t[0].min()),
+        op!("x.var(correction)", "torch.var", true, with_dim(-2.0..2.0, 2), |t, i| t[0]
+            .var(i[1] as f64)),
+        op!(
+            "x.var_dim(d, correction, keepdim)",
+            "torch.var(dim)",
+            true,
+            with_dim(-2.0..2.0, 2),
+            |t, i| t[0].var_dim(i[0] as isize, i[1] as f64, i[1] == 0)
+        ),
+        op!("x.max(), x.min()", "torch.max / min", true, nonempty(-2.0..2.0), |t, i| &t[0].max()
+            + &t[0].min()),
         op!("x.max_dim(d, keepdim)", "torch.max(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].max_dim(i[0] as isize, i[1] == 1).0
         }),
@@ -309,17 +366,27 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.norm(p)", "torch.linalg.vector_norm", true, nonempty(0.5..2.0), |t, i| {
             &(&t[0].norm(2.0) + &t[0].norm(1.0)) + &t[0].norm(3.0)
         }),
-        op!("x.norm_dim(2, d, keepdim)", "torch.linalg.vector_norm(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
-            t[0].norm_dim(2.0, i[0] as isize, i[1] == 1)
-        }),
+        op!(
+            "x.norm_dim(2, d, keepdim)",
+            "torch.linalg.vector_norm(dim)",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| t[0].norm_dim(2.0, i[0] as isize, i[1] == 1)
+        ),
         // Shape and indexing.
-        op!("x.reshape(shape)", "torch.reshape", true, nonempty(-2.0..2.0), |t, i| t[0].t().reshape(&[1, -1])),
+        op!("x.reshape(shape)", "torch.reshape", true, nonempty(-2.0..2.0), |t, i| t[0]
+            .t()
+            .reshape(&[1, -1])),
         op!("x.flatten(start, end)", "torch.flatten", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].flatten(0, i[0] as isize)
         }),
-        op!("x.squeeze() / unsqueeze(d)", "torch.squeeze / unsqueeze", true, with_dim(-2.0..2.0, 1), |t, i| {
-            t[0].unsqueeze(i[0] as isize).squeeze()
-        }),
+        op!(
+            "x.squeeze() / unsqueeze(d)",
+            "torch.squeeze / unsqueeze",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| t[0].unsqueeze(i[0] as isize).squeeze()
+        ),
         op!("x.transpose(a, b)", "torch.transpose", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].transpose(0, i[0] as isize)
         }),
@@ -337,14 +404,24 @@ pub fn registry() -> Vec<OpCase> {
             let d = i[0] as isize;
             t[0].narrow(d, 1, t[0].shape()[i[0].rem_euclid(t[0].dim() as i64) as usize] - 1)
         }),
-        op!("x.slice(d, start, end, step)", "x[start:end:step]", true, with_dim(-2.0..2.0, 1), |t, i| {
-            t[0].slice(i[0] as isize, 0, 3, 2)
-        }),
-        op!("x.split(size, d) / chunk", "torch.split / chunk", true, with_dim(-2.0..2.0, 1), |t, i| {
-            let parts = t[0].split(2, i[0] as isize);
-            let chunks = t[0].chunk(2, i[0] as isize);
-            &parts[0].sum() + &chunks.last().unwrap().mul_scalar(2.0).sum()
-        }),
+        op!(
+            "x.slice(d, start, end, step)",
+            "x[start:end:step]",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| t[0].slice(i[0] as isize, 0, 3, 2)
+        ),
+        op!(
+            "x.split(size, d) / chunk",
+            "torch.split / chunk",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| {
+                let parts = t[0].split(2, i[0] as isize);
+                let chunks = t[0].chunk(2, i[0] as isize);
+                &parts[0].sum() + &chunks.last().unwrap().mul_scalar(2.0).sum()
+            }
+        ),
         op!("cat(tensors, d)", "torch.cat", true, with_dim(-2.0..2.0, 1), |t, i| {
             tapegrad_ops::cat(&[&t[0], &t[0].mul_scalar(2.0)], i[0] as isize)
         }),
@@ -358,13 +435,22 @@ pub fn registry() -> Vec<OpCase> {
             let src = t[0].index_select(i[0] as isize, &t[1]).mul_scalar(1.5);
             t[0].index_add(i[0] as isize, &t[1], &src)
         }),
-        op!("x.gather(d, index)", "torch.gather", true, with_gather_index(), |t, i| t[0].gather(i[0] as isize, &t[1])),
-        op!("x.scatter_add(d, index, src)", "Tensor.scatter_add", true, with_gather_index(), |t, i| {
-            t[0].scatter_add(i[0] as isize, &t[1], &t[2])
-        }),
-        op!("x.pad(pads, value)", "F.pad(mode='constant')", true, with_dim(-2.0..2.0, 1), |t, i| {
-            t[0].pad(&[(1, 2)], 0.5)
-        }),
+        op!("x.gather(d, index)", "torch.gather", true, with_gather_index(), |t, i| t[0]
+            .gather(i[0] as isize, &t[1])),
+        op!(
+            "x.scatter_add(d, index, src)",
+            "Tensor.scatter_add",
+            true,
+            with_gather_index(),
+            |t, i| t[0].scatter_add(i[0] as isize, &t[1], &t[2])
+        ),
+        op!(
+            "x.pad(pads, value)",
+            "F.pad(mode='constant')",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| t[0].pad(&[(1, 2)], 0.5)
+        ),
         op!("x.repeat(reps)", "Tensor.repeat", true, with_dim(-2.0..2.0, 1), |t, i| {
             let mut reps = vec![2usize; t[0].dim()];
             reps.insert(0, 1);
@@ -376,19 +462,27 @@ pub fn registry() -> Vec<OpCase> {
             // Reuse the matmul sampler: x [..., k] against a weight [n, k] made from b.
             let x = if t[0].dim() == 1 { t[0].unsqueeze(0) } else { t[0].clone() };
             let k = *x.shape().last().unwrap();
-            let w = t[1].reshape(&[-1]).narrow(0, 0, t[1].numel() / k * k).reshape(&[-1, k as isize]);
+            let w =
+                t[1].reshape(&[-1]).narrow(0, 0, t[1].numel() / k * k).reshape(&[-1, k as isize]);
             let b = w.sum_dim(1, false).mul_scalar(0.5);
             functional::linear(&x, &w, Some(&b))
         }),
         // Neural-network functions.
-        op!("x.softmax(d)", "torch.softmax", true, with_dim(-3.0..3.0, 1), |t, i| t[0].softmax(i[0] as isize)),
+        op!("x.softmax(d)", "torch.softmax", true, with_dim(-3.0..3.0, 1), |t, i| t[0]
+            .softmax(i[0] as isize)),
         op!("x.log_softmax(d)", "torch.log_softmax", true, with_dim(-3.0..3.0, 1), |t, i| {
             t[0].log_softmax(i[0] as isize)
         }),
-        op!("cross_entropy(logits, classes)", "F.cross_entropy", true, classification(false), |t, i| {
-            let opts = LossOptions { reduction: reduction(i[0]), ..Default::default() };
-            functional::cross_entropy_with(&t[0], &t[1], &opts).unwrap()
-        }),
+        op!(
+            "cross_entropy(logits, classes)",
+            "F.cross_entropy",
+            true,
+            classification(false),
+            |t, i| {
+                let opts = LossOptions { reduction: reduction(i[0]), ..Default::default() };
+                functional::cross_entropy_with(&t[0], &t[1], &opts).unwrap()
+            }
+        ),
         op!(
             "cross_entropy(logits, probabilities)",
             "F.cross_entropy (soft targets)",
@@ -400,8 +494,10 @@ pub fn registry() -> Vec<OpCase> {
             }
         ),
         op!("nll_loss(log_probs, classes)", "F.nll_loss", true, classification(false), |t, i| {
-            let w = Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(0, 0, t[0].shape()[1]);
-            let opts = LossOptions { reduction: reduction(i[0]), weight: Some(w), ..Default::default() };
+            let w =
+                Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(0, 0, t[0].shape()[1]);
+            let opts =
+                LossOptions { reduction: reduction(i[0]), weight: Some(w), ..Default::default() };
             functional::nll_loss_with(&t[0], &t[1], &opts).unwrap()
         }),
         op!("mse_loss(a, b)", "F.mse_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
@@ -410,12 +506,20 @@ pub fn registry() -> Vec<OpCase> {
         op!("l1_loss(a, b)", "F.l1_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
             functional::l1_loss_with(&t[0], &t[1], Reduction::Sum)
         }),
-        op!("smooth_l1_loss(a, b, beta)", "F.smooth_l1_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
-            functional::smooth_l1_loss(&t[0], &t[1], 0.8, Reduction::Sum)
-        }),
-        op!("binary_cross_entropy(p, y)", "F.binary_cross_entropy", true, pair(0.05..0.95, 0.0..1.0), |t, i| {
-            functional::binary_cross_entropy(&t[0], &t[1], Reduction::Sum)
-        }),
+        op!(
+            "smooth_l1_loss(a, b, beta)",
+            "F.smooth_l1_loss",
+            true,
+            pair(-2.0..2.0, -2.0..2.0),
+            |t, i| functional::smooth_l1_loss(&t[0], &t[1], 0.8, Reduction::Sum)
+        ),
+        op!(
+            "binary_cross_entropy(p, y)",
+            "F.binary_cross_entropy",
+            true,
+            pair(0.05..0.95, 0.0..1.0),
+            |t, i| functional::binary_cross_entropy(&t[0], &t[1], Reduction::Sum)
+        ),
         op!(
             "binary_cross_entropy_with_logits(x, y)",
             "F.binary_cross_entropy_with_logits",
@@ -458,12 +562,19 @@ pub fn registry() -> Vec<OpCase> {
         op!("adaptive_avg_pool2d(x, size)", "F.adaptive_avg_pool2d", true, image(5), |t, i| {
             functional::adaptive_avg_pool2d(&t[0], (2, 3))
         }),
-        op!("layer_norm(x, shape, w, b, eps)", "F.layer_norm", true, with_dim(-2.0..2.0, 2), |t, i| {
-            let last = *t[0].shape().last().unwrap();
-            let w = Tensor::arange_dtype(1.0, 1.0 + last as f64, 1.0, DType::F64).div_scalar(last as f64);
-            let b = Tensor::full_dtype(&[last], 0.3, DType::F64);
-            functional::layer_norm(&t[0], &[last], Some(&w), Some(&b), 1e-5)
-        }),
+        op!(
+            "layer_norm(x, shape, w, b, eps)",
+            "F.layer_norm",
+            true,
+            with_dim(-2.0..2.0, 2),
+            |t, i| {
+                let last = *t[0].shape().last().unwrap();
+                let w = Tensor::arange_dtype(1.0, 1.0 + last as f64, 1.0, DType::F64)
+                    .div_scalar(last as f64);
+                let b = Tensor::full_dtype(&[last], 0.3, DType::F64);
+                functional::layer_norm(&t[0], &[last], Some(&w), Some(&b), 1e-5)
+            }
+        ),
         op!("batch_norm(x, stats, w, b, training)", "F.batch_norm", true, image(3), |t, i| {
             let c = t[0].shape()[1];
             let stats = BatchNormStats::new(c, DType::F64);
