@@ -10,11 +10,12 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// Runs `f`, compiled for AVX-512 when the CPU has it (the closure is inlined into a function
-/// built with the wider instruction set), and as the baseline build otherwise.
+/// built with the wider instruction set), and as the baseline build otherwise. Mark the
+/// closure `#[inline(always)]`: one the compiler leaves out of line keeps the baseline code.
 ///
 /// ```
 /// let mut v = vec![1.0f32; 64];
-/// tapegrad_kernels::simd::with_widest_vectors(|| v.iter_mut().for_each(|x| *x *= 2.0));
+/// tapegrad_kernels::simd::with_widest_vectors(#[inline(always)] || v.iter_mut().for_each(|x| *x *= 2.0));
 /// assert!(v.iter().all(|&x| x == 2.0));
 /// ```
 #[inline(always)]
@@ -47,11 +48,14 @@ unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
 /// ```
 #[inline]
 pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn(T) -> U) {
-    with_widest_vectors(|| {
-        for (d, &x) in dst.iter_mut().zip(src) {
-            d.write(f(x));
-        }
-    })
+    with_widest_vectors(
+        #[inline(always)]
+        || {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                d.write(f(x));
+            }
+        },
+    )
 }
 
 /// `dst[i] = f(a[i], b[i])` with the widest vectors the CPU has (see [`map_widest`]).
@@ -69,11 +73,14 @@ pub fn zip_widest<T: Copy, U: Copy, V>(
     dst: &mut [MaybeUninit<V>],
     f: &impl Fn(T, U) -> V,
 ) {
-    with_widest_vectors(|| {
-        for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
-            d.write(f(x, y));
-        }
-    })
+    with_widest_vectors(
+        #[inline(always)]
+        || {
+            for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+                d.write(f(x, y));
+            }
+        },
+    )
 }
 
 /// `f` of every element of `src`, as a new vector, with the widest vectors the CPU has.

@@ -87,71 +87,86 @@ fn max_nan<T: Real>(a: T, b: T) -> T {
     if b > a || b.is_nan() { b } else { a }
 }
 
-/// One contiguous row.
+/// One contiguous row, with the widest vectors the CPU has.
 fn row<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
-    with_widest_vectors(|| {
-        const LANES: usize = 16;
-        let mut lanes = [x[0]; LANES];
-        let chunks = x.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for chunk in chunks {
-            for k in 0..LANES {
-                lanes[k] = max_nan(lanes[k], chunk[k]);
-            }
+    with_widest_vectors(
+        #[inline(always)]
+        || row_body(x, y, log),
+    )
+}
+
+/// [`row`]'s loops, inlined into each instruction-set copy (a closure that is not inlined
+/// would be compiled for the baseline only).
+#[inline(always)]
+fn row_body<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
+    const LANES: usize = 16;
+    let mut lanes = [x[0]; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for k in 0..LANES {
+            lanes[k] = max_nan(lanes[k], chunk[k]);
         }
-        let m = rest.iter().fold(lanes.into_iter().fold(x[0], max_nan), |a, &b| max_nan(a, b));
+    }
+    let m = rest.iter().fold(lanes.into_iter().fold(x[0], max_nan), |a, &b| max_nan(a, b));
+    for (d, &v) in y.iter_mut().zip(x) {
+        *d = (v - m).exp_vectorisable();
+    }
+    let sum = lane_sum(y);
+    if log {
+        // `(v - m) - ln(sum)`, not `v - (m + ln(sum))`: the shift is exact, and adding
+        // a small logarithm to a large maximum would round it away.
+        let lse = sum.ln_of_sum();
         for (d, &v) in y.iter_mut().zip(x) {
-            *d = (v - m).exp_vectorisable();
+            *d = (v - m) - lse;
         }
-        let sum = lane_sum(y);
-        if log {
-            // `(v - m) - ln(sum)`, not `v - (m + ln(sum))`: the shift is exact, and adding
-            // a small logarithm to a large maximum would round it away.
-            let lse = sum.ln_of_sum();
-            for (d, &v) in y.iter_mut().zip(x) {
-                *d = (v - m) - lse;
-            }
-        } else {
-            let inv = T::ONE / sum;
-            y.iter_mut().for_each(|d| *d = *d * inv);
-        }
-    })
+    } else {
+        let inv = T::ONE / sum;
+        y.iter_mut().for_each(|d| *d = *d * inv);
+    }
 }
 
 /// `inner` rows of `n` elements, `inner` apart, processed side by side.
-fn across_rows<T: Softmax>(x: &[T], y: &mut [T], (n, inner): (usize, usize), log: bool) {
-    with_widest_vectors(|| {
-        let mut m = x[..inner].to_vec();
-        for j in 1..n {
-            for (m, &v) in m.iter_mut().zip(&x[j * inner..(j + 1) * inner]) {
-                *m = max_nan(*m, v);
-            }
+fn across_rows<T: Softmax>(x: &[T], y: &mut [T], sizes: (usize, usize), log: bool) {
+    with_widest_vectors(
+        #[inline(always)]
+        || across_rows_body(x, y, sizes, log),
+    )
+}
+
+/// [`across_rows`]' loops (see [`row_body`]).
+#[inline(always)]
+fn across_rows_body<T: Softmax>(x: &[T], y: &mut [T], (n, inner): (usize, usize), log: bool) {
+    let mut m = x[..inner].to_vec();
+    for j in 1..n {
+        for (m, &v) in m.iter_mut().zip(&x[j * inner..(j + 1) * inner]) {
+            *m = max_nan(*m, v);
         }
-        let mut sum = vec![T::ZERO; inner];
+    }
+    let mut sum = vec![T::ZERO; inner];
+    for j in 0..n {
+        let (xs, ys) = (&x[j * inner..(j + 1) * inner], &mut y[j * inner..(j + 1) * inner]);
+        for (((d, &v), &m), s) in ys.iter_mut().zip(xs).zip(&m).zip(sum.iter_mut()) {
+            *d = (v - m).exp_vectorisable();
+            *s += *d;
+        }
+    }
+    if log {
+        let lse: Vec<T> = sum.iter().map(|&s| s.ln_of_sum()).collect();
         for j in 0..n {
             let (xs, ys) = (&x[j * inner..(j + 1) * inner], &mut y[j * inner..(j + 1) * inner]);
-            for (((d, &v), &m), s) in ys.iter_mut().zip(xs).zip(&m).zip(sum.iter_mut()) {
-                *d = (v - m).exp_vectorisable();
-                *s += *d;
+            for (((d, &v), &m), &c) in ys.iter_mut().zip(xs).zip(&m).zip(&lse) {
+                *d = (v - m) - c;
             }
         }
-        if log {
-            let lse: Vec<T> = sum.iter().map(|&s| s.ln_of_sum()).collect();
-            for j in 0..n {
-                let (xs, ys) = (&x[j * inner..(j + 1) * inner], &mut y[j * inner..(j + 1) * inner]);
-                for (((d, &v), &m), &c) in ys.iter_mut().zip(xs).zip(&m).zip(&lse) {
-                    *d = (v - m) - c;
-                }
-            }
-        } else {
-            let inv: Vec<T> = sum.iter().map(|&s| T::ONE / s).collect();
-            for ys in y.chunks_exact_mut(inner) {
-                for (d, &i) in ys.iter_mut().zip(&inv) {
-                    *d = *d * i;
-                }
+    } else {
+        let inv: Vec<T> = sum.iter().map(|&s| T::ONE / s).collect();
+        for ys in y.chunks_exact_mut(inner) {
+            for (d, &i) in ys.iter_mut().zip(&inv) {
+                *d = *d * i;
             }
         }
-    })
+    }
 }
 
 #[cfg(test)]

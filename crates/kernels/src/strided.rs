@@ -121,6 +121,12 @@ pub fn to_contiguous<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
     out
 }
 
+/// Elements per task of a parallel elementwise loop: a few tasks per thread (for balance),
+/// each long enough to run in whole vectors.
+fn parallel_chunk(n: usize) -> usize {
+    (n / (4 * rayon::current_num_threads())).max(THRESHOLD / 4).next_multiple_of(64)
+}
+
 /// `f` applied to every element of a view, in row-major order.
 ///
 /// ```
@@ -135,17 +141,71 @@ pub fn map<T: Copy + Sync, U: Send>(
     if layout.is_contiguous() {
         let slice = &data[layout.offset()..layout.offset() + layout.numel()];
         if worth_it(slice.len()) {
-            let mut out = Vec::with_capacity(slice.len());
-            out.par_extend(slice.par_iter().with_min_len(THRESHOLD / 4).map(|&x| f(x)));
+            let n = slice.len();
+            let mut out = Vec::with_capacity(n);
+            let chunk = parallel_chunk(n);
+            out.spare_capacity_mut()[..n]
+                .par_chunks_mut(chunk)
+                .zip(slice.par_chunks(chunk))
+                .for_each(|(dst, src)| crate::simd::map_widest(src, dst, &f));
+            // SAFETY: the chunks cover the first `n` slots, and `map_widest` wrote each slot
+            // of its chunk (`src` is as long as `dst`).
+            unsafe { out.set_len(n) };
             return out;
         }
         return crate::simd::map_to_vec(slice, &f);
     }
-    let mut out = Vec::with_capacity(layout.numel());
+    let n = layout.numel();
+    let mut out = Vec::with_capacity(n);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    let mut at = 0;
     for_each_row(layout.shape(), [layout], |[o], len, [s]| {
-        out.extend((0..len).map(|j| f(data[o + j * s])));
+        let row = &mut dst[at..at + len];
+        if s == 1 {
+            crate::simd::map_widest(&data[o..o + len], row, &f);
+        } else {
+            for (j, slot) in row.iter_mut().enumerate() {
+                slot.write(f(data[o + j * s]));
+            }
+        }
+        at += len;
     });
+    assert_eq!(at, n, "map: the rows cover the view");
+    // SAFETY: the rows of `for_each_row` cover the view's `n` elements once each, in order,
+    // and each row's slots were written above (the assertion checks the count).
+    unsafe { out.set_len(n) };
     out
+}
+
+/// `dst[i] = f(dst[i], src[i])` over two slices of one length, in place: with the widest
+/// vectors the CPU has, and on rayon's threads when long.
+///
+/// ```
+/// let mut acc = vec![1.0f32, 2.0];
+/// tapegrad_kernels::strided::zip_in_place(&mut acc, &[10.0, 20.0], |a, b| a * b);
+/// assert_eq!(acc, vec![10.0, 40.0]);
+/// ```
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Fn(T, T) -> T + Sync) {
+    assert_eq!(dst.len(), src.len(), "zip_in_place: slices of different lengths");
+    let run = |dst: &mut [T], src: &[T]| {
+        crate::simd::with_widest_vectors(
+            #[inline(always)]
+            || {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = f(*d, v);
+                }
+            },
+        )
+    };
+    if worth_it(dst.len()) {
+        let chunk = parallel_chunk(dst.len());
+        dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| run(d, s));
+    } else {
+        run(dst, src);
+    }
 }
 
 /// `f(a, b)` over two views already broadcast to the same `shape`, in row-major order.
@@ -171,7 +231,14 @@ pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
         let b = &b[lb.offset()..lb.offset() + n];
         if worth_it(n) {
             let mut out = Vec::with_capacity(n);
-            out.par_extend(a.par_iter().zip(b).with_min_len(THRESHOLD / 4).map(|(&x, &y)| f(x, y)));
+            let chunk = parallel_chunk(n);
+            out.spare_capacity_mut()[..n]
+                .par_chunks_mut(chunk)
+                .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+                .for_each(|(dst, (a, b))| crate::simd::zip_widest(a, b, dst, &f));
+            // SAFETY: the chunks cover the first `n` slots, and `zip_widest` wrote each slot
+            // of its chunk (both operands are as long as `dst`).
+            unsafe { out.set_len(n) };
             return out;
         }
         return crate::simd::zip_to_vec(a, b, &f);
@@ -283,6 +350,7 @@ fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
 
 /// A sum that the compiler vectorises: sixteen running sums, combined at the end (a
 /// different rounding order from a sequential sum, and usually a more accurate one).
+#[inline(always)]
 pub(crate) fn lane_sum<T: Real>(x: &[T]) -> T {
     const LANES: usize = 16;
     let mut acc = [T::ZERO; LANES];

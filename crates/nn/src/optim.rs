@@ -423,7 +423,10 @@ fn update_widest<T: Element>(
     g: &[T],
     state: &mut [&mut [T]],
 ) {
-    tapegrad_kernels::simd::with_widest_vectors(|| rule.update(lr, step, p, g, state))
+    tapegrad_kernels::simd::with_widest_vectors(
+        #[inline(always)]
+        || rule.update(lr, step, p, g, state),
+    )
 }
 
 impl<R: UpdateRule> Optimizer for Optim<R> {

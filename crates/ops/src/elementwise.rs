@@ -3,6 +3,7 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::strided::zip_in_place;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::{
     Backward, BackwardCtx, Element, Storage, Tensor, ensure_float, kernels, or_panic, record,
@@ -126,14 +127,6 @@ pub(crate) fn fused_rule<F: GradFn>(
         _ => return None,
     };
     Some(Tensor::from_storage(storage, Layout::contiguous(shape)))
-}
-
-/// `dst[i] = f(dst[i], v[i])` over two slices of one length.
-#[inline]
-fn zip_in_place<T: Copy>(dst: &mut [T], v: &[T], f: impl Fn(T, T) -> T) {
-    for (d, &y) in dst.iter_mut().zip(v) {
-        *d = f(*d, y);
-    }
 }
 
 /// A 0/1 mask of `pred` over `x`'s elements, in `x`'s dtype: a constant for backward rules.

@@ -7,7 +7,7 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::{checked_numel, checked_size, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record};
+use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, or_panic, record};
 
 use crate::dims::resolve;
 
@@ -208,9 +208,54 @@ pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result
     let value = Tensor::from_storage(x.storage(), x.layout().narrow(d, start, len));
     Ok(record("narrow", location, &[x], value, || {
         Backward::new(move |ctx| {
-            smallvec![Some(pad_dim(ctx.grad(), d, start, n - start - len, 0.0))]
+            // The gradient covers the narrowed part: added into the input's gathered
+            // gradient when it may (a time loop narrows one tensor many times), else
+            // zero-padded to the whole input.
+            let g = match ctx.take_input_grad(0) {
+                Some(gathered) => {
+                    add_into_part(&gathered, ctx.grad(), d, start);
+                    gathered
+                }
+                None => pad_dim(ctx.grad(), d, start, n - start - len, 0.0),
+            };
+            smallvec![Some(g)]
         })
     }))
+}
+
+/// Adds `part` into positions `start..start + part.shape()[d]` of dimension `d` of the
+/// contiguous float tensor `whole`, in place (nothing recorded).
+fn add_into_part(whole: &Tensor, part: &Tensor, d: usize, start: usize) {
+    let shape = whole.shape();
+    let inner: usize = shape[d + 1..].iter().product();
+    let outer: usize = shape[..d].iter().product();
+    let (rows, block) = (shape[d] * inner, part.shape()[d] * inner);
+    fn add<T: Element>(
+        dst: &mut [T],
+        src: &[T],
+        outer: usize,
+        (rows, block, at): (usize, usize, usize),
+    ) {
+        for o in 0..outer {
+            let dst = &mut dst[o * rows + at..o * rows + at + block];
+            for (d, &v) in dst.iter_mut().zip(&src[o * block..(o + 1) * block]) {
+                *d += v;
+            }
+        }
+    }
+    let src = part.contiguous_storage();
+    whole.update_storage(|storage, layout| {
+        let (off, sizes) = (layout.offset(), (rows, block, start * inner));
+        match &src {
+            Storage::F32(v) => {
+                add(&mut storage.make_mut::<f32>().expect("f32")[off..], v, outer, sizes)
+            }
+            Storage::F64(v) => {
+                add(&mut storage.make_mut::<f64>().expect("f64")[off..], v, outer, sizes)
+            }
+            Storage::I64(_) => unreachable!("gradients are float"),
+        }
+    });
 }
 
 /// `x` with `before` and `after` elements of `value` added around dimension `d`.

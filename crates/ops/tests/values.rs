@@ -248,3 +248,38 @@ fn f32_convolutions_stay_close_to_f64_with_and_without_winograd() {
         }
     }
 }
+
+/// A time loop narrows one tensor once per step; the steps' gradients land in the right
+/// parts whether they are added in place (plain backward), recorded (`create_graph`), or
+/// the gathered gradient is shared with another input and must not be written.
+#[test]
+fn many_narrows_of_one_tensor_gather_their_gradients() {
+    let x = Tensor::from_vec((0..12).map(f64::from).collect(), &[4, 3]).requires_grad();
+    let loss = |x: &Tensor| {
+        let mut total = Tensor::zeros_dtype(&[], DType::F64);
+        for t in 0..4 {
+            // Step t weighs its row by t + 1 and, through a second narrow along dim 1, its
+            // first column by another 1.
+            let row = x.narrow(0, t, 1);
+            total = &total + &(&row.sum() * (t as f64 + 1.0));
+            total = &total + &row.narrow(1, 0, 1).sum();
+        }
+        total
+    };
+    let want: Vec<f64> =
+        (0..4).flat_map(|t| [t as f64 + 2.0, t as f64 + 1.0, t as f64 + 1.0]).collect();
+    loss(&x).backward();
+    assert_eq!(v64(&x.grad().unwrap()), want);
+
+    // Recorded (grad mode on, so each part is zero-padded): the same gradient.
+    let x2 = Tensor::from_vec(v64(&x), &[4, 3]).requires_grad();
+    let options = tapegrad_tape::GradOptions::new().create_graph(true);
+    let g = tapegrad_tape::grad(&[&loss(&x2)], &[&x2], options)[0].clone().unwrap();
+    assert_eq!(v64(&g), want);
+
+    // The same narrow's gradient reaching two inputs (x and x again through `+`).
+    let x3 = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).requires_grad();
+    let y = &x3.narrow(0, 0, 2) + &x3.narrow(0, 1, 2);
+    (&y.sum() + &x3.narrow(0, 2, 1).sum()).backward();
+    assert_eq!(v64(&x3.grad().unwrap()), vec![1.0, 2.0, 2.0]);
+}

@@ -59,6 +59,9 @@
 //!   output, such as e^x or tanh;
 //! - **in-place** ([`BackwardCtx::grad_for_reuse`]): a single-input elementwise rule on
 //!   a hot path writes its result over the incoming gradient when no one else sees it;
+//! - **in-place accumulation** ([`BackwardCtx::take_input_grad`]): a rule whose gradient
+//!   covers part of its input (`narrow`) adds into the gradient gathered for that input
+//!   instead of building a zero tensor of the whole input;
 //! - **fused**: with nothing recorded, a rule computes its product in one pass instead of
 //!   composing recorded operations (tapegrad-ops' `fused_rule`, for tanh, sigmoid, relu);
 //! - **custom functions** ([`Function`] and [`apply`]): the same, for code outside the

@@ -464,6 +464,59 @@ impl BackwardCtx<'_> {
         (!is_grad_enabled() && unseen()).then_some(g)
     }
 
+    /// The gradient the sweep has gathered so far for input `i`, handed over for the rule to
+    /// add its own into, in place: the in-place accumulation variant, for rules whose
+    /// gradient covers only part of their input (`narrow`, `select`), which would otherwise
+    /// build a zero tensor of the whole input each time. `None` unless it is safe: a plain
+    /// backward (grad mode off) and a contiguous buffer no other handle holds. A rule that
+    /// takes it must return it, with its contribution added, as input `i`'s gradient.
+    ///
+    /// ```
+    /// use std::panic::Location;
+    /// use tapegrad_tape::{Backward, Tensor, record};
+    /// // y = 2x, whose rule adds into x's gathered gradient when it may.
+    /// let double = |x: &Tensor| {
+    ///     record("double", Location::caller(), &[x], &x.detach() * 2.0, || {
+    ///         Backward::new(|ctx| {
+    ///             let g = match ctx.take_input_grad(0) {
+    ///                 Some(acc) => {
+    ///                     let add = ctx.grad().to_vec::<f32>();
+    ///                     acc.update_storage(|s, _| {
+    ///                         let acc = s.make_mut::<f32>().unwrap();
+    ///                         acc.iter_mut().zip(add).for_each(|(a, g)| *a += 2.0 * g)
+    ///                     });
+    ///                     acc
+    ///                 }
+    ///                 None => ctx.grad() * 2.0,
+    ///             };
+    ///             smallvec::smallvec![Some(g)]
+    ///         })
+    ///     })
+    /// };
+    /// let x = Tensor::ones(&[2]).requires_grad();
+    /// (&double(&x) + &double(&x)).sum_to_shape(&[]).backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![4.0, 4.0]);
+    /// ```
+    pub fn take_input_grad(&self, i: usize) -> Option<Tensor> {
+        if is_grad_enabled() {
+            return None;
+        }
+        let key = (*self.inputs.get(i)?)?;
+        with_tape(|tape| {
+            let node = tape.nodes.get_mut(key)?;
+            let gathered = node.pending.take()?;
+            if gathered.is_sole_handle()
+                && gathered.node_key().is_none()
+                && gathered.is_contiguous()
+            {
+                Some(gathered)
+            } else {
+                node.pending = Some(gathered);
+                None
+            }
+        })
+    }
+
     /// The number the operation kept with [`Backward::scalar`] (0 if it kept none).
     ///
     /// ```
