@@ -22,6 +22,7 @@ use std::time::Instant;
 use tapegrad::data::{DataLoader, Mnist};
 use tapegrad::nn::{Module, Optimizer, Sequential, metrics};
 use tapegrad::prelude::*;
+use tapegrad_kernels::gemm::{View, gemm_serial};
 
 /// How big and how often.
 #[derive(Clone, Copy)]
@@ -222,8 +223,8 @@ fn gflops(n: usize, s: Settings, mut multiply: impl FnMut()) -> f64 {
 }
 
 /// W5: per size, GFLOP/s of our matmul op on square f32 matrices, and of one raw
-/// single-threaded `matrixmultiply::sgemm` call on the same data (what the op builds on;
-/// compare it with `--threads 1`).
+/// single-threaded call of the GEMM kernel it builds on (matrixmultiply's `sgemm`, or the
+/// gemm crate's with `--features gemm`) on the same data; compare it with `--threads 1`.
 pub fn w5(s: Settings) -> Vec<(usize, f64, f64)> {
     let sizes: &[usize] = if s.quick { &[64] } else { &[128, 256, 512, 1024] };
     sizes
@@ -234,27 +235,10 @@ pub fn w5(s: Settings) -> Vec<(usize, f64, f64)> {
             let ours = gflops(n, s, || drop(a.matmul(&b)));
             let (av, bv) = (a.to_vec::<f32>(), b.to_vec::<f32>());
             let mut c = vec![0f32; n * n];
+            // The single-threaded GEMM call the op makes (matrixmultiply's, or the gemm
+            // crate's with `--features gemm`), without the tensor.
             let raw = gflops(n, s, || {
-                let (n_, one) = (n as isize, 1isize);
-                // SAFETY: a, b and c are n x n row-major buffers owned here.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        n,
-                        n,
-                        n,
-                        1.0,
-                        av.as_ptr(),
-                        n_,
-                        one,
-                        bv.as_ptr(),
-                        n_,
-                        one,
-                        0.0,
-                        c.as_mut_ptr(),
-                        n_,
-                        one,
-                    )
-                }
+                gemm_serial(View::row_major(&av, n, n), View::row_major(&bv, n, n), &mut c, false)
             });
             (n, ours, raw)
         })
@@ -436,7 +420,7 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                     let t = torch(w);
                     for (n, g, raw) in ours {
                         let metric = format!("sgemm n={n}");
-                        let note = format!("raw matrixmultiply, 1 thread: {raw:.0} GFLOP/s");
+                        let note = format!("raw GEMM kernel, 1 thread: {raw:.0} GFLOP/s");
                         push(w, &metric, "GFLOP/s", true, g, find(&t, &metric), note);
                     }
                 }

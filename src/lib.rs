@@ -15,6 +15,8 @@
 //! differentiable operations), [`nn`] (modules, layers, optimizers, parameter files) and
 //! [`data`] (MNIST-format data sets and batching).
 
+#![forbid(unsafe_code)]
+
 /// Sets how many threads kernels may use (rayon's global pool; call it before any tensor
 /// work). Returns an error if the pool was already started.
 ///
