@@ -1,8 +1,8 @@
 """PyTorch side of tapegrad's benchmark (cargo bench --bench workloads).
 
-Implements the fixed workloads W1-W7 with the same definitions as the Rust side and
+Implements the fixed workloads W1-W8 with the same definitions as the Rust side and
 prints one JSON object per run: {"workload", "metric", "value", "unit", ...}.
-usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7 [--threads 2] [--quick]
+usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7|w8 [--threads 2] [--quick]
 """
 import argparse, gzip, json, math, resource, statistics, sys, time
 
@@ -169,6 +169,42 @@ elif w == "w7":
         if step >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     emit("step", statistics.median(times), "ms")
+elif w == "w8":
+    torch.manual_seed(0)
+    B, T, D, H = (2, 8, 16, 4) if a.quick else (16, 64, 128, 4)
+
+    class Block(nn.Module):
+        def __init__(s):
+            super().__init__()
+            s.ln1, s.qkv, s.proj = nn.LayerNorm(D), nn.Linear(D, 3 * D), nn.Linear(D, D)
+            s.ln2, s.fc1, s.fc2 = nn.LayerNorm(D), nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
+
+        def forward(s, x):
+            q, k, v = s.qkv(s.ln1(x)).split(D, dim=-1)
+            q, k, v = (t.reshape(B, T, H, D // H).transpose(1, 2) for t in (q, k, v))
+            att = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(D // H), dim=-1)
+            x = x + s.proj((att @ v).transpose(1, 2).reshape(B, T, D))
+            return x + s.fc2(F.gelu(s.fc1(s.ln2(x))))
+
+    x, target = torch.randn(B, T, D), torch.randn(B, T, D)
+    warmup, count = (1, 3) if a.quick else (5, 50)
+
+    def block_steps(model):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        times = []
+        for step in range(warmup + count):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            F.mse_loss(model(x), target).backward()
+            opt.step()
+            if step >= warmup:
+                times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    emit("step", block_steps(Block()), "ms")
+    fused = nn.TransformerEncoderLayer(D, H, 4 * D, dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=True)
+    emit("fused step", block_steps(fused), "ms")
 elif w in ("w6mlp", "w6cnn"):
     fmnist(w[2:])
 else:

@@ -1,4 +1,4 @@
-//! tapegrad's benchmark: the fixed workloads W1-W7, run on tapegrad and, when a Python with
+//! tapegrad's benchmark: the fixed workloads W1-W8, run on tapegrad and, when a Python with
 //! torch is available, on PyTorch in alternation (bench/torch_workloads.py), printed as one
 //! table of medians, spreads and ratios.
 //!
@@ -158,6 +158,49 @@ pub fn w7(s: Settings) -> f64 {
         let logits = head.forward(&hidden).reshape(&[-1, vocab as isize]);
         F::cross_entropy(&logits, &targets).backward();
         clip_grad_norm(&params, 1.0);
+        opt.step();
+        if step >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    median(&times)
+}
+
+/// W8: a pre-norm transformer encoder block step, written out as a user would: 16 x 64 x
+/// 128, x + MHA(LN(x)) then x + FFN(LN(x)), 4 heads of 32 with softmax(QK^T / sqrt(32)) V
+/// composed of matmul and softmax, FFN 128 -> 512 -> 128 with GELU (erf), MSE against a
+/// fixed target, AdamW; ms per step (median of 50 after 5 warm-up).
+pub fn w8(s: Settings) -> f64 {
+    use tapegrad::nn::{AdamW, LayerNorm, Linear};
+    manual_seed(0);
+    let (b, t, d, h) = if s.quick { (2, 8, 16, 4) } else { (16, 64, 128, 4) };
+    let (ln1, qkv, proj) = (LayerNorm::new(&[d]), Linear::new(d, 3 * d), Linear::new(d, d));
+    let (ln2, fc1, fc2) = (LayerNorm::new(&[d]), Linear::new(d, 4 * d), Linear::new(4 * d, d));
+    let modules: [&dyn Module; 6] = [&ln1, &qkv, &proj, &ln2, &fc1, &fc2];
+    let params: Vec<Tensor> = modules.iter().flat_map(|m| m.parameters()).collect();
+    let mut opt = AdamW::new_w(params, 1e-3);
+    let (x, target) = (Tensor::randn(&[b, t, d]), Tensor::randn(&[b, t, d]));
+    let heads = |u: &Tensor| {
+        u.reshape(&[b as isize, t as isize, h as isize, (d / h) as isize]).transpose(1, 2)
+    };
+    let block = |x: &Tensor| {
+        let parts = qkv.forward(&ln1.forward(x)).split(d, -1);
+        let (q, k, v) = (heads(&parts[0]), heads(&parts[1]), heads(&parts[2]));
+        let scores = &q.matmul(&k.transpose(-2, -1)) * (1.0 / ((d / h) as f64).sqrt());
+        let att = scores
+            .softmax(-1)
+            .matmul(&v)
+            .transpose(1, 2)
+            .reshape(&[b as isize, t as isize, d as isize]);
+        let x = x + &proj.forward(&att);
+        &x + &fc2.forward(&fc1.forward(&ln2.forward(&x)).gelu())
+    };
+    let mut times = vec![];
+    let (warmup, count) = if s.quick { (1, 3) } else { (5, 50) };
+    for step in 0..warmup + count {
+        let t0 = Instant::now();
+        opt.zero_grad();
+        F::mse_loss(&block(&x), &target).backward();
         opt.step();
         if step >= warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -402,6 +445,23 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         String::new(),
                     );
                 }
+                "w8" => {
+                    let ms = w8(s);
+                    let t = torch(w);
+                    let note = format!(
+                        "PyTorch's fused TransformerEncoderLayer: {}",
+                        find(&t, "fused step").map_or("-".into(), |v| format!("{v:.3} ms"))
+                    );
+                    push(
+                        w,
+                        &format!("block step, {threads} thr"),
+                        "ms",
+                        false,
+                        ms,
+                        find(&t, "step"),
+                        note,
+                    );
+                }
                 "conv" => {
                     let ms = conv(s);
                     let t = torch(w);
@@ -522,7 +582,7 @@ const USAGE: &str = "tapegrad's benchmark: W1-W6 on tapegrad and, when TAPEGRAD_
 has torch, on PyTorch in alternation.
 
 usage: cargo bench --bench workloads -- [options]
-  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 (default w1-w5, conv, w7)
+  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 w8 (default: all but w6)
   --w6            also the Fashion-MNIST workloads w6mlp and w6cnn
   --threads N     worker threads on both sides (default 2)
   --runs N        alternating runs (default 5, 1 with --quick)
@@ -531,7 +591,7 @@ usage: cargo bench --bench workloads -- [options]
   --no-torch      measure tapegrad alone";
 
 /// The workload ids `--only` accepts.
-const WORKLOADS: [&str; 9] = ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7"];
+const WORKLOADS: [&str; 10] = ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7", "w8"];
 
 /// Checks the command line: known flags, a value after those that take one (a positive
 /// number for `--threads` and `--runs`), known workload ids.
@@ -574,9 +634,10 @@ fn main() {
     let threads: usize = value("--threads").and_then(|t| t.parse().ok()).unwrap_or(2);
     let _ = tapegrad::set_num_threads(threads);
     let quick = has("--quick");
-    let mut only: Vec<String> = value("--only")
-        .map(|o| o.split(',').map(str::to_string).collect())
-        .unwrap_or_else(|| ["w1", "w2", "w3", "w4", "conv", "w5", "w7"].map(String::from).to_vec());
+    let mut only: Vec<String> =
+        value("--only").map(|o| o.split(',').map(str::to_string).collect()).unwrap_or_else(|| {
+            ["w1", "w2", "w3", "w4", "conv", "w5", "w7", "w8"].map(String::from).to_vec()
+        });
     if has("--w6") {
         only.extend(["w6mlp".into(), "w6cnn".into()]);
     }

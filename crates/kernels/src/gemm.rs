@@ -288,3 +288,49 @@ pub fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulat
         unsafe { block(&a, &b, shape, offsets, c_ptr.get().add(c_off), n, beta) }
     });
 }
+
+/// A batch of products `c_i = a_i b_i` into the consecutive `m x n` blocks of a row-major
+/// `c`, with `views(i)` giving the operands of product `i`. Batches of small products
+/// (attention's per-head matrices) run on rayon's threads, one product per task; large
+/// products split themselves as in [`gemm_into`].
+///
+/// ```
+/// use tapegrad_kernels::gemm::{View, gemm_batched};
+/// let (a, b) = ([1.0f32, 2.0, 3.0, 4.0], [10.0f32, 100.0]); // two 1x2 rows, one 2x1 column
+/// let mut c = [0.0f32; 2];
+/// gemm_batched(2, |i| (View::row_major(&a[2 * i..2 * i + 2], 1, 2), View::row_major(&b, 2, 1)), &mut c);
+/// assert_eq!(c, [210.0, 430.0]);
+/// ```
+///
+/// # Panics
+/// If `c` does not split into `count` blocks the products fill, or an operand's view
+/// reaches outside its data.
+pub fn gemm_batched<'a, T: Gemm>(
+    count: usize,
+    views: impl Fn(usize) -> (View<'a, T>, View<'a, T>) + Sync,
+    c: &mut [T],
+) {
+    if count == 0 {
+        return;
+    }
+    assert_eq!(c.len() % count, 0, "gemm_batched: output size");
+    let block = c.len() / count;
+    if block == 0 {
+        return;
+    }
+    let (a0, b0) = views(0);
+    let each = a0.rows * a0.cols * b0.cols;
+    let small = each < PARALLEL_FLOPS;
+    if count > 1 && small && count * each >= PARALLEL_FLOPS / 4 && rayon::current_num_threads() > 1
+    {
+        c.par_chunks_mut(block).enumerate().for_each(|(i, ci)| {
+            let (a, b) = views(i);
+            gemm_serial(a, b, ci, false);
+        });
+    } else {
+        for (i, ci) in c.chunks_mut(block).enumerate() {
+            let (a, b) = views(i);
+            gemm_into(a, b, ci, false);
+        }
+    }
+}

@@ -10,12 +10,13 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// Runs `f`, compiled for AVX-512 when the CPU has it (the closure is inlined into a function
-/// built with the wider instruction set), and as the baseline build otherwise. Mark the
-/// closure `#[inline(always)]`: one the compiler leaves out of line keeps the baseline code.
+/// built with the wider instruction set), and as the baseline build otherwise. For short
+/// loops; the compiler may leave a larger closure out of line, in the baseline code, so
+/// larger bodies go through [`run_widest`].
 ///
 /// ```
 /// let mut v = vec![1.0f32; 64];
-/// tapegrad_kernels::simd::with_widest_vectors(#[inline(always)] || v.iter_mut().for_each(|x| *x *= 2.0));
+/// tapegrad_kernels::simd::with_widest_vectors(|| v.iter_mut().for_each(|x| *x *= 2.0));
 /// assert!(v.iter().all(|&x| x == 2.0));
 /// ```
 #[inline(always)]
@@ -37,6 +38,67 @@ unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A loop body that [`run_widest`] compiles once per instruction set. Implement `run` with
+/// `#[inline(always)]`, and mark what it calls the same way: code left out of line keeps the
+/// baseline instructions.
+///
+/// ```
+/// use tapegrad_kernels::simd::{WidestLoop, run_widest};
+/// struct Scale<'a>(&'a mut [f32], f32);
+/// impl WidestLoop for Scale<'_> {
+///     type Output = ();
+///     #[inline(always)]
+///     fn run(self) {
+///         self.0.iter_mut().for_each(|v| *v *= self.1);
+///     }
+/// }
+/// let mut v = vec![1.0f32; 100];
+/// run_widest(Scale(&mut v, 3.0));
+/// assert!(v.iter().all(|&x| x == 3.0));
+/// ```
+pub trait WidestLoop {
+    /// What the loop returns.
+    type Output;
+    /// The loop.
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `body`, compiled for AVX-512 when the CPU has it and for the baseline otherwise:
+/// the form of [`with_widest_vectors`] for bodies too large for the compiler to inline a
+/// closure (a method marked `#[inline(always)]` is inlined where a closure may not be).
+///
+/// ```
+/// use tapegrad_kernels::simd::{WidestLoop, run_widest};
+/// struct Sum<'a>(&'a [f64]);
+/// impl WidestLoop for Sum<'_> {
+///     type Output = f64;
+///     #[inline(always)]
+///     fn run(self) -> f64 {
+///         self.0.iter().sum()
+///     }
+/// }
+/// assert_eq!(run_widest(Sum(&[1.0, 2.0, 3.5])), 6.5);
+/// ```
+#[inline]
+pub fn run_widest<L: WidestLoop>(body: L) -> L::Output {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, the only requirement of `run_avx512`.
+        return unsafe { run_avx512(body) };
+    }
+    body.run()
+}
+
+/// [`WidestLoop::run`] compiled with AVX-512 enabled.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_avx512<L: WidestLoop>(body: L) -> L::Output {
+    body.run()
+}
+
 /// `dst[i] = f(src[i])` for every slot of `dst` (which must not be longer than `src`), with
 /// the widest vectors the CPU has.
 ///
@@ -48,14 +110,11 @@ unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
 /// ```
 #[inline]
 pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn(T) -> U) {
-    with_widest_vectors(
-        #[inline(always)]
-        || {
-            for (d, &x) in dst.iter_mut().zip(src) {
-                d.write(f(x));
-            }
-        },
-    )
+    with_widest_vectors(|| {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            d.write(f(x));
+        }
+    })
 }
 
 /// `dst[i] = f(a[i], b[i])` with the widest vectors the CPU has (see [`map_widest`]).
@@ -73,14 +132,11 @@ pub fn zip_widest<T: Copy, U: Copy, V>(
     dst: &mut [MaybeUninit<V>],
     f: &impl Fn(T, U) -> V,
 ) {
-    with_widest_vectors(
-        #[inline(always)]
-        || {
-            for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
-                d.write(f(x, y));
-            }
-        },
-    )
+    with_widest_vectors(|| {
+        for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+            d.write(f(x, y));
+        }
+    })
 }
 
 /// `f` of every element of `src`, as a new vector, with the widest vectors the CPU has.

@@ -11,7 +11,6 @@ use rayon::prelude::*;
 use crate::Real;
 use crate::fast_math::Exp;
 use crate::parallel::worth_it;
-use crate::simd::with_widest_vectors;
 use crate::strided::lane_sum;
 
 /// Element types softmax runs on: a vectorisable `exp` and a natural logarithm (taken once
@@ -89,10 +88,22 @@ fn max_nan<T: Real>(a: T, b: T) -> T {
 
 /// One contiguous row, with the widest vectors the CPU has.
 fn row<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
-    with_widest_vectors(
-        #[inline(always)]
-        || row_body(x, y, log),
-    )
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, the only requirement of `row_avx512`.
+        return unsafe { row_avx512(x, y, log) };
+    }
+    row_body(x, y, log)
+}
+
+/// [`row_body`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_avx512<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
+    row_body(x, y, log)
 }
 
 /// [`row`]'s loops, inlined into each instruction-set copy (a closure that is not inlined
@@ -128,10 +139,22 @@ fn row_body<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
 
 /// `inner` rows of `n` elements, `inner` apart, processed side by side.
 fn across_rows<T: Softmax>(x: &[T], y: &mut [T], sizes: (usize, usize), log: bool) {
-    with_widest_vectors(
-        #[inline(always)]
-        || across_rows_body(x, y, sizes, log),
-    )
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, the only requirement of `across_rows_avx512`.
+        return unsafe { across_rows_avx512(x, y, sizes, log) };
+    }
+    across_rows_body(x, y, sizes, log)
+}
+
+/// [`across_rows_body`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn across_rows_avx512<T: Softmax>(x: &[T], y: &mut [T], sizes: (usize, usize), log: bool) {
+    across_rows_body(x, y, sizes, log)
 }
 
 /// [`across_rows`]' loops (see [`row_body`]).

@@ -191,14 +191,11 @@ pub fn map<T: Copy + Sync, U: Send>(
 pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Fn(T, T) -> T + Sync) {
     assert_eq!(dst.len(), src.len(), "zip_in_place: slices of different lengths");
     let run = |dst: &mut [T], src: &[T]| {
-        crate::simd::with_widest_vectors(
-            #[inline(always)]
-            || {
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = f(*d, v);
-                }
-            },
-        )
+        crate::simd::with_widest_vectors(|| {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = f(*d, v);
+            }
+        })
     };
     if worth_it(dst.len()) {
         let chunk = parallel_chunk(dst.len());

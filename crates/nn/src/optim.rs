@@ -423,10 +423,22 @@ fn update_widest<T: Element>(
     g: &[T],
     state: &mut [&mut [T]],
 ) {
-    tapegrad_kernels::simd::with_widest_vectors(
+    struct Update<'a, 's, R, T> {
+        rule: &'a R,
+        lr: f64,
+        step: u64,
+        p: &'a mut [T],
+        g: &'a [T],
+        state: &'a mut [&'s mut [T]],
+    }
+    impl<R: UpdateRule, T: Element> tapegrad_kernels::simd::WidestLoop for Update<'_, '_, R, T> {
+        type Output = ();
         #[inline(always)]
-        || rule.update(lr, step, p, g, state),
-    )
+        fn run(self) {
+            self.rule.update(self.lr, self.step, self.p, self.g, self.state)
+        }
+    }
+    tapegrad_kernels::simd::run_widest(Update { rule, lr, step, p, g, state })
 }
 
 impl<R: UpdateRule> Optimizer for Optim<R> {

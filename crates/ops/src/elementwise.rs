@@ -62,7 +62,7 @@ pub(crate) fn map_with(
 
 /// A function of the incoming gradient and one saved tensor, for [`fused_rule`].
 pub(crate) trait GradFn {
-    fn apply<T: Element>(g: T, v: T) -> T;
+    fn apply<T: Special>(g: T, v: T) -> T;
 }
 
 /// Defines a zero-sized [`GradFn`] from an expression in `g` and `v`.
@@ -71,7 +71,7 @@ macro_rules! grad_fn {
         pub(crate) struct $name;
         impl $crate::elementwise::GradFn for $name {
             #[inline(always)]
-            fn apply<T: tapegrad_tape::Element>($g: T, $v: T) -> T {
+            fn apply<T: $crate::elementwise::Special>($g: T, $v: T) -> T {
                 $body
             }
         }

@@ -13,7 +13,7 @@ use tapegrad_tape::{
 };
 
 use crate::shape::{reshape_to, transpose, unsqueeze};
-use tapegrad_kernels::gemm::{View, gemm_into};
+use tapegrad_kernels::gemm::{View, gemm_batched, gemm_into};
 
 /// Batched product of views `la` (`[batch.., m, k]`) and `lb` (`[batch.., k, n]`), already
 /// broadcast to the same batch shape, into a contiguous `[batch.., m, n]` buffer.
@@ -26,13 +26,14 @@ fn batched<T: Element>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
         return c;
     }
     let (sa, sb) = (la.strides(), lb.strides());
-    let ba = Layout::from_parts(batch, &sa[..nb], la.offset());
-    let bb = Layout::from_parts(batch, &sb[..nb], lb.offset());
-    for ((oa, ob), out) in ba.offsets().zip(bb.offsets()).zip(c.chunks_mut(m * n)) {
-        let va = View { data: a, offset: oa, rows: m, cols: k, rs: sa[nb], cs: sa[nb + 1] };
-        let vb = View { data: b, offset: ob, rows: k, cols: n, rs: sb[nb], cs: sb[nb + 1] };
-        gemm_into(va, vb, out, false);
-    }
+    let a_at: Vec<usize> = Layout::from_parts(batch, &sa[..nb], la.offset()).offsets().collect();
+    let b_at: Vec<usize> = Layout::from_parts(batch, &sb[..nb], lb.offset()).offsets().collect();
+    let views = |i: usize| {
+        let va = View { data: a, offset: a_at[i], rows: m, cols: k, rs: sa[nb], cs: sa[nb + 1] };
+        let vb = View { data: b, offset: b_at[i], rows: k, cols: n, rs: sb[nb], cs: sb[nb + 1] };
+        (va, vb)
+    };
+    gemm_batched(a_at.len(), views, &mut c);
     c
 }
 
@@ -164,7 +165,12 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
         out: usize,
     ) -> Vec<T> {
         let mut c = match b {
-            Some(b) => b.iter().copied().cycle().take(rows * out).collect(),
+            // Row by row: a cycling iterator here cost more than the product for small layers.
+            Some(b) => {
+                let mut c = Vec::with_capacity(rows * out);
+                (0..rows).for_each(|_| c.extend_from_slice(b));
+                c
+            }
             None => vec![T::default(); rows * out],
         };
         let (sx, sw) = (lx.strides(), lw.strides());

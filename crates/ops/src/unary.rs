@@ -61,6 +61,22 @@ grad_fn!(TanhGrad, |g, y| g * (T::ONE - y * y));
 grad_fn!(SigmoidGrad, |g, y| g * (y * (T::ONE - y)));
 // PyTorch's `threshold_backward(g, y, 0)`: `y <= 0 ? 0 : g`, so NaN passes the gradient.
 grad_fn!(ReluGrad, |g, x| if x <= T::ZERO { T::ZERO } else { g });
+// d/dx x Phi(x) = Phi(x) + x phi(x).
+grad_fn!(GeluErfGrad, |g, x| {
+    let half = T::from_f64(0.5);
+    let cdf = half * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf());
+    let pdf = (-(half * x * x)).exp_vectorisable()
+        * T::from_f64(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+    g * (cdf + x * pdf)
+});
+// y = x/2 (1 + tanh u), u = c (x + k x^3): dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2).
+grad_fn!(GeluTanhGrad, |g, x| {
+    let (half, c, k) =
+        (T::from_f64(0.5), T::from_f64((2.0 / std::f64::consts::PI).sqrt()), T::from_f64(0.044715));
+    let t = (c * (x + k * x * x * x)).tanh_vectorisable();
+    let du = c * (T::ONE + T::from_f64(3.0) * k * x * x);
+    g * (half * (T::ONE + t) + half * x * (T::ONE - t * t) * du)
+});
 
 unary_fn!(GeluTanh, |x| {
     let c = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
@@ -300,6 +316,9 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
                 // y = x/2 (1 + tanh u), u = c (x + k x^3):
                 // dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2)
                 let x = ctx.saved(0);
+                if let Some(g) = fused_rule::<GeluTanhGrad>(ctx, (&x.storage(), x.layout())) {
+                    return smallvec![Some(g)];
+                }
                 let c = (2.0 / std::f64::consts::PI).sqrt();
                 let k = 0.044715;
                 let x2 = square(x);
@@ -316,6 +335,9 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
         Backward::new(|ctx| {
             // d x Phi(x) = Phi(x) + x phi(x)
             let x = ctx.saved(0);
+            if let Some(g) = fused_rule::<GeluErfGrad>(ctx, (&x.storage(), x.layout())) {
+                return smallvec![Some(g)];
+            }
             let cdf = erf(&x.div_scalar(SQRT_2)).add_scalar(1.0).mul_scalar(0.5);
             let pdf = exp(&square(x).mul_scalar(-0.5))
                 .mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
