@@ -110,11 +110,17 @@ unsafe fn run_avx512<L: WidestLoop>(body: L) -> L::Output {
 /// ```
 #[inline]
 pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn(T) -> U) {
-    with_widest_vectors(|| {
-        for (d, &x) in dst.iter_mut().zip(src) {
-            d.write(f(x));
+    struct Map<'a, T, U, F>(&'a [T], &'a mut [MaybeUninit<U>], &'a F);
+    impl<T: Copy, U, F: Fn(T) -> U> WidestLoop for Map<'_, T, U, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for (d, &x) in self.1.iter_mut().zip(self.0) {
+                d.write((self.2)(x));
+            }
         }
-    })
+    }
+    run_widest(Map(src, dst, f))
 }
 
 /// `dst[i] = f(a[i], b[i])` with the widest vectors the CPU has (see [`map_widest`]).
@@ -132,11 +138,17 @@ pub fn zip_widest<T: Copy, U: Copy, V>(
     dst: &mut [MaybeUninit<V>],
     f: &impl Fn(T, U) -> V,
 ) {
-    with_widest_vectors(|| {
-        for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
-            d.write(f(x, y));
+    struct Zip<'a, T, U, V, F>(&'a [T], &'a [U], &'a mut [MaybeUninit<V>], &'a F);
+    impl<T: Copy, U: Copy, V, F: Fn(T, U) -> V> WidestLoop for Zip<'_, T, U, V, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for ((d, &x), &y) in self.2.iter_mut().zip(self.0).zip(self.1) {
+                d.write((self.3)(x, y));
+            }
         }
-    })
+    }
+    run_widest(Zip(a, b, dst, f))
 }
 
 /// `f` of every element of `src`, as a new vector, with the widest vectors the CPU has.

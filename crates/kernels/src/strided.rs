@@ -190,13 +190,17 @@ pub fn map<T: Copy + Sync, U: Send>(
 /// If the slices differ in length.
 pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Fn(T, T) -> T + Sync) {
     assert_eq!(dst.len(), src.len(), "zip_in_place: slices of different lengths");
-    let run = |dst: &mut [T], src: &[T]| {
-        crate::simd::with_widest_vectors(|| {
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = f(*d, v);
+    struct InPlace<'a, T, F>(&'a mut [T], &'a [T], &'a F);
+    impl<T: Copy, F: Fn(T, T) -> T> crate::simd::WidestLoop for InPlace<'_, T, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for (d, &v) in self.0.iter_mut().zip(self.1) {
+                *d = (self.2)(*d, v);
             }
-        })
-    };
+        }
+    }
+    let run = |dst: &mut [T], src: &[T]| crate::simd::run_widest(InPlace(dst, src, &f));
     if worth_it(dst.len()) {
         let chunk = parallel_chunk(dst.len());
         dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| run(d, s));
