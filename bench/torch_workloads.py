@@ -1,8 +1,8 @@
 """PyTorch side of tapegrad's benchmark (cargo bench --bench workloads).
 
-Implements the fixed workloads W1-W8 with the same definitions as the Rust side and
+Implements the fixed workloads W1-W8 and W10 with the same definitions as the Rust side and
 prints one JSON object per run: {"workload", "metric", "value", "unit", ...}.
-usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7|w8 [--threads 2] [--quick]
+usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7|w8|w10 [--threads 2] [--quick]
 """
 import argparse, gzip, json, math, resource, statistics, sys, time
 
@@ -205,6 +205,29 @@ elif w == "w8":
     fused = nn.TransformerEncoderLayer(D, H, 4 * D, dropout=0.0, activation="gelu", batch_first=True,
                                        norm_first=True)
     emit("fused step", block_steps(fused), "ms")
+elif w == "w10":
+    torch.manual_seed(0)
+    n, size = (4, 8) if a.quick else (32, 32)
+
+    class Block(nn.Module):
+        def __init__(s, cin, cout, stride):
+            super().__init__()
+            s.conv1, s.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            s.conv2, s.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            s.shortcut = None
+            if stride != 1 or cin != cout:
+                s.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(s, x):
+            y = s.bn2(s.conv2(F.relu(s.bn1(s.conv1(x)))))
+            return F.relu(y + (x if s.shortcut is None else s.shortcut(x)))
+
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                          Block(16, 16, 1), Block(16, 32, 2), Block(32, 64, 2),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    emit("step", steps(model, opt, torch.randn(n, 3, size, size), torch.randint(0, 10, (n,)),
+                       1 if a.quick else 5, 2 if a.quick else 30), "ms")
 elif w in ("w6mlp", "w6cnn"):
     fmnist(w[2:])
 else:

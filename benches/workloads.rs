@@ -1,4 +1,4 @@
-//! tapegrad's benchmark: the fixed workloads W1-W8, run on tapegrad and, when a Python with
+//! tapegrad's benchmark: the fixed workloads W1-W8 and W10, run on tapegrad and, when a Python with
 //! torch is available, on PyTorch in alternation (bench/torch_workloads.py), printed as one
 //! table of medians, spreads and ratios.
 //!
@@ -201,6 +201,78 @@ pub fn w8(s: Settings) -> f64 {
         let t0 = Instant::now();
         opt.zero_grad();
         F::mse_loss(&block(&x), &target).backward();
+        opt.step();
+        if step >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    median(&times)
+}
+
+/// W10: a ResNet-8 step at CIFAR size: 32 x 3 x 32 x 32, a conv-BN-ReLU stem and three
+/// BasicBlocks (16, 32, 64 channels, strides 1, 2, 2; 1x1 stride-2 shortcuts with BN when
+/// the shape changes), BatchNorm in training mode, global average pooling, Linear(64, 10),
+/// cross-entropy, SGD with momentum 0.9 and weight decay 5e-4; ms per step (median of 30
+/// after 5 warm-up).
+pub fn w10(s: Settings) -> f64 {
+    use tapegrad::nn::{BatchNorm2d, Conv2d, Linear};
+    struct Block {
+        conv1: Conv2d,
+        bn1: BatchNorm2d,
+        conv2: Conv2d,
+        bn2: BatchNorm2d,
+        shortcut: Option<(Conv2d, BatchNorm2d)>,
+    }
+    impl Block {
+        fn new(cin: usize, cout: usize, stride: usize) -> Block {
+            let conv3 = |cin, stride| Conv2d::new(cin, cout, 3).stride(stride).padding(1).no_bias();
+            Block {
+                conv1: conv3(cin, stride),
+                bn1: BatchNorm2d::new(cout),
+                conv2: conv3(cout, 1),
+                bn2: BatchNorm2d::new(cout),
+                shortcut: (stride != 1 || cin != cout).then(|| {
+                    (Conv2d::new(cin, cout, 1).stride(stride).no_bias(), BatchNorm2d::new(cout))
+                }),
+            }
+        }
+        fn forward(&self, x: &Tensor) -> Tensor {
+            let y = self.bn1.forward(&self.conv1.forward(x)).relu();
+            let y = self.bn2.forward(&self.conv2.forward(&y));
+            let skip = match &self.shortcut {
+                Some((conv, bn)) => bn.forward(&conv.forward(x)),
+                None => x.clone(),
+            };
+            (&y + &skip).relu()
+        }
+        fn modules(&self) -> Vec<&dyn Module> {
+            let mut m: Vec<&dyn Module> = vec![&self.conv1, &self.bn1, &self.conv2, &self.bn2];
+            if let Some((conv, bn)) = &self.shortcut {
+                m.extend([conv as &dyn Module, bn as &dyn Module]);
+            }
+            m
+        }
+    }
+    manual_seed(0);
+    let (n, size) = if s.quick { (4, 8) } else { (32, 32) };
+    let (stem, stem_bn) = (Conv2d::new(3, 16, 3).padding(1).no_bias(), BatchNorm2d::new(16));
+    let blocks = [Block::new(16, 16, 1), Block::new(16, 32, 2), Block::new(32, 64, 2)];
+    let fc = Linear::new(64, 10);
+    let mut modules: Vec<&dyn Module> = vec![&stem, &stem_bn, &fc];
+    blocks.iter().for_each(|b| modules.extend(b.modules()));
+    let params: Vec<Tensor> = modules.iter().flat_map(|m| m.parameters()).collect();
+    let mut opt = SGD::new(params, 0.1).momentum(0.9).weight_decay(5e-4);
+    let (x, y) = (Tensor::randn(&[n, 3, size, size]), labels(n));
+    let forward = |x: &Tensor| {
+        let h = blocks.iter().fold(stem_bn.forward(&stem.forward(x)).relu(), |h, b| b.forward(&h));
+        fc.forward(&F::adaptive_avg_pool2d(&h, (1, 1)).reshape(&[n as isize, 64]))
+    };
+    let mut times = vec![];
+    let (warmup, count) = if s.quick { (1, 2) } else { (5, 30) };
+    for step in 0..warmup + count {
+        let t0 = Instant::now();
+        opt.zero_grad();
+        F::cross_entropy(&forward(&x), &y).backward();
         opt.step();
         if step >= warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -462,6 +534,19 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         note,
                     );
                 }
+                "w10" => {
+                    let ms = w10(s);
+                    let t = torch(w);
+                    push(
+                        w,
+                        &format!("ResNet-8 step, {threads} thr"),
+                        "ms",
+                        false,
+                        ms,
+                        find(&t, "step"),
+                        String::new(),
+                    );
+                }
                 "conv" => {
                     let ms = conv(s);
                     let t = torch(w);
@@ -582,7 +667,7 @@ const USAGE: &str = "tapegrad's benchmark: W1-W6 on tapegrad and, when TAPEGRAD_
 has torch, on PyTorch in alternation.
 
 usage: cargo bench --bench workloads -- [options]
-  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 w8 (default: all but w6)
+  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 w8 w10 (default: all but w6)
   --w6            also the Fashion-MNIST workloads w6mlp and w6cnn
   --threads N     worker threads on both sides (default 2)
   --runs N        alternating runs (default 5, 1 with --quick)
@@ -591,7 +676,8 @@ usage: cargo bench --bench workloads -- [options]
   --no-torch      measure tapegrad alone";
 
 /// The workload ids `--only` accepts.
-const WORKLOADS: [&str; 10] = ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7", "w8"];
+const WORKLOADS: [&str; 11] =
+    ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7", "w8", "w10"];
 
 /// Checks the command line: known flags, a value after those that take one (a positive
 /// number for `--threads` and `--runs`), known workload ids.
@@ -636,7 +722,7 @@ fn main() {
     let quick = has("--quick");
     let mut only: Vec<String> =
         value("--only").map(|o| o.split(',').map(str::to_string).collect()).unwrap_or_else(|| {
-            ["w1", "w2", "w3", "w4", "conv", "w5", "w7", "w8"].map(String::from).to_vec()
+            ["w1", "w2", "w3", "w4", "conv", "w5", "w7", "w8", "w10"].map(String::from).to_vec()
         });
     if has("--w6") {
         only.extend(["w6mlp".into(), "w6cnn".into()]);
