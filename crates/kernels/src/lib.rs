@@ -17,6 +17,7 @@
 //! | `implicit_gemm` (private) | the AVX-512 product that gathers its operands |
 //! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd) |
 //! | [`pool`] | max pooling |
+//! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | `transpose` (private) | blocked transposition for the convolutions |
 //! | [`fast_math`] | a vectorisable `tanh` for f32 |
 //! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod allocator;
+pub mod batch_norm;
 pub mod conv;
 pub mod fast_math;
 pub mod gemm;
@@ -92,6 +94,14 @@ pub trait Real:
     /// assert!(!<f64 as Real>::is_nan(f64::INFINITY));
     /// ```
     fn is_nan(self) -> bool;
+
+    /// A count of elements as this type (rounded to nearest when it has more digits).
+    ///
+    /// ```
+    /// use tapegrad_kernels::Real;
+    /// assert_eq!(<f32 as Real>::from_count(3), 3.0);
+    /// ```
+    fn from_count(n: usize) -> Self;
 }
 
 macro_rules! impl_real {
@@ -102,6 +112,10 @@ macro_rules! impl_real {
             #[inline(always)]
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
+            }
+            #[inline(always)]
+            fn from_count(n: usize) -> Self {
+                n as $t
             }
         }
     };

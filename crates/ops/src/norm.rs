@@ -1,9 +1,17 @@
-//! Normalisation and embedding lookups, composed from recorded ops (so their backward,
-//! including the second-order one, comes from the pieces).
+//! Normalisation and embedding lookups. Layer norm, batch norm with running statistics and
+//! embeddings are composed from recorded ops (so their backward, including the second-order
+//! one, comes from the pieces); batch norm with the batch's statistics is one recorded op
+//! over a kernel, whose rule is written with recorded ops when it must be differentiated.
 
 use std::panic::Location;
 
-use tapegrad_tape::{DType, Error, Result, Tensor, ensure_float, no_grad};
+use tapegrad_kernels::batch_norm;
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{
+    Backward, DType, Element, Error, InputGrads, Result, Storage, Tensor, ensure_float,
+    is_grad_enabled, no_grad, record,
+};
 
 use crate::{reduce, shape, unary};
 
@@ -143,6 +151,27 @@ pub(crate) fn batch_norm(
     bshape[1] = c;
     let per_channel = |t: &Tensor| shape::reshape_to(t, &bshape);
     let running = stats.filter(|_| !training);
+    if running.is_none() {
+        let n = x.numel() / c.max(1);
+        if n <= 1 && training {
+            return Err(Error::InvalidArgument {
+                op: "batch_norm",
+                message: format!(
+                    "needs more than one value per channel in training, got input {:?}",
+                    x.shape()
+                ),
+                location,
+            });
+        }
+        return Ok(batch_norm_batch_stats(
+            x,
+            stats.filter(|_| training),
+            weight,
+            bias,
+            momentum,
+            eps,
+        ));
+    }
     let (mean, var) = if let Some(s) = running {
         (s.running_mean.detach(), s.running_var.detach())
     } else {
@@ -184,6 +213,174 @@ pub(crate) fn batch_norm(
         Some(b) => &scaled + &per_channel(b),
         None => scaled,
     })
+}
+
+/// Batch normalisation with the batch's own statistics, as one recorded op: the
+/// statistics, the output and (in a plain backward) the gradient each in one kernel pass
+/// (tapegrad-kernels' `batch_norm`), where the composed form takes some ten full-size ops
+/// each way. Under `create_graph` the rule writes the same gradient with recorded ops, so
+/// it can be differentiated again. `stats`, if given, gets the running averages.
+#[track_caller]
+fn batch_norm_batch_stats(
+    x: &Tensor,
+    stats: Option<&BatchNormStats>,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    momentum: f64,
+    eps: f64,
+) -> Tensor {
+    let location = Location::caller();
+    let c = x.shape()[1];
+    let sizes = (x.shape()[0], c, x.numel() / (x.shape()[0] * c).max(1));
+    let count = sizes.0 * sizes.2;
+    let xs = x.contiguous_storage();
+    let (ws, bs) = (weight.map(Tensor::contiguous_storage), bias.map(Tensor::contiguous_storage));
+    fn forward<T: Element>(
+        x: &[T],
+        sizes: (usize, usize, usize),
+        eps: f64,
+        (w, b): (Option<&[T]>, Option<&[T]>),
+    ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+        let (mean, var) = batch_norm::channel_stats(x, sizes);
+        let invstd: Vec<T> = var.iter().map(|&v| T::ONE / (v + T::from_f64(eps)).sqrt()).collect();
+        let y = batch_norm::normalize(x, sizes, &mean, &invstd, w, b);
+        (y, mean, var, invstd)
+    }
+    let (value, mean, var, invstd) = match &xs {
+        Storage::F32(v) => {
+            let affine = (ws.as_ref().map(slice::<f32>), bs.as_ref().map(slice::<f32>));
+            let (y, m, v, i) = forward(v, sizes, eps, affine);
+            let t = |v: Vec<f32>| Tensor::from_vec(v, &[c]);
+            (
+                Tensor::from_storage(Storage::from_vec(y), Layout::contiguous(x.shape())),
+                t(m),
+                t(v),
+                t(i),
+            )
+        }
+        Storage::F64(v) => {
+            let affine = (ws.as_ref().map(slice::<f64>), bs.as_ref().map(slice::<f64>));
+            let (y, m, v, i) = forward(v, sizes, eps, affine);
+            let t = |v: Vec<f64>| Tensor::from_vec(v, &[c]);
+            (
+                Tensor::from_storage(Storage::from_vec(y), Layout::contiguous(x.shape())),
+                t(m),
+                t(v),
+                t(i),
+            )
+        }
+        Storage::I64(_) => unreachable!("float checked"),
+    };
+    if let Some(s) = stats {
+        let _guard = no_grad();
+        let unbiased = var.mul_scalar(count as f64 / (count as f64 - 1.0));
+        s.running_mean
+            .set_data(&(&s.running_mean.mul_scalar(1.0 - momentum) + &mean.mul_scalar(momentum)));
+        s.running_var.set_data(
+            &(&s.running_var.mul_scalar(1.0 - momentum) + &unbiased.mul_scalar(momentum)),
+        );
+    }
+    let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
+    let (has_weight, has_bias) = (weight.is_some(), bias.is_some());
+    record("batch_norm", location, &inputs, value, || {
+        let mut b = Backward::new(move |ctx| {
+            let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
+            let (dx, dw, db) = if is_grad_enabled() {
+                batch_norm_grad_recorded(ctx.grad(), x, w, eps)
+            } else {
+                batch_norm_grad_fused(ctx.grad(), x, w, (&mean, &invstd), sizes)
+            };
+            let mut grads: InputGrads = smallvec![ctx.needs_input_grad(0).then_some(dx)];
+            if has_weight {
+                grads.push(ctx.needs_input_grad(1).then_some(dw));
+            }
+            if has_bias {
+                grads.push(ctx.needs_input_grad(grads.len()).then_some(db));
+            }
+            grads
+        })
+        .save(x);
+        if let Some(w) = weight {
+            b = b.save(w);
+        }
+        b
+    })
+}
+
+/// A float storage's elements (its dtype checked by the op).
+fn slice<T: Element>(s: &Storage) -> &[T] {
+    s.as_slice::<T>().expect("dtype checked")
+}
+
+/// The gradients of [`batch_norm_batch_stats`] in one kernel pass (nothing recorded).
+fn batch_norm_grad_fused(
+    g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    (mean, invstd): (&Tensor, &Tensor),
+    sizes: (usize, usize, usize),
+) -> (Tensor, Tensor, Tensor) {
+    let (gs, xs) = (g.contiguous_storage(), x.contiguous_storage());
+    let (ms, is) = (mean.contiguous_storage(), invstd.contiguous_storage());
+    let ws = weight.map(Tensor::contiguous_storage);
+    fn run<T: Element>(
+        g: &Storage,
+        x: &Storage,
+        (m, i): (&Storage, &Storage),
+        w: Option<&Storage>,
+        sizes: (usize, usize, usize),
+    ) -> (Vec<T>, Vec<T>, Vec<T>) {
+        batch_norm::backward(slice(g), slice(x), sizes, slice(m), slice(i), w.map(slice))
+    }
+    let c = sizes.1;
+    let shape = x.shape();
+    macro_rules! tensors {
+        ($t:ty) => {{
+            let (dx, dw, db) = run::<$t>(&gs, &xs, (&ms, &is), ws.as_ref(), sizes);
+            (Tensor::from_vec(dx, shape), Tensor::from_vec(dw, &[c]), Tensor::from_vec(db, &[c]))
+        }};
+    }
+    match x.dtype() {
+        DType::F32 => tensors!(f32),
+        DType::F64 => tensors!(f64),
+        DType::I64 => unreachable!("float checked"),
+    }
+}
+
+/// The gradients of [`batch_norm_batch_stats`] written with recorded ops, so that they can
+/// be differentiated again: with `xhat = (x - mean) invstd` over `M` values per channel,
+/// `dx = weight invstd (g - mean(g) - xhat mean(g xhat))`, `dweight = sum(g xhat)`,
+/// `dbias = sum(g)`, the statistics recomputed from `x` so that their dependence on it is
+/// recorded too.
+fn batch_norm_grad_recorded(
+    g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    eps: f64,
+) -> (Tensor, Tensor, Tensor) {
+    let c = x.shape()[1];
+    let mut bshape = vec![1; x.dim()];
+    bshape[1] = c;
+    let per_channel = |t: &Tensor| shape::reshape_to(t, &bshape);
+    // [N, C, ...] -> [C, M]: one row per channel.
+    let rows = |t: &Tensor| {
+        let t = shape::transpose(t, 0, 1).expect("at least 2-D").contiguous();
+        shape::reshape_to(&t, &[c, x.numel() / c.max(1)])
+    };
+    let channel_mean = |t: &Tensor| reduce::mean_dim(&rows(t), 1, false).expect("2-D rows");
+    let mean = channel_mean(x);
+    let centered = x - &per_channel(&mean);
+    let invstd = unary::rsqrt(&channel_mean(&unary::square(&centered)).add_scalar(eps));
+    let xhat = &centered * &per_channel(&invstd);
+    let (mean_g, mean_gx) = (channel_mean(g), channel_mean(&(g * &xhat)));
+    let scale = match weight {
+        Some(w) => &invstd * w,
+        None => invstd,
+    };
+    let inner = &(g - &per_channel(&mean_g)) - &(&xhat * &per_channel(&mean_gx));
+    let dx = &per_channel(&scale) * &inner;
+    let m = (x.numel() / c.max(1)) as f64;
+    (dx, mean_gx.mul_scalar(m), mean_g.mul_scalar(m))
 }
 
 /// Rows of `weight` (`[num_embeddings, dim]`) for every int64 index in `indices`, shaped
