@@ -6,7 +6,6 @@
 use std::panic::Location;
 
 use tapegrad_kernels::batch_norm;
-use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
     Backward, DType, Element, Error, InputGrads, Result, Storage, Tensor, ensure_float,
@@ -235,41 +234,31 @@ fn batch_norm_batch_stats(
     let count = sizes.0 * sizes.2;
     let xs = x.contiguous_storage();
     let (ws, bs) = (weight.map(Tensor::contiguous_storage), bias.map(Tensor::contiguous_storage));
+    /// The output, mean, variance and inverse deviation, as tensors.
     fn forward<T: Element>(
-        x: &[T],
+        x: &Storage,
+        (w, b): (Option<&Storage>, Option<&Storage>),
+        shape: &[usize],
         sizes: (usize, usize, usize),
         eps: f64,
-        (w, b): (Option<&[T]>, Option<&[T]>),
-    ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    ) -> [Tensor; 4] {
+        let x = slice::<T>(x);
         let (mean, var) = batch_norm::channel_stats(x, sizes);
         let invstd: Vec<T> = var.iter().map(|&v| T::ONE / (v + T::from_f64(eps)).sqrt()).collect();
-        let y = batch_norm::normalize(x, sizes, &mean, &invstd, w, b);
-        (y, mean, var, invstd)
+        let y = batch_norm::normalize(x, sizes, &mean, &invstd, w.map(slice), b.map(slice));
+        let c = [sizes.1];
+        [
+            Tensor::from_vec(y, shape),
+            Tensor::from_vec(mean, &c),
+            Tensor::from_vec(var, &c),
+            Tensor::from_vec(invstd, &c),
+        ]
     }
-    let (value, mean, var, invstd) = match &xs {
-        Storage::F32(v) => {
-            let affine = (ws.as_ref().map(slice::<f32>), bs.as_ref().map(slice::<f32>));
-            let (y, m, v, i) = forward(v, sizes, eps, affine);
-            let t = |v: Vec<f32>| Tensor::from_vec(v, &[c]);
-            (
-                Tensor::from_storage(Storage::from_vec(y), Layout::contiguous(x.shape())),
-                t(m),
-                t(v),
-                t(i),
-            )
-        }
-        Storage::F64(v) => {
-            let affine = (ws.as_ref().map(slice::<f64>), bs.as_ref().map(slice::<f64>));
-            let (y, m, v, i) = forward(v, sizes, eps, affine);
-            let t = |v: Vec<f64>| Tensor::from_vec(v, &[c]);
-            (
-                Tensor::from_storage(Storage::from_vec(y), Layout::contiguous(x.shape())),
-                t(m),
-                t(v),
-                t(i),
-            )
-        }
-        Storage::I64(_) => unreachable!("float checked"),
+    let affine = (ws.as_ref(), bs.as_ref());
+    let [value, mean, var, invstd] = match x.dtype() {
+        DType::F32 => forward::<f32>(&xs, affine, x.shape(), sizes, eps),
+        DType::F64 => forward::<f64>(&xs, affine, x.shape(), sizes, eps),
+        DType::I64 => unreachable!("float checked"),
     };
     if let Some(s) = stats {
         let _guard = no_grad();
