@@ -1,8 +1,8 @@
 """PyTorch side of tapegrad's benchmark (cargo bench --bench workloads).
 
-Implements the fixed workloads W1-W8 and W10 with the same definitions as the Rust side and
+Implements the fixed workloads W1-W10 with the same definitions as the Rust side and
 prints one JSON object per run: {"workload", "metric", "value", "unit", ...}.
-usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7|w8|w10 [--threads 2] [--quick]
+usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7|w8|w9|w10 [--threads 2] [--quick]
 """
 import argparse, gzip, json, math, resource, statistics, sys, time
 
@@ -205,6 +205,37 @@ elif w == "w8":
     fused = nn.TransformerEncoderLayer(D, H, 4 * D, dropout=0.0, activation="gelu", batch_first=True,
                                        norm_first=True)
     emit("fused step", block_steps(fused), "ms")
+elif w == "w9":
+    torch.manual_seed(0)
+    batch, (warmup, count) = (8, (1, 2)) if a.quick else (128, (5, 50))
+    mlp = nn.Sequential(nn.Linear(784, 128), nn.Tanh(), nn.Linear(128, 64), nn.Tanh(), nn.Linear(64, 10))
+    params = list(mlp.parameters())
+    x, y = torch.randn(batch, 784), torch.randint(0, 10, (batch,))
+    v = [torch.randn_like(q) for q in params]
+    times = []
+    for step in range(warmup + count):
+        t0 = time.perf_counter()
+        g = torch.autograd.grad(F.cross_entropy(mlp(x), y), params, create_graph=True)
+        torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params)
+        if step >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    emit("hvp", statistics.median(times), "ms")
+    n = 16 if a.quick else 256
+    critic = nn.Sequential(nn.Linear(2, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 1))
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    real, fake, eps = torch.randn(n, 2), torch.randn(n, 2) + 2.0, torch.rand(n, 1)
+    times = []
+    for step in range(warmup + count):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        g, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+        gp = ((g.norm(2, dim=1) - 1) ** 2).mean()
+        (critic(fake).mean() - critic(real).mean() + 10 * gp).backward()
+        opt.step()
+        if step >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    emit("wgan-gp step", statistics.median(times), "ms")
 elif w == "w10":
     torch.manual_seed(0)
     n, size = (4, 8) if a.quick else (32, 32)

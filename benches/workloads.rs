@@ -1,8 +1,8 @@
-//! tapegrad's benchmark: the fixed workloads W1-W8 and W10, run on tapegrad and, when a Python with
+//! tapegrad's benchmark: the fixed workloads W1-W10, run on tapegrad and, when a Python with
 //! torch is available, on PyTorch in alternation (bench/torch_workloads.py), printed as one
 //! table of medians, spreads and ratios.
 //!
-//!     cargo bench --bench workloads                      # W1-W5, 5 alternating runs
+//!     cargo bench --bench workloads                      # W1-W5, conv, W7-W10, 5 alternating runs
 //!     cargo bench --bench workloads -- --only w3,w4      # some workloads
 //!     cargo bench --bench workloads -- --only conv       # issue 3's convolution bar
 //!     cargo bench --bench workloads -- --w6              # also Fashion-MNIST end to end
@@ -207,6 +207,75 @@ pub fn w8(s: Settings) -> f64 {
         }
     }
     median(&times)
+}
+
+/// W9: second order. (a) A Hessian-vector product of an MLP loss (784-128-64-10, tanh,
+/// cross-entropy, batch 128) with respect to all parameters: `g = grad(loss, create_graph)`,
+/// then `grad(sum(g . v))`; (b) a WGAN-GP critic step (MLP 2-256-256-1, tanh, batches of 256,
+/// gradient penalty through `create_graph`, Adam). ms per HVP and per step (medians of 50
+/// after 5 warm-up).
+pub fn w9(s: Settings) -> (f64, f64) {
+    use tapegrad::nn::{Linear, Tanh};
+    use tapegrad::tape::{GradOptions, grad};
+    manual_seed(0);
+    let (batch, (warmup, count)) = if s.quick { (8, (1, 2)) } else { (128, (5, 50)) };
+    let mlp = Sequential::new()
+        .add(Linear::new(784, 128))
+        .add(Tanh)
+        .add(Linear::new(128, 64))
+        .add(Tanh)
+        .add(Linear::new(64, 10));
+    let params = mlp.parameters();
+    let (x, y) = (Tensor::randn(&[batch, 784]), labels(batch));
+    let v: Vec<Tensor> = params.iter().map(|p| Tensor::randn(p.shape())).collect();
+    let inputs: Vec<&Tensor> = params.iter().collect();
+    let mut hvp = vec![];
+    for step in 0..warmup + count {
+        let t0 = Instant::now();
+        let loss = F::cross_entropy(&mlp.forward(&x), &y);
+        let g = grad(&[&loss], &inputs, GradOptions::new().create_graph(true));
+        let dot = g
+            .iter()
+            .zip(&v)
+            .map(|(g, v)| (g.as_ref().expect("every parameter is used") * v).sum())
+            .reduce(|a, b| &a + &b)
+            .expect("parameters");
+        let hv = grad(&[&dot], &inputs, GradOptions::new());
+        assert!(hv.iter().all(Option::is_some));
+        if step >= warmup {
+            hvp.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+
+    let n = if s.quick { 16 } else { 256 };
+    let critic = Sequential::new()
+        .add(Linear::new(2, 256))
+        .add(Tanh)
+        .add(Linear::new(256, 256))
+        .add(Tanh)
+        .add(Linear::new(256, 1));
+    let mut opt = Adam::new(critic.parameters(), 1e-4).betas((0.5, 0.9));
+    let (real, fake) = (Tensor::randn(&[n, 2]), &Tensor::randn(&[n, 2]) + 2.0);
+    let eps = Tensor::rand(&[n, 1]);
+    let mix = &(&eps * &real) + &(&eps.rsub_scalar(1.0) * &fake);
+    let mut gan = vec![];
+    for step in 0..warmup + count {
+        let t0 = Instant::now();
+        opt.zero_grad();
+        let x_hat = mix.detach().requires_grad();
+        let scores = critic.forward(&x_hat).sum();
+        let g = grad(&[&scores], &[&x_hat], GradOptions::new().create_graph(true));
+        let g = g[0].as_ref().expect("x_hat is used");
+        let penalty = g.norm_dim(2.0, 1, false).sub_scalar(1.0).square().mean();
+        let loss =
+            &(&critic.forward(&fake).mean() - &critic.forward(&real).mean()) + &(&penalty * 10.0);
+        loss.backward();
+        opt.step();
+        if step >= warmup {
+            gan.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    (median(&hvp), median(&gan))
 }
 
 /// W10: a ResNet-8 step at CIFAR size: 32 x 3 x 32 x 32, a conv-BN-ReLU stem and three
@@ -534,6 +603,28 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         note,
                     );
                 }
+                "w9" => {
+                    let (hvp, gan) = w9(s);
+                    let t = torch(w);
+                    push(
+                        w,
+                        "MLP Hessian-vector product",
+                        "ms",
+                        false,
+                        hvp,
+                        find(&t, "hvp"),
+                        String::new(),
+                    );
+                    push(
+                        w,
+                        &format!("WGAN-GP critic step, {threads} thr"),
+                        "ms",
+                        false,
+                        gan,
+                        find(&t, "wgan-gp step"),
+                        String::new(),
+                    );
+                }
                 "w10" => {
                     let ms = w10(s);
                     let t = torch(w);
@@ -663,11 +754,11 @@ pub fn table(measures: &[Measure], json: bool) -> String {
 }
 
 /// What `--help` prints.
-const USAGE: &str = "tapegrad's benchmark: W1-W6 on tapegrad and, when TAPEGRAD_BENCH_PYTHON (default python3)
+const USAGE: &str = "tapegrad's benchmark: W1-W10 on tapegrad and, when TAPEGRAD_BENCH_PYTHON (default python3)
 has torch, on PyTorch in alternation.
 
 usage: cargo bench --bench workloads -- [options]
-  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 w8 w10 (default: all but w6)
+  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 w8 w9 w10 (default: all but w6)
   --w6            also the Fashion-MNIST workloads w6mlp and w6cnn
   --threads N     worker threads on both sides (default 2)
   --runs N        alternating runs (default 5, 1 with --quick)
@@ -676,8 +767,8 @@ usage: cargo bench --bench workloads -- [options]
   --no-torch      measure tapegrad alone";
 
 /// The workload ids `--only` accepts.
-const WORKLOADS: [&str; 11] =
-    ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7", "w8", "w10"];
+const WORKLOADS: [&str; 12] =
+    ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7", "w8", "w9", "w10"];
 
 /// Checks the command line: known flags, a value after those that take one (a positive
 /// number for `--threads` and `--runs`), known workload ids.
@@ -722,7 +813,9 @@ fn main() {
     let quick = has("--quick");
     let mut only: Vec<String> =
         value("--only").map(|o| o.split(',').map(str::to_string).collect()).unwrap_or_else(|| {
-            ["w1", "w2", "w3", "w4", "conv", "w5", "w7", "w8", "w10"].map(String::from).to_vec()
+            ["w1", "w2", "w3", "w4", "conv", "w5", "w7", "w8", "w9", "w10"]
+                .map(String::from)
+                .to_vec()
         });
     if has("--w6") {
         only.extend(["w6mlp".into(), "w6cnn".into()]);

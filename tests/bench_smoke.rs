@@ -9,12 +9,12 @@ mod workloads;
 fn the_benchmark_harness_runs_every_workload() {
     let s = workloads::Settings { quick: true, runs: 1 };
     let measures =
-        workloads::run_all(&["w1", "w2", "w3", "w4", "w5", "w7", "w8", "w10"], s, 1, None);
-    assert_eq!(measures.len(), 10);
+        workloads::run_all(&["w1", "w2", "w3", "w4", "w5", "w7", "w8", "w9", "w10"], s, 1, None);
+    assert_eq!(measures.len(), 12);
     assert!(measures.iter().all(|m| m.ours.len() == 1 && m.ours[0].is_finite() && m.ours[0] > 0.0));
     let text = workloads::table(&measures, false);
     assert!(text.contains("w3") && text.contains("sgemm n=64"), "{text}");
-    assert_eq!(workloads::table(&measures, true).lines().count(), 10);
+    assert_eq!(workloads::table(&measures, true).lines().count(), 12);
 }
 
 #[test]
