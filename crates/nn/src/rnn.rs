@@ -2,6 +2,7 @@
 //! `batch_first`, initial state in and final state out. Each time step is composed from
 //! recorded ops, so backward runs through time automatically.
 
+use tapegrad_ops::functional::linear;
 use tapegrad_ops::{prelude::*, stack};
 use tapegrad_tape::Tensor;
 
@@ -77,11 +78,11 @@ impl Recurrent {
             let mut h = h0.map_or_else(zeros, |h| h.narrow(0, l, 1).squeeze_dim(0));
             let mut c = c0.map_or_else(zeros, |c| c.narrow(0, l, 1).squeeze_dim(0));
             // Input projections of every step in one product: [T, B, gates * H].
-            let xi = &seq.matmul(&w.weight_ih.t()) + &w.bias_ih;
+            let xi = linear(&seq, &w.weight_ih, Some(&w.bias_ih));
             let mut outputs = Vec::with_capacity(steps);
             for t in 0..steps {
                 let gi = xi.narrow(0, t, 1).squeeze_dim(0);
-                let gh = &h.matmul(&w.weight_hh.t()) + &w.bias_hh;
+                let gh = linear(&h, &w.weight_hh, Some(&w.bias_hh));
                 let part = |g: &Tensor, k: usize| g.narrow(1, k * hdim, hdim);
                 h = match self.kind {
                     CellKind::Tanh => (&gi + &gh).tanh(),
