@@ -1298,11 +1298,13 @@ impl UpdateRule for AdamRule {
 /// ```
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     let grads: Vec<Tensor> = params.iter().filter_map(|p| p.grad()).collect();
-    let total: f64 = grads
-        .iter()
-        .map(|g| g.to_vec::<f64>().iter().map(|v| v * v).sum::<f64>())
-        .sum::<f64>()
-        .sqrt();
+    // Squares summed in f64 straight from the storage (no converted copy of each gradient).
+    let squares = |g: &Tensor| match &g.contiguous_storage() {
+        Storage::F32(v) => v.iter().map(|&x| x as f64 * x as f64).sum::<f64>(),
+        Storage::F64(v) => v.iter().map(|&x| x * x).sum::<f64>(),
+        Storage::I64(_) => unreachable!("gradients are float"),
+    };
+    let total: f64 = grads.iter().map(squares).sum::<f64>().sqrt();
     let scale = max_norm / (total + 1e-6);
     if scale < 1.0 {
         for g in &grads {
