@@ -38,6 +38,60 @@ unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A function of one element that the vector loops call. Every `Fn` is one; a type whose
+/// `call` is `#[inline(always)]` is certain to be inlined into the loop, where a call through
+/// a function value may be left out of line for a large body (then every element pays a
+/// call and the loop runs scalar).
+///
+/// ```
+/// use tapegrad_kernels::simd::{ElementFn, map_to_vec};
+/// struct Halve;
+/// impl ElementFn<f32, f32> for Halve {
+///     #[inline(always)]
+///     fn call(&self, x: f32) -> f32 {
+///         x * 0.5
+///     }
+/// }
+/// assert_eq!(map_to_vec(&[2.0f32, 4.0], &Halve), vec![1.0, 2.0]);
+/// assert_eq!(map_to_vec(&[2.0f32], &|x: f32| x + 1.0), vec![3.0]); // closures work too
+/// ```
+pub trait ElementFn<T, U>: Sync + Send {
+    /// `f(x)`.
+    fn call(&self, x: T) -> U;
+}
+
+impl<T, U, F: Fn(T) -> U + Sync + Send> ElementFn<T, U> for F {
+    #[inline(always)]
+    fn call(&self, x: T) -> U {
+        self(x)
+    }
+}
+
+/// A function of two elements that the vector loops call (see [`ElementFn`]).
+///
+/// ```
+/// use tapegrad_kernels::simd::{ElementFn2, zip_to_vec};
+/// struct Mul;
+/// impl ElementFn2<f64, f64, f64> for Mul {
+///     #[inline(always)]
+///     fn call(&self, x: f64, y: f64) -> f64 {
+///         x * y
+///     }
+/// }
+/// assert_eq!(zip_to_vec(&[2.0, 3.0], &[4.0, 5.0], &Mul), vec![8.0, 15.0]);
+/// ```
+pub trait ElementFn2<T, U, V>: Sync + Send {
+    /// `f(x, y)`.
+    fn call(&self, x: T, y: U) -> V;
+}
+
+impl<T, U, V, F: Fn(T, U) -> V + Sync + Send> ElementFn2<T, U, V> for F {
+    #[inline(always)]
+    fn call(&self, x: T, y: U) -> V {
+        self(x, y)
+    }
+}
+
 /// A loop body that [`run_widest`] compiles once per instruction set. Implement `run` with
 /// `#[inline(always)]`, and mark what it calls the same way: code left out of line keeps the
 /// baseline instructions.
@@ -109,14 +163,14 @@ unsafe fn run_avx512<L: WidestLoop>(body: L) -> L::Output {
 /// assert_eq!(dst.map(|d| unsafe { d.assume_init() }), [0.5, 1.0, 1.5]);
 /// ```
 #[inline]
-pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl Fn(T) -> U) {
+pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl ElementFn<T, U>) {
     struct Map<'a, T, U, F>(&'a [T], &'a mut [MaybeUninit<U>], &'a F);
-    impl<T: Copy, U, F: Fn(T) -> U> WidestLoop for Map<'_, T, U, F> {
+    impl<T: Copy, U, F: ElementFn<T, U>> WidestLoop for Map<'_, T, U, F> {
         type Output = ();
         #[inline(always)]
         fn run(self) {
             for (d, &x) in self.1.iter_mut().zip(self.0) {
-                d.write((self.2)(x));
+                d.write(self.2.call(x));
             }
         }
     }
@@ -136,15 +190,15 @@ pub fn zip_widest<T: Copy, U: Copy, V>(
     a: &[T],
     b: &[U],
     dst: &mut [MaybeUninit<V>],
-    f: &impl Fn(T, U) -> V,
+    f: &impl ElementFn2<T, U, V>,
 ) {
     struct Zip<'a, T, U, V, F>(&'a [T], &'a [U], &'a mut [MaybeUninit<V>], &'a F);
-    impl<T: Copy, U: Copy, V, F: Fn(T, U) -> V> WidestLoop for Zip<'_, T, U, V, F> {
+    impl<T: Copy, U: Copy, V, F: ElementFn2<T, U, V>> WidestLoop for Zip<'_, T, U, V, F> {
         type Output = ();
         #[inline(always)]
         fn run(self) {
             for ((d, &x), &y) in self.2.iter_mut().zip(self.0).zip(self.1) {
-                d.write((self.3)(x, y));
+                d.write(self.3.call(x, y));
             }
         }
     }
@@ -154,10 +208,10 @@ pub fn zip_widest<T: Copy, U: Copy, V>(
 /// `f` of every element of `src`, as a new vector, with the widest vectors the CPU has.
 ///
 /// ```
-/// assert_eq!(tapegrad_kernels::simd::map_to_vec(&[1.0f32, 4.0], &|x| x.sqrt()), vec![1.0, 2.0]);
+/// assert_eq!(tapegrad_kernels::simd::map_to_vec(&[1.0f32, 4.0], &|x: f32| x.sqrt()), vec![1.0, 2.0]);
 /// ```
 #[inline]
-pub fn map_to_vec<T: Copy, U>(src: &[T], f: &impl Fn(T) -> U) -> Vec<U> {
+pub fn map_to_vec<T: Copy, U>(src: &[T], f: &impl ElementFn<T, U>) -> Vec<U> {
     let mut out = Vec::with_capacity(src.len());
     map_widest(src, &mut out.spare_capacity_mut()[..src.len()], f);
     // SAFETY: `map_widest` wrote each of the first `src.len()` slots.
@@ -174,7 +228,7 @@ pub fn map_to_vec<T: Copy, U>(src: &[T], f: &impl Fn(T) -> U) -> Vec<U> {
 /// );
 /// ```
 #[inline]
-pub fn zip_to_vec<T: Copy, U: Copy, V>(a: &[T], b: &[U], f: &impl Fn(T, U) -> V) -> Vec<V> {
+pub fn zip_to_vec<T: Copy, U: Copy, V>(a: &[T], b: &[U], f: &impl ElementFn2<T, U, V>) -> Vec<V> {
     assert_eq!(a.len(), b.len(), "zip_to_vec: operands of different lengths");
     let mut out = Vec::with_capacity(a.len());
     zip_widest(a, b, &mut out.spare_capacity_mut()[..a.len()], f);
@@ -191,7 +245,7 @@ pub fn zip_to_vec<T: Copy, U: Copy, V>(a: &[T], b: &[U], f: &impl Fn(T, U) -> V)
 /// assert_eq!(&shared[..], &[2.0, 3.0]);
 /// ```
 #[inline]
-pub fn map_to_arc<T: Copy, U>(src: &[T], f: &impl Fn(T) -> U) -> Arc<[U]> {
+pub fn map_to_arc<T: Copy, U>(src: &[T], f: &impl ElementFn<T, U>) -> Arc<[U]> {
     let mut slice = Arc::<[U]>::new_uninit_slice(src.len());
     map_widest(src, Arc::get_mut(&mut slice).expect("a fresh allocation has no other owner"), f);
     // SAFETY: `map_widest` wrote each of the `src.len()` slots.
@@ -206,7 +260,7 @@ pub fn map_to_arc<T: Copy, U>(src: &[T], f: &impl Fn(T) -> U) -> Arc<[U]> {
 /// assert_eq!(&shared[..], &[10.0, 40.0]);
 /// ```
 #[inline]
-pub fn zip_to_arc<T: Copy, U: Copy, V>(a: &[T], b: &[U], f: &impl Fn(T, U) -> V) -> Arc<[V]> {
+pub fn zip_to_arc<T: Copy, U: Copy, V>(a: &[T], b: &[U], f: &impl ElementFn2<T, U, V>) -> Arc<[V]> {
     assert_eq!(a.len(), b.len(), "zip_to_arc: operands of different lengths");
     let mut slice = Arc::<[V]>::new_uninit_slice(a.len());
     zip_widest(a, b, Arc::get_mut(&mut slice).expect("a fresh allocation has no other owner"), f);

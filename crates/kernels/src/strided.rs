@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 use crate::Real;
 use crate::layout::{Layout, Shape, numel};
 use crate::parallel::{THRESHOLD, worth_it};
+use crate::simd::{ElementFn, ElementFn2};
 
 /// Calls `f(offsets, len, inner_strides)` once per row of `shape` in row-major order,
 /// where each layout in `layouts` has that shape. `offsets[k]` is where the row starts in
@@ -138,6 +139,28 @@ pub fn map<T: Copy + Sync, U: Send>(
     layout: &Layout,
     f: impl Fn(T) -> U + Sync + Send,
 ) -> Vec<U> {
+    map_elements(data, layout, f)
+}
+
+/// [`map`] for any [`ElementFn`]: a type with an `#[inline(always)]` method is certain to be
+/// inlined into the vector loop.
+///
+/// ```
+/// use tapegrad_kernels::{layout::Layout, simd::ElementFn, strided::map_elements};
+/// struct Double;
+/// impl ElementFn<f32, f32> for Double {
+///     #[inline(always)]
+///     fn call(&self, x: f32) -> f32 {
+///         2.0 * x
+///     }
+/// }
+/// assert_eq!(map_elements(&[1.0f32, 3.0], &Layout::contiguous(&[2]), Double), vec![2.0, 6.0]);
+/// ```
+pub fn map_elements<T: Copy + Sync, U: Send>(
+    data: &[T],
+    layout: &Layout,
+    f: impl ElementFn<T, U>,
+) -> Vec<U> {
     if layout.is_contiguous() {
         let slice = &data[layout.offset()..layout.offset() + layout.numel()];
         if worth_it(slice.len()) {
@@ -165,7 +188,7 @@ pub fn map<T: Copy + Sync, U: Send>(
             crate::simd::map_widest(&data[o..o + len], row, &f);
         } else {
             for (j, slot) in row.iter_mut().enumerate() {
-                slot.write(f(data[o + j * s]));
+                slot.write(f.call(data[o + j * s]));
             }
         }
         at += len;
@@ -188,15 +211,15 @@ pub fn map<T: Copy + Sync, U: Send>(
 ///
 /// # Panics
 /// If the slices differ in length.
-pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Fn(T, T) -> T + Sync) {
+pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl ElementFn2<T, T, T>) {
     assert_eq!(dst.len(), src.len(), "zip_in_place: slices of different lengths");
     struct InPlace<'a, T, F>(&'a mut [T], &'a [T], &'a F);
-    impl<T: Copy, F: Fn(T, T) -> T> crate::simd::WidestLoop for InPlace<'_, T, F> {
+    impl<T: Copy, F: ElementFn2<T, T, T>> crate::simd::WidestLoop for InPlace<'_, T, F> {
         type Output = ();
         #[inline(always)]
         fn run(self) {
             for (d, &v) in self.0.iter_mut().zip(self.1) {
-                *d = (self.2)(*d, v);
+                *d = self.2.call(*d, v);
             }
         }
     }
@@ -285,7 +308,7 @@ fn zip_rows_into<T: Copy, U: Copy, V>(
     b: &[U],
     lb: &Layout,
     shape: &[usize],
-    f: &impl Fn(T, U) -> V,
+    f: &impl ElementFn2<T, U, V>,
 ) {
     assert_eq!(dst.len(), numel(shape), "zip_map: output slots");
     let mut at = 0;
@@ -295,23 +318,23 @@ fn zip_rows_into<T: Copy, U: Copy, V>(
         match (sa, sb) {
             (1, 1) => row.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]).for_each(
                 |((d, &x), &y)| {
-                    d.write(f(x, y));
+                    d.write(f.call(x, y));
                 },
             ),
             (1, 0) => {
                 let y = b[ob];
                 row.iter_mut().zip(&a[oa..oa + len]).for_each(|(d, &x)| {
-                    d.write(f(x, y));
+                    d.write(f.call(x, y));
                 });
             }
             (0, 1) => {
                 let x = a[oa];
                 row.iter_mut().zip(&b[ob..ob + len]).for_each(|(d, &y)| {
-                    d.write(f(x, y));
+                    d.write(f.call(x, y));
                 });
             }
             _ => row.iter_mut().enumerate().for_each(|(j, d)| {
-                d.write(f(a[oa + j * sa], b[ob + j * sb]));
+                d.write(f.call(a[oa + j * sa], b[ob + j * sb]));
             }),
         }
     });

@@ -3,6 +3,7 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::simd::{ElementFn, ElementFn2};
 use tapegrad_kernels::strided::zip_in_place;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::{
@@ -17,12 +18,19 @@ pub(crate) trait UnaryFn {
 /// Element functions beyond [`Element`] that only ops need.
 pub(crate) trait Special: Element {
     fn erf(self) -> Self;
+    /// The standard normal distribution function (GELU's factor): vectorisable for f32,
+    /// through libm's erf for f64.
+    fn normal_cdf(self) -> Self;
 }
 
 impl Special for f32 {
     #[inline(always)]
     fn erf(self) -> Self {
         libm::erff(self)
+    }
+    #[inline(always)]
+    fn normal_cdf(self) -> Self {
+        tapegrad_kernels::fast_math::normal_cdf_f32(self)
     }
 }
 
@@ -31,6 +39,35 @@ impl Special for f64 {
     fn erf(self) -> Self {
         libm::erf(self)
     }
+    #[inline(always)]
+    fn normal_cdf(self) -> Self {
+        0.5 * (1.0 + libm::erf(self * std::f64::consts::FRAC_1_SQRT_2))
+    }
+}
+
+/// A [`UnaryFn`] or [`GradFn`] as the kernels' element function: its `#[inline(always)]`
+/// methods are certain to be inlined into the vector loops (a function value may not be,
+/// for a large body, which then runs scalar with a call per element).
+pub(crate) struct Apply<F>(std::marker::PhantomData<fn() -> F>);
+
+impl<F> Apply<F> {
+    pub(crate) fn new() -> Self {
+        Apply(std::marker::PhantomData)
+    }
+}
+
+impl<F: UnaryFn, T: Special> ElementFn<T, T> for Apply<F> {
+    #[inline(always)]
+    fn call(&self, x: T) -> T {
+        F::apply(x)
+    }
+}
+
+impl<F: GradFn, T: Special> ElementFn2<T, T, T> for Apply<F> {
+    #[inline(always)]
+    fn call(&self, g: T, v: T) -> T {
+        F::apply(g, v)
+    }
 }
 
 /// `F` applied to every element of `x`, as a new contiguous tensor (nothing recorded).
@@ -38,8 +75,8 @@ impl Special for f64 {
 pub(crate) fn map<F: UnaryFn>(x: &Tensor) -> Tensor {
     let layout = x.layout();
     let storage = match x.storage() {
-        Storage::F32(v) => kernels::map_into_storage(&v, layout, F::apply::<f32>),
-        Storage::F64(v) => kernels::map_into_storage(&v, layout, F::apply::<f64>),
+        Storage::F32(v) => kernels::map_elements_into_storage(&v, layout, Apply::<F>::new()),
+        Storage::F64(v) => kernels::map_elements_into_storage(&v, layout, Apply::<F>::new()),
         Storage::I64(_) => unreachable!("float dtype checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
@@ -103,10 +140,10 @@ pub(crate) fn fused_rule<F: GradFn>(
             let gs = layout.offset()..layout.offset() + layout.numel();
             match v {
                 Storage::F32(v) => {
-                    zip_in_place(&mut dst.make_mut::<f32>()?[gs], &v[vs], F::apply::<f32>)
+                    zip_in_place(&mut dst.make_mut::<f32>()?[gs], &v[vs], Apply::<F>::new())
                 }
                 Storage::F64(v) => {
-                    zip_in_place(&mut dst.make_mut::<f64>()?[gs], &v[vs], F::apply::<f64>)
+                    zip_in_place(&mut dst.make_mut::<f64>()?[gs], &v[vs], Apply::<F>::new())
                 }
                 Storage::I64(_) => return None,
             }

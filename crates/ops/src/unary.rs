@@ -53,21 +53,16 @@ unary_fn!(Sin, |x| x.sin());
 unary_fn!(Cos, |x| x.cos());
 unary_fn!(Erf, |x| x.erf());
 unary_fn!(Silu, |x| x * sigmoid(x));
-unary_fn!(GeluErf, |x| {
-    let half = T::from_f64(0.5);
-    half * x * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf())
-});
+unary_fn!(GeluErf, |x| x * x.normal_cdf());
 grad_fn!(TanhGrad, |g, y| g * (T::ONE - y * y));
 grad_fn!(SigmoidGrad, |g, y| g * (y * (T::ONE - y)));
 // PyTorch's `threshold_backward(g, y, 0)`: `y <= 0 ? 0 : g`, so NaN passes the gradient.
 grad_fn!(ReluGrad, |g, x| if x <= T::ZERO { T::ZERO } else { g });
 // d/dx x Phi(x) = Phi(x) + x phi(x).
 grad_fn!(GeluErfGrad, |g, x| {
-    let half = T::from_f64(0.5);
-    let cdf = half * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf());
-    let pdf = (-(half * x * x)).exp_vectorisable()
+    let pdf = (-(T::from_f64(0.5) * x * x)).exp_vectorisable()
         * T::from_f64(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
-    g * (cdf + x * pdf)
+    g * (x.normal_cdf() + x * pdf)
 });
 // y = x/2 (1 + tanh u), u = c (x + k x^3): dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2).
 grad_fn!(GeluTanhGrad, |g, x| {

@@ -2,7 +2,7 @@
 //! shape), re-exported, and two that write straight into a tensor's [`Storage`].
 
 use tapegrad_kernels::parallel::worth_it;
-use tapegrad_kernels::simd;
+use tapegrad_kernels::simd::{self, ElementFn};
 pub use tapegrad_kernels::strided::*;
 
 use crate::layout::{Layout, numel};
@@ -23,16 +23,41 @@ pub fn map_into_storage<T: Copy + Sync, U: StorageElement>(
     layout: &Layout,
     f: impl Fn(T) -> U + Sync + Send,
 ) -> Storage {
+    map_elements_into_storage(data, layout, f)
+}
+
+/// [`map_into_storage`] for any [`ElementFn`] (a type whose `#[inline(always)]` method is
+/// certain to be inlined into the vector loop).
+///
+/// ```
+/// use tapegrad_kernels::simd::ElementFn;
+/// use tapegrad_tape::{kernels::map_elements_into_storage, layout::Layout};
+/// struct Square;
+/// impl ElementFn<f64, f64> for Square {
+///     #[inline(always)]
+///     fn call(&self, x: f64) -> f64 {
+///         x * x
+///     }
+/// }
+/// let s = map_elements_into_storage(&[3.0f64], &Layout::contiguous(&[1]), Square);
+/// assert_eq!(s.as_slice::<f64>().unwrap(), &[9.0]);
+/// ```
+#[inline]
+pub fn map_elements_into_storage<T: Copy + Sync, U: StorageElement>(
+    data: &[T],
+    layout: &Layout,
+    f: impl ElementFn<T, U>,
+) -> Storage {
     let n = layout.numel();
     if n <= Buffer::<U>::INLINE && layout.is_contiguous() {
         let data = &data[layout.offset()..layout.offset() + n];
-        return U::wrap_buffer(Buffer::from_fn(n, |i| f(data[i])));
+        return U::wrap_buffer(Buffer::from_fn(n, |i| f.call(data[i])));
     }
     if layout.is_contiguous() && !worth_it(n) {
         let data = &data[layout.offset()..layout.offset() + n];
         return U::wrap_buffer(Buffer::from_arc(simd::map_to_arc(data, &f)));
     }
-    U::wrap(map(data, layout, f))
+    U::wrap(map_elements(data, layout, f))
 }
 
 /// [`zip_map`] straight into [`Storage`], tiny results in place and small ones in a single
