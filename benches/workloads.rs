@@ -690,9 +690,33 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
 /// The table: per measure, both medians with their spreads, and how many times faster
 /// tapegrad is (PyTorch / tapegrad for times, tapegrad / PyTorch for throughput): the
 /// median over runs of each run's ratio when every run has both measurements.
+/// The CPU model and the widest vectors the kernels use on it, for the table's first line
+/// (ratios differ between machine kinds).
+pub fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("model name"))?.to_string();
+            Some(line.split_once(':')?.1.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    #[cfg(target_arch = "x86_64")]
+    let vectors = if std::arch::is_x86_feature_detected!("avx512f") {
+        "AVX-512"
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        "AVX2 (the AVX-512 kernels fall back to their portable forms)"
+    } else {
+        "SSE2 (the AVX-512 kernels fall back to their portable forms)"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let vectors = "the compiler's baseline (no AVX-512 kernels)";
+    format!("machine: {model}; vectors: {vectors}; threads: {}", rayon::current_num_threads())
+}
+
 pub fn table(measures: &[Measure], json: bool) -> String {
     let mut s = String::new();
     if !json {
+        s.push_str(&format!("{}\n", machine()));
         s.push_str(&format!(
             "{:<6} {:<28} {:>26} {:>26} {:>8}  {}\n",
             "id",

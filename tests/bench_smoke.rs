@@ -14,6 +14,7 @@ fn the_benchmark_harness_runs_every_workload() {
     assert!(measures.iter().all(|m| m.ours.len() == 1 && m.ours[0].is_finite() && m.ours[0] > 0.0));
     let text = workloads::table(&measures, false);
     assert!(text.contains("w3") && text.contains("sgemm n=64"), "{text}");
+    assert!(text.starts_with("machine: ") && text.contains("vectors: "), "{text}");
     assert_eq!(workloads::table(&measures, true).lines().count(), 12);
 }
 
