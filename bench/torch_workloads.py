@@ -44,17 +44,23 @@ def chain(numel):
     emit("fwd+bwd", statistics.median(tot), "ns/op", fwd=statistics.median(fwd))
 
 
-def steps(model, opt, x, y, warmup, count):
+def timed(step, warmup, count):
+    """Median milliseconds of `step()` over `count` calls after `warmup` untimed ones."""
     times = []
-    for step in range(warmup + count):
+    for i in range(warmup + count):
         t0 = time.perf_counter()
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        if step >= warmup:
+        step()
+        if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def steps(model, opt, x, y, warmup, count):
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return timed(step, warmup, count)
 
 
 def mlp():
@@ -157,18 +163,15 @@ elif w == "w7":
     opt = torch.optim.Adam(params, lr=1e-3)
     tokens = torch.randint(0, vocab, (batch, steps_))
     targets = torch.randint(0, vocab, (batch * steps_,))
-    times = []
-    warmup, count = (1, 3) if a.quick else (5, 30)
-    for step in range(warmup + count):
-        t0 = time.perf_counter()
+
+    def lm_step():
         opt.zero_grad()
         hidden, _ = lstm(emb(tokens))
         F.cross_entropy(head(hidden).reshape(-1, vocab), targets).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        if step >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
-    emit("step", statistics.median(times), "ms")
+
+    emit("step", timed(lm_step, *((1, 3) if a.quick else (5, 30))), "ms")
 elif w == "w8":
     torch.manual_seed(0)
     B, T, D, H = (2, 8, 16, 4) if a.quick else (16, 64, 128, 4)
@@ -191,15 +194,12 @@ elif w == "w8":
 
     def block_steps(model):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-        times = []
-        for step in range(warmup + count):
-            t0 = time.perf_counter()
+
+        def step():
             opt.zero_grad()
             F.mse_loss(model(x), target).backward()
             opt.step()
-            if step >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+        return timed(step, warmup, count)
 
     emit("step", block_steps(Block()), "ms")
     fused = nn.TransformerEncoderLayer(D, H, 4 * D, dropout=0.0, activation="gelu", batch_first=True,
@@ -212,30 +212,26 @@ elif w == "w9":
     params = list(mlp.parameters())
     x, y = torch.randn(batch, 784), torch.randint(0, 10, (batch,))
     v = [torch.randn_like(q) for q in params]
-    times = []
-    for step in range(warmup + count):
-        t0 = time.perf_counter()
+
+    def hvp():
         g = torch.autograd.grad(F.cross_entropy(mlp(x), y), params, create_graph=True)
         torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params)
-        if step >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
-    emit("hvp", statistics.median(times), "ms")
+
+    emit("hvp", timed(hvp, warmup, count), "ms")
     n = 16 if a.quick else 256
     critic = nn.Sequential(nn.Linear(2, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 1))
     opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9))
     real, fake, eps = torch.randn(n, 2), torch.randn(n, 2) + 2.0, torch.rand(n, 1)
-    times = []
-    for step in range(warmup + count):
-        t0 = time.perf_counter()
+
+    def critic_step():
         opt.zero_grad()
         x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
         g, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
         gp = ((g.norm(2, dim=1) - 1) ** 2).mean()
         (critic(fake).mean() - critic(real).mean() + 10 * gp).backward()
         opt.step()
-        if step >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
-    emit("wgan-gp step", statistics.median(times), "ms")
+
+    emit("wgan-gp step", timed(critic_step, warmup, count), "ms")
 elif w == "w10":
     torch.manual_seed(0)
     n, size = (4, 8) if a.quick else (32, 32)

@@ -146,63 +146,25 @@ pub(crate) fn batch_norm(
             }
         }
     }
+    // Without running statistics to use, the batch's own (PyTorch does the same in eval
+    // mode when there are none).
+    let Some(running) = stats.filter(|_| !training) else {
+        if training && x.numel() / c.max(1) <= 1 {
+            return Err(Error::InvalidArgument {
+                op: "batch_norm",
+                message: format!(
+                    "needs more than one value per channel in training, got input {:?}",
+                    x.shape()
+                ),
+                location,
+            });
+        }
+        return Ok(batch_norm_batch_stats(x, stats, weight, bias, momentum, eps));
+    };
     let mut bshape = vec![1; x.dim()];
     bshape[1] = c;
     let per_channel = |t: &Tensor| shape::reshape_to(t, &bshape);
-    let running = stats.filter(|_| !training);
-    if running.is_none() {
-        let n = x.numel() / c.max(1);
-        if n <= 1 && training {
-            return Err(Error::InvalidArgument {
-                op: "batch_norm",
-                message: format!(
-                    "needs more than one value per channel in training, got input {:?}",
-                    x.shape()
-                ),
-                location,
-            });
-        }
-        return Ok(batch_norm_batch_stats(
-            x,
-            stats.filter(|_| training),
-            weight,
-            bias,
-            momentum,
-            eps,
-        ));
-    }
-    let (mean, var) = if let Some(s) = running {
-        (s.running_mean.detach(), s.running_var.detach())
-    } else {
-        // [N, C, ...] -> [C, N * ...]: one row per channel.
-        let rows =
-            shape::reshape_to(&shape::transpose(x, 0, 1)?.contiguous(), &[c, x.numel() / c.max(1)]);
-        let n = rows.shape()[1];
-        if n <= 1 && training {
-            return Err(Error::InvalidArgument {
-                op: "batch_norm",
-                message: format!(
-                    "needs more than one value per channel in training, got input {:?}",
-                    x.shape()
-                ),
-                location,
-            });
-        }
-        let mean = reduce::mean_dim(&rows, 1, false)?;
-        let centered = &rows - &shape::unsqueeze(&mean, 1)?;
-        let var = reduce::mean_dim(&unary::square(&centered), 1, false)?;
-        if let (Some(s), true) = (stats, training) {
-            let _guard = no_grad();
-            let unbiased = var.detach().mul_scalar(n as f64 / (n as f64 - 1.0));
-            s.running_mean.set_data(
-                &(&s.running_mean.mul_scalar(1.0 - momentum) + &mean.detach().mul_scalar(momentum)),
-            );
-            s.running_var.set_data(
-                &(&s.running_var.mul_scalar(1.0 - momentum) + &unbiased.mul_scalar(momentum)),
-            );
-        }
-        (mean, var)
-    };
+    let (mean, var) = (running.running_mean.detach(), running.running_var.detach());
     let normed = &(x - &per_channel(&mean)) * &per_channel(&unary::rsqrt(&var.add_scalar(eps)));
     let scaled = match weight {
         Some(w) => &normed * &per_channel(w),
