@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use tapegrad::data::{DataLoader, Mnist};
-use tapegrad::nn::{Module, Optimizer, Sequential, metrics};
+use tapegrad::nn::{Forward, Module, Optimizer, Sequential, metrics};
 use tapegrad::prelude::*;
 use tapegrad_kernels::gemm::{View, gemm_serial};
 

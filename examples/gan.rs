@@ -9,7 +9,7 @@ mod common;
 use std::f64::consts::TAU;
 use std::path::PathBuf;
 
-use tapegrad::nn::{LeakyReLU, Linear, Module, Optimizer, ReLU, Sequential};
+use tapegrad::nn::{Forward, LeakyReLU, Linear, Module, Optimizer, ReLU, Sequential};
 use tapegrad::prelude::*;
 
 const MODES: usize = 8;

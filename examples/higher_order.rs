@@ -4,7 +4,7 @@
 //!
 //! Run it with `cargo run --release --example higher_order`.
 
-use tapegrad::nn::{Linear, Module, Optimizer, ReLU, Sequential};
+use tapegrad::nn::{Forward, Linear, Module, Optimizer, ReLU, Sequential};
 use tapegrad::prelude::*;
 
 /// f(x) = sum(tanh(W x)^2) for a fixed W.

@@ -3,7 +3,7 @@
 //!
 //! Run it with `cargo run --release --example logistic_regression`.
 
-use tapegrad::nn::{Linear, Module, Optimizer, metrics};
+use tapegrad::nn::{Forward, Linear, Module, Optimizer, metrics};
 use tapegrad::prelude::*;
 
 /// Training accuracy and the loss at the start and end.

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tapegrad::data::{DataLoader, Mnist};
-use tapegrad::nn::{Conv2d, Linear, MaxPool2d, Module, Optimizer, ReLU, Sequential, metrics, save};
+use tapegrad::nn::{
+    Conv2d, Forward, Linear, MaxPool2d, Module, Optimizer, ReLU, Sequential, metrics, save,
+};
 use tapegrad::prelude::*;
 
 /// What to train and how.

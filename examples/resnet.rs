@@ -5,14 +5,12 @@
 
 mod common;
 
-use tapegrad::data::{DataLoader, Mnist};
-use tapegrad::nn::{
-    AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Module, Optimizer, ReLU,
-    Sequential, Slot, join_name, metrics,
-};
+use tapegrad::nn::metrics;
 use tapegrad::prelude::*;
 
 /// `relu(x + bn(conv(relu(bn(conv(x))))))`: the block of He et al.'s residual networks.
+/// The derive finds the parameters and the BatchNorm layers (for train/eval) in `body`.
+#[derive(Module)]
 struct ResidualBlock {
     body: Sequential,
 }
@@ -29,18 +27,9 @@ impl ResidualBlock {
     }
 }
 
-impl Module for ResidualBlock {
+impl Forward for ResidualBlock {
     fn forward(&self, x: &Tensor) -> Tensor {
         (x + &self.body.forward(x)).relu()
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        self.body.visit(&join_name(prefix, "body"), f);
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        self.body.visit_mut(&join_name(prefix, "body"), f);
-    }
-    fn set_training(&self, training: bool) {
-        self.body.set_training(training);
     }
 }
 

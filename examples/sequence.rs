@@ -3,7 +3,7 @@
 //!
 //! Run it with `cargo run --release --example sequence`.
 
-use tapegrad::nn::{GRU, Linear, Module, Optimizer};
+use tapegrad::nn::{Forward, GRU, Linear, Module, Optimizer};
 use tapegrad::prelude::*;
 
 /// Mean squared error of the predictions at the start and end of training.

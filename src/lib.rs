@@ -57,9 +57,15 @@ pub use tapegrad_tape::{
 /// assert_eq!(w.grad().unwrap().shape(), &[3, 2]);
 /// ```
 pub mod prelude {
+    pub use tapegrad_data::{DataLoader, Mnist};
     pub use tapegrad_nn::{
-        Adam, AdamW, BatchNorm2d, Checkpoint, Conv2d, Dropout, Flatten, LayerNorm, Linear,
-        LrScheduler, MaxPool2d, Module, Optimizer, ReLU, SGD, Sequential,
+        Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss,
+        BatchNorm1d, BatchNorm2d, Checkpoint, Conv1d, Conv2d, ConvTranspose2d, CosineAnnealingLR,
+        CrossEntropyLoss, Dropout, Embedding, ExponentialLR, Flatten, Forward, GELU, GRU, L1Loss,
+        LSTM, Layer, LayerNorm, LeakyReLU, Linear, LinearWarmup, LrScheduler, MSELoss, MaxPool2d,
+        Module, NLLLoss, Optimizer, RMSprop, RNN, ReLU, SGD, Sequential, SiLU, Sigmoid,
+        SmoothL1Loss, StepLR, Tanh, TrainingFlag, clip_grad_norm, clip_grad_value, load,
+        load_checkpoint, load_tensors, save, save_checkpoint, save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F, LossOptions};
     pub use tapegrad_ops::prelude::*;

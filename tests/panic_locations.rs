@@ -106,12 +106,12 @@ fn functional_ops_and_losses() {
 }
 
 #[test]
-fn layers_called_directly_or_through_dyn_module() {
+fn layers_called_directly_or_through_dyn_layer() {
     let linear = Linear::new(3, 2);
     reported_here!(linear.forward(&Tensor::ones(&[4, 5])));
     let model = Sequential::new().add(Linear::new(3, 2)).add(ReLU);
     reported_here!(model.forward(&Tensor::ones(&[4, 5])));
-    let boxed: Box<dyn Module> = Box::new(Linear::new(3, 2));
+    let boxed: Box<dyn Layer> = Box::new(Linear::new(3, 2));
     reported_here!(boxed.forward(&Tensor::ones(&[4, 5])));
 }
 

@@ -3,7 +3,7 @@
 //! blocked reductions, threaded elementwise loops and GEMMs) give bit-identical losses and
 //! parameters at 1, 2, 3 and 4 threads.
 
-use tapegrad::nn::{BatchNorm2d, Flatten};
+use tapegrad::nn::{BatchNorm2d, Flatten, Forward};
 use tapegrad::prelude::*;
 
 /// Losses (as bits) of `steps` training steps, then every parameter's bits, with the

@@ -44,7 +44,7 @@ pub fn save_checkpoint(
 /// neither the model nor the optimizer changes.
 ///
 /// ```
-/// use tapegrad_nn::{Linear, Module, Optimizer, SGD, load_checkpoint, save_checkpoint};
+/// use tapegrad_nn::{Forward, Linear, Module, Optimizer, SGD, load_checkpoint, save_checkpoint};
 /// use tapegrad_tape::Tensor;
 /// let dir = std::env::temp_dir().join(format!("tapegrad-doc-load-ckpt-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
@@ -110,7 +110,7 @@ const VERSION: u32 = 1;
 /// [`get_rng_state`] and [`set_rng_state`].
 ///
 /// ```
-/// use tapegrad_nn::{Adam, Checkpoint, Dropout, Linear, LrScheduler, Module, Optimizer, ReLU, Sequential, StepLR};
+/// use tapegrad_nn::{Adam, Checkpoint, Dropout, Forward, Linear, LrScheduler, Module, Optimizer, ReLU, Sequential, StepLR};
 /// use tapegrad_ops::prelude::*;
 /// use tapegrad_tape::{Tensor, manual_seed};
 /// let path = std::env::temp_dir().join(format!("tapegrad-doc-checkpoint-{}.safetensors", std::process::id()));

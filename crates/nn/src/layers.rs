@@ -1,26 +1,13 @@
 //! Layers, initialised the way PyTorch initialises them by default.
 
-use std::cell::Cell;
-
 use tapegrad_ops::functional::{self as F, BatchNormStats, Conv2dOptions};
 use tapegrad_ops::prelude::*;
 use tapegrad_tape::{DType, Tensor};
 
+use crate::Module;
+use crate::field::{ModuleField, TrainingFlag};
 use crate::init;
-use crate::module::{Module, Slot, join_name};
-
-/// Visits optional parameters by name.
-fn visit_params(
-    prefix: &str,
-    f: &mut dyn FnMut(&str, &Tensor, Slot),
-    params: &[(&str, Option<&Tensor>)],
-) {
-    for (name, t) in params {
-        if let Some(t) = t {
-            f(&join_name(prefix, name), t, Slot::Parameter);
-        }
-    }
-}
+use crate::module::{Forward, Layer, Slot};
 
 /// PyTorch's default bias: uniform in `±1/sqrt(fan_in)`.
 fn default_bias(n: usize, fan_in: usize) -> Tensor {
@@ -31,12 +18,13 @@ fn default_bias(n: usize, fan_in: usize) -> Tensor {
 /// `y = x W^T + b`: PyTorch's `nn.Linear`.
 ///
 /// ```
-/// use tapegrad_nn::{Linear, Module};
+/// use tapegrad_nn::{Forward, Linear, Module};
 /// use tapegrad_tape::Tensor;
 /// let layer = Linear::new(4, 3);
 /// assert_eq!(layer.weight.shape(), &[3, 4]);
 /// assert_eq!(layer.forward(&Tensor::zeros(&[2, 4])).shape(), &[2, 3]);
 /// ```
+#[derive(Module)]
 pub struct Linear {
     /// `out_features x in_features`.
     pub weight: Tensor,
@@ -73,19 +61,10 @@ impl Linear {
     }
 }
 
-impl Module for Linear {
+impl Forward for Linear {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         F::linear(x, &self.weight, self.bias.as_ref())
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        visit_params(prefix, f, &[("weight", Some(&self.weight)), ("bias", self.bias.as_ref())]);
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
-        if let Some(b) = &mut self.bias {
-            f(&join_name(prefix, "bias"), b, Slot::Parameter);
-        }
     }
 }
 
@@ -98,12 +77,14 @@ macro_rules! conv_layer {
         $input:expr => $plain:expr, stride $strided:expr, padding $padded:expr, dilation $dilated:expr
     ) => {
         $(#[$doc])*
+        #[derive(Module)]
         pub struct $name {
             /// The kernel.
             pub weight: Tensor,
             /// One bias per output channel, if any.
             pub bias: Option<Tensor>,
             /// Stride, padding, dilation, groups.
+            #[module(skip)]
             pub options: Conv2dOptions,
         }
 
@@ -111,7 +92,7 @@ macro_rules! conv_layer {
             /// Stride of the windows.
             ///
             /// ```
-            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let x = Tensor::zeros(&", stringify!($input), ");")]
             #[doc = concat!("let conv = ", stringify!($name), "::new(2, 4, 3);")]
@@ -125,7 +106,7 @@ macro_rules! conv_layer {
             /// Zero padding on every side.
             ///
             /// ```
-            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let x = Tensor::zeros(&", stringify!($input), ");")]
             #[doc = concat!("let conv = ", stringify!($name), "::new(2, 4, 3);")]
@@ -139,7 +120,7 @@ macro_rules! conv_layer {
             /// Spacing between kernel taps.
             ///
             /// ```
-            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let x = Tensor::zeros(&", stringify!($input), ");")]
             #[doc = concat!("let conv = ", stringify!($name), "::new(2, 4, 3);")]
@@ -153,7 +134,7 @@ macro_rules! conv_layer {
             /// Without a bias.
             ///
             /// ```
-            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let conv = ", stringify!($name), "::new(2, 4, 3).no_bias();")]
             /// assert_eq!(conv.parameters().len(), 1); // the weight alone
@@ -166,16 +147,7 @@ macro_rules! conv_layer {
             }
         }
 
-        impl Module for $name {
-            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-                visit_params(prefix, f, &[("weight", Some(&self.weight)), ("bias", self.bias.as_ref())]);
-            }
-            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-                f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
-                if let Some(b) = &mut self.bias {
-                    f(&join_name(prefix, "bias"), b, Slot::Parameter);
-                }
-            }
+        impl Forward for $name {
             #[track_caller]
             fn forward(&self, x: &Tensor) -> Tensor {
                 self.apply(x)
@@ -188,7 +160,7 @@ conv_layer!(
     /// 2-D convolution: PyTorch's `nn.Conv2d` (kernel `[out, in / groups, k, k]`).
     ///
     /// ```
-    /// use tapegrad_nn::{Conv2d, Module};
+    /// use tapegrad_nn::{Conv2d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let conv = Conv2d::new(1, 16, 5).padding(2);
     /// assert_eq!(conv.forward(&Tensor::zeros(&[2, 1, 28, 28])).shape(), &[2, 16, 28, 28]);
@@ -202,7 +174,7 @@ impl Conv2d {
     /// A square-kernel convolution with a bias, stride 1 and no padding.
     ///
     /// ```
-    /// use tapegrad_nn::{Conv2d, Module};
+    /// use tapegrad_nn::{Conv2d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let conv = Conv2d::new(3, 8, 5);
     /// assert_eq!(
@@ -218,7 +190,7 @@ impl Conv2d {
     /// A grouped convolution (`groups` must divide both channel counts).
     ///
     /// ```
-    /// use tapegrad_nn::{Conv2d, Module};
+    /// use tapegrad_nn::{Conv2d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let depthwise = Conv2d::with_groups(4, 8, 3, 4); // each output sees one input channel
     /// assert_eq!(depthwise.weight.shape(), &[8, 1, 3, 3]);
@@ -249,7 +221,7 @@ conv_layer!(
     /// 1-D convolution: PyTorch's `nn.Conv1d` (kernel `[out, in / groups, k]`).
     ///
     /// ```
-    /// use tapegrad_nn::{Conv1d, Module};
+    /// use tapegrad_nn::{Conv1d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// assert_eq!(Conv1d::new(3, 8, 3).padding(1).forward(&Tensor::zeros(&[2, 3, 10])).shape(), &[2, 8, 10]);
     /// ```
@@ -262,7 +234,7 @@ impl Conv1d {
     /// A convolution with a bias, stride 1 and no padding.
     ///
     /// ```
-    /// use tapegrad_nn::{Conv1d, Module};
+    /// use tapegrad_nn::{Conv1d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let conv = Conv1d::new(3, 8, 5);
     /// assert_eq!(conv.weight.shape(), &[8, 3, 5]);
@@ -298,7 +270,7 @@ conv_layer!(
     /// `[in, out / groups, k, k]`), the upsampling layer of GAN generators.
     ///
     /// ```
-    /// use tapegrad_nn::{ConvTranspose2d, Module};
+    /// use tapegrad_nn::{ConvTranspose2d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let up = ConvTranspose2d::new(8, 4, 4).stride(2).padding(1);
     /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 7, 7])).shape(), &[1, 4, 14, 14]);
@@ -312,7 +284,7 @@ impl ConvTranspose2d {
     /// A transposed convolution with a bias, stride 1 and no padding.
     ///
     /// ```
-    /// use tapegrad_nn::{ConvTranspose2d, Module};
+    /// use tapegrad_nn::{ConvTranspose2d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let up = ConvTranspose2d::new(8, 3, 5);
     /// assert_eq!(up.weight.shape(), &[8, 3, 5, 5]); // [in, out, k, k]
@@ -338,25 +310,23 @@ impl ConvTranspose2d {
 macro_rules! stateless {
     ($(#[$doc:meta])* $name:ident, |$s:ident, $x:ident| $body:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Debug)]
+        #[derive(Clone, Debug, Module)]
         pub struct $name;
         stateless!(@impl $name, |$s, $x| $body);
     };
     ($(#[$doc:meta])* $name:ident ( $($field:ident: $ty:ty),* ), |$s:ident, $x:ident| $body:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Debug)]
+        #[derive(Clone, Debug, Module)]
         pub struct $name { $(#[allow(missing_docs)] pub $field: $ty),* }
         stateless!(@impl $name, |$s, $x| $body);
     };
     (@impl $name:ident, |$s:ident, $x:ident| $body:expr) => {
-        impl Module for $name {
+        impl Forward for $name {
             #[track_caller]
             fn forward(&self, $x: &Tensor) -> Tensor {
                 let $s = self;
                 $body
             }
-            fn visit(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor, Slot)) {}
-            fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut Tensor, Slot)) {}
         }
     };
 }
@@ -365,7 +335,7 @@ stateless!(
     /// `max(x, 0)` as a module.
     ///
     /// ```
-    /// use tapegrad_nn::{Module, ReLU};
+    /// use tapegrad_nn::{Forward, Module, ReLU};
     /// assert_eq!(ReLU.forward(&tapegrad_tape::Tensor::full(&[1], -1.0)).item(), 0.0);
     /// ```
     ReLU,
@@ -375,7 +345,7 @@ stateless!(
     /// `tanh` as a module.
     ///
     /// ```
-    /// use tapegrad_nn::{Module, Tanh};
+    /// use tapegrad_nn::{Forward, Module, Tanh};
     /// assert_eq!(Tanh.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
     /// ```
     Tanh,
@@ -385,7 +355,7 @@ stateless!(
     /// The logistic function as a module.
     ///
     /// ```
-    /// use tapegrad_nn::{Module, Sigmoid};
+    /// use tapegrad_nn::{Forward, Module, Sigmoid};
     /// assert_eq!(Sigmoid.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.5);
     /// ```
     Sigmoid,
@@ -395,7 +365,7 @@ stateless!(
     /// Exact GELU as a module.
     ///
     /// ```
-    /// use tapegrad_nn::{GELU, Module};
+    /// use tapegrad_nn::{Forward, GELU, Module};
     /// assert_eq!(GELU.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
     /// ```
     GELU,
@@ -405,7 +375,7 @@ stateless!(
     /// SiLU (swish) as a module.
     ///
     /// ```
-    /// use tapegrad_nn::{Module, SiLU};
+    /// use tapegrad_nn::{Forward, Module, SiLU};
     /// assert_eq!(SiLU.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
     /// ```
     SiLU,
@@ -415,7 +385,7 @@ stateless!(
     /// Leaky ReLU with a negative slope.
     ///
     /// ```
-    /// use tapegrad_nn::{LeakyReLU, Module};
+    /// use tapegrad_nn::{Forward, LeakyReLU, Module};
     /// let y = LeakyReLU { slope: 0.5 }.forward(&tapegrad_tape::Tensor::full(&[1], -2.0));
     /// assert_eq!(y.item(), -1.0);
     /// ```
@@ -426,7 +396,7 @@ stateless!(
     /// Flattens dimensions `start..=end` (PyTorch's default: 1 to -1).
     ///
     /// ```
-    /// use tapegrad_nn::{Flatten, Module};
+    /// use tapegrad_nn::{Flatten, Forward, Module};
     /// let y = Flatten::default().forward(&tapegrad_tape::Tensor::zeros(&[2, 3, 4]));
     /// assert_eq!(y.shape(), &[2, 12]);
     /// ```
@@ -444,7 +414,7 @@ stateless!(
     /// Max pooling: PyTorch's `nn.MaxPool2d` (stride defaults to the kernel).
     ///
     /// ```
-    /// use tapegrad_nn::{MaxPool2d, Module};
+    /// use tapegrad_nn::{Forward, MaxPool2d, Module};
     /// let y = MaxPool2d::new(2).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 28, 28]));
     /// assert_eq!(y.shape(), &[1, 1, 14, 14]);
     /// ```
@@ -456,7 +426,7 @@ impl MaxPool2d {
     /// Pooling over `kernel x kernel` windows with stride `kernel`.
     ///
     /// ```
-    /// use tapegrad_nn::{MaxPool2d, Module};
+    /// use tapegrad_nn::{Forward, MaxPool2d, Module};
     /// use tapegrad_tape::Tensor;
     /// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]);
     /// let pool = MaxPool2d::new(2);
@@ -472,7 +442,7 @@ stateless!(
     /// Average pooling: PyTorch's `nn.AvgPool2d` (stride defaults to the kernel).
     ///
     /// ```
-    /// use tapegrad_nn::{AvgPool2d, Module};
+    /// use tapegrad_nn::{AvgPool2d, Forward, Module};
     /// let y = AvgPool2d::new(2).forward(&tapegrad_tape::Tensor::ones(&[1, 1, 4, 4]));
     /// assert_eq!(y.to_vec::<f32>(), vec![1.0; 4]);
     /// ```
@@ -484,7 +454,7 @@ impl AvgPool2d {
     /// Pooling over `kernel x kernel` windows with stride `kernel`.
     ///
     /// ```
-    /// use tapegrad_nn::{AvgPool2d, Module};
+    /// use tapegrad_nn::{AvgPool2d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]);
     /// let pool = AvgPool2d::new(2);
@@ -500,7 +470,7 @@ stateless!(
     /// Average pooling to a fixed output size: PyTorch's `nn.AdaptiveAvgPool2d`.
     ///
     /// ```
-    /// use tapegrad_nn::{AdaptiveAvgPool2d, Module};
+    /// use tapegrad_nn::{AdaptiveAvgPool2d, Forward, Module};
     /// let y = AdaptiveAvgPool2d { height: 1, width: 1 }.forward(&tapegrad_tape::Tensor::ones(&[2, 3, 5, 5]));
     /// assert_eq!(y.shape(), &[2, 3, 1, 1]);
     /// ```
@@ -511,23 +481,24 @@ stateless!(
 /// Inverted dropout with probability `p`, active only in training mode.
 ///
 /// ```
-/// use tapegrad_nn::{Dropout, Module};
+/// use tapegrad_nn::{Dropout, Forward, Module};
 /// use tapegrad_tape::Tensor;
 /// let d = Dropout::new(0.5);
 /// d.eval();
 /// assert_eq!(d.forward(&Tensor::ones(&[4])).to_vec::<f32>(), vec![1.0; 4]);
 /// ```
+#[derive(Module)]
 pub struct Dropout {
     /// Probability of zeroing an element.
     pub p: f64,
-    training: Cell<bool>,
+    training: TrainingFlag,
 }
 
 impl Dropout {
     /// Dropout with probability `p`, starting in training mode.
     ///
     /// ```
-    /// use tapegrad_nn::{Dropout, Module};
+    /// use tapegrad_nn::{Dropout, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let d = Dropout::new(0.5);
     /// let y = d.forward(&Tensor::ones(&[100])).to_vec::<f32>();
@@ -535,19 +506,14 @@ impl Dropout {
     /// assert!(y.iter().all(|v| *v == 0.0 || *v == 2.0));
     /// ```
     pub fn new(p: f64) -> Self {
-        Dropout { p, training: Cell::new(true) }
+        Dropout { p, training: TrainingFlag::default() }
     }
 }
 
-impl Module for Dropout {
+impl Forward for Dropout {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         F::dropout(x, self.p, self.training.get())
-    }
-    fn visit(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor, Slot)) {}
-    fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut Tensor, Slot)) {}
-    fn set_training(&self, training: bool) {
-        self.training.set(training);
     }
 }
 
@@ -555,7 +521,7 @@ impl Module for Dropout {
 /// `nn.BatchNorm1d` and `nn.BatchNorm2d` (one type serves both).
 ///
 /// ```
-/// use tapegrad_nn::{BatchNorm2d, Module};
+/// use tapegrad_nn::{BatchNorm2d, Forward, Module};
 /// use tapegrad_tape::Tensor;
 /// let bn = BatchNorm2d::new(3);
 /// let y = bn.forward(&Tensor::randn(&[4, 3, 5, 5]));
@@ -563,27 +529,33 @@ impl Module for Dropout {
 /// let names: Vec<_> = bn.state_dict().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names, ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]);
 /// ```
+#[derive(Module)]
 pub struct BatchNorm2d {
     /// Scale per channel (starts at 1).
     pub weight: Tensor,
     /// Shift per channel (starts at 0).
     pub bias: Tensor,
-    /// Running mean and variance.
-    pub stats: BatchNormStats,
+    /// Running mean per channel (starts at 0).
+    #[module(buffer)]
+    pub running_mean: Tensor,
+    /// Running unbiased variance per channel (starts at 1).
+    #[module(buffer)]
+    pub running_var: Tensor,
     /// Batches seen in training (saved as PyTorch does).
+    #[module(buffer)]
     pub num_batches_tracked: Tensor,
     /// Weight of the newest batch in the running statistics.
     pub momentum: f64,
     /// Added to the variance.
     pub eps: f64,
-    training: Cell<bool>,
+    training: TrainingFlag,
 }
 
 /// Batch normalisation of `[N, C]` or `[N, C, L]` inputs (the same layer as
 /// [`BatchNorm2d`]).
 ///
 /// ```
-/// use tapegrad_nn::{BatchNorm1d, Module};
+/// use tapegrad_nn::{BatchNorm1d, Forward, Module};
 /// use tapegrad_tape::Tensor;
 /// let bn = BatchNorm1d::new(2);
 /// let x = Tensor::from_vec(vec![1.0f32, 10.0, 3.0, 30.0], &[2, 2]); // [N, C]
@@ -597,28 +569,29 @@ impl BatchNorm2d {
     /// Batch norm over `channels` with PyTorch's defaults (momentum 0.1, eps 1e-5).
     ///
     /// ```
-    /// use tapegrad_nn::{BatchNorm2d, Module};
+    /// use tapegrad_nn::{BatchNorm2d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let bn = BatchNorm2d::new(1);
     /// bn.forward(&Tensor::full(&[2, 1, 2, 2], 5.0)); // a training batch of mean 5
     /// // The running mean moves from 0 toward 5 by momentum 0.1.
-    /// assert_eq!(bn.stats.running_mean.to_vec::<f32>(), vec![0.5]);
+    /// assert_eq!(bn.running_mean.to_vec::<f32>(), vec![0.5]);
     /// assert_eq!(bn.num_batches_tracked.to_vec::<i64>(), vec![1]);
     /// ```
     pub fn new(channels: usize) -> Self {
         BatchNorm2d {
             weight: Tensor::ones(&[channels]).requires_grad(),
             bias: Tensor::zeros(&[channels]).requires_grad(),
-            stats: BatchNormStats::new(channels, DType::F32),
+            running_mean: Tensor::zeros_dtype(&[channels], DType::F32),
+            running_var: Tensor::ones_dtype(&[channels], DType::F32),
             num_batches_tracked: Tensor::from_vec(vec![0i64], &[]),
             momentum: 0.1,
             eps: 1e-5,
-            training: Cell::new(true),
+            training: TrainingFlag::default(),
         }
     }
 }
 
-impl Module for BatchNorm2d {
+impl Forward for BatchNorm2d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         let training = self.training.get();
@@ -626,9 +599,14 @@ impl Module for BatchNorm2d {
             let n = self.num_batches_tracked.to_vec::<i64>()[0];
             self.num_batches_tracked.set_data(&Tensor::from_vec(vec![n + 1], &[]));
         }
+        // The statistics share storage with the fields, so their update lands in the layer.
+        let stats = BatchNormStats {
+            running_mean: self.running_mean.clone(),
+            running_var: self.running_var.clone(),
+        };
         F::batch_norm(
             x,
-            Some(&self.stats),
+            Some(&stats),
             Some(&self.weight),
             Some(&self.bias),
             training,
@@ -636,33 +614,17 @@ impl Module for BatchNorm2d {
             self.eps,
         )
     }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        f(&join_name(prefix, "weight"), &self.weight, Slot::Parameter);
-        f(&join_name(prefix, "bias"), &self.bias, Slot::Parameter);
-        f(&join_name(prefix, "running_mean"), &self.stats.running_mean, Slot::Buffer);
-        f(&join_name(prefix, "running_var"), &self.stats.running_var, Slot::Buffer);
-        f(&join_name(prefix, "num_batches_tracked"), &self.num_batches_tracked, Slot::Buffer);
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
-        f(&join_name(prefix, "bias"), &mut self.bias, Slot::Parameter);
-        f(&join_name(prefix, "running_mean"), &mut self.stats.running_mean, Slot::Buffer);
-        f(&join_name(prefix, "running_var"), &mut self.stats.running_var, Slot::Buffer);
-        f(&join_name(prefix, "num_batches_tracked"), &mut self.num_batches_tracked, Slot::Buffer);
-    }
-    fn set_training(&self, training: bool) {
-        self.training.set(training);
-    }
 }
 
 /// Layer normalisation over the trailing `shape`, with an elementwise affine: PyTorch's
 /// `nn.LayerNorm`.
 ///
 /// ```
-/// use tapegrad_nn::{LayerNorm, Module};
+/// use tapegrad_nn::{Forward, LayerNorm, Module};
 /// use tapegrad_tape::Tensor;
 /// assert_eq!(LayerNorm::new(&[8]).forward(&Tensor::randn(&[2, 8])).shape(), &[2, 8]);
 /// ```
+#[derive(Module)]
 pub struct LayerNorm {
     /// Scale (starts at 1).
     pub weight: Tensor,
@@ -678,7 +640,7 @@ impl LayerNorm {
     /// Layer norm over `shape` with eps 1e-5.
     ///
     /// ```
-    /// use tapegrad_nn::{LayerNorm, Module};
+    /// use tapegrad_nn::{Forward, LayerNorm, Module};
     /// use tapegrad_tape::Tensor;
     /// let ln = LayerNorm::new(&[4]);
     /// let y = ln.forward(&Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 4])).to_vec::<f32>();
@@ -696,17 +658,10 @@ impl LayerNorm {
     }
 }
 
-impl Module for LayerNorm {
+impl Forward for LayerNorm {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         F::layer_norm(x, &self.shape, Some(&self.weight), Some(&self.bias), self.eps)
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        visit_params(prefix, f, &[("weight", Some(&self.weight)), ("bias", Some(&self.bias))]);
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
-        f(&join_name(prefix, "bias"), &mut self.bias, Slot::Parameter);
     }
 }
 
@@ -714,11 +669,12 @@ impl Module for LayerNorm {
 /// N(0, 1): PyTorch's `nn.Embedding`.
 ///
 /// ```
-/// use tapegrad_nn::{Embedding, Module};
+/// use tapegrad_nn::{Embedding, Forward, Module};
 /// use tapegrad_tape::Tensor;
 /// let e = Embedding::new(10, 3);
 /// assert_eq!(e.forward(&Tensor::from_vec(vec![1i64, 9], &[2])).shape(), &[2, 3]);
 /// ```
+#[derive(Module)]
 pub struct Embedding {
     /// `num_embeddings x dim`.
     pub weight: Tensor,
@@ -728,7 +684,7 @@ impl Embedding {
     /// A table of `num_embeddings` vectors of size `dim`.
     ///
     /// ```
-    /// use tapegrad_nn::{Embedding, Module};
+    /// use tapegrad_nn::{Embedding, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let e = Embedding::new(10, 3);
     /// assert_eq!(e.weight.shape(), &[10, 3]);
@@ -740,16 +696,10 @@ impl Embedding {
     }
 }
 
-impl Module for Embedding {
+impl Forward for Embedding {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         F::embedding(x, &self.weight)
-    }
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        f(&join_name(prefix, "weight"), &self.weight, Slot::Parameter);
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        f(&join_name(prefix, "weight"), &mut self.weight, Slot::Parameter);
     }
 }
 
@@ -762,14 +712,14 @@ impl Module for Embedding {
 /// ```
 #[derive(Default)]
 pub struct Sequential {
-    layers: Vec<Box<dyn Module>>,
+    layers: Vec<Box<dyn Layer>>,
 }
 
 impl Sequential {
     /// An empty sequence, which passes its input through unchanged.
     ///
     /// ```
-    /// use tapegrad_nn::{Module, Sequential};
+    /// use tapegrad_nn::{Forward, Module, Sequential};
     /// use tapegrad_tape::Tensor;
     /// let x = Tensor::from_vec(vec![1.0f32, -2.0], &[2]);
     /// assert_eq!(Sequential::new().forward(&x).to_vec::<f32>(), vec![1.0, -2.0]);
@@ -781,7 +731,7 @@ impl Sequential {
     /// This sequence with `layer` appended.
     ///
     /// ```
-    /// use tapegrad_nn::{LeakyReLU, Module, ReLU, Sequential};
+    /// use tapegrad_nn::{Forward, LeakyReLU, Module, ReLU, Sequential};
     /// use tapegrad_tape::Tensor;
     /// let x = Tensor::from_vec(vec![-2.0f32, 2.0], &[2]);
     /// let leaky = Sequential::new().add(LeakyReLU { slope: 0.5 });
@@ -790,7 +740,7 @@ impl Sequential {
     /// assert_eq!(then_relu.forward(&x).to_vec::<f32>(), vec![0.0, 2.0]);
     /// ```
     #[allow(clippy::should_implement_trait)]
-    pub fn add(mut self, layer: impl Module + 'static) -> Self {
+    pub fn add(mut self, layer: impl Layer + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self
     }
@@ -817,7 +767,7 @@ impl Sequential {
     }
 }
 
-impl Module for Sequential {
+impl Forward for Sequential {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut y = x.clone();
@@ -826,19 +776,18 @@ impl Module for Sequential {
         }
         y
     }
+}
+
+/// Written by hand because PyTorch names a sequence's layers `0`, `1`, ... directly under
+/// the sequence's own name (a derived field would add `layers.`).
+impl Module for Sequential {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.visit(&join_name(prefix, &i.to_string()), f);
-        }
+        self.layers.visit_field(prefix, Slot::Parameter, f)
     }
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_mut(&join_name(prefix, &i.to_string()), f);
-        }
+        self.layers.visit_field_mut(prefix, Slot::Parameter, f)
     }
     fn set_training(&self, training: bool) {
-        for layer in &self.layers {
-            layer.set_training(training);
-        }
+        self.layers.set_training_field(training)
     }
 }

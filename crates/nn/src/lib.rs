@@ -3,7 +3,7 @@
 //! `tapegrad_ops::functional` (`cross_entropy`, `mse_loss`, ...).
 //!
 //! ```
-//! use tapegrad_nn::{Adam, Linear, Module, Optimizer, ReLU, Sequential};
+//! use tapegrad_nn::{Adam, Forward, Linear, Module, Optimizer, ReLU, Sequential};
 //! use tapegrad_ops::{functional::cross_entropy, prelude::*};
 //! use tapegrad_tape::Tensor;
 //! let model = Sequential::new().add(Linear::new(4, 8)).add(ReLU).add(Linear::new(8, 3));
@@ -20,7 +20,11 @@
 
 #![forbid(unsafe_code)]
 
+// The derive's generated code names this crate `tapegrad_nn`, here as everywhere else.
+extern crate self as tapegrad_nn;
+
 mod checkpoint;
+mod field;
 pub mod init;
 mod io;
 mod layers;
@@ -32,6 +36,7 @@ mod rnn;
 mod scheduler;
 
 pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
+pub use field::{ModuleField, TrainingFlag};
 pub use io::{load, load_tensors, save, save_tensors};
 pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d,
@@ -42,7 +47,17 @@ pub use loss::{
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
     l1_penalty, l2_penalty,
 };
-pub use module::{Module, Slot, join_name};
+pub use module::{Forward, Layer, Module, Slot, join_name};
+/// `#[derive(Module)]`: see [`Module`](trait@Module) and [`ModuleField`].
+pub use tapegrad_derive::Module;
+
+/// What `#[derive(Module)]`'s generated code names (not for hand-written code).
+#[doc(hidden)]
+pub mod __derive {
+    pub use crate::field::ModuleField;
+    pub use crate::module::{Module, Slot, join_name};
+    pub use tapegrad_tape::Tensor;
+}
 pub use optim::{
     Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, Optim, Optimizer,
     ParamGroup, RMSprop, RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm, clip_grad_value,

@@ -30,35 +30,69 @@ pub fn join_name(prefix: &str, name: &str) -> String {
     if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
 }
 
-/// A layer or model: PyTorch's `nn.Module`.
+/// A layer or model: PyTorch's `nn.Module` without its `forward` (that is [`Forward`]).
 ///
-/// Implementors provide `forward` and the two visitors over their named tensors (containers
-/// call their children's visitors with a longer prefix); everything else (parameter lists,
-/// state dicts, train/eval, dtype conversion, freezing) comes from these.
+/// A module knows its named tensors: two visitors walk them (containers call their
+/// children's visitors with a longer prefix), and everything else (parameter lists, state
+/// dicts, train/eval, dtype conversion, freezing) is built on them. `#[derive(Module)]`
+/// writes the visitors from the struct's fields; [`ModuleField`](crate::ModuleField) says what each kind of
+/// field means, and the attributes are `#[module(skip)]`, `#[module(buffer)]` and
+/// `#[module(name = "...")]`.
 ///
 /// ```
-/// use tapegrad_nn::{Linear, Module, ReLU, Sequential};
+/// use tapegrad_nn::{BatchNorm1d, Dropout, Forward, Linear, Module};
+/// use tapegrad_ops::prelude::*;
 /// use tapegrad_tape::Tensor;
-/// let model = Sequential::new().add(Linear::new(3, 4)).add(ReLU).add(Linear::new(4, 2));
-/// let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
-/// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
-/// assert_eq!(model.forward(&Tensor::ones(&[5, 3])).shape(), &[5, 2]);
+///
+/// #[derive(Module)]
+/// struct Mlp {
+///     hidden: Linear,
+///     norm: BatchNorm1d,
+///     drop: Dropout,
+///     out: Linear,
+///     #[module(skip)]
+///     label: &'static str,
+/// }
+///
+/// impl Forward for Mlp {
+///     fn forward(&self, x: &Tensor) -> Tensor {
+///         let h = self.drop.forward(&self.norm.forward(&self.hidden.forward(x)).relu());
+///         self.out.forward(&h)
+///     }
+/// }
+///
+/// let model = Mlp {
+///     hidden: Linear::new(3, 8),
+///     norm: BatchNorm1d::new(8),
+///     drop: Dropout::new(0.5),
+///     out: Linear::new(8, 2),
+///     label: "mlp",
+/// };
+/// let names: Vec<String> = model.state_dict().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names[..3], ["hidden.weight", "hidden.bias", "norm.weight"]);
+/// assert_eq!(names[4..7], ["norm.running_mean", "norm.running_var", "norm.num_batches_tracked"]);
+/// model.eval(); // reaches the BatchNorm and the Dropout: nothing to forget
+/// let x = Tensor::randn(&[4, 3]);
+/// assert_eq!(model.forward(&x).to_vec::<f32>(), model.forward(&x).to_vec::<f32>());
+/// ```
+///
+/// Hand implementations stay possible (for tensors named differently from their fields):
+///
+/// ```
+/// use tapegrad_nn::{Module, Slot, join_name};
+/// use tapegrad_tape::Tensor;
+/// struct Scale(Tensor);
+/// impl Module for Scale {
+///     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+///         f(&join_name(prefix, "scale"), &self.0, Slot::Parameter);
+///     }
+///     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+///         f(&join_name(prefix, "scale"), &mut self.0, Slot::Parameter);
+///     }
+/// }
+/// assert_eq!(Scale(Tensor::ones(&[2])).named_parameters()[0].0, "scale");
 /// ```
 pub trait Module {
-    /// Computes the output for input `x`.
-    ///
-    /// ```
-    /// use tapegrad_nn::{Module, ReLU};
-    /// use tapegrad_tape::Tensor;
-    /// let y = ReLU.forward(&Tensor::from_vec(vec![-1.0f32, 2.0], &[2]));
-    /// assert_eq!(y.to_vec::<f32>(), vec![0.0, 2.0]);
-    /// ```
-    ///
-    /// Implementations inherit `#[track_caller]`, so an error inside a layer, even one called
-    /// through `dyn Module` (as in [`Sequential`](crate::Sequential)), names the user's line.
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor;
-
     /// Calls `f` with the full name, the tensor and its kind, for every parameter and buffer.
     ///
     /// ```
@@ -74,7 +108,7 @@ pub trait Module {
     /// Like [`Module::visit`], with the tensors open for replacement.
     ///
     /// ```
-    /// use tapegrad_nn::{Linear, Module};
+    /// use tapegrad_nn::{Forward, Linear, Module};
     /// use tapegrad_tape::Tensor;
     /// let mut layer = Linear::new(2, 1);
     /// layer.visit_mut("", &mut |_, t, _| *t = t.ones_like());
@@ -86,7 +120,7 @@ pub trait Module {
     /// it to their children. The default does nothing.
     ///
     /// ```
-    /// use tapegrad_nn::{Dropout, Module};
+    /// use tapegrad_nn::{Dropout, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let d = Dropout::new(1.0); // zeroes everything while training
     /// d.set_training(false);
@@ -179,7 +213,7 @@ pub trait Module {
     /// module's dtype.
     ///
     /// ```
-    /// use tapegrad_nn::{Linear, Module};
+    /// use tapegrad_nn::{Forward, Linear, Module};
     /// use tapegrad_tape::Tensor;
     /// let mut layer = Linear::new(2, 1);
     /// let (w, b) = (Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2]), Tensor::zeros(&[1]));
@@ -230,7 +264,7 @@ pub trait Module {
     /// Training mode (PyTorch's `model.train()`).
     ///
     /// ```
-    /// use tapegrad_nn::{Dropout, Module};
+    /// use tapegrad_nn::{Dropout, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let d = Dropout::new(1.0);
     /// d.eval();
@@ -244,7 +278,7 @@ pub trait Module {
     /// Evaluation mode (PyTorch's `model.eval()`).
     ///
     /// ```
-    /// use tapegrad_nn::{BatchNorm2d, Module};
+    /// use tapegrad_nn::{BatchNorm2d, Forward, Module};
     /// use tapegrad_tape::Tensor;
     /// let bn = BatchNorm2d::new(1);
     /// bn.eval(); // running statistics (mean 0, variance 1), left unchanged
@@ -259,7 +293,7 @@ pub trait Module {
     /// Clears every parameter's gradient.
     ///
     /// ```
-    /// use tapegrad_nn::{Linear, Module};
+    /// use tapegrad_nn::{Forward, Linear, Module};
     /// use tapegrad_tape::Tensor;
     /// let layer = Linear::new(2, 1);
     /// layer.forward(&Tensor::ones(&[1, 2])).backward();
@@ -281,7 +315,7 @@ pub trait Module {
     /// use tapegrad_tape::DType;
     /// let mut bn = BatchNorm2d::new(2);
     /// bn.to_dtype(DType::F64);
-    /// assert_eq!((bn.weight.dtype(), bn.stats.running_var.dtype()), (DType::F64, DType::F64));
+    /// assert_eq!((bn.weight.dtype(), bn.running_var.dtype()), (DType::F64, DType::F64));
     /// assert!(bn.weight.tracks_grad());
     /// assert_eq!(bn.num_batches_tracked.dtype(), DType::I64); // integer buffers stay
     /// ```
@@ -334,3 +368,66 @@ pub trait Module {
         });
     }
 }
+
+/// The computation of a module with one input and one output: PyTorch's `forward`.
+///
+/// Kept apart from [`Module`] because Rust has no variadic methods: a model with several
+/// inputs (a decoder with a mask) writes its own inherent `forward` and still derives
+/// `Module`; [`Sequential`](crate::Sequential) takes layers that are both (a [`Layer`]).
+///
+/// ```
+/// use tapegrad_nn::{Forward, ReLU};
+/// use tapegrad_tape::Tensor;
+/// let y = ReLU.forward(&Tensor::from_vec(vec![-1.0f32, 2.0], &[2]));
+/// assert_eq!(y.to_vec::<f32>(), vec![0.0, 2.0]);
+/// ```
+pub trait Forward {
+    /// Computes the output for input `x`.
+    ///
+    /// Implementations inherit `#[track_caller]`, so an error inside a layer, even one called
+    /// through `dyn` (as in [`Sequential`](crate::Sequential)), names the user's line.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Linear};
+    /// use tapegrad_tape::Tensor;
+    /// assert_eq!(Linear::new(3, 2).forward(&Tensor::ones(&[5, 3])).shape(), &[5, 2]);
+    /// ```
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor;
+}
+
+/// A boxed module is a module (so fields like `Vec<Box<dyn Layer>>` derive too).
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+        (**self).visit(prefix, f)
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+        (**self).visit_mut(prefix, f)
+    }
+    fn set_training(&self, training: bool) {
+        (**self).set_training(training)
+    }
+}
+
+/// A boxed computation computes.
+impl<M: Forward + ?Sized> Forward for Box<M> {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        (**self).forward(x)
+    }
+}
+
+/// A module with one input and one output, as [`Sequential`](crate::Sequential) holds them:
+/// every type that is both [`Module`] and [`Forward`].
+///
+/// ```
+/// use tapegrad_nn::{Forward, Layer, Linear, Module, ReLU};
+/// use tapegrad_tape::Tensor;
+/// let layers: Vec<Box<dyn Layer>> = vec![Box::new(Linear::new(2, 3)), Box::new(ReLU)];
+/// let y = layers.iter().fold(Tensor::ones(&[1, 2]), |x, l| l.forward(&x));
+/// assert_eq!(y.shape(), &[1, 3]);
+/// assert_eq!(layers[0].parameters().len(), 2);
+/// ```
+pub trait Layer: Module + Forward {}
+
+impl<M: Module + Forward + ?Sized> Layer for M {}

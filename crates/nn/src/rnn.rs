@@ -7,7 +7,7 @@ use tapegrad_ops::{prelude::*, stack};
 use tapegrad_tape::Tensor;
 
 use crate::init;
-use crate::module::{Module, Slot, join_name};
+use crate::module::{Forward, Module, Slot, join_name};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum CellKind {
@@ -155,7 +155,7 @@ macro_rules! recurrent_layer {
             /// A stack of `num_layers` layers, inputs time-major (`[T, B, features]`).
             ///
             /// ```
-            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let layer = ", stringify!($name), "::new(3, 5, 2);")]
             /// let params = layer.named_parameters(); // weight_ih, weight_hh, bias_ih, bias_hh per layer
@@ -170,7 +170,7 @@ macro_rules! recurrent_layer {
             /// Inputs and outputs batch-major (`[B, T, features]`).
             ///
             /// ```
-            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
             /// use tapegrad_ops::prelude::*;
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let time_major = ", stringify!($name), "::new(3, 5, 1);")]
@@ -190,7 +190,7 @@ macro_rules! recurrent_layer {
             /// The hidden size.
             ///
             /// ```
-            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
             /// use tapegrad_tape::Tensor;
             #[doc = concat!("let layer = ", stringify!($name), "::new(3, 5, 2);")]
             /// assert_eq!(layer.hidden_size(), 5);
@@ -201,12 +201,15 @@ macro_rules! recurrent_layer {
             }
         }
 
-        impl Module for $name {
+        impl Forward for $name {
             /// The last layer's output at every step (the initial state is zero).
             #[track_caller]
             fn forward(&self, x: &Tensor) -> Tensor {
                 self.0.run(x, None, None).0
             }
+        }
+
+        impl Module for $name {
             fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
                 self.0.visit(prefix, f)
             }
@@ -235,7 +238,7 @@ recurrent_layer!(
     /// Gated recurrent unit, PyTorch's gate order (reset, update, new).
     ///
     /// ```
-    /// use tapegrad_nn::{GRU, Module};
+    /// use tapegrad_nn::{Forward, GRU, Module};
     /// use tapegrad_tape::Tensor;
     /// let gru = GRU::new(6, 8, 2).batch_first(true);
     /// assert_eq!(gru.forward(&Tensor::randn(&[3, 5, 6])).shape(), &[3, 5, 8]);
@@ -263,7 +266,7 @@ impl RNN {
     /// The outputs and the final hidden state `[layers, B, H]`, from `h0` (zeros if `None`).
     ///
     /// ```
-    /// use tapegrad_nn::{Module, RNN};
+    /// use tapegrad_nn::{Forward, Module, RNN};
     /// use tapegrad_ops::prelude::*;
     /// use tapegrad_tape::Tensor;
     /// let rnn = RNN::new(2, 3, 1);
