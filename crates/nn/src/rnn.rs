@@ -75,13 +75,13 @@ impl Recurrent {
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
         let hdim = self.hidden;
         for (l, w) in self.layers.iter().enumerate() {
-            let mut h = h0.map_or_else(zeros, |h| h.narrow(0, l, 1).squeeze_dim(0));
-            let mut c = c0.map_or_else(zeros, |c| c.narrow(0, l, 1).squeeze_dim(0));
+            let mut h = h0.map_or_else(zeros, |h| h.select(0, l as isize));
+            let mut c = c0.map_or_else(zeros, |c| c.select(0, l as isize));
             // Input projections of every step in one product: [T, B, gates * H].
             let xi = linear(&seq, &w.weight_ih, Some(&w.bias_ih));
             let mut outputs = Vec::with_capacity(steps);
             for t in 0..steps {
-                let gi = xi.narrow(0, t, 1).squeeze_dim(0);
+                let gi = xi.select(0, t as isize);
                 let gh = linear(&h, &w.weight_hh, Some(&w.bias_hh));
                 let part = |g: &Tensor, k: usize| g.narrow(1, k * hdim, hdim);
                 h = match self.kind {

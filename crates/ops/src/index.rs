@@ -1,5 +1,6 @@
 //! Operations driven by int64 index tensors: `index_select`, `index_add`, `gather`,
-//! `scatter_add`, and the index checks they (and `embedding`, `nll_loss`) share.
+//! `scatter_add`, and the index checks they (and `embedding`, `nll_loss`) share; basic
+//! indexing by positions and ranges (`select`, `i`) is in `index/slicing.rs`.
 //!
 //! The methods are at the end of the file: [`IndexOps`].
 
@@ -10,6 +11,10 @@ use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record};
 
 use crate::dims::resolve;
 use crate::shape::{invalid_argument, pad};
+
+mod slicing;
+
+pub use slicing::{Indices, TensorIndex, step_by};
 
 /// The values of an int64 index tensor, each checked to lie in `0..bound`. Negative values
 /// are errors, as in PyTorch's index_select, gather, scatter_add, index_add and embedding
@@ -439,9 +444,74 @@ pub trait IndexOps {
     /// ```
     #[track_caller]
     fn try_scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor>;
+
+    /// The slice at position `index` along `dim`, that dimension dropped (PyTorch's
+    /// `select`, `x[:, index]` for dim 1); a negative `index` counts from the end.
+    /// Differentiable; a view of `self`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let h = Tensor::arange(0.0, 6.0, 1.0).reshape(&[2, 3]); // [batch, time]
+    /// assert_eq!(h.select(1, -1).to_vec::<f32>(), vec![2.0, 5.0]); // h[:, -1]
+    /// assert_eq!(h.select(0, 0).shape(), &[3]);
+    /// ```
+    #[track_caller]
+    fn select(&self, dim: isize, index: isize) -> Tensor {
+        or_panic(self.try_select(dim, index))
+    }
+
+    /// [`IndexOps::select`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let err = Tensor::zeros(&[2, 3]).try_select(1, 3).unwrap_err();
+    /// assert!(err.to_string().contains("index 3 is out of range for dimension 1 of size 3"));
+    /// ```
+    #[track_caller]
+    fn try_select(&self, dim: isize, index: isize) -> Result<Tensor>;
+
+    /// PyTorch's basic indexing in one call: one entry per leading dimension, an integer
+    /// selects (dropping the dimension), a range slices (`..`, `a..b`, `a..`, `..b`,
+    /// `a..=b`, negative bounds from the end, clamped like Python's), [`step_by`] adds a
+    /// step. Differentiable to any order.
+    ///
+    /// ```
+    /// use tapegrad_ops::{prelude::*, step_by};
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 24.0, 1.0).reshape(&[2, 3, 4]);
+    /// assert_eq!(x.i((.., -1)).shape(), &[2, 4]); // x[:, -1]
+    /// assert_eq!(x.i((1, 1..)).to_vec::<f32>()[..4], [16.0, 17.0, 18.0, 19.0]); // x[1, 1:]
+    /// assert_eq!(x.i((0, 0, step_by(.., 2))).to_vec::<f32>(), vec![0.0, 2.0]); // x[0, 0, ::2]
+    /// assert_eq!(x.i((0, 0, -1)).item(), 3.0); // x[0, 0, -1]: a 0-d tensor
+    /// assert_eq!(x.i((.., ..-1, 1..=2)).shape(), &[2, 2, 2]); // x[:, :-1, 1:3]
+    /// ```
+    #[track_caller]
+    fn i(&self, indices: impl Into<Indices>) -> Tensor {
+        or_panic(self.try_i(indices))
+    }
+
+    /// [`IndexOps::i`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[2, 3]);
+    /// assert!(x.try_i((0, 0, 0)).is_err()); // three indices for two dimensions
+    /// assert!(x.try_i((.., -4)).is_err()); // out of range
+    /// assert_eq!(x.try_i((.., 5..)).unwrap().shape(), &[2, 0]); // slices clamp, as in Python
+    /// ```
+    #[track_caller]
+    fn try_i(&self, indices: impl Into<Indices>) -> Result<Tensor>;
 }
 
 impl IndexOps for Tensor {
+    #[track_caller]
+    fn try_select(&self, dim: isize, index: isize) -> Result<Tensor> {
+        slicing::select(self, dim, index)
+    }
+    #[track_caller]
+    fn try_i(&self, indices: impl Into<Indices>) -> Result<Tensor> {
+        slicing::index(self, indices.into())
+    }
     #[track_caller]
     fn try_index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         index_select(self, dim, index)

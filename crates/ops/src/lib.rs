@@ -22,9 +22,9 @@
 //! |---|---|---|
 //! | `unary.rs` | [`UnaryOps`]: exp, log, tanh, relu, gelu, clamp, pow, ... | |
 //! | `binary.rs` | [`BinaryOps`]: maximum, minimum, eq, gt, ... | [`where_`] |
-//! | `reduce.rs` | [`ReduceOps`]: sum, mean, var, max, argmax, norm, logsumexp, softmax | |
+//! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, max, argmax, norm, logsumexp, softmax | |
 //! | `shape.rs` | [`ShapeOps`]: reshape, transpose, permute, narrow, slice, pad, repeat, ... | [`cat`], [`stack`] |
-//! | `index.rs` | [`IndexOps`]: index_select, index_add, gather, scatter_add | |
+//! | `index.rs` | [`IndexOps`]: select, `i` (slicing), index_select, index_add, gather, scatter_add | [`step_by`] |
 //! | `matmul.rs` | [`MatmulOps`]: matmul (and `functional::linear`) | |
 //! | `conv.rs`, `pool.rs`, `norm.rs` | | in [`functional`]: convolutions, pooling, norms, embedding |
 //! | `functional.rs` | | softmaxes, losses, dropout and the rest of `torch.nn.functional` |
@@ -53,7 +53,7 @@ mod unary;
 pub use binary::{BinaryOps, try_where, where_};
 pub use conv::{Conv2dOptions, set_winograd_enabled, winograd_enabled};
 pub use functional::Reduction;
-pub use index::IndexOps;
+pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use matmul::MatmulOps;
 pub use reduce::ReduceOps;
 pub use shape::{ShapeOps, cat, stack, try_cat, try_stack};

@@ -12,6 +12,9 @@ use tapegrad_tape::{
 
 use crate::dims::resolve;
 
+mod cumsum;
+mod prod;
+
 /// Sum of `x` down to `target` (a shape with size-1 dims where `x` is reduced), as a value.
 fn sum_value(x: &Tensor, target: &[usize]) -> Tensor {
     let storage = map_float_storage!(&x.storage(), v => kernels::sum_to(v, x.layout(), target));
@@ -699,9 +702,91 @@ pub trait ReduceOps {
     /// ```
     #[track_caller]
     fn try_log_softmax(&self, dim: isize) -> Result<Tensor>;
+
+    /// The product of all elements, as a 0-d tensor (PyTorch's `torch.prod`). Exact
+    /// gradients where factors are zero too.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![2.0f64, 0.0, 3.0], &[3]).requires_grad();
+    /// let p = x.prod();
+    /// assert_eq!(p.item(), 0.0);
+    /// p.backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![0.0, 6.0, 0.0]); // the others' product
+    /// ```
+    #[track_caller]
+    fn prod(&self) -> Tensor {
+        or_panic(self.try_prod())
+    }
+
+    /// [`ReduceOps::prod`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::from_vec(vec![1i64, 2], &[2]).try_prod().is_err()); // float tensors only
+    /// assert_eq!(Tensor::zeros(&[0]).try_prod().unwrap().item(), 1.0); // the empty product
+    /// ```
+    #[track_caller]
+    fn try_prod(&self) -> Result<Tensor>;
+
+    /// The product along `dim` (PyTorch's `torch.prod(x, dim, keepdim)`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.prod_dim(-1, false).to_vec::<f32>(), vec![2.0, 12.0]);
+    /// assert_eq!(x.prod_dim(0, true).shape(), &[1, 2]);
+    /// ```
+    #[track_caller]
+    fn prod_dim(&self, dim: isize, keepdim: bool) -> Tensor {
+        or_panic(self.try_prod_dim(dim, keepdim))
+    }
+
+    /// [`ReduceOps::prod_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 2]).try_prod_dim(2, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_prod_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor>;
+
+    /// Running sums along `dim` (PyTorch's `torch.cumsum`), accumulated in f64.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(x.cumsum(1).to_vec::<f32>(), vec![1.0, 3.0, 6.0, 4.0, 9.0, 15.0]);
+    /// assert_eq!(x.cumsum(0).to_vec::<f32>(), vec![1.0, 2.0, 3.0, 5.0, 7.0, 9.0]);
+    /// ```
+    #[track_caller]
+    fn cumsum(&self, dim: isize) -> Tensor {
+        or_panic(self.try_cumsum(dim))
+    }
+
+    /// [`ReduceOps::cumsum`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_cumsum(1).is_err());
+    /// ```
+    #[track_caller]
+    fn try_cumsum(&self, dim: isize) -> Result<Tensor>;
 }
 
 impl ReduceOps for Tensor {
+    #[track_caller]
+    fn try_prod(&self) -> Result<Tensor> {
+        prod::prod(self)
+    }
+    #[track_caller]
+    fn try_prod_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        prod::prod_dim(self, dim, keepdim)
+    }
+    #[track_caller]
+    fn try_cumsum(&self, dim: isize) -> Result<Tensor> {
+        cumsum::cumsum(self, dim)
+    }
     #[track_caller]
     fn sum(&self) -> Tensor {
         sum(self)

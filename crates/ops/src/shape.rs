@@ -579,6 +579,35 @@ pub(crate) fn slice(
     crate::index::index_select(x, d as isize, &Tensor::from_vec(picks, &[len]))
 }
 
+/// `x` reversed along each of `dims`: an index_select with reversed positions per
+/// dimension, so its gradient (and the gradient's) come from index_select's rule.
+#[track_caller]
+pub(crate) fn flip(x: &Tensor, dims: &[isize]) -> Result<Tensor> {
+    let location = Location::caller();
+    let mut resolved = Vec::with_capacity(dims.len());
+    for &dim in dims {
+        let d = resolve("flip", x, dim, location)?;
+        if resolved.contains(&d) {
+            return Err(invalid_argument(
+                "flip",
+                format!("dimension {d} appears more than once in {dims:?}"),
+                location,
+            ));
+        }
+        resolved.push(d);
+    }
+    let mut out = x.clone();
+    for d in resolved {
+        if x.dim() == 0 {
+            break;
+        }
+        let n = x.shape()[d];
+        let reversed: Vec<i64> = (0..n as i64).rev().collect();
+        out = crate::index::index_select(&out, d as isize, &Tensor::from_vec(reversed, &[n]))?;
+    }
+    Ok(out)
+}
+
 /// Shape operations (views where possible, copies otherwise), as methods. In the prelude.
 ///
 /// ```
@@ -872,6 +901,28 @@ pub trait ShapeOps {
     /// ```
     #[track_caller]
     fn try_repeat(&self, reps: &[usize]) -> Result<Tensor>;
+
+    /// The elements in reverse order along each of `dims` (PyTorch's `torch.flip`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0).reshape(&[2, 3]);
+    /// assert_eq!(x.flip(&[-1]).to_vec::<f32>(), vec![2.0, 1.0, 0.0, 5.0, 4.0, 3.0]);
+    /// assert_eq!(x.flip(&[0, 1]).to_vec::<f32>(), vec![5.0, 4.0, 3.0, 2.0, 1.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn flip(&self, dims: &[isize]) -> Tensor {
+        or_panic(self.try_flip(dims))
+    }
+
+    /// [`ShapeOps::flip`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2]).try_flip(&[0, -1]).is_err()); // the same dimension twice
+    /// ```
+    #[track_caller]
+    fn try_flip(&self, dims: &[isize]) -> Result<Tensor>;
 }
 
 impl ShapeOps for Tensor {
@@ -940,5 +991,9 @@ impl ShapeOps for Tensor {
     #[track_caller]
     fn try_repeat(&self, reps: &[usize]) -> Result<Tensor> {
         repeat(self, reps)
+    }
+    #[track_caller]
+    fn try_flip(&self, dims: &[isize]) -> Result<Tensor> {
+        flip(self, dims)
     }
 }

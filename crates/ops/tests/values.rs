@@ -2,7 +2,7 @@
 //! results, masks, error messages.
 
 use tapegrad_ops::functional::{self, LossOptions};
-use tapegrad_ops::{Reduction, prelude::*};
+use tapegrad_ops::{Reduction, TensorIndex, prelude::*};
 use tapegrad_tape::{DType, Error, Tensor};
 
 fn v64(t: &Tensor) -> Vec<f64> {
@@ -282,4 +282,75 @@ fn many_narrows_of_one_tensor_gather_their_gradients() {
     let y = &x3.narrow(0, 0, 2) + &x3.narrow(0, 1, 2);
     (&y.sum() + &x3.narrow(0, 2, 1).sum()).backward();
     assert_eq!(v64(&x3.grad().unwrap()), vec![1.0, 2.0, 2.0]);
+}
+
+/// `prod`'s gradient where factors are exactly zero: products are multilinear, so central
+/// differences are exact there and the checks hold to rounding, also for second derivatives
+/// with one zero in a row.
+#[test]
+fn prod_gradients_at_zeros() {
+    use tapegrad_tape::{GradcheckOptions, gradcheck, gradgradcheck};
+    let one_zero =
+        Tensor::from_vec(vec![2.0f64, 0.0, -3.0, 1.5, 0.5, 4.0], &[2, 3]).requires_grad();
+    let opts = GradcheckOptions::default();
+    for dim in [0isize, 1] {
+        let f = move |t: &[Tensor]| t[0].prod_dim(dim, false).sum();
+        assert!(gradcheck(f, std::slice::from_ref(&one_zero), &opts).is_ok(), "dim {dim}");
+        assert!(gradgradcheck(f, std::slice::from_ref(&one_zero), &opts).is_ok(), "dim {dim}");
+    }
+    let two_zeros = Tensor::from_vec(vec![0.0f64, 2.0, 0.0, 5.0], &[4]).requires_grad();
+    assert!(gradcheck(|t| t[0].prod(), std::slice::from_ref(&two_zeros), &opts).is_ok());
+    let p = two_zeros.prod();
+    p.backward();
+    assert_eq!(two_zeros.grad().unwrap().to_vec::<f64>(), vec![0.0; 4]);
+}
+
+#[test]
+fn cumsum_and_flip_values() {
+    let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]);
+    assert_eq!(x.cumsum(0).to_vec::<f32>(), vec![1.0, 2.0, 4.0, 6.0, 9.0, 12.0]);
+    assert_eq!(x.cumsum(-1).to_vec::<f32>(), vec![1.0, 3.0, 3.0, 7.0, 5.0, 11.0]);
+    // The gradient of a running sum counts how many sums each element is in.
+    let v = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).requires_grad();
+    v.cumsum(0).sum().backward();
+    assert_eq!(v.grad().unwrap().to_vec::<f64>(), vec![3.0, 2.0, 1.0]);
+    assert_eq!(x.flip(&[0]).to_vec::<f32>(), vec![5.0, 6.0, 3.0, 4.0, 1.0, 2.0]);
+    assert_eq!(Tensor::zeros(&[0, 2]).cumsum(0).shape(), &[0, 2]);
+}
+
+/// `x.i(...)` agrees with Python's slicing rules, checked against hand-written picks.
+#[test]
+fn basic_indexing_follows_python() {
+    use tapegrad_ops::step_by;
+    let x = Tensor::arange(0.0, 10.0, 1.0);
+    let cases: Vec<(tapegrad_ops::Indices, Vec<f32>)> = vec![
+        ((..).into(), (0..10).map(|v| v as f32).collect()),
+        ((-3..).into(), vec![7.0, 8.0, 9.0]),
+        ((..-8).into(), vec![0.0, 1.0]),
+        ((2..=4).into(), vec![2.0, 3.0, 4.0]),
+        ((-2..=-1).into(), vec![8.0, 9.0]),
+        (TensorIndex::Slice { start: Some(5), end: Some(2), step: 1 }.into(), vec![]),
+        ((-100..100).into(), (0..10).map(|v| v as f32).collect()),
+        (step_by(1.., 4).into(), vec![1.0, 5.0, 9.0]),
+        (step_by(..-1, 3).into(), vec![0.0, 3.0, 6.0]),
+    ];
+    for (index, expected) in cases {
+        assert_eq!(x.i(index.clone()).to_vec::<f32>(), expected, "{index:?}");
+    }
+    assert_eq!(x.i(-1).item(), 9.0);
+    assert_eq!(x.i(3usize).item(), 3.0);
+    let m = Tensor::arange(0.0, 12.0, 1.0).reshape(&[3, 4]);
+    assert_eq!(m.i((.., -1)).to_vec::<f32>(), vec![3.0, 7.0, 11.0]);
+    assert_eq!(m.i((1.., 1..3)).to_vec::<f32>(), vec![5.0, 6.0, 9.0, 10.0]);
+    assert_eq!(m.i(-1).to_vec::<f32>(), vec![8.0, 9.0, 10.0, 11.0]);
+    let err = m.try_i((.., 4)).unwrap_err().to_string();
+    assert!(err.contains("index 4 is out of range for dimension 1 of size 4"), "{err}");
+    assert!(m.try_i((.., step_by(.., 0))).is_err());
+    // Gradients land where the elements were taken from.
+    let w = Tensor::arange(0.0, 12.0, 1.0).reshape(&[3, 4]).requires_grad();
+    w.i((step_by(.., 2), -1)).sum().backward();
+    let mut expected = vec![0.0f32; 12];
+    expected[3] = 1.0;
+    expected[11] = 1.0;
+    assert_eq!(w.grad().unwrap().to_vec::<f32>(), expected);
 }

@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use tapegrad_ops::functional::{self, BatchNormStats, Conv2dOptions, LossOptions};
-use tapegrad_ops::{Reduction, prelude::*};
+use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
 use tapegrad_tape::{DType, Tensor};
 
@@ -360,6 +360,12 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.min_dim(d, keepdim)", "torch.min(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].min_dim(i[0] as isize, i[1] == 1).0
         }),
+        op!("x.prod()", "torch.prod", true, one(-2.0..2.0), |t, i| t[0].prod()),
+        op!("x.prod_dim(d, keepdim)", "torch.prod(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].prod_dim(i[0] as isize, i[1] == 1)
+        }),
+        op!("x.cumsum(d)", "torch.cumsum", true, with_dim(-2.0..2.0, 1), |t, i| t[0]
+            .cumsum(i[0] as isize)),
         op!("x.logsumexp(d, keepdim)", "torch.logsumexp", true, with_dim(-3.0..3.0, 1), |t, i| {
             t[0].logsumexp(i[0] as isize, i[1] == 1)
         }),
@@ -411,6 +417,27 @@ pub fn registry() -> Vec<OpCase> {
             with_dim(-2.0..2.0, 1),
             |t, i| t[0].slice(i[0] as isize, 0, 3, 2)
         ),
+        op!(
+            "x.select(d, index)",
+            "torch.select / x[:, -1]",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| t[0].select(i[0] as isize, -1)
+        ),
+        op!(
+            "x.i((a, b..c, step_by(.., s)))",
+            "x[a, b:c, ::s]",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| match t[0].dim() {
+                1 => t[0].i(step_by(-3.., 2)),
+                2 => t[0].i((-1, ..-1)),
+                _ => t[0].i((.., 1.., step_by(.., 2))),
+            }
+        ),
+        op!("x.flip(dims)", "torch.flip", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].flip(&[i[0] as isize])
+        }),
         op!(
             "x.split(size, d) / chunk",
             "torch.split / chunk",

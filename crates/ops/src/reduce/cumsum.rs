@@ -1,0 +1,70 @@
+//! Running sums along a dimension (`cumsum`). The gradient of a running sum is the running
+//! sum taken from the other end, which is again this op: the rule is one recorded call, so
+//! derivatives of every order follow.
+
+use std::panic::Location;
+
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, map_float_storage, record};
+
+use super::rows_along;
+use crate::dims::resolve;
+
+/// Running sums of each row of `n` elements, from the front or from the back, accumulated
+/// in f64 (as PyTorch does on the CPU).
+fn running_sums<T: Element>(v: &[T], n: usize, from_back: bool) -> Vec<T> {
+    let mut out = vec![T::from_f64(0.0); v.len()];
+    if n == 0 {
+        return out;
+    }
+    for (row, sums) in v.chunks(n).zip(out.chunks_mut(n)) {
+        let mut total = 0.0f64;
+        let mut step = |i: usize| {
+            total += row[i].to_f64();
+            sums[i] = T::from_f64(total);
+        };
+        if from_back { (0..n).rev().for_each(&mut step) } else { (0..n).for_each(&mut step) }
+    }
+    out
+}
+
+/// Running sums of `x` along `d` (resolved), from the back when `from_back`.
+#[track_caller]
+fn scan(x: &Tensor, d: usize, from_back: bool, location: &'static Location<'static>) -> Tensor {
+    let rank = x.dim();
+    let (rows, n) = rows_along(x, d);
+    // rows_along moved `d` last; put it back.
+    let moved: Vec<usize> =
+        (0..rank).filter(|&i| i != d).chain([d]).map(|i| x.shape()[i]).collect();
+    let back: Vec<usize> = (0..rank)
+        .map(|k| {
+            if k < d {
+                k
+            } else if k == d {
+                rank - 1
+            } else {
+                k - 1
+            }
+        })
+        .collect();
+    let value = Tensor::from_storage(
+        map_float_storage!(&rows, v => running_sums(v, n, from_back)),
+        Layout::contiguous(&moved).permute(&back),
+    );
+    record("cumsum", location, &[x], value, || {
+        Backward::new(move |ctx| smallvec![Some(scan(ctx.grad(), d, !from_back, location))])
+    })
+}
+
+/// PyTorch's `torch.cumsum(x, dim)`.
+#[track_caller]
+pub(crate) fn cumsum(x: &Tensor, dim: isize) -> Result<Tensor> {
+    let location = Location::caller();
+    ensure_float("cumsum", x, location)?;
+    let d = resolve("cumsum", x, dim, location)?;
+    if x.dim() == 0 {
+        return Ok(crate::shape::reshape_to(x, &[]));
+    }
+    Ok(scan(x, d, false, location))
+}

@@ -1,0 +1,92 @@
+//! Products of elements: `prod` over everything or along a dimension.
+//!
+//! The derivative of a product by one factor is the product of the others. Dividing the
+//! product by the factor gives it only when no factor is zero, so the rule builds the
+//! "product of the others" from where the zeros are: none (divide), one (the zero's
+//! derivative is the product of the nonzero factors; the others' carry the zero itself, so
+//! their second derivatives survive), or more (all zero; second derivatives across two
+//! zeros are lost there, and only there).
+
+use std::panic::Location;
+
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, map_float_storage, record};
+
+use super::{reduced_shape, rows_along};
+use crate::binary::where_;
+use crate::dims::resolve;
+
+/// Product of each row of `n` elements, accumulated in f64 (as PyTorch does on the CPU).
+fn row_products<T: Element>(v: &[T], n: usize, rows: usize) -> Vec<T> {
+    if n == 0 {
+        return vec![T::from_f64(1.0); rows];
+    }
+    v.chunks(n).map(|row| T::from_f64(row.iter().map(|x| x.to_f64()).product())).collect()
+}
+
+/// The product along `d` of `x`, shaped `kept` (size 1 at `d`).
+#[track_caller]
+pub(crate) fn prod_along(x: &Tensor, d: usize, keepdim: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    let kept = reduced_shape(x.shape(), d, true);
+    let out_shape = reduced_shape(x.shape(), d, keepdim);
+    let (rows, n) = rows_along(x, d);
+    let count = kept.iter().product();
+    let value = Tensor::from_storage(
+        map_float_storage!(&rows, v => row_products(v, n, count)),
+        Layout::contiguous(&out_shape),
+    );
+    Ok(record("prod", location, &[x], value, || {
+        Backward::new(move |ctx| {
+            let (g, x) = (ctx.grad(), ctx.saved(0));
+            let g = crate::shape::reshape_to(g, &kept);
+            smallvec![Some(&g * &product_of_others(x, d))]
+        })
+        .save(x)
+    }))
+}
+
+/// For each element, the product of the other elements of its row along `d`, built from
+/// differentiable operations (see the module documentation for the cases).
+fn product_of_others(x: &Tensor, d: usize) -> Tensor {
+    let equal = |a: &Tensor, b: &Tensor| {
+        crate::binary::compare("eq", a, b, |a, b| a == b).expect("operands of one shape")
+    };
+    let zero = x.zeros_like();
+    let is_zero = equal(x, &zero);
+    let zeros_in_row = crate::reduce::sum_dim(&is_zero.to_dtype(x.dtype()), d as isize, true)
+        .expect("dimension checked by the forward");
+    let nonzero = where_(&is_zero, &x.ones_like(), x);
+    let nonzero_product = prod_along(&nonzero, d, true).expect("same shape as the forward");
+    // The row's zero factor itself (0 in value, but its derivative is the mask).
+    let the_zero = crate::reduce::sum_dim(&(x * &is_zero.to_dtype(x.dtype())), d as isize, true)
+        .expect("dimension checked by the forward");
+    let no_zero = &nonzero_product / &nonzero;
+    let one_zero = where_(&is_zero, &nonzero_product, &(&the_zero * &no_zero));
+    let none = equal(&zeros_in_row, &zeros_in_row.zeros_like());
+    let one = equal(&zeros_in_row, &zeros_in_row.ones_like());
+    where_(&none, &no_zero, &where_(&one, &one_zero, &zero))
+}
+
+/// The product of all elements, as a 0-d tensor.
+#[track_caller]
+pub(crate) fn prod(x: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    ensure_float("prod", x, location)?;
+    let flat = crate::shape::reshape_to(x, &[x.numel()]);
+    prod_along(&flat, 0, false)
+}
+
+/// The product along `dim`.
+#[track_caller]
+pub(crate) fn prod_dim(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    ensure_float("prod_dim", x, location)?;
+    if x.dim() == 0 {
+        resolve("prod_dim", x, dim, location)?;
+        return Ok(crate::shape::reshape_to(x, &[]));
+    }
+    let d = resolve("prod_dim", x, dim, location)?;
+    prod_along(x, d, keepdim)
+}
