@@ -296,3 +296,30 @@ fn f32_and_f64_both_differentiate_and_to_dtype_is_differentiable() {
     assert_eq!(x.grad().unwrap().dtype(), DType::F32);
     assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![4.0, 4.0]);
 }
+
+/// Views are values in tapegrad: writing through a view changes the view only (docs/API.md
+/// names this difference from PyTorch, where `x[0].add_(1)` changes `x`).
+#[test]
+fn a_view_written_in_place_does_not_write_through() {
+    let x = Tensor::zeros(&[2, 3]);
+    let row = x.i(0);
+    row.add_(1.0);
+    assert_eq!(row.to_vec::<f32>(), vec![1.0; 3]);
+    assert_eq!(x.to_vec::<f32>(), vec![0.0; 6]);
+}
+
+/// The residual block's `out += identity`, recorded, gives the gradient of the sum.
+#[test]
+fn in_place_residual_addition_through_ops() {
+    let x = Tensor::randn(&[2, 3]).to_dtype(DType::F64).requires_grad();
+    let w = Tensor::randn(&[3, 3]).to_dtype(DType::F64).requires_grad();
+    let mut out = x.matmul(&w).tanh();
+    out += &x;
+    out.relu().sum().backward();
+    let (gx, gw) = (x.grad().unwrap(), w.grad().unwrap());
+    x.zero_grad();
+    w.zero_grad();
+    (&x.matmul(&w).tanh() + &x).relu().sum().backward();
+    assert_eq!(gx.to_vec::<f64>(), x.grad().unwrap().to_vec::<f64>());
+    assert_eq!(gw.to_vec::<f64>(), w.grad().unwrap().to_vec::<f64>());
+}

@@ -289,6 +289,21 @@ impl Layout {
         true
     }
 
+    /// Whether two positions of this view reach the same element: a dimension of size
+    /// above 1 with stride 0, as broadcasting makes (the only overlapping views tapegrad
+    /// builds; permutes, narrows and steps never overlap).
+    ///
+    /// ```
+    /// use tapegrad_kernels::layout::Layout;
+    /// assert!(Layout::from_parts(&[2, 3], &[0, 1], 0).overlaps());
+    /// assert!(!Layout::from_parts(&[1, 3], &[0, 1], 0).overlaps());
+    /// assert!(!Layout::contiguous(&[2, 3]).permute(&[1, 0]).overlaps());
+    /// ```
+    #[inline]
+    pub fn overlaps(&self) -> bool {
+        self.shape.iter().zip(&self.strides).any(|(&n, &s)| n > 1 && s == 0)
+    }
+
     /// The view of this layout broadcast to `target` (stride 0 on stretched dimensions),
     /// or `None` if the shapes are not broadcast-compatible in that direction.
     ///

@@ -91,6 +91,7 @@ mod error;
 mod function;
 mod grad_mode;
 mod gradcheck;
+mod in_place;
 mod inspect;
 pub mod kernels;
 pub mod layout;
@@ -112,6 +113,7 @@ pub use grad_mode::{GradModeGuard, enable_grad, is_grad_enabled, no_grad, set_gr
 pub use gradcheck::{
     CheckOutputs, GradcheckOptions, GradcheckReport, Mismatch, gradcheck, gradgradcheck,
 };
+pub use in_place::Operand;
 pub use inspect::{Graph, NodeInfo, tape_nodes};
 pub use node::NodeKey;
 pub use random::{Generator, RngState, get_rng_state, manual_seed, set_rng_state, with_generator};

@@ -1,6 +1,6 @@
 //! The `Tensor` handle: values, their layout, and the tape node that records their history.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::rc::Rc;
 
@@ -36,12 +36,14 @@ struct Inner {
     /// makes that copy-on-write when backward still holds the old values.
     storage: RefCell<Storage>,
     layout: Layout,
-    node: Option<NodeKey>,
+    /// A `Cell` because an in-place operation recorded in grad mode moves every handle of
+    /// this tensor to the operation's node (PyTorch's in-place semantics).
+    node: Cell<Option<NodeKey>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(key) = self.node {
+        if let Some(key) = self.node.get() {
             tape::release(key);
         }
     }
@@ -151,7 +153,7 @@ impl Tensor {
         let inner = tapegrad_kernels::in_place::rc(|| Inner {
             storage: RefCell::new(storage),
             layout,
-            node,
+            node: Cell::new(node),
         });
         Tensor { inner }
     }
@@ -160,10 +162,10 @@ impl Tensor {
     /// in-place update of this one: what backward rules save, so that `set_data` or an
     /// optimizer step after the forward pass never changes the values backward sees.
     pub(crate) fn snapshot(&self) -> Tensor {
-        if let Some(key) = self.inner.node {
+        if let Some(key) = self.inner.node.get() {
             with_tape(|t| t.incref(key));
         }
-        Tensor::new(self.storage(), self.inner.layout.clone(), self.inner.node)
+        Tensor::new(self.storage(), self.inner.layout.clone(), self.inner.node.get())
     }
 
     /// Whether this is the only handle to its tensor (clones share one handle allocation).
@@ -175,8 +177,8 @@ impl Tensor {
     /// nothing else shares it (the common case: the op just built the value).
     pub(crate) fn attach_node(mut self, key: NodeKey) -> Tensor {
         match Rc::get_mut(&mut self.inner) {
-            Some(inner) if inner.node.is_none() => {
-                inner.node = Some(key);
+            Some(inner) if inner.node.get().is_none() => {
+                inner.node.set(Some(key));
                 self
             }
             _ => Tensor::new(self.storage(), self.inner.layout.clone(), Some(key)),
@@ -478,7 +480,7 @@ impl Tensor {
     // ----- the graph ----------------------------------------------------------------------
 
     pub(crate) fn node_key(&self) -> Option<NodeKey> {
-        self.inner.node
+        self.inner.node.get()
     }
 
     /// Whether this tensor takes part in differentiation: it is a leaf that requires a
@@ -491,7 +493,7 @@ impl Tensor {
     /// assert!(Tensor::ones(&[1]).requires_grad().tracks_grad());
     /// ```
     pub fn tracks_grad(&self) -> bool {
-        self.inner.node.is_some()
+        self.inner.node.get().is_some()
     }
 
     /// This tensor as a leaf that requires a gradient: after `backward()`, its gradient
@@ -526,7 +528,7 @@ impl Tensor {
                 location: Location::caller(),
             });
         }
-        match self.inner.node {
+        match self.inner.node.get() {
             None => {
                 let key = new_leaf(self.shape(), self.dtype(), Location::caller());
                 Ok(Tensor::new(self.storage(), self.inner.layout.clone(), Some(key)))
@@ -553,7 +555,7 @@ impl Tensor {
     /// assert!(x.is_leaf() && !(&x + 1.0).is_leaf());
     /// ```
     pub fn is_leaf(&self) -> bool {
-        match self.inner.node {
+        match self.inner.node.get() {
             None => true,
             Some(key) => with_tape(|t| t.nodes.get(key).is_none_or(|n| n.is_leaf())),
         }
@@ -569,7 +571,7 @@ impl Tensor {
     /// assert_eq!((&x * 2.0).grad_fn(), Some("mul_scalar"));
     /// ```
     pub fn grad_fn(&self) -> Option<&'static str> {
-        let key = self.inner.node?;
+        let key = self.inner.node.get()?;
         with_tape(|t| t.nodes.get(key).filter(|n| !n.is_leaf()).map(|n| n.op))
     }
 
@@ -583,7 +585,7 @@ impl Tensor {
     /// assert_eq!(y.location().unwrap().file(), file!());
     /// ```
     pub fn location(&self) -> Option<&'static Location<'static>> {
-        let key = self.inner.node?;
+        let key = self.inner.node.get()?;
         with_tape(|t| t.nodes.get(key).map(|n| n.location))
     }
 
@@ -597,7 +599,7 @@ impl Tensor {
     /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![6.0, 6.0]);
     /// ```
     pub fn grad(&self) -> Option<Tensor> {
-        let key = self.inner.node?;
+        let key = self.inner.node.get()?;
         with_tape(|t| t.nodes.get(key).and_then(|n| n.grad.clone()))
     }
 
@@ -611,7 +613,7 @@ impl Tensor {
     /// assert!(x.grad().is_none());
     /// ```
     pub fn zero_grad(&self) {
-        if let Some(key) = self.inner.node {
+        if let Some(key) = self.inner.node.get() {
             let old = with_tape(|t| t.nodes.get_mut(key).and_then(|n| n.grad.take()));
             drop(old);
         }
@@ -631,7 +633,7 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn retain_grad(&self) {
-        let Some(key) = self.inner.node else {
+        let Some(key) = self.inner.node.get() else {
             panic!(
                 "{}",
                 Error::InvalidArgument {
@@ -729,7 +731,23 @@ impl Tensor {
                 location,
             });
         }
-        let values = src.contiguous_storage();
+        if self.layout().overlaps() {
+            return Err(Error::InvalidArgument {
+                op: "set_data",
+                message: format!(
+                    "this tensor of shape {:?} is an expanded view whose elements share memory",
+                    self.shape()
+                ),
+                location,
+            });
+        }
+        self.write_values(src.contiguous_storage());
+        Ok(())
+    }
+
+    /// Overwrites this tensor's elements with `values` (row-major, this shape and dtype),
+    /// through its layout; copy-on-write, so what backward saved keeps the old values.
+    pub(crate) fn write_values(&self, values: Storage) {
         self.update_storage(|dst, layout| {
             if layout.is_contiguous() && layout.offset() == 0 && dst.len() == layout.numel() {
                 *dst = values;
@@ -748,7 +766,17 @@ impl Tensor {
                 DType::I64 => copy::<i64>(dst, layout, &values),
             }
         });
-        Ok(())
+    }
+
+    /// Moves this tensor (every handle of it) to `key`'s node, as an in-place operation
+    /// recorded in grad mode does.
+    pub(crate) fn rebind_node(&self, key: Option<NodeKey>) {
+        if let Some(key) = key {
+            with_tape(|t| t.incref(key));
+        }
+        if let Some(old) = self.inner.node.replace(key) {
+            tape::release(old);
+        }
     }
 
     // ----- conversions --------------------------------------------------------------------
