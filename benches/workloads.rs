@@ -178,7 +178,7 @@ pub fn w8(s: Settings) -> f64 {
     let (ln2, fc1, fc2) = (LayerNorm::new(&[d]), Linear::new(d, 4 * d), Linear::new(4 * d, d));
     let modules: [&dyn Module; 6] = [&ln1, &qkv, &proj, &ln2, &fc1, &fc2];
     let params: Vec<Tensor> = modules.iter().flat_map(|m| m.parameters()).collect();
-    let mut opt = AdamW::new_w(params, 1e-3);
+    let mut opt = AdamW::new(params, 1e-3);
     let (x, target) = (Tensor::randn(&[b, t, d]), Tensor::randn(&[b, t, d]));
     let heads = |u: &Tensor| {
         u.reshape(&[b as isize, t as isize, h as isize, (d / h) as isize]).transpose(1, 2)

@@ -59,8 +59,9 @@ pub mod __derive {
     pub use tapegrad_tape::Tensor;
 }
 pub use optim::{
-    Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, Optim, Optimizer,
-    ParamGroup, RMSprop, RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm, clip_grad_value,
+    Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, AdamWRule, Optim,
+    Optimizer, ParamGroup, RMSprop, RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm,
+    clip_grad_value,
 };
 pub use rnn::{GRU, LSTM, RNN};
 pub use scheduler::{CosineAnnealingLR, ExponentialLR, LinearWarmup, LrScheduler, StepLR};

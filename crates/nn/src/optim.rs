@@ -88,7 +88,7 @@ pub trait UpdateRule: Sync {
     /// ```
     /// use tapegrad_nn::{Adam, AdamW, UpdateRule};
     /// assert_eq!(
-    ///     (Adam::new(vec![], 1e-3).rule().kind(), AdamW::new_w(vec![], 1e-3).rule().kind()),
+    ///     (Adam::new(vec![], 1e-3).rule().kind(), AdamW::new(vec![], 1e-3).rule().kind()),
     ///     ("Adam", "AdamW")
     /// );
     /// ```
@@ -314,7 +314,7 @@ pub trait Optimizer {
     ///
     /// ```
     /// use tapegrad_nn::{AdamW, Optimizer, SGD};
-    /// assert_eq!((SGD::new(vec![], 0.1).kind(), AdamW::new_w(vec![], 0.1).kind()), ("SGD", "AdamW"));
+    /// assert_eq!((SGD::new(vec![], 0.1).kind(), AdamW::new(vec![], 0.1).kind()), ("SGD", "AdamW"));
     /// ```
     fn kind(&self) -> &'static str {
         std::any::type_name::<Self>()
@@ -1126,7 +1126,7 @@ impl UpdateRule for RmspropRule {
 ///
 /// ```
 /// use tapegrad_nn::{Adam, AdamW, UpdateRule};
-/// let (adam, adamw) = (Adam::new(vec![], 1e-3), AdamW::new_w(vec![], 1e-3));
+/// let (adam, adamw) = (Adam::new(vec![], 1e-3), AdamW::new(vec![], 1e-3));
 /// assert_eq!((adam.rule().decoupled, adamw.rule().decoupled), (false, true));
 /// assert_eq!(adam.rule().buffers(), ["exp_avg", "exp_avg_sq"]); // max_exp_avg_sq only with amsgrad
 /// ```
@@ -1153,15 +1153,86 @@ pub struct AdamRule {
 /// ```
 pub type Adam = Optim<AdamRule>;
 
-/// AdamW (decoupled weight decay, default 0.01): PyTorch's `torch.optim.AdamW`. The same
-/// type as [`Adam`], made by [`AdamW::new_w`].
+/// AdamW (decoupled weight decay, default 0.01): PyTorch's `torch.optim.AdamW`.
 ///
 /// ```
 /// use tapegrad_nn::AdamW;
-/// let opt = AdamW::new_w(vec![], 1e-3);
-/// assert_eq!(opt.rule().weight_decay, 0.01);
+/// let opt = AdamW::new(vec![], 1e-3);
+/// assert_eq!((opt.rule().weight_decay, opt.rule().decoupled), (0.01, true));
 /// ```
-pub type AdamW = Optim<AdamRule>;
+pub type AdamW = Optim<AdamWRule>;
+
+/// Settings of [`AdamW`]: Adam's, with the weight decay decoupled from the gradient. Its
+/// own type so that `AdamW::new` cannot make an Adam; reads and writes go to the
+/// [`AdamRule`] inside.
+///
+/// ```
+/// use tapegrad_nn::{AdamW, UpdateRule};
+/// let opt = AdamW::new(vec![], 1e-3).betas((0.8, 0.9));
+/// assert_eq!((opt.rule().betas, opt.rule().kind()), ((0.8, 0.9), "AdamW"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct AdamWRule(pub AdamRule);
+
+impl std::ops::Deref for AdamWRule {
+    type Target = AdamRule;
+    fn deref(&self) -> &AdamRule {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AdamWRule {
+    fn deref_mut(&mut self) -> &mut AdamRule {
+        &mut self.0
+    }
+}
+
+impl UpdateRule for AdamWRule {
+    const NAME: &'static str = "AdamW";
+    fn buffers(&self) -> &'static [&'static str] {
+        self.0.buffers()
+    }
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        self.0.settings()
+    }
+    #[inline(always)]
+    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+        self.0.update(lr, step, p, g, state)
+    }
+}
+
+impl AdamW {
+    /// AdamW with learning rate `lr` and PyTorch's default weight decay of 0.01.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AdamW, Optimizer};
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[1]).requires_grad();
+    /// (&w * 0.0).backward(); // a zero gradient
+    /// let mut opt = AdamW::new(vec![w.clone()], 0.1);
+    /// opt.step(); // the decoupled decay still shrinks the weight: w (1 - lr 0.01)
+    /// assert!((w.item() - 0.999).abs() < 1e-6);
+    /// ```
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
+        let mut rule = Adam::new(vec![], lr).rule().clone();
+        rule.decoupled = true;
+        rule.weight_decay = 0.01;
+        Optim::with_rule(params, lr, AdamWRule(rule))
+    }
+}
+
+builder!(
+    AdamW,
+    AdamWRule {
+        betas: (f64, f64) = (0.8, 0.99),
+        eps: f64 = 1e-6,
+        weight_decay: f64 = 1e-4,
+        amsgrad: bool = true
+    }
+);
 
 impl Adam {
     /// Adam with learning rate `lr`.
@@ -1188,24 +1259,6 @@ impl Adam {
                 decoupled: false,
             },
         )
-    }
-
-    /// AdamW with learning rate `lr` and PyTorch's default weight decay of 0.01.
-    ///
-    /// ```
-    /// use tapegrad_nn::{AdamW, Optimizer};
-    /// use tapegrad_tape::Tensor;
-    /// let w = Tensor::ones(&[1]).requires_grad();
-    /// (&w * 0.0).backward(); // a zero gradient
-    /// let mut opt = AdamW::new_w(vec![w.clone()], 0.1);
-    /// opt.step(); // the decoupled decay still shrinks the weight: w (1 - lr 0.01)
-    /// assert!((w.item() - 0.999).abs() < 1e-6);
-    /// ```
-    pub fn new_w(params: Vec<Tensor>, lr: f64) -> Self {
-        let mut opt = Adam::new(params, lr);
-        opt.rule.decoupled = true;
-        opt.rule.weight_decay = 0.01;
-        opt
     }
 }
 

@@ -293,36 +293,48 @@ fn a_failed_load_leaves_model_optimizer_scheduler_and_rng_untouched() {
 
 #[test]
 fn adam_keeps_max_exp_avg_sq_only_with_amsgrad() {
-    let names =
-        |opt: &Adam| -> Vec<String> { opt.state_dict().into_iter().map(|(n, _)| n).collect() };
-    let run = |opt: &mut Adam, w: &Tensor| {
+    fn names<R: UpdateRule>(opt: &Optim<R>) -> Vec<String> {
+        opt.state_dict().into_iter().map(|(n, _)| n).collect()
+    }
+    fn run<R: UpdateRule>(opt: &mut Optim<R>, w: &Tensor) {
         (w * 3.0).sum().backward();
         opt.step();
-    };
-    for adam in [Adam::new as fn(Vec<Tensor>, f64) -> Adam, AdamW::new_w] {
-        let w = Tensor::ones(&[4]).requires_grad();
-        let mut plain = adam(vec![w.clone()], 0.1);
-        run(&mut plain, &w);
-        assert_eq!(
-            names(&plain),
-            ["param_groups.0.lr", "state.0.0.step", "state.0.0.exp_avg", "state.0.0.exp_avg_sq"]
-        );
-        let w2 = Tensor::ones(&[4]).requires_grad();
-        let mut amsgrad = adam(vec![w2.clone()], 0.1).amsgrad(true);
-        run(&mut amsgrad, &w2);
-        assert_eq!(names(&amsgrad)[4], "state.0.0.max_exp_avg_sq");
-
-        // PyTorch's state without max_exp_avg_sq loads; an older tapegrad state with it
-        // loads too (the entry is unused), and amsgrad without it is an error naming it.
-        let mut fresh = adam(vec![Tensor::ones(&[4]).requires_grad()], 0.5);
-        fresh.load_state_dict(&plain.state_dict()).unwrap();
-        assert_eq!(optimizer_bits(&fresh), optimizer_bits(&plain));
-        fresh.load_state_dict(&amsgrad.state_dict()).unwrap();
-        assert_eq!(names(&fresh).len(), 4);
-        let mut strict = adam(vec![Tensor::ones(&[4]).requires_grad()], 0.5).amsgrad(true);
-        let err = strict.load_state_dict(&plain.state_dict()).unwrap_err().to_string();
-        assert!(err.contains("missing entry `state.0.0.max_exp_avg_sq`"), "{err}");
     }
+    // Adam and AdamW are different types with the same buffers: one body for both.
+    macro_rules! check {
+        ($adam:path) => {{
+            let adam = $adam;
+            let w = Tensor::ones(&[4]).requires_grad();
+            let mut plain = adam(vec![w.clone()], 0.1);
+            run(&mut plain, &w);
+            assert_eq!(
+                names(&plain),
+                [
+                    "param_groups.0.lr",
+                    "state.0.0.step",
+                    "state.0.0.exp_avg",
+                    "state.0.0.exp_avg_sq"
+                ]
+            );
+            let w2 = Tensor::ones(&[4]).requires_grad();
+            let mut amsgrad = adam(vec![w2.clone()], 0.1).amsgrad(true);
+            run(&mut amsgrad, &w2);
+            assert_eq!(names(&amsgrad)[4], "state.0.0.max_exp_avg_sq");
+
+            // PyTorch's state without max_exp_avg_sq loads; an older tapegrad state with it
+            // loads too (the entry is unused), and amsgrad without it is an error naming it.
+            let mut fresh = adam(vec![Tensor::ones(&[4]).requires_grad()], 0.5);
+            fresh.load_state_dict(&plain.state_dict()).unwrap();
+            assert_eq!(optimizer_bits(&fresh), optimizer_bits(&plain));
+            fresh.load_state_dict(&amsgrad.state_dict()).unwrap();
+            assert_eq!(names(&fresh).len(), 4);
+            let mut strict = adam(vec![Tensor::ones(&[4]).requires_grad()], 0.5).amsgrad(true);
+            let err = strict.load_state_dict(&plain.state_dict()).unwrap_err().to_string();
+            assert!(err.contains("missing entry `state.0.0.max_exp_avg_sq`"), "{err}");
+        }};
+    }
+    check!(Adam::new);
+    check!(AdamW::new);
     // Other optimizers likewise keep only the buffers their settings use.
     let w = Tensor::ones(&[2]).requires_grad();
     let mut sgd = SGD::new(vec![w.clone()], 0.1);

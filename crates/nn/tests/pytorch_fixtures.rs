@@ -107,7 +107,7 @@ fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> 
         "Adam" => Box::new(
             Adam::new(params, lr).amsgrad(b("amsgrad")).weight_decay(f("weight_decay", 0.0)),
         ),
-        "AdamW" => Box::new(AdamW::new_w(params, lr).weight_decay(f("weight_decay", 0.01))),
+        "AdamW" => Box::new(AdamW::new(params, lr).weight_decay(f("weight_decay", 0.01))),
         other => panic!("fixture optimizer {other} is not mapped"),
     }
 }
