@@ -370,11 +370,11 @@ pub fn conv(s: Settings) -> f64 {
     let w = Tensor::randn(&[16, 1, 5, 5]).requires_grad();
     let b = Tensor::randn(&[16]).requires_grad();
     let gy = Tensor::randn(&[n, 16, 28, 28]);
-    let opts = tapegrad::ops::Conv2dOptions { padding: (2, 2), ..Default::default() };
+    let opts = tapegrad::ops::ConvOptions::default().padding(2);
     let mut times = vec![];
     for step in 0..if s.quick { 3 } else { 60 } {
         let t0 = Instant::now();
-        let y = F::conv2d(&x, &w, Some(&b), opts);
+        let y = F::conv2d_with(&x, &w, Some(&b), opts);
         y.backward_with(Some(&gy), Default::default());
         if step >= 10 || s.quick {
             times.push(t0.elapsed().as_secs_f64() * 1e3);

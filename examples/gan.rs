@@ -58,9 +58,9 @@ pub fn run(steps: usize, out: Option<PathBuf>, verbose: bool) -> Outcome {
         .add(Linear::new(128, 2));
     let discriminator = Sequential::new()
         .add(Linear::new(2, 128))
-        .add(LeakyReLU { slope: 0.2 })
+        .add(LeakyReLU::new().negative_slope(0.2))
         .add(Linear::new(128, 128))
-        .add(LeakyReLU { slope: 0.2 })
+        .add(LeakyReLU::new().negative_slope(0.2))
         .add(Linear::new(128, 1));
     let mut opt_g = Adam::new(generator.parameters(), 1e-3).betas((0.5, 0.999));
     let mut opt_d = Adam::new(discriminator.parameters(), 1e-3).betas((0.5, 0.999));
@@ -70,25 +70,15 @@ pub fn run(steps: usize, out: Option<PathBuf>, verbose: bool) -> Outcome {
     for step in 0..=steps {
         // Discriminator: real -> 1, generated -> 0 (the generator's output is detached).
         let fake = generator.forward(&Tensor::randn(&[batch, 2])).detach();
-        let d_loss = &F::binary_cross_entropy_with_logits(
-            &discriminator.forward(&real_batch(batch)),
-            &ones,
-            Reduction::Mean,
-        ) + &F::binary_cross_entropy_with_logits(
-            &discriminator.forward(&fake),
-            &zeros,
-            Reduction::Mean,
-        );
+        let d_loss =
+            &F::binary_cross_entropy_with_logits(&discriminator.forward(&real_batch(batch)), &ones)
+                + &F::binary_cross_entropy_with_logits(&discriminator.forward(&fake), &zeros);
         opt_d.zero_grad();
         d_loss.backward();
         opt_d.step();
         // Generator: make the discriminator say 1.
         let fake = generator.forward(&Tensor::randn(&[batch, 2]));
-        let g_loss = F::binary_cross_entropy_with_logits(
-            &discriminator.forward(&fake),
-            &ones,
-            Reduction::Mean,
-        );
+        let g_loss = F::binary_cross_entropy_with_logits(&discriminator.forward(&fake), &ones);
         opt_g.zero_grad();
         g_loss.backward();
         opt_g.step();

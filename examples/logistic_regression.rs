@@ -26,7 +26,7 @@ pub fn run(steps: usize, verbose: bool) -> Outcome {
     let mut outcome = Outcome { first_loss: 0.0, last_loss: 0.0, accuracy: 0.0 };
     for step in 0..=steps {
         let logits = model.forward(&x);
-        let loss = F::binary_cross_entropy_with_logits(&logits, &y, Reduction::Mean);
+        let loss = F::binary_cross_entropy_with_logits(&logits, &y);
         opt.zero_grad();
         loss.backward();
         opt.step();

@@ -96,13 +96,30 @@ fn tensor_arithmetic_and_shape_ops() {
 #[test]
 fn functional_ops_and_losses() {
     let x = Tensor::ones(&[1, 1, 4, 4]);
-    reported_here!(F::conv2d(&x, &Tensor::ones(&[1, 2, 3, 3]), None, Default::default()));
-    reported_here!(F::max_pool2d(&x, (5, 5), (1, 1), (0, 0)));
+    reported_here!(F::conv2d(&x, &Tensor::ones(&[1, 2, 3, 3]), None));
+    reported_here!(F::conv2d_with(
+        &x,
+        &Tensor::ones(&[1, 1, 3, 3]),
+        None,
+        ConvOptions::default().stride(0)
+    ));
+    reported_here!(F::max_pool2d(&x, 5));
+    reported_here!(F::avg_pool2d_with(&x, 2, AvgPool2dOptions::default().padding(2)));
+    reported_here!(F::pad_with(&x, &[4, 0], PadMode::Reflect));
+    reported_here!(F::cross_entropy_with(
+        &Tensor::ones(&[2, 3]),
+        &Tensor::ones(&[2, 3]),
+        CrossEntropyLoss::new().label_smoothing(2.0)
+    ));
+    reported_here!(MSELoss::new().forward(&x, &Tensor::ones(&[3])));
     let logits = Tensor::ones(&[2, 3]);
     reported_here!(F::cross_entropy(&logits, &Tensor::from_vec(vec![0i64, 3], &[2])));
     reported_here!(F::embedding(&Tensor::from_vec(vec![-1i64], &[1]), &logits));
     let p = Tensor::from_vec(vec![1.5f32], &[1]);
-    reported_here!(F::binary_cross_entropy(&p, &Tensor::ones(&[1]), Reduction::Mean));
+    reported_here!(F::binary_cross_entropy(&p, &Tensor::ones(&[1])));
+    reported_here!(x.i((0, 0, 9)));
+    reported_here!(x.select(1, 2));
+    reported_here!(x.add_(&Tensor::ones(&[2])));
 }
 
 #[test]

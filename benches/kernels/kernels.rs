@@ -15,7 +15,6 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tapegrad::ops::Conv2dOptions;
 use tapegrad::prelude::*;
 
 /// Runs forward and backward of `f` on fresh leaves, as a training step would.
@@ -101,7 +100,7 @@ fn matmul(c: &mut Criterion) {
 /// AVX-512) also with the direct sum.
 fn conv(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv");
-    let opts = Conv2dOptions { padding: (2, 2), ..Default::default() };
+    let opts = ConvOptions::default().padding(2);
     let layers: &[(&str, [usize; 4], [usize; 4], bool)] = &[
         ("1to16_28x28", [64, 1, 28, 28], [16, 1, 5, 5], true),
         ("16to32_14x14", [64, 16, 14, 14], [32, 16, 5, 5], true),
@@ -112,11 +111,11 @@ fn conv(c: &mut Criterion) {
         let x = Tensor::randn(&x_shape);
         let w = Tensor::randn(&w_shape);
         group.bench_function(format!("{name}/forward"), |bench| {
-            bench.iter(|| black_box(F::conv2d(&x, &w, None, opts)))
+            bench.iter(|| black_box(F::conv2d_with(&x, &w, None, opts)))
         });
         let leaves = [x.detach().requires_grad(), w.detach().requires_grad()];
         group.bench_function(format!("{name}/forward_backward"), |bench| {
-            bench.iter(|| forward_backward(&leaves, |t| F::conv2d(&t[0], &t[1], None, opts)))
+            bench.iter(|| forward_backward(&leaves, |t| F::conv2d_with(&t[0], &t[1], None, opts)))
         });
         tapegrad::ops::set_winograd_enabled(before);
     }
@@ -131,18 +130,18 @@ fn pooling(c: &mut Criterion) {
     {
         let x = Tensor::randn(&shape);
         group.bench_function(format!("{name}/forward"), |bench| {
-            bench.iter(|| black_box(F::max_pool2d(&x, (2, 2), (2, 2), (0, 0))))
+            bench.iter(|| black_box(F::max_pool2d(&x, 2)))
         });
         let leaves = [x.detach().requires_grad()];
         group.bench_function(format!("{name}/forward_backward"), |bench| {
-            bench.iter(|| {
-                forward_backward(&leaves, |t| F::max_pool2d(&t[0], (2, 2), (2, 2), (0, 0)))
-            })
+            bench.iter(|| forward_backward(&leaves, |t| F::max_pool2d(&t[0], 2)))
         });
     }
     let x = Tensor::randn(&[64, 16, 28, 28]);
     group.bench_function("avg3x3_16x28x28/forward", |bench| {
-        bench.iter(|| black_box(F::avg_pool2d(&x, (3, 3), (1, 1), (1, 1))))
+        bench.iter(|| {
+            black_box(F::avg_pool2d_with(&x, 3, AvgPool2dOptions::default().stride(1).padding(1)))
+        })
     });
     group.finish();
 }

@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(tensors) = load_tensors(input) else { return };
     let first = by_name(&tensors);
     assert_eq!(first.len(), tensors.len(), "load_tensors returned a name twice");
-    save_tensors(resaved, &tensors).expect("saving tensors that were just loaded");
+    save_tensors(&tensors, resaved).expect("saving tensors that were just loaded");
     let again = load_tensors(resaved).expect("loading a file that save_tensors just wrote");
     assert!(first == by_name(&again), "save + load changed the tensors");
 });

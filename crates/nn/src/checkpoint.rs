@@ -21,17 +21,17 @@ use crate::{LrScheduler, Module, Optimizer};
 ///     std::env::temp_dir().join(format!("tapegrad-doc-ckpt-{}.safetensors", std::process::id()));
 /// let model = Linear::new(2, 2);
 /// let opt = Adam::new(model.parameters(), 1e-3);
-/// save_checkpoint(&path, &model, &opt, 7).unwrap();
+/// save_checkpoint(&model, &opt, 7, &path).unwrap();
 /// let mut model2 = Linear::new(2, 2);
 /// let mut opt2 = Adam::new(model2.parameters(), 1e-3);
-/// assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 7);
+/// assert_eq!(load_checkpoint(&mut model2, &mut opt2, &path).unwrap(), 7);
 /// # std::fs::remove_file(&path).unwrap();
 /// ```
 pub fn save_checkpoint(
-    path: impl AsRef<Path>,
     model: &dyn Module,
     optimizer: &dyn Optimizer,
     epoch: usize,
+    path: impl AsRef<Path>,
 ) -> Result<()> {
     Checkpoint::new(model).optimizer(optimizer).epoch(epoch as u64).save(path)
 }
@@ -53,10 +53,10 @@ pub fn save_checkpoint(
 /// let mut opt = SGD::new(model.parameters(), 0.1).momentum(0.9);
 /// model.forward(&Tensor::ones(&[1, 2])).sum_to_shape(&[]).backward();
 /// opt.step(); // now there is a momentum buffer to save
-/// save_checkpoint(&path, &model, &opt, 3).unwrap();
+/// save_checkpoint(&model, &opt, 3, &path).unwrap();
 /// let mut model2 = Linear::new(2, 1);
 /// let mut opt2 = SGD::new(model2.parameters(), 0.1).momentum(0.9);
-/// assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 3);
+/// assert_eq!(load_checkpoint(&mut model2, &mut opt2, &path).unwrap(), 3);
 /// assert_eq!(model2.weight.to_vec::<f32>(), model.weight.to_vec::<f32>());
 /// let state = |o: &SGD| {
 ///     o.state_dict().into_iter().map(|(n, t)| (n, t.to_vec::<f64>())).collect::<Vec<_>>()
@@ -65,9 +65,9 @@ pub fn save_checkpoint(
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
 pub fn load_checkpoint(
-    path: impl AsRef<Path>,
     model: &mut dyn Module,
     optimizer: &mut dyn Optimizer,
+    path: impl AsRef<Path>,
 ) -> Result<usize> {
     let path = path.as_ref();
     let info = Checkpoint::resume(model).optimizer(optimizer).load(path)?;

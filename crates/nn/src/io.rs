@@ -11,6 +11,7 @@ use safetensors::tensor::{Dtype, View};
 use tapegrad_tape::{DType, Error, Result, Tensor};
 
 use crate::Module;
+use crate::module::LoadReport;
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io { path: path.display().to_string(), source }
@@ -60,10 +61,29 @@ fn to_bytes(t: &Tensor) -> Bytes {
 /// The dtypes tapegrad reads, with their sizes in bytes.
 fn readable_size(dtype: Dtype) -> Option<usize> {
     match dtype {
+        Dtype::F16 | Dtype::BF16 => Some(2),
         Dtype::F32 => Some(4),
         Dtype::F64 | Dtype::I64 => Some(8),
         _ => None,
     }
+}
+
+/// An IEEE half-precision number's value as f32 (exact: every f16 is an f32).
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = if bits & 0x8000 != 0 { -1.0f32 } else { 1.0 };
+    let exponent = ((bits >> 10) & 0x1f) as i32;
+    let mantissa = (bits & 0x3ff) as f32;
+    match exponent {
+        0 => sign * mantissa * 2f32.powi(-24),
+        31 if mantissa == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        e => sign * (1.0 + mantissa / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+/// A bfloat16 number's value as f32: its bits are the top half of the f32's.
+fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
 }
 
 /// Decodes one entry's little-endian bytes (already checked to be `shape`'s worth).
@@ -82,10 +102,21 @@ fn decode(path: &Path, name: &str, dtype: Dtype, shape: &[usize], data: &[u8]) -
         Dtype::F32 => decode!(f32, 4),
         Dtype::F64 => decode!(f64, 8),
         Dtype::I64 => decode!(i64, 8),
+        Dtype::F16 | Dtype::BF16 => {
+            let widen = if dtype == Dtype::F16 { f16_to_f32 } else { bf16_to_f32 };
+            Tensor::try_from_vec(
+                data.chunks_exact(2)
+                    .map(|c| widen(u16::from_le_bytes([c[0], c[1]])))
+                    .collect::<Vec<f32>>(),
+                shape,
+            )
+        }
         other => {
             return Err(format_err(
                 path,
-                format!("entry `{name}` has dtype {other}; tapegrad reads F32, F64 and I64"),
+                format!(
+                    "entry `{name}` has dtype {other}; tapegrad reads F32, F64, I64, F16 and BF16"
+                ),
             ));
         }
     };
@@ -136,10 +167,13 @@ fn parse_entry(
     })?;
     // The safetensors crate knows every dtype the format defines.
     let dtype: Dtype = serde_json::from_value(dtype_value.clone()).map_err(|_| {
-        err(format!("has unknown dtype \"{dtype_name}\"; tapegrad reads F32, F64 and I64"))
+        err(format!(
+            "has unknown dtype \"{dtype_name}\"; tapegrad reads F32, F64, I64, F16 and BF16"
+        ))
     })?;
-    let size = readable_size(dtype)
-        .ok_or_else(|| err(format!("has dtype {dtype}; tapegrad reads F32, F64 and I64")))?;
+    let size = readable_size(dtype).ok_or_else(|| {
+        err(format!("has dtype {dtype}; tapegrad reads F32, F64, I64, F16 and BF16"))
+    })?;
     let shape_value = field("shape")?;
     let shape = shape_value
         .as_array()
@@ -445,20 +479,21 @@ pub(crate) fn read(path: &Path) -> Result<(Vec<(String, Tensor)>, Metadata)> {
 /// use tapegrad_tape::Tensor;
 /// let path =
 ///     std::env::temp_dir().join(format!("tapegrad-doc-{}.safetensors", std::process::id()));
-/// save_tensors(&path, &[("w".into(), Tensor::ones(&[2, 3]))]).unwrap();
+/// save_tensors(&[("w".into(), Tensor::ones(&[2, 3]))], &path).unwrap();
 /// let back = load_tensors(&path).unwrap();
 /// assert_eq!((back[0].0.as_str(), back[0].1.shape()), ("w", &[2, 3][..]));
 /// let twice = vec![("w".to_string(), Tensor::ones(&[1])), ("w".to_string(), Tensor::zeros(&[1]))];
-/// assert!(save_tensors(&path, &twice).unwrap_err().to_string().contains("`w`"));
+/// assert!(save_tensors(&twice, &path).unwrap_err().to_string().contains("`w`"));
 /// # std::fs::remove_file(&path).unwrap();
 /// ```
-pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
+pub fn save_tensors(tensors: &[(String, Tensor)], path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     write_atomically(path, &serialize(path, tensors, None)?)
 }
 
-/// Reads every tensor of a safetensors file, in the file's order. A truncated or corrupt
-/// file is an error that names the file, the entry and the numbers that disagree.
+/// Reads every tensor of a safetensors file, in the file's order. F16 and BF16 entries (how
+/// most downloaded weights come) are converted to f32, exactly. A truncated or corrupt file
+/// is an error that names the file, the entry and the numbers that disagree.
 ///
 /// ```
 /// let err = tapegrad_nn::load_tensors("/nonexistent/weights.safetensors").unwrap_err();
@@ -482,7 +517,7 @@ pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
 /// # std::fs::remove_file(&path).unwrap();
 /// ```
 pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
-    save_tensors(path, &module.state_dict())
+    save_tensors(&module.state_dict(), path)
 }
 
 /// Loads parameters and buffers into a module, checking that names, shapes and dtypes match
@@ -504,9 +539,35 @@ pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
 pub fn load(module: &mut dyn Module, path: impl AsRef<Path>) -> Result<()> {
+    load_with(module, path, true).map(drop)
+}
+
+/// [`load`] with PyTorch's `strict` keyword: with `strict` false, entries the module lacks
+/// and tensors the file lacks are skipped and reported instead of refused (a shape or dtype
+/// mismatch is still an error, as in PyTorch).
+///
+/// ```
+/// use tapegrad_nn::{Linear, load_with, save_tensors};
+/// use tapegrad_tape::Tensor;
+/// let dir = std::env::temp_dir().join(format!("tapegrad-doc-load-with-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("partial.safetensors");
+/// save_tensors(&[("weight".into(), Tensor::ones(&[2, 3])), ("extra".into(), Tensor::ones(&[1]))], &path)
+///     .unwrap();
+/// let mut layer = Linear::new(3, 2);
+/// let report = load_with(&mut layer, &path, false).unwrap();
+/// assert_eq!((report.missing_keys, report.unexpected_keys), (vec!["bias".to_string()], vec!["extra".to_string()]));
+/// assert_eq!(layer.weight.to_vec::<f32>(), vec![1.0; 6]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub fn load_with(
+    module: &mut dyn Module,
+    path: impl AsRef<Path>,
+    strict: bool,
+) -> Result<LoadReport> {
     let path = path.as_ref();
     let entries = load_tensors(path)?;
-    module.load_state_dict(&entries).map_err(|e| match e {
+    module.load_state_dict_with(&entries, strict).map_err(|e| match e {
         Error::Format { message, .. } => format_err(path, message),
         other => other,
     })

@@ -1,7 +1,11 @@
 //! Layers, initialised the way PyTorch initialises them by default.
 
-use tapegrad_ops::functional::{self as F, BatchNormStats, Conv2dOptions};
+use tapegrad_ops::functional::{self as F, BatchNormStats};
 use tapegrad_ops::prelude::*;
+use tapegrad_ops::{
+    AvgPool2dOptions, BatchNormOptions, ConvOptions, IntoPair, LayerNormOptions, MaxPool2dOptions,
+    Padding,
+};
 use tapegrad_tape::{DType, Tensor};
 
 use crate::Module;
@@ -83,9 +87,9 @@ macro_rules! conv_layer {
             pub weight: Tensor,
             /// One bias per output channel, if any.
             pub bias: Option<Tensor>,
-            /// Stride, padding, dilation, groups.
+            /// Stride, padding, dilation, groups (and output padding when transposed).
             #[module(skip)]
-            pub options: Conv2dOptions,
+            pub options: ConvOptions,
         }
 
         impl $name {
@@ -99,11 +103,11 @@ macro_rules! conv_layer {
             #[doc = concat!("assert_eq!(conv.forward(&x).shape(), &", stringify!($plain), ");")]
             #[doc = concat!("assert_eq!(conv.stride(2).forward(&x).shape(), &", stringify!($strided), ");")]
             /// ```
-            pub fn stride(mut self, s: usize) -> Self {
-                self.options.stride = if $rank == 1 { (1, s) } else { (s, s) };
+            pub fn stride(mut self, stride: impl IntoPair) -> Self {
+                self.options.stride = stride.into_pair();
                 self
             }
-            /// Zero padding on every side.
+            /// Zero padding on every side (a size, a pair, or `Padding::Same`).
             ///
             /// ```
             #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
@@ -113,8 +117,8 @@ macro_rules! conv_layer {
             #[doc = concat!("assert_eq!(conv.forward(&x).shape(), &", stringify!($plain), ");")]
             #[doc = concat!("assert_eq!(conv.padding(1).forward(&x).shape(), &", stringify!($padded), ");")]
             /// ```
-            pub fn padding(mut self, p: usize) -> Self {
-                self.options.padding = if $rank == 1 { (0, p) } else { (p, p) };
+            pub fn padding(mut self, padding: impl Into<Padding>) -> Self {
+                self.options.padding = padding.into();
                 self
             }
             /// Spacing between kernel taps.
@@ -127,8 +131,8 @@ macro_rules! conv_layer {
             #[doc = concat!("assert_eq!(conv.forward(&x).shape(), &", stringify!($plain), ");")]
             #[doc = concat!("assert_eq!(conv.dilation(2).forward(&x).shape(), &", stringify!($dilated), ");")]
             /// ```
-            pub fn dilation(mut self, d: usize) -> Self {
-                self.options.dilation = if $rank == 1 { (1, d) } else { (d, d) };
+            pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
+                self.options.dilation = dilation.into_pair();
                 self
             }
             /// Without a bias.
@@ -207,13 +211,13 @@ impl Conv2d {
         Conv2d {
             weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
             bias: Some(default_bias(out_channels, fan_in)),
-            options: Conv2dOptions { groups, ..Default::default() },
+            options: ConvOptions::default().groups(groups),
         }
     }
 
     #[track_caller]
     fn apply(&self, x: &Tensor) -> Tensor {
-        F::conv2d(x, &self.weight, self.bias.as_ref(), self.options)
+        F::conv2d_with(x, &self.weight, self.bias.as_ref(), self.options)
     }
 }
 
@@ -246,22 +250,13 @@ impl Conv1d {
         Conv1d {
             weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
             bias: Some(default_bias(out_channels, fan_in)),
-            options: Conv2dOptions::default(),
+            options: ConvOptions::default(),
         }
     }
 
     #[track_caller]
     fn apply(&self, x: &Tensor) -> Tensor {
-        let o = self.options;
-        F::conv1d(
-            x,
-            &self.weight,
-            self.bias.as_ref(),
-            o.stride.1,
-            o.padding.1,
-            o.dilation.1,
-            o.groups,
-        )
+        F::conv1d_with(x, &self.weight, self.bias.as_ref(), self.options)
     }
 }
 
@@ -297,13 +292,27 @@ impl ConvTranspose2d {
         ConvTranspose2d {
             weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
             bias: Some(default_bias(out_channels, fan_in)),
-            options: Conv2dOptions::default(),
+            options: ConvOptions::default(),
         }
+    }
+
+    /// Extra size on one side of the output (PyTorch's `output_padding`), to pick among the
+    /// input sizes a strided convolution maps to the same output.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ConvTranspose2d, Forward};
+    /// use tapegrad_tape::Tensor;
+    /// let up = ConvTranspose2d::new(8, 4, 3).stride(2).padding(1).output_padding(1);
+    /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 7, 7])).shape(), &[1, 4, 14, 14]);
+    /// ```
+    pub fn output_padding(mut self, output_padding: impl IntoPair) -> Self {
+        self.options.output_padding = output_padding.into_pair();
+        self
     }
 
     #[track_caller]
     fn apply(&self, x: &Tensor) -> Tensor {
-        F::conv_transpose2d(x, &self.weight, self.bias.as_ref(), self.options, (0, 0))
+        F::conv_transpose2d_with(x, &self.weight, self.bias.as_ref(), self.options)
     }
 }
 
@@ -317,7 +326,7 @@ macro_rules! stateless {
     ($(#[$doc:meta])* $name:ident ( $($field:ident: $ty:ty),* ), |$s:ident, $x:ident| $body:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, Module)]
-        pub struct $name { $(#[allow(missing_docs)] pub $field: $ty),* }
+        pub struct $name { $(#[allow(missing_docs)] #[module(skip)] pub $field: $ty),* }
         stateless!(@impl $name, |$s, $x| $body);
     };
     (@impl $name:ident, |$s:ident, $x:ident| $body:expr) => {
@@ -382,15 +391,15 @@ stateless!(
     |_s, x| x.silu()
 );
 stateless!(
-    /// Leaky ReLU with a negative slope.
+    /// Leaky ReLU: PyTorch's `nn.LeakyReLU` (`negative_slope`, default 0.01).
     ///
     /// ```
-    /// use tapegrad_nn::{Forward, LeakyReLU, Module};
-    /// let y = LeakyReLU { slope: 0.5 }.forward(&tapegrad_tape::Tensor::full(&[1], -2.0));
+    /// use tapegrad_nn::{Forward, LeakyReLU};
+    /// let y = LeakyReLU::new().negative_slope(0.5).forward(&tapegrad_tape::Tensor::full(&[1], -2.0));
     /// assert_eq!(y.item(), -1.0);
     /// ```
-    LeakyReLU(slope: f64),
-    |s, x| x.leaky_relu(s.slope)
+    LeakyReLU(negative_slope: f64),
+    |s, x| x.leaky_relu_with(s.negative_slope)
 );
 stateless!(
     /// Flattens dimensions `start..=end` (PyTorch's default: 1 to -1).
@@ -410,59 +419,229 @@ impl Default for Flatten {
     }
 }
 
-stateless!(
-    /// Max pooling: PyTorch's `nn.MaxPool2d` (stride defaults to the kernel).
+impl Flatten {
+    /// Flattening from dimension 1 to the last (PyTorch's defaults).
     ///
     /// ```
-    /// use tapegrad_nn::{Forward, MaxPool2d, Module};
-    /// let y = MaxPool2d::new(2).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 28, 28]));
-    /// assert_eq!(y.shape(), &[1, 1, 14, 14]);
+    /// use tapegrad_nn::Flatten;
+    /// let f = Flatten::new();
+    /// assert_eq!((f.start, f.end), (1, -1));
     /// ```
-    MaxPool2d(kernel: usize, stride: usize, padding: usize),
-    |s, x| F::max_pool2d(x, (s.kernel, s.kernel), (s.stride, s.stride), (s.padding, s.padding))
-);
+    pub fn new() -> Self {
+        Self::default()
+    }
 
-impl MaxPool2d {
-    /// Pooling over `kernel x kernel` windows with stride `kernel`.
+    /// Sets `start_dim`.
     ///
     /// ```
-    /// use tapegrad_nn::{Forward, MaxPool2d, Module};
-    /// use tapegrad_tape::Tensor;
-    /// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]);
-    /// let pool = MaxPool2d::new(2);
-    /// assert_eq!((pool.stride, pool.padding), (2, 0));
-    /// assert_eq!(pool.forward(&x).to_vec::<f32>(), vec![5.0, 7.0, 13.0, 15.0]);
+    /// use tapegrad_nn::{Flatten, Forward};
+    /// let y = Flatten::new().start_dim(0).forward(&tapegrad_tape::Tensor::zeros(&[2, 3]));
+    /// assert_eq!(y.shape(), &[6]);
     /// ```
-    pub fn new(kernel: usize) -> Self {
-        MaxPool2d { kernel, stride: kernel, padding: 0 }
+    pub fn start_dim(mut self, start: isize) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Sets `end_dim`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Flatten, Forward};
+    /// let y = Flatten::new().end_dim(2).forward(&tapegrad_tape::Tensor::zeros(&[2, 3, 4, 5]));
+    /// assert_eq!(y.shape(), &[2, 12, 5]);
+    /// ```
+    pub fn end_dim(mut self, end: isize) -> Self {
+        self.end = end;
+        self
+    }
+}
+
+impl Default for LeakyReLU {
+    fn default() -> Self {
+        LeakyReLU { negative_slope: 0.01 }
+    }
+}
+
+impl LeakyReLU {
+    /// PyTorch's default slope, 0.01.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_nn::LeakyReLU::new().negative_slope, 0.01);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `negative_slope`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_nn::LeakyReLU::new().negative_slope(0.2).negative_slope, 0.2);
+    /// ```
+    pub fn negative_slope(mut self, negative_slope: f64) -> Self {
+        self.negative_slope = negative_slope;
+        self
     }
 }
 
 stateless!(
-    /// Average pooling: PyTorch's `nn.AvgPool2d` (stride defaults to the kernel).
+    /// Max pooling: PyTorch's `nn.MaxPool2d` (`stride` defaults to the kernel; `padding`,
+    /// `dilation`, `ceil_mode`).
     ///
     /// ```
-    /// use tapegrad_nn::{AvgPool2d, Forward, Module};
+    /// use tapegrad_nn::{Forward, MaxPool2d};
+    /// let y = MaxPool2d::new(2).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 28, 28]));
+    /// assert_eq!(y.shape(), &[1, 1, 14, 14]);
+    /// ```
+    MaxPool2d(kernel: (usize, usize), options: MaxPool2dOptions),
+    |s, x| F::max_pool2d_with(x, s.kernel, s.options)
+);
+
+impl MaxPool2d {
+    /// Pooling over `kernel` windows (a size or a pair) with stride `kernel`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, MaxPool2d};
+    /// use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]);
+    /// assert_eq!(MaxPool2d::new(2).forward(&x).to_vec::<f32>(), vec![5.0, 7.0, 13.0, 15.0]);
+    /// ```
+    pub fn new(kernel: impl IntoPair) -> Self {
+        MaxPool2d { kernel: kernel.into_pair(), options: MaxPool2dOptions::default() }
+    }
+
+    /// Sets `stride`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, MaxPool2d};
+    /// let y = MaxPool2d::new(3).stride(1).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 5, 5]));
+    /// assert_eq!(y.shape(), &[1, 1, 3, 3]);
+    /// ```
+    pub fn stride(mut self, stride: impl IntoPair) -> Self {
+        self.options = self.options.stride(stride);
+        self
+    }
+
+    /// Sets `padding` (-inf, at most half the kernel).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, MaxPool2d};
+    /// let y = MaxPool2d::new(3).stride(1).padding(1).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 5, 5]));
+    /// assert_eq!(y.shape(), &[1, 1, 5, 5]);
+    /// ```
+    pub fn padding(mut self, padding: impl IntoPair) -> Self {
+        self.options = self.options.padding(padding);
+        self
+    }
+
+    /// Sets `dilation`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, MaxPool2d};
+    /// let y = MaxPool2d::new(2).stride(1).dilation(2).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 5, 5]));
+    /// assert_eq!(y.shape(), &[1, 1, 3, 3]);
+    /// ```
+    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
+        self.options = self.options.dilation(dilation);
+        self
+    }
+
+    /// Sets `ceil_mode`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, MaxPool2d};
+    /// let y = MaxPool2d::new(2).ceil_mode(true).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 5, 5]));
+    /// assert_eq!(y.shape(), &[1, 1, 3, 3]);
+    /// ```
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.options = self.options.ceil_mode(ceil_mode);
+        self
+    }
+}
+
+stateless!(
+    /// Average pooling: PyTorch's `nn.AvgPool2d` (`stride` defaults to the kernel;
+    /// `padding`, `ceil_mode`, `count_include_pad`, `divisor_override`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{AvgPool2d, Forward};
     /// let y = AvgPool2d::new(2).forward(&tapegrad_tape::Tensor::ones(&[1, 1, 4, 4]));
     /// assert_eq!(y.to_vec::<f32>(), vec![1.0; 4]);
     /// ```
-    AvgPool2d(kernel: usize, stride: usize, padding: usize),
-    |s, x| F::avg_pool2d(x, (s.kernel, s.kernel), (s.stride, s.stride), (s.padding, s.padding))
+    AvgPool2d(kernel: (usize, usize), options: AvgPool2dOptions),
+    |s, x| F::avg_pool2d_with(x, s.kernel, s.options)
 );
 
 impl AvgPool2d {
-    /// Pooling over `kernel x kernel` windows with stride `kernel`.
+    /// Pooling over `kernel` windows (a size or a pair) with stride `kernel`.
     ///
     /// ```
-    /// use tapegrad_nn::{AvgPool2d, Forward, Module};
+    /// use tapegrad_nn::{AvgPool2d, Forward};
     /// use tapegrad_tape::Tensor;
     /// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 4, 4]);
-    /// let pool = AvgPool2d::new(2);
-    /// assert_eq!((pool.stride, pool.padding), (2, 0));
-    /// assert_eq!(pool.forward(&x).to_vec::<f32>(), vec![2.5, 4.5, 10.5, 12.5]);
+    /// assert_eq!(AvgPool2d::new(2).forward(&x).to_vec::<f32>(), vec![2.5, 4.5, 10.5, 12.5]);
     /// ```
-    pub fn new(kernel: usize) -> Self {
-        AvgPool2d { kernel, stride: kernel, padding: 0 }
+    pub fn new(kernel: impl IntoPair) -> Self {
+        AvgPool2d { kernel: kernel.into_pair(), options: AvgPool2dOptions::default() }
+    }
+
+    /// Sets `stride`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AvgPool2d, Forward};
+    /// let y = AvgPool2d::new(3).stride(1).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 5, 5]));
+    /// assert_eq!(y.shape(), &[1, 1, 3, 3]);
+    /// ```
+    pub fn stride(mut self, stride: impl IntoPair) -> Self {
+        self.options = self.options.stride(stride);
+        self
+    }
+
+    /// Sets `padding` (zeros, at most half the kernel).
+    ///
+    /// ```
+    /// use tapegrad_nn::{AvgPool2d, Forward};
+    /// let y = AvgPool2d::new(3).stride(1).padding(1).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 5, 5]));
+    /// assert_eq!(y.shape(), &[1, 1, 5, 5]);
+    /// ```
+    pub fn padding(mut self, padding: impl IntoPair) -> Self {
+        self.options = self.options.padding(padding);
+        self
+    }
+
+    /// Sets `ceil_mode`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AvgPool2d, Forward};
+    /// let y = AvgPool2d::new(2).ceil_mode(true).forward(&tapegrad_tape::Tensor::ones(&[1, 1, 5, 5]));
+    /// assert_eq!(y.shape(), &[1, 1, 3, 3]);
+    /// ```
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.options = self.options.ceil_mode(ceil_mode);
+        self
+    }
+
+    /// Sets `count_include_pad`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AvgPool2d, Forward};
+    /// let pool = AvgPool2d::new(2).padding(1).count_include_pad(false);
+    /// assert_eq!(pool.forward(&tapegrad_tape::Tensor::ones(&[1, 1, 2, 2])).to_vec::<f32>(), vec![1.0; 4]);
+    /// ```
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.options = self.options.count_include_pad(count_include_pad);
+        self
+    }
+
+    /// Sets `divisor_override`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{AvgPool2d, Forward};
+    /// let pool = AvgPool2d::new(2).divisor_override(1); // window sums
+    /// assert_eq!(pool.forward(&tapegrad_tape::Tensor::ones(&[1, 1, 2, 2])).item(), 4.0);
+    /// ```
+    pub fn divisor_override(mut self, divisor: usize) -> Self {
+        self.options = self.options.divisor_override(divisor);
+        self
     }
 }
 
@@ -470,13 +649,27 @@ stateless!(
     /// Average pooling to a fixed output size: PyTorch's `nn.AdaptiveAvgPool2d`.
     ///
     /// ```
-    /// use tapegrad_nn::{AdaptiveAvgPool2d, Forward, Module};
-    /// let y = AdaptiveAvgPool2d { height: 1, width: 1 }.forward(&tapegrad_tape::Tensor::ones(&[2, 3, 5, 5]));
+    /// use tapegrad_nn::{AdaptiveAvgPool2d, Forward};
+    /// let y = AdaptiveAvgPool2d::new(1).forward(&tapegrad_tape::Tensor::ones(&[2, 3, 5, 5]));
     /// assert_eq!(y.shape(), &[2, 3, 1, 1]);
     /// ```
     AdaptiveAvgPool2d(height: usize, width: usize),
     |s, x| F::adaptive_avg_pool2d(x, (s.height, s.width))
 );
+
+impl AdaptiveAvgPool2d {
+    /// Pooling to `output_size` (a size or a pair).
+    ///
+    /// ```
+    /// use tapegrad_nn::{AdaptiveAvgPool2d, Forward};
+    /// let y = AdaptiveAvgPool2d::new((2, 3)).forward(&tapegrad_tape::Tensor::ones(&[1, 1, 7, 7]));
+    /// assert_eq!(y.shape(), &[1, 1, 2, 3]);
+    /// ```
+    pub fn new(output_size: impl IntoPair) -> Self {
+        let (height, width) = output_size.into_pair();
+        AdaptiveAvgPool2d { height, width }
+    }
+}
 
 /// Inverted dropout with probability `p`, active only in training mode.
 ///
@@ -513,7 +706,7 @@ impl Dropout {
 impl Forward for Dropout {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        F::dropout(x, self.p, self.training.get())
+        F::dropout_with(x, F::DropoutOptions { p: self.p, training: self.training.get() })
     }
 }
 
@@ -604,15 +797,13 @@ impl Forward for BatchNorm2d {
             running_mean: self.running_mean.clone(),
             running_var: self.running_var.clone(),
         };
-        F::batch_norm(
-            x,
-            Some(&stats),
-            Some(&self.weight),
-            Some(&self.bias),
-            training,
-            self.momentum,
-            self.eps,
-        )
+        let options = BatchNormOptions::default()
+            .weight(&self.weight)
+            .bias(&self.bias)
+            .training(training)
+            .momentum(self.momentum)
+            .eps(self.eps);
+        F::batch_norm_with(x, Some(&stats), options)
     }
 }
 
@@ -661,7 +852,9 @@ impl LayerNorm {
 impl Forward for LayerNorm {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        F::layer_norm(x, &self.shape, Some(&self.weight), Some(&self.bias), self.eps)
+        let options =
+            LayerNormOptions::default().weight(&self.weight).bias(&self.bias).eps(self.eps);
+        F::layer_norm_with(x, &self.shape, options)
     }
 }
 
@@ -734,7 +927,7 @@ impl Sequential {
     /// use tapegrad_nn::{Forward, LeakyReLU, Module, ReLU, Sequential};
     /// use tapegrad_tape::Tensor;
     /// let x = Tensor::from_vec(vec![-2.0f32, 2.0], &[2]);
-    /// let leaky = Sequential::new().add(LeakyReLU { slope: 0.5 });
+    /// let leaky = Sequential::new().add(LeakyReLU::new().negative_slope(0.5));
     /// assert_eq!(leaky.forward(&x).to_vec::<f32>(), vec![-1.0, 2.0]);
     /// let then_relu = leaky.add(ReLU); // layers run in the order added
     /// assert_eq!(then_relu.forward(&x).to_vec::<f32>(), vec![0.0, 2.0]);

@@ -37,19 +37,19 @@ mod scheduler;
 
 pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
 pub use field::{ModuleField, TrainingFlag};
-pub use io::{load, load_tensors, save, save_tensors};
+pub use io::{load, load_tensors, load_with, save, save_tensors};
 pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d,
     Dropout, Embedding, Flatten, GELU, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential,
     SiLU, Sigmoid, Tanh,
 };
-pub use loss::{
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
-    l1_penalty, l2_penalty,
-};
-pub use module::{Forward, Layer, Module, Slot, join_name};
+pub use loss::{l1_penalty, l2_penalty};
+pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};
 /// `#[derive(Module)]`: see [`Module`](trait@Module) and [`ModuleField`].
 pub use tapegrad_derive::Module;
+pub use tapegrad_ops::{
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
+};
 
 /// What `#[derive(Module)]`'s generated code names (not for hand-written code).
 #[doc(hidden)]

@@ -222,14 +222,40 @@ pub trait Module {
     /// assert!(layer.load_state_dict(&[]).is_err()); // every entry is required
     /// ```
     fn load_state_dict(&mut self, entries: &[(String, Tensor)]) -> Result<()> {
+        self.load_state_dict_with(entries, true).map(drop)
+    }
+
+    /// [`Module::load_state_dict`] with PyTorch's `strict` keyword. With `strict` false,
+    /// names missing from `entries` keep their values and entries the module lacks are
+    /// ignored; both are listed in the returned report (PyTorch's `missing_keys` and
+    /// `unexpected_keys`). A shape or dtype mismatch is an error either way, and on an
+    /// error nothing changes.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Linear, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let mut layer = Linear::new(2, 1);
+    /// let entries = [("weight".to_string(), Tensor::ones(&[1, 2])), ("head.w".to_string(), Tensor::ones(&[1]))];
+    /// let report = layer.load_state_dict_with(&entries, false).unwrap();
+    /// assert_eq!(report.missing_keys, ["bias"]);
+    /// assert_eq!(report.unexpected_keys, ["head.w"]);
+    /// assert_eq!(layer.weight.to_vec::<f32>(), vec![1.0, 1.0]);
+    /// assert!(layer.load_state_dict_with(&entries, true).is_err());
+    /// ```
+    fn load_state_dict_with(
+        &mut self,
+        entries: &[(String, Tensor)],
+        strict: bool,
+    ) -> Result<LoadReport> {
         let mut problems = Vec::new();
+        let mut report = LoadReport::default();
         let mut seen = Vec::new();
         self.visit("", &mut |name, t, _| {
             seen.push(name.to_string());
             match entries.iter().find(|(n, _)| n == name) {
                 // PyTorch accepts state dicts from before BatchNorm counted batches.
                 None if name.ends_with("num_batches_tracked") => {}
-                None => problems.push(format!("missing entry `{name}`")),
+                None => report.missing_keys.push(name.to_string()),
                 Some((_, v)) if v.shape() != t.shape() => problems.push(format!(
                     "entry `{name}` has shape {:?}, the model expects {:?}",
                     v.shape(),
@@ -245,20 +271,22 @@ pub trait Module {
                 Some(_) => {}
             }
         });
-        for (n, _) in entries {
-            if !seen.contains(n) {
-                problems.push(format!("unexpected entry `{n}`"));
-            }
+        report.unexpected_keys =
+            entries.iter().filter(|(n, _)| !seen.contains(n)).map(|(n, _)| n.clone()).collect();
+        if strict {
+            problems.extend(report.missing_keys.iter().map(|n| format!("missing entry `{n}`")));
+            problems
+                .extend(report.unexpected_keys.iter().map(|n| format!("unexpected entry `{n}`")));
         }
         if !problems.is_empty() {
             return Err(Error::Format { path: "state dict".into(), message: problems.join("; ") });
         }
-        self.visit("", &mut |name, t, _| {
+        self.visit_mut("", &mut |name, t, _| {
             if let Some((_, v)) = entries.iter().find(|(n, _)| n == name) {
                 t.set_data(&v.to_dtype(t.dtype()).detach());
             }
         });
-        Ok(())
+        Ok(report)
     }
 
     /// Training mode (PyTorch's `model.train()`).
@@ -431,3 +459,17 @@ impl<M: Forward + ?Sized> Forward for Box<M> {
 pub trait Layer: Module + Forward {}
 
 impl<M: Module + Forward + ?Sized> Layer for M {}
+
+/// What a non-strict load skipped (PyTorch's `_IncompatibleKeys`).
+///
+/// ```
+/// let report = tapegrad_nn::LoadReport::default();
+/// assert!(report.missing_keys.is_empty() && report.unexpected_keys.is_empty());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The module's names that the entries lacked (their values were kept).
+    pub missing_keys: Vec<String>,
+    /// Entries that name nothing in the module (ignored).
+    pub unexpected_keys: Vec<String>,
+}

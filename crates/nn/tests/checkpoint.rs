@@ -443,7 +443,7 @@ fn checkpoints_from_before_metadata_still_load() {
     }
     entries.push(("epoch".into(), Tensor::from_vec(vec![4i64], &[])));
     let path = dir.join("old.safetensors");
-    save_tensors(&path, &entries).unwrap();
+    save_tensors(&entries, &path).unwrap();
 
     let mut model2 = model(8);
     let mut opt2 = Adam::new(model2.parameters(), 0.5);
@@ -456,7 +456,7 @@ fn checkpoints_from_before_metadata_still_load() {
         .load(&path)
         .unwrap_err();
     assert!(err.to_string().contains("holds no scheduler state"), "{err}");
-    assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 4);
+    assert_eq!(load_checkpoint(&mut model2, &mut opt2, &path).unwrap(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -29,14 +29,14 @@ fn trained() -> (Sequential, Adam) {
 fn checkpoint_round_trip_restores_model_optimizer_and_epoch() {
     let (model, opt) = trained();
     let path = temp("ckpt.safetensors");
-    save_checkpoint(&path, &model, &opt, 12).unwrap();
+    save_checkpoint(&model, &opt, 12, &path).unwrap();
     let (mut model2, mut opt2) = {
         tapegrad_tape::manual_seed(99);
         let m = Sequential::new().add(Linear::new(3, 4)).add(ReLU).add(Linear::new(4, 2));
         let o = Adam::new(m.parameters(), 0.5);
         (m, o)
     };
-    assert_eq!(load_checkpoint(&path, &mut model2, &mut opt2).unwrap(), 12);
+    assert_eq!(load_checkpoint(&mut model2, &mut opt2, &path).unwrap(), 12);
     for ((n1, a), (n2, b)) in model.state_dict().iter().zip(model2.state_dict().iter()) {
         assert_eq!((n1, a.to_vec::<f32>()), (n2, b.to_vec::<f32>()));
     }
@@ -50,13 +50,13 @@ fn checkpoint_round_trip_restores_model_optimizer_and_epoch() {
 fn a_file_truncated_at_any_byte_fails_with_a_clear_error() {
     let (model, opt) = trained();
     let path = temp("full.safetensors");
-    save_checkpoint(&path, &model, &opt, 1).unwrap();
+    save_checkpoint(&model, &opt, 1, &path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let cut = temp("cut.safetensors");
     for len in 0..bytes.len() {
         std::fs::write(&cut, &bytes[..len]).unwrap();
         let (mut m, mut o) = trained();
-        let err = load_checkpoint(&cut, &mut m, &mut o).unwrap_err();
+        let err = load_checkpoint(&mut m, &mut o, &cut).unwrap_err();
         assert!(matches!(err, Error::Format { .. }), "truncated at {len}: {err}");
         assert!(err.to_string().contains("cut.safetensors"), "{err}");
     }
@@ -232,11 +232,11 @@ fn unknown_and_unreadable_dtypes_are_named() {
     let path = handmade("unknown-dtype.safetensors", &header, 32);
     load_fails(
         &path,
-        &["entry `weight` has unknown dtype \"Q4\"; tapegrad reads F32, F64 and I64"],
+        &["entry `weight` has unknown dtype \"Q4\"; tapegrad reads F32, F64, I64, F16 and BF16"],
     );
-    let header = r#"{"weight":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#;
-    let path = handmade("f16.safetensors", header, 20);
-    load_fails(&path, &["entry `weight` has dtype F16; tapegrad reads F32, F64 and I64"]);
+    let header = r#"{"weight":{"dtype":"I8","shape":[2,3],"data_offsets":[0,6]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[6,14]}}"#;
+    let path = handmade("i8.safetensors", header, 14);
+    load_fails(&path, &["entry `weight` has dtype I8; tapegrad reads F32, F64, I64, F16 and BF16"]);
     let header =
         format!(r#"{{"weight":{{"dtype":7,"shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = handmade("number-dtype.safetensors", &header, 32);
@@ -343,9 +343,9 @@ fn a_checkpoint_epoch_that_is_not_one_integer_is_an_error_not_a_panic() {
         (Tensor::from_vec(vec![1.5f32], &[]), "entry `epoch` is float32 with shape []"),
         (Tensor::from_vec(vec![-1i64], &[]), "entry `epoch` is -1"),
     ] {
-        save_tensors(&path, &entries(epoch)).unwrap();
+        save_tensors(&entries(epoch), &path).unwrap();
         let (mut m, mut o) = trained();
-        let err = load_checkpoint(&path, &mut m, &mut o).unwrap_err();
+        let err = load_checkpoint(&mut m, &mut o, &path).unwrap_err();
         assert!(matches!(err, Error::Format { .. }), "{err}");
         assert!(
             err.to_string().contains(needle) && err.to_string().contains("bad-epoch.safetensors"),
@@ -362,11 +362,11 @@ fn saving_checks_names_and_concurrent_saves_never_collide() {
         ("b".to_string(), Tensor::ones(&[1])),
         ("w".to_string(), Tensor::zeros(&[2])),
     ];
-    let err = save_tensors(&path, &twice).unwrap_err();
+    let err = save_tensors(&twice, &path).unwrap_err();
     assert!(err.to_string().contains("tensors 0 and 2 are both named `w`"), "{err}");
     assert!(!path.exists());
     let reserved = [("__metadata__".to_string(), Tensor::ones(&[1]))];
-    assert!(save_tensors(&path, &reserved).unwrap_err().to_string().contains("reserved"));
+    assert!(save_tensors(&reserved, &path).unwrap_err().to_string().contains("reserved"));
 
     // Threads saving to the same path each write their own temporary file.
     let dir = temp("concurrent");
@@ -377,7 +377,7 @@ fn saving_checks_names_and_concurrent_saves_never_collide() {
             let target = &target;
             s.spawn(move || {
                 for _ in 0..5 {
-                    save_tensors(target, &[("t".to_string(), Tensor::full(&[64], t as f64))])
+                    save_tensors(&[("t".to_string(), Tensor::full(&[64], t as f64))], target)
                         .unwrap();
                 }
             });
@@ -387,4 +387,58 @@ fn saving_checks_names_and_concurrent_saves_never_collide() {
     assert_eq!(back.len(), 1);
     let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["shared.safetensors"], "no temporary file is left behind");
+}
+
+/// Half-precision files (how most downloaded weights come) load as f32, exactly.
+#[test]
+fn f16_and_bf16_entries_load_as_f32() {
+    let f16_bits: [u16; 8] = [0x3c00, 0xc000, 0x3800, 0x0001, 0x7bff, 0x7c00, 0xfc00, 0x8000];
+    let f16_values =
+        [1.0f32, -2.0, 0.5, 2f32.powi(-24), 65504.0, f32::INFINITY, f32::NEG_INFINITY, -0.0];
+    let bf16_bits: [u16; 3] = [0x3f80, 0xc000, 0x4049];
+    let bf16_values = [1.0f32, -2.0, 3.140625];
+    let header = r#"{"a":{"dtype":"F16","shape":[8],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]},"nan":{"dtype":"F16","shape":[],"data_offsets":[22,24]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    for b in f16_bits.iter().chain(&bf16_bits).chain(&[0x7e00u16]) {
+        bytes.extend(b.to_le_bytes());
+    }
+    let path = temp("half.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let loaded = load_tensors(&path).unwrap();
+    let a = loaded[0].1.to_vec::<f32>();
+    assert_eq!(loaded[0].1.dtype(), tapegrad_tape::DType::F32);
+    assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), f16_values.map(f32::to_bits));
+    assert_eq!(loaded[1].1.to_vec::<f32>(), bf16_values);
+    assert!(loaded[2].1.item().is_nan());
+    // All 65536 f16 values, against the bit-level conversion (exponent rebased from 15 to
+    // 127, subnormals normalised): a second derivation of the same numbers.
+    let oracle = |h: u16| -> u32 {
+        let sign = ((h >> 15) as u32) << 31;
+        let (e, m) = (((h >> 10) & 0x1f) as i32, (h & 0x3ff) as u32);
+        match (e, m) {
+            (0, 0) => sign,
+            (0, _) => {
+                let shift = m.leading_zeros() - 21; // bring the top set bit to bit 10
+                sign | (((113 - shift as i32) as u32) << 23) | (((m << shift) & 0x3ff) << 13)
+            }
+            (31, 0) => sign | 0x7f80_0000,
+            (31, _) => 0x7fc0_0000,
+            _ => sign | (((e + 112) as u32) << 23) | (m << 13),
+        }
+    };
+    let header = r#"{"all":{"dtype":"F16","shape":[65536],"data_offsets":[0,131072]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend((0..=u16::MAX).flat_map(u16::to_le_bytes));
+    let path = temp("all-f16.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let all = load_tensors(&path).unwrap().remove(0).1.to_vec::<f32>();
+    for (h, v) in (0..=u16::MAX).zip(all) {
+        let want = f32::from_bits(oracle(h));
+        assert!(
+            v.to_bits() == want.to_bits() || (v.is_nan() && want.is_nan()),
+            "{h:#06x}: {v} vs {want}"
+        );
+    }
 }

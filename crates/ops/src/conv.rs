@@ -13,8 +13,9 @@ use tapegrad_tape::layout::{Layout, checked_size, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
 
+pub(crate) use tapegrad_kernels::conv::Conv2dOptions;
 use tapegrad_kernels::conv::{self as kernels, Geometry};
-pub use tapegrad_kernels::conv::{Conv2dOptions, set_winograd_enabled, winograd_enabled};
+pub use tapegrad_kernels::conv::{set_winograd_enabled, winograd_enabled};
 
 /// The output size of one spatial dimension: `Ok(None)` if the kernel is larger than the
 /// padded input, an error if the sizes overflow.
@@ -351,4 +352,293 @@ pub(crate) fn conv_transpose2d(
     (geo.ho, geo.wo) = (hi, wi);
     check_operands(op, x, weight, bias, c_out, location)?;
     Ok(add_bias(primitive(Kind::Transpose, x, weight, geo, location), bias))
+}
+
+/// A size given once for both spatial dimensions or per dimension, as PyTorch's `int or
+/// tuple` arguments: `2` or `(2, 1)`.
+///
+/// ```
+/// use tapegrad_ops::IntoPair;
+/// assert_eq!((2.into_pair(), (3, 1).into_pair()), ((2, 2), (3, 1)));
+/// ```
+pub trait IntoPair {
+    /// (height, width).
+    fn into_pair(self) -> (usize, usize);
+}
+
+impl IntoPair for usize {
+    fn into_pair(self) -> (usize, usize) {
+        (self, self)
+    }
+}
+
+impl IntoPair for (usize, usize) {
+    fn into_pair(self) -> (usize, usize) {
+        self
+    }
+}
+
+/// A convolution's `padding`: zeros on each side (per spatial dimension), or PyTorch's
+/// `"same"` (the output keeps the input's size; stride 1) and `"valid"` (none).
+///
+/// ```
+/// use tapegrad_ops::Padding;
+/// assert_eq!(Padding::from(1), Padding::Zeros(1, 1));
+/// assert_eq!(Padding::from((2, 0)), Padding::Zeros(2, 0));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// Zeros on both sides of (height, width).
+    Zeros(usize, usize),
+    /// As much as keeps the output the input's size (PyTorch's `"same"`); an odd total
+    /// puts the extra zero at the end, as PyTorch does.
+    Same,
+    /// No padding (PyTorch's `"valid"`).
+    Valid,
+}
+
+impl Default for Padding {
+    fn default() -> Self {
+        Padding::Zeros(0, 0)
+    }
+}
+
+impl From<usize> for Padding {
+    fn from(p: usize) -> Self {
+        Padding::Zeros(p, p)
+    }
+}
+
+impl From<(usize, usize)> for Padding {
+    fn from((h, w): (usize, usize)) -> Self {
+        Padding::Zeros(h, w)
+    }
+}
+
+/// The keywords of `conv1d`, `conv2d` and `conv_transpose2d` (and of the layers): `stride`,
+/// `padding` (including `Padding::Same`), `dilation`, `groups`, and `output_padding` for
+/// the transposed convolution. Sizes are per spatial dimension; the 1-d forms take one.
+///
+/// ```
+/// use tapegrad_ops::{ConvOptions, Padding, functional as F};
+/// use tapegrad_tape::Tensor;
+/// let (x, w) = (Tensor::ones(&[1, 2, 9, 9]), Tensor::ones(&[4, 2, 3, 3]));
+/// let y = F::conv2d_with(&x, &w, None, ConvOptions::default().stride(2).padding(1));
+/// assert_eq!(y.shape(), &[1, 4, 5, 5]);
+/// let same = F::conv2d_with(&x, &w, None, ConvOptions::default().padding(Padding::Same));
+/// assert_eq!(same.shape(), &[1, 4, 9, 9]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvOptions {
+    /// Step between windows.
+    pub stride: (usize, usize),
+    /// Padding of the input.
+    pub padding: Padding,
+    /// Spacing between kernel taps.
+    pub dilation: (usize, usize),
+    /// Channel groups.
+    pub groups: usize,
+    /// Extra size added to one side of a transposed convolution's output.
+    pub output_padding: (usize, usize),
+}
+
+impl Default for ConvOptions {
+    fn default() -> Self {
+        ConvOptions {
+            stride: (1, 1),
+            padding: Padding::default(),
+            dilation: (1, 1),
+            groups: 1,
+            output_padding: (0, 0),
+        }
+    }
+}
+
+impl ConvOptions {
+    /// Sets `stride`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::ConvOptions::default().stride((2, 1)).stride, (2, 1));
+    /// ```
+    pub fn stride(mut self, stride: impl IntoPair) -> Self {
+        self.stride = stride.into_pair();
+        self
+    }
+
+    /// Sets `padding`: a size, a pair, `Padding::Same` or `Padding::Valid`.
+    ///
+    /// ```
+    /// use tapegrad_ops::{ConvOptions, Padding};
+    /// assert_eq!(ConvOptions::default().padding(2).padding, Padding::Zeros(2, 2));
+    /// ```
+    pub fn padding(mut self, padding: impl Into<Padding>) -> Self {
+        self.padding = padding.into();
+        self
+    }
+
+    /// Sets `dilation`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::ConvOptions::default().dilation(2).dilation, (2, 2));
+    /// ```
+    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
+        self.dilation = dilation.into_pair();
+        self
+    }
+
+    /// Sets `groups`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::ConvOptions::default().groups(4).groups, 4);
+    /// ```
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// Sets `output_padding` (transposed convolutions only).
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::ConvOptions::default().output_padding(1).output_padding, (1, 1));
+    /// ```
+    pub fn output_padding(mut self, output_padding: impl IntoPair) -> Self {
+        self.output_padding = output_padding.into_pair();
+        self
+    }
+}
+
+/// The kernels' options for `options`, and the zeros to add to the input first where
+/// `"same"` needs more at the end than at the start: ((top, bottom), (left, right)).
+#[allow(clippy::type_complexity)]
+fn resolve_options(
+    op: &'static str,
+    options: ConvOptions,
+    kernel: (usize, usize),
+    transposed: bool,
+    location: &'static Location<'static>,
+) -> Result<(Conv2dOptions, Option<((usize, usize), (usize, usize))>)> {
+    let invalid = |message: String| Error::InvalidArgument { op, message, location };
+    if !transposed && options.output_padding != (0, 0) {
+        return Err(invalid("output_padding applies to transposed convolutions only".into()));
+    }
+    let mut kernel_options = Conv2dOptions {
+        stride: options.stride,
+        padding: (0, 0),
+        dilation: options.dilation,
+        groups: options.groups,
+    };
+    let mut extra = None;
+    match options.padding {
+        Padding::Zeros(h, w) => kernel_options.padding = (h, w),
+        Padding::Valid => {}
+        Padding::Same if transposed => {
+            return Err(invalid(
+                "padding \"same\" is not supported for transposed convolutions".into(),
+            ));
+        }
+        Padding::Same => {
+            if options.stride != (1, 1) {
+                return Err(invalid(format!(
+                    "padding \"same\" needs stride 1, got {:?}",
+                    options.stride
+                )));
+            }
+            let total = |d: usize, k: usize| d * k.saturating_sub(1);
+            let (th, tw) =
+                (total(options.dilation.0, kernel.0), total(options.dilation.1, kernel.1));
+            let (h, w) = ((th / 2, th - th / 2), (tw / 2, tw - tw / 2));
+            if h.0 == h.1 && w.0 == w.1 {
+                kernel_options.padding = (h.0, w.0);
+            } else {
+                extra = Some((h, w));
+            }
+        }
+    }
+    Ok((kernel_options, extra))
+}
+
+/// `x` with `((top, bottom), (left, right))` zeros around its last two dimensions.
+fn pad_spatial(x: &Tensor, (h, w): ((usize, usize), (usize, usize))) -> Result<Tensor> {
+    crate::shape::pad(x, &[w, h], 0.0)
+}
+
+/// `conv2d` with PyTorch's keywords.
+#[track_caller]
+pub(crate) fn conv2d_with(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: ConvOptions,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    let kernel = match weight.shape() {
+        [_, _, kh, kw] => (*kh, *kw),
+        _ => (1, 1), // the shape check reports it
+    };
+    let (kernel_options, extra) = resolve_options("conv2d", options, kernel, false, location)?;
+    match extra {
+        Some(pads) if x.dim() == 4 => conv2d(&pad_spatial(x, pads)?, weight, bias, kernel_options),
+        _ => conv2d(x, weight, bias, kernel_options),
+    }
+}
+
+/// `conv1d` with PyTorch's keywords (the first component of each pair must match the
+/// second: a 1-d convolution has one spatial size).
+#[track_caller]
+pub(crate) fn conv1d_with(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: ConvOptions,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = "conv1d";
+    let one = |name: &str, (a, b): (usize, usize)| {
+        if a == b {
+            Ok(a)
+        } else {
+            Err(Error::InvalidArgument {
+                op,
+                message: format!("a 1-d convolution takes one {name}, got ({a}, {b})"),
+                location,
+            })
+        }
+    };
+    let stride = one("stride", options.stride)?;
+    let dilation = one("dilation", options.dilation)?;
+    let k = match weight.shape() {
+        [_, _, k] => *k,
+        _ => 1,
+    };
+    let padding = match options.padding {
+        Padding::Zeros(a, b) => Padding::Zeros(0, one("padding", (a, b))?),
+        Padding::Same => Padding::Same,
+        Padding::Valid => Padding::Valid,
+    };
+    let (kernel_options, extra) = resolve_options(
+        op,
+        ConvOptions { stride: (1, stride), dilation: (1, dilation), padding, ..options },
+        (1, k),
+        false,
+        location,
+    )?;
+    let x = match extra {
+        Some((_, w)) if x.dim() == 3 => crate::shape::pad(x, &[w], 0.0)?,
+        _ => x.clone(),
+    };
+    let o = kernel_options;
+    conv1d(&x, weight, bias, o.stride.1, o.padding.1, o.dilation.1, o.groups)
+}
+
+/// `conv_transpose2d` with PyTorch's keywords.
+#[track_caller]
+pub(crate) fn conv_transpose2d_with(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: ConvOptions,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    let (kernel_options, _) = resolve_options("conv_transpose2d", options, (1, 1), true, location)?;
+    conv_transpose2d(x, weight, bias, kernel_options, options.output_padding)
 }

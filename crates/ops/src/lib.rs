@@ -43,6 +43,7 @@ mod dims;
 mod elementwise;
 pub mod functional;
 mod index;
+mod loss;
 mod matmul;
 mod norm;
 mod pool;
@@ -51,13 +52,18 @@ mod shape;
 mod unary;
 
 pub use binary::{BinaryOps, try_where, where_};
-pub use conv::{Conv2dOptions, set_winograd_enabled, winograd_enabled};
-pub use functional::Reduction;
+pub use conv::{ConvOptions, IntoPair, Padding, set_winograd_enabled, winograd_enabled};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
+pub use loss::{
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
+    SmoothL1Loss,
+};
 pub use matmul::MatmulOps;
+pub use norm::{BatchNormOptions, LayerNormOptions};
+pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use reduce::ReduceOps;
-pub use shape::{ShapeOps, cat, stack, try_cat, try_stack};
-pub use unary::{Exponent, UnaryOps};
+pub use shape::{PadMode, ShapeOps, cat, stack, try_cat, try_stack};
+pub use unary::{Exponent, GeluApproximate, SoftplusOptions, UnaryOps};
 
 /// The operation traits, to bring every tensor method into scope at once.
 ///

@@ -85,14 +85,14 @@ impl BatchNormStats {
     /// Fresh statistics for `channels` channels.
     ///
     /// ```
-    /// use tapegrad_ops::functional::{BatchNormStats, batch_norm};
+    /// use tapegrad_ops::{BatchNormOptions, functional::{BatchNormStats, batch_norm_with}};
     /// use tapegrad_tape::{DType, Tensor};
     /// let stats = BatchNormStats::new(2, DType::F64);
     /// assert_eq!(stats.running_mean.to_vec::<f64>(), vec![0.0, 0.0]);
     /// // Mean 0 and variance 1: in evaluation (with eps 0) the input passes unchanged.
     /// let x = Tensor::from_vec(vec![1.0f64, -2.0], &[1, 2]);
     /// assert_eq!(
-    ///     batch_norm(&x, Some(&stats), None, None, false, 0.1, 0.0).to_vec::<f64>(),
+    ///     batch_norm_with(&x, Some(&stats), BatchNormOptions::default().eps(0.0)).to_vec::<f64>(),
     ///     vec![1.0, -2.0]
     /// );
     /// ```
@@ -352,4 +352,149 @@ pub(crate) fn embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let rows = crate::index::index_select(weight, 0, &flat)?;
     let out: Vec<usize> = indices.shape().iter().copied().chain([weight.shape()[1]]).collect();
     Ok(shape::reshape_to(&rows, &out))
+}
+
+/// The keywords of `layer_norm`: `weight` and `bias` (of the normalised shape) and `eps`
+/// (1e-5).
+///
+/// ```
+/// use tapegrad_ops::{LayerNormOptions, functional as F};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0], &[1, 2]);
+/// let opts = LayerNormOptions::default().bias(&Tensor::full(&[2], 10.0)).eps(0.0);
+/// assert_eq!(F::layer_norm_with(&x, &[2], opts).to_vec::<f32>(), vec![9.0, 11.0]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct LayerNormOptions {
+    /// Elementwise scale, or `None`.
+    pub weight: Option<Tensor>,
+    /// Elementwise shift, or `None`.
+    pub bias: Option<Tensor>,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl Default for LayerNormOptions {
+    fn default() -> Self {
+        LayerNormOptions { weight: None, bias: None, eps: 1e-5 }
+    }
+}
+
+impl LayerNormOptions {
+    /// Sets `weight`.
+    ///
+    /// ```
+    /// let o = tapegrad_ops::LayerNormOptions::default().weight(&tapegrad_tape::Tensor::ones(&[2]));
+    /// assert!(o.weight.is_some());
+    /// ```
+    pub fn weight(mut self, weight: &Tensor) -> Self {
+        self.weight = Some(weight.clone());
+        self
+    }
+
+    /// Sets `bias`.
+    ///
+    /// ```
+    /// let o = tapegrad_ops::LayerNormOptions::default().bias(&tapegrad_tape::Tensor::ones(&[2]));
+    /// assert!(o.bias.is_some());
+    /// ```
+    pub fn bias(mut self, bias: &Tensor) -> Self {
+        self.bias = Some(bias.clone());
+        self
+    }
+
+    /// Sets `eps`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::LayerNormOptions::default().eps(1e-6).eps, 1e-6);
+    /// ```
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+}
+
+/// The keywords of `batch_norm`: `weight` and `bias` (per channel), `training` (false:
+/// normalise with the running statistics), `momentum` (0.1) and `eps` (1e-5).
+///
+/// ```
+/// use tapegrad_ops::{BatchNormOptions, functional as F};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0], &[2, 1]);
+/// // Batch statistics, no running ones: each channel gets mean 0 and variance 1.
+/// let y = F::batch_norm_with(&x, None, BatchNormOptions::default().training(true).eps(0.0));
+/// assert_eq!(y.to_vec::<f32>(), vec![-1.0, 1.0]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct BatchNormOptions {
+    /// Scale per channel, or `None`.
+    pub weight: Option<Tensor>,
+    /// Shift per channel, or `None`.
+    pub bias: Option<Tensor>,
+    /// Normalise with the batch's statistics (and update the running ones).
+    pub training: bool,
+    /// Weight of the newest batch in the running statistics.
+    pub momentum: f64,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl Default for BatchNormOptions {
+    fn default() -> Self {
+        BatchNormOptions { weight: None, bias: None, training: false, momentum: 0.1, eps: 1e-5 }
+    }
+}
+
+impl BatchNormOptions {
+    /// Sets `weight`.
+    ///
+    /// ```
+    /// let o = tapegrad_ops::BatchNormOptions::default().weight(&tapegrad_tape::Tensor::ones(&[2]));
+    /// assert!(o.weight.is_some());
+    /// ```
+    pub fn weight(mut self, weight: &Tensor) -> Self {
+        self.weight = Some(weight.clone());
+        self
+    }
+
+    /// Sets `bias`.
+    ///
+    /// ```
+    /// let o = tapegrad_ops::BatchNormOptions::default().bias(&tapegrad_tape::Tensor::ones(&[2]));
+    /// assert!(o.bias.is_some());
+    /// ```
+    pub fn bias(mut self, bias: &Tensor) -> Self {
+        self.bias = Some(bias.clone());
+        self
+    }
+
+    /// Sets `training`.
+    ///
+    /// ```
+    /// assert!(tapegrad_ops::BatchNormOptions::default().training(true).training);
+    /// ```
+    pub fn training(mut self, training: bool) -> Self {
+        self.training = training;
+        self
+    }
+
+    /// Sets `momentum`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::BatchNormOptions::default().momentum(0.01).momentum, 0.01);
+    /// ```
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Sets `eps`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::BatchNormOptions::default().eps(1e-3).eps, 1e-3);
+    /// ```
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
 }

@@ -7,7 +7,7 @@ use tapegrad_tape::layout::{Layout, checked_size, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
 
-use crate::conv::Conv2dOptions;
+use crate::conv::{Conv2dOptions, IntoPair};
 
 use crate::shape::reshape_to;
 
@@ -182,4 +182,317 @@ pub(crate) fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<
     // Separable: rows then columns, as two (broadcast batched) matrix products.
     let rows = crate::matmul::matmul(&ah, x)?;
     crate::matmul::matmul(&rows, &crate::shape::transpose(&aw, 0, 1)?)
+}
+
+/// The keywords of `max_pool2d`: `stride` (default: the kernel), `padding` (-inf, at most
+/// half the kernel), `dilation` and `ceil_mode`.
+///
+/// ```
+/// use tapegrad_ops::{MaxPool2dOptions, functional as F};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[1, 1, 5, 5]);
+/// assert_eq!(F::max_pool2d(&x, 2).shape(), &[1, 1, 2, 2]);
+/// let ceil = MaxPool2dOptions::default().ceil_mode(true);
+/// assert_eq!(F::max_pool2d_with(&x, 2, ceil).shape(), &[1, 1, 3, 3]);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaxPool2dOptions {
+    /// Step between windows; `None` is the kernel size.
+    pub stride: Option<(usize, usize)>,
+    /// Implicit -inf padding on each side.
+    pub padding: (usize, usize),
+    /// Spacing between window taps (`None` is 1).
+    pub dilation: Option<(usize, usize)>,
+    /// Count a last, partial window (rounding the output size up).
+    pub ceil_mode: bool,
+}
+
+impl MaxPool2dOptions {
+    /// Sets `stride`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::MaxPool2dOptions::default().stride(1).stride, Some((1, 1)));
+    /// ```
+    pub fn stride(mut self, stride: impl IntoPair) -> Self {
+        self.stride = Some(stride.into_pair());
+        self
+    }
+
+    /// Sets `padding`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::MaxPool2dOptions::default().padding(1).padding, (1, 1));
+    /// ```
+    pub fn padding(mut self, padding: impl IntoPair) -> Self {
+        self.padding = padding.into_pair();
+        self
+    }
+
+    /// Sets `dilation`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::MaxPool2dOptions::default().dilation(2).dilation, Some((2, 2)));
+    /// ```
+    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
+        self.dilation = Some(dilation.into_pair());
+        self
+    }
+
+    /// Sets `ceil_mode`.
+    ///
+    /// ```
+    /// assert!(tapegrad_ops::MaxPool2dOptions::default().ceil_mode(true).ceil_mode);
+    /// ```
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+}
+
+/// The keywords of `avg_pool2d`: `stride` (default: the kernel), `padding` (zeros, at most
+/// half the kernel), `ceil_mode`, `count_include_pad` (default true) and
+/// `divisor_override`.
+///
+/// ```
+/// use tapegrad_ops::{AvgPool2dOptions, functional as F};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[1, 1, 2, 2]);
+/// let include = F::avg_pool2d_with(&x, 2, AvgPool2dOptions::default().padding(1));
+/// assert_eq!(include.to_vec::<f32>(), vec![0.25; 4]); // each window: one 1 and three zeros
+/// let exclude = AvgPool2dOptions::default().padding(1).count_include_pad(false);
+/// assert_eq!(F::avg_pool2d_with(&x, 2, exclude).to_vec::<f32>(), vec![1.0; 4]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvgPool2dOptions {
+    /// Step between windows; `None` is the kernel size.
+    pub stride: Option<(usize, usize)>,
+    /// Zero padding on each side.
+    pub padding: (usize, usize),
+    /// Count a last, partial window (rounding the output size up).
+    pub ceil_mode: bool,
+    /// Whether padding zeros count in each window's divisor.
+    pub count_include_pad: bool,
+    /// Divide every window's sum by this instead.
+    pub divisor_override: Option<usize>,
+}
+
+impl Default for AvgPool2dOptions {
+    fn default() -> Self {
+        AvgPool2dOptions {
+            stride: None,
+            padding: (0, 0),
+            ceil_mode: false,
+            count_include_pad: true,
+            divisor_override: None,
+        }
+    }
+}
+
+impl AvgPool2dOptions {
+    /// Sets `stride`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::AvgPool2dOptions::default().stride(1).stride, Some((1, 1)));
+    /// ```
+    pub fn stride(mut self, stride: impl IntoPair) -> Self {
+        self.stride = Some(stride.into_pair());
+        self
+    }
+
+    /// Sets `padding`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::AvgPool2dOptions::default().padding(1).padding, (1, 1));
+    /// ```
+    pub fn padding(mut self, padding: impl IntoPair) -> Self {
+        self.padding = padding.into_pair();
+        self
+    }
+
+    /// Sets `ceil_mode`.
+    ///
+    /// ```
+    /// assert!(tapegrad_ops::AvgPool2dOptions::default().ceil_mode(true).ceil_mode);
+    /// ```
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Sets `count_include_pad`.
+    ///
+    /// ```
+    /// assert!(!tapegrad_ops::AvgPool2dOptions::default().count_include_pad(false).count_include_pad);
+    /// ```
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.count_include_pad = count_include_pad;
+        self
+    }
+
+    /// Sets `divisor_override`.
+    ///
+    /// ```
+    /// let o = tapegrad_ops::AvgPool2dOptions::default().divisor_override(3);
+    /// assert_eq!(o.divisor_override, Some(3));
+    /// ```
+    pub fn divisor_override(mut self, divisor: usize) -> Self {
+        self.divisor_override = Some(divisor);
+        self
+    }
+}
+
+/// One spatial dimension of a pooling: PyTorch's output size (with `ceil_mode`'s rule that
+/// the last window starts inside the input or its left padding), and how many positions
+/// past the right padding the windows reach.
+#[allow(clippy::too_many_arguments)]
+fn pool_extent(
+    op: &'static str,
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    ceil_mode: bool,
+    location: &'static Location<'static>,
+) -> Result<(usize, usize)> {
+    let invalid = |message: String| Error::InvalidArgument { op, message, location };
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return Err(invalid(format!(
+            "kernel {kernel}, stride {stride} and dilation {dilation} must be positive"
+        )));
+    }
+    let span = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|s| s.checked_add(1))
+        .ok_or_else(|| invalid(format!("kernel {kernel} with dilation {dilation} overflows")))?;
+    if padding > span / 2 {
+        return Err(invalid(format!(
+            "padding {padding} is more than half the window ({span} with dilation)"
+        )));
+    }
+    let padded = checked_size(op, "the padded input", input.checked_add(2 * padding), location)?;
+    let Some(room) = padded.checked_sub(span) else {
+        return Err(Error::Shape {
+            op,
+            message: format!("the window ({span}) is larger than the padded input ({padded})"),
+            location,
+        });
+    };
+    let mut out = if ceil_mode { room.div_ceil(stride) + 1 } else { room / stride + 1 };
+    if ceil_mode && (out - 1) * stride >= input + padding {
+        out -= 1;
+    }
+    let reach = (out - 1) * stride + span;
+    Ok((out, reach.saturating_sub(padded)))
+}
+
+/// Max pooling with every keyword: the kernel when it applies (no dilation, no partial
+/// window), else a gather of each window's taps and a max over them, which routes the
+/// gradient to the chosen element as the kernel does.
+#[track_caller]
+pub(crate) fn max_pool2d_with(
+    x: &Tensor,
+    kernel: (usize, usize),
+    options: MaxPool2dOptions,
+) -> Result<(Tensor, Tensor)> {
+    let location = Location::caller();
+    let op = "max_pool2d";
+    let [n, c, h, w] = check_4d(op, x, location)?;
+    let stride = options.stride.unwrap_or(kernel);
+    let dilation = options.dilation.unwrap_or((1, 1));
+    let p = options.padding;
+    let (ho, extra_h) =
+        pool_extent(op, h, kernel.0, stride.0, p.0, dilation.0, options.ceil_mode, location)?;
+    let (wo, extra_w) =
+        pool_extent(op, w, kernel.1, stride.1, p.1, dilation.1, options.ceil_mode, location)?;
+    if dilation == (1, 1) && extra_h == 0 && extra_w == 0 {
+        return max_pool2d(x, kernel, stride, p);
+    }
+    // -inf padding never wins a window (each window holds an input element).
+    let padded =
+        crate::shape::pad(x, &[(p.1, p.1 + extra_w), (p.0, p.0 + extra_h)], f64::NEG_INFINITY)?;
+    let (hp, wp) = (padded.shape()[2], padded.shape()[3]);
+    let taps = kernel.0 * kernel.1;
+    let mut positions = Vec::with_capacity(ho * wo * taps);
+    for oh in 0..ho {
+        for ow in 0..wo {
+            for a in 0..kernel.0 {
+                for b in 0..kernel.1 {
+                    let (r, s) = (oh * stride.0 + a * dilation.0, ow * stride.1 + b * dilation.1);
+                    positions.push((r * wp + s) as i64);
+                }
+            }
+        }
+    }
+    let flat = reshape_to(&padded, &[n, c, hp * wp]);
+    let count = positions.len();
+    let windows =
+        crate::index::index_select(&flat, 2, &Tensor::from_vec(positions.clone(), &[count]))?;
+    let windows = reshape_to(&windows, &[n, c, ho, wo, taps]);
+    let (values, chosen) = crate::reduce::max_dim(&windows, -1, false, true)?;
+    // The chosen tap as a flat position `h * W + w` of the unpadded input.
+    let chosen = chosen.to_vec::<i64>();
+    let index: Vec<i64> = chosen
+        .iter()
+        .enumerate()
+        .map(|(k, &t)| {
+            let window = k % (ho * wo);
+            let pos = positions[window * taps + t as usize] as usize;
+            let (r, s) = (pos / wp, pos % wp);
+            ((r as i64 - p.0 as i64) * w as i64) + (s as i64 - p.1 as i64)
+        })
+        .collect();
+    Ok((values, Tensor::from_vec(index, &[n, c, ho, wo])))
+}
+
+/// Average pooling with every keyword: the depthwise-convolution kernel for PyTorch's
+/// defaults, else window sums divided by each window's count (or the override).
+#[track_caller]
+pub(crate) fn avg_pool2d_with(
+    x: &Tensor,
+    kernel: (usize, usize),
+    options: AvgPool2dOptions,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = "avg_pool2d";
+    let [_, c, h, w] = check_4d(op, x, location)?;
+    let stride = options.stride.unwrap_or(kernel);
+    let p = options.padding;
+    let (ho, extra_h) =
+        pool_extent(op, h, kernel.0, stride.0, p.0, 1, options.ceil_mode, location)?;
+    let (wo, extra_w) =
+        pool_extent(op, w, kernel.1, stride.1, p.1, 1, options.ceil_mode, location)?;
+    if extra_h == 0
+        && extra_w == 0
+        && options.count_include_pad
+        && options.divisor_override.is_none()
+    {
+        return avg_pool2d(x, kernel, stride, p);
+    }
+    if options.divisor_override == Some(0) {
+        return Err(Error::InvalidArgument {
+            op,
+            message: "divisor_override must be positive".into(),
+            location,
+        });
+    }
+    let padded = crate::shape::pad(x, &[(p.1, p.1 + extra_w), (p.0, p.0 + extra_h)], 0.0)?;
+    let ones = Tensor::try_full_dtype(&[c, 1, kernel.0, kernel.1], 1.0, x.dtype())?;
+    let opts = Conv2dOptions { stride, padding: (0, 0), dilation: (1, 1), groups: c };
+    let sums = crate::conv::conv2d(&padded, &ones, None, opts)?;
+    // Each window's divisor: its taps inside the input and (with count_include_pad) the
+    // padding, not the extra reach of a partial window.
+    let counted = |out: usize, k: usize, s: usize, pad: usize, input: usize| -> Vec<usize> {
+        let (lo, hi) =
+            if options.count_include_pad { (0, input + 2 * pad) } else { (pad, pad + input) };
+        (0..out).map(|o| (o * s + k).min(hi).saturating_sub((o * s).max(lo))).collect()
+    };
+    let rows = counted(ho, kernel.0, stride.0, p.0, h);
+    let cols = counted(wo, kernel.1, stride.1, p.1, w);
+    let divisor: Vec<f64> = match options.divisor_override {
+        Some(d) => vec![d as f64; ho * wo],
+        None => rows.iter().flat_map(|&r| cols.iter().map(move |&c| (r * c) as f64)).collect(),
+    };
+    let divisor = Tensor::from_vec(divisor, &[1, 1, ho, wo]).to_dtype(x.dtype());
+    Ok(&sums / &divisor)
 }

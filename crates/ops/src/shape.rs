@@ -349,6 +349,135 @@ pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64) -> Result<Ten
     Ok(out)
 }
 
+/// What `F.pad` puts in the new places: PyTorch's `mode` with its `value`.
+///
+/// ```
+/// use tapegrad_ops::{PadMode, functional as F};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[1, 3]);
+/// let pad = |mode| F::pad_with(&x, &[2, 1], mode).to_vec::<f32>();
+/// assert_eq!(pad(PadMode::Constant(0.0)), vec![0.0, 0.0, 1.0, 2.0, 3.0, 0.0]);
+/// assert_eq!(pad(PadMode::Reflect), vec![3.0, 2.0, 1.0, 2.0, 3.0, 2.0]);
+/// assert_eq!(pad(PadMode::Replicate), vec![1.0, 1.0, 1.0, 2.0, 3.0, 3.0]);
+/// assert_eq!(pad(PadMode::Circular), vec![2.0, 3.0, 1.0, 2.0, 3.0, 1.0]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    /// A constant (PyTorch's `mode="constant", value=...`).
+    Constant(f64),
+    /// The mirror image without the edge (`"reflect"`).
+    Reflect,
+    /// The edge element repeated (`"replicate"`).
+    Replicate,
+    /// The other end wrapped around (`"circular"`).
+    Circular,
+}
+
+impl Default for PadMode {
+    fn default() -> Self {
+        PadMode::Constant(0.0)
+    }
+}
+
+/// PyTorch's `F.pad`: `pads` lists `(before, after)` for the last dimension, then the one
+/// before it, ...; negative amounts crop. The non-constant modes pick source positions with
+/// `index_select`, so their gradients (any order) come from its rule.
+#[track_caller]
+pub(crate) fn pad_with(x: &Tensor, pads: &[isize], mode: PadMode) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = "pad";
+    if !pads.len().is_multiple_of(2) || pads.len() / 2 > x.dim() {
+        return Err(invalid_argument(
+            op,
+            format!(
+                "pads must hold a (before, after) pair per padded dimension, at most {} pairs \
+                 for shape {:?}; got {} values",
+                x.dim(),
+                x.shape(),
+                pads.len()
+            ),
+            location,
+        ));
+    }
+    let mut out = x.clone();
+    for (i, pair) in pads.chunks(2).enumerate() {
+        let d = x.dim() - 1 - i;
+        let (before, after) = (pair[0], pair[1]);
+        let n = out.shape()[d] as isize;
+        // Crop first, then pad what remains.
+        let (cut_before, cut_after) = ((-before).max(0), (-after).max(0));
+        if cut_before + cut_after > n {
+            return Err(invalid_argument(
+                op,
+                format!(
+                    "cropping {cut_before} and {cut_after} from dimension {d} of size {n} \
+                     leaves nothing"
+                ),
+                location,
+            ));
+        }
+        if cut_before + cut_after > 0 {
+            out = narrow(
+                &out,
+                d as isize,
+                cut_before as usize,
+                (n - cut_before - cut_after) as usize,
+            )?;
+        }
+        let (add_before, add_after) = (before.max(0) as usize, after.max(0) as usize);
+        if add_before + add_after == 0 {
+            continue;
+        }
+        let n = out.shape()[d];
+        let source = |k: isize| -> Option<usize> {
+            let n = n as isize;
+            match mode {
+                PadMode::Constant(_) => None,
+                PadMode::Reflect => Some(if k < 0 {
+                    -k
+                } else if k >= n {
+                    2 * (n - 1) - k
+                } else {
+                    k
+                } as usize),
+                PadMode::Replicate => Some(k.clamp(0, n - 1) as usize),
+                PadMode::Circular => Some(k.rem_euclid(n) as usize),
+            }
+        };
+        match mode {
+            PadMode::Constant(value) => {
+                let mut pairs = vec![(0, 0); x.dim() - d];
+                pairs[x.dim() - 1 - d] = (add_before, add_after);
+                out = pad(&out, &pairs, value)?;
+            }
+            _ => {
+                let limit = match mode {
+                    PadMode::Reflect => n.saturating_sub(1),
+                    PadMode::Circular => n,
+                    _ => usize::MAX,
+                };
+                if n == 0 || add_before > limit || add_after > limit {
+                    return Err(invalid_argument(
+                        op,
+                        format!(
+                            "{mode:?} padding of ({add_before}, {add_after}) needs each amount at \
+                             most {limit} for dimension {d} of size {n}"
+                        ),
+                        location,
+                    ));
+                }
+                let picks: Vec<i64> = (-(add_before as isize)..(n + add_after) as isize)
+                    .map(|k| source(k).expect("a non-constant mode") as i64)
+                    .collect();
+                let len = picks.len();
+                out =
+                    crate::index::index_select(&out, d as isize, &Tensor::from_vec(picks, &[len]))?;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Tensors joined along an existing dimension (PyTorch's `torch.cat`).
 ///
 /// ```

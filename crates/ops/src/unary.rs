@@ -524,6 +524,62 @@ impl Exponent for &Tensor {
     }
 }
 
+/// GELU's `approximate` keyword.
+///
+/// ```
+/// assert_eq!(tapegrad_ops::GeluApproximate::default(), tapegrad_ops::GeluApproximate::None);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GeluApproximate {
+    /// The exact `x Phi(x)` (PyTorch's `"none"`).
+    #[default]
+    None,
+    /// The tanh approximation (PyTorch's `"tanh"`).
+    Tanh,
+}
+
+/// Softplus's keywords: `beta` (1) and `threshold` (20).
+///
+/// ```
+/// let o = tapegrad_ops::SoftplusOptions::default();
+/// assert_eq!((o.beta, o.threshold), (1.0, 20.0));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SoftplusOptions {
+    /// The sharpness: `ln(1 + e^(beta x)) / beta`.
+    pub beta: f64,
+    /// Above `beta x > threshold` the function is `x`.
+    pub threshold: f64,
+}
+
+impl Default for SoftplusOptions {
+    fn default() -> Self {
+        SoftplusOptions { beta: 1.0, threshold: 20.0 }
+    }
+}
+
+impl SoftplusOptions {
+    /// Sets `beta`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::SoftplusOptions::default().beta(2.0).beta, 2.0);
+    /// ```
+    pub fn beta(mut self, beta: f64) -> Self {
+        self.beta = beta;
+        self
+    }
+
+    /// Sets `threshold`.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_ops::SoftplusOptions::default().threshold(5.0).threshold, 5.0);
+    /// ```
+    pub fn threshold(mut self, threshold: f64) -> Self {
+        self.threshold = threshold;
+        self
+    }
+}
+
 /// Elementwise functions of one tensor, as methods (PyTorch's names). In the prelude.
 ///
 /// ```
@@ -734,19 +790,41 @@ pub trait UnaryOps {
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
-    /// assert_eq!(Tensor::full(&[1], -2.0).leaky_relu(0.1).item(), -0.2f32 as f64);
+    /// assert_eq!(Tensor::full(&[1], -2.0).leaky_relu().item(), -0.02f32 as f64);
     /// ```
     #[track_caller]
-    fn leaky_relu(&self, slope: f64) -> Tensor;
+    fn leaky_relu(&self) -> Tensor {
+        self.leaky_relu_with(0.01)
+    }
+
+    /// [`UnaryOps::leaky_relu`] with its one keyword, `negative_slope`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::full(&[1], -2.0).leaky_relu_with(0.1).item(), -0.2f32 as f64);
+    /// ```
+    #[track_caller]
+    fn leaky_relu_with(&self, negative_slope: f64) -> Tensor;
 
     /// `x` where positive, `alpha (e^x - 1)` elsewhere.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
-    /// assert!(Tensor::full(&[1], -50.0).elu(1.0).item() + 1.0 < 1e-6);
+    /// assert!(Tensor::full(&[1], -50.0).elu().item() + 1.0 < 1e-6); // alpha = 1
     /// ```
     #[track_caller]
-    fn elu(&self, alpha: f64) -> Tensor;
+    fn elu(&self) -> Tensor {
+        self.elu_with(1.0)
+    }
+
+    /// [`UnaryOps::elu`] with its one keyword, `alpha`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::full(&[1], -50.0).elu_with(2.0).item() + 2.0 < 1e-6);
+    /// ```
+    #[track_caller]
+    fn elu_with(&self, alpha: f64) -> Tensor;
 
     /// GELU, exact: `x Phi(x)` with the normal CDF `Phi` (PyTorch's default).
     ///
@@ -755,17 +833,20 @@ pub trait UnaryOps {
     /// assert_eq!(Tensor::zeros(&[1]).gelu().item(), 0.0);
     /// ```
     #[track_caller]
-    fn gelu(&self) -> Tensor;
+    fn gelu(&self) -> Tensor {
+        self.gelu_with(GeluApproximate::None)
+    }
 
-    /// GELU with the tanh approximation (PyTorch's `approximate="tanh"`).
+    /// [`UnaryOps::gelu`] with its one keyword, `approximate` (PyTorch's `"none"` or
+    /// `"tanh"`).
     ///
     /// ```
-    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
-    /// let x = Tensor::full_dtype(&[1], 1.0, tapegrad_tape::DType::F64);
-    /// assert!((x.gelu_tanh().item() - x.gelu().item()).abs() < 1e-3);
+    /// use tapegrad_ops::{GeluApproximate, prelude::*};
+    /// let x = tapegrad_tape::Tensor::full_dtype(&[1], 1.0, tapegrad_tape::DType::F64);
+    /// assert!((x.gelu_with(GeluApproximate::Tanh).item() - x.gelu().item()).abs() < 1e-3);
     /// ```
     #[track_caller]
-    fn gelu_tanh(&self) -> Tensor;
+    fn gelu_with(&self, approximate: GeluApproximate) -> Tensor;
 
     /// `ln(1 + e^x)`, computed without overflow (PyTorch's `softplus` with beta 1,
     /// threshold 20).
@@ -775,7 +856,20 @@ pub trait UnaryOps {
     /// assert_eq!(Tensor::full(&[1], 1e4).softplus().item(), 1e4);
     /// ```
     #[track_caller]
-    fn softplus(&self) -> Tensor;
+    fn softplus(&self) -> Tensor {
+        self.softplus_with(SoftplusOptions::default())
+    }
+
+    /// `ln(1 + e^(beta x)) / beta`, linear where `beta x > threshold` (PyTorch's keywords).
+    ///
+    /// ```
+    /// use tapegrad_ops::{SoftplusOptions, prelude::*};
+    /// let x = tapegrad_tape::Tensor::full_dtype(&[1], 1.0, tapegrad_tape::DType::F64);
+    /// let y = x.softplus_with(SoftplusOptions::default().beta(2.0));
+    /// assert!((y.item() - (1.0 + 2f64.exp()).ln() / 2.0).abs() < 1e-15);
+    /// ```
+    #[track_caller]
+    fn softplus_with(&self, options: SoftplusOptions) -> Tensor;
 
     /// Values limited to `[min, max]`; either bound may be `None`. NaN stays NaN; the
     /// gradient is 0 at NaN and at a bound (as in PyTorch 2.15).
@@ -871,24 +965,20 @@ impl UnaryOps for Tensor {
         silu(self)
     }
     #[track_caller]
-    fn leaky_relu(&self, slope: f64) -> Tensor {
-        leaky_relu(self, slope)
+    fn leaky_relu_with(&self, negative_slope: f64) -> Tensor {
+        leaky_relu(self, negative_slope)
     }
     #[track_caller]
-    fn elu(&self, alpha: f64) -> Tensor {
+    fn elu_with(&self, alpha: f64) -> Tensor {
         elu(self, alpha)
     }
     #[track_caller]
-    fn gelu(&self) -> Tensor {
-        gelu(self, false)
+    fn gelu_with(&self, approximate: GeluApproximate) -> Tensor {
+        gelu(self, approximate == GeluApproximate::Tanh)
     }
     #[track_caller]
-    fn gelu_tanh(&self) -> Tensor {
-        gelu(self, true)
-    }
-    #[track_caller]
-    fn softplus(&self) -> Tensor {
-        softplus_op(self, 1.0, 20.0)
+    fn softplus_with(&self, options: SoftplusOptions) -> Tensor {
+        softplus_op(self, options.beta, options.threshold)
     }
     #[track_caller]
     fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Tensor {

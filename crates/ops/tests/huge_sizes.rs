@@ -5,7 +5,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use proptest::prelude::*;
-use tapegrad_ops::functional::{self, Conv2dOptions};
+use tapegrad_ops::functional::{self, AvgPool2dOptions, ConvOptions, MaxPool2dOptions};
 use tapegrad_ops::{prelude::*, try_cat};
 use tapegrad_tape::layout::{Layout, MAX_NUMEL};
 use tapegrad_tape::{DType, Storage, Tensor};
@@ -142,28 +142,32 @@ fn convolution_and_pooling_sizes_are_checked() {
     let x = Tensor::ones(&[1, 1, 4, 4]);
     let w = Tensor::ones(&[1, 1, 3, 3]);
     for options in [
-        Conv2dOptions { padding: (3, 3952873730080618203), ..Default::default() },
-        Conv2dOptions { padding: (usize::MAX / 2, 0), ..Default::default() },
-        Conv2dOptions { dilation: (usize::MAX / 2, 1), ..Default::default() },
+        ConvOptions::default().padding((3, 3952873730080618203)),
+        ConvOptions::default().padding((usize::MAX / 2, 0)),
+        ConvOptions::default().dilation((usize::MAX / 2, 1)),
     ] {
-        let err = functional::try_conv2d(&x, &w, None, options).unwrap_err().to_string();
+        let err = functional::try_conv2d_with(&x, &w, None, options).unwrap_err().to_string();
         assert!(err.starts_with("conv2d:"), "{err}");
     }
     let message = panic_message(|| {
-        let options = Conv2dOptions { stride: (usize::MAX / 2, 1), ..Default::default() };
-        drop(functional::conv_transpose2d(&x, &w, None, options, (0, 0)))
+        let options = ConvOptions::default().stride((usize::MAX / 2, 1));
+        drop(functional::conv_transpose2d_with(&x, &w, None, options))
     });
     assert!(message.starts_with("conv_transpose2d:") && message.contains("overflows"), "{message}");
+    let pool = |stride: usize, padding: (usize, usize)| {
+        MaxPool2dOptions::default().stride(stride).padding(padding)
+    };
     assert!(
-        functional::max_pool2d_with_indices(&x, (usize::MAX, 3), (1, 1), (usize::MAX / 2, 0))
+        functional::try_max_pool2d_with_indices(&x, (usize::MAX, 3), pool(1, (usize::MAX / 2, 0)))
             .is_err()
     );
-    assert!(functional::max_pool2d_with_indices(&x, (2, 2), (1, 1), (1 << 62, 0)).is_err());
+    assert!(functional::try_max_pool2d_with_indices(&x, 2, pool(1, (1 << 62, 0))).is_err());
     let message = panic_message(|| {
-        drop(functional::avg_pool2d(&x, (1 << 40, 1 << 40), (1, 1), (1 << 39, 1 << 39)))
+        let options = AvgPool2dOptions::default().stride(1).padding(1 << 39);
+        drop(functional::avg_pool2d_with(&x, 1 << 40, options))
     });
     assert!(message.starts_with("avg_pool2d:"), "{message}");
-    let message = panic_message(|| drop(functional::adaptive_avg_pool2d(&x, (1 << 62, 1 << 62))));
+    let message = panic_message(|| drop(functional::adaptive_avg_pool2d(&x, 1 << 62)));
     assert!(
         message.starts_with("adaptive_avg_pool2d:") && message.contains("too many elements"),
         "{message}"

@@ -4,7 +4,7 @@
 //! value was checked against PyTorch 2.15 (CPU, f32 and f64).
 
 use tapegrad_ops::functional::max_pool2d_with_indices;
-use tapegrad_ops::prelude::*;
+use tapegrad_ops::{MaxPool2dOptions, prelude::*};
 use tapegrad_tape::{BackwardOptions, DType, GradOptions, Tensor, grad};
 
 const DTYPES: [DType; 2] = [DType::F32, DType::F64];
@@ -25,8 +25,8 @@ fn zero_signs_follow_pytorch() {
         let zero = t(&[0.0], &[1], dtype);
         // relu, leaky_relu, elu and clamp keep a -0 input (torch.relu(-0.) is -0.).
         assert_eq!(sign_bits(&neg_zero.relu()), [true], "{dtype:?} relu");
-        assert_eq!(sign_bits(&neg_zero.leaky_relu(0.1)), [true], "{dtype:?} leaky_relu");
-        assert_eq!(sign_bits(&neg_zero.elu(1.0)), [true], "{dtype:?} elu");
+        assert_eq!(sign_bits(&neg_zero.leaky_relu_with(0.1)), [true], "{dtype:?} leaky_relu");
+        assert_eq!(sign_bits(&neg_zero.elu()), [true], "{dtype:?} elu");
         assert_eq!(
             sign_bits(&neg_zero.clamp(Some(0.0), None)),
             [true],
@@ -51,8 +51,7 @@ fn zero_signs_follow_pytorch() {
         // Max pooling keeps the first of tied zeros too.
         for (data, sign) in [([-0.0, 0.0, 0.0, -0.0], true), ([0.0, -0.0, 0.0, -0.0], false)] {
             let (v, i) =
-                max_pool2d_with_indices(&t(&data, &[1, 1, 2, 2], dtype), (2, 2), (2, 2), (0, 0))
-                    .unwrap();
+                max_pool2d_with_indices(&t(&data, &[1, 1, 2, 2], dtype), 2, Default::default());
             assert_eq!(
                 (sign_bits(&v), i.to_vec::<i64>()),
                 (vec![sign], vec![0]),
@@ -125,7 +124,7 @@ fn max_pool_takes_the_last_nan_of_a_window_in_every_kernel() {
             }
         }
         let x = t(&data, &[1, c, h, w], dtype);
-        let (values, indices) = max_pool2d_with_indices(&x, (2, 2), (2, 2), (0, 0)).unwrap();
+        let (values, indices) = max_pool2d_with_indices(&x, 2, Default::default());
         let (values, indices) = (values.to_vec::<f64>(), indices.to_vec::<i64>());
         let per_plane = (h / 2) * (w / 2);
         for p in 0..c {
@@ -142,7 +141,8 @@ fn max_pool_takes_the_last_nan_of_a_window_in_every_kernel() {
         }
         // The same windows through the general (3x3, padded) kernel: window (0, 0) covers
         // rows 0..2 and columns 0..2 (with the padding), whose last NaN is at 65.
-        let (_, i3) = max_pool2d_with_indices(&x, (3, 3), (2, 2), (1, 1)).unwrap();
+        let (_, i3) =
+            max_pool2d_with_indices(&x, 3, MaxPool2dOptions::default().stride(2).padding(1));
         assert_eq!(i3.to_vec::<i64>()[0], 65, "{dtype:?}");
     }
 }
@@ -155,7 +155,7 @@ fn elu_gradient_is_finite_at_infinity_under_double_backward() {
     for dtype in DTYPES {
         let x = t(&[f64::INFINITY, f64::NAN, -1.0, f64::NEG_INFINITY, 2.0], &[5], dtype)
             .requires_grad();
-        let y = x.elu(1.0);
+        let y = x.elu();
         let opts = GradOptions::new()
             .grad_outputs(vec![Tensor::ones_dtype(&[5], dtype)])
             .create_graph(true);

@@ -10,8 +10,9 @@
 //! sign of a zero is not compared: PyTorch's own varies with its vector width).
 
 use serde_json::Value;
-use tapegrad_ops::functional::{self, BatchNormStats, Conv2dOptions};
-use tapegrad_ops::{Reduction, prelude::*};
+use tapegrad_ops::functional::{self, BatchNormStats};
+use tapegrad_ops::prelude::*;
+use tapegrad_ops::{AvgPool2dOptions, ConvOptions, MaxPool2dOptions};
 use tapegrad_tape::{BackwardOptions, DType, GradOptions, Tensor, grad};
 
 /// A number from the fixture: a JSON number or one of "nan", "inf", "-inf".
@@ -65,10 +66,10 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "erf" => x[0].erf(),
         "silu" => x[0].silu(),
         "gelu" => x[0].gelu(),
-        "gelu_tanh" => x[0].gelu_tanh(),
+        "gelu_tanh" => x[0].gelu_with(tapegrad_ops::GeluApproximate::Tanh),
         "softplus" => x[0].softplus(),
-        "elu" => x[0].elu(opt(args, "alpha").unwrap_or(1.0)),
-        "leaky_relu" => x[0].leaky_relu(0.1),
+        "elu" => x[0].elu_with(opt(args, "alpha").unwrap_or(1.0)),
+        "leaky_relu" => x[0].leaky_relu_with(0.1),
         "square" => x[0].square(),
         "log" => x[0].log(),
         "log1p" => x[0].log1p(),
@@ -112,69 +113,56 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         }
         "matmul" => x[0].matmul(&x[1]),
         "cross_entropy" => functional::cross_entropy(&x[0], &x[1].to_dtype(DType::I64)),
-        "binary_cross_entropy" => functional::binary_cross_entropy(&x[0], &x[1], Reduction::Mean),
+        "binary_cross_entropy" => functional::binary_cross_entropy(&x[0], &x[1]),
         "binary_cross_entropy_with_logits" => {
-            functional::binary_cross_entropy_with_logits(&x[0], &x[1], Reduction::Mean)
+            functional::binary_cross_entropy_with_logits(&x[0], &x[1])
         }
-        "smooth_l1_loss" => functional::smooth_l1_loss(
+        "smooth_l1_loss" => functional::smooth_l1_loss_with(
             &x[0],
             &x[1],
-            args["beta"].as_f64().unwrap(),
-            Reduction::Mean,
+            tapegrad_ops::SmoothL1Loss::new().beta(args["beta"].as_f64().unwrap()),
         ),
-        "conv2d" => functional::conv2d(
+        "conv2d" => functional::conv2d_with(
             &x[0],
             &x[1],
             Some(&x[2]),
-            Conv2dOptions {
-                stride: pair(args, "stride"),
-                padding: pair(args, "padding"),
-                dilation: pair(args, "dilation"),
-                groups: args["groups"].as_u64().unwrap() as usize,
-            },
+            ConvOptions::default()
+                .stride(pair(args, "stride"))
+                .padding(pair(args, "padding"))
+                .dilation(pair(args, "dilation"))
+                .groups(args["groups"].as_u64().unwrap() as usize),
         ),
-        "conv_transpose2d" => functional::conv_transpose2d(
+        "conv_transpose2d" => functional::conv_transpose2d_with(
             &x[0],
             &x[1],
             Some(&x[2]),
-            Conv2dOptions {
-                stride: pair(args, "stride"),
-                padding: pair(args, "padding"),
-                ..Default::default()
-            },
-            pair(args, "output_padding"),
+            ConvOptions::default()
+                .stride(pair(args, "stride"))
+                .padding(pair(args, "padding"))
+                .output_padding(pair(args, "output_padding")),
         ),
         "max_pool2d" => {
-            let (v, i) = functional::max_pool2d_with_indices(
-                &x[0],
-                pair(args, "kernel"),
-                pair(args, "stride"),
-                pair(args, "padding"),
-            )
-            .unwrap();
+            let options = MaxPool2dOptions::default()
+                .stride(pair(args, "stride"))
+                .padding(pair(args, "padding"));
+            let (v, i) = functional::max_pool2d_with_indices(&x[0], pair(args, "kernel"), options);
             return (v, Some(i));
         }
-        "avg_pool2d" => functional::avg_pool2d(
+        "avg_pool2d" => functional::avg_pool2d_with(
             &x[0],
             pair(args, "kernel"),
-            pair(args, "stride"),
-            pair(args, "padding"),
+            AvgPool2dOptions::default().stride(pair(args, "stride")).padding(pair(args, "padding")),
         ),
         "adaptive_avg_pool2d" => functional::adaptive_avg_pool2d(&x[0], pair(args, "size")),
         "layer_norm" => {
-            functional::layer_norm(&x[0], &[x[1].numel()], Some(&x[1]), Some(&x[2]), 1e-5)
+            let options = tapegrad_ops::LayerNormOptions::default().weight(&x[1]).bias(&x[2]);
+            functional::layer_norm_with(&x[0], &[x[1].numel()], options)
         }
         "batch_norm" => {
             let stats = BatchNormStats::new(x[1].numel(), x[0].dtype());
-            let out = functional::batch_norm(
-                &x[0],
-                Some(&stats),
-                Some(&x[1]),
-                Some(&x[2]),
-                true,
-                0.1,
-                1e-5,
-            );
+            let options =
+                tapegrad_ops::BatchNormOptions::default().weight(&x[1]).bias(&x[2]).training(true);
+            let out = functional::batch_norm_with(&x[0], Some(&stats), options);
             let running = tapegrad_ops::cat(&[&stats.running_mean, &stats.running_var], 0);
             RUNNING.with(|r| *r.borrow_mut() = Some(running.reshape(&[2, -1])));
             out

@@ -1,7 +1,8 @@
 //! Forward values and behaviour that gradients alone do not pin down: exact values, index
 //! results, masks, error messages.
 
-use tapegrad_ops::functional::{self, LossOptions};
+use tapegrad_ops::CrossEntropyLoss;
+use tapegrad_ops::functional;
 use tapegrad_ops::{Reduction, TensorIndex, prelude::*};
 use tapegrad_tape::{DType, Error, Tensor};
 
@@ -22,14 +23,19 @@ fn unary_values() {
     assert_eq!(v64(&x.cos()), e(f64::cos));
     assert_eq!(v64(&x.square()), e(|v| v * v));
     assert_eq!(v64(&x.relu()), e(|v| v.max(0.0)));
-    assert_eq!(v64(&x.leaky_relu(0.01)), e(|v| if v > 0.0 { v } else { 0.01 * v }));
-    assert!(close(&v64(&x.elu(1.0)), &e(|v| if v > 0.0 { v } else { v.exp() - 1.0 }), 1e-15));
+    assert_eq!(v64(&x.leaky_relu()), e(|v| if v > 0.0 { v } else { 0.01 * v }));
+    assert!(close(&v64(&x.elu()), &e(|v| if v > 0.0 { v } else { v.exp() - 1.0 }), 1e-15));
     assert!(close(&v64(&x.silu()), &e(|v| v / (1.0 + (-v).exp())), 1e-15));
     assert!(close(&v64(&x.softplus()), &e(|v| (1.0 + v.exp()).ln()), 1e-15));
     // erf(0.5) and GELU(2) from high-precision references.
     assert!((x.erf().to_vec::<f64>()[3] - 0.520_499_877_813_046_5).abs() < 1e-15);
     assert!((x.gelu().to_vec::<f64>()[4] - 1.954_499_736_103_642).abs() < 1e-14);
-    assert!((x.gelu_tanh().to_vec::<f64>()[4] - 1.954_597_694_087_775).abs() < 1e-14);
+    assert!(
+        (x.gelu_with(tapegrad_ops::GeluApproximate::Tanh).to_vec::<f64>()[4]
+            - 1.954_597_694_087_775)
+            .abs()
+            < 1e-14
+    );
     assert_eq!(v64(&x.clamp(Some(-1.0), None)), e(|v| v.max(-1.0)));
     let p = Tensor::from_vec(vec![4.0f32, 0.25], &[2]);
     assert_eq!(p.sqrt().to_vec::<f32>(), vec![2.0, 0.5]);
@@ -172,36 +178,29 @@ fn losses_match_their_definitions() {
     let l0 = lse(&[2.0, 1.0, 0.1]) - 2.0;
     let l1 = lse(&[0.5, 2.5, 0.3]) - 0.3;
     assert!(close(&v64(&functional::cross_entropy(&logits, &target)), &[(l0 + l1) / 2.0], 1e-15));
-    let ignore = LossOptions { ignore_index: 2, ..Default::default() };
-    assert!(close(
-        &v64(&functional::cross_entropy_with(&logits, &target, &ignore).unwrap()),
-        &[l0],
-        1e-15
-    ));
-    let none = LossOptions { reduction: Reduction::None, ..Default::default() };
-    assert!(close(
-        &v64(&functional::cross_entropy_with(&logits, &target, &none).unwrap()),
-        &[l0, l1],
-        1e-15
-    ));
-    let err = functional::cross_entropy_with(&logits, &Tensor::from_vec(vec![0i64], &[1]), &none)
-        .unwrap_err();
+    let ignore = CrossEntropyLoss::new().ignore_index(2);
+    assert!(close(&v64(&functional::cross_entropy_with(&logits, &target, ignore)), &[l0], 1e-15));
+    let none = Reduction::None;
+    assert!(close(&v64(&functional::cross_entropy_with(&logits, &target, none)), &[l0, l1], 1e-15));
+    let err =
+        functional::try_cross_entropy_with(&logits, &Tensor::from_vec(vec![0i64], &[1]), none)
+            .unwrap_err();
     assert!(err.to_string().contains("target shape [1]"), "{err}");
 
     let a = Tensor::from_vec(vec![0.0f64, 2.0], &[2]);
     let b = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
     assert_eq!(v64(&functional::mse_loss(&a, &b)), vec![(0.25 + 9.0) / 2.0]);
     assert_eq!(v64(&functional::l1_loss(&a, &b)), vec![1.75]);
-    assert_eq!(v64(&functional::smooth_l1_loss(&a, &b, 1.0, Reduction::None)), vec![0.125, 2.5]);
+    assert_eq!(v64(&functional::smooth_l1_loss_with(&a, &b, Reduction::None)), vec![0.125, 2.5]);
 }
 
 #[test]
 fn dropout_scales_and_is_seeded() {
     let x = Tensor::ones(&[10_000]);
     tapegrad_tape::manual_seed(5);
-    let a = functional::dropout(&x, 0.25, true);
+    let a = functional::dropout_with(&x, functional::DropoutOptions::default().p(0.25));
     tapegrad_tape::manual_seed(5);
-    let b = functional::dropout(&x, 0.25, true);
+    let b = functional::dropout_with(&x, functional::DropoutOptions::default().p(0.25));
     assert_eq!(a.to_vec::<f32>(), b.to_vec::<f32>());
     let kept = a.to_vec::<f32>().iter().filter(|&&v| v != 0.0).count();
     assert!((7300..7700).contains(&kept), "{kept}");
@@ -216,16 +215,16 @@ fn dropout_scales_and_is_seeded() {
 /// which algorithm a convolution takes.
 #[test]
 fn f32_convolutions_stay_close_to_f64_with_and_without_winograd() {
-    use tapegrad_ops::{Conv2dOptions, set_winograd_enabled};
+    use tapegrad_ops::set_winograd_enabled;
     tapegrad_tape::manual_seed(3);
     for k in [5, 3] {
         let x64 = Tensor::randn_dtype(&[2, 16, 9, 9], DType::F64).relu();
         let w64 = Tensor::randn_dtype(&[32, 16, k, k], DType::F64) * 0.07;
         let gy64 = Tensor::randn_dtype(&[2, 32, 9, 9], DType::F64);
-        let opts = Conv2dOptions { padding: (k / 2, k / 2), ..Default::default() };
+        let opts = tapegrad_ops::ConvOptions::default().padding(k / 2);
         let run = |x: &Tensor, w: &Tensor, gy: &Tensor| {
             let (x, w) = (x.detach().requires_grad(), w.detach().requires_grad());
-            let y = functional::conv2d(&x, &w, None, opts);
+            let y = functional::conv2d_with(&x, &w, None, opts);
             (y.mul(gy).sum()).backward();
             [y.detach(), x.grad().unwrap(), w.grad().unwrap()].map(|t| v64(&t))
         };

@@ -88,6 +88,31 @@ impl Arith {
     }
 }
 
+impl Tensor {
+    /// An error naming `op` unless `other` broadcasts to this tensor's own shape.
+    fn check_broadcasts_to_self(
+        &self,
+        op: &'static str,
+        other: &Tensor,
+        location: &'static Location<'static>,
+    ) -> Result<()> {
+        let joint = crate::layout::broadcast_shapes(self.shape(), other.shape());
+        if joint.as_deref() == Some(self.shape()) {
+            return Ok(());
+        }
+        Err(Error::Shape {
+            op,
+            message: format!(
+                "an operand of shape {:?} does not broadcast to the shape {:?} of the tensor \
+                 changed in place",
+                other.shape(),
+                self.shape()
+            ),
+            location,
+        })
+    }
+}
+
 #[track_caller]
 fn apply(arith: Arith, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     match arith {
@@ -178,12 +203,14 @@ impl Tensor {
             if matches!(arith, Arith::Div) || other.dtype().is_float() {
                 return Err(Error::DType { op, lhs: self.dtype(), rhs: other.dtype(), location });
             }
+            self.check_broadcasts_to_self(op, &other, location)?;
             let (x, y) = (self.to_dtype(DType::F64), other.to_dtype(DType::F64));
             let value = apply(arith, &x, &y)?.to_dtype(self.dtype());
             return self.update_with(op, None, |_| Ok(value));
         }
         let other =
             if other.dtype() == self.dtype() { other } else { other.to_dtype(self.dtype()) };
+        self.check_broadcasts_to_self(op, &other, location)?;
         self.update_with(op, Some(&other), |x| apply(arith, x, &other))
     }
 
@@ -372,6 +399,7 @@ impl Tensor {
         } else {
             src.to_dtype(self.dtype())
         };
+        self.check_broadcasts_to_self("copy_", &src, Location::caller())?;
         self.update_with("copy_", Some(&src), |_| src.try_broadcast_to(&shape))
     }
 }

@@ -5,7 +5,12 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use tapegrad_ops::functional::{self, BatchNormStats, Conv2dOptions, LossOptions};
+use tapegrad_ops::functional::{self, BatchNormStats};
+use tapegrad_ops::{
+    AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions, CrossEntropyLoss,
+    GeluApproximate, HuberLoss, LayerNormOptions, MaxPool2dOptions, NLLLoss, PadMode, Padding,
+    SmoothL1Loss, SoftplusOptions,
+};
 use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
 use tapegrad_tape::{DType, Tensor};
@@ -216,9 +221,9 @@ fn conv_case(transposed: bool) -> BoxedStrategy<Sample> {
         .boxed()
 }
 
-fn conv_options(i: &[i64]) -> Conv2dOptions {
+fn conv_options(i: &[i64]) -> ConvOptions {
     let (s, p, d) = (i[0] as usize, i[1] as usize, i[2] as usize);
-    Conv2dOptions { stride: (s, s), padding: (p, p), dilation: (d, d), groups: i[3] as usize }
+    ConvOptions::default().stride(s).padding(p).dilation(d).groups(i[3] as usize)
 }
 
 /// An image batch `[N, C, H, W]` with a pooling kernel, stride and padding in `ints`.
@@ -311,13 +316,26 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.tanh()", "torch.tanh", true, one(-2.0..2.0), |t, i| t[0].tanh()),
         op!("x.sigmoid()", "torch.sigmoid", true, one(-3.0..3.0), |t, i| t[0].sigmoid()),
         op!("x.relu()", "torch.relu", true, one(-2.0..2.0), |t, i| t[0].relu()),
-        op!("x.leaky_relu(0.1)", "F.leaky_relu", true, one(-2.0..2.0), |t, i| t[0].leaky_relu(0.1)),
-        op!("x.elu(1.3)", "F.elu", true, one(-2.0..2.0), |t, i| t[0].elu(1.3)),
+        op!("x.leaky_relu_with(0.1)", "F.leaky_relu", true, one(-2.0..2.0), |t, i| t[0]
+            .leaky_relu_with(0.1)),
+        op!("x.elu_with(1.3)", "F.elu", true, one(-2.0..2.0), |t, i| t[0].elu_with(1.3)),
         op!("x.gelu()", "F.gelu", true, one(-3.0..3.0), |t, i| t[0].gelu()),
-        op!("x.gelu_tanh()", "F.gelu(approximate='tanh')", true, one(-3.0..3.0), |t, i| t[0]
-            .gelu_tanh()),
+        op!(
+            "x.gelu_with(GeluApproximate::Tanh)",
+            "F.gelu(approximate='tanh')",
+            true,
+            one(-3.0..3.0),
+            |t, i| t[0].gelu_with(GeluApproximate::Tanh)
+        ),
         op!("x.silu()", "F.silu", true, one(-3.0..3.0), |t, i| t[0].silu()),
         op!("x.softplus()", "F.softplus", true, one(-3.0..3.0), |t, i| t[0].softplus()),
+        op!(
+            "x.softplus_with(beta, threshold)",
+            "F.softplus(beta=2, threshold=1)",
+            true,
+            one(-3.0..3.0),
+            |t, i| t[0].softplus_with(SoftplusOptions::default().beta(2.0).threshold(1.0))
+        ),
         op!("x.erf()", "torch.erf", true, one(-2.0..2.0), |t, i| t[0].erf()),
         op!("x.clamp(min, max)", "torch.clamp", true, one(-2.0..2.0), |t, i| t[0]
             .clamp(Some(-0.7), Some(0.9))),
@@ -505,9 +523,27 @@ pub fn registry() -> Vec<OpCase> {
             "F.cross_entropy",
             true,
             classification(false),
+            |t, i| functional::cross_entropy_with(&t[0], &t[1], reduction(i[0]))
+        ),
+        op!(
+            "cross_entropy_with(weight, ignore_index, label_smoothing)",
+            "F.cross_entropy(weight=, ignore_index=, label_smoothing=)",
+            true,
+            classification(false),
             |t, i| {
-                let opts = LossOptions { reduction: reduction(i[0]), ..Default::default() };
-                functional::cross_entropy_with(&t[0], &t[1], &opts).unwrap()
+                let w = Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(
+                    0,
+                    0,
+                    t[0].shape()[1],
+                );
+                // Class 1 is ignored unless every sample has it (a mean over nothing is NaN).
+                let ignored = if t[1].to_vec::<i64>().iter().all(|&c| c == 1) { -100 } else { 1 };
+                let loss = CrossEntropyLoss::new()
+                    .reduction(reduction(i[0]))
+                    .weight(&w)
+                    .ignore_index(ignored)
+                    .label_smoothing(0.2);
+                functional::cross_entropy_with(&t[0], &t[1], loss)
             }
         ),
         op!(
@@ -516,16 +552,18 @@ pub fn registry() -> Vec<OpCase> {
             true,
             classification(true),
             |t, i| {
-                let opts = LossOptions { reduction: reduction(i[0]), ..Default::default() };
-                functional::cross_entropy_with(&t[0], &t[1], &opts).unwrap()
+                let loss = CrossEntropyLoss::new().reduction(reduction(i[0])).label_smoothing(0.1);
+                functional::cross_entropy_with(&t[0], &t[1], loss)
             }
         ),
         op!("nll_loss(log_probs, classes)", "F.nll_loss", true, classification(false), |t, i| {
             let w =
                 Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(0, 0, t[0].shape()[1]);
-            let opts =
-                LossOptions { reduction: reduction(i[0]), weight: Some(w), ..Default::default() };
-            functional::nll_loss_with(&t[0], &t[1], &opts).unwrap()
+            functional::nll_loss_with(
+                &t[0],
+                &t[1],
+                NLLLoss::new().reduction(reduction(i[0])).weight(&w),
+            )
         }),
         op!("mse_loss(a, b)", "F.mse_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
             functional::mse_loss_with(&t[0], &t[1], Reduction::Sum)
@@ -538,34 +576,69 @@ pub fn registry() -> Vec<OpCase> {
             "F.smooth_l1_loss",
             true,
             pair(-2.0..2.0, -2.0..2.0),
-            |t, i| functional::smooth_l1_loss(&t[0], &t[1], 0.8, Reduction::Sum)
+            |t, i| {
+                let loss = SmoothL1Loss::new().beta(0.8).reduction(Reduction::Sum);
+                functional::smooth_l1_loss_with(&t[0], &t[1], loss)
+            }
         ),
+        op!("huber_loss(a, b, delta)", "F.huber_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
+            functional::huber_loss_with(&t[0], &t[1], HuberLoss::new().delta(0.7))
+        }),
         op!(
             "binary_cross_entropy(p, y)",
             "F.binary_cross_entropy",
             true,
-            pair(0.05..0.95, 0.0..1.0),
-            |t, i| functional::binary_cross_entropy(&t[0], &t[1], Reduction::Sum)
+            pair(0.05..0.95, 0.01..0.99),
+            |t, i| {
+                // Per-element weights that depend on the shape only.
+                let n = t[1].numel() as f64;
+                let w = Tensor::arange_dtype(0.0, n, 1.0, DType::F64)
+                    .reshape(&t[1].shape().iter().map(|&d| d as isize).collect::<Vec<_>>())
+                    .mul_scalar(0.25)
+                    .add_scalar(0.5);
+                let loss = BCELoss::new().reduction(Reduction::Sum).weight(&w);
+                functional::binary_cross_entropy_with(&t[0], &t[1], loss)
+            }
         ),
         op!(
             "binary_cross_entropy_with_logits(x, y)",
             "F.binary_cross_entropy_with_logits",
             true,
             pair(-3.0..3.0, 0.0..1.0),
-            |t, i| functional::binary_cross_entropy_with_logits(&t[0], &t[1], Reduction::Sum)
+            |t, i| functional::binary_cross_entropy_with_logits_with(&t[0], &t[1], Reduction::Sum)
+        ),
+        op!(
+            "binary_cross_entropy_with_logits(pos_weight)",
+            "F.binary_cross_entropy_with_logits(pos_weight=)",
+            true,
+            pair(-3.0..3.0, 0.0..1.0),
+            |t, i| {
+                let pw = Tensor::full_dtype(&[1], 2.5, DType::F64);
+                let loss = BCEWithLogitsLoss::new().pos_weight(&pw);
+                functional::binary_cross_entropy_with_logits_with(&t[0], &t[1], loss)
+            }
         ),
         op!("dropout(x, p, training)", "F.dropout", true, one(-2.0..2.0), |t, i| {
             tapegrad_tape::manual_seed(7); // the same mask on every evaluation
-            functional::dropout(&t[0], 0.3, true)
+            functional::dropout_with(&t[0], functional::DropoutOptions::default().p(0.3))
         }),
         // Convolution, pooling, normalisation, embedding.
         op!("conv2d(x, w, b, options)", "F.conv2d", true, conv_case(false), |t, i| {
-            functional::conv2d(&t[0], &t[1], Some(&t[2]), conv_options(i))
+            functional::conv2d_with(&t[0], &t[1], Some(&t[2]), conv_options(i))
         }),
+        op!(
+            "conv2d(padding='same')",
+            "F.conv2d(padding='same')",
+            true,
+            conv_case(false),
+            |t, i| {
+                let o = conv_options(i).stride(1).padding(Padding::Same);
+                functional::conv2d_with(&t[0], &t[1], Some(&t[2]), o)
+            }
+        ),
         op!("conv1d(x, w, b, ...)", "F.conv1d", true, conv_case(false), |t, i| {
             let (x, w) = (t[0].narrow(2, 0, 1).squeeze_dim(2), t[1].narrow(2, 0, 1).squeeze_dim(2));
-            let o = conv_options(i);
-            functional::conv1d(&x, &w, Some(&t[2]), o.stride.0, o.padding.0, o.dilation.0, o.groups)
+            functional::conv1d_with(&x, &w, Some(&t[2]), conv_options(i))
         }),
         op!(
             "conv_transpose2d(x, w, b, options, output_padding)",
@@ -575,17 +648,69 @@ pub fn registry() -> Vec<OpCase> {
             |t, i| {
                 let o = conv_options(i);
                 let extra = (o.stride.0.max(o.dilation.0) - 1).min(1);
-                functional::conv_transpose2d(&t[0], &t[1], Some(&t[2]), o, (extra, 0))
+                functional::conv_transpose2d_with(
+                    &t[0],
+                    &t[1],
+                    Some(&t[2]),
+                    o.output_padding((extra, 0)),
+                )
             }
         ),
         op!("max_pool2d(x, kernel, stride, padding)", "F.max_pool2d", true, pool_case(), |t, i| {
             let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
-            functional::max_pool2d(&t[0], (k, k), (s, s), (p, p))
+            functional::max_pool2d_with(&t[0], k, MaxPool2dOptions::default().stride(s).padding(p))
         }),
+        op!(
+            "max_pool2d(ceil_mode, dilation)",
+            "F.max_pool2d(ceil_mode=True, dilation=)",
+            true,
+            pool_case(),
+            |t, i| {
+                let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
+                let d =
+                    if k > 1 && t[0].shape()[2] > 2 * k && t[0].shape()[3] > 2 * k { 2 } else { 1 };
+                let o =
+                    MaxPool2dOptions::default().stride(s).padding(p).ceil_mode(true).dilation(d);
+                functional::max_pool2d_with(&t[0], k, o)
+            }
+        ),
         op!("avg_pool2d(x, kernel, stride, padding)", "F.avg_pool2d", true, pool_case(), |t, i| {
             let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
-            functional::avg_pool2d(&t[0], (k, k), (s, s), (p, p))
+            functional::avg_pool2d_with(&t[0], k, AvgPool2dOptions::default().stride(s).padding(p))
         }),
+        op!(
+            "avg_pool2d(ceil_mode, count_include_pad=false)",
+            "F.avg_pool2d(ceil_mode=True, count_include_pad=False)",
+            true,
+            pool_case(),
+            |t, i| {
+                let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
+                let o = AvgPool2dOptions::default()
+                    .stride(s)
+                    .padding(p)
+                    .ceil_mode(true)
+                    .count_include_pad(false);
+                functional::avg_pool2d_with(&t[0], k, o)
+            }
+        ),
+        op!(
+            "pad(x, pads, mode)",
+            "F.pad(mode='reflect'/'replicate'/'circular')",
+            true,
+            image(4),
+            |t, i| {
+                let (h, w) = (t[0].shape()[2] as isize, t[0].shape()[3] as isize);
+                let reflect = functional::pad_with(
+                    &t[0],
+                    &[(w - 1).min(1), 0, 0, (h - 1).min(1)],
+                    PadMode::Reflect,
+                );
+                let replicate = functional::pad_with(&t[0], &[2, 1, 1, 0], PadMode::Replicate);
+                let circular =
+                    functional::pad_with(&t[0], &[w.min(1), 0, 0, h.min(1)], PadMode::Circular);
+                &(&reflect.sum() + &replicate.square().sum()) + &circular.exp().sum()
+            }
+        ),
         op!("adaptive_avg_pool2d(x, size)", "F.adaptive_avg_pool2d", true, image(5), |t, i| {
             functional::adaptive_avg_pool2d(&t[0], (2, 3))
         }),
@@ -599,7 +724,11 @@ pub fn registry() -> Vec<OpCase> {
                 let w = Tensor::arange_dtype(1.0, 1.0 + last as f64, 1.0, DType::F64)
                     .div_scalar(last as f64);
                 let b = Tensor::full_dtype(&[last], 0.3, DType::F64);
-                functional::layer_norm(&t[0], &[last], Some(&w), Some(&b), 1e-5)
+                functional::layer_norm_with(
+                    &t[0],
+                    &[last],
+                    LayerNormOptions::default().weight(&w).bias(&b),
+                )
             }
         ),
         op!("batch_norm(x, stats, w, b, training)", "F.batch_norm", true, image(3), |t, i| {
@@ -608,7 +737,8 @@ pub fn registry() -> Vec<OpCase> {
             let w = Tensor::full_dtype(&[c], 1.5, DType::F64);
             let b = Tensor::full_dtype(&[c], -0.5, DType::F64);
             let train = t[0].shape()[0] * t[0].shape()[2] * t[0].shape()[3] > 1;
-            functional::batch_norm(&t[0], Some(&stats), Some(&w), Some(&b), train, 0.1, 1e-5)
+            let o = BatchNormOptions::default().weight(&w).bias(&b).training(train);
+            functional::batch_norm_with(&t[0], Some(&stats), o)
         }),
         op!("embedding(indices, weight)", "F.embedding", true, with_index(), |t, i| {
             let rows = t[0].shape()[0];

@@ -1,0 +1,855 @@
+//! docs/API.md, PyTorch to tapegrad, is generated here: every row's tapegrad column is an
+//! expression this test compiles and runs, so the table cannot name what does not exist.
+//! `UPDATE_API_MD=1 cargo test --test api_table` rewrites the file; otherwise the test fails
+//! when the file differs from the rows.
+
+#![allow(unused_variables, dead_code, clippy::redundant_clone)]
+
+use tapegrad::ops::Reduction;
+use tapegrad::prelude::*;
+use tapegrad::tape::tape_stats;
+
+/// The values every row may use, named as in the PyTorch column.
+struct Vars {
+    x: Tensor,
+    a: Tensor,
+    b: Tensor,
+    p: Tensor,
+    img: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    seq: Tensor,
+    logits: Tensor,
+    labels: Tensor,
+    probs: Tensor,
+    idx: Tensor,
+    mask: Tensor,
+    model: Sequential,
+    params: Vec<Tensor>,
+    path: std::path::PathBuf,
+}
+
+fn vars() -> Vars {
+    manual_seed(0);
+    let model = Sequential::new().add(Linear::new(3, 4)).add(ReLU).add(Linear::new(4, 2));
+    let path = std::env::temp_dir().join(format!(
+        "tapegrad-api-{}-{:?}.safetensors",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    Vars {
+        x: Tensor::randn(&[2, 3]),
+        a: Tensor::randn(&[2, 3]),
+        b: Tensor::randn(&[2, 3]),
+        p: Tensor::randn(&[3]).requires_grad(),
+        img: Tensor::randn(&[2, 3, 8, 8]),
+        weight: Tensor::randn(&[4, 3, 3, 3]),
+        bias: Tensor::randn(&[4]),
+        seq: Tensor::randn(&[5, 2, 3]),
+        logits: Tensor::randn(&[4, 5]),
+        labels: Tensor::from_vec(vec![0i64, 4, 2, 1], &[4]),
+        probs: Tensor::randn(&[4, 5]).softmax(1),
+        idx: Tensor::from_vec(vec![0i64, 2], &[2]),
+        mask: Tensor::randn(&[2, 3]).gt(&Tensor::zeros(&[2, 3])),
+        params: model.parameters(),
+        model,
+        path,
+    }
+}
+
+struct Row {
+    section: &'static str,
+    torch: &'static str,
+    ours: String,
+    note: &'static str,
+    run: fn(),
+}
+
+/// The rows from `(section, PyTorch's spelling, our expression[, the difference and why])`:
+/// each expression is shown as written and run with the names of [`Vars`] bound (given to
+/// the macro in the same call as the rows, so that the expressions can see them).
+macro_rules! table {
+    (vars $vars:tt; $(($section:literal, $torch:literal, $ours:expr $(, $note:literal)?)),* $(,)?) => {
+        vec![$(
+            Row {
+                section: $section,
+                torch: $torch,
+                ours: stringify!($ours).to_string(),
+                note: concat!("" $(, $note)?),
+                run: || {
+                    let Vars $vars = vars();
+                    let _ = $ours;
+                },
+            }
+        ),*]
+    };
+}
+
+fn rows() -> Vec<Row> {
+    table! {
+        vars { x, a, b, p, img, weight, bias, seq, logits, labels, probs, idx, mask, model, params, path };
+        // Tensors.
+        (
+            "Tensors",
+            "torch.tensor([[1., 2.]])",
+            Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2]),
+            "data and shape given apart; the element type picks the dtype"
+        ),
+        (
+            "Tensors",
+            "torch.zeros(2, 3) / ones / full",
+            Tensor::full(&[2, 3], 7.0),
+            "`zeros`, `ones` likewise; f32 like PyTorch's default dtype"
+        ),
+        (
+            "Tensors",
+            "torch.zeros(2, 3, dtype=torch.float64)",
+            Tensor::zeros_dtype(&[2, 3], DType::F64),
+            "`_dtype` forms take the dtype"
+        ),
+        ("Tensors", "torch.randn(2, 3) / rand", Tensor::randn(&[2, 3])),
+        ("Tensors", "torch.arange(0, 5, 1)", Tensor::arange(0.0, 5.0, 1.0)),
+        ("Tensors", "torch.zeros_like(x) / ones_like / full_like", x.full_like(2.0)),
+        ("Tensors", "x.shape / x.dim() / x.numel()", (x.shape(), x.dim(), x.numel())),
+        ("Tensors", "x.dtype / x.to(torch.float64)", x.to_dtype(DType::F64)),
+        ("Tensors", "x.item()", x.sum().item(), "always an f64"),
+        (
+            "Tensors",
+            "x.tolist()",
+            x.to_vec::<f32>(),
+            "flat, row-major; the element type is named"
+        ),
+        ("Tensors", "x.contiguous()", x.t().contiguous()),
+        (
+            "Tensors",
+            "x.clone()",
+            x.clone(),
+            "a second handle to the same tensor (PyTorch's `y = x`); values are copy-on-write, so `x.detach()` plus an op gives a copy"
+        ),
+        ("Tensors", "torch.manual_seed(0)", manual_seed(0)),
+        // Arithmetic and elementwise functions.
+        (
+            "Math",
+            "a + b, a - b, a * b, a / b, -a",
+            &(&a + &b) * &(-&a),
+            "operators take references (`&a + &b`); broadcasting as in PyTorch"
+        ),
+        ("Math", "a * 2.0", &a * 2.0),
+        (
+            "Math",
+            "torch.exp / log / log1p / sqrt / rsqrt / abs / sin / cos / tanh / sigmoid / erf",
+            x.exp().abs().tanh()
+        ),
+        ("Math", "x ** 2 / torch.pow(x, y)", x.pow(2.0)),
+        (
+            "Math",
+            "torch.clamp(x, min=0, max=1)",
+            x.clamp(Some(0.0), Some(1.0)),
+            "either bound may be `None`"
+        ),
+        ("Math", "torch.maximum(a, b) / minimum", a.maximum(&b)),
+        (
+            "Math",
+            "a == b, a > b, ... (torch.eq, gt, ...)",
+            a.gt(&b),
+            "a 0/1 float mask (no bool dtype yet)"
+        ),
+        (
+            "Math",
+            "torch.where(cond, a, b)",
+            where_(&mask, &a, &b),
+            "`where_`: `where` is a Rust keyword; the condition is a 0/1 mask"
+        ),
+        ("Math", "a @ b / torch.matmul(a, b)", a.matmul(&b.t())),
+        ("Math", "F.relu / F.silu / F.gelu", x.relu().silu().gelu()),
+        ("Math", "F.gelu(x, approximate='tanh')", x.gelu_with(GeluApproximate::Tanh)),
+        (
+            "Math",
+            "F.leaky_relu(x, negative_slope=0.2)",
+            x.leaky_relu_with(0.2),
+            "`x.leaky_relu()` is the default slope 0.01"
+        ),
+        ("Math", "F.elu(x, alpha=1.0)", x.elu_with(1.0)),
+        (
+            "Math",
+            "F.softplus(x, beta=2, threshold=20)",
+            x.softplus_with(SoftplusOptions::default().beta(2.0))
+        ),
+        ("Math", "F.softmax(x, dim=-1) / F.log_softmax", x.softmax(-1).log_softmax(-1)),
+        // Reductions.
+        ("Reductions", "x.sum() / x.mean()", x.sum().add(&x.mean())),
+        (
+            "Reductions",
+            "x.sum(dim=1, keepdim=True)",
+            x.sum_dim(1, true),
+            "`sum_dim` and `mean_dim`: Rust has no overloading; `keepdim` is always spelled out"
+        ),
+        ("Reductions", "x.mean(dim=-1)", x.mean_dim(-1, false)),
+        ("Reductions", "x.var(dim=1, correction=1)", x.var_dim(1, 1.0, false)),
+        ("Reductions", "x.max() / x.min()", x.max()),
+        ("Reductions", "x.max(dim=1) (values, indices)", x.max_dim(1, false)),
+        ("Reductions", "x.argmax(dim=1)", x.argmax(Some(1), false)),
+        ("Reductions", "x.prod() / x.prod(dim=1)", x.prod_dim(1, false)),
+        ("Reductions", "x.cumsum(dim=1)", x.cumsum(1)),
+        ("Reductions", "torch.logsumexp(x, dim=1)", x.logsumexp(1, false)),
+        ("Reductions", "x.norm(p=2) / torch.norm(x, dim=1)", x.norm_dim(2.0, 1, false)),
+        // Shapes and indexing.
+        (
+            "Shapes and indexing",
+            "x.reshape(3, -1) / x.view(3, -1)",
+            x.reshape(&[3, -1]),
+            "one method for both: views are made when the layout allows"
+        ),
+        (
+            "Shapes and indexing",
+            "x.T / x.transpose(0, 1) / x.permute(1, 0)",
+            x.transpose(0, 1).permute(&[1, 0])
+        ),
+        (
+            "Shapes and indexing",
+            "x.unsqueeze(0) / x.squeeze(0) / x.squeeze()",
+            x.unsqueeze(0).squeeze_dim(0).squeeze()
+        ),
+        ("Shapes and indexing", "x.flatten(1)", img.flatten(1, -1), "start and end both given"),
+        (
+            "Shapes and indexing",
+            "x.expand(4, 2, 3) / x.repeat(2, 1)",
+            x.expand(&[4, 2, 3]).repeat(&[1, 2, 1])
+        ),
+        ("Shapes and indexing", "x[:, -1]", x.i((.., -1))),
+        ("Shapes and indexing", "x[1, 1:]", x.i((1, 1..))),
+        ("Shapes and indexing", "x[:, ::2]", x.i((.., step_by(.., 2)))),
+        ("Shapes and indexing", "x.select(1, -1)", x.select(1, -1)),
+        ("Shapes and indexing", "x.narrow(1, 0, 2)", x.narrow(1, 0, 2)),
+        ("Shapes and indexing", "x.split(2, dim=1) / x.chunk(2, dim=1)", x.split(2, 1)),
+        ("Shapes and indexing", "torch.cat([a, b], dim=0) / torch.stack", cat(&[&a, &b], 0)),
+        ("Shapes and indexing", "torch.flip(x, dims=[1])", x.flip(&[1])),
+        (
+            "Shapes and indexing",
+            "x.index_select(1, idx)",
+            x.index_select(1, &idx),
+            "indices are int64 tensors"
+        ),
+        (
+            "Shapes and indexing",
+            "x.gather(1, index) / scatter_add / index_add",
+            x.gather(1, &idx.reshape(&[1, 2]).expand(&[2, 2]))
+        ),
+        (
+            "Shapes and indexing",
+            "x[mask] = 0 (setitem)",
+            where_(&mask, &x.zeros_like(), &x),
+            "no item assignment: views are values here (writing a view does not reach its source), so masks go through `where_`"
+        ),
+        // In-place updates.
+        (
+            "In-place",
+            "x.add_(y) / sub_ / mul_ / div_",
+            x.add_(&a).mul_(0.5),
+            "values change for every handle of the tensor"
+        ),
+        ("In-place", "x += y", {
+            let mut y = x.clone();
+            y += &a;
+        }),
+        ("In-place", "x.zero_() / x.fill_(v) / x.copy_(src)", x.copy_(&a).fill_(1.0).zero_()),
+        (
+            "In-place",
+            "with torch.no_grad(): p -= lr * p.grad",
+            {
+                p.sum().backward();
+                let _g = no_grad();
+                p.sub_(&(&p.grad().unwrap() * 0.1));
+            },
+            "saved values are copy-on-write snapshots: an in-place change never corrupts backward, so PyTorch's \"modified by an inplace operation\" error has no counterpart"
+        ),
+        // Autograd.
+        (
+            "Autograd",
+            "torch.tensor(..., requires_grad=True) / x.requires_grad_()",
+            Tensor::randn(&[3]).requires_grad(),
+            "a builder that returns the leaf"
+        ),
+        (
+            "Autograd",
+            "x.requires_grad (the flag)",
+            p.tracks_grad(),
+            "`requires_grad()` is the builder, so the getter is `tracks_grad()`"
+        ),
+        ("Autograd", "loss.backward()", p.square().sum().backward()),
+        (
+            "Autograd",
+            "loss.backward(retain_graph=True)",
+            p.square().sum().backward_with(None, BackwardOptions::new().retain_graph(true))
+        ),
+        ("Autograd", "x.grad / x.grad = None", {
+            p.sum().backward();
+            let g = p.grad();
+            p.zero_grad();
+        }),
+        (
+            "Autograd",
+            "torch.autograd.grad(y, x, create_graph=True)",
+            grad(&[&p.square().sum()], &[&p], GradOptions::new().create_graph(true))
+        ),
+        ("Autograd", "x.detach()", p.detach()),
+        (
+            "Autograd",
+            "with torch.no_grad():",
+            {
+                let _guard = no_grad();
+            },
+            "a guard: gradients are off until it drops"
+        ),
+        ("Autograd", "x.retain_grad()", (&p * 2.0).retain_grad()),
+        (
+            "Autograd",
+            "torch.autograd.gradcheck(f, inputs)",
+            gradcheck(
+                |t| t[0].square().sum(),
+                &[Tensor::randn_dtype(&[3], DType::F64).requires_grad()],
+                &GradcheckOptions::default()
+            )
+        ),
+        (
+            "Autograd",
+            "torch.autograd.Function",
+            apply(DoubleIt, &[&p]),
+            "implement `Function` (forward and backward with a context)"
+        ),
+        // Functional.
+        (
+            "torch.nn.functional",
+            "F.linear(x, w, b)",
+            F::linear(&x, &Tensor::randn(&[4, 3]), None)
+        ),
+        ("torch.nn.functional", "F.conv2d(x, w, b)", F::conv2d(&img, &weight, Some(&bias))),
+        (
+            "torch.nn.functional",
+            "F.conv2d(x, w, b, stride=2, padding=1, dilation=1, groups=1)",
+            F::conv2d_with(
+                &img,
+                &weight,
+                Some(&bias),
+                ConvOptions::default().stride(2).padding(1).dilation(1).groups(1)
+            ),
+            "keywords through the options value: one builder method per keyword"
+        ),
+        (
+            "torch.nn.functional",
+            "F.conv2d(x, w, padding='same')",
+            F::conv2d_with(&img, &weight, None, ConvOptions::default().padding(Padding::Same))
+        ),
+        (
+            "torch.nn.functional",
+            "F.conv1d(x, w, b, ...)",
+            F::conv1d_with(
+                &seq.permute(&[1, 2, 0]),
+                &Tensor::randn(&[4, 3, 3]),
+                None,
+                ConvOptions::default().padding(1)
+            )
+        ),
+        (
+            "torch.nn.functional",
+            "F.conv_transpose2d(x, w, b, stride=2, output_padding=1)",
+            F::conv_transpose2d_with(
+                &img,
+                &Tensor::randn(&[3, 2, 3, 3]),
+                None,
+                ConvOptions::default().stride(2).padding(1).output_padding(1)
+            )
+        ),
+        ("torch.nn.functional", "F.max_pool2d(x, 2)", F::max_pool2d(&img, 2)),
+        (
+            "torch.nn.functional",
+            "F.max_pool2d(x, 3, stride=2, padding=1, dilation=1, ceil_mode=True)",
+            F::max_pool2d_with(
+                &img,
+                3,
+                MaxPool2dOptions::default().stride(2).padding(1).dilation(1).ceil_mode(true)
+            )
+        ),
+        (
+            "torch.nn.functional",
+            "F.max_pool2d(x, 2, return_indices=True)",
+            F::max_pool2d_with_indices(&img, 2, MaxPool2dOptions::default()),
+            "its own function: the result type differs"
+        ),
+        (
+            "torch.nn.functional",
+            "F.avg_pool2d(x, 3, stride=1, padding=1, ceil_mode=False, count_include_pad=False, divisor_override=None)",
+            F::avg_pool2d_with(
+                &img,
+                3,
+                AvgPool2dOptions::default().stride(1).padding(1).count_include_pad(false)
+            )
+        ),
+        ("torch.nn.functional", "F.adaptive_avg_pool2d(x, 1)", F::adaptive_avg_pool2d(&img, 1)),
+        ("torch.nn.functional", "F.pad(x, (1, 1, 2, 0))", F::pad(&img, &[1, 1, 2, 0])),
+        (
+            "torch.nn.functional",
+            "F.pad(x, (1, 1), mode='reflect') / 'replicate' / 'circular' / value=",
+            F::pad_with(&img, &[1, 1], PadMode::Reflect),
+            "mode and value are one `PadMode`"
+        ),
+        (
+            "torch.nn.functional",
+            "F.dropout(x, p=0.2, training=self.training)",
+            F::dropout_with(&x, F::DropoutOptions::default().p(0.2).training(true))
+        ),
+        (
+            "torch.nn.functional",
+            "F.layer_norm(x, (3,), weight, bias, eps=1e-5)",
+            F::layer_norm_with(&x, &[3], LayerNormOptions::default().eps(1e-5))
+        ),
+        (
+            "torch.nn.functional",
+            "F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)",
+            F::batch_norm_with(
+                &img,
+                None,
+                BatchNormOptions::default().training(true).momentum(0.1)
+            ),
+            "running mean and variance travel together as `BatchNormStats`"
+        ),
+        (
+            "torch.nn.functional",
+            "F.embedding(idx, table)",
+            F::embedding(&idx, &Tensor::randn(&[5, 3]))
+        ),
+        (
+            "torch.nn.functional",
+            "F.cross_entropy(logits, labels)",
+            F::cross_entropy(&logits, &labels)
+        ),
+        (
+            "torch.nn.functional",
+            "F.cross_entropy(logits, labels, weight=w, ignore_index=-100, reduction='sum', label_smoothing=0.1)",
+            F::cross_entropy_with(
+                &logits,
+                &labels,
+                CrossEntropyLoss::new()
+                    .weight(&Tensor::ones(&[5]))
+                    .ignore_index(-100)
+                    .reduction(Reduction::Sum)
+                    .label_smoothing(0.1)
+            ),
+            "a loss's keywords are the loss type itself (the same value as the `nn` module)"
+        ),
+        (
+            "torch.nn.functional",
+            "F.cross_entropy(logits, probs)",
+            F::cross_entropy(&logits, &probs)
+        ),
+        (
+            "torch.nn.functional",
+            "F.nll_loss(logp, labels, reduction='none')",
+            F::nll_loss_with(&logits.log_softmax(1), &labels, Reduction::None),
+            "a `Reduction` alone converts into any loss's keywords"
+        ),
+        (
+            "torch.nn.functional",
+            "F.mse_loss / F.l1_loss(a, b, reduction=...)",
+            F::mse_loss_with(&a, &b, Reduction::Sum)
+        ),
+        (
+            "torch.nn.functional",
+            "F.smooth_l1_loss(a, b, beta=0.5) / F.huber_loss(a, b, delta=)",
+            F::smooth_l1_loss_with(&a, &b, SmoothL1Loss::new().beta(0.5))
+        ),
+        (
+            "torch.nn.functional",
+            "F.binary_cross_entropy(p, y, weight=)",
+            F::binary_cross_entropy(&a.sigmoid(), &b.sigmoid())
+        ),
+        (
+            "torch.nn.functional",
+            "F.binary_cross_entropy_with_logits(x, y, pos_weight=pw)",
+            F::binary_cross_entropy_with_logits_with(
+                &a,
+                &b.sigmoid(),
+                BCEWithLogitsLoss::new().pos_weight(&Tensor::ones(&[3]))
+            )
+        ),
+        (
+            "torch.nn.functional",
+            "(errors)",
+            F::try_cross_entropy_with(&logits, &labels, Reduction::Mean),
+            "every function panics naming the caller's line; `try_` forms return `Result`"
+        ),
+        // Layers.
+        ("Layers", "nn.Linear(3, 4) / nn.Linear(3, 4, bias=False)", Linear::no_bias(3, 4)),
+        (
+            "Layers",
+            "nn.Conv2d(3, 4, 3, stride=2, padding=1, dilation=1, groups=1, bias=False)",
+            Conv2d::with_groups(3, 3, 3, 3).stride(2).padding(1).dilation(1).no_bias(),
+            "keywords as builder methods on the layer; `groups` through `with_groups`"
+        ),
+        (
+            "Layers",
+            "nn.Conv2d(..., padding='same')",
+            Conv2d::new(3, 4, 3).padding(Padding::Same).forward(&img)
+        ),
+        ("Layers", "nn.Conv1d(3, 4, 3, padding=1)", Conv1d::new(3, 4, 3).padding(1)),
+        (
+            "Layers",
+            "nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)",
+            ConvTranspose2d::new(4, 2, 3).stride(2).padding(1).output_padding(1)
+        ),
+        (
+            "Layers",
+            "nn.MaxPool2d(2) / nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True)",
+            MaxPool2d::new(3).stride(1).padding(1).ceil_mode(true).forward(&img)
+        ),
+        (
+            "Layers",
+            "nn.AvgPool2d(2, count_include_pad=False)",
+            AvgPool2d::new(2).count_include_pad(false).forward(&img)
+        ),
+        (
+            "Layers",
+            "nn.AdaptiveAvgPool2d((1, 1))",
+            AdaptiveAvgPool2d::new((1, 1)).forward(&img)
+        ),
+        ("Layers", "nn.BatchNorm2d(3) / nn.BatchNorm1d(3)", BatchNorm2d::new(3).forward(&img)),
+        ("Layers", "nn.LayerNorm(3)", LayerNorm::new(&[3]).forward(&x)),
+        ("Layers", "nn.Dropout(0.5)", Dropout::new(0.5).forward(&x)),
+        ("Layers", "nn.Embedding(10, 3)", Embedding::new(10, 3).forward(&idx)),
+        (
+            "Layers",
+            "nn.LSTM(3, 8, num_layers=2, batch_first=True) / nn.GRU / nn.RNN",
+            LSTM::new(3, 8, 2).batch_first(true).forward(&seq)
+        ),
+        (
+            "Layers",
+            "out, (h, c) = lstm(x, (h0, c0))",
+            LSTM::new(3, 8, 1).forward_with_state(&seq, None),
+            "`forward_with_state` takes and returns the state"
+        ),
+        (
+            "Layers",
+            "nn.ReLU() / nn.Tanh() / nn.Sigmoid() / nn.GELU() / nn.SiLU()",
+            Sequential::new().add(ReLU).add(Tanh).add(Sigmoid).add(GELU).add(SiLU).forward(&x)
+        ),
+        ("Layers", "nn.LeakyReLU(0.2)", LeakyReLU::new().negative_slope(0.2).forward(&x)),
+        ("Layers", "nn.Flatten()", Flatten::new().forward(&img)),
+        (
+            "Layers",
+            "nn.Sequential(a, b, c)",
+            Sequential::new().add(Linear::new(3, 3)).add(ReLU).forward(&x)
+        ),
+        (
+            "Layers",
+            "nn.ModuleList([...])",
+            {
+                #[derive(Module)]
+                struct Stack {
+                    blocks: Vec<Linear>,
+                }
+                Stack { blocks: vec![Linear::new(3, 3)] }.parameters()
+            },
+            "a `Vec` field of a derived module (names `blocks.0.weight`, ...)"
+        ),
+        (
+            "Layers",
+            "model(x) / model.forward(x)",
+            model.forward(&x),
+            "`forward` from the `Forward` trait; no call operator in Rust"
+        ),
+        // Writing modules.
+        (
+            "Modules",
+            "class Net(nn.Module): __init__ registers layers",
+            {
+                #[derive(Module)]
+                struct Net {
+                    fc: Linear,
+                    bn: BatchNorm1d,
+                    #[module(skip)]
+                    width: String,
+                }
+                Net { fc: Linear::new(3, 3), bn: BatchNorm1d::new(3), width: "w".into() }
+                    .state_dict()
+            },
+            "`#[derive(Module)]`: fields are found, nothing to register or forget"
+        ),
+        (
+            "Modules",
+            "def forward(self, x)",
+            {
+                struct Twice;
+                impl Forward for Twice {
+                    fn forward(&self, x: &Tensor) -> Tensor {
+                        x * 2.0
+                    }
+                }
+                Twice.forward(&x)
+            },
+            "`impl Forward`; a forward with several inputs is an inherent method"
+        ),
+        ("Modules", "self.register_buffer('steps', t)", {
+            #[derive(Module)]
+            struct Counted {
+                #[module(buffer)]
+                steps: Tensor,
+            }
+            Counted { steps: Tensor::zeros(&[1]) }.named_buffers()
+        }),
+        ("Modules", "self.training (in a custom module)", {
+            #[derive(Module, Default)]
+            struct Noisy {
+                training: TrainingFlag,
+            }
+            Noisy::default().training.get()
+        }),
+        (
+            "Modules",
+            "model.parameters() / named_parameters() / buffers",
+            model.named_parameters()
+        ),
+        ("Modules", "model.train() / model.eval()", {
+            model.eval();
+            model.train();
+        }),
+        ("Modules", "model.zero_grad()", model.zero_grad()),
+        ("Modules", "model.state_dict()", model.state_dict()),
+        ("Modules", "model.load_state_dict(sd)", {
+            let mut m = Linear::new(3, 2);
+            m.load_state_dict(&Linear::new(3, 2).state_dict())
+        }),
+        (
+            "Modules",
+            "model.load_state_dict(sd, strict=False)",
+            {
+                let mut m = Linear::new(3, 2);
+                m.load_state_dict_with(&[], false)
+            },
+            "returns the missing and unexpected names"
+        ),
+        ("Modules", "model.double() / model.to(torch.float64)", {
+            let mut m = Linear::new(3, 2);
+            m.to_dtype(DType::F64);
+        }),
+        ("Modules", "for p in model.parameters(): p.requires_grad = False", {
+            let mut m = Linear::new(3, 2);
+            m.freeze();
+            m.unfreeze();
+        }),
+        // Losses as modules.
+        (
+            "Losses",
+            "nn.CrossEntropyLoss(label_smoothing=0.1)(logits, labels)",
+            CrossEntropyLoss::new().label_smoothing(0.1).forward(&logits, &labels),
+            "`forward(input, target)`"
+        ),
+        (
+            "Losses",
+            "nn.NLLLoss / nn.MSELoss / nn.L1Loss / nn.SmoothL1Loss / nn.HuberLoss / nn.BCELoss / nn.BCEWithLogitsLoss",
+            MSELoss::new().reduction(Reduction::Sum).forward(&a, &b)
+        ),
+        // Optimizers and schedulers.
+        (
+            "Optimizers",
+            "torch.optim.SGD(params, lr=0.1, momentum=0.9, dampening=0, nesterov=True, weight_decay=1e-4)",
+            SGD::new(params, 0.1).momentum(0.9).dampening(0.0).nesterov(true).weight_decay(1e-4),
+            "keywords as builder methods"
+        ),
+        (
+            "Optimizers",
+            "torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False)",
+            Adam::new(params, 1e-3).betas((0.9, 0.999)).eps(1e-8).weight_decay(0.0).amsgrad(false)
+        ),
+        (
+            "Optimizers",
+            "torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)",
+            AdamW::new(params, 1e-3).weight_decay(0.01)
+        ),
+        (
+            "Optimizers",
+            "torch.optim.RMSprop / Adagrad / Adadelta",
+            RMSprop::new(params, 1e-2).alpha(0.99).centered(true)
+        ),
+        ("Optimizers", "opt.zero_grad(); loss.backward(); opt.step()", {
+            let mut opt = SGD::new(params, 0.1);
+            opt.zero_grad();
+            model.forward(&x).sum().backward();
+            opt.step();
+        }),
+        (
+            "Optimizers",
+            "opt.add_param_group({'params': ps, 'lr': 0.01})",
+            SGD::new(params, 0.1).add_param_group(vec![Tensor::zeros(&[1]).requires_grad()], 0.01)
+        ),
+        (
+            "Optimizers",
+            "opt.state_dict() / opt.load_state_dict(sd)",
+            SGD::new(params, 0.1).state_dict()
+        ),
+        ("Optimizers", "torch.nn.utils.clip_grad_norm_(params, 1.0) / clip_grad_value_", {
+            model.forward(&x).sum().backward();
+            clip_grad_norm(&params, 1.0)
+        }),
+        (
+            "Optimizers",
+            "StepLR(opt, step_size, gamma) / ExponentialLR / CosineAnnealingLR / LinearLR",
+            {
+                let mut opt = SGD::new(params, 0.1);
+                let mut s = StepLR::new(0.1, 10, 0.5);
+                s.step(&mut opt);
+            },
+            "a scheduler takes the base rate and is stepped with the optimizer"
+        ),
+        // Files.
+        (
+            "Saving and loading",
+            "torch.save(model.state_dict(), f) / safetensors save_file",
+            save(&model, &path),
+            "safetensors files, written atomically; what comes first, the path last"
+        ),
+        ("Saving and loading", "model.load_state_dict(torch.load(f))", {
+            save(&model, &path).unwrap();
+            let mut m = Sequential::new().add(Linear::new(3, 4)).add(ReLU).add(Linear::new(4, 2));
+            load(&mut m, &path)
+        }),
+        ("Saving and loading", "load_state_dict(load_file(f), strict=False)", {
+            save(&model, &path).unwrap();
+            load_with(&mut Linear::new(3, 4), &path, false)
+        }),
+        (
+            "Saving and loading",
+            "safetensors.torch.save_file(tensors, f) / load_file(f)",
+            {
+                save_tensors(&[("w".to_string(), x.clone())], &path).unwrap();
+                load_tensors(&path)
+            },
+            "F16 and BF16 entries load as f32"
+        ),
+        (
+            "Saving and loading",
+            "torch.save({'model': ..., 'optimizer': ..., 'epoch': 3}, f)",
+            save_checkpoint(&model, &SGD::new(params, 0.1), 3, &path),
+            "`Checkpoint` for more (scheduler, random state)"
+        ),
+        (
+            "Saving and loading",
+            "checkpoint = torch.load(f); model.load_state_dict(...); opt.load_state_dict(...)",
+            {
+                let opt = SGD::new(params.clone(), 0.1);
+                save_checkpoint(&model, &opt, 3, &path).unwrap();
+                let mut opt2 = SGD::new(params, 0.1);
+                let mut m = model;
+                load_checkpoint(&mut m, &mut opt2, &path)
+            }
+        ),
+        // Data.
+        (
+            "Data",
+            "DataLoader(TensorDataset(x, y), batch_size=2, shuffle=True)",
+            DataLoader::new(x.clone(), Tensor::from_vec(vec![0i64, 1], &[2]), 2)
+                .shuffle(0)
+                .epoch(0)
+                .count(),
+            "batches of two tensors; `epoch(n)` reshuffles by the epoch number"
+        ),
+        (
+            "Data",
+            "torchvision.datasets.MNIST",
+            Mnist::embedded().map(|m| m.train.len()),
+            "5,000 digits ship inside the crate; `Mnist::from_dir` reads the full files"
+        ),
+        (
+            "Data",
+            "torch.set_num_threads(2)",
+            tapegrad::set_num_threads(2),
+            "before any tensor work"
+        ),
+        (
+            "Data",
+            "torch.autograd memory profiling",
+            tape_stats(),
+            "what the tape holds now (nodes, saved bytes)"
+        ),
+    }
+}
+
+/// A custom function for the `Function` row: `2 x`.
+struct DoubleIt;
+
+impl Function for DoubleIt {
+    fn name(&self) -> &'static str {
+        "double_it"
+    }
+    fn forward(&self, inputs: &[Tensor]) -> Tensor {
+        &inputs[0] * 2.0
+    }
+    fn backward(&self, _: &FunctionCtx<'_>, grad: &Tensor) -> Vec<Option<Tensor>> {
+        vec![Some(grad * 2.0)]
+    }
+}
+
+/// Table-cell text: pipes escaped, the expression's line breaks and indentation folded.
+fn cell(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "# PyTorch to tapegrad\n\n\
+         Generated by `tests/api_table.rs`, which compiles and runs every tapegrad expression \
+         below: `UPDATE_API_MD=1 cargo test --test api_table` rewrites this file; do not edit it \
+         by hand. Operations and their gradients are listed with their PyTorch names in \
+         docs/OPS.md.\n\n\
+         ## The conventions\n\n\
+         - **Keywords.** A function's short form takes PyTorch's defaults (`F::conv2d(&x, &w, \
+         None)`); the `_with` form takes the keywords as one value: the keyword itself where \
+         PyTorch has one (`x.leaky_relu_with(0.2)`, `F::mse_loss_with(&a, &b, Reduction::Sum)`), \
+         otherwise an options type with `Default` and a builder method per keyword \
+         (`ConvOptions::default().stride(2).padding(1)`). A loss's options are the loss type \
+         (`CrossEntropyLoss::new().label_smoothing(0.1)`). Layers and optimizers take their \
+         keywords as builder methods on themselves.\n\
+         - **Errors.** Every panicking form names the operation, what was wrong and the \
+         caller's file and line; `try_` forms return `Result`.\n\
+         - **Dimensions** are `isize` (negative counts from the end); sizes are `usize`. Tensor \
+         methods take PyTorch's arguments in PyTorch's order, `keepdim` included.\n\
+         - **Names** are PyTorch's, in Rust's cases (`CrossEntropyLoss`, `cross_entropy`); a \
+         trailing underscore still means in place.\n\n",
+    );
+    let mut section = "";
+    for row in rows {
+        if row.section != section {
+            section = row.section;
+            out.push_str(&format!(
+                "\n## {section}\n\n| PyTorch | tapegrad | difference and why |\n|---|---|---|\n"
+            ));
+        }
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            cell(row.torch),
+            cell(&row.ours),
+            cell(row.note)
+        ));
+    }
+    out
+}
+
+#[test]
+fn api_md_matches_the_rows_and_every_row_runs() {
+    let rows = rows();
+    for row in &rows {
+        (row.run)();
+    }
+    let _ = std::fs::remove_file(vars().path);
+    let text = render(&rows);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md");
+    if std::env::var_os("UPDATE_API_MD").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    // Compared without whitespace: compilers may space a stringified expression differently.
+    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+    assert!(
+        squeeze(&current) == squeeze(&text),
+        "docs/API.md is out of date: run `UPDATE_API_MD=1 cargo test --test api_table`"
+    );
+}
