@@ -215,6 +215,57 @@ for e in [2.0, 3.0, 0.5, 0.0, -1.0]:
     grad_case("pow", [s], lambda t: torch.pow(t, e), p=e)
 grad_case("pow_tensor", [pa, pb], torch.pow)
 
+# Keywords of the options convention (issue 15), with gradients.
+rng3 = np.random.default_rng(20261130)
+
+
+def u(*shape, low=-2.0, high=2.0):
+    return torch.tensor(rng3.uniform(low, high, size=shape), dtype=torch.float64)
+
+
+logits = u(5, 4)
+labels = torch.tensor([0, 3, 1, 1, 2])
+cw = u(4, low=0.5, high=2.0)
+for ignore, ls, red in [(1, 0.15, "mean"), (-100, 0.3, "sum"), (0, 0.2, "none")]:
+    grad_case("cross_entropy_opts", [logits, labels],
+              lambda l, y: F.cross_entropy(l, y, weight=cw, ignore_index=ignore, label_smoothing=ls, reduction=red),
+              weight=cw.tolist(), ignore_index=ignore, label_smoothing=ls, reduction=red)
+soft = torch.softmax(u(5, 4), 1)
+grad_case("cross_entropy_soft_ls", [logits, soft], lambda l, t: F.cross_entropy(l, t, label_smoothing=0.25),
+          label_smoothing=0.25)
+yb = u(3, 4, low=0.0, high=1.0)
+pw, bw = u(4, low=0.5, high=3.0), u(3, 1, low=0.5, high=1.5)
+grad_case("bce_logits_pos_weight", [u(3, 4), yb],
+          lambda x, y: F.binary_cross_entropy_with_logits(x, y, weight=bw, pos_weight=pw),
+          weight=enc(bw), pos_weight=enc(pw))
+ew = u(3, 4, low=0.5, high=1.5)
+grad_case("bce_weight", [u(3, 4, low=0.05, high=0.95), yb], lambda p, y: F.binary_cross_entropy(p, y, weight=ew),
+          weight=enc(ew))
+grad_case("huber_loss", [u(3, 4), u(3, 4)], lambda a, b: F.huber_loss(a, b, delta=0.6), delta=0.6)
+img = u(2, 3, 7, 6)
+for k, d in [((4, 3), (1, 2)), ((2, 2), (1, 1))]:
+    w = u(4, 3, *k)
+    grad_case("conv2d_same", [img, w, u(4)], lambda x, w, b: F.conv2d(x, w, b, padding="same", dilation=d),
+              dilation=list(d))
+grad_case("conv1d_same", [u(2, 3, 9), u(4, 3, 4)], lambda x, w: F.conv1d(x, w, padding="same"))
+for kernel, stride, padding, dilation in [((3, 2), (2, 2), (1, 1), (1, 1)), ((2, 3), (2, 1), (1, 1), (2, 2))]:
+    grad_case("max_pool2d_opts", [img],
+              lambda v: F.max_pool2d(v, kernel, stride, padding, dilation=dilation, ceil_mode=True, return_indices=True),
+              kernel=list(kernel), stride=list(stride), padding=list(padding), dilation=list(dilation))
+for include in [True, False]:
+    grad_case("avg_pool2d_opts", [img],
+              lambda v: F.avg_pool2d(v, (3, 2), (2, 2), (1, 1), ceil_mode=True, count_include_pad=include),
+              kernel=[3, 2], stride=[2, 2], padding=[1, 1], count_include_pad=include)
+grad_case("avg_pool2d_divisor", [img], lambda v: F.avg_pool2d(v, 2, divisor_override=3), divisor=3)
+for mode in ["reflect", "replicate", "circular"]:
+    grad_case("pad", [img], lambda v: F.pad(v, (2, 1, 1, 3), mode=mode), pads=[2, 1, 1, 3], mode=mode)
+grad_case("pad", [img], lambda v: F.pad(v, (-1, 2, 1, -2), value=0.5), pads=[-1, 2, 1, -2], mode="constant", value=0.5)
+zeros = f64([[1.5, 0.0, -2.0], [0.5, 3.0, -1.0], [0.0, 0.0, 2.0]])
+grad_case("prod_dim", [zeros], lambda v: torch.prod(v, 1), dim=1)
+grad_case("prod_dim", [u(3, 4)], lambda v: torch.prod(v, 0), dim=0)
+grad_case("cumsum", [u(3, 4)], lambda v: torch.cumsum(v, 1), dim=1)
+grad_case("softplus_opts", [u(3, 4)], lambda v: F.softplus(v, beta=2.0, threshold=1.5), beta=2.0, threshold=1.5)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

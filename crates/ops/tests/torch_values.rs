@@ -170,6 +170,103 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "batch_norm_running" => {
             RUNNING.with(|r| r.borrow().clone().expect("batch_norm case runs first"))
         }
+        "cross_entropy_opts" => {
+            let weight: Vec<f64> = args["weight"].as_array().unwrap().iter().map(number).collect();
+            let n = weight.len();
+            let reduction = match args["reduction"].as_str().unwrap() {
+                "mean" => tapegrad_ops::Reduction::Mean,
+                "sum" => tapegrad_ops::Reduction::Sum,
+                _ => tapegrad_ops::Reduction::None,
+            };
+            let loss = tapegrad_ops::CrossEntropyLoss::new()
+                .weight(&Tensor::from_vec(weight, &[n]).to_dtype(x[0].dtype()))
+                .ignore_index(args["ignore_index"].as_i64().unwrap())
+                .label_smoothing(number(&args["label_smoothing"]))
+                .reduction(reduction);
+            functional::cross_entropy_with(&x[0], &x[1].to_dtype(DType::I64), loss)
+        }
+        "cross_entropy_soft_ls" => functional::cross_entropy_with(
+            &x[0],
+            &x[1],
+            tapegrad_ops::CrossEntropyLoss::new().label_smoothing(number(&args["label_smoothing"])),
+        ),
+        "bce_logits_pos_weight" => functional::binary_cross_entropy_with_logits_with(
+            &x[0],
+            &x[1],
+            tapegrad_ops::BCEWithLogitsLoss::new()
+                .weight(&tensor(&args["weight"], x[0].dtype()))
+                .pos_weight(&tensor(&args["pos_weight"], x[0].dtype())),
+        ),
+        "bce_weight" => functional::binary_cross_entropy_with(
+            &x[0],
+            &x[1],
+            tapegrad_ops::BCELoss::new().weight(&tensor(&args["weight"], x[0].dtype())),
+        ),
+        "huber_loss" => functional::huber_loss_with(
+            &x[0],
+            &x[1],
+            tapegrad_ops::HuberLoss::new().delta(number(&args["delta"])),
+        ),
+        "conv2d_same" => functional::conv2d_with(
+            &x[0],
+            &x[1],
+            Some(&x[2]),
+            ConvOptions::default()
+                .padding(tapegrad_ops::Padding::Same)
+                .dilation(pair(args, "dilation")),
+        ),
+        "conv1d_same" => functional::conv1d_with(
+            &x[0],
+            &x[1],
+            None,
+            ConvOptions::default().padding(tapegrad_ops::Padding::Same),
+        ),
+        "max_pool2d_opts" => {
+            let options = MaxPool2dOptions::default()
+                .stride(pair(args, "stride"))
+                .padding(pair(args, "padding"))
+                .dilation(pair(args, "dilation"))
+                .ceil_mode(true);
+            let (v, i) = functional::max_pool2d_with_indices(&x[0], pair(args, "kernel"), options);
+            return (v, Some(i));
+        }
+        "avg_pool2d_opts" => functional::avg_pool2d_with(
+            &x[0],
+            pair(args, "kernel"),
+            AvgPool2dOptions::default()
+                .stride(pair(args, "stride"))
+                .padding(pair(args, "padding"))
+                .ceil_mode(true)
+                .count_include_pad(args["count_include_pad"].as_bool().unwrap()),
+        ),
+        "avg_pool2d_divisor" => functional::avg_pool2d_with(
+            &x[0],
+            2,
+            AvgPool2dOptions::default()
+                .divisor_override(args["divisor"].as_u64().unwrap() as usize),
+        ),
+        "pad" => {
+            let pads: Vec<isize> = args["pads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap() as isize)
+                .collect();
+            let mode = match args["mode"].as_str().unwrap() {
+                "reflect" => tapegrad_ops::PadMode::Reflect,
+                "replicate" => tapegrad_ops::PadMode::Replicate,
+                "circular" => tapegrad_ops::PadMode::Circular,
+                _ => tapegrad_ops::PadMode::Constant(number(&args["value"])),
+            };
+            functional::pad_with(&x[0], &pads, mode)
+        }
+        "prod_dim" => x[0].prod_dim(dim(), false),
+        "cumsum" => x[0].cumsum(dim()),
+        "softplus_opts" => x[0].softplus_with(
+            tapegrad_ops::SoftplusOptions::default()
+                .beta(number(&args["beta"]))
+                .threshold(number(&args["threshold"])),
+        ),
         other => panic!("no tapegrad call for fixture case {other}"),
     };
     (value, None)
