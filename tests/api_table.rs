@@ -152,15 +152,19 @@ fn rows() -> Vec<Row> {
             "Math",
             "a == b, a > b, ... (torch.eq, gt, ...)",
             a.gt(&b),
-            "a 0/1 float mask (no bool dtype yet)"
+            "a bool tensor, as in PyTorch"
         ),
+        ("Math", "mask1 & mask2 / mask1 | mask2 / ~mask", mask.logical_and(&mask.logical_not()).logical_or(&mask), "`&`, `|` and `~` are methods: the operators stay arithmetic"),
+        ("Math", "mask.float() / x.bool()", (mask.to_dtype(DType::F32), x.to_dtype(DType::Bool))),
+        ("Math", "mask.sum() (a count)", mask.to_dtype(DType::F32).sum(), "convert first: reductions take float tensors"),
         (
             "Math",
             "torch.where(cond, a, b)",
             where_(&mask, &a, &b),
-            "`where_`: `where` is a Rust keyword; the condition is a 0/1 mask"
+            "`where_`: `where` is a Rust keyword; the condition is a bool mask (a numeric one counts non-zero as true)"
         ),
         ("Math", "a @ b / torch.matmul(a, b)", a.matmul(&b.t())),
+        ("Math", "torch.bmm(a, b) / batched @", img.matmul(&img.transpose(-1, -2)), "`matmul` broadcasts batch dimensions"),
         ("Math", "F.relu / F.silu / F.gelu", x.relu().silu().gelu()),
         ("Math", "F.gelu(x, approximate='tanh')", x.gelu_with(GeluApproximate::Tanh)),
         (
@@ -238,9 +242,11 @@ fn rows() -> Vec<Row> {
         (
             "Shapes and indexing",
             "x[mask] = 0 (setitem)",
-            where_(&mask, &x.zeros_like(), &x),
-            "no item assignment: views are values here (writing a view does not reach its source), so masks go through `where_`"
+            x.masked_fill(&mask, 0.0),
+            "no item assignment: views are values here (writing a view does not reach its source); `masked_fill` and `where_` return the result"
         ),
+        ("Shapes and indexing", "x.masked_fill(mask, value)", x.masked_fill(&mask, f64::NEG_INFINITY)),
+        ("Shapes and indexing", "x[mask] / x.masked_select(mask)", x.masked_select(&mask), "one-dimensional, as in PyTorch"),
         // In-place updates.
         (
             "In-place",
@@ -603,6 +609,8 @@ fn rows() -> Vec<Row> {
             }
             Noisy::default().training.get()
         }),
+        ("Modules", "self.w = nn.Parameter(torch.randn(3))", { #[derive(Module)] struct Scale { w: Tensor } Scale { w: Tensor::randn(&[3]).requires_grad() }.parameters() }, "a `Tensor` field is a parameter"),
+        ("Modules", "nn.init.xavier_uniform_(layer.weight) / kaiming_normal_ / normal_ / uniform_", { let layer = Linear::new(3, 4); let _g = no_grad(); layer.weight.copy_(&tapegrad::nn::init::xavier_uniform(layer.weight.shape(), 1.0)); }, "`init` functions make values; `copy_` under `no_grad` puts them in place"),
         (
             "Modules",
             "model.parameters() / named_parameters() / buffers",

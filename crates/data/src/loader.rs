@@ -50,6 +50,7 @@ pub fn select_rows(t: &Tensor, indices: &[usize]) -> Tensor {
         tapegrad_tape::Storage::F32(v) => Tensor::from_vec(gather(v, indices, row), &shape),
         tapegrad_tape::Storage::F64(v) => Tensor::from_vec(gather(v, indices, row), &shape),
         tapegrad_tape::Storage::I64(v) => Tensor::from_vec(gather(v, indices, row), &shape),
+        tapegrad_tape::Storage::Bool(v) => Tensor::from_vec(gather(v, indices, row), &shape),
     }
 }
 

@@ -54,6 +54,7 @@ fn to_bytes(t: &Tensor) -> Bytes {
         DType::I64 => {
             (Dtype::I64, t.to_vec::<i64>().iter().flat_map(|v| v.to_le_bytes()).collect())
         }
+        DType::Bool => (Dtype::BOOL, t.to_vec::<bool>().iter().map(|&b| b as u8).collect()),
     };
     Bytes { dtype, shape: t.shape().to_vec(), data }
 }
@@ -61,6 +62,7 @@ fn to_bytes(t: &Tensor) -> Bytes {
 /// The dtypes tapegrad reads, with their sizes in bytes.
 fn readable_size(dtype: Dtype) -> Option<usize> {
     match dtype {
+        Dtype::BOOL => Some(1),
         Dtype::F16 | Dtype::BF16 => Some(2),
         Dtype::F32 => Some(4),
         Dtype::F64 | Dtype::I64 => Some(8),
@@ -102,6 +104,17 @@ fn decode(path: &Path, name: &str, dtype: Dtype, shape: &[usize], data: &[u8]) -
         Dtype::F32 => decode!(f32, 4),
         Dtype::F64 => decode!(f64, 8),
         Dtype::I64 => decode!(i64, 8),
+        Dtype::BOOL => match data.iter().find(|&&b| b > 1) {
+            Some(b) => {
+                return Err(format_err(
+                    path,
+                    format!("entry `{name}` is BOOL but holds the byte {b}; booleans are 0 or 1"),
+                ));
+            }
+            None => {
+                Tensor::try_from_vec(data.iter().map(|&b| b == 1).collect::<Vec<bool>>(), shape)
+            }
+        },
         Dtype::F16 | Dtype::BF16 => {
             let widen = if dtype == Dtype::F16 { f16_to_f32 } else { bf16_to_f32 };
             Tensor::try_from_vec(
@@ -115,7 +128,7 @@ fn decode(path: &Path, name: &str, dtype: Dtype, shape: &[usize], data: &[u8]) -
             return Err(format_err(
                 path,
                 format!(
-                    "entry `{name}` has dtype {other}; tapegrad reads F32, F64, I64, F16 and BF16"
+                    "entry `{name}` has dtype {other}; tapegrad reads F32, F64, I64, BOOL, F16 and BF16"
                 ),
             ));
         }
@@ -168,11 +181,11 @@ fn parse_entry(
     // The safetensors crate knows every dtype the format defines.
     let dtype: Dtype = serde_json::from_value(dtype_value.clone()).map_err(|_| {
         err(format!(
-            "has unknown dtype \"{dtype_name}\"; tapegrad reads F32, F64, I64, F16 and BF16"
+            "has unknown dtype \"{dtype_name}\"; tapegrad reads F32, F64, I64, BOOL, F16 and BF16"
         ))
     })?;
     let size = readable_size(dtype).ok_or_else(|| {
-        err(format!("has dtype {dtype}; tapegrad reads F32, F64, I64, F16 and BF16"))
+        err(format!("has dtype {dtype}; tapegrad reads F32, F64, I64, BOOL, F16 and BF16"))
     })?;
     let shape_value = field("shape")?;
     let shape = shape_value

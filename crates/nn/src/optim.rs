@@ -1355,7 +1355,7 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     let squares = |g: &Tensor| match &g.contiguous_storage() {
         Storage::F32(v) => v.iter().map(|&x| x as f64 * x as f64).sum::<f64>(),
         Storage::F64(v) => v.iter().map(|&x| x * x).sum::<f64>(),
-        Storage::I64(_) => unreachable!("gradients are float"),
+        Storage::I64(_) | Storage::Bool(_) => unreachable!("gradients are float"),
     };
     let total: f64 = grads.iter().map(squares).sum::<f64>().sqrt();
     let scale = max_norm / (total + 1e-6);

@@ -232,11 +232,16 @@ fn unknown_and_unreadable_dtypes_are_named() {
     let path = handmade("unknown-dtype.safetensors", &header, 32);
     load_fails(
         &path,
-        &["entry `weight` has unknown dtype \"Q4\"; tapegrad reads F32, F64, I64, F16 and BF16"],
+        &[
+            "entry `weight` has unknown dtype \"Q4\"; tapegrad reads F32, F64, I64, BOOL, F16 and BF16",
+        ],
     );
     let header = r#"{"weight":{"dtype":"I8","shape":[2,3],"data_offsets":[0,6]},"bias":{"dtype":"F32","shape":[2],"data_offsets":[6,14]}}"#;
     let path = handmade("i8.safetensors", header, 14);
-    load_fails(&path, &["entry `weight` has dtype I8; tapegrad reads F32, F64, I64, F16 and BF16"]);
+    load_fails(
+        &path,
+        &["entry `weight` has dtype I8; tapegrad reads F32, F64, I64, BOOL, F16 and BF16"],
+    );
     let header =
         format!(r#"{{"weight":{{"dtype":7,"shape":[2,3],"data_offsets":[0,24]}},{BIAS}}}"#);
     let path = handmade("number-dtype.safetensors", &header, 32);
@@ -441,4 +446,21 @@ fn f16_and_bf16_entries_load_as_f32() {
             "{h:#06x}: {v} vs {want}"
         );
     }
+}
+
+/// Bool tensors (masks kept as buffers) survive a file, stored as safetensors' BOOL.
+#[test]
+fn bool_tensors_round_trip() {
+    let path = temp("bool.safetensors");
+    let mask = Tensor::from_vec(vec![true, false, true], &[3]);
+    save_tensors(&[("mask".to_string(), mask)], &path).unwrap();
+    let back = load_tensors(&path).unwrap();
+    assert_eq!(back[0].1.to_vec::<bool>(), vec![true, false, true]);
+    let header = r#"{"mask":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend([1u8, 7]);
+    std::fs::write(&path, bytes).unwrap();
+    let err = load_tensors(&path).unwrap_err().to_string();
+    assert!(err.contains("holds the byte 7"), "{err}");
 }

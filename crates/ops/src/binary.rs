@@ -8,7 +8,7 @@ use std::panic::Location;
 use tapegrad_tape::arith::broadcast_pair;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, kernels, or_panic, record};
+use tapegrad_tape::{Backward, DType, Error, Result, Storage, Tensor, kernels, or_panic, record};
 
 /// `f(a, b)` over the broadcast of two float tensors of one dtype (nothing recorded).
 pub(crate) fn zip_value(
@@ -112,8 +112,9 @@ fn select<T: Copy + PartialEq + Default>(k: &[T], x: &[T], y: &[T]) -> Vec<T> {
     k.iter().zip(x).zip(y).map(|((&k, &x), &y)| if k != T::default() { x } else { y }).collect()
 }
 
-/// A comparison, as a 0/1 mask in the operands' dtype that carries no gradient. IEEE
-/// semantics, as PyTorch: every comparison with NaN is false except `!=`, and `-0 == 0`.
+/// A comparison, as a bool mask that carries no gradient. IEEE semantics, as PyTorch:
+/// every comparison with NaN is false except `!=`, and `-0 == 0`. Integer and bool operands
+/// compare by value (exactly, below 2^53).
 #[track_caller]
 pub(crate) fn compare(
     op: &'static str,
@@ -122,20 +123,42 @@ pub(crate) fn compare(
     f: impl Fn(f64, f64) -> bool + Copy + Send + Sync,
 ) -> Result<Tensor> {
     let location = Location::caller();
-    let shape = broadcast_pair(op, a, b, location)?;
-    let a = a.detach();
-    let b = b.detach();
-    Ok(zip_value(
+    let (a, b) = if a.dtype().is_float() && a.dtype() == b.dtype() {
+        (a.detach(), b.detach())
+    } else {
+        (a.detach().to_dtype(DType::F64), b.detach().to_dtype(DType::F64))
+    };
+    let shape = broadcast_pair(op, &a, &b, location)?;
+    let mask = zip_value(
         &a,
         &b,
         &shape,
         move |x, y| f(x as f64, y as f64) as u8 as f32,
         move |x, y| f(x, y) as u8 as f64,
-    ))
+    );
+    Ok(mask.to_dtype(DType::Bool))
 }
 
-/// `cond ? a : b`, elementwise with broadcasting (PyTorch's `torch.where`). `cond` is a mask
-/// (non-zero means true, e.g. from [`BinaryOps::gt`]); the gradient flows to `a` and `b`.
+/// A logical operation of bool masks, broadcasting.
+#[track_caller]
+fn logical(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(bool, bool) -> bool + Copy + Send + Sync,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    for t in [a, b] {
+        if t.dtype() != DType::Bool {
+            return Err(Error::DType { op, lhs: DType::Bool, rhs: t.dtype(), location });
+        }
+    }
+    compare(op, a, b, move |x, y| f(x != 0.0, y != 0.0))
+}
+
+/// `cond ? a : b`, elementwise with broadcasting (PyTorch's `torch.where`). `cond` is a bool
+/// mask (from a comparison such as [`BinaryOps::gt`]) or, as well, a numeric one where
+/// non-zero means true; the gradient flows to `a` and `b`.
 ///
 /// ```
 /// use tapegrad_ops::{prelude::*, where_};
@@ -218,7 +241,7 @@ pub fn try_where(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// let a = Tensor::from_vec(vec![1.0f32, 5.0], &[2]);
 /// let b = Tensor::from_vec(vec![3.0f32], &[1]);
 /// assert_eq!(a.maximum(&b).to_vec::<f32>(), vec![3.0, 5.0]);
-/// assert_eq!(a.gt(&b).to_vec::<f32>(), vec![0.0, 1.0]);
+/// assert_eq!(a.gt(&b).to_vec::<bool>(), vec![false, true]);
 /// ```
 pub trait BinaryOps {
     /// The larger of two tensors, elementwise with broadcasting (ties split the gradient;
@@ -264,60 +287,128 @@ pub trait BinaryOps {
     #[track_caller]
     fn try_minimum(&self, other: &Tensor) -> Result<Tensor>;
 
-    /// `self == other` as a 0/1 mask in the operands' dtype, with no gradient.
+    /// `self == other` as a bool mask, with no gradient (PyTorch's `torch.eq`).
     ///
     /// ```
-    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::{DType, Tensor};
     /// let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
-    /// assert_eq!(a.eq(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![0.0, 1.0]);
+    /// let same = a.eq(&Tensor::full(&[1], 2.0));
+    /// assert_eq!((same.dtype(), same.to_vec::<bool>()), (DType::Bool, vec![false, true]));
+    /// let labels = Tensor::from_vec(vec![1i64, 0], &[2]); // int64 compares too
+    /// assert_eq!(labels.eq(&Tensor::from_vec(vec![1i64], &[1])).to_vec::<bool>(), vec![true, false]);
     /// ```
     #[track_caller]
     fn eq(&self, other: &Tensor) -> Tensor;
-    /// `self != other` as a 0/1 mask.
+    /// `self != other` as a bool mask.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
     /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
-    /// assert_eq!(a.ne(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 0.0, 1.0]);
+    /// assert_eq!(a.ne(&Tensor::full(&[1], 2.0)).to_vec::<bool>(), vec![true, false, true]);
     /// ```
     #[track_caller]
     fn ne(&self, other: &Tensor) -> Tensor;
-    /// `self > other` as a 0/1 mask.
+    /// `self > other` as a bool mask.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
     /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
-    /// assert_eq!(a.gt(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![0.0, 0.0, 1.0]);
+    /// assert_eq!(a.gt(&Tensor::full(&[1], 2.0)).to_vec::<bool>(), vec![false, false, true]);
     /// ```
     #[track_caller]
     fn gt(&self, other: &Tensor) -> Tensor;
-    /// `self >= other` as a 0/1 mask.
+    /// `self >= other` as a bool mask.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
     /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
-    /// assert_eq!(a.ge(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![0.0, 1.0, 1.0]);
+    /// assert_eq!(a.ge(&Tensor::full(&[1], 2.0)).to_vec::<bool>(), vec![false, true, true]);
     /// ```
     #[track_caller]
     fn ge(&self, other: &Tensor) -> Tensor;
-    /// `self < other` as a 0/1 mask.
+    /// `self < other` as a bool mask.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
     /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
-    /// assert_eq!(a.lt(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 0.0, 0.0]);
+    /// assert_eq!(a.lt(&Tensor::full(&[1], 2.0)).to_vec::<bool>(), vec![true, false, false]);
     /// ```
     #[track_caller]
     fn lt(&self, other: &Tensor) -> Tensor;
-    /// `self <= other` as a 0/1 mask.
+    /// `self <= other` as a bool mask.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
     /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
-    /// assert_eq!(a.le(&Tensor::full(&[1], 2.0)).to_vec::<f32>(), vec![1.0, 1.0, 0.0]);
+    /// assert_eq!(a.le(&Tensor::full(&[1], 2.0)).to_vec::<bool>(), vec![true, true, false]);
     /// ```
     #[track_caller]
     fn le(&self, other: &Tensor) -> Tensor;
+
+    /// Elementwise `and` of two bool masks, broadcasting (PyTorch's `logical_and`, `&`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let (a, b) = (Tensor::from_vec(vec![true, true, false], &[3]), Tensor::from_vec(vec![true, false, false], &[3]));
+    /// assert_eq!(a.logical_and(&b).to_vec::<bool>(), vec![true, false, false]);
+    /// assert!(Tensor::ones(&[3]).try_logical_and(&b).is_err()); // masks only
+    /// ```
+    #[track_caller]
+    fn logical_and(&self, other: &Tensor) -> Tensor {
+        or_panic(self.try_logical_and(other))
+    }
+
+    /// [`BinaryOps::logical_and`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let m = Tensor::from_vec(vec![true, false], &[2]);
+    /// assert!(m.try_logical_and(&Tensor::from_vec(vec![true; 3], &[3])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_logical_and(&self, other: &Tensor) -> Result<Tensor>;
+
+    /// Elementwise `or` of two bool masks, broadcasting (PyTorch's `logical_or`, `|`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let (a, b) = (Tensor::from_vec(vec![true, false], &[2]), Tensor::from_vec(vec![false], &[1]));
+    /// assert_eq!(a.logical_or(&b).to_vec::<bool>(), vec![true, false]);
+    /// ```
+    #[track_caller]
+    fn logical_or(&self, other: &Tensor) -> Tensor {
+        or_panic(self.try_logical_or(other))
+    }
+
+    /// [`BinaryOps::logical_or`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::from_vec(vec![1i64], &[1]).try_logical_or(&Tensor::from_vec(vec![true], &[1])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_logical_or(&self, other: &Tensor) -> Result<Tensor>;
+
+    /// The elementwise negation of a bool mask (PyTorch's `logical_not`, `~`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let m = Tensor::from_vec(vec![true, false], &[2]);
+    /// assert_eq!(m.logical_not().to_vec::<bool>(), vec![false, true]);
+    /// ```
+    #[track_caller]
+    fn logical_not(&self) -> Tensor {
+        or_panic(self.try_logical_not())
+    }
+
+    /// [`BinaryOps::logical_not`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2]).try_logical_not().is_err());
+    /// ```
+    #[track_caller]
+    fn try_logical_not(&self) -> Result<Tensor>;
 }
 
 impl BinaryOps for Tensor {
@@ -352,5 +443,17 @@ impl BinaryOps for Tensor {
     #[track_caller]
     fn le(&self, other: &Tensor) -> Tensor {
         or_panic(compare("le", self, other, |a, b| a <= b))
+    }
+    #[track_caller]
+    fn try_logical_and(&self, other: &Tensor) -> Result<Tensor> {
+        logical("logical_and", self, other, |a, b| a && b)
+    }
+    #[track_caller]
+    fn try_logical_or(&self, other: &Tensor) -> Result<Tensor> {
+        logical("logical_or", self, other, |a, b| a || b)
+    }
+    #[track_caller]
+    fn try_logical_not(&self) -> Result<Tensor> {
+        logical("logical_not", self, self, |a, _| !a)
     }
 }

@@ -77,7 +77,7 @@ pub(crate) fn map<F: UnaryFn>(x: &Tensor) -> Tensor {
     let storage = match x.storage() {
         Storage::F32(v) => kernels::map_elements_into_storage(&v, layout, Apply::<F>::new()),
         Storage::F64(v) => kernels::map_elements_into_storage(&v, layout, Apply::<F>::new()),
-        Storage::I64(_) => unreachable!("float dtype checked by the caller"),
+        Storage::I64(_) | Storage::Bool(_) => unreachable!("float dtype checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
 }
@@ -92,7 +92,7 @@ pub(crate) fn map_with(
     let storage = match x.storage() {
         Storage::F32(v) => kernels::map_into_storage(&v, layout, f32f),
         Storage::F64(v) => kernels::map_into_storage(&v, layout, f64f),
-        Storage::I64(_) => unreachable!("float dtype checked by the caller"),
+        Storage::I64(_) | Storage::Bool(_) => unreachable!("float dtype checked by the caller"),
     };
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
 }
@@ -145,7 +145,7 @@ pub(crate) fn fused_rule<F: GradFn>(
                 Storage::F64(v) => {
                     zip_in_place(&mut dst.make_mut::<f64>()?[gs], &v[vs], Apply::<F>::new())
                 }
-                Storage::I64(_) => return None,
+                Storage::I64(_) | Storage::Bool(_) => return None,
             }
             Some(())
         });

@@ -182,7 +182,7 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
         tapegrad_tape::Storage::F64(s) => {
             add(storage.make_mut::<f64>().expect("f64"), s, &idx, outer, n, inner)
         }
-        tapegrad_tape::Storage::I64(_) => {
+        tapegrad_tape::Storage::I64(_) | tapegrad_tape::Storage::Bool(_) => {
             return Err(invalid_argument("index_add", "needs float tensors".into(), location));
         }
     }
@@ -302,7 +302,7 @@ pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) 
     match &values {
         tapegrad_tape::Storage::F32(s) => add(storage.make_mut::<f32>().expect("f32"), s, &offsets),
         tapegrad_tape::Storage::F64(s) => add(storage.make_mut::<f64>().expect("f64"), s, &offsets),
-        tapegrad_tape::Storage::I64(_) => {
+        tapegrad_tape::Storage::I64(_) | tapegrad_tape::Storage::Bool(_) => {
             return Err(invalid_argument("scatter_add", "needs float tensors".into(), location));
         }
     }
@@ -327,6 +327,72 @@ pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) 
             ]
         })
     }))
+}
+
+/// An error unless `mask` is a bool tensor.
+fn check_mask(op: &'static str, mask: &Tensor, location: &'static Location<'static>) -> Result<()> {
+    if mask.dtype() != tapegrad_tape::DType::Bool {
+        return Err(invalid_argument(
+            op,
+            format!(
+                "the mask must be a bool tensor (from a comparison), got {}; convert with \
+                 `to_dtype(DType::Bool)`",
+                mask.dtype()
+            ),
+            location,
+        ));
+    }
+    Ok(())
+}
+
+#[track_caller]
+pub(crate) fn masked_fill(x: &Tensor, mask: &Tensor, value: f64) -> Result<Tensor> {
+    let location = Location::caller();
+    check_mask("masked_fill", mask, location)?;
+    let joint = tapegrad_tape::layout::broadcast_shapes(x.shape(), mask.shape());
+    if joint.as_deref() != Some(x.shape()) {
+        return Err(Error::Shape {
+            op: "masked_fill",
+            message: format!(
+                "mask shape {:?} does not broadcast to the tensor's shape {:?}",
+                mask.shape(),
+                x.shape()
+            ),
+            location,
+        });
+    }
+    let fill = Tensor::full_dtype(&[], value, x.dtype());
+    crate::binary::try_where(mask, &fill, x)
+}
+
+#[track_caller]
+pub(crate) fn masked_select(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    check_mask("masked_select", mask, location)?;
+    let shape =
+        tapegrad_tape::layout::broadcast_shapes(x.shape(), mask.shape()).ok_or_else(|| {
+            Error::Shape {
+                op: "masked_select",
+                message: format!(
+                    "mask shape {:?} does not broadcast with the tensor's shape {:?}",
+                    mask.shape(),
+                    x.shape()
+                ),
+                location,
+            }
+        })?;
+    let picks: Vec<i64> = mask
+        .broadcast_to(&shape)
+        .to_vec::<bool>()
+        .iter()
+        .enumerate()
+        .filter(|(_, keep)| **keep)
+        .map(|(i, _)| i as i64)
+        .collect();
+    let n = picks.len();
+    let flat =
+        crate::shape::reshape_to(&x.broadcast_to(&shape).contiguous(), &[shape.iter().product()]);
+    index_select(&flat, 0, &Tensor::from_vec(picks, &[n]))
 }
 
 /// Operations driven by int64 index tensors: picking (`index_select`, `gather`) and
@@ -501,9 +567,65 @@ pub trait IndexOps {
     /// ```
     #[track_caller]
     fn try_i(&self, indices: impl Into<Indices>) -> Result<Tensor>;
+    /// This tensor with `value` where the bool `mask` (broadcast to this shape) is true
+    /// (PyTorch's `masked_fill`); the gradient flows to the elements kept.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let scores = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let causal = Tensor::from_vec(vec![false, true], &[2]); // broadcast over rows
+    /// let masked = scores.masked_fill(&causal, f64::NEG_INFINITY);
+    /// assert_eq!(masked.to_vec::<f32>(), vec![1.0, f32::NEG_INFINITY, 3.0, f32::NEG_INFINITY]);
+    /// ```
+    #[track_caller]
+    fn masked_fill(&self, mask: &Tensor, value: f64) -> Tensor {
+        or_panic(self.try_masked_fill(mask, value))
+    }
+
+    /// [`IndexOps::masked_fill`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::zeros(&[2]);
+    /// assert!(x.try_masked_fill(&Tensor::ones(&[2]), 1.0).is_err()); // a float mask
+    /// assert!(x.try_masked_fill(&Tensor::from_vec(vec![true; 4], &[2, 2]), 1.0).is_err()); // grows x
+    /// ```
+    #[track_caller]
+    fn try_masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor>;
+
+    /// The elements where the bool `mask` is true, as a 1-D tensor (PyTorch's
+    /// `masked_select`; `self` and `mask` broadcast together). Differentiable.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, -2.0, 3.0, -4.0], &[2, 2]);
+    /// let positive = x.gt(&Tensor::zeros(&[1]));
+    /// assert_eq!(x.masked_select(&positive).to_vec::<f32>(), vec![1.0, 3.0]);
+    /// ```
+    #[track_caller]
+    fn masked_select(&self, mask: &Tensor) -> Tensor {
+        or_panic(self.try_masked_select(mask))
+    }
+
+    /// [`IndexOps::masked_select`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2]).try_masked_select(&Tensor::from_vec(vec![true; 3], &[3])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_masked_select(&self, mask: &Tensor) -> Result<Tensor>;
 }
 
 impl IndexOps for Tensor {
+    #[track_caller]
+    fn try_masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
+        masked_fill(self, mask, value)
+    }
+    #[track_caller]
+    fn try_masked_select(&self, mask: &Tensor) -> Result<Tensor> {
+        masked_select(self, mask)
+    }
     #[track_caller]
     fn try_select(&self, dim: isize, index: isize) -> Result<Tensor> {
         slicing::select(self, dim, index)

@@ -220,7 +220,7 @@ fn batch_norm_batch_stats(
     let [value, mean, var, invstd] = match x.dtype() {
         DType::F32 => forward::<f32>(&xs, affine, x.shape(), sizes, eps),
         DType::F64 => forward::<f64>(&xs, affine, x.shape(), sizes, eps),
-        DType::I64 => unreachable!("float checked"),
+        DType::I64 | DType::Bool => unreachable!("float checked"),
     };
     if let Some(s) = stats {
         let _guard = no_grad();
@@ -294,7 +294,7 @@ fn batch_norm_grad_fused(
     match x.dtype() {
         DType::F32 => tensors!(f32),
         DType::F64 => tensors!(f64),
-        DType::I64 => unreachable!("float checked"),
+        DType::I64 | DType::Bool => unreachable!("float checked"),
     }
 }
 

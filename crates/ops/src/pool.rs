@@ -73,7 +73,7 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
         Storage::F64(v) => {
             Storage::from_vec(pool::max_pool2d_scatter(v, idx, n * c, h * w, plane_out))
         }
-        Storage::I64(_) => unreachable!("gradients are float"),
+        Storage::I64(_) | Storage::Bool(_) => unreachable!("gradients are float"),
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&input_shape));
     let index = index.clone();
@@ -111,7 +111,7 @@ pub(crate) fn max_pool2d(
             let (a, i) = pool::max_pool2d(v, dims, (ho, wo), kernel, stride, padding);
             (Storage::from_vec(a), i)
         }
-        Storage::I64(_) => unreachable!("float dtype checked"),
+        Storage::I64(_) | Storage::Bool(_) => unreachable!("float dtype checked"),
     };
     let [n, c, h, w] = dims;
     let out_shape = [n, c, ho, wo];

@@ -214,7 +214,9 @@ fn reduce_extremum(
             let (a, i, w) = extrema(v, (n, inner), max, route);
             (tapegrad_tape::Storage::from_vec(a), i, w)
         }
-        tapegrad_tape::Storage::I64(_) => unreachable!("float dtype checked"),
+        tapegrad_tape::Storage::I64(_) | tapegrad_tape::Storage::Bool(_) => {
+            unreachable!("float dtype checked")
+        }
     };
     let values = Tensor::from_storage(values, Layout::contiguous(&out_shape));
     let in_shape = x.shape().to_vec();

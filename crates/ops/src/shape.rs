@@ -253,7 +253,7 @@ fn add_into_part(whole: &Tensor, part: &Tensor, d: usize, start: usize) {
             Storage::F64(v) => {
                 add(&mut storage.make_mut::<f64>().expect("f64")[off..], v, outer, sizes)
             }
-            Storage::I64(_) => unreachable!("gradients are float"),
+            Storage::I64(_) | Storage::Bool(_) => unreachable!("gradients are float"),
         }
     });
 }

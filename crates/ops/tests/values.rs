@@ -353,3 +353,33 @@ fn basic_indexing_follows_python() {
     expected[11] = 1.0;
     assert_eq!(w.grad().unwrap().to_vec::<f32>(), expected);
 }
+
+/// Comparisons give bool tensors, which `where_`, `masked_fill`, `masked_select` and the
+/// logical operations take, and which convert to and from numbers as PyTorch's do.
+#[test]
+fn bool_masks() {
+    let x = Tensor::from_vec(vec![-1.0f32, 0.0, 2.0, f32::NAN], &[4]);
+    let positive = x.gt(&Tensor::zeros(&[1]));
+    assert_eq!(positive.dtype(), DType::Bool);
+    assert_eq!(positive.to_vec::<bool>(), vec![false, false, true, false]); // NaN > 0 is false
+    assert_eq!(x.ne(&x).to_vec::<bool>(), vec![false, false, false, true]);
+    assert_eq!(positive.to_dtype(DType::F32).to_vec::<f32>(), vec![0.0, 0.0, 1.0, 0.0]);
+    assert_eq!(x.to_dtype(DType::Bool).to_vec::<bool>(), vec![true, false, true, true]); // non-zero
+    let not = positive.logical_not();
+    assert_eq!(positive.logical_or(&not).to_vec::<bool>(), vec![true; 4]);
+    assert_eq!(positive.logical_and(&not).to_vec::<bool>(), vec![false; 4]);
+    assert!(positive.clone().try_requires_grad().is_err()); // masks carry no gradient
+    // Selections route gradients only to what they keep.
+    let w = Tensor::from_vec(vec![1.0f64, -2.0, 3.0], &[3]).requires_grad();
+    let keep = Tensor::from_vec(vec![true, false, true], &[3]);
+    w.masked_select(&keep).sum().backward();
+    assert_eq!(w.grad().unwrap().to_vec::<f64>(), vec![1.0, 0.0, 1.0]);
+    w.zero_grad();
+    w.masked_fill(&keep, 0.0).sum().backward();
+    assert_eq!(w.grad().unwrap().to_vec::<f64>(), vec![0.0, 1.0, 0.0]);
+    assert_eq!(
+        tapegrad_ops::where_(&keep, &w, &w.zeros_like()).to_vec::<f64>(),
+        vec![1.0, 0.0, 3.0]
+    );
+    assert!(w.try_masked_fill(&keep.to_dtype(DType::F64), 0.0).is_err()); // masks are bool
+}

@@ -294,7 +294,7 @@ impl Tensor {
         let storage = match self.storage() {
             Storage::F32(v) => kernels::map_into_storage(&v, layout, in_f32(f, s)),
             Storage::F64(v) => kernels::map_into_storage(&v, layout, |x| f(x, s)),
-            Storage::I64(_) => {
+            Storage::I64(_) | Storage::Bool(_) => {
                 or_panic(crate::error::ensure_float(op, self, location).map(|()| unreachable!()))
             }
         };

@@ -12,15 +12,18 @@ const EDGE_ITEMS: usize = 3;
 /// How every element of one tensor is printed, chosen from all its values at once so that
 /// columns line up (PyTorch's `_Formatter`).
 enum NumberStyle {
+    Bool,
     Int64,
     Integer,
     Fixed,
     Scientific,
 }
 
-fn choose_style(values: &[f64], integer_dtype: bool) -> NumberStyle {
-    if integer_dtype {
-        return NumberStyle::Int64;
+fn choose_style(values: &[f64], dtype: crate::DType) -> NumberStyle {
+    match dtype {
+        crate::DType::Bool => return NumberStyle::Bool,
+        crate::DType::I64 => return NumberStyle::Int64,
+        _ => {}
     }
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
@@ -50,6 +53,7 @@ fn format_number(v: f64, style: &NumberStyle) -> String {
         return if v > 0.0 { "inf".into() } else { "-inf".into() };
     }
     match style {
+        NumberStyle::Bool => (if v != 0.0 { "True" } else { "False" }).into(),
         NumberStyle::Int64 => format!("{v:.0}"),
         NumberStyle::Integer => format!("{v:.0}."),
         NumberStyle::Fixed => format!("{v:.4}"),
@@ -132,7 +136,7 @@ impl Tensor {
         if !values.is_empty() {
             collect_shown(&values, self.shape(), summarize, &mut visible);
         }
-        let style = choose_style(&visible, !self.dtype().is_float());
+        let style = choose_style(&visible, self.dtype());
         let width = visible.iter().map(|v| format_number(*v, &style).len()).max().unwrap_or(0);
         let mut out = String::from("tensor(");
         if values.is_empty() {
@@ -167,6 +171,8 @@ impl Tensor {
 /// assert_eq!(t.to_string(), "tensor([[1., 2.],\n        [3., 4.]])");
 /// let x = Tensor::from_vec(vec![0.5f64], &[1]).requires_grad();
 /// assert_eq!(x.to_string(), "tensor([0.5000], dtype=float64, requires_grad=True)");
+/// let mask = Tensor::from_vec(vec![true, false], &[2]);
+/// assert_eq!(mask.to_string(), "tensor([ True, False], dtype=bool)");
 /// ```
 impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

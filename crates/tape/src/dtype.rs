@@ -21,6 +21,9 @@ pub enum DType {
     /// 64-bit signed integer: class labels and indices (`argmax`, `gather`, `cross_entropy`
     /// targets). Integer tensors never require gradients.
     I64,
+    /// Booleans: what comparisons give, and what `where_`, `masked_fill` and
+    /// `masked_select` take. Never requires gradients.
+    Bool,
 }
 
 impl DType {
@@ -33,6 +36,7 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F64 | DType::I64 => 8,
+            DType::Bool => 1,
         }
     }
 
@@ -53,6 +57,7 @@ impl fmt::Display for DType {
             DType::F32 => "float32",
             DType::F64 => "float64",
             DType::I64 => "int64",
+            DType::Bool => "bool",
         })
     }
 }

@@ -166,6 +166,8 @@ pub enum Storage {
     F64(Buffer<f64>),
     /// 64-bit integers (indices and labels).
     I64(Buffer<i64>),
+    /// Booleans (masks).
+    Bool(Buffer<bool>),
 }
 
 impl Storage {
@@ -189,6 +191,7 @@ impl Storage {
             Storage::F32(_) => DType::F32,
             Storage::F64(_) => DType::F64,
             Storage::I64(_) => DType::I64,
+            Storage::Bool(_) => DType::Bool,
         }
     }
 
@@ -202,6 +205,7 @@ impl Storage {
             Storage::F32(v) => v.len(),
             Storage::F64(v) => v.len(),
             Storage::I64(v) => v.len(),
+            Storage::Bool(v) => v.len(),
         }
     }
 
@@ -259,12 +263,14 @@ impl Storage {
             (Storage::F32(a), Storage::F32(b)) => a.same_allocation(b),
             (Storage::F64(a), Storage::F64(b)) => a.same_allocation(b),
             (Storage::I64(a), Storage::I64(b)) => a.same_allocation(b),
+            (Storage::Bool(a), Storage::Bool(b)) => a.same_allocation(b),
             _ => false,
         }
     }
 }
 
-/// Moves element vectors in and out of [`Storage`]; implemented for `f32`, `f64` and `i64`.
+/// Moves element vectors in and out of [`Storage`]; implemented for `f32`, `f64`, `i64` and
+/// `bool`.
 ///
 /// ```
 /// use tapegrad_tape::{Storage, StorageElement};
@@ -340,6 +346,9 @@ pub trait StorageElement: Sized + Copy + Send + Sync + 'static {
 
 macro_rules! impl_storage_element {
     ($t:ty, $variant:ident) => {
+        impl_storage_element!($t, $variant, |v| v as $t, |x: $t| x as f64);
+    };
+    ($t:ty, $variant:ident, $from:expr, $to:expr) => {
         impl StorageElement for $t {
             const STORAGE_DTYPE: DType = DType::$variant;
             fn wrap_buffer(buffer: Buffer<Self>) -> Storage {
@@ -359,11 +368,11 @@ macro_rules! impl_storage_element {
             }
             #[inline(always)]
             fn cast_from_f64(v: f64) -> Self {
-                v as $t
+                $from(v)
             }
             #[inline(always)]
             fn cast_to_f64(self) -> f64 {
-                self as f64
+                $to(self)
             }
         }
     };
@@ -372,18 +381,20 @@ macro_rules! impl_storage_element {
 impl_storage_element!(f32, F32);
 impl_storage_element!(f64, F64);
 impl_storage_element!(i64, I64);
+// Nonzero is true, as PyTorch's conversions to bool; true is 1.
+impl_storage_element!(bool, Bool, |v: f64| v != 0.0, |b: bool| if b { 1.0 } else { 0.0 });
 
 /// Runs `$body` with `$v` bound to the storage's [`Buffer<T>`] for whichever `T` it holds,
 /// and wraps the `Vec` the body returns back into storage of the same dtype. This is the one
 /// `match` per op that turns the run-time dtype into a generic kernel call. The body must
-/// compile for `f32`, `f64` and `i64` (element moves only); see
+/// compile for `f32`, `f64`, `i64` and `bool` (element moves only); see
 /// [`map_float_storage!`](crate::map_float_storage) for arithmetic.
 ///
 /// ```
 /// use tapegrad_tape::{map_storage, Storage};
 /// let s = Storage::from_vec(vec![1.0f32, 2.0]);
-/// let doubled = map_storage!(&s, v => v.iter().map(|x| *x + *x).collect::<Vec<_>>());
-/// assert_eq!(doubled.as_slice::<f32>().unwrap(), &[2.0, 4.0]);
+/// let reversed = map_storage!(&s, v => v.iter().rev().copied().collect::<Vec<_>>());
+/// assert_eq!(reversed.as_slice::<f32>().unwrap(), &[2.0, 1.0]);
 /// ```
 #[macro_export]
 macro_rules! map_storage {
@@ -392,6 +403,7 @@ macro_rules! map_storage {
             $crate::Storage::F32($v) => $crate::Storage::from_vec::<f32>($body),
             $crate::Storage::F64($v) => $crate::Storage::from_vec::<f64>($body),
             $crate::Storage::I64($v) => $crate::Storage::from_vec::<i64>($body),
+            $crate::Storage::Bool($v) => $crate::Storage::from_vec::<bool>($body),
         }
     };
 }
@@ -411,10 +423,10 @@ macro_rules! map_float_storage {
         match $storage {
             $crate::Storage::F32($v) => $crate::Storage::from_vec::<f32>($body),
             $crate::Storage::F64($v) => $crate::Storage::from_vec::<f64>($body),
-            $crate::Storage::I64(_) => {
+            $crate::Storage::I64(_) | $crate::Storage::Bool(_) => {
                 panic!(
-                    "this operation takes float32 or float64 tensors, not int64; convert with \
-                    to_dtype"
+                    "this operation takes float32 or float64 tensors, not int64 or bool; convert \
+                    with to_dtype"
                 )
             }
         }

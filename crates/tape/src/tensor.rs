@@ -229,6 +229,7 @@ impl Tensor {
             DType::F32 => Storage::from_vec(filled_vec("full", n, value as f32, location)?),
             DType::F64 => Storage::from_vec(filled_vec("full", n, value, location)?),
             DType::I64 => Storage::from_vec(filled_vec("full", n, value as i64, location)?),
+            DType::Bool => Storage::from_vec(filled_vec("full", n, value != 0.0, location)?),
         };
         Ok(Tensor::new(storage, Layout::contiguous(shape), None))
     }
@@ -443,6 +444,7 @@ impl Tensor {
             Storage::F32(v) => kernels::map(v, layout, |x| T::cast_from_f64(x as f64)),
             Storage::F64(v) => kernels::map(v, layout, T::cast_from_f64),
             Storage::I64(v) => kernels::map(v, layout, |x| T::cast_from_f64(x as f64)),
+            Storage::Bool(v) => kernels::map(v, layout, |x| T::cast_from_f64(x.cast_to_f64())),
         }
     }
 
@@ -764,6 +766,7 @@ impl Tensor {
                 DType::F32 => copy::<f32>(dst, layout, &values),
                 DType::F64 => copy::<f64>(dst, layout, &values),
                 DType::I64 => copy::<i64>(dst, layout, &values),
+                DType::Bool => copy::<bool>(dst, layout, &values),
             }
         });
     }
@@ -827,6 +830,7 @@ impl Tensor {
             DType::F32 => Storage::from_vec(self.to_vec::<f32>()),
             DType::F64 => Storage::from_vec(self.to_vec::<f64>()),
             DType::I64 => Storage::from_vec(self.to_vec::<i64>()),
+            DType::Bool => Storage::from_vec(self.to_vec::<bool>()),
         };
         Tensor::new(converted, Layout::contiguous(self.shape()), None)
     }
@@ -899,7 +903,7 @@ impl Tensor {
             match addend.dtype() {
                 DType::F32 => add::<f32>(dst, layout, &addend, &gl),
                 DType::F64 => add::<f64>(dst, layout, &addend, &gl),
-                DType::I64 => unreachable!("integer tensors have no gradients"),
+                DType::I64 | DType::Bool => unreachable!("integer tensors have no gradients"),
             }
         });
         true

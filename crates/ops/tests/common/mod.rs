@@ -453,6 +453,14 @@ pub fn registry() -> Vec<OpCase> {
                 _ => t[0].i((.., 1.., step_by(.., 2))),
             }
         ),
+        op!("x.masked_fill(mask, v)", "Tensor.masked_fill", true, one(-2.0..2.0), |t, i| {
+            let mask = t[0].detach().gt(&Tensor::zeros_dtype(&[], DType::F64));
+            t[0].masked_fill(&mask, -0.5)
+        }),
+        op!("x.masked_select(mask)", "torch.masked_select", true, one(-2.0..2.0), |t, i| {
+            let mask = t[0].detach().lt(&Tensor::full_dtype(&[], 0.5, DType::F64));
+            t[0].masked_select(&mask)
+        }),
         op!("x.flip(dims)", "torch.flip", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].flip(&[i[0] as isize])
         }),
