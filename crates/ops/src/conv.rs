@@ -15,6 +15,8 @@ use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, reco
 
 pub(crate) use tapegrad_kernels::conv::Conv2dOptions;
 use tapegrad_kernels::conv::{self as kernels, Geometry};
+
+use crate::options::setters;
 pub use tapegrad_kernels::conv::{set_winograd_enabled, winograd_enabled};
 
 /// The output size of one spatial dimension: `Ok(None)` if the kernel is larger than the
@@ -454,58 +456,18 @@ impl Default for ConvOptions {
     }
 }
 
-impl ConvOptions {
+setters!(ConvOptions {
     /// Sets `stride`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::ConvOptions::default().stride((2, 1)).stride, (2, 1));
-    /// ```
-    pub fn stride(mut self, stride: impl IntoPair) -> Self {
-        self.stride = stride.into_pair();
-        self
-    }
-
+    stride(impl IntoPair) => stride.into_pair(), example (2, 1) => o.stride == (2, 1);
     /// Sets `padding`: a size, a pair, `Padding::Same` or `Padding::Valid`.
-    ///
-    /// ```
-    /// use tapegrad_ops::{ConvOptions, Padding};
-    /// assert_eq!(ConvOptions::default().padding(2).padding, Padding::Zeros(2, 2));
-    /// ```
-    pub fn padding(mut self, padding: impl Into<Padding>) -> Self {
-        self.padding = padding.into();
-        self
-    }
-
+    padding(impl Into<Padding>) => padding.into(), example 2 => o.padding == tapegrad_ops::Padding::Zeros(2, 2);
     /// Sets `dilation`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::ConvOptions::default().dilation(2).dilation, (2, 2));
-    /// ```
-    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
-        self.dilation = dilation.into_pair();
-        self
-    }
-
+    dilation(impl IntoPair) => dilation.into_pair(), example 2 => o.dilation == (2, 2);
     /// Sets `groups`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::ConvOptions::default().groups(4).groups, 4);
-    /// ```
-    pub fn groups(mut self, groups: usize) -> Self {
-        self.groups = groups;
-        self
-    }
-
+    groups(usize) => groups, example 4 => o.groups == 4;
     /// Sets `output_padding` (transposed convolutions only).
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::ConvOptions::default().output_padding(1).output_padding, (1, 1));
-    /// ```
-    pub fn output_padding(mut self, output_padding: impl IntoPair) -> Self {
-        self.output_padding = output_padding.into_pair();
-        self
-    }
-}
+    output_padding(impl IntoPair) => output_padding.into_pair(), example 1 => o.output_padding == (1, 1);
+});
 
 /// The kernels' options for `options`, and the zeros to add to the input first where
 /// `"same"` needs more at the end than at the start: ((top, bottom), (left, right)).

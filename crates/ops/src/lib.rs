@@ -46,6 +46,7 @@ mod index;
 mod loss;
 mod matmul;
 mod norm;
+mod options;
 mod pool;
 mod reduce;
 mod shape;

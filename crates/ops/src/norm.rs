@@ -12,6 +12,7 @@ use tapegrad_tape::{
     is_grad_enabled, no_grad, record,
 };
 
+use crate::options::setters;
 use crate::{reduce, shape, unary};
 
 /// Layer normalisation over the trailing dimensions `normalized_shape`, with optional
@@ -380,39 +381,14 @@ impl Default for LayerNormOptions {
     }
 }
 
-impl LayerNormOptions {
+setters!(LayerNormOptions {
     /// Sets `weight`.
-    ///
-    /// ```
-    /// let o = tapegrad_ops::LayerNormOptions::default().weight(&tapegrad_tape::Tensor::ones(&[2]));
-    /// assert!(o.weight.is_some());
-    /// ```
-    pub fn weight(mut self, weight: &Tensor) -> Self {
-        self.weight = Some(weight.clone());
-        self
-    }
-
+    weight(&Tensor) => Some(weight.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.weight.is_some();
     /// Sets `bias`.
-    ///
-    /// ```
-    /// let o = tapegrad_ops::LayerNormOptions::default().bias(&tapegrad_tape::Tensor::ones(&[2]));
-    /// assert!(o.bias.is_some());
-    /// ```
-    pub fn bias(mut self, bias: &Tensor) -> Self {
-        self.bias = Some(bias.clone());
-        self
-    }
-
+    bias(&Tensor) => Some(bias.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.bias.is_some();
     /// Sets `eps`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::LayerNormOptions::default().eps(1e-6).eps, 1e-6);
-    /// ```
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-}
+    eps(f64) => eps, example 1e-6 => o.eps == 1e-6;
+});
 
 /// The keywords of `batch_norm`: `weight` and `bias` (per channel), `training` (false:
 /// normalise with the running statistics), `momentum` (0.1) and `eps` (1e-5).
@@ -445,56 +421,15 @@ impl Default for BatchNormOptions {
     }
 }
 
-impl BatchNormOptions {
+setters!(BatchNormOptions {
     /// Sets `weight`.
-    ///
-    /// ```
-    /// let o = tapegrad_ops::BatchNormOptions::default().weight(&tapegrad_tape::Tensor::ones(&[2]));
-    /// assert!(o.weight.is_some());
-    /// ```
-    pub fn weight(mut self, weight: &Tensor) -> Self {
-        self.weight = Some(weight.clone());
-        self
-    }
-
+    weight(&Tensor) => Some(weight.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.weight.is_some();
     /// Sets `bias`.
-    ///
-    /// ```
-    /// let o = tapegrad_ops::BatchNormOptions::default().bias(&tapegrad_tape::Tensor::ones(&[2]));
-    /// assert!(o.bias.is_some());
-    /// ```
-    pub fn bias(mut self, bias: &Tensor) -> Self {
-        self.bias = Some(bias.clone());
-        self
-    }
-
+    bias(&Tensor) => Some(bias.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.bias.is_some();
     /// Sets `training`.
-    ///
-    /// ```
-    /// assert!(tapegrad_ops::BatchNormOptions::default().training(true).training);
-    /// ```
-    pub fn training(mut self, training: bool) -> Self {
-        self.training = training;
-        self
-    }
-
+    training(bool) => training, example true => o.training;
     /// Sets `momentum`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::BatchNormOptions::default().momentum(0.01).momentum, 0.01);
-    /// ```
-    pub fn momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
-        self
-    }
-
+    momentum(f64) => momentum, example 0.01 => o.momentum == 0.01;
     /// Sets `eps`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::BatchNormOptions::default().eps(1e-3).eps, 1e-3);
-    /// ```
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-}
+    eps(f64) => eps, example 1e-3 => o.eps == 1e-3;
+});

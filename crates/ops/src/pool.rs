@@ -8,6 +8,7 @@ use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
 
 use crate::conv::{Conv2dOptions, IntoPair};
+use crate::options::setters;
 
 use crate::shape::reshape_to;
 
@@ -207,47 +208,16 @@ pub struct MaxPool2dOptions {
     pub ceil_mode: bool,
 }
 
-impl MaxPool2dOptions {
+setters!(MaxPool2dOptions {
     /// Sets `stride`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::MaxPool2dOptions::default().stride(1).stride, Some((1, 1)));
-    /// ```
-    pub fn stride(mut self, stride: impl IntoPair) -> Self {
-        self.stride = Some(stride.into_pair());
-        self
-    }
-
+    stride(impl IntoPair) => Some(stride.into_pair()), example 1 => o.stride == Some((1, 1));
     /// Sets `padding`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::MaxPool2dOptions::default().padding(1).padding, (1, 1));
-    /// ```
-    pub fn padding(mut self, padding: impl IntoPair) -> Self {
-        self.padding = padding.into_pair();
-        self
-    }
-
+    padding(impl IntoPair) => padding.into_pair(), example 1 => o.padding == (1, 1);
     /// Sets `dilation`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::MaxPool2dOptions::default().dilation(2).dilation, Some((2, 2)));
-    /// ```
-    pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
-        self.dilation = Some(dilation.into_pair());
-        self
-    }
-
+    dilation(impl IntoPair) => Some(dilation.into_pair()), example 2 => o.dilation == Some((2, 2));
     /// Sets `ceil_mode`.
-    ///
-    /// ```
-    /// assert!(tapegrad_ops::MaxPool2dOptions::default().ceil_mode(true).ceil_mode);
-    /// ```
-    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
-        self.ceil_mode = ceil_mode;
-        self
-    }
-}
+    ceil_mode(bool) => ceil_mode, example true => o.ceil_mode;
+});
 
 /// The keywords of `avg_pool2d`: `stride` (default: the kernel), `padding` (zeros, at most
 /// half the kernel), `ceil_mode`, `count_include_pad` (default true) and
@@ -288,58 +258,18 @@ impl Default for AvgPool2dOptions {
     }
 }
 
-impl AvgPool2dOptions {
+setters!(AvgPool2dOptions {
     /// Sets `stride`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::AvgPool2dOptions::default().stride(1).stride, Some((1, 1)));
-    /// ```
-    pub fn stride(mut self, stride: impl IntoPair) -> Self {
-        self.stride = Some(stride.into_pair());
-        self
-    }
-
+    stride(impl IntoPair) => Some(stride.into_pair()), example 1 => o.stride == Some((1, 1));
     /// Sets `padding`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::AvgPool2dOptions::default().padding(1).padding, (1, 1));
-    /// ```
-    pub fn padding(mut self, padding: impl IntoPair) -> Self {
-        self.padding = padding.into_pair();
-        self
-    }
-
+    padding(impl IntoPair) => padding.into_pair(), example 1 => o.padding == (1, 1);
     /// Sets `ceil_mode`.
-    ///
-    /// ```
-    /// assert!(tapegrad_ops::AvgPool2dOptions::default().ceil_mode(true).ceil_mode);
-    /// ```
-    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
-        self.ceil_mode = ceil_mode;
-        self
-    }
-
+    ceil_mode(bool) => ceil_mode, example true => o.ceil_mode;
     /// Sets `count_include_pad`.
-    ///
-    /// ```
-    /// assert!(!tapegrad_ops::AvgPool2dOptions::default().count_include_pad(false).count_include_pad);
-    /// ```
-    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
-        self.count_include_pad = count_include_pad;
-        self
-    }
-
+    count_include_pad(bool) => count_include_pad, example false => !o.count_include_pad;
     /// Sets `divisor_override`.
-    ///
-    /// ```
-    /// let o = tapegrad_ops::AvgPool2dOptions::default().divisor_override(3);
-    /// assert_eq!(o.divisor_override, Some(3));
-    /// ```
-    pub fn divisor_override(mut self, divisor: usize) -> Self {
-        self.divisor_override = Some(divisor);
-        self
-    }
-}
+    divisor_override(usize) => Some(divisor_override), example 3 => o.divisor_override == Some(3);
+});
 
 /// One spatial dimension of a pooling: PyTorch's output size (with `ceil_mode`'s rule that
 /// the last window starts inside the input or its left padding), and how many positions

@@ -28,6 +28,7 @@ use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, or_panic, r
 
 use crate::binary::{select_grad, try_where};
 use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
+use crate::options::setters;
 
 unary_fn!(Exp, |x| x.exp_vectorisable());
 unary_fn!(Log, |x| x.ln());
@@ -558,27 +559,12 @@ impl Default for SoftplusOptions {
     }
 }
 
-impl SoftplusOptions {
+setters!(SoftplusOptions {
     /// Sets `beta`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::SoftplusOptions::default().beta(2.0).beta, 2.0);
-    /// ```
-    pub fn beta(mut self, beta: f64) -> Self {
-        self.beta = beta;
-        self
-    }
-
+    beta(f64) => beta, example 2.0 => o.beta == 2.0;
     /// Sets `threshold`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_ops::SoftplusOptions::default().threshold(5.0).threshold, 5.0);
-    /// ```
-    pub fn threshold(mut self, threshold: f64) -> Self {
-        self.threshold = threshold;
-        self
-    }
-}
+    threshold(f64) => threshold, example 5.0 => o.threshold == 5.0;
+});
 
 /// Elementwise functions of one tensor, as methods (PyTorch's names). In the prelude.
 ///
