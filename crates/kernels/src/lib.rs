@@ -37,6 +37,7 @@ pub mod in_place;
 pub mod layout;
 pub mod parallel;
 pub mod pool;
+pub mod recurrent;
 pub mod simd;
 pub mod softmax;
 pub mod strided;

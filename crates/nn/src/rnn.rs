@@ -2,7 +2,7 @@
 //! `batch_first`, initial state in and final state out. Each time step is composed from
 //! recorded ops, so backward runs through time automatically.
 
-use tapegrad_ops::functional::linear;
+use tapegrad_ops::functional::{linear, lstm_gates};
 use tapegrad_ops::{prelude::*, stack};
 use tapegrad_tape::Tensor;
 
@@ -94,13 +94,9 @@ impl Recurrent {
                         &(&z.rsub_scalar(1.0) * &n) + &(&z * &h)
                     }
                     CellKind::Lstm => {
-                        let gates = &gi + &gh;
-                        let i = part(&gates, 0).sigmoid();
-                        let f = part(&gates, 1).sigmoid();
-                        let g = part(&gates, 2).tanh();
-                        let o = part(&gates, 3).sigmoid();
-                        c = &(&f * &c) + &(&i * &g);
-                        &o * &c.tanh()
+                        let (h_next, c_next) = lstm_gates(&(&gi + &gh), &c);
+                        c = c_next;
+                        h_next
                     }
                 };
                 outputs.push(h.clone());

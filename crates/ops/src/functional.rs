@@ -733,3 +733,33 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
 pub fn try_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     crate::matmul::linear(x, weight, bias)
 }
+
+/// The elementwise half of one LSTM step, fused into one op: `gates` `[B, 4H]` (the sum of
+/// the input and hidden projections, PyTorch's gate order i, f, g, o, before their
+/// activations) and the cell state `c` `[B, H]` give the new `(h, c)`. What `nn::LSTM` runs
+/// at each step; differentiable to any order.
+///
+/// ```
+/// use tapegrad_ops::functional::lstm_gates;
+/// use tapegrad_tape::Tensor;
+/// // All pre-activations 0: i = f = o = 1/2 and g = 0, so c' = c / 2, h' = tanh(c') / 2.
+/// let (h, c) = lstm_gates(&Tensor::zeros(&[1, 4]), &Tensor::full(&[1, 1], 2.0));
+/// assert_eq!(c.item(), 1.0);
+/// assert!((h.item() - 0.5 * 1f64.tanh()).abs() < 1e-6);
+/// ```
+#[track_caller]
+pub fn lstm_gates(gates: &Tensor, c: &Tensor) -> (Tensor, Tensor) {
+    or_panic(try_lstm_gates(gates, c))
+}
+
+/// [`lstm_gates`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_lstm_gates;
+/// use tapegrad_tape::Tensor;
+/// assert!(try_lstm_gates(&Tensor::zeros(&[2, 6]), &Tensor::zeros(&[2, 2])).is_err()); // 6 != 4 * 2
+/// ```
+#[track_caller]
+pub fn try_lstm_gates(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
+    crate::recurrent::lstm_gates(gates, c)
+}

@@ -48,6 +48,7 @@ mod matmul;
 mod norm;
 mod options;
 mod pool;
+mod recurrent;
 mod reduce;
 mod shape;
 mod unary;

@@ -248,6 +248,16 @@ fn image(max_hw: usize) -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// Gate pre-activations `[B, 4H]` and a cell state `[B, H]`.
+fn lstm_case() -> BoxedStrategy<Sample> {
+    (1usize..=3, 1usize..=3)
+        .prop_flat_map(|(b, h)| {
+            (tensor_f64(Just(vec![b, 4 * h]), -2.0..2.0), tensor_f64(Just(vec![b, h]), -2.0..2.0))
+        })
+        .prop_map(|(gates, c)| Sample { tensors: vec![gates, c], ints: vec![] })
+        .boxed()
+}
+
 macro_rules! op {
     ($name:literal, $torch:literal, $second:expr, $sample:expr, |$t:ident, $i:ident| $call:expr) => {
         OpCase {
@@ -748,6 +758,16 @@ pub fn registry() -> Vec<OpCase> {
             let o = BatchNormOptions::default().weight(&w).bias(&b).training(train);
             functional::batch_norm_with(&t[0], Some(&stats), o)
         }),
+        op!(
+            "lstm_gates(gates, c)",
+            "the elementwise half of torch.lstm_cell",
+            true,
+            lstm_case(),
+            |t, i| {
+                let (h, c) = functional::lstm_gates(&t[0], &t[1]);
+                &h.sum() + &c.square().sum()
+            }
+        ),
         op!("embedding(indices, weight)", "F.embedding", true, with_index(), |t, i| {
             let rows = t[0].shape()[0];
             let table = t[0].reshape(&[rows as isize, -1]);
