@@ -89,6 +89,16 @@ pub enum Error {
         /// The user's call site.
         location: &'static Location<'static>,
     },
+    /// Anomaly mode found a NaN or an infinity (see `detect_anomaly`).
+    #[error("anomaly: {message}; the op `{op}` was recorded at {location}")]
+    Anomaly {
+        /// The operation whose forward or backward produced it.
+        op: &'static str,
+        /// What was found, and where in the tensor.
+        message: String,
+        /// Where the operation was called.
+        location: &'static Location<'static>,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

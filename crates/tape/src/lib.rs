@@ -83,6 +83,7 @@
 
 #![forbid(unsafe_code)]
 
+mod anomaly;
 pub mod arith;
 mod backward;
 mod display;
@@ -105,6 +106,7 @@ mod tensor;
 #[cfg(feature = "proptest")]
 pub mod testing;
 
+pub use anomaly::{AnomalyGuard, detect_anomaly, detect_anomaly_with, is_anomaly_enabled};
 pub use backward::{BackwardOptions, GradOptions, grad, try_grad};
 pub use dtype::{DType, Element, Float, Real};
 pub use error::{Error, Result, ensure_float, or_panic};

@@ -56,6 +56,7 @@ pub fn record(
     output: Tensor,
     make_backward: impl FnOnce() -> Backward,
 ) -> Tensor {
+    crate::anomaly::check_forward(op, location, &output);
     if !will_record(inputs) {
         return output;
     }

@@ -238,7 +238,12 @@ fn apply_rules(
             }
         }
 
+        let in_rule = crate::anomaly::maybe_enabled().then(crate::anomaly::in_rule);
         let grads = run_rule(key, grad, &mut step, mode.retain_graph);
+        if let Some(in_rule) = in_rule {
+            drop(in_rule);
+            crate::anomaly::check_gradients(step.op, step.location, &grads)?;
+        }
         // 3. Each input gets its share.
         pass_to_inputs(grads, &step)?;
     }
