@@ -70,7 +70,7 @@ impl Drop for AnomalyGuard {
 /// use tapegrad_tape::{Tensor, detect_anomaly};
 /// let x = Tensor::from_vec(vec![1.0f32, -1.0], &[2]);
 /// let _anomaly = detect_anomaly();
-/// let err = std::panic::catch_unwind(|| x.div_scalar(0.0)).unwrap_err();
+/// let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| x.div_scalar(0.0))).unwrap_err();
 /// let message = err.downcast_ref::<String>().unwrap();
 /// assert!(message.contains("`div_scalar` produced inf"), "{message}");
 /// ```
