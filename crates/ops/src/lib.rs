@@ -28,6 +28,7 @@
 //! | `matmul.rs` | [`MatmulOps`]: matmul (and `functional::linear`) | |
 //! | `conv.rs`, `pool.rs`, `norm.rs` | | in [`functional`]: convolutions, pooling, norms, embedding |
 //! | `functional.rs` | | softmaxes, losses, dropout and the rest of `torch.nn.functional` |
+//! | `func.rs` | | [`func`]: vjp, jvp, jacrev, jacfwd, jacobian, hessian, hvp (`torch.func`) |
 //!
 //! Every method panics on bad arguments with a message that names the operation, the
 //! shapes and the caller's line; `try_` forms return [`tapegrad_tape::Result`] instead.
@@ -41,6 +42,7 @@ mod binary;
 mod conv;
 mod dims;
 mod elementwise;
+pub mod func;
 pub mod functional;
 mod index;
 mod loss;

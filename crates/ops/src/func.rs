@@ -1,0 +1,518 @@
+//! Function transforms over functions of one or several tensors (PyTorch's `torch.func` and
+//! `torch.autograd.functional`): [`vjp`], [`jvp`], [`jacrev`], [`jacfwd`], [`jacobian`],
+//! [`hessian`] and [`hvp`]. Each works inside and outside `no_grad`, and composes: when an
+//! input already takes part in an outer computation (it tracks gradients), the result is
+//! recorded, so it can be differentiated again, and a function may itself call `grad`
+//! (with `create_graph`) or another transform.
+//!
+//! Cost, in sweeps of reverse mode over the graph of `f` (m output elements, n input
+//! elements in all):
+//!
+//! | transform | forward passes | reverse sweeps |
+//! |---|---|---|
+//! | `vjp` | 1 | 1 |
+//! | `jvp` | 1 | 2 (through the transposed graph; forward-mode tangents are not in yet) |
+//! | `jacrev` | 1 | m |
+//! | `jacfwd` | 1 | n + 1 |
+//! | `hvp` | 1 | 2 (the Hessian is never formed) |
+//! | `hessian` | 1 | n + 1 |
+//!
+//! ```
+//! use tapegrad_ops::{func, prelude::*};
+//! use tapegrad_tape::{DType, Tensor};
+//! let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+//! // f(x) = sum(x^3): gradient 3x^2, Hessian diag(6x).
+//! let f = |t: &[Tensor]| t[0].pow(3.0).sum();
+//! let h = func::hessian(f, &[x.clone()]);
+//! assert_eq!(h[0][0].to_vec::<f64>(), vec![6.0, 0.0, 0.0, 12.0]);
+//! let (_, hv) = func::hvp(f, &[x], &[Tensor::from_vec(vec![1.0f64, 1.0], &[2])]);
+//! assert_eq!(hv[0].to_vec::<f64>(), vec![6.0, 12.0]);
+//! ```
+
+use std::panic::Location;
+
+use tapegrad_tape::{Error, GradOptions, Result, Tensor, enable_grad, or_panic, try_grad};
+
+use crate::shape::reshape_to;
+
+/// How [`jacobian`] builds the matrix.
+///
+/// ```
+/// assert_eq!(tapegrad_ops::func::Strategy::default(), tapegrad_ops::func::Strategy::Auto);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// Rows by reverse mode when there are no more outputs than inputs, else columns.
+    #[default]
+    Auto,
+    /// One reverse sweep per output element ([`jacrev`]).
+    Reverse,
+    /// One product with a tangent per input element ([`jacfwd`]).
+    Forward,
+}
+
+/// The inputs as `f` will see them: each one that already tracks gradients as it is (so
+/// results stay connected to an outer computation), the others as fresh leaves. Returns
+/// them and whether any was tracked.
+fn prepare(inputs: &[Tensor]) -> (Vec<Tensor>, bool) {
+    let outer = inputs.iter().any(Tensor::tracks_grad);
+    let xs = inputs
+        .iter()
+        .map(|x| {
+            if x.tracks_grad() || !x.dtype().is_float() {
+                x.clone()
+            } else {
+                x.detach().requires_grad()
+            }
+        })
+        .collect();
+    (xs, outer)
+}
+
+/// The results a transform returns: recorded when composing, plain values otherwise.
+fn finish(t: Tensor, outer: bool) -> Tensor {
+    if outer { t } else { t.detach() }
+}
+
+/// `v`-weighted gradients of `y` with respect to `xs` (zeros where `y` does not depend on
+/// an input).
+#[track_caller]
+fn pullback(y: &Tensor, xs: &[Tensor], v: &Tensor, create_graph: bool) -> Result<Vec<Tensor>> {
+    if !y.tracks_grad() {
+        return Ok(xs.iter().map(Tensor::zeros_like).collect());
+    }
+    let inputs: Vec<&Tensor> = xs.iter().filter(|x| x.tracks_grad()).collect();
+    let options = GradOptions::new()
+        .grad_outputs(vec![v.clone()])
+        .retain_graph(true)
+        .create_graph(create_graph)
+        .allow_unused(true);
+    let mut grads = try_grad(&[y], &inputs, options)?.into_iter();
+    Ok(xs
+        .iter()
+        .map(|x| {
+            let g = if x.tracks_grad() { grads.next().flatten() } else { None };
+            g.unwrap_or_else(|| x.zeros_like())
+        })
+        .collect())
+}
+
+#[track_caller]
+fn check_like(op: &'static str, what: &str, given: &[Tensor], like: &[&Tensor]) -> Result<()> {
+    let location = Location::caller();
+    if given.len() != like.len() {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!("{} {what} for {} tensors", given.len(), like.len()),
+            location,
+        });
+    }
+    for (i, (g, l)) in given.iter().zip(like).enumerate() {
+        if g.shape() != l.shape() {
+            return Err(Error::Shape {
+                op,
+                message: format!(
+                    "{what} {i} has shape {:?}, its tensor has shape {:?}",
+                    g.shape(),
+                    l.shape()
+                ),
+                location,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `f(inputs)` and the vector-Jacobian products `vᵀ ∂f/∂inputsᵢ` (PyTorch's `vjp`); `v` is
+/// shaped like the output. One forward pass, one reverse sweep.
+///
+/// ```
+/// use tapegrad_ops::{func, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// let (y, g) = func::vjp(|t| t[0].square(), &[x], &Tensor::from_vec(vec![1.0f64, 10.0], &[2]));
+/// assert_eq!((y.to_vec::<f64>(), g[0].to_vec::<f64>()), (vec![1.0, 4.0], vec![2.0, 40.0]));
+/// ```
+#[track_caller]
+pub fn vjp(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    v: &Tensor,
+) -> (Tensor, Vec<Tensor>) {
+    or_panic(try_vjp(f, inputs, v))
+}
+
+/// [`vjp`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{func, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[2]);
+/// assert!(func::try_vjp(|t| t[0].square(), &[x], &Tensor::ones(&[3])).is_err()); // v's shape
+/// ```
+#[track_caller]
+pub fn try_vjp(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    v: &Tensor,
+) -> Result<(Tensor, Vec<Tensor>)> {
+    let _grad = enable_grad();
+    let (xs, outer) = prepare(inputs);
+    let y = f(&xs);
+    check_like("vjp", "v", std::slice::from_ref(v), &[&y])?;
+    let grads = pullback(&y, &xs, &v.to_dtype(y.dtype()), outer)?;
+    Ok((finish(y, outer), grads.into_iter().map(|g| finish(g, outer)).collect()))
+}
+
+/// `f(inputs)` and the Jacobian-vector product `Σᵢ ∂f/∂inputsᵢ · tangentsᵢ` (PyTorch's
+/// `jvp`). Computed by differentiating the vector-Jacobian product with respect to its
+/// vector: two reverse sweeps.
+///
+/// ```
+/// use tapegrad_ops::{func, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let (x, y) = (Tensor::from_vec(vec![3.0f64], &[1]), Tensor::from_vec(vec![5.0f64], &[1]));
+/// // f(x, y) = x y: the derivative along (1, 2) is y + 2x.
+/// let (_, d) = func::jvp(|t| &t[0] * &t[1], &[x, y], &[Tensor::ones_dtype(&[1], tapegrad_tape::DType::F64), Tensor::full_dtype(&[1], 2.0, tapegrad_tape::DType::F64)]);
+/// assert_eq!(d.item(), 11.0);
+/// ```
+#[track_caller]
+pub fn jvp(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    tangents: &[Tensor],
+) -> (Tensor, Tensor) {
+    or_panic(try_jvp(f, inputs, tangents))
+}
+
+/// [`jvp`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::func;
+/// use tapegrad_tape::Tensor;
+/// assert!(func::try_jvp(|t| t[0].clone(), &[Tensor::ones(&[2])], &[]).is_err()); // one tangent per input
+/// ```
+#[track_caller]
+pub fn try_jvp(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    tangents: &[Tensor],
+) -> Result<(Tensor, Tensor)> {
+    let _grad = enable_grad();
+    let (xs, outer) = prepare(inputs);
+    check_like("jvp", "tangent", tangents, &xs.iter().collect::<Vec<_>>())?;
+    let y = f(&xs);
+    let transposed = Transposed::new(&y, &xs)?;
+    let jv = transposed.apply(tangents, outer)?;
+    Ok((finish(y, outer), finish(jv, outer)))
+}
+
+/// `Jᵀ u` recorded as a function of a free vector `u`: differentiating `Σᵢ (Jᵀu)ᵢ · vᵢ` with
+/// respect to `u` gives `J v`, one reverse sweep per `v`.
+struct Transposed {
+    u: Tensor,
+    jt_u: Vec<Tensor>,
+    output_shape: Vec<usize>,
+}
+
+impl Transposed {
+    #[track_caller]
+    fn new(y: &Tensor, xs: &[Tensor]) -> Result<Transposed> {
+        let u = y.zeros_like().detach().requires_grad();
+        let jt_u = pullback(y, xs, &u, true)?;
+        Ok(Transposed { u, jt_u, output_shape: y.shape().to_vec() })
+    }
+
+    /// `J v` for tangents `v` (one per input).
+    #[track_caller]
+    fn apply(&self, v: &[Tensor], create_graph: bool) -> Result<Tensor> {
+        let mut total: Option<Tensor> = None;
+        for (g, t) in self.jt_u.iter().zip(v) {
+            if !g.tracks_grad() {
+                continue; // this input does not reach the output
+            }
+            let term = (g * &t.to_dtype(g.dtype())).sum_to_shape(&[]);
+            total = Some(match total {
+                Some(sum) => &sum + &term,
+                None => term,
+            });
+        }
+        let Some(total) = total else {
+            return Ok(Tensor::zeros_dtype(&self.output_shape, self.u.dtype()));
+        };
+        let options =
+            GradOptions::new().retain_graph(true).create_graph(create_graph).allow_unused(true);
+        let jv = try_grad(&[&total], &[&self.u], options)?.remove(0);
+        Ok(jv.unwrap_or_else(|| Tensor::zeros_dtype(&self.output_shape, self.u.dtype())))
+    }
+}
+
+/// One basis vector: 1 at flat position `k` of `shape`.
+fn basis(shape: &[usize], k: usize, like: &Tensor) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut v = vec![0.0f64; n];
+    v[k] = 1.0;
+    Tensor::from_vec(v, shape).to_dtype(like.dtype())
+}
+
+/// The Jacobian of each input, shaped `output.shape ++ input.shape`, one reverse sweep per
+/// output element (PyTorch's `jacrev`).
+///
+/// ```
+/// use tapegrad_ops::{func, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+/// let j = func::jacrev(|t| t[0].cumsum(0), &[x]);
+/// assert_eq!(j[0].to_vec::<f64>(), vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
+/// ```
+#[track_caller]
+pub fn jacrev(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Vec<Tensor> {
+    or_panic(try_jacrev(f, inputs))
+}
+
+/// [`jacrev`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::func;
+/// use tapegrad_tape::Tensor;
+/// assert!(func::try_jacrev(|t| t[0].clone(), &[Tensor::ones(&[2])]).is_ok());
+/// ```
+#[track_caller]
+pub fn try_jacrev(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let _grad = enable_grad();
+    let (xs, outer) = prepare(inputs);
+    let y = f(&xs);
+    let m = y.numel();
+    let mut rows: Vec<Vec<Tensor>> = vec![Vec::with_capacity(m); xs.len()];
+    for k in 0..m {
+        let grads = pullback(&y, &xs, &basis(y.shape(), k, &y), outer)?;
+        for (row, g) in rows.iter_mut().zip(grads) {
+            row.push(reshape_to(&g, &[g.numel()]));
+        }
+    }
+    Ok(xs
+        .iter()
+        .zip(rows)
+        .map(|(x, row)| {
+            let shape: Vec<usize> = y.shape().iter().chain(x.shape()).copied().collect();
+            let j = if row.is_empty() {
+                Tensor::zeros_dtype(&shape, y.dtype())
+            } else {
+                let refs: Vec<&Tensor> = row.iter().collect();
+                reshape_to(&crate::stack(&refs, 0), &shape)
+            };
+            finish(j, outer)
+        })
+        .collect())
+}
+
+/// The Jacobian of each input, shaped `output.shape ++ input.shape`, one product with a
+/// tangent per input element (PyTorch's `jacfwd`): the cheaper one when the output is
+/// larger than the input.
+///
+/// ```
+/// use tapegrad_ops::{func, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![2.0f64], &[1]);
+/// let j = func::jacfwd(|t| t[0].expand(&[3]).mul(&Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3])), &[x]);
+/// assert_eq!(j[0].to_vec::<f64>(), vec![1.0, 2.0, 3.0]);
+/// ```
+#[track_caller]
+pub fn jacfwd(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Vec<Tensor> {
+    or_panic(try_jacfwd(f, inputs))
+}
+
+/// [`jacfwd`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::func;
+/// use tapegrad_tape::Tensor;
+/// assert!(func::try_jacfwd(|t| t[0].clone(), &[Tensor::ones(&[2])]).is_ok());
+/// ```
+#[track_caller]
+pub fn try_jacfwd(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let _grad = enable_grad();
+    let (xs, outer) = prepare(inputs);
+    let y = f(&xs);
+    let transposed = Transposed::new(&y, &xs)?;
+    let zeros: Vec<Tensor> = xs.iter().map(Tensor::zeros_like).collect();
+    let mut out = Vec::with_capacity(xs.len());
+    for (i, x) in xs.iter().enumerate() {
+        let mut columns = Vec::with_capacity(x.numel());
+        for k in 0..x.numel() {
+            let mut tangents = zeros.clone();
+            tangents[i] = basis(x.shape(), k, x);
+            let jv = transposed.apply(&tangents, outer)?;
+            columns.push(reshape_to(&jv, &[y.numel()]));
+        }
+        let shape: Vec<usize> = y.shape().iter().chain(x.shape()).copied().collect();
+        let j = if columns.is_empty() {
+            Tensor::zeros_dtype(&shape, y.dtype())
+        } else {
+            let refs: Vec<&Tensor> = columns.iter().collect();
+            reshape_to(&crate::stack(&refs, 1), &shape)
+        };
+        out.push(finish(j, outer));
+    }
+    Ok(out)
+}
+
+/// The Jacobian of each input by `strategy` (see [`Strategy`]).
+///
+/// ```
+/// use tapegrad_ops::{func::{self, Strategy}, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// let f = |t: &[Tensor]| t[0].square();
+/// let (a, b) = (func::jacobian(f, &[x.clone()], Strategy::Reverse), func::jacobian(f, &[x], Strategy::Forward));
+/// assert_eq!(a[0].to_vec::<f64>(), b[0].to_vec::<f64>());
+/// ```
+#[track_caller]
+pub fn jacobian(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    strategy: Strategy,
+) -> Vec<Tensor> {
+    let reverse = match strategy {
+        Strategy::Reverse => true,
+        Strategy::Forward => false,
+        Strategy::Auto => {
+            let outputs = {
+                let _no_grad = tapegrad_tape::no_grad();
+                f(inputs).numel()
+            };
+            outputs <= inputs.iter().map(Tensor::numel).sum()
+        }
+    };
+    if reverse { jacrev(f, inputs) } else { jacfwd(f, inputs) }
+}
+
+/// The second derivatives of a scalar `f`: `h[i][j]` is `∂²f / ∂inputsᵢ ∂inputsⱼ`, shaped
+/// `inputs[i].shape ++ inputs[j].shape` (PyTorch's `hessian`). One reverse sweep per input
+/// element, after the one that builds the gradient.
+///
+/// ```
+/// use tapegrad_ops::{func, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let (x, y) = (Tensor::from_vec(vec![2.0f64], &[1]), Tensor::from_vec(vec![3.0f64], &[1]));
+/// let h = func::hessian(|t| (&t[0] * &t[1]).square().sum(), &[x, y]); // (x y)^2
+/// assert_eq!((h[0][0].item(), h[0][1].item(), h[1][1].item()), (18.0, 24.0, 8.0));
+/// ```
+#[track_caller]
+pub fn hessian(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Vec<Vec<Tensor>> {
+    or_panic(try_hessian(f, inputs))
+}
+
+/// [`hessian`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::func;
+/// use tapegrad_tape::Tensor;
+/// assert!(func::try_hessian(|t| t[0].clone(), &[Tensor::ones(&[2])]).is_err()); // not a scalar
+/// ```
+#[track_caller]
+pub fn try_hessian(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Result<Vec<Vec<Tensor>>> {
+    let location = Location::caller();
+    let _grad = enable_grad();
+    let (xs, outer) = prepare(inputs);
+    let y = f(&xs);
+    if y.numel() != 1 {
+        return Err(Error::InvalidArgument {
+            op: "hessian",
+            message: format!("the function must return one element, got shape {:?}", y.shape()),
+            location,
+        });
+    }
+    let grads = pullback(&y, &xs, &y.ones_like(), true)?;
+    let mut h: Vec<Vec<Vec<Tensor>>> = vec![vec![Vec::new(); xs.len()]; xs.len()];
+    for (i, g) in grads.iter().enumerate() {
+        for k in 0..g.numel() {
+            let second = pullback(g, &xs, &basis(g.shape(), k, g), outer)?;
+            for (j, s) in second.into_iter().enumerate() {
+                h[i][j].push(reshape_to(&s, &[s.numel()]));
+            }
+        }
+    }
+    Ok(h.into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            row.into_iter()
+                .enumerate()
+                .map(|(j, parts)| {
+                    let shape: Vec<usize> =
+                        xs[i].shape().iter().chain(xs[j].shape()).copied().collect();
+                    let block = if parts.is_empty() {
+                        Tensor::zeros_dtype(&shape, y.dtype())
+                    } else {
+                        let refs: Vec<&Tensor> = parts.iter().collect();
+                        reshape_to(&crate::stack(&refs, 0), &shape)
+                    };
+                    finish(block, outer)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// `f(inputs)` and the Hessian-vector product `H v` of a scalar `f`, without forming the
+/// Hessian: two reverse sweeps (PyTorch's `hvp`).
+///
+/// ```
+/// use tapegrad_ops::{func, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// let (y, hv) = func::hvp(|t| t[0].pow(3.0).sum(), &[x], &[Tensor::from_vec(vec![1.0f64, 0.0], &[2])]);
+/// assert_eq!((y.item(), hv[0].to_vec::<f64>()), (9.0, vec![6.0, 0.0])); // H = diag(6x)
+/// ```
+#[track_caller]
+pub fn hvp(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    v: &[Tensor],
+) -> (Tensor, Vec<Tensor>) {
+    or_panic(try_hvp(f, inputs, v))
+}
+
+/// [`hvp`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{func, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// assert!(func::try_hvp(|t| t[0].sum(), &[Tensor::ones(&[2])], &[Tensor::ones(&[3])]).is_err());
+/// ```
+#[track_caller]
+pub fn try_hvp(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    v: &[Tensor],
+) -> Result<(Tensor, Vec<Tensor>)> {
+    let location = Location::caller();
+    let _grad = enable_grad();
+    let (xs, outer) = prepare(inputs);
+    check_like("hvp", "v", v, &xs.iter().collect::<Vec<_>>())?;
+    let y = f(&xs);
+    if y.numel() != 1 {
+        return Err(Error::InvalidArgument {
+            op: "hvp",
+            message: format!("the function must return one element, got shape {:?}", y.shape()),
+            location,
+        });
+    }
+    let grads = pullback(&y, &xs, &y.ones_like(), true)?;
+    let mut total: Option<Tensor> = None;
+    for (g, t) in grads.iter().zip(v) {
+        if !g.tracks_grad() {
+            continue;
+        }
+        let term = (g * &t.to_dtype(g.dtype())).sum_to_shape(&[]);
+        total = Some(match total {
+            Some(sum) => &sum + &term,
+            None => term,
+        });
+    }
+    let hv = match total {
+        Some(total) => pullback(&total, &xs, &total.ones_like(), outer)?,
+        None => xs.iter().map(Tensor::zeros_like).collect(),
+    };
+    Ok((finish(y, outer), hv.into_iter().map(|h| finish(h, outer)).collect()))
+}

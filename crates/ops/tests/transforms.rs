@@ -1,0 +1,156 @@
+//! The function transforms (`tapegrad_ops::func`) against central differences and against
+//! each other, on random f64 inputs to compositions with broadcasting and reductions.
+
+use proptest::prelude::*;
+use tapegrad_ops::func;
+use tapegrad_ops::prelude::*;
+use tapegrad_tape::testing::tensor_f64;
+use tapegrad_tape::{DType, GradOptions, Tensor, grad, no_grad};
+
+/// `f(x [2, 3], y [3]) -> [3]`: a broadcast product, a tanh, a reduction over rows and a
+/// mean over columns broadcast back.
+fn f(t: &[Tensor]) -> Tensor {
+    let (x, y) = (&t[0], &t[1]);
+    &(x * y).tanh().sum_dim(0, false) + &x.exp().mean_dim(1, true).sum_dim(0, false)
+}
+
+/// A scalar: `sum(sin(x) * y^2) + (x . x)^2`.
+fn scalar(t: &[Tensor]) -> Tensor {
+    let (x, y) = (&t[0], &t[1]);
+    &(&x.sin() * &y.square()).sum() + &x.square().sum().square()
+}
+
+/// The Jacobian of `f` with respect to input `i` by central differences, `[out.., in..]`.
+fn numerical(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor], i: usize) -> Vec<f64> {
+    let eps = 1e-6;
+    let out_n = f(inputs).numel();
+    let n = inputs[i].numel();
+    let base = inputs[i].to_vec::<f64>();
+    let mut j = vec![0.0; out_n * n];
+    for k in 0..n {
+        let eval = |delta: f64| {
+            let mut v = base.clone();
+            v[k] += delta;
+            let mut xs = inputs.to_vec();
+            xs[i] = Tensor::from_vec(v, inputs[i].shape());
+            f(&xs).to_vec::<f64>()
+        };
+        let (plus, minus) = (eval(eps), eval(-eps));
+        for o in 0..out_n {
+            j[o * n + k] = (plus[o] - minus[o]) / (2.0 * eps);
+        }
+    }
+    j
+}
+
+fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+}
+
+fn inputs() -> impl Strategy<Value = Vec<Tensor>> {
+    (tensor_f64(Just(vec![2, 3]), -1.5..1.5), tensor_f64(Just(vec![3]), -1.5..1.5))
+        .prop_map(|(x, y)| vec![x.detach(), y.detach()])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn jacobians_match_central_differences_and_each_other(xs in inputs()) {
+        let rev = func::jacrev(f, &xs);
+        let fwd = func::jacfwd(f, &xs);
+        for i in 0..2 {
+            let want = numerical(f, &xs, i);
+            prop_assert_eq!(rev[i].shape(), &[&[3][..], xs[i].shape()].concat()[..]);
+            prop_assert!(close(&rev[i].to_vec::<f64>(), &want, 1e-6));
+            prop_assert!(close(&fwd[i].to_vec::<f64>(), &rev[i].to_vec::<f64>(), 1e-12));
+        }
+        let auto = func::jacobian(f, &xs, func::Strategy::Auto); // 3 outputs, 9 inputs: reverse
+        prop_assert_eq!(auto[0].to_vec::<f64>(), rev[0].to_vec::<f64>());
+    }
+
+    #[test]
+    fn jvp_and_vjp_are_the_jacobian_times_a_vector(
+        xs in inputs(),
+        u in tensor_f64(Just(vec![3]), -1.0..1.0),
+        v0 in tensor_f64(Just(vec![2, 3]), -1.0..1.0),
+        v1 in tensor_f64(Just(vec![3]), -1.0..1.0),
+    ) {
+        let j = func::jacrev(f, &xs);
+        let (j0, j1) = (j[0].reshape(&[3, 6]), j[1].clone());
+        // J v = J0 v0 + J1 v1.
+        let (_, jv) = func::jvp(f, &xs, &[v0.clone(), v1.clone()]);
+        let want = &j0.matmul(&v0.reshape(&[6])) + &j1.matmul(&v1);
+        prop_assert!(close(&jv.to_vec::<f64>(), &want.to_vec::<f64>(), 1e-12));
+        // u^T J, per input.
+        let (_, g) = func::vjp(f, &xs, &u);
+        prop_assert!(close(&g[0].to_vec::<f64>(), &u.matmul(&j0).to_vec::<f64>(), 1e-12));
+        prop_assert!(close(&g[1].to_vec::<f64>(), &u.matmul(&j1).to_vec::<f64>(), 1e-12));
+    }
+
+    #[test]
+    fn hvp_is_the_hessian_times_a_vector(
+        xs in inputs(),
+        v0 in tensor_f64(Just(vec![2, 3]), -1.0..1.0),
+        v1 in tensor_f64(Just(vec![3]), -1.0..1.0),
+    ) {
+        let h = func::hessian(scalar, &xs);
+        let (_, hv) = func::hvp(scalar, &xs, &[v0.clone(), v1.clone()]);
+        let v = [v0.reshape(&[6]), v1.clone()];
+        let block = |i: usize, j: usize| h[i][j].reshape(&[xs[i].numel() as isize, xs[j].numel() as isize]);
+        for i in 0..2 {
+            let want = &block(i, 0).matmul(&v[0]) + &block(i, 1).matmul(&v[1]);
+            prop_assert!(close(&hv[i].reshape(&[-1]).to_vec::<f64>(), &want.to_vec::<f64>(), 1e-10));
+            // The Hessian is the Jacobian of the gradient, checked by central differences.
+            let gradient = |t: &[Tensor]| {
+                let (_, g) = func::vjp(scalar, t, &Tensor::ones_dtype(&[], DType::F64));
+                g[i].clone()
+            };
+            let want = numerical(gradient, &xs, i);
+            prop_assert!(close(&h[i][i].to_vec::<f64>(), &want, 1e-6));
+        }
+        // Symmetric.
+        let (h01, h10) = (block(0, 1), block(1, 0));
+        prop_assert!(close(&h01.to_vec::<f64>(), &h10.t().contiguous().to_vec::<f64>(), 1e-10));
+    }
+}
+
+#[test]
+fn transforms_work_under_no_grad() {
+    let x = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
+    let _no_grad = no_grad();
+    let j = func::jacrev(|t| t[0].exp(), std::slice::from_ref(&x));
+    assert_eq!(j[0].to_vec::<f64>(), vec![0.5f64.exp(), 0.0, 0.0, (-1.0f64).exp()]);
+    let (_, hv) = func::hvp(|t| t[0].exp().sum(), &[x], &[Tensor::ones_dtype(&[2], DType::F64)]);
+    assert_eq!(hv[0].to_vec::<f64>(), vec![0.5f64.exp(), (-1.0f64).exp()]);
+    assert!(!hv[0].tracks_grad());
+}
+
+/// The Hessian of a function that itself takes a gradient: `f(x) = |∇g(x)|²` with
+/// `g(x) = Σ x³`, so `∇g = 3x²`, `f = Σ 9x⁴` and `H = diag(108 x²)`.
+#[test]
+fn transforms_compose_with_grad_inside_the_function() {
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    let f = |t: &[Tensor]| {
+        let g = t[0].pow(3.0).sum();
+        let dg = grad(&[&g], &[&t[0]], GradOptions::new().create_graph(true)).remove(0).unwrap();
+        dg.square().sum()
+    };
+    let h = func::hessian(f, &[x]);
+    assert_eq!(h[0][0].to_vec::<f64>(), vec![108.0, 0.0, 0.0, 432.0]);
+}
+
+/// A transform of a tracked input is recorded, so it can be differentiated again: the
+/// gradient of a vjp.
+#[test]
+fn results_on_tracked_inputs_are_differentiable() {
+    let x = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad();
+    let (_, g) = func::vjp(
+        |t| t[0].pow(3.0),
+        std::slice::from_ref(&x),
+        &Tensor::ones_dtype(&[1], DType::F64),
+    );
+    assert!(g[0].tracks_grad());
+    g[0].sum().backward(); // d(3x^2)/dx = 6x
+    assert_eq!(x.grad().unwrap().item(), 18.0);
+}
