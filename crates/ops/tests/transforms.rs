@@ -154,3 +154,34 @@ fn results_on_tracked_inputs_are_differentiable() {
     g[0].sum().backward(); // d(3x^2)/dx = 6x
     assert_eq!(x.grad().unwrap().item(), 18.0);
 }
+
+/// The Hessian of a small network's loss with respect to both weight matrices, against
+/// PyTorch's `torch.func.hessian` (tests/fixtures/torch_hessian.json, written by
+/// tools/torch_func_reference.py).
+#[test]
+fn a_network_loss_hessian_matches_torch_func() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/torch_hessian.json")).unwrap();
+    let tensor = |v: &serde_json::Value| {
+        let shape: Vec<usize> =
+            v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let data: Vec<f64> =
+            v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();
+        Tensor::from_vec(data, &shape)
+    };
+    let (x, y) = (tensor(&fixture["x"]), tensor(&fixture["y"]));
+    let loss = |w: &[Tensor]| (&x.matmul(&w[0].t()).tanh().matmul(&w[1].t()) - &y).square().mean();
+    let weights = [tensor(&fixture["w1"]), tensor(&fixture["w2"])];
+    assert!((loss(&weights).item() - fixture["loss"].as_f64().unwrap()).abs() < 1e-14);
+    let h = func::hessian(loss, &weights);
+    for i in 0..2 {
+        for j in 0..2 {
+            let want = tensor(&fixture["hessian"][i][j]);
+            assert_eq!(h[i][j].shape(), want.shape(), "block ({i}, {j})");
+            assert!(
+                close(&h[i][j].to_vec::<f64>(), &want.to_vec::<f64>(), 1e-12),
+                "block ({i}, {j})"
+            );
+        }
+    }
+}
