@@ -3,7 +3,7 @@
 //! `UPDATE_API_MD=1 cargo test --test api_table` rewrites the file; otherwise the test fails
 //! when the file differs from the rows.
 
-#![allow(unused_variables, dead_code, clippy::redundant_clone)]
+#![allow(unused_variables, dead_code, clippy::redundant_clone, clippy::cloned_ref_to_slice_refs)]
 
 use tapegrad::ops::Reduction;
 use tapegrad::prelude::*;
@@ -323,6 +323,11 @@ fn rows() -> Vec<Row> {
             apply(DoubleIt, &[&p]),
             "implement `Function` (forward and backward with a context)"
         ),
+        ("Autograd", "x.register_hook(fn)", { let h = &p * 2.0; let handle = h.register_hook(|g| Some(g.clamp(Some(-1.0), Some(1.0)))); h.sum().backward(); handle.remove(); }, "a handle's `remove()` takes the hook off; dropping it keeps the hook"),
+        ("Autograd", "p.register_post_accumulate_grad_hook(fn)", p.register_post_accumulate_grad_hook(|g| println!("{}", g.norm(2.0)))),
+        ("Autograd", "with torch.autograd.detect_anomaly():", { let _anomaly = tapegrad::tape::detect_anomaly(); }, "a guard; `detect_anomaly_with(false)` checks NaN only (for -inf masks)"),
+        ("Autograd", "torch.func.vjp / jvp / jacrev / jacfwd / hessian / hvp", tapegrad::ops::func::hessian(|t| t[0].square().sum(), &[x.clone()]), "functions of `&[Tensor]`; results in one `Vec` per input"),
+        ("Autograd", "torch.autograd.functional.jacobian(f, x, strategy=...)", tapegrad::ops::func::jacobian(|t| t[0].exp(), &[x.clone()], tapegrad::ops::func::Strategy::Auto)),
         // Functional.
         (
             "torch.nn.functional",
@@ -563,6 +568,7 @@ fn rows() -> Vec<Row> {
             model.forward(&x),
             "`forward` from the `Forward` trait; no call operator in Rust"
         ),
+        ("Layers", "layer.register_forward_hook(fn) / register_forward_pre_hook(fn)", { let layer = tapegrad::nn::Hooked::new(Linear::new(3, 4)); let h = layer.register_forward_hook(|_, y| Some(y.relu())); layer.forward(&x); h.remove(); }, "wrap the layer in `Hooked` (names and parameters unchanged)"),
         // Writing modules.
         (
             "Modules",

@@ -25,6 +25,7 @@ extern crate self as tapegrad_nn;
 
 mod checkpoint;
 mod field;
+mod hooks;
 pub mod init;
 mod io;
 mod layers;
@@ -37,6 +38,7 @@ mod scheduler;
 
 pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
 pub use field::{ModuleField, TrainingFlag};
+pub use hooks::{ForwardHookHandle, Hooked};
 pub use io::{load, load_tensors, load_with, save, save_tensors};
 pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d,

@@ -92,6 +92,7 @@ mod error;
 mod function;
 mod grad_mode;
 mod gradcheck;
+mod hooks;
 mod in_place;
 mod inspect;
 pub mod kernels;
@@ -115,6 +116,7 @@ pub use grad_mode::{GradModeGuard, enable_grad, is_grad_enabled, no_grad, set_gr
 pub use gradcheck::{
     CheckOutputs, GradcheckOptions, GradcheckReport, Mismatch, gradcheck, gradgradcheck,
 };
+pub use hooks::HookHandle;
 pub use in_place::Operand;
 pub use inspect::{Graph, NodeInfo, tape_nodes};
 pub use node::NodeKey;

@@ -88,6 +88,9 @@ pub(crate) fn sweep(
     // 4. Freeing: unless the graph is kept, what the sweep went through leaves the tape.
     if !retain_graph {
         free_swept(&order, edges);
+        if crate::hooks::any() {
+            with_tape(|tape| crate::hooks::forget_freed(|key| tape.nodes.contains_key(key)));
+        }
     }
     result.map(|()| captured)
 }
@@ -224,6 +227,8 @@ fn apply_rules(
         let Some(grad) = with_tape(|tape| take_step(tape, key, mode, edges, &mut step)) else {
             continue; // no gradient reached this node
         };
+        let grad =
+            if crate::hooks::any() { crate::hooks::apply_grad_hooks(key, grad) } else { grad };
 
         // 3. A gradient the caller asked for stops here (and goes on, for an interior node).
         if let Some(slot) = step.capture {
@@ -232,6 +237,12 @@ fn apply_rules(
         if step.is_leaf || step.retains_grad {
             if !mode.capturing {
                 accumulate_into_grad(key, &grad, mode.create_graph);
+                if crate::hooks::any()
+                    && let Some(total) =
+                        with_tape(|t| t.nodes.get(key).and_then(|n| n.grad.clone()))
+                {
+                    crate::hooks::after_accumulate(key, &total);
+                }
             }
             if step.is_leaf {
                 continue;
