@@ -4,10 +4,11 @@
 //! `.grad` has been accumulated. Kept in a side table, so that a sweep without hooks pays
 //! one thread-local read per node.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::node::NodeKey;
 use crate::{Error, Result, Tensor, or_panic};
@@ -24,13 +25,30 @@ struct Hooks {
 
 thread_local! {
     static HOOKS: RefCell<Hooks> = RefCell::new(Hooks::default());
-    /// Whether any hook is registered on this thread (the sweep's fast check).
-    static ANY: Cell<bool> = const { Cell::new(false) };
 }
+
+/// Hooks registered on any thread: the sweep's check per node is one plain load of this
+/// counter, cheaper than reading the thread's own table.
+static REGISTERED: AtomicUsize = AtomicUsize::new(0);
 
 #[inline(always)]
 pub(crate) fn any() -> bool {
-    ANY.with(|a| a.get())
+    REGISTERED.load(Ordering::Relaxed) != 0
+}
+
+/// Updates the counter by how many hooks `change` removed from this thread's table.
+fn counting(h: &mut Hooks, change: impl FnOnce(&mut Hooks)) {
+    let before = total(h);
+    change(h);
+    let after = total(h);
+    if before > after {
+        REGISTERED.fetch_sub(before - after, Ordering::Relaxed);
+    }
+}
+
+fn total(h: &Hooks) -> usize {
+    h.grad.values().map(Vec::len).sum::<usize>()
+        + h.accumulate.values().map(Vec::len).sum::<usize>()
 }
 
 /// Removes the hook it was returned for (PyTorch's `handle.remove()`); dropping the handle
@@ -60,17 +78,17 @@ impl HookHandle {
     /// ```
     pub fn remove(self) {
         HOOKS.with(|h| {
-            let mut h = h.borrow_mut();
-            if self.accumulate {
-                if let Some(list) = h.accumulate.get_mut(&self.key) {
+            counting(&mut h.borrow_mut(), |h| {
+                if self.accumulate {
+                    if let Some(list) = h.accumulate.get_mut(&self.key) {
+                        list.retain(|(id, _)| *id != self.id);
+                    }
+                } else if let Some(list) = h.grad.get_mut(&self.key) {
                     list.retain(|(id, _)| *id != self.id);
                 }
-            } else if let Some(list) = h.grad.get_mut(&self.key) {
-                list.retain(|(id, _)| *id != self.id);
-            }
-            h.grad.retain(|_, l| !l.is_empty());
-            h.accumulate.retain(|_, l| !l.is_empty());
-            ANY.with(|a| a.set(!h.grad.is_empty() || !h.accumulate.is_empty()));
+                h.grad.retain(|_, l| !l.is_empty());
+                h.accumulate.retain(|_, l| !l.is_empty());
+            })
         });
     }
 }
@@ -81,7 +99,7 @@ fn register(key: NodeKey, accumulate: bool, insert: impl FnOnce(&mut Hooks, u64)
         let id = h.next_id;
         h.next_id += 1;
         insert(&mut h, id);
-        ANY.with(|a| a.set(true));
+        REGISTERED.fetch_add(1, Ordering::Relaxed);
         HookHandle { key, id, accumulate }
     })
 }
@@ -89,10 +107,10 @@ fn register(key: NodeKey, accumulate: bool, insert: impl FnOnce(&mut Hooks, u64)
 /// Drops the hooks of nodes that left the tape (after a sweep freed them).
 pub(crate) fn forget_freed(alive: impl Fn(NodeKey) -> bool) {
     HOOKS.with(|h| {
-        let mut h = h.borrow_mut();
-        h.grad.retain(|k, _| alive(*k));
-        h.accumulate.retain(|k, _| alive(*k));
-        ANY.with(|a| a.set(!h.grad.is_empty() || !h.accumulate.is_empty()));
+        counting(&mut h.borrow_mut(), |h| {
+            h.grad.retain(|k, _| alive(*k));
+            h.accumulate.retain(|k, _| alive(*k));
+        })
     });
 }
 
