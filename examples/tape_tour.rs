@@ -1,5 +1,6 @@
 //! A look at the tape: record a small computation, list its nodes with their call sites,
-//! print the graph, export Graphviz DOT, and watch backward free it.
+//! print the graph, export Graphviz DOT, trace the reverse sweep step by step, and watch
+//! backward free it.
 //!
 //! Run it with `cargo run --release --example tape_tour` (add `-- out.dot` to write the DOT
 //! file; render it with `dot -Tpng out.dot -o tape.png`).
@@ -27,7 +28,16 @@ pub fn run(verbose: bool) -> String {
         }
         println!("\nGraphviz:\n{dot}");
     }
+    // Watch the chain rule run: each step of the sweep, what reached it and what it sent on.
+    let trace = tapegrad::tape::BackwardTrace::start();
     loss.backward();
+    let steps = trace.finish();
+    if verbose {
+        println!("\nthe reverse sweep, step by step:");
+        for step in &steps {
+            println!("{step}");
+        }
+    }
     if verbose {
         println!("after backward: {} nodes (only the leaf is left)", tape_stats().nodes);
         println!("dloss/dw = {}", w.grad().expect("w requires grad"));

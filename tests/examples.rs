@@ -152,3 +152,13 @@ fn pinn_learns_the_sine_from_its_equation() {
     assert!(error < 2e-2, "max |u - sin| = {error}");
     assert!(losses.last().unwrap() < &(losses[0] * 1e-2), "loss falls: {losses:?}");
 }
+
+#[path = "../examples/jacobian.rs"]
+#[allow(dead_code)]
+mod jacobian;
+
+#[test]
+fn jacobians_by_rows_and_columns_and_hessians_agree() {
+    let (jacobian_gap, hessian_gap) = jacobian::run(false);
+    assert!(jacobian_gap < 1e-12 && hessian_gap < 1e-12, "{jacobian_gap} {hessian_gap}");
+}

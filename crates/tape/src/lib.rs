@@ -106,6 +106,7 @@ mod tape;
 mod tensor;
 #[cfg(feature = "proptest")]
 pub mod testing;
+mod trace;
 
 pub use anomaly::{AnomalyGuard, detect_anomaly, detect_anomaly_with, is_anomaly_enabled};
 pub use backward::{BackwardOptions, GradOptions, grad, try_grad};
@@ -125,6 +126,7 @@ pub use record::{Backward, BackwardCtx, BackwardRule, InputGrads, record, will_r
 pub use storage::{Buffer, Storage, StorageElement};
 pub use tape::{TapeStats, tape_stats};
 pub use tensor::Tensor;
+pub use trace::{BackwardTrace, GradSummary, TraceStep};
 
 /// Inline vectors used in backward rules' return values (re-exported for op crates).
 pub use smallvec;

@@ -224,6 +224,8 @@ fn apply_rules(
         output_tensor: None,
     };
     for &key in order {
+        let traced_seq =
+            crate::trace::enabled().then(|| crate::trace::seq_before_step(key)).flatten();
         let Some(grad) = with_tape(|tape| take_step(tape, key, mode, edges, &mut step)) else {
             continue; // no gradient reached this node
         };
@@ -245,12 +247,19 @@ fn apply_rules(
                 }
             }
             if step.is_leaf {
+                if crate::trace::enabled() {
+                    crate::trace::record_step(traced_seq, "leaf", step.location, &grad, &[], &[]);
+                }
                 continue;
             }
         }
 
         let in_rule = crate::anomaly::maybe_enabled().then(crate::anomaly::in_rule);
+        let traced_grad = crate::trace::enabled().then(|| grad.clone());
         let grads = run_rule(key, grad, &mut step, mode.retain_graph);
+        if let Some(g) = traced_grad {
+            crate::trace::record_step(traced_seq, step.op, step.location, &g, &step.inputs, &grads);
+        }
         if let Some(in_rule) = in_rule {
             drop(in_rule);
             crate::anomaly::check_gradients(step.op, step.location, &grads)?;
