@@ -245,7 +245,7 @@ fn rows() -> Vec<Row> {
             x.masked_fill(&mask, 0.0),
             "no item assignment: views are values here (writing a view does not reach its source); `masked_fill` and `where_` return the result"
         ),
-        ("Shapes and indexing", "x.masked_fill(mask, value)", x.masked_fill(&mask, f64::NEG_INFINITY)),
+        ("Shapes and indexing", "x.masked_fill(mask, value)", x.masked_fill(&mask, f64::NEG_INFINITY), "float tensors (int64 ones: convert, fill, convert back)"),
         ("Shapes and indexing", "x[mask] / x.masked_select(mask)", x.masked_select(&mask), "one-dimensional, as in PyTorch"),
         // In-place updates.
         (
@@ -720,7 +720,7 @@ fn rows() -> Vec<Row> {
             "Saving and loading",
             "torch.save(model.state_dict(), f) / safetensors save_file",
             save(&model, &path),
-            "safetensors files, written atomically; what comes first, the path last"
+            "safetensors files, written atomically; what is saved or loaded comes first, then the path (then options such as `strict`)"
         ),
         ("Saving and loading", "model.load_state_dict(torch.load(f))", {
             save(&model, &path).unwrap();

@@ -111,8 +111,16 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
         Fields::Unit => Vec::new(),
     };
     let api = quote!(#krate::__derive);
+    let mut names: Vec<String> = Vec::new();
     for (member, default_name, field) in members {
         let Role::Visit { name, buffer } = field_role(field, default_name)? else { continue };
+        if names.contains(&name) {
+            return Err(syn::Error::new(
+                field.span(),
+                format!("two fields are named `{name}` in the state dict; rename one"),
+            ));
+        }
+        names.push(name.clone());
         let slot = if buffer { quote!(#api::Slot::Buffer) } else { quote!(#api::Slot::Parameter) };
         let ty = &field.ty;
         visit.push(quote! {

@@ -9,8 +9,8 @@ use tapegrad_tape::Tensor;
 
 use crate::module::{Forward, Module, Slot};
 
-type PreHook = Box<dyn Fn(&Tensor) -> Option<Tensor>>;
-type PostHook = Box<dyn Fn(&Tensor, &Tensor) -> Option<Tensor>>;
+type PreHook = Rc<dyn Fn(&Tensor) -> Option<Tensor>>;
+type PostHook = Rc<dyn Fn(&Tensor, &Tensor) -> Option<Tensor>>;
 
 #[derive(Default)]
 struct HookList {
@@ -111,7 +111,7 @@ impl<L> Hooked<L> {
         let mut hooks = self.hooks.borrow_mut();
         let id = hooks.next_id;
         hooks.next_id += 1;
-        hooks.pre.push((id, Box::new(hook)));
+        hooks.pre.push((id, Rc::new(hook)));
         self.handle(id)
     }
 
@@ -132,7 +132,7 @@ impl<L> Hooked<L> {
         let mut hooks = self.hooks.borrow_mut();
         let id = hooks.next_id;
         hooks.next_id += 1;
-        hooks.post.push((id, Box::new(hook)));
+        hooks.post.push((id, Rc::new(hook)));
         self.handle(id)
     }
 }
@@ -140,10 +140,17 @@ impl<L> Hooked<L> {
 impl<L: Forward> Forward for Hooked<L> {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        let hooks = self.hooks.borrow();
-        let x = hooks.pre.iter().fold(x.clone(), |x, (_, hook)| hook(&x).unwrap_or(x));
+        // Copies of the lists, so that a hook may add or remove hooks of this layer.
+        let (pre, post): (Vec<PreHook>, Vec<PostHook>) = {
+            let hooks = self.hooks.borrow();
+            (
+                hooks.pre.iter().map(|(_, h)| h.clone()).collect(),
+                hooks.post.iter().map(|(_, h)| h.clone()).collect(),
+            )
+        };
+        let x = pre.iter().fold(x.clone(), |x, hook| hook(&x).unwrap_or(x));
         let y = self.inner.forward(&x);
-        hooks.post.iter().fold(y, |y, (_, hook)| hook(&x, &y).unwrap_or(y))
+        post.iter().fold(y, |y, hook| hook(&x, &y).unwrap_or(y))
     }
 }
 

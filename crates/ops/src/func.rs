@@ -282,10 +282,15 @@ pub fn try_jacrev(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Result<
     let _grad = enable_grad();
     let (xs, outer) = prepare(inputs);
     let y = f(&xs);
+    jacobian_by_rows(&y, &xs, outer)
+}
+
+#[track_caller]
+fn jacobian_by_rows(y: &Tensor, xs: &[Tensor], outer: bool) -> Result<Vec<Tensor>> {
     let m = y.numel();
     let mut rows: Vec<Vec<Tensor>> = vec![Vec::with_capacity(m); xs.len()];
     for k in 0..m {
-        let grads = pullback(&y, &xs, &basis(y.shape(), k, &y), outer)?;
+        let grads = pullback(y, xs, &basis(y.shape(), k, y), outer)?;
         for (row, g) in rows.iter_mut().zip(grads) {
             row.push(reshape_to(&g, &[g.numel()]));
         }
@@ -334,7 +339,12 @@ pub fn try_jacfwd(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Result<
     let _grad = enable_grad();
     let (xs, outer) = prepare(inputs);
     let y = f(&xs);
-    let transposed = Transposed::new(&y, &xs)?;
+    jacobian_by_columns(&y, &xs, outer)
+}
+
+#[track_caller]
+fn jacobian_by_columns(y: &Tensor, xs: &[Tensor], outer: bool) -> Result<Vec<Tensor>> {
+    let transposed = Transposed::new(y, xs)?;
     let zeros: Vec<Tensor> = xs.iter().map(Tensor::zeros_like).collect();
     let mut out = Vec::with_capacity(xs.len());
     for (i, x) in xs.iter().enumerate() {
@@ -373,18 +383,32 @@ pub fn jacobian(
     inputs: &[Tensor],
     strategy: Strategy,
 ) -> Vec<Tensor> {
+    or_panic(try_jacobian(f, inputs, strategy))
+}
+
+/// [`jacobian`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::func::{self, Strategy};
+/// use tapegrad_tape::Tensor;
+/// assert!(func::try_jacobian(|t| t[0].clone(), &[Tensor::ones(&[2])], Strategy::Auto).is_ok());
+/// ```
+#[track_caller]
+pub fn try_jacobian(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    strategy: Strategy,
+) -> Result<Vec<Tensor>> {
+    let _grad = enable_grad();
+    let (xs, outer) = prepare(inputs);
+    // `f` runs once: the strategy is chosen from its output.
+    let y = f(&xs);
     let reverse = match strategy {
         Strategy::Reverse => true,
         Strategy::Forward => false,
-        Strategy::Auto => {
-            let outputs = {
-                let _no_grad = tapegrad_tape::no_grad();
-                f(inputs).numel()
-            };
-            outputs <= inputs.iter().map(Tensor::numel).sum()
-        }
+        Strategy::Auto => y.numel() <= xs.iter().map(Tensor::numel).sum(),
     };
-    if reverse { jacrev(f, inputs) } else { jacfwd(f, inputs) }
+    if reverse { jacobian_by_rows(&y, &xs, outer) } else { jacobian_by_columns(&y, &xs, outer) }
 }
 
 /// The second derivatives of a scalar `f`: `h[i][j]` is `∂²f / ∂inputsᵢ ∂inputsⱼ`, shaped

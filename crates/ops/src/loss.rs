@@ -487,7 +487,13 @@ impl HuberLoss {
     #[track_caller]
     pub fn try_forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
         pair_shape("huber_loss", input, target)?;
-        check_threshold("huber_loss", "delta", self.delta)?;
+        if self.delta.is_nan() || self.delta <= 0.0 {
+            return Err(Error::InvalidArgument {
+                op: "huber_loss",
+                message: format!("delta must be positive, got {}", self.delta),
+                location: Location::caller(),
+            });
+        }
         // Huber with delta is delta times smooth L1 with beta = delta.
         let each = smooth_l1(input, target, self.delta).mul_scalar(self.delta.max(0.0));
         Ok(reduce_loss(each, self.reduction))

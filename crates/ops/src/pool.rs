@@ -295,10 +295,10 @@ fn pool_extent(
         .checked_mul(kernel - 1)
         .and_then(|s| s.checked_add(1))
         .ok_or_else(|| invalid(format!("kernel {kernel} with dilation {dilation} overflows")))?;
-    if padding > span / 2 {
-        return Err(invalid(format!(
-            "padding {padding} is more than half the window ({span} with dilation)"
-        )));
+    // PyTorch's rule: padding at most half the kernel (not of its dilated span), so that
+    // every window holds an input element.
+    if padding > kernel / 2 {
+        return Err(invalid(format!("padding {padding} is more than half the kernel {kernel}")));
     }
     let padded = checked_size(op, "the padded input", input.checked_add(2 * padding), location)?;
     let Some(room) = padded.checked_sub(span) else {

@@ -54,6 +54,8 @@ pub(crate) fn in_rule() -> RuleGuard {
 #[must_use = "anomaly mode lasts as long as the guard"]
 pub struct AnomalyGuard {
     previous: Option<bool>,
+    /// The mode is the thread's: the guard stays on that thread.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for AnomalyGuard {
@@ -90,7 +92,10 @@ pub fn detect_anomaly() -> AnomalyGuard {
 /// ```
 pub fn detect_anomaly_with(infinities: bool) -> AnomalyGuard {
     GUARDS.fetch_add(1, Ordering::Relaxed);
-    AnomalyGuard { previous: MODE.with(|m| m.replace(Some(infinities))) }
+    AnomalyGuard {
+        previous: MODE.with(|m| m.replace(Some(infinities))),
+        _thread: std::marker::PhantomData,
+    }
 }
 
 /// Whether anomaly mode is on for this thread.

@@ -67,6 +67,8 @@ pub struct HookHandle {
     key: NodeKey,
     id: u64,
     accumulate: bool,
+    /// Hooks live in their thread's table: the handle stays on that thread.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl HookHandle {
@@ -100,8 +102,21 @@ fn register(key: NodeKey, accumulate: bool, insert: impl FnOnce(&mut Hooks, u64)
         h.next_id += 1;
         insert(&mut h, id);
         REGISTERED.fetch_add(1, Ordering::Relaxed);
-        HookHandle { key, id, accumulate }
+        HookHandle { key, id, accumulate, _thread: std::marker::PhantomData }
     })
+}
+
+/// Drops the hooks of a node that left the tape.
+#[cold]
+pub(crate) fn forget(key: NodeKey) {
+    HOOKS.with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut() {
+            counting(&mut h, |h| {
+                h.grad.remove(&key);
+                h.accumulate.remove(&key);
+            });
+        }
+    });
 }
 
 /// Drops the hooks of nodes that left the tape (after a sweep freed them).

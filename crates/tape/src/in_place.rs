@@ -17,7 +17,7 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 use std::panic::Location;
 
 use crate::grad_mode::is_grad_enabled;
-use crate::{DType, Error, Result, Tensor, no_grad, or_panic};
+use crate::{Backward, DType, Error, Result, Tensor, no_grad, or_panic};
 
 /// The right-hand side of an in-place arithmetic update: a tensor (broadcast to the
 /// updated tensor's shape) or a number.
@@ -146,6 +146,10 @@ impl Tensor {
                 location,
             });
         }
+        // A computed tensor whose graph an earlier backward freed is a plain value now.
+        if self.tracks_grad() && !self.node_alive() {
+            self.rebind_node(None);
+        }
         let recording =
             is_grad_enabled() && (self.tracks_grad() || other.is_some_and(Tensor::tracks_grad));
         if recording && self.tracks_grad() && self.is_leaf() {
@@ -199,8 +203,12 @@ impl Tensor {
         };
         if !self.dtype().is_float() {
             // Integer tensors (counters, indices) stay integral, as in PyTorch: only integer
-            // operands, no division; computed in f64 (exact below 2^53).
-            if matches!(arith, Arith::Div) || other.dtype().is_float() {
+            // operands, no division; computed in f64 (exact below 2^53). Bool tensors take
+            // no arithmetic (use the logical operations).
+            if matches!(arith, Arith::Div)
+                || other.dtype().is_float()
+                || self.dtype() == DType::Bool
+            {
                 return Err(Error::DType { op, lhs: self.dtype(), rhs: other.dtype(), location });
             }
             self.check_broadcasts_to_self(op, &other, location)?;
@@ -349,9 +357,15 @@ impl Tensor {
     #[track_caller]
     pub fn try_fill_(&self, value: f64) -> Result<&Tensor> {
         let (shape, dtype) = (self.shape().to_vec(), self.dtype());
-        // The new values depend on nothing: a computed tensor leaves the graph (the gradient
-        // its old operation gets from here on is zero, as PyTorch's FillBackward gives).
-        self.update_with("fill_", None, |_| Ok(Tensor::full_dtype(&shape, value, dtype)))
+        let location = Location::caller();
+        // The new values depend on nothing, but a computed tensor stays in the graph with a
+        // zero gradient for what it was (PyTorch's FillBackward).
+        self.update_with("fill_", None, |x| {
+            let filled = Tensor::full_dtype(&shape, value, dtype);
+            Ok(crate::record("fill_", location, &[x], filled, || {
+                Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad().zeros_like())])
+            }))
+        })
     }
 
     /// Sets every element to zero in place (PyTorch's `zero_`).
@@ -393,14 +407,30 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn try_copy_(&self, src: &Tensor) -> Result<&Tensor> {
+        let location = Location::caller();
         let shape = self.shape().to_vec();
-        let src = if src.dtype() == self.dtype() || !self.dtype().is_float() {
-            src.clone()
-        } else {
-            src.to_dtype(self.dtype())
-        };
-        self.check_broadcasts_to_self("copy_", &src, Location::caller())?;
-        self.update_with("copy_", Some(&src), |_| src.try_broadcast_to(&shape))
+        // Converted as PyTorch's copy_ does (float into int64 truncates).
+        let src =
+            if src.dtype() == self.dtype() { src.clone() } else { src.to_dtype(self.dtype()) };
+        self.check_broadcasts_to_self("copy_", &src, location)?;
+        self.update_with("copy_", Some(&src), |x| {
+            let value = src.try_broadcast_to(&shape)?;
+            if !crate::will_record(&[x, &value]) {
+                return Ok(value);
+            }
+            // A node of its own (never the source's): the gradient goes to the source, and
+            // the tensor's old value gets zero (PyTorch's CopyBackwards).
+            let copied = value.detach();
+            Ok(crate::record("copy_", location, &[x, &value], copied, || {
+                Backward::new(|ctx| {
+                    let g = ctx.grad();
+                    smallvec::smallvec![
+                        ctx.needs_input_grad(0).then(|| g.zeros_like()),
+                        ctx.needs_input_grad(1).then(|| g.clone())
+                    ]
+                })
+            }))
+        })
     }
 }
 

@@ -180,6 +180,9 @@ impl Tape {
                 let node = self.nodes.remove(k).expect("node present");
                 stack.extend(node.inputs.iter().flatten().copied());
                 self.drop_removed(node);
+                if crate::hooks::any() {
+                    crate::hooks::forget(k);
+                }
             }
         }
     }

@@ -485,6 +485,12 @@ impl Tensor {
         self.inner.node.get()
     }
 
+    /// Whether this tensor's node is still on the tape (an earlier backward frees the nodes
+    /// of computed tensors).
+    pub(crate) fn node_alive(&self) -> bool {
+        self.inner.node.get().is_some_and(|key| with_tape(|t| t.nodes.contains_key(key)))
+    }
+
     /// Whether this tensor takes part in differentiation: it is a leaf that requires a
     /// gradient, or was computed from one while grad mode was on (PyTorch's
     /// `tensor.requires_grad`).

@@ -95,6 +95,8 @@ impl fmt::Display for TraceStep {
 #[must_use = "the trace records until `finish`"]
 pub struct BackwardTrace {
     previous: Option<Vec<TraceStep>>,
+    /// The steps are the thread's: the trace stays on that thread.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl BackwardTrace {
@@ -106,7 +108,10 @@ impl BackwardTrace {
     /// ```
     pub fn start() -> BackwardTrace {
         TRACING.fetch_add(1, Ordering::Relaxed);
-        BackwardTrace { previous: STEPS.with(|s| s.borrow_mut().replace(Vec::new())) }
+        BackwardTrace {
+            previous: STEPS.with(|s| s.borrow_mut().replace(Vec::new())),
+            _thread: std::marker::PhantomData,
+        }
     }
 
     /// Stops recording and returns the steps, in the order the sweeps took them.

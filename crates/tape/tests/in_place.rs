@@ -86,10 +86,40 @@ fn fill_zero_and_copy() {
     assert_eq!(x.to_vec::<f32>(), vec![1.0, 2.0, 1.0, 2.0]);
     (&x * 3.0).sum_to_shape(&[]).backward();
     assert_eq!(src.grad().unwrap().to_vec::<f64>(), vec![6.0, 6.0]);
-    // A computed tensor filled with constants leaves the graph.
+    // A computed tensor filled with constants stays in the graph with a zero gradient for
+    // what it was (PyTorch's FillBackward).
+    src.zero_grad();
     let h = &src * 2.0;
     h.fill_(1.0);
-    assert!(!h.tracks_grad());
+    assert!(h.tracks_grad());
+    (&h * 3.0).sum_to_shape(&[]).backward();
+    assert_eq!(src.grad().unwrap().to_vec::<f64>(), vec![0.0, 0.0]);
+}
+
+#[test]
+fn copying_a_parameter_makes_a_node_of_its_own() {
+    let w = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    let buf = Tensor::zeros_dtype(&[2], tapegrad_tape::DType::F64);
+    buf.copy_(&w);
+    assert!(!buf.is_leaf() && buf.grad_fn() == Some("copy_"));
+    buf.add_(1.0); // a computed tensor: allowed, recorded
+    (&buf * 2.0).sum_to_shape(&[]).backward();
+    assert_eq!(w.grad().unwrap().to_vec::<f64>(), vec![2.0, 2.0]);
+    // Float into int64 truncates, as in PyTorch.
+    let counts = Tensor::from_vec(vec![0i64, 0], &[2]);
+    counts.copy_(&Tensor::from_vec(vec![1.7f64, -2.5], &[2]));
+    assert_eq!(counts.to_vec::<i64>(), vec![1, -2]);
+}
+
+#[test]
+fn a_computed_tensor_after_backward_is_a_value_again() {
+    let x = Tensor::from_vec(vec![1.0f64], &[1]).requires_grad();
+    let h = &x * 2.0;
+    h.sum_to_shape(&[]).backward();
+    h.mul_(0.5); // its graph was freed: a plain update, not a refused parameter
+    assert_eq!(h.to_vec::<f64>(), vec![1.0]);
+    let mask = Tensor::from_vec(vec![true], &[1]);
+    assert!(mask.try_add_(1).is_err()); // no arithmetic on bool
 }
 
 #[test]
