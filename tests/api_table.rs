@@ -325,6 +325,7 @@ fn rows() -> Vec<Row> {
         ),
         ("Autograd", "x.register_hook(fn)", { let h = &p * 2.0; let handle = h.register_hook(|g| Some(g.clamp(Some(-1.0), Some(1.0)))); h.sum().backward(); handle.remove(); }, "a handle's `remove()` takes the hook off; dropping it keeps the hook"),
         ("Autograd", "(no counterpart: a trace of the reverse sweep)", { let trace = tapegrad::tape::BackwardTrace::start(); p.square().sum().backward(); trace.finish() }, "each step's node, op, call site, incoming gradient and what it sent on, for learning"),
+        ("Autograd", "torch.utils.checkpoint.checkpoint(f, x, use_reentrant=False)", { let w = p.clone(); tapegrad::tape::checkpoint(move |t| (&t[0] * &w).tanh(), &[x.i(0)]).sum().backward(); }, "non-reentrant: the same graph, its saved tensors recomputed when backward reaches them"),
         ("Autograd", "p.register_post_accumulate_grad_hook(fn)", p.register_post_accumulate_grad_hook(|g| println!("{}", g.norm(2.0)))),
         ("Autograd", "with torch.autograd.detect_anomaly():", { let _anomaly = tapegrad::tape::detect_anomaly(); }, "a guard; `detect_anomaly_with(false)` checks NaN only (for -inf masks)"),
         ("Autograd", "torch.func.vjp / jvp / jacrev / jacfwd / hessian / hvp", tapegrad::ops::func::hessian(|t| t[0].square().sum(), &[x.clone()]), "functions of `&[Tensor]`; results in one `Vec` per input"),

@@ -162,3 +162,15 @@ fn jacobians_by_rows_and_columns_and_hessians_agree() {
     let (jacobian_gap, hessian_gap) = jacobian::run(false);
     assert!(jacobian_gap < 1e-12 && hessian_gap < 1e-12, "{jacobian_gap} {hessian_gap}");
 }
+
+#[path = "../examples/checkpointing.rs"]
+#[allow(dead_code)]
+mod checkpointing;
+
+#[test]
+fn checkpointing_saves_memory_and_keeps_gradients() {
+    let (plain, _, want) = checkpointing::run(0, 8);
+    let (four, _, got) = checkpointing::run(4, 8);
+    assert_eq!(got, want);
+    assert!(four * 4 < plain, "{four} vs {plain}");
+}

@@ -97,6 +97,8 @@ pub(crate) struct OpRecord {
     pub saved: SmallVec<[Tensor; 2]>,
     /// The output's value, without its node (holding the node would be a cycle).
     pub output: Option<SavedOutput>,
+    /// The checkpointed segment that brings back `saved` and `output`, which it dropped.
+    pub replay: Option<std::rc::Rc<crate::recompute::Segment>>,
 }
 
 /// An operation's output kept for its backward rule: the values without a tensor handle,

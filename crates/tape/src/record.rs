@@ -60,6 +60,9 @@ pub fn record(
     if !will_record(inputs) {
         return output;
     }
+    if crate::recompute::replaying() {
+        return crate::recompute::capture(op, output, make_backward);
+    }
     let Backward { mut data, save_output } = make_backward();
     let record = data.op.as_mut().expect("a Backward always holds its op record");
     let mut saved_bytes: usize = record.saved.iter().map(Tensor::storage_nbytes).sum();
@@ -253,7 +256,13 @@ fn node_data_for(rule: BackwardRule) -> Box<NodeData> {
     tapegrad_kernels::in_place::boxed(|| NodeData {
         shape: Shape::new(),
         saved_bytes: 0,
-        op: Some(OpRecord { rule: Some(rule), scalar: 0.0, saved: SmallVec::new(), output: None }),
+        op: Some(OpRecord {
+            rule: Some(rule),
+            scalar: 0.0,
+            saved: SmallVec::new(),
+            output: None,
+            replay: None,
+        }),
     })
 }
 

@@ -224,6 +224,9 @@ fn apply_rules(
         output_tensor: None,
     };
     for &key in order {
+        if crate::recompute::any_segments() {
+            crate::recompute::replay_if_needed(key);
+        }
         let traced_seq =
             crate::trace::enabled().then(|| crate::trace::seq_before_step(key)).flatten();
         let Some(grad) = with_tape(|tape| take_step(tape, key, mode, edges, &mut step)) else {
@@ -336,7 +339,7 @@ fn take_rule_keeping_node(
         };
         let scalar = op.scalar;
         // Only the record is read from a step's data; the shape stays with the node.
-        let op = Some(OpRecord { rule, scalar, saved, output });
+        let op = Some(OpRecord { rule, scalar, saved, output, replay: None });
         Box::new(NodeData { shape: Shape::new(), saved_bytes: 0, op })
     });
     if !mode.retain_graph {

@@ -245,6 +245,7 @@ pub fn tape_stats() -> TapeStats {
         nodes: tape.nodes.len(),
         leaves: tape.leaves,
         interior: tape.nodes.len() - tape.leaves,
-        saved_bytes: tape.saved_bytes,
+        // Checkpointed segments keep their inputs instead of their saved tensors.
+        saved_bytes: tape.saved_bytes + crate::recompute::held_bytes(),
     })
 }
