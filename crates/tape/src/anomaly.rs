@@ -62,6 +62,7 @@ impl Drop for AnomalyGuard {
     fn drop(&mut self) {
         MODE.with(|m| m.set(self.previous));
         GUARDS.fetch_sub(1, Ordering::Relaxed);
+        crate::instrument::remove(1);
     }
 }
 
@@ -92,6 +93,7 @@ pub fn detect_anomaly() -> AnomalyGuard {
 /// ```
 pub fn detect_anomaly_with(infinities: bool) -> AnomalyGuard {
     GUARDS.fetch_add(1, Ordering::Relaxed);
+    crate::instrument::add(1);
     AnomalyGuard {
         previous: MODE.with(|m| m.replace(Some(infinities))),
         _thread: std::marker::PhantomData,

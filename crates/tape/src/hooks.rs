@@ -43,6 +43,7 @@ fn counting(h: &mut Hooks, change: impl FnOnce(&mut Hooks)) {
     let after = total(h);
     if before > after {
         REGISTERED.fetch_sub(before - after, Ordering::Relaxed);
+        crate::instrument::remove(before - after);
     }
 }
 
@@ -102,6 +103,7 @@ fn register(key: NodeKey, accumulate: bool, insert: impl FnOnce(&mut Hooks, u64)
         h.next_id += 1;
         insert(&mut h, id);
         REGISTERED.fetch_add(1, Ordering::Relaxed);
+        crate::instrument::add(1);
         HookHandle { key, id, accumulate, _thread: std::marker::PhantomData }
     })
 }

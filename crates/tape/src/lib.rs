@@ -95,6 +95,7 @@ mod gradcheck;
 mod hooks;
 mod in_place;
 mod inspect;
+mod instrument;
 pub mod kernels;
 pub mod layout;
 mod node;

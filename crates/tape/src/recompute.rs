@@ -44,6 +44,7 @@ pub(crate) struct Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         SEGMENTS.fetch_sub(1, Ordering::Relaxed);
+        crate::instrument::remove(1);
         HELD.with(|h| h.set(h.get() - self.held));
     }
 }
@@ -78,11 +79,8 @@ pub(crate) fn replaying() -> bool {
 /// `record` during a replay: the next node of the segment receives what this operation
 /// saves, and the output is attached to it, as the first run's output was.
 #[cold]
-pub(crate) fn capture(
-    op: &'static str,
-    output: Tensor,
-    make_backward: impl FnOnce() -> Backward,
-) -> Tensor {
+#[inline(never)]
+pub(crate) fn capture(op: &'static str, output: Tensor, backward: Backward) -> Tensor {
     let key = REPLAY.with(|r| {
         let mut r = r.borrow_mut();
         let replay = r.as_mut().expect("replaying");
@@ -105,7 +103,7 @@ pub(crate) fn capture(
             }
         );
     };
-    let Backward { mut data, save_output } = make_backward();
+    let Backward { mut data, save_output } = backward;
     let record = data.op.as_mut().expect("a Backward holds its op record");
     let saved = std::mem::take(&mut record.saved);
     let out = save_output
@@ -208,6 +206,7 @@ pub fn checkpoint(f: impl Fn(&[Tensor]) -> Tensor + 'static, inputs: &[Tensor]) 
         return out;
     }
     SEGMENTS.fetch_add(1, Ordering::Relaxed);
+    crate::instrument::add(1);
     let mut keys: Vec<(u64, NodeKey)> = with_tape(|t| {
         t.nodes
             .iter()

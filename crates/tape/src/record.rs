@@ -56,14 +56,18 @@ pub fn record(
     output: Tensor,
     make_backward: impl FnOnce() -> Backward,
 ) -> Tensor {
-    crate::anomaly::check_forward(op, location, &output);
+    let instrumented = crate::instrument::active();
+    if instrumented {
+        crate::anomaly::check_forward(op, location, &output);
+    }
     if !will_record(inputs) {
         return output;
     }
-    if crate::recompute::replaying() {
-        return crate::recompute::capture(op, output, make_backward);
+    let backward = make_backward();
+    if instrumented && crate::recompute::replaying() {
+        return crate::recompute::capture(op, output, backward);
     }
-    let Backward { mut data, save_output } = make_backward();
+    let Backward { mut data, save_output } = backward;
     let record = data.op.as_mut().expect("a Backward always holds its op record");
     let mut saved_bytes: usize = record.saved.iter().map(Tensor::storage_nbytes).sum();
     if save_output {

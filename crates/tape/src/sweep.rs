@@ -223,17 +223,23 @@ fn apply_rules(
         data: None,
         output_tensor: None,
     };
+    // Anomaly checks, hooks, traces and checkpoints alive when the sweep starts take part in
+    // it; with none, the steps below pay for this one load.
+    let instrumented = crate::instrument::active();
+    let tracing = instrumented && crate::trace::enabled();
     for &key in order {
-        if crate::recompute::any_segments() {
+        if instrumented && crate::recompute::any_segments() {
             crate::recompute::replay_if_needed(key);
         }
-        let traced_seq =
-            crate::trace::enabled().then(|| crate::trace::seq_before_step(key)).flatten();
+        let traced_seq = if tracing { crate::trace::seq_before_step(key) } else { None };
         let Some(grad) = with_tape(|tape| take_step(tape, key, mode, edges, &mut step)) else {
             continue; // no gradient reached this node
         };
-        let grad =
-            if crate::hooks::any() { crate::hooks::apply_grad_hooks(key, grad) } else { grad };
+        let grad = if instrumented && crate::hooks::any() {
+            crate::hooks::apply_grad_hooks(key, grad)
+        } else {
+            grad
+        };
 
         // 3. A gradient the caller asked for stops here (and goes on, for an interior node).
         if let Some(slot) = step.capture {
@@ -242,7 +248,8 @@ fn apply_rules(
         if step.is_leaf || step.retains_grad {
             if !mode.capturing {
                 accumulate_into_grad(key, &grad, mode.create_graph);
-                if crate::hooks::any()
+                if instrumented
+                    && crate::hooks::any()
                     && let Some(total) =
                         with_tape(|t| t.nodes.get(key).and_then(|n| n.grad.clone()))
                 {
@@ -250,15 +257,16 @@ fn apply_rules(
                 }
             }
             if step.is_leaf {
-                if crate::trace::enabled() {
+                if tracing {
                     crate::trace::record_step(traced_seq, "leaf", step.location, &grad, &[], &[]);
                 }
                 continue;
             }
         }
 
-        let in_rule = crate::anomaly::maybe_enabled().then(crate::anomaly::in_rule);
-        let traced_grad = crate::trace::enabled().then(|| grad.clone());
+        let in_rule =
+            (instrumented && crate::anomaly::maybe_enabled()).then(crate::anomaly::in_rule);
+        let traced_grad = tracing.then(|| grad.clone());
         let grads = run_rule(key, grad, &mut step, mode.retain_graph);
         if let Some(g) = traced_grad {
             crate::trace::record_step(traced_seq, step.op, step.location, &g, &step.inputs, &grads);

@@ -108,6 +108,7 @@ impl BackwardTrace {
     /// ```
     pub fn start() -> BackwardTrace {
         TRACING.fetch_add(1, Ordering::Relaxed);
+        crate::instrument::add(1);
         BackwardTrace {
             previous: STEPS.with(|s| s.borrow_mut().replace(Vec::new())),
             _thread: std::marker::PhantomData,
@@ -124,6 +125,7 @@ impl BackwardTrace {
         let previous = self.previous.take();
         let steps = STEPS.with(|s| std::mem::replace(&mut *s.borrow_mut(), previous));
         TRACING.fetch_sub(1, Ordering::Relaxed);
+        crate::instrument::remove(1);
         std::mem::forget(self);
         steps.unwrap_or_default()
     }
@@ -134,6 +136,7 @@ impl Drop for BackwardTrace {
         let previous = self.previous.take();
         STEPS.with(|s| *s.borrow_mut() = previous);
         TRACING.fetch_sub(1, Ordering::Relaxed);
+        crate::instrument::remove(1);
     }
 }
 
