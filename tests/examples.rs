@@ -169,8 +169,9 @@ mod checkpointing;
 
 #[test]
 fn checkpointing_saves_memory_and_keeps_gradients() {
-    let (plain, _, want) = checkpointing::run(0, 8);
-    let (four, _, got) = checkpointing::run(4, 8);
+    let (plain, plain_peak, _, want) = checkpointing::run(0, 8);
+    let (four, four_peak, _, got) = checkpointing::run(4, 8);
     assert_eq!(got, want);
     assert!(four * 4 < plain, "{four} vs {plain}");
+    assert!(four_peak * 2 < plain_peak, "peak during backward {four_peak} vs {plain_peak}");
 }
