@@ -226,18 +226,7 @@ impl Transposed {
     /// `J v` for tangents `v` (one per input).
     #[track_caller]
     fn apply(&self, v: &[Tensor], create_graph: bool) -> Result<Tensor> {
-        let mut total: Option<Tensor> = None;
-        for (g, t) in self.jt_u.iter().zip(v) {
-            if !g.tracks_grad() {
-                continue; // this input does not reach the output
-            }
-            let term = (g * &t.to_dtype(g.dtype())).sum_to_shape(&[]);
-            total = Some(match total {
-                Some(sum) => &sum + &term,
-                None => term,
-            });
-        }
-        let Some(total) = total else {
+        let Some(total) = dot(&self.jt_u, v) else {
             return Ok(Tensor::zeros_dtype(&self.output_shape, self.u.dtype()));
         };
         let options =
@@ -245,6 +234,17 @@ impl Transposed {
         let jv = try_grad(&[&total], &[&self.u], options)?.remove(0);
         Ok(jv.unwrap_or_else(|| Tensor::zeros_dtype(&self.output_shape, self.u.dtype())))
     }
+}
+
+/// `Σᵢ gᵢ · vᵢ` over the gradients that depend on something (recorded, so it can be
+/// differentiated); `None` when none does.
+fn dot(grads: &[Tensor], v: &[Tensor]) -> Option<Tensor> {
+    grads
+        .iter()
+        .zip(v)
+        .filter(|(g, _)| g.tracks_grad())
+        .map(|(g, t)| (g * &t.to_dtype(g.dtype())).sum_to_shape(&[]))
+        .reduce(|sum, term| &sum + &term)
 }
 
 /// One basis vector: 1 at flat position `k` of `shape`.
@@ -523,18 +523,7 @@ pub fn try_hvp(
         });
     }
     let grads = pullback(&y, &xs, &y.ones_like(), true)?;
-    let mut total: Option<Tensor> = None;
-    for (g, t) in grads.iter().zip(v) {
-        if !g.tracks_grad() {
-            continue;
-        }
-        let term = (g * &t.to_dtype(g.dtype())).sum_to_shape(&[]);
-        total = Some(match total {
-            Some(sum) => &sum + &term,
-            None => term,
-        });
-    }
-    let hv = match total {
+    let hv = match dot(&grads, v) {
         Some(total) => pullback(&total, &xs, &total.ones_like(), outer)?,
         None => xs.iter().map(Tensor::zeros_like).collect(),
     };

@@ -196,6 +196,17 @@ impl Tensor {
     fn arith_in_place(&self, arith: Arith, other: Operand) -> Result<&Tensor> {
         let op = arith.name();
         let location = Location::caller();
+        if let (Operand::Scalar(v), true) = (other, self.dtype().is_float()) {
+            // A number on a float tensor: the scalar ops, no tensor made for it.
+            return self.update_with(op, None, |x| {
+                Ok(match arith {
+                    Arith::Add => x.add_scalar(v),
+                    Arith::Sub => x.sub_scalar(v),
+                    Arith::Mul => x.mul_scalar(v),
+                    Arith::Div => x.div_scalar(v),
+                })
+            });
+        }
         let other = match other {
             Operand::Tensor(t) => t.clone(),
             Operand::Scalar(s) => Tensor::full_dtype(&[], s, DType::F64),
