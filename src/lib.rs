@@ -40,6 +40,8 @@ pub use tapegrad_data as data;
 pub use tapegrad_nn as nn;
 pub use tapegrad_ops as ops;
 pub use tapegrad_tape as tape;
+/// Forward-mode differentiation with dual tensors (PyTorch's `torch.autograd.forward_ad`).
+pub use tapegrad_tape::forward_ad;
 
 pub use tapegrad_tape::{
     BackwardOptions, DType, Error, Function, FunctionCtx, GradOptions, GradcheckOptions,

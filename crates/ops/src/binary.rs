@@ -8,7 +8,9 @@ use std::panic::Location;
 use tapegrad_tape::arith::broadcast_pair;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, DType, Error, Result, Storage, Tensor, kernels, or_panic, record};
+use tapegrad_tape::{
+    Backward, DType, Error, Result, Storage, Tensor, kernels, or_panic, record_with_tangent,
+};
 
 /// `f(a, b)` over the broadcast of two float tensors of one dtype (nothing recorded).
 pub(crate) fn zip_value(
@@ -61,25 +63,26 @@ pub(crate) fn extremum(a: &Tensor, b: &Tensor, max: bool) -> Result<Tensor> {
         }
     };
     let value = zip_value(a, b, &shape, pick32, pick64);
-    Ok(record(op, location, &[a, b], value, || {
+    // Weight of `x` (against `y`) in the output: 1/2 on ties, 1 where it wins or either is
+    // NaN, 0 where it loses; a constant of the output's shape.
+    let weight_of = move |x: &Tensor, y: &Tensor, shape: &[usize]| {
+        let weight = move |x: f64, y: f64| {
+            if x == y {
+                0.5
+            } else if x.is_nan() || y.is_nan() || (x > y) == max {
+                1.0
+            } else {
+                0.0
+            }
+        };
+        zip_value(x, y, shape, move |p, q| weight(p as f64, q as f64) as f32, weight)
+    };
+    let make_backward = || {
         Backward::new(move |ctx| {
             let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
             let shape = g.shape().to_vec();
-            // Weight of `x` (against `y`) in the output: 1/2 on ties, 1 where it wins or
-            // either is NaN, 0 where it loses.
-            let weight = move |x: f64, y: f64| {
-                if x == y {
-                    0.5
-                } else if x.is_nan() || y.is_nan() || (x > y) == max {
-                    1.0
-                } else {
-                    0.0
-                }
-            };
             let share = |x: &Tensor, y: &Tensor| {
-                let w =
-                    zip_value(x, y, &shape, move |p, q| weight(p as f64, q as f64) as f32, weight);
-                select_scaled(g, &w).sum_to_shape(x.shape())
+                select_scaled(g, &weight_of(x, y, &shape)).sum_to_shape(x.shape())
             };
             smallvec![
                 ctx.needs_input_grad(0).then(|| share(a, b)),
@@ -88,6 +91,12 @@ pub(crate) fn extremum(a: &Tensor, b: &Tensor, max: bool) -> Result<Tensor> {
         })
         .save(a)
         .save(b)
+    };
+    Ok(record_with_tangent(op, location, &[a, b], value, make_backward, |ctx| {
+        ctx.sum(|i, v| {
+            let (x, y) = if i == 0 { (a, b) } else { (b, a) };
+            select_scaled(&v.broadcast_to(&shape), &weight_of(x, y, &shape))
+        })
     }))
 }
 
@@ -217,8 +226,8 @@ pub fn try_where(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         _ => unreachable!("float dtypes checked"),
     };
     let value = Tensor::from_storage(selected, Layout::contiguous(&shape));
-    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
-    Ok(record("where", location, &[a, b], value, || {
+    let make_backward = || {
+        let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         Backward::new(move |ctx| {
             let (g, keep) = (ctx.grad(), ctx.saved(0));
             let zero = Tensor::zeros_dtype(&[], g.dtype());
@@ -229,6 +238,13 @@ pub fn try_where(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             ]
         })
         .save(&keep)
+    };
+    Ok(record_with_tangent("where", location, &[a, b], value, make_backward, |ctx| {
+        let zero = Tensor::zeros_dtype(&[], a.dtype());
+        ctx.sum(|i, v| {
+            let (x, y) = if i == 0 { (v, &zero) } else { (&zero, v) };
+            try_where(&keep, x, y).expect("shapes checked")
+        })
     }))
 }
 

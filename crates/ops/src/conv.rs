@@ -11,7 +11,7 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::{Layout, checked_size, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
+use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record_with_tangent};
 
 pub(crate) use tapegrad_kernels::conv::Conv2dOptions;
 use tapegrad_kernels::conv::{self as kernels, Geometry};
@@ -159,7 +159,7 @@ fn primitive(
         Kind::Transpose => "conv_transpose2d",
         Kind::Weight => "conv2d_weight",
     };
-    record(name, location, &[a, b], value, || {
+    let make_backward = || {
         Backward::new(move |ctx| {
             let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
             let (ga, gb) = match kind {
@@ -185,6 +185,13 @@ fn primitive(
         })
         .save(a)
         .save(b)
+    };
+    // Each primitive is bilinear in its two operands.
+    record_with_tangent(name, location, &[a, b], value, make_backward, |ctx| {
+        ctx.sum(|i, v| {
+            let (a, b) = if i == 0 { (v, b) } else { (a, v) };
+            primitive(kind, a, b, geo, location)
+        })
     })
 }
 

@@ -7,7 +7,8 @@ use tapegrad_kernels::simd::{ElementFn, ElementFn2};
 use tapegrad_kernels::strided::zip_in_place;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::{
-    Backward, BackwardCtx, Element, Storage, Tensor, ensure_float, kernels, or_panic, record,
+    Backward, BackwardCtx, Element, Storage, Tensor, ensure_float, kernels, or_panic,
+    record_with_tangent,
 };
 
 /// A scalar function of one element, instantiated for each float dtype.
@@ -176,11 +177,11 @@ pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool + Sync + Send + Copy) 
 pub(crate) fn unary<F: UnaryFn>(
     op: &'static str,
     x: &Tensor,
-    make: impl FnOnce() -> Backward,
+    make: impl Fn() -> Backward,
 ) -> Tensor {
     let location = Location::caller();
     or_panic(ensure_float(op, x, location));
-    record(op, location, &[x], map::<F>(x), make)
+    record_with_tangent(op, location, &[x], map::<F>(x), make, |ctx| ctx.elementwise())
 }
 
 /// Records an elementwise op computed by a closure pair, after the float check.
@@ -190,11 +191,11 @@ pub(crate) fn unary_with(
     x: &Tensor,
     f32f: impl Fn(f32) -> f32 + Sync + Send,
     f64f: impl Fn(f64) -> f64 + Sync + Send,
-    make: impl FnOnce() -> Backward,
+    make: impl Fn() -> Backward,
 ) -> Tensor {
     let location = Location::caller();
     or_panic(ensure_float(op, x, location));
-    record(op, location, &[x], map_with(x, f32f, f64f), make)
+    record_with_tangent(op, location, &[x], map_with(x, f32f, f64f), make, |ctx| ctx.elementwise())
 }
 
 /// Defines a zero-sized [`UnaryFn`] from an expression in `x`.

@@ -5,17 +5,23 @@
 //! recorded, so it can be differentiated again, and a function may itself call `grad`
 //! (with `create_graph`) or another transform.
 //!
-//! Cost, in sweeps of reverse mode over the graph of `f` (m output elements, n input
-//! elements in all):
+//! Cost, in passes over the graph of `f` (m output elements, n input elements in all). A
+//! forward pass in forward mode computes each op's tangent beside its value (about twice
+//! a plain forward pass); a reverse sweep costs about as much as a forward pass:
 //!
 //! | transform | forward passes | reverse sweeps |
 //! |---|---|---|
 //! | `vjp` | 1 | 1 |
-//! | `jvp` | 1 | 2 (through the transposed graph; forward-mode tangents are not in yet) |
+//! | `jvp` | 1, in forward mode | 0 |
 //! | `jacrev` | 1 | m |
-//! | `jacfwd` | 1 | n + 1 |
+//! | `jacfwd` | n, in forward mode | 0 |
 //! | `hvp` | 1 | 2 (the Hessian is never formed) |
 //! | `hessian` | 1 | n + 1 |
+//!
+//! `jvp` and `jacfwd` use [forward mode](tapegrad_tape::forward_ad). Called while a dual
+//! level is already open (inside another forward-mode transform), where levels cannot
+//! nest, they differentiate the vector-Jacobian product with respect to its vector
+//! instead: two reverse sweeps for `jvp`, n + 1 for `jacfwd`.
 //!
 //! ```
 //! use tapegrad_ops::{func, prelude::*};
@@ -31,7 +37,9 @@
 
 use std::panic::Location;
 
-use tapegrad_tape::{Error, GradOptions, Result, Tensor, enable_grad, or_panic, try_grad};
+use tapegrad_tape::{
+    Error, GradOptions, Result, Tensor, enable_grad, forward_ad, or_panic, try_grad,
+};
 
 use crate::shape::reshape_to;
 
@@ -165,8 +173,7 @@ pub fn try_vjp(
 }
 
 /// `f(inputs)` and the Jacobian-vector product `Σᵢ ∂f/∂inputsᵢ · tangentsᵢ` (PyTorch's
-/// `jvp`). Computed by differentiating the vector-Jacobian product with respect to its
-/// vector: two reverse sweeps.
+/// `jvp`): one forward pass in forward mode, each input carrying its tangent.
 ///
 /// ```
 /// use tapegrad_ops::{func, prelude::*};
@@ -201,10 +208,36 @@ pub fn try_jvp(
     let _grad = enable_grad();
     let (xs, outer) = prepare(inputs);
     check_like("jvp", "tangent", tangents, &xs.iter().collect::<Vec<_>>())?;
-    let y = f(&xs);
-    let transposed = Transposed::new(&y, &xs)?;
-    let jv = transposed.apply(tangents, outer)?;
+    if forward_ad::is_dual_level_open() {
+        let y = f(&xs);
+        let transposed = Transposed::new(&y, &xs)?;
+        let jv = transposed.apply(tangents, outer)?;
+        return Ok((finish(y, outer), finish(jv, outer)));
+    }
+    let (y, jv) = push_forward(&f, &xs, |i, x| Some(tangents[i].to_dtype(x.dtype())))?;
     Ok((finish(y, outer), finish(jv, outer)))
+}
+
+/// `f(xs)` and its tangent in a new dual level, input `i` carrying `tangent(i, x)` (none:
+/// a constant).
+#[track_caller]
+fn push_forward(
+    f: impl Fn(&[Tensor]) -> Tensor,
+    xs: &[Tensor],
+    tangent: impl Fn(usize, &Tensor) -> Option<Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let _level = forward_ad::try_dual_level()?;
+    let duals = xs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| match tangent(i, x) {
+            Some(v) if x.dtype().is_float() => forward_ad::try_make_dual(x, &v),
+            _ => Ok(x.clone()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let forward_ad::UnpackedDual { primal, tangent } = forward_ad::unpack_dual(&f(&duals));
+    let jv = tangent.unwrap_or_else(|| primal.zeros_like());
+    Ok((primal, jv))
 }
 
 /// `Jᵀ u` recorded as a function of a free vector `u`: differentiating `Σᵢ (Jᵀu)ᵢ · vᵢ` with
@@ -311,9 +344,9 @@ fn jacobian_by_rows(y: &Tensor, xs: &[Tensor], outer: bool) -> Result<Vec<Tensor
         .collect())
 }
 
-/// The Jacobian of each input, shaped `output.shape ++ input.shape`, one product with a
-/// tangent per input element (PyTorch's `jacfwd`): the cheaper one when the output is
-/// larger than the input.
+/// The Jacobian of each input, shaped `output.shape ++ input.shape`, one column per input
+/// element, each a forward pass in forward mode (PyTorch's `jacfwd`): the cheaper one when
+/// the output is larger than the input.
 ///
 /// ```
 /// use tapegrad_ops::{func, prelude::*};
@@ -338,12 +371,57 @@ pub fn jacfwd(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Vec<Tensor>
 pub fn try_jacfwd(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     let _grad = enable_grad();
     let (xs, outer) = prepare(inputs);
-    let y = f(&xs);
-    jacobian_by_columns(&y, &xs, outer)
+    if forward_ad::is_dual_level_open() {
+        let y = f(&xs);
+        return jacobian_by_transposed_columns(&y, &xs, outer);
+    }
+    jacobian_by_forward_columns(&f, &xs, None, outer)
 }
 
+/// The Jacobian column by column, one forward-mode pass of `f` per input element. `shape`
+/// is the output's if known (it is needed when there are no columns).
 #[track_caller]
-fn jacobian_by_columns(y: &Tensor, xs: &[Tensor], outer: bool) -> Result<Vec<Tensor>> {
+fn jacobian_by_forward_columns(
+    f: &impl Fn(&[Tensor]) -> Tensor,
+    xs: &[Tensor],
+    mut shape: Option<Vec<usize>>,
+    outer: bool,
+) -> Result<Vec<Tensor>> {
+    let mut columns: Vec<Vec<Tensor>> = vec![Vec::new(); xs.len()];
+    let mut dtype = None;
+    for (i, x) in xs.iter().enumerate() {
+        for k in 0..x.numel() {
+            let (y, jv) = push_forward(f, xs, |j, x| (j == i).then(|| basis(x.shape(), k, x)))?;
+            columns[i].push(reshape_to(&jv, &[y.numel()]));
+            (shape, dtype) = (Some(y.shape().to_vec()), Some(y.dtype()));
+        }
+    }
+    let (out_shape, dtype) = match (shape, dtype) {
+        (Some(s), Some(d)) => (s, d),
+        _ => {
+            let y = f(xs);
+            (y.shape().to_vec(), y.dtype())
+        }
+    };
+    Ok(xs
+        .iter()
+        .zip(columns)
+        .map(|(x, cols)| {
+            let shape: Vec<usize> = out_shape.iter().chain(x.shape()).copied().collect();
+            let j = if cols.is_empty() {
+                Tensor::zeros_dtype(&shape, dtype)
+            } else {
+                let refs: Vec<&Tensor> = cols.iter().collect();
+                reshape_to(&crate::stack(&refs, 1), &shape)
+            };
+            finish(j, outer)
+        })
+        .collect())
+}
+
+/// The Jacobian column by column through the transposed graph (inside an open dual level).
+#[track_caller]
+fn jacobian_by_transposed_columns(y: &Tensor, xs: &[Tensor], outer: bool) -> Result<Vec<Tensor>> {
     let transposed = Transposed::new(y, xs)?;
     let zeros: Vec<Tensor> = xs.iter().map(Tensor::zeros_like).collect();
     let mut out = Vec::with_capacity(xs.len());
@@ -401,14 +479,21 @@ pub fn try_jacobian(
 ) -> Result<Vec<Tensor>> {
     let _grad = enable_grad();
     let (xs, outer) = prepare(inputs);
-    // `f` runs once: the strategy is chosen from its output.
+    // `f` runs once to see its output; by columns in forward mode it runs again per input
+    // element, the tangents going along.
     let y = f(&xs);
     let reverse = match strategy {
         Strategy::Reverse => true,
         Strategy::Forward => false,
         Strategy::Auto => y.numel() <= xs.iter().map(Tensor::numel).sum(),
     };
-    if reverse { jacobian_by_rows(&y, &xs, outer) } else { jacobian_by_columns(&y, &xs, outer) }
+    if reverse {
+        jacobian_by_rows(&y, &xs, outer)
+    } else if forward_ad::is_dual_level_open() {
+        jacobian_by_transposed_columns(&y, &xs, outer)
+    } else {
+        jacobian_by_forward_columns(&f, &xs, Some(y.shape().to_vec()), outer)
+    }
 }
 
 /// The second derivatives of a scalar `f`: `h[i][j]` is `∂²f / ∂inputsᵢ ∂inputsⱼ`, shaped

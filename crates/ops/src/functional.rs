@@ -38,7 +38,7 @@ use std::panic::Location;
 use tapegrad_kernels::softmax::softmax;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Tensor, ensure_float, or_panic, record};
+use tapegrad_tape::{Backward, Error, Result, Tensor, ensure_float, or_panic, record_with_tangent};
 
 use crate::dims::resolve;
 use crate::{reduce, shape, unary};
@@ -65,7 +65,7 @@ pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
         tapegrad_tape::map_float_storage!(&x0.contiguous_storage(), v => softmax(v, sizes, log));
     let value = Tensor::from_storage(storage, Layout::contiguous(x.shape()));
     let di = d as isize;
-    Ok(record(op, location, &[x], value, || {
+    let make_backward = || {
         Backward::new(move |ctx| {
             let (g, y) = (ctx.grad(), ctx.output());
             let shape = y.shape().to_vec();
@@ -84,6 +84,21 @@ pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
             smallvec![Some(shape::reshape_to(&grad, &shape))]
         })
         .save_output()
+    };
+    Ok(record_with_tangent(op, location, &[x], value, make_backward, |ctx| {
+        let y = ctx.output();
+        let one_d = |t: &Tensor| if t.dim() == 0 { shape::reshape_to(t, &[1]) } else { t.clone() };
+        ctx.map(|v| {
+            let (v1, y1) = (one_d(v), one_d(y));
+            let tangent = if log {
+                // d log_softmax = v - sum(softmax v)
+                &v1 - &reduce::sum_dim(&(&unary::exp(&y1) * &v1), di, true).expect("dim valid")
+            } else {
+                // d softmax = y (v - sum(y v)); the Jacobian is symmetric
+                &y1 * &(&v1 - &reduce::sum_dim(&(&y1 * &v1), di, true).expect("dim valid"))
+            };
+            shape::reshape_to(&tangent, y.shape())
+        })
     }))
 }
 

@@ -7,7 +7,7 @@
 use std::panic::Location;
 
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record};
+use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record_with_tangent};
 
 use crate::dims::resolve;
 use crate::shape::{invalid_argument, pad};
@@ -118,15 +118,17 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
         out
     });
     let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
-    let index = index.clone();
-    let in_shape = x.shape().to_vec();
-    Ok(record("index_select", location, &[x], value, || {
+    let make_backward = || {
+        let (index, in_shape) = (index.clone(), x.shape().to_vec());
         Backward::new(move |ctx| {
             let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
             smallvec![Some(
                 index_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree")
             )]
         })
+    };
+    Ok(record_with_tangent("index_select", location, &[x], value, make_backward, |ctx| {
+        ctx.map(|v| index_select(v, d as isize, index).expect("valid indices"))
     }))
 }
 
@@ -187,8 +189,8 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
         }
     }
     let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
-    let index = index.clone();
-    Ok(record("index_add", location, &[x, source], value, || {
+    let make_backward = || {
+        let index = index.clone();
         Backward::new(move |ctx| {
             let g = ctx.grad();
             smallvec![
@@ -196,6 +198,12 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
                 ctx.needs_input_grad(1)
                     .then(|| index_select(g, d as isize, &index).expect("valid indices")),
             ]
+        })
+    };
+    Ok(record_with_tangent("index_add", location, &[x, source], value, make_backward, |ctx| {
+        ctx.sum(|i, v| match i {
+            0 => v.clone(),
+            _ => index_add(&x.zeros_like(), d as isize, index, v).expect("shapes agree"),
         })
     }))
 }
@@ -254,15 +262,17 @@ pub(crate) fn gather(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
         tapegrad_tape::map_storage!(&src, v => offsets.iter().map(|&o| v[o]).collect::<Vec<_>>());
     let value =
         Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(index.shape()));
-    let index = index.clone();
-    let in_shape = x.shape().to_vec();
-    Ok(record("gather", location, &[x], value, || {
+    let make_backward = || {
+        let (index, in_shape) = (index.clone(), x.shape().to_vec());
         Backward::new(move |ctx| {
             let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
             smallvec![Some(
                 scatter_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree")
             )]
         })
+    };
+    Ok(record_with_tangent("gather", location, &[x], value, make_backward, |ctx| {
+        ctx.map(|v| gather(v, d as isize, index).expect("valid indices"))
     }))
 }
 
@@ -307,9 +317,8 @@ pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) 
         }
     }
     let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(x.shape()));
-    let index = index.clone();
-    let src_shape = src.shape().to_vec();
-    Ok(record("scatter_add", location, &[x, src], value, || {
+    let make_backward = || {
+        let (index, src_shape) = (index.clone(), src.shape().to_vec());
         Backward::new(move |ctx| {
             let g = ctx.grad();
             smallvec![
@@ -325,6 +334,12 @@ pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) 
                     pad(&picked, &pads, 0.0).expect("rank agrees")
                 }),
             ]
+        })
+    };
+    Ok(record_with_tangent("scatter_add", location, &[x, src], value, make_backward, |ctx| {
+        ctx.sum(|i, v| match i {
+            0 => v.clone(),
+            _ => scatter_add(&x.zeros_like(), d as isize, index, v).expect("shapes agree"),
         })
     }))
 }

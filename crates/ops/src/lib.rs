@@ -53,6 +53,7 @@ mod pool;
 mod recurrent;
 mod reduce;
 mod shape;
+mod tangent;
 mod unary;
 
 pub use binary::{BinaryOps, try_where, where_};

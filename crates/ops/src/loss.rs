@@ -17,7 +17,9 @@
 use std::panic::Location;
 
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, DType, Element, Error, Result, Tensor, ensure_float, record};
+use tapegrad_tape::{
+    Backward, DType, Element, Error, Result, Tensor, ensure_float, record_with_tangent,
+};
 
 use crate::functional::softmax_op;
 use crate::{binary, elementwise, reduce, shape, unary};
@@ -553,24 +555,31 @@ impl BCELoss {
             }
         }
         let value = binary::zip_value(input, target, &shape, bce::<f32>, bce::<f64>);
-        let loss = record(OP, location, &[input, target], value, || {
-            Backward::new(|ctx| {
+        // The derivatives of one element in the input and the target.
+        let d_input = |p: &Tensor, y: &Tensor| {
+            let variance = unary::clamp(&(p * &p.rsub_scalar(1.0)), Some(BCE_EPSILON), None);
+            &(p - y) / &variance
+        };
+        // PyTorch leaves these logs unclamped: infinite at p = 0 or 1.
+        let d_target = |p: &Tensor| &unary::log1p(&-p) - &unary::log(p);
+        let make_backward = || {
+            Backward::new(move |ctx| {
                 let (g, p, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
                 smallvec![
-                    ctx.needs_input_grad(0).then(|| {
-                        let variance =
-                            unary::clamp(&(p * &p.rsub_scalar(1.0)), Some(BCE_EPSILON), None);
-                        (g * &(&(p - y) / &variance)).sum_to_shape(p.shape())
-                    }),
-                    // PyTorch leaves these logs unclamped: infinite at p = 0 or 1.
-                    ctx.needs_input_grad(1).then(|| {
-                        (g * &(&unary::log1p(&-p) - &unary::log(p))).sum_to_shape(y.shape())
-                    }),
+                    ctx.needs_input_grad(0).then(|| (g * &d_input(p, y)).sum_to_shape(p.shape())),
+                    ctx.needs_input_grad(1).then(|| (g * &d_target(p)).sum_to_shape(y.shape())),
                 ]
             })
             .save(input)
             .save(target)
-        });
+        };
+        let loss =
+            record_with_tangent(OP, location, &[input, target], value, make_backward, |ctx| {
+                ctx.sum(|i, v| match i {
+                    0 => v * &d_input(input, target),
+                    _ => v * &d_target(input),
+                })
+            });
         Ok(reduce_loss(weighted(OP, loss, self.weight.as_ref())?, self.reduction))
     }
 }
@@ -617,7 +626,7 @@ impl BCEWithLogitsLoss {
                     |x, y| x.max(0.0) - x * y + unary::softplus(-x.abs()),
                     |x, y| x.max(0.0) - x * y + unary::softplus(-x.abs()),
                 );
-                record(OP, location, &[input, target], value, || {
+                let make_backward = || {
                     Backward::new(|ctx| {
                         let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
                         smallvec![
@@ -629,7 +638,14 @@ impl BCEWithLogitsLoss {
                     })
                     .save(input)
                     .save(target)
-                })
+                };
+                let tangent = |ctx: &tapegrad_tape::TangentCtx<'_>| {
+                    ctx.sum(|i, v| match i {
+                        0 => v * &(&unary::sigmoid_op(input) - target),
+                        _ => -(v * input),
+                    })
+                };
+                record_with_tangent(OP, location, &[input, target], value, make_backward, tangent)
             }
             Some(pos_weight) => {
                 // PyTorch's form: (1 - y) x + (1 + (pw - 1) y) softplus(-x), composed so

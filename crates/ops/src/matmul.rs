@@ -9,7 +9,7 @@ use std::panic::Location;
 use tapegrad_tape::layout::{Layout, broadcast_shapes, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Element, Error, Result, Storage, Tensor, ensure_float, or_panic, record,
+    Backward, Element, Error, Result, Storage, Tensor, ensure_float, or_panic, record_with_tangent,
 };
 
 use crate::shape::{reshape_to, transpose, unsqueeze};
@@ -67,7 +67,7 @@ fn bmm(a: &Tensor, b: &Tensor, location: &'static Location<'static>) -> Result<T
         _ => unreachable!("dtypes checked"),
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&full(m, n)));
-    Ok(record("matmul", location, &[a, b], value, || {
+    let make_backward = || {
         Backward::new(move |ctx| {
             let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
             let mt = |t: &Tensor| transpose(t, -1, -2).expect("rank >= 2");
@@ -82,6 +82,12 @@ fn bmm(a: &Tensor, b: &Tensor, location: &'static Location<'static>) -> Result<T
         })
         .save(a)
         .save(b)
+    };
+    Ok(record_with_tangent("matmul", location, &[a, b], value, make_backward, |ctx| {
+        ctx.sum(|i, v| {
+            let product = if i == 0 { bmm(v, b, location) } else { bmm(a, v, location) };
+            product.expect("shapes agree")
+        })
     }))
 }
 
@@ -211,9 +217,9 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&out_shape));
     let inputs: Vec<&Tensor> = [Some(x), Some(weight), bias].into_iter().flatten().collect();
-    let x_shape = x.shape().to_vec();
     let has_bias = bias.is_some();
-    Ok(record("linear", location, &inputs, value, || {
+    let make_backward = || {
+        let x_shape = x.shape().to_vec();
         Backward::new(move |ctx| {
             let (x, w) = (ctx.saved(0), ctx.saved(1));
             let g = reshape_to(ctx.grad(), &[rows, out]);
@@ -236,6 +242,13 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
         })
         .save(x)
         .save(weight)
+    };
+    Ok(record_with_tangent("linear", location, &inputs, value, make_backward, |ctx| {
+        ctx.sum(|i, v| match i {
+            0 => linear(v, weight, None).expect("shapes agree"),
+            1 => linear(x, v, None).expect("shapes agree"),
+            _ => v.clone(), // the bias, broadcast over the rows
+        })
     }))
 }
 

@@ -9,7 +9,7 @@ use tapegrad_kernels::batch_norm;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
     Backward, DType, Element, Error, InputGrads, Result, Storage, Tensor, ensure_float,
-    is_grad_enabled, no_grad, record,
+    is_grad_enabled, no_grad, record_with_tangent,
 };
 
 use crate::options::setters;
@@ -234,7 +234,8 @@ fn batch_norm_batch_stats(
     }
     let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
     let (has_weight, has_bias) = (weight.is_some(), bias.is_some());
-    record("batch_norm", location, &inputs, value, || {
+    let make_backward = || {
+        let (mean, invstd) = (mean.clone(), invstd.clone());
         let mut b = Backward::new(move |ctx| {
             let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
             let (dx, dw, db) = if is_grad_enabled() {
@@ -256,6 +257,9 @@ fn batch_norm_batch_stats(
             b = b.save(w);
         }
         b
+    };
+    record_with_tangent("batch_norm", location, &inputs, value, make_backward, |ctx| {
+        batch_norm_tangent(ctx, (x, weight), eps)
     })
 }
 
@@ -311,19 +315,8 @@ fn batch_norm_grad_recorded(
     eps: f64,
 ) -> (Tensor, Tensor, Tensor) {
     let c = x.shape()[1];
-    let mut bshape = vec![1; x.dim()];
-    bshape[1] = c;
-    let per_channel = |t: &Tensor| shape::reshape_to(t, &bshape);
-    // [N, C, ...] -> [C, M]: one row per channel.
-    let rows = |t: &Tensor| {
-        let t = shape::transpose(t, 0, 1).expect("at least 2-D").contiguous();
-        shape::reshape_to(&t, &[c, x.numel() / c.max(1)])
-    };
-    let channel_mean = |t: &Tensor| reduce::mean_dim(&rows(t), 1, false).expect("2-D rows");
-    let mean = channel_mean(x);
-    let centered = x - &per_channel(&mean);
-    let invstd = unary::rsqrt(&channel_mean(&unary::square(&centered)).add_scalar(eps));
-    let xhat = &centered * &per_channel(&invstd);
+    let (per_channel, channel_mean) = channel_helpers(x);
+    let (xhat, invstd) = standardized(x, eps);
     let (mean_g, mean_gx) = (channel_mean(g), channel_mean(&(g * &xhat)));
     let scale = match weight {
         Some(w) => &invstd * w,
@@ -333,6 +326,47 @@ fn batch_norm_grad_recorded(
     let dx = &per_channel(&scale) * &inner;
     let m = (x.numel() / c.max(1)) as f64;
     (dx, mean_gx.mul_scalar(m), mean_g.mul_scalar(m))
+}
+
+/// For tensors shaped like `x` (`[N, C, ...]`): a `[C]` tensor viewed per channel
+/// (`[1, C, 1, ...]`), and the mean of each channel (`[C]`).
+fn channel_helpers(x: &Tensor) -> (impl Fn(&Tensor) -> Tensor, impl Fn(&Tensor) -> Tensor) {
+    let c = x.shape()[1];
+    let mut bshape = vec![1; x.dim()];
+    bshape[1] = c;
+    let per_channel = move |t: &Tensor| shape::reshape_to(t, &bshape);
+    let per_row = x.numel() / c.max(1);
+    // [N, C, ...] -> [C, M]: one row per channel.
+    let channel_mean = move |t: &Tensor| {
+        let t = shape::transpose(t, 0, 1).expect("at least 2-D").contiguous();
+        reduce::mean_dim(&shape::reshape_to(&t, &[c, per_row]), 1, false).expect("2-D rows")
+    };
+    (per_channel, channel_mean)
+}
+
+/// `x` standardised with its batch statistics per channel, and the inverse deviations
+/// (`[C]`), with recorded ops.
+fn standardized(x: &Tensor, eps: f64) -> (Tensor, Tensor) {
+    let (per_channel, channel_mean) = channel_helpers(x);
+    let centered = x - &per_channel(&channel_mean(x));
+    let invstd = unary::rsqrt(&channel_mean(&unary::square(&centered)).add_scalar(eps));
+    (&centered * &per_channel(&invstd), invstd)
+}
+
+/// The tangent of batch normalisation with batch statistics. In `x` the Jacobian is
+/// symmetric (`w s (I - 1 1ᵀ/M - x̂ x̂ᵀ/M)` per channel), so that part is the backward
+/// rule's; the output is `x̂ w + b`, linear in the weight and bias.
+fn batch_norm_tangent(
+    ctx: &tapegrad_tape::TangentCtx<'_>,
+    (x, weight): (&Tensor, Option<&Tensor>),
+    eps: f64,
+) -> Tensor {
+    let (per_channel, _) = channel_helpers(x);
+    ctx.sum(|i, v| match i {
+        0 => batch_norm_grad_recorded(v, x, weight, eps).0,
+        1 if weight.is_some() => &standardized(x, eps).0 * &per_channel(v),
+        _ => per_channel(v), // the bias
+    })
 }
 
 /// Rows of `weight` (`[num_embeddings, dim]`) for every int64 index in `indices`, shaped

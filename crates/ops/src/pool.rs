@@ -5,7 +5,7 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::{Layout, checked_size, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record};
+use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, ensure_float, record_with_tangent};
 
 use crate::conv::{Conv2dOptions, IntoPair};
 use crate::options::setters;
@@ -77,9 +77,8 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
         Storage::I64(_) | Storage::Bool(_) => unreachable!("gradients are float"),
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&input_shape));
-    let index = index.clone();
-    let out_shape = g.shape().to_vec();
-    record("max_pool2d_backward", Location::caller(), &[g], value, || {
+    let make_backward = || {
+        let (index, out_shape) = (index.clone(), g.shape().to_vec());
         Backward::new(move |ctx| {
             // d/dg of a scatter is the gather at the same positions.
             let gg = reshape_to(ctx.grad(), &[n, c, h * w]);
@@ -87,7 +86,16 @@ fn max_pool_backward(g: &Tensor, index: &Tensor, input_shape: [usize; 4]) -> Ten
                 .expect("valid indices");
             smallvec![Some(reshape_to(&picked, &out_shape))]
         })
-    })
+    };
+    // Linear in the gradient: the tangent is the same scatter of the gradient's tangent.
+    record_with_tangent(
+        "max_pool2d_backward",
+        Location::caller(),
+        &[g],
+        value,
+        make_backward,
+        |ctx| ctx.map(|v| max_pool_backward(v, index, input_shape)),
+    )
 }
 
 #[track_caller]
@@ -118,10 +126,18 @@ pub(crate) fn max_pool2d(
     let out_shape = [n, c, ho, wo];
     let value = Tensor::from_storage(values, Layout::contiguous(&out_shape));
     let flat_index = Tensor::from_vec(indices, &[n, c, ho * wo]);
-    let index = flat_index.clone();
-    let out = record(op, location, &[x], value, || {
+    let make_backward = || {
+        let index = flat_index.clone();
         Backward::new(move |ctx| {
             smallvec![Some(max_pool_backward(ctx.grad(), &index, [n, c, h, w]))]
+        })
+    };
+    // Each output is the input element at its index: the tangent is taken at the same place.
+    let out = record_with_tangent(op, location, &[x], value, make_backward, |ctx| {
+        ctx.map(|v| {
+            let picked = crate::index::gather(&reshape_to(v, &[n, c, h * w]), 2, &flat_index)
+                .expect("valid");
+            reshape_to(&picked, &out_shape)
         })
     });
     Ok((out, reshape_to(&flat_index, &out_shape)))

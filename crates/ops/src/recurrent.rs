@@ -9,7 +9,8 @@ use tapegrad_kernels::recurrent::{lstm_cell_backward, lstm_cell_forward};
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Element, Error, Result, Storage, Tensor, ensure_float, is_grad_enabled, record,
+    Backward, Element, Error, Result, Storage, Tensor, ensure_float, is_grad_enabled,
+    record_with_tangent,
 };
 
 use crate::shape::narrow;
@@ -59,6 +60,40 @@ fn backward_recorded(gates: &Tensor, c: &Tensor, dhc: &Tensor, hidden: usize) ->
     (dgates, &dcell * &f)
 }
 
+/// The tangent of `[h', c']` from the tangents of the gates and of `c` (forward mode),
+/// written with recorded ops on the gates so it can be differentiated again.
+fn tangent_recorded(
+    gates: &Tensor,
+    c: &Tensor,
+    (dgates, dc): (Option<&Tensor>, Option<&Tensor>),
+    hidden: usize,
+) -> Tensor {
+    let part = |t: &Tensor, k: usize| narrow(t, 1, k * hidden, hidden).expect("shape checked");
+    let (i, f) = (sigmoid_op(&part(gates, 0)), sigmoid_op(&part(gates, 1)));
+    let (g, o) = (tanh(&part(gates, 2)), sigmoid_op(&part(gates, 3)));
+    let tc = tanh(&(&(&f * c) + &(&i * &g)));
+    let one_minus = |t: &Tensor| t.rsub_scalar(1.0);
+    // c' = f c + i g, h' = o tanh(c'), each activation's derivative in terms of its value.
+    let from_gates = dgates.map(|d| {
+        let di = &part(d, 0) * &(&i * &one_minus(&i));
+        let df = &part(d, 1) * &(&f * &one_minus(&f));
+        let dg = &part(d, 2) * &one_minus(&(&g * &g));
+        let do_ = &part(d, 3) * &(&o * &one_minus(&o));
+        (&(&(&di * &g) + &(&df * c)) + &(&dg * &i), do_)
+    });
+    let dcell = match (&from_gates, dc) {
+        (Some((cell, _)), Some(dc)) => cell + &(&f * dc),
+        (Some((cell, _)), None) => cell.clone(),
+        (None, Some(dc)) => &f * dc,
+        (None, None) => unreachable!("a tangent rule runs when an input has a tangent"),
+    };
+    let mut dh = &(&o * &one_minus(&(&tc * &tc))) * &dcell;
+    if let Some((_, do_)) = &from_gates {
+        dh = &dh + &(do_ * &tc);
+    }
+    crate::cat(&[&dh, &dcell], 1)
+}
+
 /// One LSTM step's elementwise part: `gates` `[B, 4H]` (PyTorch's order i, f, g, o, before
 /// their activations) and `c` `[B, H]` give `h'` and `c'`, both `[B, H]`.
 #[track_caller]
@@ -97,7 +132,7 @@ pub(crate) fn lstm_gates(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)>
     };
     let value = Tensor::from_storage(hc, Layout::contiguous(&[rows, 2 * hidden]));
     let acts = Tensor::from_storage(acts, Layout::contiguous(&[rows, 5 * hidden]));
-    let hc = record(op, location, &[gates, c], value, || {
+    let make_backward = || {
         Backward::new(move |ctx| {
             let (gates, c, acts) = (ctx.saved(0), ctx.saved(1), ctx.saved(2));
             let (dgates, dc) = if is_grad_enabled() {
@@ -134,6 +169,9 @@ pub(crate) fn lstm_gates(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)>
         .save(gates)
         .save(c)
         .save(&acts)
+    };
+    let hc = record_with_tangent(op, location, &[gates, c], value, make_backward, |ctx| {
+        tangent_recorded(gates, c, (ctx.tangent(0), ctx.tangent(1)), hidden)
     });
     Ok((narrow(&hc, 1, 0, hidden)?, narrow(&hc, 1, hidden, hidden)?))
 }

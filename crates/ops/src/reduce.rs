@@ -7,10 +7,12 @@ use std::panic::Location;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Result, Tensor, ensure_float, kernels, map_float_storage, or_panic, record,
+    Backward, Result, Tensor, ensure_float, kernels, map_float_storage, or_panic,
+    record_with_tangent,
 };
 
 use crate::dims::resolve;
+use crate::tangent::by_groups;
 
 mod cumsum;
 mod prod;
@@ -24,21 +26,35 @@ fn sum_value(x: &Tensor, target: &[usize]) -> Tensor {
 #[track_caller]
 pub(crate) fn sum(x: &Tensor) -> Tensor {
     or_panic(ensure_float("sum", x, Location::caller()));
-    let shape = x.shape().to_vec();
-    record("sum", Location::caller(), &[x], sum_value(x, &[]), || {
-        Backward::new(move |ctx| smallvec![Some(ctx.grad().broadcast_to(&shape))])
-    })
+    record_with_tangent(
+        "sum",
+        Location::caller(),
+        &[x],
+        sum_value(x, &[]),
+        || {
+            let shape = x.shape().to_vec();
+            Backward::new(move |ctx| smallvec![Some(ctx.grad().broadcast_to(&shape))])
+        },
+        |ctx| ctx.map(sum),
+    )
 }
 
 #[track_caller]
 pub(crate) fn mean(x: &Tensor) -> Tensor {
     or_panic(ensure_float("mean", x, Location::caller()));
     let n = x.numel() as f64;
-    let shape = x.shape().to_vec();
     let value = sum_value(x, &[]).div_scalar(n);
-    record("mean", Location::caller(), &[x], value, || {
-        Backward::new(move |ctx| smallvec![Some(ctx.grad().div_scalar(n).broadcast_to(&shape))])
-    })
+    record_with_tangent(
+        "mean",
+        Location::caller(),
+        &[x],
+        value,
+        || {
+            let shape = x.shape().to_vec();
+            Backward::new(move |ctx| smallvec![Some(ctx.grad().div_scalar(n).broadcast_to(&shape))])
+        },
+        |ctx| ctx.map(mean),
+    )
 }
 
 #[track_caller]
@@ -82,13 +98,21 @@ fn reduce_dim(
         in_shape.iter().enumerate().filter(|&(i, _)| i != d).map(|(_, &n)| n).collect()
     };
     let value = Tensor::from_storage(value.storage(), Layout::contiguous(&out_shape));
-    Ok(record(op, location, &[x], value, || {
-        Backward::new(move |ctx| {
-            let g = crate::shape::reshape_to(ctx.grad(), &kept);
-            let g = if scale != 1.0 { g.mul_scalar(scale) } else { g };
-            smallvec![Some(g.broadcast_to(&in_shape))]
-        })
-    }))
+    Ok(record_with_tangent(
+        op,
+        location,
+        &[x],
+        value,
+        || {
+            let (kept, in_shape) = (kept.clone(), in_shape.clone());
+            Backward::new(move |ctx| {
+                let g = crate::shape::reshape_to(ctx.grad(), &kept);
+                let g = if scale != 1.0 { g.mul_scalar(scale) } else { g };
+                smallvec![Some(g.broadcast_to(&in_shape))]
+            })
+        },
+        |ctx| ctx.map(|v| reduce_dim(op, v, dim, keepdim, scale, location).expect("checked")),
+    ))
 }
 
 /// The elements of `x` with dimension `d` moved last, contiguous: one row per output
@@ -221,18 +245,30 @@ fn reduce_extremum(
     let values = Tensor::from_storage(values, Layout::contiguous(&out_shape));
     let in_shape = x.shape().to_vec();
     let kept = reduced_shape(x0.shape(), d, true);
-    let values = record(op, location, &[x], values, || {
-        let weights = Tensor::from_vec(weights, x0.shape()).to_dtype(x.dtype());
-        Backward::new(move |ctx| {
-            let g = crate::shape::reshape_to(ctx.grad(), &kept);
-            let g = match route {
-                Route::Chosen => crate::binary::select_grad(&weights, &g),
-                Route::Even => crate::binary::select_scaled(&g, &weights),
-                Route::EvenProduct => &g * &weights,
-            };
-            smallvec![Some(crate::shape::reshape_to(&g, &in_shape))]
-        })
-    });
+    let group_sum = |t: &Tensor| match dim {
+        Some(dim) if x.dim() > 0 => sum_dim(t, dim, keepdim).expect("checked"),
+        _ => sum(t),
+    };
+    let values = record_with_tangent(
+        op,
+        location,
+        &[x],
+        values,
+        || {
+            let weights = Tensor::from_vec(weights.clone(), x0.shape()).to_dtype(x.dtype());
+            let (kept, in_shape) = (kept.clone(), in_shape.clone());
+            Backward::new(move |ctx| {
+                let g = crate::shape::reshape_to(ctx.grad(), &kept);
+                let g = match route {
+                    Route::Chosen => crate::binary::select_grad(&weights, &g),
+                    Route::Even => crate::binary::select_scaled(&g, &weights),
+                    Route::EvenProduct => &g * &weights,
+                };
+                smallvec![Some(crate::shape::reshape_to(&g, &in_shape))]
+            })
+        },
+        |ctx| by_groups(ctx, group_sum),
+    );
     Ok((values, Tensor::from_vec(indices, &out_shape)))
 }
 
@@ -314,19 +350,31 @@ pub(crate) fn logsumexp(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor>
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&out_shape));
     let in_shape = x.shape().to_vec();
-    Ok(record("logsumexp", location, &[x], value, || {
-        Backward::new(move |ctx| {
-            // d lse / dx = softmax(x) = exp(x - lse)
-            let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.output());
-            let y = crate::shape::reshape_to(y, &kept);
-            let g = crate::shape::reshape_to(g, &kept);
-            let x = crate::shape::reshape_to(x, &kept_full(&in_shape));
-            let soft = crate::unary::exp(&(&x - &y));
-            smallvec![Some(crate::shape::reshape_to(&(&g * &soft), &in_shape))]
-        })
-        .save(x)
-        .save_output()
-    }))
+    let group_sum = |t: &Tensor| {
+        let t = if t.dim() == 0 { crate::shape::reshape_to(t, &[1]) } else { t.clone() };
+        crate::shape::reshape_to(&sum_dim(&t, d as isize, true).expect("checked"), &out_shape)
+    };
+    Ok(record_with_tangent(
+        "logsumexp",
+        location,
+        &[x],
+        value,
+        || {
+            let (kept, in_shape) = (kept.clone(), in_shape.clone());
+            Backward::new(move |ctx| {
+                // d lse / dx = softmax(x) = exp(x - lse)
+                let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.output());
+                let y = crate::shape::reshape_to(y, &kept);
+                let g = crate::shape::reshape_to(g, &kept);
+                let x = crate::shape::reshape_to(x, &kept_full(&in_shape));
+                let soft = crate::unary::exp(&(&x - &y));
+                smallvec![Some(crate::shape::reshape_to(&(&g * &soft), &in_shape))]
+            })
+            .save(x)
+            .save_output()
+        },
+        |ctx| by_groups(ctx, group_sum),
+    ))
 }
 
 /// A 0-d shape promoted to `[1]`, so that dimension arithmetic has something to index.
@@ -377,24 +425,32 @@ pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Res
         // sqrt(sum x^2) with a gradient of 0 (not NaN) at the origin, as PyTorch gives.
         let s = reduce(&crate::unary::square(x))?;
         let y = crate::unary::sqrt(&s);
-        return Ok(record("norm", location, &[x], y.detach(), || {
-            Backward::new(move |ctx| {
-                let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.output());
-                let safe = crate::elementwise::mask(y, |v| v != 0.0);
-                let inv = &safe / &(y + &safe.rsub_scalar(1.0));
-                let scale = &(g * &inv);
-                let scale = match dim {
-                    // A 0-d input reduces to 0-d whatever keepdim says: nothing to restore.
-                    Some(d) if !keepdim && x.dim() > 0 => {
-                        crate::shape::unsqueeze(scale, d).expect("dim valid")
-                    }
-                    _ => scale.clone(),
-                };
-                smallvec![Some(x * &scale)]
-            })
-            .save(x)
-            .save_output()
-        }));
+        let group_sum = |t: &Tensor| reduce(t).expect("checked");
+        return Ok(record_with_tangent(
+            "norm",
+            location,
+            &[x],
+            y.detach(),
+            || {
+                Backward::new(move |ctx| {
+                    let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.output());
+                    let safe = crate::elementwise::mask(y, |v| v != 0.0);
+                    let inv = &safe / &(y + &safe.rsub_scalar(1.0));
+                    let scale = &(g * &inv);
+                    let scale = match dim {
+                        // A 0-d input reduces to 0-d whatever keepdim says: nothing to restore.
+                        Some(d) if !keepdim && x.dim() > 0 => {
+                            crate::shape::unsqueeze(scale, d).expect("dim valid")
+                        }
+                        _ => scale.clone(),
+                    };
+                    smallvec![Some(x * &scale)]
+                })
+                .save(x)
+                .save_output()
+            },
+            |ctx| by_groups(ctx, group_sum),
+        ));
     }
     if p == 1.0 {
         return reduce(&crate::unary::abs(x));

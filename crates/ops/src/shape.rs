@@ -7,7 +7,9 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::{checked_numel, checked_size, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Element, Error, Result, Storage, Tensor, or_panic, record};
+use tapegrad_tape::{
+    Backward, Element, Error, Result, Storage, Tensor, or_panic, record_with_tangent,
+};
 
 use crate::dims::resolve;
 
@@ -20,10 +22,17 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Tensor {
     let base = x.contiguous();
     let layout = base.layout().reshaped(shape).expect("reshape_to: element counts agree");
     let value = Tensor::from_storage(base.storage(), layout);
-    let from = x.shape().to_vec();
-    record("reshape", Location::caller(), &[&base], value, || {
-        Backward::new(move |ctx| smallvec![Some(reshape_to(ctx.grad(), &from))])
-    })
+    record_with_tangent(
+        "reshape",
+        Location::caller(),
+        &[&base],
+        value,
+        || {
+            let from = x.shape().to_vec();
+            Backward::new(move |ctx| smallvec![Some(reshape_to(ctx.grad(), &from))])
+        },
+        |ctx| ctx.map(|v| reshape_to(v, shape)),
+    )
 }
 
 #[track_caller]
@@ -77,12 +86,19 @@ pub(crate) fn transpose(x: &Tensor, a: isize, b: isize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let value = Tensor::from_storage(x.storage(), x.layout().transpose(a, b));
-    Ok(record("transpose", location, &[x], value, || {
-        Backward::new(move |ctx| {
-            let g = transpose(ctx.grad(), a as isize, b as isize).expect("dims checked in forward");
-            smallvec![Some(g)]
-        })
-    }))
+    let (a, b) = (a as isize, b as isize);
+    Ok(record_with_tangent(
+        "transpose",
+        location,
+        &[x],
+        value,
+        || {
+            Backward::new(move |ctx| {
+                smallvec![Some(transpose(ctx.grad(), a, b).expect("dims checked in forward"))]
+            })
+        },
+        |ctx| ctx.map(|v| transpose(v, a, b).expect("dims checked in forward")),
+    ))
 }
 
 /// An invalid-argument error of `op` (a bad dimension, size or index).
@@ -124,11 +140,20 @@ pub(crate) fn permute(x: &Tensor, dims: &[isize]) -> Result<Tensor> {
     for (i, &d) in resolved.iter().enumerate() {
         inverse[d] = i as isize;
     }
-    Ok(record("permute", location, &[x], value, || {
-        Backward::new(move |ctx| {
-            smallvec![Some(permute(ctx.grad(), &inverse).expect("inverse permutation"))]
-        })
-    }))
+    let order: Vec<isize> = resolved.iter().map(|&d| d as isize).collect();
+    Ok(record_with_tangent(
+        "permute",
+        location,
+        &[x],
+        value,
+        || {
+            let inverse = inverse.clone();
+            Backward::new(move |ctx| {
+                smallvec![Some(permute(ctx.grad(), &inverse).expect("inverse permutation"))]
+            })
+        },
+        |ctx| ctx.map(|v| permute(v, &order).expect("a permutation")),
+    ))
 }
 
 #[track_caller]
@@ -206,7 +231,7 @@ pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result
         ));
     }
     let value = Tensor::from_storage(x.storage(), x.layout().narrow(d, start, len));
-    Ok(record("narrow", location, &[x], value, || {
+    let make_backward = || {
         Backward::new(move |ctx| {
             // The gradient covers the narrowed part: added into the input's gathered
             // gradient when it may (a time loop narrows one tensor many times), else
@@ -220,6 +245,9 @@ pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result
             };
             smallvec![Some(g)]
         })
+    };
+    Ok(record_with_tangent("narrow", location, &[x], value, make_backward, |ctx| {
+        ctx.map(|v| narrow(v, d as isize, start, len).expect("in range"))
     }))
 }
 
@@ -270,11 +298,18 @@ pub(crate) fn pad_dim(x: &Tensor, d: usize, before: usize, after: usize, value: 
     shape[d] = before + n + after;
     let out = Tensor::full_dtype(&shape, value, x.dtype());
     let out = copy_into(&out, x, d, before);
-    record("pad", location, &[x], out, || {
-        Backward::new(move |ctx| {
-            smallvec![Some(narrow(ctx.grad(), d as isize, before, n).expect("in range"))]
-        })
-    })
+    record_with_tangent(
+        "pad",
+        location,
+        &[x],
+        out,
+        || {
+            Backward::new(move |ctx| {
+                smallvec![Some(narrow(ctx.grad(), d as isize, before, n).expect("in range"))]
+            })
+        },
+        |ctx| ctx.map(|v| pad_dim(v, d, before, after, 0.0)),
+    )
 }
 
 /// A copy of `dst` with `src` written at offset `at` of dimension `d` (nothing recorded).
@@ -544,7 +579,8 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
         sizes.push((at, t.shape()[d]));
         at += t.shape()[d];
     }
-    Ok(record("cat", location, tensors, out, || {
+    let make_backward = || {
+        let sizes = sizes.clone();
         Backward::new(move |ctx| {
             sizes
                 .iter()
@@ -555,6 +591,12 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
                 })
                 .collect()
         })
+    };
+    Ok(record_with_tangent("cat", location, tensors, out, make_backward, |ctx| {
+        let parts: Vec<Tensor> = (0..tensors.len())
+            .map(|i| ctx.tangent(i).cloned().unwrap_or_else(|| tensors[i].zeros_like()))
+            .collect();
+        try_cat(&parts.iter().collect::<Vec<_>>(), d as isize).expect("shapes checked")
     }))
 }
 

@@ -24,7 +24,9 @@ use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
 use std::panic::Location;
 
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, or_panic, record};
+use tapegrad_tape::{
+    Backward, Element, Result, Tensor, ensure_float, or_panic, record_with_tangent,
+};
 
 use crate::binary::{select_grad, try_where};
 use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
@@ -452,40 +454,49 @@ pub(crate) fn pow_tensor(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let shape = tapegrad_tape::arith::broadcast_pair("pow", a, b, location)?;
     ensure_float("pow", a, location)?;
     let value = crate::binary::zip_value(a, b, &shape, f32::powf, f64::powf);
-    Ok(record("pow", location, &[a, b], value, || {
+    let make_backward = || {
         Backward::new(|ctx| {
             let (g, a, b, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1), ctx.output());
-            let ga = ctx.needs_input_grad(0).then(|| {
-                // d a^b / da = b a^(b-1), and 0 where b = 0 (PyTorch's rule: also at a = 0,
-                // where the product would be 0 * inf = NaN).
-                let d = g * &(b * &pow_tensor(a, &b.sub_scalar(1.0)).expect("shapes checked"));
-                select_grad(&mask(b, |v| v != 0.0), &d).sum_to_shape(a.shape())
-            });
-            let gb = ctx.needs_input_grad(1).then(|| {
-                // d a^b / db = a^b ln a, taken as 0 where a = 0 and b >= 0 (PyTorch's rule;
-                // for b < 0 or NaN it is inf * -inf = -inf or NaN there, as in PyTorch). The
-                // log is taken of 1 at the zeroed positions, so that no NaN leaks in under
-                // double backward.
-                let shape = y.shape();
-                let zeroed = crate::binary::zip_value(
-                    a,
-                    b,
-                    shape,
-                    |p, q| (p == 0.0 && q >= 0.0) as u8 as f32,
-                    |p, q| (p == 0.0 && q >= 0.0) as u8 as f64,
-                );
-                let one = Tensor::ones_dtype(&[], a.dtype());
-                let zero = Tensor::zeros_dtype(&[], a.dtype());
-                let safe_a = try_where(&zeroed, &one, a).expect("shapes checked");
-                let d = try_where(&zeroed, &zero, &(y * &log(&safe_a))).expect("shapes checked");
-                (g * &d).sum_to_shape(b.shape())
-            });
-            smallvec![ga, gb]
+            smallvec![
+                ctx.needs_input_grad(0).then(|| pow_base_term(g, a, b).sum_to_shape(a.shape())),
+                ctx.needs_input_grad(1)
+                    .then(|| pow_exponent_term(g, a, b, y).sum_to_shape(b.shape())),
+            ]
         })
         .save(a)
         .save(b)
         .save_output()
+    };
+    Ok(record_with_tangent("pow", location, &[a, b], value, make_backward, |ctx| {
+        let y = ctx.output();
+        ctx.sum(|i, v| if i == 0 { pow_base_term(v, a, b) } else { pow_exponent_term(v, a, b, y) })
     }))
+}
+
+/// `g ∂(a^b)/∂a` in the broadcast shape: `g b a^(b-1)`, and 0 where b = 0 (PyTorch's rule:
+/// also at a = 0, where the product would be 0 * inf = NaN).
+fn pow_base_term(g: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+    let d = g * &(b * &pow_tensor(a, &b.sub_scalar(1.0)).expect("shapes checked"));
+    select_grad(&mask(b, |v| v != 0.0), &d)
+}
+
+/// `g ∂(a^b)/∂b = g a^b ln a` in the broadcast shape of `y = a^b`, taken as 0 where a = 0
+/// and b >= 0 (PyTorch's rule; for b < 0 or NaN it is inf * -inf = -inf or NaN there, as
+/// in PyTorch). The log is taken of 1 at the zeroed positions, so that no NaN leaks in
+/// under double backward.
+fn pow_exponent_term(g: &Tensor, a: &Tensor, b: &Tensor, y: &Tensor) -> Tensor {
+    let zeroed = crate::binary::zip_value(
+        a,
+        b,
+        y.shape(),
+        |p, q| (p == 0.0 && q >= 0.0) as u8 as f32,
+        |p, q| (p == 0.0 && q >= 0.0) as u8 as f64,
+    );
+    let one = Tensor::ones_dtype(&[], a.dtype());
+    let zero = Tensor::zeros_dtype(&[], a.dtype());
+    let safe_a = try_where(&zeroed, &one, a).expect("shapes checked");
+    let d = try_where(&zeroed, &zero, &(y * &log(&safe_a))).expect("shapes checked");
+    g * &d
 }
 
 /// What [`UnaryOps::pow`] accepts as an exponent: a number or a tensor.

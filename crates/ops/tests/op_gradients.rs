@@ -12,40 +12,8 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
 }
 
-/// Ops that are piecewise smooth: their derivative jumps where two inputs tie (max,
-/// pooling, |a - b|) or where an input crosses zero (relu, abs).
-const PIECEWISE: &[&str] = &[
-    "x.abs",
-    "x.relu",
-    "x.leaky_relu",
-    "a.maximum",
-    "a.minimum",
-    "x.max",
-    "x.min",
-    "max_pool2d",
-    "l1_loss",
-    "x.norm",
-];
-
-/// Central differences step 1e-6 either side; inputs this close to a tie or to zero would
-/// straddle a kink and compare a one-sided derivative with the average of two.
-const KINK_MARGIN: f64 = 1e-5;
-
-/// Whether a sample of a piecewise op sits within [`KINK_MARGIN`] of one of its kinks.
-fn near_kink(sample: &common::Sample) -> bool {
-    let mut values: Vec<f64> = sample
-        .tensors
-        .iter()
-        .filter(|t| t.dtype().is_float())
-        .flat_map(|t| t.to_vec::<f64>())
-        .collect();
-    values.sort_by(f64::total_cmp);
-    values.windows(2).any(|w| w[1] - w[0] < KINK_MARGIN)
-        || values.iter().any(|v| v.abs() < KINK_MARGIN)
-}
-
 fn check(op: &common::OpCase, sample: common::Sample) -> Result<(), TestCaseError> {
-    if PIECEWISE.iter().any(|p| op.name.starts_with(p)) && near_kink(&sample) {
+    if common::on_a_kink(op, &sample) {
         return Err(TestCaseError::reject("input on a kink of a piecewise op"));
     }
     let inputs: Vec<Tensor> = sample

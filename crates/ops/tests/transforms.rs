@@ -52,8 +52,70 @@ fn inputs() -> impl Strategy<Value = Vec<Tensor>> {
         .prop_map(|(x, y)| vec![x.detach(), y.detach()])
 }
 
+/// One step of a random program: an op on earlier values `a` and `b` (indices taken modulo
+/// the values so far), each giving a `[2, 3]` tensor.
+fn step(op: u8, a: &Tensor, b: &Tensor) -> Tensor {
+    match op % 18 {
+        0 => a.tanh(),
+        1 => a.sin(),
+        2 => a.sigmoid(),
+        3 => a * b,
+        4 => a + b,
+        5 => a - b,
+        6 => a / &b.square().add_scalar(1.0),
+        7 => a.softmax(1),
+        8 => a.log_softmax(0),
+        9 => a + &b.sum_dim(1, true),
+        10 => a.matmul(&b.t()).matmul(a).mul_scalar(0.1),
+        11 => a.cumsum(1),
+        12 => tapegrad_ops::cat(&[a, b], 0).narrow(0, 1, 2),
+        13 => a.transpose(0, 1).contiguous().reshape(&[2, 3]),
+        14 => a.square().add_scalar(0.5).pow(&b.tanh()),
+        15 => a.gelu(),
+        16 => &a.logsumexp(1, true) * b,
+        _ => &a.tanh().exp().mean_dim(0, true) * b,
+    }
+}
+
+/// A random composition of ops on `x [2, 3]` and `y [3]` (broadcast): each step applies
+/// one op to two earlier values; the result is the last value.
+fn program(steps: &[(u8, usize, usize)]) -> impl Fn(&[Tensor]) -> Tensor + '_ {
+    move |t: &[Tensor]| {
+        let mut values = vec![t[0].clone(), t[1].broadcast_to(&[2, 3])];
+        for &(op, a, b) in steps {
+            let (a, b) = (&values[a % values.len()], &values[b % values.len()]);
+            let next = step(op, a, b);
+            values.push(next);
+        }
+        values.pop().expect("two values at least")
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Forward mode (jvp) against reverse mode (the Jacobian by rows, times v) and central
+    /// differences, on random programs.
+    #[test]
+    fn forward_mode_matches_reverse_mode_on_random_compositions(
+        steps in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<usize>()), 1..8),
+        xs in inputs(),
+        v0 in tensor_f64(Just(vec![2, 3]), -1.0..1.0),
+        v1 in tensor_f64(Just(vec![3]), -1.0..1.0),
+    ) {
+        let f = program(&steps);
+        let (y, jv) = func::jvp(&f, &xs, &[v0.clone(), v1.clone()]);
+        let j = func::jacrev(&f, &xs);
+        let want = &j[0].reshape(&[6, 6]).matmul(&v0.reshape(&[6])) + &j[1].reshape(&[6, 3]).matmul(&v1);
+        prop_assert!(close(&jv.reshape(&[6]).to_vec::<f64>(), &want.to_vec::<f64>(), 1e-10));
+        // Central differences along v.
+        let h = 1e-6;
+        let at = |s: f64| f(&[&xs[0] + &(&v0 * (s * h)), &xs[1] + &(&v1 * (s * h))]).to_vec::<f64>();
+        let (plus, minus) = (at(1.0), at(-1.0));
+        let numeric: Vec<f64> = plus.iter().zip(&minus).map(|(p, m)| (p - m) / (2.0 * h)).collect();
+        prop_assert!(close(&jv.to_vec::<f64>(), &numeric, 1e-5), "{:?} vs {:?}", jv.to_vec::<f64>(), numeric);
+        prop_assert_eq!(y.to_vec::<f64>(), f(&xs).to_vec::<f64>());
+    }
 
     #[test]
     fn jacobians_match_central_differences_and_each_other(xs in inputs()) {

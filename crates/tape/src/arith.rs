@@ -11,7 +11,10 @@ use smallvec::smallvec;
 
 use crate::error::{Error, Result, or_panic};
 use crate::layout::{Layout, broadcast_shapes};
-use crate::{Backward, BackwardCtx, Element, Storage, Tensor, kernels, map_float_storage, record};
+use crate::{
+    Backward, BackwardCtx, Element, Storage, Tensor, kernels, map_float_storage,
+    record_with_tangent,
+};
 
 /// An elementwise function of two values, instantiated for each dtype.
 trait BinaryFn {
@@ -143,16 +146,23 @@ impl Tensor {
         let location = Location::caller();
         let shape = broadcast_pair(AddFn::NAME, self, rhs, location)?;
         let value = binary_value::<AddFn>(self, rhs, &shape);
-        let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
-        Ok(record(AddFn::NAME, location, &[self, rhs], value, || {
-            Backward::new(move |ctx| {
-                let g = ctx.grad();
-                smallvec![
-                    ctx.needs_input_grad(0).then(|| unbroadcast(g, &sa)),
-                    ctx.needs_input_grad(1).then(|| unbroadcast(g, &sb)),
-                ]
-            })
-        }))
+        Ok(record_with_tangent(
+            AddFn::NAME,
+            location,
+            &[self, rhs],
+            value,
+            || {
+                let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
+                Backward::new(move |ctx| {
+                    let g = ctx.grad();
+                    smallvec![
+                        ctx.needs_input_grad(0).then(|| unbroadcast(g, &sa)),
+                        ctx.needs_input_grad(1).then(|| unbroadcast(g, &sb)),
+                    ]
+                })
+            },
+            |ctx| ctx.sum(|_, v| v.clone()),
+        ))
     }
 
     /// Elementwise `self - rhs` with broadcasting.
@@ -177,16 +187,23 @@ impl Tensor {
         let location = Location::caller();
         let shape = broadcast_pair(SubFn::NAME, self, rhs, location)?;
         let value = binary_value::<SubFn>(self, rhs, &shape);
-        let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
-        Ok(record(SubFn::NAME, location, &[self, rhs], value, || {
-            Backward::new(move |ctx| {
-                let g = ctx.grad();
-                smallvec![
-                    ctx.needs_input_grad(0).then(|| unbroadcast(g, &sa)),
-                    ctx.needs_input_grad(1).then(|| unbroadcast(&-g, &sb)),
-                ]
-            })
-        }))
+        Ok(record_with_tangent(
+            SubFn::NAME,
+            location,
+            &[self, rhs],
+            value,
+            || {
+                let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
+                Backward::new(move |ctx| {
+                    let g = ctx.grad();
+                    smallvec![
+                        ctx.needs_input_grad(0).then(|| unbroadcast(g, &sa)),
+                        ctx.needs_input_grad(1).then(|| unbroadcast(&-g, &sb)),
+                    ]
+                })
+            },
+            |ctx| ctx.sum(|i, v| if i == 0 { v.clone() } else { -v }),
+        ))
     }
 
     /// Elementwise `self * rhs` with broadcasting.
@@ -214,17 +231,24 @@ impl Tensor {
         let location = Location::caller();
         let shape = broadcast_pair(MulFn::NAME, self, rhs, location)?;
         let value = binary_value::<MulFn>(self, rhs, &shape);
-        Ok(record(MulFn::NAME, location, &[self, rhs], value, || {
-            Backward::new(|ctx| {
-                let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
-                smallvec![
-                    ctx.needs_input_grad(0).then(|| unbroadcast(&(g * b), a.shape())),
-                    ctx.needs_input_grad(1).then(|| unbroadcast(&(g * a), b.shape())),
-                ]
-            })
-            .save(self)
-            .save(rhs)
-        }))
+        Ok(record_with_tangent(
+            MulFn::NAME,
+            location,
+            &[self, rhs],
+            value,
+            || {
+                Backward::new(|ctx| {
+                    let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+                    smallvec![
+                        ctx.needs_input_grad(0).then(|| unbroadcast(&(g * b), a.shape())),
+                        ctx.needs_input_grad(1).then(|| unbroadcast(&(g * a), b.shape())),
+                    ]
+                })
+                .save(self)
+                .save(rhs)
+            },
+            |ctx| ctx.sum(|i, v| v * ctx.input(1 - i)),
+        ))
     }
 
     /// Elementwise `self / rhs` with broadcasting (IEEE semantics: `x / 0` is infinite).
@@ -249,18 +273,30 @@ impl Tensor {
         let location = Location::caller();
         let shape = broadcast_pair(DivFn::NAME, self, rhs, location)?;
         let value = binary_value::<DivFn>(self, rhs, &shape);
-        Ok(record(DivFn::NAME, location, &[self, rhs], value, || {
-            Backward::new(|ctx| {
-                let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
-                smallvec![
-                    ctx.needs_input_grad(0).then(|| unbroadcast(&(g / b), a.shape())),
-                    // d(a/b)/db = -a / b^2
-                    ctx.needs_input_grad(1).then(|| unbroadcast(&-(g * a / (b * b)), b.shape())),
-                ]
-            })
-            .save(self)
-            .save(rhs)
-        }))
+        Ok(record_with_tangent(
+            DivFn::NAME,
+            location,
+            &[self, rhs],
+            value,
+            || {
+                Backward::new(|ctx| {
+                    let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+                    smallvec![
+                        ctx.needs_input_grad(0).then(|| unbroadcast(&(g / b), a.shape())),
+                        // d(a/b)/db = -a / b^2
+                        ctx.needs_input_grad(1)
+                            .then(|| unbroadcast(&-(g * a / (b * b)), b.shape())),
+                    ]
+                })
+                .save(self)
+                .save(rhs)
+            },
+            // d(a/b) = va / b - (a/b) vb / b
+            |ctx| {
+                let b = ctx.input(1);
+                ctx.sum(|i, v| if i == 0 { v / b } else { -(&(v * ctx.output()) / b) })
+            },
+        ))
     }
 
     /// `f(x, s)` over this tensor's elements, rounded as [`Tensor::scalar_op`] rounds them,
@@ -288,7 +324,7 @@ impl Tensor {
         // and vectorises instead of making a call per element.
         f: impl Fn(f64, f64) -> f64 + Copy + Send + Sync,
         s: f64,
-        make: impl FnOnce() -> Backward,
+        make: impl Fn() -> Backward,
     ) -> Tensor {
         let layout = self.layout();
         let storage = match self.storage() {
@@ -299,7 +335,7 @@ impl Tensor {
             }
         };
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
-        record(op, location, &[self], value, make)
+        record_with_tangent(op, location, &[self], value, make, |ctx| ctx.elementwise())
     }
 
     /// `self + s` for a scalar `s`.
@@ -428,9 +464,14 @@ impl Tensor {
         let storage =
             map_float_storage!(&self.storage(), v => kernels::map(v, self.layout(), |x| -x));
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
-        record("neg", Location::caller(), &[self], value, || {
-            Backward::new(|ctx| smallvec![Some(map_grad(ctx, |g, _| -g, 0.0, |g| -g))])
-        })
+        record_with_tangent(
+            "neg",
+            Location::caller(),
+            &[self],
+            value,
+            || Backward::new(|ctx| smallvec![Some(map_grad(ctx, |g, _| -g, 0.0, |g| -g))]),
+            |ctx| ctx.map(|v| -v),
+        )
     }
 
     /// This tensor broadcast to `shape` (PyTorch's `expand` / `broadcast_to`): a view that
@@ -465,10 +506,17 @@ impl Tensor {
             location,
         })?;
         let value = Tensor::from_storage(self.storage(), layout);
-        let from = self.shape().to_vec();
-        Ok(record("broadcast_to", location, &[self], value, || {
-            Backward::new(move |ctx| smallvec![Some(ctx.grad().sum_to_shape(&from))])
-        }))
+        Ok(record_with_tangent(
+            "broadcast_to",
+            location,
+            &[self],
+            value,
+            || {
+                let from = self.shape().to_vec();
+                Backward::new(move |ctx| smallvec![Some(ctx.grad().sum_to_shape(&from))])
+            },
+            |ctx| ctx.map(|v| v.broadcast_to(shape)),
+        ))
     }
 
     /// The sum of this tensor down to `shape`, a shape that broadcasts to this tensor's:
@@ -512,10 +560,17 @@ impl Tensor {
         let storage =
             map_float_storage!(&self.storage(), v => kernels::sum_to(v, self.layout(), shape));
         let value = Tensor::from_storage(storage, Layout::contiguous(shape));
-        let from = self.shape().to_vec();
-        Ok(record("sum_to_shape", location, &[self], value, || {
-            Backward::new(move |ctx| smallvec![Some(ctx.grad().broadcast_to(&from))])
-        }))
+        Ok(record_with_tangent(
+            "sum_to_shape",
+            location,
+            &[self],
+            value,
+            || {
+                let from = self.shape().to_vec();
+                Backward::new(move |ctx| smallvec![Some(ctx.grad().broadcast_to(&from))])
+            },
+            |ctx| ctx.map(|v| v.sum_to_shape(shape)),
+        ))
     }
 }
 

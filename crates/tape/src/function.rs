@@ -4,7 +4,7 @@
 use std::panic::Location;
 use std::rc::Rc;
 
-use crate::{Backward, Tensor, no_grad, record};
+use crate::{Backward, Tensor, no_grad, record_with_tangent};
 
 /// What a custom function's backward sees: its inputs and its output.
 ///
@@ -192,6 +192,33 @@ pub trait Function: 'static {
     /// assert!(s.grad().is_none());
     /// ```
     fn backward(&self, ctx: &FunctionCtx<'_>, grad_output: &Tensor) -> Vec<Option<Tensor>>;
+
+    /// The forward-mode rule (PyTorch's `Function.jvp`): the output's tangent `J v` from the
+    /// inputs' tangents (`None` for an input without one, whose tangent is zero). Used only
+    /// in a dual level ([`forward_ad`](crate::forward_ad)); the default has none, and
+    /// applying the function to a dual tensor then panics, naming it.
+    ///
+    /// ```
+    /// use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    /// use tapegrad_tape::{Function, FunctionCtx, Tensor, apply};
+    /// struct Cube;
+    /// impl Function for Cube {
+    /// #   fn name(&self) -> &'static str { "cube" }
+    /// #   fn forward(&self, x: &[Tensor]) -> Tensor { &(&x[0] * &x[0]) * &x[0] }
+    /// #   fn backward(&self, c: &FunctionCtx<'_>, g: &Tensor) -> Vec<Option<Tensor>> { vec![Some(g * &(c.input(0) * c.input(0)) * 3.0)] }
+    ///     fn jvp(&self, ctx: &FunctionCtx<'_>, tangents: &[Option<Tensor>]) -> Option<Tensor> {
+    ///         let x = ctx.input(0);
+    ///         Some(tangents[0].as_ref()? * &(x * x) * 3.0)
+    ///     }
+    /// }
+    /// let _level = dual_level();
+    /// let x = make_dual(&Tensor::full(&[1], 2.0), &Tensor::ones(&[1]));
+    /// assert_eq!(unpack_dual(&apply(Cube, &[&x])).tangent.unwrap().item(), 12.0);
+    /// ```
+    fn jvp(&self, ctx: &FunctionCtx<'_>, tangents: &[Option<Tensor>]) -> Option<Tensor> {
+        let _ = (ctx, tangents);
+        None
+    }
 }
 
 /// Runs a custom [`Function`] on `inputs` and records it on the tape like any built-in
@@ -227,7 +254,8 @@ pub fn apply<F: Function>(function: F, inputs: &[&Tensor]) -> Tensor {
     };
     let name = function.name();
     let function = Rc::new(function);
-    record(name, location, inputs, output.detach(), || {
+    let make_backward = || {
+        let function = Rc::clone(&function);
         let mut backward = Backward::new(move |ctx| {
             let fctx = FunctionCtx { inputs: ctx.saved, output: ctx.output() };
             function.backward(&fctx, ctx.grad()).into_iter().collect()
@@ -237,5 +265,18 @@ pub fn apply<F: Function>(function: F, inputs: &[&Tensor]) -> Tensor {
             backward = backward.save(t);
         }
         backward
+    };
+    record_with_tangent(name, location, inputs, output.detach(), make_backward, |ctx| {
+        let inputs: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
+        let tangents: Vec<Option<Tensor>> =
+            (0..inputs.len()).map(|i| ctx.tangent(i).cloned()).collect();
+        let fctx = FunctionCtx { inputs: &inputs, output: ctx.output() };
+        match function.jvp(&fctx, &tangents) {
+            Some(t) => t,
+            None => panic!(
+                "custom Function `{name}` (at {location}) has no forward-mode rule, and an input \
+                 carries a tangent: implement `Function::jvp`"
+            ),
+        }
     })
 }

@@ -146,6 +146,18 @@ impl Tensor {
                 location,
             });
         }
+        if crate::instrument::active()
+            && crate::forward_ad::propagating()
+            && (self.live_tangent().is_some() || other.is_some_and(|o| o.live_tangent().is_some()))
+        {
+            return Err(Error::InvalidArgument {
+                op,
+                message: "in-place operations do not take dual tensors (forward mode): use \
+                          the out-of-place form, whose tangent is computed"
+                    .into(),
+                location,
+            });
+        }
         // A computed tensor whose graph an earlier backward freed is a plain value now.
         if self.tracks_grad() && !self.node_alive() {
             self.rebind_node(None);

@@ -89,6 +89,7 @@ mod backward;
 mod display;
 mod dtype;
 mod error;
+pub mod forward_ad;
 mod function;
 mod grad_mode;
 mod gradcheck;
@@ -125,7 +126,10 @@ pub use inspect::{Graph, NodeInfo, tape_nodes};
 pub use node::NodeKey;
 pub use random::{Generator, RngState, get_rng_state, manual_seed, set_rng_state, with_generator};
 pub use recompute::checkpoint;
-pub use record::{Backward, BackwardCtx, BackwardRule, InputGrads, record, will_record};
+pub use record::{
+    Backward, BackwardCtx, BackwardRule, InputGrads, TangentCtx, record, record_with_tangent,
+    will_record,
+};
 pub use storage::{Buffer, Storage, StorageElement};
 pub use tape::{TapeStats, tape_stats};
 pub use tensor::Tensor;

@@ -107,6 +107,19 @@ pub(crate) struct OpRecord {
 pub(crate) struct SavedOutput {
     pub storage: Storage,
     pub layout: Layout,
+    /// The output's tangent, when it was computed in a dual level (forward-over-reverse).
+    pub tangent: Option<crate::forward_ad::Tangent>,
+}
+
+impl SavedOutput {
+    /// The output as a tensor on `node` (none: plain values), with its tangent if it had one.
+    pub fn to_tensor(&self, node: Option<NodeKey>) -> crate::Tensor {
+        let t = crate::Tensor::from_parts(self.storage.clone(), self.layout.clone(), node);
+        match &self.tangent {
+            Some(tangent) => t.with_tangent(tangent.clone()),
+            None => t,
+        }
+    }
 }
 
 impl Node {

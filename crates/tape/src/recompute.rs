@@ -106,8 +106,11 @@ pub(crate) fn capture(op: &'static str, output: Tensor, backward: Backward) -> T
     let Backward { mut data, save_output } = backward;
     let record = data.op.as_mut().expect("a Backward holds its op record");
     let saved = std::mem::take(&mut record.saved);
-    let out = save_output
-        .then(|| SavedOutput { storage: output.storage(), layout: output.layout().clone() });
+    let out = save_output.then(|| SavedOutput {
+        storage: output.storage(),
+        layout: output.layout().clone(),
+        tangent: None,
+    });
     REPLAY.with(|r| r.borrow_mut().as_mut().expect("replaying").fills.push((key, saved, out)));
     with_tape(|t| t.incref(key));
     output.attach_node(key)

@@ -57,6 +57,143 @@ pub fn record(
     make_backward: impl FnOnce() -> Backward,
 ) -> Tensor {
     let instrumented = crate::instrument::active();
+    if instrumented && carries_tangents(inputs) {
+        panic!(
+            "{op} (at {location}) has no forward-mode rule, and an input carries a tangent: \
+             record it with `record_with_tangent` (a custom Function: implement `jvp`)"
+        );
+    }
+    record_untangled(op, location, inputs, output, make_backward, instrumented)
+}
+
+/// Whether some input carries a tangent that operations propagate now (see `forward_ad`);
+/// only asked once the instrument counter says something is active.
+#[cold]
+fn carries_tangents(inputs: &[&Tensor]) -> bool {
+    crate::forward_ad::propagating()
+        && !crate::recompute::replaying()
+        && inputs.iter().any(|t| t.live_tangent().is_some())
+}
+
+/// [`record`] with a forward-mode rule beside the backward one: `tangent` computes the
+/// output's tangent `J v` from the inputs' tangents `v` (see [`TangentCtx`]), written with
+/// tensor operations like a backward rule. It runs only while a dual level is open
+/// ([`forward_ad`](crate::forward_ad)) and some input carries a tangent; every other call
+/// costs what `record` costs. `make_backward` may be called again to give the tangent rule
+/// the backward rule ([`TangentCtx::vjp`]), so it must be `Fn`.
+///
+/// ```
+/// use std::panic::Location;
+/// use tapegrad_tape::smallvec::smallvec;
+/// use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+/// use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+///
+/// /// y = x^2: backward g 2x, forward 2x v.
+/// #[track_caller]
+/// fn square(x: &Tensor) -> Tensor {
+///     let value = &x.detach() * &x.detach();
+///     record_with_tangent(
+///         "square",
+///         Location::caller(),
+///         &[x],
+///         value,
+///         || Backward::new(|ctx| smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)]).save(x),
+///         |ctx| ctx.tangent(0).unwrap() * ctx.input(0) * 2.0,
+///     )
+/// }
+///
+/// let _level = dual_level();
+/// let x = make_dual(&Tensor::from_vec(vec![3.0f64], &[1]), &Tensor::from_vec(vec![0.5f64], &[1]));
+/// assert_eq!(unpack_dual(&square(&x)).tangent.unwrap().item(), 3.0);
+/// ```
+pub fn record_with_tangent(
+    op: &'static str,
+    location: &'static Location<'static>,
+    inputs: &[&Tensor],
+    output: Tensor,
+    make_backward: impl Fn() -> Backward,
+    tangent: impl FnOnce(&TangentCtx<'_>) -> Tensor,
+) -> Tensor {
+    let instrumented = crate::instrument::active();
+    if instrumented && carries_tangents(inputs) {
+        return record_dual(op, location, inputs, output, &make_backward, tangent);
+    }
+    record_untangled(op, location, inputs, output, make_backward, instrumented)
+}
+
+/// Records the op, then computes and attaches its output's tangent.
+#[cold]
+#[inline(never)]
+fn record_dual(
+    op: &'static str,
+    location: &'static Location<'static>,
+    inputs: &[&Tensor],
+    output: Tensor,
+    make_backward: &dyn Fn() -> Backward,
+    tangent: impl FnOnce(&TangentCtx<'_>) -> Tensor,
+) -> Tensor {
+    let tangents: SmallVec<[Option<Tensor>; 2]> =
+        inputs.iter().map(|t| t.live_tangent().cloned()).collect();
+    let output = record_untangled(op, location, inputs, output, make_backward, true);
+    let value = {
+        // The rule's own operations carry no tangents of their own.
+        let _pause = crate::forward_ad::pause();
+        let ctx = TangentCtx { inputs, tangents: &tangents, output: &output, make_backward };
+        let value = tangent(&ctx);
+        fit_tangent(op, location, &output, value)
+    };
+    let tangent = crate::forward_ad::Tangent::current(value);
+    if let Some(key) = output.node_key() {
+        // A rule reading its saved output under `create_graph` sees the tangent too.
+        with_tape(|tape| {
+            let saved = tape.nodes.get_mut(key).and_then(|node| node.data.as_mut());
+            if let Some(out) = saved.and_then(|d| d.op.as_mut()).and_then(|r| r.output.as_mut()) {
+                out.tangent = Some(tangent.clone());
+            }
+        });
+    }
+    output.with_tangent(tangent)
+}
+
+/// A tangent rule's result checked against the output: same dtype, and the output's shape
+/// (a tangent that broadcasts to it, such as one input's of a broadcasting op, is expanded).
+fn fit_tangent(
+    op: &'static str,
+    location: &'static Location<'static>,
+    output: &Tensor,
+    value: Tensor,
+) -> Tensor {
+    assert_eq!(
+        value.dtype(),
+        output.dtype(),
+        "the tangent rule of {op} (at {location}) returned a {} tangent for a {} output",
+        value.dtype(),
+        output.dtype()
+    );
+    if value.shape() == output.shape() {
+        return value;
+    }
+    match value.try_broadcast_to(output.shape()) {
+        Ok(t) => t,
+        Err(_) => panic!(
+            "the tangent rule of {op} (at {location}) returned shape {:?} for an output of \
+             shape {:?}",
+            value.shape(),
+            output.shape()
+        ),
+    }
+}
+
+/// Records without looking at tangents: [`record`]'s body.
+#[inline(always)]
+fn record_untangled(
+    op: &'static str,
+    location: &'static Location<'static>,
+    inputs: &[&Tensor],
+    output: Tensor,
+    make_backward: impl FnOnce() -> Backward,
+    instrumented: bool,
+) -> Tensor {
     if instrumented {
         crate::anomaly::check_forward(op, location, &output);
     }
@@ -73,7 +210,8 @@ pub fn record(
     if save_output {
         saved_bytes += output.storage_nbytes();
         let storage = output.storage();
-        record.output = Some(SavedOutput { storage, layout: output.layout().clone() });
+        record.output =
+            Some(SavedOutput { storage, layout: output.layout().clone(), tangent: None });
     }
     data.shape = crate::layout::shape_of(output.shape());
     data.saved_bytes = saved_bytes;
@@ -333,6 +471,9 @@ pub struct BackwardCtx<'a> {
     pub(crate) output_tensor: OnceCell<Tensor>,
     pub(crate) inputs: &'a [Option<NodeKey>],
     pub(crate) scalar: f64,
+    /// Set when a tangent rule runs this rule ([`TangentCtx::vjp`]): which inputs carry a
+    /// tangent. The sweep's in-place variants are then off.
+    pub(crate) for_tangent: Option<&'a [bool]>,
 }
 
 impl BackwardCtx<'_> {
@@ -404,8 +545,7 @@ impl BackwardCtx<'_> {
     #[track_caller]
     pub fn output(&self) -> &Tensor {
         let saved = self.saved_output();
-        self.output_tensor
-            .get_or_init(|| Tensor::from_parts(saved.storage.clone(), saved.layout.clone(), None))
+        self.output_tensor.get_or_init(|| saved.to_tensor(None))
     }
 
     /// The operation's saved output as its storage and layout, without building a tensor:
@@ -475,7 +615,7 @@ impl BackwardCtx<'_> {
     pub fn grad_for_reuse(&self) -> Option<&Tensor> {
         let g = self.grad;
         let unseen = || g.is_sole_handle() && g.node_key().is_none() && g.is_contiguous();
-        (!is_grad_enabled() && unseen()).then_some(g)
+        (!is_grad_enabled() && self.for_tangent.is_none() && unseen()).then_some(g)
     }
 
     /// The gradient the sweep has gathered so far for input `i`, handed over for the rule to
@@ -512,7 +652,7 @@ impl BackwardCtx<'_> {
     /// assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![4.0, 4.0]);
     /// ```
     pub fn take_input_grad(&self, i: usize) -> Option<Tensor> {
-        if is_grad_enabled() {
+        if is_grad_enabled() || self.for_tangent.is_some() {
             return None;
         }
         let key = (*self.inputs.get(i)?)?;
@@ -565,6 +705,9 @@ impl BackwardCtx<'_> {
     /// ```
     #[track_caller]
     pub fn needs_input_grad(&self, i: usize) -> bool {
+        if let Some(&wanted) = self.for_tangent.and_then(|w| w.get(i)) {
+            return wanted;
+        }
         match self.inputs.get(i) {
             Some(input) => input.is_some(),
             None => panic!(
@@ -572,6 +715,239 @@ impl BackwardCtx<'_> {
                 self.inputs.len()
             ),
         }
+    }
+}
+
+/// What a tangent rule sees (see [`record_with_tangent`]): the operation's inputs, their
+/// tangents (`None` for an input without one: its tangent is zero), and the output. The
+/// rule returns the output's tangent `J v`; tangent propagation is paused while it runs.
+///
+/// Three shapes of rule cover most operations:
+/// - **linear** in an input (reshape, sum, matmul in one factor): the operation applied to
+///   the tangent, summed over inputs with [`TangentCtx::sum`];
+/// - **elementwise** with one input (exp, tanh, x + 2): the Jacobian is diagonal, so
+///   `J v = Jᵀ v`, the backward rule applied to the tangent ([`TangentCtx::elementwise`],
+///   PyTorch's `auto_element_wise`);
+/// - **a reduction to one value per group** (a loss, logsumexp over a dimension): each
+///   output element's row of `J` is the backward rule applied to ones ([`TangentCtx::vjp`]),
+///   dotted with the tangent over the group.
+///
+/// ```
+/// use std::panic::Location;
+/// use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+/// use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+/// // y = a * b: the tangent is va b + a vb, each term present when its input has one.
+/// let mul = |a: &Tensor, b: &Tensor| {
+///     let value = &a.detach() * &b.detach();
+///     record_with_tangent(
+///         "mul",
+///         Location::caller(),
+///         &[a, b],
+///         value,
+///         || {
+///             Backward::new(|ctx| {
+///                 smallvec::smallvec![Some(ctx.grad() * ctx.saved(1)), Some(ctx.grad() * ctx.saved(0))]
+///             })
+///             .save(a)
+///             .save(b)
+///         },
+///         |ctx| ctx.sum(|i, v| v * ctx.input(1 - i)),
+///     )
+/// };
+/// let _level = dual_level();
+/// let a = make_dual(&Tensor::full(&[1], 2.0), &Tensor::ones(&[1]));
+/// let b = Tensor::full(&[1], 5.0);
+/// assert_eq!(unpack_dual(&mul(&a, &b)).tangent.unwrap().item(), 5.0);
+/// ```
+pub struct TangentCtx<'a> {
+    inputs: &'a [&'a Tensor],
+    tangents: &'a [Option<Tensor>],
+    output: &'a Tensor,
+    make_backward: &'a dyn Fn() -> Backward,
+}
+
+impl TangentCtx<'_> {
+    /// Input `i`, as the operation received it.
+    ///
+    /// ```
+    /// # use std::panic::Location;
+    /// # use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    /// # use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+    /// // y = 3x recorded by hand: the rule reads nothing but the tangent; here it checks
+    /// // that input 0 is x.
+    /// let _level = dual_level();
+    /// let x = make_dual(&Tensor::full(&[1], 2.0), &Tensor::ones(&[1]));
+    /// let y = record_with_tangent("triple", Location::caller(), &[&x], &x.detach() * 3.0,
+    ///     || Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * 3.0)]),
+    ///     |ctx| { assert_eq!(ctx.input(0).item(), 2.0); ctx.tangent(0).unwrap() * 3.0 });
+    /// assert_eq!(unpack_dual(&y).tangent.unwrap().item(), 3.0);
+    /// ```
+    #[track_caller]
+    pub fn input(&self, i: usize) -> &Tensor {
+        match self.inputs.get(i) {
+            Some(t) => t,
+            None => panic!(
+                "tangent rule asked for input {i}, but the op has {} inputs",
+                self.inputs.len()
+            ),
+        }
+    }
+
+    /// The tangent of input `i`, `None` if it has none (zero).
+    ///
+    /// ```
+    /// # use std::panic::Location;
+    /// # use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    /// # use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+    /// // y = a + b with only `a` dual: b's tangent is None.
+    /// let _level = dual_level();
+    /// let a = make_dual(&Tensor::ones(&[1]), &Tensor::full(&[1], 4.0));
+    /// let b = Tensor::ones(&[1]);
+    /// let y = record_with_tangent("add", Location::caller(), &[&a, &b], &a.detach() + &b,
+    ///     || Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad().clone()), Some(ctx.grad().clone())]),
+    ///     |ctx| { assert!(ctx.tangent(1).is_none()); ctx.sum(|_, v| v.clone()) });
+    /// assert_eq!(unpack_dual(&y).tangent.unwrap().item(), 4.0);
+    /// ```
+    #[track_caller]
+    pub fn tangent(&self, i: usize) -> Option<&Tensor> {
+        match self.tangents.get(i) {
+            Some(t) => t.as_ref(),
+            None => panic!(
+                "tangent rule asked for tangent {i}, but the op has {} inputs",
+                self.inputs.len()
+            ),
+        }
+    }
+
+    /// The operation's output (its value, in the graph if it was recorded).
+    ///
+    /// ```
+    /// # use std::panic::Location;
+    /// # use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    /// # use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+    /// // y = e^x, whose tangent is y v.
+    /// let _level = dual_level();
+    /// let x = make_dual(&Tensor::zeros(&[1]), &Tensor::full(&[1], 2.0));
+    /// let y = record_with_tangent("exp", Location::caller(), &[&x], Tensor::ones(&[1]),
+    ///     || Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.output())]).save_output(),
+    ///     |ctx| ctx.tangent(0).unwrap() * ctx.output());
+    /// assert_eq!(unpack_dual(&y).tangent.unwrap().item(), 2.0);
+    /// ```
+    pub fn output(&self) -> &Tensor {
+        self.output
+    }
+
+    /// `Σᵢ f(i, vᵢ)` over the inputs that carry a tangent `vᵢ`: the sum of a linear rule's
+    /// terms, each already in the output's shape or broadcasting to it.
+    ///
+    /// ```
+    /// # use std::panic::Location;
+    /// # use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    /// # use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+    /// // y = a - b: the tangent is va - vb.
+    /// let _level = dual_level();
+    /// let a = make_dual(&Tensor::ones(&[1]), &Tensor::full(&[1], 4.0));
+    /// let b = make_dual(&Tensor::ones(&[1]), &Tensor::full(&[1], 1.0));
+    /// let y = record_with_tangent("sub", Location::caller(), &[&a, &b], &a.detach() - &b.detach(),
+    ///     || Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad().clone()), Some(-ctx.grad())]),
+    ///     |ctx| ctx.sum(|i, v| if i == 0 { v.clone() } else { -v }));
+    /// assert_eq!(unpack_dual(&y).tangent.unwrap().item(), 3.0);
+    /// ```
+    pub fn sum(&self, mut f: impl FnMut(usize, &Tensor) -> Tensor) -> Tensor {
+        let mut terms =
+            self.tangents.iter().enumerate().filter_map(|(i, t)| t.as_ref().map(|t| (i, t)));
+        let (i, first) = terms.next().expect("a tangent rule runs only when an input has one");
+        terms.fold(f(i, first), |total, (i, t)| &total + &f(i, t))
+    }
+
+    /// `f` applied to the tangent of input 0: the rule of a one-input operation linear in
+    /// it (a reshape, a sum, a slice), which is the operation itself applied to the tangent.
+    ///
+    /// ```
+    /// # use std::panic::Location;
+    /// # use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    /// # use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+    /// // y = sum(x): the tangent is sum(v).
+    /// let _level = dual_level();
+    /// let x = make_dual(&Tensor::ones(&[3]), &Tensor::full(&[3], 2.0));
+    /// let y = record_with_tangent("sum", Location::caller(), &[&x], x.detach().sum_to_shape(&[]),
+    ///     || Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad().broadcast_to(&[3]))]),
+    ///     |ctx| ctx.map(|v| v.sum_to_shape(&[])));
+    /// assert_eq!(unpack_dual(&y).tangent.unwrap().item(), 6.0);
+    /// ```
+    pub fn map(&self, f: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
+        f(self.tangent(0).expect("a one-input tangent rule runs when its input has one"))
+    }
+
+    /// The operation's backward rule applied to `grad` (shaped like the output): the
+    /// vector-Jacobian products `gradᵀ J` for each input that carries a tangent (`None`
+    /// for the others).
+    ///
+    /// ```
+    /// # use std::panic::Location;
+    /// # use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    /// # use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+    /// // y = sum(x^2) has one output: J v = (1ᵀ J) . v, the backward rule at 1 dotted with v.
+    /// let _level = dual_level();
+    /// let x0 = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let x = make_dual(&x0, &Tensor::from_vec(vec![1.0f64, 1.0], &[2]));
+    /// let value = (&x0 * &x0).sum_to_shape(&[]);
+    /// let y = record_with_tangent("sum_of_squares", Location::caller(), &[&x], value,
+    ///     || Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)]).save(&x),
+    ///     |ctx| {
+    ///         let row = ctx.vjp(&ctx.output().ones_like())[0].clone().unwrap();
+    ///         (&row * ctx.tangent(0).unwrap()).sum_to_shape(&[])
+    ///     });
+    /// assert_eq!(unpack_dual(&y).tangent.unwrap().item(), 6.0);
+    /// ```
+    pub fn vjp(&self, grad: &Tensor) -> InputGrads {
+        let Backward { data, save_output } = (self.make_backward)();
+        let record = data.op.as_ref().expect("a Backward always holds its op record");
+        let saved_output = save_output.then(|| SavedOutput {
+            storage: self.output.storage(),
+            layout: self.output.layout().clone(),
+            tangent: None,
+        });
+        let keys: SmallVec<[Option<NodeKey>; 2]> =
+            self.inputs.iter().map(|t| t.node_key()).collect();
+        let wanted: SmallVec<[bool; 2]> = self.tangents.iter().map(Option::is_some).collect();
+        let ctx = BackwardCtx {
+            grad,
+            saved: &record.saved,
+            output: saved_output.as_ref(),
+            output_tensor: OnceCell::from(self.output.clone()),
+            inputs: &keys,
+            scalar: record.scalar,
+            for_tangent: Some(&wanted),
+        };
+        let rule = record.rule.as_ref().expect("a new Backward holds its rule");
+        let mut grads = rule(&ctx);
+        for (g, &w) in grads.iter_mut().zip(&wanted) {
+            if !w {
+                *g = None;
+            }
+        }
+        grads
+    }
+
+    /// The tangent of a one-input elementwise operation: its Jacobian is diagonal, so
+    /// `J v = Jᵀ v`, the backward rule applied to the input's tangent.
+    ///
+    /// ```
+    /// # use std::panic::Location;
+    /// # use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    /// # use tapegrad_tape::{Backward, Tensor, record_with_tangent};
+    /// // y = x^2 with backward rule g 2x: its tangent is v 2x.
+    /// let _level = dual_level();
+    /// let x = make_dual(&Tensor::full(&[1], 3.0), &Tensor::ones(&[1]));
+    /// let y = record_with_tangent("square", Location::caller(), &[&x], Tensor::full(&[1], 9.0),
+    ///     || Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad() * ctx.saved(0) * 2.0)]).save(&x),
+    ///     |ctx| ctx.elementwise());
+    /// assert_eq!(unpack_dual(&y).tangent.unwrap().item(), 6.0);
+    /// ```
+    pub fn elementwise(&self) -> Tensor {
+        let v = self.tangent(0).expect("an elementwise tangent rule runs when its input has one");
+        self.vjp(v).into_iter().next().flatten().expect("an elementwise rule returns a gradient")
     }
 }
 

@@ -81,6 +81,9 @@ pub(crate) fn sweep(
     // reaches a leaf goes into its `.grad` (or, for grad(), into `captured`).
     let mut captured: Vec<Option<Tensor>> = vec![None; capture.map_or(0, <[_]>::len)];
     let _mode = set_grad_enabled(create_graph);
+    // Without create_graph the rules' results are plain values (some rules compute them
+    // straight from buffers), so no tangent is carried through them.
+    let _tangents = (!create_graph && crate::instrument::active()).then(crate::forward_ad::pause);
     let mut edges = Vec::with_capacity(order.len());
     let result = apply_rules(&order, mode, &mut captured, &mut edges);
     clear_capture_slots(capture);
@@ -358,9 +361,7 @@ fn take_rule_keeping_node(
     // differentiates through it; otherwise the plain values are enough.
     let output = data.as_ref().and_then(|d| d.op.as_ref()).and_then(|op| op.output.as_ref());
     let output_tensor = match output {
-        Some(out) if mode.create_graph => {
-            Some(Tensor::from_parts(out.storage.clone(), out.layout.clone(), Some(key)))
-        }
+        Some(out) if mode.create_graph => Some(out.to_tensor(Some(key))),
         _ => None,
     };
     // The output tensor holds a reference to its node, like any handle.
@@ -392,6 +393,7 @@ fn run_rule(key: NodeKey, grad: Tensor, step: &mut Step, retain_graph: bool) -> 
         output_tensor: step.output_tensor.take().map(OnceCell::from).unwrap_or_default(),
         inputs: &step.inputs,
         scalar: record.scalar,
+        for_tangent: None,
     };
     let grads = rule(&ctx);
     drop(ctx);

@@ -1,15 +1,16 @@
 //! The `Tensor` handle: values, their layout, and the tape node that records their history.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::panic::Location;
 use std::rc::Rc;
 
 use crate::error::{Error, Result, or_panic};
+use crate::forward_ad::Tangent;
 use crate::layout::{Layout, try_numel};
 use crate::node::NodeKey;
 use crate::record::{Backward, new_leaf};
 use crate::tape::{self, with_tape};
-use crate::{DType, Element, Storage, StorageElement, kernels, map_storage, record};
+use crate::{DType, Element, Storage, StorageElement, kernels, map_storage, record_with_tangent};
 
 /// An n-dimensional array of `f32` or `f64` that records the operations made with it, so
 /// that `backward()` can compute gradients: PyTorch's `torch.Tensor`, in Rust.
@@ -39,6 +40,8 @@ struct Inner {
     /// A `Cell` because an in-place operation recorded in grad mode moves every handle of
     /// this tensor to the operation's node (PyTorch's in-place semantics).
     node: Cell<Option<NodeKey>>,
+    /// The tangent of a dual tensor (forward mode), set once as the tensor is made.
+    tangent: OnceCell<Tangent>,
 }
 
 impl Drop for Inner {
@@ -154,18 +157,57 @@ impl Tensor {
             storage: RefCell::new(storage),
             layout,
             node: Cell::new(node),
+            tangent: OnceCell::new(),
         });
         Tensor { inner }
+    }
+
+    /// Another handle to the same values and node, carrying `tangent` (none: a plain one).
+    pub(crate) fn alias(&self, tangent: Option<Tangent>) -> Tensor {
+        if let Some(key) = self.inner.node.get() {
+            with_tape(|t| t.incref(key));
+        }
+        let t = Tensor::new(self.storage(), self.inner.layout.clone(), self.inner.node.get());
+        if let Some(tangent) = tangent {
+            let _ = t.inner.tangent.set(tangent);
+        }
+        t
+    }
+
+    /// This tensor carrying `tangent`: the same handle when nothing else shares it and it
+    /// has no tangent yet (an op's fresh output), else a new handle to the same values.
+    pub(crate) fn with_tangent(mut self, tangent: Tangent) -> Tensor {
+        match Rc::get_mut(&mut self.inner) {
+            Some(inner) if inner.tangent.get().is_none() => {
+                let _ = inner.tangent.set(tangent);
+                self
+            }
+            _ => self.alias(Some(tangent)),
+        }
+    }
+
+    /// Whether a tangent was ever set on this handle (in any level, open or closed).
+    pub(crate) fn has_tangent(&self) -> bool {
+        self.inner.tangent.get().is_some()
+    }
+
+    /// The tangent in the open dual level, paused or not.
+    pub(crate) fn tangent_in_level(&self) -> Option<&Tensor> {
+        self.inner.tangent.get().and_then(Tangent::in_level)
+    }
+
+    /// The tangent operations propagate now: in the open level, and not paused.
+    pub(crate) fn live_tangent(&self) -> Option<&Tensor> {
+        self.inner.tangent.get().and_then(Tangent::live)
     }
 
     /// A second handle to the same values and node whose storage cannot be swapped by an
     /// in-place update of this one: what backward rules save, so that `set_data` or an
     /// optimizer step after the forward pass never changes the values backward sees.
     pub(crate) fn snapshot(&self) -> Tensor {
-        if let Some(key) = self.inner.node.get() {
-            with_tape(|t| t.incref(key));
-        }
-        Tensor::new(self.storage(), self.inner.layout.clone(), self.inner.node.get())
+        // The tangent goes along, so that a rule run with `create_graph` inside a dual level
+        // carries tangents through the values it reads (forward-over-reverse).
+        self.alias(self.inner.tangent.get().cloned())
     }
 
     /// Whether this is the only handle to its tensor (clones share one handle allocation).
@@ -823,9 +865,14 @@ impl Tensor {
             return self.clone();
         }
         let value = Tensor::new(self.contiguous_storage(), Layout::contiguous(self.shape()), None);
-        record("contiguous", Location::caller(), &[self], value, || {
-            Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad().clone())])
-        })
+        record_with_tangent(
+            "contiguous",
+            Location::caller(),
+            &[self],
+            value,
+            || Backward::new(|ctx| smallvec::smallvec![Some(ctx.grad().clone())]),
+            |ctx| ctx.map(Tensor::contiguous),
+        )
     }
 
     fn to_dtype_value(&self, dtype: DType) -> Tensor {
@@ -861,9 +908,14 @@ impl Tensor {
             return self.to_dtype_value(dtype);
         }
         let from = self.dtype();
-        record("to_dtype", Location::caller(), &[self], self.to_dtype_value(dtype), || {
-            Backward::new(move |ctx| smallvec::smallvec![Some(ctx.grad().to_dtype(from))])
-        })
+        record_with_tangent(
+            "to_dtype",
+            Location::caller(),
+            &[self],
+            self.to_dtype_value(dtype),
+            || Backward::new(move |ctx| smallvec::smallvec![Some(ctx.grad().to_dtype(from))]),
+            |ctx| ctx.map(|v| v.to_dtype(dtype)),
+        )
     }
 
     /// Whether two handles are the same tensor (same values and node), like Python's `is`.

@@ -6,7 +6,9 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, map_float_storage, record};
+use tapegrad_tape::{
+    Backward, Element, Result, Tensor, ensure_float, map_float_storage, record_with_tangent,
+};
 
 use super::rows_along;
 use crate::dims::resolve;
@@ -52,9 +54,14 @@ fn scan(x: &Tensor, d: usize, from_back: bool, location: &'static Location<'stat
         map_float_storage!(&rows, v => running_sums(v, n, from_back)),
         Layout::contiguous(&moved).permute(&back),
     );
-    record("cumsum", location, &[x], value, || {
-        Backward::new(move |ctx| smallvec![Some(scan(ctx.grad(), d, !from_back, location))])
-    })
+    record_with_tangent(
+        "cumsum",
+        location,
+        &[x],
+        value,
+        || Backward::new(move |ctx| smallvec![Some(scan(ctx.grad(), d, !from_back, location))]),
+        |ctx| ctx.map(|v| scan(v, d, from_back, location)),
+    )
 }
 
 /// PyTorch's `torch.cumsum(x, dim)`.

@@ -11,7 +11,9 @@ use std::panic::Location;
 
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Element, Result, Tensor, ensure_float, map_float_storage, record};
+use tapegrad_tape::{
+    Backward, Element, Result, Tensor, ensure_float, map_float_storage, record_with_tangent,
+};
 
 use super::{reduced_shape, rows_along};
 use crate::binary::where_;
@@ -37,13 +39,20 @@ pub(crate) fn prod_along(x: &Tensor, d: usize, keepdim: bool) -> Result<Tensor> 
         map_float_storage!(&rows, v => row_products(v, n, count)),
         Layout::contiguous(&out_shape),
     );
-    Ok(record("prod", location, &[x], value, || {
+    let make_backward = || {
+        let kept = kept.clone();
         Backward::new(move |ctx| {
             let (g, x) = (ctx.grad(), ctx.saved(0));
             let g = crate::shape::reshape_to(g, &kept);
             smallvec![Some(&g * &product_of_others(x, d))]
         })
         .save(x)
+    };
+    Ok(record_with_tangent("prod", location, &[x], value, make_backward, |ctx| {
+        crate::tangent::by_groups(ctx, |t| {
+            let summed = crate::reduce::sum_dim(t, d as isize, true).expect("dimension checked");
+            crate::shape::reshape_to(&summed, &out_shape)
+        })
     }))
 }
 
