@@ -7,6 +7,7 @@ use tapegrad::forward_ad::{
 };
 use tapegrad::ops::func;
 use tapegrad::prelude::*;
+use tapegrad::tape_stats;
 
 fn f64s(values: &[f64]) -> Tensor {
     Tensor::from_vec(values.to_vec(), &[values.len()])
@@ -206,4 +207,82 @@ fn an_op_without_a_forward_rule_says_so() {
         apply(Twice, &[&dual]);
     });
     assert!(message.contains("`twice`") && message.contains("Function::jvp"), "{message}");
+}
+
+#[test]
+fn forward_mode_leaves_nothing_on_the_tape() {
+    let x = f64s(&[0.5, 1.0, -0.25]).requires_grad();
+    let v = f64s(&[1.0, -1.0, 0.5]);
+    let before = tape_stats().nodes;
+    for _ in 0..3 {
+        // exp, tanh and softmax save their outputs; their tangents are built on them.
+        let f = |t: &[Tensor]| t[0].exp().tanh().softmax(0);
+        let (_, jv) = func::jvp(f, std::slice::from_ref(&x), std::slice::from_ref(&v));
+        drop(jv);
+        let _level = dual_level();
+        drop(f(&[make_dual(&x, &v)]));
+    }
+    assert_eq!(tape_stats().nodes, before);
+}
+
+#[test]
+fn checkpoint_inside_a_level_keeps_its_graph() {
+    let w = f64s(&[0.5, -1.5]).requires_grad();
+    let (x, v) = (f64s(&[1.0, 2.0]), f64s(&[1.0, 0.0]));
+    let w2 = w.clone();
+    let _level = dual_level();
+    let y = tapegrad::tape::checkpoint(move |t| (&t[0] * &w2).tanh(), &[make_dual(&x, &v)]);
+    // d tanh(x w) along v = (1 - tanh^2) w v
+    let expected: Vec<f64> = [(1.0f64, 0.5f64, 1.0f64), (2.0, -1.5, 0.0)]
+        .iter()
+        .map(|(x, w, v)| (1.0 - (x * w).tanh().powi(2)) * w * v)
+        .collect();
+    assert_close(&unpack_dual(&y).tangent.unwrap(), &expected);
+    y.sum().backward();
+    let grads: Vec<f64> = [(1.0f64, 0.5f64), (2.0, -1.5)]
+        .iter()
+        .map(|(x, w)| (1.0 - (x * w).tanh().powi(2)) * x)
+        .collect();
+    assert_close(&w.grad().unwrap(), &grads);
+}
+
+#[test]
+fn a_level_opened_during_backward_propagates() {
+    // A gradient hook (which makes the sweep watched) computes a jvp: the sweep's own
+    // pause on tangents does not reach the hook's level.
+    let x = f64s(&[0.5, -1.0]).requires_grad();
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let seen2 = seen.clone();
+    let y = x.tanh();
+    let _handle = y.register_hook(move |g| {
+        let (_, jv) = func::jvp(|t| t[0].exp(), &[g.detach()], &[g.ones_like()]);
+        *seen2.borrow_mut() = Some(jv.to_vec::<f64>());
+        None
+    });
+    y.sum().backward();
+    let jv = seen.borrow().clone().unwrap();
+    assert_eq!(jv, vec![1f64.exp(), 1f64.exp()]);
+}
+
+#[test]
+fn transforms_and_requires_grad_keep_tangents_of_dual_inputs() {
+    let (x, v) = (f64s(&[0.5, 2.0]), f64s(&[1.0, 3.0]));
+    let _level = dual_level();
+    let dual = make_dual(&x, &v);
+    assert!(unpack_dual(&dual.clone().requires_grad()).tangent.is_some());
+    // The gradient of sum(x^3) is 3 x^2, whose tangent along v is 6 x v.
+    let (_, g) =
+        func::vjp(|t| t[0].pow(3.0).sum(), std::slice::from_ref(&dual), &Tensor::scalar(1.0f64));
+    assert_close(&unpack_dual(&g[0]).tangent.unwrap(), &[6.0 * 0.5, 6.0 * 2.0 * 3.0]);
+}
+
+#[test]
+fn jacfwd_runs_every_column_from_the_same_random_state() {
+    let f = |t: &[Tensor]| F::dropout(&t[0].exp());
+    let x = f64s(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+    manual_seed(9);
+    let forward = func::jacfwd(f, std::slice::from_ref(&x));
+    manual_seed(9);
+    let reverse = func::jacrev(f, std::slice::from_ref(&x));
+    assert_eq!(forward[0].to_vec::<f64>(), reverse[0].to_vec::<f64>());
 }

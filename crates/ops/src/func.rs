@@ -38,7 +38,8 @@
 use std::panic::Location;
 
 use tapegrad_tape::{
-    Error, GradOptions, Result, Tensor, enable_grad, forward_ad, or_panic, try_grad,
+    Error, GradOptions, Result, Tensor, enable_grad, forward_ad, get_rng_state, or_panic,
+    set_rng_state, try_grad,
 };
 
 use crate::shape::reshape_to;
@@ -60,17 +61,21 @@ pub enum Strategy {
 }
 
 /// The inputs as `f` will see them: each one that already tracks gradients as it is (so
-/// results stay connected to an outer computation), the others as fresh leaves. Returns
-/// them and whether any was tracked.
+/// results stay connected to an outer computation), the others as fresh leaves (a dual
+/// tensor's keeping its tangent). Returns them and whether any was tracked or dual (then
+/// results keep their graph and tangents).
 fn prepare(inputs: &[Tensor]) -> (Vec<Tensor>, bool) {
-    let outer = inputs.iter().any(Tensor::tracks_grad);
+    let dual = |x: &Tensor| {
+        forward_ad::is_dual_level_open() && forward_ad::unpack_dual(x).tangent.is_some()
+    };
+    let outer = inputs.iter().any(|x| x.tracks_grad() || dual(x));
     let xs = inputs
         .iter()
         .map(|x| {
             if x.tracks_grad() || !x.dtype().is_float() {
                 x.clone()
             } else {
-                x.detach().requires_grad()
+                x.clone().requires_grad()
             }
         })
         .collect();
@@ -346,7 +351,10 @@ fn jacobian_by_rows(y: &Tensor, xs: &[Tensor], outer: bool) -> Result<Vec<Tensor
 
 /// The Jacobian of each input, shaped `output.shape ++ input.shape`, one column per input
 /// element, each a forward pass in forward mode (PyTorch's `jacfwd`): the cheaper one when
-/// the output is larger than the input.
+/// the output is larger than the input. `f` runs once per column, each time from the same
+/// random state (dropout draws the same mask), so other side effects of `f` (a training
+/// BatchNorm's running statistics) happen once per column; integer inputs get zero
+/// columns without a pass.
 ///
 /// ```
 /// use tapegrad_ops::{func, prelude::*};
@@ -389,8 +397,12 @@ fn jacobian_by_forward_columns(
 ) -> Result<Vec<Tensor>> {
     let mut columns: Vec<Vec<Tensor>> = vec![Vec::new(); xs.len()];
     let mut dtype = None;
-    for (i, x) in xs.iter().enumerate() {
+    // Every pass starts from the same random state, so that dropout and other random ops
+    // make each column of one and the same function.
+    let rng = get_rng_state();
+    for (i, x) in xs.iter().enumerate().filter(|(_, x)| x.dtype().is_float()) {
         for k in 0..x.numel() {
+            set_rng_state(rng)?;
             let (y, jv) = push_forward(f, xs, |j, x| (j == i).then(|| basis(x.shape(), k, x)))?;
             columns[i].push(reshape_to(&jv, &[y.numel()]));
             (shape, dtype) = (Some(y.shape().to_vec()), Some(y.dtype()));

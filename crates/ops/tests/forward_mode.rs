@@ -2,14 +2,15 @@
 //! an op computes (`J v`) against central differences along `v`, and against reverse mode
 //! (`uᵀ (J v) = (uᵀ J) v` for a random `u`); and, where second derivatives exist, the
 //! tangent of a gradient computed inside a dual level (forward-over-reverse, `H v`) against
-//! reverse-over-reverse. 64 cases per op unless PROPTEST_CASES says otherwise.
+//! reverse-over-reverse; and the tangent in f32 against the one in f64. 64 cases per op
+//! unless PROPTEST_CASES says otherwise.
 
 mod common;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
-use tapegrad_tape::{GradOptions, Tensor, grad, no_grad};
+use tapegrad_tape::{DType, GradOptions, Tensor, grad, no_grad};
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
@@ -141,6 +142,23 @@ fn check(op: &common::OpCase, sample: common::Sample, seed: u64) -> Result<(), T
         "{}: uᵀ(J v) = {along}, (uᵀJ) v = {reverse}",
         op.name
     );
+
+    // The same in f32, against the f64 tangent.
+    let to_f32 = |t: &Tensor| if t.dtype().is_float() { t.to_dtype(DType::F32) } else { t.clone() };
+    let single = Case {
+        op,
+        xs: case.xs.iter().map(to_f32).collect(),
+        ints: case.ints.clone(),
+        vs: case.vs.iter().map(|v| v.as_ref().map(to_f32)).collect(),
+    };
+    let (_, jv32) = single.forward(&single.xs);
+    let jv32 = jv32.to_vec::<f64>();
+    if let Some(k) = close(&jv32, &forward, 1e-3, 1e-2) {
+        return Err(TestCaseError::fail(format!(
+            "{}: J v element {k} is {} in f32, {} in f64",
+            op.name, jv32[k], forward[k]
+        )));
+    }
 
     if op.second_order {
         check_forward_over_reverse(&case, &u)?;

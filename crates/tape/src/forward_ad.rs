@@ -2,7 +2,8 @@
 //! carries a tangent `v` beside its value, and every operation on dual tensors computes
 //! its output's tangent `J v` as it computes its value, so one forward pass gives a
 //! Jacobian-vector product: cheaper than reverse mode when a function has fewer inputs
-//! than outputs, and with nothing kept for later.
+//! than outputs, and with no backward pass (nothing is recorded for one unless inputs
+//! track gradients).
 //!
 //! ```
 //! use tapegrad_tape::Tensor;
@@ -27,7 +28,9 @@
 //! As in PyTorch: one level at a time (no forward-over-forward); tangents propagate
 //! whatever the grad mode, but not through a backward sweep without `create_graph` (its
 //! gradients are plain values); in-place operations refuse dual tensors; `detach` drops
-//! the tangent. When the level closes, every tangent made in it is gone.
+//! the tangent (`requires_grad` keeps it). When the level closes, no tangent made in it
+//! is seen again (each is freed with the tensor that holds it). Inside a level,
+//! `checkpoint` keeps its function's graph instead of recomputing it.
 
 use std::cell::Cell;
 use std::panic::Location;
@@ -41,7 +44,7 @@ thread_local! {
     /// Levels opened so far on this thread: each gets a new number, so a tangent left
     /// on a tensor by a closed level is never read again.
     static OPENED: Cell<u64> = const { Cell::new(0) };
-    /// Pauses in force (inside tangent rules, plain backward sweeps, checkpoint replays).
+    /// Pauses in force (inside tangent rules and backward sweeps without `create_graph`).
     static PAUSED: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -102,6 +105,9 @@ pub(crate) fn pause() -> Pause {
 #[derive(Debug)]
 #[must_use = "the level closes as soon as the guard is dropped; bind it with `let _level = ...`"]
 pub struct DualLevel {
+    /// The pauses in force when the level opened (inside a backward rule, say): lifted
+    /// while it is open, so that it propagates, and restored when it closes.
+    paused_outside: u32,
     /// The level is the thread's: the guard stays on that thread.
     _thread: std::marker::PhantomData<*const ()>,
 }
@@ -109,6 +115,7 @@ pub struct DualLevel {
 impl Drop for DualLevel {
     fn drop(&mut self) {
         LEVEL.with(|l| l.set(0));
+        PAUSED.with(|p| p.set(self.paused_outside));
         crate::instrument::remove(1);
     }
 }
@@ -148,8 +155,9 @@ pub fn try_dual_level() -> Result<DualLevel> {
         n.get()
     });
     LEVEL.with(|l| l.set(number));
+    let paused_outside = PAUSED.with(|p| p.replace(0));
     crate::instrument::add(1);
-    Ok(DualLevel { _thread: std::marker::PhantomData })
+    Ok(DualLevel { paused_outside, _thread: std::marker::PhantomData })
 }
 
 /// Whether a dual level is open on this thread.

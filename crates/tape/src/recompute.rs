@@ -177,7 +177,8 @@ pub(crate) fn replay_if_needed(key: NodeKey) {
 /// on the same inputs with the same random state. `f` must record the same operations each
 /// time (a different path stops backward with an error). Gradients, including those of
 /// parameters `f` uses and those taken with `create_graph`, are exactly those without
-/// checkpointing.
+/// checkpointing. Inside a dual level ([`forward_ad`](crate::forward_ad)) `f`'s graph is
+/// kept as recorded (tangent rules' operations are not replayed), so nothing is saved.
 ///
 /// ```
 /// use tapegrad_tape::{Tensor, checkpoint, tape_stats};
@@ -205,7 +206,9 @@ pub fn checkpoint(f: impl Fn(&[Tensor]) -> Tensor + 'static, inputs: &[Tensor]) 
     let first = with_tape(|t| t.next_seq);
     let out = f(inputs);
     let last = with_tape(|t| t.next_seq);
-    if !out.tracks_grad() || replaying() {
+    // Inside a dual level the segment is kept as recorded: its tangent rules' operations
+    // would not be recorded again by a replay (tangents do not propagate there).
+    if !out.tracks_grad() || replaying() || crate::forward_ad::is_dual_level_open() {
         return out;
     }
     SEGMENTS.fetch_add(1, Ordering::Relaxed);

@@ -20,7 +20,9 @@ use crate::{DType, Storage, Tensor, is_grad_enabled};
 
 /// Records an operation onto this thread's tape and returns its output, attached to the
 /// new node. This is how every differentiable operation (and every custom function) joins
-/// the graph.
+/// the graph. It has no forward-mode rule: inside a dual level
+/// ([`forward_ad`](crate::forward_ad)) it panics when an input carries a tangent, naming
+/// the operation; ops that support forward mode use [`record_with_tangent`].
 ///
 /// The canonical way to define an operation: compute the value without recording, then
 /// record it with a rule that maps the output's gradient to one gradient per input,
@@ -142,17 +144,19 @@ fn record_dual(
         let value = tangent(&ctx);
         fit_tangent(op, location, &output, value)
     };
-    let tangent = crate::forward_ad::Tangent::current(value);
     if let Some(key) = output.node_key() {
-        // A rule reading its saved output under `create_graph` sees the tangent too.
+        // A rule reading its saved output under `create_graph` sees the tangent too. Its
+        // values only: the tangent was computed from this node's output, and keeping that
+        // graph in the node would be a reference cycle (the node would never be freed).
+        let values = crate::forward_ad::Tangent::current(value.detach());
         with_tape(|tape| {
             let saved = tape.nodes.get_mut(key).and_then(|node| node.data.as_mut());
             if let Some(out) = saved.and_then(|d| d.op.as_mut()).and_then(|r| r.output.as_mut()) {
-                out.tangent = Some(tangent.clone());
+                out.tangent = Some(values);
             }
         });
     }
-    output.with_tangent(tangent)
+    output.with_tangent(crate::forward_ad::Tangent::current(value))
 }
 
 /// A tangent rule's result checked against the output: same dtype, and the output's shape

@@ -83,7 +83,9 @@ pub(crate) fn sweep(
     let _mode = set_grad_enabled(create_graph);
     // Without create_graph the rules' results are plain values (some rules compute them
     // straight from buffers), so no tangent is carried through them.
-    let _tangents = (!create_graph && crate::instrument::active()).then(crate::forward_ad::pause);
+    let _tangents =
+        (!create_graph && crate::instrument::active() && crate::forward_ad::is_dual_level_open())
+            .then(crate::forward_ad::pause);
     let mut edges = Vec::with_capacity(order.len());
     let result = apply_rules(&order, mode, &mut captured, &mut edges);
     clear_capture_slots(capture);
@@ -562,7 +564,8 @@ fn drop_saved(tape: &mut Tape, key: NodeKey) {
     if let Some(OpRecord { rule, saved, output, .. }) = &mut data.op {
         let rule = rule.take();
         let saved = std::mem::take(saved);
-        // Plain values: dropping them cannot reach back into the tape.
+        // Plain values (a tangent kept with them is detached): dropping them cannot reach
+        // back into the tape.
         *output = None;
         tape.saved_bytes -= data.saved_bytes;
         data.saved_bytes = 0;

@@ -581,7 +581,12 @@ impl Tensor {
         match self.inner.node.get() {
             None => {
                 let key = new_leaf(self.shape(), self.dtype(), Location::caller());
-                Ok(Tensor::new(self.storage(), self.inner.layout.clone(), Some(key)))
+                let leaf = Tensor::new(self.storage(), self.inner.layout.clone(), Some(key));
+                // A dual tensor stays dual.
+                if let Some(tangent) = self.inner.tangent.get() {
+                    let _ = leaf.inner.tangent.set(tangent.clone());
+                }
+                Ok(leaf)
             }
             Some(_) if self.is_leaf() => Ok(self),
             Some(_) => Err(Error::InvalidArgument {

@@ -648,7 +648,7 @@ pub fn registry() -> Vec<OpCase> {
             |t, i| {
                 // Per-element weights that depend on the shape only.
                 let n = t[1].numel() as f64;
-                let w = Tensor::arange_dtype(0.0, n, 1.0, DType::F64)
+                let w = Tensor::arange_dtype(0.0, n, 1.0, t[0].dtype())
                     .reshape(&t[1].shape().iter().map(|&d| d as isize).collect::<Vec<_>>())
                     .mul_scalar(0.25)
                     .add_scalar(0.5);
@@ -777,9 +777,9 @@ pub fn registry() -> Vec<OpCase> {
             with_dim(-2.0..2.0, 2),
             |t, i| {
                 let last = *t[0].shape().last().unwrap();
-                let w = Tensor::arange_dtype(1.0, 1.0 + last as f64, 1.0, DType::F64)
+                let w = Tensor::arange_dtype(1.0, 1.0 + last as f64, 1.0, t[0].dtype())
                     .div_scalar(last as f64);
-                let b = Tensor::full_dtype(&[last], 0.3, DType::F64);
+                let b = Tensor::full_dtype(&[last], 0.3, t[0].dtype());
                 functional::layer_norm_with(
                     &t[0],
                     &[last],
@@ -789,9 +789,9 @@ pub fn registry() -> Vec<OpCase> {
         ),
         op!("batch_norm(x, stats, w, b, training)", "F.batch_norm", true, image(3), |t, i| {
             let c = t[0].shape()[1];
-            let stats = BatchNormStats::new(c, DType::F64);
-            let w = Tensor::full_dtype(&[c], 1.5, DType::F64);
-            let b = Tensor::full_dtype(&[c], -0.5, DType::F64);
+            let stats = BatchNormStats::new(c, t[0].dtype());
+            let w = Tensor::full_dtype(&[c], 1.5, t[0].dtype());
+            let b = Tensor::full_dtype(&[c], -0.5, t[0].dtype());
             let train = t[0].shape()[0] * t[0].shape()[2] * t[0].shape()[3] > 1;
             let o = BatchNormOptions::default().weight(&w).bias(&b).training(train);
             functional::batch_norm_with(&t[0], Some(&stats), o)
