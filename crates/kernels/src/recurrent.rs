@@ -12,6 +12,12 @@
 
 use rayon::prelude::*;
 
+mod sequence;
+pub use sequence::{
+    Recurrence, RecurrentWeights, SequenceTape, TimeMajor, lstm_sequence_backward,
+    lstm_sequence_forward, lstm_sequence_weight_grads,
+};
+
 use crate::Float;
 use crate::parallel::worth_it;
 use crate::simd::{WidestLoop, run_widest};

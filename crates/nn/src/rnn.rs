@@ -2,7 +2,7 @@
 //! `batch_first`, initial state in and final state out. Each time step is composed from
 //! recorded ops, so backward runs through time automatically.
 
-use tapegrad_ops::functional::{linear, lstm_gates};
+use tapegrad_ops::functional::{linear, lstm_recurrence};
 use tapegrad_ops::{prelude::*, stack};
 use tapegrad_tape::Tensor;
 
@@ -76,9 +76,17 @@ impl Recurrent {
         let hdim = self.hidden;
         for (l, w) in self.layers.iter().enumerate() {
             let mut h = h0.map_or_else(zeros, |h| h.select(0, l as isize));
-            let mut c = c0.map_or_else(zeros, |c| c.select(0, l as isize));
+            let c = c0.map_or_else(zeros, |c| c.select(0, l as isize));
             // Input projections of every step in one product: [T, B, gates * H].
             let xi = linear(&seq, &w.weight_ih, Some(&w.bias_ih));
+            if self.kind == CellKind::Lstm {
+                // The whole recurrence as one op (its time loop in a kernel).
+                let (out, h_last, c_last) = lstm_recurrence(&xi, &h, &c, &w.weight_hh, &w.bias_hh);
+                seq = out;
+                h_n.push(h_last);
+                c_n.push(c_last);
+                continue;
+            }
             let mut outputs = Vec::with_capacity(steps);
             for t in 0..steps {
                 let gi = xi.select(0, t as isize);
@@ -93,11 +101,7 @@ impl Recurrent {
                         // h' = (1 - z) n + z h
                         &(&z.rsub_scalar(1.0) * &n) + &(&z * &h)
                     }
-                    CellKind::Lstm => {
-                        let (h_next, c_next) = lstm_gates(&(&gi + &gh), &c);
-                        c = c_next;
-                        h_next
-                    }
+                    CellKind::Lstm => unreachable!("LSTM layers run lstm_recurrence above"),
                 };
                 outputs.push(h.clone());
             }

@@ -751,8 +751,8 @@ pub fn try_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<
 
 /// The elementwise half of one LSTM step, fused into one op: `gates` `[B, 4H]` (the sum of
 /// the input and hidden projections, PyTorch's gate order i, f, g, o, before their
-/// activations) and the cell state `c` `[B, H]` give the new `(h, c)`. What `nn::LSTM` runs
-/// at each step; differentiable to any order.
+/// activations) and the cell state `c` `[B, H]` give the new `(h, c)`. Differentiable to
+/// any order; for a whole sequence, [`lstm_recurrence`] is faster.
 ///
 /// ```
 /// use tapegrad_ops::functional::lstm_gates;
@@ -777,4 +777,68 @@ pub fn lstm_gates(gates: &Tensor, c: &Tensor) -> (Tensor, Tensor) {
 #[track_caller]
 pub fn try_lstm_gates(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
     crate::recurrent::lstm_gates(gates, c)
+}
+
+/// The recurrence of an LSTM layer over a whole sequence, as one op: from `xi` `[T, B, 4H]`,
+/// the input projections of every step (`x W_ihᵀ + b_ih`, PyTorch's gate order i, f, g, o),
+/// the initial states `h0`, `c0` `[B, H]` and the recurrent weight `w_hh` `[4H, H]` and
+/// bias `b_hh` `[4H]`, each step computes `gates = xi_t + b_hh + h_{t-1} W_hhᵀ` and the cell
+/// ([`lstm_gates`]). Returns the hidden state of every step `[T, B, H]` and the final
+/// `(h_T, c_T)`. What `nn::LSTM` runs per layer: each block of the batch runs the time loop
+/// on its own thread, and backward forms `W_hh`'s gradient in one product over all steps.
+/// Differentiable to any order, and in forward mode.
+///
+/// ```
+/// use tapegrad_ops::functional::{lstm_gates, lstm_recurrence};
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let (xi, h0, c0) = (Tensor::randn(&[3, 2, 8]), Tensor::randn(&[2, 2]), Tensor::randn(&[2, 2]));
+/// let (w_hh, b_hh) = (Tensor::randn(&[8, 2]), Tensor::randn(&[8]));
+/// let (out, h, c) = lstm_recurrence(&xi, &h0, &c0, &w_hh, &b_hh);
+/// assert_eq!((out.shape(), h.shape(), c.shape()), (&[3, 2, 2][..], &[2, 2][..], &[2, 2][..]));
+/// // Step by step with lstm_gates, the same.
+/// let (mut hs, mut cs) = (h0.clone(), c0.clone());
+/// for t in 0..3 {
+///     let gates = &xi.select(0, t) + &F::linear(&hs, &w_hh, Some(&b_hh));
+///     (hs, cs) = lstm_gates(&gates, &cs);
+/// }
+/// assert!((&hs - &h).abs().max().item() < 1e-6 && (&cs - &c).abs().max().item() < 1e-6);
+/// # use tapegrad_ops::functional as F;
+/// ```
+#[track_caller]
+pub fn lstm_recurrence(
+    xi: &Tensor,
+    h0: &Tensor,
+    c0: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+) -> (Tensor, Tensor, Tensor) {
+    or_panic(try_lstm_recurrence(xi, h0, c0, w_hh, b_hh))
+}
+
+/// [`lstm_recurrence`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_lstm_recurrence;
+/// use tapegrad_tape::Tensor;
+/// let (xi, state) = (Tensor::zeros(&[3, 2, 8]), Tensor::zeros(&[2, 2]));
+/// let (w_hh, b_hh) = (Tensor::zeros(&[8, 3]), Tensor::zeros(&[8])); // [4H, H] would be [8, 2]
+/// assert!(try_lstm_recurrence(&xi, &state, &state, &w_hh, &b_hh).is_err());
+/// ```
+#[track_caller]
+pub fn try_lstm_recurrence(
+    xi: &Tensor,
+    h0: &Tensor,
+    c0: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let states = crate::recurrent::lstm_recurrence(xi, (h0, c0), (w_hh, b_hh))?;
+    let hidden = h0.shape()[1];
+    let out = shape::narrow(&states, 2, 0, hidden)?;
+    if states.shape()[0] == 0 {
+        return Ok((out, h0.clone(), c0.clone()));
+    }
+    let last = crate::index::slicing::select(&states, 0, -1)?;
+    Ok((out, shape::narrow(&last, 1, 0, hidden)?, shape::narrow(&last, 1, hidden, hidden)?))
 }

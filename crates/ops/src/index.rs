@@ -12,7 +12,7 @@ use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record_with_tange
 use crate::dims::resolve;
 use crate::shape::{invalid_argument, pad};
 
-mod slicing;
+pub(crate) mod slicing;
 
 pub use slicing::{Indices, TensorIndex, step_by};
 

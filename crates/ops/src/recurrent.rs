@@ -14,7 +14,10 @@ use tapegrad_tape::{
 };
 
 use crate::shape::narrow;
+
+mod sequence;
 use crate::unary::{sigmoid_op, tanh};
+pub(crate) use sequence::lstm_recurrence;
 
 fn slice<T: Element>(s: &Storage) -> &[T] {
     s.as_slice::<T>().expect("dtype checked")

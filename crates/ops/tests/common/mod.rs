@@ -258,6 +258,22 @@ fn lstm_case() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// An LSTM recurrence: xi [T, B, 4H], h0 and c0 [B, H], w_hh [4H, H], b_hh [4H] (T from 0).
+fn lstm_sequence_case() -> BoxedStrategy<Sample> {
+    (0usize..=3, 1usize..=3, 1usize..=2)
+        .prop_flat_map(|(t, b, h)| {
+            let state = || tensor_f64(Just(vec![b, h]), -1.0..1.0);
+            (
+                tensor_f64(Just(vec![t, b, 4 * h]), -1.5..1.5),
+                (state(), state()),
+                tensor_f64(Just(vec![4 * h, h]), -1.0..1.0),
+                tensor_f64(Just(vec![4 * h]), -0.5..0.5),
+            )
+        })
+        .prop_map(|(xi, (h0, c0), w, b)| Sample { tensors: vec![xi, h0, c0, w, b], ints: vec![] })
+        .boxed()
+}
+
 /// Ops that are piecewise smooth: their derivative jumps where two inputs tie (max,
 /// pooling, |a - b|) or where an input crosses zero (relu, abs).
 pub const PIECEWISE: &[&str] = &[
@@ -804,6 +820,20 @@ pub fn registry() -> Vec<OpCase> {
             |t, i| {
                 let (h, c) = functional::lstm_gates(&t[0], &t[1]);
                 &h.sum() + &c.square().sum()
+            }
+        ),
+        op!(
+            "lstm_recurrence(xi, h0, c0, w_hh, b_hh)",
+            "the recurrence of torch.nn.LSTM (one layer)",
+            true,
+            lstm_sequence_case(),
+            |t, i| {
+                let (out, h, c) = functional::lstm_recurrence(&t[0], &t[1], &t[2], &t[3], &t[4]);
+                // Every output, weighted differently: a plain sum would hide a swapped pair.
+                let w = Tensor::arange_dtype(1.0, 1.0 + out.numel() as f64, 1.0, out.dtype());
+                &(&(&out.reshape(&[-1]) * &w.div_scalar(out.numel().max(1) as f64)).sum()
+                    + &h.sum())
+                    + &c.square().sum()
             }
         ),
         op!("embedding(indices, weight)", "F.embedding", true, with_index(), |t, i| {
