@@ -13,6 +13,9 @@ use crate::fast_math::Exp;
 use crate::parallel::worth_it;
 use crate::strided::lane_sum;
 
+mod backward;
+pub use backward::softmax_backward;
+
 /// Element types softmax runs on: a vectorisable `exp` and a natural logarithm (taken once
 /// per row).
 ///

@@ -35,10 +35,12 @@
 
 use std::panic::Location;
 
-use tapegrad_kernels::softmax::softmax;
+use tapegrad_kernels::softmax::{softmax, softmax_backward};
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Tensor, ensure_float, or_panic, record_with_tangent};
+use tapegrad_tape::{
+    Backward, Error, Result, Storage, Tensor, ensure_float, or_panic, record_with_tangent,
+};
 
 use crate::dims::resolve;
 use crate::{reduce, shape, unary};
@@ -67,6 +69,25 @@ pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
     let di = d as isize;
     let make_backward = || {
         Backward::new(move |ctx| {
+            if !tapegrad_tape::is_grad_enabled() {
+                // A plain backward: one pass over each row (the output is contiguous).
+                let (ys, layout) = ctx.output_parts();
+                let (g, part) = (
+                    ctx.grad().contiguous_storage(),
+                    layout.offset()..layout.offset() + layout.numel(),
+                );
+                let storage = match (ys, &g) {
+                    (Storage::F32(y), Storage::F32(g)) => {
+                        Storage::from_vec(softmax_backward(&y[part], g, sizes, log))
+                    }
+                    (Storage::F64(y), Storage::F64(g)) => {
+                        Storage::from_vec(softmax_backward(&y[part], g, sizes, log))
+                    }
+                    _ => unreachable!("float dtypes checked in forward"),
+                };
+                let dx = Tensor::from_storage(storage, Layout::contiguous(layout.shape()));
+                return smallvec![Some(dx)];
+            }
             let (g, y) = (ctx.grad(), ctx.output());
             let shape = y.shape().to_vec();
             let (g1, y1) = if shape.is_empty() {
