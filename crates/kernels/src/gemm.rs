@@ -334,3 +334,76 @@ pub fn gemm_batched<'a, T: Gemm>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{View, gemm_into, gemm_serial};
+
+    fn value(i: usize) -> f32 {
+        ((i * 7919 % 2003) as f32 / 1001.0) - 1.0
+    }
+
+    /// Product shapes around the usual tile and block edges, with A and B read row-major
+    /// and transposed, C overwritten and accumulated: against a triple loop in f64.
+    #[test]
+    fn matches_a_triple_loop_across_tile_and_block_edges() {
+        let sizes = [1, 5, 12, 13, 31, 32, 33, 100, 257];
+        for &m in &sizes {
+            for &n in &sizes {
+                for &k in &[1, 16, 255, 256, 300] {
+                    for (ta, tb, accumulate) in [
+                        (false, false, false),
+                        (true, false, true),
+                        (false, true, false),
+                        (true, true, true),
+                    ] {
+                        let a: Vec<f32> = (0..m * k).map(value).collect();
+                        let b: Vec<f32> = (0..k * n).map(|i| value(i + 5)).collect();
+                        let va = if ta {
+                            View::row_major(&a, k, m).t()
+                        } else {
+                            View::row_major(&a, m, k)
+                        };
+                        let vb = if tb {
+                            View::row_major(&b, n, k).t()
+                        } else {
+                            View::row_major(&b, k, n)
+                        };
+                        let start: Vec<f32> = (0..m * n).map(|i| value(i + 9)).collect();
+                        let mut c = start.clone();
+                        gemm_serial(va, vb, &mut c, accumulate);
+                        for i in 0..m {
+                            for j in 0..n {
+                                let at = |v: &View<'_, f32>, r: usize, s: usize| {
+                                    v.data[v.offset + r * v.rs + s * v.cs] as f64
+                                };
+                                let mut want: f64 =
+                                    (0..k).map(|p| at(&va, i, p) * at(&vb, p, j)).sum();
+                                if accumulate {
+                                    want += start[i * n + j] as f64;
+                                }
+                                let got = c[i * n + j] as f64;
+                                assert!(
+                                    (got - want).abs() <= 1e-5 * (1.0 + k as f64),
+                                    "m {m} n {n} k {k} ta {ta} tb {tb} acc {accumulate}: ({i}, {j}) {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Split across threads, the same values as on one thread.
+    #[test]
+    fn threads_do_not_change_the_result() {
+        let (m, k, n) = (300, 200, 260);
+        let a: Vec<f32> = (0..m * k).map(value).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+        let (mut one, mut many) = (vec![0.0; m * n], vec![0.0; m * n]);
+        gemm_serial(View::row_major(&a, m, k), View::row_major(&b, k, n), &mut one, false);
+        gemm_into(View::row_major(&a, m, k), View::row_major(&b, k, n), &mut many, false);
+        assert_eq!(one, many);
+    }
+}
