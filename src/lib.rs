@@ -86,3 +86,19 @@ pub mod prelude {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The chapters of the book (`docs/book`), included here so that `cargo test` compiles and
+/// runs every code block in them: the book cannot drift from the code.
+#[cfg(doctest)]
+pub mod book {
+    #[doc = include_str!("../docs/book/src/introduction.md")]
+    pub struct Introduction;
+    #[doc = include_str!("../docs/book/src/scalar-reverse-mode.md")]
+    pub struct ScalarReverseMode;
+    #[doc = include_str!("../docs/book/src/wengert-list.md")]
+    pub struct WengertList;
+    #[doc = include_str!("../docs/book/src/vector-jacobian-products.md")]
+    pub struct VectorJacobianProducts;
+    #[doc = include_str!("../docs/book/src/forward-mode.md")]
+    pub struct ForwardMode;
+}
