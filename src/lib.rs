@@ -101,4 +101,16 @@ pub mod book {
     pub struct VectorJacobianProducts;
     #[doc = include_str!("../docs/book/src/forward-mode.md")]
     pub struct ForwardMode;
+    #[doc = include_str!("../docs/book/src/broadcasting.md")]
+    pub struct Broadcasting;
+    #[doc = include_str!("../docs/book/src/higher-order.md")]
+    pub struct HigherOrder;
+    #[doc = include_str!("../docs/book/src/gradcheck.md")]
+    pub struct Gradcheck;
+    #[doc = include_str!("../docs/book/src/mlp.md")]
+    pub struct Mlp;
+    #[doc = include_str!("../docs/book/src/speed.md")]
+    pub struct Speed;
+    #[doc = include_str!("../docs/book/src/exercises.md")]
+    pub struct Exercises;
 }

@@ -103,11 +103,14 @@ fn gru_learns_the_next_value_of_a_sine_wave() {
 
 #[test]
 fn tape_tour_exports_the_graph() {
-    let dot = tape_tour::run(false);
+    let (dot, sweep) = tape_tour::run(false);
     assert!(
         dot.contains("matmul") && dot.contains("tanh") && dot.matches("->").count() == 5,
         "{dot}"
     );
+    // Five steps, loss first; mul sends a gradient to tanh twice (h * h).
+    assert!(sweep.contains("step 1: #4 sum") && sweep.contains("step 5: #0 leaf"), "{sweep}");
+    assert_eq!(sweep.matches("-> n2 ").count(), 2, "{sweep}");
 }
 
 #[test]

@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/book/src/figures
 mkdir -p "$out"
-cargo run --quiet --release --example tape_tour -- "$out/tape-tour.dot" > /dev/null
-dot -Tsvg "$out/tape-tour.dot" -o "$out/tape-tour.svg"
-echo "rendered $out/tape-tour.svg"
+cargo run --quiet --release --example tape_tour -- "$out/tape-tour.dot" "$out/sweep-order.dot" > /dev/null
+for name in tape-tour sweep-order; do
+    dot -Tsvg "$out/$name.dot" -o "$out/$name.svg"
+    echo "rendered $out/$name.svg"
+done
+# The loss and accuracy curves of the main job (the MLP on the embedded digits).
+cargo run --quiet --release --example mnist -- --out target/book-figures > /dev/null
+cp target/book-figures/mnist-mlp.png "$out/mnist-curves.png"
+echo "copied $out/mnist-curves.png"
