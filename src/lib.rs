@@ -113,4 +113,6 @@ pub mod book {
     pub struct Speed;
     #[doc = include_str!("../docs/book/src/exercises.md")]
     pub struct Exercises;
+    #[doc = include_str!("../docs/book/src/glossary.md")]
+    pub struct Glossary;
 }
