@@ -701,8 +701,11 @@ pub fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     #[cfg(target_arch = "x86_64")]
-    let vectors = if std::arch::is_x86_feature_detected!("avx512f") {
+    let vectors = if tapegrad_kernels::simd::avx512_enabled() {
         "AVX-512"
+    } else if std::arch::is_x86_feature_detected!("avx512f") {
+        "AVX-512 switched off by TAPEGRAD_NO_AVX512 (the kernels' portable forms; matrix \
+         products keep matrixmultiply's own)"
     } else if std::arch::is_x86_feature_detected!("avx2") {
         "AVX2 (the AVX-512 kernels fall back to their portable forms)"
     } else {

@@ -123,11 +123,12 @@ fn largest(offsets: &[usize]) -> Option<usize> {
 /// vectors and only stores the columns that exist.
 pub(crate) const B_SLACK: usize = 64;
 
-/// Whether this CPU runs the vector kernel (AVX-512F).
+/// Whether the vector kernel runs (AVX-512F, and not switched off: see
+/// [`crate::simd::avx512_enabled`]).
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        crate::simd::avx512_enabled()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

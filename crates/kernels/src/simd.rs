@@ -9,6 +9,31 @@
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
+/// Whether the AVX-512 paths run: the CPU has AVX-512F, and the environment variable
+/// `TAPEGRAD_NO_AVX512` is not set. Setting it runs every kernel of this crate on the
+/// compiler's baseline instructions, as on a CPU without AVX-512, to measure and test those
+/// paths on a machine that has it (matrix products keep `matrixmultiply`'s own choice).
+/// Read once per process.
+///
+/// ```
+/// let on = tapegrad_kernels::simd::avx512_enabled();
+/// assert_eq!(on, tapegrad_kernels::simd::avx512_enabled()); // fixed for the process
+/// ```
+pub fn avx512_enabled() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ENABLED.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::env::var_os("TAPEGRAD_NO_AVX512").is_none()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Runs `f`, compiled for AVX-512 when the CPU has it (the closure is inlined into a function
 /// built with the wider instruction set), and as the baseline build otherwise. For short
 /// loops; the compiler may leave a larger closure out of line, in the baseline code, so
@@ -22,8 +47,9 @@ use std::sync::Arc;
 #[inline(always)]
 pub fn with_widest_vectors<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, the only requirement of `avx512`.
+    if avx512_enabled() {
+        // SAFETY: the CPU has AVX-512F (`avx512_enabled` checks), the only requirement of
+        // `avx512`.
         return unsafe { avx512(f) };
     }
     f()
@@ -136,8 +162,9 @@ pub trait WidestLoop {
 #[inline]
 pub fn run_widest<L: WidestLoop>(body: L) -> L::Output {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, the only requirement of `run_avx512`.
+    if avx512_enabled() {
+        // SAFETY: the CPU has AVX-512F (`avx512_enabled` checks), the only requirement of
+        // `run_avx512`.
         return unsafe { run_avx512(body) };
     }
     body.run()

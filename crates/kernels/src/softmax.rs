@@ -92,7 +92,7 @@ fn max_nan<T: Real>(a: T, b: T) -> T {
 /// One contiguous row, with the widest vectors the CPU has.
 fn row<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::simd::avx512_enabled() {
         // SAFETY: the CPU has AVX-512F, the only requirement of `row_avx512`.
         return unsafe { row_avx512(x, y, log) };
     }
@@ -143,7 +143,7 @@ fn row_body<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
 /// `inner` rows of `n` elements, `inner` apart, processed side by side.
 fn across_rows<T: Softmax>(x: &[T], y: &mut [T], sizes: (usize, usize), log: bool) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::simd::avx512_enabled() {
         // SAFETY: the CPU has AVX-512F, the only requirement of `across_rows_avx512`.
         return unsafe { across_rows_avx512(x, y, sizes, log) };
     }

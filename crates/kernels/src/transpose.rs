@@ -22,7 +22,7 @@ impl Transpose for f32 {
             "transpose: slices too short"
         );
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::simd::avx512_enabled() {
             let (tiled_rows, tiled_cols) = (rows / 16 * 16, cols / 16 * 16);
             for r in (0..tiled_rows).step_by(16) {
                 for c in (0..tiled_cols).step_by(16) {

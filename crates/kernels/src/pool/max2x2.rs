@@ -30,7 +30,7 @@ impl MaxPool2x2 for f64 {}
 impl MaxPool2x2 for f32 {
     fn forward_plane(plane: &[f32], (h, w): (usize, usize), vals: &mut [f32], idxs: &mut [i64]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") && h * w <= i32::MAX as usize {
+        if crate::simd::avx512_enabled() && h * w <= i32::MAX as usize {
             assert!(
                 plane.len() >= h * w && vals.len() >= (h / 2) * (w / 2) && idxs.len() >= vals.len()
             );
