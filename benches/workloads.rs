@@ -98,7 +98,7 @@ fn train_steps(
         let t0 = Instant::now();
         opt.zero_grad();
         let loss = F::cross_entropy(&model.forward(x), y);
-        loss.backward();
+        backward_noting(&loss);
         opt.step();
         if step >= warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -156,7 +156,7 @@ pub fn w7(s: Settings) -> f64 {
         opt.zero_grad();
         let hidden = lstm.forward(&embedding.forward(&tokens));
         let logits = head.forward(&hidden).reshape(&[-1, vocab as isize]);
-        F::cross_entropy(&logits, &targets).backward();
+        backward_noting(&F::cross_entropy(&logits, &targets));
         clip_grad_norm(&params, 1.0);
         opt.step();
         if step >= warmup {
@@ -200,7 +200,7 @@ pub fn w8(s: Settings) -> f64 {
     for step in 0..warmup + count {
         let t0 = Instant::now();
         opt.zero_grad();
-        F::mse_loss(&block(&x), &target).backward();
+        backward_noting(&F::mse_loss(&block(&x), &target));
         opt.step();
         if step >= warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -269,7 +269,7 @@ pub fn w9(s: Settings) -> (f64, f64) {
         let penalty = g.norm_dim(2.0, 1, false).sub_scalar(1.0).square().mean();
         let loss =
             &(&critic.forward(&fake).mean() - &critic.forward(&real).mean()) + &(&penalty * 10.0);
-        loss.backward();
+        backward_noting(&loss);
         opt.step();
         if step >= warmup {
             gan.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -341,7 +341,7 @@ pub fn w10(s: Settings) -> f64 {
     for step in 0..warmup + count {
         let t0 = Instant::now();
         opt.zero_grad();
-        F::cross_entropy(&forward(&x), &y).backward();
+        backward_noting(&F::cross_entropy(&forward(&x), &y));
         opt.step();
         if step >= warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -465,6 +465,31 @@ pub fn w6(model_name: &str, s: Settings) -> Option<(f64, f64)> {
     Some((t0.elapsed().as_secs_f64(), acc))
 }
 
+/// The most bytes one step's graph held for its backward pass (`tape_stats`), over the
+/// steps since the last [`reset_memory`].
+static SAVED_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// `loss.backward()`, noting first what the step's graph holds for it.
+fn backward_noting(loss: &Tensor) {
+    let saved = tapegrad::tape_stats().saved_bytes;
+    SAVED_BYTES.fetch_max(saved, std::sync::atomic::Ordering::Relaxed);
+    loss.backward();
+}
+
+/// Starts a workload's memory figures afresh: the saved-bytes maximum, and the process's
+/// peak resident size (Linux resets it on writing 5 to clear_refs; elsewhere the peak
+/// stays the process's).
+fn reset_memory() {
+    SAVED_BYTES.store(0, std::sync::atomic::Ordering::Relaxed);
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The workload's peak RSS and the most its graph held for backward in one step.
+fn memory_note() -> String {
+    let saved = SAVED_BYTES.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0;
+    format!("peak RSS {:.0} MiB, saved for backward {saved:.1} MiB", peak_rss_mib())
+}
+
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -541,6 +566,7 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
     };
     for run in 0..s.runs {
         for &w in only {
+            reset_memory();
             match w {
                 "w1" | "w2" => {
                     let (tot, fwd) = chain(if w == "w1" { 1 } else { 64 }, s);
@@ -552,10 +578,11 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                     push(w, "fwd", "ns/op", false, fwd, tf, String::new());
                 }
                 "w3" => {
-                    let (ms, rss) = w3(s);
+                    let (ms, _) = w3(s);
                     let t = torch(w);
                     let note = format!(
-                        "peak RSS: tapegrad {rss:.0} MiB, PyTorch {}",
+                        "tapegrad {}; PyTorch {}",
+                        memory_note(),
                         t.first().map_or("-".into(), |x| x.2.clone())
                     );
                     push(w, "train step", "ms", false, ms, find(&t, "step"), note);
@@ -570,7 +597,7 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         false,
                         ms,
                         find(&t, "step"),
-                        String::new(),
+                        memory_note(),
                     );
                 }
                 "w7" => {
@@ -583,14 +610,15 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         false,
                         ms,
                         find(&t, "step"),
-                        String::new(),
+                        memory_note(),
                     );
                 }
                 "w8" => {
                     let ms = w8(s);
                     let t = torch(w);
                     let note = format!(
-                        "PyTorch's fused TransformerEncoderLayer: {}",
+                        "{}; PyTorch's fused TransformerEncoderLayer: {}",
+                        memory_note(),
                         find(&t, "fused step").map_or("-".into(), |v| format!("{v:.3} ms"))
                     );
                     push(
@@ -622,7 +650,7 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         false,
                         gan,
                         find(&t, "wgan-gp step"),
-                        String::new(),
+                        memory_note(),
                     );
                 }
                 "w10" => {
@@ -635,7 +663,7 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         false,
                         ms,
                         find(&t, "step"),
-                        String::new(),
+                        memory_note(),
                     );
                 }
                 "conv" => {
