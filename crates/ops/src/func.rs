@@ -38,7 +38,7 @@
 use std::panic::Location;
 
 use tapegrad_tape::{
-    Error, GradOptions, Result, Tensor, enable_grad, forward_ad, get_rng_state, or_panic,
+    DType, Error, GradOptions, Result, Tensor, enable_grad, forward_ad, get_rng_state, or_panic,
     set_rng_state, try_grad,
 };
 
@@ -285,6 +285,22 @@ fn dot(grads: &[Tensor], v: &[Tensor]) -> Option<Tensor> {
         .reduce(|sum, term| &sum + &term)
 }
 
+/// A block of a Jacobian (or Hessian) of `shape = outer ++ inner` from its flattened rows
+/// or columns, stacked along `dim` (0: rows, 1: columns); zeros when there are none.
+fn block(
+    parts: &[Tensor],
+    dim: usize,
+    (outer, inner): (&[usize], &[usize]),
+    dtype: DType,
+) -> Tensor {
+    let shape: Vec<usize> = outer.iter().chain(inner).copied().collect();
+    if parts.is_empty() {
+        return Tensor::zeros_dtype(&shape, dtype);
+    }
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    reshape_to(&crate::stack(&refs, dim as isize), &shape)
+}
+
 /// One basis vector: 1 at flat position `k` of `shape`.
 fn basis(shape: &[usize], k: usize, like: &Tensor) -> Tensor {
     let n: usize = shape.iter().product();
@@ -336,16 +352,7 @@ fn jacobian_by_rows(y: &Tensor, xs: &[Tensor], outer: bool) -> Result<Vec<Tensor
     Ok(xs
         .iter()
         .zip(rows)
-        .map(|(x, row)| {
-            let shape: Vec<usize> = y.shape().iter().chain(x.shape()).copied().collect();
-            let j = if row.is_empty() {
-                Tensor::zeros_dtype(&shape, y.dtype())
-            } else {
-                let refs: Vec<&Tensor> = row.iter().collect();
-                reshape_to(&crate::stack(&refs, 0), &shape)
-            };
-            finish(j, outer)
-        })
+        .map(|(x, row)| finish(block(&row, 0, (y.shape(), x.shape()), y.dtype()), outer))
         .collect())
 }
 
@@ -418,16 +425,7 @@ fn jacobian_by_forward_columns(
     Ok(xs
         .iter()
         .zip(columns)
-        .map(|(x, cols)| {
-            let shape: Vec<usize> = out_shape.iter().chain(x.shape()).copied().collect();
-            let j = if cols.is_empty() {
-                Tensor::zeros_dtype(&shape, dtype)
-            } else {
-                let refs: Vec<&Tensor> = cols.iter().collect();
-                reshape_to(&crate::stack(&refs, 1), &shape)
-            };
-            finish(j, outer)
-        })
+        .map(|(x, cols)| finish(block(&cols, 1, (&out_shape, x.shape()), dtype), outer))
         .collect())
 }
 
@@ -445,14 +443,7 @@ fn jacobian_by_transposed_columns(y: &Tensor, xs: &[Tensor], outer: bool) -> Res
             let jv = transposed.apply(&tangents, outer)?;
             columns.push(reshape_to(&jv, &[y.numel()]));
         }
-        let shape: Vec<usize> = y.shape().iter().chain(x.shape()).copied().collect();
-        let j = if columns.is_empty() {
-            Tensor::zeros_dtype(&shape, y.dtype())
-        } else {
-            let refs: Vec<&Tensor> = columns.iter().collect();
-            reshape_to(&crate::stack(&refs, 1), &shape)
-        };
-        out.push(finish(j, outer));
+        out.push(finish(block(&columns, 1, (y.shape(), x.shape()), y.dtype()), outer));
     }
     Ok(out)
 }
@@ -560,15 +551,7 @@ pub fn try_hessian(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor]) -> Result
             row.into_iter()
                 .enumerate()
                 .map(|(j, parts)| {
-                    let shape: Vec<usize> =
-                        xs[i].shape().iter().chain(xs[j].shape()).copied().collect();
-                    let block = if parts.is_empty() {
-                        Tensor::zeros_dtype(&shape, y.dtype())
-                    } else {
-                        let refs: Vec<&Tensor> = parts.iter().collect();
-                        reshape_to(&crate::stack(&refs, 0), &shape)
-                    };
-                    finish(block, outer)
+                    finish(block(&parts, 0, (xs[i].shape(), xs[j].shape()), y.dtype()), outer)
                 })
                 .collect()
         })

@@ -38,6 +38,14 @@ pub struct Recurrence {
 
 /// A time-major input: element `j` of step `t`, batch element `b` is at
 /// `t * step_stride + b * batch_stride + j` (the `4 H` values of a row contiguous).
+///
+/// ```
+/// use tapegrad_kernels::recurrent::TimeMajor;
+/// // Two steps of three batch elements, rows of 8: a contiguous [T, B, 8] buffer.
+/// let data = vec![0.0f32; 2 * 3 * 8];
+/// let xi = TimeMajor { data: &data, step_stride: 3 * 8, batch_stride: 8 };
+/// assert_eq!(xi.data.len(), 2 * xi.step_stride);
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TimeMajor<'a, T> {
     /// The values.
@@ -57,6 +65,13 @@ impl<'a, T> TimeMajor<'a, T> {
 }
 
 /// The recurrent weights: `w_hh` `[4 H, H]` and `b_hh` `[4 H]`.
+///
+/// ```
+/// use tapegrad_kernels::recurrent::RecurrentWeights;
+/// let (w, b) = (vec![0.0f64; 4 * 2 * 2], vec![0.0f64; 4 * 2]); // H = 2
+/// let weights = RecurrentWeights { w_hh: &w, b_hh: &b };
+/// assert_eq!(weights.w_hh.len(), 4 * weights.b_hh.len() / 2);
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct RecurrentWeights<'a, T> {
     /// `W_hh`, row-major `[4 H, H]`.
@@ -167,7 +182,14 @@ fn forward_block<T: Float + Gemm>(
 }
 
 /// What the backward of the recurrence reads: the forward's outputs and activations
-/// (batch-major, as [`lstm_sequence_forward`] wrote them) and the initial cell state.
+/// (batch-major, as [`lstm_sequence_forward`] wrote them) and the initial states.
+///
+/// ```
+/// use tapegrad_kernels::recurrent::SequenceTape;
+/// // One step, one batch element, H = 1: [h_1, c_1], five activations, h_0 and c_0.
+/// let tape = SequenceTape { hc: &[0.1f32, 0.2], acts: &[0.5; 5], h0: &[0.0], c0: &[0.0] };
+/// assert_eq!(tape.acts.len(), 5 * tape.h0.len());
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct SequenceTape<'a, T> {
     /// `[h_t, c_t]`, `[B, T, 2 H]`.
@@ -182,7 +204,8 @@ pub struct SequenceTape<'a, T> {
 
 /// Runs the recurrence backward from `dhc`, the gradient of `[h_t, c_t]` (time-major,
 /// `[T, B, 2 H]` rows): `dxi` gets the gradient of the gate pre-activations of every step
-/// (`[B, T, 4 H]`, which is also that of `xi`), `dh0` and `dc0` those of the initial states.
+/// (`[B, T, 4 H]`, which is also that of `xi`), `dh0` and `dc0` those of the initial states;
+/// `w_hh` is the recurrent weight (`[4 H, H]`; the bias plays no part).
 ///
 /// ```
 /// use tapegrad_kernels::recurrent::*;
@@ -195,7 +218,7 @@ pub struct SequenceTape<'a, T> {
 /// let tape = SequenceTape { hc: &hc, acts: &acts, h0: &h0, c0: &c0 };
 /// let dhc = TimeMajor { data: &[0.0, 1.0], step_stride: 2, batch_stride: 2 }; // d c_1 = 1
 /// let (mut dxi, mut dh0, mut dc0) = (vec![0.0; 4], vec![0.0], vec![0.0]);
-/// lstm_sequence_backward(shape, tape, weights, dhc, &mut dxi, (&mut dh0, &mut dc0));
+/// lstm_sequence_backward(shape, tape, weights.w_hh, dhc, &mut dxi, (&mut dh0, &mut dc0));
 /// assert_eq!(dc0, [0.5]); // d c_1 / d c_0 = f
 /// ```
 ///
@@ -204,15 +227,17 @@ pub struct SequenceTape<'a, T> {
 pub fn lstm_sequence_backward<T: Float + Gemm>(
     shape: Recurrence,
     tape: SequenceTape<'_, T>,
-    weights: RecurrentWeights<'_, T>,
+    w_hh: &[T],
     dhc: TimeMajor<'_, T>,
     dxi: &mut [T],
     (dh0, dc0): (&mut [T], &mut [T]),
 ) {
     let Recurrence { steps, batch, hidden: h } = shape;
-    check(shape, &weights, (tape.h0, tape.c0));
     assert!(
-        tape.hc.len() == batch * steps * 2 * h
+        w_hh.len() == 4 * h * h
+            && tape.h0.len() == batch * h
+            && tape.c0.len() == batch * h
+            && tape.hc.len() == batch * steps * 2 * h
             && tape.acts.len() == batch * steps * 5 * h
             && dxi.len() == batch * steps * 4 * h
             && dh0.len() == batch * h
@@ -240,7 +265,7 @@ pub fn lstm_sequence_backward<T: Float + Gemm>(
                 h0: rows_of(tape.h0, &rows, h),
                 c0: rows_of(tape.c0, &rows, h),
             };
-            backward_block(shape, (first, n), tape, weights, dhc, dxi, (dh0, dc0));
+            backward_block(shape, (first, n), tape, w_hh, dhc, dxi, (dh0, dc0));
         });
 }
 
@@ -254,7 +279,7 @@ fn backward_block<T: Float + Gemm>(
     Recurrence { steps, hidden: h, .. }: Recurrence,
     (first, n): (usize, usize),
     tape: SequenceTape<'_, T>,
-    weights: RecurrentWeights<'_, T>,
+    w_hh: &[T],
     dhc: TimeMajor<'_, T>,
     dxi: &mut [T],
     (dh, dc): (&mut [T], &mut [T]),
@@ -288,12 +313,7 @@ fn backward_block<T: Float + Gemm>(
             dxi[at * 4 * h..(at + 1) * 4 * h].copy_from_slice(&dgates[r * 4 * h..(r + 1) * 4 * h]);
         }
         // h_{t-1} fed every gate of step t through W_hh.
-        gemm_serial(
-            View::row_major(&dgates, n, 4 * h),
-            View::row_major(weights.w_hh, 4 * h, h),
-            dh,
-            false,
-        );
+        gemm_serial(View::row_major(&dgates, n, 4 * h), View::row_major(w_hh, 4 * h, h), dh, false);
     }
 }
 

@@ -141,12 +141,11 @@ fn backward_fused(ctx: &BackwardCtx<'_>, shape: Recurrence) -> InputGrads {
     ) -> [Storage; 5] {
         let Recurrence { steps, batch, hidden: h } = shape;
         let tape = SequenceTape { hc: slice(hc), acts: slice(acts), h0: slice(h0), c0: slice(c0) };
-        let weights = RecurrentWeights { w_hh: slice(w_hh), b_hh: &vec![T::ZERO; 4 * h] };
         let dhc =
             TimeMajor { data: slice::<T>(grad), step_stride: batch * 2 * h, batch_stride: 2 * h };
         let mut dxi = vec![T::ZERO; batch * steps * 4 * h];
         let (mut dh0, mut dc0) = (vec![T::ZERO; batch * h], vec![T::ZERO; batch * h]);
-        lstm_sequence_backward(shape, tape, weights, dhc, &mut dxi, (&mut dh0, &mut dc0));
+        lstm_sequence_backward(shape, tape, slice(w_hh), dhc, &mut dxi, (&mut dh0, &mut dc0));
         let (mut dw, mut db) = (vec![T::ZERO; 4 * h * h], vec![T::ZERO; 4 * h]);
         lstm_sequence_weight_grads(shape, tape, &dxi, &mut dw, &mut db);
         [dxi, dh0, dc0, dw, db].map(Storage::from_vec)
