@@ -11,10 +11,12 @@
 
 #![forbid(unsafe_code)]
 
+mod distributed;
 mod idx;
 mod loader;
 mod mnist;
 
+pub use distributed::DistributedSampler;
 pub use idx::{IdxArray, parse_idx, read_idx};
 pub use loader::{DataLoader, k_fold, select_rows, train_val_split};
 pub use mnist::{Mnist, Split};

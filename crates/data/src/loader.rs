@@ -4,8 +4,10 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use tapegrad_tape::Tensor;
 
+use crate::distributed::{DistributedSampler, epoch_seed};
+
 /// Shuffles `0..n` with a seeded generator (Fisher-Yates).
-fn permutation(n: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn permutation(n: usize, seed: u64) -> Vec<usize> {
     use rand::RngExt;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..n).collect();
@@ -75,6 +77,7 @@ pub struct DataLoader {
     batch_size: usize,
     seed: Option<u64>,
     drop_last: bool,
+    sampler: Option<DistributedSampler>,
 }
 
 impl DataLoader {
@@ -110,7 +113,7 @@ impl DataLoader {
             targets.shape()
         );
         assert!(batch_size > 0, "DataLoader: batch size must be positive");
-        DataLoader { inputs, targets, batch_size, seed: None, drop_last: false }
+        DataLoader { inputs, targets, batch_size, seed: None, drop_last: false, sampler: None }
     }
 
     /// Shuffle every epoch, seeded.
@@ -127,8 +130,52 @@ impl DataLoader {
     /// all.sort();
     /// assert_eq!(all, (0..10).collect::<Vec<i64>>()); // every sample once
     /// ```
+    ///
+    /// # Panics
+    /// If the loader has a [`DataLoader::sampler`] (which shuffles, or not, itself).
+    #[track_caller]
     pub fn shuffle(mut self, seed: u64) -> Self {
+        assert!(
+            self.sampler.is_none(),
+            "DataLoader: shuffle and sampler are mutually exclusive (shuffle with the sampler's \
+             own `shuffle`)"
+        );
         self.seed = Some(seed);
+        self
+    }
+
+    /// Read only the samples `sampler` gives this rank, in its order (PyTorch's
+    /// `DataLoader(..., sampler=DistributedSampler(...))`): each epoch's batches come from
+    /// `sampler.indices(epoch)`.
+    ///
+    /// ```
+    /// use tapegrad_data::{DataLoader, DistributedSampler};
+    /// use tapegrad_tape::Tensor;
+    /// let y = Tensor::from_vec((0..10).collect::<Vec<i64>>(), &[10]);
+    /// let rank1 = DistributedSampler::new(10, 2, 1); // the second of two ranks
+    /// let loader = DataLoader::new(Tensor::zeros(&[10, 3]), y, 2).sampler(rank1);
+    /// assert_eq!((loader.len(), loader.batches()), (5, 3));
+    /// let labels: Vec<i64> = loader.epoch(0).flat_map(|(_, y)| y.to_vec::<i64>()).collect();
+    /// assert_eq!(labels, [1, 3, 5, 7, 9]);
+    /// ```
+    ///
+    /// # Panics
+    /// If the sampler was made for a data set of another length, or the loader shuffles.
+    #[track_caller]
+    pub fn sampler(mut self, sampler: DistributedSampler) -> Self {
+        assert!(
+            self.seed.is_none(),
+            "DataLoader: shuffle and sampler are mutually exclusive (shuffle with the sampler's \
+             own `shuffle`)"
+        );
+        assert_eq!(
+            sampler.data_len(),
+            self.targets.shape()[0],
+            "DataLoader: the sampler was made for {} samples, the data set has {}",
+            sampler.data_len(),
+            self.targets.shape()[0]
+        );
+        self.sampler = Some(sampler);
         self
     }
 
@@ -147,7 +194,7 @@ impl DataLoader {
         self
     }
 
-    /// Number of samples.
+    /// Number of samples an epoch reads (this rank's share, with a sampler).
     ///
     /// ```
     /// use tapegrad_data::DataLoader;
@@ -156,7 +203,10 @@ impl DataLoader {
     /// assert_eq!((loader.len(), loader.batches()), (10, 3)); // samples, not batches
     /// ```
     pub fn len(&self) -> usize {
-        self.targets.shape()[0]
+        match &self.sampler {
+            Some(sampler) => sampler.num_samples(),
+            None => self.targets.shape()[0],
+        }
     }
 
     /// Whether there are no samples.
@@ -207,12 +257,10 @@ impl DataLoader {
     /// assert_eq!(loader.epoch(5).map(|(_, y)| y.numel()).collect::<Vec<_>>(), [4, 2]);
     /// ```
     pub fn epoch(&self, epoch: u64) -> impl Iterator<Item = (Tensor, Tensor)> + '_ {
-        let order = match self.seed {
-            Some(seed) => permutation(
-                self.len(),
-                seed.wrapping_add(epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            ),
-            None => (0..self.len()).collect(),
+        let order = match (&self.sampler, self.seed) {
+            (Some(sampler), _) => sampler.indices(epoch),
+            (None, Some(seed)) => permutation(self.len(), epoch_seed(seed, epoch)),
+            (None, None) => (0..self.len()).collect(),
         };
         let batches = self.batches();
         (0..batches).map(move |b| {

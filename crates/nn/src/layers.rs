@@ -784,6 +784,21 @@ impl BatchNorm2d {
     }
 }
 
+impl BatchNorm2d {
+    /// Whether the layer normalises with batch statistics (training) or the running ones.
+    ///
+    /// ```
+    /// use tapegrad_nn::{BatchNorm2d, Module};
+    /// let bn = BatchNorm2d::new(2);
+    /// assert!(bn.is_training());
+    /// bn.eval();
+    /// assert!(!bn.is_training());
+    /// ```
+    pub fn is_training(&self) -> bool {
+        self.training.get()
+    }
+}
+
 impl Forward for BatchNorm2d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {

@@ -674,6 +674,70 @@ impl Tensor {
         }
     }
 
+    /// Replaces the accumulated gradient (PyTorch's `p.grad = g`; `None` clears it): what a
+    /// gradient all-reduce writes back. The gradient is stored detached. Panics if this
+    /// tensor does not track gradients, or `grad` differs from it in shape or dtype.
+    ///
+    /// ```
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[2]).requires_grad();
+    /// w.set_grad(Some(&Tensor::full(&[2], 0.5)));
+    /// assert_eq!(w.grad().unwrap().to_vec::<f32>(), vec![0.5, 0.5]);
+    /// (&w * 2.0).sum_to_shape(&[]).backward(); // later backward passes add to it
+    /// assert_eq!(w.grad().unwrap().to_vec::<f32>(), vec![2.5, 2.5]);
+    /// ```
+    #[track_caller]
+    pub fn set_grad(&self, grad: Option<&Tensor>) {
+        or_panic(self.try_set_grad(grad))
+    }
+
+    /// [`Tensor::set_grad`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// use tapegrad_tape::Tensor;
+    /// let w = Tensor::ones(&[2]).requires_grad();
+    /// assert!(w.try_set_grad(Some(&Tensor::ones(&[3]))).is_err()); // shape
+    /// assert!(Tensor::ones(&[2]).try_set_grad(None).is_err()); // tracks no gradient
+    /// ```
+    #[track_caller]
+    pub fn try_set_grad(&self, grad: Option<&Tensor>) -> Result<()> {
+        let location = Location::caller();
+        let Some(key) = self.inner.node.get() else {
+            return Err(Error::InvalidArgument {
+                op: "set_grad",
+                message: "this tensor does not track gradients; call requires_grad() on a leaf"
+                    .into(),
+                location,
+            });
+        };
+        if let Some(g) = grad {
+            if g.shape() != self.shape() {
+                return Err(shape_error(
+                    "set_grad",
+                    format!(
+                        "gradient shape {:?} differs from the tensor's shape {:?}",
+                        g.shape(),
+                        self.shape()
+                    ),
+                    location,
+                ));
+            }
+            if g.dtype() != self.dtype() {
+                return Err(Error::DType {
+                    op: "set_grad",
+                    lhs: self.dtype(),
+                    rhs: g.dtype(),
+                    location,
+                });
+            }
+        }
+        let new = grad.map(Tensor::detach);
+        let old = with_tape(|t| t.nodes.get_mut(key).map(|n| std::mem::replace(&mut n.grad, new)));
+        // Dropped outside the tape's borrow: a gradient may hold the last handle of a node.
+        drop(old);
+        Ok(())
+    }
+
     /// Asks backward to keep this interior tensor's gradient in [`Tensor::grad`], as PyTorch's
     /// `retain_grad()` does. Has no effect on leaves, which always keep theirs. Panics if the
     /// tensor does not track gradients.

@@ -1,0 +1,119 @@
+//! The MPI backend (rsmpi over the system's MPI library, Open MPI on Debian). MPI is
+//! initialised on the group's communication thread, and only that thread calls it; the
+//! universe is finalised when the thread ends.
+
+use mpi::collective::SystemOperation;
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+use crate::backend::Backend;
+use crate::error::{DistError, Result};
+use crate::payload::Payload;
+
+/// MPI counts are C ints: longer buffers go in pieces of this many elements.
+const PIECE: usize = 1 << 28;
+
+pub(crate) struct MpiBackend {
+    world: SimpleCommunicator,
+    // Dropped last: finalising MPI ends every communicator.
+    _universe: Universe,
+}
+
+impl MpiBackend {
+    /// Initialises MPI on the calling thread (the communication thread).
+    pub(crate) fn init() -> Result<MpiBackend> {
+        let (universe, _) =
+            mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or(DistError::Invalid {
+                op: "init",
+                message: "MPI was already initialised in this process (one process group per \
+                          process)"
+                    .into(),
+            })?;
+        let world = universe.world();
+        Ok(MpiBackend { world, _universe: universe })
+    }
+
+    pub(crate) fn world_size(&self) -> usize {
+        self.world.size() as usize
+    }
+}
+
+fn root_at(world: &SimpleCommunicator, root: usize) -> Result<mpi::topology::Process<'_>> {
+    if root >= world.size() as usize {
+        return Err(DistError::Invalid {
+            op: "broadcast",
+            message: format!("root {root} is not a rank of a world of {}", world.size()),
+        });
+    }
+    Ok(world.process_at_rank(root as i32))
+}
+
+impl Backend for MpiBackend {
+    fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    fn all_reduce_sum(&mut self, data: &mut Payload) -> Result<()> {
+        fn reduce<T: Equivalence + Copy + Default>(world: &SimpleCommunicator, v: &mut [T]) {
+            for piece in v.chunks_mut(PIECE) {
+                let send = piece.to_vec();
+                world.all_reduce_into(&send[..], piece, SystemOperation::sum());
+            }
+        }
+        match data {
+            Payload::F32(v) => reduce(&self.world, v),
+            Payload::F64(v) => reduce(&self.world, v),
+            Payload::I64(v) => reduce(&self.world, v),
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, data: &mut Payload, root: usize) -> Result<()> {
+        let root = root_at(&self.world, root)?;
+        match data {
+            Payload::F32(v) => v.chunks_mut(PIECE).for_each(|p| root.broadcast_into(p)),
+            Payload::F64(v) => v.chunks_mut(PIECE).for_each(|p| root.broadcast_into(p)),
+            Payload::I64(v) => v.chunks_mut(PIECE).for_each(|p| root.broadcast_into(p)),
+        }
+        Ok(())
+    }
+
+    fn all_gather(&mut self, data: &Payload) -> Result<Vec<Payload>> {
+        fn gather<T: Equivalence + Copy + Default>(
+            world: &SimpleCommunicator,
+            v: &[T],
+            wrap: fn(Vec<T>) -> Payload,
+        ) -> Result<Vec<Payload>> {
+            let size = world.size() as usize;
+            if v.len().saturating_mul(size) > i32::MAX as usize {
+                return Err(DistError::Invalid {
+                    op: "all_gather",
+                    message: format!("{} elements from each of {size} ranks is too many", v.len()),
+                });
+            }
+            let mut all = vec![T::default(); v.len() * size];
+            world.all_gather_into(v, &mut all[..]);
+            Ok(all.chunks(v.len().max(1)).take(size).map(|c| wrap(c.to_vec())).collect::<Vec<_>>())
+        }
+        match data {
+            Payload::F32(v) if v.is_empty() => {
+                Ok(vec![Payload::F32(Vec::new()); self.world_size()])
+            }
+            Payload::F64(v) if v.is_empty() => {
+                Ok(vec![Payload::F64(Vec::new()); self.world_size()])
+            }
+            Payload::I64(v) if v.is_empty() => {
+                Ok(vec![Payload::I64(Vec::new()); self.world_size()])
+            }
+            Payload::F32(v) => gather(&self.world, v, Payload::F32),
+            Payload::F64(v) => gather(&self.world, v, Payload::F64),
+            Payload::I64(v) => gather(&self.world, v, Payload::I64),
+        }
+    }
+
+    fn barrier(&mut self) -> Result<()> {
+        self.world.barrier();
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! Batch normalisation with statistics over the global batch (PyTorch's `SyncBatchNorm`):
+//! each rank sums its part, and the sums are all-reduced, in forward and (by the recorded
+//! all-reduce's rule) in backward.
+
+use tapegrad_nn::{BatchNorm2d, Forward, Module, Slot, TrainingFlag, join_name};
+use tapegrad_ops::cat;
+use tapegrad_ops::functional::{self as F, BatchNormOptions, BatchNormStats};
+use tapegrad_ops::prelude::*;
+use tapegrad_tape::{Tensor, no_grad};
+
+use crate::functional::all_reduce;
+use crate::group::ProcessGroup;
+
+/// Batch normalisation of `[N, C, ...]` inputs whose training statistics are those of the
+/// batch of every rank together (PyTorch's `SyncBatchNorm`): training on `k` ranks with `B`
+/// samples each normalises as one process would with `kB`. Costs two all-reduces of `C + 1`
+/// and `C` values per forward, and one of each size in backward. In evaluation it is a plain
+/// batch norm with the running statistics. Names and state dicts are [`BatchNorm2d`]'s.
+///
+/// Unlike PyTorch's, this one also works alone (`ProcessGroup::single()`), and for `[N, C]`
+/// inputs.
+///
+/// ```
+/// use tapegrad_distributed::{ProcessGroup, SyncBatchNorm};
+/// use tapegrad_nn::{BatchNorm2d, Forward};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::randn(&[4, 3, 2, 2]);
+/// let sync = SyncBatchNorm::new(3, &ProcessGroup::single());
+/// let plain = BatchNorm2d::new(3);
+/// let (a, b) = (sync.forward(&x).to_vec::<f32>(), plain.forward(&x).to_vec::<f32>());
+/// assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-5)); // one rank: the same layer
+/// ```
+pub struct SyncBatchNorm {
+    /// Scale per channel (starts at 1).
+    pub weight: Tensor,
+    /// Shift per channel (starts at 0).
+    pub bias: Tensor,
+    /// Running mean per channel (starts at 0).
+    pub running_mean: Tensor,
+    /// Running unbiased variance per channel, of the global batch (starts at 1).
+    pub running_var: Tensor,
+    /// Batches seen in training.
+    pub num_batches_tracked: Tensor,
+    /// Weight of the newest batch in the running statistics.
+    pub momentum: f64,
+    /// Added to the variance.
+    pub eps: f64,
+    training: TrainingFlag,
+    group: ProcessGroup,
+}
+
+// Written out rather than derived: the derive names the facade crate, which this crate is
+// beneath.
+impl Module for SyncBatchNorm {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
+        for (name, t, slot) in [
+            ("weight", &self.weight, Slot::Parameter),
+            ("bias", &self.bias, Slot::Parameter),
+            ("running_mean", &self.running_mean, Slot::Buffer),
+            ("running_var", &self.running_var, Slot::Buffer),
+            ("num_batches_tracked", &self.num_batches_tracked, Slot::Buffer),
+        ] {
+            f(&join_name(prefix, name), t, slot);
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
+        for (name, t, slot) in [
+            ("weight", &mut self.weight, Slot::Parameter),
+            ("bias", &mut self.bias, Slot::Parameter),
+            ("running_mean", &mut self.running_mean, Slot::Buffer),
+            ("running_var", &mut self.running_var, Slot::Buffer),
+            ("num_batches_tracked", &mut self.num_batches_tracked, Slot::Buffer),
+        ] {
+            f(&join_name(prefix, name), t, slot);
+        }
+    }
+
+    fn set_training(&self, training: bool) {
+        self.training.set(training);
+    }
+}
+
+impl SyncBatchNorm {
+    /// Over `channels` channels with PyTorch's defaults (momentum 0.1, eps 1e-5).
+    ///
+    /// ```
+    /// use tapegrad_distributed::{ProcessGroup, SyncBatchNorm};
+    /// use tapegrad_nn::Module;
+    /// let bn = SyncBatchNorm::new(8, &ProcessGroup::single());
+    /// assert_eq!(bn.named_buffers()[1].0, "running_var");
+    /// ```
+    pub fn new(channels: usize, group: &ProcessGroup) -> Self {
+        SyncBatchNorm::from_batch_norm(BatchNorm2d::new(channels), group)
+    }
+
+    /// The same layer (its tensors, momentum, eps and mode) with synchronised statistics
+    /// (PyTorch's `convert_sync_batchnorm`, one layer at a time).
+    ///
+    /// ```
+    /// use tapegrad_distributed::{ProcessGroup, SyncBatchNorm};
+    /// use tapegrad_nn::BatchNorm2d;
+    /// let mut bn = BatchNorm2d::new(2);
+    /// bn.eps = 1e-3;
+    /// assert_eq!(SyncBatchNorm::from_batch_norm(bn, &ProcessGroup::single()).eps, 1e-3);
+    /// ```
+    pub fn from_batch_norm(bn: BatchNorm2d, group: &ProcessGroup) -> Self {
+        let training = TrainingFlag::default();
+        training.set(bn.is_training());
+        SyncBatchNorm {
+            weight: bn.weight,
+            bias: bn.bias,
+            running_mean: bn.running_mean,
+            running_var: bn.running_var,
+            num_batches_tracked: bn.num_batches_tracked,
+            momentum: bn.momentum,
+            eps: bn.eps,
+            training,
+            group: group.clone(),
+        }
+    }
+
+    /// The normalised input with the statistics of every rank's batch.
+    fn forward_training(&self, x: &Tensor) -> Tensor {
+        let shape = x.shape().to_vec();
+        assert!(
+            shape.len() >= 2,
+            "SyncBatchNorm: the input needs a batch and a channel dimension, got shape {shape:?}"
+        );
+        let channels = shape[1];
+        assert_eq!(
+            channels,
+            self.weight.numel(),
+            "SyncBatchNorm: input shape {shape:?} has {channels} channels, the layer {}",
+            self.weight.numel()
+        );
+        let x3 = x.reshape(&[shape[0] as isize, channels as isize, -1]);
+        let per_channel = |t: &Tensor| t.sum_dim(2, false).sum_dim(0, false);
+        // The count travels with the sums (it need not be equal on every rank).
+        let local_count = (x3.numel() / channels.max(1)) as f64;
+        let count = Tensor::full(&[1], local_count).to_dtype(x.dtype());
+        let sums = all_reduce(&cat(&[&per_channel(&x3), &count], 0), &self.group);
+        let total = sums.narrow(0, channels, 1).detach().to_vec::<f64>()[0];
+        assert!(total > 0.0, "SyncBatchNorm: the ranks' batches are all empty");
+        let mean = sums.narrow(0, 0, channels).mul_scalar(1.0 / total);
+        let centered = &x3 - &mean.reshape(&[1, channels as isize, 1]);
+        // Two passes (mean, then squares about it): as stable as the one-process kernel.
+        let var = all_reduce(&per_channel(&centered.square()), &self.group).mul_scalar(1.0 / total);
+        let scale = &(&var + self.eps).rsqrt() * &self.weight;
+        let y = &(&centered * &scale.reshape(&[1, channels as isize, 1]))
+            + &self.bias.reshape(&[1, channels as isize, 1]);
+        {
+            let _no_grad = no_grad();
+            let m = self.momentum;
+            let unbiased = if total > 1.0 { total / (total - 1.0) } else { 1.0 };
+            let dtype = self.running_mean.dtype();
+            let new_mean = &self.running_mean.mul_scalar(1.0 - m)
+                + &mean.detach().to_dtype(dtype).mul_scalar(m);
+            let new_var = &self.running_var.mul_scalar(1.0 - m)
+                + &var.detach().to_dtype(dtype).mul_scalar(m * unbiased);
+            self.running_mean.set_data(&new_mean);
+            self.running_var.set_data(&new_var);
+            let n = self.num_batches_tracked.to_vec::<i64>()[0];
+            self.num_batches_tracked.set_data(&Tensor::from_vec(vec![n + 1], &[]));
+        }
+        y.reshape(&shape.iter().map(|&d| d as isize).collect::<Vec<_>>())
+    }
+}
+
+impl Forward for SyncBatchNorm {
+    /// Collective in training (every rank must call it); local in evaluation.
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if self.training.get() {
+            return self.forward_training(x);
+        }
+        let stats = BatchNormStats {
+            running_mean: self.running_mean.clone(),
+            running_var: self.running_var.clone(),
+        };
+        let options = BatchNormOptions::default()
+            .weight(&self.weight)
+            .bias(&self.bias)
+            .training(false)
+            .eps(self.eps);
+        F::batch_norm_with(x, Some(&stats), options)
+    }
+}

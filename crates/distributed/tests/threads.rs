@@ -1,0 +1,304 @@
+//! Data-parallel training with ranks as threads: the same checks the mpirun tests make
+//! across processes, on any machine.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tapegrad_distributed::{
+    DdpOptions, DistributedDataParallel, GroupOptions, ProcessGroup, ReduceOp, ReduceOrder,
+};
+use tapegrad_nn::{Forward, Linear, Module, Optimizer, SGD};
+use tapegrad_ops::prelude::*;
+use tapegrad_tape::{DType, Tensor};
+
+/// Runs `f` on every rank of a thread group, returning the ranks' results in rank order.
+fn on_ranks<T: Send + 'static>(
+    world: usize,
+    f: impl Fn(ProcessGroup) -> T + Send + Sync + Clone + 'static,
+) -> Vec<T> {
+    let handles: Vec<_> = ProcessGroup::threads(world)
+        .into_iter()
+        .map(|g| {
+            let f = f.clone();
+            std::thread::spawn(move || f(g))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().expect("a rank panicked")).collect()
+}
+
+#[test]
+fn ddp_in_f32_matches_one_process_on_the_global_batch() {
+    for world in [2, 3] {
+        let ranks = on_ranks(world, move |g| {
+            let data = batches(5, world, &[6], DType::F32);
+            // Each rank starts from its own weights: DDP copies rank 0's.
+            let model = mlp(100 + g.rank() as u64, DType::F32);
+            flat_state(&train_ddp(model, &g, &data, DdpOptions::default()))
+        });
+        let data = batches(5, world, &[6], DType::F32);
+        let single = flat_state(&train_global(mlp(100, DType::F32), &data));
+        for (rank, params) in ranks.iter().enumerate() {
+            assert_eq!(params, &ranks[0], "rank {rank} of {world} differs from rank 0");
+            let diff = max_diff(params, &single);
+            assert!(diff <= 1e-6, "{world} ranks: off by {diff:e} from one process");
+        }
+    }
+}
+
+#[test]
+fn ddp_in_f64_in_rank_order_is_exactly_one_process_accumulating_the_shards() {
+    for world in [2, 3] {
+        let options = DdpOptions::default()
+            .reduce_order(ReduceOrder::RankOrder)
+            .first_bucket_mb(1e-3)
+            .bucket_cap_mb(1e-3);
+        let ranks = on_ranks(world, move |g| {
+            let data = batches(4, world, &[6], DType::F64);
+            let ddp = train_ddp(mlp(7 + g.rank() as u64, DType::F64), &g, &data, options);
+            assert!(ddp.bucket_count() > 1, "small caps make several buckets");
+            flat_state(&ddp)
+        });
+        let data = batches(4, world, &[6], DType::F64);
+        let single = flat_state(&train_accumulated(mlp(7, DType::F64), world, &data));
+        for params in &ranks {
+            assert_eq!(params, &single, "{world} ranks");
+        }
+    }
+}
+
+#[test]
+fn sync_batch_norm_trains_as_batch_norm_on_the_global_batch() {
+    let world = 2;
+    let ranks = on_ranks(world, move |g| {
+        let data = batches(3, world, &[1, 6, 6], DType::F64);
+        flat_state(&train_ddp(convnet(5, DType::F64, Some(&g)), &g, &data, DdpOptions::default()))
+    });
+    let data = batches(3, world, &[1, 6, 6], DType::F64);
+    let single = flat_state(&train_global(convnet(5, DType::F64, None), &data));
+    assert_eq!(ranks[0], ranks[1]);
+    // Parameters and running statistics (buffers are in the state dict).
+    let diff = max_diff(&ranks[0], &single);
+    assert!(diff < 1e-12, "off by {diff:e}");
+}
+
+#[test]
+fn training_forwards_start_from_rank_zeros_buffers_unless_told_not_to() {
+    for broadcast in [true, false] {
+        let means = on_ranks(2, move |g| {
+            let options = DdpOptions::default().broadcast_buffers(broadcast);
+            let ddp = DistributedDataParallel::new_with(convnet(5, DType::F32, None), &g, options);
+            let running_mean = ddp.named_buffers()[0].1.clone();
+            if g.rank() == 1 {
+                running_mean.set_data(&Tensor::full(&[4], 100.0)); // drifted away
+            }
+            let data = batches(1, 2, &[1, 6, 6], DType::F32);
+            ddp.forward(&shard(&data[0].0, g.rank()));
+            running_mean.to_vec::<f32>()
+        });
+        // 0.9 of the starting value plus 0.1 of a batch mean of order 1.
+        let drifted = means[1].iter().all(|&m| m > 50.0);
+        assert_eq!(drifted, !broadcast, "broadcast_buffers({broadcast}): {means:?}");
+    }
+}
+
+#[test]
+fn parameters_left_out_of_one_ranks_loss_get_the_mean_of_the_others() {
+    let grads = on_ranks(2, |g| {
+        tapegrad_tape::manual_seed(3);
+        let (shared, head, idle) = (Linear::new(2, 2), Linear::new(2, 1), Linear::new(2, 1));
+        let model = tapegrad_nn::Sequential::new().add(shared).add(head).add(idle);
+        let ddp = DistributedDataParallel::new(model, &g);
+        let layers = ddp.named_parameters();
+        let (w0, w1) = (&layers[0].1, &layers[2].1);
+        let h = w0.matmul(&Tensor::ones(&[2, 1]));
+        // Rank 0 uses the first layer only; rank 1 the second layer too; nobody the third.
+        let loss = if g.rank() == 0 { h.sum() } else { &h.sum() + &w1.sum() };
+        ddp.backward(&loss);
+        layers.iter().map(|(_, p)| p.grad().map(|g| g.to_vec::<f32>())).collect::<Vec<_>>()
+    });
+    assert_eq!(grads[0], grads[1]);
+    assert_eq!(grads[0][0], Some(vec![1.0; 4]), "used by both: the mean of equal gradients");
+    assert_eq!(grads[0][2], Some(vec![0.5, 0.5]), "used by rank 1 only: (0 + 1) / 2");
+    assert_eq!(grads[0][4], None, "used by no rank: no gradient, as in one process");
+}
+
+#[test]
+fn plain_backward_with_an_unused_parameter_is_caught_at_the_next_forward() {
+    let ddp = DistributedDataParallel::new(
+        tapegrad_nn::Sequential::new().add(Linear::new(2, 2)).add(Linear::new(2, 2)),
+        &ProcessGroup::single(),
+    );
+    let w = ddp.parameters()[0].clone();
+    w.sum().backward(); // three of the four parameters never get a gradient
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ddp.forward(&Tensor::ones(&[1, 2]));
+    }));
+    let message = *caught.unwrap_err().downcast::<String>().unwrap();
+    assert!(message.contains("ddp.backward(&loss)") && message.contains("0.bias"), "{message}");
+}
+
+#[test]
+fn no_sync_accumulates_locally_and_the_next_backward_averages_the_total() {
+    let grads = on_ranks(2, |g| {
+        tapegrad_tape::manual_seed(0);
+        let ddp = DistributedDataParallel::new(Linear::new(1, 1), &g);
+        let x = Tensor::full(&[1, 1], (g.rank() + 1) as f64);
+        {
+            let _local = ddp.no_sync();
+            ddp.backward(&ddp.forward(&x).sum());
+            // Not averaged yet: each rank holds its own gradient.
+            assert_eq!(ddp.module().weight.grad().unwrap().item(), (g.rank() + 1) as f64);
+        }
+        ddp.backward(&ddp.forward(&x).sum());
+        ddp.module().weight.grad().unwrap().item()
+    });
+    // Rank r accumulated 2 (r + 1); the mean over the ranks is (2 + 4) / 2.
+    assert_eq!(grads, vec![3.0, 3.0]);
+}
+
+#[test]
+fn each_plain_backward_averages_at_its_end_so_passes_accumulate_averages() {
+    let ddp = DistributedDataParallel::new(Linear::new(1, 1), &ProcessGroup::single());
+    let x = Tensor::ones(&[1, 1]);
+    ddp.forward(&x).sum().backward();
+    ddp.forward(&x).sum().backward();
+    assert_eq!(ddp.module().bias.as_ref().unwrap().grad().unwrap().item(), 2.0);
+}
+
+#[test]
+fn a_second_gradient_before_the_first_was_averaged_is_refused() {
+    let model = tapegrad_nn::Sequential::new().add(Linear::new(2, 2)).add(Linear::new(2, 2));
+    let ddp = DistributedDataParallel::new(model, &ProcessGroup::single());
+    let w = ddp.parameters()[0].clone();
+    w.sum().backward(); // the other parameters are left waiting
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.sum().backward()));
+    let message = *caught.unwrap_err().downcast::<String>().unwrap();
+    assert!(message.contains("second gradient") && message.contains("no_sync"), "{message}");
+}
+
+#[test]
+fn collectives_combine_every_rank() {
+    let out = on_ranks(3, |g| {
+        let x = Tensor::full(&[2], g.rank() as f64);
+        let sum = g.all_reduce(&x, ReduceOp::Sum).to_vec::<f32>();
+        let avg = g.all_reduce(&x, ReduceOp::Avg).to_vec::<f32>();
+        let from_two = g.broadcast(&x, 2).to_vec::<f32>();
+        let all: Vec<f32> = g.all_gather(&x).iter().map(|t| t.to_vec::<f32>()[0]).collect();
+        g.barrier();
+        (sum, avg, from_two, all)
+    });
+    for (sum, avg, from_two, all) in out {
+        assert_eq!(sum, vec![3.0, 3.0]);
+        assert_eq!(avg, vec![1.0, 1.0]);
+        assert_eq!(from_two, vec![2.0, 2.0]);
+        assert_eq!(all, vec![0.0, 1.0, 2.0]);
+    }
+}
+
+#[test]
+fn a_failed_rank_is_reported_by_the_others_without_waiting_for_the_timeout() {
+    let groups =
+        ProcessGroup::threads_with(2, GroupOptions::default().timeout(Duration::from_secs(60)));
+    let start = Instant::now();
+    let handles: Vec<_> = groups
+        .into_iter()
+        .map(|g| {
+            std::thread::spawn(move || {
+                if g.rank() == 1 {
+                    panic!("rank 1 fails before its first collective");
+                }
+                g.try_all_reduce(&Tensor::ones(&[1]), ReduceOp::Sum).map(drop)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    assert!(results[1].is_err(), "rank 1 panicked");
+    let error = results[0].as_ref().unwrap().as_ref().unwrap_err().to_string();
+    assert!(error.contains("rank 1 failed"), "{error}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_rank_that_never_joins_times_out_with_the_collective_named() {
+    let mut groups =
+        ProcessGroup::threads_with(2, GroupOptions::default().timeout(Duration::from_millis(300)));
+    let silent = groups.pop().unwrap();
+    let g = groups.pop().unwrap();
+    let start = Instant::now();
+    let error = g.try_all_reduce(&Tensor::ones(&[1]), ReduceOp::Sum).unwrap_err().to_string();
+    assert!(error.contains("did not complete within") && error.contains("all_reduce"), "{error}");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    drop(silent);
+}
+
+#[test]
+fn different_collectives_on_different_ranks_are_reported() {
+    let out = on_ranks(2, |g| {
+        let x = Tensor::ones(&[1]);
+        if g.rank() == 0 {
+            g.try_all_reduce(&x, ReduceOp::Sum).map(drop)
+        } else {
+            g.try_broadcast(&x, 0).map(drop)
+        }
+    });
+    let message = out[0].as_ref().unwrap_err().to_string();
+    assert!(message.contains("different collectives"), "{message}");
+}
+
+#[test]
+fn save_on_main_writes_once_and_every_rank_learns_the_outcome() {
+    let dir = std::env::temp_dir().join(format!("tapegrad-ddp-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let p = path.clone();
+    let out = on_ranks(2, move |g| {
+        tapegrad_tape::manual_seed(g.rank() as u64);
+        let ddp = DistributedDataParallel::new(Linear::new(3, 2), &g);
+        let saved = g.save_on_main(|| tapegrad_nn::save(ddp.module(), &p));
+        // After the collective, every rank can read rank 0's complete file.
+        let mut copy = Linear::new(3, 2);
+        tapegrad_nn::load(&mut copy, &p).unwrap();
+        let failed = g.save_on_main(|| tapegrad_nn::save(ddp.module(), "/nonexistent/x"));
+        (
+            saved.is_ok(),
+            copy.weight.to_vec::<f32>() == ddp.module().weight.to_vec::<f32>(),
+            failed.is_err(),
+        )
+    });
+    assert_eq!(out, vec![(true, true, true); 2]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn training_with_the_sampler_keeps_the_ranks_identical() {
+    use tapegrad_data::{DataLoader, DistributedSampler};
+    let world = 2;
+    let make_data = || {
+        tapegrad_tape::manual_seed(77);
+        let x = Tensor::randn(&[24, 6]);
+        let y = Tensor::from_vec((0..24).map(|i| (i % 3) as i64).collect::<Vec<_>>(), &[24]);
+        (x, y)
+    };
+    let ranks = on_ranks(world, move |g| {
+        let (x, y) = make_data();
+        let sampler = DistributedSampler::new(24, g.world_size(), g.rank()).shuffle(5);
+        let loader = DataLoader::new(x, y, 4).sampler(sampler);
+        let ddp = DistributedDataParallel::new(mlp(g.rank() as u64, DType::F32), &g);
+        let mut opt = SGD::new(ddp.parameters(), 0.1);
+        let mut seen = Vec::new();
+        for epoch in 0..2 {
+            for (xb, yb) in loader.epoch(epoch) {
+                seen.extend(yb.to_vec::<i64>());
+                let loss = tapegrad_ops::functional::cross_entropy(&ddp.forward(&xb), &yb);
+                opt.zero_grad();
+                ddp.backward(&loss);
+                opt.step();
+            }
+        }
+        (flat_state(&ddp), loader.len())
+    });
+    assert_eq!(ranks[0].0, ranks[1].0);
+    assert_eq!((ranks[0].1, ranks[1].1), (12, 12));
+}
