@@ -9,7 +9,7 @@
 //! /usr/share/datasets/fashion-mnist), `--epochs N`, `--batch-size N`, `--lr X`,
 //! `--threads N`, `--seed N`, `--out DIR` (default target/mnist).
 
-mod common;
+pub mod common;
 
 use std::path::PathBuf;
 use std::time::Instant;

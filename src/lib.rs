@@ -37,6 +37,9 @@ pub fn set_num_threads(threads: usize) -> std::result::Result<(), String> {
 }
 
 pub use tapegrad_data as data;
+/// Data-parallel training (features `distributed`, and `mpi` for the MPI backend).
+#[cfg(feature = "distributed")]
+pub use tapegrad_distributed as distributed;
 pub use tapegrad_nn as nn;
 pub use tapegrad_ops as ops;
 pub use tapegrad_tape as tape;

@@ -151,6 +151,37 @@ impl DdpOptions {
     }
 }
 
+/// What the last averaging round communicated and how long backward waited for it.
+///
+/// ```
+/// use tapegrad_distributed::{DistributedDataParallel, ProcessGroup};
+/// use tapegrad_nn::{Forward, Linear, Module};
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let ranks: Vec<_> = ProcessGroup::threads(2)
+///     .into_iter()
+///     .map(|group| std::thread::spawn(move || {
+///         let ddp = DistributedDataParallel::new(Linear::new(3, 2), &group);
+///         ddp.backward(&ddp.forward(&Tensor::ones(&[1, 3])).sum());
+///         ddp.last_sync()
+///     }))
+///     .collect();
+/// let stats = ranks.into_iter().next().unwrap().join().unwrap();
+/// assert_eq!(stats.buckets, 1);
+/// assert_eq!(stats.bytes, 4 * (6 + 2 + 2)); // 8 gradient values and 2 used flags, in f32
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SyncStats {
+    /// All-reduces made (one per bucket).
+    pub buckets: usize,
+    /// Bytes this rank contributed (gradients and one flag per parameter); a ring all-reduce
+    /// sends and receives about twice this per rank.
+    pub bytes: usize,
+    /// Time backward spent waiting for the all-reduces after its last gradient: the part of
+    /// the communication that did not overlap computation.
+    pub wait: std::time::Duration,
+}
+
 /// Parameters whose gradients travel in one all-reduce.
 struct Bucket {
     /// Indices into `GradSync::params`.
@@ -178,6 +209,9 @@ struct GradSync {
     enabled: bool,
     /// Completed averaging rounds (one per synchronised backward).
     rounds: u64,
+    /// The round under way, then the last one.
+    stats: SyncStats,
+    last: SyncStats,
 }
 
 impl GradSync {
@@ -222,6 +256,8 @@ impl GradSync {
             in_flight: Vec::new(),
             enabled: true,
             rounds: 0,
+            stats: SyncStats::default(),
+            last: SyncStats::default(),
         }
     }
 
@@ -242,6 +278,10 @@ impl GradSync {
              backward passes inside `ddp.no_sync()`",
             self.params[i].0
         );
+        if self.group.world_size() == 1 {
+            // The mean over one rank is its own gradient: nothing to communicate.
+            return;
+        }
         self.ready[i] = true;
         self.unready_in_bucket[self.bucket_of[i]] -= 1;
         self.start_ready_buckets();
@@ -281,6 +321,8 @@ impl GradSync {
         for u in used {
             data.extend_with(1, u);
         }
+        self.stats.buckets += 1;
+        self.stats.bytes += data.bytes();
         let pending = match self.reduction {
             ReduceOrder::Backend => Pending::Summed(self.group.all_reduce_async(data)),
             ReduceOrder::RankOrder => Pending::Gathered(self.group.all_gather_async(data)),
@@ -296,6 +338,10 @@ impl GradSync {
     }
 
     fn try_finish(&mut self) -> Result<()> {
+        if self.group.world_size() == 1 {
+            self.rounds += 1;
+            return Ok(());
+        }
         // Every bucket still waiting: parameters this backward did not reach contribute zeros.
         for b in self.next_to_start..self.buckets.len() {
             self.start(b);
@@ -303,10 +349,12 @@ impl GradSync {
         self.next_to_start = self.buckets.len();
         let world = self.group.world_size();
         for (b, pending) in std::mem::take(&mut self.in_flight) {
+            let waiting = std::time::Instant::now();
             let mut sum = match pending {
                 Pending::Summed(work) => work.wait()?,
                 Pending::Gathered(work) => sum_in_order(work.wait()?, "all_reduce")?,
             };
+            self.stats.wait += waiting.elapsed();
             sum.divide(world);
             let members = &self.buckets[b].members;
             let flags = sum.len() - members.len();
@@ -326,6 +374,7 @@ impl GradSync {
         }
         self.next_to_start = 0;
         self.rounds += 1;
+        self.last = std::mem::take(&mut self.stats);
         Ok(())
     }
 }
@@ -477,6 +526,17 @@ impl<M: Module> DistributedDataParallel<M> {
     /// ```
     pub fn bucket_count(&self) -> usize {
         self.sync.borrow().buckets.len()
+    }
+
+    /// What the last completed averaging communicated, and how long it was waited for.
+    ///
+    /// ```
+    /// use tapegrad_distributed::{DistributedDataParallel, ProcessGroup};
+    /// let ddp = DistributedDataParallel::new(tapegrad_nn::Linear::new(2, 2), &ProcessGroup::single());
+    /// assert_eq!(ddp.last_sync().buckets, 0); // no backward yet
+    /// ```
+    pub fn last_sync(&self) -> SyncStats {
+        self.sync.borrow().last
     }
 
     /// `loss.backward()`, then the averaging of any bucket the sweep did not complete

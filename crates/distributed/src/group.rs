@@ -220,7 +220,7 @@ impl<T> Work<T> {
 /// [`SyncBatchNorm`](crate::SyncBatchNorm) communicate through. Cloning gives another handle
 /// on the same group.
 ///
-/// Backends: [`ProcessGroup::mpi`] (one process per rank, started by `mpirun`; the `mpi`
+/// Backends: `ProcessGroup::mpi` (one process per rank, started by `mpirun`; the `mpi`
 /// feature), and [`ProcessGroup::threads`] (ranks as threads of one process; always built).
 /// Every rank must call the same collectives in the same order; a rank that waits longer
 /// than the timeout reports which collective it waited for and stops.

@@ -1,10 +1,10 @@
 //! Data-parallel training for tapegrad (PyTorch's `torch.distributed` and
 //! `DistributedDataParallel`): every rank holds the same model, reads its own shard of the data
-//! ([`tapegrad_data::DistributedSampler`]), and averages gradients with the others after each
+//! (`tapegrad_data::DistributedSampler`), and averages gradients with the others after each
 //! backward pass, so all ranks take the same optimizer step.
 //!
 //! - [`ProcessGroup`]: this rank's handle on the others, with collectives on tensors. Over MPI
-//!   ([`ProcessGroup::mpi`], feature `mpi`: one process per rank, started by `mpirun`), or over
+//!   (`ProcessGroup::mpi`, feature `mpi`: one process per rank, started by `mpirun`), or over
 //!   threads of one process ([`ProcessGroup::threads`], always built: for tests and trials).
 //! - [`DistributedDataParallel`]: wraps a model; gradients are averaged in buckets that start
 //!   communicating during backward.
@@ -45,7 +45,7 @@ mod payload;
 mod sync_batch_norm;
 mod threads;
 
-pub use ddp::{DdpOptions, DistributedDataParallel, NoSyncGuard, ReduceOrder};
+pub use ddp::{DdpOptions, DistributedDataParallel, NoSyncGuard, ReduceOrder, SyncStats};
 pub use error::{DistError, Result};
 pub use functional::all_reduce;
 pub use group::{GroupOptions, ProcessGroup, ReduceOp, Work};

@@ -1,6 +1,6 @@
 //! The values a collective carries: one flat buffer of one element type.
 
-use tapegrad_tape::{DType, Tensor};
+use tapegrad_tape::{DType, Storage, Tensor};
 
 use crate::error::{DistError, Result};
 
@@ -69,11 +69,17 @@ impl Payload {
     /// p.extend_from_tensor(&Tensor::ones(&[2]));
     /// assert_eq!(p, Payload::F32(vec![1.0, 1.0, 1.0]));
     /// ```
+    ///
+    /// # Panics
+    /// If the tensor's element type differs from the buffer's.
+    #[track_caller]
     pub fn extend_from_tensor(&mut self, t: &Tensor) {
-        match self {
-            Payload::F32(v) => v.extend(t.to_vec::<f32>()),
-            Payload::F64(v) => v.extend(t.to_vec::<f64>()),
-            Payload::I64(v) => v.extend(t.to_vec::<i64>()),
+        // Straight from the storage: no intermediate vector.
+        match (self, &t.contiguous_storage()) {
+            (Payload::F32(v), Storage::F32(s)) => v.extend_from_slice(s),
+            (Payload::F64(v), Storage::F64(s)) => v.extend_from_slice(s),
+            (Payload::I64(v), Storage::I64(s)) => v.extend_from_slice(s),
+            (p, _) => panic!("Payload: a {:?} tensor appended to a {} buffer", t.dtype(), p.kind()),
         }
     }
 

@@ -126,17 +126,19 @@ fn parameters_left_out_of_one_ranks_loss_get_the_mean_of_the_others() {
 
 #[test]
 fn plain_backward_with_an_unused_parameter_is_caught_at_the_next_forward() {
-    let ddp = DistributedDataParallel::new(
-        tapegrad_nn::Sequential::new().add(Linear::new(2, 2)).add(Linear::new(2, 2)),
-        &ProcessGroup::single(),
-    );
-    let w = ddp.parameters()[0].clone();
-    w.sum().backward(); // three of the four parameters never get a gradient
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ddp.forward(&Tensor::ones(&[1, 2]));
-    }));
-    let message = *caught.unwrap_err().downcast::<String>().unwrap();
-    assert!(message.contains("ddp.backward(&loss)") && message.contains("0.bias"), "{message}");
+    let messages = on_ranks(2, |g| {
+        let model = tapegrad_nn::Sequential::new().add(Linear::new(2, 2)).add(Linear::new(2, 2));
+        let ddp = DistributedDataParallel::new(model, &g);
+        let w = ddp.parameters()[0].clone();
+        w.sum().backward(); // three of the four parameters never get a gradient
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ddp.forward(&Tensor::ones(&[1, 2]));
+        }));
+        *caught.unwrap_err().downcast::<String>().unwrap()
+    });
+    for message in messages {
+        assert!(message.contains("ddp.backward(&loss)") && message.contains("0.bias"), "{message}");
+    }
 }
 
 #[test]
@@ -169,13 +171,25 @@ fn each_plain_backward_averages_at_its_end_so_passes_accumulate_averages() {
 
 #[test]
 fn a_second_gradient_before_the_first_was_averaged_is_refused() {
-    let model = tapegrad_nn::Sequential::new().add(Linear::new(2, 2)).add(Linear::new(2, 2));
-    let ddp = DistributedDataParallel::new(model, &ProcessGroup::single());
-    let w = ddp.parameters()[0].clone();
-    w.sum().backward(); // the other parameters are left waiting
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.sum().backward()));
-    let message = *caught.unwrap_err().downcast::<String>().unwrap();
-    assert!(message.contains("second gradient") && message.contains("no_sync"), "{message}");
+    let messages = on_ranks(2, |g| {
+        let model = tapegrad_nn::Sequential::new().add(Linear::new(2, 2)).add(Linear::new(2, 2));
+        let ddp = DistributedDataParallel::new(model, &g);
+        let w = ddp.parameters()[0].clone();
+        w.sum().backward(); // the other parameters are left waiting
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.sum().backward()));
+        *caught.unwrap_err().downcast::<String>().unwrap()
+    });
+    for message in messages {
+        assert!(message.contains("second gradient") && message.contains("no_sync"), "{message}");
+    }
+}
+
+#[test]
+fn one_rank_communicates_nothing() {
+    let ddp = DistributedDataParallel::new(Linear::new(2, 2), &ProcessGroup::single());
+    ddp.backward(&ddp.forward(&Tensor::ones(&[1, 2])).sum());
+    assert_eq!(ddp.last_sync().buckets, 0);
+    assert_eq!(ddp.module().weight.grad().unwrap().to_vec::<f32>(), vec![1.0; 4]);
 }
 
 #[test]
