@@ -5,9 +5,16 @@
 
 #![allow(unused_variables, dead_code, clippy::redundant_clone, clippy::cloned_ref_to_slice_refs)]
 
+use std::time::Duration;
 use tapegrad::ops::Reduction;
 use tapegrad::prelude::*;
+
+use tapegrad::data::DistributedSampler;
 use tapegrad::tape::tape_stats;
+use tapegrad_distributed::{
+    DdpOptions, DistributedDataParallel, GroupOptions, Payload, ProcessGroup, ReduceOp,
+    SyncBatchNorm,
+};
 
 /// The values every row may use, named as in the PyTorch column.
 struct Vars {
@@ -773,6 +780,21 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Data",
+            "DistributedSampler(ds, num_replicas=2, rank=0, shuffle=True, seed=0)",
+            DistributedSampler::new(4, 2, 0).shuffle(0).indices(0),
+            "`indices(epoch)` is the shard of an epoch (PyTorch's `set_epoch`); pads by wrapping unless `drop_last(true)`"
+        ),
+        (
+            "Data",
+            "DataLoader(ds, batch_size=2, sampler=DistributedSampler(ds, 2, 1))",
+            DataLoader::new(Tensor::zeros(&[4, 3]), Tensor::zeros(&[4]), 2)
+                .sampler(DistributedSampler::new(4, 2, 1))
+                .epoch(0)
+                .count(),
+            "each rank's loader reads its shard; `shuffle` and `sampler` exclude each other, as in PyTorch"
+        ),
+        (
+            "Data",
             "torchvision.datasets.MNIST",
             Mnist::embedded().map(|m| m.train.len()),
             "5,000 digits ship inside the crate; `Mnist::from_dir` reads the full files"
@@ -788,6 +810,95 @@ fn rows() -> Vec<Row> {
             "torch.autograd memory profiling",
             tape_stats(),
             "what the tape holds now (nodes, saved bytes)"
+        ),
+        // Data parallelism (tapegrad-distributed; the facade's `distributed` and `mpi` features).
+        (
+            "Distributed",
+            "dist.init_process_group(backend=\"mpi\")",
+            ProcessGroup::threads(2).len(),
+            "`ProcessGroup::mpi()` in each process under mpirun (feature `mpi`); `ProcessGroup::threads(n)` gives n ranks as threads of one process"
+        ),
+        (
+            "Distributed",
+            "dist.init_process_group(..., timeout=timedelta(seconds=60))",
+            ProcessGroup::threads_with(1, GroupOptions::default().timeout(Duration::from_secs(60))),
+            "`ProcessGroup::try_mpi_with(options)` for MPI; a rank that waits longer names the collective and stops the job"
+        ),
+        (
+            "Distributed",
+            "dist.get_rank(), dist.get_world_size()",
+            (ProcessGroup::single().rank(), ProcessGroup::single().world_size()),
+            "methods of the group handle"
+        ),
+        (
+            "Distributed",
+            "dist.all_reduce(t, op=dist.ReduceOp.SUM)",
+            ProcessGroup::single().all_reduce(&x, ReduceOp::Sum),
+            "returns the result instead of writing into `t`; `ReduceOp::Avg` divides by the world size"
+        ),
+        (
+            "Distributed",
+            "dist.broadcast(t, src=0)",
+            ProcessGroup::single().broadcast(&x, 0),
+            "returns rank 0's values; `broadcast_into(&[tensors], 0)` overwrites tensors in place"
+        ),
+        (
+            "Distributed",
+            "dist.all_gather(tensor_list, t)",
+            ProcessGroup::single().all_gather(&x),
+            "returns the ranks' tensors in rank order"
+        ),
+        (
+            "Distributed",
+            "dist.barrier()",
+            ProcessGroup::single().barrier(),
+            ""
+        ),
+        (
+            "Distributed",
+            "dist.all_reduce(t, async_op=True).wait()",
+            ProcessGroup::single().all_reduce_async(Payload::from_tensor(&x)).wait(),
+            "`_async` forms return a `Work` on flat buffers"
+        ),
+        (
+            "Distributed",
+            "torch.distributed.nn.functional.all_reduce(t)",
+            tapegrad_distributed::all_reduce(&p, &ProcessGroup::single()),
+            "recorded: its backward all-reduces the gradient"
+        ),
+        (
+            "Distributed",
+            "DistributedDataParallel(model, bucket_cap_mb=25, broadcast_buffers=True)",
+            DistributedDataParallel::new_with(
+                Sequential::new().add(Linear::new(3, 4)),
+                &ProcessGroup::single(),
+                DdpOptions::default().bucket_cap_mb(25.0).broadcast_buffers(true)
+            ),
+            "`DistributedDataParallel::new(model, &group)` for the defaults; `ddp.backward(&loss)` also averages buckets the loss did not reach (PyTorch's `find_unused_parameters`)"
+        ),
+        (
+            "Distributed",
+            "with ddp.no_sync(): loss.backward()",
+            DistributedDataParallel::new(Linear::new(3, 1), &ProcessGroup::single()).no_sync(),
+            "a guard: gradients accumulate locally until it is dropped"
+        ),
+        (
+            "Distributed",
+            "ddp.module",
+            DistributedDataParallel::new(Linear::new(3, 1), &ProcessGroup::single()).into_inner(),
+            "`module()` borrows, `into_inner()` unwraps"
+        ),
+        (
+            "Distributed",
+            "nn.SyncBatchNorm.convert_sync_batchnorm(model)",
+            SyncBatchNorm::from_batch_norm(BatchNorm2d::new(4), &ProcessGroup::single()),
+            "one layer at a time (a model's field types are static); `SyncBatchNorm::new(c, &group)`"
+        ),
+        (
+            "Distributed",
+            "if dist.get_rank() == 0: torch.save(...)",
+            ProcessGroup::single().save_on_main(|| save(&model, &path)),
+            "collective: every rank learns whether rank 0's save worked; `main_println!(group, ...)` logs once"
         ),
     }
 }

@@ -417,7 +417,8 @@ impl GradSync {
 /// assert_eq!(weights[0], weights[1]); // the same model on both ranks
 /// ```
 pub struct DistributedDataParallel<M: Module> {
-    module: M,
+    /// `None` only inside `into_inner`.
+    module: Option<M>,
     group: ProcessGroup,
     sync: Rc<RefCell<GradSync>>,
     hooks: Vec<HookHandle>,
@@ -475,7 +476,7 @@ impl<M: Module> DistributedDataParallel<M> {
                 })
             })
             .collect();
-        DistributedDataParallel { module, group: group.clone(), sync, hooks, options }
+        DistributedDataParallel { module: Some(module), group: group.clone(), sync, hooks, options }
     }
 
     /// The wrapped module.
@@ -486,7 +487,7 @@ impl<M: Module> DistributedDataParallel<M> {
     /// assert_eq!(ddp.module().weight.shape(), &[3, 2]);
     /// ```
     pub fn module(&self) -> &M {
-        &self.module
+        self.inner()
     }
 
     /// Unwraps the module (removing the hooks).
@@ -498,12 +499,11 @@ impl<M: Module> DistributedDataParallel<M> {
     /// assert_eq!(linear.bias.unwrap().shape(), &[3]);
     /// ```
     pub fn into_inner(mut self) -> M {
-        for hook in self.hooks.drain(..) {
-            hook.remove();
-        }
-        // `M` is moved out of a type with no Drop of its own.
-        let DistributedDataParallel { module, .. } = self;
-        module
+        self.module.take().expect("the module is present until into_inner")
+    }
+
+    fn inner(&self) -> &M {
+        self.module.as_ref().expect("the module is present until into_inner")
     }
 
     /// The group the gradients are averaged over.
@@ -609,7 +609,7 @@ impl<M: Module> DistributedDataParallel<M> {
         // Forwards under `no_grad` (evaluation, perhaps on rank 0 alone) communicate nothing.
         if self.options.broadcast_buffers && self.group.world_size() > 1 && is_grad_enabled() {
             let buffers: Vec<Tensor> =
-                self.module.named_buffers().into_iter().map(|(_, b)| b).collect();
+                self.inner().named_buffers().into_iter().map(|(_, b)| b).collect();
             if !buffers.is_empty() {
                 self.group.broadcast_into(&buffers, 0);
             }
@@ -617,18 +617,29 @@ impl<M: Module> DistributedDataParallel<M> {
     }
 }
 
+/// Removes the gradient hooks: the parameters train alone again.
+impl<M: Module> Drop for DistributedDataParallel<M> {
+    fn drop(&mut self) {
+        for hook in self.hooks.drain(..) {
+            hook.remove();
+        }
+    }
+}
+
 /// The inner module's names, tensors and training switch.
 impl<M: Module> Module for DistributedDataParallel<M> {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        self.module.visit(prefix, f)
+        self.inner().visit(prefix, f)
     }
 
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        self.module.visit_mut(prefix, f)
+        if let Some(module) = &mut self.module {
+            module.visit_mut(prefix, f)
+        }
     }
 
     fn set_training(&self, training: bool) {
-        self.module.set_training(training)
+        self.inner().set_training(training)
     }
 }
 
@@ -638,6 +649,6 @@ impl<M: Module + Forward> Forward for DistributedDataParallel<M> {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         self.before_forward();
-        self.module.forward(x)
+        self.inner().forward(x)
     }
 }

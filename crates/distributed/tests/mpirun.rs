@@ -60,7 +60,13 @@ fn mpirun(name: &str, ranks: usize, limit: Duration) -> (bool, String, Duration)
 }
 
 fn is_rank() -> bool {
-    std::env::var_os(CHILD).is_some()
+    let rank = std::env::var_os(CHILD).is_some();
+    assert!(
+        rank || std::env::var_os("OMPI_COMM_WORLD_SIZE").is_none(),
+        "run these tests with `cargo test -p tapegrad-distributed --features mpi`: each test \
+         starts `mpirun -np 2` itself"
+    );
+    rank
 }
 
 /// Every rank's `values`, checked equal to rank 0's.
