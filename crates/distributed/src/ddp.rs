@@ -177,6 +177,9 @@ pub struct SyncStats {
     /// Bytes this rank contributed (gradients and one flag per parameter); a ring all-reduce
     /// sends and receives about twice this per rank.
     pub bytes: usize,
+    /// Buckets whose all-reduce started while backward still had gradients to compute:
+    /// communication that overlapped the sweep.
+    pub overlapped: usize,
     /// Time backward spent waiting for the all-reduces after its last gradient: the part of
     /// the communication that did not overlap computation.
     pub wait: std::time::Duration,
@@ -209,6 +212,8 @@ struct GradSync {
     enabled: bool,
     /// Completed averaging rounds (one per synchronised backward).
     rounds: u64,
+    /// Each bucket's buffer from the last step, for reuse.
+    spare: Vec<Option<Payload>>,
     /// The round under way, then the last one.
     stats: SyncStats,
     last: SyncStats,
@@ -244,6 +249,7 @@ impl GradSync {
             }
         }
         let unready_in_bucket = buckets.iter().map(|b| b.members.len()).collect();
+        let buckets_len = buckets.len();
         GradSync {
             group,
             reduction: options.reduction,
@@ -256,6 +262,7 @@ impl GradSync {
             in_flight: Vec::new(),
             enabled: true,
             rounds: 0,
+            spare: (0..buckets_len).map(|_| None).collect(),
             stats: SyncStats::default(),
             last: SyncStats::default(),
         }
@@ -296,6 +303,9 @@ impl GradSync {
         {
             self.start(self.next_to_start);
             self.next_to_start += 1;
+            if self.ready.iter().any(|&r| !r) {
+                self.stats.overlapped += 1;
+            }
         }
     }
 
@@ -303,7 +313,14 @@ impl GradSync {
     /// (1 where this rank has a gradient), and starts its reduction.
     fn start(&mut self, b: usize) {
         let bucket = &self.buckets[b];
-        let mut data = Payload::empty(bucket.dtype);
+        // Last step's buffer, reused: a fresh one costs page faults at every step.
+        let mut data = match self.spare[b].take() {
+            Some(mut spare) => {
+                spare.clear();
+                spare
+            }
+            None => Payload::empty(bucket.dtype),
+        };
         let mut used = Vec::with_capacity(bucket.members.len());
         for &i in &bucket.members {
             let p = &self.params[i].1;
@@ -350,12 +367,11 @@ impl GradSync {
         let world = self.group.world_size();
         for (b, pending) in std::mem::take(&mut self.in_flight) {
             let waiting = std::time::Instant::now();
-            let mut sum = match pending {
+            let sum = match pending {
                 Pending::Summed(work) => work.wait()?,
                 Pending::Gathered(work) => sum_in_order(work.wait()?, "all_reduce")?,
             };
             self.stats.wait += waiting.elapsed();
-            sum.divide(world);
             let members = &self.buckets[b].members;
             let flags = sum.len() - members.len();
             let mut start = 0;
@@ -363,10 +379,17 @@ impl GradSync {
                 let p = &self.params[i].1;
                 // No rank had a gradient: leave `.grad` empty, as one process would.
                 if sum.get(flags + k) > 0.0 {
-                    p.set_grad(Some(&sum.slice_to_tensor(start, p.shape())));
+                    let in_place =
+                        p.grad().is_some_and(|g| sum.write_quotient_into(start, world, &g));
+                    if !in_place {
+                        let mut part = Payload::from_tensor(&sum.slice_to_tensor(start, p.shape()));
+                        part.divide(world);
+                        p.set_grad(Some(&part.to_tensor(p.shape())));
+                    }
                 }
                 start += p.numel();
             }
+            self.spare[b] = Some(sum);
         }
         self.ready.iter_mut().for_each(|r| *r = false);
         for (b, bucket) in self.buckets.iter().enumerate() {

@@ -16,6 +16,9 @@ const PIECE: usize = 1 << 28;
 
 pub(crate) struct MpiBackend {
     world: SimpleCommunicator,
+    send_f32: Vec<f32>,
+    send_f64: Vec<f64>,
+    send_i64: Vec<i64>,
     // Dropped last: finalising MPI ends every communicator.
     _universe: Universe,
 }
@@ -31,7 +34,13 @@ impl MpiBackend {
                     .into(),
             })?;
         let world = universe.world();
-        Ok(MpiBackend { world, _universe: universe })
+        Ok(MpiBackend {
+            world,
+            send_f32: Vec::new(),
+            send_f64: Vec::new(),
+            send_i64: Vec::new(),
+            _universe: universe,
+        })
     }
 
     pub(crate) fn world_size(&self) -> usize {
@@ -55,16 +64,23 @@ impl Backend for MpiBackend {
     }
 
     fn all_reduce_sum(&mut self, data: &mut Payload) -> Result<()> {
-        fn reduce<T: Equivalence + Copy + Default>(world: &SimpleCommunicator, v: &mut [T]) {
+        // The send side is a copy kept from call to call: MPI reads it while it writes the
+        // sum over the caller's buffer.
+        fn reduce<T: Equivalence + Copy>(
+            world: &SimpleCommunicator,
+            v: &mut [T],
+            send: &mut Vec<T>,
+        ) {
             for piece in v.chunks_mut(PIECE) {
-                let send = piece.to_vec();
+                send.clear();
+                send.extend_from_slice(piece);
                 world.all_reduce_into(&send[..], piece, SystemOperation::sum());
             }
         }
         match data {
-            Payload::F32(v) => reduce(&self.world, v),
-            Payload::F64(v) => reduce(&self.world, v),
-            Payload::I64(v) => reduce(&self.world, v),
+            Payload::F32(v) => reduce(&self.world, v, &mut self.send_f32),
+            Payload::F64(v) => reduce(&self.world, v, &mut self.send_f64),
+            Payload::I64(v) => reduce(&self.world, v, &mut self.send_i64),
         }
         Ok(())
     }

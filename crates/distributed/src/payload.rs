@@ -191,6 +191,43 @@ impl Payload {
         }
     }
 
+    /// Empties the buffer, keeping its allocation for the next bucket.
+    pub(crate) fn clear(&mut self) {
+        match self {
+            Payload::F32(v) => v.clear(),
+            Payload::F64(v) => v.clear(),
+            Payload::I64(v) => v.clear(),
+        }
+    }
+
+    /// Writes elements `start..start + t.numel()`, divided by `divisor`, over `t`'s values in
+    /// place (copy-on-write if the storage is shared). `false` if `t` is a view, or of
+    /// another element type, and was left alone.
+    pub(crate) fn write_quotient_into(&self, start: usize, divisor: usize, t: &Tensor) -> bool {
+        fn quotient<T: Copy + std::ops::Div<Output = T>>(dst: &mut [T], src: &[T], d: T) {
+            dst.iter_mut().zip(src).for_each(|(x, &y)| *x = y / d);
+        }
+        let n = t.numel();
+        t.update_storage(|storage, layout| {
+            if !(layout.is_contiguous() && layout.offset() == 0 && storage.len() == n) {
+                return false;
+            }
+            match (self, storage) {
+                (Payload::F32(v), Storage::F32(b)) => {
+                    quotient(b.make_mut(), &v[start..start + n], divisor as f32)
+                }
+                (Payload::F64(v), Storage::F64(b)) => {
+                    quotient(b.make_mut(), &v[start..start + n], divisor as f64)
+                }
+                (Payload::I64(v), Storage::I64(b)) => {
+                    quotient(b.make_mut(), &v[start..start + n], divisor as i64)
+                }
+                _ => return false,
+            }
+            true
+        })
+    }
+
     /// Adds `other` elementwise: the one reduction every backend agrees on.
     pub(crate) fn add_assign(&mut self, other: &Payload, op: &'static str) -> Result<()> {
         let message = format!(

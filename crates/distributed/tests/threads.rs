@@ -193,6 +193,24 @@ fn one_rank_communicates_nothing() {
 }
 
 #[test]
+fn small_buckets_start_communicating_while_backward_runs() {
+    let stats = on_ranks(2, |g| {
+        let options = DdpOptions::default().first_bucket_mb(1e-4).bucket_cap_mb(1e-4);
+        let model = mlp(g.rank() as u64, DType::F32); // 4 parameter tensors, each over 100 bytes
+        let ddp = DistributedDataParallel::new_with(model, &g, options);
+        let x = Tensor::randn(&[4, 6]);
+        ddp.backward(&ddp.forward(&x).sum());
+        ddp.last_sync()
+    });
+    for s in stats {
+        assert_eq!(s.buckets, 4);
+        // Every bucket but the one holding the first layer's weight (the last gradient
+        // backward computes) started before the sweep ended.
+        assert_eq!(s.overlapped, 3, "{s:?}");
+    }
+}
+
+#[test]
 fn collectives_combine_every_rank() {
     let out = on_ranks(3, |g| {
         let x = Tensor::full(&[2], g.rank() as f64);
