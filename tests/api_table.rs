@@ -782,7 +782,7 @@ fn rows() -> Vec<Row> {
             "Data",
             "DistributedSampler(ds, num_replicas=2, rank=0, shuffle=True, seed=0)",
             DistributedSampler::new(4, 2, 0).shuffle(0).indices(0),
-            "`indices(epoch)` is the shard of an epoch (PyTorch's `set_epoch`); pads by wrapping unless `drop_last(true)`"
+            "shuffled with seed 0 by default, as in PyTorch (`in_order()` for `shuffle=False`); `indices(epoch)` is the shard of an epoch (PyTorch's `set_epoch`); pads by wrapping unless `drop_last(true)`"
         ),
         (
             "Data",

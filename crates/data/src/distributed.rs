@@ -5,7 +5,8 @@
 use crate::loader::permutation;
 
 /// The samples one rank of `num_replicas` reads in an epoch: every rank draws the same
-/// permutation (from the seed and the epoch), pads it by wrapping around to a multiple of
+/// permutation (from the seed, 0 unless set, and the epoch: shuffled by default, as
+/// PyTorch's), pads it by wrapping around to a multiple of
 /// `num_replicas` (or drops the tail with [`DistributedSampler::drop_last`]), and takes every
 /// `num_replicas`-th index starting at its rank. The shards of one epoch are disjoint, of equal
 /// length, and (without padding) cover every sample; a new epoch reshuffles.
@@ -29,13 +30,14 @@ pub struct DistributedSampler {
 }
 
 impl DistributedSampler {
-    /// The shard of rank `rank` of `num_replicas`, of a data set of `len` samples, in order
-    /// (no shuffling) and padded to equal lengths.
+    /// The shard of rank `rank` of `num_replicas`, of a data set of `len` samples, shuffled
+    /// with seed 0 and padded to equal lengths (PyTorch's defaults).
     ///
     /// ```
     /// use tapegrad_data::DistributedSampler;
-    /// assert_eq!(DistributedSampler::new(5, 2, 0).indices(0), [0, 2, 4]);
-    /// assert_eq!(DistributedSampler::new(5, 2, 1).indices(0), [1, 3, 0]); // padded by wrapping
+    /// let (a, b) = (DistributedSampler::new(5, 2, 0), DistributedSampler::new(5, 2, 1));
+    /// assert_eq!((a.indices(0).len(), b.indices(0).len()), (3, 3)); // 5 samples padded to 6
+    /// assert_eq!(DistributedSampler::new(5, 2, 1).in_order().indices(0), [1, 3, 0]);
     /// ```
     ///
     /// # Panics
@@ -47,11 +49,23 @@ impl DistributedSampler {
             rank < num_replicas,
             "DistributedSampler: rank {rank} is not below num_replicas {num_replicas}"
         );
-        DistributedSampler { len, num_replicas, rank, seed: None, drop_last: false }
+        DistributedSampler { len, num_replicas, rank, seed: Some(0), drop_last: false }
     }
 
-    /// Shuffle every epoch with a permutation from `seed` and the epoch: every rank must
-    /// pass the same seed, so that the shards stay disjoint.
+    /// No shuffling: rank `r` reads samples `r`, `r + num_replicas`, ... in every epoch
+    /// (PyTorch's `shuffle=False`).
+    ///
+    /// ```
+    /// use tapegrad_data::DistributedSampler;
+    /// assert_eq!(DistributedSampler::new(5, 2, 0).in_order().indices(0), [0, 2, 4]);
+    /// ```
+    pub fn in_order(mut self) -> Self {
+        self.seed = None;
+        self
+    }
+
+    /// Shuffle every epoch with a permutation from `seed` (instead of 0) and the epoch: every
+    /// rank must pass the same seed, so that the shards stay disjoint.
     ///
     /// ```
     /// use tapegrad_data::DistributedSampler;
@@ -68,7 +82,7 @@ impl DistributedSampler {
     ///
     /// ```
     /// use tapegrad_data::DistributedSampler;
-    /// assert_eq!(DistributedSampler::new(5, 2, 1).drop_last(true).indices(0), [1, 3]);
+    /// assert_eq!(DistributedSampler::new(5, 2, 1).in_order().drop_last(true).indices(0), [1, 3]);
     /// ```
     pub fn drop_last(mut self, drop: bool) -> Self {
         self.drop_last = drop;
@@ -121,7 +135,7 @@ impl DistributedSampler {
     ///
     /// ```
     /// use tapegrad_data::DistributedSampler;
-    /// assert_eq!(DistributedSampler::new(6, 3, 2).indices(0), [2, 5]);
+    /// assert_eq!(DistributedSampler::new(6, 3, 2).in_order().indices(0), [2, 5]);
     /// ```
     pub fn indices(&self, epoch: u64) -> Vec<usize> {
         let order = match self.seed {

@@ -152,7 +152,7 @@ impl DataLoader {
     /// use tapegrad_data::{DataLoader, DistributedSampler};
     /// use tapegrad_tape::Tensor;
     /// let y = Tensor::from_vec((0..10).collect::<Vec<i64>>(), &[10]);
-    /// let rank1 = DistributedSampler::new(10, 2, 1); // the second of two ranks
+    /// let rank1 = DistributedSampler::new(10, 2, 1).in_order(); // the second of two ranks
     /// let loader = DataLoader::new(Tensor::zeros(&[10, 3]), y, 2).sampler(rank1);
     /// assert_eq!((loader.len(), loader.batches()), (5, 3));
     /// let labels: Vec<i64> = loader.epoch(0).flat_map(|(_, y)| y.to_vec::<i64>()).collect();

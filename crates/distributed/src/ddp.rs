@@ -449,7 +449,15 @@ pub struct DistributedDataParallel<M: Module> {
 }
 
 /// While alive, backward passes accumulate gradients locally without averaging them
-/// (PyTorch's `no_sync()`); returned by [`DistributedDataParallel::no_sync`].
+/// (PyTorch's `no_sync()`); returned by [`DistributedDataParallel::no_sync`]. Bind it to a
+/// name (`let _local = ...`): `let _ = ...` drops it at once.
+///
+/// ```
+/// use tapegrad_distributed::{DistributedDataParallel, NoSyncGuard, ProcessGroup};
+/// let ddp = DistributedDataParallel::new(tapegrad_nn::Linear::new(2, 1), &ProcessGroup::single());
+/// let local: NoSyncGuard = ddp.no_sync();
+/// drop(local); // averaging is back on
+/// ```
 #[must_use = "gradients are averaged again as soon as the guard is dropped"]
 pub struct NoSyncGuard {
     sync: Rc<RefCell<GradSync>>,
@@ -462,9 +470,44 @@ impl Drop for NoSyncGuard {
     }
 }
 
+/// The parameters gradients are averaged for: those that track gradients.
+fn trainable(module: &impl Module) -> Vec<(String, Tensor)> {
+    module.named_parameters().into_iter().filter(|(_, p)| p.tracks_grad()).collect()
+}
+
+/// The averaging state for `module`'s trainable parameters and a post-accumulate hook on each.
+fn attach(
+    module: &impl Module,
+    group: &ProcessGroup,
+    options: &DdpOptions,
+) -> (Rc<RefCell<GradSync>>, Vec<HookHandle>) {
+    let params = trainable(module);
+    let sync = Rc::new(RefCell::new(GradSync::new(group.clone(), params.clone(), options)));
+    let hooks = params
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| {
+            let sync = Rc::downgrade(&sync);
+            p.register_post_accumulate_grad_hook(move |_| {
+                if let Some(sync) = sync.upgrade() {
+                    sync.borrow_mut().mark_ready(i);
+                }
+            })
+        })
+        .collect();
+    (sync, hooks)
+}
+
 impl<M: Module> DistributedDataParallel<M> {
     /// Wraps `module` with PyTorch's defaults; collective (every rank must call it), as it
     /// copies rank 0's parameters and buffers to the others.
+    ///
+    /// ```
+    /// use tapegrad_distributed::{DistributedDataParallel, ProcessGroup};
+    /// use tapegrad_nn::{Linear, Module};
+    /// let ddp = DistributedDataParallel::new(Linear::new(4, 2), &ProcessGroup::single());
+    /// assert_eq!(ddp.parameters().len(), 2); // the inner module's, same names
+    /// ```
     pub fn new(module: M, group: &ProcessGroup) -> Self {
         DistributedDataParallel::new_with(module, group, DdpOptions::default())
     }
@@ -484,22 +527,26 @@ impl<M: Module> DistributedDataParallel<M> {
         let mut state = Vec::new();
         module.visit("", &mut |_, t, _| state.push(t.clone()));
         group.broadcast_into(&state, 0);
-        let params: Vec<(String, Tensor)> =
-            module.named_parameters().into_iter().filter(|(_, p)| p.tracks_grad()).collect();
-        let sync = Rc::new(RefCell::new(GradSync::new(group.clone(), params.clone(), &options)));
-        let hooks = params
-            .iter()
-            .enumerate()
-            .map(|(i, (_, p))| {
-                let sync = Rc::downgrade(&sync);
-                p.register_post_accumulate_grad_hook(move |_| {
-                    if let Some(sync) = sync.upgrade() {
-                        sync.borrow_mut().mark_ready(i);
-                    }
-                })
-            })
-            .collect();
+        let (sync, hooks) = attach(&module, group, &options);
         DistributedDataParallel { module: Some(module), group: group.clone(), sync, hooks, options }
+    }
+
+    /// Hooks the parameters again if a `visit_mut` replaced any (`to_dtype`, `freeze`): the
+    /// old hooks are on tensors the module no longer holds.
+    fn reattach_if_replaced(&mut self) {
+        let Some(module) = &self.module else { return };
+        let now = trainable(module);
+        let same = {
+            let sync = self.sync.borrow();
+            now.len() == sync.params.len()
+                && now.iter().zip(&sync.params).all(|((_, a), (_, b))| a.is_same(b))
+        };
+        if !same {
+            for hook in self.hooks.drain(..) {
+                hook.remove();
+            }
+            (self.sync, self.hooks) = attach(module, &self.group, &self.options);
+        }
     }
 
     /// The wrapped module.
@@ -564,7 +611,9 @@ impl<M: Module> DistributedDataParallel<M> {
 
     /// `loss.backward()`, then the averaging of any bucket the sweep did not complete
     /// (parameters that took no part in this rank's loss count as zero gradients). When this
-    /// returns, every trainable parameter's `.grad` is the mean over the ranks.
+    /// returns (outside [`DistributedDataParallel::no_sync`]), every trainable parameter that
+    /// some rank used has its `.grad` set to the mean over the ranks; one that no rank used
+    /// keeps no gradient, as in one process.
     ///
     /// ```
     /// use tapegrad_distributed::{DistributedDataParallel, ProcessGroup};
@@ -655,10 +704,13 @@ impl<M: Module> Module for DistributedDataParallel<M> {
         self.inner().visit(prefix, f)
     }
 
+    /// Visits the inner module's tensors; if `f` replaced a parameter (as `to_dtype` and
+    /// `freeze` do), the new ones are hooked for averaging instead.
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
         if let Some(module) = &mut self.module {
             module.visit_mut(prefix, f)
         }
+        self.reattach_if_replaced();
     }
 
     fn set_training(&self, training: bool) {

@@ -26,7 +26,8 @@ pub enum DistError {
         /// How long this rank waited.
         waited: Duration,
     },
-    /// Another rank stopped (failed, or left the group) while this one waited for it.
+    /// Another rank stopped (failed, or left the group) while this one waited for it (the
+    /// thread backend; under MPI, mpirun stops the job instead).
     PeerGone {
         /// This rank.
         rank: usize,
@@ -35,7 +36,9 @@ pub enum DistError {
         /// Whether it stopped by failing (a panic) rather than finishing.
         failed: bool,
     },
-    /// The ranks called different collectives at the same point of their sequences.
+    /// The ranks called different collectives at the same point of their sequences, or the
+    /// same one with different roots or buffer lengths (checked by the thread backend; MPI
+    /// does not check).
     Mismatch {
         /// This rank.
         rank: usize,
@@ -82,4 +85,13 @@ impl fmt::Display for DistError {
 impl std::error::Error for DistError {}
 
 /// The result of a collective.
+///
+/// ```
+/// use tapegrad_distributed::{ProcessGroup, Result};
+/// fn total(group: &ProcessGroup) -> Result<f64> {
+///     let x = tapegrad_tape::Tensor::ones(&[1]);
+///     Ok(group.try_all_reduce(&x, tapegrad_distributed::ReduceOp::Sum)?.item())
+/// }
+/// assert_eq!(total(&ProcessGroup::single()).unwrap(), 1.0);
+/// ```
 pub type Result<T> = std::result::Result<T, DistError>;

@@ -29,7 +29,7 @@ pub enum ReduceOp {
     /// The elementwise sum.
     #[default]
     Sum,
-    /// The elementwise sum divided by the number of ranks.
+    /// The elementwise sum divided by the number of ranks (float tensors only).
     Avg,
 }
 
@@ -96,16 +96,29 @@ struct Job {
     reply: Reply,
 }
 
-/// The communication thread: runs the jobs in the order they came.
-fn serve(backend: &mut dyn Backend, jobs: Receiver<Job>) {
+/// The communication thread: runs the jobs in the order they came. Returns `false` if a
+/// job panicked (the thread then stops serving: the ranks can no longer agree on what comes
+/// next).
+fn serve(backend: &mut dyn Backend, jobs: Receiver<Job>) -> bool {
     for Job { op, reply } in jobs {
-        let result = match op {
+        let name = op.name();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match op {
             Op::AllReduce(mut data) => backend.all_reduce_sum(&mut data).map(|()| vec![data]),
             Op::Broadcast(mut data, root) => {
                 backend.broadcast(&mut data, root).map(|()| vec![data])
             }
             Op::AllGather(data) => backend.all_gather(&data),
             Op::Barrier => backend.barrier().map(|()| Vec::new()),
+        }));
+        let (result, panicked) = match outcome {
+            Ok(result) => (result, false),
+            Err(_) => (
+                Err(DistError::Invalid {
+                    op: name,
+                    message: "the communication thread panicked".into(),
+                }),
+                true,
+            ),
         };
         // A receiver that is gone did not want the result (a Work dropped unwaited).
         match reply {
@@ -115,6 +128,21 @@ fn serve(backend: &mut dyn Backend, jobs: Receiver<Job>) {
             Reply::Many(tx) => {
                 let _ = tx.send(result);
             }
+        }
+        if panicked {
+            return false;
+        }
+    }
+    true
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::AllReduce(_) => "all_reduce",
+            Op::Broadcast(..) => "broadcast",
+            Op::AllGather(_) => "all_gather",
+            Op::Barrier => "barrier",
         }
     }
 }
@@ -137,32 +165,51 @@ struct Inner {
     kind: Kind,
 }
 
+impl Inner {
+    /// Ends this MPI rank's process without finalising MPI: finalising would wait for ranks
+    /// that wait for this one, while an exit without it makes mpirun stop the whole job,
+    /// which is what a failed rank must do.
+    #[cfg(feature = "mpi")]
+    fn stop_mpi_rank(&self, why: &str) -> ! {
+        eprintln!(
+            "[rank {} of {}] {why}: stopping this process; mpirun ends the other ranks",
+            self.rank, self.world_size
+        );
+        std::process::exit(1)
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let failing = std::thread::panicking() || self.broken.load(Ordering::SeqCst);
-        match &self.kind {
-            Kind::Threads(meeting) => meeting.leave(self.rank, failing),
-            #[cfg(feature = "mpi")]
-            Kind::Mpi if failing => {
-                // Finalising would wait for ranks that wait for this one. Leaving without it
-                // makes mpirun stop the whole job, which is what a failed rank must do.
-                eprintln!(
-                    "[rank {} of {}] stopping this process; mpirun ends the other ranks",
-                    self.rank, self.world_size
-                );
-                std::process::exit(1);
-            }
-            #[cfg(feature = "mpi")]
-            Kind::Mpi => {}
+        #[cfg(feature = "mpi")]
+        if failing && matches!(self.kind, Kind::Mpi) {
+            self.stop_mpi_rank("a collective failed or the rank panicked");
         }
+        // With the queue closed the thread ends after its last job (for MPI, after
+        // finalising); a failed rank does not wait for it.
         drop(self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take());
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(worker) = worker
-            && !failing
-        {
-            // With the queue closed the thread ends after its last job (for MPI, after
-            // finalising).
-            let _ = worker.join();
+        if let (Some(worker), false) = (worker, failing) {
+            // Jobs still queued (a Work dropped unwaited) run first; a collective the
+            // others never join would block for ever, so the wait is bounded.
+            let deadline = Instant::now() + self.timeout;
+            while !worker.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if worker.is_finished() {
+                let _ = worker.join();
+            } else {
+                #[cfg(feature = "mpi")]
+                if matches!(self.kind, Kind::Mpi) {
+                    self.stop_mpi_rank("a collective started without waiting never completed");
+                }
+            }
+        }
+        // Only now: a rank must not be seen as gone while its queued jobs still run.
+        #[cfg_attr(not(feature = "mpi"), allow(irrefutable_let_patterns))]
+        if let Kind::Threads(meeting) = &self.kind {
+            meeting.leave(self.rank, failing);
         }
     }
 }
@@ -183,6 +230,10 @@ pub struct Work<T> {
     result: Receiver<Result<T>>,
     op: &'static str,
     seq: u64,
+    /// The group's timeout counts from when the collective was started.
+    deadline: Instant,
+    /// Whether it reached the other ranks (a refusal before sending breaks nothing).
+    sent: bool,
     group: Arc<Inner>,
 }
 
@@ -194,21 +245,21 @@ impl<T> Work<T> {
     /// assert!(ProcessGroup::single().barrier_async().wait().is_ok());
     /// ```
     pub fn wait(self) -> Result<T> {
-        let start = Instant::now();
-        let outcome = match self.result.recv_timeout(self.group.timeout) {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let outcome = match self.result.recv_timeout(left) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => Err(DistError::Timeout {
                 rank: self.group.rank,
                 op: self.op,
                 seq: self.seq,
-                waited: start.elapsed(),
+                waited: self.group.timeout,
             }),
             Err(RecvTimeoutError::Disconnected) => Err(DistError::Invalid {
                 op: self.op,
                 message: "the communication thread has stopped".into(),
             }),
         };
-        if outcome.is_err() {
+        if outcome.is_err() && self.sent {
             self.group.broken.store(true, Ordering::SeqCst);
         }
         outcome
@@ -260,7 +311,12 @@ fn start_worker(mut backend: ThreadBackend) -> (Sender<Job>, JoinHandle<()>) {
     let rank = backend.rank();
     let worker = std::thread::Builder::new()
         .name(format!("tapegrad-comm-{rank}"))
-        .spawn(move || serve(&mut backend, rx))
+        .spawn(move || {
+            if !serve(&mut backend, rx) {
+                // The others must not wait for a rank whose thread has stopped.
+                backend.meeting.leave(rank, true);
+            }
+        })
         .expect("tapegrad-distributed: could not start the communication thread");
     (tx, worker)
 }
@@ -296,7 +352,7 @@ impl ProcessGroup {
     #[track_caller]
     pub fn threads_with(world_size: usize, options: GroupOptions) -> Vec<ProcessGroup> {
         assert!(world_size > 0, "ProcessGroup::threads: a group needs at least one rank");
-        let meeting = Meeting::new(world_size, options.timeout);
+        let meeting = Meeting::new(world_size);
         (0..world_size)
             .map(|rank| {
                 let backend = ThreadBackend { meeting: meeting.clone(), rank };
@@ -330,6 +386,12 @@ impl ProcessGroup {
     ///
     /// A panic on any rank afterwards prints which rank failed and ends the process without
     /// finalising MPI, so that mpirun stops the other ranks instead of leaving them waiting.
+    ///
+    /// ```no_run
+    /// // Run as `mpirun -np 2 program`.
+    /// let group = tapegrad_distributed::ProcessGroup::mpi();
+    /// println!("rank {} of {}", group.rank(), group.world_size());
+    /// ```
     #[cfg(feature = "mpi")]
     #[track_caller]
     pub fn mpi() -> ProcessGroup {
@@ -340,6 +402,13 @@ impl ProcessGroup {
     }
 
     /// [`ProcessGroup::mpi`] with settings, returning an error instead of panicking.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tapegrad_distributed::{GroupOptions, ProcessGroup};
+    /// let options = GroupOptions::default().timeout(Duration::from_secs(60));
+    /// let group = ProcessGroup::try_mpi_with(options).expect("started by mpirun");
+    /// ```
     #[cfg(feature = "mpi")]
     pub fn try_mpi_with(options: GroupOptions) -> Result<ProcessGroup> {
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -349,7 +418,15 @@ impl ProcessGroup {
             .spawn(move || match crate::mpi_backend::MpiBackend::init() {
                 Ok(mut backend) => {
                     let _ = ready_tx.send(Ok((backend.rank(), backend.world_size())));
-                    serve(&mut backend, rx);
+                    if !serve(&mut backend, rx) {
+                        eprintln!(
+                            "[rank {} of {}] the communication thread panicked: stopping this \
+                             process; mpirun ends the other ranks",
+                            backend.rank(),
+                            backend.world_size()
+                        );
+                        std::process::exit(1);
+                    }
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -433,17 +510,53 @@ impl ProcessGroup {
         reply: impl FnOnce(Sender<Result<T>>) -> Reply,
     ) -> Work<T> {
         let (tx, rx) = mpsc::channel();
+        let deadline = Instant::now() + self.inner.timeout;
+        let work = |result, seq| Work {
+            result,
+            op: op_name,
+            seq,
+            deadline,
+            sent: true,
+            group: self.inner.clone(),
+        };
+        let jobs = self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        // Numbered under the queue's lock, so numbers follow the queue's order.
         let seq = self.inner.seq.fetch_add(1, Ordering::SeqCst);
-        let sent = match &*self.inner.jobs.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(jobs) => jobs.send(Job { op, reply: reply(tx) }).is_ok(),
+        if self.inner.broken.load(Ordering::SeqCst) {
+            // After a failure the ranks' sequences of collectives no longer line up.
+            let _ = tx.send(Err(DistError::Invalid {
+                op: op_name,
+                message: format!(
+                    "rank {}: an earlier collective of this group failed; no more can run",
+                    self.inner.rank
+                ),
+            }));
+            return work(rx, seq);
+        }
+        let sent = match &*jobs {
+            Some(queue) => queue.send(Job { op, reply: reply(tx) }).is_ok(),
             None => false,
         };
         if !sent {
             // The receiver sees a closed channel: wait() reports the stopped thread.
             let (_, closed) = mpsc::channel();
-            return Work { result: closed, op: op_name, seq, group: self.inner.clone() };
+            return work(closed, seq);
         }
-        Work { result: rx, op: op_name, seq, group: self.inner.clone() }
+        work(rx, seq)
+    }
+
+    /// A collective refused before it was queued (nothing was sent to the other ranks).
+    fn refused<T>(&self, error: DistError) -> Work<T> {
+        let (tx, rx) = mpsc::channel();
+        let _ = tx.send(Err(error));
+        Work {
+            result: rx,
+            op: "refused",
+            seq: self.inner.seq.load(Ordering::SeqCst),
+            deadline: Instant::now() + self.inner.timeout,
+            sent: false,
+            group: self.inner.clone(),
+        }
     }
 
     /// Starts an all-reduce (sum) of `data` and returns at once.
@@ -466,6 +579,9 @@ impl ProcessGroup {
     /// assert_eq!(w.wait().unwrap(), Payload::I64(vec![4]));
     /// ```
     pub fn broadcast_async(&self, data: Payload, root: usize) -> Work<Payload> {
+        if let Err(e) = self.check_root("broadcast", root) {
+            return self.refused(e);
+        }
         self.submit("broadcast", Op::Broadcast(data, root), Reply::One)
     }
 
@@ -516,6 +632,14 @@ impl ProcessGroup {
     /// assert!(g.try_all_reduce(&Tensor::ones(&[2]), ReduceOp::Avg).is_ok());
     /// ```
     pub fn try_all_reduce(&self, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
+        if op == ReduceOp::Avg && x.dtype() == tapegrad_tape::DType::I64 {
+            // Checked on every rank alike, before anything is sent.
+            return Err(DistError::Invalid {
+                op: "all_reduce",
+                message: "ReduceOp::Avg needs a float tensor (an integer mean would be truncated)"
+                    .into(),
+            });
+        }
         let mut sum = self.all_reduce_async(Payload::from_tensor(x)).wait()?;
         if op == ReduceOp::Avg {
             sum.divide(self.world_size());
@@ -595,15 +719,18 @@ impl ProcessGroup {
             }
         }
         for dtype in kinds {
+            // Masks travel as integers.
+            let wire =
+                if dtype == tapegrad_tape::DType::Bool { tapegrad_tape::DType::I64 } else { dtype };
             let members: Vec<&Tensor> = tensors.iter().filter(|t| t.dtype() == dtype).collect();
-            let mut data = Payload::empty(dtype);
+            let mut data = Payload::empty(wire);
             for t in &members {
-                data.extend_from_tensor(t);
+                data.extend_from_tensor(&t.to_dtype(wire));
             }
             let data = self.broadcast_async(data, root).wait()?;
             let mut start = 0;
             for t in members {
-                t.set_data(&data.slice_to_tensor(start, t.shape()));
+                t.set_data(&data.slice_to_tensor(start, t.shape()).to_dtype(dtype));
                 start += t.numel();
             }
         }

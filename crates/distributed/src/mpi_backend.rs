@@ -26,13 +26,23 @@ pub(crate) struct MpiBackend {
 impl MpiBackend {
     /// Initialises MPI on the calling thread (the communication thread).
     pub(crate) fn init() -> Result<MpiBackend> {
-        let (universe, _) =
+        let (universe, granted) =
             mpi::initialize_with_threading(mpi::Threading::Funneled).ok_or(DistError::Invalid {
                 op: "init",
-                message: "MPI was already initialised in this process (one process group per \
-                          process)"
+                message: "MPI was already initialised (and perhaps finalised) in this process: \
+                          make one ProcessGroup::mpi() per process and keep it"
                     .into(),
             })?;
+        // The communication thread is not the process's main thread: with "single" the
+        // library may not be called from it at all.
+        if granted < mpi::Threading::Funneled {
+            return Err(DistError::Invalid {
+                op: "init",
+                message: format!(
+                    "the MPI library grants thread support {granted:?}; at least Funneled is needed"
+                ),
+            });
+        }
         let world = universe.world();
         Ok(MpiBackend {
             world,

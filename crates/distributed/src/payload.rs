@@ -244,7 +244,9 @@ impl Payload {
         match (&mut *self, other) {
             (Payload::F32(a), Payload::F32(b)) => a.iter_mut().zip(b).for_each(|(a, b)| *a += b),
             (Payload::F64(a), Payload::F64(b)) => a.iter_mut().zip(b).for_each(|(a, b)| *a += b),
-            (Payload::I64(a), Payload::I64(b)) => a.iter_mut().zip(b).for_each(|(a, b)| *a += b),
+            (Payload::I64(a), Payload::I64(b)) => {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a = a.wrapping_add(*b))
+            }
             _ => return Err(mismatch()),
         }
         Ok(())

@@ -17,8 +17,8 @@ use crate::group::ProcessGroup;
 /// and `C` values per forward, and one of each size in backward. In evaluation it is a plain
 /// batch norm with the running statistics. Names and state dicts are [`BatchNorm2d`]'s.
 ///
-/// Unlike PyTorch's, this one also works alone (`ProcessGroup::single()`), and for `[N, C]`
-/// inputs.
+/// With `ProcessGroup::single()` it is a batch norm of the one process's batch. Ranks may
+/// have batches of different sizes: the statistics weigh every sample alike.
 ///
 /// ```
 /// use tapegrad_distributed::{ProcessGroup, SyncBatchNorm};
@@ -141,7 +141,12 @@ impl SyncBatchNorm {
         let count = Tensor::full(&[1], local_count).to_dtype(x.dtype());
         let sums = all_reduce(&cat(&[&per_channel(&x3), &count], 0), &self.group);
         let total = sums.narrow(0, channels, 1).detach().to_vec::<f64>()[0];
-        assert!(total > 0.0, "SyncBatchNorm: the ranks' batches are all empty");
+        // As PyTorch: one value per channel has no variance to normalise by.
+        assert!(
+            total > 1.0,
+            "SyncBatchNorm: expected more than 1 value per channel over all ranks when training, \
+             got input of shape {shape:?} and {total} in all"
+        );
         let mean = sums.narrow(0, 0, channels).mul_scalar(1.0 / total);
         let centered = &x3 - &mean.reshape(&[1, channels as isize, 1]);
         // Two passes (mean, then squares about it): as stable as the one-process kernel.
@@ -152,7 +157,7 @@ impl SyncBatchNorm {
         {
             let _no_grad = no_grad();
             let m = self.momentum;
-            let unbiased = if total > 1.0 { total / (total - 1.0) } else { 1.0 };
+            let unbiased = total / (total - 1.0);
             let dtype = self.running_mean.dtype();
             let new_mean = &self.running_mean.mul_scalar(1.0 - m)
                 + &mean.detach().to_dtype(dtype).mul_scalar(m);

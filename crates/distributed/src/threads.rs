@@ -3,7 +3,6 @@
 //! buffers and reduces them in rank order, so results are deterministic.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::error::{DistError, Result};
@@ -16,13 +15,22 @@ enum Gone {
     Failed,
 }
 
+/// What a rank put into a round: its collective (with what must agree between the ranks)
+/// and its buffer.
+#[derive(Clone)]
+pub(crate) struct Deposit {
+    /// The collective, its root and its buffer's length and type: every rank's must match.
+    signature: String,
+    data: Payload,
+}
+
 struct Round {
-    /// Each rank's collective and buffer for the round under way.
-    deposits: Vec<Option<(&'static str, Payload)>>,
+    /// Each rank's deposit for the round under way.
+    deposits: Vec<Option<Deposit>>,
     /// Rounds completed so far.
     completed: u64,
-    /// The last completed round's buffers, in rank order (read by every rank).
-    result: Arc<Vec<(&'static str, Payload)>>,
+    /// The last completed round's deposits, in rank order (read by every rank).
+    result: Arc<Vec<Deposit>>,
     gone: Vec<Option<Gone>>,
 }
 
@@ -31,11 +39,10 @@ pub(crate) struct Meeting {
     round: Mutex<Round>,
     changed: Condvar,
     size: usize,
-    timeout: Duration,
 }
 
 impl Meeting {
-    pub(crate) fn new(size: usize, timeout: Duration) -> Arc<Meeting> {
+    pub(crate) fn new(size: usize) -> Arc<Meeting> {
         Arc::new(Meeting {
             round: Mutex::new(Round {
                 deposits: vec![None; size],
@@ -45,7 +52,6 @@ impl Meeting {
             }),
             changed: Condvar::new(),
             size,
-            timeout,
         })
     }
 
@@ -55,23 +61,21 @@ impl Meeting {
         self.round.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Marks `rank` as stopped, waking every rank that waits for it.
+    /// Marks `rank` as stopped, waking every rank that waits for it (and its own
+    /// communication thread, if that is still waiting).
     pub(crate) fn leave(&self, rank: usize, failed: bool) {
         let mut round = self.lock();
         round.gone[rank] = Some(if failed { Gone::Failed } else { Gone::Finished });
         self.changed.notify_all();
     }
 
-    /// Deposits `rank`'s buffer and returns every rank's, once all have deposited theirs.
-    fn exchange(
-        &self,
-        rank: usize,
-        op: &'static str,
-        data: Payload,
-    ) -> Result<Arc<Vec<(&'static str, Payload)>>> {
+    /// Deposits `rank`'s part and returns every rank's, once all have deposited theirs, or
+    /// an error once a rank this one waits for has stopped (or this one has: its handle was
+    /// dropped after its caller gave up waiting). No timer here: the caller's `Work` has it.
+    fn exchange(&self, rank: usize, deposit: Deposit) -> Result<Arc<Vec<Deposit>>> {
         let mut round = self.lock();
         let target = round.completed + 1;
-        round.deposits[rank] = Some((op, data));
+        round.deposits[rank] = Some(deposit);
         if round.deposits.iter().all(Option::is_some) {
             let deposits = round.deposits.iter_mut().map(|d| d.take().unwrap()).collect();
             round.result = Arc::new(deposits);
@@ -79,31 +83,26 @@ impl Meeting {
             self.changed.notify_all();
             return Ok(round.result.clone());
         }
-        let start = Instant::now();
         loop {
             if round.completed >= target {
                 return Ok(round.result.clone());
             }
             let missing =
                 (0..self.size).find(|&r| round.deposits[r].is_none() && round.gone[r].is_some());
-            if let Some(peer) = missing {
-                round.deposits[rank] = None;
-                return Err(DistError::PeerGone {
-                    rank,
-                    peer,
-                    failed: round.gone[peer] == Some(Gone::Failed),
-                });
-            }
-            let waited = start.elapsed();
-            if waited >= self.timeout {
-                round.deposits[rank] = None;
-                return Err(DistError::Timeout { rank, op, seq: round.completed, waited });
-            }
-            round = self
-                .changed
-                .wait_timeout(round, self.timeout - waited)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
+            let peer = match (missing, round.gone[rank]) {
+                (Some(peer), _) => peer,
+                (None, Some(_)) => rank,
+                (None, None) => {
+                    round = self.changed.wait(round).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+            };
+            round.deposits[rank] = None;
+            return Err(DistError::PeerGone {
+                rank,
+                peer,
+                failed: round.gone[peer] == Some(Gone::Failed),
+            });
         }
     }
 }
@@ -115,14 +114,17 @@ pub(crate) struct ThreadBackend {
 }
 
 impl ThreadBackend {
-    /// Every rank's buffer, after checking that all called the same collective.
-    fn gather(&self, op: &'static str, data: Payload) -> Result<Vec<Payload>> {
-        let all = self.meeting.exchange(self.rank, op, data)?;
-        if all.iter().any(|(other, _)| *other != op) {
-            let ops = all.iter().map(|(o, _)| o.to_string()).collect();
+    /// Every rank's buffer, after checking that all called the same collective on buffers
+    /// of the same length and type (and, for a broadcast, the same root).
+    fn gather(&self, op: &'static str, root: Option<usize>, data: Payload) -> Result<Vec<Payload>> {
+        let root = root.map_or(String::new(), |r| format!(" from rank {r}"));
+        let signature = format!("{op}{root} of {} x {}", data.len(), data.kind());
+        let all = self.meeting.exchange(self.rank, Deposit { signature, data })?;
+        if all.iter().any(|d| d.signature != all[self.rank].signature) {
+            let ops = all.iter().map(|d| d.signature.clone()).collect();
             return Err(DistError::Mismatch { rank: self.rank, ops });
         }
-        Ok(all.iter().map(|(_, p)| p.clone()).collect())
+        Ok(all.iter().map(|d| d.data.clone()).collect())
     }
 }
 
@@ -132,22 +134,22 @@ impl Backend for ThreadBackend {
     }
 
     fn all_reduce_sum(&mut self, data: &mut Payload) -> Result<()> {
-        let all = self.gather("all_reduce", data.clone())?;
+        let all = self.gather("all_reduce", None, data.clone())?;
         *data = sum_in_order(all, "all_reduce")?;
         Ok(())
     }
 
     fn broadcast(&mut self, data: &mut Payload, root: usize) -> Result<()> {
-        let mut all = self.gather("broadcast", data.clone())?;
+        let mut all = self.gather("broadcast", Some(root), data.clone())?;
         *data = all.swap_remove(root);
         Ok(())
     }
 
     fn all_gather(&mut self, data: &Payload) -> Result<Vec<Payload>> {
-        self.gather("all_gather", data.clone())
+        self.gather("all_gather", None, data.clone())
     }
 
     fn barrier(&mut self) -> Result<()> {
-        self.gather("barrier", Payload::F32(Vec::new())).map(drop)
+        self.gather("barrier", None, Payload::F32(Vec::new())).map(drop)
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use tapegrad_distributed::{
     DdpOptions, DistributedDataParallel, GroupOptions, ProcessGroup, ReduceOp, ReduceOrder,
+    SyncBatchNorm,
 };
 use tapegrad_nn::{Forward, Linear, Module, Optimizer, SGD};
 use tapegrad_ops::prelude::*;
@@ -84,6 +85,53 @@ fn sync_batch_norm_trains_as_batch_norm_on_the_global_batch() {
 }
 
 #[test]
+fn sync_batch_norm_weighs_every_sample_alike_when_batches_differ_in_size() {
+    // Rank 0 holds 1 sample, rank 1 holds 5: the statistics are those of all 6.
+    let x = || {
+        tapegrad_tape::manual_seed(9);
+        Tensor::randn_dtype(&[6, 3, 2, 2], DType::F64)
+    };
+    let outs = on_ranks(2, move |g| {
+        let all = x();
+        let mine = if g.rank() == 0 { all.narrow(0, 0, 1) } else { all.narrow(0, 1, 5) };
+        let mut bn = SyncBatchNorm::new(3, &g);
+        bn.to_dtype(DType::F64);
+        let y = bn.forward(&mine.contiguous());
+        (y.to_vec::<f64>(), bn.running_var.to_vec::<f64>())
+    });
+    let mut bn = tapegrad_nn::BatchNorm2d::new(3);
+    bn.to_dtype(DType::F64);
+    let y = bn.forward(&x()).to_vec::<f64>();
+    let joined: Vec<f64> = outs[0].0.iter().chain(&outs[1].0).copied().collect();
+    assert!(max_diff(&joined, &y) < 1e-12);
+    assert!(max_diff(&outs[0].1, &bn.running_var.to_vec::<f64>()) < 1e-12);
+    assert_eq!(outs[0].1, outs[1].1);
+}
+
+#[test]
+fn sync_batch_norm_evaluates_locally_with_its_running_statistics() {
+    let group = ProcessGroup::single();
+    let sync = SyncBatchNorm::new(2, &group);
+    let plain = tapegrad_nn::BatchNorm2d::new(2);
+    let x = Tensor::randn(&[4, 2, 3, 3]);
+    sync.forward(&x);
+    plain.forward(&x);
+    sync.eval();
+    plain.eval();
+    let y = Tensor::randn(&[2, 2, 3, 3]);
+    let diff = max_diff(
+        &sync.forward(&y).to_dtype(DType::F64).to_vec::<f64>(),
+        &plain.forward(&y).to_dtype(DType::F64).to_vec::<f64>(),
+    );
+    assert!(diff < 1e-5, "{diff}");
+    let one = std::panic::catch_unwind(|| {
+        let s = SyncBatchNorm::new(2, &ProcessGroup::single());
+        s.forward(&Tensor::randn(&[1, 2]));
+    });
+    assert!(one.is_err(), "one value per channel in training is refused");
+}
+
+#[test]
 fn training_forwards_start_from_rank_zeros_buffers_unless_told_not_to() {
     for broadcast in [true, false] {
         let means = on_ranks(2, move |g| {
@@ -125,6 +173,46 @@ fn parameters_left_out_of_one_ranks_loss_get_the_mean_of_the_others() {
 }
 
 #[test]
+fn an_unused_parameter_in_an_early_bucket_waits_on_one_rank_only() {
+    for order in [ReduceOrder::Backend, ReduceOrder::RankOrder] {
+        let grads = on_ranks(2, move |g| {
+            tapegrad_tape::manual_seed(3);
+            let options =
+                DdpOptions::default().first_bucket_mb(1e-5).bucket_cap_mb(1e-5).reduce_order(order);
+            // Buckets in reverse order: [head.bias], [head.weight], [body.bias], [body.weight].
+            let model =
+                tapegrad_nn::Sequential::new().add(Linear::new(2, 2)).add(Linear::new(2, 1));
+            let ddp = DistributedDataParallel::new_with(model, &g, options);
+            assert_eq!(ddp.bucket_count(), 4);
+            let p = ddp.parameters();
+            let body = p[0].matmul(&Tensor::ones(&[2, 1])).sum();
+            // Rank 0 leaves the head (the first buckets) out; rank 1 uses it.
+            let loss = if g.rank() == 0 { body } else { &body + &p[3].sum() };
+            ddp.backward(&loss);
+            p.iter().map(|t| t.grad().map(|g| g.to_vec::<f32>())).collect::<Vec<_>>()
+        });
+        assert_eq!(grads[0], grads[1], "{order:?}");
+        assert_eq!(grads[0][0], Some(vec![1.0; 4]));
+        assert_eq!(grads[0][1], None, "body.bias: no rank");
+        assert_eq!(grads[0][2], None, "head.weight: no rank");
+        assert_eq!(grads[0][3], Some(vec![0.5]), "head.bias: rank 1 only");
+    }
+}
+
+#[test]
+fn replacing_the_parameters_through_the_wrapper_keeps_them_averaged() {
+    let grads = on_ranks(2, |g| {
+        tapegrad_tape::manual_seed(0);
+        let mut ddp = DistributedDataParallel::new(Linear::new(1, 1), &g);
+        ddp.to_dtype(DType::F64); // new parameter tensors
+        let x = Tensor::full(&[1, 1], (g.rank() + 1) as f64).to_dtype(DType::F64);
+        ddp.backward(&ddp.forward(&x).sum());
+        ddp.module().weight.grad().unwrap().to_vec::<f64>()
+    });
+    assert_eq!(grads, vec![vec![1.5], vec![1.5]]);
+}
+
+#[test]
 fn plain_backward_with_an_unused_parameter_is_caught_at_the_next_forward() {
     let messages = on_ranks(2, |g| {
         let model = tapegrad_nn::Sequential::new().add(Linear::new(2, 2)).add(Linear::new(2, 2));
@@ -162,11 +250,16 @@ fn no_sync_accumulates_locally_and_the_next_backward_averages_the_total() {
 
 #[test]
 fn each_plain_backward_averages_at_its_end_so_passes_accumulate_averages() {
-    let ddp = DistributedDataParallel::new(Linear::new(1, 1), &ProcessGroup::single());
-    let x = Tensor::ones(&[1, 1]);
-    ddp.forward(&x).sum().backward();
-    ddp.forward(&x).sum().backward();
-    assert_eq!(ddp.module().bias.as_ref().unwrap().grad().unwrap().item(), 2.0);
+    let grads = on_ranks(2, |g| {
+        tapegrad_tape::manual_seed(0);
+        let ddp = DistributedDataParallel::new(Linear::new(1, 1), &g);
+        let r = g.rank() as f64;
+        // Pass 1: inputs 1 and 3 (mean 2); pass 2: inputs 10 and 30 (mean 20).
+        ddp.forward(&Tensor::full(&[1, 1], 1.0 + 2.0 * r)).sum().backward();
+        ddp.forward(&Tensor::full(&[1, 1], 10.0 + 20.0 * r)).sum().backward();
+        ddp.module().weight.grad().unwrap().item()
+    });
+    assert_eq!(grads, vec![22.0, 22.0]); // the averages added: 2 + 20
 }
 
 #[test]
@@ -280,6 +373,48 @@ fn different_collectives_on_different_ranks_are_reported() {
 }
 
 #[test]
+fn buffers_of_different_lengths_or_roots_are_reported_not_mixed() {
+    let out = on_ranks(2, |g| {
+        let x = Tensor::ones(&[1 + g.rank()]);
+        let lengths = g.try_all_reduce(&x, ReduceOp::Sum).map(drop);
+        (lengths.unwrap_err().to_string(), g.try_all_reduce(&x, ReduceOp::Sum).is_err())
+    });
+    for (message, later) in out {
+        assert!(
+            message.contains("all_reduce of 1 x f32") && message.contains("all_reduce of 2 x f32"),
+            "{message}"
+        );
+        assert!(later, "after a failure the group refuses further collectives");
+    }
+    let roots =
+        on_ranks(2, |g| g.try_broadcast(&Tensor::ones(&[1]), g.rank()).unwrap_err().to_string());
+    assert!(roots[0].contains("from rank 0") && roots[0].contains("from rank 1"), "{}", roots[0]);
+}
+
+#[test]
+fn arguments_wrong_on_every_rank_are_refused_before_anything_is_sent() {
+    let g = ProcessGroup::single();
+    let root = g.try_broadcast(&Tensor::ones(&[1]), 3).unwrap_err().to_string();
+    assert!(root.contains("root 3"), "{root}");
+    let async_root = g.broadcast_async(tapegrad_distributed::Payload::F32(vec![1.0]), 3).wait();
+    assert!(async_root.is_err());
+    let avg = g.try_all_reduce(&Tensor::from_vec(vec![3i64], &[1]), ReduceOp::Avg).unwrap_err();
+    assert!(avg.to_string().contains("float"), "{avg}");
+    // Refusals sent nothing: the group still works.
+    assert_eq!(g.all_reduce(&Tensor::ones(&[1]), ReduceOp::Sum).item(), 1.0);
+}
+
+#[test]
+fn boolean_buffers_are_broadcast_too() {
+    let masks = on_ranks(2, |g| {
+        let mask = Tensor::from_vec(vec![g.rank() == 0, g.rank() == 1], &[2]);
+        g.broadcast_into(std::slice::from_ref(&mask), 0);
+        mask.to_vec::<bool>()
+    });
+    assert_eq!(masks, vec![vec![true, false]; 2]);
+}
+
+#[test]
 fn save_on_main_writes_once_and_every_rank_learns_the_outcome() {
     let dir = std::env::temp_dir().join(format!("tapegrad-ddp-save-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -304,13 +439,14 @@ fn save_on_main_writes_once_and_every_rank_learns_the_outcome() {
 }
 
 #[test]
-fn training_with_the_sampler_keeps_the_ranks_identical() {
+fn training_with_the_sampler_reads_disjoint_shards_that_change_per_epoch() {
     use tapegrad_data::{DataLoader, DistributedSampler};
     let world = 2;
     let make_data = || {
         tapegrad_tape::manual_seed(77);
         let x = Tensor::randn(&[24, 6]);
-        let y = Tensor::from_vec((0..24).map(|i| (i % 3) as i64).collect::<Vec<_>>(), &[24]);
+        // The label is the sample's index: what each rank read can be told apart.
+        let y = Tensor::from_vec((0..24).collect::<Vec<i64>>(), &[24]);
         (x, y)
     };
     let ranks = on_ranks(world, move |g| {
@@ -319,18 +455,31 @@ fn training_with_the_sampler_keeps_the_ranks_identical() {
         let loader = DataLoader::new(x, y, 4).sampler(sampler);
         let ddp = DistributedDataParallel::new(mlp(g.rank() as u64, DType::F32), &g);
         let mut opt = SGD::new(ddp.parameters(), 0.1);
-        let mut seen = Vec::new();
+        let mut seen: Vec<Vec<i64>> = Vec::new();
         for epoch in 0..2 {
+            let mut this_epoch = Vec::new();
             for (xb, yb) in loader.epoch(epoch) {
-                seen.extend(yb.to_vec::<i64>());
-                let loss = tapegrad_ops::functional::cross_entropy(&ddp.forward(&xb), &yb);
+                this_epoch.extend(yb.to_vec::<i64>());
+                let classes = Tensor::from_vec(
+                    yb.to_vec::<i64>().iter().map(|v| v % 3).collect::<Vec<_>>(),
+                    &[yb.numel()],
+                );
+                let loss = tapegrad_ops::functional::cross_entropy(&ddp.forward(&xb), &classes);
                 opt.zero_grad();
                 ddp.backward(&loss);
                 opt.step();
             }
+            seen.push(this_epoch);
         }
-        (flat_state(&ddp), loader.len())
+        (flat_state(&ddp), seen)
     });
-    assert_eq!(ranks[0].0, ranks[1].0);
-    assert_eq!((ranks[0].1, ranks[1].1), (12, 12));
+    assert_eq!(ranks[0].0, ranks[1].0, "the models stay identical");
+    for epoch in 0..2 {
+        let (a, b) = (&ranks[0].1[epoch], &ranks[1].1[epoch]);
+        assert_eq!((a.len(), b.len()), (12, 12));
+        let mut all: Vec<i64> = a.iter().chain(b).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..24).collect::<Vec<i64>>(), "epoch {epoch}: disjoint and complete");
+    }
+    assert_ne!(ranks[0].1[0], ranks[0].1[1], "reshuffled per epoch");
 }

@@ -6,7 +6,7 @@
 //! call site, and a backward rule that maps the gradient of its output to gradients of its
 //! inputs. `backward()` walks the nodes the output depends on in reverse record order,
 //! applying each rule and summing gradients per input, and leaves the result in the leaves'
-//! `.grad`. The rules are written with the same tensor operations, so recording them
+//! `.grad` (each leaf as soon as its last user has run). The rules are written with the same tensor operations, so recording them
 //! (`create_graph`) differentiates gradients again.
 //!
 //! ```

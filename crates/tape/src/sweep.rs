@@ -7,7 +7,10 @@
 //! 1. **Ordering** ([`reverse_order`]). Follow the edges back from the outputs to every
 //!    node they depend on, and sort those nodes by record order, latest first: the Wengert
 //!    list read backwards. A node then comes after every node that used it, so the
-//!    gradient gathered for it is complete when its turn comes.
+//!    gradient gathered for it is complete when its turn comes. Leaves (numbered when they
+//!    were made, before any operation) go right after their last user rather than at the
+//!    end, so a parameter's `.grad` and post-accumulate hooks arrive while the sweep still
+//!    has earlier layers to do (what lets a gradient all-reduce overlap backward).
 //! 2. **Applying rules** ([`apply_rules`], [`take_step`], [`run_rule`]). For each node in
 //!    that order, take the gradient gathered for it (its *pending* gradient) and call its
 //!    backward rule with it; the rule returns one gradient per input. The rule runs with
@@ -113,9 +116,16 @@ fn reverse_order(
     let stamp = new_visit_stamp(tape);
     mark_capture_slots(tape, capture);
     let mut order = dependencies(tape, seeds, stamp, location)?;
-    order.sort_unstable_by_key(|&(seq, _)| std::cmp::Reverse(seq));
-    Ok(order.into_iter().map(|(_, k)| k).collect())
+    order.sort_unstable_by_key(|&(when, key)| std::cmp::Reverse((when, key.1)));
+    Ok(order.into_iter().map(|(_, (k, _))| k).collect())
 }
+
+/// Where a node goes in the sweep: interior nodes by their sequence number, latest first;
+/// a leaf right after the last of its users (the earliest recorded), when its gradient is
+/// complete, rather than at the end: its `.grad` and post-accumulate hooks (an optimizer
+/// step or a gradient all-reduce) then come while the sweep goes on with earlier layers.
+/// The second field breaks ties: a user (1) before its leaves (0), leaves by their own number.
+type SweepKey = (u64, (NodeKey, (u8, u64)));
 
 /// A number no earlier sweep used. Marking a node visited by writing it into the node
 /// spares the walk a set of seen keys, and the tape a pass to clear the marks afterwards.
@@ -132,20 +142,29 @@ fn dependencies(
     seeds: &[(NodeKey, Tensor)],
     stamp: u64,
     location: &'static Location<'static>,
-) -> Result<Vec<(u64, NodeKey)>> {
+) -> Result<Vec<SweepKey>> {
     // Sized for the whole tape up front: a long chain would otherwise regrow it many times.
-    let mut found: Vec<(u64, NodeKey)> = Vec::with_capacity(tape.nodes.len());
-    // Depth-first, with the node that led to each key, to name it if the key is stale.
-    let mut stack: Vec<(NodeKey, Option<NodeKey>)> =
+    let mut found: Vec<SweepKey> = Vec::with_capacity(tape.nodes.len());
+    // Where each leaf sits in `found`, to move it after a user found later.
+    let mut leaves: Vec<(NodeKey, usize)> = Vec::new();
+    // Depth-first, with the node that led to each key (and its number), to name it if the
+    // key is stale and to place leaves.
+    let mut stack: Vec<(NodeKey, Option<(NodeKey, u64)>)> =
         seeds.iter().map(|(k, _)| (*k, None)).collect();
     while let Some((key, user)) = stack.pop() {
         let Some(node) = tape.nodes.get_mut(key) else {
             let (op, at) = user
-                .and_then(|u| tape.nodes.get(u))
+                .and_then(|(u, _)| tape.nodes.get(u))
                 .map_or(("backward", location), |u| (u.op, u.location));
             return Err(Error::FreedGraph { op, location: at });
         };
+        let leaf = node.is_leaf();
         if node.visit == stamp {
+            if let (true, Some((_, user_seq))) = (leaf, user)
+                && let Some(&(_, i)) = leaves.iter().find(|(k, _)| *k == key)
+            {
+                found[i].0 = found[i].0.min(user_seq);
+            }
             continue;
         }
         node.visit = stamp;
@@ -153,8 +172,15 @@ fn dependencies(
         if node.released {
             return Err(Error::FreedGraph { op: node.op, location: node.location });
         }
-        found.push((node.seq, key));
-        stack.extend(node.inputs.iter().flatten().map(|&k| (k, Some(key))));
+        if leaf {
+            leaves.push((key, found.len()));
+            let when = user.map_or(node.seq, |(_, user_seq)| user_seq);
+            found.push((when, (key, (0, node.seq))));
+        } else {
+            found.push((node.seq, (key, (1, node.seq))));
+        }
+        let seq = node.seq;
+        stack.extend(node.inputs.iter().flatten().map(|&k| (k, Some((key, seq)))));
     }
     Ok(found)
 }

@@ -87,3 +87,34 @@ fn in_place_update_does_not_corrupt_saved_values() {
     assert_eq!(w.grad().unwrap().item(), 4.0);
     assert_eq!(w.item(), 100.0);
 }
+
+#[test]
+fn a_leaf_takes_its_gradient_right_after_its_last_user_not_at_the_end() {
+    use std::{cell::RefCell, rc::Rc};
+    use tapegrad_tape::BackwardTrace;
+    // Two "layers": w1 is used first, w2 last. Backward reaches w2's user first, and w2's
+    // gradient is complete then: it lands in `.grad` (and its hooks run) before the sweep
+    // goes on to w1's layer, as an optimizer-in-backward or a gradient all-reduce needs.
+    let w1 = Tensor::full(&[2], 2.0).requires_grad();
+    let w2 = Tensor::full(&[2], 3.0).requires_grad();
+    let x = Tensor::ones(&[2]);
+    let h = &w1 * &x;
+    let y = &(&h * &w2) * &w2; // w2 used twice: complete only after both uses
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    let _hook =
+        w2.register_post_accumulate_grad_hook(move |_| log.borrow_mut().push("w2 accumulated"));
+    let log = seen.clone();
+    let _hook1 =
+        w1.register_post_accumulate_grad_hook(move |_| log.borrow_mut().push("w1 accumulated"));
+    let trace = BackwardTrace::start();
+    y.sum_to_shape(&[]).backward();
+    let steps = trace.finish();
+    let nodes: Vec<(u64, &str)> = steps.iter().map(|s| (s.node, s.op)).collect();
+    let w2_step = nodes.iter().position(|&(n, op)| op == "leaf" && n == 1).expect("w2's step");
+    let h_step = nodes.iter().position(|&(n, op)| op != "leaf" && n == 2).expect("h's step");
+    assert!(w2_step < h_step, "w2 should be done before w1's layer runs: {nodes:?}");
+    assert_eq!(*seen.borrow(), ["w2 accumulated", "w1 accumulated"]);
+    assert_eq!(w2.grad().unwrap().to_vec::<f32>(), vec![12.0, 12.0]); // 2 w1 w2 x
+    assert_eq!(w1.grad().unwrap().to_vec::<f32>(), vec![9.0, 9.0]);
+}
