@@ -116,16 +116,16 @@ fn reverse_order(
     let stamp = new_visit_stamp(tape);
     mark_capture_slots(tape, capture);
     let mut order = dependencies(tape, seeds, stamp, location)?;
-    order.sort_unstable_by_key(|&(when, key)| std::cmp::Reverse((when, key.1)));
-    Ok(order.into_iter().map(|(_, (k, _))| k).collect())
+    order.sort_unstable_by_key(|&(when, _)| std::cmp::Reverse(when));
+    Ok(order.into_iter().map(|(_, k)| k).collect())
 }
 
 /// Where a node goes in the sweep: interior nodes by their sequence number, latest first;
 /// a leaf right after the last of its users (the earliest recorded), when its gradient is
 /// complete, rather than at the end: its `.grad` and post-accumulate hooks (an optimizer
 /// step or a gradient all-reduce) then come while the sweep goes on with earlier layers.
-/// The second field breaks ties: a user (1) before its leaves (0), leaves by their own number.
-type SweepKey = (u64, (NodeKey, (u8, u64)));
+/// The key is twice that number, plus one for an interior node: a user before its leaves.
+type SweepKey = (u64, NodeKey);
 
 /// A number no earlier sweep used. Marking a node visited by writing it into the node
 /// spares the walk a set of seen keys, and the tape a pass to clear the marks afterwards.
@@ -145,26 +145,25 @@ fn dependencies(
 ) -> Result<Vec<SweepKey>> {
     // Sized for the whole tape up front: a long chain would otherwise regrow it many times.
     let mut found: Vec<SweepKey> = Vec::with_capacity(tape.nodes.len());
-    // Where each leaf sits in `found`, to move it after a user found later.
+    // Each leaf's place in `found` and the nodes that used it: placed after the walk.
     let mut leaves: Vec<(NodeKey, usize)> = Vec::new();
-    // Depth-first, with the node that led to each key (and its number), to name it if the
-    // key is stale and to place leaves.
-    let mut stack: Vec<(NodeKey, Option<(NodeKey, u64)>)> =
+    let mut leaf_users: Vec<(NodeKey, NodeKey)> = Vec::new();
+    // Depth-first, with the node that led to each key, to name it if the key is stale.
+    let mut stack: Vec<(NodeKey, Option<NodeKey>)> =
         seeds.iter().map(|(k, _)| (*k, None)).collect();
     while let Some((key, user)) = stack.pop() {
         let Some(node) = tape.nodes.get_mut(key) else {
             let (op, at) = user
-                .and_then(|(u, _)| tape.nodes.get(u))
+                .and_then(|u| tape.nodes.get(u))
                 .map_or(("backward", location), |u| (u.op, u.location));
             return Err(Error::FreedGraph { op, location: at });
         };
-        let leaf = node.is_leaf();
+        // Only leaves have no inputs: a node is recorded for an input that tracks gradients.
+        let leaf = node.inputs.is_empty();
+        if let (true, Some(u)) = (leaf, user) {
+            leaf_users.push((key, u));
+        }
         if node.visit == stamp {
-            if let (true, Some((_, user_seq))) = (leaf, user)
-                && let Some(&(_, i)) = leaves.iter().find(|(k, _)| *k == key)
-            {
-                found[i].0 = found[i].0.min(user_seq);
-            }
             continue;
         }
         node.visit = stamp;
@@ -174,13 +173,22 @@ fn dependencies(
         }
         if leaf {
             leaves.push((key, found.len()));
-            let when = user.map_or(node.seq, |(_, user_seq)| user_seq);
-            found.push((when, (key, (0, node.seq))));
+            found.push((2 * node.seq, key));
         } else {
-            found.push((node.seq, (key, (1, node.seq))));
+            found.push((2 * node.seq + 1, key));
         }
-        let seq = node.seq;
-        stack.extend(node.inputs.iter().flatten().map(|&k| (k, Some((key, seq)))));
+        stack.extend(node.inputs.iter().flatten().map(|&k| (k, Some(key))));
+    }
+    // A leaf goes right after its earliest user (a leaf nothing used, a seed, stays at its
+    // own number).
+    let mut placed = vec![false; leaves.len()];
+    for (leaf, user) in leaf_users {
+        let user_seq = tape.nodes.get(user).map_or(u64::MAX / 2, |n| n.seq);
+        if let Some(j) = leaves.iter().position(|(k, _)| *k == leaf) {
+            let slot = &mut found[leaves[j].1].0;
+            *slot = if placed[j] { (*slot).min(2 * user_seq) } else { 2 * user_seq };
+            placed[j] = true;
+        }
     }
     Ok(found)
 }
