@@ -17,7 +17,7 @@ mod mnist;
 use std::time::Instant;
 
 use mnist::common;
-use tapegrad::distributed::{DistributedDataParallel, ProcessGroup, ReduceOp};
+use tapegrad::distributed::{DdpOptions, DistributedDataParallel, ProcessGroup, ReduceOp};
 use tapegrad::nn::{Forward, Module, Optimizer, SGD, Sequential};
 use tapegrad::prelude::*;
 
@@ -27,12 +27,14 @@ const USAGE: &str = "usage: mpirun -np N target/release/examples/ddp_scaling [fl
   --ddp on|off     off: train without DistributedDataParallel (one rank only); default on
   --only w3|w4    one workload (default both)
   --repeats N     measure each workload N times and keep the median, default 3
-  --batch N       the global batch (default: the workload's, W3 128, W4 64)";
+  --batch N       the global batch (default: the workload's, W3 128, W4 64)
+  --bucket-mb X   DDP's bucket cap, first bucket included (default: PyTorch's 25 and 1)";
 
 struct Measured {
     step_ms: f64,
     bytes: usize,
     buckets: usize,
+    overlapped: usize,
     wait_ms: f64,
 }
 
@@ -64,7 +66,14 @@ fn measure(group: &ProcessGroup, plain: bool, w: &Workload, batch: usize) -> Mea
     let (ddp, model) = if plain {
         (None, Some(model))
     } else {
-        (Some(DistributedDataParallel::new(model, group)), None)
+        let options = match common::flag_str("--bucket-mb") {
+            Some(_) => {
+                let mb: f64 = common::flag("--bucket-mb", 25.0);
+                DdpOptions::default().bucket_cap_mb(mb).first_bucket_mb(mb)
+            }
+            None => DdpOptions::default(),
+        };
+        (Some(DistributedDataParallel::new_with(model, group, options)), None)
     };
     let forward = |x: &Tensor| match (&ddp, &model) {
         (Some(d), _) => d.forward(x),
@@ -73,7 +82,7 @@ fn measure(group: &ProcessGroup, plain: bool, w: &Workload, batch: usize) -> Mea
     };
     let mut opt = make_opt(params);
     let mut times = Vec::with_capacity(steps);
-    let (mut wait, mut bytes, mut buckets) = (0.0, 0, 0);
+    let (mut wait, mut bytes, mut buckets, mut overlapped) = (0.0, 0, 0, 0);
     for step in 0..warmup + steps {
         let start = Instant::now();
         opt.zero_grad();
@@ -88,12 +97,12 @@ fn measure(group: &ProcessGroup, plain: bool, w: &Workload, batch: usize) -> Mea
             if let Some(d) = &ddp {
                 let s = d.last_sync();
                 wait += s.wait.as_secs_f64() * 1e3 / steps as f64;
-                (bytes, buckets) = (s.bytes, s.buckets);
+                (bytes, buckets, overlapped) = (s.bytes, s.buckets, s.overlapped);
             }
         }
     }
     times.sort_by(f64::total_cmp);
-    Measured { step_ms: times[times.len() / 2], bytes, buckets, wait_ms: wait }
+    Measured { step_ms: times[times.len() / 2], bytes, buckets, overlapped, wait_ms: wait }
 }
 
 /// Median time of an all-reduce of `bytes` bytes of f32 (rank 0's view).
@@ -113,7 +122,10 @@ fn all_reduce_ms(group: &ProcessGroup, bytes: usize) -> f64 {
 }
 
 fn main() {
-    common::check_args(USAGE, &["--threads", "--ddp", "--only", "--repeats", "--batch"]);
+    common::check_args(
+        USAGE,
+        &["--threads", "--ddp", "--only", "--repeats", "--batch", "--bucket-mb"],
+    );
     let group = ProcessGroup::mpi();
     let threads: usize = common::flag("--threads", 1);
     let _ = tapegrad::set_num_threads(threads);
@@ -199,10 +211,11 @@ fn main() {
         let wait = group.all_reduce(&Tensor::from_vec(vec![m.wait_ms], &[1]), ReduceOp::Avg).item();
         if group.is_main() {
             println!(
-                "{}: batch {batch}: {worst:.3} ms per step, {:.0} samples/s; {} bucket(s), {:.1} KiB per rank per step, {wait:.3} ms waited",
+                "{}: batch {batch}: {worst:.3} ms per step, {:.0} samples/s; {} bucket(s) ({} started during backward), {:.1} KiB per rank per step, {wait:.3} ms waited",
                 w.name,
                 batch as f64 / worst * 1e3,
                 m.buckets,
+                m.overlapped,
                 m.bytes as f64 / 1024.0
             );
         }
