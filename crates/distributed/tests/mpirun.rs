@@ -2,6 +2,10 @@
 //! MPI ranks (the environment variable below tells a copy it is a rank), and checks what
 //! mpirun reports. Needs Open MPI (`apt-get install openmpi-bin libopenmpi-dev`) and the
 //! `mpi` feature: `cargo test -p tapegrad-distributed --features mpi --test mpirun`.
+//!
+//! Started by a user's own `mpirun -np N` (of this binary, or of `cargo test`), every copy
+//! is a rank of that job: the training check runs on N ranks, and the two failure checks,
+//! which stop their job on purpose, say so and do nothing.
 
 #![cfg(feature = "mpi")]
 
@@ -59,14 +63,39 @@ fn mpirun(name: &str, ranks: usize, limit: Duration) -> (bool, String, Duration)
     (status.success(), output, elapsed)
 }
 
+/// How this copy of the test binary was started.
+#[derive(PartialEq)]
+enum Started {
+    /// By cargo: each test starts `mpirun -np 2` on this binary.
+    ByCargo,
+    /// By a test's own mpirun: this copy is a rank of that test.
+    AsRank,
+    /// By a user's `mpirun -np N <this binary>`: every test binary is a rank of one job.
+    UnderMpirun,
+}
+
+fn started() -> Started {
+    if std::env::var_os(CHILD).is_some() {
+        Started::AsRank
+    } else if std::env::var_os("OMPI_COMM_WORLD_SIZE").is_some() {
+        Started::UnderMpirun
+    } else {
+        Started::ByCargo
+    }
+}
+
 fn is_rank() -> bool {
-    let rank = std::env::var_os(CHILD).is_some();
-    assert!(
-        rank || std::env::var_os("OMPI_COMM_WORLD_SIZE").is_none(),
-        "run these tests with `cargo test -p tapegrad-distributed --features mpi`: each test \
-         starts `mpirun -np 2` itself"
-    );
-    rank
+    started() != Started::ByCargo
+}
+
+/// The failure tests end their job on purpose: inside a user's own mpirun job they would
+/// end it for every test, so there they report that and do nothing (cargo runs them).
+fn skip_job_killer(name: &str) -> bool {
+    let skip = started() == Started::UnderMpirun;
+    if skip {
+        println!("{name}: runs only under `cargo test` (it stops its mpirun job on purpose)");
+    }
+    skip
 }
 
 /// Every rank's `values`, checked equal to rank 0's.
@@ -96,7 +125,6 @@ fn two_processes_train_as_one_process_on_the_global_batch() {
     }
     let group = ProcessGroup::mpi();
     let world = group.world_size();
-    assert_eq!(world, 2);
     let rank = group.rank();
 
     // f32, MPI's all-reduce: within 1e-6 of one process on the global batch.
@@ -118,8 +146,13 @@ fn two_processes_train_as_one_process_on_the_global_batch() {
         let params = flat_state(&ddp);
         assert_same_on_every_rank(&group, &params, "f64 parameters");
         let single = flat_state(&train_accumulated(mlp(7, DType::F64), world, &data));
-        // Two ranks: a + b is the same sum in either order, so MPI's all-reduce is exact too.
-        assert_eq!(params, single, "f64 with {order:?}");
+        if order == ReduceOrder::RankOrder || world == 2 {
+            // Two ranks: a + b is the same sum in either order, so MPI's all-reduce is exact too.
+            assert_eq!(params, single, "f64 with {order:?}");
+        } else {
+            // More ranks: MPI's order of additions is its own.
+            assert!(max_diff(&params, &single) < 1e-12, "f64 with {order:?}");
+        }
     }
 
     // SyncBatchNorm: the statistics of the global batch.
@@ -145,6 +178,9 @@ fn a_failing_rank_stops_the_job_and_says_which_it_was() {
         assert!(output.contains("rank 1 gives up at step 2"), "{output}");
         // Well before rank 0's 60 s timeout: mpirun stopped it when rank 1 exited.
         assert!(elapsed < Duration::from_secs(45), "took {elapsed:?}:\n{output}");
+        return;
+    }
+    if skip_job_killer("a_failing_rank_stops_the_job_and_says_which_it_was") {
         return;
     }
     let group =
@@ -173,6 +209,9 @@ fn a_rank_that_hangs_is_reported_by_the_timeout() {
         assert!(!ok, "the job should fail:\n{output}");
         assert!(output.contains("did not complete within 3.0 s"), "{output}");
         assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}:\n{output}");
+        return;
+    }
+    if skip_job_killer("a_rank_that_hangs_is_reported_by_the_timeout") {
         return;
     }
     let group = ProcessGroup::try_mpi_with(GroupOptions::default().timeout(Duration::from_secs(3)))
