@@ -834,7 +834,7 @@ fn rows() -> Vec<Row> {
             "Distributed",
             "dist.all_reduce(t, op=dist.ReduceOp.SUM)",
             ProcessGroup::single().all_reduce(&x, ReduceOp::Sum),
-            "returns the result instead of writing into `t`; `ReduceOp::Avg` divides by the world size"
+            "returns the result instead of writing into `t`; `ReduceOp::Avg` divides by the world size (floats only); `Max` and `Min` too"
         ),
         (
             "Distributed",

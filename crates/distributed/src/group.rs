@@ -12,7 +12,7 @@ use tapegrad_tape::Tensor;
 
 use crate::backend::Backend;
 use crate::error::{DistError, Result};
-use crate::payload::Payload;
+use crate::payload::{Combine, Payload};
 use crate::threads::{Meeting, ThreadBackend};
 
 /// How the values of the ranks are combined by [`ProcessGroup::all_reduce`].
@@ -31,6 +31,10 @@ pub enum ReduceOp {
     Sum,
     /// The elementwise sum divided by the number of ranks (float tensors only).
     Avg,
+    /// The elementwise maximum (PyTorch's `MAX`: "stop if any rank wants to").
+    Max,
+    /// The elementwise minimum.
+    Min,
 }
 
 /// Settings of a process group (the long form of its constructors).
@@ -85,7 +89,7 @@ enum Reply {
 }
 
 enum Op {
-    AllReduce(Payload),
+    AllReduce(Payload, Combine),
     Broadcast(Payload, usize),
     AllGather(Payload),
     Barrier,
@@ -103,7 +107,7 @@ fn serve(backend: &mut dyn Backend, jobs: Receiver<Job>) -> bool {
     for Job { op, reply } in jobs {
         let name = op.name();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match op {
-            Op::AllReduce(mut data) => backend.all_reduce_sum(&mut data).map(|()| vec![data]),
+            Op::AllReduce(mut data, how) => backend.all_reduce(&mut data, how).map(|()| vec![data]),
             Op::Broadcast(mut data, root) => {
                 backend.broadcast(&mut data, root).map(|()| vec![data])
             }
@@ -139,7 +143,7 @@ fn serve(backend: &mut dyn Backend, jobs: Receiver<Job>) -> bool {
 impl Op {
     fn name(&self) -> &'static str {
         match self {
-            Op::AllReduce(_) => "all_reduce",
+            Op::AllReduce(..) => "all_reduce",
             Op::Broadcast(..) => "broadcast",
             Op::AllGather(_) => "all_gather",
             Op::Barrier => "barrier",
@@ -567,7 +571,7 @@ impl ProcessGroup {
     /// assert_eq!(w.wait().unwrap(), Payload::F64(vec![2.0]));
     /// ```
     pub fn all_reduce_async(&self, data: Payload) -> Work<Payload> {
-        self.submit("all_reduce", Op::AllReduce(data), Reply::One)
+        self.submit("all_reduce", Op::AllReduce(data, Combine::Sum), Reply::One)
     }
 
     /// Starts a broadcast of rank `root`'s `data` (every rank passes a buffer of the same
@@ -640,11 +644,18 @@ impl ProcessGroup {
                     .into(),
             });
         }
-        let mut sum = self.all_reduce_async(Payload::from_tensor(x)).wait()?;
+        let how = match op {
+            ReduceOp::Sum | ReduceOp::Avg => Combine::Sum,
+            ReduceOp::Max => Combine::Max,
+            ReduceOp::Min => Combine::Min,
+        };
+        let work =
+            self.submit("all_reduce", Op::AllReduce(Payload::from_tensor(x), how), Reply::One);
+        let mut result = work.wait()?;
         if op == ReduceOp::Avg {
-            sum.divide(self.world_size());
+            result.divide(self.world_size());
         }
-        Ok(sum.to_tensor(x.shape()))
+        Ok(result.to_tensor(x.shape()))
     }
 
     /// Rank `root`'s `x` on every rank (`x` gives the shape and dtype elsewhere). Panics on

@@ -9,7 +9,7 @@ use mpi::traits::*;
 
 use crate::backend::Backend;
 use crate::error::{DistError, Result};
-use crate::payload::Payload;
+use crate::payload::{Combine, Payload};
 
 /// MPI counts are C ints: longer buffers go in pieces of this many elements.
 const PIECE: usize = 1 << 28;
@@ -73,24 +73,30 @@ impl Backend for MpiBackend {
         self.world.rank() as usize
     }
 
-    fn all_reduce_sum(&mut self, data: &mut Payload) -> Result<()> {
+    fn all_reduce(&mut self, data: &mut Payload, how: Combine) -> Result<()> {
         // The send side is a copy kept from call to call: MPI reads it while it writes the
-        // sum over the caller's buffer.
+        // result over the caller's buffer.
         fn reduce<T: Equivalence + Copy>(
             world: &SimpleCommunicator,
             v: &mut [T],
             send: &mut Vec<T>,
+            how: Combine,
         ) {
             for piece in v.chunks_mut(PIECE) {
                 send.clear();
                 send.extend_from_slice(piece);
-                world.all_reduce_into(&send[..], piece, SystemOperation::sum());
+                let op = match how {
+                    Combine::Sum => SystemOperation::sum(),
+                    Combine::Max => SystemOperation::max(),
+                    Combine::Min => SystemOperation::min(),
+                };
+                world.all_reduce_into(&send[..], piece, op);
             }
         }
         match data {
-            Payload::F32(v) => reduce(&self.world, v, &mut self.send_f32),
-            Payload::F64(v) => reduce(&self.world, v, &mut self.send_f64),
-            Payload::I64(v) => reduce(&self.world, v, &mut self.send_i64),
+            Payload::F32(v) => reduce(&self.world, v, &mut self.send_f32, how),
+            Payload::F64(v) => reduce(&self.world, v, &mut self.send_f64, how),
+            Payload::I64(v) => reduce(&self.world, v, &mut self.send_i64, how),
         }
         Ok(())
     }

@@ -228,6 +228,35 @@ impl Payload {
         })
     }
 
+    /// Keeps the larger (or smaller) of each pair of elements.
+    fn extreme_assign(&mut self, other: &Payload, larger: bool, op: &'static str) -> Result<()> {
+        fn pick<T: PartialOrd + Copy>(a: &mut [T], b: &[T], larger: bool) {
+            for (a, &b) in a.iter_mut().zip(b) {
+                if (larger && b > *a) || (!larger && b < *a) {
+                    *a = b;
+                }
+            }
+        }
+        if self.len() != other.len() {
+            return Err(DistError::Invalid {
+                op,
+                message: "the ranks sent buffers of different lengths".into(),
+            });
+        }
+        match (&mut *self, other) {
+            (Payload::F32(a), Payload::F32(b)) => pick(a, b, larger),
+            (Payload::F64(a), Payload::F64(b)) => pick(a, b, larger),
+            (Payload::I64(a), Payload::I64(b)) => pick(a, b, larger),
+            _ => {
+                return Err(DistError::Invalid {
+                    op,
+                    message: "the ranks sent buffers of different types".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Adds `other` elementwise: the one reduction every backend agrees on.
     pub(crate) fn add_assign(&mut self, other: &Payload, op: &'static str) -> Result<()> {
         let message = format!(
@@ -253,12 +282,32 @@ impl Payload {
     }
 }
 
+/// How an all-reduce combines the ranks' elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Combine {
+    Sum,
+    Max,
+    Min,
+}
+
 /// The sum of `parts` taken in order: the same association on every rank.
 pub(crate) fn sum_in_order(parts: Vec<Payload>, op: &'static str) -> Result<Payload> {
+    combine_in_order(parts, Combine::Sum, op)
+}
+
+/// `parts` combined elementwise, in rank order.
+pub(crate) fn combine_in_order(
+    parts: Vec<Payload>,
+    how: Combine,
+    op: &'static str,
+) -> Result<Payload> {
     let mut parts = parts.into_iter();
     let mut total = parts.next().ok_or(DistError::Invalid { op, message: "no ranks".into() })?;
     for part in parts {
-        total.add_assign(&part, op)?;
+        match how {
+            Combine::Sum => total.add_assign(&part, op)?,
+            Combine::Max | Combine::Min => total.extreme_assign(&part, how == Combine::Max, op)?,
+        }
     }
     Ok(total)
 }

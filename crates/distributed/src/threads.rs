@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::backend::Backend;
 use crate::error::{DistError, Result};
-use crate::payload::{Payload, sum_in_order};
+use crate::payload::{Combine, Payload, combine_in_order};
 
 /// Why a rank stopped taking part.
 #[derive(Clone, Copy, PartialEq)]
@@ -133,9 +133,14 @@ impl Backend for ThreadBackend {
         self.rank
     }
 
-    fn all_reduce_sum(&mut self, data: &mut Payload) -> Result<()> {
-        let all = self.gather("all_reduce", None, data.clone())?;
-        *data = sum_in_order(all, "all_reduce")?;
+    fn all_reduce(&mut self, data: &mut Payload, how: Combine) -> Result<()> {
+        let op = match how {
+            Combine::Sum => "all_reduce",
+            Combine::Max => "all_reduce(max)",
+            Combine::Min => "all_reduce(min)",
+        };
+        let all = self.gather(op, None, data.clone())?;
+        *data = combine_in_order(all, how, "all_reduce")?;
         Ok(())
     }
 

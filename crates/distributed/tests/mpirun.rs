@@ -126,6 +126,10 @@ fn two_processes_train_as_one_process_on_the_global_batch() {
     let group = ProcessGroup::mpi();
     let world = group.world_size();
     let rank = group.rank();
+    let me = Tensor::from_vec(vec![rank as i64], &[1]);
+    let max = group.all_reduce(&me, tapegrad_distributed::ReduceOp::Max).to_vec::<i64>();
+    let min = group.all_reduce(&me, tapegrad_distributed::ReduceOp::Min).to_vec::<i64>();
+    assert_eq!((max, min), (vec![world as i64 - 1], vec![0]));
 
     // f32, MPI's all-reduce: within 1e-6 of one process on the global batch.
     let data = batches(5, world, &[6], DType::F32);

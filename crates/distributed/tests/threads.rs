@@ -304,6 +304,22 @@ fn small_buckets_start_communicating_while_backward_runs() {
 }
 
 #[test]
+fn max_and_min_over_the_ranks() {
+    let out = on_ranks(3, |g| {
+        let x = Tensor::from_vec(vec![g.rank() as i64, -(g.rank() as i64)], &[2]);
+        let stop = Tensor::from_vec(vec![(g.rank() == 1) as i64], &[1]); // one rank wants to stop
+        (
+            g.all_reduce(&x, ReduceOp::Max).to_vec::<i64>(),
+            g.all_reduce(&x, ReduceOp::Min).to_vec::<i64>(),
+            g.all_reduce(&stop, ReduceOp::Max).item(),
+        )
+    });
+    for (max, min, stop) in out {
+        assert_eq!((max, min, stop), (vec![2, 0], vec![0, -2], 1.0));
+    }
+}
+
+#[test]
 fn collectives_combine_every_rank() {
     let out = on_ranks(3, |g| {
         let x = Tensor::full(&[2], g.rank() as f64);
