@@ -194,6 +194,19 @@ mod tests {
     }
 
     #[test]
+    fn a_loader_shuffles_itself_or_follows_a_sampler_not_both() {
+        use tapegrad_tape::Tensor;
+        let loader = || crate::DataLoader::new(Tensor::zeros(&[4]), Tensor::zeros(&[4]), 2);
+        let sampler = || DistributedSampler::new(4, 2, 0);
+        let both = std::panic::catch_unwind(|| loader().shuffle(1).sampler(sampler()));
+        let other_way = std::panic::catch_unwind(|| loader().sampler(sampler()).shuffle(1));
+        assert!(both.is_err() && other_way.is_err());
+        let wrong_length =
+            std::panic::catch_unwind(|| loader().sampler(DistributedSampler::new(5, 2, 0)));
+        assert!(wrong_length.is_err());
+    }
+
+    #[test]
     fn empty_data_set_gives_empty_shards() {
         assert!(DistributedSampler::new(0, 2, 1).shuffle(3).indices(0).is_empty());
     }

@@ -135,11 +135,7 @@ impl DataLoader {
     /// If the loader has a [`DataLoader::sampler`] (which shuffles, or not, itself).
     #[track_caller]
     pub fn shuffle(mut self, seed: u64) -> Self {
-        assert!(
-            self.sampler.is_none(),
-            "DataLoader: shuffle and sampler are mutually exclusive (shuffle with the sampler's \
-             own `shuffle`)"
-        );
+        refuse_shuffle_with_sampler(self.sampler.is_some());
         self.seed = Some(seed);
         self
     }
@@ -163,11 +159,7 @@ impl DataLoader {
     /// If the sampler was made for a data set of another length, or the loader shuffles.
     #[track_caller]
     pub fn sampler(mut self, sampler: DistributedSampler) -> Self {
-        assert!(
-            self.seed.is_none(),
-            "DataLoader: shuffle and sampler are mutually exclusive (shuffle with the sampler's \
-             own `shuffle`)"
-        );
+        refuse_shuffle_with_sampler(self.seed.is_some());
         assert_eq!(
             sampler.data_len(),
             self.targets.shape()[0],
@@ -268,6 +260,16 @@ impl DataLoader {
             (select_rows(&self.inputs, idx), select_rows(&self.targets, idx))
         })
     }
+}
+
+/// PyTorch's rule: a loader shuffles itself or follows a sampler, not both.
+#[track_caller]
+fn refuse_shuffle_with_sampler(both: bool) {
+    assert!(
+        !both,
+        "DataLoader: shuffle and sampler are mutually exclusive (shuffle with the sampler's own \
+         `shuffle`)"
+    );
 }
 
 /// Splits `0..n` into shuffled train and validation indices, `validation` of them held out.

@@ -2,9 +2,8 @@
 //! each rank sums its part, and the sums are all-reduced, in forward and (by the recorded
 //! all-reduce's rule) in backward.
 
-use tapegrad_nn::{BatchNorm2d, Forward, Module, Slot, TrainingFlag, join_name};
+use tapegrad_nn::{BatchNorm2d, Forward, Module, Slot};
 use tapegrad_ops::cat;
-use tapegrad_ops::functional::{self as F, BatchNormOptions, BatchNormStats};
 use tapegrad_ops::prelude::*;
 use tapegrad_tape::{Tensor, no_grad};
 
@@ -31,53 +30,23 @@ use crate::group::ProcessGroup;
 /// assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-5)); // one rank: the same layer
 /// ```
 pub struct SyncBatchNorm {
-    /// Scale per channel (starts at 1).
-    pub weight: Tensor,
-    /// Shift per channel (starts at 0).
-    pub bias: Tensor,
-    /// Running mean per channel (starts at 0).
-    pub running_mean: Tensor,
-    /// Running unbiased variance per channel, of the global batch (starts at 1).
-    pub running_var: Tensor,
-    /// Batches seen in training.
-    pub num_batches_tracked: Tensor,
-    /// Weight of the newest batch in the running statistics.
-    pub momentum: f64,
-    /// Added to the variance.
-    pub eps: f64,
-    training: TrainingFlag,
+    /// The layer's tensors and settings; its own forward serves evaluation.
+    bn: BatchNorm2d,
     group: ProcessGroup,
 }
 
-// Written out rather than derived: the derive names the facade crate, which this crate is
-// beneath.
+/// The inner batch norm's names, tensors and training switch.
 impl Module for SyncBatchNorm {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        for (name, t, slot) in [
-            ("weight", &self.weight, Slot::Parameter),
-            ("bias", &self.bias, Slot::Parameter),
-            ("running_mean", &self.running_mean, Slot::Buffer),
-            ("running_var", &self.running_var, Slot::Buffer),
-            ("num_batches_tracked", &self.num_batches_tracked, Slot::Buffer),
-        ] {
-            f(&join_name(prefix, name), t, slot);
-        }
+        self.bn.visit(prefix, f)
     }
 
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        for (name, t, slot) in [
-            ("weight", &mut self.weight, Slot::Parameter),
-            ("bias", &mut self.bias, Slot::Parameter),
-            ("running_mean", &mut self.running_mean, Slot::Buffer),
-            ("running_var", &mut self.running_var, Slot::Buffer),
-            ("num_batches_tracked", &mut self.num_batches_tracked, Slot::Buffer),
-        ] {
-            f(&join_name(prefix, name), t, slot);
-        }
+        self.bn.visit_mut(prefix, f)
     }
 
     fn set_training(&self, training: bool) {
-        self.training.set(training);
+        self.bn.set_training(training)
     }
 }
 
@@ -102,22 +71,44 @@ impl SyncBatchNorm {
     /// use tapegrad_nn::BatchNorm2d;
     /// let mut bn = BatchNorm2d::new(2);
     /// bn.eps = 1e-3;
-    /// assert_eq!(SyncBatchNorm::from_batch_norm(bn, &ProcessGroup::single()).eps, 1e-3);
+    /// assert_eq!(SyncBatchNorm::from_batch_norm(bn, &ProcessGroup::single()).batch_norm().eps, 1e-3);
     /// ```
     pub fn from_batch_norm(bn: BatchNorm2d, group: &ProcessGroup) -> Self {
-        let training = TrainingFlag::default();
-        training.set(bn.is_training());
-        SyncBatchNorm {
-            weight: bn.weight,
-            bias: bn.bias,
-            running_mean: bn.running_mean,
-            running_var: bn.running_var,
-            num_batches_tracked: bn.num_batches_tracked,
-            momentum: bn.momentum,
-            eps: bn.eps,
-            training,
-            group: group.clone(),
-        }
+        SyncBatchNorm { bn, group: group.clone() }
+    }
+
+    /// The layer's tensors and settings (weight, bias, running statistics, momentum, eps).
+    ///
+    /// ```
+    /// use tapegrad_distributed::{ProcessGroup, SyncBatchNorm};
+    /// let bn = SyncBatchNorm::new(3, &ProcessGroup::single());
+    /// assert_eq!(bn.batch_norm().running_var.to_vec::<f32>(), vec![1.0; 3]);
+    /// ```
+    pub fn batch_norm(&self) -> &BatchNorm2d {
+        &self.bn
+    }
+
+    /// The layer's tensors and settings, to change.
+    ///
+    /// ```
+    /// use tapegrad_distributed::{ProcessGroup, SyncBatchNorm};
+    /// let mut bn = SyncBatchNorm::new(3, &ProcessGroup::single());
+    /// bn.batch_norm_mut().momentum = 0.01;
+    /// assert_eq!(bn.batch_norm().momentum, 0.01);
+    /// ```
+    pub fn batch_norm_mut(&mut self) -> &mut BatchNorm2d {
+        &mut self.bn
+    }
+
+    /// The plain layer again, with what it learned (for evaluation in one process).
+    ///
+    /// ```
+    /// use tapegrad_distributed::{ProcessGroup, SyncBatchNorm};
+    /// let bn = SyncBatchNorm::new(3, &ProcessGroup::single()).into_batch_norm();
+    /// assert_eq!(bn.weight.shape(), &[3]);
+    /// ```
+    pub fn into_batch_norm(self) -> tapegrad_nn::BatchNorm2d {
+        self.bn
     }
 
     /// The normalised input with the statistics of every rank's batch.
@@ -130,9 +121,9 @@ impl SyncBatchNorm {
         let channels = shape[1];
         assert_eq!(
             channels,
-            self.weight.numel(),
+            self.bn.weight.numel(),
             "SyncBatchNorm: input shape {shape:?} has {channels} channels, the layer {}",
-            self.weight.numel()
+            self.bn.weight.numel()
         );
         let x3 = x.reshape(&[shape[0] as isize, channels as isize, -1]);
         let per_channel = |t: &Tensor| t.sum_dim(2, false).sum_dim(0, false);
@@ -151,22 +142,22 @@ impl SyncBatchNorm {
         let centered = &x3 - &mean.reshape(&[1, channels as isize, 1]);
         // Two passes (mean, then squares about it): as stable as the one-process kernel.
         let var = all_reduce(&per_channel(&centered.square()), &self.group).mul_scalar(1.0 / total);
-        let scale = &(&var + self.eps).rsqrt() * &self.weight;
+        let scale = &(&var + self.bn.eps).rsqrt() * &self.bn.weight;
         let y = &(&centered * &scale.reshape(&[1, channels as isize, 1]))
-            + &self.bias.reshape(&[1, channels as isize, 1]);
+            + &self.bn.bias.reshape(&[1, channels as isize, 1]);
         {
             let _no_grad = no_grad();
-            let m = self.momentum;
+            let m = self.bn.momentum;
             let unbiased = total / (total - 1.0);
-            let dtype = self.running_mean.dtype();
-            let new_mean = &self.running_mean.mul_scalar(1.0 - m)
+            let dtype = self.bn.running_mean.dtype();
+            let new_mean = &self.bn.running_mean.mul_scalar(1.0 - m)
                 + &mean.detach().to_dtype(dtype).mul_scalar(m);
-            let new_var = &self.running_var.mul_scalar(1.0 - m)
+            let new_var = &self.bn.running_var.mul_scalar(1.0 - m)
                 + &var.detach().to_dtype(dtype).mul_scalar(m * unbiased);
-            self.running_mean.set_data(&new_mean);
-            self.running_var.set_data(&new_var);
-            let n = self.num_batches_tracked.to_vec::<i64>()[0];
-            self.num_batches_tracked.set_data(&Tensor::from_vec(vec![n + 1], &[]));
+            self.bn.running_mean.set_data(&new_mean);
+            self.bn.running_var.set_data(&new_var);
+            let n = self.bn.num_batches_tracked.to_vec::<i64>()[0];
+            self.bn.num_batches_tracked.set_data(&Tensor::from_vec(vec![n + 1], &[]));
         }
         y.reshape(&shape.iter().map(|&d| d as isize).collect::<Vec<_>>())
     }
@@ -176,18 +167,6 @@ impl Forward for SyncBatchNorm {
     /// Collective in training (every rank must call it); local in evaluation.
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        if self.training.get() {
-            return self.forward_training(x);
-        }
-        let stats = BatchNormStats {
-            running_mean: self.running_mean.clone(),
-            running_var: self.running_var.clone(),
-        };
-        let options = BatchNormOptions::default()
-            .weight(&self.weight)
-            .bias(&self.bias)
-            .training(false)
-            .eps(self.eps);
-        F::batch_norm_with(x, Some(&stats), options)
+        if self.bn.is_training() { self.forward_training(x) } else { self.bn.forward(x) }
     }
 }
