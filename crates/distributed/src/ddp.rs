@@ -10,7 +10,7 @@
 //! the averages back into `.grad`. Buckets start strictly in order, so every rank issues the
 //! same collectives in the same order even when their sweeps reach the parameters differently.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use tapegrad_nn::{Forward, Module, Slot};
@@ -209,7 +209,7 @@ struct GradSync {
     next_to_start: usize,
     in_flight: Vec<(usize, Pending)>,
     /// Off inside `no_sync`.
-    enabled: bool,
+    enabled: Rc<Cell<bool>>,
     /// Completed averaging rounds (one per synchronised backward).
     rounds: u64,
     /// Each bucket's buffer from the last step, for reuse.
@@ -220,7 +220,12 @@ struct GradSync {
 }
 
 impl GradSync {
-    fn new(group: ProcessGroup, params: Vec<(String, Tensor)>, options: &DdpOptions) -> Self {
+    fn new(
+        group: ProcessGroup,
+        params: Vec<(String, Tensor)>,
+        options: &DdpOptions,
+        enabled: Rc<Cell<bool>>,
+    ) -> Self {
         let mut buckets: Vec<Bucket> = Vec::new();
         let mut bytes = 0usize;
         for i in (0..params.len()).rev() {
@@ -260,7 +265,7 @@ impl GradSync {
             unready_in_bucket,
             next_to_start: 0,
             in_flight: Vec::new(),
-            enabled: true,
+            enabled,
             rounds: 0,
             spare: (0..buckets_len).map(|_| None).collect(),
             stats: SyncStats::default(),
@@ -275,7 +280,7 @@ impl GradSync {
 
     /// A parameter's gradient is complete: start every bucket that is ready, in order.
     fn mark_ready(&mut self, i: usize) {
-        if !self.enabled {
+        if !self.enabled.get() {
             return;
         }
         assert!(
@@ -460,13 +465,15 @@ pub struct DistributedDataParallel<M: Module> {
 /// ```
 #[must_use = "gradients are averaged again as soon as the guard is dropped"]
 pub struct NoSyncGuard {
-    sync: Rc<RefCell<GradSync>>,
+    /// The switch the wrapper's averaging state reads (shared, so that it survives the
+    /// state being rebuilt when parameters are replaced).
+    enabled: Rc<Cell<bool>>,
     previous: bool,
 }
 
 impl Drop for NoSyncGuard {
     fn drop(&mut self) {
-        self.sync.borrow_mut().enabled = self.previous;
+        self.enabled.set(self.previous);
     }
 }
 
@@ -480,9 +487,11 @@ fn attach(
     module: &impl Module,
     group: &ProcessGroup,
     options: &DdpOptions,
+    enabled: Rc<Cell<bool>>,
 ) -> (Rc<RefCell<GradSync>>, Vec<HookHandle>) {
     let params = trainable(module);
-    let sync = Rc::new(RefCell::new(GradSync::new(group.clone(), params.clone(), options)));
+    let sync =
+        Rc::new(RefCell::new(GradSync::new(group.clone(), params.clone(), options, enabled)));
     let hooks = params
         .iter()
         .enumerate()
@@ -527,7 +536,7 @@ impl<M: Module> DistributedDataParallel<M> {
         let mut state = Vec::new();
         module.visit("", &mut |_, t, _| state.push(t.clone()));
         group.broadcast_into(&state, 0);
-        let (sync, hooks) = attach(&module, group, &options);
+        let (sync, hooks) = attach(&module, group, &options, Rc::new(Cell::new(true)));
         DistributedDataParallel { module: Some(module), group: group.clone(), sync, hooks, options }
     }
 
@@ -542,10 +551,20 @@ impl<M: Module> DistributedDataParallel<M> {
                 && now.iter().zip(&sync.params).all(|((_, a), (_, b))| a.is_same(b))
         };
         if !same {
+            let (in_progress, enabled) = {
+                let sync = self.sync.borrow();
+                (sync.in_progress(), sync.enabled.clone())
+            };
+            assert!(
+                !in_progress,
+                "DistributedDataParallel: parameters were replaced while a backward pass's \
+                 gradients were still being averaged"
+            );
             for hook in self.hooks.drain(..) {
                 hook.remove();
             }
-            (self.sync, self.hooks) = attach(module, &self.group, &self.options);
+            // The same switch: a `no_sync` guard alive now still turns it back on.
+            (self.sync, self.hooks) = attach(module, &self.group, &self.options, enabled);
         }
     }
 
@@ -630,7 +649,7 @@ impl<M: Module> DistributedDataParallel<M> {
         let rounds = self.sync.borrow().rounds;
         loss.backward();
         let mut sync = self.sync.borrow_mut();
-        if sync.enabled && sync.rounds == rounds {
+        if sync.enabled.get() && sync.rounds == rounds {
             sync.finish();
         }
     }
@@ -654,10 +673,9 @@ impl<M: Module> DistributedDataParallel<M> {
     /// assert_eq!(ddp.module().bias.as_ref().unwrap().grad().unwrap().to_vec::<f32>(), vec![2.0]);
     /// ```
     pub fn no_sync(&self) -> NoSyncGuard {
-        let mut sync = self.sync.borrow_mut();
-        let previous = sync.enabled;
-        sync.enabled = false;
-        NoSyncGuard { sync: self.sync.clone(), previous }
+        let enabled = self.sync.borrow().enabled.clone();
+        let previous = enabled.replace(false);
+        NoSyncGuard { enabled, previous }
     }
 
     /// Checks that the last backward's averaging finished, then copies rank 0's buffers

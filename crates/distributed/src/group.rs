@@ -162,6 +162,9 @@ struct Inner {
     world_size: usize,
     jobs: Mutex<Option<Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// Set by the communication thread when its queue is empty and closed (before MPI is
+    /// finalised).
+    drained: Arc<AtomicBool>,
     seq: AtomicU64,
     timeout: Duration,
     /// A collective failed or timed out: the group cannot be shut down cleanly.
@@ -196,12 +199,13 @@ impl Drop for Inner {
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let (Some(worker), false) = (worker, failing) {
             // Jobs still queued (a Work dropped unwaited) run first; a collective the
-            // others never join would block for ever, so the wait is bounded.
+            // others never join would block for ever, so that wait is bounded. Finalising
+            // MPI afterwards waits for the slowest rank (one still evaluating, say): not.
             let deadline = Instant::now() + self.timeout;
-            while !worker.is_finished() && Instant::now() < deadline {
+            while !self.drained.load(Ordering::SeqCst) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            if worker.is_finished() {
+            if self.drained.load(Ordering::SeqCst) {
                 let _ = worker.join();
             } else {
                 #[cfg(feature = "mpi")]
@@ -310,13 +314,29 @@ impl std::fmt::Debug for ProcessGroup {
     }
 }
 
-fn start_worker(mut backend: ThreadBackend) -> (Sender<Job>, JoinHandle<()>) {
+/// Masks are not reduced or gathered (convert them to integers first).
+fn refuse_bool(op: &'static str, x: &Tensor) -> Result<()> {
+    if x.dtype() == tapegrad_tape::DType::Bool {
+        return Err(DistError::Invalid {
+            op,
+            message: "boolean tensors are not reduced or gathered: convert to i64 first".into(),
+        });
+    }
+    Ok(())
+}
+
+fn start_worker(
+    mut backend: ThreadBackend,
+    drained: Arc<AtomicBool>,
+) -> (Sender<Job>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     let rank = backend.rank();
     let worker = std::thread::Builder::new()
         .name(format!("tapegrad-comm-{rank}"))
         .spawn(move || {
-            if !serve(&mut backend, rx) {
+            let ok = serve(&mut backend, rx);
+            drained.store(true, Ordering::SeqCst);
+            if !ok {
                 // The others must not wait for a rank whose thread has stopped.
                 backend.meeting.leave(rank, true);
             }
@@ -360,12 +380,12 @@ impl ProcessGroup {
         (0..world_size)
             .map(|rank| {
                 let backend = ThreadBackend { meeting: meeting.clone(), rank };
-                let (jobs, worker) = start_worker(backend);
+                let drained = Arc::new(AtomicBool::new(false));
+                let (jobs, worker) = start_worker(backend, drained.clone());
                 ProcessGroup::from_parts(
                     rank,
                     world_size,
-                    jobs,
-                    worker,
+                    (jobs, worker, drained),
                     options,
                     Kind::Threads(meeting.clone()),
                 )
@@ -417,12 +437,17 @@ impl ProcessGroup {
     pub fn try_mpi_with(options: GroupOptions) -> Result<ProcessGroup> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (tx, rx) = mpsc::channel();
+        let drained = Arc::new(AtomicBool::new(false));
+        let done = drained.clone();
         let worker = std::thread::Builder::new()
             .name("tapegrad-comm-mpi".into())
             .spawn(move || match crate::mpi_backend::MpiBackend::init() {
                 Ok(mut backend) => {
                     let _ = ready_tx.send(Ok((backend.rank(), backend.world_size())));
-                    if !serve(&mut backend, rx) {
+                    let ok = serve(&mut backend, rx);
+                    // Finalising (when `backend` drops) waits for every rank: not a hang.
+                    done.store(true, Ordering::SeqCst);
+                    if !ok {
                         eprintln!(
                             "[rank {} of {}] the communication thread panicked: stopping this \
                              process; mpirun ends the other ranks",
@@ -446,14 +471,13 @@ impl ProcessGroup {
             eprintln!("[rank {rank} of {world_size}] failed:");
             previous(info);
         }));
-        Ok(ProcessGroup::from_parts(rank, world_size, tx, worker, options, Kind::Mpi))
+        Ok(ProcessGroup::from_parts(rank, world_size, (tx, worker, drained), options, Kind::Mpi))
     }
 
     fn from_parts(
         rank: usize,
         world_size: usize,
-        jobs: Sender<Job>,
-        worker: JoinHandle<()>,
+        (jobs, worker, drained): (Sender<Job>, JoinHandle<()>, Arc<AtomicBool>),
         options: GroupOptions,
         kind: Kind,
     ) -> ProcessGroup {
@@ -463,6 +487,7 @@ impl ProcessGroup {
                 world_size,
                 jobs: Mutex::new(Some(jobs)),
                 worker: Mutex::new(Some(worker)),
+                drained,
                 seq: AtomicU64::new(0),
                 timeout: options.timeout,
                 broken: AtomicBool::new(false),
@@ -574,8 +599,8 @@ impl ProcessGroup {
         self.submit("all_reduce", Op::AllReduce(data, Combine::Sum), Reply::One)
     }
 
-    /// Starts a broadcast of rank `root`'s `data` (every rank passes a buffer of the same
-    /// length and type) and returns at once.
+    /// Starts a broadcast of rank `root`'s `data` (every rank passes the same root and a
+    /// buffer of the same length and type) and returns at once.
     ///
     /// ```
     /// use tapegrad_distributed::{Payload, ProcessGroup};
@@ -597,6 +622,16 @@ impl ProcessGroup {
     /// assert_eq!(w.wait().unwrap(), vec![Payload::F32(vec![1.0])]);
     /// ```
     pub fn all_gather_async(&self, data: Payload) -> Work<Vec<Payload>> {
+        if data.len().saturating_mul(self.world_size()) > i32::MAX as usize {
+            return self.refused(DistError::Invalid {
+                op: "all_gather",
+                message: format!(
+                    "{} elements from each of {} ranks is more than one gather carries",
+                    data.len(),
+                    self.world_size()
+                ),
+            });
+        }
         self.submit("all_gather", Op::AllGather(data), Reply::Many)
     }
 
@@ -636,6 +671,7 @@ impl ProcessGroup {
     /// assert!(g.try_all_reduce(&Tensor::ones(&[2]), ReduceOp::Avg).is_ok());
     /// ```
     pub fn try_all_reduce(&self, x: &Tensor, op: ReduceOp) -> Result<Tensor> {
+        refuse_bool("all_reduce", x)?;
         if op == ReduceOp::Avg && x.dtype() == tapegrad_tape::DType::I64 {
             // Checked on every rank alike, before anything is sent.
             return Err(DistError::Invalid {
@@ -773,6 +809,7 @@ impl ProcessGroup {
     /// assert!(ProcessGroup::single().try_all_gather(&Tensor::ones(&[2])).is_ok());
     /// ```
     pub fn try_all_gather(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        refuse_bool("all_gather", x)?;
         let all = self.all_gather_async(Payload::from_tensor(x)).wait()?;
         Ok(all.iter().map(|p| p.to_tensor(x.shape())).collect())
     }

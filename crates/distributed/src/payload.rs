@@ -230,9 +230,12 @@ impl Payload {
 
     /// Keeps the larger (or smaller) of each pair of elements.
     fn extreme_assign(&mut self, other: &Payload, larger: bool, op: &'static str) -> Result<()> {
+        // A NaN wins from whichever rank it comes (`b != b` only for NaN).
+        #[allow(clippy::eq_op)]
         fn pick<T: PartialOrd + Copy>(a: &mut [T], b: &[T], larger: bool) {
             for (a, &b) in a.iter_mut().zip(b) {
-                if (larger && b > *a) || (!larger && b < *a) {
+                let nan = b != b;
+                if nan || (larger && b > *a) || (!larger && b < *a) {
                     *a = b;
                 }
             }

@@ -65,7 +65,10 @@ impl Meeting {
     /// communication thread, if that is still waiting).
     pub(crate) fn leave(&self, rank: usize, failed: bool) {
         let mut round = self.lock();
-        round.gone[rank] = Some(if failed { Gone::Failed } else { Gone::Finished });
+        // A failure stays a failure (a rank's thread may report it before its handle drops).
+        if round.gone[rank] != Some(Gone::Failed) {
+            round.gone[rank] = Some(if failed { Gone::Failed } else { Gone::Finished });
+        }
         self.changed.notify_all();
     }
 

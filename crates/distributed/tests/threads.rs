@@ -320,6 +320,38 @@ fn max_and_min_over_the_ranks() {
 }
 
 #[test]
+fn a_nan_on_any_rank_wins_max_and_min_and_masks_are_refused() {
+    let out = on_ranks(3, |g| {
+        let x = Tensor::from_vec(vec![if g.rank() == 2 { f64::NAN } else { 1.0 }], &[1]);
+        let mask = Tensor::from_vec(vec![true], &[1]);
+        (
+            g.all_reduce(&x, ReduceOp::Max).item().is_nan(),
+            g.all_reduce(&x, ReduceOp::Min).item().is_nan(),
+            g.try_all_reduce(&mask, ReduceOp::Sum).is_err(),
+        )
+    });
+    assert_eq!(out, vec![(true, true, true); 3]);
+}
+
+#[test]
+fn replacing_parameters_inside_no_sync_keeps_accumulating_locally() {
+    let grads = on_ranks(2, |g| {
+        tapegrad_tape::manual_seed(0);
+        let mut ddp = DistributedDataParallel::new(Linear::new(1, 1), &g);
+        let x = Tensor::full(&[1, 1], (g.rank() + 1) as f64).to_dtype(DType::F64);
+        let local = ddp.no_sync();
+        ddp.to_dtype(DType::F64);
+        ddp.backward(&ddp.forward(&x).sum());
+        let inside = ddp.module().weight.grad().unwrap().item();
+        drop(local);
+        ddp.backward(&ddp.forward(&x).sum());
+        (inside, ddp.module().weight.grad().unwrap().item())
+    });
+    // Inside: each rank's own gradient; after: the mean of 2 (r + 1) over the ranks.
+    assert_eq!(grads, vec![(1.0, 3.0), (2.0, 3.0)]);
+}
+
+#[test]
 fn collectives_combine_every_rank() {
     let out = on_ranks(3, |g| {
         let x = Tensor::full(&[2], g.rank() as f64);

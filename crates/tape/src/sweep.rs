@@ -180,14 +180,24 @@ fn dependencies(
         stack.extend(node.inputs.iter().flatten().map(|&k| (k, Some(key))));
     }
     // A leaf goes right after its earliest user (a leaf nothing used, a seed, stays at its
-    // own number).
-    let mut placed = vec![false; leaves.len()];
-    for (leaf, user) in leaf_users {
-        let user_seq = tape.nodes.get(user).map_or(u64::MAX / 2, |n| n.seq);
-        if let Some(j) = leaves.iter().position(|(k, _)| *k == leaf) {
-            let slot = &mut found[leaves[j].1].0;
-            *slot = if placed[j] { (*slot).min(2 * user_seq) } else { 2 * user_seq };
-            placed[j] = true;
+    // own number). Pairs sorted by leaf, so each leaf's users are one run: linear in them
+    // however many leaves there are.
+    leaves.sort_unstable();
+    leaf_users.sort_unstable();
+    let mut users = leaf_users.iter().peekable();
+    for &(leaf, slot) in &leaves {
+        let mut earliest: Option<u64> = None;
+        while let Some(&&(l, user)) = users.peek() {
+            if l != leaf {
+                break;
+            }
+            if let Some(n) = tape.nodes.get(user) {
+                earliest = Some(earliest.map_or(n.seq, |e| e.min(n.seq)));
+            }
+            users.next();
+        }
+        if let Some(seq) = earliest {
+            found[slot].0 = 2 * seq;
         }
     }
     Ok(found)

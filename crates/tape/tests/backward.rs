@@ -118,3 +118,21 @@ fn a_leaf_takes_its_gradient_right_after_its_last_user_not_at_the_end() {
     assert_eq!(w2.grad().unwrap().to_vec::<f32>(), vec![12.0, 12.0]); // 2 w1 w2 x
     assert_eq!(w1.grad().unwrap().to_vec::<f32>(), vec![9.0, 9.0]);
 }
+
+#[test]
+fn many_leaves_each_get_their_gradient() {
+    // Thousands of leaves, each used twice: placing each after its last user stays linear.
+    let leaves: Vec<Tensor> =
+        (0..3000).map(|i| Tensor::full(&[1], i as f64).requires_grad()).collect();
+    let mut total = Tensor::zeros(&[1]);
+    for (i, x) in leaves.iter().enumerate() {
+        total = &total + &(x * (i % 7) as f64);
+    }
+    for x in &leaves {
+        total = &total + x;
+    }
+    total.sum_to_shape(&[]).backward();
+    for (i, x) in leaves.iter().enumerate() {
+        assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![(i % 7) as f32 + 1.0], "leaf {i}");
+    }
+}
