@@ -711,25 +711,7 @@ impl Tensor {
             });
         };
         if let Some(g) = grad {
-            if g.shape() != self.shape() {
-                return Err(shape_error(
-                    "set_grad",
-                    format!(
-                        "gradient shape {:?} differs from the tensor's shape {:?}",
-                        g.shape(),
-                        self.shape()
-                    ),
-                    location,
-                ));
-            }
-            if g.dtype() != self.dtype() {
-                return Err(Error::DType {
-                    op: "set_grad",
-                    lhs: self.dtype(),
-                    rhs: g.dtype(),
-                    location,
-                });
-            }
+            self.check_same_kind("set_grad", "gradient", g, location)?;
         }
         let new = grad.map(Tensor::detach);
         let old = with_tape(|t| t.nodes.get_mut(key).map(|n| std::mem::replace(&mut n.grad, new)));
@@ -831,25 +813,7 @@ impl Tensor {
     #[track_caller]
     pub fn try_set_data(&self, src: &Tensor) -> Result<()> {
         let location = Location::caller();
-        if src.shape() != self.shape() {
-            return Err(shape_error(
-                "set_data",
-                format!(
-                    "source shape {:?} differs from destination shape {:?}",
-                    src.shape(),
-                    self.shape()
-                ),
-                location,
-            ));
-        }
-        if src.dtype() != self.dtype() {
-            return Err(Error::DType {
-                op: "set_data",
-                lhs: self.dtype(),
-                rhs: src.dtype(),
-                location,
-            });
-        }
+        self.check_same_kind("set_data", "source", src, location)?;
         if self.layout().overlaps() {
             return Err(Error::InvalidArgument {
                 op: "set_data",
@@ -861,6 +825,31 @@ impl Tensor {
             });
         }
         self.write_values(src.contiguous_storage());
+        Ok(())
+    }
+
+    /// That `other` (the `what` of `op`) has this tensor's shape and dtype.
+    fn check_same_kind(
+        &self,
+        op: &'static str,
+        what: &str,
+        other: &Tensor,
+        location: &'static Location<'static>,
+    ) -> Result<()> {
+        if other.shape() != self.shape() {
+            return Err(shape_error(
+                op,
+                format!(
+                    "{what} shape {:?} differs from this tensor's shape {:?}",
+                    other.shape(),
+                    self.shape()
+                ),
+                location,
+            ));
+        }
+        if other.dtype() != self.dtype() {
+            return Err(Error::DType { op, lhs: self.dtype(), rhs: other.dtype(), location });
+        }
         Ok(())
     }
 
