@@ -16,6 +16,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tapegrad::prelude::*;
+use tapegrad_kernels::gemm::{View, gemm_serial, library_gemm_serial};
 
 /// Runs forward and backward of `f` on fresh leaves, as a training step would.
 fn forward_backward(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor) {
@@ -96,6 +97,42 @@ fn matmul(c: &mut Criterion) {
     group.finish();
 }
 
+/// The three products of a linear layer (`x Wᵀ` forward, `dy W` and `dyᵀ x` backward) on
+/// one thread, through the default kernel and through the library alone
+/// (`matrixmultiply`, or the `gemm` crate with its feature): at batch 512 and width 512, at
+/// the LSTM's recurrent step (16 rows of a 4 x 128 gate product) and at a narrow output
+/// layer's shapes.
+fn gemm_layouts(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_layouts");
+    for &(name, rows, inputs, outputs) in &[
+        ("batch512_width512", 512, 512, 512),
+        ("lstm_step16", 16, 128, 512),
+        ("head560x128to1000", 560, 128, 1000),
+    ] {
+        let x: Vec<f32> = (0..rows * inputs).map(|i| (i % 17) as f32 * 0.1 - 0.8).collect();
+        let w: Vec<f32> = (0..outputs * inputs).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
+        let dy: Vec<f32> = (0..rows * outputs).map(|i| (i % 11) as f32 * 0.1 - 0.5).collect();
+        let products = [
+            ("x_wt", View::row_major(&x, rows, inputs), View::row_major(&w, outputs, inputs).t()),
+            ("dy_w", View::row_major(&dy, rows, outputs), View::row_major(&w, outputs, inputs)),
+            ("dyt_x", View::row_major(&dy, rows, outputs).t(), View::row_major(&x, rows, inputs)),
+        ];
+        for (product, a, b) in products {
+            let mut out = vec![0.0f32; a.rows * b.cols];
+            group.throughput(Throughput::Elements((2 * a.rows * a.cols * b.cols) as u64));
+            group.bench_function(
+                BenchmarkId::new(format!("{name}/{product}"), "default"),
+                |bench| bench.iter(|| gemm_serial(a, b, black_box(&mut out), false)),
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{name}/{product}"), "library"),
+                |bench| bench.iter(|| library_gemm_serial(a, b, black_box(&mut out))),
+            );
+        }
+    }
+    group.finish();
+}
+
 /// The W4 CNN's two convolutions at batch 64; the second (Winograd's by default on
 /// AVX-512) also with the direct sum.
 fn conv(c: &mut Criterion) {
@@ -146,5 +183,5 @@ fn pooling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(kernels, elementwise, reductions, matmul, conv, pooling);
+criterion_group!(kernels, elementwise, reductions, matmul, gemm_layouts, conv, pooling);
 criterion_main!(kernels);

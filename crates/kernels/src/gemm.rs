@@ -1,8 +1,12 @@
-//! GEMM on strided views through `matrixmultiply` (or, with the `gemm` feature, the `gemm`
-//! crate), split across rayon's threads only when the product is large enough to pay for
-//! it (at n = 128 two threads are slower than one).
+//! GEMM on strided views: f32 through this crate's own blocked kernel on CPUs with AVX-512
+//! (`avx512`), everything else through `matrixmultiply` (or, with the `gemm` feature, every
+//! product through the `gemm` crate); split across rayon's threads only when the product is
+//! large enough to pay for it (at n = 128 two threads are slower than one).
 
 use rayon::prelude::*;
+
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+mod avx512;
 
 /// Multiply-adds below this count run on the calling thread.
 const PARALLEL_FLOPS: usize = 1 << 22;
@@ -67,8 +71,9 @@ impl<'a, T> View<'a, T> {
     }
 }
 
-/// The GEMM kernel for one element type: matrixmultiply's (or the `gemm` crate's) for f32
-/// and f64. Callers use [`gemm_serial`] and [`gemm_into`], which check the views.
+/// The GEMM kernels for one element type: this crate's own for f32 on CPUs with AVX-512,
+/// otherwise `matrixmultiply`'s (or, with the `gemm` feature, the `gemm` crate's). Callers
+/// use [`gemm_serial`] and [`gemm_into`], which check the views.
 ///
 /// ```
 /// use tapegrad_kernels::gemm::Gemm;
@@ -78,7 +83,8 @@ impl<'a, T> View<'a, T> {
 /// assert_eq!(c, [7.0]); // 2 * 3 + 1 * 1
 /// ```
 pub trait Gemm: crate::Real {
-    /// `c = a b + beta c` with raw strides, on the calling thread.
+    /// `c = a b + beta c` with raw strides, on the calling thread, through the fastest
+    /// kernel for the type and CPU. When `beta` is zero, C is not read.
     ///
     /// # Safety
     /// Every element the strides reach from `a`, `b` and `c` must be valid, and `c`'s
@@ -99,12 +105,68 @@ pub trait Gemm: crate::Real {
         rsc: isize,
         csc: isize,
     );
+
+    /// [`Gemm::raw`] through the library alone (`matrixmultiply`, or the `gemm` crate with
+    /// the `gemm` feature).
+    ///
+    /// # Safety
+    /// As [`Gemm::raw`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn library(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
 }
 
+/// Products smaller than this many multiply-adds (a 16 x 16 x 16 product) go to the
+/// library: copying into panels would cost more than it saves.
+#[cfg_attr(any(not(target_arch = "x86_64"), feature = "gemm"), allow(dead_code))]
+const OWN_KERNEL_FLOPS: usize = 16 * 16 * 16;
+
 macro_rules! impl_gemm {
-    ($t:ty, $f:path) => {
+    ($t:ty, $matrixmultiply:path, $own:expr) => {
         impl Gemm for $t {
             unsafe fn raw(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                csb: isize,
+                beta: $t,
+                c: *mut $t,
+                rsc: isize,
+                csc: isize,
+            ) {
+                let own: Option<OwnKernel<$t>> = $own;
+                if let Some(own) = own
+                    && csc == 1
+                    && m * n * k >= OWN_KERNEL_FLOPS
+                    && crate::simd::avx512_enabled()
+                {
+                    // SAFETY: forwarded from the caller; the CPU has AVX-512F, all the own
+                    // kernels need beyond it.
+                    return unsafe { own((m, k, n), (a, rsa, csa), (b, rsb, csb), beta, (c, rsc)) };
+                }
+                // SAFETY: forwarded from the caller.
+                unsafe { Self::library(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
+
+            unsafe fn library(
                 m: usize,
                 k: usize,
                 n: usize,
@@ -151,15 +213,30 @@ macro_rules! impl_gemm {
                 #[cfg(not(feature = "gemm"))]
                 // SAFETY: forwarded from the caller.
                 unsafe {
-                    $f(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+                    $matrixmultiply(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
                 }
             }
         }
     };
 }
 
-impl_gemm!(f32, matrixmultiply::sgemm);
-impl_gemm!(f64, matrixmultiply::dgemm);
+/// An own kernel: `c = a b + beta c` on `(m, k, n)`, A and B with their strides, C with its
+/// row stride (columns adjacent).
+type OwnKernel<T> = unsafe fn(
+    (usize, usize, usize),
+    (*const T, isize, isize),
+    (*const T, isize, isize),
+    T,
+    (*mut T, isize),
+);
+
+// With the `gemm` feature every product goes to the gemm crate, whose kernels measured a
+// few percent ahead of the own one on large square products (docs/BENCHMARKS.md).
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+impl_gemm!(f32, matrixmultiply::sgemm, Some(avx512::sgemm));
+#[cfg(any(not(target_arch = "x86_64"), feature = "gemm"))]
+impl_gemm!(f32, matrixmultiply::sgemm, None);
+impl_gemm!(f64, matrixmultiply::dgemm, None);
 
 /// A pointer that may cross into rayon's workers: each worker writes a disjoint block.
 #[derive(Clone, Copy)]
@@ -243,6 +320,53 @@ pub fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumul
     let beta = if accumulate { T::ONE } else { T::ZERO };
     // SAFETY: bounds asserted above; `c` is exclusively borrowed.
     unsafe { block(&a, &b, (m, n), (a.offset, b.offset), c.as_mut_ptr(), n, beta) }
+}
+
+/// [`gemm_serial`] through the library alone (`matrixmultiply`, or the `gemm` crate with
+/// the `gemm` feature), never this crate's own AVX-512 kernel: what the benchmark compares
+/// that kernel with.
+///
+/// ```
+/// use tapegrad_kernels::gemm::{View, library_gemm_serial};
+/// let a = [1.0f32, 2.0, 3.0, 4.0]; // [[1, 2], [3, 4]]
+/// let mut c = [0.0; 4];
+/// library_gemm_serial(View::row_major(&a, 2, 2), View::row_major(&a, 2, 2), &mut c);
+/// assert_eq!(c, [7.0, 10.0, 15.0, 22.0]);
+/// ```
+///
+/// # Panics
+/// If the shapes do not fit or a view reaches outside its data.
+pub fn library_gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        a.cols == b.rows && m.checked_mul(n) == Some(c.len()) && a.in_bounds() && b.in_bounds(),
+        "gemm: operand shapes"
+    );
+    if m * n == 0 {
+        return;
+    }
+    if k == 0 {
+        return c.fill(T::ZERO);
+    }
+    let (pa, pb) = (a.data[a.offset..].as_ptr(), b.data[b.offset..].as_ptr());
+    // SAFETY: bounds asserted above; `c` is exclusively borrowed.
+    unsafe {
+        T::library(
+            m,
+            k,
+            n,
+            pa,
+            a.rs as isize,
+            a.cs as isize,
+            pb,
+            b.rs as isize,
+            b.cs as isize,
+            T::ZERO,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
 }
 
 /// [`gemm_serial`], split into row or column blocks across threads when large.
@@ -337,7 +461,7 @@ pub fn gemm_batched<'a, T: Gemm>(
 
 #[cfg(test)]
 mod tests {
-    use super::{View, gemm_into, gemm_serial};
+    use super::{Gemm, View, gemm_into, gemm_serial, library_gemm_serial};
 
     fn value(i: usize) -> f32 {
         ((i * 7919 % 2003) as f32 / 1001.0) - 1.0
@@ -393,6 +517,112 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The product of two views as a triple loop in f64.
+    fn reference(a: &View<'_, f32>, b: &View<'_, f32>) -> Vec<f64> {
+        let at =
+            |v: &View<'_, f32>, r: usize, s: usize| v.data[v.offset + r * v.rs + s * v.cs] as f64;
+        let mut out = Vec::with_capacity(a.rows * b.cols);
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                out.push((0..a.cols).map(|p| at(a, i, p) * at(b, p, j)).sum());
+            }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], k: usize, what: &str) {
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-5 * (1.0 + k as f64),
+                "{what}: element {i}: {g} vs {w}"
+            );
+        }
+    }
+
+    /// Views whose rows and columns are both strided (every other element of a larger
+    /// matrix, at an offset), which no kernel reads as vectors, and products wider than one
+    /// block of B's columns (1024) and deeper than one block of the shared dimension (256).
+    #[test]
+    fn strided_views_and_products_past_one_block() {
+        for &(m, k, n) in &[(13, 40, 37), (30, 300, 50), (5, 20, 1100), (130, 17, 1030)] {
+            let big_a: Vec<f32> = (0..4 * m * k + 8).map(value).collect();
+            let big_b: Vec<f32> = (0..4 * k * n + 8).map(|i| value(i + 1)).collect();
+            let a = View { data: &big_a, offset: 3, rows: m, cols: k, rs: 4 * k, cs: 2 };
+            let b = View { data: &big_b, offset: 5, rows: k, cols: n, rs: 2, cs: 4 * k };
+            let mut c = vec![0.0; m * n];
+            gemm_serial(a, b, &mut c, false);
+            assert_close(&c, &reference(&a, &b), k, &format!("strided {m}x{k}x{n}"));
+            for (ta, tb) in [(false, false), (true, true), (false, true)] {
+                let (a_data, b_data): (Vec<f32>, Vec<f32>) =
+                    ((0..m * k).map(value).collect(), (0..k * n).map(|i| value(i + 2)).collect());
+                let a = if ta {
+                    View::row_major(&a_data, k, m).t()
+                } else {
+                    View::row_major(&a_data, m, k)
+                };
+                let b = if tb {
+                    View::row_major(&b_data, n, k).t()
+                } else {
+                    View::row_major(&b_data, k, n)
+                };
+                let mut c = vec![0.0; m * n];
+                gemm_serial(a, b, &mut c, false);
+                assert_close(&c, &reference(&a, &b), k, &format!("{m}x{k}x{n} ta {ta} tb {tb}"));
+            }
+        }
+    }
+
+    /// `beta` other than zero and one scales C; a zero `beta` ignores what C held, NaN
+    /// included (C may be uninitialised memory to the caller).
+    #[test]
+    fn beta_scales_c_and_zero_beta_never_reads_it() {
+        let (m, k, n) = (20, 33, 40);
+        let a: Vec<f32> = (0..m * k).map(value).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| value(i + 4)).collect();
+        let want = reference(&View::row_major(&a, m, k), &View::row_major(&b, k, n));
+        for (beta, start) in [(0.0f32, f32::NAN), (0.5, 2.0), (1.0, -1.0)] {
+            for own in [true, false] {
+                let mut c = vec![start; m * n];
+                let call = if own { <f32 as Gemm>::raw } else { <f32 as Gemm>::library };
+                // SAFETY: A, B and C are row-major buffers of exactly these shapes.
+                unsafe {
+                    call(
+                        m,
+                        k,
+                        n,
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        beta,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                };
+                let want: Vec<f64> = want
+                    .iter()
+                    .map(|&w| if beta == 0.0 { w } else { w + (beta * start) as f64 })
+                    .collect();
+                assert_close(&c, &want, k, &format!("beta {beta}, own {own}"));
+            }
+        }
+    }
+
+    /// The library's product, as the benchmark calls it, gives the same values.
+    #[test]
+    fn the_library_product_agrees() {
+        let (m, k, n) = (70, 90, 50);
+        let a: Vec<f32> = (0..m * k).map(value).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| value(i + 6)).collect();
+        let (va, vb) = (View::row_major(&a, m, k), View::row_major(&b, k, n));
+        let mut c = vec![f32::NAN; m * n];
+        library_gemm_serial(va, vb, &mut c);
+        assert_close(&c, &reference(&va, &vb), k, "library");
     }
 
     /// Split across threads, the same values as on one thread.

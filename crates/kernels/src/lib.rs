@@ -13,7 +13,7 @@
 //! | [`strided`] | maps, broadcasting zips and reductions over strided views |
 //! | [`simd`] | compiling a loop for the widest vectors the CPU has |
 //! | [`parallel`] | when work is worth splitting across threads |
-//! | [`gemm`] | matrix products on strided views |
+//! | [`gemm`] | matrix products on strided views (an own AVX-512 f32 kernel, else a library) |
 //! | `implicit_gemm` (private) | the AVX-512 product that gathers its operands |
 //! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd) |
 //! | [`pool`] | max pooling |

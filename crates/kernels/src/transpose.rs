@@ -66,15 +66,37 @@ fn transpose_scalar<T: Copy>(
 /// One 16 x 16 tile: row `i` of the tile at `src + i * src_stride`, column `i` written to
 /// `dst + i * dst_stride`.
 ///
-/// Each round pairs rows `r` and `r + h` (h = 8, 4, 2, 1) and interleaves their blocks of
-/// `h` elements: the first takes the even blocks of both, the second the odd ones. After
-/// the four rounds row `i` holds column `i` (the 2 x 2 case is one round: [a0 b0], [a1 b1]).
-///
 /// # Safety
 /// The CPU must have AVX-512F, and the 16 rows of 16 elements at both ends must be valid.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller guarantees 16 readable rows of 16 values at src.
+    let rows: [__m512; 16] =
+        std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
+    for (i, row) in transpose16(rows).iter().enumerate() {
+        // SAFETY: the caller guarantees 16 writable rows of 16 values at dst.
+        unsafe { _mm512_storeu_ps(dst.add(i * dst_stride), *row) };
+    }
+}
+
+/// The transpose of a 16 x 16 tile held in registers: row `i` of the result is column `i`
+/// of `rows`.
+///
+/// Each round pairs rows `r` and `r + h` (h = 8, 4, 2, 1) and interleaves their blocks of
+/// `h` elements: the first takes the even blocks of both, the second the odd ones. After
+/// the four rounds row `i` holds column `i` (the 2 x 2 case is one round: [a0 b0], [a1 b1]).
+///
+/// ```ignore
+/// let t = transpose16(rows); // t[j][i] == rows[i][j]
+/// ```
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn transpose16(
+    mut rows: [std::arch::x86_64::__m512; 16],
+) -> [std::arch::x86_64::__m512; 16] {
     use std::arch::x86_64::*;
     /// Lane `j` of the result takes block `j / h` of the pair: from the first row when the
     /// block is even, the second (indices 16..) when odd; `odd` picks the odd source blocks.
@@ -103,17 +125,11 @@ unsafe fn tile16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: 
             )*
         }};
     }
-    // SAFETY: the caller guarantees 16 readable rows of 16 values at src.
-    let mut rows: [__m512; 16] =
-        std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
     round!(rows, 8: (0, 8) (1, 9) (2, 10) (3, 11) (4, 12) (5, 13) (6, 14) (7, 15));
     round!(rows, 4: (0, 4) (1, 5) (2, 6) (3, 7) (8, 12) (9, 13) (10, 14) (11, 15));
     round!(rows, 2: (0, 2) (1, 3) (4, 6) (5, 7) (8, 10) (9, 11) (12, 14) (13, 15));
     round!(rows, 1: (0, 1) (2, 3) (4, 5) (6, 7) (8, 9) (10, 11) (12, 13) (14, 15));
-    for (i, row) in rows.iter().enumerate() {
-        // SAFETY: the caller guarantees 16 writable rows of 16 values at dst.
-        unsafe { _mm512_storeu_ps(dst.add(i * dst_stride), *row) };
-    }
+    rows
 }
 
 #[cfg(test)]

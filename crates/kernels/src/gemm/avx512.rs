@@ -1,0 +1,369 @@
+//! The f32 matrix product on CPUs with AVX-512, in the usual blocked form: a block of B is
+//! copied into panels of [`NR`] columns and a block of A into panels of [`MR`] rows, each in
+//! the order the inner kernel reads it, and the kernel keeps an `MR x NR` tile of C in
+//! registers (24 of the 32 vector registers) while it runs along the shared dimension.
+//!
+//! Why not `matrixmultiply` for everything: it copies a row-major A, and a column-major B,
+//! one element at a time, and those are the layouts of `x Wᵀ` and `dy W`, the products of
+//! every linear layer forward and backward. Here every layout but a general strided one is
+//! copied sixteen elements at a time, through 16 x 16 register transposes where the copy
+//! turns rows into columns.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+use crate::transpose::transpose16;
+
+/// Rows of C in the register tile: each step of the kernel broadcasts one element of A per
+/// row.
+const MR: usize = 12;
+/// Columns of C in the register tile: two vectors of sixteen.
+const NR: usize = 32;
+/// Length of the shared dimension per block: a panel of B (`KC x NR`, 32 KiB) stays in the
+/// first-level cache while the panels of A pass it.
+const KC: usize = 256;
+/// Rows of A per block (a multiple of `MR`): the copied block stays in the second-level
+/// cache.
+const MC: usize = 120;
+/// Columns of B per block: the copied block (1 MiB) stays in the second-level cache.
+const NC: usize = 1024;
+
+/// A cache line of floats: the copy buffers are made of these so the kernel's vector loads
+/// of B are aligned.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([f32; 16]);
+
+thread_local! {
+    /// The copies of A's and B's blocks, kept per thread between products.
+    static BUFFERS: RefCell<(Vec<Line>, Vec<Line>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// A pointer to at least `len` floats of `buffer`, grown if needed.
+fn floats(buffer: &mut Vec<Line>, len: usize) -> *mut f32 {
+    let lines = len.div_ceil(16);
+    if buffer.len() < lines {
+        buffer.resize(lines, Line([0.0; 16]));
+    }
+    buffer.as_mut_ptr().cast()
+}
+
+/// The mask of the first `count` of sixteen lanes.
+fn first_lanes(count: usize) -> __mmask16 {
+    if count >= 16 { 0xffff } else { (1u16 << count) - 1 }
+}
+
+/// `c = a b + beta c` for an `m x k` A and a `k x n` B at the given strides (in elements),
+/// into a C whose rows are `ldc` apart and whose elements in a row are adjacent. When
+/// `beta` is zero, C is not read.
+///
+/// # Safety
+/// The CPU must have AVX-512F; every element the strides reach from `a`, `b` and `c` must
+/// be valid, and `c`'s elements must not be accessed by anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn sgemm(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (*const f32, isize, isize),
+    (b, rsb, csb): (*const f32, isize, isize),
+    beta: f32,
+    (c, ldc): (*mut f32, isize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    BUFFERS.with(|buffers| {
+        // A product never runs inside another on the same thread; should it, it copies into
+        // buffers of its own.
+        let mut own = (Vec::new(), Vec::new());
+        let mut borrowed = buffers.try_borrow_mut();
+        let (a_buffer, b_buffer) = match borrowed.as_deref_mut() {
+            Ok(pair) => pair,
+            Err(_) => &mut own,
+        };
+        let a_pack = floats(a_buffer, MC.min(m.next_multiple_of(MR)) * KC);
+        let b_pack = floats(b_buffer, KC * NC.min(n.next_multiple_of(NR)));
+        if k == 0 {
+            // SAFETY: forwarded from the caller.
+            unsafe { scale((m, n), beta, c, ldc) };
+            return;
+        }
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                // Later blocks of the shared dimension add to what the first wrote.
+                let beta = if pc == 0 { beta } else { 1.0 };
+                // SAFETY: the block lies inside B (the caller's guarantee for the whole
+                // product); the buffer holds `KC x NC` floats, rounded up to whole panels.
+                unsafe {
+                    let block = b.offset(pc as isize * rsb + jc as isize * csb);
+                    pack_b((kc, nc), (block, rsb, csb), b_pack)
+                };
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
+                    // SAFETY: as for B.
+                    unsafe {
+                        let block = a.offset(ic as isize * rsa + pc as isize * csa);
+                        pack_a((mc, kc), (block, rsa, csa), a_pack)
+                    };
+                    for ir in (0..mc).step_by(MR) {
+                        for jr in (0..nc).step_by(NR) {
+                            let tile = Tile {
+                                rows: MR.min(mc - ir),
+                                cols: NR.min(nc - jr),
+                                c: c.wrapping_offset((ic + ir) as isize * ldc + (jc + jr) as isize),
+                                ldc,
+                                beta,
+                            };
+                            // SAFETY: the panels were written above with `kc` steps each;
+                            // the tile's rows and columns lie inside C.
+                            unsafe {
+                                run_kernel(kc, a_pack.add(ir * kc), b_pack.add(jr * kc), tile)
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `c = beta c` (zero when `beta` is zero, whatever C held), for a product with an empty
+/// shared dimension.
+///
+/// # Safety
+/// As [`sgemm`]'s C.
+unsafe fn scale((m, n): (usize, usize), beta: f32, c: *mut f32, ldc: isize) {
+    for i in 0..m {
+        for j in 0..n {
+            // SAFETY: (i, j) lies inside C.
+            unsafe {
+                let at = c.offset(i as isize * ldc + j as isize);
+                *at = if beta == 0.0 { 0.0 } else { beta * *at };
+            }
+        }
+    }
+}
+
+/// Where the kernel writes: a `rows x cols` corner (at most `MR x NR`) of C at `c`.
+struct Tile {
+    rows: usize,
+    cols: usize,
+    c: *mut f32,
+    ldc: isize,
+    beta: f32,
+}
+
+/// The kernel for the tile's size: a corner of C narrower or shorter than the full tile
+/// (the last rows or columns of a product) takes a kernel with fewer registers rather than
+/// computing zeros.
+///
+/// # Safety
+/// As [`kernel`].
+#[target_feature(enable = "avx512f")]
+unsafe fn run_kernel(kc: usize, a: *const f32, b: *const f32, tile: Tile) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match (tile.rows.div_ceil(4), tile.cols > 16) {
+            (1, false) => kernel::<4, 1>(kc, a, b, tile),
+            (2, false) => kernel::<8, 1>(kc, a, b, tile),
+            (_, false) => kernel::<MR, 1>(kc, a, b, tile),
+            (1, true) => kernel::<4, 2>(kc, a, b, tile),
+            (2, true) => kernel::<8, 2>(kc, a, b, tile),
+            (_, true) => kernel::<MR, 2>(kc, a, b, tile),
+        }
+    }
+}
+
+/// The register tile of `ROWS x 16 HALVES` (at most `MR x NR`): `kc` steps, each one row of
+/// a B panel (one or two vectors) times one column of an A panel (a broadcast per row),
+/// then `c = acc + beta c` on the tile's corner of C.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `a` holds `kc x MR` floats and `b` `kc x NR` (64-byte
+/// aligned); the tile's corner (at most `ROWS x 16 HALVES`) lies inside C, accessed by no
+/// one else.
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const ROWS: usize, const HALVES: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    tile: Tile,
+) {
+    let mut acc = [[_mm512_setzero_ps(); HALVES]; ROWS];
+    for p in 0..kc {
+        // SAFETY: step p of both panels lies inside them; B's rows are 128 bytes apart from
+        // an aligned start.
+        unsafe {
+            let b_row: [__m512; HALVES] =
+                std::array::from_fn(|half| _mm512_load_ps(b.add(p * NR + 16 * half)));
+            // Constant trip counts: the loops unroll and `acc` stays in registers.
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*a.add(p * MR + i));
+                for (sum, &bv) in row.iter_mut().zip(&b_row) {
+                    *sum = _mm512_fmadd_ps(ai, bv, *sum);
+                }
+            }
+        }
+    }
+    let Tile { rows, cols, c, ldc, beta } = tile;
+    let masks = [first_lanes(cols), first_lanes(cols.saturating_sub(16))];
+    let beta_v = _mm512_set1_ps(beta);
+    for (i, row) in acc.iter().enumerate() {
+        if i == rows {
+            break;
+        }
+        for (half, &sum) in row.iter().enumerate() {
+            let mask = masks[half];
+            // SAFETY: the masked lanes are the tile's columns inside C; masked-off lanes are
+            // neither read nor written.
+            unsafe {
+                let at = c.offset(i as isize * ldc + 16 * half as isize);
+                let value = if beta == 0.0 {
+                    sum
+                } else {
+                    _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask, at), sum)
+                };
+                _mm512_mask_storeu_ps(at, mask, value);
+            }
+        }
+    }
+}
+
+/// Copies a `kc x nc` block of B into panels of `NR` columns, each `kc` rows of `NR`
+/// adjacent floats, columns past `nc` zero.
+///
+/// # Safety
+/// The CPU must have AVX-512F; the block must lie inside B and `dst` hold
+/// `kc x nc.next_multiple_of(NR)` floats, 64-byte aligned.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b((kc, nc): (usize, usize), (b, rs, cs): (*const f32, isize, isize), dst: *mut f32) {
+    for jr in (0..nc).step_by(NR) {
+        let cols = NR.min(nc - jr);
+        // SAFETY: panel jr / NR starts `jr * kc` floats into dst.
+        let panel = unsafe { dst.add(jr * kc) };
+        if cs == 1 {
+            // Rows of B are rows of the panel: two (masked) vectors per step.
+            let masks = [first_lanes(cols), first_lanes(cols.saturating_sub(16))];
+            for p in 0..kc {
+                for (half, &mask) in masks.iter().enumerate() {
+                    // SAFETY: the masked lanes are the block's columns jr.. of row p.
+                    unsafe {
+                        let src = b.offset(p as isize * rs + (jr + 16 * half) as isize);
+                        _mm512_store_ps(
+                            panel.add(p * NR + 16 * half),
+                            _mm512_maskz_loadu_ps(mask, src),
+                        );
+                    }
+                }
+            }
+        } else if rs == 1 {
+            // Columns of B are adjacent along the shared dimension: sixteen columns by
+            // sixteen steps at a time, turned by a register transpose.
+            for half in 0..2 {
+                let first = jr + 16 * half;
+                let count = cols.saturating_sub(16 * half).min(16);
+                for p0 in (0..kc).step_by(16) {
+                    let steps = (kc - p0).min(16);
+                    let mask = first_lanes(steps);
+                    let columns: [__m512; 16] = std::array::from_fn(|j| {
+                        if j < count {
+                            // SAFETY: column first + j of the block, steps p0.. (masked).
+                            unsafe {
+                                let src = b.offset((first + j) as isize * cs + p0 as isize);
+                                _mm512_maskz_loadu_ps(mask, src)
+                            }
+                        } else {
+                            _mm512_setzero_ps()
+                        }
+                    });
+                    for (q, row) in transpose16(columns).iter().take(steps).enumerate() {
+                        // SAFETY: step p0 + q of the panel, this half's sixteen columns.
+                        unsafe { _mm512_store_ps(panel.add((p0 + q) * NR + 16 * half), *row) };
+                    }
+                }
+            }
+        } else {
+            for p in 0..kc {
+                for j in 0..NR {
+                    let value = if j < cols {
+                        // SAFETY: element (p, jr + j) of the block.
+                        unsafe { *b.offset(p as isize * rs + (jr + j) as isize * cs) }
+                    } else {
+                        0.0
+                    };
+                    // SAFETY: inside the panel.
+                    unsafe { *panel.add(p * NR + j) = value };
+                }
+            }
+        }
+    }
+}
+
+/// Copies an `mc x kc` block of A into panels of `MR` rows, each `kc` steps of `MR`
+/// adjacent floats, rows past `mc` zero.
+///
+/// # Safety
+/// The CPU must have AVX-512F; the block must lie inside A and `dst` hold
+/// `mc.next_multiple_of(MR) x kc` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_a((mc, kc): (usize, usize), (a, rs, cs): (*const f32, isize, isize), dst: *mut f32) {
+    let panel_lanes = first_lanes(MR);
+    for ir in (0..mc).step_by(MR) {
+        let rows = MR.min(mc - ir);
+        // SAFETY: panel ir / MR starts `ir * kc` floats into dst.
+        let panel = unsafe { dst.add(ir * kc) };
+        if rs == 1 {
+            // Columns of A are the panel's steps: one masked vector each.
+            let mask = first_lanes(rows);
+            for p in 0..kc {
+                // SAFETY: rows ir.. of column p of the block (masked); step p of the panel.
+                unsafe {
+                    let column =
+                        _mm512_maskz_loadu_ps(mask, a.offset(ir as isize + p as isize * cs));
+                    _mm512_mask_storeu_ps(panel.add(p * MR), panel_lanes, column);
+                }
+            }
+        } else if cs == 1 {
+            // Rows of A are adjacent along the shared dimension: the panel's rows by sixteen
+            // steps at a time, turned by a register transpose.
+            for p0 in (0..kc).step_by(16) {
+                let steps = (kc - p0).min(16);
+                let mask = first_lanes(steps);
+                let row_vectors: [__m512; 16] = std::array::from_fn(|i| {
+                    if i < rows {
+                        // SAFETY: row ir + i of the block, steps p0.. (masked).
+                        unsafe {
+                            _mm512_maskz_loadu_ps(
+                                mask,
+                                a.offset((ir + i) as isize * rs + p0 as isize),
+                            )
+                        }
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                for (q, column) in transpose16(row_vectors).iter().take(steps).enumerate() {
+                    // SAFETY: step p0 + q of the panel, its MR lanes.
+                    unsafe {
+                        _mm512_mask_storeu_ps(panel.add((p0 + q) * MR), panel_lanes, *column)
+                    };
+                }
+            }
+        } else {
+            for p in 0..kc {
+                for i in 0..MR {
+                    let value = if i < rows {
+                        // SAFETY: element (ir + i, p) of the block.
+                        unsafe { *a.offset((ir + i) as isize * rs + p as isize * cs) }
+                    } else {
+                        0.0
+                    };
+                    // SAFETY: inside the panel.
+                    unsafe { *panel.add(p * MR + i) = value };
+                }
+            }
+        }
+    }
+}
