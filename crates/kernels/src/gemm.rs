@@ -88,7 +88,7 @@ pub trait Gemm: crate::Real {
     ///
     /// # Safety
     /// Every element the strides reach from `a`, `b` and `c` must be valid, and `c`'s
-    /// elements must not be written by anyone else during the call.
+    /// elements must not be accessed by anyone else during the call.
     #[allow(clippy::too_many_arguments)]
     unsafe fn raw(
         m: usize,

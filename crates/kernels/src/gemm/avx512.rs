@@ -95,7 +95,7 @@ pub(super) unsafe fn sgemm(
                 // Later blocks of the shared dimension add to what the first wrote.
                 let beta = if pc == 0 { beta } else { 1.0 };
                 // SAFETY: the block lies inside B (the caller's guarantee for the whole
-                // product); the buffer holds `KC x NC` floats, rounded up to whole panels.
+                // product); the buffer holds `kc x nc` floats rounded up to whole panels.
                 unsafe {
                     let block = b.offset(pc as isize * rsb + jc as isize * csb);
                     pack_b((kc, nc), (block, rsb, csb), b_pack)
@@ -248,9 +248,12 @@ unsafe fn pack_b((kc, nc): (usize, usize), (b, rs, cs): (*const f32, isize, isiz
             let masks = [first_lanes(cols), first_lanes(cols.saturating_sub(16))];
             for p in 0..kc {
                 for (half, &mask) in masks.iter().enumerate() {
-                    // SAFETY: the masked lanes are the block's columns jr.. of row p.
+                    // The second half of a narrow last panel starts past the block (its
+                    // mask is empty): a wrapping offset, since no element there is read.
+                    let src = b.wrapping_offset(p as isize * rs + (jr + 16 * half) as isize);
+                    // SAFETY: the masked lanes are the block's columns jr.. of row p; a masked
+                    // load touches only those.
                     unsafe {
-                        let src = b.offset(p as isize * rs + (jr + 16 * half) as isize);
                         _mm512_store_ps(
                             panel.add(p * NR + 16 * half),
                             _mm512_maskz_loadu_ps(mask, src),
