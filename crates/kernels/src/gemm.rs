@@ -220,6 +220,23 @@ macro_rules! impl_gemm {
     };
 }
 
+/// A product with [`Gemm::raw`]'s arguments: `raw` itself or `library`.
+type Kernel<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
+
 /// An own kernel: `c = a b + beta c` on `(m, k, n)`, A and B with their strides, C with its
 /// row stride (columns adjacent).
 type OwnKernel<T> = unsafe fn(
@@ -258,9 +275,10 @@ impl<T> SendPtr<T> {
 ///
 /// # Safety
 /// The block must lie inside the operands (checked by the callers' assertions) and `c`'s
-/// block must not be written by anyone else during the call.
+/// block must not be accessed by anyone else during the call.
 #[allow(clippy::too_many_arguments)]
 unsafe fn block<T: Gemm>(
+    kernel: Kernel<T>,
     a: &View<'_, T>,
     b: &View<'_, T>,
     (rows, cols): (usize, usize),
@@ -271,7 +289,7 @@ unsafe fn block<T: Gemm>(
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        T::raw(
+        kernel(
             rows,
             a.cols,
             cols,
@@ -303,6 +321,17 @@ unsafe fn block<T: Gemm>(
 /// # Panics
 /// If the shapes do not fit or a view reaches outside its data.
 pub fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
+    serial(T::raw, a, b, c, accumulate)
+}
+
+/// [`gemm_serial`] through the given kernel ([`Gemm::raw`] or [`Gemm::library`]).
+fn serial<T: Gemm>(
+    kernel: Kernel<T>,
+    a: View<'_, T>,
+    b: View<'_, T>,
+    c: &mut [T],
+    accumulate: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         a.cols == b.rows && m.checked_mul(n) == Some(c.len()) && a.in_bounds() && b.in_bounds(),
@@ -319,7 +348,7 @@ pub fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumul
     }
     let beta = if accumulate { T::ONE } else { T::ZERO };
     // SAFETY: bounds asserted above; `c` is exclusively borrowed.
-    unsafe { block(&a, &b, (m, n), (a.offset, b.offset), c.as_mut_ptr(), n, beta) }
+    unsafe { block(kernel, &a, &b, (m, n), (a.offset, b.offset), c.as_mut_ptr(), n, beta) }
 }
 
 /// [`gemm_serial`] through the library alone (`matrixmultiply`, or the `gemm` crate with
@@ -337,36 +366,7 @@ pub fn gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumul
 /// # Panics
 /// If the shapes do not fit or a view reaches outside its data.
 pub fn library_gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T]) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(
-        a.cols == b.rows && m.checked_mul(n) == Some(c.len()) && a.in_bounds() && b.in_bounds(),
-        "gemm: operand shapes"
-    );
-    if m * n == 0 {
-        return;
-    }
-    if k == 0 {
-        return c.fill(T::ZERO);
-    }
-    let (pa, pb) = (a.data[a.offset..].as_ptr(), b.data[b.offset..].as_ptr());
-    // SAFETY: bounds asserted above; `c` is exclusively borrowed.
-    unsafe {
-        T::library(
-            m,
-            k,
-            n,
-            pa,
-            a.rs as isize,
-            a.cs as isize,
-            pb,
-            b.rs as isize,
-            b.cs as isize,
-            T::ZERO,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
+    serial(T::library, a, b, c, false)
 }
 
 /// [`gemm_serial`], split into row or column blocks across threads when large.
@@ -409,7 +409,7 @@ pub fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulat
             ((m, len), (a.offset, b.offset + start * b.cs), start)
         };
         // SAFETY: blocks of C are disjoint; A and B are only read; bounds asserted above.
-        unsafe { block(&a, &b, shape, offsets, c_ptr.get().add(c_off), n, beta) }
+        unsafe { block(T::raw, &a, &b, shape, offsets, c_ptr.get().add(c_off), n, beta) }
     });
 }
 
@@ -483,39 +483,29 @@ mod tests {
                     ] {
                         let a: Vec<f32> = (0..m * k).map(value).collect();
                         let b: Vec<f32> = (0..k * n).map(|i| value(i + 5)).collect();
-                        let va = if ta {
-                            View::row_major(&a, k, m).t()
-                        } else {
-                            View::row_major(&a, m, k)
-                        };
-                        let vb = if tb {
-                            View::row_major(&b, n, k).t()
-                        } else {
-                            View::row_major(&b, k, n)
-                        };
+                        let (va, vb) = (view(&a, m, k, ta), view(&b, k, n, tb));
                         let start: Vec<f32> = (0..m * n).map(|i| value(i + 9)).collect();
                         let mut c = start.clone();
                         gemm_serial(va, vb, &mut c, accumulate);
-                        for i in 0..m {
-                            for j in 0..n {
-                                let at = |v: &View<'_, f32>, r: usize, s: usize| {
-                                    v.data[v.offset + r * v.rs + s * v.cs] as f64
-                                };
-                                let mut want: f64 =
-                                    (0..k).map(|p| at(&va, i, p) * at(&vb, p, j)).sum();
-                                if accumulate {
-                                    want += start[i * n + j] as f64;
-                                }
-                                let got = c[i * n + j] as f64;
-                                assert!(
-                                    (got - want).abs() <= 1e-5 * (1.0 + k as f64),
-                                    "m {m} n {n} k {k} ta {ta} tb {tb} acc {accumulate}: ({i}, {j}) {got} vs {want}"
-                                );
-                            }
+                        let mut want = reference(&va, &vb);
+                        if accumulate {
+                            want.iter_mut().zip(&start).for_each(|(w, &s)| *w += s as f64);
                         }
+                        let what = format!("m {m} n {n} k {k} ta {ta} tb {tb} acc {accumulate}");
+                        assert_close(&c, &want, k, &what);
                     }
                 }
             }
+        }
+    }
+
+    /// A `rows x cols` operand over `data`: row-major, or the transpose of a row-major
+    /// `cols x rows` matrix (column-major).
+    fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> View<'_, f32> {
+        if transposed {
+            View::row_major(data, cols, rows).t()
+        } else {
+            View::row_major(data, rows, cols)
         }
     }
 
@@ -557,16 +547,7 @@ mod tests {
             for (ta, tb) in [(false, false), (true, true), (false, true)] {
                 let (a_data, b_data): (Vec<f32>, Vec<f32>) =
                     ((0..m * k).map(value).collect(), (0..k * n).map(|i| value(i + 2)).collect());
-                let a = if ta {
-                    View::row_major(&a_data, k, m).t()
-                } else {
-                    View::row_major(&a_data, m, k)
-                };
-                let b = if tb {
-                    View::row_major(&b_data, n, k).t()
-                } else {
-                    View::row_major(&b_data, k, n)
-                };
+                let (a, b) = (view(&a_data, m, k, ta), view(&b_data, k, n, tb));
                 let mut c = vec![0.0; m * n];
                 gemm_serial(a, b, &mut c, false);
                 assert_close(&c, &reference(&a, &b), k, &format!("{m}x{k}x{n} ta {ta} tb {tb}"));

@@ -72,6 +72,10 @@ pub(super) unsafe fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
+    if k == 0 {
+        // SAFETY: forwarded from the caller.
+        return unsafe { scale((m, n), beta, c, ldc) };
+    }
     BUFFERS.with(|buffers| {
         // A product never runs inside another on the same thread; should it, it copies into
         // buffers of its own.
@@ -83,11 +87,6 @@ pub(super) unsafe fn sgemm(
         };
         let a_pack = floats(a_buffer, MC.min(m.next_multiple_of(MR)) * KC);
         let b_pack = floats(b_buffer, KC * NC.min(n.next_multiple_of(NR)));
-        if k == 0 {
-            // SAFETY: forwarded from the caller.
-            unsafe { scale((m, n), beta, c, ldc) };
-            return;
-        }
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
@@ -243,6 +242,7 @@ unsafe fn pack_b((kc, nc): (usize, usize), (b, rs, cs): (*const f32, isize, isiz
         let cols = NR.min(nc - jr);
         // SAFETY: panel jr / NR starts `jr * kc` floats into dst.
         let panel = unsafe { dst.add(jr * kc) };
+        let first_column = b.wrapping_offset(jr as isize * cs);
         if cs == 1 {
             // Rows of B are rows of the panel: two (masked) vectors per step.
             let masks = [first_lanes(cols), first_lanes(cols.saturating_sub(16))];
@@ -250,7 +250,7 @@ unsafe fn pack_b((kc, nc): (usize, usize), (b, rs, cs): (*const f32, isize, isiz
                 for (half, &mask) in masks.iter().enumerate() {
                     // The second half of a narrow last panel starts past the block (its
                     // mask is empty): a wrapping offset, since no element there is read.
-                    let src = b.wrapping_offset(p as isize * rs + (jr + 16 * half) as isize);
+                    let src = first_column.wrapping_offset(p as isize * rs + 16 * half as isize);
                     // SAFETY: the masked lanes are the block's columns jr.. of row p; a masked
                     // load touches only those.
                     unsafe {
@@ -262,44 +262,22 @@ unsafe fn pack_b((kc, nc): (usize, usize), (b, rs, cs): (*const f32, isize, isiz
                 }
             }
         } else if rs == 1 {
-            // Columns of B are adjacent along the shared dimension: sixteen columns by
-            // sixteen steps at a time, turned by a register transpose.
+            // Columns of B are adjacent along the shared dimension: each half of the panel
+            // is sixteen such lines.
             for half in 0..2 {
-                let first = jr + 16 * half;
-                let count = cols.saturating_sub(16 * half).min(16);
-                for p0 in (0..kc).step_by(16) {
-                    let steps = (kc - p0).min(16);
-                    let mask = first_lanes(steps);
-                    let columns: [__m512; 16] = std::array::from_fn(|j| {
-                        if j < count {
-                            // SAFETY: column first + j of the block, steps p0.. (masked).
-                            unsafe {
-                                let src = b.offset((first + j) as isize * cs + p0 as isize);
-                                _mm512_maskz_loadu_ps(mask, src)
-                            }
-                        } else {
-                            _mm512_setzero_ps()
-                        }
-                    });
-                    for (q, row) in transpose16(columns).iter().take(steps).enumerate() {
-                        // SAFETY: step p0 + q of the panel, this half's sixteen columns.
-                        unsafe { _mm512_store_ps(panel.add((p0 + q) * NR + 16 * half), *row) };
-                    }
-                }
+                let lines = Lines {
+                    first: first_column.wrapping_offset(16 * half as isize * cs),
+                    across: cs,
+                    count: cols.saturating_sub(16 * half).min(16),
+                };
+                // SAFETY: the lines are the block's columns; this half of the panel has `kc`
+                // steps of sixteen floats, NR apart.
+                unsafe { copy_transposed(kc, lines, panel.add(16 * half), NR, 0xffff) };
             }
         } else {
-            for p in 0..kc {
-                for j in 0..NR {
-                    let value = if j < cols {
-                        // SAFETY: element (p, jr + j) of the block.
-                        unsafe { *b.offset(p as isize * rs + (jr + j) as isize * cs) }
-                    } else {
-                        0.0
-                    };
-                    // SAFETY: inside the panel.
-                    unsafe { *panel.add(p * NR + j) = value };
-                }
-            }
+            let lines = Lines { first: first_column, across: cs, count: cols };
+            // SAFETY: the lines are the block's columns; the panel has `kc` steps of NR.
+            unsafe { copy_strided(kc, lines, rs, panel, NR) };
         }
     }
 }
@@ -317,56 +295,89 @@ unsafe fn pack_a((mc, kc): (usize, usize), (a, rs, cs): (*const f32, isize, isiz
         let rows = MR.min(mc - ir);
         // SAFETY: panel ir / MR starts `ir * kc` floats into dst.
         let panel = unsafe { dst.add(ir * kc) };
+        let lines = Lines { first: a.wrapping_offset(ir as isize * rs), across: rs, count: rows };
         if rs == 1 {
             // Columns of A are the panel's steps: one masked vector each.
             let mask = first_lanes(rows);
             for p in 0..kc {
                 // SAFETY: rows ir.. of column p of the block (masked); step p of the panel.
                 unsafe {
-                    let column =
-                        _mm512_maskz_loadu_ps(mask, a.offset(ir as isize + p as isize * cs));
+                    let column = _mm512_maskz_loadu_ps(mask, lines.first.offset(p as isize * cs));
                     _mm512_mask_storeu_ps(panel.add(p * MR), panel_lanes, column);
                 }
             }
         } else if cs == 1 {
-            // Rows of A are adjacent along the shared dimension: the panel's rows by sixteen
-            // steps at a time, turned by a register transpose.
-            for p0 in (0..kc).step_by(16) {
-                let steps = (kc - p0).min(16);
-                let mask = first_lanes(steps);
-                let row_vectors: [__m512; 16] = std::array::from_fn(|i| {
-                    if i < rows {
-                        // SAFETY: row ir + i of the block, steps p0.. (masked).
-                        unsafe {
-                            _mm512_maskz_loadu_ps(
-                                mask,
-                                a.offset((ir + i) as isize * rs + p0 as isize),
-                            )
-                        }
-                    } else {
-                        _mm512_setzero_ps()
-                    }
-                });
-                for (q, column) in transpose16(row_vectors).iter().take(steps).enumerate() {
-                    // SAFETY: step p0 + q of the panel, its MR lanes.
-                    unsafe {
-                        _mm512_mask_storeu_ps(panel.add((p0 + q) * MR), panel_lanes, *column)
-                    };
-                }
-            }
+            // SAFETY: the lines are the block's rows, adjacent along the shared dimension;
+            // the panel has `kc` steps of MR.
+            unsafe { copy_transposed(kc, lines, panel, MR, panel_lanes) };
         } else {
-            for p in 0..kc {
-                for i in 0..MR {
-                    let value = if i < rows {
-                        // SAFETY: element (ir + i, p) of the block.
-                        unsafe { *a.offset((ir + i) as isize * rs + p as isize * cs) }
-                    } else {
-                        0.0
-                    };
-                    // SAFETY: inside the panel.
-                    unsafe { *panel.add(p * MR + i) = value };
-                }
+            // SAFETY: the lines are the block's rows; the panel has `kc` steps of MR.
+            unsafe { copy_strided(kc, lines, cs, panel, MR) };
+        }
+    }
+}
+
+/// The rows of A or columns of B that one panel copies: line `i < count` starts at
+/// `first + i * across`.
+#[derive(Clone, Copy)]
+struct Lines {
+    first: *const f32,
+    across: isize,
+    count: usize,
+}
+
+impl Lines {
+    /// Where line `i` starts (computed without a promise to stay inside the operand: only
+    /// lines below `count` are read).
+    fn start(self, i: usize) -> *const f32 {
+        self.first.wrapping_offset(i as isize * self.across)
+    }
+}
+
+/// Copies `kc` steps of at most sixteen lines whose steps are adjacent, sixteen steps at a
+/// time through a register transpose: step `p` of line `i` goes to lane `i` of
+/// `dst + p * stride` (lanes outside `lanes` untouched, lines past `count` zero).
+///
+/// # Safety
+/// The CPU must have AVX-512F; each line below `count` must hold `kc` readable floats;
+/// `dst + p * stride` must hold the lanes of `lanes` for every step `p < kc`.
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_transposed(kc: usize, lines: Lines, dst: *mut f32, stride: usize, lanes: __mmask16) {
+    for p0 in (0..kc).step_by(16) {
+        let steps = (kc - p0).min(16);
+        let mask = first_lanes(steps);
+        let vectors: [__m512; 16] = std::array::from_fn(|i| {
+            if i < lines.count {
+                // SAFETY: steps p0.. of line i (masked to the steps left).
+                unsafe { _mm512_maskz_loadu_ps(mask, lines.start(i).add(p0)) }
+            } else {
+                _mm512_setzero_ps()
             }
+        });
+        for (q, step) in transpose16(vectors).iter().take(steps).enumerate() {
+            // SAFETY: step p0 + q of the destination, the caller's lanes.
+            unsafe { _mm512_mask_storeu_ps(dst.add((p0 + q) * stride), lanes, *step) };
+        }
+    }
+}
+
+/// Copies `kc` steps of lines whose steps are `along` apart, one element at a time: step
+/// `p` of line `i` goes to `dst[p * width + i]` for `i < width` (lines past `count` zero).
+///
+/// # Safety
+/// Each line below `count` must hold `kc` readable floats `along` apart; `dst` must hold
+/// `kc x width` floats.
+unsafe fn copy_strided(kc: usize, lines: Lines, along: isize, dst: *mut f32, width: usize) {
+    for p in 0..kc {
+        for i in 0..width {
+            let value = if i < lines.count {
+                // SAFETY: step p of line i.
+                unsafe { *lines.start(i).offset(p as isize * along) }
+            } else {
+                0.0
+            };
+            // SAFETY: inside the destination.
+            unsafe { *dst.add(p * width + i) = value };
         }
     }
 }
