@@ -19,7 +19,7 @@
 //! | [`pool`] | max pooling |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | `transpose` (private) | blocked transposition for the convolutions |
-//! | [`fast_math`] | a vectorisable `tanh` for f32 |
+//! | [`fast_math`] | vectorisable `exp`, `tanh` and normal distribution function for f32 |
 //! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |
 //!
 //! ```

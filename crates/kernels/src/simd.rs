@@ -1,18 +1,21 @@
 //! Loops compiled for the widest vectors the CPU has, chosen at run time.
 //!
-//! The release build targets baseline x86-64 (four f32 lanes). A loop run through
-//! [`with_widest_vectors`] is compiled a second time with AVX-512 enabled and takes sixteen
-//! lanes on CPUs that have it; element functions written without calls (such as a
-//! polynomial `tanh`) vectorise too. Rust never contracts `a * b + c` into one rounding, so
-//! both copies give identical bits.
+//! The release build targets baseline x86-64 (four f32 lanes, no fused multiply-add). A loop
+//! run through [`with_widest_vectors`] or [`run_widest`] is compiled twice more: with
+//! AVX-512 enabled (sixteen lanes) and with AVX2 and FMA (eight lanes, every x86-64 CPU
+//! since 2013), and runs in the widest copy the CPU has; element functions written without
+//! calls (such as a polynomial `tanh`) vectorise too. Rust never contracts `a * b + c` into
+//! one rounding, and an explicit `mul_add` rounds once in every copy (a library call in the
+//! baseline one), so all copies give identical bits.
 
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// Whether the AVX-512 paths run: the CPU has AVX-512F, and the environment variable
-/// `TAPEGRAD_NO_AVX512` is not set. Setting it runs every kernel of this crate on the
-/// compiler's baseline instructions, as on a CPU without AVX-512, to measure and test those
-/// paths on a machine that has it (matrix products keep `matrixmultiply`'s own choice).
+/// `TAPEGRAD_NO_AVX512` is not set. Setting it runs every kernel of this crate as on a CPU
+/// without AVX-512 (the AVX2 copies of [`run_widest`] where the CPU has AVX2, the baseline
+/// elsewhere), to measure and test those paths on a machine that has it (matrix products
+/// keep `matrixmultiply`'s own choice).
 /// Read once per process.
 ///
 /// ```
@@ -34,8 +37,31 @@ pub fn avx512_enabled() -> bool {
     }
 }
 
-/// Runs `f`, compiled for AVX-512 when the CPU has it (the closure is inlined into a function
-/// built with the wider instruction set), and as the baseline build otherwise. For short
+/// Whether the AVX2 paths run where AVX-512 does not: the CPU has AVX2 and FMA. Read once
+/// per process.
+///
+/// ```
+/// let on = tapegrad_kernels::simd::avx2_enabled();
+/// assert_eq!(on, tapegrad_kernels::simd::avx2_enabled()); // fixed for the process
+/// ```
+pub fn avx2_enabled() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ENABLED.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Runs `f`, compiled for AVX-512 or else AVX2 when the CPU has it (the closure is inlined
+/// into a function built with the wider instruction set), and as the baseline build
+/// otherwise. For short
 /// loops; the compiler may leave a larger closure out of line, in the baseline code, so
 /// larger bodies go through [`run_widest`].
 ///
@@ -52,6 +78,21 @@ pub fn with_widest_vectors<R>(f: impl FnOnce() -> R) -> R {
         // `avx512`.
         return unsafe { avx512(f) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_enabled() {
+        // SAFETY: the CPU has AVX2 and FMA (`avx2_enabled` checks), the requirements of
+        // `avx2`.
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
@@ -143,7 +184,8 @@ pub trait WidestLoop {
     fn run(self) -> Self::Output;
 }
 
-/// Runs `body`, compiled for AVX-512 when the CPU has it and for the baseline otherwise:
+/// Runs `body`, compiled for AVX-512 or else AVX2 when the CPU has it and for the baseline
+/// otherwise:
 /// the form of [`with_widest_vectors`] for bodies too large for the compiler to inline a
 /// closure (a method marked `#[inline(always)]` is inlined where a closure may not be).
 ///
@@ -167,6 +209,22 @@ pub fn run_widest<L: WidestLoop>(body: L) -> L::Output {
         // `run_avx512`.
         return unsafe { run_avx512(body) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_enabled() {
+        // SAFETY: the CPU has AVX2 and FMA (`avx2_enabled` checks), the requirements of
+        // `run_avx2`.
+        return unsafe { run_avx2(body) };
+    }
+    body.run()
+}
+
+/// [`WidestLoop::run`] compiled with AVX2 and FMA enabled.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<L: WidestLoop>(body: L) -> L::Output {
     body.run()
 }
 

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::Real;
 use crate::fast_math::Exp;
 use crate::parallel::worth_it;
+use crate::simd::{WidestLoop, run_widest};
 use crate::strided::lane_sum;
 
 mod backward;
@@ -91,22 +92,15 @@ fn max_nan<T: Real>(a: T, b: T) -> T {
 
 /// One contiguous row, with the widest vectors the CPU has.
 fn row<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512_enabled() {
-        // SAFETY: the CPU has AVX-512F, the only requirement of `row_avx512`.
-        return unsafe { row_avx512(x, y, log) };
+    struct Row<'a, T>(&'a [T], &'a mut [T], bool);
+    impl<T: Softmax> WidestLoop for Row<'_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            row_body(self.0, self.1, self.2)
+        }
     }
-    row_body(x, y, log)
-}
-
-/// [`row_body`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn row_avx512<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
-    row_body(x, y, log)
+    run_widest(Row(x, y, log))
 }
 
 /// [`row`]'s loops, inlined into each instruction-set copy (a closure that is not inlined
@@ -142,22 +136,15 @@ fn row_body<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
 
 /// `inner` rows of `n` elements, `inner` apart, processed side by side.
 fn across_rows<T: Softmax>(x: &[T], y: &mut [T], sizes: (usize, usize), log: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512_enabled() {
-        // SAFETY: the CPU has AVX-512F, the only requirement of `across_rows_avx512`.
-        return unsafe { across_rows_avx512(x, y, sizes, log) };
+    struct AcrossRows<'a, T>(&'a [T], &'a mut [T], (usize, usize), bool);
+    impl<T: Softmax> WidestLoop for AcrossRows<'_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            across_rows_body(self.0, self.1, self.2, self.3)
+        }
     }
-    across_rows_body(x, y, sizes, log)
-}
-
-/// [`across_rows_body`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn across_rows_avx512<T: Softmax>(x: &[T], y: &mut [T], sizes: (usize, usize), log: bool) {
-    across_rows_body(x, y, sizes, log)
+    run_widest(AcrossRows(x, y, sizes, log))
 }
 
 /// [`across_rows`]' loops (see [`row_body`]).

@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 use crate::Real;
 use crate::layout::{Layout, Shape, numel};
 use crate::parallel::{THRESHOLD, worth_it};
-use crate::simd::{ElementFn, ElementFn2};
+use crate::simd::{ElementFn, ElementFn2, WidestLoop, run_widest};
 
 /// Calls `f(offsets, len, inner_strides)` once per row of `shape` in row-major order,
 /// where each layout in `layouts` has that shape. `offsets[k]` is where the row starts in
@@ -249,6 +249,34 @@ pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
     shape: &[usize],
     f: impl Fn(T, U) -> V + Sync + Send,
 ) -> Vec<V> {
+    zip_elements(a, la, b, lb, shape, f)
+}
+
+/// [`zip_map`] for any [`ElementFn2`]: a type with an `#[inline(always)]` method is certain
+/// to be inlined into the vector loop (a large closure may not be, and then runs with a
+/// call per element).
+///
+/// ```
+/// use tapegrad_kernels::{layout::Layout, simd::ElementFn2, strided::zip_elements};
+/// struct Hypot;
+/// impl ElementFn2<f64, f64, f64> for Hypot {
+///     #[inline(always)]
+///     fn call(&self, x: f64, y: f64) -> f64 {
+///         (x * x + y * y).sqrt()
+///     }
+/// }
+/// let scalar = Layout::contiguous(&[]).broadcast_to(&[2]).unwrap();
+/// let out = zip_elements(&[3.0], &scalar, &[4.0, 0.0], &Layout::contiguous(&[2]), &[2], Hypot);
+/// assert_eq!(out, vec![5.0, 3.0]);
+/// ```
+pub fn zip_elements<T: Copy + Sync, U: Copy + Sync, V: Send>(
+    a: &[T],
+    la: &Layout,
+    b: &[U],
+    lb: &Layout,
+    shape: &[usize],
+    f: impl ElementFn2<T, U, V>,
+) -> Vec<V> {
     let n = numel(shape);
     if la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
         let a = &a[la.offset()..la.offset() + n];
@@ -301,7 +329,7 @@ pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
 }
 
 /// The rows of `zip_map` written into `dst`, which has one slot per element of `shape`.
-fn zip_rows_into<T: Copy, U: Copy, V>(
+fn zip_rows_into<T: Copy + Sync, U: Copy + Sync, V>(
     dst: &mut [MaybeUninit<V>],
     a: &[T],
     la: &Layout,
@@ -315,29 +343,46 @@ fn zip_rows_into<T: Copy, U: Copy, V>(
     for_each_row(shape, [la, lb], |[oa, ob], len, [sa, sb]| {
         let row = &mut dst[at..at + len];
         at += len;
+        // Rows along which an operand is contiguous or repeats one value (a broadcast: a
+        // gradient flowing back from `sum`, a bias) run in the widest vectors.
         match (sa, sb) {
-            (1, 1) => row.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]).for_each(
-                |((d, &x), &y)| {
-                    d.write(f.call(x, y));
-                },
-            ),
-            (1, 0) => {
-                let y = b[ob];
-                row.iter_mut().zip(&a[oa..oa + len]).for_each(|(d, &x)| {
-                    d.write(f.call(x, y));
-                });
-            }
-            (0, 1) => {
-                let x = a[oa];
-                row.iter_mut().zip(&b[ob..ob + len]).for_each(|(d, &y)| {
-                    d.write(f.call(x, y));
-                });
-            }
+            (1, 1) => crate::simd::zip_widest(&a[oa..oa + len], &b[ob..ob + len], row, f),
+            (1, 0) => run_widest(WithSecond(&a[oa..oa + len], b[ob], row, f)),
+            (0, 1) => run_widest(WithFirst(a[oa], &b[ob..ob + len], row, f)),
             _ => row.iter_mut().enumerate().for_each(|(j, d)| {
                 d.write(f.call(a[oa + j * sa], b[ob + j * sb]));
             }),
         }
     });
+}
+
+/// `dst[j] = f(a[j], y)`: a row of a zip whose second operand repeats one value. The value
+/// is held by value, so the vector loop keeps it in a register.
+struct WithSecond<'a, T, U, V, F>(&'a [T], U, &'a mut [MaybeUninit<V>], &'a F);
+
+impl<T: Copy, U: Copy, V, F: ElementFn2<T, U, V>> WidestLoop for WithSecond<'_, T, U, V, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let y = self.1;
+        for (d, &x) in self.2.iter_mut().zip(self.0) {
+            d.write(self.3.call(x, y));
+        }
+    }
+}
+
+/// `dst[j] = f(x, b[j])`: a row of a zip whose first operand repeats one value.
+struct WithFirst<'a, T, U, V, F>(T, &'a [U], &'a mut [MaybeUninit<V>], &'a F);
+
+impl<T: Copy, U: Copy, V, F: ElementFn2<T, U, V>> WidestLoop for WithFirst<'_, T, U, V, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let x = self.0;
+        for (d, &y) in self.2.iter_mut().zip(self.1) {
+            d.write(self.3.call(x, y));
+        }
+    }
 }
 
 /// Splits the outermost dimension of a loop over `shape` into blocks `(first, count)` for
@@ -524,5 +569,34 @@ mod tests {
             assert!((got - want).abs() < 1e-9, "{got} vs {want}");
         }
         assert!((total[0] - x.iter().sum::<f64>()).abs() < 1e-9);
+    }
+
+    /// Rows where one operand repeats a value (the gradient `sum` sends back, a per-row
+    /// scale) run in vectors: same bits as the function applied element by element.
+    #[test]
+    fn rows_with_a_repeated_operand_match_the_scalar_function() {
+        let f = |g: f32, x: f32| g * crate::fast_math::exp_f32(-0.5 * x * x);
+        let (rows, cols) = (37usize, 101usize);
+        let x: Vec<f32> = (0..rows * cols).map(|i| (i % 97) as f32 * 0.11 - 5.0).collect();
+        let lx = Layout::contiguous(&[rows, cols]);
+        let per_row: Vec<f32> = (0..rows).map(|r| r as f32 * 0.25 - 3.0).collect();
+        let scalar = Layout::contiguous(&[]).broadcast_to(&[rows, cols]).unwrap();
+        let column = Layout::contiguous(&[rows, 1]).broadcast_to(&[rows, cols]).unwrap();
+        let expect = |g: &dyn Fn(usize) -> f32| -> Vec<u32> {
+            (0..rows * cols).map(|i| f(g(i), x[i]).to_bits()).collect()
+        };
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let shape = [rows, cols];
+        assert_eq!(bits(zip_map(&[1.5], &scalar, &x, &lx, &shape, f)), expect(&|_| 1.5));
+        assert_eq!(
+            bits(zip_map(&per_row, &column, &x, &lx, &shape, f)),
+            expect(&|i| per_row[i / cols])
+        );
+        // The repeated operand second.
+        let swapped = |x: f32, g: f32| f(g, x);
+        assert_eq!(
+            bits(zip_map(&x, &lx, &per_row, &column, &shape, swapped)),
+            expect(&|i| per_row[i / cols])
+        );
     }
 }

@@ -156,12 +156,22 @@ pub(crate) fn fused_rule<F: GradFn>(
     }
     let shape = g.shape();
     let storage = match (g.storage(), v) {
-        (Storage::F32(a), Storage::F32(b)) => {
-            kernels::zip_map_into_storage(&a, g.layout(), b, v_layout, shape, F::apply::<f32>)
-        }
-        (Storage::F64(a), Storage::F64(b)) => {
-            kernels::zip_map_into_storage(&a, g.layout(), b, v_layout, shape, F::apply::<f64>)
-        }
+        (Storage::F32(a), Storage::F32(b)) => kernels::zip_elements_into_storage(
+            &a,
+            g.layout(),
+            b,
+            v_layout,
+            shape,
+            Apply::<F>::new(),
+        ),
+        (Storage::F64(a), Storage::F64(b)) => kernels::zip_elements_into_storage(
+            &a,
+            g.layout(),
+            b,
+            v_layout,
+            shape,
+            Apply::<F>::new(),
+        ),
         _ => return None,
     };
     Some(Tensor::from_storage(storage, Layout::contiguous(shape)))

@@ -2,7 +2,7 @@
 //! shape), re-exported, and two that write straight into a tensor's [`Storage`].
 
 use tapegrad_kernels::parallel::worth_it;
-use tapegrad_kernels::simd::{self, ElementFn};
+use tapegrad_kernels::simd::{self, ElementFn, ElementFn2};
 pub use tapegrad_kernels::strided::*;
 
 use crate::layout::{Layout, numel};
@@ -78,6 +78,35 @@ pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
     shape: &[usize],
     f: impl Fn(T, U) -> V + Sync + Send,
 ) -> Storage {
+    zip_elements_into_storage(a, la, b, lb, shape, f)
+}
+
+/// [`zip_map_into_storage`] for any [`ElementFn2`] (a type whose `#[inline(always)]` method
+/// is certain to be inlined into the vector loop).
+///
+/// ```
+/// use tapegrad_kernels::simd::ElementFn2;
+/// use tapegrad_tape::{kernels::zip_elements_into_storage, layout::Layout};
+/// struct Scale;
+/// impl ElementFn2<f32, f32, f32> for Scale {
+///     #[inline(always)]
+///     fn call(&self, g: f32, x: f32) -> f32 {
+///         g * x
+///     }
+/// }
+/// let g = Layout::contiguous(&[]).broadcast_to(&[3]).unwrap(); // what `sum` sends back
+/// let s = zip_elements_into_storage(&[2.0], &g, &[1.0, 2.0, 3.0], &Layout::contiguous(&[3]), &[3], Scale);
+/// assert_eq!(s.as_slice::<f32>().unwrap(), &[2.0, 4.0, 6.0]);
+/// ```
+#[inline]
+pub fn zip_elements_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
+    a: &[T],
+    la: &Layout,
+    b: &[U],
+    lb: &Layout,
+    shape: &[usize],
+    f: impl ElementFn2<T, U, V>,
+) -> Storage {
     let n = numel(shape);
     if n <= Buffer::<V>::INLINE
         && la.is_contiguous()
@@ -86,7 +115,7 @@ pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
         && lb.numel() == n
     {
         let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
-        return V::wrap_buffer(Buffer::from_fn(n, |i| f(a[i], b[i])));
+        return V::wrap_buffer(Buffer::from_fn(n, |i| f.call(a[i], b[i])));
     }
     if !worth_it(n)
         && la.is_contiguous()
@@ -97,5 +126,5 @@ pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
         let (a, b) = (&a[la.offset()..la.offset() + n], &b[lb.offset()..lb.offset() + n]);
         return V::wrap_buffer(Buffer::from_arc(simd::zip_to_arc(a, b, &f)));
     }
-    V::wrap(zip_map(a, la, b, lb, shape, f))
+    V::wrap(zip_elements(a, la, b, lb, shape, f))
 }
