@@ -106,6 +106,24 @@ pub trait Gemm: crate::Real {
         csc: isize,
     );
 
+    /// `b` copied into the panels that [`Gemm::raw`]'s own kernel reads, for products that
+    /// reuse it ([`PackedB`]); `None` where this type or CPU has no own kernel.
+    fn pack_b(b: &View<'_, Self>) -> Option<Panels>;
+
+    /// [`Gemm::raw`] with B already in `panels` (made by [`Gemm::pack_b`]): `c = a b + beta
+    /// c` for an `m x k` A (`k` the panels' rows), into a C whose elements in a row are
+    /// adjacent and whose rows are `ldc` apart. Same bits as `raw` through the own kernel.
+    ///
+    /// # Safety
+    /// As [`Gemm::raw`] for A and C.
+    unsafe fn raw_packed(
+        m: usize,
+        a: (*const Self, isize, isize),
+        panels: &Panels,
+        beta: Self,
+        c: (*mut Self, isize),
+    );
+
     /// [`Gemm::raw`] through the library alone (`matrixmultiply`, or the `gemm` crate with
     /// the `gemm` feature).
     ///
@@ -135,8 +153,23 @@ pub trait Gemm: crate::Real {
 const OWN_KERNEL_FLOPS: usize = 16 * 16 * 16;
 
 macro_rules! impl_gemm {
-    ($t:ty, $matrixmultiply:path, $own:expr) => {
+    ($t:ty, $matrixmultiply:path, $own:expr, $pack:path, $packed:path) => {
         impl Gemm for $t {
+            fn pack_b(b: &View<'_, $t>) -> Option<Panels> {
+                $pack(b)
+            }
+
+            unsafe fn raw_packed(
+                m: usize,
+                a: (*const $t, isize, isize),
+                panels: &Panels,
+                beta: $t,
+                c: (*mut $t, isize),
+            ) {
+                // SAFETY: forwarded from the caller.
+                unsafe { $packed(m, a, panels, beta, c) }
+            }
+
             unsafe fn raw(
                 m: usize,
                 k: usize,
@@ -250,10 +283,127 @@ type OwnKernel<T> = unsafe fn(
 // With the `gemm` feature every product goes to the gemm crate, whose kernels measured a
 // few percent ahead of the own one on large square products (docs/BENCHMARKS.md).
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
-impl_gemm!(f32, matrixmultiply::sgemm, Some(avx512::sgemm));
+impl_gemm!(f32, matrixmultiply::sgemm, Some(avx512::sgemm), pack_f32, packed_f32);
 #[cfg(any(not(target_arch = "x86_64"), feature = "gemm"))]
-impl_gemm!(f32, matrixmultiply::sgemm, None);
-impl_gemm!(f64, matrixmultiply::dgemm, None);
+impl_gemm!(f32, matrixmultiply::sgemm, None, no_panels, no_packed_product);
+impl_gemm!(f64, matrixmultiply::dgemm, None, no_panels, no_packed_product);
+
+/// A matrix copied into the own kernel's panel order (made by [`Gemm::pack_b`], held by
+/// [`PackedB`]).
+pub struct Panels {
+    #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+    inner: avx512::Panels,
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+fn pack_f32(b: &View<'_, f32>) -> Option<Panels> {
+    if !crate::simd::avx512_enabled() || b.rows * b.cols == 0 || !b.in_bounds() {
+        return None;
+    }
+    let origin = (b.data[b.offset..].as_ptr(), b.rs as isize, b.cs as isize);
+    // SAFETY: the CPU has AVX-512F; the view lies inside its data (checked above).
+    Some(Panels { inner: unsafe { avx512::pack_whole((b.rows, b.cols), origin) } })
+}
+
+/// # Safety
+/// As [`Gemm::raw_packed`].
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+unsafe fn packed_f32(
+    m: usize,
+    a: (*const f32, isize, isize),
+    panels: &Panels,
+    beta: f32,
+    c: (*mut f32, isize),
+) {
+    // SAFETY: panels exist only where the CPU has AVX-512F (`pack_f32`); the rest is the
+    // caller's guarantee.
+    unsafe { avx512::sgemm_packed(m, a, &panels.inner, beta, c) }
+}
+
+fn no_panels<T>(_: &View<'_, T>) -> Option<Panels> {
+    None
+}
+
+/// # Safety
+/// Never called: there are no panels for these types.
+unsafe fn no_packed_product<T>(
+    _: usize,
+    _: (*const T, isize, isize),
+    _: &Panels,
+    _: T,
+    _: (*mut T, isize),
+) {
+    unreachable!("products from panels exist only where pack_b made panels")
+}
+
+/// A right-hand operand copied once into the order the own kernel reads, for a run of
+/// products that share it (an LSTM's recurrent weight at every time step): each product
+/// through [`gemm_serial_packed`] then skips the copy, with the same result bits as
+/// [`gemm_serial`]. Where the type or CPU has no own kernel it only holds the view.
+///
+/// ```
+/// use tapegrad_kernels::gemm::{PackedB, View, gemm_serial, gemm_serial_packed};
+/// let w: Vec<f32> = (0..64 * 48).map(|i| (i % 7) as f32 - 3.0).collect();
+/// let x: Vec<f32> = (0..16 * 48).map(|i| (i % 5) as f32).collect();
+/// let w_t = View::row_major(&w, 64, 48).t(); // x wᵀ
+/// let packed = PackedB::new(w_t);
+/// let (mut once, mut reused) = (vec![0.0; 16 * 64], vec![0.0; 16 * 64]);
+/// gemm_serial(View::row_major(&x, 16, 48), w_t, &mut once, false);
+/// gemm_serial_packed(View::row_major(&x, 16, 48), &packed, &mut reused, false);
+/// assert_eq!(once, reused);
+/// ```
+pub struct PackedB<'a, T> {
+    view: View<'a, T>,
+    panels: Option<Panels>,
+}
+
+impl<'a, T: Gemm> PackedB<'a, T> {
+    /// Copies `b` into panels where the own kernel would read them.
+    ///
+    /// # Panics
+    /// If the view reaches outside its data.
+    pub fn new(b: View<'a, T>) -> Self {
+        assert!(b.in_bounds(), "gemm: operand shapes");
+        PackedB { view: b, panels: T::pack_b(&b) }
+    }
+}
+
+/// [`gemm_serial`] with a right-hand operand copied once by [`PackedB`].
+///
+/// ```
+/// use tapegrad_kernels::gemm::{PackedB, View, gemm_serial_packed};
+/// let b = [1.0f64, 2.0, 3.0, 4.0];
+/// let packed = PackedB::new(View::row_major(&b, 2, 2));
+/// let mut c = [1.0; 4];
+/// gemm_serial_packed(View::row_major(&b, 2, 2), &packed, &mut c, true);
+/// assert_eq!(c, [8.0, 11.0, 16.0, 23.0]); // 1 + b b
+/// ```
+///
+/// # Panics
+/// If the shapes do not fit or a view reaches outside its data.
+pub fn gemm_serial_packed<T: Gemm>(
+    a: View<'_, T>,
+    b: &PackedB<'_, T>,
+    c: &mut [T],
+    accumulate: bool,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.view.cols);
+    match &b.panels {
+        // The same choice as `Gemm::raw`: panels exist only where the own kernel runs.
+        Some(panels) if m * n * k >= OWN_KERNEL_FLOPS => {
+            assert!(
+                a.cols == b.view.rows && m.checked_mul(n) == Some(c.len()) && a.in_bounds(),
+                "gemm: operand shapes"
+            );
+            let beta = if accumulate { T::ONE } else { T::ZERO };
+            let a = (a.data[a.offset..].as_ptr(), a.rs as isize, a.cs as isize);
+            // SAFETY: A lies inside its data (asserted), C is exclusively borrowed with
+            // m x n elements, rows n apart.
+            unsafe { T::raw_packed(m, a, panels, beta, (c.as_mut_ptr(), n as isize)) }
+        }
+        _ => gemm_serial(a, b.view, c, accumulate),
+    }
+}
 
 /// A pointer that may cross into rayon's workers: each worker writes a disjoint block.
 #[derive(Clone, Copy)]
@@ -461,7 +611,9 @@ pub fn gemm_batched<'a, T: Gemm>(
 
 #[cfg(test)]
 mod tests {
-    use super::{Gemm, View, gemm_into, gemm_serial, library_gemm_serial};
+    use super::{
+        Gemm, PackedB, View, gemm_into, gemm_serial, gemm_serial_packed, library_gemm_serial,
+    };
 
     fn value(i: usize) -> f32 {
         ((i * 7919 % 2003) as f32 / 1001.0) - 1.0
@@ -553,6 +705,43 @@ mod tests {
                 assert_close(&c, &reference(&a, &b), k, &format!("{m}x{k}x{n} ta {ta} tb {tb}"));
             }
         }
+    }
+
+    /// A right-hand operand copied once gives the bits of a product that copies it, for
+    /// every layout, past one block of each dimension, below the own kernel's size (the
+    /// library path), accumulating or not, and reused for several left-hand operands.
+    #[test]
+    fn products_from_a_packed_operand_match_the_plain_ones() {
+        for &(m, k, n) in &[(3, 5, 7), (16, 128, 512), (13, 300, 37), (5, 20, 1100), (30, 17, 1030)]
+        {
+            let big_b: Vec<f32> = (0..4 * k * n + 8).map(|i| value(i + 1)).collect();
+            let strided = View { data: &big_b, offset: 5, rows: k, cols: n, rs: 2, cs: 4 * k };
+            let b_data: Vec<f32> = (0..k * n).map(|i| value(i + 2)).collect();
+            for b in [strided, view(&b_data, k, n, false), view(&b_data, k, n, true)] {
+                let packed = PackedB::new(b);
+                for (round, ta) in [(0, false), (1, true), (2, false)] {
+                    let a_data: Vec<f32> = (0..m * k).map(|i| value(i + round)).collect();
+                    let a = view(&a_data, m, k, ta);
+                    for accumulate in [false, true] {
+                        let start: Vec<f32> = (0..m * n).map(|i| value(i + 9)).collect();
+                        let (mut plain, mut from_panels) = (start.clone(), start);
+                        gemm_serial(a, b, &mut plain, accumulate);
+                        gemm_serial_packed(a, &packed, &mut from_panels, accumulate);
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&plain), bits(&from_panels), "{m}x{k}x{n} ta {ta}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "operand shapes")]
+    fn a_packed_product_checks_its_shapes() {
+        let b = [0.0f32; 64 * 64];
+        let packed = PackedB::new(View::row_major(&b, 64, 64));
+        let a = [0.0f32; 64 * 63];
+        gemm_serial_packed(View::row_major(&a, 64, 63), &packed, &mut [0.0; 64 * 64], false);
     }
 
     /// `beta` other than zero and one scales C; a zero `beta` ignores what C held, NaN

@@ -60,12 +60,92 @@ fn first_lanes(count: usize) -> __mmask16 {
 /// # Safety
 /// The CPU must have AVX-512F; every element the strides reach from `a`, `b` and `c` must
 /// be valid, and `c`'s elements must not be accessed by anyone else during the call.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn sgemm(
     (m, k, n): (usize, usize, usize),
-    (a, rsa, csa): (*const f32, isize, isize),
+    a: (*const f32, isize, isize),
+    b: (*const f32, isize, isize),
+    beta: f32,
+    c: (*mut f32, isize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { product((m, k, n), a, Right::Strided(b), beta, c) }
+}
+
+/// [`sgemm`] with B already in panels ([`pack_whole`]): the same blocks, kernel and order of
+/// sums, so the same bits, without the copy.
+///
+/// # Safety
+/// As [`sgemm`] for A and C; A has `panels.k` columns.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn sgemm_packed(
+    m: usize,
+    a: (*const f32, isize, isize),
+    panels: &Panels,
+    beta: f32,
+    c: (*mut f32, isize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { product((m, panels.k, panels.n), a, Right::Packed(panels), beta, c) }
+}
+
+/// A whole `k x n` B copied into panels, block by block in the order [`product`] visits
+/// them: block `(jc, pc)` (columns from `jc`, shared dimension from `pc`) at
+/// [`block_offset`].
+pub(super) struct Panels {
+    k: usize,
+    n: usize,
+    data: Vec<Line>,
+}
+
+/// Where block `(jc, pc)` of a `k x n` B starts among its panels: the blocks of earlier
+/// column ranges are `NC` wide, and each block is `kc` steps of its width rounded up to
+/// whole panels.
+fn block_offset((k, n): (usize, usize), jc: usize, pc: usize) -> usize {
+    jc * k + pc * NC.min(n - jc).next_multiple_of(NR)
+}
+
+/// Copies a whole `k x n` B into panels, for products that reuse it.
+///
+/// # Safety
+/// The CPU must have AVX-512F; every element the strides reach from `b` must be valid.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn pack_whole(
+    (k, n): (usize, usize),
     (b, rsb, csb): (*const f32, isize, isize),
+) -> Panels {
+    let mut data = vec![Line([0.0; 16]); (k * n.next_multiple_of(NR)).div_ceil(16)];
+    let dst = data.as_mut_ptr().cast::<f32>();
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            // SAFETY: the block lies inside B; its panels end at or before the next block's
+            // offset, inside `data` (k x n rounded up to whole panels).
+            unsafe {
+                let block = b.offset(pc as isize * rsb + jc as isize * csb);
+                pack_b((kc, nc), (block, rsb, csb), dst.add(block_offset((k, n), jc, pc)))
+            };
+        }
+    }
+    Panels { k, n, data }
+}
+
+/// B as a product reads it: strided, copied block by block, or already in panels.
+enum Right<'a> {
+    Strided((*const f32, isize, isize)),
+    Packed(&'a Panels),
+}
+
+/// The blocked product behind [`sgemm`] and [`sgemm_packed`].
+///
+/// # Safety
+/// As [`sgemm`].
+#[target_feature(enable = "avx512f")]
+unsafe fn product(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (*const f32, isize, isize),
+    right: Right<'_>,
     beta: f32,
     (c, ldc): (*mut f32, isize),
 ) {
@@ -86,18 +166,31 @@ pub(super) unsafe fn sgemm(
             Err(_) => &mut own,
         };
         let a_pack = floats(a_buffer, MC.min(m.next_multiple_of(MR)) * KC);
-        let b_pack = floats(b_buffer, KC * NC.min(n.next_multiple_of(NR)));
+        let b_pack = match right {
+            Right::Strided(_) => floats(b_buffer, KC * NC.min(n.next_multiple_of(NR))),
+            Right::Packed(_) => std::ptr::null_mut(),
+        };
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 // Later blocks of the shared dimension add to what the first wrote.
                 let beta = if pc == 0 { beta } else { 1.0 };
-                // SAFETY: the block lies inside B (the caller's guarantee for the whole
-                // product); the buffer holds `kc x nc` floats rounded up to whole panels.
-                unsafe {
-                    let block = b.offset(pc as isize * rsb + jc as isize * csb);
-                    pack_b((kc, nc), (block, rsb, csb), b_pack)
+                let b_panels: *const f32 = match right {
+                    Right::Strided((b, rsb, csb)) => {
+                        // SAFETY: the block lies inside B (the caller's guarantee for the
+                        // whole product); the buffer holds `kc x nc` floats rounded up to
+                        // whole panels.
+                        unsafe {
+                            let block = b.offset(pc as isize * rsb + jc as isize * csb);
+                            pack_b((kc, nc), (block, rsb, csb), b_pack)
+                        };
+                        b_pack
+                    }
+                    // SAFETY: `pack_whole` wrote this block there.
+                    Right::Packed(panels) => unsafe {
+                        panels.data.as_ptr().cast::<f32>().add(block_offset((k, n), jc, pc))
+                    },
                 };
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
@@ -118,7 +211,7 @@ pub(super) unsafe fn sgemm(
                             // SAFETY: the panels were written above with `kc` steps each;
                             // the tile's rows and columns lie inside C.
                             unsafe {
-                                run_kernel(kc, a_pack.add(ir * kc), b_pack.add(jr * kc), tile)
+                                run_kernel(kc, a_pack.add(ir * kc), b_panels.add(jr * kc), tile)
                             };
                         }
                     }

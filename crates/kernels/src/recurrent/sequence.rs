@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::{Backward, Forward};
 use crate::Float;
-use crate::gemm::{Gemm, View, gemm_into, gemm_serial};
+use crate::gemm::{Gemm, PackedB, View, gemm_into, gemm_serial_packed};
 use crate::simd::run_widest;
 
 /// The sizes of a recurrence.
@@ -133,6 +133,8 @@ pub fn lstm_sequence_forward<T: Float + Gemm>(
         return;
     }
     let rows = block_rows(batch);
+    // W_hhᵀ is the right-hand operand of every step's product: copied for the kernel once.
+    let w_t = PackedB::new(View::row_major(weights.w_hh, 4 * h, h).t());
     hc.par_chunks_mut(rows * steps * 2 * h)
         .zip(acts.par_chunks_mut(rows * steps * 5 * h))
         .enumerate()
@@ -140,7 +142,7 @@ pub fn lstm_sequence_forward<T: Float + Gemm>(
             let first = block * rows;
             let n = hc.len() / (steps * 2 * h);
             let state = (&h0[first * h..(first + n) * h], &c0[first * h..(first + n) * h]);
-            forward_block(shape, (first, n), xi, weights, state, hc, acts);
+            forward_block(shape, (first, n), xi, (&w_t, weights.b_hh), state, hc, acts);
         });
 }
 
@@ -149,22 +151,21 @@ fn forward_block<T: Float + Gemm>(
     Recurrence { steps, hidden: h, .. }: Recurrence,
     (first, n): (usize, usize),
     xi: TimeMajor<'_, T>,
-    weights: RecurrentWeights<'_, T>,
+    (w_t, b_hh): (&PackedB<'_, T>, &[T]),
     (h0, c0): (&[T], &[T]),
     hc: &mut [T],
     acts: &mut [T],
 ) {
     let (mut h_prev, mut c_prev) = (h0.to_vec(), c0.to_vec());
     let mut gates = vec![T::ZERO; n * 4 * h];
-    let w_t = View::row_major(weights.w_hh, 4 * h, h).t();
     for t in 0..steps {
         for (r, row) in gates.chunks_exact_mut(4 * h).enumerate() {
             let x = xi.row(t, first + r, 4 * h);
-            for ((g, &x), &b) in row.iter_mut().zip(x).zip(weights.b_hh) {
+            for ((g, &x), &b) in row.iter_mut().zip(x).zip(b_hh) {
                 *g = x + b;
             }
         }
-        gemm_serial(View::row_major(&h_prev, n, h), w_t, &mut gates, true);
+        gemm_serial_packed(View::row_major(&h_prev, n, h), w_t, &mut gates, true);
         for r in 0..n {
             let at = r * steps + t;
             let out = &mut hc[at * 2 * h..(at + 1) * 2 * h];
@@ -252,6 +253,8 @@ pub fn lstm_sequence_backward<T: Float + Gemm>(
         return;
     }
     let rows = block_rows(batch);
+    // W_hh is the right-hand operand of every step's product: copied for the kernel once.
+    let w_hh = PackedB::new(View::row_major(w_hh, 4 * h, h));
     dxi.par_chunks_mut(rows * steps * 4 * h)
         .zip(dh0.par_chunks_mut(rows * h).zip(dc0.par_chunks_mut(rows * h)))
         .enumerate()
@@ -265,7 +268,7 @@ pub fn lstm_sequence_backward<T: Float + Gemm>(
                 h0: rows_of(tape.h0, &rows, h),
                 c0: rows_of(tape.c0, &rows, h),
             };
-            backward_block(shape, (first, n), tape, w_hh, dhc, dxi, (dh0, dc0));
+            backward_block(shape, (first, n), tape, &w_hh, dhc, dxi, (dh0, dc0));
         });
 }
 
@@ -279,7 +282,7 @@ fn backward_block<T: Float + Gemm>(
     Recurrence { steps, hidden: h, .. }: Recurrence,
     (first, n): (usize, usize),
     tape: SequenceTape<'_, T>,
-    w_hh: &[T],
+    w_hh: &PackedB<'_, T>,
     dhc: TimeMajor<'_, T>,
     dxi: &mut [T],
     (dh, dc): (&mut [T], &mut [T]),
@@ -313,7 +316,7 @@ fn backward_block<T: Float + Gemm>(
             dxi[at * 4 * h..(at + 1) * 4 * h].copy_from_slice(&dgates[r * 4 * h..(r + 1) * 4 * h]);
         }
         // h_{t-1} fed every gate of step t through W_hh.
-        gemm_serial(View::row_major(&dgates, n, 4 * h), View::row_major(w_hh, 4 * h, h), dh, false);
+        gemm_serial_packed(View::row_major(&dgates, n, 4 * h), w_hh, dh, false);
     }
 }
 
