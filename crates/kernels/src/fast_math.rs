@@ -1,11 +1,12 @@
 //! Element functions written to vectorise, where libm's scalar calls dominate an op.
 //!
-//! No branches and no calls, so the compiler turns a tensor's loop into SIMD code (the
-//! kernels' AVX-512 or AVX2 copy where the CPU has it). `exp` and `tanh` on f32 run in f32
+//! No branches and no calls (but fused multiply-adds, single instructions in the kernels'
+//! AVX-512 and AVX2 copies), so the compiler turns a tensor's loop into SIMD code. `exp` and `tanh` on f32 run in f32
 //! arithmetic, sixteen lanes to a 512-bit vector, with fused multiply-adds and the rounding
 //! of each step kept below the result's last bit: never more than one ulp from the
 //! correctly rounded value, and equal to it for more than 99% of inputs (the tests below
-//! sweep every exponent; an exhaustive run over every seventh f32 found the same bounds).
+//! sweep every exponent; a run over every seventh f32, 611 million inputs, found the same
+//! bounds: they are measured, not proved).
 //! That is the accuracy of PyTorch's own vectorised `exp` and `tanh` (SLEEF's 1-ulp forms).
 //! The normal distribution function runs in f64 (its tails need the relative precision).
 
@@ -78,9 +79,9 @@ fn scale_by_power_of_two(p: f32, k: i32) -> f32 {
 /// `tanh(x)` for f32, vectorisable, in f32 arithmetic (sixteen lanes to a 512-bit vector).
 /// Below `|x| = 0.9`, an odd polynomial `x + x^3 P(x^2)` (a near-minimax fit, truncation
 /// below 2e-9 relative); above, `1 - 2 / (e^{2|x|} + 1)`, where the subtracted term is
-/// below 0.29 so its rounding costs under one ulp of the result; beyond `|x| = 9.1` f32's
-/// tanh is 1. Within one ulp of the correctly rounded value at every f32 (checked
-/// exhaustively; most results are the correctly rounded one).
+/// below 0.29, which keeps its rounding small against the result; beyond `|x| = 9.1` f32's
+/// tanh is 1. Within one ulp of the correctly rounded value on every f32 checked (every
+/// seventh; 0.09% one ulp off, the rest correctly rounded).
 ///
 /// ```
 /// use tapegrad_kernels::fast_math::tanh_f32;
@@ -114,7 +115,8 @@ pub fn tanh_f32(x: f32) -> f32 {
 }
 
 /// `e^x` for f32, vectorisable, in f32 arithmetic: within one ulp of the correctly rounded
-/// value at every f32 (checked exhaustively), 0 below about -103.97, infinity above about
+/// value on every f32 checked (every seventh; 0.43% one ulp off), 0 below about -103.97,
+/// infinity above about
 /// 88.72, NaN for NaN.
 ///
 /// ```

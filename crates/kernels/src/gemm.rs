@@ -290,6 +290,7 @@ impl_gemm!(f64, matrixmultiply::dgemm, None, no_panels, no_packed_product);
 
 /// A matrix copied into the own kernel's panel order (made by [`Gemm::pack_b`], held by
 /// [`PackedB`]).
+#[non_exhaustive]
 pub struct Panels {
     #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
     inner: avx512::Panels,
@@ -297,7 +298,16 @@ pub struct Panels {
 
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
 fn pack_f32(b: &View<'_, f32>) -> Option<Panels> {
-    if !crate::simd::avx512_enabled() || b.rows * b.cols == 0 || !b.in_bounds() {
+    // The panels hold `rows x cols` floats, columns rounded up to whole panels: none for an
+    // empty B, and none where that count overflows or B repeats its elements (a stride of
+    // zero: the copy would be larger than B), which the plain product reads in place.
+    let floats = b.cols.checked_next_multiple_of(32).and_then(|n| n.checked_mul(b.rows));
+    if !crate::simd::avx512_enabled()
+        || floats.is_none_or(|f| f == 0)
+        || b.rs == 0
+        || b.cs == 0
+        || !b.in_bounds()
+    {
         return None;
     }
     let origin = (b.data[b.offset..].as_ptr(), b.rs as isize, b.cs as isize);
@@ -712,13 +722,18 @@ mod tests {
     /// library path), accumulating or not, and reused for several left-hand operands.
     #[test]
     fn products_from_a_packed_operand_match_the_plain_ones() {
-        for &(m, k, n) in &[(3, 5, 7), (16, 128, 512), (13, 300, 37), (5, 20, 1100), (30, 17, 1030)]
-        {
+        let shapes = [(3, 5, 7), (16, 128, 512), (13, 300, 37), (5, 20, 1100), (250, 17, 1030)];
+        for &(m, k, n) in &shapes {
             let big_b: Vec<f32> = (0..4 * k * n + 8).map(|i| value(i + 1)).collect();
             let strided = View { data: &big_b, offset: 5, rows: k, cols: n, rs: 2, cs: 4 * k };
             let b_data: Vec<f32> = (0..k * n).map(|i| value(i + 2)).collect();
             for b in [strided, view(&b_data, k, n, false), view(&b_data, k, n, true)] {
                 let packed = PackedB::new(b);
+                // Panels exactly where the own kernel runs: the products below compare them
+                // with the plain copy, not the plain product with itself.
+                let own = cfg!(all(target_arch = "x86_64", not(feature = "gemm")))
+                    && crate::simd::avx512_enabled();
+                assert_eq!(packed.panels.is_some(), own);
                 for (round, ta) in [(0, false), (1, true), (2, false)] {
                     let a_data: Vec<f32> = (0..m * k).map(|i| value(i + round)).collect();
                     let a = view(&a_data, m, k, ta);
@@ -733,6 +748,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A B that repeats one element (zero strides) is read in place, not copied, however
+    /// large it claims to be.
+    #[test]
+    fn a_broadcast_operand_is_not_copied() {
+        let one = [2.0f32];
+        let huge = View { data: &one, offset: 0, rows: 32, cols: (1 << 59) + 1, rs: 0, cs: 0 };
+        assert!(PackedB::new(huge).panels.is_none());
+        let small = View { data: &one, offset: 0, rows: 40, cols: 50, rs: 0, cs: 0 };
+        let packed = PackedB::new(small);
+        assert!(packed.panels.is_none());
+        let a = vec![1.0f32; 30 * 40];
+        let mut c = vec![0.0f32; 30 * 50];
+        gemm_serial_packed(View::row_major(&a, 30, 40), &packed, &mut c, false);
+        assert!(c.iter().all(|&v| v == 80.0));
     }
 
     #[test]

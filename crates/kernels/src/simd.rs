@@ -2,11 +2,12 @@
 //!
 //! The release build targets baseline x86-64 (four f32 lanes, no fused multiply-add). A loop
 //! run through [`with_widest_vectors`] or [`run_widest`] is compiled twice more: with
-//! AVX-512 enabled (sixteen lanes) and with AVX2 and FMA (eight lanes, every x86-64 CPU
-//! since 2013), and runs in the widest copy the CPU has; element functions written without
-//! calls (such as a polynomial `tanh`) vectorise too. Rust never contracts `a * b + c` into
-//! one rounding, and an explicit `mul_add` rounds once in every copy (a library call in the
-//! baseline one), so all copies give identical bits.
+//! AVX-512 enabled (sixteen lanes) and with AVX2 and FMA (eight lanes: Intel since Haswell,
+//! AMD since Zen, though not every low-end part), and runs in the widest copy the CPU has;
+//! element functions written without calls (such as a polynomial `tanh`) vectorise too.
+//! Rust never contracts `a * b + c` into one rounding, and an explicit `mul_add` rounds once
+//! in every copy (in the baseline copy through a library call per operation, slow but
+//! exact), so all copies give identical bits.
 
 use std::mem::MaybeUninit;
 use std::sync::Arc;
@@ -37,8 +38,10 @@ pub fn avx512_enabled() -> bool {
     }
 }
 
-/// Whether the AVX2 paths run where AVX-512 does not: the CPU has AVX2 and FMA. Read once
-/// per process.
+/// Whether the AVX2 paths run where AVX-512 does not: the CPU has AVX2 and FMA, and the
+/// environment variable `TAPEGRAD_NO_AVX2` is not set (setting it too, with
+/// `TAPEGRAD_NO_AVX512`, runs the baseline copies, to test them on a machine that has
+/// both). Read once per process.
 ///
 /// ```
 /// let on = tapegrad_kernels::simd::avx2_enabled();
@@ -51,6 +54,7 @@ pub fn avx2_enabled() -> bool {
         *ENABLED.get_or_init(|| {
             std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
+                && std::env::var_os("TAPEGRAD_NO_AVX2").is_none()
         })
     }
     #[cfg(not(target_arch = "x86_64"))]

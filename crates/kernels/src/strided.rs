@@ -187,9 +187,7 @@ pub fn map_elements<T: Copy + Sync, U: Send>(
         if s == 1 {
             crate::simd::map_widest(&data[o..o + len], row, &f);
         } else {
-            for (j, slot) in row.iter_mut().enumerate() {
-                slot.write(f.call(data[o + j * s]));
-            }
+            run_widest(StridedMap { data, first: o, step: s, row, f: &f });
         }
         at += len;
     });
@@ -349,11 +347,51 @@ fn zip_rows_into<T: Copy + Sync, U: Copy + Sync, V>(
             (1, 1) => crate::simd::zip_widest(&a[oa..oa + len], &b[ob..ob + len], row, f),
             (1, 0) => run_widest(WithSecond(&a[oa..oa + len], b[ob], row, f)),
             (0, 1) => run_widest(WithFirst(a[oa], &b[ob..ob + len], row, f)),
-            _ => row.iter_mut().enumerate().for_each(|(j, d)| {
-                d.write(f.call(a[oa + j * sa], b[ob + j * sb]));
-            }),
+            _ => run_widest(StridedZip { a: (a, oa, sa), b: (b, ob, sb), row, f }),
         }
     });
+}
+
+/// `row[j] = f(data[first + j * step])`: a row of a map over a view whose elements are
+/// not adjacent (a transposed or permuted tensor). Compiled for the widest vectors like the
+/// others, so element functions with fused multiply-adds take the FMA instructions rather
+/// than a library call per operation, even where the loads do not vectorise.
+struct StridedMap<'a, T, U, F> {
+    data: &'a [T],
+    first: usize,
+    step: usize,
+    row: &'a mut [MaybeUninit<U>],
+    f: &'a F,
+}
+
+impl<T: Copy, U, F: ElementFn<T, U>> WidestLoop for StridedMap<'_, T, U, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for (j, slot) in self.row.iter_mut().enumerate() {
+            slot.write(self.f.call(self.data[self.first + j * self.step]));
+        }
+    }
+}
+
+/// `row[j] = f(a[oa + j sa], b[ob + j sb])`: a row of a zip over views with other strides
+/// (see [`StridedMap`]).
+struct StridedZip<'a, T, U, V, F> {
+    a: (&'a [T], usize, usize),
+    b: (&'a [U], usize, usize),
+    row: &'a mut [MaybeUninit<V>],
+    f: &'a F,
+}
+
+impl<T: Copy, U: Copy, V, F: ElementFn2<T, U, V>> WidestLoop for StridedZip<'_, T, U, V, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let ((a, oa, sa), (b, ob, sb)) = (self.a, self.b);
+        for (j, d) in self.row.iter_mut().enumerate() {
+            d.write(self.f.call(a[oa + j * sa], b[ob + j * sb]));
+        }
+    }
 }
 
 /// `dst[j] = f(a[j], y)`: a row of a zip whose second operand repeats one value. The value
