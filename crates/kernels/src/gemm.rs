@@ -290,6 +290,14 @@ impl_gemm!(f64, matrixmultiply::dgemm, None, no_panels, no_packed_product);
 
 /// A matrix copied into the own kernel's panel order (made by [`Gemm::pack_b`], held by
 /// [`PackedB`]).
+///
+/// ```
+/// use tapegrad_kernels::gemm::{Gemm, View};
+/// let b = vec![1.0f32; 64 * 64];
+/// // Panels where f32 products take the own kernel (AVX-512, without the `gemm` feature).
+/// let _maybe = f32::pack_b(&View::row_major(&b, 64, 64));
+/// assert!(f64::pack_b(&View::row_major(&[1.0; 4], 2, 2)).is_none()); // no own f64 kernel
+/// ```
 #[non_exhaustive]
 pub struct Panels {
     #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
@@ -369,6 +377,13 @@ pub struct PackedB<'a, T> {
 
 impl<'a, T: Gemm> PackedB<'a, T> {
     /// Copies `b` into panels where the own kernel would read them.
+    ///
+    /// ```
+    /// use tapegrad_kernels::gemm::{PackedB, View};
+    /// let w = vec![0.5f32; 128 * 512];
+    /// let w_t = PackedB::new(View::row_major(&w, 512, 128).t()); // reused by every step
+    /// # let _ = w_t;
+    /// ```
     ///
     /// # Panics
     /// If the view reaches outside its data.
