@@ -306,21 +306,15 @@ pub struct Panels {
 
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
 fn pack_f32(b: &View<'_, f32>) -> Option<Panels> {
-    // The panels hold `rows x cols` floats, columns rounded up to whole panels: none for an
-    // empty B, and none where that count overflows or B repeats its elements (a stride of
-    // zero: the copy would be larger than B), which the plain product reads in place.
-    let floats = b.cols.checked_next_multiple_of(32).and_then(|n| n.checked_mul(b.rows));
-    if !crate::simd::avx512_enabled()
-        || floats.is_none_or(|f| f == 0)
-        || b.rs == 0
-        || b.cs == 0
-        || !b.in_bounds()
-    {
+    // No copy of a B that repeats its elements (a stride of zero: the copy would be larger
+    // than B, possibly past what fits in memory); the plain product reads it in place.
+    if !crate::simd::avx512_enabled() || b.rs == 0 || b.cs == 0 || !b.in_bounds() {
         return None;
     }
-    let origin = (b.data[b.offset..].as_ptr(), b.rs as isize, b.cs as isize);
+    let origin = (b.data.get(b.offset..)?.as_ptr(), b.rs as isize, b.cs as isize);
     // SAFETY: the CPU has AVX-512F; the view lies inside its data (checked above).
-    Some(Panels { inner: unsafe { avx512::pack_whole((b.rows, b.cols), origin) } })
+    let inner = unsafe { avx512::pack_whole((b.rows, b.cols), origin) }?;
+    Some(Panels { inner })
 }
 
 /// # Safety

@@ -105,7 +105,8 @@ fn block_offset((k, n): (usize, usize), jc: usize, pc: usize) -> usize {
     jc * k + pc * NC.min(n - jc).next_multiple_of(NR)
 }
 
-/// Copies a whole `k x n` B into panels, for products that reuse it.
+/// Copies a whole `k x n` B into panels, for products that reuse it; `None` for an empty B
+/// or one whose panels' size (`k` rows of `n` rounded up to whole panels) overflows.
 ///
 /// # Safety
 /// The CPU must have AVX-512F; every element the strides reach from `b` must be valid.
@@ -113,8 +114,9 @@ fn block_offset((k, n): (usize, usize), jc: usize, pc: usize) -> usize {
 pub(super) unsafe fn pack_whole(
     (k, n): (usize, usize),
     (b, rsb, csb): (*const f32, isize, isize),
-) -> Panels {
-    let mut data = vec![Line([0.0; 16]); (k * n.next_multiple_of(NR)).div_ceil(16)];
+) -> Option<Panels> {
+    let floats = n.checked_next_multiple_of(NR)?.checked_mul(k).filter(|&f| f > 0)?;
+    let mut data = vec![Line([0.0; 16]); floats.div_ceil(16)];
     let dst = data.as_mut_ptr().cast::<f32>();
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
@@ -128,7 +130,7 @@ pub(super) unsafe fn pack_whole(
             };
         }
     }
-    Panels { k, n, data }
+    Some(Panels { k, n, data })
 }
 
 /// B as a product reads it: strided, copied block by block, or already in panels.
