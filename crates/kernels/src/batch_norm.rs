@@ -2,12 +2,18 @@
 //! `[n, c, hw]`: each channel's statistics over its `n * hw` values, the normalised output,
 //! and the gradient in one pass per channel.
 
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
 use crate::Real;
+use crate::parallel::{THRESHOLD, worth_it};
 use crate::simd::{WidestLoop, run_widest};
-use crate::strided::lane_sum;
 
 /// Each channel's mean and (biased) variance over `x` of shape `[n, c, hw]`, summed in two
-/// passes (the mean, then the squared deviations from it).
+/// passes (the mean, then the squared deviations from it). Channels are shared among
+/// rayon's threads when `x` is large; each channel is summed by one thread in a fixed order,
+/// so the result does not depend on the number of threads.
 ///
 /// ```
 /// use tapegrad_kernels::batch_norm::channel_stats;
@@ -21,19 +27,144 @@ use crate::strided::lane_sum;
 pub fn channel_stats<T: Real>(x: &[T], (n, c, hw): (usize, usize, usize)) -> (Vec<T>, Vec<T>) {
     assert_eq!(x.len(), n * c * hw, "channel_stats: buffer size");
     let count = T::from_count(n * hw);
-    let rows = |ch: usize| (0..n).map(move |i| &x[(i * c + ch) * hw..(i * c + ch + 1) * hw]);
-    let mean: Vec<T> =
-        (0..c).map(|ch| rows(ch).map(lane_sum).fold(T::ZERO, |a, s| a + s) / count).collect();
-    let var = (0..c)
-        .map(|ch| {
-            let m = mean[ch];
-            rows(ch)
-                .map(|r| r.iter().map(|&v| (v - m) * (v - m)).sum::<T>())
-                .fold(T::ZERO, |a, s| a + s)
-                / count
-        })
-        .collect();
-    (mean, var)
+    let one_channel = |ch: usize| {
+        let rows = Channel { data: x, ch, c, hw };
+        let mean =
+            run_widest(ChannelSums { rows, other: None, at: T::ZERO, scale: T::ONE }).0 / count;
+        let squares = ChannelSums { rows, other: None, at: mean, scale: T::ONE };
+        (mean, run_widest(squares).1 / count)
+    };
+    per_channel(x.len(), c, one_channel).into_iter().unzip()
+}
+
+/// `f(ch)` for each of `c` channels of a buffer of `len` values, in order, on rayon's
+/// threads when the buffer is large.
+fn per_channel<R: Send>(len: usize, c: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    if worth_it(len) && c > 1 {
+        (0..c).into_par_iter().map(f).collect()
+    } else {
+        (0..c).map(f).collect()
+    }
+}
+
+/// The rows of one channel in a `[n, c, hw]` buffer: `data[(i * c + ch) * hw..][..hw]` for
+/// each image `i`.
+#[derive(Clone, Copy)]
+struct Channel<'a, T> {
+    data: &'a [T],
+    ch: usize,
+    c: usize,
+    hw: usize,
+}
+
+impl<'a, T> Channel<'a, T> {
+    fn rows(self) -> impl Iterator<Item = &'a [T]> {
+        let Channel { data, ch, c, hw } = self;
+        data.chunks_exact((c * hw).max(1)).map(move |image| &image[ch * hw..(ch + 1) * hw])
+    }
+}
+
+/// Lanes of the channel sums: one AVX-512 vector of f32. The lanes are combined in a fixed
+/// order, so every vector width gives the same bits.
+const LANES: usize = 16;
+
+/// Two sums over one channel's values `v`, with `d = (v - at) * scale`: `sum(g)` and
+/// `sum(g * d)` where `other` gives `g` (the output gradient, laid out like the values), or
+/// `sum(v)` and `sum(d * d)` without it. Summed in [`LANES`] interleaved partial sums,
+/// the rest of each row added separately, the lanes combined pairwise at the end.
+struct ChannelSums<'a, T> {
+    rows: Channel<'a, T>,
+    other: Option<Channel<'a, T>>,
+    at: T,
+    scale: T,
+}
+
+impl<T: Real> WidestLoop for ChannelSums<'_, T> {
+    type Output = (T, T);
+    #[inline(always)]
+    fn run(self) -> (T, T) {
+        let (at, scale) = (self.at, self.scale);
+        let (mut plain, mut products) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+        let (mut plain_rest, mut products_rest) = (T::ZERO, T::ZERO);
+        match self.other {
+            None => {
+                for row in self.rows.rows() {
+                    let chunks = row.chunks_exact(LANES);
+                    for &v in chunks.remainder() {
+                        let d = (v - at) * scale;
+                        (plain_rest, products_rest) = (plain_rest + v, products_rest + d * d);
+                    }
+                    for chunk in chunks {
+                        for k in 0..LANES {
+                            let d = (chunk[k] - at) * scale;
+                            plain[k] += chunk[k];
+                            products[k] += d * d;
+                        }
+                    }
+                }
+            }
+            Some(grads) => {
+                for (row, gs) in self.rows.rows().zip(grads.rows()) {
+                    let (chunks, g_chunks) = (row.chunks_exact(LANES), gs.chunks_exact(LANES));
+                    for (&v, &g) in chunks.remainder().iter().zip(g_chunks.remainder()) {
+                        let d = (v - at) * scale;
+                        (plain_rest, products_rest) = (plain_rest + g, products_rest + g * d);
+                    }
+                    for (chunk, g) in chunks.zip(g_chunks) {
+                        for k in 0..LANES {
+                            let d = (chunk[k] - at) * scale;
+                            plain[k] += g[k];
+                            products[k] += g[k] * d;
+                        }
+                    }
+                }
+            }
+        }
+        (combine(plain) + plain_rest, combine(products) + products_rest)
+    }
+}
+
+/// The sum of the lanes, combined pairwise.
+#[inline(always)]
+fn combine<T: Real>(mut lanes: [T; LANES]) -> T {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            let upper = lanes[k + width];
+            lanes[k] += upper;
+        }
+    }
+    lanes[0]
+}
+
+/// `out[j] = f(row, j)` for the `hw`-long rows of a `[rows, hw]` output: whole rows per
+/// task on rayon's threads when large, each row written through `fill(row, src, dst)` with
+/// `src` the rows of `inputs` at the same place.
+fn rows_into<T: Real>(
+    len: usize,
+    hw: usize,
+    inputs: [&[T]; 2],
+    fill: impl Fn(usize, [&[T]; 2], &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    let dst = &mut out.spare_capacity_mut()[..len];
+    let hw = hw.max(1);
+    let block = |(b, dst): (usize, &mut [MaybeUninit<T>]), rows: usize| {
+        for (r, d) in dst.chunks_mut(hw).enumerate() {
+            let (row, at) = (b * rows + r, (b * rows + r) * hw);
+            fill(row, inputs.map(|s| &s[at..at + d.len()]), d);
+        }
+    };
+    if worth_it(len) {
+        let rows = (THRESHOLD / 4).div_ceil(hw);
+        dst.par_chunks_mut(rows * hw).enumerate().for_each(|part| block(part, rows));
+    } else {
+        block((0, dst), len.div_ceil(hw).max(1));
+    }
+    // SAFETY: the blocks cover the first `len` slots, and `fill` writes each slot of its row.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// `(x - mean) * invstd * weight + bias` per channel of `x` (`[n, c, hw]`); `weight` and
@@ -56,20 +187,20 @@ pub fn normalize<T: Real>(
     bias: Option<&[T]>,
 ) -> Vec<T> {
     assert_eq!(x.len(), n * c * hw, "normalize: buffer size");
-    let mut y = vec![T::ZERO; x.len()];
-    for (row, (src, dst)) in x.chunks(hw.max(1)).zip(y.chunks_mut(hw.max(1))).enumerate() {
+    assert!(mean.len() >= c && invstd.len() >= c, "normalize: statistics per channel");
+    let scale: Vec<T> = (0..c).map(|ch| invstd[ch] * weight.map_or(T::ONE, |w| w[ch])).collect();
+    let shift: Vec<T> =
+        (0..c).map(|ch| bias.map_or(T::ZERO, |b| b[ch]) - mean[ch] * scale[ch]).collect();
+    rows_into(x.len(), hw, [x, x], |row, [src, _], dst| {
         let ch = row % c;
-        let scale = invstd[ch] * weight.map_or(T::ONE, |w| w[ch]);
-        let shift = bias.map_or(T::ZERO, |b| b[ch]) - mean[ch] * scale;
-        run_widest(Affine { src, dst, scale, shift });
-    }
-    y
+        run_widest(Affine { src, dst, scale: scale[ch], shift: shift[ch] });
+    })
 }
 
 /// `dst = src * scale + shift`.
 struct Affine<'a, T> {
     src: &'a [T],
-    dst: &'a mut [T],
+    dst: &'a mut [MaybeUninit<T>],
     scale: T,
     shift: T,
 }
@@ -79,7 +210,26 @@ impl<T: Real> WidestLoop for Affine<'_, T> {
     #[inline(always)]
     fn run(self) {
         for (d, &v) in self.dst.iter_mut().zip(self.src) {
-            *d = v * self.scale + self.shift;
+            d.write(v * self.scale + self.shift);
+        }
+    }
+}
+
+/// `dst = k g - k mean(g) - (x - mean) q` with `[k, k mean(g), q, mean]` as `coefficients`.
+struct InputGradient<'a, T> {
+    g: &'a [T],
+    x: &'a [T],
+    dst: &'a mut [MaybeUninit<T>],
+    coefficients: [T; 4],
+}
+
+impl<T: Real> WidestLoop for InputGradient<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let [k, shift, q, mean] = self.coefficients;
+        for ((d, &g), &x) in self.dst.iter_mut().zip(self.g).zip(self.x) {
+            d.write(k * g - shift - (x - mean) * q);
         }
     }
 }
@@ -106,25 +256,131 @@ pub fn backward<T: Real>(
     weight: Option<&[T]>,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     assert!(g.len() == n * c * hw && x.len() == g.len(), "batch_norm backward: buffer sizes");
-    let (mut sum_g, mut sum_gx) = (vec![T::ZERO; c], vec![T::ZERO; c]);
-    for (row, (gs, xs)) in g.chunks(hw.max(1)).zip(x.chunks(hw.max(1))).enumerate() {
-        let ch = row % c;
-        let (m, s) = (mean[ch], invstd[ch]);
-        sum_g[ch] += lane_sum(gs);
-        sum_gx[ch] += gs.iter().zip(xs).map(|(&g, &v)| g * ((v - m) * s)).sum::<T>();
-    }
+    assert!(mean.len() >= c && invstd.len() >= c, "batch_norm backward: statistics per channel");
+    let sums = per_channel(x.len(), c, |ch| {
+        let (rows, other) = (Channel { data: x, ch, c, hw }, Some(Channel { data: g, ch, c, hw }));
+        run_widest(ChannelSums { rows, other, at: mean[ch], scale: invstd[ch] })
+    });
+    let (sum_g, sum_gx): (Vec<T>, Vec<T>) = sums.into_iter().unzip();
     let count = T::from_count(n * hw);
-    let mut dx = vec![T::ZERO; x.len()];
-    for (row, ((d, gs), xs)) in
-        dx.chunks_mut(hw.max(1)).zip(g.chunks(hw.max(1))).zip(x.chunks(hw.max(1))).enumerate()
-    {
-        let ch = row % c;
-        let k = invstd[ch] * weight.map_or(T::ONE, |w| w[ch]);
-        let (mg, mgx) = (sum_g[ch] / count, sum_gx[ch] / count);
-        let (m, s) = (mean[ch], invstd[ch]);
-        for ((d, &g), &v) in d.iter_mut().zip(gs).zip(xs) {
-            *d = k * (g - mg - (v - m) * s * mgx);
+    // dx = k (g - mean(g) - (x - mean) invstd mean(g xhat)) = k g - k mean(g) - (x - mean) q.
+    let coefficients: Vec<[T; 4]> = (0..c)
+        .map(|ch| {
+            let k = invstd[ch] * weight.map_or(T::ONE, |w| w[ch]);
+            [k, k * (sum_g[ch] / count), invstd[ch] * (sum_gx[ch] / count) * k, mean[ch]]
+        })
+        .collect();
+    let dx = rows_into(x.len(), hw, [g, x], |row, [gs, xs], dst| {
+        run_widest(InputGradient { g: gs, x: xs, dst, coefficients: coefficients[row % c] });
+    });
+    (dx, sum_gx, sum_g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values with a large common offset (where a one-pass variance would cancel) and a
+    /// spread that differs per channel.
+    fn values(len: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed;
+        (0..len)
+            .map(|i| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                100.0 + (i % 7) as f64 * ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5)
+            })
+            .collect()
+    }
+
+    /// The formulas of the documentation, one value at a time in f64.
+    fn reference(
+        g: &[f64],
+        x: &[f64],
+        (n, c, hw): (usize, usize, usize),
+        weight: &[f64],
+    ) -> [Vec<f64>; 5] {
+        let at = |i: usize, ch: usize, j: usize| (i * c + ch) * hw + j;
+        let m = (n * hw) as f64;
+        let (mut mean, mut var, mut dx) = (vec![0.0; c], vec![0.0; c], vec![0.0; x.len()]);
+        let (mut dw, mut db) = (vec![0.0; c], vec![0.0; c]);
+        for ch in 0..c {
+            let cells = || (0..n).flat_map(move |i| (0..hw).map(move |j| at(i, ch, j)));
+            mean[ch] = cells().map(|k| x[k]).sum::<f64>() / m;
+            var[ch] = cells().map(|k| (x[k] - mean[ch]).powi(2)).sum::<f64>() / m;
+            let invstd = 1.0 / var[ch].sqrt();
+            db[ch] = cells().map(|k| g[k]).sum();
+            dw[ch] = cells().map(|k| g[k] * (x[k] - mean[ch]) * invstd).sum();
+            for k in cells() {
+                let xhat = (x[k] - mean[ch]) * invstd;
+                dx[k] = weight[ch] * invstd * (g[k] - db[ch] / m - xhat * dw[ch] / m);
+            }
+        }
+        [mean, var, dx, dw, db]
+    }
+
+    /// Whether `a` and `b` agree to `tolerance` of `scale` (the largest `|b|` if `None`).
+    fn close(a: &[f64], b: &[f64], tolerance: f64, scale: Option<f64>, what: &str) {
+        let scale = scale.unwrap_or_else(|| b.iter().fold(1e-300f64, |s, v| s.max(v.abs())));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tolerance * scale, "{what}[{i}]: {x} vs {y}");
         }
     }
-    (dx, sum_gx, sum_g)
+
+    /// Channel counts and row lengths around the lane width, small and large enough to
+    /// share among threads.
+    #[test]
+    fn statistics_and_gradients_match_the_formulas() {
+        for (n, c, hw) in [(2, 3, 1), (3, 2, 17), (2, 5, 35), (4, 16, 1024), (70, 3, 333)] {
+            let len = n * c * hw;
+            let (x, g) = (values(len, 1), values(len, 2));
+            let g: Vec<f64> = g.iter().map(|v| v - 100.0).collect();
+            let weight: Vec<f64> = (0..c).map(|ch| 0.5 + ch as f64).collect();
+            let [mean, var, dx, dw, db] = reference(&g, &x, (n, c, hw), &weight);
+            let (m, v) = channel_stats(&x, (n, c, hw));
+            close(&m, &mean, 1e-14, None, "mean");
+            close(&v, &var, 1e-12, None, "var");
+            let invstd: Vec<f64> = v.iter().map(|v| 1.0 / v.sqrt()).collect();
+            let y = normalize(&x, (n, c, hw), &m, &invstd, Some(&weight), None);
+            let expected: Vec<f64> = (0..len)
+                .map(|k| {
+                    (x[k] - mean[(k / hw) % c]) / var[(k / hw) % c].sqrt() * weight[(k / hw) % c]
+                })
+                .collect();
+            close(&y, &expected, 1e-12, None, "normalize");
+            let (gx, gw, gb) = backward(&g, &x, (n, c, hw), &m, &invstd, Some(&weight));
+            // dx cancels (exactly, for two values per channel): compare it with its terms.
+            let term = (0..len).map(|k| (g[k] * weight[(k / hw) % c] * invstd[(k / hw) % c]).abs());
+            close(&gx, &dx, 1e-12, Some(term.fold(0.0, f64::max)), "dx");
+            close(&gw, &dw, 1e-12, None, "dweight");
+            close(&gb, &db, 1e-13, None, "dbias");
+        }
+    }
+
+    /// Every thread count gives the same bits (each channel is summed by one thread).
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let (n, c, hw) = (8, 4, 4100);
+        let x: Vec<f32> = values(n * c * hw, 3).iter().map(|&v| v as f32).collect();
+        let g: Vec<f32> = values(n * c * hw, 4).iter().map(|&v| (v - 100.0) as f32).collect();
+        let run = || {
+            let (m, v) = channel_stats(&x, (n, c, hw));
+            let invstd: Vec<f32> = v.iter().map(|v| 1.0 / v.sqrt()).collect();
+            (
+                normalize(&x, (n, c, hw), &m, &invstd, None, None),
+                backward(&g, &x, (n, c, hw), &m, &invstd, None),
+            )
+        };
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(run);
+        assert!(one == three);
+    }
+
+    #[test]
+    fn empty_buffers_give_empty_results() {
+        let (m, v) = channel_stats::<f32>(&[], (0, 3, 4));
+        assert_eq!(m.len(), 3);
+        assert!(m.iter().chain(&v).all(|s| s.is_nan()));
+        let (dx, dw, db) = backward::<f32>(&[], &[], (2, 3, 0), &[0.0; 3], &[1.0; 3], None);
+        assert!(dx.is_empty() && dw == [0.0; 3] && db == [0.0; 3]);
+    }
 }
