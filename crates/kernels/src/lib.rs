@@ -34,6 +34,7 @@ pub mod fast_math;
 pub mod gemm;
 mod implicit_gemm;
 pub mod in_place;
+pub mod layer_norm;
 pub mod layout;
 pub mod parallel;
 pub mod pool;

@@ -1,11 +1,12 @@
-//! Normalisation and embedding lookups. Layer norm, batch norm with running statistics and
-//! embeddings are composed from recorded ops (so their backward, including the second-order
-//! one, comes from the pieces); batch norm with the batch's statistics is one recorded op
-//! over a kernel, whose rule is written with recorded ops when it must be differentiated.
+//! Normalisation and embedding lookups. Batch norm with running statistics and embeddings
+//! are composed from recorded ops (so their backward, including the second-order one, comes
+//! from the pieces); layer norm and batch norm with the batch's statistics are one recorded
+//! op over a kernel each, whose rule is written with recorded ops when it must be
+//! differentiated.
 
 use std::panic::Location;
 
-use tapegrad_kernels::batch_norm;
+use tapegrad_kernels::{batch_norm, layer_norm};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
     Backward, DType, Element, Error, InputGrads, Result, Storage, Tensor, ensure_float,
@@ -49,21 +50,168 @@ pub(crate) fn layer_norm(
             });
         }
     }
-    let lead = &x.shape()[..x.dim() - k];
-    let flat_shape: Vec<usize> =
-        lead.iter().copied().chain([normalized_shape.iter().product()]).collect();
-    let flat = shape::reshape_to(x, &flat_shape);
-    let mean = reduce::mean_dim(&flat, -1, true)?;
-    let centered = &flat - &mean;
-    let var = reduce::mean_dim(&unary::square(&centered), -1, true)?;
-    let normed = shape::reshape_to(&(&centered * &unary::rsqrt(&var.add_scalar(eps))), x.shape());
-    let scaled = match weight {
-        Some(w) => &normed * w,
-        None => normed,
+    let d: usize = normalized_shape.iter().product();
+    let rows = x.numel() / d.max(1);
+    let xs = x.contiguous_storage();
+    let (ws, bs) = (weight.map(Tensor::contiguous_storage), bias.map(Tensor::contiguous_storage));
+    /// The output, and each row's mean and inverse deviation, as tensors.
+    fn forward<T: Element>(
+        x: &Storage,
+        (w, b): (Option<&Storage>, Option<&Storage>),
+        shape: &[usize],
+        sizes: (usize, usize),
+        eps: f64,
+    ) -> [Tensor; 3] {
+        let eps = T::from_f64(eps);
+        let inverse_deviation = |var: T| T::ONE / (var + eps).sqrt();
+        let (y, mean, invstd) =
+            layer_norm::forward(slice(x), sizes, w.map(slice), b.map(slice), inverse_deviation);
+        [
+            Tensor::from_vec(y, shape),
+            Tensor::from_vec(mean, &[sizes.0]),
+            Tensor::from_vec(invstd, &[sizes.0]),
+        ]
+    }
+    let affine = (ws.as_ref(), bs.as_ref());
+    let [value, mean, invstd] = match x.dtype() {
+        DType::F32 => forward::<f32>(&xs, affine, x.shape(), (rows, d), eps),
+        DType::F64 => forward::<f64>(&xs, affine, x.shape(), (rows, d), eps),
+        DType::I64 | DType::Bool => unreachable!("float checked"),
     };
-    Ok(match bias {
-        Some(b) => &scaled + b,
-        None => scaled,
+    let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
+    let (has_weight, has_bias) = (weight.is_some(), bias.is_some());
+    let normalized: Vec<usize> = normalized_shape.to_vec();
+    let make_backward = || {
+        let (mean, invstd, normalized) = (mean.clone(), invstd.clone(), normalized.clone());
+        let mut b = Backward::new(move |ctx| {
+            let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
+            let (dx, dw, db) = if is_grad_enabled() {
+                layer_norm_grad_recorded(ctx.grad(), x, w, &normalized, eps)
+            } else {
+                layer_norm_grad_fused(ctx.grad(), x, w, (&mean, &invstd), &normalized)
+            };
+            let mut grads: InputGrads = smallvec![ctx.needs_input_grad(0).then_some(dx)];
+            if has_weight {
+                grads.push(ctx.needs_input_grad(1).then_some(dw));
+            }
+            if has_bias {
+                grads.push(ctx.needs_input_grad(grads.len()).then_some(db));
+            }
+            grads
+        })
+        .save(x);
+        if let Some(w) = weight {
+            b = b.save(w);
+        }
+        b
+    };
+    Ok(record_with_tangent("layer_norm", location, &inputs, value, make_backward, |ctx| {
+        layer_norm_tangent(ctx, (x, weight), normalized_shape, eps)
+    }))
+}
+
+/// The gradients of [`layer_norm`] in one kernel pass (nothing recorded).
+fn layer_norm_grad_fused(
+    g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    (mean, invstd): (&Tensor, &Tensor),
+    normalized_shape: &[usize],
+) -> (Tensor, Tensor, Tensor) {
+    let (gs, xs) = (g.contiguous_storage(), x.contiguous_storage());
+    let (ms, is) = (mean.contiguous_storage(), invstd.contiguous_storage());
+    let ws = weight.map(Tensor::contiguous_storage);
+    let sizes = (mean.numel(), normalized_shape.iter().product());
+    fn run<T: Element>(
+        g: &Storage,
+        x: &Storage,
+        (m, i): (&Storage, &Storage),
+        w: Option<&Storage>,
+        sizes: (usize, usize),
+    ) -> (Vec<T>, Vec<T>, Vec<T>) {
+        layer_norm::backward(slice(g), slice(x), sizes, slice(m), slice(i), w.map(slice))
+    }
+    let shape = x.shape();
+    macro_rules! tensors {
+        ($t:ty) => {{
+            let (dx, dw, db) = run::<$t>(&gs, &xs, (&ms, &is), ws.as_ref(), sizes);
+            (
+                Tensor::from_vec(dx, shape),
+                Tensor::from_vec(dw, normalized_shape),
+                Tensor::from_vec(db, normalized_shape),
+            )
+        }};
+    }
+    match x.dtype() {
+        DType::F32 => tensors!(f32),
+        DType::F64 => tensors!(f64),
+        DType::I64 | DType::Bool => unreachable!("float checked"),
+    }
+}
+
+/// `x` (shaped `[rows, d]` for the `d` values of `normalized_shape`) standardised per row
+/// with recorded ops, and its inverse deviations (`[rows, 1]`).
+fn row_standardized(x: &Tensor, d: usize, eps: f64) -> (Tensor, Tensor) {
+    let flat = shape::reshape_to(x, &[x.numel() / d.max(1), d]);
+    let mean = reduce::mean_dim(&flat, -1, true).expect("2-D rows");
+    let centered = &flat - &mean;
+    let var = reduce::mean_dim(&unary::square(&centered), -1, true).expect("2-D rows");
+    let invstd = unary::rsqrt(&var.add_scalar(eps));
+    (&centered * &invstd, invstd)
+}
+
+/// The gradients of [`layer_norm`] written with recorded ops, so that they can be
+/// differentiated again: per row of `d` values, with `h = g weight` and `xhat = (x - mean)
+/// invstd`, `dx = invstd (h - mean(h) - xhat mean(h xhat))`, `dweight = sum_rows(g xhat)`,
+/// `dbias = sum_rows(g)`, the statistics recomputed from `x` so that their dependence on it
+/// is recorded too.
+fn layer_norm_grad_recorded(
+    g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    normalized_shape: &[usize],
+    eps: f64,
+) -> (Tensor, Tensor, Tensor) {
+    let d: usize = normalized_shape.iter().product();
+    let (xhat, invstd) = row_standardized(x, d, eps);
+    let g = shape::reshape_to(g, xhat.shape());
+    let h = match weight {
+        Some(w) => &g * &shape::reshape_to(w, &[d]),
+        None => g.clone(),
+    };
+    let mean_h = reduce::mean_dim(&h, -1, true).expect("2-D rows");
+    let mean_hx = reduce::mean_dim(&(&h * &xhat), -1, true).expect("2-D rows");
+    let dx = &invstd * &(&(&h - &mean_h) - &(&xhat * &mean_hx));
+    let dw = reduce::sum_dim(&(&g * &xhat), 0, false).expect("2-D rows");
+    let db = reduce::sum_dim(&g, 0, false).expect("2-D rows");
+    (
+        shape::reshape_to(&dx, x.shape()),
+        shape::reshape_to(&dw, normalized_shape),
+        shape::reshape_to(&db, normalized_shape),
+    )
+}
+
+/// The tangent of layer normalisation. Per row, the Jacobian in `x` is `diag(weight) S`
+/// with `S = invstd (I - 1 1ᵀ/d - x̂ x̂ᵀ/d)` symmetric, so `S v` is the backward rule's
+/// (without weight), scaled by the weight; the output `x̂ weight + bias` is linear in the
+/// weight and bias.
+fn layer_norm_tangent(
+    ctx: &tapegrad_tape::TangentCtx<'_>,
+    (x, weight): (&Tensor, Option<&Tensor>),
+    normalized_shape: &[usize],
+    eps: f64,
+) -> Tensor {
+    let d: usize = normalized_shape.iter().product();
+    ctx.sum(|i, v| match i {
+        0 => {
+            let s_v = layer_norm_grad_recorded(v, x, None, normalized_shape, eps).0;
+            match weight {
+                Some(w) => &s_v * w,
+                None => s_v,
+            }
+        }
+        1 if weight.is_some() => &shape::reshape_to(&row_standardized(x, d, eps).0, x.shape()) * v,
+        _ => v.clone(), // the bias, broadcast along the leading dimensions
     })
 }
 

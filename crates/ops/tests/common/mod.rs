@@ -248,6 +248,24 @@ fn image(max_hw: usize) -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// Layer norm's input `[n, a, b]` normalised over its last `k` dimensions (`ints[0]`, 1 or
+/// 2), a weight and a bias of that shape, and which of them apply (`ints[1]`: none, the
+/// weight, both).
+fn layer_norm_case() -> BoxedStrategy<Sample> {
+    (1usize..=3, 1usize..=3, 2usize..=4, 1usize..=2, 0i64..3)
+        .prop_flat_map(|(n, a, b, k, affine)| {
+            let normalized = if k == 1 { vec![b] } else { vec![a, b] };
+            (
+                tensor_f64(Just(vec![n, a, b]), -2.0..2.0),
+                tensor_f64(Just(normalized.clone()), 0.5..1.5),
+                tensor_f64(Just(normalized), -1.0..1.0),
+                Just((k as i64, affine)),
+            )
+        })
+        .prop_map(|(x, w, b, (k, affine))| Sample { tensors: vec![x, w, b], ints: vec![k, affine] })
+        .boxed()
+}
+
 /// Gate pre-activations `[B, 4H]` and a cell state `[B, H]`.
 fn lstm_case() -> BoxedStrategy<Sample> {
     (1usize..=3, 1usize..=3)
@@ -786,23 +804,18 @@ pub fn registry() -> Vec<OpCase> {
         op!("adaptive_avg_pool2d(x, size)", "F.adaptive_avg_pool2d", true, image(5), |t, i| {
             functional::adaptive_avg_pool2d(&t[0], (2, 3))
         }),
-        op!(
-            "layer_norm(x, shape, w, b, eps)",
-            "F.layer_norm",
-            true,
-            with_dim(-2.0..2.0, 2),
-            |t, i| {
-                let last = *t[0].shape().last().unwrap();
-                let w = Tensor::arange_dtype(1.0, 1.0 + last as f64, 1.0, t[0].dtype())
-                    .div_scalar(last as f64);
-                let b = Tensor::full_dtype(&[last], 0.3, t[0].dtype());
-                functional::layer_norm_with(
-                    &t[0],
-                    &[last],
-                    LayerNormOptions::default().weight(&w).bias(&b),
-                )
+        op!("layer_norm(x, shape, w, b, eps)", "F.layer_norm", true, layer_norm_case(), |t, i| {
+            let k = i[0] as usize;
+            let normalized = &t[0].shape()[t[0].dim() - k..];
+            let mut options = LayerNormOptions::default();
+            if i[1] >= 1 {
+                options = options.weight(&t[1]);
             }
-        ),
+            if i[1] == 2 {
+                options = options.bias(&t[2]);
+            }
+            functional::layer_norm_with(&t[0], normalized, options)
+        }),
         op!("batch_norm(x, stats, w, b, training)", "F.batch_norm", true, image(3), |t, i| {
             let c = t[0].shape()[1];
             let stats = BatchNormStats::new(c, t[0].dtype());

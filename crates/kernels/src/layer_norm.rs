@@ -1,0 +1,433 @@
+//! Layer normalisation on a contiguous `[rows, d]` buffer: each row standardised with its
+//! own mean and variance, then scaled and shifted elementwise, and the gradient of that,
+//! in one pass over the rows each way.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use crate::Real;
+use crate::parallel::{THRESHOLD, worth_it};
+use crate::simd::{WidestLoop, run_widest};
+
+/// Rows per task: enough values for a task to repay waking a thread. Fixed by `d` alone,
+/// so the column sums of [`backward`] are split the same way at every thread count.
+fn rows_per_block(d: usize) -> usize {
+    (THRESHOLD / 4).div_ceil(d.max(1))
+}
+
+/// The normalised rows of `x` (`rows x d`, row-major), with each row's mean and inverse
+/// standard deviation `invstd = inverse_deviation(var)` (of the biased variance, summed as
+/// squared deviations from the mean; typically `1 / sqrt(var + eps)`): `(y, mean, invstd)`
+/// with `y = (x - mean) invstd weight + bias`, `weight` and `bias` (`d` values each)
+/// defaulting to 1 and 0.
+///
+/// ```
+/// use tapegrad_kernels::layer_norm::forward;
+/// let (y, mean, invstd) =
+///     forward(&[1.0f64, 3.0, 10.0, 14.0], (2, 2), None, None, |var: f64| 1.0 / var.sqrt());
+/// assert_eq!((mean, invstd), (vec![2.0, 12.0], vec![1.0, 0.5]));
+/// assert_eq!(y, vec![-1.0, 1.0, -1.0, 1.0]);
+/// ```
+///
+/// # Panics
+/// If `x` does not hold `rows * d` values or `weight` or `bias` not `d`.
+pub fn forward<T: Real>(
+    x: &[T],
+    (rows, d): (usize, usize),
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    inverse_deviation: impl Fn(T) -> T + Sync + Send,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    assert_eq!(x.len(), rows * d, "layer_norm: buffer size");
+    assert!(weight.is_none_or(|w| w.len() == d), "layer_norm: weight size");
+    assert!(bias.is_none_or(|b| b.len() == d), "layer_norm: bias size");
+    let count = T::from_count(d);
+    let mut y = Vec::with_capacity(x.len());
+    let mut stats = vec![(T::ZERO, T::ZERO); rows];
+    let block = |xs: &[T], ys: &mut [MaybeUninit<T>], stats: &mut [(T, T)]| {
+        for ((src, dst), stat) in xs.chunks(d.max(1)).zip(ys.chunks_mut(d.max(1))).zip(stats) {
+            let mean = run_widest(RowSums { a: src, at: T::ZERO }).0 / count;
+            let var = run_widest(RowSums { a: src, at: mean }).1 / count;
+            let invstd = inverse_deviation(var);
+            *stat = (mean, invstd);
+            run_widest(Normalize { src, dst, mean, invstd, weight, bias });
+        }
+    };
+    let dst = &mut y.spare_capacity_mut()[..x.len()];
+    let per = rows_per_block(d);
+    if worth_it(x.len()) {
+        x.par_chunks(per * d)
+            .zip(dst.par_chunks_mut(per * d).zip(stats.par_chunks_mut(per)))
+            .for_each(|(xs, (ys, stats))| block(xs, ys, stats));
+    } else {
+        block(x, dst, &mut stats);
+    }
+    // SAFETY: every row of `x` had its row of `y` written by `Normalize` (`d = 0` leaves
+    // nothing to write).
+    unsafe { y.set_len(x.len()) };
+    let (mean, invstd) = stats.into_iter().unzip();
+    (y, mean, invstd)
+}
+
+/// The gradients of [`forward`] given the output gradient `g`: `(dx, dweight, dbias)` with
+/// `dx = invstd (h - mean(h) - xhat mean(h xhat))` per row for `h = g weight` and `xhat =
+/// (x - mean) invstd`, `dweight = sum_rows(g xhat)`, `dbias = sum_rows(g)`. The column sums
+/// run over fixed blocks of rows, added in order: the same bits at every thread count.
+///
+/// ```
+/// use tapegrad_kernels::layer_norm::{backward, forward};
+/// let x = [1.0f64, 3.0];
+/// let (_, mean, invstd) = forward(&x, (1, 2), None, None, |var: f64| 1.0 / var.sqrt());
+/// // A constant output gradient moves no normalised value.
+/// let (dx, dw, db) = backward(&[1.0, 1.0], &x, (1, 2), &mean, &invstd, None);
+/// assert_eq!((dx, dw, db), (vec![0.0, 0.0], vec![-1.0, 1.0], vec![1.0, 1.0]));
+/// ```
+///
+/// # Panics
+/// If a buffer is shorter than the shape says.
+pub fn backward<T: Real>(
+    g: &[T],
+    x: &[T],
+    (rows, d): (usize, usize),
+    mean: &[T],
+    invstd: &[T],
+    weight: Option<&[T]>,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    assert!(g.len() == rows * d && x.len() == g.len(), "layer_norm backward: buffer sizes");
+    assert!(mean.len() == rows && invstd.len() == rows, "layer_norm backward: statistics");
+    assert!(weight.is_none_or(|w| w.len() == d), "layer_norm backward: weight size");
+    let count = T::from_count(d);
+    let mut dx = Vec::with_capacity(x.len());
+    let per = rows_per_block(d);
+    // Each block of rows: its rows of dx, and its share of dweight and dbias.
+    let block = |b: usize, gs: &[T], xs: &[T], dst: &mut [MaybeUninit<T>]| {
+        let (mut dw, mut db) = (vec![T::ZERO; d], vec![T::ZERO; d]);
+        let rows = gs.chunks(d).zip(xs.chunks(d)).zip(dst.chunks_mut(d));
+        for (r, ((g, x), dst)) in rows.enumerate() {
+            let (mean, invstd) = (mean[b * per + r], invstd[b * per + r]);
+            let row = Row { g, x, mean, invstd, weight };
+            let (sum_h, sum_hx) = run_widest(GradientSums(row));
+            let (mean_h, mean_hx) = (sum_h / count, sum_hx / count);
+            run_widest(InputGradient { row, dst, mean_h, mean_hx });
+            run_widest(ParameterGradients { row, dw: &mut dw, db: &mut db });
+        }
+        (dw, db)
+    };
+    let block_len = (per * d).max(1);
+    let dst = &mut dx.spare_capacity_mut()[..x.len()];
+    let blocks: Vec<_> =
+        g.chunks(block_len).zip(x.chunks(block_len)).zip(dst.chunks_mut(block_len)).collect();
+    let parts: Vec<(Vec<T>, Vec<T>)> = if worth_it(x.len()) {
+        blocks
+            .into_par_iter()
+            .enumerate()
+            .map(|(b, ((gs, xs), dst))| block(b, gs, xs, dst))
+            .collect()
+    } else {
+        blocks.into_iter().enumerate().map(|(b, ((gs, xs), dst))| block(b, gs, xs, dst)).collect()
+    };
+    // SAFETY: every row of `dx` was written by `InputGradient` (`d = 0` leaves nothing).
+    unsafe { dx.set_len(x.len()) };
+    let mut parts = parts.into_iter();
+    let (mut dw, mut db) = parts.next().unwrap_or_else(|| (vec![T::ZERO; d], vec![T::ZERO; d]));
+    for (w, b) in parts {
+        dw.iter_mut().zip(&w).for_each(|(t, &v)| *t += v);
+        db.iter_mut().zip(&b).for_each(|(t, &v)| *t += v);
+    }
+    (dx, dw, db)
+}
+
+/// Lanes of the row sums: one AVX-512 vector of f32, combined in a fixed order so that every
+/// vector width gives the same bits.
+const LANES: usize = 16;
+
+/// `sum(a)` and `sum((a - at)^2)` over a row `a`, in [`LANES`] interleaved partial sums.
+struct RowSums<'a, T> {
+    a: &'a [T],
+    at: T,
+}
+
+impl<T: Real> WidestLoop for RowSums<'_, T> {
+    type Output = (T, T);
+    #[inline(always)]
+    fn run(self) -> (T, T) {
+        let at = self.at;
+        let (mut plain, mut squares) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+        let chunks = self.a.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for k in 0..LANES {
+                let deviation = chunk[k] - at;
+                plain[k] += chunk[k];
+                squares[k] += deviation * deviation;
+            }
+        }
+        let (plain_rest, squares_rest) =
+            rest.iter().fold((T::ZERO, T::ZERO), |(p, q), &v| (p + v, q + (v - at) * (v - at)));
+        (combine(plain) + plain_rest, combine(squares) + squares_rest)
+    }
+}
+
+/// `sum(h)` and `sum(h xhat)` over a row, with `h = g weight` and `xhat = (x - mean)
+/// invstd`, in [`LANES`] interleaved partial sums.
+struct GradientSums<'a, T>(Row<'a, T>);
+
+impl<T: Real> WidestLoop for GradientSums<'_, T> {
+    type Output = (T, T);
+    #[inline(always)]
+    fn run(self) -> (T, T) {
+        let Row { g, x, mean, invstd, weight } = self.0;
+        let (mut plain, mut products) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+        let (mut plain_rest, mut products_rest) = (T::ZERO, T::ZERO);
+        let x = &x[..g.len()];
+        let full = g.len() / LANES * LANES;
+        let mut add = |h: T, x: T, lanes: Option<usize>| {
+            let hx = h * ((x - mean) * invstd);
+            match lanes {
+                Some(k) => (plain[k] += h, products[k] += hx),
+                None => (plain_rest += h, products_rest += hx),
+            };
+        };
+        match weight {
+            Some(w) => {
+                let w = &w[..g.len()];
+                for j0 in (0..full).step_by(LANES) {
+                    for k in 0..LANES {
+                        add(g[j0 + k] * w[j0 + k], x[j0 + k], Some(k));
+                    }
+                }
+                (full..g.len()).for_each(|j| add(g[j] * w[j], x[j], None));
+            }
+            None => {
+                for j0 in (0..full).step_by(LANES) {
+                    for k in 0..LANES {
+                        add(g[j0 + k], x[j0 + k], Some(k));
+                    }
+                }
+                (full..g.len()).for_each(|j| add(g[j], x[j], None));
+            }
+        }
+        (combine(plain) + plain_rest, combine(products) + products_rest)
+    }
+}
+
+/// The sum of the lanes, combined pairwise.
+#[inline(always)]
+fn combine<T: Real>(mut lanes: [T; LANES]) -> T {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            let upper = lanes[k + width];
+            lanes[k] += upper;
+        }
+    }
+    lanes[0]
+}
+
+/// `dst = (src - mean) invstd weight + bias`.
+struct Normalize<'a, T> {
+    src: &'a [T],
+    dst: &'a mut [MaybeUninit<T>],
+    mean: T,
+    invstd: T,
+    weight: Option<&'a [T]>,
+    bias: Option<&'a [T]>,
+}
+
+impl<T: Real> WidestLoop for Normalize<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let (mean, invstd) = (self.mean, self.invstd);
+        let xhat = self.src.iter().map(|&v| (v - mean) * invstd);
+        match (self.weight, self.bias) {
+            (Some(w), Some(b)) => {
+                for (((d, v), &w), &b) in self.dst.iter_mut().zip(xhat).zip(w).zip(b) {
+                    d.write(v * w + b);
+                }
+            }
+            (Some(w), None) => {
+                for ((d, v), &w) in self.dst.iter_mut().zip(xhat).zip(w) {
+                    d.write(v * w);
+                }
+            }
+            (None, Some(b)) => {
+                for ((d, v), &b) in self.dst.iter_mut().zip(xhat).zip(b) {
+                    d.write(v + b);
+                }
+            }
+            (None, None) => {
+                for (d, v) in self.dst.iter_mut().zip(xhat) {
+                    d.write(v);
+                }
+            }
+        }
+    }
+}
+
+/// One row of the backward pass: its output gradient, input and statistics.
+#[derive(Clone, Copy)]
+struct Row<'a, T> {
+    g: &'a [T],
+    x: &'a [T],
+    mean: T,
+    invstd: T,
+    weight: Option<&'a [T]>,
+}
+
+/// `dst = invstd (h - mean_h - xhat mean_hx)` with `h = g weight`.
+struct InputGradient<'a, T> {
+    row: Row<'a, T>,
+    dst: &'a mut [MaybeUninit<T>],
+    mean_h: T,
+    mean_hx: T,
+}
+
+impl<T: Real> WidestLoop for InputGradient<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Row { g, x, mean, invstd, weight } = self.row;
+        let (mean_h, mean_hx) = (self.mean_h, self.mean_hx);
+        let x = &x[..g.len()];
+        let dst = &mut self.dst[..g.len()];
+        match weight {
+            Some(w) => {
+                let w = &w[..g.len()];
+                for j in 0..g.len() {
+                    let xhat = (x[j] - mean) * invstd;
+                    dst[j].write(invstd * (g[j] * w[j] - mean_h - xhat * mean_hx));
+                }
+            }
+            None => {
+                for j in 0..g.len() {
+                    let xhat = (x[j] - mean) * invstd;
+                    dst[j].write(invstd * (g[j] - mean_h - xhat * mean_hx));
+                }
+            }
+        }
+    }
+}
+
+/// `dw += g xhat`, `db += g` along one row.
+struct ParameterGradients<'a, T> {
+    row: Row<'a, T>,
+    dw: &'a mut [T],
+    db: &'a mut [T],
+}
+
+impl<T: Real> WidestLoop for ParameterGradients<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Row { g, x, mean, invstd, .. } = self.row;
+        let (x, dw, db) = (&x[..g.len()], &mut self.dw[..g.len()], &mut self.db[..g.len()]);
+        for j in 0..g.len() {
+            dw[j] += g[j] * ((x[j] - mean) * invstd);
+            db[j] += g[j];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u64, offset: f64) -> Vec<f64> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                offset + ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5)
+            })
+            .collect()
+    }
+
+    fn invstd(var: f64) -> f64 {
+        1.0 / (var + 1e-5).sqrt()
+    }
+
+    /// The documented formulas, one row at a time.
+    fn reference(g: &[f64], x: &[f64], d: usize, w: &[f64]) -> [Vec<f64>; 4] {
+        let (mut y, mut dx) = (vec![], vec![]);
+        let (mut dw, mut db) = (vec![0.0; d], vec![0.0; d]);
+        for (gr, xr) in g.chunks(d).zip(x.chunks(d)) {
+            let mean = xr.iter().sum::<f64>() / d as f64;
+            let s = invstd(xr.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64);
+            let xhat: Vec<f64> = xr.iter().map(|v| (v - mean) * s).collect();
+            let h: Vec<f64> = gr.iter().zip(w).map(|(g, w)| g * w).collect();
+            let mean_h = h.iter().sum::<f64>() / d as f64;
+            let mean_hx = h.iter().zip(&xhat).map(|(h, x)| h * x).sum::<f64>() / d as f64;
+            for j in 0..d {
+                y.push(xhat[j] * w[j] + 0.25);
+                dx.push(s * (h[j] - mean_h - xhat[j] * mean_hx));
+                dw[j] += gr[j] * xhat[j];
+                db[j] += gr[j];
+            }
+        }
+        [y, dx, dw, db]
+    }
+
+    fn close(a: &[f64], b: &[f64], tolerance: f64, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        let scale = b.iter().fold(1.0f64, |s, v| s.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tolerance * scale, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// Row lengths around the lane width, and tensors small and large enough to share among
+    /// threads, with a large common offset (where a one-pass variance would cancel).
+    #[test]
+    fn rows_match_the_formulas() {
+        for (rows, d) in [(1, 1), (3, 5), (4, 16), (7, 37), (2100, 64), (40, 2049)] {
+            let (x, g) = (values(rows * d, 1, 50.0), values(rows * d, 2, 0.0));
+            let w: Vec<f64> = (0..d).map(|j| 0.5 + j as f64 / d as f64).collect();
+            let b = vec![0.25; d];
+            let [y, dx, dw, db] = reference(&g, &x, d, &w);
+            let (got, mean, s) = forward(&x, (rows, d), Some(&w), Some(&b), invstd);
+            close(&got, &y, 1e-12, "y");
+            let (gx, gw, gb) = backward(&g, &x, (rows, d), &mean, &s, Some(&w));
+            close(&gx, &dx, 1e-11, "dx");
+            close(&gw, &dw, 1e-12, "dweight");
+            close(&gb, &db, 1e-12, "dbias");
+        }
+    }
+
+    #[test]
+    fn without_affine_parameters_the_weight_is_one_and_the_bias_zero() {
+        let (rows, d) = (6, 20);
+        let (x, g) = (values(rows * d, 3, 0.0), values(rows * d, 4, 0.0));
+        let ones = vec![1.0; d];
+        let (plain, mean, s) = forward(&x, (rows, d), None, None, invstd);
+        let (affine, ..) = forward(&x, (rows, d), Some(&ones), Some(&vec![0.0; d]), invstd);
+        assert_eq!(plain, affine);
+        let with = backward(&g, &x, (rows, d), &mean, &s, Some(&ones));
+        assert_eq!(backward(&g, &x, (rows, d), &mean, &s, None), with);
+    }
+
+    /// Every thread count gives the same bits (the column sums run over fixed blocks).
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let (rows, d) = (3000, 48);
+        let x: Vec<f32> = values(rows * d, 5, 1.0).iter().map(|&v| v as f32).collect();
+        let g: Vec<f32> = values(rows * d, 6, 0.0).iter().map(|&v| v as f32).collect();
+        let run = || {
+            let (y, mean, s) = forward(&x, (rows, d), None, None, |v: f32| 1.0 / (v + 1e-5).sqrt());
+            (y, backward(&g, &x, (rows, d), &mean, &s, None))
+        };
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(run);
+        assert!(one == three);
+    }
+
+    #[test]
+    fn empty_rows_give_empty_results() {
+        let (y, mean, _) = forward::<f32>(&[], (0, 8), None, None, |v| v);
+        assert!(y.is_empty() && mean.is_empty());
+        let (dx, dw, db) = backward::<f32>(&[], &[], (0, 8), &[], &[], None);
+        assert!(dx.is_empty() && dw == [0.0; 8] && db == [0.0; 8]);
+    }
+}
