@@ -39,6 +39,7 @@ pub(crate) fn layer_norm(
             location,
         });
     }
+    same_dtype("layer_norm", x, &[weight, bias], location)?;
     for (name, t) in [("weight", weight), ("bias", bias)] {
         if let Some(t) = t
             && t.shape() != normalized_shape
@@ -283,6 +284,8 @@ pub(crate) fn batch_norm(
         message: format!("{what} has shape {:?}, expected [{c}]", t.shape()),
         location,
     };
+    let running = stats.map(|s| [Some(&s.running_mean), Some(&s.running_var)]);
+    same_dtype("batch_norm", x, &[[weight, bias], running.unwrap_or_default()].concat(), location)?;
     for (name, t) in [("weight", weight), ("bias", bias)] {
         if let Some(t) = t.filter(|t| t.shape() != [c]) {
             return Err(bad(name, t));
@@ -409,6 +412,20 @@ fn batch_norm_batch_stats(
     record_with_tangent("batch_norm", location, &inputs, value, make_backward, |ctx| {
         batch_norm_tangent(ctx, (x, weight), eps)
     })
+}
+
+/// An error naming the first of `params` whose dtype is not `x`'s (the kernels read them
+/// as one element type).
+fn same_dtype(
+    op: &'static str,
+    x: &Tensor,
+    params: &[Option<&Tensor>],
+    location: &'static Location<'static>,
+) -> Result<()> {
+    match params.iter().flatten().find(|t| t.dtype() != x.dtype()) {
+        Some(t) => Err(Error::DType { op, lhs: x.dtype(), rhs: t.dtype(), location }),
+        None => Ok(()),
+    }
 }
 
 /// A float storage's elements (its dtype checked by the op).

@@ -383,3 +383,27 @@ fn bool_masks() {
     );
     assert!(w.try_masked_fill(&keep.to_dtype(DType::F64), 0.0).is_err()); // masks are bool
 }
+
+/// Normalisation parameters of another dtype than the input are an error naming the op,
+/// not a panic inside the kernel.
+#[test]
+fn normalisation_parameters_of_another_dtype_are_errors() {
+    use tapegrad_ops::{BatchNormOptions, LayerNormOptions};
+    let w = Tensor::ones_dtype(&[3], DType::F64);
+    let err = functional::try_layer_norm_with(
+        &Tensor::ones(&[2, 3]),
+        &[3],
+        LayerNormOptions::default().bias(&w),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("layer_norm: dtype mismatch, float32 and float64"), "{err}");
+    let err = functional::try_batch_norm_with(
+        &Tensor::ones(&[2, 3, 2]),
+        None,
+        BatchNormOptions::default().weight(&w).training(true),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("batch_norm: dtype mismatch, float32 and float64"), "{err}");
+}
