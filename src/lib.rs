@@ -67,16 +67,17 @@ pub mod prelude {
         Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss,
         BatchNorm1d, BatchNorm2d, Checkpoint, Conv1d, Conv2d, ConvTranspose2d, CosineAnnealingLR,
         CrossEntropyLoss, Dropout, Embedding, ExponentialLR, Flatten, Forward, GELU, GRU,
-        HuberLoss, L1Loss, LSTM, Layer, LayerNorm, LeakyReLU, Linear, LinearWarmup, LrScheduler,
-        MSELoss, MaxPool2d, Module, NLLLoss, Optimizer, RMSprop, RNN, ReLU, SGD, Sequential, SiLU,
-        Sigmoid, SmoothL1Loss, StepLR, Tanh, TrainingFlag, clip_grad_norm, clip_grad_value, load,
-        load_checkpoint, load_tensors, load_with, save, save_checkpoint, save_tensors,
+        GroupNorm, HuberLoss, L1Loss, LSTM, Layer, LayerNorm, LeakyReLU, Linear, LinearWarmup,
+        LrScheduler, MSELoss, MaxPool2d, Module, NLLLoss, Optimizer, RMSprop, RNN, ReLU, SGD,
+        Sequential, SiLU, Sigmoid, SmoothL1Loss, StepLR, Tanh, TrainingFlag, clip_grad_norm,
+        clip_grad_value, load, load_checkpoint, load_tensors, load_with, save, save_checkpoint,
+        save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;
     pub use tapegrad_ops::{
-        AvgPool2dOptions, BatchNormOptions, ConvOptions, GeluApproximate, IntoPair,
-        LayerNormOptions, MaxPool2dOptions, PadMode, Padding, SoftplusOptions, step_by,
+        AvgPool2dOptions, BatchNormOptions, ConvOptions, GeluApproximate, GroupNormOptions,
+        IntoPair, LayerNormOptions, MaxPool2dOptions, PadMode, Padding, SoftplusOptions, step_by,
     };
     pub use tapegrad_ops::{Reduction, cat, stack, where_};
     pub use tapegrad_tape::{

@@ -428,6 +428,11 @@ fn rows() -> Vec<Row> {
         ),
         (
             "torch.nn.functional",
+            "F.group_norm(x, 3, weight, bias, eps=1e-5)",
+            F::group_norm_with(&img, 3, GroupNormOptions::default().eps(1e-5))
+        ),
+        (
+            "torch.nn.functional",
             "F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)",
             F::batch_norm_with(
                 &img,
@@ -537,6 +542,7 @@ fn rows() -> Vec<Row> {
         ),
         ("Layers", "nn.BatchNorm2d(3) / nn.BatchNorm1d(3)", BatchNorm2d::new(3).forward(&img)),
         ("Layers", "nn.LayerNorm(3)", LayerNorm::new(&[3]).forward(&x)),
+        ("Layers", "nn.GroupNorm(1, 3)", GroupNorm::new(1, 3).forward(&img)),
         ("Layers", "nn.Dropout(0.5)", Dropout::new(0.5).forward(&x)),
         ("Layers", "nn.Embedding(10, 3)", Embedding::new(10, 3).forward(&idx)),
         (

@@ -3,8 +3,8 @@
 use tapegrad_ops::functional::{self as F, BatchNormStats};
 use tapegrad_ops::prelude::*;
 use tapegrad_ops::{
-    AvgPool2dOptions, BatchNormOptions, ConvOptions, IntoPair, LayerNormOptions, MaxPool2dOptions,
-    Padding,
+    AvgPool2dOptions, BatchNormOptions, ConvOptions, GroupNormOptions, IntoPair, LayerNormOptions,
+    MaxPool2dOptions, Padding,
 };
 use tapegrad_tape::{DType, Tensor};
 
@@ -870,6 +870,66 @@ impl Forward for LayerNorm {
         let options =
             LayerNormOptions::default().weight(&self.weight).bias(&self.bias).eps(self.eps);
         F::layer_norm_with(x, &self.shape, options)
+    }
+}
+
+/// Group normalisation of `[N, C, ...]` over `num_groups` groups of channels, with a
+/// per-channel affine: PyTorch's `nn.GroupNorm`.
+///
+/// ```
+/// use tapegrad_nn::{Forward, GroupNorm, Module};
+/// use tapegrad_tape::Tensor;
+/// let gn = GroupNorm::new(2, 8);
+/// assert_eq!(gn.forward(&Tensor::randn(&[4, 8, 5, 5])).shape(), &[4, 8, 5, 5]);
+/// assert_eq!(gn.parameters().len(), 2);
+/// ```
+#[derive(Module)]
+pub struct GroupNorm {
+    /// Per-channel scale (starts at 1).
+    pub weight: Tensor,
+    /// Per-channel shift (starts at 0).
+    pub bias: Tensor,
+    /// Groups the channels are split into.
+    pub num_groups: usize,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl GroupNorm {
+    /// Group norm of `num_channels` channels in `num_groups` groups, eps 1e-5.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, GroupNorm, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let gn = GroupNorm::new(1, 2);
+    /// let y = gn.forward(&Tensor::from_vec(vec![1.0f32, 3.0, 5.0, 7.0], &[1, 2, 2]));
+    /// // One group: the sample's four values standardised together.
+    /// let y = y.to_vec::<f32>();
+    /// assert!(y.iter().sum::<f32>().abs() < 1e-5 && y[0] < y[1] && y[1] < y[2]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `num_channels` does not split into `num_groups` groups.
+    pub fn new(num_groups: usize, num_channels: usize) -> Self {
+        assert!(
+            num_groups > 0 && num_channels.is_multiple_of(num_groups),
+            "GroupNorm: {num_channels} channels do not split into {num_groups} groups"
+        );
+        GroupNorm {
+            weight: Tensor::ones(&[num_channels]).requires_grad(),
+            bias: Tensor::zeros(&[num_channels]).requires_grad(),
+            num_groups,
+            eps: 1e-5,
+        }
+    }
+}
+
+impl Forward for GroupNorm {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let options =
+            GroupNormOptions::default().weight(&self.weight).bias(&self.bias).eps(self.eps);
+        F::group_norm_with(x, self.num_groups, options)
     }
 }
 

@@ -50,7 +50,7 @@ pub use crate::loss::{
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
     SmoothL1Loss,
 };
-pub use crate::norm::{BatchNormOptions, BatchNormStats, LayerNormOptions};
+pub use crate::norm::{BatchNormOptions, BatchNormStats, GroupNormOptions, LayerNormOptions};
 pub use crate::pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use crate::shape::PadMode;
 
@@ -660,6 +660,57 @@ pub fn try_layer_norm_with(
 ) -> Result<Tensor> {
     let LayerNormOptions { weight, bias, eps } = options;
     crate::norm::layer_norm(x, normalized_shape, weight.as_ref(), bias.as_ref(), eps)
+}
+
+/// Group normalisation of `[N, C, ...]` with `num_groups` groups of channels, without
+/// affine parameters, eps 1e-5 (PyTorch's `F.group_norm` defaults). With one group it is
+/// layer norm over everything but the batch; with one group per channel, instance norm.
+///
+/// ```
+/// use tapegrad_ops::{functional::group_norm, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::randn(&[2, 4, 3, 3]);
+/// let y = group_norm(&x, 2); // channels 0-1 and 2-3 of each sample standardised together
+/// let groups = y.reshape(&[4, 18]).mean_dim(1, false).to_vec::<f32>();
+/// assert!(groups.iter().all(|m| m.abs() < 1e-5));
+/// ```
+#[track_caller]
+pub fn group_norm(x: &Tensor, num_groups: usize) -> Tensor {
+    group_norm_with(x, num_groups, GroupNormOptions::default())
+}
+
+/// [`group_norm`] with PyTorch's keywords ([`GroupNormOptions`]).
+///
+/// ```
+/// use tapegrad_ops::{GroupNormOptions, functional::group_norm_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0, 5.0, 9.0], &[1, 2, 2]);
+/// let opts = GroupNormOptions::default().weight(&Tensor::from_vec(vec![1.0f32, 2.0], &[2])).eps(0.0);
+/// // Two groups of one channel: each channel standardised on its own, the second doubled.
+/// assert_eq!(group_norm_with(&x, 2, opts).to_vec::<f32>(), vec![-1.0, 1.0, -2.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn group_norm_with(x: &Tensor, num_groups: usize, options: GroupNormOptions) -> Tensor {
+    or_panic(try_group_norm_with(x, num_groups, options))
+}
+
+/// [`group_norm_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{GroupNormOptions, functional::try_group_norm_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[2, 6, 4]);
+/// assert!(try_group_norm_with(&x, 4, GroupNormOptions::default()).is_err()); // 6 % 4 != 0
+/// assert!(try_group_norm_with(&x, 3, GroupNormOptions::default()).is_ok());
+/// ```
+#[track_caller]
+pub fn try_group_norm_with(
+    x: &Tensor,
+    num_groups: usize,
+    options: GroupNormOptions,
+) -> Result<Tensor> {
+    let GroupNormOptions { weight, bias, eps } = options;
+    crate::norm::group_norm(x, num_groups, weight.as_ref(), bias.as_ref(), eps)
 }
 
 /// Batch normalisation of `[N, C, ...]` per channel with PyTorch's `F.batch_norm`

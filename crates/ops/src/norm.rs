@@ -2,7 +2,7 @@
 //! are composed from recorded ops (so their backward, including the second-order one, comes
 //! from the pieces); layer norm and batch norm with the batch's statistics are one recorded
 //! op over a kernel each, whose rule is written with recorded ops when it must be
-//! differentiated.
+//! differentiated; group norm is layer norm over a view of each group, then its affine.
 
 use std::panic::Location;
 
@@ -213,6 +213,53 @@ fn layer_norm_tangent(
         }
         1 if weight.is_some() => &shape::reshape_to(&row_standardized(x, d, eps).0, x.shape()) * v,
         _ => v.clone(), // the bias, broadcast along the leading dimensions
+    })
+}
+
+/// Group normalisation of `[N, C, ...]`: the channels split into `num_groups` groups, each
+/// group of each sample standardised over its channels and positions (through the layer
+/// norm kernel on a `[N * groups, C / groups * ...]` view), then an optional per-channel
+/// `weight` and `bias` (`[C]`).
+#[track_caller]
+pub(crate) fn group_norm(
+    x: &Tensor,
+    num_groups: usize,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    ensure_float("group_norm", x, location)?;
+    let shape_error = |message: String| Error::Shape { op: "group_norm", message, location };
+    if x.dim() < 2 {
+        return Err(shape_error(format!("expects input [N, C, ...], got {:?}", x.shape())));
+    }
+    let c = x.shape()[1];
+    if num_groups == 0 || !c.is_multiple_of(num_groups) {
+        return Err(shape_error(format!(
+            "{c} channels do not split into {num_groups} groups (input {:?})",
+            x.shape()
+        )));
+    }
+    same_dtype("group_norm", x, &[weight, bias], location)?;
+    for (name, t) in [("weight", weight), ("bias", bias)] {
+        if let Some(t) = t.filter(|t| t.shape() != [c]) {
+            return Err(shape_error(format!("{name} has shape {:?}, expected [{c}]", t.shape())));
+        }
+    }
+    let group_size = x.numel() / (x.shape()[0] * num_groups).max(1);
+    let groups = shape::reshape_to(x, &[x.shape()[0] * num_groups, group_size]);
+    let normed =
+        shape::reshape_to(&layer_norm(&groups, &[group_size], None, None, eps)?, x.shape());
+    let mut per_channel = vec![1; x.dim()];
+    per_channel[1] = c;
+    let scaled = match weight {
+        Some(w) => &normed * &shape::reshape_to(w, &per_channel),
+        None => normed,
+    };
+    Ok(match bias {
+        Some(b) => &scaled + &shape::reshape_to(b, &per_channel),
+        None => scaled,
     })
 }
 
@@ -581,6 +628,41 @@ impl Default for LayerNormOptions {
 }
 
 setters!(LayerNormOptions {
+    /// Sets `weight`.
+    weight(&Tensor) => Some(weight.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.weight.is_some();
+    /// Sets `bias`.
+    bias(&Tensor) => Some(bias.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.bias.is_some();
+    /// Sets `eps`.
+    eps(f64) => eps, example 1e-6 => o.eps == 1e-6;
+});
+
+/// The keywords of `group_norm`: `weight` and `bias` (per channel) and `eps` (1e-5).
+///
+/// ```
+/// use tapegrad_ops::{GroupNormOptions, functional as F};
+/// use tapegrad_tape::Tensor;
+/// // One sample, two channels of one value each, one group: standardised together.
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0], &[1, 2, 1]);
+/// let opts = GroupNormOptions::default().bias(&Tensor::full(&[2], 10.0)).eps(0.0);
+/// assert_eq!(F::group_norm_with(&x, 1, opts).to_vec::<f32>(), vec![9.0, 11.0]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct GroupNormOptions {
+    /// Per-channel scale, or `None`.
+    pub weight: Option<Tensor>,
+    /// Per-channel shift, or `None`.
+    pub bias: Option<Tensor>,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl Default for GroupNormOptions {
+    fn default() -> Self {
+        GroupNormOptions { weight: None, bias: None, eps: 1e-5 }
+    }
+}
+
+setters!(GroupNormOptions {
     /// Sets `weight`.
     weight(&Tensor) => Some(weight.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.weight.is_some();
     /// Sets `bias`.

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::{
     AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions, CrossEntropyLoss,
-    GeluApproximate, HuberLoss, LayerNormOptions, MaxPool2dOptions, NLLLoss, PadMode, Padding,
-    SmoothL1Loss, SoftplusOptions,
+    GeluApproximate, GroupNormOptions, HuberLoss, LayerNormOptions, MaxPool2dOptions, NLLLoss,
+    PadMode, Padding, SmoothL1Loss, SoftplusOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -263,6 +263,26 @@ fn layer_norm_case() -> BoxedStrategy<Sample> {
             )
         })
         .prop_map(|(x, w, b, (k, affine))| Sample { tensors: vec![x, w, b], ints: vec![k, affine] })
+        .boxed()
+}
+
+/// Group norm's input `[n, groups * per, h]` (`ints[0]` groups), a weight and a bias per
+/// channel, and which of them apply (`ints[1]`: none, the weight, both).
+fn group_norm_case() -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=3, 1usize..=2, 1usize..=3, 0i64..3)
+        .prop_flat_map(|(n, groups, per, h, affine)| {
+            let c = groups * per;
+            (
+                tensor_f64(Just(vec![n, c, h]), -2.0..2.0),
+                tensor_f64(Just(vec![c]), 0.5..1.5),
+                tensor_f64(Just(vec![c]), -1.0..1.0),
+                Just((groups as i64, affine)),
+            )
+        })
+        .prop_map(|(x, w, b, (groups, affine))| Sample {
+            tensors: vec![x, w, b],
+            ints: vec![groups, affine],
+        })
         .boxed()
 }
 
@@ -815,6 +835,16 @@ pub fn registry() -> Vec<OpCase> {
                 options = options.bias(&t[2]);
             }
             functional::layer_norm_with(&t[0], normalized, options)
+        }),
+        op!("group_norm(x, groups, w, b, eps)", "F.group_norm", true, group_norm_case(), |t, i| {
+            let mut options = GroupNormOptions::default();
+            if i[1] >= 1 {
+                options = options.weight(&t[1]);
+            }
+            if i[1] == 2 {
+                options = options.bias(&t[2]);
+            }
+            functional::group_norm_with(&t[0], i[0] as usize, options)
         }),
         op!("batch_norm(x, stats, w, b, training)", "F.batch_norm", true, image(3), |t, i| {
             let c = t[0].shape()[1];
