@@ -428,6 +428,12 @@ fn rows() -> Vec<Row> {
         ),
         (
             "torch.nn.functional",
+            "F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale)",
+            F::scaled_dot_product_attention_with(&seq, &seq, &seq, AttentionOptions::default().is_causal(true)),
+            "a bool mask (true: attend) or a float mask to add; rows with every key masked give zeros"
+        ),
+        (
+            "torch.nn.functional",
             "F.group_norm(x, 3, weight, bias, eps=1e-5)",
             F::group_norm_with(&img, 3, GroupNormOptions::default().eps(1e-5))
         ),

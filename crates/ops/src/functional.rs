@@ -45,6 +45,7 @@ use tapegrad_tape::{
 use crate::dims::resolve;
 use crate::{reduce, shape, unary};
 
+pub use crate::attention::AttentionOptions;
 pub use crate::conv::{ConvOptions, IntoPair, Padding};
 pub use crate::loss::{
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
@@ -660,6 +661,67 @@ pub fn try_layer_norm_with(
 ) -> Result<Tensor> {
     let LayerNormOptions { weight, bias, eps } = options;
     crate::norm::layer_norm(x, normalized_shape, weight.as_ref(), bias.as_ref(), eps)
+}
+
+/// Attention of queries `q` (`[..., L, E]`) over keys `k` (`[..., S, E]`) and values `v`
+/// (`[..., S, Ev]`): `softmax(q kᵀ / sqrt(E)) v`, leading dimensions broadcast, no mask, no
+/// dropout (PyTorch's `F.scaled_dot_product_attention` defaults). Composed of recorded ops,
+/// so it differentiates twice.
+///
+/// ```
+/// use tapegrad_ops::functional::scaled_dot_product_attention;
+/// use tapegrad_tape::Tensor;
+/// // Keys all alike: every query averages the values.
+/// let (q, k) = (Tensor::randn(&[1, 2, 4]), Tensor::ones(&[1, 3, 4]));
+/// let v = Tensor::from_vec(vec![0.0f32, 3.0, 6.0], &[1, 3, 1]);
+/// let y = scaled_dot_product_attention(&q, &k, &v);
+/// assert!(y.to_vec::<f32>().iter().all(|m| (m - 3.0).abs() < 1e-5));
+/// ```
+#[track_caller]
+pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
+    scaled_dot_product_attention_with(q, k, v, AttentionOptions::default())
+}
+
+/// [`scaled_dot_product_attention`] with PyTorch's keywords ([`AttentionOptions`]: a mask,
+/// causal attention, dropout, the scale).
+///
+/// ```
+/// use tapegrad_ops::{AttentionOptions, functional::scaled_dot_product_attention_with};
+/// use tapegrad_tape::Tensor;
+/// let (q, k) = (Tensor::randn(&[2, 4]), Tensor::randn(&[3, 4]));
+/// let v = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3, 1]);
+/// // Every query may look at key 1 only.
+/// let mask = Tensor::from_vec(vec![false, true, false], &[1, 3]);
+/// let y = scaled_dot_product_attention_with(&q, &k, &v, AttentionOptions::default().attn_mask(&mask));
+/// assert_eq!(y.to_vec::<f32>(), vec![2.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn scaled_dot_product_attention_with(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    options: AttentionOptions,
+) -> Tensor {
+    or_panic(try_scaled_dot_product_attention_with(q, k, v, options))
+}
+
+/// [`scaled_dot_product_attention_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{AttentionOptions, functional::try_scaled_dot_product_attention_with};
+/// use tapegrad_tape::Tensor;
+/// let (q, k, v) = (Tensor::randn(&[2, 4]), Tensor::randn(&[3, 5]), Tensor::randn(&[3, 2]));
+/// let err = try_scaled_dot_product_attention_with(&q, &k, &v, AttentionOptions::default());
+/// assert!(err.unwrap_err().to_string().starts_with("scaled_dot_product_attention: query [2, 4]"));
+/// ```
+#[track_caller]
+pub fn try_scaled_dot_product_attention_with(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    options: AttentionOptions,
+) -> Result<Tensor> {
+    crate::attention::scaled_dot_product_attention(q, k, v, &options)
 }
 
 /// Group normalisation of `[N, C, ...]` with `num_groups` groups of channels, without

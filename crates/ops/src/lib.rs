@@ -38,6 +38,7 @@
 
 #![forbid(unsafe_code)]
 
+mod attention;
 mod binary;
 mod conv;
 mod dims;
@@ -56,6 +57,7 @@ mod shape;
 mod tangent;
 mod unary;
 
+pub use attention::AttentionOptions;
 pub use binary::{BinaryOps, try_where, where_};
 pub use conv::{ConvOptions, IntoPair, Padding, set_winograd_enabled, winograd_enabled};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};

@@ -7,9 +7,9 @@
 use proptest::prelude::*;
 use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::{
-    AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions, CrossEntropyLoss,
-    GeluApproximate, GroupNormOptions, HuberLoss, LayerNormOptions, MaxPool2dOptions, NLLLoss,
-    PadMode, Padding, SmoothL1Loss, SoftplusOptions,
+    AttentionOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions,
+    CrossEntropyLoss, GeluApproximate, GroupNormOptions, HuberLoss, LayerNormOptions,
+    MaxPool2dOptions, NLLLoss, PadMode, Padding, SmoothL1Loss, SoftplusOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -263,6 +263,23 @@ fn layer_norm_case() -> BoxedStrategy<Sample> {
             )
         })
         .prop_map(|(x, w, b, (k, affine))| Sample { tensors: vec![x, w, b], ints: vec![k, affine] })
+        .boxed()
+}
+
+/// Attention's queries `[b, l, e]`, keys `[b, s, e]`, values `[b, s, ev]`, a float mask
+/// `[l, s]`, and which mask applies (`ints[0]`: none, causal, the float mask, a bool one).
+fn attention_case() -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=3, 1usize..=3, 1usize..=3, 1usize..=2, 0i64..4)
+        .prop_flat_map(|(b, l, s, e, ev, mode)| {
+            (
+                tensor_f64(Just(vec![b, l, e]), -1.5..1.5),
+                tensor_f64(Just(vec![b, s, e]), -1.5..1.5),
+                tensor_f64(Just(vec![b, s, ev]), -1.5..1.5),
+                tensor_f64(Just(vec![l, s]), -1.0..1.0),
+                Just(mode),
+            )
+        })
+        .prop_map(|(q, k, v, mask, mode)| Sample { tensors: vec![q, k, v, mask], ints: vec![mode] })
         .boxed()
 }
 
@@ -836,6 +853,26 @@ pub fn registry() -> Vec<OpCase> {
             }
             functional::layer_norm_with(&t[0], normalized, options)
         }),
+        op!(
+            "scaled_dot_product_attention(q, k, v, mask, causal)",
+            "F.scaled_dot_product_attention",
+            true,
+            attention_case(),
+            |t, i| {
+                let (l, s) = (t[0].shape()[1], t[1].shape()[1]);
+                let options = match i[0] {
+                    1 => AttentionOptions::default().is_causal(true),
+                    2 => AttentionOptions::default().attn_mask(&t[3]).scale(0.5),
+                    3 => {
+                        // Some rows may mask every key (they give zeros).
+                        let pattern = (0..l * s).map(|p| (p / s + p % s) % 3 != 0).collect();
+                        AttentionOptions::default().attn_mask(&Tensor::from_vec(pattern, &[l, s]))
+                    }
+                    _ => AttentionOptions::default(),
+                };
+                functional::scaled_dot_product_attention_with(&t[0], &t[1], &t[2], options)
+            }
+        ),
         op!("group_norm(x, groups, w, b, eps)", "F.group_norm", true, group_norm_case(), |t, i| {
             let mut options = GroupNormOptions::default();
             if i[1] >= 1 {
