@@ -364,15 +364,18 @@ pub(crate) fn batch_norm(
     bshape[1] = c;
     let per_channel = |t: &Tensor| shape::reshape_to(t, &bshape);
     let (mean, var) = (running.running_mean.detach(), running.running_var.detach());
-    let normed = &(x - &per_channel(&mean)) * &per_channel(&unary::rsqrt(&var.add_scalar(eps)));
-    let scaled = match weight {
-        Some(w) => &normed * &per_channel(w),
-        None => normed,
+    // y = x scale + shift with per-channel scale = invstd weight and shift = bias - mean
+    // scale (PyTorch's CPU inference form): two full-size ops, the rest on [C].
+    let invstd = unary::rsqrt(&var.add_scalar(eps));
+    let scale = match weight {
+        Some(w) => &invstd * w,
+        None => invstd,
     };
-    Ok(match bias {
-        Some(b) => &scaled + &per_channel(b),
-        None => scaled,
-    })
+    let shift = match bias {
+        Some(b) => b - &(&mean * &scale),
+        None => -&(&mean * &scale),
+    };
+    Ok(&(x * &per_channel(&scale)) + &per_channel(&shift))
 }
 
 /// Batch normalisation with the batch's own statistics, as one recorded op: the

@@ -479,3 +479,55 @@ fn group_norm_matches_pytorch() {
     assert!(close(&v64(&w.grad().unwrap()), &expected_gw, 1e-12));
     assert!(close(&v64(&b.grad().unwrap()), &[0.0, -2.0, 1.0, -1.0], 1e-12));
 }
+
+/// Batch norm in evaluation mode (running statistics) against PyTorch 2.15
+/// (`F.batch_norm(x, rm, rv, w, b, training=False, eps=1e-5)` in float64, loss `sum(y * c)`).
+#[test]
+fn batch_norm_with_running_statistics_matches_pytorch() {
+    use tapegrad_ops::BatchNormOptions;
+    let x =
+        Tensor::from_vec((0..12).map(|i| ((i * 5) % 9) as f64 / 3.0 - 1.0).collect(), &[2, 3, 2])
+            .requires_grad();
+    let stats = functional::BatchNormStats::new(3, DType::F64);
+    stats.running_mean.set_data(&Tensor::from_vec(vec![0.5f64, -1.0, 2.0], &[3]));
+    stats.running_var.set_data(&Tensor::from_vec(vec![0.25f64, 4.0, 1.5], &[3]));
+    let w = Tensor::from_vec(vec![1.5f64, -0.5, 2.0], &[3]).requires_grad();
+    let b = Tensor::from_vec(vec![0.1f64, 0.2, -0.3], &[3]).requires_grad();
+    let c = Tensor::from_vec((0..12).map(|i| (i % 4) as f64 - 1.5).collect(), &[2, 3, 2]);
+    let options = BatchNormOptions::default().weight(&w).bias(&b).training(false);
+    let y = functional::batch_norm_with(&x, Some(&stats), options);
+    (&y * &c).sum().backward();
+    let expected_y = [
+        -4.39991000269991,
+        0.5999900002999903,
+        0.11666677083313805,
+        -0.29999937500117185,
+        -4.1103046766683,
+        -1.3886584790480856,
+        -1.3999700008999698,
+        3.5999300020999296,
+        -0.13333291666744787,
+        0.2,
+        -2.4773169580961714,
+        -4.654633916192344,
+    ];
+    let expected_gx = [
+        -4.4999100026999095,
+        -1.49997000089997,
+        -0.12499984375029297,
+        -0.3749995312508789,
+        -2.4494815778581933,
+        -0.8164938592860644,
+        1.49997000089997,
+        4.4999100026999095,
+        0.3749995312508789,
+        0.12499984375029297,
+        0.8164938592860644,
+        2.4494815778581933,
+    ];
+    assert!(close(&v64(&y), &expected_y, 1e-12), "{:?}", v64(&y));
+    assert!(close(&v64(&x.grad().unwrap()), &expected_gx, 1e-12));
+    let expected_gw = [7.333186671066518, 0.5833326041680338, -0.6804115494050542];
+    assert!(close(&v64(&w.grad().unwrap()), &expected_gw, 1e-12));
+    assert!(close(&v64(&b.grad().unwrap()), &[0.0, 0.0, 0.0], 1e-12));
+}
