@@ -10,10 +10,15 @@ use crate::Real;
 use crate::parallel::{THRESHOLD, worth_it};
 use crate::simd::{WidestLoop, run_widest};
 
-/// Rows per task: enough values for a task to repay waking a thread. Fixed by `d` alone,
-/// so the column sums of [`backward`] are split the same way at every thread count.
-fn rows_per_block(d: usize) -> usize {
-    (THRESHOLD / 4).div_ceil(d.max(1))
+/// Most blocks of rows in [`backward`]: each block keeps its own share of the weight and
+/// bias gradients (`2 d` values) until they are added up.
+const MAX_BLOCKS: usize = 64;
+
+/// Rows per task: enough values for a task to repay waking a thread, and at most
+/// [`MAX_BLOCKS`] blocks. Fixed by the shape alone, so the column sums of [`backward`] are
+/// split the same way at every thread count.
+fn rows_per_block(rows: usize, d: usize) -> usize {
+    (THRESHOLD / 4).div_ceil(d.max(1)).max(rows.div_ceil(MAX_BLOCKS)).max(1)
 }
 
 /// The normalised rows of `x` (`rows x d`, row-major), with each row's mean and inverse
@@ -55,7 +60,7 @@ pub fn forward<T: Real>(
         }
     };
     let dst = &mut y.spare_capacity_mut()[..x.len()];
-    let per = rows_per_block(d);
+    let per = rows_per_block(rows, d);
     if worth_it(x.len()) {
         x.par_chunks(per * d)
             .zip(dst.par_chunks_mut(per * d).zip(stats.par_chunks_mut(per)))
@@ -72,16 +77,20 @@ pub fn forward<T: Real>(
 
 /// The gradients of [`forward`] given the output gradient `g`: `(dx, dweight, dbias)` with
 /// `dx = invstd (h - mean(h) - xhat mean(h xhat))` per row for `h = g weight` and `xhat =
-/// (x - mean) invstd`, `dweight = sum_rows(g xhat)`, `dbias = sum_rows(g)`. The column sums
-/// run over fixed blocks of rows, added in order: the same bits at every thread count.
+/// (x - mean) invstd`, `dweight = sum_rows(g xhat)`, `dbias = sum_rows(g)`; the last two
+/// only with `parameters` (else empty: a layer norm without affine parameters, or whose
+/// parameters need no gradient, skips that pass). The column sums run over fixed blocks of
+/// rows, added in order: the same bits at every thread count.
 ///
 /// ```
 /// use tapegrad_kernels::layer_norm::{backward, forward};
 /// let x = [1.0f64, 3.0];
 /// let (_, mean, invstd) = forward(&x, (1, 2), None, None, |var: f64| 1.0 / var.sqrt());
 /// // A constant output gradient moves no normalised value.
-/// let (dx, dw, db) = backward(&[1.0, 1.0], &x, (1, 2), &mean, &invstd, None);
+/// let (dx, dw, db) = backward(&[1.0, 1.0], &x, (1, 2), &mean, &invstd, None, true);
 /// assert_eq!((dx, dw, db), (vec![0.0, 0.0], vec![-1.0, 1.0], vec![1.0, 1.0]));
+/// let (dx, dw, _) = backward(&[1.0, 1.0], &x, (1, 2), &mean, &invstd, None, false);
+/// assert!(dx == [0.0, 0.0] && dw.is_empty());
 /// ```
 ///
 /// # Panics
@@ -93,16 +102,18 @@ pub fn backward<T: Real>(
     mean: &[T],
     invstd: &[T],
     weight: Option<&[T]>,
+    parameters: bool,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     assert!(g.len() == rows * d && x.len() == g.len(), "layer_norm backward: buffer sizes");
     assert!(mean.len() == rows && invstd.len() == rows, "layer_norm backward: statistics");
     assert!(weight.is_none_or(|w| w.len() == d), "layer_norm backward: weight size");
     let count = T::from_count(d);
     let mut dx = Vec::with_capacity(x.len());
-    let per = rows_per_block(d);
+    let per = rows_per_block(rows, d);
+    let columns = if parameters { d } else { 0 };
     // Each block of rows: its rows of dx, and its share of dweight and dbias.
     let block = |b: usize, gs: &[T], xs: &[T], dst: &mut [MaybeUninit<T>]| {
-        let (mut dw, mut db) = (vec![T::ZERO; d], vec![T::ZERO; d]);
+        let (mut dw, mut db) = (vec![T::ZERO; columns], vec![T::ZERO; columns]);
         let rows = gs.chunks(d).zip(xs.chunks(d)).zip(dst.chunks_mut(d));
         for (r, ((g, x), dst)) in rows.enumerate() {
             let (mean, invstd) = (mean[b * per + r], invstd[b * per + r]);
@@ -110,7 +121,9 @@ pub fn backward<T: Real>(
             let (sum_h, sum_hx) = run_widest(GradientSums(row));
             let (mean_h, mean_hx) = (sum_h / count, sum_hx / count);
             run_widest(InputGradient { row, dst, mean_h, mean_hx });
-            run_widest(ParameterGradients { row, dw: &mut dw, db: &mut db });
+            if parameters {
+                run_widest(ParameterGradients { row, dw: &mut dw, db: &mut db });
+            }
         }
         (dw, db)
     };
@@ -130,7 +143,8 @@ pub fn backward<T: Real>(
     // SAFETY: every row of `dx` was written by `InputGradient` (`d = 0` leaves nothing).
     unsafe { dx.set_len(x.len()) };
     let mut parts = parts.into_iter();
-    let (mut dw, mut db) = parts.next().unwrap_or_else(|| (vec![T::ZERO; d], vec![T::ZERO; d]));
+    let (mut dw, mut db) =
+        parts.next().unwrap_or_else(|| (vec![T::ZERO; columns], vec![T::ZERO; columns]));
     for (w, b) in parts {
         dw.iter_mut().zip(&w).for_each(|(t, &v)| *t += v);
         db.iter_mut().zip(&b).for_each(|(t, &v)| *t += v);
@@ -382,14 +396,14 @@ mod tests {
     /// threads, with a large common offset (where a one-pass variance would cancel).
     #[test]
     fn rows_match_the_formulas() {
-        for (rows, d) in [(1, 1), (3, 5), (4, 16), (7, 37), (2100, 64), (40, 2049)] {
+        for (rows, d) in [(1, 1), (3, 5), (4, 16), (7, 37), (2100, 64), (40, 2049), (300, 4096)] {
             let (x, g) = (values(rows * d, 1, 50.0), values(rows * d, 2, 0.0));
             let w: Vec<f64> = (0..d).map(|j| 0.5 + j as f64 / d as f64).collect();
             let b = vec![0.25; d];
             let [y, dx, dw, db] = reference(&g, &x, d, &w);
             let (got, mean, s) = forward(&x, (rows, d), Some(&w), Some(&b), invstd);
             close(&got, &y, 1e-12, "y");
-            let (gx, gw, gb) = backward(&g, &x, (rows, d), &mean, &s, Some(&w));
+            let (gx, gw, gb) = backward(&g, &x, (rows, d), &mean, &s, Some(&w), true);
             close(&gx, &dx, 1e-11, "dx");
             close(&gw, &dw, 1e-12, "dweight");
             close(&gb, &db, 1e-12, "dbias");
@@ -404,8 +418,10 @@ mod tests {
         let (plain, mean, s) = forward(&x, (rows, d), None, None, invstd);
         let (affine, ..) = forward(&x, (rows, d), Some(&ones), Some(&vec![0.0; d]), invstd);
         assert_eq!(plain, affine);
-        let with = backward(&g, &x, (rows, d), &mean, &s, Some(&ones));
-        assert_eq!(backward(&g, &x, (rows, d), &mean, &s, None), with);
+        let with = backward(&g, &x, (rows, d), &mean, &s, Some(&ones), true);
+        assert_eq!(backward(&g, &x, (rows, d), &mean, &s, None, true), with);
+        let (dx, dw, db) = backward(&g, &x, (rows, d), &mean, &s, None, false);
+        assert!(dx == with.0 && dw.is_empty() && db.is_empty());
     }
 
     /// Every thread count gives the same bits (the column sums run over fixed blocks).
@@ -416,7 +432,7 @@ mod tests {
         let g: Vec<f32> = values(rows * d, 6, 0.0).iter().map(|&v| v as f32).collect();
         let run = || {
             let (y, mean, s) = forward(&x, (rows, d), None, None, |v: f32| 1.0 / (v + 1e-5).sqrt());
-            (y, backward(&g, &x, (rows, d), &mean, &s, None))
+            (y, backward(&g, &x, (rows, d), &mean, &s, None, true))
         };
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
         let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(run);
@@ -427,7 +443,7 @@ mod tests {
     fn empty_rows_give_empty_results() {
         let (y, mean, _) = forward::<f32>(&[], (0, 8), None, None, |v| v);
         assert!(y.is_empty() && mean.is_empty());
-        let (dx, dw, db) = backward::<f32>(&[], &[], (0, 8), &[], &[], None);
+        let (dx, dw, db) = backward::<f32>(&[], &[], (0, 8), &[], &[], None, true);
         assert!(dx.is_empty() && dw == [0.0; 8] && db == [0.0; 8]);
     }
 }

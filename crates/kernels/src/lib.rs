@@ -18,6 +18,7 @@
 //! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd) |
 //! | [`pool`] | max pooling |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
+//! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
 //! | `transpose` (private) | blocked transposition for the convolutions |
 //! | [`fast_math`] | vectorisable `exp`, `tanh` and normal distribution function for f32 |
 //! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |

@@ -11,9 +11,10 @@ use crate::{matmul, reduce, shape};
 
 /// The keywords of `scaled_dot_product_attention`: `attn_mask` (a bool mask, true where a
 /// query may attend to a key, or a float mask added to the scores; broadcast to
-/// `[..., L, S]`), `dropout_p` (0: applied to the attention weights whenever it is
-/// positive, as in PyTorch, so pass 0 outside training), `is_causal` (false: query `i`
-/// attends to keys `0..=i`) and `scale` (`None`: `1 / sqrt(E)`).
+/// `[..., L, S]`), `dropout_p` (0; applied to the attention weights whenever it is
+/// positive, as in PyTorch, so pass 0 outside training), `is_causal` (false; true: query
+/// `i` attends to keys `0..=i`, the lower triangle from the top left) and `scale` (`None`:
+/// `1 / sqrt(E)`).
 ///
 /// ```
 /// use tapegrad_ops::{AttentionOptions, functional as F};
@@ -81,8 +82,12 @@ pub(crate) fn scaled_dot_product_attention(
     if options.is_causal && options.attn_mask.is_some() {
         return Err(shape_error("takes attn_mask or is_causal, not both".into()));
     }
-    if !(0.0..1.0).contains(&options.dropout_p) {
-        return Err(shape_error(format!("dropout_p {} is outside [0, 1)", options.dropout_p)));
+    if !(0.0..=1.0).contains(&options.dropout_p) {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!("dropout_p {} is outside [0, 1]", options.dropout_p),
+            location,
+        });
     }
     if let Some(mask) = &options.attn_mask
         && mask.dtype() != DType::Bool
@@ -96,7 +101,7 @@ pub(crate) fn scaled_dot_product_attention(
     let neg_inf = Tensor::full_dtype(&[], f64::NEG_INFINITY, q.dtype());
     let scores = match &options.attn_mask {
         Some(mask) if mask.dtype() == DType::Bool => binary::try_where(mask, &scores, &neg_inf)?,
-        Some(mask) => &scores + mask,
+        Some(mask) => scores.try_add(mask)?,
         None if options.is_causal => {
             let rows =
                 shape::reshape_to(&Tensor::arange_dtype(0.0, l as f64, 1.0, DType::I64), &[l, 1]);
@@ -106,10 +111,10 @@ pub(crate) fn scaled_dot_product_attention(
         }
         None => scores,
     };
-    let weights = if options.attn_mask.is_some() {
+    let weights = if options.attn_mask.is_some() && s > 0 {
         // A row with every key masked has no softmax: zeros, with zero gradients (the rows
         // are replaced before the softmax so that nothing NaN reaches its backward).
-        let dead = reduce::max_dim(&scores, -1, true, true)?.0.eq(&neg_inf);
+        let dead = reduce::max_dim(&scores.detach(), -1, true, true)?.0.eq(&neg_inf);
         let zero = Tensor::zeros_dtype(&[], q.dtype());
         let live = binary::try_where(&dead, &zero, &scores)?;
         binary::try_where(&dead, &zero, &crate::functional::softmax_op(&live, -1, false)?)?

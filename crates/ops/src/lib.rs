@@ -26,7 +26,7 @@
 //! | `shape.rs` | [`ShapeOps`]: reshape, transpose, permute, narrow, slice, pad, repeat, ... | [`cat`], [`stack`] |
 //! | `index.rs` | [`IndexOps`]: select, `i` (slicing), index_select, index_add, gather, scatter_add | [`step_by`] |
 //! | `matmul.rs` | [`MatmulOps`]: matmul (and `functional::linear`) | |
-//! | `conv.rs`, `pool.rs`, `norm.rs` | | in [`functional`]: convolutions, pooling, norms, embedding |
+//! | `conv.rs`, `pool.rs`, `norm.rs`, `attention.rs` | | in [`functional`]: convolutions, pooling, norms, embedding, attention |
 //! | `functional.rs` | | softmaxes, losses, dropout and the rest of `torch.nn.functional` |
 //! | `func.rs` | | [`func`]: vjp, jvp, jacrev, jacfwd, jacobian, hessian, hvp (`torch.func`) |
 //!

@@ -86,17 +86,22 @@ pub(crate) fn layer_norm(
         let (mean, invstd, normalized) = (mean.clone(), invstd.clone(), normalized.clone());
         let mut b = Backward::new(move |ctx| {
             let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
+            let bias_input = if has_weight { 2 } else { 1 };
+            let parameters = (has_weight && ctx.needs_input_grad(1))
+                || (has_bias && ctx.needs_input_grad(bias_input));
             let (dx, dw, db) = if is_grad_enabled() {
-                layer_norm_grad_recorded(ctx.grad(), x, w, &normalized, eps)
+                let (dx, dw, db) = layer_norm_grad_recorded(ctx.grad(), x, w, &normalized, eps);
+                (dx, Some(dw), Some(db))
             } else {
-                layer_norm_grad_fused(ctx.grad(), x, w, (&mean, &invstd), &normalized)
+                let stats = (&mean, &invstd);
+                layer_norm_grad_fused(ctx.grad(), x, w, stats, &normalized, parameters)
             };
             let mut grads: InputGrads = smallvec![ctx.needs_input_grad(0).then_some(dx)];
             if has_weight {
-                grads.push(ctx.needs_input_grad(1).then_some(dw));
+                grads.push(ctx.needs_input_grad(1).then_some(dw).flatten());
             }
             if has_bias {
-                grads.push(ctx.needs_input_grad(grads.len()).then_some(db));
+                grads.push(ctx.needs_input_grad(bias_input).then_some(db).flatten());
             }
             grads
         })
@@ -111,14 +116,16 @@ pub(crate) fn layer_norm(
     }))
 }
 
-/// The gradients of [`layer_norm`] in one kernel pass (nothing recorded).
+/// The gradients of [`layer_norm`] in one kernel pass (nothing recorded); those of the
+/// weight and bias only with `parameters`.
 fn layer_norm_grad_fused(
     g: &Tensor,
     x: &Tensor,
     weight: Option<&Tensor>,
     (mean, invstd): (&Tensor, &Tensor),
     normalized_shape: &[usize],
-) -> (Tensor, Tensor, Tensor) {
+    parameters: bool,
+) -> (Tensor, Option<Tensor>, Option<Tensor>) {
     let (gs, xs) = (g.contiguous_storage(), x.contiguous_storage());
     let (ms, is) = (mean.contiguous_storage(), invstd.contiguous_storage());
     let ws = weight.map(Tensor::contiguous_storage);
@@ -129,18 +136,18 @@ fn layer_norm_grad_fused(
         (m, i): (&Storage, &Storage),
         w: Option<&Storage>,
         sizes: (usize, usize),
+        parameters: bool,
     ) -> (Vec<T>, Vec<T>, Vec<T>) {
-        layer_norm::backward(slice(g), slice(x), sizes, slice(m), slice(i), w.map(slice))
+        let (g, x, m, i) = (slice(g), slice(x), slice(m), slice(i));
+        layer_norm::backward(g, x, sizes, m, i, w.map(slice), parameters)
     }
     let shape = x.shape();
     macro_rules! tensors {
         ($t:ty) => {{
-            let (dx, dw, db) = run::<$t>(&gs, &xs, (&ms, &is), ws.as_ref(), sizes);
-            (
-                Tensor::from_vec(dx, shape),
-                Tensor::from_vec(dw, normalized_shape),
-                Tensor::from_vec(db, normalized_shape),
-            )
+            let (dx, dw, db) = run::<$t>(&gs, &xs, (&ms, &is), ws.as_ref(), sizes, parameters);
+            let per_element =
+                |v: Vec<$t>| parameters.then(|| Tensor::from_vec(v, normalized_shape));
+            (Tensor::from_vec(dx, shape), per_element(dw), per_element(db))
         }};
     }
     match x.dtype() {

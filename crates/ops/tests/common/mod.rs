@@ -250,9 +250,9 @@ fn image(max_hw: usize) -> BoxedStrategy<Sample> {
 
 /// Layer norm's input `[n, a, b]` normalised over its last `k` dimensions (`ints[0]`, 1 or
 /// 2), a weight and a bias of that shape, and which of them apply (`ints[1]`: none, the
-/// weight, both).
+/// weight, both, the bias).
 fn layer_norm_case() -> BoxedStrategy<Sample> {
-    (1usize..=3, 1usize..=3, 2usize..=4, 1usize..=2, 0i64..3)
+    (1usize..=3, 1usize..=3, 2usize..=4, 1usize..=2, 0i64..4)
         .prop_flat_map(|(n, a, b, k, affine)| {
             let normalized = if k == 1 { vec![b] } else { vec![a, b] };
             (
@@ -284,9 +284,9 @@ fn attention_case() -> BoxedStrategy<Sample> {
 }
 
 /// Group norm's input `[n, groups * per, h]` (`ints[0]` groups), a weight and a bias per
-/// channel, and which of them apply (`ints[1]`: none, the weight, both).
+/// channel, and which of them apply (`ints[1]`: none, the weight, both, the bias).
 fn group_norm_case() -> BoxedStrategy<Sample> {
-    (1usize..=2, 1usize..=3, 1usize..=2, 1usize..=3, 0i64..3)
+    (1usize..=2, 1usize..=3, 1usize..=2, 1usize..=3, 0i64..4)
         .prop_flat_map(|(n, groups, per, h, affine)| {
             let c = groups * per;
             (
@@ -845,10 +845,10 @@ pub fn registry() -> Vec<OpCase> {
             let k = i[0] as usize;
             let normalized = &t[0].shape()[t[0].dim() - k..];
             let mut options = LayerNormOptions::default();
-            if i[1] >= 1 {
+            if i[1] == 1 || i[1] == 2 {
                 options = options.weight(&t[1]);
             }
-            if i[1] == 2 {
+            if i[1] >= 2 {
                 options = options.bias(&t[2]);
             }
             functional::layer_norm_with(&t[0], normalized, options)
@@ -875,10 +875,10 @@ pub fn registry() -> Vec<OpCase> {
         ),
         op!("group_norm(x, groups, w, b, eps)", "F.group_norm", true, group_norm_case(), |t, i| {
             let mut options = GroupNormOptions::default();
-            if i[1] >= 1 {
+            if i[1] == 1 || i[1] == 2 {
                 options = options.weight(&t[1]);
             }
-            if i[1] == 2 {
+            if i[1] >= 2 {
                 options = options.bias(&t[2]);
             }
             functional::group_norm_with(&t[0], i[0] as usize, options)
