@@ -192,38 +192,58 @@ impl<T: Real> WidestLoop for GradientSums<'_, T> {
     #[inline(always)]
     fn run(self) -> (T, T) {
         let Row { g, x, mean, invstd, weight } = self.0;
-        let (mut plain, mut products) = ([T::ZERO; LANES], [T::ZERO; LANES]);
-        let (mut plain_rest, mut products_rest) = (T::ZERO, T::ZERO);
-        let x = &x[..g.len()];
-        let full = g.len() / LANES * LANES;
-        let mut add = |h: T, x: T, lanes: Option<usize>| {
-            let hx = h * ((x - mean) * invstd);
-            match lanes {
-                Some(k) => (plain[k] += h, products[k] += hx),
-                None => (plain_rest += h, products_rest += hx),
-            };
-        };
         match weight {
-            Some(w) => {
-                let w = &w[..g.len()];
-                for j0 in (0..full).step_by(LANES) {
-                    for k in 0..LANES {
-                        add(g[j0 + k] * w[j0 + k], x[j0 + k], Some(k));
-                    }
-                }
-                (full..g.len()).for_each(|j| add(g[j] * w[j], x[j], None));
-            }
-            None => {
-                for j0 in (0..full).step_by(LANES) {
-                    for k in 0..LANES {
-                        add(g[j0 + k], x[j0 + k], Some(k));
-                    }
-                }
-                (full..g.len()).for_each(|j| add(g[j], x[j], None));
-            }
+            Some(w) => gradient_sums(g, x, w, (mean, invstd)),
+            None => gradient_sums(g, x, Ones, (mean, invstd)),
         }
-        (combine(plain) + plain_rest, combine(products) + products_rest)
     }
+}
+
+/// The weight of a layer norm without one: one everywhere, multiplied away.
+#[derive(Clone, Copy)]
+struct Ones;
+
+/// Values indexed along a row: the weight, or [`Ones`].
+trait Weight<T>: Copy {
+    fn times(self, j: usize, v: T) -> T;
+}
+
+impl<T: Real> Weight<T> for &[T] {
+    #[inline(always)]
+    fn times(self, j: usize, v: T) -> T {
+        v * self[j]
+    }
+}
+
+impl<T> Weight<T> for Ones {
+    #[inline(always)]
+    fn times(self, _: usize, v: T) -> T {
+        v
+    }
+}
+
+/// `sum(h)` and `sum(h xhat)` of [`GradientSums`], for one kind of weight (separate loops,
+/// so each vectorises).
+#[inline(always)]
+fn gradient_sums<T: Real>(g: &[T], x: &[T], w: impl Weight<T>, (mean, invstd): (T, T)) -> (T, T) {
+    let (mut plain, mut products) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+    let x = &x[..g.len()];
+    let full = g.len() / LANES * LANES;
+    for j0 in (0..full).step_by(LANES) {
+        let (gs, xs) = (&g[j0..j0 + LANES], &x[j0..j0 + LANES]);
+        for k in 0..LANES {
+            let h = w.times(j0 + k, gs[k]);
+            plain[k] += h;
+            products[k] += h * ((xs[k] - mean) * invstd);
+        }
+    }
+    let (mut plain_rest, mut products_rest) = (T::ZERO, T::ZERO);
+    for j in full..g.len() {
+        let h = w.times(j, g[j]);
+        plain_rest += h;
+        products_rest += h * ((x[j] - mean) * invstd);
+    }
+    (combine(plain) + plain_rest, combine(products) + products_rest)
 }
 
 /// The sum of the lanes, combined pairwise.
