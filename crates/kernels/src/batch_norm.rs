@@ -50,11 +50,11 @@ fn per_channel<R: Send>(len: usize, c: usize, f: impl Fn(usize) -> R + Sync + Se
 /// The rows of one channel in a `[n, c, hw]` buffer: `data[(i * c + ch) * hw..][..hw]` for
 /// each image `i`.
 #[derive(Clone, Copy)]
-struct Channel<'a, T> {
-    data: &'a [T],
-    ch: usize,
-    c: usize,
-    hw: usize,
+pub(crate) struct Channel<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) ch: usize,
+    pub(crate) c: usize,
+    pub(crate) hw: usize,
 }
 
 impl<'a, T> Channel<'a, T> {
@@ -72,11 +72,11 @@ const LANES: usize = 16;
 /// `sum(g * d)` where `other` gives `g` (the output gradient, laid out like the values), or
 /// `sum(v)` and `sum(d * d)` without it. Summed in [`LANES`] interleaved partial sums,
 /// the rest of each row added separately, the lanes combined pairwise at the end.
-struct ChannelSums<'a, T> {
-    rows: Channel<'a, T>,
-    other: Option<Channel<'a, T>>,
-    at: T,
-    scale: T,
+pub(crate) struct ChannelSums<'a, T> {
+    pub(crate) rows: Channel<'a, T>,
+    pub(crate) other: Option<Channel<'a, T>>,
+    pub(crate) at: T,
+    pub(crate) scale: T,
 }
 
 impl<T: Real> WidestLoop for ChannelSums<'_, T> {
@@ -198,11 +198,11 @@ pub fn normalize<T: Real>(
 }
 
 /// `dst = src * scale + shift`.
-struct Affine<'a, T> {
-    src: &'a [T],
-    dst: &'a mut [MaybeUninit<T>],
-    scale: T,
-    shift: T,
+pub(crate) struct Affine<'a, T> {
+    pub(crate) src: &'a [T],
+    pub(crate) dst: &'a mut [MaybeUninit<T>],
+    pub(crate) scale: T,
+    pub(crate) shift: T,
 }
 
 impl<T: Real> WidestLoop for Affine<'_, T> {
@@ -216,11 +216,11 @@ impl<T: Real> WidestLoop for Affine<'_, T> {
 }
 
 /// `dst = k g - k mean(g) - (x - mean) q` with `[k, k mean(g), q, mean]` as `coefficients`.
-struct InputGradient<'a, T> {
-    g: &'a [T],
-    x: &'a [T],
-    dst: &'a mut [MaybeUninit<T>],
-    coefficients: [T; 4],
+pub(crate) struct InputGradient<'a, T> {
+    pub(crate) g: &'a [T],
+    pub(crate) x: &'a [T],
+    pub(crate) dst: &'a mut [MaybeUninit<T>],
+    pub(crate) coefficients: [T; 4],
 }
 
 impl<T: Real> WidestLoop for InputGradient<'_, T> {

@@ -17,7 +17,7 @@ const MAX_BLOCKS: usize = 64;
 /// Rows per task: enough values for a task to repay waking a thread, and at most
 /// [`MAX_BLOCKS`] blocks. Fixed by the shape alone, so the column sums of [`backward`] are
 /// split the same way at every thread count.
-fn rows_per_block(rows: usize, d: usize) -> usize {
+pub(crate) fn rows_per_block(rows: usize, d: usize) -> usize {
     (THRESHOLD / 4).div_ceil(d.max(1)).max(rows.div_ceil(MAX_BLOCKS)).max(1)
 }
 
@@ -157,9 +157,9 @@ pub fn backward<T: Real>(
 const LANES: usize = 16;
 
 /// `sum(a)` and `sum((a - at)^2)` over a row `a`, in [`LANES`] interleaved partial sums.
-struct RowSums<'a, T> {
-    a: &'a [T],
-    at: T,
+pub(crate) struct RowSums<'a, T> {
+    pub(crate) a: &'a [T],
+    pub(crate) at: T,
 }
 
 impl<T: Real> WidestLoop for RowSums<'_, T> {

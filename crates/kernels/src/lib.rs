@@ -19,6 +19,7 @@
 //! | [`pool`] | max pooling |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
+//! | [`group_norm`] | group normalisation, from the loops of the two above |
 //! | `transpose` (private) | blocked transposition for the convolutions |
 //! | [`fast_math`] | vectorisable `exp`, `tanh` and normal distribution function for f32 |
 //! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |
@@ -33,6 +34,7 @@ pub mod batch_norm;
 pub mod conv;
 pub mod fast_math;
 pub mod gemm;
+pub mod group_norm;
 mod implicit_gemm;
 pub mod in_place;
 pub mod layer_norm;

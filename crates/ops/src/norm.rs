@@ -2,11 +2,11 @@
 //! are composed from recorded ops (so their backward, including the second-order one, comes
 //! from the pieces); layer norm and batch norm with the batch's statistics are one recorded
 //! op over a kernel each, whose rule is written with recorded ops when it must be
-//! differentiated; group norm is layer norm over a view of each group, then its affine.
+//! differentiated, and group norm likewise.
 
 use std::panic::Location;
 
-use tapegrad_kernels::{batch_norm, layer_norm};
+use tapegrad_kernels::{batch_norm, group_norm, layer_norm};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
     Backward, DType, Element, Error, InputGrads, Result, Storage, Tensor, ensure_float,
@@ -224,9 +224,9 @@ fn layer_norm_tangent(
 }
 
 /// Group normalisation of `[N, C, ...]`: the channels split into `num_groups` groups, each
-/// group of each sample standardised over its channels and positions (through the layer
-/// norm kernel on a `[N * groups, C / groups * ...]` view), then an optional per-channel
-/// `weight` and `bias` (`[C]`).
+/// group of each sample standardised over its channels and positions, then an optional
+/// per-channel `weight` and `bias` (`[C]`); one recorded op over tapegrad-kernels'
+/// `group_norm`, its rule written with recorded ops when it must be differentiated.
 #[track_caller]
 pub(crate) fn group_norm(
     x: &Tensor,
@@ -254,19 +254,175 @@ pub(crate) fn group_norm(
             return Err(shape_error(format!("{name} has shape {:?}, expected [{c}]", t.shape())));
         }
     }
-    let group_size = x.numel() / (x.shape()[0] * num_groups).max(1);
-    let groups = shape::reshape_to(x, &[x.shape()[0] * num_groups, group_size]);
-    let normed =
-        shape::reshape_to(&layer_norm(&groups, &[group_size], None, None, eps)?, x.shape());
-    let mut per_channel = vec![1; x.dim()];
-    per_channel[1] = c;
-    let scaled = match weight {
-        Some(w) => &normed * &shape::reshape_to(w, &per_channel),
-        None => normed,
+    let sizes = group_norm::Groups {
+        n: x.shape()[0],
+        c,
+        hw: x.numel() / (x.shape()[0] * c).max(1),
+        groups: num_groups,
     };
-    Ok(match bias {
-        Some(b) => &scaled + &shape::reshape_to(b, &per_channel),
-        None => scaled,
+    let xs = x.contiguous_storage();
+    let (ws, bs) = (weight.map(Tensor::contiguous_storage), bias.map(Tensor::contiguous_storage));
+    /// The output, and each group's mean and inverse deviation, as tensors.
+    fn forward<T: Element>(
+        x: &Storage,
+        (w, b): (Option<&Storage>, Option<&Storage>),
+        shape: &[usize],
+        sizes: group_norm::Groups,
+        eps: f64,
+    ) -> [Tensor; 3] {
+        let eps = T::from_f64(eps);
+        let inverse_deviation = |var: T| T::ONE / (var + eps).sqrt();
+        let (y, mean, invstd) =
+            group_norm::forward(slice(x), sizes, w.map(slice), b.map(slice), inverse_deviation);
+        let rows = [sizes.n * sizes.groups];
+        [Tensor::from_vec(y, shape), Tensor::from_vec(mean, &rows), Tensor::from_vec(invstd, &rows)]
+    }
+    let affine = (ws.as_ref(), bs.as_ref());
+    let [value, mean, invstd] = match x.dtype() {
+        DType::F32 => forward::<f32>(&xs, affine, x.shape(), sizes, eps),
+        DType::F64 => forward::<f64>(&xs, affine, x.shape(), sizes, eps),
+        DType::I64 | DType::Bool => unreachable!("float checked"),
+    };
+    let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
+    let (has_weight, has_bias) = (weight.is_some(), bias.is_some());
+    let make_backward = || {
+        let (mean, invstd) = (mean.clone(), invstd.clone());
+        let mut b = Backward::new(move |ctx| {
+            let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
+            let bias_input = if has_weight { 2 } else { 1 };
+            let parameters = (has_weight && ctx.needs_input_grad(1))
+                || (has_bias && ctx.needs_input_grad(bias_input));
+            let (dx, dw, db) = if is_grad_enabled() {
+                let (dx, dw, db) = group_norm_grad_recorded(ctx.grad(), x, w, num_groups, eps);
+                (dx, Some(dw), Some(db))
+            } else {
+                let stats = (&mean, &invstd);
+                group_norm_grad_fused(ctx.grad(), x, w, stats, sizes, parameters)
+            };
+            let mut grads: InputGrads = smallvec![ctx.needs_input_grad(0).then_some(dx)];
+            if has_weight {
+                grads.push(ctx.needs_input_grad(1).then_some(dw).flatten());
+            }
+            if has_bias {
+                grads.push(ctx.needs_input_grad(bias_input).then_some(db).flatten());
+            }
+            grads
+        })
+        .save(x);
+        if let Some(w) = weight {
+            b = b.save(w);
+        }
+        b
+    };
+    Ok(record_with_tangent("group_norm", location, &inputs, value, make_backward, |ctx| {
+        group_norm_tangent(ctx, (x, weight), num_groups, eps)
+    }))
+}
+
+/// The gradients of [`group_norm`] in two kernel passes (nothing recorded); those of the
+/// weight and bias only with `parameters`.
+fn group_norm_grad_fused(
+    g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    (mean, invstd): (&Tensor, &Tensor),
+    sizes: group_norm::Groups,
+    parameters: bool,
+) -> (Tensor, Option<Tensor>, Option<Tensor>) {
+    let (gs, xs) = (g.contiguous_storage(), x.contiguous_storage());
+    let (ms, is) = (mean.contiguous_storage(), invstd.contiguous_storage());
+    let ws = weight.map(Tensor::contiguous_storage);
+    fn run<T: Element>(
+        g: &Storage,
+        x: &Storage,
+        (m, i): (&Storage, &Storage),
+        w: Option<&Storage>,
+        sizes: group_norm::Groups,
+        parameters: bool,
+    ) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let (g, x, m, i) = (slice(g), slice(x), slice(m), slice(i));
+        group_norm::backward(g, x, sizes, m, i, w.map(slice), parameters)
+    }
+    let shape = x.shape();
+    macro_rules! tensors {
+        ($t:ty) => {{
+            let (dx, dw, db) = run::<$t>(&gs, &xs, (&ms, &is), ws.as_ref(), sizes, parameters);
+            let per_channel = |v: Vec<$t>| parameters.then(|| Tensor::from_vec(v, &[sizes.c]));
+            (Tensor::from_vec(dx, shape), per_channel(dw), per_channel(db))
+        }};
+    }
+    match x.dtype() {
+        DType::F32 => tensors!(f32),
+        DType::F64 => tensors!(f64),
+        DType::I64 | DType::Bool => unreachable!("float checked"),
+    }
+}
+
+/// `[C]` viewed per channel of `x` (`[1, C, 1, ...]`).
+fn channel_view(t: &Tensor, x: &Tensor) -> Tensor {
+    let mut shape = vec![1; x.dim()];
+    shape[1] = x.shape()[1];
+    shape::reshape_to(t, &shape)
+}
+
+/// `x` standardised per group with recorded ops (in `x`'s shape), and the inverse
+/// deviations (`[N * groups, 1]`).
+fn group_standardized(x: &Tensor, num_groups: usize, eps: f64) -> (Tensor, Tensor) {
+    let d = x.numel() / (x.shape()[0] * num_groups).max(1);
+    let (xhat, invstd) = row_standardized(x, d, eps);
+    (shape::reshape_to(&xhat, x.shape()), invstd)
+}
+
+/// The gradients of [`group_norm`] written with recorded ops, so that they can be
+/// differentiated again: per group of `d` values, with `h = g weight[ch]` and `xhat = (x -
+/// mean) invstd`, `dx = invstd (h - mean(h) - xhat mean(h xhat))`, `dweight[ch] = sum(g
+/// xhat)`, `dbias[ch] = sum(g)` over the channel's values in every sample; the statistics
+/// recomputed from `x` so that their dependence on it is recorded too.
+fn group_norm_grad_recorded(
+    g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    num_groups: usize,
+    eps: f64,
+) -> (Tensor, Tensor, Tensor) {
+    let c = x.shape()[1];
+    let d = x.numel() / (x.shape()[0] * num_groups).max(1);
+    let (xhat, invstd) = group_standardized(x, num_groups, eps);
+    let h = match weight {
+        Some(w) => g * &channel_view(w, x),
+        None => g.clone(),
+    };
+    let rows = |t: &Tensor| shape::reshape_to(t, &[x.numel() / d.max(1), d]);
+    let (h_rows, xhat_rows) = (rows(&h), rows(&xhat));
+    let mean_h = reduce::mean_dim(&h_rows, -1, true).expect("2-D rows");
+    let mean_hx = reduce::mean_dim(&(&h_rows * &xhat_rows), -1, true).expect("2-D rows");
+    let dx = &invstd * &(&(&h_rows - &mean_h) - &(&xhat_rows * &mean_hx));
+    let mut channel_shape = vec![1; x.dim()];
+    channel_shape[1] = c;
+    let per_channel = |t: &Tensor| shape::reshape_to(&t.sum_to_shape(&channel_shape), &[c]);
+
+    (shape::reshape_to(&dx, x.shape()), per_channel(&(g * &xhat)), per_channel(g))
+}
+
+/// The tangent of group normalisation: per group the Jacobian in `x` is `diag(weight[ch])
+/// S` with `S` the symmetric Jacobian of standardising the group (the backward rule's
+/// without a weight); the output `xhat weight + bias` is linear in the weight and bias.
+fn group_norm_tangent(
+    ctx: &tapegrad_tape::TangentCtx<'_>,
+    (x, weight): (&Tensor, Option<&Tensor>),
+    num_groups: usize,
+    eps: f64,
+) -> Tensor {
+    ctx.sum(|i, v| match i {
+        0 => {
+            let s_v = group_norm_grad_recorded(v, x, None, num_groups, eps).0;
+            match weight {
+                Some(w) => &s_v * &channel_view(w, x),
+                None => s_v,
+            }
+        }
+        1 if weight.is_some() => &group_standardized(x, num_groups, eps).0 * &channel_view(v, x),
+        _ => channel_view(v, x), // the bias
     })
 }
 
