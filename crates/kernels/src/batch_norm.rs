@@ -11,7 +11,7 @@ use crate::parallel::{THRESHOLD, worth_it};
 use crate::simd::{WidestLoop, run_widest};
 
 /// Each channel's mean and (biased) variance over `x` of shape `[n, c, hw]`, summed in two
-/// passes (the mean, then the squared deviations from it). Channels are shared among
+/// passes (a first mean, then the deviations from it, which correct it). Channels are shared among
 /// rayon's threads when `x` is large; each channel is summed by one thread in a fixed order,
 /// so the result does not depend on the number of threads.
 ///
@@ -28,11 +28,14 @@ pub fn channel_stats<T: Real>(x: &[T], (n, c, hw): (usize, usize, usize)) -> (Ve
     assert_eq!(x.len(), n * c * hw, "channel_stats: buffer size");
     let count = T::from_count(n * hw);
     let one_channel = |ch: usize| {
+        // The corrected two-pass method (see `layer_norm::moments`).
         let rows = Channel { data: x, ch, c, hw };
-        let mean =
+        let first =
             run_widest(ChannelSums { rows, other: None, at: T::ZERO, scale: T::ONE }).0 / count;
-        let squares = ChannelSums { rows, other: None, at: mean, scale: T::ONE };
-        (mean, run_widest(squares).1 / count)
+        let deviations = ChannelSums { rows, other: None, at: first, scale: T::ONE };
+        let (sum, squares) = run_widest(deviations);
+        let var = (squares - sum * sum / count) / count;
+        (first + sum / count, if var < T::ZERO { T::ZERO } else { var })
     };
     per_channel(x.len(), c, one_channel).into_iter().unzip()
 }
@@ -70,7 +73,7 @@ const LANES: usize = 16;
 
 /// Two sums over one channel's values `v`, with `d = (v - at) * scale`: `sum(g)` and
 /// `sum(g * d)` where `other` gives `g` (the output gradient, laid out like the values), or
-/// `sum(v)` and `sum(d * d)` without it. Summed in [`LANES`] interleaved partial sums,
+/// `sum(v - at)` and `sum(d * d)` without it. Summed in [`LANES`] interleaved partial sums,
 /// the rest of each row added separately, the lanes combined pairwise at the end.
 pub(crate) struct ChannelSums<'a, T> {
     pub(crate) rows: Channel<'a, T>,
@@ -92,12 +95,13 @@ impl<T: Real> WidestLoop for ChannelSums<'_, T> {
                     let chunks = row.chunks_exact(LANES);
                     for &v in chunks.remainder() {
                         let d = (v - at) * scale;
-                        (plain_rest, products_rest) = (plain_rest + v, products_rest + d * d);
+                        (plain_rest, products_rest) =
+                            (plain_rest + (v - at), products_rest + d * d);
                     }
                     for chunk in chunks {
                         for k in 0..LANES {
                             let d = (chunk[k] - at) * scale;
-                            plain[k] += chunk[k];
+                            plain[k] += chunk[k] - at;
                             products[k] += d * d;
                         }
                     }
@@ -198,11 +202,11 @@ pub fn normalize<T: Real>(
 }
 
 /// `dst = src * scale + shift`.
-pub(crate) struct Affine<'a, T> {
-    pub(crate) src: &'a [T],
-    pub(crate) dst: &'a mut [MaybeUninit<T>],
-    pub(crate) scale: T,
-    pub(crate) shift: T,
+struct Affine<'a, T> {
+    src: &'a [T],
+    dst: &'a mut [MaybeUninit<T>],
+    scale: T,
+    shift: T,
 }
 
 impl<T: Real> WidestLoop for Affine<'_, T> {

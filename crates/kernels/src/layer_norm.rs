@@ -52,8 +52,7 @@ pub fn forward<T: Real>(
     let mut stats = vec![(T::ZERO, T::ZERO); rows];
     let block = |xs: &[T], ys: &mut [MaybeUninit<T>], stats: &mut [(T, T)]| {
         for ((src, dst), stat) in xs.chunks(d.max(1)).zip(ys.chunks_mut(d.max(1))).zip(stats) {
-            let mean = run_widest(RowSums { a: src, at: T::ZERO }).0 / count;
-            let var = run_widest(RowSums { a: src, at: mean }).1 / count;
+            let (mean, var) = moments(src, count);
             let invstd = inverse_deviation(var);
             *stat = (mean, invstd);
             run_widest(Normalize { src, dst, mean, invstd, weight, bias });
@@ -156,7 +155,7 @@ pub fn backward<T: Real>(
 /// vector width gives the same bits.
 const LANES: usize = 16;
 
-/// `sum(a)` and `sum((a - at)^2)` over a row `a`, in [`LANES`] interleaved partial sums.
+/// `sum(a - at)` and `sum((a - at)^2)` over a row `a`, in [`LANES`] interleaved partial sums.
 pub(crate) struct RowSums<'a, T> {
     pub(crate) a: &'a [T],
     pub(crate) at: T,
@@ -173,12 +172,13 @@ impl<T: Real> WidestLoop for RowSums<'_, T> {
         for chunk in chunks {
             for k in 0..LANES {
                 let deviation = chunk[k] - at;
-                plain[k] += chunk[k];
+                plain[k] += deviation;
                 squares[k] += deviation * deviation;
             }
         }
-        let (plain_rest, squares_rest) =
-            rest.iter().fold((T::ZERO, T::ZERO), |(p, q), &v| (p + v, q + (v - at) * (v - at)));
+        let (plain_rest, squares_rest) = rest
+            .iter()
+            .fold((T::ZERO, T::ZERO), |(p, q), &v| (p + (v - at), q + (v - at) * (v - at)));
         (combine(plain) + plain_rest, combine(squares) + squares_rest)
     }
 }
@@ -193,7 +193,8 @@ impl<T: Real> WidestLoop for GradientSums<'_, T> {
     fn run(self) -> (T, T) {
         let Row { g, x, mean, invstd, weight } = self.0;
         match weight {
-            Some(w) => gradient_sums(g, x, w, (mean, invstd)),
+            // Cut to the row so the compiler sees every index in range.
+            Some(w) => gradient_sums(g, x, &w[..g.len()], (mean, invstd)),
             None => gradient_sums(g, x, Ones, (mean, invstd)),
         }
     }
@@ -244,6 +245,18 @@ fn gradient_sums<T: Real>(g: &[T], x: &[T], w: impl Weight<T>, (mean, invstd): (
         products_rest += h * ((x[j] - mean) * invstd);
     }
     (combine(plain) + plain_rest, combine(products) + products_rest)
+}
+
+/// The mean and (biased) variance of a row of `count` values, by the corrected two-pass
+/// method: a first mean, then the deviations from it, whose sum corrects the mean and
+/// whose squares, less that correction, give the variance. A row far from zero keeps the
+/// precision of its spread (the first mean's rounding cancels out).
+#[inline]
+pub(crate) fn moments<T: Real>(row: &[T], count: T) -> (T, T) {
+    let first = run_widest(RowSums { a: row, at: T::ZERO }).0 / count;
+    let (deviations, squares) = run_widest(RowSums { a: row, at: first });
+    let var = (squares - deviations * deviations / count) / count;
+    (first + deviations / count, if var < T::ZERO { T::ZERO } else { var })
 }
 
 /// The sum of the lanes, combined pairwise.
