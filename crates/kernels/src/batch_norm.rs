@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::Real;
 use crate::parallel::{THRESHOLD, worth_it};
 use crate::simd::{WidestLoop, run_widest};
+use crate::strided::{LANES, combine_lanes};
 
 /// Each channel's mean and (biased) variance over `x` of shape `[n, c, hw]`, summed in two
 /// passes (a first mean, then the deviations from it, which correct it). Channels are shared among
@@ -67,10 +68,6 @@ impl<'a, T> Channel<'a, T> {
     }
 }
 
-/// Lanes of the channel sums: one AVX-512 vector of f32. The lanes are combined in a fixed
-/// order, so every vector width gives the same bits.
-const LANES: usize = 16;
-
 /// Two sums over one channel's values `v`, with `d = (v - at) * scale`: `sum(g)` and
 /// `sum(g * d)` where `other` gives `g` (the output gradient, laid out like the values), or
 /// `sum(v - at)` and `sum(d * d)` without it. Summed in [`LANES`] interleaved partial sums,
@@ -124,22 +121,8 @@ impl<T: Real> WidestLoop for ChannelSums<'_, T> {
                 }
             }
         }
-        (combine(plain) + plain_rest, combine(products) + products_rest)
+        (combine_lanes(plain) + plain_rest, combine_lanes(products) + products_rest)
     }
-}
-
-/// The sum of the lanes, combined pairwise.
-#[inline(always)]
-fn combine<T: Real>(mut lanes: [T; LANES]) -> T {
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for k in 0..width {
-            let upper = lanes[k + width];
-            lanes[k] += upper;
-        }
-    }
-    lanes[0]
 }
 
 /// `out[j] = f(row, j)` for the `hw`-long rows of a `[rows, hw]` output: whole rows per

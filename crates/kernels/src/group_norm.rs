@@ -6,15 +6,19 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use crate::Real;
 use crate::batch_norm::{Channel, ChannelSums, InputGradient};
-use crate::layer_norm::{moments, rows_per_block};
-use crate::parallel::worth_it;
+use crate::layer_norm::{backward_blocks, forward_blocks, moments, rows_per_block};
 use crate::simd::{WidestLoop, run_widest};
 
 /// The sizes of a group norm: `n` samples of `c` channels of `hw` values in `groups` groups.
+///
+/// ```
+/// use tapegrad_kernels::group_norm::Groups;
+/// // A [2, 8, 4, 4] batch in 4 groups: each group of a sample is 2 channels of 16 values.
+/// let sizes = Groups { n: 2, c: 8, hw: 16, groups: 4 };
+/// # let _ = sizes;
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Groups {
     /// Samples.
@@ -84,13 +88,14 @@ pub fn forward<T: Real>(
     let mut y = Vec::with_capacity(x.len());
     let mut stats = vec![(T::ZERO, T::ZERO); sizes.rows()];
     let per = rows_per_block(sizes.rows(), d);
-    let block = |b: usize, xs: &[T], ys: &mut [MaybeUninit<T>], stats: &mut [(T, T)]| {
+    let dst = &mut y.spare_capacity_mut()[..x.len()];
+    forward_blocks(x, dst, &mut stats, (per, d), |first_row, xs, ys, stats| {
         let rows = xs.chunks(d.max(1)).zip(ys.chunks_mut(d.max(1))).zip(stats);
         for (r, ((src, dst), stat)) in rows.enumerate() {
             let (mean, var) = moments(src, count);
             let invstd = inverse_deviation(var);
             *stat = (mean, invstd);
-            let first = ((b * per + r) % sizes.groups) * per_group;
+            let first = ((first_row + r) % sizes.groups) * per_group;
             let segments = src.chunks(hw.max(1)).zip(dst.chunks_mut(hw.max(1)));
             for (s, (src, dst)) in segments.enumerate() {
                 let scale = invstd * weight.map_or(T::ONE, |w| w[first + s]);
@@ -98,23 +103,7 @@ pub fn forward<T: Real>(
                 run_widest(Standardize { src, dst, mean, scale, shift });
             }
         }
-    };
-    let dst = &mut y.spare_capacity_mut()[..x.len()];
-    let block_len = (per * d).max(1);
-    if worth_it(x.len()) {
-        x.par_chunks(block_len)
-            .zip(dst.par_chunks_mut(block_len).zip(stats.par_chunks_mut(per)))
-            .enumerate()
-            .for_each(|(b, (xs, (ys, stats)))| block(b, xs, ys, stats));
-    } else {
-        for (b, (xs, (ys, stats))) in x
-            .chunks(block_len)
-            .zip(dst.chunks_mut(block_len).zip(stats.chunks_mut(per)))
-            .enumerate()
-        {
-            block(b, xs, ys, stats);
-        }
-    }
+    });
     // SAFETY: every row's segments were written by `Standardize` (each segment of `dst` beside
     // its segment of `x`, the same length); an empty buffer has nothing to write.
     unsafe { y.set_len(x.len()) };
@@ -158,12 +147,14 @@ pub fn backward<T: Real>(
     let (d, hw, per_group) = (sizes.row(), sizes.hw, sizes.per_group());
     let count = T::from_count(d);
     let per = rows_per_block(rows, d);
+    let mut dx = Vec::with_capacity(x.len());
+    let dst = &mut dx.spare_capacity_mut()[..x.len()];
     // Each row: its dx, and the sums of g and g xhat of each of its channels.
-    let block = |b: usize, gs: &[T], xs: &[T], dst: &mut [MaybeUninit<T>]| {
+    let sums = backward_blocks(g, x, dst, (per, d), |first_row, gs, xs, dst| {
         let mut sums = Vec::with_capacity(gs.len() / hw.max(1));
         let rows = gs.chunks(d.max(1)).zip(xs.chunks(d.max(1))).zip(dst.chunks_mut(d.max(1)));
         for (r, ((g, x), dst)) in rows.enumerate() {
-            let row = b * per + r;
+            let row = first_row + r;
             let (m, s) = (mean[row], invstd[row]);
             let first = (row % sizes.groups) * per_group;
             let at = sums.len();
@@ -186,21 +177,7 @@ pub fn backward<T: Real>(
             debug_assert_eq!(sums.len() - at, per_group);
         }
         sums
-    };
-    let mut dx = Vec::with_capacity(x.len());
-    let dst = &mut dx.spare_capacity_mut()[..x.len()];
-    let block_len = (per * d).max(1);
-    let blocks: Vec<_> =
-        g.chunks(block_len).zip(x.chunks(block_len)).zip(dst.chunks_mut(block_len)).collect();
-    let sums: Vec<Vec<(T, T)>> = if worth_it(x.len()) {
-        blocks
-            .into_par_iter()
-            .enumerate()
-            .map(|(b, ((gs, xs), dst))| block(b, gs, xs, dst))
-            .collect()
-    } else {
-        blocks.into_iter().enumerate().map(|(b, ((gs, xs), dst))| block(b, gs, xs, dst)).collect()
-    };
+    });
     // SAFETY: every row's segments were written by `InputGradient` (each beside its
     // segments of `g` and `x`, the same length); an empty buffer has nothing to write.
     unsafe { dx.set_len(x.len()) };

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::Real;
 use crate::parallel::{THRESHOLD, worth_it};
 use crate::simd::{WidestLoop, run_widest};
+use crate::strided::{LANES, combine_lanes};
 
 /// Most blocks of rows in [`backward`]: each block keeps its own share of the weight and
 /// bias gradients (`2 d` values) until they are added up.
@@ -19,6 +20,50 @@ const MAX_BLOCKS: usize = 64;
 /// split the same way at every thread count.
 pub(crate) fn rows_per_block(rows: usize, d: usize) -> usize {
     (THRESHOLD / 4).div_ceil(d.max(1)).max(rows.div_ceil(MAX_BLOCKS)).max(1)
+}
+
+/// Runs `block(first_row, rows, their outputs, their statistics)` over blocks of `per` rows
+/// of `d` values of `x`, beside the same rows of `dst` and entries of `stats`; on rayon's
+/// threads when `x` is large.
+pub(crate) fn forward_blocks<T: Real>(
+    x: &[T],
+    dst: &mut [MaybeUninit<T>],
+    stats: &mut [(T, T)],
+    (per, d): (usize, usize),
+    block: impl Fn(usize, &[T], &mut [MaybeUninit<T>], &mut [(T, T)]) + Sync + Send,
+) {
+    let block_len = (per * d).max(1);
+    if worth_it(x.len()) {
+        x.par_chunks(block_len)
+            .zip(dst.par_chunks_mut(block_len).zip(stats.par_chunks_mut(per)))
+            .enumerate()
+            .for_each(|(b, (xs, (ys, stats)))| block(b * per, xs, ys, stats));
+    } else {
+        let blocks = x.chunks(block_len).zip(dst.chunks_mut(block_len).zip(stats.chunks_mut(per)));
+        for (b, (xs, (ys, stats))) in blocks.enumerate() {
+            block(b * per, xs, ys, stats);
+        }
+    }
+}
+
+/// `block(first_row, rows of g, rows of x, their outputs)` over blocks of `per` rows of `d`
+/// values, on rayon's threads when large; the results in block order.
+pub(crate) fn backward_blocks<T: Real, R: Send>(
+    g: &[T],
+    x: &[T],
+    dst: &mut [MaybeUninit<T>],
+    (per, d): (usize, usize),
+    block: impl Fn(usize, &[T], &[T], &mut [MaybeUninit<T>]) -> R + Sync + Send,
+) -> Vec<R> {
+    let block_len = (per * d).max(1);
+    let blocks: Vec<_> =
+        g.chunks(block_len).zip(x.chunks(block_len)).zip(dst.chunks_mut(block_len)).collect();
+    let run = |(b, ((gs, xs), dst))| block(b * per, gs, xs, dst);
+    if worth_it(x.len()) {
+        blocks.into_par_iter().enumerate().map(run).collect()
+    } else {
+        blocks.into_iter().enumerate().map(run).collect()
+    }
 }
 
 /// The normalised rows of `x` (`rows x d`, row-major), with each row's mean and inverse
@@ -50,23 +95,16 @@ pub fn forward<T: Real>(
     let count = T::from_count(d);
     let mut y = Vec::with_capacity(x.len());
     let mut stats = vec![(T::ZERO, T::ZERO); rows];
-    let block = |xs: &[T], ys: &mut [MaybeUninit<T>], stats: &mut [(T, T)]| {
+    let dst = &mut y.spare_capacity_mut()[..x.len()];
+    let per = rows_per_block(rows, d);
+    forward_blocks(x, dst, &mut stats, (per, d), |_, xs, ys, stats| {
         for ((src, dst), stat) in xs.chunks(d.max(1)).zip(ys.chunks_mut(d.max(1))).zip(stats) {
             let (mean, var) = moments(src, count);
             let invstd = inverse_deviation(var);
             *stat = (mean, invstd);
             run_widest(Normalize { src, dst, mean, invstd, weight, bias });
         }
-    };
-    let dst = &mut y.spare_capacity_mut()[..x.len()];
-    let per = rows_per_block(rows, d);
-    if worth_it(x.len()) {
-        x.par_chunks(per * d)
-            .zip(dst.par_chunks_mut(per * d).zip(stats.par_chunks_mut(per)))
-            .for_each(|(xs, (ys, stats))| block(xs, ys, stats));
-    } else {
-        block(x, dst, &mut stats);
-    }
+    });
     // SAFETY: every row of `x` had its row of `y` written by `Normalize` (`d = 0` leaves
     // nothing to write).
     unsafe { y.set_len(x.len()) };
@@ -110,12 +148,13 @@ pub fn backward<T: Real>(
     let mut dx = Vec::with_capacity(x.len());
     let per = rows_per_block(rows, d);
     let columns = if parameters { d } else { 0 };
+    let dst = &mut dx.spare_capacity_mut()[..x.len()];
     // Each block of rows: its rows of dx, and its share of dweight and dbias.
-    let block = |b: usize, gs: &[T], xs: &[T], dst: &mut [MaybeUninit<T>]| {
+    let parts = backward_blocks(g, x, dst, (per, d), |first, gs, xs, dst| {
         let (mut dw, mut db) = (vec![T::ZERO; columns], vec![T::ZERO; columns]);
         let rows = gs.chunks(d).zip(xs.chunks(d)).zip(dst.chunks_mut(d));
         for (r, ((g, x), dst)) in rows.enumerate() {
-            let (mean, invstd) = (mean[b * per + r], invstd[b * per + r]);
+            let (mean, invstd) = (mean[first + r], invstd[first + r]);
             let row = Row { g, x, mean, invstd, weight };
             let (sum_h, sum_hx) = run_widest(GradientSums(row));
             let (mean_h, mean_hx) = (sum_h / count, sum_hx / count);
@@ -125,20 +164,7 @@ pub fn backward<T: Real>(
             }
         }
         (dw, db)
-    };
-    let block_len = (per * d).max(1);
-    let dst = &mut dx.spare_capacity_mut()[..x.len()];
-    let blocks: Vec<_> =
-        g.chunks(block_len).zip(x.chunks(block_len)).zip(dst.chunks_mut(block_len)).collect();
-    let parts: Vec<(Vec<T>, Vec<T>)> = if worth_it(x.len()) {
-        blocks
-            .into_par_iter()
-            .enumerate()
-            .map(|(b, ((gs, xs), dst))| block(b, gs, xs, dst))
-            .collect()
-    } else {
-        blocks.into_iter().enumerate().map(|(b, ((gs, xs), dst))| block(b, gs, xs, dst)).collect()
-    };
+    });
     // SAFETY: every row of `dx` was written by `InputGradient` (`d = 0` leaves nothing).
     unsafe { dx.set_len(x.len()) };
     let mut parts = parts.into_iter();
@@ -150,10 +176,6 @@ pub fn backward<T: Real>(
     }
     (dx, dw, db)
 }
-
-/// Lanes of the row sums: one AVX-512 vector of f32, combined in a fixed order so that every
-/// vector width gives the same bits.
-const LANES: usize = 16;
 
 /// `sum(a - at)` and `sum((a - at)^2)` over a row `a`, in [`LANES`] interleaved partial sums.
 pub(crate) struct RowSums<'a, T> {
@@ -179,7 +201,7 @@ impl<T: Real> WidestLoop for RowSums<'_, T> {
         let (plain_rest, squares_rest) = rest
             .iter()
             .fold((T::ZERO, T::ZERO), |(p, q), &v| (p + (v - at), q + (v - at) * (v - at)));
-        (combine(plain) + plain_rest, combine(squares) + squares_rest)
+        (combine_lanes(plain) + plain_rest, combine_lanes(squares) + squares_rest)
     }
 }
 
@@ -244,7 +266,7 @@ fn gradient_sums<T: Real>(g: &[T], x: &[T], w: impl Weight<T>, (mean, invstd): (
         plain_rest += h;
         products_rest += h * ((x[j] - mean) * invstd);
     }
-    (combine(plain) + plain_rest, combine(products) + products_rest)
+    (combine_lanes(plain) + plain_rest, combine_lanes(products) + products_rest)
 }
 
 /// The mean and (biased) variance of a row of `count` values, by the corrected two-pass
@@ -257,20 +279,6 @@ pub(crate) fn moments<T: Real>(row: &[T], count: T) -> (T, T) {
     let (deviations, squares) = run_widest(RowSums { a: row, at: first });
     let var = (squares - deviations * deviations / count) / count;
     (first + deviations / count, if var < T::ZERO { T::ZERO } else { var })
-}
-
-/// The sum of the lanes, combined pairwise.
-#[inline(always)]
-fn combine<T: Real>(mut lanes: [T; LANES]) -> T {
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for k in 0..width {
-            let upper = lanes[k + width];
-            lanes[k] += upper;
-        }
-    }
-    lanes[0]
 }
 
 /// `dst = (src - mean) invstd weight + bias`.

@@ -455,11 +455,28 @@ fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
     )
 }
 
+/// Running sums kept by the vectorised reductions: one AVX-512 vector of f32. They are
+/// combined in a fixed order ([`combine_lanes`]), so every vector width gives the same bits.
+pub(crate) const LANES: usize = 16;
+
+/// The sum of [`LANES`] running sums, combined pairwise.
+#[inline(always)]
+pub(crate) fn combine_lanes<T: Real>(mut lanes: [T; LANES]) -> T {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for k in 0..width {
+            let upper = lanes[k + width];
+            lanes[k] += upper;
+        }
+    }
+    lanes[0]
+}
+
 /// A sum that the compiler vectorises: sixteen running sums, combined at the end (a
 /// different rounding order from a sequential sum, and usually a more accurate one).
 #[inline(always)]
 pub(crate) fn lane_sum<T: Real>(x: &[T]) -> T {
-    const LANES: usize = 16;
     let mut acc = [T::ZERO; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -468,16 +485,7 @@ pub(crate) fn lane_sum<T: Real>(x: &[T]) -> T {
             acc[k] += chunk[k];
         }
     }
-    // Pairwise combination of the lanes.
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for k in 0..width {
-            let upper = acc[k + width];
-            acc[k] += upper;
-        }
-    }
-    rest.iter().fold(acc[0], |s, &v| s + v)
+    rest.iter().fold(combine_lanes(acc), |s, &v| s + v)
 }
 
 /// Sums a view of shape `layout.shape()` down to `target`, a shape that broadcasts to it

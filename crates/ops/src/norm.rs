@@ -80,40 +80,57 @@ pub(crate) fn layer_norm(
         DType::I64 | DType::Bool => unreachable!("float checked"),
     };
     let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
-    let (has_weight, has_bias) = (weight.is_some(), bias.is_some());
     let normalized: Vec<usize> = normalized_shape.to_vec();
     let make_backward = || {
         let (mean, invstd, normalized) = (mean.clone(), invstd.clone(), normalized.clone());
-        let mut b = Backward::new(move |ctx| {
-            let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
-            let bias_input = if has_weight { 2 } else { 1 };
-            let parameters = (has_weight && ctx.needs_input_grad(1))
-                || (has_bias && ctx.needs_input_grad(bias_input));
-            let (dx, dw, db) = if is_grad_enabled() {
-                let (dx, dw, db) = layer_norm_grad_recorded(ctx.grad(), x, w, &normalized, eps);
+        affine_backward(x, weight, bias.is_some(), move |g, x, w, parameters| {
+            if is_grad_enabled() {
+                let (dx, dw, db) = layer_norm_grad_recorded(g, x, w, &normalized, eps);
                 (dx, Some(dw), Some(db))
             } else {
-                let stats = (&mean, &invstd);
-                layer_norm_grad_fused(ctx.grad(), x, w, stats, &normalized, parameters)
-            };
-            let mut grads: InputGrads = smallvec![ctx.needs_input_grad(0).then_some(dx)];
-            if has_weight {
-                grads.push(ctx.needs_input_grad(1).then_some(dw).flatten());
+                layer_norm_grad_fused(g, x, w, (&mean, &invstd), &normalized, parameters)
             }
-            if has_bias {
-                grads.push(ctx.needs_input_grad(bias_input).then_some(db).flatten());
-            }
-            grads
         })
-        .save(x);
-        if let Some(w) = weight {
-            b = b.save(w);
-        }
-        b
     };
     Ok(record_with_tangent("layer_norm", location, &inputs, value, make_backward, |ctx| {
         layer_norm_tangent(ctx, (x, weight), normalized_shape, eps)
     }))
+}
+
+/// The gradients of a normalisation's input, weight and bias; the last two `None` where
+/// they were not asked for.
+type NormGrads = (Tensor, Option<Tensor>, Option<Tensor>);
+
+/// The backward of a normalisation of `x` with an optional affine `weight` and bias (its
+/// inputs `[x, weight?, bias?]`): saves `x` and the weight and runs `rule(g, x, weight,
+/// parameters)`, `parameters` telling whether the weight or the bias needs a gradient.
+fn affine_backward(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    has_bias: bool,
+    rule: impl Fn(&Tensor, &Tensor, Option<&Tensor>, bool) -> NormGrads + 'static,
+) -> Backward {
+    let has_weight = weight.is_some();
+    let backward = Backward::new(move |ctx| {
+        let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
+        let bias_input = if has_weight { 2 } else { 1 };
+        let parameters = (has_weight && ctx.needs_input_grad(1))
+            || (has_bias && ctx.needs_input_grad(bias_input));
+        let (dx, dw, db) = rule(ctx.grad(), x, w, parameters);
+        let mut grads: InputGrads = smallvec![ctx.needs_input_grad(0).then_some(dx)];
+        if has_weight {
+            grads.push(ctx.needs_input_grad(1).then_some(dw).flatten());
+        }
+        if has_bias {
+            grads.push(ctx.needs_input_grad(bias_input).then_some(db).flatten());
+        }
+        grads
+    })
+    .save(x);
+    match weight {
+        Some(w) => backward.save(w),
+        None => backward,
+    }
 }
 
 /// The gradients of [`layer_norm`] in one kernel pass (nothing recorded); those of the
@@ -125,7 +142,7 @@ fn layer_norm_grad_fused(
     (mean, invstd): (&Tensor, &Tensor),
     normalized_shape: &[usize],
     parameters: bool,
-) -> (Tensor, Option<Tensor>, Option<Tensor>) {
+) -> NormGrads {
     let (gs, xs) = (g.contiguous_storage(), x.contiguous_storage());
     let (ms, is) = (mean.contiguous_storage(), invstd.contiguous_storage());
     let ws = weight.map(Tensor::contiguous_storage);
@@ -284,35 +301,16 @@ pub(crate) fn group_norm(
         DType::I64 | DType::Bool => unreachable!("float checked"),
     };
     let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
-    let (has_weight, has_bias) = (weight.is_some(), bias.is_some());
     let make_backward = || {
         let (mean, invstd) = (mean.clone(), invstd.clone());
-        let mut b = Backward::new(move |ctx| {
-            let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
-            let bias_input = if has_weight { 2 } else { 1 };
-            let parameters = (has_weight && ctx.needs_input_grad(1))
-                || (has_bias && ctx.needs_input_grad(bias_input));
-            let (dx, dw, db) = if is_grad_enabled() {
-                let (dx, dw, db) = group_norm_grad_recorded(ctx.grad(), x, w, num_groups, eps);
+        affine_backward(x, weight, bias.is_some(), move |g, x, w, parameters| {
+            if is_grad_enabled() {
+                let (dx, dw, db) = group_norm_grad_recorded(g, x, w, num_groups, eps);
                 (dx, Some(dw), Some(db))
             } else {
-                let stats = (&mean, &invstd);
-                group_norm_grad_fused(ctx.grad(), x, w, stats, sizes, parameters)
-            };
-            let mut grads: InputGrads = smallvec![ctx.needs_input_grad(0).then_some(dx)];
-            if has_weight {
-                grads.push(ctx.needs_input_grad(1).then_some(dw).flatten());
+                group_norm_grad_fused(g, x, w, (&mean, &invstd), sizes, parameters)
             }
-            if has_bias {
-                grads.push(ctx.needs_input_grad(bias_input).then_some(db).flatten());
-            }
-            grads
         })
-        .save(x);
-        if let Some(w) = weight {
-            b = b.save(w);
-        }
-        b
     };
     Ok(record_with_tangent("group_norm", location, &inputs, value, make_backward, |ctx| {
         group_norm_tangent(ctx, (x, weight), num_groups, eps)
@@ -328,7 +326,7 @@ fn group_norm_grad_fused(
     (mean, invstd): (&Tensor, &Tensor),
     sizes: group_norm::Groups,
     parameters: bool,
-) -> (Tensor, Option<Tensor>, Option<Tensor>) {
+) -> NormGrads {
     let (gs, xs) = (g.contiguous_storage(), x.contiguous_storage());
     let (ms, is) = (mean.contiguous_storage(), invstd.contiguous_storage());
     let ws = weight.map(Tensor::contiguous_storage);
@@ -597,30 +595,16 @@ fn batch_norm_batch_stats(
         );
     }
     let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
-    let (has_weight, has_bias) = (weight.is_some(), bias.is_some());
     let make_backward = || {
         let (mean, invstd) = (mean.clone(), invstd.clone());
-        let mut b = Backward::new(move |ctx| {
-            let (x, w) = (ctx.saved(0), has_weight.then(|| ctx.saved(1)));
+        affine_backward(x, weight, bias.is_some(), move |g, x, w, _| {
             let (dx, dw, db) = if is_grad_enabled() {
-                batch_norm_grad_recorded(ctx.grad(), x, w, eps)
+                batch_norm_grad_recorded(g, x, w, eps)
             } else {
-                batch_norm_grad_fused(ctx.grad(), x, w, (&mean, &invstd), sizes)
+                batch_norm_grad_fused(g, x, w, (&mean, &invstd), sizes)
             };
-            let mut grads: InputGrads = smallvec![ctx.needs_input_grad(0).then_some(dx)];
-            if has_weight {
-                grads.push(ctx.needs_input_grad(1).then_some(dw));
-            }
-            if has_bias {
-                grads.push(ctx.needs_input_grad(grads.len()).then_some(db));
-            }
-            grads
+            (dx, Some(dw), Some(db))
         })
-        .save(x);
-        if let Some(w) = weight {
-            b = b.save(w);
-        }
-        b
     };
     record_with_tangent("batch_norm", location, &inputs, value, make_backward, |ctx| {
         batch_norm_tangent(ctx, (x, weight), eps)
