@@ -564,6 +564,49 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Layers",
+            "out, weights = nn.MultiheadAttention(3, 1)(seq, seq, seq)",
+            MultiheadAttention::new(3, 1).forward(&seq, &seq, &seq),
+            "returns `(Tensor, Option<Tensor>)`; `add_bias_kv` and `add_zero_attn` are not offered"
+        ),
+        (
+            "Layers",
+            "mha(q, k, v, key_padding_mask=m, need_weights=False, attn_mask=a, average_attn_weights=False, is_causal=True)",
+            MultiheadAttention::new(3, 1).forward_with(
+                &seq,
+                &seq,
+                &seq,
+                MultiheadAttentionOptions::default().need_weights(false).is_causal(true)
+            ),
+            "is_causal alone builds the causal mask (PyTorch asks for the mask too)"
+        ),
+        (
+            "Layers",
+            "nn.MultiheadAttention(3, 1, dropout=0.1, bias=False, kdim=4, vdim=5, batch_first=True)",
+            MultiheadAttention::new(3, 1).dropout(0.1).no_bias().kdim_vdim(4, 5).batch_first(true)
+        ),
+        (
+            "Layers",
+            "nn.TransformerEncoderLayer(3, 1, dim_feedforward=8, dropout=0.0, activation='gelu', layer_norm_eps=1e-6, batch_first=False, norm_first=True)",
+            TransformerEncoderLayer::new(3, 1)
+                .dim_feedforward(8)
+                .dropout(0.0)
+                .activation(|x| x.gelu())
+                .layer_norm_eps(1e-6)
+                .batch_first(false)
+                .norm_first(true)
+                .forward(&seq),
+            "`activation` takes any `fn(&Tensor) -> Tensor`; `bias=False` is not offered"
+        ),
+        (
+            "Layers",
+            "nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(3))(seq, mask=m, src_key_padding_mask=p, is_causal=True)",
+            TransformerEncoder::new(vec![TransformerEncoderLayer::new(3, 1), TransformerEncoderLayer::new(3, 1)])
+                .norm(LayerNorm::new(&[3]))
+                .forward_with(&seq, TransformerEncoderOptions::default().is_causal(true)),
+            "takes the layers built, each with its own initialisation (PyTorch copies one)"
+        ),
+        (
+            "Layers",
             "nn.ReLU() / nn.Tanh() / nn.Sigmoid() / nn.GELU() / nn.SiLU()",
             Sequential::new().add(ReLU).add(Tanh).add(Sigmoid).add(GELU).add(SiLU).forward(&x)
         ),

@@ -23,6 +23,7 @@
 // The derive's generated code names this crate `tapegrad_nn`, here as everywhere else.
 extern crate self as tapegrad_nn;
 
+mod attention;
 mod checkpoint;
 mod field;
 mod hooks;
@@ -35,7 +36,9 @@ mod module;
 mod optim;
 mod rnn;
 mod scheduler;
+mod transformer;
 
+pub use attention::{MultiheadAttention, MultiheadAttentionOptions};
 pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
 pub use field::{ModuleField, TrainingFlag};
 pub use hooks::{ForwardHookHandle, Hooked};
@@ -67,3 +70,4 @@ pub use optim::{
 };
 pub use rnn::{GRU, LSTM, RNN};
 pub use scheduler::{CosineAnnealingLR, ExponentialLR, LinearWarmup, LrScheduler, StepLR};
+pub use transformer::{TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions};

@@ -1,0 +1,229 @@
+//! Multi-head attention and the transformer encoder against PyTorch: the fixture
+//! (tests/fixtures/transformer.safetensors, from tools/transformer_reference.py) holds
+//! PyTorch's parameters and inputs and the outputs and gradients it computed in float64.
+//! Each case runs in float64 (agreement to rounding) and in float32 (float32 tolerance).
+
+use tapegrad_nn::*;
+use tapegrad_ops::prelude::*;
+use tapegrad_tape::{DType, Tensor};
+
+struct Case {
+    entries: Vec<(String, Tensor)>,
+    prefix: &'static str,
+}
+
+impl Case {
+    fn new(prefix: &'static str) -> Case {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/transformer.safetensors");
+        Case { entries: load_tensors(path).unwrap(), prefix }
+    }
+
+    fn get(&self, name: &str) -> Tensor {
+        let full = format!("{}.{name}", self.prefix);
+        let found = self.entries.iter().find(|(n, _)| *n == full);
+        found.unwrap_or_else(|| panic!("fixture has no `{full}`")).1.clone()
+    }
+
+    /// A float input in `dtype`, as a leaf that takes gradients.
+    fn input(&self, name: &str, dtype: DType) -> Tensor {
+        self.get(name).to_dtype(dtype).requires_grad()
+    }
+
+    /// Loads the case's parameters (PyTorch's names after the prefix) into `model`.
+    fn load(&self, model: &mut dyn Module, dtype: DType) {
+        let prefix = format!("{}.", self.prefix);
+        let state: Vec<(String, Tensor)> = self
+            .entries
+            .iter()
+            .filter_map(|(n, t)| Some((n.strip_prefix(&prefix)?.to_string(), t.clone())))
+            .filter(|(n, _)| !n.starts_with("expected.") && !n.starts_with("grad."))
+            .filter(|(n, _)| model.state_dict().iter().any(|(m, _)| m == n))
+            .collect();
+        assert_eq!(state.len(), model.state_dict().len(), "every parameter is in the fixture");
+        model.load_state_dict(&state).unwrap();
+        model.to_dtype(dtype);
+    }
+
+    /// Backward of `sum(out * c)` with PyTorch's `c`.
+    fn backward(&self, out: &Tensor) {
+        let n = out.numel();
+        let c: Vec<f64> = (0..n).map(|i| ((i * 11) % 17) as f64 / 17.0 - 0.5).collect();
+        // PyTorch's c was rounded to float32 before it went to float64.
+        let c = Tensor::from_vec(c, out.shape()).to_dtype(DType::F32).to_dtype(out.dtype());
+        (out * &c).sum().backward();
+    }
+}
+
+/// Worst difference relative to the largest reference magnitude.
+fn assert_close(what: &str, got: &Tensor, expected: &Tensor, tolerance: f64) {
+    assert_eq!(got.shape(), expected.shape(), "{what}: shape");
+    let (g, e) = (got.to_vec::<f64>(), expected.to_vec::<f64>());
+    let scale = e.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    let worst = g.iter().zip(&e).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
+    assert!(
+        worst <= tolerance,
+        "{what}: worst difference {worst:e} of the scale (limit {tolerance:e})"
+    );
+}
+
+/// Tolerances: float64 agrees to rounding, float32 to its own precision.
+const DTYPES: [(DType, f64); 2] = [(DType::F64, 1e-12), (DType::F32, 2e-5)];
+
+#[test]
+fn multihead_attention_with_masks_and_weights_matches_pytorch() {
+    let case = Case::new("mha");
+    for (dtype, tolerance) in DTYPES {
+        let mut mha = MultiheadAttention::new(8, 2);
+        case.load(&mut mha, dtype);
+        let (q, k, v) =
+            (case.input("query", dtype), case.input("key", dtype), case.input("value", dtype));
+        let options = MultiheadAttentionOptions::default()
+            .key_padding_mask(&case.get("key_padding_mask"))
+            .attn_mask(&case.get("attn_mask").to_dtype(dtype));
+        let (out, weights) = mha.forward_with(&q, &k, &v, options.clone());
+        let (_, head_weights) = mha.forward_with(&q, &k, &v, options.average_attn_weights(false));
+        assert_close("out", &out, &case.get("expected.out"), tolerance);
+        assert_close("weights", &weights.unwrap(), &case.get("expected.weights"), tolerance);
+        assert_close(
+            "head weights",
+            &head_weights.unwrap(),
+            &case.get("expected.head_weights"),
+            tolerance,
+        );
+        case.backward(&out);
+        for (name, t) in [("query", &q), ("key", &k), ("value", &v)] {
+            assert_close(name, &t.grad().unwrap(), &case.get(&format!("grad.{name}")), tolerance);
+        }
+        let w = mha.in_proj_weight.as_ref().unwrap().grad().unwrap();
+        assert_close("in_proj_weight", &w, &case.get("grad.in_proj_weight"), tolerance);
+    }
+}
+
+#[test]
+fn attention_with_own_key_and_value_widths_matches_pytorch() {
+    let case = Case::new("mha_kv");
+    for (dtype, tolerance) in DTYPES {
+        let mut mha = MultiheadAttention::new(8, 2).kdim_vdim(6, 7).batch_first(true);
+        case.load(&mut mha, dtype);
+        let (q, k, v) =
+            (case.input("query", dtype), case.input("key", dtype), case.input("value", dtype));
+        let options = MultiheadAttentionOptions::default()
+            .attn_mask(&case.get("attn_mask"))
+            .need_weights(false);
+        let (out, weights) = mha.forward_with(&q, &k, &v, options);
+        assert!(weights.is_none());
+        assert_close("out", &out, &case.get("expected.out"), tolerance);
+        case.backward(&out);
+        assert_close("query", &q.grad().unwrap(), &case.get("grad.query"), tolerance);
+        let w = mha.k_proj_weight.as_ref().unwrap().grad().unwrap();
+        assert_close("k_proj_weight", &w, &case.get("grad.k_proj_weight"), tolerance);
+    }
+}
+
+#[test]
+fn post_norm_causal_encoder_layer_matches_pytorch() {
+    let case = Case::new("post");
+    for (dtype, tolerance) in DTYPES {
+        let mut layer = TransformerEncoderLayer::new(8, 2).dim_feedforward(16).dropout(0.0);
+        case.load(&mut layer, dtype);
+        let src = case.input("src", dtype);
+        // PyTorch was given the causal mask itself; is_causal alone builds it here.
+        let out = layer.forward_with(&src, TransformerEncoderOptions::default().is_causal(true));
+        assert_close("out", &out, &case.get("expected.out"), tolerance);
+        case.backward(&out);
+        assert_close("src", &src.grad().unwrap(), &case.get("grad.src"), tolerance);
+        let w = layer.linear2.weight.grad().unwrap();
+        assert_close("linear2.weight", &w, &case.get("grad.linear2.weight"), tolerance);
+    }
+}
+
+#[test]
+fn pre_norm_encoder_stack_with_padding_matches_pytorch() {
+    let case = Case::new("encoder");
+    for (dtype, tolerance) in DTYPES {
+        let layer = || {
+            TransformerEncoderLayer::new(8, 2)
+                .dim_feedforward(16)
+                .dropout(0.0)
+                .activation(|x| x.gelu())
+                .batch_first(true)
+                .norm_first(true)
+        };
+        let mut encoder =
+            TransformerEncoder::new(vec![layer(), layer()]).norm(LayerNorm::new(&[8]));
+        case.load(&mut encoder, dtype);
+        let src = case.input("src", dtype);
+        let padding = case.get("src_key_padding_mask");
+        let options = TransformerEncoderOptions::default().src_key_padding_mask(&padding);
+        let out = encoder.forward_with(&src, options);
+        assert_close("out", &out, &case.get("expected.out"), tolerance);
+        case.backward(&out);
+        assert_close("src", &src.grad().unwrap(), &case.get("grad.src"), tolerance);
+        let w = encoder.layers[0].linear1.weight.grad().unwrap();
+        assert_close(
+            "layers.0.linear1.weight",
+            &w,
+            &case.get("grad.layers.0.linear1.weight"),
+            tolerance,
+        );
+    }
+}
+
+#[test]
+fn self_attention_takes_one_product_and_agrees_with_three() {
+    // One tensor passed as query, key and value takes the stacked projection at once;
+    // equal copies take three products. Both must give the same values and gradients.
+    let mha = MultiheadAttention::new(8, 2);
+    let x = Tensor::randn(&[4, 2, 8]).to_dtype(DType::F64).requires_grad();
+    let mut mha64 = mha;
+    mha64.to_dtype(DType::F64);
+    let (shared, _) = mha64.forward(&x, &x, &x);
+    let (k, v) = (x.detach().requires_grad(), x.detach().requires_grad());
+    let (separate, _) = mha64.forward(&x, &k, &v);
+    assert_close("self-attention", &shared, &separate, 1e-13);
+}
+
+#[test]
+fn bad_shapes_and_masks_are_errors_that_name_them() {
+    let mha = MultiheadAttention::new(8, 2);
+    let (q, kv) = (Tensor::randn(&[5, 3, 8]), Tensor::randn(&[4, 3, 8]));
+    let error = |options: MultiheadAttentionOptions| {
+        mha.try_forward_with(&q, &kv, &kv, options).unwrap_err().to_string()
+    };
+    let wrong_padding = Tensor::from_vec(vec![false; 5], &[1, 5]);
+    let message = error(MultiheadAttentionOptions::default().key_padding_mask(&wrong_padding));
+    assert!(
+        message.contains("key_padding_mask of shape [1, 5] does not fit: expected [3, 4]"),
+        "{message}"
+    );
+    let message = error(MultiheadAttentionOptions::default().attn_mask(&Tensor::zeros(&[4, 5])));
+    assert!(message.contains("expected [5, 4] or [6, 5, 4]"), "{message}");
+    let integer_mask = Tensor::zeros_dtype(&[5, 4], DType::I64);
+    let message = error(MultiheadAttentionOptions::default().attn_mask(&integer_mask));
+    assert!(message.contains("attn_mask must be bool or"), "{message}");
+    let other_batch = Tensor::randn(&[4, 2, 8]);
+    let message = mha
+        .try_forward_with(&q, &other_batch, &other_batch, Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("one batch size"), "{message}");
+    let result = std::panic::catch_unwind(|| MultiheadAttention::new(10, 3));
+    assert!(result.is_err(), "10 features do not split into 3 heads");
+}
+
+#[test]
+fn attention_dropout_follows_train_and_eval() {
+    let mha = MultiheadAttention::new(8, 2).dropout(0.5);
+    let x = Tensor::randn(&[6, 1, 8]);
+    let weights = |m: &MultiheadAttention| {
+        let options = MultiheadAttentionOptions::default().average_attn_weights(false);
+        m.forward_with(&x, &x, &x, options).1.unwrap().to_vec::<f32>()
+    };
+    // Training: some weights dropped to zero and the rest scaled by 2 (rows no longer sum to 1).
+    let training = weights(&mha);
+    assert!(training.contains(&0.0));
+    mha.eval();
+    let rows: Vec<f32> = weights(&mha).chunks(6).map(|r| r.iter().sum()).collect();
+    assert!(rows.iter().all(|s| (s - 1.0).abs() < 1e-5), "{rows:?}");
+}
