@@ -169,16 +169,16 @@ pub fn w7(s: Settings) -> f64 {
 /// W8: a pre-norm transformer encoder block step, written out as a user would: 16 x 64 x
 /// 128, x + MHA(LN(x)) then x + FFN(LN(x)), 4 heads of 32 with softmax(QK^T / sqrt(32)) V
 /// composed of matmul and softmax, FFN 128 -> 512 -> 128 with GELU (erf), MSE against a
-/// fixed target, AdamW; ms per step (median of 50 after 5 warm-up).
-pub fn w8(s: Settings) -> f64 {
-    use tapegrad::nn::{AdamW, LayerNorm, Linear};
+/// fixed target, AdamW; ms per step (median of 50 after 5 warm-up). Then the same step with
+/// `nn::TransformerEncoderLayer` (pre-norm, GELU, no dropout), against PyTorch's layer.
+pub fn w8(s: Settings) -> (f64, f64) {
+    use tapegrad::nn::{AdamW, LayerNorm, Linear, TransformerEncoderLayer};
     manual_seed(0);
     let (b, t, d, h) = if s.quick { (2, 8, 16, 4) } else { (16, 64, 128, 4) };
     let (ln1, qkv, proj) = (LayerNorm::new(&[d]), Linear::new(d, 3 * d), Linear::new(d, d));
     let (ln2, fc1, fc2) = (LayerNorm::new(&[d]), Linear::new(d, 4 * d), Linear::new(4 * d, d));
     let modules: [&dyn Module; 6] = [&ln1, &qkv, &proj, &ln2, &fc1, &fc2];
     let params: Vec<Tensor> = modules.iter().flat_map(|m| m.parameters()).collect();
-    let mut opt = AdamW::new(params, 1e-3);
     let (x, target) = (Tensor::randn(&[b, t, d]), Tensor::randn(&[b, t, d]));
     let heads = |u: &Tensor| {
         u.reshape(&[b as isize, t as isize, h as isize, (d / h) as isize]).transpose(1, 2)
@@ -195,18 +195,29 @@ pub fn w8(s: Settings) -> f64 {
         let x = x + &proj.forward(&att);
         &x + &fc2.forward(&fc1.forward(&ln2.forward(&x)).gelu())
     };
-    let mut times = vec![];
-    let (warmup, count) = if s.quick { (1, 3) } else { (5, 50) };
-    for step in 0..warmup + count {
-        let t0 = Instant::now();
-        opt.zero_grad();
-        backward_noting(&F::mse_loss(&block(&x), &target));
-        opt.step();
-        if step >= warmup {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+    let steps = |params: Vec<Tensor>, forward: &dyn Fn(&Tensor) -> Tensor| {
+        let mut opt = AdamW::new(params, 1e-3);
+        let mut times = vec![];
+        let (warmup, count) = if s.quick { (1, 3) } else { (5, 50) };
+        for step in 0..warmup + count {
+            let t0 = Instant::now();
+            opt.zero_grad();
+            backward_noting(&F::mse_loss(&forward(&x), &target));
+            opt.step();
+            if step >= warmup {
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
         }
-    }
-    median(&times)
+        median(&times)
+    };
+    let composed = steps(params, &block);
+    let layer = TransformerEncoderLayer::new(d, h)
+        .dim_feedforward(4 * d)
+        .dropout(0.0)
+        .activation(|x| x.gelu())
+        .batch_first(true)
+        .norm_first(true);
+    (composed, steps(layer.parameters(), &|x| layer.forward(x)))
 }
 
 /// W9: second order. (a) A Hessian-vector product of an MLP loss (784-128-64-10, tanh,
@@ -615,22 +626,12 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                     );
                 }
                 "w8" => {
-                    let ms = w8(s);
+                    let (composed, layer) = w8(s);
                     let t = torch(w);
-                    let note = format!(
-                        "{}; PyTorch's fused TransformerEncoderLayer: {}",
-                        memory_note(),
-                        find(&t, "fused step").map_or("-".into(), |v| format!("{v:.3} ms"))
-                    );
-                    push(
-                        w,
-                        &format!("block step, {threads} thr"),
-                        "ms",
-                        false,
-                        ms,
-                        find(&t, "step"),
-                        note,
-                    );
+                    let metric = format!("block step, {threads} thr");
+                    push(w, &metric, "ms", false, composed, find(&t, "step"), memory_note());
+                    let metric = format!("encoder layer step, {threads} thr");
+                    push(w, &metric, "ms", false, layer, find(&t, "fused step"), String::new());
                 }
                 "w9" => {
                     let (hvp, gan) = w9(s);
