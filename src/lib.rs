@@ -23,7 +23,8 @@
 /// The calling thread becomes one of the `threads` (as OpenMP's main thread does), so
 /// `threads` workers never compete with it for `threads` cores: a parallel kernel called
 /// from it runs on it and `threads - 1` helpers instead of waking `threads` others while
-/// it waits. Other threads' kernels still run on the pool.
+/// it waits. Other threads' kernels still run on the pool. Its parallel kernels keep a
+/// worker spinning for a while after each (see [`set_spin_time`]).
 ///
 /// ```
 /// let _ = tapegrad::set_num_threads(2);
@@ -35,6 +36,8 @@ pub fn set_num_threads(threads: usize) -> std::result::Result<(), String> {
         .build_global()
         .map_err(|e| e.to_string())
 }
+
+pub use tapegrad_kernels::parallel::set_spin_time;
 
 pub use tapegrad_data as data;
 /// Data-parallel training (features `distributed`, and `mpi` for the MPI backend).

@@ -561,6 +561,7 @@ pub fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulat
         "gemm: operand shapes"
     );
     let beta = if accumulate { T::ONE } else { T::ZERO };
+    let _ = crate::parallel::keep_warm();
     let c_ptr = SendPtr(c.as_mut_ptr());
     // Split the longer side of C so each worker gets a tall or wide block.
     let (blocks, along_rows) =
@@ -616,6 +617,7 @@ pub fn gemm_batched<'a, T: Gemm>(
     let small = each < PARALLEL_FLOPS;
     if count > 1 && small && count * each >= PARALLEL_FLOPS / 4 && rayon::current_num_threads() > 1
     {
+        let _ = crate::parallel::keep_warm();
         c.par_chunks_mut(block).enumerate().for_each(|(i, ci)| {
             let (a, b) = views(i);
             gemm_serial(a, b, ci, false);

@@ -1,4 +1,7 @@
-//! When to split work across threads.
+//! When to split work across threads, and keeping a worker awake between parallel kernels.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Elements (or multiply-adds) below which a kernel stays on the calling thread: waking a
 /// worker costs a few microseconds, more than small tensors take in total.
@@ -32,5 +35,135 @@ pub fn large(work: usize) -> bool {
 /// ```
 #[inline]
 pub fn worth_it(work: usize) -> bool {
-    large(work) && rayon::current_num_threads() > 1
+    let parallel = large(work) && rayon::current_num_threads() > 1;
+    if parallel {
+        let _ = keep_warm();
+    }
+    parallel
+}
+
+/// Whether a spinning task is running (or queued) on the pool.
+static SPINNING: AtomicBool = AtomicBool::new(false);
+
+/// How long, in microseconds, the spinning task waits for more work before it lets its
+/// worker sleep.
+static SPIN_MICROS: AtomicU64 = AtomicU64::new(200);
+
+/// How long a pool worker stays awake looking for work after the last parallel kernel,
+/// instead of going to sleep (200 µs unless set; zero turns the spinning off).
+///
+/// A sleeping worker must be woken through the kernel for the next parallel kernel, and
+/// the caller waits for it: a cost paid per kernel that, in a model of mid-sized tensors,
+/// comes back every few microseconds. OpenMP's runtimes (behind PyTorch's threads) keep
+/// their threads spinning between parallel regions for the same reason. The price is one
+/// busy core for at most this long after the last parallel kernel.
+///
+/// ```
+/// use std::time::Duration;
+/// use tapegrad_kernels::parallel::set_spin_time;
+/// set_spin_time(Duration::from_micros(500)); // longer, for a model with long serial gaps
+/// set_spin_time(Duration::from_micros(200)); // the default again
+/// ```
+pub fn set_spin_time(time: Duration) {
+    SPIN_MICROS.store(time.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+}
+
+/// Makes sure one pool worker is awake to take the parallel kernel about to start: if no
+/// spinning task is running, queues one. The task runs rayon's pending jobs as they come
+/// and ends once it has found none for the spin time. Only on a pool thread (the caller of
+/// `tapegrad::set_num_threads`, or a kernel already on the pool): a thread outside the pool
+/// sleeps while the pool works, and a spinning worker would take the core it needs between
+/// kernels.
+///
+/// The task is queued before the kernel's own jobs, so a worker takes it first, on its
+/// way into work rather than from inside a wait; the thread that queued it (which may be a
+/// pool thread, see `tapegrad::set_num_threads`) drops it at once if it runs it itself,
+/// since that thread has a kernel of its own to finish.
+///
+/// Returns whether it queued a task.
+///
+/// ```
+/// use tapegrad_kernels::parallel::keep_warm;
+/// // Before a parallel kernel; here the caller is not a pool thread, so nothing is queued.
+/// assert!(!keep_warm());
+/// ```
+pub fn keep_warm() -> bool {
+    let micros = SPIN_MICROS.load(Ordering::Relaxed);
+    let in_pool = rayon::current_thread_index().is_some();
+    if micros == 0
+        || !in_pool
+        || rayon::current_num_threads() < 2
+        || SPINNING.swap(true, Ordering::AcqRel)
+    {
+        return false;
+    }
+    let spin = Duration::from_micros(micros);
+    let queued_by = std::thread::current().id();
+    rayon::spawn(move || {
+        if std::thread::current().id() != queued_by {
+            let mut last_work = Instant::now();
+            loop {
+                match rayon::yield_now() {
+                    Some(rayon::Yield::Executed) => last_work = Instant::now(),
+                    Some(rayon::Yield::Idle) if last_work.elapsed() < spin => {
+                        std::hint::spin_loop()
+                    }
+                    _ => break,
+                }
+            }
+        }
+        SPINNING.store(false, Ordering::Release);
+    });
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    /// The tests share the spinning flag and the spin time: one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Waits (at most a few seconds) for the spinning task to end.
+    fn quiet() -> bool {
+        let start = Instant::now();
+        while SPINNING.load(Ordering::Acquire) {
+            if start.elapsed() > Duration::from_secs(5) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    #[test]
+    fn a_pool_thread_keeps_a_worker_spinning_that_runs_kernels_and_then_stops() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        // The test thread joins the pool as `set_num_threads` makes the main thread do.
+        let pool =
+            rayon::ThreadPoolBuilder::new().num_threads(2).use_current_thread().build().unwrap();
+        let queued = pool.install(|| {
+            let mut queued = 0;
+            for round in 0..200u64 {
+                queued += keep_warm() as usize;
+                // Nested joins inside the kernel while the spinning task takes jobs.
+                let sum: u64 = (0..10_000u64).into_par_iter().map(|i| i * round).sum();
+                assert_eq!(sum, round * 10_000 * 9_999 / 2);
+            }
+            queued
+        });
+        assert!(queued >= 1, "a pool thread queues a spinning task");
+        assert!(quiet(), "the spinning task ends once the kernels stop");
+    }
+
+    #[test]
+    fn no_spinning_for_threads_outside_the_pool_or_when_turned_off() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(!keep_warm(), "the test thread is not a pool thread");
+        set_spin_time(Duration::ZERO);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        assert!(!pool.install(keep_warm), "a spin time of zero turns it off");
+        set_spin_time(Duration::from_micros(200));
+    }
 }
