@@ -17,6 +17,7 @@
 //! | `implicit_gemm` (private) | the AVX-512 product that gathers its operands |
 //! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd) |
 //! | [`pool`] | max pooling |
+//! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
 //! | [`group_norm`] | group normalisation, from the loops of the two above |
@@ -41,6 +42,7 @@ pub mod layer_norm;
 pub mod layout;
 pub mod parallel;
 pub mod pool;
+pub mod random;
 pub mod recurrent;
 pub mod simd;
 pub mod softmax;

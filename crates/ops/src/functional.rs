@@ -35,11 +35,12 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::random::bernoulli_mask;
 use tapegrad_kernels::softmax::{softmax, softmax_backward};
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Error, Result, Storage, Tensor, ensure_float, or_panic, record_with_tangent,
+    Backward, DType, Error, Result, Storage, Tensor, ensure_float, or_panic, record_with_tangent,
 };
 
 use crate::dims::resolve;
@@ -334,11 +335,22 @@ pub fn try_dropout_with(x: &Tensor, options: DropoutOptions) -> Result<Tensor> {
         return Ok(x * 0.0);
     }
     let scale = 1.0 / (1.0 - p);
-    let keep: Vec<f64> = tapegrad_tape::with_generator(|rng| {
-        use rand::RngExt;
-        (0..x.numel()).map(|_| if rng.random::<f64>() >= p { scale } else { 0.0 }).collect()
-    });
-    let mask = Tensor::from_vec(keep, x.shape()).to_dtype(x.dtype());
+    // One draw from the caller's stream seeds the whole mask, which is then filled in
+    // independently seeded blocks (the same at any thread count).
+    let seed = tapegrad_tape::with_generator(|rng| rand::Rng::next_u64(rng));
+    let n = x.numel();
+    let mask = match x.dtype() {
+        DType::F32 => {
+            let mut keep = vec![0.0f32; n];
+            bernoulli_mask(seed, p, scale as f32, 0.0, &mut keep);
+            Tensor::from_vec(keep, x.shape())
+        }
+        dtype => {
+            let mut keep = vec![0.0f64; n];
+            bernoulli_mask(seed, p, scale, 0.0, &mut keep);
+            Tensor::from_vec(keep, x.shape()).to_dtype(dtype)
+        }
+    };
     Ok(x * &mask)
 }
 
