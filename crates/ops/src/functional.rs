@@ -337,7 +337,7 @@ pub fn try_dropout_with(x: &Tensor, options: DropoutOptions) -> Result<Tensor> {
     let scale = 1.0 / (1.0 - p);
     // One draw from the caller's stream seeds the whole mask, which is then filled in
     // independently seeded blocks (the same at any thread count).
-    let seed = tapegrad_tape::with_generator(|rng| rand::Rng::next_u64(rng));
+    let seed = tapegrad_tape::with_generator(rand::Rng::next_u64);
     let n = x.numel();
     let mask = match x.dtype() {
         DType::F32 => {
