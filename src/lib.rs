@@ -34,7 +34,9 @@ pub fn set_num_threads(threads: usize) -> std::result::Result<(), String> {
         .num_threads(threads.max(1))
         .use_current_thread()
         .build_global()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    tapegrad_kernels::parallel::mark_driver();
+    Ok(())
 }
 
 pub use tapegrad_kernels::parallel::set_spin_time;
@@ -70,19 +72,19 @@ pub mod prelude {
         Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss,
         BatchNorm1d, BatchNorm2d, Checkpoint, Conv1d, Conv2d, ConvTranspose2d, CosineAnnealingLR,
         CrossEntropyLoss, Dropout, Embedding, ExponentialLR, Flatten, Forward, GELU, GRU,
-        GroupNorm, HuberLoss, L1Loss, LSTM, Layer, LayerNorm, LeakyReLU, Linear, LinearWarmup,
-        LrScheduler, MSELoss, MaxPool2d, Module, MultiheadAttention, MultiheadAttentionOptions,
-        NLLLoss, Optimizer, RMSprop, RNN, ReLU, SGD, Sequential, SiLU, Sigmoid, SmoothL1Loss,
-        StepLR, Tanh, TrainingFlag, TransformerEncoder, TransformerEncoderLayer,
-        TransformerEncoderOptions, clip_grad_norm, clip_grad_value, load, load_checkpoint,
-        load_tensors, load_with, save, save_checkpoint, save_tensors,
+        GroupNorm, HuberLoss, InstanceNorm1d, InstanceNorm2d, L1Loss, LSTM, Layer, LayerNorm,
+        LeakyReLU, Linear, LinearWarmup, LrScheduler, MSELoss, MaxPool2d, Module,
+        MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Optimizer, RMSprop, RNN, ReLU, SGD,
+        Sequential, SiLU, Sigmoid, SmoothL1Loss, StepLR, Tanh, TrainingFlag, TransformerEncoder,
+        TransformerEncoderLayer, TransformerEncoderOptions, clip_grad_norm, clip_grad_value, load,
+        load_checkpoint, load_tensors, load_with, save, save_checkpoint, save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;
     pub use tapegrad_ops::{
         AttentionOptions, AvgPool2dOptions, BatchNormOptions, ConvOptions, GeluApproximate,
-        GroupNormOptions, IntoPair, LayerNormOptions, MaxPool2dOptions, PadMode, Padding,
-        SoftplusOptions, step_by,
+        GroupNormOptions, InstanceNormOptions, IntoPair, LayerNormOptions, MaxPool2dOptions,
+        PadMode, Padding, SoftplusOptions, step_by,
     };
     pub use tapegrad_ops::{Reduction, cat, stack, where_};
     pub use tapegrad_tape::{

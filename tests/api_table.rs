@@ -439,6 +439,12 @@ fn rows() -> Vec<Row> {
         ),
         (
             "torch.nn.functional",
+            "F.instance_norm(x, weight=w, bias=b, eps=1e-5)",
+            F::instance_norm_with(&img, InstanceNormOptions::default().eps(1e-5)),
+            "running statistics are not offered: the input's own, PyTorch's default"
+        ),
+        (
+            "torch.nn.functional",
             "F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)",
             F::batch_norm_with(
                 &img,
@@ -549,6 +555,12 @@ fn rows() -> Vec<Row> {
         ("Layers", "nn.BatchNorm2d(3) / nn.BatchNorm1d(3)", BatchNorm2d::new(3).forward(&img)),
         ("Layers", "nn.LayerNorm(3)", LayerNorm::new(&[3]).forward(&x)),
         ("Layers", "nn.GroupNorm(1, 3)", GroupNorm::new(1, 3).forward(&img)),
+        (
+            "Layers",
+            "nn.InstanceNorm2d(3, affine=True, eps=1e-5) / nn.InstanceNorm1d",
+            InstanceNorm2d::new(3).affine(true).eps(1e-5).forward(&img),
+            "`track_running_stats` is not offered (PyTorch's default is off)"
+        ),
         ("Layers", "nn.Dropout(0.5)", Dropout::new(0.5).forward(&x)),
         ("Layers", "nn.Embedding(10, 3)", Embedding::new(10, 3).forward(&idx)),
         (
@@ -575,9 +587,14 @@ fn rows() -> Vec<Row> {
                 &seq,
                 &seq,
                 &seq,
-                MultiheadAttentionOptions::default().need_weights(false).is_causal(true)
+                MultiheadAttentionOptions::default()
+                    .key_padding_mask(&Tensor::zeros_dtype(&[2, 5], DType::Bool))
+                    .need_weights(false)
+                    .attn_mask(&Tensor::zeros(&[5, 5]))
+                    .average_attn_weights(false)
+                    .is_causal(true)
             ),
-            "is_causal alone builds the causal mask (PyTorch asks for the mask too)"
+            "bool masks: true excludes, as in PyTorch; is_causal alone builds the causal mask (PyTorch asks for the mask too)"
         ),
         (
             "Layers",
@@ -602,8 +619,14 @@ fn rows() -> Vec<Row> {
             "nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(3))(seq, mask=m, src_key_padding_mask=p, is_causal=True)",
             TransformerEncoder::new(vec![TransformerEncoderLayer::new(3, 1), TransformerEncoderLayer::new(3, 1)])
                 .norm(LayerNorm::new(&[3]))
-                .forward_with(&seq, TransformerEncoderOptions::default().is_causal(true)),
-            "takes the layers built, each with its own initialisation (PyTorch copies one)"
+                .forward_with(
+                    &seq,
+                    TransformerEncoderOptions::default()
+                        .src_mask(&Tensor::zeros(&[5, 5]))
+                        .src_key_padding_mask(&Tensor::zeros_dtype(&[2, 5], DType::Bool))
+                        .is_causal(true)
+                ),
+            "takes the layers built, each with its own initialisation (PyTorch copies one); `mask` is `src_mask`"
         ),
         (
             "Layers",

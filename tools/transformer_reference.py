@@ -12,7 +12,8 @@ PyTorch's own float32 rounding. Cases:
   bool key_padding_mask [3, 4] and a float attn_mask [5, 4]; outputs `out`, head-averaged
   `weights`, per-head `head_weights`; gradients for query, key, value, in_proj_weight.
 - mha_kv: MultiheadAttention(8, 2, kdim=6, vdim=7, batch_first), a bool attn_mask
-  [2 * 2, 5, 4] with need_weights=False; gradients for query, k_proj_weight.
+  [2 * 2, 5, 4] (its own pattern per batch entry and head) with need_weights=False, and
+  the per-head weights; gradients for query, k_proj_weight.
 - post: TransformerEncoderLayer(8, 2, 16, dropout=0), post-norm, ReLU, sequence-major, causal
   (a float -inf mask above the diagonal, passed with is_causal=True); input [5, 2, 8].
 - encoder: TransformerEncoder of two TransformerEncoderLayer(8, 2, 16, dropout=0, gelu,
@@ -112,13 +113,18 @@ def main():
         "query": pattern([2, 5, 8], 7, 13),
         "key": pattern([2, 4, 6], 5, 11),
         "value": pattern([2, 4, 7], 3, 11),
-        "attn_mask": pattern([4, 5, 4], 3, 5) > 0.1,
+        # A different pattern in each of the 2 * 2 (batch, head) slices, no row all masked.
+        "attn_mask": pattern([4, 5, 4], 3, 7) > 0.2,
     }
+    assert not inputs["attn_mask"].all(-1).any()
+    assert not all(torch.equal(inputs["attn_mask"][0], inputs["attn_mask"][i]) for i in range(4))
 
     def mha_kv_call(m, x):
-        y, w = m(x["query"], x["key"], x["value"], attn_mask=x["attn_mask"], need_weights=False)
+        q, k, v, mask = x["query"], x["key"], x["value"], x["attn_mask"]
+        y, w = m(q, k, v, attn_mask=mask, need_weights=False)
         assert w is None
-        return {"out": y}
+        _, per_head = m(q, k, v, attn_mask=mask, average_attn_weights=False)
+        return {"out": y, "head_weights": per_head}
 
     run(mha_kv, "mha_kv", inputs, mha_kv_call, ["query", "k_proj_weight"], out)
 

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use crate::Real;
-use crate::parallel::{THRESHOLD, worth_it};
+use crate::parallel::{THRESHOLD, start_parallel};
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::{LANES, combine_lanes};
 
@@ -44,7 +44,7 @@ pub fn channel_stats<T: Real>(x: &[T], (n, c, hw): (usize, usize, usize)) -> (Ve
 /// `f(ch)` for each of `c` channels of a buffer of `len` values, in order, on rayon's
 /// threads when the buffer is large.
 fn per_channel<R: Send>(len: usize, c: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
-    if worth_it(len) && c > 1 {
+    if c > 1 && start_parallel(len) {
         (0..c).into_par_iter().map(f).collect()
     } else {
         (0..c).map(f).collect()
@@ -143,7 +143,7 @@ fn rows_into<T: Real>(
             fill(row, inputs.map(|s| &s[at..at + d.len()]), d);
         }
     };
-    if worth_it(len) {
+    if start_parallel(len) {
         let rows = (THRESHOLD / 4).div_ceil(hw);
         dst.par_chunks_mut(rows * hw).enumerate().for_each(|part| block(part, rows));
     } else {

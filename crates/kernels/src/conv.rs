@@ -278,6 +278,7 @@ fn for_chunks(geo: &Geometry, split: Split, work: impl Fn(usize, usize) + Sync +
     let starts: Vec<usize> = (0..geo.n).step_by(chunk).collect();
     let run = |&start: &usize| work(start, chunk.min(geo.n - start));
     if parallel(geo) {
+        let _ = crate::parallel::keep_warm();
         starts.par_iter().for_each(run);
     } else {
         starts.iter().for_each(run);

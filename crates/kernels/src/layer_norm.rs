@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use crate::Real;
-use crate::parallel::{THRESHOLD, worth_it};
+use crate::parallel::{THRESHOLD, start_parallel};
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::{LANES, combine_lanes};
 
@@ -33,7 +33,7 @@ pub(crate) fn forward_blocks<T: Real>(
     block: impl Fn(usize, &[T], &mut [MaybeUninit<T>], &mut [(T, T)]) + Sync + Send,
 ) {
     let block_len = (per * d).max(1);
-    if worth_it(x.len()) {
+    if start_parallel(x.len()) {
         x.par_chunks(block_len)
             .zip(dst.par_chunks_mut(block_len).zip(stats.par_chunks_mut(per)))
             .enumerate()
@@ -59,7 +59,7 @@ pub(crate) fn backward_blocks<T: Real, R: Send>(
     let blocks: Vec<_> =
         g.chunks(block_len).zip(x.chunks(block_len)).zip(dst.chunks_mut(block_len)).collect();
     let run = |(b, ((gs, xs), dst))| block(b * per, gs, xs, dst);
-    if worth_it(x.len()) {
+    if start_parallel(x.len()) {
         blocks.into_par_iter().enumerate().map(run).collect()
     } else {
         blocks.into_iter().enumerate().map(run).collect()

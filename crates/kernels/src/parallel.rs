@@ -35,7 +35,19 @@ pub fn large(work: usize) -> bool {
 /// ```
 #[inline]
 pub fn worth_it(work: usize) -> bool {
-    let parallel = large(work) && rayon::current_num_threads() > 1;
+    large(work) && rayon::current_num_threads() > 1
+}
+
+/// [`worth_it`], for a kernel that goes parallel on the answer: when it does, a worker is
+/// also kept awake for the kernels after it ([`keep_warm`]).
+///
+/// ```
+/// use tapegrad_kernels::parallel::{THRESHOLD, start_parallel};
+/// assert!(!start_parallel(THRESHOLD - 1));
+/// ```
+#[inline]
+pub fn start_parallel(work: usize) -> bool {
+    let parallel = worth_it(work);
     if parallel {
         let _ = keep_warm();
     }
@@ -48,6 +60,26 @@ static SPINNING: AtomicBool = AtomicBool::new(false);
 /// How long, in microseconds, the spinning task waits for more work before it lets its
 /// worker sleep.
 static SPIN_MICROS: AtomicU64 = AtomicU64::new(200);
+
+/// A spinning task ends at the latest after this many spin times from its start, whatever
+/// it finds to do: the next kernel queues a new one.
+const MAX_SPINS: u32 = 10;
+
+std::thread_local! {
+    /// Whether this thread drives the pool (see [`mark_driver`]).
+    static DRIVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as the pool's driver: a pool thread (rayon's
+/// `use_current_thread`) whose parallel kernels keep a worker awake ([`keep_warm`]).
+/// `tapegrad::set_num_threads` calls it.
+///
+/// ```
+/// tapegrad_kernels::parallel::mark_driver();
+/// ```
+pub fn mark_driver() {
+    DRIVER.with(|d| d.set(true));
+}
 
 /// How long a pool worker stays awake looking for work after the last parallel kernel,
 /// instead of going to sleep (200 µs unless set; zero turns the spinning off).
@@ -70,28 +102,29 @@ pub fn set_spin_time(time: Duration) {
 
 /// Makes sure one pool worker is awake to take the parallel kernel about to start: if no
 /// spinning task is running, queues one. The task runs rayon's pending jobs as they come
-/// and ends once it has found none for the spin time. Only on a pool thread (the caller of
-/// `tapegrad::set_num_threads`, or a kernel already on the pool): a thread outside the pool
-/// sleeps while the pool works, and a spinning worker would take the core it needs between
-/// kernels.
+/// and ends once it has found none for the spin time, or at the latest ten spin times
+/// after it started. Only from the pool's driver ([`mark_driver`], the caller of
+/// `tapegrad::set_num_threads`): a thread outside the pool sleeps while the pool works, and
+/// a spinning worker would take the core it needs between kernels.
 ///
-/// The task is queued before the kernel's own jobs, so a worker takes it first, on its
-/// way into work rather than from inside a wait; the thread that queued it (which may be a
-/// pool thread, see `tapegrad::set_num_threads`) drops it at once if it runs it itself,
-/// since that thread has a kernel of its own to finish.
+/// The driver waits for each kernel to finish before it starts the next, so when it queues
+/// the task the other workers are idle, and one takes the task on its way into work. Should
+/// a thread waiting inside a rayon join take it instead (a kernel called from the user's
+/// own parallel code on the driver), that join waits for the task to end: the lifetime cap
+/// bounds that wait. The driver drops the task at once if it runs it itself.
 ///
 /// Returns whether it queued a task.
 ///
 /// ```
 /// use tapegrad_kernels::parallel::keep_warm;
-/// // Before a parallel kernel; here the caller is not a pool thread, so nothing is queued.
+/// // Before a parallel kernel; here the caller is not the pool's driver, so nothing is queued.
 /// assert!(!keep_warm());
 /// ```
 pub fn keep_warm() -> bool {
     let micros = SPIN_MICROS.load(Ordering::Relaxed);
-    let in_pool = rayon::current_thread_index().is_some();
+    let driver = DRIVER.with(std::cell::Cell::get) && rayon::current_thread_index().is_some();
     if micros == 0
-        || !in_pool
+        || !driver
         || rayon::current_num_threads() < 2
         || SPINNING.swap(true, Ordering::AcqRel)
     {
@@ -101,8 +134,9 @@ pub fn keep_warm() -> bool {
     let queued_by = std::thread::current().id();
     rayon::spawn(move || {
         if std::thread::current().id() != queued_by {
-            let mut last_work = Instant::now();
-            loop {
+            let start = Instant::now();
+            let mut last_work = start;
+            while start.elapsed() < spin * MAX_SPINS {
                 match rayon::yield_now() {
                     Some(rayon::Yield::Executed) => last_work = Instant::now(),
                     Some(rayon::Yield::Idle) if last_work.elapsed() < spin => {
@@ -140,7 +174,9 @@ mod tests {
     #[test]
     fn a_pool_thread_keeps_a_worker_spinning_that_runs_kernels_and_then_stops() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        // The test thread joins the pool as `set_num_threads` makes the main thread do.
+        // The test thread joins the pool and drives it, as `set_num_threads` makes the
+        // main thread do.
+        mark_driver();
         let pool =
             rayon::ThreadPoolBuilder::new().num_threads(2).use_current_thread().build().unwrap();
         let queued = pool.install(|| {
@@ -153,17 +189,22 @@ mod tests {
             }
             queued
         });
-        assert!(queued >= 1, "a pool thread queues a spinning task");
+        assert!(queued >= 1, "the driver queues a spinning task");
         assert!(quiet(), "the spinning task ends once the kernels stop");
     }
 
     #[test]
-    fn no_spinning_for_threads_outside_the_pool_or_when_turned_off() {
+    fn no_spinning_but_from_the_driver_or_when_turned_off() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         assert!(!keep_warm(), "the test thread is not a pool thread");
-        set_spin_time(Duration::ZERO);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        assert!(!pool.install(keep_warm), "a spin time of zero turns it off");
+        assert!(!pool.install(keep_warm), "a pool thread that is not the driver");
+        mark_driver(); // marks the test thread, not the pool's threads
+        assert!(!pool.install(keep_warm), "a pool thread that is not the driver");
+        let driven =
+            rayon::ThreadPoolBuilder::new().num_threads(2).use_current_thread().build().unwrap();
+        set_spin_time(Duration::ZERO);
+        assert!(!driven.install(keep_warm), "a spin time of zero turns it off");
         set_spin_time(Duration::from_micros(200));
     }
 }

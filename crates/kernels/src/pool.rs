@@ -87,7 +87,7 @@ pub fn max_pool2d<T: MaxPool2x2>(
             }
         }
     };
-    let parallel = crate::parallel::worth_it(x.len());
+    let parallel = crate::parallel::start_parallel(x.len());
     let per_task = (n * c / rayon::current_num_threads()).max(1);
     let mut run = |f: &PlaneFn<'_, T>| {
         if parallel {
@@ -142,7 +142,7 @@ pub fn max_pool2d_scatter<T: Real>(
             out[i as usize] += v;
         }
     };
-    if crate::parallel::worth_it(dx.len()) {
+    if crate::parallel::start_parallel(dx.len()) {
         dx.par_chunks_mut(plane_in.max(1))
             .enumerate()
             .with_min_len((planes / rayon::current_num_threads()).max(1))

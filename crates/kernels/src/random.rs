@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use crate::parallel::worth_it;
+use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
 
 /// Elements per independently seeded block.
@@ -30,9 +30,9 @@ struct Lanes {
 }
 
 impl Lanes {
-    /// The generators of block `block` under `seed`: a SplitMix64 sequence started from
-    /// both fills the 32 state words (never all zero in practice: SplitMix64 is a bijection
-    /// of a counter, so four consecutive outputs are zero for no start).
+    /// The generators of block `block` under `seed`: SplitMix64 of consecutive counters
+    /// started from both fills the 32 state words. No lane's state is all zero: SplitMix64
+    /// is a bijection, so distinct counters give distinct words, at most one of them zero.
     fn new(seed: u64, block: u64) -> Lanes {
         let mut counter = splitmix(seed ^ splitmix(block));
         let mut s = [[0u64; LANES]; 4];
@@ -95,9 +95,13 @@ impl<T: Copy> WidestLoop for FillBlock<'_, T> {
 }
 
 /// Fills `out` with `keep` where a uniform 32-bit draw reaches `p` of the range (probability
-/// `1 - p`, to within 2^-32) and `drop` elsewhere: dropout's mask, with `keep` the scale
+/// `1 - p`, rounded to a multiple of 2^-32: a `p` below 2^-33 drops nothing, one above
+/// `1 - 2^-33` keeps 2^-32) and `drop` elsewhere: dropout's mask, with `keep` the scale
 /// `1 / (1 - p)`. The draws depend only on `seed` and each element's position, not on the
 /// thread count; large masks are filled on rayon's threads.
+///
+/// # Panics
+/// If `p` is not in `[0, 1]`.
 ///
 /// ```
 /// use tapegrad_kernels::random::bernoulli_mask;
@@ -110,12 +114,13 @@ impl<T: Copy> WidestLoop for FillBlock<'_, T> {
 /// assert_eq!(mask, again); // the seed fixes the mask
 /// ```
 pub fn bernoulli_mask<T: Copy + Send + Sync>(seed: u64, p: f64, keep: T, drop: T, out: &mut [T]) {
+    assert!((0.0..=1.0).contains(&p), "bernoulli_mask: probability {p} is not in [0, 1]");
     // The 2^32 draws below the threshold are the dropped ones: p of them.
-    let threshold = (p.clamp(0.0, 1.0) * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+    let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
     let fill = |(block, out): (usize, &mut [T])| {
         run_widest(FillBlock { out, seed, block: block as u64, threshold, keep, drop })
     };
-    if worth_it(out.len()) {
+    if start_parallel(out.len()) {
         out.par_chunks_mut(BLOCK).enumerate().for_each(fill);
     } else {
         out.chunks_mut(BLOCK).enumerate().for_each(fill);

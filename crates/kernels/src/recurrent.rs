@@ -19,7 +19,7 @@ pub use sequence::{
 };
 
 use crate::Float;
-use crate::parallel::worth_it;
+use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
 
 /// A cell costs about this many elementwise operations (five transcendental functions):
@@ -143,7 +143,7 @@ pub fn lstm_cell_forward<T: Float>(
             && acts.len() == 5 * c.len(),
         "lstm_cell_forward: buffer sizes"
     );
-    if !worth_it(c.len() * CELL_COST) {
+    if !start_parallel(c.len() * CELL_COST) {
         run_widest(Forward { gates, c, hidden, hc, acts });
         return;
     }
@@ -253,7 +253,7 @@ pub fn lstm_cell_backward<T: Float>(
             && dc.len() == c.len(),
         "lstm_cell_backward: buffer sizes"
     );
-    if !worth_it(c.len() * CELL_COST) {
+    if !start_parallel(c.len() * CELL_COST) {
         run_widest(Backward { acts, c, dhc, hidden, dgates, dc });
         return;
     }

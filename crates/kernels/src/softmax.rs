@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::Real;
 use crate::fast_math::Exp;
-use crate::parallel::worth_it;
+use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::lane_sum;
 
@@ -75,7 +75,7 @@ pub fn softmax<T: Softmax>(x: &[T], (outer, n, inner): (usize, usize, usize), lo
             across_rows(x, y, (n, inner), log);
         }
     };
-    if outer > 1 && worth_it(x.len()) {
+    if outer > 1 && start_parallel(x.len()) {
         let per_task = (outer / (4 * rayon::current_num_threads())).max(1);
         out.par_chunks_mut(block).zip(x.par_chunks(block)).with_min_len(per_task).for_each(run);
     } else {

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use crate::Real;
 use crate::layout::{Layout, Shape, numel};
-use crate::parallel::{THRESHOLD, worth_it};
+use crate::parallel::{THRESHOLD, start_parallel};
 use crate::simd::{ElementFn, ElementFn2, WidestLoop, run_widest};
 
 /// Calls `f(offsets, len, inner_strides)` once per row of `shape` in row-major order,
@@ -163,7 +163,7 @@ pub fn map_elements<T: Copy + Sync, U: Send>(
 ) -> Vec<U> {
     if layout.is_contiguous() {
         let slice = &data[layout.offset()..layout.offset() + layout.numel()];
-        if worth_it(slice.len()) {
+        if start_parallel(slice.len()) {
             let n = slice.len();
             let mut out = Vec::with_capacity(n);
             let chunk = parallel_chunk(n);
@@ -222,7 +222,7 @@ pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Ele
         }
     }
     let run = |dst: &mut [T], src: &[T]| crate::simd::run_widest(InPlace(dst, src, &f));
-    if worth_it(dst.len()) {
+    if start_parallel(dst.len()) {
         let chunk = parallel_chunk(dst.len());
         dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| run(d, s));
     } else {
@@ -279,7 +279,7 @@ pub fn zip_elements<T: Copy + Sync, U: Copy + Sync, V: Send>(
     if la.is_contiguous() && lb.is_contiguous() && la.numel() == n && lb.numel() == n {
         let a = &a[la.offset()..la.offset() + n];
         let b = &b[lb.offset()..lb.offset() + n];
-        if worth_it(n) {
+        if start_parallel(n) {
             let mut out = Vec::with_capacity(n);
             let chunk = parallel_chunk(n);
             out.spare_capacity_mut()[..n]
@@ -426,7 +426,7 @@ impl<T: Copy, U: Copy, V, F: ElementFn2<T, U, V>> WidestLoop for WithFirst<'_, T
 /// Splits the outermost dimension of a loop over `shape` into blocks `(first, count)` for
 /// rayon's threads, or `None` when the loop is too small to share.
 fn outer_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
-    if shape.len() < 2 || shape[0] < 2 || !worth_it(numel(shape)) {
+    if shape.len() < 2 || shape[0] < 2 || !start_parallel(numel(shape)) {
         return None;
     }
     // A few blocks per thread, so an uneven split still balances.
@@ -582,7 +582,7 @@ mod tests {
     fn threaded_paths_match_plain_loops() {
         let shape = [64usize, 16, 9, 9];
         let n = numel(&shape);
-        assert!(worth_it(n) || rayon::current_num_threads() == 1);
+        assert!(crate::parallel::worth_it(n) || rayon::current_num_threads() == 1);
         let x: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 100.0 - 5.0).collect();
         let bias: Vec<f64> = (0..16).map(|c| c as f64 * 0.5).collect();
         let lx = Layout::contiguous(&shape);

@@ -209,6 +209,15 @@ impl MultiheadAttention {
     /// ```
     pub fn kdim_vdim(mut self, kdim: usize, vdim: usize) -> Self {
         let e = self.embed_dim();
+        if (kdim, vdim) == (e, e) {
+            // PyTorch keeps the stacked projection when all three widths agree.
+            if self.in_proj_weight.is_none() {
+                let stacked = init::xavier_uniform(&[3 * e, e], 1.0).requires_grad();
+                self.in_proj_weight = Some(stacked);
+                (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight) = (None, None, None);
+            }
+            return self;
+        }
         let xavier = |cols: usize| Some(init::xavier_uniform(&[e, cols], 1.0).requires_grad());
         self.in_proj_weight = None;
         (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight) =
@@ -329,6 +338,13 @@ impl MultiheadAttention {
         let location = Location::caller();
         let shape_error = |message: String| Error::Shape { op: OP, message, location };
         let (e, heads) = (self.embed_dim(), self.num_heads);
+        if heads == 0 || !e.is_multiple_of(heads) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!("embed_dim {e} is not divisible by num_heads {heads}"),
+                location,
+            });
+        }
         let batched = query.dim() == 3;
         let widths = [
             ("query", query, e),
@@ -384,7 +400,7 @@ impl MultiheadAttention {
         let (q, k, v) = self.project(query, key, value, (&q, &k, &v));
         let split_heads = |t: Tensor| {
             let len = t.shape()[1] as isize;
-            t.reshape(&[n as isize, len, heads as isize, -1]).transpose(1, 2)
+            t.reshape(&[n as isize, len, heads as isize, (e / heads) as isize]).transpose(1, 2)
         };
         let (q, k, v) = (split_heads(q), split_heads(k), split_heads(v));
         let p = if self.training.get() { self.dropout } else { 0.0 };

@@ -3,8 +3,8 @@
 use tapegrad_ops::functional::{self as F, BatchNormStats};
 use tapegrad_ops::prelude::*;
 use tapegrad_ops::{
-    AvgPool2dOptions, BatchNormOptions, ConvOptions, GroupNormOptions, IntoPair, LayerNormOptions,
-    MaxPool2dOptions, Padding,
+    AvgPool2dOptions, BatchNormOptions, ConvOptions, GroupNormOptions, InstanceNormOptions,
+    IntoPair, LayerNormOptions, MaxPool2dOptions, Padding,
 };
 use tapegrad_tape::{DType, Tensor};
 
@@ -930,6 +930,100 @@ impl Forward for GroupNorm {
         let options =
             GroupNormOptions::default().weight(&self.weight).bias(&self.bias).eps(self.eps);
         F::group_norm_with(x, self.num_groups, options)
+    }
+}
+
+/// Instance normalisation of `[N, C, ...]`: each channel of each sample standardised over
+/// its positions, with a per-channel affine if [`affine`](Self::affine): PyTorch's
+/// `nn.InstanceNorm2d` and `nn.InstanceNorm1d` (one type serves both) with their defaults
+/// (no affine, eps 1e-5). PyTorch's `track_running_stats` is not offered: training and
+/// evaluation both normalise with the input's own statistics, PyTorch's default.
+///
+/// ```
+/// use tapegrad_nn::{Forward, InstanceNorm2d, Module};
+/// use tapegrad_tape::Tensor;
+/// let norm = InstanceNorm2d::new(3);
+/// assert_eq!(norm.forward(&Tensor::randn(&[2, 3, 5, 5])).shape(), &[2, 3, 5, 5]);
+/// assert!(norm.parameters().is_empty());
+/// ```
+#[derive(Module)]
+pub struct InstanceNorm2d {
+    /// Per-channel scale (starts at 1), with `affine`.
+    pub weight: Option<Tensor>,
+    /// Per-channel shift (starts at 0), with `affine`.
+    pub bias: Option<Tensor>,
+    /// The number of channels.
+    pub num_features: usize,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+/// PyTorch's `nn.InstanceNorm1d`: the same layer as [`InstanceNorm2d`], on `[N, C, L]`.
+///
+/// ```
+/// use tapegrad_nn::{Forward, InstanceNorm1d};
+/// use tapegrad_tape::Tensor;
+/// assert_eq!(InstanceNorm1d::new(4).forward(&Tensor::randn(&[2, 4, 7])).shape(), &[2, 4, 7]);
+/// ```
+pub type InstanceNorm1d = InstanceNorm2d;
+
+impl InstanceNorm2d {
+    /// Instance norm of `num_features` channels, without affine parameters, eps 1e-5.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, InstanceNorm2d};
+    /// use tapegrad_tape::Tensor;
+    /// let y = InstanceNorm2d::new(1).forward(&Tensor::from_vec(vec![1.0f32, 3.0], &[1, 1, 2]));
+    /// let y = y.to_vec::<f32>();
+    /// assert!((y[0] + 1.0).abs() < 1e-4 && (y[1] - 1.0).abs() < 1e-4);
+    /// ```
+    pub fn new(num_features: usize) -> Self {
+        InstanceNorm2d { weight: None, bias: None, num_features, eps: 1e-5 }
+    }
+
+    /// With a learnable per-channel weight (ones) and bias (zeros): PyTorch's `affine=True`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{InstanceNorm2d, Module};
+    /// let norm = InstanceNorm2d::new(3).affine(true);
+    /// let names: Vec<_> = norm.state_dict().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["weight", "bias"]);
+    /// ```
+    pub fn affine(mut self, affine: bool) -> Self {
+        let c = self.num_features;
+        (self.weight, self.bias) = if affine {
+            (Some(Tensor::ones(&[c]).requires_grad()), Some(Tensor::zeros(&[c]).requires_grad()))
+        } else {
+            (None, None)
+        };
+        self
+    }
+
+    /// Sets eps (PyTorch's `eps`).
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_nn::InstanceNorm2d::new(2).eps(1e-3).eps, 1e-3);
+    /// ```
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+}
+
+impl Forward for InstanceNorm2d {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if x.dim() >= 2 && x.shape()[1] != self.num_features {
+            panic!(
+                "InstanceNorm2d: expects {} channels (dimension 1), got input of shape {:?}",
+                self.num_features,
+                x.shape()
+            );
+        }
+        let mut options = InstanceNormOptions::default().eps(self.eps);
+        options.weight = self.weight.clone();
+        options.bias = self.bias.clone();
+        F::instance_norm_with(x, options)
     }
 }
 

@@ -3,7 +3,7 @@
 //! connection and layer norm, before (`norm_first`) or after.
 
 use tapegrad_ops::prelude::*;
-use tapegrad_tape::{Result, Tensor};
+use tapegrad_tape::{Error, Result, Tensor};
 
 use crate::Module;
 use crate::attention::{MultiheadAttention, MultiheadAttentionOptions};
@@ -14,8 +14,9 @@ use crate::module::Forward;
 /// `[N * nhead, L, L]`; true where a position may not attend to another, or a float added to
 /// the scores), `src_key_padding_mask` (`[N, L]`: true for padding positions, which no
 /// position attends to) and `is_causal` (each position attends only to itself and earlier
-/// ones). The names and conventions of PyTorch's `forward(src, src_mask,
-/// src_key_padding_mask, is_causal)`.
+/// ones). The names and conventions of PyTorch's `TransformerEncoderLayer.forward(src,
+/// src_mask, src_key_padding_mask, is_causal)` (`TransformerEncoder.forward` calls the first
+/// mask `mask`).
 ///
 /// ```
 /// use tapegrad_nn::{TransformerEncoderLayer, TransformerEncoderOptions};
@@ -83,6 +84,28 @@ impl TransformerEncoderOptions {
             is_causal: self.is_causal,
         }
     }
+}
+
+/// An error unless `src` is `[L, E]`, `[L, N, E]` or `[N, L, E]` with the width and dtype of
+/// `norm`, checked before anything runs on it.
+#[track_caller]
+fn check_input(op: &'static str, src: &Tensor, norm: &LayerNorm) -> Result<()> {
+    let location = std::panic::Location::caller();
+    let width = norm.weight.numel();
+    if !matches!(src.dim(), 2 | 3) || src.shape()[src.dim() - 1] != width {
+        return Err(Error::Shape {
+            op,
+            message: format!(
+                "expects a source of shape [..., {width}] (2 or 3 dimensions), got {:?}",
+                src.shape()
+            ),
+            location,
+        });
+    }
+    if src.dtype() != norm.weight.dtype() {
+        return Err(Error::DType { op, lhs: norm.weight.dtype(), rhs: src.dtype(), location });
+    }
+    Ok(())
 }
 
 /// One encoder layer: PyTorch's `nn.TransformerEncoderLayer`, with its parameter names
@@ -269,6 +292,7 @@ impl TransformerEncoderLayer {
         src: &Tensor,
         options: TransformerEncoderOptions,
     ) -> Result<Tensor> {
+        check_input("TransformerEncoderLayer", src, &self.norm1)?;
         let attention = options.attention();
         let self_attention = |x: &Tensor| -> Result<Tensor> {
             let (y, _) = self.self_attn.try_forward_with(x, x, x, attention.clone())?;
@@ -376,7 +400,10 @@ impl TransformerEncoder {
             x = layer.try_forward_with(&x, options.clone())?;
         }
         Ok(match &self.norm {
-            Some(norm) => norm.forward(&x),
+            Some(norm) => {
+                check_input("TransformerEncoder", &x, norm)?;
+                norm.forward(&x)
+            }
             None => x,
         })
     }

@@ -111,9 +111,17 @@ fn attention_with_own_key_and_value_widths_matches_pytorch() {
         let options = MultiheadAttentionOptions::default()
             .attn_mask(&case.get("attn_mask"))
             .need_weights(false);
-        let (out, weights) = mha.forward_with(&q, &k, &v, options);
+        let (out, weights) = mha.forward_with(&q, &k, &v, options.clone());
         assert!(weights.is_none());
         assert_close("out", &out, &case.get("expected.out"), tolerance);
+        let per_head = options.need_weights(true).average_attn_weights(false);
+        let (_, head_weights) = mha.forward_with(&q, &k, &v, per_head);
+        assert_close(
+            "head weights",
+            &head_weights.unwrap(),
+            &case.get("expected.head_weights"),
+            tolerance,
+        );
         case.backward(&out);
         assert_close("query", &q.grad().unwrap(), &case.get("grad.query"), tolerance);
         let w = mha.k_proj_weight.as_ref().unwrap().grad().unwrap();
@@ -174,14 +182,61 @@ fn pre_norm_encoder_stack_with_padding_matches_pytorch() {
 fn self_attention_takes_one_product_and_agrees_with_three() {
     // One tensor passed as query, key and value takes the stacked projection at once;
     // equal copies take three products. Both must give the same values and gradients.
-    let mha = MultiheadAttention::new(8, 2);
-    let x = Tensor::randn(&[4, 2, 8]).to_dtype(DType::F64).requires_grad();
-    let mut mha64 = mha;
-    mha64.to_dtype(DType::F64);
-    let (shared, _) = mha64.forward(&x, &x, &x);
-    let (k, v) = (x.detach().requires_grad(), x.detach().requires_grad());
-    let (separate, _) = mha64.forward(&x, &k, &v);
-    assert_close("self-attention", &shared, &separate, 1e-13);
+    let mut mha = MultiheadAttention::new(8, 2);
+    mha.to_dtype(DType::F64);
+    let x0 = Tensor::randn(&[4, 2, 8]).to_dtype(DType::F64);
+    let x = x0.detach().requires_grad();
+    let (shared, _) = mha.forward(&x, &x, &x);
+    case_free_backward(&shared);
+    let shared_w = mha.in_proj_weight.as_ref().unwrap().grad().unwrap();
+    mha.zero_grad();
+    let leaf = || x0.detach().requires_grad();
+    let (q, k, v) = (leaf(), leaf(), leaf());
+    let (separate, _) = mha.forward(&q, &k, &v);
+    case_free_backward(&separate);
+    assert_close("values", &shared, &separate, 1e-13);
+    let summed = &(&q.grad().unwrap() + &k.grad().unwrap()) + &v.grad().unwrap();
+    assert_close("input gradient", &x.grad().unwrap(), &summed, 1e-12);
+    let separate_w = mha.in_proj_weight.as_ref().unwrap().grad().unwrap();
+    assert_close("in_proj_weight gradient", &shared_w, &separate_w, 1e-12);
+}
+
+/// Backward of `sum(out * c)` for a fixed, uneven `c`.
+fn case_free_backward(out: &Tensor) {
+    let c: Vec<f64> = (0..out.numel()).map(|i| ((i * 7) % 13) as f64 / 13.0 - 0.4).collect();
+    (out * &Tensor::from_vec(c, out.shape())).sum().backward();
+}
+
+#[test]
+fn unbatched_and_batch_first_inputs_agree_with_sequence_major_batches() {
+    let mut mha = MultiheadAttention::new(8, 2);
+    mha.to_dtype(DType::F64);
+    let (q, kv) =
+        (Tensor::randn(&[5, 8]).to_dtype(DType::F64), Tensor::randn(&[3, 8]).to_dtype(DType::F64));
+    let mask = Tensor::from_vec(vec![false, true, false], &[3]);
+    let options = MultiheadAttentionOptions::default().key_padding_mask(&mask);
+    let (single, weights) = mha.forward_with(&q, &kv, &kv, options);
+    // The same as a batch of one, sequence-major ([L, 1, E]) ...
+    let batch_mask = mask.reshape(&[1, 3]);
+    let options = MultiheadAttentionOptions::default().key_padding_mask(&batch_mask);
+    let (batched, batch_weights) =
+        mha.forward_with(&q.unsqueeze(1), &kv.unsqueeze(1), &kv.unsqueeze(1), options.clone());
+    assert_close("unbatched", &single, &batched.squeeze_dim(1), 1e-14);
+    assert_close(
+        "unbatched weights",
+        &weights.unwrap(),
+        &batch_weights.unwrap().squeeze_dim(0),
+        1e-14,
+    );
+    // ... and as batch-major ([1, L, E]) with batch_first.
+    mha.batch_first = true;
+    let (batch_major, _) =
+        mha.forward_with(&q.unsqueeze(0), &kv.unsqueeze(0), &kv.unsqueeze(0), options);
+    assert_close("batch_first", &single, &batch_major.squeeze_dim(0), 1e-14);
+    // And an empty batch gives an empty output.
+    mha.batch_first = false;
+    let empty = Tensor::zeros_dtype(&[5, 0, 8], DType::F64);
+    assert_eq!(mha.forward(&empty, &empty, &empty).0.shape(), &[5, 0, 8]);
 }
 
 #[test]
@@ -210,6 +265,25 @@ fn bad_shapes_and_masks_are_errors_that_name_them() {
     assert!(message.contains("one batch size"), "{message}");
     let result = std::panic::catch_unwind(|| MultiheadAttention::new(10, 3));
     assert!(result.is_err(), "10 features do not split into 3 heads");
+    let mut no_heads = MultiheadAttention::new(8, 2);
+    no_heads.num_heads = 3;
+    let message =
+        no_heads.try_forward_with(&q, &kv, &kv, Default::default()).unwrap_err().to_string();
+    assert!(message.contains("embed_dim 8 is not divisible by num_heads 3"), "{message}");
+    // The encoder checks its source before the first layer norm runs on it.
+    let layer = TransformerEncoderLayer::new(8, 2).norm_first(true);
+    let message = layer
+        .try_forward_with(&Tensor::randn(&[4, 2, 6]), Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("expects a source of shape [..., 8]"), "{message}");
+    let message = layer
+        .try_forward_with(&Tensor::randn(&[4, 2, 8]).to_dtype(DType::F64), Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("dtype mismatch"), "{message}");
+    let only_norm = TransformerEncoder::new(Vec::new()).norm(LayerNorm::new(&[8]));
+    assert!(only_norm.try_forward_with(&Tensor::randn(&[4, 6]), Default::default()).is_err());
 }
 
 #[test]
@@ -220,10 +294,17 @@ fn attention_dropout_follows_train_and_eval() {
         let options = MultiheadAttentionOptions::default().average_attn_weights(false);
         m.forward_with(&x, &x, &x, options).1.unwrap().to_vec::<f32>()
     };
-    // Training: some weights dropped to zero and the rest scaled by 2 (rows no longer sum to 1).
+    mha.eval();
+    let kept = weights(&mha);
+    let rows: Vec<f32> = kept.chunks(6).map(|r| r.iter().sum()).collect();
+    assert!(rows.iter().all(|s| (s - 1.0).abs() < 1e-5), "{rows:?}");
+    // Training: each weight dropped to zero or doubled (1 / (1 - p)).
+    mha.train();
     let training = weights(&mha);
     assert!(training.contains(&0.0));
-    mha.eval();
-    let rows: Vec<f32> = weights(&mha).chunks(6).map(|r| r.iter().sum()).collect();
-    assert!(rows.iter().all(|s| (s - 1.0).abs() < 1e-5), "{rows:?}");
+    assert!(training.iter().zip(&kept).all(|(t, k)| *t == 0.0 || (t - 2.0 * k).abs() < 1e-6));
+    // The encoder layer passes eval on to its attention: two evaluations agree.
+    let layer = TransformerEncoderLayer::new(8, 2).dropout(0.5);
+    layer.eval();
+    assert_eq!(layer.forward(&x).to_vec::<f32>(), layer.forward(&x).to_vec::<f32>());
 }

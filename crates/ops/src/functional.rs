@@ -52,7 +52,9 @@ pub use crate::loss::{
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
     SmoothL1Loss,
 };
-pub use crate::norm::{BatchNormOptions, BatchNormStats, GroupNormOptions, LayerNormOptions};
+pub use crate::norm::{
+    BatchNormOptions, BatchNormStats, GroupNormOptions, InstanceNormOptions, LayerNormOptions,
+};
 pub use crate::pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use crate::shape::PadMode;
 
@@ -785,6 +787,52 @@ pub fn try_group_norm_with(
 ) -> Result<Tensor> {
     let GroupNormOptions { weight, bias, eps } = options;
     crate::norm::group_norm(x, num_groups, weight.as_ref(), bias.as_ref(), eps)
+}
+
+/// Instance normalisation of `[N, C, ...]`: each channel of each sample standardised over
+/// its positions, without affine parameters, eps 1e-5 (PyTorch's `F.instance_norm`
+/// defaults; one recorded op, group norm's kernel with a group per channel).
+///
+/// ```
+/// use tapegrad_ops::{functional::instance_norm, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::randn(&[2, 3, 4, 4]);
+/// let y = instance_norm(&x);
+/// let means = y.reshape(&[6, 16]).mean_dim(1, false).to_vec::<f32>();
+/// assert!(means.iter().all(|m| m.abs() < 1e-5)); // every (sample, channel) centred
+/// ```
+#[track_caller]
+pub fn instance_norm(x: &Tensor) -> Tensor {
+    instance_norm_with(x, InstanceNormOptions::default())
+}
+
+/// [`instance_norm`] with PyTorch's keywords ([`InstanceNormOptions`]).
+///
+/// ```
+/// use tapegrad_ops::{InstanceNormOptions, functional::instance_norm_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0, 5.0, 9.0], &[1, 2, 2]);
+/// let opts = InstanceNormOptions::default().weight(&Tensor::from_vec(vec![1.0f32, 2.0], &[2])).eps(0.0);
+/// assert_eq!(instance_norm_with(&x, opts).to_vec::<f32>(), vec![-1.0, 1.0, -2.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn instance_norm_with(x: &Tensor, options: InstanceNormOptions) -> Tensor {
+    or_panic(try_instance_norm_with(x, options))
+}
+
+/// [`instance_norm_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{InstanceNormOptions, functional::try_instance_norm_with};
+/// use tapegrad_tape::Tensor;
+/// // One position per channel: nothing to normalise over (PyTorch refuses it too).
+/// let err = try_instance_norm_with(&Tensor::ones(&[2, 3, 1]), InstanceNormOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("more than one position per channel"));
+/// ```
+#[track_caller]
+pub fn try_instance_norm_with(x: &Tensor, options: InstanceNormOptions) -> Result<Tensor> {
+    let InstanceNormOptions { weight, bias, eps } = options;
+    crate::norm::instance_norm(x, weight.as_ref(), bias.as_ref(), eps)
 }
 
 /// Batch normalisation of `[N, C, ...]` per channel with PyTorch's `F.batch_norm`

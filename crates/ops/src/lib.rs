@@ -66,7 +66,7 @@ pub use loss::{
     SmoothL1Loss,
 };
 pub use matmul::MatmulOps;
-pub use norm::{BatchNormOptions, GroupNormOptions, LayerNormOptions};
+pub use norm::{BatchNormOptions, GroupNormOptions, InstanceNormOptions, LayerNormOptions};
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use reduce::ReduceOps;
 pub use shape::{PadMode, ShapeOps, cat, stack, try_cat, try_stack};

@@ -252,9 +252,47 @@ pub(crate) fn group_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
+    normalize_groups("group_norm", x, num_groups, weight, bias, eps)
+}
+
+/// Instance normalisation of `[N, C, ...]`: each channel of each sample standardised over
+/// its positions (group norm with a group per channel), then an optional per-channel
+/// `weight` and `bias`. PyTorch's `F.instance_norm` without running statistics.
+#[track_caller]
+pub(crate) fn instance_norm(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
     let location = Location::caller();
-    ensure_float("group_norm", x, location)?;
-    let shape_error = |message: String| Error::Shape { op: "group_norm", message, location };
+    let positions = x.shape().get(2..).map_or(0, |s| s.iter().product::<usize>());
+    if x.dim() < 3 || positions < 2 {
+        return Err(Error::Shape {
+            op: "instance_norm",
+            message: format!(
+                "expects input [N, C, ...] with more than one position per channel, got {:?}",
+                x.shape()
+            ),
+            location,
+        });
+    }
+    normalize_groups("instance_norm", x, x.shape()[1], weight, bias, eps)
+}
+
+/// Group norm under the name of the op the caller offers (`group_norm`, `instance_norm`).
+#[track_caller]
+fn normalize_groups(
+    op: &'static str,
+    x: &Tensor,
+    num_groups: usize,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    ensure_float(op, x, location)?;
+    let shape_error = |message: String| Error::Shape { op, message, location };
     if x.dim() < 2 {
         return Err(shape_error(format!("expects input [N, C, ...], got {:?}", x.shape())));
     }
@@ -265,7 +303,7 @@ pub(crate) fn group_norm(
             x.shape()
         )));
     }
-    same_dtype("group_norm", x, &[weight, bias], location)?;
+    same_dtype(op, x, &[weight, bias], location)?;
     for (name, t) in [("weight", weight), ("bias", bias)] {
         if let Some(t) = t.filter(|t| t.shape() != [c]) {
             return Err(shape_error(format!("{name} has shape {:?}, expected [{c}]", t.shape())));
@@ -312,7 +350,7 @@ pub(crate) fn group_norm(
             }
         })
     };
-    Ok(record_with_tangent("group_norm", location, &inputs, value, make_backward, |ctx| {
+    Ok(record_with_tangent(op, location, &inputs, value, make_backward, |ctx| {
         group_norm_tangent(ctx, (x, weight), num_groups, eps)
     }))
 }
@@ -813,6 +851,43 @@ impl Default for GroupNormOptions {
 }
 
 setters!(GroupNormOptions {
+    /// Sets `weight`.
+    weight(&Tensor) => Some(weight.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.weight.is_some();
+    /// Sets `bias`.
+    bias(&Tensor) => Some(bias.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.bias.is_some();
+    /// Sets `eps`.
+    eps(f64) => eps, example 1e-6 => o.eps == 1e-6;
+});
+
+/// The keywords of `instance_norm`: `weight` and `bias` (per channel; PyTorch's `affine`
+/// layer parameters) and `eps` (1e-5). PyTorch's running statistics (`running_mean`,
+/// `running_var`, `use_input_stats`, `momentum`) are not offered: every call normalises with
+/// the input's own statistics, as PyTorch does by default.
+///
+/// ```
+/// use tapegrad_ops::{InstanceNormOptions, functional as F};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0, 5.0, 9.0], &[1, 2, 2]);
+/// let opts = InstanceNormOptions::default().bias(&Tensor::full(&[2], 10.0)).eps(0.0);
+/// assert_eq!(F::instance_norm_with(&x, opts).to_vec::<f32>(), vec![9.0, 11.0, 9.0, 11.0]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct InstanceNormOptions {
+    /// Per-channel scale, or `None`.
+    pub weight: Option<Tensor>,
+    /// Per-channel shift, or `None`.
+    pub bias: Option<Tensor>,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl Default for InstanceNormOptions {
+    fn default() -> Self {
+        InstanceNormOptions { weight: None, bias: None, eps: 1e-5 }
+    }
+}
+
+setters!(InstanceNormOptions {
     /// Sets `weight`.
     weight(&Tensor) => Some(weight.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.weight.is_some();
     /// Sets `bias`.

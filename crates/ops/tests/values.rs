@@ -408,6 +408,88 @@ fn normalisation_parameters_of_another_dtype_are_errors() {
     assert!(err.starts_with("batch_norm: dtype mismatch, float32 and float64"), "{err}");
 }
 
+/// Instance norm's values and gradients against PyTorch 2.15 (`F.instance_norm(x,
+/// weight=w, bias=b, eps=1e-5)` on the inputs below, in float64, loss `sum(y * c)`), and the
+/// same as group norm with a group per channel.
+#[test]
+fn instance_norm_matches_pytorch() {
+    use tapegrad_ops::{GroupNormOptions, InstanceNormOptions};
+    let x =
+        Tensor::from_vec((0..24).map(|i| ((i * 7) % 11) as f64 / 4.0 - 1.0).collect(), &[2, 3, 4])
+            .requires_grad();
+    let w = Tensor::from_vec(vec![0.5f64, 1.0, 1.5], &[3]).requires_grad();
+    let b = Tensor::from_vec(vec![0.0f64, 0.1, 0.2], &[3]).requires_grad();
+    let c = Tensor::from_vec((0..24).map(|i| (i % 5) as f64 - 2.0).collect(), &[2, 3, 4]);
+    let y = functional::instance_norm_with(&x, InstanceNormOptions::default().weight(&w).bias(&b));
+    (&y * &c).sum().backward();
+    let expected_y = [
+        -0.6565285420821659,
+        0.2626114168328664,
+        -0.2626114168328664,
+        0.6565285420821659,
+        0.29999744004915097,
+        -1.2999820803440567,
+        1.4999820803440567,
+        -0.09999744004915095,
+        -0.8843371395292912,
+        2.4891561834507256,
+        0.5614457131764303,
+        -1.366264757097865,
+        0.09999872002457547,
+        -0.6999910401720284,
+        0.6999910401720284,
+        -0.0999987200245755,
+        -0.6228914263528608,
+        1.626104122300484,
+        0.34096380878428695,
+        -0.9441765047319101,
+        1.766264757097865,
+        -0.16144571317643036,
+        -2.0891561834507257,
+        1.284337139529291,
+    ];
+    let expected_gx = [
+        -0.19922894910412098,
+        -0.4980535373906576,
+        0.4980535373906576,
+        0.19922894910412098,
+        3.455959450307775,
+        -1.7920028666495202,
+        -2.207945934333499,
+        0.5439893506752438,
+        2.935078013702081,
+        1.7287561266454885,
+        -4.191210121691186,
+        -0.4726240186563832,
+        -0.2719946753376219,
+        1.1039729671667495,
+        0.8960014333247601,
+        -1.7279797251538875,
+        -2.1888798333852026,
+        -0.09121261241284961,
+        0.729626611128401,
+        1.5504658346696514,
+        -2.325698752004477,
+        -1.0944399166926015,
+        0.13681891861927442,
+        3.283319750077804,
+    ];
+    let close = |got: Vec<f64>, expected: &[f64]| {
+        assert_eq!(got.len(), expected.len());
+        got.iter().zip(expected).all(|(g, e)| (g - e).abs() <= 1e-12 * e.abs().max(1.0))
+    };
+    assert!(close(y.to_vec::<f64>(), &expected_y), "{:?}", y.to_vec::<f64>());
+    assert!(close(x.grad().unwrap().to_vec::<f64>(), &expected_gx));
+    assert!(close(
+        w.grad().unwrap().to_vec::<f64>(),
+        &[5.213925379269622, 0.6754791861156861, 1.7670679310847706]
+    ));
+    assert!(close(b.grad().unwrap().to_vec::<f64>(), &[-1.0, 1.0, -2.0]));
+    let grouped =
+        functional::group_norm_with(&x, 3, GroupNormOptions::default().weight(&w).bias(&b));
+    assert_eq!(grouped.to_vec::<f64>(), y.to_vec::<f64>());
+}
+
 /// Group norm's values and gradients against PyTorch 2.15 (`F.group_norm(x, 2, w, b, 1e-5)`
 /// on the inputs below, in float64, loss `sum(y * c)`).
 #[test]

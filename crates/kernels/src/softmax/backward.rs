@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use super::Softmax;
-use crate::parallel::worth_it;
+use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
 
 /// The gradient of the input of `softmax` (or, with `log`, log-softmax) along the middle
@@ -45,7 +45,7 @@ pub fn softmax_backward<T: Softmax>(
     let run = |(dx, (y, g)): (&mut [T], (&[T], &[T]))| {
         run_widest(Block { y, g, dx, inner, log });
     };
-    if outer > 1 && worth_it(y.len()) {
+    if outer > 1 && start_parallel(y.len()) {
         let per_task = (outer / (4 * rayon::current_num_threads())).max(1);
         dx.par_chunks_mut(block)
             .zip(y.par_chunks(block).zip(g.par_chunks(block)))

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::{
     AttentionOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions,
-    CrossEntropyLoss, GeluApproximate, GroupNormOptions, HuberLoss, LayerNormOptions,
-    MaxPool2dOptions, NLLLoss, PadMode, Padding, SmoothL1Loss, SoftplusOptions,
+    CrossEntropyLoss, GeluApproximate, GroupNormOptions, HuberLoss, InstanceNormOptions,
+    LayerNormOptions, MaxPool2dOptions, NLLLoss, PadMode, Padding, SmoothL1Loss, SoftplusOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -300,6 +300,22 @@ fn group_norm_case() -> BoxedStrategy<Sample> {
             tensors: vec![x, w, b],
             ints: vec![groups, affine],
         })
+        .boxed()
+}
+
+/// Instance norm's input `[n, c, h]` (more than one position per channel), a weight and a
+/// bias per channel, and which of them apply (`ints[0]`: none, the weight, both, the bias).
+fn instance_norm_case() -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=3, 2usize..=4, 0i64..4)
+        .prop_flat_map(|(n, c, h, affine)| {
+            (
+                tensor_f64(Just(vec![n, c, h]), -2.0..2.0),
+                tensor_f64(Just(vec![c]), 0.5..1.5),
+                tensor_f64(Just(vec![c]), -1.0..1.0),
+                Just(affine),
+            )
+        })
+        .prop_map(|(x, w, b, affine)| Sample { tensors: vec![x, w, b], ints: vec![affine] })
         .boxed()
 }
 
@@ -883,6 +899,22 @@ pub fn registry() -> Vec<OpCase> {
             }
             functional::group_norm_with(&t[0], i[0] as usize, options)
         }),
+        op!(
+            "instance_norm(x, w, b, eps)",
+            "F.instance_norm",
+            true,
+            instance_norm_case(),
+            |t, i| {
+                let mut options = InstanceNormOptions::default();
+                if i[0] == 1 || i[0] == 2 {
+                    options = options.weight(&t[1]);
+                }
+                if i[0] >= 2 {
+                    options = options.bias(&t[2]);
+                }
+                functional::instance_norm_with(&t[0], options)
+            }
+        ),
         op!("batch_norm(x, stats, w, b, training)", "F.batch_norm", true, image(3), |t, i| {
             let c = t[0].shape()[1];
             let stats = BatchNormStats::new(c, t[0].dtype());
