@@ -570,6 +570,12 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Layers",
+            "nn.LSTM(3, 8, num_layers=2, dropout=0.2, bidirectional=True) / nn.GRU / nn.RNN",
+            GRU::new(3, 8, 2).dropout(0.2).bidirectional(true).forward(&seq),
+            "outputs `2 * hidden` wide, states `[2 * layers, B, H]`, PyTorch's `_reverse` names"
+        ),
+        (
+            "Layers",
             "out, (h, c) = lstm(x, (h0, c0))",
             LSTM::new(3, 8, 1).forward_with_state(&seq, None),
             "`forward_with_state` takes and returns the state"

@@ -1,11 +1,13 @@
 //! Recurrent layers (PyTorch's `nn.RNN`, `nn.GRU`, `nn.LSTM`): multi-layer, optional
-//! `batch_first`, initial state in and final state out. Each time step is composed from
-//! recorded ops, so backward runs through time automatically.
+//! `batch_first`, `bidirectional` and dropout between layers, initial state in and final
+//! state out. Each time step is composed from recorded ops (the LSTM's whole recurrence is
+//! one), so backward runs through time automatically.
 
-use tapegrad_ops::functional::{linear, lstm_recurrence};
-use tapegrad_ops::{prelude::*, stack};
+use tapegrad_ops::functional::{DropoutOptions, dropout_with, linear, lstm_recurrence};
+use tapegrad_ops::{cat, prelude::*, stack};
 use tapegrad_tape::Tensor;
 
+use crate::field::TrainingFlag;
 use crate::init;
 use crate::module::{Forward, Module, Slot, join_name};
 
@@ -37,29 +39,65 @@ struct LayerWeights {
 /// What the three recurrent layers share.
 struct Recurrent {
     kind: CellKind,
+    input: usize,
     hidden: usize,
+    num_layers: usize,
     batch_first: bool,
+    bidirectional: bool,
+    /// Dropout on each layer's output but the last, in training mode.
+    dropout: f64,
+    training: TrainingFlag,
+    /// Layer `l`, direction `d` at `l * directions + d` (PyTorch's order).
     layers: Vec<LayerWeights>,
 }
 
 impl Recurrent {
     fn new(kind: CellKind, input: usize, hidden: usize, num_layers: usize) -> Self {
+        let mut r = Recurrent {
+            kind,
+            input,
+            hidden,
+            num_layers,
+            batch_first: false,
+            bidirectional: false,
+            dropout: 0.0,
+            training: TrainingFlag::default(),
+            layers: Vec::new(),
+        };
+        r.init_weights();
+        r
+    }
+
+    fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
+
+    /// Fresh weights for every layer and direction: PyTorch's uniform in `±1/sqrt(hidden)`.
+    fn init_weights(&mut self) {
+        let (hidden, dirs) = (self.hidden, self.directions());
         let bound = 1.0 / (hidden.max(1) as f64).sqrt();
-        let g = kind.gates() * hidden;
+        let g = self.kind.gates() * hidden;
         let u = |shape: &[usize]| init::uniform(shape, -bound, bound).requires_grad();
-        let layers = (0..num_layers)
-            .map(|l| LayerWeights {
-                weight_ih: u(&[g, if l == 0 { input } else { hidden }]),
+        self.layers = (0..self.num_layers * dirs)
+            .map(|i| LayerWeights {
+                weight_ih: u(&[g, if i < dirs { self.input } else { hidden * dirs }]),
                 weight_hh: u(&[g, hidden]),
                 bias_ih: u(&[g]),
                 bias_hh: u(&[g]),
             })
             .collect();
-        Recurrent { kind, hidden, batch_first: false, layers }
     }
 
-    /// Runs the stack over `x`; `h0` and `c0` are `[layers, batch, hidden]`. Returns the
-    /// last layer's outputs and the final `h` (and `c` for LSTM) of every layer.
+    /// A parameter's name: `weight_ih_l0`, or `weight_ih_l0_reverse` for the backward
+    /// direction.
+    fn name(&self, base: &str, i: usize) -> String {
+        let (l, d) = (i / self.directions(), i % self.directions());
+        format!("{base}_l{l}{}", if d == 1 { "_reverse" } else { "" })
+    }
+
+    /// Runs the stack over `x`; `h0` and `c0` are `[layers * directions, batch, hidden]`.
+    /// Returns the last layer's outputs (both directions side by side) and the final `h`
+    /// (and `c` for LSTM) of every layer and direction.
     #[track_caller]
     fn run(
         &self,
@@ -70,45 +108,37 @@ impl Recurrent {
         assert!(x.dim() == 3, "recurrent layer: expects a 3-D input, got shape {:?}", x.shape());
         // Work time-major: [T, B, features].
         let mut seq = if self.batch_first { x.transpose(0, 1) } else { x.clone() };
-        let (steps, batch) = (seq.shape()[0], seq.shape()[1]);
+        let batch = seq.shape()[1];
+        let dirs = self.directions();
+        for (name, state) in [("h0", h0), ("c0", c0)] {
+            let expected = [self.num_layers * dirs, batch, self.hidden];
+            if let Some(s) = state.filter(|s| s.shape() != expected) {
+                panic!("recurrent layer: {name} has shape {:?}, expected {expected:?}", s.shape());
+            }
+        }
         let zeros = || Tensor::zeros_dtype(&[batch, self.hidden], x.dtype());
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
-        let hdim = self.hidden;
-        for (l, w) in self.layers.iter().enumerate() {
-            let mut h = h0.map_or_else(zeros, |h| h.select(0, l as isize));
-            let c = c0.map_or_else(zeros, |c| c.select(0, l as isize));
-            // Input projections of every step in one product: [T, B, gates * H].
-            let xi = linear(&seq, &w.weight_ih, Some(&w.bias_ih));
-            if self.kind == CellKind::Lstm {
-                // The whole recurrence as one op (its time loop in a kernel).
-                let (out, h_last, c_last) = lstm_recurrence(&xi, &h, &c, &w.weight_hh, &w.bias_hh);
-                seq = out;
+        for l in 0..self.num_layers {
+            let mut outputs = Vec::with_capacity(dirs);
+            for d in 0..dirs {
+                let i = l * dirs + d;
+                let h = h0.map_or_else(zeros, |h| h.select(0, i as isize));
+                let c = c0.map_or_else(zeros, |c| c.select(0, i as isize));
+                // The backward direction reads the sequence from its end.
+                let input = if d == 1 { seq.flip(&[0]) } else { seq.clone() };
+                let (out, h_last, c_last) = self.direction(&input, &self.layers[i], h, c);
+                outputs.push(if d == 1 { out.flip(&[0]) } else { out });
                 h_n.push(h_last);
                 c_n.push(c_last);
-                continue;
             }
-            let mut outputs = Vec::with_capacity(steps);
-            for t in 0..steps {
-                let gi = xi.select(0, t as isize);
-                let gh = linear(&h, &w.weight_hh, Some(&w.bias_hh));
-                let part = |g: &Tensor, k: usize| g.narrow(1, k * hdim, hdim);
-                h = match self.kind {
-                    CellKind::Tanh => (&gi + &gh).tanh(),
-                    CellKind::Gru => {
-                        let r = (&part(&gi, 0) + &part(&gh, 0)).sigmoid();
-                        let z = (&part(&gi, 1) + &part(&gh, 1)).sigmoid();
-                        let n = (&part(&gi, 2) + &(&r * &part(&gh, 2))).tanh();
-                        // h' = (1 - z) n + z h
-                        &(&z.rsub_scalar(1.0) * &n) + &(&z * &h)
-                    }
-                    CellKind::Lstm => unreachable!("LSTM layers run lstm_recurrence above"),
-                };
-                outputs.push(h.clone());
+            seq = if dirs == 1 {
+                outputs.pop().expect("one direction")
+            } else {
+                cat(&[&outputs[0], &outputs[1]], -1)
+            };
+            if l + 1 < self.num_layers && self.dropout > 0.0 && self.training.get() {
+                seq = dropout_with(&seq, DropoutOptions::default().p(self.dropout));
             }
-            let refs: Vec<&Tensor> = outputs.iter().collect();
-            seq = stack(&refs, 0);
-            h_n.push(h);
-            c_n.push(c);
         }
         let out = if self.batch_first { seq.transpose(0, 1) } else { seq };
         let h_refs: Vec<&Tensor> = h_n.iter().collect();
@@ -117,29 +147,70 @@ impl Recurrent {
         (out, stack(&h_refs, 0), c)
     }
 
+    /// One layer in one direction over the time-major `seq` from `(h, c)`: its outputs
+    /// `[T, B, H]` and its final `h` and `c` (`c` unchanged but for LSTM).
+    fn direction(
+        &self,
+        seq: &Tensor,
+        w: &LayerWeights,
+        mut h: Tensor,
+        c: Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
+        let hdim = self.hidden;
+        // Input projections of every step in one product: [T, B, gates * H].
+        let xi = linear(seq, &w.weight_ih, Some(&w.bias_ih));
+        if self.kind == CellKind::Lstm {
+            // The whole recurrence as one op (its time loop in a kernel).
+            return lstm_recurrence(&xi, &h, &c, &w.weight_hh, &w.bias_hh);
+        }
+        let steps = seq.shape()[0];
+        let mut outputs = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let gi = xi.select(0, t as isize);
+            let gh = linear(&h, &w.weight_hh, Some(&w.bias_hh));
+            let part = |g: &Tensor, k: usize| g.narrow(1, k * hdim, hdim);
+            h = match self.kind {
+                CellKind::Tanh => (&gi + &gh).tanh(),
+                CellKind::Gru => {
+                    let r = (&part(&gi, 0) + &part(&gh, 0)).sigmoid();
+                    let z = (&part(&gi, 1) + &part(&gh, 1)).sigmoid();
+                    let n = (&part(&gi, 2) + &(&r * &part(&gh, 2))).tanh();
+                    // h' = (1 - z) n + z h
+                    &(&z.rsub_scalar(1.0) * &n) + &(&z * &h)
+                }
+                CellKind::Lstm => unreachable!("LSTM layers run lstm_recurrence above"),
+            };
+            outputs.push(h.clone());
+        }
+        let refs: Vec<&Tensor> = outputs.iter().collect();
+        (stack(&refs, 0), h, c)
+    }
+
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {
-        for (l, w) in self.layers.iter().enumerate() {
+        for (i, w) in self.layers.iter().enumerate() {
             for (name, t) in [
                 ("weight_ih", &w.weight_ih),
                 ("weight_hh", &w.weight_hh),
                 ("bias_ih", &w.bias_ih),
                 ("bias_hh", &w.bias_hh),
             ] {
-                f(&join_name(prefix, &format!("{name}_l{l}")), t, Slot::Parameter);
+                f(&join_name(prefix, &self.name(name, i)), t, Slot::Parameter);
             }
         }
     }
 
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
-        for (l, w) in self.layers.iter_mut().enumerate() {
-            for (name, t) in [
-                ("weight_ih", &mut w.weight_ih),
-                ("weight_hh", &mut w.weight_hh),
-                ("bias_ih", &mut w.bias_ih),
-                ("bias_hh", &mut w.bias_hh),
-            ] {
-                f(&join_name(prefix, &format!("{name}_l{l}")), t, Slot::Parameter);
-            }
+        let names: Vec<String> = (0..self.layers.len())
+            .flat_map(|i| {
+                ["weight_ih", "weight_hh", "bias_ih", "bias_hh"].map(|name| self.name(name, i))
+            })
+            .collect();
+        let tensors = self
+            .layers
+            .iter_mut()
+            .flat_map(|w| [&mut w.weight_ih, &mut w.weight_hh, &mut w.bias_ih, &mut w.bias_hh]);
+        for (name, t) in names.iter().zip(tensors) {
+            f(&join_name(prefix, name), t, Slot::Parameter);
         }
     }
 }
@@ -187,6 +258,44 @@ macro_rules! recurrent_layer {
                 self
             }
 
+            /// A second direction per layer, reading the sequence from its end (PyTorch's
+            /// `bidirectional`): outputs `2 * hidden` wide (forward then backward), states
+            /// `[2 * layers, B, H]`, parameters `..._l{k}_reverse` beside `..._l{k}`. The
+            /// weights are initialised afresh.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let layer = ", stringify!($name), "::new(3, 5, 2).bidirectional(true);")]
+            /// assert_eq!(layer.forward(&Tensor::zeros(&[7, 4, 3])).shape(), &[7, 4, 10]);
+            /// let names: Vec<String> = layer.named_parameters().into_iter().map(|(n, _)| n).collect();
+            /// assert_eq!(names.len(), 16);
+            /// assert_eq!(names[4], "weight_ih_l0_reverse");
+            #[doc = concat!("assert_eq!(layer.named_parameters()[8].1.shape(), &[", stringify!($gates), " * 5, 10]); // layer 1 reads both directions")]
+            /// ```
+            pub fn bidirectional(mut self, bidirectional: bool) -> Self {
+                self.0.bidirectional = bidirectional;
+                self.0.init_weights();
+                self
+            }
+
+            /// Dropout with probability `p` on each layer's output but the last's, in
+            /// training mode (PyTorch's `dropout`).
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward, Module};")]
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let layer = ", stringify!($name), "::new(3, 5, 2).dropout(0.5);")]
+            /// let x = Tensor::randn(&[4, 2, 3]);
+            /// layer.eval(); // no dropout: the same output twice
+            /// assert_eq!(layer.forward(&x).to_vec::<f32>(), layer.forward(&x).to_vec::<f32>());
+            /// ```
+            pub fn dropout(mut self, p: f64) -> Self {
+                assert!((0.0..=1.0).contains(&p), "dropout probability {p} is not in [0, 1]");
+                self.0.dropout = p;
+                self
+            }
+
             /// The hidden size.
             ///
             /// ```
@@ -215,6 +324,9 @@ macro_rules! recurrent_layer {
             }
             fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor, Slot)) {
                 self.0.visit_mut(prefix, f)
+            }
+            fn set_training(&self, training: bool) {
+                self.0.training.set(training)
             }
         }
     };
@@ -263,7 +375,7 @@ recurrent_layer!(
 );
 
 impl RNN {
-    /// The outputs and the final hidden state `[layers, B, H]`, from `h0` (zeros if `None`).
+    /// The outputs and the final hidden state `[layers * directions, B, H]`, from `h0` (zeros if `None`).
     ///
     /// ```
     /// use tapegrad_nn::{Forward, Module, RNN};
@@ -284,7 +396,7 @@ impl RNN {
 }
 
 impl GRU {
-    /// The outputs and the final hidden state `[layers, B, H]`, from `h0` (zeros if `None`).
+    /// The outputs and the final hidden state `[layers * directions, B, H]`, from `h0` (zeros if `None`).
     ///
     /// ```
     /// use tapegrad_nn::GRU;
@@ -304,7 +416,7 @@ impl GRU {
 }
 
 impl LSTM {
-    /// The outputs and the final `(h, c)`, each `[layers, B, H]`, from `(h0, c0)` (zeros if
+    /// The outputs and the final `(h, c)`, each `[layers * directions, B, H]`, from `(h0, c0)` (zeros if
     /// `None`).
     ///
     /// ```
