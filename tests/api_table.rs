@@ -559,7 +559,7 @@ fn rows() -> Vec<Row> {
             "Layers",
             "nn.InstanceNorm2d(3, affine=True, eps=1e-5) / nn.InstanceNorm1d",
             InstanceNorm2d::new(3).affine(true).eps(1e-5).forward(&img),
-            "`track_running_stats` is not offered (PyTorch's default is off)"
+            "unbatched inputs as in PyTorch; `track_running_stats` is not offered (PyTorch's default is off)"
         ),
         ("Layers", "nn.Dropout(0.5)", Dropout::new(0.5).forward(&x)),
         ("Layers", "nn.Embedding(10, 3)", Embedding::new(10, 3).forward(&idx)),

@@ -201,10 +201,17 @@ mod tests {
         assert!(!pool.install(keep_warm), "a pool thread that is not the driver");
         mark_driver(); // marks the test thread, not the pool's threads
         assert!(!pool.install(keep_warm), "a pool thread that is not the driver");
+        /// Puts the default spin time back however the test ends.
+        struct Restore;
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                set_spin_time(Duration::from_micros(200));
+            }
+        }
         let driven =
             rayon::ThreadPoolBuilder::new().num_threads(2).use_current_thread().build().unwrap();
+        let _restore = Restore;
         set_spin_time(Duration::ZERO);
         assert!(!driven.install(keep_warm), "a spin time of zero turns it off");
-        set_spin_time(Duration::from_micros(200));
     }
 }

@@ -196,7 +196,8 @@ impl MultiheadAttention {
     }
 
     /// Keys `kdim` and values `vdim` wide (PyTorch's `kdim`, `vdim`): three separate input
-    /// projections, each initialised afresh.
+    /// projections, each initialised afresh; when both are `embed_dim`, the stacked
+    /// projection stays (as in PyTorch).
     ///
     /// ```
     /// use tapegrad_nn::MultiheadAttention;

@@ -933,99 +933,137 @@ impl Forward for GroupNorm {
     }
 }
 
-/// Instance normalisation of `[N, C, ...]`: each channel of each sample standardised over
-/// its positions, with a per-channel affine if [`affine`](Self::affine): PyTorch's
-/// `nn.InstanceNorm2d` and `nn.InstanceNorm1d` (one type serves both) with their defaults
-/// (no affine, eps 1e-5). PyTorch's `track_running_stats` is not offered: training and
-/// evaluation both normalise with the input's own statistics, PyTorch's default.
-///
-/// ```
-/// use tapegrad_nn::{Forward, InstanceNorm2d, Module};
-/// use tapegrad_tape::Tensor;
-/// let norm = InstanceNorm2d::new(3);
-/// assert_eq!(norm.forward(&Tensor::randn(&[2, 3, 5, 5])).shape(), &[2, 3, 5, 5]);
-/// assert!(norm.parameters().is_empty());
-/// ```
-#[derive(Module)]
-pub struct InstanceNorm2d {
-    /// Per-channel scale (starts at 1), with `affine`.
-    pub weight: Option<Tensor>,
-    /// Per-channel shift (starts at 0), with `affine`.
-    pub bias: Option<Tensor>,
-    /// The number of channels.
-    pub num_features: usize,
-    /// Added to the variance.
-    pub eps: f64,
-}
-
-/// PyTorch's `nn.InstanceNorm1d`: the same layer as [`InstanceNorm2d`], on `[N, C, L]`.
-///
-/// ```
-/// use tapegrad_nn::{Forward, InstanceNorm1d};
-/// use tapegrad_tape::Tensor;
-/// assert_eq!(InstanceNorm1d::new(4).forward(&Tensor::randn(&[2, 4, 7])).shape(), &[2, 4, 7]);
-/// ```
-pub type InstanceNorm1d = InstanceNorm2d;
-
-impl InstanceNorm2d {
-    /// Instance norm of `num_features` channels, without affine parameters, eps 1e-5.
-    ///
-    /// ```
-    /// use tapegrad_nn::{Forward, InstanceNorm2d};
-    /// use tapegrad_tape::Tensor;
-    /// let y = InstanceNorm2d::new(1).forward(&Tensor::from_vec(vec![1.0f32, 3.0], &[1, 1, 2]));
-    /// let y = y.to_vec::<f32>();
-    /// assert!((y[0] + 1.0).abs() < 1e-4 && (y[1] - 1.0).abs() < 1e-4);
-    /// ```
-    pub fn new(num_features: usize) -> Self {
-        InstanceNorm2d { weight: None, bias: None, num_features, eps: 1e-5 }
-    }
-
-    /// With a learnable per-channel weight (ones) and bias (zeros): PyTorch's `affine=True`.
-    ///
-    /// ```
-    /// use tapegrad_nn::{InstanceNorm2d, Module};
-    /// let norm = InstanceNorm2d::new(3).affine(true);
-    /// let names: Vec<_> = norm.state_dict().into_iter().map(|(n, _)| n).collect();
-    /// assert_eq!(names, ["weight", "bias"]);
-    /// ```
-    pub fn affine(mut self, affine: bool) -> Self {
-        let c = self.num_features;
-        (self.weight, self.bias) = if affine {
-            (Some(Tensor::ones(&[c]).requires_grad()), Some(Tensor::zeros(&[c]).requires_grad()))
-        } else {
-            (None, None)
-        };
-        self
-    }
-
-    /// Sets eps (PyTorch's `eps`).
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_nn::InstanceNorm2d::new(2).eps(1e-3).eps, 1e-3);
-    /// ```
-    pub fn eps(mut self, eps: f64) -> Self {
-        self.eps = eps;
-        self
-    }
-}
-
-impl Forward for InstanceNorm2d {
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor {
-        if x.dim() >= 2 && x.shape()[1] != self.num_features {
-            panic!(
-                "InstanceNorm2d: expects {} channels (dimension 1), got input of shape {:?}",
-                self.num_features,
-                x.shape()
-            );
+/// An instance norm layer type: `$spatial` dimensions after the channels, batched
+/// (`[N, C, ...]`) or not (`[C, ...]`).
+macro_rules! instance_norm_layer {
+    ($(#[$doc:meta])* $name:ident, $spatial:literal, $input:expr) => {
+        $(#[$doc])*
+        #[derive(Module)]
+        pub struct $name {
+            /// Per-channel scale (starts at 1), with `affine`.
+            pub weight: Option<Tensor>,
+            /// Per-channel shift (starts at 0), with `affine`.
+            pub bias: Option<Tensor>,
+            /// The number of channels (checked against the input's with `affine`, as PyTorch
+            /// does).
+            pub num_features: usize,
+            /// Added to the variance.
+            pub eps: f64,
         }
-        let mut options = InstanceNormOptions::default().eps(self.eps);
-        options.weight = self.weight.clone();
-        options.bias = self.bias.clone();
-        F::instance_norm_with(x, options)
-    }
+
+        impl $name {
+            /// Instance norm of `num_features` channels, without affine parameters, eps 1e-5.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Forward};")]
+            /// use tapegrad_ops::prelude::*;
+            /// use tapegrad_tape::Tensor;
+            #[doc = concat!("let norm = ", stringify!($name), "::new(2);")]
+            #[doc = concat!("let x = Tensor::randn(&", stringify!($input), ");")]
+            /// assert_eq!(norm.forward(&x).shape(), x.shape());
+            /// // Unbatched: the same as a batch of one.
+            /// let one = x.select(0, 0);
+            /// assert_eq!(norm.forward(&one).to_vec::<f32>(), norm.forward(&x).select(0, 0).to_vec::<f32>());
+            /// ```
+            pub fn new(num_features: usize) -> Self {
+                $name { weight: None, bias: None, num_features, eps: 1e-5 }
+            }
+
+            /// With a learnable per-channel weight (ones) and bias (zeros): PyTorch's
+            /// `affine=True`.
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::{", stringify!($name), ", Module};")]
+            #[doc = concat!("let norm = ", stringify!($name), "::new(3).affine(true);")]
+            /// let names: Vec<_> = norm.state_dict().into_iter().map(|(n, _)| n).collect();
+            /// assert_eq!(names, ["weight", "bias"]);
+            /// ```
+            pub fn affine(mut self, affine: bool) -> Self {
+                let c = self.num_features;
+                (self.weight, self.bias) = if affine {
+                    let weight = Tensor::ones(&[c]).requires_grad();
+                    (Some(weight), Some(Tensor::zeros(&[c]).requires_grad()))
+                } else {
+                    (None, None)
+                };
+                self
+            }
+
+            /// Sets eps (PyTorch's `eps`).
+            ///
+            /// ```
+            #[doc = concat!("assert_eq!(tapegrad_nn::", stringify!($name), "::new(2).eps(1e-3).eps, 1e-3);")]
+            /// ```
+            pub fn eps(mut self, eps: f64) -> Self {
+                self.eps = eps;
+                self
+            }
+        }
+
+        impl Forward for $name {
+            #[track_caller]
+            fn forward(&self, x: &Tensor) -> Tensor {
+                let batched = x.dim() == $spatial + 2;
+                if !batched && x.dim() != $spatial + 1 {
+                    panic!(
+                        "{}: expects a {}-D or {}-D input, got shape {:?}",
+                        stringify!($name),
+                        $spatial + 2,
+                        $spatial + 1,
+                        x.shape()
+                    );
+                }
+                let x = if batched { x.clone() } else { x.unsqueeze(0) };
+                if self.weight.is_some() && x.shape()[1] != self.num_features {
+                    panic!(
+                        "{}: expects {} channels, got input of shape {:?}",
+                        stringify!($name),
+                        self.num_features,
+                        x.shape()
+                    );
+                }
+                let mut options = InstanceNormOptions::default().eps(self.eps);
+                options.weight = self.weight.clone();
+                options.bias = self.bias.clone();
+                let y = F::instance_norm_with(&x, options);
+                if batched { y } else { y.squeeze_dim(0) }
+            }
+        }
+    };
 }
+
+instance_norm_layer!(
+    /// Instance normalisation of images, `[N, C, H, W]` or unbatched `[C, H, W]`: each
+    /// channel of each sample standardised over its positions, with a per-channel affine
+    /// if [`affine`](Self::affine): PyTorch's `nn.InstanceNorm2d` with its defaults (no
+    /// affine, eps 1e-5). PyTorch's `track_running_stats` is not offered: training and
+    /// evaluation both use the input's own statistics, PyTorch's default.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, InstanceNorm2d, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let norm = InstanceNorm2d::new(3);
+    /// assert_eq!(norm.forward(&Tensor::randn(&[2, 3, 5, 5])).shape(), &[2, 3, 5, 5]);
+    /// assert!(norm.parameters().is_empty());
+    /// ```
+    InstanceNorm2d,
+    2,
+    [4, 2, 3, 3]
+);
+
+instance_norm_layer!(
+    /// Instance normalisation of sequences, `[N, C, L]` or unbatched `[C, L]`: PyTorch's
+    /// `nn.InstanceNorm1d`, as [`InstanceNorm2d`] is for images.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, InstanceNorm1d};
+    /// use tapegrad_tape::Tensor;
+    /// assert_eq!(InstanceNorm1d::new(4).forward(&Tensor::randn(&[2, 4, 7])).shape(), &[2, 4, 7]);
+    /// ```
+    InstanceNorm1d,
+    1,
+    [4, 2, 5]
+);
 
 /// A lookup table of `num_embeddings` vectors (int64 indices in, vectors out), initialised
 /// N(0, 1): PyTorch's `nn.Embedding`.

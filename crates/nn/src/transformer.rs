@@ -86,17 +86,19 @@ impl TransformerEncoderOptions {
     }
 }
 
-/// An error unless `src` is `[L, E]`, `[L, N, E]` or `[N, L, E]` with the width and dtype of
-/// `norm`, checked before anything runs on it.
+/// An error unless `src` ends in `norm`'s normalised shape and has its dtype (and, for an
+/// encoder layer, `rank_2_or_3`: is `[L, E]`, `[L, N, E]` or `[N, L, E]`), checked before
+/// anything runs on it.
 #[track_caller]
-fn check_input(op: &'static str, src: &Tensor, norm: &LayerNorm) -> Result<()> {
+fn check_input(op: &'static str, src: &Tensor, norm: &LayerNorm, rank_2_or_3: bool) -> Result<()> {
     let location = std::panic::Location::caller();
-    let width = norm.weight.numel();
-    if !matches!(src.dim(), 2 | 3) || src.shape()[src.dim() - 1] != width {
+    if (rank_2_or_3 && !matches!(src.dim(), 2 | 3)) || !src.shape().ends_with(&norm.shape) {
         return Err(Error::Shape {
             op,
             message: format!(
-                "expects a source of shape [..., {width}] (2 or 3 dimensions), got {:?}",
+                "expects a source of shape [..., {}]{}, got {:?}",
+                norm.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+                if rank_2_or_3 { " (2 or 3 dimensions)" } else { "" },
                 src.shape()
             ),
             location,
@@ -292,7 +294,7 @@ impl TransformerEncoderLayer {
         src: &Tensor,
         options: TransformerEncoderOptions,
     ) -> Result<Tensor> {
-        check_input("TransformerEncoderLayer", src, &self.norm1)?;
+        check_input("TransformerEncoderLayer", src, &self.norm1, true)?;
         let attention = options.attention();
         let self_attention = |x: &Tensor| -> Result<Tensor> {
             let (y, _) = self.self_attn.try_forward_with(x, x, x, attention.clone())?;
@@ -401,7 +403,7 @@ impl TransformerEncoder {
         }
         Ok(match &self.norm {
             Some(norm) => {
-                check_input("TransformerEncoder", &x, norm)?;
+                check_input("TransformerEncoder", &x, norm, false)?;
                 norm.forward(&x)
             }
             None => x,

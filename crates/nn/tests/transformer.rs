@@ -224,6 +224,12 @@ fn bad_shapes_and_masks_are_errors_that_name_them() {
     assert!(message.contains("dtype mismatch"), "{message}");
     let only_norm = TransformerEncoder::new(Vec::new()).norm(LayerNorm::new(&[8]));
     assert!(only_norm.try_forward_with(&Tensor::randn(&[4, 6]), Default::default()).is_err());
+    // A final norm over more than the last dimension is any module's right, as in PyTorch.
+    let wide_norm = TransformerEncoder::new(vec![TransformerEncoderLayer::new(8, 2)])
+        .norm(LayerNorm::new(&[4, 8]));
+    let out =
+        wide_norm.try_forward_with(&Tensor::randn(&[4, 2, 8]).transpose(0, 1), Default::default());
+    assert_eq!(out.unwrap().shape(), &[2, 4, 8]);
 }
 
 #[test]

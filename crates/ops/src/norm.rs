@@ -267,7 +267,7 @@ pub(crate) fn instance_norm(
 ) -> Result<Tensor> {
     let location = Location::caller();
     let positions = x.shape().get(2..).map_or(0, |s| s.iter().product::<usize>());
-    if x.dim() < 3 || positions < 2 {
+    if x.dim() < 3 || positions == 1 {
         return Err(Error::Shape {
             op: "instance_norm",
             message: format!(
@@ -276,6 +276,11 @@ pub(crate) fn instance_norm(
             ),
             location,
         });
+    }
+    if x.numel() == 0 {
+        // Nothing to normalise (PyTorch returns the empty input's shape too).
+        ensure_float("instance_norm", x, location)?;
+        return Ok(x.clone());
     }
     normalize_groups("instance_norm", x, x.shape()[1], weight, bias, eps)
 }
