@@ -19,24 +19,12 @@ import torch
 import torch.nn as nn
 
 from transformer_reference import pattern, write_safetensors
+from transformer_reference import run as run_case
 
 
 def run(model, prefix, inputs, call, grads_of, out):
-    for name, p in model.state_dict().items():
-        out[f"{prefix}.{name}"] = p
-    for name, t in inputs.items():
-        out[f"{prefix}.{name}"] = t
-    model = model.double()
-    leaves = {k: v.double().requires_grad_() for k, v in inputs.items()}
-    results = call(model, leaves)
-    c = pattern(results["out"].shape, 11, 17).double()
-    (results["out"] * c).sum().backward()
-    for name, t in results.items():
-        out[f"{prefix}.expected.{name}"] = t.detach()
-    params = dict(model.named_parameters())
-    for name in grads_of:
-        source = leaves[name] if name in leaves else params[name]
-        out[f"{prefix}.grad.{name}"] = source.grad
+    """The transformer fixtures' run, with PyTorch's initialisation kept as it is."""
+    run_case(model, prefix, inputs, call, grads_of, out, move_off_init=False)
 
 
 def main():

@@ -67,9 +67,11 @@ def perturb(model):
                 p.copy_(0.8 + 0.4 * torch.rand_like(p))
 
 
-def run(model, prefix, inputs, call, grads_of, out):
-    """Stores model parameters and float32 inputs, then outputs and gradients in float64."""
-    perturb(model)
+def run(model, prefix, inputs, call, grads_of, out, move_off_init=True):
+    """Stores model parameters and float32 inputs, then outputs and gradients in float64
+    (after `perturb` unless `move_off_init` is false)."""
+    if move_off_init:
+        perturb(model)
     for name, p in model.state_dict().items():
         out[f"{prefix}.{name}"] = p
     for name, t in inputs.items():

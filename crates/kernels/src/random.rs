@@ -133,22 +133,19 @@ mod tests {
 
     #[test]
     fn the_lanes_are_xoshiro256plusplus() {
-        // Each lane, on its own, is the reference generator from the same state.
+        use rand::{Rng, SeedableRng, rngs::Xoshiro256PlusPlus};
+        // Each lane, on its own, is `rand`'s generator started from the same state.
         let mut lanes = Lanes::new(1, 2);
-        let mut reference: Vec<[u64; 4]> =
-            (0..LANES).map(|l| [0, 1, 2, 3].map(|w| lanes.s[w][l])).collect();
+        let mut reference: Vec<Xoshiro256PlusPlus> = (0..LANES)
+            .map(|l| {
+                let words = [0, 1, 2, 3].map(|w| lanes.s[w][l].to_le_bytes());
+                Xoshiro256PlusPlus::from_seed(words.concat().try_into().unwrap())
+            })
+            .collect();
         for _ in 0..50 {
             let draws = lanes.next();
-            for (l, s) in reference.iter_mut().enumerate() {
-                let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-                let t = s[1] << 17;
-                s[2] ^= s[0];
-                s[3] ^= s[1];
-                s[1] ^= s[2];
-                s[0] ^= s[3];
-                s[2] ^= t;
-                s[3] = s[3].rotate_left(45);
-                assert_eq!(draws[l], result);
+            for (l, r) in reference.iter_mut().enumerate() {
+                assert_eq!(draws[l], r.next_u64());
             }
         }
     }

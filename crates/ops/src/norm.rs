@@ -864,10 +864,10 @@ setters!(GroupNormOptions {
     eps(f64) => eps, example 1e-6 => o.eps == 1e-6;
 });
 
-/// The keywords of `instance_norm`: `weight` and `bias` (per channel; PyTorch's `affine`
-/// layer parameters) and `eps` (1e-5). PyTorch's running statistics (`running_mean`,
-/// `running_var`, `use_input_stats`, `momentum`) are not offered: every call normalises with
-/// the input's own statistics, as PyTorch does by default.
+/// The keywords of `instance_norm`, group norm's: `weight` and `bias` (per channel;
+/// PyTorch's `affine` layer parameters) and `eps` (1e-5). PyTorch's running statistics
+/// (`running_mean`, `running_var`, `use_input_stats`, `momentum`) are not offered: every call
+/// normalises with the input's own statistics, as PyTorch does by default.
 ///
 /// ```
 /// use tapegrad_ops::{InstanceNormOptions, functional as F};
@@ -876,30 +876,7 @@ setters!(GroupNormOptions {
 /// let opts = InstanceNormOptions::default().bias(&Tensor::full(&[2], 10.0)).eps(0.0);
 /// assert_eq!(F::instance_norm_with(&x, opts).to_vec::<f32>(), vec![9.0, 11.0, 9.0, 11.0]);
 /// ```
-#[derive(Clone, Debug)]
-pub struct InstanceNormOptions {
-    /// Per-channel scale, or `None`.
-    pub weight: Option<Tensor>,
-    /// Per-channel shift, or `None`.
-    pub bias: Option<Tensor>,
-    /// Added to the variance.
-    pub eps: f64,
-}
-
-impl Default for InstanceNormOptions {
-    fn default() -> Self {
-        InstanceNormOptions { weight: None, bias: None, eps: 1e-5 }
-    }
-}
-
-setters!(InstanceNormOptions {
-    /// Sets `weight`.
-    weight(&Tensor) => Some(weight.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.weight.is_some();
-    /// Sets `bias`.
-    bias(&Tensor) => Some(bias.clone()), example &tapegrad_tape::Tensor::ones(&[2]) => o.bias.is_some();
-    /// Sets `eps`.
-    eps(f64) => eps, example 1e-6 => o.eps == 1e-6;
-});
+pub type InstanceNormOptions = GroupNormOptions;
 
 /// The keywords of `batch_norm`: `weight` and `bias` (per channel), `training` (false:
 /// normalise with the running statistics), `momentum` (0.1) and `eps` (1e-5).
