@@ -9,9 +9,23 @@ use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
 
 /// Elements per independently seeded block.
+///
+/// ```
+/// use tapegrad_kernels::random::{BLOCK, bernoulli_mask};
+/// // Two blocks: each has draws of its own, so their halves of the mask differ.
+/// let mut mask = vec![0u8; 2 * BLOCK];
+/// bernoulli_mask(1, 0.5, 1, 0, &mut mask);
+/// assert_ne!(mask[..BLOCK], mask[BLOCK..]);
+/// ```
 pub const BLOCK: usize = 1 << 14;
 
-/// Generators stepped side by side within a block.
+/// Generators stepped side by side within a block: element `i` of each group of
+/// `2 * LANES` takes half of lane `i % LANES`'s 64-bit draw.
+///
+/// ```
+/// use tapegrad_kernels::random::{BLOCK, LANES};
+/// assert_eq!(BLOCK % (2 * LANES), 0); // blocks hold whole groups
+/// ```
 pub const LANES: usize = 8;
 
 /// SplitMix64's output function (Steele, Lea and Flood): spreads consecutive inputs over
