@@ -85,6 +85,19 @@ mod mnist;
 
 use mnist::{cnn, mlp};
 
+/// Runs `step` `warmup + count` times; the median of the last `count` in ms.
+fn median_step_ms(warmup: usize, count: usize, mut step: impl FnMut()) -> f64 {
+    let mut times = vec![];
+    for i in 0..warmup + count {
+        let t0 = Instant::now();
+        step();
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    median(&times)
+}
+
 fn train_steps(
     model: &Sequential,
     opt: &mut dyn Optimizer,
@@ -93,18 +106,11 @@ fn train_steps(
     warmup: usize,
     count: usize,
 ) -> f64 {
-    let mut times = vec![];
-    for step in 0..warmup + count {
-        let t0 = Instant::now();
+    median_step_ms(warmup, count, || {
         opt.zero_grad();
-        let loss = F::cross_entropy(&model.forward(x), y);
-        backward_noting(&loss);
+        backward_noting(&F::cross_entropy(&model.forward(x), y));
         opt.step();
-        if step >= warmup {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    median(&times)
+    })
 }
 
 fn labels(n: usize) -> Tensor {
@@ -149,21 +155,15 @@ pub fn w7(s: Settings) -> f64 {
     };
     let tokens = Tensor::from_vec(token(batch * steps), &[batch, steps]);
     let targets = Tensor::from_vec(token(batch * steps), &[batch * steps]);
-    let mut times = vec![];
     let (warmup, count) = if s.quick { (1, 3) } else { (5, 30) };
-    for step in 0..warmup + count {
-        let t0 = Instant::now();
+    median_step_ms(warmup, count, || {
         opt.zero_grad();
         let hidden = lstm.forward(&embedding.forward(&tokens));
         let logits = head.forward(&hidden).reshape(&[-1, vocab as isize]);
         backward_noting(&F::cross_entropy(&logits, &targets));
         clip_grad_norm(&params, 1.0);
         opt.step();
-        if step >= warmup {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    median(&times)
+    })
 }
 
 /// W8: a pre-norm transformer encoder block step, written out as a user would: 16 x 64 x
@@ -197,18 +197,12 @@ pub fn w8(s: Settings) -> (f64, f64) {
     };
     let steps = |params: Vec<Tensor>, forward: &dyn Fn(&Tensor) -> Tensor| {
         let mut opt = AdamW::new(params, 1e-3);
-        let mut times = vec![];
         let (warmup, count) = if s.quick { (1, 3) } else { (5, 50) };
-        for step in 0..warmup + count {
-            let t0 = Instant::now();
+        median_step_ms(warmup, count, || {
             opt.zero_grad();
             backward_noting(&F::mse_loss(&forward(&x), &target));
             opt.step();
-            if step >= warmup {
-                times.push(t0.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        median(&times)
+        })
     };
     let composed = steps(params, &block);
     let layer = TransformerEncoderLayer::new(d, h)
@@ -347,18 +341,12 @@ pub fn w10(s: Settings) -> f64 {
         let h = blocks.iter().fold(stem_bn.forward(&stem.forward(x)).relu(), |h, b| b.forward(&h));
         fc.forward(&F::adaptive_avg_pool2d(&h, (1, 1)).reshape(&[n as isize, 64]))
     };
-    let mut times = vec![];
     let (warmup, count) = if s.quick { (1, 2) } else { (5, 30) };
-    for step in 0..warmup + count {
-        let t0 = Instant::now();
+    median_step_ms(warmup, count, || {
         opt.zero_grad();
         backward_noting(&F::cross_entropy(&forward(&x), &y));
         opt.step();
-        if step >= warmup {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    median(&times)
+    })
 }
 
 /// W4: the CNN train step, batch 64, SGD with momentum; ms per step.
