@@ -171,7 +171,55 @@ impl Node {
     }
 }
 
+thread_local! {
+    /// Emptied boxes of nodes that left the tape, for the next operations recorded.
+    // The boxes themselves are what is kept: a vector of values would mean a copy in and out.
+    #[allow(clippy::vec_box)]
+    static SPARE_DATA: std::cell::RefCell<Vec<Box<NodeData>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Boxes kept at most: the box of every node of a graph this large is reused by the next
+/// one; larger graphs get the rest from the allocator.
+const MAX_SPARE_DATA: usize = 1 << 16;
+
 impl NodeData {
+    /// A box holding `op` for a node of unknown shape: a spare one when there is one.
+    ///
+    /// Every recorded operation takes a box and backward frees them all, oldest last; the
+    /// allocator then serves the next step's boxes from chunks it has just coalesced, the
+    /// slow path of both calls. Boxes handed back by [`NodeData::recycle`] skip that.
+    #[inline]
+    pub fn boxed(op: OpRecord) -> Box<NodeData> {
+        let spare = SPARE_DATA.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()));
+        match spare {
+            Some(mut data) => {
+                data.op = Some(op);
+                data
+            }
+            None => tapegrad_kernels::in_place::boxed(|| NodeData {
+                shape: Shape::new(),
+                saved_bytes: 0,
+                op: Some(op),
+            }),
+        }
+    }
+
+    /// Empties `data` and keeps its box for [`NodeData::boxed`]. Dropping what it holds
+    /// may release nodes, so this must not run inside a borrow of the tape.
+    pub fn recycle(mut data: Box<NodeData>) {
+        drop(data.op.take());
+        data.shape = Shape::new();
+        data.saved_bytes = 0;
+        SPARE_DATA.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut()
+                && s.len() < MAX_SPARE_DATA
+            {
+                s.push(data);
+            }
+        });
+    }
+
     /// Whether dropping this would drop tensor handles (and so touch the tape).
     pub fn holds_tensors(&self) -> bool {
         self.op.as_ref().is_some_and(|op| op.rule.is_some() || !op.saved.is_empty())

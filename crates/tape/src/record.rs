@@ -13,7 +13,7 @@ use std::panic::Location;
 
 use smallvec::SmallVec;
 
-use crate::layout::{Layout, Shape};
+use crate::layout::Layout;
 use crate::node::{Node, NodeData, NodeKey, OpRecord, SavedOutput};
 use crate::tape::with_tape;
 use crate::{DType, Storage, Tensor, is_grad_enabled};
@@ -395,20 +395,15 @@ impl Backward {
     }
 }
 
-/// A node's data holding `rule`, written straight into its box: `Box::new` would build it
-/// on the stack and copy it over.
+/// A node's data holding `rule`.
 #[inline]
 fn node_data_for(rule: BackwardRule) -> Box<NodeData> {
-    tapegrad_kernels::in_place::boxed(|| NodeData {
-        shape: Shape::new(),
-        saved_bytes: 0,
-        op: Some(OpRecord {
-            rule: Some(rule),
-            scalar: 0.0,
-            saved: SmallVec::new(),
-            output: None,
-            replay: None,
-        }),
+    NodeData::boxed(OpRecord {
+        rule: Some(rule),
+        scalar: 0.0,
+        saved: SmallVec::new(),
+        output: None,
+        replay: None,
     })
 }
 

@@ -42,7 +42,6 @@ use smallvec::SmallVec;
 use crate::Tensor;
 use crate::error::{Error, Result};
 use crate::grad_mode::set_grad_enabled;
-use crate::layout::Shape;
 use crate::node::{Node, NodeData, NodeKey, OpRecord};
 use crate::record::{BackwardCtx, BackwardRule, InputGrads};
 use crate::tape::{Tape, with_tape};
@@ -396,8 +395,7 @@ fn take_rule_keeping_node(
         };
         let scalar = op.scalar;
         // Only the record is read from a step's data; the shape stays with the node.
-        let op = Some(OpRecord { rule, scalar, saved, output, replay: None });
-        Box::new(NodeData { shape: Shape::new(), saved_bytes: 0, op })
+        NodeData::boxed(OpRecord { rule, scalar, saved, output, replay: None })
     });
     if !mode.retain_graph {
         *saved_bytes -= node.data().saved_bytes;
@@ -444,7 +442,7 @@ fn run_rule(key: NodeKey, grad: Tensor, step: &mut Step, retain_graph: bool) -> 
     let grads = rule(&ctx);
     drop(ctx);
     after_rule(key, rule, retain_graph);
-    drop(data);
+    NodeData::recycle(data);
     drop(grad);
     grads
 }

@@ -12,7 +12,7 @@ use slotmap::SlotMap;
 use smallvec::SmallVec;
 
 use crate::Tensor;
-use crate::node::{Node, NodeKey};
+use crate::node::{Node, NodeData, NodeKey};
 use crate::record::BackwardRule;
 
 pub(crate) struct Tape {
@@ -51,7 +51,7 @@ pub(crate) fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
             (result, tape.drop_later.take_first_round())
         };
         while !freed.is_empty() {
-            drop(freed);
+            drop_round(freed);
             freed = cell.borrow_mut().drop_later.take_next_round();
         }
         result
@@ -110,6 +110,17 @@ impl DropLater {
             self.draining = false;
         }
         next
+    }
+}
+
+/// Drops one round of freed values, keeping the boxes of freed nodes for new ones.
+fn drop_round(freed: Vec<Droppable>) {
+    for item in freed {
+        if let Droppable::Node(mut node) = item
+            && let Some(data) = node.data.take()
+        {
+            NodeData::recycle(data);
+        }
     }
 }
 
