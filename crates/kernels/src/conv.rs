@@ -4,7 +4,8 @@
 //! `conv` is the forward convolution, `conv_transpose` its adjoint with respect to the
 //! input and `conv_weight` its adjoint with respect to the weight. Each picks the fastest
 //! path that covers its geometry: Winograd's algorithm (`winograd`, f32 on AVX-512),
-//! implicit GEMM for stride 1 (`implicit`), and im2col plus GEMM for everything else.
+//! implicit GEMM for stride 1 (`implicit`, on AVX-512 or AVX2), and im2col plus GEMM for
+//! everything else.
 
 use rayon::prelude::*;
 
@@ -637,7 +638,7 @@ mod tests {
             let opts = Conv2dOptions { padding, ..Default::default() };
             let geo = Geometry::new([n, c, h, w], [o, c, k, k], opts);
             if !winograd::applies::<f32>(&geo) {
-                assert!(!crate::implicit_gemm::available(), "{geo:?}");
+                assert!(!crate::simd::avx512_enabled(), "{geo:?}");
                 return;
             }
             let x = uniform(1, n * c * h * w);

@@ -5,10 +5,12 @@
 //! in place, where im2col would first copy every patch (25 copies of each pixel for a 5x5
 //! kernel) and a packing GEMM would copy them once more.
 //!
-//! The kernel keeps an `R x (V vectors)` block of C in AVX-512 registers and walks the
+//! The kernel keeps an `R x (V vectors)` block of C in vector registers and walks the
 //! shared dimension, loading `V` vectors of a row of B and broadcasting `R` elements of A
-//! per step. Machines without AVX-512 take the im2col path instead (see
-//! [`available`]); a plain loop keeps the function total for them.
+//! per step. It is written once over a small set of vector operations and compiled for
+//! AVX-512 (32 registers of 16 f32: blocks up to 8 x 3 or 16 x 1) and for AVX2 with FMA (16
+//! registers of 8 f32: blocks up to 4 x 2 or 8 x 1). Machines with neither take the im2col
+//! path instead (see [`available`]); a plain loop keeps the function total for them.
 
 use crate::gemm::Gemm;
 
@@ -123,29 +125,43 @@ fn largest(offsets: &[usize]) -> Option<usize> {
 /// vectors and only stores the columns that exist.
 pub(crate) const B_SLACK: usize = 64;
 
-/// Whether the vector kernel runs (AVX-512F, and not switched off: see
-/// [`crate::simd::avx512_enabled`]).
+/// The instruction sets with a vector kernel, widest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F: 32 registers of 512 bits.
+    Avx512,
+    /// AVX2 with FMA: 16 registers of 256 bits (a smaller tile of C).
+    Avx2,
+}
+
+/// The vector kernel this CPU runs, if any: AVX-512F unless switched off (see
+/// [`crate::simd::avx512_enabled`]), else AVX2 with FMA (see [`crate::simd::avx2_enabled`]).
+pub(crate) fn isa() -> Option<Isa> {
+    if crate::simd::avx512_enabled() {
+        Some(Isa::Avx512)
+    } else if cfg!(target_arch = "x86_64") && crate::simd::avx2_enabled() {
+        Some(Isa::Avx2)
+    } else {
+        None
+    }
+}
+
+/// Whether a vector kernel runs on this CPU (the implicit convolutions then apply).
 pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::simd::avx512_enabled()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    isa().is_some()
 }
 
 /// The element types with a vector kernel.
 pub trait ImplicitGemm: Gemm + crate::transpose::Transpose {
-    /// Elements per vector register: C's columns are computed this many at a time.
+    /// Elements per AVX-512 vector register (AVX2's hold half as many).
     const LANES: usize;
 
-    /// The AVX-512 kernel over all of C.
+    /// The kernel over all of C in the instruction set `isa`.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F, and the operands must pass [`implicit_gemm`]'s checks.
-    unsafe fn avx512(
+    /// The CPU must have `isa`, and the operands must pass [`implicit_gemm`]'s checks.
+    unsafe fn vector_kernel(
+        isa: Isa,
         ops: &Operands<'_, Self>,
         b_offset: usize,
         n: usize,
@@ -155,11 +171,34 @@ pub trait ImplicitGemm: Gemm + crate::transpose::Transpose {
     );
 }
 
+/// Elements per vector of the kernel this CPU runs (C's columns are computed this many at
+/// a time): what a layout choice should fill.
+pub(crate) fn lanes<T: ImplicitGemm>() -> usize {
+    match isa() {
+        Some(Isa::Avx2) => T::LANES / 2,
+        _ => T::LANES,
+    }
+}
+
 /// `c[i * ldc + j] (+)= sum_p A(i, p) B[b_offset + b_rows[p] + j]` for `i < m`, `j < n`.
 ///
 /// B must hold [`B_SLACK`] readable elements past `b_offset + max(b_rows) + n` (their
 /// values only reach columns that are not stored).
 pub(crate) fn implicit_gemm<T: ImplicitGemm>(
+    ops: &Operands<'_, T>,
+    b_offset: usize,
+    n: usize,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    implicit_gemm_in(isa(), ops, b_offset, n, c, ldc, accumulate);
+}
+
+/// [`implicit_gemm`] in the instruction set `isa` (none: a plain loop), which the CPU must
+/// have.
+fn implicit_gemm_in<T: ImplicitGemm>(
+    isa: Option<Isa>,
     ops: &Operands<'_, T>,
     b_offset: usize,
     n: usize,
@@ -178,9 +217,10 @@ pub(crate) fn implicit_gemm<T: ImplicitGemm>(
         "implicit_gemm: B's offsets reach past its {} elements",
         ops.b.len()
     );
-    if available() {
-        // SAFETY: the CPU has AVX-512F; offsets checked above and in Operands::new.
-        return unsafe { T::avx512(ops, b_offset, n, c, ldc, accumulate) };
+    if let Some(isa) = isa {
+        // SAFETY: the caller chose an instruction set the CPU has; offsets checked above
+        // and in Operands::new.
+        return unsafe { T::vector_kernel(isa, ops, b_offset, n, c, ldc, accumulate) };
     }
     for i in 0..m {
         for j in 0..n {
@@ -199,7 +239,7 @@ pub(crate) fn implicit_gemm<T: ImplicitGemm>(
     }
 }
 
-/// What one panel of the AVX-512 kernel computes: columns `j0..j0 + width` of rows
+/// What one panel of the vector kernel computes: columns `j0..j0 + width` of rows
 /// `rows.0..rows.1` of C.
 struct Panel<'o, 'c, T> {
     ops: &'o Operands<'o, T>,
@@ -213,16 +253,359 @@ struct Panel<'o, 'c, T> {
     accumulate: bool,
 }
 
-/// The AVX-512 kernel for one float type: `$lanes` elements per vector.
-macro_rules! avx512_kernel {
-    ($t:ty, $vec:ty, $mask:ty, $lanes:literal, $zero:ident, $set1:ident, $loadu:ident, $maskz_loadu:ident,
-     $fmadd:ident, $add:ident, $mask_storeu:ident) => {
+/// The vector operations the kernel is written with, one module per instruction set and
+/// float type: the same names over 512- or 256-bit registers, so that one kernel body
+/// ([`vector_kernel!`]) serves all four.
+#[cfg(target_arch = "x86_64")]
+mod vectors {
+    macro_rules! vector_ops {
+        ($name:ident, $feature:literal, $t:ty, $vec:ty, $mask:ty, $lanes:literal,
+         $zero:ident, $set1:ident, $loadu:ident, $fmadd:ident, $add:ident,
+         tail_mask: |$tail:ident| $tail_mask:expr,
+         load_masked: |$lp:ident, $lm:ident| $load_masked:expr,
+         store_masked: |$sp:ident, $sm:ident, $sv:ident| $store_masked:expr) => {
+            pub(super) mod $name {
+                use std::arch::x86_64::*;
+                pub type Vector = $vec;
+                pub type Mask = $mask;
+                pub const LANES: usize = $lanes;
+
+                #[inline]
+                #[target_feature(enable = $feature)]
+                pub fn zero() -> Vector {
+                    $zero()
+                }
+
+                #[inline]
+                #[target_feature(enable = $feature)]
+                pub fn splat(x: $t) -> Vector {
+                    $set1(x)
+                }
+
+                /// `a * b + c`, rounded once.
+                #[inline]
+                #[target_feature(enable = $feature)]
+                pub fn fmadd(a: Vector, b: Vector, c: Vector) -> Vector {
+                    $fmadd(a, b, c)
+                }
+
+                #[inline]
+                #[target_feature(enable = $feature)]
+                pub fn add(a: Vector, b: Vector) -> Vector {
+                    $add(a, b)
+                }
+
+                /// # Safety
+                /// `LANES` elements from `p` must be readable.
+                #[inline]
+                #[target_feature(enable = $feature)]
+                pub unsafe fn load(p: *const $t) -> Vector {
+                    // SAFETY: forwarded from the caller.
+                    unsafe { $loadu(p) }
+                }
+
+                /// The first `count` lanes (1 to `LANES`).
+                #[inline]
+                #[target_feature(enable = $feature)]
+                pub fn tail_mask($tail: usize) -> Mask {
+                    $tail_mask
+                }
+
+                /// The lanes of `mask` from `p`, zero elsewhere (lanes outside are not read).
+                ///
+                /// # Safety
+                /// Every lane of `mask` must be readable from `p`.
+                #[inline]
+                #[target_feature(enable = $feature)]
+                pub unsafe fn load_masked($lp: *const $t, $lm: Mask) -> Vector {
+                    // SAFETY: forwarded from the caller.
+                    unsafe { $load_masked }
+                }
+
+                /// Stores the lanes of `mask` (lanes outside are not written).
+                ///
+                /// # Safety
+                /// Every lane of `mask` must be writable from `p`.
+                #[inline]
+                #[target_feature(enable = $feature)]
+                pub unsafe fn store_masked($sp: *mut $t, $sm: Mask, $sv: Vector) {
+                    // SAFETY: forwarded from the caller.
+                    unsafe { $store_masked }
+                }
+            }
+        };
+    }
+
+    vector_ops!(avx512_f32, "avx512f", f32, __m512, __mmask16, 16,
+        _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_add_ps,
+        tail_mask: |count| if count >= 16 { !0 } else { (1 << count) - 1 },
+        load_masked: |p, mask| _mm512_maskz_loadu_ps(mask, p),
+        store_masked: |p, mask, v| _mm512_mask_storeu_ps(p, mask, v));
+    vector_ops!(avx512_f64, "avx512f", f64, __m512d, __mmask8, 8,
+        _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_fmadd_pd, _mm512_add_pd,
+        tail_mask: |count| if count >= 8 { !0 } else { (1 << count) - 1 },
+        load_masked: |p, mask| _mm512_maskz_loadu_pd(mask, p),
+        store_masked: |p, mask, v| _mm512_mask_storeu_pd(p, mask, v));
+    vector_ops!(avx2_f32, "avx2,fma", f32, __m256, __m256i, 8,
+        _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps,
+        tail_mask: |count| _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(count as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
+        ),
+        load_masked: |p, mask| _mm256_maskload_ps(p, mask),
+        store_masked: |p, mask, v| _mm256_maskstore_ps(p, mask, v));
+    vector_ops!(avx2_f64, "avx2,fma", f64, __m256d, __m256i, 4,
+        _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_fmadd_pd, _mm256_add_pd,
+        tail_mask: |count| _mm256_cmpgt_epi64(
+            _mm256_set1_epi64x(count as i64),
+            _mm256_setr_epi64x(0, 1, 2, 3)
+        ),
+        load_masked: |p, mask| _mm256_maskload_pd(p, mask),
+        store_masked: |p, mask, v| _mm256_maskstore_pd(p, mask, v));
+}
+
+/// The panel shapes (rows `R` x vectors `V` of C in registers) for 32 vector registers:
+/// blocks of 8 or 16 rows, up to three vectors each (at most 24 accumulators, the vectors
+/// of B and a broadcast).
+macro_rules! panels_for_32_registers {
+    ($packed:ident, $vectors:ident, $rows:ident, $args:ident) => {
+        match ($packed, $vectors, $rows) {
+            (true, 1, 16) => panel::<16, 1, true>($args),
+            (true, 1, 8) => panel::<8, 1, true>($args),
+            (true, 2, 8 | 16) => panel::<8, 2, true>($args),
+            (true, _, 8 | 16) => panel::<8, 3, true>($args),
+            (false, 1, 8) => panel::<8, 1, false>($args),
+            (false, 2, 8) => panel::<8, 2, false>($args),
+            (false, _, 8) => panel::<8, 3, false>($args),
+            (p, v, r) => panels_for_32_registers!(@small p, v, r, $args),
+        }
+    };
+    (@small $p:ident, $v:ident, $r:expr, $args:ident) => {
+        match ($p, $v, $r) {
+            (true, 1, 4) => panel::<4, 1, true>($args),
+            (true, 2, 4) => panel::<4, 2, true>($args),
+            (true, _, 4) => panel::<4, 3, true>($args),
+            (false, 1, 4) => panel::<4, 1, false>($args),
+            (false, 2, 4) => panel::<4, 2, false>($args),
+            (false, _, 4) => panel::<4, 3, false>($args),
+            (true, 1, 2) => panel::<2, 1, true>($args),
+            (true, 2, 2) => panel::<2, 2, true>($args),
+            (true, _, 2) => panel::<2, 3, true>($args),
+            (false, 1, 2) => panel::<2, 1, false>($args),
+            (false, 2, 2) => panel::<2, 2, false>($args),
+            (false, _, 2) => panel::<2, 3, false>($args),
+            (true, 1, _) => panel::<1, 1, true>($args),
+            (true, 2, _) => panel::<1, 2, true>($args),
+            (true, _, _) => panel::<1, 3, true>($args),
+            (false, 1, _) => panel::<1, 1, false>($args),
+            (false, 2, _) => panel::<1, 2, false>($args),
+            (false, _, _) => panel::<1, 3, false>($args),
+        }
+    };
+}
+
+/// The panel shapes for 16 vector registers: 8 rows of one vector, or 4 rows of two (at
+/// most 8 accumulators, the vectors of B and a broadcast: 4 rows of three would fill all
+/// sixteen, and the compiler then keeps an accumulator on the stack).
+macro_rules! panels_for_16_registers {
+    ($packed:ident, $vectors:ident, $rows:ident, $args:ident) => {
+        match ($packed, $vectors, $rows) {
+            (true, 1, 8 | 16) => panel::<8, 1, true>($args),
+            (false, 1, 8) => panel::<8, 1, false>($args),
+            (true, 1, 4) => panel::<4, 1, true>($args),
+            (false, 1, 4) => panel::<4, 1, false>($args),
+            (true, _, 4 | 8 | 16) => panel::<4, 2, true>($args),
+            (false, _, 4 | 8) => panel::<4, 2, false>($args),
+            (true, 1, 2) => panel::<2, 1, true>($args),
+            (true, _, 2) => panel::<2, 2, true>($args),
+            (false, 1, 2) => panel::<2, 1, false>($args),
+            (false, _, 2) => panel::<2, 2, false>($args),
+            (true, 1, _) => panel::<1, 1, true>($args),
+            (true, _, _) => panel::<1, 2, true>($args),
+            (false, 1, _) => panel::<1, 1, false>($args),
+            (false, _, _) => panel::<1, 2, false>($args),
+        }
+    };
+}
+
+/// The kernel of one instruction set and float type: `$ops` is its module of
+/// [`vectors`], `$feature` its target features, `$panels` its choice of panel shapes, of
+/// at most `$vectors` vectors per row.
+macro_rules! vector_kernel {
+    ($name:ident, $t:ty, $ops:ident, $feature:literal, $panels:ident, $vectors:literal) => {
+        /// The vector kernel over all of C.
+        ///
+        /// # Safety
+        /// The CPU must have the module's target features, and the operands must pass
+        /// [`implicit_gemm`]'s checks.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(
+            ops: &Operands<'_, $t>,
+            b_offset: usize,
+            n: usize,
+            c: &mut [$t],
+            ldc: usize,
+            accumulate: bool,
+        ) {
+            use vectors::$ops as v;
+            // Blocks of 8 or 16 rows divide the usual channel counts evenly; fewer rows
+            // than that take the smallest block that holds them (one input channel: one
+            // row). Gathered rows need a pointer each, so their blocks stop at 8 rows to
+            // stay in registers.
+            let packed = matches!(ops.lhs, Lhs::Packed(_));
+            let rows = ops.m.next_power_of_two().min(if packed { 16 } else { 8 });
+            // The rows left after the last whole block take the smallest block that
+            // holds them, instead of a whole block of repeated rows (98 rows in blocks
+            // of 8 would compute 104).
+            let whole = ops.m / rows * rows;
+            let tail = ops.m - whole;
+            let mut j = 0;
+            while j < n {
+                // Up to `$vectors` vectors per row of a block: a narrow output (a 14-pixel
+                // image row) takes one.
+                let vectors = (n - j).div_ceil(v::LANES).min($vectors);
+                let width = (vectors * v::LANES).min(n - j);
+                for (block, range) in
+                    [(rows, (0, whole)), (tail.next_power_of_two(), (whole, ops.m))]
+                {
+                    if range.0 < range.1 {
+                        let args = Panel {
+                            ops,
+                            rows: range,
+                            b0: b_offset + j,
+                            c: &mut *c,
+                            j0: j,
+                            width,
+                            ldc,
+                            accumulate,
+                        };
+                        // SAFETY: forwarded; each panel stays within columns j..j + width
+                        // and rows range.0..range.1 of C.
+                        unsafe { dispatch(packed, vectors, block, args) };
+                    }
+                }
+                j += width;
+            }
+
+            /// The panel for `rows`-row blocks of `vectors` vectors.
+            #[target_feature(enable = $feature)]
+            unsafe fn dispatch(packed: bool, vectors: usize, rows: usize, args: Panel<'_, '_, $t>) {
+                // SAFETY: every arm forwards the caller's guarantees.
+                unsafe { $panels!(packed, vectors, rows, args) }
+            }
+
+            /// Columns `j0..j0 + width` of rows `first..end` of C (whose B columns start
+            /// at `b0`), `R` rows at a time.
+            #[target_feature(enable = $feature)]
+            unsafe fn panel<const R: usize, const V: usize, const PACKED: bool>(
+                Panel { ops, rows: (first, end), b0, c, j0, width, ldc, accumulate }: Panel<
+                    '_,
+                    '_,
+                    $t,
+                >,
+            ) {
+                use vectors::$ops as v;
+                let last = v::tail_mask(width - (V - 1) * v::LANES);
+                let all = v::tail_mask(v::LANES);
+                let (b, cp) = (ops.b.as_ptr(), c.as_mut_ptr());
+                let mut i0 = first;
+                while i0 < end {
+                    let rows = (end - i0).min(R);
+                    let mut acc = [[v::zero(); V]; R];
+                    match &ops.lhs {
+                        Lhs::Packed(packed) => {
+                            // This block's elements for step p: R consecutive values.
+                            let start = ((i0 / PACK_ROWS) * packed.k) * PACK_ROWS + i0 % PACK_ROWS;
+                            // SAFETY: `start` is the first element of row block i0 / 16,
+                            // which the packing made k * PACK_ROWS long; R divides 16.
+                            let mut ap = unsafe { packed.data.as_ptr().add(start) };
+                            for &b_row in ops.b_rows {
+                                // SAFETY: B reads end below b_offset + max(b_rows) + n
+                                // + B_SLACK <= b.len(), as implicit_gemm checked.
+                                let bp = unsafe { b.add(b0 + b_row) };
+                                let mut bv = [v::zero(); V];
+                                for (k, value) in bv.iter_mut().enumerate() {
+                                    // SAFETY: within the B row above (V vectors <= n +
+                                    // B_SLACK).
+                                    *value = unsafe { v::load(bp.add(k * v::LANES)) };
+                                }
+                                for r in 0..R {
+                                    // SAFETY: ap walks one packed block of PACK_ROWS rows,
+                                    // whose rows past m are zero padding.
+                                    let av = v::splat(unsafe { *ap.add(r) });
+                                    for k in 0..V {
+                                        acc[r][k] = v::fmadd(av, bv[k], acc[r][k]);
+                                    }
+                                }
+                                // SAFETY: the next step p of the same packed block.
+                                ap = unsafe { ap.add(PACK_ROWS) };
+                            }
+                        }
+                        Lhs::Gathered { a, rows: a_rows, cols } => {
+                            // Rows past the end repeat the last one: computed, never stored.
+                            let a = a.as_ptr();
+                            let mut row_ptr = [a; R];
+                            for (r, ptr) in row_ptr.iter_mut().enumerate() {
+                                // SAFETY: row offsets of A were checked against its length
+                                // by Operands::new.
+                                *ptr = unsafe { a.add(a_rows[i0 + r.min(rows - 1)]) };
+                            }
+                            for (&a_col, &b_row) in cols.iter().zip(ops.b_rows) {
+                                // SAFETY: as above for B; row + column offsets of A were
+                                // checked by Operands::new.
+                                let bp = unsafe { b.add(b0 + b_row) };
+                                let mut bv = [v::zero(); V];
+                                for (k, value) in bv.iter_mut().enumerate() {
+                                    // SAFETY: within the B row above (V vectors <= n +
+                                    // B_SLACK).
+                                    *value = unsafe { v::load(bp.add(k * v::LANES)) };
+                                }
+                                for r in 0..R {
+                                    // SAFETY: row + column offsets of A were checked by
+                                    // Operands::new.
+                                    let av = v::splat(unsafe { *row_ptr[r].add(a_col) });
+                                    for k in 0..V {
+                                        acc[r][k] = v::fmadd(av, bv[k], acc[r][k]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate().take(rows) {
+                        for (k, &sum) in acc.iter().enumerate() {
+                            let mask = if k + 1 == V { last } else { all };
+                            // SAFETY: row i0 + r < m and columns below j0 + width <= n
+                            // lie inside C, as implicit_gemm checked.
+                            unsafe {
+                                let p = cp.add((i0 + r) * ldc + j0 + k * v::LANES);
+                                let mut value = sum;
+                                if accumulate {
+                                    value = v::add(value, v::load_masked(p, mask));
+                                }
+                                v::store_masked(p, mask, value);
+                            }
+                        }
+                    }
+                    i0 += rows;
+                }
+            }
+        }
+    };
+}
+
+vector_kernel!(avx512_f32, f32, avx512_f32, "avx512f", panels_for_32_registers, 3);
+vector_kernel!(avx512_f64, f64, avx512_f64, "avx512f", panels_for_32_registers, 3);
+vector_kernel!(avx2_f32, f32, avx2_f32, "avx2,fma", panels_for_16_registers, 2);
+vector_kernel!(avx2_f64, f64, avx2_f64, "avx2,fma", panels_for_16_registers, 2);
+
+macro_rules! implicit_gemm_for {
+    ($t:ty, $lanes:literal, $avx512:ident, $avx2:ident) => {
         impl ImplicitGemm for $t {
             const LANES: usize = $lanes;
 
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f")]
-            unsafe fn avx512(
+            unsafe fn vector_kernel(
+                isa: Isa,
                 ops: &Operands<'_, $t>,
                 b_offset: usize,
                 n: usize,
@@ -230,278 +613,55 @@ macro_rules! avx512_kernel {
                 ldc: usize,
                 accumulate: bool,
             ) {
-                // The register file holds 32 vectors. Blocks of 8 or 16 rows divide the
-                // usual channel counts evenly; fewer rows than that take the smallest
-                // block that holds them (one input channel: one row). Gathered rows need
-                // a pointer each, so their blocks stop at 8 rows to stay in registers.
-                let packed = matches!(ops.lhs, Lhs::Packed(_));
-                let rows = ops.m.next_power_of_two().min(if packed { 16 } else { 8 });
-                // The rows left after the last whole block take the smallest block that
-                // holds them, instead of a whole block of repeated rows (98 rows in blocks
-                // of 8 would compute 104).
-                let whole = ops.m / rows * rows;
-                let tail = ops.m - whole;
-                let mut j = 0;
-                while j < n {
-                    // Up to three vectors per row of a block: a narrow output (a 14-pixel
-                    // image row) takes one.
-                    let vectors = (n - j).div_ceil($lanes).min(3);
-                    let width = (vectors * $lanes).min(n - j);
-                    for (block, range) in
-                        [(rows, (0, whole)), (tail.next_power_of_two(), (whole, ops.m))]
-                    {
-                        if range.0 < range.1 {
-                            let args = Panel {
-                                ops,
-                                rows: range,
-                                b0: b_offset + j,
-                                c: &mut *c,
-                                j0: j,
-                                width,
-                                ldc,
-                                accumulate,
-                            };
-                            // SAFETY: forwarded; each panel stays within columns j..j + width
-                            // and rows range.0..range.1 of C.
-                            unsafe { dispatch(packed, vectors, block, args) };
-                        }
-                    }
-                    j += width;
-                }
-
-                /// The panel for `rows`-row blocks of `vectors` vectors (rows a power of two
-                /// up to 16, or 8 for a gathered A).
-                #[target_feature(enable = "avx512f")]
-                unsafe fn dispatch(
-                    packed: bool,
-                    vectors: usize,
-                    rows: usize,
-                    args: Panel<'_, '_, $t>,
-                ) {
-                    // SAFETY: every arm forwards the caller's guarantees.
-                    unsafe {
-                        match (packed, vectors, rows) {
-                            (true, 1, 16) => panel::<16, 1, true>(args),
-                            (true, 1, 8) => panel::<8, 1, true>(args),
-                            (true, 2, 8 | 16) => panel::<8, 2, true>(args),
-                            (true, _, 8 | 16) => panel::<8, 3, true>(args),
-                            (_, 1, 8) => panel::<8, 1, false>(args),
-                            (_, 2, 8) => panel::<8, 2, false>(args),
-                            (_, _, 8) => panel::<8, 3, false>(args),
-                            (p, 1, 4) => {
-                                if p {
-                                    panel::<4, 1, true>(args)
-                                } else {
-                                    panel::<4, 1, false>(args)
-                                }
-                            }
-                            (p, 2, 4) => {
-                                if p {
-                                    panel::<4, 2, true>(args)
-                                } else {
-                                    panel::<4, 2, false>(args)
-                                }
-                            }
-                            (p, _, 4) => {
-                                if p {
-                                    panel::<4, 3, true>(args)
-                                } else {
-                                    panel::<4, 3, false>(args)
-                                }
-                            }
-                            (p, 1, 2) => {
-                                if p {
-                                    panel::<2, 1, true>(args)
-                                } else {
-                                    panel::<2, 1, false>(args)
-                                }
-                            }
-                            (p, 2, 2) => {
-                                if p {
-                                    panel::<2, 2, true>(args)
-                                } else {
-                                    panel::<2, 2, false>(args)
-                                }
-                            }
-                            (p, _, 2) => {
-                                if p {
-                                    panel::<2, 3, true>(args)
-                                } else {
-                                    panel::<2, 3, false>(args)
-                                }
-                            }
-                            (p, 1, _) => {
-                                if p {
-                                    panel::<1, 1, true>(args)
-                                } else {
-                                    panel::<1, 1, false>(args)
-                                }
-                            }
-                            (p, 2, _) => {
-                                if p {
-                                    panel::<1, 2, true>(args)
-                                } else {
-                                    panel::<1, 2, false>(args)
-                                }
-                            }
-                            (p, _, _) => {
-                                if p {
-                                    panel::<1, 3, true>(args)
-                                } else {
-                                    panel::<1, 3, false>(args)
-                                }
-                            }
-                        }
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: forwarded from the caller, who checked the CPU has `isa`.
+                unsafe {
+                    match isa {
+                        Isa::Avx512 => $avx512(ops, b_offset, n, c, ldc, accumulate),
+                        Isa::Avx2 => $avx2(ops, b_offset, n, c, ldc, accumulate),
                     }
                 }
-
-                /// Columns `j0..j0 + width` of rows `first..end` of C (whose B columns
-                /// start at `b0`), `R` rows at a time.
-                #[target_feature(enable = "avx512f")]
-                unsafe fn panel<const R: usize, const V: usize, const PACKED: bool>(
-                    Panel { ops, rows: (first, end), b0, c, j0, width, ldc, accumulate }: Panel<
-                        '_,
-                        '_,
-                        $t,
-                    >,
-                ) {
-                    use std::arch::x86_64::*;
-                    let tail = width - (V - 1) * $lanes;
-                    let last: $mask = if tail == $lanes { !0 } else { (1 << tail) - 1 };
-                    let (b, cp) = (ops.b.as_ptr(), c.as_mut_ptr());
-                    let mut i0 = first;
-                    while i0 < end {
-                        let rows = (end - i0).min(R);
-                        let mut acc = [[$zero(); V]; R];
-                        match &ops.lhs {
-                            Lhs::Packed(packed) => {
-                                // This block's elements for step p: R consecutive values.
-                                let start =
-                                    ((i0 / PACK_ROWS) * packed.k) * PACK_ROWS + i0 % PACK_ROWS;
-                                // SAFETY: `start` is the first element of row block i0 / 16,
-                                // which the packing made k * PACK_ROWS long.
-                                let mut ap = unsafe { packed.data.as_ptr().add(start) };
-                                for &b_row in ops.b_rows {
-                                    // SAFETY: B reads end below b_offset + max(b_rows) + n
-                                    // + B_SLACK <= b.len(), as implicit_gemm checked.
-                                    let bp = unsafe { b.add(b0 + b_row) };
-                                    let mut bv = [$zero(); V];
-                                    for v in 0..V {
-                                        // SAFETY: within the B row above (V vectors <= n +
-                                        // B_SLACK).
-                                        bv[v] = unsafe { $loadu(bp.add(v * $lanes)) };
-                                    }
-                                    for r in 0..R {
-                                        // SAFETY: ap walks one packed block of PACK_ROWS rows,
-                                        // whose rows past m are zero padding.
-                                        let av = $set1(unsafe { *ap.add(r) });
-                                        for v in 0..V {
-                                            acc[r][v] = $fmadd(av, bv[v], acc[r][v]);
-                                        }
-                                    }
-                                    // SAFETY: the next step p of the same packed block.
-                                    ap = unsafe { ap.add(PACK_ROWS) };
-                                }
-                            }
-                            Lhs::Gathered { a, rows: a_rows, cols } => {
-                                // Rows past the end repeat the last one: computed, never stored.
-                                let a = a.as_ptr();
-                                let mut row_ptr = [a; R];
-                                for r in 0..R {
-                                    // SAFETY: row offsets of A were checked against its length
-                                    // by Operands::new.
-                                    row_ptr[r] = unsafe { a.add(a_rows[i0 + r.min(rows - 1)]) };
-                                }
-                                for (&a_col, &b_row) in cols.iter().zip(ops.b_rows) {
-                                    // SAFETY: as above for B; row + column offsets of A were
-                                    // checked by Operands::new.
-                                    let bp = unsafe { b.add(b0 + b_row) };
-                                    let mut bv = [$zero(); V];
-                                    for v in 0..V {
-                                        // SAFETY: within the B row above (V vectors <= n +
-                                        // B_SLACK).
-                                        bv[v] = unsafe { $loadu(bp.add(v * $lanes)) };
-                                    }
-                                    for r in 0..R {
-                                        // SAFETY: row + column offsets of A were checked by
-                                        // Operands::new.
-                                        let av = $set1(unsafe { *row_ptr[r].add(a_col) });
-                                        for v in 0..V {
-                                            acc[r][v] = $fmadd(av, bv[v], acc[r][v]);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        for r in 0..rows {
-                            for v in 0..V {
-                                let mask = if v + 1 == V { last } else { !0 };
-                                // SAFETY: row i0 + r < m and columns below j0 + width <= n
-                                // lie inside C, as implicit_gemm checked.
-                                unsafe {
-                                    let p = cp.add((i0 + r) * ldc + j0 + v * $lanes);
-                                    let mut value = acc[r][v];
-                                    if accumulate {
-                                        value = $add(value, $maskz_loadu(mask, p));
-                                    }
-                                    $mask_storeu(p, mask, value);
-                                }
-                            }
-                        }
-                        i0 += rows;
-                    }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = (isa, ops, b_offset, n, c, ldc, accumulate);
+                    unreachable!("no vector kernel off x86_64")
                 }
-            }
-
-            #[cfg(not(target_arch = "x86_64"))]
-            unsafe fn avx512(
-                _: &Operands<'_, $t>,
-                _: usize,
-                _: usize,
-                _: &mut [$t],
-                _: usize,
-                _: bool,
-            ) {
-                unreachable!("available() is false off x86_64")
             }
         }
     };
 }
 
-avx512_kernel!(
-    f32,
-    __m512,
-    __mmask16,
-    16,
-    _mm512_setzero_ps,
-    _mm512_set1_ps,
-    _mm512_loadu_ps,
-    _mm512_maskz_loadu_ps,
-    _mm512_fmadd_ps,
-    _mm512_add_ps,
-    _mm512_mask_storeu_ps
-);
-avx512_kernel!(
-    f64,
-    __m512d,
-    __mmask8,
-    8,
-    _mm512_setzero_pd,
-    _mm512_set1_pd,
-    _mm512_loadu_pd,
-    _mm512_maskz_loadu_pd,
-    _mm512_fmadd_pd,
-    _mm512_add_pd,
-    _mm512_mask_storeu_pd
-);
+implicit_gemm_for!(f32, 16, avx512_f32, avx2_f32);
+implicit_gemm_for!(f64, 8, avx512_f64, avx2_f64);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The kernel against a plain triple loop, over shapes that hit every panel width and
+    /// Every kernel this CPU can run (whatever the switches say), and the plain loop.
+    fn kernels() -> Vec<Option<Isa>> {
+        let mut isas = vec![None];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                isas.push(Some(Isa::Avx2));
+            }
+            if is_x86_feature_detected!("avx512f") {
+                isas.push(Some(Isa::Avx512));
+            }
+        }
+        isas
+    }
+
+    /// Each kernel against a plain triple loop, over shapes that hit every panel width and
     /// partial row block, in both float types.
     fn check<T: ImplicitGemm + crate::testing::Convert>(tolerance: f64) {
+        for isa in kernels() {
+            check_kernel::<T>(isa, tolerance);
+        }
+    }
+
+    fn check_kernel<T: ImplicitGemm + crate::testing::Convert>(isa: Option<Isa>, tolerance: f64) {
         let mut seed = 7u64;
         let mut next = move || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -533,7 +693,7 @@ mod tests {
                     let ldc = n + 3;
                     let mut c: Vec<T> = (0..m * ldc).map(|_| T::from_f64(next())).collect();
                     let before = c.clone();
-                    implicit_gemm(&ops, b_offset, n, &mut c, ldc, accumulate);
+                    implicit_gemm_in(isa, &ops, b_offset, n, &mut c, ldc, accumulate);
                     for i in 0..m {
                         for j in 0..ldc {
                             let got = c[i * ldc + j].to_f64();
@@ -541,7 +701,7 @@ mod tests {
                                 assert_eq!(
                                     got,
                                     before[i * ldc + j].to_f64(),
-                                    "column {j} outside C was written"
+                                    "{isa:?}: column {j} outside C was written"
                                 );
                                 continue;
                             }
@@ -553,7 +713,7 @@ mod tests {
                             }
                             assert!(
                                 (got - want).abs() <= tolerance,
-                                "({m}x{n}x{k}) C[{i}][{j}] = {got}, want {want}"
+                                "{isa:?} ({m}x{n}x{k}) C[{i}][{j}] = {got}, want {want}"
                             );
                         }
                     }

@@ -10,7 +10,7 @@
 
 use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{
-    B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm,
+    B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm, lanes,
 };
 
 /// Whether the implicit kernels handle this geometry on this CPU.
@@ -97,13 +97,14 @@ fn input_window(geo: &Geometry) -> (usize, usize) {
 
 /// Whether a product of shared dimension `depth`, whose C can be laid out with `channels`
 /// or with `row_width` columns (image rows), is better computed with the channels as
-/// columns. The kernel computes whole vectors: a 14-pixel row uses 14 of 16 f32 lanes, 32
-/// channels all of them. Pixels as rows of C cost a transposition of the result and a
+/// columns. The kernel computes whole vectors: a 14-pixel row uses 14 of 16 f32 lanes of
+/// AVX-512 (and 14 of 16 in two AVX2 vectors), 32 channels all of them. Pixels as rows of C cost a transposition of the result and a
 /// gathered (not packed) left operand, so ties stay with the image rows, and so do short
 /// products, where those costs are not repaid (measured on the CNN's two layers: depth 25
 /// ran 1.5x slower with channels as columns, depth 400 ran 8% faster).
 fn channels_as_columns<T: ImplicitGemm>(channels: usize, row_width: usize, depth: usize) -> bool {
-    let used = |n: usize| n as f64 / (n.div_ceil(T::LANES) * T::LANES) as f64;
+    let lanes = lanes::<T>();
+    let used = |n: usize| n as f64 / (n.div_ceil(lanes) * lanes) as f64;
     depth >= 64 && used(channels) > used(row_width)
 }
 

@@ -28,7 +28,8 @@ use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
-use crate::implicit_gemm::{B_SLACK, Lhs, Operands, available, implicit_gemm};
+use crate::implicit_gemm::{B_SLACK, Lhs, Operands, implicit_gemm};
+use crate::simd::avx512_enabled;
 use crate::transpose::Transpose;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -123,7 +124,7 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
         && geo.o.is_multiple_of(LANES)
         && geo.n * geo.c * geo.o > 0
         && saves_enough(geo.kh, geo.ho, geo.wo)
-        && available()
+        && avx512_enabled()
 }
 
 /// Whether tiles of an `r x r` kernel's `ho x wo` outputs take at most two thirds of the
@@ -217,7 +218,7 @@ impl Shape {
             self.cin,
             self.cout
         );
-        assert!(available(), "winograd: needs AVX-512F");
+        assert!(avx512_enabled(), "winograd: needs AVX-512F");
         self
     }
 
@@ -876,7 +877,7 @@ unsafe fn transform_inputs_avx512(
     _: (usize, usize),
     _: &mut [f32],
 ) {
-    unreachable!("available() is false off x86_64")
+    unreachable!("avx512_enabled() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -886,7 +887,7 @@ unsafe fn transform_gradients_avx512<const M: usize>(
     _: (usize, usize),
     _: &mut [f32],
 ) {
-    unreachable!("available() is false off x86_64")
+    unreachable!("avx512_enabled() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -896,5 +897,5 @@ unsafe fn transform_outputs_avx512<const M: usize>(
     _: (usize, usize),
     _: &mut [f32],
 ) -> bool {
-    unreachable!("available() is false off x86_64")
+    unreachable!("avx512_enabled() is false off x86_64")
 }
