@@ -253,117 +253,6 @@ struct Panel<'o, 'c, T> {
     accumulate: bool,
 }
 
-/// The vector operations the kernel is written with, one module per instruction set and
-/// float type: the same names over 512- or 256-bit registers, so that one kernel body
-/// ([`vector_kernel!`]) serves all four.
-#[cfg(target_arch = "x86_64")]
-mod vectors {
-    macro_rules! vector_ops {
-        ($name:ident, $feature:literal, $t:ty, $vec:ty, $mask:ty, $lanes:literal,
-         $zero:ident, $set1:ident, $loadu:ident, $fmadd:ident, $add:ident,
-         tail_mask: |$tail:ident| $tail_mask:expr,
-         load_masked: |$lp:ident, $lm:ident| $load_masked:expr,
-         store_masked: |$sp:ident, $sm:ident, $sv:ident| $store_masked:expr) => {
-            pub(super) mod $name {
-                use std::arch::x86_64::*;
-                pub type Vector = $vec;
-                pub type Mask = $mask;
-                pub const LANES: usize = $lanes;
-
-                #[inline]
-                #[target_feature(enable = $feature)]
-                pub fn zero() -> Vector {
-                    $zero()
-                }
-
-                #[inline]
-                #[target_feature(enable = $feature)]
-                pub fn splat(x: $t) -> Vector {
-                    $set1(x)
-                }
-
-                /// `a * b + c`, rounded once.
-                #[inline]
-                #[target_feature(enable = $feature)]
-                pub fn fmadd(a: Vector, b: Vector, c: Vector) -> Vector {
-                    $fmadd(a, b, c)
-                }
-
-                #[inline]
-                #[target_feature(enable = $feature)]
-                pub fn add(a: Vector, b: Vector) -> Vector {
-                    $add(a, b)
-                }
-
-                /// # Safety
-                /// `LANES` elements from `p` must be readable.
-                #[inline]
-                #[target_feature(enable = $feature)]
-                pub unsafe fn load(p: *const $t) -> Vector {
-                    // SAFETY: forwarded from the caller.
-                    unsafe { $loadu(p) }
-                }
-
-                /// The first `count` lanes (1 to `LANES`).
-                #[inline]
-                #[target_feature(enable = $feature)]
-                pub fn tail_mask($tail: usize) -> Mask {
-                    $tail_mask
-                }
-
-                /// The lanes of `mask` from `p`, zero elsewhere (lanes outside are not read).
-                ///
-                /// # Safety
-                /// Every lane of `mask` must be readable from `p`.
-                #[inline]
-                #[target_feature(enable = $feature)]
-                pub unsafe fn load_masked($lp: *const $t, $lm: Mask) -> Vector {
-                    // SAFETY: forwarded from the caller.
-                    unsafe { $load_masked }
-                }
-
-                /// Stores the lanes of `mask` (lanes outside are not written).
-                ///
-                /// # Safety
-                /// Every lane of `mask` must be writable from `p`.
-                #[inline]
-                #[target_feature(enable = $feature)]
-                pub unsafe fn store_masked($sp: *mut $t, $sm: Mask, $sv: Vector) {
-                    // SAFETY: forwarded from the caller.
-                    unsafe { $store_masked }
-                }
-            }
-        };
-    }
-
-    vector_ops!(avx512_f32, "avx512f", f32, __m512, __mmask16, 16,
-        _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_add_ps,
-        tail_mask: |count| if count >= 16 { !0 } else { (1 << count) - 1 },
-        load_masked: |p, mask| _mm512_maskz_loadu_ps(mask, p),
-        store_masked: |p, mask, v| _mm512_mask_storeu_ps(p, mask, v));
-    vector_ops!(avx512_f64, "avx512f", f64, __m512d, __mmask8, 8,
-        _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd, _mm512_fmadd_pd, _mm512_add_pd,
-        tail_mask: |count| if count >= 8 { !0 } else { (1 << count) - 1 },
-        load_masked: |p, mask| _mm512_maskz_loadu_pd(mask, p),
-        store_masked: |p, mask, v| _mm512_mask_storeu_pd(p, mask, v));
-    vector_ops!(avx2_f32, "avx2,fma", f32, __m256, __m256i, 8,
-        _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps,
-        tail_mask: |count| _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(count as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
-        ),
-        load_masked: |p, mask| _mm256_maskload_ps(p, mask),
-        store_masked: |p, mask, v| _mm256_maskstore_ps(p, mask, v));
-    vector_ops!(avx2_f64, "avx2,fma", f64, __m256d, __m256i, 4,
-        _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_fmadd_pd, _mm256_add_pd,
-        tail_mask: |count| _mm256_cmpgt_epi64(
-            _mm256_set1_epi64x(count as i64),
-            _mm256_setr_epi64x(0, 1, 2, 3)
-        ),
-        load_masked: |p, mask| _mm256_maskload_pd(p, mask),
-        store_masked: |p, mask, v| _mm256_maskstore_pd(p, mask, v));
-}
-
 /// The panel shapes (rows `R` x vectors `V` of C in registers) for 32 vector registers:
 /// blocks of 8 or 16 rows, up to three vectors each (at most 24 accumulators, the vectors
 /// of B and a broadcast).
@@ -429,7 +318,7 @@ macro_rules! panels_for_16_registers {
 }
 
 /// The kernel of one instruction set and float type: `$ops` is its module of
-/// [`vectors`], `$feature` its target features, `$panels` its choice of panel shapes, of
+/// [`crate::vectors`], `$feature` its target features, `$panels` its choice of panel shapes, of
 /// at most `$vectors` vectors per row.
 macro_rules! vector_kernel {
     ($name:ident, $t:ty, $ops:ident, $feature:literal, $panels:ident, $vectors:literal) => {
@@ -448,7 +337,7 @@ macro_rules! vector_kernel {
             ldc: usize,
             accumulate: bool,
         ) {
-            use vectors::$ops as v;
+            use crate::vectors::$ops as v;
             // Blocks of 8 or 16 rows divide the usual channel counts evenly; fewer rows
             // than that take the smallest block that holds them (one input channel: one
             // row). Gathered rows need a pointer each, so their blocks stop at 8 rows to
@@ -505,7 +394,7 @@ macro_rules! vector_kernel {
                     $t,
                 >,
             ) {
-                use vectors::$ops as v;
+                use crate::vectors::$ops as v;
                 let last = v::tail_mask(width - (V - 1) * v::LANES);
                 let all = v::tail_mask(v::LANES);
                 let (b, cp) = (ops.b.as_ptr(), c.as_mut_ptr());

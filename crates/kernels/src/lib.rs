@@ -48,6 +48,8 @@ pub mod simd;
 pub mod softmax;
 pub mod strided;
 mod transpose;
+#[cfg(target_arch = "x86_64")]
+mod vectors;
 
 use std::fmt;
 

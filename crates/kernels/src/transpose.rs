@@ -3,7 +3,8 @@
 //!
 //! Element by element, a transposition writes (or reads) one stream per column; on f32 with
 //! AVX-512, 16 x 16 tiles go through registers instead: sixteen loads, four rounds of
-//! two-source permutes and sixteen stores move 256 elements.
+//! two-source permutes and sixteen stores move 256 elements (with AVX2, 8 x 8 tiles in
+//! three rounds).
 
 /// Element types with a transposition.
 pub trait Transpose: Copy {
@@ -22,28 +23,88 @@ impl Transpose for f32 {
             "transpose: slices too short"
         );
         #[cfg(target_arch = "x86_64")]
-        if crate::simd::avx512_enabled() {
-            let (tiled_rows, tiled_cols) = (rows / 16 * 16, cols / 16 * 16);
-            for r in (0..tiled_rows).step_by(16) {
-                for c in (0..tiled_cols).step_by(16) {
-                    // SAFETY: the CPU has AVX-512F; the tile's rows r..r + 16 and columns
-                    // c..c + 16 lie inside both matrices (checked lengths above).
-                    unsafe {
-                        tile16(
-                            src.as_ptr().add(r * cols + c),
-                            cols,
-                            dst.as_mut_ptr().add(c * rows + r),
-                            rows,
-                        )
-                    };
-                }
+        {
+            if crate::simd::avx512_enabled() {
+                // SAFETY: the CPU has AVX-512F.
+                return unsafe { tiled(src, rows, cols, dst, 16, tile16) };
             }
-            // The edges the tiles leave: the last columns of every row, then the last rows.
-            transpose_scalar(src, (0, tiled_rows), (tiled_cols, cols), rows, cols, dst);
-            transpose_scalar(src, (tiled_rows, rows), (0, cols), rows, cols, dst);
-            return;
+            if crate::simd::avx2_enabled() {
+                // SAFETY: the CPU has AVX2.
+                return unsafe { tiled(src, rows, cols, dst, 8, tile8) };
+            }
         }
         transpose_scalar(src, (0, rows), (0, cols), rows, cols, dst);
+    }
+}
+
+/// The transposition in `side x side` tiles moved by `tile`, and the edges they leave
+/// element by element.
+///
+/// # Safety
+/// The CPU must run `tile`, which must move one `side x side` tile; the slices must hold
+/// `rows * cols` elements.
+#[cfg(target_arch = "x86_64")]
+unsafe fn tiled(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    side: usize,
+    tile: unsafe fn(*const f32, usize, *mut f32, usize),
+) {
+    let (tiled_rows, tiled_cols) = (rows / side * side, cols / side * side);
+    for r in (0..tiled_rows).step_by(side) {
+        for c in (0..tiled_cols).step_by(side) {
+            // SAFETY: the CPU runs `tile`; the tile's rows r..r + side and columns
+            // c..c + side lie inside both matrices (checked lengths).
+            unsafe {
+                tile(src.as_ptr().add(r * cols + c), cols, dst.as_mut_ptr().add(c * rows + r), rows)
+            };
+        }
+    }
+    // The edges the tiles leave: the last columns of every row, then the last rows.
+    transpose_scalar(src, (0, tiled_rows), (tiled_cols, cols), rows, cols, dst);
+    transpose_scalar(src, (tiled_rows, rows), (0, cols), rows, cols, dst);
+}
+
+/// One 8 x 8 tile through AVX registers: row `i` of the tile at `src + i * src_stride`,
+/// column `i` written to `dst + i * dst_stride`. Pairs of rows are interleaved element by
+/// element, then pairs of pairs two elements at a time, then the 128-bit halves swapped.
+///
+/// # Safety
+/// The CPU must have AVX2, and the 8 rows of 8 elements at both ends must be valid.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tile8(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller guarantees 8 readable rows of 8 values at src.
+    let r: [__m256; 8] =
+        std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * src_stride)) });
+    // Rows a..h: [a0 b0 a1 b1 | a4 b4 a5 b5], [a2 b2 a3 b3 | a6 b6 a7 b7], ...
+    let pairs: [__m256; 8] = std::array::from_fn(|i| {
+        let (x, y) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+        if i % 2 == 0 { _mm256_unpacklo_ps(x, y) } else { _mm256_unpackhi_ps(x, y) }
+    });
+    // [a0 b0 c0 d0 | a4 b4 c4 d4] for columns 0 and 4, and so on, from pairs of pairs.
+    let quads: [__m256; 8] = std::array::from_fn(|i| {
+        let (block, which) = (i / 4, i % 4);
+        let (x, y) = (pairs[block * 4 + which / 2], pairs[block * 4 + which / 2 + 2]);
+        if which % 2 == 0 {
+            _mm256_shuffle_ps::<0x44>(x, y)
+        } else {
+            _mm256_shuffle_ps::<0xEE>(x, y)
+        }
+    });
+    for i in 0..4 {
+        let (low, high) = (quads[i], quads[i + 4]);
+        // SAFETY: the caller guarantees 8 writable rows of 8 values at dst.
+        unsafe {
+            _mm256_storeu_ps(dst.add(i * dst_stride), _mm256_permute2f128_ps::<0x20>(low, high));
+            _mm256_storeu_ps(
+                dst.add((i + 4) * dst_stride),
+                _mm256_permute2f128_ps::<0x31>(low, high),
+            );
+        }
     }
 }
 
@@ -150,10 +211,21 @@ mod tests {
             (17, 33),
             (5, 40),
             (40, 5),
+            (8, 8),
+            (9, 24),
+            (14, 10),
         ] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             let mut dst = vec![f32::NAN; rows * cols];
             f32::transpose(&src, rows, cols, &mut dst);
+            // The AVX2 tiles too, whichever path the CPU takes above.
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") {
+                let mut by_eights = vec![f32::NAN; rows * cols];
+                // SAFETY: the CPU has AVX2; both slices hold rows * cols elements.
+                unsafe { tiled(&src, rows, cols, &mut by_eights, 8, tile8) };
+                assert_eq!(by_eights, dst, "8 x 8 tiles, {rows}x{cols}");
+            }
             let src64: Vec<f64> = src.iter().map(|&v| v as f64).collect();
             let mut dst64 = vec![f64::NAN; rows * cols];
             f64::transpose(&src64, rows, cols, &mut dst64);

@@ -28,8 +28,7 @@ use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
-use crate::implicit_gemm::{B_SLACK, Lhs, Operands, implicit_gemm};
-use crate::simd::avx512_enabled;
+use crate::implicit_gemm::{B_SLACK, Isa, Lhs, Operands, implicit_gemm, isa};
 use crate::transpose::Transpose;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -37,9 +36,9 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// Allows or forbids Winograd's algorithm for f32 convolutions (allowed by default) and
 /// returns the previous setting.
 ///
-/// It applies on CPUs with AVX-512 to 5 x 5 and 3 x 3 convolutions with stride 1, no
-/// dilation, one group, channel counts that are multiples of 16 and outputs large enough
-/// that whole tiles save a third of the multiplications: their forward pass and weight
+/// It applies on CPUs with AVX-512 or AVX2 to 5 x 5 and 3 x 3 convolutions with stride 1,
+/// no dilation, one group, channel counts that are multiples of 16 (8 on AVX2) and outputs
+/// large enough that whole tiles save a third of the multiplications: their forward pass and weight
 /// gradient, and their input gradient when the padding is narrower than the kernel. Those
 /// run 1.2 to 2.3 times as fast (more with more channels), with about ten times the
 /// rounding error of the direct sum: around 1e-6 of the largest output (2e-6 for the
@@ -69,8 +68,15 @@ pub fn winograd_enabled() -> bool {
 /// Input window side: `N x N` points per tile, `m + r - 1` for outputs per tile side `m`
 /// and kernel side `r`.
 const N: usize = 6;
-/// Channels per transform step: one f32 vector.
-const LANES: usize = 16;
+/// Channels per transform step: one f32 vector of the instruction set in use (16 on
+/// AVX-512, 8 on AVX2; none without either).
+fn lanes() -> usize {
+    match isa() {
+        Some(Isa::Avx512) => 16,
+        Some(Isa::Avx2) => 8,
+        None => 0,
+    }
+}
 /// Tiles per round of the 36 products (or one row of tiles, if longer): enough rows for the
 /// GEMM's register blocks, few enough that a round's transformed inputs and products (36
 /// values per tile and channel) stay in the core's cache instead of taking a multiple of
@@ -120,11 +126,16 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
         && geo.opts.groups == 1
         && geo.kh == geo.kw
         && (geo.kh == 3 || geo.kh == 5)
-        && geo.c.is_multiple_of(LANES)
-        && geo.o.is_multiple_of(LANES)
+        && available()
+        && geo.c.is_multiple_of(lanes())
+        && geo.o.is_multiple_of(lanes())
         && geo.n * geo.c * geo.o > 0
         && saves_enough(geo.kh, geo.ho, geo.wo)
-        && avx512_enabled()
+}
+
+/// Whether this CPU has vector transforms (those of the implicit GEMM's instruction sets).
+fn available() -> bool {
+    isa().is_some()
 }
 
 /// Whether tiles of an `r x r` kernel's `ho x wo` outputs take at most two thirds of the
@@ -201,9 +212,10 @@ impl Shape {
         })
     }
 
-    /// What the vector code relies on for its bounds: a kernel it has transforms for, whole
-    /// vectors of channels, AVX-512.
+    /// What the vector code relies on for its bounds: a kernel it has transforms for, vector
+    /// transforms, whole vectors of channels.
     fn checked(self) -> Self {
+        assert!(available(), "winograd: needs AVX-512F or AVX2");
         assert!(
             matches!((self.r, self.m), (3, 4) | (5, 2)),
             "winograd: no transform for {0} x {0} kernels",
@@ -212,13 +224,13 @@ impl Shape {
         assert!(
             self.cin > 0
                 && self.cout > 0
-                && self.cin.is_multiple_of(LANES)
-                && self.cout.is_multiple_of(LANES),
-            "winograd: channel counts {} and {} are not positive multiples of {LANES}",
+                && self.cin.is_multiple_of(lanes())
+                && self.cout.is_multiple_of(lanes()),
+            "winograd: channel counts {} and {} are not positive multiples of {}",
             self.cin,
-            self.cout
+            self.cout,
+            lanes()
         );
-        assert!(avx512_enabled(), "winograd: needs AVX-512F");
         self
     }
 
@@ -540,88 +552,20 @@ fn check_band(s: &Shape, rows: (usize, usize), pixels: usize, points: usize) {
 /// outputs past the image's edge read as zero.
 fn transform_gradients(by_pixel: &[f32], s: &Shape, rows: (usize, usize), z: &mut [f32]) {
     check_band(s, rows, by_pixel.len(), z.len());
-    // SAFETY: the CPU has AVX-512F, whole vectors of channels and m = 2 or 4
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has the instruction set, whole vectors of its channels and m = 2 or 4
     // (`Shape::checked`); the lengths were checked above.
     unsafe {
-        match s.m {
-            2 => transform_gradients_avx512::<2>(by_pixel, s, rows, z),
-            _ => transform_gradients_avx512::<4>(by_pixel, s, rows, z),
+        match (isa(), s.m) {
+            (Some(Isa::Avx512), 2) => avx512::gradients::<2>(by_pixel, s, rows, z),
+            (Some(Isa::Avx512), _) => avx512::gradients::<4>(by_pixel, s, rows, z),
+            (Some(Isa::Avx2), 2) => avx2::gradients::<2>(by_pixel, s, rows, z),
+            (Some(Isa::Avx2), _) => avx2::gradients::<4>(by_pixel, s, rows, z),
+            (None, _) => unreachable!("Shape::checked found vector transforms"),
         }
     }
-}
-
-/// The gradient transform of the band's tiles of `M x M` outputs.
-///
-/// # Safety
-/// The CPU must have AVX-512F, `M` must be the shape's tile side, and the slices must hold
-/// what [`transform_gradients`] checks.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transform_gradients_avx512<const M: usize>(
-    by_pixel: &[f32],
-    s: &Shape,
-    (first_row, end_row): (usize, usize),
-    z: &mut [f32],
-) {
-    use std::arch::x86_64::*;
-    let ((_, tw), cout) = (s.tiles(), s.cout);
-    let (src, dst) = (by_pixel.as_ptr(), z.as_mut_ptr());
-    for ti in first_row..end_row {
-        for tj in 0..tw {
-            for k in (0..cout).step_by(LANES) {
-                let mut e = [[_mm512_setzero_ps(); M]; M];
-                for (a, row) in e.iter_mut().enumerate() {
-                    for (b, value) in row.iter_mut().enumerate() {
-                        let (oh, ow) = (M * ti + a, M * tj + b);
-                        if oh < s.ho && ow < s.wo {
-                            // SAFETY: pixel (oh, ow) lies in the image, channel k + 15 < cout.
-                            *value =
-                                unsafe { _mm512_loadu_ps(src.add((oh * s.wo + ow) * cout + k)) };
-                        }
-                    }
-                }
-                // A e: the columns, then (A e) Aᵀ: the rows.
-                let columns: [[__m512; N]; M] =
-                    std::array::from_fn(|b| gradient_1d(e.map(|row| row[b])));
-                // SAFETY: the band's tile < (end_row - first_row) * tw, point < 36, channel
-                // k + 15 < cout.
-                let mut out = unsafe { dst.add(((ti - first_row) * tw + tj) * N * N * cout + k) };
-                for i in 0..N {
-                    for value in gradient_1d(columns.map(|column| column[i])) {
-                        // SAFETY: point i * N + j < 36 of this tile, channels k..k + 16 <= cout.
-                        unsafe { _mm512_storeu_ps(out, value) };
-                        // SAFETY: the next point of the same tile (or one past its last).
-                        out = unsafe { out.add(cout) };
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `A e` for one column (or row) of a tile's output gradient, the transpose of
-/// [`output_1d`]: `z_i = sum_k p_i^k e_k` at the finite points, and the last value of `e`
-/// at infinity.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn gradient_1d<const M: usize>(
-    e: [std::arch::x86_64::__m512; M],
-) -> [std::arch::x86_64::__m512; N] {
-    use std::arch::x86_64::*;
-    // At p = 0 only e_0 counts; p = 1 and p = -1 add and subtract.
-    let (mut plus, mut alternating, mut twos, mut halves) = (e[0], e[0], e[0], e[0]);
-    for (k, &value) in e.iter().enumerate().skip(1) {
-        plus = _mm512_add_ps(plus, value);
-        alternating = if k % 2 == 0 {
-            _mm512_add_ps(alternating, value)
-        } else {
-            _mm512_sub_ps(alternating, value)
-        };
-        twos = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][3]), value, twos);
-        halves = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][4]), value, halves);
-    }
-    [e[0], plus, alternating, twos, halves, e[M - 1]]
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("Shape::checked found vector transforms")
 }
 
 /// One image at a time, zero-padded to the tiles' window with its channels last (a pixel's
@@ -646,7 +590,7 @@ impl Window {
     fn new(s: &Shape) -> Self {
         let (hp, wp) = s.window();
         let buf = vec![0.0; hp * wp * s.cin];
-        let (pixels, columns) = (vec![0.0; s.h * s.w * s.cin], vec![0.0; wp * N * LANES]);
+        let (pixels, columns) = (vec![0.0; s.h * s.w * s.cin], vec![0.0; wp * N * lanes()]);
         Window {
             buf,
             pixels,
@@ -685,101 +629,23 @@ impl Window {
             rows.0 <= rows.1
                 && rows.1 <= th
                 && self.buf.len() >= hp * wp * s.cin
-                && self.columns.len() >= wp * N * LANES
+                && self.columns.len() >= wp * N * lanes()
                 && v.len() >= (rows.1 - rows.0) * tw * N * N * s.cin,
             "winograd: buffers too short"
         );
-        // SAFETY: the CPU has AVX-512F and whole vectors of channels (`Shape::checked`);
-        // the lengths were checked above.
-        unsafe { transform_inputs_avx512(&self.buf, &mut self.columns, s, rows, v) }
-    }
-}
-
-/// The input transform of every tile, a row of tiles and 16 channels at a time: `Bᵀ d` down
-/// every column of the row's window (adjacent tiles share four of their six columns), then
-/// `(Bᵀ d) B` along each tile's rows.
-///
-/// # Safety
-/// The CPU must have AVX-512F, and the slices must hold what [`Window::transform`] checks.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transform_inputs_avx512(
-    padded: &[f32],
-    columns: &mut [f32],
-    s: &Shape,
-    (first_row, end_row): (usize, usize),
-    v: &mut [f32],
-) {
-    use std::arch::x86_64::*;
-    let ((_, tw), (_, wp), cin) = (s.tiles(), s.window(), s.cin);
-    let (src, dst, cols) = (padded.as_ptr(), v.as_mut_ptr(), columns.as_mut_ptr());
-    let row_stride = wp * cin;
-    for ti in first_row..end_row {
-        for k in (0..cin).step_by(LANES) {
-            // SAFETY: window row m * ti < hp (the band's rows fit the padded image), channel
-            // k < cin.
-            let mut at = unsafe { src.add(s.m * ti * row_stride + k) };
-            for x in 0..wp {
-                let mut column = [_mm512_setzero_ps(); N];
-                for (r, value) in column.iter_mut().enumerate() {
-                    // SAFETY: window row m * ti + r < hp, column x < wp, channels k..k + 16.
-                    *value = unsafe { _mm512_loadu_ps(at.add(r * row_stride)) };
-                }
-                for (r, value) in input_1d(column).into_iter().enumerate() {
-                    // SAFETY: `columns` holds wp * N vectors.
-                    unsafe { _mm512_storeu_ps(cols.add((x * N + r) * LANES), value) };
-                }
-                // SAFETY: the next window column (or one past the last).
-                at = unsafe { at.add(cin) };
-            }
-            for tj in 0..tw {
-                // SAFETY: the band's tile < (end_row - first_row) * tw, channels k..k + 16.
-                let mut out = unsafe { dst.add(((ti - first_row) * tw + tj) * N * N * cin + k) };
-                for r in 0..N {
-                    let mut row = [_mm512_setzero_ps(); N];
-                    for (c, value) in row.iter_mut().enumerate() {
-                        // SAFETY: window column m * tj + c < wp of `columns`.
-                        *value =
-                            unsafe { _mm512_loadu_ps(cols.add(((s.m * tj + c) * N + r) * LANES)) };
-                    }
-                    for value in input_1d(row) {
-                        // SAFETY: point < 36 of this tile.
-                        unsafe { _mm512_storeu_ps(out, value) };
-                        // SAFETY: the next point of the same tile (or one past its last).
-                        out = unsafe { out.add(cin) };
-                    }
-                }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has the instruction set and whole vectors of its channels
+        // (`Shape::checked`); the lengths were checked above.
+        unsafe {
+            match isa() {
+                Some(Isa::Avx512) => avx512::inputs(&self.buf, &mut self.columns, s, rows, v),
+                Some(Isa::Avx2) => avx2::inputs(&self.buf, &mut self.columns, s, rows, v),
+                None => unreachable!("Shape::checked found vector transforms"),
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("Shape::checked found vector transforms")
     }
-}
-
-/// `Bᵀ d` for one column (or row) of a window: the points 0, 1, -1, 2, -1/2, infinity.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn input_1d(
-    [d0, d1, d2, d3, d4, d5]: [std::arch::x86_64::__m512; N],
-) -> [std::arch::x86_64::__m512; N] {
-    use std::arch::x86_64::*;
-    let c = |value: f32| _mm512_set1_ps(value);
-    let (d1_d3, d4_d2, d4_d1) =
-        (_mm512_sub_ps(d1, d3), _mm512_sub_ps(d4, d2), _mm512_sub_ps(d4, d1));
-    // Bᵀ row by row: [1 3/2 -2 -3/2 1 0], [0 -1 -5/2 -1/2 1 0], [0 1 1/2 -5/2 1 0],
-    // [0 -1/2 -1 1/2 1 0], [0 2 -1 -2 1 0], [0 1 3/2 -2 -3/2 1].
-    let v0 = _mm512_fmadd_ps(c(-2.0), d2, _mm512_fmadd_ps(c(1.5), d1_d3, _mm512_add_ps(d0, d4)));
-    let v1 = _mm512_add_ps(d4_d1, _mm512_fmadd_ps(c(-2.5), d2, _mm512_mul_ps(c(-0.5), d3)));
-    let v2 = _mm512_add_ps(
-        _mm512_add_ps(d4, d1),
-        _mm512_fmadd_ps(c(0.5), d2, _mm512_mul_ps(c(-2.5), d3)),
-    );
-    let v3 = _mm512_fmadd_ps(c(-0.5), d1_d3, d4_d2);
-    let v4 = _mm512_fmadd_ps(c(2.0), d1_d3, d4_d2);
-    let v5 = _mm512_add_ps(
-        _mm512_add_ps(d1, d5),
-        _mm512_fmadd_ps(c(1.5), _mm512_sub_ps(d2, d4), _mm512_mul_ps(c(-2.0), d3)),
-    );
-    [v0, v1, v2, v3, v4, v5]
 }
 
 /// The tiles in rows `rows` of tiles of one image from their products `M[t][ξ][o]`
@@ -787,115 +653,255 @@ fn input_1d(
 /// [cout]`). Returns whether every output is finite.
 fn transform_outputs(m: &[f32], s: &Shape, rows: (usize, usize), by_pixel: &mut [f32]) -> bool {
     check_band(s, rows, by_pixel.len(), m.len());
-    // SAFETY: the CPU has AVX-512F, whole vectors of channels and m = 2 or 4
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has the instruction set, whole vectors of its channels and m = 2 or 4
     // (`Shape::checked`); the lengths were checked above.
     unsafe {
-        match s.m {
-            2 => transform_outputs_avx512::<2>(m, s, rows, by_pixel),
-            _ => transform_outputs_avx512::<4>(m, s, rows, by_pixel),
+        match (isa(), s.m) {
+            (Some(Isa::Avx512), 2) => avx512::outputs::<2>(m, s, rows, by_pixel),
+            (Some(Isa::Avx512), _) => avx512::outputs::<4>(m, s, rows, by_pixel),
+            (Some(Isa::Avx2), 2) => avx2::outputs::<2>(m, s, rows, by_pixel),
+            (Some(Isa::Avx2), _) => avx2::outputs::<4>(m, s, rows, by_pixel),
+            (None, _) => unreachable!("Shape::checked found vector transforms"),
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("Shape::checked found vector transforms")
 }
 
-/// The output transform of the band's tiles of `M x M` outputs.
-///
-/// # Safety
-/// The CPU must have AVX-512F, `M` must be the shape's tile side, and the slices must hold
-/// what [`transform_outputs`] checks.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::needless_range_loop)] // walks the products' columns
-unsafe fn transform_outputs_avx512<const M: usize>(
-    m: &[f32],
-    s: &Shape,
-    (first_row, end_row): (usize, usize),
-    by_pixel: &mut [f32],
-) -> bool {
-    use std::arch::x86_64::*;
-    let ((_, tw), cout) = (s.tiles(), s.cout);
-    let (src, dst) = (m.as_ptr(), by_pixel.as_mut_ptr());
-    // Stays zero while every output is finite (x * 0 is NaN for an infinite or NaN x).
-    let mut probe = _mm512_setzero_ps();
-    for ti in first_row..end_row {
-        for tj in 0..tw {
-            let tile = ((ti - first_row) * tw + tj) * N * N * cout;
-            for k in (0..cout).step_by(LANES) {
-                // Aᵀ m: the columns, then (Aᵀ m) A: the rows.
-                let mut half = [[_mm512_setzero_ps(); N]; M];
-                for c in 0..N {
-                    let mut column = [_mm512_setzero_ps(); N];
-                    for (r, value) in column.iter_mut().enumerate() {
-                        // SAFETY: the band's tile < (end_row - first_row) * tw, point r * N + c
-                        // < 36, channel k + 15 < cout.
-                        *value = unsafe { _mm512_loadu_ps(src.add(tile + (r * N + c) * cout + k)) };
-                    }
-                    for (i, value) in output_1d::<M>(column).into_iter().enumerate() {
-                        half[i][c] = value;
-                    }
-                }
-                for (i, row) in half.iter().enumerate() {
-                    for (j, value) in output_1d::<M>(*row).into_iter().enumerate() {
-                        let (oh, ow) = (M * ti + i, M * tj + j);
-                        if oh < s.ho && ow < s.wo {
-                            probe = _mm512_add_ps(probe, _mm512_mul_ps(value, _mm512_setzero_ps()));
-                            // SAFETY: pixel (oh, ow) lies in the image, channel k + 15 < cout.
-                            unsafe {
-                                _mm512_storeu_ps(dst.add((oh * s.wo + ow) * cout + k), value)
-                            };
+/// The vector transforms of one instruction set: `$ops` is its module of
+/// [`crate::vectors`] (the channels of a pixel are the lanes of its vectors), `$feature`
+/// its target features.
+macro_rules! transforms {
+    ($name:ident, $ops:ident, $feature:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $name {
+            use super::{N, POWERS, Shape};
+            use crate::vectors::$ops as v;
+
+            /// The gradient transform of the band's tiles of `M x M` outputs.
+            ///
+            /// # Safety The CPU must have the module's target features, `M` must be the shape's
+            /// tile side, and the slices must hold what [`super::transform_gradients`] checks.
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn gradients<const M: usize>(
+                by_pixel: &[f32],
+                s: &Shape,
+                (first_row, end_row): (usize, usize),
+                z: &mut [f32],
+            ) {
+                let ((_, tw), cout) = (s.tiles(), s.cout);
+                let (src, dst) = (by_pixel.as_ptr(), z.as_mut_ptr());
+                for ti in first_row..end_row {
+                    for tj in 0..tw {
+                        for k in (0..cout).step_by(v::LANES) {
+                            let mut e = [[v::zero(); M]; M];
+                            for (a, row) in e.iter_mut().enumerate() {
+                                for (b, value) in row.iter_mut().enumerate() {
+                                    let (oh, ow) = (M * ti + a, M * tj + b);
+                                    if oh < s.ho && ow < s.wo {
+                                        // SAFETY: pixel (oh, ow) lies in the image, channels k..k +
+                                        // LANES <= cout.
+                                        *value = unsafe {
+                                            v::load(src.add((oh * s.wo + ow) * cout + k))
+                                        };
+                                    }
+                                }
+                            }
+                            // A e: the columns, then (A e) Aᵀ: the rows.
+                            let columns: [[v::Vector; N]; M] =
+                                std::array::from_fn(|b| gradient_1d(e.map(|row| row[b])));
+                            let at = ((ti - first_row) * tw + tj) * N * N * cout + k;
+                            // SAFETY: the band's tile < (end_row - first_row) * tw, point < 36,
+                            // channels k..k + LANES <= cout.
+                            let mut out = unsafe { dst.add(at) };
+                            for i in 0..N {
+                                for value in gradient_1d(columns.map(|column| column[i])) {
+                                    // SAFETY: point i * N + j < 36 of this tile, channels k..k +
+                                    // LANES <= cout.
+                                    unsafe { v::store(out, value) };
+                                    // SAFETY: the next point of the same tile (or one past its
+                                    // last).
+                                    out = unsafe { out.add(cout) };
+                                }
+                            }
                         }
                     }
                 }
             }
+
+            /// `A e` for one column (or row) of a tile's output gradient, the transpose of
+            /// [`output_1d`]: `z_i = sum_k p_i^k e_k` at the finite points, and the last value of
+            /// `e` at infinity.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn gradient_1d<const M: usize>(e: [v::Vector; M]) -> [v::Vector; N] {
+                // At p = 0 only e_0 counts; p = 1 and p = -1 add and subtract.
+                let (mut plus, mut alternating, mut twos, mut halves) = (e[0], e[0], e[0], e[0]);
+                for (k, &value) in e.iter().enumerate().skip(1) {
+                    plus = v::add(plus, value);
+                    alternating = if k % 2 == 0 {
+                        v::add(alternating, value)
+                    } else {
+                        v::sub(alternating, value)
+                    };
+                    twos = v::fmadd(v::splat(POWERS[k][3]), value, twos);
+                    halves = v::fmadd(v::splat(POWERS[k][4]), value, halves);
+                }
+                [e[0], plus, alternating, twos, halves, e[M - 1]]
+            }
+
+            /// The input transform of every tile, a row of tiles and LANES channels at a time: `Bᵀ
+            /// d` down every column of the row's window (adjacent tiles share four of their six
+            /// columns), then `(Bᵀ d) B` along each tile's rows.
+            ///
+            /// # Safety The CPU must have the module's target features, and the slices must hold
+            /// what [`super::Window::transform`] checks.
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn inputs(
+                padded: &[f32],
+                columns: &mut [f32],
+                s: &Shape,
+                (first_row, end_row): (usize, usize),
+                v: &mut [f32],
+            ) {
+                let ((_, tw), (_, wp), cin) = (s.tiles(), s.window(), s.cin);
+                let (src, dst, cols) = (padded.as_ptr(), v.as_mut_ptr(), columns.as_mut_ptr());
+                let row_stride = wp * cin;
+                for ti in first_row..end_row {
+                    for k in (0..cin).step_by(v::LANES) {
+                        // SAFETY: window row m * ti < hp (the band's rows fit the padded image),
+                        // channel k < cin.
+                        let mut at = unsafe { src.add(s.m * ti * row_stride + k) };
+                        for x in 0..wp {
+                            let mut column = [v::zero(); N];
+                            for (r, value) in column.iter_mut().enumerate() {
+                                // SAFETY: window row m * ti + r < hp, column x < wp, channels k..k
+                                // + LANES.
+                                *value = unsafe { v::load(at.add(r * row_stride)) };
+                            }
+                            for (r, value) in input_1d(column).into_iter().enumerate() {
+                                // SAFETY: `columns` holds wp * N vectors.
+                                unsafe { v::store(cols.add((x * N + r) * v::LANES), value) };
+                            }
+                            // SAFETY: the next window column (or one past the last).
+                            at = unsafe { at.add(cin) };
+                        }
+                        for tj in 0..tw {
+                            let offset = ((ti - first_row) * tw + tj) * N * N * cin + k;
+                            // SAFETY: the band's tile < (end_row - first_row) * tw, channels
+                            // k..k + LANES.
+                            let mut out = unsafe { dst.add(offset) };
+                            for r in 0..N {
+                                let mut row = [v::zero(); N];
+                                for (c, value) in row.iter_mut().enumerate() {
+                                    // SAFETY: window column m * tj + c < wp of `columns`.
+                                    *value = unsafe {
+                                        v::load(cols.add(((s.m * tj + c) * N + r) * v::LANES))
+                                    };
+                                }
+                                for value in input_1d(row) {
+                                    // SAFETY: point < 36 of this tile.
+                                    unsafe { v::store(out, value) };
+                                    // SAFETY: the next point of the same tile (or one past its
+                                    // last).
+                                    out = unsafe { out.add(cin) };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+
+            /// `Bᵀ d` for one column (or row) of a window: the points 0, 1, -1, 2, -1/2, infinity.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn input_1d([d0, d1, d2, d3, d4, d5]: [v::Vector; N]) -> [v::Vector; N] {
+                let c = |value: f32| v::splat(value);
+                let (d1_d3, d4_d2, d4_d1) = (v::sub(d1, d3), v::sub(d4, d2), v::sub(d4, d1));
+                // Bᵀ row by row: [1 3/2 -2 -3/2 1 0], [0 -1 -5/2 -1/2 1 0],
+                // [0 1 1/2 -5/2 1 0], [0 -1/2 -1 1/2 1 0], [0 2 -1 -2 1 0], [0 1 3/2 -2 -3/2 1].
+                let v0 = v::fmadd(c(-2.0), d2, v::fmadd(c(1.5), d1_d3, v::add(d0, d4)));
+                let v1 = v::add(d4_d1, v::fmadd(c(-2.5), d2, v::mul(c(-0.5), d3)));
+                let v2 = v::add(v::add(d4, d1), v::fmadd(c(0.5), d2, v::mul(c(-2.5), d3)));
+                let v3 = v::fmadd(c(-0.5), d1_d3, d4_d2);
+                let v4 = v::fmadd(c(2.0), d1_d3, d4_d2);
+                let v5 =
+                    v::add(v::add(d1, d5), v::fmadd(c(1.5), v::sub(d2, d4), v::mul(c(-2.0), d3)));
+                [v0, v1, v2, v3, v4, v5]
+            }
+
+            /// The output transform of the band's tiles of `M x M` outputs.
+            ///
+            /// # Safety The CPU must have the module's target features, `M` must be the shape's
+            /// tile side, and the slices must hold what [`super::transform_outputs`] checks.
+            #[target_feature(enable = $feature)]
+            #[allow(clippy::needless_range_loop)] // walks the products' columns
+            pub(super) unsafe fn outputs<const M: usize>(
+                m: &[f32],
+                s: &Shape,
+                (first_row, end_row): (usize, usize),
+                by_pixel: &mut [f32],
+            ) -> bool {
+                let ((_, tw), cout) = (s.tiles(), s.cout);
+                let (src, dst) = (m.as_ptr(), by_pixel.as_mut_ptr());
+                // Stays zero while every output is finite (x * 0 is NaN for an infinite or NaN x).
+                let mut probe = v::zero();
+                for ti in first_row..end_row {
+                    for tj in 0..tw {
+                        let tile = ((ti - first_row) * tw + tj) * N * N * cout;
+                        for k in (0..cout).step_by(v::LANES) {
+                            // Aᵀ m: the columns, then (Aᵀ m) A: the rows.
+                            let mut half = [[v::zero(); N]; M];
+                            for c in 0..N {
+                                let mut column = [v::zero(); N];
+                                for (r, value) in column.iter_mut().enumerate() {
+                                    let at = tile + (r * N + c) * cout + k;
+                                    // SAFETY: the band's tile < (end_row - first_row) * tw,
+                                    // point r * N + c < 36, channels k..k + LANES <= cout.
+                                    *value = unsafe { v::load(src.add(at)) };
+                                }
+                                for (i, value) in output_1d::<M>(column).into_iter().enumerate() {
+                                    half[i][c] = value;
+                                }
+                            }
+                            for (i, row) in half.iter().enumerate() {
+                                for (j, value) in output_1d::<M>(*row).into_iter().enumerate() {
+                                    let (oh, ow) = (M * ti + i, M * tj + j);
+                                    if oh < s.ho && ow < s.wo {
+                                        probe = v::add(probe, v::mul(value, v::zero()));
+                                        // SAFETY: pixel (oh, ow) lies in the image, channels k..k +
+                                        // LANES <= cout.
+                                        unsafe {
+                                            v::store(dst.add((oh * s.wo + ow) * cout + k), value)
+                                        };
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                !v::any_nan(probe)
+            }
+
+            /// `Aᵀ m` for one column (or row) of a tile's products: `y_k = sum_i p_i^k m_i` over
+            /// the finite points, plus the value at infinity in the last output (for `M = 2`: `Aᵀ =
+            /// [1 1 1 1 1 0], [0 1 -1 2 -1/2 1]`).
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn output_1d<const M: usize>(m: [v::Vector; N]) -> [v::Vector; M] {
+                std::array::from_fn(|k| {
+                    // p = 0 counts in the first output only; p = 1 and p = -1 add and subtract.
+                    let mut y = if k == 0 { v::add(m[0], m[1]) } else { m[1] };
+                    y = if k % 2 == 0 { v::add(y, m[2]) } else { v::sub(y, m[2]) };
+                    y = v::fmadd(v::splat(POWERS[k][3]), m[3], y);
+                    y = v::fmadd(v::splat(POWERS[k][4]), m[4], y);
+                    if k + 1 == M { v::add(y, m[5]) } else { y }
+                })
+            }
         }
-    }
-    _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(probe, probe) == 0
+    };
 }
 
-/// `Aᵀ m` for one column (or row) of a tile's products: `y_k = sum_i p_i^k m_i` over the
-/// finite points, plus the value at infinity in the last output (for `M = 2`: `Aᵀ =
-/// [1 1 1 1 1 0], [0 1 -1 2 -1/2 1]`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn output_1d<const M: usize>(m: [std::arch::x86_64::__m512; N]) -> [std::arch::x86_64::__m512; M] {
-    use std::arch::x86_64::*;
-    std::array::from_fn(|k| {
-        // p = 0 counts in the first output only; p = 1 and p = -1 add and subtract.
-        let mut y = if k == 0 { _mm512_add_ps(m[0], m[1]) } else { m[1] };
-        y = if k % 2 == 0 { _mm512_add_ps(y, m[2]) } else { _mm512_sub_ps(y, m[2]) };
-        y = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][3]), m[3], y);
-        y = _mm512_fmadd_ps(_mm512_set1_ps(POWERS[k][4]), m[4], y);
-        if k + 1 == M { _mm512_add_ps(y, m[5]) } else { y }
-    })
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_inputs_avx512(
-    _: &[f32],
-    _: &mut [f32],
-    _: &Shape,
-    _: (usize, usize),
-    _: &mut [f32],
-) {
-    unreachable!("avx512_enabled() is false off x86_64")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_gradients_avx512<const M: usize>(
-    _: &[f32],
-    _: &Shape,
-    _: (usize, usize),
-    _: &mut [f32],
-) {
-    unreachable!("avx512_enabled() is false off x86_64")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_outputs_avx512<const M: usize>(
-    _: &[f32],
-    _: &Shape,
-    _: (usize, usize),
-    _: &mut [f32],
-) -> bool {
-    unreachable!("avx512_enabled() is false off x86_64")
-}
+transforms!(avx512, avx512_f32, "avx512f");
+transforms!(avx2, avx2_f32, "avx2,fma");
