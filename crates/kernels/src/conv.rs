@@ -4,8 +4,8 @@
 //! `conv` is the forward convolution, `conv_transpose` its adjoint with respect to the
 //! input and `conv_weight` its adjoint with respect to the weight. Each picks the fastest
 //! path that covers its geometry: Winograd's algorithm (`winograd`, f32 on AVX-512 or AVX2),
-//! implicit GEMM for stride 1 (`implicit`, on AVX-512 or AVX2), and im2col plus GEMM for
-//! everything else.
+//! implicit GEMM at any stride (`implicit`, on AVX-512 or AVX2), and im2col plus GEMM on
+//! CPUs with neither.
 
 use rayon::prelude::*;
 
@@ -415,7 +415,7 @@ pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -
         }
         dx.fill(T::ZERO);
     }
-    if implicit::applies(geo) {
+    if implicit::applies_transpose(geo) {
         implicit::conv_transpose(gy, weight, geo, &mut dx);
     } else {
         conv_transpose_im2col(gy, weight, geo, &mut dx);
@@ -551,8 +551,24 @@ mod tests {
             (1, 24, 6, 9, 24, 3, 1, 1, 1),
             (1, 16, 7, 10, 16, 3, 3, 1, 1),
         ];
-        for (n, c, h, w, o, k, p, d, groups) in cases {
-            let opts = Conv2dOptions { stride: (1, 1), padding: (p, p), dilation: (d, d), groups };
+        // Strides, for the forward convolution and the weight gradient: a ResNet's stride-2
+        // 3 x 3 and 1 x 1 layers, odd and even sizes, unequal strides, with dilation and
+        // groups, by rows and by pixels.
+        let strided = [
+            (2, 8, 9, 9, 16, 3, 1, 1, 1, (2, 2)),
+            (1, 32, 8, 8, 64, 3, 1, 1, 1, (2, 2)),
+            (2, 16, 8, 8, 32, 1, 0, 1, 1, (2, 2)),
+            (1, 3, 11, 14, 5, 3, 2, 2, 1, (3, 2)),
+            (1, 4, 10, 13, 6, 5, 2, 1, 2, (1, 3)),
+            (3, 2, 7, 7, 3, 2, 0, 1, 1, (2, 1)),
+            // An input with fewer rows than the stride, and padding wider than the kernel.
+            (2, 3, 1, 6, 4, 1, 0, 1, 1, (2, 2)),
+            (1, 2, 5, 6, 3, 3, 4, 1, 1, (2, 3)),
+        ];
+        let stride_one =
+            cases.map(|(n, c, h, w, o, k, p, d, g)| (n, c, h, w, o, k, p, d, g, (1, 1)));
+        for (n, c, h, w, o, k, p, d, groups, stride) in stride_one.into_iter().chain(strided) {
+            let opts = Conv2dOptions { stride, padding: (p, p), dilation: (d, d), groups };
             let geo = Geometry::new([n, c, h, w], [o, c / groups, k, k], opts);
             let x: Vec<T> = (0..n * c * h * w).map(|_| next()).collect();
             let weight: Vec<T> = (0..o * geo.k()).map(|_| next()).collect();
@@ -572,11 +588,13 @@ mod tests {
             implicit::conv(&x, &weight, &geo, &mut y);
             conv_im2col(&x, &weight, &geo, &mut y_ref);
             close("conv", &y, &y_ref);
-            let mut dx = vec![T::ZERO; x.len()];
-            let mut dx_ref = dx.clone();
-            implicit::conv_transpose(&gy, &weight, &geo, &mut dx);
-            conv_transpose_im2col(&gy, &weight, &geo, &mut dx_ref);
-            close("conv_transpose", &dx, &dx_ref);
+            if implicit::applies_transpose(&geo) {
+                let mut dx = vec![T::ZERO; x.len()];
+                let mut dx_ref = dx.clone();
+                implicit::conv_transpose(&gy, &weight, &geo, &mut dx);
+                conv_transpose_im2col(&gy, &weight, &geo, &mut dx_ref);
+                close("conv_transpose", &dx, &dx_ref);
+            }
             close(
                 "conv_weight",
                 &implicit::conv_weight(&x, &gy, &geo),

@@ -1,32 +1,86 @@
-//! Stride-1 convolutions without im2col: the three primitives as implicit GEMMs that read
-//! their windows straight from a zero-padded copy of each image.
+//! Convolutions without im2col: the three primitives as implicit GEMMs that read their
+//! windows straight from a zero-padded copy of each image.
 //!
 //! With stride 1, the input pixels under kernel tap `(c, ki, kj)` for one output row are
 //! consecutive in the padded image, so every row of the GEMM's B operand is a slice of it
 //! at an offset that depends only on the tap. Padding a 16 x 14 x 14 image costs about
-//! 5,000 writes where im2col writes 78,400. Deep products with many channels are computed
-//! the other way round (`*_by_pixel`): the padded image is the gathered A, one row per
-//! pixel, the weights are B, and the pixel-major result is transposed to planes.
+//! 5,000 writes where im2col writes 78,400. With a column stride `s`, the copy stores each
+//! padded row as `s` phases (columns `q, q + s, q + 2s, ...` for phase `q`), and the pixels
+//! under a tap are consecutive in one phase: the forward convolution and the weight
+//! gradient run the same way at any stride. The input gradient of a strided convolution
+//! splits the input into its `sh x sw` phases (pixels `(a + sh u, b + sw v)` for phase
+//! `(a, b)`): each phase is reached by a fixed subset of the taps, and is a stride-1
+//! correlation of the output gradient with them, whose rows are scattered back into
+//! place. Deep products with many channels are computed the other way round
+//! (`*_by_pixel`): the padded image is the gathered A, one row per pixel, the weights are
+//! B, and the pixel-major result is transposed to planes.
 
 use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{
     B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm, lanes,
 };
 
-/// Whether the implicit kernels handle this geometry on this CPU.
-pub(super) fn applies(geo: &Geometry) -> bool {
-    geo.opts.stride == (1, 1) && available()
+/// Whether the implicit forward convolution and weight gradient handle this geometry on
+/// this CPU (any stride).
+pub(super) fn applies(_geo: &Geometry) -> bool {
+    available()
+}
+
+/// Whether the implicit input gradient handles this geometry on this CPU (any stride).
+pub(super) fn applies_transpose(_geo: &Geometry) -> bool {
+    available()
+}
+
+/// What a convolution's implicit products share across images: the packed weights (A) and
+/// the offsets of B's rows in a padded image.
+type FixedOperands<T> = (PackedLhs<T>, Vec<usize>);
+
+/// Where the padded copy keeps each pixel: `planes` of `rows` rows, each row stored as
+/// `phases` runs of `phase_len` (phase `q` holds the padded columns `q, q + phases, ...`).
+/// One phase of the padded width is the plain padded row.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    rows: usize,
+    phases: usize,
+    phase_len: usize,
+}
+
+impl Window {
+    /// A window of `rows x cols` padded pixels, stored in `phases` phases per row.
+    fn new((rows, cols): (usize, usize), phases: usize) -> Self {
+        Window { rows, phases, phase_len: cols.div_ceil(phases) }
+    }
+
+    /// Elements of one row (all its phases).
+    #[inline(always)]
+    fn row(&self) -> usize {
+        self.phases * self.phase_len
+    }
+
+    /// Elements of one plane.
+    #[inline(always)]
+    fn plane(&self) -> usize {
+        self.rows * self.row()
+    }
+
+    /// Offset of padded pixel `(r, col)` of plane `c`.
+    #[inline(always)]
+    fn at(&self, c: usize, r: usize, col: usize) -> usize {
+        c * self.plane() + r * self.row() + (col % self.phases) * self.phase_len + col / self.phases
+    }
 }
 
 /// A zero-padded copy of one image after another: planes of `h x w` placed at (`top`,
-/// `left`) (negative values crop) inside planes of `hp x wp`, followed by the kernel's
-/// [`B_SLACK`] (needed when the copy is the product's B). Every image fills the same positions, so
-/// the zero border is written once per buffer and each image only copies its rows.
+/// `left`) (negative values crop) inside the padded planes of `window` (`hp x wp`),
+/// followed by the kernel's [`B_SLACK`] (needed when the copy is the product's B). Every
+/// image fills the same positions, so the zero border is written once per buffer and each
+/// image only copies its rows.
 struct Padded<T> {
     buf: Vec<T>,
     planes: usize,
     size: (usize, usize),
     padded: (usize, usize),
+    window: Window,
     top: isize,
     left: isize,
 }
@@ -36,14 +90,16 @@ impl<T: ImplicitGemm> Padded<T> {
         planes: usize,
         size: (usize, usize),
         padded: (usize, usize),
-        top: isize,
-        left: isize,
+        phases: usize,
+        (top, left): (isize, isize),
     ) -> Self {
+        let window = Window::new(padded, phases);
         Padded {
-            buf: vec![T::ZERO; planes * padded.0 * padded.1 + B_SLACK],
+            buf: vec![T::ZERO; planes * window.plane() + B_SLACK],
             planes,
             size,
             padded,
+            window,
             top,
             left,
         }
@@ -51,38 +107,86 @@ impl<T: ImplicitGemm> Padded<T> {
 
     /// The padded copy of `src`.
     fn of(&mut self, src: &[T]) -> &[T] {
-        let ((h, w), (hp, wp), (top, left)) = (self.size, self.padded, (self.top, self.left));
+        // With the widest vectors: a stride's phases are split in vector shuffles.
+        crate::simd::run_widest(Fill { pad: &mut *self, src });
+        &self.buf
+    }
+}
+
+/// [`Padded::of`]'s copy, as a loop for [`crate::simd::run_widest`].
+struct Fill<'a, T> {
+    pad: &'a mut Padded<T>,
+    src: &'a [T],
+}
+
+impl<T: ImplicitGemm> crate::simd::WidestLoop for Fill<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let ((h, w), (hp, wp), (top, left)) =
+            (self.pad.size, self.pad.padded, (self.pad.top, self.pad.left));
+        let window = self.pad.window;
         // Source columns that land inside the padded plane.
         let col_lo = (-left).max(0) as usize;
         let col_hi = ((wp as isize - left).max(0) as usize).min(w);
         if col_lo < col_hi {
-            for plane in 0..self.planes {
+            for plane in 0..self.pad.planes {
                 for r in 0..h {
                     let row = r as isize + top;
                     if row < 0 || row >= hp as isize {
                         continue;
                     }
-                    let dst =
-                        plane * hp * wp + row as usize * wp + (col_lo as isize + left) as usize;
-                    let src_at = (plane * h + r) * w;
-                    self.buf[dst..dst + col_hi - col_lo]
-                        .copy_from_slice(&src[src_at + col_lo..src_at + col_hi]);
+                    let src_row = &self.src[(plane * h + r) * w..(plane * h + r + 1) * w];
+                    let first = (col_lo as isize + left) as usize;
+                    let dst = window.at(plane, row as usize, first);
+                    if window.phases == 1 {
+                        self.pad.buf[dst..dst + col_hi - col_lo]
+                            .copy_from_slice(&src_row[col_lo..col_hi]);
+                        continue;
+                    }
+                    let values = &src_row[col_lo..col_hi];
+                    if window.phases == 2 {
+                        // The usual stride, in pairs (which the compiler vectorises).
+                        let second = window.at(plane, row as usize, first + 1);
+                        let pairs = values.chunks_exact(2);
+                        let n = pairs.len();
+                        if let [last] = pairs.remainder() {
+                            self.pad.buf[dst + n] = *last;
+                        }
+                        // The two phases' runs as two disjoint slices, in either order.
+                        let (low, high) = self.pad.buf.split_at_mut(dst.max(second));
+                        let (early, late) = (&mut low[dst.min(second)..][..n], &mut high[..n]);
+                        let (even, odd) = if dst < second { (early, late) } else { (late, early) };
+                        for ((e, o), pair) in even.iter_mut().zip(odd).zip(pairs) {
+                            *e = pair[0];
+                            *o = pair[1];
+                        }
+                        continue;
+                    }
+                    // Each phase of the row from every `phases`-th source column.
+                    for q in 0..window.phases.min(values.len()) {
+                        let dst = window.at(plane, row as usize, first + q);
+                        let phase = values[q..].iter().step_by(window.phases);
+                        for (d, &v) in self.pad.buf[dst..].iter_mut().zip(phase) {
+                            *d = v;
+                        }
+                    }
                 }
             }
         }
-        &self.buf
     }
 }
 
-/// Offsets in a padded `[C, hp, wp]` image of the first pixel under each kernel tap of the
+/// Offsets in the padded input `window` of the first pixel under each kernel tap of the
 /// input channels `first_channel..first_channel + cg`, in weight order `(c, ki, kj)`.
-fn tap_offsets(geo: &Geometry, first_channel: usize, (hp, wp): (usize, usize)) -> Vec<usize> {
+fn tap_offsets(geo: &Geometry, first_channel: usize, window: &Window) -> Vec<usize> {
     let (dh, dw) = geo.opts.dilation;
     let mut offsets = Vec::with_capacity(geo.k());
     for c in first_channel..first_channel + geo.cg() {
         for ki in 0..geo.kh {
             for kj in 0..geo.kw {
-                offsets.push(c * hp * wp + ki * dh * wp + kj * dw);
+                offsets.push(window.at(c, ki * dh, kj * dw));
             }
         }
     }
@@ -91,8 +195,24 @@ fn tap_offsets(geo: &Geometry, first_channel: usize, (hp, wp): (usize, usize)) -
 
 /// Size of the padded input that the output rows `0..ho` read from.
 fn input_window(geo: &Geometry) -> (usize, usize) {
-    let (dh, dw) = geo.opts.dilation;
-    (geo.ho + (geo.kh - 1) * dh, geo.wo + (geo.kw - 1) * dw)
+    let ((dh, dw), (sh, sw)) = (geo.opts.dilation, geo.opts.stride);
+    ((geo.ho - 1) * sh + (geo.kh - 1) * dh + 1, (geo.wo - 1) * sw + (geo.kw - 1) * dw + 1)
+}
+
+/// The padded input of the forward convolution and the weight gradient: its window, and a
+/// buffer for one task.
+fn padded_input<T: ImplicitGemm>(geo: &Geometry) -> (Window, impl Fn() -> Padded<T> + Sync) {
+    let size = input_window(geo);
+    let (ph, pw) = geo.opts.padding;
+    let phases = geo.opts.stride.1;
+    let new = move || Padded::new(geo.c, (geo.h, geo.w), size, phases, (ph as isize, pw as isize));
+    (Window::new(size, phases), new)
+}
+
+/// Offsets in the padded input of the first tap of each output pixel, row by row.
+fn output_pixels(geo: &Geometry, window: &Window) -> Vec<usize> {
+    let (sh, sw) = geo.opts.stride;
+    (0..geo.ho).flat_map(|oh| (0..geo.wo).map(move |ow| window.at(0, oh * sh, ow * sw))).collect()
 }
 
 /// Whether a product of shared dimension `depth`, whose C can be laid out with `channels`
@@ -125,24 +245,24 @@ fn gradient_window(geo: &Geometry) -> ((usize, usize), isize, isize) {
 }
 
 /// `y = conv(x, w)`, one GEMM per output row: `y[o, oh, :] = sum_t w[o, t] xpad[t + oh]`
-/// (or, for deep products with many channels, [`conv_by_pixel`]).
+/// (`oh` standing for its row's offset; or, for deep products with many channels,
+/// [`conv_by_pixel`]).
 pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
     if channels_as_columns::<T>(geo.og(), geo.wo, geo.k()) {
         return conv_by_pixel(x, weight, geo, y);
     }
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
-    let (hp, wp) = input_window(geo);
-    let (ph, pw) = geo.opts.padding;
-    let groups: Vec<(PackedLhs<T>, Vec<usize>)> = (0..geo.opts.groups)
+    let (window, new_pad) = padded_input(geo);
+    let groups: Vec<FixedOperands<T>> = (0..geo.opts.groups)
         .map(|g| {
             let packed = PackedLhs::new(og, k, |o, t| weight[(g * og + o) * k + t]);
-            (packed, tap_offsets(geo, g * geo.cg(), (hp, wp)))
+            (packed, tap_offsets(geo, g * geo.cg(), &window))
         })
         .collect();
     let out = SharedMut(y.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
-        let mut pad = Padded::new(geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
+        let mut pad = new_pad();
         for img in first..first + count {
             let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
             // SAFETY: this chunk's images are written by this task alone.
@@ -152,7 +272,7 @@ pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &m
                 for oh in 0..geo.ho {
                     implicit_gemm(
                         &ops,
-                        oh * wp,
+                        window.at(0, oh * geo.opts.stride.0, 0),
                         geo.wo,
                         &mut y_img[g * og * hw + oh * geo.wo..],
                         hw,
@@ -169,9 +289,8 @@ pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &m
 fn conv_by_pixel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
-    let (hp, wp) = input_window(geo);
-    let (ph, pw) = geo.opts.padding;
-    let pixels = pixel_offsets(geo.ho, geo.wo, wp);
+    let (window, new_pad) = padded_input(geo);
+    let pixels = output_pixels(geo, &window);
     let b_rows: Vec<usize> = (0..k).map(|t| t * og).collect();
     let groups: Vec<(Vec<T>, Vec<usize>)> = (0..geo.opts.groups)
         .map(|g| {
@@ -181,12 +300,11 @@ fn conv_by_pixel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut
                     w_t[t * og + o] = weight[(g * og + o) * k + t];
                 }
             }
-            (w_t, tap_offsets(geo, g * geo.cg(), (hp, wp)))
+            (w_t, tap_offsets(geo, g * geo.cg(), &window))
         })
         .collect();
     let product = PixelProduct { pixels: &pixels, b_rows: &b_rows, groups: &groups, channels: og };
-    let pad = || Padded::new(geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
-    product.run(geo, (x, in_img), (y, out_img), pad);
+    product.run(geo, (x, in_img), (y, out_img), new_pad);
 }
 
 /// The products of the by-pixel forms, one per image and group: the image's padded copy is
@@ -248,6 +366,9 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(
     geo: &Geometry,
     dx: &mut [T],
 ) {
+    if geo.opts.stride != (1, 1) {
+        return conv_transpose_strided(gy, weight, geo, dx);
+    }
     let (og, cg, hw) = (geo.og(), geo.cg(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let (dh, dw) = geo.opts.dilation;
@@ -256,7 +377,7 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(
     if channels_as_columns::<T>(cg, geo.w, og * taps) {
         return conv_transpose_by_pixel(gy, weight, geo, dx);
     }
-    let groups: Vec<(PackedLhs<T>, Vec<usize>)> = (0..geo.opts.groups)
+    let groups: Vec<FixedOperands<T>> = (0..geo.opts.groups)
         .map(|g| {
             // A(c, (o, ki, kj)) = w[o, c, kh - 1 - ki, kw - 1 - kj]: the flipped kernel.
             let packed = PackedLhs::new(cg, og * taps, |c, p| {
@@ -276,7 +397,7 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(
         .collect();
     let out = SharedMut(dx.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
-        let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), top, left);
+        let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
         for img in first..first + count {
             let gypad = pad.of(&gy[img * out_img..(img + 1) * out_img]);
             // SAFETY: this chunk's images are written by this task alone.
@@ -286,6 +407,152 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(
                 for ih in 0..geo.h {
                     let c = &mut dx_img[g * cg * geo.h * geo.w + ih * geo.w..];
                     implicit_gemm(&ops, ih * wq, geo.w, c, geo.h * geo.w, false);
+                }
+            }
+        }
+    });
+}
+
+/// One phase of a strided convolution's input: the input pixels `(a + sh u, b + sw v)`
+/// for `u < rows`, `v < cols`, and the taps `(ki, kj)` that reach them, with the output
+/// pixel each reads, `(u + row_shift, v + col_shift)`.
+struct Phase {
+    origin: (usize, usize),
+    rows: usize,
+    cols: usize,
+    /// `(ki, row_shift)` of each tap row that reaches the phase's rows.
+    tap_rows: Vec<(usize, isize)>,
+    /// `(kj, col_shift)` of each tap column that reaches the phase's columns.
+    tap_cols: Vec<(usize, isize)>,
+}
+
+impl Phase {
+    /// The `sh x sw` phases of `geo`'s input, row phase by row phase.
+    fn all(geo: &Geometry) -> Vec<Phase> {
+        let ((sh, sw), (dh, dw), (ph, pw)) = (geo.opts.stride, geo.opts.dilation, geo.opts.padding);
+        // Input index `origin + s * t` meets tap `k` at output `t + shift` when
+        // `origin + pad - k * d` is a multiple of `s`.
+        let reach = |origin: usize, pad: usize, taps: usize, d: usize, s: usize| {
+            (0..taps)
+                .filter_map(|k| {
+                    let at = origin as isize + pad as isize - (k * d) as isize;
+                    (at.rem_euclid(s as isize) == 0).then(|| (k, at.div_euclid(s as isize)))
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut phases = Vec::with_capacity(sh * sw);
+        for a in 0..sh.min(geo.h) {
+            for b in 0..sw.min(geo.w) {
+                phases.push(Phase {
+                    origin: (a, b),
+                    rows: (geo.h - a).div_ceil(sh),
+                    cols: (geo.w - b).div_ceil(sw),
+                    tap_rows: reach(a, ph, geo.kh, dh, sh),
+                    tap_cols: reach(b, pw, geo.kw, dw, sw),
+                });
+            }
+        }
+        phases
+    }
+}
+
+/// `dx = conv_transpose(gy, w)` for a strided convolution, phase by phase (see the module
+/// comment): `dx[c, a + sh u, b + sw v] = sum_(o, ki, kj) w[o, c, ki, kj] gypad[o, u + δ,
+/// v + ε]` over the phase's taps, one GEMM per row `u` of the phase into a buffer whose
+/// rows are then scattered into the image.
+fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+    let (og, cg, taps) = (geo.og(), geo.cg(), geo.kh * geo.kw);
+    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
+    let (sh, sw) = geo.opts.stride;
+    let phases = Phase::all(geo);
+    // The output gradient, padded so that every shift of every phase reads inside it:
+    // `top` rows and `left` columns before it, and room after it for the last rows.
+    let most_negative =
+        |shifts: &mut dyn Iterator<Item = isize>| (-shifts.min().unwrap_or(0)).max(0);
+    let top = most_negative(&mut phases.iter().flat_map(|p| p.tap_rows.iter().map(|t| t.1)));
+    let left = most_negative(&mut phases.iter().flat_map(|p| p.tap_cols.iter().map(|t| t.1)));
+    let reach = |extent: usize, shifts: &mut dyn Iterator<Item = isize>, before: isize| {
+        shifts.map(|shift| (extent as isize + shift + before) as usize).max().unwrap_or(0)
+    };
+    let hq = phases
+        .iter()
+        .map(|p| reach(p.rows, &mut p.tap_rows.iter().map(|t| t.1), top))
+        .max()
+        .unwrap_or(0)
+        .max(geo.ho + top as usize);
+    let wq = phases
+        .iter()
+        .map(|p| reach(p.cols, &mut p.tap_cols.iter().map(|t| t.1), left))
+        .max()
+        .unwrap_or(0)
+        .max(geo.wo + left as usize);
+    // Per group and phase: A(c, (o, ki, kj)) = w[o, c, ki, kj] over the phase's taps, and
+    // the offsets of B's rows in the padded gradient.
+    let products: Vec<Vec<Option<FixedOperands<T>>>> = (0..geo.opts.groups)
+        .map(|g| {
+            phases
+                .iter()
+                .map(|phase| {
+                    let reached: Vec<(usize, usize, isize, isize)> = phase
+                        .tap_rows
+                        .iter()
+                        .flat_map(|&(ki, di)| {
+                            phase.tap_cols.iter().map(move |&(kj, dj)| (ki, kj, di, dj))
+                        })
+                        .collect();
+                    if reached.is_empty() {
+                        return None;
+                    }
+                    let per_o = reached.len();
+                    let packed = PackedLhs::new(cg, og * per_o, |c, p| {
+                        let (o, (ki, kj, _, _)) = (g * og + p / per_o, reached[p % per_o]);
+                        weight[(o * cg + c) * taps + ki * geo.kw + kj]
+                    });
+                    let b_rows = (g * og..(g + 1) * og)
+                        .flat_map(|o| {
+                            reached.iter().map(move |&(_, _, di, dj)| {
+                                o * hq * wq + (di + top) as usize * wq + (dj + left) as usize
+                            })
+                        })
+                        .collect();
+                    Some((packed, b_rows))
+                })
+                .collect()
+        })
+        .collect();
+    let largest = phases.iter().map(|p| p.rows * p.cols).max().unwrap_or(0);
+    let out = SharedMut(dx.as_mut_ptr());
+    for_chunks(geo, Split::PerThread, |first, count| {
+        let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
+        let mut phase_out = vec![T::ZERO; cg * largest];
+        for img in first..first + count {
+            let gypad = pad.of(&gy[img * out_img..(img + 1) * out_img]);
+            // SAFETY: this chunk's images are written by this task alone.
+            let dx_img = unsafe { out.slice(img * in_img, in_img) };
+            for (g, group) in products.iter().enumerate() {
+                let dx_group = &mut dx_img[g * cg * geo.h * geo.w..(g + 1) * cg * geo.h * geo.w];
+                for (phase, product) in phases.iter().zip(group) {
+                    let plane = phase.rows * phase.cols;
+                    let values = &mut phase_out[..cg * plane];
+                    match product {
+                        Some((packed, b_rows)) => {
+                            let ops = Operands::new(Lhs::Packed(packed), gypad, b_rows);
+                            for u in 0..phase.rows {
+                                let c = &mut values[u * phase.cols..];
+                                implicit_gemm(&ops, u * wq, phase.cols, c, plane, false);
+                            }
+                        }
+                        // No tap reaches these pixels: their gradient is zero.
+                        None => values.fill(T::ZERO),
+                    }
+                    let (a, b) = phase.origin;
+                    for (c, rows) in values.chunks_exact(plane).enumerate() {
+                        for (u, row) in rows.chunks_exact(phase.cols).enumerate() {
+                            let start = c * geo.h * geo.w + (a + sh * u) * geo.w + b;
+                            let dst = dx_group[start..].iter_mut().step_by(sw);
+                            dst.zip(row).for_each(|(d, &v)| *d = v);
+                        }
+                    }
                 }
             }
         }
@@ -323,7 +590,7 @@ fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geomet
         })
         .collect();
     let product = PixelProduct { pixels: &pixels, b_rows: &b_rows, groups: &groups, channels: cg };
-    let pad = || Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), top, left);
+    let pad = || Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
     product.run(geo, (gy, out_img), (dx, in_img), pad);
 }
 
@@ -332,15 +599,11 @@ fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geomet
 pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
-    let (hp, wp) = input_window(geo);
-    let (ph, pw) = geo.opts.padding;
-    let a_cols = pixel_offsets(geo.ho, geo.wo, wp);
+    let (window, new_pad) = padded_input(geo);
+    let a_cols = output_pixels(geo, &window);
     let groups: Vec<(Vec<usize>, Vec<usize>)> = (0..geo.opts.groups)
         .map(|g| {
-            (
-                tap_offsets(geo, g * geo.cg(), (hp, wp)),
-                (0..hw).map(|p| p * geo.o + g * og).collect(),
-            )
+            (tap_offsets(geo, g * geo.cg(), &window), (0..hw).map(|p| p * geo.o + g * og).collect())
         })
         .collect();
     let partials = std::sync::Mutex::new(Vec::new());
@@ -348,7 +611,7 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
         // [groups][k][og]
         let mut acc = vec![T::ZERO; geo.o * k];
         let mut gy_t = vec![T::ZERO; hw * geo.o + B_SLACK];
-        let mut pad = Padded::new(geo.c, (geo.h, geo.w), (hp, wp), ph as isize, pw as isize);
+        let mut pad = new_pad();
         for img in first..first + count {
             let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
             let gy_img = &gy[img * out_img..(img + 1) * out_img];
