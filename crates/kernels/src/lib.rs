@@ -44,6 +44,7 @@ pub mod parallel;
 pub mod pool;
 pub mod random;
 pub mod recurrent;
+mod scratch;
 pub mod simd;
 pub mod softmax;
 pub mod strided;

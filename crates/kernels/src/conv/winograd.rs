@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{B_SLACK, Isa, Lhs, Operands, implicit_gemm, isa};
+use crate::scratch::Scratch;
 use crate::transpose::Transpose;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -403,9 +404,11 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
     let out = SharedMut(output.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let mut window = Window::new(s);
-        let mut v = vec![0.0; most * N * N * s.cin];
-        let mut m = vec![0.0; most * N * N * s.cout];
-        let mut by_pixel = vec![0.0; s.ho * s.wo * s.cout];
+        // Written in full before they are read: transformed inputs and products for the
+        // round's tiles, and every output pixel before its image is transposed.
+        let mut v = Scratch::new(most * N * N * s.cin);
+        let mut m = Scratch::new(most * N * N * s.cout);
+        let mut by_pixel = Scratch::new(s.ho * s.wo * s.cout);
         let mut all_finite = true;
         for round in rounds(s, first, count) {
             let mut tile = 0;
@@ -468,9 +471,11 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
     let partials = std::sync::Mutex::new(Vec::new());
     for_chunks(geo, Split::Fixed, |first, count| {
         let mut window = Window::new(&s);
-        let mut v = vec![0.0; most * N * N * cin];
-        let mut z = vec![0.0; most * N * N * cout + B_SLACK];
-        let (mut by_pixel, mut transposed) = (vec![0.0; s.ho * s.wo * cout], None);
+        // Written in full before they are read (for the round's tiles, and the image's
+        // pixels); the values of `z`'s slack only reach columns that are not stored.
+        let mut v = Scratch::new(most * N * N * cin);
+        let mut z = Scratch::new(most * N * N * cout + B_SLACK);
+        let (mut by_pixel, mut transposed) = (Scratch::new(s.ho * s.wo * cout), None);
         // dU[ξ][c][o], summed over this task's tiles.
         let mut du = vec![0.0f32; N * N * cin * cout];
         for round in rounds(&s, first, count) {
