@@ -100,6 +100,22 @@ pub fn set_spin_time(time: Duration) {
     SPIN_MICROS.store(time.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
 }
 
+/// Whether this thread's parallel kernels keep a worker awake ([`keep_warm`]): it drives
+/// a pool of more than one thread, with a spin time above zero. Handing such a worker a
+/// share of a kernel costs about a microsecond instead of a wake-up, so smaller kernels
+/// are worth splitting.
+///
+/// ```
+/// // A test thread is not the pool's driver.
+/// assert!(!tapegrad_kernels::parallel::keeps_workers_awake());
+/// ```
+pub fn keeps_workers_awake() -> bool {
+    SPIN_MICROS.load(Ordering::Relaxed) > 0
+        && DRIVER.with(std::cell::Cell::get)
+        && rayon::current_thread_index().is_some()
+        && rayon::current_num_threads() >= 2
+}
+
 /// Makes sure one pool worker is awake to take the parallel kernel about to start: if no
 /// spinning task is running, queues one. The task runs rayon's pending jobs as they come
 /// and ends once it has found none for the spin time, or at the latest ten spin times
@@ -122,12 +138,7 @@ pub fn set_spin_time(time: Duration) {
 /// ```
 pub fn keep_warm() -> bool {
     let micros = SPIN_MICROS.load(Ordering::Relaxed);
-    let driver = DRIVER.with(std::cell::Cell::get) && rayon::current_thread_index().is_some();
-    if micros == 0
-        || !driver
-        || rayon::current_num_threads() < 2
-        || SPINNING.swap(true, Ordering::AcqRel)
-    {
+    if !keeps_workers_awake() || SPINNING.swap(true, Ordering::AcqRel) {
         return false;
     }
     let spin = Duration::from_micros(micros);
