@@ -205,11 +205,38 @@ impl NodeData {
         }
     }
 
-    /// Empties `data` and keeps its box for [`NodeData::boxed`]. Dropping what it holds
-    /// may release nodes, so this must not run inside a borrow of the tape.
+    /// A box holding a record with `rule` and nothing saved yet, for a node of unknown
+    /// shape: a spare one when there is one, whose emptied record only needs the rule.
+    #[inline]
+    pub fn with_rule(rule: BackwardRule) -> Box<NodeData> {
+        let spare = SPARE_DATA.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()));
+        if let Some(mut data) = spare
+            && let Some(record) = data.op.as_mut()
+        {
+            record.rule = Some(rule);
+            return data;
+        }
+        NodeData::boxed(OpRecord {
+            rule: Some(rule),
+            scalar: 0.0,
+            saved: SmallVec::new(),
+            output: None,
+            replay: None,
+        })
+    }
+
+    /// Empties `data` and keeps its box (and its record, emptied) for [`NodeData::boxed`]
+    /// and [`NodeData::with_rule`]. Dropping what it holds may release nodes, so this must
+    /// not run inside a borrow of the tape.
     pub fn recycle(mut data: Box<NodeData>) {
-        drop(data.op.take());
-        data.shape = Shape::new();
+        if let Some(record) = data.op.as_mut() {
+            record.rule = None;
+            record.scalar = 0.0;
+            record.saved.clear();
+            record.output = None;
+            record.replay = None;
+        }
+        data.shape.clear();
         data.saved_bytes = 0;
         SPARE_DATA.with(|s| {
             if let Ok(mut s) = s.try_borrow_mut()

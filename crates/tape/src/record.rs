@@ -398,13 +398,7 @@ impl Backward {
 /// A node's data holding `rule`.
 #[inline]
 fn node_data_for(rule: BackwardRule) -> Box<NodeData> {
-    NodeData::boxed(OpRecord {
-        rule: Some(rule),
-        scalar: 0.0,
-        saved: SmallVec::new(),
-        output: None,
-        replay: None,
-    })
+    NodeData::with_rule(rule)
 }
 
 /// Gradients for each input of an operation, `None` where an input gets none.
