@@ -113,7 +113,8 @@ fn largest(offsets: &[usize]) -> Option<usize> {
         unsafe fn vectorized(offsets: &[usize]) -> Option<usize> {
             offsets.iter().copied().max()
         }
-        if available() {
+        // Not `available()`: that is also true on CPUs with AVX2 alone.
+        if crate::simd::avx512_enabled() {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { vectorized(offsets) };
         }
@@ -406,9 +407,10 @@ macro_rules! vector_kernel {
                         Lhs::Packed(packed) => {
                             // This block's elements for step p: R consecutive values.
                             let start = ((i0 / PACK_ROWS) * packed.k) * PACK_ROWS + i0 % PACK_ROWS;
-                            // SAFETY: `start` is the first element of row block i0 / 16,
-                            // which the packing made k * PACK_ROWS long; R divides 16.
-                            let mut ap = unsafe { packed.data.as_ptr().add(start) };
+                            // Wrapping: with k = 0 the packing is empty and nothing is read.
+                            // Otherwise `start` is an element of row block i0 / 16, which the
+                            // packing made k * PACK_ROWS long, and R divides 16.
+                            let mut ap = packed.data.as_ptr().wrapping_add(start);
                             for &b_row in ops.b_rows {
                                 // SAFETY: B reads end below b_offset + max(b_rows) + n
                                 // + B_SLACK <= b.len(), as implicit_gemm checked.

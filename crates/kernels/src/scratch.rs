@@ -15,8 +15,8 @@ thread_local! {
 
 /// Spare buffers kept per thread.
 const MAX_KEPT: usize = 8;
-/// Elements of the largest buffer kept (64 MiB): a rare huge one is freed, not held.
-const MAX_KEPT_LEN: usize = 16 << 20;
+/// Elements of the largest buffer kept (16 MiB): a rare huge one is freed, not held.
+const MAX_KEPT_LEN: usize = 4 << 20;
 
 /// An f32 buffer whose values are unspecified: left from earlier use on this thread (or
 /// zero). For buffers a kernel writes in full before it reads them.

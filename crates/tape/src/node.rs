@@ -183,6 +183,11 @@ thread_local! {
 /// one; larger graphs get the rest from the allocator.
 const MAX_SPARE_DATA: usize = 1 << 16;
 
+/// A kept box, if this thread has one (and still has its spares).
+fn take_spare() -> Option<Box<NodeData>> {
+    SPARE_DATA.try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop())).ok().flatten()
+}
+
 impl NodeData {
     /// A box holding `op` for a node of unknown shape: a spare one when there is one.
     ///
@@ -191,8 +196,7 @@ impl NodeData {
     /// slow path of both calls. Boxes handed back by [`NodeData::recycle`] skip that.
     #[inline]
     pub fn boxed(op: OpRecord) -> Box<NodeData> {
-        let spare = SPARE_DATA.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()));
-        match spare {
+        match take_spare() {
             Some(mut data) => {
                 data.op = Some(op);
                 data
@@ -209,20 +213,24 @@ impl NodeData {
     /// shape: a spare one when there is one, whose emptied record only needs the rule.
     #[inline]
     pub fn with_rule(rule: BackwardRule) -> Box<NodeData> {
-        let spare = SPARE_DATA.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()));
-        if let Some(mut data) = spare
-            && let Some(record) = data.op.as_mut()
-        {
-            record.rule = Some(rule);
-            return data;
-        }
-        NodeData::boxed(OpRecord {
+        let record = |rule| OpRecord {
             rule: Some(rule),
             scalar: 0.0,
             saved: SmallVec::new(),
             output: None,
             replay: None,
-        })
+        };
+        match take_spare() {
+            Some(mut data) => {
+                match data.op.as_mut() {
+                    Some(kept) => kept.rule = Some(rule),
+                    // A leaf's box: no record to keep.
+                    None => data.op = Some(record(rule)),
+                }
+                data
+            }
+            None => NodeData::boxed(record(rule)),
+        }
     }
 
     /// Empties `data` and keeps its box (and its record, emptied) for [`NodeData::boxed`]
@@ -238,7 +246,8 @@ impl NodeData {
         }
         data.shape.clear();
         data.saved_bytes = 0;
-        SPARE_DATA.with(|s| {
+        // A thread being torn down may have lost its spares already: the box is then freed.
+        let _ = SPARE_DATA.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut()
                 && s.len() < MAX_SPARE_DATA
             {

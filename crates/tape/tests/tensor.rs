@@ -46,3 +46,22 @@ fn state_round_trips_through_hex() {
     assert_eq!(RngState::from_hex(&state.to_hex()), Some(state));
     assert_eq!(RngState::from_hex(&"g".repeat(64)), None);
 }
+
+/// A thread that ends while one of its own thread-locals still holds a recorded tensor:
+/// its destructor frees the tensor's nodes after the tape's other per-thread state may be
+/// gone (a failed access there would abort the process instead of ending the thread).
+#[test]
+fn a_thread_ends_cleanly_with_a_graph_in_its_thread_locals() {
+    use std::cell::RefCell;
+    thread_local! {
+        static HELD: RefCell<Option<Tensor>> = const { RefCell::new(None) };
+    }
+    let joined = std::thread::spawn(|| {
+        let x = Tensor::ones(&[2]).requires_grad();
+        // Set up after the tape: torn down before it, and after what the op set up.
+        HELD.with(|held| *held.borrow_mut() = Some(&x * 2.0 + 1.0));
+        HELD.with(|held| held.borrow().as_ref().map(|y| y.shape().to_vec()))
+    })
+    .join();
+    assert_eq!(joined.ok().flatten(), Some(vec![2]));
+}
