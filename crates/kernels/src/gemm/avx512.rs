@@ -1,13 +1,14 @@
 //! The f32 matrix product on CPUs with AVX-512, in the usual blocked form: a block of B is
 //! copied into panels of [`NR`] columns and a block of A into panels of [`MR`] rows, each in
 //! the order the inner kernel reads it, and the kernel keeps an `MR x NR` tile of C in
-//! registers (24 of the 32 vector registers) while it runs along the shared dimension.
+//! registers (24 of the 32 vector registers) while it runs along the shared dimension. A
+//! row-major A is not copied: the kernel broadcasts from its rows where they are.
 //!
 //! Why not `matrixmultiply` for everything: it copies a row-major A, and a column-major B,
 //! one element at a time, and those are the layouts of `x Wᵀ` and `dy W`, the products of
-//! every linear layer forward and backward. Here every layout but a general strided one is
-//! copied sixteen elements at a time, through 16 x 16 register transposes where the copy
-//! turns rows into columns.
+//! every linear layer forward and backward. Here every other layout but a general strided
+//! one is copied sixteen elements at a time, through 16 x 16 register transposes where the
+//! copy turns rows into columns.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -167,6 +168,10 @@ unsafe fn product(
             Ok(pair) => pair,
             Err(_) => &mut own,
         };
+        // An A whose rows are adjacent along the shared dimension (the activations of
+        // `x Wᵀ` and `dy W`) is read where it is: its copy would be a transposition, and
+        // the kernel reads a tile's twelve rows from the first-level cache either way.
+        let in_place = csa == 1 && rsa > 0;
         let a_pack = floats(a_buffer, MC.min(m.next_multiple_of(MR)) * KC);
         let b_pack = match right {
             Right::Strided(_) => floats(b_buffer, KC * NC.min(n.next_multiple_of(NR))),
@@ -196,11 +201,11 @@ unsafe fn product(
                 };
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    // SAFETY: as for B.
-                    unsafe {
-                        let block = a.offset(ic as isize * rsa + pc as isize * csa);
-                        pack_a((mc, kc), (block, rsa, csa), a_pack)
-                    };
+                    let block = a.wrapping_offset(ic as isize * rsa + pc as isize * csa);
+                    if !in_place {
+                        // SAFETY: as for B.
+                        unsafe { pack_a((mc, kc), (block, rsa, csa), a_pack) };
+                    }
                     for ir in (0..mc).step_by(MR) {
                         for jr in (0..nc).step_by(NR) {
                             let tile = Tile {
@@ -210,11 +215,15 @@ unsafe fn product(
                                 ldc,
                                 beta,
                             };
-                            // SAFETY: the panels were written above with `kc` steps each;
-                            // the tile's rows and columns lie inside C.
-                            unsafe {
-                                run_kernel(kc, a_pack.add(ir * kc), b_panels.add(jr * kc), tile)
+                            let a_panel = if in_place {
+                                (block.wrapping_offset(ir as isize * rsa), Some(rsa))
+                            } else {
+                                (a_pack.wrapping_add(ir * kc).cast_const(), None)
                             };
+                            // SAFETY: the panels were written above with `kc` steps each
+                            // (or A's rows are read in place: the tile's rows of the block
+                            // lie inside A); the tile's rows and columns lie inside C.
+                            unsafe { run_kernel(kc, a_panel, b_panels.add(jr * kc), tile) };
                         }
                     }
                 }
@@ -251,40 +260,50 @@ struct Tile {
 
 /// The kernel for the tile's size: a corner of C narrower or shorter than the full tile
 /// (the last rows or columns of a product) takes a kernel with fewer registers rather than
-/// computing zeros.
+/// computing zeros. `a` is an A panel (`None`) or A's rows in place, `lda` apart.
 ///
 /// # Safety
 /// As [`kernel`].
 #[target_feature(enable = "avx512f")]
-unsafe fn run_kernel(kc: usize, a: *const f32, b: *const f32, tile: Tile) {
+unsafe fn run_kernel(kc: usize, a: (*const f32, Option<isize>), b: *const f32, tile: Tile) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        match (tile.rows.div_ceil(4), tile.cols > 16) {
-            (1, false) => kernel::<4, 1>(kc, a, b, tile),
-            (2, false) => kernel::<8, 1>(kc, a, b, tile),
-            (_, false) => kernel::<MR, 1>(kc, a, b, tile),
-            (1, true) => kernel::<4, 2>(kc, a, b, tile),
-            (2, true) => kernel::<8, 2>(kc, a, b, tile),
-            (_, true) => kernel::<MR, 2>(kc, a, b, tile),
+        match (a, tile.rows.div_ceil(4), tile.cols > 16) {
+            ((a, None), 1, false) => kernel::<4, 1, false>(kc, (a, 0), b, tile),
+            ((a, None), 2, false) => kernel::<8, 1, false>(kc, (a, 0), b, tile),
+            ((a, None), _, false) => kernel::<MR, 1, false>(kc, (a, 0), b, tile),
+            ((a, None), 1, true) => kernel::<4, 2, false>(kc, (a, 0), b, tile),
+            ((a, None), 2, true) => kernel::<8, 2, false>(kc, (a, 0), b, tile),
+            ((a, None), _, true) => kernel::<MR, 2, false>(kc, (a, 0), b, tile),
+            ((a, Some(lda)), 1, false) => kernel::<4, 1, true>(kc, (a, lda), b, tile),
+            ((a, Some(lda)), 2, false) => kernel::<8, 1, true>(kc, (a, lda), b, tile),
+            ((a, Some(lda)), _, false) => kernel::<MR, 1, true>(kc, (a, lda), b, tile),
+            ((a, Some(lda)), 1, true) => kernel::<4, 2, true>(kc, (a, lda), b, tile),
+            ((a, Some(lda)), 2, true) => kernel::<8, 2, true>(kc, (a, lda), b, tile),
+            ((a, Some(lda)), _, true) => kernel::<MR, 2, true>(kc, (a, lda), b, tile),
         }
     }
 }
 
 /// The register tile of `ROWS x 16 HALVES` (at most `MR x NR`): `kc` steps, each one row of
-/// a B panel (one or two vectors) times one column of an A panel (a broadcast per row),
-/// then `c = acc + beta c` on the tile's corner of C.
+/// a B panel (one or two vectors) times one column of A (a broadcast per row), then
+/// `c = acc + beta c` on the tile's corner of C. A is an A panel (`IN_PLACE` false: step
+/// `p` of row `i` at `a[p * MR + i]`) or A's own rows (`IN_PLACE`: at `a[i * lda + p]`).
 ///
 /// # Safety
-/// The CPU must have AVX-512F; `a` holds `kc x MR` floats and `b` `kc x NR` (64-byte
-/// aligned); the tile's corner (at most `ROWS x 16 HALVES`) lies inside C, accessed by no
-/// one else.
+/// The CPU must have AVX-512F; `a` holds `kc x MR` floats (a panel) or the tile's rows of
+/// `kc` floats `lda` apart (in place), and `b` `kc x NR` (64-byte aligned); the tile's
+/// corner (at most `ROWS x 16 HALVES`) lies inside C, accessed by no one else.
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const ROWS: usize, const HALVES: usize>(
+unsafe fn kernel<const ROWS: usize, const HALVES: usize, const IN_PLACE: bool>(
     kc: usize,
-    a: *const f32,
+    (a, lda): (*const f32, isize),
     b: *const f32,
     tile: Tile,
 ) {
+    // Rows of an A read in place: past the tile's last row, that row again (computed,
+    // never stored).
+    let rows_at: [isize; ROWS] = std::array::from_fn(|i| i.min(tile.rows - 1) as isize * lda);
     let mut acc = [[_mm512_setzero_ps(); HALVES]; ROWS];
     for p in 0..kc {
         // SAFETY: step p of both panels lies inside them; B's rows are 128 bytes apart from
@@ -294,7 +313,11 @@ unsafe fn kernel<const ROWS: usize, const HALVES: usize>(
                 std::array::from_fn(|half| _mm512_load_ps(b.add(p * NR + 16 * half)));
             // Constant trip counts: the loops unroll and `acc` stays in registers.
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(p * MR + i));
+                let ai = if IN_PLACE {
+                    _mm512_set1_ps(*a.add(p).offset(rows_at[i]))
+                } else {
+                    _mm512_set1_ps(*a.add(p * MR + i))
+                };
                 for (sum, &bv) in row.iter_mut().zip(&b_row) {
                     *sum = _mm512_fmadd_ps(ai, bv, *sum);
                 }
