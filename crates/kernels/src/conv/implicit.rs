@@ -20,14 +20,9 @@ use crate::implicit_gemm::{
     B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm, lanes,
 };
 
-/// Whether the implicit forward convolution and weight gradient handle this geometry on
-/// this CPU (any stride).
-pub(super) fn applies(_geo: &Geometry) -> bool {
-    available()
-}
-
-/// Whether the implicit input gradient handles this geometry on this CPU (any stride).
-pub(super) fn applies_transpose(_geo: &Geometry) -> bool {
+/// Whether the implicit kernels run on this CPU (for every geometry: any stride, padding,
+/// dilation and groups).
+pub(super) fn applies() -> bool {
     available()
 }
 
