@@ -111,6 +111,7 @@ fn largest(offsets: &[usize]) -> Option<usize> {
         /// The CPU must have AVX-512F.
         #[target_feature(enable = "avx512f")]
         unsafe fn vectorized(offsets: &[usize]) -> Option<usize> {
+            crate::simd::debug_assert_avx512_on();
             offsets.iter().copied().max()
         }
         // Not `available()`: that is also true on CPUs with AVX2 alone.

@@ -38,6 +38,22 @@ pub fn avx512_enabled() -> bool {
     }
 }
 
+/// In debug builds, checks that an AVX-512 kernel is entered only while the AVX-512 paths
+/// are on. With `TAPEGRAD_NO_AVX512` set, test runs stand for a CPU without AVX-512, where
+/// such a kernel would stop at its first instruction; on a CPU that has it, it would run
+/// unnoticed. Called at the entry of the AVX-512 kernels that dispatch reaches (not of
+/// those tests call directly to compare instruction sets).
+#[inline(always)]
+pub(crate) fn debug_assert_avx512_on() {
+    debug_assert!(avx512_enabled(), "an AVX-512 kernel ran with the AVX-512 paths switched off");
+}
+
+/// [`debug_assert_avx512_on`] for the AVX2 paths (`TAPEGRAD_NO_AVX2`).
+#[inline(always)]
+pub(crate) fn debug_assert_avx2_on() {
+    debug_assert!(avx2_enabled(), "an AVX2 kernel ran with the AVX2 paths switched off");
+}
+
 /// Whether the AVX2 paths run where AVX-512 does not: the CPU has AVX2 and FMA, and the
 /// environment variable `TAPEGRAD_NO_AVX2` is not set (setting it too, with
 /// `TAPEGRAD_NO_AVX512`, runs the baseline copies, to test them on a machine that has
@@ -97,6 +113,7 @@ pub fn with_widest_vectors<R>(f: impl FnOnce() -> R) -> R {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    debug_assert_avx2_on();
     f()
 }
 
@@ -106,6 +123,7 @@ unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    debug_assert_avx512_on();
     f()
 }
 
@@ -229,6 +247,7 @@ pub fn run_widest<L: WidestLoop>(body: L) -> L::Output {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<L: WidestLoop>(body: L) -> L::Output {
+    debug_assert_avx2_on();
     body.run()
 }
 
@@ -239,6 +258,7 @@ unsafe fn run_avx2<L: WidestLoop>(body: L) -> L::Output {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn run_avx512<L: WidestLoop>(body: L) -> L::Output {
+    debug_assert_avx512_on();
     body.run()
 }
 

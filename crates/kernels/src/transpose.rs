@@ -133,6 +133,7 @@ fn transpose_scalar<T: Copy>(
 #[target_feature(enable = "avx512f")]
 unsafe fn tile16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
     use std::arch::x86_64::*;
+    crate::simd::debug_assert_avx512_on();
     // SAFETY: the caller guarantees 16 readable rows of 16 values at src.
     let rows: [__m512; 16] =
         std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });

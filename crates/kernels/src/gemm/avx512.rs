@@ -69,6 +69,7 @@ pub(super) unsafe fn sgemm(
     beta: f32,
     c: (*mut f32, isize),
 ) {
+    crate::simd::debug_assert_avx512_on();
     // SAFETY: forwarded from the caller.
     unsafe { product((m, k, n), a, Right::Strided(b), beta, c) }
 }
@@ -86,6 +87,7 @@ pub(super) unsafe fn sgemm_packed(
     beta: f32,
     c: (*mut f32, isize),
 ) {
+    crate::simd::debug_assert_avx512_on();
     // SAFETY: forwarded from the caller.
     unsafe { product((m, panels.k, panels.n), a, Right::Packed(panels), beta, c) }
 }
@@ -116,6 +118,7 @@ pub(super) unsafe fn pack_whole(
     (k, n): (usize, usize),
     (b, rsb, csb): (*const f32, isize, isize),
 ) -> Option<Panels> {
+    crate::simd::debug_assert_avx512_on();
     let floats = n.checked_next_multiple_of(NR)?.checked_mul(k).filter(|&f| f > 0)?;
     let mut data = vec![Line([0.0; 16]); floats.div_ceil(16)];
     let dst = data.as_mut_ptr().cast::<f32>();

@@ -82,6 +82,7 @@ unsafe fn forward_plane_avx512(
     idxs: &mut [i64],
 ) {
     use std::arch::x86_64::*;
+    crate::simd::debug_assert_avx512_on();
     let (ho, wo) = (h / 2, w / 2);
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
