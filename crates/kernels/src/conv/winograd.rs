@@ -28,7 +28,7 @@ use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
-use crate::implicit_gemm::{B_SLACK, Isa, Lhs, Operands, implicit_gemm, isa};
+use crate::implicit_gemm::{B_SLACK, Isa, Lhs, Operands, available, implicit_gemm, isa};
 use crate::scratch::Scratch;
 use crate::transpose::Transpose;
 
@@ -70,13 +70,9 @@ pub fn winograd_enabled() -> bool {
 /// and kernel side `r`.
 const N: usize = 6;
 /// Channels per transform step: one f32 vector of the instruction set in use (16 on
-/// AVX-512, 8 on AVX2; none without either).
+/// AVX-512, 8 on AVX2), the implicit GEMM's.
 fn lanes() -> usize {
-    match isa() {
-        Some(Isa::Avx512) => 16,
-        Some(Isa::Avx2) => 8,
-        None => 0,
-    }
+    crate::implicit_gemm::lanes::<f32>()
 }
 /// Tiles per round of the 36 products (or one row of tiles, if longer): enough rows for the
 /// GEMM's register blocks, few enough that a round's transformed inputs and products (36
@@ -132,11 +128,6 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
         && geo.o.is_multiple_of(lanes())
         && geo.n * geo.c * geo.o > 0
         && saves_enough(geo.kh, geo.ho, geo.wo)
-}
-
-/// Whether this CPU has vector transforms (those of the implicit GEMM's instruction sets).
-fn available() -> bool {
-    isa().is_some()
 }
 
 /// Whether tiles of an `r x r` kernel's `ho x wo` outputs take at most two thirds of the
