@@ -9,11 +9,11 @@ use rayon::prelude::*;
 mod avx512;
 
 /// Multiply-adds below this count run on the calling thread: a sleeping worker takes longer
-/// to wake than the rest of the product (at n = 128 two threads were slower than one).
+/// to wake than the rest of the product.
 const PARALLEL_FLOPS: usize = 1 << 22;
 
 /// The same when the caller keeps a worker awake ([`crate::parallel::keeps_workers_awake`]):
-/// handing it half of a product is cheap, and n = 128 runs 1.6 times as fast on two threads.
+/// handing it half of a product then costs little more than the call.
 const PARALLEL_FLOPS_AWAKE: usize = 1 << 20;
 
 /// Whether a product of `macs` multiply-adds is split across rayon's threads.

@@ -1,8 +1,8 @@
 //! Per-thread buffers for a kernel's intermediate values, kept between calls.
 //!
 //! Winograd's convolutions transform a round of tiles into buffers of a megabyte or more
-//! per task and call. Allocating them zeroed each time costs a `memset` of every byte
-//! (5-7% of a ResNet step), though the kernels overwrite every element they later read.
+//! per task and call. Allocating them zeroed each time costs a `memset` of every byte,
+//! though the kernels overwrite every element they later read.
 //! A [`Scratch`] buffer comes from this thread's spares instead, holding whatever values it
 //! held before.
 
