@@ -252,10 +252,16 @@ enum Split {
 fn images_per_chunk(geo: &Geometry, split: Split) -> usize {
     /// Tasks of a fixed split: enough to share among the threads of a large machine.
     const FIXED_TASKS: usize = 8;
+    /// Output pixels per task of a fixed split below which its partial sum (a weight
+    /// gradient per task, zeroed and added up afterwards) costs more than a task's share
+    /// of the product saves: a task's multiply-adds are its pixels times the weights.
+    const PIXELS_PER_PARTIAL: usize = 1024;
     let per_image = geo.k() * geo.ho * geo.wo;
     let tasks = match split {
         Split::PerThread if parallel(geo) => rayon::current_num_threads().max(1),
-        Split::Fixed if crate::parallel::large(work(geo)) => FIXED_TASKS,
+        Split::Fixed if crate::parallel::large(work(geo)) => {
+            (geo.n * geo.ho * geo.wo / PIXELS_PER_PARTIAL).clamp(2, FIXED_TASKS)
+        }
         _ => 1,
     };
     let cap = ((1 << 22) / per_image.max(1)).max(1);
@@ -550,6 +556,9 @@ mod tests {
             // beyond the kernel's reach, so the transposed path crops its padded copy.
             (1, 24, 6, 9, 24, 3, 1, 1, 1),
             (1, 16, 7, 10, 16, 3, 3, 1, 1),
+            // Several images to a product, the last batch short (100 pixels: batches of 3).
+            (4, 8, 10, 10, 32, 3, 1, 1, 1),
+            (5, 32, 10, 10, 16, 3, 1, 1, 1),
         ];
         // Strides: a ResNet's stride-2 3 x 3 and 1 x 1 layers (whose input gradient has
         // phases no tap reaches), odd and even sizes, unequal strides, with dilation and
@@ -564,6 +573,11 @@ mod tests {
             // An input with fewer rows than the stride, and padding wider than the kernel.
             (2, 3, 1, 6, 4, 1, 0, 1, 1, (2, 2)),
             (1, 2, 5, 6, 3, 3, 4, 1, 1, (2, 3)),
+            // Input gradients by pixels, phase by phase: phases of unequal sizes; groups
+            // with phases no tap reaches; a transposed convolution's upsampling layer.
+            (2, 32, 7, 9, 64, 3, 1, 1, 1, (2, 2)),
+            (1, 32, 6, 6, 128, 1, 0, 1, 2, (2, 2)),
+            (2, 64, 8, 8, 128, 4, 1, 1, 1, (2, 2)),
         ];
         let stride_one =
             cases.map(|(n, c, h, w, o, k, p, d, g)| (n, c, h, w, o, k, p, d, g, (1, 1)));

@@ -100,7 +100,8 @@ impl<T: ImplicitGemm> Padded<T> {
         }
     }
 
-    /// The padded copy of `src`.
+    /// The padded copy of `src`: its planes, which may be fewer than the buffer holds (the
+    /// last images of a batch); the planes after them keep what they held.
     fn of(&mut self, src: &[T]) -> &[T] {
         // With the widest vectors: a stride's phases are split in vector shuffles.
         crate::simd::run_widest(Fill { pad: &mut *self, src });
@@ -125,8 +126,9 @@ impl<T: ImplicitGemm> crate::simd::WidestLoop for Fill<'_, T> {
         // Source columns that land inside the padded plane.
         let col_lo = (-left).max(0) as usize;
         let col_hi = ((wp as isize - left).max(0) as usize).min(w);
+        let planes = self.pad.planes.min(self.src.len() / (h * w).max(1));
         if col_lo < col_hi {
-            for plane in 0..self.pad.planes {
+            for plane in 0..planes {
                 for r in 0..h {
                     let row = r as isize + top;
                     if row < 0 || row >= hp as isize {
@@ -195,13 +197,33 @@ fn input_window(geo: &Geometry) -> (usize, usize) {
 }
 
 /// The padded input of the forward convolution and the weight gradient: its window, and a
-/// buffer for one task.
-fn padded_input<T: ImplicitGemm>(geo: &Geometry) -> (Window, impl Fn() -> Padded<T> + Sync) {
+/// buffer of that many images for one task.
+fn padded_input<T: ImplicitGemm>(geo: &Geometry) -> (Window, impl Fn(usize) -> Padded<T> + Sync) {
     let size = input_window(geo);
     let (ph, pw) = geo.opts.padding;
     let phases = geo.opts.stride.1;
-    let new = move || Padded::new(geo.c, (geo.h, geo.w), size, phases, (ph as isize, pw as isize));
+    let new = move |images: usize| {
+        Padded::new(images * geo.c, (geo.h, geo.w), size, phases, (ph as isize, pw as isize))
+    };
     (Window::new(size, phases), new)
+}
+
+/// Shared dimension that a product over pixels should reach: images whose outputs have
+/// fewer pixels go into one product together (a 4 x 4 output is 16 pixels an image), so the
+/// kernel's passes over the other operand, or the weight gradient's reads and writes of its
+/// result, are spread over enough multiply-adds.
+const PIXELS_PER_PRODUCT: usize = 256;
+
+/// Images per product when each has `pixels` pixels (see [`PIXELS_PER_PRODUCT`]). A
+/// function of the geometry alone, so sums run in the same order at every thread count.
+fn images_per_product(pixels: usize) -> usize {
+    PIXELS_PER_PRODUCT.div_ceil(pixels.max(1))
+}
+
+/// `offsets` (of one image's pixels in a padded copy) repeated for `images` images placed
+/// `stride` elements apart.
+fn for_images(offsets: &[usize], images: usize, stride: usize) -> Vec<usize> {
+    (0..images).flat_map(|i| offsets.iter().map(move |&o| i * stride + o)).collect()
 }
 
 /// Offsets in the padded input of the first tap of each output pixel, row by row.
@@ -257,7 +279,7 @@ pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &m
         .collect();
     let out = SharedMut(y.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
-        let mut pad = new_pad();
+        let mut pad = new_pad(1);
         for img in first..first + count {
             let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
             // SAFETY: this chunk's images are written by this task alone.
@@ -298,17 +320,25 @@ fn conv_by_pixel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut
             (w_t, tap_offsets(geo, g * geo.cg(), &window))
         })
         .collect();
-    let product = PixelProduct { pixels: &pixels, b_rows: &b_rows, groups: &groups, channels: og };
+    let product = PixelProduct {
+        pixels: &pixels,
+        image_stride: geo.c * window.plane(),
+        b_rows: &b_rows,
+        groups: &groups,
+        channels: og,
+    };
     product.run(geo, (x, in_img), (y, out_img), new_pad);
 }
 
-/// The products of the by-pixel forms, one per image and group: the image's padded copy is
-/// the gathered A (a row per pixel, a column per entry of the group's offsets), the group's
-/// matrix is B (`channels` columns), and the pixel-major result is transposed into the
-/// group's output planes.
+/// The products of the by-pixel forms, one per group and batch of images (see
+/// [`images_per_product`]): the images' padded copies are the gathered A (a row per pixel,
+/// a column per entry of the group's offsets), the group's matrix is B (`channels`
+/// columns), and the pixel-major result is transposed into each image's output planes.
 struct PixelProduct<'a, T> {
-    /// Offset of each pixel's window in the padded copy.
+    /// Offset of each pixel's window in one image's padded copy.
     pixels: &'a [usize],
+    /// Elements between two images' padded copies.
+    image_stride: usize,
     /// Offset of each row of B.
     b_rows: &'a [usize],
     /// Per group: B, and the offsets of A's columns.
@@ -318,34 +348,43 @@ struct PixelProduct<'a, T> {
 
 impl<T: ImplicitGemm> PixelProduct<'_, T> {
     /// Runs over every image of `input` (`in_img` elements each) into `output` (`out_img`
-    /// each), padding each image with a buffer from `new_pad` (one per task).
+    /// each), padding the images with a buffer from `new_pad` (of that many images; one
+    /// per task).
     fn run(
         &self,
         geo: &Geometry,
         (input, in_img): (&[T], usize),
         (output, out_img): (&mut [T], usize),
-        new_pad: impl Fn() -> Padded<T> + Sync,
+        new_pad: impl Fn(usize) -> Padded<T> + Sync,
     ) {
         let (channels, plane) = (self.channels, self.pixels.len());
+        let batch = images_per_product(plane);
+        let rows = for_images(self.pixels, batch, self.image_stride);
         let out = SharedMut(output.as_mut_ptr());
         for_chunks(geo, Split::PerThread, |first, count| {
-            let mut pad = new_pad();
-            let mut by_pixel = vec![T::ZERO; plane * channels];
-            for img in first..first + count {
-                let a = pad.of(&input[img * in_img..(img + 1) * in_img]);
+            let mut pad = new_pad(batch.min(count));
+            let mut by_pixel = vec![T::ZERO; batch.min(count) * plane * channels];
+            for start in (first..first + count).step_by(batch) {
+                let images = batch.min(first + count - start);
+                let a = pad.of(&input[start * in_img..(start + images) * in_img]);
                 // SAFETY: this chunk's images are written by this task alone.
-                let planes = unsafe { out.slice(img * out_img, out_img) };
+                let outputs = unsafe { out.slice(start * out_img, images * out_img) };
+                let by_pixel = &mut by_pixel[..images * plane * channels];
                 for (g, (b, offsets)) in self.groups.iter().enumerate() {
-                    let ops = Operands::new(
-                        Lhs::Gathered { a, rows: self.pixels, cols: offsets },
-                        b,
-                        self.b_rows,
-                    );
-                    implicit_gemm(&ops, 0, channels, &mut by_pixel, channels, false);
-                    // The [pixel][channel] product into this group's channel planes.
-                    let group_planes =
-                        &mut planes[g * channels * plane..(g + 1) * channels * plane];
-                    T::transpose(&by_pixel, plane, channels, group_planes);
+                    let rows = &rows[..images * plane];
+                    let ops =
+                        Operands::new(Lhs::Gathered { a, rows, cols: offsets }, b, self.b_rows);
+                    implicit_gemm(&ops, 0, channels, by_pixel, channels, false);
+                    // Each image's [pixel][channel] block into its group's channel planes.
+                    for (image, block) in by_pixel.chunks_exact(plane * channels).enumerate() {
+                        let at = image * out_img + g * channels * plane;
+                        T::transpose(
+                            block,
+                            plane,
+                            channels,
+                            &mut outputs[at..at + channels * plane],
+                        );
+                    }
                 }
             }
         });
@@ -451,10 +490,22 @@ impl Phase {
     }
 }
 
+/// How one phase's input gradient is computed (for one group).
+enum PhaseProduct<T> {
+    /// One GEMM per row of the phase, the group's channels as rows of C (A: the weights
+    /// of the phase's taps, packed; B: the padded gradient at the offsets).
+    Rows { packed: PackedLhs<T>, b_rows: Vec<usize> },
+    /// One GEMM for the whole phase, its pixels as rows of C and the channels as columns
+    /// (A: the padded gradient gathered at `cols` from each pixel's offset in `rows`; B:
+    /// the weights of the phase's taps, `[(o, tap), c]`), transposed into planes after.
+    Pixels { rows: Vec<usize>, cols: Vec<usize>, b: Vec<T>, b_rows: Vec<usize> },
+}
+
 /// `dx = conv_transpose(gy, w)` for a strided convolution, phase by phase (see the module
 /// comment): `dx[c, a + sh u, b + sw v] = sum_(o, ki, kj) w[o, c, ki, kj] gypad[o, u + δ,
-/// v + ε]` over the phase's taps, one GEMM per row `u` of the phase into a buffer whose
-/// rows are then scattered into the image.
+/// v + ε]` over the phase's taps, into a buffer of the phase's planes whose rows are then
+/// scattered into the image. A phase narrower than the vectors (a 4-pixel row of an 8 x 8
+/// input at stride 2) is computed with the channels as columns instead of its rows.
 fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
     let (og, cg, taps) = (geo.og(), geo.cg(), geo.kh * geo.kw);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
@@ -481,9 +532,14 @@ fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometr
         .max()
         .unwrap_or(0)
         .max(geo.wo + left as usize);
-    // Per group and phase: A(c, (o, ki, kj)) = w[o, c, ki, kj] over the phase's taps, and
-    // the offsets of B's rows in the padded gradient.
-    let products: Vec<Vec<Option<FixedOperands<T>>>> = (0..geo.opts.groups)
+    // Offset in the padded gradient of what tap `(di, dj)` of channel `o` reads first.
+    let offset = |o: usize, di: isize, dj: isize| {
+        o * hq * wq + (di + top) as usize * wq + (dj + left) as usize
+    };
+    let largest = phases.iter().map(|p| p.rows * p.cols).max().unwrap_or(0);
+    let (pixel_batch, image_stride) = (images_per_product(largest), geo.o * hq * wq);
+    // Per group and phase: the operands of the phase's taps `reached`, `(ki, kj, δ, ε)`.
+    let products: Vec<Vec<Option<PhaseProduct<T>>>> = (0..geo.opts.groups)
         .map(|g| {
             phases
                 .iter()
@@ -499,53 +555,89 @@ fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometr
                         return None;
                     }
                     let per_o = reached.len();
-                    let packed = PackedLhs::new(cg, og * per_o, |c, p| {
-                        let (o, (ki, kj, _, _)) = (g * og + p / per_o, reached[p % per_o]);
-                        weight[(o * cg + c) * taps + ki * geo.kw + kj]
-                    });
-                    let b_rows = (g * og..(g + 1) * og)
-                        .flat_map(|o| {
-                            reached.iter().map(move |&(_, _, di, dj)| {
-                                o * hq * wq + (di + top) as usize * wq + (dj + left) as usize
-                            })
-                        })
+                    let w_at = |o: usize, c: usize, r: usize| {
+                        let (ki, kj, _, _) = reached[r];
+                        weight[((g * og + o) * cg + c) * taps + ki * geo.kw + kj]
+                    };
+                    let offsets = (g * og..(g + 1) * og)
+                        .flat_map(|o| reached.iter().map(move |&(_, _, di, dj)| offset(o, di, dj)))
                         .collect();
-                    Some((packed, b_rows))
+                    Some(if channels_as_columns::<T>(cg, phase.cols, og * per_o) {
+                        let mut b = vec![T::ZERO; og * per_o * cg + B_SLACK];
+                        for (p, row) in b.chunks_exact_mut(cg).take(og * per_o).enumerate() {
+                            for (c, v) in row.iter_mut().enumerate() {
+                                *v = w_at(p / per_o, c, p % per_o);
+                            }
+                        }
+                        let b_rows = (0..og * per_o).map(|p| p * cg).collect();
+                        let pixels = pixel_offsets(phase.rows, phase.cols, wq);
+                        let rows = for_images(&pixels, pixel_batch, image_stride);
+                        PhaseProduct::Pixels { rows, cols: offsets, b, b_rows }
+                    } else {
+                        let packed =
+                            PackedLhs::new(cg, og * per_o, |c, p| w_at(p / per_o, c, p % per_o));
+                        PhaseProduct::Rows { packed, b_rows: offsets }
+                    })
                 })
                 .collect()
         })
         .collect();
-    let largest = phases.iter().map(|p| p.rows * p.cols).max().unwrap_or(0);
+    // Images share a product when their phases run pixel by pixel.
+    let by_pixel =
+        products.iter().flatten().any(|p| matches!(p, Some(PhaseProduct::Pixels { .. })));
+    let batch = if by_pixel { pixel_batch } else { 1 };
     let out = SharedMut(dx.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
-        let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
+        let batch = batch.min(count);
+        let mut pad = Padded::new(batch * geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
         let mut phase_out = vec![T::ZERO; cg * largest];
-        for img in first..first + count {
-            let gypad = pad.of(&gy[img * out_img..(img + 1) * out_img]);
+        let mut pixel_major = vec![T::ZERO; if by_pixel { batch * cg * largest } else { 0 }];
+        for start in (first..first + count).step_by(batch) {
+            let images = batch.min(first + count - start);
+            let gypad = pad.of(&gy[start * out_img..(start + images) * out_img]);
             // SAFETY: this chunk's images are written by this task alone.
-            let dx_img = unsafe { out.slice(img * in_img, in_img) };
+            let dx_images = unsafe { out.slice(start * in_img, images * in_img) };
             for (g, group) in products.iter().enumerate() {
-                let dx_group = &mut dx_img[g * cg * geo.h * geo.w..(g + 1) * cg * geo.h * geo.w];
                 for (phase, product) in phases.iter().zip(group) {
                     let plane = phase.rows * phase.cols;
-                    let values = &mut phase_out[..cg * plane];
-                    match product {
-                        Some((packed, b_rows)) => {
-                            let ops = Operands::new(Lhs::Packed(packed), gypad, b_rows);
-                            for u in 0..phase.rows {
-                                let c = &mut values[u * phase.cols..];
-                                implicit_gemm(&ops, u * wq, phase.cols, c, plane, false);
-                            }
-                        }
-                        // No tap reaches these pixels: their gradient is zero.
-                        None => values.fill(T::ZERO),
+                    if let Some(PhaseProduct::Pixels { rows, cols, b, b_rows }) = product {
+                        let rows = &rows[..images * plane];
+                        let ops = Operands::new(Lhs::Gathered { a: gypad, rows, cols }, b, b_rows);
+                        implicit_gemm(
+                            &ops,
+                            0,
+                            cg,
+                            &mut pixel_major[..images * cg * plane],
+                            cg,
+                            false,
+                        );
                     }
-                    let (a, b) = phase.origin;
-                    for (c, rows) in values.chunks_exact(plane).enumerate() {
-                        for (u, row) in rows.chunks_exact(phase.cols).enumerate() {
-                            let start = c * geo.h * geo.w + (a + sh * u) * geo.w + b;
-                            let dst = dx_group[start..].iter_mut().step_by(sw);
-                            dst.zip(row).for_each(|(d, &v)| *d = v);
+                    for (image, dx_img) in dx_images.chunks_exact_mut(in_img).enumerate() {
+                        let values = &mut phase_out[..cg * plane];
+                        match product {
+                            Some(PhaseProduct::Rows { packed, b_rows }) => {
+                                let ops = Operands::new(Lhs::Packed(packed), gypad, b_rows);
+                                for u in 0..phase.rows {
+                                    let c = &mut values[u * phase.cols..];
+                                    let b_offset = image * image_stride + u * wq;
+                                    implicit_gemm(&ops, b_offset, phase.cols, c, plane, false);
+                                }
+                            }
+                            Some(PhaseProduct::Pixels { .. }) => {
+                                let block = &pixel_major[image * cg * plane..][..cg * plane];
+                                T::transpose(block, plane, cg, values);
+                            }
+                            // No tap reaches these pixels: their gradient is zero.
+                            None => values.fill(T::ZERO),
+                        }
+                        let dx_group = &mut dx_img[g * cg * geo.h * geo.w..][..cg * geo.h * geo.w];
+                        let (a, b) = phase.origin;
+                        for (c, rows) in values.chunks_exact(plane).enumerate() {
+                            for (u, row) in rows.chunks_exact(phase.cols).enumerate() {
+                                let start = c * geo.h * geo.w + (a + sh * u) * geo.w + b;
+                                let dst = dx_group[start..].iter_mut().step_by(sw);
+                                dst.zip(row).for_each(|(d, &v)| *d = v);
+                            }
                         }
                     }
                 }
@@ -584,8 +676,14 @@ fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geomet
             (flipped, offsets)
         })
         .collect();
-    let product = PixelProduct { pixels: &pixels, b_rows: &b_rows, groups: &groups, channels: cg };
-    let pad = || Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
+    let product = PixelProduct {
+        pixels: &pixels,
+        image_stride: geo.o * hq * wq,
+        b_rows: &b_rows,
+        groups: &groups,
+        channels: cg,
+    };
+    let pad = |images| Padded::new(images * geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
     product.run(geo, (gy, out_img), (dx, in_img), pad);
 }
 
@@ -595,25 +693,33 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let (window, new_pad) = padded_input(geo);
-    let a_cols = output_pixels(geo, &window);
+    // The shared dimension runs over the pixels of a batch of images, image by image.
+    let batch = images_per_product(hw);
+    let a_cols = for_images(&output_pixels(geo, &window), batch, geo.c * window.plane());
     let groups: Vec<(Vec<usize>, Vec<usize>)> = (0..geo.opts.groups)
         .map(|g| {
-            (tap_offsets(geo, g * geo.cg(), &window), (0..hw).map(|p| p * geo.o + g * og).collect())
+            let b_rows = (0..batch * hw).map(|p| p * geo.o + g * og).collect();
+            (tap_offsets(geo, g * geo.cg(), &window), b_rows)
         })
         .collect();
     let partials = std::sync::Mutex::new(Vec::new());
     for_chunks(geo, Split::Fixed, |first, count| {
         // [groups][k][og]
         let mut acc = vec![T::ZERO; geo.o * k];
-        let mut gy_t = vec![T::ZERO; hw * geo.o + B_SLACK];
-        let mut pad = new_pad();
-        for img in first..first + count {
-            let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
-            let gy_img = &gy[img * out_img..(img + 1) * out_img];
-            T::transpose(gy_img, geo.o, hw, &mut gy_t);
+        let mut gy_t = vec![T::ZERO; batch.min(count) * hw * geo.o + B_SLACK];
+        let mut pad = new_pad(batch.min(count));
+        for start in (first..first + count).step_by(batch) {
+            let images = batch.min(first + count - start);
+            let xpad = pad.of(&x[start * in_img..(start + images) * in_img]);
+            for (i, gy_img) in
+                gy[start * out_img..(start + images) * out_img].chunks_exact(out_img).enumerate()
+            {
+                T::transpose(gy_img, geo.o, hw, &mut gy_t[i * hw * geo.o..]);
+            }
+            let depth = images * hw;
             for (g, (a_rows, b_rows)) in groups.iter().enumerate() {
-                let lhs = Lhs::Gathered { a: xpad, rows: a_rows, cols: &a_cols };
-                let ops = Operands::new(lhs, &gy_t, b_rows);
+                let lhs = Lhs::Gathered { a: xpad, rows: a_rows, cols: &a_cols[..depth] };
+                let ops = Operands::new(lhs, &gy_t, &b_rows[..depth]);
                 implicit_gemm(&ops, 0, og, &mut acc[g * k * og..(g + 1) * k * og], og, true);
             }
         }
