@@ -26,6 +26,21 @@ pub(super) fn applies() -> bool {
     available()
 }
 
+/// How many times the multiply-adds of the convolution itself the implicit input gradient
+/// does: it correlates the whole zero-padded output gradient with the kernel's taps that
+/// reach each phase, and where the kernel is wide against the output (a 4 x 4 kernel over
+/// a 1 x 1 output, as in a generator's first transposed convolution) most of those
+/// products are with the padding.
+pub(super) fn transpose_work_ratio(geo: &Geometry) -> f64 {
+    let own = geo.ho * geo.wo * geo.kh * geo.kw;
+    let implicit: usize = if geo.opts.stride == (1, 1) {
+        geo.h * geo.w * geo.kh * geo.kw
+    } else {
+        Phase::all(geo).iter().map(|p| p.rows * p.cols * p.tap_rows.len() * p.tap_cols.len()).sum()
+    };
+    implicit as f64 / own.max(1) as f64
+}
+
 /// What a convolution's implicit products share across images: the packed weights (A) and
 /// the offsets of B's rows in a padded image.
 type FixedOperands<T> = (PackedLhs<T>, Vec<usize>);
