@@ -15,7 +15,9 @@ use std::rc::Rc;
 /// ```
 #[inline(always)]
 pub fn rc<T>(make: impl FnOnce() -> T) -> Rc<T> {
-    let mut rc = Rc::<T>::new_uninit();
+    // `Rc::new_uninit` computes its allocation's layout in a call at run time; an `Rc` of
+    // an uninitialised value has it as a constant, and there is nothing to copy.
+    let mut rc = Rc::new(std::mem::MaybeUninit::<T>::uninit());
     Rc::get_mut(&mut rc).expect("a fresh allocation has no other owner").write(make());
     // SAFETY: written on the line above.
     unsafe { rc.assume_init() }
