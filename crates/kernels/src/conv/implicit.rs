@@ -741,14 +741,10 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
         partials.lock().expect("no task panicked").push((first, acc));
     });
     let total = sum_in_image_order(partials, geo.o * k);
-    // [groups][k][og] -> [O, k]
+    // [groups][k][og] -> [O, k], a transposition per group.
     let mut dw = vec![T::ZERO; geo.o * k];
-    for g in 0..geo.opts.groups {
-        for t in 0..k {
-            for o in 0..og {
-                dw[(g * og + o) * k + t] = total[(g * k + t) * og + o];
-            }
-        }
+    for (sums, dw_group) in total.chunks_exact(k * og).zip(dw.chunks_exact_mut(og * k)) {
+        T::transpose(sums, k, og, dw_group);
     }
     dw
 }
