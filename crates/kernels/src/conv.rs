@@ -589,6 +589,9 @@ mod tests {
             (2, 32, 7, 9, 64, 3, 1, 1, 1, (2, 2)),
             (1, 32, 6, 6, 128, 1, 0, 1, 2, (2, 2)),
             (2, 64, 8, 8, 128, 4, 1, 1, 1, (2, 2)),
+            // 4 x 4 phases, 16 images to a product: a short batch after a whole one (on one
+            // thread or two).
+            (40, 16, 8, 8, 64, 3, 1, 1, 1, (2, 2)),
         ];
         let stride_one =
             cases.map(|(n, c, h, w, o, k, p, d, g)| (n, c, h, w, o, k, p, d, g, (1, 1)));

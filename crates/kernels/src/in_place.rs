@@ -16,7 +16,7 @@ use std::rc::Rc;
 #[inline(always)]
 pub fn rc<T>(make: impl FnOnce() -> T) -> Rc<T> {
     // `Rc::new_uninit` computes its allocation's layout in a call at run time; an `Rc` of
-    // an uninitialised value has it as a constant, and there is nothing to copy.
+    // an uninitialised value has it as a constant, and once optimised nothing is copied.
     let mut rc = Rc::new(std::mem::MaybeUninit::<T>::uninit());
     Rc::get_mut(&mut rc).expect("a fresh allocation has no other owner").write(make());
     // SAFETY: written on the line above.

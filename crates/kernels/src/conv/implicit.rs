@@ -141,6 +141,11 @@ impl<T: ImplicitGemm> crate::simd::WidestLoop for Fill<'_, T> {
         // Source columns that land inside the padded plane.
         let col_lo = (-left).max(0) as usize;
         let col_hi = ((wp as isize - left).max(0) as usize).min(w);
+        debug_assert!(
+            self.src.len().is_multiple_of((h * w).max(1))
+                && self.src.len() <= self.pad.planes * h * w,
+            "padded copy: the source is not whole planes that fit the buffer"
+        );
         let planes = self.pad.planes.min(self.src.len() / (h * w).max(1));
         if col_lo < col_hi {
             for plane in 0..planes {
