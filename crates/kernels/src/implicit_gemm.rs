@@ -354,8 +354,12 @@ macro_rules! vector_kernel {
             let mut j = 0;
             while j < n {
                 // Up to `$vectors` vectors per row of a block: a narrow output (a 14-pixel
-                // image row) takes one.
-                let vectors = (n - j).div_ceil(v::LANES).min($vectors);
+                // image row) takes one. Gathered rows take at most two: the compiler loads
+                // a block's eight broadcasts ahead of their multiply-adds, and with three
+                // vectors' accumulators that needs more than 32 registers (it then spilled
+                // and shuffled accumulators every step, 30 moves for 24 multiply-adds).
+                let widest = if packed { $vectors } else { $vectors.min(2) };
+                let vectors = (n - j).div_ceil(v::LANES).min(widest);
                 let width = (vectors * v::LANES).min(n - j);
                 for (block, range) in
                     [(rows, (0, whole)), (tail.next_power_of_two(), (whole, ops.m))]
