@@ -145,6 +145,20 @@ fn valid_range(offset: isize, stride: usize, width: usize, out: usize) -> (usize
     (lo.min(hi), hi)
 }
 
+/// For each kernel column `kj`: the input column offset of output column 0 under it, and
+/// the output columns `lo..hi` whose input column lies inside the image (the same for
+/// every channel and kernel row, so worked out once per call).
+fn tap_columns(geo: &Geometry) -> Vec<(isize, usize, usize)> {
+    let opts = geo.opts;
+    (0..geo.kw)
+        .map(|kj| {
+            let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
+            let (lo, hi) = valid_range(off_w, opts.stride.1, geo.w, geo.wo);
+            (off_w, lo, hi)
+        })
+        .collect()
+}
+
 /// Writes the columns of group `g` of one image `[C, H, W]` into a column matrix with rows
 /// of `row_len` elements, at `offset` within each row (several images share one matrix so
 /// that one GEMM covers them all).
@@ -159,14 +173,13 @@ fn im2col<T: Gemm>(
     let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
     let (sh, sw) = opts.stride;
     let hw = ho * wo;
+    let columns = tap_columns(geo);
     for ci in 0..geo.cg() {
         let plane = &x[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for ki in 0..kh {
-            for kj in 0..kw {
+            for (kj, &(off_w, lo, hi)) in columns.iter().enumerate() {
                 let row = (ci * kh + ki) * kw + kj;
                 let dst_row = &mut col[row * row_len + offset..row * row_len + offset + hw];
-                let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
-                let (lo, hi) = valid_range(off_w, sw, w, wo);
                 for oh in 0..ho {
                     let dst = &mut dst_row[oh * wo..(oh + 1) * wo];
                     let ih = (oh * sh + ki * opts.dilation.0) as isize - opts.padding.0 as isize;
@@ -204,14 +217,13 @@ fn col2im<T: Gemm>(
     let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
     let (sh, sw) = opts.stride;
     let hw = ho * wo;
+    let columns = tap_columns(geo);
     for ci in 0..geo.cg() {
         let plane = &mut dx[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for ki in 0..kh {
-            for kj in 0..kw {
+            for (kj, &(off_w, lo, hi)) in columns.iter().enumerate() {
                 let row = (ci * kh + ki) * kw + kj;
                 let src_row = &col[row * row_len + offset..row * row_len + offset + hw];
-                let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
-                let (lo, hi) = valid_range(off_w, sw, w, wo);
                 for oh in 0..ho {
                     let ih = (oh * sh + ki * opts.dilation.0) as isize - opts.padding.0 as isize;
                     if ih < 0 || ih >= h as isize {
