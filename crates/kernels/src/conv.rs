@@ -446,10 +446,9 @@ pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -
 /// gradient may do before the im2col form (one product over many images, then the columns
 /// added back into place, doing only the convolution's own) is used instead, when that
 /// product is deep enough (32 output channels or more; with one, it is an outer product
-/// and the adding back is as much work as the convolution). The implicit form stays ahead
-/// up to four times the work (a 5 x 5 kernel without padding on 8 x 8 images ran faster
-/// than PyTorch's); a 1 x 1 output of 100 channels under a 4 x 4 kernel, sixteen times,
-/// ran 2.5 times faster through im2col, and the same of one channel 2.7 times slower.
+/// and the adding back is as much work as the convolution). Set between the cases
+/// measured in docs/BENCHMARKS.md (seventeenth session): the implicit form was ahead at
+/// four times the work, im2col at sixteen.
 const TRANSPOSE_WORK_RATIO: f64 = 8.0;
 
 fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {

@@ -356,8 +356,8 @@ macro_rules! vector_kernel {
                 // Up to `$vectors` vectors per row of a block: a narrow output (a 14-pixel
                 // image row) takes one. Gathered rows take at most two: the compiler loads
                 // a block's eight broadcasts ahead of their multiply-adds, and with three
-                // vectors' accumulators that needs more than 32 registers (it then spilled
-                // and shuffled accumulators every step, 30 moves for 24 multiply-adds).
+                // vectors' accumulators that needs more than 32 registers, and the loop
+                // spills and shuffles accumulators every step.
                 let widest = if packed { $vectors } else { $vectors.min(2) };
                 let vectors = (n - j).div_ceil(v::LANES).min(widest);
                 let width = (vectors * v::LANES).min(n - j);

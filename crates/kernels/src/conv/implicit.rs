@@ -240,6 +240,14 @@ fn images_per_product(pixels: usize) -> usize {
     PIXELS_PER_PRODUCT.div_ceil(pixels.max(1))
 }
 
+/// The images `first..first + count` in batches of `batch`: each batch's first image and
+/// its number of images (the last may be short).
+fn batches(first: usize, count: usize, batch: usize) -> impl Iterator<Item = (usize, usize)> {
+    (first..first + count)
+        .step_by(batch)
+        .map(move |start| (start, batch.min(first + count - start)))
+}
+
 /// `offsets` (of one image's pixels in a padded copy) repeated for `images` images placed
 /// `stride` elements apart.
 fn for_images(offsets: &[usize], images: usize, stride: usize) -> Vec<usize> {
@@ -384,8 +392,7 @@ impl<T: ImplicitGemm> PixelProduct<'_, T> {
         for_chunks(geo, Split::PerThread, |first, count| {
             let mut pad = new_pad(batch.min(count));
             let mut by_pixel = vec![T::ZERO; batch.min(count) * plane * channels];
-            for start in (first..first + count).step_by(batch) {
-                let images = batch.min(first + count - start);
+            for (start, images) in batches(first, count, batch) {
                 let a = pad.of(&input[start * in_img..(start + images) * in_img]);
                 // SAFETY: this chunk's images are written by this task alone.
                 let outputs = unsafe { out.slice(start * out_img, images * out_img) };
@@ -612,8 +619,7 @@ fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometr
         let mut pad = Padded::new(batch * geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
         let mut phase_out = vec![T::ZERO; cg * largest];
         let mut pixel_major = vec![T::ZERO; if by_pixel { batch * cg * largest } else { 0 }];
-        for start in (first..first + count).step_by(batch) {
-            let images = batch.min(first + count - start);
+        for (start, images) in batches(first, count, batch) {
             let gypad = pad.of(&gy[start * out_img..(start + images) * out_img]);
             // SAFETY: this chunk's images are written by this task alone.
             let dx_images = unsafe { out.slice(start * in_img, images * in_img) };
@@ -728,8 +734,7 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
         let mut acc = vec![T::ZERO; geo.o * k];
         let mut gy_t = vec![T::ZERO; batch.min(count) * hw * geo.o + B_SLACK];
         let mut pad = new_pad(batch.min(count));
-        for start in (first..first + count).step_by(batch) {
-            let images = batch.min(first + count - start);
+        for (start, images) in batches(first, count, batch) {
             let xpad = pad.of(&x[start * in_img..(start + images) * in_img]);
             for (i, gy_img) in
                 gy[start * out_img..(start + images) * out_img].chunks_exact(out_img).enumerate()

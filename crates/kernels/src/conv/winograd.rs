@@ -302,9 +302,8 @@ fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) 
 
 /// `out[a][b][o] = sum_(i, j) coef(a, i) coef(b, j) src[i][j][o]`, from `from x from`
 /// blocks of `cout` values to `to x to` ones, one side at a time (`half[a][j][o]` between),
-/// in f64 with the output channels as the innermost loop, in the widest vectors (a
-/// 256-channel layer's transforms took a fifth of its weight gradient in baseline SSE2):
-/// the kernel's transform `G g Gᵀ` (`coef = G`) and the weight gradient's `Gᵀ dU G`
+/// in f64 with the output channels as the innermost loop, in the widest vectors (wide
+/// layers transform many channels): the kernel's transform `G g Gᵀ` (`coef = G`) and the weight gradient's `Gᵀ dU G`
 /// (`coef = Gᵀ`). Products and sums are separate operations on every path, so the
 /// result does not depend on the instruction set.
 fn two_sided(
