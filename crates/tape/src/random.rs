@@ -383,6 +383,42 @@ impl Tensor {
     pub fn uniform_dtype(shape: &[usize], low: f64, high: f64, dtype: DType) -> Tensor {
         sample("uniform", shape, dtype, |rng| low + (high - low) * rng.random::<f64>())
     }
+
+    /// Integers drawn uniformly from `[low, high)`, as an int64 tensor: PyTorch's
+    /// `torch.randint(low, high, size)`, for random labels and indices. Every value of the
+    /// range is equally likely (no modulo bias). Panics if `low >= high`.
+    ///
+    /// ```
+    /// use tapegrad_tape::{DType, Tensor};
+    /// let labels = Tensor::randint(0, 10, &[64]);
+    /// assert_eq!((labels.shape(), labels.dtype()), (&[64][..], DType::I64));
+    /// assert!(labels.to_vec::<i64>().iter().all(|v| (0..10).contains(v)));
+    /// ```
+    #[track_caller]
+    pub fn randint(low: i64, high: i64, shape: &[usize]) -> Tensor {
+        or_panic(Self::try_randint(low, high, shape))
+    }
+
+    /// [`Tensor::randint`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// assert!(tapegrad_tape::Tensor::try_randint(3, 3, &[2]).is_err()); // an empty range
+    /// ```
+    #[track_caller]
+    pub fn try_randint(low: i64, high: i64, shape: &[usize]) -> Result<Tensor> {
+        let location = Location::caller();
+        if low >= high {
+            return Err(Error::InvalidArgument {
+                op: "randint",
+                message: format!("the range [{low}, {high}) is empty: low must be below high"),
+                location,
+            });
+        }
+        let n = try_numel("randint", shape, location)?;
+        let mut values = with_capacity("randint", n, location)?;
+        with_generator(|rng| values.extend((0..n).map(|_| rng.random_range(low..high))));
+        Ok(Tensor::from_storage(Storage::from_vec(values), Layout::contiguous(shape)))
+    }
 }
 
 #[cfg(test)]
@@ -401,6 +437,25 @@ mod tests {
                 assert_eq!(ours.next_u64(), theirs.next_u64());
             }
         }
+    }
+
+    #[test]
+    fn randint_covers_its_range_evenly_and_follows_the_seed() {
+        manual_seed(11);
+        let a = Tensor::randint(-3, 4, &[7000]).to_vec::<i64>();
+        let mut counts = [0usize; 7];
+        for v in &a {
+            counts[usize::try_from(v + 3).expect("at least low")] += 1;
+        }
+        // 1000 expected per value; 5 standard deviations is about 150.
+        assert!(counts.iter().all(|&c| (850..1150).contains(&c)), "{counts:?}");
+        manual_seed(11);
+        assert_eq!(Tensor::randint(-3, 4, &[7000]).to_vec::<i64>(), a);
+        let extremes = Tensor::randint(i64::MIN, i64::MAX, &[4]).to_vec::<i64>();
+        assert!(extremes.iter().all(|&v| v < i64::MAX));
+        assert_eq!(Tensor::randint(5, 6, &[3]).to_vec::<i64>(), vec![5, 5, 5]);
+        let message = Tensor::try_randint(2, 1, &[1]).unwrap_err().to_string();
+        assert!(message.contains("randint") && message.contains("[2, 1)"), "{message}");
     }
 
     /// The jump is a power of the step's linear map, so it commutes with a step; and the
