@@ -8,7 +8,8 @@ use std::panic::Location;
 use tapegrad_tape::layout::{checked_numel, checked_size, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Element, Error, Result, Storage, Tensor, or_panic, record_with_tangent,
+    Backward, DType, Element, Error, Result, Storage, StorageElement, Tensor, or_panic,
+    record_with_tangent,
 };
 
 use crate::dims::resolve;
@@ -296,8 +297,7 @@ pub(crate) fn pad_dim(x: &Tensor, d: usize, before: usize, after: usize, value: 
     let mut shape = x.shape().to_vec();
     let n = shape[d];
     shape[d] = before + n + after;
-    let out = Tensor::full_dtype(&shape, value, x.dtype());
-    let out = copy_into(&out, x, d, before);
+    let out = copy_into(Tensor::full_dtype(&shape, value, x.dtype()), x, d, before);
     record_with_tangent(
         "pad",
         location,
@@ -312,11 +312,12 @@ pub(crate) fn pad_dim(x: &Tensor, d: usize, before: usize, after: usize, value: 
     )
 }
 
-/// A copy of `dst` with `src` written at offset `at` of dimension `d` (nothing recorded).
-fn copy_into(dst: &Tensor, src: &Tensor, d: usize, at: usize) -> Tensor {
+/// `dst` with `src` written at offset `at` of dimension `d` (nothing recorded). `dst` is
+/// taken, so that its buffer, when nothing else holds it, is written in place.
+fn copy_into(dst: Tensor, src: &Tensor, d: usize, at: usize) -> Tensor {
     if dst.numel() == 0 || src.numel() == 0 {
         // Nothing to copy; the block sizes below could overflow for huge empty shapes.
-        return dst.clone();
+        return dst;
     }
     let shape = dst.shape().to_vec();
     let inner: usize = shape[d + 1..].iter().product();
@@ -336,6 +337,7 @@ fn copy_into(dst: &Tensor, src: &Tensor, d: usize, at: usize) -> Tensor {
         }
     }
     let mut storage = dst.contiguous_storage();
+    drop(dst);
     let src_storage = src.contiguous_storage();
     let (bd, bs, off) = (n_dst * inner, n_src * inner, at * inner);
     match (&mut storage, &src_storage) {
@@ -347,6 +349,9 @@ fn copy_into(dst: &Tensor, src: &Tensor, d: usize, at: usize) -> Tensor {
         }
         (tapegrad_tape::Storage::I64(_), tapegrad_tape::Storage::I64(s)) => {
             copy(storage.make_mut::<i64>().expect("i64"), s, outer, bd, bs, off)
+        }
+        (tapegrad_tape::Storage::Bool(_), tapegrad_tape::Storage::Bool(s)) => {
+            copy(storage.make_mut::<bool>().expect("bool"), s, outer, bd, bs, off)
         }
         _ => unreachable!("dtypes checked by the caller"),
     }
@@ -571,11 +576,10 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
             checked_size("cat", &format!("dimension {d} of the joined tensors"), joined, location)?;
     }
     try_numel("cat", &shape, location)?;
-    let mut out = Tensor::zeros_dtype(&shape, first.dtype());
+    let out = joined(tensors, d, &shape);
     let mut sizes = Vec::with_capacity(tensors.len());
     let mut at = 0;
     for t in tensors {
-        out = copy_into(&out, &t.detach(), d, at);
         sizes.push((at, t.shape()[d]));
         at += t.shape()[d];
     }
@@ -598,6 +602,42 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
             .collect();
         try_cat(&parts.iter().collect::<Vec<_>>(), d as isize).expect("shapes checked")
     }))
+}
+
+/// The values of `tensors` joined along dimension `d` into `shape` (checked by the caller),
+/// nothing recorded. Each output element is written once, in order: block `o` of the
+/// output is block `o` of every input in turn.
+fn joined(tensors: &[&Tensor], d: usize, shape: &[usize]) -> Tensor {
+    fn join<T: StorageElement>(parts: &[(Storage, usize)], outer: usize, total: usize) -> Storage {
+        let parts: Vec<(&[T], usize)> = parts
+            .iter()
+            .map(|(values, block)| (values.as_slice::<T>().expect("dtypes checked"), *block))
+            .collect();
+        let mut out = Vec::with_capacity(total);
+        for o in 0..outer {
+            for &(values, block) in &parts {
+                out.extend_from_slice(&values[o * block..(o + 1) * block]);
+            }
+        }
+        Storage::from_vec(out)
+    }
+    let total = numel(shape);
+    let layout = tapegrad_tape::layout::Layout::contiguous(shape);
+    if total == 0 {
+        // No blocks to copy; their sizes could overflow for huge empty shapes.
+        return Tensor::zeros_dtype(shape, tensors[0].dtype());
+    }
+    let inner: usize = shape[d + 1..].iter().product();
+    let outer: usize = shape[..d].iter().product();
+    let parts: Vec<(Storage, usize)> =
+        tensors.iter().map(|t| (t.contiguous_storage(), t.shape()[d] * inner)).collect();
+    let storage = match tensors[0].dtype() {
+        DType::F32 => join::<f32>(&parts, outer, total),
+        DType::F64 => join::<f64>(&parts, outer, total),
+        DType::I64 => join::<i64>(&parts, outer, total),
+        DType::Bool => join::<bool>(&parts, outer, total),
+    };
+    Tensor::from_storage(storage, layout)
 }
 
 /// Tensors of one shape joined along a new dimension (PyTorch's `torch.stack`).

@@ -155,6 +155,43 @@ fn shape_and_index_values() {
 }
 
 #[test]
+fn cat_places_every_block_of_every_input_along_any_dimension() {
+    // Pieces of 1, 2 and 3 along the joined dimension, one of them a transposed view.
+    let a = Tensor::arange_dtype(0.0, 6.0, 1.0, DType::F64).reshape(&[2, 1, 3]);
+    let b = Tensor::arange_dtype(10.0, 22.0, 1.0, DType::F64).reshape(&[2, 3, 2]).transpose(1, 2);
+    let c = Tensor::arange_dtype(30.0, 48.0, 1.0, DType::F64).reshape(&[2, 3, 3]);
+    let joined = tapegrad_ops::cat(&[&a, &b, &c], 1);
+    assert_eq!(joined.shape(), &[2, 6, 3]);
+    for (i, j, k) in (0..2).flat_map(|i| (0..6).flat_map(move |j| (0..3).map(move |k| (i, j, k)))) {
+        let (source, at) = match j {
+            0 => (&a, 0),
+            1 | 2 => (&b, j - 1),
+            _ => (&c, j - 3),
+        };
+        let expected = source.narrow(0, i, 1).narrow(1, at, 1).narrow(2, k, 1).item();
+        assert_eq!(joined.narrow(0, i, 1).narrow(1, j, 1).narrow(2, k, 1).item(), expected);
+    }
+    // The first and last dimensions; an empty piece adds nothing.
+    let x = Tensor::from_vec(vec![1i64, 2, 3, 4], &[2, 2]);
+    let none = Tensor::from_vec(Vec::<i64>::new(), &[0, 2]);
+    assert_eq!(
+        tapegrad_ops::cat(&[&x, &none, &x], 0).to_vec::<i64>(),
+        vec![1, 2, 3, 4, 1, 2, 3, 4]
+    );
+    assert_eq!(tapegrad_ops::cat(&[&x, &x], -1).to_vec::<i64>(), vec![1, 2, 1, 2, 3, 4, 3, 4]);
+    let masks = [Tensor::from_vec(vec![true, false], &[2]), Tensor::from_vec(vec![false], &[1])];
+    let mask = tapegrad_ops::cat(&[&masks[0], &masks[1]], 0);
+    assert_eq!((mask.dtype(), mask.to_vec::<bool>()), (DType::Bool, vec![true, false, false]));
+    // Many pieces, as a recurrent layer stacks its steps.
+    let steps: Vec<Tensor> =
+        (0..300).map(|t| Tensor::full_dtype(&[2, 3], t as f64, DType::F64)).collect();
+    let stacked = tapegrad_ops::stack(&steps.iter().collect::<Vec<_>>(), 1);
+    assert_eq!(stacked.shape(), &[2, 300, 3]);
+    let expected: Vec<f64> = (0..2).flat_map(|_| (0..300).flat_map(|t| [t as f64; 3])).collect();
+    assert_eq!(v64(&stacked), expected);
+}
+
+#[test]
 fn integer_tensors_are_indices_not_numbers() {
     let labels = Tensor::from_vec(vec![3i64, 1, 2], &[3]);
     assert_eq!(labels.dtype(), DType::I64);
