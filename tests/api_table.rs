@@ -115,6 +115,12 @@ fn rows() -> Vec<Row> {
             "`_dtype` forms take the dtype"
         ),
         ("Tensors", "torch.randn(2, 3) / rand", Tensor::randn(&[2, 3])),
+        (
+            "Tensors",
+            "torch.randint(0, 10, (64,))",
+            Tensor::randint(0, 10, &[64]),
+            "int64, like PyTorch's"
+        ),
         ("Tensors", "torch.arange(0, 5, 1)", Tensor::arange(0.0, 5.0, 1.0)),
         ("Tensors", "torch.zeros_like(x) / ones_like / full_like", x.full_like(2.0)),
         ("Tensors", "x.shape / x.dim() / x.numel()", (x.shape(), x.dim(), x.numel())),
