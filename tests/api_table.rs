@@ -239,6 +239,7 @@ fn rows() -> Vec<Row> {
         ("Shapes and indexing", "x.select(1, -1)", x.select(1, -1)),
         ("Shapes and indexing", "x.narrow(1, 0, 2)", x.narrow(1, 0, 2)),
         ("Shapes and indexing", "x.split(2, dim=1) / x.chunk(2, dim=1)", x.split(2, 1)),
+        ("Shapes and indexing", "x.unbind(1)", x.unbind(1)),
         ("Shapes and indexing", "torch.cat([a, b], dim=0) / torch.stack", cat(&[&a, &b], 0)),
         ("Shapes and indexing", "torch.flip(x, dims=[1])", x.flip(&[1])),
         (

@@ -704,6 +704,21 @@ pub(crate) fn split(x: &Tensor, size: usize, dim: isize) -> Result<Vec<Tensor>> 
     (0..n.div_ceil(size)).map(|i| narrow(x, d as isize, i * size, size.min(n - i * size))).collect()
 }
 
+/// Every slice of `x` along `dim`, that dimension dropped (PyTorch's `unbind`).
+#[track_caller]
+pub(crate) fn unbind(x: &Tensor, dim: isize) -> Result<Vec<Tensor>> {
+    let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(invalid_argument(
+            "unbind",
+            "a zero-dimensional tensor has no dimension to unbind".into(),
+            location,
+        ));
+    }
+    let d = resolve("unbind", x, dim, location)?;
+    (0..x.shape()[d]).map(|i| squeeze(&narrow(x, d as isize, i, 1)?, Some(d as isize))).collect()
+}
+
 #[track_caller]
 pub(crate) fn chunk(x: &Tensor, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
     let location = Location::caller();
@@ -1051,6 +1066,29 @@ pub trait ShapeOps {
     #[track_caller]
     fn try_split(&self, size: usize, dim: isize) -> Result<Vec<Tensor>>;
 
+    /// The slices along `dim`, that dimension dropped, as views: PyTorch's `unbind`, the
+    /// steps of a sequence one by one.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let steps = Tensor::arange(0.0, 6.0, 1.0).reshape(&[2, 3]).unbind(1);
+    /// assert_eq!(steps.len(), 3);
+    /// assert_eq!(steps[2].to_vec::<f32>(), vec![2.0, 5.0]);
+    /// ```
+    #[track_caller]
+    fn unbind(&self, dim: isize) -> Vec<Tensor> {
+        or_panic(self.try_unbind(dim))
+    }
+
+    /// [`ShapeOps::unbind`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3]).try_unbind(2).is_err());
+    /// ```
+    #[track_caller]
+    fn try_unbind(&self, dim: isize) -> Result<Vec<Tensor>>;
+
     /// `chunks` pieces of (nearly) equal size along `dim`.
     ///
     /// ```
@@ -1190,6 +1228,10 @@ impl ShapeOps for Tensor {
     #[track_caller]
     fn try_split(&self, size: usize, dim: isize) -> Result<Vec<Tensor>> {
         split(self, size, dim)
+    }
+    #[track_caller]
+    fn try_unbind(&self, dim: isize) -> Result<Vec<Tensor>> {
+        unbind(self, dim)
     }
     #[track_caller]
     fn try_chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {

@@ -610,6 +610,13 @@ pub fn registry() -> Vec<OpCase> {
                 &parts[0].sum() + &chunks.last().unwrap().mul_scalar(2.0).sum()
             }
         ),
+        op!("x.unbind(d)", "torch.unbind", true, with_dim(-2.0..2.0, 1), |t, i| {
+            // Each slice weighted differently, so that a slice sent to the wrong place shows.
+            let slices = t[0].unbind(i[0] as isize);
+            let weighted: Vec<Tensor> =
+                slices.iter().enumerate().map(|(k, s)| s.mul_scalar(k as f64 + 1.0)).collect();
+            tapegrad_ops::stack(&weighted.iter().collect::<Vec<_>>(), 0)
+        }),
         op!("cat(tensors, d)", "torch.cat", true, with_dim(-2.0..2.0, 1), |t, i| {
             tapegrad_ops::cat(&[&t[0], &t[0].mul_scalar(2.0)], i[0] as isize)
         }),
