@@ -33,6 +33,7 @@
 pub mod allocator;
 pub mod batch_norm;
 pub mod conv;
+pub mod extremum;
 pub mod fast_math;
 pub mod gemm;
 pub mod group_norm;

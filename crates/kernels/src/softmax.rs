@@ -1,4 +1,4 @@
-//! Softmax and log-softmax along one dimension of a contiguous buffer.
+//! Softmax, log-softmax and log-sum-exp along one dimension of a contiguous buffer.
 //!
 //! A buffer of shape `[outer, n, inner]` holds `outer * inner` rows of `n` elements, `inner`
 //! apart. Each row is shifted by its maximum (so `exp` never overflows), exponentiated once
@@ -15,7 +15,9 @@ use crate::simd::{WidestLoop, run_widest};
 use crate::strided::lane_sum;
 
 mod backward;
+mod logsumexp;
 pub use backward::softmax_backward;
+pub use logsumexp::{logsumexp, logsumexp_backward};
 
 /// Element types softmax runs on: a vectorisable `exp` and a natural logarithm (taken once
 /// per row).

@@ -7,7 +7,7 @@ use std::panic::Location;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Result, Tensor, ensure_float, kernels, map_float_storage, or_panic,
+    Backward, Result, Storage, Tensor, ensure_float, kernels, map_float_storage, or_panic,
     record_with_tangent,
 };
 
@@ -282,8 +282,59 @@ pub(crate) fn max_dim(
     keepdim: bool,
     max: bool,
 ) -> Result<(Tensor, Tensor)> {
+    let location = Location::caller();
     let op = if max { "max_dim" } else { "min_dim" };
-    reduce_extremum(op, x, Some(dim), keepdim, max, Route::Chosen, Location::caller())
+    if x.dim() == 0 {
+        return reduce_extremum(op, x, Some(dim), keepdim, max, Route::Chosen, location);
+    }
+    tapegrad_tape::ensure_float(op, x, location)?;
+    let d = resolve(op, x, dim, location)?;
+    let shape = x.shape();
+    if shape[d] == 0 {
+        return Err(tapegrad_tape::Error::Shape {
+            op,
+            message: format!("cannot reduce over an empty dimension {d} of shape {shape:?}"),
+            location,
+        });
+    }
+    let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+    let (values, positions) = match &x.contiguous_storage() {
+        Storage::F32(v) => {
+            let (values, at) = tapegrad_kernels::extremum::extremum_along(v, sizes, max);
+            (Storage::from_vec(values), at)
+        }
+        Storage::F64(v) => {
+            let (values, at) = tapegrad_kernels::extremum::extremum_along(v, sizes, max);
+            (Storage::from_vec(values), at)
+        }
+        Storage::I64(_) | Storage::Bool(_) => unreachable!("float dtype checked"),
+    };
+    let out_shape = reduced_shape(shape, d, keepdim);
+    let kept = reduced_shape(shape, d, true);
+    let values = Tensor::from_storage(values, Layout::contiguous(&out_shape));
+    let positions = Tensor::from_vec(positions, &out_shape);
+    let di = d as isize;
+    let values = record_with_tangent(
+        op,
+        location,
+        &[x],
+        values,
+        || {
+            let (kept, in_shape) = (kept.clone(), shape.to_vec());
+            let at = crate::shape::reshape_to(&positions, &kept);
+            // All of the gradient to the chosen element, 0 elsewhere: added into zeros, not
+            // multiplied by a mask, so an infinite gradient leaves the others at 0.
+            Backward::new(move |ctx| {
+                let g = crate::shape::reshape_to(ctx.grad(), &kept);
+                let zeros = Tensor::zeros_dtype(&in_shape, g.dtype());
+                smallvec![Some(
+                    crate::index::scatter_add(&zeros, di, &at, &g).expect("indices in range")
+                )]
+            })
+        },
+        |ctx| by_groups(ctx, |t| sum_dim(t, di, keepdim).expect("checked")),
+    );
+    Ok((values, positions))
 }
 
 #[track_caller]
@@ -318,35 +369,20 @@ pub(crate) fn max_all(x: &Tensor, max: bool) -> Result<Tensor> {
 
 #[track_caller]
 pub(crate) fn logsumexp(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor> {
+    use tapegrad_kernels::softmax::{logsumexp as lse_rows, logsumexp_backward};
     let location = Location::caller();
     tapegrad_tape::ensure_float("logsumexp", x, location)?;
     let x0 = if x.dim() == 0 { crate::shape::reshape_to(x, &[1]) } else { x.clone() };
     let d = resolve("logsumexp", &x0, dim, location)?;
-    let (rows, n) = rows_along(&x0, d);
-    fn lse<T: tapegrad_tape::Element>(v: &[T], n: usize) -> Vec<T> {
-        if n == 0 {
-            return vec![];
-        }
-        v.chunks(n)
-            .map(|row| {
-                let m =
-                    row.iter().copied().fold(T::from_f64(f64::NEG_INFINITY), |a, b| a.max_nan(b));
-                if !m.is_finite() {
-                    // All -inf gives -inf; any +inf or NaN is the answer itself.
-                    return m;
-                }
-                m + row.iter().map(|&v| (v - m).exp()).sum::<T>().ln()
-            })
-            .collect()
-    }
-    let kept = reduced_shape(x0.shape(), d, true);
-    let out_shape = if x.dim() == 0 { vec![] } else { reduced_shape(x0.shape(), d, keepdim) };
-    let storage = map_float_storage!(&rows, v => lse(v, n));
-    let storage = if n == 0 {
+    let shape = x0.shape();
+    let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+    let kept = reduced_shape(shape, d, true);
+    let out_shape = if x.dim() == 0 { vec![] } else { reduced_shape(shape, d, keepdim) };
+    let storage = if sizes.1 == 0 {
         // The log of an empty sum.
         tapegrad_tape::Tensor::full_dtype(&out_shape, f64::NEG_INFINITY, x.dtype()).storage()
     } else {
-        storage
+        map_float_storage!(&x0.contiguous_storage(), v => lse_rows(v, sizes))
     };
     let value = Tensor::from_storage(storage, Layout::contiguous(&out_shape));
     let in_shape = x.shape().to_vec();
@@ -362,9 +398,28 @@ pub(crate) fn logsumexp(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor>
         || {
             let (kept, in_shape) = (kept.clone(), in_shape.clone());
             Backward::new(move |ctx| {
+                let (g, x) = (ctx.grad(), ctx.saved(0));
+                if !tapegrad_tape::is_grad_enabled() && sizes.1 > 0 {
+                    // A plain backward: g e^(x - lse) in one pass over x.
+                    let (lse, layout) = ctx.output_parts();
+                    let part = layout.offset()..layout.offset() + layout.numel();
+                    let (x, g) = (x.contiguous_storage(), g.contiguous_storage());
+                    let dx = match (&x, lse, &g) {
+                        (Storage::F32(x), Storage::F32(l), Storage::F32(g)) => {
+                            Storage::from_vec(logsumexp_backward(x, &l[part], g, sizes))
+                        }
+                        (Storage::F64(x), Storage::F64(l), Storage::F64(g)) => {
+                            Storage::from_vec(logsumexp_backward(x, &l[part], g, sizes))
+                        }
+                        _ => unreachable!("float dtypes checked in forward"),
+                    };
+                    return smallvec![Some(Tensor::from_storage(
+                        dx,
+                        Layout::contiguous(&in_shape)
+                    ))];
+                }
                 // d lse / dx = softmax(x) = exp(x - lse)
-                let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.output());
-                let y = crate::shape::reshape_to(y, &kept);
+                let y = crate::shape::reshape_to(ctx.output(), &kept);
                 let g = crate::shape::reshape_to(g, &kept);
                 let x = crate::shape::reshape_to(x, &kept_full(&in_shape));
                 let soft = crate::unary::exp(&(&x - &y));
