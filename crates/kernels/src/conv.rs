@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use crate::gemm::{Gemm, View, gemm_serial};
 use crate::implicit_gemm::ImplicitGemm;
+use crate::scratch::Scratch;
 
 mod implicit;
 mod winograd;
@@ -247,6 +248,40 @@ fn col2im<T: Gemm>(
     }
 }
 
+/// A buffer for the im2col forms' column matrices and products: a per-thread spare
+/// ([`Scratch`]) instead of a zeroed allocation, for buffers the caller overwrites in full.
+enum Columns {
+    F32(Scratch<f32>),
+    F64(Scratch<f64>),
+}
+
+impl Columns {
+    fn new<T: 'static>(len: usize) -> Columns {
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+            Columns::F32(Scratch::new(len))
+        } else {
+            assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<f64>(), "f32 or f64");
+            Columns::F64(Scratch::new(len))
+        }
+    }
+
+    /// The buffer as elements of `T`, the type it was made for.
+    fn as_mut<T: 'static>(&mut self) -> &mut [T] {
+        let (ptr, len) = match self {
+            Columns::F32(v) => (v.as_mut_ptr().cast::<T>(), v.len()),
+            Columns::F64(v) => (v.as_mut_ptr().cast::<T>(), v.len()),
+        };
+        let same = match self {
+            Columns::F32(_) => std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>(),
+            Columns::F64(_) => std::any::TypeId::of::<T>() == std::any::TypeId::of::<f64>(),
+        };
+        assert!(same, "columns: made for another element type");
+        // SAFETY: T is the buffer's own element type (checked above), so the pointer and
+        // length describe its initialised elements, borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    }
+}
+
 /// How a convolution's images are split into tasks.
 #[derive(Clone, Copy)]
 enum Split {
@@ -368,7 +403,7 @@ pub fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
         // A non-finite result: summed again below, from zeros (im2col's scatter adds).
         y.fill(T::ZERO);
     }
-    if implicit::applies() {
+    if implicit::applies() && !weights_too_large(geo) {
         implicit::conv(x, weight, geo, &mut y);
     } else {
         conv_im2col(x, weight, geo, &mut y);
@@ -382,7 +417,9 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
     let out = SharedMut(y.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let cols = count * hw;
-        let mut col = vec![T::ZERO; k * cols];
+        // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
+        let mut col = Columns::new::<T>(k * cols);
+        let col = col.as_mut::<T>();
         // SAFETY: this chunk's images are written by this task alone.
         let y_chunk = unsafe { out.slice(first * out_img, count * out_img) };
         for g in 0..geo.opts.groups {
@@ -391,14 +428,15 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
                     &x[(first + i) * in_img..(first + i + 1) * in_img],
                     geo,
                     g,
-                    &mut col,
+                    col,
                     cols,
                     i * hw,
                 );
             }
             let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-            let mut yg = vec![T::ZERO; og * cols];
-            gemm_serial(wg, View::row_major(&col, k, cols), &mut yg, false);
+            let mut yg = Columns::new::<T>(og * cols);
+            let yg = yg.as_mut::<T>();
+            gemm_serial(wg, View::row_major(col, k, cols), yg, false);
             for oc in 0..og {
                 for i in 0..count {
                     let at = i * out_img + (g * og + oc) * hw;
@@ -434,12 +472,24 @@ pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -
         dx.fill(T::ZERO);
     }
     let im2col_suits = geo.og() >= 32 && implicit::transpose_work_ratio(geo) > TRANSPOSE_WORK_RATIO;
-    if implicit::applies() && !im2col_suits {
+    if implicit::applies() && !im2col_suits && !weights_too_large(geo) {
         implicit::conv_transpose(gy, weight, geo, &mut dx);
     } else {
         conv_transpose_im2col(gy, weight, geo, &mut dx);
     }
     dx
+}
+
+/// Weights (elements) from which the im2col form, whose packing GEMM blocks them for the
+/// caches, replaces the implicit kernels, which read them whole for every block of pixels:
+/// 4 MB of f32 (a 3 x 3 layer of 512 channels, a 1 x 1 layer from 512 to 2048 channels ran
+/// 1.2 to 2 times as fast through im2col; at a quarter of that the two forms were even;
+/// docs/BENCHMARKS.md, eighteenth session).
+const IMPLICIT_MAX_WEIGHTS: usize = 1 << 20;
+
+/// Whether `geo`'s weights are too large for the implicit kernels ([`IMPLICIT_MAX_WEIGHTS`]).
+fn weights_too_large(geo: &Geometry) -> bool {
+    geo.o * geo.cg() * geo.kh * geo.kw >= IMPLICIT_MAX_WEIGHTS
 }
 
 /// The most multiply-adds, as a multiple of the convolution's own, that the implicit input
@@ -457,15 +507,17 @@ fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &m
     let out = SharedMut(dx.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let cols = count * hw;
-        let mut col = vec![T::ZERO; k * cols];
+        // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
+        let mut col = Columns::new::<T>(k * cols);
+        let col = col.as_mut::<T>();
         // SAFETY: this chunk's images are written by this task alone.
         let dx_chunk = unsafe { out.slice(first * in_img, count * in_img) };
         for g in 0..geo.opts.groups {
             let gyg = gather_outputs(gy, geo, g, first, count);
             let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-            gemm_serial(wg.t(), View::row_major(&gyg, og, cols), &mut col, false);
+            gemm_serial(wg.t(), View::row_major(&gyg, og, cols), col, false);
             for i in 0..count {
-                col2im(&col, geo, g, &mut dx_chunk[i * in_img..(i + 1) * in_img], cols, i * hw);
+                col2im(col, geo, g, &mut dx_chunk[i * in_img..(i + 1) * in_img], cols, i * hw);
             }
         }
     });
@@ -490,7 +542,7 @@ pub fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T>
     {
         return dw;
     }
-    if implicit::applies() {
+    if implicit::applies() && !weights_too_large(geo) {
         return implicit::conv_weight(x, gy, geo);
     }
     conv_weight_im2col(x, gy, geo)
@@ -503,7 +555,9 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let partials = std::sync::Mutex::new(Vec::new());
     for_chunks(geo, Split::Fixed, |first, count| {
         let cols = count * hw;
-        let mut col = vec![T::ZERO; k * cols];
+        // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
+        let mut col = Columns::new::<T>(k * cols);
+        let col = col.as_mut::<T>();
         let mut acc = vec![T::ZERO; size];
         for g in 0..geo.opts.groups {
             for i in 0..count {
@@ -511,7 +565,7 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
                     &x[(first + i) * in_img..(first + i + 1) * in_img],
                     geo,
                     g,
-                    &mut col,
+                    col,
                     cols,
                     i * hw,
                 );
@@ -519,7 +573,7 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
             let gyg = gather_outputs(gy, geo, g, first, count);
             gemm_serial(
                 View::row_major(&gyg, og, cols),
-                View::row_major(&col, k, cols).t(),
+                View::row_major(col, k, cols).t(),
                 &mut acc[g * og * k..(g + 1) * og * k],
                 false,
             );
@@ -755,6 +809,8 @@ mod tests {
             // multiplications.
             geo([2, 16, 2, 2], [16, 16, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
             geo([2, 16, 5, 12], [16, 16, 5, 5], plain),
+            // A transformed kernel of 36 x 512 x 512 values (38 MB).
+            geo([1, 512, 8, 8], [512, 512, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
         ];
         for g in declined {
             assert!(!winograd::applies::<f32>(&g), "{g:?}");
@@ -830,6 +886,47 @@ mod tests {
     #[test]
     fn implicit_kernels_match_im2col_f64() {
         implicit_matches_im2col::<f64>(1e-12);
+    }
+
+    /// Weights past [`IMPLICIT_MAX_WEIGHTS`] take the im2col forms, whose buffers come from
+    /// this thread's spares: the three primitives match the implicit kernels, also right
+    /// after a call that left NaNs in those spares.
+    #[test]
+    fn large_weights_take_im2col_with_the_same_results() {
+        let opts = Conv2dOptions { padding: (1, 1), stride: (2, 2), ..Conv2dOptions::default() };
+        let geo = Geometry::new([2, 384, 5, 5], [352, 384, 3, 3], opts);
+        assert!(weights_too_large(&geo) && !winograd::applies::<f32>(&geo));
+        let values = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i * 7919 % 211) as f32 / 105.0 - 1.0) * scale).collect()
+        };
+        let (x, weight) = (values(2 * 384 * 25, 1.0), values(352 * 384 * 9, 0.05));
+        let gy = values(2 * 352 * 9, 0.5);
+        // NaNs through every buffer first: none may reach the next results.
+        let nan = vec![f32::NAN; x.len()];
+        let _ =
+            (conv(&nan, &weight, &geo), conv_transpose(&vec![f32::NAN; gy.len()], &weight, &geo));
+        let _ = conv_weight(&nan, &gy, &geo);
+        let (y, dx, dw) = (
+            conv(&x, &weight, &geo),
+            conv_transpose(&gy, &weight, &geo),
+            conv_weight(&x, &gy, &geo),
+        );
+        if !crate::implicit_gemm::available() {
+            return;
+        }
+        let mut implicit_y = vec![0.0; y.len()];
+        implicit::conv(&x, &weight, &geo, &mut implicit_y);
+        let mut implicit_dx = vec![0.0; dx.len()];
+        implicit::conv_transpose(&gy, &weight, &geo, &mut implicit_dx);
+        let implicit_dw = implicit::conv_weight(&x, &gy, &geo);
+        for (name, got, want) in
+            [("y", &y, &implicit_y), ("dx", &dx, &implicit_dx), ("dw", &dw, &implicit_dw)]
+        {
+            let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * largest, "{name}[{i}]: {a} vs {b}");
+            }
+        }
     }
 
     /// A 4 x 4 kernel over a 1 x 1 output (a generator's first transposed convolution):

@@ -4,28 +4,47 @@
 //! per task and call. Allocating them zeroed each time costs a `memset` of every byte,
 //! though the kernels overwrite every element they later read.
 //! A [`Scratch`] buffer comes from this thread's spares instead, holding whatever values it
-//! held before.
+//! held before. So do the column matrices of the im2col convolutions.
 
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
+use std::thread::LocalKey;
 
 thread_local! {
-    static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static SPARE_F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static SPARE_F64: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Spare buffers kept per thread.
+/// Spare buffers kept per thread and element type.
 const MAX_KEPT: usize = 8;
-/// Elements of the largest buffer kept (16 MiB): a rare huge one is freed, not held.
+/// Elements of the largest buffer kept (16 MiB of f32): a rare huge one is freed, not held.
 const MAX_KEPT_LEN: usize = 4 << 20;
 
-/// An f32 buffer whose values are unspecified: left from earlier use on this thread (or
-/// zero). For buffers a kernel writes in full before it reads them.
-pub(crate) struct Scratch(Vec<f32>);
+/// Element types with per-thread spare buffers.
+pub(crate) trait ScratchElement: Copy + Default + 'static {
+    fn spares() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>>;
+}
 
-impl Scratch {
+impl ScratchElement for f32 {
+    fn spares() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
+        &SPARE_F32
+    }
+}
+
+impl ScratchElement for f64 {
+    fn spares() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
+        &SPARE_F64
+    }
+}
+
+/// A buffer whose values are unspecified: left from earlier use on this thread (or
+/// zero). For buffers a kernel writes in full before it reads them.
+pub(crate) struct Scratch<T: ScratchElement = f32>(Vec<T>);
+
+impl<T: ScratchElement> Scratch<T> {
     /// A buffer of `len` elements.
-    pub fn new(len: usize) -> Scratch {
-        let spare = SPARE.with(|spare| {
+    pub fn new(len: usize) -> Scratch<T> {
+        let spare = T::spares().with(|spare| {
             let mut spare = spare.borrow_mut();
             // The first that is large enough, else the largest (grown below).
             let fits = spare.iter().position(|v| v.capacity() >= len);
@@ -34,7 +53,7 @@ impl Scratch {
         });
         let mut values = spare.unwrap_or_default();
         if values.len() < len {
-            values.resize(len, 0.0);
+            values.resize(len, T::default());
         } else {
             values.truncate(len);
         }
@@ -42,27 +61,27 @@ impl Scratch {
     }
 }
 
-impl Deref for Scratch {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
+impl<T: ScratchElement> Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
         &self.0
     }
 }
 
-impl DerefMut for Scratch {
-    fn deref_mut(&mut self) -> &mut [f32] {
+impl<T: ScratchElement> DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
         &mut self.0
     }
 }
 
-impl Drop for Scratch {
+impl<T: ScratchElement> Drop for Scratch<T> {
     fn drop(&mut self) {
         let values = std::mem::take(&mut self.0);
         if values.capacity() > MAX_KEPT_LEN {
             return;
         }
         // A thread being torn down has no spares left to keep it in.
-        let _ = SPARE.try_with(|spare| {
+        let _ = T::spares().try_with(|spare| {
             let mut spare = spare.borrow_mut();
             if spare.len() < MAX_KEPT {
                 spare.push(values);
@@ -77,16 +96,16 @@ mod tests {
 
     #[test]
     fn buffers_have_their_length_and_come_back() {
-        let first = Scratch::new(1000);
+        let first = Scratch::<f32>::new(1000);
         assert_eq!(first.len(), 1000);
         let at = first.as_ptr();
         drop(first);
         // The same allocation serves a request it can hold, at the requested length.
-        let again = Scratch::new(10);
+        let again = Scratch::<f32>::new(10);
         assert_eq!((again.len(), again.as_ptr()), (10, at));
         // A larger request grows the buffer: new elements are zero.
         drop(again);
-        let grown = Scratch::new(2000);
+        let grown = Scratch::<f32>::new(2000);
         assert_eq!(grown.len(), 2000);
         assert!(grown[1000..].iter().all(|&v| v == 0.0));
     }

@@ -127,8 +127,16 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
         && geo.c.is_multiple_of(lanes())
         && geo.o.is_multiple_of(lanes())
         && geo.n * geo.c * geo.o > 0
+        && N * N * geo.c * geo.o <= MAX_TRANSFORMED_KERNEL
         && saves_enough(geo.kh, geo.ho, geo.wo)
 }
+
+/// The largest transformed kernel (36 values per pair of channels: 4 times the weights of
+/// a 3 x 3 kernel) this path takes, 16 MB of f32. Every round of tiles streams all of it
+/// through its 36 products; a larger one comes from memory each round, and the weight
+/// gradient sums one per task: 512 channels in and out (38 MB) ran 2.5 to 10 times slower
+/// than the direct sum (docs/BENCHMARKS.md, eighteenth session).
+const MAX_TRANSFORMED_KERNEL: usize = 4 << 20;
 
 /// Whether tiles of an `r x r` kernel's `ho x wo` outputs take at most two thirds of the
 /// direct sum's multiplications. Cropped tiles waste theirs: a 2 x 2 output of a 3 x 3
