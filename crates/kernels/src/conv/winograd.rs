@@ -38,7 +38,8 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// returns the previous setting.
 ///
 /// It applies on CPUs with AVX-512 or AVX2 to 5 x 5 and 3 x 3 convolutions with stride 1,
-/// no dilation, one group, channel counts that are multiples of 16 (8 on AVX2) and outputs
+/// no dilation, one group, channel counts that are multiples of 16 (8 on AVX2), a
+/// transformed kernel of at most 16 MB (up to about 340 channels in and out), and outputs
 /// large enough that whole tiles save a third of the multiplications: their forward pass and weight
 /// gradient, and their input gradient when the padding is narrower than the kernel. Those
 /// run 1.2 to 2.3 times as fast (more with more channels), with about ten times the
