@@ -1,0 +1,74 @@
+//! 1 x 1 convolutions over every pixel (stride 1, no padding, one group) as plain matrix
+//! products on each image's planes.
+//!
+//! An image `[C, H, W]` is already a row-major `C x HW` matrix, and its output `O x HW`:
+//! the forward pass is `W x` per image, the input gradient `Wᵀ dy`, the weight gradient
+//! `Σ dy xᵀ`. The packing GEMM runs on the planes in place, without im2col's copies of the
+//! columns and of the result, and without the implicit kernels' reading of all the
+//! weights for every panel of pixels. Planes narrower than [`MIN_PIXELS`] leave the
+//! product too thin; those batch several images through the other forms.
+
+use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
+use crate::gemm::{Gemm, View, gemm_serial};
+
+/// Output pixels per image from which each image's planes make a product wide enough.
+const MIN_PIXELS: usize = 64;
+
+/// Whether `geo` takes this path.
+pub(super) fn applies(geo: &Geometry) -> bool {
+    geo.kh == 1
+        && geo.kw == 1
+        && geo.opts.stride == (1, 1)
+        && geo.opts.padding == (0, 0)
+        && geo.opts.groups == 1
+        && geo.ho * geo.wo >= MIN_PIXELS
+}
+
+/// `y[n] = w x[n]` for every image (`y` of `[N, O, HW]`).
+pub(super) fn conv<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
+    let (c, o, hw) = (geo.c, geo.o, geo.ho * geo.wo);
+    let w = View::row_major(&weight[..o * c], o, c);
+    let out = SharedMut(y.as_mut_ptr());
+    for_chunks(geo, Split::PerThread, |first, count| {
+        // SAFETY: this chunk's images are written by this task alone.
+        let y_chunk = unsafe { out.slice(first * o * hw, count * o * hw) };
+        for (i, y_img) in y_chunk.chunks_exact_mut(o * hw).enumerate() {
+            let img = first + i;
+            let x_img = View::row_major(&x[img * c * hw..(img + 1) * c * hw], c, hw);
+            gemm_serial(w, x_img, y_img, false);
+        }
+    });
+}
+
+/// `dx[n] = wᵀ dy[n]` for every image (`dx` of `[N, C, HW]`).
+pub(super) fn conv_transpose<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+    let (c, o, hw) = (geo.c, geo.o, geo.ho * geo.wo);
+    let w_t = View::row_major(&weight[..o * c], o, c).t();
+    let out = SharedMut(dx.as_mut_ptr());
+    for_chunks(geo, Split::PerThread, |first, count| {
+        // SAFETY: this chunk's images are written by this task alone.
+        let dx_chunk = unsafe { out.slice(first * c * hw, count * c * hw) };
+        for (i, dx_img) in dx_chunk.chunks_exact_mut(c * hw).enumerate() {
+            let img = first + i;
+            let gy_img = View::row_major(&gy[img * o * hw..(img + 1) * o * hw], o, hw);
+            gemm_serial(w_t, gy_img, dx_img, false);
+        }
+    });
+}
+
+/// `dw = Σ dy[n] x[n]ᵀ` (`[O, C]`), each task's images summed in order and the tasks' sums
+/// in image order: the same result at every thread count.
+pub(super) fn conv_weight<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
+    let (c, o, hw) = (geo.c, geo.o, geo.ho * geo.wo);
+    let partials = std::sync::Mutex::new(Vec::new());
+    for_chunks(geo, Split::Fixed, |first, count| {
+        let mut sum = vec![T::ZERO; o * c];
+        for (i, img) in (first..first + count).enumerate() {
+            let gy_img = View::row_major(&gy[img * o * hw..(img + 1) * o * hw], o, hw);
+            let x_img = View::row_major(&x[img * c * hw..(img + 1) * c * hw], c, hw);
+            gemm_serial(gy_img, x_img.t(), &mut sum, i > 0);
+        }
+        partials.lock().expect("no task panicked").push((first, sum));
+    });
+    sum_in_image_order(partials, o * c)
+}
