@@ -157,6 +157,7 @@ pub trait Float:
     + pool::MaxPool2x2
     + fast_math::Tanh
     + fast_math::Exp
+    + fast_math::Softplus
     + softmax::Softmax
 {
 }

@@ -94,8 +94,7 @@ pub(crate) fn sigmoid<T: Element>(x: T) -> T {
 /// `ln(1 + e^x)` without overflow: `max(x, 0) + ln(1 + e^-|x|)`.
 #[inline(always)]
 pub(crate) fn softplus<T: Element>(x: T) -> T {
-    let m = if x > T::ZERO { x } else { T::ZERO };
-    m + (-x.abs()).exp().ln_1p()
+    x.softplus_vectorisable()
 }
 
 #[track_caller]
