@@ -6,6 +6,7 @@
 
 use std::panic::Location;
 
+use tapegrad_tape::layout::numel;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record_with_tangent};
 
@@ -110,17 +111,36 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     let src = x.contiguous_storage();
     let storage = tapegrad_tape::map_storage!(&src, v => {
         let mut out = Vec::with_capacity(outer * idx.len() * inner);
-        for o in 0..outer {
-            for &i in &idx {
-                out.extend_from_slice(&v[(o * n + i) * inner..(o * n + i + 1) * inner]);
+        // Empty rows make no blocks (`chunks_exact` takes no zero).
+        let blocks = v.chunks_exact((n * inner).max(1)).take(if n * inner > 0 { outer } else { 0 });
+        for block in blocks {
+            if inner == 1 {
+                // Single elements: a gather, not a copy call per element.
+                out.extend(idx.iter().map(|&i| block[i]));
+            } else {
+                for &i in &idx {
+                    out.extend_from_slice(&block[i * inner..(i + 1) * inner]);
+                }
             }
         }
         out
     });
     let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
     let make_backward = || {
-        let (index, in_shape) = (index.clone(), x.shape().to_vec());
+        let (index, in_shape, idx) = (index.clone(), x.shape().to_vec(), idx.clone());
         Backward::new(move |ctx| {
+            if !tapegrad_tape::is_grad_enabled() {
+                // A plain backward: the rows added straight into zeros (index_add would
+                // first copy the zeros, which it must treat as a caller's tensor).
+                let g = ctx.grad().contiguous_storage();
+                let sum = tapegrad_tape::map_float_storage!(&g, g => {
+                    let mut sum = vec![0.0; numel(&in_shape)];
+                    add_rows(&mut sum, g, &idx, (outer, n, inner));
+                    sum
+                });
+                let layout = tapegrad_tape::layout::Layout::contiguous(&in_shape);
+                return smallvec![Some(Tensor::from_storage(sum, layout))];
+            }
             let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
             smallvec![Some(
                 index_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree")
@@ -130,6 +150,35 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     Ok(record_with_tangent("index_select", location, &[x], value, make_backward, |ctx| {
         ctx.map(|v| index_select(v, d as isize, index).expect("valid indices"))
     }))
+}
+
+/// Adds row `k` of each block of `src` (`[outer, idx.len(), inner]`) into row `idx[k]` of
+/// the same block of `dst` (`[outer, n, inner]`); repeated indices add up.
+fn add_rows<T: tapegrad_tape::Element>(
+    dst: &mut [T],
+    src: &[T],
+    idx: &[usize],
+    (outer, n, inner): (usize, usize, usize),
+) {
+    let rows = idx.len();
+    if n * inner == 0 || rows * inner == 0 {
+        return;
+    }
+    for (dst, src) in
+        dst.chunks_exact_mut(n * inner).zip(src.chunks_exact(rows * inner)).take(outer)
+    {
+        if inner == 1 {
+            for (&i, &v) in idx.iter().zip(src) {
+                dst[i] += v;
+            }
+            continue;
+        }
+        for (&i, s) in idx.iter().zip(src.chunks_exact(inner)) {
+            for (a, &b) in dst[i * inner..(i + 1) * inner].iter_mut().zip(s) {
+                *a += b;
+            }
+        }
+    }
 }
 
 /// `x` with `source`'s rows added at the rows `index` names along `dim` (repeats add up).
@@ -160,29 +209,12 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
     let n = shape[d];
     let mut storage = x.contiguous_storage();
     let src = source.contiguous_storage();
-    fn add<T: tapegrad_tape::Element>(
-        dst: &mut [T],
-        src: &[T],
-        idx: &[usize],
-        outer: usize,
-        n: usize,
-        inner: usize,
-    ) {
-        for o in 0..outer {
-            for (k, &i) in idx.iter().enumerate() {
-                let s = &src[(o * idx.len() + k) * inner..(o * idx.len() + k + 1) * inner];
-                for (a, &b) in dst[(o * n + i) * inner..(o * n + i + 1) * inner].iter_mut().zip(s) {
-                    *a += b;
-                }
-            }
-        }
-    }
     match &src {
         tapegrad_tape::Storage::F32(s) => {
-            add(storage.make_mut::<f32>().expect("f32"), s, &idx, outer, n, inner)
+            add_rows(storage.make_mut::<f32>().expect("f32"), s, &idx, (outer, n, inner))
         }
         tapegrad_tape::Storage::F64(s) => {
-            add(storage.make_mut::<f64>().expect("f64"), s, &idx, outer, n, inner)
+            add_rows(storage.make_mut::<f64>().expect("f64"), s, &idx, (outer, n, inner))
         }
         tapegrad_tape::Storage::I64(_) | tapegrad_tape::Storage::Bool(_) => {
             return Err(invalid_argument("index_add", "needs float tensors".into(), location));
@@ -232,8 +264,22 @@ fn gather_offsets(
     }
     // A zero-dimensional tensor indexes as one of size 1, as in PyTorch.
     let values = index_values(op, index, shape.get(d).copied().unwrap_or(1), location)?;
-    let strides = tapegrad_tape::layout::contiguous_strides(shape);
     let ishape = index.shape().to_vec();
+    if !shape.is_empty()
+        && ishape.iter().zip(shape).enumerate().all(|(k, (&i, &s))| k == d || i == s)
+    {
+        // The usual case, an index the tensor's shape outside `d`: element `(o, j, i)` of
+        // the index (`o` over the dimensions before `d`, `i` over those after) reads
+        // `(o, value, i)`.
+        let inner: usize = shape[d + 1..].iter().product();
+        let (n, m) = (shape[d], ishape[d]);
+        return Ok(values
+            .iter()
+            .enumerate()
+            .map(|(p, &v)| (p / (m * inner) * n + v) * inner + p % inner)
+            .collect());
+    }
+    let strides = tapegrad_tape::layout::contiguous_strides(shape);
     let mut coord = vec![0usize; ishape.len()];
     let mut offsets = Vec::with_capacity(values.len());
     for &v in &values {
@@ -263,8 +309,21 @@ pub(crate) fn gather(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
     let value =
         Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(index.shape()));
     let make_backward = || {
-        let (index, in_shape) = (index.clone(), x.shape().to_vec());
+        let (index, in_shape, offsets) = (index.clone(), x.shape().to_vec(), offsets.clone());
         Backward::new(move |ctx| {
+            if !tapegrad_tape::is_grad_enabled() {
+                // A plain backward: each value added at its offset into zeros.
+                let g = ctx.grad().contiguous_storage();
+                let sum = tapegrad_tape::map_float_storage!(&g, g => {
+                    let mut sum = vec![0.0; numel(&in_shape)];
+                    for (&o, &v) in offsets.iter().zip(g.iter()) {
+                        sum[o] += v;
+                    }
+                    sum
+                });
+                let layout = tapegrad_tape::layout::Layout::contiguous(&in_shape);
+                return smallvec![Some(Tensor::from_storage(sum, layout))];
+            }
             let zeros = Tensor::zeros_dtype(&in_shape, ctx.grad().dtype());
             smallvec![Some(
                 scatter_add(&zeros, d as isize, &index, ctx.grad()).expect("shapes agree")
