@@ -754,7 +754,7 @@ mod tests {
         for (n, c, h, w, o, k, padding) in cases {
             let opts = Conv2dOptions { padding, ..Default::default() };
             let geo = Geometry::new([n, c, h, w], [o, c, k, k], opts);
-            if !winograd::applies::<f32>(&geo) {
+            if !winograd::covers::<f32>(&geo) {
                 assert!(!crate::implicit_gemm::available(), "{geo:?}");
                 return;
             }
@@ -774,8 +774,8 @@ mod tests {
             assert!(error < 1e-5, "conv_weight {geo:?}: error {error:e} of the largest output");
 
             let transposed = padding.0 < k && padding.1 < k && winograd::saves_enough(k, h, w);
-            assert_eq!(winograd::applies_transpose::<f32>(&geo), transposed);
-            if winograd::applies_transpose::<f32>(&geo) {
+            assert_eq!(winograd::covers_transpose::<f32>(&geo), transposed);
+            if winograd::covers_transpose::<f32>(&geo) {
                 let mut dx = vec![0.0f32; x.len()];
                 assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
                 let error = relative_error(&dx, &conv_transpose(&gy64, &w64, &geo));
@@ -795,30 +795,32 @@ mod tests {
     fn winograd_declines_what_it_does_not_cover() {
         let geo = Geometry::new;
         let plain = Conv2dOptions::default();
-        let covered = geo([2, 16, 8, 8], [16, 16, 5, 5], plain);
+        let covered = geo([16, 16, 8, 8], [16, 16, 5, 5], plain);
         if !winograd::applies::<f32>(&covered) {
             return;
         }
         assert!(!winograd::applies::<f64>(&covered));
         let declined = [
-            geo([2, 16, 8, 8], [16, 16, 7, 7], plain),
-            geo([2, 16, 8, 8], [16, 16, 1, 1], plain),
-            geo([2, 16, 8, 8], [16, 16, 3, 5], plain),
-            geo([2, 16, 8, 8], [16, 16, 5, 5], Conv2dOptions { stride: (2, 2), ..plain }),
-            geo([2, 16, 12, 12], [16, 16, 5, 5], Conv2dOptions { dilation: (2, 1), ..plain }),
-            geo([2, 32, 8, 8], [32, 16, 5, 5], Conv2dOptions { groups: 2, ..plain }),
+            geo([16, 16, 8, 8], [16, 16, 7, 7], plain),
+            geo([16, 16, 8, 8], [16, 16, 1, 1], plain),
+            geo([16, 16, 8, 8], [16, 16, 3, 5], plain),
+            geo([16, 16, 8, 8], [16, 16, 5, 5], Conv2dOptions { stride: (2, 2), ..plain }),
+            geo([16, 16, 12, 12], [16, 16, 5, 5], Conv2dOptions { dilation: (2, 1), ..plain }),
+            geo([16, 32, 8, 8], [32, 16, 5, 5], Conv2dOptions { groups: 2, ..plain }),
             // Channel counts that are not whole vectors (of 16 or 8 lanes).
-            geo([2, 12, 8, 8], [16, 12, 5, 5], plain),
-            geo([2, 16, 8, 8], [20, 16, 5, 5], plain),
-            geo([2, 0, 8, 8], [16, 0, 5, 5], plain),
-            geo([2, 16, 8, 8], [0, 16, 5, 5], plain),
+            geo([16, 12, 8, 8], [16, 12, 5, 5], plain),
+            geo([16, 16, 8, 8], [20, 16, 5, 5], plain),
+            geo([16, 0, 8, 8], [16, 0, 5, 5], plain),
+            geo([16, 16, 8, 8], [0, 16, 5, 5], plain),
             geo([0, 16, 8, 8], [16, 16, 5, 5], plain),
             // One 4 x 4 tile for a 2 x 2 output, one 2 x 2 tile for a 1 x 8 one: no fewer
             // multiplications.
-            geo([2, 16, 2, 2], [16, 16, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
-            geo([2, 16, 5, 12], [16, 16, 5, 5], plain),
+            geo([16, 16, 2, 2], [16, 16, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
+            geo([16, 16, 5, 12], [16, 16, 5, 5], plain),
             // A transformed kernel of 36 x 512 x 512 values (38 MB).
-            geo([1, 512, 8, 8], [512, 512, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
+            geo([16, 512, 8, 8], [512, 512, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
+            // Too few tiles over the batch: 2 images of 2 x 2 tiles.
+            geo([2, 16, 8, 8], [16, 16, 5, 5], plain),
         ];
         for g in declined {
             assert!(!winograd::applies::<f32>(&g), "{g:?}");
@@ -832,8 +834,10 @@ mod tests {
     fn winograd_leaves_non_finite_inputs_to_the_direct_sum() {
         for k in [5, 3] {
             let opts = Conv2dOptions { padding: (k / 2, k / 2), ..Default::default() };
-            let geo = Geometry::new([1, 16, 8, 8], [16, 16, k, k], opts);
+            // 32 x 32: enough tiles in one image for Winograd to apply.
+            let geo = Geometry::new([1, 16, 32, 32], [16, 16, k, k], opts);
             if !winograd::applies::<f32>(&geo) {
+                assert!(!crate::implicit_gemm::available(), "{geo:?}");
                 return;
             }
             let weight = uniform(5, 16 * 16 * k * k);
@@ -843,12 +847,14 @@ mod tests {
 
     fn check_non_finite_fallback(geo: &Geometry, weight: &[f32]) {
         let geo = *geo;
+        // One image of 16 channels of 32 x 32 in and out.
+        assert_eq!((geo.n, geo.c, geo.o, geo.h * geo.w, geo.ho * geo.wo), (1, 16, 16, 1024, 1024));
         for bad in [f32::INFINITY, f32::NAN] {
-            let mut x = uniform(4, 16 * 64);
-            x[3 * 64 + 2 * 8 + 5] = bad;
-            let mut y = vec![0.0f32; 16 * 64];
+            let mut x = uniform(4, 16 * 1024);
+            x[3 * 1024 + 2 * 32 + 5] = bad;
+            let mut y = vec![0.0f32; 16 * 1024];
             assert!(!winograd::conv(&x, weight, &geo, &mut y));
-            let mut direct = vec![0.0f32; 16 * 64];
+            let mut direct = vec![0.0f32; 16 * 1024];
             implicit::conv(&x, weight, &geo, &mut direct);
             let got = conv(&x, weight, &geo);
             let same = |g: &f32, d: &f32| g.to_bits() == d.to_bits() || (g.is_nan() && d.is_nan());
@@ -856,17 +862,17 @@ mod tests {
                 assert!(same(g, d), "{g} vs direct {d}");
             }
             // The input gradient, with the bad value in the output gradient.
-            let mut gy = uniform(6, 16 * 64);
-            gy[5 * 64 + 7] = bad;
-            let mut dx = vec![0.0f32; 16 * 64];
+            let mut gy = uniform(6, 16 * 1024);
+            gy[5 * 1024 + 7] = bad;
+            let mut dx = vec![0.0f32; 16 * 1024];
             assert!(!winograd::conv_transpose(&gy, weight, &geo, &mut dx));
-            let mut direct = vec![0.0f32; 16 * 64];
+            let mut direct = vec![0.0f32; 16 * 1024];
             implicit::conv_transpose(&gy, weight, &geo, &mut direct);
             for (g, d) in conv_transpose(&gy, weight, &geo).iter().zip(&direct) {
                 assert!(same(g, d), "input gradient {g} vs direct {d}");
             }
             // The weight gradient reads the same input.
-            let gy = uniform(6, 16 * 64);
+            let gy = uniform(6, 16 * 1024);
             assert!(winograd::conv_weight(&x, &gy, &geo).is_none());
             let direct = implicit::conv_weight(&x, &gy, &geo);
             for (g, d) in conv_weight(&x, &gy, &geo).iter().zip(&direct) {
@@ -875,12 +881,12 @@ mod tests {
         }
         // A finite input large enough to overflow inside the input transform (which scales
         // values by up to 6.25) but not in the direct sum: the direct sum's finite outputs.
-        let mut x = uniform(4, 16 * 64);
-        x[3 * 64 + 2 * 8 + 5] = 3e38;
+        let mut x = uniform(4, 16 * 1024);
+        x[3 * 1024 + 2 * 32 + 5] = 3e38;
         let small: Vec<f32> = weight.iter().map(|w| w * 1e-3).collect();
-        let mut y = vec![0.0f32; 16 * 64];
+        let mut y = vec![0.0f32; 16 * 1024];
         assert!(!winograd::conv(&x, &small, &geo, &mut y));
-        let mut direct = vec![0.0f32; 16 * 64];
+        let mut direct = vec![0.0f32; 16 * 1024];
         implicit::conv(&x, &small, &geo, &mut direct);
         assert!(direct.iter().all(|v| v.is_finite()));
         assert_eq!(conv(&x, &small, &geo), direct);

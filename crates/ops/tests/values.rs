@@ -255,9 +255,10 @@ fn f32_convolutions_stay_close_to_f64_with_and_without_winograd() {
     use tapegrad_ops::set_winograd_enabled;
     tapegrad_tape::manual_seed(3);
     for k in [5, 3] {
-        let x64 = Tensor::randn_dtype(&[2, 16, 9, 9], DType::F64).relu();
+        // Eight images: enough tiles for Winograd to apply.
+        let x64 = Tensor::randn_dtype(&[8, 16, 9, 9], DType::F64).relu();
         let w64 = Tensor::randn_dtype(&[32, 16, k, k], DType::F64) * 0.07;
-        let gy64 = Tensor::randn_dtype(&[2, 32, 9, 9], DType::F64);
+        let gy64 = Tensor::randn_dtype(&[8, 32, 9, 9], DType::F64);
         let opts = tapegrad_ops::ConvOptions::default().padding(k / 2);
         let run = |x: &Tensor, w: &Tensor, gy: &Tensor| {
             let (x, w) = (x.detach().requires_grad(), w.detach().requires_grad());

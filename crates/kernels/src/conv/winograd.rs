@@ -39,8 +39,9 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 ///
 /// It applies on CPUs with AVX-512 or AVX2 to 5 x 5 and 3 x 3 convolutions with stride 1,
 /// no dilation, one group, channel counts that are multiples of 16 (8 on AVX2), a
-/// transformed kernel of at most 16 MB (up to about 340 channels in and out), and outputs
-/// large enough that whole tiles save a third of the multiplications: their forward pass and weight
+/// transformed kernel of at most 28 MB (up to about 450 channels in and out), at least 64
+/// tiles over the batch, and outputs large enough that whole tiles save a third of the
+/// multiplications: their forward pass and weight
 /// gradient, and their input gradient when the padding is narrower than the kernel. Those
 /// run 1.2 to 2.3 times as fast (more with more channels), with about ten times the
 /// rounding error of the direct sum: around 1e-6 of the largest output (2e-6 for the
@@ -117,6 +118,18 @@ fn g(r: usize, i: usize, j: usize) -> f64 {
 
 /// Whether `conv` may take this path for elements `T` (see the module comment).
 pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
+    covers::<T>(geo) && enough_tiles(geo)
+}
+
+/// Whether the tiles over all of `geo`'s images repay the transforms ([`MIN_TILES`]).
+fn enough_tiles(geo: &Geometry) -> bool {
+    let m = N + 1 - geo.kh;
+    geo.n * geo.ho.div_ceil(m) * geo.wo.div_ceil(m) >= MIN_TILES
+}
+
+/// Whether this path can compute `geo`'s convolution for elements `T` and saves work on
+/// each image (as [`applies`], whatever the number of images).
+pub(super) fn covers<T: 'static>(geo: &Geometry) -> bool {
     TypeId::of::<T>() == TypeId::of::<f32>()
         && winograd_enabled()
         && geo.opts.stride == (1, 1)
@@ -133,11 +146,17 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
 }
 
 /// The largest transformed kernel (36 values per pair of channels: 4 times the weights of
-/// a 3 x 3 kernel) this path takes, 16 MB of f32. Every round of tiles streams all of it
-/// through its 36 products; a larger one comes from memory each round, and the weight
-/// gradient sums one per task: 512 channels in and out (38 MB) ran 2.5 to 10 times slower
-/// than the direct sum (docs/BENCHMARKS.md, eighteenth session).
-const MAX_TRANSFORMED_KERNEL: usize = 4 << 20;
+/// a 3 x 3 kernel) this path takes, 28 MB of f32, below glibc's largest mmap threshold (32
+/// MB): a larger buffer is mapped afresh at every call and faults in page by page, and the
+/// weight gradient's (one per task) twice. 512 channels in and out (38 MB) ran 2.5 to 10
+/// times slower than the direct sum; 256 in and 512 out (19 MB) 1.7 times as fast
+/// (docs/BENCHMARKS.md, eighteenth session).
+const MAX_TRANSFORMED_KERNEL: usize = 7 << 20;
+
+/// Tiles over all the images below which the transforms (the kernel's above all) cost
+/// more than the multiplications saved: 32 tiles (a 4 x 4 output, batch 32, 256 channels)
+/// ran 1.3-1.7 times slower than the direct sum, 128 tiles 1.3 times as fast.
+const MIN_TILES: usize = 64;
 
 /// Whether tiles of an `r x r` kernel's `ho x wo` outputs take at most two thirds of the
 /// direct sum's multiplications. Cropped tiles waste theirs: a 2 x 2 output of a 3 x 3
@@ -151,7 +170,13 @@ pub(super) fn saves_enough(r: usize, ho: usize, wo: usize) -> bool {
 /// Whether `conv_transpose` may take this path: as [`applies`], with padding narrower than
 /// the kernel (the input gradient is then a correlation padded by `r - 1 - padding`).
 pub(super) fn applies_transpose<T: 'static>(geo: &Geometry) -> bool {
-    applies::<T>(geo)
+    covers_transpose::<T>(geo) && enough_tiles(geo)
+}
+
+/// [`covers`] for `conv_transpose` (as [`applies_transpose`], whatever the number of
+/// images).
+pub(super) fn covers_transpose<T: 'static>(geo: &Geometry) -> bool {
+    covers::<T>(geo)
         && geo.opts.padding.0 < geo.kh
         && geo.opts.padding.1 < geo.kw
         && saves_enough(geo.kh, geo.h, geo.w)
