@@ -423,6 +423,8 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
         let mut col = Columns::new::<T>(k * cols);
         let col = col.as_mut::<T>();
+        let mut yg = Columns::new::<T>(og * cols);
+        let yg = yg.as_mut::<T>();
         // SAFETY: this chunk's images are written by this task alone.
         let y_chunk = unsafe { out.slice(first * out_img, count * out_img) };
         for g in 0..geo.opts.groups {
@@ -437,8 +439,6 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
                 );
             }
             let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-            let mut yg = Columns::new::<T>(og * cols);
-            let yg = yg.as_mut::<T>();
             gemm_serial(wg, View::row_major(col, k, cols), yg, false);
             for oc in 0..og {
                 for i in 0..count {
@@ -487,8 +487,7 @@ pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -
 
 /// Weights (elements) from which the im2col form, whose packing GEMM blocks them for the
 /// caches, replaces the implicit kernels, which read them whole for every block of pixels:
-/// 4 MB of f32 (a 3 x 3 layer of 512 channels, a 1 x 1 layer from 512 to 2048 channels ran
-/// 1.2 to 2 times as fast through im2col; at a quarter of that the two forms were even;
+/// 4 MB of f32, a 3 x 3 layer of 512 channels (set between the layers measured in
 /// docs/BENCHMARKS.md, eighteenth session).
 const IMPLICIT_MAX_WEIGHTS: usize = 1 << 20;
 

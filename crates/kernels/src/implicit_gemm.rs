@@ -262,9 +262,9 @@ const PACKED_BYTES_PER_PASS: usize = 256 << 10;
 
 /// Rows of C (a multiple of the block of `rows`) computed across all of its columns before
 /// the next rows start. A packed A larger than [`PACKED_BYTES_PER_PASS`] (the weights of a
-/// wide layer: a 512-to-2048-channel 1 x 1 convolution holds 4 MB) would otherwise be
-/// streamed from memory once per panel of 48 columns; a gathered A (image windows) is read
-/// in place and keeps one pass.
+/// layer of a few hundred channels, up to the 4 MB from which convolutions take im2col)
+/// would otherwise be streamed from memory once per panel of 48 columns; a gathered A
+/// (image windows) is read in place and keeps one pass.
 fn rows_per_pass<T>(ops: &Operands<'_, T>, rows: usize, bytes: usize) -> usize {
     let k = ops.b_rows.len();
     match ops.lhs {

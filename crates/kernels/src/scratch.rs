@@ -17,8 +17,8 @@ thread_local! {
 
 /// Spare buffers kept per thread and element type.
 const MAX_KEPT: usize = 8;
-/// Elements of the largest buffer kept (16 MiB of f32): a rare huge one is freed, not held.
-const MAX_KEPT_LEN: usize = 4 << 20;
+/// Bytes of the largest buffer kept (16 MiB): a rare huge one is freed, not held.
+const MAX_KEPT_BYTES: usize = 16 << 20;
 
 /// Element types with per-thread spare buffers.
 pub(crate) trait ScratchElement: Copy + Default + 'static {
@@ -77,7 +77,7 @@ impl<T: ScratchElement> DerefMut for Scratch<T> {
 impl<T: ScratchElement> Drop for Scratch<T> {
     fn drop(&mut self) {
         let values = std::mem::take(&mut self.0);
-        if values.capacity() > MAX_KEPT_LEN {
+        if values.capacity() > MAX_KEPT_BYTES / std::mem::size_of::<T>() {
             return;
         }
         // A thread being torn down has no spares left to keep it in.

@@ -111,15 +111,16 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     let src = x.contiguous_storage();
     let storage = tapegrad_tape::map_storage!(&src, v => {
         let mut out = Vec::with_capacity(outer * idx.len() * inner);
-        // Empty rows make no blocks (`chunks_exact` takes no zero).
-        let blocks = v.chunks_exact((n * inner).max(1)).take(if n * inner > 0 { outer } else { 0 });
-        for block in blocks {
-            if inner == 1 {
-                // Single elements: a gather, not a copy call per element.
-                out.extend(idx.iter().map(|&i| block[i]));
-            } else {
-                for &i in &idx {
-                    out.extend_from_slice(&block[i * inner..(i + 1) * inner]);
+        // Empty blocks hold nothing to select (and `chunks_exact` takes no zero).
+        if n * inner > 0 {
+            for block in v.chunks_exact(n * inner).take(outer) {
+                if inner == 1 {
+                    // Single elements: a gather, not a copy call per element.
+                    out.extend(idx.iter().map(|&i| block[i]));
+                } else {
+                    for &i in &idx {
+                        out.extend_from_slice(&block[i * inner..(i + 1) * inner]);
+                    }
                 }
             }
         }
@@ -135,7 +136,7 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
                 let g = ctx.grad().contiguous_storage();
                 let sum = tapegrad_tape::map_float_storage!(&g, g => {
                     let mut sum = vec![0.0; numel(&in_shape)];
-                    add_rows(&mut sum, g, &idx, (outer, n, inner));
+                    add_rows(&mut sum, g, &idx, (n, inner));
                     sum
                 });
                 let layout = tapegrad_tape::layout::Layout::contiguous(&in_shape);
@@ -152,21 +153,19 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     }))
 }
 
-/// Adds row `k` of each block of `src` (`[outer, idx.len(), inner]`) into row `idx[k]` of
-/// the same block of `dst` (`[outer, n, inner]`); repeated indices add up.
+/// Adds row `k` of each block of `src` (blocks of `idx.len()` rows of `inner`) into row
+/// `idx[k]` of the same block of `dst` (blocks of `n` rows); repeated indices add up.
 fn add_rows<T: tapegrad_tape::Element>(
     dst: &mut [T],
     src: &[T],
     idx: &[usize],
-    (outer, n, inner): (usize, usize, usize),
+    (n, inner): (usize, usize),
 ) {
     let rows = idx.len();
     if n * inner == 0 || rows * inner == 0 {
         return;
     }
-    for (dst, src) in
-        dst.chunks_exact_mut(n * inner).zip(src.chunks_exact(rows * inner)).take(outer)
-    {
+    for (dst, src) in dst.chunks_exact_mut(n * inner).zip(src.chunks_exact(rows * inner)) {
         if inner == 1 {
             for (&i, &v) in idx.iter().zip(src) {
                 dst[i] += v;
@@ -205,16 +204,15 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
     }
     let shape = x.shape().to_vec();
     let inner: usize = shape[d + 1..].iter().product();
-    let outer: usize = shape[..d].iter().product();
     let n = shape[d];
     let mut storage = x.contiguous_storage();
     let src = source.contiguous_storage();
     match &src {
         tapegrad_tape::Storage::F32(s) => {
-            add_rows(storage.make_mut::<f32>().expect("f32"), s, &idx, (outer, n, inner))
+            add_rows(storage.make_mut::<f32>().expect("f32"), s, &idx, (n, inner))
         }
         tapegrad_tape::Storage::F64(s) => {
-            add_rows(storage.make_mut::<f64>().expect("f64"), s, &idx, (outer, n, inner))
+            add_rows(storage.make_mut::<f64>().expect("f64"), s, &idx, (n, inner))
         }
         tapegrad_tape::Storage::I64(_) | tapegrad_tape::Storage::Bool(_) => {
             return Err(invalid_argument("index_add", "needs float tensors".into(), location));

@@ -194,9 +194,9 @@ pub(crate) fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<
     {
         try_numel(op, shape, location)?;
     }
-    if output == (1, 1) {
-        // Global average pooling (a classifier's head): one mean per plane, a third faster
-        // than the two products below.
+    if output == (1, 1) && h * w > 0 {
+        // Global average pooling (a classifier's head): one mean per plane rather than the
+        // two products below.
         let [n, c] = [x.shape()[0], x.shape()[1]];
         let planes = crate::shape::reshape_to(x, &[n, c, h * w]);
         let means = crate::reduce::mean_dim(&planes, 2, true)?;

@@ -312,6 +312,7 @@ pub(crate) fn max_dim(
     let out_shape = reduced_shape(shape, d, keepdim);
     let kept = reduced_shape(shape, d, true);
     let values = Tensor::from_storage(values, Layout::contiguous(&out_shape));
+    let chosen = positions.clone();
     let positions = Tensor::from_vec(positions, &out_shape);
     let di = d as isize;
     let values = record_with_tangent(
@@ -320,11 +321,25 @@ pub(crate) fn max_dim(
         &[x],
         values,
         || {
-            let (kept, in_shape) = (kept.clone(), shape.to_vec());
+            let (kept, in_shape, chosen) = (kept.clone(), shape.to_vec(), chosen.clone());
             let at = crate::shape::reshape_to(&positions, &kept);
             // All of the gradient to the chosen element, 0 elsewhere: added into zeros, not
             // multiplied by a mask, so an infinite gradient leaves the others at 0.
             Backward::new(move |ctx| {
+                if !tapegrad_tape::is_grad_enabled() {
+                    // A plain backward: each value written at its chosen element.
+                    let (_, n, inner) = sizes;
+                    let g = ctx.grad().contiguous_storage();
+                    let grad = map_float_storage!(&g, g => {
+                        let mut grad = vec![0.0; tapegrad_tape::layout::numel(&in_shape)];
+                        for (p, (&at, &v)) in chosen.iter().zip(g.iter()).enumerate() {
+                            grad[(p / inner * n + at as usize) * inner + p % inner] = v;
+                        }
+                        grad
+                    });
+                    let layout = Layout::contiguous(&in_shape);
+                    return smallvec![Some(Tensor::from_storage(grad, layout))];
+                }
                 let g = crate::shape::reshape_to(ctx.grad(), &kept);
                 let zeros = Tensor::zeros_dtype(&in_shape, g.dtype());
                 smallvec![Some(

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::panic::Location;
 use std::sync::{Mutex, PoisonError};
 
-use rand::{Rng, RngExt, TryRng};
+use rand::{RngExt, TryRng};
 
 use crate::error::{Error, Result, or_panic};
 use crate::{DType, Storage, Tensor, layout::Layout, layout::try_numel, tensor::with_capacity};
@@ -277,17 +277,10 @@ pub fn with_generator<R>(f: impl FnOnce(&mut Generator) -> R) -> R {
     })
 }
 
-/// One standard normal sample (Box-Muller on two uniforms; the second value is discarded
-/// so that each sample costs a fixed amount of the stream).
-fn normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
-    let u1: f64 = 1.0 - rng.random::<f64>(); // in (0, 1]: ln(u1) is finite
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-/// `n` standard normal samples, handed to `take` a block at a time: the same draws, in the
-/// same order, as [`normal`] one sample after another (two uniforms each), with the
-/// logarithms and cosines computed a block at a time in vector instructions.
+/// `n` standard normal samples, handed to `take` a block at a time: Box-Muller's cosine
+/// half on two uniforms per sample, drawn in order (so each sample costs a fixed amount
+/// of the stream), the logarithms and cosines computed a block at a time in vector
+/// instructions.
 fn normal_blocks(n: usize, mut take: impl FnMut(&[f64])) {
     const BLOCK: usize = 4096;
     let size = BLOCK.min(n);
@@ -305,6 +298,19 @@ fn normal_blocks(n: usize, mut take: impl FnMut(&[f64])) {
     });
 }
 
+/// Panics unless `dtype` is F32 or F64: random sampling fills float tensors only.
+fn ensure_float_dtype(op: &'static str, dtype: DType, location: &'static Location<'static>) {
+    if dtype != DType::F32 && dtype != DType::F64 {
+        or_panic(Err(Error::InvalidArgument {
+            op,
+            message: format!(
+                "random sampling needs a float dtype (float32 or float64), got {dtype}"
+            ),
+            location,
+        }))
+    }
+}
+
 #[track_caller]
 fn sample(
     op: &'static str,
@@ -313,13 +319,7 @@ fn sample(
     draw: impl Fn(&mut Generator) -> f64,
 ) -> Tensor {
     let location = Location::caller();
-    if dtype == DType::I64 {
-        or_panic(Err(Error::InvalidArgument {
-            op,
-            message: "random sampling needs a float dtype (F32 or F64), got I64".into(),
-            location,
-        }))
-    }
+    ensure_float_dtype(op, dtype, location);
     let n = or_panic(try_numel(op, shape, location));
     let storage = match dtype {
         DType::F32 => {
@@ -358,10 +358,7 @@ impl Tensor {
     #[track_caller]
     pub fn randn_dtype(shape: &[usize], dtype: DType) -> Tensor {
         let location = Location::caller();
-        if dtype != DType::F32 && dtype != DType::F64 {
-            // The float check and its message.
-            return sample("randn", shape, dtype, normal);
-        }
+        ensure_float_dtype("randn", dtype, location);
         let n = or_panic(try_numel("randn", shape, location));
         let storage = if dtype == DType::F32 {
             let mut values = or_panic(with_capacity("randn", n, location));
@@ -458,8 +455,8 @@ impl Tensor {
 
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
     use rand::rngs::Xoshiro256PlusPlus;
+    use rand::{Rng, SeedableRng};
 
     use super::*;
 
@@ -491,6 +488,17 @@ mod tests {
         assert_eq!(Tensor::randint(5, 6, &[3]).to_vec::<i64>(), vec![5, 5, 5]);
         let message = Tensor::try_randint(2, 1, &[1]).unwrap_err().to_string();
         assert!(message.contains("randint") && message.contains("[2, 1)"), "{message}");
+    }
+
+    #[test]
+    fn sampling_other_dtypes_is_a_clear_error() {
+        for dtype in [DType::I64, DType::Bool] {
+            let panic = std::panic::catch_unwind(|| Tensor::randn_dtype(&[2], dtype))
+                .expect_err("only float tensors are sampled");
+            let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(message.contains("randn") && message.contains(&dtype.to_string()), "{message}");
+            assert!(std::panic::catch_unwind(|| Tensor::rand_dtype(&[2], dtype)).is_err());
+        }
     }
 
     /// The jump is a power of the step's linear map, so it commutes with a step; and the

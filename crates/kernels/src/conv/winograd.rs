@@ -148,14 +148,13 @@ pub(super) fn covers<T: 'static>(geo: &Geometry) -> bool {
 /// The largest transformed kernel (36 values per pair of channels: 4 times the weights of
 /// a 3 x 3 kernel) this path takes, 28 MB of f32, below glibc's largest mmap threshold (32
 /// MB): a larger buffer is mapped afresh at every call and faults in page by page, and the
-/// weight gradient's (one per task) twice. 512 channels in and out (38 MB) ran 2.5 to 10
-/// times slower than the direct sum; 256 in and 512 out (19 MB) 1.7 times as fast
-/// (docs/BENCHMARKS.md, eighteenth session).
+/// weight gradient's (one per task) twice (measured in docs/BENCHMARKS.md, eighteenth
+/// session).
 const MAX_TRANSFORMED_KERNEL: usize = 7 << 20;
 
 /// Tiles over all the images below which the transforms (the kernel's above all) cost
-/// more than the multiplications saved: 32 tiles (a 4 x 4 output, batch 32, 256 channels)
-/// ran 1.3-1.7 times slower than the direct sum, 128 tiles 1.3 times as fast.
+/// more than the multiplications saved (set between the batches measured in
+/// docs/BENCHMARKS.md, eighteenth session).
 const MIN_TILES: usize = 64;
 
 /// Whether tiles of an `r x r` kernel's `ho x wo` outputs take at most two thirds of the

@@ -1,6 +1,6 @@
 //! Standard normal samples from uniform ones, many at a time: Box-Muller's cosine half,
 //! `z = sqrt(-2 ln u1) cos(2π u2)`. The logarithm and the cosine are polynomials here,
-//! which vectorise; libm's are calls, one value at a time, and were 85% of `randn`.
+//! which vectorise; libm's are calls, one value at a time.
 
 use crate::simd::{WidestLoop, run_widest};
 
