@@ -299,6 +299,7 @@ fn normal_blocks(n: usize, mut take: impl FnMut(&[f64])) {
 }
 
 /// Panics unless `dtype` is F32 or F64: random sampling fills float tensors only.
+#[track_caller]
 fn ensure_float_dtype(op: &'static str, dtype: DType, location: &'static Location<'static>) {
     if dtype != DType::F32 && dtype != DType::F64 {
         or_panic(Err(Error::InvalidArgument {
