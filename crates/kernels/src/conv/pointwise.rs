@@ -26,32 +26,28 @@ pub(super) fn applies(geo: &Geometry) -> bool {
 
 /// `y[n] = w x[n]` for every image (`y` of `[N, O, HW]`).
 pub(super) fn conv<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
-    let (c, o, hw) = (geo.c, geo.o, geo.ho * geo.wo);
-    let w = View::row_major(&weight[..o * c], o, c);
-    let out = SharedMut(y.as_mut_ptr());
-    for_chunks(geo, Split::PerThread, |first, count| {
-        // SAFETY: this chunk's images are written by this task alone.
-        let y_chunk = unsafe { out.slice(first * o * hw, count * o * hw) };
-        for (i, y_img) in y_chunk.chunks_exact_mut(o * hw).enumerate() {
-            let img = first + i;
-            let x_img = View::row_major(&x[img * c * hw..(img + 1) * c * hw], c, hw);
-            gemm_serial(w, x_img, y_img, false);
-        }
-    });
+    let w = View::row_major(&weight[..geo.o * geo.c], geo.o, geo.c);
+    each_image(w, x, y, geo);
 }
 
 /// `dx[n] = wᵀ dy[n]` for every image (`dx` of `[N, C, HW]`).
 pub(super) fn conv_transpose<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
-    let (c, o, hw) = (geo.c, geo.o, geo.ho * geo.wo);
-    let w_t = View::row_major(&weight[..o * c], o, c).t();
-    let out = SharedMut(dx.as_mut_ptr());
+    let w_t = View::row_major(&weight[..geo.o * geo.c], geo.o, geo.c).t();
+    each_image(w_t, gy, dx, geo);
+}
+
+/// `out[n] = a src[n]` for every image, where `src[n]` is a `a.cols x HW` matrix and
+/// `out[n]` an `a.rows x HW` one, images shared among threads.
+fn each_image<T: Gemm>(a: View<'_, T>, src: &[T], out: &mut [T], geo: &Geometry) {
+    let (hw, rows, cols) = (geo.ho * geo.wo, a.rows, a.cols);
+    let shared = SharedMut(out.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         // SAFETY: this chunk's images are written by this task alone.
-        let dx_chunk = unsafe { out.slice(first * c * hw, count * c * hw) };
-        for (i, dx_img) in dx_chunk.chunks_exact_mut(c * hw).enumerate() {
+        let chunk = unsafe { shared.slice(first * rows * hw, count * rows * hw) };
+        for (i, out_img) in chunk.chunks_exact_mut(rows * hw).enumerate() {
             let img = first + i;
-            let gy_img = View::row_major(&gy[img * o * hw..(img + 1) * o * hw], o, hw);
-            gemm_serial(w_t, gy_img, dx_img, false);
+            let src_img = View::row_major(&src[img * cols * hw..(img + 1) * cols * hw], cols, hw);
+            gemm_serial(a, src_img, out_img, false);
         }
     });
 }
