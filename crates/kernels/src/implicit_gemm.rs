@@ -426,7 +426,7 @@ macro_rules! vector_kernel {
             ) {
                 use crate::vectors::$ops as v;
                 let last = v::tail_mask(width - (V - 1) * v::LANES);
-                let all = v::tail_mask(v::LANES);
+                let full = width == V * v::LANES;
                 let (b, cp) = (ops.b.as_ptr(), c.as_mut_ptr());
                 let mut i0 = first;
                 while i0 < end {
@@ -494,16 +494,25 @@ macro_rules! vector_kernel {
                     }
                     for (r, acc) in acc.iter().enumerate().take(rows) {
                         for (k, &sum) in acc.iter().enumerate() {
-                            let mask = if k + 1 == V { last } else { all };
                             // SAFETY: row i0 + r < m and columns below j0 + width <= n
                             // lie inside C, as implicit_gemm checked.
                             unsafe {
                                 let p = cp.add((i0 + r) * ldc + j0 + k * v::LANES);
                                 let mut value = sum;
-                                if accumulate {
-                                    value = v::add(value, v::load_masked(p, mask));
+                                // AVX2's masked loads and stores are many times slower
+                                // than plain ones on AMD cores: only a partial vector
+                                // takes them.
+                                if k + 1 < V || full {
+                                    if accumulate {
+                                        value = v::add(value, v::load(p));
+                                    }
+                                    v::store(p, value);
+                                } else {
+                                    if accumulate {
+                                        value = v::add(value, v::load_masked(p, last));
+                                    }
+                                    v::store_masked(p, last, value);
                                 }
-                                v::store_masked(p, mask, value);
                             }
                         }
                     }
