@@ -1,12 +1,16 @@
-//! GEMM on strided views: f32 through this crate's own blocked kernel on CPUs with AVX-512
-//! (`avx512`), everything else through `matrixmultiply` (or, with the `gemm` feature, every
-//! product through the `gemm` crate); split across rayon's threads only when the product is
-//! large enough to pay for it.
+//! GEMM on strided views: f32 through this crate's own blocked product (`blocked`) with an
+//! AVX-512 or AVX2 register tile (`avx512`, `avx2`), everything else through
+//! `matrixmultiply` (or, with the `gemm` feature, every product through the `gemm` crate);
+//! split across rayon's threads only when the product is large enough to pay for it.
 
 use rayon::prelude::*;
 
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+mod avx2;
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
 mod avx512;
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+mod blocked;
 
 /// Multiply-adds below this count run on the calling thread: a sleeping worker takes longer
 /// to wake than the rest of the product.
@@ -83,8 +87,8 @@ impl<'a, T> View<'a, T> {
     }
 }
 
-/// The GEMM kernels for one element type: this crate's own for f32 on CPUs with AVX-512,
-/// otherwise `matrixmultiply`'s (or, with the `gemm` feature, the `gemm` crate's). Callers
+/// The GEMM kernels for one element type: this crate's own for f32 on CPUs with AVX-512 or
+/// AVX2, otherwise `matrixmultiply`'s (or, with the `gemm` feature, the `gemm` crate's). Callers
 /// use [`gemm_serial`] and [`gemm_into`], which check the views.
 ///
 /// ```
@@ -201,10 +205,8 @@ macro_rules! impl_gemm {
                 if let Some(own) = own
                     && csc == 1
                     && m * n * k >= OWN_KERNEL_FLOPS
-                    && crate::simd::avx512_enabled()
                 {
-                    // SAFETY: forwarded from the caller; the CPU has AVX-512F, all the own
-                    // kernels need beyond it.
+                    // SAFETY: forwarded from the caller; `$own` chose a kernel the CPU has.
                     return unsafe { own((m, k, n), (a, rsa, csa), (b, rsb, csb), beta, (c, rsc)) };
                 }
                 // SAFETY: forwarded from the caller.
@@ -295,7 +297,7 @@ type OwnKernel<T> = unsafe fn(
 // With the `gemm` feature every product goes to the gemm crate, whose kernels measured a
 // few percent ahead of the own one on large square products (docs/BENCHMARKS.md).
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
-impl_gemm!(f32, matrixmultiply::sgemm, Some(avx512::sgemm), pack_f32, packed_f32);
+impl_gemm!(f32, matrixmultiply::sgemm, own_f32(), pack_f32, packed_f32);
 #[cfg(any(not(target_arch = "x86_64"), feature = "gemm"))]
 impl_gemm!(f32, matrixmultiply::sgemm, None, no_panels, no_packed_product);
 impl_gemm!(f64, matrixmultiply::dgemm, None, no_panels, no_packed_product);
@@ -306,27 +308,69 @@ impl_gemm!(f64, matrixmultiply::dgemm, None, no_panels, no_packed_product);
 /// ```
 /// use tapegrad_kernels::gemm::{Gemm, View};
 /// let b = vec![1.0f32; 64 * 64];
-/// // Panels where f32 products take the own kernel (AVX-512, without the `gemm` feature).
+/// // Panels where f32 products take the own kernel (AVX-512 or AVX2, without the `gemm`
+/// // feature).
 /// let _maybe = f32::pack_b(&View::row_major(&b, 64, 64));
 /// assert!(f64::pack_b(&View::row_major(&[1.0; 4], 2, 2)).is_none()); // no own f64 kernel
 /// ```
 #[non_exhaustive]
 pub struct Panels {
     #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
-    inner: avx512::Panels,
+    inner: blocked::Panels,
+    /// The register tile the panels were laid out for.
+    #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+    tile: OwnTile,
+}
+
+/// The register tiles of the own f32 product.
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OwnTile {
+    Avx512,
+    Avx2,
+}
+
+/// The own f32 product's tile on this CPU: AVX-512's unless switched off, else AVX2's
+/// (`None` without either: `matrixmultiply` takes every product).
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+fn own_tile() -> Option<OwnTile> {
+    if crate::simd::avx512_enabled() {
+        Some(OwnTile::Avx512)
+    } else if crate::simd::avx2_enabled() {
+        Some(OwnTile::Avx2)
+    } else {
+        None
+    }
+}
+
+/// The own f32 product this CPU runs.
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+fn own_f32() -> Option<OwnKernel<f32>> {
+    Some(match own_tile()? {
+        OwnTile::Avx512 => blocked::sgemm::<avx512::Avx512>,
+        OwnTile::Avx2 => blocked::sgemm::<avx2::Avx2>,
+    })
 }
 
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
 fn pack_f32(b: &View<'_, f32>) -> Option<Panels> {
     // No copy of a B that repeats its elements (a stride of zero: the copy would be larger
     // than B, possibly past what fits in memory); the plain product reads it in place.
-    if !crate::simd::avx512_enabled() || b.rs == 0 || b.cs == 0 || !b.in_bounds() {
+    let tile = own_tile()?;
+    if b.rs == 0 || b.cs == 0 || !b.in_bounds() {
         return None;
     }
     let origin = (b.data.get(b.offset..)?.as_ptr(), b.rs as isize, b.cs as isize);
-    // SAFETY: the CPU has AVX-512F; the view lies inside its data (checked above).
-    let inner = unsafe { avx512::pack_whole((b.rows, b.cols), origin) }?;
-    Some(Panels { inner })
+    let shape = (b.rows, b.cols);
+    // SAFETY: the CPU has the tile's instruction set; the view lies inside its data
+    // (checked above).
+    let inner = unsafe {
+        match tile {
+            OwnTile::Avx512 => blocked::pack_whole::<avx512::Avx512>(shape, origin),
+            OwnTile::Avx2 => blocked::pack_whole::<avx2::Avx2>(shape, origin),
+        }
+    }?;
+    Some(Panels { inner, tile })
 }
 
 /// # Safety
@@ -339,9 +383,17 @@ unsafe fn packed_f32(
     beta: f32,
     c: (*mut f32, isize),
 ) {
-    // SAFETY: panels exist only where the CPU has AVX-512F (`pack_f32`); the rest is the
-    // caller's guarantee.
-    unsafe { avx512::sgemm_packed(m, a, &panels.inner, beta, c) }
+    // SAFETY: panels exist only where the CPU has their tile's instruction set
+    // (`pack_f32`), and go to the kernel they were laid out for; the rest is the caller's
+    // guarantee.
+    unsafe {
+        match panels.tile {
+            OwnTile::Avx512 => {
+                blocked::sgemm_packed::<avx512::Avx512>(m, a, &panels.inner, beta, c)
+            }
+            OwnTile::Avx2 => blocked::sgemm_packed::<avx2::Avx2>(m, a, &panels.inner, beta, c),
+        }
+    }
 }
 
 fn no_panels<T>(_: &View<'_, T>) -> Option<Panels> {
@@ -755,7 +807,7 @@ mod tests {
                 // Panels exactly where the own kernel runs: the products below compare them
                 // with the plain copy, not the plain product with itself.
                 let own = cfg!(all(target_arch = "x86_64", not(feature = "gemm")))
-                    && crate::simd::avx512_enabled();
+                    && (crate::simd::avx512_enabled() || crate::simd::avx2_enabled());
                 assert_eq!(packed.panels.is_some(), own);
                 for (round, ta) in [(0, false), (1, true), (2, false)] {
                     let a_data: Vec<f32> = (0..m * k).map(|i| value(i + round)).collect();
@@ -847,6 +899,38 @@ mod tests {
         let mut c = vec![f32::NAN; m * n];
         library_gemm_serial(va, vb, &mut c);
         assert_close(&c, &reference(&va, &vb), k, "library");
+    }
+
+    /// The AVX-512 and AVX2 tiles sum every element in the same order: the same bits, for
+    /// every layout, edge tiles, blocks of the shared dimension and `beta` (run where both
+    /// are on; elsewhere the tests above check the one this CPU runs against a triple loop).
+    #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+    #[test]
+    fn both_register_tiles_give_the_same_bits() {
+        use super::{avx2::Avx2, avx512::Avx512, blocked};
+        if !(crate::simd::avx512_enabled() && crate::simd::avx2_enabled()) {
+            return;
+        }
+        for &(m, k, n) in &[(7, 300, 45), (13, 33, 17), (70, 256, 100), (5, 600, 1030)] {
+            for (ta, tb, beta) in [(false, false, 0.0), (true, true, 0.5), (false, true, 1.0)] {
+                let a: Vec<f32> = (0..m * k).map(value).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+                let (va, vb) = (view(&a, m, k, ta), view(&b, k, n, tb));
+                let start: Vec<f32> = (0..m * n).map(|i| value(i + 8)).collect();
+                let (mut wide, mut narrow) = (start.clone(), start);
+                let args = |v: &View<'_, f32>| (v.data.as_ptr(), v.rs as isize, v.cs as isize);
+                // SAFETY: the CPU has both instruction sets (checked above); the views are
+                // whole row-major or transposed matrices, C is m x n with rows n apart.
+                unsafe {
+                    let c = (wide.as_mut_ptr(), n as isize);
+                    blocked::sgemm::<Avx512>((m, k, n), args(&va), args(&vb), beta, c);
+                    let c = (narrow.as_mut_ptr(), n as isize);
+                    blocked::sgemm::<Avx2>((m, k, n), args(&va), args(&vb), beta, c);
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&wide), bits(&narrow), "{m}x{k}x{n} ta {ta} tb {tb} beta {beta}");
+            }
+        }
     }
 
     /// Split across threads, the same values as on one thread.

@@ -68,8 +68,7 @@ unsafe fn tiled(
 }
 
 /// One 8 x 8 tile through AVX registers: row `i` of the tile at `src + i * src_stride`,
-/// column `i` written to `dst + i * dst_stride`. Pairs of rows are interleaved element by
-/// element, then pairs of pairs two elements at a time, then the 128-bit halves swapped.
+/// column `i` written to `dst + i * dst_stride`.
 ///
 /// # Safety
 /// The CPU must have AVX2, and the 8 rows of 8 elements at both ends must be valid.
@@ -78,11 +77,29 @@ unsafe fn tiled(
 unsafe fn tile8(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
     use std::arch::x86_64::*;
     // SAFETY: the caller guarantees 8 readable rows of 8 values at src.
-    let r: [__m256; 8] =
+    let rows: [__m256; 8] =
         std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * src_stride)) });
+    for (i, column) in transpose8(rows).iter().enumerate() {
+        // SAFETY: the caller guarantees 8 writable rows of 8 values at dst.
+        unsafe { _mm256_storeu_ps(dst.add(i * dst_stride), *column) };
+    }
+}
+
+/// The transpose of eight vectors of eight floats: `out[j]` lane `i` is `rows[i]` lane `j`.
+/// Pairs of rows are interleaved element by element, then pairs of pairs two elements at a
+/// time, then the 128-bit halves swapped.
+///
+/// ```ignore
+/// let t = transpose8(rows); // t[j][i] == rows[i][j]
+/// ```
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) fn transpose8(rows: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
     // Rows a..h: [a0 b0 a1 b1 | a4 b4 a5 b5], [a2 b2 a3 b3 | a6 b6 a7 b7], ...
     let pairs: [__m256; 8] = std::array::from_fn(|i| {
-        let (x, y) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+        let (x, y) = (rows[i / 2 * 2], rows[i / 2 * 2 + 1]);
         if i % 2 == 0 { _mm256_unpacklo_ps(x, y) } else { _mm256_unpackhi_ps(x, y) }
     });
     // [a0 b0 c0 d0 | a4 b4 c4 d4] for columns 0 and 4, and so on, from pairs of pairs.
@@ -95,17 +112,14 @@ unsafe fn tile8(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: u
             _mm256_shuffle_ps::<0xEE>(x, y)
         }
     });
-    for i in 0..4 {
-        let (low, high) = (quads[i], quads[i + 4]);
-        // SAFETY: the caller guarantees 8 writable rows of 8 values at dst.
-        unsafe {
-            _mm256_storeu_ps(dst.add(i * dst_stride), _mm256_permute2f128_ps::<0x20>(low, high));
-            _mm256_storeu_ps(
-                dst.add((i + 4) * dst_stride),
-                _mm256_permute2f128_ps::<0x31>(low, high),
-            );
+    std::array::from_fn(|j| {
+        let (low, high) = (quads[j % 4], quads[j % 4 + 4]);
+        if j < 4 {
+            _mm256_permute2f128_ps::<0x20>(low, high)
+        } else {
+            _mm256_permute2f128_ps::<0x31>(low, high)
         }
-    }
+    })
 }
 
 /// The element-by-element transposition of rows `r0..r1` and columns `c0..c1`.

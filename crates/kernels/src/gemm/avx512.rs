@@ -1,18 +1,11 @@
-//! The f32 matrix product on CPUs with AVX-512, in the usual blocked form: a block of B is
-//! copied into panels of [`NR`] columns and a block of A into panels of [`MR`] rows, each in
-//! the order the inner kernel reads it, and the kernel keeps an `MR x NR` tile of C in
-//! registers (24 of the 32 vector registers) while it runs along the shared dimension. A
-//! row-major A is not copied: the kernel broadcasts from its rows where they are.
-//!
-//! Why not `matrixmultiply` for everything: it copies a row-major A, and a column-major B,
-//! one element at a time, and those are the layouts of `x Wᵀ` and `dy W`, the products of
-//! every linear layer forward and backward. Here every other layout but a general strided
-//! one is copied sixteen elements at a time, through 16 x 16 register transposes where the
-//! copy turns rows into columns.
+//! The own f32 product's AVX-512 register tile and copies (the blocking is
+//! [`super::blocked`]'s): a `12 x 32` tile of C in 24 of the 32 vector registers, and copies
+//! sixteen floats at a time, through 16 x 16 register transposes where a copy turns rows
+//! into columns.
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 
+use super::blocked::{Lines, Microkernel, Tile, copy_strided};
 use crate::transpose::transpose16;
 
 /// Rows of C in the register tile: each step of the kernel broadcasts one element of A per
@@ -20,245 +13,34 @@ use crate::transpose::transpose16;
 const MR: usize = 12;
 /// Columns of C in the register tile: two vectors of sixteen.
 const NR: usize = 32;
-/// Length of the shared dimension per block: a panel of B (`KC x NR`, 32 KiB) stays in the
-/// first-level cache while the panels of A pass it.
-const KC: usize = 256;
-/// Rows of A per block (a multiple of `MR`): the copied block stays in the second-level
-/// cache.
-const MC: usize = 120;
-/// Columns of B per block: the copied block (1 MiB) stays in the second-level cache.
-const NC: usize = 1024;
 
-/// A cache line of floats: the copy buffers are made of these so the kernel's vector loads
-/// of B are aligned.
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-struct Line([f32; 16]);
+/// The AVX-512 kernel of the blocked product.
+pub(super) struct Avx512;
 
-thread_local! {
-    /// The copies of A's and B's blocks, kept per thread between products.
-    static BUFFERS: RefCell<(Vec<Line>, Vec<Line>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
+impl Microkernel for Avx512 {
+    const MR: usize = MR;
+    const NR: usize = NR;
 
-/// A pointer to at least `len` floats of `buffer`, grown if needed.
-fn floats(buffer: &mut Vec<Line>, len: usize) -> *mut f32 {
-    let lines = len.div_ceil(16);
-    if buffer.len() < lines {
-        buffer.resize(lines, Line([0.0; 16]));
+    unsafe fn tile(kc: usize, a: (*const f32, Option<isize>), b: *const f32, tile: Tile) {
+        crate::simd::debug_assert_avx512_on();
+        // SAFETY: forwarded from the caller.
+        unsafe { run_kernel(kc, a, b, tile) }
     }
-    buffer.as_mut_ptr().cast()
+
+    unsafe fn pack_b(block: (usize, usize), b: (*const f32, isize, isize), dst: *mut f32) {
+        // SAFETY: forwarded from the caller.
+        unsafe { pack_b(block, b, dst) }
+    }
+
+    unsafe fn pack_a(block: (usize, usize), a: (*const f32, isize, isize), dst: *mut f32) {
+        // SAFETY: forwarded from the caller.
+        unsafe { pack_a(block, a, dst) }
+    }
 }
 
 /// The mask of the first `count` of sixteen lanes.
 fn first_lanes(count: usize) -> __mmask16 {
     if count >= 16 { 0xffff } else { (1u16 << count) - 1 }
-}
-
-/// `c = a b + beta c` for an `m x k` A and a `k x n` B at the given strides (in elements),
-/// into a C whose rows are `ldc` apart and whose elements in a row are adjacent. When
-/// `beta` is zero, C is not read.
-///
-/// # Safety
-/// The CPU must have AVX-512F; every element the strides reach from `a`, `b` and `c` must
-/// be valid, and `c`'s elements must not be accessed by anyone else during the call.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn sgemm(
-    (m, k, n): (usize, usize, usize),
-    a: (*const f32, isize, isize),
-    b: (*const f32, isize, isize),
-    beta: f32,
-    c: (*mut f32, isize),
-) {
-    crate::simd::debug_assert_avx512_on();
-    // SAFETY: forwarded from the caller.
-    unsafe { product((m, k, n), a, Right::Strided(b), beta, c) }
-}
-
-/// [`sgemm`] with B already in panels ([`pack_whole`]): the same blocks, kernel and order of
-/// sums, so the same bits, without the copy.
-///
-/// # Safety
-/// As [`sgemm`] for A and C; A has `panels.k` columns.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn sgemm_packed(
-    m: usize,
-    a: (*const f32, isize, isize),
-    panels: &Panels,
-    beta: f32,
-    c: (*mut f32, isize),
-) {
-    crate::simd::debug_assert_avx512_on();
-    // SAFETY: forwarded from the caller.
-    unsafe { product((m, panels.k, panels.n), a, Right::Packed(panels), beta, c) }
-}
-
-/// A whole `k x n` B copied into panels, block by block in the order [`product`] visits
-/// them: block `(jc, pc)` (columns from `jc`, shared dimension from `pc`) at
-/// [`block_offset`].
-pub(super) struct Panels {
-    k: usize,
-    n: usize,
-    data: Vec<Line>,
-}
-
-/// Where block `(jc, pc)` of a `k x n` B starts among its panels: the blocks of earlier
-/// column ranges are `NC` wide, and each block is `kc` steps of its width rounded up to
-/// whole panels.
-fn block_offset((k, n): (usize, usize), jc: usize, pc: usize) -> usize {
-    jc * k + pc * NC.min(n - jc).next_multiple_of(NR)
-}
-
-/// Copies a whole `k x n` B into panels, for products that reuse it; `None` for an empty B
-/// or one whose panels' size (`k` rows of `n` rounded up to whole panels) overflows.
-///
-/// # Safety
-/// The CPU must have AVX-512F; every element the strides reach from `b` must be valid.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn pack_whole(
-    (k, n): (usize, usize),
-    (b, rsb, csb): (*const f32, isize, isize),
-) -> Option<Panels> {
-    crate::simd::debug_assert_avx512_on();
-    let floats = n.checked_next_multiple_of(NR)?.checked_mul(k).filter(|&f| f > 0)?;
-    let mut data = vec![Line([0.0; 16]); floats.div_ceil(16)];
-    let dst = data.as_mut_ptr().cast::<f32>();
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            // SAFETY: the block lies inside B; its panels end at or before the next block's
-            // offset, inside `data` (k x n rounded up to whole panels).
-            unsafe {
-                let block = b.offset(pc as isize * rsb + jc as isize * csb);
-                pack_b((kc, nc), (block, rsb, csb), dst.add(block_offset((k, n), jc, pc)))
-            };
-        }
-    }
-    Some(Panels { k, n, data })
-}
-
-/// B as a product reads it: strided, copied block by block, or already in panels.
-enum Right<'a> {
-    Strided((*const f32, isize, isize)),
-    Packed(&'a Panels),
-}
-
-/// The blocked product behind [`sgemm`] and [`sgemm_packed`].
-///
-/// # Safety
-/// As [`sgemm`].
-#[target_feature(enable = "avx512f")]
-unsafe fn product(
-    (m, k, n): (usize, usize, usize),
-    (a, rsa, csa): (*const f32, isize, isize),
-    right: Right<'_>,
-    beta: f32,
-    (c, ldc): (*mut f32, isize),
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        // SAFETY: forwarded from the caller.
-        return unsafe { scale((m, n), beta, c, ldc) };
-    }
-    BUFFERS.with(|buffers| {
-        // A product never runs inside another on the same thread; should it, it copies into
-        // buffers of its own.
-        let mut own = (Vec::new(), Vec::new());
-        let mut borrowed = buffers.try_borrow_mut();
-        let (a_buffer, b_buffer) = match borrowed.as_deref_mut() {
-            Ok(pair) => pair,
-            Err(_) => &mut own,
-        };
-        // An A whose rows are adjacent along the shared dimension (the activations of
-        // `x Wᵀ` and `dy W`) is read where it is: its copy would be a transposition, and
-        // the kernel reads a tile's twelve rows from the first-level cache either way.
-        let in_place = csa == 1 && rsa > 0;
-        let a_pack = floats(a_buffer, MC.min(m.next_multiple_of(MR)) * KC);
-        let b_pack = match right {
-            Right::Strided(_) => floats(b_buffer, KC * NC.min(n.next_multiple_of(NR))),
-            Right::Packed(_) => std::ptr::null_mut(),
-        };
-        for jc in (0..n).step_by(NC) {
-            let nc = NC.min(n - jc);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
-                // Later blocks of the shared dimension add to what the first wrote.
-                let beta = if pc == 0 { beta } else { 1.0 };
-                let b_panels: *const f32 = match right {
-                    Right::Strided((b, rsb, csb)) => {
-                        // SAFETY: the block lies inside B (the caller's guarantee for the
-                        // whole product); the buffer holds `kc x nc` floats rounded up to
-                        // whole panels.
-                        unsafe {
-                            let block = b.offset(pc as isize * rsb + jc as isize * csb);
-                            pack_b((kc, nc), (block, rsb, csb), b_pack)
-                        };
-                        b_pack
-                    }
-                    // SAFETY: `pack_whole` wrote this block there.
-                    Right::Packed(panels) => unsafe {
-                        panels.data.as_ptr().cast::<f32>().add(block_offset((k, n), jc, pc))
-                    },
-                };
-                for ic in (0..m).step_by(MC) {
-                    let mc = MC.min(m - ic);
-                    let block = a.wrapping_offset(ic as isize * rsa + pc as isize * csa);
-                    if !in_place {
-                        // SAFETY: as for B.
-                        unsafe { pack_a((mc, kc), (block, rsa, csa), a_pack) };
-                    }
-                    for ir in (0..mc).step_by(MR) {
-                        for jr in (0..nc).step_by(NR) {
-                            let tile = Tile {
-                                rows: MR.min(mc - ir),
-                                cols: NR.min(nc - jr),
-                                c: c.wrapping_offset((ic + ir) as isize * ldc + (jc + jr) as isize),
-                                ldc,
-                                beta,
-                            };
-                            let a_panel = if in_place {
-                                (block.wrapping_offset(ir as isize * rsa), Some(rsa))
-                            } else {
-                                (a_pack.wrapping_add(ir * kc).cast_const(), None)
-                            };
-                            // SAFETY: the panels were written above with `kc` steps each
-                            // (or A's rows are read in place: the tile's rows of the block
-                            // lie inside A); the tile's rows and columns lie inside C.
-                            unsafe { run_kernel(kc, a_panel, b_panels.add(jr * kc), tile) };
-                        }
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// `c = beta c` (zero when `beta` is zero, whatever C held), for a product with an empty
-/// shared dimension.
-///
-/// # Safety
-/// As [`sgemm`]'s C.
-unsafe fn scale((m, n): (usize, usize), beta: f32, c: *mut f32, ldc: isize) {
-    for i in 0..m {
-        for j in 0..n {
-            // SAFETY: (i, j) lies inside C.
-            unsafe {
-                let at = c.offset(i as isize * ldc + j as isize);
-                *at = if beta == 0.0 { 0.0 } else { beta * *at };
-            }
-        }
-    }
-}
-
-/// Where the kernel writes: a `rows x cols` corner (at most `MR x NR`) of C at `c`.
-struct Tile {
-    rows: usize,
-    cols: usize,
-    c: *mut f32,
-    ldc: isize,
-    beta: f32,
 }
 
 /// The kernel for the tile's size: a corner of C narrower or shorter than the full tile
@@ -438,23 +220,6 @@ unsafe fn pack_a((mc, kc): (usize, usize), (a, rs, cs): (*const f32, isize, isiz
     }
 }
 
-/// The rows of A or columns of B that one panel copies: line `i < count` starts at
-/// `first + i * across`.
-#[derive(Clone, Copy)]
-struct Lines {
-    first: *const f32,
-    across: isize,
-    count: usize,
-}
-
-impl Lines {
-    /// Where line `i` starts (computed without a promise to stay inside the operand: only
-    /// lines below `count` are read).
-    fn start(self, i: usize) -> *const f32 {
-        self.first.wrapping_offset(i as isize * self.across)
-    }
-}
-
 /// Copies `kc` steps of at most sixteen lines whose steps are adjacent, sixteen steps at a
 /// time through a register transpose: step `p` of line `i` goes to lane `i` of
 /// `dst + p * stride` (lanes outside `lanes` untouched, lines past `count` zero).
@@ -478,27 +243,6 @@ unsafe fn copy_transposed(kc: usize, lines: Lines, dst: *mut f32, stride: usize,
         for (q, step) in transpose16(vectors).iter().take(steps).enumerate() {
             // SAFETY: step p0 + q of the destination, the caller's lanes.
             unsafe { _mm512_mask_storeu_ps(dst.add((p0 + q) * stride), lanes, *step) };
-        }
-    }
-}
-
-/// Copies `kc` steps of lines whose steps are `along` apart, one element at a time: step
-/// `p` of line `i` goes to `dst[p * width + i]` for `i < width` (lines past `count` zero).
-///
-/// # Safety
-/// Each line below `count` must hold `kc` readable floats `along` apart; `dst` must hold
-/// `kc x width` floats.
-unsafe fn copy_strided(kc: usize, lines: Lines, along: isize, dst: *mut f32, width: usize) {
-    for p in 0..kc {
-        for i in 0..width {
-            let value = if i < lines.count {
-                // SAFETY: step p of line i.
-                unsafe { *lines.start(i).offset(p as isize * along) }
-            } else {
-                0.0
-            };
-            // SAFETY: inside the destination.
-            unsafe { *dst.add(p * width + i) = value };
         }
     }
 }

@@ -1,0 +1,328 @@
+//! The blocked f32 matrix product behind the own kernels, in the usual form: a block of B is
+//! copied into panels of `NR` columns and a block of A into panels of `MR` rows, each in the
+//! order the inner kernel reads it, and the kernel keeps an `MR x NR` tile of C in registers
+//! while it runs along the shared dimension. A row-major A is not copied: the kernel
+//! broadcasts from its rows where they are.
+//!
+//! Why not `matrixmultiply` for everything: it copies a row-major A, and a column-major B,
+//! one element at a time, and those are the layouts of `x Wᵀ` and `dy W`, the products of
+//! every linear layer forward and backward. The instruction sets' modules ([`super::avx512`],
+//! [`super::avx2`]) copy every other layout but a general strided one a vector at a time,
+//! through register transposes where the copy turns rows into columns.
+//!
+//! Every instruction set sums each element of C in the same order (step by step along a
+//! block of the shared dimension, one rounding per multiply-add, then `acc + beta c`), so
+//! the result has the same bits whichever kernel or thread computed it.
+
+use std::cell::RefCell;
+
+/// Length of the shared dimension per block: a panel of B (`KC x NR`, 16 or 32 KiB) stays in
+/// the first-level cache while the panels of A pass it.
+pub(super) const KC: usize = 256;
+/// Rows of A per block (a multiple of every kernel's `MR`): the copied block stays in the
+/// second-level cache.
+const MC: usize = 120;
+/// Columns of B per block: each panel of A's rows meets the whole copied block (1 MiB).
+/// (Blocks of 256 columns for CPUs with a smaller second-level cache were tried:
+/// docs/BENCHMARKS.md.)
+const NC: usize = 1024;
+
+/// One instruction set's register tile and copies.
+pub(super) trait Microkernel {
+    /// Rows of C in the register tile: each step broadcasts one element of A per row.
+    const MR: usize;
+    /// Columns of C in the register tile (whole vectors).
+    const NR: usize;
+
+    /// `c = acc + beta c` on `tile`'s corner of C after `kc` steps, each one row of the B
+    /// panel `b` times one column of A: an A panel (`lda` `None`: step `p` of row `i` at
+    /// `a[p * MR + i]`) or A's own rows (`Some(lda)`: at `a[i * lda + p]`).
+    ///
+    /// # Safety
+    /// The CPU must have the instruction set; `a` holds `kc x MR` floats (a panel) or the
+    /// tile's rows of `kc` floats `lda` apart, `b` `kc x NR` (64-byte aligned); the tile's
+    /// corner lies inside C, accessed by no one else.
+    unsafe fn tile(kc: usize, a: (*const f32, Option<isize>), b: *const f32, tile: Tile);
+
+    /// Copies a `kc x nc` block of B into panels of `NR` columns, each `kc` rows of `NR`
+    /// adjacent floats, columns past `nc` zero.
+    ///
+    /// # Safety
+    /// The CPU must have the instruction set; the block must lie inside B and `dst` hold
+    /// `kc x nc.next_multiple_of(NR)` floats, 64-byte aligned.
+    unsafe fn pack_b(block: (usize, usize), b: (*const f32, isize, isize), dst: *mut f32);
+
+    /// Copies an `mc x kc` block of A into panels of `MR` rows, each `kc` steps of `MR`
+    /// adjacent floats, rows past `mc` zero.
+    ///
+    /// # Safety
+    /// The CPU must have the instruction set; the block must lie inside A and `dst` hold
+    /// `mc.next_multiple_of(MR) x kc` floats.
+    unsafe fn pack_a(block: (usize, usize), a: (*const f32, isize, isize), dst: *mut f32);
+}
+
+/// A cache line of floats: the copy buffers are made of these so the kernel's vector loads
+/// of B are aligned.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([f32; 16]);
+
+thread_local! {
+    /// The copies of A's and B's blocks, kept per thread between products.
+    static BUFFERS: RefCell<(Vec<Line>, Vec<Line>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// A pointer to at least `len` floats of `buffer`, grown if needed.
+fn floats(buffer: &mut Vec<Line>, len: usize) -> *mut f32 {
+    let lines = len.div_ceil(16);
+    if buffer.len() < lines {
+        buffer.resize(lines, Line([0.0; 16]));
+    }
+    buffer.as_mut_ptr().cast()
+}
+
+/// `c = a b + beta c` for an `m x k` A and a `k x n` B at the given strides (in elements),
+/// into a C whose rows are `ldc` apart and whose elements in a row are adjacent. When
+/// `beta` is zero, C is not read.
+///
+/// # Safety
+/// The CPU must have `K`'s instruction set; every element the strides reach from `a`, `b`
+/// and `c` must be valid, and `c`'s elements must not be accessed by anyone else during the
+/// call.
+pub(super) unsafe fn sgemm<K: Microkernel>(
+    (m, k, n): (usize, usize, usize),
+    a: (*const f32, isize, isize),
+    b: (*const f32, isize, isize),
+    beta: f32,
+    c: (*mut f32, isize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { product::<K>((m, k, n), a, Right::Strided(b), beta, c) }
+}
+
+/// [`sgemm`] with B already in `K`'s panels ([`pack_whole`]): the same blocks, kernel and
+/// order of sums, so the same bits, without the copy.
+///
+/// # Safety
+/// As [`sgemm`] for A and C; A has `panels.k` columns; `panels` were made for `K`.
+pub(super) unsafe fn sgemm_packed<K: Microkernel>(
+    m: usize,
+    a: (*const f32, isize, isize),
+    panels: &Panels,
+    beta: f32,
+    c: (*mut f32, isize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { product::<K>((m, panels.k, panels.n), a, Right::Packed(panels), beta, c) }
+}
+
+/// A whole `k x n` B copied into panels, block by block in the order [`product`] visits
+/// them: block `(jc, pc)` (columns from `jc`, shared dimension from `pc`) at
+/// [`block_offset`].
+pub(super) struct Panels {
+    k: usize,
+    n: usize,
+    data: Vec<Line>,
+}
+
+/// Where block `(jc, pc)` of a `k x n` B starts among panels `nr` wide: the blocks of
+/// earlier column ranges are `NC` wide, and each block is `kc` steps of its width rounded up
+/// to whole panels.
+fn block_offset((k, n): (usize, usize), nr: usize, jc: usize, pc: usize) -> usize {
+    jc * k + pc * NC.min(n - jc).next_multiple_of(nr)
+}
+
+/// Copies a whole `k x n` B into `K`'s panels, for products that reuse it; `None` for an
+/// empty B or one whose panels' size (`k` rows of `n` rounded up to whole panels) overflows.
+///
+/// # Safety
+/// The CPU must have `K`'s instruction set; every element the strides reach from `b` must
+/// be valid.
+pub(super) unsafe fn pack_whole<K: Microkernel>(
+    (k, n): (usize, usize),
+    (b, rsb, csb): (*const f32, isize, isize),
+) -> Option<Panels> {
+    let floats = n.checked_next_multiple_of(K::NR)?.checked_mul(k).filter(|&f| f > 0)?;
+    let mut data = vec![Line([0.0; 16]); floats.div_ceil(16)];
+    let dst = data.as_mut_ptr().cast::<f32>();
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            // SAFETY: the block lies inside B; its panels end at or before the next block's
+            // offset, inside `data` (k x n rounded up to whole panels).
+            unsafe {
+                let block = b.offset(pc as isize * rsb + jc as isize * csb);
+                K::pack_b((kc, nc), (block, rsb, csb), dst.add(block_offset((k, n), K::NR, jc, pc)))
+            };
+        }
+    }
+    Some(Panels { k, n, data })
+}
+
+/// B as a product reads it: strided, copied block by block, or already in panels.
+enum Right<'a> {
+    Strided((*const f32, isize, isize)),
+    Packed(&'a Panels),
+}
+
+/// The blocked product behind [`sgemm`] and [`sgemm_packed`].
+///
+/// # Safety
+/// As [`sgemm`].
+unsafe fn product<K: Microkernel>(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (*const f32, isize, isize),
+    right: Right<'_>,
+    beta: f32,
+    (c, ldc): (*mut f32, isize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // SAFETY: forwarded from the caller.
+        return unsafe { scale((m, n), beta, c, ldc) };
+    }
+    BUFFERS.with(|buffers| {
+        // A product never runs inside another on the same thread; should it, it copies into
+        // buffers of its own.
+        let mut own = (Vec::new(), Vec::new());
+        let mut borrowed = buffers.try_borrow_mut();
+        let (a_buffer, b_buffer) = match borrowed.as_deref_mut() {
+            Ok(pair) => pair,
+            Err(_) => &mut own,
+        };
+        // An A whose rows are adjacent along the shared dimension (the activations of
+        // `x Wᵀ` and `dy W`) is read where it is: its copy would be a transposition, and
+        // the kernel reads a tile's rows from the first-level cache either way.
+        let in_place = csa == 1 && rsa > 0;
+        let a_pack = floats(a_buffer, MC.min(m.next_multiple_of(K::MR)) * KC);
+        let b_pack = match right {
+            Right::Strided(_) => floats(b_buffer, KC * NC.min(n.next_multiple_of(K::NR))),
+            Right::Packed(_) => std::ptr::null_mut(),
+        };
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                // Later blocks of the shared dimension add to what the first wrote.
+                let beta = if pc == 0 { beta } else { 1.0 };
+                let b_panels: *const f32 = match right {
+                    Right::Strided((b, rsb, csb)) => {
+                        // SAFETY: the block lies inside B (the caller's guarantee for the
+                        // whole product); the buffer holds `kc x nc` floats rounded up to
+                        // whole panels.
+                        unsafe {
+                            let block = b.offset(pc as isize * rsb + jc as isize * csb);
+                            K::pack_b((kc, nc), (block, rsb, csb), b_pack)
+                        };
+                        b_pack
+                    }
+                    // SAFETY: `pack_whole::<K>` wrote this block there.
+                    Right::Packed(panels) => unsafe {
+                        panels.data.as_ptr().cast::<f32>().add(block_offset((k, n), K::NR, jc, pc))
+                    },
+                };
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
+                    let block = a.wrapping_offset(ic as isize * rsa + pc as isize * csa);
+                    if !in_place {
+                        // SAFETY: as for B.
+                        unsafe { K::pack_a((mc, kc), (block, rsa, csa), a_pack) };
+                    }
+                    for ir in (0..mc).step_by(K::MR) {
+                        for jr in (0..nc).step_by(K::NR) {
+                            let tile = Tile {
+                                rows: K::MR.min(mc - ir),
+                                cols: K::NR.min(nc - jr),
+                                c: c.wrapping_offset((ic + ir) as isize * ldc + (jc + jr) as isize),
+                                ldc,
+                                beta,
+                            };
+                            let a_panel = if in_place {
+                                (block.wrapping_offset(ir as isize * rsa), Some(rsa))
+                            } else {
+                                (a_pack.wrapping_add(ir * kc).cast_const(), None)
+                            };
+                            // SAFETY: the panels were written above with `kc` steps each
+                            // (or A's rows are read in place: the tile's rows of the block
+                            // lie inside A); the tile's rows and columns lie inside C.
+                            unsafe { K::tile(kc, a_panel, b_panels.add(jr * kc), tile) };
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `c = beta c` (zero when `beta` is zero, whatever C held), for a product with an empty
+/// shared dimension.
+///
+/// # Safety
+/// As [`sgemm`]'s C.
+unsafe fn scale((m, n): (usize, usize), beta: f32, c: *mut f32, ldc: isize) {
+    for i in 0..m {
+        for j in 0..n {
+            // SAFETY: (i, j) lies inside C.
+            unsafe {
+                let at = c.offset(i as isize * ldc + j as isize);
+                *at = if beta == 0.0 { 0.0 } else { beta * *at };
+            }
+        }
+    }
+}
+
+/// Where a kernel writes: a `rows x cols` corner (at most `MR x NR`) of C at `c`.
+pub(super) struct Tile {
+    pub rows: usize,
+    pub cols: usize,
+    pub c: *mut f32,
+    pub ldc: isize,
+    pub beta: f32,
+}
+
+/// The rows of A or columns of B that one panel copies: line `i < count` starts at
+/// `first + i * across`.
+#[derive(Clone, Copy)]
+pub(super) struct Lines {
+    pub first: *const f32,
+    pub across: isize,
+    pub count: usize,
+}
+
+impl Lines {
+    /// Where line `i` starts (computed without a promise to stay inside the operand: only
+    /// lines below `count` are read).
+    pub fn start(self, i: usize) -> *const f32 {
+        self.first.wrapping_offset(i as isize * self.across)
+    }
+}
+
+/// Copies `kc` steps of lines whose steps are `along` apart, one element at a time: step
+/// `p` of line `i` goes to `dst[p * width + i]` for `i < width` (lines past `count` zero).
+///
+/// # Safety
+/// Each line below `count` must hold `kc` readable floats `along` apart; `dst` must hold
+/// `kc x width` floats.
+pub(super) unsafe fn copy_strided(
+    kc: usize,
+    lines: Lines,
+    along: isize,
+    dst: *mut f32,
+    width: usize,
+) {
+    for p in 0..kc {
+        for i in 0..width {
+            let value = if i < lines.count {
+                // SAFETY: step p of line i.
+                unsafe { *lines.start(i).offset(p as isize * along) }
+            } else {
+                0.0
+            };
+            // SAFETY: inside the destination.
+            unsafe { *dst.add(p * width + i) = value };
+        }
+    }
+}
