@@ -313,9 +313,11 @@ macro_rules! panels_for_32_registers {
     };
 }
 
-/// The panel shapes for 16 vector registers: 8 rows of one vector, or 4 rows of two (at
-/// most 8 accumulators, the vectors of B and a broadcast: 4 rows of three would fill all
-/// sixteen, and the compiler then keeps an accumulator on the stack).
+/// The panel shapes for 16 vector registers: 8 rows of one vector, or 6 (gathered) or 4
+/// (packed, whose blocks divide 16) rows of two: at most 12 accumulators, the vectors of B
+/// and a broadcast (4 rows of three would take all sixteen, and the compiler then keeps an
+/// accumulator on the stack). Twelve accumulators hide the multiply-add's latency that
+/// eight only just cover.
 macro_rules! panels_for_16_registers {
     ($packed:ident, $vectors:ident, $rows:ident, $args:ident) => {
         match ($packed, $vectors, $rows) {
@@ -324,7 +326,8 @@ macro_rules! panels_for_16_registers {
             (true, 1, 4) => panel::<4, 1, true>($args),
             (false, 1, 4) => panel::<4, 1, false>($args),
             (true, _, 4 | 8 | 16) => panel::<4, 2, true>($args),
-            (false, _, 4 | 8) => panel::<4, 2, false>($args),
+            (false, _, 8) => panel::<6, 2, false>($args),
+            (false, _, 4) => panel::<4, 2, false>($args),
             (true, 1, 2) => panel::<2, 1, true>($args),
             (true, _, 2) => panel::<2, 2, true>($args),
             (false, 1, 2) => panel::<2, 1, false>($args),
