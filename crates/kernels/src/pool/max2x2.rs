@@ -1,8 +1,10 @@
 //! The forward pass of the 2x2, stride-2 max pooling of nearly every CNN.
 //!
 //! Its windows tile the plane, so each output is four loads and three selects. The f32
-//! kernel has an AVX-512 form: a CNN's pooled rows are short (7 or 14 outputs), too short for the
-//! compiler's vectorised loop to start, and one masked vector covers a whole row.
+//! kernel has an AVX-512 form and an AVX2 one: a CNN's pooled rows are short (7 or 14
+//! outputs), too short for the compiler's vectorised loop to start; one masked vector of
+//! sixteen covers a whole row, and the AVX2 form takes eight outputs at a time, the last few
+//! of a row through a copy on the stack (AVX2's masked loads are slow on AMD cores).
 
 use crate::Real;
 
@@ -37,6 +39,15 @@ impl MaxPool2x2 for f32 {
             // SAFETY: the CPU has AVX-512F; the slices were checked to hold the plane and
             // its outputs, and positions fit the kernel's 32-bit lanes.
             return unsafe { forward_plane_avx512(plane, (h, w), vals, idxs) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::avx2_enabled() && h * w <= i32::MAX as usize {
+            assert!(
+                plane.len() >= h * w && vals.len() >= (h / 2) * (w / 2) && idxs.len() >= vals.len()
+            );
+            // SAFETY: the CPU has AVX2; the slices were checked to hold the plane and its
+            // outputs, and positions fit the kernel's 32-bit lanes.
+            return unsafe { forward_plane_avx2(plane, (h, w), vals, idxs) };
         }
         forward_plane_scalar(plane, (h, w), vals, idxs)
     }
@@ -153,6 +164,120 @@ unsafe fn forward_plane_avx512(
     }
 }
 
+/// Eight outputs of a row per step: the two input rows' sixteen values are split into
+/// even and odd columns and picked pairwise in [`pick`]'s order, as in the AVX-512 form.
+/// The last outputs of a row (fewer than eight) go through copies of their inputs and
+/// outputs on the stack.
+///
+/// # Safety
+/// The CPU must have AVX2; `plane` must hold `h * w` values, `vals` and `idxs` the
+/// `h/2 * w/2` outputs, and `h * w` must fit in an `i32`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn forward_plane_avx2(
+    plane: &[f32],
+    (h, w): (usize, usize),
+    vals: &mut [f32],
+    idxs: &mut [i64],
+) {
+    use std::arch::x86_64::*;
+    crate::simd::debug_assert_avx2_on();
+    let (ho, wo) = (h / 2, w / 2);
+    let lanes_twice = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+
+    /// The pairwise pick of the eight (even, odd) column pairs of sixteen values at `x`,
+    /// whose first value sits at flat position `base`.
+    ///
+    /// # Safety
+    /// Sixteen floats must be readable at `x`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn pairs(x: *const f32, base: usize, lanes_twice: __m256i) -> (__m256, __m256i) {
+        // SAFETY: the caller's sixteen floats.
+        let (x0, x1) = unsafe { (_mm256_loadu_ps(x), _mm256_loadu_ps(x.add(8))) };
+        // Within each 128-bit half: [x0 0 2, x1 0 2 | x0 4 6, x1 4 6]; then the middle
+        // quarters swapped to order the columns.
+        let order = |v: __m256| {
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+        };
+        let left = order(_mm256_shuffle_ps::<0b10_00_10_00>(x0, x1));
+        let right = order(_mm256_shuffle_ps::<0b11_01_11_01>(x0, x1));
+        let at = _mm256_add_epi32(_mm256_set1_epi32(base as i32), lanes_twice);
+        // `pick`'s test: right > left, or right is NaN.
+        let take = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(right, left),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(right, right),
+        );
+        let right_at = _mm256_add_epi32(at, _mm256_set1_epi32(1));
+        (_mm256_blendv_ps(left, right, take), blend_positions(at, right_at, take))
+    }
+
+    /// Lanes of `second` where `take` is set, else of `first`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn blend_positions(first: __m256i, second: __m256i, take: __m256) -> __m256i {
+        _mm256_castps_si256(_mm256_blendv_ps(
+            _mm256_castsi256_ps(first),
+            _mm256_castsi256_ps(second),
+            take,
+        ))
+    }
+
+    let src = plane.as_ptr();
+    for oh in 0..ho {
+        let (top, bottom) = (2 * oh * w, (2 * oh + 1) * w);
+        let mut ow = 0;
+        while ow < wo {
+            let count = (wo - ow).min(8);
+            // A partial step reads copies of its 2 * count inputs per row, padded.
+            let (mut top_copy, mut bottom_copy) = ([0.0f32; 16], [0.0f32; 16]);
+            let (t, b) = if count == 8 {
+                // SAFETY: the window rows' sixteen values lie inside the plane.
+                unsafe { (src.add(top + 2 * ow), src.add(bottom + 2 * ow)) }
+            } else {
+                let inputs = 2 * count;
+                top_copy[..inputs].copy_from_slice(&plane[top + 2 * ow..][..inputs]);
+                bottom_copy[..inputs].copy_from_slice(&plane[bottom + 2 * ow..][..inputs]);
+                (top_copy.as_ptr(), bottom_copy.as_ptr())
+            };
+            // SAFETY: sixteen floats at each of t and b (in the plane or the copies).
+            let ((upper, upper_at), (lower, lower_at)) = unsafe {
+                (pairs(t, top + 2 * ow, lanes_twice), pairs(b, bottom + 2 * ow, lanes_twice))
+            };
+            let take = _mm256_or_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(lower, upper),
+                _mm256_cmp_ps::<_CMP_UNORD_Q>(lower, lower),
+            );
+            let value = _mm256_blendv_ps(upper, lower, take);
+            let at = blend_positions(upper_at, lower_at, take);
+            let (first, second) = (
+                _mm256_cvtepi32_epi64(_mm256_castsi256_si128(at)),
+                _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(at)),
+            );
+            let o = oh * wo + ow;
+            if count == 8 {
+                // SAFETY: outputs o..o + 8 lie inside this row of `vals` and `idxs`.
+                unsafe {
+                    _mm256_storeu_ps(vals.as_mut_ptr().add(o), value);
+                    _mm256_storeu_si256(idxs.as_mut_ptr().add(o).cast(), first);
+                    _mm256_storeu_si256(idxs.as_mut_ptr().add(o + 4).cast(), second);
+                }
+            } else {
+                let (mut v, mut i) = ([0.0f32; 8], [0i64; 8]);
+                // SAFETY: stores into the local arrays, of eight values each.
+                unsafe {
+                    _mm256_storeu_ps(v.as_mut_ptr(), value);
+                    _mm256_storeu_si256(i.as_mut_ptr().cast(), first);
+                    _mm256_storeu_si256(i.as_mut_ptr().add(4).cast(), second);
+                }
+                vals[o..o + count].copy_from_slice(&v[..count]);
+                idxs[o..o + count].copy_from_slice(&i[..count]);
+            }
+            ow += count;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,20 +317,39 @@ mod tests {
                 l => l as f32 - 1.0,
             }
         };
-        for (h, w) in
-            [(2, 2), (3, 5), (4, 14), (6, 28), (2, 31), (4, 32), (2, 33), (5, 64), (2, 70)]
-        {
+        for (h, w) in [
+            (2, 2),
+            (3, 5),
+            (4, 14),
+            (6, 28),
+            (2, 31),
+            (4, 32),
+            (2, 33),
+            (5, 64),
+            (2, 70),
+            (4, 16),
+            (2, 18),
+        ] {
             let plane: Vec<f32> = (0..h * w).map(|_| level()).collect();
             let (ho, wo) = (h / 2, w / 2);
             let mut fast = (vec![0.0f32; ho * wo], vec![0i64; ho * wo]);
             f32::forward_plane(&plane, (h, w), &mut fast.0, &mut fast.1);
             let mut scalar = (vec![0.0f32; ho * wo], vec![0i64; ho * wo]);
             forward_plane_scalar(&plane, (h, w), &mut scalar.0, &mut scalar.1);
+            // The AVX2 form too where AVX-512 would take the dispatch.
+            let mut narrow = scalar.clone();
+            #[cfg(target_arch = "x86_64")]
+            if crate::simd::avx2_enabled() {
+                // SAFETY: the CPU has AVX2; the slices hold the plane and its outputs.
+                unsafe { forward_plane_avx2(&plane, (h, w), &mut narrow.0, &mut narrow.1) };
+            }
             for oh in 0..ho {
                 for ow in 0..wo {
                     let (v, at) = reference(&plane, w, oh, ow);
                     let o = oh * wo + ow;
-                    for (kernel, (vals, idxs)) in [("dispatched", &fast), ("scalar", &scalar)] {
+                    for (kernel, (vals, idxs)) in
+                        [("dispatched", &fast), ("scalar", &scalar), ("AVX2", &narrow)]
+                    {
                         assert_eq!(
                             idxs[o], at,
                             "{kernel} kernel, {h}x{w} plane, output ({oh}, {ow})"
