@@ -724,12 +724,12 @@ pub fn machine() -> String {
     let vectors = if tapegrad_kernels::simd::avx512_enabled() {
         "AVX-512"
     } else if std::arch::is_x86_feature_detected!("avx512f") {
-        "AVX-512 switched off by TAPEGRAD_NO_AVX512 (elementwise loops and stride-1 \
-         convolutions in their AVX2 forms where the CPU has AVX2, other kernels in their \
-         portable forms; matrix products keep matrixmultiply's own)"
+        "AVX-512 switched off by TAPEGRAD_NO_AVX512 (elementwise loops, stride-1 \
+         convolutions, f32 matrix products and 2x2 max pooling in their AVX2 forms where \
+         the CPU has AVX2, other kernels in their portable forms)"
     } else if tapegrad_kernels::simd::avx2_enabled() {
-        "AVX2 (elementwise loops and stride-1 convolutions in their AVX2 forms; the other \
-         AVX-512 kernels in their portable forms)"
+        "AVX2 (elementwise loops, stride-1 convolutions, f32 matrix products and 2x2 max \
+         pooling in their AVX2 forms; the other AVX-512 kernels in their portable forms)"
     } else {
         "SSE2 (the AVX-512 kernels fall back to their portable forms)"
     };
