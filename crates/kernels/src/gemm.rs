@@ -1,5 +1,5 @@
 //! GEMM on strided views: f32 through this crate's own blocked product (`blocked`) with an
-//! AVX-512 or AVX2 register tile (`avx512`, `avx2`), everything else through
+//! AVX-512 or AVX2 register tile (`tile`, compiled in `avx512` and `avx2`), everything else through
 //! `matrixmultiply` (or, with the `gemm` feature, every product through the `gemm` crate);
 //! split across rayon's threads only when the product is large enough to pay for it.
 
@@ -11,6 +11,8 @@ mod avx2;
 mod avx512;
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
 mod blocked;
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+mod tile;
 
 /// Multiply-adds below this count run on the calling thread: a sleeping worker takes longer
 /// to wake than the rest of the product.

@@ -1,14 +1,16 @@
 //! The own f32 product's AVX2 register tile and copies (the blocking is
-//! [`super::blocked`]'s), for CPUs without AVX-512: a `6 x 16` tile of C in 12 of the 16
-//! vector registers (two for a row of B, one for a broadcast of A), and copies eight floats
-//! at a time, through 8 x 8 register transposes where a copy turns rows into columns.
+//! [`super::blocked`]'s, the tile [`super::tile`]'s), for CPUs without AVX-512: a `6 x 16`
+//! tile of C in 12 of the 16 vector registers (two for a row of B, one for a broadcast of
+//! A), and copies eight floats at a time, through 8 x 8 register transposes where a copy
+//! turns rows into columns.
 //!
 //! AVX2's masked loads and stores are many times slower than plain ones on AMD cores, so
-//! the partial vectors at the edges of C and of the copies go element by element instead.
+//! the partial panels of the copies go element by element instead.
 
 use std::arch::x86_64::*;
 
 use super::blocked::{Lines, Microkernel, Tile, copy_strided};
+use super::tile::register_tile;
 use crate::transpose::transpose8;
 
 /// Rows of C in the register tile.
@@ -42,99 +44,7 @@ impl Microkernel for Avx2 {
     }
 }
 
-/// The kernel for the tile's size: a corner of C narrower or shorter than the full tile
-/// (the last rows or columns of a product) takes a kernel with fewer registers rather than
-/// computing zeros. `a` is an A panel (`None`) or A's rows in place, `lda` apart.
-///
-/// # Safety
-/// As [`kernel`].
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_kernel(kc: usize, a: (*const f32, Option<isize>), b: *const f32, tile: Tile) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match (a, tile.rows.div_ceil(2), tile.cols > LANES) {
-            ((a, None), 1, false) => kernel::<2, 1, false>(kc, (a, 0), b, tile),
-            ((a, None), 2, false) => kernel::<4, 1, false>(kc, (a, 0), b, tile),
-            ((a, None), _, false) => kernel::<MR, 1, false>(kc, (a, 0), b, tile),
-            ((a, None), 1, true) => kernel::<2, 2, false>(kc, (a, 0), b, tile),
-            ((a, None), 2, true) => kernel::<4, 2, false>(kc, (a, 0), b, tile),
-            ((a, None), _, true) => kernel::<MR, 2, false>(kc, (a, 0), b, tile),
-            ((a, Some(lda)), 1, false) => kernel::<2, 1, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), 2, false) => kernel::<4, 1, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), _, false) => kernel::<MR, 1, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), 1, true) => kernel::<2, 2, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), 2, true) => kernel::<4, 2, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), _, true) => kernel::<MR, 2, true>(kc, (a, lda), b, tile),
-        }
-    }
-}
-
-/// The register tile of `ROWS x 8 HALVES` (at most `MR x NR`): `kc` steps, each one row of
-/// a B panel (one or two vectors) times one column of A (a broadcast per row), then
-/// `c = acc + beta c` on the tile's corner of C. A is an A panel (`IN_PLACE` false: step
-/// `p` of row `i` at `a[p * MR + i]`) or A's own rows (`IN_PLACE`: at `a[i * lda + p]`).
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA; `a` holds `kc x MR` floats (a panel) or the tile's rows
-/// of `kc` floats `lda` apart (in place), and `b` `kc x NR` (32-byte aligned); the tile's
-/// corner (at most `ROWS x 8 HALVES`) lies inside C, accessed by no one else.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn kernel<const ROWS: usize, const HALVES: usize, const IN_PLACE: bool>(
-    kc: usize,
-    (a, lda): (*const f32, isize),
-    b: *const f32,
-    tile: Tile,
-) {
-    // Rows of an A read in place: past the tile's last row, that row again (computed,
-    // never stored).
-    let rows_at: [isize; ROWS] = std::array::from_fn(|i| i.min(tile.rows - 1) as isize * lda);
-    let mut acc = [[_mm256_setzero_ps(); HALVES]; ROWS];
-    for p in 0..kc {
-        // SAFETY: step p of both panels lies inside them; B's rows are 64 bytes apart from
-        // an aligned start.
-        unsafe {
-            let b_row: [__m256; HALVES] =
-                std::array::from_fn(|half| _mm256_load_ps(b.add(p * NR + LANES * half)));
-            // Constant trip counts: the loops unroll and `acc` stays in registers.
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = if IN_PLACE {
-                    _mm256_set1_ps(*a.add(p).offset(rows_at[i]))
-                } else {
-                    _mm256_set1_ps(*a.add(p * MR + i))
-                };
-                for (sum, &bv) in row.iter_mut().zip(&b_row) {
-                    *sum = _mm256_fmadd_ps(ai, bv, *sum);
-                }
-            }
-        }
-    }
-    let Tile { rows, cols, c, ldc, beta } = tile;
-    let beta_v = _mm256_set1_ps(beta);
-    for (i, row) in acc.iter().enumerate().take(rows) {
-        for (half, &sum) in row.iter().enumerate() {
-            let lanes = cols.saturating_sub(LANES * half).min(LANES);
-            // SAFETY: the tile's first `lanes` columns of this half lie inside C.
-            unsafe {
-                let at = c.offset(i as isize * ldc + (LANES * half) as isize);
-                if lanes == LANES {
-                    let value = if beta == 0.0 {
-                        sum
-                    } else {
-                        _mm256_fmadd_ps(beta_v, _mm256_loadu_ps(at), sum)
-                    };
-                    _mm256_storeu_ps(at, value);
-                } else {
-                    let mut spill = [0.0f32; LANES];
-                    _mm256_storeu_ps(spill.as_mut_ptr(), sum);
-                    for (j, &s) in spill.iter().enumerate().take(lanes) {
-                        // One rounding, as the vector form's multiply-add.
-                        *at.add(j) = if beta == 0.0 { s } else { beta.mul_add(*at.add(j), s) };
-                    }
-                }
-            }
-        }
-    }
-}
+register_tile!("avx2,fma", avx2_f32, 2);
 
 /// Copies a `kc x nc` block of B into panels of `NR` columns, each `kc` rows of `NR`
 /// adjacent floats, columns past `nc` zero.

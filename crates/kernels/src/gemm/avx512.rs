@@ -1,11 +1,12 @@
 //! The own f32 product's AVX-512 register tile and copies (the blocking is
-//! [`super::blocked`]'s): a `12 x 32` tile of C in 24 of the 32 vector registers, and copies
+//! [`super::blocked`]'s, the tile [`super::tile`]'s): a `12 x 32` tile of C in 24 of the 32 vector registers, and copies
 //! sixteen floats at a time, through 16 x 16 register transposes where a copy turns rows
 //! into columns.
 
 use std::arch::x86_64::*;
 
 use super::blocked::{Lines, Microkernel, Tile, copy_strided};
+use super::tile::register_tile;
 use crate::transpose::transpose16;
 
 /// Rows of C in the register tile: each step of the kernel broadcasts one element of A per
@@ -43,95 +44,7 @@ fn first_lanes(count: usize) -> __mmask16 {
     if count >= 16 { 0xffff } else { (1u16 << count) - 1 }
 }
 
-/// The kernel for the tile's size: a corner of C narrower or shorter than the full tile
-/// (the last rows or columns of a product) takes a kernel with fewer registers rather than
-/// computing zeros. `a` is an A panel (`None`) or A's rows in place, `lda` apart.
-///
-/// # Safety
-/// As [`kernel`].
-#[target_feature(enable = "avx512f")]
-unsafe fn run_kernel(kc: usize, a: (*const f32, Option<isize>), b: *const f32, tile: Tile) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match (a, tile.rows.div_ceil(4), tile.cols > 16) {
-            ((a, None), 1, false) => kernel::<4, 1, false>(kc, (a, 0), b, tile),
-            ((a, None), 2, false) => kernel::<8, 1, false>(kc, (a, 0), b, tile),
-            ((a, None), _, false) => kernel::<MR, 1, false>(kc, (a, 0), b, tile),
-            ((a, None), 1, true) => kernel::<4, 2, false>(kc, (a, 0), b, tile),
-            ((a, None), 2, true) => kernel::<8, 2, false>(kc, (a, 0), b, tile),
-            ((a, None), _, true) => kernel::<MR, 2, false>(kc, (a, 0), b, tile),
-            ((a, Some(lda)), 1, false) => kernel::<4, 1, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), 2, false) => kernel::<8, 1, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), _, false) => kernel::<MR, 1, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), 1, true) => kernel::<4, 2, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), 2, true) => kernel::<8, 2, true>(kc, (a, lda), b, tile),
-            ((a, Some(lda)), _, true) => kernel::<MR, 2, true>(kc, (a, lda), b, tile),
-        }
-    }
-}
-
-/// The register tile of `ROWS x 16 HALVES` (at most `MR x NR`): `kc` steps, each one row of
-/// a B panel (one or two vectors) times one column of A (a broadcast per row), then
-/// `c = acc + beta c` on the tile's corner of C. A is an A panel (`IN_PLACE` false: step
-/// `p` of row `i` at `a[p * MR + i]`) or A's own rows (`IN_PLACE`: at `a[i * lda + p]`).
-///
-/// # Safety
-/// The CPU must have AVX-512F; `a` holds `kc x MR` floats (a panel) or the tile's rows of
-/// `kc` floats `lda` apart (in place), and `b` `kc x NR` (64-byte aligned); the tile's
-/// corner (at most `ROWS x 16 HALVES`) lies inside C, accessed by no one else.
-#[target_feature(enable = "avx512f")]
-unsafe fn kernel<const ROWS: usize, const HALVES: usize, const IN_PLACE: bool>(
-    kc: usize,
-    (a, lda): (*const f32, isize),
-    b: *const f32,
-    tile: Tile,
-) {
-    // Rows of an A read in place: past the tile's last row, that row again (computed,
-    // never stored).
-    let rows_at: [isize; ROWS] = std::array::from_fn(|i| i.min(tile.rows - 1) as isize * lda);
-    let mut acc = [[_mm512_setzero_ps(); HALVES]; ROWS];
-    for p in 0..kc {
-        // SAFETY: step p of both panels lies inside them; B's rows are 128 bytes apart from
-        // an aligned start.
-        unsafe {
-            let b_row: [__m512; HALVES] =
-                std::array::from_fn(|half| _mm512_load_ps(b.add(p * NR + 16 * half)));
-            // Constant trip counts: the loops unroll and `acc` stays in registers.
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = if IN_PLACE {
-                    _mm512_set1_ps(*a.add(p).offset(rows_at[i]))
-                } else {
-                    _mm512_set1_ps(*a.add(p * MR + i))
-                };
-                for (sum, &bv) in row.iter_mut().zip(&b_row) {
-                    *sum = _mm512_fmadd_ps(ai, bv, *sum);
-                }
-            }
-        }
-    }
-    let Tile { rows, cols, c, ldc, beta } = tile;
-    let masks = [first_lanes(cols), first_lanes(cols.saturating_sub(16))];
-    let beta_v = _mm512_set1_ps(beta);
-    for (i, row) in acc.iter().enumerate() {
-        if i == rows {
-            break;
-        }
-        for (half, &sum) in row.iter().enumerate() {
-            let mask = masks[half];
-            // SAFETY: the masked lanes are the tile's columns inside C; masked-off lanes are
-            // neither read nor written.
-            unsafe {
-                let at = c.offset(i as isize * ldc + 16 * half as isize);
-                let value = if beta == 0.0 {
-                    sum
-                } else {
-                    _mm512_fmadd_ps(beta_v, _mm512_maskz_loadu_ps(mask, at), sum)
-                };
-                _mm512_mask_storeu_ps(at, mask, value);
-            }
-        }
-    }
-}
+register_tile!("avx512f", avx512_f32, 4);
 
 /// Copies a `kc x nc` block of B into panels of `NR` columns, each `kc` rows of `NR`
 /// adjacent floats, columns past `nc` zero.
