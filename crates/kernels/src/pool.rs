@@ -1,6 +1,8 @@
 //! Max pooling on flat `[N, C, H, W]` buffers: the forward pass (values and the positions
 //! they came from) and its gradient (a scatter to those positions).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::Real;
@@ -133,8 +135,14 @@ pub fn max_pool2d_scatter<T: Real>(
     plane_in: usize,
     plane_out: usize,
 ) -> Vec<T> {
-    let mut dx = vec![T::ZERO; planes * plane_in];
-    let plane = |(p, out): (usize, &mut [T])| {
+    let len = planes * plane_in;
+    // Each plane is zeroed just before its gradients land, while it is in cache: one pass
+    // over memory instead of a zeroed allocation and then the scatter.
+    let mut dx: Vec<T> = Vec::with_capacity(len);
+    let plane = |(p, out): (usize, &mut [MaybeUninit<T>])| {
+        out.fill(MaybeUninit::new(T::ZERO));
+        // SAFETY: every element of the plane was written just above.
+        let out = unsafe { &mut *(out as *mut [MaybeUninit<T>] as *mut [T]) };
         for (&i, &v) in idx[p * plane_out..(p + 1) * plane_out]
             .iter()
             .zip(&g[p * plane_out..(p + 1) * plane_out])
@@ -142,13 +150,44 @@ pub fn max_pool2d_scatter<T: Real>(
             out[i as usize] += v;
         }
     };
-    if crate::parallel::start_parallel(dx.len()) {
-        dx.par_chunks_mut(plane_in.max(1))
+    let planes_out = &mut dx.spare_capacity_mut()[..len];
+    if crate::parallel::start_parallel(len) {
+        planes_out
+            .par_chunks_mut(plane_in.max(1))
             .enumerate()
             .with_min_len((planes / rayon::current_num_threads()).max(1))
             .for_each(plane);
     } else {
-        dx.chunks_mut(plane_in.max(1)).enumerate().for_each(plane);
+        planes_out.chunks_mut(plane_in.max(1)).enumerate().for_each(plane);
     }
+    // SAFETY: the planes cover the first `len` elements, and each plane was filled above
+    // (a position outside its plane panics before this, leaving the vector empty).
+    unsafe { dx.set_len(len) };
     dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_pool2d_scatter;
+
+    /// Every plane of the gradient is all zeros but the positions its outputs came from,
+    /// which sum the gradients sent there (overlapping windows send several), on one thread
+    /// and split across planes alike; garbage left in recycled memory never shows through.
+    #[test]
+    fn the_scatter_fills_every_plane() {
+        for &(planes, plane_in) in &[(3, 16), (64, 4096), (1, 1)] {
+            let plane_out = plane_in / 4 + 1;
+            // Leave non-zero values in freed memory of the size the scatter allocates.
+            drop(vec![f32::NAN; planes * plane_in]);
+            let idx: Vec<i64> =
+                (0..planes * plane_out).map(|o| ((o * 7919) % plane_in) as i64).collect();
+            let g: Vec<f32> = (0..planes * plane_out).map(|o| (o % 13) as f32 - 6.0).collect();
+            let mut want = vec![0.0f32; planes * plane_in];
+            for (o, (&i, &v)) in idx.iter().zip(&g).enumerate() {
+                want[o / plane_out * plane_in + i as usize] += v;
+            }
+            let got = max_pool2d_scatter(&g, &idx, planes, plane_in, plane_out);
+            assert_eq!(got, want, "{planes} planes of {plane_in}");
+        }
+    }
 }
