@@ -587,7 +587,7 @@ fn serial<T: Gemm>(
 }
 
 /// [`gemm_serial`] through the library alone (`matrixmultiply`, or the `gemm` crate with
-/// the `gemm` feature), never this crate's own AVX-512 kernel: what the benchmark compares
+/// the `gemm` feature), never this crate's own kernel: what the benchmark compares
 /// that kernel with.
 ///
 /// ```

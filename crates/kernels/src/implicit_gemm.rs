@@ -9,7 +9,7 @@
 //! shared dimension, loading `V` vectors of a row of B and broadcasting `R` elements of A
 //! per step. It is written once over a small set of vector operations and compiled for
 //! AVX-512 (32 registers of 16 f32: blocks up to 8 x 3 or 16 x 1) and for AVX2 with FMA (16
-//! registers of 8 f32: blocks up to 4 x 2 or 8 x 1). Machines with neither take the im2col
+//! registers of 8 f32: blocks up to 6 x 2 or 8 x 1). Machines with neither take the im2col
 //! path instead (see [`available`]); a plain loop keeps the function total for them.
 
 use crate::gemm::Gemm;
@@ -283,7 +283,7 @@ macro_rules! panels_for_32_registers {
             (true, 1, 8) => panel::<8, 1, true>($args),
             (true, 2, 8 | 16) => panel::<8, 2, true>($args),
             (true, _, 8 | 16) => panel::<8, 3, true>($args),
-            (false, 1, 8) => panel::<8, 1, false>($args),
+            (false, 1, 6 | 8) => panel::<6, 1, false>($args),
             (false, 2, 8) => panel::<8, 2, false>($args),
             (false, _, 8) => panel::<8, 3, false>($args),
             (p, v, r) => panels_for_32_registers!(@small p, v, r, $args),
@@ -313,20 +313,20 @@ macro_rules! panels_for_32_registers {
     };
 }
 
-/// The panel shapes for 16 vector registers: 8 rows of one vector, or 6 (gathered) or 4
-/// (packed, whose blocks divide 16) rows of two: at most 12 accumulators, the vectors of B
-/// and a broadcast (4 rows of three would take all sixteen, and the compiler then keeps an
-/// accumulator on the stack). Twelve accumulators hide the multiply-add's latency that
-/// eight only just cover.
+/// The panel shapes for 16 vector registers: packed rows in blocks of 8 x 1 or 4 x 2
+/// (dividing the packing's 16), gathered rows in blocks of 6 x 1 or 6 x 2: at most 12
+/// accumulators, the vectors of B and a broadcast (4 rows of three would take all sixteen,
+/// and the compiler then keeps an accumulator on the stack). Twelve accumulators hide the
+/// multiply-add's latency that eight only just cover.
 macro_rules! panels_for_16_registers {
     ($packed:ident, $vectors:ident, $rows:ident, $args:ident) => {
         match ($packed, $vectors, $rows) {
             (true, 1, 8 | 16) => panel::<8, 1, true>($args),
-            (false, 1, 8) => panel::<8, 1, false>($args),
+            (false, 1, 6 | 8) => panel::<6, 1, false>($args),
             (true, 1, 4) => panel::<4, 1, true>($args),
             (false, 1, 4) => panel::<4, 1, false>($args),
             (true, _, 4 | 8 | 16) => panel::<4, 2, true>($args),
-            (false, _, 8) => panel::<6, 2, false>($args),
+            (false, _, 6 | 8) => panel::<6, 2, false>($args),
             (false, _, 4) => panel::<4, 2, false>($args),
             (true, 1, 2) => panel::<2, 1, true>($args),
             (true, _, 2) => panel::<2, 2, true>($args),
@@ -342,9 +342,10 @@ macro_rules! panels_for_16_registers {
 
 /// The kernel of one instruction set and float type: `$ops` is its module of
 /// [`crate::vectors`], `$feature` its target features, `$panels` its choice of panel shapes, of
-/// at most `$vectors` vectors per row.
+/// at most `$vectors` vectors per row and blocks of `$gathered` gathered rows.
 macro_rules! vector_kernel {
-    ($name:ident, $t:ty, $ops:ident, $feature:literal, $panels:ident, $vectors:literal) => {
+    ($name:ident, $t:ty, $ops:ident, $feature:literal, $panels:ident, $vectors:literal,
+     $gathered:literal) => {
         /// The vector kernel over all of C.
         ///
         /// # Safety
@@ -363,10 +364,16 @@ macro_rules! vector_kernel {
             use crate::vectors::$ops as v;
             // Blocks of 8 or 16 rows divide the usual channel counts evenly; fewer rows
             // than that take the smallest block that holds them (one input channel: one
-            // row). Gathered rows need a pointer each, so their blocks stop at 8 rows to
-            // stay in registers.
+            // row). Gathered rows need a pointer each, so their blocks stop at `$gathered`
+            // rows (8, or 6 with 16 registers) to stay in registers.
             let packed = matches!(ops.lhs, Lhs::Packed(_));
-            let rows = ops.m.next_power_of_two().min(if packed { 16 } else { 8 });
+            let rows = if packed {
+                ops.m.next_power_of_two().min(16)
+            } else if ops.m >= $gathered {
+                $gathered
+            } else {
+                ops.m.next_power_of_two()
+            };
             let pass = rows_per_pass(ops, rows, std::mem::size_of::<$t>());
             let mut first = 0;
             while first < ops.m {
@@ -526,10 +533,10 @@ macro_rules! vector_kernel {
     };
 }
 
-vector_kernel!(avx512_f32, f32, avx512_f32, "avx512f", panels_for_32_registers, 3);
-vector_kernel!(avx512_f64, f64, avx512_f64, "avx512f", panels_for_32_registers, 3);
-vector_kernel!(avx2_f32, f32, avx2_f32, "avx2,fma", panels_for_16_registers, 2);
-vector_kernel!(avx2_f64, f64, avx2_f64, "avx2,fma", panels_for_16_registers, 2);
+vector_kernel!(avx512_f32, f32, avx512_f32, "avx512f", panels_for_32_registers, 3, 8);
+vector_kernel!(avx512_f64, f64, avx512_f64, "avx512f", panels_for_32_registers, 3, 8);
+vector_kernel!(avx2_f32, f32, avx2_f32, "avx2,fma", panels_for_16_registers, 2, 6);
+vector_kernel!(avx2_f64, f64, avx2_f64, "avx2,fma", panels_for_16_registers, 2, 6);
 
 macro_rules! implicit_gemm_for {
     ($t:ty, $lanes:literal, $avx512:ident, $avx2:ident) => {

@@ -13,8 +13,8 @@
 //! | [`strided`] | maps, broadcasting zips and reductions over strided views |
 //! | [`simd`] | compiling a loop for the widest vectors the CPU has |
 //! | [`parallel`] | when work is worth splitting across threads; a worker kept awake between kernels |
-//! | [`gemm`] | matrix products on strided views (an own AVX-512 f32 kernel, else a library) |
-//! | `implicit_gemm` (private) | the AVX-512 product that gathers its operands |
+//! | [`gemm`] | matrix products on strided views (an own AVX-512 or AVX2 f32 kernel, else a library) |
+//! | `implicit_gemm` (private) | the AVX-512 or AVX2 product that gathers its operands |
 //! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd) |
 //! | [`pool`] | max pooling |
 //! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |

@@ -50,7 +50,7 @@ register_tile!("avx2,fma", avx2_f32, 2);
 /// adjacent floats, columns past `nc` zero.
 ///
 /// # Safety
-/// The CPU must have AVX2; the block must lie inside B and `dst` hold
+/// The CPU must have AVX2 and FMA; the block must lie inside B and `dst` hold
 /// `kc x nc.next_multiple_of(NR)` floats, 64-byte aligned.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pack_b((kc, nc): (usize, usize), (b, rs, cs): (*const f32, isize, isize), dst: *mut f32) {
@@ -96,7 +96,8 @@ unsafe fn pack_b((kc, nc): (usize, usize), (b, rs, cs): (*const f32, isize, isiz
 /// adjacent floats, rows past `mc` zero. (A row-major A is read in place, never copied.)
 ///
 /// # Safety
-/// The block must lie inside A and `dst` hold `mc.next_multiple_of(MR) x kc` floats.
+/// The CPU must have AVX2 and FMA; the block must lie inside A and `dst` hold
+/// `mc.next_multiple_of(MR) x kc` floats.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pack_a((mc, kc): (usize, usize), (a, rs, cs): (*const f32, isize, isize), dst: *mut f32) {
     for ir in (0..mc).step_by(MR) {
@@ -127,7 +128,7 @@ unsafe fn pack_a((mc, kc): (usize, usize), (a, rs, cs): (*const f32, isize, isiz
 /// `i < 8` (lines past `count` zero).
 ///
 /// # Safety
-/// The CPU must have AVX2; each line below `count` must hold `kc` readable floats;
+/// The CPU must have AVX2 and FMA; each line below `count` must hold `kc` readable floats;
 /// `dst + p * stride` must hold eight floats for every step `p < kc`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn copy_transposed(kc: usize, lines: Lines, dst: *mut f32, stride: usize) {

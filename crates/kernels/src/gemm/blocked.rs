@@ -1,14 +1,15 @@
 //! The blocked f32 matrix product behind the own kernels, in the usual form: a block of B is
 //! copied into panels of `NR` columns and a block of A into panels of `MR` rows, each in the
 //! order the inner kernel reads it, and the kernel keeps an `MR x NR` tile of C in registers
-//! while it runs along the shared dimension. A row-major A is not copied: the kernel
-//! broadcasts from its rows where they are.
+//! while it runs along the shared dimension. A row-major A (rows a positive stride apart) is
+//! not copied: the kernel broadcasts from its rows where they are.
 //!
 //! Why not `matrixmultiply` for everything: it copies a row-major A, and a column-major B,
 //! one element at a time, and those are the layouts of `x Wᵀ` and `dy W`, the products of
 //! every linear layer forward and backward. The instruction sets' modules ([`super::avx512`],
-//! [`super::avx2`]) copy every other layout but a general strided one a vector at a time,
-//! through register transposes where the copy turns rows into columns.
+//! [`super::avx2`]) copy whole panels of row- and column-major operands a vector (or, for
+//! AVX2's column-major A, six floats) at a time, through register transposes where the copy
+//! turns rows into columns, and the rest element by element.
 //!
 //! Every instruction set sums each element of C in the same order (step by step along a
 //! block of the shared dimension, one rounding per multiply-add, then `acc + beta c`), so
