@@ -8,40 +8,9 @@
 //! exponent; a run over every seventh f32, 611 million inputs, found the same bounds: they are
 //! measured, not proved).
 //! That is the accuracy of PyTorch's own vectorised `exp` and `tanh` (SLEEF's 1-ulp forms).
-//! The normal distribution function runs in f64 (its tails need the relative precision).
-
-/// `e^y` in f64 for `y` in `[-700, 700]`, relative error below 1e-11 (for f32 results):
-/// `y = k ln 2 + r` with `|r| <= ln 2 / 2`, a degree-9 Taylor polynomial for `e^r`, and
-/// `2^k` built from its exponent bits. No branches.
-#[inline(always)]
-fn exp_small_range(y: f64) -> f64 {
-    // ln 2 split in two (fdlibm's): `k * LN2_HI` is exact for the k that occur here.
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-    // Round to nearest by adding 1.5 * 2^52: the integer lands in the low mantissa bits.
-    // Baseline x86-64 has no vector `round` (it would be a libm call per element).
-    const SHIFTER: f64 = 6_755_399_441_055_744.0;
-    let shifted = y.mul_add(std::f64::consts::LOG2_E, SHIFTER);
-    let k = shifted - SHIFTER;
-    let k_int = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
-    let r = (-k).mul_add(LN2_LO, (-k).mul_add(LN2_HI, y));
-    let mut p: f64 = 1.0 / 362_880.0;
-    for coefficient in [
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p.mul_add(r, coefficient);
-    }
-    let scale = f64::from_bits(k_int.wrapping_add(1023) << 52);
-    p * scale
-}
+//! The normal distribution and density (GELU) carry `x^2 / 2` and their exponent as pairs of
+//! floats, so their tails keep the relative precision one rounding of a large exponent would
+//! lose: within two steps of the correctly rounded value.
 
 /// `e^r - 1` for `r = r_hi - c` with `|r| <= ln 2 / 2`, in f32: `r_hi + (r^2 q(r) - c)`, so
 /// the small correction `c` and the polynomial's rounding stay below the sum's last bit.
@@ -57,7 +26,7 @@ fn exp_reduced_minus_one(r_hi: f32, c: f32) -> f32 {
     r_hi + q
 }
 
-/// `e^x` split as `2^k (1 + s)`: `(k, s)` with `|s| <= 0.42`, for `x` in `[-104, 89]`.
+/// `e^x` split as `2^k (1 + s)`: `(k, s)` with `|s| <= 0.42`, for `x` in `[-110, 89]`.
 #[inline(always)]
 fn exp_parts(x: f32) -> (i32, f32) {
     // ln 2 in two parts: `k * LN2_HI` is exact for |k| < 2^15, and so is `x - k * LN2_HI`
@@ -73,7 +42,7 @@ fn exp_parts(x: f32) -> (i32, f32) {
     (k_int, exp_reduced_minus_one((-k).mul_add(LN2_HI, x), k * LN2_LO))
 }
 
-/// `p 2^k` for `k` in `[-150, 128]`, rounded once: two power-of-two factors, each a normal
+/// `p 2^k` for `k` in `[-252, 254]`, rounded once: two power-of-two factors, each a normal
 /// f32, so results in the subnormal range and at the top of the range come out right.
 #[inline(always)]
 fn scale_by_power_of_two(p: f32, k: i32) -> f32 {
@@ -141,12 +110,130 @@ pub fn exp_f32(x: f32) -> f32 {
     if x.is_nan() { x } else { e }
 }
 
-/// The standard normal distribution function `Phi(x) = (1 + erf(x / sqrt 2)) / 2` for f32,
-/// vectorisable (GELU's factor): from Numerical Recipes' Chebyshev fit of erfc,
-/// `erfc(a) = t exp(-a^2 + P(t))`, `t = 1 / (1 + a/2)`, relative error below 1.2e-7, taken
-/// on the side where it is small (`Phi(x) = erfc(-x / sqrt 2) / 2` for negative `x`), so
-/// both tails keep their relative precision; within two f32 steps of the correctly rounded
-/// value.
+/// `a + b` as the rounded sum and its rounding error (Knuth's two-sum: no condition on the
+/// operands' sizes).
+#[inline(always)]
+fn two_sum(a: f32, b: f32) -> (f32, f32) {
+    let sum = a + b;
+    let b_part = sum - a;
+    (sum, (a - (sum - b_part)) + (b - b_part))
+}
+
+/// `x^2 / 2` as an unevaluated sum `hi + lo` (exact: the square's rounding error comes
+/// back from a fused multiply-add, and halving is exact), so that `e^(-x^2/2)` keeps its
+/// relative precision where `x^2` is large and one rounding of it would be many steps of
+/// the result.
+#[inline(always)]
+fn half_square(x: f32) -> (f32, f32) {
+    let square = x * x;
+    (0.5 * square, 0.5 * x.mul_add(x, -square))
+}
+
+/// The lower tail `Phi(-|x|)` of the standard normal distribution and its density
+/// `phi(x) = e^(-x^2/2) / sqrt(2 pi)`, in f32 arithmetic: GELU's factor and its derivative,
+/// which share the exponential.
+///
+/// `erfc(a) = e^(-a^2) t Q(t)` for `a = |x| / sqrt 2` and `t = 1 / (1 + a/2)`, where `Q`, a
+/// degree-12 polynomial fitted here for f32 coefficients (relative error 6e-9 for `a` up to
+/// 15), takes `erfc`'s asymptotic `1 / (a sqrt pi)` through `t`. The tail is taken on the side
+/// where it is small, so both tails keep their relative precision. Where a single rounding
+/// would cost the result several steps, the error is recovered and folded in: `x^2 / 2` is
+/// carried exactly as two floats, `Q`'s last step as two, and the roundings of `a` and `t`
+/// (the largest, near 0, where `Q t` moves 2.3 times as fast as `t`) by first-order terms.
+#[inline(always)]
+fn normal_tail_and_density(x: f32) -> NormalParts {
+    // Past |x| = 14.8 the tail, the density and `x` times it are below half of f32's
+    // smallest subnormal; the bound keeps `2^k` inside `scale_by_power_of_two`'s range and
+    // `a` inside the fit's.
+    let xc = x.clamp(-14.8, 14.8);
+    // a = |x| / sqrt 2 with `1/sqrt 2` in two parts; `1 + a/2` and its reciprocal rounded,
+    // with their errors recovered exactly.
+    const INV_SQRT2_HI: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    const INV_SQRT2_LO: f32 = 1.210_161_75e-8;
+    let magnitude = xc.abs();
+    let a = magnitude * INV_SQRT2_HI;
+    let a_lo = magnitude.mul_add(INV_SQRT2_HI, -a) + magnitude * INV_SQRT2_LO;
+    let (d, d_lo) = two_sum(1.0, 0.5 * a);
+    let d_lo = 0.5f32.mul_add(a_lo, d_lo);
+    let t = 1.0 / d;
+    // 1 / (d + d_lo) = t (1 + t_error), to first order.
+    let t_error = (-t).mul_add(d_lo, (-t).mul_add(d, 1.0));
+    // Q in powers of `u = t - T_MID` (t is in [0.1176, 1]), so no partial sum is much
+    // larger than the result; the constant in two parts.
+    const T_MID: f32 = 0.558_823_5;
+    const Q: [f32; 12] = [
+        -0.019_858_899,
+        -0.026_234_46,
+        0.050_378_185,
+        0.021_297_656,
+        -0.080_292_284,
+        0.014_781_048_5,
+        0.112_841_144,
+        -0.065_866_83,
+        -0.197_135_06,
+        0.102_113_59,
+        0.580_902_93,
+        0.754_286_1,
+    ];
+    const Q0_HI: f32 = 0.553_174_14;
+    const Q0_LO: f32 = 2.963_845_5e-8;
+    let u = t - T_MID;
+    // Estrin's scheme for the terms of degree 3 and up (four dependent steps instead of
+    // eight: the chain from `x` to the result bounds the loop, the exponential runs beside
+    // it), Horner's for the last three, whose roundings weigh most.
+    let pair = |high: f32, low: f32| high.mul_add(u, low);
+    let u2 = u * u;
+    let u4 = u2 * u2;
+    let upper = u2.mul_add(pair(Q[5], Q[6]), pair(Q[7], Q[8]));
+    let top = u2.mul_add(pair(Q[1], Q[2]), pair(Q[3], Q[4]));
+    let upper = u4.mul_add(u4.mul_add(Q[0], top), upper);
+    let inner = pair(pair(pair(upper, Q[9]), Q[10]), Q[11]);
+    // `Q0 + u inner` as `q + q_lo` (|Q0| exceeds |u inner| everywhere: fast two-sum).
+    let product = u * inner;
+    let q = Q0_HI + product;
+    let q_lo = ((Q0_HI - q) + product) + (u.mul_add(inner, -product) + Q0_LO);
+    // e^(-x^2/2) = 2^k (1 + s) (1 - lo); 2^k is applied last, so a subnormal result is
+    // rounded once.
+    let (hi, lo) = half_square(xc);
+    let (k, s) = exp_parts(-hi);
+    // The tail: t/2 (1 + t_error d(ln tQ)/d(ln t)) (1 - lo) Q 2^k (1 + s), the derivative
+    // (between 1.13 and 2.26) to 4%, enough for a term of 1e-7.
+    let slope = u.mul_add(u.mul_add(-0.364_210_46, 1.359_317_8), 1.760_773_1);
+    let half_t = 0.5 * t;
+    let corrections = slope.mul_add(t_error, -lo);
+    // half_t q (1 + corrections) + half_t q_lo with the product's rounding recovered: one
+    // rounding in all.
+    let tq = half_t * q;
+    let tq_lo = half_t.mul_add(q, -tq) + half_t * q_lo;
+    let tail = tq.mul_add(corrections, tq_lo) + tq;
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let density = lo.mul_add(-INV_SQRT_2PI, INV_SQRT_2PI);
+    NormalParts { x: xc, k, s, tail, density }
+}
+
+/// [`normal_tail_and_density`]'s results before their common factor `2^k (1 + s)`, so that
+/// sums of the two (GELU's derivative) are rounded once, in the subnormal range too.
+struct NormalParts {
+    /// `x` within the bounds the parts were computed for.
+    x: f32,
+    k: i32,
+    s: f32,
+    tail: f32,
+    density: f32,
+}
+
+impl NormalParts {
+    /// `2^k (1 + s) m`, rounded once.
+    #[inline(always)]
+    fn scaled(&self, m: f32) -> f32 {
+        scale_by_power_of_two(self.s.mul_add(m, m), self.k)
+    }
+}
+
+/// The standard normal distribution function `Phi(x) = erfc(-x / sqrt 2) / 2` for f32,
+/// vectorisable (GELU's factor), in f32 arithmetic (eight lanes to a 256-bit vector):
+/// within two f32 steps of the correctly rounded value, both tails to their relative
+/// precision (the tests sweep every exponent).
 ///
 /// ```
 /// use tapegrad_kernels::fast_math::normal_cdf_f32;
@@ -156,27 +243,48 @@ pub fn exp_f32(x: f32) -> f32 {
 /// ```
 #[inline(always)]
 pub fn normal_cdf_f32(x: f32) -> f32 {
-    // |x| / sqrt 2, clamped where erfc is far below an f32 step of 1 and far into f32's
-    // subnormals (the exponent stays finite).
-    let a = ((x as f64).abs() * std::f64::consts::FRAC_1_SQRT_2).min(15.0);
-    let t = 1.0 / a.mul_add(0.5, 1.0);
-    let mut p: f64 = 0.170_872_77;
-    for coefficient in [
-        -0.822_152_23,
-        1.488_515_87,
-        -1.135_203_98,
-        0.278_868_07,
-        -0.186_288_06,
-        0.096_784_18,
-        0.374_091_96,
-        1.000_023_68,
-        -1.265_512_23,
-    ] {
-        p = p.mul_add(t, coefficient);
-    }
-    let half_erfc = 0.5 * t * exp_small_range((-a).mul_add(a, p));
-    let phi = if x < 0.0 { half_erfc } else { 1.0 - half_erfc };
-    if x.is_nan() { x } else { phi as f32 }
+    let parts = normal_tail_and_density(x);
+    let tail = parts.scaled(parts.tail);
+    let phi = if x < 0.0 { tail } else { 1.0 - tail };
+    if x.is_nan() { x } else { phi }
+}
+
+/// The standard normal density `e^(-x^2/2) / sqrt(2 pi)` for f32, vectorisable, with
+/// `x^2 / 2` carried exactly: within two f32 steps of the correctly rounded value.
+///
+/// ```
+/// use tapegrad_kernels::fast_math::normal_pdf_f32;
+/// assert!((normal_pdf_f32(0.0) - 0.398_942_3).abs() < 3e-8);
+/// assert!((normal_pdf_f32(10.0) / 7.694_599e-23 - 1.0).abs() < 3e-7);
+/// ```
+#[inline(always)]
+pub fn normal_pdf_f32(x: f32) -> f32 {
+    let parts = normal_tail_and_density(x);
+    let density = parts.scaled(parts.density);
+    if x.is_nan() { x } else { density }
+}
+
+/// GELU's derivative `Phi(x) + x phi(x)` for f32, vectorisable, sharing the exponential of
+/// [`normal_cdf_f32`] and [`normal_pdf_f32`] (each within two steps); NaN at the
+/// infinities, where `x phi(x)` is infinity times 0, as in PyTorch.
+///
+/// ```
+/// use tapegrad_kernels::fast_math::gelu_derivative_f32;
+/// assert_eq!(gelu_derivative_f32(0.0), 0.5);
+/// assert!((gelu_derivative_f32(1.0) - 1.083_315_4).abs() < 3e-7);
+/// ```
+#[inline(always)]
+pub fn gelu_derivative_f32(x: f32) -> f32 {
+    let parts = normal_tail_and_density(x);
+    // Below 0, `Phi(-|x|) + x phi(x)` (the terms cancel near x = -0.75); above, 1 plus
+    // `x phi(x) - Phi(-|x|)`: either way the two terms share `2^k (1 + s)` and are summed
+    // before it, with one rounding.
+    let tail = if x < 0.0 { parts.tail } else { -parts.tail };
+    let small = parts.scaled(parts.x.mul_add(parts.density, tail));
+    let derivative = if x < 0.0 { small } else { 1.0 + small };
+    // NaN for NaN and for the infinities, where `x phi(x)` is infinity times 0 (PyTorch's
+    // values).
+    if x.is_finite() { derivative } else { f32::NAN }
 }
 
 /// `ln(1 + t)` for `t` in [0, 1], in f32: `2 atanh(s)` for `s = t / (2 + t)` (at most 1/3),
@@ -283,7 +391,10 @@ impl Tanh for f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Softplus, exp_f32, ln_1p_unit_f32, normal_cdf_f32, tanh_f32};
+    use super::{
+        Softplus, exp_f32, gelu_derivative_f32, ln_1p_unit_f32, normal_cdf_f32, normal_pdf_f32,
+        tanh_f32,
+    };
 
     #[test]
     fn ln_1p_unit_f32_is_within_two_steps_over_its_range() {
@@ -317,21 +428,60 @@ mod tests {
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
     }
 
+    /// `f` within two steps of the correctly rounded `exact` on every exponent (every 4099th
+    /// bit pattern) and, densely, on the range where neither function is 0 or 1; the share
+    /// of inputs not correctly rounded.
+    fn sweep(f: impl Fn(f32) -> f32, exact: impl Fn(f64) -> f64) -> f64 {
+        let dense = (0..=(1 << 21)).map(|i| (i as f32 / (1 << 21) as f32 - 0.5) * 30.0);
+        let every_exponent = (0..0x7f80_0000u32)
+            .step_by(4099)
+            .flat_map(|bits| [f32::from_bits(bits), -f32::from_bits(bits)]);
+        let (mut off, mut count) = (0, 0);
+        for x in dense.chain(every_exponent) {
+            let (got, want) = (f(x), exact(f64::from(x)) as f32);
+            let distance = steps(got, want);
+            assert!(distance <= 2, "f({x:e}) = {got:e}, correctly rounded {want:e}");
+            off += usize::from(distance > 0);
+            count += 1;
+        }
+        off as f64 / count as f64
+    }
+
     #[test]
     fn normal_cdf_f32_is_within_two_steps_of_the_correctly_rounded_value() {
-        for bits in (0..0x7f80_0000u32).step_by(4099) {
-            for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
-                let exact =
-                    (0.5 * libm::erfc(-(x as f64) * std::f64::consts::FRAC_1_SQRT_2)) as f32;
-                let got = normal_cdf_f32(x);
-                assert!(
-                    steps(got, exact) <= 2,
-                    "Phi({x:e}) = {got:e}, correctly rounded {exact:e}"
-                );
-            }
-        }
+        let off = sweep(normal_cdf_f32, |x| 0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2));
+        assert!(off < 0.2, "{off} not correctly rounded"); // 0.17 measured
         assert!(normal_cdf_f32(f32::NAN).is_nan());
         assert_eq!((normal_cdf_f32(f32::NEG_INFINITY), normal_cdf_f32(f32::INFINITY)), (0.0, 1.0));
+    }
+
+    #[test]
+    fn normal_pdf_f32_is_within_two_steps_of_the_correctly_rounded_value() {
+        let density = |x: f64| (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let off = sweep(normal_pdf_f32, density);
+        assert!(off < 0.25, "{off} not correctly rounded"); // 0.22 measured
+        assert!(normal_pdf_f32(f32::NAN).is_nan());
+        assert_eq!((normal_pdf_f32(f32::NEG_INFINITY), normal_pdf_f32(f32::INFINITY)), (0.0, 0.0));
+    }
+
+    /// `Phi(x) + x phi(x)` is 0 near x = -0.75, where its two terms cancel: the error is
+    /// bounded against the larger term instead.
+    #[test]
+    fn gelu_derivative_f32_is_as_accurate_as_its_terms() {
+        for i in 0..=(1 << 20) {
+            let x = (i as f32 / (1 << 20) as f32 - 0.5) * 40.0;
+            let xd = f64::from(x);
+            let cdf = 0.5 * libm::erfc(-xd * std::f64::consts::FRAC_1_SQRT_2);
+            let term = xd * (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let error = (f64::from(gelu_derivative_f32(x)) - (cdf + term)).abs();
+            // f32's steps are absolute below its normal range.
+            let step = f64::from(f32::EPSILON) * cdf.max(term.abs()).max(1.2e-38);
+            assert!(error <= 3.0 * step, "x = {x:e}: error {error:e}");
+        }
+        assert!(gelu_derivative_f32(f32::NAN).is_nan());
+        assert!(gelu_derivative_f32(f32::INFINITY).is_nan());
+        assert!(gelu_derivative_f32(f32::NEG_INFINITY).is_nan());
+        assert_eq!((gelu_derivative_f32(-1e30), gelu_derivative_f32(1e30)), (0.0, 1.0));
     }
 
     #[test]

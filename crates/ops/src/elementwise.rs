@@ -22,6 +22,8 @@ pub(crate) trait Special: Element {
     /// The standard normal distribution function (GELU's factor): vectorisable for f32,
     /// through libm's erf for f64.
     fn normal_cdf(self) -> Self;
+    /// GELU's derivative `Phi(x) + x phi(x)`: vectorisable for f32.
+    fn gelu_derivative(self) -> Self;
 }
 
 impl Special for f32 {
@@ -33,6 +35,10 @@ impl Special for f32 {
     fn normal_cdf(self) -> Self {
         tapegrad_kernels::fast_math::normal_cdf_f32(self)
     }
+    #[inline(always)]
+    fn gelu_derivative(self) -> Self {
+        tapegrad_kernels::fast_math::gelu_derivative_f32(self)
+    }
 }
 
 impl Special for f64 {
@@ -43,6 +49,11 @@ impl Special for f64 {
     #[inline(always)]
     fn normal_cdf(self) -> Self {
         0.5 * (1.0 + libm::erf(self * std::f64::consts::FRAC_1_SQRT_2))
+    }
+    #[inline(always)]
+    fn gelu_derivative(self) -> Self {
+        let density = (-0.5 * self * self).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        self.mul_add(density, self.normal_cdf())
     }
 }
 

@@ -62,11 +62,7 @@ grad_fn!(SigmoidGrad, |g, y| g * (y * (T::ONE - y)));
 // PyTorch's `threshold_backward(g, y, 0)`: `y <= 0 ? 0 : g`, so NaN passes the gradient.
 grad_fn!(ReluGrad, |g, x| if x <= T::ZERO { T::ZERO } else { g });
 // d/dx x Phi(x) = Phi(x) + x phi(x).
-grad_fn!(GeluErfGrad, |g, x| {
-    let pdf = (-(T::from_f64(0.5) * x * x)).exp_vectorisable()
-        * T::from_f64(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
-    g * (x.normal_cdf() + x * pdf)
-});
+grad_fn!(GeluErfGrad, |g, x| g * x.gelu_derivative());
 // y = x/2 (1 + tanh u), u = c (x + k x^3): dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2).
 grad_fn!(GeluTanhGrad, |g, x| {
     let (half, c, k) =
