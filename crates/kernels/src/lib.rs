@@ -22,7 +22,7 @@
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
 //! | [`group_norm`] | group normalisation, from the loops of the two above |
 //! | `transpose` (private) | blocked transposition for the convolutions |
-//! | [`fast_math`] | vectorisable `exp`, `tanh` and normal distribution function for f32 |
+//! | [`fast_math`] | vectorisable `exp`, `tanh`, the normal distribution and density, GELU's derivative, for f32 |
 //! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |
 //!
 //! ```
