@@ -142,6 +142,21 @@ pub trait Gemm: crate::Real {
         c: (*mut Self, isize),
     );
 
+    /// `c = a b (+ bias)` into a C that need not hold initialised values (every element is
+    /// written, none read): `bias`, if given, is a row of `n` elements added to every row,
+    /// with the same bits as a C that held it before `raw` with `beta` one. C's elements in
+    /// a row are adjacent, its rows `ldc` apart; `k` must not be zero.
+    ///
+    /// # Safety
+    /// As [`Gemm::raw`] for A, B and C; `bias`, if given, points to `n` readable elements.
+    unsafe fn raw_fresh(
+        shape: (usize, usize, usize),
+        a: (*const Self, isize, isize),
+        b: (*const Self, isize, isize),
+        bias: Option<*const Self>,
+        c: (*mut Self, isize),
+    );
+
     /// [`Gemm::raw`] through the library alone (`matrixmultiply`, or the `gemm` crate with
     /// the `gemm` feature).
     ///
@@ -209,10 +224,48 @@ macro_rules! impl_gemm {
                     && m * n * k >= OWN_KERNEL_FLOPS
                 {
                     // SAFETY: forwarded from the caller; `$own` chose a kernel the CPU has.
-                    return unsafe { own((m, k, n), (a, rsa, csa), (b, rsb, csb), beta, (c, rsc)) };
+                    return unsafe {
+                        let no_bias = std::ptr::null();
+                        own((m, k, n), (a, rsa, csa), (b, rsb, csb), (beta, no_bias), (c, rsc))
+                    };
                 }
                 // SAFETY: forwarded from the caller.
                 unsafe { Self::library(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+            }
+
+            unsafe fn raw_fresh(
+                (m, k, n): (usize, usize, usize),
+                (a, rsa, csa): (*const $t, isize, isize),
+                (b, rsb, csb): (*const $t, isize, isize),
+                bias: Option<*const $t>,
+                (c, ldc): (*mut $t, isize),
+            ) {
+                let own: Option<OwnKernel<$t>> = $own;
+                if let Some(own) = own
+                    && m * n * k >= OWN_KERNEL_FLOPS
+                {
+                    let zero = <$t as crate::Real>::ZERO;
+                    let bias = bias.unwrap_or(std::ptr::null());
+                    // SAFETY: forwarded from the caller; the own kernel writes every element
+                    // of C and reads none when beta is zero.
+                    return unsafe {
+                        own((m, k, n), (a, rsa, csa), (b, rsb, csb), (zero, bias), (c, ldc))
+                    };
+                }
+                // SAFETY: forwarded from the caller. The libraries write C without reading it
+                // when beta is zero (documented by both); with a bias, C first holds it.
+                unsafe {
+                    let beta = match bias {
+                        Some(bias) => {
+                            for i in 0..m {
+                                std::ptr::copy_nonoverlapping(bias, c.offset(i as isize * ldc), n);
+                            }
+                            <$t as crate::Real>::ONE
+                        }
+                        None => <$t as crate::Real>::ZERO,
+                    };
+                    Self::library(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, ldc, 1)
+                }
             }
 
             unsafe fn library(
@@ -286,13 +339,14 @@ type Kernel<T> = unsafe fn(
     isize,
 );
 
-/// An own kernel: `c = a b + beta c` on `(m, k, n)`, A and B with their strides, C with its
-/// row stride (columns adjacent).
+/// An own kernel: `c = a b + beta c` on `(m, k, n)`, A and B with their strides, `beta`
+/// with a bias row (null for none; only with `beta` zero: `c = a b + bias`), C with its row
+/// stride (columns adjacent).
 type OwnKernel<T> = unsafe fn(
     (usize, usize, usize),
     (*const T, isize, isize),
     (*const T, isize, isize),
-    T,
+    (T, *const T),
     (*mut T, isize),
 );
 
@@ -618,7 +672,6 @@ pub fn library_gemm_serial<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T])
 /// If the shapes do not fit or a view reaches outside its data.
 pub fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let threads = rayon::current_num_threads();
     if !split(m * n * k) {
         return gemm_serial(a, b, c, accumulate);
     }
@@ -627,26 +680,112 @@ pub fn gemm_into<T: Gemm>(a: View<'_, T>, b: View<'_, T>, c: &mut [T], accumulat
         "gemm: operand shapes"
     );
     let beta = if accumulate { T::ONE } else { T::ZERO };
-    let _ = crate::parallel::keep_warm();
     let c_ptr = SendPtr(c.as_mut_ptr());
-    // Split the longer side of C so each worker gets a tall or wide block.
+    split_blocks((m, n), |shape, (row, col)| {
+        let offsets = (a.offset + row * a.rs, b.offset + col * b.cs);
+        // SAFETY: blocks of C are disjoint; A and B are only read; bounds asserted above.
+        unsafe { block(T::raw, &a, &b, shape, offsets, c_ptr.get().add(row * n + col), n, beta) }
+    });
+}
+
+/// Splits an `m x n` C into one block per rayon thread along its longer side (so each
+/// worker gets a tall or wide block) and calls `part(shape, (first row, first column))` for
+/// each, in parallel.
+fn split_blocks((m, n): (usize, usize), part: impl Fn((usize, usize), (usize, usize)) + Sync) {
+    let threads = rayon::current_num_threads();
+    let _ = crate::parallel::keep_warm();
     let (blocks, along_rows) =
         if m >= n { (threads.min(m), true) } else { (threads.min(n), false) };
     let len = if along_rows { m } else { n };
     (0..blocks).into_par_iter().for_each(|i| {
         let (start, end) = (i * len / blocks, (i + 1) * len / blocks);
-        if start == end {
-            return;
+        if start < end {
+            if along_rows {
+                part((end - start, n), (start, 0))
+            } else {
+                part((m, end - start), (0, start))
+            }
         }
-        let len = end - start;
-        let (shape, offsets, c_off) = if along_rows {
-            ((len, n), (a.offset + start * a.rs, b.offset), start * n)
-        } else {
-            ((m, len), (a.offset, b.offset + start * b.cs), start)
-        };
-        // SAFETY: blocks of C are disjoint; A and B are only read; bounds asserted above.
-        unsafe { block(T::raw, &a, &b, shape, offsets, c_ptr.get().add(c_off), n, beta) }
     });
+}
+
+/// `a b`, plus `bias` added to every row if given, as a new row-major `a.rows x b.cols`
+/// matrix: the product's result is written once, without zeroing (or copying the bias
+/// into) the memory first, and split across threads as in [`gemm_into`]. The bits are those
+/// of [`gemm_into`] into a C that held the bias (or anything, without one).
+///
+/// ```
+/// use tapegrad_kernels::gemm::{View, gemm_new};
+/// let x = [1.0f32, 2.0, 3.0, 4.0]; // two rows of two
+/// let w = [10.0f32, 20.0, 30.0, 40.0, 50.0, 60.0]; // three rows of two: x wᵀ
+/// let y = gemm_new(View::row_major(&x, 2, 2), View::row_major(&w, 3, 2).t(), Some(&[0.5, 0.0, -1.0]));
+/// assert_eq!(y, [50.5, 110.0, 169.0, 110.5, 250.0, 389.0]);
+/// ```
+///
+/// # Panics
+/// If the shapes do not fit, a view reaches outside its data, or the bias is not `b.cols`
+/// long.
+pub fn gemm_new<T: Gemm>(a: View<'_, T>, b: View<'_, T>, bias: Option<&[T]>) -> Vec<T> {
+    let len = a.rows.checked_mul(b.cols).expect("gemm: operand shapes");
+    let mut c = Vec::with_capacity(len);
+    // SAFETY: the buffer has room for the `len` elements `fresh_into` writes, all of them,
+    // before the length is set; a panic inside leaves it empty.
+    unsafe {
+        fresh_into(&a, &b, bias, SendPtr(c.as_mut_ptr()), true);
+        c.set_len(len);
+    }
+    c
+}
+
+/// Writes `a b (+ bias)` into the row-major `a.rows x b.cols` matrix at `c`, whose memory
+/// need not be initialised: split across threads when `parallel` and the product is large.
+///
+/// # Safety
+/// `c` must be valid for writes of `a.rows x b.cols` elements that no one else accesses
+/// during the call.
+unsafe fn fresh_into<T: Gemm>(
+    a: &View<'_, T>,
+    b: &View<'_, T>,
+    bias: Option<&[T]>,
+    c: SendPtr<T>,
+    parallel: bool,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        a.cols == b.rows
+            && m.checked_mul(n).is_some()
+            && a.in_bounds()
+            && b.in_bounds()
+            && bias.is_none_or(|bias| bias.len() == n),
+        "gemm: operand shapes"
+    );
+    if m * n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: (i, j) lies inside C (the caller's guarantee).
+                unsafe { c.get().add(i * n + j).write(bias.map_or(T::ZERO, |bias| bias[j])) };
+            }
+        }
+        return;
+    }
+    let part = |(rows, cols): (usize, usize), (row, col): (usize, usize)| {
+        // SAFETY: the block's rows of A and columns of B lie inside their data (asserted
+        // above: the views are in bounds and not empty), its corner of C inside C, written by
+        // this call alone; the bias has its `cols` elements from `col`.
+        unsafe {
+            T::raw_fresh(
+                (rows, k, cols),
+                (a.data.as_ptr().add(a.offset + row * a.rs), a.rs as isize, a.cs as isize),
+                (b.data.as_ptr().add(b.offset + col * b.cs), b.rs as isize, b.cs as isize),
+                bias.map(|bias| bias[col..].as_ptr()),
+                (c.get().add(row * n + col), n as isize),
+            )
+        }
+    };
+    if parallel && split(m * n * k) { split_blocks((m, n), part) } else { part((m, n), (0, 0)) }
 }
 
 /// A batch of products `c_i = a_i b_i` into the consecutive `m x n` blocks of a row-major
@@ -679,10 +818,7 @@ pub fn gemm_batched<'a, T: Gemm>(
         return;
     }
     let (a0, b0) = views(0);
-    let each = a0.rows * a0.cols * b0.cols;
-    let small = each < PARALLEL_FLOPS;
-    if count > 1 && small && count * each >= PARALLEL_FLOPS / 4 && rayon::current_num_threads() > 1
-    {
+    if batch_in_parallel(count, a0.rows * a0.cols * b0.cols) {
         let _ = crate::parallel::keep_warm();
         c.par_chunks_mut(block).enumerate().for_each(|(i, ci)| {
             let (a, b) = views(i);
@@ -696,10 +832,66 @@ pub fn gemm_batched<'a, T: Gemm>(
     }
 }
 
+/// [`gemm_batched`] into a new buffer of `count` consecutive `m x n` blocks (`m` and `n`
+/// those of product 0, which every product must share): each product's result is written
+/// once, without zeroing the memory first.
+///
+/// ```
+/// use tapegrad_kernels::gemm::{View, gemm_batched_new};
+/// let (a, b) = ([1.0f32, 2.0, 3.0, 4.0], [10.0f32, 100.0]); // two 1x2 rows, one 2x1 column
+/// let c = gemm_batched_new(2, |i| (View::row_major(&a[2 * i..2 * i + 2], 1, 2), View::row_major(&b, 2, 1)));
+/// assert_eq!(c, [210.0, 430.0]);
+/// ```
+///
+/// # Panics
+/// If a product's shapes do not fit or differ from product 0's, or a view reaches outside
+/// its data.
+pub fn gemm_batched_new<'a, T: Gemm>(
+    count: usize,
+    views: impl Fn(usize) -> (View<'a, T>, View<'a, T>) + Sync,
+) -> Vec<T> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let (a0, b0) = views(0);
+    let (m, n) = (a0.rows, b0.cols);
+    let block = m.checked_mul(n).expect("gemm_batched: output size");
+    let len = block.checked_mul(count).expect("gemm_batched: output size");
+    let mut c: Vec<T> = Vec::with_capacity(len);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let product = |i: usize, parallel: bool| {
+        let (a, b) = views(i);
+        assert!(a.rows == m && b.cols == n, "gemm_batched: product {i} is not {m} x {n}");
+        // SAFETY: block i of the buffer (inside its capacity of `count` blocks), written by
+        // this call alone.
+        unsafe { fresh_into(&a, &b, None, SendPtr(c_ptr.get().add(i * block)), parallel) }
+    };
+    if batch_in_parallel(count, m * a0.cols * n) {
+        let _ = crate::parallel::keep_warm();
+        (0..count).into_par_iter().for_each(|i| product(i, false));
+    } else {
+        (0..count).for_each(|i| product(i, true));
+    }
+    // SAFETY: every block was written in full above (a panic would have left the length 0).
+    unsafe { c.set_len(len) };
+    c
+}
+
+/// Whether a batch of `count` products of `each` multiply-adds runs one product per task
+/// (small products, enough of them in all) rather than one after another, each split
+/// itself when large.
+fn batch_in_parallel(count: usize, each: usize) -> bool {
+    count > 1
+        && each < PARALLEL_FLOPS
+        && count * each >= PARALLEL_FLOPS / 4
+        && rayon::current_num_threads() > 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::{
-        Gemm, PackedB, View, gemm_into, gemm_serial, gemm_serial_packed, library_gemm_serial,
+        Gemm, PackedB, View, gemm_batched, gemm_batched_new, gemm_into, gemm_new, gemm_serial,
+        gemm_serial_packed, library_gemm_serial,
     };
 
     fn value(i: usize) -> f32 {
@@ -914,9 +1106,17 @@ mod tests {
             return;
         }
         for &(m, k, n) in &[(7, 300, 45), (13, 33, 17), (70, 256, 100), (5, 600, 1030)] {
-            for (ta, tb, beta) in [(false, false, 0.0), (true, true, 0.5), (false, true, 1.0)] {
+            let cases = [
+                (false, false, 0.0, false),
+                (true, true, 0.5, false),
+                (false, true, 1.0, false),
+                (true, false, 0.0, true),
+            ];
+            for (ta, tb, beta, with_bias) in cases {
                 let a: Vec<f32> = (0..m * k).map(value).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+                let bias: Vec<f32> = (0..n).map(|i| value(i + 11)).collect();
+                let bias = if with_bias { bias.as_ptr() } else { std::ptr::null() };
                 let (va, vb) = (view(&a, m, k, ta), view(&b, k, n, tb));
                 let start: Vec<f32> = (0..m * n).map(|i| value(i + 8)).collect();
                 let (mut wide, mut narrow) = (start.clone(), start);
@@ -925,12 +1125,13 @@ mod tests {
                 // whole row-major or transposed matrices, C is m x n with rows n apart.
                 unsafe {
                     let c = (wide.as_mut_ptr(), n as isize);
-                    blocked::sgemm::<Avx512>((m, k, n), args(&va), args(&vb), beta, c);
+                    blocked::sgemm::<Avx512>((m, k, n), args(&va), args(&vb), (beta, bias), c);
                     let c = (narrow.as_mut_ptr(), n as isize);
-                    blocked::sgemm::<Avx2>((m, k, n), args(&va), args(&vb), beta, c);
+                    blocked::sgemm::<Avx2>((m, k, n), args(&va), args(&vb), (beta, bias), c);
                 }
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&wide), bits(&narrow), "{m}x{k}x{n} ta {ta} tb {tb} beta {beta}");
+                let what = format!("{m}x{k}x{n} ta {ta} tb {tb} beta {beta} bias {with_bias}");
+                assert_eq!(bits(&wide), bits(&narrow), "{what}");
             }
         }
     }
@@ -945,5 +1146,78 @@ mod tests {
         gemm_serial(View::row_major(&a, m, k), View::row_major(&b, k, n), &mut one, false);
         gemm_into(View::row_major(&a, m, k), View::row_major(&b, k, n), &mut many, false);
         assert_eq!(one, many);
+    }
+
+    /// A fresh product with a bias row has the bits of the product accumulated into a C that
+    /// held the bias (and without one, of the plain product), on one thread and split
+    /// across two; the memory is written, never read (it starts as garbage that would show).
+    #[test]
+    fn fresh_products_with_a_bias_match_accumulating_onto_it() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (5, 16, 13),
+            (13, 0, 7),
+            (33, 300, 17),
+            (100, 257, 31),
+            (6, 600, 1030),
+            (700, 80, 64),
+            // Split across two threads: by rows, by columns.
+            (300, 200, 260),
+            (64, 300, 400),
+        ] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a: Vec<f32> = (0..m * k).map(value).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+                let bias: Vec<f32> = (0..n).map(|i| value(i + 7)).collect();
+                let (va, vb) = (view(&a, m, k, ta), view(&b, k, n, tb));
+                let mut with_bias: Vec<f32> = bias.iter().copied().cycle().take(m * n).collect();
+                gemm_into(va, vb, &mut with_bias, true);
+                let mut plain = vec![f32::NAN; m * n];
+                gemm_into(va, vb, &mut plain, false);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                for threads in [1, 2] {
+                    let what = format!("{m}x{k}x{n} ta {ta} tb {tb}, {threads} threads");
+                    let (fresh_bias, fresh) = if threads == 1 {
+                        (gemm_new(va, vb, Some(&bias)), gemm_new(va, vb, None))
+                    } else {
+                        pool.install(|| (gemm_new(va, vb, Some(&bias)), gemm_new(va, vb, None)))
+                    };
+                    assert_eq!(bits(&fresh_bias), bits(&with_bias), "{what}, bias");
+                    assert_eq!(bits(&fresh), bits(&plain), "{what}");
+                }
+            }
+        }
+        // f64, through the library.
+        let (a, b) = ([1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0f64, -1.0, 2.0, 0.5, 0.0, 3.0]);
+        let c = gemm_new(View::row_major(&a, 2, 3), View::row_major(&b, 3, 2), Some(&[10.0, 20.0]));
+        assert_eq!(c, [10.0 + 5.0, 20.0 + 9.0, 10.0 + 14.0, 20.0 + 16.5]);
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: operand shapes")]
+    fn a_fresh_product_checks_its_bias() {
+        let a = [1.0f32; 4];
+        let _ = gemm_new(View::row_major(&a, 2, 2), View::row_major(&a, 2, 2), Some(&[1.0; 3]));
+    }
+
+    /// A batch into a fresh buffer: the same bits as into a zeroed one, for small products
+    /// (one per task) and large ones (each split), on two threads.
+    #[test]
+    fn fresh_batches_match_the_batched_products() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for &(count, m, k, n) in &[(64, 64, 32, 64), (3, 300, 200, 260), (1, 7, 0, 5), (0, 4, 4, 4)]
+        {
+            let a: Vec<f32> = (0..count * m * k).map(value).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+            let views = |i: usize| {
+                let ai = View { offset: i * m * k, ..View::row_major(&a, m, k) };
+                (ai, View::row_major(&b, k, n))
+            };
+            let mut want = vec![0.0; count * m * n];
+            pool.install(|| gemm_batched(count, views, &mut want));
+            let got = pool.install(|| gemm_batched_new(count, views));
+            assert_eq!(got, want, "{count} x {m}x{k}x{n}");
+        }
     }
 }

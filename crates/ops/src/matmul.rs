@@ -1,5 +1,5 @@
 //! Matrix products with PyTorch's `matmul` semantics (1-D, 2-D, batched, broadcast batch
-//! dimensions) through `matrixmultiply`'s GEMM, which takes strides: transposed and
+//! dimensions) through the kernels crate's GEMM, which takes strides: transposed and
 //! broadcast operands are passed as strided views, never copied.
 //!
 //! The method is at the end of the file: [`MatmulOps`].
@@ -13,7 +13,7 @@ use tapegrad_tape::{
 };
 
 use crate::shape::{reshape_to, transpose, unsqueeze};
-use tapegrad_kernels::gemm::{View, gemm_batched, gemm_into};
+use tapegrad_kernels::gemm::{View, gemm_batched_new, gemm_new};
 
 /// Batched product of views `la` (`[batch.., m, k]`) and `lb` (`[batch.., k, n]`), already
 /// broadcast to the same batch shape, into a contiguous `[batch.., m, n]` buffer.
@@ -21,9 +21,8 @@ fn batched<T: Element>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
     let nb = la.shape().len() - 2;
     let batch = &la.shape()[..nb];
     let (m, k, n) = (la.shape()[nb], la.shape()[nb + 1], lb.shape()[nb + 1]);
-    let mut c = vec![T::default(); numel(batch) * m * n];
     if m * n == 0 {
-        return c;
+        return vec![T::default(); numel(batch) * m * n];
     }
     let (sa, sb) = (la.strides(), lb.strides());
     let a_at: Vec<usize> = Layout::from_parts(batch, &sa[..nb], la.offset()).offsets().collect();
@@ -33,8 +32,7 @@ fn batched<T: Element>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
         let vb = View { data: b, offset: b_at[i], rows: k, cols: n, rs: sb[nb], cs: sb[nb + 1] };
         (va, vb)
     };
-    gemm_batched(a_at.len(), views, &mut c);
-    c
+    gemm_batched_new(a_at.len(), views)
 }
 
 /// `a @ b` for tensors of rank >= 2 whose batch dimensions broadcast.
@@ -168,17 +166,7 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
         lw: &Layout,
         b: Option<&[T]>,
         rows: usize,
-        out: usize,
     ) -> Vec<T> {
-        let mut c = match b {
-            // Row by row: a cycling iterator here cost more than the product for small layers.
-            Some(b) => {
-                let mut c = Vec::with_capacity(rows * out);
-                (0..rows).for_each(|_| c.extend_from_slice(b));
-                c
-            }
-            None => vec![T::default(); rows * out],
-        };
         let (sx, sw) = (lx.strides(), lw.strides());
         let vx =
             View { data: x, offset: lx.offset(), rows, cols: lx.shape()[1], rs: sx[0], cs: sx[1] };
@@ -190,8 +178,9 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
             rs: sw[0],
             cs: sw[1],
         };
-        gemm_into(vx, vw.t(), &mut c, b.is_some());
-        c
+        // The bias is added as the product's result is stored: no pass over the output
+        // before the product.
+        gemm_new(vx, vw.t(), b)
     }
     let bias_storage = bias.map(|b| b.contiguous_storage());
     let storage = match (x2.storage(), weight.storage(), &bias_storage) {
@@ -202,7 +191,6 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
             weight.layout(),
             b.as_ref().map(|b| b.as_slice::<f32>().expect("dtype checked")),
             rows,
-            out,
         )),
         (Storage::F64(xs), Storage::F64(ws), b) => Storage::from_vec(kernel(
             &xs,
@@ -211,7 +199,6 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
             weight.layout(),
             b.as_ref().map(|b| b.as_slice::<f64>().expect("dtype checked")),
             rows,
-            out,
         )),
         _ => unreachable!("dtypes checked"),
     };

@@ -84,21 +84,23 @@ fn floats(buffer: &mut Vec<Line>, len: usize) -> *mut f32 {
 
 /// `c = a b + beta c` for an `m x k` A and a `k x n` B at the given strides (in elements),
 /// into a C whose rows are `ldc` apart and whose elements in a row are adjacent. When
-/// `beta` is zero, C is not read.
+/// `beta` is zero, C is not read, and `bias` (if not null: `n` floats) is added to every
+/// row: `c = a b + bias`.
 ///
 /// # Safety
 /// The CPU must have `K`'s instruction set; every element the strides reach from `a`, `b`
-/// and `c` must be valid, and `c`'s elements must not be accessed by anyone else during the
-/// call.
+/// and `c` must be valid (C's need not be initialised when `beta` is zero), and `c`'s
+/// elements must not be accessed by anyone else during the call; `bias` is null, or `beta`
+/// is zero and it points to `n` readable floats.
 pub(super) unsafe fn sgemm<K: Microkernel>(
     (m, k, n): (usize, usize, usize),
     a: (*const f32, isize, isize),
     b: (*const f32, isize, isize),
-    beta: f32,
+    (beta, bias): (f32, *const f32),
     c: (*mut f32, isize),
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { product::<K>((m, k, n), a, Right::Strided(b), beta, c) }
+    unsafe { product::<K>((m, k, n), a, Right::Strided(b), (beta, bias), c) }
 }
 
 /// [`sgemm`] with B already in `K`'s panels ([`pack_whole`]): the same blocks, kernel and
@@ -114,7 +116,9 @@ pub(super) unsafe fn sgemm_packed<K: Microkernel>(
     c: (*mut f32, isize),
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { product::<K>((m, panels.k, panels.n), a, Right::Packed(panels), beta, c) }
+    unsafe {
+        product::<K>((m, panels.k, panels.n), a, Right::Packed(panels), (beta, std::ptr::null()), c)
+    }
 }
 
 /// A whole `k x n` B copied into panels, block by block in the order [`product`] visits
@@ -175,7 +179,7 @@ unsafe fn product<K: Microkernel>(
     (m, k, n): (usize, usize, usize),
     (a, rsa, csa): (*const f32, isize, isize),
     right: Right<'_>,
-    beta: f32,
+    (beta, bias): (f32, *const f32),
     (c, ldc): (*mut f32, isize),
 ) {
     if m == 0 || n == 0 {
@@ -183,7 +187,7 @@ unsafe fn product<K: Microkernel>(
     }
     if k == 0 {
         // SAFETY: forwarded from the caller.
-        return unsafe { scale((m, n), beta, c, ldc) };
+        return unsafe { scale((m, n), (beta, bias), c, ldc) };
     }
     BUFFERS.with(|buffers| {
         // A product never runs inside another on the same thread; should it, it copies into
@@ -207,8 +211,9 @@ unsafe fn product<K: Microkernel>(
             let nc = NC.min(n - jc);
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                // Later blocks of the shared dimension add to what the first wrote.
-                let beta = if pc == 0 { beta } else { 1.0 };
+                // Later blocks of the shared dimension add to what the first wrote (the
+                // bias with it).
+                let (beta, bias) = if pc == 0 { (beta, bias) } else { (1.0, std::ptr::null()) };
                 let b_panels: *const f32 = match right {
                     Right::Strided((b, rsb, csb)) => {
                         // SAFETY: the block lies inside B (the caller's guarantee for the
@@ -240,6 +245,12 @@ unsafe fn product<K: Microkernel>(
                                 c: c.wrapping_offset((ic + ir) as isize * ldc + (jc + jr) as isize),
                                 ldc,
                                 beta,
+                                // Null stays null: no bias.
+                                bias: if bias.is_null() {
+                                    bias
+                                } else {
+                                    bias.wrapping_add(jc + jr)
+                                },
                             };
                             let a_panel = if in_place {
                                 (block.wrapping_offset(ir as isize * rsa), Some(rsa))
@@ -258,30 +269,38 @@ unsafe fn product<K: Microkernel>(
     })
 }
 
-/// `c = beta c` (zero when `beta` is zero, whatever C held), for a product with an empty
-/// shared dimension.
+/// `c = beta c` (the bias row, or zero, when `beta` is zero, whatever C held), for a
+/// product with an empty shared dimension.
 ///
 /// # Safety
-/// As [`sgemm`]'s C.
-unsafe fn scale((m, n): (usize, usize), beta: f32, c: *mut f32, ldc: isize) {
+/// As [`sgemm`]'s C and bias.
+unsafe fn scale((m, n): (usize, usize), (beta, bias): (f32, *const f32), c: *mut f32, ldc: isize) {
     for i in 0..m {
         for j in 0..n {
-            // SAFETY: (i, j) lies inside C.
+            // SAFETY: (i, j) lies inside C, j inside the bias row; C is read only when
+            // beta is not zero.
             unsafe {
                 let at = c.offset(i as isize * ldc + j as isize);
-                *at = if beta == 0.0 { 0.0 } else { beta * *at };
+                let value = match (beta == 0.0, bias.is_null()) {
+                    (true, true) => 0.0,
+                    (true, false) => *bias.add(j),
+                    (false, _) => beta * *at,
+                };
+                at.write(value);
             }
         }
     }
 }
 
-/// Where a kernel writes: a `rows x cols` corner (at most `MR x NR`) of C at `c`.
+/// Where a kernel writes: a `rows x cols` corner (at most `MR x NR`) of C at `c`, with the
+/// bias row's elements for its columns at `bias` (null for none; only with `beta` zero).
 pub(super) struct Tile {
     pub rows: usize,
     pub cols: usize,
     pub c: *mut f32,
     pub ldc: isize,
     pub beta: f32,
+    pub bias: *const f32,
 }
 
 /// The rows of A or columns of B that one panel copies: line `i < count` starts at

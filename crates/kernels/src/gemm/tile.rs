@@ -46,14 +46,15 @@ macro_rules! register_tile {
 
         /// The register tile of `ROWS x HALVES` vectors (at most `MR x NR`): `kc` steps,
         /// each one row of a B panel (one or two vectors) times one column of A (a broadcast
-        /// per row), then `c = acc + beta c` on the tile's corner of C. A is an A panel
-        /// (`IN_PLACE` false: step `p` of row `i` at `a[p * MR + i]`) or A's own rows
-        /// (`IN_PLACE`: at `a[i * lda + p]`).
+        /// per row), then `c = acc + beta c` (or `acc + bias` with a bias row) on the tile's
+        /// corner of C. A is an A panel (`IN_PLACE` false: step `p` of row `i` at
+        /// `a[p * MR + i]`) or A's own rows (`IN_PLACE`: at `a[i * lda + p]`).
         ///
         /// # Safety
         /// The CPU must have the instruction set; `a` holds `kc x MR` floats (a panel) or
         /// the tile's rows of `kc` floats `lda` apart (in place), and `b` `kc x NR`; the
-        /// tile's corner lies inside C, accessed by no one else.
+        /// tile's corner lies inside C, accessed by no one else; a bias row holds the
+        /// tile's columns. With beta zero and no bias, C is only written.
         #[target_feature(enable = $feature)]
         unsafe fn kernel<const ROWS: usize, const HALVES: usize, const IN_PLACE: bool>(
             kc: usize,
@@ -85,26 +86,37 @@ macro_rules! register_tile {
                     }
                 }
             }
-            let super::blocked::Tile { rows, cols, c, ldc, beta } = tile;
+            let super::blocked::Tile { rows, cols, c, ldc, beta, bias } = tile;
             let beta_v = v::splat(beta);
             for (i, row) in acc.iter().enumerate().take(rows) {
                 for (half, &sum) in row.iter().enumerate() {
                     let lanes = cols.saturating_sub(v::LANES * half).min(v::LANES);
-                    // SAFETY: the tile's first `lanes` columns of this half lie inside C;
-                    // masked-off lanes are neither read nor written. Only a partial vector
-                    // takes the masked forms: AVX2's are slow on AMD cores.
+                    // A bias row (given only where beta is zero) is added once, as it would
+                    // be to a C that held it with beta one: the same bits.
+                    // SAFETY: the tile's first `lanes` columns of this half lie inside C
+                    // (and the bias row, when there is one); masked-off lanes are neither
+                    // read nor written. Only a partial vector takes the masked forms: AVX2's
+                    // are slow on AMD cores.
                     unsafe {
                         let at = c.offset(i as isize * ldc + (v::LANES * half) as isize);
+                        let bias_at = bias.wrapping_add(v::LANES * half);
                         if lanes == v::LANES {
-                            let value =
-                                if beta == 0.0 { sum } else { v::fmadd(beta_v, v::load(at), sum) };
+                            let value = if beta != 0.0 {
+                                v::fmadd(beta_v, v::load(at), sum)
+                            } else if bias.is_null() {
+                                sum
+                            } else {
+                                v::add(sum, v::load(bias_at))
+                            };
                             v::store(at, value);
                         } else if lanes > 0 {
                             let mask = v::tail_mask(lanes);
-                            let value = if beta == 0.0 {
+                            let value = if beta != 0.0 {
+                                v::fmadd(beta_v, v::load_masked(at, mask), sum)
+                            } else if bias.is_null() {
                                 sum
                             } else {
-                                v::fmadd(beta_v, v::load_masked(at, mask), sum)
+                                v::add(sum, v::load_masked(bias_at, mask))
                             };
                             v::store_masked(at, mask, value);
                         }
