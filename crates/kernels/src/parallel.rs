@@ -58,8 +58,12 @@ pub fn start_parallel(work: usize) -> bool {
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
 /// How long, in microseconds, the spinning task waits for more work before it lets its
-/// worker sleep.
-static SPIN_MICROS: AtomicU64 = AtomicU64::new(200);
+/// worker sleep. (200 µs woke the worker twice as often in the LSTM, transformer and ResNet
+/// workloads: docs/BENCHMARKS.md.)
+const DEFAULT_SPIN_MICROS: u64 = 1000;
+
+/// The spin time in force ([`set_spin_time`]).
+static SPIN_MICROS: AtomicU64 = AtomicU64::new(DEFAULT_SPIN_MICROS);
 
 /// A spinning task ends at the latest after this many spin times from its start, whatever
 /// it finds to do: the next kernel queues a new one.
@@ -82,7 +86,7 @@ pub fn mark_driver() {
 }
 
 /// How long a pool worker stays awake looking for work after the last parallel kernel,
-/// instead of going to sleep (200 µs unless set; zero turns the spinning off).
+/// instead of going to sleep (1 ms unless set; zero turns the spinning off).
 ///
 /// A sleeping worker must be woken through the kernel for the next parallel kernel, and
 /// the caller waits for it: a cost paid per kernel that, in a model of mid-sized tensors,
@@ -93,8 +97,8 @@ pub fn mark_driver() {
 /// ```
 /// use std::time::Duration;
 /// use tapegrad_kernels::parallel::set_spin_time;
-/// set_spin_time(Duration::from_micros(500)); // longer, for a model with long serial gaps
-/// set_spin_time(Duration::from_micros(200)); // the default again
+/// set_spin_time(Duration::from_micros(5000)); // longer, for a model with long serial gaps
+/// set_spin_time(Duration::from_micros(1000)); // the default again
 /// ```
 pub fn set_spin_time(time: Duration) {
     SPIN_MICROS.store(time.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
@@ -216,7 +220,7 @@ mod tests {
         struct Restore;
         impl Drop for Restore {
             fn drop(&mut self) {
-                set_spin_time(Duration::from_micros(200));
+                set_spin_time(Duration::from_micros(DEFAULT_SPIN_MICROS));
             }
         }
         let driven =
