@@ -393,7 +393,7 @@ impl<T> SharedMut<T> {
 /// # Panics
 /// If a buffer is shorter than the geometry says.
 pub fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
-    let mut y = vec![T::ZERO; geo.n * geo.o * geo.ho * geo.wo];
+    let mut y = crate::parallel::zeroed(geo.n * geo.o * geo.ho * geo.wo);
     if y.is_empty() {
         return y;
     }
@@ -464,7 +464,7 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
 /// # Panics
 /// If a buffer is shorter than the geometry says.
 pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
-    let mut dx = vec![T::ZERO; geo.n * geo.c * geo.h * geo.w];
+    let mut dx = crate::parallel::zeroed(geo.n * geo.c * geo.h * geo.w);
     if dx.is_empty() {
         return dx;
     }

@@ -1,6 +1,8 @@
 //! When to split work across threads, and keeping a worker awake between parallel kernels.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
 /// Elements (or multiply-adds) below which a kernel stays on the calling thread: waking a
@@ -52,6 +54,29 @@ pub fn start_parallel(work: usize) -> bool {
         let _ = keep_warm();
     }
     parallel
+}
+
+/// A vector of `len` zeros, written by rayon's threads when it is long: for outputs that a
+/// parallel kernel then fills, whose zeroing would otherwise run on the calling thread alone
+/// first (the allocator keeps freed blocks, so large ones come back dirty and are cleared by
+/// `memset`).
+///
+/// ```
+/// use tapegrad_kernels::parallel::{THRESHOLD, zeroed};
+/// let v: Vec<f32> = zeroed(3 * THRESHOLD + 5);
+/// assert!(v.len() == 3 * THRESHOLD + 5 && v.iter().all(|&x| x == 0.0));
+/// ```
+pub fn zeroed<T: crate::Real>(len: usize) -> Vec<T> {
+    if !start_parallel(len) {
+        return vec![T::ZERO; len];
+    }
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(THRESHOLD)
+        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(T::ZERO)));
+    // SAFETY: the first `len` elements (within the capacity) were all written above.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// Whether a spinning task is running (or queued) on the pool.
@@ -169,7 +194,6 @@ pub fn keep_warm() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rayon::prelude::*;
 
     /// The tests share the spinning flag and the spin time: one at a time.
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
