@@ -65,7 +65,7 @@ pub fn softmax<T: Softmax>(x: &[T], (outer, n, inner): (usize, usize, usize), lo
         outer.checked_mul(n).and_then(|v| v.checked_mul(inner)),
         "softmax: buffer size"
     );
-    let mut out = vec![T::ZERO; x.len()];
+    let mut out = crate::parallel::zeroed(x.len());
     if x.is_empty() {
         return out;
     }

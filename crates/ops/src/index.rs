@@ -135,7 +135,7 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
                 // first copy the zeros, which it must treat as a caller's tensor).
                 let g = ctx.grad().contiguous_storage();
                 let sum = tapegrad_tape::map_float_storage!(&g, g => {
-                    let mut sum = vec![0.0; numel(&in_shape)];
+                    let mut sum = tapegrad_kernels::parallel::zeroed(numel(&in_shape));
                     add_rows(&mut sum, g, &idx, (n, inner));
                     sum
                 });
@@ -313,7 +313,7 @@ pub(crate) fn gather(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
                 // A plain backward: each value added at its offset into zeros.
                 let g = ctx.grad().contiguous_storage();
                 let sum = tapegrad_tape::map_float_storage!(&g, g => {
-                    let mut sum = vec![0.0; numel(&in_shape)];
+                    let mut sum = tapegrad_kernels::parallel::zeroed(numel(&in_shape));
                     for (&o, &v) in offsets.iter().zip(g.iter()) {
                         sum[o] += v;
                     }

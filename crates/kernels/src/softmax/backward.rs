@@ -37,7 +37,7 @@ pub fn softmax_backward<T: Softmax>(
 ) -> Vec<T> {
     let len = outer.checked_mul(n).and_then(|v| v.checked_mul(inner));
     assert!(len == Some(y.len()) && y.len() == g.len(), "softmax_backward: buffer sizes");
-    let mut dx = vec![T::ZERO; y.len()];
+    let mut dx = crate::parallel::zeroed(y.len());
     if y.is_empty() {
         return dx;
     }

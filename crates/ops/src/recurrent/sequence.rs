@@ -7,6 +7,7 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::parallel::zeroed;
 use tapegrad_kernels::recurrent::{
     Recurrence, RecurrentWeights, SequenceTape, TimeMajor, lstm_sequence_backward,
     lstm_sequence_forward, lstm_sequence_weight_grads,
@@ -87,8 +88,9 @@ pub(crate) fn lstm_recurrence(
         let xi =
             TimeMajor { data: slice::<T>(xs), step_stride: batch * 4 * h, batch_stride: 4 * h };
         let weights = RecurrentWeights { w_hh: slice(ws), b_hh: slice(bs) };
-        let mut hc = vec![T::ZERO; batch * steps * 2 * h];
-        let mut acts = vec![T::ZERO; batch * steps * 5 * h];
+        // Zeroed by rayon's threads: large, and filled step by step after.
+        let mut hc = zeroed(batch * steps * 2 * h);
+        let mut acts = zeroed(batch * steps * 5 * h);
         lstm_sequence_forward(shape, xi, weights, (slice(hs), slice(cs)), &mut hc, &mut acts);
         (Storage::from_vec(hc), Storage::from_vec(acts))
     }
@@ -143,7 +145,7 @@ fn backward_fused(ctx: &BackwardCtx<'_>, shape: Recurrence) -> InputGrads {
         let tape = SequenceTape { hc: slice(hc), acts: slice(acts), h0: slice(h0), c0: slice(c0) };
         let dhc =
             TimeMajor { data: slice::<T>(grad), step_stride: batch * 2 * h, batch_stride: 2 * h };
-        let mut dxi = vec![T::ZERO; batch * steps * 4 * h];
+        let mut dxi = zeroed(batch * steps * 4 * h);
         let (mut dh0, mut dc0) = (vec![T::ZERO; batch * h], vec![T::ZERO; batch * h]);
         lstm_sequence_backward(shape, tape, slice(w_hh), dhc, &mut dxi, (&mut dh0, &mut dc0));
         let (mut dw, mut db) = (vec![T::ZERO; 4 * h * h], vec![T::ZERO; 4 * h]);
