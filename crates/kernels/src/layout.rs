@@ -165,6 +165,37 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
     }
     Some(out)
 }
+/// Strides for `new` over the elements of a layout of `(shape, strides)` (at least two
+/// elements), if there are any: the old dimensions are taken in runs that are one
+/// arithmetic sequence (each dimension's stride the next one's stride times its size;
+/// dimensions of size 1 join any run), from the last, and the new dimensions must split each
+/// run exactly, the last of them taking the run's own stride.
+fn view_strides((shape, strides): (&[usize], &[usize]), new: &[usize]) -> Option<Vec<usize>> {
+    let mut out = vec![0; new.len()];
+    // New dimensions still to place, from the last.
+    let mut next = new.len();
+    let mut run_stride = *strides.last()?;
+    let (mut run_len, mut placed) = (1usize, 1usize);
+    for d in (0..shape.len()).rev() {
+        run_len *= shape[d];
+        let run_ends = d == 0 || (shape[d - 1] != 1 && strides[d - 1] != run_len * run_stride);
+        if !run_ends {
+            continue;
+        }
+        while next > 0 && (placed < run_len || new[next - 1] == 1) {
+            next -= 1;
+            out[next] = placed * run_stride;
+            placed *= new[next];
+        }
+        if placed != run_len {
+            return None;
+        }
+        if d > 0 {
+            (run_stride, run_len, placed) = (strides[d - 1], 1, 1);
+        }
+    }
+    (next == 0).then_some(out)
+}
 
 /// How a tensor's elements sit in its storage: shape, strides (in elements) and offset.
 ///
@@ -379,19 +410,41 @@ impl Layout {
         }
     }
 
-    /// The same elements under a new shape, if this layout is contiguous; `None` otherwise.
+    /// The same elements under a new shape, as a view of the same storage where strides can
+    /// express it (as PyTorch's `view`): always for a contiguous layout, and for others when
+    /// each run of dimensions that the new shape merges or splits is evenly strided (the
+    /// time-major rows of a recurrent layer's output, a broadcast row split in two); `None`
+    /// otherwise, and when the element counts differ.
     ///
     /// ```
-    /// let l = tapegrad_kernels::layout::Layout::contiguous(&[2, 3]).reshaped(&[3, 2]).unwrap();
+    /// use tapegrad_kernels::layout::Layout;
+    /// let l = Layout::contiguous(&[2, 3]).reshaped(&[3, 2]).unwrap();
     /// assert_eq!(l.strides(), &[2, 1]);
+    /// // Every other row of a [4, 3] matrix, merged into one run of six: rows 2 apart, no
+    /// // view of them is one run; split into [2, 3, 1] it is.
+    /// let rows = Layout::from_parts(&[2, 3], &[6, 1], 0);
+    /// assert!(rows.reshaped(&[6]).is_none());
+    /// assert_eq!(rows.reshaped(&[2, 3, 1]).unwrap().strides(), &[6, 1, 1]);
+    /// // [35, 32, 512] rows of a buffer that interleaves two such tensors: one [1120, 512] view.
+    /// let h = Layout::from_parts(&[35, 32, 512], &[32 * 1024, 1024, 1], 0);
+    /// assert_eq!(h.reshaped(&[1120, 512]).unwrap().strides(), &[1024, 1]);
     /// ```
     pub fn reshaped(&self, shape: &[usize]) -> Option<Layout> {
-        if !self.is_contiguous() || numel(shape) != self.numel() {
+        if checked_numel(shape)? != self.numel() {
             return None;
         }
-        let mut l = Layout::contiguous(shape);
-        l.offset = self.offset;
-        Some(l)
+        if self.numel() == 0 {
+            // No element is reached, so no offset is needed (and a view's offset into an empty
+            // storage could be past its end).
+            return Some(Layout::contiguous(shape));
+        }
+        if self.is_contiguous() || self.numel() == 1 {
+            let mut l = Layout::contiguous(shape);
+            l.offset = self.offset;
+            return Some(l);
+        }
+        let strides = view_strides((&self.shape, &self.strides), shape)?;
+        Some(Layout { shape: shape_of(shape), strides: shape_of(&strides), offset: self.offset })
     }
 
     /// The view of `len` elements of dimension `dim` starting at `start`.
@@ -469,5 +522,68 @@ impl Iterator for Offsets<'_> {
             self.index[d] = 0;
         }
         Some(current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Layout;
+
+    /// Shapes of `numel` elements with up to four dimensions (sizes from its divisors).
+    fn shapes_of(numel: usize) -> Vec<Vec<usize>> {
+        let divisors: Vec<usize> = (1..=numel).filter(|d| numel % d == 0).collect();
+        let mut out = vec![vec![numel]];
+        for &a in &divisors {
+            for &b in divisors.iter().filter(|&&b| (numel / a) % b == 0) {
+                out.push(vec![a, numel / a / b, b]);
+                for &c in divisors.iter().filter(|&&c| (numel / a / b) % c == 0) {
+                    out.push(vec![a, b, c, numel / a / b / c]);
+                }
+            }
+            out.push(vec![a, numel / a]);
+        }
+        out
+    }
+
+    /// Wherever a reshaped view exists, it lists the same storage offsets in the same order
+    /// as the layout it was made from (which a copy would hold in row-major order); and the
+    /// evenly strided cases the views are for do get one.
+    #[test]
+    fn reshaped_views_visit_the_same_elements_in_order() {
+        let base = Layout::contiguous(&[4, 6, 2]);
+        let layouts = [
+            base.clone(),
+            base.transpose(0, 1),
+            base.permute(&[2, 0, 1]),
+            base.narrow(1, 1, 4),
+            base.narrow(2, 0, 1),
+            base.narrow(0, 1, 2).transpose(1, 2),
+            Layout::contiguous(&[1, 6]).broadcast_to(&[4, 6]).unwrap(),
+            Layout::contiguous(&[4, 1, 3]).broadcast_to(&[4, 2, 3]).unwrap(),
+            Layout::from_parts(&[3, 4, 5], &[40, 10, 1], 7),
+            Layout::from_parts(&[3, 1, 4], &[4, 99, 1], 0),
+        ];
+        let mut views = 0;
+        for layout in &layouts {
+            let want: Vec<usize> = layout.offsets().collect();
+            for shape in shapes_of(layout.numel()) {
+                if let Some(view) = layout.reshaped(&shape) {
+                    assert_eq!(view.shape(), &shape[..]);
+                    let got: Vec<usize> = view.offsets().collect();
+                    assert_eq!(got, want, "{layout:?} as {shape:?}");
+                    views += 1;
+                }
+            }
+        }
+        assert!(views > 100, "only {views} views");
+        // Runs the new shape only splits or merges evenly.
+        let rows = Layout::from_parts(&[3, 4, 5], &[40, 10, 1], 7);
+        assert_eq!(rows.reshaped(&[12, 5]).unwrap().strides(), &[10, 1]);
+        assert_eq!(rows.reshaped(&[3, 2, 2, 5]).unwrap().strides(), &[40, 20, 10, 1]);
+        assert!(rows.reshaped(&[3, 20]).is_none());
+        assert!(rows.reshaped(&[7, 5]).is_none(), "element counts differ");
+        let broadcast = Layout::contiguous(&[1, 6]).broadcast_to(&[4, 6]).unwrap();
+        assert_eq!(broadcast.reshaped(&[4, 2, 3]).unwrap().strides(), &[0, 3, 1]);
+        assert!(broadcast.reshaped(&[24]).is_none());
     }
 }

@@ -14,14 +14,22 @@ use tapegrad_tape::{
 
 use crate::dims::resolve;
 
-/// `x` with a new shape of the same element count (a view when `x` is contiguous).
+/// `x` with a new shape of the same element count (a view where strides can express it).
 #[track_caller]
 pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Tensor {
     if x.shape() == shape {
         return x.clone();
     }
-    let base = x.contiguous();
-    let layout = base.layout().reshaped(shape).expect("reshape_to: element counts agree");
+    // A view of the same storage where strides can express it, as PyTorch's `reshape`;
+    // else a contiguous copy first.
+    let (base, layout) = match x.layout().reshaped(shape) {
+        Some(layout) => (x.clone(), layout),
+        None => {
+            let base = x.contiguous();
+            let layout = base.layout().reshaped(shape).expect("reshape_to: element counts agree");
+            (base, layout)
+        }
+    };
     let value = Tensor::from_storage(base.storage(), layout);
     record_with_tangent(
         "reshape",
@@ -845,8 +853,9 @@ pub(crate) fn flip(x: &Tensor, dims: &[isize]) -> Result<Tensor> {
 /// assert_eq!(y.narrow(0, 1, 1).to_vec::<f32>(), vec![1.0, 4.0]);
 /// ```
 pub trait ShapeOps {
-    /// The same elements in a new shape; one size may be `-1` to be inferred. A view when
-    /// the tensor is contiguous.
+    /// The same elements in a new shape; one size may be `-1` to be inferred. A view of the
+    /// same storage where strides can express it (always when the tensor is contiguous), as
+    /// PyTorch's `reshape`; otherwise a copy.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
