@@ -531,12 +531,12 @@ mod tests {
 
     /// Shapes of `numel` elements with up to four dimensions (sizes from its divisors).
     fn shapes_of(numel: usize) -> Vec<Vec<usize>> {
-        let divisors: Vec<usize> = (1..=numel).filter(|d| numel % d == 0).collect();
+        let divisors: Vec<usize> = (1..=numel).filter(|&d| numel.is_multiple_of(d)).collect();
         let mut out = vec![vec![numel]];
         for &a in &divisors {
-            for &b in divisors.iter().filter(|&&b| (numel / a) % b == 0) {
+            for &b in divisors.iter().filter(|&&b| (numel / a).is_multiple_of(b)) {
                 out.push(vec![a, numel / a / b, b]);
-                for &c in divisors.iter().filter(|&&c| (numel / a / b) % c == 0) {
+                for &c in divisors.iter().filter(|&&c| (numel / a / b).is_multiple_of(c)) {
                     out.push(vec![a, b, c, numel / a / b / c]);
                 }
             }
