@@ -91,7 +91,8 @@ impl<'a, T> View<'a, T> {
 
 /// The GEMM kernels for one element type: this crate's own for f32 on CPUs with AVX-512 or
 /// AVX2, otherwise `matrixmultiply`'s (or, with the `gemm` feature, the `gemm` crate's). Callers
-/// use [`gemm_serial`] and [`gemm_into`], which check the views.
+/// use [`gemm_serial`], [`gemm_into`], [`gemm_new`] and the batched forms, which check the
+/// views.
 ///
 /// ```
 /// use tapegrad_kernels::gemm::Gemm;
@@ -547,7 +548,8 @@ pub fn gemm_serial_packed<T: Gemm>(
 /// A pointer that may cross into rayon's workers: each worker writes a disjoint block.
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
-// SAFETY: only used for disjoint writes inside `gemm_into`, which outlives the workers.
+// SAFETY: only used for disjoint writes inside `gemm_into`, `fresh_into` and
+// `gemm_batched_new`, each of which outlives the workers it hands the pointer to.
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}

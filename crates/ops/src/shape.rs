@@ -21,8 +21,11 @@ pub(crate) fn reshape_to(x: &Tensor, shape: &[usize]) -> Tensor {
         return x.clone();
     }
     // A view of the same storage where strides can express it, as PyTorch's `reshape`;
-    // else a contiguous copy first.
-    let (base, layout) = match x.layout().reshaped(shape) {
+    // else a contiguous copy first. A broadcast tensor (elements repeated by zero strides)
+    // is copied, as before: `repeat` must give every element its own place, and so must a
+    // gradient that later ops update in place.
+    let view = if x.layout().overlaps() { None } else { x.layout().reshaped(shape) };
+    let (base, layout) = match view {
         Some(layout) => (x.clone(), layout),
         None => {
             let base = x.contiguous();
@@ -855,7 +858,8 @@ pub(crate) fn flip(x: &Tensor, dims: &[isize]) -> Result<Tensor> {
 pub trait ShapeOps {
     /// The same elements in a new shape; one size may be `-1` to be inferred. A view of the
     /// same storage where strides can express it (always when the tensor is contiguous), as
-    /// PyTorch's `reshape`; otherwise a copy.
+    /// PyTorch's `reshape`; otherwise, and for a broadcast tensor (one that repeats elements
+    /// through zero strides), a copy.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;

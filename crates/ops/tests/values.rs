@@ -154,6 +154,41 @@ fn shape_and_index_values() {
     assert!(matches!(err, Error::Shape { op: "cat", .. }), "{err}");
 }
 
+/// `reshape` is a view where strides can express it (a time-major slice of rows, a
+/// transposed pair of dimensions kept together), a copy where they cannot, and always a copy
+/// of a broadcast tensor, so that `repeat` gives every element its own place; the values are
+/// those of the row-major copy either way.
+#[test]
+fn reshape_views_strided_tensors_and_copies_broadcast_ones() {
+    let buffer = Tensor::arange_dtype(0.0, 48.0, 1.0, DType::F64).reshape(&[3, 4, 4]);
+    let rows = buffer.narrow(2, 0, 2); // [3, 4, 2], rows 4 apart
+    let merged = rows.reshape(&[12, 2]);
+    assert!(!merged.is_contiguous(), "a view, not a copy");
+    assert_eq!(v64(&merged), v64(&rows.contiguous()));
+    let split = rows.reshape(&[3, 2, 2, 2]);
+    assert_eq!(v64(&split), v64(&rows.contiguous()));
+    // Columns of a transposed matrix cannot be one run: copied.
+    let t = buffer.narrow(0, 0, 1).reshape(&[4, 4]).t();
+    let flat = t.reshape(&[16]);
+    assert!(flat.is_contiguous());
+    assert_eq!(v64(&flat), v64(&t.contiguous()));
+    // A repeated row, as `repeat` and broadcast gradients make: copied, every element its own.
+    let row = Tensor::arange_dtype(0.0, 3.0, 1.0, DType::F64);
+    let tiled = row.repeat(&[4, 1]);
+    assert!(tiled.is_contiguous());
+    assert_eq!(v64(&tiled), [0.0, 1.0, 2.0].repeat(4));
+    let wide = row.reshape(&[1, 3]).expand(&[4, 3]).reshape(&[2, 6]);
+    assert!(wide.is_contiguous());
+    assert_eq!(v64(&wide), [0.0, 1.0, 2.0].repeat(4));
+    // Gradients flow through the views as through the copies.
+    let x = Tensor::arange_dtype(0.0, 24.0, 1.0, DType::F64).reshape(&[2, 3, 4]).requires_grad();
+    let y = x.narrow(2, 1, 2).reshape(&[6, 2]).mul_scalar(3.0).sum();
+    y.backward();
+    let want: Vec<f64> =
+        (0..24).map(|i| if (1..3).contains(&(i % 4)) { 3.0 } else { 0.0 }).collect();
+    assert_eq!(v64(&x.grad().unwrap()), want);
+}
+
 #[test]
 fn cat_places_every_block_of_every_input_along_any_dimension() {
     // Pieces of 1, 2 and 3 along the joined dimension, one of them a transposed view.

@@ -12,8 +12,9 @@
 //! turns rows into columns, and the rest element by element.
 //!
 //! Every instruction set sums each element of C in the same order (step by step along a
-//! block of the shared dimension, one rounding per multiply-add, then `acc + beta c`), so
-//! the result has the same bits whichever kernel or thread computed it.
+//! block of the shared dimension, one rounding per multiply-add, then `acc + beta c`, or
+//! `acc + bias` for a product into a fresh C with a bias row), so the result has the same
+//! bits whichever kernel or thread computed it.
 
 use std::cell::RefCell;
 
@@ -35,9 +36,10 @@ pub(super) trait Microkernel {
     /// Columns of C in the register tile (whole vectors).
     const NR: usize;
 
-    /// `c = acc + beta c` on `tile`'s corner of C after `kc` steps, each one row of the B
-    /// panel `b` times one column of A: an A panel (`lda` `None`: step `p` of row `i` at
-    /// `a[p * MR + i]`) or A's own rows (`Some(lda)`: at `a[i * lda + p]`).
+    /// `c = acc + beta c` (or `acc + bias`, [`Tile`]) on `tile`'s corner of C after `kc`
+    /// steps, each one row of the B panel `b` times one column of A: an A panel (`lda`
+    /// `None`: step `p` of row `i` at `a[p * MR + i]`) or A's own rows (`Some(lda)`: at
+    /// `a[i * lda + p]`).
     ///
     /// # Safety
     /// The CPU must have the instruction set; `a` holds `kc x MR` floats (a panel) or the

@@ -99,14 +99,13 @@ macro_rules! register_tile {
                     // are slow on AMD cores.
                     unsafe {
                         let at = c.offset(i as isize * ldc + (v::LANES * half) as isize);
-                        let bias_at = bias.wrapping_add(v::LANES * half);
                         if lanes == v::LANES {
                             let value = if beta != 0.0 {
                                 v::fmadd(beta_v, v::load(at), sum)
                             } else if bias.is_null() {
                                 sum
                             } else {
-                                v::add(sum, v::load(bias_at))
+                                v::add(sum, v::load(bias.add(v::LANES * half)))
                             };
                             v::store(at, value);
                         } else if lanes > 0 {
@@ -116,7 +115,7 @@ macro_rules! register_tile {
                             } else if bias.is_null() {
                                 sum
                             } else {
-                                v::add(sum, v::load_masked(bias_at, mask))
+                                v::add(sum, v::load_masked(bias.add(v::LANES * half), mask))
                             };
                             v::store_masked(at, mask, value);
                         }
