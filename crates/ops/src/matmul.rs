@@ -155,7 +155,9 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Resu
     if let Some(b) = bias.filter(|b| b.shape() != [out]) {
         return Err(bad(format!("bias has shape {:?}, expected [{out}]", b.shape())));
     }
-    let rows = x.numel() / inp.max(1);
+    // From the shape, not numel / in: with no input features the rows still exist (and get
+    // the bias).
+    let rows: usize = x.shape()[..x.dim() - 1].iter().product();
     let out_shape: Vec<usize> = x.shape()[..x.dim() - 1].iter().copied().chain([out]).collect();
     try_numel("linear", &out_shape, location)?;
     let x2 = reshape_to(x, &[rows, inp]);

@@ -688,3 +688,19 @@ fn batch_norm_with_running_statistics_matches_pytorch() {
     assert!(close(&v64(&w.grad().unwrap()), &expected_gw, 1e-12));
     assert!(close(&v64(&b.grad().unwrap()), &[1.0, 5.0, 1.5], 1e-12));
 }
+
+/// With no input features every output row is the bias (as in PyTorch), and the gradients
+/// have the inputs' empty shapes.
+#[test]
+fn linear_with_no_input_features_gives_the_bias() {
+    let x = Tensor::zeros(&[3, 0]).to_dtype(DType::F64).requires_grad();
+    let w = Tensor::zeros(&[2, 0]).to_dtype(DType::F64).requires_grad();
+    let b = Tensor::from_vec(vec![1.5f64, -2.0], &[2]).requires_grad();
+    let y = functional::linear(&x, &w, Some(&b));
+    assert_eq!(y.shape(), &[3, 2]);
+    assert_eq!(v64(&y), vec![1.5, -2.0, 1.5, -2.0, 1.5, -2.0]);
+    y.sum().backward();
+    assert_eq!(x.grad().unwrap().shape(), &[3, 0]);
+    assert_eq!(w.grad().unwrap().shape(), &[2, 0]);
+    assert_eq!(v64(&b.grad().unwrap()), vec![3.0, 3.0]);
+}
