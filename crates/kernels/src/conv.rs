@@ -393,28 +393,99 @@ impl<T> SharedMut<T> {
 /// # Panics
 /// If a buffer is shorter than the geometry says.
 pub fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
+    conv_biased(x, weight, ChannelBias::none(), geo)
+}
+
+/// [`conv`] plus `bias[o]` on every pixel of output channel `o` (a convolution layer's
+/// bias), added to each image's output right after it is written, while it is still in
+/// cache: the same bits as adding the bias to [`conv`]'s result, without a second pass
+/// over the output and a second buffer.
+///
+/// ```
+/// use tapegrad_kernels::conv::{Conv2dOptions, Geometry, conv_with_bias};
+/// let geo = Geometry::new([1, 2, 1, 2], [1, 2, 1, 1], Conv2dOptions::default());
+/// let y = conv_with_bias(&[1.0f32, 2.0, 3.0, 4.0], &[1.0, 10.0], &[0.5], &geo);
+/// assert_eq!(y, vec![31.5, 42.5]);
+/// ```
+///
+/// # Panics
+/// If a buffer is shorter than the geometry says, or `bias` does not hold one value per
+/// output channel.
+pub fn conv_with_bias<T: ImplicitGemm>(
+    x: &[T],
+    weight: &[T],
+    bias: &[T],
+    geo: &Geometry,
+) -> Vec<T> {
+    assert_eq!(
+        bias.len(),
+        geo.o,
+        "conv: a bias of {} values for {} output channels",
+        bias.len(),
+        geo.o
+    );
+    conv_biased(x, weight, ChannelBias { values: Some(bias), plane: geo.ho * geo.wo }, geo)
+}
+
+fn conv_biased<T: ImplicitGemm>(
+    x: &[T],
+    weight: &[T],
+    bias: ChannelBias<'_, T>,
+    geo: &Geometry,
+) -> Vec<T> {
     let mut y = crate::parallel::zeroed(geo.n * geo.o * geo.ho * geo.wo);
     if y.is_empty() {
         return y;
     }
     if winograd::applies::<T>(geo) {
-        if winograd::conv(x, weight, geo, &mut y) {
+        if winograd::conv(x, weight, geo, bias, &mut y) {
             return y;
         }
-        // A non-finite result: summed again below, from zeros (im2col's scatter adds).
+        // A non-finite result: summed again below by a direct form.
         y.fill(T::ZERO);
     }
     if pointwise::applies(geo) {
-        pointwise::conv(x, weight, geo, &mut y);
+        pointwise::conv(x, weight, geo, bias, &mut y);
     } else if implicit::applies() && !weights_too_large(geo) {
-        implicit::conv(x, weight, geo, &mut y);
+        implicit::conv(x, weight, geo, bias, &mut y);
     } else {
-        conv_im2col(x, weight, geo, &mut y);
+        conv_im2col(x, weight, geo, bias, &mut y);
     }
     y
 }
 
-fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
+/// A bias per output channel, for the forward forms to add to each image's output as soon
+/// as they have written it.
+#[derive(Clone, Copy)]
+struct ChannelBias<'a, T> {
+    values: Option<&'a [T]>,
+    /// Pixels per output plane.
+    plane: usize,
+}
+
+impl<T: crate::Real> ChannelBias<'_, T> {
+    /// No bias: nothing to add.
+    fn none() -> Self {
+        ChannelBias { values: None, plane: 0 }
+    }
+
+    /// Adds the bias to the output planes of consecutive images, `image` (a whole number
+    /// of images).
+    fn add_to(&self, images: &mut [T]) {
+        let Some(values) = self.values else { return };
+        for (plane, &b) in images.chunks_exact_mut(self.plane).zip(values.iter().cycle()) {
+            plane.iter_mut().for_each(|v| *v += b);
+        }
+    }
+}
+
+fn conv_im2col<T: Gemm>(
+    x: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    bias: ChannelBias<'_, T>,
+    y: &mut [T],
+) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let out = SharedMut(y.as_mut_ptr());
@@ -448,6 +519,7 @@ fn conv_im2col<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
                 }
             }
         }
+        bias.add_to(y_chunk);
     });
 }
 
@@ -610,6 +682,66 @@ fn sum_in_image_order<T: Gemm>(
 mod tests {
     use super::*;
 
+    /// The bias added inside every forward form gives the bits of adding it to the
+    /// unbiased result: Winograd's tiles, 1 x 1 products, the implicit GEMM by rows and by
+    /// pixels (with groups and strides), and im2col.
+    fn bias_matches_adding_it_after<T: ImplicitGemm + crate::testing::Convert>() {
+        let mut seed = 5u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            T::from_f64(((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5)
+        };
+        // n, c, h, w, o, k, stride, padding, groups
+        let cases = [
+            (4, 16, 14, 14, 32, 5, 1, 2, 1),
+            (2, 8, 9, 9, 16, 1, 1, 0, 1),
+            (3, 4, 6, 7, 6, 3, 1, 1, 2),
+            (2, 32, 5, 9, 16, 3, 1, 1, 2),
+            (2, 8, 11, 10, 8, 3, 2, 1, 1),
+            (1, 3, 4, 4, 2, 2, 1, 0, 1),
+        ];
+        for (n, c, h, w, o, k, stride, padding, groups) in cases {
+            let opts = Conv2dOptions {
+                stride: (stride, stride),
+                padding: (padding, padding),
+                groups,
+                ..Default::default()
+            };
+            let geo = Geometry::new([n, c, h, w], [o, c / groups, k, k], opts);
+            let x: Vec<T> = (0..n * c * h * w).map(|_| next()).collect();
+            let weight: Vec<T> = (0..o * (c / groups) * k * k).map(|_| next()).collect();
+            let bias: Vec<T> = (0..o).map(|_| next()).collect();
+            let plane = geo.ho * geo.wo;
+            let add = |y: Vec<T>| -> Vec<T> {
+                y.iter().enumerate().map(|(i, &v)| v + bias[(i / plane) % o]).collect()
+            };
+            let got = conv_with_bias(&x, &weight, &bias, &geo);
+            assert_eq!(got, add(conv(&x, &weight, &geo)), "{geo:?}");
+            let channels = ChannelBias { values: Some(&bias[..]), plane };
+            let (mut unbiased, mut biased) = (vec![T::ZERO; got.len()], vec![T::ZERO; got.len()]);
+            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &mut unbiased);
+            conv_im2col(&x, &weight, &geo, channels, &mut biased);
+            assert_eq!(biased, add(unbiased), "im2col {geo:?}");
+        }
+    }
+
+    #[test]
+    fn bias_matches_adding_it_after_f32() {
+        bias_matches_adding_it_after::<f32>();
+    }
+
+    #[test]
+    fn bias_matches_adding_it_after_f64() {
+        bias_matches_adding_it_after::<f64>();
+    }
+
+    #[test]
+    #[should_panic(expected = "a bias of 2 values for 3 output channels")]
+    fn a_bias_per_output_channel() {
+        let geo = Geometry::new([1, 1, 2, 2], [3, 1, 1, 1], Conv2dOptions::default());
+        conv_with_bias(&[1.0f32; 4], &[1.0; 3], &[0.0; 2], &geo);
+    }
+
     /// The implicit kernels against the im2col ones, over geometries that cover strides,
     /// padding wider than the kernel, dilation, groups, outputs wider than one register
     /// block and channel counts that leave partial row blocks.
@@ -685,8 +817,8 @@ mod tests {
             };
             let mut y = vec![T::ZERO; gy.len()];
             let mut y_ref = y.clone();
-            implicit::conv(&x, &weight, &geo, &mut y);
-            conv_im2col(&x, &weight, &geo, &mut y_ref);
+            implicit::conv(&x, &weight, &geo, ChannelBias::none(), &mut y);
+            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &mut y_ref);
             close("conv", &y, &y_ref);
             let mut dx = vec![T::ZERO; x.len()];
             let mut dx_ref = dx.clone();
@@ -764,7 +896,7 @@ mod tests {
             let (x64, w64, gy64) = (wide(&x), wide(&weight), wide(&gy));
 
             let mut y = vec![0.0f32; gy.len()];
-            assert!(winograd::conv(&x, &weight, &geo, &mut y));
+            assert!(winograd::conv(&x, &weight, &geo, ChannelBias::none(), &mut y));
             let error = relative_error(&y, &conv(&x64, &w64, &geo));
             assert!(error < 1e-5, "conv {geo:?}: error {error:e} of the largest output");
 
@@ -852,9 +984,9 @@ mod tests {
             let mut x = uniform(4, 16 * 1024);
             x[3 * 1024 + 2 * 32 + 5] = bad;
             let mut y = vec![0.0f32; 16 * 1024];
-            assert!(!winograd::conv(&x, weight, &geo, &mut y));
+            assert!(!winograd::conv(&x, weight, &geo, ChannelBias::none(), &mut y));
             let mut direct = vec![0.0f32; 16 * 1024];
-            implicit::conv(&x, weight, &geo, &mut direct);
+            implicit::conv(&x, weight, &geo, ChannelBias::none(), &mut direct);
             let got = conv(&x, weight, &geo);
             let same = |g: &f32, d: &f32| g.to_bits() == d.to_bits() || (g.is_nan() && d.is_nan());
             for (g, d) in got.iter().zip(&direct) {
@@ -884,9 +1016,9 @@ mod tests {
         x[3 * 1024 + 2 * 32 + 5] = 3e38;
         let small: Vec<f32> = weight.iter().map(|w| w * 1e-3).collect();
         let mut y = vec![0.0f32; 16 * 1024];
-        assert!(!winograd::conv(&x, &small, &geo, &mut y));
+        assert!(!winograd::conv(&x, &small, &geo, ChannelBias::none(), &mut y));
         let mut direct = vec![0.0f32; 16 * 1024];
-        implicit::conv(&x, &small, &geo, &mut direct);
+        implicit::conv(&x, &small, &geo, ChannelBias::none(), &mut direct);
         assert!(direct.iter().all(|v| v.is_finite()));
         assert_eq!(conv(&x, &small, &geo), direct);
     }
@@ -928,7 +1060,7 @@ mod tests {
             return;
         }
         let mut implicit_y = vec![0.0; y.len()];
-        implicit::conv(&x, &weight, &geo, &mut implicit_y);
+        implicit::conv(&x, &weight, &geo, ChannelBias::none(), &mut implicit_y);
         let mut implicit_dx = vec![0.0; dx.len()];
         implicit::conv_transpose(&gy, &weight, &geo, &mut implicit_dx);
         let implicit_dw = implicit::conv_weight(&x, &gy, &geo);
@@ -968,7 +1100,7 @@ mod tests {
                 }
             };
             let mut want = vec![T::ZERO; 5 * 40 * 320];
-            conv_im2col(&x, &weight, &geo, &mut want);
+            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &mut want);
             close(&conv(&x, &weight, &geo), &want, "y");
             let mut want = vec![T::ZERO; x.len()];
             conv_transpose_im2col(&gy, &weight, &geo, &mut want);

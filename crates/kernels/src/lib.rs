@@ -15,7 +15,7 @@
 //! | [`parallel`] | when work is worth splitting across threads; a worker kept awake between kernels; large buffers zeroed by the threads |
 //! | [`gemm`] | matrix products on strided views (an own AVX-512 or AVX2 f32 kernel, else a library) |
 //! | `implicit_gemm` (private) | the AVX-512 or AVX2 product that gathers its operands |
-//! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd) |
+//! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd), the forward one with a fused bias |
 //! | [`pool`] | max pooling |
 //! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |

@@ -228,6 +228,53 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Tensor {
     }
 }
 
+/// `conv(x, w)` plus `bias` on each output channel, recorded as one operation: the kernels
+/// add the bias to each image's output as they write it (the bits of adding it after), so
+/// a layer with a bias makes no second output and no second node.
+fn conv_with_bias(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    geo: Geometry,
+    location: &'static Location<'static>,
+) -> Tensor {
+    let (sx, sw, sb) =
+        (x.contiguous_storage(), weight.contiguous_storage(), bias.contiguous_storage());
+    let storage = match (&sx, &sw, &sb) {
+        (Storage::F32(x), Storage::F32(w), Storage::F32(b)) => {
+            Storage::from_vec(kernels::conv_with_bias(x, w, b, &geo))
+        }
+        (Storage::F64(x), Storage::F64(w), Storage::F64(b)) => {
+            Storage::from_vec(kernels::conv_with_bias(x, w, b, &geo))
+        }
+        _ => unreachable!("dtypes checked"),
+    };
+    let value = Tensor::from_storage(storage, Layout::contiguous(&[geo.n, geo.o, geo.ho, geo.wo]));
+    let make_backward = || {
+        Backward::new(move |ctx| {
+            let (g, x, w) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+            // dx = convT(gy, w), dw = convW(x, gy), db = gy summed over images and pixels.
+            smallvec![
+                ctx.needs_input_grad(0).then(|| primitive(Kind::Transpose, g, w, geo, location)),
+                ctx.needs_input_grad(1).then(|| primitive(Kind::Weight, x, g, geo, location)),
+                ctx.needs_input_grad(2).then(|| {
+                    crate::shape::reshape_to(&g.sum_to_shape(&[1, geo.o, 1, 1]), &[geo.o])
+                }),
+            ]
+        })
+        .save(x)
+        .save(weight)
+    };
+    // Bilinear in (x, w) and affine in the bias, which is broadcast over the output.
+    record_with_tangent("conv2d", location, &[x, weight, bias], value, make_backward, |ctx| {
+        ctx.sum(|i, v| match i {
+            0 => primitive(Kind::Conv, v, weight, geo, location),
+            1 => primitive(Kind::Conv, x, v, geo, location),
+            _ => crate::shape::reshape_to(v, &[1, geo.o, 1, 1]),
+        })
+    })
+}
+
 #[track_caller]
 pub(crate) fn conv2d(
     x: &Tensor,
@@ -238,7 +285,10 @@ pub(crate) fn conv2d(
     let location = Location::caller();
     let geo = geometry("conv2d", x.shape(), weight.shape(), opts, location)?;
     check_operands("conv2d", x, weight, bias, geo.o, location)?;
-    Ok(add_bias(primitive(Kind::Conv, x, weight, geo, location), bias))
+    Ok(match bias {
+        Some(b) => conv_with_bias(x, weight, b, geo, location),
+        None => primitive(Kind::Conv, x, weight, geo, location),
+    })
 }
 
 #[track_caller]

@@ -15,7 +15,7 @@
 //! (`*_by_pixel`): the padded image is the gathered A, one row per pixel, the weights are
 //! B, and the pixel-major result is transposed to planes.
 
-use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
+use super::{ChannelBias, Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{
     B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm, lanes,
 };
@@ -292,9 +292,15 @@ fn gradient_window(geo: &Geometry) -> ((usize, usize), isize, isize) {
 /// `y = conv(x, w)`, one GEMM per output row: `y[o, oh, :] = sum_t w[o, t] xpad[t + oh]`
 /// (`oh` standing for its row's offset; or, for deep products with many channels,
 /// [`conv_by_pixel`]).
-pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
+pub(super) fn conv<T: ImplicitGemm>(
+    x: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    bias: ChannelBias<'_, T>,
+    y: &mut [T],
+) {
     if channels_as_columns::<T>(geo.og(), geo.wo, geo.k()) {
-        return conv_by_pixel(x, weight, geo, y);
+        return conv_by_pixel(x, weight, geo, bias, y);
     }
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
@@ -325,13 +331,20 @@ pub(super) fn conv<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &m
                     );
                 }
             }
+            bias.add_to(y_img);
         }
     });
 }
 
 /// `y = conv(x, w)` with the image's pixels as rows of one GEMM per image and group:
 /// `yT[p, o] = sum_t xpad[p + t] wT[t, o]`.
-fn conv_by_pixel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
+fn conv_by_pixel<T: ImplicitGemm>(
+    x: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    bias: ChannelBias<'_, T>,
+    y: &mut [T],
+) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
     let (window, new_pad) = padded_input(geo);
@@ -355,7 +368,7 @@ fn conv_by_pixel<T: ImplicitGemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut
         groups: &groups,
         channels: og,
     };
-    product.run(geo, (x, in_img), (y, out_img), new_pad);
+    product.run(geo, (x, in_img), (y, out_img), bias, new_pad);
 }
 
 /// The products of the by-pixel forms, one per group and batch of images (see
@@ -376,13 +389,14 @@ struct PixelProduct<'a, T> {
 
 impl<T: ImplicitGemm> PixelProduct<'_, T> {
     /// Runs over every image of `input` (`in_img` elements each) into `output` (`out_img`
-    /// each), padding the images with a buffer from `new_pad` (of that many images; one
-    /// per task).
+    /// each, plus `bias` on each output channel), padding the images with a buffer from
+    /// `new_pad` (of that many images; one per task).
     fn run(
         &self,
         geo: &Geometry,
         (input, in_img): (&[T], usize),
         (output, out_img): (&mut [T], usize),
+        bias: ChannelBias<'_, T>,
         new_pad: impl Fn(usize) -> Padded<T> + Sync,
     ) {
         let (channels, plane) = (self.channels, self.pixels.len());
@@ -413,6 +427,7 @@ impl<T: ImplicitGemm> PixelProduct<'_, T> {
                         );
                     }
                 }
+                bias.add_to(outputs);
             }
         });
     }
@@ -710,7 +725,7 @@ fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geomet
         channels: cg,
     };
     let pad = |images| Padded::new(images * geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
-    product.run(geo, (gy, out_img), (dx, in_img), pad);
+    product.run(geo, (gy, out_img), (dx, in_img), ChannelBias::none(), pad);
 }
 
 /// `dw = conv_weight(x, gy)`, as its transpose: `dwT[t, o] = sum_p xpad[t + p] gyT[p, o]`

@@ -8,7 +8,7 @@
 //! weights for every panel of pixels. Planes narrower than [`MIN_PIXELS`] leave the
 //! product too thin; those batch several images through the other forms.
 
-use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
+use super::{ChannelBias, Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
 use crate::gemm::{Gemm, View, gemm_serial};
 
 /// Output pixels per image from which each image's planes make a product wide enough.
@@ -25,20 +25,32 @@ pub(super) fn applies(geo: &Geometry) -> bool {
 }
 
 /// `y[n] = w x[n]` for every image (`y` of `[N, O, HW]`).
-pub(super) fn conv<T: Gemm>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) {
+pub(super) fn conv<T: Gemm>(
+    x: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    bias: ChannelBias<'_, T>,
+    y: &mut [T],
+) {
     let w = View::row_major(&weight[..geo.o * geo.c], geo.o, geo.c);
-    each_image(w, x, y, geo);
+    each_image(w, x, y, bias, geo);
 }
 
 /// `dx[n] = wᵀ dy[n]` for every image (`dx` of `[N, C, HW]`).
 pub(super) fn conv_transpose<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
     let w_t = View::row_major(&weight[..geo.o * geo.c], geo.o, geo.c).t();
-    each_image(w_t, gy, dx, geo);
+    each_image(w_t, gy, dx, ChannelBias::none(), geo);
 }
 
-/// `out[n] = a src[n]` for every image, where `src[n]` is a `a.cols x HW` matrix and
-/// `out[n]` an `a.rows x HW` one, images shared among threads.
-fn each_image<T: Gemm>(a: View<'_, T>, src: &[T], out: &mut [T], geo: &Geometry) {
+/// `out[n] = a src[n]` (plus `bias` on each row) for every image, where `src[n]` is a
+/// `a.cols x HW` matrix and `out[n]` an `a.rows x HW` one, images shared among threads.
+fn each_image<T: Gemm>(
+    a: View<'_, T>,
+    src: &[T],
+    out: &mut [T],
+    bias: ChannelBias<'_, T>,
+    geo: &Geometry,
+) {
     let (hw, rows, cols) = (geo.ho * geo.wo, a.rows, a.cols);
     let shared = SharedMut(out.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
@@ -48,6 +60,7 @@ fn each_image<T: Gemm>(a: View<'_, T>, src: &[T], out: &mut [T], geo: &Geometry)
             let img = first + i;
             let src_img = View::row_major(&src[img * cols * hw..(img + 1) * cols * hw], cols, hw);
             gemm_serial(a, src_img, out_img, false);
+            bias.add_to(out_img);
         }
     });
 }

@@ -27,7 +27,7 @@
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
+use super::{ChannelBias, Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{B_SLACK, Isa, Lhs, Operands, available, implicit_gemm, isa};
 use crate::scratch::Scratch;
 use crate::transpose::Transpose;
@@ -271,12 +271,19 @@ impl Shape {
 
 /// `y = conv(x, w)`. Returns false, with `y` unspecified, when the result holds an
 /// infinity or a NaN (the caller then sums directly).
-pub(super) fn conv<T: 'static>(x: &[T], weight: &[T], geo: &Geometry, y: &mut [T]) -> bool {
+pub(super) fn conv<T: 'static>(
+    x: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    bias: ChannelBias<'_, T>,
+    y: &mut [T],
+) -> bool {
     let (x, weight, y) = (as_f32(x), as_f32(weight), as_f32_mut(y));
+    let bias = ChannelBias { values: bias.values.map(as_f32), plane: bias.plane };
     let shape = Shape::forward(geo);
     let r = shape.r;
     let u = transform_kernel(&shape, |o, c, ki, kj| weight[((o * geo.c + c) * r + ki) * r + kj]);
-    correlate(x, &u, &shape, geo, y)
+    correlate(x, &u, &shape, geo, bias, y)
 }
 
 /// `dx = conv_transpose(gy, w)`: the correlation of `gy`, padded by `r - 1 - padding`, with
@@ -293,7 +300,7 @@ pub(super) fn conv_transpose<T: 'static>(
     let u = transform_kernel(&shape, |c, o, ki, kj| {
         weight[((o * geo.c + c) * r + r - 1 - ki) * r + r - 1 - kj]
     });
-    correlate(gy, &u, &shape, geo, dx)
+    correlate(gy, &u, &shape, geo, ChannelBias::none(), dx)
 }
 
 /// The slice as f32 (`T` is f32: [`applies`] checked).
@@ -440,8 +447,16 @@ fn round_tiles(s: &Shape) -> usize {
 }
 
 /// Runs the correlation over every image of `input` into `output` (both planar), with the
-/// kernel transformed into `u`. Returns whether every output is finite.
-fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [f32]) -> bool {
+/// kernel transformed into `u`, plus `bias` on each output channel. Returns whether every
+/// output is finite.
+fn correlate(
+    input: &[f32],
+    u: &[f32],
+    s: &Shape,
+    geo: &Geometry,
+    bias: ChannelBias<'_, f32>,
+    output: &mut [f32],
+) -> bool {
     let (in_img, out_img) = (s.cin * s.h * s.w, s.cout * s.ho * s.wo);
     let (last_row, most) = (s.tiles().0, round_tiles(s));
     // Row t of V[ξ] (tile t's point ξ, every input channel) starts at t * 36 * cin.
@@ -491,6 +506,7 @@ fn correlate(input: &[f32], u: &[f32], s: &Shape, geo: &Geometry, output: &mut [
                     // SAFETY: this chunk's images are written by this task alone.
                     let planes = unsafe { out.slice(band.image * out_img, out_img) };
                     f32::transpose(&by_pixel, s.ho * s.wo, s.cout, planes);
+                    bias.add_to(planes);
                 }
             }
         }
