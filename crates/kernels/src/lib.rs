@@ -12,7 +12,7 @@
 //! | [`layout`] | shapes, strides, offsets; checked element counts |
 //! | [`strided`] | maps, broadcasting zips and reductions over strided views |
 //! | [`simd`] | compiling a loop for the widest vectors the CPU has |
-//! | [`parallel`] | when work is worth splitting across threads; a worker kept awake between kernels; large buffers zeroed by the threads |
+//! | [`parallel`] | when work is worth splitting across threads; a worker kept awake between kernels; large buffers zeroed by the threads, or cleared chunk by chunk just before their writers run |
 //! | [`gemm`] | matrix products on strided views (an own AVX-512 or AVX2 f32 kernel, else a library) |
 //! | `implicit_gemm` (private) | the AVX-512 or AVX2 product that gathers its operands |
 //! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd), the forward one with a fused bias |

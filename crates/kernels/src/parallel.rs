@@ -79,6 +79,50 @@ pub fn zeroed<T: crate::Real>(len: usize) -> Vec<T> {
     v
 }
 
+/// A vector of `len` elements that `write(index, chunk)` fills chunk by chunk (chunks of
+/// `chunk` elements, the last one shorter), by rayon's threads when it is long, at least
+/// `min_per_task` chunks to a task. Each chunk is cleared right before its writer runs,
+/// while it is in cache, instead of the whole vector in a pass of its own first: for
+/// outputs written block by block (softmax rows, pooled planes).
+///
+/// ```
+/// use tapegrad_kernels::parallel::written_in_chunks;
+/// // Three chunks of two (and one of one): each holds its index.
+/// let v: Vec<f64> = written_in_chunks(7, 2, 1, |i, chunk| chunk.fill(i as f64));
+/// assert_eq!(v, [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0]);
+/// ```
+///
+/// # Panics
+/// If `chunk` is zero while `len` is not.
+pub fn written_in_chunks<T: crate::Real>(
+    len: usize,
+    chunk: usize,
+    min_per_task: usize,
+    write: impl Fn(usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    if len == 0 {
+        return v;
+    }
+    assert!(chunk > 0, "written_in_chunks: chunks of zero elements");
+    let fill = |(index, part): (usize, &mut [std::mem::MaybeUninit<T>])| {
+        part.fill(std::mem::MaybeUninit::new(T::ZERO));
+        // SAFETY: every element of the chunk was initialised just above.
+        let part = unsafe { &mut *(part as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+        write(index, part);
+    };
+    let spare = &mut v.spare_capacity_mut()[..len];
+    if len > chunk && start_parallel(len) {
+        spare.par_chunks_mut(chunk).enumerate().with_min_len(min_per_task.max(1)).for_each(fill);
+    } else {
+        spare.chunks_mut(chunk).enumerate().for_each(fill);
+    }
+    // SAFETY: the chunks cover the first `len` elements, each initialised before its writer
+    // ran (a panicking writer unwinds before this, leaving the vector empty).
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// Whether a spinning task is running (or queued) on the pool.
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
@@ -197,6 +241,23 @@ mod tests {
 
     /// The tests share the spinning flag and the spin time: one at a time.
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Long enough to split across threads: every chunk is written by its own writer, and
+    /// whatever a writer leaves alone reads zero (the chunk was cleared before it ran).
+    #[test]
+    fn chunks_are_cleared_then_written_by_their_writers() {
+        let (len, chunk) = (3 * THRESHOLD + 5, 1000);
+        let v: Vec<f32> = written_in_chunks(len, chunk, 1, |i, part| {
+            assert!(part.iter().all(|&x| x == 0.0));
+            part[0] = i as f32 + 1.0;
+        });
+        assert_eq!(v.len(), len);
+        for (i, part) in v.chunks(chunk).enumerate() {
+            assert_eq!(part[0], i as f32 + 1.0);
+            assert!(part[1..].iter().all(|&x| x == 0.0));
+        }
+        assert!(written_in_chunks::<f64>(0, 0, 1, |_, _| unreachable!()).is_empty());
+    }
 
     /// Waits (at most a few seconds) for the spinning task to end.
     fn quiet() -> bool {

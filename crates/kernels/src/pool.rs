@@ -1,8 +1,6 @@
 //! Max pooling on flat `[N, C, H, W]` buffers: the forward pass (values and the positions
 //! they came from) and its gradient (a scatter to those positions).
 
-use std::mem::MaybeUninit;
-
 use rayon::prelude::*;
 
 use crate::Real;
@@ -135,35 +133,16 @@ pub fn max_pool2d_scatter<T: Real>(
     plane_in: usize,
     plane_out: usize,
 ) -> Vec<T> {
-    let len = planes * plane_in;
-    // Each plane is zeroed just before its gradients land, while it is in cache: one pass
-    // over memory instead of a zeroed allocation and then the scatter.
-    let mut dx: Vec<T> = Vec::with_capacity(len);
-    let plane = |(p, out): (usize, &mut [MaybeUninit<T>])| {
-        out.fill(MaybeUninit::new(T::ZERO));
-        // SAFETY: every element of the plane was written just above.
-        let out = unsafe { &mut *(out as *mut [MaybeUninit<T>] as *mut [T]) };
-        for (&i, &v) in idx[p * plane_out..(p + 1) * plane_out]
-            .iter()
-            .zip(&g[p * plane_out..(p + 1) * plane_out])
-        {
+    // Each plane is cleared just before its gradients land, while it is in cache: one pass
+    // over memory instead of a zeroed allocation and then the scatter. (A position outside
+    // its plane panics.)
+    let per_task = (planes / rayon::current_num_threads()).max(1);
+    crate::parallel::written_in_chunks(planes * plane_in, plane_in, per_task, |p, out| {
+        let at = p * plane_out..(p + 1) * plane_out;
+        for (&i, &v) in idx[at.clone()].iter().zip(&g[at]) {
             out[i as usize] += v;
         }
-    };
-    let planes_out = &mut dx.spare_capacity_mut()[..len];
-    if crate::parallel::start_parallel(len) {
-        planes_out
-            .par_chunks_mut(plane_in.max(1))
-            .enumerate()
-            .with_min_len((planes / rayon::current_num_threads()).max(1))
-            .for_each(plane);
-    } else {
-        planes_out.chunks_mut(plane_in.max(1)).enumerate().for_each(plane);
-    }
-    // SAFETY: the planes cover the first `len` elements, and each plane was filled above
-    // (a position outside its plane panics before this, leaving the vector empty).
-    unsafe { dx.set_len(len) };
-    dx
+    })
 }
 
 #[cfg(test)]

@@ -6,11 +6,8 @@
 //! `inner > 1` they run across the `inner` rows of a block at once. Blocks are independent,
 //! so they are shared among threads without changing any result.
 
-use rayon::prelude::*;
-
 use crate::Real;
 use crate::fast_math::Exp;
-use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::lane_sum;
 
@@ -65,25 +62,16 @@ pub fn softmax<T: Softmax>(x: &[T], (outer, n, inner): (usize, usize, usize), lo
         outer.checked_mul(n).and_then(|v| v.checked_mul(inner)),
         "softmax: buffer size"
     );
-    let mut out = crate::parallel::zeroed(x.len());
-    if x.is_empty() {
-        return out;
-    }
     let block = n * inner;
-    let run = |(y, x): (&mut [T], &[T])| {
+    let per_task = (outer / (4 * rayon::current_num_threads())).max(1);
+    crate::parallel::written_in_chunks(x.len(), block, per_task, |i, y| {
+        let x = &x[i * block..(i + 1) * block];
         if inner == 1 {
             row(x, y, log);
         } else {
             across_rows(x, y, (n, inner), log);
         }
-    };
-    if outer > 1 && start_parallel(x.len()) {
-        let per_task = (outer / (4 * rayon::current_num_threads())).max(1);
-        out.par_chunks_mut(block).zip(x.par_chunks(block)).with_min_len(per_task).for_each(run);
-    } else {
-        out.chunks_mut(block).zip(x.chunks(block)).for_each(run);
-    }
-    out
+    })
 }
 
 /// The larger of two values, NaN if either is.

@@ -7,10 +7,7 @@
 //! log-softmax:  dx = g - e^y Σ g
 //! ```
 
-use rayon::prelude::*;
-
 use super::Softmax;
-use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
 
 /// The gradient of the input of `softmax` (or, with `log`, log-softmax) along the middle
@@ -37,24 +34,12 @@ pub fn softmax_backward<T: Softmax>(
 ) -> Vec<T> {
     let len = outer.checked_mul(n).and_then(|v| v.checked_mul(inner));
     assert!(len == Some(y.len()) && y.len() == g.len(), "softmax_backward: buffer sizes");
-    let mut dx = crate::parallel::zeroed(y.len());
-    if y.is_empty() {
-        return dx;
-    }
     let block = n * inner;
-    let run = |(dx, (y, g)): (&mut [T], (&[T], &[T]))| {
-        run_widest(Block { y, g, dx, inner, log });
-    };
-    if outer > 1 && start_parallel(y.len()) {
-        let per_task = (outer / (4 * rayon::current_num_threads())).max(1);
-        dx.par_chunks_mut(block)
-            .zip(y.par_chunks(block).zip(g.par_chunks(block)))
-            .with_min_len(per_task)
-            .for_each(run);
-    } else {
-        dx.chunks_mut(block).zip(y.chunks(block).zip(g.chunks(block))).for_each(run);
-    }
-    dx
+    let per_task = (outer / (4 * rayon::current_num_threads())).max(1);
+    crate::parallel::written_in_chunks(y.len(), block, per_task, |i, dx| {
+        let at = i * block..(i + 1) * block;
+        run_widest(Block { y: &y[at.clone()], g: &g[at], dx, inner, log });
+    })
 }
 
 /// One block `[n, inner]`: `inner` rows of `n` elements, `inner` apart.
