@@ -34,6 +34,7 @@
 //! A node's whole life, from record to free, is told in `node.rs`.
 
 use std::cell::OnceCell;
+use std::collections::HashSet;
 use std::panic::Location;
 
 use slotmap::SlotMap;
@@ -77,6 +78,7 @@ pub(crate) fn sweep(
             return Err(e);
         }
     };
+    let leading = capture.map(|_| with_tape(|tape| leading_to_captures(tape, &order)));
     seed_outputs(seeds);
 
     // 2 and 3, node by node: run each rule and pass what it returns to the inputs; what
@@ -89,7 +91,7 @@ pub(crate) fn sweep(
         (!create_graph && crate::instrument::active() && crate::forward_ad::is_dual_level_open())
             .then(crate::forward_ad::pause);
     let mut edges = Vec::with_capacity(order.len());
-    let result = apply_rules(&order, mode, &mut captured, &mut edges);
+    let result = apply_rules(&order, mode, leading.as_ref(), &mut captured, &mut edges);
     clear_capture_slots(capture);
 
     // 4. Freeing: unless the graph is kept, what the sweep went through leaves the tape.
@@ -213,6 +215,22 @@ fn mark_capture_slots(tape: &mut Tape, capture: Option<&[NodeKey]>) {
     }
 }
 
+/// For `grad()`: the nodes of `order` from which a captured node can be reached through
+/// inputs (the captured nodes among them). A rule computes no gradient for an input outside
+/// this set: it would reach none of the tensors asked about. That is, a gradient penalty's
+/// `grad(scores, x)` skips the weights' gradients, as PyTorch's `autograd.grad` does.
+fn leading_to_captures(tape: &Tape, order: &[NodeKey]) -> HashSet<NodeKey> {
+    let mut leading = HashSet::new();
+    // Latest first: read backwards, every input comes before its users.
+    for &key in order.iter().rev() {
+        let Some(node) = tape.nodes.get(key) else { continue };
+        if node.capture.is_some() || node.inputs.iter().flatten().any(|i| leading.contains(i)) {
+            leading.insert(key);
+        }
+    }
+    leading
+}
+
 fn clear_capture_slots(capture: Option<&[NodeKey]>) {
     if let Some(keys) = capture {
         with_tape(|tape| {
@@ -257,6 +275,7 @@ struct Step {
 fn apply_rules(
     order: &[NodeKey],
     mode: Mode,
+    leading: Option<&HashSet<NodeKey>>,
     captured: &mut [Option<Tensor>],
     edges: &mut Vec<NodeKey>,
 ) -> Result<()> {
@@ -312,6 +331,15 @@ fn apply_rules(
             }
         }
 
+        if let Some(leading) = leading {
+            // Inputs that lead to no captured tensor get no gradient (the edges stay, for
+            // freeing: only this step's view of them changes).
+            for input in &mut step.inputs {
+                if input.is_some_and(|k| !leading.contains(&k)) {
+                    *input = None;
+                }
+            }
+        }
         let in_rule =
             (instrumented && crate::anomaly::maybe_enabled()).then(crate::anomaly::in_rule);
         let traced_grad = tracing.then(|| grad.clone());

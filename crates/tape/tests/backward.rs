@@ -136,3 +136,51 @@ fn many_leaves_each_get_their_gradient() {
         assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![(i % 7) as f32 + 1.0], "leaf {i}");
     }
 }
+
+/// `grad()` asks each rule only for the gradients that lead to the tensors asked about, as
+/// PyTorch's `autograd.grad` does: a gradient penalty's `grad(scores, x)` computes no weight
+/// gradients. `backward()` still asks for every input that tracks gradients.
+#[test]
+fn grad_asks_rules_only_for_inputs_that_lead_to_the_requested_tensors() {
+    use std::cell::RefCell;
+    use std::panic::Location;
+    use std::rc::Rc;
+    use tapegrad_tape::{Backward, record};
+
+    let asked: Rc<RefCell<Vec<(bool, bool)>>> = Rc::default();
+    // y = x * w, recorded with a rule that notes which gradients it was asked for.
+    let product = |x: &Tensor, w: &Tensor| {
+        let seen = Rc::clone(&asked);
+        record("noted_mul", Location::caller(), &[x, w], &x.detach() * &w.detach(), move || {
+            Backward::new(move |ctx| {
+                seen.borrow_mut().push((ctx.needs_input_grad(0), ctx.needs_input_grad(1)));
+                let (x, w) = (ctx.saved(0), ctx.saved(1));
+                smallvec::smallvec![
+                    ctx.needs_input_grad(0).then(|| ctx.grad() * w),
+                    ctx.needs_input_grad(1).then(|| ctx.grad() * x),
+                ]
+            })
+            .save(x)
+            .save(w)
+        })
+    };
+    let x = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+    let w = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad();
+    let v = Tensor::from_vec(vec![5.0f64], &[1]).requires_grad();
+    // Two layers: h = x w, y = h v. Asked about x: the rules skip w and v.
+    let y = product(&product(&x, &w), &v).sum_to_shape(&[]);
+    let g = grad(&[&y], &[&x], GradOptions::new().retain_graph(true));
+    assert_eq!(g[0].as_ref().unwrap().to_vec::<f64>(), vec![15.0]);
+    assert_eq!(*asked.borrow(), vec![(true, false), (true, false)]);
+    // Asked about w: the outer rule still passes its gradient to h, the inner one skips x.
+    asked.borrow_mut().clear();
+    let g = grad(&[&y], &[&w], GradOptions::new().retain_graph(true));
+    assert_eq!(g[0].as_ref().unwrap().to_vec::<f64>(), vec![10.0]);
+    assert_eq!(*asked.borrow(), vec![(true, false), (false, true)]);
+    // backward() fills every leaf's .grad.
+    asked.borrow_mut().clear();
+    y.backward();
+    assert_eq!(*asked.borrow(), vec![(true, true), (true, true)]);
+    assert_eq!(v.grad().unwrap().to_vec::<f64>(), vec![6.0]);
+    assert!(x.grad().is_some() && w.grad().is_some());
+}
