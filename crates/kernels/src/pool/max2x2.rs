@@ -229,10 +229,13 @@ unsafe fn forward_plane_avx2(
         let mut ow = 0;
         while ow < wo {
             let count = (wo - ow).min(8);
-            // A partial step reads copies of its 2 * count inputs per row, padded.
+            // A partial step reads sixteen values per row where the plane has them (the
+            // lanes past its window pick from the next row and are never kept), otherwise
+            // copies of its 2 * count inputs, padded.
             let (mut top_copy, mut bottom_copy) = ([0.0f32; 16], [0.0f32; 16]);
-            let (t, b) = if count == 8 {
-                // SAFETY: the window rows' sixteen values lie inside the plane.
+            let (t, b) = if count == 8 || bottom + 2 * ow + 16 <= plane.len() {
+                // SAFETY: the window rows' sixteen values lie inside the plane (the top row's
+                // end before the bottom row's).
                 unsafe { (src.add(top + 2 * ow), src.add(bottom + 2 * ow)) }
             } else {
                 let inputs = 2 * count;
@@ -255,8 +258,10 @@ unsafe fn forward_plane_avx2(
                 _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(at)),
             );
             let o = oh * wo + ow;
-            if count == 8 {
-                // SAFETY: outputs o..o + 8 lie inside this row of `vals` and `idxs`.
+            // A partial step stores eight outputs where the buffers have room: those past
+            // this row are the next row's first ones, written again when it comes.
+            if count == 8 || o + 8 <= vals.len().min(idxs.len()) {
+                // SAFETY: outputs o..o + 8 lie inside `vals` and `idxs`.
                 unsafe {
                     _mm256_storeu_ps(vals.as_mut_ptr().add(o), value);
                     _mm256_storeu_si256(idxs.as_mut_ptr().add(o).cast(), first);
@@ -329,6 +334,11 @@ mod tests {
             (2, 70),
             (4, 16),
             (2, 18),
+            // Partial steps that read from and store into the rows after their own.
+            (6, 6),
+            (7, 15),
+            (8, 14),
+            (14, 14),
         ] {
             let plane: Vec<f32> = (0..h * w).map(|_| level()).collect();
             let (ho, wo) = (h / 2, w / 2);
