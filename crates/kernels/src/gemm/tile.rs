@@ -86,10 +86,25 @@ macro_rules! register_tile {
                     }
                 }
             }
+            // The sums leave their registers in loops of constant length, into a buffer the
+            // stores below read: indexed by the tile's row count, a run-time number, the
+            // accumulator array itself would be kept in memory, and every step of the loop
+            // above would store all of it.
+            let mut sums = std::mem::MaybeUninit::<[f32; MR * NR]>::uninit();
+            let sums = sums.as_mut_ptr().cast::<f32>();
+            for (i, row) in acc.iter().enumerate() {
+                for (half, &sum) in row.iter().enumerate() {
+                    // SAFETY: row i's half lies inside the buffer (ROWS <= MR, HALVES
+                    // vectors <= NR).
+                    unsafe { v::store(sums.add(i * NR + v::LANES * half), sum) };
+                }
+            }
             let super::blocked::Tile { rows, cols, c, ldc, beta, bias } = tile;
             let beta_v = v::splat(beta);
-            for (i, row) in acc.iter().enumerate().take(rows) {
-                for (half, &sum) in row.iter().enumerate() {
+            for i in 0..rows.min(ROWS) {
+                for half in 0..HALVES {
+                    // SAFETY: written above.
+                    let sum = unsafe { v::load(sums.add(i * NR + v::LANES * half)) };
                     let lanes = cols.saturating_sub(v::LANES * half).min(v::LANES);
                     // A bias row (given only where beta is zero) is added once, as it would
                     // be to a C that held it with beta one: the same bits.
