@@ -8,6 +8,7 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 use std::panic::Location;
 
 use smallvec::smallvec;
+use tapegrad_kernels::simd::map_in_place_widest;
 
 use crate::error::{Error, Result, or_panic};
 use crate::layout::{Layout, broadcast_shapes};
@@ -108,7 +109,7 @@ fn in_f32(f: impl Fn(f64, f64) -> f64 + Copy, s: f64) -> impl Fn(f32) -> f32 + C
 /// per backward step.
 fn map_grad(
     ctx: &BackwardCtx<'_>,
-    f: impl Fn(f64, f64) -> f64,
+    f: impl Fn(f64, f64) -> f64 + Sync + Send,
     s: f64,
     fallback: impl FnOnce(&Tensor) -> Tensor,
 ) -> Tensor {
@@ -301,14 +302,13 @@ impl Tensor {
 
     /// `f(x, s)` over this tensor's elements, rounded as [`Tensor::scalar_op`] rounds them,
     /// written over them: what backward rules do to a gradient they may reuse.
-    fn scalar_op_in_place(&self, f: impl Fn(f64, f64) -> f64, s: f64) {
+    fn scalar_op_in_place(&self, f: impl Fn(f64, f64) -> f64 + Sync + Send, s: f64) {
         self.update_storage(|storage, layout| {
             let range = layout.offset()..layout.offset() + layout.numel();
             if let Some(v) = storage.make_mut::<f32>() {
-                let f = in_f32(&f, s);
-                v[range].iter_mut().for_each(|x| *x = f(*x));
+                map_in_place_widest(&mut v[range], &in_f32(&f, s));
             } else if let Some(v) = storage.make_mut::<f64>() {
-                v[range].iter_mut().for_each(|x| *x = f(*x, s));
+                map_in_place_widest(&mut v[range], &|x| f(x, s));
             } else {
                 unreachable!("gradients are float tensors");
             }
