@@ -230,6 +230,67 @@ pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Ele
     }
 }
 
+/// `dst[i] = f(dst[i], v[i])` where `v` is the view of `src` through `layout`, of `dst`'s
+/// shape, in place: any strides (a broadcast or transposed gradient added into a contiguous
+/// one). A contiguous view takes [`zip_in_place`]; otherwise each row ([`for_each_row`])
+/// runs in the widest vectors where the view's row has unit or zero stride.
+///
+/// ```
+/// use tapegrad_kernels::{layout::Layout, strided::zip_view_in_place};
+/// let mut acc = vec![1.0f32; 4];
+/// let column = Layout::contiguous(&[2, 1]).broadcast_to(&[2, 2]).unwrap();
+/// zip_view_in_place(&mut acc, &[10.0, 20.0], &column, |a, b| a + b);
+/// assert_eq!(acc, vec![11.0, 11.0, 21.0, 21.0]);
+/// ```
+///
+/// # Panics
+/// If `dst` and the view differ in length.
+pub fn zip_view_in_place<T: Copy + Send + Sync>(
+    dst: &mut [T],
+    src: &[T],
+    layout: &Layout,
+    f: impl ElementFn2<T, T, T>,
+) {
+    assert_eq!(dst.len(), layout.numel(), "zip_view_in_place: view and destination differ");
+    if layout.is_contiguous() {
+        let start = layout.offset();
+        return zip_in_place(dst, &src[start..start + dst.len()], f);
+    }
+    struct Rows<'a, T, F>(&'a mut [T], &'a [T], &'a F);
+    impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for Rows<'_, T, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for (d, &v) in self.0.iter_mut().zip(self.1) {
+                *d = self.2.call(*d, v);
+            }
+        }
+    }
+    struct Broadcast<'a, T, F>(&'a mut [T], T, &'a F);
+    impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for Broadcast<'_, T, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for d in self.0.iter_mut() {
+                *d = self.2.call(*d, self.1);
+            }
+        }
+    }
+    let whole = Layout::contiguous(layout.shape());
+    for_each_row(layout.shape(), [&whole, layout], |[d, s], len, [_, stride]| {
+        let row = &mut dst[d..d + len];
+        match stride {
+            1 => run_widest(Rows(row, &src[s..s + len], &f)),
+            0 => run_widest(Broadcast(row, src[s], &f)),
+            _ => {
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = f.call(*x, src[s + j * stride]);
+                }
+            }
+        }
+    });
+}
+
 /// `f(a, b)` over two views already broadcast to the same `shape`, in row-major order.
 ///
 /// ```
@@ -576,6 +637,30 @@ fn sum_rows_into<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Views with unit, zero and other strides, added into a contiguous destination, against
+    /// the element-by-element sum over the view's offsets.
+    #[test]
+    fn views_of_any_strides_accumulate_in_place() {
+        let base = Layout::contiguous(&[6, 5, 7]);
+        let views = [
+            base.clone(),
+            base.permute(&[2, 0, 1]),
+            base.transpose(0, 2),
+            Layout::contiguous(&[5, 1]).broadcast_to(&[6, 5, 7]).unwrap(),
+            Layout::contiguous(&[7]).broadcast_to(&[6, 5, 7]).unwrap(),
+            Layout::contiguous(&[]).broadcast_to(&[3, 4]).unwrap(),
+        ];
+        let src: Vec<f32> = (0..210).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+        for view in views {
+            let start: Vec<f32> = (0..view.numel()).map(|i| i as f32 * 0.25).collect();
+            let mut got = start.clone();
+            zip_view_in_place(&mut got, &src, &view, |a: f32, b: f32| a - 2.0 * b);
+            let want: Vec<f32> =
+                start.iter().zip(view.offsets()).map(|(&a, o)| a - 2.0 * src[o]).collect();
+            assert_eq!(got, want, "view {:?} strides {:?}", view.shape(), view.strides());
+        }
+    }
 
     /// Large enough for the threaded paths, with a broadcast operand and a permuted one.
     #[test]

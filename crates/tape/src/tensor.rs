@@ -1006,15 +1006,7 @@ impl Tensor {
                 let n = layout.numel();
                 let off = layout.offset();
                 let dst = &mut dst.make_mut::<T>().expect("dtype checked")[off..off + n];
-                if sl.is_contiguous() {
-                    for (d, &s) in dst.iter_mut().zip(&src[sl.offset()..sl.offset() + n]) {
-                        *d += s;
-                    }
-                } else {
-                    for (d, o) in dst.iter_mut().zip(sl.offsets()) {
-                        *d += src[o];
-                    }
-                }
+                tapegrad_kernels::strided::zip_view_in_place(dst, src, sl, |d: T, s: T| d + s);
             }
             match addend.dtype() {
                 DType::F32 => add::<f32>(dst, layout, &addend, &gl),
