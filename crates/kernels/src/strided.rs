@@ -256,6 +256,29 @@ pub fn zip_view_in_place<T: Copy + Send + Sync>(
         let start = layout.offset();
         return zip_in_place(dst, &src[start..start + dst.len()], f);
     }
+    let shape = layout.shape();
+    let outer = shape.first().copied().unwrap_or(1);
+    if outer > 1 && start_parallel(dst.len()) {
+        // Blocks of whole leading slices, each its own view.
+        let inner = dst.len() / outer;
+        let slices = parallel_chunk(dst.len()).div_ceil(inner.max(1)).max(1);
+        dst.par_chunks_mut(slices * inner).enumerate().for_each(|(i, block)| {
+            let first = i * slices;
+            let view = layout.narrow(0, first, block.len() / inner);
+            view_rows_in_place(block, src, &view, &f);
+        });
+    } else {
+        view_rows_in_place(dst, src, layout, &f);
+    }
+}
+
+/// [`zip_view_in_place`]'s rows, on the calling thread.
+fn view_rows_in_place<T: Copy, F: ElementFn2<T, T, T>>(
+    dst: &mut [T],
+    src: &[T],
+    layout: &Layout,
+    f: &F,
+) {
     struct Rows<'a, T, F>(&'a mut [T], &'a [T], &'a F);
     impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for Rows<'_, T, F> {
         type Output = ();
@@ -280,8 +303,8 @@ pub fn zip_view_in_place<T: Copy + Send + Sync>(
     for_each_row(layout.shape(), [&whole, layout], |[d, s], len, [_, stride]| {
         let row = &mut dst[d..d + len];
         match stride {
-            1 => run_widest(Rows(row, &src[s..s + len], &f)),
-            0 => run_widest(Broadcast(row, src[s], &f)),
+            1 => run_widest(Rows(row, &src[s..s + len], f)),
+            0 => run_widest(Broadcast(row, src[s], f)),
             _ => {
                 for (j, x) in row.iter_mut().enumerate() {
                     *x = f.call(*x, src[s + j * stride]);
@@ -659,6 +682,18 @@ mod tests {
             let want: Vec<f32> =
                 start.iter().zip(view.offsets()).map(|(&a, o)| a - 2.0 * src[o]).collect();
             assert_eq!(got, want, "view {:?} strides {:?}", view.shape(), view.strides());
+        }
+        // Long enough to be split across threads by leading slices.
+        let big = Layout::contiguous(&[120, 50, 70]);
+        let src: Vec<f64> = (0..big.numel()).map(|i| ((i * 37) % 101) as f64).collect();
+        for view in [
+            big.permute(&[1, 0, 2]),
+            Layout::contiguous(&[1, 70]).broadcast_to(&[50, 120, 70]).unwrap(),
+        ] {
+            let mut got = vec![1.0; view.numel()];
+            zip_view_in_place(&mut got, &src, &view, |a: f64, b: f64| a + b);
+            let want: Vec<f64> = view.offsets().map(|o| 1.0 + src[o]).collect();
+            assert_eq!(got, want, "view {:?}", view.strides());
         }
     }
 
