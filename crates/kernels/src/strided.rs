@@ -230,6 +230,56 @@ pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Ele
     }
 }
 
+/// `f` applied in place to one block of every row of `dst`, with the rows of `src`: for
+/// each row `o` of `dst` (rows `row_len` long), elements `at..at + src_row` of it and row `o`
+/// of `src` (rows `src_row` long), as [`zip_in_place`] does to whole slices. The gradient of
+/// a slice of a tensor added into the gradient of the whole.
+///
+/// ```
+/// let mut whole = vec![0.0f32; 6]; // two rows of three
+/// tapegrad_kernels::strided::zip_block_in_place(&mut whole, 3, 1, &[1.0, 2.0, 3.0, 4.0], 2, |a, b| a + b);
+/// assert_eq!(whole, vec![0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
+/// ```
+///
+/// # Panics
+/// If the blocks do not fit in `dst`'s rows, or `src` does not hold one block per row.
+pub fn zip_block_in_place<T: Copy + Send + Sync>(
+    dst: &mut [T],
+    row_len: usize,
+    at: usize,
+    src: &[T],
+    src_row: usize,
+    f: impl ElementFn2<T, T, T>,
+) {
+    assert!(at + src_row <= row_len, "zip_block_in_place: the block passes the row's end");
+    if row_len == 0 || src_row == 0 {
+        return;
+    }
+    let rows = dst.len() / row_len;
+    assert_eq!(src.len(), rows * src_row, "zip_block_in_place: one block of src per row");
+    struct Block<'a, T, F>(&'a mut [T], &'a [T], &'a F);
+    impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for Block<'_, T, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for (d, &v) in self.0.iter_mut().zip(self.1) {
+                *d = self.2.call(*d, v);
+            }
+        }
+    }
+    let run = |d: &mut [T], s: &[T]| run_widest(Block(&mut d[at..at + src_row], s, &f));
+    if rows == 1 {
+        zip_in_place(&mut dst[at..at + src_row], src, f);
+    } else if start_parallel(rows * src_row) {
+        let per_task = parallel_chunk(rows * src_row).div_ceil(src_row).max(1);
+        dst.par_chunks_mut(per_task * row_len).zip(src.par_chunks(per_task * src_row)).for_each(
+            |(d, s)| d.chunks_mut(row_len).zip(s.chunks(src_row)).for_each(|(d, s)| run(d, s)),
+        );
+    } else {
+        dst.chunks_mut(row_len).zip(src.chunks(src_row)).for_each(|(d, s)| run(d, s));
+    }
+}
+
 /// `dst[i] = f(dst[i], v[i])` where `v` is the view of `src` through `layout`, of `dst`'s
 /// shape, in place: any strides (a broadcast or transposed gradient added into a contiguous
 /// one). A contiguous view takes [`zip_in_place`]; otherwise each row ([`for_each_row`])
@@ -660,6 +710,24 @@ fn sum_rows_into<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block of every row, short and long enough to be split across threads, against the
+    /// loop over rows.
+    #[test]
+    fn blocks_of_rows_accumulate_in_place() {
+        for (rows, row_len, at, block) in [(1, 10, 3, 4), (7, 10, 0, 10), (5000, 48, 16, 24)] {
+            let src: Vec<f64> = (0..rows * block).map(|i| ((i * 37) % 101) as f64).collect();
+            let mut got: Vec<f64> = (0..rows * row_len).map(|i| i as f64).collect();
+            let mut want = got.clone();
+            zip_block_in_place(&mut got, row_len, at, &src, block, |a: f64, b: f64| a - b);
+            for o in 0..rows {
+                for j in 0..block {
+                    want[o * row_len + at + j] -= src[o * block + j];
+                }
+            }
+            assert_eq!(got, want, "{rows} rows of {row_len}, block {block} at {at}");
+        }
+    }
 
     /// Views with unit, zero and other strides, added into a contiguous destination, against
     /// the element-by-element sum over the view's offsets.

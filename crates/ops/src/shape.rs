@@ -276,12 +276,10 @@ fn add_into_part(whole: &Tensor, part: &Tensor, d: usize, start: usize) {
         outer: usize,
         (rows, block, at): (usize, usize, usize),
     ) {
-        for o in 0..outer {
-            let dst = &mut dst[o * rows + at..o * rows + at + block];
-            for (d, &v) in dst.iter_mut().zip(&src[o * block..(o + 1) * block]) {
-                *d += v;
-            }
-        }
+        let (dst, src) = (&mut dst[..outer * rows], &src[..outer * block]);
+        tapegrad_kernels::strided::zip_block_in_place(dst, rows, at, src, block, |a: T, b: T| {
+            a + b
+        });
     }
     let src = part.contiguous_storage();
     whole.update_storage(|storage, layout| {
