@@ -2,7 +2,7 @@
 
 Implements the fixed workloads W1-W10 with the same definitions as the Rust side and
 prints one JSON object per run: {"workload", "metric", "value", "unit", ...}.
-usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7|w8|w9|w10 [--threads 2] [--quick]
+usage: python bench/torch_workloads.py --workload w1|w2|w3|w4|conv|w5|w6mlp|w6cnn|w7|w8|w9|w10|ops [--threads 2] [--quick]
 """
 import argparse, gzip, json, math, resource, statistics, sys, time
 
@@ -255,6 +255,64 @@ elif w == "w10":
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     emit("step", steps(model, opt, torch.randn(n, 3, size, size), torch.randint(0, 10, (n,)),
                        1 if a.quick else 5, 2 if a.quick else 30), "ms")
+elif w == "ops":
+    q = a.quick
+    rows, cols = (64, 32) if q else (4096, 512)
+    n, c, hw = (2, 8, 8) if q else (32, 64, 32)
+    classes, reps = (10, 2) if q else (1000, 15)
+
+    def op(name, f):
+        emit(f"{name} fwd+bwd", timed(f, 2, reps), "ms")
+
+    torch.manual_seed(0)
+    x = torch.randn(rows, cols, requires_grad=True)
+    bias, column = torch.randn(cols, requires_grad=True), torch.randn(rows, 1, requires_grad=True)
+    op("relu", lambda: x.relu().sum().backward())
+    op("gelu", lambda: F.gelu(x).sum().backward())
+    op("sigmoid", lambda: x.sigmoid().sum().backward())
+    op("tanh", lambda: x.tanh().sum().backward())
+    op("silu", lambda: F.silu(x).sum().backward())
+    op("x * x", lambda: (x * x).sum().backward())
+    op("x + row", lambda: (x + bias).sum().backward())
+    op("x * column", lambda: (x * column).sum().backward())
+    op("sum(0)", lambda: x.sum(0).sum().backward())
+    op("mean(1)", lambda: x.mean(1).sum().backward())
+    op("max(1)", lambda: x.max(1)[0].sum().backward())
+    op("cumsum(1)", lambda: x.cumsum(1).sum().backward())
+    op("x.t() * 2", lambda: (x.t() * 2.0).sum().backward())
+    op("chunk + cat", lambda: torch.cat(x.chunk(4, 1), 1).sum().backward())
+    op("layer_norm", lambda: F.layer_norm(x, [cols]).square().sum().backward())
+    op("dropout", lambda: F.dropout(x, 0.5).sum().backward())
+    logits = torch.randn(rows // 4, classes, requires_grad=True)
+    targets = torch.randint(0, classes, (rows // 4,))
+    op("softmax", lambda: logits.softmax(-1).square().sum().backward())
+    op("log_softmax", lambda: logits.log_softmax(-1).square().sum().backward())
+    op("cross_entropy", lambda: F.cross_entropy(logits, targets).backward())
+    heads = torch.randn(n, c, 8, hw * 2, requires_grad=True)
+    op("permute", lambda: (heads.permute(0, 2, 1, 3) * 2.0).sum().backward())
+    img = torch.randn(n, c, hw, hw, requires_grad=True)
+    conv3, strided = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, 2 * c, 3, padding=1, stride=2)
+    conv1, depthwise = nn.Conv2d(c, 2 * c, 1), nn.Conv2d(c, c, 3, padding=1, groups=c)
+    op("conv 3x3", lambda: conv3(img).sum().backward())
+    op("conv 3x3 stride 2", lambda: strided(img).sum().backward())
+    op("conv 1x1", lambda: conv1(img).sum().backward())
+    op("conv 3x3 depthwise", lambda: depthwise(img).sum().backward())
+    bn = nn.BatchNorm2d(c)
+    op("batch_norm", lambda: bn(img).square().sum().backward())
+    op("group_norm", lambda: F.group_norm(img, 8).square().sum().backward())
+    op("max_pool 2x2", lambda: F.max_pool2d(img, 2).sum().backward())
+    op("avg_pool 2x2", lambda: F.avg_pool2d(img, 2).sum().backward())
+    op("adaptive_avg_pool 1", lambda: F.adaptive_avg_pool2d(img, 1).sum().backward())
+    table = torch.randn(100 if q else 10000, 256, requires_grad=True)
+    ids = torch.randint(0, table.shape[0], (n, 128))
+    op("embedding", lambda: F.embedding(ids, table).sum().backward())
+    qkv = torch.randn(n, 8, 16 if q else 128, 64, requires_grad=True)
+    op("attention", lambda: F.scaled_dot_product_attention(qkv, qkv, qkv).sum().backward())
+    a64 = torch.randn(256, 256, dtype=torch.float64, requires_grad=True)
+    op("matmul f64 256", lambda: (a64 @ a64).sum().backward())
+    gru = nn.GRU(256, 256, 1)
+    seq = torch.randn(4 if q else 35, n, 256, requires_grad=True)
+    op("gru", lambda: gru(seq)[0].sum().backward())
 elif w in ("w6mlp", "w6cnn"):
     fmnist(w[2:])
 else:

@@ -283,6 +283,81 @@ pub fn w9(s: Settings) -> (f64, f64) {
     (median(&hvp), median(&gan))
 }
 
+/// `ops`: single operations as a model's layers use them, each forward plus backward from a
+/// sum into leaf gradients that accumulate (as PyTorch's `.grad` does), median ms per call:
+/// elementwise functions, broadcasts, reductions along either dimension, views made
+/// contiguous, normalisations, convolutions of several kinds, pooling, attention, an
+/// embedding, a GRU. The op-level check beside the model workloads: a slow path in one
+/// operation shows here by name.
+pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
+    use tapegrad::nn::{BatchNorm2d, Conv2d, GRU};
+    let q = s.quick;
+    let (rows, cols) = if q { (64, 32) } else { (4096, 512) };
+    let (n, c, hw) = if q { (2, 8, 8) } else { (32, 64, 32) };
+    let classes = if q { 10 } else { 1000 };
+    let reps = if q { 2 } else { 15 };
+    let mut out = vec![];
+    let mut time = |name: &'static str, f: &dyn Fn()| {
+        out.push((name, median_step_ms(2, reps, f)));
+    };
+    manual_seed(0);
+    let x = Tensor::randn(&[rows, cols]).requires_grad();
+    let (bias, column) =
+        (Tensor::randn(&[cols]).requires_grad(), Tensor::randn(&[rows, 1]).requires_grad());
+    time("relu", &|| x.relu().sum().backward());
+    time("gelu", &|| x.gelu().sum().backward());
+    time("sigmoid", &|| x.sigmoid().sum().backward());
+    time("tanh", &|| x.tanh().sum().backward());
+    time("silu", &|| x.silu().sum().backward());
+    time("x * x", &|| (&x * &x).sum().backward());
+    time("x + row", &|| (&x + &bias).sum().backward());
+    time("x * column", &|| (&x * &column).sum().backward());
+    time("sum(0)", &|| x.sum_dim(0, false).sum().backward());
+    time("mean(1)", &|| x.mean_dim(1, false).sum().backward());
+    time("max(1)", &|| x.max_dim(1, false).0.sum().backward());
+    time("cumsum(1)", &|| x.cumsum(1).sum().backward());
+    time("x.t() * 2", &|| (&x.t() * 2.0).sum().backward());
+    time("chunk + cat", &|| {
+        let parts = x.chunk(4, 1);
+        cat(&parts.iter().collect::<Vec<_>>(), 1).sum().backward()
+    });
+    time("layer_norm", &|| F::layer_norm(&x, &[cols]).square().sum().backward());
+    time("dropout", &|| F::dropout(&x).sum().backward());
+    let logits = Tensor::randn(&[rows / 4, classes]).requires_grad();
+    let targets = Tensor::randint(0, classes as i64, &[rows / 4]);
+    time("softmax", &|| logits.softmax(-1).square().sum().backward());
+    time("log_softmax", &|| logits.log_softmax(-1).square().sum().backward());
+    time("cross_entropy", &|| F::cross_entropy(&logits, &targets).backward());
+    let heads = Tensor::randn(&[n, c, 8, hw * 2]).requires_grad();
+    time("permute", &|| (&heads.permute(&[0, 2, 1, 3]) * 2.0).sum().backward());
+    let img = Tensor::randn(&[n, c, hw, hw]).requires_grad();
+    let conv3 = Conv2d::new(c, c, 3).padding(1);
+    let strided = Conv2d::new(c, 2 * c, 3).padding(1).stride(2);
+    let conv1 = Conv2d::new(c, 2 * c, 1);
+    let depthwise = Conv2d::with_groups(c, c, 3, c).padding(1);
+    time("conv 3x3", &|| conv3.forward(&img).sum().backward());
+    time("conv 3x3 stride 2", &|| strided.forward(&img).sum().backward());
+    time("conv 1x1", &|| conv1.forward(&img).sum().backward());
+    time("conv 3x3 depthwise", &|| depthwise.forward(&img).sum().backward());
+    let bn = BatchNorm2d::new(c);
+    time("batch_norm", &|| bn.forward(&img).square().sum().backward());
+    time("group_norm", &|| F::group_norm(&img, 8).square().sum().backward());
+    time("max_pool 2x2", &|| F::max_pool2d(&img, 2).sum().backward());
+    time("avg_pool 2x2", &|| F::avg_pool2d(&img, 2).sum().backward());
+    time("adaptive_avg_pool 1", &|| F::adaptive_avg_pool2d(&img, 1).sum().backward());
+    let table = Tensor::randn(&[if q { 100 } else { 10000 }, 256]).requires_grad();
+    let ids = Tensor::randint(0, table.shape()[0] as i64, &[n, 128]);
+    time("embedding", &|| F::embedding(&ids, &table).sum().backward());
+    let qkv = Tensor::randn(&[n, 8, if q { 16 } else { 128 }, 64]).requires_grad();
+    time("attention", &|| F::scaled_dot_product_attention(&qkv, &qkv, &qkv).sum().backward());
+    let a64 = Tensor::randn(&[256, 256]).to_dtype(DType::F64).requires_grad();
+    time("matmul f64 256", &|| a64.matmul(&a64).sum().backward());
+    let gru = GRU::new(256, 256, 1);
+    let seq = Tensor::randn(&[if q { 4 } else { 35 }, n, 256]).requires_grad();
+    time("gru", &|| gru.forward(&seq).sum().backward());
+    out
+}
+
 /// W10: a ResNet-8 step at CIFAR size: 32 x 3 x 32 x 32, a conv-BN-ReLU stem and three
 /// BasicBlocks (16, 32, 64 channels, strides 1, 2, 2; 1x1 stride-2 shortcuts with BN when
 /// the shape changes), BatchNorm in training mode, global average pooling, Linear(64, 10),
@@ -680,6 +755,13 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
                         push(w, &metric, "GFLOP/s", true, g, find(&t, &metric), note);
                     }
                 }
+                "ops" => {
+                    let t = torch(w);
+                    for (name, ms) in ops(s) {
+                        let metric = format!("{name} fwd+bwd");
+                        push(w, &metric, "ms", false, ms, find(&t, &metric), String::new());
+                    }
+                }
                 "w6mlp" | "w6cnn" => {
                     if let Some((secs, acc)) = w6(&w[2..], s) {
                         let t = torch(w);
@@ -803,11 +885,13 @@ pub fn table(measures: &[Measure], json: bool) -> String {
 }
 
 /// What `--help` prints.
-const USAGE: &str = "tapegrad's benchmark: W1-W10 on tapegrad and, when TAPEGRAD_BENCH_PYTHON (default python3)
+const USAGE: &str =
+    "tapegrad's benchmark: W1-W10 on tapegrad and, when TAPEGRAD_BENCH_PYTHON (default python3)
 has torch, on PyTorch in alternation.
 
 usage: cargo bench --bench workloads -- [options]
-  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 w8 w9 w10 (default: all but w6)
+  --only IDS      comma-separated workloads: w1 w2 w3 w4 conv w5 w6mlp w6cnn w7 w8 w9 w10 ops
+                  (default: all but w6 and ops)
   --w6            also the Fashion-MNIST workloads w6mlp and w6cnn
   --threads N     worker threads on both sides (default 2)
   --runs N        alternating runs (default 5, 1 with --quick)
@@ -816,8 +900,8 @@ usage: cargo bench --bench workloads -- [options]
   --no-torch      measure tapegrad alone";
 
 /// The workload ids `--only` accepts.
-const WORKLOADS: [&str; 12] =
-    ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7", "w8", "w9", "w10"];
+const WORKLOADS: [&str; 13] =
+    ["w1", "w2", "w3", "w4", "conv", "w5", "w6mlp", "w6cnn", "w7", "w8", "w9", "w10", "ops"];
 
 /// Checks the command line: known flags, a value after those that take one (a positive
 /// number for `--threads` and `--runs`), known workload ids.
