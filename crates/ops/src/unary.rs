@@ -61,6 +61,11 @@ grad_fn!(TanhGrad, |g, y| g * (T::ONE - y * y));
 grad_fn!(SigmoidGrad, |g, y| g * (y * (T::ONE - y)));
 // PyTorch's `threshold_backward(g, y, 0)`: `y <= 0 ? 0 : g`, so NaN passes the gradient.
 grad_fn!(ReluGrad, |g, x| if x <= T::ZERO { T::ZERO } else { g });
+// d/dx x s(x) = s (1 + x (1 - s)).
+grad_fn!(SiluGrad, |g, x| {
+    let s = sigmoid(x);
+    g * (s * (T::ONE + x * (T::ONE - s)))
+});
 // d/dx x Phi(x) = Phi(x) + x phi(x).
 grad_fn!(GeluErfGrad, |g, x| g * x.gelu_derivative());
 // y = x/2 (1 + tanh u), u = c (x + k x^3): dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2).
@@ -292,6 +297,9 @@ pub(crate) fn silu(x: &Tensor) -> Tensor {
         // d x s(x) = s (1 + x (1 - s))
         Backward::new(|ctx| {
             let x = ctx.saved(0);
+            if let Some(g) = fused_rule::<SiluGrad>(ctx, (&x.storage(), x.layout())) {
+                return smallvec![Some(g)];
+            }
             let s = sigmoid_op(x);
             let d = &s * &(x * &s.rsub_scalar(1.0)).add_scalar(1.0);
             smallvec![Some(ctx.grad() * &d)]
