@@ -198,6 +198,22 @@ pub fn map_elements<T: Copy + Sync, U: Send>(
     out
 }
 
+/// `dst[i] = f(dst[i], src[i])` over the common length of two slices, in the widest vectors
+/// the CPU has, on the calling thread: the body of the in-place loops below.
+fn zip_slices_in_place<T: Copy, F: ElementFn2<T, T, T>>(dst: &mut [T], src: &[T], f: &F) {
+    struct InPlace<'a, T, F>(&'a mut [T], &'a [T], &'a F);
+    impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for InPlace<'_, T, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for (d, &v) in self.0.iter_mut().zip(self.1) {
+                *d = self.2.call(*d, v);
+            }
+        }
+    }
+    run_widest(InPlace(dst, src, f))
+}
+
 /// `dst[i] = f(dst[i], src[i])` over two slices of one length, in place: with the widest
 /// vectors the CPU has, and on rayon's threads when long.
 ///
@@ -211,17 +227,7 @@ pub fn map_elements<T: Copy + Sync, U: Send>(
 /// If the slices differ in length.
 pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl ElementFn2<T, T, T>) {
     assert_eq!(dst.len(), src.len(), "zip_in_place: slices of different lengths");
-    struct InPlace<'a, T, F>(&'a mut [T], &'a [T], &'a F);
-    impl<T: Copy, F: ElementFn2<T, T, T>> crate::simd::WidestLoop for InPlace<'_, T, F> {
-        type Output = ();
-        #[inline(always)]
-        fn run(self) {
-            for (d, &v) in self.0.iter_mut().zip(self.1) {
-                *d = self.2.call(*d, v);
-            }
-        }
-    }
-    let run = |dst: &mut [T], src: &[T]| crate::simd::run_widest(InPlace(dst, src, &f));
+    let run = |dst: &mut [T], src: &[T]| zip_slices_in_place(dst, src, &f);
     if start_parallel(dst.len()) {
         let chunk = parallel_chunk(dst.len());
         dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| run(d, s));
@@ -257,17 +263,7 @@ pub fn zip_block_in_place<T: Copy + Send + Sync>(
     }
     let rows = dst.len() / row_len;
     assert_eq!(src.len(), rows * src_row, "zip_block_in_place: one block of src per row");
-    struct Block<'a, T, F>(&'a mut [T], &'a [T], &'a F);
-    impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for Block<'_, T, F> {
-        type Output = ();
-        #[inline(always)]
-        fn run(self) {
-            for (d, &v) in self.0.iter_mut().zip(self.1) {
-                *d = self.2.call(*d, v);
-            }
-        }
-    }
-    let run = |d: &mut [T], s: &[T]| run_widest(Block(&mut d[at..at + src_row], s, &f));
+    let run = |d: &mut [T], s: &[T]| zip_slices_in_place(&mut d[at..at + src_row], s, &f);
     if rows == 1 {
         zip_in_place(&mut dst[at..at + src_row], src, f);
     } else if start_parallel(rows * src_row) {
@@ -329,16 +325,6 @@ fn view_rows_in_place<T: Copy, F: ElementFn2<T, T, T>>(
     layout: &Layout,
     f: &F,
 ) {
-    struct Rows<'a, T, F>(&'a mut [T], &'a [T], &'a F);
-    impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for Rows<'_, T, F> {
-        type Output = ();
-        #[inline(always)]
-        fn run(self) {
-            for (d, &v) in self.0.iter_mut().zip(self.1) {
-                *d = self.2.call(*d, v);
-            }
-        }
-    }
     struct Broadcast<'a, T, F>(&'a mut [T], T, &'a F);
     impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for Broadcast<'_, T, F> {
         type Output = ();
@@ -353,7 +339,7 @@ fn view_rows_in_place<T: Copy, F: ElementFn2<T, T, T>>(
     for_each_row(layout.shape(), [&whole, layout], |[d, s], len, [_, stride]| {
         let row = &mut dst[d..d + len];
         match stride {
-            1 => run_widest(Rows(row, &src[s..s + len], f)),
+            1 => zip_slices_in_place(row, &src[s..s + len], f),
             0 => run_widest(Broadcast(row, src[s], f)),
             _ => {
                 for (j, x) in row.iter_mut().enumerate() {
