@@ -686,11 +686,8 @@ mod tests {
     /// unbiased result: Winograd's tiles, 1 x 1 products, the implicit GEMM by rows and by
     /// pixels (with groups and strides), and im2col.
     fn bias_matches_adding_it_after<T: ImplicitGemm + crate::testing::Convert>() {
-        let mut seed = 5u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            T::from_f64(((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5)
-        };
+        let mut values = crate::testing::uniform(5);
+        let mut next = move || T::from_f64(values());
         // n, c, h, w, o, k, stride, padding, groups
         let cases = [
             (4, 16, 14, 14, 32, 5, 1, 2, 1),
@@ -749,11 +746,8 @@ mod tests {
         if !crate::implicit_gemm::available() {
             return;
         }
-        let mut seed = 11u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            T::from_f64(((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5)
-        };
+        let mut values = crate::testing::uniform(11);
+        let mut next = move || T::from_f64(values());
         let cases = [
             // n, c, h, w, o, k, padding, dilation, groups
             (2, 1, 28, 28, 16, 5, 2, 1, 1),

@@ -601,11 +601,7 @@ mod tests {
     }
 
     fn check_kernel<T: ImplicitGemm + crate::testing::Convert>(isa: Option<Isa>, tolerance: f64) {
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
-        };
+        let mut next = crate::testing::uniform(7);
         for &(m, n, k) in &[
             (1, 1, 1),
             (3, 5, 2),

@@ -168,6 +168,15 @@ impl Float for f64 {}
 /// Conversions the kernels' generic tests use to make data and compare it in f64.
 #[cfg(test)]
 pub(crate) mod testing {
+    /// A repeatable stream of values in [-0.5, 0.5) from `seed` (a linear congruential
+    /// generator): test data without a dependency.
+    pub fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+        }
+    }
+
     pub trait Convert: Copy {
         fn from_f64(v: f64) -> Self;
         fn to_f64(self) -> f64;
