@@ -15,6 +15,7 @@ use crate::Real;
 use crate::layout::{Layout, Shape, numel};
 use crate::parallel::{THRESHOLD, start_parallel};
 use crate::simd::{ElementFn, ElementFn2, WidestLoop, run_widest};
+use crate::transpose::{RowMajorAt, transpose_into};
 
 /// Calls `f(offsets, len, inner_strides)` once per row of `shape` in row-major order,
 /// where each layout in `layouts` has that shape. `offsets[k]` is where the row starts in
@@ -46,28 +47,7 @@ pub fn for_each_row<const N: usize>(
         return;
     }
     let mut offsets: [usize; N] = std::array::from_fn(|k| layouts[k].offset());
-    // The merged dimensions and each layout's strides over them. Size-1 dimensions are
-    // dropped: their index never moves.
-    let mut dims: Shape = SmallVec::new();
-    let mut strides: [Shape; N] = std::array::from_fn(|_| SmallVec::new());
-    for (d, &size) in shape.iter().enumerate() {
-        if size == 1 {
-            continue;
-        }
-        let merges = !dims.is_empty()
-            && (0..N).all(|k| strides[k].last() == Some(&(layouts[k].strides()[d] * size)));
-        if merges {
-            *dims.last_mut().expect("not empty") *= size;
-            for k in 0..N {
-                *strides[k].last_mut().expect("not empty") = layouts[k].strides()[d];
-            }
-        } else {
-            dims.push(size);
-            for k in 0..N {
-                strides[k].push(layouts[k].strides()[d]);
-            }
-        }
-    }
+    let (dims, strides) = merge_dims(shape, layouts);
     let rank = dims.len();
     if rank == 0 {
         f(offsets, 1, [0; N]);
@@ -100,6 +80,159 @@ pub fn for_each_row<const N: usize>(
     }
 }
 
+/// The dimensions of `shape` merged where every layout steps through two neighbours as one
+/// (outer stride = inner stride x inner size), with each layout's strides over them.
+/// Size-1 dimensions are dropped: their index never moves.
+fn merge_dims<const N: usize>(shape: &[usize], layouts: [&Layout; N]) -> (Shape, [Shape; N]) {
+    let mut dims: Shape = SmallVec::new();
+    let mut strides: [Shape; N] = std::array::from_fn(|_| SmallVec::new());
+    for (d, &size) in shape.iter().enumerate() {
+        if size == 1 {
+            continue;
+        }
+        let merges = !dims.is_empty()
+            && (0..N).all(|k| strides[k].last() == Some(&(layouts[k].strides()[d] * size)));
+        if merges {
+            *dims.last_mut().expect("not empty") *= size;
+            for k in 0..N {
+                *strides[k].last_mut().expect("not empty") = layouts[k].strides()[d];
+            }
+        } else {
+            dims.push(size);
+            for k in 0..N {
+                strides[k].push(layouts[k].strides()[d]);
+            }
+        }
+    }
+    (dims, strides)
+}
+
+/// A view whose rows are strided but which has a dimension of adjacent elements (a
+/// transposed or permuted tensor), as a batch of matrix transpositions: reading it row by
+/// row touches one cache line per element, while square tiles read and write whole lines.
+struct Transposition {
+    /// The merged dimensions and the view's strides over them.
+    dims: Shape,
+    strides: Shape,
+    /// The dimension whose elements are adjacent in storage.
+    unit: usize,
+}
+
+impl Transposition {
+    /// The plan for `layout`, or `None` when its rows are contiguous or broadcast, or no
+    /// dimension has unit stride (then rows are as good as tiles).
+    fn of(layout: &Layout) -> Option<Transposition> {
+        let (dims, [strides]) = merge_dims(layout.shape(), [layout]);
+        let last = dims.len().checked_sub(1)?;
+        if strides[last] <= 1 {
+            return None;
+        }
+        let unit = (0..last).rev().find(|&d| strides[d] == 1)?;
+        Some(Transposition { dims, strides, unit })
+    }
+
+    /// Writes the view's elements in row-major order into `dst` (one slot per element), as
+    /// one transposition per index of the other dimensions: the rows along the unit
+    /// dimension become the columns of the output.
+    fn gather<T: Copy>(&self, data: &[T], offset: usize, dst: &mut [MaybeUninit<T>]) {
+        let (dims, strides, unit) = (&self.dims, &self.strides, self.unit);
+        let last = dims.len() - 1;
+        // The output's row-major strides over the merged dimensions.
+        let mut out_strides: Shape = SmallVec::from_elem(1, dims.len());
+        for d in (0..last).rev() {
+            out_strides[d] = out_strides[d + 1] * dims[d + 1];
+        }
+        let batch: Shape = (0..last).filter(|&d| d != unit).collect();
+        let mut index: Shape = SmallVec::from_elem(0, batch.len());
+        let (mut from, mut to) = (offset, 0);
+        loop {
+            transpose_into(
+                data,
+                RowMajorAt { start: from, row_stride: strides[last] },
+                dims[last],
+                dims[unit],
+                dst,
+                RowMajorAt { start: to, row_stride: out_strides[unit] },
+            );
+            // Advance the batch index like an odometer.
+            let mut k = batch.len();
+            loop {
+                if k == 0 {
+                    return;
+                }
+                k -= 1;
+                let d = batch[k];
+                index[k] += 1;
+                from += strides[d];
+                to += out_strides[d];
+                if index[k] < dims[d] {
+                    break;
+                }
+                from -= strides[d] * dims[d];
+                to -= out_strides[d] * dims[d];
+                index[k] = 0;
+            }
+        }
+    }
+}
+
+/// Writes the elements of a view in row-major order into `dst`, one slot per element, on
+/// the calling thread.
+fn gather_into<T: Copy>(data: &[T], layout: &Layout, dst: &mut [MaybeUninit<T>]) {
+    assert_eq!(dst.len(), layout.numel(), "gather: one slot per element of the view");
+    if let Some(plan) = Transposition::of(layout) {
+        return plan.gather(data, layout.offset(), dst);
+    }
+    let mut at = 0;
+    for_each_row(layout.shape(), [layout], |[o], len, [s]| {
+        let row = &mut dst[at..at + len];
+        at += len;
+        match s {
+            1 => {
+                let from = &data[o..o + len];
+                // SAFETY: `row` and `from` are distinct slices of `len` elements, and
+                // `MaybeUninit<T>` has `T`'s layout.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(from.as_ptr(), row.as_mut_ptr().cast(), len)
+                }
+            }
+            0 => row.fill(MaybeUninit::new(data[o])),
+            _ => {
+                for (j, slot) in row.iter_mut().enumerate() {
+                    slot.write(data[o + j * s]);
+                }
+            }
+        }
+    });
+}
+
+/// The elements of a view in row-major order, as a new vector, on the calling thread.
+fn gathered<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
+    let n = layout.numel();
+    let mut out = Vec::with_capacity(n);
+    gather_into(data, layout, &mut out.spare_capacity_mut()[..n]);
+    // SAFETY: `gather_into` wrote all `n` slots.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// Splits `dst` (row-major over `shape`) into the parts that `blocks` of the outermost
+/// dimension cover.
+fn split_blocks<'a, V>(
+    mut dst: &'a mut [V],
+    shape: &[usize],
+    blocks: &[(usize, usize)],
+) -> Vec<&'a mut [V]> {
+    let inner = numel(&shape[1..]);
+    let mut parts = Vec::with_capacity(blocks.len());
+    for &(_, rows) in blocks {
+        let (head, tail) = dst.split_at_mut(rows * inner);
+        parts.push(head);
+        dst = tail;
+    }
+    parts
+}
+
 /// The elements of a view in row-major order, as a new vector.
 ///
 /// ```
@@ -107,18 +240,22 @@ pub fn for_each_row<const N: usize>(
 /// let t = Layout::contiguous(&[2, 2]).transpose(0, 1);
 /// assert_eq!(to_contiguous(&[1.0f32, 2.0, 3.0, 4.0], &t), vec![1.0, 3.0, 2.0, 4.0]);
 /// ```
-pub fn to_contiguous<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
+pub fn to_contiguous<T: Copy + Send + Sync>(data: &[T], layout: &Layout) -> Vec<T> {
     if layout.is_contiguous() {
         return data[layout.offset()..layout.offset() + layout.numel()].to_vec();
     }
-    let mut out = Vec::with_capacity(layout.numel());
-    for_each_row(layout.shape(), [layout], |[o], len, [s]| {
-        if s == 1 {
-            out.extend_from_slice(&data[o..o + len]);
-        } else {
-            out.extend((0..len).map(|j| data[o + j * s]));
-        }
-    });
+    let Some(blocks) = outer_blocks(layout.shape()) else {
+        return gathered(data, layout);
+    };
+    let n = layout.numel();
+    let mut out = Vec::with_capacity(n);
+    let parts = split_blocks(&mut out.spare_capacity_mut()[..n], layout.shape(), &blocks);
+    parts
+        .into_par_iter()
+        .zip(blocks)
+        .for_each(|(part, (start, rows))| gather_into(data, &layout.narrow(0, start, rows), part));
+    // SAFETY: the blocks cover the outer dimension, and each part was written whole.
+    unsafe { out.set_len(n) };
     out
 }
 
@@ -181,21 +318,44 @@ pub fn map_elements<T: Copy + Sync, U: Send>(
     let n = layout.numel();
     let mut out = Vec::with_capacity(n);
     let dst = &mut out.spare_capacity_mut()[..n];
+    match outer_blocks(layout.shape()) {
+        Some(blocks) => {
+            let parts = split_blocks(dst, layout.shape(), &blocks);
+            parts.into_par_iter().zip(blocks).for_each(|(part, (start, rows))| {
+                map_view_into(part, data, &layout.narrow(0, start, rows), &f)
+            });
+        }
+        None => map_view_into(dst, data, layout, &f),
+    }
+    // SAFETY: `map_view_into` writes one slot per element of its view, and the blocks
+    // cover the outer dimension.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// [`map_elements`] over a view that is not contiguous, into `dst` (one slot per element),
+/// on the calling thread: a transposed view is gathered in tiles first, others run row by
+/// row.
+fn map_view_into<T: Copy, U>(
+    dst: &mut [MaybeUninit<U>],
+    data: &[T],
+    layout: &Layout,
+    f: &impl ElementFn<T, U>,
+) {
+    if Transposition::of(layout).is_some() {
+        return crate::simd::map_widest(&gathered(data, layout), dst, f);
+    }
     let mut at = 0;
     for_each_row(layout.shape(), [layout], |[o], len, [s]| {
         let row = &mut dst[at..at + len];
         if s == 1 {
-            crate::simd::map_widest(&data[o..o + len], row, &f);
+            crate::simd::map_widest(&data[o..o + len], row, f);
         } else {
-            run_widest(StridedMap { data, first: o, step: s, row, f: &f });
+            run_widest(StridedMap { data, first: o, step: s, row, f });
         }
         at += len;
     });
-    assert_eq!(at, n, "map: the rows cover the view");
-    // SAFETY: the rows of `for_each_row` cover the view's `n` elements once each, in order,
-    // and each row's slots were written above (the assertion checks the count).
-    unsafe { out.set_len(n) };
-    out
+    assert_eq!(at, dst.len(), "map: the rows cover the view");
 }
 
 /// `dst[i] = f(dst[i], src[i])` over the common length of two slices, in the widest vectors
@@ -237,14 +397,20 @@ pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Ele
 }
 
 /// `f` applied in place to one block of every row of `dst`, with the rows of `src`: for
-/// each row `o` of `dst` (rows `row_len` long), elements `at..at + src_row` of it and row `o`
-/// of `src` (rows `src_row` long), as [`zip_in_place`] does to whole slices. The gradient of
-/// a slice of a tensor added into the gradient of the whole.
+/// each row `o` of `dst` (rows `row_len` long), elements `at..at + src_row` of it and the
+/// `src_row` elements of `src` from `o * src_stride`, as [`zip_in_place`] does to whole
+/// slices. The gradient of a slice of a tensor added into the gradient of the whole; the
+/// slice's rows may themselves lie apart (`src_stride > src_row`, a slice of a larger
+/// gradient).
 ///
 /// ```
 /// let mut whole = vec![0.0f32; 6]; // two rows of three
-/// tapegrad_kernels::strided::zip_block_in_place(&mut whole, 3, 1, &[1.0, 2.0, 3.0, 4.0], 2, |a, b| a + b);
+/// let src = [1.0, 2.0, 3.0, 4.0];
+/// tapegrad_kernels::strided::zip_block_in_place(&mut whole, 3, 1, &src, 2, 2, |a, b| a + b);
 /// assert_eq!(whole, vec![0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
+/// // The first element of each row of a [2, 2] source, into the last column.
+/// tapegrad_kernels::strided::zip_block_in_place(&mut whole, 3, 2, &src, 1, 2, |a, b| a - b);
+/// assert_eq!(whole, vec![0.0, 1.0, 1.0, 0.0, 3.0, 1.0]);
 /// ```
 ///
 /// # Panics
@@ -255,25 +421,108 @@ pub fn zip_block_in_place<T: Copy + Send + Sync>(
     at: usize,
     src: &[T],
     src_row: usize,
+    src_stride: usize,
     f: impl ElementFn2<T, T, T>,
 ) {
     assert!(at + src_row <= row_len, "zip_block_in_place: the block passes the row's end");
-    if row_len == 0 || src_row == 0 {
+    if row_len == 0 || src_row == 0 || dst.is_empty() {
         return;
     }
     let rows = dst.len() / row_len;
-    assert_eq!(src.len(), rows * src_row, "zip_block_in_place: one block of src per row");
-    let run = |d: &mut [T], s: &[T]| zip_slices_in_place(&mut d[at..at + src_row], s, &f);
-    if rows == 1 {
-        zip_in_place(&mut dst[at..at + src_row], src, f);
-    } else if start_parallel(rows * src_row) {
+    assert!(
+        src.len() >= (rows - 1) * src_stride + src_row,
+        "zip_block_in_place: src holds fewer than {rows} rows of {src_row}, {src_stride} apart"
+    );
+    // Rows `first..` of `dst`, as `d`.
+    let run = |first: usize, d: &mut [T]| {
+        for (o, row) in d.chunks_mut(row_len).enumerate() {
+            let from = (first + o) * src_stride;
+            zip_slices_in_place(&mut row[at..at + src_row], &src[from..from + src_row], &f);
+        }
+    };
+    if rows > 1 && start_parallel(rows * src_row) {
         let per_task = parallel_chunk(rows * src_row).div_ceil(src_row).max(1);
-        dst.par_chunks_mut(per_task * row_len).zip(src.par_chunks(per_task * src_row)).for_each(
-            |(d, s)| d.chunks_mut(row_len).zip(s.chunks(src_row)).for_each(|(d, s)| run(d, s)),
-        );
+        dst.par_chunks_mut(per_task * row_len).enumerate().for_each(|(i, d)| run(i * per_task, d));
     } else {
-        dst.chunks_mut(row_len).zip(src.chunks(src_row)).for_each(|(d, s)| run(d, s));
+        run(0, dst);
     }
+}
+
+/// One input of [`join_blocks`]: `block` adjacent elements for each outer row `o`, from
+/// `data[start + o * stride]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Blocks<'a, T> {
+    /// The storage the blocks lie in.
+    pub data: &'a [T],
+    /// Where the block of row 0 starts.
+    pub start: usize,
+    /// From one row's block to the next.
+    pub stride: usize,
+    /// Elements per block.
+    pub block: usize,
+}
+
+/// Tensors joined along a dimension (`cat`): for each of `outer` rows, the row's block of
+/// every input in turn, written once each into a new vector (on rayon's threads when
+/// long). Inputs are read where they lie, so a slice of a larger tensor is not copied
+/// first.
+///
+/// ```
+/// use tapegrad_kernels::strided::{Blocks, join_blocks};
+/// let a = [1, 2, 3, 4]; // two rows of two
+/// let b = [9, 5, 9, 6]; // the second column of two rows of two
+/// let parts = [
+///     Blocks { data: &a[..], start: 0, stride: 2, block: 2 },
+///     Blocks { data: &b[..], start: 1, stride: 2, block: 1 },
+/// ];
+/// assert_eq!(join_blocks(&parts, 2), vec![1, 2, 5, 3, 4, 6]);
+/// ```
+///
+/// # Panics
+/// If an input holds fewer than `outer` blocks.
+pub fn join_blocks<T: Copy + Send + Sync>(parts: &[Blocks<'_, T>], outer: usize) -> Vec<T> {
+    let row: usize = parts.iter().map(|p| p.block).sum();
+    for (i, p) in parts.iter().enumerate() {
+        assert!(
+            outer == 0
+                || p.block == 0
+                || p.start + (outer - 1) * p.stride + p.block <= p.data.len(),
+            "join_blocks: input {i} holds fewer than {outer} blocks of {}",
+            p.block
+        );
+    }
+    let n = outer * row;
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return out;
+    }
+    // Rows `first..` of the output, into `dst`.
+    let write = |first: usize, dst: &mut [MaybeUninit<T>]| {
+        for (o, out_row) in dst.chunks_mut(row).enumerate() {
+            let mut at = 0;
+            for p in parts.iter().filter(|p| p.block > 0) {
+                let from = &p.data[p.start + (first + o) * p.stride..][..p.block];
+                let to = &mut out_row[at..at + p.block];
+                // SAFETY: distinct slices of `p.block` elements; `MaybeUninit<T>` has `T`'s
+                // layout.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(from.as_ptr(), to.as_mut_ptr().cast(), p.block)
+                };
+                at += p.block;
+            }
+        }
+    };
+    let dst = &mut out.spare_capacity_mut()[..n];
+    if outer > 1 && start_parallel(n) {
+        let per_task = parallel_chunk(n).div_ceil(row).max(1);
+        dst.par_chunks_mut(per_task * row).enumerate().for_each(|(i, d)| write(i * per_task, d));
+    } else {
+        write(0, dst);
+    }
+    // SAFETY: every row's blocks fill it (the blocks add up to `row`), and the rows cover
+    // the `n` slots.
+    unsafe { out.set_len(n) };
+    out
 }
 
 /// `dst[i] = f(dst[i], v[i])` where `v` is the view of `src` through `layout`, of `dst`'s
@@ -334,6 +583,9 @@ fn view_rows_in_place<T: Copy, F: ElementFn2<T, T, T>>(
                 *d = self.2.call(*d, self.1);
             }
         }
+    }
+    if Transposition::of(layout).is_some() {
+        return zip_slices_in_place(dst, &gathered(src, layout), f);
     }
     let whole = Layout::contiguous(layout.shape());
     for_each_row(layout.shape(), [&whole, layout], |[d, s], len, [_, stride]| {
@@ -417,14 +669,7 @@ pub fn zip_elements<T: Copy + Sync, U: Copy + Sync, V: Send>(
     let dst = &mut out.spare_capacity_mut()[..n];
     match outer_blocks(shape) {
         Some(blocks) => {
-            let inner = numel(&shape[1..]);
-            let mut parts = Vec::with_capacity(blocks.len());
-            let mut rest = dst;
-            for &(_, rows) in &blocks {
-                let (head, tail) = rest.split_at_mut(rows * inner);
-                parts.push(head);
-                rest = tail;
-            }
+            let parts = split_blocks(dst, shape, &blocks);
             parts.into_par_iter().zip(blocks).for_each(|(part, (start, rows))| {
                 let mut sub: Shape = shape.into();
                 sub[0] = rows;
@@ -457,6 +702,15 @@ fn zip_rows_into<T: Copy + Sync, U: Copy + Sync, V>(
     f: &impl ElementFn2<T, U, V>,
 ) {
     assert_eq!(dst.len(), numel(shape), "zip_map: output slots");
+    // A transposed operand is gathered in tiles first (see `Transposition`).
+    if Transposition::of(la).is_some() {
+        let whole = Layout::contiguous(shape);
+        return zip_rows_into(dst, &gathered(a, la), &whole, b, lb, shape, f);
+    }
+    if Transposition::of(lb).is_some() {
+        let whole = Layout::contiguous(shape);
+        return zip_rows_into(dst, a, la, &gathered(b, lb), &whole, shape, f);
+    }
     let mut at = 0;
     for_each_row(shape, [la, lb], |[oa, ob], len, [sa, sb]| {
         let row = &mut dst[at..at + len];
@@ -705,7 +959,7 @@ mod tests {
             let src: Vec<f64> = (0..rows * block).map(|i| ((i * 37) % 101) as f64).collect();
             let mut got: Vec<f64> = (0..rows * row_len).map(|i| i as f64).collect();
             let mut want = got.clone();
-            zip_block_in_place(&mut got, row_len, at, &src, block, |a: f64, b: f64| a - b);
+            zip_block_in_place(&mut got, row_len, at, &src, block, block, |a: f64, b: f64| a - b);
             for o in 0..rows {
                 for j in 0..block {
                     want[o * row_len + at + j] -= src[o * block + j];
@@ -748,6 +1002,91 @@ mod tests {
             zip_view_in_place(&mut got, &src, &view, |a: f64, b: f64| a + b);
             let want: Vec<f64> = view.offsets().map(|o| 1.0 + src[o]).collect();
             assert_eq!(got, want, "view {:?}", view.strides());
+        }
+    }
+
+    /// Transposed and permuted views (tiles and their edges, offsets, broadcast and size-1
+    /// dimensions, threaded and not) through every loop that gathers them in tiles, against
+    /// the elements at the view's offsets.
+    #[test]
+    fn transposed_views_match_their_offsets() {
+        let mut views = vec![];
+        for (rows, cols) in [(2, 3), (16, 16), (17, 33), (64, 40), (700, 300)] {
+            let t = Layout::contiguous(&[rows + 1, cols + 2]).narrow(0, 1, rows).narrow(1, 2, cols);
+            views.push(t.transpose(0, 1));
+        }
+        let four = Layout::contiguous(&[6, 19, 5, 21]);
+        for dims in [[0, 3, 2, 1], [2, 0, 3, 1], [1, 3, 0, 2], [0, 2, 1, 3]] {
+            views.push(four.permute(&dims));
+        }
+        views.push(
+            Layout::contiguous(&[1, 40, 50]).broadcast_to(&[3, 40, 50]).unwrap().transpose(1, 2),
+        );
+        views.push(Layout::contiguous(&[40, 1, 50]).transpose(0, 2));
+        views.push(Layout::contiguous(&[96, 64, 40]).permute(&[2, 1, 0]));
+        for view in &views {
+            let len = view.offsets().max().unwrap() + 1;
+            let x: Vec<f32> = (0..len).map(|i| ((i * 37) % 1001) as f32 - 500.0).collect();
+            let at = |o: usize| x[o];
+            let want: Vec<f32> = view.offsets().map(at).collect();
+            let label = format!("view {:?} strides {:?}", view.shape(), view.strides());
+            assert!(
+                Transposition::of(view).is_some() || view.strides().last() == Some(&1),
+                "{label}"
+            );
+            assert_eq!(to_contiguous(&x, view), want, "to_contiguous, {label}");
+            let ints: Vec<i64> = (0..len as i64).collect();
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            assert_eq!(
+                to_contiguous(&ints, view),
+                view.offsets().map(|o| o as i64).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                to_contiguous(&bytes, view),
+                view.offsets().map(|o| bytes[o]).collect::<Vec<_>>()
+            );
+            let doubled: Vec<f32> = want.iter().map(|v| v * 2.0).collect();
+            assert_eq!(map(&x, view, |v| v * 2.0), doubled, "map, {label}");
+            let whole = Layout::contiguous(view.shape());
+            let ramp: Vec<f32> = (0..view.numel()).map(|i| i as f32).collect();
+            let minus: Vec<f32> = want.iter().zip(&ramp).map(|(w, r)| w - r).collect();
+            let shape = view.shape();
+            assert_eq!(
+                zip_map(&x, view, &ramp, &whole, shape, |a, b| a - b),
+                minus,
+                "zip, {label}"
+            );
+            assert_eq!(
+                zip_map(&ramp, &whole, &x, view, shape, |b, a| a - b),
+                minus,
+                "zip, {label}"
+            );
+            let mut acc = ramp.clone();
+            zip_view_in_place(&mut acc, &x, view, |r: f32, v: f32| v - r);
+            assert_eq!(acc, minus, "in place, {label}");
+        }
+    }
+
+    /// Inputs read in place (slices of wider rows), contiguous ones and empty ones, joined
+    /// on one thread and on several, against the rows put together one by one.
+    #[test]
+    fn joined_blocks_match_the_rows_of_each_input() {
+        for outer in [1usize, 3, 2000] {
+            let wide: Vec<i32> = (0..outer as i32 * 10).collect();
+            let narrow: Vec<i32> = (0..outer as i32 * 3).map(|v| -v).collect();
+            let parts = [
+                Blocks { data: &wide[..], start: 4, stride: 10, block: 5 },
+                Blocks { data: &[][..], start: 7, stride: 3, block: 0 },
+                Blocks { data: &narrow[..], start: 0, stride: 3, block: 3 },
+                Blocks { data: &wide[..], start: 0, stride: 10, block: 1 },
+            ];
+            let mut want = vec![];
+            for o in 0..outer {
+                want.extend_from_slice(&wide[o * 10 + 4..o * 10 + 9]);
+                want.extend_from_slice(&narrow[o * 3..o * 3 + 3]);
+                want.push(wide[o * 10]);
+            }
+            assert_eq!(join_blocks(&parts, outer), want, "{outer} rows");
         }
     }
 

@@ -6,49 +6,114 @@
 //! two-source permutes and sixteen stores move 256 elements (with AVX2, 8 x 8 tiles in
 //! three rounds).
 
+use std::mem::MaybeUninit;
+
 /// Element types with a transposition.
 pub trait Transpose: Copy {
     /// `dst[c * rows + r] = src[r * cols + c]` for `r < rows`, `c < cols`.
     fn transpose(src: &[Self], rows: usize, cols: usize, dst: &mut [Self]) {
-        transpose_scalar(src, (0, rows), (0, cols), rows, cols, dst);
+        assert!(
+            src.len() >= rows * cols && dst.len() >= rows * cols,
+            "transpose: slices too short"
+        );
+        // SAFETY: `MaybeUninit<T>` has `T`'s layout, and only initialised values are
+        // written through the view, so `dst` stays initialised.
+        let dst = unsafe { &mut *(dst as *mut [Self] as *mut [MaybeUninit<Self>]) };
+        let (from, to) =
+            (RowMajorAt { start: 0, row_stride: cols }, RowMajorAt { start: 0, row_stride: rows });
+        transpose_into(src, from, rows, cols, dst, to);
     }
 }
 
 impl Transpose for f64 {}
 
-impl Transpose for f32 {
-    fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-        assert!(
-            src.len() >= rows * cols && dst.len() >= rows * cols,
-            "transpose: slices too short"
-        );
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::simd::avx512_enabled() {
-                // SAFETY: the CPU has AVX-512F.
-                return unsafe { tiled(src, rows, cols, dst, 16, tile16) };
-            }
-            if crate::simd::avx2_enabled() {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { tiled(src, rows, cols, dst, 8, tile8) };
-            }
-        }
-        transpose_scalar(src, (0, rows), (0, cols), rows, cols, dst);
+impl Transpose for f32 {}
+
+/// Where a matrix lies in a slice: row `r` starts at `start + r * row_stride`, and the
+/// elements of a row are adjacent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowMajorAt {
+    /// Where row 0 starts.
+    pub(crate) start: usize,
+    /// Elements from the start of one row to the start of the next.
+    pub(crate) row_stride: usize,
+}
+
+/// Writes the transpose of the `rows x cols` matrix at `from` in `src` as the `cols x rows`
+/// matrix at `to` in `dst`: `dst[to.start + c * to.row_stride + r] = src[from.start +
+/// r * from.row_stride + c]`. Any element type: four-byte elements (f32, i32) move through
+/// vector registers in square tiles where the CPU has AVX2 or AVX-512, others in small
+/// blocks that keep both streams in cache.
+///
+/// ```ignore
+/// // The 2 x 3 matrix at offset 1 of `src` (rows 4 apart), written at offset 0 of `dst`.
+/// let src = [0, 1, 2, 3, 0, 4, 5, 6];
+/// let mut dst = [MaybeUninit::new(0); 6];
+/// let from = RowMajorAt { start: 1, row_stride: 4 };
+/// transpose_into(&src, from, 2, 3, &mut dst, RowMajorAt { start: 0, row_stride: 2 });
+/// let dst: Vec<i32> = dst.iter().map(|v| unsafe { v.assume_init() }).collect();
+/// assert_eq!(dst, [1, 4, 2, 5, 3, 6]);
+/// ```
+///
+/// # Panics
+/// If either matrix reaches past the end of its slice.
+pub(crate) fn transpose_into<T: Copy>(
+    src: &[T],
+    from: RowMajorAt,
+    rows: usize,
+    cols: usize,
+    dst: &mut [MaybeUninit<T>],
+    to: RowMajorAt,
+) {
+    if rows == 0 || cols == 0 {
+        return;
     }
+    assert!(
+        from.start + (rows - 1) * from.row_stride + cols <= src.len(),
+        "transpose: the {rows} x {cols} source matrix at {from:?} reaches past {} elements",
+        src.len()
+    );
+    assert!(
+        to.start + (cols - 1) * to.row_stride + rows <= dst.len(),
+        "transpose: the {cols} x {rows} destination at {to:?} reaches past {} elements",
+        dst.len()
+    );
+    let (src, dst) = (src[from.start..].as_ptr(), dst[to.start..].as_mut_ptr().cast::<T>());
+    let (ss, ds) = (from.row_stride, to.row_stride);
+    #[cfg(target_arch = "x86_64")]
+    if size_of::<T>() == size_of::<f32>() {
+        // Four-byte elements are moved as f32 bit patterns: loads, permutes and stores
+        // never interpret them.
+        let (src, dst) = (src.cast::<f32>(), dst.cast::<f32>());
+        if crate::simd::avx512_enabled() {
+            // SAFETY: the CPU has AVX-512F; both matrices lie in their slices (checked).
+            return unsafe { tiled(src, ss, rows, cols, dst, ds, 16, tile16) };
+        }
+        if crate::simd::avx2_enabled() {
+            // SAFETY: the CPU has AVX2; both matrices lie in their slices (checked).
+            return unsafe { tiled(src, ss, rows, cols, dst, ds, 8, tile8) };
+        }
+    }
+    // SAFETY: both matrices lie in their slices (checked above).
+    unsafe { blocked(src, ss, (0, rows), (0, cols), dst, ds) }
 }
 
 /// The transposition in `side x side` tiles moved by `tile`, and the edges they leave
 /// element by element.
 ///
 /// # Safety
-/// The CPU must run `tile`, which must move one `side x side` tile; the slices must hold
-/// `rows * cols` elements.
+/// The CPU must run `tile`, which must move one `side x side` tile; the source rows
+/// (`rows` of `cols`, `ss` apart) and destination rows (`cols` of `rows`, `ds` apart) must
+/// lie in valid memory.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tiled(
-    src: &[f32],
+    src: *const f32,
+    ss: usize,
     rows: usize,
     cols: usize,
-    dst: &mut [f32],
+    dst: *mut f32,
+    ds: usize,
     side: usize,
     tile: unsafe fn(*const f32, usize, *mut f32, usize),
 ) {
@@ -56,15 +121,43 @@ unsafe fn tiled(
     for r in (0..tiled_rows).step_by(side) {
         for c in (0..tiled_cols).step_by(side) {
             // SAFETY: the CPU runs `tile`; the tile's rows r..r + side and columns
-            // c..c + side lie inside both matrices (checked lengths).
-            unsafe {
-                tile(src.as_ptr().add(r * cols + c), cols, dst.as_mut_ptr().add(c * rows + r), rows)
-            };
+            // c..c + side lie inside both matrices (the caller's promise).
+            unsafe { tile(src.add(r * ss + c), ss, dst.add(c * ds + r), ds) };
         }
     }
     // The edges the tiles leave: the last columns of every row, then the last rows.
-    transpose_scalar(src, (0, tiled_rows), (tiled_cols, cols), rows, cols, dst);
-    transpose_scalar(src, (tiled_rows, rows), (0, cols), rows, cols, dst);
+    // SAFETY: sub-matrices of the caller's.
+    unsafe {
+        blocked(src, ss, (0, tiled_rows), (tiled_cols, cols), dst, ds);
+        blocked(src, ss, (tiled_rows, rows), (0, cols), dst, ds);
+    }
+}
+
+/// The transposition of rows `r0..r1` and columns `c0..c1`, element by element in 8 x 8
+/// blocks (so that each block's eight destination rows stay in cache while it is written).
+///
+/// # Safety
+/// The source rows (`ss` apart) and destination rows (`ds` apart) of the block must lie in
+/// valid memory.
+unsafe fn blocked<T: Copy>(
+    src: *const T,
+    ss: usize,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
+    dst: *mut T,
+    ds: usize,
+) {
+    const B: usize = 8;
+    for rb in (r0..r1).step_by(B) {
+        for cb in (c0..c1).step_by(B) {
+            for r in rb..(rb + B).min(r1) {
+                for c in cb..(cb + B).min(c1) {
+                    // SAFETY: inside both matrices (the caller's promise).
+                    unsafe { *dst.add(c * ds + r) = *src.add(r * ss + c) };
+                }
+            }
+        }
+    }
 }
 
 /// One 8 x 8 tile through AVX registers: row `i` of the tile at `src + i * src_stride`,
@@ -120,22 +213,6 @@ pub(crate) fn transpose8(rows: [std::arch::x86_64::__m256; 8]) -> [std::arch::x8
             _mm256_permute2f128_ps::<0x31>(low, high)
         }
     })
-}
-
-/// The element-by-element transposition of rows `r0..r1` and columns `c0..c1`.
-fn transpose_scalar<T: Copy>(
-    src: &[T],
-    (r0, r1): (usize, usize),
-    (c0, c1): (usize, usize),
-    rows: usize,
-    cols: usize,
-    dst: &mut [T],
-) {
-    for r in r0..r1 {
-        for c in c0..c1 {
-            dst[c * rows + r] = src[r * cols + c];
-        }
-    }
 }
 
 /// One 16 x 16 tile: row `i` of the tile at `src + i * src_stride`, column `i` written to
@@ -238,7 +315,9 @@ mod tests {
             if is_x86_feature_detected!("avx2") {
                 let mut by_eights = vec![f32::NAN; rows * cols];
                 // SAFETY: the CPU has AVX2; both slices hold rows * cols elements.
-                unsafe { tiled(&src, rows, cols, &mut by_eights, 8, tile8) };
+                unsafe {
+                    tiled(src.as_ptr(), cols, rows, cols, by_eights.as_mut_ptr(), rows, 8, tile8)
+                };
                 assert_eq!(by_eights, dst, "8 x 8 tiles, {rows}x{cols}");
             }
             let src64: Vec<f64> = src.iter().map(|&v| v as f64).collect();

@@ -5,7 +5,7 @@
 
 use std::panic::Location;
 
-use tapegrad_tape::layout::{checked_numel, checked_size, numel, try_numel};
+use tapegrad_tape::layout::{Layout, checked_numel, checked_size, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
     Backward, DType, Element, Error, Result, Storage, StorageElement, Tensor, or_panic,
@@ -270,30 +270,76 @@ fn add_into_part(whole: &Tensor, part: &Tensor, d: usize, start: usize) {
     let inner: usize = shape[d + 1..].iter().product();
     let outer: usize = shape[..d].iter().product();
     let (rows, block) = (shape[d] * inner, part.shape()[d] * inner);
+    if outer == 0 || block == 0 {
+        return;
+    }
     fn add<T: Element>(
         dst: &mut [T],
         src: &[T],
         outer: usize,
         (rows, block, at): (usize, usize, usize),
+        (src_start, src_stride): (usize, usize),
     ) {
-        let (dst, src) = (&mut dst[..outer * rows], &src[..outer * block]);
-        tapegrad_kernels::strided::zip_block_in_place(dst, rows, at, src, block, |a: T, b: T| {
-            a + b
-        });
+        let dst = &mut dst[..outer * rows];
+        let src = &src[src_start..];
+        tapegrad_kernels::strided::zip_block_in_place(
+            dst,
+            rows,
+            at,
+            src,
+            block,
+            src_stride,
+            |a: T, b: T| a + b,
+        );
     }
-    let src = part.contiguous_storage();
+    // A slice of a larger gradient (cat's backward hands out such views) is read where it
+    // lies; other layouts are gathered first.
+    let (src, src_rows) = match block_rows(part.layout(), d) {
+        Some(rows) => (part.storage(), rows),
+        None => (part.contiguous_storage(), (0, block)),
+    };
     whole.update_storage(|storage, layout| {
         let (off, sizes) = (layout.offset(), (rows, block, start * inner));
         match &src {
             Storage::F32(v) => {
-                add(&mut storage.make_mut::<f32>().expect("f32")[off..], v, outer, sizes)
+                add(&mut storage.make_mut::<f32>().expect("f32")[off..], v, outer, sizes, src_rows)
             }
             Storage::F64(v) => {
-                add(&mut storage.make_mut::<f64>().expect("f64")[off..], v, outer, sizes)
+                add(&mut storage.make_mut::<f64>().expect("f64")[off..], v, outer, sizes, src_rows)
             }
             Storage::I64(_) | Storage::Bool(_) => unreachable!("gradients are float"),
         }
     });
+}
+
+/// Where the blocks of a view lie when its dimensions from `d` on are adjacent in storage
+/// (one block per index of the dimensions before `d`) and those outer dimensions step as
+/// one: `(offset of the first block, distance between blocks)`; `None` for other layouts.
+fn block_rows(layout: &Layout, d: usize) -> Option<(usize, usize)> {
+    let (shape, strides) = (layout.shape(), layout.strides());
+    // The inner dimensions, row-major with unit steps (size-1 dimensions never step).
+    let mut expected = 1;
+    for k in (d..shape.len()).rev() {
+        if shape[k] != 1 && strides[k] != expected {
+            return None;
+        }
+        expected *= shape[k];
+    }
+    // The outer dimensions, merged into one stride.
+    let mut stride = None;
+    let mut span = 1;
+    for k in (0..d).rev() {
+        if shape[k] == 1 {
+            continue;
+        }
+        match stride {
+            None => stride = Some(strides[k]),
+            Some(s) if strides[k] == s * span => {}
+            Some(_) => return None,
+        }
+        span *= shape[k];
+    }
+    Some((layout.offset(), stride.unwrap_or(expected)))
 }
 
 /// `x` with `before` and `after` elements of `value` added around dimension `d`.
@@ -617,34 +663,47 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
 /// nothing recorded. Each output element is written once, in order: block `o` of the
 /// output is block `o` of every input in turn.
 fn joined(tensors: &[&Tensor], d: usize, shape: &[usize]) -> Tensor {
-    fn join<T: StorageElement>(parts: &[(Storage, usize)], outer: usize, total: usize) -> Storage {
-        let parts: Vec<(&[T], usize)> = parts
+    use tapegrad_kernels::strided::{Blocks, join_blocks};
+    fn join<T: StorageElement + Send + Sync>(
+        parts: &[(Storage, (usize, usize), usize)],
+        outer: usize,
+    ) -> Storage {
+        let blocks: Vec<Blocks<'_, T>> = parts
             .iter()
-            .map(|(values, block)| (values.as_slice::<T>().expect("dtypes checked"), *block))
+            .map(|(values, (start, stride), block)| Blocks {
+                data: values.as_slice::<T>().expect("dtypes checked"),
+                start: *start,
+                stride: *stride,
+                block: *block,
+            })
             .collect();
-        let mut out = Vec::with_capacity(total);
-        for o in 0..outer {
-            for &(values, block) in &parts {
-                out.extend_from_slice(&values[o * block..(o + 1) * block]);
-            }
-        }
-        Storage::from_vec(out)
+        Storage::from_vec(join_blocks(&blocks, outer))
     }
     let total = numel(shape);
-    let layout = tapegrad_tape::layout::Layout::contiguous(shape);
+    let layout = Layout::contiguous(shape);
     if total == 0 {
         // No blocks to copy; their sizes could overflow for huge empty shapes.
         return Tensor::zeros_dtype(shape, tensors[0].dtype());
     }
     let inner: usize = shape[d + 1..].iter().product();
     let outer: usize = shape[..d].iter().product();
-    let parts: Vec<(Storage, usize)> =
-        tensors.iter().map(|t| (t.contiguous_storage(), t.shape()[d] * inner)).collect();
+    // Each input read where it lies when its blocks are adjacent runs (a contiguous tensor,
+    // or a slice of one such as `chunk` hands out), else gathered first.
+    let parts: Vec<(Storage, (usize, usize), usize)> = tensors
+        .iter()
+        .map(|t| {
+            let block = t.shape()[d] * inner;
+            match block_rows(t.layout(), d) {
+                Some(rows) => (t.storage(), rows, block),
+                None => (t.contiguous_storage(), (0, block), block),
+            }
+        })
+        .collect();
     let storage = match tensors[0].dtype() {
-        DType::F32 => join::<f32>(&parts, outer, total),
-        DType::F64 => join::<f64>(&parts, outer, total),
-        DType::I64 => join::<i64>(&parts, outer, total),
-        DType::Bool => join::<bool>(&parts, outer, total),
+        DType::F32 => join::<f32>(&parts, outer),
+        DType::F64 => join::<f64>(&parts, outer),
+        DType::I64 => join::<i64>(&parts, outer),
+        DType::Bool => join::<bool>(&parts, outer),
     };
     Tensor::from_storage(storage, layout)
 }

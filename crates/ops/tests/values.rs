@@ -226,6 +226,54 @@ fn cat_places_every_block_of_every_input_along_any_dimension() {
     assert_eq!(v64(&stacked), expected);
 }
 
+/// Pieces that are slices of wider rows (what `chunk` hands out) are joined where they lie,
+/// and the gradient of each slice is added into the whole's where it lies; small and large
+/// enough to be shared among threads.
+#[test]
+fn chunks_joined_again_keep_values_and_gradients() {
+    for (rows, cols) in [(3usize, 8usize), (600, 256)] {
+        let x = Tensor::arange_dtype(0.0, (rows * cols) as f64, 1.0, DType::F64)
+            .reshape(&[rows as isize, cols as isize])
+            .requires_grad();
+        let parts = x.chunk(4, 1);
+        // Reordered, and one piece also cut along the rows (an offset into the storage).
+        let last = parts[3].narrow(0, 1, rows - 1);
+        let first = parts[0].narrow(0, 1, rows - 1);
+        let joined = tapegrad_ops::cat(&[&parts[2], &parts[1]], 1);
+        let ends = tapegrad_ops::cat(&[&last, &first], 1);
+        let q = cols / 4;
+        let got = v64(&joined);
+        for r in 0..rows {
+            for j in 0..2 * q {
+                let c = if j < q { 2 * q + j } else { j };
+                assert_eq!(got[r * 2 * q + j], (r * cols + c) as f64, "({r}, {j})");
+            }
+        }
+        let got = v64(&ends);
+        for r in 0..rows - 1 {
+            for j in 0..2 * q {
+                let c = if j < q { 3 * q + j } else { j - q };
+                assert_eq!(got[r * 2 * q + j], ((r + 1) * cols + c) as f64, "ends ({r}, {j})");
+            }
+        }
+        // Weights that differ per element, so every gradient element lands in one place.
+        let w1 = joined.detach().mul_scalar(0.5);
+        let w2 = ends.detach().add_scalar(1.0);
+        ((&joined * &w1).sum() + (&ends * &w2).sum()).backward();
+        let g = v64(&x.grad().unwrap());
+        for r in 0..rows {
+            for c in 0..cols {
+                let v = (r * cols + c) as f64;
+                let mut want = if (q..3 * q).contains(&c) { 0.5 * v } else { 0.0 };
+                if r > 0 && (c < q || c >= 3 * q) {
+                    want += v + 1.0;
+                }
+                assert_eq!(g[r * cols + c], want, "gradient at ({r}, {c})");
+            }
+        }
+    }
+}
+
 #[test]
 fn integer_tensors_are_indices_not_numbers() {
     let labels = Tensor::from_vec(vec![3i64, 1, 2], &[3]);
