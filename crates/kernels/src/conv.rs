@@ -3,9 +3,10 @@
 //!
 //! `conv` is the forward convolution, `conv_transpose` its adjoint with respect to the
 //! input and `conv_weight` its adjoint with respect to the weight. Each picks the fastest
-//! path that covers its geometry: Winograd's algorithm (`winograd`, f32 on AVX-512 or AVX2),
-//! implicit GEMM at any stride (`implicit`, on AVX-512 or AVX2), and im2col plus GEMM on
-//! CPUs with neither.
+//! path that covers its geometry: direct sums for depthwise convolutions (`depthwise`, any
+//! CPU), Winograd's algorithm (`winograd`, f32 on AVX-512 or AVX2), plain products for 1 x 1
+//! kernels (`pointwise`), implicit GEMM at any stride (`implicit`, on AVX-512 or AVX2), and
+//! im2col plus GEMM on CPUs with neither.
 
 use rayon::prelude::*;
 
@@ -13,6 +14,7 @@ use crate::gemm::{Gemm, View, gemm_serial};
 use crate::implicit_gemm::ImplicitGemm;
 use crate::scratch::Scratch;
 
+mod depthwise;
 mod implicit;
 mod pointwise;
 mod winograd;
@@ -437,6 +439,10 @@ fn conv_biased<T: ImplicitGemm>(
     if y.is_empty() {
         return y;
     }
+    if depthwise::applies(geo) {
+        depthwise::conv(x, weight, geo, bias, &mut y);
+        return y;
+    }
     if winograd::applies::<T>(geo) {
         if winograd::conv(x, weight, geo, bias, &mut y) {
             return y;
@@ -540,6 +546,10 @@ pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -
     if dx.is_empty() {
         return dx;
     }
+    if depthwise::applies(geo) {
+        depthwise::conv_transpose(gy, weight, geo, &mut dx);
+        return dx;
+    }
     if winograd::applies_transpose::<T>(geo) {
         if winograd::conv_transpose(gy, weight, geo, &mut dx) {
             return dx;
@@ -613,6 +623,9 @@ fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &m
 /// # Panics
 /// If a buffer is shorter than the geometry says.
 pub fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
+    if depthwise::applies(geo) {
+        return depthwise::conv_weight(x, gy, geo);
+    }
     if winograd::applies::<T>(geo)
         && let Some(dw) = winograd::conv_weight(x, gy, geo)
     {
@@ -1071,6 +1084,65 @@ mod tests {
     /// 1 x 1 convolutions over planes of 64 pixels or more run as products on each image's
     /// planes: the three primitives give what the im2col forms give, in f32 and f64, with
     /// a batch that leaves the last task short.
+    /// Depthwise convolutions (one input channel per group; one or more outputs each) at
+    /// several strides, paddings, dilations and kernel shapes, small and large enough for
+    /// threads, against im2col over the same groups.
+    #[test]
+    fn depthwise_sums_match_im2col() {
+        fn check<T: ImplicitGemm + crate::testing::Convert>(tolerance: f64) {
+            let cases = [
+                // (input [N, C, H, W], outputs per channel, kernel, stride, padding, dilation)
+                ([2, 3, 7, 9], 1, (3, 3), (1, 1), (1, 1), (1, 1)),
+                ([1, 4, 10, 11], 2, (3, 2), (2, 1), (0, 1), (1, 1)),
+                ([3, 2, 9, 8], 1, (3, 3), (2, 2), (2, 1), (2, 1)),
+                ([2, 5, 6, 6], 3, (1, 1), (1, 1), (0, 0), (1, 1)),
+                ([1, 3, 5, 5], 1, (5, 5), (1, 1), (4, 4), (1, 1)),
+                ([2, 3, 6, 7], 2, (1, 1), (1, 1), (1, 1), (1, 1)),
+                ([2, 3, 9, 6], 1, (3, 1), (1, 1), (3, 0), (1, 1)),
+                ([1, 4, 11, 12], 1, (3, 3), (1, 1), (1, 2), (2, 2)),
+                ([8, 32, 20, 24], 1, (3, 3), (1, 1), (1, 1), (1, 1)),
+                ([4, 16, 17, 15], 2, (5, 5), (2, 2), (2, 2), (1, 1)),
+            ];
+            for ([n, c, h, w], mult, (kh, kw), stride, padding, dilation) in cases {
+                let opts = Conv2dOptions { stride, padding, dilation, groups: c };
+                let geo = Geometry::new([n, c, h, w], [c * mult, 1, kh, kw], opts);
+                assert!(depthwise::applies(&geo));
+                let mut next = crate::testing::uniform((n * c * h * w) as u64);
+                let mut values =
+                    |len: usize| -> Vec<T> { (0..len).map(|_| T::from_f64(next())).collect() };
+                let (x, weight) = (values(n * c * h * w), values(geo.o * kh * kw));
+                let (gy, bias) = (values(n * geo.o * geo.ho * geo.wo), values(geo.o));
+                let label = format!("{geo:?}");
+                let close = |got: &[T], want: &[T], name: &str| {
+                    assert_eq!(got.len(), want.len(), "{name} {label}");
+                    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                        let (a, b) = (a.to_f64(), b.to_f64());
+                        assert!(
+                            (a - b).abs() <= tolerance * (1.0 + b.abs()),
+                            "{name}[{i}]: {a} vs {b}, {label}"
+                        );
+                    }
+                };
+                let mut want = vec![T::ZERO; gy.len()];
+                let with_bias = ChannelBias { values: Some(&bias[..]), plane: geo.ho * geo.wo };
+                conv_im2col(&x, &weight, &geo, with_bias, &mut want);
+                close(&conv_with_bias(&x, &weight, &bias, &geo), &want, "y");
+                let mut want = vec![T::ZERO; x.len()];
+                conv_transpose_im2col(&gy, &weight, &geo, &mut want);
+                close(&conv_transpose(&gy, &weight, &geo), &want, "dx");
+                close(&conv_weight(&x, &gy, &geo), &conv_weight_im2col(&x, &gy, &geo), "dw");
+            }
+            // Groups of several input channels, and one group, take the other forms.
+            let grouped = Conv2dOptions { groups: 2, ..Conv2dOptions::default() };
+            assert!(!depthwise::applies(&Geometry::new([1, 4, 5, 5], [4, 2, 3, 3], grouped)));
+            let single = Conv2dOptions::default();
+            assert!(!depthwise::applies(&Geometry::new([1, 1, 5, 5], [4, 1, 3, 3], single)));
+        }
+        // The weight gradient sums up to 3,840 products per element in another order.
+        check::<f32>(1e-4);
+        check::<f64>(1e-12);
+    }
+
     #[test]
     fn pointwise_products_match_im2col() {
         fn check<T: ImplicitGemm + crate::testing::Convert>(tolerance: f64) {

@@ -10,18 +10,18 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`layout`] | shapes, strides, offsets; checked element counts |
-//! | [`strided`] | maps, broadcasting zips and reductions over strided views |
+//! | [`strided`] | maps, broadcasting zips and reductions over strided views (transposed views gathered in tiles); joining blocks (`cat`) |
 //! | [`simd`] | compiling a loop for the widest vectors the CPU has |
 //! | [`parallel`] | when work is worth splitting across threads; a worker kept awake between kernels; large buffers zeroed by the threads, or cleared chunk by chunk just before their writers run |
 //! | [`gemm`] | matrix products on strided views (an own AVX-512 or AVX2 f32 kernel, else a library) |
 //! | `implicit_gemm` (private) | the AVX-512 or AVX2 product that gathers its operands |
-//! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd), the forward one with a fused bias |
+//! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd, direct depthwise sums), the forward one with a fused bias |
 //! | [`pool`] | max pooling |
 //! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
 //! | [`group_norm`] | group normalisation, from the loops of the two above |
-//! | `transpose` (private) | blocked transposition for the convolutions |
+//! | `transpose` (private) | tiled transposition at any strides, for the convolutions and transposed views |
 //! | [`fast_math`] | vectorisable `exp`, `tanh`, the normal distribution and density, GELU's derivative, for f32 |
 //! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |
 //!
