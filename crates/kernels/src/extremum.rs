@@ -65,9 +65,10 @@ pub fn extremum_along<T: Real>(
 /// Whether `candidate`, met after `best` in a row, takes its place: NaN wins, and only a
 /// strictly better value replaces an earlier one.
 #[inline(always)]
-fn replaces<T: Real>(candidate: T, best: T, max: bool) -> bool {
-    let better = if max { candidate > best } else { candidate < best };
-    !best.is_nan() && (candidate.is_nan() || better)
+fn replaces<T: Real, const MAX: bool>(candidate: T, best: T) -> bool {
+    let better = if MAX { candidate > best } else { candidate < best };
+    // Without short-circuits: a branch per element would keep the loops scalar.
+    !best.is_nan() & (candidate.is_nan() | better)
 }
 
 /// One block `[n, inner]` reduced to `inner` extrema.
@@ -84,47 +85,114 @@ impl<T: Real> WidestLoop for Block<'_, T> {
     #[inline(always)]
     fn run(self) {
         let Block { x, values, positions, n, max } = self;
-        if values.len() == 1 {
-            (values[0], positions[0]) = row(x, max);
-        } else {
-            across_rows(x, values, positions, n, max);
+        // The direction as a constant, so that the compare in the inner loops is one
+        // instruction the vector loop can use.
+        match (values.len() == 1, max) {
+            (true, true) => (values[0], positions[0]) = row::<T, true>(x),
+            (true, false) => (values[0], positions[0]) = row::<T, false>(x),
+            (false, true) => across_rows::<T, true>(x, values, positions, n),
+            (false, false) => across_rows::<T, false>(x, values, positions, n),
         }
     }
 }
 
 /// One contiguous row: sixteen lanes, each the extremum of every sixteenth element, then
-/// the lanes and the remainder combined so that the earliest of equals still wins.
+/// the lanes and the remainder combined so that the earliest of equals still wins. Lanes
+/// remember the chunk their value came from as a `u32` (as wide as an f32, so values and
+/// positions share the vector registers' lanes) unless the row has more chunks than that
+/// counts.
 #[inline(always)]
-fn row<T: Real>(x: &[T], max: bool) -> (T, i64) {
-    const LANES: usize = 16;
+fn row<T: Real, const MAX: bool>(x: &[T]) -> (T, i64) {
+    if x.len() / LANES < u32::MAX as usize {
+        row_lanes::<T, u32, MAX>(x)
+    } else {
+        row_lanes::<T, usize, MAX>(x)
+    }
+}
+
+const LANES: usize = 16;
+
+/// A chunk number kept in a lane.
+trait Chunk: Copy {
+    fn new(c: usize) -> Self;
+    fn get(self) -> usize;
+}
+
+impl Chunk for u32 {
+    #[inline(always)]
+    fn new(c: usize) -> Self {
+        c as u32
+    }
+    #[inline(always)]
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+impl Chunk for usize {
+    #[inline(always)]
+    fn new(c: usize) -> Self {
+        c
+    }
+    #[inline(always)]
+    fn get(self) -> usize {
+        self
+    }
+}
+
+/// The row in lanes for finite values: the per-lane compare and two selects vectorise.
+/// A lane that meets an infinity or a NaN turns its `poison` sum NaN (`v * 0`), and the
+/// row is then taken element by element ([`row_exact`]), which orders NaNs as PyTorch does.
+#[inline(always)]
+fn row_lanes<T: Real, C: Chunk, const MAX: bool>(x: &[T]) -> (T, i64) {
     let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    let mut best = (x[0], 0usize);
-    if x.len() >= LANES {
-        let mut lanes = [T::ZERO; LANES];
-        lanes.copy_from_slice(&x[..LANES]);
-        let mut at: [usize; LANES] = std::array::from_fn(|k| k);
-        for (c, chunk) in chunks.enumerate().skip(1) {
-            for k in 0..LANES {
-                if replaces(chunk[k], lanes[k], max) {
-                    lanes[k] = chunk[k];
-                    at[k] = c * LANES + k;
-                }
-            }
-        }
-        best = (lanes[0], at[0]);
-        for k in 1..LANES {
-            let (v, i) = (lanes[k], at[k]);
-            let equal = v == best.0 || (v.is_nan() && best.0.is_nan());
-            if replaces(v, best.0, max) || (equal && i < best.1) {
-                best = (v, i);
-            }
+    if x.len() < LANES {
+        return row_exact::<T, MAX>(x);
+    }
+    let mut lanes = [T::ZERO; LANES];
+    lanes.copy_from_slice(&x[..LANES]);
+    let mut at = [C::new(0); LANES];
+    let mut poison = [T::ZERO; LANES];
+    for k in 0..LANES {
+        poison[k] += lanes[k] * T::ZERO;
+    }
+    for (c, chunk) in chunks.enumerate().skip(1) {
+        let chunk: &[T; LANES] = chunk.try_into().expect("one chunk");
+        let c = C::new(c);
+        for k in 0..LANES {
+            let v = chunk[k];
+            let take = if MAX { v > lanes[k] } else { v < lanes[k] };
+            lanes[k] = if take { v } else { lanes[k] };
+            at[k] = if take { c } else { at[k] };
+            poison[k] += v * T::ZERO;
         }
     }
-    let start = x.len() - rest.len();
-    for (i, &v) in rest.iter().enumerate() {
-        if replaces(v, best.0, max) {
+    if poison.iter().any(|p| p.is_nan()) {
+        return row_exact::<T, MAX>(x);
+    }
+    // The best lane, the earliest position among equals, then the remainder after them.
+    let mut best = (lanes[0], at[0].get() * LANES);
+    for k in 1..LANES {
+        let (v, i) = (lanes[k], at[k].get() * LANES + k);
+        if replaces::<T, MAX>(v, best.0) || (v == best.0 && i < best.1) {
+            best = (v, i);
+        }
+    }
+    let start = x.len() - x.len() % LANES;
+    for (i, &v) in x[start..].iter().enumerate() {
+        if replaces::<T, MAX>(v, best.0) {
             best = (v, start + i);
+        }
+    }
+    (best.0, best.1 as i64)
+}
+
+/// The row element by element.
+fn row_exact<T: Real, const MAX: bool>(x: &[T]) -> (T, i64) {
+    let mut best = (x[0], 0);
+    for (i, &v) in x.iter().enumerate().skip(1) {
+        if replaces::<T, MAX>(v, best.0) {
+            best = (v, i);
         }
     }
     (best.0, best.1 as i64)
@@ -132,14 +200,19 @@ fn row<T: Real>(x: &[T], max: bool) -> (T, i64) {
 
 /// `values.len()` rows of `n` elements, that far apart, side by side.
 #[inline(always)]
-fn across_rows<T: Real>(x: &[T], values: &mut [T], positions: &mut [i64], n: usize, max: bool) {
+fn across_rows<T: Real, const MAX: bool>(
+    x: &[T],
+    values: &mut [T],
+    positions: &mut [i64],
+    n: usize,
+) {
     let inner = values.len();
     values.copy_from_slice(&x[..inner]);
     positions.fill(0);
     for j in 1..n {
         let row = &x[j * inner..(j + 1) * inner];
         for ((best, at), &v) in values.iter_mut().zip(positions.iter_mut()).zip(row) {
-            if replaces(v, *best, max) {
+            if replaces::<T, MAX>(v, *best) {
                 *best = v;
                 *at = j as i64;
             }
@@ -179,7 +252,7 @@ mod tests {
 
     #[test]
     fn every_layout_picks_the_first_extremum_or_the_first_nan() {
-        // Few distinct values, so that ties are common; NaNs in some rows.
+        // Few distinct values, so that ties are common; NaNs and infinities in some rows.
         for sizes in
             [(1, 1, 1), (3, 15, 1), (2, 16, 1), (2, 37, 1), (3, 100, 1), (2, 7, 5), (1, 40, 33)]
         {
@@ -188,6 +261,8 @@ mod tests {
                 let x: Vec<f64> = (0..len)
                     .map(|i| match (i * 7919) % 23 {
                         0 if with_nan => f64::NAN,
+                        1 if with_nan => f64::INFINITY,
+                        2 if with_nan => f64::NEG_INFINITY,
                         r => (r % 5) as f64 - 2.0,
                     })
                     .collect();
