@@ -113,6 +113,22 @@ pub trait Real:
     /// assert_eq!(<f32 as Real>::from_count(3), 3.0);
     /// ```
     fn from_count(n: usize) -> Self;
+
+    /// The value as an f64 (exact), for sums kept in double precision.
+    ///
+    /// ```
+    /// use tapegrad_kernels::Real;
+    /// assert_eq!(0.5f32.widen(), 0.5);
+    /// ```
+    fn widen(self) -> f64;
+
+    /// An f64 as this type (rounded to nearest when it has more digits).
+    ///
+    /// ```
+    /// use tapegrad_kernels::Real;
+    /// assert_eq!(<f32 as Real>::round_from(0.1), 0.1f32);
+    /// ```
+    fn round_from(v: f64) -> Self;
 }
 
 macro_rules! impl_real {
@@ -127,6 +143,14 @@ macro_rules! impl_real {
             #[inline(always)]
             fn from_count(n: usize) -> Self {
                 n as $t
+            }
+            #[inline(always)]
+            fn widen(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn round_from(v: f64) -> Self {
+                v as $t
             }
         }
     };

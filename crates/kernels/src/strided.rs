@@ -15,7 +15,7 @@ use crate::Real;
 use crate::layout::{Layout, Shape, numel};
 use crate::parallel::{THRESHOLD, start_parallel};
 use crate::simd::{ElementFn, ElementFn2, WidestLoop, run_widest};
-use crate::transpose::{RowMajorAt, transpose_into};
+use crate::transpose::{RowMajorAt, as_uninit, transpose_into};
 
 /// Calls `f(offsets, len, inner_strides)` once per row of `shape` in row-major order,
 /// where each layout in `layouts` has that shape. `offsets[k]` is where the row starts in
@@ -829,6 +829,87 @@ fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
     )
 }
 
+/// Running sums of each row of `n` elements (`cumsum` along the last dimension), from the
+/// front or from the back, accumulated in f64 as PyTorch does on the CPU: each row's sums
+/// are added in order, one element after another. Sixteen rows at a time are transposed
+/// into columns, so that their sixteen running sums advance side by side in vector lanes;
+/// blocks of rows run on rayon's threads when long. The same bits at any thread count.
+///
+/// ```
+/// use tapegrad_kernels::strided::running_sums;
+/// let x = [1.0f32, 2.0, 3.0, 10.0, 20.0, 30.0];
+/// assert_eq!(running_sums(&x, 3, false), vec![1.0, 3.0, 6.0, 10.0, 30.0, 60.0]);
+/// assert_eq!(running_sums(&x, 3, true), vec![6.0, 5.0, 3.0, 60.0, 50.0, 30.0]);
+/// ```
+///
+/// # Panics
+/// If `x` is not a whole number of rows.
+pub fn running_sums<T: Real>(x: &[T], n: usize, from_back: bool) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.len()];
+    if n == 0 || x.is_empty() {
+        return out;
+    }
+    assert_eq!(x.len() % n, 0, "running_sums: {} elements are not rows of {n}", x.len());
+    let block = |x: &[T], out: &mut [T]| {
+        let (mut columns, mut sums) = (vec![T::ZERO; LANES * n], vec![T::ZERO; LANES * n]);
+        for (x, out) in x.chunks(LANES * n).zip(out.chunks_mut(LANES * n)) {
+            if x.len() < LANES * n {
+                for (row, sums) in x.chunks(n).zip(out.chunks_mut(n)) {
+                    let mut total = 0.0f64;
+                    for step in 0..n {
+                        let i = if from_back { n - 1 - step } else { step };
+                        total += row[i].widen();
+                        sums[i] = T::round_from(total);
+                    }
+                }
+                continue;
+            }
+            let dense = |cols| RowMajorAt { start: 0, row_stride: cols };
+            transpose_into(x, dense(n), LANES, n, as_uninit(&mut columns), dense(LANES));
+            run_widest(ColumnSums { columns: &columns, sums: &mut sums, from_back });
+            transpose_into(&sums, dense(LANES), n, LANES, as_uninit(out), dense(n));
+        }
+    };
+    let rows = x.len() / n;
+    if rows > LANES && start_parallel(x.len()) {
+        let per_task = (parallel_chunk(x.len()) / n).max(1).next_multiple_of(LANES);
+        x.par_chunks(per_task * n)
+            .zip(out.par_chunks_mut(per_task * n))
+            .for_each(|(x, o)| block(x, o));
+    } else {
+        block(x, &mut out);
+    }
+    out
+}
+
+/// Running sums down `LANES` columns stored side by side (`columns[i * LANES + r]` is
+/// element `i` of row `r`), in f64 lanes.
+struct ColumnSums<'a, T> {
+    columns: &'a [T],
+    sums: &'a mut [T],
+    from_back: bool,
+}
+
+impl<T: Real> WidestLoop for ColumnSums<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let n = self.columns.len() / LANES;
+        let mut total = [0.0f64; LANES];
+        for step in 0..n {
+            let i = if self.from_back { n - 1 - step } else { step };
+            let from: &[T; LANES] =
+                self.columns[i * LANES..(i + 1) * LANES].try_into().expect("one row of lanes");
+            let to: &mut [T; LANES] =
+                (&mut self.sums[i * LANES..(i + 1) * LANES]).try_into().expect("one row of lanes");
+            for r in 0..LANES {
+                total[r] += from[r].widen();
+                to[r] = T::round_from(total[r]);
+            }
+        }
+    }
+}
+
 /// Running sums kept by the vectorised reductions: one AVX-512 vector of f32. They are
 /// combined in a fixed order ([`combine_lanes`]), so every vector width gives the same bits.
 pub(crate) const LANES: usize = 16;
@@ -1087,6 +1168,41 @@ mod tests {
                 want.push(wide[o * 10]);
             }
             assert_eq!(join_blocks(&parts, outer), want, "{outer} rows");
+        }
+    }
+
+    /// Running sums through the transposed blocks of sixteen rows and the rows left over,
+    /// on one thread and on several, against one f64 sum per row in order: the same bits.
+    #[test]
+    fn running_sums_match_a_sum_in_order() {
+        for (rows, n) in [(1usize, 1usize), (3, 40), (16, 5), (37, 17), (2000, 300)] {
+            let x: Vec<f32> =
+                (0..rows * n).map(|i| ((i * 7919) % 1013) as f32 / 7.0 - 70.0).collect();
+            for from_back in [false, true] {
+                let mut want = vec![0.0f32; x.len()];
+                for (row, out) in x.chunks(n).zip(want.chunks_mut(n)) {
+                    let mut total = 0.0f64;
+                    for step in 0..n {
+                        let i = if from_back { n - 1 - step } else { step };
+                        total += row[i] as f64;
+                        out[i] = total as f32;
+                    }
+                }
+                let got = running_sums(&x, n, from_back);
+                assert_eq!(got, want, "{rows} rows of {n}, from the back: {from_back}");
+                let x64: Vec<f64> = x.iter().map(|&v| v as f64 * 1.1).collect();
+                let got64 = running_sums(&x64, n, from_back);
+                let mut want64 = vec![0.0; x.len()];
+                for (row, out) in x64.chunks(n).zip(want64.chunks_mut(n)) {
+                    let mut total = 0.0;
+                    for step in 0..n {
+                        let i = if from_back { n - 1 - step } else { step };
+                        total += row[i];
+                        out[i] = total;
+                    }
+                }
+                assert_eq!(got64, want64, "f64, {rows} rows of {n}");
+            }
         }
     }
 

@@ -16,9 +16,7 @@ pub trait Transpose: Copy {
             src.len() >= rows * cols && dst.len() >= rows * cols,
             "transpose: slices too short"
         );
-        // SAFETY: `MaybeUninit<T>` has `T`'s layout, and only initialised values are
-        // written through the view, so `dst` stays initialised.
-        let dst = unsafe { &mut *(dst as *mut [Self] as *mut [MaybeUninit<Self>]) };
+        let dst = as_uninit(dst);
         let (from, to) =
             (RowMajorAt { start: 0, row_stride: cols }, RowMajorAt { start: 0, row_stride: rows });
         transpose_into(src, from, rows, cols, dst, to);
@@ -28,6 +26,14 @@ pub trait Transpose: Copy {
 impl Transpose for f64 {}
 
 impl Transpose for f32 {}
+
+/// `dst` as slots to overwrite: `MaybeUninit<T>` has `T`'s layout, and only initialised
+/// values are written through the result (safe code cannot do otherwise), so `dst` stays
+/// initialised.
+pub(crate) fn as_uninit<T>(dst: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: same layout; writes through the result store initialised values only.
+    unsafe { &mut *(dst as *mut [T] as *mut [MaybeUninit<T>]) }
+}
 
 /// Where a matrix lies in a slice: row `r` starts at `start + r * row_stride`, and the
 /// elements of a row are adjacent.

@@ -7,29 +7,11 @@ use std::panic::Location;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Element, Result, Tensor, ensure_float, map_float_storage, record_with_tangent,
+    Backward, Result, Tensor, ensure_float, map_float_storage, record_with_tangent,
 };
 
 use super::rows_along;
 use crate::dims::resolve;
-
-/// Running sums of each row of `n` elements, from the front or from the back, accumulated
-/// in f64 (as PyTorch does on the CPU).
-fn running_sums<T: Element>(v: &[T], n: usize, from_back: bool) -> Vec<T> {
-    let mut out = vec![T::from_f64(0.0); v.len()];
-    if n == 0 {
-        return out;
-    }
-    for (row, sums) in v.chunks(n).zip(out.chunks_mut(n)) {
-        let mut total = 0.0f64;
-        let mut step = |i: usize| {
-            total += row[i].to_f64();
-            sums[i] = T::from_f64(total);
-        };
-        if from_back { (0..n).rev().for_each(&mut step) } else { (0..n).for_each(&mut step) }
-    }
-    out
-}
 
 /// Running sums of `x` along `d` (resolved), from the back when `from_back`.
 #[track_caller]
@@ -51,7 +33,7 @@ fn scan(x: &Tensor, d: usize, from_back: bool, location: &'static Location<'stat
         })
         .collect();
     let value = Tensor::from_storage(
-        map_float_storage!(&rows, v => running_sums(v, n, from_back)),
+        map_float_storage!(&rows, v => tapegrad_kernels::strided::running_sums(v, n, from_back)),
         Layout::contiguous(&moved).permute(&back),
     );
     record_with_tangent(
