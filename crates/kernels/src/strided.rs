@@ -122,6 +122,9 @@ impl Transposition {
     /// The plan for `layout`, or `None` when its rows are contiguous or broadcast, or no
     /// dimension has unit stride (then rows are as good as tiles).
     fn of(layout: &Layout) -> Option<Transposition> {
+        if layout.numel() == 0 {
+            return None;
+        }
         let (dims, [strides]) = merge_dims(layout.shape(), [layout]);
         let last = dims.len().checked_sub(1)?;
         if strides[last] <= 1 {
@@ -1105,6 +1108,12 @@ mod tests {
         );
         views.push(Layout::contiguous(&[40, 1, 50]).transpose(0, 2));
         views.push(Layout::contiguous(&[96, 64, 40]).permute(&[2, 1, 0]));
+        for empty in [Layout::contiguous(&[0, 5, 7]), Layout::contiguous(&[5, 0, 7])] {
+            let view = empty.permute(&[0, 2, 1]);
+            assert!(Transposition::of(&view).is_none());
+            assert_eq!(to_contiguous::<f32>(&[], &view), Vec::<f32>::new());
+            assert_eq!(map::<f32, f32>(&[], &view, |v| v), Vec::<f32>::new());
+        }
         for view in &views {
             let len = view.offsets().max().unwrap() + 1;
             let x: Vec<f32> = (0..len).map(|i| ((i * 37) % 1001) as f32 - 500.0).collect();
