@@ -194,7 +194,8 @@ fn im2col<T: Gemm>(
                     let src = &plane[ih as usize * w..(ih as usize + 1) * w];
                     dst[..lo].fill(T::ZERO);
                     dst[hi..].fill(T::ZERO);
-                    if sw == 1 {
+                    // (A tap over no column may start before the row: nothing to copy.)
+                    if sw == 1 && lo < hi {
                         let start = (lo as isize + off_w) as usize;
                         dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
                     } else {
@@ -235,7 +236,7 @@ fn col2im<T: Gemm>(
                     }
                     let src = &src_row[oh * wo..(oh + 1) * wo];
                     let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
-                    if sw == 1 {
+                    if sw == 1 && lo < hi {
                         let start = (lo as isize + off_w) as usize;
                         for (d, &v) in dst[start..start + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
                             *d += v;
@@ -1100,6 +1101,8 @@ mod tests {
                 ([2, 3, 6, 7], 2, (1, 1), (1, 1), (1, 1), (1, 1)),
                 ([2, 3, 9, 6], 1, (3, 1), (1, 1), (3, 0), (1, 1)),
                 ([1, 4, 11, 12], 1, (3, 3), (1, 1), (1, 2), (2, 2)),
+                // Taps that meet no column of a one-pixel-wide image (rows they do meet).
+                ([2, 3, 5, 1], 1, (3, 5), (2, 1), (1, 2), (1, 1)),
                 ([8, 32, 20, 24], 1, (3, 3), (1, 1), (1, 1), (1, 1)),
                 ([4, 16, 17, 15], 2, (5, 5), (2, 2), (2, 2), (1, 1)),
             ];

@@ -44,12 +44,14 @@ impl Tap {
             let row_offset = (ki * dh) as isize - ph as isize;
             for kj in 0..geo.kw {
                 let col_offset = (kj * dw) as isize - pw as isize;
-                taps.push(Tap {
-                    rows: valid_range(row_offset, sh, geo.h, geo.ho),
-                    cols: valid_range(col_offset, sw, geo.w, geo.wo),
-                    row_offset,
-                    col_offset,
-                });
+                let cols = valid_range(col_offset, sw, geo.w, geo.wo);
+                // A tap that meets no column meets no row either (its first column's
+                // input offset may lie before the plane).
+                let rows = match cols.0 < cols.1 {
+                    true => valid_range(row_offset, sh, geo.h, geo.ho),
+                    false => (0, 0),
+                };
+                taps.push(Tap { rows, cols, row_offset, col_offset });
             }
         }
         taps
