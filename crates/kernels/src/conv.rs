@@ -814,14 +814,7 @@ mod tests {
             let weight: Vec<T> = (0..o * geo.k()).map(|_| next()).collect();
             let gy: Vec<T> = (0..n * o * geo.ho * geo.wo).map(|_| next()).collect();
             let close = |what: &str, got: &[T], want: &[T]| {
-                assert_eq!(got.len(), want.len());
-                for (i, (g, w)) in got.iter().zip(want).enumerate() {
-                    let (g, w) = (g.to_f64(), w.to_f64());
-                    assert!(
-                        (g - w).abs() <= tolerance * (1.0 + w.abs()),
-                        "{what} {geo:?}: [{i}] {g} vs {w}"
-                    );
-                }
+                assert_close(got, want, tolerance, &format!("{what} {geo:?}"))
             };
             let mut y = vec![T::ZERO; gy.len()];
             let mut y_ref = y.clone();
@@ -838,6 +831,16 @@ mod tests {
                 &implicit::conv_weight(&x, &gy, &geo),
                 &conv_weight_im2col(&x, &gy, &geo),
             );
+        }
+    }
+
+    /// Asserts that `got` is `want` within `tolerance` relative to `1 + |want|`, element by
+    /// element; `what` names the comparison in the failure.
+    fn assert_close<T: crate::testing::Convert>(got: &[T], want: &[T], tolerance: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let (g, w) = (g.to_f64(), w.to_f64());
+            assert!((g - w).abs() <= tolerance * (1.0 + w.abs()), "{what}: [{i}] {g} vs {w}");
         }
     }
 
@@ -1082,9 +1085,6 @@ mod tests {
         }
     }
 
-    /// 1 x 1 convolutions over planes of 64 pixels or more run as products on each image's
-    /// planes: the three primitives give what the im2col forms give, in f32 and f64, with
-    /// a batch that leaves the last task short.
     /// Depthwise convolutions (one input channel per group; one or more outputs each) at
     /// several strides, paddings, dilations and kernel shapes, small and large enough for
     /// threads, against im2col over the same groups.
@@ -1115,16 +1115,8 @@ mod tests {
                     |len: usize| -> Vec<T> { (0..len).map(|_| T::from_f64(next())).collect() };
                 let (x, weight) = (values(n * c * h * w), values(geo.o * kh * kw));
                 let (gy, bias) = (values(n * geo.o * geo.ho * geo.wo), values(geo.o));
-                let label = format!("{geo:?}");
                 let close = |got: &[T], want: &[T], name: &str| {
-                    assert_eq!(got.len(), want.len(), "{name} {label}");
-                    for (i, (a, b)) in got.iter().zip(want).enumerate() {
-                        let (a, b) = (a.to_f64(), b.to_f64());
-                        assert!(
-                            (a - b).abs() <= tolerance * (1.0 + b.abs()),
-                            "{name}[{i}]: {a} vs {b}, {label}"
-                        );
-                    }
+                    assert_close(got, want, tolerance, &format!("{name} {geo:?}"))
                 };
                 let mut want = vec![T::ZERO; gy.len()];
                 let with_bias = ChannelBias { values: Some(&bias[..]), plane: geo.ho * geo.wo };
@@ -1146,6 +1138,9 @@ mod tests {
         check::<f64>(1e-12);
     }
 
+    /// 1 x 1 convolutions over planes of 64 pixels or more run as products on each image's
+    /// planes: the three primitives give what the im2col forms give, in f32 and f64, with
+    /// a batch that leaves the last task short.
     #[test]
     fn pointwise_products_match_im2col() {
         fn check<T: ImplicitGemm + crate::testing::Convert>(tolerance: f64) {
@@ -1158,16 +1153,8 @@ mod tests {
             };
             let (x, weight, gy) =
                 (values(5 * 24 * 320, 1.0), values(40 * 24, 0.3), values(5 * 40 * 320, 0.5));
-            let close = |got: &[T], want: &[T], name: &str| {
-                assert_eq!(got.len(), want.len(), "{name}");
-                for (i, (a, b)) in got.iter().zip(want).enumerate() {
-                    let (a, b) = (a.to_f64(), b.to_f64());
-                    assert!(
-                        (a - b).abs() <= tolerance * (1.0 + b.abs()),
-                        "{name}[{i}]: {a} vs {b}"
-                    );
-                }
-            };
+            let close =
+                |got: &[T], want: &[T], name: &str| assert_close(got, want, tolerance, name);
             let mut want = vec![T::ZERO; 5 * 40 * 320];
             conv_im2col(&x, &weight, &geo, ChannelBias::none(), &mut want);
             close(&conv(&x, &weight, &geo), &want, "y");

@@ -134,11 +134,18 @@ impl Transposition {
         Some(Transposition { dims, strides, unit })
     }
 
+    /// The view's elements in row-major order, as a new vector of `n` (the view's count).
+    fn gathered<T: Copy>(&self, data: &[T], offset: usize, n: usize) -> Vec<T> {
+        // SAFETY: `gather` checks that `n` is the view's count and writes every element.
+        unsafe { filled(n, |dst| self.gather(data, offset, dst)) }
+    }
+
     /// Writes the view's elements in row-major order into `dst` (one slot per element), as
     /// one transposition per index of the other dimensions: the rows along the unit
     /// dimension become the columns of the output.
     fn gather<T: Copy>(&self, data: &[T], offset: usize, dst: &mut [MaybeUninit<T>]) {
         let (dims, strides, unit) = (&self.dims, &self.strides, self.unit);
+        assert_eq!(dst.len(), numel(dims), "gather: one slot per element of the view");
         let last = dims.len() - 1;
         // The output's row-major strides over the merged dimensions.
         let mut out_strides: Shape = SmallVec::from_elem(1, dims.len());
@@ -211,10 +218,18 @@ fn gather_into<T: Copy>(data: &[T], layout: &Layout, dst: &mut [MaybeUninit<T>])
 
 /// The elements of a view in row-major order, as a new vector, on the calling thread.
 fn gathered<T: Copy>(data: &[T], layout: &Layout) -> Vec<T> {
-    let n = layout.numel();
+    // SAFETY: `gather_into` writes one slot per element of the view.
+    unsafe { filled(layout.numel(), |dst| gather_into(data, layout, dst)) }
+}
+
+/// A vector of `n` elements that `fill` writes.
+///
+/// # Safety
+/// `fill` must write every one of the `n` slots it is given.
+unsafe fn filled<T>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
-    gather_into(data, layout, &mut out.spare_capacity_mut()[..n]);
-    // SAFETY: `gather_into` wrote all `n` slots.
+    fill(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: the caller's contract: `fill` wrote all `n` slots.
     unsafe { out.set_len(n) };
     out
 }
@@ -345,8 +360,9 @@ fn map_view_into<T: Copy, U>(
     layout: &Layout,
     f: &impl ElementFn<T, U>,
 ) {
-    if Transposition::of(layout).is_some() {
-        return crate::simd::map_widest(&gathered(data, layout), dst, f);
+    if let Some(plan) = Transposition::of(layout) {
+        let tiles = plan.gathered(data, layout.offset(), dst.len());
+        return crate::simd::map_widest(&tiles, dst, f);
     }
     let mut at = 0;
     for_each_row(layout.shape(), [layout], |[o], len, [s]| {
@@ -587,8 +603,8 @@ fn view_rows_in_place<T: Copy, F: ElementFn2<T, T, T>>(
             }
         }
     }
-    if Transposition::of(layout).is_some() {
-        return zip_slices_in_place(dst, &gathered(src, layout), f);
+    if let Some(plan) = Transposition::of(layout) {
+        return zip_slices_in_place(dst, &plan.gathered(src, layout.offset(), layout.numel()), f);
     }
     let whole = Layout::contiguous(layout.shape());
     for_each_row(layout.shape(), [&whole, layout], |[d, s], len, [_, stride]| {
@@ -706,13 +722,13 @@ fn zip_rows_into<T: Copy + Sync, U: Copy + Sync, V>(
 ) {
     assert_eq!(dst.len(), numel(shape), "zip_map: output slots");
     // A transposed operand is gathered in tiles first (see `Transposition`).
-    if Transposition::of(la).is_some() {
-        let whole = Layout::contiguous(shape);
-        return zip_rows_into(dst, &gathered(a, la), &whole, b, lb, shape, f);
+    if let Some(plan) = Transposition::of(la) {
+        let tiles = plan.gathered(a, la.offset(), dst.len());
+        return zip_rows_into(dst, &tiles, &Layout::contiguous(shape), b, lb, shape, f);
     }
-    if Transposition::of(lb).is_some() {
-        let whole = Layout::contiguous(shape);
-        return zip_rows_into(dst, a, la, &gathered(b, lb), &whole, shape, f);
+    if let Some(plan) = Transposition::of(lb) {
+        let tiles = plan.gathered(b, lb.offset(), dst.len());
+        return zip_rows_into(dst, a, la, &tiles, &Layout::contiguous(shape), shape, f);
     }
     let mut at = 0;
     for_each_row(shape, [la, lb], |[oa, ob], len, [sa, sb]| {

@@ -135,11 +135,13 @@ pub(super) fn conv_transpose<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx
 /// channel summed over the images in order by one task: the same bits at every thread
 /// count.
 pub(super) fn conv_weight<T: Real>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
-    let taps = Tap::all(geo);
+    let wide = geo.opts.stride == (1, 1);
+    // The row form's tap list; the wide form finds its taps in the padded plane.
+    let taps = if wide { vec![] } else { Tap::all(geo) };
     let k = geo.kh * geo.kw;
     let mut dw = vec![T::ZERO; geo.o * k];
     let channel = |oc: usize, out: &mut [T]| {
-        if geo.opts.stride == (1, 1) {
+        if wide {
             weight_wide(x, gy, oc, geo, out);
         } else {
             run_widest(WeightGradient { x, gy, oc, taps: &taps, dw: out, geo });
