@@ -1138,6 +1138,49 @@ mod tests {
         }
     }
 
+    /// A product into a few columns (run as `Cᵀ = Bᵀ Aᵀ`) gives the bits of the same
+    /// columns of a wide product (run as it is): for each layout, fresh with and without a
+    /// bias, accumulated with `beta` one, and with one or several blocks of the shared
+    /// dimension.
+    #[test]
+    fn few_columns_have_the_bits_of_a_wide_product() {
+        const WIDE: usize = 40;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for &(m, k) in &[(40, 1), (100, 7), (257, 256), (64, 300)] {
+            for n in [1, 2, 3, 5, 8] {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    let a: Vec<f32> = (0..m * k).map(value).collect();
+                    let b: Vec<f32> = (0..k * WIDE).map(|i| value(i + 3)).collect();
+                    let bias: Vec<f32> = (0..WIDE).map(|i| value(i + 7)).collect();
+                    let (va, wide) = (view(&a, m, k, ta), view(&b, k, WIDE, tb));
+                    let few = View { cols: n, ..wide };
+                    let columns = |c: &[f32], cols: usize| -> Vec<f32> {
+                        c.chunks(cols).flat_map(|row| row[..n].to_vec()).collect()
+                    };
+                    let what = format!("{m}x{k}x{n} ta {ta} tb {tb}");
+                    let got = gemm_new(va, few, None);
+                    assert_close(&got, &reference(&va, &few), k, &what);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&columns(&gemm_new(va, wide, None), WIDE)),
+                        "{what}"
+                    );
+                    assert_eq!(
+                        bits(&gemm_new(va, few, Some(&bias[..n]))),
+                        bits(&columns(&gemm_new(va, wide, Some(&bias)), WIDE)),
+                        "{what}, bias"
+                    );
+                    let start: Vec<f32> = (0..m * WIDE).map(|i| value(i + 5)).collect();
+                    let mut into_wide = start.clone();
+                    gemm_into(va, wide, &mut into_wide, true);
+                    let mut into_few = columns(&start, WIDE);
+                    gemm_into(va, few, &mut into_few, true);
+                    assert_eq!(bits(&into_few), bits(&columns(&into_wide, WIDE)), "{what}, +=");
+                }
+            }
+        }
+    }
+
     /// Split across threads, the same values as on one thread.
     #[test]
     fn threads_do_not_change_the_result() {

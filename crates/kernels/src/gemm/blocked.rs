@@ -101,8 +101,62 @@ pub(super) unsafe fn sgemm<K: Microkernel>(
     (beta, bias): (f32, *const f32),
     c: (*mut f32, isize),
 ) {
+    // The transposed form gives the same bits where `beta c` or the bias is added to the
+    // whole sum: with one block of the shared dimension, or with neither.
+    let same_bits = k <= KC || (beta == 0.0 && bias.is_null());
+    if n <= K::NR / 4 && m >= K::NR && same_bits {
+        // SAFETY: forwarded from the caller.
+        return unsafe { narrow::<K>((m, k, n), a, b, (beta, bias), c) };
+    }
     // SAFETY: forwarded from the caller.
     unsafe { product::<K>((m, k, n), a, Right::Strided(b), (beta, bias), c) }
+}
+
+/// [`sgemm`] for a C of a few columns (a matrix-vector product, a layer with one or two
+/// outputs) and many rows, as `Cᵀ = Bᵀ Aᵀ` into a buffer: the register tile's vectors
+/// then run along A's rows rather than along C's few columns, most of whose lanes would
+/// be zeros. Each element is the same sequence of multiply-adds (the factors of each
+/// product swap, which changes no rounding), and `beta c` or the bias is added to the whole
+/// sum as the tile adds it, so the bits are [`product`]'s (where the caller allows it).
+///
+/// # Safety
+/// As [`sgemm`].
+unsafe fn narrow<K: Microkernel>(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (*const f32, isize, isize),
+    (b, rsb, csb): (*const f32, isize, isize),
+    (beta, bias): (f32, *const f32),
+    (c, ldc): (*mut f32, isize),
+) {
+    let mut ct = vec![0.0f32; n * m];
+    // SAFETY: Bᵀ and Aᵀ reach the caller's elements of B and A; the buffer is `n x m`.
+    unsafe {
+        product::<K>(
+            (n, k, m),
+            (b, csb, rsb),
+            Right::Strided((a, csa, rsa)),
+            (0.0, std::ptr::null()),
+            (ct.as_mut_ptr(), m as isize),
+        )
+    };
+    for i in 0..m {
+        for j in 0..n {
+            let sum = ct[j * m + i];
+            // SAFETY: (i, j) lies inside C, j inside the bias row (the caller's guarantee);
+            // C is read only when beta is not zero.
+            unsafe {
+                let at = c.offset(i as isize * ldc + j as isize);
+                let value = if beta != 0.0 {
+                    beta.mul_add(*at, sum)
+                } else if bias.is_null() {
+                    sum
+                } else {
+                    sum + *bias.add(j)
+                };
+                at.write(value);
+            }
+        }
+    }
 }
 
 /// [`sgemm`] with B already in `K`'s panels ([`pack_whole`]): the same blocks, kernel and
