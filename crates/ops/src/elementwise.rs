@@ -165,6 +165,16 @@ pub(crate) fn fused_rule<F: GradFn>(
             return Some(g.clone());
         }
     }
+    grad_value::<F>(g, (v, v_layout))
+}
+
+/// `F(g, v)` over the elements of `g` and of the saved values `v` (a storage and its layout)
+/// of `g`'s shape, as a new contiguous tensor (nothing recorded); `None` if `v` is not of
+/// `g`'s float dtype.
+pub(crate) fn grad_value<F: GradFn>(
+    g: &Tensor,
+    (v, v_layout): (&Storage, &Layout),
+) -> Option<Tensor> {
     let shape = g.shape();
     let storage = match (g.storage(), v) {
         (Storage::F32(a), Storage::F32(b)) => kernels::zip_elements_into_storage(

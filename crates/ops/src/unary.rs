@@ -16,20 +16,27 @@
 //! One named variant serves the hottest rules only (tanh, sigmoid, relu; the measurement is
 //! in docs/BENCHMARKS.md): `fused_rule` computes the same product in one pass, in place
 //! when nothing else sees the incoming gradient, when no graph is being recorded, and
-//! returns `None` otherwise so that the rule falls back to the canonical form.
+//! returns `None` otherwise so that the rule falls back to the canonical form. There, under
+//! `create_graph`, tanh's and sigmoid's rules are each one recorded op of the gradient and
+//! the output (`output_rule`, PyTorch's `tanh_backward`), whose own rules are recorded ops
+//! again: a gradient penalty through a tanh network differentiates a few passes per layer
+//! rather than a dozen.
 //!
 //! The methods are at the end of the file: [`UnaryOps`], with [`Exponent`] for `pow`.
 
 use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
 use std::panic::Location;
 
+use tapegrad_tape::layout::same_shape;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
     Backward, Element, Result, Tensor, ensure_float, or_panic, record_with_tangent,
 };
 
 use crate::binary::{select_grad, try_where};
-use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn, unary_with};
+use crate::elementwise::{
+    GradFn, fused_rule, grad_fn, grad_value, mask, unary, unary_fn, unary_with,
+};
 use crate::options::setters;
 
 unary_fn!(Exp, |x| x.exp_vectorisable());
@@ -125,12 +132,54 @@ pub(crate) fn tanh(x: &Tensor) -> Tensor {
         // 1 - tanh^2, in terms of the output so double backward goes through it.
         Backward::new(|ctx| {
             let g = fused_rule::<TanhGrad>(ctx, ctx.output_parts()).unwrap_or_else(|| {
-                let y = ctx.output();
-                ctx.grad() * &(y * y).rsub_scalar(1.0)
+                // ∂/∂y g (1 - y²) = -2 g y
+                output_rule::<TanhGrad>("tanh_backward", ctx.grad(), ctx.output(), |g, y| {
+                    (g * y).mul_scalar(-2.0)
+                })
             });
             smallvec![Some(g)]
         })
         .save_output()
+    })
+}
+
+/// `F(g, y)`: the backward rule of an elementwise op in terms of its output `y` (`F` is
+/// linear in the incoming gradient `g`), as one recorded op of `g` and `y`, as PyTorch's
+/// `tanh_backward` is. Under `create_graph` its own rule is then `F(gg, y)` and
+/// `gg * dfdy(g, y)`, a few passes, where the formula as separate ops (`g * (1 - y * y)`)
+/// recorded three and its rules took eight more. `dfdy` is `∂F/∂y`, written with recorded
+/// ops so that every further order goes through it too.
+#[track_caller]
+fn output_rule<F: GradFn>(
+    op: &'static str,
+    g: &Tensor,
+    y: &Tensor,
+    dfdy: fn(&Tensor, &Tensor) -> Tensor,
+) -> Tensor {
+    let location = Location::caller();
+    let value = if same_shape(g.shape(), y.shape()) {
+        grad_value::<F>(g, (&y.storage(), y.layout()))
+    } else {
+        None
+    };
+    let Some(value) = value else {
+        // A gradient that only broadcasts to the output (the sweep passes the output's
+        // shape): `F` is linear in it.
+        return g * &output_rule::<F>(op, &y.ones_like(), y, dfdy);
+    };
+    let make_backward = || {
+        Backward::new(move |ctx| {
+            let (g, y, gg) = (ctx.saved(0), ctx.saved(1), ctx.grad());
+            smallvec![
+                ctx.needs_input_grad(0).then(|| output_rule::<F>(op, gg, y, dfdy)),
+                ctx.needs_input_grad(1).then(|| gg * &dfdy(g, y)),
+            ]
+        })
+        .save(g)
+        .save(y)
+    };
+    record_with_tangent(op, location, &[g, y], value, make_backward, |ctx| {
+        ctx.sum(|i, v| if i == 0 { output_rule::<F>(op, v, y, dfdy) } else { v * &dfdy(g, y) })
     })
 }
 
@@ -139,8 +188,10 @@ pub(crate) fn sigmoid_op(x: &Tensor) -> Tensor {
     unary::<Sigmoid>("sigmoid", x, || {
         Backward::new(|ctx| {
             let g = fused_rule::<SigmoidGrad>(ctx, ctx.output_parts()).unwrap_or_else(|| {
-                let y = ctx.output();
-                ctx.grad() * &(y * &y.rsub_scalar(1.0))
+                // ∂/∂y g y (1 - y) = g (1 - 2y)
+                output_rule::<SigmoidGrad>("sigmoid_backward", ctx.grad(), ctx.output(), |g, y| {
+                    g * &y.mul_scalar(-2.0).add_scalar(1.0)
+                })
             });
             smallvec![Some(g)]
         })
