@@ -840,7 +840,9 @@ fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
     if shape.len() < 2 || shape[0] < 2 || numel(shape) < THRESHOLD {
         return None;
     }
-    let blocks = shape[0].min(BLOCKS);
+    // At least a quarter of the threshold's elements per block: a task's cost beside its
+    // work stays small (a property of the shape, so the same blocks at any thread count).
+    let blocks = shape[0].min(BLOCKS).min(numel(shape) / (THRESHOLD / 4));
     Some(
         (0..blocks)
             .map(|i| (i * shape[0] / blocks, (i + 1) * shape[0] / blocks - i * shape[0] / blocks))
@@ -1010,7 +1012,7 @@ pub fn sum_to<T: Real>(data: &[T], layout: &Layout, target: &[usize]) -> Vec<T> 
         let mut parts = parts.into_iter();
         let mut out = parts.next().expect("at least one block");
         for part in parts {
-            out.iter_mut().zip(&part).for_each(|(o, &p)| *o += p);
+            zip_slices_in_place(&mut out, &part, &|o: T, p: T| o + p);
         }
         return out;
     }
@@ -1036,9 +1038,7 @@ fn sum_rows_into<T: Real>(
                 (0..len).map(|j| data[i + j * si]).sum()
             };
         } else if si == 1 && so == 1 {
-            for (acc, &x) in out[o..o + len].iter_mut().zip(&data[i..i + len]) {
-                *acc += x;
-            }
+            zip_slices_in_place(&mut out[o..o + len], &data[i..i + len], &|acc: T, x: T| acc + x);
         } else {
             for j in 0..len {
                 out[o + j * so] += data[i + j * si];
@@ -1227,6 +1227,33 @@ mod tests {
                     }
                 }
                 assert_eq!(got64, want64, "f64, {rows} rows of {n}");
+            }
+        }
+    }
+
+    /// Sums over the rows or along them, small and large enough for blocks of rows on
+    /// threads: the same bits on one thread and on two, and the sums to f32's precision.
+    #[test]
+    fn sums_to_a_shape_are_the_same_at_any_thread_count() {
+        let pools = [1, 2].map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap());
+        for (rows, cols) in [(7usize, 5usize), (256, 256), (64, 1024), (3000, 40), (5, 20_000)] {
+            let x: Vec<f32> =
+                (0..rows * cols).map(|i| ((i * 7919) % 1013) as f32 / 100.0 - 5.0).collect();
+            let layout = Layout::contiguous(&[rows, cols]);
+            for target in [[1, cols], [rows, 1]] {
+                let [one, two] =
+                    pools.each_ref().map(|p| p.install(|| sum_to(&x, &layout, &target)));
+                let what = format!("[{rows}, {cols}] to {target:?}");
+                assert_eq!(one, two, "{what}");
+                let mut want = vec![0.0f64; numel(&target)];
+                for (i, &v) in x.iter().enumerate() {
+                    let (r, c) = (i / cols, i % cols);
+                    want[if target[0] == 1 { c } else { r }] += v as f64;
+                }
+                for (k, (&got, &w)) in one.iter().zip(&want).enumerate() {
+                    let bound = 1e-6 * (rows * cols) as f64 / numel(&target) as f64 * 5.0;
+                    assert!((got as f64 - w).abs() <= bound, "{what}: [{k}] {got} vs {w}");
+                }
             }
         }
     }
