@@ -37,6 +37,88 @@ impl Microkernel for Avx512 {
         // SAFETY: forwarded from the caller.
         unsafe { pack_a(block, a, dst) }
     }
+
+    unsafe fn narrow(
+        (m, k, n): (usize, usize, usize),
+        (a, rsa, csa): (*const f32, isize, isize),
+        b: (*const f32, isize, isize),
+        ct: *mut f32,
+    ) -> bool {
+        if csa != 1 || rsa <= 0 {
+            return false;
+        }
+        let run = match n {
+            1 => narrow_rows::<1>,
+            2 => narrow_rows::<2>,
+            3 => narrow_rows::<3>,
+            4 => narrow_rows::<4>,
+            5 => narrow_rows::<5>,
+            6 => narrow_rows::<6>,
+            7 => narrow_rows::<7>,
+            8 => narrow_rows::<8>,
+            _ => return false,
+        };
+        // SAFETY: forwarded from the caller; A's rows are `rsa` apart with adjacent steps.
+        unsafe { run((m, k), (a, rsa), b, ct) };
+        true
+    }
+}
+
+/// [`Microkernel::narrow`] for `N` columns: sixteen rows of A at a time, each block of
+/// sixteen steps loaded as rows and transposed in registers, so that step `p` is a vector of
+/// the sixteen rows' elements; it is multiplied by `b[p, j]` into column `j`'s sums, one
+/// multiply-add per step in order, restarted for each block of `KC` steps and added to the
+/// total after it, as the register tile sums `Cᵀ = Bᵀ Aᵀ` (the factors of each product
+/// swap, which changes no rounding).
+///
+/// # Safety
+/// The CPU must have AVX-512F; A's `m` rows of `k` floats are `lda` apart; B's `k x N`
+/// elements at its strides are readable; `ct` holds `N x m` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn narrow_rows<const N: usize>(
+    (m, k): (usize, usize),
+    (a, lda): (*const f32, isize),
+    (b, rsb, csb): (*const f32, isize, isize),
+    ct: *mut f32,
+) {
+    for i0 in (0..m).step_by(16) {
+        let rows = (m - i0).min(16);
+        let mut total = [_mm512_setzero_ps(); N];
+        for pc in (0..k).step_by(super::blocked::KC) {
+            let end = (pc + super::blocked::KC).min(k);
+            let mut sums = [_mm512_setzero_ps(); N];
+            for p0 in (pc..end).step_by(16) {
+                let steps = (end - p0).min(16);
+                let mask = first_lanes(steps);
+                let lines: [__m512; 16] = std::array::from_fn(|r| {
+                    if r < rows {
+                        // SAFETY: steps p0.. of row i0 + r (masked to the steps left).
+                        unsafe {
+                            let row = a.offset((i0 + r) as isize * lda + p0 as isize);
+                            _mm512_maskz_loadu_ps(mask, row)
+                        }
+                    } else {
+                        _mm512_setzero_ps()
+                    }
+                });
+                for (q, step) in transpose16(lines).iter().take(steps).enumerate() {
+                    let p = (p0 + q) as isize;
+                    for (j, sum) in sums.iter_mut().enumerate() {
+                        // SAFETY: element (p, j) of B.
+                        let factor = unsafe { *b.offset(p * rsb + j as isize * csb) };
+                        *sum = _mm512_fmadd_ps(*step, _mm512_set1_ps(factor), *sum);
+                    }
+                }
+            }
+            for (t, s) in total.iter_mut().zip(sums) {
+                *t = if pc == 0 { s } else { _mm512_add_ps(*t, s) };
+            }
+        }
+        for (j, t) in total.into_iter().enumerate() {
+            // SAFETY: row j of Cᵀ, columns i0.. (masked to the rows left).
+            unsafe { _mm512_mask_storeu_ps(ct.add(j * m + i0), first_lanes(rows), t) };
+        }
+    }
 }
 
 /// The mask of the first `count` of sixteen lanes.

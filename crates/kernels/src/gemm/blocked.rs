@@ -62,6 +62,23 @@ pub(super) trait Microkernel {
     /// The CPU must have the instruction set; the block must lie inside A and `dst` hold
     /// `mc.next_multiple_of(MR) x kc` floats.
     unsafe fn pack_a(block: (usize, usize), a: (*const f32, isize, isize), dst: *mut f32);
+
+    /// `Cᵀ` of a product into at most `NR / 4` columns, written row-major into `ct`
+    /// (`n x m`), with the sums [`product`] forms for `Cᵀ = Bᵀ Aᵀ` (beta zero, no bias), when
+    /// the instruction set has a kernel for it and A's rows are adjacent along the shared
+    /// dimension: reads A's rows in square blocks, transposed in registers, instead of
+    /// copying Aᵀ into panels. Returns whether it did.
+    ///
+    /// # Safety
+    /// As [`sgemm`] for A and B; `ct` holds `n x m` floats.
+    unsafe fn narrow(
+        _shape: (usize, usize, usize),
+        _a: (*const f32, isize, isize),
+        _b: (*const f32, isize, isize),
+        _ct: *mut f32,
+    ) -> bool {
+        false
+    }
 }
 
 /// A cache line of floats: the copy buffers are made of these so the kernel's vector loads
@@ -131,13 +148,15 @@ unsafe fn narrow<K: Microkernel>(
     let mut ct = vec![0.0f32; n * m];
     // SAFETY: Bᵀ and Aᵀ reach the caller's elements of B and A; the buffer is `n x m`.
     unsafe {
-        product::<K>(
-            (n, k, m),
-            (b, csb, rsb),
-            Right::Strided((a, csa, rsa)),
-            (0.0, std::ptr::null()),
-            (ct.as_mut_ptr(), m as isize),
-        )
+        if !K::narrow((m, k, n), (a, rsa, csa), (b, rsb, csb), ct.as_mut_ptr()) {
+            product::<K>(
+                (n, k, m),
+                (b, csb, rsb),
+                Right::Strided((a, csa, rsa)),
+                (0.0, std::ptr::null()),
+                (ct.as_mut_ptr(), m as isize),
+            )
+        }
     };
     for i in 0..m {
         for j in 0..n {
