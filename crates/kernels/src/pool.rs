@@ -43,11 +43,15 @@ pub fn max_pool2d<T: MaxPool2x2>(
     (ph, pw): (usize, usize),
 ) -> (Vec<T>, Vec<i64>) {
     let plane_out = ho * wo;
-    let mut values = vec![T::ZERO; n * c * plane_out];
-    let mut indices = vec![0i64; n * c * plane_out];
-    if values.is_empty() {
-        return (values, indices);
+    let len = n * c * plane_out;
+    if len == 0 {
+        return (vec![], vec![]);
     }
+    assert!(x.len() >= n * c * h * w, "max_pool2d: the input holds fewer than N C H W values");
+    // Each plane's outputs are cleared by the task that writes them, just before, while they
+    // are in its cache: not in a serial pass over both buffers first.
+    let mut values: Vec<T> = Vec::with_capacity(len);
+    let mut indices: Vec<i64> = Vec::with_capacity(len);
     // Without padding every window lies inside the plane: a tight loop with no clamping.
     let unpadded = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
         for oh in 0..ho {
@@ -89,20 +93,25 @@ pub fn max_pool2d<T: MaxPool2x2>(
     };
     let parallel = crate::parallel::start_parallel(x.len());
     let per_task = (n * c / rayon::current_num_threads()).max(1);
+    let (value_slots, index_slots) =
+        (&mut values.spare_capacity_mut()[..len], &mut indices.spare_capacity_mut()[..len]);
     let mut run = |f: &PlaneFn<'_, T>| {
+        let on_plane = |((vals, idxs), plane): PlaneSlots<'_, T>| {
+            f(((cleared_slots(vals, T::ZERO), cleared_slots(idxs, 0)), plane))
+        };
         if parallel {
-            values
+            value_slots
                 .par_chunks_mut(plane_out)
-                .zip(indices.par_chunks_mut(plane_out))
+                .zip(index_slots.par_chunks_mut(plane_out))
                 .zip(x.par_chunks(h * w))
                 .with_min_len(per_task)
-                .for_each(f);
+                .for_each(on_plane);
         } else {
-            values
+            value_slots
                 .chunks_mut(plane_out)
-                .zip(indices.chunks_mut(plane_out))
+                .zip(index_slots.chunks_mut(plane_out))
                 .zip(x.chunks(h * w))
-                .for_each(f);
+                .for_each(on_plane);
         }
     };
     if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
@@ -112,7 +121,25 @@ pub fn max_pool2d<T: MaxPool2x2>(
     } else {
         run(&pool_plane);
     }
+    // SAFETY: the planes (`n c` of them: the input holds as many, asserted above) cover the
+    // first `len` slots of both buffers, and each plane's slots were cleared before its
+    // writer ran.
+    unsafe {
+        values.set_len(len);
+        indices.set_len(len);
+    }
     (values, indices)
+}
+
+/// One plane's output slots (values, positions) and its input plane.
+type PlaneSlots<'a, T> =
+    ((&'a mut [std::mem::MaybeUninit<T>], &'a mut [std::mem::MaybeUninit<i64>]), &'a [T]);
+
+/// `slots` filled with `value`, as initialised elements.
+fn cleared_slots<V: Copy>(slots: &mut [std::mem::MaybeUninit<V>], value: V) -> &mut [V] {
+    slots.fill(std::mem::MaybeUninit::new(value));
+    // SAFETY: every slot was just written; `MaybeUninit<V>` has `V`'s layout.
+    unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast::<V>(), slots.len()) }
 }
 
 /// The gradient of max pooling: each output gradient `g` (`planes` planes of `plane_out`)
