@@ -106,10 +106,7 @@ pub fn written_in_chunks<T: crate::Real>(
     }
     assert!(chunk > 0, "written_in_chunks: chunks of zero elements");
     let fill = |(index, part): (usize, &mut [std::mem::MaybeUninit<T>])| {
-        part.fill(std::mem::MaybeUninit::new(T::ZERO));
-        // SAFETY: every element of the chunk was initialised just above.
-        let part = unsafe { &mut *(part as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
-        write(index, part);
+        write(index, cleared(part, T::ZERO));
     };
     let spare = &mut v.spare_capacity_mut()[..len];
     if len > chunk && start_parallel(len) {
@@ -121,6 +118,14 @@ pub fn written_in_chunks<T: crate::Real>(
     // ran (a panicking writer unwinds before this, leaving the vector empty).
     unsafe { v.set_len(len) };
     v
+}
+
+/// `slots` filled with `value`, as initialised elements: a chunk of an output cleared by
+/// the task about to write it.
+pub(crate) fn cleared<V: Copy>(slots: &mut [std::mem::MaybeUninit<V>], value: V) -> &mut [V] {
+    slots.fill(std::mem::MaybeUninit::new(value));
+    // SAFETY: every slot was just written; `MaybeUninit<V>` has `V`'s layout.
+    unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast::<V>(), slots.len()) }
 }
 
 /// Whether a spinning task is running (or queued) on the pool.

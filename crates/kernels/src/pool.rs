@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use crate::Real;
+use crate::parallel::cleared;
 
 mod max2x2;
 pub use max2x2::MaxPool2x2;
@@ -97,7 +98,7 @@ pub fn max_pool2d<T: MaxPool2x2>(
         (&mut values.spare_capacity_mut()[..len], &mut indices.spare_capacity_mut()[..len]);
     let mut run = |f: &PlaneFn<'_, T>| {
         let on_plane = |((vals, idxs), plane): PlaneSlots<'_, T>| {
-            f(((cleared_slots(vals, T::ZERO), cleared_slots(idxs, 0)), plane))
+            f(((cleared(vals, T::ZERO), cleared(idxs, 0)), plane))
         };
         if parallel {
             value_slots
@@ -134,13 +135,6 @@ pub fn max_pool2d<T: MaxPool2x2>(
 /// One plane's output slots (values, positions) and its input plane.
 type PlaneSlots<'a, T> =
     ((&'a mut [std::mem::MaybeUninit<T>], &'a mut [std::mem::MaybeUninit<i64>]), &'a [T]);
-
-/// `slots` filled with `value`, as initialised elements.
-fn cleared_slots<V: Copy>(slots: &mut [std::mem::MaybeUninit<V>], value: V) -> &mut [V] {
-    slots.fill(std::mem::MaybeUninit::new(value));
-    // SAFETY: every slot was just written; `MaybeUninit<V>` has `V`'s layout.
-    unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast::<V>(), slots.len()) }
-}
 
 /// The gradient of max pooling: each output gradient `g` (`planes` planes of `plane_out`)
 /// added at the input position `idx` it was taken from, into `planes` planes of

@@ -47,9 +47,10 @@ impl Tap {
                 let cols = valid_range(col_offset, sw, geo.w, geo.wo);
                 // A tap that meets no column meets no row either (its first column's
                 // input offset may lie before the plane).
-                let rows = match cols.0 < cols.1 {
-                    true => valid_range(row_offset, sh, geo.h, geo.ho),
-                    false => (0, 0),
+                let rows = if cols.0 < cols.1 {
+                    valid_range(row_offset, sh, geo.h, geo.ho)
+                } else {
+                    (0, 0)
                 };
                 taps.push(Tap { rows, cols, row_offset, col_offset });
             }
