@@ -228,7 +228,11 @@ struct Ones;
 
 /// Values indexed along a row: the weight, or [`Ones`].
 trait Weight<T>: Copy {
+    /// `v w[j]`.
     fn times(self, j: usize, v: T) -> T;
+    /// `v[k] w[j0 + k]` for the [`LANES`] values of `v` (one range check for all of them,
+    /// so the products vectorise).
+    fn times_lanes(self, j0: usize, v: &[T; LANES]) -> [T; LANES];
 }
 
 impl<T: Real> Weight<T> for &[T] {
@@ -236,12 +240,21 @@ impl<T: Real> Weight<T> for &[T] {
     fn times(self, j: usize, v: T) -> T {
         v * self[j]
     }
+    #[inline(always)]
+    fn times_lanes(self, j0: usize, v: &[T; LANES]) -> [T; LANES] {
+        let w: &[T; LANES] = self[j0..j0 + LANES].try_into().expect("LANES values");
+        std::array::from_fn(|k| v[k] * w[k])
+    }
 }
 
-impl<T> Weight<T> for Ones {
+impl<T: Copy> Weight<T> for Ones {
     #[inline(always)]
     fn times(self, _: usize, v: T) -> T {
         v
+    }
+    #[inline(always)]
+    fn times_lanes(self, _: usize, v: &[T; LANES]) -> [T; LANES] {
+        *v
     }
 }
 
@@ -251,13 +264,13 @@ impl<T> Weight<T> for Ones {
 fn gradient_sums<T: Real>(g: &[T], x: &[T], w: impl Weight<T>, (mean, invstd): (T, T)) -> (T, T) {
     let (mut plain, mut products) = ([T::ZERO; LANES], [T::ZERO; LANES]);
     let x = &x[..g.len()];
-    let full = g.len() / LANES * LANES;
-    for j0 in (0..full).step_by(LANES) {
-        let (gs, xs) = (&g[j0..j0 + LANES], &x[j0..j0 + LANES]);
+    let (g_chunks, x_chunks) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+    let full = g.len() - g_chunks.remainder().len();
+    for (j0, (gs, xs)) in (0..full).step_by(LANES).zip(g_chunks.zip(x_chunks)) {
+        let h = w.times_lanes(j0, gs.try_into().expect("LANES values"));
         for k in 0..LANES {
-            let h = w.times(j0 + k, gs[k]);
-            plain[k] += h;
-            products[k] += h * ((xs[k] - mean) * invstd);
+            plain[k] += h[k];
+            products[k] += h[k] * ((xs[k] - mean) * invstd);
         }
     }
     let (mut plain_rest, mut products_rest) = (T::ZERO, T::ZERO);

@@ -937,7 +937,11 @@ pub(crate) const LANES: usize = 16;
 
 /// The sum of [`LANES`] running sums, combined pairwise.
 #[inline(always)]
-pub(crate) fn combine_lanes<T: Real>(mut lanes: [T; LANES]) -> T {
+pub(crate) fn combine_lanes<T: Real>(lanes: [T; LANES]) -> T {
+    // Opaque to the optimiser: seen through, this pairwise tree leads the compiler to build
+    // the loop that accumulated `lanes` from two-float vectors, loading the data one or two
+    // floats at a time, instead of whole 16-lane vectors.
+    let mut lanes = std::hint::black_box(lanes);
     let mut width = LANES;
     while width > 1 {
         width /= 2;
