@@ -286,6 +286,54 @@ pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl El
     run_widest(Map(src, dst, f))
 }
 
+/// `(first[i], second[i]) = f(src[i])` for every element of `src` (all three of one
+/// length), with the widest vectors the CPU has: a function with two results, such as a
+/// value and its derivative sharing their work.
+///
+/// ```
+/// use std::mem::MaybeUninit;
+/// let (mut a, mut b) = ([MaybeUninit::<f64>::uninit(); 2], [MaybeUninit::<f64>::uninit(); 2]);
+/// tapegrad_kernels::simd::map_pairs_widest(&[1.0, 3.0], &mut a, &mut b, &|x: f64| (x * x, 2.0 * x));
+/// assert_eq!(a.map(|v| unsafe { v.assume_init() }), [1.0, 9.0]);
+/// assert_eq!(b.map(|v| unsafe { v.assume_init() }), [2.0, 6.0]);
+/// ```
+///
+/// # Panics
+/// If the three slices differ in length.
+#[inline]
+pub fn map_pairs_widest<T: Copy, U, V>(
+    src: &[T],
+    first: &mut [MaybeUninit<U>],
+    second: &mut [MaybeUninit<V>],
+    f: &impl ElementFn<T, (U, V)>,
+) {
+    assert!(
+        first.len() == src.len() && second.len() == src.len(),
+        "map_pairs_widest: {} inputs for {} and {} outputs",
+        src.len(),
+        first.len(),
+        second.len()
+    );
+    struct MapPairs<'a, T, U, V, F>(
+        &'a [T],
+        &'a mut [MaybeUninit<U>],
+        &'a mut [MaybeUninit<V>],
+        &'a F,
+    );
+    impl<T: Copy, U, V, F: ElementFn<T, (U, V)>> WidestLoop for MapPairs<'_, T, U, V, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            for ((a, b), &x) in self.1.iter_mut().zip(self.2.iter_mut()).zip(self.0) {
+                let (u, v) = self.3.call(x);
+                a.write(u);
+                b.write(v);
+            }
+        }
+    }
+    run_widest(MapPairs(src, first, second, f))
+}
+
 /// `x = f(x)` for every element of `data`, with the widest vectors the CPU has (see
 /// [`map_widest`]). Wider vectors also mean fewer of the slow microcode steps some CPUs take
 /// per instruction on subnormal floats.

@@ -283,6 +283,40 @@ fn parallel_chunk(n: usize) -> usize {
     (n / (4 * rayon::current_num_threads())).max(THRESHOLD / 4).next_multiple_of(64)
 }
 
+/// A function with two results applied to every element of a contiguous slice, both
+/// written in the same pass (a value and its derivative, which share their work), on
+/// rayon's threads when the slice is long.
+///
+/// ```
+/// use tapegrad_kernels::strided::map_pairs;
+/// let (y, dy) = map_pairs(&[1.0f64, 3.0], |x: f64| (x * x, 2.0 * x));
+/// assert_eq!((y, dy), (vec![1.0, 9.0], vec![2.0, 6.0]));
+/// ```
+pub fn map_pairs<T: Copy + Sync, U: Send, V: Send>(
+    data: &[T],
+    f: impl ElementFn<T, (U, V)>,
+) -> (Vec<U>, Vec<V>) {
+    let n = data.len();
+    let (mut first, mut second) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (a, b) = (&mut first.spare_capacity_mut()[..n], &mut second.spare_capacity_mut()[..n]);
+    if start_parallel(n) {
+        let chunk = parallel_chunk(n);
+        a.par_chunks_mut(chunk)
+            .zip(b.par_chunks_mut(chunk))
+            .zip(data.par_chunks(chunk))
+            .for_each(|((a, b), src)| crate::simd::map_pairs_widest(src, a, b, &f));
+    } else {
+        crate::simd::map_pairs_widest(data, a, b, &f);
+    }
+    // SAFETY: both outputs' first `n` slots were written, chunk by chunk or in one pass
+    // (`map_pairs_widest` writes every slot of equally long slices).
+    unsafe {
+        first.set_len(n);
+        second.set_len(n);
+    }
+    (first, second)
+}
+
 /// `f` applied to every element of a view, in row-major order.
 ///
 /// ```

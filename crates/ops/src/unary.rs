@@ -20,22 +20,27 @@
 //! `create_graph`, tanh's and sigmoid's rules are each one recorded op of the gradient and
 //! the output (`output_rule`, PyTorch's `tanh_backward`), whose own rules are recorded ops
 //! again: a gradient penalty through a tanh network differentiates a few passes per layer
-//! rather than a dozen.
+//! rather than a dozen. GELU, whose derivative costs as much as its value, computes both in
+//! one pass when it is recorded on a large contiguous input and saves the derivative, so
+//! its fused rule is one multiplication.
 //!
 //! The methods are at the end of the file: [`UnaryOps`], with [`Exponent`] for `pow`.
 
 use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
 use std::panic::Location;
 
+use tapegrad_kernels::simd::ElementFn;
+use tapegrad_tape::layout::Layout;
 use tapegrad_tape::layout::same_shape;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Element, Result, Tensor, ensure_float, or_panic, record_with_tangent,
+    Backward, BackwardCtx, Element, Result, Storage, Tensor, ensure_float, kernels, or_panic,
+    record_with_tangent, will_record,
 };
 
 use crate::binary::{select_grad, try_where};
 use crate::elementwise::{
-    GradFn, fused_rule, grad_fn, grad_value, mask, unary, unary_fn, unary_with,
+    GradFn, Special, UnaryFn, fused_rule, grad_fn, grad_value, mask, unary, unary_fn, unary_with,
 };
 use crate::options::setters;
 
@@ -75,6 +80,19 @@ grad_fn!(SiluGrad, |g, x| {
 });
 // d/dx x Phi(x) = Phi(x) + x phi(x).
 grad_fn!(GeluErfGrad, |g, x| g * x.gelu_derivative());
+// The gradient times a derivative saved by the forward pass.
+grad_fn!(TimesDerivative, |g, d| g * d);
+
+/// GELU and its derivative of one element: two inlined functions of the same normal tail
+/// and density, which the compiler evaluates once for both.
+struct GeluErfWithDerivative;
+
+impl<T: Special> ElementFn<T, (T, T)> for GeluErfWithDerivative {
+    #[inline(always)]
+    fn call(&self, x: T) -> (T, T) {
+        (GeluErf::apply(x), x.gelu_derivative())
+    }
+}
 // y = x/2 (1 + tanh u), u = c (x + k x^3): dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2).
 grad_fn!(GeluTanhGrad, |g, x| {
     let (half, c, k) =
@@ -383,20 +401,72 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
             .save(x)
         });
     }
+    let location = Location::caller();
+    if let Some((y, derivative)) = gelu_and_derivative(x) {
+        return record_with_tangent(
+            "gelu",
+            location,
+            &[x],
+            y,
+            || {
+                Backward::new(|ctx| {
+                    let d = ctx.saved(1);
+                    if let Some(g) = fused_rule::<TimesDerivative>(ctx, (&d.storage(), d.layout()))
+                    {
+                        return smallvec![Some(g)];
+                    }
+                    smallvec![Some(gelu_gradient(ctx))]
+                })
+                .save(x)
+                .save(&derivative)
+            },
+            |ctx| ctx.elementwise(),
+        );
+    }
     unary::<GeluErf>("gelu", x, || {
         Backward::new(|ctx| {
-            // d x Phi(x) = Phi(x) + x phi(x)
             let x = ctx.saved(0);
             if let Some(g) = fused_rule::<GeluErfGrad>(ctx, (&x.storage(), x.layout())) {
                 return smallvec![Some(g)];
             }
-            let cdf = erf(&x.div_scalar(SQRT_2)).add_scalar(1.0).mul_scalar(0.5);
-            let pdf = exp(&square(x).mul_scalar(-0.5))
-                .mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
-            smallvec![Some(ctx.grad() * &(&cdf + &(x * &pdf)))]
+            smallvec![Some(gelu_gradient(ctx))]
         })
         .save(x)
     })
+}
+
+/// Below this many elements GELU's backward evaluates the derivative again instead of
+/// keeping one from the forward pass: for small tensors a second buffer and saved tensor
+/// cost more than the evaluation.
+const GELU_SAVES_DERIVATIVE_FROM: usize = 4096;
+
+/// GELU of `x` and its derivative, from one evaluation per element, when the op will be
+/// recorded and `x` is a large contiguous float tensor (the backward pass then multiplies
+/// by the saved derivative instead of evaluating the normal distribution again); `None`
+/// otherwise.
+fn gelu_and_derivative(x: &Tensor) -> Option<(Tensor, Tensor)> {
+    let layout = x.layout();
+    let n = layout.numel();
+    if n < GELU_SAVES_DERIVATIVE_FROM || !layout.is_contiguous() || !will_record(&[x]) {
+        return None;
+    }
+    let range = layout.offset()..layout.offset() + n;
+    let (y, derivative) = match x.storage() {
+        Storage::F32(v) => kernels::map_pairs_into_storage(&v[range], GeluErfWithDerivative),
+        Storage::F64(v) => kernels::map_pairs_into_storage(&v[range], GeluErfWithDerivative),
+        Storage::I64(_) | Storage::Bool(_) => return None,
+    };
+    let shape = Layout::contiguous(x.shape());
+    Some((Tensor::from_storage(y, shape.clone()), Tensor::from_storage(derivative, shape)))
+}
+
+/// GELU's input gradient `g (Phi(x) + x phi(x))` in recorded ops, for `create_graph`.
+fn gelu_gradient(ctx: &BackwardCtx<'_>) -> Tensor {
+    let x = ctx.saved(0);
+    let cdf = erf(&x.div_scalar(SQRT_2)).add_scalar(1.0).mul_scalar(0.5);
+    let pdf =
+        exp(&square(x).mul_scalar(-0.5)).mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+    ctx.grad() * &(&cdf + &(x * &pdf))
 }
 
 /// `ln(1 + e^(beta x)) / beta`, linear above `threshold` as in PyTorch.

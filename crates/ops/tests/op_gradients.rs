@@ -94,3 +94,44 @@ fn tanh_and_sigmoid_differentiate_to_the_third_order() {
         }
     }
 }
+
+/// GELU keeps its derivative from the forward pass for large contiguous inputs (and
+/// evaluates it again in backward otherwise): the first two derivatives on a tensor past
+/// that size against closed forms, and in f32 the same gradient bits either way.
+#[test]
+fn gelu_derivatives_on_large_tensors() {
+    use tapegrad_ops::prelude::*;
+    use tapegrad_tape::{GradOptions, grad};
+    let n = 6000;
+    let values: Vec<f64> = (0..n).map(|i| -7.0 + 14.0 * i as f64 / (n - 1) as f64).collect();
+    let x = Tensor::from_vec(values.clone(), &[60, 100]).requires_grad();
+    let options = GradOptions::new().create_graph(true);
+    let first = grad(&[&x.gelu().sum()], &[&x], options)[0].clone().expect("x is used");
+    let second = grad(&[&first.sum()], &[&x], GradOptions::new())[0].clone().expect("x is used");
+    let (first, second) = (first.to_vec::<f64>(), second.to_vec::<f64>());
+    for (i, &v) in values.iter().enumerate() {
+        let density = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let cdf = 0.5 * libm::erfc(-v / std::f64::consts::SQRT_2);
+        let want = [cdf + v * density, density * (2.0 - v * v)];
+        for (order, (got, want)) in [first[i], second[i]].into_iter().zip(want).enumerate() {
+            assert!(
+                (got - want).abs() <= 1e-12,
+                "gelu derivative {} at {v}: {got} vs {want}",
+                order + 1
+            );
+        }
+    }
+
+    // f32: contiguous (derivative saved) and transposed (evaluated in backward) inputs.
+    let values = Tensor::randn(&[100, 60]).mul_scalar(3.0);
+    let contiguous = values.t().contiguous().requires_grad();
+    let strided_leaf = values.requires_grad();
+    let strided = strided_leaf.t();
+    assert!(!strided.is_contiguous());
+    let upstream = Tensor::randn(&[60, 100]);
+    (contiguous.gelu() * &upstream).sum().backward();
+    (strided.gelu() * &upstream).sum().backward();
+    let saved = contiguous.grad().expect("gradient").to_vec::<f32>();
+    let evaluated = strided_leaf.grad().expect("gradient").t().contiguous().to_vec::<f32>();
+    assert!(saved.iter().zip(&evaluated).all(|(a, b)| a.to_bits() == b.to_bits()));
+}

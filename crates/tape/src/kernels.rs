@@ -60,6 +60,22 @@ pub fn map_elements_into_storage<T: Copy + Sync, U: StorageElement>(
     U::wrap(map_elements(data, layout, f))
 }
 
+/// [`map_pairs`] of a contiguous slice straight into two [`Storage`]s.
+///
+/// ```
+/// use tapegrad_tape::kernels::map_pairs_into_storage;
+/// let (y, dy) = map_pairs_into_storage(&[3.0f64], |x: f64| (x * x, 2.0 * x));
+/// assert_eq!((y.as_slice::<f64>().unwrap(), dy.as_slice::<f64>().unwrap()), (&[9.0][..], &[6.0][..]));
+/// ```
+#[inline]
+pub fn map_pairs_into_storage<T: Copy + Sync, U: StorageElement, V: StorageElement>(
+    data: &[T],
+    f: impl ElementFn<T, (U, V)>,
+) -> (Storage, Storage) {
+    let (first, second) = map_pairs(data, f);
+    (U::wrap(first), V::wrap(second))
+}
+
 /// [`zip_map`] straight into [`Storage`], tiny results in place and small ones in a single
 /// allocation (see [`map_into_storage`]).
 ///
