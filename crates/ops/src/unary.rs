@@ -20,13 +20,14 @@
 //! `create_graph`, tanh's and sigmoid's rules are each one recorded op of the gradient and
 //! the output (`output_rule`, PyTorch's `tanh_backward`), whose own rules are recorded ops
 //! again: a gradient penalty through a tanh network differentiates a few passes per layer
-//! rather than a dozen. GELU, whose derivative costs as much as its value, computes both in
-//! one pass when it is recorded on a large contiguous input and saves the derivative, so
-//! its fused rule is one multiplication.
+//! rather than a dozen. GELU and SiLU, whose derivatives cost as much as their values,
+//! compute both in one pass when recorded on a large contiguous input and save the
+//! derivative, so that their fused rule is one multiplication (`unary_saving_derivative`).
 //!
 //! The methods are at the end of the file: [`UnaryOps`], with [`Exponent`] for `pow`.
 
 use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
+use std::marker::PhantomData;
 use std::panic::Location;
 
 use tapegrad_kernels::simd::ElementFn;
@@ -83,16 +84,18 @@ grad_fn!(GeluErfGrad, |g, x| g * x.gelu_derivative());
 // The gradient times a derivative saved by the forward pass.
 grad_fn!(TimesDerivative, |g, d| g * d);
 
-/// GELU and its derivative of one element: two inlined functions of the same normal tail
-/// and density, which the compiler evaluates once for both.
-struct GeluErfWithDerivative;
+/// `F` and its derivative `G(1, x)` of one element (`G(g, x) = g F'(x)`, the product
+/// taken last, so `G(g, x)` and `g` times the derivative are the same bits): two inlined
+/// functions whose common work (GELU's normal tail, SiLU's sigmoid) the compiler does once.
+struct WithDerivative<F, G>(PhantomData<fn() -> (F, G)>);
 
-impl<T: Special> ElementFn<T, (T, T)> for GeluErfWithDerivative {
+impl<F: UnaryFn, G: GradFn, T: Special> ElementFn<T, (T, T)> for WithDerivative<F, G> {
     #[inline(always)]
     fn call(&self, x: T) -> (T, T) {
-        (GeluErf::apply(x), x.gelu_derivative())
+        (F::apply(x), G::apply(T::ONE, x))
     }
 }
+
 // y = x/2 (1 + tanh u), u = c (x + k x^3): dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2).
 grad_fn!(GeluTanhGrad, |g, x| {
     let (half, c, k) =
@@ -105,7 +108,7 @@ grad_fn!(GeluTanhGrad, |g, x| {
 unary_fn!(GeluTanh, |x| {
     let c = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
     let half = T::from_f64(0.5);
-    half * x * (T::ONE + (c * (x + T::from_f64(0.044715) * x * x * x)).tanh())
+    half * x * (T::ONE + (c * (x + T::from_f64(0.044715) * x * x * x)).tanh_vectorisable())
 });
 
 /// A logistic function that never overflows: `exp` is only taken of non-positive values.
@@ -362,18 +365,12 @@ pub(crate) fn erf(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn silu(x: &Tensor) -> Tensor {
-    unary::<Silu>("silu", x, || {
-        // d x s(x) = s (1 + x (1 - s))
-        Backward::new(|ctx| {
-            let x = ctx.saved(0);
-            if let Some(g) = fused_rule::<SiluGrad>(ctx, (&x.storage(), x.layout())) {
-                return smallvec![Some(g)];
-            }
-            let s = sigmoid_op(x);
-            let d = &s * &(x * &s.rsub_scalar(1.0)).add_scalar(1.0);
-            smallvec![Some(ctx.grad() * &d)]
-        })
-        .save(x)
+    // d x s(x) = s (1 + x (1 - s))
+    unary_saving_derivative::<Silu, SiluGrad>("silu", x, |ctx| {
+        let x = ctx.saved(0);
+        let s = sigmoid_op(x);
+        let d = &s * &(x * &s.rsub_scalar(1.0)).add_scalar(1.0);
+        ctx.grad() * &d
     })
 }
 
@@ -381,92 +378,91 @@ pub(crate) fn silu(x: &Tensor) -> Tensor {
 #[track_caller]
 pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
     if tanh_approximation {
-        return unary::<GeluTanh>("gelu_tanh", x, || {
-            Backward::new(|ctx| {
-                // y = x/2 (1 + tanh u), u = c (x + k x^3):
-                // dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2)
-                let x = ctx.saved(0);
-                if let Some(g) = fused_rule::<GeluTanhGrad>(ctx, (&x.storage(), x.layout())) {
-                    return smallvec![Some(g)];
-                }
-                let c = (2.0 / std::f64::consts::PI).sqrt();
-                let k = 0.044715;
-                let x2 = square(x);
-                let t = tanh(&(x + &(&x2 * x).mul_scalar(k)).mul_scalar(c));
-                let du = x2.mul_scalar(3.0 * k).add_scalar(1.0).mul_scalar(c);
-                let d = &t.add_scalar(1.0).mul_scalar(0.5)
-                    + &(&(x * &square(&t).rsub_scalar(1.0)) * &du).mul_scalar(0.5);
-                smallvec![Some(ctx.grad() * &d)]
-            })
-            .save(x)
+        // y = x/2 (1 + tanh u), u = c (x + k x^3):
+        // dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2)
+        return unary_saving_derivative::<GeluTanh, GeluTanhGrad>("gelu_tanh", x, |ctx| {
+            let x = ctx.saved(0);
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let k = 0.044715;
+            let x2 = square(x);
+            let t = tanh(&(x + &(&x2 * x).mul_scalar(k)).mul_scalar(c));
+            let du = x2.mul_scalar(3.0 * k).add_scalar(1.0).mul_scalar(c);
+            let d = &t.add_scalar(1.0).mul_scalar(0.5)
+                + &(&(x * &square(&t).rsub_scalar(1.0)) * &du).mul_scalar(0.5);
+            ctx.grad() * &d
         });
     }
+    // d x Phi(x) = Phi(x) + x phi(x)
+    unary_saving_derivative::<GeluErf, GeluErfGrad>("gelu", x, |ctx| {
+        let x = ctx.saved(0);
+        let cdf = erf(&x.div_scalar(SQRT_2)).add_scalar(1.0).mul_scalar(0.5);
+        let pdf =
+            exp(&square(x).mul_scalar(-0.5)).mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+        ctx.grad() * &(&cdf + &(x * &pdf))
+    })
+}
+
+/// Records `F` on `x` (saving `x`) with a rule that multiplies the gradient by `F`'s
+/// derivative, `G(g, x) = g F'(x)`, in one fused pass without `create_graph`, and is
+/// `composed` (recorded ops) with it. Recorded on a large contiguous input, the forward
+/// pass computes the derivative beside the value and saves it, so backward multiplies
+/// instead of evaluating a function as costly as `F` again (GELU, SiLU); otherwise the
+/// rule evaluates `G`.
+#[track_caller]
+fn unary_saving_derivative<F: UnaryFn, G: GradFn>(
+    op: &'static str,
+    x: &Tensor,
+    composed: impl Fn(&BackwardCtx<'_>) -> Tensor + Copy + Send + Sync + 'static,
+) -> Tensor {
     let location = Location::caller();
-    if let Some((y, derivative)) = gelu_and_derivative(x) {
-        return record_with_tangent(
-            "gelu",
-            location,
-            &[x],
-            y,
-            || {
-                Backward::new(|ctx| {
-                    let d = ctx.saved(1);
-                    if let Some(g) = fused_rule::<TimesDerivative>(ctx, (&d.storage(), d.layout()))
-                    {
-                        return smallvec![Some(g)];
-                    }
-                    smallvec![Some(gelu_gradient(ctx))]
-                })
-                .save(x)
-                .save(&derivative)
-            },
-            |ctx| ctx.elementwise(),
-        );
+    if let Some((y, derivative)) = value_and_derivative::<F, G>(x) {
+        let make = || {
+            Backward::new(move |ctx| {
+                let d = ctx.saved(1);
+                if let Some(g) = fused_rule::<TimesDerivative>(ctx, (&d.storage(), d.layout())) {
+                    return smallvec![Some(g)];
+                }
+                smallvec![Some(composed(ctx))]
+            })
+            .save(x)
+            .save(&derivative)
+        };
+        return record_with_tangent(op, location, &[x], y, make, |ctx| ctx.elementwise());
     }
-    unary::<GeluErf>("gelu", x, || {
-        Backward::new(|ctx| {
+    unary::<F>(op, x, || {
+        Backward::new(move |ctx| {
             let x = ctx.saved(0);
-            if let Some(g) = fused_rule::<GeluErfGrad>(ctx, (&x.storage(), x.layout())) {
+            if let Some(g) = fused_rule::<G>(ctx, (&x.storage(), x.layout())) {
                 return smallvec![Some(g)];
             }
-            smallvec![Some(gelu_gradient(ctx))]
+            smallvec![Some(composed(ctx))]
         })
         .save(x)
     })
 }
 
-/// Below this many elements GELU's backward evaluates the derivative again instead of
-/// keeping one from the forward pass: for small tensors a second buffer and saved tensor
-/// cost more than the evaluation.
-const GELU_SAVES_DERIVATIVE_FROM: usize = 4096;
+/// Below this many elements a rule evaluates the derivative again instead of keeping one
+/// from the forward pass: for small tensors a second buffer and saved tensor cost more than
+/// the evaluation.
+const SAVES_DERIVATIVE_FROM: usize = 4096;
 
-/// GELU of `x` and its derivative, from one evaluation per element, when the op will be
-/// recorded and `x` is a large contiguous float tensor (the backward pass then multiplies
-/// by the saved derivative instead of evaluating the normal distribution again); `None`
-/// otherwise.
-fn gelu_and_derivative(x: &Tensor) -> Option<(Tensor, Tensor)> {
+/// `F(x)` and its derivative `G(1, x)` from one pass over `x`, when the op will be recorded
+/// and `x` is a large contiguous float tensor; `None` otherwise.
+fn value_and_derivative<F: UnaryFn, G: GradFn>(x: &Tensor) -> Option<(Tensor, Tensor)> {
     let layout = x.layout();
     let n = layout.numel();
-    if n < GELU_SAVES_DERIVATIVE_FROM || !layout.is_contiguous() || !will_record(&[x]) {
+    if n < SAVES_DERIVATIVE_FROM || !layout.is_contiguous() || !will_record(&[x]) {
         return None;
     }
     let range = layout.offset()..layout.offset() + n;
+    let both = WithDerivative::<F, G>(PhantomData);
     let (y, derivative) = match x.storage() {
-        Storage::F32(v) => kernels::map_pairs_into_storage(&v[range], GeluErfWithDerivative),
-        Storage::F64(v) => kernels::map_pairs_into_storage(&v[range], GeluErfWithDerivative),
+        Storage::F32(v) => kernels::map_pairs_into_storage(&v[range], both),
+        Storage::F64(v) => kernels::map_pairs_into_storage(&v[range], both),
         Storage::I64(_) | Storage::Bool(_) => return None,
     };
     let shape = Layout::contiguous(x.shape());
     Some((Tensor::from_storage(y, shape.clone()), Tensor::from_storage(derivative, shape)))
-}
-
-/// GELU's input gradient `g (Phi(x) + x phi(x))` in recorded ops, for `create_graph`.
-fn gelu_gradient(ctx: &BackwardCtx<'_>) -> Tensor {
-    let x = ctx.saved(0);
-    let cdf = erf(&x.div_scalar(SQRT_2)).add_scalar(1.0).mul_scalar(0.5);
-    let pdf =
-        exp(&square(x).mul_scalar(-0.5)).mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
-    ctx.grad() * &(&cdf + &(x * &pdf))
 }
 
 /// `ln(1 + e^(beta x)) / beta`, linear above `threshold` as in PyTorch.

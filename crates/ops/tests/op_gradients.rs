@@ -95,43 +95,62 @@ fn tanh_and_sigmoid_differentiate_to_the_third_order() {
     }
 }
 
-/// GELU keeps its derivative from the forward pass for large contiguous inputs (and
-/// evaluates it again in backward otherwise): the first two derivatives on a tensor past
-/// that size against closed forms, and in f32 the same gradient bits either way.
+/// GELU and SiLU keep their derivative from the forward pass for large contiguous inputs
+/// (and evaluate it again in backward otherwise): GELU's first two derivatives on a tensor
+/// past that size against closed forms, and for each of them the same derivatives, to the
+/// bit, from a contiguous input and from a transposed view of the same values.
 #[test]
-fn gelu_derivatives_on_large_tensors() {
+fn saved_derivatives_of_gelu_and_silu_on_large_tensors() {
     use tapegrad_ops::prelude::*;
-    use tapegrad_tape::{GradOptions, grad};
+    use tapegrad_tape::DType;
     let n = 6000;
     let values: Vec<f64> = (0..n).map(|i| -7.0 + 14.0 * i as f64 / (n - 1) as f64).collect();
     let x = Tensor::from_vec(values.clone(), &[60, 100]).requires_grad();
-    let options = GradOptions::new().create_graph(true);
-    let first = grad(&[&x.gelu().sum()], &[&x], options)[0].clone().expect("x is used");
-    let second = grad(&[&first.sum()], &[&x], GradOptions::new())[0].clone().expect("x is used");
-    let (first, second) = (first.to_vec::<f64>(), second.to_vec::<f64>());
+    let [plain, first, second] = derivatives(&x, |x| x.gelu());
     for (i, &v) in values.iter().enumerate() {
         let density = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
         let cdf = 0.5 * libm::erfc(-v / std::f64::consts::SQRT_2);
-        let want = [cdf + v * density, density * (2.0 - v * v)];
-        for (order, (got, want)) in [first[i], second[i]].into_iter().zip(want).enumerate() {
-            assert!(
-                (got - want).abs() <= 1e-12,
-                "gelu derivative {} at {v}: {got} vs {want}",
-                order + 1
-            );
+        let (d1, d2) = (cdf + v * density, density * (2.0 - v * v));
+        for (what, got, want) in
+            [("first", plain[i], d1), ("first", first[i], d1), ("second", second[i], d2)]
+        {
+            assert!((got - want).abs() <= 1e-12, "gelu {what} derivative at {v}: {got} vs {want}");
         }
     }
 
-    // f32: contiguous (derivative saved) and transposed (evaluated in backward) inputs.
-    let values = Tensor::randn(&[100, 60]).mul_scalar(3.0);
-    let contiguous = values.t().contiguous().requires_grad();
-    let strided_leaf = values.requires_grad();
-    let strided = strided_leaf.t();
-    assert!(!strided.is_contiguous());
-    let upstream = Tensor::randn(&[60, 100]);
-    (contiguous.gelu() * &upstream).sum().backward();
-    (strided.gelu() * &upstream).sum().backward();
-    let saved = contiguous.grad().expect("gradient").to_vec::<f32>();
-    let evaluated = strided_leaf.grad().expect("gradient").t().contiguous().to_vec::<f32>();
-    assert!(saved.iter().zip(&evaluated).all(|(a, b)| a.to_bits() == b.to_bits()));
+    type Op = fn(&Tensor) -> Tensor;
+    let ops: [(&str, Op); 3] = [
+        ("gelu", |x| x.gelu()),
+        ("gelu_tanh", |x| x.gelu_with(tapegrad_ops::GeluApproximate::Tanh)),
+        ("silu", |x| x.silu()),
+    ];
+    for (name, op) in ops {
+        for dtype in [DType::F64, DType::F32] {
+            let values = Tensor::randn(&[100, 60]).mul_scalar(3.0).to_dtype(dtype);
+            let contiguous = values.t().contiguous().requires_grad();
+            let leaf = values.requires_grad();
+            let view = leaf.t();
+            assert!(!view.is_contiguous());
+            let saved = derivatives(&contiguous, op);
+            let evaluated = derivatives(&view, op);
+            for (which, (a, b)) in saved.iter().zip(&evaluated).enumerate() {
+                let same = a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{name} {dtype:?}: derivative {which} differs between the paths");
+            }
+        }
+    }
+}
+
+/// Derivatives of an elementwise `f` at every element of `x`, in f64: the first from a
+/// plain backward pass, the first again through `create_graph`, and the second from that.
+fn derivatives(x: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> [Vec<f64>; 3] {
+    use tapegrad_ops::prelude::*;
+    use tapegrad_tape::{DType, GradOptions, grad};
+    // Kept: `x` may be a recorded view, used again below.
+    let keep = GradOptions::new().retain_graph(true);
+    let plain = grad(&[&f(x).sum()], &[x], keep)[0].clone().expect("x is used");
+    let options = GradOptions::new().create_graph(true);
+    let first = grad(&[&f(x).sum()], &[x], options)[0].clone().expect("x is used");
+    let second = grad(&[&first.sum()], &[x], GradOptions::new())[0].clone().expect("x is used");
+    [plain, first, second].map(|d| d.contiguous().to_dtype(DType::F64).to_vec::<f64>())
 }
