@@ -181,6 +181,7 @@ pub trait Float:
     + pool::MaxPool2x2
     + fast_math::Tanh
     + fast_math::Exp
+    + fast_math::Ln
     + fast_math::Softplus
     + softmax::Softmax
 {

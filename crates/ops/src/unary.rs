@@ -46,7 +46,7 @@ use crate::elementwise::{
 use crate::options::setters;
 
 unary_fn!(Exp, |x| x.exp_vectorisable());
-unary_fn!(Log, |x| x.ln());
+unary_fn!(Log, |x| x.ln_vectorisable());
 unary_fn!(Log1p, |x| x.ln_1p());
 unary_fn!(Tanh, |x| x.tanh_vectorisable());
 unary_fn!(Sigmoid, |x| sigmoid(x));
