@@ -182,6 +182,7 @@ pub trait Float:
     + fast_math::Tanh
     + fast_math::Exp
     + fast_math::Ln
+    + fast_math::SinCos
     + fast_math::Softplus
     + softmax::Softmax
 {

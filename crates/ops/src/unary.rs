@@ -30,6 +30,7 @@ use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
 use std::marker::PhantomData;
 use std::panic::Location;
 
+use tapegrad_kernels::fast_math::SIN_COS_BOUND;
 use tapegrad_kernels::simd::ElementFn;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::layout::same_shape;
@@ -67,6 +68,8 @@ unary_fn!(Square, |x| x * x);
 unary_fn!(Reciprocal, |x| T::ONE / x);
 unary_fn!(Sin, |x| x.sin());
 unary_fn!(Cos, |x| x.cos());
+unary_fn!(SinInRange, |x| x.sin_in_range());
+unary_fn!(CosInRange, |x| x.cos_in_range());
 unary_fn!(Erf, |x| x.erf());
 unary_fn!(Silu, |x| x * sigmoid(x));
 unary_fn!(GeluErf, |x| x * x.normal_cdf());
@@ -338,16 +341,38 @@ pub(crate) fn reciprocal(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn sin(x: &Tensor) -> Tensor {
-    unary::<Sin>("sin", x, || {
-        Backward::new(|ctx| smallvec![Some(ctx.grad() * &cos(ctx.saved(0)))]).save(x)
-    })
+    let rule = || Backward::new(|ctx| smallvec![Some(ctx.grad() * &cos(ctx.saved(0)))]).save(x);
+    if within_sin_cos_bound(x) {
+        unary::<SinInRange>("sin", x, rule)
+    } else {
+        unary::<Sin>("sin", x, rule)
+    }
 }
 
 #[track_caller]
 pub(crate) fn cos(x: &Tensor) -> Tensor {
-    unary::<Cos>("cos", x, || {
-        Backward::new(|ctx| smallvec![Some(-(ctx.grad() * &sin(ctx.saved(0))))]).save(x)
-    })
+    let rule = || Backward::new(|ctx| smallvec![Some(-(ctx.grad() * &sin(ctx.saved(0))))]).save(x);
+    if within_sin_cos_bound(x) {
+        unary::<CosInRange>("cos", x, rule)
+    } else {
+        unary::<Cos>("cos", x, rule)
+    }
+}
+
+/// Whether `x` is a contiguous f32 tensor whose every value lies within the vectorised sine's
+/// and cosine's domain (`|v| <= SIN_COS_BOUND`, NaN included); f64 and other tensors take the
+/// standard library's functions.
+fn within_sin_cos_bound(x: &Tensor) -> bool {
+    let layout = x.layout();
+    if !layout.is_contiguous() {
+        return false;
+    }
+    let range = layout.offset()..layout.offset() + layout.numel();
+    match x.storage() {
+        // A count rather than `all`, so that the loop vectorises.
+        Storage::F32(v) => v[range].iter().filter(|v| v.abs() > SIN_COS_BOUND).count() == 0,
+        _ => false,
+    }
 }
 
 /// The error function (PyTorch's `torch.erf`).

@@ -752,3 +752,34 @@ fn linear_with_no_input_features_gives_the_bias() {
     assert_eq!(w.grad().unwrap().shape(), &[2, 0]);
     assert_eq!(v64(&b.grad().unwrap()), vec![3.0, 3.0]);
 }
+
+/// f32 sine, cosine and logarithm against f64's, within one step of f32: sine and cosine in
+/// the vectorised range and, for a tensor holding a value past it (and infinity), through
+/// libm; the logarithm across exponents and at its special values.
+#[test]
+fn f32_sin_cos_and_log_are_within_one_step_of_f64() {
+    let steps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
+    let check = |values: Vec<f32>| {
+        let x = Tensor::from_vec(values.clone(), &[values.len()]);
+        for (name, got, exact) in
+            [("sin", x.sin(), f64::sin as fn(f64) -> f64), ("cos", x.cos(), f64::cos)]
+        {
+            for (&v, g) in values.iter().zip(got.to_vec::<f32>()) {
+                let want = exact(f64::from(v)) as f32;
+                let same = g.is_nan() && want.is_nan() || steps(g, want) <= 1;
+                assert!(same, "{name}({v:e}) = {g:e}, want {want:e}");
+            }
+        }
+    };
+    let in_range: Vec<f32> = (0..4000).map(|i| (i as f32 - 2000.0) * 0.37).collect();
+    check([in_range.clone(), vec![0.0, -0.0, 1e-30, 3.0e5, -1.0e6]].concat());
+    check([in_range, vec![3.0e7, -1.0e30, f32::INFINITY]].concat());
+
+    let positive: Vec<f32> = (1..4000).map(|i| f32::from_bits(i * 531_441)).collect();
+    let x = Tensor::from_vec(positive.clone(), &[positive.len()]);
+    for (&v, g) in positive.iter().zip(x.log().to_vec::<f32>()) {
+        assert!(steps(g, f64::from(v).ln() as f32) <= 1, "log({v:e}) = {g:e}");
+    }
+    let special = Tensor::from_vec(vec![0.0f32, -1.0, f32::INFINITY], &[3]).log().to_vec::<f32>();
+    assert!(special[0] == f32::NEG_INFINITY && special[1].is_nan() && special[2] == f32::INFINITY);
+}
