@@ -591,8 +591,8 @@ const BCE_EPSILON: f64 = 1e-12f32 as f64;
 /// One element of binary cross-entropy, with PyTorch's clamped logs.
 fn bce<T: Element>(p: T, y: T) -> T {
     let floor = T::from_f64(-100.0);
-    let log_p = p.ln();
-    let log_q = (-p).ln_1p();
+    let log_p = p.ln_vectorisable();
+    let log_q = (-p).ln_1p_vectorisable();
     // `max` written out: NaN must reach the loss, and `Float::max` would drop it.
     let log_p = if log_p < floor { floor } else { log_p };
     let log_q = if log_q < floor { floor } else { log_q };

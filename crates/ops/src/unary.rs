@@ -48,7 +48,7 @@ use crate::options::setters;
 
 unary_fn!(Exp, |x| x.exp_vectorisable());
 unary_fn!(Log, |x| x.ln_vectorisable());
-unary_fn!(Log1p, |x| x.ln_1p());
+unary_fn!(Log1p, |x| x.ln_1p_vectorisable());
 unary_fn!(Tanh, |x| x.tanh_vectorisable());
 unary_fn!(Sigmoid, |x| sigmoid(x));
 // `x < 0 ? 0 : x`, not `x > 0 ? x : 0`: NaN stays NaN and -0 stays -0 (PyTorch's values),

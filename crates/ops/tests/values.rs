@@ -753,11 +753,11 @@ fn linear_with_no_input_features_gives_the_bias() {
     assert_eq!(v64(&b.grad().unwrap()), vec![3.0, 3.0]);
 }
 
-/// f32 sine, cosine and logarithm against f64's, within one step of f32: sine and cosine in
+/// f32 sine, cosine, log and log1p against f64's, within one step of f32: sine and cosine in
 /// the vectorised range and, for a tensor holding a value past it (and infinity), through
-/// libm; the logarithm across exponents and at its special values.
+/// libm; the logarithms across exponents and log at its special values.
 #[test]
-fn f32_sin_cos_and_log_are_within_one_step_of_f64() {
+fn f32_sin_cos_and_logs_are_within_one_step_of_f64() {
     let steps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
     let check = |values: Vec<f32>| {
         let x = Tensor::from_vec(values.clone(), &[values.len()]);
@@ -782,4 +782,11 @@ fn f32_sin_cos_and_log_are_within_one_step_of_f64() {
     }
     let special = Tensor::from_vec(vec![0.0f32, -1.0, f32::INFINITY], &[3]).log().to_vec::<f32>();
     assert!(special[0] == f32::NEG_INFINITY && special[1].is_nan() && special[2] == f32::INFINITY);
+
+    let above_minus_one: Vec<f32> =
+        (1..4000).map(|i| -1.0 + f32::from_bits(i * 531_441)).filter(|v| *v > -1.0).collect();
+    let x = Tensor::from_vec(above_minus_one.clone(), &[above_minus_one.len()]);
+    for (&v, g) in above_minus_one.iter().zip(x.log1p().to_vec::<f32>()) {
+        assert!(steps(g, f64::from(v).ln_1p() as f32) <= 1, "log1p({v:e}) = {g:e}");
+    }
 }
