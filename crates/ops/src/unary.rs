@@ -552,12 +552,19 @@ pub(crate) fn clamp(x: &Tensor, min: Option<f64>, max: Option<f64>) -> Tensor {
 #[track_caller]
 pub(crate) fn pow_scalar(x: &Tensor, p: f64) -> Tensor {
     let p32 = p as f32;
-    // Squaring is the common case; `powf` would cost a libm call per element. PyTorch takes
-    // the exponents 1/2 and -1/2 as `sqrt` and `1 / sqrt`, which differ from `powf` at -inf
-    // (NaN, not inf) and -0 (-0 and -inf, not 0 and inf).
+    // PyTorch's special cases, whose values differ from `powf`'s (which would also cost a
+    // libm call per element): 2, 3 and -2 as products (`x * x * x` rounds twice), -1 as a
+    // reciprocal, 1/2 and -1/2 as `sqrt` and `1 / sqrt` (NaN, not inf, at -inf; -0 and -inf,
+    // not 0 and inf, at -0).
     let f32f = move |v: f32| {
         if p == 2.0 {
             v * v
+        } else if p == 3.0 {
+            v * v * v
+        } else if p == -1.0 {
+            1.0 / v
+        } else if p == -2.0 {
+            1.0 / (v * v)
         } else if p == 0.5 {
             v.sqrt()
         } else if p == -0.5 {
@@ -569,6 +576,12 @@ pub(crate) fn pow_scalar(x: &Tensor, p: f64) -> Tensor {
     let f64f = move |v: f64| {
         if p == 2.0 {
             v * v
+        } else if p == 3.0 {
+            v * v * v
+        } else if p == -1.0 {
+            1.0 / v
+        } else if p == -2.0 {
+            1.0 / (v * v)
         } else if p == 0.5 {
             v.sqrt()
         } else if p == -0.5 {

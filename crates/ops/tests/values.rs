@@ -790,3 +790,28 @@ fn f32_sin_cos_and_logs_are_within_one_step_of_f64() {
         assert!(steps(g, f64::from(v).ln_1p() as f32) <= 1, "log1p({v:e}) = {g:e}");
     }
 }
+
+/// Integer powers PyTorch computes as products and reciprocals come out with those values
+/// (not `powf`'s, which differ in the last bit): x^3 = x * x * x, x^-1 = 1 / x, x^-2 =
+/// 1 / (x * x); other exponents through `powf`.
+#[test]
+fn special_powers_are_products_as_in_pytorch() {
+    let values: Vec<f32> = (1..2000).map(|i| (i as f32 - 1000.5) * 0.0137).collect();
+    let x = Tensor::from_vec(values.clone(), &[values.len()]);
+    type Reference = fn(f32) -> f32;
+    let cases: [(f64, Reference); 4] = [
+        (3.0, |v| v * v * v),
+        (-1.0, |v| 1.0 / v),
+        (-2.0, |v| 1.0 / (v * v)),
+        (1.7, |v| v.powf(1.7)),
+    ];
+    for (p, want) in cases {
+        for (&v, got) in values.iter().zip(x.pow(p).to_vec::<f32>()) {
+            let w = want(v);
+            assert!(
+                got.to_bits() == w.to_bits() || got.is_nan() && w.is_nan(),
+                "{v}^{p}: {got} vs {w}"
+            );
+        }
+    }
+}
