@@ -777,48 +777,46 @@ mod tests {
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
     }
 
+    /// Asserts `f` within one step of `exact` (in f64, rounded to f32) on every input, and
+    /// that at most `1 / per` of them are a step off.
+    fn within_one_ulp(
+        name: &str,
+        inputs: impl Iterator<Item = f32>,
+        f: impl Fn(f32) -> f32,
+        exact: impl Fn(f64) -> f64,
+        per: usize,
+    ) {
+        let (mut off_by_one, mut samples) = (0usize, 0usize);
+        for x in inputs {
+            let (got, want) = (f(x), exact(f64::from(x)) as f32);
+            assert_eq!(got.is_sign_negative(), want.is_sign_negative(), "sign of {name}({x:e})");
+            let d = ulps(got, want);
+            assert!(d <= 1, "{name}({x:e}) = {got:e}, correctly rounded {want:e}: {d} ulps");
+            off_by_one += (d == 1) as usize;
+            samples += 1;
+        }
+        assert!(off_by_one * per < samples, "{name}: {off_by_one} of {samples} one ulp off");
+    }
+
     #[test]
     fn tanh_f32_is_within_one_ulp_of_the_correctly_rounded_value_everywhere() {
-        let (mut worst, mut off_by_one, mut samples) = (0, 0usize, 0usize);
-        // Every exponent and a spread of mantissas, positive and negative, subnormals included.
-        for bits in (0..0x7f80_0000u32).step_by(4099) {
-            for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
-                samples += 1;
-                let exact = (x as f64).tanh() as f32;
-                let got = tanh_f32(x);
-                assert_eq!(got.is_sign_negative(), exact.is_sign_negative(), "sign of tanh({x:e})");
-                let d = ulps(got, exact);
-                assert!(d <= 1, "tanh({x:e}) = {got:e}, correctly rounded {exact:e}: {d} ulps");
-                worst = worst.max(d);
-                off_by_one += (d == 1) as usize;
-            }
-        }
-        // Nearly every value is the correctly rounded one.
-        assert!(
-            off_by_one * 200 < samples,
-            "{off_by_one} of {samples} one ulp off (worst {worst})"
-        );
+        // Every exponent and a spread of mantissas, positive and negative, subnormals included;
+        // nearly every value is the correctly rounded one.
+        let inputs = (0..0x7f80_0000u32).step_by(4099).flat_map(|b| {
+            let x = f32::from_bits(b);
+            [x, -x]
+        });
+        within_one_ulp("tanh", inputs, tanh_f32, f64::tanh, 200);
     }
 
     #[test]
     fn ln_f32_is_within_one_ulp_of_the_correctly_rounded_value_everywhere() {
-        let (mut worst, mut off_by_one, mut samples) = (0, 0usize, 0usize);
         // Every exponent, subnormals included, and densely around 1, where the result is
-        // small.
+        // small. 2.7% one ulp off when this was written (SLEEF's `logf`, which PyTorch uses,
+        // has the same one-ulp bound).
         let every_exponent = (1..0x7f80_0000u32).step_by(4099).map(f32::from_bits);
         let near_one = (0..=(1 << 20)).map(|i| 0.5 + 1.5 * i as f32 / (1 << 20) as f32);
-        for x in every_exponent.chain(near_one) {
-            samples += 1;
-            let exact = (x as f64).ln() as f32;
-            let got = ln_f32(x);
-            let d = ulps(got, exact);
-            assert!(d <= 1, "ln({x:e}) = {got:e}, correctly rounded {exact:e}: {d} ulps");
-            worst = worst.max(d);
-            off_by_one += (d == 1) as usize;
-        }
-        // 2.7% one ulp off when this was written (SLEEF's `logf`, which PyTorch uses, has
-        // the same one-ulp bound).
-        assert!(off_by_one * 25 < samples, "{off_by_one} of {samples} one ulp off (worst {worst})");
+        within_one_ulp("ln", every_exponent.chain(near_one), ln_f32, f64::ln, 25);
     }
 
     #[test]
@@ -837,42 +835,25 @@ mod tests {
 
     #[test]
     fn sin_and_cos_f32_are_correctly_rounded_nearly_everywhere_in_range() {
-        let (mut off_by_one, mut samples) = (0usize, 0usize);
         let bound = super::SIN_COS_BOUND.to_bits();
-        let every_exponent = (0..=bound).step_by(1031).map(f32::from_bits);
-        let dense = (0..=(1 << 20)).map(|i| (i as f32 / (1 << 20) as f32 - 0.5) * 40.0);
-        for x in every_exponent.chain(dense).flat_map(|x| [x, -x]) {
-            for (name, got, exact) in [
-                ("sin", sin_f32(x), f64::from(x).sin() as f32),
-                ("cos", cos_f32(x), f64::from(x).cos() as f32),
-            ] {
-                samples += 1;
-                let d = ulps(got, exact);
-                assert!(d <= 1, "{name}({x:e}) = {got:e}, correctly rounded {exact:e}: {d} ulps");
-                off_by_one += (d == 1) as usize;
-            }
-        }
-        assert!(off_by_one * 10_000 < samples, "{off_by_one} of {samples} one ulp off");
+        let inputs = || {
+            let every_exponent = (0..=bound).step_by(1031).map(f32::from_bits);
+            let dense = (0..=(1 << 20)).map(|i| (i as f32 / (1 << 20) as f32 - 0.5) * 40.0);
+            every_exponent.chain(dense).flat_map(|x| [x, -x])
+        };
+        within_one_ulp("sin", inputs(), sin_f32, f64::sin, 10_000);
+        within_one_ulp("cos", inputs(), cos_f32, f64::cos, 10_000);
         assert_eq!(sin_f32(-0.0).to_bits(), (-0.0f32).to_bits());
         assert!(sin_f32(f32::NAN).is_nan() && cos_f32(f32::NAN).is_nan());
     }
 
     #[test]
     fn ln_1p_f32_is_within_one_ulp_of_the_correctly_rounded_value_everywhere() {
-        let (mut worst, mut off_by_one, mut samples) = (0, 0usize, 0usize);
         let positive = (1..0x7f80_0000u32).step_by(4099).map(f32::from_bits);
         let negative = (1..0x3f80_0000u32).step_by(4099).map(|b| -f32::from_bits(b));
         let dense = (1..(1 << 20)).map(|i| -1.0 + 4.0 * i as f32 / (1 << 20) as f32);
-        for x in positive.chain(negative).chain(dense) {
-            samples += 1;
-            let exact = f64::from(x).ln_1p() as f32;
-            let got = super::ln_1p_f32(x);
-            let d = ulps(got, exact);
-            assert!(d <= 1, "ln_1p({x:e}) = {got:e}, correctly rounded {exact:e}: {d} ulps");
-            worst = worst.max(d);
-            off_by_one += (d == 1) as usize;
-        }
-        assert!(off_by_one * 25 < samples, "{off_by_one} of {samples} one ulp off (worst {worst})");
+        let inputs = positive.chain(negative).chain(dense);
+        within_one_ulp("ln_1p", inputs, super::ln_1p_f32, f64::ln_1p, 25);
         let ln_1p = super::ln_1p_f32;
         assert_eq!(ln_1p(-0.0).to_bits(), (-0.0f32).to_bits());
         assert_eq!((ln_1p(-1.0), ln_1p(f32::INFINITY)), (f32::NEG_INFINITY, f32::INFINITY));

@@ -549,47 +549,34 @@ pub(crate) fn clamp(x: &Tensor, min: Option<f64>, max: Option<f64>) -> Tensor {
     )
 }
 
+/// `v^p` (`p` also as `T`, `p_t`) with PyTorch's special cases, whose values differ from
+/// `powf`'s (which would also cost a libm call per element): 2, 3 and -2 as products
+/// (`v * v * v` rounds twice), -1 as a reciprocal, 1/2 and -1/2 as `sqrt` and `1 / sqrt`
+/// (NaN, not inf, at -inf; -0 and -inf, not 0 and inf, at -0).
+#[inline(always)]
+fn power<T: Element>(v: T, p: f64, p_t: T) -> T {
+    if p == 2.0 {
+        v * v
+    } else if p == 3.0 {
+        v * v * v
+    } else if p == -1.0 {
+        T::ONE / v
+    } else if p == -2.0 {
+        T::ONE / (v * v)
+    } else if p == 0.5 {
+        v.sqrt()
+    } else if p == -0.5 {
+        T::ONE / v.sqrt()
+    } else {
+        v.powf(p_t)
+    }
+}
+
 #[track_caller]
 pub(crate) fn pow_scalar(x: &Tensor, p: f64) -> Tensor {
     let p32 = p as f32;
-    // PyTorch's special cases, whose values differ from `powf`'s (which would also cost a
-    // libm call per element): 2, 3 and -2 as products (`x * x * x` rounds twice), -1 as a
-    // reciprocal, 1/2 and -1/2 as `sqrt` and `1 / sqrt` (NaN, not inf, at -inf; -0 and -inf,
-    // not 0 and inf, at -0).
-    let f32f = move |v: f32| {
-        if p == 2.0 {
-            v * v
-        } else if p == 3.0 {
-            v * v * v
-        } else if p == -1.0 {
-            1.0 / v
-        } else if p == -2.0 {
-            1.0 / (v * v)
-        } else if p == 0.5 {
-            v.sqrt()
-        } else if p == -0.5 {
-            1.0 / v.sqrt()
-        } else {
-            v.powf(p32)
-        }
-    };
-    let f64f = move |v: f64| {
-        if p == 2.0 {
-            v * v
-        } else if p == 3.0 {
-            v * v * v
-        } else if p == -1.0 {
-            1.0 / v
-        } else if p == -2.0 {
-            1.0 / (v * v)
-        } else if p == 0.5 {
-            v.sqrt()
-        } else if p == -0.5 {
-            1.0 / v.sqrt()
-        } else {
-            v.powf(p)
-        }
-    };
+    let f32f = move |v: f32| power(v, p, p32);
+    let f64f = move |v: f64| power(v, p, p);
     unary_with("pow", x, f32f, f64f, || {
         Backward::new(move |ctx| {
             let g = ctx.grad();
