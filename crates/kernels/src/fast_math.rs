@@ -220,6 +220,12 @@ fn ln_of_parts(k: f32, f: f32, extra: f32) -> f32 {
 /// Past this magnitude [`sin_f32`] and [`cos_f32`] do not hold: their reduction by `pi / 2`
 /// is exact only for quotients below `2^20`. Callers take libm's functions for tensors with
 /// larger values.
+///
+/// ```
+/// use tapegrad_kernels::fast_math::{SIN_COS_BOUND, sin_f32};
+/// let x = SIN_COS_BOUND;
+/// assert!((sin_f32(x) - f64::from(x).sin() as f32).abs() <= f32::EPSILON);
+/// ```
 pub const SIN_COS_BOUND: f32 = 1.0e6;
 
 /// `x = j pi/2 + r` with `|r| <= pi/4` (to within rounding), in f64: the quadrant `j mod 4`
