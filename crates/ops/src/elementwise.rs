@@ -18,6 +18,7 @@ pub(crate) trait UnaryFn {
 
 /// Element functions beyond [`Element`] that only ops need.
 pub(crate) trait Special: Element {
+    /// The error function: vectorisable for f32, libm's for f64.
     fn erf(self) -> Self;
     /// The standard normal distribution function (GELU's factor): vectorisable for f32,
     /// through libm's erf for f64.
@@ -29,7 +30,7 @@ pub(crate) trait Special: Element {
 impl Special for f32 {
     #[inline(always)]
     fn erf(self) -> Self {
-        libm::erff(self)
+        tapegrad_kernels::fast_math::erf_f32(self)
     }
     #[inline(always)]
     fn normal_cdf(self) -> Self {

@@ -753,11 +753,12 @@ fn linear_with_no_input_features_gives_the_bias() {
     assert_eq!(v64(&b.grad().unwrap()), vec![3.0, 3.0]);
 }
 
-/// f32 sine, cosine, log and log1p against f64's, within one step of f32: sine and cosine in
-/// the vectorised range and, for a tensor holding a value past it (and infinity), through
-/// libm; the logarithms across exponents and log at its special values.
+/// f32 sine, cosine, log, log1p and erf against f64's, within one step of f32: sine and
+/// cosine in the vectorised range and, for a tensor holding a value past it (and infinity),
+/// through libm; the logarithms across exponents and log at its special values; erf where
+/// it is not yet 1, and past.
 #[test]
-fn f32_sin_cos_and_logs_are_within_one_step_of_f64() {
+fn f32_sin_cos_logs_and_erf_are_within_one_step_of_f64() {
     let steps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs();
     let check = |values: Vec<f32>| {
         let x = Tensor::from_vec(values.clone(), &[values.len()]);
@@ -788,6 +789,13 @@ fn f32_sin_cos_and_logs_are_within_one_step_of_f64() {
     let x = Tensor::from_vec(above_minus_one.clone(), &[above_minus_one.len()]);
     for (&v, g) in above_minus_one.iter().zip(x.log1p().to_vec::<f32>()) {
         assert!(steps(g, f64::from(v).ln_1p() as f32) <= 1, "log1p({v:e}) = {g:e}");
+    }
+
+    let mut around_zero: Vec<f32> = (0..4000).map(|i| (i as f32 - 2000.0) * 0.0023).collect();
+    around_zero.extend([1e-30, -1e-40, 0.9, -0.9, 3.99, 4.0, -1e30, f32::INFINITY]);
+    let x = Tensor::from_vec(around_zero.clone(), &[around_zero.len()]);
+    for (&v, g) in around_zero.iter().zip(x.erf().to_vec::<f32>()) {
+        assert!(steps(g, libm::erf(f64::from(v)) as f32) <= 1, "erf({v:e}) = {g:e}");
     }
 }
 
