@@ -109,10 +109,10 @@ pub fn tanh_f32(x: f32) -> f32 {
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     // Past these bounds the result is 0 or infinity already; clamping keeps `k` in
-    // `[-150, 128]`.
+    // `[-150, 128]`. `clamp` passes NaN through (two comparisons, each false for NaN), and
+    // the arithmetic after it keeps it.
     let (k, s) = exp_parts(x.clamp(-104.0, 89.0));
-    let e = scale_by_power_of_two(1.0 + s, k);
-    if x.is_nan() { x } else { e }
+    scale_by_power_of_two(1.0 + s, k)
 }
 
 /// `ln(x)` for f32, vectorisable, in f32 arithmetic. `x = 2^k m` with `m` in

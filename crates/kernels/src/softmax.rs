@@ -9,7 +9,7 @@
 use crate::Real;
 use crate::fast_math::Exp;
 use crate::simd::{WidestLoop, run_widest};
-use crate::strided::lane_sum;
+use crate::strided::{LANES, combine_lanes, combine_lanes_with};
 
 mod backward;
 mod logsumexp;
@@ -97,7 +97,6 @@ fn row<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
 /// would be compiled for the baseline only).
 #[inline(always)]
 fn row_body<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
-    const LANES: usize = 16;
     let mut lanes = [x[0]; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -106,11 +105,21 @@ fn row_body<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
             lanes[k] = max_nan(lanes[k], chunk[k]);
         }
     }
-    let m = rest.iter().fold(lanes.into_iter().fold(x[0], max_nan), |a, &b| max_nan(a, b));
-    for (d, &v) in y.iter_mut().zip(x) {
+    let m = rest.iter().fold(combine_lanes_with(lanes, max_nan), |a, &b| max_nan(a, b));
+    // The exponentials and their sum in one pass, added in `lane_sum`'s order.
+    let mut acc = [T::ZERO; LANES];
+    let mut ys = y.chunks_exact_mut(LANES);
+    for (ys, xs) in (&mut ys).zip(x.chunks_exact(LANES)) {
+        for k in 0..LANES {
+            ys[k] = (xs[k] - m).exp_vectorisable();
+            acc[k] += ys[k];
+        }
+    }
+    let y_rest = ys.into_remainder();
+    for (d, &v) in y_rest.iter_mut().zip(rest) {
         *d = (v - m).exp_vectorisable();
     }
-    let sum = lane_sum(y);
+    let sum = y_rest.iter().fold(combine_lanes(acc), |s, &v| s + v);
     if log {
         // `(v - m) - ln(sum)`, not `v - (m + ln(sum))`: the shift is exact, and adding
         // a small logarithm to a large maximum would round it away.

@@ -972,6 +972,13 @@ pub(crate) const LANES: usize = 16;
 /// The sum of [`LANES`] running sums, combined pairwise.
 #[inline(always)]
 pub(crate) fn combine_lanes<T: Real>(lanes: [T; LANES]) -> T {
+    combine_lanes_with(lanes, |a, b| a + b)
+}
+
+/// [`LANES`] running results (sums, maxima) combined pairwise by `op`: four dependent
+/// steps, where a fold from one end takes fifteen.
+#[inline(always)]
+pub(crate) fn combine_lanes_with<T: Copy>(lanes: [T; LANES], op: impl Fn(T, T) -> T) -> T {
     // Opaque to the optimiser: seen through, this pairwise tree leads the compiler to build
     // the loop that accumulated `lanes` from two-float vectors, loading the data one or two
     // floats at a time, instead of whole 16-lane vectors.
@@ -980,8 +987,7 @@ pub(crate) fn combine_lanes<T: Real>(lanes: [T; LANES]) -> T {
     while width > 1 {
         width /= 2;
         for k in 0..width {
-            let upper = lanes[k + width];
-            lanes[k] += upper;
+            lanes[k] = op(lanes[k], lanes[k + width]);
         }
     }
     lanes[0]
@@ -1077,6 +1083,10 @@ fn sum_rows_into<T: Real>(
             };
         } else if si == 1 && so == 1 {
             zip_slices_in_place(&mut out[o..o + len], &data[i..i + len], &|acc: T, x: T| acc + x);
+        } else if si == 0 && so == 1 {
+            // A broadcast gradient (the ones `sum()` sends back, say) summed to a row.
+            let x = data[i];
+            crate::simd::map_in_place_widest(&mut out[o..o + len], &move |acc: T| acc + x);
         } else {
             for j in 0..len {
                 out[o + j * so] += data[i + j * si];
@@ -1291,6 +1301,43 @@ mod tests {
                 for (k, (&got, &w)) in one.iter().zip(&want).enumerate() {
                     let bound = 1e-6 * (rows * cols) as f64 / numel(&target) as f64 * 5.0;
                     assert!((got as f64 - w).abs() <= bound, "{what}: [{k}] {got} vs {w}");
+                }
+            }
+        }
+    }
+
+    /// Broadcast inputs (a gradient `sum()` sent back, a per-row value) summed to a row, a
+    /// column and a total: the same bits at any thread count, the value times the count.
+    #[test]
+    fn broadcast_inputs_sum_to_a_shape() {
+        let pools = [1, 2].map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap());
+        for (rows, cols) in [(3usize, 5usize), (1024, 512), (5000, 20)] {
+            let column: Vec<f32> = (0..rows).map(|r| (r % 7) as f32 * 0.25 - 0.5).collect();
+            let inputs = [
+                (vec![0.75f32], Layout::contiguous(&[]).broadcast_to(&[rows, cols]).unwrap()),
+                (
+                    column.clone(),
+                    Layout::contiguous(&[rows, 1]).broadcast_to(&[rows, cols]).unwrap(),
+                ),
+            ];
+            for (data, layout) in &inputs {
+                let value = |r: usize| if data.len() == 1 { data[0] } else { data[r] };
+                for target in [vec![1, cols], vec![cols], vec![rows, 1], vec![1]] {
+                    let [one, two] =
+                        pools.each_ref().map(|p| p.install(|| sum_to(data, layout, &target)));
+                    let what = format!("{} values over [{rows}, {cols}] to {target:?}", data.len());
+                    assert_eq!(one, two, "{what}");
+                    let want: Vec<f64> = match target.as_slice() {
+                        [_, 1] => (0..rows).map(|r| value(r) as f64 * cols as f64).collect(),
+                        [1] => vec![(0..rows).map(|r| value(r) as f64).sum::<f64>() * cols as f64],
+                        _ => vec![(0..rows).map(|r| value(r) as f64).sum(); cols],
+                    };
+                    for (&got, &w) in one.iter().zip(&want) {
+                        assert!(
+                            (got as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                            "{what}: {got} vs {w}"
+                        );
+                    }
                 }
             }
         }

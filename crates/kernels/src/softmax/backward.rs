@@ -9,6 +9,7 @@
 
 use super::Softmax;
 use crate::simd::{WidestLoop, run_widest};
+use crate::strided::{LANES, combine_lanes};
 
 /// The gradient of the input of `softmax` (or, with `log`, log-softmax) along the middle
 /// dimension of `[outer, n, inner]`, from its output `y` and the output's gradient `g`
@@ -70,7 +71,6 @@ fn row<T: Softmax>(y: &[T], g: &[T], dx: &mut [T], log: bool) {
     let n = y.len();
     let (g, dx) = (&g[..n], &mut dx[..n]);
     // Σ g (log-softmax) or Σ g y (softmax), in sixteen running sums so it vectorises.
-    const LANES: usize = 16;
     let mut acc = [T::ZERO; LANES];
     let whole = n / LANES * LANES;
     for (ys, gs) in y[..whole].chunks_exact(LANES).zip(g[..whole].chunks_exact(LANES)) {
@@ -78,7 +78,7 @@ fn row<T: Softmax>(y: &[T], g: &[T], dx: &mut [T], log: bool) {
             acc[k] += if log { gs[k] } else { gs[k] * ys[k] };
         }
     }
-    let mut s = acc.into_iter().fold(T::ZERO, |a, b| a + b);
+    let mut s = combine_lanes(acc);
     for k in whole..n {
         s += if log { g[k] } else { g[k] * y[k] };
     }
