@@ -864,7 +864,8 @@ mod tests {
     }
 
     /// Winograd's f32 path (forward, input gradient, weight gradient) against the direct
-    /// sum in f64, for 5 x 5 kernels (2 x 2 tiles) and 3 x 3 ones (4 x 4 tiles): the CNN's
+    /// sum in f64, for 5 x 5 kernels (4 x 4 tiles, and 2 x 2 ones on outputs two pixels
+    /// high) and 3 x 3 ones (4 x 4 tiles): the CNN's
     /// second layer, output sizes that crop the last tiles, paddings from 0 to the kernel's
     /// side (from there the input gradient is direct), images split over rounds of tiles
     /// (225 tiles) and rounds spanning images (12 images of 49 tiles), 48 and 64 channels
@@ -883,6 +884,8 @@ mod tests {
             (12, 16, 14, 14, 16, 5, (2, 2)),
             (1, 16, 8, 8, 64, 5, (2, 1)),
             (1, 16, 6, 7, 16, 5, (5, 5)),
+            (4, 16, 2, 6, 16, 5, (2, 2)),
+            (3, 32, 6, 2, 16, 5, (2, 2)),
             (2, 16, 14, 14, 16, 3, (1, 1)),
             (3, 32, 7, 9, 16, 3, (0, 0)),
             (1, 16, 61, 58, 32, 3, (2, 1)),
@@ -893,6 +896,7 @@ mod tests {
             (3, 16, 3, 3, 16, 3, (1, 1)),
             (2, 16, 2, 2, 16, 3, (2, 2)),
         ];
+        let mut tilings = std::collections::BTreeSet::new();
         for (n, c, h, w, o, k, padding) in cases {
             let opts = Conv2dOptions { padding, ..Default::default() };
             let geo = Geometry::new([n, c, h, w], [o, c, k, k], opts);
@@ -900,6 +904,7 @@ mod tests {
                 assert!(!crate::implicit_gemm::available(), "{geo:?}");
                 return;
             }
+            tilings.insert((k, winograd::tiling(k, geo.ho, geo.wo)));
             let x = uniform(1, n * c * h * w);
             let weight = uniform(2, o * c * k * k);
             let gy = uniform(3, n * o * geo.ho * geo.wo);
@@ -927,6 +932,8 @@ mod tests {
                 );
             }
         }
+        let every = [(3, (4, 6)), (5, (2, 6)), (5, (4, 8))];
+        assert_eq!(tilings, every.into_iter().collect(), "every tiling tried");
     }
 
     /// What the path does not cover goes to the direct kernels: other kernel sizes (and
@@ -955,13 +962,13 @@ mod tests {
             geo([16, 0, 8, 8], [16, 0, 5, 5], plain),
             geo([16, 16, 8, 8], [0, 16, 5, 5], plain),
             geo([0, 16, 8, 8], [16, 16, 5, 5], plain),
-            // One 4 x 4 tile for a 2 x 2 output, one 2 x 2 tile for a 1 x 8 one: no fewer
-            // multiplications.
+            // One 4 x 4 tile for a 2 x 2 output, one 2 x 2 tile for a 1 x 1 one: no fewer
+            // multiplications, however many images.
             geo([16, 16, 2, 2], [16, 16, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
-            geo([16, 16, 5, 12], [16, 16, 5, 5], plain),
+            geo([128, 16, 5, 5], [16, 16, 5, 5], plain),
             // A transformed kernel of 36 x 512 x 512 values (38 MB).
             geo([16, 512, 8, 8], [512, 512, 3, 3], Conv2dOptions { padding: (1, 1), ..plain }),
-            // Too few tiles over the batch: 2 images of 2 x 2 tiles.
+            // Too few tiles over the batch: 2 images of one 4 x 4 tile.
             geo([2, 16, 8, 8], [16, 16, 5, 5], plain),
         ];
         for g in declined {

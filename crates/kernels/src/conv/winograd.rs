@@ -1,28 +1,33 @@
 //! Stride-1 5 x 5 and 3 x 3 convolutions by Winograd's minimal filtering algorithms,
-//! F(2 x 2, 5 x 5) and F(4 x 4, 3 x 3).
+//! F(4 x 4, 5 x 5) and F(2 x 2, 5 x 5), and F(4 x 4, 3 x 3).
 //!
-//! An `m x m` block of outputs (a tile) of an `r x r` kernel reads a 6 x 6 window of the
-//! input (`m + r - 1 = 6`). Winograd's method maps the window and the kernel to 36 values
-//! each (`V = Bᵀ d B`, `U = G g Gᵀ`), multiplies them point by point and maps the 36
-//! products back (`Y = Aᵀ (U ⊙ V) A`): 36 multiplications per pair of channels where the
-//! direct sum takes 100 (5 x 5) or 144 (3 x 3). Both use the same points, so the same `Bᵀ`;
-//! `G` and `Aᵀ` follow from `m` and `r`. Summed over input channels, the point products of
-//! one point `ξ` are a matrix product `M[ξ] = V[ξ] U[ξ]` (tiles x input channels times
-//! input channels x output channels), which runs on the implicit GEMM kernel; the
-//! transforms are a few vector additions per tile, with the channels of a pixel as the
-//! lanes of a vector. Tiles past the output's edge are computed and cropped, so small
-//! outputs are left to the direct sum ([`saves_enough`]).
+//! An `m x m` block of outputs (a tile) of an `r x r` kernel reads an `n x n` window of the
+//! input (`n = m + r - 1`: 8 for 4 x 4 tiles of a 5 x 5 kernel, 6 otherwise). Winograd's
+//! method maps the window and the kernel to `n²` values each (`V = Bᵀ d B`, `U = G g Gᵀ`),
+//! multiplies them point by point and maps the products back (`Y = Aᵀ (U ⊙ V) A`): 64
+//! multiplications per pair of channels for 16 outputs of a 5 x 5 kernel, where the direct
+//! sum takes 400 (and 2 x 2 tiles 144, for 36 each), or 36 for 16 outputs of a 3 x 3
+//! kernel (direct: 144). Windows of six use the points 0, 1, -1, 2, -1/2 and infinity,
+//! windows of eight 0, ±1, ±2, ±1/2 and infinity; `G` and `Aᵀ` follow from the points, `m`
+//! and `r`. Summed over input channels, the point products of one point `ξ` are a matrix
+//! product `M[ξ] = V[ξ] U[ξ]` (tiles x input channels times input channels x output
+//! channels), which runs on the implicit GEMM kernel; the transforms are a few vector
+//! additions per tile, with the channels of a pixel as the lanes of a vector. Tiles past the
+//! output's edge are computed and cropped; a 5 x 5 kernel takes whichever tile side costs
+//! fewer multiplications on its output ([`tiling`]), and small outputs are left to the
+//! direct sum ([`saves_enough`]).
 //!
-//! The price is rounding. The transforms scale values by up to 5/2 (`Bᵀ`) and 8 (`Aᵀ` of
-//! 4 x 4 tiles) and cancel them again, so f32 results carry about ten times the rounding
-//! error of the direct sum: on the CNN's second layer the largest error was 1.3e-6 of the
-//! largest output (direct: 1.7e-7), and the same for a 3 x 3 layer of 32 channels. The
-//! points 0, 1, -1, 2, -1/2 and infinity gave the smallest error among the simple
-//! fractions tried for 5 x 5 kernels, and were within 6% of the best for 3 x 3 ones. So
-//! only f32 takes this path, and only while [`set_winograd_enabled`] allows it; f64, what
-//! gradient checks use, is always summed directly. A result with an infinity or a NaN is
-//! recomputed directly: the transforms would turn one infinite input into NaN across its
-//! tile, or overflow where the direct sum does not.
+//! The price is rounding. The transforms scale values by up to 21/4 (`Bᵀ` of windows of
+//! eight) and 8 (`Aᵀ` of 4 x 4 tiles) and cancel them again, so f32 results carry more
+//! rounding error than the direct sum: on the CNN's second layer the largest error was
+//! about 4e-6 of the largest output with 4 x 4 tiles and 1.3e-6 with 2 x 2 ones (direct:
+//! 1.7e-7), and 1.3e-6 for a 3 x 3 layer of 32 channels. Among the simple fractions tried,
+//! the points above gave the smallest error for 5 x 5 kernels and were within 6% of the
+//! best for 3 x 3 ones. So only f32 takes this path, and only while
+//! [`set_winograd_enabled`] allows it; f64, what gradient checks use, is always summed
+//! directly. A result with an infinity or a NaN is recomputed directly: the transforms
+//! would turn one infinite input into NaN across its tile, or overflow where the direct sum
+//! does not.
 
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,14 +44,15 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 ///
 /// It applies on CPUs with AVX-512 or AVX2 to 5 x 5 and 3 x 3 convolutions with stride 1,
 /// no dilation, one group, channel counts that are multiples of 16 (8 on AVX2), a
-/// transformed kernel of at most 28 MB (up to about 450 channels in and out), at least 64
-/// tiles over the batch, and outputs large enough that whole tiles save a third of the
-/// multiplications: their forward pass and weight
-/// gradient, and their input gradient when the padding is narrower than the kernel. Those
-/// run 1.2 to 2.3 times as fast (more with more channels), with about ten times the
-/// rounding error of the direct sum: around 1e-6 of the largest output (2e-6 for the
-/// weight gradient) instead of 1e-7. Forbid it for results
-/// that must match a direct summation to the last bits; f64 convolutions never use it. The
+/// transformed kernel of at most 28 MB (up to about 450 channels in and out for 3 x 3
+/// kernels, 330 for 5 x 5 ones), enough tiles over the batch (64 of 36 points), and outputs
+/// large enough that whole tiles save a third of the multiplications: their forward pass
+/// and weight gradient, and their input gradient when the padding is narrower than the
+/// kernel. Those run faster (more so with more channels; docs/BENCHMARKS.md), with more rounding
+/// error than the direct sum's 1e-7 to 3e-7 of the largest output: up to about 5e-6 for
+/// 5 x 5 kernels (7e-6 for the weight gradient over many tiles) and 2e-6 for 3 x 3 ones.
+/// Forbid it for results that must match a direct summation to the last bits; f64
+/// convolutions never use it. The
 /// setting is global, like PyTorch's `torch.backends` flags.
 ///
 /// ```
@@ -68,51 +74,68 @@ pub fn winograd_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Input window side: `N x N` points per tile, `m + r - 1` for outputs per tile side `m`
-/// and kernel side `r`.
-const N: usize = 6;
+/// The widest window side (`n` of [`Shape`]): 4 x 4 tiles of a 5 x 5 kernel.
+const MAX_N: usize = 8;
 /// Channels per transform step: one f32 vector of the instruction set in use (16 on
 /// AVX-512, 8 on AVX2), the implicit GEMM's.
 fn lanes() -> usize {
     crate::implicit_gemm::lanes::<f32>()
 }
-/// Tiles per round of the 36 products (or one row of tiles, if longer): enough rows for the
-/// GEMM's register blocks, few enough that a round's transformed inputs and products (36
-/// values per tile and channel) stay in the core's cache instead of taking a multiple of
-/// the image's memory (nine times for 2 x 2 tiles).
-const ROUND_TILES: usize = 128;
+/// Transformed values per round of the point products: 128 tiles of 36 points, or 72 of
+/// 64 (or one row of tiles, if longer). Enough rows for the GEMM's register blocks, few
+/// enough that a round's transformed inputs and products stay in the core's cache instead
+/// of taking a multiple of the image's memory (nine times for 2 x 2 tiles).
+const ROUND_POINTS: usize = 128 * 36;
 
-/// Powers of the finite points 0, 1, -1, 2, -1/2: `POWERS[k][i] = p_i^k`. Row `k` of `Aᵀ`
-/// is row `k` of this table (and, in its last column, 1 for the last row only), so the
-/// output and gradient transforms take their coefficients from here.
-const POWERS: [[f32; N - 1]; 4] = [
+/// The finite points of a window of six (the last point is infinity).
+const POINTS_6: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -0.5];
+/// The finite points of a window of eight: 0 and three pairs `±p`, whose transforms share
+/// their even and odd parts.
+const POINTS_8: [f64; 7] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5];
+
+/// `POWERS_n[k][i] = p_i^k` over a window's finite points. Row `k` of `Aᵀ` is row `k` of
+/// the table (and, in its last column, 1 for the last row only), so the output and
+/// gradient transforms take their coefficients from here.
+const POWERS_6: [[f32; 5]; 4] = [
     [1.0, 1.0, 1.0, 1.0, 1.0],
     [0.0, 1.0, -1.0, 2.0, -0.5],
     [0.0, 1.0, 1.0, 4.0, 0.25],
     [0.0, 1.0, -1.0, 8.0, -0.125],
 ];
-
-/// The kernel's transform for a kernel of side 5 (the inputs' `Bᵀ` is written out in
-/// [`input_1d`]): `G[i][j] = p_i^j / prod_(k != i) (p_i - p_k)`, and the last row, for the
-/// point at infinity, picks the last tap. A kernel of side 3 takes the first three columns
-/// of the finite rows ([`g`]). Applied once per convolution, in f64.
-const G5: [[f64; 5]; N] = [
-    [1.0, 0.0, 0.0, 0.0, 0.0],
-    [-1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0, -1.0 / 3.0],
-    [1.0 / 3.0, -1.0 / 3.0, 1.0 / 3.0, -1.0 / 3.0, 1.0 / 3.0],
-    [1.0 / 15.0, 2.0 / 15.0, 4.0 / 15.0, 8.0 / 15.0, 16.0 / 15.0],
-    [-16.0 / 15.0, 8.0 / 15.0, -4.0 / 15.0, 2.0 / 15.0, -1.0 / 15.0],
-    [0.0, 0.0, 0.0, 0.0, 1.0],
+/// [`POWERS_6`] for a window of eight.
+const POWERS_8: [[f32; 7]; 4] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+    [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5],
+    [0.0, 1.0, 1.0, 4.0, 4.0, 0.25, 0.25],
+    [0.0, 1.0, -1.0, 8.0, -8.0, 0.125, -0.125],
 ];
 
-/// Entry `(i, j)` of `G` for a kernel of side `r`.
-fn g(r: usize, i: usize, j: usize) -> f64 {
-    if i + 1 < N {
-        G5[i][j]
+/// Entry `(i, j)` of the kernel's transform `G` for a window of side `n` and a kernel of
+/// side `r` (the inputs' `Bᵀ` is written out in the vector transforms): `G[i][j] = p_i^j /
+/// prod_(k != i) (p_i - p_k)` at the finite points, and the last row, for the point at
+/// infinity, picks the last tap. Applied once per convolution, in f64; the products and
+/// the quotient are exact but for the quotient's one rounding.
+fn g(n: usize, r: usize, i: usize, j: usize) -> f64 {
+    let points: &[f64] = if n == 8 { &POINTS_8 } else { &POINTS_6 };
+    if let Some(&p) = points.get(i) {
+        let scale: f64 = points.iter().filter(|&&q| q != p).map(|&q| p - q).product();
+        p.powi(j as i32) / scale
     } else if j + 1 == r {
         1.0
     } else {
         0.0
+    }
+}
+
+/// The tiles for an `r x r` kernel's `ho x wo` outputs, as (tile side `m`, window side
+/// `n`): a 5 x 5 kernel takes 4 x 4 tiles unless 2 x 2 ones need fewer multiplications
+/// (outputs of at most 2 x 2 pixels); a 3 x 3 kernel takes 4 x 4 tiles.
+pub(super) fn tiling(r: usize, ho: usize, wo: usize) -> (usize, usize) {
+    let products = |m: usize, n: usize| ho.div_ceil(m) * wo.div_ceil(m) * n * n;
+    match r {
+        5 if products(4, 8) <= products(2, 6) => (4, 8),
+        5 => (2, 6),
+        _ => (4, 6),
     }
 }
 
@@ -121,10 +144,10 @@ pub(super) fn applies<T: 'static>(geo: &Geometry) -> bool {
     covers::<T>(geo) && enough_tiles(geo)
 }
 
-/// Whether the tiles over all of `geo`'s images repay the transforms ([`MIN_TILES`]).
+/// Whether the tiles over all of `geo`'s images repay the transforms ([`MIN_POINTS`]).
 fn enough_tiles(geo: &Geometry) -> bool {
-    let m = N + 1 - geo.kh;
-    geo.n * geo.ho.div_ceil(m) * geo.wo.div_ceil(m) >= MIN_TILES
+    let (m, n) = tiling(geo.kh, geo.ho, geo.wo);
+    geo.n * geo.ho.div_ceil(m) * geo.wo.div_ceil(m) * n * n >= MIN_POINTS
 }
 
 /// Whether this path can compute `geo`'s convolution for elements `T` and saves work on
@@ -141,29 +164,36 @@ pub(super) fn covers<T: 'static>(geo: &Geometry) -> bool {
         && geo.c.is_multiple_of(lanes())
         && geo.o.is_multiple_of(lanes())
         && geo.n * geo.c * geo.o > 0
-        && N * N * geo.c * geo.o <= MAX_TRANSFORMED_KERNEL
+        && kernel_fits(geo, geo.ho, geo.wo)
         && saves_enough(geo.kh, geo.ho, geo.wo)
 }
 
-/// The largest transformed kernel (36 values per pair of channels: 4 times the weights of
-/// a 3 x 3 kernel) this path takes, 28 MB of f32, below glibc's largest mmap threshold (32
+/// Whether the kernel transformed for tiles of `ho x wo` outputs stays within
+/// [`MAX_TRANSFORMED_KERNEL`].
+fn kernel_fits(geo: &Geometry, ho: usize, wo: usize) -> bool {
+    let (_, n) = tiling(geo.kh, ho, wo);
+    n * n * geo.c * geo.o <= MAX_TRANSFORMED_KERNEL
+}
+
+/// The largest transformed kernel (36 or 64 values per pair of channels: 4 times the
+/// weights of a 3 x 3 kernel) this path takes, 28 MB of f32, below glibc's largest mmap threshold (32
 /// MB): a larger buffer is mapped afresh at every call and faults in page by page, and the
 /// weight gradient's (one per task) twice (measured in docs/BENCHMARKS.md, eighteenth
 /// session).
 const MAX_TRANSFORMED_KERNEL: usize = 7 << 20;
 
-/// Tiles over all the images below which the transforms (the kernel's above all) cost
-/// more than the multiplications saved (set between the batches measured in
-/// docs/BENCHMARKS.md, eighteenth session).
-const MIN_TILES: usize = 64;
+/// Transformed values (tiles times points) over all the images below which the transforms
+/// (the kernel's above all) cost more than the multiplications saved: 64 tiles of 36
+/// points, set between the batches measured in docs/BENCHMARKS.md (eighteenth session).
+const MIN_POINTS: usize = 64 * 36;
 
 /// Whether tiles of an `r x r` kernel's `ho x wo` outputs take at most two thirds of the
 /// direct sum's multiplications. Cropped tiles waste theirs: a 2 x 2 output of a 3 x 3
 /// kernel is one 4 x 4 tile, as many multiplications as the direct sum plus the
 /// transforms (measured 1.6x slower), while 3 x 3 outputs already ran 1.3x faster.
 pub(super) fn saves_enough(r: usize, ho: usize, wo: usize) -> bool {
-    let m = N + 1 - r;
-    2 * ho * wo * r * r >= 3 * ho.div_ceil(m) * wo.div_ceil(m) * N * N
+    let (m, n) = tiling(r, ho, wo);
+    2 * ho * wo * r * r >= 3 * ho.div_ceil(m) * wo.div_ceil(m) * n * n
 }
 
 /// Whether `conv_transpose` may take this path: as [`applies`], with padding narrower than
@@ -178,15 +208,17 @@ pub(super) fn covers_transpose<T: 'static>(geo: &Geometry) -> bool {
     covers::<T>(geo)
         && geo.opts.padding.0 < geo.kh
         && geo.opts.padding.1 < geo.kw
+        && kernel_fits(geo, geo.h, geo.w)
         && saves_enough(geo.kh, geo.h, geo.w)
 }
 
 /// One correlation as this path sees it: images of `cin` planes of `h x w`, padded by
 /// `pad`, correlated with an `r x r` kernel into `cout` planes of `ho x wo`, in tiles of
-/// `m x m` outputs.
+/// `m x m` outputs, each read from an `n x n` window.
 struct Shape {
     r: usize,
     m: usize,
+    n: usize,
     cin: usize,
     cout: usize,
     h: usize,
@@ -200,9 +232,11 @@ impl Shape {
     /// The forward convolution (and its weight gradient) of `geo`.
     fn forward(geo: &Geometry) -> Self {
         assert_eq!(geo.kh, geo.kw, "winograd: square kernels only");
+        let (m, n) = tiling(geo.kh, geo.ho, geo.wo);
         Shape::checked(Shape {
             r: geo.kh,
-            m: N + 1 - geo.kh,
+            m,
+            n,
             cin: geo.c,
             cout: geo.o,
             h: geo.h,
@@ -224,9 +258,11 @@ impl Shape {
             geo.opts.padding
         );
         let pad = (r - 1 - ph, r - 1 - pw);
+        let (m, n) = tiling(r, geo.h, geo.w);
         Shape::checked(Shape {
             r,
-            m: N + 1 - r,
+            m,
+            n,
             cin: geo.o,
             cout: geo.c,
             h: geo.ho,
@@ -242,9 +278,10 @@ impl Shape {
     fn checked(self) -> Self {
         assert!(available(), "winograd: needs AVX-512F or AVX2");
         assert!(
-            matches!((self.r, self.m), (3, 4) | (5, 2)),
-            "winograd: no transform for {0} x {0} kernels",
-            self.r
+            matches!((self.r, self.m, self.n), (3, 4, 6) | (5, 2, 6) | (5, 4, 8)),
+            "winograd: no transform for {0} x {0} kernels in tiles of {1} x {1}",
+            self.r,
+            self.m
         );
         assert!(
             self.cin > 0
@@ -261,6 +298,10 @@ impl Shape {
 
     fn tiles(&self) -> (usize, usize) {
         (self.ho.div_ceil(self.m), self.wo.div_ceil(self.m))
+    }
+    /// Transformed values per tile and channel.
+    fn points(&self) -> usize {
+        self.n * self.n
     }
     /// The padded window the tiles read: their inputs, rounded up to whole tiles.
     fn window(&self) -> (usize, usize) {
@@ -316,22 +357,22 @@ fn as_f32_mut<T: 'static>(s: &mut [T]) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), s.len()) }
 }
 
-/// `U[ξ][c][o]` (the 36 right operands, one after another) for the kernel whose tap
+/// `U[ξ][c][o]` (the `n²` right operands, one after another) for the kernel whose tap
 /// `(ki, kj)` from input channel `c` to output channel `o` is `tap(o, c, ki, kj)`, followed
 /// by the GEMM's [`B_SLACK`].
 fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) -> Vec<f32> {
-    let (cin, cout, r) = (s.cin, s.cout, s.r);
-    let g = g_matrix(r);
-    let mut u = vec![0.0; N * N * cin * cout + B_SLACK];
+    let (cin, cout, r, n) = (s.cin, s.cout, s.r, s.n);
+    let g = g_matrix(n, r);
+    let mut u = vec![0.0; s.points() * cin * cout + B_SLACK];
     let (mut taps, mut half, mut points) =
-        (vec![0.0; r * r * cout], vec![0.0; N * r * cout], vec![0.0; N * N * cout]);
+        (vec![0.0; r * r * cout], vec![0.0; n * r * cout], vec![0.0; s.points() * cout]);
     for c in 0..cin {
         for (t, row) in taps.chunks_exact_mut(cout).enumerate() {
             for (o, value) in row.iter_mut().enumerate() {
                 *value = f64::from(tap(o, c, t / r, t % r));
             }
         }
-        two_sided(&taps, (r, N), |a, i| g[a][i], cout, &mut half, &mut points);
+        two_sided(&taps, (r, n), |a, i| g[a][i], cout, &mut half, &mut points);
         for (point, values) in points.chunks_exact(cout).enumerate() {
             let at = (point * cin + c) * cout;
             u[at..at + cout].iter_mut().zip(values).for_each(|(dst, &v)| *dst = v as f32);
@@ -398,9 +439,12 @@ impl<C: Fn(usize, usize) -> f64> crate::simd::WidestLoop for TwoSided<'_, C> {
     }
 }
 
-/// `G` for a kernel of side `r` (its first `r` columns hold it).
-fn g_matrix(r: usize) -> [[f64; 5]; N] {
-    std::array::from_fn(|i| std::array::from_fn(|j| if j < r { g(r, i, j) } else { 0.0 }))
+/// `G` for a window of side `n` and a kernel of side `r` (its first `n` rows and `r`
+/// columns hold it).
+fn g_matrix(n: usize, r: usize) -> [[f64; 5]; MAX_N] {
+    std::array::from_fn(|i| {
+        std::array::from_fn(|j| if i < n && j < r { g(n, r, i, j) } else { 0.0 })
+    })
 }
 
 /// Rows `rows` of the tiles of image `image`: what a round of products is made of.
@@ -417,11 +461,11 @@ impl Band {
 }
 
 /// The tiles of images `first..first + count`, in order, as rounds of bands of at most
-/// [`ROUND_TILES`] tiles (or one row of tiles): small images share a round, large ones are
-/// split over several.
+/// [`ROUND_POINTS`] transformed values per channel (or one row of tiles): small images
+/// share a round, large ones are split over several.
 fn rounds(s: &Shape, first: usize, count: usize) -> Vec<Vec<Band>> {
-    let (th, tw) = s.tiles();
-    let rows_per_round = (ROUND_TILES / tw).max(1);
+    let th = s.tiles().0;
+    let rows_per_round = rows_per_round(s);
     let (mut rounds, mut round, mut room) = (Vec::new(), Vec::new(), rows_per_round);
     for image in first..first + count {
         let mut row = 0;
@@ -441,9 +485,14 @@ fn rounds(s: &Shape, first: usize, count: usize) -> Vec<Vec<Band>> {
     rounds
 }
 
+/// Rows of tiles per round ([`ROUND_POINTS`]).
+fn rows_per_round(s: &Shape) -> usize {
+    (ROUND_POINTS / s.points() / s.tiles().1).max(1)
+}
+
 /// Tiles in the largest round.
 fn round_tiles(s: &Shape) -> usize {
-    (ROUND_TILES / s.tiles().1).max(1) * s.tiles().1
+    rows_per_round(s) * s.tiles().1
 }
 
 /// Runs the correlation over every image of `input` into `output` (both planar), with the
@@ -459,8 +508,8 @@ fn correlate(
 ) -> bool {
     let (in_img, out_img) = (s.cin * s.h * s.w, s.cout * s.ho * s.wo);
     let (last_row, most) = (s.tiles().0, round_tiles(s));
-    // Row t of V[ξ] (tile t's point ξ, every input channel) starts at t * 36 * cin.
-    let a_rows: Vec<usize> = (0..most).map(|t| t * N * N * s.cin).collect();
+    // Row t of V[ξ] (tile t's point ξ, every input channel) starts at t * n² * cin.
+    let a_rows: Vec<usize> = (0..most).map(|t| t * s.points() * s.cin).collect();
     let a_cols: Vec<usize> = (0..s.cin).collect();
     let b_rows: Vec<usize> = (0..s.cin).map(|c| c * s.cout).collect();
     let finite = AtomicBool::new(true);
@@ -469,15 +518,15 @@ fn correlate(
         let mut window = Window::new(s);
         // Written in full before they are read: transformed inputs and products for the
         // round's tiles, and every output pixel before its image is transposed.
-        let mut v = Scratch::new(most * N * N * s.cin);
-        let mut m = Scratch::new(most * N * N * s.cout);
+        let mut v = Scratch::new(most * s.points() * s.cin);
+        let mut m = Scratch::new(most * s.points() * s.cout);
         let mut by_pixel = Scratch::new(s.ho * s.wo * s.cout);
         let mut all_finite = true;
         for round in rounds(s, first, count) {
             let mut tile = 0;
             for band in &round {
                 window.fill(&input[band.image * in_img..(band.image + 1) * in_img], band.image);
-                window.transform(s, band.rows, &mut v[tile * N * N * s.cin..]);
+                window.transform(s, band.rows, &mut v[tile * s.points() * s.cin..]);
                 tile += band.tiles(s);
             }
             // M[t][ξ][o] = sum_c V[t][ξ][c] U[ξ][c][o], for each point ξ.
@@ -486,21 +535,25 @@ fn correlate(
                 u,
                 &b_rows,
             );
-            for xi in 0..N * N {
+            for xi in 0..s.points() {
                 let ops = round_ops.with_a(&v[xi * s.cin..]);
                 implicit_gemm(
                     &ops,
                     xi * s.cin * s.cout,
                     s.cout,
                     &mut m[xi * s.cout..],
-                    N * N * s.cout,
+                    s.points() * s.cout,
                     false,
                 );
             }
             tile = 0;
             for band in &round {
-                all_finite &=
-                    transform_outputs(&m[tile * N * N * s.cout..], s, band.rows, &mut by_pixel);
+                all_finite &= transform_outputs(
+                    &m[tile * s.points() * s.cout..],
+                    s,
+                    band.rows,
+                    &mut by_pixel,
+                );
                 tile += band.tiles(s);
                 if band.rows.1 == last_row {
                     // SAFETY: this chunk's images are written by this task alone.
@@ -518,8 +571,8 @@ fn correlate(
 }
 
 /// `dw = conv_weight(x, gy)`, the adjoint of [`conv`] in the weight: each tile's output
-/// gradient `e` (`m x m`) is mapped to 36 values `Z = A e Aᵀ`, the point products
-/// `dU[ξ] = sum_t V[t][ξ]ᵀ Z[t][ξ]` run over every tile of every image (36 products of
+/// gradient `e` (`m x m`) is mapped to `n²` values `Z = A e Aᵀ`, the point products
+/// `dU[ξ] = sum_t V[t][ξ]ᵀ Z[t][ξ]` run over every tile of every image (`n²` products of
 /// input channels x tiles times tiles x output channels), and `dw = Gᵀ dU G`. Returns
 /// `None` when the result holds an infinity or a NaN (the caller then sums directly).
 pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Option<Vec<T>> {
@@ -530,24 +583,24 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
     let most = round_tiles(&s);
     // A(c, t) = V[t][ξ][c] (rows are input channels, columns tiles); B's row t is Z[t][ξ].
     let a_rows: Vec<usize> = (0..cin).collect();
-    let a_cols: Vec<usize> = (0..most).map(|t| t * N * N * cin).collect();
-    let b_rows: Vec<usize> = (0..most).map(|t| t * N * N * cout).collect();
+    let a_cols: Vec<usize> = (0..most).map(|t| t * s.points() * cin).collect();
+    let b_rows: Vec<usize> = (0..most).map(|t| t * s.points() * cout).collect();
     let partials = std::sync::Mutex::new(Vec::new());
     for_chunks(geo, Split::Fixed, |first, count| {
         let mut window = Window::new(&s);
         // Written in full before they are read (for the round's tiles, and the image's
         // pixels); the values of `z`'s slack only reach columns that are not stored.
-        let mut v = Scratch::new(most * N * N * cin);
-        let mut z = Scratch::new(most * N * N * cout + B_SLACK);
+        let mut v = Scratch::new(most * s.points() * cin);
+        let mut z = Scratch::new(most * s.points() * cout + B_SLACK);
         let (mut by_pixel, mut transposed) = (Scratch::new(s.ho * s.wo * cout), None);
         // dU[ξ][c][o], summed over this task's tiles.
-        let mut du = vec![0.0f32; N * N * cin * cout];
+        let mut du = vec![0.0f32; s.points() * cin * cout];
         for round in rounds(&s, first, count) {
             let mut tile = 0;
             for band in &round {
                 let img = band.image;
                 window.fill(&x[img * in_img..(img + 1) * in_img], img);
-                window.transform(&s, band.rows, &mut v[tile * N * N * cin..]);
+                window.transform(&s, band.rows, &mut v[tile * s.points() * cin..]);
                 if transposed != Some(img) {
                     f32::transpose(
                         &gy[img * out_img..(img + 1) * out_img],
@@ -557,7 +610,7 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
                     );
                     transposed = Some(img);
                 }
-                transform_gradients(&by_pixel, &s, band.rows, &mut z[tile * N * N * cout..]);
+                transform_gradients(&by_pixel, &s, band.rows, &mut z[tile * s.points() * cout..]);
                 tile += band.tiles(&s);
             }
             let round_ops = Operands::new(
@@ -565,28 +618,28 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
                 &z,
                 &b_rows[..tile],
             );
-            for xi in 0..N * N {
+            for xi in 0..s.points() {
                 let ops = round_ops.with_a(&v[xi * cin..]);
                 implicit_gemm(&ops, xi * cout, cout, &mut du[xi * cin * cout..], cout, true);
             }
         }
         partials.lock().expect("no task panicked").push((first, du));
     });
-    let total = sum_in_image_order(partials, N * N * cin * cout);
+    let total = sum_in_image_order(partials, s.points() * cin * cout);
     // dw = Gᵀ dU G, one input channel at a time.
     let r = s.r;
-    let g = g_matrix(r);
+    let g = g_matrix(s.n, r);
     // dw[c][t][o], written in rows and transposed to dw[o][c][t] at the end: written in
     // place, each value would land on its own cache line.
     let mut by_channel = vec![0.0f32; cin * r * r * cout];
     let (mut du, mut half, mut taps) =
-        (vec![0.0; N * N * cout], vec![0.0; r * N * cout], vec![0.0; r * r * cout]);
+        (vec![0.0; s.points() * cout], vec![0.0; r * s.n * cout], vec![0.0; r * r * cout]);
     for (c, dw_c) in by_channel.chunks_exact_mut(r * r * cout).enumerate() {
         for (point, values) in du.chunks_exact_mut(cout).enumerate() {
             let at = (point * cin + c) * cout;
             values.iter_mut().zip(&total[at..at + cout]).for_each(|(dst, &v)| *dst = f64::from(v));
         }
-        two_sided(&du, (N, r), |a, i| g[i][a], cout, &mut half, &mut taps);
+        two_sided(&du, (s.n, r), |a, i| g[i][a], cout, &mut half, &mut taps);
         dw_c.iter_mut().zip(&taps).for_each(|(dst, &v)| *dst = v as f32);
     }
     let mut dw = vec![0.0f32; cout * cin * r * r];
@@ -603,7 +656,7 @@ fn from_f32<T: 'static>(v: Vec<f32>) -> Vec<T> {
 }
 
 /// What the output-side transforms of a band rely on: rows of tiles within the image, an
-/// image of `ho * wo` pixels of `cout` channels (`pixels` elements), and 36 values per tile
+/// image of `ho * wo` pixels of `cout` channels (`pixels` elements), and `n²` values per tile
 /// of the band and channel (`points` elements).
 fn check_band(s: &Shape, rows: (usize, usize), pixels: usize, points: usize) {
     let (th, tw) = s.tiles();
@@ -611,7 +664,7 @@ fn check_band(s: &Shape, rows: (usize, usize), pixels: usize, points: usize) {
         rows.0 <= rows.1
             && rows.1 <= th
             && pixels >= s.ho * s.wo * s.cout
-            && points >= (rows.1 - rows.0) * tw * N * N * s.cout,
+            && points >= (rows.1 - rows.0) * tw * s.points() * s.cout,
         "winograd: buffers too short"
     );
 }
@@ -622,15 +675,17 @@ fn check_band(s: &Shape, rows: (usize, usize), pixels: usize, points: usize) {
 fn transform_gradients(by_pixel: &[f32], s: &Shape, rows: (usize, usize), z: &mut [f32]) {
     check_band(s, rows, by_pixel.len(), z.len());
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has the instruction set, whole vectors of its channels and m = 2 or 4
-    // (`Shape::checked`); the lengths were checked above.
+    // SAFETY: the CPU has the instruction set, whole vectors of its channels and one of
+    // the tilings (`Shape::checked`); the lengths were checked above.
     unsafe {
-        match (isa(), s.m) {
-            (Some(Isa::Avx512), 2) => avx512::gradients::<2>(by_pixel, s, rows, z),
-            (Some(Isa::Avx512), _) => avx512::gradients::<4>(by_pixel, s, rows, z),
-            (Some(Isa::Avx2), 2) => avx2::gradients::<2>(by_pixel, s, rows, z),
-            (Some(Isa::Avx2), _) => avx2::gradients::<4>(by_pixel, s, rows, z),
-            (None, _) => unreachable!("Shape::checked found vector transforms"),
+        match (isa(), s.n, s.m) {
+            (Some(Isa::Avx512), 6, 2) => avx512::gradients::<6, 2>(by_pixel, s, rows, z),
+            (Some(Isa::Avx512), 6, _) => avx512::gradients::<6, 4>(by_pixel, s, rows, z),
+            (Some(Isa::Avx512), _, _) => avx512::gradients::<8, 4>(by_pixel, s, rows, z),
+            (Some(Isa::Avx2), 6, 2) => avx2::gradients::<6, 2>(by_pixel, s, rows, z),
+            (Some(Isa::Avx2), 6, _) => avx2::gradients::<6, 4>(by_pixel, s, rows, z),
+            (Some(Isa::Avx2), _, _) => avx2::gradients::<8, 4>(by_pixel, s, rows, z),
+            (None, _, _) => unreachable!("Shape::checked found vector transforms"),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -644,8 +699,8 @@ struct Window {
     buf: Vec<f32>,
     /// The image with its channels last, before padding.
     pixels: Vec<f32>,
-    /// One row of tiles' window transformed down its columns (`Bᵀ d`), 16 channels of
-    /// each column's six values: the tiles of the row share these.
+    /// One row of tiles' window transformed down its columns (`Bᵀ d`), a vector of
+    /// channels for each of a column's `n` values: the tiles of the row share these.
     columns: Vec<f32>,
     cin: usize,
     size: (usize, usize),
@@ -659,7 +714,7 @@ impl Window {
     fn new(s: &Shape) -> Self {
         let (hp, wp) = s.window();
         let buf = vec![0.0; hp * wp * s.cin];
-        let (pixels, columns) = (vec![0.0; s.h * s.w * s.cin], vec![0.0; wp * N * lanes()]);
+        let (pixels, columns) = (vec![0.0; s.h * s.w * s.cin], vec![0.0; wp * s.n * lanes()]);
         Window {
             buf,
             pixels,
@@ -698,18 +753,21 @@ impl Window {
             rows.0 <= rows.1
                 && rows.1 <= th
                 && self.buf.len() >= hp * wp * s.cin
-                && self.columns.len() >= wp * N * lanes()
-                && v.len() >= (rows.1 - rows.0) * tw * N * N * s.cin,
+                && self.columns.len() >= wp * s.n * lanes()
+                && v.len() >= (rows.1 - rows.0) * tw * s.points() * s.cin,
             "winograd: buffers too short"
         );
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has the instruction set and whole vectors of its channels
         // (`Shape::checked`); the lengths were checked above.
         unsafe {
-            match isa() {
-                Some(Isa::Avx512) => avx512::inputs(&self.buf, &mut self.columns, s, rows, v),
-                Some(Isa::Avx2) => avx2::inputs(&self.buf, &mut self.columns, s, rows, v),
-                None => unreachable!("Shape::checked found vector transforms"),
+            let (buf, columns) = (&self.buf, &mut self.columns);
+            match (isa(), s.n) {
+                (Some(Isa::Avx512), 6) => avx512::inputs::<6>(buf, columns, s, rows, v),
+                (Some(Isa::Avx512), _) => avx512::inputs::<8>(buf, columns, s, rows, v),
+                (Some(Isa::Avx2), 6) => avx2::inputs::<6>(buf, columns, s, rows, v),
+                (Some(Isa::Avx2), _) => avx2::inputs::<8>(buf, columns, s, rows, v),
+                (None, _) => unreachable!("Shape::checked found vector transforms"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -723,15 +781,17 @@ impl Window {
 fn transform_outputs(m: &[f32], s: &Shape, rows: (usize, usize), by_pixel: &mut [f32]) -> bool {
     check_band(s, rows, by_pixel.len(), m.len());
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has the instruction set, whole vectors of its channels and m = 2 or 4
-    // (`Shape::checked`); the lengths were checked above.
+    // SAFETY: the CPU has the instruction set, whole vectors of its channels and one of
+    // the tilings (`Shape::checked`); the lengths were checked above.
     unsafe {
-        match (isa(), s.m) {
-            (Some(Isa::Avx512), 2) => avx512::outputs::<2>(m, s, rows, by_pixel),
-            (Some(Isa::Avx512), _) => avx512::outputs::<4>(m, s, rows, by_pixel),
-            (Some(Isa::Avx2), 2) => avx2::outputs::<2>(m, s, rows, by_pixel),
-            (Some(Isa::Avx2), _) => avx2::outputs::<4>(m, s, rows, by_pixel),
-            (None, _) => unreachable!("Shape::checked found vector transforms"),
+        match (isa(), s.n, s.m) {
+            (Some(Isa::Avx512), 6, 2) => avx512::outputs::<6, 2>(m, s, rows, by_pixel),
+            (Some(Isa::Avx512), 6, _) => avx512::outputs::<6, 4>(m, s, rows, by_pixel),
+            (Some(Isa::Avx512), _, _) => avx512::outputs::<8, 4>(m, s, rows, by_pixel),
+            (Some(Isa::Avx2), 6, 2) => avx2::outputs::<6, 2>(m, s, rows, by_pixel),
+            (Some(Isa::Avx2), 6, _) => avx2::outputs::<6, 4>(m, s, rows, by_pixel),
+            (Some(Isa::Avx2), _, _) => avx2::outputs::<8, 4>(m, s, rows, by_pixel),
+            (None, _, _) => unreachable!("Shape::checked found vector transforms"),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -745,15 +805,17 @@ macro_rules! transforms {
     ($name:ident, $ops:ident, $feature:literal) => {
         #[cfg(target_arch = "x86_64")]
         mod $name {
-            use super::{N, POWERS, Shape};
+            use super::{POWERS_6, POWERS_8, Shape};
             use crate::vectors::$ops as v;
 
-            /// The gradient transform of the band's tiles of `M x M` outputs.
+            /// The gradient transform of the band's tiles of `M x M` outputs (windows of
+            /// `N x N`).
             ///
-            /// # Safety The CPU must have the module's target features, `M` must be the shape's
-            /// tile side, and the slices must hold what [`super::transform_gradients`] checks.
+            /// # Safety The CPU must have the module's target features, `N` and `M` must be
+            /// the shape's window and tile sides, and the slices must hold what
+            /// [`super::transform_gradients`] checks.
             #[target_feature(enable = $feature)]
-            pub(super) unsafe fn gradients<const M: usize>(
+            pub(super) unsafe fn gradients<const N: usize, const M: usize>(
                 by_pixel: &[f32],
                 s: &Shape,
                 (first_row, end_row): (usize, usize),
@@ -777,16 +839,28 @@ macro_rules! transforms {
                                     }
                                 }
                             }
-                            // A e: the columns, then (A e) Aᵀ: the rows.
-                            let columns: [[v::Vector; N]; M] =
-                                std::array::from_fn(|b| gradient_1d(e.map(|row| row[b])));
+                            // A e: the columns, then (A e) Aᵀ: the rows. Plain loops: `array::map`
+                            // and `from_fn` are not always inlined, and a call passes every
+                            // vector through memory.
+                            let mut columns = [[v::zero(); N]; M];
+                            for (b, column) in columns.iter_mut().enumerate() {
+                                let mut values = [v::zero(); M];
+                                for (value, row) in values.iter_mut().zip(&e) {
+                                    *value = row[b];
+                                }
+                                *column = gradient_1d::<N, M>(values);
+                            }
                             let at = ((ti - first_row) * tw + tj) * N * N * cout + k;
-                            // SAFETY: the band's tile < (end_row - first_row) * tw, point < 36,
+                            // SAFETY: the band's tile < (end_row - first_row) * tw, point < N²,
                             // channels k..k + LANES <= cout.
                             let mut out = unsafe { dst.add(at) };
                             for i in 0..N {
-                                for value in gradient_1d(columns.map(|column| column[i])) {
-                                    // SAFETY: point i * N + j < 36 of this tile, channels k..k +
+                                let mut values = [v::zero(); M];
+                                for (value, column) in values.iter_mut().zip(&columns) {
+                                    *value = column[i];
+                                }
+                                for value in gradient_1d::<N, M>(values) {
+                                    // SAFETY: point i * N + j < N² of this tile, channels k..k +
                                     // LANES <= cout.
                                     unsafe { v::store(out, value) };
                                     // SAFETY: the next point of the same tile (or one past its
@@ -804,7 +878,14 @@ macro_rules! transforms {
             /// `e` at infinity.
             #[target_feature(enable = $feature)]
             #[inline]
-            fn gradient_1d<const M: usize>(e: [v::Vector; M]) -> [v::Vector; N] {
+            fn gradient_1d<const N: usize, const M: usize>(e: [v::Vector; M]) -> [v::Vector; N] {
+                if N == 8 { resize(gradient_1d_8(e)) } else { resize(gradient_1d_6(e)) }
+            }
+
+            /// [`gradient_1d`] for windows of six.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn gradient_1d_6<const M: usize>(e: [v::Vector; M]) -> [v::Vector; 6] {
                 // At p = 0 only e_0 counts; p = 1 and p = -1 add and subtract.
                 let (mut plus, mut alternating, mut twos, mut halves) = (e[0], e[0], e[0], e[0]);
                 for (k, &value) in e.iter().enumerate().skip(1) {
@@ -814,20 +895,57 @@ macro_rules! transforms {
                     } else {
                         v::sub(alternating, value)
                     };
-                    twos = v::fmadd(v::splat(POWERS[k][3]), value, twos);
-                    halves = v::fmadd(v::splat(POWERS[k][4]), value, halves);
+                    twos = v::fmadd(v::splat(POWERS_6[k][3]), value, twos);
+                    halves = v::fmadd(v::splat(POWERS_6[k][4]), value, halves);
                 }
                 [e[0], plus, alternating, twos, halves, e[M - 1]]
             }
 
-            /// The input transform of every tile, a row of tiles and LANES channels at a time: `Bᵀ
-            /// d` down every column of the row's window (adjacent tiles share four of their six
-            /// columns), then `(Bᵀ d) B` along each tile's rows.
-            ///
-            /// # Safety The CPU must have the module's target features, and the slices must hold
-            /// what [`super::Window::transform`] checks.
+            /// [`gradient_1d`] for windows of eight: each pair of points `±p` shares the
+            /// even powers' sum `E` and the odd powers' `O`, `z(±p) = E ± O`.
             #[target_feature(enable = $feature)]
-            pub(super) unsafe fn inputs(
+            #[inline]
+            fn gradient_1d_8<const M: usize>(e: [v::Vector; M]) -> [v::Vector; 8] {
+                // Columns 1, 3 and 5 of the powers hold p = 1, 2 and 1/2.
+                let pair = |p: usize| {
+                    let (mut even, mut odd) = (e[0], v::zero());
+                    for (k, &value) in e.iter().enumerate().skip(1) {
+                        let c = v::splat(POWERS_8[k][p]);
+                        if k % 2 == 0 {
+                            even = v::fmadd(c, value, even);
+                        } else {
+                            odd = v::fmadd(c, value, odd);
+                        }
+                    }
+                    (v::add(even, odd), v::sub(even, odd))
+                };
+                let ((one, minus_one), (two, minus_two), (half, minus_half)) =
+                    (pair(1), pair(3), pair(5));
+                [e[0], one, minus_one, two, minus_two, half, minus_half, e[M - 1]]
+            }
+
+            /// `x` as an array of `B` vectors, where `B` is `A` (a generic caller's view of a
+            /// transform written for one size).
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn resize<const A: usize, const B: usize>(x: [v::Vector; A]) -> [v::Vector; B] {
+                assert_eq!(A, B, "winograd: transform of the wrong size");
+                let mut out = [v::zero(); B];
+                for (dst, &value) in out.iter_mut().zip(&x) {
+                    *dst = value;
+                }
+                out
+            }
+
+            /// The input transform of every tile, a row of tiles and LANES channels at a time: `Bᵀ
+            /// d` down every column of the row's window (adjacent tiles share `N - M` of their
+            /// `N` columns), then `(Bᵀ d) B` along each tile's rows.
+            ///
+            /// # Safety The CPU must have the module's target features, `N` must be the
+            /// shape's window side, and the slices must hold what
+            /// [`super::Window::transform`] checks.
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn inputs<const N: usize>(
                 padded: &[f32],
                 columns: &mut [f32],
                 s: &Shape,
@@ -849,7 +967,7 @@ macro_rules! transforms {
                                 // + LANES.
                                 *value = unsafe { v::load(at.add(r * row_stride)) };
                             }
-                            for (r, value) in input_1d(column).into_iter().enumerate() {
+                            for (r, value) in input_1d::<N>(column).into_iter().enumerate() {
                                 // SAFETY: `columns` holds wp * N vectors.
                                 unsafe { v::store(cols.add((x * N + r) * v::LANES), value) };
                             }
@@ -869,8 +987,8 @@ macro_rules! transforms {
                                         v::load(cols.add(((s.m * tj + c) * N + r) * v::LANES))
                                     };
                                 }
-                                for value in input_1d(row) {
-                                    // SAFETY: point < 36 of this tile.
+                                for value in input_1d::<N>(row) {
+                                    // SAFETY: point < N² of this tile.
                                     unsafe { v::store(out, value) };
                                     // SAFETY: the next point of the same tile (or one past its
                                     // last).
@@ -882,10 +1000,46 @@ macro_rules! transforms {
                 }
             }
 
-            /// `Bᵀ d` for one column (or row) of a window: the points 0, 1, -1, 2, -1/2, infinity.
+            /// `Bᵀ d` for one column (or row) of a window.
             #[target_feature(enable = $feature)]
             #[inline]
-            fn input_1d([d0, d1, d2, d3, d4, d5]: [v::Vector; N]) -> [v::Vector; N] {
+            fn input_1d<const N: usize>(d: [v::Vector; N]) -> [v::Vector; N] {
+                if N == 8 { resize(input_1d_8(resize(d))) } else { resize(input_1d_6(resize(d))) }
+            }
+
+            /// [`input_1d`] for windows of eight: the points 0, 1, -1, 2, -2, 1/2, -1/2,
+            /// infinity. Each pair `±p` shares the even positions' sum `E` and the odd
+            /// ones' `O`: `v(±p) = E ± O`.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn input_1d_8([d0, d1, d2, d3, d4, d5, d6, d7]: [v::Vector; 8]) -> [v::Vector; 8] {
+                let c = |value: f32| v::splat(value);
+                // Bᵀ row by row: [-1 0 21/4 0 -21/4 0 1 0], [0 1 1 -17/4 -17/4 1 1 0],
+                // [0 -1 1 17/4 -17/4 -1 1 0], [0 1/2 1/4 -5/2 -5/4 2 1 0],
+                // [0 -1/2 1/4 5/2 -5/4 -2 1 0], [0 2 4 -5/2 -5 1/2 1 0],
+                // [0 -2 4 5/2 -5 -1/2 1 0], [0 -1 0 21/4 0 -21/4 0 1].
+                let first = v::fmadd(c(5.25), v::sub(d2, d4), v::sub(d6, d0));
+                let last = v::fmadd(c(5.25), v::sub(d3, d5), v::sub(d7, d1));
+                let pair = |even: v::Vector, odd: v::Vector| (v::add(even, odd), v::sub(even, odd));
+                let ones = pair(
+                    v::fmadd(c(-4.25), d4, v::add(d2, d6)),
+                    v::fmadd(c(-4.25), d3, v::add(d1, d5)),
+                );
+                let twos = pair(
+                    v::fmadd(c(0.25), d2, v::fmadd(c(-1.25), d4, d6)),
+                    v::fmadd(c(0.5), d1, v::fmadd(c(-2.5), d3, v::mul(c(2.0), d5))),
+                );
+                let halves = pair(
+                    v::fmadd(c(4.0), d2, v::fmadd(c(-5.0), d4, d6)),
+                    v::fmadd(c(2.0), d1, v::fmadd(c(-2.5), d3, v::mul(c(0.5), d5))),
+                );
+                [first, ones.0, ones.1, twos.0, twos.1, halves.0, halves.1, last]
+            }
+
+            /// [`input_1d`] for windows of six: the points 0, 1, -1, 2, -1/2, infinity.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn input_1d_6([d0, d1, d2, d3, d4, d5]: [v::Vector; 6]) -> [v::Vector; 6] {
                 let c = |value: f32| v::splat(value);
                 let (d1_d3, d4_d2, d4_d1) = (v::sub(d1, d3), v::sub(d4, d2), v::sub(d4, d1));
                 // Bᵀ row by row: [1 3/2 -2 -3/2 1 0], [0 -1 -5/2 -1/2 1 0],
@@ -900,13 +1054,15 @@ macro_rules! transforms {
                 [v0, v1, v2, v3, v4, v5]
             }
 
-            /// The output transform of the band's tiles of `M x M` outputs.
+            /// The output transform of the band's tiles of `M x M` outputs (windows of
+            /// `N x N`).
             ///
-            /// # Safety The CPU must have the module's target features, `M` must be the shape's
-            /// tile side, and the slices must hold what [`super::transform_outputs`] checks.
+            /// # Safety The CPU must have the module's target features, `N` and `M` must be
+            /// the shape's window and tile sides, and the slices must hold what
+            /// [`super::transform_outputs`] checks.
             #[target_feature(enable = $feature)]
             #[allow(clippy::needless_range_loop)] // walks the products' columns
-            pub(super) unsafe fn outputs<const M: usize>(
+            pub(super) unsafe fn outputs<const N: usize, const M: usize>(
                 m: &[f32],
                 s: &Shape,
                 (first_row, end_row): (usize, usize),
@@ -927,15 +1083,16 @@ macro_rules! transforms {
                                 for (r, value) in column.iter_mut().enumerate() {
                                     let at = tile + (r * N + c) * cout + k;
                                     // SAFETY: the band's tile < (end_row - first_row) * tw,
-                                    // point r * N + c < 36, channels k..k + LANES <= cout.
+                                    // point r * N + c < N², channels k..k + LANES <= cout.
                                     *value = unsafe { v::load(src.add(at)) };
                                 }
-                                for (i, value) in output_1d::<M>(column).into_iter().enumerate() {
+                                for (i, value) in output_1d::<N, M>(column).into_iter().enumerate()
+                                {
                                     half[i][c] = value;
                                 }
                             }
                             for (i, row) in half.iter().enumerate() {
-                                for (j, value) in output_1d::<M>(*row).into_iter().enumerate() {
+                                for (j, value) in output_1d::<N, M>(*row).into_iter().enumerate() {
                                     let (oh, ow) = (M * ti + i, M * tj + j);
                                     if oh < s.ho && ow < s.wo {
                                         probe = v::add(probe, v::mul(value, v::zero()));
@@ -954,19 +1111,47 @@ macro_rules! transforms {
             }
 
             /// `Aᵀ m` for one column (or row) of a tile's products: `y_k = sum_i p_i^k m_i` over
-            /// the finite points, plus the value at infinity in the last output (for `M = 2`: `Aᵀ =
-            /// [1 1 1 1 1 0], [0 1 -1 2 -1/2 1]`).
+            /// the finite points, plus the value at infinity in the last output (for `M = 2`
+            /// and windows of six: `Aᵀ = [1 1 1 1 1 0], [0 1 -1 2 -1/2 1]`).
             #[target_feature(enable = $feature)]
             #[inline]
-            fn output_1d<const M: usize>(m: [v::Vector; N]) -> [v::Vector; M] {
-                std::array::from_fn(|k| {
+            fn output_1d<const N: usize, const M: usize>(m: [v::Vector; N]) -> [v::Vector; M] {
+                if N == 8 { output_1d_8(resize(m)) } else { output_1d_6(resize(m)) }
+            }
+
+            /// [`output_1d`] for windows of six.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn output_1d_6<const M: usize>(m: [v::Vector; 6]) -> [v::Vector; M] {
+                let mut out = [v::zero(); M];
+                for (k, dst) in out.iter_mut().enumerate() {
                     // p = 0 counts in the first output only; p = 1 and p = -1 add and subtract.
                     let mut y = if k == 0 { v::add(m[0], m[1]) } else { m[1] };
                     y = if k % 2 == 0 { v::add(y, m[2]) } else { v::sub(y, m[2]) };
-                    y = v::fmadd(v::splat(POWERS[k][3]), m[3], y);
-                    y = v::fmadd(v::splat(POWERS[k][4]), m[4], y);
-                    if k + 1 == M { v::add(y, m[5]) } else { y }
-                })
+                    y = v::fmadd(v::splat(POWERS_6[k][3]), m[3], y);
+                    y = v::fmadd(v::splat(POWERS_6[k][4]), m[4], y);
+                    *dst = if k + 1 == M { v::add(y, m[5]) } else { y };
+                }
+                out
+            }
+
+            /// [`output_1d`] for windows of eight: the pairs of points `±p` meet the even
+            /// powers through their sums and the odd ones through their differences.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            fn output_1d_8<const M: usize>(m: [v::Vector; 8]) -> [v::Vector; M] {
+                let sums = [v::add(m[1], m[2]), v::add(m[3], m[4]), v::add(m[5], m[6])];
+                let differences = [v::sub(m[1], m[2]), v::sub(m[3], m[4]), v::sub(m[5], m[6])];
+                let mut out = [v::zero(); M];
+                for (k, dst) in out.iter_mut().enumerate() {
+                    let part = if k % 2 == 0 { sums } else { differences };
+                    // p = 0 counts in the first output only; p = 1 has every power 1.
+                    let mut y = if k == 0 { v::add(m[0], part[0]) } else { part[0] };
+                    y = v::fmadd(v::splat(POWERS_8[k][3]), part[1], y);
+                    y = v::fmadd(v::splat(POWERS_8[k][5]), part[2], y);
+                    *dst = if k + 1 == M { v::add(y, m[7]) } else { y };
+                }
+                out
             }
         }
     };
