@@ -789,19 +789,22 @@ pub fn run_all(only: &[&str], s: Settings, threads: usize, python: Option<&str>)
     out
 }
 
-/// The table: per measure, both medians with their spreads, and how many times faster
-/// tapegrad is (PyTorch / tapegrad for times, tapegrad / PyTorch for throughput): the
-/// median over runs of each run's ratio when every run has both measurements.
 /// The CPU model and the widest vectors the kernels use on it, for the table's first line
-/// (ratios differ between machine kinds).
+/// (ratios differ between machine kinds). The family and model numbers follow the name:
+/// virtual machines often report a name without the generation ("AMD EPYC").
 pub fn machine() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|l| l.starts_with("model name"))?.to_string();
-            Some(line.split_once(':')?.1.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        let line = info.lines().find(|l| l.split(':').next().map(str::trim) == Some(key))?;
+        Some(line.split_once(':')?.1.trim().to_string())
+    };
+    let model = match (field("model name"), field("cpu family"), field("model")) {
+        (Some(name), Some(family), Some(number)) => {
+            format!("{name} (family {family}, model {number})")
+        }
+        (Some(name), ..) => name,
+        _ => "unknown CPU".into(),
+    };
     #[cfg(target_arch = "x86_64")]
     let vectors = if tapegrad_kernels::simd::avx512_enabled() {
         "AVX-512"
@@ -820,6 +823,9 @@ pub fn machine() -> String {
     format!("machine: {model}; vectors: {vectors}; threads: {}", rayon::current_num_threads())
 }
 
+/// The table: per measure, both medians with their spreads, and how many times faster
+/// tapegrad is (PyTorch / tapegrad for times, tapegrad / PyTorch for throughput): the
+/// median over runs of each run's ratio when every run has both measurements.
 pub fn table(measures: &[Measure], json: bool) -> String {
     let mut s = String::new();
     if !json {
