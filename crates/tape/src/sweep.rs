@@ -523,8 +523,19 @@ fn add_to_pending(
         Ok(())
     })?;
     for (input, prev, g) in sums {
-        let mut sum = &prev + &g;
-        drop((prev, g));
+        // In a plain backward (nothing recorded) a pending gradient no one else holds takes
+        // the addend in its own buffer (copied first if the buffer is shared), instead of a
+        // new tensor of the same size.
+        let in_place =
+            !crate::is_grad_enabled() && prev.is_sole_handle() && prev.accumulate_in_place(&g);
+        let mut sum = if in_place {
+            prev
+        } else {
+            let sum = &prev + &g;
+            drop(prev);
+            sum
+        };
+        drop(g);
         // Another gradient of this rule for the same input (y = x * x) may have been stored
         // meanwhile: add until the slot is found empty.
         while let Some(other) = with_tape(|tape| {

@@ -47,6 +47,37 @@ fn an_input_used_twice_by_one_op_gets_both_gradients() {
 }
 
 #[test]
+fn gradients_summed_for_an_interior_tensor_leave_other_holders_alone() {
+    // `m` gathers two gradients. The first is the one `n` received (add's rule passes it
+    // on unchanged), which `n` keeps as its `.grad` and a hook has seen; the sum is formed
+    // in a buffer of its own when one is free, and must not show through those handles.
+    let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]).requires_grad();
+    let m = &x * 2.0;
+    let n = &m + &Tensor::zeros(&[2]);
+    n.retain_grad();
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = seen.clone();
+    let _hook = n.register_hook(move |g| {
+        log.borrow_mut().push(g.clone());
+        None
+    });
+    let out = (&n * 3.0).sum_to_shape(&[]) + (&m * 5.0).sum_to_shape(&[]);
+    out.backward();
+    assert_eq!(n.grad().unwrap().to_vec::<f32>(), vec![3.0, 3.0]);
+    assert_eq!(seen.borrow()[0].to_vec::<f32>(), vec![3.0, 3.0]);
+    assert_eq!(x.grad().unwrap().to_vec::<f32>(), vec![16.0, 16.0]);
+    // Without anyone else holding the first gradient (an input used three times, by ops
+    // whose gradients are new tensors), the sums are exact too, large enough for the
+    // threaded kernels.
+    let x = Tensor::from_vec((0..10_000).map(f64::from).collect(), &[10_000]).requires_grad();
+    let y = (&(&x * &x) * 0.5 + &x * 2.0 + &x * 3.0).sum_to_shape(&[]);
+    y.backward();
+    let got = x.grad().unwrap().to_vec::<f64>();
+    let wrong = (0..10_000).filter(|&i| got[i] != f64::from(i as u32) + 5.0).count();
+    assert_eq!(wrong, 0, "x + 5 expected everywhere (integers: exact)");
+}
+
+#[test]
 fn gradient_handle_sees_in_place_accumulation_like_pytorch() {
     let a = Tensor::ones(&[1]).requires_grad();
     (&a * 2.0).backward();
