@@ -45,7 +45,7 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// It applies on CPUs with AVX-512 or AVX2 to 5 x 5 and 3 x 3 convolutions with stride 1,
 /// no dilation, one group, channel counts that are multiples of 16 (8 on AVX2), a
 /// transformed kernel of at most 28 MB (up to about 450 channels in and out for 3 x 3
-/// kernels, 330 for 5 x 5 ones), enough tiles over the batch (64 of 36 points), and outputs
+/// kernels, 330 for 5 x 5 ones), enough tiles over the batch (the transformed values of 64 tiles of 36 points), and outputs
 /// large enough that whole tiles save a third of the multiplications: their forward pass
 /// and weight gradient, and their input gradient when the padding is narrower than the
 /// kernel. Those run faster (more so with more channels; docs/BENCHMARKS.md), with more rounding
@@ -96,19 +96,24 @@ const POINTS_8: [f64; 7] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5];
 /// `POWERS_n[k][i] = p_i^k` over a window's finite points. Row `k` of `Aᵀ` is row `k` of
 /// the table (and, in its last column, 1 for the last row only), so the output and
 /// gradient transforms take their coefficients from here.
-const POWERS_6: [[f32; 5]; 4] = [
-    [1.0, 1.0, 1.0, 1.0, 1.0],
-    [0.0, 1.0, -1.0, 2.0, -0.5],
-    [0.0, 1.0, 1.0, 4.0, 0.25],
-    [0.0, 1.0, -1.0, 8.0, -0.125],
-];
+const POWERS_6: [[f32; 5]; 4] = powers(POINTS_6);
 /// [`POWERS_6`] for a window of eight.
-const POWERS_8: [[f32; 7]; 4] = [
-    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-    [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5],
-    [0.0, 1.0, 1.0, 4.0, 4.0, 0.25, 0.25],
-    [0.0, 1.0, -1.0, 8.0, -8.0, 0.125, -0.125],
-];
+const POWERS_8: [[f32; 7]; 4] = powers(POINTS_8);
+
+/// The first four powers of each point (exact: the points are small dyadic fractions).
+const fn powers<const F: usize>(points: [f64; F]) -> [[f32; F]; 4] {
+    let mut table = [[1.0; F]; 4];
+    let mut k = 1;
+    while k < 4 {
+        let mut i = 0;
+        while i < F {
+            table[k][i] = table[k - 1][i] * points[i] as f32;
+            i += 1;
+        }
+        k += 1;
+    }
+    table
+}
 
 /// Entry `(i, j)` of the kernel's transform `G` for a window of side `n` and a kernel of
 /// side `r` (the inputs' `Bᵀ` is written out in the vector transforms): `G[i][j] = p_i^j /
@@ -129,7 +134,7 @@ fn g(n: usize, r: usize, i: usize, j: usize) -> f64 {
 
 /// The tiles for an `r x r` kernel's `ho x wo` outputs, as (tile side `m`, window side
 /// `n`): a 5 x 5 kernel takes 4 x 4 tiles unless 2 x 2 ones need fewer multiplications
-/// (outputs of at most 2 x 2 pixels); a 3 x 3 kernel takes 4 x 4 tiles.
+/// (outputs one or two pixels high or wide); a 3 x 3 kernel takes 4 x 4 tiles.
 pub(super) fn tiling(r: usize, ho: usize, wo: usize) -> (usize, usize) {
     let products = |m: usize, n: usize| ho.div_ceil(m) * wo.div_ceil(m) * n * n;
     match r {
