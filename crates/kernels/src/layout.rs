@@ -241,8 +241,38 @@ impl Layout {
     #[inline]
     #[track_caller]
     pub fn contiguous(shape: &[usize]) -> Self {
-        numel(shape);
-        Layout { shape: shape_of(shape), strides: contiguous_strides(shape), offset: 0 }
+        let rank = shape.len();
+        if rank > INLINE_RANK {
+            numel(shape);
+            return Layout {
+                shape: shape_of(shape),
+                strides: contiguous_strides(shape),
+                offset: 0,
+            };
+        }
+        // Every recorded op's result takes this path: sizes, strides and the element count's
+        // check in one pass over fixed-size arrays, with no call and no per-rank dispatch.
+        let (mut dims, mut strides) = ([0; INLINE_RANK], [0; INLINE_RANK]);
+        let mut count: usize = 1;
+        let mut overflowed = false;
+        for i in (0..INLINE_RANK).rev() {
+            if i < rank {
+                dims[i] = shape[i];
+                strides[i] = count;
+                let (next, o) = count.overflowing_mul(shape[i]);
+                (count, overflowed) = (next, overflowed | o);
+            }
+        }
+        if overflowed || count > MAX_NUMEL {
+            // Panics unless an empty dimension makes the count zero (the strides past it
+            // wrapped, as `contiguous_strides` lets them).
+            numel(shape);
+        }
+        Layout {
+            shape: SmallVec::from_buf_and_len(dims, rank),
+            strides: SmallVec::from_buf_and_len(strides, rank),
+            offset: 0,
+        }
     }
 
     /// A layout from its parts. The caller guarantees every index stays inside the storage.
@@ -527,7 +557,36 @@ impl Iterator for Offsets<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Layout;
+    use super::{Layout, MAX_NUMEL, contiguous_strides};
+
+    /// The short path for ranks up to four and the general one agree, on every rank, on
+    /// empty dimensions (strides past one whose products would overflow) and on the limit.
+    #[test]
+    fn contiguous_layouts_of_every_rank_have_row_major_strides() {
+        let shapes: [&[usize]; 10] = [
+            &[],
+            &[7],
+            &[3, 5],
+            &[2, 3, 4],
+            &[2, 1, 3, 4],
+            &[2, 3, 1, 4, 5],
+            &[0, 5],
+            &[usize::MAX, 0, usize::MAX, 2],
+            &[0, usize::MAX, usize::MAX, 2, 3, 7],
+            &[MAX_NUMEL],
+        ];
+        for shape in shapes {
+            let layout = Layout::contiguous(shape);
+            assert_eq!(layout.shape(), shape);
+            assert_eq!(layout.strides(), &contiguous_strides(shape)[..], "{shape:?}");
+            assert_eq!(layout.offset(), 0);
+            assert!(layout.is_contiguous(), "{shape:?}");
+        }
+        for too_many in [&[MAX_NUMEL, 2][..], &[2, 2, 2, MAX_NUMEL], &[1, 1, 1, 1, MAX_NUMEL, 3]] {
+            let panicked = std::panic::catch_unwind(|| Layout::contiguous(too_many));
+            assert!(panicked.is_err(), "{too_many:?} was accepted");
+        }
+    }
 
     /// Shapes of `numel` elements with up to four dimensions (sizes from its divisors).
     fn shapes_of(numel: usize) -> Vec<Vec<usize>> {
