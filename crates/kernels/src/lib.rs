@@ -18,7 +18,7 @@
 //! | [`conv`] | the three convolution primitives (im2col, implicit GEMM, Winograd, direct depthwise sums), the forward one with a fused bias |
 //! | [`pool`] | max pooling |
 //! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |
-//! | [`rows`] | rows picked by index and added back by index (`index_select` along the first dimension, `embedding`), split across threads by output rows |
+//! | [`rows`] | rows picked by index and added back by index (`index_select` along any dimension, `embedding`), split across threads by output rows |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
 //! | [`group_norm`] | group normalisation, from the loops of the two above |

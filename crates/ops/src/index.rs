@@ -109,11 +109,9 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     let outer: usize = shape[..d].iter().product();
     let n = x.shape()[d];
     let src = x.contiguous_storage();
-    let storage = tapegrad_tape::map_storage!(&src, v => if outer == 1 {
-        // Along the first dimension (embedding's case): whole rows, split across threads.
-        tapegrad_kernels::rows::select_rows(v, &idx, inner)
-    } else {
-        select_in_blocks(v, &idx, (outer, n, inner))
+    // Whole rows of `inner` elements picked from each of `outer` blocks, split across threads.
+    let storage = tapegrad_tape::map_storage!(&src, v => {
+        tapegrad_kernels::rows::select_rows(v, &idx, (outer, n, inner))
     });
     let value = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
     let make_backward = || {
@@ -123,13 +121,8 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
                 // A plain backward: the rows added straight into zeros (index_add would
                 // first copy the zeros, which it must treat as a caller's tensor).
                 let g = ctx.grad().contiguous_storage();
-                let sum = tapegrad_tape::map_float_storage!(&g, g => if outer == 1 {
-                    // Each block of rows cleared and summed into by one thread.
-                    tapegrad_kernels::rows::add_rows_to_zeros(g, &idx, n, inner)
-                } else {
-                    let mut sum = tapegrad_kernels::parallel::zeroed(numel(&in_shape));
-                    add_rows(&mut sum, g, &idx, (n, inner));
-                    sum
+                let sum = tapegrad_tape::map_float_storage!(&g, g => {
+                    tapegrad_kernels::rows::add_rows_to_zeros(g, &idx, (outer, n, inner))
                 });
                 let layout = tapegrad_tape::layout::Layout::contiguous(&in_shape);
                 return smallvec![Some(Tensor::from_storage(sum, layout))];
@@ -143,30 +136,6 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     Ok(record_with_tangent("index_select", location, &[x], value, make_backward, |ctx| {
         ctx.map(|v| index_select(v, d as isize, index).expect("valid indices"))
     }))
-}
-
-/// Row `idx[k]` of each of `outer` blocks of `v` (blocks of `n` rows of `inner`), block by
-/// block.
-fn select_in_blocks<T: Copy>(
-    v: &[T],
-    idx: &[usize],
-    (outer, n, inner): (usize, usize, usize),
-) -> Vec<T> {
-    let mut out = Vec::with_capacity(outer * idx.len() * inner);
-    // Empty blocks hold nothing to select (and `chunks_exact` takes no zero).
-    if n * inner > 0 {
-        for block in v.chunks_exact(n * inner).take(outer) {
-            if inner == 1 {
-                // Single elements: a gather, not a copy call per element.
-                out.extend(idx.iter().map(|&i| block[i]));
-            } else {
-                for &i in idx {
-                    out.extend_from_slice(&block[i * inner..(i + 1) * inner]);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Adds row `k` of each block of `src` (blocks of `idx.len()` rows of `inner`) into row
