@@ -15,9 +15,12 @@ use crate::implicit_gemm::ImplicitGemm;
 use crate::scratch::Scratch;
 
 mod depthwise;
+mod images;
 mod implicit;
 mod pointwise;
 mod winograd;
+
+use images::Images;
 
 pub use winograd::{set_winograd_enabled, winograd_enabled};
 
@@ -363,26 +366,6 @@ fn gather_outputs<T: Gemm>(
     out
 }
 
-/// A pointer for disjoint writes from rayon tasks (each chunk owns its images).
-#[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
-// SAFETY: tasks write disjoint image ranges of the buffer, which outlives them.
-unsafe impl<T> Send for SharedMut<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for SharedMut<T> {}
-
-impl<T> SharedMut<T> {
-    /// The image range `[start, start + len)` of the buffer.
-    ///
-    /// # Safety
-    /// No other task may touch the same range while the slice lives.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
-        // SAFETY: forwarded from the caller.
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
-    }
-}
-
 /// The forward convolution of `x` (`[N, C, H, W]`) with `weight` (`[O, C/groups, kH, kW]`):
 /// `[N, O, Ho, Wo]`.
 ///
@@ -436,29 +419,52 @@ fn conv_biased<T: ImplicitGemm>(
     bias: ChannelBias<'_, T>,
     geo: &Geometry,
 ) -> Vec<T> {
-    let mut y = crate::parallel::zeroed(geo.n * geo.o * geo.ho * geo.wo);
-    if y.is_empty() {
+    let (len, out_img) = (geo.n * geo.o * geo.ho * geo.wo, geo.o * geo.ho * geo.wo);
+    let mut y = Vec::with_capacity(len);
+    if len == 0 {
         return y;
     }
-    if depthwise::applies(geo) {
-        depthwise::conv(x, weight, geo, bias, &mut y);
-        return y;
-    }
-    if winograd::applies::<T>(geo) {
-        if winograd::conv(x, weight, geo, bias, &mut y) {
-            return y;
-        }
-        // A non-finite result: summed again below by a direct form.
-        y.fill(T::ZERO);
-    }
-    if pointwise::applies(geo) {
-        pointwise::conv(x, weight, geo, bias, &mut y);
-    } else if implicit::applies() && !weights_too_large(geo) {
-        implicit::conv(x, weight, geo, bias, &mut y);
-    } else {
-        conv_im2col(x, weight, geo, bias, &mut y);
+    let finite = {
+        let mut out = Images::new(&mut y.spare_capacity_mut()[..len], out_img);
+        let finite = if depthwise::applies(geo) {
+            depthwise::conv(x, weight, geo, bias, out.all());
+            true
+        } else if winograd::applies::<T>(geo) {
+            winograd::conv(x, weight, geo, bias, &out)
+        } else {
+            conv_direct(x, weight, geo, bias, &out);
+            true
+        };
+        out.finish();
+        finite
+    };
+    // SAFETY: every image of the first `len` slots was cleared, by the task that took it or
+    // by `finish`.
+    unsafe { y.set_len(len) };
+    if !finite {
+        // A non-finite result from Winograd's form: summed again by a direct form.
+        let out = Images::over(&mut y, out_img);
+        conv_direct(x, weight, geo, bias, &out);
+        out.finish();
     }
     y
+}
+
+/// The forward convolution by the forms that sum each output directly.
+fn conv_direct<T: ImplicitGemm>(
+    x: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    bias: ChannelBias<'_, T>,
+    y: &Images<'_, T>,
+) {
+    if pointwise::applies(geo) {
+        pointwise::conv(x, weight, geo, bias, y);
+    } else if implicit::applies() && !weights_too_large(geo) {
+        implicit::conv(x, weight, geo, bias, y);
+    } else {
+        conv_im2col(x, weight, geo, bias, y);
+    }
 }
 
 /// A bias per output channel, for the forward forms to add to each image's output as soon
@@ -491,11 +497,10 @@ fn conv_im2col<T: Gemm>(
     weight: &[T],
     geo: &Geometry,
     bias: ChannelBias<'_, T>,
-    y: &mut [T],
+    y: &Images<'_, T>,
 ) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
-    let out = SharedMut(y.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let cols = count * hw;
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
@@ -503,8 +508,7 @@ fn conv_im2col<T: Gemm>(
         let col = col.as_mut::<T>();
         let mut yg = Columns::new::<T>(og * cols);
         let yg = yg.as_mut::<T>();
-        // SAFETY: this chunk's images are written by this task alone.
-        let y_chunk = unsafe { out.slice(first * out_img, count * out_img) };
+        let y_chunk = y.take(first, count);
         for g in 0..geo.opts.groups {
             for i in 0..count {
                 im2col(
@@ -543,29 +547,51 @@ fn conv_im2col<T: Gemm>(
 /// # Panics
 /// If a buffer is shorter than the geometry says.
 pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
-    let mut dx = crate::parallel::zeroed(geo.n * geo.c * geo.h * geo.w);
-    if dx.is_empty() {
+    let (len, in_img) = (geo.n * geo.c * geo.h * geo.w, geo.c * geo.h * geo.w);
+    let mut dx = Vec::with_capacity(len);
+    if len == 0 {
         return dx;
     }
-    if depthwise::applies(geo) {
-        depthwise::conv_transpose(gy, weight, geo, &mut dx);
-        return dx;
-    }
-    if winograd::applies_transpose::<T>(geo) {
-        if winograd::conv_transpose(gy, weight, geo, &mut dx) {
-            return dx;
-        }
-        dx.fill(T::ZERO);
-    }
-    let im2col_suits = geo.og() >= 32 && implicit::transpose_work_ratio(geo) > TRANSPOSE_WORK_RATIO;
-    if pointwise::applies(geo) {
-        pointwise::conv_transpose(gy, weight, geo, &mut dx);
-    } else if implicit::applies() && !im2col_suits && !weights_too_large(geo) {
-        implicit::conv_transpose(gy, weight, geo, &mut dx);
-    } else {
-        conv_transpose_im2col(gy, weight, geo, &mut dx);
+    let finite = {
+        let mut out = Images::new(&mut dx.spare_capacity_mut()[..len], in_img);
+        let finite = if depthwise::applies(geo) {
+            depthwise::conv_transpose(gy, weight, geo, out.all());
+            true
+        } else if winograd::applies_transpose::<T>(geo) {
+            winograd::conv_transpose(gy, weight, geo, &out)
+        } else {
+            conv_transpose_direct(gy, weight, geo, &out);
+            true
+        };
+        out.finish();
+        finite
+    };
+    // SAFETY: every image of the first `len` slots was cleared, by the task that took it or
+    // by `finish`.
+    unsafe { dx.set_len(len) };
+    if !finite {
+        let out = Images::over(&mut dx, in_img);
+        conv_transpose_direct(gy, weight, geo, &out);
+        out.finish();
     }
     dx
+}
+
+/// The input gradient by the forms that sum each value directly.
+fn conv_transpose_direct<T: ImplicitGemm>(
+    gy: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    dx: &Images<'_, T>,
+) {
+    let im2col_suits = geo.og() >= 32 && implicit::transpose_work_ratio(geo) > TRANSPOSE_WORK_RATIO;
+    if pointwise::applies(geo) {
+        pointwise::conv_transpose(gy, weight, geo, dx);
+    } else if implicit::applies() && !im2col_suits && !weights_too_large(geo) {
+        implicit::conv_transpose(gy, weight, geo, dx);
+    } else {
+        conv_transpose_im2col(gy, weight, geo, dx);
+    }
 }
 
 /// Weights (elements) from which the im2col form, whose packing GEMM blocks them for the
@@ -588,17 +614,15 @@ fn weights_too_large(geo: &Geometry) -> bool {
 /// four times the work, im2col at sixteen.
 const TRANSPOSE_WORK_RATIO: f64 = 8.0;
 
-fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &Images<'_, T>) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let in_img = geo.c * geo.h * geo.w;
-    let out = SharedMut(dx.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let cols = count * hw;
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
         let mut col = Columns::new::<T>(k * cols);
         let col = col.as_mut::<T>();
-        // SAFETY: this chunk's images are written by this task alone.
-        let dx_chunk = unsafe { out.slice(first * in_img, count * in_img) };
+        let dx_chunk = dx.take(first, count);
         for g in 0..geo.opts.groups {
             let gyg = gather_outputs(gy, geo, g, first, count);
             let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
@@ -696,6 +720,12 @@ fn sum_in_image_order<T: Gemm>(
 mod tests {
     use super::*;
 
+    /// A buffer of `geo.n` images as a form's output.
+    fn images<'a, T: crate::Real>(buf: &'a mut [T], geo: &Geometry) -> Images<'a, T> {
+        let image = buf.len() / geo.n;
+        Images::over(buf, image)
+    }
+
     /// The bias added inside every forward form gives the bits of adding it to the
     /// unbiased result: Winograd's tiles, 1 x 1 products, the implicit GEMM by rows and by
     /// pixels (with groups and strides), and im2col.
@@ -730,8 +760,8 @@ mod tests {
             assert_eq!(got, add(conv(&x, &weight, &geo)), "{geo:?}");
             let channels = ChannelBias { values: Some(&bias[..]), plane };
             let (mut unbiased, mut biased) = (vec![T::ZERO; got.len()], vec![T::ZERO; got.len()]);
-            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &mut unbiased);
-            conv_im2col(&x, &weight, &geo, channels, &mut biased);
+            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &images(&mut unbiased, &geo));
+            conv_im2col(&x, &weight, &geo, channels, &images(&mut biased, &geo));
             assert_eq!(biased, add(unbiased), "im2col {geo:?}");
         }
     }
@@ -818,13 +848,13 @@ mod tests {
             };
             let mut y = vec![T::ZERO; gy.len()];
             let mut y_ref = y.clone();
-            implicit::conv(&x, &weight, &geo, ChannelBias::none(), &mut y);
-            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &mut y_ref);
+            implicit::conv(&x, &weight, &geo, ChannelBias::none(), &images(&mut y, &geo));
+            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &images(&mut y_ref, &geo));
             close("conv", &y, &y_ref);
             let mut dx = vec![T::ZERO; x.len()];
             let mut dx_ref = dx.clone();
-            implicit::conv_transpose(&gy, &weight, &geo, &mut dx);
-            conv_transpose_im2col(&gy, &weight, &geo, &mut dx_ref);
+            implicit::conv_transpose(&gy, &weight, &geo, &images(&mut dx, &geo));
+            conv_transpose_im2col(&gy, &weight, &geo, &images(&mut dx_ref, &geo));
             close("conv_transpose", &dx, &dx_ref);
             close(
                 "conv_weight",
@@ -912,7 +942,7 @@ mod tests {
             let (x64, w64, gy64) = (wide(&x), wide(&weight), wide(&gy));
 
             let mut y = vec![0.0f32; gy.len()];
-            assert!(winograd::conv(&x, &weight, &geo, ChannelBias::none(), &mut y));
+            assert!(winograd::conv(&x, &weight, &geo, ChannelBias::none(), &images(&mut y, &geo)));
             let error = relative_error(&y, &conv(&x64, &w64, &geo));
             assert!(error < 1e-5, "conv {geo:?}: error {error:e} of the largest output");
 
@@ -924,7 +954,7 @@ mod tests {
             assert_eq!(winograd::covers_transpose::<f32>(&geo), transposed);
             if winograd::covers_transpose::<f32>(&geo) {
                 let mut dx = vec![0.0f32; x.len()];
-                assert!(winograd::conv_transpose(&gy, &weight, &geo, &mut dx));
+                assert!(winograd::conv_transpose(&gy, &weight, &geo, &images(&mut dx, &geo)));
                 let error = relative_error(&dx, &conv_transpose(&gy64, &w64, &geo));
                 assert!(
                     error < 1e-5,
@@ -1002,9 +1032,9 @@ mod tests {
             let mut x = uniform(4, 16 * 1024);
             x[3 * 1024 + 2 * 32 + 5] = bad;
             let mut y = vec![0.0f32; 16 * 1024];
-            assert!(!winograd::conv(&x, weight, &geo, ChannelBias::none(), &mut y));
+            assert!(!winograd::conv(&x, weight, &geo, ChannelBias::none(), &images(&mut y, &geo)));
             let mut direct = vec![0.0f32; 16 * 1024];
-            implicit::conv(&x, weight, &geo, ChannelBias::none(), &mut direct);
+            implicit::conv(&x, weight, &geo, ChannelBias::none(), &images(&mut direct, &geo));
             let got = conv(&x, weight, &geo);
             let same = |g: &f32, d: &f32| g.to_bits() == d.to_bits() || (g.is_nan() && d.is_nan());
             for (g, d) in got.iter().zip(&direct) {
@@ -1014,9 +1044,9 @@ mod tests {
             let mut gy = uniform(6, 16 * 1024);
             gy[5 * 1024 + 7] = bad;
             let mut dx = vec![0.0f32; 16 * 1024];
-            assert!(!winograd::conv_transpose(&gy, weight, &geo, &mut dx));
+            assert!(!winograd::conv_transpose(&gy, weight, &geo, &images(&mut dx, &geo)));
             let mut direct = vec![0.0f32; 16 * 1024];
-            implicit::conv_transpose(&gy, weight, &geo, &mut direct);
+            implicit::conv_transpose(&gy, weight, &geo, &images(&mut direct, &geo));
             for (g, d) in conv_transpose(&gy, weight, &geo).iter().zip(&direct) {
                 assert!(same(g, d), "input gradient {g} vs direct {d}");
             }
@@ -1034,9 +1064,9 @@ mod tests {
         x[3 * 1024 + 2 * 32 + 5] = 3e38;
         let small: Vec<f32> = weight.iter().map(|w| w * 1e-3).collect();
         let mut y = vec![0.0f32; 16 * 1024];
-        assert!(!winograd::conv(&x, &small, &geo, ChannelBias::none(), &mut y));
+        assert!(!winograd::conv(&x, &small, &geo, ChannelBias::none(), &images(&mut y, &geo)));
         let mut direct = vec![0.0f32; 16 * 1024];
-        implicit::conv(&x, &small, &geo, ChannelBias::none(), &mut direct);
+        implicit::conv(&x, &small, &geo, ChannelBias::none(), &images(&mut direct, &geo));
         assert!(direct.iter().all(|v| v.is_finite()));
         assert_eq!(conv(&x, &small, &geo), direct);
     }
@@ -1078,9 +1108,9 @@ mod tests {
             return;
         }
         let mut implicit_y = vec![0.0; y.len()];
-        implicit::conv(&x, &weight, &geo, ChannelBias::none(), &mut implicit_y);
+        implicit::conv(&x, &weight, &geo, ChannelBias::none(), &images(&mut implicit_y, &geo));
         let mut implicit_dx = vec![0.0; dx.len()];
-        implicit::conv_transpose(&gy, &weight, &geo, &mut implicit_dx);
+        implicit::conv_transpose(&gy, &weight, &geo, &images(&mut implicit_dx, &geo));
         let implicit_dw = implicit::conv_weight(&x, &gy, &geo);
         for (name, got, want) in
             [("y", &y, &implicit_y), ("dx", &dx, &implicit_dx), ("dw", &dw, &implicit_dw)]
@@ -1127,10 +1157,10 @@ mod tests {
                 };
                 let mut want = vec![T::ZERO; gy.len()];
                 let with_bias = ChannelBias { values: Some(&bias[..]), plane: geo.ho * geo.wo };
-                conv_im2col(&x, &weight, &geo, with_bias, &mut want);
+                conv_im2col(&x, &weight, &geo, with_bias, &images(&mut want, &geo));
                 close(&conv_with_bias(&x, &weight, &bias, &geo), &want, "y");
                 let mut want = vec![T::ZERO; x.len()];
-                conv_transpose_im2col(&gy, &weight, &geo, &mut want);
+                conv_transpose_im2col(&gy, &weight, &geo, &images(&mut want, &geo));
                 close(&conv_transpose(&gy, &weight, &geo), &want, "dx");
                 close(&conv_weight(&x, &gy, &geo), &conv_weight_im2col(&x, &gy, &geo), "dw");
             }
@@ -1163,10 +1193,10 @@ mod tests {
             let close =
                 |got: &[T], want: &[T], name: &str| assert_close(got, want, tolerance, name);
             let mut want = vec![T::ZERO; 5 * 40 * 320];
-            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &mut want);
+            conv_im2col(&x, &weight, &geo, ChannelBias::none(), &images(&mut want, &geo));
             close(&conv(&x, &weight, &geo), &want, "y");
             let mut want = vec![T::ZERO; x.len()];
-            conv_transpose_im2col(&gy, &weight, &geo, &mut want);
+            conv_transpose_im2col(&gy, &weight, &geo, &images(&mut want, &geo));
             close(&conv_transpose(&gy, &weight, &geo), &want, "dx");
             close(&conv_weight(&x, &gy, &geo), &conv_weight_im2col(&x, &gy, &geo), "dw");
             // Strides, padding and small planes take the other forms.
@@ -1208,7 +1238,7 @@ mod tests {
         }
         if crate::implicit_gemm::available() {
             let mut implicit = vec![0.0; got.len()];
-            implicit::conv_transpose(&gy, &weight, &geo, &mut implicit);
+            implicit::conv_transpose(&gy, &weight, &geo, &images(&mut implicit, &geo));
             assert!(got.iter().zip(&implicit).all(|(a, b)| (a - b).abs() < 1e-12));
         }
     }

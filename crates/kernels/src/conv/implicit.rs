@@ -15,7 +15,7 @@
 //! (`*_by_pixel`): the padded image is the gathered A, one row per pixel, the weights are
 //! B, and the pixel-major result is transposed to planes.
 
-use super::{ChannelBias, Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
+use super::{ChannelBias, Geometry, Images, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{
     B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm, lanes,
 };
@@ -297,13 +297,13 @@ pub(super) fn conv<T: ImplicitGemm>(
     weight: &[T],
     geo: &Geometry,
     bias: ChannelBias<'_, T>,
-    y: &mut [T],
+    y: &Images<'_, T>,
 ) {
     if channels_as_columns::<T>(geo.og(), geo.wo, geo.k()) {
         return conv_by_pixel(x, weight, geo, bias, y);
     }
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
-    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let in_img = geo.c * geo.h * geo.w;
     let (window, new_pad) = padded_input(geo);
     let groups: Vec<FixedOperands<T>> = (0..geo.opts.groups)
         .map(|g| {
@@ -311,13 +311,11 @@ pub(super) fn conv<T: ImplicitGemm>(
             (packed, tap_offsets(geo, g * geo.cg(), &window))
         })
         .collect();
-    let out = SharedMut(y.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let mut pad = new_pad(1);
         for img in first..first + count {
             let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
-            // SAFETY: this chunk's images are written by this task alone.
-            let y_img = unsafe { out.slice(img * out_img, out_img) };
+            let y_img = y.take(img, 1);
             for (g, (packed, b_rows)) in groups.iter().enumerate() {
                 let ops = Operands::new(Lhs::Packed(packed), xpad, b_rows);
                 for oh in 0..geo.ho {
@@ -343,10 +341,10 @@ fn conv_by_pixel<T: ImplicitGemm>(
     weight: &[T],
     geo: &Geometry,
     bias: ChannelBias<'_, T>,
-    y: &mut [T],
+    y: &Images<'_, T>,
 ) {
-    let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
-    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let (og, k) = (geo.og(), geo.k());
+    let in_img = geo.c * geo.h * geo.w;
     let (window, new_pad) = padded_input(geo);
     let pixels = output_pixels(geo, &window);
     let b_rows: Vec<usize> = (0..k).map(|t| t * og).collect();
@@ -368,7 +366,7 @@ fn conv_by_pixel<T: ImplicitGemm>(
         groups: &groups,
         channels: og,
     };
-    product.run(geo, (x, in_img), (y, out_img), bias, new_pad);
+    product.run(geo, (x, in_img), y, bias, new_pad);
 }
 
 /// The products of the by-pixel forms, one per group and batch of images (see
@@ -388,28 +386,27 @@ struct PixelProduct<'a, T> {
 }
 
 impl<T: ImplicitGemm> PixelProduct<'_, T> {
-    /// Runs over every image of `input` (`in_img` elements each) into `output` (`out_img`
-    /// each, plus `bias` on each output channel), padding the images with a buffer from
-    /// `new_pad` (of that many images; one per task).
+    /// Runs over every image of `input` (`in_img` elements each) into `output` (plus `bias`
+    /// on each output channel), padding the images with a buffer from `new_pad` (of that
+    /// many images; one per task).
     fn run(
         &self,
         geo: &Geometry,
         (input, in_img): (&[T], usize),
-        (output, out_img): (&mut [T], usize),
+        output: &Images<'_, T>,
         bias: ChannelBias<'_, T>,
         new_pad: impl Fn(usize) -> Padded<T> + Sync,
     ) {
         let (channels, plane) = (self.channels, self.pixels.len());
         let batch = images_per_product(plane);
         let rows = for_images(self.pixels, batch, self.image_stride);
-        let out = SharedMut(output.as_mut_ptr());
+        let out_img = self.groups.len() * channels * plane;
         for_chunks(geo, Split::PerThread, |first, count| {
             let mut pad = new_pad(batch.min(count));
             let mut by_pixel = vec![T::ZERO; batch.min(count) * plane * channels];
             for (start, images) in batches(first, count, batch) {
                 let a = pad.of(&input[start * in_img..(start + images) * in_img]);
-                // SAFETY: this chunk's images are written by this task alone.
-                let outputs = unsafe { out.slice(start * out_img, images * out_img) };
+                let outputs = output.take(start, images);
                 let by_pixel = &mut by_pixel[..images * plane * channels];
                 for (g, (b, offsets)) in self.groups.iter().enumerate() {
                     let rows = &rows[..images * plane];
@@ -440,13 +437,13 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(
     gy: &[T],
     weight: &[T],
     geo: &Geometry,
-    dx: &mut [T],
+    dx: &Images<'_, T>,
 ) {
     if geo.opts.stride != (1, 1) {
         return conv_transpose_strided(gy, weight, geo, dx);
     }
     let (og, cg, hw) = (geo.og(), geo.cg(), geo.ho * geo.wo);
-    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let out_img = geo.o * hw;
     let (dh, dw) = geo.opts.dilation;
     let ((hq, wq), top, left) = gradient_window(geo);
     let taps = geo.kh * geo.kw;
@@ -471,13 +468,11 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(
             (packed, b_rows)
         })
         .collect();
-    let out = SharedMut(dx.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
         for img in first..first + count {
             let gypad = pad.of(&gy[img * out_img..(img + 1) * out_img]);
-            // SAFETY: this chunk's images are written by this task alone.
-            let dx_img = unsafe { out.slice(img * in_img, in_img) };
+            let dx_img = dx.take(img, 1);
             for (g, (packed, b_rows)) in groups.iter().enumerate() {
                 let ops = Operands::new(Lhs::Packed(packed), gypad, b_rows);
                 for ih in 0..geo.h {
@@ -548,7 +543,12 @@ enum PhaseProduct<T> {
 /// v + ε]` over the phase's taps, into a buffer of the phase's planes whose rows are then
 /// scattered into the image. A phase narrower than the vectors (a 4-pixel row of an 8 x 8
 /// input at stride 2) is computed with the channels as columns instead of its rows.
-fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+fn conv_transpose_strided<T: ImplicitGemm>(
+    gy: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    dx: &Images<'_, T>,
+) {
     let (og, cg, taps) = (geo.og(), geo.cg(), geo.kh * geo.kw);
     let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * geo.ho * geo.wo);
     let (sh, sw) = geo.opts.stride;
@@ -628,7 +628,6 @@ fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometr
     let by_pixel =
         products.iter().flatten().any(|p| matches!(p, Some(PhaseProduct::Pixels { .. })));
     let batch = if by_pixel { pixel_batch } else { 1 };
-    let out = SharedMut(dx.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let batch = batch.min(count);
         let mut pad = Padded::new(batch * geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
@@ -636,8 +635,7 @@ fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometr
         let mut pixel_major = vec![T::ZERO; if by_pixel { batch * cg * largest } else { 0 }];
         for (start, images) in batches(first, count, batch) {
             let gypad = pad.of(&gy[start * out_img..(start + images) * out_img]);
-            // SAFETY: this chunk's images are written by this task alone.
-            let dx_images = unsafe { out.slice(start * in_img, images * in_img) };
+            let dx_images = dx.take(start, images);
             for (g, group) in products.iter().enumerate() {
                 for (phase, product) in phases.iter().zip(group) {
                     let plane = phase.rows * phase.cols;
@@ -689,9 +687,14 @@ fn conv_transpose_strided<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometr
 
 /// `dx = conv_transpose(gy, w)` with the input's pixels as rows of one GEMM per image and
 /// group: `dxT[p, c] = sum_(o, t) gypad[p + (o, t)] w[o, c, flip(t)]`.
-fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+fn conv_transpose_by_pixel<T: ImplicitGemm>(
+    gy: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    dx: &Images<'_, T>,
+) {
     let (og, cg, hw) = (geo.og(), geo.cg(), geo.ho * geo.wo);
-    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let out_img = geo.o * hw;
     let (dh, dw) = geo.opts.dilation;
     let ((hq, wq), top, left) = gradient_window(geo);
     let taps = geo.kh * geo.kw;
@@ -725,7 +728,7 @@ fn conv_transpose_by_pixel<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geomet
         channels: cg,
     };
     let pad = |images| Padded::new(images * geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
-    product.run(geo, (gy, out_img), (dx, in_img), ChannelBias::none(), pad);
+    product.run(geo, (gy, out_img), dx, ChannelBias::none(), pad);
 }
 
 /// `dw = conv_weight(x, gy)`, as its transpose: `dwT[t, o] = sum_p xpad[t + p] gyT[p, o]`

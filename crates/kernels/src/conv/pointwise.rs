@@ -8,7 +8,7 @@
 //! weights for every panel of pixels. Planes narrower than [`MIN_PIXELS`] leave the
 //! product too thin; those batch several images through the other forms.
 
-use super::{ChannelBias, Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
+use super::{ChannelBias, Geometry, Images, Split, for_chunks, sum_in_image_order};
 use crate::gemm::{Gemm, View, gemm_serial};
 
 /// Output pixels per image from which each image's planes make a product wide enough.
@@ -30,14 +30,14 @@ pub(super) fn conv<T: Gemm>(
     weight: &[T],
     geo: &Geometry,
     bias: ChannelBias<'_, T>,
-    y: &mut [T],
+    y: &Images<'_, T>,
 ) {
     let w = View::row_major(&weight[..geo.o * geo.c], geo.o, geo.c);
     each_image(w, x, y, bias, geo);
 }
 
 /// `dx[n] = wᵀ dy[n]` for every image (`dx` of `[N, C, HW]`).
-pub(super) fn conv_transpose<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+pub(super) fn conv_transpose<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &Images<'_, T>) {
     let w_t = View::row_major(&weight[..geo.o * geo.c], geo.o, geo.c).t();
     each_image(w_t, gy, dx, ChannelBias::none(), geo);
 }
@@ -47,15 +47,13 @@ pub(super) fn conv_transpose<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx
 fn each_image<T: Gemm>(
     a: View<'_, T>,
     src: &[T],
-    out: &mut [T],
+    out: &Images<'_, T>,
     bias: ChannelBias<'_, T>,
     geo: &Geometry,
 ) {
     let (hw, rows, cols) = (geo.ho * geo.wo, a.rows, a.cols);
-    let shared = SharedMut(out.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
-        // SAFETY: this chunk's images are written by this task alone.
-        let chunk = unsafe { shared.slice(first * rows * hw, count * rows * hw) };
+        let chunk = out.take(first, count);
         for (i, out_img) in chunk.chunks_exact_mut(rows * hw).enumerate() {
             let img = first + i;
             let src_img = View::row_major(&src[img * cols * hw..(img + 1) * cols * hw], cols, hw);

@@ -32,7 +32,7 @@
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{ChannelBias, Geometry, SharedMut, Split, for_chunks, sum_in_image_order};
+use super::{ChannelBias, Geometry, Images, Split, for_chunks, sum_in_image_order};
 use crate::implicit_gemm::{B_SLACK, Isa, Lhs, Operands, available, implicit_gemm, isa};
 use crate::scratch::Scratch;
 use crate::transpose::Transpose;
@@ -317,14 +317,14 @@ impl Shape {
 
 /// `y = conv(x, w)`. Returns false, with `y` unspecified, when the result holds an
 /// infinity or a NaN (the caller then sums directly).
-pub(super) fn conv<T: 'static>(
+pub(super) fn conv<T: crate::Real>(
     x: &[T],
     weight: &[T],
     geo: &Geometry,
     bias: ChannelBias<'_, T>,
-    y: &mut [T],
+    y: &Images<'_, T>,
 ) -> bool {
-    let (x, weight, y) = (as_f32(x), as_f32(weight), as_f32_mut(y));
+    let (x, weight) = (as_f32(x), as_f32(weight));
     let bias = ChannelBias { values: bias.values.map(as_f32), plane: bias.plane };
     let shape = Shape::forward(geo);
     let r = shape.r;
@@ -334,13 +334,13 @@ pub(super) fn conv<T: 'static>(
 
 /// `dx = conv_transpose(gy, w)`: the correlation of `gy`, padded by `r - 1 - padding`, with
 /// the flipped kernel whose channel roles are swapped. Returns false as [`conv`] does.
-pub(super) fn conv_transpose<T: 'static>(
+pub(super) fn conv_transpose<T: crate::Real>(
     gy: &[T],
     weight: &[T],
     geo: &Geometry,
-    dx: &mut [T],
+    dx: &Images<'_, T>,
 ) -> bool {
-    let (gy, weight, dx) = (as_f32(gy), as_f32(weight), as_f32_mut(dx));
+    let (gy, weight) = (as_f32(gy), as_f32(weight));
     let shape = Shape::transposed(geo);
     let r = shape.r;
     let u = transform_kernel(&shape, |c, o, ki, kj| {
@@ -369,15 +369,14 @@ fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) 
     let (cin, cout, r, n) = (s.cin, s.cout, s.r, s.n);
     let g = g_matrix(n, r);
     let mut u = vec![0.0; s.points() * cin * cout + B_SLACK];
-    let (mut taps, mut half, mut points) =
-        (vec![0.0; r * r * cout], vec![0.0; n * r * cout], vec![0.0; s.points() * cout]);
+    let (mut taps, mut points) = (vec![0.0; r * r * cout], vec![0.0; s.points() * cout]);
     for c in 0..cin {
         for (t, row) in taps.chunks_exact_mut(cout).enumerate() {
             for (o, value) in row.iter_mut().enumerate() {
                 *value = f64::from(tap(o, c, t / r, t % r));
             }
         }
-        two_sided(&taps, (r, n), |a, i| g[a][i], cout, &mut half, &mut points);
+        two_sided(&taps, (r, n), |a, i| g[a][i], cout, &mut points);
         for (point, values) in points.chunks_exact(cout).enumerate() {
             let at = (point * cin + c) * cout;
             u[at..at + cout].iter_mut().zip(values).for_each(|(dst, &v)| *dst = v as f32);
@@ -387,9 +386,9 @@ fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) 
 }
 
 /// `out[a][b][o] = sum_(i, j) coef(a, i) coef(b, j) src[i][j][o]`, from `from x from`
-/// blocks of `cout` values to `to x to` ones, one side at a time (`half[a][j][o]` between),
-/// in f64 with the output channels as the innermost loop, in the widest vectors (wide
-/// layers transform many channels): the kernel's transform `G g Gᵀ` (`coef = G`) and the weight gradient's `Gᵀ dU G`
+/// blocks of `cout` values to `to x to` ones (both sides at most [`MAX_N`]), one side at
+/// a time, in f64 with the output channels as the innermost loop, in the widest vectors:
+/// the kernel's transform `G g Gᵀ` (`coef = G`) and the weight gradient's `Gᵀ dU G`
 /// (`coef = Gᵀ`). Products and sums are separate operations on every path, so the
 /// result does not depend on the instruction set.
 fn two_sided(
@@ -397,49 +396,98 @@ fn two_sided(
     sizes: (usize, usize),
     coef: impl Fn(usize, usize) -> f64,
     cout: usize,
-    half: &mut [f64],
     out: &mut [f64],
 ) {
-    crate::simd::run_widest(TwoSided { src, sizes, coef, cout, half, out });
+    let (from, to) = sizes;
+    assert!(
+        from <= MAX_N
+            && to <= MAX_N
+            && src.len() >= from * from * cout
+            && out.len() >= to * to * cout,
+        "winograd: transform sizes out of range"
+    );
+    let mut c = [[0.0; MAX_N]; MAX_N];
+    for (a, row) in c.iter_mut().enumerate().take(to) {
+        for (i, value) in row.iter_mut().enumerate().take(from) {
+            *value = coef(a, i);
+        }
+    }
+    crate::simd::run_widest(TwoSided { src, sizes, c, cout, out });
 }
 
+/// Output channels [`TwoSided`] keeps in one array: one AVX-512 vector of f64.
+const SIDE_LANES: usize = 8;
+
 /// [`two_sided`]'s loops, for [`crate::simd::run_widest`].
-struct TwoSided<'a, C> {
+struct TwoSided<'a> {
     src: &'a [f64],
     sizes: (usize, usize),
-    coef: C,
+    /// `coef(a, i)` for `a < to`, `i < from`.
+    c: [[f64; MAX_N]; MAX_N],
     cout: usize,
-    half: &'a mut [f64],
     out: &'a mut [f64],
 }
 
-impl<C: Fn(usize, usize) -> f64> crate::simd::WidestLoop for TwoSided<'_, C> {
+impl crate::simd::WidestLoop for TwoSided<'_> {
     type Output = ();
 
+    /// [`SIDE_LANES`] output channels at a time, both sides with the values in registers
+    /// and the block between them on the stack: rows of 16 or 32 channels as whole-row
+    /// loops spent their time in loop bookkeeping. Each sum starts at zero and adds its
+    /// nonzero terms in index order, as a row-by-row loop would.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // `j` picks the source's column and the block's
     fn run(self) {
-        let TwoSided { src, sizes: (from, to), coef, cout, half, out } = self;
-        half.fill(0.0);
-        for a in 0..to {
+        const L: usize = SIDE_LANES;
+        let TwoSided { src, sizes: (from, to), c, cout, out } = self;
+        let mut half = [[[0.0; L]; MAX_N]; MAX_N];
+        let mut k = 0;
+        while k < cout {
+            let lanes = L.min(cout - k);
+            // One block of channels: a whole vector, or the last few, read into zeros.
+            let load = |at: usize| -> [f64; L] {
+                if lanes == L {
+                    src[at..at + L].try_into().expect("a whole block")
+                } else {
+                    std::array::from_fn(|l| if l < lanes { src[at + l] } else { 0.0 })
+                }
+            };
             for j in 0..from {
-                let dst = &mut half[(a * from + j) * cout..(a * from + j + 1) * cout];
-                for i in (0..from).filter(|&i| coef(a, i) != 0.0) {
-                    let row = &src[(i * from + j) * cout..(i * from + j + 1) * cout];
-                    let c = coef(a, i);
-                    dst.iter_mut().zip(row).for_each(|(acc, &v)| *acc += c * v);
+                let mut column = [[0.0; L]; MAX_N];
+                for (i, values) in column.iter_mut().enumerate().take(from) {
+                    *values = load((i * from + j) * cout + k);
+                }
+                for (a, coefs) in c.iter().enumerate().take(to) {
+                    let mut acc = [0.0; L];
+                    for (&ci, values) in coefs.iter().zip(&column).take(from) {
+                        if ci != 0.0 {
+                            for l in 0..L {
+                                acc[l] += ci * values[l];
+                            }
+                        }
+                    }
+                    half[a][j] = acc;
                 }
             }
-        }
-        out.fill(0.0);
-        for a in 0..to {
-            for b in 0..to {
-                let dst = &mut out[(a * to + b) * cout..(a * to + b + 1) * cout];
-                for j in (0..from).filter(|&j| coef(b, j) != 0.0) {
-                    let row = &half[(a * from + j) * cout..(a * from + j + 1) * cout];
-                    let c = coef(b, j);
-                    dst.iter_mut().zip(row).for_each(|(acc, &v)| *acc += v * c);
+            for (a, rows) in half.iter().enumerate().take(to) {
+                for (b, coefs) in c.iter().enumerate().take(to) {
+                    let mut acc = [0.0; L];
+                    for (&cj, values) in coefs.iter().zip(rows).take(from) {
+                        if cj != 0.0 {
+                            for l in 0..L {
+                                acc[l] += values[l] * cj;
+                            }
+                        }
+                    }
+                    let at = (a * to + b) * cout + k;
+                    if lanes == L {
+                        out[at..at + L].copy_from_slice(&acc);
+                    } else {
+                        out[at..at + lanes].iter_mut().zip(acc).for_each(|(dst, v)| *dst = v);
+                    }
                 }
             }
+            k += lanes;
         }
     }
 }
@@ -500,25 +548,24 @@ fn round_tiles(s: &Shape) -> usize {
     rows_per_round(s) * s.tiles().1
 }
 
-/// Runs the correlation over every image of `input` into `output` (both planar), with the
-/// kernel transformed into `u`, plus `bias` on each output channel. Returns whether every
-/// output is finite.
-fn correlate(
+/// Runs the correlation over every image of `input` into `output` (both planar; `T` is
+/// f32), with the kernel transformed into `u`, plus `bias` on each output channel. Returns
+/// whether every output is finite.
+fn correlate<T: crate::Real>(
     input: &[f32],
     u: &[f32],
     s: &Shape,
     geo: &Geometry,
     bias: ChannelBias<'_, f32>,
-    output: &mut [f32],
+    output: &Images<'_, T>,
 ) -> bool {
-    let (in_img, out_img) = (s.cin * s.h * s.w, s.cout * s.ho * s.wo);
+    let in_img = s.cin * s.h * s.w;
     let (last_row, most) = (s.tiles().0, round_tiles(s));
     // Row t of V[ξ] (tile t's point ξ, every input channel) starts at t * n² * cin.
     let a_rows: Vec<usize> = (0..most).map(|t| t * s.points() * s.cin).collect();
     let a_cols: Vec<usize> = (0..s.cin).collect();
     let b_rows: Vec<usize> = (0..s.cin).map(|c| c * s.cout).collect();
     let finite = AtomicBool::new(true);
-    let out = SharedMut(output.as_mut_ptr());
     for_chunks(geo, Split::PerThread, |first, count| {
         let mut window = Window::new(s);
         // Written in full before they are read: transformed inputs and products for the
@@ -561,8 +608,7 @@ fn correlate(
                 );
                 tile += band.tiles(s);
                 if band.rows.1 == last_row {
-                    // SAFETY: this chunk's images are written by this task alone.
-                    let planes = unsafe { out.slice(band.image * out_img, out_img) };
+                    let planes = as_f32_mut(output.take(band.image, 1));
                     f32::transpose(&by_pixel, s.ho * s.wo, s.cout, planes);
                     bias.add_to(planes);
                 }
@@ -637,14 +683,13 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
     // dw[c][t][o], written in rows and transposed to dw[o][c][t] at the end: written in
     // place, each value would land on its own cache line.
     let mut by_channel = vec![0.0f32; cin * r * r * cout];
-    let (mut du, mut half, mut taps) =
-        (vec![0.0; s.points() * cout], vec![0.0; r * s.n * cout], vec![0.0; r * r * cout]);
+    let (mut du, mut taps) = (vec![0.0; s.points() * cout], vec![0.0; r * r * cout]);
     for (c, dw_c) in by_channel.chunks_exact_mut(r * r * cout).enumerate() {
         for (point, values) in du.chunks_exact_mut(cout).enumerate() {
             let at = (point * cin + c) * cout;
             values.iter_mut().zip(&total[at..at + cout]).for_each(|(dst, &v)| *dst = f64::from(v));
         }
-        two_sided(&du, (s.n, r), |a, i| g[i][a], cout, &mut half, &mut taps);
+        two_sided(&du, (s.n, r), |a, i| g[i][a], cout, &mut taps);
         dw_c.iter_mut().zip(&taps).for_each(|(dst, &v)| *dst = v as f32);
     }
     let mut dw = vec![0.0f32; cout * cin * r * r];

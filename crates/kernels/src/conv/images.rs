@@ -1,0 +1,140 @@
+//! A convolution's output buffer as the tasks of a form write it: whole images at a time.
+//!
+//! Outputs used to be allocated zeroed and then written, a pass over all of their memory
+//! before the form started (and the data left the cache in between). Here each task clears
+//! the images it takes just before it writes them, while they are in its cache; images no
+//! task took are cleared at the end, so the buffer is initialised in full either way.
+
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use crate::Real;
+use crate::parallel::{THRESHOLD, cleared, start_parallel};
+
+/// The output of one form: `images` images of `image` elements, each taken (and cleared) at
+/// most once.
+pub(super) struct Images<'a, T> {
+    ptr: *mut T,
+    image: usize,
+    taken: Vec<AtomicBool>,
+    _slots: PhantomData<&'a mut [MaybeUninit<T>]>,
+}
+
+// SAFETY: the tasks of a form take disjoint ranges of images (`take` checks it), of a
+// buffer borrowed for the whole of `'a`.
+unsafe impl<T: Send> Send for Images<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Images<'_, T> {}
+
+impl<'a, T: Real> Images<'a, T> {
+    /// The images of `slots`, `image` elements each (a whole number of them).
+    pub(super) fn new(slots: &'a mut [MaybeUninit<T>], image: usize) -> Self {
+        assert!(image > 0 && slots.len().is_multiple_of(image), "conv: the output is not whole images");
+        let taken = (0..slots.len() / image).map(|_| AtomicBool::new(false)).collect();
+        Images { ptr: slots.as_mut_ptr().cast(), image, taken, _slots: PhantomData }
+    }
+
+    /// The images of a buffer that holds values already (a form's second attempt).
+    pub(super) fn over(values: &'a mut [T], image: usize) -> Self {
+        // SAFETY: `MaybeUninit<T>` has `T`'s layout, and only initialised values (zeros and
+        // results) are ever written through the slots.
+        let slots = unsafe {
+            std::slice::from_raw_parts_mut(
+                values.as_mut_ptr().cast::<MaybeUninit<T>>(),
+                values.len(),
+            )
+        };
+        Images::new(slots, image)
+    }
+
+    /// Images `first..first + count`, cleared, for the calling task to write.
+    ///
+    /// # Panics
+    /// If the range lies outside the buffer or any of its images was taken before.
+    #[allow(clippy::mut_from_ref)] // each range is handed out once: checked below
+    pub(super) fn take(&self, first: usize, count: usize) -> &mut [T] {
+        assert!(first + count <= self.taken.len(), "conv: images out of range");
+        for flag in &self.taken[first..first + count] {
+            assert!(!flag.swap(true, Ordering::Relaxed), "conv: an output image taken twice");
+        }
+        // SAFETY: the range lies inside the buffer (asserted above) and no other task holds
+        // any of its images (each is taken once); the slice borrows `self`, which borrows
+        // the buffer for `'a`.
+        let slots = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.add(first * self.image).cast::<MaybeUninit<T>>(),
+                count * self.image,
+            )
+        };
+        cleared(slots, T::ZERO)
+    }
+
+    /// Every image, cleared (by rayon's threads when the buffer is large), for a form that
+    /// adds into its output.
+    pub(super) fn all(&mut self) -> &mut [T] {
+        let len = self.taken.len() * self.image;
+        for flag in &self.taken {
+            assert!(!flag.swap(true, Ordering::Relaxed), "conv: an output image taken twice");
+        }
+        // SAFETY: the whole buffer, none of it handed out before (checked above); the
+        // slice borrows `self` mutably.
+        let slots =
+            unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<MaybeUninit<T>>(), len) };
+        if start_parallel(len) {
+            slots.par_chunks_mut(THRESHOLD).for_each(|chunk| {
+                cleared(chunk, T::ZERO);
+            });
+        } else {
+            cleared(slots, T::ZERO);
+        }
+        // SAFETY: every slot was just written; `MaybeUninit<T>` has `T`'s layout.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+    }
+
+    /// Clears the images no task took: afterwards every element of the buffer holds a
+    /// value.
+    pub(super) fn finish(self) {
+        for (index, flag) in self.taken.iter().enumerate() {
+            if !flag.load(Ordering::Relaxed) {
+                self.take(index, 1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Taken images come back as zeros over whatever the memory held, and the ones no task
+    /// took are zeros after `finish`.
+    #[test]
+    fn every_image_is_cleared_once_taken_or_finished() {
+        let mut buf = vec![f32::NAN; 12];
+        let images = Images::over(&mut buf, 3);
+        let middle = images.take(1, 2);
+        assert_eq!(middle, &[0.0; 6]);
+        middle.fill(5.0);
+        images.finish();
+        assert_eq!(buf, [0.0, 0.0, 0.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "taken twice")]
+    fn an_image_is_handed_out_once() {
+        let mut buf = vec![0.0f64; 8];
+        let images = Images::over(&mut buf, 2);
+        images.take(0, 2);
+        images.take(1, 1);
+    }
+
+    #[test]
+    fn all_clears_a_large_buffer() {
+        let mut buf = vec![1.0f32; 4 * THRESHOLD];
+        let mut images = Images::over(&mut buf, THRESHOLD);
+        assert!(images.all().iter().all(|&v| v == 0.0));
+    }
+}
