@@ -32,7 +32,10 @@ unsafe impl<T: Send> Sync for Images<'_, T> {}
 impl<'a, T: Real> Images<'a, T> {
     /// The images of `slots`, `image` elements each (a whole number of them).
     pub(super) fn new(slots: &'a mut [MaybeUninit<T>], image: usize) -> Self {
-        assert!(image > 0 && slots.len().is_multiple_of(image), "conv: the output is not whole images");
+        assert!(
+            image > 0 && slots.len().is_multiple_of(image),
+            "conv: the output is not whole images"
+        );
         let taken = (0..slots.len() / image).map(|_| AtomicBool::new(false)).collect();
         Images { ptr: slots.as_mut_ptr().cast(), image, taken, _slots: PhantomData }
     }

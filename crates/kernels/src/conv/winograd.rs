@@ -87,6 +87,14 @@ fn lanes() -> usize {
 /// of taking a multiple of the image's memory (nine times for 2 x 2 tiles).
 const ROUND_POINTS: usize = 128 * 36;
 
+/// Elements (one 64-byte cache line of f32) left between consecutive tiles in a round's
+/// buffers. A tile's values are `n²` points of 16 to 64 channels, 4 to 16 KB, a multiple of
+/// 4 KB: unpadded, the same point of every tile mapped to one set of the L1 cache, and the
+/// point products, which read one row per tile, evicted their own rows (the weight
+/// gradient's product went from 105 to 132 GFLOP/s with the pad, the forward one's from
+/// 104-108 to 127-129, on an Intel Xeon).
+const TILE_PAD: usize = 16;
+
 /// The finite points of a window of six (the last point is infinity).
 const POINTS_6: [f64; 5] = [0.0, 1.0, -1.0, 2.0, -0.5];
 /// The finite points of a window of eight: 0 and three pairs `±p`, whose transforms share
@@ -307,6 +315,11 @@ impl Shape {
     /// Transformed values per tile and channel.
     fn points(&self) -> usize {
         self.n * self.n
+    }
+    /// Elements from one tile's transformed values to the next in a round's buffers, for
+    /// `channels` values per point: the tile's own, plus [`TILE_PAD`].
+    fn tile_stride(&self, channels: usize) -> usize {
+        self.points() * channels + TILE_PAD
     }
     /// The padded window the tiles read: their inputs, rounded up to whole tiles.
     fn window(&self) -> (usize, usize) {
@@ -561,8 +574,9 @@ fn correlate<T: crate::Real>(
 ) -> bool {
     let in_img = s.cin * s.h * s.w;
     let (last_row, most) = (s.tiles().0, round_tiles(s));
-    // Row t of V[ξ] (tile t's point ξ, every input channel) starts at t * n² * cin.
-    let a_rows: Vec<usize> = (0..most).map(|t| t * s.points() * s.cin).collect();
+    let (v_tile, m_tile) = (s.tile_stride(s.cin), s.tile_stride(s.cout));
+    // Row t of V[ξ] (tile t's point ξ, every input channel) starts at t * v_tile.
+    let a_rows: Vec<usize> = (0..most).map(|t| t * v_tile).collect();
     let a_cols: Vec<usize> = (0..s.cin).collect();
     let b_rows: Vec<usize> = (0..s.cin).map(|c| c * s.cout).collect();
     let finite = AtomicBool::new(true);
@@ -570,15 +584,15 @@ fn correlate<T: crate::Real>(
         let mut window = Window::new(s);
         // Written in full before they are read: transformed inputs and products for the
         // round's tiles, and every output pixel before its image is transposed.
-        let mut v = Scratch::new(most * s.points() * s.cin);
-        let mut m = Scratch::new(most * s.points() * s.cout);
+        let mut v = Scratch::new(most * v_tile);
+        let mut m = Scratch::new(most * m_tile);
         let mut by_pixel = Scratch::new(s.ho * s.wo * s.cout);
         let mut all_finite = true;
         for round in rounds(s, first, count) {
             let mut tile = 0;
             for band in &round {
                 window.fill(&input[band.image * in_img..(band.image + 1) * in_img], band.image);
-                window.transform(s, band.rows, &mut v[tile * s.points() * s.cin..]);
+                window.transform(s, band.rows, &mut v[tile * v_tile..], v_tile);
                 tile += band.tiles(s);
             }
             // M[t][ξ][o] = sum_c V[t][ξ][c] U[ξ][c][o], for each point ξ.
@@ -594,18 +608,14 @@ fn correlate<T: crate::Real>(
                     xi * s.cin * s.cout,
                     s.cout,
                     &mut m[xi * s.cout..],
-                    s.points() * s.cout,
+                    m_tile,
                     false,
                 );
             }
             tile = 0;
             for band in &round {
-                all_finite &= transform_outputs(
-                    &m[tile * s.points() * s.cout..],
-                    s,
-                    band.rows,
-                    &mut by_pixel,
-                );
+                all_finite &=
+                    transform_outputs(&m[tile * m_tile..], m_tile, s, band.rows, &mut by_pixel);
                 tile += band.tiles(s);
                 if band.rows.1 == last_row {
                     let planes = as_f32_mut(output.take(band.image, 1));
@@ -634,15 +644,16 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
     let most = round_tiles(&s);
     // A(c, t) = V[t][ξ][c] (rows are input channels, columns tiles); B's row t is Z[t][ξ].
     let a_rows: Vec<usize> = (0..cin).collect();
-    let a_cols: Vec<usize> = (0..most).map(|t| t * s.points() * cin).collect();
-    let b_rows: Vec<usize> = (0..most).map(|t| t * s.points() * cout).collect();
+    let (v_tile, z_tile) = (s.tile_stride(cin), s.tile_stride(cout));
+    let a_cols: Vec<usize> = (0..most).map(|t| t * v_tile).collect();
+    let b_rows: Vec<usize> = (0..most).map(|t| t * z_tile).collect();
     let partials = std::sync::Mutex::new(Vec::new());
     for_chunks(geo, Split::Fixed, |first, count| {
         let mut window = Window::new(&s);
         // Written in full before they are read (for the round's tiles, and the image's
         // pixels); the values of `z`'s slack only reach columns that are not stored.
-        let mut v = Scratch::new(most * s.points() * cin);
-        let mut z = Scratch::new(most * s.points() * cout + B_SLACK);
+        let mut v = Scratch::new(most * v_tile);
+        let mut z = Scratch::new(most * z_tile + B_SLACK);
         let (mut by_pixel, mut transposed) = (Scratch::new(s.ho * s.wo * cout), None);
         // dU[ξ][c][o], summed over this task's tiles.
         let mut du = vec![0.0f32; s.points() * cin * cout];
@@ -651,7 +662,7 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
             for band in &round {
                 let img = band.image;
                 window.fill(&x[img * in_img..(img + 1) * in_img], img);
-                window.transform(&s, band.rows, &mut v[tile * s.points() * cin..]);
+                window.transform(&s, band.rows, &mut v[tile * v_tile..], v_tile);
                 if transposed != Some(img) {
                     f32::transpose(
                         &gy[img * out_img..(img + 1) * out_img],
@@ -661,7 +672,8 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
                     );
                     transposed = Some(img);
                 }
-                transform_gradients(&by_pixel, &s, band.rows, &mut z[tile * s.points() * cout..]);
+                let z = &mut z[tile * z_tile..];
+                transform_gradients(&by_pixel, &s, band.rows, z, z_tile);
                 tile += band.tiles(&s);
             }
             let round_ops = Operands::new(
@@ -705,36 +717,51 @@ fn from_f32<T: 'static>(v: Vec<f32>) -> Vec<T> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
 }
 
-/// What the output-side transforms of a band rely on: rows of tiles within the image, an
-/// image of `ho * wo` pixels of `cout` channels (`pixels` elements), and `n²` values per tile
-/// of the band and channel (`points` elements).
-fn check_band(s: &Shape, rows: (usize, usize), pixels: usize, points: usize) {
+/// What a transform of a band relies on: rows of tiles within the image, and a buffer of
+/// `len` elements holding the band's tiles `stride` apart, each `n²` points of `channels`
+/// values.
+fn check_tiles(s: &Shape, rows: (usize, usize), channels: usize, len: usize, stride: usize) {
     let (th, tw) = s.tiles();
+    let tiles = rows.1.saturating_sub(rows.0) * tw;
+    let own = s.points() * channels;
     assert!(
         rows.0 <= rows.1
             && rows.1 <= th
-            && pixels >= s.ho * s.wo * s.cout
-            && points >= (rows.1 - rows.0) * tw * s.points() * s.cout,
+            && stride >= own
+            && (tiles == 0 || len >= (tiles - 1) * stride + own),
         "winograd: buffers too short"
     );
 }
 
+/// [`check_tiles`] for the output-side transforms, plus an image of `ho * wo` pixels of
+/// `cout` channels (`pixels` elements).
+fn check_band(s: &Shape, rows: (usize, usize), pixels: usize, len: usize, stride: usize) {
+    assert!(pixels >= s.ho * s.wo * s.cout, "winograd: buffers too short");
+    check_tiles(s, rows, s.cout, len, stride);
+}
+
 /// `Z[t][ξ][o] = (A e Aᵀ)` for the tiles in rows `rows` of tiles (counted from the first
-/// of them) of one image's output gradient `by_pixel` (`[ho * wo][cout]`, channels last);
-/// outputs past the image's edge read as zero.
-fn transform_gradients(by_pixel: &[f32], s: &Shape, rows: (usize, usize), z: &mut [f32]) {
-    check_band(s, rows, by_pixel.len(), z.len());
+/// of them, tile `t` at `t * stride`) of one image's output gradient `by_pixel` (`[ho *
+/// wo][cout]`, channels last); outputs past the image's edge read as zero.
+fn transform_gradients(
+    by_pixel: &[f32],
+    s: &Shape,
+    rows: (usize, usize),
+    z: &mut [f32],
+    stride: usize,
+) {
+    check_band(s, rows, by_pixel.len(), z.len(), stride);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has the instruction set, whole vectors of its channels and one of
     // the tilings (`Shape::checked`); the lengths were checked above.
     unsafe {
         match (isa(), s.n, s.m) {
-            (Some(Isa::Avx512), 6, 2) => avx512::gradients::<6, 2>(by_pixel, s, rows, z),
-            (Some(Isa::Avx512), 6, _) => avx512::gradients::<6, 4>(by_pixel, s, rows, z),
-            (Some(Isa::Avx512), _, _) => avx512::gradients::<8, 4>(by_pixel, s, rows, z),
-            (Some(Isa::Avx2), 6, 2) => avx2::gradients::<6, 2>(by_pixel, s, rows, z),
-            (Some(Isa::Avx2), 6, _) => avx2::gradients::<6, 4>(by_pixel, s, rows, z),
-            (Some(Isa::Avx2), _, _) => avx2::gradients::<8, 4>(by_pixel, s, rows, z),
+            (Some(Isa::Avx512), 6, 2) => avx512::gradients::<6, 2>(by_pixel, s, rows, z, stride),
+            (Some(Isa::Avx512), 6, _) => avx512::gradients::<6, 4>(by_pixel, s, rows, z, stride),
+            (Some(Isa::Avx512), _, _) => avx512::gradients::<8, 4>(by_pixel, s, rows, z, stride),
+            (Some(Isa::Avx2), 6, 2) => avx2::gradients::<6, 2>(by_pixel, s, rows, z, stride),
+            (Some(Isa::Avx2), 6, _) => avx2::gradients::<6, 4>(by_pixel, s, rows, z, stride),
+            (Some(Isa::Avx2), _, _) => avx2::gradients::<8, 4>(by_pixel, s, rows, z, stride),
             (None, _, _) => unreachable!("Shape::checked found vector transforms"),
         }
     }
@@ -796,27 +823,24 @@ impl Window {
     }
 
     /// `V[t][ξ][c]` for the tiles `t` of the window's image in rows `rows` of tiles,
-    /// counted from the first of those rows.
-    fn transform(&mut self, s: &Shape, rows: (usize, usize), v: &mut [f32]) {
-        let ((th, tw), (hp, wp)) = (s.tiles(), s.window());
+    /// counted from the first of those rows, tile `t` at `t * stride`.
+    fn transform(&mut self, s: &Shape, rows: (usize, usize), v: &mut [f32], stride: usize) {
+        let (hp, wp) = s.window();
         assert!(
-            rows.0 <= rows.1
-                && rows.1 <= th
-                && self.buf.len() >= hp * wp * s.cin
-                && self.columns.len() >= wp * s.n * lanes()
-                && v.len() >= (rows.1 - rows.0) * tw * s.points() * s.cin,
+            self.buf.len() >= hp * wp * s.cin && self.columns.len() >= wp * s.n * lanes(),
             "winograd: buffers too short"
         );
+        check_tiles(s, rows, s.cin, v.len(), stride);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has the instruction set and whole vectors of its channels
         // (`Shape::checked`); the lengths were checked above.
         unsafe {
             let (buf, columns) = (&self.buf, &mut self.columns);
             match (isa(), s.n) {
-                (Some(Isa::Avx512), 6) => avx512::inputs::<6>(buf, columns, s, rows, v),
-                (Some(Isa::Avx512), _) => avx512::inputs::<8>(buf, columns, s, rows, v),
-                (Some(Isa::Avx2), 6) => avx2::inputs::<6>(buf, columns, s, rows, v),
-                (Some(Isa::Avx2), _) => avx2::inputs::<8>(buf, columns, s, rows, v),
+                (Some(Isa::Avx512), 6) => avx512::inputs::<6>(buf, columns, s, rows, v, stride),
+                (Some(Isa::Avx512), _) => avx512::inputs::<8>(buf, columns, s, rows, v, stride),
+                (Some(Isa::Avx2), 6) => avx2::inputs::<6>(buf, columns, s, rows, v, stride),
+                (Some(Isa::Avx2), _) => avx2::inputs::<8>(buf, columns, s, rows, v, stride),
                 (None, _) => unreachable!("Shape::checked found vector transforms"),
             }
         }
@@ -826,21 +850,27 @@ impl Window {
 }
 
 /// The tiles in rows `rows` of tiles of one image from their products `M[t][ξ][o]`
-/// (counted from the first of those rows), channels last, into `by_pixel` (`[ho * wo]
-/// [cout]`). Returns whether every output is finite.
-fn transform_outputs(m: &[f32], s: &Shape, rows: (usize, usize), by_pixel: &mut [f32]) -> bool {
-    check_band(s, rows, by_pixel.len(), m.len());
+/// (counted from the first of those rows, tile `t` at `t * stride`), channels last, into
+/// `by_pixel` (`[ho * wo][cout]`). Returns whether every output is finite.
+fn transform_outputs(
+    m: &[f32],
+    stride: usize,
+    s: &Shape,
+    rows: (usize, usize),
+    by_pixel: &mut [f32],
+) -> bool {
+    check_band(s, rows, by_pixel.len(), m.len(), stride);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has the instruction set, whole vectors of its channels and one of
     // the tilings (`Shape::checked`); the lengths were checked above.
     unsafe {
         match (isa(), s.n, s.m) {
-            (Some(Isa::Avx512), 6, 2) => avx512::outputs::<6, 2>(m, s, rows, by_pixel),
-            (Some(Isa::Avx512), 6, _) => avx512::outputs::<6, 4>(m, s, rows, by_pixel),
-            (Some(Isa::Avx512), _, _) => avx512::outputs::<8, 4>(m, s, rows, by_pixel),
-            (Some(Isa::Avx2), 6, 2) => avx2::outputs::<6, 2>(m, s, rows, by_pixel),
-            (Some(Isa::Avx2), 6, _) => avx2::outputs::<6, 4>(m, s, rows, by_pixel),
-            (Some(Isa::Avx2), _, _) => avx2::outputs::<8, 4>(m, s, rows, by_pixel),
+            (Some(Isa::Avx512), 6, 2) => avx512::outputs::<6, 2>(m, stride, s, rows, by_pixel),
+            (Some(Isa::Avx512), 6, _) => avx512::outputs::<6, 4>(m, stride, s, rows, by_pixel),
+            (Some(Isa::Avx512), _, _) => avx512::outputs::<8, 4>(m, stride, s, rows, by_pixel),
+            (Some(Isa::Avx2), 6, 2) => avx2::outputs::<6, 2>(m, stride, s, rows, by_pixel),
+            (Some(Isa::Avx2), 6, _) => avx2::outputs::<6, 4>(m, stride, s, rows, by_pixel),
+            (Some(Isa::Avx2), _, _) => avx2::outputs::<8, 4>(m, stride, s, rows, by_pixel),
             (None, _, _) => unreachable!("Shape::checked found vector transforms"),
         }
     }
@@ -870,6 +900,7 @@ macro_rules! transforms {
                 s: &Shape,
                 (first_row, end_row): (usize, usize),
                 z: &mut [f32],
+                stride: usize,
             ) {
                 let ((_, tw), cout) = (s.tiles(), s.cout);
                 let (src, dst) = (by_pixel.as_ptr(), z.as_mut_ptr());
@@ -900,7 +931,7 @@ macro_rules! transforms {
                                 }
                                 *column = gradient_1d::<N, M>(values);
                             }
-                            let at = ((ti - first_row) * tw + tj) * N * N * cout + k;
+                            let at = ((ti - first_row) * tw + tj) * stride + k;
                             // SAFETY: the band's tile < (end_row - first_row) * tw, point < N²,
                             // channels k..k + LANES <= cout.
                             let mut out = unsafe { dst.add(at) };
@@ -1001,6 +1032,7 @@ macro_rules! transforms {
                 s: &Shape,
                 (first_row, end_row): (usize, usize),
                 v: &mut [f32],
+                stride: usize,
             ) {
                 let ((_, tw), (_, wp), cin) = (s.tiles(), s.window(), s.cin);
                 let (src, dst, cols) = (padded.as_ptr(), v.as_mut_ptr(), columns.as_mut_ptr());
@@ -1025,7 +1057,7 @@ macro_rules! transforms {
                             at = unsafe { at.add(cin) };
                         }
                         for tj in 0..tw {
-                            let offset = ((ti - first_row) * tw + tj) * N * N * cin + k;
+                            let offset = ((ti - first_row) * tw + tj) * stride + k;
                             // SAFETY: the band's tile < (end_row - first_row) * tw, channels
                             // k..k + LANES.
                             let mut out = unsafe { dst.add(offset) };
@@ -1114,6 +1146,7 @@ macro_rules! transforms {
             #[allow(clippy::needless_range_loop)] // walks the products' columns
             pub(super) unsafe fn outputs<const N: usize, const M: usize>(
                 m: &[f32],
+                stride: usize,
                 s: &Shape,
                 (first_row, end_row): (usize, usize),
                 by_pixel: &mut [f32],
@@ -1124,7 +1157,7 @@ macro_rules! transforms {
                 let mut probe = v::zero();
                 for ti in first_row..end_row {
                     for tj in 0..tw {
-                        let tile = ((ti - first_row) * tw + tj) * N * N * cout;
+                        let tile = ((ti - first_row) * tw + tj) * stride;
                         for k in (0..cout).step_by(v::LANES) {
                             // Aᵀ m: the columns, then (Aᵀ m) A: the rows.
                             let mut half = [[v::zero(); N]; M];
