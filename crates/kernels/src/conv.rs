@@ -710,8 +710,19 @@ fn sum_in_image_order<T: Gemm>(
     partials.sort_by_key(|(first, _)| *first);
     let mut partials = partials.into_iter().map(|(_, sum)| sum);
     let mut total = partials.next().unwrap_or_else(|| vec![T::ZERO; size]);
-    for sum in partials {
-        total.iter_mut().zip(&sum).for_each(|(t, &s)| *t += s);
+    let rest: Vec<Vec<T>> = partials.collect();
+    // Each element adds the partials in image order, whichever thread runs its block.
+    let add_block = |(block, total): (usize, &mut [T])| {
+        let at = block * crate::parallel::THRESHOLD;
+        for sum in &rest {
+            let sum = &sum[at..at + total.len()];
+            total.iter_mut().zip(sum).for_each(|(t, &s)| *t += s);
+        }
+    };
+    if !rest.is_empty() && crate::parallel::start_parallel(total.len() * rest.len() / 4) {
+        total.par_chunks_mut(crate::parallel::THRESHOLD).enumerate().for_each(add_block);
+    } else {
+        total.chunks_mut(crate::parallel::THRESHOLD).enumerate().for_each(add_block);
     }
     total
 }

@@ -33,6 +33,8 @@ use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{ChannelBias, Geometry, Images, Split, for_chunks, sum_in_image_order};
+use rayon::prelude::*;
+
 use crate::implicit_gemm::{B_SLACK, Isa, Lhs, Operands, available, implicit_gemm, isa};
 use crate::scratch::Scratch;
 use crate::transpose::Transpose;
@@ -378,24 +380,57 @@ fn as_f32_mut<T: 'static>(s: &mut [T]) -> &mut [f32] {
 /// `U[ξ][c][o]` (the `n²` right operands, one after another) for the kernel whose tap
 /// `(ki, kj)` from input channel `c` to output channel `o` is `tap(o, c, ki, kj)`, followed
 /// by the GEMM's [`B_SLACK`].
-fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32) -> Vec<f32> {
-    let (cin, cout, r, n) = (s.cin, s.cout, s.r, s.n);
+fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32 + Sync) -> Vec<f32> {
+    let (cin, cout, r, n, points) = (s.cin, s.cout, s.r, s.n, s.points());
     let g = g_matrix(n, r);
-    let mut u = vec![0.0; s.points() * cin * cout + B_SLACK];
-    let (mut taps, mut points) = (vec![0.0; r * r * cout], vec![0.0; s.points() * cout]);
-    for c in 0..cin {
+    let mut u = vec![0.0; points * cin * cout + B_SLACK];
+    // Input channel c's points, `[ξ][o]`, into `values`.
+    let one_channel = |c: usize, (taps, values): &mut (Vec<f64>, Vec<f64>)| {
         for (t, row) in taps.chunks_exact_mut(cout).enumerate() {
             for (o, value) in row.iter_mut().enumerate() {
                 *value = f64::from(tap(o, c, t / r, t % r));
             }
         }
-        two_sided(&taps, (r, n), |a, i| g[a][i], cout, &mut points);
-        for (point, values) in points.chunks_exact(cout).enumerate() {
-            let at = (point * cin + c) * cout;
-            u[at..at + cout].iter_mut().zip(values).for_each(|(dst, &v)| *dst = v as f32);
+        two_sided(taps, (r, n), |a, i| g[a][i], cout, values);
+    };
+    let buffers = || (vec![0.0; r * r * cout], vec![0.0; points * cout]);
+    if !split_kernel_transform(s) {
+        let mut scratch = buffers();
+        for c in 0..cin {
+            one_channel(c, &mut scratch);
+            for (point, values) in scratch.1.chunks_exact(cout).enumerate() {
+                let at = (point * cin + c) * cout;
+                u[at..at + cout].iter_mut().zip(values).for_each(|(dst, &v)| *dst = v as f32);
+            }
         }
+        return u;
     }
+    // On rayon's threads: each channel's points, `[c][ξ][o]`, then gathered point by point.
+    let mut by_channel = vec![0.0f32; cin * points * cout];
+    by_channel.par_chunks_mut(points * cout).enumerate().for_each_init(
+        buffers,
+        |scratch, (c, out)| {
+            one_channel(c, scratch);
+            out.iter_mut().zip(&scratch.1).for_each(|(dst, &v)| *dst = v as f32);
+        },
+    );
+    u[..points * cin * cout].par_chunks_mut(cin * cout).enumerate().for_each(|(point, slab)| {
+        for (c, dst) in slab.chunks_exact_mut(cout).enumerate() {
+            let at = (c * points + point) * cout;
+            dst.copy_from_slice(&by_channel[at..at + cout]);
+        }
+    });
     u
+}
+
+/// Whether the kernel-side transforms of `s` (`G g Gᵀ` for every pair of channels, or the
+/// weight gradient's `Gᵀ dU G`) run on rayon's threads: a 3 x 3 layer of 256 channels
+/// transforms 65,536 kernels per call, a millisecond or more on one thread, while a layer of
+/// 16 to 32 channels takes tens of microseconds, less than handing half of it over costs.
+/// Each channel runs the same operations on any thread.
+fn split_kernel_transform(s: &Shape) -> bool {
+    let work = s.cin * s.cout * s.n * s.r * (s.n + s.r);
+    crate::parallel::worth_it(work / 32) && crate::parallel::start_parallel(work)
 }
 
 /// `out[a][b][o] = sum_(i, j) coef(a, i) coef(b, j) src[i][j][o]`, from `from x from`
@@ -695,14 +730,20 @@ pub(super) fn conv_weight<T: 'static>(x: &[T], gy: &[T], geo: &Geometry) -> Opti
     // dw[c][t][o], written in rows and transposed to dw[o][c][t] at the end: written in
     // place, each value would land on its own cache line.
     let mut by_channel = vec![0.0f32; cin * r * r * cout];
-    let (mut du, mut taps) = (vec![0.0; s.points() * cout], vec![0.0; r * r * cout]);
-    for (c, dw_c) in by_channel.chunks_exact_mut(r * r * cout).enumerate() {
+    let buffers = || (vec![0.0; s.points() * cout], vec![0.0; r * r * cout]);
+    let one_channel = |(du, taps): &mut (Vec<f64>, Vec<f64>), (c, dw_c): (usize, &mut [f32])| {
         for (point, values) in du.chunks_exact_mut(cout).enumerate() {
             let at = (point * cin + c) * cout;
             values.iter_mut().zip(&total[at..at + cout]).for_each(|(dst, &v)| *dst = f64::from(v));
         }
-        two_sided(&du, (s.n, r), |a, i| g[i][a], cout, &mut taps);
-        dw_c.iter_mut().zip(&taps).for_each(|(dst, &v)| *dst = v as f32);
+        two_sided(du, (s.n, r), |a, i| g[i][a], cout, taps);
+        dw_c.iter_mut().zip(taps.iter()).for_each(|(dst, &v)| *dst = v as f32);
+    };
+    if split_kernel_transform(&s) {
+        by_channel.par_chunks_mut(r * r * cout).enumerate().for_each_init(buffers, one_channel);
+    } else {
+        let mut scratch = buffers();
+        by_channel.chunks_mut(r * r * cout).enumerate().for_each(|c| one_channel(&mut scratch, c));
     }
     let mut dw = vec![0.0f32; cout * cin * r * r];
     f32::transpose(&by_channel, cin * r * r, cout, &mut dw);
@@ -1242,3 +1283,45 @@ macro_rules! transforms {
 
 transforms!(avx512, avx512_f32, "avx512f");
 transforms!(avx2, avx2_f32, "avx2,fma");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{Conv2dOptions, Geometry};
+
+    /// A layer wide enough for the kernel-side transforms to be split across threads gives
+    /// the same bits on one thread and on three: the kernel's transform, its transposed
+    /// form, and the weight gradient (whose per-task partial sums are added in image order).
+    #[test]
+    fn wide_kernel_transforms_do_not_depend_on_the_thread_count() {
+        let geo = Geometry::new([4, 128, 8, 8], [128, 128, 3, 3], padded(1));
+        if !covers::<f32>(&geo) {
+            return; // no vector transforms on this CPU
+        }
+        let mut values = crate::testing::uniform(11);
+        let mut next = move |n: usize| (0..n).map(|_| values() as f32).collect::<Vec<f32>>();
+        let (x, w, gy) = (next(4 * 128 * 64), next(128 * 128 * 9), next(4 * 128 * 64));
+        let run = || {
+            let s = Shape::forward(&geo);
+            let u = transform_kernel(&s, |o, c, ki, kj| w[((o * 128 + c) * 3 + ki) * 3 + kj]);
+            let t = Shape::transposed(&geo);
+            let ut =
+                transform_kernel(&t, |c, o, ki, kj| w[((o * 128 + c) * 3 + 2 - ki) * 3 + 2 - kj]);
+            (u, ut, conv_weight(&x, &gy, &geo).expect("finite"))
+        };
+        let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let one = pool(1).install(run);
+        let three = pool(3).install(|| {
+            assert!(split_kernel_transform(&Shape::forward(&geo)), "the transform is split");
+            run()
+        });
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&one.0), bits(&three.0), "U");
+        assert_eq!(bits(&one.1), bits(&three.1), "U of the transposed form");
+        assert_eq!(bits(&one.2), bits(&three.2), "weight gradient");
+    }
+
+    fn padded(p: usize) -> Conv2dOptions {
+        Conv2dOptions { padding: (p, p), ..Default::default() }
+    }
+}
