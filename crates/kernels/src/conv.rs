@@ -20,7 +20,7 @@ mod implicit;
 mod pointwise;
 mod winograd;
 
-use images::Images;
+use images::{Images, written_by_images};
 
 pub use winograd::{set_winograd_enabled, winograd_enabled};
 
@@ -420,34 +420,23 @@ fn conv_biased<T: ImplicitGemm>(
     geo: &Geometry,
 ) -> Vec<T> {
     let (len, out_img) = (geo.n * geo.o * geo.ho * geo.wo, geo.o * geo.ho * geo.wo);
-    let mut y = Vec::with_capacity(len);
-    if len == 0 {
-        return y;
-    }
-    let finite = {
-        let mut out = Images::new(&mut y.spare_capacity_mut()[..len], out_img);
-        let finite = if depthwise::applies(geo) {
-            depthwise::conv(x, weight, geo, bias, out.all());
-            true
-        } else if winograd::applies::<T>(geo) {
-            winograd::conv(x, weight, geo, bias, &out)
-        } else {
-            conv_direct(x, weight, geo, bias, &out);
-            true
-        };
-        out.finish();
-        finite
-    };
-    // SAFETY: every image of the first `len` slots was cleared, by the task that took it or
-    // by `finish`.
-    unsafe { y.set_len(len) };
-    if !finite {
+    written_by_images(
+        len,
+        out_img,
+        |out| {
+            if depthwise::applies(geo) {
+                depthwise::conv(x, weight, geo, bias, out.all());
+                true
+            } else if winograd::applies::<T>(geo) {
+                winograd::conv(x, weight, geo, bias, out)
+            } else {
+                conv_direct(x, weight, geo, bias, out);
+                true
+            }
+        },
         // A non-finite result from Winograd's form: summed again by a direct form.
-        let out = Images::over(&mut y, out_img);
-        conv_direct(x, weight, geo, bias, &out);
-        out.finish();
-    }
-    y
+        |out| conv_direct(x, weight, geo, bias, out),
+    )
 }
 
 /// The forward convolution by the forms that sum each output directly.
@@ -548,33 +537,22 @@ fn conv_im2col<T: Gemm>(
 /// If a buffer is shorter than the geometry says.
 pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -> Vec<T> {
     let (len, in_img) = (geo.n * geo.c * geo.h * geo.w, geo.c * geo.h * geo.w);
-    let mut dx = Vec::with_capacity(len);
-    if len == 0 {
-        return dx;
-    }
-    let finite = {
-        let mut out = Images::new(&mut dx.spare_capacity_mut()[..len], in_img);
-        let finite = if depthwise::applies(geo) {
-            depthwise::conv_transpose(gy, weight, geo, out.all());
-            true
-        } else if winograd::applies_transpose::<T>(geo) {
-            winograd::conv_transpose(gy, weight, geo, &out)
-        } else {
-            conv_transpose_direct(gy, weight, geo, &out);
-            true
-        };
-        out.finish();
-        finite
-    };
-    // SAFETY: every image of the first `len` slots was cleared, by the task that took it or
-    // by `finish`.
-    unsafe { dx.set_len(len) };
-    if !finite {
-        let out = Images::over(&mut dx, in_img);
-        conv_transpose_direct(gy, weight, geo, &out);
-        out.finish();
-    }
-    dx
+    written_by_images(
+        len,
+        in_img,
+        |out| {
+            if depthwise::applies(geo) {
+                depthwise::conv_transpose(gy, weight, geo, out.all());
+                true
+            } else if winograd::applies_transpose::<T>(geo) {
+                winograd::conv_transpose(gy, weight, geo, out)
+            } else {
+                conv_transpose_direct(gy, weight, geo, out);
+                true
+            }
+        },
+        |out| conv_transpose_direct(gy, weight, geo, out),
+    )
 }
 
 /// The input gradient by the forms that sum each value directly.

@@ -108,6 +108,37 @@ impl<'a, T: Real> Images<'a, T> {
     }
 }
 
+/// A vector of `len` elements (whole images of `image` each) written by a form: `first`
+/// fills it and says whether its result stands (Winograd's forms refuse a non-finite one);
+/// when it does not, `again` writes the whole output once more, over the values `first`
+/// left.
+pub(super) fn written_by_images<T: Real>(
+    len: usize,
+    image: usize,
+    first: impl FnOnce(&mut Images<'_, T>) -> bool,
+    again: impl FnOnce(&Images<'_, T>),
+) -> Vec<T> {
+    let mut values = Vec::with_capacity(len);
+    if len == 0 {
+        return values;
+    }
+    let stands = {
+        let mut out = Images::new(&mut values.spare_capacity_mut()[..len], image);
+        let stands = first(&mut out);
+        out.finish();
+        stands
+    };
+    // SAFETY: every image of the first `len` slots was cleared, by the task that took it or
+    // by `finish`.
+    unsafe { values.set_len(len) };
+    if !stands {
+        let out = Images::over(&mut values, image);
+        again(&out);
+        out.finish();
+    }
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +163,32 @@ mod tests {
         let images = Images::over(&mut buf, 2);
         images.take(0, 2);
         images.take(1, 1);
+    }
+
+    /// A result that does not stand is written again over what the first form left, and
+    /// images neither form took read as zeros.
+    #[test]
+    fn a_refused_result_is_written_again() {
+        let got: Vec<f32> = written_by_images(
+            6,
+            2,
+            |out| {
+                out.take(0, 3).fill(f32::NAN);
+                false
+            },
+            |out| out.take(1, 1).fill(4.0),
+        );
+        assert_eq!(got, [0.0, 0.0, 4.0, 4.0, 0.0, 0.0]);
+        let kept: Vec<f64> = written_by_images(
+            4,
+            2,
+            |out| {
+                out.take(1, 1).fill(1.0);
+                true
+            },
+            |_| unreachable!("the first result stands"),
+        );
+        assert_eq!(kept, [0.0, 0.0, 1.0, 1.0]);
     }
 
     #[test]
