@@ -71,12 +71,24 @@ pub fn zeroed<T: crate::Real>(len: usize) -> Vec<T> {
         return vec![T::ZERO; len];
     }
     let mut v: Vec<T> = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len]
-        .par_chunks_mut(THRESHOLD)
-        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(T::ZERO)));
+    zeroed_slots(&mut v.spare_capacity_mut()[..len]);
     // SAFETY: the first `len` elements (within the capacity) were all written above.
     unsafe { v.set_len(len) };
     v
+}
+
+/// `slots` filled with zeros by rayon's threads when they are many (see [`zeroed`]), as
+/// initialised elements.
+pub(crate) fn zeroed_slots<T: crate::Real>(slots: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+    if start_parallel(slots.len()) {
+        slots.par_chunks_mut(THRESHOLD).for_each(|chunk| {
+            cleared(chunk, T::ZERO);
+        });
+    } else {
+        cleared(slots, T::ZERO);
+    }
+    // SAFETY: every slot was just written; `MaybeUninit<T>` has `T`'s layout.
+    unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast::<T>(), slots.len()) }
 }
 
 /// A vector of `len` elements that `write(index, chunk)` fills chunk by chunk (chunks of

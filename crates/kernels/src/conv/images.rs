@@ -9,10 +9,8 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rayon::prelude::*;
-
 use crate::Real;
-use crate::parallel::{THRESHOLD, cleared, start_parallel};
+use crate::parallel::{cleared, zeroed_slots};
 
 /// The output of one form: `images` images of `image` elements, each taken (and cleared) at
 /// most once.
@@ -86,15 +84,7 @@ impl<'a, T: Real> Images<'a, T> {
         // slice borrows `self` mutably.
         let slots =
             unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<MaybeUninit<T>>(), len) };
-        if start_parallel(len) {
-            slots.par_chunks_mut(THRESHOLD).for_each(|chunk| {
-                cleared(chunk, T::ZERO);
-            });
-        } else {
-            cleared(slots, T::ZERO);
-        }
-        // SAFETY: every slot was just written; `MaybeUninit<T>` has `T`'s layout.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, len) }
+        zeroed_slots(slots)
     }
 
     /// Clears the images no task took: afterwards every element of the buffer holds a
@@ -142,6 +132,7 @@ pub(super) fn written_by_images<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parallel::THRESHOLD;
 
     /// Taken images come back as zeros over whatever the memory held, and the ones no task
     /// took are zeros after `finish`.
