@@ -801,6 +801,9 @@ mod tests {
             // Several images to a product, the last batch short (100 pixels: batches of 3).
             (4, 8, 10, 10, 32, 3, 1, 1, 1),
             (5, 32, 10, 10, 16, 3, 1, 1, 1),
+            // Output rows computed several to a product (weights past L1 in f64), the last
+            // group short, the columns past each row's end dropped.
+            (1, 16, 26, 26, 32, 3, 0, 1, 1),
         ];
         // Strides: a ResNet's stride-2 3 x 3 and 1 x 1 layers (whose input gradient has
         // phases no tap reaches), odd and even sizes, unequal strides, with dilation and
@@ -823,6 +826,8 @@ mod tests {
             // 4 x 4 phases, 16 images to a product: a short batch after a whole one (on one
             // thread or two).
             (40, 16, 8, 8, 64, 3, 1, 1, 1, (2, 2)),
+            // Output rows several to a product at stride 2 (weights past L1 in both types).
+            (1, 16, 64, 64, 64, 3, 1, 1, 1, (2, 2)),
         ];
         let stride_one =
             cases.map(|(n, c, h, w, o, k, p, d, g)| (n, c, h, w, o, k, p, d, g, (1, 1)));

@@ -4,10 +4,11 @@
 //! With stride 1, the input pixels under kernel tap `(c, ki, kj)` for one output row are
 //! consecutive in the padded image, so every row of the GEMM's B operand is a slice of it
 //! at an offset that depends only on the tap. Padding a 16 x 14 x 14 image costs about
-//! 5,000 writes where im2col writes 78,400. With a column stride `s`, the copy stores each
-//! padded row as `s` phases (columns `q, q + s, q + 2s, ...` for phase `q`), and the pixels
-//! under a tap are consecutive in one phase: the forward convolution and the weight
-//! gradient run the same way at any stride. The input gradient of a strided convolution
+//! 5,000 writes where im2col writes 78,400. With strides `(sh, sw)`, the copy stores each
+//! padded plane as its `sh x sw` phases (pixels `(a + sh r, q + sw c)` for phase `(a, q)`),
+//! and the pixels under a tap are consecutive in one phase, row after row: the forward
+//! convolution and the weight gradient run the same way at any stride, and several output
+//! rows can be one product (with the few columns between two rows computed and dropped). The input gradient of a strided convolution
 //! splits the input into its `sh x sw` phases (pixels `(a + sh u, b + sw v)` for phase
 //! `(a, b)`): each phase is reached by a fixed subset of the taps, and is a stride-1
 //! correlation of the output gradient with them, whose rows are scattered back into
@@ -45,38 +46,46 @@ pub(super) fn transpose_work_ratio(geo: &Geometry) -> f64 {
 /// the offsets of B's rows in a padded image.
 type FixedOperands<T> = (PackedLhs<T>, Vec<usize>);
 
-/// Where the padded copy keeps each pixel: `planes` of `rows` rows, each row stored as
-/// `phases` runs of `phase_len` (phase `q` holds the padded columns `q, q + phases, ...`).
-/// One phase of the padded width is the plain padded row.
+/// Where the padded copy keeps each pixel. With strides `(sh, sw)` a plane is split into
+/// its `sh x sw` phases (phase `(a, q)` holds the padded pixels `(a + sh r, q + sw c)`),
+/// each stored row by row, `phase_len` elements a row: the pixels under one kernel tap for
+/// consecutive output pixels of a row are then consecutive, and those of the next output
+/// row follow `phase_len` elements later. One phase (stride 1) is the plain padded plane.
 #[derive(Clone, Copy, Debug)]
 struct Window {
-    rows: usize,
-    phases: usize,
+    /// Rows of a phase.
+    phase_rows: usize,
+    /// Elements of a row of a phase.
     phase_len: usize,
+    /// Phases of the rows and of the columns (the strides).
+    phases: (usize, usize),
 }
 
 impl Window {
-    /// A window of `rows x cols` padded pixels, stored in `phases` phases per row.
-    fn new((rows, cols): (usize, usize), phases: usize) -> Self {
-        Window { rows, phases, phase_len: cols.div_ceil(phases) }
+    /// A window of `rows x cols` padded pixels, stored in `phases` (of the rows, of the
+    /// columns).
+    fn new((rows, cols): (usize, usize), phases: (usize, usize)) -> Self {
+        Window { phase_rows: rows.div_ceil(phases.0), phase_len: cols.div_ceil(phases.1), phases }
     }
 
-    /// Elements of one row (all its phases).
+    /// Elements of one phase.
     #[inline(always)]
-    fn row(&self) -> usize {
-        self.phases * self.phase_len
+    fn phase(&self) -> usize {
+        self.phase_rows * self.phase_len
     }
 
     /// Elements of one plane.
     #[inline(always)]
     fn plane(&self) -> usize {
-        self.rows * self.row()
+        self.phases.0 * self.phases.1 * self.phase()
     }
 
     /// Offset of padded pixel `(r, col)` of plane `c`.
     #[inline(always)]
     fn at(&self, c: usize, r: usize, col: usize) -> usize {
-        c * self.plane() + r * self.row() + (col % self.phases) * self.phase_len + col / self.phases
+        let (sh, sw) = self.phases;
+        let phase = (r % sh) * sw + col % sw;
+        c * self.plane() + phase * self.phase() + (r / sh) * self.phase_len + col / sw
     }
 }
 
@@ -100,7 +109,7 @@ impl<T: ImplicitGemm> Padded<T> {
         planes: usize,
         size: (usize, usize),
         padded: (usize, usize),
-        phases: usize,
+        phases: (usize, usize),
         (top, left): (isize, isize),
     ) -> Self {
         let window = Window::new(padded, phases);
@@ -157,13 +166,13 @@ impl<T: ImplicitGemm> crate::simd::WidestLoop for Fill<'_, T> {
                     let src_row = &self.src[(plane * h + r) * w..(plane * h + r + 1) * w];
                     let first = (col_lo as isize + left) as usize;
                     let dst = window.at(plane, row as usize, first);
-                    if window.phases == 1 {
+                    if window.phases.1 == 1 {
                         self.pad.buf[dst..dst + col_hi - col_lo]
                             .copy_from_slice(&src_row[col_lo..col_hi]);
                         continue;
                     }
                     let values = &src_row[col_lo..col_hi];
-                    if window.phases == 2 {
+                    if window.phases.1 == 2 {
                         // The usual stride, in pairs (which the compiler vectorises).
                         let second = window.at(plane, row as usize, first + 1);
                         let pairs = values.chunks_exact(2);
@@ -182,9 +191,9 @@ impl<T: ImplicitGemm> crate::simd::WidestLoop for Fill<'_, T> {
                         continue;
                     }
                     // Each phase of the row from every `phases`-th source column.
-                    for q in 0..window.phases.min(values.len()) {
+                    for q in 0..window.phases.1.min(values.len()) {
                         let dst = window.at(plane, row as usize, first + q);
-                        let phase = values[q..].iter().step_by(window.phases);
+                        let phase = values[q..].iter().step_by(window.phases.1);
                         for (d, &v) in self.pad.buf[dst..].iter_mut().zip(phase) {
                             *d = v;
                         }
@@ -221,7 +230,7 @@ fn input_window(geo: &Geometry) -> (usize, usize) {
 fn padded_input<T: ImplicitGemm>(geo: &Geometry) -> (Window, impl Fn(usize) -> Padded<T> + Sync) {
     let size = input_window(geo);
     let (ph, pw) = geo.opts.padding;
-    let phases = geo.opts.stride.1;
+    let phases = geo.opts.stride;
     let new = move |images: usize| {
         Padded::new(images * geo.c, (geo.h, geo.w), size, phases, (ph as isize, pw as isize))
     };
@@ -311,27 +320,108 @@ pub(super) fn conv<T: ImplicitGemm>(
             (packed, tap_offsets(geo, g * geo.cg(), &window))
         })
         .collect();
+    let rows = OutputRows::new::<T>(geo, &window);
     for_chunks(geo, Split::PerThread, |first, count| {
         let mut pad = new_pad(1);
+        let mut product = rows.buffer::<T>(og);
         for img in first..first + count {
             let xpad = pad.of(&x[img * in_img..(img + 1) * in_img]);
             let y_img = y.take(img, 1);
             for (g, (packed, b_rows)) in groups.iter().enumerate() {
                 let ops = Operands::new(Lhs::Packed(packed), xpad, b_rows);
-                for oh in 0..geo.ho {
-                    implicit_gemm(
-                        &ops,
-                        window.at(0, oh * geo.opts.stride.0, 0),
-                        geo.wo,
-                        &mut y_img[g * og * hw + oh * geo.wo..],
-                        hw,
-                        false,
-                    );
+                let y_group = &mut y_img[g * og * hw..(g + 1) * og * hw];
+                for (oh, count) in rows.groups() {
+                    rows.product(&ops, (oh, count), &mut product, y_group);
                 }
             }
             bias.add_to(y_img);
         }
     });
+}
+
+/// Output rows computed by one product of the rows form. Consecutive output rows of an
+/// image are `run` elements apart in every tap's phase of the padded copy, so a group of
+/// them is one product of `(count - 1) * run + wo` columns, whose `run - wo` columns between
+/// two rows are pixels past the row's end, computed and dropped. A product over many
+/// columns reads each packed weight for many pixels: weights larger than L1, read once
+/// per output row (16 pixels of a 32 x 32 image at stride 2), came from L2 for every 16
+/// multiply-adds. Weights that fit in L1 keep one product per row, which needs no copy.
+struct OutputRows {
+    ho: usize,
+    wo: usize,
+    /// Elements from one output row's pixels to the next's in a tap's phase.
+    run: usize,
+    /// Output rows per product.
+    per_product: usize,
+}
+
+/// Columns a product of the rows form should reach when its weights do not fit in L1:
+/// enough that each packed weight, streamed from L2 once per product, meets many pixels,
+/// and few enough that a product's result stays in L2 for its copy into place.
+const COLUMNS_PER_PRODUCT: usize = 512;
+
+/// Bytes of packed weights that stay in a 48 KB L1 data cache from one output row's
+/// product to the next.
+const WEIGHTS_IN_L1: usize = 32 << 10;
+
+impl OutputRows {
+    fn new<T>(geo: &Geometry, window: &Window) -> Self {
+        let run = window.phase_len;
+        let weights = geo.og() * geo.k() * std::mem::size_of::<T>();
+        let per_product = if run == geo.wo || weights > WEIGHTS_IN_L1 {
+            COLUMNS_PER_PRODUCT.div_ceil(run).clamp(1, geo.ho.max(1))
+        } else {
+            1
+        };
+        OutputRows { ho: geo.ho, wo: geo.wo, run, per_product }
+    }
+
+    /// Whether the products write the output in place: one row each, or rows whose
+    /// columns are exactly the output's pixels.
+    fn in_place(&self) -> bool {
+        self.per_product == 1 || self.run == self.wo
+    }
+
+    /// A buffer for one product's result over `channels` rows (empty when the products
+    /// write in place).
+    fn buffer<T: ImplicitGemm>(&self, channels: usize) -> Vec<T> {
+        if self.in_place() {
+            Vec::new()
+        } else {
+            vec![T::ZERO; channels * self.per_product * self.run]
+        }
+    }
+
+    /// The groups of rows: first row and number of rows.
+    fn groups(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let (ho, per) = (self.ho, self.per_product);
+        (0..ho).step_by(per).map(move |oh| (oh, per.min(ho - oh)))
+    }
+
+    /// Output rows `oh..oh + count` of every channel of `y` (`[channels, ho, wo]`) from the
+    /// product of `ops` (whose B is the padded copy), through `buffer` unless in place.
+    fn product<T: ImplicitGemm>(
+        &self,
+        ops: &Operands<'_, T>,
+        (oh, count): (usize, usize),
+        buffer: &mut [T],
+        y: &mut [T],
+    ) {
+        let (run, wo, plane) = (self.run, self.wo, self.ho * self.wo);
+        let columns = (count - 1) * run + wo;
+        if self.in_place() {
+            implicit_gemm(ops, oh * run, columns, &mut y[oh * wo..], plane, false);
+            return;
+        }
+        let ldc = self.per_product * run;
+        implicit_gemm(ops, oh * run, columns, buffer, ldc, false);
+        for (product, plane) in buffer.chunks_exact(ldc).zip(y.chunks_exact_mut(plane)) {
+            for r in 0..count {
+                let to = (oh + r) * wo;
+                plane[to..to + wo].copy_from_slice(&product[r * run..r * run + wo]);
+            }
+        }
+    }
 }
 
 /// `y = conv(x, w)` with the image's pixels as rows of one GEMM per image and group:
@@ -469,7 +559,7 @@ pub(super) fn conv_transpose<T: ImplicitGemm>(
         })
         .collect();
     for_chunks(geo, Split::PerThread, |first, count| {
-        let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
+        let mut pad = Padded::new(geo.o, (geo.ho, geo.wo), (hq, wq), (1, 1), (top, left));
         for img in first..first + count {
             let gypad = pad.of(&gy[img * out_img..(img + 1) * out_img]);
             let dx_img = dx.take(img, 1);
@@ -630,7 +720,7 @@ fn conv_transpose_strided<T: ImplicitGemm>(
     let batch = if by_pixel { pixel_batch } else { 1 };
     for_chunks(geo, Split::PerThread, |first, count| {
         let batch = batch.min(count);
-        let mut pad = Padded::new(batch * geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
+        let mut pad = Padded::new(batch * geo.o, (geo.ho, geo.wo), (hq, wq), (1, 1), (top, left));
         let mut phase_out = vec![T::ZERO; cg * largest];
         let mut pixel_major = vec![T::ZERO; if by_pixel { batch * cg * largest } else { 0 }];
         for (start, images) in batches(first, count, batch) {
@@ -727,7 +817,7 @@ fn conv_transpose_by_pixel<T: ImplicitGemm>(
         groups: &groups,
         channels: cg,
     };
-    let pad = |images| Padded::new(images * geo.o, (geo.ho, geo.wo), (hq, wq), 1, (top, left));
+    let pad = |images| Padded::new(images * geo.o, (geo.ho, geo.wo), (hq, wq), (1, 1), (top, left));
     product.run(geo, (gy, out_img), dx, ChannelBias::none(), pad);
 }
 
