@@ -449,21 +449,43 @@ pub fn zip_in_place<T: Copy + Send + Sync>(dst: &mut [T], src: &[T], f: impl Ele
     }
 }
 
-/// `f` applied in place to one block of every row of `dst`, with the rows of `src`: for
-/// each row `o` of `dst` (rows `row_len` long), elements `at..at + src_row` of it and the
-/// `src_row` elements of `src` from `o * src_stride`, as [`zip_in_place`] does to whole
-/// slices. The gradient of a slice of a tensor added into the gradient of the whole; the
-/// slice's rows may themselves lie apart (`src_stride > src_row`, a slice of a larger
-/// gradient).
+/// `dst[i] = f(dst[i], value)` for every element, as a loop for [`run_widest`]: the value
+/// is a field, so the compiler keeps it in a register (a closure capturing it by reference
+/// reloads it after every store it cannot prove apart).
+struct WithOne<'a, T, F>(&'a mut [T], T, &'a F);
+
+impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for WithOne<'_, T, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for d in self.0.iter_mut() {
+            *d = self.2.call(*d, self.1);
+        }
+    }
+}
+
+/// `f` applied in place to one block of every row of `dst`, with the blocks of `src`: for
+/// each row `o` of `dst` (rows `row_len` long), elements `at..at + src.block` of it and
+/// block `o` of `src`, as [`zip_in_place`] does to whole slices. The gradient of a slice of
+/// a tensor added into the gradient of the whole; the slice's blocks may lie apart (a
+/// slice of a larger gradient) or repeat one value (a broadcast gradient), and are read
+/// where they lie.
 ///
 /// ```
+/// use tapegrad_kernels::strided::{Blocks, zip_block_in_place};
 /// let mut whole = vec![0.0f32; 6]; // two rows of three
 /// let src = [1.0, 2.0, 3.0, 4.0];
-/// tapegrad_kernels::strided::zip_block_in_place(&mut whole, 3, 1, &src, 2, 2, |a, b| a + b);
+/// let rows = Blocks { data: &src[..], start: 0, stride: 2, block: 2, step: 1 };
+/// zip_block_in_place(&mut whole, 3, 1, rows, |a, b| a + b);
 /// assert_eq!(whole, vec![0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
 /// // The first element of each row of a [2, 2] source, into the last column.
-/// tapegrad_kernels::strided::zip_block_in_place(&mut whole, 3, 2, &src, 1, 2, |a, b| a - b);
+/// let firsts = Blocks { data: &src[..], start: 0, stride: 2, block: 1, step: 1 };
+/// zip_block_in_place(&mut whole, 3, 2, firsts, |a, b| a - b);
 /// assert_eq!(whole, vec![0.0, 1.0, 1.0, 0.0, 3.0, 1.0]);
+/// // One value per row, broadcast along the block.
+/// let ones = Blocks { data: &[1.0, 2.0][..], start: 0, stride: 1, block: 3, step: 0 };
+/// zip_block_in_place(&mut whole, 3, 0, ones, |a, b| a + b);
+/// assert_eq!(whole, vec![1.0, 2.0, 2.0, 2.0, 5.0, 3.0]);
 /// ```
 ///
 /// # Panics
@@ -472,37 +494,48 @@ pub fn zip_block_in_place<T: Copy + Send + Sync>(
     dst: &mut [T],
     row_len: usize,
     at: usize,
-    src: &[T],
-    src_row: usize,
-    src_stride: usize,
+    src: Blocks<'_, T>,
     f: impl ElementFn2<T, T, T>,
 ) {
-    assert!(at + src_row <= row_len, "zip_block_in_place: the block passes the row's end");
-    if row_len == 0 || src_row == 0 || dst.is_empty() {
+    let block = src.block;
+    assert!(at + block <= row_len, "zip_block_in_place: the block passes the row's end");
+    if row_len == 0 || block == 0 || dst.is_empty() {
         return;
     }
     let rows = dst.len() / row_len;
     assert!(
-        src.len() >= (rows - 1) * src_stride + src_row,
-        "zip_block_in_place: src holds fewer than {rows} rows of {src_row}, {src_stride} apart"
+        src.holds(rows),
+        "zip_block_in_place: src holds fewer than {rows} blocks of {block}, {} apart",
+        src.stride
     );
     // Rows `first..` of `dst`, as `d`.
     let run = |first: usize, d: &mut [T]| {
         for (o, row) in d.chunks_mut(row_len).enumerate() {
-            let from = (first + o) * src_stride;
-            zip_slices_in_place(&mut row[at..at + src_row], &src[from..from + src_row], &f);
+            let row = &mut row[at..at + block];
+            let from = src.start + (first + o) * src.stride;
+            match src.step {
+                1 => zip_slices_in_place(row, &src.data[from..from + block], &f),
+                0 => run_widest(WithOne(row, src.data[from], &f)),
+                step => {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x = f.call(*x, src.data[from + j * step]);
+                    }
+                }
+            }
         }
     };
-    if rows > 1 && start_parallel(rows * src_row) {
-        let per_task = parallel_chunk(rows * src_row).div_ceil(src_row).max(1);
+    if rows > 1 && start_parallel(rows * block) {
+        let per_task = parallel_chunk(rows * block).div_ceil(block).max(1);
         dst.par_chunks_mut(per_task * row_len).enumerate().for_each(|(i, d)| run(i * per_task, d));
     } else {
         run(0, dst);
     }
 }
 
-/// One input of [`join_blocks`]: `block` adjacent elements for each outer row `o`, from
-/// `data[start + o * stride]`.
+/// `block` elements for each outer row `o`, the first at `data[start + o * stride]` and
+/// each next one `step` further: an input of [`join_blocks`] or the source of
+/// [`zip_block_in_place`]. A step of 1 is a run of adjacent elements (a contiguous tensor
+/// or a slice of one), 0 one value repeated (a broadcast).
 #[derive(Clone, Copy, Debug)]
 pub struct Blocks<'a, T> {
     /// The storage the blocks lie in.
@@ -513,6 +546,18 @@ pub struct Blocks<'a, T> {
     pub stride: usize,
     /// Elements per block.
     pub block: usize,
+    /// From one element of a block to the next.
+    pub step: usize,
+}
+
+impl<T> Blocks<'_, T> {
+    /// Whether `data` holds `rows` blocks.
+    fn holds(&self, rows: usize) -> bool {
+        rows == 0
+            || self.block == 0
+            || self.start + (rows - 1) * self.stride + (self.block - 1) * self.step
+                < self.data.len()
+    }
 }
 
 /// Tensors joined along a dimension (`cat`): for each of `outer` rows, the row's block of
@@ -525,8 +570,8 @@ pub struct Blocks<'a, T> {
 /// let a = [1, 2, 3, 4]; // two rows of two
 /// let b = [9, 5, 9, 6]; // the second column of two rows of two
 /// let parts = [
-///     Blocks { data: &a[..], start: 0, stride: 2, block: 2 },
-///     Blocks { data: &b[..], start: 1, stride: 2, block: 1 },
+///     Blocks { data: &a[..], start: 0, stride: 2, block: 2, step: 1 },
+///     Blocks { data: &b[..], start: 1, stride: 2, block: 1, step: 1 },
 /// ];
 /// assert_eq!(join_blocks(&parts, 2), vec![1, 2, 5, 3, 4, 6]);
 /// ```
@@ -537,9 +582,7 @@ pub fn join_blocks<T: Copy + Send + Sync>(parts: &[Blocks<'_, T>], outer: usize)
     let row: usize = parts.iter().map(|p| p.block).sum();
     for (i, p) in parts.iter().enumerate() {
         assert!(
-            outer == 0
-                || p.block == 0
-                || p.start + (outer - 1) * p.stride + p.block <= p.data.len(),
+            p.holds(outer),
             "join_blocks: input {i} holds fewer than {outer} blocks of {}",
             p.block
         );
@@ -554,13 +597,24 @@ pub fn join_blocks<T: Copy + Send + Sync>(parts: &[Blocks<'_, T>], outer: usize)
         for (o, out_row) in dst.chunks_mut(row).enumerate() {
             let mut at = 0;
             for p in parts.iter().filter(|p| p.block > 0) {
-                let from = &p.data[p.start + (first + o) * p.stride..][..p.block];
+                let from = p.start + (first + o) * p.stride;
                 let to = &mut out_row[at..at + p.block];
-                // SAFETY: distinct slices of `p.block` elements; `MaybeUninit<T>` has `T`'s
-                // layout.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(from.as_ptr(), to.as_mut_ptr().cast(), p.block)
-                };
+                if p.step == 1 {
+                    let from = &p.data[from..from + p.block];
+                    // SAFETY: distinct slices of `p.block` elements; `MaybeUninit<T>` has
+                    // `T`'s layout.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            from.as_ptr(),
+                            to.as_mut_ptr().cast(),
+                            p.block,
+                        )
+                    };
+                } else {
+                    for (j, slot) in to.iter_mut().enumerate() {
+                        slot.write(p.data[from + j * p.step]);
+                    }
+                }
                 at += p.block;
             }
         }
@@ -627,16 +681,6 @@ fn view_rows_in_place<T: Copy, F: ElementFn2<T, T, T>>(
     layout: &Layout,
     f: &F,
 ) {
-    struct Broadcast<'a, T, F>(&'a mut [T], T, &'a F);
-    impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for Broadcast<'_, T, F> {
-        type Output = ();
-        #[inline(always)]
-        fn run(self) {
-            for d in self.0.iter_mut() {
-                *d = self.2.call(*d, self.1);
-            }
-        }
-    }
     if let Some(plan) = Transposition::of(layout) {
         return zip_slices_in_place(dst, &plan.gathered(src, layout.offset(), layout.numel()), f);
     }
@@ -645,7 +689,7 @@ fn view_rows_in_place<T: Copy, F: ElementFn2<T, T, T>>(
         let row = &mut dst[d..d + len];
         match stride {
             1 => zip_slices_in_place(row, &src[s..s + len], f),
-            0 => run_widest(Broadcast(row, src[s], f)),
+            0 => run_widest(WithOne(row, src[s], f)),
             _ => {
                 for (j, x) in row.iter_mut().enumerate() {
                     *x = f.call(*x, src[s + j * stride]);
@@ -1104,16 +1148,26 @@ mod tests {
     #[test]
     fn blocks_of_rows_accumulate_in_place() {
         for (rows, row_len, at, block) in [(1, 10, 3, 4), (7, 10, 0, 10), (5000, 48, 16, 24)] {
-            let src: Vec<f64> = (0..rows * block).map(|i| ((i * 37) % 101) as f64).collect();
-            let mut got: Vec<f64> = (0..rows * row_len).map(|i| i as f64).collect();
-            let mut want = got.clone();
-            zip_block_in_place(&mut got, row_len, at, &src, block, block, |a: f64, b: f64| a - b);
-            for o in 0..rows {
-                for j in 0..block {
-                    want[o * row_len + at + j] -= src[o * block + j];
+            // Rows of the source twice a block apart, read as adjacent elements, as one value
+            // repeated (a broadcast), and as every other element.
+            let stride = 2 * block;
+            let src: Vec<f64> = (0..rows * stride).map(|i| ((i * 37) % 101) as f64).collect();
+            let start: Vec<f64> = (0..rows * row_len).map(|i| i as f64).collect();
+            for step in [1, 0, 2] {
+                let blocks = Blocks { data: &src[..], start: 0, stride, block, step };
+                let mut got = start.clone();
+                zip_block_in_place(&mut got, row_len, at, blocks, |a: f64, b: f64| a - b);
+                let mut want = start.clone();
+                for o in 0..rows {
+                    for j in 0..block {
+                        want[o * row_len + at + j] -= src[o * stride + j * step];
+                    }
                 }
+                assert_eq!(
+                    got, want,
+                    "{rows} rows of {row_len}, block {block} at {at}, step {step}"
+                );
             }
-            assert_eq!(got, want, "{rows} rows of {row_len}, block {block} at {at}");
         }
     }
 
@@ -1229,16 +1283,21 @@ mod tests {
             let wide: Vec<i32> = (0..outer as i32 * 10).collect();
             let narrow: Vec<i32> = (0..outer as i32 * 3).map(|v| -v).collect();
             let parts = [
-                Blocks { data: &wide[..], start: 4, stride: 10, block: 5 },
-                Blocks { data: &[][..], start: 7, stride: 3, block: 0 },
-                Blocks { data: &narrow[..], start: 0, stride: 3, block: 3 },
-                Blocks { data: &wide[..], start: 0, stride: 10, block: 1 },
+                Blocks { data: &wide[..], start: 4, stride: 10, block: 5, step: 1 },
+                Blocks { data: &[][..], start: 7, stride: 3, block: 0, step: 1 },
+                Blocks { data: &narrow[..], start: 0, stride: 3, block: 3, step: 1 },
+                Blocks { data: &wide[..], start: 0, stride: 10, block: 1, step: 1 },
+                // One value repeated, and every other element.
+                Blocks { data: &narrow[..], start: 1, stride: 3, block: 4, step: 0 },
+                Blocks { data: &wide[..], start: 1, stride: 10, block: 3, step: 3 },
             ];
             let mut want = vec![];
             for o in 0..outer {
                 want.extend_from_slice(&wide[o * 10 + 4..o * 10 + 9]);
                 want.extend_from_slice(&narrow[o * 3..o * 3 + 3]);
                 want.push(wide[o * 10]);
+                want.extend([narrow[o * 3 + 1]; 4]);
+                want.extend([wide[o * 10 + 1], wide[o * 10 + 4], wide[o * 10 + 7]]);
             }
             assert_eq!(join_blocks(&parts, outer), want, "{outer} rows");
         }

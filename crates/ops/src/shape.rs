@@ -8,8 +8,7 @@ use std::panic::Location;
 use tapegrad_tape::layout::{Layout, checked_numel, checked_size, numel, try_numel};
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, DType, Element, Error, Result, Storage, StorageElement, Tensor, or_panic,
-    record_with_tangent,
+    Backward, DType, Error, Result, Storage, StorageElement, Tensor, or_panic, record_with_tangent,
 };
 
 use crate::dims::resolve;
@@ -244,6 +243,7 @@ pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result
     }
     let value = Tensor::from_storage(x.storage(), x.layout().narrow(d, start, len));
     let make_backward = || {
+        let in_shape = x.shape().to_vec();
         Backward::new(move |ctx| {
             // The gradient covers the narrowed part: added into the input's gathered
             // gradient when it may (a time loop narrows one tensor many times), else
@@ -252,6 +252,9 @@ pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result
                 Some(gathered) => {
                     add_into_part(&gathered, ctx.grad(), d, start);
                     gathered
+                }
+                None if !tapegrad_tape::is_grad_enabled() => {
+                    zeros_with_part(&in_shape, ctx.grad(), d, start)
                 }
                 None => pad_dim(ctx.grad(), d, start, n - start - len, 0.0),
             };
@@ -266,6 +269,30 @@ pub(crate) fn narrow(x: &Tensor, dim: isize, start: usize, len: usize) -> Result
 /// Adds `part` into positions `start..start + part.shape()[d]` of dimension `d` of the
 /// contiguous float tensor `whole`, in place (nothing recorded).
 fn add_into_part(whole: &Tensor, part: &Tensor, d: usize, start: usize) {
+    zip_into_part(whole, part, d, start, |a, b| a + b, |a, b| a + b);
+}
+
+/// A gradient of `shape` that is zero but for `part` at positions `start..` of dimension
+/// `d`, as a plain value (nothing recorded): `pad_dim`'s values without its full copy.
+fn zeros_with_part(shape: &[usize], part: &Tensor, d: usize, start: usize) -> Tensor {
+    let whole = Tensor::zeros_dtype(shape, part.dtype());
+    // Written, not added: a negative zero stays negative.
+    zip_into_part(&whole, part, d, start, |_, b| b, |_, b| b);
+    whole
+}
+
+/// `whole[.., start + i, ..] = f(whole[.., start + i, ..], part[.., i, ..])` along dimension
+/// `d` of the contiguous float tensor `whole`, in place, with `f32` and `f64` the forms of
+/// `f` for the two float types.
+fn zip_into_part(
+    whole: &Tensor,
+    part: &Tensor,
+    d: usize,
+    start: usize,
+    f32: impl Fn(f32, f32) -> f32 + Copy + Send + Sync,
+    f64: impl Fn(f64, f64) -> f64 + Copy + Send + Sync,
+) {
+    use tapegrad_kernels::strided::zip_block_in_place;
     let shape = whole.shape();
     let inner: usize = shape[d + 1..].iter().product();
     let outer: usize = shape[..d].iter().product();
@@ -273,73 +300,77 @@ fn add_into_part(whole: &Tensor, part: &Tensor, d: usize, start: usize) {
     if outer == 0 || block == 0 {
         return;
     }
-    fn add<T: Element>(
-        dst: &mut [T],
-        src: &[T],
-        outer: usize,
-        (rows, block, at): (usize, usize, usize),
-        (src_start, src_stride): (usize, usize),
-    ) {
-        let dst = &mut dst[..outer * rows];
-        let src = &src[src_start..];
-        tapegrad_kernels::strided::zip_block_in_place(
-            dst,
-            rows,
-            at,
-            src,
-            block,
-            src_stride,
-            |a: T, b: T| a + b,
-        );
-    }
-    // A slice of a larger gradient (cat's backward hands out such views) is read where it
-    // lies; other layouts are gathered first.
-    let (src, src_rows) = match block_rows(part.layout(), d) {
-        Some(rows) => (part.storage(), rows),
-        None => (part.contiguous_storage(), (0, block)),
+    // A slice of a larger gradient (cat's backward hands out such views) or a broadcast
+    // one (what `sum()` sends back) is read where it lies; other layouts are gathered first.
+    let (src, place) = match BlockPlace::of(part.layout(), d) {
+        Some(place) => (part.storage(), place),
+        None => (part.contiguous_storage(), BlockPlace::adjacent(block)),
     };
     whole.update_storage(|storage, layout| {
-        let (off, sizes) = (layout.offset(), (rows, block, start * inner));
+        let (off, at) = (layout.offset(), start * inner);
         match &src {
             Storage::F32(v) => {
-                add(&mut storage.make_mut::<f32>().expect("f32")[off..], v, outer, sizes, src_rows)
+                let dst = &mut storage.make_mut::<f32>().expect("f32")[off..off + outer * rows];
+                zip_block_in_place(dst, rows, at, place.blocks(v, block), f32);
             }
             Storage::F64(v) => {
-                add(&mut storage.make_mut::<f64>().expect("f64")[off..], v, outer, sizes, src_rows)
+                let dst = &mut storage.make_mut::<f64>().expect("f64")[off..off + outer * rows];
+                zip_block_in_place(dst, rows, at, place.blocks(v, block), f64);
             }
             Storage::I64(_) | Storage::Bool(_) => unreachable!("gradients are float"),
         }
     });
 }
 
-/// Where the blocks of a view lie when its dimensions from `d` on are adjacent in storage
-/// (one block per index of the dimensions before `d`) and those outer dimensions step as
-/// one: `(offset of the first block, distance between blocks)`; `None` for other layouts.
-fn block_rows(layout: &Layout, d: usize) -> Option<(usize, usize)> {
-    let (shape, strides) = (layout.shape(), layout.strides());
-    // The inner dimensions, row-major with unit steps (size-1 dimensions never step).
-    let mut expected = 1;
-    for k in (d..shape.len()).rev() {
-        if shape[k] != 1 && strides[k] != expected {
-            return None;
-        }
-        expected *= shape[k];
+/// Where the blocks of a view lie, one block per index of the dimensions before `d`, when
+/// its dimensions from `d` on step as one run and the dimensions before `d` step as one.
+#[derive(Clone, Copy)]
+struct BlockPlace {
+    /// The first block's first element.
+    start: usize,
+    /// From one block to the next.
+    stride: usize,
+    /// From one element of a block to the next: 1 for adjacent elements, 0 for a
+    /// broadcast.
+    step: usize,
+}
+
+impl BlockPlace {
+    /// The place of `layout`'s blocks, or `None` when its dimensions do not merge so.
+    fn of(layout: &Layout, d: usize) -> Option<Self> {
+        let (shape, strides) = (layout.shape(), layout.strides());
+        // Size-1 dimensions never step.
+        let merged = |dims: std::ops::Range<usize>| -> Option<(Option<usize>, usize)> {
+            let (mut step, mut span) = (None, 1);
+            for k in dims.rev().filter(|&k| shape[k] != 1) {
+                match step {
+                    None => step = Some(strides[k]),
+                    Some(s) if strides[k] == s * span => {}
+                    Some(_) => return None,
+                }
+                span *= shape[k];
+            }
+            Some((step, span))
+        };
+        let (step, block) = merged(d..shape.len())?;
+        let (stride, _) = merged(0..d)?;
+        Some(BlockPlace {
+            start: layout.offset(),
+            stride: stride.unwrap_or(block),
+            step: step.unwrap_or(1),
+        })
     }
-    // The outer dimensions, merged into one stride.
-    let mut stride = None;
-    let mut span = 1;
-    for k in (0..d).rev() {
-        if shape[k] == 1 {
-            continue;
-        }
-        match stride {
-            None => stride = Some(strides[k]),
-            Some(s) if strides[k] == s * span => {}
-            Some(_) => return None,
-        }
-        span *= shape[k];
+
+    /// Blocks of `block` adjacent elements, one after another from the start.
+    fn adjacent(block: usize) -> Self {
+        BlockPlace { start: 0, stride: block, step: 1 }
     }
-    Some((layout.offset(), stride.unwrap_or(expected)))
+
+    /// The blocks, `block` elements each, in `data`.
+    fn blocks<T>(self, data: &[T], block: usize) -> tapegrad_kernels::strided::Blocks<'_, T> {
+        let BlockPlace { start, stride, step } = self;
+        tapegrad_kernels::strided::Blocks { data, start, stride, block, step }
+    }
 }
 
 /// `x` with `before` and `after` elements of `value` added around dimension `d`.
@@ -665,16 +696,13 @@ pub fn try_cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
 fn joined(tensors: &[&Tensor], d: usize, shape: &[usize]) -> Tensor {
     use tapegrad_kernels::strided::{Blocks, join_blocks};
     fn join<T: StorageElement + Send + Sync>(
-        parts: &[(Storage, (usize, usize), usize)],
+        parts: &[(Storage, BlockPlace, usize)],
         outer: usize,
     ) -> Storage {
         let blocks: Vec<Blocks<'_, T>> = parts
             .iter()
-            .map(|(values, (start, stride), block)| Blocks {
-                data: values.as_slice::<T>().expect("dtypes checked"),
-                start: *start,
-                stride: *stride,
-                block: *block,
+            .map(|(values, place, block)| {
+                place.blocks(values.as_slice::<T>().expect("dtypes checked"), *block)
             })
             .collect();
         Storage::from_vec(join_blocks(&blocks, outer))
@@ -687,15 +715,15 @@ fn joined(tensors: &[&Tensor], d: usize, shape: &[usize]) -> Tensor {
     }
     let inner: usize = shape[d + 1..].iter().product();
     let outer: usize = shape[..d].iter().product();
-    // Each input read where it lies when its blocks are adjacent runs (a contiguous tensor,
-    // or a slice of one such as `chunk` hands out), else gathered first.
-    let parts: Vec<(Storage, (usize, usize), usize)> = tensors
+    // Each input read where it lies when its blocks are runs (a contiguous tensor, a slice
+    // of one such as `chunk` hands out, a broadcast), else gathered first.
+    let parts: Vec<(Storage, BlockPlace, usize)> = tensors
         .iter()
         .map(|t| {
             let block = t.shape()[d] * inner;
-            match block_rows(t.layout(), d) {
-                Some(rows) => (t.storage(), rows, block),
-                None => (t.contiguous_storage(), (0, block), block),
+            match BlockPlace::of(t.layout(), d) {
+                Some(place) => (t.storage(), place, block),
+                None => (t.contiguous_storage(), BlockPlace::adjacent(block), block),
             }
         })
         .collect();

@@ -369,6 +369,43 @@ fn f32_convolutions_stay_close_to_f64_with_and_without_winograd() {
     }
 }
 
+/// Broadcast tensors (the gradient `sum()` sends back, an `expand`ed row) are read where
+/// they lie by `cat` and by the gradient of `narrow`, with the values a gathered copy has;
+/// a negative zero in a slice's gradient stays negative in the whole's, as a zero-padded
+/// copy keeps it.
+#[test]
+fn broadcast_pieces_are_joined_and_sliced_where_they_lie() {
+    for (rows, cols) in [(3usize, 8usize), (600, 256)] {
+        let column = Tensor::arange_dtype(0.0, rows as f64, 1.0, DType::F64)
+            .reshape(&[rows as isize, 1])
+            .expand(&[rows as isize, 2]);
+        let row = Tensor::from_vec(vec![7.0f64, 8.0, 9.0], &[1, 3]).expand(&[rows as isize, 3]);
+        let joined = tapegrad_ops::cat(&[&column, &row.t().t()], 1);
+        let want: Vec<f64> = (0..rows).flat_map(|r| [r as f64, r as f64, 7.0, 8.0, 9.0]).collect();
+        assert_eq!(v64(&joined), want, "{rows} rows");
+
+        // Every piece of a chunked tensor gets the broadcast ones of `sum()` (one piece
+        // scaled), each added where it lies.
+        let x = Tensor::zeros_dtype(&[rows, cols], DType::F64).requires_grad();
+        let parts = x.chunk(4, 1);
+        let loss = tapegrad_ops::cat(&[&parts[0], &parts[1], &parts[3]], 1).sum()
+            + parts[2].mul_scalar(3.0).sum();
+        loss.backward();
+        let q = cols / 4;
+        let want: Vec<f64> =
+            (0..rows * cols).map(|i| if (i % cols) / q == 2 { 3.0 } else { 1.0 }).collect();
+        assert_eq!(v64(&x.grad().unwrap()), want, "{rows} rows");
+
+        // One slice's gradient of negative zeros, written into the whole's zeros.
+        let x = Tensor::zeros_dtype(&[rows, cols], DType::F64).requires_grad();
+        x.narrow(1, q, q).mul_scalar(-0.0).sum().backward();
+        for (i, v) in v64(&x.grad().unwrap()).iter().enumerate() {
+            let inside = (i % cols) / q == 1;
+            assert!(*v == 0.0 && v.is_sign_negative() == inside, "[{i}] = {v}");
+        }
+    }
+}
+
 /// A time loop narrows one tensor once per step; the steps' gradients land in the right
 /// parts whether they are added in place (plain backward), recorded (`create_graph`), or
 /// the gathered gradient is shared with another input and must not be written.
