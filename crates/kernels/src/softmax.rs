@@ -12,8 +12,10 @@ use crate::simd::{WidestLoop, run_widest};
 use crate::strided::{LANES, combine_lanes, combine_lanes_with};
 
 mod backward;
+mod cross_entropy;
 mod logsumexp;
 pub use backward::softmax_backward;
+pub use cross_entropy::{CrossEntropyRows, cross_entropy, cross_entropy_backward};
 pub use logsumexp::{logsumexp, logsumexp_backward};
 
 /// Element types softmax runs on: a vectorisable `exp` and a natural logarithm (taken once

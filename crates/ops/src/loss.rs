@@ -696,62 +696,8 @@ fn nll_loss(
     ignore_index: i64,
     reduction: Reduction,
 ) -> Result<Tensor> {
-    let location = Location::caller();
-    ensure_float("nll_loss", log_probs, location)?;
-    let bad = |message: String| Error::Shape { op: "nll_loss", message, location };
-    if target.dtype() != DType::I64 {
-        return Err(Error::InvalidArgument {
-            op: "nll_loss",
-            message: format!("targets must be int64 class indices, got {}", target.dtype()),
-            location,
-        });
-    }
-    if log_probs.dim() == 0 {
-        return Err(bad(
-            "input must be [C], [N, C] or [N, C, d1, ...], got a zero-dimensional tensor".into(),
-        ));
-    }
-    // Promote an unbatched [C] input to [1, C] (its target is one class index).
-    let (input, target) = if log_probs.dim() == 1 {
-        if target.numel() != 1 || target.dim() > 1 {
-            return Err(bad(format!(
-                "an unbatched input of shape {:?} takes a single target index, got shape {:?}",
-                log_probs.shape(),
-                target.shape()
-            )));
-        }
-        (shape::unsqueeze(log_probs, 0)?, shape::reshape_to(target, &[1]))
-    } else {
-        (log_probs.clone(), target.clone())
-    };
-    let classes = input.shape()[1];
-    let mut expected = input.shape().to_vec();
-    expected.remove(1);
-    if target.shape() != expected.as_slice() {
-        return Err(bad(format!(
-            "target shape {:?} does not match input shape {:?} (expected {expected:?})",
-            target.shape(),
-            input.shape()
-        )));
-    }
-    let labels = target.to_vec::<i64>();
-    for (k, &c) in labels.iter().enumerate() {
-        if c != ignore_index {
-            crate::index::check_index("nll_loss", c, k, target.shape(), classes, location)?;
-        }
-    }
-    let class_weight: Vec<f64> = match weight {
-        Some(w) if w.shape() != [classes] => {
-            return Err(bad(format!("weight has shape {:?}, expected [{classes}]", w.shape())));
-        }
-        Some(w) => w.to_vec::<f64>(),
-        None => vec![1.0; classes],
-    };
-    let safe: Vec<i64> = labels.iter().map(|&c| if c == ignore_index { 0 } else { c }).collect();
-    let w: Vec<f64> = labels
-        .iter()
-        .map(|&c| if c == ignore_index { 0.0 } else { class_weight[c as usize] })
-        .collect();
+    let classes = ClassTargets::check(log_probs, target, weight, ignore_index, Location::caller())?;
+    let ClassTargets { input, target, safe, weights: w } = classes;
     let index = shape::unsqueeze(&Tensor::from_vec(safe, target.shape()), 1)?;
     let picked = shape::squeeze(&crate::index::gather(&input, 1, &index)?, Some(1))?;
     let weights = Tensor::from_vec(w.clone(), target.shape()).to_dtype(input.dtype());
@@ -766,6 +712,198 @@ fn nll_loss(
         }
         Reduction::Sum => reduce::sum(&losses),
         Reduction::Mean => reduce::sum(&losses).div_scalar(w.iter().sum::<f64>()),
+    })
+}
+
+/// The class-index targets of `nll_loss` (and of `cross_entropy` with class targets),
+/// checked against the input of shape `[C]`, `[N, C]` or `[N, C, d1, ...]`.
+struct ClassTargets {
+    /// The input, an unbatched `[C]` promoted to `[1, C]`.
+    input: Tensor,
+    /// The targets, promoted likewise.
+    target: Tensor,
+    /// Each target's class, 0 for ignored ones.
+    safe: Vec<i64>,
+    /// Each target's weight: its class's, 0 for ignored ones.
+    weights: Vec<f64>,
+}
+
+impl ClassTargets {
+    fn check(
+        log_probs: &Tensor,
+        target: &Tensor,
+        weight: Option<&Tensor>,
+        ignore_index: i64,
+        location: &'static Location<'static>,
+    ) -> Result<Self> {
+        ensure_float("nll_loss", log_probs, location)?;
+        let bad = |message: String| Error::Shape { op: "nll_loss", message, location };
+        if target.dtype() != DType::I64 {
+            return Err(Error::InvalidArgument {
+                op: "nll_loss",
+                message: format!("targets must be int64 class indices, got {}", target.dtype()),
+                location,
+            });
+        }
+        if log_probs.dim() == 0 {
+            return Err(bad(
+                "input must be [C], [N, C] or [N, C, d1, ...], got a zero-dimensional tensor"
+                    .into(),
+            ));
+        }
+        // Promote an unbatched [C] input to [1, C] (its target is one class index).
+        let (input, target) = if log_probs.dim() == 1 {
+            if target.numel() != 1 || target.dim() > 1 {
+                return Err(bad(format!(
+                    "an unbatched input of shape {:?} takes a single target index, got shape \
+                     {:?}",
+                    log_probs.shape(),
+                    target.shape()
+                )));
+            }
+            (shape::unsqueeze(log_probs, 0)?, shape::reshape_to(target, &[1]))
+        } else {
+            (log_probs.clone(), target.clone())
+        };
+        let classes = input.shape()[1];
+        let mut expected = input.shape().to_vec();
+        expected.remove(1);
+        if target.shape() != expected.as_slice() {
+            return Err(bad(format!(
+                "target shape {:?} does not match input shape {:?} (expected {expected:?})",
+                target.shape(),
+                input.shape()
+            )));
+        }
+        let labels = target.to_vec::<i64>();
+        for (k, &c) in labels.iter().enumerate() {
+            if c != ignore_index {
+                crate::index::check_index("nll_loss", c, k, target.shape(), classes, location)?;
+            }
+        }
+        let class_weight: Vec<f64> = match weight {
+            Some(w) if w.shape() != [classes] => {
+                return Err(bad(format!("weight has shape {:?}, expected [{classes}]", w.shape())));
+            }
+            Some(w) => w.to_vec::<f64>(),
+            None => vec![1.0; classes],
+        };
+        let safe = labels.iter().map(|&c| if c == ignore_index { 0 } else { c }).collect();
+        let weights = labels
+            .iter()
+            .map(|&c| if c == ignore_index { 0.0 } else { class_weight[c as usize] })
+            .collect();
+        Ok(ClassTargets { input, target, safe, weights })
+    }
+}
+
+/// Cross-entropy of `[N, C]` (or `[C]`) logits against class indices, as one recorded op:
+/// each row's loss straight from the logits, without writing their log-softmax, and each
+/// row's gradient in one pass (see `tapegrad_kernels::softmax::cross_entropy`). The values
+/// are those of `nll_loss` of `log_softmax`, bit for bit; under `create_graph` the
+/// gradient is recorded as `(softmax(x) - onehot) * g * w`, so it differentiates again.
+#[track_caller]
+fn cross_entropy_of_rows(
+    logits: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+    ignore_index: i64,
+    reduction: Reduction,
+) -> Result<Tensor> {
+    use tapegrad_kernels::softmax::{cross_entropy, cross_entropy_backward};
+    use tapegrad_tape::Storage;
+    use tapegrad_tape::layout::Layout;
+    let location = Location::caller();
+    let classes = ClassTargets::check(logits, target, weight, ignore_index, location)?;
+    let ClassTargets { input, safe, weights, .. } = classes;
+    let (rows, n) = (input.shape()[0], input.shape()[1]);
+    let picks: Vec<usize> = safe.iter().map(|&c| c as usize).collect();
+    let x = input.contiguous_storage();
+    let (losses, stats) = match &x {
+        Storage::F32(v) => {
+            let r = cross_entropy(v, n, &picks);
+            let w: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
+            let losses = r.losses.iter().zip(&w).map(|(&l, &w)| l * w).collect::<Vec<_>>();
+            (
+                Storage::from_vec(losses),
+                (Storage::from_vec(r.maxima), Storage::from_vec(r.log_sums)),
+            )
+        }
+        Storage::F64(v) => {
+            let r = cross_entropy(v, n, &picks);
+            let losses = r.losses.iter().zip(&weights).map(|(&l, &w)| l * w).collect::<Vec<_>>();
+            (
+                Storage::from_vec(losses),
+                (Storage::from_vec(r.maxima), Storage::from_vec(r.log_sums)),
+            )
+        }
+        Storage::I64(_) | Storage::Bool(_) => unreachable!("float checked"),
+    };
+    let value = Tensor::from_storage(losses, Layout::contiguous(&[rows]));
+    let per_row = {
+        let weights = weights.clone();
+        let hot_columns = picks.clone();
+        let onehot = move |dtype: DType| {
+            let mut hot = vec![0.0f64; rows * n];
+            for (r, &t) in hot_columns.iter().enumerate() {
+                hot[r * n + t] = 1.0;
+            }
+            Tensor::from_vec(hot, &[rows, n]).to_dtype(dtype)
+        };
+        let onehot_for_tangent = onehot.clone();
+        let weights_for_tangent = weights.clone();
+        let saved_input = input.clone();
+        let make_backward = move || {
+            let (weights, picks, stats, onehot) =
+                (weights.clone(), picks.clone(), stats.clone(), onehot.clone());
+            Backward::new(move |ctx| {
+                let x = ctx.saved(0);
+                let row_weights = Tensor::from_vec(weights.clone(), &[rows]).to_dtype(x.dtype());
+                let scale = ctx.grad() * &row_weights;
+                if !tapegrad_tape::is_grad_enabled() {
+                    // A plain backward: one pass over each row.
+                    let (x, scale) = (x.contiguous_storage(), scale.contiguous_storage());
+                    let dx = match (&x, &scale, &stats) {
+                        (Storage::F32(x), Storage::F32(c), (Storage::F32(m), Storage::F32(l))) => {
+                            Storage::from_vec(cross_entropy_backward(x, n, &picks, m, l, c))
+                        }
+                        (Storage::F64(x), Storage::F64(c), (Storage::F64(m), Storage::F64(l))) => {
+                            Storage::from_vec(cross_entropy_backward(x, n, &picks, m, l, c))
+                        }
+                        _ => unreachable!("float dtypes checked in forward"),
+                    };
+                    return smallvec![Some(Tensor::from_storage(
+                        dx,
+                        Layout::contiguous(&[rows, n])
+                    ))];
+                }
+                let probs = softmax_op(x, 1, false).expect("a float [N, C] tensor");
+                let scale = shape::unsqueeze(&scale, 1).expect("one dimension");
+                smallvec![Some(&(&probs - &onehot(x.dtype())) * &scale)]
+            })
+            .save(&saved_input)
+        };
+        record_with_tangent("cross_entropy", location, &[&input], value, make_backward, |ctx| {
+            // d loss_r = w_r (Σ_j softmax(x)_rj v_rj - v_r,t)
+            let x = ctx.input(0);
+            ctx.map(|v| {
+                let probs = softmax_op(x, 1, false).expect("a float [N, C] tensor");
+                let spread = &probs - &onehot_for_tangent(v.dtype());
+                let w = Tensor::from_vec(weights_for_tangent.clone(), &[rows]).to_dtype(v.dtype());
+                &reduce::sum_dim(&(&spread * v), 1, false).expect("dimension 1") * &w
+            })
+        })
+    };
+    Ok(match reduction {
+        Reduction::None => {
+            if logits.dim() == 1 {
+                shape::reshape_to(&per_row, &[])
+            } else {
+                per_row
+            }
+        }
+        Reduction::Sum => reduce::sum(&per_row),
+        Reduction::Mean => reduce::sum(&per_row).div_scalar(weights.iter().sum::<f64>()),
     })
 }
 
@@ -795,6 +933,19 @@ impl CrossEntropyLoss {
             });
         }
         let class_dim = if logits.dim() == 1 { 0 } else { 1 };
+        // Class targets of a batch of rows without smoothing: one op straight from the
+        // logits (the composed form below writes their whole log-softmax first).
+        let rows_of_classes =
+            logits.dim() <= 2 && logits.shape().get(class_dim as usize) > Some(&0);
+        if target.dtype() == DType::I64 && eps == 0.0 && rows_of_classes {
+            return cross_entropy_of_rows(
+                logits,
+                target,
+                self.weight.as_ref(),
+                self.ignore_index,
+                self.reduction,
+            );
+        }
         let log_probs = softmax_op(logits, class_dim, true)?;
         let classes = logits.shape()[class_dim as usize];
         // The class weights shaped to broadcast against the log-probabilities.

@@ -676,6 +676,26 @@ pub fn registry() -> Vec<OpCase> {
             |t, i| functional::cross_entropy_with(&t[0], &t[1], reduction(i[0]))
         ),
         op!(
+            "cross_entropy_with(weight, ignore_index)",
+            "F.cross_entropy(weight=, ignore_index=)",
+            true,
+            classification(false),
+            |t, i| {
+                let w = Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(
+                    0,
+                    0,
+                    t[0].shape()[1],
+                );
+                // Class 1 is ignored unless every sample has it (a mean over nothing is NaN).
+                let ignored = if t[1].to_vec::<i64>().iter().all(|&c| c == 1) { -100 } else { 1 };
+                let loss = CrossEntropyLoss::new()
+                    .reduction(reduction(i[0]))
+                    .weight(&w)
+                    .ignore_index(ignored);
+                functional::cross_entropy_with(&t[0], &t[1], loss)
+            }
+        ),
+        op!(
             "cross_entropy_with(weight, ignore_index, label_smoothing)",
             "F.cross_entropy(weight=, ignore_index=, label_smoothing=)",
             true,
