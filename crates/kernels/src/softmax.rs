@@ -82,6 +82,21 @@ fn max_nan<T: Real>(a: T, b: T) -> T {
     if b > a || b.is_nan() { b } else { a }
 }
 
+/// The largest element of a non-empty row, NaN if it holds one: in lanes, so it
+/// vectorises, inlined into the caller's instruction-set copy.
+#[inline(always)]
+fn row_max<T: Real>(x: &[T]) -> T {
+    let mut lanes = [x[0]; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for k in 0..LANES {
+            lanes[k] = max_nan(lanes[k], chunk[k]);
+        }
+    }
+    rest.iter().fold(combine_lanes_with(lanes, max_nan), |a, &b| max_nan(a, b))
+}
+
 /// One contiguous row, with the widest vectors the CPU has.
 fn row<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
     struct Row<'a, T>(&'a [T], &'a mut [T], bool);
@@ -99,15 +114,8 @@ fn row<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
 /// would be compiled for the baseline only).
 #[inline(always)]
 fn row_body<T: Softmax>(x: &[T], y: &mut [T], log: bool) {
-    let mut lanes = [x[0]; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for k in 0..LANES {
-            lanes[k] = max_nan(lanes[k], chunk[k]);
-        }
-    }
-    let m = rest.iter().fold(combine_lanes_with(lanes, max_nan), |a, &b| max_nan(a, b));
+    let m = row_max(x);
+    let rest = x.chunks_exact(LANES).remainder();
     // The exponentials and their sum in one pass, added in `lane_sum`'s order.
     let mut acc = [T::ZERO; LANES];
     let mut ys = y.chunks_exact_mut(LANES);

@@ -702,17 +702,24 @@ fn nll_loss(
     let picked = shape::squeeze(&crate::index::gather(&input, 1, &index)?, Some(1))?;
     let weights = Tensor::from_vec(w.clone(), target.shape()).to_dtype(input.dtype());
     let losses = -(&picked * &weights);
-    Ok(match reduction {
-        Reduction::None => {
-            if log_probs.dim() == 1 {
-                shape::reshape_to(&losses, &[])
-            } else {
-                losses
-            }
-        }
+    Ok(reduce_class_losses(losses, log_probs.dim() == 1, reduction, &w))
+}
+
+/// The per-target losses of a class-index loss reduced as `reduction` says: the mean is
+/// over the targets' `weights` (ignored targets weigh 0), and an unbatched input's one loss
+/// is a scalar.
+fn reduce_class_losses(
+    losses: Tensor,
+    unbatched: bool,
+    reduction: Reduction,
+    weights: &[f64],
+) -> Tensor {
+    match reduction {
+        Reduction::None if unbatched => shape::reshape_to(&losses, &[]),
+        Reduction::None => losses,
         Reduction::Sum => reduce::sum(&losses),
-        Reduction::Mean => reduce::sum(&losses).div_scalar(w.iter().sum::<f64>()),
-    })
+        Reduction::Mean => reduce::sum(&losses).div_scalar(weights.iter().sum::<f64>()),
+    }
 }
 
 /// The class-index targets of `nll_loss` (and of `cross_entropy` with class targets),
@@ -894,17 +901,7 @@ fn cross_entropy_of_rows(
             })
         })
     };
-    Ok(match reduction {
-        Reduction::None => {
-            if logits.dim() == 1 {
-                shape::reshape_to(&per_row, &[])
-            } else {
-                per_row
-            }
-        }
-        Reduction::Sum => reduce::sum(&per_row),
-        Reduction::Mean => reduce::sum(&per_row).div_scalar(weights.iter().sum::<f64>()),
-    })
+    Ok(reduce_class_losses(per_row, logits.dim() == 1, reduction, &weights))
 }
 
 impl CrossEntropyLoss {

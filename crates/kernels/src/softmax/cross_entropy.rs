@@ -14,10 +14,10 @@
 
 use rayon::prelude::*;
 
-use super::{Softmax, max_nan};
+use super::{Softmax, row_max};
 use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
-use crate::strided::{LANES, combine_lanes, combine_lanes_with};
+use crate::strided::{LANES, combine_lanes};
 
 /// What [`cross_entropy`] computes for each row: the loss, and the row's maximum and log
 /// of the sum of exponentials, which its gradient reads again.
@@ -128,15 +128,8 @@ impl<T: Softmax> WidestLoop for Normaliser<'_, T> {
     #[inline(always)]
     fn run(self) -> (T, T) {
         let x = self.0;
-        let mut lanes = [x[0]; LANES];
-        let chunks = x.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for chunk in chunks {
-            for k in 0..LANES {
-                lanes[k] = max_nan(lanes[k], chunk[k]);
-            }
-        }
-        let m = rest.iter().fold(combine_lanes_with(lanes, max_nan), |a, &b| max_nan(a, b));
+        let m = row_max(x);
+        let rest = x.chunks_exact(LANES).remainder();
         let mut acc = [T::ZERO; LANES];
         for xs in x.chunks_exact(LANES) {
             for k in 0..LANES {

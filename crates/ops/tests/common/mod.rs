@@ -106,6 +106,19 @@ fn classification(probabilities: bool) -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// `cross_entropy` of the logits `t[0]` against the classes `t[1]` with class weights, class
+/// 1 ignored (unless every sample has it: a mean over nothing is NaN), and `smoothing`.
+fn weighted_cross_entropy(t: &[Tensor], reduction_code: i64, smoothing: f64) -> Tensor {
+    let w = Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(0, 0, t[0].shape()[1]);
+    let ignored = if t[1].to_vec::<i64>().iter().all(|&c| c == 1) { -100 } else { 1 };
+    let loss = CrossEntropyLoss::new()
+        .reduction(reduction(reduction_code))
+        .weight(&w)
+        .ignore_index(ignored)
+        .label_smoothing(smoothing);
+    functional::cross_entropy_with(&t[0], &t[1], loss)
+}
+
 fn reduction(code: i64) -> Reduction {
     match code {
         0 => Reduction::Mean,
@@ -680,41 +693,14 @@ pub fn registry() -> Vec<OpCase> {
             "F.cross_entropy(weight=, ignore_index=)",
             true,
             classification(false),
-            |t, i| {
-                let w = Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(
-                    0,
-                    0,
-                    t[0].shape()[1],
-                );
-                // Class 1 is ignored unless every sample has it (a mean over nothing is NaN).
-                let ignored = if t[1].to_vec::<i64>().iter().all(|&c| c == 1) { -100 } else { 1 };
-                let loss = CrossEntropyLoss::new()
-                    .reduction(reduction(i[0]))
-                    .weight(&w)
-                    .ignore_index(ignored);
-                functional::cross_entropy_with(&t[0], &t[1], loss)
-            }
+            |t, i| weighted_cross_entropy(t, i[0], 0.0)
         ),
         op!(
             "cross_entropy_with(weight, ignore_index, label_smoothing)",
             "F.cross_entropy(weight=, ignore_index=, label_smoothing=)",
             true,
             classification(false),
-            |t, i| {
-                let w = Tensor::from_vec(vec![0.5f64, 2.0, 1.0, 1.5], &[4]).narrow(
-                    0,
-                    0,
-                    t[0].shape()[1],
-                );
-                // Class 1 is ignored unless every sample has it (a mean over nothing is NaN).
-                let ignored = if t[1].to_vec::<i64>().iter().all(|&c| c == 1) { -100 } else { 1 };
-                let loss = CrossEntropyLoss::new()
-                    .reduction(reduction(i[0]))
-                    .weight(&w)
-                    .ignore_index(ignored)
-                    .label_smoothing(0.2);
-                functional::cross_entropy_with(&t[0], &t[1], loss)
-            }
+            |t, i| weighted_cross_entropy(t, i[0], 0.2)
         ),
         op!(
             "cross_entropy(logits, probabilities)",
