@@ -11,9 +11,11 @@ use crate::fast_math::Exp;
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::{LANES, combine_lanes, combine_lanes_with};
 
+mod attention;
 mod backward;
 mod cross_entropy;
 mod logsumexp;
+pub use attention::{Keys, attention_weights, attention_weights_backward};
 pub use backward::softmax_backward;
 pub use cross_entropy::{CrossEntropyRows, cross_entropy, cross_entropy_backward};
 pub use logsumexp::{logsumexp, logsumexp_backward};

@@ -1,11 +1,17 @@
-//! Scaled dot-product attention, composed of recorded ops (the two products, the mask, the
-//! softmax, dropout), so its backward and second derivatives come from theirs.
+//! Scaled dot-product attention: the two products, the attention weights (the scale, a
+//! causal, bool or float mask and the softmax as one recorded op, whose backward under
+//! `create_graph` is written with recorded ops, so it differentiates again), dropout.
 
 use std::panic::Location;
 
-use tapegrad_tape::{DType, Error, Result, Tensor, ensure_float};
+use tapegrad_kernels::softmax::{self as kernels, Keys};
+use tapegrad_kernels::strided;
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{
+    Backward, DType, Element, Error, Result, Storage, Tensor, ensure_float, record_with_tangent,
+};
 
-use crate::binary::{self, BinaryOps};
 use crate::options::setters;
 use crate::{matmul, reduce, shape};
 
@@ -95,32 +101,24 @@ pub(crate) fn scaled_dot_product_attention(
     {
         return Err(Error::DType { op, lhs: q.dtype(), rhs: mask.dtype(), location });
     }
-    let (l, s) = (last(q, 2), last(k, 2));
+    let l = last(q, 2);
     let scale = options.scale.unwrap_or(1.0 / (last(q, 1) as f64).sqrt());
-    let scores = matmul::matmul(q, &shape::transpose(k, -2, -1)?)?.mul_scalar(scale);
-    let neg_inf = Tensor::full_dtype(&[], f64::NEG_INFINITY, q.dtype());
-    let scores = match &options.attn_mask {
-        Some(mask) if mask.dtype() == DType::Bool => binary::try_where(mask, &scores, &neg_inf)?,
-        Some(mask) => scores.try_add(mask)?,
-        None if options.is_causal => {
-            let rows =
-                shape::reshape_to(&Tensor::arange_dtype(0.0, l as f64, 1.0, DType::I64), &[l, 1]);
-            let cols =
-                shape::reshape_to(&Tensor::arange_dtype(0.0, s as f64, 1.0, DType::I64), &[1, s]);
-            binary::try_where(&cols.le(&rows), &scores, &neg_inf)?
+    let scores = matmul::matmul(q, &shape::transpose(k, -2, -1)?)?;
+    let visible = match &options.attn_mask {
+        Some(mask) => {
+            let Some(layout) = mask.layout().broadcast_to(scores.shape()) else {
+                return Err(shape_error(format!(
+                    "attn_mask {:?} does not broadcast to the scores' shape {:?}",
+                    mask.shape(),
+                    scores.shape()
+                )));
+            };
+            Visible::Mask(mask, layout)
         }
-        None => scores,
+        None if options.is_causal => Visible::Causal(l),
+        None => Visible::All,
     };
-    let weights = if options.attn_mask.is_some() && s > 0 {
-        // A row with every key masked has no softmax: zeros, with zero gradients (the rows
-        // are replaced before the softmax so that nothing NaN reaches its backward).
-        let dead = reduce::max_dim(&scores.detach(), -1, true, true)?.0.eq(&neg_inf);
-        let zero = Tensor::zeros_dtype(&[], q.dtype());
-        let live = binary::try_where(&dead, &zero, &scores)?;
-        binary::try_where(&dead, &zero, &crate::functional::softmax_op(&live, -1, false)?)?
-    } else {
-        crate::functional::softmax_op(&scores, -1, false)?
-    };
+    let weights = attention_weights(&scores, scale, visible, location)?;
     let weights = if options.dropout_p > 0.0 {
         let dropout = crate::functional::DropoutOptions::default().p(options.dropout_p);
         crate::functional::try_dropout_with(&weights, dropout)?
@@ -128,4 +126,144 @@ pub(crate) fn scaled_dot_product_attention(
         weights
     };
     matmul::matmul(&weights, v)
+}
+
+/// Which keys each query sees, as the op receives them.
+enum Visible<'a> {
+    All,
+    /// Causal over `[L, S]` matrices of `L` queries.
+    Causal(usize),
+    /// A bool mask or a float mask to add, and its layout broadcast to the scores' shape.
+    Mask(&'a Tensor, Layout),
+}
+
+/// A mask's elements and where each row of `keys` of them starts: read where they lie
+/// when the broadcast mask's rows are runs, else copied out once.
+fn mask_rows(mask: &Tensor, layout: &Layout, keys: usize) -> (Storage, Vec<usize>) {
+    let last = layout.shape().len() - 1;
+    let storage = mask.storage();
+    if keys <= 1 || layout.strides()[last] == 1 {
+        let starts = layout.narrow(last, 0, keys.min(1)).offsets().collect();
+        return (storage, starts);
+    }
+    let rows = layout.numel() / keys;
+    let copied = match &storage {
+        Storage::Bool(bits) => Storage::from_vec(strided::to_contiguous(bits, layout)),
+        Storage::F32(v) => Storage::from_vec(strided::to_contiguous(v, layout)),
+        Storage::F64(v) => Storage::from_vec(strided::to_contiguous(v, layout)),
+        Storage::I64(_) => unreachable!("mask dtypes checked"),
+    };
+    (copied, (0..rows).map(|r| r * keys).collect())
+}
+
+/// `softmax(scores scale + mask)` over the keys each query sees (zero weight at the
+/// others), as one recorded op: the kernel reads the scores once and writes the weights
+/// once, where the composed form scales, masks and normalises in passes of their own. Rows
+/// that see no key, or only scores of `-inf`, under a mask get zeros (PyTorch's result),
+/// with zero gradients. A float mask's gradient is the masked scores' gradient, summed
+/// over the dimensions it was broadcast along.
+fn attention_weights(
+    scores: &Tensor,
+    scale: f64,
+    visible: Visible,
+    location: &'static Location<'static>,
+) -> Result<Tensor> {
+    let keys = scores.shape()[scores.dim() - 1];
+    let rows_of_mask = match &visible {
+        Visible::Mask(mask, layout) => Some(mask_rows(mask, layout, keys)),
+        _ => None,
+    };
+    fn run<T: Element>(
+        x: &[T],
+        keys: usize,
+        scale: f64,
+        visible: &Visible,
+        mask: Option<&(Storage, Vec<usize>)>,
+    ) -> Vec<T> {
+        let seen = match (visible, mask) {
+            (Visible::Causal(queries), _) => Keys::Causal { queries: *queries },
+            (_, Some((Storage::Bool(bits), starts))) => Keys::Masked { mask: bits, starts },
+            (_, Some((added, starts))) => {
+                Keys::Added { mask: added.as_slice::<T>().expect("dtype checked"), starts }
+            }
+            _ => Keys::All,
+        };
+        kernels::attention_weights(x, keys, T::round_from(scale), &seen)
+    }
+    let mask_rows = rows_of_mask.as_ref();
+    let storage = match &scores.contiguous_storage() {
+        Storage::F32(x) => Storage::from_vec(run(x, keys, scale, &visible, mask_rows)),
+        Storage::F64(x) => Storage::from_vec(run(x, keys, scale, &visible, mask_rows)),
+        _ => unreachable!("float dtypes checked"),
+    };
+    let value = Tensor::from_storage(storage, Layout::contiguous(scores.shape()));
+    // A float mask is an input: it may be learned, and gradients flow to it.
+    let added = match visible {
+        Visible::Mask(mask, _) if mask.dtype() != DType::Bool => Some(mask),
+        _ => None,
+    };
+    let inputs: Vec<&Tensor> = [Some(scores), added].into_iter().flatten().collect();
+    let mask_shape = added.map(|m| m.shape().to_vec());
+    let make_backward = || {
+        let mask_shape = mask_shape.clone();
+        Backward::new(move |ctx| {
+            let mask_grad = |dz: &Tensor| {
+                let shape = mask_shape.as_ref().expect("a float mask");
+                ctx.needs_input_grad(1).then(|| dz.sum_to_shape(shape))
+            };
+            if !tapegrad_tape::is_grad_enabled() {
+                // A plain backward: one pass over each row of the (contiguous) output. With
+                // a float mask to differentiate, the pass leaves out the scale (the mask's
+                // gradient), and the scores' gradient is scaled after.
+                let for_mask = mask_shape.is_some() && ctx.needs_input_grad(1);
+                let factor = if for_mask { 1.0 } else { scale };
+                let (ys, layout) = ctx.output_parts();
+                let part = layout.offset()..layout.offset() + layout.numel();
+                let storage = match (ys, &ctx.grad().contiguous_storage()) {
+                    (Storage::F32(y), Storage::F32(g)) => Storage::from_vec(
+                        kernels::attention_weights_backward(&y[part], g, keys, factor as f32),
+                    ),
+                    (Storage::F64(y), Storage::F64(g)) => Storage::from_vec(
+                        kernels::attention_weights_backward(&y[part], g, keys, factor),
+                    ),
+                    _ => unreachable!("float dtypes checked in forward"),
+                };
+                let dz = Tensor::from_storage(storage, Layout::contiguous(layout.shape()));
+                if mask_shape.is_none() {
+                    return smallvec![Some(dz)];
+                }
+                if !for_mask {
+                    return smallvec![Some(dz), None];
+                }
+                let dx = ctx.needs_input_grad(0).then(|| dz.mul_scalar(scale));
+                return smallvec![dx, mask_grad(&dz)];
+            }
+            // Recorded, so that it differentiates again: dz = y (g - Σ g y), dx = scale dz.
+            let (g, y) = (ctx.grad(), ctx.output());
+            let sums = reduce::sum_dim(&(g * y), -1, true).expect("a last dimension");
+            let dz = y * &(g - &sums);
+            let dx = ctx.needs_input_grad(0).then(|| dz.mul_scalar(scale));
+            if mask_shape.is_none() {
+                return smallvec![dx];
+            }
+            smallvec![dx, mask_grad(&dz)]
+        })
+        .save_output()
+    };
+    Ok(record_with_tangent(
+        "scaled_dot_product_attention",
+        location,
+        &inputs,
+        value,
+        make_backward,
+        |ctx| {
+            // The Jacobian of the softmax is symmetric: y (ż - Σ y ż), with ż = scale ẋ + ȧ.
+            let y = ctx.output();
+            ctx.sum(|i, v| {
+                let z = if i == 0 { v.mul_scalar(scale) } else { v.clone() };
+                let sums = reduce::sum_dim(&(y * &z), -1, true).expect("a last dimension");
+                y * &(&z - &sums)
+            })
+        },
+    ))
 }

@@ -116,3 +116,100 @@ fn attention_over_no_keys_is_zero() {
         assert_eq!((y.shape(), y.to_vec::<f32>()), (&[3, 2][..], vec![0.0; 6]));
     }
 }
+
+/// Attention written out of single ops: `where(mask, q kᵀ scale, -inf)`, softmax, times
+/// `v` (for masks that leave every query a key).
+fn composed(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Tensor {
+    let scores = q.matmul(&k.transpose(-2, -1)).mul_scalar(scale);
+    let hidden = Tensor::full_dtype(&[], f64::NEG_INFINITY, q.dtype());
+    tapegrad_ops::where_(mask, &scores, &hidden).softmax(-1).matmul(v)
+}
+
+/// Bool masks broadcast from every shape a model passes (a key padding mask per batch, a
+/// mask per query, a transposed one read across its rows) and the causal mask give what
+/// the op-by-op form gives, values and gradients.
+#[test]
+fn masks_of_every_broadcast_shape_match_the_composed_form() {
+    let (b, h, l, s, e) = (2, 3, 5, 7, 4);
+    let q = input(&[b, h, l, e], 7, 13).requires_grad();
+    let k = input(&[b, h, s, e], 5, 11).requires_grad();
+    let v = input(&[b, h, s, 3], 3, 7).requires_grad();
+    let bits = |shape: &[usize], keep: &dyn Fn(usize) -> bool| {
+        let n = shape.iter().product::<usize>();
+        Tensor::from_vec((0..n).map(keep).collect::<Vec<bool>>(), shape)
+    };
+    let causal = bits(&[l, s], &|p| p % s <= p / s);
+    let masks = [
+        ("key padding [b, 1, 1, s]", bits(&[b, 1, 1, s], &|p| p % s < 4 + p / s)),
+        ("per query [l, 1]", bits(&[l, 1], &|_| true)),
+        ("per head [1, h, l, s]", bits(&[1, h, l, s], &|p| (p * 5) % 3 != 0 || p % s == 0)),
+        ("transposed [s, l]ᵀ", bits(&[s, l], &|p| p % l >= p / l || p / l == 0).transpose(0, 1)),
+        ("causal", causal.clone()),
+    ];
+    let c = input(&[b, h, l, 3], 11, 17);
+    for (name, mask) in masks {
+        let options = if name == "causal" {
+            AttentionOptions::default().is_causal(true).scale(0.3)
+        } else {
+            AttentionOptions::default().attn_mask(&mask).scale(0.3)
+        };
+        let fused = F::scaled_dot_product_attention_with(&q, &k, &v, options);
+        let grads = |y: &Tensor| {
+            let g = tapegrad_tape::grad(&[&(y * &c).sum()], &[&q, &k, &v], Default::default());
+            g.into_iter().map(|g| g.expect("used").to_vec::<f64>()).collect::<Vec<_>>()
+        };
+        let want = composed(&q, &k, &v, &mask, 0.3);
+        for (got, want, what) in [
+            (vec![fused.to_vec::<f64>()], vec![want.to_vec::<f64>()], "y"),
+            (grads(&fused), grads(&want), "gradients"),
+        ] {
+            for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+                assert!((g - w).abs() <= 1e-13 * (1.0 + w.abs()), "{name} {what}: {g} vs {w}");
+            }
+        }
+    }
+}
+
+/// Float masks (added to the scaled scores, `-inf` hiding a key, as
+/// `nn.Transformer.generate_square_subsequent_mask` makes them) of several broadcast
+/// shapes give the op-by-op form's values and gradients, the mask's included.
+#[test]
+fn float_masks_match_the_composed_form_and_get_gradients() {
+    let (b, h, l, s, e) = (2, 3, 5, 7, 4);
+    let q = input(&[b, h, l, e], 7, 13).requires_grad();
+    let k = input(&[b, h, s, e], 5, 11).requires_grad();
+    let v = input(&[b, h, s, 3], 3, 7).requires_grad();
+    let c = input(&[b, h, l, 3], 11, 17);
+    let float = |shape: &[usize], value: &dyn Fn(usize) -> f64| {
+        let n = shape.iter().product::<usize>();
+        Tensor::from_vec((0..n).map(value).collect::<Vec<f64>>(), shape)
+    };
+    let hidden = f64::NEG_INFINITY;
+    let masks = [
+        float(&[l, s], &|p| if p % s > p / s { hidden } else { 0.0 }),
+        float(&[b, 1, 1, s], &|p| if p % s >= 5 + p / s { hidden } else { 0.1 * (p % 3) as f64 }),
+        float(&[s, l], &|p| 0.05 * p as f64).transpose(0, 1),
+        float(&[h, l, 1], &|p| -0.2 * p as f64),
+    ];
+    for mask in masks {
+        let mask = mask.requires_grad();
+        let options = AttentionOptions::default().attn_mask(&mask).scale(0.3);
+        let fused = F::scaled_dot_product_attention_with(&q, &k, &v, options);
+        let scores = &q.matmul(&k.transpose(-2, -1)).mul_scalar(0.3) + &mask;
+        let want = scores.softmax(-1).matmul(&v);
+        let grads = |y: &Tensor| {
+            let loss = (y * &c).sum();
+            let g = tapegrad_tape::grad(&[&loss], &[&q, &k, &v, &mask], Default::default());
+            g.into_iter().map(|g| g.expect("used").to_vec::<f64>()).collect::<Vec<_>>()
+        };
+        let shape = mask.shape().to_vec();
+        for (got, want, what) in [
+            (vec![fused.to_vec::<f64>()], vec![want.to_vec::<f64>()], "y"),
+            (grads(&fused), grads(&want), "gradients"),
+        ] {
+            for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+                assert!((g - w).abs() <= 1e-13 * (1.0 + w.abs()), "{shape:?} {what}: {g} vs {w}");
+            }
+        }
+    }
+}
