@@ -1,12 +1,17 @@
 //! Keeping freed tensor buffers in the process instead of handing them back to the OS.
 //!
 //! A training step allocates and frees the same large buffers (activations, gradients,
-//! convolution scratch) every time. glibc serves blocks above 128 KiB with `mmap` and
-//! returns freed heap tops to the kernel, so each step pays for page faults and for the
-//! kernel zeroing fresh pages: half the time of the CNN step of the benchmark on a
-//! 2-core machine. Raising glibc's mmap and trim thresholds keeps those blocks in the heap
-//! for the next step, which is what caching allocators (PyTorch's on GPUs, jemalloc's
-//! retained extents) do. The process's resident size then stays at its peak.
+//! convolution scratch, attention scores) every time. glibc serves blocks above 128 KiB
+//! with `mmap` and returns freed heap tops to the kernel, so each step pays for page
+//! faults and for the kernel zeroing fresh pages: half the time of the CNN step of the
+//! benchmark on a 2-core machine. Raising the mmap threshold alone stops at glibc's
+//! ceiling of 32 MiB, and the blocks above it (the scores of attention over a long
+//! sequence, a large batch of large images) were still mapped and faulted in on every
+//! step: half the time of attention over 512 positions. So `mmap` is switched off for
+//! blocks (glibc still maps memory when the heap cannot grow) and the trim threshold
+//! raised: freed blocks stay in the heap for the next step, which is what caching
+//! allocators (PyTorch's on GPUs, jemalloc's retained extents) do. The process's resident
+//! size then stays at its peak.
 //!
 //! Applied once, on the first tensor, on Linux with glibc; setting the environment
 //! variable `TAPEGRAD_SYSTEM_MALLOC` to anything leaves malloc's defaults alone.
@@ -37,14 +42,14 @@ fn raise_thresholds() {
     }
     // From glibc's <malloc.h>.
     const M_TRIM_THRESHOLD: c_int = -1;
-    const M_MMAP_THRESHOLD: c_int = -3;
-    // glibc's largest mmap threshold on 64-bit targets; larger blocks are still mapped.
-    const MMAP_THRESHOLD: c_int = 32 << 20;
+    const M_MMAP_MAX: c_int = -4;
     const TRIM_THRESHOLD: c_int = 1 << 30;
     // SAFETY: mallopt only adjusts allocator parameters; glibc documents it as safe to
     // call at any time. A failure (return value 0) leaves the defaults, which is harmless.
+    // With no mapped blocks allowed, a thread's arena that cannot hold a block hands the
+    // request to the main heap, which grows with brk (or maps, if brk fails).
     unsafe {
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        mallopt(M_MMAP_MAX, 0);
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
