@@ -32,6 +32,7 @@
 //! ```
 
 pub mod allocator;
+pub mod attention;
 pub mod batch_norm;
 pub mod conv;
 pub mod extremum;

@@ -11,7 +11,7 @@ use crate::fast_math::Exp;
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::{LANES, combine_lanes, combine_lanes_with};
 
-mod attention;
+pub(crate) mod attention;
 mod backward;
 mod cross_entropy;
 mod logsumexp;

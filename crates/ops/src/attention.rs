@@ -103,6 +103,15 @@ pub(crate) fn scaled_dot_product_attention(
     }
     let l = last(q, 2);
     let scale = options.scale.unwrap_or(1.0 / (last(q, 1) as f64).sqrt());
+    let leading = |t: &Tensor| t.shape()[..t.dim() - 2].to_vec();
+    let in_blocks = options.attn_mask.is_none()
+        && options.dropout_p == 0.0
+        && leading(q) == leading(k)
+        && leading(k) == leading(v)
+        && [l, last(k, 2), last(q, 1), last(v, 1)].iter().all(|&n| n > 0);
+    if in_blocks {
+        return Ok(blocked_attention(q, k, v, scale, options.is_causal, location));
+    }
     let scores = matmul::matmul(q, &shape::transpose(k, -2, -1)?)?;
     let visible = match &options.attn_mask {
         Some(mask) => {
@@ -266,4 +275,165 @@ fn attention_weights(
             })
         },
     ))
+}
+
+/// A `[..., rows, cols]` tensor as strided matrices for the blocked kernel.
+fn operand<'a, T: Element>(
+    t: &Tensor,
+    data: &'a [T],
+    offsets: &'a [usize],
+) -> tapegrad_kernels::attention::Operand<'a, T> {
+    let (d, layout) = (t.dim(), t.layout());
+    let (rows, cols) = (layout.shape()[d - 2], layout.shape()[d - 1]);
+    let (rs, cs) = (layout.strides()[d - 2], layout.strides()[d - 1]);
+    tapegrad_kernels::attention::Operand { data, offsets, rows, cols, rs, cs }
+}
+
+/// Where each `[rows, cols]` matrix of `t` starts in its storage.
+fn matrix_offsets(t: &Tensor) -> Vec<usize> {
+    let d = t.dim();
+    t.layout().narrow(d - 2, 0, 1).narrow(d - 1, 0, 1).offsets().collect()
+}
+
+/// Attention without a mask (or with the causal one) and without dropout, over operands
+/// of one batch shape, as one recorded op: the kernel takes blocks of queries through
+/// both products and the softmax in cache, and under the causal mask skips the keys a
+/// block does not see. The weights are kept for the backward only when it will run. Its
+/// plain backward is the blocked kernel's; under `create_graph` it is the same formulas in
+/// recorded ops (the weights recomputed from the saved operands, so they differentiate
+/// again).
+fn blocked_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    causal: bool,
+    location: &'static Location<'static>,
+) -> Tensor {
+    use tapegrad_kernels::attention::{attention, attention_backward};
+    let keep_weights = tapegrad_tape::will_record(&[q, k, v]);
+    let (oq, ok, ov) = (matrix_offsets(q), matrix_offsets(k), matrix_offsets(v));
+    let mut out_shape = q.shape().to_vec();
+    *out_shape.last_mut().expect("two dimensions") = v.shape()[v.dim() - 1];
+    let (output, weights) = match (&q.storage(), &k.storage(), &v.storage()) {
+        (Storage::F32(qs), Storage::F32(ks), Storage::F32(vs)) => {
+            let (q, k, v) = (operand(q, qs, &oq), operand(k, ks, &ok), operand(v, vs, &ov));
+            let r = attention(q, k, v, scale as f32, causal, keep_weights);
+            (Storage::from_vec(r.output), Storage::from_vec(r.weights))
+        }
+        (Storage::F64(qs), Storage::F64(ks), Storage::F64(vs)) => {
+            let (q, k, v) = (operand(q, qs, &oq), operand(k, ks, &ok), operand(v, vs, &ov));
+            let r = attention(q, k, v, scale, causal, keep_weights);
+            (Storage::from_vec(r.output), Storage::from_vec(r.weights))
+        }
+        _ => unreachable!("dtypes checked"),
+    };
+    let value = Tensor::from_storage(output, Layout::contiguous(&out_shape));
+    let queries = q.shape()[q.dim() - 2];
+    // The weights as the differentiable ops compute them, for create_graph and forward mode.
+    let recorded_weights = move |q: &Tensor, k: &Tensor| {
+        let scores = matmul::matmul(q, &shape::transpose(k, -2, -1).expect("two dimensions"))
+            .expect("shapes checked");
+        let visible = if causal { Visible::Causal(queries) } else { Visible::All };
+        attention_weights(&scores, scale, visible, location).expect("no mask")
+    };
+    let mut weights_shape = q.shape().to_vec();
+    *weights_shape.last_mut().expect("two dimensions") = k.shape()[k.dim() - 2];
+    let make_backward = || {
+        let saved_weights =
+            Tensor::from_storage(weights.clone(), Layout::contiguous(&weights_shape));
+        Backward::new(move |ctx| {
+            let (q, k, v) = (ctx.saved(0), ctx.saved(1), ctx.saved(2));
+            let g = ctx.grad();
+            if !tapegrad_tape::is_grad_enabled() {
+                let (oq, ok, ov, og) =
+                    (matrix_offsets(q), matrix_offsets(k), matrix_offsets(v), matrix_offsets(g));
+                let w = ctx.saved(3).storage();
+                let grads = match (&q.storage(), &k.storage(), &v.storage(), &g.storage(), &w) {
+                    (
+                        Storage::F32(qs),
+                        Storage::F32(ks),
+                        Storage::F32(vs),
+                        Storage::F32(gs),
+                        Storage::F32(ws),
+                    ) => {
+                        let (dq, dk, dv) = attention_backward(
+                            operand(q, qs, &oq),
+                            operand(k, ks, &ok),
+                            operand(v, vs, &ov),
+                            ws,
+                            operand(g, gs, &og),
+                            scale as f32,
+                            causal,
+                        );
+                        [Storage::from_vec(dq), Storage::from_vec(dk), Storage::from_vec(dv)]
+                    }
+                    (
+                        Storage::F64(qs),
+                        Storage::F64(ks),
+                        Storage::F64(vs),
+                        Storage::F64(gs),
+                        Storage::F64(ws),
+                    ) => {
+                        let (dq, dk, dv) = attention_backward(
+                            operand(q, qs, &oq),
+                            operand(k, ks, &ok),
+                            operand(v, vs, &ov),
+                            ws,
+                            operand(g, gs, &og),
+                            scale,
+                            causal,
+                        );
+                        [Storage::from_vec(dq), Storage::from_vec(dk), Storage::from_vec(dv)]
+                    }
+                    _ => unreachable!("float dtypes checked in forward"),
+                };
+                let [dq, dk, dv] = grads;
+                let wrap = |i: usize, s: Storage, like: &Tensor| {
+                    ctx.needs_input_grad(i)
+                        .then(|| Tensor::from_storage(s, Layout::contiguous(like.shape())))
+                };
+                return smallvec![wrap(0, dq, q), wrap(1, dk, k), wrap(2, dv, v)];
+            }
+            // Recorded: dV = Pᵀ g, dP = g Vᵀ, dS = scale P (dP - Σ dP P), dQ = dS K, dK = dSᵀ Q.
+            let p = recorded_weights(q, k);
+            let t = |x: &Tensor| shape::transpose(x, -2, -1).expect("two dimensions");
+            let product = |a: &Tensor, b: &Tensor| matmul::matmul(a, b).expect("shapes agree");
+            let dp = product(g, &t(v));
+            let sums = reduce::sum_dim(&(&dp * &p), -1, true).expect("a last dimension");
+            let ds = (&p * &(&dp - &sums)).mul_scalar(scale);
+            smallvec![
+                ctx.needs_input_grad(0).then(|| product(&ds, k)),
+                ctx.needs_input_grad(1).then(|| product(&t(&ds), q)),
+                ctx.needs_input_grad(2).then(|| product(&t(&p), g)),
+            ]
+        })
+        .save(q)
+        .save(k)
+        .save(v)
+        .save(&saved_weights)
+    };
+    record_with_tangent(
+        "scaled_dot_product_attention",
+        location,
+        &[q, k, v],
+        value,
+        make_backward,
+        |ctx| {
+            // Ṗ = scale P (Ṡ - Σ Ṡ P) with Ṡ = Q̇ Kᵀ + Q K̇ᵀ, and Ȯ = Ṗ V + P V̇.
+            let (q, k, v) = (ctx.input(0), ctx.input(1), ctx.input(2));
+            let p = recorded_weights(q, k);
+            let t = |x: &Tensor| shape::transpose(x, -2, -1).expect("two dimensions");
+            let product = |a: &Tensor, b: &Tensor| matmul::matmul(a, b).expect("shapes agree");
+            let through_weights = |ds: Tensor| {
+                let sums = reduce::sum_dim(&(&ds * &p), -1, true).expect("a last dimension");
+                product(&(&p * &(&ds - &sums)).mul_scalar(scale), v)
+            };
+            ctx.sum(|i, dot| match i {
+                0 => through_weights(product(dot, &t(k))),
+                1 => through_weights(product(q, &t(dot))),
+                _ => product(&p, dot),
+            })
+        },
+    )
 }

@@ -213,3 +213,79 @@ fn float_masks_match_the_composed_form_and_get_gradients() {
         }
     }
 }
+
+/// Attention without a mask runs in blocks of queries: with several blocks (and a short
+/// last one), heads taken as a transposed view of `[batch, L, heads, E]`, more or fewer
+/// keys than queries, causal or not, in both float types, it gives the op-by-op form's
+/// values, gradients, and gradients of gradients.
+#[test]
+fn blocked_attention_matches_the_composed_form() {
+    let composed_attention = |q: &Tensor, k: &Tensor, v: &Tensor, causal: bool| {
+        let (l, s) = (q.shape()[q.dim() - 2], k.shape()[k.dim() - 2]);
+        let keep = Tensor::from_vec(
+            (0..l * s).map(|p| !causal || p % s <= p / s).collect::<Vec<_>>(),
+            &[l, s],
+        );
+        composed(q, k, v, &keep, 0.4)
+    };
+    for dtype in [tapegrad_tape::DType::F64, tapegrad_tape::DType::F32] {
+        for (b, h, l, s, e) in [(2, 3, 130, 70, 8), (1, 2, 65, 150, 4)] {
+            let heads = |t: usize, a: usize, b_: usize| {
+                input(&[b, t, h, e], a, b_).to_dtype(dtype).transpose(1, 2).requires_grad()
+            };
+            let (q, k, v) = (heads(l, 7, 13), heads(s, 5, 11), heads(s, 3, 7));
+            let c = input(&[b, h, l, e], 11, 17).to_dtype(dtype);
+            for causal in [false, true] {
+                let options = AttentionOptions::default().is_causal(causal).scale(0.4);
+                let fused = F::scaled_dot_product_attention_with(&q, &k, &v, options.clone());
+                let want = composed_attention(&q, &k, &v, causal);
+                let tol = if dtype == tapegrad_tape::DType::F64 { 1e-12 } else { 2e-5 };
+                let first = |y: &Tensor| {
+                    let loss = (y * &c).sum();
+                    let g = tapegrad_tape::grad(
+                        &[&loss],
+                        &[&q, &k, &v],
+                        tapegrad_tape::GradOptions::new().create_graph(true),
+                    );
+                    g.into_iter().map(|g| g.expect("used")).collect::<Vec<_>>()
+                };
+                let (gf, gw) = (first(&fused), first(&want));
+                // A second derivative: of the squared gradients' sum, to the queries.
+                let second = |g: &[Tensor]| {
+                    let total = g.iter().map(|g| g.square().sum()).reduce(|a, b| &a + &b).unwrap();
+                    tapegrad_tape::grad(&[&total], &[&q], Default::default())[0].clone().unwrap()
+                };
+                let pairs = [
+                    (fused.clone(), want.clone(), "y"),
+                    (gf[0].clone(), gw[0].clone(), "dq"),
+                    (gf[1].clone(), gw[1].clone(), "dk"),
+                    (gf[2].clone(), gw[2].clone(), "dv"),
+                    (second(&gf), second(&gw), "second"),
+                ];
+                for (got, want, what) in pairs {
+                    let (got, want) = (got.to_vec::<f64>(), want.to_vec::<f64>());
+                    assert_eq!(got.len(), want.len());
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() <= tol * (1.0 + w.abs()),
+                            "{dtype:?} [{b}, {h}, {l}, {s}] causal={causal} {what}: {g} vs {w}"
+                        );
+                    }
+                }
+                // A plain backward with only the values requiring a gradient.
+                let plain_v = v.detach().requires_grad();
+                let y = F::scaled_dot_product_attention_with(
+                    &q.detach(),
+                    &k.detach(),
+                    &plain_v,
+                    options.clone(),
+                );
+                (&y * &c).sum().backward();
+                let got = plain_v.grad().expect("a gradient").to_vec::<f64>();
+                for (g, w) in got.iter().zip(gw[2].to_vec::<f64>()) {
+                    assert!((g - w).abs() <= tol * (1.0 + w.abs()), "dv alone: {g} vs {w}");
+                }
+            }
+        }
+    }
+}

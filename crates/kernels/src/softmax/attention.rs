@@ -177,28 +177,71 @@ impl<T: Softmax> WidestLoop for Row<'_, T> {
                 true
             }
         };
-        let m = row_max(y);
-        if may_be_empty && m == hidden {
-            // Nothing to attend to: zero weights (PyTorch's result for such rows).
-            y.fill(T::ZERO);
-            return;
-        }
-        let mut acc = [T::ZERO; LANES];
-        let mut chunks = y.chunks_exact_mut(LANES);
-        for ys in &mut chunks {
-            for k in 0..LANES {
-                ys[k] = (ys[k] - m).exp_vectorisable();
-                acc[k] += ys[k];
-            }
-        }
-        let rest = chunks.into_remainder();
-        for v in rest.iter_mut() {
-            *v = (*v - m).exp_vectorisable();
-        }
-        let sum = rest.iter().fold(combine_lanes(acc), |s, &v| s + v);
-        let inv = T::ONE / sum;
-        y.iter_mut().for_each(|v| *v = *v * inv);
+        normalise(y, may_be_empty);
     }
+}
+
+/// Softmax of a row in place, its maximum subtracted; with `may_be_empty`, a row whose
+/// maximum is `-inf` (nothing to attend to) becomes zeros.
+#[inline(always)]
+fn normalise<T: Softmax>(y: &mut [T], may_be_empty: bool) {
+    let m = row_max(y);
+    if may_be_empty && m == T::round_from(f64::NEG_INFINITY) {
+        // Nothing to attend to: zero weights (PyTorch's result for such rows).
+        y.fill(T::ZERO);
+        return;
+    }
+    let mut acc = [T::ZERO; LANES];
+    let mut chunks = y.chunks_exact_mut(LANES);
+    for ys in &mut chunks {
+        for k in 0..LANES {
+            ys[k] = (ys[k] - m).exp_vectorisable();
+            acc[k] += ys[k];
+        }
+    }
+    let rest = chunks.into_remainder();
+    for v in rest.iter_mut() {
+        *v = (*v - m).exp_vectorisable();
+    }
+    let sum = rest.iter().fold(combine_lanes(acc), |s, &v| s + v);
+    let inv = T::ONE / sum;
+    y.iter_mut().for_each(|v| *v = *v * inv);
+}
+
+/// The weights of one row of scores in place: `softmax(y scale)`, inlined into the
+/// caller's instruction-set copy.
+#[inline(always)]
+pub(crate) fn weights_in_place<T: Softmax>(y: &mut [T], scale: T) {
+    y.iter_mut().for_each(|v| *v = *v * scale);
+    normalise(y, false);
+}
+
+/// The gradient of one row's scores in place of the weights' gradient `g`:
+/// `scale y (g - Σ g y)`, inlined into the caller's instruction-set copy.
+#[inline(always)]
+pub(crate) fn weights_grad_in_place<T: Softmax>(y: &[T], g: &mut [T], scale: T) {
+    let s = dot(y, g);
+    for (g, &y) in g.iter_mut().zip(y) {
+        *g = y * (*g - s) * scale;
+    }
+}
+
+/// `Σ g y` in sixteen running sums, so it vectorises.
+#[inline(always)]
+fn dot<T: Softmax>(y: &[T], g: &[T]) -> T {
+    let n = y.len();
+    let mut acc = [T::ZERO; LANES];
+    let whole = n / LANES * LANES;
+    for (ys, gs) in y[..whole].chunks_exact(LANES).zip(g[..whole].chunks_exact(LANES)) {
+        for k in 0..LANES {
+            acc[k] += gs[k] * ys[k];
+        }
+    }
+    let mut s = combine_lanes(acc);
+    for k in whole..n {
+        s += g[k] * y[k];
+    }
+    s
 }
 
 /// One row of the gradient.
@@ -216,17 +259,7 @@ impl<T: Softmax> WidestLoop for RowGrad<'_, T> {
         let RowGrad { y, g, dx, scale } = self;
         let n = y.len();
         let (g, dx) = (&g[..n], &mut dx[..n]);
-        let mut acc = [T::ZERO; LANES];
-        let whole = n / LANES * LANES;
-        for (ys, gs) in y[..whole].chunks_exact(LANES).zip(g[..whole].chunks_exact(LANES)) {
-            for k in 0..LANES {
-                acc[k] += gs[k] * ys[k];
-            }
-        }
-        let mut s = combine_lanes(acc);
-        for k in whole..n {
-            s += g[k] * y[k];
-        }
+        let s = dot(y, g);
         // The softmax's gradient, then the scale's: the order of the composed form.
         for k in 0..n {
             dx[k] = y[k] * (g[k] - s) * scale;

@@ -1,0 +1,481 @@
+//! Scaled dot-product attention in blocks of queries, without a mask or with the causal
+//! one:
+//!
+//! ```text
+//! forward, per block of queries Q_b:   S = Q_b Kᵀ,  P = softmax(S scale),  O_b = P V
+//! backward, per block:  dP = dO_b Vᵀ,  dS = scale P (dP - Σ dP P),
+//!                       dQ_b = dS K,  dK += dSᵀ Q_b,  dV += Pᵀ dO_b
+//! ```
+//!
+//! A block's scores live in a buffer the size of the block's rows (in cache) between its
+//! products, where the op-by-op form writes the whole `[L, S]` scores, weights, their
+//! gradients and the scores' gradients to memory and reads each back. Under the causal
+//! mask a block multiplies only the keys its last query sees, about half the products.
+//! The weights are written once, for the backward, when it will be needed.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use crate::Float;
+use crate::gemm::{View, gemm_serial};
+use crate::parallel::cleared;
+use crate::simd::{WidestLoop, run_widest};
+use crate::softmax::attention::{weights_grad_in_place, weights_in_place};
+
+/// Queries per block: a block's scores (`QUERIES x S`) stay in L2 up to a few thousand keys.
+const QUERIES: usize = 64;
+
+/// One operand of the attention, `items` matrices of `rows x cols` elements at
+/// `offsets[i] + r * rs + c * cs` in `data` (a strided view, read where it lies).
+///
+/// ```
+/// use tapegrad_kernels::attention::Operand;
+/// // Two contiguous 3 x 2 matrices.
+/// let data = [0.0f32; 12];
+/// let q = Operand { data: &data, offsets: &[0, 6], rows: 3, cols: 2, rs: 2, cs: 1 };
+/// assert_eq!(q.view(1).offset, 6);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Operand<'a, T> {
+    /// The elements.
+    pub data: &'a [T],
+    /// Where each matrix's element (0, 0) lies.
+    pub offsets: &'a [usize],
+    /// Rows of each matrix.
+    pub rows: usize,
+    /// Columns of each matrix.
+    pub cols: usize,
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+impl<'a, T> Operand<'a, T> {
+    /// Matrix `item` as a GEMM view.
+    ///
+    /// ```
+    /// use tapegrad_kernels::attention::Operand;
+    /// let data = [0.0f64; 8];
+    /// let k = Operand { data: &data, offsets: &[0, 4], rows: 2, cols: 2, rs: 2, cs: 1 };
+    /// assert_eq!((k.view(1).rows, k.view(1).cols), (2, 2));
+    /// ```
+    pub fn view(&self, item: usize) -> View<'a, T> {
+        let (rows, cols, rs, cs) = (self.rows, self.cols, self.rs, self.cs);
+        View { data: self.data, offset: self.offsets[item], rows, cols, rs, cs }
+    }
+
+    /// Rows `from..from + n` of matrix `item`.
+    fn rows_of(&self, item: usize, from: usize, n: usize) -> View<'a, T> {
+        View { offset: self.offsets[item] + from * self.rs, rows: n, ..self.view(item) }
+    }
+}
+
+/// What [`attention`] returns: the output `[items, L, Ev]` and, when asked for, the
+/// weights `[items, L, S]` its backward reads (empty otherwise).
+pub struct Attended<T> {
+    /// `softmax(Q Kᵀ scale) V` per item.
+    pub output: Vec<T>,
+    /// The attention weights, zero where the causal mask hides a key.
+    pub weights: Vec<T>,
+}
+
+/// The keys a block of queries `from..from + n` reads: all of them, or under the causal
+/// mask those its last query sees.
+fn keys_seen(from: usize, n: usize, keys: usize, causal: bool) -> usize {
+    if causal { (from + n).min(keys) } else { keys }
+}
+
+/// Scaled dot-product attention of queries `q` (`items` matrices `L x E`) over keys `k`
+/// (`S x E`) and values `v` (`S x Ev`), causal (query `i` sees keys `0..=i`) or not; the
+/// weights are kept for the backward with `keep_weights`. `S` must be positive.
+///
+/// ```
+/// use tapegrad_kernels::attention::{Operand, attention};
+/// // One query, two keys with equal scores: the output averages the values.
+/// let (q, k, v) = ([1.0f64, 0.0], [1.0, 0.0, 1.0, 0.0], [2.0, 4.0]);
+/// let op = |data, rows, cols| Operand { data, offsets: &[0], rows, cols, rs: cols, cs: 1 };
+/// let out = attention(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), 1.0, false, true);
+/// assert_eq!((out.output, out.weights), (vec![3.0], vec![0.5, 0.5]));
+/// ```
+///
+/// # Panics
+/// If the operands' numbers of matrices or shapes do not fit, or there are no keys.
+pub fn attention<T: Float>(
+    q: Operand<'_, T>,
+    k: Operand<'_, T>,
+    v: Operand<'_, T>,
+    scale: T,
+    causal: bool,
+    keep_weights: bool,
+) -> Attended<T> {
+    let (items, l, s, ev) = (q.offsets.len(), q.rows, k.rows, v.cols);
+    check(&q, &k, &v);
+    let mut output: Vec<T> = Vec::with_capacity(items * l * ev);
+    let mut weights: Vec<T> = Vec::with_capacity(if keep_weights { items * l * s } else { 0 });
+    {
+        let out_blocks = blocks(&mut output.spare_capacity_mut()[..items * l * ev], l, ev);
+        let mut weight_blocks: Vec<_> = if keep_weights {
+            let spare = &mut weights.spare_capacity_mut()[..items * l * s];
+            blocks(spare, l, s).into_iter().map(|(_, _, block)| Some(block)).collect()
+        } else {
+            Vec::new()
+        };
+        let tasks: Vec<_> = out_blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, block)| (block, weight_blocks.get_mut(i).and_then(Option::take)))
+            .collect();
+        tasks.into_par_iter().with_min_len(1).for_each(|((item, from, out), weights)| {
+            let n = out.len() / ev.max(1);
+            let seen = keys_seen(from, n, s, causal);
+            let mut scores = vec![T::ZERO; n * seen];
+            gemm_serial(q.rows_of(item, from, n), k.rows_of(item, 0, seen).t(), &mut scores, false);
+            run_widest(WeightRows { scores: &mut scores, seen, from, causal, scale });
+            let out = cleared(out, T::ZERO);
+            let p = View::row_major(&scores, n, seen);
+            gemm_serial(p, v.rows_of(item, 0, seen), out, false);
+            if let Some(weights) = weights {
+                let weights = cleared(weights, T::ZERO);
+                for (w, p) in weights.chunks_exact_mut(s).zip(scores.chunks_exact(seen)) {
+                    w[..seen].copy_from_slice(p);
+                }
+            }
+        });
+    }
+    // SAFETY: the blocks tile each buffer's first `len` elements, and every task cleared
+    // its blocks before writing them (a panicking task unwinds before this).
+    unsafe {
+        output.set_len(items * l * ev);
+        if keep_weights {
+            weights.set_len(items * l * s);
+        }
+    }
+    Attended { output, weights }
+}
+
+/// The gradients of [`attention`]'s queries, keys and values (contiguous, `[items, L, E]`,
+/// `[items, S, E]`, `[items, S, Ev]`) from its weights and the output's gradient `grad`
+/// (`items` matrices `L x Ev`).
+///
+/// ```
+/// use tapegrad_kernels::attention::{Operand, attention, attention_backward};
+/// let (q, k, v) = ([1.0f64, 0.0], [1.0, 0.0, 1.0, 0.0], [2.0, 4.0]);
+/// let op = |data, rows, cols| Operand { data, offsets: &[0], rows, cols, rs: cols, cs: 1 };
+/// let out = attention(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), 1.0, false, true);
+/// let (dq, dk, dv) =
+///     attention_backward(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), &out.weights, op(&[1.0], 1, 1), 1.0, false);
+/// // Each value gets half the output's gradient; moving the query changes nothing here
+/// // (both keys are equal), and each key's gradient is its weight's, times the query.
+/// assert_eq!(dv, vec![0.5, 0.5]);
+/// assert_eq!(dq, vec![0.0, 0.0]);
+/// assert_eq!(dk, vec![-0.5, 0.0, 0.5, 0.0]);
+/// ```
+///
+/// # Panics
+/// If the shapes do not fit [`attention`]'s.
+pub fn attention_backward<T: Float>(
+    q: Operand<'_, T>,
+    k: Operand<'_, T>,
+    v: Operand<'_, T>,
+    weights: &[T],
+    grad: Operand<'_, T>,
+    scale: T,
+    causal: bool,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let (items, l, s, e, ev) = (q.offsets.len(), q.rows, k.rows, q.cols, v.cols);
+    check(&q, &k, &v);
+    assert!(
+        weights.len() == items * l * s
+            && grad.offsets.len() == items
+            && (grad.rows, grad.cols) == (l, ev),
+        "attention_backward: weights or gradient do not fit"
+    );
+    let mut dq: Vec<T> = Vec::with_capacity(items * l * e);
+    let mut dk: Vec<T> = Vec::with_capacity(items * s * e);
+    let mut dv: Vec<T> = Vec::with_capacity(items * s * ev);
+    {
+        fn per_item<T>(buf: &mut Vec<T>, items: usize, len: usize) -> Vec<&mut [MaybeUninit<T>]> {
+            let spare = &mut buf.spare_capacity_mut()[..items * len];
+            if len == 0 {
+                (0..items).map(|_| Default::default()).collect()
+            } else {
+                spare.chunks_mut(len).collect()
+            }
+        }
+        let tasks: Vec<_> = per_item(&mut dq, items, l * e)
+            .into_iter()
+            .zip(per_item(&mut dk, items, s * e))
+            .zip(per_item(&mut dv, items, s * ev))
+            .enumerate()
+            .collect();
+        tasks.into_par_iter().with_min_len(1).for_each(|(item, ((dq, dk), dv))| {
+            let (dq, dk, dv) = (cleared(dq, T::ZERO), cleared(dk, T::ZERO), cleared(dv, T::ZERO));
+            let p_all = View::row_major(weights, items * l, s);
+            let mut scratch = Vec::new();
+            for from in (0..l).step_by(QUERIES) {
+                let n = QUERIES.min(l - from);
+                let seen = keys_seen(from, n, s, causal);
+                let p = View { offset: (item * l + from) * s, rows: n, cols: seen, ..p_all };
+                let g = grad.rows_of(item, from, n);
+                scratch.clear();
+                scratch.resize(n * seen, T::ZERO);
+                // dV += Pᵀ dO, then dP = dO Vᵀ and dS in its place.
+                gemm_serial(p.t(), g, &mut dv[..seen * ev], true);
+                gemm_serial(g, v.rows_of(item, 0, seen).t(), &mut scratch, false);
+                let rows = weights[(item * l + from) * s..].chunks(s);
+                run_widest(GradRows { weights: rows, grads: &mut scratch, seen, scale });
+                let ds = View::row_major(&scratch, n, seen);
+                gemm_serial(ds, k.rows_of(item, 0, seen), &mut dq[from * e..(from + n) * e], false);
+                gemm_serial(ds.t(), q.rows_of(item, from, n), &mut dk[..seen * e], true);
+            }
+        });
+    }
+    // SAFETY: each item's slices of the three buffers were cleared by its task before the
+    // products wrote them, and the slices tile the buffers.
+    unsafe {
+        dq.set_len(items * l * e);
+        dk.set_len(items * s * e);
+        dv.set_len(items * s * ev);
+    }
+    (dq, dk, dv)
+}
+
+/// The operands' shapes agree: one number of matrices, `E` shared by queries and keys, `S`
+/// by keys and values, at least one key.
+fn check<T>(q: &Operand<'_, T>, k: &Operand<'_, T>, v: &Operand<'_, T>) {
+    let items = q.offsets.len();
+    assert!(
+        k.offsets.len() == items
+            && v.offsets.len() == items
+            && q.cols == k.cols
+            && k.rows == v.rows
+            && k.rows > 0,
+        "attention: operands do not fit"
+    );
+}
+
+/// An `[items, L, width]` buffer cut into blocks of up to [`QUERIES`] rows: (item, first
+/// row, block).
+fn blocks<T>(
+    buf: &mut [MaybeUninit<T>],
+    l: usize,
+    width: usize,
+) -> Vec<(usize, usize, &mut [MaybeUninit<T>])> {
+    if l == 0 || width == 0 {
+        return Vec::new();
+    }
+    buf.chunks_mut(l * width)
+        .enumerate()
+        .flat_map(|(item, rows)| {
+            rows.chunks_mut(QUERIES * width)
+                .enumerate()
+                .map(move |(b, block)| (item, b * QUERIES, block))
+        })
+        .collect()
+}
+
+/// A block's scores turned into weights row by row, with the widest vectors the CPU has:
+/// row `r` (query `from + r`) sees `seen` keys, or under the causal mask `from + r + 1`.
+struct WeightRows<'a, T> {
+    scores: &'a mut [T],
+    seen: usize,
+    from: usize,
+    causal: bool,
+    scale: T,
+}
+
+impl<T: Float> WidestLoop for WeightRows<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let WeightRows { scores, seen, from, causal, scale } = self;
+        for (r, row) in scores.chunks_exact_mut(seen).enumerate() {
+            let visible = if causal { (from + r + 1).min(seen) } else { seen };
+            let (visible_part, hidden) = row.split_at_mut(visible);
+            weights_in_place(visible_part, scale);
+            hidden.fill(T::ZERO);
+        }
+    }
+}
+
+/// A block's weight gradients turned into score gradients row by row, reading the
+/// weights' rows (`S` apart; the first `seen` of each).
+struct GradRows<'a, T, R> {
+    weights: R,
+    grads: &'a mut [T],
+    seen: usize,
+    scale: T,
+}
+
+impl<'a, T: Float, R: Iterator<Item = &'a [T]>> WidestLoop for GradRows<'_, T, R> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let GradRows { weights, grads, seen, scale } = self;
+        for (g, y) in grads.chunks_exact_mut(seen).zip(weights) {
+            weights_grad_in_place(&y[..seen], g, scale);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Operand, attention, attention_backward};
+
+    /// The definition in f64, one item at a time: weights, output, and the gradients of
+    /// `sum(O * c)`.
+    #[allow(clippy::type_complexity)]
+    fn reference(
+        q: &[f64],
+        k: &[f64],
+        v: &[f64],
+        c: &[f64],
+        (items, l, s, e, ev): (usize, usize, usize, usize, usize),
+        scale: f64,
+        causal: bool,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (mut w, mut o) = (vec![0.0; items * l * s], vec![0.0; items * l * ev]);
+        let (mut dq, mut dk, mut dv) =
+            (vec![0.0; items * l * e], vec![0.0; items * s * e], vec![0.0; items * s * ev]);
+        for it in 0..items {
+            for i in 0..l {
+                let seen = if causal { (i + 1).min(s) } else { s };
+                let z: Vec<f64> = (0..seen)
+                    .map(|j| {
+                        (0..e)
+                            .map(|d| q[(it * l + i) * e + d] * k[(it * s + j) * e + d])
+                            .sum::<f64>()
+                            * scale
+                    })
+                    .collect();
+                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = z.iter().map(|z| (z - m).exp()).sum();
+                let p: Vec<f64> = z.iter().map(|z| (z - m).exp() / sum).collect();
+                for j in 0..seen {
+                    w[(it * l + i) * s + j] = p[j];
+                    for d in 0..ev {
+                        o[(it * l + i) * ev + d] += p[j] * v[(it * s + j) * ev + d];
+                        dv[(it * s + j) * ev + d] += p[j] * c[(it * l + i) * ev + d];
+                    }
+                }
+                let dp: Vec<f64> = (0..seen)
+                    .map(|j| {
+                        (0..ev).map(|d| c[(it * l + i) * ev + d] * v[(it * s + j) * ev + d]).sum()
+                    })
+                    .collect();
+                let dot: f64 = (0..seen).map(|j| dp[j] * p[j]).sum();
+                for j in 0..seen {
+                    let ds = p[j] * (dp[j] - dot) * scale;
+                    for d in 0..e {
+                        dq[(it * l + i) * e + d] += ds * k[(it * s + j) * e + d];
+                        dk[(it * s + j) * e + d] += ds * q[(it * l + i) * e + d];
+                    }
+                }
+            }
+        }
+        (w, o, dq, dk, dv)
+    }
+
+    fn values(n: usize, a: usize) -> Vec<f64> {
+        (0..n).map(|i| ((i * a) % 97) as f64 / 97.0 - 0.5).collect()
+    }
+
+    #[test]
+    fn blocks_match_the_definition_with_and_without_the_causal_mask() {
+        // Several blocks of queries with a short last one, more queries than keys and fewer.
+        for (items, l, s, e, ev) in
+            [(1, 1, 1, 1, 1), (3, 70, 50, 8, 5), (2, 130, 200, 16, 16), (2, 65, 3, 4, 2)]
+        {
+            let (q, k, v) =
+                (values(items * l * e, 7), values(items * s * e, 11), values(items * s * ev, 13));
+            let c = values(items * l * ev, 17);
+            for causal in [false, true] {
+                let (w, o, dq, dk, dv) =
+                    reference(&q, &k, &v, &c, (items, l, s, e, ev), 0.7, causal);
+                let offs = |rows: usize, cols: usize| {
+                    (0..items).map(|i| i * rows * cols).collect::<Vec<_>>()
+                };
+                let (oq, ok, ov, oc) = (offs(l, e), offs(s, e), offs(s, ev), offs(l, ev));
+                let op = |data, offsets, rows, cols| Operand {
+                    data,
+                    offsets,
+                    rows,
+                    cols,
+                    rs: cols,
+                    cs: 1,
+                };
+                let got = attention(
+                    op(&q, &oq, l, e),
+                    op(&k, &ok, s, e),
+                    op(&v, &ov, s, ev),
+                    0.7,
+                    causal,
+                    true,
+                );
+                let (gq, gk, gv) = attention_backward(
+                    op(&q, &oq, l, e),
+                    op(&k, &ok, s, e),
+                    op(&v, &ov, s, ev),
+                    &got.weights,
+                    op(&c, &oc, l, ev),
+                    0.7,
+                    causal,
+                );
+                for (name, got, want) in [
+                    ("w", &got.weights, &w),
+                    ("o", &got.output, &o),
+                    ("dq", &gq, &dq),
+                    ("dk", &gk, &dk),
+                    ("dv", &gv, &dv),
+                ] {
+                    assert_eq!(got.len(), want.len(), "{name}");
+                    for (g, w) in got.iter().zip(want.iter()) {
+                        assert!(
+                            (g - w).abs() < 1e-12,
+                            "{items}x{l}x{s} causal={causal} {name}: {g} vs {w}"
+                        );
+                    }
+                }
+                let without = attention(
+                    op(&q, &oq, l, e),
+                    op(&k, &ok, s, e),
+                    op(&v, &ov, s, ev),
+                    0.7,
+                    causal,
+                    false,
+                );
+                assert_eq!((without.output, without.weights.len()), (got.output, 0));
+            }
+        }
+    }
+
+    #[test]
+    fn strided_operands_are_read_where_they_lie() {
+        // Queries stored transposed per item ([E, L] in memory), keys interleaved over two items.
+        let (l, s, e) = (5, 4, 3);
+        let qt = values(2 * e * l, 5);
+        let k = values(s * 2 * e, 3);
+        let v = values(2 * s, 19);
+        let q = Operand { data: &qt, offsets: &[0, e * l], rows: l, cols: e, rs: 1, cs: l };
+        let kk = Operand { data: &k, offsets: &[0, e], rows: s, cols: e, rs: 2 * e, cs: 1 };
+        let vv = Operand { data: &v, offsets: &[0, s], rows: s, cols: 1, rs: 1, cs: 1 };
+        let got = attention(q, kk, vv, 1.0, false, false);
+        for item in 0..2 {
+            for i in 0..l {
+                let z: Vec<f64> = (0..s)
+                    .map(|j| {
+                        (0..e)
+                            .map(|d| qt[item * e * l + d * l + i] * k[j * 2 * e + item * e + d])
+                            .sum()
+                    })
+                    .collect();
+                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = z.iter().map(|z| (z - m).exp()).sum();
+                let want: f64 = (0..s).map(|j| (z[j] - m).exp() / sum * v[item * s + j]).sum();
+                assert!((got.output[item * l + i] - want).abs() < 1e-12);
+            }
+        }
+    }
+}
