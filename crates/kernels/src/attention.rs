@@ -89,7 +89,7 @@ fn keys_seen(from: usize, n: usize, keys: usize, causal: bool) -> usize {
 
 /// Scaled dot-product attention of queries `q` (`items` matrices `L x E`) over keys `k`
 /// (`S x E`) and values `v` (`S x Ev`), causal (query `i` sees keys `0..=i`) or not; the
-/// weights are kept for the backward with `keep_weights`. `S` must be positive.
+/// weights are kept for the backward with `keep_weights`. `S` and `Ev` must be positive.
 ///
 /// ```
 /// use tapegrad_kernels::attention::{Operand, attention};
@@ -101,7 +101,8 @@ fn keys_seen(from: usize, n: usize, keys: usize, causal: bool) -> usize {
 /// ```
 ///
 /// # Panics
-/// If the operands' numbers of matrices or shapes do not fit, or there are no keys.
+/// If the operands' numbers of matrices or shapes do not fit, or there are no keys or no
+/// value columns.
 pub fn attention<T: Float>(
     q: Operand<'_, T>,
     k: Operand<'_, T>,
@@ -128,7 +129,7 @@ pub fn attention<T: Float>(
             .map(|(i, block)| (block, weight_blocks.get_mut(i).and_then(Option::take)))
             .collect();
         tasks.into_par_iter().with_min_len(1).for_each(|((item, from, out), weights)| {
-            let n = out.len() / ev.max(1);
+            let n = out.len() / ev;
             let seen = keys_seen(from, n, s, causal);
             let mut scores = vec![T::ZERO; n * seen];
             gemm_serial(q.rows_of(item, from, n), k.rows_of(item, 0, seen).t(), &mut scores, false);
@@ -243,7 +244,8 @@ pub fn attention_backward<T: Float>(
 }
 
 /// The operands' shapes agree: one number of matrices, `E` shared by queries and keys, `S`
-/// by keys and values, at least one key.
+/// by keys and values, at least one key and one value column (the blocks are cut along
+/// the output's rows, so an output without columns would leave the weights unwritten).
 fn check<T>(q: &Operand<'_, T>, k: &Operand<'_, T>, v: &Operand<'_, T>) {
     let items = q.offsets.len();
     assert!(
@@ -251,7 +253,8 @@ fn check<T>(q: &Operand<'_, T>, k: &Operand<'_, T>, v: &Operand<'_, T>) {
             && v.offsets.len() == items
             && q.cols == k.cols
             && k.rows == v.rows
-            && k.rows > 0,
+            && k.rows > 0
+            && v.cols > 0,
         "attention: operands do not fit"
     );
 }
@@ -449,6 +452,14 @@ mod tests {
                 assert_eq!((without.output, without.weights.len()), (got.output, 0));
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "operands do not fit")]
+    fn values_without_columns_are_refused() {
+        let data = [1.0f32; 4];
+        let op = |rows, cols| Operand { data: &data, offsets: &[0], rows, cols, rs: cols, cs: 1 };
+        attention(op(2, 2), op(2, 2), op(2, 0), 1.0, false, true);
     }
 
     #[test]
