@@ -310,23 +310,12 @@ fn blocked_attention(
     causal: bool,
     location: &'static Location<'static>,
 ) -> Tensor {
-    use tapegrad_kernels::attention::{attention, attention_backward};
     let keep_weights = tapegrad_tape::will_record(&[q, k, v]);
-    let (oq, ok, ov) = (matrix_offsets(q), matrix_offsets(k), matrix_offsets(v));
     let mut out_shape = q.shape().to_vec();
     *out_shape.last_mut().expect("two dimensions") = v.shape()[v.dim() - 1];
-    let (output, weights) = match (&q.storage(), &k.storage(), &v.storage()) {
-        (Storage::F32(qs), Storage::F32(ks), Storage::F32(vs)) => {
-            let (q, k, v) = (operand(q, qs, &oq), operand(k, ks, &ok), operand(v, vs, &ov));
-            let r = attention(q, k, v, scale as f32, causal, keep_weights);
-            (Storage::from_vec(r.output), Storage::from_vec(r.weights))
-        }
-        (Storage::F64(qs), Storage::F64(ks), Storage::F64(vs)) => {
-            let (q, k, v) = (operand(q, qs, &oq), operand(k, ks, &ok), operand(v, vs, &ov));
-            let r = attention(q, k, v, scale, causal, keep_weights);
-            (Storage::from_vec(r.output), Storage::from_vec(r.weights))
-        }
-        _ => unreachable!("dtypes checked"),
+    let (output, weights) = match q.dtype() {
+        DType::F32 => blocked_forward::<f32>([q, k, v], scale, causal, keep_weights),
+        _ => blocked_forward::<f64>([q, k, v], scale, causal, keep_weights),
     };
     let value = Tensor::from_storage(output, Layout::contiguous(&out_shape));
     let queries = q.shape()[q.dim() - 2];
@@ -346,47 +335,10 @@ fn blocked_attention(
             let (q, k, v) = (ctx.saved(0), ctx.saved(1), ctx.saved(2));
             let g = ctx.grad();
             if !tapegrad_tape::is_grad_enabled() {
-                let (oq, ok, ov, og) =
-                    (matrix_offsets(q), matrix_offsets(k), matrix_offsets(v), matrix_offsets(g));
                 let w = ctx.saved(3).storage();
-                let grads = match (&q.storage(), &k.storage(), &v.storage(), &g.storage(), &w) {
-                    (
-                        Storage::F32(qs),
-                        Storage::F32(ks),
-                        Storage::F32(vs),
-                        Storage::F32(gs),
-                        Storage::F32(ws),
-                    ) => {
-                        let (dq, dk, dv) = attention_backward(
-                            operand(q, qs, &oq),
-                            operand(k, ks, &ok),
-                            operand(v, vs, &ov),
-                            ws,
-                            operand(g, gs, &og),
-                            scale as f32,
-                            causal,
-                        );
-                        [Storage::from_vec(dq), Storage::from_vec(dk), Storage::from_vec(dv)]
-                    }
-                    (
-                        Storage::F64(qs),
-                        Storage::F64(ks),
-                        Storage::F64(vs),
-                        Storage::F64(gs),
-                        Storage::F64(ws),
-                    ) => {
-                        let (dq, dk, dv) = attention_backward(
-                            operand(q, qs, &oq),
-                            operand(k, ks, &ok),
-                            operand(v, vs, &ov),
-                            ws,
-                            operand(g, gs, &og),
-                            scale,
-                            causal,
-                        );
-                        [Storage::from_vec(dq), Storage::from_vec(dk), Storage::from_vec(dv)]
-                    }
-                    _ => unreachable!("float dtypes checked in forward"),
+                let grads = match q.dtype() {
+                    DType::F32 => blocked_gradients::<f32>([q, k, v, g], &w, scale, causal),
+                    _ => blocked_gradients::<f64>([q, k, v, g], &w, scale, causal),
                 };
                 let [dq, dk, dv] = grads;
                 let wrap = |i: usize, s: Storage, like: &Tensor| {
@@ -436,4 +388,49 @@ fn blocked_attention(
             })
         },
     )
+}
+
+/// The blocked kernel's output and (with `keep_weights`) weights.
+fn blocked_forward<T: Element>(
+    [q, k, v]: [&Tensor; 3],
+    scale: f64,
+    causal: bool,
+    keep_weights: bool,
+) -> (Storage, Storage) {
+    let storages = [q.storage(), k.storage(), v.storage()];
+    let offsets = [q, k, v].map(matrix_offsets);
+    let [qs, ks, vs] = [0, 1, 2].map(|i| storages[i].as_slice::<T>().expect("one float dtype"));
+    let attended = tapegrad_kernels::attention::attention(
+        operand(q, qs, &offsets[0]),
+        operand(k, ks, &offsets[1]),
+        operand(v, vs, &offsets[2]),
+        T::round_from(scale),
+        causal,
+        keep_weights,
+    );
+    (Storage::from_vec(attended.output), Storage::from_vec(attended.weights))
+}
+
+/// The blocked kernel's gradients of queries, keys and values from the saved operands, the
+/// output's gradient and the saved weights.
+fn blocked_gradients<T: Element>(
+    [q, k, v, g]: [&Tensor; 4],
+    weights: &Storage,
+    scale: f64,
+    causal: bool,
+) -> [Storage; 3] {
+    let storages = [q.storage(), k.storage(), v.storage(), g.storage()];
+    let offsets = [q, k, v, g].map(matrix_offsets);
+    let [qs, ks, vs, gs] =
+        [0, 1, 2, 3].map(|i| storages[i].as_slice::<T>().expect("one float dtype"));
+    let (dq, dk, dv) = tapegrad_kernels::attention::attention_backward(
+        operand(q, qs, &offsets[0]),
+        operand(k, ks, &offsets[1]),
+        operand(v, vs, &offsets[2]),
+        weights.as_slice::<T>().expect("one float dtype"),
+        operand(g, gs, &offsets[3]),
+        T::round_from(scale),
+        causal,
+    );
+    [Storage::from_vec(dq), Storage::from_vec(dk), Storage::from_vec(dv)]
 }
