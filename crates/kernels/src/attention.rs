@@ -74,6 +74,16 @@ impl<'a, T> Operand<'a, T> {
 
 /// What [`attention`] returns: the output `[items, L, Ev]` and, when asked for, the
 /// weights `[items, L, S]` its backward reads (empty otherwise).
+///
+/// ```
+/// use tapegrad_kernels::attention::{Operand, attention};
+/// // Two queries, causal, over two keys: the first sees only the first key.
+/// let (q, k, v) = ([0.0f32, 0.0], [0.0, 0.0], [1.0, 3.0]);
+/// let op = |data, rows| Operand { data, offsets: &[0], rows, cols: 1, rs: 1, cs: 1 };
+/// let attended = attention(op(&q, 2), op(&k, 2), op(&v, 2), 1.0, true, true);
+/// assert_eq!(attended.output, vec![1.0, 2.0]);
+/// assert_eq!(attended.weights, vec![1.0, 0.0, 0.5, 0.5]);
+/// ```
 pub struct Attended<T> {
     /// `softmax(Q Kᵀ scale) V` per item.
     pub output: Vec<T>,
