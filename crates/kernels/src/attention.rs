@@ -1,5 +1,5 @@
-//! Scaled dot-product attention in blocks of queries, without a mask or with the causal
-//! one:
+//! Scaled dot-product attention in blocks of queries, without a mask, with the causal one,
+//! or with a bool or float mask given per row of scores:
 //!
 //! ```text
 //! forward, per block of queries Q_b:   S = Q_b Kᵀ,  P = softmax(S scale),  O_b = P V
@@ -11,7 +11,8 @@
 //! products, where the op-by-op form writes the whole `[L, S]` scores, weights, their
 //! gradients and the scores' gradients to memory and reads each back. Under the causal
 //! mask a block multiplies only the keys its last query sees, about half the products.
-//! The weights are written once, for the backward, when it will be needed.
+//! The weights are written once, for the backward, when it will be needed; a masked key's
+//! weight is zero, so the backward needs no mask (a float mask gets no gradient here).
 
 use std::mem::MaybeUninit;
 
@@ -21,7 +22,8 @@ use crate::Float;
 use crate::gemm::{View, gemm_serial};
 use crate::parallel::cleared;
 use crate::simd::{WidestLoop, run_widest};
-use crate::softmax::attention::{weights_grad_in_place, weights_in_place};
+use crate::softmax::Keys;
+use crate::softmax::attention::{masked_weights_in_place, weights_grad_in_place};
 
 /// Queries per block: a block's scores (`QUERIES x S`) stay in L2 up to a few thousand keys.
 const QUERIES: usize = 64;
@@ -77,17 +79,18 @@ impl<'a, T> Operand<'a, T> {
 ///
 /// ```
 /// use tapegrad_kernels::attention::{Operand, attention};
+/// use tapegrad_kernels::softmax::Keys;
 /// // Two queries, causal, over two keys: the first sees only the first key.
 /// let (q, k, v) = ([0.0f32, 0.0], [0.0, 0.0], [1.0, 3.0]);
 /// let op = |data, rows| Operand { data, offsets: &[0], rows, cols: 1, rs: 1, cs: 1 };
-/// let attended = attention(op(&q, 2), op(&k, 2), op(&v, 2), 1.0, true, true);
+/// let attended = attention(op(&q, 2), op(&k, 2), op(&v, 2), 1.0, Keys::Causal { queries: 2 }, true);
 /// assert_eq!(attended.output, vec![1.0, 2.0]);
 /// assert_eq!(attended.weights, vec![1.0, 0.0, 0.5, 0.5]);
 /// ```
 pub struct Attended<T> {
     /// `softmax(Q Kᵀ scale) V` per item.
     pub output: Vec<T>,
-    /// The attention weights, zero where the causal mask hides a key.
+    /// The attention weights, zero where a mask hides a key.
     pub weights: Vec<T>,
 }
 
@@ -98,31 +101,60 @@ fn keys_seen(from: usize, n: usize, keys: usize, causal: bool) -> usize {
 }
 
 /// Scaled dot-product attention of queries `q` (`items` matrices `L x E`) over keys `k`
-/// (`S x E`) and values `v` (`S x Ev`), causal (query `i` sees keys `0..=i`) or not; the
-/// weights are kept for the backward with `keep_weights`. `S` and `Ev` must be positive.
+/// (`S x E`) and values `v` (`S x Ev`), with the keys each query sees in `visible`: all,
+/// causal (`Keys::Causal { queries: L }`: query `i` sees keys `0..=i`), or a mask per row of
+/// scores (row `item * L + i`), bool or added; a query that sees no key gets zero weights.
+/// The weights are kept for the backward with `keep_weights`. `S` and `Ev` must be
+/// positive.
 ///
 /// ```
 /// use tapegrad_kernels::attention::{Operand, attention};
+/// use tapegrad_kernels::softmax::Keys;
 /// // One query, two keys with equal scores: the output averages the values.
 /// let (q, k, v) = ([1.0f64, 0.0], [1.0, 0.0, 1.0, 0.0], [2.0, 4.0]);
 /// let op = |data, rows, cols| Operand { data, offsets: &[0], rows, cols, rs: cols, cs: 1 };
-/// let out = attention(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), 1.0, false, true);
+/// let out = attention(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), 1.0, Keys::All, true);
 /// assert_eq!((out.output, out.weights), (vec![3.0], vec![0.5, 0.5]));
+/// // A bool mask that hides the second key: the output is the first value.
+/// let hidden = Keys::Masked { mask: &[true, false], starts: &[0] };
+/// let out = attention(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), 1.0, hidden, false);
+/// assert_eq!(out.output, vec![2.0]);
 /// ```
 ///
 /// # Panics
-/// If the operands' numbers of matrices or shapes do not fit, or there are no keys or no
-/// value columns.
+/// If the operands' numbers of matrices or shapes do not fit, there are no keys or no
+/// value columns, a causal mask's queries are not `L`, or a mask does not cover each row.
 pub fn attention<T: Float>(
     q: Operand<'_, T>,
     k: Operand<'_, T>,
     v: Operand<'_, T>,
     scale: T,
-    causal: bool,
+    visible: Keys<'_, T>,
     keep_weights: bool,
 ) -> Attended<T> {
     let (items, l, s, ev) = (q.offsets.len(), q.rows, k.rows, v.cols);
     check(&q, &k, &v);
+    let covered = |starts: &[usize], len: usize| {
+        assert!(
+            starts.len() == items * l && starts.iter().all(|&at| at + s <= len),
+            "attention: the mask does not cover the rows"
+        )
+    };
+    let causal = match visible {
+        Keys::All => false,
+        Keys::Causal { queries } => {
+            assert_eq!(queries, l, "attention: the causal mask's queries are not L");
+            true
+        }
+        Keys::Masked { mask, starts } => {
+            covered(starts, mask.len());
+            false
+        }
+        Keys::Added { mask, starts } => {
+            covered(starts, mask.len());
+            false
+        }
+    };
     let mut output: Vec<T> = Vec::with_capacity(items * l * ev);
     let mut weights: Vec<T> = Vec::with_capacity(if keep_weights { items * l * s } else { 0 });
     {
@@ -143,7 +175,8 @@ pub fn attention<T: Float>(
             let seen = keys_seen(from, n, s, causal);
             let mut scores = vec![T::ZERO; n * seen];
             gemm_serial(q.rows_of(item, from, n), k.rows_of(item, 0, seen).t(), &mut scores, false);
-            run_widest(WeightRows { scores: &mut scores, seen, from, causal, scale });
+            let first_row = item * l + from;
+            run_widest(WeightRows { scores: &mut scores, seen, from, first_row, visible, scale });
             let out = cleared(out, T::ZERO);
             let p = View::row_major(&scores, n, seen);
             gemm_serial(p, v.rows_of(item, 0, seen), out, false);
@@ -168,13 +201,15 @@ pub fn attention<T: Float>(
 
 /// The gradients of [`attention`]'s queries, keys and values (contiguous, `[items, L, E]`,
 /// `[items, S, E]`, `[items, S, Ev]`) from its weights and the output's gradient `grad`
-/// (`items` matrices `L x Ev`).
+/// (`items` matrices `L x Ev`), `causal` if the forward was. Any other mask is in the
+/// weights (zero where it hid a key).
 ///
 /// ```
 /// use tapegrad_kernels::attention::{Operand, attention, attention_backward};
+/// use tapegrad_kernels::softmax::Keys;
 /// let (q, k, v) = ([1.0f64, 0.0], [1.0, 0.0, 1.0, 0.0], [2.0, 4.0]);
 /// let op = |data, rows, cols| Operand { data, offsets: &[0], rows, cols, rs: cols, cs: 1 };
-/// let out = attention(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), 1.0, false, true);
+/// let out = attention(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), 1.0, Keys::All, true);
 /// let (dq, dk, dv) =
 ///     attention_backward(op(&q, 1, 2), op(&k, 2, 2), op(&v, 2, 1), &out.weights, op(&[1.0], 1, 1), 1.0, false);
 /// // Each value gets half the output's gradient; moving the query changes nothing here
@@ -290,24 +325,27 @@ fn blocks<T>(
 }
 
 /// A block's scores turned into weights row by row, with the widest vectors the CPU has:
-/// row `r` (query `from + r`) sees `seen` keys, or under the causal mask `from + r + 1`.
-struct WeightRows<'a, T> {
+/// row `r` (query `from + r`, row `first_row + r` of all the scores) sees `seen` keys, or
+/// under the causal mask `from + r + 1`, less those its mask hides.
+struct WeightRows<'a, 'm, T> {
     scores: &'a mut [T],
     seen: usize,
     from: usize,
-    causal: bool,
+    first_row: usize,
+    visible: Keys<'m, T>,
     scale: T,
 }
 
-impl<T: Float> WidestLoop for WeightRows<'_, T> {
+impl<T: Float> WidestLoop for WeightRows<'_, '_, T> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let WeightRows { scores, seen, from, causal, scale } = self;
+        let WeightRows { scores, seen, from, first_row, visible, scale } = self;
+        let causal = matches!(visible, Keys::Causal { .. });
         for (r, row) in scores.chunks_exact_mut(seen).enumerate() {
-            let visible = if causal { (from + r + 1).min(seen) } else { seen };
-            let (visible_part, hidden) = row.split_at_mut(visible);
-            weights_in_place(visible_part, scale);
+            let sees = if causal { (from + r + 1).min(seen) } else { seen };
+            let (visible_part, hidden) = row.split_at_mut(sees);
+            masked_weights_in_place(visible_part, scale, &visible, first_row + r);
             hidden.fill(T::ZERO);
         }
     }
@@ -336,6 +374,11 @@ impl<'a, T: Float, R: Iterator<Item = &'a [T]>> WidestLoop for GradRows<'_, T, R
 #[cfg(test)]
 mod tests {
     use super::{Operand, attention, attention_backward};
+    use crate::softmax::Keys;
+
+    /// What is added to the scaled score of query `i` and key `j` of item `it`, or `None`
+    /// where the key is hidden.
+    type Visibility<'a> = &'a dyn Fn(usize, usize, usize) -> Option<f64>;
 
     /// The definition in f64, one item at a time: weights, output, and the gradients of
     /// `sum(O * c)`.
@@ -347,25 +390,32 @@ mod tests {
         c: &[f64],
         (items, l, s, e, ev): (usize, usize, usize, usize, usize),
         scale: f64,
-        causal: bool,
+        visible: Visibility,
     ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         let (mut w, mut o) = (vec![0.0; items * l * s], vec![0.0; items * l * ev]);
         let (mut dq, mut dk, mut dv) =
             (vec![0.0; items * l * e], vec![0.0; items * s * e], vec![0.0; items * s * ev]);
         for it in 0..items {
             for i in 0..l {
-                let seen = if causal { (i + 1).min(s) } else { s };
-                let z: Vec<f64> = (0..seen)
-                    .map(|j| {
-                        (0..e)
-                            .map(|d| q[(it * l + i) * e + d] * k[(it * s + j) * e + d])
-                            .sum::<f64>()
-                            * scale
+                let z: Vec<f64> = (0..s)
+                    .map(|j| match visible(it, i, j) {
+                        Some(added) => {
+                            (0..e)
+                                .map(|d| q[(it * l + i) * e + d] * k[(it * s + j) * e + d])
+                                .sum::<f64>()
+                                * scale
+                                + added
+                        }
+                        None => f64::NEG_INFINITY,
                     })
                     .collect();
                 let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                if m == f64::NEG_INFINITY {
+                    continue; // sees nothing: zero weights, output and gradients
+                }
                 let sum: f64 = z.iter().map(|z| (z - m).exp()).sum();
                 let p: Vec<f64> = z.iter().map(|z| (z - m).exp() / sum).collect();
+                let seen = s;
                 for j in 0..seen {
                     w[(it * l + i) * s + j] = p[j];
                     for d in 0..ev {
@@ -396,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn blocks_match_the_definition_with_and_without_the_causal_mask() {
+    fn blocks_match_the_definition_under_every_kind_of_mask() {
         // Several blocks of queries with a short last one, more queries than keys and fewer.
         for (items, l, s, e, ev) in
             [(1, 1, 1, 1, 1), (3, 70, 50, 8, 5), (2, 130, 200, 16, 16), (2, 65, 3, 4, 2)]
@@ -404,9 +454,38 @@ mod tests {
             let (q, k, v) =
                 (values(items * l * e, 7), values(items * s * e, 11), values(items * s * ev, 13));
             let c = values(items * l * ev, 17);
-            for causal in [false, true] {
+            // A bool mask per row of scores, with a row that sees nothing (query 1) and keys
+            // hidden here and there; a float mask per item and key (a padding mask: every
+            // query of an item reads the same row), hiding the item's last key.
+            let hides = |it: usize, i: usize, j: usize| {
+                i == 1 || (it * 31 + i * 7 + j * 3).is_multiple_of(5)
+            };
+            let bits: Vec<bool> =
+                (0..items * l * s).map(|r| !hides(r / (l * s), r / s % l, r % s)).collect();
+            let bit_starts: Vec<usize> = (0..items * l).map(|r| r * s).collect();
+            let added_at = |it: usize, j: usize| {
+                if j + 1 == s && s > 1 {
+                    f64::NEG_INFINITY
+                } else {
+                    ((it + j) % 7) as f64 * 0.1 - 0.3
+                }
+            };
+            let added: Vec<f64> = (0..items * s).map(|x| added_at(x / s, x % s)).collect();
+            let added_starts: Vec<usize> = (0..items * l).map(|r| r / l * s).collect();
+            let kinds: [(&str, Keys<f64>, Visibility); 4] = [
+                ("all", Keys::All, &|_, _, _| Some(0.0)),
+                ("causal", Keys::Causal { queries: l }, &|_, i, j| (j <= i).then_some(0.0)),
+                ("bool", Keys::Masked { mask: &bits, starts: &bit_starts }, &|it, i, j| {
+                    (!hides(it, i, j)).then_some(0.0)
+                }),
+                ("float", Keys::Added { mask: &added, starts: &added_starts }, &|it, _, j| {
+                    Some(added_at(it, j)).filter(|a| a.is_finite())
+                }),
+            ];
+            for (kind, keys, visible) in kinds {
+                let causal = kind == "causal";
                 let (w, o, dq, dk, dv) =
-                    reference(&q, &k, &v, &c, (items, l, s, e, ev), 0.7, causal);
+                    reference(&q, &k, &v, &c, (items, l, s, e, ev), 0.7, visible);
                 let offs = |rows: usize, cols: usize| {
                     (0..items).map(|i| i * rows * cols).collect::<Vec<_>>()
                 };
@@ -419,23 +498,10 @@ mod tests {
                     rs: cols,
                     cs: 1,
                 };
-                let got = attention(
-                    op(&q, &oq, l, e),
-                    op(&k, &ok, s, e),
-                    op(&v, &ov, s, ev),
-                    0.7,
-                    causal,
-                    true,
-                );
-                let (gq, gk, gv) = attention_backward(
-                    op(&q, &oq, l, e),
-                    op(&k, &ok, s, e),
-                    op(&v, &ov, s, ev),
-                    &got.weights,
-                    op(&c, &oc, l, ev),
-                    0.7,
-                    causal,
-                );
+                let (qo, ko, vo) = (op(&q, &oq, l, e), op(&k, &ok, s, e), op(&v, &ov, s, ev));
+                let got = attention(qo, ko, vo, 0.7, keys, true);
+                let (gq, gk, gv) =
+                    attention_backward(qo, ko, vo, &got.weights, op(&c, &oc, l, ev), 0.7, causal);
                 for (name, got, want) in [
                     ("w", &got.weights, &w),
                     ("o", &got.output, &o),
@@ -445,23 +511,22 @@ mod tests {
                 ] {
                     assert_eq!(got.len(), want.len(), "{name}");
                     for (g, w) in got.iter().zip(want.iter()) {
-                        assert!(
-                            (g - w).abs() < 1e-12,
-                            "{items}x{l}x{s} causal={causal} {name}: {g} vs {w}"
-                        );
+                        assert!((g - w).abs() < 1e-12, "{items}x{l}x{s} {kind} {name}: {g} vs {w}");
                     }
                 }
-                let without = attention(
-                    op(&q, &oq, l, e),
-                    op(&k, &ok, s, e),
-                    op(&v, &ov, s, ev),
-                    0.7,
-                    causal,
-                    false,
-                );
+                let without = attention(qo, ko, vo, 0.7, keys, false);
                 assert_eq!((without.output, without.weights.len()), (got.output, 0));
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "the mask does not cover the rows")]
+    fn a_mask_short_of_the_rows_is_refused() {
+        let data = [1.0f32; 4];
+        let op = |rows, cols| Operand { data: &data, offsets: &[0], rows, cols, rs: cols, cs: 1 };
+        let mask = Keys::Masked { mask: &[true, false, true], starts: &[0, 2] };
+        attention(op(2, 2), op(2, 2), op(2, 2), 1.0, mask, true);
     }
 
     #[test]
@@ -469,7 +534,7 @@ mod tests {
     fn values_without_columns_are_refused() {
         let data = [1.0f32; 4];
         let op = |rows, cols| Operand { data: &data, offsets: &[0], rows, cols, rs: cols, cs: 1 };
-        attention(op(2, 2), op(2, 2), op(2, 0), 1.0, false, true);
+        attention(op(2, 2), op(2, 2), op(2, 0), 1.0, Keys::All, true);
     }
 
     #[test]
@@ -482,7 +547,7 @@ mod tests {
         let q = Operand { data: &qt, offsets: &[0, e * l], rows: l, cols: e, rs: 1, cs: l };
         let kk = Operand { data: &k, offsets: &[0, e], rows: s, cols: e, rs: 2 * e, cs: 1 };
         let vv = Operand { data: &v, offsets: &[0, s], rows: s, cols: 1, rs: 1, cs: 1 };
-        let got = attention(q, kk, vv, 1.0, false, false);
+        let got = attention(q, kk, vv, 1.0, Keys::All, false);
         for item in 0..2 {
             for i in 0..l {
                 let z: Vec<f64> = (0..s)

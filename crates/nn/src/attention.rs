@@ -7,7 +7,7 @@ use std::panic::Location;
 use tapegrad_ops::functional::{self as F, DropoutOptions};
 use tapegrad_ops::prelude::*;
 use tapegrad_ops::{AttentionOptions, where_};
-use tapegrad_tape::{DType, Error, Result, Tensor};
+use tapegrad_tape::{DType, Error, Result, Storage, Tensor};
 
 use crate::Module;
 use crate::field::TrainingFlag;
@@ -65,7 +65,9 @@ pub struct MultiheadAttention {
 /// (`[L, S]` or `[N * num_heads, L, S]`: true where a query may not attend to a key, or a
 /// float added to the scores), `average_attn_weights` (true: weights averaged over heads)
 /// and `is_causal` (true: each query attends only to keys at or before its position; with
-/// an `attn_mask` it is PyTorch's hint that the mask is causal, and the mask is used).
+/// an `attn_mask` it is PyTorch's hint that the mask is causal, and the mask is used, so a
+/// wrong hint does no harm; without a key padding mask and returned weights, the attention
+/// then skips the keys the causal mask hides, with or without the mask passed).
 ///
 /// ```
 /// use tapegrad_nn::{MultiheadAttention, MultiheadAttentionOptions};
@@ -158,6 +160,26 @@ impl MultiheadAttentionOptions {
     pub fn is_causal(mut self, is_causal: bool) -> Self {
         self.is_causal = is_causal;
         self
+    }
+}
+
+/// Whether `mask` is the `[l, s]` causal mask, as a bool mask (true above the diagonal) or
+/// a float one (`-inf` above it, 0 elsewhere).
+fn is_causal_mask(mask: &Tensor, l: usize, s: usize) -> bool {
+    if mask.shape() != [l, s] {
+        return false;
+    }
+    let hidden = |m: f64| m == f64::NEG_INFINITY;
+    match &mask.contiguous_storage() {
+        Storage::Bool(bits) => bits.iter().enumerate().all(|(p, &m)| m == (p % s > p / s)),
+        Storage::F32(v) => v
+            .iter()
+            .enumerate()
+            .all(|(p, &m)| if p % s > p / s { hidden(m as f64) } else { m == 0.0 }),
+        Storage::F64(v) => {
+            v.iter().enumerate().all(|(p, &m)| if p % s > p / s { hidden(m) } else { m == 0.0 })
+        }
+        Storage::I64(_) => false,
     }
 }
 
@@ -396,7 +418,18 @@ impl MultiheadAttention {
                 value.shape()
             )));
         }
-        let mask = self.merged_mask(&options, (n, l, s), batched, q.dtype(), location)?;
+        // Without padding and returned weights, a causal attention goes to the attention op
+        // as its causal flag (which skips the hidden keys), not as a mask: PyTorch's rule,
+        // except that an attn_mask passed with the hint must be the causal mask itself.
+        let causal_flag = options.is_causal
+            && options.key_padding_mask.is_none()
+            && !options.need_weights
+            && options.attn_mask.as_ref().is_none_or(|mask| is_causal_mask(mask, l, s));
+        let mask = if causal_flag {
+            None
+        } else {
+            self.merged_mask(&options, (n, l, s), batched, q.dtype(), location)?
+        };
 
         let (q, k, v) = self.project(query, key, value, (&q, &k, &v));
         let split_heads = |t: Tensor| {
@@ -419,7 +452,7 @@ impl MultiheadAttention {
                 if options.average_attn_weights { weights.mean_dim(1, false) } else { weights };
             (out, Some(if batched { weights } else { weights.squeeze_dim(0) }))
         } else {
-            let mut attention = AttentionOptions::default().dropout_p(p);
+            let mut attention = AttentionOptions::default().dropout_p(p).is_causal(causal_flag);
             attention.attn_mask = mask;
             (F::try_scaled_dot_product_attention_with(&q, &k, &v, attention)?, None)
         };

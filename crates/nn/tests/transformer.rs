@@ -86,6 +86,70 @@ fn post_norm_causal_encoder_layer_matches_pytorch() {
     }
 }
 
+/// `is_causal` without returned weights reaches the attention op as its causal flag, alone
+/// or with the causal mask (bool or float) it hints at; with more keys than queries as with
+/// fewer, outputs and gradients are those of the explicit mask. A mask that is not causal
+/// is used as it is, hint or not.
+#[test]
+fn causal_hints_match_the_explicit_masks() {
+    for (dtype, tolerance) in DTYPES {
+        for (l, s) in [(5, 5), (3, 6), (6, 3)] {
+            tapegrad_tape::manual_seed(7);
+            let mut mha = MultiheadAttention::new(8, 2).batch_first(true);
+            mha.to_dtype(dtype);
+            let q = Tensor::randn(&[2, l, 8]).to_dtype(dtype).requires_grad();
+            let kv = Tensor::randn(&[2, s, 8]).to_dtype(dtype).requires_grad();
+            let bits = |hide: &dyn Fn(usize, usize) -> bool| {
+                let hidden: Vec<bool> = (0..l * s).map(|p| hide(p / s, p % s)).collect();
+                Tensor::from_vec(hidden, &[l, s])
+            };
+            let causal = bits(&|i, j| j > i);
+            let causal_float = tapegrad_ops::where_(
+                &causal,
+                &Tensor::full_dtype(&[], f64::NEG_INFINITY, dtype),
+                &Tensor::zeros_dtype(&[], dtype),
+            );
+            let other = bits(&|i, j| j > i + 1 || (i + j) % 4 == 3);
+            let run = |options: MultiheadAttentionOptions| {
+                let (out, _) = mha.forward_with(&q, &kv, &kv, options.need_weights(false));
+                (&out * &out).sum().backward();
+                let w = mha.in_proj_weight.as_ref().unwrap();
+                let got = [out.detach(), q.grad().unwrap(), kv.grad().unwrap(), w.grad().unwrap()];
+                for t in [&q, &kv, w] {
+                    t.zero_grad();
+                }
+                got
+            };
+            let plain = MultiheadAttentionOptions::default;
+            let cases = [
+                ("the flag alone", plain().is_causal(true), plain().attn_mask(&causal)),
+                (
+                    "the flag and the bool mask",
+                    plain().is_causal(true).attn_mask(&causal),
+                    plain().attn_mask(&causal),
+                ),
+                (
+                    "the flag and the float mask",
+                    plain().is_causal(true).attn_mask(&causal_float),
+                    plain().attn_mask(&causal),
+                ),
+                (
+                    "a wrong hint",
+                    plain().is_causal(true).attn_mask(&other),
+                    plain().attn_mask(&other),
+                ),
+            ];
+            for (case, hinted, explicit) in cases {
+                let (got, want) = (run(hinted), run(explicit));
+                let names = ["out", "query grad", "key/value grad", "in_proj_weight grad"];
+                for (name, (a, b)) in names.iter().zip(got.iter().zip(&want)) {
+                    assert_close(&format!("{case}: {name} at L {l}, S {s}"), a, b, tolerance);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn pre_norm_encoder_stack_with_padding_matches_pytorch() {
     let case = Case::new("transformer.safetensors", "encoder");

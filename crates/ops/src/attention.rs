@@ -1,6 +1,9 @@
-//! Scaled dot-product attention: the two products, the attention weights (the scale, a
-//! causal, bool or float mask and the softmax as one recorded op, whose backward under
-//! `create_graph` is written with recorded ops, so it differentiates again), dropout.
+//! Scaled dot-product attention, two ways. Without dropout, over operands of one batch
+//! shape, and with no mask, the causal one, or a mask that gets no gradient, it is one
+//! recorded op over the blocked kernel (queries in blocks, the scores in cache). Otherwise
+//! it is the two products around the attention weights (the scale, a causal, bool or float
+//! mask and the softmax as one recorded op) and dropout. Both ops' backwards under
+//! `create_graph` are written with recorded ops, so they differentiate again.
 
 use std::panic::Location;
 
@@ -104,26 +107,39 @@ pub(crate) fn scaled_dot_product_attention(
     let l = last(q, 2);
     let scale = options.scale.unwrap_or(1.0 / (last(q, 1) as f64).sqrt());
     let leading = |t: &Tensor| t.shape()[..t.dim() - 2].to_vec();
-    let in_blocks = options.attn_mask.is_none()
+    let mask_layout = |mask: &Tensor, scores: &[usize]| {
+        mask.layout().broadcast_to(scores).ok_or_else(|| {
+            shape_error(format!(
+                "attn_mask {:?} does not broadcast to the scores' shape {scores:?}",
+                mask.shape(),
+            ))
+        })
+    };
+    // A float mask that may get a gradient (or carries a tangent) is an input of the
+    // weights op; the blocked kernel treats masks as constants.
+    let constant_mask = options.attn_mask.as_ref().is_none_or(|mask| {
+        mask.dtype() == DType::Bool
+            || (!tapegrad_tape::will_record(&[mask])
+                && tapegrad_tape::forward_ad::unpack_dual(mask).tangent.is_none())
+    });
+    let in_blocks = constant_mask
         && options.dropout_p == 0.0
         && leading(q) == leading(k)
         && leading(k) == leading(v)
         && [l, last(k, 2), last(q, 1), last(v, 1)].iter().all(|&n| n > 0);
     if in_blocks {
-        return Ok(blocked_attention(q, k, v, scale, options.is_causal, location));
+        let mask = match &options.attn_mask {
+            Some(mask) => {
+                let scores = [leading(q), vec![l, last(k, 2)]].concat();
+                Some((mask.clone(), mask_layout(mask, &scores)?))
+            }
+            None => None,
+        };
+        return Ok(blocked_attention(q, k, v, scale, options.is_causal, mask, location));
     }
     let scores = matmul::matmul(q, &shape::transpose(k, -2, -1)?)?;
     let visible = match &options.attn_mask {
-        Some(mask) => {
-            let Some(layout) = mask.layout().broadcast_to(scores.shape()) else {
-                return Err(shape_error(format!(
-                    "attn_mask {:?} does not broadcast to the scores' shape {:?}",
-                    mask.shape(),
-                    scores.shape()
-                )));
-            };
-            Visible::Mask(mask, layout)
-        }
+        Some(mask) => Visible::Mask(mask, mask_layout(mask, scores.shape())?),
         None if options.is_causal => Visible::Causal(l),
         None => Visible::All,
     };
@@ -165,6 +181,22 @@ fn mask_rows(mask: &Tensor, layout: &Layout, keys: usize) -> (Storage, Vec<usize
     (copied, (0..rows).map(|r| r * keys).collect())
 }
 
+/// The kernels' form of `visible`, with a mask's elements and row starts from
+/// [`mask_rows`].
+fn kernel_keys<'a, T: Element>(
+    visible: &Visible,
+    mask: Option<&'a (Storage, Vec<usize>)>,
+) -> Keys<'a, T> {
+    match (visible, mask) {
+        (Visible::Causal(queries), _) => Keys::Causal { queries: *queries },
+        (_, Some((Storage::Bool(bits), starts))) => Keys::Masked { mask: bits, starts },
+        (_, Some((added, starts))) => {
+            Keys::Added { mask: added.as_slice::<T>().expect("dtype checked"), starts }
+        }
+        _ => Keys::All,
+    }
+}
+
 /// `softmax(scores scale + mask)` over the keys each query sees (zero weight at the
 /// others), as one recorded op: the kernel reads the scores once and writes the weights
 /// once, where the composed form scales, masks and normalises in passes of their own. Rows
@@ -189,15 +221,7 @@ fn attention_weights(
         visible: &Visible,
         mask: Option<&(Storage, Vec<usize>)>,
     ) -> Vec<T> {
-        let seen = match (visible, mask) {
-            (Visible::Causal(queries), _) => Keys::Causal { queries: *queries },
-            (_, Some((Storage::Bool(bits), starts))) => Keys::Masked { mask: bits, starts },
-            (_, Some((added, starts))) => {
-                Keys::Added { mask: added.as_slice::<T>().expect("dtype checked"), starts }
-            }
-            _ => Keys::All,
-        };
-        kernels::attention_weights(x, keys, T::round_from(scale), &seen)
+        kernels::attention_weights(x, keys, T::round_from(scale), &kernel_keys(visible, mask))
     }
     let mask_rows = rows_of_mask.as_ref();
     let storage = match &scores.contiguous_storage() {
@@ -295,11 +319,12 @@ fn matrix_offsets(t: &Tensor) -> Vec<usize> {
     t.layout().narrow(d - 2, 0, 1).narrow(d - 1, 0, 1).offsets().collect()
 }
 
-/// Attention without a mask (or with the causal one) and without dropout, over operands
-/// of one batch shape, as one recorded op: the kernel takes blocks of queries through
-/// both products and the softmax in cache, and under the causal mask skips the keys a
-/// block does not see. The weights are kept for the backward only when it will run. Its
-/// plain backward is the blocked kernel's; under `create_graph` it is the same formulas in
+/// Attention without dropout, over operands of one batch shape, with no mask, the causal
+/// one, or a bool or float `mask` (with its layout broadcast to the scores' shape) that
+/// gets no gradient, as one recorded op: the kernel takes blocks of queries through both
+/// products and the softmax in cache, and under the causal mask skips the keys a block
+/// does not see. The weights are kept for the backward only when it will run. Its plain
+/// backward is the blocked kernel's; under `create_graph` it is the same formulas in
 /// recorded ops (the weights recomputed from the saved operands, so they differentiate
 /// again).
 fn blocked_attention(
@@ -308,29 +333,40 @@ fn blocked_attention(
     v: &Tensor,
     scale: f64,
     causal: bool,
+    mask: Option<(Tensor, Layout)>,
     location: &'static Location<'static>,
 ) -> Tensor {
     let keep_weights = tapegrad_tape::will_record(&[q, k, v]);
     let mut out_shape = q.shape().to_vec();
     *out_shape.last_mut().expect("two dimensions") = v.shape()[v.dim() - 1];
+    let queries = q.shape()[q.dim() - 2];
+    let visible = match &mask {
+        Some((mask, layout)) => Visible::Mask(mask, layout.clone()),
+        None if causal => Visible::Causal(queries),
+        None => Visible::All,
+    };
     let (output, weights) = match q.dtype() {
-        DType::F32 => blocked_forward::<f32>([q, k, v], scale, causal, keep_weights),
-        _ => blocked_forward::<f64>([q, k, v], scale, causal, keep_weights),
+        DType::F32 => blocked_forward::<f32>([q, k, v], scale, &visible, keep_weights),
+        _ => blocked_forward::<f64>([q, k, v], scale, &visible, keep_weights),
     };
     let value = Tensor::from_storage(output, Layout::contiguous(&out_shape));
-    let queries = q.shape()[q.dim() - 2];
     // The weights as the differentiable ops compute them, for create_graph and forward mode.
     let recorded_weights = move |q: &Tensor, k: &Tensor| {
         let scores = matmul::matmul(q, &shape::transpose(k, -2, -1).expect("two dimensions"))
             .expect("shapes checked");
-        let visible = if causal { Visible::Causal(queries) } else { Visible::All };
-        attention_weights(&scores, scale, visible, location).expect("no mask")
+        let visible = match &mask {
+            Some((mask, layout)) => Visible::Mask(mask, layout.clone()),
+            None if causal => Visible::Causal(queries),
+            None => Visible::All,
+        };
+        attention_weights(&scores, scale, visible, location).expect("the mask was checked")
     };
     let mut weights_shape = q.shape().to_vec();
     *weights_shape.last_mut().expect("two dimensions") = k.shape()[k.dim() - 2];
     let make_backward = || {
         let saved_weights =
             Tensor::from_storage(weights.clone(), Layout::contiguous(&weights_shape));
+        let recorded_weights = recorded_weights.clone();
         Backward::new(move |ctx| {
             let (q, k, v) = (ctx.saved(0), ctx.saved(1), ctx.saved(2));
             let g = ctx.grad();
@@ -394,18 +430,24 @@ fn blocked_attention(
 fn blocked_forward<T: Element>(
     [q, k, v]: [&Tensor; 3],
     scale: f64,
-    causal: bool,
+    visible: &Visible,
     keep_weights: bool,
 ) -> (Storage, Storage) {
     let storages = [q.storage(), k.storage(), v.storage()];
     let offsets = [q, k, v].map(matrix_offsets);
     let [qs, ks, vs] = [0, 1, 2].map(|i| storages[i].as_slice::<T>().expect("one float dtype"));
+    let keys = k.shape()[k.dim() - 2];
+    let rows_of_mask = match visible {
+        Visible::Mask(mask, layout) => Some(mask_rows(mask, layout, keys)),
+        _ => None,
+    };
+    let seen = kernel_keys(visible, rows_of_mask.as_ref());
     let attended = tapegrad_kernels::attention::attention(
         operand(q, qs, &offsets[0]),
         operand(k, ks, &offsets[1]),
         operand(v, vs, &offsets[2]),
         T::round_from(scale),
-        causal,
+        seen,
         keep_weights,
     );
     (Storage::from_vec(attended.output), Storage::from_vec(attended.weights))

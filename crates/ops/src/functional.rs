@@ -679,9 +679,10 @@ pub fn try_layer_norm_with(
 
 /// Attention of queries `q` (`[..., L, E]`) over keys `k` (`[..., S, E]`) and values `v`
 /// (`[..., S, Ev]`): `softmax(q kᵀ / sqrt(E)) v`, leading dimensions broadcast, no mask, no
-/// dropout (PyTorch's `F.scaled_dot_product_attention` defaults). Without a mask or
-/// dropout it runs in blocks of queries that never write the scores out; its backward is
-/// written with recorded ops under `create_graph`, so it differentiates twice.
+/// dropout (PyTorch's `F.scaled_dot_product_attention` defaults). Without dropout, and
+/// with no mask, the causal one or a mask that needs no gradient, it runs in blocks of
+/// queries that never write the scores out; its backward is written with recorded ops
+/// under `create_graph`, so it differentiates twice.
 ///
 /// ```
 /// use tapegrad_ops::functional::scaled_dot_product_attention;

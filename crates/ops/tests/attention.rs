@@ -214,19 +214,42 @@ fn float_masks_match_the_composed_form_and_get_gradients() {
     }
 }
 
-/// Attention without a mask runs in blocks of queries: with several blocks (and a short
+/// Attention without dropout runs in blocks of queries: with several blocks (and a short
 /// last one), heads taken as a transposed view of `[batch, L, heads, E]`, more or fewer
-/// keys than queries, causal or not, in both float types, it gives the op-by-op form's
-/// values, gradients, and gradients of gradients.
+/// keys than queries, without a mask, causal, with a bool key padding mask or a float
+/// mask that needs no gradient, in both float types, it gives the op-by-op form's values,
+/// gradients, and gradients of gradients.
 #[test]
 fn blocked_attention_matches_the_composed_form() {
-    let composed_attention = |q: &Tensor, k: &Tensor, v: &Tensor, causal: bool| {
-        let (l, s) = (q.shape()[q.dim() - 2], k.shape()[k.dim() - 2]);
-        let keep = Tensor::from_vec(
-            (0..l * s).map(|p| !causal || p % s <= p / s).collect::<Vec<_>>(),
-            &[l, s],
-        );
-        composed(q, k, v, &keep, 0.4)
+    let kinds = ["none", "causal", "padding", "float"];
+    // The mask of each kind for `[b, h, l, s]` scores, as SDPA takes it and as the
+    // composed form adds it (0 or -inf, or the float values).
+    let masks = |kind: &str, (b, l, s): (usize, usize, usize), dtype| {
+        let hidden = f64::NEG_INFINITY;
+        let added = |shape: &[usize], value: &dyn Fn(usize) -> f64| {
+            let n = shape.iter().product::<usize>();
+            Tensor::from_vec((0..n).map(value).collect::<Vec<f64>>(), shape).to_dtype(dtype)
+        };
+        match kind {
+            "causal" => (None, added(&[l, s], &|p| if p % s <= p / s { 0.0 } else { hidden })),
+            "padding" => {
+                let keeps = |p: usize| p % s < s - 3 * (p / s);
+                let bits =
+                    Tensor::from_vec((0..b * s).map(keeps).collect::<Vec<_>>(), &[b, 1, 1, s]);
+                (Some(bits), added(&[b, 1, 1, s], &|p| if keeps(p) { 0.0 } else { hidden }))
+            }
+            "float" => {
+                let value =
+                    |p: usize| if p % s > p / s + 2 { hidden } else { 0.01 * (p % 13) as f64 };
+                let mask = added(&[l, s], &value);
+                (Some(mask.clone()), mask)
+            }
+            _ => (None, added(&[1], &|_| 0.0)),
+        }
+    };
+    let composed_attention = |q: &Tensor, k: &Tensor, v: &Tensor, added: &Tensor| {
+        let scores = &q.matmul(&k.transpose(-2, -1)).mul_scalar(0.4) + added;
+        scores.softmax(-1).matmul(v)
     };
     for dtype in [tapegrad_tape::DType::F64, tapegrad_tape::DType::F32] {
         for (b, h, l, s, e) in [(2, 3, 130, 70, 8), (1, 2, 65, 150, 4)] {
@@ -235,10 +258,13 @@ fn blocked_attention_matches_the_composed_form() {
             };
             let (q, k, v) = (heads(l, 7, 13), heads(s, 5, 11), heads(s, 3, 7));
             let c = input(&[b, h, l, e], 11, 17).to_dtype(dtype);
-            for causal in [false, true] {
-                let options = AttentionOptions::default().is_causal(causal).scale(0.4);
+            for kind in kinds {
+                let (mask, added) = masks(kind, (b, l, s), dtype);
+                let mut options =
+                    AttentionOptions::default().is_causal(kind == "causal").scale(0.4);
+                options.attn_mask = mask;
                 let fused = F::scaled_dot_product_attention_with(&q, &k, &v, options.clone());
-                let want = composed_attention(&q, &k, &v, causal);
+                let want = composed_attention(&q, &k, &v, &added);
                 let tol = if dtype == tapegrad_tape::DType::F64 { 1e-12 } else { 2e-5 };
                 let first = |y: &Tensor| {
                     let loss = (y * &c).sum();
@@ -268,7 +294,7 @@ fn blocked_attention_matches_the_composed_form() {
                     for (g, w) in got.iter().zip(&want) {
                         assert!(
                             (g - w).abs() <= tol * (1.0 + w.abs()),
-                            "{dtype:?} [{b}, {h}, {l}, {s}] causal={causal} {what}: {g} vs {w}"
+                            "{dtype:?} [{b}, {h}, {l}, {s}] {kind} {what}: {g} vs {w}"
                         );
                     }
                 }

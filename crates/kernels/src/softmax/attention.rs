@@ -216,6 +216,33 @@ pub(crate) fn weights_in_place<T: Softmax>(y: &mut [T], scale: T) {
     normalise(y, false);
 }
 
+/// The weights of row `row` of `visible`'s scores in place, for its first `y.len()` keys:
+/// the scaled scores masked (a bool mask) or with the mask added, then the softmax, zeros
+/// where the row sees nothing. The causal mask is the caller's: it passes the keys the row
+/// sees.
+#[inline(always)]
+pub(crate) fn masked_weights_in_place<T: Softmax>(
+    y: &mut [T],
+    scale: T,
+    visible: &Keys<'_, T>,
+    row: usize,
+) {
+    let keys = y.len();
+    match *visible {
+        Keys::All | Keys::Causal { .. } => return weights_in_place(y, scale),
+        Keys::Masked { mask, starts } => {
+            let hidden = T::round_from(f64::NEG_INFINITY);
+            let mask = &mask[starts[row]..starts[row] + keys];
+            y.iter_mut().zip(mask).for_each(|(y, &m)| *y = if m { *y * scale } else { hidden });
+        }
+        Keys::Added { mask, starts } => {
+            let mask = &mask[starts[row]..starts[row] + keys];
+            y.iter_mut().zip(mask).for_each(|(y, &a)| *y = *y * scale + a);
+        }
+    }
+    normalise(y, true);
+}
+
 /// The gradient of one row's scores in place of the weights' gradient `g`:
 /// `scale y (g - Σ g y)`, inlined into the caller's instruction-set copy.
 #[inline(always)]
