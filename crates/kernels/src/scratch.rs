@@ -39,44 +39,49 @@ impl ScratchElement for f64 {
 
 /// A buffer whose values are unspecified: left from earlier use on this thread (or
 /// zero). For buffers a kernel writes in full before it reads them.
-pub(crate) struct Scratch<T: ScratchElement = f32>(Vec<T>);
+///
+/// The vector keeps every element it ever held (its length is the most it was asked for),
+/// and the buffer is its first `len`: a spare serves a shorter request and then a longer
+/// one again without zeroing what it already holds.
+pub(crate) struct Scratch<T: ScratchElement = f32> {
+    values: Vec<T>,
+    len: usize,
+}
 
 impl<T: ScratchElement> Scratch<T> {
     /// A buffer of `len` elements.
     pub fn new(len: usize) -> Scratch<T> {
         let spare = T::spares().with(|spare| {
             let mut spare = spare.borrow_mut();
-            // The first that is large enough, else the largest (grown below).
-            let fits = spare.iter().position(|v| v.capacity() >= len);
-            let pick = fits.or_else(|| (0..spare.len()).max_by_key(|&i| spare[i].capacity()));
+            // The first that holds enough, else the largest (grown below).
+            let fits = spare.iter().position(|v| v.len() >= len);
+            let pick = fits.or_else(|| (0..spare.len()).max_by_key(|&i| spare[i].len()));
             pick.map(|i| spare.swap_remove(i))
         });
         let mut values = spare.unwrap_or_default();
         if values.len() < len {
             values.resize(len, T::default());
-        } else {
-            values.truncate(len);
         }
-        Scratch(values)
+        Scratch { values, len }
     }
 }
 
 impl<T: ScratchElement> Deref for Scratch<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        &self.0
+        &self.values[..self.len]
     }
 }
 
 impl<T: ScratchElement> DerefMut for Scratch<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.0
+        &mut self.values[..self.len]
     }
 }
 
 impl<T: ScratchElement> Drop for Scratch<T> {
     fn drop(&mut self) {
-        let values = std::mem::take(&mut self.0);
+        let values = std::mem::take(&mut self.values);
         if values.capacity() > MAX_KEPT_BYTES / std::mem::size_of::<T>() {
             return;
         }
@@ -103,10 +108,16 @@ mod tests {
         // The same allocation serves a request it can hold, at the requested length.
         let again = Scratch::<f32>::new(10);
         assert_eq!((again.len(), again.as_ptr()), (10, at));
-        // A larger request grows the buffer: new elements are zero.
+        // A request up to what it held before takes it as it is; a larger one grows it,
+        // with zeros past what it held.
         drop(again);
+        let mut longer = Scratch::<f32>::new(1000);
+        assert_eq!((longer.len(), longer.as_ptr()), (1000, at));
+        longer.fill(1.0);
+        drop(longer);
         let grown = Scratch::<f32>::new(2000);
         assert_eq!(grown.len(), 2000);
+        assert!(grown[..1000].iter().all(|&v| v == 1.0));
         assert!(grown[1000..].iter().all(|&v| v == 0.0));
     }
 }
