@@ -203,6 +203,14 @@ fn rows() -> Vec<Row> {
         ),
         ("Reductions", "x.mean(dim=-1)", x.mean_dim(-1, false)),
         ("Reductions", "x.var(dim=1, correction=1)", x.var_dim(1, 1.0, false)),
+        (
+            "Reductions",
+            "img.mean(dim=(2, 3)) / img.sum(dim=(0, 2)) / img.var(dim=(0, 2, 3))",
+            img.mean_dims(&[2, 3], false)
+                .add(&img.sum_dims(&[0, 2], false).sum())
+                .add(&img.var_dims(&[0, 2, 3], 1.0, false).sum()),
+            "`sum_dims`, `mean_dims` and `var_dims` take several dimensions at once"
+        ),
         ("Reductions", "x.max() / x.min()", x.max()),
         ("Reductions", "x.max(dim=1) (values, indices)", x.max_dim(1, false)),
         ("Reductions", "x.argmax(dim=1)", x.argmax(Some(1), false)),

@@ -7,7 +7,7 @@ use std::panic::Location;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Result, Storage, Tensor, ensure_float, kernels, map_float_storage, or_panic,
+    Backward, Error, Result, Storage, Tensor, ensure_float, kernels, map_float_storage, or_panic,
     record_with_tangent,
 };
 
@@ -59,43 +59,97 @@ pub(crate) fn mean(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn sum_dim(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor> {
-    reduce_dim("sum_dim", x, dim, keepdim, 1.0, Location::caller())
+    reduce_dims("sum_dim", x, &[dim], keepdim, Scale::One, Location::caller())
 }
 
 #[track_caller]
 pub(crate) fn mean_dim(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor> {
-    let location = Location::caller();
-    let d = resolve("mean_dim", x, dim, location)?;
-    let n = x.shape().get(d).copied().unwrap_or(1) as f64;
-    reduce_dim("mean_dim", x, dim, keepdim, 1.0 / n, location)
+    reduce_dims("mean_dim", x, &[dim], keepdim, Scale::Mean, Location::caller())
 }
 
-/// Sum along `dim`, times `scale`, keeping or dropping the reduced dimension.
-fn reduce_dim(
+#[track_caller]
+pub(crate) fn sum_dims(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+    reduce_dims("sum_dims", x, dims, keepdim, Scale::One, Location::caller())
+}
+
+#[track_caller]
+pub(crate) fn mean_dims(x: &Tensor, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+    reduce_dims("mean_dims", x, dims, keepdim, Scale::Mean, Location::caller())
+}
+
+/// What a sum along dimensions is multiplied by.
+#[derive(Clone, Copy)]
+enum Scale {
+    One,
+    /// One over the number of elements summed: the mean.
+    Mean,
+}
+
+/// The dimensions `dims` of `x` resolved, each once; at least one.
+fn resolve_dims(
     op: &'static str,
     x: &Tensor,
-    dim: isize,
+    dims: &[isize],
+    location: &'static Location<'static>,
+) -> Result<Vec<usize>> {
+    if dims.is_empty() {
+        return Err(Error::InvalidArgument {
+            op,
+            message: "no dimensions given (to reduce over all of them, call it without dims)"
+                .into(),
+            location,
+        });
+    }
+    let mut resolved = Vec::with_capacity(dims.len());
+    for &dim in dims {
+        let d = resolve(op, x, dim, location)?;
+        if resolved.contains(&d) {
+            return Err(Error::InvalidArgument {
+                op,
+                message: format!("dimension {d} appears twice in {dims:?}"),
+                location,
+            });
+        }
+        resolved.push(d);
+    }
+    Ok(resolved)
+}
+
+/// Sum along `dims`, times `scale`, keeping or dropping the reduced dimensions.
+fn reduce_dims(
+    op: &'static str,
+    x: &Tensor,
+    dims: &[isize],
     keepdim: bool,
-    scale: f64,
+    scale: Scale,
     location: &'static Location<'static>,
 ) -> Result<Tensor> {
     ensure_float(op, x, location)?;
-    let d = resolve(op, x, dim, location)?;
+    let reduced = resolve_dims(op, x, dims, location)?;
     let in_shape = x.shape().to_vec();
+    let count: usize = reduced.iter().map(|&d| in_shape.get(d).copied().unwrap_or(1)).product();
+    let scale = match scale {
+        Scale::One => 1.0,
+        Scale::Mean => 1.0 / count as f64,
+    };
     if in_shape.is_empty() {
         // A scalar has nothing to reduce over; PyTorch returns it unchanged.
         return Ok(x.mul_scalar(scale));
     }
     let mut kept = in_shape.clone();
-    kept[d] = 1;
+    for &d in &reduced {
+        kept[d] = 1;
+    }
     let mut value = sum_value(x, &kept);
     if scale != 1.0 {
         value = value.mul_scalar(scale);
     }
+    let dims = dims.to_vec();
     let out_shape: Vec<usize> = if keepdim {
         kept.clone()
     } else {
-        in_shape.iter().enumerate().filter(|&(i, _)| i != d).map(|(_, &n)| n).collect()
+        let dropped = in_shape.iter().enumerate().filter(|(i, _)| !reduced.contains(i));
+        dropped.map(|(_, &n)| n).collect()
     };
     let value = Tensor::from_storage(value.storage(), Layout::contiguous(&out_shape));
     Ok(record_with_tangent(
@@ -111,7 +165,13 @@ fn reduce_dim(
                 smallvec![Some(g.broadcast_to(&in_shape))]
             })
         },
-        |ctx| ctx.map(|v| reduce_dim(op, v, dim, keepdim, scale, location).expect("checked")),
+        move |ctx| {
+            ctx.map(|v| {
+                let summed = reduce_dims(op, v, &dims, keepdim, Scale::One, location);
+                let summed = summed.expect("checked");
+                if scale != 1.0 { summed.mul_scalar(scale) } else { summed }
+            })
+        },
     ))
 }
 
@@ -455,24 +515,28 @@ fn kept_full(shape: &[usize]) -> Vec<usize> {
 #[track_caller]
 pub(crate) fn var(
     x: &Tensor,
-    dim: Option<isize>,
+    dims: Option<&[isize]>,
     correction: f64,
     keepdim: bool,
 ) -> Result<Tensor> {
     let location = Location::caller();
     tapegrad_tape::ensure_float("var", x, location)?;
-    match dim {
+    match dims {
         None => {
             let n = x.numel() as f64;
             let centered = x - &mean(x);
             Ok(sum(&crate::unary::square(&centered)).div_scalar((n - correction).max(0.0)))
         }
-        Some(dim) => {
-            let d = resolve("var", x, dim, location)?;
-            let n = x.shape().get(d).copied().unwrap_or(1) as f64;
-            let centered = x - &mean_dim(x, dim, true)?;
-            let s = sum_dim(&crate::unary::square(&centered), dim, keepdim)?;
-            Ok(s.div_scalar((n - correction).max(0.0)))
+        Some(dims) => {
+            let reduced = resolve_dims("var", x, dims, location)?;
+            let n: usize =
+                reduced.iter().map(|&d| x.shape().get(d).copied().unwrap_or(1)).product();
+            let (mean_op, sum_op) =
+                if dims.len() == 1 { ("mean_dim", "sum_dim") } else { ("mean_dims", "sum_dims") };
+            let centered = x - &reduce_dims(mean_op, x, dims, true, Scale::Mean, location)?;
+            let squares = crate::unary::square(&centered);
+            let s = reduce_dims(sum_op, &squares, dims, keepdim, Scale::One, location)?;
+            Ok(s.div_scalar((n as f64 - correction).max(0.0)))
         }
     }
 }
@@ -619,6 +683,53 @@ pub trait ReduceOps {
     #[track_caller]
     fn try_mean_dim(&self, dim: isize, keepdim: bool) -> Result<Tensor>;
 
+    /// The sum over the dimensions `dims` (PyTorch's `x.sum(dim=(..), keepdim)`), keeping
+    /// them as size 1 if `keepdim`. Each dimension may be given once; at least one.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], &[2, 2, 2]);
+    /// assert_eq!(x.sum_dims(&[0, -1], false).to_vec::<f32>(), vec![14.0, 22.0]);
+    /// assert_eq!(x.sum_dims(&[1, 2], true).shape(), &[2, 1, 1]);
+    /// ```
+    #[track_caller]
+    fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        or_panic(self.try_sum_dims(dims, keepdim))
+    }
+
+    /// [`ReduceOps::sum_dims`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::ones(&[2, 3]);
+    /// assert!(x.try_sum_dims(&[0, -2], false).is_err()); // dimension 0 twice
+    /// assert!(x.try_sum_dims(&[], false).is_err()); // none: `sum()` reduces every one
+    /// ```
+    #[track_caller]
+    fn try_sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor>;
+
+    /// The mean over the dimensions `dims` (PyTorch's `x.mean(dim=(..), keepdim)`): global
+    /// average pooling is `x.mean_dims(&[2, 3], false)` of an `[N, C, H, W]` batch.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 6.0], &[1, 1, 2, 2]);
+    /// assert_eq!(x.mean_dims(&[2, 3], false).to_vec::<f32>(), vec![3.0]);
+    /// ```
+    #[track_caller]
+    fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        or_panic(self.try_mean_dims(dims, keepdim))
+    }
+
+    /// [`ReduceOps::mean_dims`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_mean_dims(&[2], false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor>;
+
     /// The variance of all elements with Bessel's `correction` (1 gives the unbiased
     /// estimate, PyTorch's default; 0 the population variance).
     ///
@@ -650,6 +761,29 @@ pub trait ReduceOps {
     /// ```
     #[track_caller]
     fn try_var_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Result<Tensor>;
+
+    /// The variance over the dimensions `dims` with Bessel's `correction` (PyTorch's
+    /// `x.var(dim=(..), correction, keepdim)`): a batch norm's statistics are
+    /// `x.var_dims(&[0, 2, 3], 0.0, true)` of an `[N, C, H, W]` batch.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 1.0, 3.0], &[2, 1, 2]);
+    /// assert_eq!(x.var_dims(&[0, 2], 0.0, false).to_vec::<f64>(), vec![1.0]);
+    /// ```
+    #[track_caller]
+    fn var_dims(&self, dims: &[isize], correction: f64, keepdim: bool) -> Tensor {
+        or_panic(self.try_var_dims(dims, correction, keepdim))
+    }
+
+    /// [`ReduceOps::var_dims`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_var_dims(&[1, 1], 1.0, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_var_dims(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<Tensor>;
 
     /// The largest element (NaN if any element is NaN); the elements equal to it (or the
     /// NaNs) share the gradient evenly.
@@ -932,12 +1066,24 @@ impl ReduceOps for Tensor {
         mean_dim(self, dim, keepdim)
     }
     #[track_caller]
+    fn try_sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        sum_dims(self, dims, keepdim)
+    }
+    #[track_caller]
+    fn try_mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        mean_dims(self, dims, keepdim)
+    }
+    #[track_caller]
+    fn try_var_dims(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<Tensor> {
+        var(self, Some(dims), correction, keepdim)
+    }
+    #[track_caller]
     fn var(&self, correction: f64) -> Tensor {
         or_panic(var(self, None, correction, false))
     }
     #[track_caller]
     fn try_var_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Result<Tensor> {
-        var(self, Some(dim), correction, keepdim)
+        var(self, Some(&[dim]), correction, keepdim)
     }
     #[track_caller]
     fn max(&self) -> Tensor {

@@ -70,6 +70,18 @@ fn with_dim(range: std::ops::Range<f64>, min_size: usize) -> BoxedStrategy<Sampl
         .boxed()
 }
 
+/// The dimension `d` of `t` and, when `t` has two or more, the next one (wrapping round)
+/// counted from the end: the dimensions a multi-dimension reduction of a `with_dim` sample
+/// takes.
+fn two_dims(t: &Tensor, d: i64) -> Vec<isize> {
+    let (rank, d) = (t.dim() as isize, d as isize);
+    if rank < 2 {
+        return vec![d];
+    }
+    let next = (d.rem_euclid(rank) + 1) % rank;
+    vec![d, next - rank]
+}
+
 fn matmul_shapes() -> BoxedStrategy<Sample> {
     // Ranks 1..=4 on each side with broadcast batch dimensions.
     (broadcast_shapes(2, 2), 1usize..=3, 1usize..=3, 1usize..=3, 0usize..4)
@@ -509,6 +521,20 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.mean_dim(d, keepdim)", "torch.mean(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].mean_dim(i[0] as isize, i[1] == 1)
         }),
+        op!(
+            "x.sum_dims(dims, keepdim)",
+            "torch.sum(dim=tuple)",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| t[0].sum_dims(&two_dims(&t[0], i[0]), i[1] == 1)
+        ),
+        op!(
+            "x.mean_dims(dims, keepdim)",
+            "torch.mean(dim=tuple)",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| t[0].mean_dims(&two_dims(&t[0], i[0]), i[1] == 1)
+        ),
         op!("x.var(correction)", "torch.var", true, with_dim(-2.0..2.0, 2), |t, i| t[0]
             .var(i[1] as f64)),
         op!(
@@ -517,6 +543,13 @@ pub fn registry() -> Vec<OpCase> {
             true,
             with_dim(-2.0..2.0, 2),
             |t, i| t[0].var_dim(i[0] as isize, i[1] as f64, i[1] == 0)
+        ),
+        op!(
+            "x.var_dims(dims, correction, keepdim)",
+            "torch.var(dim=tuple)",
+            true,
+            with_dim(-2.0..2.0, 2),
+            |t, i| t[0].var_dims(&two_dims(&t[0], i[0]), i[1] as f64, i[1] == 0)
         ),
         op!("x.max(), x.min()", "torch.max / min", true, nonempty(-2.0..2.0), |t, i| &t[0].max()
             + &t[0].min()),
