@@ -124,11 +124,24 @@ unsafe fn tiled(
     tile: unsafe fn(*const f32, usize, *mut f32, usize),
 ) {
     let (tiled_rows, tiled_cols) = (rows / side * side, cols / side * side);
-    for r in (0..tiled_rows).step_by(side) {
+    // SAFETY: the CPU runs `tile`; the tile's rows r..r + side and columns c..c + side lie
+    // inside both matrices (the caller's promise).
+    let one =
+        |r: usize, c: usize| unsafe { tile(src.add(r * ss + c), ss, dst.add(c * ds + r), ds) };
+    // The longer rows, of the source or of the destination, are walked one band of `side`
+    // rows at a time from start to end: `side` sequential streams through memory that the
+    // hardware prefetcher follows, where the other order would touch every long row in turn.
+    if rows > cols {
         for c in (0..tiled_cols).step_by(side) {
-            // SAFETY: the CPU runs `tile`; the tile's rows r..r + side and columns
-            // c..c + side lie inside both matrices (the caller's promise).
-            unsafe { tile(src.add(r * ss + c), ss, dst.add(c * ds + r), ds) };
+            for r in (0..tiled_rows).step_by(side) {
+                one(r, c);
+            }
+        }
+    } else {
+        for r in (0..tiled_rows).step_by(side) {
+            for c in (0..tiled_cols).step_by(side) {
+                one(r, c);
+            }
         }
     }
     // The edges the tiles leave: the last columns of every row, then the last rows.
