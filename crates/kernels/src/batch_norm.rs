@@ -1,6 +1,8 @@
 //! Batch normalisation in training mode on a contiguous `[N, C, ...]` buffer, seen as
 //! `[n, c, hw]`: each channel's statistics over its `n * hw` values, the normalised output,
-//! and the gradient in one pass per channel.
+//! and the gradient in one pass per channel. Where a channel's rows are shorter than a
+//! vector (`hw < 16`: BatchNorm1d's `[N, C]` has one value per row) the buffer is taken as
+//! `n` rows of all `c * hw` positions instead, vectorised across channels.
 
 use std::mem::MaybeUninit;
 
@@ -12,9 +14,10 @@ use crate::simd::{WidestLoop, run_widest};
 use crate::strided::{LANES, combine_lanes};
 
 /// Each channel's mean and (biased) variance over `x` of shape `[n, c, hw]`, summed in two
-/// passes (a first mean, then the deviations from it, which correct it). Channels are shared among
-/// rayon's threads when `x` is large; each channel is summed by one thread in a fixed order,
-/// so the result does not depend on the number of threads.
+/// passes (a first mean, then the deviations from it, which correct it). Channels (or, for
+/// short rows, blocks of positions) are shared among rayon's threads when `x` is large; each
+/// is summed by one thread in a fixed order, so the result does not depend on the number of
+/// threads.
 ///
 /// ```
 /// use tapegrad_kernels::batch_norm::channel_stats;
@@ -28,6 +31,21 @@ use crate::strided::{LANES, combine_lanes};
 pub fn channel_stats<T: Real>(x: &[T], (n, c, hw): (usize, usize, usize)) -> (Vec<T>, Vec<T>) {
     assert_eq!(x.len(), n * c * hw, "channel_stats: buffer size");
     let count = T::from_count(n * hw);
+    if short_rows(x.len(), hw) {
+        let width = c * hw;
+        let (zeros, ones) = (vec![T::ZERO; width], vec![T::ONE; width]);
+        let (sums, _) = position_sums(x, None, width, (&zeros, &ones));
+        let first: Vec<T> = per_channel_total(&sums, hw).iter().map(|&s| s / count).collect();
+        let (sums, squares) = position_sums(x, None, width, (&by_position(&first, hw), &ones));
+        let (sums, squares) = (per_channel_total(&sums, hw), per_channel_total(&squares, hw));
+        return (0..c)
+            .map(|ch| {
+                let (sum, squares) = (sums[ch], squares[ch]);
+                let var = (squares - sum * sum / count) / count;
+                (first[ch] + sum / count, if var < T::ZERO { T::ZERO } else { var })
+            })
+            .unzip();
+    }
     let one_channel = |ch: usize| {
         // The corrected two-pass method (see `layer_norm::moments`).
         let rows = Channel { data: x, ch, c, hw };
@@ -178,6 +196,12 @@ pub fn normalize<T: Real>(
     let scale: Vec<T> = (0..c).map(|ch| invstd[ch] * weight.map_or(T::ONE, |w| w[ch])).collect();
     let shift: Vec<T> =
         (0..c).map(|ch| bias.map_or(T::ZERO, |b| b[ch]) - mean[ch] * scale[ch]).collect();
+    if short_rows(x.len(), hw) {
+        let (scale, shift) = (by_position(&scale, hw), by_position(&shift, hw));
+        return rows_into(x.len(), c * hw, [x, x], |_, [src, _], dst| {
+            run_widest(AffineRow { src, dst, scale: &scale, shift: &shift });
+        });
+    }
     rows_into(x.len(), hw, [x, x], |row, [src, _], dst| {
         let ch = row % c;
         run_widest(Affine { src, dst, scale: scale[ch], shift: shift[ch] });
@@ -244,11 +268,19 @@ pub fn backward<T: Real>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     assert!(g.len() == n * c * hw && x.len() == g.len(), "batch_norm backward: buffer sizes");
     assert!(mean.len() >= c && invstd.len() >= c, "batch_norm backward: statistics per channel");
-    let sums = per_channel(x.len(), c, |ch| {
-        let (rows, other) = (Channel { data: x, ch, c, hw }, Some(Channel { data: g, ch, c, hw }));
-        run_widest(ChannelSums { rows, other, at: mean[ch], scale: invstd[ch] })
-    });
-    let (sum_g, sum_gx): (Vec<T>, Vec<T>) = sums.into_iter().unzip();
+    let short = short_rows(x.len(), hw);
+    let (sum_g, sum_gx): (Vec<T>, Vec<T>) = if short {
+        let at = (by_position(&mean[..c], hw), by_position(&invstd[..c], hw));
+        let (sum_g, sum_gx) = position_sums(x, Some(g), c * hw, (&at.0, &at.1));
+        (per_channel_total(&sum_g, hw), per_channel_total(&sum_gx, hw))
+    } else {
+        let sums = per_channel(x.len(), c, |ch| {
+            let rows = Channel { data: x, ch, c, hw };
+            let other = Some(Channel { data: g, ch, c, hw });
+            run_widest(ChannelSums { rows, other, at: mean[ch], scale: invstd[ch] })
+        });
+        sums.into_iter().unzip()
+    };
     let count = T::from_count(n * hw);
     // dx = k (g - mean(g) - (x - mean) invstd mean(g xhat)) = k g - k mean(g) - (x - mean) q.
     let coefficients: Vec<[T; 4]> = (0..c)
@@ -257,10 +289,156 @@ pub fn backward<T: Real>(
             [k, k * (sum_g[ch] / count), invstd[ch] * (sum_gx[ch] / count) * k, mean[ch]]
         })
         .collect();
-    let dx = rows_into(x.len(), hw, [g, x], |row, [gs, xs], dst| {
-        run_widest(InputGradient { g: gs, x: xs, dst, coefficients: coefficients[row % c] });
-    });
+    let dx = if short {
+        let each =
+            |k: usize| by_position(&coefficients.iter().map(|q| q[k]).collect::<Vec<_>>(), hw);
+        let coefficients = [each(0), each(1), each(2), each(3)];
+        rows_into(x.len(), c * hw, [g, x], |_, [g, x], dst| {
+            run_widest(InputGradientRow { g, x, dst, coefficients: &coefficients });
+        })
+    } else {
+        rows_into(x.len(), hw, [g, x], |row, [gs, xs], dst| {
+            run_widest(InputGradient { g: gs, x: xs, dst, coefficients: coefficients[row % c] });
+        })
+    };
     (dx, sum_gx, sum_g)
+}
+
+/// Whether a buffer with `hw` values per channel and sample takes the short-row path: rows
+/// of a channel that short (BatchNorm1d's `[N, C]` has one value per row) would run the
+/// vector loops one or a few values at a time, so the buffer is taken as `n` rows of all
+/// `c * hw` positions instead, with coefficients per position and vectors across channels.
+fn short_rows(len: usize, hw: usize) -> bool {
+    len > 0 && (1..LANES).contains(&hw)
+}
+
+/// Each channel's value repeated for its `hw` positions.
+fn by_position<T: Copy>(per_channel: &[T], hw: usize) -> Vec<T> {
+    per_channel.iter().flat_map(|&v| std::iter::repeat_n(v, hw)).collect()
+}
+
+/// The sums over each channel's `hw` adjacent positions.
+fn per_channel_total<T: Real>(per_position: &[T], hw: usize) -> Vec<T> {
+    per_position.chunks_exact(hw).map(|p| p.iter().fold(T::ZERO, |s, &v| s + v)).collect()
+}
+
+/// Positions summed by one task of [`position_sums`]: a fixed number, so that the sums do
+/// not depend on the number of threads.
+const POSITIONS_PER_TASK: usize = 256;
+
+/// For each position `j` of the `width`-wide rows of `x`, with `(at, scale)` per position:
+/// `(Σ (x - at), Σ ((x - at) scale)²)` over the rows, or with `other` (`g`),
+/// `(Σ g, Σ g (x - at) scale)`. Blocks of positions are shared among rayon's threads when
+/// `x` is large; each position is summed by one task, row after row.
+fn position_sums<T: Real>(
+    x: &[T],
+    other: Option<&[T]>,
+    width: usize,
+    (at, scale): (&[T], &[T]),
+) -> (Vec<T>, Vec<T>) {
+    let block = |first: usize| {
+        let end = (first + POSITIONS_PER_TASK).min(width);
+        let (at, scale) = (&at[first..end], &scale[first..end]);
+        run_widest(PositionSums { x, other, width, columns: (first, end), at, scale })
+    };
+    let firsts = (0..width).step_by(POSITIONS_PER_TASK);
+    let blocks: Vec<(Vec<T>, Vec<T>)> = if width > POSITIONS_PER_TASK && start_parallel(x.len()) {
+        firsts.collect::<Vec<_>>().into_par_iter().map(block).collect()
+    } else {
+        firsts.map(block).collect()
+    };
+    let (mut plain, mut products) = (Vec::with_capacity(width), Vec::with_capacity(width));
+    for (p, q) in blocks {
+        plain.extend(p);
+        products.extend(q);
+    }
+    (plain, products)
+}
+
+/// The sums of [`position_sums`] for the positions `columns` of every row.
+struct PositionSums<'a, T> {
+    x: &'a [T],
+    other: Option<&'a [T]>,
+    width: usize,
+    columns: (usize, usize),
+    at: &'a [T],
+    scale: &'a [T],
+}
+
+impl<T: Real> WidestLoop for PositionSums<'_, T> {
+    type Output = (Vec<T>, Vec<T>);
+    #[inline(always)]
+    fn run(self) -> (Vec<T>, Vec<T>) {
+        let (first, end) = self.columns;
+        let (mut plain, mut products) = (vec![T::ZERO; end - first], vec![T::ZERO; end - first]);
+        let rows = self.x.chunks_exact(self.width).map(|row| &row[first..end]);
+        match self.other {
+            None => {
+                for row in rows {
+                    let sums = plain.iter_mut().zip(products.iter_mut());
+                    for ((p, q), ((&v, &at), &scale)) in
+                        sums.zip(row.iter().zip(self.at).zip(self.scale))
+                    {
+                        let d = (v - at) * scale;
+                        *p += v - at;
+                        *q += d * d;
+                    }
+                }
+            }
+            Some(other) => {
+                let grads = other.chunks_exact(self.width).map(|row| &row[first..end]);
+                for (row, gs) in rows.zip(grads) {
+                    let sums = plain.iter_mut().zip(products.iter_mut());
+                    let values = row.iter().zip(gs).zip(self.at.iter().zip(self.scale));
+                    for ((p, q), ((&v, &g), (&at, &scale))) in sums.zip(values) {
+                        *p += g;
+                        *q += g * ((v - at) * scale);
+                    }
+                }
+            }
+        }
+        (plain, products)
+    }
+}
+
+/// `dst = src scale + shift` along a row, with a scale and shift per position.
+struct AffineRow<'a, T> {
+    src: &'a [T],
+    dst: &'a mut [MaybeUninit<T>],
+    scale: &'a [T],
+    shift: &'a [T],
+}
+
+impl<T: Real> WidestLoop for AffineRow<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let coefficients = self.scale.iter().zip(self.shift);
+        for ((d, &v), (&scale, &shift)) in self.dst.iter_mut().zip(self.src).zip(coefficients) {
+            d.write(v * scale + shift);
+        }
+    }
+}
+
+/// [`InputGradient`] along a row, with the four coefficients per position.
+struct InputGradientRow<'a, T> {
+    g: &'a [T],
+    x: &'a [T],
+    dst: &'a mut [MaybeUninit<T>],
+    coefficients: &'a [Vec<T>; 4],
+}
+
+impl<T: Real> WidestLoop for InputGradientRow<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let [k, shift, q, mean] = self.coefficients;
+        let values = self.dst.iter_mut().zip(self.g).zip(self.x);
+        let coefficients = k.iter().zip(shift).zip(q.iter().zip(mean));
+        for (((d, &g), &x), ((&k, &shift), (&q, &mean))) in values.zip(coefficients) {
+            d.write(k * g - shift - (x - mean) * q);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -317,7 +495,10 @@ mod tests {
     /// share among threads.
     #[test]
     fn statistics_and_gradients_match_the_formulas() {
-        for (n, c, hw) in [(2, 3, 1), (3, 2, 17), (2, 5, 35), (4, 16, 1024), (70, 3, 333)] {
+        let shapes = [(2, 3, 1), (3, 2, 17), (2, 5, 35), (4, 16, 1024), (70, 3, 333)];
+        // Short rows: BatchNorm1d's [N, C] and [N, C, L] with few positions, across tasks.
+        let short = [(300, 40, 1), (64, 24, 3), (9, 701, 1), (5, 70, 15), (1, 3, 2)];
+        for (n, c, hw) in shapes.into_iter().chain(short) {
             let len = n * c * hw;
             let (x, g) = (values(len, 1), values(len, 2));
             let g: Vec<f64> = g.iter().map(|v| v - 100.0).collect();
@@ -343,10 +524,16 @@ mod tests {
         }
     }
 
-    /// Every thread count gives the same bits (each channel is summed by one thread).
+    /// Every thread count gives the same bits (each channel, or each block of positions in
+    /// short rows, is summed by one thread).
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
-        let (n, c, hw) = (8, 4, 4100);
+        for shape in [(8, 4, 4100), (512, 701, 1), (128, 300, 5)] {
+            same_bits_on_one_and_three_threads(shape);
+        }
+    }
+
+    fn same_bits_on_one_and_three_threads((n, c, hw): (usize, usize, usize)) {
         let x: Vec<f32> = values(n * c * hw, 3).iter().map(|&v| v as f32).collect();
         let g: Vec<f32> = values(n * c * hw, 4).iter().map(|&v| (v - 100.0) as f32).collect();
         let run = || {
