@@ -928,6 +928,7 @@ macro_rules! transforms {
         mod $name {
             use super::{POWERS_6, POWERS_8, Shape};
             use crate::vectors::$ops as v;
+            use std::mem::MaybeUninit;
 
             /// The gradient transform of the band's tiles of `M x M` outputs (windows of
             /// `N x N`).
@@ -1200,8 +1201,9 @@ macro_rules! transforms {
                     for tj in 0..tw {
                         let tile = ((ti - first_row) * tw + tj) * stride;
                         for k in (0..cout).step_by(v::LANES) {
-                            // Aᵀ m: the columns, then (Aᵀ m) A: the rows.
-                            let mut half = [[v::zero(); N]; M];
+                            // Aᵀ m: the columns, then (Aᵀ m) A: the rows. Uninitialised:
+                            // too large for the registers, zeroing it was a `memset` per tile.
+                            let mut half = [[MaybeUninit::<v::Vector>::uninit(); N]; M];
                             for c in 0..N {
                                 let mut column = [v::zero(); N];
                                 for (r, value) in column.iter_mut().enumerate() {
@@ -1212,11 +1214,15 @@ macro_rules! transforms {
                                 }
                                 for (i, value) in output_1d::<N, M>(column).into_iter().enumerate()
                                 {
-                                    half[i][c] = value;
+                                    half[i][c].write(value);
                                 }
                             }
                             for (i, row) in half.iter().enumerate() {
-                                for (j, value) in output_1d::<N, M>(*row).into_iter().enumerate() {
+                                let row: [v::Vector; N] =
+                                    // SAFETY: every (i, c) of `half` was written just above,
+                                    // and `[MaybeUninit<T>; N]` has the layout of `[T; N]`.
+                                    unsafe { std::ptr::read(row.as_ptr().cast()) };
+                                for (j, value) in output_1d::<N, M>(row).into_iter().enumerate() {
                                     let (oh, ow) = (M * ti + i, M * tj + j);
                                     if oh < s.ho && ow < s.wo {
                                         probe = v::add(probe, v::mul(value, v::zero()));
