@@ -38,13 +38,7 @@ pub fn channel_stats<T: Real>(x: &[T], (n, c, hw): (usize, usize, usize)) -> (Ve
         let first: Vec<T> = per_channel_total(&sums, hw).iter().map(|&s| s / count).collect();
         let (sums, squares) = position_sums(x, None, width, (&by_position(&first, hw), &ones));
         let (sums, squares) = (per_channel_total(&sums, hw), per_channel_total(&squares, hw));
-        return (0..c)
-            .map(|ch| {
-                let (sum, squares) = (sums[ch], squares[ch]);
-                let var = (squares - sum * sum / count) / count;
-                (first[ch] + sum / count, if var < T::ZERO { T::ZERO } else { var })
-            })
-            .unzip();
+        return (0..c).map(|ch| corrected(first[ch], (sums[ch], squares[ch]), count)).unzip();
     }
     let one_channel = |ch: usize| {
         // The corrected two-pass method (see `layer_norm::moments`).
@@ -52,11 +46,17 @@ pub fn channel_stats<T: Real>(x: &[T], (n, c, hw): (usize, usize, usize)) -> (Ve
         let first =
             run_widest(ChannelSums { rows, other: None, at: T::ZERO, scale: T::ONE }).0 / count;
         let deviations = ChannelSums { rows, other: None, at: first, scale: T::ONE };
-        let (sum, squares) = run_widest(deviations);
-        let var = (squares - sum * sum / count) / count;
-        (first + sum / count, if var < T::ZERO { T::ZERO } else { var })
+        corrected(first, run_widest(deviations), count)
     };
     per_channel(x.len(), c, one_channel).into_iter().unzip()
+}
+
+/// The mean and (biased) variance of `count` values from a first estimate of their mean
+/// and the sums of their deviations from it and of those deviations squared (the
+/// correction of the two-pass method); a variance rounded below zero is zero.
+fn corrected<T: Real>(first: T, (sum, squares): (T, T), count: T) -> (T, T) {
+    let var = (squares - sum * sum / count) / count;
+    (first + sum / count, if var < T::ZERO { T::ZERO } else { var })
 }
 
 /// `f(ch)` for each of `c` channels of a buffer of `len` values, in order, on rayon's
