@@ -335,10 +335,12 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     let strided = Conv2d::new(c, 2 * c, 3).padding(1).stride(2);
     let conv1 = Conv2d::new(c, 2 * c, 1);
     let depthwise = Conv2d::with_groups(c, c, 3, c).padding(1);
+    let depthwise_strided = Conv2d::with_groups(c, c, 3, c).padding(1).stride(2);
     time("conv 3x3", &|| conv3.forward(&img).sum().backward());
     time("conv 3x3 stride 2", &|| strided.forward(&img).sum().backward());
     time("conv 1x1", &|| conv1.forward(&img).sum().backward());
     time("conv 3x3 depthwise", &|| depthwise.forward(&img).sum().backward());
+    time("conv 3x3 depthwise stride 2", &|| depthwise_strided.forward(&img).sum().backward());
     let bn = BatchNorm2d::new(c);
     time("batch_norm", &|| bn.forward(&img).square().sum().backward());
     time("group_norm", &|| F::group_norm(&img, 8).square().sum().backward());

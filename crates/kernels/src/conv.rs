@@ -1136,6 +1136,18 @@ mod tests {
                 ([2, 3, 5, 1], 1, (3, 5), (2, 1), (1, 2), (1, 1)),
                 ([8, 32, 20, 24], 1, (3, 3), (1, 1), (1, 1), (1, 1)),
                 ([4, 16, 17, 15], 2, (5, 5), (2, 2), (2, 2), (1, 1)),
+                // Strides other than 2, a stride with dilation, strides in one direction,
+                // padding past the kernel's reach, phases no tap reads, and a batch large
+                // enough for threads at stride 2.
+                ([2, 3, 11, 10], 1, (3, 3), (3, 3), (1, 1), (1, 1)),
+                ([1, 2, 12, 13], 2, (3, 3), (2, 2), (2, 2), (2, 2)),
+                ([2, 2, 9, 10], 1, (2, 3), (1, 2), (0, 1), (1, 1)),
+                ([1, 3, 7, 7], 1, (3, 3), (2, 2), (3, 3), (1, 1)),
+                ([1, 2, 5, 4], 1, (1, 1), (2, 3), (0, 0), (1, 1)),
+                ([32, 8, 16, 16], 1, (3, 3), (2, 2), (1, 1), (1, 1)),
+                // Rows of several vectors of column pairs, even and odd.
+                ([2, 3, 9, 70], 1, (3, 3), (2, 2), (1, 1), (1, 1)),
+                ([2, 3, 8, 71], 2, (3, 3), (2, 2), (0, 1), (1, 1)),
             ];
             for ([n, c, h, w], mult, (kh, kw), stride, padding, dilation) in cases {
                 let opts = Conv2dOptions { stride, padding, dilation, groups: c };

@@ -3,18 +3,21 @@
 //!
 //! With one input channel per group, a convolution is `kH x kW` multiply-adds per output
 //! pixel: a GEMM of depth `kH kW` and one output row per group, too thin for the packing
-//! kernels (whose work is in blocks of many rows and a deep sum). At stride 1, each plane
-//! is copied into a zero-padded plane, and the output is computed "wide" (rows as long as
-//! the padded rows, the extra columns dropped afterwards): every kernel tap then reads the
-//! padded plane at one fixed offset, so an output vector is one load and one multiply-add
-//! per tap, held in registers. The input gradient is the same correlation of the padded
-//! output gradient with the flipped kernel, and the weight gradient one running dot product
-//! per tap between the wide output gradient and the padded input. Other strides run row by
-//! row.
+//! kernels (whose work is in blocks of many rows and a deep sum). Each plane is copied,
+//! zero-padded, into its stride phases ([`PhasePlanes`]: at stride `s`, the padded pixels
+//! whose row and column leave remainders `a` and `b` when divided by `s`), and the output
+//! is computed "wide" (rows as long as a phase's rows, the extra columns dropped
+//! afterwards): every kernel tap then reads one phase at one fixed offset, so an output
+//! vector is one load and one multiply-add per tap, held in registers, at any stride (at
+//! stride 1 there is one phase, the padded plane). The weight gradient is one running dot
+//! product per tap between the wide output gradient and the phase the tap reads. The input
+//! gradient at stride 1 is the correlation of the padded output gradient with the flipped
+//! kernel; at larger strides each phase of the padded input gradient is that correlation
+//! over the taps that read the phase, and the phases are woven back into the plane.
 
 use rayon::prelude::*;
 
-use super::{ChannelBias, Geometry, parallel, valid_range};
+use super::{ChannelBias, Geometry, parallel};
 use crate::Real;
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::{LANES, combine_lanes};
@@ -25,55 +28,13 @@ pub(super) fn applies(geo: &Geometry) -> bool {
     geo.opts.groups > 1 && geo.cg() == 1
 }
 
-/// Where kernel tap `(ki, kj)` reads: for output rows `rows.0..rows.1` and columns
-/// `cols.0..cols.1` (those whose input pixel lies inside the image), input row
-/// `yo * sh + row_offset` and column `xo * sw + col_offset`.
-#[derive(Clone, Copy)]
-struct Tap {
-    rows: (usize, usize),
-    cols: (usize, usize),
-    row_offset: isize,
-    col_offset: isize,
-}
-
-impl Tap {
-    fn all(geo: &Geometry) -> Vec<Tap> {
-        let ((sh, sw), (ph, pw), (dh, dw)) = (geo.opts.stride, geo.opts.padding, geo.opts.dilation);
-        let mut taps = Vec::with_capacity(geo.kh * geo.kw);
-        for ki in 0..geo.kh {
-            let row_offset = (ki * dh) as isize - ph as isize;
-            for kj in 0..geo.kw {
-                let col_offset = (kj * dw) as isize - pw as isize;
-                let cols = valid_range(col_offset, sw, geo.w, geo.wo);
-                // A tap that meets no column meets no row either (its first column's
-                // input offset may lie before the plane).
-                let rows = if cols.0 < cols.1 {
-                    valid_range(row_offset, sh, geo.h, geo.ho)
-                } else {
-                    (0, 0)
-                };
-                taps.push(Tap { rows, cols, row_offset, col_offset });
-            }
-        }
-        taps
-    }
-
-    /// The input offset (in a plane of width `w`) of output pixel `(yo, cols.0)`.
-    #[inline(always)]
-    fn input_at(&self, yo: usize, (sh, sw): (usize, usize), w: usize) -> usize {
-        let yi = (yo * sh) as isize + self.row_offset;
-        let xi = (self.cols.0 * sw) as isize + self.col_offset;
-        yi as usize * w + xi as usize
-    }
-}
-
 /// Planes per rayon task: about a few tasks per thread, each at least one plane.
 fn planes_per_task(planes: usize) -> usize {
     planes.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
 /// `y[n, oc] = Σ_taps w[oc, tap] * window(x[n, oc / og], tap)` (plus the bias) for every
-/// output plane; `y` is zeroed.
+/// output plane, through the input's phases and wide outputs.
 pub(super) fn conv<T: Real>(
     x: &[T],
     weight: &[T],
@@ -81,22 +42,25 @@ pub(super) fn conv<T: Real>(
     bias: ChannelBias<'_, T>,
     y: &mut [T],
 ) {
-    if geo.opts.stride == (1, 1) {
-        return conv_wide(x, weight, geo, bias, y);
-    }
-    let taps = Tap::all(geo);
     let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
     let planes = |first: usize, out: &mut [T]| {
+        let mut phases = PhasePlanes::of_input(geo);
+        let offsets = phases.tap_offsets(geo);
+        let cols = phases.cols;
+        let mut wide = vec![T::ZERO; wide_len(geo.ho, cols)];
         for (i, plane) in out.chunks_exact_mut(out_plane).enumerate() {
             let (img, oc) = ((first + i) / geo.o, (first + i) % geo.o);
             let ic = img * geo.c + oc / og;
-            run_widest(Forward {
-                x: &x[ic * in_plane..(ic + 1) * in_plane],
+            let src = phases.of(&x[ic * in_plane..(ic + 1) * in_plane]);
+            run_widest(Correlate {
+                src,
                 weights: &weight[oc * k..(oc + 1) * k],
-                taps: &taps,
-                out: plane,
-                geo,
+                offsets: &offsets,
+                out: &mut wide,
             });
+            for (row, wide_row) in plane.chunks_exact_mut(geo.wo).zip(wide.chunks(cols)) {
+                row.copy_from_slice(&wide_row[..geo.wo]);
+            }
             // Added after the sum, as the other forms do: the same bits as a separate add.
             if let Some(values) = bias.values {
                 plane.iter_mut().for_each(|v| *v += values[oc]);
@@ -110,48 +74,22 @@ pub(super) fn conv<T: Real>(
 /// input plane; `dx` is zeroed.
 pub(super) fn conv_transpose<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
     if geo.opts.stride == (1, 1) {
-        return conv_transpose_wide(gy, weight, geo, dx);
+        conv_transpose_unit(gy, weight, geo, dx)
+    } else {
+        conv_transpose_phased(gy, weight, geo, dx)
     }
-    let taps = Tap::all(geo);
-    let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
-    let planes = |first: usize, out: &mut [T]| {
-        for (i, plane) in out.chunks_exact_mut(in_plane).enumerate() {
-            let (img, ic) = ((first + i) / geo.c, (first + i) % geo.c);
-            for oc in ic * og..(ic + 1) * og {
-                let at = (img * geo.o + oc) * out_plane;
-                run_widest(InputGradient {
-                    gy: &gy[at..at + out_plane],
-                    weights: &weight[oc * k..(oc + 1) * k],
-                    taps: &taps,
-                    dx: plane,
-                    geo,
-                });
-            }
-        }
-    };
-    each_plane_block(dx, in_plane, geo, planes);
 }
 
 /// `dw[oc, tap] = Σ_n Σ_pixels gy[n, oc] * window(x[n, oc / og], tap)`, each output
 /// channel summed over the images in order by one task: the same bits at every thread
 /// count.
 pub(super) fn conv_weight<T: Real>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
-    let wide = geo.opts.stride == (1, 1);
-    // The row form's tap list; the wide form finds its taps in the padded plane.
-    let taps = if wide { vec![] } else { Tap::all(geo) };
     let k = geo.kh * geo.kw;
     let mut dw = vec![T::ZERO; geo.o * k];
-    let channel = |oc: usize, out: &mut [T]| {
-        if wide {
-            weight_wide(x, gy, oc, geo, out);
-        } else {
-            run_widest(WeightGradient { x, gy, oc, taps: &taps, dw: out, geo });
-        }
-    };
     if parallel(geo) {
-        dw.par_chunks_mut(k).enumerate().for_each(|(oc, out)| channel(oc, out));
+        dw.par_chunks_mut(k).enumerate().for_each(|(oc, out)| weight_wide(x, gy, oc, geo, out));
     } else {
-        dw.chunks_mut(k).enumerate().for_each(|(oc, out)| channel(oc, out));
+        dw.chunks_mut(k).enumerate().for_each(|(oc, out)| weight_wide(x, gy, oc, geo, out));
     }
     dw
 }
@@ -177,47 +115,122 @@ fn each_plane_block<T: Send>(
     }
 }
 
-/// A zero-padded plane that source planes of `size` are copied into at (`top`, `left`)
-/// (negative values crop), `rows x cols` with slack after it for the last vector of a wide
-/// product. Every copy fills the same positions, so the zero border is written once.
-struct PaddedPlane<T> {
+/// A plane of `size`, placed at (`top`, `left`) (negative values crop) in a zero grid of
+/// `grid` rows and columns, and held as the grid's `stride` phases: phase `(a, b)` is the
+/// grid pixels `(i * sh + a, j * sw + b)`, `rows x cols` of them, each phase followed by a
+/// row and a vector of slack for the last vector of a wide product. At stride 1 the one
+/// phase is the padded plane. Every copy fills the same positions, so the zeros are written
+/// once.
+struct PhasePlanes<T> {
     buf: Vec<T>,
     size: (usize, usize),
-    padded: (usize, usize),
     at: (isize, isize),
+    grid: (usize, usize),
+    stride: (usize, usize),
+    cols: usize,
+    phase_len: usize,
 }
 
-impl<T: Real> PaddedPlane<T> {
-    fn new(size: (usize, usize), (rows, cols): (usize, usize), at: (isize, isize)) -> Self {
+impl<T: Real> PhasePlanes<T> {
+    fn new(
+        size: (usize, usize),
+        at: (isize, isize),
+        grid: (usize, usize),
+        stride: (usize, usize),
+    ) -> Self {
+        let (rows, cols) = (grid.0.div_ceil(stride.0), grid.1.div_ceil(stride.1));
         // A row and a vector of slack: a wide product's last vector reads up to the
-        // bottom-right tap's offset past the last output's start.
-        let buf = vec![T::ZERO; (rows + 1) * cols + LANES];
-        PaddedPlane { buf, size, padded: (rows, cols), at }
+        // furthest tap's offset past the last output's start.
+        let phase_len = (rows + 1) * cols + LANES;
+        let buf = vec![T::ZERO; stride.0 * stride.1 * phase_len];
+        PhasePlanes { buf, size, at, grid, stride, cols, phase_len }
     }
 
-    /// The padded copy of `src` (one plane of `size`).
+    /// The phases of a forward input plane, padded by the convolution's padding.
+    fn of_input(geo: &Geometry) -> Self {
+        let (ph, pw) = geo.opts.padding;
+        let grid = (geo.h + 2 * ph, geo.w + 2 * pw);
+        PhasePlanes::new((geo.h, geo.w), (ph as isize, pw as isize), grid, geo.opts.stride)
+    }
+
+    /// Where kernel tap `(ki, kj)` of each output's window reads, in the phases' buffer:
+    /// grid row `yo * sh + ki * dh` is row `yo + ki * dh / sh` of a phase `ki * dh % sh`
+    /// (and the same for columns).
+    fn tap_offsets(&self, geo: &Geometry) -> Vec<usize> {
+        let (dh, dw) = geo.opts.dilation;
+        let taps = (0..geo.kh).flat_map(|ki| (0..geo.kw).map(move |kj| (ki * dh, kj * dw)));
+        taps.map(|(down, right)| self.offset(down, right)).collect()
+    }
+
+    /// The buffer offset of grid pixel `(down, right)`.
+    fn offset(&self, down: usize, right: usize) -> usize {
+        let (sh, sw) = self.stride;
+        let phase = (down % sh) * sw + right % sw;
+        phase * self.phase_len + (down / sh) * self.cols + right / sw
+    }
+
+    /// The phases of `src` (one plane of `size`).
     fn of(&mut self, src: &[T]) -> &[T] {
-        let ((h, w), (top, left), (rows, cols)) = (self.size, self.at, self.padded);
-        // Source columns that land inside the padded row, and where they land.
-        let first_col = (-left).max(0) as usize;
-        let last_col = (w as isize).min(cols as isize - left).max(first_col as isize) as usize;
-        for r in 0..h {
-            let to = r as isize + top;
-            if to < 0 || to as usize >= rows || first_col >= last_col {
-                continue;
-            }
-            let start = to as usize * cols + (first_col as isize + left) as usize;
-            self.buf[start..start + last_col - first_col]
-                .copy_from_slice(&src[r * w + first_col..r * w + last_col]);
-        }
+        run_widest(Fill { phases: &mut *self, src });
         &self.buf
     }
+
+    /// Copies `src` into the phases (the body of [`Fill`]).
+    #[inline(always)]
+    fn fill(&mut self, src: &[T]) {
+        let ((h, w), (top, left), (grid_rows, grid_cols)) = (self.size, self.at, self.grid);
+        let sw = self.stride.1;
+        // Source columns that land inside the grid.
+        let first_col = (-left).max(0) as usize;
+        let last_col = (w as isize).min(grid_cols as isize - left).max(first_col as isize) as usize;
+        for r in 0..h {
+            let down = r as isize + top;
+            if down < 0 || down as usize >= grid_rows || first_col >= last_col {
+                continue;
+            }
+            let row = &src[r * w..(r + 1) * w];
+            let (down, right) = (down as usize, (first_col as isize + left) as usize);
+            let run = &row[first_col..last_col];
+            if sw == 1 {
+                let start = self.offset(down, right);
+                self.buf[start..start + run.len()].copy_from_slice(run);
+                continue;
+            }
+            if sw == 2 {
+                // Even and odd source columns go to two phases, split a vector at a time.
+                let pairs = run.len() / 2;
+                let (first, second) = (self.offset(down, right), self.offset(down, right + 1));
+                let (to_first, to_second) = disjoint_pair(&mut self.buf, first, second, pairs);
+                split_pairs(&run[..2 * pairs], to_first, to_second);
+                if run.len() % 2 == 1 {
+                    self.buf[first + pairs] = run[2 * pairs];
+                }
+                continue;
+            }
+            // One strided run of source columns per column phase.
+            for skip in 0..sw.min(run.len()) {
+                let start = self.offset(down, right + skip);
+                let dst = &mut self.buf[start..];
+                for (d, &v) in dst.iter_mut().zip(run[skip..].iter().step_by(sw)) {
+                    *d = v;
+                }
+            }
+        }
+    }
 }
 
-/// Offsets of the kernel taps (row-major) in a padded plane of `cols` columns.
-fn tap_offsets(geo: &Geometry, cols: usize) -> Vec<usize> {
-    let (dh, dw) = geo.opts.dilation;
-    (0..geo.kh).flat_map(|ki| (0..geo.kw).map(move |kj| ki * dh * cols + kj * dw)).collect()
+/// [`PhasePlanes::of`]'s copy, compiled for the widest vectors.
+struct Fill<'a, T> {
+    phases: &'a mut PhasePlanes<T>,
+    src: &'a [T],
+}
+
+impl<T: Real> WidestLoop for Fill<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        self.phases.fill(self.src)
+    }
 }
 
 /// Output elements of a wide product over `rows` rows of `cols`, rounded up to whole
@@ -226,58 +239,20 @@ fn wide_len(rows: usize, cols: usize) -> usize {
     (rows * cols).next_multiple_of(LANES)
 }
 
-/// The forward convolution at stride 1 through padded planes and wide outputs.
-fn conv_wide<T: Real>(
-    x: &[T],
-    weight: &[T],
-    geo: &Geometry,
-    bias: ChannelBias<'_, T>,
-    y: &mut [T],
-) {
-    let (ph, pw) = geo.opts.padding;
-    let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
-    let cols = geo.w + 2 * pw;
-    let padded_rows = geo.h + 2 * ph;
-    let offsets = tap_offsets(geo, cols);
-    let planes = |first: usize, out: &mut [T]| {
-        let mut padded =
-            PaddedPlane::new((geo.h, geo.w), (padded_rows, cols), (ph as isize, pw as isize));
-        let mut wide = vec![T::ZERO; wide_len(geo.ho, cols)];
-        for (i, plane) in out.chunks_exact_mut(out_plane).enumerate() {
-            let (img, oc) = ((first + i) / geo.o, (first + i) % geo.o);
-            let ic = img * geo.c + oc / og;
-            let src = padded.of(&x[ic * in_plane..(ic + 1) * in_plane]);
-            run_widest(Correlate {
-                src,
-                weights: &weight[oc * k..(oc + 1) * k],
-                offsets: &offsets,
-                out: &mut wide,
-            });
-            for (row, wide_row) in plane.chunks_exact_mut(geo.wo).zip(wide.chunks(cols)) {
-                row.copy_from_slice(&wide_row[..geo.wo]);
-            }
-            // Added after the sum, as the other forms do: the same bits as a separate add.
-            if let Some(values) = bias.values {
-                plane.iter_mut().for_each(|v| *v += values[oc]);
-            }
-        }
-    };
-    each_plane_block(y, out_plane, geo, planes);
-}
-
 /// The input gradient at stride 1: each output gradient plane, padded, correlated with the
 /// flipped kernel, and added into its input channel's plane.
-fn conv_transpose_wide<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+fn conv_transpose_unit<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
     let ((ph, pw), (dh, dw)) = (geo.opts.padding, geo.opts.dilation);
     let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
     let (reach_h, reach_w) = ((geo.kh - 1) * dh, (geo.kw - 1) * dw);
-    let cols = geo.w + reach_w;
     let at = (reach_h as isize - ph as isize, reach_w as isize - pw as isize);
-    let offsets = tap_offsets(geo, cols);
+    let grid = (geo.h + reach_h, geo.w + reach_w);
     let flipped: Vec<T> =
         (0..geo.o).flat_map(|oc| weight[oc * k..(oc + 1) * k].iter().rev().copied()).collect();
     let planes = |first: usize, out: &mut [T]| {
-        let mut padded = PaddedPlane::new((geo.ho, geo.wo), (geo.h + reach_h, cols), at);
+        let mut padded = PhasePlanes::new((geo.ho, geo.wo), at, grid, (1, 1));
+        let offsets = padded.tap_offsets(geo);
+        let cols = padded.cols;
         let mut wide = vec![T::ZERO; wide_len(geo.h, cols)];
         for (i, plane) in out.chunks_exact_mut(in_plane).enumerate() {
             let (img, ic) = ((first + i) / geo.c, (first + i) % geo.c);
@@ -299,16 +274,70 @@ fn conv_transpose_wide<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut
     each_plane_block(dx, in_plane, geo, planes);
 }
 
-/// The weight gradient of output channel `oc` at stride 1: per tap, the dot product of the
-/// wide output gradient with the padded input at the tap's offset, summed over the images
-/// in order.
+/// The taps that read one phase of the padded input, and where each reads the output
+/// gradient when that phase of the input gradient is computed as a wide correlation.
+struct PhaseTaps {
+    /// Row-major tap indices.
+    taps: Vec<usize>,
+    /// Offsets in the output gradient's padded plane.
+    offsets: Vec<usize>,
+}
+
+/// The input gradient at strides above 1. The forward output at `(yo, xo)` reads phase
+/// `(a, b)` of the padded input at `(yo + qa, xo + qb)` for a tap at grid offset
+/// `(qa * sh + a, qb * sw + b)`, so that phase's gradient at `(i, j)` is
+/// `Σ w[tap] gy[i - qa, j - qb]` over its taps: a correlation with the output gradient
+/// padded by the largest `(qa, qb)` at the top left. Every phase is computed wide, and the
+/// phases are then woven into the input gradient's rows.
+fn conv_transpose_phased<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+    let ((sh, sw), (ph, pw), (dh, dw)) = (geo.opts.stride, geo.opts.padding, geo.opts.dilation);
+    let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
+    let (rows, cols) = ((geo.h + 2 * ph).div_ceil(sh), (geo.w + 2 * pw).div_ceil(sw));
+    let (reach_h, reach_w) = ((geo.kh - 1) * dh / sh, (geo.kw - 1) * dw / sw);
+    let mut phases: Vec<PhaseTaps> =
+        (0..sh * sw).map(|_| PhaseTaps { taps: vec![], offsets: vec![] }).collect();
+    for ki in 0..geo.kh {
+        for kj in 0..geo.kw {
+            let (down, right) = (ki * dh, kj * dw);
+            let phase = &mut phases[(down % sh) * sw + right % sw];
+            phase.taps.push(ki * geo.kw + kj);
+            phase.offsets.push((reach_h - down / sh) * cols + reach_w - right / sw);
+        }
+    }
+    let wide_phase = wide_len(rows, cols);
+    let planes = |first: usize, out: &mut [T]| {
+        let at = (reach_h as isize, reach_w as isize);
+        let mut padded = PhasePlanes::new((geo.ho, geo.wo), at, (rows + reach_h, cols), (1, 1));
+        // Phases no tap reads stay zero.
+        let mut wide = vec![T::ZERO; sh * sw * wide_phase];
+        let mut weights = Vec::with_capacity(k);
+        for (i, plane) in out.chunks_exact_mut(in_plane).enumerate() {
+            let (img, ic) = ((first + i) / geo.c, (first + i) % geo.c);
+            for oc in ic * og..(ic + 1) * og {
+                let at = (img * geo.o + oc) * out_plane;
+                let src = padded.of(&gy[at..at + out_plane]);
+                for (taps, out) in phases.iter().zip(wide.chunks_exact_mut(wide_phase)) {
+                    if taps.taps.is_empty() {
+                        continue;
+                    }
+                    weights.clear();
+                    weights.extend(taps.taps.iter().map(|&t| weight[oc * k + t]));
+                    run_widest(Correlate { src, weights: &weights, offsets: &taps.offsets, out });
+                }
+                run_widest(Weave { wide: &wide, phase_len: wide_phase, cols, geo, plane });
+            }
+        }
+    };
+    each_plane_block(dx, in_plane, geo, planes);
+}
+
+/// The weight gradient of output channel `oc`: per tap, the dot product of the wide output
+/// gradient with the phase the tap reads, summed over the images in order.
 fn weight_wide<T: Real>(x: &[T], gy: &[T], oc: usize, geo: &Geometry, dw: &mut [T]) {
-    let (ph, pw) = geo.opts.padding;
     let (in_plane, out_plane) = (geo.h * geo.w, geo.ho * geo.wo);
-    let cols = geo.w + 2 * pw;
-    let offsets = tap_offsets(geo, cols);
-    let mut padded =
-        PaddedPlane::new((geo.h, geo.w), (geo.h + 2 * ph, cols), (ph as isize, pw as isize));
+    let mut phases = PhasePlanes::of_input(geo);
+    let offsets = phases.tap_offsets(geo);
+    let cols = phases.cols;
     // The output gradient in wide rows; the extra columns stay zero.
     let mut wide = vec![T::ZERO; wide_len(geo.ho, cols)];
     let mut sums = vec![[T::ZERO; LANES]; offsets.len()];
@@ -318,7 +347,7 @@ fn weight_wide<T: Real>(x: &[T], gy: &[T], oc: usize, geo: &Geometry, dw: &mut [
         for (wide_row, row) in wide.chunks_mut(cols).zip(g.chunks_exact(geo.wo)) {
             wide_row[..geo.wo].copy_from_slice(row);
         }
-        let src = padded.of(&x[(img * geo.c + ic) * in_plane..][..in_plane]);
+        let src = phases.of(&x[(img * geo.c + ic) * in_plane..][..in_plane]);
         run_widest(Dots { a: &wide, src, offsets: &offsets, sums: &mut sums });
     }
     for (slot, lanes) in dw.iter_mut().zip(sums) {
@@ -382,33 +411,64 @@ impl<T: Real> WidestLoop for Dots<'_, T> {
     }
 }
 
-/// One output plane of the forward convolution.
-struct Forward<'a, T> {
-    x: &'a [T],
-    weights: &'a [T],
-    taps: &'a [Tap],
-    out: &'a mut [T],
-    geo: &'a Geometry,
+/// Two disjoint runs of `len` elements of `buf`, starting at `first` and `second`.
+#[inline(always)]
+fn disjoint_pair<T>(
+    buf: &mut [T],
+    first: usize,
+    second: usize,
+    len: usize,
+) -> (&mut [T], &mut [T]) {
+    if first < second {
+        let (head, tail) = buf.split_at_mut(second);
+        (&mut head[first..first + len], &mut tail[..len])
+    } else {
+        let (head, tail) = buf.split_at_mut(first);
+        let (second, first) = (&mut head[second..second + len], &mut tail[..len]);
+        (first, second)
+    }
 }
 
-impl<T: Real> WidestLoop for Forward<'_, T> {
+/// The wide phases of a padded input gradient (each `phase_len` long, in rows of `cols`),
+/// added into the pixels of `plane` they hold.
+struct Weave<'a, T> {
+    wide: &'a [T],
+    phase_len: usize,
+    cols: usize,
+    geo: &'a Geometry,
+    plane: &'a mut [T],
+}
+
+impl<T: Real> WidestLoop for Weave<'_, T> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        let Forward { x, weights, taps, out, geo } = self;
-        let stride = geo.opts.stride;
-        for (tap, &w) in taps.iter().zip(weights) {
-            let (lo, hi) = tap.cols;
-            for yo in tap.rows.0..tap.rows.1 {
-                let from = tap.input_at(yo, stride, geo.w);
-                let row = &mut out[yo * geo.wo + lo..yo * geo.wo + hi];
-                if stride.1 == 1 {
-                    for (o, &v) in row.iter_mut().zip(&x[from..from + (hi - lo)]) {
-                        *o += w * v;
+        let Weave { wide, phase_len, cols, geo, plane } = self;
+        let ((sh, sw), (ph, pw)) = (geo.opts.stride, geo.opts.padding);
+        // The offset of padded pixel `(down, right)`.
+        let offset = |down: usize, right: usize| {
+            ((down % sh) * sw + right % sw) * phase_len + (down / sh) * cols + right / sw
+        };
+        for (r, row) in plane.chunks_exact_mut(geo.w).enumerate() {
+            let down = r + ph;
+            match sw {
+                1 => {
+                    let from = &wide[offset(down, pw)..][..geo.w];
+                    row.iter_mut().zip(from).for_each(|(d, &v)| *d += v);
+                }
+                2 => {
+                    let pairs = geo.w / 2;
+                    let (first, second) =
+                        (&wide[offset(down, pw)..], &wide[offset(down, pw + 1)..]);
+                    let (paired, rest) = row.split_at_mut(2 * pairs);
+                    add_pairs(paired, first, second);
+                    if let Some(last) = rest.first_mut() {
+                        *last += first[pairs];
                     }
-                } else {
-                    for (j, o) in row.iter_mut().enumerate() {
-                        *o += w * x[from + j * stride.1];
+                }
+                _ => {
+                    for (c, d) in row.iter_mut().enumerate() {
+                        *d += wide[offset(down, c + pw)];
                     }
                 }
             }
@@ -416,89 +476,51 @@ impl<T: Real> WidestLoop for Forward<'_, T> {
     }
 }
 
-/// One output plane's gradient spread back into an input plane.
-struct InputGradient<'a, T> {
-    gy: &'a [T],
-    weights: &'a [T],
-    taps: &'a [Tap],
-    dx: &'a mut [T],
-    geo: &'a Geometry,
-}
-
-impl<T: Real> WidestLoop for InputGradient<'_, T> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        let InputGradient { gy, weights, taps, dx, geo } = self;
-        let stride = geo.opts.stride;
-        for (tap, &w) in taps.iter().zip(weights) {
-            let (lo, hi) = tap.cols;
-            for yo in tap.rows.0..tap.rows.1 {
-                let to = tap.input_at(yo, stride, geo.w);
-                let row = &gy[yo * geo.wo + lo..yo * geo.wo + hi];
-                if stride.1 == 1 {
-                    for (d, &g) in dx[to..to + (hi - lo)].iter_mut().zip(row) {
-                        *d += w * g;
-                    }
-                } else {
-                    for (j, &g) in row.iter().enumerate() {
-                        dx[to + j * stride.1] += w * g;
-                    }
-                }
-            }
+/// `first[m] = src[2m]`, `second[m] = src[2m + 1]`: a row split into its even and odd
+/// columns, a block of [`LANES`] pairs at a time.
+#[inline(always)]
+fn split_pairs<T: Real>(src: &[T], first: &mut [T], second: &mut [T]) {
+    let blocks = src.chunks_exact(2 * LANES);
+    let done = (src.len() - blocks.remainder().len()) / 2;
+    for tail in blocks.remainder().chunks_exact(2).enumerate() {
+        let (m, pair) = tail;
+        first[done + m] = pair[0];
+        second[done + m] = pair[1];
+    }
+    for ((block, a), b) in
+        blocks.zip(first.chunks_exact_mut(LANES)).zip(second.chunks_exact_mut(LANES))
+    {
+        let block: &[T; 2 * LANES] = block.try_into().expect("a block of pairs");
+        let (a, b): (&mut [T; LANES], &mut [T; LANES]) =
+            (a.try_into().expect("a vector"), b.try_into().expect("a vector"));
+        for k in 0..LANES {
+            a[k] = block[2 * k];
+            b[k] = block[2 * k + 1];
         }
     }
 }
 
-/// The weight gradient of one output channel, summed over every image.
-struct WeightGradient<'a, T> {
-    x: &'a [T],
-    gy: &'a [T],
-    oc: usize,
-    taps: &'a [Tap],
-    dw: &'a mut [T],
-    geo: &'a Geometry,
-}
-
-impl<T: Real> WidestLoop for WeightGradient<'_, T> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        let WeightGradient { x, gy, oc, taps, dw, geo } = self;
-        let (stride, in_plane, out_plane) = (geo.opts.stride, geo.h * geo.w, geo.ho * geo.wo);
-        let ic = oc / geo.og();
-        for (tap, slot) in taps.iter().zip(dw.iter_mut()) {
-            let (lo, hi) = tap.cols;
-            // Running sums in lanes, so the products vectorise, and one for the ends of
-            // rows (indexed only by constants, so the lanes stay in registers); combined in
-            // a fixed order.
-            let (mut acc, mut ends) = ([T::ZERO; LANES], T::ZERO);
-            for img in 0..geo.n {
-                let xs = &x[(img * geo.c + ic) * in_plane..][..in_plane];
-                let gs = &gy[(img * geo.o + oc) * out_plane..][..out_plane];
-                for yo in tap.rows.0..tap.rows.1 {
-                    let from = tap.input_at(yo, stride, geo.w);
-                    let g = &gs[yo * geo.wo + lo..yo * geo.wo + hi];
-                    if stride.1 == 1 {
-                        let v = &xs[from..from + (hi - lo)];
-                        let (gc, vc) = (g.chunks_exact(LANES), v.chunks_exact(LANES));
-                        let (g_rest, v_rest) = (gc.remainder(), vc.remainder());
-                        for (gc, vc) in gc.zip(vc) {
-                            for k in 0..LANES {
-                                acc[k] += gc[k] * vc[k];
-                            }
-                        }
-                        for (&a, &b) in g_rest.iter().zip(v_rest) {
-                            ends += a * b;
-                        }
-                    } else {
-                        for (j, &a) in g.iter().enumerate() {
-                            ends += a * xs[from + j * stride.1];
-                        }
-                    }
-                }
-            }
-            *slot = combine_lanes(acc) + ends;
+/// `dst[2m] += first[m]`, `dst[2m + 1] += second[m]`: even and odd columns woven into a
+/// row, a block of [`LANES`] pairs at a time.
+#[inline(always)]
+fn add_pairs<T: Real>(dst: &mut [T], first: &[T], second: &[T]) {
+    let done = dst.len() / (2 * LANES) * LANES;
+    let (blocks, tail) = dst.split_at_mut(2 * done);
+    for ((block, a), b) in blocks
+        .chunks_exact_mut(2 * LANES)
+        .zip(first.chunks_exact(LANES))
+        .zip(second.chunks_exact(LANES))
+    {
+        let block: &mut [T; 2 * LANES] = block.try_into().expect("a block of pairs");
+        let (a, b): (&[T; LANES], &[T; LANES]) =
+            (a.try_into().expect("a vector"), b.try_into().expect("a vector"));
+        for k in 0..LANES {
+            block[2 * k] += a[k];
+            block[2 * k + 1] += b[k];
         }
+    }
+    for (m, pair) in tail.chunks_exact_mut(2).enumerate() {
+        pair[0] += first[done + m];
+        pair[1] += second[done + m];
     }
 }
