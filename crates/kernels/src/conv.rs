@@ -17,6 +17,7 @@ use crate::scratch::Scratch;
 mod depthwise;
 mod images;
 mod implicit;
+mod padded;
 mod pointwise;
 mod winograd;
 

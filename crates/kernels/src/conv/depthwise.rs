@@ -4,7 +4,7 @@
 //! With one input channel per group, a convolution is `kH x kW` multiply-adds per output
 //! pixel: a GEMM of depth `kH kW` and one output row per group, too thin for the packing
 //! kernels (whose work is in blocks of many rows and a deep sum). Each plane is copied,
-//! zero-padded, into its stride phases ([`PhasePlanes`]: at stride `s`, the padded pixels
+//! zero-padded, into its stride phases ([`Padded`]: at stride `s`, the padded pixels
 //! whose row and column leave remainders `a` and `b` when divided by `s`), and the output
 //! is computed "wide" (rows as long as a phase's rows, the extra columns dropped
 //! afterwards): every kernel tap then reads one phase at one fixed offset, so an output
@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use super::padded::{Padded, tap_offsets};
 use super::{ChannelBias, Geometry, parallel};
 use crate::Real;
 use crate::simd::{WidestLoop, run_widest};
@@ -44,9 +45,8 @@ pub(super) fn conv<T: Real>(
 ) {
     let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
     let planes = |first: usize, out: &mut [T]| {
-        let mut phases = PhasePlanes::of_input(geo);
-        let offsets = phases.tap_offsets(geo);
-        let cols = phases.cols;
+        let (mut phases, offsets) = padded_input(geo);
+        let cols = phases.window().phase_len;
         let mut wide = vec![T::ZERO; wide_len(geo.ho, cols)];
         for (i, plane) in out.chunks_exact_mut(out_plane).enumerate() {
             let (img, oc) = ((first + i) / geo.o, (first + i) % geo.o);
@@ -115,122 +115,14 @@ fn each_plane_block<T: Send>(
     }
 }
 
-/// A plane of `size`, placed at (`top`, `left`) (negative values crop) in a zero grid of
-/// `grid` rows and columns, and held as the grid's `stride` phases: phase `(a, b)` is the
-/// grid pixels `(i * sh + a, j * sw + b)`, `rows x cols` of them, each phase followed by a
-/// row and a vector of slack for the last vector of a wide product. At stride 1 the one
-/// phase is the padded plane. Every copy fills the same positions, so the zeros are written
-/// once.
-struct PhasePlanes<T> {
-    buf: Vec<T>,
-    size: (usize, usize),
-    at: (isize, isize),
-    grid: (usize, usize),
-    stride: (usize, usize),
-    cols: usize,
-    phase_len: usize,
-}
-
-impl<T: Real> PhasePlanes<T> {
-    fn new(
-        size: (usize, usize),
-        at: (isize, isize),
-        grid: (usize, usize),
-        stride: (usize, usize),
-    ) -> Self {
-        let (rows, cols) = (grid.0.div_ceil(stride.0), grid.1.div_ceil(stride.1));
-        // A row and a vector of slack: a wide product's last vector reads up to the
-        // furthest tap's offset past the last output's start.
-        let phase_len = (rows + 1) * cols + LANES;
-        let buf = vec![T::ZERO; stride.0 * stride.1 * phase_len];
-        PhasePlanes { buf, size, at, grid, stride, cols, phase_len }
-    }
-
-    /// The phases of a forward input plane, padded by the convolution's padding.
-    fn of_input(geo: &Geometry) -> Self {
-        let (ph, pw) = geo.opts.padding;
-        let grid = (geo.h + 2 * ph, geo.w + 2 * pw);
-        PhasePlanes::new((geo.h, geo.w), (ph as isize, pw as isize), grid, geo.opts.stride)
-    }
-
-    /// Where kernel tap `(ki, kj)` of each output's window reads, in the phases' buffer:
-    /// grid row `yo * sh + ki * dh` is row `yo + ki * dh / sh` of a phase `ki * dh % sh`
-    /// (and the same for columns).
-    fn tap_offsets(&self, geo: &Geometry) -> Vec<usize> {
-        let (dh, dw) = geo.opts.dilation;
-        let taps = (0..geo.kh).flat_map(|ki| (0..geo.kw).map(move |kj| (ki * dh, kj * dw)));
-        taps.map(|(down, right)| self.offset(down, right)).collect()
-    }
-
-    /// The buffer offset of grid pixel `(down, right)`.
-    fn offset(&self, down: usize, right: usize) -> usize {
-        let (sh, sw) = self.stride;
-        let phase = (down % sh) * sw + right % sw;
-        phase * self.phase_len + (down / sh) * self.cols + right / sw
-    }
-
-    /// The phases of `src` (one plane of `size`).
-    fn of(&mut self, src: &[T]) -> &[T] {
-        run_widest(Fill { phases: &mut *self, src });
-        &self.buf
-    }
-
-    /// Copies `src` into the phases (the body of [`Fill`]).
-    #[inline(always)]
-    fn fill(&mut self, src: &[T]) {
-        let ((h, w), (top, left), (grid_rows, grid_cols)) = (self.size, self.at, self.grid);
-        let sw = self.stride.1;
-        // Source columns that land inside the grid.
-        let first_col = (-left).max(0) as usize;
-        let last_col = (w as isize).min(grid_cols as isize - left).max(first_col as isize) as usize;
-        for r in 0..h {
-            let down = r as isize + top;
-            if down < 0 || down as usize >= grid_rows || first_col >= last_col {
-                continue;
-            }
-            let row = &src[r * w..(r + 1) * w];
-            let (down, right) = (down as usize, (first_col as isize + left) as usize);
-            let run = &row[first_col..last_col];
-            if sw == 1 {
-                let start = self.offset(down, right);
-                self.buf[start..start + run.len()].copy_from_slice(run);
-                continue;
-            }
-            if sw == 2 {
-                // Even and odd source columns go to two phases, split a vector at a time.
-                let pairs = run.len() / 2;
-                let (first, second) = (self.offset(down, right), self.offset(down, right + 1));
-                let (to_first, to_second) = disjoint_pair(&mut self.buf, first, second, pairs);
-                split_pairs(&run[..2 * pairs], to_first, to_second);
-                if run.len() % 2 == 1 {
-                    self.buf[first + pairs] = run[2 * pairs];
-                }
-                continue;
-            }
-            // One strided run of source columns per column phase.
-            for skip in 0..sw.min(run.len()) {
-                let start = self.offset(down, right + skip);
-                let dst = &mut self.buf[start..];
-                for (d, &v) in dst.iter_mut().zip(run[skip..].iter().step_by(sw)) {
-                    *d = v;
-                }
-            }
-        }
-    }
-}
-
-/// [`PhasePlanes::of`]'s copy, compiled for the widest vectors.
-struct Fill<'a, T> {
-    phases: &'a mut PhasePlanes<T>,
-    src: &'a [T],
-}
-
-impl<T: Real> WidestLoop for Fill<'_, T> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        self.phases.fill(self.src)
-    }
+/// The zero-padded input plane, in the convolution's stride phases, and where each kernel
+/// tap reads it.
+fn padded_input<T: Real>(geo: &Geometry) -> (Padded<T>, Vec<usize>) {
+    let (ph, pw) = geo.opts.padding;
+    let grid = (geo.h + 2 * ph, geo.w + 2 * pw);
+    let padded = Padded::new(1, (geo.h, geo.w), grid, geo.opts.stride, (ph as isize, pw as isize));
+    let offsets = tap_offsets(geo, 0, &padded.window());
+    (padded, offsets)
 }
 
 /// Output elements of a wide product over `rows` rows of `cols`, rounded up to whole
@@ -250,9 +142,9 @@ fn conv_transpose_unit<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut
     let flipped: Vec<T> =
         (0..geo.o).flat_map(|oc| weight[oc * k..(oc + 1) * k].iter().rev().copied()).collect();
     let planes = |first: usize, out: &mut [T]| {
-        let mut padded = PhasePlanes::new((geo.ho, geo.wo), at, grid, (1, 1));
-        let offsets = padded.tap_offsets(geo);
-        let cols = padded.cols;
+        let mut padded = Padded::new(1, (geo.ho, geo.wo), grid, (1, 1), at);
+        let offsets = tap_offsets(geo, 0, &padded.window());
+        let cols = padded.window().phase_len;
         let mut wide = vec![T::ZERO; wide_len(geo.h, cols)];
         for (i, plane) in out.chunks_exact_mut(in_plane).enumerate() {
             let (img, ic) = ((first + i) / geo.c, (first + i) % geo.c);
@@ -307,7 +199,7 @@ fn conv_transpose_phased<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &m
     let wide_phase = wide_len(rows, cols);
     let planes = |first: usize, out: &mut [T]| {
         let at = (reach_h as isize, reach_w as isize);
-        let mut padded = PhasePlanes::new((geo.ho, geo.wo), at, (rows + reach_h, cols), (1, 1));
+        let mut padded = Padded::new(1, (geo.ho, geo.wo), (rows + reach_h, cols), (1, 1), at);
         // Phases no tap reads stay zero.
         let mut wide = vec![T::ZERO; sh * sw * wide_phase];
         let mut weights = Vec::with_capacity(k);
@@ -335,9 +227,8 @@ fn conv_transpose_phased<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &m
 /// gradient with the phase the tap reads, summed over the images in order.
 fn weight_wide<T: Real>(x: &[T], gy: &[T], oc: usize, geo: &Geometry, dw: &mut [T]) {
     let (in_plane, out_plane) = (geo.h * geo.w, geo.ho * geo.wo);
-    let mut phases = PhasePlanes::of_input(geo);
-    let offsets = phases.tap_offsets(geo);
-    let cols = phases.cols;
+    let (mut phases, offsets) = padded_input(geo);
+    let cols = phases.window().phase_len;
     // The output gradient in wide rows; the extra columns stay zero.
     let mut wide = vec![T::ZERO; wide_len(geo.ho, cols)];
     let mut sums = vec![[T::ZERO; LANES]; offsets.len()];
@@ -411,24 +302,6 @@ impl<T: Real> WidestLoop for Dots<'_, T> {
     }
 }
 
-/// Two disjoint runs of `len` elements of `buf`, starting at `first` and `second`.
-#[inline(always)]
-fn disjoint_pair<T>(
-    buf: &mut [T],
-    first: usize,
-    second: usize,
-    len: usize,
-) -> (&mut [T], &mut [T]) {
-    if first < second {
-        let (head, tail) = buf.split_at_mut(second);
-        (&mut head[first..first + len], &mut tail[..len])
-    } else {
-        let (head, tail) = buf.split_at_mut(first);
-        let (second, first) = (&mut head[second..second + len], &mut tail[..len]);
-        (first, second)
-    }
-}
-
 /// The wide phases of a padded input gradient (each `phase_len` long, in rows of `cols`),
 /// added into the pixels of `plane` they hold.
 struct Weave<'a, T> {
@@ -472,30 +345,6 @@ impl<T: Real> WidestLoop for Weave<'_, T> {
                     }
                 }
             }
-        }
-    }
-}
-
-/// `first[m] = src[2m]`, `second[m] = src[2m + 1]`: a row split into its even and odd
-/// columns, a block of [`LANES`] pairs at a time.
-#[inline(always)]
-fn split_pairs<T: Real>(src: &[T], first: &mut [T], second: &mut [T]) {
-    let blocks = src.chunks_exact(2 * LANES);
-    let done = (src.len() - blocks.remainder().len()) / 2;
-    for tail in blocks.remainder().chunks_exact(2).enumerate() {
-        let (m, pair) = tail;
-        first[done + m] = pair[0];
-        second[done + m] = pair[1];
-    }
-    for ((block, a), b) in
-        blocks.zip(first.chunks_exact_mut(LANES)).zip(second.chunks_exact_mut(LANES))
-    {
-        let block: &[T; 2 * LANES] = block.try_into().expect("a block of pairs");
-        let (a, b): (&mut [T; LANES], &mut [T; LANES]) =
-            (a.try_into().expect("a vector"), b.try_into().expect("a vector"));
-        for k in 0..LANES {
-            a[k] = block[2 * k];
-            b[k] = block[2 * k + 1];
         }
     }
 }
