@@ -1182,6 +1182,42 @@ mod tests {
         check::<f64>(1e-12);
     }
 
+    /// An infinity or a NaN in a depthwise convolution's input gives the weight gradient the
+    /// windows give (the wide rows' dropped columns read it too, multiplied by zero), at
+    /// stride 1 and 2, with finite taps left as they were.
+    #[test]
+    fn depthwise_weight_gradient_of_non_finite_inputs() {
+        for stride in [1, 2] {
+            for bad in [f32::INFINITY, f32::NAN] {
+                let opts = Conv2dOptions {
+                    stride: (stride, stride),
+                    padding: (1, 1),
+                    groups: 4,
+                    ..Default::default()
+                };
+                let geo = Geometry::new([2, 4, 12, 12], [4, 1, 3, 3], opts);
+                assert!(depthwise::applies(&geo));
+                let mut x = uniform(3, 2 * 4 * 144);
+                // Channel 1 of the second image, first and last columns of two rows.
+                for at in [(4 + 1) * 144 + 2 * 12, (4 + 1) * 144 + 7 * 12 + 11] {
+                    x[at] = bad;
+                }
+                let gy = uniform(4, 2 * 4 * geo.ho * geo.wo);
+                let want = conv_weight_im2col(&x, &gy, &geo);
+                let got = conv_weight(&x, &gy, &geo);
+                assert!(want.iter().any(|v| v.is_finite()) && want.iter().any(|v| !v.is_finite()));
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let same = if w.is_finite() {
+                        (g - w).abs() <= 1e-4
+                    } else {
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan())
+                    };
+                    assert!(same, "stride {stride}, {bad}: tap {i}: {g} vs im2col {w}");
+                }
+            }
+        }
+    }
+
     /// 1 x 1 convolutions over planes of 64 pixels or more run as products on each image's
     /// planes: the three primitives give what the im2col forms give, in f32 and f64, with
     /// a batch that leaves the last task short.

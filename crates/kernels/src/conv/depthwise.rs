@@ -244,6 +244,32 @@ fn weight_wide<T: Real>(x: &[T], gy: &[T], oc: usize, geo: &Geometry, dw: &mut [
     for (slot, lanes) in dw.iter_mut().zip(sums) {
         *slot = combine_lanes(lanes);
     }
+    // The wide rows' dropped columns multiply input pixels outside each tap's windows by
+    // zero: an infinite or NaN input there would turn a tap's sum into NaN where the
+    // windows alone give a number, so such a channel is summed again over its windows.
+    if dw.iter().any(|v| !v.widen().is_finite()) {
+        weight_over_windows(x, gy, oc, geo, dw);
+    }
+}
+
+/// The weight gradient of output channel `oc` summed over each output row's own pixels
+/// only (a plain loop, for inputs with infinities or NaN).
+fn weight_over_windows<T: Real>(x: &[T], gy: &[T], oc: usize, geo: &Geometry, dw: &mut [T]) {
+    let (in_plane, out_plane) = (geo.h * geo.w, geo.ho * geo.wo);
+    let (mut phases, offsets) = padded_input(geo);
+    let cols = phases.window().phase_len;
+    let ic = oc / geo.og();
+    dw.fill(T::ZERO);
+    for img in 0..geo.n {
+        let g = &gy[(img * geo.o + oc) * out_plane..][..out_plane];
+        let src = phases.of(&x[(img * geo.c + ic) * in_plane..][..in_plane]);
+        for (slot, &off) in dw.iter_mut().zip(&offsets) {
+            for (yo, row) in g.chunks_exact(geo.wo).enumerate() {
+                let window = &src[off + yo * cols..][..geo.wo];
+                *slot += row.iter().zip(window).fold(T::ZERO, |sum, (&a, &b)| sum + a * b);
+            }
+        }
+    }
 }
 
 /// `out[p] = Σ_t weights[t] * src[p + offsets[t]]` for every `p` of `out` (whole vectors):
