@@ -71,13 +71,14 @@ pub mod prelude {
     pub use tapegrad_nn::{
         Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss,
         BatchNorm1d, BatchNorm2d, Checkpoint, Conv1d, Conv2d, ConvTranspose2d, CosineAnnealingLR,
-        CrossEntropyLoss, Dropout, Embedding, ExponentialLR, Flatten, Forward, GELU, GRU,
-        GroupNorm, HuberLoss, InstanceNorm1d, InstanceNorm2d, L1Loss, LSTM, Layer, LayerNorm,
-        LeakyReLU, Linear, LinearWarmup, LrScheduler, MSELoss, MaxPool2d, Module,
-        MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Optimizer, RMSprop, RNN, ReLU, SGD,
-        Sequential, SiLU, Sigmoid, SmoothL1Loss, StepLR, Tanh, TrainingFlag, TransformerEncoder,
-        TransformerEncoderLayer, TransformerEncoderOptions, clip_grad_norm, clip_grad_value, load,
-        load_checkpoint, load_tensors, load_with, save, save_checkpoint, save_tensors,
+        CrossEntropyLoss, Dropout, Embedding, ExponentialLR, Flatten, Forward, GELU, GRU, GRUCell,
+        GroupNorm, HuberLoss, InstanceNorm1d, InstanceNorm2d, L1Loss, LSTM, LSTMCell, Layer,
+        LayerNorm, LeakyReLU, Linear, LinearWarmup, LrScheduler, MSELoss, MaxPool2d, Module,
+        MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Nonlinearity, Optimizer, RMSprop,
+        RNN, RNNCell, ReLU, SGD, Sequential, SiLU, Sigmoid, SmoothL1Loss, StepLR, Tanh,
+        TrainingFlag, TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions,
+        clip_grad_norm, clip_grad_value, load, load_checkpoint, load_tensors, load_with, save,
+        save_checkpoint, save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;

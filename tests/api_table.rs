@@ -597,6 +597,21 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Layers",
+            "nn.RNN(3, 8, nonlinearity='relu')",
+            RNN::new(3, 8, 1).nonlinearity(Nonlinearity::Relu).forward(&seq)
+        ),
+        (
+            "Layers",
+            "h, c = nn.LSTMCell(3, 8)(x, (h, c)) / nn.GRUCell / nn.RNNCell(3, 8, bias=False)",
+            {
+                let cell = LSTMCell::new(3, 8);
+                let (h, c) = cell.forward_with_state(&x, None);
+                cell.forward_with_state(&x, Some((&h, &c)))
+            },
+            "one step; `forward_with_state` takes the state (`None` for zeros); `GRUCell` and `RNNCell` take and return `h` (`forward` starts from zeros); `.no_bias()` for `bias=False`"
+        ),
+        (
+            "Layers",
             "out, weights = nn.MultiheadAttention(3, 1)(seq, seq, seq)",
             MultiheadAttention::new(3, 1).forward(&seq, &seq, &seq),
             "returns `(Tensor, Option<Tensor>)`; `add_bias_kv` and `add_zero_attn` are not offered"

@@ -24,6 +24,7 @@
 extern crate self as tapegrad_nn;
 
 mod attention;
+mod cells;
 mod checkpoint;
 mod field;
 mod hooks;
@@ -39,6 +40,7 @@ mod scheduler;
 mod transformer;
 
 pub use attention::{MultiheadAttention, MultiheadAttentionOptions};
+pub use cells::{GRUCell, LSTMCell, Nonlinearity, RNNCell};
 pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
 pub use field::{ModuleField, TrainingFlag};
 pub use hooks::{ForwardHookHandle, Hooked};

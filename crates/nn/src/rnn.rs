@@ -7,13 +7,14 @@ use tapegrad_ops::functional::{DropoutOptions, dropout_with, linear, lstm_recurr
 use tapegrad_ops::{cat, prelude::*, stack};
 use tapegrad_tape::Tensor;
 
+use crate::cells::{Nonlinearity, elman_step, gru_step};
 use crate::field::TrainingFlag;
 use crate::init;
 use crate::module::{Forward, Module, Slot, join_name};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum CellKind {
-    Tanh,
+    Elman,
     Gru,
     Lstm,
 }
@@ -21,7 +22,7 @@ enum CellKind {
 impl CellKind {
     fn gates(self) -> usize {
         match self {
-            CellKind::Tanh => 1,
+            CellKind::Elman => 1,
             CellKind::Gru => 3,
             CellKind::Lstm => 4,
         }
@@ -46,6 +47,8 @@ struct Recurrent {
     bidirectional: bool,
     /// Dropout on each layer's output but the last, in training mode.
     dropout: f64,
+    /// The Elman layer's activation.
+    nonlinearity: Nonlinearity,
     training: TrainingFlag,
     /// Layer `l`, direction `d` at `l * directions + d` (PyTorch's order).
     layers: Vec<LayerWeights>,
@@ -61,6 +64,7 @@ impl Recurrent {
             batch_first: false,
             bidirectional: false,
             dropout: 0.0,
+            nonlinearity: Nonlinearity::Tanh,
             training: TrainingFlag::default(),
             layers: Vec::new(),
         };
@@ -156,7 +160,6 @@ impl Recurrent {
         mut h: Tensor,
         c: Tensor,
     ) -> (Tensor, Tensor, Tensor) {
-        let hdim = self.hidden;
         // Input projections of every step in one product: [T, B, gates * H].
         let xi = linear(seq, &w.weight_ih, Some(&w.bias_ih));
         if self.kind == CellKind::Lstm {
@@ -168,16 +171,9 @@ impl Recurrent {
         for t in 0..steps {
             let gi = xi.select(0, t as isize);
             let gh = linear(&h, &w.weight_hh, Some(&w.bias_hh));
-            let part = |g: &Tensor, k: usize| g.narrow(1, k * hdim, hdim);
             h = match self.kind {
-                CellKind::Tanh => (&gi + &gh).tanh(),
-                CellKind::Gru => {
-                    let r = (&part(&gi, 0) + &part(&gh, 0)).sigmoid();
-                    let z = (&part(&gi, 1) + &part(&gh, 1)).sigmoid();
-                    let n = (&part(&gi, 2) + &(&r * &part(&gh, 2))).tanh();
-                    // h' = (1 - z) n + z h
-                    &(&z.rsub_scalar(1.0) * &n) + &(&z * &h)
-                }
+                CellKind::Elman => elman_step(&gi, &gh, self.nonlinearity),
+                CellKind::Gru => gru_step(&gi, &gh, &h),
                 CellKind::Lstm => unreachable!("LSTM layers run lstm_recurrence above"),
             };
             outputs.push(h.clone());
@@ -333,7 +329,8 @@ macro_rules! recurrent_layer {
 }
 
 recurrent_layer!(
-    /// Elman RNN with tanh: `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`.
+    /// Elman RNN: `h' = act(W_ih x + b_ih + W_hh h + b_hh)`, with `tanh` or `relu`
+    /// ([`RNN::nonlinearity`]).
     ///
     /// ```
     /// use tapegrad_nn::{Module, RNN};
@@ -343,7 +340,7 @@ recurrent_layer!(
     /// assert_eq!((out.shape(), h.shape()), (&[4, 7, 5][..], &[2, 4, 5][..]));
     /// ```
     RNN,
-    CellKind::Tanh,
+    CellKind::Elman,
     1
 );
 recurrent_layer!(
@@ -375,6 +372,19 @@ recurrent_layer!(
 );
 
 impl RNN {
+    /// The activation (PyTorch's `nonlinearity`): `tanh` by default, or `relu`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Nonlinearity, RNN};
+    /// use tapegrad_tape::Tensor;
+    /// let rnn = RNN::new(3, 5, 2).nonlinearity(Nonlinearity::Relu);
+    /// assert!(rnn.forward(&Tensor::randn(&[7, 4, 3])).to_vec::<f32>().iter().all(|&h| h >= 0.0));
+    /// ```
+    pub fn nonlinearity(mut self, nonlinearity: Nonlinearity) -> Self {
+        self.0.nonlinearity = nonlinearity;
+        self
+    }
+
     /// The outputs and the final hidden state `[layers * directions, B, H]`, from `h0` (zeros if `None`).
     ///
     /// ```
