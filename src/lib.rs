@@ -72,20 +72,20 @@ pub mod prelude {
         Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss,
         BatchNorm1d, BatchNorm2d, Checkpoint, Conv1d, Conv2d, ConvTranspose2d, CosineAnnealingLR,
         CrossEntropyLoss, Dropout, Embedding, ExponentialLR, Flatten, Forward, GELU, GRU, GRUCell,
-        GroupNorm, HuberLoss, InstanceNorm1d, InstanceNorm2d, L1Loss, LSTM, LSTMCell, Layer,
-        LayerNorm, LeakyReLU, Linear, LinearWarmup, LrScheduler, MSELoss, MaxPool2d, Module,
+        GroupNorm, HuberLoss, Identity, InstanceNorm1d, InstanceNorm2d, L1Loss, LSTM, LSTMCell,
+        Layer, LayerNorm, LeakyReLU, Linear, LinearWarmup, LrScheduler, MSELoss, MaxPool2d, Module,
         MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Nonlinearity, Optimizer, RMSprop,
         RNN, RNNCell, ReLU, SGD, Sequential, SiLU, Sigmoid, SmoothL1Loss, StepLR, Tanh,
         TrainingFlag, TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions,
-        clip_grad_norm, clip_grad_value, load, load_checkpoint, load_tensors, load_with, save,
-        save_checkpoint, save_tensors,
+        Upsample, clip_grad_norm, clip_grad_value, load, load_checkpoint, load_tensors, load_with,
+        save, save_checkpoint, save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;
     pub use tapegrad_ops::{
         AttentionOptions, AvgPool2dOptions, BatchNormOptions, ConvOptions, GeluApproximate,
-        GroupNormOptions, InstanceNormOptions, IntoPair, LayerNormOptions, MaxPool2dOptions,
-        PadMode, Padding, SoftplusOptions, step_by,
+        GroupNormOptions, InstanceNormOptions, InterpolateMode, InterpolateOptions, IntoPair,
+        LayerNormOptions, MaxPool2dOptions, PadMode, Padding, SoftplusOptions, step_by,
     };
     pub use tapegrad_ops::{Reduction, cat, stack, where_};
     pub use tapegrad_tape::{

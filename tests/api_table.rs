@@ -424,6 +424,18 @@ fn rows() -> Vec<Row> {
             )
         ),
         ("torch.nn.functional", "F.adaptive_avg_pool2d(x, 1)", F::adaptive_avg_pool2d(&img, 1)),
+        ("torch.nn.functional", "F.interpolate(x, size=(6, 8))", F::interpolate(&img, &[6, 8])),
+        (
+            "torch.nn.functional",
+            "F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)",
+            F::interpolate_with(
+                &img,
+                InterpolateOptions::scale_factor(2.0)
+                    .mode(InterpolateMode::Bilinear)
+                    .align_corners(true)
+            ),
+            "size or scale factor first (`InterpolateOptions::size` or `::scale_factor`), then the keywords; modes nearest, nearest-exact, linear, bilinear, trilinear"
+        ),
         ("torch.nn.functional", "F.pad(x, (1, 1, 2, 0))", F::pad(&img, &[1, 1, 2, 0])),
         (
             "torch.nn.functional",
@@ -671,6 +683,11 @@ fn rows() -> Vec<Row> {
         ),
         ("Layers", "nn.LeakyReLU(0.2)", LeakyReLU::new().negative_slope(0.2).forward(&x)),
         ("Layers", "nn.Flatten()", Flatten::new().forward(&img)),
+        (
+            "Layers",
+            "nn.Upsample(scale_factor=2, mode='bilinear') / nn.Identity()",
+            Identity.forward(&Upsample::scale_factor(2.0).mode(InterpolateMode::Bilinear).forward(&img))
+        ),
         (
             "Layers",
             "nn.Sequential(a, b, c)",

@@ -266,6 +266,37 @@ grad_case("prod_dim", [u(3, 4)], lambda v: torch.prod(v, 0), dim=0)
 grad_case("cumsum", [u(3, 4)], lambda v: torch.cumsum(v, 1), dim=1)
 grad_case("softplus_opts", [u(3, 4)], lambda v: F.softplus(v, beta=2.0, threshold=1.5), beta=2.0, threshold=1.5)
 
+# Resizing (F.interpolate), with gradients.
+rng4 = np.random.default_rng(20261203)
+
+
+def v(*shape):
+    return torch.tensor(rng4.uniform(-2.0, 2.0, size=shape), dtype=torch.float64)
+
+
+def resize(x, size=None, scale=None, mode="nearest", align=None, recompute=False):
+    one = (lambda l: l[0] if l is not None and len(l) == 1 else l)
+    kw = dict(size=one(size), scale_factor=one(scale), mode=mode, align_corners=align, recompute_scale_factor=recompute)
+    grad_case("interpolate", [x], lambda t: F.interpolate(t, **kw), size=size, scale=scale, mode=mode,
+              align=align, recompute=recompute)
+
+
+im = v(2, 3, 5, 4)
+resize(im, size=[7, 9])
+resize(im, scale=[1.5])
+resize(im, size=[3, 3], mode="nearest-exact")
+resize(im, scale=[2.0], mode="bilinear")
+resize(im, size=[7, 5], mode="bilinear", align=True)
+resize(im, size=[3, 2], mode="bilinear")
+resize(im, scale=[1.7, 0.8], mode="bilinear", recompute=True)
+resize(im, scale=[1.3, 2.6], mode="bilinear")
+seq = v(2, 3, 6)
+resize(seq, size=[11], mode="linear")
+resize(seq, scale=[0.6], mode="linear")
+resize(seq, size=[1], mode="linear", align=True)
+resize(v(1, 2, 3, 4, 3), size=[5, 2, 4], mode="trilinear")
+resize(v(1, 2, 3, 4, 3), scale=[2.0], mode="nearest")
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -4,7 +4,7 @@ use tapegrad_ops::functional::{self as F, BatchNormStats};
 use tapegrad_ops::prelude::*;
 use tapegrad_ops::{
     AvgPool2dOptions, BatchNormOptions, ConvOptions, GroupNormOptions, InstanceNormOptions,
-    IntoPair, LayerNormOptions, MaxPool2dOptions, Padding,
+    InterpolateMode, InterpolateOptions, IntoPair, LayerNormOptions, MaxPool2dOptions, Padding,
 };
 use tapegrad_tape::{DType, Tensor};
 
@@ -401,6 +401,83 @@ stateless!(
     LeakyReLU(negative_slope: f64),
     |s, x| x.leaky_relu_with(s.negative_slope)
 );
+stateless!(
+    /// The input unchanged (PyTorch's `nn.Identity`): a placeholder where a model takes a
+    /// layer, such as a residual block's shortcut.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Identity};
+    /// let x = tapegrad_tape::Tensor::randn(&[2, 3]);
+    /// assert_eq!(Identity.forward(&x).to_vec::<f32>(), x.to_vec::<f32>());
+    /// ```
+    Identity,
+    |_s, x| x.clone()
+);
+stateless!(
+    /// Resizing as a layer (PyTorch's `nn.Upsample`): [`F::interpolate_with`] with the
+    /// layer's options. Build it with [`Upsample::scale_factor`] or [`Upsample::size`].
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Upsample};
+    /// use tapegrad_ops::InterpolateMode;
+    /// let up = Upsample::scale_factor(2.0).mode(InterpolateMode::Bilinear);
+    /// assert_eq!(up.forward(&tapegrad_tape::Tensor::zeros(&[1, 3, 4, 5])).shape(), &[1, 3, 8, 10]);
+    /// ```
+    Upsample(options: InterpolateOptions),
+    |s, x| F::interpolate_with(x, s.options.clone())
+);
+
+impl Upsample {
+    /// Resizes every spatial dimension by `factor` (nearest by default).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Upsample};
+    /// let y = Upsample::scale_factor(3.0).forward(&tapegrad_tape::Tensor::ones(&[1, 1, 2]));
+    /// assert_eq!(y.to_vec::<f32>(), vec![1.0; 6]);
+    /// ```
+    pub fn scale_factor(factor: f64) -> Self {
+        Upsample { options: InterpolateOptions::scale_factor(factor) }
+    }
+
+    /// Resizes to `size` (one value for every spatial dimension, or one each).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Upsample};
+    /// let y = Upsample::size(&[3, 4]).forward(&tapegrad_tape::Tensor::ones(&[2, 1, 2, 2]));
+    /// assert_eq!(y.shape(), &[2, 1, 3, 4]);
+    /// ```
+    pub fn size(size: &[usize]) -> Self {
+        Upsample { options: InterpolateOptions::size(size) }
+    }
+
+    /// Sets `mode`.
+    ///
+    /// ```
+    /// use tapegrad_nn::Upsample;
+    /// use tapegrad_ops::InterpolateMode;
+    /// let up = Upsample::scale_factor(2.0).mode(InterpolateMode::Bilinear);
+    /// assert_eq!(up.options.mode, InterpolateMode::Bilinear);
+    /// ```
+    pub fn mode(mut self, mode: InterpolateMode) -> Self {
+        self.options.mode = mode;
+        self
+    }
+
+    /// Sets `align_corners` (linear modes only).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Upsample};
+    /// use tapegrad_ops::InterpolateMode;
+    /// let up = Upsample::size(&[3]).mode(InterpolateMode::Linear).align_corners(true);
+    /// let x = tapegrad_tape::Tensor::from_vec(vec![0.0f32, 2.0], &[1, 1, 2]);
+    /// assert_eq!(up.forward(&x).to_vec::<f32>(), vec![0.0, 1.0, 2.0]);
+    /// ```
+    pub fn align_corners(mut self, align_corners: bool) -> Self {
+        self.options.align_corners = Some(align_corners);
+        self
+    }
+}
+
 stateless!(
     /// Flattens dimensions `start..=end` (PyTorch's default: 1 to -1).
     ///

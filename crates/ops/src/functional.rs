@@ -48,6 +48,7 @@ use crate::{reduce, shape, unary};
 
 pub use crate::attention::AttentionOptions;
 pub use crate::conv::{ConvOptions, IntoPair, Padding};
+pub use crate::interpolate::{InterpolateMode, InterpolateOptions};
 pub use crate::loss::{
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
     SmoothL1Loss,
@@ -555,6 +556,54 @@ pub fn try_avg_pool2d_with(
     options: AvgPool2dOptions,
 ) -> Result<Tensor> {
     crate::pool::avg_pool2d_with(x, kernel.into_pair(), options)
+}
+
+/// Resizes the spatial dimensions of `x` (`[N, C, L]`, `[N, C, H, W]` or
+/// `[N, C, D, H, W]`) to `size` (one value for all, or one each) by picking the nearest
+/// pixel: PyTorch's `F.interpolate(x, size)`. Other modes, a scale factor and
+/// `align_corners` are [`interpolate_with`]'s.
+///
+/// ```
+/// use tapegrad_ops::functional::interpolate;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+/// let y = interpolate(&x, &[4]); // each pixel repeated into a 2 x 2 block
+/// assert_eq!(y.to_vec::<f32>()[..8], [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn interpolate(x: &Tensor, size: &[usize]) -> Tensor {
+    interpolate_with(x, InterpolateOptions::size(size))
+}
+
+/// [`interpolate`] with PyTorch's keywords ([`InterpolateOptions`]: size or scale factor,
+/// `mode`, `align_corners`, `recompute_scale_factor`). Differentiable to any order in `x`.
+///
+/// ```
+/// use tapegrad_ops::functional::interpolate_with;
+/// use tapegrad_ops::{InterpolateMode, InterpolateOptions};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![0.0f32, 1.0], &[1, 1, 2]);
+/// let linear = InterpolateOptions::size(&[3]).mode(InterpolateMode::Linear);
+/// assert_eq!(interpolate_with(&x, linear.clone().align_corners(true)).to_vec::<f32>(), [0.0, 0.5, 1.0]);
+/// assert_eq!(interpolate_with(&x, linear).to_vec::<f32>(), [0.0, 0.5, 1.0]);
+/// ```
+#[track_caller]
+pub fn interpolate_with(x: &Tensor, options: InterpolateOptions) -> Tensor {
+    or_panic(crate::interpolate::interpolate(x, &options))
+}
+
+/// [`interpolate_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_interpolate_with;
+/// use tapegrad_ops::{InterpolateMode, InterpolateOptions};
+/// use tapegrad_tape::Tensor;
+/// let bilinear = InterpolateOptions::scale_factor(2.0).mode(InterpolateMode::Bilinear);
+/// assert!(try_interpolate_with(&Tensor::zeros(&[1, 2, 5]), bilinear).is_err()); // needs 4-D
+/// ```
+#[track_caller]
+pub fn try_interpolate_with(x: &Tensor, options: InterpolateOptions) -> Result<Tensor> {
+    crate::interpolate::interpolate(x, &options)
 }
 
 /// Average pooling to a fixed output size (one size or a pair) with PyTorch's adaptive

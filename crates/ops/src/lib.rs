@@ -46,6 +46,7 @@ mod elementwise;
 pub mod func;
 pub mod functional;
 mod index;
+mod interpolate;
 mod loss;
 mod matmul;
 mod norm;
@@ -61,6 +62,7 @@ pub use attention::AttentionOptions;
 pub use binary::{BinaryOps, try_where, where_};
 pub use conv::{ConvOptions, IntoPair, Padding, set_winograd_enabled, winograd_enabled};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
+pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use loss::{
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
     SmoothL1Loss,

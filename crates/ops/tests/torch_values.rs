@@ -245,6 +245,31 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             AvgPool2dOptions::default()
                 .divisor_override(args["divisor"].as_u64().unwrap() as usize),
         ),
+        "interpolate" => {
+            let list = |key: &str| args.get(key).and_then(Value::as_array).cloned();
+            let mut options = match (list("size"), list("scale")) {
+                (Some(size), None) => tapegrad_ops::InterpolateOptions::size(
+                    &size.iter().map(|v| v.as_u64().unwrap() as usize).collect::<Vec<_>>(),
+                ),
+                (None, Some(scale)) => tapegrad_ops::InterpolateOptions::scale_factors(
+                    &scale.iter().map(number).collect::<Vec<_>>(),
+                ),
+                _ => panic!("interpolate case without size or scale: {args}"),
+            };
+            options = options.mode(match args["mode"].as_str().unwrap() {
+                "nearest" => tapegrad_ops::InterpolateMode::Nearest,
+                "nearest-exact" => tapegrad_ops::InterpolateMode::NearestExact,
+                "linear" => tapegrad_ops::InterpolateMode::Linear,
+                "bilinear" => tapegrad_ops::InterpolateMode::Bilinear,
+                "trilinear" => tapegrad_ops::InterpolateMode::Trilinear,
+                other => panic!("mode {other}"),
+            });
+            if let Some(align) = args.get("align").and_then(Value::as_bool) {
+                options = options.align_corners(align);
+            }
+            let recompute = args["recompute"].as_bool().unwrap();
+            functional::interpolate_with(&x[0], options.recompute_scale_factor(recompute))
+        }
         "pad" => {
             let pads: Vec<isize> = args["pads"]
                 .as_array()

@@ -9,7 +9,8 @@ use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::{
     AttentionOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions,
     CrossEntropyLoss, GeluApproximate, GroupNormOptions, HuberLoss, InstanceNormOptions,
-    LayerNormOptions, MaxPool2dOptions, NLLLoss, PadMode, Padding, SmoothL1Loss, SoftplusOptions,
+    InterpolateMode, InterpolateOptions, LayerNormOptions, MaxPool2dOptions, NLLLoss, PadMode,
+    Padding, SmoothL1Loss, SoftplusOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -903,6 +904,41 @@ pub fn registry() -> Vec<OpCase> {
         op!("adaptive_avg_pool2d(x, size)", "F.adaptive_avg_pool2d", true, image(5), |t, i| {
             functional::adaptive_avg_pool2d(&t[0], (2, 3))
         }),
+        op!("interpolate(x, size)", "F.interpolate (nearest)", true, image(4), |t, i| {
+            let (h, w) = (t[0].shape()[2], t[0].shape()[3]);
+            let up = functional::interpolate(&t[0], &[2 * h + 1, w + 1]);
+            let exact =
+                InterpolateOptions::size(&[h.div_ceil(2), 3]).mode(InterpolateMode::NearestExact);
+            &up.square().sum() + &functional::interpolate_with(&t[0], exact).exp().sum()
+        }),
+        op!(
+            "interpolate_with(x, size or scale, bilinear, align_corners)",
+            "F.interpolate (bilinear)",
+            true,
+            image(4),
+            |t, i| {
+                let (h, w) = (t[0].shape()[2], t[0].shape()[3]);
+                let bilinear = InterpolateOptions::size(&[h + 2, w.div_ceil(2)])
+                    .mode(InterpolateMode::Bilinear);
+                let aligned = InterpolateOptions::scale_factor(1.5)
+                    .mode(InterpolateMode::Bilinear)
+                    .align_corners(true);
+                let a = functional::interpolate_with(&t[0], bilinear);
+                let b = functional::interpolate_with(&t[0], aligned);
+                &a.square().sum() + &b.tanh().sum()
+            }
+        ),
+        op!(
+            "interpolate_with(x, scale, linear)",
+            "F.interpolate (linear)",
+            true,
+            image(4),
+            |t, i| {
+                let seq = t[0].flatten(0, 1);
+                let linear = InterpolateOptions::scale_factor(1.7).mode(InterpolateMode::Linear);
+                functional::interpolate_with(&seq, linear).square()
+            }
+        ),
         op!("layer_norm(x, shape, w, b, eps)", "F.layer_norm", true, layer_norm_case(), |t, i| {
             let k = i[0] as usize;
             let normalized = &t[0].shape()[t[0].dim() - k..];
