@@ -22,13 +22,8 @@ import pathlib
 import torch
 import torch.nn as nn
 
+from recurrent_reference import run
 from transformer_reference import pattern, write_safetensors
-from transformer_reference import run as run_case
-
-
-def run(model, prefix, inputs, call, grads_of, out):
-    """The transformer fixtures' run, with PyTorch's initialisation kept as it is."""
-    run_case(model, prefix, inputs, call, grads_of, out, move_off_init=False)
 
 
 def main():
