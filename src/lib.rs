@@ -83,9 +83,10 @@ pub mod prelude {
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;
     pub use tapegrad_ops::{
-        AttentionOptions, AvgPool2dOptions, BatchNormOptions, ConvOptions, GeluApproximate,
-        GroupNormOptions, InstanceNormOptions, InterpolateMode, InterpolateOptions, IntoPair,
-        LayerNormOptions, MaxPool2dOptions, PadMode, Padding, SoftplusOptions, step_by,
+        AttentionOptions, AvgPool2dOptions, BatchNormOptions, ConvOptions, CosineSimilarityOptions,
+        GeluApproximate, GroupNormOptions, InstanceNormOptions, InterpolateMode,
+        InterpolateOptions, IntoPair, LayerNormOptions, MaxPool2dOptions, NormalizeOptions,
+        PadMode, Padding, SoftplusOptions, step_by,
     };
     pub use tapegrad_ops::{Reduction, cat, stack, where_};
     pub use tapegrad_tape::{

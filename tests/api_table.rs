@@ -436,6 +436,18 @@ fn rows() -> Vec<Row> {
             ),
             "size or scale factor first (`InterpolateOptions::size` or `::scale_factor`), then the keywords; modes nearest, nearest-exact, linear, bilinear, trilinear"
         ),
+        (
+            "torch.nn.functional",
+            "F.normalize(x, p=2.0, dim=1, eps=1e-12) / F.cosine_similarity(a, b, dim=1, eps=1e-8)",
+            F::normalize_with(&x, NormalizeOptions::default().p(2.0).dim(1).eps(1e-12))
+                .add(&F::cosine_similarity_with(&x, &x, CosineSimilarityOptions::default().dim(1)).unsqueeze(1))
+        ),
+        (
+            "torch.nn.functional",
+            "F.one_hot(labels, num_classes=5)",
+            F::one_hot(&labels, Some(5)),
+            "`None` for PyTorch's `-1` (the largest label plus one)"
+        ),
         ("torch.nn.functional", "F.pad(x, (1, 1, 2, 0))", F::pad(&img, &[1, 1, 2, 0])),
         (
             "torch.nn.functional",

@@ -297,6 +297,19 @@ resize(seq, size=[1], mode="linear", align=True)
 resize(v(1, 2, 3, 4, 3), size=[5, 2, 4], mode="trilinear")
 resize(v(1, 2, 3, 4, 3), scale=[2.0], mode="nearest")
 
+# Normalising, cosine similarity and one-hot labels.
+grad_case("normalize", [v(3, 4)], lambda t: F.normalize(t), p=2.0, dim=1, eps=1e-12)
+grad_case("normalize", [v(2, 3, 4)], lambda t: F.normalize(t, p=1.0, dim=-1, eps=0.5), p=1.0, dim=-1, eps=0.5)
+grad_case("normalize", [f64([[0.0, 0.0], [3.0, -4.0]])], lambda t: F.normalize(t, p=2.0, dim=1, eps=1e-3),
+          p=2.0, dim=1, eps=1e-3)
+grad_case("cosine_similarity", [v(3, 4), v(1, 4)], lambda a, b: F.cosine_similarity(a, b), dim=1, eps=1e-8)
+grad_case("cosine_similarity", [v(2, 3, 5), v(2, 3, 5)], lambda a, b: F.cosine_similarity(a, b, dim=-1, eps=0.3),
+          dim=-1, eps=0.3)
+grad_case("cosine_similarity", [0.1 * v(3, 4), v(3, 4)], lambda a, b: F.cosine_similarity(a, b, eps=0.5),
+          dim=1, eps=0.5)
+grad_case("one_hot", [torch.tensor([[2, 0], [1, 4]])], lambda y: F.one_hot(y, 6), num_classes=6)
+grad_case("one_hot", [torch.tensor([3, 1])], lambda y: F.one_hot(y))
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -48,6 +48,7 @@ use crate::{reduce, shape, unary};
 
 pub use crate::attention::AttentionOptions;
 pub use crate::conv::{ConvOptions, IntoPair, Padding};
+pub use crate::distance::{CosineSimilarityOptions, NormalizeOptions};
 pub use crate::interpolate::{InterpolateMode, InterpolateOptions};
 pub use crate::loss::{
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
@@ -604,6 +605,131 @@ pub fn interpolate_with(x: &Tensor, options: InterpolateOptions) -> Tensor {
 #[track_caller]
 pub fn try_interpolate_with(x: &Tensor, options: InterpolateOptions) -> Result<Tensor> {
     crate::interpolate::interpolate(x, &options)
+}
+
+/// `x` divided by its 2-norm along dimension 1 (at least `1e-12`): PyTorch's
+/// `F.normalize(x)`. Other orders, dimensions and `eps` are [`normalize_with`]'s.
+///
+/// ```
+/// use tapegrad_ops::functional::normalize;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![3.0f32, 4.0, 0.0, 0.0], &[2, 2]);
+/// assert_eq!(normalize(&x).to_vec::<f32>(), [0.6, 0.8, 0.0, 0.0]); // a zero row stays zero
+/// ```
+#[track_caller]
+pub fn normalize(x: &Tensor) -> Tensor {
+    normalize_with(x, NormalizeOptions::default())
+}
+
+/// [`normalize`] with PyTorch's keywords ([`NormalizeOptions`]: `p`, `dim`, `eps`):
+/// `x / max(‖x‖_p, eps)` along `dim`.
+///
+/// ```
+/// use tapegrad_ops::{NormalizeOptions, functional::normalize_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, -3.0], &[2]);
+/// let y = normalize_with(&x, NormalizeOptions::default().p(1.0).dim(0));
+/// assert_eq!(y.to_vec::<f32>(), [0.25, -0.75]);
+/// ```
+#[track_caller]
+pub fn normalize_with(x: &Tensor, options: NormalizeOptions) -> Tensor {
+    or_panic(crate::distance::normalize(x, options))
+}
+
+/// [`normalize_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{NormalizeOptions, functional::try_normalize_with};
+/// use tapegrad_tape::Tensor;
+/// assert!(try_normalize_with(&Tensor::ones(&[3]), NormalizeOptions::default()).is_err()); // no dimension 1
+/// ```
+#[track_caller]
+pub fn try_normalize_with(x: &Tensor, options: NormalizeOptions) -> Result<Tensor> {
+    crate::distance::normalize(x, options)
+}
+
+/// The cosine of the angle between `x1` and `x2` along dimension 1 (broadcasting them
+/// first): PyTorch's `F.cosine_similarity(x1, x2)`, each vector divided by its norm (at
+/// least `1e-8`) before the dot product. Other dimensions and `eps` are
+/// [`cosine_similarity_with`]'s.
+///
+/// ```
+/// use tapegrad_ops::functional::cosine_similarity;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![1.0f32, 0.0, 1.0, 1.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![0.0f32, 2.0], &[1, 2]); // broadcast to both rows
+/// let cos = cosine_similarity(&a, &b).to_vec::<f32>();
+/// assert!(cos[0].abs() < 1e-7 && (cos[1] - 0.5f32.sqrt()).abs() < 1e-6);
+/// ```
+#[track_caller]
+pub fn cosine_similarity(x1: &Tensor, x2: &Tensor) -> Tensor {
+    cosine_similarity_with(x1, x2, CosineSimilarityOptions::default())
+}
+
+/// [`cosine_similarity`] with PyTorch's keywords ([`CosineSimilarityOptions`]: `dim`, `eps`).
+/// As in PyTorch, a norm below `eps` is raised to `eps` in the value, while the gradient
+/// passes through that clamp as if it were not there.
+///
+/// ```
+/// use tapegrad_ops::{CosineSimilarityOptions, functional::cosine_similarity_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::randn(&[4, 5, 3]);
+/// let same = cosine_similarity_with(&x, &x, CosineSimilarityOptions::default().dim(-1));
+/// assert_eq!(same.shape(), &[4, 5]);
+/// assert!(same.to_vec::<f32>().iter().all(|c| (c - 1.0).abs() < 1e-6));
+/// ```
+#[track_caller]
+pub fn cosine_similarity_with(
+    x1: &Tensor,
+    x2: &Tensor,
+    options: CosineSimilarityOptions,
+) -> Tensor {
+    or_panic(crate::distance::cosine_similarity(x1, x2, options))
+}
+
+/// [`cosine_similarity_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{CosineSimilarityOptions, functional::try_cosine_similarity_with};
+/// use tapegrad_tape::Tensor;
+/// let (a, b) = (Tensor::ones(&[2, 3]), Tensor::ones(&[2, 4]));
+/// assert!(try_cosine_similarity_with(&a, &b, CosineSimilarityOptions::default()).is_err());
+/// ```
+#[track_caller]
+pub fn try_cosine_similarity_with(
+    x1: &Tensor,
+    x2: &Tensor,
+    options: CosineSimilarityOptions,
+) -> Result<Tensor> {
+    crate::distance::cosine_similarity(x1, x2, options)
+}
+
+/// Class labels (int64) as one-hot rows (int64, one more dimension of `num_classes`):
+/// PyTorch's `F.one_hot`; `None` takes the largest label plus one, as PyTorch's `-1` does.
+///
+/// ```
+/// use tapegrad_ops::functional::one_hot;
+/// use tapegrad_tape::Tensor;
+/// let y = one_hot(&Tensor::from_vec(vec![2i64, 0], &[2]), Some(3));
+/// assert_eq!((y.shape(), y.to_vec::<i64>()), (&[2, 3][..], vec![0, 0, 1, 1, 0, 0]));
+/// assert_eq!(one_hot(&Tensor::from_vec(vec![1i64], &[1]), None).shape(), &[1, 2]);
+/// ```
+#[track_caller]
+pub fn one_hot(labels: &Tensor, num_classes: Option<usize>) -> Tensor {
+    or_panic(try_one_hot(labels, num_classes))
+}
+
+/// [`one_hot`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_one_hot;
+/// use tapegrad_tape::Tensor;
+/// let err = try_one_hot(&Tensor::from_vec(vec![3i64], &[1]), Some(3)).unwrap_err();
+/// assert!(err.to_string().contains("label 3 is not below num_classes = 3"));
+/// ```
+#[track_caller]
+pub fn try_one_hot(labels: &Tensor, num_classes: Option<usize>) -> Result<Tensor> {
+    crate::distance::one_hot(labels, num_classes)
 }
 
 /// Average pooling to a fixed output size (one size or a pair) with PyTorch's adaptive

@@ -42,6 +42,7 @@ mod attention;
 mod binary;
 mod conv;
 mod dims;
+mod distance;
 mod elementwise;
 pub mod func;
 pub mod functional;
@@ -61,6 +62,7 @@ mod unary;
 pub use attention::AttentionOptions;
 pub use binary::{BinaryOps, try_where, where_};
 pub use conv::{ConvOptions, IntoPair, Padding, set_winograd_enabled, winograd_enabled};
+pub use distance::{CosineSimilarityOptions, NormalizeOptions};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use loss::{

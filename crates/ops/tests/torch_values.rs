@@ -245,6 +245,22 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             AvgPool2dOptions::default()
                 .divisor_override(args["divisor"].as_u64().unwrap() as usize),
         ),
+        "normalize" => functional::normalize_with(
+            &x[0],
+            tapegrad_ops::NormalizeOptions::default()
+                .p(number(&args["p"]))
+                .dim(dim())
+                .eps(number(&args["eps"])),
+        ),
+        "cosine_similarity" => functional::cosine_similarity_with(
+            &x[0],
+            &x[1],
+            tapegrad_ops::CosineSimilarityOptions::default().dim(dim()).eps(number(&args["eps"])),
+        ),
+        "one_hot" => functional::one_hot(
+            &x[0].to_dtype(DType::I64),
+            args.get("num_classes").and_then(Value::as_u64).map(|n| n as usize),
+        ),
         "interpolate" => {
             let list = |key: &str| args.get(key).and_then(Value::as_array).cloned();
             let mut options = match (list("size"), list("scale")) {

@@ -8,9 +8,9 @@ use proptest::prelude::*;
 use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::{
     AttentionOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions,
-    CrossEntropyLoss, GeluApproximate, GroupNormOptions, HuberLoss, InstanceNormOptions,
-    InterpolateMode, InterpolateOptions, LayerNormOptions, MaxPool2dOptions, NLLLoss, PadMode,
-    Padding, SmoothL1Loss, SoftplusOptions,
+    CosineSimilarityOptions, CrossEntropyLoss, GeluApproximate, GroupNormOptions, HuberLoss,
+    InstanceNormOptions, InterpolateMode, InterpolateOptions, LayerNormOptions, MaxPool2dOptions,
+    NLLLoss, NormalizeOptions, PadMode, Padding, SmoothL1Loss, SoftplusOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -937,6 +937,30 @@ pub fn registry() -> Vec<OpCase> {
                 let seq = t[0].flatten(0, 1);
                 let linear = InterpolateOptions::scale_factor(1.7).mode(InterpolateMode::Linear);
                 functional::interpolate_with(&seq, linear).square()
+            }
+        ),
+        op!("normalize_with(x, p, dim, eps)", "F.normalize", true, nonempty(-2.0..2.0), |t, i| {
+            // A scalar has no dimension to normalise along: taken as one element.
+            let x = if t[0].dim() == 0 { t[0].reshape(&[1]) } else { t[0].clone() };
+            let dim = x.dim() as isize - 1;
+            let two = functional::normalize_with(&x, NormalizeOptions::default().dim(dim));
+            let one = NormalizeOptions::default().p(1.0).dim(0).eps(0.1);
+            &two.square().sum() + &functional::normalize_with(&x.exp(), one).tanh().sum()
+        }),
+        op!(
+            "cosine_similarity_with(a, b, dim, eps)",
+            "F.cosine_similarity",
+            true,
+            pair(-2.0..2.0, -2.0..2.0),
+            |t, i| {
+                let dims = t[0].dim().max(t[1].dim());
+                if dims == 0 {
+                    return (&t[0] * &t[1]).square();
+                }
+                // The default eps: below it the gradient passes through the norms' clamp
+                // (PyTorch's choice), which is not the derivative central differences see.
+                let options = CosineSimilarityOptions::default().dim(-1);
+                functional::cosine_similarity_with(&t[0], &t[1], options).square()
             }
         ),
         op!("layer_norm(x, shape, w, b, eps)", "F.layer_norm", true, layer_norm_case(), |t, i| {

@@ -1,0 +1,146 @@
+//! Normalising along a dimension and cosine similarity (PyTorch's `F.normalize` and
+//! `F.cosine_similarity`), composed of recorded ops so they differentiate to any order;
+//! and class labels as one-hot rows (`F.one_hot`), the other end of such losses.
+
+use tapegrad_tape::{Result, Tensor};
+
+use crate::options::setters;
+use crate::reduce::ReduceOps;
+use crate::unary::UnaryOps;
+
+/// PyTorch's keywords of `F.normalize`: the norm's order `p` (2), the dimension `dim` (1)
+/// and the smallest divisor `eps` (1e-12).
+///
+/// ```
+/// use tapegrad_ops::NormalizeOptions;
+/// let o = NormalizeOptions::default();
+/// assert_eq!((o.p, o.dim, o.eps), (2.0, 1, 1e-12));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormalizeOptions {
+    /// The order of the norm.
+    pub p: f64,
+    /// The dimension normalised.
+    pub dim: isize,
+    /// The smallest norm divided by.
+    pub eps: f64,
+}
+
+impl Default for NormalizeOptions {
+    fn default() -> Self {
+        NormalizeOptions { p: 2.0, dim: 1, eps: 1e-12 }
+    }
+}
+
+setters!(NormalizeOptions {
+    /// Sets `p`.
+    p(f64) => p, example 1.0 => o.p == 1.0;
+    /// Sets `dim`.
+    dim(isize) => dim, example -1 => o.dim == -1;
+    /// Sets `eps`.
+    eps(f64) => eps, example 1e-6 => o.eps == 1e-6;
+});
+
+/// PyTorch's keywords of `F.cosine_similarity`: the dimension `dim` (1) and the smallest
+/// norm `eps` (1e-8).
+///
+/// ```
+/// use tapegrad_ops::CosineSimilarityOptions;
+/// let o = CosineSimilarityOptions::default();
+/// assert_eq!((o.dim, o.eps), (1, 1e-8));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CosineSimilarityOptions {
+    /// The dimension the vectors lie along.
+    pub dim: isize,
+    /// The smallest norm divided by.
+    pub eps: f64,
+}
+
+impl Default for CosineSimilarityOptions {
+    fn default() -> Self {
+        CosineSimilarityOptions { dim: 1, eps: 1e-8 }
+    }
+}
+
+setters!(CosineSimilarityOptions {
+    /// Sets `dim`.
+    dim(isize) => dim, example -1 => o.dim == -1;
+    /// Sets `eps`.
+    eps(f64) => eps, example 1e-6 => o.eps == 1e-6;
+});
+
+/// `labels` (int64) as rows of `num_classes` zeros with a one at each label (int64),
+/// PyTorch's `F.one_hot`; `None` takes the largest label plus one.
+#[track_caller]
+pub(crate) fn one_hot(labels: &Tensor, num_classes: Option<usize>) -> Result<Tensor> {
+    let location = std::panic::Location::caller();
+    let op = "one_hot";
+    if labels.dtype() != tapegrad_tape::DType::I64 {
+        return Err(tapegrad_tape::Error::InvalidArgument {
+            op,
+            message: format!("labels must be int64, got {:?}", labels.dtype()),
+            location,
+        });
+    }
+    let values = labels.to_vec::<i64>();
+    let invalid = |message: String| tapegrad_tape::Error::InvalidArgument { op, message, location };
+    if let Some(&bad) = values.iter().find(|&&v| v < 0) {
+        return Err(invalid(format!("label {bad} is negative")));
+    }
+    let classes = match num_classes {
+        Some(n) => n,
+        None if values.is_empty() => {
+            return Err(invalid("cannot infer the number of classes from no labels".into()));
+        }
+        None => values.iter().max().map_or(0, |&m| m as usize + 1),
+    };
+    if let Some(&bad) = values.iter().find(|&&v| v as usize >= classes) {
+        return Err(invalid(format!("label {bad} is not below num_classes = {classes}")));
+    }
+    let mut out = vec![0i64; values.len() * classes];
+    for (row, &label) in out.chunks_exact_mut(classes.max(1)).zip(&values) {
+        row[label as usize] = 1;
+    }
+    let mut shape = labels.shape().to_vec();
+    shape.push(classes);
+    Ok(Tensor::from_vec(out, &shape))
+}
+
+/// `x / max(‖x‖_p, eps)` along `dim`, as PyTorch computes it.
+#[track_caller]
+pub(crate) fn normalize(x: &Tensor, options: NormalizeOptions) -> Result<Tensor> {
+    let norm = x.try_norm_dim(options.p, options.dim, true)?;
+    x.try_div(&norm.clamp(Some(options.eps), None))
+}
+
+/// `Σ (x1 / max(‖x1‖, eps)) (x2 / max(‖x2‖, eps))` along `dim` after broadcasting, PyTorch's
+/// formula (each vector scaled by its own norm first, so the result stays in `[-1, 1]`).
+#[track_caller]
+pub(crate) fn cosine_similarity(
+    x1: &Tensor,
+    x2: &Tensor,
+    options: CosineSimilarityOptions,
+) -> Result<Tensor> {
+    let shape =
+        tapegrad_tape::layout::broadcast_shapes(x1.shape(), x2.shape()).ok_or_else(|| {
+            tapegrad_tape::Error::Shape {
+                op: "cosine_similarity",
+                message: format!(
+                    "shapes {:?} and {:?} do not broadcast together",
+                    x1.shape(),
+                    x2.shape()
+                ),
+                location: std::panic::Location::caller(),
+            }
+        })?;
+    let unit = |x: &Tensor| -> Result<Tensor> {
+        let x = x.try_broadcast_to(&shape)?;
+        let norm = x.try_norm_dim(2.0, options.dim, true)?;
+        // PyTorch clamps the norms in place without recording it: the values are clamped
+        // but the gradient passes through the clamp as if it were not there.
+        let clamped = norm.clamp(Some(options.eps), None).detach();
+        x.try_div(&clamped.try_add(&norm.try_sub(&norm.detach())?)?)
+    };
+    unit(x1)?.try_mul(&unit(x2)?)?.try_sum_dim(options.dim, false)
+}
