@@ -70,15 +70,17 @@ pub mod prelude {
     pub use tapegrad_data::{DataLoader, Mnist};
     pub use tapegrad_nn::{
         Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss,
-        BatchNorm1d, BatchNorm2d, Checkpoint, Conv1d, Conv2d, ConvTranspose2d, CosineAnnealingLR,
-        CrossEntropyLoss, Dropout, Embedding, ExponentialLR, Flatten, Forward, GELU, GRU, GRUCell,
-        GroupNorm, HuberLoss, Identity, InstanceNorm1d, InstanceNorm2d, L1Loss, LSTM, LSTMCell,
-        Layer, LayerNorm, LeakyReLU, Linear, LinearWarmup, LrScheduler, MSELoss, MaxPool2d, Module,
-        MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Nonlinearity, Optimizer, RMSprop,
-        RNN, RNNCell, ReLU, SGD, Sequential, SiLU, Sigmoid, SmoothL1Loss, StepLR, Tanh,
-        TrainingFlag, TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions,
-        Upsample, clip_grad_norm, clip_grad_value, load, load_checkpoint, load_tensors, load_with,
-        save, save_checkpoint, save_tensors,
+        BatchNorm1d, BatchNorm2d, CELU, Checkpoint, Conv1d, Conv2d, ConvTranspose2d,
+        CosineAnnealingLR, CrossEntropyLoss, Dropout, ELU, Embedding, ExponentialLR, Flatten,
+        Forward, GELU, GLU, GRU, GRUCell, GroupNorm, Hardsigmoid, Hardswish, Hardtanh, HuberLoss,
+        Identity, InstanceNorm1d, InstanceNorm2d, L1Loss, LSTM, LSTMCell, Layer, LayerNorm,
+        LeakyReLU, Linear, LinearWarmup, LogSigmoid, LogSoftmax, LrScheduler, MSELoss, MaxPool2d,
+        Mish, Module, MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Nonlinearity,
+        Optimizer, PReLU, RMSprop, RNN, RNNCell, ReLU, ReLU6, SELU, SGD, Sequential, SiLU, Sigmoid,
+        SmoothL1Loss, Softmax, Softplus, Softsign, StepLR, Tanh, Tanhshrink, TrainingFlag,
+        TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions, Upsample,
+        clip_grad_norm, clip_grad_value, load, load_checkpoint, load_tensors, load_with, save,
+        save_checkpoint, save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;

@@ -193,6 +193,19 @@ fn rows() -> Vec<Row> {
             x.softplus_with(SoftplusOptions::default().beta(2.0))
         ),
         ("Math", "F.softmax(x, dim=-1) / F.log_softmax", x.softmax(-1).log_softmax(-1)),
+        (
+            "Math",
+            "F.hardswish / F.hardsigmoid / F.relu6 / F.mish / F.selu",
+            x.hardswish().hardsigmoid().relu6().mish().selu()
+        ),
+        (
+            "Math",
+            "F.logsigmoid / F.softsign / F.tanhshrink / F.celu(x, alpha=0.5)",
+            x.logsigmoid().softsign().tanhshrink().celu_with(0.5)
+        ),
+        ("Math", "F.hardtanh(x, min_val=-2, max_val=2)", x.hardtanh_with(-2.0, 2.0), "`x.hardtanh()` is [-1, 1]"),
+        ("Math", "F.glu(x, dim=-1)", img.glu(-1), "the dimension is always given"),
+        ("Math", "F.prelu(x, weight)", img.prelu(&Tensor::full(&[3], 0.25)), "one slope, or one per channel (dimension 1)"),
         // Reductions.
         ("Reductions", "x.sum() / x.mean()", x.sum().add(&x.mean())),
         (
@@ -694,6 +707,33 @@ fn rows() -> Vec<Row> {
             Sequential::new().add(ReLU).add(Tanh).add(Sigmoid).add(GELU).add(SiLU).forward(&x)
         ),
         ("Layers", "nn.LeakyReLU(0.2)", LeakyReLU::new().negative_slope(0.2).forward(&x)),
+        (
+            "Layers",
+            "nn.Hardswish() / nn.Hardsigmoid() / nn.ReLU6() / nn.Mish() / nn.SELU() / nn.LogSigmoid() / nn.Softsign() / nn.Tanhshrink()",
+            Sequential::new()
+                .add(Hardswish)
+                .add(Hardsigmoid)
+                .add(ReLU6)
+                .add(Mish)
+                .add(SELU)
+                .add(LogSigmoid)
+                .add(Softsign)
+                .add(Tanhshrink)
+                .forward(&x)
+        ),
+        (
+            "Layers",
+            "nn.ELU(0.5) / nn.CELU(0.5) / nn.Hardtanh(-2, 2) / nn.Softplus(beta=2)",
+            Sequential::new()
+                .add(ELU::new().alpha(0.5))
+                .add(CELU::new().alpha(0.5))
+                .add(Hardtanh::new().bounds(-2.0, 2.0))
+                .add(Softplus::new().beta(2.0))
+                .forward(&x)
+        ),
+        ("Layers", "nn.GLU(dim=2)", GLU::new().dim(2).forward(&img)),
+        ("Layers", "nn.PReLU(num_parameters=3, init=0.1)", PReLU::new().num_parameters(3).init(0.1).forward(&img)),
+        ("Layers", "nn.Softmax(dim=1) / nn.LogSoftmax(dim=1)", Sequential::new().add(Softmax { dim: 1 }).add(LogSoftmax { dim: 1 }).forward(&x)),
         ("Layers", "nn.Flatten()", Flatten::new().forward(&img)),
         (
             "Layers",

@@ -310,6 +310,32 @@ grad_case("cosine_similarity", [0.1 * v(3, 4), v(3, 4)], lambda a, b: F.cosine_s
 grad_case("one_hot", [torch.tensor([[2, 0], [1, 4]])], lambda y: F.one_hot(y, 6), num_classes=6)
 grad_case("one_hot", [torch.tensor([3, 1])], lambda y: F.one_hot(y))
 
+# Activations. Special values come in cases of at most 8 elements: there PyTorch runs its
+# scalar loops, whose gradient at NaN (the incoming gradient, for the ELU family and
+# hardswish) its vectorised loops do not keep.
+edges = f64([-3.0, 3.0, -1.0, 1.0, 6.0, -25.0, 25.0, 0.25])
+for inp in [s, edges]:
+    for name, fn in [("hardtanh", F.hardtanh), ("relu6", F.relu6), ("hardswish", F.hardswish), ("mish", F.mish),
+                     ("selu", F.selu), ("logsigmoid", F.logsigmoid), ("softsign", F.softsign),
+                     ("tanhshrink", F.tanhshrink)]:
+        grad_case(name, [inp], fn)
+    # PyTorch's celu backward rounds 1 / alpha to f32, in f64 too: the gradients are checked
+    # at alphas whose reciprocal is exact, the values also at one whose reciprocal is not.
+    grad_case("celu", [inp], lambda t: F.celu(t, 0.5), alpha=0.5)
+    case("celu", [inp], F.celu(inp, 0.7), alpha=0.7)
+    case("hardsigmoid", [inp], F.hardsigmoid(inp))
+    # PyTorch's hardsigmoid backward multiplies by 1/6 rounded to f32, in f64 too; the same
+    # function written as a clamp has the exact sixth, which tapegrad gives.
+    grad_case("hardsigmoid", [inp], lambda t: torch.clamp(t + 3, 0, 6) / 6)
+grad_case("hardtanh", [sb], lambda t: F.hardtanh(t, -0.5, 2.0), min=-0.5, max=2.0)
+for name, fn in [("relu6", F.relu6), ("hardtanh", F.hardtanh), ("hardswish", F.hardswish)]:
+    grad_case(name, [s], fn, grad_output=gbad)
+grad_case("mish", [v(3, 4)], F.mish)
+grad_case("glu", [v(3, 4)], lambda t: F.glu(t, -1), dim=-1)
+grad_case("glu", [v(2, 6, 3)], lambda t: F.glu(t, 1), dim=1)
+grad_case("prelu", [v(2, 3, 4), f64([0.25, -0.5, 1.5])], F.prelu)
+grad_case("prelu", [s.reshape(2, 4), f64([0.25])], F.prelu)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -12,6 +12,7 @@ use crate::Module;
 use crate::field::{ModuleField, TrainingFlag};
 use crate::init;
 use crate::module::{Forward, Layer, Slot};
+use crate::stateless::stateless;
 
 /// PyTorch's default bias: uniform in `±1/sqrt(fan_in)`.
 fn default_bias(n: usize, fan_in: usize) -> Tensor {
@@ -316,91 +317,6 @@ impl ConvTranspose2d {
     }
 }
 
-macro_rules! stateless {
-    ($(#[$doc:meta])* $name:ident, |$s:ident, $x:ident| $body:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Module)]
-        pub struct $name;
-        stateless!(@impl $name, |$s, $x| $body);
-    };
-    ($(#[$doc:meta])* $name:ident ( $($field:ident: $ty:ty),* ), |$s:ident, $x:ident| $body:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Module)]
-        pub struct $name { $(#[allow(missing_docs)] #[module(skip)] pub $field: $ty),* }
-        stateless!(@impl $name, |$s, $x| $body);
-    };
-    (@impl $name:ident, |$s:ident, $x:ident| $body:expr) => {
-        impl Forward for $name {
-            #[track_caller]
-            fn forward(&self, $x: &Tensor) -> Tensor {
-                let $s = self;
-                $body
-            }
-        }
-    };
-}
-
-stateless!(
-    /// `max(x, 0)` as a module.
-    ///
-    /// ```
-    /// use tapegrad_nn::{Forward, Module, ReLU};
-    /// assert_eq!(ReLU.forward(&tapegrad_tape::Tensor::full(&[1], -1.0)).item(), 0.0);
-    /// ```
-    ReLU,
-    |_s, x| x.relu()
-);
-stateless!(
-    /// `tanh` as a module.
-    ///
-    /// ```
-    /// use tapegrad_nn::{Forward, Module, Tanh};
-    /// assert_eq!(Tanh.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
-    /// ```
-    Tanh,
-    |_s, x| x.tanh()
-);
-stateless!(
-    /// The logistic function as a module.
-    ///
-    /// ```
-    /// use tapegrad_nn::{Forward, Module, Sigmoid};
-    /// assert_eq!(Sigmoid.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.5);
-    /// ```
-    Sigmoid,
-    |_s, x| x.sigmoid()
-);
-stateless!(
-    /// Exact GELU as a module.
-    ///
-    /// ```
-    /// use tapegrad_nn::{Forward, GELU, Module};
-    /// assert_eq!(GELU.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
-    /// ```
-    GELU,
-    |_s, x| x.gelu()
-);
-stateless!(
-    /// SiLU (swish) as a module.
-    ///
-    /// ```
-    /// use tapegrad_nn::{Forward, Module, SiLU};
-    /// assert_eq!(SiLU.forward(&tapegrad_tape::Tensor::zeros(&[1])).item(), 0.0);
-    /// ```
-    SiLU,
-    |_s, x| x.silu()
-);
-stateless!(
-    /// Leaky ReLU: PyTorch's `nn.LeakyReLU` (`negative_slope`, default 0.01).
-    ///
-    /// ```
-    /// use tapegrad_nn::{Forward, LeakyReLU};
-    /// let y = LeakyReLU::new().negative_slope(0.5).forward(&tapegrad_tape::Tensor::full(&[1], -2.0));
-    /// assert_eq!(y.item(), -1.0);
-    /// ```
-    LeakyReLU(negative_slope: f64),
-    |s, x| x.leaky_relu_with(s.negative_slope)
-);
 stateless!(
     /// The input unchanged (PyTorch's `nn.Identity`): a placeholder where a model takes a
     /// layer, such as a residual block's shortcut.
@@ -529,33 +445,6 @@ impl Flatten {
     /// ```
     pub fn end_dim(mut self, end: isize) -> Self {
         self.end = end;
-        self
-    }
-}
-
-impl Default for LeakyReLU {
-    fn default() -> Self {
-        LeakyReLU { negative_slope: 0.01 }
-    }
-}
-
-impl LeakyReLU {
-    /// PyTorch's default slope, 0.01.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_nn::LeakyReLU::new().negative_slope, 0.01);
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets `negative_slope`.
-    ///
-    /// ```
-    /// assert_eq!(tapegrad_nn::LeakyReLU::new().negative_slope(0.2).negative_slope, 0.2);
-    /// ```
-    pub fn negative_slope(mut self, negative_slope: f64) -> Self {
-        self.negative_slope = negative_slope;
         self
     }
 }

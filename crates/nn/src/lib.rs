@@ -23,6 +23,7 @@
 // The derive's generated code names this crate `tapegrad_nn`, here as everywhere else.
 extern crate self as tapegrad_nn;
 
+mod activation;
 mod attention;
 mod cells;
 mod checkpoint;
@@ -37,8 +38,13 @@ mod module;
 mod optim;
 mod rnn;
 mod scheduler;
+mod stateless;
 mod transformer;
 
+pub use activation::{
+    CELU, ELU, GELU, GLU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSigmoid, LogSoftmax,
+    Mish, PReLU, ReLU, ReLU6, SELU, SiLU, Sigmoid, Softmax, Softplus, Softsign, Tanh, Tanhshrink,
+};
 pub use attention::{MultiheadAttention, MultiheadAttentionOptions};
 pub use cells::{GRUCell, LSTMCell, Nonlinearity, RNNCell};
 pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
@@ -47,8 +53,8 @@ pub use hooks::{ForwardHookHandle, Hooked};
 pub use io::{load, load_tensors, load_with, save, save_tensors};
 pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d,
-    Dropout, Embedding, Flatten, GELU, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d,
-    LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential, SiLU, Sigmoid, Tanh, Upsample,
+    Dropout, Embedding, Flatten, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm,
+    Linear, MaxPool2d, Sequential, Upsample,
 };
 pub use loss::{l1_penalty, l2_penalty};
 pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};

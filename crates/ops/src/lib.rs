@@ -21,6 +21,7 @@
 //! | file | methods | free functions |
 //! |---|---|---|
 //! | `unary.rs` | [`UnaryOps`]: exp, log, tanh, relu, gelu, clamp, pow, ... | |
+//! | `activation.rs` | [`ActivationOps`]: hardswish, relu6, selu, mish, logsigmoid, glu, prelu, ... | |
 //! | `binary.rs` | [`BinaryOps`]: maximum, minimum, eq, gt, ... | [`where_`] |
 //! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, max, argmax, norm, logsumexp, softmax | |
 //! | `shape.rs` | [`ShapeOps`]: reshape, transpose, permute, narrow, slice, pad, repeat, ... | [`cat`], [`stack`] |
@@ -38,6 +39,7 @@
 
 #![forbid(unsafe_code)]
 
+mod activation;
 mod attention;
 mod binary;
 mod conv;
@@ -59,6 +61,7 @@ mod shape;
 mod tangent;
 mod unary;
 
+pub use activation::ActivationOps;
 pub use attention::AttentionOptions;
 pub use binary::{BinaryOps, try_where, where_};
 pub use conv::{ConvOptions, IntoPair, Padding, set_winograd_enabled, winograd_enabled};
@@ -85,5 +88,5 @@ pub use unary::{Exponent, GeluApproximate, SoftplusOptions, UnaryOps};
 /// assert_eq!(x.abs().reshape(&[1, 2]).sum_dim(1, false).to_vec::<f32>(), vec![3.0]);
 /// ```
 pub mod prelude {
-    pub use crate::{BinaryOps, IndexOps, MatmulOps, ReduceOps, ShapeOps, UnaryOps};
+    pub use crate::{ActivationOps, BinaryOps, IndexOps, MatmulOps, ReduceOps, ShapeOps, UnaryOps};
 }

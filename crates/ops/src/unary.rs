@@ -268,23 +268,41 @@ pub(crate) fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
 /// `x <= 0 ? g alpha e^x : g`), and `g` at +inf.
 #[track_caller]
 pub(crate) fn elu(x: &Tensor, alpha: f64) -> Tensor {
-    let a32 = alpha as f32;
+    elu_scaled("elu", x, alpha, 1.0, 1.0)
+}
+
+/// PyTorch's `elu(x, alpha, scale, input_scale)`, which SELU and CELU are too:
+/// `x > 0 ? scale x : scale alpha (e^(input_scale x) - 1)`; NaN stays NaN, with gradient
+/// `scale g` (PyTorch's scalar rule), and `scale g` at +inf.
+#[track_caller]
+pub(crate) fn elu_scaled(
+    op: &'static str,
+    x: &Tensor,
+    alpha: f64,
+    scale: f64,
+    input_scale: f64,
+) -> Tensor {
+    // PyTorch's coefficients: the negative branch is `expm1(input_scale x) (alpha scale)`.
+    let negative = alpha * scale;
+    let (n32, s32, i32_) = (negative as f32, scale as f32, input_scale as f32);
     unary_with(
-        "elu",
+        op,
         x,
-        move |v| if v > 0.0 { v } else { a32 * v.exp_m1() },
-        move |v| if v > 0.0 { v } else { alpha * v.exp_m1() },
+        move |v| if v > 0.0 { v * s32 } else { (v * i32_).exp_m1() * n32 },
+        move |v| if v > 0.0 { v * scale } else { (v * input_scale).exp_m1() * negative },
         || {
-            // PyTorch's `x <= 0 ? g alpha e^x : g` (so NaN passes g): selected, with the
-            // exponential taken of the non-positive part only, so +inf gives g, not
-            // 0 * e^inf = NaN, also under double backward.
+            // `x <= 0 ? g input_scale alpha scale e^(input_scale x) : scale g` (so NaN passes
+            // the gradient): selected, with the exponential taken of the non-positive part
+            // only, so +inf gives `scale g`, not 0 * e^inf = NaN, also under double backward.
             Backward::new(move |ctx| {
                 let (g, x) = (ctx.grad(), ctx.saved(0));
                 let pos = mask(x, |v| v > 0.0 || v.is_nan());
                 let zero = Tensor::zeros_dtype(&[], x.dtype());
                 let neg = try_where(&pos, &zero, x).expect("same shape");
-                let inside = g * &exp(&neg).mul_scalar(alpha);
-                smallvec![Some(try_where(&pos, g, &inside).expect("same shape"))]
+                let scaled = if input_scale == 1.0 { neg } else { neg.mul_scalar(input_scale) };
+                let inside = g * &exp(&scaled).mul_scalar(input_scale * negative);
+                let outside = if scale == 1.0 { g.clone() } else { g.mul_scalar(scale) };
+                smallvec![Some(try_where(&pos, &outside, &inside).expect("same shape"))]
             })
             .save(x)
         },
@@ -434,7 +452,7 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
 /// instead of evaluating a function as costly as `F` again (GELU, SiLU); otherwise the
 /// rule evaluates `G`.
 #[track_caller]
-fn unary_saving_derivative<F: UnaryFn, G: GradFn>(
+pub(crate) fn unary_saving_derivative<F: UnaryFn, G: GradFn>(
     op: &'static str,
     x: &Tensor,
     composed: impl Fn(&BackwardCtx<'_>) -> Tensor + Copy + Send + Sync + 'static,
@@ -518,11 +536,22 @@ pub(crate) fn softplus_op(x: &Tensor, beta: f64, threshold: f64) -> Tensor {
 /// by a mask (0, not NaN, outside for an infinite incoming gradient).
 #[track_caller]
 pub(crate) fn clamp(x: &Tensor, min: Option<f64>, max: Option<f64>) -> Tensor {
+    clamp_named("clamp", x, min, max)
+}
+
+/// [`clamp`] recorded under another name (`hardtanh`, `relu6`: the same function).
+#[track_caller]
+pub(crate) fn clamp_named(
+    op: &'static str,
+    x: &Tensor,
+    min: Option<f64>,
+    max: Option<f64>,
+) -> Tensor {
     let lo = min.unwrap_or(f64::NEG_INFINITY);
     let hi = max.unwrap_or(f64::INFINITY);
     let (lo32, hi32) = (lo as f32, hi as f32);
     unary_with(
-        "clamp",
+        op,
         x,
         move |v| {
             let v = if v < lo32 { lo32 } else { v };

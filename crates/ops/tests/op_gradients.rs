@@ -100,7 +100,7 @@ fn tanh_and_sigmoid_differentiate_to_the_third_order() {
 /// past that size against closed forms, and for each of them the same derivatives, to the
 /// bit, from a contiguous input and from a transposed view of the same values.
 #[test]
-fn saved_derivatives_of_gelu_and_silu_on_large_tensors() {
+fn saved_derivatives_of_gelu_silu_and_mish_on_large_tensors() {
     use tapegrad_ops::prelude::*;
     use tapegrad_tape::DType;
     let n = 6000;
@@ -119,10 +119,11 @@ fn saved_derivatives_of_gelu_and_silu_on_large_tensors() {
     }
 
     type Op = fn(&Tensor) -> Tensor;
-    let ops: [(&str, Op); 3] = [
+    let ops: [(&str, Op); 4] = [
         ("gelu", |x| x.gelu()),
         ("gelu_tanh", |x| x.gelu_with(tapegrad_ops::GeluApproximate::Tanh)),
         ("silu", |x| x.silu()),
+        ("mish", |x| x.mish()),
     ];
     for (name, op) in ops {
         for dtype in [DType::F64, DType::F32] {

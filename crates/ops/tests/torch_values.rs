@@ -71,6 +71,20 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "elu" => x[0].elu_with(opt(args, "alpha").unwrap_or(1.0)),
         "leaky_relu" => x[0].leaky_relu_with(0.1),
         "square" => x[0].square(),
+        "hardtanh" => {
+            x[0].hardtanh_with(opt(args, "min").unwrap_or(-1.0), opt(args, "max").unwrap_or(1.0))
+        }
+        "relu6" => x[0].relu6(),
+        "hardsigmoid" => x[0].hardsigmoid(),
+        "hardswish" => x[0].hardswish(),
+        "mish" => x[0].mish(),
+        "selu" => x[0].selu(),
+        "celu" => x[0].celu_with(opt(args, "alpha").unwrap_or(1.0)),
+        "logsigmoid" => x[0].logsigmoid(),
+        "softsign" => x[0].softsign(),
+        "tanhshrink" => x[0].tanhshrink(),
+        "glu" => x[0].glu(dim()),
+        "prelu" => x[0].prelu(&x[1]),
         "log" => x[0].log(),
         "log1p" => x[0].log1p(),
         "sqrt" => x[0].sqrt(),

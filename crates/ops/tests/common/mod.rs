@@ -345,6 +345,36 @@ fn instance_norm_case() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// A tensor of rank 1..=3 whose dimension `ints[0]` (counted from the end) has an even
+/// size: what GLU halves.
+fn glu_case() -> BoxedStrategy<Sample> {
+    (proptest::collection::vec(1usize..=3, 1..=3), 1usize..=3)
+        .prop_flat_map(|(shape, d)| {
+            let d = d.min(shape.len());
+            let mut shape = shape;
+            let at = shape.len() - d;
+            shape[at] *= 2;
+            (tensor_f64(Just(shape), -2.0..2.0), Just(-(d as i64)))
+        })
+        .prop_map(|(x, d)| Sample { tensors: vec![x], ints: vec![d] })
+        .boxed()
+}
+
+/// PReLU's input `[n, c, h]` and a slope per channel, or one for all (`ints[0]` = 1).
+fn prelu_case() -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=3, 1usize..=3, 0i64..2)
+        .prop_flat_map(|(n, c, h, shared)| {
+            let w = if shared == 1 { 1 } else { c };
+            (
+                tensor_f64(Just(vec![n, c, h]), -2.0..2.0),
+                tensor_f64(Just(vec![w]), -1.0..1.0),
+                Just(shared),
+            )
+        })
+        .prop_map(|(x, w, shared)| Sample { tensors: vec![x, w], ints: vec![shared] })
+        .boxed()
+}
+
 /// Gate pre-activations `[B, 4H]` and a cell state `[B, H]`.
 fn lstm_case() -> BoxedStrategy<Sample> {
     (1usize..=3, 1usize..=3)
@@ -498,6 +528,20 @@ pub fn registry() -> Vec<OpCase> {
             |t, i| t[0].softplus_with(SoftplusOptions::default().beta(2.0).threshold(1.0))
         ),
         op!("x.erf()", "torch.erf", true, one(-2.0..2.0), |t, i| t[0].erf()),
+        // Activations (activation.rs).
+        op!("x.hardtanh_with(min, max)", "F.hardtanh", true, one(-2.0..2.0), |t, i| t[0]
+            .hardtanh_with(-0.8, 1.2)),
+        op!("x.relu6()", "F.relu6", true, one(-2.0..8.0), |t, i| t[0].relu6()),
+        op!("x.hardsigmoid()", "F.hardsigmoid", true, one(-5.0..5.0), |t, i| t[0].hardsigmoid()),
+        op!("x.hardswish()", "F.hardswish", true, one(-5.0..5.0), |t, i| t[0].hardswish()),
+        op!("x.mish()", "F.mish", true, one(-4.0..4.0), |t, i| t[0].mish()),
+        op!("x.selu()", "F.selu", true, one(-2.0..2.0), |t, i| t[0].selu()),
+        op!("x.celu_with(alpha)", "F.celu", true, one(-2.0..2.0), |t, i| t[0].celu_with(0.7)),
+        op!("x.logsigmoid()", "F.logsigmoid", true, one(-4.0..4.0), |t, i| t[0].logsigmoid()),
+        op!("x.softsign()", "F.softsign", true, one(-3.0..3.0), |t, i| t[0].softsign()),
+        op!("x.tanhshrink()", "F.tanhshrink", true, one(-2.0..2.0), |t, i| t[0].tanhshrink()),
+        op!("x.glu(d)", "F.glu", true, glu_case(), |t, i| t[0].glu(i[0] as isize)),
+        op!("x.prelu(&w)", "F.prelu", true, prelu_case(), |t, i| t[0].prelu(&t[1])),
         op!("x.clamp(min, max)", "torch.clamp", true, one(-2.0..2.0), |t, i| t[0]
             .clamp(Some(-0.7), Some(0.9))),
         op!("x.pow(p)", "torch.pow (scalar)", true, one(0.5..2.0), |t, i| {
