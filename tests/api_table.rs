@@ -177,6 +177,7 @@ fn rows() -> Vec<Row> {
             "`where_`: `where` is a Rust keyword; the condition is a bool mask (a numeric one counts non-zero as true)"
         ),
         ("Math", "a @ b / torch.matmul(a, b)", a.matmul(&b.t())),
+        ("Math", "torch.tril(x, diagonal=0) / torch.triu(x, diagonal=1)", x.tril(0).add(&x.triu(1)), "over the last two dimensions"),
         ("Math", "torch.bmm(a, b) / batched @", img.matmul(&img.transpose(-1, -2)), "`matmul` broadcasts batch dimensions"),
         ("Math", "F.relu / F.silu / F.gelu", x.relu().silu().gelu()),
         ("Math", "F.gelu(x, approximate='tanh')", x.gelu_with(GeluApproximate::Tanh)),
@@ -225,6 +226,19 @@ fn rows() -> Vec<Row> {
             "`sum_dims`, `mean_dims` and `var_dims` take several dimensions at once"
         ),
         ("Reductions", "x.max() / x.min()", x.max()),
+        (
+            "Reductions",
+            "x.std() / x.std(dim=1, correction=0, keepdim=True)",
+            x.std(1.0).add(&x.std_dim(1, 0.0, true).sum()),
+            "`std_dim`, `std_dims` as for var; the gradient is 0 where the deviation is 0"
+        ),
+        (
+            "Reductions",
+            "torch.sort(x, dim=1, descending=True) / torch.argsort(x, dim=1)",
+            (x.sort(1, true), x.argsort(1, false)),
+            "stable: equal elements keep their order; NaN sorts above every number"
+        ),
+        ("Reductions", "torch.topk(x, 2, dim=1) / torch.topk(x, 2, largest=False)", (x.topk(2, 1), x.topk_with(2, -1, false)), "always sorted"),
         ("Reductions", "x.max(dim=1) (values, indices)", x.max_dim(1, false)),
         ("Reductions", "x.argmax(dim=1)", x.argmax(Some(1), false)),
         ("Reductions", "x.prod() / x.prod(dim=1)", x.prod_dim(1, false)),

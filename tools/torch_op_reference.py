@@ -336,6 +336,26 @@ grad_case("glu", [v(2, 6, 3)], lambda t: F.glu(t, 1), dim=1)
 grad_case("prelu", [v(2, 3, 4), f64([0.25, -0.5, 1.5])], F.prelu)
 grad_case("prelu", [s.reshape(2, 4), f64([0.25])], F.prelu)
 
+# Ordering (NaN above every number, ties in their order), standard deviations (0 where a
+# sample is constant, and its gradient 0) and triangles.
+order_rows = f64([[3.0, nan, 1.0, 3.0], [-inf, 2.0, nan, 1.0], [0.5, -0.0, 0.0, inf]])
+for dim, descending in [(1, False), (1, True), (0, True)]:
+    grad_case("sort", [order_rows], lambda t: torch.sort(t, dim=dim, descending=descending, stable=True),
+              dim=dim, descending=descending)
+    grad_case("argsort", [order_rows], lambda t: torch.argsort(t, dim=dim, descending=descending, stable=True),
+              dim=dim, descending=descending)
+distinct = v(3, 5)
+for dim, k, largest in [(1, 2, True), (0, 3, False), (-1, 5, True)]:
+    grad_case("topk", [distinct], lambda t: torch.topk(t, k, dim, largest=largest), dim=dim, k=k, largest=largest)
+grad_case("topk", [f64([[1.0, nan, -inf, 4.0]])], lambda t: torch.topk(t, 2, 1), dim=1, k=2, largest=True)
+std_rows = f64([[2.0, 2.0, 2.0], [1.0, 2.0, 4.0]])
+grad_case("std", [std_rows], lambda t: torch.std(t, 1), dim=1, correction=1.0)
+grad_case("std", [v(3, 4)], lambda t: torch.std(t, 0, correction=0, keepdim=True), dim=0, correction=0.0, keepdim=True)
+grad_case("std", [v(2, 3, 4)], lambda t: torch.std(t), dim=None, correction=1.0)
+for k in [0, -1, 2]:
+    grad_case("tril", [v(2, 3, 4)], lambda t: torch.tril(t, k), diagonal=k)
+    grad_case("triu", [v(4, 3)], lambda t: torch.triu(t, k), diagonal=k)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -672,9 +672,89 @@ pub trait IndexOps {
     /// ```
     #[track_caller]
     fn try_masked_select(&self, mask: &Tensor) -> Result<Tensor>;
+
+    /// The lower triangle of the last two dimensions: elements with `column - row <=
+    /// diagonal` kept, the rest 0 (PyTorch's `tril`; `diagonal` 0 is the main diagonal,
+    /// negative below it). The gradient flows to the elements kept.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::ones(&[3, 3]);
+    /// assert_eq!(x.tril(0).to_vec::<f32>(), vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0]);
+    /// assert_eq!(x.tril(-1).sum().item(), 3.0);
+    /// ```
+    #[track_caller]
+    fn tril(&self, diagonal: i64) -> Tensor {
+        or_panic(self.try_tril(diagonal))
+    }
+
+    /// [`IndexOps::tril`], returning an error instead of panicking (fewer than two
+    /// dimensions).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_tril(0).is_err());
+    /// ```
+    #[track_caller]
+    fn try_tril(&self, diagonal: i64) -> Result<Tensor>;
+
+    /// The upper triangle of the last two dimensions: elements with `column - row >=
+    /// diagonal` kept, the rest 0 (PyTorch's `triu`). A causal attention mask is
+    /// `Tensor::ones(&[t, t]).triu(1)` (1 above the diagonal).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::ones(&[2, 3]);
+    /// assert_eq!(x.triu(1).to_vec::<f32>(), vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    fn triu(&self, diagonal: i64) -> Tensor {
+        or_panic(self.try_triu(diagonal))
+    }
+
+    /// [`IndexOps::triu`], returning an error instead of panicking (fewer than two
+    /// dimensions).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[]).try_triu(0).is_err());
+    /// ```
+    #[track_caller]
+    fn try_triu(&self, diagonal: i64) -> Result<Tensor>;
+}
+
+/// `x` with the elements outside a triangle of its last two dimensions zeroed: those with
+/// `column - row > diagonal` (`lower`) or `< diagonal`.
+#[track_caller]
+fn triangle(x: &Tensor, diagonal: i64, lower: bool) -> Result<Tensor> {
+    let op = if lower { "tril" } else { "triu" };
+    let location = Location::caller();
+    let rank = x.dim();
+    if rank < 2 {
+        return Err(Error::Shape {
+            op,
+            message: format!("needs at least 2 dimensions, got shape {:?}", x.shape()),
+            location,
+        });
+    }
+    let (rows, cols) = (x.shape()[rank - 2], x.shape()[rank - 1]);
+    let outside: Vec<bool> = (0..rows as i64)
+        .flat_map(|i| {
+            (0..cols as i64).map(move |j| if lower { j - i > diagonal } else { j - i < diagonal })
+        })
+        .collect();
+    masked_fill(x, &Tensor::from_vec(outside, &[rows, cols]), 0.0)
 }
 
 impl IndexOps for Tensor {
+    #[track_caller]
+    fn try_tril(&self, diagonal: i64) -> Result<Tensor> {
+        triangle(self, diagonal, true)
+    }
+    #[track_caller]
+    fn try_triu(&self, diagonal: i64) -> Result<Tensor> {
+        triangle(self, diagonal, false)
+    }
     #[track_caller]
     fn try_masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
         masked_fill(self, mask, value)

@@ -23,9 +23,10 @@
 //! | `unary.rs` | [`UnaryOps`]: exp, log, tanh, relu, gelu, clamp, pow, ... | |
 //! | `activation.rs` | [`ActivationOps`]: hardswish, relu6, selu, mish, logsigmoid, glu, prelu, ... | |
 //! | `binary.rs` | [`BinaryOps`]: maximum, minimum, eq, gt, ... | [`where_`] |
-//! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, max, argmax, norm, logsumexp, softmax | |
+//! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, std, max, argmax, norm, logsumexp, softmax | |
 //! | `shape.rs` | [`ShapeOps`]: reshape, transpose, permute, narrow, slice, pad, repeat, ... | [`cat`], [`stack`] |
-//! | `index.rs` | [`IndexOps`]: select, `i` (slicing), index_select, index_add, gather, scatter_add | [`step_by`] |
+//! | `index.rs` | [`IndexOps`]: select, `i` (slicing), index_select, index_add, gather, scatter_add, masked_fill, tril, triu | [`step_by`] |
+//! | `sort.rs` | [`SortOps`]: sort, argsort, topk | |
 //! | `matmul.rs` | [`MatmulOps`]: matmul (and `functional::linear`) | |
 //! | `conv.rs`, `pool.rs`, `norm.rs`, `attention.rs` | | in [`functional`]: convolutions, pooling, norms, embedding, attention |
 //! | `functional.rs` | | softmaxes, losses, dropout and the rest of `torch.nn.functional` |
@@ -58,6 +59,7 @@ mod pool;
 mod recurrent;
 mod reduce;
 mod shape;
+mod sort;
 mod tangent;
 mod unary;
 
@@ -77,6 +79,7 @@ pub use norm::{BatchNormOptions, GroupNormOptions, InstanceNormOptions, LayerNor
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use reduce::ReduceOps;
 pub use shape::{PadMode, ShapeOps, cat, stack, try_cat, try_stack};
+pub use sort::SortOps;
 pub use unary::{Exponent, GeluApproximate, SoftplusOptions, UnaryOps};
 
 /// The operation traits, to bring every tensor method into scope at once.
@@ -88,5 +91,7 @@ pub use unary::{Exponent, GeluApproximate, SoftplusOptions, UnaryOps};
 /// assert_eq!(x.abs().reshape(&[1, 2]).sum_dim(1, false).to_vec::<f32>(), vec![3.0]);
 /// ```
 pub mod prelude {
-    pub use crate::{ActivationOps, BinaryOps, IndexOps, MatmulOps, ReduceOps, ShapeOps, UnaryOps};
+    pub use crate::{
+        ActivationOps, BinaryOps, IndexOps, MatmulOps, ReduceOps, ShapeOps, SortOps, UnaryOps,
+    };
 }

@@ -541,6 +541,25 @@ pub(crate) fn var(
     }
 }
 
+/// The standard deviation from a recorded variance `v`: `sqrt(v)`, with PyTorch's
+/// gradient `g / (2 sqrt(v))` made 0 where the deviation is 0 (a constant sample), not inf.
+#[track_caller]
+pub(crate) fn std_from_var(v: &Tensor) -> Tensor {
+    let value = crate::unary::sqrt(&v.detach());
+    let make_backward = || {
+        Backward::new(|ctx| {
+            let (g, y) = (ctx.grad(), ctx.output());
+            let safe = crate::elementwise::mask(y, |v| v != 0.0);
+            let inv = &safe / &(y + &safe.rsub_scalar(1.0)).mul_scalar(2.0);
+            smallvec![Some(g * &inv)]
+        })
+        .save_output()
+    };
+    record_with_tangent("std", Location::caller(), &[v], value, make_backward, |ctx| {
+        ctx.elementwise()
+    })
+}
+
 #[track_caller]
 pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Result<Tensor> {
     let location = Location::caller();
@@ -784,6 +803,66 @@ pub trait ReduceOps {
     /// ```
     #[track_caller]
     fn try_var_dims(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<Tensor>;
+
+    /// The standard deviation of all elements with Bessel's `correction` (PyTorch's
+    /// `x.std(correction=)`): the square root of [`ReduceOps::var`], with a gradient of 0
+    /// where it is 0.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0], &[2]);
+    /// assert_eq!(x.std(0.0).item(), 1.0);
+    /// ```
+    #[track_caller]
+    fn std(&self, correction: f64) -> Tensor {
+        std_from_var(&self.var(correction))
+    }
+
+    /// The standard deviation along `dim` with Bessel's `correction`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 2.0], &[2, 2]);
+    /// assert_eq!(x.std_dim(1, 0.0, false).to_vec::<f64>(), vec![1.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn std_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Tensor {
+        or_panic(self.try_std_dim(dim, correction, keepdim))
+    }
+
+    /// [`ReduceOps::std_dim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_std_dim(2, 1.0, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_std_dim(&self, dim: isize, correction: f64, keepdim: bool) -> Result<Tensor> {
+        Ok(std_from_var(&self.try_var_dim(dim, correction, keepdim)?))
+    }
+
+    /// The standard deviation over the dimensions `dims` with Bessel's `correction`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 1.0, 3.0], &[2, 1, 2]);
+    /// assert_eq!(x.std_dims(&[0, 2], 0.0, false).to_vec::<f64>(), vec![1.0]);
+    /// ```
+    #[track_caller]
+    fn std_dims(&self, dims: &[isize], correction: f64, keepdim: bool) -> Tensor {
+        or_panic(self.try_std_dims(dims, correction, keepdim))
+    }
+
+    /// [`ReduceOps::std_dims`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_std_dims(&[0, 0], 1.0, false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_std_dims(&self, dims: &[isize], correction: f64, keepdim: bool) -> Result<Tensor> {
+        Ok(std_from_var(&self.try_var_dims(dims, correction, keepdim)?))
+    }
 
     /// The largest element (NaN if any element is NaN); the elements equal to it (or the
     /// NaNs) share the gradient evenly.

@@ -85,6 +85,26 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "tanhshrink" => x[0].tanhshrink(),
         "glu" => x[0].glu(dim()),
         "prelu" => x[0].prelu(&x[1]),
+        "sort" => {
+            let descending = args["descending"].as_bool().unwrap();
+            let (values, indices) = x[0].sort(dim(), descending);
+            return (values, Some(indices));
+        }
+        "argsort" => x[0].argsort(dim(), args["descending"].as_bool().unwrap()),
+        "topk" => {
+            let k = args["k"].as_u64().unwrap() as usize;
+            let (values, indices) = x[0].topk_with(k, dim(), args["largest"].as_bool().unwrap());
+            return (values, Some(indices));
+        }
+        "std" => {
+            let correction = opt(args, "correction").unwrap();
+            match maybe_dim() {
+                Some(d) => x[0].std_dim(d, correction, keepdim()),
+                None => x[0].std(correction),
+            }
+        }
+        "tril" => x[0].tril(args["diagonal"].as_i64().unwrap()),
+        "triu" => x[0].triu(args["diagonal"].as_i64().unwrap()),
         "log" => x[0].log(),
         "log1p" => x[0].log1p(),
         "sqrt" => x[0].sqrt(),

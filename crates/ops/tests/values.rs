@@ -860,3 +860,53 @@ fn special_powers_are_products_as_in_pytorch() {
         }
     }
 }
+
+#[test]
+fn ordering_int64_zero_dimensional_and_empty_tensors() {
+    let labels = Tensor::from_vec(vec![3i64, -1, 3, 0], &[4]);
+    let (sorted, at) = labels.sort(0, true);
+    assert_eq!(sorted.to_vec::<i64>(), vec![3, 3, 0, -1]);
+    assert_eq!(at.to_vec::<i64>(), vec![0, 2, 3, 1]);
+    // Beyond 2^53, where a float comparison would call these equal.
+    let big = Tensor::from_vec(vec![(1i64 << 60) + 1, 1i64 << 60], &[2]);
+    assert_eq!(big.argsort(0, false).to_vec::<i64>(), vec![1, 0]);
+
+    let scalar = Tensor::full(&[], 2.5);
+    let (value, index) = scalar.sort(0, false);
+    assert_eq!((value.item(), index.to_vec::<i64>()), (2.5, vec![0]));
+    assert_eq!(scalar.topk(1, -1).0.item(), 2.5);
+
+    let empty = Tensor::zeros(&[2, 0]);
+    let (values, indices) = empty.sort(1, false);
+    assert_eq!((values.shape(), indices.shape()), (&[2usize, 0][..], &[2usize, 0][..]));
+    assert_eq!(empty.topk(0, 1).0.shape(), &[2, 0]);
+
+    let masks = Tensor::from_vec(vec![true, false], &[2]);
+    let err = masks.try_sort(0, false).unwrap_err();
+    assert!(err.to_string().contains("cannot order a bool tensor"), "{err}");
+}
+
+#[test]
+fn std_is_the_root_of_var_with_a_zero_gradient_for_constant_samples() {
+    let x = Tensor::from_vec(vec![2.0f64, 2.0, 2.0, 1.0, 2.0, 4.0], &[2, 3]).requires_grad();
+    let s = x.std_dim(1, 1.0, false);
+    let v = x.detach().var_dim(1, 1.0, false);
+    assert_eq!(v64(&s), v64(&v).into_iter().map(f64::sqrt).collect::<Vec<_>>());
+    s.sum().backward();
+    let g = v64(&x.grad().unwrap());
+    assert_eq!(&g[..3], &[0.0, 0.0, 0.0]);
+    assert!(g[3..].iter().all(|v| v.is_finite() && *v != 0.0));
+}
+
+#[test]
+fn triangles_keep_their_side_of_the_diagonal_in_every_matrix_of_a_batch() {
+    let x = Tensor::arange(1.0, 13.0, 1.0).reshape(&[2, 2, 3]);
+    let lower = x.tril(0).to_vec::<f32>();
+    assert_eq!(lower, vec![1.0, 0.0, 0.0, 4.0, 5.0, 0.0, 7.0, 0.0, 0.0, 10.0, 11.0, 0.0]);
+    let upper = x.triu(-1).to_vec::<f32>();
+    assert_eq!(upper, x.to_vec::<f32>()); // every element of 2 x 3 is at or above diagonal -1
+    let causal = Tensor::ones(&[3, 3]).triu(1).to_vec::<f32>();
+    assert_eq!(causal, vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+    let err = Tensor::ones(&[4]).try_tril(0).unwrap_err();
+    assert!(err.to_string().contains("tril: needs at least 2 dimensions, got shape [4]"), "{err}");
+}

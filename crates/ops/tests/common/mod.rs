@@ -360,6 +360,13 @@ fn glu_case() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// A tensor of rank 2..=3 and a diagonal offset in -2..=2 (`ints[0]`).
+fn matrices() -> BoxedStrategy<Sample> {
+    (tensor_f64(proptest::collection::vec(1usize..=3, 2..=3), -2.0..2.0), -2i64..=2)
+        .prop_map(|(x, k)| Sample { tensors: vec![x], ints: vec![k] })
+        .boxed()
+}
+
 /// PReLU's input `[n, c, h]` and a slope per channel, or one for all (`ints[0]` = 1).
 fn prelu_case() -> BoxedStrategy<Sample> {
     (1usize..=2, 1usize..=3, 1usize..=3, 0i64..2)
@@ -596,6 +603,22 @@ pub fn registry() -> Vec<OpCase> {
             with_dim(-2.0..2.0, 2),
             |t, i| t[0].var_dims(&two_dims(&t[0], i[0]), i[1] as f64, i[1] == 0)
         ),
+        op!("x.std(correction)", "torch.std", true, with_dim(-2.0..2.0, 2), |t, i| t[0]
+            .std(i[1] as f64)),
+        op!(
+            "x.std_dim(d, correction, keepdim)",
+            "torch.std(dim)",
+            true,
+            with_dim(-2.0..2.0, 2),
+            |t, i| t[0].std_dim(i[0] as isize, i[1] as f64, i[1] == 0)
+        ),
+        op!(
+            "x.std_dims(dims, correction, keepdim)",
+            "torch.std(dim=tuple)",
+            true,
+            with_dim(-2.0..2.0, 2),
+            |t, i| t[0].std_dims(&two_dims(&t[0], i[0]), i[1] as f64, i[1] == 0)
+        ),
         op!("x.max(), x.min()", "torch.max / min", true, nonempty(-2.0..2.0), |t, i| &t[0].max()
             + &t[0].min()),
         op!("x.max_dim(d, keepdim)", "torch.max(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
@@ -686,6 +709,17 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.masked_select(mask)", "torch.masked_select", true, one(-2.0..2.0), |t, i| {
             let mask = t[0].detach().lt(&Tensor::full_dtype(&[], 0.5, DType::F64));
             t[0].masked_select(&mask)
+        }),
+        op!("x.tril(k) / x.triu(k)", "torch.tril / triu", true, matrices(), |t, i| {
+            &t[0].tril(i[0]) + &t[0].triu(i[0] + 1).mul_scalar(0.5)
+        }),
+        op!("x.sort(d, descending)", "torch.sort", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].sort(i[0] as isize, i[1] == 1).0
+        }),
+        op!("x.topk_with(k, d, largest)", "torch.topk", true, with_dim(-2.0..2.0, 1), |t, i| {
+            let d = i[0] as isize;
+            let size = t[0].shape()[d.rem_euclid(t[0].dim() as isize) as usize];
+            t[0].topk_with(size.min(2), d, i[1] == 1).0
         }),
         op!("x.flip(dims)", "torch.flip", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].flip(&[i[0] as isize])
