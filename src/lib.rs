@@ -90,7 +90,7 @@ pub mod prelude {
         InterpolateOptions, IntoPair, LayerNormOptions, MaxPool2dOptions, NormalizeOptions,
         PadMode, Padding, SoftplusOptions, step_by,
     };
-    pub use tapegrad_ops::{Reduction, cat, stack, where_};
+    pub use tapegrad_ops::{Reduction, cat, einsum, stack, where_};
     pub use tapegrad_tape::{
         BackwardOptions, DType, Function, FunctionCtx, GradOptions, GradcheckOptions, Tensor,
         apply, grad, gradcheck, gradgradcheck, manual_seed, no_grad,

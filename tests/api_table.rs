@@ -178,6 +178,12 @@ fn rows() -> Vec<Row> {
         ),
         ("Math", "a @ b / torch.matmul(a, b)", a.matmul(&b.t())),
         ("Math", "torch.tril(x, diagonal=0) / torch.triu(x, diagonal=1)", x.tril(0).add(&x.triu(1)), "over the last two dimensions"),
+        (
+            "Math",
+            "torch.einsum('bij,bjk->bik', a, b) / torch.einsum('ii', m)",
+            einsum("...ij,...kj->...ik", &[&img, &img]).add(&einsum("...ii->...", &[&img]).sum()),
+            "`einsum(equation, &[&a, &b])`: letters, `...`, implicit outputs, diagonals and size-1 broadcasting as in PyTorch; contracted left to right"
+        ),
         ("Math", "torch.bmm(a, b) / batched @", img.matmul(&img.transpose(-1, -2)), "`matmul` broadcasts batch dimensions"),
         ("Math", "F.relu / F.silu / F.gelu", x.relu().silu().gelu()),
         ("Math", "F.gelu(x, approximate='tanh')", x.gelu_with(GeluApproximate::Tanh)),

@@ -356,6 +356,13 @@ for k in [0, -1, 2]:
     grad_case("tril", [v(2, 3, 4)], lambda t: torch.tril(t, k), diagonal=k)
     grad_case("triu", [v(4, 3)], lambda t: torch.triu(t, k), diagonal=k)
 
+# einsum: batched products, implicit outputs, diagonals, ellipses, broadcasting.
+for equation, shapes in [("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ij,kj", [(3, 4), (5, 4)]),
+                         ("ii->i", [(4, 4)]), ("bii", [(2, 3, 3)]), ("...ij,jk->...ki", [(2, 2, 3, 4), (4, 5)]),
+                         ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 1, 5, 4)]), ("i,j,ij->", [(3,), (4,), (3, 4)]),
+                         ("BiJ,J->Bi", [(2, 3, 4), (4,)])]:
+    grad_case("einsum", [v(*shape) for shape in shapes], lambda *ts: torch.einsum(equation, *ts), equation=equation)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

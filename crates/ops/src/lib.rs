@@ -28,6 +28,7 @@
 //! | `index.rs` | [`IndexOps`]: select, `i` (slicing), index_select, index_add, gather, scatter_add, masked_fill, tril, triu | [`step_by`] |
 //! | `sort.rs` | [`SortOps`]: sort, argsort, topk | |
 //! | `matmul.rs` | [`MatmulOps`]: matmul (and `functional::linear`) | |
+//! | `einsum.rs` | | [`einsum`] |
 //! | `conv.rs`, `pool.rs`, `norm.rs`, `attention.rs` | | in [`functional`]: convolutions, pooling, norms, embedding, attention |
 //! | `functional.rs` | | softmaxes, losses, dropout and the rest of `torch.nn.functional` |
 //! | `func.rs` | | [`func`]: vjp, jvp, jacrev, jacfwd, jacobian, hessian, hvp (`torch.func`) |
@@ -46,6 +47,7 @@ mod binary;
 mod conv;
 mod dims;
 mod distance;
+mod einsum;
 mod elementwise;
 pub mod func;
 pub mod functional;
@@ -68,6 +70,7 @@ pub use attention::AttentionOptions;
 pub use binary::{BinaryOps, try_where, where_};
 pub use conv::{ConvOptions, IntoPair, Padding, set_winograd_enabled, winograd_enabled};
 pub use distance::{CosineSimilarityOptions, NormalizeOptions};
+pub use einsum::{einsum, try_einsum};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use loss::{

@@ -103,6 +103,10 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
                 None => x[0].std(correction),
             }
         }
+        "einsum" => {
+            let operands: Vec<&Tensor> = x.iter().collect();
+            tapegrad_ops::einsum(args["equation"].as_str().unwrap(), &operands)
+        }
         "tril" => x[0].tril(args["diagonal"].as_i64().unwrap()),
         "triu" => x[0].triu(args["diagonal"].as_i64().unwrap()),
         "log" => x[0].log(),

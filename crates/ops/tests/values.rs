@@ -3,7 +3,7 @@
 
 use tapegrad_ops::CrossEntropyLoss;
 use tapegrad_ops::functional;
-use tapegrad_ops::{Reduction, TensorIndex, prelude::*};
+use tapegrad_ops::{Reduction, TensorIndex, einsum, prelude::*};
 use tapegrad_tape::{DType, Error, Tensor};
 
 fn v64(t: &Tensor) -> Vec<f64> {
@@ -909,4 +909,57 @@ fn triangles_keep_their_side_of_the_diagonal_in_every_matrix_of_a_batch() {
     assert_eq!(causal, vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
     let err = Tensor::ones(&[4]).try_tril(0).unwrap_err();
     assert!(err.to_string().contains("tril: needs at least 2 dimensions, got shape [4]"), "{err}");
+}
+
+#[test]
+fn einsum_agrees_with_the_ops_it_names() {
+    let (a, b) = (
+        Tensor::randn(&[2, 3, 4]).to_dtype(DType::F64),
+        Tensor::randn(&[2, 4, 5]).to_dtype(DType::F64),
+    );
+    let m = Tensor::randn(&[4, 4]).to_dtype(DType::F64);
+    let same = |x: &Tensor, y: &Tensor| {
+        assert_eq!(x.shape(), y.shape());
+        assert!(close(&v64(x), &v64(y), 1e-12), "{:?} vs {:?}", v64(x), v64(y));
+    };
+    same(&einsum("bij,bjk->bik", &[&a, &b]), &a.matmul(&b));
+    // Implicit output: the labels that appear once (b appears twice, so it is summed).
+    same(&einsum("bij,bjk", &[&a, &b]), &a.matmul(&b).sum_dim(0, false));
+    same(&einsum("b i j -> b j i", &[&a]), &a.transpose(1, 2));
+    same(&einsum("...j->...", &[&a]), &a.sum_dim(-1, false));
+    same(
+        &einsum("ii->i", &[&m]),
+        &m.mul(&Tensor::ones(&[4, 4]).tril(0).triu(0).to_dtype(DType::F64)).sum_dim(1, false),
+    );
+    same(&einsum("ii", &[&m]), &einsum("ii->i", &[&m]).sum());
+    same(&einsum("bij,bij->", &[&a, &a]), &a.square().sum());
+    // Outer product, three operands, and an ellipsis broadcast against a plain term.
+    let (u, w) = (a.select(0, 0).select(0, 0), b.select(0, 0).select(0, 0));
+    same(&einsum("i,j->ij", &[&u, &w]), &u.reshape(&[4, 1]).matmul(&w.reshape(&[1, 5])));
+    same(&einsum("bij,bjk,k->bi", &[&a, &b, &w]), &a.matmul(&b).matmul(&w));
+    same(&einsum("...ij,jk->...ik", &[&a, &b.select(0, 1)]), &a.matmul(&b.select(0, 1)));
+    // Size-1 dimensions broadcast.
+    let one = a.narrow(0, 0, 1);
+    same(&einsum("bij,bjk->bik", &[&one, &b]), &one.matmul(&b));
+}
+
+#[test]
+fn einsum_names_what_does_not_fit() {
+    let a = Tensor::zeros(&[2, 3]);
+    let message = |eq: &str, ops: &[&Tensor]| einsum_error(eq, ops);
+    assert!(message("ij,jk", &[&a]).contains("names 2 operands, 1 tensors were given"));
+    assert!(message("ijk", &[&a]).contains("operand 0 has shape [2, 3], but its term names 3"));
+    assert!(message("i1", &[&a]).contains("`1` is not a label"));
+    assert!(message("ij->ii", &[&a]).contains("output label i appears twice"));
+    assert!(message("ij->k", &[&a]).contains("output label k is in no operand"));
+    assert!(message("ii", &[&a]).contains("label i has size 2 in one place and 3 in operand 0"));
+    let row = Tensor::zeros(&[1, 3]);
+    assert!(message("ii", &[&row]).contains("label i repeats over sizes 1 and 3"));
+    assert!(message("i..j", &[&a]).contains("a lone `.`"));
+}
+
+fn einsum_error(equation: &str, operands: &[&Tensor]) -> String {
+    let err = tapegrad_ops::try_einsum(equation, operands).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { op: "einsum", .. }), "{err}");
+    err.to_string()
 }

@@ -360,6 +360,34 @@ fn glu_case() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// The equations of the `einsum` entry, each with its operands' shapes from sizes
+/// `[b, i, j, k]`.
+pub const EINSUM_EQUATIONS: [&str; 7] =
+    ["bij,bjk->bik", "ij,kj", "bi,bi->b", "ii,i->i", "...ij,jk->...ik", "i,j", "bij,j->"];
+
+fn einsum_shapes(which: usize, [b, i, j, k]: [usize; 4]) -> [Vec<usize>; 2] {
+    match which {
+        0 => [vec![b, i, j], vec![b, j, k]],
+        1 => [vec![i, j], vec![k, j]],
+        2 => [vec![b, i], vec![b, i]],
+        3 => [vec![i, i], vec![i]],
+        4 => [vec![b, i, j], vec![j, k]],
+        5 => [vec![i], vec![j]],
+        _ => [vec![b, i, j], vec![j]],
+    }
+}
+
+/// Two operands for one of [`EINSUM_EQUATIONS`] (`ints[0]`).
+fn einsum_case() -> BoxedStrategy<Sample> {
+    (0..EINSUM_EQUATIONS.len(), proptest::array::uniform4(1usize..=3))
+        .prop_flat_map(|(which, sizes)| {
+            let [a, b] = einsum_shapes(which, sizes);
+            (tensor_f64(Just(a), -2.0..2.0), tensor_f64(Just(b), -2.0..2.0), Just(which as i64))
+        })
+        .prop_map(|(a, b, which)| Sample { tensors: vec![a, b], ints: vec![which] })
+        .boxed()
+}
+
 /// A tensor of rank 2..=3 and a diagonal offset in -2..=2 (`ints[0]`).
 fn matrices() -> BoxedStrategy<Sample> {
     (tensor_f64(proptest::collection::vec(1usize..=3, 2..=3), -2.0..2.0), -2i64..=2)
@@ -778,6 +806,9 @@ pub fn registry() -> Vec<OpCase> {
         }),
         // Matrix products.
         op!("a.matmul(&b)", "torch.matmul", true, matmul_shapes(), |t, i| t[0].matmul(&t[1])),
+        op!("einsum(equation, operands)", "torch.einsum", true, einsum_case(), |t, i| {
+            tapegrad_ops::einsum(EINSUM_EQUATIONS[i[0] as usize], &[&t[0], &t[1]])
+        }),
         op!("linear(x, w, b)", "F.linear", true, matmul_shapes(), |t, i| {
             // Reuse the matmul sampler: x [..., k] against a weight [n, k] made from b.
             let x = if t[0].dim() == 1 { t[0].unsqueeze(0) } else { t[0].clone() };
