@@ -73,14 +73,14 @@ pub mod prelude {
         BatchNorm1d, BatchNorm2d, CELU, Checkpoint, Conv1d, Conv2d, ConvTranspose2d,
         CosineAnnealingLR, CrossEntropyLoss, Dropout, ELU, Embedding, ExponentialLR, Flatten,
         Forward, GELU, GLU, GRU, GRUCell, GroupNorm, Hardsigmoid, Hardswish, Hardtanh, HuberLoss,
-        Identity, InstanceNorm1d, InstanceNorm2d, L1Loss, LSTM, LSTMCell, Layer, LayerNorm,
-        LeakyReLU, Linear, LinearWarmup, LogSigmoid, LogSoftmax, LrScheduler, MSELoss, MaxPool2d,
-        Mish, Module, MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Nonlinearity,
-        Optimizer, PReLU, RMSprop, RNN, RNNCell, ReLU, ReLU6, SELU, SGD, Sequential, SiLU, Sigmoid,
-        SmoothL1Loss, Softmax, Softplus, Softsign, StepLR, Tanh, Tanhshrink, TrainingFlag,
-        TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions, Upsample,
-        clip_grad_norm, clip_grad_value, load, load_checkpoint, load_tensors, load_with, save,
-        save_checkpoint, save_tensors,
+        Identity, InstanceNorm1d, InstanceNorm2d, KLDivLoss, L1Loss, LSTM, LSTMCell, Layer,
+        LayerNorm, LeakyReLU, Linear, LinearWarmup, LogSigmoid, LogSoftmax, LrScheduler, MSELoss,
+        MaxPool2d, Mish, Module, MultiheadAttention, MultiheadAttentionOptions, NLLLoss,
+        Nonlinearity, Optimizer, PReLU, PixelShuffle, PixelUnshuffle, RMSprop, RNN, RNNCell, ReLU,
+        ReLU6, SELU, SGD, Sequential, SiLU, Sigmoid, SmoothL1Loss, Softmax, Softplus, Softsign,
+        StepLR, Tanh, Tanhshrink, TrainingFlag, TransformerEncoder, TransformerEncoderLayer,
+        TransformerEncoderOptions, Upsample, clip_grad_norm, clip_grad_value, load,
+        load_checkpoint, load_tensors, load_with, save, save_checkpoint, save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;

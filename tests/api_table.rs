@@ -184,6 +184,7 @@ fn rows() -> Vec<Row> {
             einsum("...ij,...kj->...ik", &[&img, &img]).add(&einsum("...ii->...", &[&img]).sum()),
             "`einsum(equation, &[&a, &b])`: letters, `...`, implicit outputs, diagonals and size-1 broadcasting as in PyTorch; contracted left to right"
         ),
+        ("Math", "torch.roll(x, shifts=1, dims=1) / torch.roll(x, 2)", x.roll(&[1], &[1]).add(&x.roll(&[2], &[])), "shifts and dims as slices; no dims rolls the flattened tensor"),
         ("Math", "torch.bmm(a, b) / batched @", img.matmul(&img.transpose(-1, -2)), "`matmul` broadcasts batch dimensions"),
         ("Math", "F.relu / F.silu / F.gelu", x.relu().silu().gelu()),
         ("Math", "F.gelu(x, approximate='tanh')", x.gelu_with(GeluApproximate::Tanh)),
@@ -757,6 +758,13 @@ fn rows() -> Vec<Row> {
         ("Layers", "nn.Flatten()", Flatten::new().forward(&img)),
         (
             "Layers",
+            "nn.PixelShuffle(2) / nn.PixelUnshuffle(2) / F.pixel_shuffle(x, 2)",
+            PixelShuffle { upscale_factor: 2 }
+                .forward(&PixelUnshuffle { downscale_factor: 2 }.forward(&img))
+                .add(&F::pixel_unshuffle(&F::pixel_shuffle(&img.repeat(&[1, 4, 1, 1]), 2), 2).narrow(1, 0, 3))
+        ),
+        (
+            "Layers",
             "nn.Upsample(scale_factor=2, mode='bilinear') / nn.Identity()",
             Identity.forward(&Upsample::scale_factor(2.0).mode(InterpolateMode::Bilinear).forward(&img))
         ),
@@ -876,6 +884,15 @@ fn rows() -> Vec<Row> {
             "Losses",
             "nn.NLLLoss / nn.MSELoss / nn.L1Loss / nn.SmoothL1Loss / nn.HuberLoss / nn.BCELoss / nn.BCEWithLogitsLoss",
             MSELoss::new().reduction(Reduction::Sum).forward(&a, &b)
+        ),
+        (
+            "Losses",
+            "nn.KLDivLoss(reduction='batchmean', log_target=False)(log_q, p) / F.kl_div",
+            (
+                KLDivLoss::new().batchmean().forward(&logits.log_softmax(1), &probs),
+                F::kl_div_with(&logits.log_softmax(1), &probs, Reduction::Sum)
+            ),
+            "`batchmean()` stands for the reduction PyTorch spells as a string"
         ),
         // Optimizers and schedulers.
         (

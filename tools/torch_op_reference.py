@@ -363,6 +363,23 @@ for equation, shapes in [("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ij,kj", [(3
                          ("BiJ,J->Bi", [(2, 3, 4), (4,)])]:
     grad_case("einsum", [v(*shape) for shape in shapes], lambda *ts: torch.einsum(equation, *ts), equation=equation)
 
+# Kullback-Leibler divergence (targets of 0 add 0; with a zero target PyTorch's target
+# gradient is NaN, so that case records values only).
+log_q = torch.log_softmax(v(3, 4), 1)
+p_pos = torch.softmax(v(3, 4), 1)
+for reduction in ["batchmean", "sum", "mean", "none"]:
+    grad_case("kl_div", [log_q, p_pos], lambda a, b: F.kl_div(a, b, reduction=reduction), reduction=reduction, log_target=False)
+grad_case("kl_div", [log_q, torch.log(p_pos)], lambda a, b: F.kl_div(a, b, reduction="batchmean", log_target=True),
+          reduction="batchmean", log_target=True)
+p_zero = f64([[0.0, 0.5, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
+case("kl_div", [log_q, p_zero], F.kl_div(log_q, p_zero, reduction="none"), reduction="none", log_target=False)
+
+# Circular shifts and sub-pixel shuffles.
+grad_case("roll", [v(3, 4)], lambda t: torch.roll(t, (1, -5), (0, 1)), shifts=[1, -5], dims=[0, 1])
+grad_case("roll", [v(2, 3)], lambda t: torch.roll(t, 2), shifts=[2], dims=[])
+grad_case("pixel_shuffle", [v(2, 8, 2, 3)], lambda t: F.pixel_shuffle(t, 2), factor=2)
+grad_case("pixel_unshuffle", [v(1, 2, 6, 3)], lambda t: F.pixel_unshuffle(t, 3), factor=3)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -318,6 +318,30 @@ impl ConvTranspose2d {
 }
 
 stateless!(
+    /// Sub-pixel upsampling, `[*, C r², H, W]` to `[*, C, H r, W r]`: PyTorch's
+    /// `nn.PixelShuffle(upscale_factor)`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, PixelShuffle};
+    /// let y = PixelShuffle { upscale_factor: 3 }.forward(&tapegrad_tape::Tensor::zeros(&[1, 18, 4, 4]));
+    /// assert_eq!(y.shape(), &[1, 2, 12, 12]);
+    /// ```
+    PixelShuffle(upscale_factor: usize),
+    |s, x| F::pixel_shuffle(x, s.upscale_factor)
+);
+stateless!(
+    /// The inverse of [`PixelShuffle`], `[*, C, H r, W r]` to `[*, C r², H, W]`: PyTorch's
+    /// `nn.PixelUnshuffle(downscale_factor)`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, PixelUnshuffle};
+    /// let y = PixelUnshuffle { downscale_factor: 2 }.forward(&tapegrad_tape::Tensor::zeros(&[1, 3, 8, 8]));
+    /// assert_eq!(y.shape(), &[1, 12, 4, 4]);
+    /// ```
+    PixelUnshuffle(downscale_factor: usize),
+    |s, x| F::pixel_unshuffle(x, s.downscale_factor)
+);
+stateless!(
     /// The input unchanged (PyTorch's `nn.Identity`): a placeholder where a model takes a
     /// layer, such as a residual block's shortcut.
     ///

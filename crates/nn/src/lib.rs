@@ -54,14 +54,15 @@ pub use io::{load, load_tensors, load_with, save, save_tensors};
 pub use layers::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d,
     Dropout, Embedding, Flatten, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm,
-    Linear, MaxPool2d, Sequential, Upsample,
+    Linear, MaxPool2d, PixelShuffle, PixelUnshuffle, Sequential, Upsample,
 };
 pub use loss::{l1_penalty, l2_penalty};
 pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};
 /// `#[derive(Module)]`: see [`Module`](trait@Module) and [`ModuleField`].
 pub use tapegrad_derive::Module;
 pub use tapegrad_ops::{
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+    SmoothL1Loss,
 };
 
 /// What `#[derive(Module)]`'s generated code names (not for hand-written code).

@@ -51,8 +51,8 @@ pub use crate::conv::{ConvOptions, IntoPair, Padding};
 pub use crate::distance::{CosineSimilarityOptions, NormalizeOptions};
 pub use crate::interpolate::{InterpolateMode, InterpolateOptions};
 pub use crate::loss::{
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
-    SmoothL1Loss,
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+    Reduction, SmoothL1Loss,
 };
 pub use crate::norm::{
     BatchNormOptions, BatchNormStats, GroupNormOptions, InstanceNormOptions, LayerNormOptions,
@@ -208,6 +208,13 @@ loss_functions!(
     huber_loss, huber_loss_with, try_huber_loss_with, HuberLoss, (input, target),
     example "assert_eq!(huber_loss(&Tensor::full(&[1], 0.5), &Tensor::zeros(&[1])).item(), 0.125);",
     error "assert!(try_huber_loss_with(&Tensor::ones(&[2]), &Tensor::ones(&[3]), Reduction::Mean).is_err());"
+);
+loss_functions!(
+    /// The Kullback-Leibler divergence with `reduction` mean (PyTorch's `F.kl_div`); see
+    /// [`KLDivLoss`], whose `batchmean()` gives the divergence per sample.
+    kl_div, kl_div_with, try_kl_div_with, KLDivLoss, (input, target),
+    example "let (p, log_p) = (Tensor::from_vec(vec![0.5f64; 2], &[2]), Tensor::from_vec(vec![0.5f64.ln(); 2], &[2]));\nassert!(kl_div(&log_p, &p).item().abs() < 1e-15);",
+    error "assert!(try_kl_div_with(&Tensor::ones(&[2]), &Tensor::ones(&[3]), Reduction::Mean).is_err());"
 );
 loss_functions!(
     /// Binary cross-entropy of probabilities (PyTorch's `F.binary_cross_entropy`); see
@@ -730,6 +737,62 @@ pub fn one_hot(labels: &Tensor, num_classes: Option<usize>) -> Tensor {
 #[track_caller]
 pub fn try_one_hot(labels: &Tensor, num_classes: Option<usize>) -> Result<Tensor> {
     crate::distance::one_hot(labels, num_classes)
+}
+
+/// `[*, C r², H, W]` rearranged to `[*, C, H r, W r]`: each group of `r²` channels
+/// becomes an `r x r` block of pixels (PyTorch's `F.pixel_shuffle`, the sub-pixel
+/// upsampling of super-resolution networks).
+///
+/// ```
+/// use tapegrad_ops::{functional::pixel_shuffle, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::arange(0.0, 4.0, 1.0).reshape(&[1, 4, 1, 1]);
+/// assert_eq!(pixel_shuffle(&x, 2).to_vec::<f32>(), vec![0.0, 1.0, 2.0, 3.0]);
+/// assert_eq!(pixel_shuffle(&x, 2).shape(), &[1, 1, 2, 2]);
+/// ```
+#[track_caller]
+pub fn pixel_shuffle(x: &Tensor, upscale_factor: usize) -> Tensor {
+    or_panic(try_pixel_shuffle(x, upscale_factor))
+}
+
+/// [`pixel_shuffle`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_pixel_shuffle;
+/// use tapegrad_tape::Tensor;
+/// let err = try_pixel_shuffle(&Tensor::zeros(&[1, 3, 2, 2]), 2).unwrap_err();
+/// assert!(err.to_string().contains("channels 3 must be a multiple of the factor squared, 4"));
+/// ```
+#[track_caller]
+pub fn try_pixel_shuffle(x: &Tensor, upscale_factor: usize) -> Result<Tensor> {
+    crate::rearrange::pixel_shuffle(x, upscale_factor, false)
+}
+
+/// The inverse of [`pixel_shuffle`]: `[*, C, H r, W r]` to `[*, C r², H, W]` (PyTorch's
+/// `F.pixel_unshuffle`).
+///
+/// ```
+/// use tapegrad_ops::functional::{pixel_shuffle, pixel_unshuffle};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::randn(&[2, 3, 4, 6]);
+/// let round_trip = pixel_shuffle(&pixel_unshuffle(&x, 2), 2);
+/// assert_eq!(round_trip.to_vec::<f32>(), x.to_vec::<f32>());
+/// ```
+#[track_caller]
+pub fn pixel_unshuffle(x: &Tensor, downscale_factor: usize) -> Tensor {
+    or_panic(try_pixel_unshuffle(x, downscale_factor))
+}
+
+/// [`pixel_unshuffle`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_pixel_unshuffle;
+/// use tapegrad_tape::Tensor;
+/// assert!(try_pixel_unshuffle(&Tensor::zeros(&[1, 1, 3, 4]), 2).is_err()); // 3 rows
+/// ```
+#[track_caller]
+pub fn try_pixel_unshuffle(x: &Tensor, downscale_factor: usize) -> Result<Tensor> {
+    crate::rearrange::pixel_shuffle(x, downscale_factor, true)
 }
 
 /// Average pooling to a fixed output size (one size or a pair) with PyTorch's adaptive

@@ -58,6 +58,7 @@ mod matmul;
 mod norm;
 mod options;
 mod pool;
+mod rearrange;
 mod recurrent;
 mod reduce;
 mod shape;
@@ -74,8 +75,8 @@ pub use einsum::{einsum, try_einsum};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use loss::{
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, Reduction,
-    SmoothL1Loss,
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+    Reduction, SmoothL1Loss,
 };
 pub use matmul::MatmulOps;
 pub use norm::{BatchNormOptions, GroupNormOptions, InstanceNormOptions, LayerNormOptions};

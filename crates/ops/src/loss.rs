@@ -22,7 +22,7 @@ use tapegrad_tape::{
 };
 
 use crate::functional::softmax_op;
-use crate::{binary, elementwise, reduce, shape, unary};
+use crate::{BinaryOps, binary, elementwise, reduce, shape, unary};
 
 /// How a loss combines its per-element values (PyTorch's `reduction=`).
 ///
@@ -147,6 +147,129 @@ pub struct HuberLoss {
     pub reduction: Reduction,
     /// Where the loss turns from quadratic to linear.
     pub delta: f64,
+}
+
+/// The Kullback-Leibler divergence of a target distribution from log-probabilities:
+/// PyTorch's `nn.KLDivLoss` (`reduction`, `log_target` = false). Each element is
+/// `target (ln target - input)`, 0 where the target is 0 (or `e^target (target - input)` for
+/// log targets). `reduction='batchmean'`, the sum over the batch size that is the true
+/// divergence, is [`KLDivLoss::batchmean`]. Where a target is 0 its own gradient is `-input`
+/// (the `t ln t` term taken as the constant 0 there; PyTorch gives NaN).
+///
+/// ```
+/// use tapegrad_ops::KLDivLoss;
+/// use tapegrad_tape::Tensor;
+/// let log_q = Tensor::from_vec(vec![0.5f64.ln(), 0.5f64.ln()], &[1, 2]);
+/// let p = Tensor::from_vec(vec![1.0f64, 0.0], &[1, 2]);
+/// let kl = KLDivLoss::new().batchmean().forward(&log_q, &p).item();
+/// assert!((kl - 2f64.ln()).abs() < 1e-15); // 1 ln(1 / 0.5) + 0
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct KLDivLoss {
+    /// How per-element losses combine (with `batch_mean`, the sum is divided by the batch).
+    pub reduction: Reduction,
+    /// Whether the sum is divided by the input's first dimension (`reduction='batchmean'`).
+    pub batch_mean: bool,
+    /// Whether the target holds log-probabilities.
+    pub log_target: bool,
+}
+
+impl KLDivLoss {
+    /// PyTorch's `reduction='batchmean'`: the sum of the elements' losses divided by the
+    /// input's first dimension (the divergence per sample).
+    ///
+    /// ```
+    /// use tapegrad_ops::{KLDivLoss, Reduction};
+    /// let kl = KLDivLoss::new().batchmean();
+    /// assert!(kl.batch_mean && kl.reduction == Reduction::Sum);
+    /// ```
+    pub fn batchmean(mut self) -> Self {
+        self.reduction = Reduction::Sum;
+        self.batch_mean = true;
+        self
+    }
+
+    /// Sets `reduction` (and leaves `batchmean`).
+    ///
+    /// ```
+    /// use tapegrad_ops::{KLDivLoss, Reduction};
+    /// let kl = KLDivLoss::new().batchmean().reduction(Reduction::None);
+    /// assert!(!kl.batch_mean && kl.reduction == Reduction::None);
+    /// ```
+    pub fn reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self.batch_mean = false;
+        self
+    }
+
+    /// Sets `log_target`: the target holds log-probabilities.
+    ///
+    /// ```
+    /// assert!(tapegrad_ops::KLDivLoss::new().log_target(true).log_target);
+    /// ```
+    pub fn log_target(mut self, log_target: bool) -> Self {
+        self.log_target = log_target;
+        self
+    }
+
+    /// The loss with PyTorch's defaults (`reduction` mean, which PyTorch warns is not the
+    /// divergence: see [`KLDivLoss::batchmean`]).
+    ///
+    /// ```
+    /// use tapegrad_ops::{KLDivLoss, Reduction};
+    /// assert_eq!(KLDivLoss::new().reduction, Reduction::Mean);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The divergence of `target` from `input` (log-probabilities); panics naming the
+    /// caller's line on shapes that do not broadcast.
+    ///
+    /// ```
+    /// use tapegrad_ops::{KLDivLoss, prelude::*};
+    /// use tapegrad_tape::Tensor;
+    /// let same = Tensor::full(&[2, 4], 0.25);
+    /// assert_eq!(KLDivLoss::new().forward(&same.log(), &same).item(), 0.0);
+    /// ```
+    #[track_caller]
+    pub fn forward(&self, input: &Tensor, target: &Tensor) -> Tensor {
+        tapegrad_tape::or_panic(self.try_forward(input, target))
+    }
+
+    /// [`KLDivLoss::forward`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// use tapegrad_ops::KLDivLoss;
+    /// use tapegrad_tape::Tensor;
+    /// assert!(KLDivLoss::new().try_forward(&Tensor::ones(&[2]), &Tensor::ones(&[3])).is_err());
+    /// ```
+    #[track_caller]
+    pub fn try_forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
+        pair_shape("kl_div", input, target)?;
+        let target = target.to_dtype(input.dtype());
+        let each = if self.log_target {
+            &unary::exp(&target) * &(&target - input)
+        } else {
+            // xlogy(t, t) - t x: the log taken of 1 where t = 0, so that no NaN or infinity
+            // reaches the value or the gradient there.
+            let zero = target.detach().eq(&Tensor::zeros_dtype(&[], target.dtype()));
+            let safe = binary::try_where(&zero, &Tensor::ones_dtype(&[], target.dtype()), &target)?;
+            &(&target * &unary::log(&safe)) - &(&target * input)
+        };
+        let loss = reduce_loss(each, self.reduction);
+        if self.batch_mean && input.dim() > 0 {
+            return Ok(loss.div_scalar(input.shape()[0] as f64));
+        }
+        Ok(loss)
+    }
+}
+
+/// A reduction alone is the loss with that reduction (so `kl_div_with` takes either).
+impl From<Reduction> for KLDivLoss {
+    fn from(reduction: Reduction) -> Self {
+        KLDivLoss::new().reduction(reduction)
+    }
 }
 
 /// Binary cross-entropy of probabilities: PyTorch's `nn.BCELoss` (`weight`, `reduction`).

@@ -1270,6 +1270,30 @@ pub trait ShapeOps {
     /// ```
     #[track_caller]
     fn try_flip(&self, dims: &[isize]) -> Result<Tensor>;
+
+    /// The elements shifted circularly by `shifts[i]` along `dims[i]`: those leaving one end
+    /// come back at the other (PyTorch's `torch.roll`). With no `dims`, one shift over the
+    /// flattened tensor, keeping its shape.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0).reshape(&[2, 3]);
+    /// assert_eq!(x.roll(&[1], &[1]).to_vec::<f32>(), vec![2.0, 0.0, 1.0, 5.0, 3.0, 4.0]);
+    /// assert_eq!(x.roll(&[-1], &[]).to_vec::<f32>(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn roll(&self, shifts: &[isize], dims: &[isize]) -> Tensor {
+        or_panic(self.try_roll(shifts, dims))
+    }
+
+    /// [`ShapeOps::roll`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 2]).try_roll(&[1, 1], &[0]).is_err()); // one shift per dim
+    /// ```
+    #[track_caller]
+    fn try_roll(&self, shifts: &[isize], dims: &[isize]) -> Result<Tensor>;
 }
 
 impl ShapeOps for Tensor {
@@ -1342,6 +1366,10 @@ impl ShapeOps for Tensor {
     #[track_caller]
     fn try_repeat(&self, reps: &[usize]) -> Result<Tensor> {
         repeat(self, reps)
+    }
+    #[track_caller]
+    fn try_roll(&self, shifts: &[isize], dims: &[isize]) -> Result<Tensor> {
+        crate::rearrange::roll(self, shifts, dims)
     }
     #[track_caller]
     fn try_flip(&self, dims: &[isize]) -> Result<Tensor> {

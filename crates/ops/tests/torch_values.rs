@@ -12,7 +12,7 @@
 use serde_json::Value;
 use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::prelude::*;
-use tapegrad_ops::{AvgPool2dOptions, ConvOptions, MaxPool2dOptions};
+use tapegrad_ops::{AvgPool2dOptions, ConvOptions, MaxPool2dOptions, Reduction};
 use tapegrad_tape::{BackwardOptions, DType, GradOptions, Tensor, grad};
 
 /// A number from the fixture: a JSON number or one of "nan", "inf", "-inf".
@@ -106,6 +106,29 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "einsum" => {
             let operands: Vec<&Tensor> = x.iter().collect();
             tapegrad_ops::einsum(args["equation"].as_str().unwrap(), &operands)
+        }
+        "kl_div" => {
+            let loss =
+                tapegrad_ops::KLDivLoss::new().log_target(args["log_target"].as_bool().unwrap());
+            let loss = match args["reduction"].as_str().unwrap() {
+                "batchmean" => loss.batchmean(),
+                "sum" => loss.reduction(Reduction::Sum),
+                "mean" => loss.reduction(Reduction::Mean),
+                _ => loss.reduction(Reduction::None),
+            };
+            loss.forward(&x[0], &x[1])
+        }
+        "roll" => {
+            let list = |key: &str| -> Vec<isize> {
+                args[key].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as isize).collect()
+            };
+            x[0].roll(&list("shifts"), &list("dims"))
+        }
+        "pixel_shuffle" => {
+            functional::pixel_shuffle(&x[0], args["factor"].as_u64().unwrap() as usize)
+        }
+        "pixel_unshuffle" => {
+            functional::pixel_unshuffle(&x[0], args["factor"].as_u64().unwrap() as usize)
         }
         "tril" => x[0].tril(args["diagonal"].as_i64().unwrap()),
         "triu" => x[0].triu(args["diagonal"].as_i64().unwrap()),

@@ -9,8 +9,8 @@ use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::{
     AttentionOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions,
     CosineSimilarityOptions, CrossEntropyLoss, GeluApproximate, GroupNormOptions, HuberLoss,
-    InstanceNormOptions, InterpolateMode, InterpolateOptions, LayerNormOptions, MaxPool2dOptions,
-    NLLLoss, NormalizeOptions, PadMode, Padding, SmoothL1Loss, SoftplusOptions,
+    InstanceNormOptions, InterpolateMode, InterpolateOptions, KLDivLoss, LayerNormOptions,
+    MaxPool2dOptions, NLLLoss, NormalizeOptions, PadMode, Padding, SmoothL1Loss, SoftplusOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -388,6 +388,14 @@ fn einsum_case() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// `[n, 4c, h, w]`: what a pixel shuffle by 2 takes.
+fn shuffle_case() -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=2, 1usize..=3, 1usize..=3)
+        .prop_flat_map(|(n, c, h, w)| tensor_f64(Just(vec![n, 4 * c, h, w]), -2.0..2.0))
+        .prop_map(|x| Sample { tensors: vec![x], ints: vec![] })
+        .boxed()
+}
+
 /// A tensor of rank 2..=3 and a diagonal offset in -2..=2 (`ints[0]`).
 fn matrices() -> BoxedStrategy<Sample> {
     (tensor_f64(proptest::collection::vec(1usize..=3, 2..=3), -2.0..2.0), -2i64..=2)
@@ -738,6 +746,20 @@ pub fn registry() -> Vec<OpCase> {
             let mask = t[0].detach().lt(&Tensor::full_dtype(&[], 0.5, DType::F64));
             t[0].masked_select(&mask)
         }),
+        op!("x.roll(shifts, dims)", "torch.roll", true, with_dim(-2.0..2.0, 1), |t, i| {
+            &t[0].roll(&[i[0] as isize + 2], &[i[0] as isize])
+                + &t[0].roll(&[-1], &[]).mul_scalar(0.5)
+        }),
+        op!(
+            "pixel_shuffle(x, r) / pixel_unshuffle",
+            "F.pixel_shuffle / pixel_unshuffle",
+            true,
+            shuffle_case(),
+            |t, i| {
+                let up = functional::pixel_shuffle(&t[0], 2);
+                &functional::pixel_unshuffle(&up.mul_scalar(1.5), 2) + &t[0]
+            }
+        ),
         op!("x.tril(k) / x.triu(k)", "torch.tril / triu", true, matrices(), |t, i| {
             &t[0].tril(i[0]) + &t[0].triu(i[0] + 1).mul_scalar(0.5)
         }),
@@ -864,6 +886,22 @@ pub fn registry() -> Vec<OpCase> {
                 NLLLoss::new().reduction(reduction(i[0])).weight(&w),
             )
         }),
+        op!(
+            "kl_div(input, target)",
+            "F.kl_div(reduction='batchmean')",
+            true,
+            pair(-3.0..0.0, 0.1..1.0),
+            |t, i| KLDivLoss::new().batchmean().forward(&t[0], &t[1])
+        ),
+        op!(
+            "kl_div(log_target)",
+            "F.kl_div(log_target=True)",
+            true,
+            pair(-3.0..0.0, -3.0..0.0),
+            |t, i| {
+                KLDivLoss::new().log_target(true).reduction(Reduction::None).forward(&t[0], &t[1])
+            }
+        ),
         op!("mse_loss(a, b)", "F.mse_loss", true, pair(-2.0..2.0, -2.0..2.0), |t, i| {
             functional::mse_loss_with(&t[0], &t[1], Reduction::Sum)
         }),
