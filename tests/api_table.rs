@@ -153,6 +153,18 @@ fn rows() -> Vec<Row> {
             "torch.exp / log / log1p / sqrt / rsqrt / abs / sin / cos / tanh / sigmoid / erf",
             x.exp().abs().tanh()
         ),
+        (
+            "Math",
+            "torch.tan / asin / acos / atan / sinh / cosh / asinh / acosh / atanh / expm1 / exp2 / log2 / log10",
+            x.tan().atan().sinh().asinh().expm1().exp2().log2()
+        ),
+        ("Math", "torch.atan2(y, x) / torch.logaddexp(a, b)", (a.atan2(&b), a.logaddexp(&b)), "`y.atan2(&x)`: the receiver is the y coordinate, as in PyTorch"),
+        (
+            "Math",
+            "torch.sign / floor / ceil / round / trunc / frac",
+            x.sign().floor().ceil().round().trunc().frac(),
+            "gradient 0 (frac: 1); `round` takes halves to even, as PyTorch"
+        ),
         ("Math", "x ** 2 / torch.pow(x, y)", x.pow(2.0)),
         (
             "Math",

@@ -380,6 +380,26 @@ grad_case("roll", [v(2, 3)], lambda t: torch.roll(t, 2), shifts=[2], dims=[])
 grad_case("pixel_shuffle", [v(2, 8, 2, 3)], lambda t: F.pixel_shuffle(t, 2), factor=2)
 grad_case("pixel_unshuffle", [v(1, 2, 6, 3)], lambda t: F.pixel_unshuffle(t, 3), factor=3)
 
+# Trigonometric, hyperbolic, exponential and rounding functions, atan2 and logaddexp: values
+# in each domain, then the special values (8 elements: PyTorch's scalar loops).
+unit = f64([-0.9, -0.5, -0.1, 0.0, 0.3, 0.7, 0.95, 0.45])
+for name, fn, inp in [("tan", torch.tan, v(3, 4)), ("asin", torch.asin, unit), ("acos", torch.acos, unit),
+                      ("atan", torch.atan, v(3, 4)), ("sinh", torch.sinh, v(3, 4)), ("cosh", torch.cosh, v(3, 4)),
+                      ("asinh", torch.asinh, v(3, 4)), ("acosh", torch.acosh, 1.5 + v(3, 4).abs()),
+                      ("atanh", torch.atanh, unit), ("expm1", torch.expm1, v(3, 4)), ("exp2", torch.exp2, v(3, 4)),
+                      ("log2", torch.log2, 0.5 + v(3, 4).abs()), ("log10", torch.log10, 0.5 + v(3, 4).abs()),
+                      ("sign", torch.sign, v(3, 4)), ("floor", torch.floor, 3 * v(3, 4)),
+                      ("ceil", torch.ceil, 3 * v(3, 4)), ("round", torch.round, 3 * v(3, 4)),
+                      ("trunc", torch.trunc, 3 * v(3, 4)), ("frac", torch.frac, 3 * v(3, 4))]:
+    grad_case(name, [inp], fn)
+    grad_case(name, [s], fn)
+grad_case("round", [f64([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 1e300])], torch.round)
+grad_case("atan2", [v(3, 4), v(1, 4)], torch.atan2)
+grad_case("atan2", [pa, pb], torch.atan2)
+grad_case("logaddexp", [v(3, 1), v(1, 4)], torch.logaddexp)
+grad_case("logaddexp", [pa, pb], torch.logaddexp)
+grad_case("logaddexp", [f64([800.0, -800.0, 3.0]), f64([800.0, -800.0, -700.0])], torch.logaddexp)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -22,6 +22,7 @@
 //! |---|---|---|
 //! | `unary.rs` | [`UnaryOps`]: exp, log, tanh, relu, gelu, clamp, pow, ... | |
 //! | `activation.rs` | [`ActivationOps`]: hardswish, relu6, selu, mish, logsigmoid, glu, prelu, ... | |
+//! | `math.rs` | [`MathOps`]: tan, atan, atan2, sinh, asinh, expm1, log2, logaddexp, sign, floor, round, ... | |
 //! | `binary.rs` | [`BinaryOps`]: maximum, minimum, eq, gt, ... | [`where_`] |
 //! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, std, max, argmax, norm, logsumexp, softmax | |
 //! | `shape.rs` | [`ShapeOps`]: reshape, transpose, permute, narrow, slice, pad, repeat, ... | [`cat`], [`stack`] |
@@ -54,6 +55,7 @@ pub mod functional;
 mod index;
 mod interpolate;
 mod loss;
+mod math;
 mod matmul;
 mod norm;
 mod options;
@@ -78,6 +80,7 @@ pub use loss::{
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
     Reduction, SmoothL1Loss,
 };
+pub use math::MathOps;
 pub use matmul::MatmulOps;
 pub use norm::{BatchNormOptions, GroupNormOptions, InstanceNormOptions, LayerNormOptions};
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
@@ -96,6 +99,7 @@ pub use unary::{Exponent, GeluApproximate, SoftplusOptions, UnaryOps};
 /// ```
 pub mod prelude {
     pub use crate::{
-        ActivationOps, BinaryOps, IndexOps, MatmulOps, ReduceOps, ShapeOps, SortOps, UnaryOps,
+        ActivationOps, BinaryOps, IndexOps, MathOps, MatmulOps, ReduceOps, ShapeOps, SortOps,
+        UnaryOps,
     };
 }

@@ -457,6 +457,7 @@ pub const PIECEWISE: &[&str] = &[
     "max_pool2d",
     "l1_loss",
     "x.norm",
+    "x.sign",
 ];
 
 /// Central differences step 1e-6 either side; inputs this close to a tie or to zero would
@@ -571,6 +572,30 @@ pub fn registry() -> Vec<OpCase> {
             |t, i| t[0].softplus_with(SoftplusOptions::default().beta(2.0).threshold(1.0))
         ),
         op!("x.erf()", "torch.erf", true, one(-2.0..2.0), |t, i| t[0].erf()),
+        // Mathematics (math.rs).
+        op!("x.tan()", "torch.tan", true, one(-1.2..1.2), |t, i| t[0].tan()),
+        op!("x.asin()", "torch.asin", true, one(-0.8..0.8), |t, i| t[0].asin()),
+        op!("x.acos()", "torch.acos", true, one(-0.8..0.8), |t, i| t[0].acos()),
+        op!("x.atan()", "torch.atan", true, one(-2.0..2.0), |t, i| t[0].atan()),
+        op!("a.atan2(&b)", "torch.atan2", true, pair(-2.0..2.0, 0.5..2.0), |t, i| t[0]
+            .atan2(&t[1])),
+        op!("x.sinh()", "torch.sinh", true, one(-2.0..2.0), |t, i| t[0].sinh()),
+        op!("x.cosh()", "torch.cosh", true, one(-2.0..2.0), |t, i| t[0].cosh()),
+        op!("x.asinh()", "torch.asinh", true, one(-2.0..2.0), |t, i| t[0].asinh()),
+        op!("x.acosh()", "torch.acosh", true, one(1.2..3.0), |t, i| t[0].acosh()),
+        op!("x.atanh()", "torch.atanh", true, one(-0.8..0.8), |t, i| t[0].atanh()),
+        op!("x.expm1()", "torch.expm1", true, one(-2.0..2.0), |t, i| t[0].expm1()),
+        op!("x.exp2()", "torch.exp2", true, one(-2.0..2.0), |t, i| t[0].exp2()),
+        op!("x.log2()", "torch.log2", true, one(0.5..3.0), |t, i| t[0].log2()),
+        op!("x.log10()", "torch.log10", true, one(0.5..3.0), |t, i| t[0].log10()),
+        op!("a.logaddexp(&b)", "torch.logaddexp", true, pair(-2.0..2.0, -2.0..2.0), |t, i| t[0]
+            .logaddexp(&t[1])),
+        op!("x.sign()", "torch.sign", true, one(-2.0..2.0), |t, i| &t[0].sign() * &t[0]),
+        op!("x.floor()", "torch.floor", true, one(-0.9..-0.1), |t, i| &t[0].floor() * &t[0]),
+        op!("x.ceil()", "torch.ceil", true, one(0.1..0.9), |t, i| &t[0].ceil() * &t[0]),
+        op!("x.round()", "torch.round", true, one(0.55..1.45), |t, i| &t[0].round() * &t[0]),
+        op!("x.trunc()", "torch.trunc", true, one(1.1..1.9), |t, i| &t[0].trunc() * &t[0]),
+        op!("x.frac()", "torch.frac", true, one(-0.9..0.9), |t, i| t[0].frac()),
         // Activations (activation.rs).
         op!("x.hardtanh_with(min, max)", "F.hardtanh", true, one(-2.0..2.0), |t, i| t[0]
             .hardtanh_with(-0.8, 1.2)),
