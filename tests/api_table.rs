@@ -257,6 +257,7 @@ fn rows() -> Vec<Row> {
             (x.sort(1, true), x.argsort(1, false)),
             "stable: equal elements keep their order; NaN sorts above every number"
         ),
+        ("Reductions", "torch.amax(x, dim=(0, 1), keepdim=True) / torch.amin(x, 1)", (x.amax(&[0, 1], true), x.amin(&[1], false)), "the gradient split evenly among ties (`max_dim` gives it to the chosen index)"),
         ("Reductions", "torch.topk(x, 2, dim=1) / torch.topk(x, 2, largest=False)", (x.topk(2, 1), x.topk_with(2, -1, false)), "always sorted"),
         ("Reductions", "x.max(dim=1) (values, indices)", x.max_dim(1, false)),
         ("Reductions", "x.argmax(dim=1)", x.argmax(Some(1), false)),

@@ -400,6 +400,14 @@ grad_case("logaddexp", [v(3, 1), v(1, 4)], torch.logaddexp)
 grad_case("logaddexp", [pa, pb], torch.logaddexp)
 grad_case("logaddexp", [f64([800.0, -800.0, 3.0]), f64([800.0, -800.0, -700.0])], torch.logaddexp)
 
+# amax / amin: ties split evenly, a NaN maximum gives its whole group a NaN gradient.
+grad_case("amax", [v(2, 3, 4)], lambda t: torch.amax(t, dim=(0, 2), keepdim=True), dims=[0, 2], keepdim=True)
+grad_case("amin", [v(2, 3, 4)], lambda t: torch.amin(t, dim=(-1,)), dims=[-1], keepdim=False)
+ties = f64([[1.0, 3.0, 3.0, nan], [2.0, 2.0, 0.0, 2.0]])
+grad_case("amax", [ties], lambda t: torch.amax(t, dim=(1,)), dims=[1], keepdim=False)
+grad_case("amin", [ties], lambda t: torch.amin(t, dim=(0, 1)), dims=[0, 1], keepdim=False)
+grad_case("amax", [ties[1:]], lambda t: torch.amax(t, dim=(1, 0), keepdim=True), dims=[1, 0], keepdim=True)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -24,7 +24,7 @@
 //! | `activation.rs` | [`ActivationOps`]: hardswish, relu6, selu, mish, logsigmoid, glu, prelu, ... | |
 //! | `math.rs` | [`MathOps`]: tan, atan, atan2, sinh, asinh, expm1, log2, logaddexp, sign, floor, round, ... | |
 //! | `binary.rs` | [`BinaryOps`]: maximum, minimum, eq, gt, ... | [`where_`] |
-//! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, std, max, argmax, norm, logsumexp, softmax | |
+//! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, std, max, amax, argmax, norm, logsumexp, softmax | |
 //! | `shape.rs` | [`ShapeOps`]: reshape, transpose, permute, narrow, slice, pad, repeat, ... | [`cat`], [`stack`] |
 //! | `index.rs` | [`IndexOps`]: select, `i` (slicing), index_select, index_add, gather, scatter_add, masked_fill, tril, triu | [`step_by`] |
 //! | `sort.rs` | [`SortOps`]: sort, argsort, topk | |

@@ -223,6 +223,9 @@ enum Route {
     /// As `Even`, but multiplied by the weights rather than selected, so an infinite
     /// incoming gradient gives NaN at the others (PyTorch's rule for the infinity norm).
     EvenProduct,
+    /// PyTorch's `amax` rule, `(g / count) * (x == result)`: as `EvenProduct`, but a NaN
+    /// result equals no element, and the whole group's gradient is NaN.
+    Masked,
 }
 
 /// The extremum of every row along `d` of a buffer laid out by [`rows_along`]: its value
@@ -244,6 +247,8 @@ fn extrema<T: tapegrad_tape::Element>(
         let at = |i: usize| ((r / inner) * n + i) * inner + r % inner;
         if route == Route::Chosen {
             weights[at(best)] = 1.0;
+        } else if route == Route::Masked && v.is_nan() {
+            (0..n).for_each(|i| weights[at(i)] = f64::NAN);
         } else {
             let tied = |e: T| if v.is_nan() { e.is_nan() } else { e == v };
             let share = 1.0 / row.iter().filter(|&&e| tied(e)).count() as f64;
@@ -322,7 +327,7 @@ fn reduce_extremum(
                 let g = match route {
                     Route::Chosen => crate::binary::select_grad(&weights, &g),
                     Route::Even => crate::binary::select_scaled(&g, &weights),
-                    Route::EvenProduct => &g * &weights,
+                    Route::EvenProduct | Route::Masked => &g * &weights,
                 };
                 smallvec![Some(crate::shape::reshape_to(&g, &in_shape))]
             })
@@ -440,6 +445,48 @@ pub(crate) fn argmax(x: &Tensor, dim: Option<isize>, keepdim: bool, max: bool) -
 pub(crate) fn max_all(x: &Tensor, max: bool) -> Result<Tensor> {
     let op = if max { "max" } else { "min" };
     Ok(reduce_extremum(op, x, None, false, max, Route::Even, Location::caller())?.0)
+}
+
+/// The largest (smallest) elements over `dims` (`torch.amax` / `amin`). The gradient is split
+/// evenly among the elements equal to each result, and NaN over a group whose result is NaN
+/// (PyTorch's rule: no element equals NaN). Several
+/// dimensions are moved last and merged, so that one row reduction serves every case.
+#[track_caller]
+pub(crate) fn amax(x: &Tensor, dims: &[isize], keepdim: bool, max: bool) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = if max { "amax" } else { "amin" };
+    ensure_float(op, x, location)?;
+    if x.dim() == 0 {
+        resolve_dims(op, &crate::shape::reshape_to(x, &[1]), dims, location)?;
+        return Ok(reduce_extremum(op, x, Some(0), keepdim, max, Route::Masked, location)?.0);
+    }
+    let mut reduced = resolve_dims(op, x, dims, location)?;
+    if let [d] = reduced[..] {
+        return Ok(reduce_extremum(
+            op,
+            x,
+            Some(d as isize),
+            keepdim,
+            max,
+            Route::Masked,
+            location,
+        )?
+        .0);
+    }
+    reduced.sort_unstable();
+    let shape = x.shape();
+    let kept: Vec<usize> = (0..x.dim()).filter(|d| !reduced.contains(d)).collect();
+    let order: Vec<isize> = kept.iter().chain(&reduced).map(|&d| d as isize).collect();
+    let mut merged: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    merged.push(reduced.iter().map(|&d| shape[d]).product());
+    let rows = crate::shape::reshape_to(&crate::ShapeOps::permute(x, &order), &merged);
+    let values = reduce_extremum(op, &rows, Some(-1), false, max, Route::Masked, location)?.0;
+    if !keepdim {
+        return Ok(values);
+    }
+    let kept_shape: Vec<usize> =
+        shape.iter().enumerate().map(|(d, &n)| if reduced.contains(&d) { 1 } else { n }).collect();
+    Ok(crate::shape::reshape_to(&values, &kept_shape))
 }
 
 #[track_caller]
@@ -927,6 +974,59 @@ pub trait ReduceOps {
     #[track_caller]
     fn try_min_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)>;
 
+    /// The largest elements over `dims` (`torch.amax(x, dims, keepdim)`), without indices.
+    /// Unlike [`max_dim`](ReduceOps::max_dim), the gradient is split evenly among the
+    /// elements equal to the maximum, and is NaN over a group whose maximum is NaN, as in
+    /// PyTorch.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 5.0, 5.0, 2.0, 0.0, 3.0], &[2, 3]).requires_grad();
+    /// assert_eq!(x.amax(&[1], false).to_vec::<f64>(), vec![5.0, 3.0]);
+    /// let top = x.amax(&[0, 1], false);
+    /// assert_eq!(top.item(), 5.0);
+    /// top.backward();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![0.0, 0.5, 0.5, 0.0, 0.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn amax(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        or_panic(self.try_amax(dims, keepdim))
+    }
+
+    /// [`ReduceOps::amax`], returning an error for no dimensions, a repeated or
+    /// out-of-range one, or an empty one.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_amax(&[1, -1], false).is_err());
+    /// assert!(Tensor::ones(&[2, 0]).try_amax(&[1], false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_amax(&self, dims: &[isize], keepdim: bool) -> Result<Tensor>;
+
+    /// The smallest elements over `dims` (`torch.amin`), the gradient split evenly among
+    /// ties.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![4.0f32, -1.0, 2.0, 7.0], &[2, 2]);
+    /// assert_eq!(x.amin(&[0], true).to_vec::<f32>(), vec![2.0, -1.0]);
+    /// assert_eq!(x.amin(&[0], true).shape(), &[1, 2]);
+    /// ```
+    #[track_caller]
+    fn amin(&self, dims: &[isize], keepdim: bool) -> Tensor {
+        or_panic(self.try_amin(dims, keepdim))
+    }
+
+    /// [`ReduceOps::amin`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2]).try_amin(&[], false).is_err());
+    /// ```
+    #[track_caller]
+    fn try_amin(&self, dims: &[isize], keepdim: bool) -> Result<Tensor>;
+
     /// The int64 index of the largest element along `dim`, or of the flattened tensor
     /// when `dim` is `None`.
     ///
@@ -1179,6 +1279,14 @@ impl ReduceOps for Tensor {
     #[track_caller]
     fn try_min_dim(&self, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor)> {
         max_dim(self, dim, keepdim, false)
+    }
+    #[track_caller]
+    fn try_amax(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        amax(self, dims, keepdim, true)
+    }
+    #[track_caller]
+    fn try_amin(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        amax(self, dims, keepdim, false)
     }
     #[track_caller]
     fn argmax(&self, dim: Option<isize>, keepdim: bool) -> Tensor {

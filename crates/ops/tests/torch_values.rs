@@ -83,6 +83,15 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "logsigmoid" => x[0].logsigmoid(),
         "softsign" => x[0].softsign(),
         "tanhshrink" => x[0].tanhshrink(),
+        "amax" | "amin" => {
+            let dims: Vec<isize> = args["dims"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_i64().unwrap() as isize)
+                .collect();
+            if name == "amax" { x[0].amax(&dims, keepdim()) } else { x[0].amin(&dims, keepdim()) }
+        }
         "tan" => x[0].tan(),
         "asin" => x[0].asin(),
         "acos" => x[0].acos(),

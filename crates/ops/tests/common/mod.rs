@@ -458,6 +458,8 @@ pub const PIECEWISE: &[&str] = &[
     "l1_loss",
     "x.norm",
     "x.sign",
+    "x.amax",
+    "x.amin",
 ];
 
 /// Central differences step 1e-6 either side; inputs this close to a tie or to zero would
@@ -687,6 +689,12 @@ pub fn registry() -> Vec<OpCase> {
         }),
         op!("x.min_dim(d, keepdim)", "torch.min(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].min_dim(i[0] as isize, i[1] == 1).0
+        }),
+        op!("x.amax(dims, keepdim)", "torch.amax", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].amax(&two_dims(&t[0], i[0]), i[1] == 1)
+        }),
+        op!("x.amin(dims, keepdim)", "torch.amin", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].amin(&[i[0] as isize], i[1] == 1)
         }),
         op!("x.prod()", "torch.prod", true, one(-2.0..2.0), |t, i| t[0].prod()),
         op!("x.prod_dim(d, keepdim)", "torch.prod(dim)", true, with_dim(-2.0..2.0, 1), |t, i| {
