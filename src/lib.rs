@@ -69,26 +69,27 @@ pub use tapegrad_tape::{
 pub mod prelude {
     pub use tapegrad_data::{DataLoader, Mnist};
     pub use tapegrad_nn::{
-        Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool2d, AvgPool2d, BCELoss, BCEWithLogitsLoss,
-        BatchNorm1d, BatchNorm2d, CELU, Checkpoint, Conv1d, Conv2d, ConvTranspose2d,
-        CosineAnnealingLR, CrossEntropyLoss, Dropout, ELU, Embedding, ExponentialLR, Flatten,
-        Forward, GELU, GLU, GRU, GRUCell, GroupNorm, Hardsigmoid, Hardswish, Hardtanh, HuberLoss,
-        Identity, InstanceNorm1d, InstanceNorm2d, KLDivLoss, L1Loss, LSTM, LSTMCell, Layer,
-        LayerNorm, LeakyReLU, Linear, LinearWarmup, LogSigmoid, LogSoftmax, LrScheduler, MSELoss,
-        MaxPool2d, Mish, Module, MultiheadAttention, MultiheadAttentionOptions, NLLLoss,
-        Nonlinearity, Optimizer, PReLU, PixelShuffle, PixelUnshuffle, RMSprop, RNN, RNNCell, ReLU,
-        ReLU6, SELU, SGD, Sequential, SiLU, Sigmoid, SmoothL1Loss, Softmax, Softplus, Softsign,
-        StepLR, Tanh, Tanhshrink, TrainingFlag, TransformerEncoder, TransformerEncoderLayer,
+        Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
+        AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, BCELoss, BCEWithLogitsLoss, BatchNorm1d,
+        BatchNorm2d, CELU, Checkpoint, Conv1d, Conv2d, ConvTranspose2d, CosineAnnealingLR,
+        CrossEntropyLoss, Dropout, ELU, Embedding, ExponentialLR, Flatten, Forward, GELU, GLU, GRU,
+        GRUCell, GroupNorm, Hardsigmoid, Hardswish, Hardtanh, HuberLoss, Identity, InstanceNorm1d,
+        InstanceNorm2d, KLDivLoss, L1Loss, LSTM, LSTMCell, Layer, LayerNorm, LeakyReLU, Linear,
+        LinearWarmup, LogSigmoid, LogSoftmax, LrScheduler, MSELoss, MaxPool1d, MaxPool2d, Mish,
+        Module, MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Nonlinearity, Optimizer,
+        PReLU, PixelShuffle, PixelUnshuffle, RMSprop, RNN, RNNCell, ReLU, ReLU6, SELU, SGD,
+        Sequential, SiLU, Sigmoid, SmoothL1Loss, Softmax, Softplus, Softsign, StepLR, Tanh,
+        Tanhshrink, TrainingFlag, TransformerEncoder, TransformerEncoderLayer,
         TransformerEncoderOptions, Upsample, clip_grad_norm, clip_grad_value, load,
         load_checkpoint, load_tensors, load_with, save, save_checkpoint, save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;
     pub use tapegrad_ops::{
-        AttentionOptions, AvgPool2dOptions, BatchNormOptions, ConvOptions, CosineSimilarityOptions,
-        GeluApproximate, GroupNormOptions, InstanceNormOptions, InterpolateMode,
-        InterpolateOptions, IntoPair, LayerNormOptions, MaxPool2dOptions, NormalizeOptions,
-        PadMode, Padding, SoftplusOptions, step_by,
+        AttentionOptions, AvgPool1dOptions, AvgPool2dOptions, BatchNormOptions, ConvOptions,
+        CosineSimilarityOptions, GeluApproximate, GroupNormOptions, InstanceNormOptions,
+        InterpolateMode, InterpolateOptions, IntoPair, LayerNormOptions, MaxPool1dOptions,
+        MaxPool2dOptions, NormalizeOptions, PadMode, Padding, SoftplusOptions, step_by,
     };
     pub use tapegrad_ops::{Reduction, cat, einsum, stack, where_};
     pub use tapegrad_tape::{

@@ -471,6 +471,31 @@ fn rows() -> Vec<Row> {
             )
         ),
         ("torch.nn.functional", "F.adaptive_avg_pool2d(x, 1)", F::adaptive_avg_pool2d(&img, 1)),
+        ("torch.nn.functional", "F.adaptive_max_pool2d(x, (2, 3))", F::adaptive_max_pool2d(&img, (2, 3))),
+        (
+            "torch.nn.functional",
+            "F.max_pool1d(x, 3, stride=2, padding=1, dilation=1, ceil_mode=True)",
+            F::max_pool1d_with(
+                &img.flatten(2, -1),
+                3,
+                MaxPool1dOptions::default().stride(2).padding(1).dilation(1).ceil_mode(true)
+            ),
+            "`[N, C, L]`; `max_pool1d_with_indices` for `return_indices=True`"
+        ),
+        (
+            "torch.nn.functional",
+            "F.avg_pool1d(x, 3, stride=1, padding=1, count_include_pad=False)",
+            F::avg_pool1d_with(
+                &img.flatten(2, -1),
+                3,
+                AvgPool1dOptions::default().stride(1).padding(1).count_include_pad(false)
+            )
+        ),
+        (
+            "torch.nn.functional",
+            "F.adaptive_avg_pool1d(x, 4) / F.adaptive_max_pool1d(x, 1)",
+            (F::adaptive_avg_pool1d(&img.flatten(2, -1), 4), F::adaptive_max_pool1d(&img.flatten(2, -1), 1))
+        ),
         ("torch.nn.functional", "F.interpolate(x, size=(6, 8))", F::interpolate(&img, &[6, 8])),
         (
             "torch.nn.functional",
@@ -637,6 +662,21 @@ fn rows() -> Vec<Row> {
             "Layers",
             "nn.AdaptiveAvgPool2d((1, 1))",
             AdaptiveAvgPool2d::new((1, 1)).forward(&img)
+        ),
+        (
+            "Layers",
+            "nn.AdaptiveMaxPool2d((2, 2))",
+            AdaptiveMaxPool2d::new((2, 2)).forward(&img)
+        ),
+        (
+            "Layers",
+            "nn.MaxPool1d(2) / nn.AvgPool1d(3, stride=1, padding=1) / nn.AdaptiveAvgPool1d(1) / nn.AdaptiveMaxPool1d(1)",
+            (
+                MaxPool1d::new(2).forward(&img.flatten(2, -1)),
+                AvgPool1d::new(3).stride(1).padding(1).forward(&img.flatten(2, -1)),
+                AdaptiveAvgPool1d::new(1).forward(&img.flatten(2, -1)),
+                AdaptiveMaxPool1d::new(1).forward(&img.flatten(2, -1))
+            )
         ),
         ("Layers", "nn.BatchNorm2d(3) / nn.BatchNorm1d(3)", BatchNorm2d::new(3).forward(&img)),
         ("Layers", "nn.LayerNorm(3)", LayerNorm::new(&[3]).forward(&x)),

@@ -408,6 +408,23 @@ grad_case("amax", [ties], lambda t: torch.amax(t, dim=(1,)), dims=[1], keepdim=F
 grad_case("amin", [ties], lambda t: torch.amin(t, dim=(0, 1)), dims=[0, 1], keepdim=False)
 grad_case("amax", [ties[1:]], lambda t: torch.amax(t, dim=(1, 0), keepdim=True), dims=[1, 0], keepdim=True)
 
+# 1-d pooling and adaptive max pooling (overlapping windows, ties, NaN).
+seq = v(2, 3, 9)
+grad_case("max_pool1d", [seq], lambda t: F.max_pool1d(t, 3, 2, 1, dilation=2, ceil_mode=True, return_indices=True),
+          kernel=3, stride=2, padding=1, dilation=2, ceil_mode=True)
+grad_case("max_pool1d", [seq], lambda t: F.max_pool1d(t, 2, return_indices=True), kernel=2)
+grad_case("avg_pool1d", [seq], lambda t: F.avg_pool1d(t, 4, 3, 2, ceil_mode=True, count_include_pad=False),
+          kernel=4, stride=3, padding=2, ceil_mode=True, count_include_pad=False)
+grad_case("avg_pool1d", [seq], lambda t: F.avg_pool1d(t, 3, 1, 1), kernel=3, stride=1, padding=1)
+grad_case("adaptive_avg_pool1d", [seq], lambda t: F.adaptive_avg_pool1d(t, 4), size=4)
+grad_case("adaptive_max_pool1d", [seq], lambda t: F.adaptive_max_pool1d(t, 4), size=4)
+grad_case("adaptive_max_pool1d", [seq], lambda t: F.adaptive_max_pool1d(t, 1), size=1)
+grad_case("adaptive_max_pool2d", [v(2, 2, 5, 7)], lambda t: F.adaptive_max_pool2d(t, (3, 4)), size=[3, 4])
+grad_case("adaptive_max_pool2d", [v(1, 2, 4, 6)], lambda t: F.adaptive_max_pool2d(t, (2, 3)), size=[2, 3])
+grad_case("adaptive_max_pool2d", [v(1, 1, 3, 3)], lambda t: F.adaptive_max_pool2d(t, (5, 4)), size=[5, 4])
+grad_case("adaptive_max_pool2d", [f64([[[[1.0, 2.0, 2.0], [nan, 0.0, 2.0]]]])],
+          lambda t: F.adaptive_max_pool2d(t, (1, 2)), size=[1, 2])
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -36,6 +36,7 @@ mod loss;
 pub mod metrics;
 mod module;
 mod optim;
+mod pooling;
 mod rnn;
 mod scheduler;
 mod stateless;
@@ -52,9 +53,9 @@ pub use field::{ModuleField, TrainingFlag};
 pub use hooks::{ForwardHookHandle, Hooked};
 pub use io::{load, load_tensors, load_with, save, save_tensors};
 pub use layers::{
-    AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d,
-    Dropout, Embedding, Flatten, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm,
-    Linear, MaxPool2d, PixelShuffle, PixelUnshuffle, Sequential, Upsample,
+    BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d, Dropout, Embedding, Flatten,
+    GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, PixelShuffle,
+    PixelUnshuffle, Sequential, Upsample,
 };
 pub use loss::{l1_penalty, l2_penalty};
 pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};
@@ -76,6 +77,10 @@ pub use optim::{
     Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, AdamWRule, Optim,
     Optimizer, ParamGroup, RMSprop, RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm,
     clip_grad_value,
+};
+pub use pooling::{
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AvgPool1d,
+    AvgPool2d, MaxPool1d, MaxPool2d,
 };
 pub use rnn::{GRU, LSTM, RNN};
 pub use scheduler::{CosineAnnealingLR, ExponentialLR, LinearWarmup, LrScheduler, StepLR};

@@ -58,6 +58,7 @@ pub use crate::norm::{
     BatchNormOptions, BatchNormStats, GroupNormOptions, InstanceNormOptions, LayerNormOptions,
 };
 pub use crate::pool::{AvgPool2dOptions, MaxPool2dOptions};
+pub use crate::pool1d::{AvgPool1dOptions, MaxPool1dOptions};
 pub use crate::shape::PadMode;
 
 #[track_caller]
@@ -819,6 +820,188 @@ pub fn adaptive_avg_pool2d(x: &Tensor, output_size: impl IntoPair) -> Tensor {
 #[track_caller]
 pub fn try_adaptive_avg_pool2d(x: &Tensor, output_size: impl IntoPair) -> Result<Tensor> {
     crate::pool::adaptive_avg_pool2d(x, output_size.into_pair())
+}
+
+/// Adaptive max pooling of `[N, C, H, W]` to `output_size` (PyTorch's
+/// `F.adaptive_max_pool2d`): each output is the max of its window (windows of PyTorch's
+/// sizes, which may overlap by one); the gradient goes to the first largest element.
+///
+/// ```
+/// use tapegrad_ops::{functional::adaptive_max_pool2d, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::arange(0.0, 15.0, 1.0).reshape(&[1, 1, 3, 5]);
+/// assert_eq!(adaptive_max_pool2d(&x, 1).to_vec::<f32>(), vec![14.0]);
+/// assert_eq!(adaptive_max_pool2d(&x, (2, 2)).to_vec::<f32>(), vec![7.0, 9.0, 12.0, 14.0]);
+/// ```
+#[track_caller]
+pub fn adaptive_max_pool2d(x: &Tensor, output_size: impl IntoPair) -> Tensor {
+    or_panic(try_adaptive_max_pool2d(x, output_size))
+}
+
+/// [`adaptive_max_pool2d`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_adaptive_max_pool2d;
+/// use tapegrad_tape::Tensor;
+/// assert!(try_adaptive_max_pool2d(&Tensor::ones(&[1, 1, 4, 4]), (0, 2)).is_err());
+/// ```
+#[track_caller]
+pub fn try_adaptive_max_pool2d(x: &Tensor, output_size: impl IntoPair) -> Result<Tensor> {
+    crate::pool::adaptive_max_pool2d(x, output_size.into_pair())
+}
+
+/// Max pooling of sequences `[N, C, L]` over windows of `kernel` with stride `kernel`
+/// (PyTorch's `F.max_pool1d` defaults); the gradient goes to the chosen elements.
+///
+/// ```
+/// use tapegrad_ops::functional::max_pool1d;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 5.0, 2.0, 0.0, 3.0], &[1, 1, 5]);
+/// assert_eq!(max_pool1d(&x, 2).to_vec::<f32>(), vec![5.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn max_pool1d(x: &Tensor, kernel: usize) -> Tensor {
+    max_pool1d_with(x, kernel, MaxPool1dOptions::default())
+}
+
+/// [`max_pool1d`] with PyTorch's keywords ([`MaxPool1dOptions`]).
+///
+/// ```
+/// use tapegrad_ops::{MaxPool1dOptions, functional::max_pool1d_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 5.0, 2.0, 0.0, 3.0], &[1, 1, 5]);
+/// let y = max_pool1d_with(&x, 3, MaxPool1dOptions::default().stride(1).padding(1));
+/// assert_eq!(y.to_vec::<f32>(), vec![5.0, 5.0, 5.0, 3.0, 3.0]);
+/// ```
+#[track_caller]
+pub fn max_pool1d_with(x: &Tensor, kernel: usize, options: MaxPool1dOptions) -> Tensor {
+    or_panic(crate::pool1d::max_pool1d(x, kernel, options)).0
+}
+
+/// [`max_pool1d_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{MaxPool1dOptions, functional::try_max_pool1d_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[1, 1, 4]);
+/// assert!(try_max_pool1d_with(&x, 2, MaxPool1dOptions::default().padding(2)).is_err());
+/// assert!(try_max_pool1d_with(&Tensor::ones(&[4]), 2, MaxPool1dOptions::default()).is_err());
+/// ```
+#[track_caller]
+pub fn try_max_pool1d_with(x: &Tensor, kernel: usize, options: MaxPool1dOptions) -> Result<Tensor> {
+    Ok(crate::pool1d::max_pool1d(x, kernel, options)?.0)
+}
+
+/// [`max_pool1d_with`] that also returns, per output, the int64 position of the chosen
+/// element along the sequence (PyTorch's `return_indices=True`).
+///
+/// ```
+/// use tapegrad_ops::{MaxPool1dOptions, functional::max_pool1d_with_indices};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 5.0, 2.0, 0.0], &[1, 1, 4]);
+/// let (_, i) = max_pool1d_with_indices(&x, 2, MaxPool1dOptions::default());
+/// assert_eq!(i.to_vec::<i64>(), vec![1, 2]);
+/// ```
+#[track_caller]
+pub fn max_pool1d_with_indices(
+    x: &Tensor,
+    kernel: usize,
+    options: MaxPool1dOptions,
+) -> (Tensor, Tensor) {
+    or_panic(crate::pool1d::max_pool1d(x, kernel, options))
+}
+
+/// Average pooling of sequences `[N, C, L]` over windows of `kernel` with stride `kernel`
+/// (PyTorch's `F.avg_pool1d` defaults).
+///
+/// ```
+/// use tapegrad_ops::functional::avg_pool1d;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0, 2.0, 6.0, 9.0], &[1, 1, 5]);
+/// assert_eq!(avg_pool1d(&x, 2).to_vec::<f32>(), vec![2.0, 4.0]);
+/// ```
+#[track_caller]
+pub fn avg_pool1d(x: &Tensor, kernel: usize) -> Tensor {
+    avg_pool1d_with(x, kernel, AvgPool1dOptions::default())
+}
+
+/// [`avg_pool1d`] with PyTorch's keywords ([`AvgPool1dOptions`]).
+///
+/// ```
+/// use tapegrad_ops::{AvgPool1dOptions, functional::avg_pool1d_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0, 2.0], &[1, 1, 3]);
+/// let y = avg_pool1d_with(&x, 2, AvgPool1dOptions::default().stride(1));
+/// assert_eq!(y.to_vec::<f32>(), vec![2.0, 2.5]);
+/// ```
+#[track_caller]
+pub fn avg_pool1d_with(x: &Tensor, kernel: usize, options: AvgPool1dOptions) -> Tensor {
+    or_panic(crate::pool1d::avg_pool1d(x, kernel, options))
+}
+
+/// [`avg_pool1d_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{AvgPool1dOptions, functional::try_avg_pool1d_with};
+/// use tapegrad_tape::Tensor;
+/// assert!(try_avg_pool1d_with(&Tensor::ones(&[1, 1, 3]), 4, AvgPool1dOptions::default()).is_err());
+/// ```
+#[track_caller]
+pub fn try_avg_pool1d_with(x: &Tensor, kernel: usize, options: AvgPool1dOptions) -> Result<Tensor> {
+    crate::pool1d::avg_pool1d(x, kernel, options)
+}
+
+/// Adaptive average pooling of sequences `[N, C, L]` to `output_size` positions (PyTorch's
+/// `F.adaptive_avg_pool1d`).
+///
+/// ```
+/// use tapegrad_ops::functional::adaptive_avg_pool1d;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0, 5.0, 7.0], &[1, 1, 4]);
+/// assert_eq!(adaptive_avg_pool1d(&x, 2).to_vec::<f32>(), vec![2.0, 6.0]);
+/// ```
+#[track_caller]
+pub fn adaptive_avg_pool1d(x: &Tensor, output_size: usize) -> Tensor {
+    or_panic(try_adaptive_avg_pool1d(x, output_size))
+}
+
+/// [`adaptive_avg_pool1d`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_adaptive_avg_pool1d;
+/// use tapegrad_tape::Tensor;
+/// assert!(try_adaptive_avg_pool1d(&Tensor::ones(&[1, 1, 4]), 0).is_err());
+/// ```
+#[track_caller]
+pub fn try_adaptive_avg_pool1d(x: &Tensor, output_size: usize) -> Result<Tensor> {
+    crate::pool1d::adaptive_avg_pool1d(x, output_size)
+}
+
+/// Adaptive max pooling of sequences `[N, C, L]` to `output_size` positions (PyTorch's
+/// `F.adaptive_max_pool1d`; `1` is the max over time of a text convnet).
+///
+/// ```
+/// use tapegrad_ops::functional::adaptive_max_pool1d;
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0, 5.0, 4.0, 2.0], &[1, 1, 5]);
+/// assert_eq!(adaptive_max_pool1d(&x, 1).to_vec::<f32>(), vec![5.0]);
+/// assert_eq!(adaptive_max_pool1d(&x, 2).to_vec::<f32>(), vec![5.0, 5.0]); // windows overlap
+/// ```
+#[track_caller]
+pub fn adaptive_max_pool1d(x: &Tensor, output_size: usize) -> Tensor {
+    or_panic(try_adaptive_max_pool1d(x, output_size))
+}
+
+/// [`adaptive_max_pool1d`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_adaptive_max_pool1d;
+/// use tapegrad_tape::Tensor;
+/// assert!(try_adaptive_max_pool1d(&Tensor::ones(&[1, 4]), 1).is_err()); // not [N, C, L]
+/// ```
+#[track_caller]
+pub fn try_adaptive_max_pool1d(x: &Tensor, output_size: usize) -> Result<Tensor> {
+    crate::pool1d::adaptive_max_pool1d(x, output_size)
 }
 
 /// Pads with zeros (PyTorch's `F.pad`): `pads` lists `(before, after)` for the last

@@ -30,7 +30,7 @@
 //! | `sort.rs` | [`SortOps`]: sort, argsort, topk | |
 //! | `matmul.rs` | [`MatmulOps`]: matmul (and `functional::linear`) | |
 //! | `einsum.rs` | | [`einsum`] |
-//! | `conv.rs`, `pool.rs`, `norm.rs`, `attention.rs` | | in [`functional`]: convolutions, pooling, norms, embedding, attention |
+//! | `conv.rs`, `pool.rs`, `pool1d.rs`, `norm.rs`, `attention.rs` | | in [`functional`]: convolutions, pooling, norms, embedding, attention |
 //! | `functional.rs` | | softmaxes, losses, dropout and the rest of `torch.nn.functional` |
 //! | `func.rs` | | [`func`]: vjp, jvp, jacrev, jacfwd, jacobian, hessian, hvp (`torch.func`) |
 //!
@@ -60,6 +60,7 @@ mod matmul;
 mod norm;
 mod options;
 mod pool;
+mod pool1d;
 mod rearrange;
 mod recurrent;
 mod reduce;
@@ -84,6 +85,7 @@ pub use math::MathOps;
 pub use matmul::MatmulOps;
 pub use norm::{BatchNormOptions, GroupNormOptions, InstanceNormOptions, LayerNormOptions};
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
+pub use pool1d::{AvgPool1dOptions, MaxPool1dOptions};
 pub use reduce::ReduceOps;
 pub use shape::{PadMode, ShapeOps, cat, stack, try_cat, try_stack};
 pub use sort::SortOps;

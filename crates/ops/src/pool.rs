@@ -1,5 +1,6 @@
 //! Pooling: max (with the chosen positions), average (a depthwise convolution with a
-//! constant kernel) and adaptive average (separable averaging matrices).
+//! constant kernel), adaptive average (separable averaging matrices) and adaptive max (a
+//! max over each window's gathered taps). 1-d pooling is in `pool1d.rs`.
 
 use std::panic::Location;
 
@@ -207,6 +208,48 @@ pub(crate) fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<
     // Separable: rows then columns, as two (broadcast batched) matrix products.
     let rows = crate::matmul::matmul(&ah, x)?;
     crate::matmul::matmul(&rows, &crate::shape::transpose(&aw, 0, 1)?)
+}
+
+/// Adaptive max pooling (PyTorch's windows: output `i` of `out` over an input of `n` covers
+/// `floor(i n / out) .. ceil((i + 1) n / out)`). Each window's taps are gathered with
+/// `index_select` along both dimensions, a short window repeating its last element (which
+/// changes neither its max nor which element is first chosen), and reduced with `max_dim`:
+/// the gradient goes to the first largest element of each window, as in PyTorch, and every
+/// step is a recorded op, so it differentiates again.
+#[track_caller]
+pub(crate) fn adaptive_max_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = "adaptive_max_pool2d";
+    let [n, c, h, w] = check_4d(op, x, location)?;
+    if output.0 == 0 || output.1 == 0 || h == 0 || w == 0 {
+        return Err(Error::InvalidArgument {
+            op,
+            message: format!("output size {output:?} and input size ({h}, {w}) must be positive"),
+            location,
+        });
+    }
+    // The taps of every window along one dimension, and the longest window's length.
+    let taps = |input: usize, out: usize| -> Result<(Tensor, usize)> {
+        let window = |i: usize| (i * input / out, ((i + 1) * input).div_ceil(out));
+        let longest = (0..out).map(|i| window(i).1 - window(i).0).max().unwrap_or(1);
+        try_numel(op, &[out, longest], location)?;
+        let index: Vec<i64> = (0..out)
+            .flat_map(|i| {
+                let (start, end) = window(i);
+                (0..longest).map(move |t| (start + t).min(end - 1) as i64)
+            })
+            .collect();
+        Ok((Tensor::from_vec(index, &[out * longest]), longest))
+    };
+    let (rows, kh) = taps(h, output.0)?;
+    let (cols, kw) = taps(w, output.1)?;
+    try_numel(op, &[n, c, output.0 * kh, output.1 * kw], location)?;
+    let gathered = crate::index::index_select(x, 2, &rows)?;
+    let gathered = crate::index::index_select(&gathered, 3, &cols)?;
+    let windows = reshape_to(&gathered, &[n, c, output.0, kh, output.1, kw]);
+    let windows = crate::shape::permute(&windows, &[0, 1, 2, 4, 3, 5])?;
+    let windows = reshape_to(&windows, &[n, c, output.0, output.1, kh * kw]);
+    Ok(crate::reduce::max_dim(&windows, -1, false, true)?.0)
 }
 
 /// The keywords of `max_pool2d`: `stride` (default: the kernel), `padding` (-inf, at most

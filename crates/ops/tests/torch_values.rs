@@ -92,6 +92,41 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
                 .collect();
             if name == "amax" { x[0].amax(&dims, keepdim()) } else { x[0].amin(&dims, keepdim()) }
         }
+        "max_pool1d" => {
+            let int = |key: &str, default: u64| {
+                args.get(key).and_then(Value::as_u64).unwrap_or(default) as usize
+            };
+            let kernel = int("kernel", 0);
+            let options = tapegrad_ops::MaxPool1dOptions::default()
+                .stride(int("stride", kernel as u64))
+                .padding(int("padding", 0))
+                .dilation(int("dilation", 1))
+                .ceil_mode(args.get("ceil_mode").and_then(Value::as_bool).unwrap_or(false));
+            let (v, i) = functional::max_pool1d_with_indices(&x[0], kernel, options);
+            return (v, Some(i));
+        }
+        "avg_pool1d" => {
+            let int = |key: &str, default: u64| {
+                args.get(key).and_then(Value::as_u64).unwrap_or(default) as usize
+            };
+            let kernel = int("kernel", 0);
+            let flag = |key: &str, default: bool| {
+                args.get(key).and_then(Value::as_bool).unwrap_or(default)
+            };
+            let options = tapegrad_ops::AvgPool1dOptions::default()
+                .stride(int("stride", kernel as u64))
+                .padding(int("padding", 0))
+                .ceil_mode(flag("ceil_mode", false))
+                .count_include_pad(flag("count_include_pad", true));
+            functional::avg_pool1d_with(&x[0], kernel, options)
+        }
+        "adaptive_avg_pool1d" => {
+            functional::adaptive_avg_pool1d(&x[0], args["size"].as_u64().unwrap() as usize)
+        }
+        "adaptive_max_pool1d" => {
+            functional::adaptive_max_pool1d(&x[0], args["size"].as_u64().unwrap() as usize)
+        }
+        "adaptive_max_pool2d" => functional::adaptive_max_pool2d(&x[0], pair(args, "size")),
         "tan" => x[0].tan(),
         "asin" => x[0].asin(),
         "acos" => x[0].acos(),

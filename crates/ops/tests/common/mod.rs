@@ -7,10 +7,11 @@
 use proptest::prelude::*;
 use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::{
-    AttentionOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss, BatchNormOptions, ConvOptions,
-    CosineSimilarityOptions, CrossEntropyLoss, GeluApproximate, GroupNormOptions, HuberLoss,
-    InstanceNormOptions, InterpolateMode, InterpolateOptions, KLDivLoss, LayerNormOptions,
-    MaxPool2dOptions, NLLLoss, NormalizeOptions, PadMode, Padding, SmoothL1Loss, SoftplusOptions,
+    AttentionOptions, AvgPool1dOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss,
+    BatchNormOptions, ConvOptions, CosineSimilarityOptions, CrossEntropyLoss, GeluApproximate,
+    GroupNormOptions, HuberLoss, InstanceNormOptions, InterpolateMode, InterpolateOptions,
+    KLDivLoss, LayerNormOptions, MaxPool1dOptions, MaxPool2dOptions, NLLLoss, NormalizeOptions,
+    PadMode, Padding, SmoothL1Loss, SoftplusOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -455,6 +456,8 @@ pub const PIECEWISE: &[&str] = &[
     "x.max",
     "x.min",
     "max_pool2d",
+    "max_pool1d",
+    "adaptive_max_pool",
     "l1_loss",
     "x.norm",
     "x.sign",
@@ -1044,6 +1047,25 @@ pub fn registry() -> Vec<OpCase> {
                 functional::max_pool2d_with(&t[0], k, o)
             }
         ),
+        op!("max_pool1d(x, kernel, stride, padding)", "F.max_pool1d", true, pool_case(), |t, i| {
+            let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
+            let o = MaxPool1dOptions::default().stride(s).padding(p).ceil_mode(s > 1);
+            functional::max_pool1d_with(&t[0].flatten(2, -1), k, o)
+        }),
+        op!("avg_pool1d(x, kernel, stride, padding)", "F.avg_pool1d", true, pool_case(), |t, i| {
+            let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
+            let o = AvgPool1dOptions::default().stride(s).padding(p).count_include_pad(s > 1);
+            functional::avg_pool1d_with(&t[0].flatten(2, -1), k, o)
+        }),
+        op!("adaptive_avg_pool1d(x, size)", "F.adaptive_avg_pool1d", true, image(5), |t, i| {
+            functional::adaptive_avg_pool1d(&t[0].flatten(2, -1), 3)
+        }),
+        op!("adaptive_max_pool1d(x, size)", "F.adaptive_max_pool1d", true, image(5), |t, i| {
+            functional::adaptive_max_pool1d(&t[0].flatten(2, -1), 3)
+        }),
+        op!("adaptive_max_pool2d(x, size)", "F.adaptive_max_pool2d", true, image(5), |t, i| {
+            functional::adaptive_max_pool2d(&t[0], (2, 3))
+        }),
         op!("avg_pool2d(x, kernel, stride, padding)", "F.avg_pool2d", true, pool_case(), |t, i| {
             let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
             functional::avg_pool2d_with(&t[0], k, AvgPool2dOptions::default().stride(s).padding(p))
