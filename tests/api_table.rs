@@ -999,6 +999,25 @@ fn rows() -> Vec<Row> {
             },
             "a scheduler takes the base rate and is stepped with the optimizer"
         ),
+        (
+            "Optimizers",
+            "MultiStepLR(opt, [30, 80], 0.1) / LinearLR / ConstantLR / PolynomialLR / CosineAnnealingWarmRestarts(opt, T_0, T_mult)",
+            {
+                let mut opt = SGD::new(params, 0.1);
+                MultiStepLR::new(0.1, &[30, 80], 0.1).step(&mut opt);
+                LinearLR::new(0.1, 1.0 / 3.0, 1.0, 5).step(&mut opt);
+                CosineAnnealingWarmRestarts::new(0.1, 10, 2, 0.0).step(&mut opt)
+            }
+        ),
+        (
+            "Optimizers",
+            "ReduceLROnPlateau(opt, mode='max', patience=5) / sched.step(val_loss)",
+            {
+                let mut opt = SGD::new(params, 0.1);
+                ReduceLROnPlateau::new().mode(PlateauMode::Max).patience(5).step(0.93, &mut opt)
+            },
+            "stepped with the metric and the optimizer; its state saves in a checkpoint like the others' (`SchedulerState`)"
+        ),
         // Files.
         (
             "Saving and loading",

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use tapegrad_nn::{Adam, Checkpoint, Linear, LrScheduler, Module, Optimizer, StepLR};
+use tapegrad_nn::{Adam, Checkpoint, Linear, LrScheduler, Module, Optimizer, SchedulerState, StepLR};
 use tapegrad_tape::manual_seed;
 
 fn scratch() -> &'static (PathBuf, PathBuf) {

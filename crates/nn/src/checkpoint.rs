@@ -9,7 +9,7 @@ use tapegrad_tape::{
 };
 
 use crate::io::{Metadata, format_err, read, serialize, write_atomically};
-use crate::{LrScheduler, Module, Optimizer};
+use crate::{Module, Optimizer, SchedulerState};
 
 /// Saves a training checkpoint of a model and its optimizer at an epoch: shorthand for
 /// `Checkpoint::new(model).optimizer(optimizer).epoch(epoch).save(path)` (which also
@@ -148,7 +148,7 @@ const VERSION: u32 = 1;
 pub struct Checkpoint<'a> {
     model: &'a dyn Module,
     optimizer: Option<&'a dyn Optimizer>,
-    scheduler: Option<&'a dyn LrScheduler>,
+    scheduler: Option<&'a dyn SchedulerState>,
     step: u64,
     epoch: u64,
     rng: Option<RngState>,
@@ -210,7 +210,7 @@ impl<'a> Checkpoint<'a> {
     /// );
     /// # std::fs::remove_file(&path).unwrap();
     /// ```
-    pub fn scheduler(mut self, scheduler: &'a dyn LrScheduler) -> Self {
+    pub fn scheduler(mut self, scheduler: &'a dyn SchedulerState) -> Self {
         self.scheduler = Some(scheduler);
         self
     }
@@ -446,7 +446,7 @@ pub struct CheckpointInfo {
 pub struct Resume<'a> {
     model: &'a mut dyn Module,
     optimizer: Option<&'a mut dyn Optimizer>,
-    scheduler: Option<&'a mut dyn LrScheduler>,
+    scheduler: Option<&'a mut dyn SchedulerState>,
     restore_rng: bool,
 }
 
@@ -488,7 +488,7 @@ impl<'a> Resume<'a> {
     /// assert_eq!((sched2.epoch(), sched2.lr()), (5, 0.025));
     /// # std::fs::remove_file(&path).unwrap();
     /// ```
-    pub fn scheduler(mut self, scheduler: &'a mut dyn LrScheduler) -> Self {
+    pub fn scheduler(mut self, scheduler: &'a mut dyn SchedulerState) -> Self {
         self.scheduler = Some(scheduler);
         self
     }

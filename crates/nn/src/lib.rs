@@ -83,5 +83,9 @@ pub use pooling::{
     AvgPool2d, MaxPool1d, MaxPool2d,
 };
 pub use rnn::{GRU, LSTM, RNN};
-pub use scheduler::{CosineAnnealingLR, ExponentialLR, LinearWarmup, LrScheduler, StepLR};
+pub use scheduler::{
+    ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, ExponentialLR, LinearLR,
+    LinearWarmup, LrScheduler, MultiStepLR, PlateauMode, PolynomialLR, ReduceLROnPlateau,
+    SchedulerState, StepLR, ThresholdMode,
+};
 pub use transformer::{TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions};

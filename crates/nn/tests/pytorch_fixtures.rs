@@ -233,3 +233,81 @@ fn recurrent_layers_pass_gradcheck_through_time() {
         assert!(report.passed, "{report}");
     }
 }
+
+/// The schedules of `tools/scheduler_reference.py`: for each epoch the rate the schedule
+/// reports and, after the first step, the rate it set on the optimizer.
+#[test]
+fn more_schedulers_follow_pytorch() {
+    let text = std::fs::read_to_string(fixture("lr_schedules.json")).unwrap();
+    let data: Value = serde_json::from_str(&text).unwrap();
+    let schedules = data["schedules"].as_object().unwrap();
+    assert_eq!(schedules.len(), 9);
+    for (name, entry) in schedules {
+        let rates: Vec<f64> =
+            entry["lr"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let mut opt = SGD::new(vec![Tensor::zeros_dtype(&[1], DType::F64).requires_grad()], 0.1);
+        let close = |got: f64, want: f64, epoch: usize| {
+            assert!((got - want).abs() <= 1e-12, "{name} epoch {epoch}: {got} vs {want}");
+        };
+        if let Some(metrics) = entry.get("metrics") {
+            let metrics: Vec<f64> =
+                metrics.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let mut plateau = match name.as_str() {
+                "ReduceLROnPlateau(patience=2)" => ReduceLROnPlateau::new().patience(2),
+                "ReduceLROnPlateau(factor=0.5,patience=1,cooldown=2,min_lr=0.02)" => {
+                    ReduceLROnPlateau::new().factor(0.5).patience(1).cooldown(2).min_lr(0.02)
+                }
+                "ReduceLROnPlateau(mode=max,threshold=0.05,threshold_mode=abs,patience=0)" => {
+                    ReduceLROnPlateau::new()
+                        .mode(PlateauMode::Max)
+                        .threshold(0.05, ThresholdMode::Abs)
+                        .patience(0)
+                }
+                other => panic!("scheduler {other} is not mapped"),
+            };
+            for (epoch, (&want, &metric)) in rates.iter().zip(&metrics).enumerate() {
+                close(opt.param_groups()[0].lr, want, epoch);
+                plateau.step(metric, &mut opt);
+                if epoch == 20 {
+                    // Halfway, the state moves to a fresh schedule, which carries on.
+                    let mut resumed = ReduceLROnPlateau::new();
+                    resumed.load_state_dict(&plateau.state_dict()).unwrap();
+                    plateau = resumed;
+                }
+            }
+            continue;
+        }
+        let mut sched: Box<dyn LrScheduler> = match name.as_str() {
+            "MultiStepLR(milestones=[5,12,12,30],gamma=0.5)" => {
+                Box::new(MultiStepLR::new(0.1, &[5, 12, 12, 30], 0.5))
+            }
+            "LinearLR(start_factor=0.25,end_factor=0.75,total_iters=8)" => {
+                Box::new(LinearLR::new(0.1, 0.25, 0.75, 8))
+            }
+            "ConstantLR(factor=0.3,total_iters=6)" => Box::new(ConstantLR::new(0.1, 0.3, 6)),
+            "PolynomialLR(total_iters=25,power=1.7)" => Box::new(PolynomialLR::new(0.1, 25, 1.7)),
+            "CosineAnnealingWarmRestarts(T_0=3,T_mult=2,eta_min=0.002)" => {
+                Box::new(CosineAnnealingWarmRestarts::new(0.1, 3, 2, 0.002))
+            }
+            "CosineAnnealingWarmRestarts(T_0=7)" => {
+                Box::new(CosineAnnealingWarmRestarts::new(0.1, 7, 1, 0.0))
+            }
+            other => panic!("scheduler {other} is not mapped"),
+        };
+        for (epoch, &want) in rates.iter().enumerate() {
+            close(sched.lr(), want, epoch);
+            if epoch > 0 {
+                close(opt.param_groups()[0].lr, want, epoch);
+            }
+            sched.step(&mut opt);
+        }
+        // The state resumes the schedule where it stopped, milestones included.
+        let mut resumed: Box<dyn LrScheduler> = match sched.kind() {
+            "MultiStepLR" => Box::new(MultiStepLR::new(1.0, &[1], 0.9)),
+            _ => continue,
+        };
+        resumed.load_state_dict(&sched.state_dict()).unwrap();
+        assert_eq!((resumed.epoch(), resumed.lr()), (sched.epoch(), sched.lr()));
+        assert_eq!(resumed.lr_at(12), sched.lr_at(12));
+    }
+}

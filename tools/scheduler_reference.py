@@ -1,0 +1,57 @@
+"""Learning rates PyTorch's schedulers give, for crates/nn/tests/pytorch_fixtures.rs.
+
+Run from the repository root with PyTorch installed: writes
+crates/nn/tests/fixtures/lr_schedules.json, one entry per scheduler configuration: the
+learning rate at each of 40 epochs (base rate 0.1), and for ReduceLROnPlateau the metric
+fed to each step.
+"""
+import json
+
+import torch
+
+EPOCHS = 40
+out = {}
+
+
+def record(name, make, metrics=None):
+    param = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([param], lr=0.1)
+    sched = make(opt)
+    rates = []
+    for epoch in range(EPOCHS):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if metrics is None:
+            sched.step()
+        else:
+            sched.step(metrics[epoch])
+    entry = {"lr": rates}
+    if metrics is not None:
+        entry["metrics"] = metrics
+    out[name] = entry
+
+
+S = torch.optim.lr_scheduler
+record("MultiStepLR(milestones=[5,12,12,30],gamma=0.5)", lambda o: S.MultiStepLR(o, [5, 12, 12, 30], 0.5))
+record("LinearLR(start_factor=0.25,end_factor=0.75,total_iters=8)",
+       lambda o: S.LinearLR(o, start_factor=0.25, end_factor=0.75, total_iters=8))
+record("ConstantLR(factor=0.3,total_iters=6)", lambda o: S.ConstantLR(o, factor=0.3, total_iters=6))
+record("PolynomialLR(total_iters=25,power=1.7)", lambda o: S.PolynomialLR(o, total_iters=25, power=1.7))
+record("CosineAnnealingWarmRestarts(T_0=3,T_mult=2,eta_min=0.002)",
+       lambda o: S.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2, eta_min=0.002))
+record("CosineAnnealingWarmRestarts(T_0=7)", lambda o: S.CosineAnnealingWarmRestarts(o, T_0=7))
+# A loss that falls, stalls, wobbles within the threshold, and falls again.
+loss = [1.0, 0.8, 0.7, 0.7, 0.69995, 0.71, 0.7, 0.72, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.5, 0.5,
+        0.5, 0.5, 0.5, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3,
+        0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+record("ReduceLROnPlateau(patience=2)", lambda o: S.ReduceLROnPlateau(o, patience=2), loss)
+record("ReduceLROnPlateau(factor=0.5,patience=1,cooldown=2,min_lr=0.02)",
+       lambda o: S.ReduceLROnPlateau(o, factor=0.5, patience=1, cooldown=2, min_lr=0.02), loss)
+accuracy = [1.0 - v for v in loss]
+record("ReduceLROnPlateau(mode=max,threshold=0.05,threshold_mode=abs,patience=0)",
+       lambda o: S.ReduceLROnPlateau(o, mode="max", threshold=0.05, threshold_mode="abs", patience=0),
+       accuracy)
+
+with open("crates/nn/tests/fixtures/lr_schedules.json", "w") as f:
+    json.dump({"torch_version": torch.__version__, "schedules": out}, f, indent=1)
+print(f"wrote {len(out)} schedules with torch {torch.__version__}")
