@@ -81,7 +81,8 @@ pub mod prelude {
         Optimizer, PReLU, PixelShuffle, PixelUnshuffle, PlateauMode, PolynomialLR, RMSprop, RNN,
         RNNCell, ReLU, ReLU6, ReduceLROnPlateau, SELU, SGD, SchedulerState, Sequential, SiLU,
         Sigmoid, SmoothL1Loss, Softmax, Softplus, Softsign, StepLR, Tanh, Tanhshrink,
-        ThresholdMode, TrainingFlag, TransformerEncoder, TransformerEncoderLayer,
+        ThresholdMode, TrainingFlag, Transformer, TransformerDecoder, TransformerDecoderLayer,
+        TransformerDecoderOptions, TransformerEncoder, TransformerEncoderLayer,
         TransformerEncoderOptions, Upsample, clip_grad_norm, clip_grad_value, load,
         load_checkpoint, load_tensors, load_with, save, save_checkpoint, save_tensors,
     };

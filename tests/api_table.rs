@@ -777,6 +777,31 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Layers",
+            "nn.TransformerDecoderLayer(3, 1, dim_feedforward=8)(tgt, memory, tgt_mask=m, memory_key_padding_mask=p, tgt_is_causal=True)",
+            TransformerDecoderLayer::new(3, 1).dim_feedforward(8).forward_with(
+                &seq.narrow(0, 0, 3),
+                &seq,
+                TransformerDecoderOptions::default()
+                    .tgt_mask(&Tensor::zeros(&[3, 3]))
+                    .memory_key_padding_mask(&Tensor::zeros_dtype(&[2, 5], DType::Bool))
+                    .tgt_is_causal(true)
+            ),
+            "the same builders as the encoder layer; `TransformerDecoder::new(layers).norm(...)` stacks them"
+        ),
+        (
+            "Layers",
+            "nn.Transformer(3, 1, 2, 2, dim_feedforward=8)(src, tgt, src_key_padding_mask=p, tgt_is_causal=True)",
+            Transformer::new(3, 1, 2, 2).dim_feedforward(8).forward_with(
+                &seq,
+                &seq.narrow(0, 0, 3),
+                TransformerEncoderOptions::default()
+                    .src_key_padding_mask(&Tensor::zeros_dtype(&[2, 5], DType::Bool)),
+                TransformerDecoderOptions::default().tgt_is_causal(true)
+            ),
+            "`nn.Transformer(d_model, nhead, num_encoder_layers, num_decoder_layers)`: the encoder's and the decoder's options separately"
+        ),
+        (
+            "Layers",
             "nn.ReLU() / nn.Tanh() / nn.Sigmoid() / nn.GELU() / nn.SiLU()",
             Sequential::new().add(ReLU).add(Tanh).add(Sigmoid).add(GELU).add(SiLU).forward(&x)
         ),

@@ -19,6 +19,12 @@ PyTorch's own float32 rounding. Cases:
 - encoder: TransformerEncoder of two TransformerEncoderLayer(8, 2, 16, dropout=0, gelu,
   batch_first, norm_first) and a final LayerNorm(8); input [3, 5, 8] with a bool
   src_key_padding_mask [3, 5]; gradients for the input and layers.0.linear1.weight.
+- decoder_post: TransformerDecoderLayer(8, 2, 16, dropout=0), post-norm, sequence-major;
+  target [4, 2, 8] with the causal mask, memory [5, 2, 8] with a bool
+  memory_key_padding_mask [2, 5]; gradients for both inputs and two weights.
+- transformer: Transformer(8, 2, 1 encoder and 2 decoder layers, 16, dropout=0, gelu,
+  batch_first, norm_first); source [2, 5, 8] with a padding mask used for the memory too,
+  target [2, 3, 8] causal; gradients for both inputs and one weight of each stack.
 
     python tools/transformer_reference.py   # needs torch
 """
@@ -154,6 +160,39 @@ def main():
         return {"out": m(x["src"], src_key_padding_mask=x["src_key_padding_mask"])}
 
     run(encoder, "encoder", inputs, encoder_call, ["src", "layers.0.linear1.weight"], out)
+
+    decoder_layer = nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0)
+    inputs = {
+        "tgt": pattern([4, 2, 8], 7, 17),
+        "memory": pattern([5, 2, 8], 5, 13),
+        "memory_key_padding_mask": torch.tensor([[False] * 4 + [True], [False, True, False, False, False]]),
+    }
+
+    def decoder_layer_call(m, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(4, dtype=torch.float64)
+        y = m(x["tgt"], x["memory"], tgt_mask=mask, tgt_is_causal=True,
+              memory_key_padding_mask=x["memory_key_padding_mask"])
+        return {"out": y}
+
+    run(decoder_layer, "decoder_post", inputs, decoder_layer_call,
+        ["tgt", "memory", "multihead_attn.in_proj_weight", "linear1.weight"], out)
+
+    model = nn.Transformer(8, 2, 1, 2, 16, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+    inputs = {
+        "src": pattern([2, 5, 8], 3, 19),
+        "tgt": pattern([2, 3, 8], 7, 23),
+        "src_key_padding_mask": torch.tensor([[False] * 5, [False] * 3 + [True] * 2]),
+    }
+
+    def transformer_call(m, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(3, dtype=torch.float64)
+        padding = x["src_key_padding_mask"]
+        y = m(x["src"], x["tgt"], tgt_mask=mask, tgt_is_causal=True, src_key_padding_mask=padding,
+              memory_key_padding_mask=padding)
+        return {"out": y}
+
+    run(model, "transformer", inputs, transformer_call,
+        ["src", "tgt", "encoder.layers.0.linear2.weight", "decoder.layers.1.multihead_attn.out_proj.weight"], out)
 
     source = f"PyTorch {torch.__version__}, by tools/transformer_reference.py"
     path = pathlib.Path(__file__).parent.parent / "crates/nn/tests/fixtures/transformer.safetensors"

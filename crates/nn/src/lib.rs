@@ -27,6 +27,7 @@ mod activation;
 mod attention;
 mod cells;
 mod checkpoint;
+mod decoder;
 mod field;
 mod hooks;
 pub mod init;
@@ -73,6 +74,9 @@ pub mod __derive {
     pub use crate::module::{Module, Slot, join_name};
     pub use tapegrad_tape::Tensor;
 }
+pub use decoder::{
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerDecoderOptions,
+};
 pub use optim::{
     Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, AdamWRule, Optim,
     Optimizer, ParamGroup, RMSprop, RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm,

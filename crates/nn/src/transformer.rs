@@ -90,7 +90,12 @@ impl TransformerEncoderOptions {
 /// encoder layer, `rank_2_or_3`: is `[L, E]`, `[L, N, E]` or `[N, L, E]`), checked before
 /// anything runs on it.
 #[track_caller]
-fn check_input(op: &'static str, src: &Tensor, norm: &LayerNorm, rank_2_or_3: bool) -> Result<()> {
+pub(crate) fn check_input(
+    op: &'static str,
+    src: &Tensor,
+    norm: &LayerNorm,
+    rank_2_or_3: bool,
+) -> Result<()> {
     let location = std::panic::Location::caller();
     if (rank_2_or_3 && !matches!(src.dim(), 2 | 3)) || !src.shape().ends_with(&norm.shape) {
         return Err(Error::Shape {

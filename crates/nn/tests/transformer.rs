@@ -1,4 +1,4 @@
-//! Multi-head attention and the transformer encoder against PyTorch: the fixture
+//! Multi-head attention, the transformer encoder and decoder against PyTorch: the fixture
 //! (tests/fixtures/transformer.safetensors, from tools/transformer_reference.py) holds
 //! PyTorch's parameters and inputs and the outputs and gradients it computed in float64.
 //! Each case runs in float64 (agreement to rounding) and in float32 (float32 tolerance).
@@ -317,4 +317,61 @@ fn attention_dropout_follows_train_and_eval() {
     let layer = TransformerEncoderLayer::new(8, 2).dropout(0.5);
     layer.eval();
     assert_eq!(layer.forward(&x).to_vec::<f32>(), layer.forward(&x).to_vec::<f32>());
+}
+
+#[test]
+fn post_norm_decoder_layer_with_causal_target_and_memory_padding_matches_pytorch() {
+    let case = Case::new("transformer.safetensors", "decoder_post");
+    for (dtype, tolerance) in DTYPES {
+        let mut layer = TransformerDecoderLayer::new(8, 2).dim_feedforward(16).dropout(0.0);
+        case.load(&mut layer, dtype);
+        let (tgt, memory) = (case.input("tgt", dtype), case.input("memory", dtype));
+        let options = TransformerDecoderOptions::default()
+            .tgt_is_causal(true)
+            .memory_key_padding_mask(&case.get("memory_key_padding_mask"));
+        let out = layer.forward_with(&tgt, &memory, options);
+        assert_close("out", &out, &case.get("expected.out"), tolerance);
+        case.backward(&out);
+        assert_close("tgt", &tgt.grad().unwrap(), &case.get("grad.tgt"), tolerance);
+        assert_close("memory", &memory.grad().unwrap(), &case.get("grad.memory"), tolerance);
+        let w = layer.multihead_attn.in_proj_weight.as_ref().unwrap().grad().unwrap();
+        let name = "multihead_attn.in_proj_weight";
+        assert_close(name, &w, &case.get(&format!("grad.{name}")), tolerance);
+        let w = layer.linear1.weight.grad().unwrap();
+        assert_close("linear1.weight", &w, &case.get("grad.linear1.weight"), tolerance);
+    }
+}
+
+#[test]
+fn pre_norm_encoder_decoder_transformer_matches_pytorch() {
+    let case = Case::new("transformer.safetensors", "transformer");
+    for (dtype, tolerance) in DTYPES {
+        let mut model = Transformer::new(8, 2, 1, 2)
+            .dim_feedforward(16)
+            .dropout(0.0)
+            .activation(|x| x.gelu())
+            .batch_first(true)
+            .norm_first(true);
+        case.load(&mut model, dtype);
+        let (src, tgt) = (case.input("src", dtype), case.input("tgt", dtype));
+        let padding = case.get("src_key_padding_mask");
+        let encoder = TransformerEncoderOptions::default().src_key_padding_mask(&padding);
+        let decoder = TransformerDecoderOptions::default()
+            .tgt_is_causal(true)
+            .memory_key_padding_mask(&padding);
+        let out = model.forward_with(&src, &tgt, encoder, decoder);
+        assert_close("out", &out, &case.get("expected.out"), tolerance);
+        case.backward(&out);
+        assert_close("src", &src.grad().unwrap(), &case.get("grad.src"), tolerance);
+        assert_close("tgt", &tgt.grad().unwrap(), &case.get("grad.tgt"), tolerance);
+        for (name, w) in [
+            ("encoder.layers.0.linear2.weight", &model.encoder.layers[0].linear2.weight),
+            (
+                "decoder.layers.1.multihead_attn.out_proj.weight",
+                &model.decoder.layers[1].multihead_attn.out_proj.weight,
+            ),
+        ] {
+            assert_close(name, &w.grad().unwrap(), &case.get(&format!("grad.{name}")), tolerance);
+        }
+    }
 }
