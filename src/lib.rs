@@ -71,20 +71,22 @@ pub mod prelude {
     pub use tapegrad_nn::{
         Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
         AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, BCELoss, BCEWithLogitsLoss, BatchNorm1d,
-        BatchNorm2d, CELU, Checkpoint, ConstantLR, Conv1d, Conv2d, ConvTranspose2d,
-        CosineAnnealingLR, CosineAnnealingWarmRestarts, CrossEntropyLoss, Dropout, ELU, Embedding,
-        ExponentialLR, Flatten, Forward, GELU, GLU, GRU, GRUCell, GroupNorm, Hardsigmoid,
-        Hardswish, Hardtanh, HuberLoss, Identity, InstanceNorm1d, InstanceNorm2d, KLDivLoss,
-        L1Loss, LSTM, LSTMCell, Layer, LayerNorm, LeakyReLU, Linear, LinearLR, LinearWarmup,
-        LogSigmoid, LogSoftmax, LrScheduler, MSELoss, MaxPool1d, MaxPool2d, Mish, Module,
-        MultiStepLR, MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Nonlinearity,
-        Optimizer, PReLU, PixelShuffle, PixelUnshuffle, PlateauMode, PolynomialLR, RMSprop, RNN,
+        BatchNorm2d, CELU, Checkpoint, ConstantLR, Conv1d, Conv2d, ConvTranspose1d,
+        ConvTranspose2d, CosineAnnealingLR, CosineAnnealingWarmRestarts, CosineEmbeddingLoss,
+        CrossEntropyLoss, Dropout, ELU, Embedding, ExponentialLR, Flatten, Forward, GELU, GLU, GRU,
+        GRUCell, GaussianNLLLoss, GroupNorm, Hardsigmoid, Hardswish, Hardtanh, HingeEmbeddingLoss,
+        HuberLoss, Identity, InstanceNorm1d, InstanceNorm2d, KLDivLoss, L1Loss, LSTM, LSTMCell,
+        Layer, LayerNorm, LeakyReLU, Linear, LinearLR, LinearWarmup, LogSigmoid, LogSoftmax,
+        LrScheduler, MSELoss, MarginRankingLoss, MaxPool1d, MaxPool2d, Mish, Module, MultiStepLR,
+        MultiheadAttention, MultiheadAttentionOptions, NLLLoss, Nonlinearity, Optimizer, PReLU,
+        PixelShuffle, PixelUnshuffle, PlateauMode, PoissonNLLLoss, PolynomialLR, RMSprop, RNN,
         RNNCell, ReLU, ReLU6, ReduceLROnPlateau, SELU, SGD, SchedulerState, Sequential, SiLU,
-        Sigmoid, SmoothL1Loss, Softmax, Softplus, Softsign, StepLR, Tanh, Tanhshrink,
-        ThresholdMode, TrainingFlag, Transformer, TransformerDecoder, TransformerDecoderLayer,
-        TransformerDecoderOptions, TransformerEncoder, TransformerEncoderLayer,
-        TransformerEncoderOptions, Upsample, clip_grad_norm, clip_grad_value, load,
-        load_checkpoint, load_tensors, load_with, save, save_checkpoint, save_tensors,
+        Sigmoid, SmoothL1Loss, SoftMarginLoss, Softmax, Softplus, Softsign, StepLR, Tanh,
+        Tanhshrink, ThresholdMode, TrainingFlag, Transformer, TransformerDecoder,
+        TransformerDecoderLayer, TransformerDecoderOptions, TransformerEncoder,
+        TransformerEncoderLayer, TransformerEncoderOptions, TripletMarginLoss, Upsample,
+        clip_grad_norm, clip_grad_value, load, load_checkpoint, load_tensors, load_with, save,
+        save_checkpoint, save_tensors,
     };
     pub use tapegrad_ops::functional::{self as F};
     pub use tapegrad_ops::prelude::*;
@@ -94,7 +96,7 @@ pub mod prelude {
         InterpolateMode, InterpolateOptions, IntoPair, LayerNormOptions, MaxPool1dOptions,
         MaxPool2dOptions, NormalizeOptions, PadMode, Padding, SoftplusOptions, step_by,
     };
-    pub use tapegrad_ops::{Reduction, cat, einsum, stack, where_};
+    pub use tapegrad_ops::{Reduction, cat, cdist, einsum, stack, where_};
     pub use tapegrad_tape::{
         BackwardOptions, DType, Function, FunctionCtx, GradOptions, GradcheckOptions, Tensor,
         apply, grad, gradcheck, gradgradcheck, manual_seed, no_grad,

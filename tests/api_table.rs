@@ -165,6 +165,18 @@ fn rows() -> Vec<Row> {
             x.sign().floor().ceil().round().trunc().frac(),
             "gradient 0 (frac: 1); `round` takes halves to even, as PyTorch"
         ),
+        (
+            "Math",
+            "torch.mm / torch.bmm / torch.mv / torch.dot / torch.outer",
+            (a.mm(&b.transpose(0, 1)), a.flatten(0, -1).outer(&b.flatten(0, -1))),
+            "PyTorch's ranks checked (`bmm` does not broadcast); `matmul` does all of them"
+        ),
+        (
+            "Math",
+            "torch.cdist(x1, x2, p=2)",
+            cdist(&a, &b, 2.0),
+            "matrix products for Euclidean distances over more than 25 rows, as PyTorch"
+        ),
         ("Math", "x ** 2 / torch.pow(x, y)", x.pow(2.0)),
         (
             "Math",
@@ -445,6 +457,16 @@ fn rows() -> Vec<Row> {
                 ConvOptions::default().stride(2).padding(1).output_padding(1)
             )
         ),
+        (
+            "torch.nn.functional",
+            "F.conv_transpose1d(x, w, b, stride=2, output_padding=1)",
+            F::conv_transpose1d_with(
+                &seq.permute(&[1, 2, 0]),
+                &Tensor::randn(&[3, 2, 3]),
+                None,
+                ConvOptions::default().stride(2).output_padding(1)
+            )
+        ),
         ("torch.nn.functional", "F.max_pool2d(x, 2)", F::max_pool2d(&img, 2)),
         (
             "torch.nn.functional",
@@ -643,6 +665,11 @@ fn rows() -> Vec<Row> {
             Conv2d::new(3, 4, 3).padding(Padding::Same).forward(&img)
         ),
         ("Layers", "nn.Conv1d(3, 4, 3, padding=1)", Conv1d::new(3, 4, 3).padding(1)),
+        (
+            "Layers",
+            "nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1)",
+            ConvTranspose1d::new(4, 2, 3).stride(2).padding(1).output_padding(1)
+        ),
         (
             "Layers",
             "nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)",
@@ -962,6 +989,35 @@ fn rows() -> Vec<Row> {
             "Losses",
             "nn.NLLLoss / nn.MSELoss / nn.L1Loss / nn.SmoothL1Loss / nn.HuberLoss / nn.BCELoss / nn.BCEWithLogitsLoss",
             MSELoss::new().reduction(Reduction::Sum).forward(&a, &b)
+        ),
+        (
+            "Losses",
+            "nn.TripletMarginLoss(margin=1.0, p=2, swap=True)(anchor, positive, negative)",
+            TripletMarginLoss::new().margin(1.0).p(2.0).swap(true).forward(&a, &b, &(&a * &b)),
+            "`forward` takes the three tensors; `F::triplet_margin_loss_with` too"
+        ),
+        (
+            "Losses",
+            "nn.MarginRankingLoss(margin=0.5)(x1, x2, y) / nn.CosineEmbeddingLoss(margin=0.2)(x1, x2, y)",
+            (
+                MarginRankingLoss::new().margin(0.5).forward(&a, &b, &a.sign()),
+                CosineEmbeddingLoss::new().margin(0.2).forward(&a, &b, &Tensor::ones(&[a.shape()[0]]))
+            )
+        ),
+        (
+            "Losses",
+            "nn.HingeEmbeddingLoss / nn.SoftMarginLoss / nn.PoissonNLLLoss(log_input=True, full=True)",
+            (
+                HingeEmbeddingLoss::new().margin(0.5).forward(&a, &b.sign()),
+                SoftMarginLoss::new().forward(&a, &b.sign()),
+                PoissonNLLLoss::new().full(true).forward(&a, &b.abs())
+            )
+        ),
+        (
+            "Losses",
+            "nn.GaussianNLLLoss(full=True, eps=1e-6)(mean, target, var)",
+            GaussianNLLLoss::new().full(true).eps(1e-6).forward(&a, &b, &b.square()),
+            "the variance's floor clamps its value, not its gradient, as in PyTorch"
         ),
         (
             "Losses",

@@ -425,6 +425,59 @@ grad_case("adaptive_max_pool2d", [v(1, 1, 3, 3)], lambda t: F.adaptive_max_pool2
 grad_case("adaptive_max_pool2d", [f64([[[[1.0, 2.0, 2.0], [nan, 0.0, 2.0]]]])],
           lambda t: F.adaptive_max_pool2d(t, (1, 2)), size=[1, 2])
 
+# Transposed 1-d convolutions: strides, padding, dilation, output padding, groups.
+grad_case("conv_transpose1d", [v(2, 4, 6), v(4, 3, 3), v(6)],
+          lambda x, w, b: F.conv_transpose1d(x, w, b, stride=2, padding=1, output_padding=1, groups=2, dilation=1),
+          stride=2, padding=1, output_padding=1, groups=2, dilation=1)
+grad_case("conv_transpose1d", [v(1, 3, 5), v(3, 2, 2), v(2)],
+          lambda x, w, b: F.conv_transpose1d(x, w, b, stride=3, dilation=2, output_padding=2),
+          stride=3, padding=0, output_padding=2, groups=1, dilation=2)
+
+# Margin and likelihood losses.
+pm1 = f64([1.0, -1.0, -1.0, 1.0])
+grad_case("margin_ranking_loss", [v(4), v(4), pm1], lambda a, b, y: F.margin_ranking_loss(a, b, y, margin=0.3),
+          margin=0.3, reduction="mean")
+grad_case("triplet_margin_loss", [v(4, 3), v(4, 3), v(4, 3)], lambda a, p, n: F.triplet_margin_loss(a, p, n),
+          margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean")
+grad_case("triplet_margin_loss", [v(4, 3), v(4, 3), v(4, 3)],
+          lambda a, p, n: F.triplet_margin_loss(a, p, n, margin=2.0, p=1.5, swap=True, reduction="none"),
+          margin=2.0, p=1.5, eps=1e-6, swap=True, reduction="none")
+grad_case("cosine_embedding_loss", [v(4, 3), v(4, 3), pm1],
+          lambda a, b, y: F.cosine_embedding_loss(a, b, y, margin=-0.2, reduction="sum"), margin=-0.2, reduction="sum")
+grad_case("cosine_embedding_loss", [v(3), v(3), f64(-1.0)],
+          lambda a, b, y: F.cosine_embedding_loss(a, b, y), margin=0.0, reduction="mean")
+grad_case("hinge_embedding_loss", [v(2, 4), pm1], lambda x, y: F.hinge_embedding_loss(x, y, margin=0.5, reduction="none"),
+          margin=0.5, reduction="none")
+grad_case("soft_margin_loss", [v(2, 4), pm1], lambda x, y: F.soft_margin_loss(x, y.detach()), reduction="mean")
+counts = f64([0.0, 1.0, 2.0, 5.0, 0.5, 3.0, 1.5, 7.0]).reshape(2, 4)
+# (Stirling's term masked with masked_fill gives PyTorch a NaN target gradient at a count of
+# exactly 0, where the term is 0: the full case's smallest count is 0.25.)
+grad_case("poisson_nll_loss", [v(2, 4), counts.clamp(min=0.25)], lambda x, y: F.poisson_nll_loss(x, y, full=True),
+          log_input=True, full=True, eps=1e-8, reduction="mean")
+grad_case("poisson_nll_loss", [v(2, 4).abs(), counts],
+          lambda x, y: F.poisson_nll_loss(x, y, log_input=False, eps=0.01, reduction="sum"),
+          log_input=False, full=False, eps=0.01, reduction="sum")
+var = 0.1 + v(2, 4).square()
+var[0, 1] = 1e-9
+grad_case("gaussian_nll_loss", [v(2, 4), v(2, 4), var], lambda x, y, s: F.gaussian_nll_loss(x, y, s, full=True, eps=1e-4),
+          full=True, eps=1e-4, reduction="mean")
+grad_case("gaussian_nll_loss", [v(2, 4), v(2, 4), 0.1 + v(2).square()],
+          lambda x, y, s: F.gaussian_nll_loss(x, y, s, reduction="none"), full=False, eps=1e-6, reduction="none")
+
+# PyTorch's strict products and pairwise distances (the difference path, and the matrix
+# product path above 25 rows; a repeated row gives a zero distance).
+grad_case("mm", [v(2, 3), v(3, 4)], torch.mm)
+grad_case("bmm", [v(2, 2, 3), v(2, 3, 4)], torch.bmm)
+grad_case("mv", [v(2, 3), v(3)], torch.mv)
+grad_case("dot", [v(3), v(3)], torch.dot)
+grad_case("outer", [v(3), v(2)], torch.outer)
+near = v(2, 4, 3)
+far = torch.cat([v(3, 3), near[0, :1]], 0)
+for p in [2.0, 1.0, 3.0]:
+    grad_case("cdist", [near, far], lambda a, b: torch.cdist(a, b, p=p), p=p)
+many = v(30, 3)
+grad_case("cdist", [many, torch.cat([v(2, 3), many[:1]], 0)], lambda a, b: torch.cdist(a, b), p=2.0)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -317,6 +317,61 @@ impl ConvTranspose2d {
     }
 }
 
+conv_layer!(
+    /// Transposed 1-D convolution: PyTorch's `nn.ConvTranspose1d` (kernel
+    /// `[in, out / groups, k]`), the upsampling layer of sequence and audio decoders.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ConvTranspose1d, Forward, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let up = ConvTranspose1d::new(8, 4, 4).stride(2).padding(1);
+    /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 50])).shape(), &[1, 4, 100]);
+    /// ```
+    ConvTranspose1d,
+    1,
+    [1, 2, 9] => [1, 4, 11], stride [1, 4, 19], padding [1, 4, 9], dilation [1, 4, 13]
+);
+
+impl ConvTranspose1d {
+    /// A transposed convolution with a bias, stride 1 and no padding.
+    ///
+    /// ```
+    /// use tapegrad_nn::{ConvTranspose1d, Forward, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let up = ConvTranspose1d::new(8, 3, 5);
+    /// assert_eq!(up.weight.shape(), &[8, 3, 5]); // [in, out, k]
+    /// assert_eq!(up.forward(&Tensor::zeros(&[2, 8, 10])).shape(), &[2, 3, 14]); // grows by k - 1
+    /// ```
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        let shape = [in_channels, out_channels, kernel];
+        // As for ConvTranspose2d, PyTorch's fan-in is from dimension 1.
+        let (fan_in, _) = init::fans(&shape);
+        ConvTranspose1d {
+            weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
+            bias: Some(default_bias(out_channels, fan_in)),
+            options: ConvOptions::default(),
+        }
+    }
+
+    /// Extra size on one side of the output (PyTorch's `output_padding`).
+    ///
+    /// ```
+    /// use tapegrad_nn::{ConvTranspose1d, Forward};
+    /// use tapegrad_tape::Tensor;
+    /// let up = ConvTranspose1d::new(8, 4, 3).stride(2).padding(1).output_padding(1);
+    /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 7])).shape(), &[1, 4, 14]);
+    /// ```
+    pub fn output_padding(mut self, output_padding: usize) -> Self {
+        self.options.output_padding = (output_padding, output_padding);
+        self
+    }
+
+    #[track_caller]
+    fn apply(&self, x: &Tensor) -> Tensor {
+        F::conv_transpose1d_with(x, &self.weight, self.bias.as_ref(), self.options)
+    }
+}
+
 stateless!(
     /// Sub-pixel upsampling, `[*, C r², H, W]` to `[*, C, H r, W r]`: PyTorch's
     /// `nn.PixelShuffle(upscale_factor)`.

@@ -54,8 +54,8 @@ pub use field::{ModuleField, TrainingFlag};
 pub use hooks::{ForwardHookHandle, Hooked};
 pub use io::{load, load_tensors, load_with, save, save_tensors};
 pub use layers::{
-    BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose2d, Dropout, Embedding, Flatten,
-    GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, PixelShuffle,
+    BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout, Embedding,
+    Flatten, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, PixelShuffle,
     PixelUnshuffle, Sequential, Upsample,
 };
 pub use loss::{l1_penalty, l2_penalty};
@@ -63,8 +63,9 @@ pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};
 /// `#[derive(Module)]`: see [`Module`](trait@Module) and [`ModuleField`].
 pub use tapegrad_derive::Module;
 pub use tapegrad_ops::{
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
-    SmoothL1Loss,
+    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
+    HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, MarginRankingLoss, NLLLoss,
+    PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss, TripletMarginLoss,
 };
 
 /// What `#[derive(Module)]`'s generated code names (not for hand-written code).

@@ -612,17 +612,7 @@ pub(crate) fn conv1d_with(
 ) -> Result<Tensor> {
     let location = Location::caller();
     let op = "conv1d";
-    let one = |name: &str, (a, b): (usize, usize)| {
-        if a == b {
-            Ok(a)
-        } else {
-            Err(Error::InvalidArgument {
-                op,
-                message: format!("a 1-d convolution takes one {name}, got ({a}, {b})"),
-                location,
-            })
-        }
-    };
+    let one = |name: &str, pair: (usize, usize)| one_size(op, name, pair, location);
     let stride = one("stride", options.stride)?;
     let dilation = one("dilation", options.dilation)?;
     let k = match weight.shape() {
@@ -647,6 +637,65 @@ pub(crate) fn conv1d_with(
     };
     let o = kernel_options;
     conv1d(&x, weight, bias, o.stride.1, o.padding.1, o.dilation.1, o.groups)
+}
+
+/// One size of a 1-d convolution's keyword, given as a pair (the setters take a size or a
+/// pair): the pair's components must agree.
+fn one_size(
+    op: &'static str,
+    name: &str,
+    (a, b): (usize, usize),
+    location: &'static Location<'static>,
+) -> Result<usize> {
+    if a == b {
+        Ok(a)
+    } else {
+        Err(Error::InvalidArgument {
+            op,
+            message: format!("a 1-d convolution takes one {name}, got ({a}, {b})"),
+            location,
+        })
+    }
+}
+
+/// `conv_transpose1d` with PyTorch's keywords: the transposed 2-d convolution of the
+/// sequence as an image of height 1; `weight` is `[C_in, C_out / groups, K]`.
+#[track_caller]
+pub(crate) fn conv_transpose1d_with(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    options: ConvOptions,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    let op = "conv_transpose1d";
+    if x.dim() != 3 || weight.dim() != 3 || x.shape()[1] != weight.shape()[0] {
+        return Err(Error::Shape {
+            op,
+            message: format!(
+                "expects input [N, C_in, L] and weight [C_in, C_out/groups, K], got {:?} and {:?}",
+                x.shape(),
+                weight.shape()
+            ),
+            location,
+        });
+    }
+    let one = |name: &str, pair: (usize, usize)| one_size(op, name, pair, location);
+    let padding = match options.padding {
+        Padding::Zeros(a, b) => Padding::Zeros(0, one("padding", (a, b))?),
+        other => other,
+    };
+    let image_options = ConvOptions {
+        stride: (1, one("stride", options.stride)?),
+        dilation: (1, one("dilation", options.dilation)?),
+        output_padding: (0, one("output_padding", options.output_padding)?),
+        padding,
+        ..options
+    };
+    let x4 = crate::shape::unsqueeze(x, 2)?;
+    let w4 = crate::shape::unsqueeze(weight, 2)?;
+    let y = crate::dims::renamed(op, conv_transpose2d_with(&x4, &w4, bias, image_options))?;
+    crate::shape::squeeze(&y, Some(2))
 }
 
 /// `conv_transpose2d` with PyTorch's keywords.

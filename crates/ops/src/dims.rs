@@ -29,3 +29,15 @@ pub(crate) fn resolve_rank(
     }
     Ok(d as usize)
 }
+
+/// An error of the 2-d op that a 1-d op runs on its input as an image of height 1, under the
+/// 1-d op's name (the messages are about the one dimension that can be wrong).
+pub(crate) fn renamed<T>(op: &'static str, r: Result<T>) -> Result<T> {
+    r.map_err(|e| match e {
+        Error::Shape { message, location, .. } => Error::Shape { op, message, location },
+        Error::InvalidArgument { message, location, .. } => {
+            Error::InvalidArgument { op, message, location }
+        }
+        other => other,
+    })
+}

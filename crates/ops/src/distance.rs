@@ -144,3 +144,66 @@ pub(crate) fn cosine_similarity(
     };
     unit(x1)?.try_mul(&unit(x2)?)?.try_sum_dim(options.dim, false)
 }
+
+/// The `p`-norm distance between every row of `x1` (`[.., P, M]`) and every row of `x2`
+/// (`[.., R, M]`), as `[.., P, R]`, the batch dimensions broadcast (PyTorch's
+/// `torch.cdist`). As in PyTorch, Euclidean distances between more than 25 rows on either
+/// side come from matrix products (`|a|^2 + |b|^2 - 2 a.b`, faster, less exact for close
+/// points), the others from the differences; the gradient is 0 at a zero distance.
+///
+/// ```
+/// use tapegrad_ops::cdist;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![0.0f64, 0.0, 3.0, 4.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![0.0f64, 0.0], &[1, 2]);
+/// assert_eq!(cdist(&a, &b, 2.0).to_vec::<f64>(), vec![0.0, 5.0]);
+/// assert_eq!(cdist(&a, &b, 1.0).to_vec::<f64>(), vec![0.0, 7.0]);
+/// ```
+#[track_caller]
+pub fn cdist(x1: &Tensor, x2: &Tensor, p: f64) -> Tensor {
+    tapegrad_tape::or_panic(try_cdist(x1, x2, p))
+}
+
+/// [`cdist`], returning an error for inputs of fewer than 2 dimensions, rows of different
+/// widths, batch dimensions that do not broadcast, or a negative or NaN `p`.
+///
+/// ```
+/// use tapegrad_ops::try_cdist;
+/// use tapegrad_tape::Tensor;
+/// assert!(try_cdist(&Tensor::ones(&[3, 2]), &Tensor::ones(&[4, 3]), 2.0).is_err());
+/// assert!(try_cdist(&Tensor::ones(&[3, 2]), &Tensor::ones(&[4, 2]), -1.0).is_err());
+/// ```
+#[track_caller]
+pub fn try_cdist(x1: &Tensor, x2: &Tensor, p: f64) -> Result<Tensor> {
+    use crate::{MatmulOps, ShapeOps};
+    let location = std::panic::Location::caller();
+    let op = "cdist";
+    tapegrad_tape::ensure_float(op, x1, location)?;
+    tapegrad_tape::ensure_float(op, x2, location)?;
+    let (s1, s2) = (x1.shape(), x2.shape());
+    if s1.len() < 2 || s2.len() < 2 || s1[s1.len() - 1] != s2[s2.len() - 1] {
+        return Err(tapegrad_tape::Error::Shape {
+            op,
+            message: format!("expects [.., P, M] and [.., R, M], got {s1:?} and {s2:?}"),
+            location,
+        });
+    }
+    if p.is_nan() || p < 0.0 {
+        return Err(tapegrad_tape::Error::InvalidArgument {
+            op,
+            message: format!("p must be non-negative, got {p}"),
+            location,
+        });
+    }
+    let (rows1, rows2) = (s1[s1.len() - 2], s2[s2.len() - 2]);
+    if p == 2.0 && (rows1 > 25 || rows2 > 25) {
+        let square1 = x1.square().try_sum_dim(-1, true)?; // [.., P, 1]
+        let square2 = x2.square().try_sum_dim(-1, true)?.try_transpose(-1, -2)?; // [.., 1, R]
+        let products = x1.try_matmul(&x2.try_transpose(-1, -2)?)?; // [.., P, R]
+        let squared = square1.try_add(&square2)?.try_sub(&products.mul_scalar(2.0))?;
+        // Clamped below at 1e-30 as PyTorch does: the gradient is 0 where it clamps.
+        return Ok(squared.clamp(Some(1e-30), None).sqrt());
+    }
+    let differences = x1.try_unsqueeze(-2)?.try_sub(&x2.try_unsqueeze(-3)?)?; // [.., P, R, M]
+    differences.try_norm_dim(p, -1, false)
+}

@@ -51,8 +51,9 @@ pub use crate::conv::{ConvOptions, IntoPair, Padding};
 pub use crate::distance::{CosineSimilarityOptions, NormalizeOptions};
 pub use crate::interpolate::{InterpolateMode, InterpolateOptions};
 pub use crate::loss::{
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
-    Reduction, SmoothL1Loss,
+    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
+    HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, MarginRankingLoss, NLLLoss,
+    PoissonNLLLoss, Reduction, SmoothL1Loss, SoftMarginLoss, TripletMarginLoss,
 };
 pub use crate::norm::{
     BatchNormOptions, BatchNormStats, GroupNormOptions, InstanceNormOptions, LayerNormOptions,
@@ -185,6 +186,109 @@ macro_rules! loss_functions {
         }
     };
 }
+
+loss_functions!(
+    /// `x` for targets 1, `max(0, 1 - x)` for targets -1 (PyTorch's `F.hinge_embedding_loss`).
+    hinge_embedding_loss, hinge_embedding_loss_with, try_hinge_embedding_loss_with, HingeEmbeddingLoss, (input, target),
+    example "assert_eq!(hinge_embedding_loss(&Tensor::full(&[2], 0.25), &Tensor::ones(&[2])).item(), 0.25);",
+    error "assert!(try_hinge_embedding_loss_with(&Tensor::ones(&[2]), &Tensor::ones(&[3]), Reduction::Mean).is_err());"
+);
+loss_functions!(
+    /// The logistic loss `ln(1 + e^(-y x))` for targets of ±1 (PyTorch's `F.soft_margin_loss`).
+    soft_margin_loss, soft_margin_loss_with, try_soft_margin_loss_with, SoftMarginLoss, (input, target),
+    example "assert!((soft_margin_loss(&Tensor::zeros(&[2]), &Tensor::ones(&[2])).item() - 2f64.ln()).abs() < 1e-6);",
+    error "assert!(try_soft_margin_loss_with(&Tensor::ones(&[2]), &Tensor::ones(&[3]), Reduction::Mean).is_err());"
+);
+loss_functions!(
+    /// The Poisson negative log-likelihood of counts given log rates (PyTorch's
+    /// `F.poisson_nll_loss`; keywords in [`PoissonNLLLoss`]).
+    poisson_nll_loss, poisson_nll_loss_with, try_poisson_nll_loss_with, PoissonNLLLoss, (input, target),
+    example "assert_eq!(poisson_nll_loss(&Tensor::zeros(&[2]), &Tensor::full(&[2], 2.0)).item(), 1.0);",
+    error "assert!(try_poisson_nll_loss_with(&Tensor::ones(&[2]), &Tensor::ones(&[3]), Reduction::Mean).is_err());"
+);
+
+/// The three functions of a loss of three tensors.
+macro_rules! three_operand_loss_functions {
+    (
+        $(#[$doc:meta])* $name:ident, $with:ident, $try_with:ident, $ty:ident,
+        ($a:ident, $b:ident, $c:ident), example $example:literal, with $with_example:literal
+    ) => {
+        $(#[$doc])*
+        ///
+        /// ```
+        #[doc = concat!("use tapegrad_ops::functional::", stringify!($name), ";")]
+        /// use tapegrad_tape::Tensor;
+        #[doc = $example]
+        /// ```
+        #[track_caller]
+        pub fn $name($a: &Tensor, $b: &Tensor, $c: &Tensor) -> Tensor {
+            $ty::new().forward($a, $b, $c)
+        }
+
+        #[doc = concat!("[`", stringify!($name), "`] with PyTorch's keywords: a [`", stringify!($ty),
+            "`] or a [`Reduction`].")]
+        ///
+        /// ```
+        #[doc = concat!("use tapegrad_ops::{", stringify!($ty), ", Reduction, functional::", stringify!($with), "};")]
+        /// use tapegrad_tape::Tensor;
+        #[doc = $with_example]
+        /// ```
+        #[track_caller]
+        pub fn $with($a: &Tensor, $b: &Tensor, $c: &Tensor, options: impl Into<$ty>) -> Tensor {
+            options.into().forward($a, $b, $c)
+        }
+
+        #[doc = concat!("[`", stringify!($with), "`], returning an error instead of panicking.")]
+        ///
+        /// ```
+        #[doc = concat!("use tapegrad_ops::{Reduction, functional::", stringify!($try_with), "};")]
+        /// use tapegrad_tape::Tensor;
+        /// let (x, bad) = (Tensor::ones(&[2, 3]), Tensor::ones(&[4, 5]));
+        #[doc = concat!("assert!(", stringify!($try_with), "(&x, &bad, &x, Reduction::Sum).is_err());")]
+        /// ```
+        #[track_caller]
+        pub fn $try_with(
+            $a: &Tensor,
+            $b: &Tensor,
+            $c: &Tensor,
+            options: impl Into<$ty>,
+        ) -> Result<Tensor> {
+            options.into().try_forward($a, $b, $c)
+        }
+    };
+}
+
+three_operand_loss_functions!(
+    /// `max(0, -y (x1 - x2))` for targets `y` of ±1 (PyTorch's `F.margin_ranking_loss`).
+    margin_ranking_loss, margin_ranking_loss_with, try_margin_ranking_loss_with, MarginRankingLoss,
+    (input1, input2, target),
+    example "assert_eq!(margin_ranking_loss(&Tensor::zeros(&[2]), &Tensor::ones(&[2]), &Tensor::ones(&[2])).item(), 1.0);",
+    with "let (x1, x2, y) = (Tensor::zeros(&[2]), Tensor::ones(&[2]), Tensor::full(&[2], -1.0));\nassert_eq!(margin_ranking_loss_with(&x1, &x2, &y, MarginRankingLoss::new().margin(2.0)).item(), 1.0);"
+);
+three_operand_loss_functions!(
+    /// The triplet loss of anchors, positives and negatives `[N, D]` (PyTorch's
+    /// `F.triplet_margin_loss`; keywords in [`TripletMarginLoss`]).
+    triplet_margin_loss, triplet_margin_loss_with, try_triplet_margin_loss_with, TripletMarginLoss,
+    (anchor, positive, negative),
+    example "let (a, n) = (Tensor::zeros(&[4, 3]), Tensor::full(&[4, 3], 2.0));\nassert!(triplet_margin_loss(&a, &a, &n).item() < 1e-5); // the negatives are far enough",
+    with "let (a, n) = (Tensor::zeros(&[4, 3]), Tensor::full(&[4, 3], 0.1));\nlet each = triplet_margin_loss_with(&a, &a, &n, Reduction::None);\nassert_eq!(each.shape(), &[4]);\nlet swap = triplet_margin_loss_with(&a, &a, &n, TripletMarginLoss::new().swap(true));\nassert!(swap.item() > 0.0);"
+);
+three_operand_loss_functions!(
+    /// `1 - cos` for similar pairs (`y = 1`), `max(0, cos - margin)` for dissimilar ones
+    /// (`y = -1`) (PyTorch's `F.cosine_embedding_loss`).
+    cosine_embedding_loss, cosine_embedding_loss_with, try_cosine_embedding_loss_with, CosineEmbeddingLoss,
+    (input1, input2, target),
+    example "let x = Tensor::ones(&[2, 3]);\nassert!((cosine_embedding_loss(&x, &x, &Tensor::full(&[2], -1.0)).item() - 1.0).abs() < 1e-6);",
+    with "let x = Tensor::ones(&[2, 3]);\nlet y = Tensor::full(&[2], -1.0);\nassert!(cosine_embedding_loss_with(&x, &x, &y, CosineEmbeddingLoss::new().margin(0.5)).item() > 0.49);"
+);
+three_operand_loss_functions!(
+    /// The Gaussian negative log-likelihood of targets given means and variances (PyTorch's
+    /// `F.gaussian_nll_loss`; keywords in [`GaussianNLLLoss`]).
+    gaussian_nll_loss, gaussian_nll_loss_with, try_gaussian_nll_loss_with, GaussianNLLLoss,
+    (input, target, var),
+    example "assert_eq!(gaussian_nll_loss(&Tensor::zeros(&[2]), &Tensor::ones(&[2]), &Tensor::ones(&[2])).item(), 0.5);",
+    with "let (x, y, var) = (Tensor::zeros(&[2, 3]), Tensor::ones(&[2, 3]), Tensor::ones(&[2]));\nlet full = gaussian_nll_loss_with(&x, &y, &var, GaussianNLLLoss::new().full(true));\nassert!((full.item() - 0.5 - 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-6);"
+);
 
 loss_functions!(
     /// Mean squared error (PyTorch's `F.mse_loss`).
@@ -430,6 +534,14 @@ conv_functions!(
     example "let y = F::conv2d(&Tensor::ones(&[1, 1, 4, 4]), &Tensor::ones(&[2, 1, 3, 3]), None);\nassert_eq!((y.shape(), y.to_vec::<f32>()[0]), (&[1, 2, 2, 2][..], 9.0));",
     with "let (x, w) = (Tensor::ones(&[1, 1, 6, 6]), Tensor::ones(&[2, 1, 3, 3]));\nassert_eq!(F::conv2d_with(&x, &w, None, ConvOptions::default().stride(2).padding(1)).shape(), &[1, 2, 3, 3]);\nassert_eq!(F::conv2d_with(&x, &w, None, ConvOptions::default().padding(Padding::Same).dilation(2)).shape(), &[1, 2, 6, 6]);",
     error "let err = F::try_conv2d_with(&Tensor::ones(&[1, 3, 8, 8]), &Tensor::ones(&[4, 2, 3, 3]), None, ConvOptions::default());\nassert!(err.unwrap_err().to_string().contains(\"3 channels\"));"
+);
+conv_functions!(
+    /// Transposed 1-D convolution (PyTorch's `F.conv_transpose1d`): `x` `[N, C_in, L]`,
+    /// `weight` `[C_in, C_out / groups, K]`; the upsampling layer of sequence decoders.
+    conv_transpose1d, conv_transpose1d_with, try_conv_transpose1d_with, crate::conv::conv_transpose1d_with,
+    example "assert_eq!(F::conv_transpose1d(&Tensor::ones(&[2, 8, 5]), &Tensor::ones(&[8, 4, 3]), None).shape(), &[2, 4, 7]);",
+    with "let opts = ConvOptions::default().stride(2).padding(1).output_padding(1);\nlet y = F::conv_transpose1d_with(&Tensor::ones(&[1, 8, 7]), &Tensor::ones(&[8, 4, 3]), None, opts);\nassert_eq!(y.shape(), &[1, 4, 14]);",
+    error "assert!(F::try_conv_transpose1d_with(&Tensor::ones(&[1, 8, 7, 7]), &Tensor::ones(&[8, 4, 3]), None, ConvOptions::default()).is_err());"
 );
 conv_functions!(
     /// Transposed 2-D convolution (the gradient of `conv2d` with respect to its input, as

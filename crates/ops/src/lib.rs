@@ -28,8 +28,9 @@
 //! | `shape.rs` | [`ShapeOps`]: reshape, transpose, permute, narrow, slice, pad, repeat, ... | [`cat`], [`stack`] |
 //! | `index.rs` | [`IndexOps`]: select, `i` (slicing), index_select, index_add, gather, scatter_add, masked_fill, tril, triu | [`step_by`] |
 //! | `sort.rs` | [`SortOps`]: sort, argsort, topk | |
-//! | `matmul.rs` | [`MatmulOps`]: matmul (and `functional::linear`) | |
+//! | `matmul.rs` | [`MatmulOps`]: matmul, mm, bmm, mv, dot, outer (and `functional::linear`) | |
 //! | `einsum.rs` | | [`einsum`] |
+//! | `distance.rs` | | [`cdist`] (and in [`functional`]: normalize, cosine_similarity, one_hot) |
 //! | `conv.rs`, `pool.rs`, `pool1d.rs`, `norm.rs`, `attention.rs` | | in [`functional`]: convolutions, pooling, norms, embedding, attention |
 //! | `functional.rs` | | softmaxes, losses, dropout and the rest of `torch.nn.functional` |
 //! | `func.rs` | | [`func`]: vjp, jvp, jacrev, jacfwd, jacobian, hessian, hvp (`torch.func`) |
@@ -73,13 +74,14 @@ pub use activation::ActivationOps;
 pub use attention::AttentionOptions;
 pub use binary::{BinaryOps, try_where, where_};
 pub use conv::{ConvOptions, IntoPair, Padding, set_winograd_enabled, winograd_enabled};
-pub use distance::{CosineSimilarityOptions, NormalizeOptions};
+pub use distance::{CosineSimilarityOptions, NormalizeOptions, cdist, try_cdist};
 pub use einsum::{einsum, try_einsum};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use loss::{
-    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
-    Reduction, SmoothL1Loss,
+    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
+    HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, MarginRankingLoss, NLLLoss,
+    PoissonNLLLoss, Reduction, SmoothL1Loss, SoftMarginLoss, TripletMarginLoss,
 };
 pub use math::MathOps;
 pub use matmul::MatmulOps;

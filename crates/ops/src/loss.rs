@@ -523,6 +523,13 @@ loss_type!(
     "assert_eq!(NLLLoss::new().forward(&Tensor::full(&[1, 2], -0.5), &Tensor::from_vec(vec![1i64], &[1])).item(), 0.5);"
 );
 
+mod margin;
+
+pub use margin::{
+    CosineEmbeddingLoss, GaussianNLLLoss, HingeEmbeddingLoss, MarginRankingLoss, PoissonNLLLoss,
+    SoftMarginLoss, TripletMarginLoss,
+};
+
 /// The broadcast shape of a loss's two operands, or an error naming the loss.
 #[track_caller]
 fn pair_shape(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {

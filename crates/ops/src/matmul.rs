@@ -274,11 +274,175 @@ pub trait MatmulOps {
     /// ```
     #[track_caller]
     fn try_matmul(&self, rhs: &Tensor) -> Result<Tensor>;
+
+    /// The product of two matrices, `[n, k] x [k, m]`, and nothing else (PyTorch's `mm`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::ones(&[2, 3]).mm(&Tensor::ones(&[3, 4])).shape(), &[2, 4]);
+    /// assert!(Tensor::ones(&[3]).try_mm(&Tensor::ones(&[3, 4])).is_err()); // not a matrix
+    /// ```
+    #[track_caller]
+    fn mm(&self, rhs: &Tensor) -> Tensor {
+        or_panic(self.try_mm(rhs))
+    }
+
+    /// [`MatmulOps::mm`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 3]).try_mm(&Tensor::ones(&[2, 3])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_mm(&self, rhs: &Tensor) -> Result<Tensor>;
+
+    /// Batched matrix products of equal batches, `[b, n, k] x [b, k, m]`, no broadcasting
+    /// (PyTorch's `bmm`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::ones(&[5, 2, 3]).bmm(&Tensor::ones(&[5, 3, 4])).shape(), &[5, 2, 4]);
+    /// ```
+    #[track_caller]
+    fn bmm(&self, rhs: &Tensor) -> Tensor {
+        or_panic(self.try_bmm(rhs))
+    }
+
+    /// [`MatmulOps::bmm`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[5, 2, 3]).try_bmm(&Tensor::ones(&[1, 3, 4])).is_err()); // batches differ
+    /// ```
+    #[track_caller]
+    fn try_bmm(&self, rhs: &Tensor) -> Result<Tensor>;
+
+    /// A matrix times a vector, `[n, k] x [k]` (PyTorch's `mv`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let m = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(m.mv(&Tensor::ones(&[2])).to_vec::<f32>(), vec![3.0, 7.0]);
+    /// ```
+    #[track_caller]
+    fn mv(&self, vec: &Tensor) -> Tensor {
+        or_panic(self.try_mv(vec))
+    }
+
+    /// [`MatmulOps::mv`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 2]).try_mv(&Tensor::ones(&[2, 1])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_mv(&self, vec: &Tensor) -> Result<Tensor>;
+
+    /// The inner product of two vectors of one length, a 0-d tensor (PyTorch's `dot`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert_eq!(a.dot(&a).item(), 14.0);
+    /// ```
+    #[track_caller]
+    fn dot(&self, other: &Tensor) -> Tensor {
+        or_panic(self.try_dot(other))
+    }
+
+    /// [`MatmulOps::dot`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_dot(&Tensor::ones(&[4])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_dot(&self, other: &Tensor) -> Result<Tensor>;
+
+    /// The outer product of two vectors, `[n] x [m] -> [n, m]` (PyTorch's `outer`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![3.0f32, 4.0, 5.0], &[3]);
+    /// assert_eq!(a.outer(&b).to_vec::<f32>(), vec![3.0, 4.0, 5.0, 6.0, 8.0, 10.0]);
+    /// ```
+    #[track_caller]
+    fn outer(&self, other: &Tensor) -> Tensor {
+        or_panic(self.try_outer(other))
+    }
+
+    /// [`MatmulOps::outer`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 1]).try_outer(&Tensor::ones(&[3])).is_err());
+    /// ```
+    #[track_caller]
+    fn try_outer(&self, other: &Tensor) -> Result<Tensor>;
+}
+
+/// An error unless `a` and `b` have the ranks `op` takes (`ranks`, for its message).
+#[track_caller]
+fn expect_ranks(op: &'static str, a: &Tensor, b: &Tensor, ranks: (usize, usize)) -> Result<()> {
+    if (a.dim(), b.dim()) == ranks {
+        return Ok(());
+    }
+    Err(tapegrad_tape::Error::Shape {
+        op,
+        message: format!(
+            "takes tensors of {} and {} dimensions, got {:?} and {:?}",
+            ranks.0,
+            ranks.1,
+            a.shape(),
+            b.shape()
+        ),
+        location: Location::caller(),
+    })
 }
 
 impl MatmulOps for Tensor {
     #[track_caller]
     fn try_matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         matmul(self, rhs)
+    }
+    #[track_caller]
+    fn try_mm(&self, rhs: &Tensor) -> Result<Tensor> {
+        expect_ranks("mm", self, rhs, (2, 2))?;
+        matmul(self, rhs)
+    }
+    #[track_caller]
+    fn try_bmm(&self, rhs: &Tensor) -> Result<Tensor> {
+        expect_ranks("bmm", self, rhs, (3, 3))?;
+        if self.shape()[0] != rhs.shape()[0] {
+            return Err(tapegrad_tape::Error::Shape {
+                op: "bmm",
+                message: format!(
+                    "batches of {:?} and {:?} differ (bmm does not broadcast; matmul does)",
+                    self.shape(),
+                    rhs.shape()
+                ),
+                location: Location::caller(),
+            });
+        }
+        matmul(self, rhs)
+    }
+    #[track_caller]
+    fn try_mv(&self, vec: &Tensor) -> Result<Tensor> {
+        expect_ranks("mv", self, vec, (2, 1))?;
+        matmul(self, vec)
+    }
+    #[track_caller]
+    fn try_dot(&self, other: &Tensor) -> Result<Tensor> {
+        expect_ranks("dot", self, other, (1, 1))?;
+        matmul(self, other)
+    }
+    #[track_caller]
+    fn try_outer(&self, other: &Tensor) -> Result<Tensor> {
+        expect_ranks("outer", self, other, (1, 1))?;
+        let (n, m) = (self.shape()[0], other.shape()[0]);
+        let column = crate::shape::reshape_to(self, &[n, 1]);
+        let row = crate::shape::reshape_to(other, &[1, m]);
+        column.try_mul(&row)
     }
 }

@@ -6,6 +6,7 @@ use std::panic::Location;
 
 use tapegrad_tape::{Error, Result, Tensor, ensure_float};
 
+use crate::dims::renamed;
 use crate::options::setters;
 use crate::shape::reshape_to;
 use crate::{AvgPool2dOptions, MaxPool2dOptions};
@@ -100,18 +101,6 @@ fn as_image(
             location,
         }),
     }
-}
-
-/// An error of the 2-d pooling under the 1-d op's name (its messages are about the one
-/// dimension that can be wrong: the sequence's).
-fn renamed<T>(op: &'static str, r: Result<T>) -> Result<T> {
-    r.map_err(|e| match e {
-        Error::Shape { message, location, .. } => Error::Shape { op, message, location },
-        Error::InvalidArgument { message, location, .. } => {
-            Error::InvalidArgument { op, message, location }
-        }
-        other => other,
-    })
 }
 
 /// An image `[N, C, 1, L']` back to a sequence `[N, C, L']`.

@@ -670,9 +670,43 @@ pub(crate) fn norm(x: &Tensor, p: f64, dim: Option<isize>, keepdim: bool) -> Res
         )?
         .0);
     }
-    Ok(crate::unary::pow_scalar(
+    // (sum |x|^p)^(1/p), with PyTorch's gradient `sign(x) |x|^(p-1) / norm^(p-1)`, 0 at the
+    // origin and at zero elements (the composed form gives 0 * inf there).
+    let value = crate::unary::pow_scalar(
         &reduce(&crate::unary::pow_scalar(&crate::unary::abs(x), p))?,
         1.0 / p,
+    );
+    let group_sum = |t: &Tensor| reduce(t).expect("checked");
+    Ok(record_with_tangent(
+        "norm",
+        location,
+        &[x],
+        value.detach(),
+        || {
+            Backward::new(move |ctx| {
+                let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.output());
+                let zero = Tensor::zeros_dtype(&[], x.dtype());
+                let nonzero = crate::elementwise::mask(x, |v| v != 0.0);
+                let sign = crate::elementwise::map::<crate::unary::Sign>(x);
+                let safe_x = &crate::unary::abs(x) + &nonzero.rsub_scalar(1.0);
+                let weight = &sign * &crate::unary::pow_scalar(&safe_x, p - 1.0);
+                let positive = crate::elementwise::mask(y, |v| v != 0.0);
+                let safe_y = y + &positive.rsub_scalar(1.0);
+                let inverse = crate::unary::pow_scalar(&safe_y, 1.0 - p);
+                let inverse = crate::binary::try_where(&positive, &inverse, &zero).expect("shape");
+                let scale = &(g * &inverse);
+                let scale = match dim {
+                    Some(d) if !keepdim && x.dim() > 0 => {
+                        crate::shape::unsqueeze(scale, d).expect("dim valid")
+                    }
+                    _ => scale.clone(),
+                };
+                smallvec![Some(&weight * &scale)]
+            })
+            .save(x)
+            .save_output()
+        },
+        |ctx| by_groups(ctx, group_sum),
     ))
 }
 

@@ -127,6 +127,72 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             functional::adaptive_max_pool1d(&x[0], args["size"].as_u64().unwrap() as usize)
         }
         "adaptive_max_pool2d" => functional::adaptive_max_pool2d(&x[0], pair(args, "size")),
+        "conv_transpose1d" => {
+            let int = |key: &str| args[key].as_u64().unwrap() as usize;
+            let options = tapegrad_ops::ConvOptions::default()
+                .stride(int("stride"))
+                .padding(int("padding"))
+                .output_padding(int("output_padding"))
+                .groups(int("groups"))
+                .dilation(int("dilation"));
+            functional::conv_transpose1d_with(&x[0], &x[1], Some(&x[2]), options)
+        }
+        "margin_ranking_loss"
+        | "triplet_margin_loss"
+        | "cosine_embedding_loss"
+        | "hinge_embedding_loss"
+        | "soft_margin_loss"
+        | "poisson_nll_loss"
+        | "gaussian_nll_loss" => {
+            let reduction = match args["reduction"].as_str().unwrap() {
+                "mean" => Reduction::Mean,
+                "sum" => Reduction::Sum,
+                _ => Reduction::None,
+            };
+            let num = |key: &str| args[key].as_f64().unwrap();
+            let flag = |key: &str| args[key].as_bool().unwrap();
+            match name {
+                "margin_ranking_loss" => tapegrad_ops::MarginRankingLoss::new()
+                    .margin(num("margin"))
+                    .reduction(reduction)
+                    .forward(&x[0], &x[1], &x[2]),
+                "triplet_margin_loss" => tapegrad_ops::TripletMarginLoss::new()
+                    .margin(num("margin"))
+                    .p(num("p"))
+                    .eps(num("eps"))
+                    .swap(flag("swap"))
+                    .reduction(reduction)
+                    .forward(&x[0], &x[1], &x[2]),
+                "cosine_embedding_loss" => tapegrad_ops::CosineEmbeddingLoss::new()
+                    .margin(num("margin"))
+                    .reduction(reduction)
+                    .forward(&x[0], &x[1], &x[2]),
+                "hinge_embedding_loss" => tapegrad_ops::HingeEmbeddingLoss::new()
+                    .margin(num("margin"))
+                    .reduction(reduction)
+                    .forward(&x[0], &x[1]),
+                "soft_margin_loss" => {
+                    tapegrad_ops::SoftMarginLoss::new().reduction(reduction).forward(&x[0], &x[1])
+                }
+                "poisson_nll_loss" => tapegrad_ops::PoissonNLLLoss::new()
+                    .log_input(flag("log_input"))
+                    .full(flag("full"))
+                    .eps(num("eps"))
+                    .reduction(reduction)
+                    .forward(&x[0], &x[1]),
+                _ => tapegrad_ops::GaussianNLLLoss::new()
+                    .full(flag("full"))
+                    .eps(num("eps"))
+                    .reduction(reduction)
+                    .forward(&x[0], &x[1], &x[2]),
+            }
+        }
+        "mm" => x[0].mm(&x[1]),
+        "bmm" => x[0].bmm(&x[1]),
+        "mv" => x[0].mv(&x[1]),
+        "dot" => x[0].dot(&x[1]),
+        "outer" => x[0].outer(&x[1]),
+        "cdist" => tapegrad_ops::cdist(&x[0], &x[1], args["p"].as_f64().unwrap()),
         "tan" => x[0].tan(),
         "asin" => x[0].asin(),
         "acos" => x[0].acos(),

@@ -8,12 +8,13 @@ use proptest::prelude::*;
 use tapegrad_ops::functional::{self, BatchNormStats};
 use tapegrad_ops::{
     AttentionOptions, AvgPool1dOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss,
-    BatchNormOptions, ConvOptions, CosineSimilarityOptions, CrossEntropyLoss, GeluApproximate,
-    GroupNormOptions, HuberLoss, InstanceNormOptions, InterpolateMode, InterpolateOptions,
-    KLDivLoss, LayerNormOptions, MaxPool1dOptions, MaxPool2dOptions, NLLLoss, NormalizeOptions,
-    PadMode, Padding, SmoothL1Loss, SoftplusOptions,
+    BatchNormOptions, ConvOptions, CosineEmbeddingLoss, CosineSimilarityOptions, CrossEntropyLoss,
+    GaussianNLLLoss, GeluApproximate, GroupNormOptions, HuberLoss, InstanceNormOptions,
+    InterpolateMode, InterpolateOptions, KLDivLoss, LayerNormOptions, MarginRankingLoss,
+    MaxPool1dOptions, MaxPool2dOptions, NLLLoss, NormalizeOptions, PadMode, Padding,
+    PoissonNLLLoss, SmoothL1Loss, SoftplusOptions, TripletMarginLoss,
 };
-use tapegrad_ops::{Reduction, prelude::*, step_by};
+use tapegrad_ops::{Reduction, prelude::*, step_by, where_};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
 use tapegrad_tape::{DType, Tensor};
 
@@ -501,6 +502,57 @@ macro_rules! op {
             },
         }
     };
+}
+
+/// Three tensors `[n, d]` (a loss's anchors, positives and negatives, or two inputs and
+/// a source of targets).
+fn triple() -> BoxedStrategy<Sample> {
+    (1usize..=3, 1usize..=3)
+        .prop_flat_map(|(n, d)| {
+            let t = || tensor_f64(Just(vec![n, d]), -2.0..2.0);
+            (t(), t(), t())
+        })
+        .prop_map(|(a, b, c)| Sample { tensors: vec![a, b, c], ints: vec![] })
+        .boxed()
+}
+
+/// Targets of ±1 from the signs of a tensor's first column (as a constant).
+fn signs(t: &Tensor) -> Tensor {
+    let s = t.narrow(1, 0, 1).squeeze_dim(1).detach().sign();
+    let zero = Tensor::zeros_dtype(&[], s.dtype());
+    where_(&s.eq(&zero), &s.ones_like(), &s)
+}
+
+/// Operands of PyTorch's strict products: `kind` 0 is `mm` (`[n, k]`, `[k, m]`), 1 `bmm`
+/// (`[b, n, k]`, `[b, k, m]`), 2 `mv` (`[n, k]`, `[k]`), 3 `dot` and 4 `outer` (vectors).
+fn strict_product(kind: usize) -> BoxedStrategy<Sample> {
+    (1usize..=3, 1usize..=3, 1usize..=3, 1usize..=3)
+        .prop_flat_map(move |(b, n, k, m)| {
+            let (sa, sb) = match kind {
+                0 => (vec![n, k], vec![k, m]),
+                1 => (vec![b, n, k], vec![b, k, m]),
+                2 => (vec![n, k], vec![k]),
+                3 => (vec![k], vec![k]),
+                _ => (vec![n], vec![m]),
+            };
+            (tensor_f64(Just(sa), -2.0..2.0), tensor_f64(Just(sb), -2.0..2.0))
+        })
+        .prop_map(|(a, b)| Sample { tensors: vec![a, b], ints: vec![] })
+        .boxed()
+}
+
+/// `cdist`'s operands: `[b, p, m]` and `[r, m]` (broadcast batch), with `big` 26..=27 rows
+/// on the left (the matrix-product path, whose f32 values lose digits for close points as
+/// PyTorch's do: there the right-hand points lie apart from the left-hand ones).
+fn cdist_case(big: bool) -> BoxedStrategy<Sample> {
+    let (rows, right) = if big { (26usize..=27, 4.0..6.0) } else { (1usize..=3, -2.0..2.0) };
+    (1usize..=2, rows, 1usize..=3, 1usize..=3)
+        .prop_flat_map(move |(b, p, r, m)| {
+            let x2 = tensor_f64(Just(vec![r, m]), right.clone());
+            (tensor_f64(Just(vec![b, p, m]), -2.0..2.0), x2)
+        })
+        .prop_map(|(a, b)| Sample { tensors: vec![a, b], ints: vec![] })
+        .boxed()
 }
 
 /// Every registered op.
@@ -1028,6 +1080,111 @@ pub fn registry() -> Vec<OpCase> {
                     o.output_padding((extra, 0)),
                 )
             }
+        ),
+        op!(
+            "conv_transpose1d(x, w, b, options, output_padding)",
+            "F.conv_transpose1d",
+            true,
+            conv_case(true),
+            |t, i| {
+                let (x, w) =
+                    (t[0].narrow(2, 0, 1).squeeze_dim(2), t[1].narrow(2, 0, 1).squeeze_dim(2));
+                let o = conv_options(i);
+                let extra = (o.stride.0.max(o.dilation.0) - 1).min(1);
+                functional::conv_transpose1d_with(&x, &w, Some(&t[2]), o.output_padding(extra))
+            }
+        ),
+        op!("margin_ranking_loss(x1, x2, y)", "F.margin_ranking_loss", true, triple(), |t, i| {
+            let o = MarginRankingLoss::new().margin(0.3).reduction(Reduction::Sum);
+            o.forward(
+                &t[0].flatten(0, -1),
+                &t[1].flatten(0, -1),
+                &t[2].flatten(0, -1).detach().sign(),
+            )
+        }),
+        op!("triplet_margin_loss(a, p, n)", "F.triplet_margin_loss", true, triple(), |t, i| {
+            functional::triplet_margin_loss(&t[0], &t[1], &t[2])
+        }),
+        op!(
+            "triplet_margin_loss(p=1, swap)",
+            "F.triplet_margin_loss(p=1, swap=True)",
+            true,
+            triple(),
+            |t, i| functional::triplet_margin_loss_with(
+                &t[0],
+                &t[1],
+                &t[2],
+                TripletMarginLoss::new().p(1.5).swap(true).margin(2.0)
+            )
+        ),
+        op!(
+            "cosine_embedding_loss(x1, x2, y)",
+            "F.cosine_embedding_loss",
+            true,
+            triple(),
+            |t, i| {
+                let o = CosineEmbeddingLoss::new().margin(-0.5);
+                o.forward(&t[0], &t[1], &signs(&t[2]))
+            }
+        ),
+        op!("gaussian_nll_loss(x, y, var)", "F.gaussian_nll_loss", true, triple(), |t, i| {
+            let var = t[2].square().add_scalar(0.2);
+            functional::gaussian_nll_loss_with(
+                &t[0],
+                &t[1],
+                &var,
+                GaussianNLLLoss::new().full(true),
+            )
+        }),
+        op!(
+            "hinge_embedding_loss(x, y)",
+            "F.hinge_embedding_loss",
+            true,
+            pair(-2.0..2.0, -2.0..2.0),
+            |t, i| functional::hinge_embedding_loss(&t[0], &t[1].detach().sign())
+        ),
+        op!(
+            "soft_margin_loss(x, y)",
+            "F.soft_margin_loss",
+            true,
+            pair(-2.0..2.0, -2.0..2.0),
+            |t, i| functional::soft_margin_loss(&t[0], &t[1])
+        ),
+        op!(
+            "poisson_nll_loss(x, y)",
+            "F.poisson_nll_loss(full=True)",
+            true,
+            pair(-2.0..2.0, 0.5..4.0),
+            |t, i| {
+                functional::poisson_nll_loss_with(&t[0], &t[1], PoissonNLLLoss::new().full(true))
+            }
+        ),
+        op!(
+            "poisson_nll_loss(log_input=false)",
+            "F.poisson_nll_loss(log_input=False)",
+            true,
+            pair(0.5..3.0, 0.0..4.0),
+            |t, i| functional::poisson_nll_loss_with(
+                &t[0],
+                &t[1],
+                PoissonNLLLoss::new().log_input(false)
+            )
+        ),
+        op!("a.mm(&b)", "torch.mm", true, strict_product(0), |t, i| t[0].mm(&t[1])),
+        op!("a.bmm(&b)", "torch.bmm", true, strict_product(1), |t, i| t[0].bmm(&t[1])),
+        op!("a.mv(&v)", "torch.mv", true, strict_product(2), |t, i| t[0].mv(&t[1])),
+        op!("a.dot(&b)", "torch.dot", true, strict_product(3), |t, i| t[0].dot(&t[1])),
+        op!("a.outer(&b)", "torch.outer", true, strict_product(4), |t, i| t[0].outer(&t[1])),
+        op!("cdist(a, b, p)", "torch.cdist", true, cdist_case(false), |t, i| {
+            &(&tapegrad_ops::cdist(&t[0], &t[1], 2.0) + &tapegrad_ops::cdist(&t[0], &t[1], 1.5))
+                + &tapegrad_ops::cdist(&t[0], &t[1], 3.0)
+        }),
+        op!(
+            "cdist(a, b, 2) (matrix products)",
+            "torch.cdist (p=2, over 25 rows)",
+            true,
+            cdist_case(true),
+            |t, i| tapegrad_ops::cdist(&t[0], &t[1], 2.0)
         ),
         op!("max_pool2d(x, kernel, stride, padding)", "F.max_pool2d", true, pool_case(), |t, i| {
             let (k, s, p) = (i[0] as usize, i[1] as usize, i[2] as usize);
