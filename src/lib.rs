@@ -71,7 +71,7 @@ pub mod prelude {
     pub use tapegrad_nn::{
         Adadelta, Adagrad, Adam, AdamW, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
         AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, BCELoss, BCEWithLogitsLoss, BatchNorm1d,
-        BatchNorm2d, CELU, Checkpoint, ConstantLR, Conv1d, Conv2d, ConvTranspose1d,
+        BatchNorm2d, Bilinear, CELU, Checkpoint, ConstantLR, Conv1d, Conv2d, ConvTranspose1d,
         ConvTranspose2d, CosineAnnealingLR, CosineAnnealingWarmRestarts, CosineEmbeddingLoss,
         CrossEntropyLoss, Dropout, ELU, Embedding, ExponentialLR, Flatten, Forward, GELU, GLU, GRU,
         GRUCell, GaussianNLLLoss, GroupNorm, Hardsigmoid, Hardswish, Hardtanh, HingeEmbeddingLoss,
@@ -84,7 +84,7 @@ pub mod prelude {
         Sigmoid, SmoothL1Loss, SoftMarginLoss, Softmax, Softplus, Softsign, StepLR, Tanh,
         Tanhshrink, ThresholdMode, TrainingFlag, Transformer, TransformerDecoder,
         TransformerDecoderLayer, TransformerDecoderOptions, TransformerEncoder,
-        TransformerEncoderLayer, TransformerEncoderOptions, TripletMarginLoss, Upsample,
+        TransformerEncoderLayer, TransformerEncoderOptions, TripletMarginLoss, Unflatten, Upsample,
         clip_grad_norm, clip_grad_value, load, load_checkpoint, load_tensors, load_with, save,
         save_checkpoint, save_tensors,
     };

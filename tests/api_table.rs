@@ -173,6 +173,12 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Math",
+            "torch.diagonal(x, offset, dim1, dim2) / torch.trace / torch.diff(x, n, dim)",
+            (a.diagonal(1, 0, 1), a.mm(&b.transpose(0, 1)).trace(), a.diff(1, -1)),
+            "`diff` without `prepend`/`append` (concatenate first)"
+        ),
+        (
+            "Math",
             "torch.cdist(x1, x2, p=2)",
             cdist(&a, &b, 2.0),
             "matrix products for Euclidean distances over more than 25 rows, as PyTorch"
@@ -704,6 +710,15 @@ fn rows() -> Vec<Row> {
                 AdaptiveAvgPool1d::new(1).forward(&img.flatten(2, -1)),
                 AdaptiveMaxPool1d::new(1).forward(&img.flatten(2, -1))
             )
+        ),
+        (
+            "Layers",
+            "nn.Bilinear(3, 3, 4)(x1, x2) / nn.Unflatten(1, (3, 1))",
+            (
+                Bilinear::new(3, 3, 4).forward2(&a, &b),
+                Unflatten::new(1, &[3, 1]).forward(&a)
+            ),
+            "two inputs: `forward2`"
         ),
         ("Layers", "nn.BatchNorm2d(3) / nn.BatchNorm1d(3)", BatchNorm2d::new(3).forward(&img)),
         ("Layers", "nn.LayerNorm(3)", LayerNorm::new(&[3]).forward(&x)),

@@ -73,6 +73,110 @@ impl Forward for Linear {
     }
 }
 
+/// `y = x1^T A x2 + b` for each output feature: PyTorch's `nn.Bilinear`, with its
+/// initialisation (uniform in `±1/sqrt(in1_features)`). Two inputs, so it is called with
+/// [`forward2`](Bilinear::forward2) rather than through [`Forward`].
+///
+/// ```
+/// use tapegrad_nn::{Bilinear, Module};
+/// use tapegrad_tape::Tensor;
+/// let layer = Bilinear::new(3, 4, 5);
+/// assert_eq!(layer.weight.shape(), &[5, 3, 4]);
+/// let y = layer.forward2(&Tensor::randn(&[8, 3]), &Tensor::randn(&[8, 4]));
+/// assert_eq!(y.shape(), &[8, 5]);
+/// ```
+#[derive(Module)]
+pub struct Bilinear {
+    /// `out_features x in1_features x in2_features`.
+    pub weight: Tensor,
+    /// `out_features`, if the layer has a bias.
+    pub bias: Option<Tensor>,
+}
+
+impl Bilinear {
+    /// A layer with a bias.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Bilinear, Module};
+    /// let layer = Bilinear::new(4, 2, 3);
+    /// assert!(layer.weight.to_vec::<f32>().iter().all(|w| w.abs() <= 0.5)); // 1/sqrt(4)
+    /// assert_eq!(layer.parameters().len(), 2);
+    /// ```
+    pub fn new(in1_features: usize, in2_features: usize, out_features: usize) -> Self {
+        let bound = 1.0 / (in1_features.max(1) as f64).sqrt();
+        Bilinear {
+            weight: init::uniform(&[out_features, in1_features, in2_features], -bound, bound)
+                .requires_grad(),
+            bias: Some(init::uniform(&[out_features], -bound, bound).requires_grad()),
+        }
+    }
+
+    /// Without the bias.
+    ///
+    /// ```
+    /// assert!(tapegrad_nn::Bilinear::new(2, 2, 2).no_bias().bias.is_none());
+    /// ```
+    pub fn no_bias(mut self) -> Self {
+        self.bias = None;
+        self
+    }
+
+    /// The layer on `x1` (`[.., in1_features]`) and `x2` (`[.., in2_features]`, the same
+    /// leading dimensions).
+    ///
+    /// ```
+    /// use tapegrad_nn::Bilinear;
+    /// use tapegrad_ops::prelude::*;
+    /// use tapegrad_tape::Tensor;
+    /// let layer = Bilinear::new(2, 2, 1).no_bias();
+    /// let (x1, x2) = (Tensor::randn(&[3, 2]), Tensor::randn(&[3, 2]));
+    /// // One output: x1^T W x2 for each row.
+    /// let w = layer.weight.reshape(&[2, 2]);
+    /// let direct = (&x1.matmul(&w) * &x2).sum_dim(1, true);
+    /// let diff = (&layer.forward2(&x1, &x2) - &direct).abs().max().item();
+    /// assert!(diff < 1e-5);
+    /// ```
+    #[track_caller]
+    pub fn forward2(&self, x1: &Tensor, x2: &Tensor) -> Tensor {
+        self.try_forward2(x1, x2).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`forward2`](Self::forward2), returning an error for inputs of the wrong widths or
+    /// leading dimensions.
+    ///
+    /// ```
+    /// use tapegrad_nn::Bilinear;
+    /// use tapegrad_tape::Tensor;
+    /// let layer = Bilinear::new(2, 3, 1);
+    /// assert!(layer.try_forward2(&Tensor::randn(&[4, 2]), &Tensor::randn(&[4, 2])).is_err());
+    /// ```
+    #[track_caller]
+    pub fn try_forward2(&self, x1: &Tensor, x2: &Tensor) -> tapegrad_tape::Result<Tensor> {
+        let (s1, s2, w) = (x1.shape(), x2.shape(), self.weight.shape());
+        if s1.is_empty()
+            || s2.is_empty()
+            || s1[..s1.len() - 1] != s2[..s2.len() - 1]
+            || s1[s1.len() - 1] != w[1]
+            || s2[s2.len() - 1] != w[2]
+        {
+            return Err(tapegrad_tape::Error::Shape {
+                op: "Bilinear",
+                message: format!(
+                    "expects inputs [.., {}] and [.., {}] with the same leading dimensions, got \
+                    {s1:?} and {s2:?}",
+                    w[1], w[2]
+                ),
+                location: std::panic::Location::caller(),
+            });
+        }
+        let y = tapegrad_ops::try_einsum("...i,oij,...j->...o", &[x1, &self.weight, x2])?;
+        match &self.bias {
+            Some(b) => y.try_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
 /// A convolution layer type with its builder methods. The builders' examples run
 /// `$name::new(2, 4, 3)` on zeros of shape `$input` and check the output shapes: `$plain`
 /// as built, then with stride 2, padding 1 and dilation 2.
@@ -484,6 +588,48 @@ stateless!(
     Flatten(start: isize, end: isize),
     |s, x| x.flatten(s.start, s.end)
 );
+
+stateless!(
+    /// Splits dimension `dim` into `sizes` (one may be -1, inferred): PyTorch's
+    /// `nn.Unflatten`, the inverse of [`Flatten`].
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Unflatten};
+    /// let y = Unflatten::new(1, &[4, -1]).forward(&tapegrad_tape::Tensor::zeros(&[2, 12]));
+    /// assert_eq!(y.shape(), &[2, 4, 3]);
+    /// ```
+    Unflatten(dim: isize, sizes: Vec<isize>),
+    |s, x| {
+        let d = if s.dim < 0 { s.dim + x.dim() as isize } else { s.dim };
+        assert!(
+            (0..x.dim() as isize).contains(&d),
+            "Unflatten: dimension {} is out of range for a tensor of shape {:?}",
+            s.dim,
+            x.shape()
+        );
+        let d = d as usize;
+        let shape: Vec<isize> = x.shape()[..d]
+            .iter()
+            .map(|&n| n as isize)
+            .chain(s.sizes.iter().copied())
+            .chain(x.shape()[d + 1..].iter().map(|&n| n as isize))
+            .collect();
+        x.reshape(&shape)
+    }
+);
+
+impl Unflatten {
+    /// Splitting dimension `dim` into `sizes`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Unflatten};
+    /// let y = Unflatten::new(-1, &[2, 2]).forward(&tapegrad_tape::Tensor::zeros(&[3, 4]));
+    /// assert_eq!(y.shape(), &[3, 2, 2]);
+    /// ```
+    pub fn new(dim: isize, sizes: &[isize]) -> Self {
+        Unflatten { dim, sizes: sizes.to_vec() }
+    }
+}
 
 impl Default for Flatten {
     fn default() -> Self {

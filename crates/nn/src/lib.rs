@@ -54,9 +54,9 @@ pub use field::{ModuleField, TrainingFlag};
 pub use hooks::{ForwardHookHandle, Hooked};
 pub use io::{load, load_tensors, load_with, save, save_tensors};
 pub use layers::{
-    BatchNorm1d, BatchNorm2d, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout, Embedding,
-    Flatten, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, PixelShuffle,
-    PixelUnshuffle, Sequential, Upsample,
+    BatchNorm1d, BatchNorm2d, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout,
+    Embedding, Flatten, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear,
+    PixelShuffle, PixelUnshuffle, Sequential, Unflatten, Upsample,
 };
 pub use loss::{l1_penalty, l2_penalty};
 pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};

@@ -721,6 +721,130 @@ pub trait IndexOps {
     /// ```
     #[track_caller]
     fn try_triu(&self, diagonal: i64) -> Result<Tensor>;
+
+    /// The diagonal of dimensions `dim1` and `dim2`, `offset` above (positive) or below
+    /// the main one, as a last dimension (PyTorch's `diagonal(offset, dim1, dim2)`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 12.0, 1.0).reshape(&[3, 4]);
+    /// assert_eq!(x.diagonal(0, 0, 1).to_vec::<f32>(), vec![0.0, 5.0, 10.0]);
+    /// assert_eq!(x.diagonal(2, 0, 1).to_vec::<f32>(), vec![2.0, 7.0]);
+    /// assert_eq!(x.diagonal(-1, 0, 1).to_vec::<f32>(), vec![4.0, 9.0]);
+    /// ```
+    #[track_caller]
+    fn diagonal(&self, offset: i64, dim1: isize, dim2: isize) -> Tensor {
+        or_panic(self.try_diagonal(offset, dim1, dim2))
+    }
+
+    /// [`IndexOps::diagonal`], returning an error for dimensions out of range or equal.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3, 3]).try_diagonal(0, 1, -1).is_err()); // the same dimension
+    /// ```
+    #[track_caller]
+    fn try_diagonal(&self, offset: i64, dim1: isize, dim2: isize) -> Result<Tensor>;
+
+    /// The sum of a matrix's main diagonal, a 0-d tensor (PyTorch's `trace`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 9.0, 1.0).reshape(&[3, 3]);
+    /// assert_eq!(x.trace().item(), 12.0);
+    /// ```
+    #[track_caller]
+    fn trace(&self) -> Tensor {
+        or_panic(self.try_trace())
+    }
+
+    /// [`IndexOps::trace`], returning an error for a tensor that is not a matrix.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[2, 2, 2]).try_trace().is_err());
+    /// ```
+    #[track_caller]
+    fn try_trace(&self) -> Result<Tensor>;
+
+    /// The `n`-th forward difference along `dim`: `x[i + 1] - x[i]`, `n` times (PyTorch's
+    /// `diff(n, dim)`, without `prepend`/`append`: concatenate them first with `cat`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 4.0, 9.0, 16.0], &[4]);
+    /// assert_eq!(x.diff(1, -1).to_vec::<f32>(), vec![3.0, 5.0, 7.0]);
+    /// assert_eq!(x.diff(2, 0).to_vec::<f32>(), vec![2.0, 2.0]);
+    /// ```
+    #[track_caller]
+    fn diff(&self, n: usize, dim: isize) -> Tensor {
+        or_panic(self.try_diff(n, dim))
+    }
+
+    /// [`IndexOps::diff`], returning an error for a dimension out of range or a 0-d tensor.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_diff(1, 1).is_err());
+    /// ```
+    #[track_caller]
+    fn try_diff(&self, n: usize, dim: isize) -> Result<Tensor>;
+}
+
+/// The diagonal of `dim1` and `dim2`: both moved last and merged, then every `(m + 1)`-th
+/// element from the diagonal's start picked with `index_select` (recorded, so it
+/// differentiates to any order).
+#[track_caller]
+fn diagonal(x: &Tensor, offset: i64, dim1: isize, dim2: isize) -> Result<Tensor> {
+    let op = "diagonal";
+    let location = Location::caller();
+    let (d1, d2) = (resolve(op, x, dim1, location)?, resolve(op, x, dim2, location)?);
+    if d1 == d2 {
+        return Err(invalid_argument(
+            op,
+            format!("dim1 and dim2 are both dimension {d1}"),
+            location,
+        ));
+    }
+    let shape = x.shape();
+    let (n, m) = (shape[d1] as i64, shape[d2] as i64);
+    let (start, len) = if offset >= 0 {
+        (offset, n.min(m - offset).max(0))
+    } else {
+        (-offset * m, (n + offset).min(m).max(0))
+    };
+    let rest: Vec<usize> = (0..x.dim()).filter(|&d| d != d1 && d != d2).collect();
+    let order: Vec<isize> = rest.iter().chain(&[d1, d2]).map(|&d| d as isize).collect();
+    let mut merged: Vec<usize> = rest.iter().map(|&d| shape[d]).collect();
+    merged.push((n * m) as usize);
+    let flat = crate::shape::reshape_to(&crate::shape::permute(x, &order)?, &merged);
+    let picks: Vec<i64> = (0..len).map(|i| start + i * (m + 1)).collect();
+    index_select(&flat, -1, &Tensor::from_vec(picks, &[len as usize]))
+}
+
+/// `x[1:] - x[:-1]` along `dim`, `n` times.
+#[track_caller]
+fn diff(x: &Tensor, n: usize, dim: isize) -> Result<Tensor> {
+    let location = Location::caller();
+    if x.dim() == 0 {
+        return Err(Error::Shape {
+            op: "diff",
+            message: "a 0-d tensor has no dimension to take differences along".into(),
+            location,
+        });
+    }
+    let d = resolve("diff", x, dim, location)?;
+    let mut y = x.clone();
+    for _ in 0..n {
+        let len = y.shape()[d];
+        if len == 0 {
+            break;
+        }
+        let later = crate::shape::narrow(&y, d as isize, 1, len - 1)?;
+        let earlier = crate::shape::narrow(&y, d as isize, 0, len - 1)?;
+        y = later.try_sub(&earlier)?;
+    }
+    Ok(y)
 }
 
 /// `x` with the elements outside a triangle of its last two dimensions zeroed: those with
@@ -750,6 +874,25 @@ impl IndexOps for Tensor {
     #[track_caller]
     fn try_tril(&self, diagonal: i64) -> Result<Tensor> {
         triangle(self, diagonal, true)
+    }
+    #[track_caller]
+    fn try_diagonal(&self, offset: i64, dim1: isize, dim2: isize) -> Result<Tensor> {
+        diagonal(self, offset, dim1, dim2)
+    }
+    #[track_caller]
+    fn try_trace(&self) -> Result<Tensor> {
+        if self.dim() != 2 {
+            return Err(Error::Shape {
+                op: "trace",
+                message: format!("expects a matrix, got shape {:?}", self.shape()),
+                location: Location::caller(),
+            });
+        }
+        Ok(crate::reduce::sum(&diagonal(self, 0, 0, 1)?))
+    }
+    #[track_caller]
+    fn try_diff(&self, n: usize, dim: isize) -> Result<Tensor> {
+        diff(self, n, dim)
     }
     #[track_caller]
     fn try_triu(&self, diagonal: i64) -> Result<Tensor> {

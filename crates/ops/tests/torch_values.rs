@@ -193,6 +193,12 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "dot" => x[0].dot(&x[1]),
         "outer" => x[0].outer(&x[1]),
         "cdist" => tapegrad_ops::cdist(&x[0], &x[1], args["p"].as_f64().unwrap()),
+        "diagonal" => {
+            let int = |key: &str| args[key].as_i64().unwrap();
+            x[0].diagonal(int("offset"), int("dim1") as isize, int("dim2") as isize)
+        }
+        "trace" => x[0].trace(),
+        "diff" => x[0].diff(args["n"].as_u64().unwrap() as usize, dim()),
         "tan" => x[0].tan(),
         "asin" => x[0].asin(),
         "acos" => x[0].acos(),

@@ -555,6 +555,23 @@ fn cdist_case(big: bool) -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// A tensor of rank 2 or 3 (sizes 1..=3), two different dimensions of it (possibly
+/// negative) and a diagonal offset in -2..=2.
+fn diagonal_case() -> BoxedStrategy<Sample> {
+    tensor_f64(proptest::collection::vec(1usize..=3, 2..=3), -2.0..2.0)
+        .prop_flat_map(|t| {
+            let r = t.dim() as i64;
+            (Just(t), 0..r, 1..r, -2i64..=2, any::<bool>())
+        })
+        .prop_map(|(t, d1, shift, offset, negative)| {
+            let r = t.dim() as i64;
+            let d2 = (d1 + shift) % r;
+            let d1 = if negative { d1 - r } else { d1 };
+            Sample { tensors: vec![t], ints: vec![d1, d2, offset] }
+        })
+        .boxed()
+}
+
 /// Every registered op.
 pub fn registry() -> Vec<OpCase> {
     vec![
@@ -1170,6 +1187,13 @@ pub fn registry() -> Vec<OpCase> {
                 PoissonNLLLoss::new().log_input(false)
             )
         ),
+        op!("x.diagonal(offset, dim1, dim2)", "torch.diagonal", true, diagonal_case(), |t, i| {
+            t[0].diagonal(i[2], i[0] as isize, i[1] as isize)
+        }),
+        op!("x.trace()", "torch.trace", true, strict_product(0), |t, i| t[0].trace()),
+        op!("x.diff(n, dim)", "torch.diff", true, with_dim(-2.0..2.0, 1), |t, i| {
+            t[0].diff(1 + i[1] as usize, i[0] as isize)
+        }),
         op!("a.mm(&b)", "torch.mm", true, strict_product(0), |t, i| t[0].mm(&t[1])),
         op!("a.bmm(&b)", "torch.bmm", true, strict_product(1), |t, i| t[0].bmm(&t[1])),
         op!("a.mv(&v)", "torch.mv", true, strict_product(2), |t, i| t[0].mv(&t[1])),
