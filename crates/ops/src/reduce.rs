@@ -457,7 +457,8 @@ pub(crate) fn amax(x: &Tensor, dims: &[isize], keepdim: bool, max: bool) -> Resu
     let op = if max { "amax" } else { "amin" };
     ensure_float(op, x, location)?;
     if x.dim() == 0 {
-        resolve_dims(op, &crate::shape::reshape_to(x, &[1]), dims, location)?;
+        // Checked on a detached view: nothing here needs recording.
+        resolve_dims(op, &crate::shape::reshape_to(&x.detach(), &[1]), dims, location)?;
         return Ok(reduce_extremum(op, x, Some(0), keepdim, max, Route::Masked, location)?.0);
     }
     let mut reduced = resolve_dims(op, x, dims, location)?;

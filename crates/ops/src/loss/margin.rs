@@ -9,16 +9,12 @@ use std::panic::Location;
 use tapegrad_tape::{Error, Result, Tensor, ensure_float};
 
 use super::{Reduction, pair_shape, reduce_loss};
+use crate::binary::select_grad;
 use crate::{BinaryOps, ReduceOps, ShapeOps, UnaryOps, where_};
 
 /// `max(x, 0)` as a recorded op.
 fn clamp_min_zero(x: &Tensor) -> Tensor {
     x.clamp(Some(0.0), None)
-}
-
-/// `x` where `cond`, 0 elsewhere (a selection: the other branch's infinities stay out).
-fn only_where(cond: &Tensor, x: &Tensor) -> Tensor {
-    where_(cond, x, &Tensor::zeros_dtype(&[], x.dtype()))
 }
 
 /// An error unless `target` is `input`'s float dtype and broadcasts to it.
@@ -455,9 +451,9 @@ impl CosineEmbeddingLoss {
         let magnitude = |x: &Tensor| x.square().sum_dim(dim, false).add_scalar(1e-12);
         let cosine = &dot / &(&magnitude(input1) * &magnitude(input2)).sqrt();
         let one = Tensor::ones_dtype(&[], target.dtype());
-        let similar = only_where(&target.eq(&one), &cosine.rsub_scalar(1.0));
+        let similar = select_grad(&target.eq(&one), &cosine.rsub_scalar(1.0));
         let dissimilar =
-            only_where(&target.eq(&-&one), &clamp_min_zero(&cosine.sub_scalar(self.margin)));
+            select_grad(&target.eq(&-&one), &clamp_min_zero(&cosine.sub_scalar(self.margin)));
         Ok(reduce_loss(&similar + &dissimilar, self.reduction))
     }
 }
@@ -477,7 +473,7 @@ impl HingeEmbeddingLoss {
         // PyTorch's: the margin term where the target is not 1, the input where it is not -1.
         let margin_term = clamp_min_zero(&input.rsub_scalar(self.margin));
         let each =
-            &only_where(&target.ne(&one), &margin_term) + &only_where(&target.ne(&-&one), input);
+            &select_grad(&target.ne(&one), &margin_term) + &select_grad(&target.ne(&-&one), input);
         Ok(reduce_loss(each, self.reduction))
     }
 }
@@ -520,7 +516,7 @@ impl PoissonNLLLoss {
             let safe = where_(&above_one, t, &Tensor::ones_dtype(&[], t.dtype()));
             let stirling = &(&(&safe * &safe.log()) - &safe)
                 + &safe.mul_scalar(2.0 * PI).log().mul_scalar(0.5);
-            each = &each + &only_where(&above_one, &stirling);
+            each = &each + &select_grad(&above_one, &stirling);
         }
         Ok(reduce_loss(each, self.reduction))
     }
