@@ -1203,6 +1203,34 @@ mod tests {
         assert_eq!(one, many);
     }
 
+    /// An A whose rows lie a cache-set period apart is copied into panels rather than read
+    /// in place: the same bits as the same A at a stride read in place, with and without
+    /// a bias, accumulating or not.
+    #[test]
+    fn rows_a_cache_set_period_apart_give_the_same_bits() {
+        let (m, k, n) = (30, 1024, 300);
+        let a: Vec<f32> = (0..m * k).map(value).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+        let mut padded = vec![f32::NAN; m * (k + 1)];
+        for (row, src) in padded.chunks_mut(k + 1).zip(a.chunks(k)) {
+            row[..k].copy_from_slice(src);
+        }
+        let aligned = View::row_major(&a, m, k);
+        let apart = View { data: &padded, offset: 0, rows: m, cols: k, rs: k + 1, cs: 1 };
+        let vb = View::row_major(&b, k, n);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let bias: Vec<f32> = (0..n).map(|i| value(i + 7)).collect();
+        assert_eq!(
+            bits(&gemm_new(aligned, vb, Some(&bias))),
+            bits(&gemm_new(apart, vb, Some(&bias)))
+        );
+        let start: Vec<f32> = (0..m * n).map(|i| value(i + 5)).collect();
+        let (mut one, mut other) = (start.clone(), start);
+        gemm_serial(aligned, vb, &mut one, true);
+        gemm_serial(apart, vb, &mut other, true);
+        assert_eq!(bits(&one), bits(&other));
+    }
+
     /// A fresh product with a bias row has the bits of the product accumulated into a C that
     /// held the bias (and without one, of the plain product), on one thread and split
     /// across two; the memory is written, never read (it starts as garbage that would show).

@@ -240,6 +240,18 @@ pub(super) unsafe fn pack_whole<K: Microkernel>(
     Some(Panels { k, n, data })
 }
 
+/// Bytes after which addresses map to the same set of the first-level data cache again:
+/// its size over its ways (48 KiB over 12 on current AMD and Intel cores, 32 KiB over 8 on
+/// older ones).
+const CACHE_SET_PERIOD: usize = 4096;
+
+/// Whether rows `stride` floats apart all fall into the same first-level cache set, so a
+/// register tile reading its rows in place evicts them from each other (and the panel of
+/// B): A's rows are copied into panels then, when enough panels of B reuse the copy.
+fn shares_cache_sets(stride: isize) -> bool {
+    (stride.unsigned_abs() * size_of::<f32>()).is_multiple_of(CACHE_SET_PERIOD)
+}
+
 /// B as a product reads it: strided, copied block by block, or already in panels.
 enum Right<'a> {
     Strided((*const f32, isize, isize)),
@@ -275,8 +287,11 @@ unsafe fn product<K: Microkernel>(
         };
         // An A whose rows are adjacent along the shared dimension (the activations of
         // `x Wᵀ` and `dy W`) is read where it is: its copy would be a transposition, and
-        // the kernel reads a tile's rows from the first-level cache either way.
-        let in_place = csa == 1 && rsa > 0;
+        // the kernel reads a tile's rows from the first-level cache either way. Unless the
+        // rows are a multiple of the cache's set period apart and many panels of B pass
+        // them: the tile's rows would compete for one set, evicting each other for every
+        // panel, and the copy costs less than that from about eight panels on.
+        let in_place = csa == 1 && rsa > 0 && !(shares_cache_sets(rsa) && n >= 8 * K::NR);
         let a_pack = floats(a_buffer, MC.min(m.next_multiple_of(K::MR)) * KC);
         let b_pack = match right {
             Right::Strided(_) => floats(b_buffer, KC * NC.min(n.next_multiple_of(K::NR))),
