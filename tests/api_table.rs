@@ -544,6 +544,11 @@ fn rows() -> Vec<Row> {
         ),
         (
             "torch.nn.functional",
+            "F.pairwise_distance(a, b, p=2.0, eps=1e-6, keepdim=False)",
+            F::pairwise_distance_with(&a, &b, PairwiseDistanceOptions::default().p(2.0).eps(1e-6).keepdim(false))
+        ),
+        (
+            "torch.nn.functional",
             "F.one_hot(labels, num_classes=5)",
             F::one_hot(&labels, Some(5)),
             "`None` for PyTorch's `-1` (the largest label plus one)"
@@ -717,6 +722,15 @@ fn rows() -> Vec<Row> {
             (
                 Bilinear::new(3, 3, 4).forward2(&a, &b),
                 Unflatten::new(1, &[3, 1]).forward(&a)
+            ),
+            "two inputs: `forward2`"
+        ),
+        (
+            "Layers",
+            "nn.PairwiseDistance(p=1.0) / nn.CosineSimilarity(dim=1)",
+            (
+                PairwiseDistance::new().p(1.0).forward2(&a, &b),
+                CosineSimilarity::new().dim(1).forward2(&a, &b)
             ),
             "two inputs: `forward2`"
         ),

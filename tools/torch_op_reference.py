@@ -487,6 +487,13 @@ grad_case("trace", [v(3, 4)], torch.trace)
 grad_case("diff", [v(3, 5)], lambda t: torch.diff(t, n=2, dim=-1), n=2, dim=-1)
 grad_case("diff", [v(4, 2)], lambda t: torch.diff(t, dim=0), n=1, dim=0)
 
+# Distances between paired rows, eps added to each difference.
+grad_case("pairwise_distance", [v(4, 3), v(4, 3)], lambda a, b: F.pairwise_distance(a, b), p=2.0, eps=1e-6, keepdim=False)
+grad_case("pairwise_distance", [v(4, 3), v(3)], lambda a, b: F.pairwise_distance(a, b, p=1.0, eps=0.1, keepdim=True),
+          p=1.0, eps=0.1, keepdim=True)
+grad_case("pairwise_distance", [v(2, 3, 5), v(3, 5)], lambda a, b: F.pairwise_distance(a, b, p=3.0, eps=0.0), p=3.0, eps=0.0, keepdim=False)
+grad_case("pairwise_distance", [v(3, 4), v(3, 4)], lambda a, b: F.pairwise_distance(a, b, p=-1.5), p=-1.5, eps=1e-6, keepdim=False)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -28,6 +28,7 @@ mod attention;
 mod cells;
 mod checkpoint;
 mod decoder;
+mod distance;
 mod field;
 mod hooks;
 pub mod init;
@@ -50,6 +51,7 @@ pub use activation::{
 pub use attention::{MultiheadAttention, MultiheadAttentionOptions};
 pub use cells::{GRUCell, LSTMCell, Nonlinearity, RNNCell};
 pub use checkpoint::{Checkpoint, CheckpointInfo, Resume, load_checkpoint, save_checkpoint};
+pub use distance::{CosineSimilarity, PairwiseDistance};
 pub use field::{ModuleField, TrainingFlag};
 pub use hooks::{ForwardHookHandle, Hooked};
 pub use io::{load, load_tensors, load_with, save, save_tensors};

@@ -1,5 +1,6 @@
-//! Normalising along a dimension and cosine similarity (PyTorch's `F.normalize` and
-//! `F.cosine_similarity`), composed of recorded ops so they differentiate to any order;
+//! Normalising along a dimension, cosine similarity and distances (PyTorch's
+//! `F.normalize`, `F.cosine_similarity`, `F.pairwise_distance` and `torch.cdist`), composed
+//! of recorded ops so they differentiate to any order;
 //! and class labels as one-hot rows (`F.one_hot`), the other end of such losses.
 
 use tapegrad_tape::{Result, Tensor};
@@ -69,6 +70,76 @@ setters!(CosineSimilarityOptions {
     /// Sets `eps`.
     eps(f64) => eps, example 1e-6 => o.eps == 1e-6;
 });
+
+/// PyTorch's keywords of `F.pairwise_distance`: the norm's order `p` (2), the `eps` (1e-6)
+/// added to every difference, and `keepdim` (false).
+///
+/// ```
+/// use tapegrad_ops::PairwiseDistanceOptions;
+/// let o = PairwiseDistanceOptions::default();
+/// assert_eq!((o.p, o.eps, o.keepdim), (2.0, 1e-6, false));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairwiseDistanceOptions {
+    /// The order of the norm.
+    pub p: f64,
+    /// Added to every difference, so the norm's gradient at equal vectors is finite.
+    pub eps: f64,
+    /// Whether the reduced last dimension stays, with size 1.
+    pub keepdim: bool,
+}
+
+impl Default for PairwiseDistanceOptions {
+    fn default() -> Self {
+        PairwiseDistanceOptions { p: 2.0, eps: 1e-6, keepdim: false }
+    }
+}
+
+setters!(PairwiseDistanceOptions {
+    /// Sets `p`.
+    p(f64) => p, example 1.0 => o.p == 1.0;
+    /// Sets `eps`.
+    eps(f64) => eps, example 0.0 => o.eps == 0.0;
+    /// Sets `keepdim`.
+    keepdim(bool) => keepdim, example true => o.keepdim;
+});
+
+/// `||x1 - x2 + eps||_p` along the last dimension, the inputs broadcast together (PyTorch's
+/// `F.pairwise_distance`; any order but 0, negative and infinite ones included).
+#[track_caller]
+pub(crate) fn pairwise_distance(
+    x1: &Tensor,
+    x2: &Tensor,
+    options: PairwiseDistanceOptions,
+) -> Result<Tensor> {
+    if options.p.is_nan() || options.p == 0.0 {
+        return Err(tapegrad_tape::Error::InvalidArgument {
+            op: "pairwise_distance",
+            message: format!(
+                "the norm's order p must be a non-zero number (p = 0, a count of the \
+                 non-zero differences, has no gradient), got {}",
+                options.p
+            ),
+            location: std::panic::Location::caller(),
+        });
+    }
+    let location = std::panic::Location::caller();
+    for x in [x1, x2] {
+        tapegrad_tape::ensure_float("pairwise_distance", x, location)?;
+    }
+    if tapegrad_tape::layout::broadcast_shapes(x1.shape(), x2.shape()).is_none() {
+        return Err(tapegrad_tape::Error::Shape {
+            op: "pairwise_distance",
+            message: format!(
+                "shapes {:?} and {:?} do not broadcast together",
+                x1.shape(),
+                x2.shape()
+            ),
+            location,
+        });
+    }
+    x1.try_sub(x2)?.add_scalar(options.eps).try_norm_dim(options.p, -1, options.keepdim)
+}
 
 /// `labels` (int64) as rows of `num_classes` zeros with a one at each label (int64),
 /// PyTorch's `F.one_hot`; `None` takes the largest label plus one.

@@ -48,7 +48,7 @@ use crate::{reduce, shape, unary};
 
 pub use crate::attention::AttentionOptions;
 pub use crate::conv::{ConvOptions, IntoPair, Padding};
-pub use crate::distance::{CosineSimilarityOptions, NormalizeOptions};
+pub use crate::distance::{CosineSimilarityOptions, NormalizeOptions, PairwiseDistanceOptions};
 pub use crate::interpolate::{InterpolateMode, InterpolateOptions};
 pub use crate::loss::{
     BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
@@ -822,6 +822,63 @@ pub fn try_cosine_similarity_with(
     options: CosineSimilarityOptions,
 ) -> Result<Tensor> {
     crate::distance::cosine_similarity(x1, x2, options)
+}
+
+/// The Euclidean distance between `x1` and `x2` along their last dimension, the inputs
+/// broadcast together, `eps = 1e-6` added to each difference: PyTorch's
+/// `F.pairwise_distance` with its defaults.
+///
+/// ```
+/// use tapegrad_ops::functional::pairwise_distance;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![0.0f32, 0.0, 1.0, 1.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![3.0f32, 4.0], &[2]);
+/// let d = pairwise_distance(&a, &b).to_vec::<f32>();
+/// assert!((d[0] - 5.0).abs() < 1e-5 && (d[1] - 13f32.sqrt()).abs() < 1e-5);
+/// ```
+#[track_caller]
+pub fn pairwise_distance(x1: &Tensor, x2: &Tensor) -> Tensor {
+    pairwise_distance_with(x1, x2, PairwiseDistanceOptions::default())
+}
+
+/// [`pairwise_distance`] with PyTorch's keywords ([`PairwiseDistanceOptions`]: `p`, `eps`,
+/// `keepdim`).
+///
+/// ```
+/// use tapegrad_ops::{PairwiseDistanceOptions, functional::pairwise_distance_with};
+/// use tapegrad_tape::Tensor;
+/// let (a, b) = (Tensor::zeros(&[4, 3]), Tensor::ones(&[4, 3]));
+/// let manhattan = PairwiseDistanceOptions::default().p(1.0).eps(0.0).keepdim(true);
+/// let d = pairwise_distance_with(&a, &b, manhattan);
+/// assert_eq!((d.shape(), d.to_vec::<f32>()), (&[4, 1][..], vec![3.0; 4]));
+/// ```
+#[track_caller]
+pub fn pairwise_distance_with(
+    x1: &Tensor,
+    x2: &Tensor,
+    options: PairwiseDistanceOptions,
+) -> Tensor {
+    or_panic(crate::distance::pairwise_distance(x1, x2, options))
+}
+
+/// [`pairwise_distance_with`], returning an error for inputs that do not broadcast, a
+/// non-float input, or `p` of 0 or NaN.
+///
+/// ```
+/// use tapegrad_ops::{PairwiseDistanceOptions, functional::try_pairwise_distance_with};
+/// use tapegrad_tape::Tensor;
+/// let (a, b) = (Tensor::ones(&[2, 3]), Tensor::ones(&[2, 4]));
+/// assert!(try_pairwise_distance_with(&a, &b, PairwiseDistanceOptions::default()).is_err());
+/// let zero_order = PairwiseDistanceOptions::default().p(0.0);
+/// assert!(try_pairwise_distance_with(&a, &a, zero_order).is_err());
+/// ```
+#[track_caller]
+pub fn try_pairwise_distance_with(
+    x1: &Tensor,
+    x2: &Tensor,
+    options: PairwiseDistanceOptions,
+) -> Result<Tensor> {
+    crate::distance::pairwise_distance(x1, x2, options)
 }
 
 /// Class labels (int64) as one-hot rows (int64, one more dimension of `num_classes`):

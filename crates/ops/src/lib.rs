@@ -74,7 +74,9 @@ pub use activation::ActivationOps;
 pub use attention::AttentionOptions;
 pub use binary::{BinaryOps, try_where, where_};
 pub use conv::{ConvOptions, IntoPair, Padding, set_winograd_enabled, winograd_enabled};
-pub use distance::{CosineSimilarityOptions, NormalizeOptions, cdist, try_cdist};
+pub use distance::{
+    CosineSimilarityOptions, NormalizeOptions, PairwiseDistanceOptions, cdist, try_cdist,
+};
 pub use einsum::{einsum, try_einsum};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use interpolate::{InterpolateMode, InterpolateOptions};

@@ -1,7 +1,7 @@
 //! Every registered op against central differences in f64: first derivatives (gradcheck)
 //! and, where they exist, second derivatives (gradgradcheck), over random shapes
 //! (broadcasting, size-1 and empty dimensions included) and values. 256 cases per op unless
-//! PROPTEST_CASES says otherwise.
+//! PROPTEST_CASES says otherwise; OP_FILTER=text checks only the ops whose names contain it.
 
 mod common;
 
@@ -42,7 +42,8 @@ fn check(op: &common::OpCase, sample: common::Sample) -> Result<(), TestCaseErro
 #[test]
 fn every_op_matches_central_differences() {
     let mut failures = Vec::new();
-    for op in common::registry() {
+    let filter = std::env::var("OP_FILTER").unwrap_or_default();
+    for op in common::registry().into_iter().filter(|op| op.name.contains(filter.as_str())) {
         let config = Config { cases: cases(), failure_persistence: None, ..Config::default() };
         let mut runner = TestRunner::new(config);
         if let Err(e) = runner.run(&(op.sample)(), |sample| check(&op, sample)) {

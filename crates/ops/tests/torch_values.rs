@@ -455,6 +455,14 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             &x[1],
             tapegrad_ops::CosineSimilarityOptions::default().dim(dim()).eps(number(&args["eps"])),
         ),
+        "pairwise_distance" => functional::pairwise_distance_with(
+            &x[0],
+            &x[1],
+            tapegrad_ops::PairwiseDistanceOptions::default()
+                .p(number(&args["p"]))
+                .eps(number(&args["eps"]))
+                .keepdim(args["keepdim"].as_bool().expect("keepdim")),
+        ),
         "one_hot" => functional::one_hot(
             &x[0].to_dtype(DType::I64),
             args.get("num_classes").and_then(Value::as_u64).map(|n| n as usize),

@@ -351,7 +351,8 @@ impl MarginRankingLoss {
 
 /// `||x1 - x2 + eps||_p` along the last dimension (PyTorch's `F.pairwise_distance`).
 fn pairwise_distance(x1: &Tensor, x2: &Tensor, p: f64, eps: f64) -> Tensor {
-    (x1 - x2).add_scalar(eps).norm_dim(p, -1, false)
+    let options = crate::PairwiseDistanceOptions::default().p(p).eps(eps);
+    crate::distance::pairwise_distance(x1, x2, options).expect("checked by the loss")
 }
 
 impl TripletMarginLoss {

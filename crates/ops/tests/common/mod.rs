@@ -12,7 +12,7 @@ use tapegrad_ops::{
     GaussianNLLLoss, GeluApproximate, GroupNormOptions, HuberLoss, InstanceNormOptions,
     InterpolateMode, InterpolateOptions, KLDivLoss, LayerNormOptions, MarginRankingLoss,
     MaxPool1dOptions, MaxPool2dOptions, NLLLoss, NormalizeOptions, PadMode, Padding,
-    PoissonNLLLoss, SmoothL1Loss, SoftplusOptions, TripletMarginLoss,
+    PairwiseDistanceOptions, PoissonNLLLoss, SmoothL1Loss, SoftplusOptions, TripletMarginLoss,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by, where_};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -513,6 +513,19 @@ fn triple() -> BoxedStrategy<Sample> {
             (t(), t(), t())
         })
         .prop_map(|(a, b, c)| Sample { tensors: vec![a, b, c], ints: vec![] })
+        .boxed()
+}
+
+/// [`triple`] with every pair of the three tensors at least 0.01 apart elementwise: a
+/// `p`-norm of their differences with `1 < p < 2` has a second derivative like
+/// `|x|^(p - 2)`, unbounded at zero, which central differences cannot follow near it.
+fn triple_apart() -> BoxedStrategy<Sample> {
+    triple()
+        .prop_filter("differences near zero", |s| {
+            let v: Vec<Vec<f64>> = s.tensors.iter().map(|t| t.to_vec::<f64>()).collect();
+            let apart = |x: &[f64], y: &[f64]| x.iter().zip(y).all(|(a, b)| (a - b).abs() >= 0.01);
+            apart(&v[0], &v[1]) && apart(&v[0], &v[2]) && apart(&v[1], &v[2])
+        })
         .boxed()
 }
 
@@ -1126,7 +1139,7 @@ pub fn registry() -> Vec<OpCase> {
             "triplet_margin_loss(p=1, swap)",
             "F.triplet_margin_loss(p=1, swap=True)",
             true,
-            triple(),
+            triple_apart(),
             |t, i| functional::triplet_margin_loss_with(
                 &t[0],
                 &t[1],
@@ -1344,6 +1357,20 @@ pub fn registry() -> Vec<OpCase> {
                 // (PyTorch's choice), which is not the derivative central differences see.
                 let options = CosineSimilarityOptions::default().dim(-1);
                 functional::cosine_similarity_with(&t[0], &t[1], options).square()
+            }
+        ),
+        op!(
+            "pairwise_distance_with(a, b, p)",
+            "F.pairwise_distance",
+            true,
+            pair(-2.0..2.0, -2.0..2.0),
+            |t, i| {
+                if t[0].dim().max(t[1].dim()) == 0 {
+                    return (&t[0] * &t[1]).square();
+                }
+                let euclid = functional::pairwise_distance(&t[0], &t[1]);
+                let options = PairwiseDistanceOptions::default().p(3.0).eps(0.1).keepdim(true);
+                &euclid.sum() + &functional::pairwise_distance_with(&t[0], &t[1], options).sum()
             }
         ),
         op!("layer_norm(x, shape, w, b, eps)", "F.layer_norm", true, layer_norm_case(), |t, i| {
