@@ -281,6 +281,7 @@ fn rows() -> Vec<Row> {
         ("Reductions", "x.argmax(dim=1)", x.argmax(Some(1), false)),
         ("Reductions", "x.prod() / x.prod(dim=1)", x.prod_dim(1, false)),
         ("Reductions", "x.cumsum(dim=1)", x.cumsum(1)),
+        ("Reductions", "x.cumprod(dim=1)", x.cumprod(1)),
         ("Reductions", "torch.logsumexp(x, dim=1)", x.logsumexp(1, false)),
         ("Reductions", "x.norm(p=2) / torch.norm(x, dim=1)", x.norm_dim(2.0, 1, false)),
         // Shapes and indexing.

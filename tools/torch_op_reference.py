@@ -494,6 +494,15 @@ grad_case("pairwise_distance", [v(4, 3), v(3)], lambda a, b: F.pairwise_distance
 grad_case("pairwise_distance", [v(2, 3, 5), v(3, 5)], lambda a, b: F.pairwise_distance(a, b, p=3.0, eps=0.0), p=3.0, eps=0.0, keepdim=False)
 grad_case("pairwise_distance", [v(3, 4), v(3, 4)], lambda a, b: F.pairwise_distance(a, b, p=-1.5), p=-1.5, eps=1e-6, keepdim=False)
 
+# Running products, with zeros: one, two in a row, and none, along each dimension.
+zs = v(3, 5)
+zs[0, 2] = 0.0
+zs[1, 1] = 0.0
+zs[1, 3] = 0.0
+grad_case("cumprod", [zs], lambda t: torch.cumprod(t, 1), dim=1)
+grad_case("cumprod", [zs], lambda t: torch.cumprod(t, 0), dim=0)
+grad_case("cumprod", [v(2, 3, 4)], lambda t: torch.cumprod(t, -1), dim=-1)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -981,6 +981,44 @@ pub fn running_sums<T: Real>(x: &[T], n: usize, from_back: bool) -> Vec<T> {
     out
 }
 
+/// Running products along rows of `n` contiguous elements (`x` is a whole number of rows),
+/// each accumulated in f64 and rounded once per element, as PyTorch does on the CPU; rows
+/// run on rayon's threads when there are many. The same bits at any thread count.
+///
+/// ```
+/// use tapegrad_kernels::strided::running_products;
+/// let x = [1.0f32, 2.0, 3.0, 2.0, 0.0, 5.0];
+/// assert_eq!(running_products(&x, 3), vec![1.0, 2.0, 6.0, 2.0, 0.0, 0.0]);
+/// ```
+///
+/// # Panics
+/// If `x` is not a whole number of rows.
+pub fn running_products<T: Real>(x: &[T], n: usize) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.len()];
+    if n == 0 || x.is_empty() {
+        return out;
+    }
+    assert_eq!(x.len() % n, 0, "running_products: {} elements are not rows of {n}", x.len());
+    let block = |x: &[T], out: &mut [T]| {
+        for (row, products) in x.chunks(n).zip(out.chunks_mut(n)) {
+            let mut total = 1.0f64;
+            for (v, p) in row.iter().zip(products) {
+                total *= v.widen();
+                *p = T::round_from(total);
+            }
+        }
+    };
+    if x.len() / n > 1 && start_parallel(x.len()) {
+        let per_task = (parallel_chunk(x.len()) / n).max(1);
+        x.par_chunks(per_task * n)
+            .zip(out.par_chunks_mut(per_task * n))
+            .for_each(|(x, o)| block(x, o));
+    } else {
+        block(x, &mut out);
+    }
+    out
+}
+
 /// Running sums down `LANES` columns stored side by side (`columns[i * LANES + r]` is
 /// element `i` of row `r`), in f64 lanes.
 struct ColumnSums<'a, T> {

@@ -14,6 +14,7 @@ use tapegrad_tape::{
 use crate::dims::resolve;
 use crate::tangent::by_groups;
 
+mod cumprod;
 mod cumsum;
 mod prod;
 
@@ -1248,6 +1249,32 @@ pub trait ReduceOps {
     /// ```
     #[track_caller]
     fn try_cumsum(&self, dim: isize) -> Result<Tensor>;
+
+    /// Running products along `dim` (PyTorch's `torch.cumprod`), accumulated in f64; the
+    /// gradient is right where the input has zeros too.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![2.0f64, 0.0, 3.0], &[3]).requires_grad();
+    /// let y = x.cumprod(0);
+    /// assert_eq!(y.to_vec::<f64>(), vec![2.0, 0.0, 0.0]);
+    /// y.sum().backward();
+    /// // d(2 + 2 x1 + 2 x1 x2)/dx: 1 + x1 + x1 x2, 2 + 2 x2, 2 x1
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![1.0, 8.0, 0.0]);
+    /// ```
+    #[track_caller]
+    fn cumprod(&self, dim: isize) -> Tensor {
+        or_panic(self.try_cumprod(dim))
+    }
+
+    /// [`ReduceOps::cumprod`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::ones(&[3]).try_cumprod(1).is_err());
+    /// ```
+    #[track_caller]
+    fn try_cumprod(&self, dim: isize) -> Result<Tensor>;
 }
 
 impl ReduceOps for Tensor {
@@ -1262,6 +1289,10 @@ impl ReduceOps for Tensor {
     #[track_caller]
     fn try_cumsum(&self, dim: isize) -> Result<Tensor> {
         cumsum::cumsum(self, dim)
+    }
+    #[track_caller]
+    fn try_cumprod(&self, dim: isize) -> Result<Tensor> {
+        cumprod::cumprod(self, dim)
     }
     #[track_caller]
     fn sum(&self) -> Tensor {

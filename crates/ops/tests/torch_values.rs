@@ -509,6 +509,7 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         }
         "prod_dim" => x[0].prod_dim(dim(), false),
         "cumsum" => x[0].cumsum(dim()),
+        "cumprod" => x[0].cumprod(dim()),
         "softplus_opts" => x[0].softplus_with(
             tapegrad_ops::SoftplusOptions::default()
                 .beta(number(&args["beta"]))

@@ -13,9 +13,14 @@ use tapegrad_tape::{
 use super::rows_along;
 use crate::dims::resolve;
 
-/// Running sums of `x` along `d` (resolved), from the back when `from_back`.
+/// Running sums of `x` along `d` (resolved), from the back when `from_back`, recorded.
 #[track_caller]
-fn scan(x: &Tensor, d: usize, from_back: bool, location: &'static Location<'static>) -> Tensor {
+pub(super) fn scan(
+    x: &Tensor,
+    d: usize,
+    from_back: bool,
+    location: &'static Location<'static>,
+) -> Tensor {
     let rank = x.dim();
     let (rows, n) = rows_along(x, d);
     // rows_along moved `d` last; put it back.

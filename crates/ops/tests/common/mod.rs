@@ -73,6 +73,23 @@ fn with_dim(range: std::ops::Range<f64>, min_size: usize) -> BoxedStrategy<Sampl
         .boxed()
 }
 
+/// A [`with_dim`] sample whose elements below 0.8 in magnitude are exact zeros (about
+/// two in five): rows with none, one, or several.
+fn with_zeros() -> BoxedStrategy<Sample> {
+    with_dim(-2.0..2.0, 1)
+        .prop_map(|mut s| {
+            let t = &s.tensors[0];
+            let v: Vec<f64> = t
+                .to_vec::<f64>()
+                .into_iter()
+                .map(|x| if x.abs() < 0.8 { 0.0 } else { x })
+                .collect();
+            s.tensors[0] = Tensor::from_vec(v, t.shape());
+            s
+        })
+        .boxed()
+}
+
 /// The dimension `d` of `t` and, when `t` has two or more, the next one (wrapping round)
 /// counted from the end: the dimensions a multi-dimension reduction of a `with_dim` sample
 /// takes.
@@ -787,6 +804,10 @@ pub fn registry() -> Vec<OpCase> {
         }),
         op!("x.cumsum(d)", "torch.cumsum", true, with_dim(-2.0..2.0, 1), |t, i| t[0]
             .cumsum(i[0] as isize)),
+        op!("x.cumprod(d)", "torch.cumprod", true, with_dim(-2.0..2.0, 1), |t, i| t[0]
+            .cumprod(i[0] as isize)),
+        op!("x.cumprod(d) with zeros", "torch.cumprod", true, with_zeros(), |t, i| t[0]
+            .cumprod(i[0] as isize)),
         op!("x.logsumexp(d, keepdim)", "torch.logsumexp", true, with_dim(-3.0..3.0, 1), |t, i| {
             t[0].logsumexp(i[0] as isize, i[1] == 1)
         }),
