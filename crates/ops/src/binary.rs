@@ -9,7 +9,8 @@ use tapegrad_tape::arith::broadcast_pair;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, DType, Error, Result, Storage, Tensor, kernels, or_panic, record_with_tangent,
+    Backward, DType, Error, Result, Storage, StorageElement, Tensor, kernels, or_panic,
+    record_with_tangent,
 };
 
 /// `f(a, b)` over the broadcast of two float tensors of one dtype (nothing recorded).
@@ -115,10 +116,92 @@ pub(crate) fn select_grad(keep: &Tensor, g: &Tensor) -> Tensor {
     try_where(keep, g, &zero).expect("the mask broadcasts with the gradient")
 }
 
+/// An element of a `where` condition: a bool, or a number taken as true when non-zero
+/// (NaN included).
+trait Flag: StorageElement {
+    fn is_set(self) -> bool;
+}
+
+impl Flag for bool {
+    #[inline(always)]
+    fn is_set(self) -> bool {
+        self
+    }
+}
+
+impl Flag for f32 {
+    #[inline(always)]
+    fn is_set(self) -> bool {
+        self != 0.0
+    }
+}
+
+impl Flag for f64 {
+    #[inline(always)]
+    fn is_set(self) -> bool {
+        self != 0.0
+    }
+}
+
 /// `k ? x : y` over equal-length slices (selection, not arithmetic, so infinities in the
 /// branch not taken cannot turn into NaN).
-fn select<T: Copy + PartialEq + Default>(k: &[T], x: &[T], y: &[T]) -> Vec<T> {
-    k.iter().zip(x).zip(y).map(|((&k, &x), &y)| if k != T::default() { x } else { y }).collect()
+fn select<K: Flag, T: Copy>(k: &[K], x: &[T], y: &[T]) -> Vec<T> {
+    k.iter().zip(x).zip(y).map(|((&k, &x), &y)| if k.is_set() { x } else { y }).collect()
+}
+
+/// `keep ? a : b` over `shape` (nothing recorded), `keep` of element type `K`, `a` and `b`
+/// of `T`. A one-element operand (the zero of a masked gradient, a fill value) is passed by
+/// value into a broadcasting zip with the other, so it is never spread into a buffer.
+fn select_value<K: Flag, T: StorageElement>(
+    keep: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+) -> Storage {
+    let storage = |t: &Tensor| t.storage();
+    let (ks, as_, bs) = (storage(keep), storage(a), storage(b));
+    let scalar = |t: &Tensor, s: &Storage| {
+        (t.numel() == 1).then(|| s.as_slice::<T>().expect("dtypes checked")[t.layout().offset()])
+    };
+    let k = ks.as_slice::<K>().expect("condition dtype checked");
+    let lk = keep.layout().broadcast_to(shape).expect("shapes checked");
+    let la = a.layout().broadcast_to(shape).expect("shapes checked");
+    let lb = b.layout().broadcast_to(shape).expect("shapes checked");
+    let xs = as_.as_slice::<T>().expect("dtypes checked");
+    let ys = bs.as_slice::<T>().expect("dtypes checked");
+    match (scalar(a, &as_), scalar(b, &bs)) {
+        (_, Some(y)) => {
+            kernels::zip_map_into_storage(
+                k,
+                &lk,
+                xs,
+                &la,
+                shape,
+                move |k: K, x| {
+                    if k.is_set() { x } else { y }
+                },
+            )
+        }
+        (Some(x), None) => {
+            kernels::zip_map_into_storage(
+                k,
+                &lk,
+                ys,
+                &lb,
+                shape,
+                move |k: K, y| {
+                    if k.is_set() { x } else { y }
+                },
+            )
+        }
+        (None, None) => {
+            let full = |t: &Tensor| t.broadcast_to(shape).contiguous_storage();
+            let (k, x, y) = (full(keep), full(a), full(b));
+            let k = k.as_slice::<K>().expect("condition dtype checked");
+            let (x, y) = (x.as_slice::<T>(), y.as_slice::<T>());
+            Storage::from_vec(select(k, x.expect("dtypes checked"), y.expect("dtypes checked")))
+        }
+    }
 }
 
 /// A comparison, as a bool mask that carries no gradient. IEEE semantics, as PyTorch:
@@ -211,18 +294,19 @@ pub fn try_where(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             location,
         }
     })?;
-    let keep =
-        crate::elementwise::mask(&cond.detach().to_dtype(a.dtype()).broadcast_to(&shape), |v| {
-            v != 0.0
-        });
-    let (ab, bb) = (a.detach().broadcast_to(&shape), b.detach().broadcast_to(&shape));
-    let selected = match (keep.storage(), ab.contiguous_storage(), bb.contiguous_storage()) {
-        (Storage::F32(k), Storage::F32(x), Storage::F32(y)) => {
-            Storage::from_vec(select(&k, &x, &y))
-        }
-        (Storage::F64(k), Storage::F64(x), Storage::F64(y)) => {
-            Storage::from_vec(select(&k, &x, &y))
-        }
+    // A bool condition (what comparisons give) or one of the operands' dtype is read as it
+    // is; any other is converted to the operands' dtype.
+    let keep = match cond.dtype() {
+        DType::Bool => cond.detach(),
+        d if d == a.dtype() => cond.detach(),
+        _ => cond.detach().to_dtype(a.dtype()),
+    };
+    let (ad, bd) = (a.detach(), b.detach());
+    let selected = match (keep.dtype(), a.dtype()) {
+        (DType::Bool, DType::F32) => select_value::<bool, f32>(&keep, &ad, &bd, &shape),
+        (DType::Bool, DType::F64) => select_value::<bool, f64>(&keep, &ad, &bd, &shape),
+        (DType::F32, DType::F32) => select_value::<f32, f32>(&keep, &ad, &bd, &shape),
+        (DType::F64, DType::F64) => select_value::<f64, f64>(&keep, &ad, &bd, &shape),
         _ => unreachable!("float dtypes checked"),
     };
     let value = Tensor::from_storage(selected, Layout::contiguous(&shape));

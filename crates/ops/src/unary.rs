@@ -562,19 +562,39 @@ pub(crate) fn clamp_named(
             if v > hi { hi } else { v }
         },
         || {
-            // A missing bound is no test at all (+inf passes `min` alone); f32 values are
-            // compared with the f32 bounds the forward clamped to.
+            // The gradient passes strictly inside the bounds and not at NaN (PyTorch's rule,
+            // and its vectorised hardtanh's); a missing bound is no test at all (+inf passes
+            // `min` alone). f32 values are compared with the f32 bounds the forward clamped
+            // to. One loop per kind of test, each of `&`-joined comparisons: a short-circuit
+            // `&&` becomes a branch per element, mispredicted on every other element.
             let (has_lo, has_hi) = (min.is_some(), max.is_some());
             Backward::new(move |ctx| {
-                let inside = crate::elementwise::map_with(
-                    ctx.saved(0),
-                    move |v| ((!has_lo || v > lo32) && (!has_hi || v < hi32)) as u8 as f32,
-                    move |v| ((!has_lo || v > lo) && (!has_hi || v < hi)) as u8 as f64,
-                );
+                let x = ctx.saved(0);
+                let inside = match (has_lo, has_hi) {
+                    (true, true) => {
+                        mask_of(x, move |v| (v > lo32) & (v < hi32), move |v| (v > lo) & (v < hi))
+                    }
+                    (true, false) => mask_of(x, move |v| v > lo32, move |v| v > lo),
+                    (false, true) => mask_of(x, move |v| v < hi32, move |v| v < hi),
+                    (false, false) => mask_of(x, |_| true, |_| true),
+                };
                 smallvec![Some(select_grad(&inside, ctx.grad()))]
             })
             .save(x)
         },
+    )
+}
+
+/// 1 where `x` passes the test (`test32` for f32 elements, `test64` for f64), else 0.
+fn mask_of(
+    x: &Tensor,
+    test32: impl Fn(f32) -> bool + Sync + Send,
+    test64: impl Fn(f64) -> bool + Sync + Send,
+) -> Tensor {
+    crate::elementwise::map_with(
+        x,
+        move |v| f32::from(u8::from(test32(v))),
+        move |v| f64::from(u8::from(test64(v))),
     )
 }
 

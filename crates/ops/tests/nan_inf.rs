@@ -172,6 +172,35 @@ fn elu_gradient_is_finite_at_infinity_under_double_backward() {
 }
 
 #[test]
+fn clamp_hardtanh_and_relu6_gradients_at_bounds_infinities_and_nan_follow_pytorch() {
+    // PyTorch 2.15: the gradient passes strictly inside the bounds, not at NaN (hardtanh and
+    // relu6 pass it at NaN only in the scalar tail of their vector loop, for tensors shorter
+    // than a vector), and a missing bound tests nothing: clamp(min=0) passes it at +inf.
+    // Long enough for the vector loops.
+    let (nan, inf) = (f64::NAN, f64::INFINITY);
+    let mut data = vec![0.0, 0.5, 1.0, nan, -inf, inf, -1.0, 2.0];
+    data.extend((0..100).map(|i| i as f64 / 50.0 - 0.5));
+    let expect = |inside: &dyn Fn(f64) -> bool| -> Vec<f64> {
+        data.iter().map(|&v| f64::from(u8::from(inside(v)))).collect()
+    };
+    for dtype in DTYPES {
+        let strictly_inside = expect(&|v| v > 0.0 && v < 1.0);
+        let cases: [(&str, fn(&Tensor) -> Tensor, Vec<f64>); 5] = [
+            ("clamp(0, 1)", |x| x.clamp(Some(0.0), Some(1.0)), strictly_inside.clone()),
+            ("clamp(min=0)", |x| x.clamp(Some(0.0), None), expect(&|v| v > 0.0)),
+            ("clamp(max=1)", |x| x.clamp(None, Some(1.0)), expect(&|v| v < 1.0)),
+            ("hardtanh(0, 1)", |x| x.hardtanh_with(0.0, 1.0), strictly_inside.clone()),
+            ("relu6(6x) / 6", |x| x.mul_scalar(6.0).relu6().div_scalar(6.0), strictly_inside),
+        ];
+        for (name, f, want) in cases {
+            let x = t(&data, &[data.len()], dtype).requires_grad();
+            f(&x).sum().backward();
+            assert_eq!(x.grad().unwrap().to_vec::<f64>(), want, "{dtype:?} {name}");
+        }
+    }
+}
+
+#[test]
 fn clamp_gradient_is_zero_at_a_bound_in_the_tensors_own_precision() {
     // PyTorch: torch.clamp(tensor([0.1, 0.2]), min=0.1) has gradient [0, 1] in f32 (the f32
     // value 0.1 is the bound the forward clamps to) and in f64.
