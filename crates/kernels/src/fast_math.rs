@@ -115,6 +115,35 @@ pub fn exp_f32(x: f32) -> f32 {
     scale_by_power_of_two(1.0 + s, k)
 }
 
+/// `e^x - 1` for f32, vectorisable, in f32 arithmetic, keeping the relative precision of
+/// small results that `exp_f32(x) - 1` loses to cancellation: with `e^x = 2^k (1 + s)`,
+/// the result is `2^k s + (2^k - 1)` in one fused multiply-add, where `2^k - 1` is exact
+/// (or rounds to -1 where `2^k` is below the last bit of 1) and `s` itself is `e^r - 1`
+/// for the reduced argument. -1 below about -17.3, infinity above about 88.72, NaN for NaN,
+/// -0 at -0.
+///
+/// ```
+/// use tapegrad_kernels::fast_math::exp_m1_f32;
+/// assert_eq!(exp_m1_f32(0.0), 0.0);
+/// assert!((exp_m1_f32(1e-6) - 1e-6).abs() <= 1e-12);
+/// assert_eq!((exp_m1_f32(-100.0), exp_m1_f32(f32::INFINITY)), (-1.0, f32::INFINITY));
+/// ```
+#[inline(always)]
+pub fn exp_m1_f32(x: f32) -> f32 {
+    // Below -88 the result is -1 and above 89 infinity already; the clamp keeps `k` in
+    // [-127, 128], and passes NaN through.
+    let (k, s) = exp_parts(x.clamp(-88.0, 89.0));
+    // Above 2^24 the 1 subtracted is below half a step of the result: `e^x` is the answer,
+    // scaled in two factors so that it reaches the top of the range without overflowing.
+    let large = scale_by_power_of_two(1.0 + s, k);
+    let two_k = f32::from_bits(((k.clamp(-127, 24) + 127) as u32) << 23);
+    let y = s.mul_add(two_k, two_k - 1.0);
+    // Where k is 0, `s` is the result with no rounding added; and -0 stays -0.
+    let y = if k == 0 { s } else { y };
+    let y = if k > 24 { large } else { y };
+    if x == 0.0 { x } else { y }
+}
+
 /// `ln(x)` for f32, vectorisable, in f32 arithmetic. `x = 2^k m` with `m` in
 /// `[sqrt(1/2), sqrt 2)` (subnormals scaled by `2^23` first), and for `f = m - 1` (exact)
 /// `ln(1 + f) = f - f^2/2 + s (f^2/2 + R)`, `s = f / (2 + f)`, `R = 2 (s^2/3 + s^4/5 + ...)`:
@@ -620,6 +649,32 @@ impl Exp for f64 {
     }
 }
 
+/// `e^x - 1` in a form that vectorises: [`exp_m1_f32`] for f32, the standard library's
+/// `exp_m1` for f64 (whose precision gradient checks rely on).
+///
+/// ```
+/// use tapegrad_kernels::fast_math::ExpM1;
+/// assert_eq!(0.5f64.exp_m1_vectorisable(), 0.5f64.exp_m1());
+/// ```
+pub trait ExpM1: Copy {
+    /// `e^self - 1`.
+    fn exp_m1_vectorisable(self) -> Self;
+}
+
+impl ExpM1 for f32 {
+    #[inline(always)]
+    fn exp_m1_vectorisable(self) -> Self {
+        exp_m1_f32(self)
+    }
+}
+
+impl ExpM1 for f64 {
+    #[inline(always)]
+    fn exp_m1_vectorisable(self) -> Self {
+        self.exp_m1()
+    }
+}
+
 /// The natural logarithm and `ln(1 + x)` in forms that vectorise: [`ln_f32`] and
 /// [`ln_1p_f32`] for f32, the standard library's for f64 (whose precision gradient checks
 /// rely on).
@@ -724,8 +779,8 @@ impl Tanh for f64 {
 #[cfg(test)]
 mod tests {
     use super::{
-        Softplus, cos_f32, erf_f32, exp_f32, gelu_derivative_f32, ln_1p_unit_f32, ln_f32,
-        normal_cdf_f32, normal_pdf_f32, sin_f32, tanh_f32,
+        Softplus, cos_f32, erf_f32, exp_f32, exp_m1_f32, gelu_derivative_f32, ln_1p_unit_f32,
+        ln_f32, normal_cdf_f32, normal_pdf_f32, sin_f32, tanh_f32,
     };
 
     #[test]
@@ -753,6 +808,34 @@ mod tests {
         assert!(f32::NAN.softplus_vectorisable().is_nan());
         assert_eq!(f32::INFINITY.softplus_vectorisable(), f32::INFINITY);
         assert_eq!(f32::NEG_INFINITY.softplus_vectorisable(), 0.0);
+    }
+
+    #[test]
+    fn exp_m1_f32_is_within_one_step_of_the_correctly_rounded_value() {
+        let mut off = 0usize;
+        let mut total = 0usize;
+        for bits in (0..0x7f80_0000u32).step_by(997) {
+            for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
+                let exact = f64::from(x).exp_m1() as f32;
+                let got = exp_m1_f32(x);
+                let distance = if exact.is_infinite() || got.is_infinite() {
+                    u32::from(exact != got)
+                } else {
+                    (got.to_bits() as i64 - exact.to_bits() as i64).unsigned_abs() as u32
+                };
+                assert!(distance <= 1, "expm1({x:e}) = {got:e}, correctly rounded {exact:e}");
+                off += usize::from(distance != 0);
+                total += 1;
+            }
+        }
+        assert!(off * 50 < total, "{off} of {total} one step off");
+        assert!(exp_m1_f32(f32::NAN).is_nan());
+        assert_eq!(exp_m1_f32(-0.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(
+            (exp_m1_f32(f32::NEG_INFINITY), exp_m1_f32(f32::INFINITY)),
+            (-1.0, f32::INFINITY)
+        );
+        assert_eq!(exp_m1_f32(f32::MIN_POSITIVE / 4.0), f32::MIN_POSITIVE / 4.0);
     }
 
     /// Distance in f32 steps between two non-negative values.

@@ -184,6 +184,7 @@ pub trait Float:
     + pool::MaxPool2x2
     + fast_math::Tanh
     + fast_math::Exp
+    + fast_math::ExpM1
     + fast_math::Ln
     + fast_math::SinCos
     + fast_math::Softplus

@@ -15,7 +15,7 @@ use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic};
 
 use crate::binary::{select_grad, try_where};
-use crate::elementwise::{fused_rule, grad_fn, mask, unary, unary_fn};
+use crate::elementwise::{fused_rule, fused_rule_with, grad_fn, mask, unary, unary_fn};
 use crate::unary::{
     clamp_named, elu_scaled, sigmoid, sigmoid_op, softplus_op, tanh, unary_saving_derivative,
 };
@@ -78,7 +78,17 @@ fn hardsigmoid(x: &Tensor) -> Tensor {
     let f64f = |v: f64| relu6_value(v + 3.0) / 6.0;
     crate::elementwise::unary_with("hardsigmoid", x, f32f, f64f, || {
         Backward::new(|ctx| {
-            let inside = mask(ctx.saved(0), |v| v > -3.0 && v < 3.0);
+            let x = ctx.saved(0);
+            let fused = fused_rule_with(
+                ctx,
+                x,
+                |g, v| if (v > -3.0) & (v < 3.0) { g / 6.0 } else { 0.0 },
+                |g, v| if (v > -3.0) & (v < 3.0) { g / 6.0 } else { 0.0 },
+            );
+            if let Some(grad) = fused {
+                return smallvec![Some(grad)];
+            }
+            let inside = mask(x, |v| (v > -3.0) & (v < 3.0));
             smallvec![Some(select_grad(&inside, ctx.grad()).div_scalar(6.0))]
         })
         .save(x)
@@ -94,8 +104,23 @@ fn hardswish(x: &Tensor) -> Tensor {
     crate::elementwise::unary_with("hardswish", x, f32f, f64f, || {
         Backward::new(|ctx| {
             let (g, x) = (ctx.grad(), ctx.saved(0));
-            let inside = mask(x, |v| v > -3.0 && v < 3.0);
-            let upper = mask(x, |v| v >= 3.0 || v.is_nan());
+            let fused = fused_rule_with(
+                ctx,
+                x,
+                |g, v| {
+                    let slope = if (v > -3.0) & (v < 3.0) { g * (v / 3.0 + 0.5) } else { 0.0 };
+                    if (v >= 3.0) | v.is_nan() { g } else { slope }
+                },
+                |g, v| {
+                    let slope = if (v > -3.0) & (v < 3.0) { g * (v / 3.0 + 0.5) } else { 0.0 };
+                    if (v >= 3.0) | v.is_nan() { g } else { slope }
+                },
+            );
+            if let Some(grad) = fused {
+                return smallvec![Some(grad)];
+            }
+            let inside = mask(x, |v| (v > -3.0) & (v < 3.0));
+            let upper = mask(x, |v| (v >= 3.0) | v.is_nan());
             // Selected, not multiplied by masks: x / 3 is infinite outside at +-inf.
             let slope = g * &x.div_scalar(3.0).add_scalar(0.5);
             smallvec![Some(

@@ -169,6 +169,26 @@ pub(crate) fn fused_rule<F: GradFn>(
     grad_value::<F>(g, (v, v_layout))
 }
 
+/// `f(g, v)` over the incoming gradient `g` and a saved tensor `v` of its shape, in one
+/// pass (`f32f` or `f64f` by dtype), when the result will not be differentiated (grad mode
+/// is off: a backward without `create_graph`); `None` otherwise, and the rule composes
+/// recorded ops instead. [`fused_rule`] for rules with parameters (bounds, coefficients).
+pub(crate) fn fused_rule_with(
+    ctx: &BackwardCtx<'_>,
+    v: &Tensor,
+    f32f: impl Fn(f32, f32) -> f32 + Sync + Send,
+    f64f: impl Fn(f64, f64) -> f64 + Sync + Send,
+) -> Option<Tensor> {
+    let g = ctx.grad();
+    if tapegrad_tape::is_grad_enabled()
+        || !tapegrad_tape::layout::same_shape(g.shape(), v.shape())
+        || g.dtype() != v.dtype()
+    {
+        return None;
+    }
+    Some(crate::binary::zip_value(g, v, v.shape(), f32f, f64f))
+}
+
 /// `F(g, v)` over the elements of `g` and of the saved values `v` (a storage and its layout)
 /// of `g`'s shape, as a new contiguous tensor (nothing recorded); `None` if `v` is not of
 /// `g`'s float dtype.

@@ -30,7 +30,7 @@ use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
 use std::marker::PhantomData;
 use std::panic::Location;
 
-use tapegrad_kernels::fast_math::SIN_COS_BOUND;
+use tapegrad_kernels::fast_math::{SIN_COS_BOUND, exp_f32, exp_m1_f32};
 use tapegrad_kernels::simd::ElementFn;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::layout::same_shape;
@@ -288,14 +288,33 @@ pub(crate) fn elu_scaled(
     unary_with(
         op,
         x,
-        move |v| if v > 0.0 { v * s32 } else { (v * i32_).exp_m1() * n32 },
+        move |v| if v > 0.0 { v * s32 } else { exp_m1_f32(v * i32_) * n32 },
         move |v| if v > 0.0 { v * scale } else { (v * input_scale).exp_m1() * negative },
         || {
             // `x <= 0 ? g input_scale alpha scale e^(input_scale x) : scale g` (so NaN passes
             // the gradient): selected, with the exponential taken of the non-positive part
             // only, so +inf gives `scale g`, not 0 * e^inf = NaN, also under double backward.
+            let slope = input_scale * negative;
+            let (slope32, scale32, input32) = (slope as f32, scale as f32, input_scale as f32);
             Backward::new(move |ctx| {
                 let (g, x) = (ctx.grad(), ctx.saved(0));
+                let fused = crate::elementwise::fused_rule_with(
+                    ctx,
+                    x,
+                    move |g, v| {
+                        let pos = (v > 0.0) | v.is_nan();
+                        let e = exp_f32(if pos { 0.0 } else { v * input32 });
+                        if pos { g * scale32 } else { g * (e * slope32) }
+                    },
+                    move |g, v| {
+                        let pos = (v > 0.0) | v.is_nan();
+                        let e = (if pos { 0.0 } else { v * input_scale }).exp();
+                        if pos { g * scale } else { g * (e * slope) }
+                    },
+                );
+                if let Some(grad) = fused {
+                    return smallvec![Some(grad)];
+                }
                 let pos = mask(x, |v| v > 0.0 || v.is_nan());
                 let zero = Tensor::zeros_dtype(&[], x.dtype());
                 let neg = try_where(&pos, &zero, x).expect("same shape");
@@ -520,6 +539,15 @@ pub(crate) fn softplus_op(x: &Tensor, beta: f64, threshold: f64) -> Tensor {
         || {
             Backward::new(move |ctx| {
                 let x = ctx.saved(0);
+                let fused = crate::elementwise::fused_rule_with(
+                    ctx,
+                    x,
+                    move |g, v| if v * b32 > t32 { g } else { g * sigmoid(v * b32) },
+                    move |g, v| if v * beta > threshold { g } else { g * sigmoid(v * beta) },
+                );
+                if let Some(grad) = fused {
+                    return smallvec![Some(grad)];
+                }
                 let linear = mask(x, move |v| v * beta > threshold);
                 let s = &sigmoid_op(&x.mul_scalar(beta)) * &linear.rsub_scalar(1.0);
                 smallvec![Some(ctx.grad() * &(&s + &linear))]
@@ -570,6 +598,21 @@ pub(crate) fn clamp_named(
             let (has_lo, has_hi) = (min.is_some(), max.is_some());
             Backward::new(move |ctx| {
                 let x = ctx.saved(0);
+                let fused = crate::elementwise::fused_rule_with(
+                    ctx,
+                    x,
+                    move |g, v| {
+                        let inside = (!has_lo | (v > lo32)) & (!has_hi | (v < hi32));
+                        if inside { g } else { 0.0 }
+                    },
+                    move |g, v| {
+                        let inside = (!has_lo | (v > lo)) & (!has_hi | (v < hi));
+                        if inside { g } else { 0.0 }
+                    },
+                );
+                if let Some(grad) = fused {
+                    return smallvec![Some(grad)];
+                }
                 let inside = match (has_lo, has_hi) {
                     (true, true) => {
                         mask_of(x, move |v| (v > lo32) & (v < hi32), move |v| (v > lo) & (v < hi))

@@ -185,7 +185,8 @@ fn clamp_hardtanh_and_relu6_gradients_at_bounds_infinities_and_nan_follow_pytorc
     };
     for dtype in DTYPES {
         let strictly_inside = expect(&|v| v > 0.0 && v < 1.0);
-        let cases: [(&str, fn(&Tensor) -> Tensor, Vec<f64>); 5] = [
+        type Case = (&'static str, fn(&Tensor) -> Tensor, Vec<f64>);
+        let cases: [Case; 5] = [
             ("clamp(0, 1)", |x| x.clamp(Some(0.0), Some(1.0)), strictly_inside.clone()),
             ("clamp(min=0)", |x| x.clamp(Some(0.0), None), expect(&|v| v > 0.0)),
             ("clamp(max=1)", |x| x.clamp(None, Some(1.0)), expect(&|v| v < 1.0)),
