@@ -309,6 +309,12 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("sigmoid", &|| x.sigmoid().sum().backward());
     time("tanh", &|| x.tanh().sum().backward());
     time("silu", &|| x.silu().sum().backward());
+    time("relu6", &|| x.relu6().sum().backward());
+    time("hardswish", &|| x.hardswish().sum().backward());
+    time("elu", &|| x.elu().sum().backward());
+    time("softplus", &|| x.softplus().sum().backward());
+    let zero = Tensor::zeros(&[]);
+    time("where(x > 0, x, 0)", &|| where_(&x.gt(&zero), &x, &zero).sum().backward());
     time("x * x", &|| (&x * &x).sum().backward());
     time("x + row", &|| (&x + &bias).sum().backward());
     time("x * column", &|| (&x * &column).sum().backward());
