@@ -593,8 +593,8 @@ pub(crate) fn clamp_named(
             // The gradient passes strictly inside the bounds and not at NaN (PyTorch's rule,
             // and its vectorised hardtanh's); a missing bound is no test at all (+inf passes
             // `min` alone). f32 values are compared with the f32 bounds the forward clamped
-            // to. One loop per kind of test, each of `&`-joined comparisons: a short-circuit
-            // `&&` becomes a branch per element, mispredicted on every other element.
+            // to. The tests join comparisons with `&` and `|`, never `&&` and `||`: a
+            // short-circuit became a branch per element, mispredicted on every other one.
             let (has_lo, has_hi) = (min.is_some(), max.is_some());
             Backward::new(move |ctx| {
                 let x = ctx.saved(0);
