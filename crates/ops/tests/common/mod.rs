@@ -554,6 +554,39 @@ fn triple_apart() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// `strategy`'s triples (anchors, positives, negatives) whose triplet hinge
+/// `margin + d(a, p) - d(a, n)` (with `d(a, n)` the smaller of it and `d(p, n)` under
+/// `swap`) stays [`KINK_MARGIN`] from zero in every row, as do the two distances `swap`
+/// chooses between: the loss's derivative jumps at both, and central differences straddling
+/// either compare a one-sided derivative with the average of two.
+fn hinge_clear(
+    strategy: BoxedStrategy<Sample>,
+    margin: f64,
+    p: f64,
+    swap: bool,
+) -> BoxedStrategy<Sample> {
+    strategy
+        .prop_filter("a triplet on its hinge", move |s| {
+            let d = s.tensors[0].shape()[1];
+            let v: Vec<Vec<f64>> = s.tensors.iter().map(|t| t.to_vec::<f64>()).collect();
+            // PyTorch's pairwise_distance: the p-norm of x - y + 1e-6.
+            let dist = |x: &[f64], y: &[f64]| {
+                x.iter()
+                    .zip(y)
+                    .map(|(a, b)| (a - b + 1e-6).abs().powf(p))
+                    .sum::<f64>()
+                    .powf(1.0 / p)
+            };
+            v[0].chunks(d).zip(v[1].chunks(d)).zip(v[2].chunks(d)).all(|((a, pos), neg)| {
+                let (ap, an, pn) = (dist(a, pos), dist(a, neg), dist(pos, neg));
+                let far = if swap { an.min(pn) } else { an };
+                (margin + ap - far).abs() >= KINK_MARGIN
+                    && (!swap || (an - pn).abs() >= KINK_MARGIN)
+            })
+        })
+        .boxed()
+}
+
 /// A mask that keeps every element but each third, fixed by position rather than by value:
 /// a mask read from the values would flip under gradcheck's perturbation of an element near
 /// its threshold, changing the function being differentiated (and, for `masked_select`, the
@@ -617,13 +650,23 @@ fn strict_product(kind: usize) -> BoxedStrategy<Sample> {
 
 /// `cdist`'s operands: `[b, p, m]` and `[r, m]` (broadcast batch), with `big` 26..=27 rows
 /// on the left (the matrix-product path, whose f32 values lose digits for close points as
-/// PyTorch's do: there the right-hand points lie apart from the left-hand ones).
+/// PyTorch's do: there the right-hand points lie apart from the left-hand ones). Every
+/// coordinate of a left point is at least 0.01 from the same coordinate of every right
+/// point: a `p`-norm with `1 < p < 2` has second derivatives like `|d|^(p - 2)` in each
+/// coordinate difference `d`, unbounded at zero, which central differences cannot follow.
 fn cdist_case(big: bool) -> BoxedStrategy<Sample> {
     let (rows, right) = if big { (26usize..=27, 4.0..6.0) } else { (1usize..=3, -2.0..2.0) };
     (1usize..=2, rows, 1usize..=3, 1usize..=3)
         .prop_flat_map(move |(b, p, r, m)| {
             let x2 = tensor_f64(Just(vec![r, m]), right.clone());
             (tensor_f64(Just(vec![b, p, m]), -2.0..2.0), x2)
+        })
+        .prop_filter("a coordinate difference near zero", |(a, b)| {
+            let m = b.shape()[1];
+            let (a, b) = (a.to_vec::<f64>(), b.to_vec::<f64>());
+            a.iter()
+                .enumerate()
+                .all(|(i, x)| b.iter().skip(i % m).step_by(m).all(|y| (x - y).abs() >= 0.01))
         })
         .prop_map(|(a, b)| Sample { tensors: vec![a, b], ints: vec![] })
         .boxed()
@@ -1189,14 +1232,18 @@ pub fn registry() -> Vec<OpCase> {
                 &t[2].flatten(0, -1).detach().sign(),
             )
         }),
-        op!("triplet_margin_loss(a, p, n)", "F.triplet_margin_loss", true, triple(), |t, i| {
-            functional::triplet_margin_loss(&t[0], &t[1], &t[2])
-        }),
+        op!(
+            "triplet_margin_loss(a, p, n)",
+            "F.triplet_margin_loss",
+            true,
+            hinge_clear(triple(), 1.0, 2.0, false),
+            |t, i| functional::triplet_margin_loss(&t[0], &t[1], &t[2])
+        ),
         op!(
             "triplet_margin_loss(p=1, swap)",
             "F.triplet_margin_loss(p=1, swap=True)",
             true,
-            triple_apart(),
+            hinge_clear(triple_apart(), 2.0, 1.5, true),
             |t, i| functional::triplet_margin_loss_with(
                 &t[0],
                 &t[1],
