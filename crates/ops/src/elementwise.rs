@@ -69,6 +69,15 @@ impl<F> Apply<F> {
     }
 }
 
+// By hand: a derive would ask `F: Copy` of the marker type.
+impl<F> Clone for Apply<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for Apply<F> {}
+
 impl<F: UnaryFn, T: Special> ElementFn<T, T> for Apply<F> {
     #[inline(always)]
     fn call(&self, x: T) -> T {
@@ -137,11 +146,36 @@ pub(crate) use grad_fn;
 /// would allocate three.
 pub(crate) fn fused_rule<F: GradFn>(
     ctx: &BackwardCtx<'_>,
+    saved: (&Storage, &Layout),
+) -> Option<Tensor> {
+    fused_zip(ctx, saved, Apply::<F>::new(), Apply::<F>::new())
+}
+
+/// `f(g, v)` over the incoming gradient `g` and a saved tensor `v` of its shape, in one
+/// pass (`f32f` or `f64f` by dtype): [`fused_rule`] for rules with parameters (bounds,
+/// coefficients), which closures capture.
+pub(crate) fn fused_rule_with(
+    ctx: &BackwardCtx<'_>,
+    v: &Tensor,
+    f32f: impl Fn(f32, f32) -> f32 + Copy + Sync + Send,
+    f64f: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
+) -> Option<Tensor> {
+    fused_zip(ctx, (&v.storage(), v.layout()), f32f, f64f)
+}
+
+/// The one pass of [`fused_rule`] and [`fused_rule_with`]: over `g` in place when it may be
+/// reused and `v` is contiguous, else into a fresh tensor; `None` under grad mode, for a
+/// `v` of another shape, or for a `v` of another dtype than `g`.
+fn fused_zip(
+    ctx: &BackwardCtx<'_>,
     (v, v_layout): (&Storage, &Layout),
+    f32f: impl ElementFn2<f32, f32, f32> + Copy,
+    f64f: impl ElementFn2<f64, f64, f64> + Copy,
 ) -> Option<Tensor> {
     let g = ctx.grad();
     if tapegrad_tape::is_grad_enabled()
         || !tapegrad_tape::layout::same_shape(g.shape(), v_layout.shape())
+        || g.dtype() != v.dtype()
     {
         return None;
     }
@@ -152,12 +186,8 @@ pub(crate) fn fused_rule<F: GradFn>(
         let written = g.update_storage(|dst, layout| {
             let gs = layout.offset()..layout.offset() + layout.numel();
             match v {
-                Storage::F32(v) => {
-                    zip_in_place(&mut dst.make_mut::<f32>()?[gs], &v[vs], Apply::<F>::new())
-                }
-                Storage::F64(v) => {
-                    zip_in_place(&mut dst.make_mut::<f64>()?[gs], &v[vs], Apply::<F>::new())
-                }
+                Storage::F32(v) => zip_in_place(&mut dst.make_mut::<f32>()?[gs], &v[vs], f32f),
+                Storage::F64(v) => zip_in_place(&mut dst.make_mut::<f64>()?[gs], &v[vs], f64f),
                 Storage::I64(_) | Storage::Bool(_) => return None,
             }
             Some(())
@@ -166,62 +196,49 @@ pub(crate) fn fused_rule<F: GradFn>(
             return Some(g.clone());
         }
     }
-    grad_value::<F>(g, (v, v_layout))
-}
-
-/// `f(g, v)` over the incoming gradient `g` and a saved tensor `v` of its shape, in one
-/// pass (`f32f` or `f64f` by dtype), when the result will not be differentiated (grad mode
-/// is off: a backward without `create_graph`); `None` otherwise, and the rule composes
-/// recorded ops instead. [`fused_rule`] for rules with parameters (bounds, coefficients).
-pub(crate) fn fused_rule_with(
-    ctx: &BackwardCtx<'_>,
-    v: &Tensor,
-    f32f: impl Fn(f32, f32) -> f32 + Sync + Send,
-    f64f: impl Fn(f64, f64) -> f64 + Sync + Send,
-) -> Option<Tensor> {
-    let g = ctx.grad();
-    if tapegrad_tape::is_grad_enabled()
-        || !tapegrad_tape::layout::same_shape(g.shape(), v.shape())
-        || g.dtype() != v.dtype()
-    {
-        return None;
-    }
-    Some(crate::binary::zip_value(g, v, v.shape(), f32f, f64f))
+    zip_fresh(g, (v, v_layout), f32f, f64f)
 }
 
 /// `F(g, v)` over the elements of `g` and of the saved values `v` (a storage and its layout)
 /// of `g`'s shape, as a new contiguous tensor (nothing recorded); `None` if `v` is not of
 /// `g`'s float dtype.
-pub(crate) fn grad_value<F: GradFn>(
+pub(crate) fn grad_value<F: GradFn>(g: &Tensor, saved: (&Storage, &Layout)) -> Option<Tensor> {
+    zip_fresh(g, saved, Apply::<F>::new(), Apply::<F>::new())
+}
+
+fn zip_fresh(
     g: &Tensor,
     (v, v_layout): (&Storage, &Layout),
+    f32f: impl ElementFn2<f32, f32, f32>,
+    f64f: impl ElementFn2<f64, f64, f64>,
 ) -> Option<Tensor> {
     let shape = g.shape();
     let storage = match (g.storage(), v) {
-        (Storage::F32(a), Storage::F32(b)) => kernels::zip_elements_into_storage(
-            &a,
-            g.layout(),
-            b,
-            v_layout,
-            shape,
-            Apply::<F>::new(),
-        ),
-        (Storage::F64(a), Storage::F64(b)) => kernels::zip_elements_into_storage(
-            &a,
-            g.layout(),
-            b,
-            v_layout,
-            shape,
-            Apply::<F>::new(),
-        ),
+        (Storage::F32(a), Storage::F32(b)) => {
+            kernels::zip_elements_into_storage(&a, g.layout(), b, v_layout, shape, f32f)
+        }
+        (Storage::F64(a), Storage::F64(b)) => {
+            kernels::zip_elements_into_storage(&a, g.layout(), b, v_layout, shape, f64f)
+        }
         _ => return None,
     };
     Some(Tensor::from_storage(storage, Layout::contiguous(shape)))
 }
 
 /// A 0/1 mask of `pred` over `x`'s elements, in `x`'s dtype: a constant for backward rules.
+/// f32 elements are widened to f64 for the test.
 pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool + Sync + Send + Copy) -> Tensor {
-    map_with(x, |v| if pred(v as f64) { 1.0 } else { 0.0 }, |v| if pred(v) { 1.0 } else { 0.0 })
+    mask_with(x, move |v| pred(f64::from(v)), pred)
+}
+
+/// [`mask`] with a test per dtype (`test32` for f32 elements, `test64` for f64), for tests
+/// against f32 parameters that must compare as the f32 forward did.
+pub(crate) fn mask_with(
+    x: &Tensor,
+    test32: impl Fn(f32) -> bool + Sync + Send,
+    test64: impl Fn(f64) -> bool + Sync + Send,
+) -> Tensor {
+    map_with(x, move |v| f32::from(u8::from(test32(v))), move |v| f64::from(u8::from(test64(v))))
 }
 
 /// Records the elementwise op `F` on `x`, after checking that `x` is a float tensor.

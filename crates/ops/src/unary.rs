@@ -613,31 +613,15 @@ pub(crate) fn clamp_named(
                 if let Some(grad) = fused {
                     return smallvec![Some(grad)];
                 }
-                let inside = match (has_lo, has_hi) {
-                    (true, true) => {
-                        mask_of(x, move |v| (v > lo32) & (v < hi32), move |v| (v > lo) & (v < hi))
-                    }
-                    (true, false) => mask_of(x, move |v| v > lo32, move |v| v > lo),
-                    (false, true) => mask_of(x, move |v| v < hi32, move |v| v < hi),
-                    (false, false) => mask_of(x, |_| true, |_| true),
-                };
+                let inside = crate::elementwise::mask_with(
+                    x,
+                    move |v| (!has_lo | (v > lo32)) & (!has_hi | (v < hi32)),
+                    move |v| (!has_lo | (v > lo)) & (!has_hi | (v < hi)),
+                );
                 smallvec![Some(select_grad(&inside, ctx.grad()))]
             })
             .save(x)
         },
-    )
-}
-
-/// 1 where `x` passes the test (`test32` for f32 elements, `test64` for f64), else 0.
-fn mask_of(
-    x: &Tensor,
-    test32: impl Fn(f32) -> bool + Sync + Send,
-    test64: impl Fn(f64) -> bool + Sync + Send,
-) -> Tensor {
-    crate::elementwise::map_with(
-        x,
-        move |v| f32::from(u8::from(test32(v))),
-        move |v| f64::from(u8::from(test64(v))),
     )
 }
 
