@@ -127,13 +127,19 @@ unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// A function of one element that the vector loops call. Every `Fn` is one; a type whose
-/// `call` is `#[inline(always)]` is certain to be inlined into the loop, where a call through
-/// a function value may be left out of line for a large body (then every element pays a
-/// call and the loop runs scalar).
+/// A function of one element that the vector loops call. Every `Copy` `Fn` is one; a type
+/// whose `call` is `#[inline(always)]` is certain to be inlined into the loop, where a call
+/// through a function value may be left out of line for a large body (then every element
+/// pays a call and the loop runs scalar).
+///
+/// `Copy` because each loop calls a copy of the function held in registers: called through
+/// a reference, what it captured (a bound, a coefficient) is reloaded after every store the
+/// compiler cannot prove apart from it, and where that load sits in a branch, as a gather
+/// per vector (measured in docs/BENCHMARKS.md).
 ///
 /// ```
 /// use tapegrad_kernels::simd::{ElementFn, map_to_vec};
+/// #[derive(Clone, Copy)]
 /// struct Halve;
 /// impl ElementFn<f32, f32> for Halve {
 ///     #[inline(always)]
@@ -144,12 +150,12 @@ unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
 /// assert_eq!(map_to_vec(&[2.0f32, 4.0], &Halve), vec![1.0, 2.0]);
 /// assert_eq!(map_to_vec(&[2.0f32], &|x: f32| x + 1.0), vec![3.0]); // closures work too
 /// ```
-pub trait ElementFn<T, U>: Sync + Send {
+pub trait ElementFn<T, U>: Copy + Sync + Send {
     /// `f(x)`.
     fn call(&self, x: T) -> U;
 }
 
-impl<T, U, F: Fn(T) -> U + Sync + Send> ElementFn<T, U> for F {
+impl<T, U, F: Fn(T) -> U + Copy + Sync + Send> ElementFn<T, U> for F {
     #[inline(always)]
     fn call(&self, x: T) -> U {
         self(x)
@@ -160,6 +166,7 @@ impl<T, U, F: Fn(T) -> U + Sync + Send> ElementFn<T, U> for F {
 ///
 /// ```
 /// use tapegrad_kernels::simd::{ElementFn2, zip_to_vec};
+/// #[derive(Clone, Copy)]
 /// struct Mul;
 /// impl ElementFn2<f64, f64, f64> for Mul {
 ///     #[inline(always)]
@@ -169,12 +176,12 @@ impl<T, U, F: Fn(T) -> U + Sync + Send> ElementFn<T, U> for F {
 /// }
 /// assert_eq!(zip_to_vec(&[2.0, 3.0], &[4.0, 5.0], &Mul), vec![8.0, 15.0]);
 /// ```
-pub trait ElementFn2<T, U, V>: Sync + Send {
+pub trait ElementFn2<T, U, V>: Copy + Sync + Send {
     /// `f(x, y)`.
     fn call(&self, x: T, y: U) -> V;
 }
 
-impl<T, U, V, F: Fn(T, U) -> V + Sync + Send> ElementFn2<T, U, V> for F {
+impl<T, U, V, F: Fn(T, U) -> V + Copy + Sync + Send> ElementFn2<T, U, V> for F {
     #[inline(always)]
     fn call(&self, x: T, y: U) -> V {
         self(x, y)
@@ -278,8 +285,9 @@ pub fn map_widest<T: Copy, U>(src: &[T], dst: &mut [MaybeUninit<U>], f: &impl El
         type Output = ();
         #[inline(always)]
         fn run(self) {
+            let f = *self.2;
             for (d, &x) in self.1.iter_mut().zip(self.0) {
-                d.write(self.2.call(x));
+                d.write(f.call(x));
             }
         }
     }
@@ -324,8 +332,9 @@ pub fn map_pairs_widest<T: Copy, U, V>(
         type Output = ();
         #[inline(always)]
         fn run(self) {
+            let f = *self.3;
             for ((a, b), &x) in self.1.iter_mut().zip(self.2.iter_mut()).zip(self.0) {
-                let (u, v) = self.3.call(x);
+                let (u, v) = f.call(x);
                 a.write(u);
                 b.write(v);
             }
@@ -350,8 +359,9 @@ pub fn map_in_place_widest<T: Copy>(data: &mut [T], f: &impl ElementFn<T, T>) {
         type Output = ();
         #[inline(always)]
         fn run(self) {
+            let f = *self.1;
             for x in self.0.iter_mut() {
-                *x = self.1.call(*x);
+                *x = f.call(*x);
             }
         }
     }
@@ -378,8 +388,9 @@ pub fn zip_widest<T: Copy, U: Copy, V>(
         type Output = ();
         #[inline(always)]
         fn run(self) {
+            let f = *self.3;
             for ((d, &x), &y) in self.2.iter_mut().zip(self.0).zip(self.1) {
-                d.write(self.3.call(x, y));
+                d.write(f.call(x, y));
             }
         }
     }

@@ -326,7 +326,7 @@ pub fn map_pairs<T: Copy + Sync, U: Send, V: Send>(
 pub fn map<T: Copy + Sync, U: Send>(
     data: &[T],
     layout: &Layout,
-    f: impl Fn(T) -> U + Sync + Send,
+    f: impl Fn(T) -> U + Copy + Sync + Send,
 ) -> Vec<U> {
     map_elements(data, layout, f)
 }
@@ -336,6 +336,7 @@ pub fn map<T: Copy + Sync, U: Send>(
 ///
 /// ```
 /// use tapegrad_kernels::{layout::Layout, simd::ElementFn, strided::map_elements};
+/// #[derive(Clone, Copy)]
 /// struct Double;
 /// impl ElementFn<f32, f32> for Double {
 ///     #[inline(always)]
@@ -419,8 +420,9 @@ fn zip_slices_in_place<T: Copy, F: ElementFn2<T, T, T>>(dst: &mut [T], src: &[T]
         type Output = ();
         #[inline(always)]
         fn run(self) {
+            let f = *self.2;
             for (d, &v) in self.0.iter_mut().zip(self.1) {
-                *d = self.2.call(*d, v);
+                *d = f.call(*d, v);
             }
         }
     }
@@ -458,8 +460,9 @@ impl<T: Copy, F: ElementFn2<T, T, T>> WidestLoop for WithOne<'_, T, F> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        let f = *self.2;
         for d in self.0.iter_mut() {
-            *d = self.2.call(*d, self.1);
+            *d = f.call(*d, self.1);
         }
     }
 }
@@ -714,7 +717,7 @@ pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
     b: &[U],
     lb: &Layout,
     shape: &[usize],
-    f: impl Fn(T, U) -> V + Sync + Send,
+    f: impl Fn(T, U) -> V + Copy + Sync + Send,
 ) -> Vec<V> {
     zip_elements(a, la, b, lb, shape, f)
 }
@@ -725,6 +728,7 @@ pub fn zip_map<T: Copy + Sync, U: Copy + Sync, V: Send>(
 ///
 /// ```
 /// use tapegrad_kernels::{layout::Layout, simd::ElementFn2, strided::zip_elements};
+/// #[derive(Clone, Copy)]
 /// struct Hypot;
 /// impl ElementFn2<f64, f64, f64> for Hypot {
 ///     #[inline(always)]
@@ -839,8 +843,9 @@ impl<T: Copy, U, F: ElementFn<T, U>> WidestLoop for StridedMap<'_, T, U, F> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        let f = *self.f;
         for (j, slot) in self.row.iter_mut().enumerate() {
-            slot.write(self.f.call(self.data[self.first + j * self.step]));
+            slot.write(f.call(self.data[self.first + j * self.step]));
         }
     }
 }
@@ -858,9 +863,10 @@ impl<T: Copy, U: Copy, V, F: ElementFn2<T, U, V>> WidestLoop for StridedZip<'_, 
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        let f = *self.f;
         let ((a, oa, sa), (b, ob, sb)) = (self.a, self.b);
         for (j, d) in self.row.iter_mut().enumerate() {
-            d.write(self.f.call(a[oa + j * sa], b[ob + j * sb]));
+            d.write(f.call(a[oa + j * sa], b[ob + j * sb]));
         }
     }
 }
@@ -873,9 +879,10 @@ impl<T: Copy, U: Copy, V, F: ElementFn2<T, U, V>> WidestLoop for WithSecond<'_, 
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        let f = *self.3;
         let y = self.1;
         for (d, &x) in self.2.iter_mut().zip(self.0) {
-            d.write(self.3.call(x, y));
+            d.write(f.call(x, y));
         }
     }
 }
@@ -887,9 +894,10 @@ impl<T: Copy, U: Copy, V, F: ElementFn2<T, U, V>> WidestLoop for WithFirst<'_, T
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        let f = *self.3;
         let x = self.0;
         for (d, &y) in self.2.iter_mut().zip(self.1) {
-            d.write(self.3.call(x, y));
+            d.write(f.call(x, y));
         }
     }
 }

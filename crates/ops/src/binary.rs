@@ -18,8 +18,8 @@ pub(crate) fn zip_value(
     a: &Tensor,
     b: &Tensor,
     shape: &[usize],
-    f32f: impl Fn(f32, f32) -> f32 + Sync + Send,
-    f64f: impl Fn(f64, f64) -> f64 + Sync + Send,
+    f32f: impl Fn(f32, f32) -> f32 + Copy + Sync + Send,
+    f64f: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
 ) -> Tensor {
     let la = a.layout().broadcast_to(shape).expect("shapes checked by the caller");
     let lb = b.layout().broadcast_to(shape).expect("shapes checked by the caller");

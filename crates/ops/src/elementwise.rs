@@ -107,8 +107,8 @@ pub(crate) fn map<F: UnaryFn>(x: &Tensor) -> Tensor {
 /// Like [`map`] with a pair of closures, for functions with run-time parameters.
 pub(crate) fn map_with(
     x: &Tensor,
-    f32f: impl Fn(f32) -> f32 + Sync + Send,
-    f64f: impl Fn(f64) -> f64 + Sync + Send,
+    f32f: impl Fn(f32) -> f32 + Copy + Sync + Send,
+    f64f: impl Fn(f64) -> f64 + Copy + Sync + Send,
 ) -> Tensor {
     let layout = x.layout();
     let storage = match x.storage() {
@@ -169,8 +169,8 @@ pub(crate) fn fused_rule_with(
 fn fused_zip(
     ctx: &BackwardCtx<'_>,
     (v, v_layout): (&Storage, &Layout),
-    f32f: impl ElementFn2<f32, f32, f32> + Copy,
-    f64f: impl ElementFn2<f64, f64, f64> + Copy,
+    f32f: impl ElementFn2<f32, f32, f32>,
+    f64f: impl ElementFn2<f64, f64, f64>,
 ) -> Option<Tensor> {
     let g = ctx.grad();
     if tapegrad_tape::is_grad_enabled()
@@ -227,7 +227,7 @@ fn zip_fresh(
 
 /// A 0/1 mask of `pred` over `x`'s elements, in `x`'s dtype: a constant for backward rules.
 /// f32 elements are widened to f64 for the test.
-pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool + Sync + Send + Copy) -> Tensor {
+pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool + Copy + Sync + Send + Copy) -> Tensor {
     mask_with(x, move |v| pred(f64::from(v)), pred)
 }
 
@@ -235,8 +235,8 @@ pub(crate) fn mask(x: &Tensor, pred: impl Fn(f64) -> bool + Sync + Send + Copy) 
 /// against f32 parameters that must compare as the f32 forward did.
 pub(crate) fn mask_with(
     x: &Tensor,
-    test32: impl Fn(f32) -> bool + Sync + Send,
-    test64: impl Fn(f64) -> bool + Sync + Send,
+    test32: impl Fn(f32) -> bool + Copy + Sync + Send,
+    test64: impl Fn(f64) -> bool + Copy + Sync + Send,
 ) -> Tensor {
     map_with(x, move |v| f32::from(u8::from(test32(v))), move |v| f64::from(u8::from(test64(v))))
 }
@@ -258,8 +258,8 @@ pub(crate) fn unary<F: UnaryFn>(
 pub(crate) fn unary_with(
     op: &'static str,
     x: &Tensor,
-    f32f: impl Fn(f32) -> f32 + Sync + Send,
-    f64f: impl Fn(f64) -> f64 + Sync + Send,
+    f32f: impl Fn(f32) -> f32 + Copy + Sync + Send,
+    f64f: impl Fn(f64) -> f64 + Copy + Sync + Send,
     make: impl Fn() -> Backward,
 ) -> Tensor {
     let location = Location::caller();

@@ -92,6 +92,15 @@ grad_fn!(TimesDerivative, |g, d| g * d);
 /// functions whose common work (GELU's normal tail, SiLU's sigmoid) the compiler does once.
 struct WithDerivative<F, G>(PhantomData<fn() -> (F, G)>);
 
+// By hand: a derive would ask `F: Copy` and `G: Copy` of the marker types.
+impl<F, G> Clone for WithDerivative<F, G> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F, G> Copy for WithDerivative<F, G> {}
+
 impl<F: UnaryFn, G: GradFn, T: Special> ElementFn<T, (T, T)> for WithDerivative<F, G> {
     #[inline(always)]
     fn call(&self, x: T) -> (T, T) {

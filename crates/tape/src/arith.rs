@@ -109,7 +109,7 @@ fn in_f32(f: impl Fn(f64, f64) -> f64 + Copy, s: f64) -> impl Fn(f32) -> f32 + C
 /// per backward step.
 fn map_grad(
     ctx: &BackwardCtx<'_>,
-    f: impl Fn(f64, f64) -> f64 + Sync + Send,
+    f: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
     s: f64,
     fallback: impl FnOnce(&Tensor) -> Tensor,
 ) -> Tensor {
@@ -302,7 +302,7 @@ impl Tensor {
 
     /// `f(x, s)` over this tensor's elements, rounded as [`Tensor::scalar_op`] rounds them,
     /// written over them: what backward rules do to a gradient they may reuse.
-    fn scalar_op_in_place(&self, f: impl Fn(f64, f64) -> f64 + Sync + Send, s: f64) {
+    fn scalar_op_in_place(&self, f: impl Fn(f64, f64) -> f64 + Copy + Sync + Send, s: f64) {
         self.update_storage(|storage, layout| {
             let range = layout.offset()..layout.offset() + layout.numel();
             if let Some(v) = storage.make_mut::<f32>() {

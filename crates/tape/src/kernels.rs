@@ -21,7 +21,7 @@ use crate::{Buffer, Storage, StorageElement};
 pub fn map_into_storage<T: Copy + Sync, U: StorageElement>(
     data: &[T],
     layout: &Layout,
-    f: impl Fn(T) -> U + Sync + Send,
+    f: impl Fn(T) -> U + Copy + Sync + Send,
 ) -> Storage {
     map_elements_into_storage(data, layout, f)
 }
@@ -32,6 +32,7 @@ pub fn map_into_storage<T: Copy + Sync, U: StorageElement>(
 /// ```
 /// use tapegrad_kernels::simd::ElementFn;
 /// use tapegrad_tape::{kernels::map_elements_into_storage, layout::Layout};
+/// #[derive(Clone, Copy)]
 /// struct Square;
 /// impl ElementFn<f64, f64> for Square {
 ///     #[inline(always)]
@@ -92,7 +93,7 @@ pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
     b: &[U],
     lb: &Layout,
     shape: &[usize],
-    f: impl Fn(T, U) -> V + Sync + Send,
+    f: impl Fn(T, U) -> V + Copy + Sync + Send,
 ) -> Storage {
     zip_elements_into_storage(a, la, b, lb, shape, f)
 }
@@ -103,6 +104,7 @@ pub fn zip_map_into_storage<T: Copy + Sync, U: Copy + Sync, V: StorageElement>(
 /// ```
 /// use tapegrad_kernels::simd::ElementFn2;
 /// use tapegrad_tape::{kernels::zip_elements_into_storage, layout::Layout};
+/// #[derive(Clone, Copy)]
 /// struct Scale;
 /// impl ElementFn2<f32, f32, f32> for Scale {
 ///     #[inline(always)]
