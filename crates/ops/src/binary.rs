@@ -143,15 +143,10 @@ impl Flag for f64 {
     }
 }
 
-/// `k ? x : y` over equal-length slices (selection, not arithmetic, so infinities in the
-/// branch not taken cannot turn into NaN).
-fn select<K: Flag, T: Copy>(k: &[K], x: &[T], y: &[T]) -> Vec<T> {
-    k.iter().zip(x).zip(y).map(|((&k, &x), &y)| if k.is_set() { x } else { y }).collect()
-}
-
 /// `keep ? a : b` over `shape` (nothing recorded), `keep` of element type `K`, `a` and `b`
 /// of `T`. A one-element operand (the zero of a masked gradient, a fill value) is passed by
-/// value into a broadcasting zip with the other, so it is never spread into a buffer.
+/// value into a broadcasting zip with the other, so it is never spread into a buffer;
+/// three full operands go through the kernels' `select`.
 fn select_value<K: Flag, T: StorageElement>(
     keep: &Tensor,
     a: &Tensor,
@@ -199,7 +194,12 @@ fn select_value<K: Flag, T: StorageElement>(
             let (k, x, y) = (full(keep), full(a), full(b));
             let k = k.as_slice::<K>().expect("condition dtype checked");
             let (x, y) = (x.as_slice::<T>(), y.as_slice::<T>());
-            Storage::from_vec(select(k, x.expect("dtypes checked"), y.expect("dtypes checked")))
+            Storage::from_vec(tapegrad_kernels::strided::select(
+                k,
+                x.expect("dtypes checked"),
+                y.expect("dtypes checked"),
+                |k: K| k.is_set(),
+            ))
         }
     }
 }
