@@ -15,7 +15,7 @@ use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic};
 
 use crate::binary::{select_grad, try_where};
-use crate::elementwise::{fused_rule, fused_rule_with, grad_fn, mask, unary, unary_fn};
+use crate::elementwise::{binary_fn, fused_rule, fused_rule_with, mask, unary, unary_fn};
 use crate::unary::{
     clamp_named, elu_scaled, sigmoid, sigmoid_op, softplus_op, tanh, unary_saving_derivative,
 };
@@ -28,13 +28,13 @@ const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 // x tanh(softplus(x)), and its derivative t + x s (1 - t^2) with t = tanh(softplus(x)),
 // s = sigmoid(x) (softplus' = sigmoid).
 unary_fn!(Mish, |x| x * x.softplus_vectorisable().tanh_vectorisable());
-grad_fn!(MishGrad, |g, x| {
+binary_fn!(MishGrad, |g, x| {
     let t = x.softplus_vectorisable().tanh_vectorisable();
     g * (t + x * sigmoid(x) * (T::ONE - t * t))
 });
 // ln sigmoid(x) = -softplus(-x) = min(x, 0) - ln(1 + e^-|x|), PyTorch's formula.
 unary_fn!(LogSigmoid, |x| -(-x).softplus_vectorisable());
-grad_fn!(LogSigmoidGrad, |g, x| g * sigmoid(-x));
+binary_fn!(LogSigmoidGrad, |g, x| g * sigmoid(-x));
 
 #[track_caller]
 fn mish(x: &Tensor) -> Tensor {

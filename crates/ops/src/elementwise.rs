@@ -58,7 +58,7 @@ impl Special for f64 {
     }
 }
 
-/// A [`UnaryFn`] or [`GradFn`] as the kernels' element function: its `#[inline(always)]`
+/// A [`UnaryFn`] or [`BinaryFn`] as the kernels' element function: its `#[inline(always)]`
 /// methods are certain to be inlined into the vector loops (a function value may not be,
 /// for a large body, which then runs scalar with a call per element).
 pub(crate) struct Apply<F>(std::marker::PhantomData<fn() -> F>);
@@ -85,7 +85,7 @@ impl<F: UnaryFn, T: Special> ElementFn<T, T> for Apply<F> {
     }
 }
 
-impl<F: GradFn, T: Special> ElementFn2<T, T, T> for Apply<F> {
+impl<F: BinaryFn, T: Special> ElementFn2<T, T, T> for Apply<F> {
     #[inline(always)]
     fn call(&self, g: T, v: T) -> T {
         F::apply(g, v)
@@ -119,24 +119,46 @@ pub(crate) fn map_with(
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
 }
 
-/// A function of the incoming gradient and one saved tensor, for [`fused_rule`].
-pub(crate) trait GradFn {
-    fn apply<T: Special>(g: T, v: T) -> T;
+/// A function of two elements: of the incoming gradient and one saved tensor for
+/// [`fused_rule`], or of two operands for [`zip`].
+pub(crate) trait BinaryFn {
+    fn apply<T: Special>(a: T, b: T) -> T;
 }
 
-/// Defines a zero-sized [`GradFn`] from an expression in `g` and `v`.
-macro_rules! grad_fn {
-    ($name:ident, |$g:ident, $v:ident| $body:expr) => {
+/// Defines a zero-sized [`BinaryFn`] from an expression in its two arguments.
+macro_rules! binary_fn {
+    ($name:ident, |$a:ident, $b:ident| $body:expr) => {
         pub(crate) struct $name;
-        impl $crate::elementwise::GradFn for $name {
+        impl $crate::elementwise::BinaryFn for $name {
             #[inline(always)]
-            fn apply<T: $crate::elementwise::Special>($g: T, $v: T) -> T {
+            fn apply<T: $crate::elementwise::Special>($a: T, $b: T) -> T {
+                #[allow(unused_imports)]
+                use tapegrad_tape::Element as _;
                 $body
             }
         }
     };
 }
-pub(crate) use grad_fn;
+pub(crate) use binary_fn;
+
+/// `F` over the elements of `a` and `b` broadcast to `shape`, as a new contiguous tensor
+/// (nothing recorded): [`crate::binary::zip_value`] for element functions too large for
+/// a closure to be inlined into the vector loop. Both must be of one float dtype.
+pub(crate) fn zip<F: BinaryFn>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
+    let la = a.layout().broadcast_to(shape).expect("shapes checked by the caller");
+    let lb = b.layout().broadcast_to(shape).expect("shapes checked by the caller");
+    let f = Apply::<F>::new();
+    let storage = match (a.storage(), b.storage()) {
+        (Storage::F32(x), Storage::F32(y)) => {
+            kernels::zip_elements_into_storage(&x, &la, &y, &lb, shape, f)
+        }
+        (Storage::F64(x), Storage::F64(y)) => {
+            kernels::zip_elements_into_storage(&x, &la, &y, &lb, shape, f)
+        }
+        _ => unreachable!("one float dtype checked by the caller"),
+    };
+    Tensor::from_storage(storage, Layout::contiguous(shape))
+}
 
 /// `F(g, v)` over the elements of the incoming gradient `g` and saved values `v` (a storage
 /// and its layout) of its shape, in one pass, when the result will not be differentiated
@@ -144,7 +166,7 @@ pub(crate) use grad_fn;
 /// composes recorded ops instead. The result is written over `g` when the rule may reuse it
 /// ([`BackwardCtx::grad_for_reuse`]), else into one fresh tensor where the composed rule
 /// would allocate three.
-pub(crate) fn fused_rule<F: GradFn>(
+pub(crate) fn fused_rule<F: BinaryFn>(
     ctx: &BackwardCtx<'_>,
     saved: (&Storage, &Layout),
 ) -> Option<Tensor> {
@@ -202,7 +224,7 @@ fn fused_zip(
 /// `F(g, v)` over the elements of `g` and of the saved values `v` (a storage and its layout)
 /// of `g`'s shape, as a new contiguous tensor (nothing recorded); `None` if `v` is not of
 /// `g`'s float dtype.
-pub(crate) fn grad_value<F: GradFn>(g: &Tensor, saved: (&Storage, &Layout)) -> Option<Tensor> {
+pub(crate) fn grad_value<F: BinaryFn>(g: &Tensor, saved: (&Storage, &Layout)) -> Option<Tensor> {
     zip_fresh(g, saved, Apply::<F>::new(), Apply::<F>::new())
 }
 

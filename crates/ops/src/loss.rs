@@ -18,9 +18,10 @@ use std::panic::Location;
 
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, DType, Element, Error, Result, Tensor, ensure_float, record_with_tangent,
+    Backward, DType, Element, Error, Result, Storage, Tensor, ensure_float, record_with_tangent,
 };
 
+use crate::elementwise::{binary_fn, unary_fn};
 use crate::functional::softmax_op;
 use crate::{BinaryOps, binary, elementwise, reduce, shape, unary};
 
@@ -672,9 +673,7 @@ impl BCELoss {
         let location = Location::caller();
         let shape = tapegrad_tape::arith::broadcast_pair(OP, input, target, location)?;
         for (name, t) in [("input", input), ("target", target)] {
-            let values = t.to_vec::<f64>();
-            if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !(0.0..=1.0).contains(*v))
-            {
+            if let Some((i, v)) = first_outside_unit_interval(t) {
                 return Err(Error::InvalidArgument {
                     op: OP,
                     message: format!(
@@ -684,14 +683,24 @@ impl BCELoss {
                 });
             }
         }
-        let value = binary::zip_value(input, target, &shape, bce::<f32>, bce::<f64>);
-        // The derivatives of one element in the input and the target.
+        let value = elementwise::zip::<Bce>(input, target, &shape);
+        // The derivatives of one element in the input and the target: one pass each when
+        // they will not be differentiated again, else composed of recorded ops (the same
+        // arithmetic in the same order, so the same bits).
         let d_input = |p: &Tensor, y: &Tensor| {
+            if !tapegrad_tape::is_grad_enabled() {
+                return elementwise::zip::<BceInputSlope>(p, y, &shape_of(p, y));
+            }
             let variance = unary::clamp(&(p * &p.rsub_scalar(1.0)), Some(BCE_EPSILON), None);
             &(p - y) / &variance
         };
         // PyTorch leaves these logs unclamped: infinite at p = 0 or 1.
-        let d_target = |p: &Tensor| &unary::log1p(&-p) - &unary::log(p);
+        let d_target = |p: &Tensor| {
+            if !tapegrad_tape::is_grad_enabled() {
+                return elementwise::map::<BceTargetSlope>(p);
+            }
+            &unary::log1p(&-p) - &unary::log(p)
+        };
         let make_backward = || {
             Backward::new(move |ctx| {
                 let (g, p, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
@@ -718,15 +727,56 @@ impl BCELoss {
 /// its value is the f32 nearest 1e-12 in both dtypes.
 const BCE_EPSILON: f64 = 1e-12f32 as f64;
 
-/// One element of binary cross-entropy, with PyTorch's clamped logs.
-fn bce<T: Element>(p: T, y: T) -> T {
+/// Where `t` has an element outside [0, 1] (or NaN), and its value: BCE's domain check.
+/// A branch-free pass over float tensors finds whether there is one; only then are the
+/// values searched for the first.
+fn first_outside_unit_interval(t: &Tensor) -> Option<(usize, f64)> {
+    fn all_inside<T: Element>(values: &[T]) -> bool {
+        values.iter().fold(true, |inside, &v| inside & (v >= T::ZERO) & (v <= T::ONE))
+    }
+    let inside = match t.contiguous_storage() {
+        Storage::F32(v) => all_inside(&v),
+        Storage::F64(v) => all_inside(&v),
+        Storage::I64(_) | Storage::Bool(_) => false,
+    };
+    if inside {
+        return None;
+    }
+    t.to_vec::<f64>().into_iter().enumerate().find(|(_, v)| !(0.0..=1.0).contains(v))
+}
+
+// Binary cross-entropy's element functions, as types: the vector loops are certain to
+// inline them (closures of this size were left out of line, a call per element).
+
+// One element of the loss, with PyTorch's logs clamped at -100 (written out: NaN must reach
+// the loss, and `Float::max` would drop it).
+binary_fn!(Bce, |p, y| {
     let floor = T::from_f64(-100.0);
     let log_p = p.ln_vectorisable();
     let log_q = (-p).ln_1p_vectorisable();
-    // `max` written out: NaN must reach the loss, and `Float::max` would drop it.
     let log_p = if log_p < floor { floor } else { log_p };
     let log_q = if log_q < floor { floor } else { log_q };
     -(y * log_p + (T::ONE - y) * log_q)
+});
+
+// The derivative in the input `p` at target `y`: `(p - y) / max(p (1 - p), ε)` (a NaN
+// variance stays NaN, as `clamp` keeps it).
+binary_fn!(BceInputSlope, |p, y| {
+    let epsilon = T::from_f64(BCE_EPSILON);
+    let variance = p * (T::ONE - p);
+    (p - y) / if variance < epsilon { epsilon } else { variance }
+});
+
+// The derivative in the target at input `p`: `ln(1 - p) - ln(p)`, unclamped.
+unary_fn!(BceTargetSlope, |p| (-p).ln_1p_vectorisable() - p.ln_vectorisable());
+
+// Binary cross-entropy on logits: its derivative in the logit `x` at target `y`.
+binary_fn!(SigmoidMinus, |x, y| unary::sigmoid(x) - y);
+
+/// The shape that a loss's input and target broadcast to (checked when the loss was taken).
+fn shape_of(input: &Tensor, target: &Tensor) -> Vec<usize> {
+    let shape = tapegrad_tape::layout::broadcast_shapes(input.shape(), target.shape());
+    shape.expect("shapes checked in forward").to_vec()
 }
 
 impl BCEWithLogitsLoss {
@@ -759,10 +809,14 @@ impl BCEWithLogitsLoss {
                 let make_backward = || {
                     Backward::new(|ctx| {
                         let (g, x, y) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+                        // `sigmoid(x) - y` in one pass when it will not be differentiated
+                        // again (the same bits as the recorded ops).
+                        let slope = || match tapegrad_tape::is_grad_enabled() {
+                            false => elementwise::zip::<SigmoidMinus>(x, y, &shape_of(x, y)),
+                            true => &unary::sigmoid_op(x) - y,
+                        };
                         smallvec![
-                            ctx.needs_input_grad(0).then(|| {
-                                (g * &(&unary::sigmoid_op(x) - y)).sum_to_shape(x.shape())
-                            }),
+                            ctx.needs_input_grad(0).then(|| (g * &slope()).sum_to_shape(x.shape())),
                             ctx.needs_input_grad(1).then(|| (-(g * x)).sum_to_shape(y.shape())),
                         ]
                     })
@@ -948,7 +1002,6 @@ fn cross_entropy_of_rows(
     reduction: Reduction,
 ) -> Result<Tensor> {
     use tapegrad_kernels::softmax::{cross_entropy, cross_entropy_backward};
-    use tapegrad_tape::Storage;
     use tapegrad_tape::layout::Layout;
     let location = Location::caller();
     let classes = ClassTargets::check(logits, target, weight, ignore_index, location)?;

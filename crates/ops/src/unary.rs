@@ -42,7 +42,8 @@ use tapegrad_tape::{
 
 use crate::binary::{select_grad, try_where};
 use crate::elementwise::{
-    GradFn, Special, UnaryFn, fused_rule, grad_fn, grad_value, mask, unary, unary_fn, unary_with,
+    BinaryFn, Special, UnaryFn, binary_fn, fused_rule, grad_value, mask, unary, unary_fn,
+    unary_with,
 };
 use crate::options::setters;
 
@@ -73,19 +74,19 @@ unary_fn!(CosInRange, |x| x.cos_in_range());
 unary_fn!(Erf, |x| x.erf());
 unary_fn!(Silu, |x| x * sigmoid(x));
 unary_fn!(GeluErf, |x| x * x.normal_cdf());
-grad_fn!(TanhGrad, |g, y| g * (T::ONE - y * y));
-grad_fn!(SigmoidGrad, |g, y| g * (y * (T::ONE - y)));
+binary_fn!(TanhGrad, |g, y| g * (T::ONE - y * y));
+binary_fn!(SigmoidGrad, |g, y| g * (y * (T::ONE - y)));
 // PyTorch's `threshold_backward(g, y, 0)`: `y <= 0 ? 0 : g`, so NaN passes the gradient.
-grad_fn!(ReluGrad, |g, x| if x <= T::ZERO { T::ZERO } else { g });
+binary_fn!(ReluGrad, |g, x| if x <= T::ZERO { T::ZERO } else { g });
 // d/dx x s(x) = s (1 + x (1 - s)).
-grad_fn!(SiluGrad, |g, x| {
+binary_fn!(SiluGrad, |g, x| {
     let s = sigmoid(x);
     g * (s * (T::ONE + x * (T::ONE - s)))
 });
 // d/dx x Phi(x) = Phi(x) + x phi(x).
-grad_fn!(GeluErfGrad, |g, x| g * x.gelu_derivative());
+binary_fn!(GeluErfGrad, |g, x| g * x.gelu_derivative());
 // The gradient times a derivative saved by the forward pass.
-grad_fn!(TimesDerivative, |g, d| g * d);
+binary_fn!(TimesDerivative, |g, d| g * d);
 
 /// `F` and its derivative `G(1, x)` of one element (`G(g, x) = g F'(x)`, the product
 /// taken last, so `G(g, x)` and `g` times the derivative are the same bits): two inlined
@@ -101,7 +102,7 @@ impl<F, G> Clone for WithDerivative<F, G> {
 
 impl<F, G> Copy for WithDerivative<F, G> {}
 
-impl<F: UnaryFn, G: GradFn, T: Special> ElementFn<T, (T, T)> for WithDerivative<F, G> {
+impl<F: UnaryFn, G: BinaryFn, T: Special> ElementFn<T, (T, T)> for WithDerivative<F, G> {
     #[inline(always)]
     fn call(&self, x: T) -> (T, T) {
         (F::apply(x), G::apply(T::ONE, x))
@@ -109,7 +110,7 @@ impl<F: UnaryFn, G: GradFn, T: Special> ElementFn<T, (T, T)> for WithDerivative<
 }
 
 // y = x/2 (1 + tanh u), u = c (x + k x^3): dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2).
-grad_fn!(GeluTanhGrad, |g, x| {
+binary_fn!(GeluTanhGrad, |g, x| {
     let (half, c, k) =
         (T::from_f64(0.5), T::from_f64((2.0 / std::f64::consts::PI).sqrt()), T::from_f64(0.044715));
     let t = (c * (x + k * x * x * x)).tanh_vectorisable();
@@ -183,7 +184,7 @@ pub(crate) fn tanh(x: &Tensor) -> Tensor {
 /// recorded three and its rules took eight more. `dfdy` is `∂F/∂y`, written with recorded
 /// ops so that every further order goes through it too.
 #[track_caller]
-fn output_rule<F: GradFn>(
+fn output_rule<F: BinaryFn>(
     op: &'static str,
     g: &Tensor,
     y: &Tensor,
@@ -480,7 +481,7 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
 /// instead of evaluating a function as costly as `F` again (GELU, SiLU); otherwise the
 /// rule evaluates `G`.
 #[track_caller]
-pub(crate) fn unary_saving_derivative<F: UnaryFn, G: GradFn>(
+pub(crate) fn unary_saving_derivative<F: UnaryFn, G: BinaryFn>(
     op: &'static str,
     x: &Tensor,
     composed: impl Fn(&BackwardCtx<'_>) -> Tensor + Copy + Send + Sync + 'static,
@@ -519,7 +520,7 @@ const SAVES_DERIVATIVE_FROM: usize = 4096;
 
 /// `F(x)` and its derivative `G(1, x)` from one pass over `x`, when the op will be recorded
 /// and `x` is a large contiguous float tensor; `None` otherwise.
-fn value_and_derivative<F: UnaryFn, G: GradFn>(x: &Tensor) -> Option<(Tensor, Tensor)> {
+fn value_and_derivative<F: UnaryFn, G: BinaryFn>(x: &Tensor) -> Option<(Tensor, Tensor)> {
     let layout = x.layout();
     let n = layout.numel();
     if n < SAVES_DERIVATIVE_FROM || !layout.is_contiguous() || !will_record(&[x]) {

@@ -145,4 +145,49 @@ fn binary_cross_entropy_rejects_values_outside_zero_one() {
         assert!(err.contains(what) && err.contains(file!()), "{err}");
     }
     assert!(functional::try_binary_cross_entropy_with(&half, &half, Reduction::Mean).is_ok());
+
+    // Past the first few elements, in f64, and through a transposed view: the element named
+    // is the view's.
+    let mut values = vec![0.25f64; 300];
+    values[35 * 3 + 2] = 1.0 + 1e-12; // row 35, column 2: (2, 35) of the view
+    let p = Tensor::from_vec(values, &[100, 3]).transpose(0, 1);
+    let y = Tensor::full_dtype(&[3, 100], 0.5, DType::F64);
+    let err = functional::try_binary_cross_entropy_with(&p, &y, Reduction::Sum).unwrap_err();
+    assert!(err.to_string().contains("element 235 is 1.000000000001"), "{err}");
+}
+
+/// A plain backward takes the binary cross-entropies' derivatives in one pass each; with
+/// `create_graph` they are recorded ops. Both give the same bits, at BCE's clamp (p = 0 or
+/// 1), at extreme logits and away from them.
+#[test]
+fn binary_cross_entropy_gradients_without_and_with_create_graph_agree() {
+    use tapegrad_tape::{GradOptions, grad};
+    for (dtype, logits) in
+        [DType::F32, DType::F64].into_iter().flat_map(|d| [(d, false), (d, true)])
+    {
+        let mut p: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.618_034).fract()).collect();
+        p[..4].copy_from_slice(&[0.0, 1.0, 1e-30, 1.0 - 1e-7]);
+        let y: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.414_214).fract()).collect();
+        let p = Tensor::from_vec(p, &[10, 100]).to_dtype(dtype);
+        // Logits from -40 to 40 (sigmoid saturates in f32 past about 17).
+        let p = if logits { (&p - 0.5).mul_scalar(80.0) } else { p }.requires_grad();
+        let y = Tensor::from_vec(y, &[10, 100]).to_dtype(dtype).requires_grad();
+        let grads = |create_graph: bool| {
+            let loss = match logits {
+                false => functional::binary_cross_entropy_with(&p, &y, Reduction::Mean),
+                true => functional::binary_cross_entropy_with_logits(&p, &y),
+            };
+            let options = GradOptions::new().create_graph(create_graph);
+            grad(&[&loss], &[&p, &y], options)
+                .into_iter()
+                .map(|g| g.unwrap().to_vec::<f64>())
+                .collect::<Vec<_>>()
+        };
+        let (fused, recorded) = (grads(false), grads(true));
+        for (a, b) in fused.iter().zip(&recorded) {
+            let same = a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{dtype:?}, logits {logits}: {:?} vs {:?}", &a[..4], &b[..4]);
+        }
+        assert!(fused[0][..2].iter().all(|v| v.is_finite()), "the input's slope is clamped");
+    }
 }
