@@ -1,7 +1,7 @@
 //! Rows picked by index and rows added back by index: the forward and backward loops of
-//! `index_select` along any dimension (`embedding` is the first). Both split the output by
-//! its rows across threads, so each row is written by one task and the result is the same
-//! at every thread count.
+//! `index_select` along any dimension (`embedding` is the first), and `index_add`'s. Each
+//! splits its output by rows across threads, so each row is written by one task and the
+//! result is the same at every thread count.
 
 use std::mem::MaybeUninit;
 
@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::Real;
 use crate::parallel::{start_parallel, written_in_chunks};
+use crate::simd::{WidestLoop, run_widest};
 
 /// Elements of output a task takes at a time: a block that stays in the core's cache
 /// between being cleared and being written.
@@ -59,8 +60,11 @@ pub fn select_rows<T: Copy + Send + Sync>(
                 }
             } else {
                 for (row, &i) in head.chunks_exact_mut(inner).zip(picked) {
-                    for (slot, &v) in row.iter_mut().zip(&rows[i * inner..(i + 1) * inner]) {
-                        slot.write(v);
+                    let from = &rows[i * inner..(i + 1) * inner];
+                    // SAFETY: `row` and `from` are distinct slices of `inner` elements, and
+                    // `MaybeUninit<T>` has `T`'s layout.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(from.as_ptr(), row.as_mut_ptr().cast(), inner)
                     }
                 }
             }
@@ -99,64 +103,176 @@ pub fn add_rows_to_zeros<T: Real>(
     idx: &[usize],
     (outer, n, inner): (usize, usize, usize),
 ) -> Vec<T> {
-    let picks = idx.len();
-    assert_eq!(src.len(), outer * picks * inner, "add_rows_to_zeros: one source row per pick");
-    assert!(idx.iter().all(|&i| i < n), "add_rows_to_zeros: an index is out of range for {n} rows");
-    let len = outer * n * inner;
-    if len == 0 {
-        return Vec::new();
+    let plan = RowSums::new("add_rows_to_zeros", src, idx, (outer, n, inner));
+    written_in_chunks(outer * n * inner, plan.chunk, plan.per_task, |c, out| plan.add(c, out))
+}
+
+/// `dst` (`outer` blocks of `n` rows of `inner`) with row `k` of each source block (blocks of
+/// `idx.len()` rows) added into row `idx[k]` of the same block, in place: `index_add`.
+/// Repeated indices add up in the order of `idx`, at every thread count.
+///
+/// ```
+/// use tapegrad_kernels::rows::add_rows;
+/// let mut table = vec![1.0f32; 6];
+/// add_rows(&mut table, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 0, 2], (1, 3, 2));
+/// assert_eq!(table, vec![4.0, 5.0, 1.0, 1.0, 7.0, 9.0]);
+/// ```
+///
+/// # Panics
+/// If an index is `n` or more, `src` does not hold `outer` blocks of `idx.len()` rows, or
+/// `dst` does not hold `outer` blocks of `n`.
+pub fn add_rows<T: Real>(
+    dst: &mut [T],
+    src: &[T],
+    idx: &[usize],
+    (outer, n, inner): (usize, usize, usize),
+) {
+    assert_eq!(dst.len(), outer * n * inner, "add_rows: dst is not {outer} blocks of {n} rows");
+    let plan = RowSums::new("add_rows", src, idx, (outer, n, inner));
+    if dst.is_empty() {
+        return;
     }
-    // Source rows `picked` (in order) added into rows `rows` of `out`.
-    let add = |out: &mut [T], rows: &[usize], picked: &[T]| {
-        if inner == 1 {
-            for (&i, &g) in rows.iter().zip(picked) {
-                out[i] += g;
+    let add = |(c, out): (usize, &mut [T])| plan.add(c, out);
+    if dst.len() > plan.chunk && start_parallel(dst.len()) {
+        dst.par_chunks_mut(plan.chunk).enumerate().with_min_len(plan.per_task).for_each(add);
+    } else {
+        dst.chunks_mut(plan.chunk).enumerate().for_each(add);
+    }
+}
+
+/// How [`add_rows`] and [`add_rows_to_zeros`] split their output: into chunks of whole
+/// destination rows, each added to by one task, reading the source rows that land in it in
+/// the order of `idx` (so every row's sum is in that order however the rows are split).
+struct RowSums<'a, T> {
+    src: &'a [T],
+    idx: &'a [usize],
+    picks: usize,
+    inner: usize,
+    /// Elements of output per chunk: whole blocks when `outer > 1`, else a run of rows.
+    chunk: usize,
+    /// Chunks a task takes at least.
+    per_task: usize,
+    /// With one block split into runs of rows: the picks `k` that land in each run, grouped
+    /// run by run (`order[starts[c]..starts[c + 1]]` for run `c`), each group in the order of
+    /// `idx` (a counting sort). Empty when the chunks are whole blocks or there is one run.
+    order: Vec<usize>,
+    starts: Vec<usize>,
+}
+
+impl<'a, T: Real> RowSums<'a, T> {
+    fn new(
+        op: &str,
+        src: &'a [T],
+        idx: &'a [usize],
+        (outer, n, inner): (usize, usize, usize),
+    ) -> Self {
+        let picks = idx.len();
+        assert_eq!(src.len(), outer * picks * inner, "{op}: one source row per pick");
+        assert!(idx.iter().all(|&i| i < n), "{op}: an index is out of range for {n} rows");
+        let (mut order, mut starts) = (Vec::new(), Vec::new());
+        if outer > 1 || n * inner == 0 {
+            // The blocks are disjoint: a task takes whole blocks, a few to a task when small.
+            let per_task = (BLOCK / (n * inner).max(1)).max(1);
+            let chunk = (n * inner).max(1);
+            return RowSums { src, idx, picks, inner, chunk, per_task, order, starts };
+        }
+        // One block (embedding's table, index_add along the first dimension): runs of rows,
+        // as many as keep every thread busy, none smaller than a cache-sized block; a
+        // single run reads the source in order.
+        let len = n * inner;
+        let threads = rayon::current_num_threads();
+        let runs = match threads > 1 && start_parallel(len) {
+            true => (2 * threads).min(len / BLOCK).max(1),
+            false => 1,
+        };
+        let rows_per_run = n.div_ceil(runs);
+        let runs = n.div_ceil(rows_per_run);
+        if runs > 1 {
+            starts = vec![0usize; runs + 1];
+            for &i in idx {
+                starts[i / rows_per_run + 1] += 1;
             }
+            for r in 0..runs {
+                starts[r + 1] += starts[r];
+            }
+            let mut next = starts.clone();
+            order = vec![0usize; picks];
+            for (k, &i) in idx.iter().enumerate() {
+                let slot = &mut next[i / rows_per_run];
+                order[*slot] = k;
+                *slot += 1;
+            }
+        }
+        RowSums { src, idx, picks, inner, chunk: rows_per_run * inner, per_task: 1, order, starts }
+    }
+
+    /// Adds into `out`, chunk `c` of the output, every source row that lands in it.
+    fn add(&self, c: usize, out: &mut [T]) {
+        let inner = self.inner;
+        if !self.starts.is_empty() {
+            let first = c * (self.chunk / inner);
+            let picks = &self.order[self.starts[c]..self.starts[c + 1]];
+            run_widest(AddPicked { out, src: self.src, idx: self.idx, picks, first, inner });
         } else {
-            for (&i, g) in rows.iter().zip(picked.chunks_exact(inner)) {
-                out[i * inner..(i + 1) * inner].iter_mut().zip(g).for_each(|(s, &g)| *s += g);
+            // Whole blocks (block `c`'s source rows are the `c`-th `picks` rows), or the
+            // single run of one block (`c` = 0).
+            let src = &self.src[c * self.picks * inner..(c + 1) * self.picks * inner];
+            run_widest(AddAll { out, src, idx: self.idx, inner });
+        }
+    }
+}
+
+/// Source row `k` added into row `idx[k] - first` of `out`, for each `k` of `picks`.
+struct AddPicked<'a, T> {
+    out: &'a mut [T],
+    src: &'a [T],
+    idx: &'a [usize],
+    picks: &'a [usize],
+    first: usize,
+    inner: usize,
+}
+
+impl<T: Real> WidestLoop for AddPicked<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let inner = self.inner;
+        for &k in self.picks {
+            let at = (self.idx[k] - self.first) * inner;
+            let from = &self.src[k * inner..(k + 1) * inner];
+            self.out[at..at + inner].iter_mut().zip(from).for_each(|(s, &g)| *s += g);
+        }
+    }
+}
+
+/// Source row `k` added into row `idx[k]` of `out`, for every `k` in order.
+struct AddAll<'a, T> {
+    out: &'a mut [T],
+    src: &'a [T],
+    idx: &'a [usize],
+    inner: usize,
+}
+
+impl<T: Real> WidestLoop for AddAll<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let inner = self.inner;
+        if inner == 1 {
+            for (&i, &g) in self.idx.iter().zip(self.src) {
+                self.out[i] += g;
             }
+            return;
         }
-    };
-    if outer > 1 {
-        // The blocks are disjoint: a task takes whole blocks, a few to a task when small.
-        let per_task = (BLOCK / (n * inner)).max(1);
-        return written_in_chunks(len, n * inner, per_task, |block, out| {
-            add(out, idx, &src[block * picks * inner..(block + 1) * picks * inner]);
-        });
-    }
-    // One block (embedding's table): split by rows, the source rows grouped by the block of
-    // rows they land in, each group in the order of `idx` (a counting sort), so that every
-    // task reads only its own.
-    let rows_per_block = (BLOCK / inner).max(1);
-    let blocks = n.div_ceil(rows_per_block);
-    let mut starts = vec![0usize; blocks + 1];
-    for &i in idx {
-        starts[i / rows_per_block + 1] += 1;
-    }
-    for b in 0..blocks {
-        starts[b + 1] += starts[b];
-    }
-    let mut next = starts.clone();
-    let mut order = vec![0usize; picks];
-    for (k, &i) in idx.iter().enumerate() {
-        let slot = &mut next[i / rows_per_block];
-        order[*slot] = k;
-        *slot += 1;
-    }
-    written_in_chunks(len, rows_per_block * inner, 1, |block, out| {
-        let first = block * rows_per_block;
-        for &k in &order[starts[block]..starts[block + 1]] {
-            let at = (idx[k] - first) * inner;
-            let from = &src[k * inner..(k + 1) * inner];
-            out[at..at + inner].iter_mut().zip(from).for_each(|(s, &g)| *s += g);
+        for (&i, from) in self.idx.iter().zip(self.src.chunks_exact(inner)) {
+            self.out[i * inner..(i + 1) * inner].iter_mut().zip(from).for_each(|(s, &g)| *s += g);
         }
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{BLOCK, add_rows_to_zeros, select_rows};
+    use super::{BLOCK, add_rows, add_rows_to_zeros, select_rows};
     use crate::parallel::THRESHOLD;
 
     /// Both against the plain loops, on tables big enough to be split across threads (and
@@ -189,15 +305,21 @@ mod tests {
 
             let grads: Vec<f64> =
                 (0..outer * picks * inner).map(|v| ((v * 31) % 113) as f64 - 50.25).collect();
-            let mut sums = vec![0.0; outer * n * inner];
-            for b in 0..outer {
-                for (k, &i) in idx.iter().enumerate() {
-                    for j in 0..inner {
-                        sums[(b * n + i) * inner + j] += grads[(b * picks + k) * inner + j];
+            let added_into = |mut sums: Vec<f64>| {
+                for b in 0..outer {
+                    for (k, &i) in idx.iter().enumerate() {
+                        for j in 0..inner {
+                            sums[(b * n + i) * inner + j] += grads[(b * picks + k) * inner + j];
+                        }
                     }
                 }
-            }
+                sums
+            };
+            let sums = added_into(vec![0.0; outer * n * inner]);
             assert_eq!(add_rows_to_zeros(&grads, &idx, dims), sums, "{dims:?}");
+            let mut in_place = table.clone();
+            add_rows(&mut in_place, &grads, &idx, dims);
+            assert_eq!(in_place, added_into(table), "{dims:?}");
         }
         // Cases large enough to be split across threads, in one block and in several.
         const { assert!(3000 * 256 > 2 * THRESHOLD && 512 * 200 > THRESHOLD) };

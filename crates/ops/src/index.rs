@@ -38,6 +38,12 @@ pub(crate) fn index_values(
     }
     let storage = index.contiguous_storage();
     let values = storage.as_slice::<i64>().expect("an int64 tensor holds i64");
+    // One branch-free pass tells whether all are in range; only then are they converted
+    // without checks, else searched for the first to name.
+    let limit = i64::try_from(bound).unwrap_or(i64::MAX);
+    if values.iter().fold(true, |ok, &v| ok & (v >= 0) & (v < limit)) {
+        return Ok(values.iter().map(|&v| v as usize).collect());
+    }
     values
         .iter()
         .enumerate()
@@ -138,33 +144,6 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     }))
 }
 
-/// Adds row `k` of each block of `src` (blocks of `idx.len()` rows of `inner`) into row
-/// `idx[k]` of the same block of `dst` (blocks of `n` rows); repeated indices add up.
-fn add_rows<T: tapegrad_tape::Element>(
-    dst: &mut [T],
-    src: &[T],
-    idx: &[usize],
-    (n, inner): (usize, usize),
-) {
-    let rows = idx.len();
-    if n * inner == 0 || rows * inner == 0 {
-        return;
-    }
-    for (dst, src) in dst.chunks_exact_mut(n * inner).zip(src.chunks_exact(rows * inner)) {
-        if inner == 1 {
-            for (&i, &v) in idx.iter().zip(src) {
-                dst[i] += v;
-            }
-            continue;
-        }
-        for (&i, s) in idx.iter().zip(src.chunks_exact(inner)) {
-            for (a, &b) in dst[i * inner..(i + 1) * inner].iter_mut().zip(s) {
-                *a += b;
-            }
-        }
-    }
-}
-
 /// `x` with `source`'s rows added at the rows `index` names along `dim` (repeats add up).
 #[track_caller]
 pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor) -> Result<Tensor> {
@@ -189,15 +168,17 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
     }
     let shape = x.shape().to_vec();
     let inner: usize = shape[d + 1..].iter().product();
-    let n = shape[d];
+    let (outer, n) = (shape[..d].iter().product(), shape[d]);
+    let dims = (outer, n, inner);
     let mut storage = x.contiguous_storage();
     let src = source.contiguous_storage();
+    use tapegrad_kernels::rows::add_rows;
     match &src {
         tapegrad_tape::Storage::F32(s) => {
-            add_rows(storage.make_mut::<f32>().expect("f32"), s, &idx, (n, inner))
+            add_rows(storage.make_mut::<f32>().expect("f32"), s, &idx, dims)
         }
         tapegrad_tape::Storage::F64(s) => {
-            add_rows(storage.make_mut::<f64>().expect("f64"), s, &idx, (n, inner))
+            add_rows(storage.make_mut::<f64>().expect("f64"), s, &idx, dims)
         }
         tapegrad_tape::Storage::I64(_) | tapegrad_tape::Storage::Bool(_) => {
             return Err(invalid_argument("index_add", "needs float tensors".into(), location));
