@@ -204,61 +204,139 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
     }))
 }
 
-/// Storage offsets into a contiguous tensor of `shape` for every element of `index` (same
-/// rank), with coordinate `d` replaced by the index value.
-fn gather_offsets(
-    op: &'static str,
-    shape: &[usize],
-    index: &Tensor,
-    d: usize,
-    location: &'static Location<'static>,
-) -> Result<Vec<usize>> {
-    if index.dim() != shape.len()
-        || index.shape().iter().zip(shape).enumerate().any(|(k, (&i, &s))| k != d && i > s)
-    {
-        return Err(Error::Shape {
-            op,
-            message: format!(
-                "index of shape {:?} does not fit a tensor of shape {shape:?} (same rank, no \
-                larger outside dimension {d})",
-                index.shape()
-            ),
-            location,
-        });
-    }
-    // A zero-dimensional tensor indexes as one of size 1, as in PyTorch.
-    let values = index_values(op, index, shape.get(d).copied().unwrap_or(1), location)?;
-    let ishape = index.shape().to_vec();
-    if !shape.is_empty()
-        && ishape.iter().zip(shape).enumerate().all(|(k, (&i, &s))| k == d || i == s)
-    {
-        // The usual case, an index the tensor's shape outside `d`: element `(o, j, i)` of
-        // the index (`o` over the dimensions before `d`, `i` over those after) reads
-        // `(o, value, i)`.
-        let inner: usize = shape[d + 1..].iter().product();
-        let (n, m) = (shape[d], ishape[d]);
-        return Ok(values
-            .iter()
-            .enumerate()
-            .map(|(p, &v)| (p / (m * inner) * n + v) * inner + p % inner)
-            .collect());
-    }
-    let strides = tapegrad_tape::layout::contiguous_strides(shape);
-    let mut coord = vec![0usize; ishape.len()];
-    let mut offsets = Vec::with_capacity(values.len());
-    for &v in &values {
-        let off: usize =
-            coord.iter().enumerate().map(|(k, &c)| if k == d { v } else { c } * strides[k]).sum();
-        offsets.push(off);
-        for k in (0..coord.len()).rev() {
-            coord[k] += 1;
-            if coord[k] < ishape[k] {
-                break;
+/// Where `gather` reads and `scatter_add` writes in a contiguous tensor, for every element
+/// of an index of the same rank.
+enum Positions {
+    /// The flat offset of each element of the index, in its row-major order.
+    Offsets(Vec<usize>),
+    /// Whole rows: the index repeats one 1-D index `idx` along `d` over every other
+    /// dimension, whose sizes are the tensor's (message passing's
+    /// `idx.unsqueeze(1).expand(-1, n)`), so gather is `index_select` and scatter_add is
+    /// `index_add`, as `(outer, n, inner)` blocks of rows.
+    Rows { idx: Vec<usize>, dims: (usize, usize, usize) },
+}
+
+impl Positions {
+    /// Checks `index` against a tensor of `shape` along `d` and finds where each element
+    /// points.
+    fn of(
+        op: &'static str,
+        shape: &[usize],
+        index: &Tensor,
+        d: usize,
+        location: &'static Location<'static>,
+    ) -> Result<Positions> {
+        if index.dim() != shape.len()
+            || index.shape().iter().zip(shape).enumerate().any(|(k, (&i, &s))| k != d && i > s)
+        {
+            return Err(Error::Shape {
+                op,
+                message: format!(
+                    "index of shape {:?} does not fit a tensor of shape {shape:?} (same rank, \
+                     no larger outside dimension {d})",
+                    index.shape()
+                ),
+                location,
+            });
+        }
+        let ishape = index.shape().to_vec();
+        let fits = !shape.is_empty()
+            && ishape.iter().zip(shape).enumerate().all(|(k, (&i, &s))| k == d || i == s);
+        if !fits {
+            return Self::offsets(op, shape, index, d, location);
+        }
+        let (outer, n, inner) =
+            (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product::<usize>());
+        let strides = index.layout().strides();
+        let repeated = (0..ishape.len()).all(|k| k == d || strides[k] == 0 || ishape[k] == 1);
+        if repeated {
+            // The 1-D index: the first element along every dimension but `d`.
+            let layout = index.layout();
+            let line = tapegrad_tape::layout::Layout::from_parts(
+                &[ishape[d]],
+                &[strides[d]],
+                layout.offset(),
+            );
+            let line = Tensor::from_storage(index.storage(), line);
+            // Out-of-range values are named at their place in the whole index below.
+            if let Ok(idx) = index_values(op, &line, n, location) {
+                return Ok(Positions::Rows { idx, dims: (outer, n, inner) });
             }
-            coord[k] = 0;
+        }
+        // Element `(o, j, i)` of the index (`o` over the dimensions before `d`, `i` over
+        // those after) points at `(o, value, i)`.
+        let values = index_values(op, index, n, location)?;
+        let m = ishape[d];
+        let mut offsets = Vec::with_capacity(values.len());
+        for (r, row) in values.chunks(inner.max(1)).enumerate() {
+            let block = r / m.max(1) * n;
+            offsets.extend(row.iter().enumerate().map(|(i, &v)| (block + v) * inner + i));
+        }
+        Ok(Positions::Offsets(offsets))
+    }
+
+    /// The offsets of an index smaller than the tensor outside `d`, coordinate by coordinate.
+    fn offsets(
+        op: &'static str,
+        shape: &[usize],
+        index: &Tensor,
+        d: usize,
+        location: &'static Location<'static>,
+    ) -> Result<Positions> {
+        // A zero-dimensional tensor indexes as one of size 1, as in PyTorch.
+        let values = index_values(op, index, shape.get(d).copied().unwrap_or(1), location)?;
+        let ishape = index.shape().to_vec();
+        let strides = tapegrad_tape::layout::contiguous_strides(shape);
+        let mut coord = vec![0usize; ishape.len()];
+        let mut offsets = Vec::with_capacity(values.len());
+        for &v in &values {
+            let off: usize = coord
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| if k == d { v } else { c } * strides[k])
+                .sum();
+            offsets.push(off);
+            for k in (0..coord.len()).rev() {
+                coord[k] += 1;
+                if coord[k] < ishape[k] {
+                    break;
+                }
+                coord[k] = 0;
+            }
+        }
+        Ok(Positions::Offsets(offsets))
+    }
+
+    /// The elements of `src` at these positions, in the index's order.
+    fn gather<T: Copy + Send + Sync>(&self, src: &[T]) -> Vec<T> {
+        match self {
+            Positions::Offsets(offsets) => offsets.iter().map(|&o| src[o]).collect(),
+            Positions::Rows { idx, dims } => tapegrad_kernels::rows::select_rows(src, idx, *dims),
         }
     }
-    Ok(offsets)
+
+    /// `src` (one value per element of the index) added at these positions into `dst`, in
+    /// the index's order.
+    fn add_into<T: tapegrad_tape::Element>(&self, dst: &mut [T], src: &[T]) {
+        match self {
+            Positions::Offsets(offsets) => {
+                for (&o, &v) in offsets.iter().zip(src) {
+                    dst[o] += v;
+                }
+            }
+            Positions::Rows { idx, dims } => tapegrad_kernels::rows::add_rows(dst, src, idx, *dims),
+        }
+    }
+
+    /// [`Positions::add_into`] zeros of `len` elements.
+    fn add_to_zeros<T: tapegrad_tape::Element>(&self, src: &[T], len: usize) -> Vec<T> {
+        if let Positions::Rows { idx, dims } = self {
+            return tapegrad_kernels::rows::add_rows_to_zeros(src, idx, *dims);
+        }
+        let mut sum = tapegrad_kernels::parallel::zeroed(len);
+        self.add_into(&mut sum, src);
+        sum
+    }
 }
 
 /// `out[i][j] = x[i][index[i][j]]` along `dim` (PyTorch's `gather`).
@@ -266,24 +344,19 @@ fn gather_offsets(
 pub(crate) fn gather(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     let d = resolve("gather", x, dim, location)?;
-    let offsets = gather_offsets("gather", x.shape(), index, d, location)?;
+    let positions = std::sync::Arc::new(Positions::of("gather", x.shape(), index, d, location)?);
     let src = x.contiguous_storage();
-    let storage =
-        tapegrad_tape::map_storage!(&src, v => offsets.iter().map(|&o| v[o]).collect::<Vec<_>>());
+    let storage = tapegrad_tape::map_storage!(&src, v => positions.gather(v));
     let value =
         Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(index.shape()));
     let make_backward = || {
-        let (index, in_shape, offsets) = (index.clone(), x.shape().to_vec(), offsets.clone());
+        let (index, in_shape, positions) = (index.clone(), x.shape().to_vec(), positions.clone());
         Backward::new(move |ctx| {
             if !tapegrad_tape::is_grad_enabled() {
-                // A plain backward: each value added at its offset into zeros.
+                // A plain backward: each value added at its position into zeros.
                 let g = ctx.grad().contiguous_storage();
                 let sum = tapegrad_tape::map_float_storage!(&g, g => {
-                    let mut sum = tapegrad_kernels::parallel::zeroed(numel(&in_shape));
-                    for (&o, &v) in offsets.iter().zip(g.iter()) {
-                        sum[o] += v;
-                    }
-                    sum
+                    positions.add_to_zeros(g, numel(&in_shape))
                 });
                 let layout = tapegrad_tape::layout::Layout::contiguous(&in_shape);
                 return smallvec![Some(Tensor::from_storage(sum, layout))];
@@ -305,7 +378,7 @@ pub(crate) fn gather(x: &Tensor, dim: isize, index: &Tensor) -> Result<Tensor> {
 pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     let d = resolve("scatter_add", x, dim, location)?;
-    let offsets = gather_offsets("scatter_add", x.shape(), index, d, location)?;
+    let positions = Positions::of("scatter_add", x.shape(), index, d, location)?;
     if src.dim() != index.dim() || src.shape().iter().zip(index.shape()).any(|(s, i)| s < i) {
         return Err(Error::Shape {
             op: "scatter_add",
@@ -327,14 +400,13 @@ pub(crate) fn scatter_add(x: &Tensor, dim: isize, index: &Tensor, src: &Tensor) 
     }
     let values = src_view.contiguous_storage();
     let mut storage = x.contiguous_storage();
-    fn add<T: tapegrad_tape::Element>(dst: &mut [T], src: &[T], offsets: &[usize]) {
-        for (&o, &v) in offsets.iter().zip(src) {
-            dst[o] += v;
-        }
-    }
     match &values {
-        tapegrad_tape::Storage::F32(s) => add(storage.make_mut::<f32>().expect("f32"), s, &offsets),
-        tapegrad_tape::Storage::F64(s) => add(storage.make_mut::<f64>().expect("f64"), s, &offsets),
+        tapegrad_tape::Storage::F32(s) => {
+            positions.add_into(storage.make_mut::<f32>().expect("f32"), s)
+        }
+        tapegrad_tape::Storage::F64(s) => {
+            positions.add_into(storage.make_mut::<f64>().expect("f64"), s)
+        }
         tapegrad_tape::Storage::I64(_) | tapegrad_tape::Storage::Bool(_) => {
             return Err(invalid_argument("scatter_add", "needs float tensors".into(), location));
         }

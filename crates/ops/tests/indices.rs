@@ -80,3 +80,39 @@ fn valid_indices_still_work_and_zero_dimensional_inputs_do_not_panic() {
     assert!(Tensor::scalar(5.0f32).try_gather(0, &ids(&[1], &[])).is_err());
     assert!(Tensor::scalar(5.0f32).try_index_select(0, &ids(&[0], &[1])).is_err());
 }
+
+/// An index that repeats one 1-D index over the other dimensions (message passing's
+/// `idx.unsqueeze(1).expand(-1, n)`) picks and adds whole rows: values and gradients are
+/// those of the same index written out element by element, and an error names the
+/// element's place in the whole index.
+#[test]
+fn repeated_indices_give_what_written_out_ones_give() {
+    use tapegrad_tape::{DType, GradOptions, grad};
+    let idx = ids(&[2, 0, 2, 1, 2], &[5]);
+    for dim in [0usize, 1] {
+        let (x_shape, index) = match dim {
+            0 => ([3, 4], idx.unsqueeze(1).expand(&[5, 4])),
+            _ => ([4, 3], idx.unsqueeze(0).expand(&[4, 5])),
+        };
+        let written = index.contiguous();
+        let x = Tensor::randn_dtype(&x_shape, DType::F64).requires_grad();
+        let src = Tensor::randn_dtype(index.shape(), DType::F64).requires_grad();
+        let weights = Tensor::randn_dtype(index.shape(), DType::F64);
+        let bits = |t: &Tensor| t.to_vec::<f64>().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let run = |index: &Tensor| {
+            let picked = x.gather(dim as isize, index);
+            let added = x.scatter_add(dim as isize, index, &src);
+            let loss = &(&picked * &weights).sum() + &added.square().sum();
+            let options = GradOptions::new().create_graph(true);
+            let first = grad(&[&loss], &[&x, &src], options.clone());
+            let (gx, gs) = (first[0].clone().unwrap(), first[1].clone().unwrap());
+            // A second derivative through gather's recorded backward (scatter_add).
+            let second = grad(&[&(&gx.square().sum() + &gs.square().sum())], &[&x], options);
+            [picked, added, gx, gs, second[0].clone().unwrap()].map(|t| bits(&t))
+        };
+        assert_eq!(run(&index), run(&written), "dim {dim}");
+    }
+    let bad = ids(&[2, 0, 2, 3, 2], &[5]).unsqueeze(1).expand(&[5, 4]);
+    let err = Tensor::ones(&[3, 4]).try_gather(0, &bad).unwrap_err().to_string();
+    assert!(err.contains("gather: index 3 at position [3, 0] is out of range"), "{err}");
+}
