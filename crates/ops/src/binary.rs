@@ -5,6 +5,8 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::simd::ElementFn2;
+
 use tapegrad_tape::arith::broadcast_pair;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
@@ -21,14 +23,26 @@ pub(crate) fn zip_value(
     f32f: impl Fn(f32, f32) -> f32 + Copy + Sync + Send,
     f64f: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
 ) -> Tensor {
+    zip_elements(a, b, shape, f32f, f64f)
+}
+
+/// [`zip_value`] for any [`ElementFn2`]s, such as the types of `elementwise::zip` whose
+/// `#[inline(always)]` methods are certain to be inlined into the vector loop.
+pub(crate) fn zip_elements(
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+    f32f: impl ElementFn2<f32, f32, f32>,
+    f64f: impl ElementFn2<f64, f64, f64>,
+) -> Tensor {
     let la = a.layout().broadcast_to(shape).expect("shapes checked by the caller");
     let lb = b.layout().broadcast_to(shape).expect("shapes checked by the caller");
     let storage = match (a.storage(), b.storage()) {
         (Storage::F32(x), Storage::F32(y)) => {
-            kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, f32f)
+            kernels::zip_elements_into_storage(&x, &la, &y, &lb, shape, f32f)
         }
         (Storage::F64(x), Storage::F64(y)) => {
-            kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, f64f)
+            kernels::zip_elements_into_storage(&x, &la, &y, &lb, shape, f64f)
         }
         _ => unreachable!("float dtypes checked by the caller"),
     };

@@ -145,19 +145,7 @@ pub(crate) use binary_fn;
 /// (nothing recorded): [`crate::binary::zip_value`] for element functions too large for
 /// a closure to be inlined into the vector loop. Both must be of one float dtype.
 pub(crate) fn zip<F: BinaryFn>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
-    let la = a.layout().broadcast_to(shape).expect("shapes checked by the caller");
-    let lb = b.layout().broadcast_to(shape).expect("shapes checked by the caller");
-    let f = Apply::<F>::new();
-    let storage = match (a.storage(), b.storage()) {
-        (Storage::F32(x), Storage::F32(y)) => {
-            kernels::zip_elements_into_storage(&x, &la, &y, &lb, shape, f)
-        }
-        (Storage::F64(x), Storage::F64(y)) => {
-            kernels::zip_elements_into_storage(&x, &la, &y, &lb, shape, f)
-        }
-        _ => unreachable!("one float dtype checked by the caller"),
-    };
-    Tensor::from_storage(storage, Layout::contiguous(shape))
+    crate::binary::zip_elements(a, b, shape, Apply::<F>::new(), Apply::<F>::new())
 }
 
 /// `F(g, v)` over the elements of the incoming gradient `g` and saved values `v` (a storage
