@@ -1191,6 +1191,55 @@ mod tests {
         }
     }
 
+    /// A product into a few rows (B's rows read in place, or its columns through register
+    /// transposes) gives the bits of the same rows of a tall product (B copied into
+    /// panels): for each layout, with B's rows or columns further apart than their length,
+    /// fresh with and without a bias, accumulated with `beta` one, with one or several
+    /// blocks of the shared dimension, and split across two threads.
+    #[test]
+    fn few_rows_have_the_bits_of_a_tall_product() {
+        const TALL: usize = 20;
+        const WIDE: usize = 310;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for k in [256, 300, 600] {
+            for n in [16, 17, 33, 80, 127, 130, 300] {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    let a: Vec<f32> = (0..TALL * k).map(value).collect();
+                    let b: Vec<f32> = (0..k * WIDE).map(|i| value(i + 3)).collect();
+                    let bias: Vec<f32> = (0..n).map(|i| value(i + 7)).collect();
+                    let tall = view(&a, TALL, k, ta);
+                    let vb = View { cols: n, ..view(&b, k, WIDE, tb) };
+                    let start: Vec<f32> = (0..TALL * n).map(|i| value(i + 5)).collect();
+                    let mut into_tall = start.clone();
+                    gemm_into(tall, vb, &mut into_tall, true);
+                    let want =
+                        [gemm_new(tall, vb, None), gemm_new(tall, vb, Some(&bias)), into_tall];
+                    for m in 1..=8 {
+                        let va = View { rows: m, ..tall };
+                        let what = format!("{m}x{k}x{n} ta {ta} tb {tb}");
+                        let got = gemm_new(va, vb, None);
+                        assert_close(&got, &reference(&va, &vb), k, &what);
+                        assert_eq!(bits(&got), bits(&want[0][..m * n]), "{what}");
+                        let got = gemm_new(va, vb, Some(&bias));
+                        assert_eq!(bits(&got), bits(&want[1][..m * n]), "{what}, bias");
+                        let mut into = start[..m * n].to_vec();
+                        gemm_into(va, vb, &mut into, true);
+                        assert_eq!(bits(&into), bits(&want[2][..m * n]), "{what}, +=");
+                    }
+                }
+            }
+        }
+        // Large enough to be split across two threads, by columns.
+        let (m, k, n) = (2, 5000, 500);
+        let a: Vec<f32> = (0..m * k).map(value).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+        let (va, vb) = (View::row_major(&a, m, k), View::row_major(&b, k, n));
+        let mut one = vec![0.0; m * n];
+        gemm_serial(va, vb, &mut one, false);
+        assert_eq!(bits(&pool.install(|| gemm_new(va, vb, None))), bits(&one));
+    }
+
     /// Split across threads, the same values as on one thread.
     #[test]
     fn threads_do_not_change_the_result() {

@@ -33,6 +33,18 @@ impl Microkernel for Avx2 {
         unsafe { run_kernel(kc, a, b, tile) }
     }
 
+    unsafe fn few_rows(
+        shape: (usize, usize, usize),
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize),
+        scale: (f32, *const f32),
+        c: (*mut f32, isize),
+    ) {
+        crate::simd::debug_assert_avx2_on();
+        // SAFETY: forwarded from the caller.
+        unsafe { few_rows(shape, a, b, scale, c) }
+    }
+
     unsafe fn pack_b(block: (usize, usize), b: (*const f32, isize, isize), dst: *mut f32) {
         // SAFETY: forwarded from the caller.
         unsafe { pack_b(block, b, dst) }

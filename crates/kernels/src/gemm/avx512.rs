@@ -29,6 +29,18 @@ impl Microkernel for Avx512 {
         unsafe { run_kernel(kc, a, b, tile) }
     }
 
+    unsafe fn few_rows(
+        shape: (usize, usize, usize),
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize),
+        scale: (f32, *const f32),
+        c: (*mut f32, isize),
+    ) {
+        crate::simd::debug_assert_avx512_on();
+        // SAFETY: forwarded from the caller.
+        unsafe { few_rows(shape, a, b, scale, c) }
+    }
+
     unsafe fn pack_b(block: (usize, usize), b: (*const f32, isize, isize), dst: *mut f32) {
         // SAFETY: forwarded from the caller.
         unsafe { pack_b(block, b, dst) }
@@ -43,7 +55,8 @@ impl Microkernel for Avx512 {
         (m, k, n): (usize, usize, usize),
         (a, rsa, csa): (*const f32, isize, isize),
         b: (*const f32, isize, isize),
-        ct: *mut f32,
+        ct: (*mut f32, isize),
+        add_to_first: bool,
     ) -> bool {
         if csa != 1 || rsa <= 0 {
             return false;
@@ -60,7 +73,7 @@ impl Microkernel for Avx512 {
             _ => return false,
         };
         // SAFETY: forwarded from the caller; A's rows are `rsa` apart with adjacent steps.
-        unsafe { run((m, k), (a, rsa), b, ct) };
+        unsafe { run((m, k), (a, rsa), b, ct, add_to_first) };
         true
     }
 }
@@ -69,22 +82,32 @@ impl Microkernel for Avx512 {
 /// sixteen steps loaded as rows and transposed in registers, so that step `p` is a vector of
 /// the sixteen rows' elements; it is multiplied by `b[p, j]` into column `j`'s sums, one
 /// multiply-add per step in order, restarted for each block of `KC` steps and added to the
-/// total after it, as the register tile sums `Cᵀ = Bᵀ Aᵀ` (the factors of each product
-/// swap, which changes no rounding).
+/// total after it (the first block's to what `ct` holds, with `add_to_first`), as the
+/// register tile sums `Cᵀ = Bᵀ Aᵀ` (the factors of each product swap, which changes no
+/// rounding).
 ///
 /// # Safety
 /// The CPU must have AVX-512F; A's `m` rows of `k` floats are `lda` apart; B's `k x N`
-/// elements at its strides are readable; `ct` holds `N x m` floats.
+/// elements at its strides are readable; `ct` holds `N` rows of `m` floats `ldct` apart.
 #[target_feature(enable = "avx512f")]
 unsafe fn narrow_rows<const N: usize>(
     (m, k): (usize, usize),
     (a, lda): (*const f32, isize),
     (b, rsb, csb): (*const f32, isize, isize),
-    ct: *mut f32,
+    (ct, ldct): (*mut f32, isize),
+    add_to_first: bool,
 ) {
     for i0 in (0..m).step_by(16) {
         let rows = (m - i0).min(16);
+        let out: [*mut f32; N] =
+            std::array::from_fn(|j| ct.wrapping_offset(j as isize * ldct + i0 as isize));
         let mut total = [_mm512_setzero_ps(); N];
+        if add_to_first {
+            for (t, at) in total.iter_mut().zip(out) {
+                // SAFETY: row j of Cᵀ, columns i0.. (masked to the rows left).
+                *t = unsafe { _mm512_maskz_loadu_ps(first_lanes(rows), at) };
+            }
+        }
         for pc in (0..k).step_by(super::blocked::KC) {
             let end = (pc + super::blocked::KC).min(k);
             let mut sums = [_mm512_setzero_ps(); N];
@@ -112,12 +135,12 @@ unsafe fn narrow_rows<const N: usize>(
                 }
             }
             for (t, s) in total.iter_mut().zip(sums) {
-                *t = if pc == 0 { s } else { _mm512_add_ps(*t, s) };
+                *t = if pc == 0 && !add_to_first { s } else { _mm512_add_ps(s, *t) };
             }
         }
-        for (j, t) in total.into_iter().enumerate() {
+        for (t, at) in total.into_iter().zip(out) {
             // SAFETY: row j of Cᵀ, columns i0.. (masked to the rows left).
-            unsafe { _mm512_mask_storeu_ps(ct.add(j * m + i0), first_lanes(rows), t) };
+            unsafe { _mm512_mask_storeu_ps(at, first_lanes(rows), t) };
         }
     }
 }

@@ -63,19 +63,37 @@ pub(super) trait Microkernel {
     /// `mc.next_multiple_of(MR) x kc` floats.
     unsafe fn pack_a(block: (usize, usize), a: (*const f32, isize, isize), dst: *mut f32);
 
-    /// `Cᵀ` of a product into at most `NR / 4` columns, written row-major into `ct`
-    /// (`n x m`), with the sums [`product`] forms for `Cᵀ = Bᵀ Aᵀ` (beta zero, no bias), when
-    /// the instruction set has a kernel for it and A's rows are adjacent along the shared
-    /// dimension: reads A's rows in square blocks, transposed in registers, instead of
-    /// copying Aᵀ into panels. Returns whether it did.
+    /// [`sgemm`] for one to four rows of C and a B whose rows are `ldb` apart with adjacent
+    /// columns: B's rows are read where they are, as the steps of one tile per run of
+    /// columns, instead of copied into panels that so few rows of A would pass once. Each
+    /// element gets [`product`]'s sums and bits.
     ///
     /// # Safety
-    /// As [`sgemm`] for A and B; `ct` holds `n x m` floats.
+    /// As [`sgemm`], with `m` from one to four, `k` not zero and B at `(b, ldb, 1)`.
+    unsafe fn few_rows(
+        shape: (usize, usize, usize),
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize),
+        scale: (f32, *const f32),
+        c: (*mut f32, isize),
+    );
+
+    /// `Cᵀ` of a product into at most `NR / 4` columns, written into the `n` rows of `ct`
+    /// (`ldct` apart), with the sums [`product`] forms for `Cᵀ = Bᵀ Aᵀ`, when the
+    /// instruction set has a kernel for it and A's rows are adjacent along the shared
+    /// dimension: reads A's rows in square blocks, transposed in registers, instead of
+    /// copying Aᵀ into panels. With `add_to_first`, the first block's sums are added to what
+    /// `ct` holds (as the tile adds `c` with beta one); otherwise `ct` is only written.
+    /// Returns whether it did.
+    ///
+    /// # Safety
+    /// As [`sgemm`] for A and B; `ct` holds `n` rows of `m` floats `ldct` apart.
     unsafe fn narrow(
         _shape: (usize, usize, usize),
         _a: (*const f32, isize, isize),
         _b: (*const f32, isize, isize),
-        _ct: *mut f32,
+        _ct: (*mut f32, isize),
+        _add_to_first: bool,
     ) -> bool {
         false
     }
@@ -118,26 +136,37 @@ pub(super) unsafe fn sgemm<K: Microkernel>(
     (beta, bias): (f32, *const f32),
     c: (*mut f32, isize),
 ) {
-    // The transposed form gives the same bits where `beta c` or the bias is added to the
-    // whole sum: with one block of the shared dimension, or with neither.
-    let same_bits = k <= KC || (beta == 0.0 && bias.is_null());
-    if n <= K::NR / 4 && m >= K::NR && same_bits {
+    // The transposed forms add C (with beta one) or the bias to the first block's sums, as
+    // the tile does; another beta would be added after multiplying C.
+    let transposable = beta == 0.0 || beta == 1.0;
+    if n <= K::NR / 4 && m >= K::NR && transposable {
         // SAFETY: forwarded from the caller.
         return unsafe { narrow::<K>((m, k, n), a, b, (beta, bias), c) };
     }
+    let (b, rsb, csb) = b;
+    if m <= K::NR / 4 && n >= K::NR && k > 0 && rsb == 1 && transposable {
+        // SAFETY: forwarded from the caller.
+        if unsafe { few_rows_transposed::<K>((m, k, n), a, (b, csb), (beta, bias), c) } {
+            return;
+        }
+    }
+    if (1..=4).contains(&m) && k > 0 && csb == 1 {
+        // SAFETY: forwarded from the caller; B's columns are adjacent.
+        return unsafe { K::few_rows((m, k, n), a, (b, rsb), (beta, bias), c) };
+    }
     // SAFETY: forwarded from the caller.
-    unsafe { product::<K>((m, k, n), a, Right::Strided(b), (beta, bias), c) }
+    unsafe { product::<K>((m, k, n), a, Right::Strided((b, rsb, csb)), (beta, bias), c) }
 }
 
 /// [`sgemm`] for a C of a few columns (a matrix-vector product, a layer with one or two
 /// outputs) and many rows, as `Cᵀ = Bᵀ Aᵀ` into a buffer: the register tile's vectors
 /// then run along A's rows rather than along C's few columns, most of whose lanes would
 /// be zeros. Each element is the same sequence of multiply-adds (the factors of each
-/// product swap, which changes no rounding), and `beta c` or the bias is added to the whole
-/// sum as the tile adds it, so the bits are [`product`]'s (where the caller allows it).
+/// product swap, which changes no rounding), and C (beta one) or the bias is added to the
+/// first block's sums as the tile adds it, so the bits are [`product`]'s.
 ///
 /// # Safety
-/// As [`sgemm`].
+/// As [`sgemm`], with beta zero or one.
 unsafe fn narrow<K: Microkernel>(
     (m, k, n): (usize, usize, usize),
     (a, rsa, csa): (*const f32, isize, isize),
@@ -145,37 +174,76 @@ unsafe fn narrow<K: Microkernel>(
     (beta, bias): (f32, *const f32),
     (c, ldc): (*mut f32, isize),
 ) {
+    let add_to_first = beta != 0.0 || !bias.is_null();
     let mut ct = vec![0.0f32; n * m];
+    if add_to_first {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: (i, j) lies inside C, j inside the bias row (the caller's
+                // guarantee); C is read only when beta is not zero.
+                ct[j * m + i] = unsafe {
+                    if beta != 0.0 {
+                        *c.offset(i as isize * ldc + j as isize)
+                    } else {
+                        *bias.add(j)
+                    }
+                };
+            }
+        }
+    }
     // SAFETY: Bᵀ and Aᵀ reach the caller's elements of B and A; the buffer is `n x m`.
     unsafe {
-        if !K::narrow((m, k, n), (a, rsa, csa), (b, rsb, csb), ct.as_mut_ptr()) {
-            product::<K>(
-                (n, k, m),
-                (b, csb, rsb),
-                Right::Strided((a, csa, rsa)),
-                (0.0, std::ptr::null()),
-                (ct.as_mut_ptr(), m as isize),
-            )
+        let buffer = (ct.as_mut_ptr(), m as isize);
+        if !K::narrow((m, k, n), (a, rsa, csa), (b, rsb, csb), buffer, add_to_first) {
+            let beta = if add_to_first { 1.0 } else { 0.0 };
+            let (bt, at) = ((b, csb, rsb), Right::Strided((a, csa, rsa)));
+            product::<K>((n, k, m), bt, at, (beta, std::ptr::null()), buffer)
         }
     };
     for i in 0..m {
         for j in 0..n {
-            let sum = ct[j * m + i];
-            // SAFETY: (i, j) lies inside C, j inside the bias row (the caller's guarantee);
-            // C is read only when beta is not zero.
-            unsafe {
-                let at = c.offset(i as isize * ldc + j as isize);
-                let value = if beta != 0.0 {
-                    beta.mul_add(*at, sum)
-                } else if bias.is_null() {
-                    sum
-                } else {
-                    sum + *bias.add(j)
-                };
-                at.write(value);
-            }
+            // SAFETY: (i, j) lies inside C.
+            unsafe { c.offset(i as isize * ldc + j as isize).write(ct[j * m + i]) };
         }
     }
+}
+
+/// [`sgemm`] for a C of a few rows (a matrix-vector product from the left, a batch of one)
+/// and a B whose columns are adjacent along the shared dimension (`Wᵀ` of a layer's
+/// weight), when the instruction set has [`Microkernel::narrow`]: the same transposed
+/// form, `C = (Bᵀ Aᵀ)ᵀ`, which reads B's columns in square blocks through register
+/// transposes into the sums, instead of copying them into panels that so few rows of A
+/// would pass once; into C itself, whose rows are `Cᵀ`'s columns. Returns whether it ran.
+///
+/// # Safety
+/// As [`sgemm`], with beta zero or one and B at `(b, 1, csb)`.
+unsafe fn few_rows_transposed<K: Microkernel>(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (*const f32, isize, isize),
+    (b, csb): (*const f32, isize),
+    (beta, bias): (f32, *const f32),
+    (c, ldc): (*mut f32, isize),
+) -> bool {
+    if !bias.is_null() {
+        for i in 0..m {
+            // SAFETY: row i of C holds `n` floats, as does the bias row.
+            unsafe { std::ptr::copy_nonoverlapping(bias, c.offset(i as isize * ldc), n) };
+        }
+    }
+    let add_to_first = beta != 0.0 || !bias.is_null();
+    // SAFETY: Bᵀ's rows are B's columns and Aᵀ's columns A's rows; C holds `Cᵀ`'s `m`
+    // columns as rows `ldc` apart (the caller's guarantees).
+    let done = unsafe { K::narrow((n, k, m), (b, csb, 1), (a, csa, rsa), (c, ldc), add_to_first) };
+    if !done && !bias.is_null() {
+        // The bias row is C's start for the product after all.
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let b = Right::Strided((b, 1, csb));
+            product::<K>((m, k, n), (a, rsa, csa), b, (1.0, std::ptr::null()), (c, ldc));
+        }
+        return true;
+    }
+    done
 }
 
 /// [`sgemm`] with B already in `K`'s panels ([`pack_whole`]): the same blocks, kernel and
@@ -335,12 +403,7 @@ unsafe fn product<K: Microkernel>(
                                 c: c.wrapping_offset((ic + ir) as isize * ldc + (jc + jr) as isize),
                                 ldc,
                                 beta,
-                                // Null stays null: no bias.
-                                bias: if bias.is_null() {
-                                    bias
-                                } else {
-                                    bias.wrapping_add(jc + jr)
-                                },
+                                bias: bias_from(bias, jc + jr),
                             };
                             let a_panel = if in_place {
                                 (block.wrapping_offset(ir as isize * rsa), Some(rsa))
@@ -380,6 +443,11 @@ unsafe fn scale((m, n): (usize, usize), (beta, bias): (f32, *const f32), c: *mut
             }
         }
     }
+}
+
+/// The bias row from column `j` on: null (no bias) stays null.
+pub(super) fn bias_from(bias: *const f32, j: usize) -> *const f32 {
+    if bias.is_null() { bias } else { bias.wrapping_add(j) }
 }
 
 /// Where a kernel writes: a `rows x cols` corner (at most `MR x NR`) of C at `c`, with the
