@@ -101,8 +101,9 @@ fn matmul(c: &mut Criterion) {
 /// one thread, through the default kernel and through the library alone
 /// (`matrixmultiply`, or the `gemm` crate with its feature): at batch 512 and width 512, at
 /// the LSTM's recurrent step (16 rows of a 4 x 128 gate product), at a narrow output
-/// layer's shapes, at batch one (a step of inference, or of a policy), and at a layer with
-/// one output (an attention score or a value head).
+/// layer's shapes, at batch one (a step of inference, or of a policy), at a layer with one
+/// output (an attention score or a value head), and at layers with a few inputs
+/// (coordinates, a few features).
 fn gemm_layouts(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm_layouts");
     for &(name, rows, inputs, outputs) in &[
@@ -111,6 +112,8 @@ fn gemm_layouts(c: &mut Criterion) {
         ("head560x128to1000", 560, 128, 1000),
         ("batch1_width512", 1, 512, 512),
         ("score4096x128to1", 4096, 128, 1),
+        ("input4096x2to128", 4096, 2, 128),
+        ("input4096x8to128", 4096, 8, 128),
     ] {
         let x: Vec<f32> = (0..rows * inputs).map(|i| (i % 17) as f32 * 0.1 - 0.8).collect();
         let w: Vec<f32> = (0..outputs * inputs).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();

@@ -139,6 +139,10 @@ pub(super) unsafe fn sgemm<K: Microkernel>(
     // The transposed forms add C (with beta one) or the bias to the first block's sums, as
     // the tile does; another beta would be added after multiplying C.
     let transposable = beta == 0.0 || beta == 1.0;
+    if (1..=FEW_STEPS).contains(&k) && m > 4 {
+        // SAFETY: forwarded from the caller.
+        return unsafe { few_steps::<K>((m, k, n), a, b, (beta, bias), c) };
+    }
     if n <= K::NR / 4 && m >= K::NR && transposable {
         // SAFETY: forwarded from the caller.
         return unsafe { narrow::<K>((m, k, n), a, b, (beta, bias), c) };
@@ -156,6 +160,45 @@ pub(super) unsafe fn sgemm<K: Microkernel>(
     }
     // SAFETY: forwarded from the caller.
     unsafe { product::<K>((m, k, n), a, Right::Strided((b, rsb, csb)), (beta, bias), c) }
+}
+
+/// The depth up to which a product takes [`few_steps`]: the register tile's fixed cost per
+/// call (clearing its sums, storing them through a buffer) outweighs its few steps.
+const FEW_STEPS: usize = 8;
+
+/// [`sgemm`] for a shallow product (an outer product, a layer with a few inputs, the input
+/// gradient of a layer with a few outputs): C four rows at a time through
+/// [`Microkernel::few_rows`], each reading the few rows of B (copied row-major first when
+/// its columns are not adjacent: `k x n` floats, against C's `m x n`). The same sums as
+/// [`product`]'s, so the same bits.
+///
+/// # Safety
+/// As [`sgemm`], with `k` from one to [`FEW_STEPS`].
+unsafe fn few_steps<K: Microkernel>(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (*const f32, isize, isize),
+    (b, rsb, csb): (*const f32, isize, isize),
+    scale: (f32, *const f32),
+    (c, ldc): (*mut f32, isize),
+) {
+    let copy: Vec<f32>;
+    let (b, ldb) = if csb == 1 {
+        (b, rsb)
+    } else {
+        // SAFETY: element (p, j) of B (the caller's guarantee).
+        copy = (0..k * n)
+            .map(|i| unsafe { *b.offset((i / n) as isize * rsb + (i % n) as isize * csb) })
+            .collect();
+        (copy.as_ptr(), n as isize)
+    };
+    for i in (0..m).step_by(4) {
+        let rows = (m - i).min(4);
+        let a = (a.wrapping_offset(i as isize * rsa), rsa, csa);
+        let c = (c.wrapping_offset(i as isize * ldc), ldc);
+        // SAFETY: rows i.. of A and C (the caller's guarantee); B's `k` rows `ldb` apart
+        // with adjacent columns.
+        unsafe { K::few_rows((rows, k, n), a, (b, ldb), scale, c) };
+    }
 }
 
 /// [`sgemm`] for a C of a few columns (a matrix-vector product, a layer with one or two
@@ -501,6 +544,74 @@ pub(super) unsafe fn copy_strided(
             };
             // SAFETY: inside the destination.
             unsafe { *dst.add(p * width + i) = value };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(i: usize) -> f32 {
+        ((i * 7919 % 1009) as f32 - 504.0) / 97.0
+    }
+
+    /// Every shortcut [`sgemm`] takes (shallow products, a few rows read in place or
+    /// through transposes, a few columns through transposes) gives the bits of the blocked
+    /// [`product`] itself, for each instruction set this CPU has: row- and column-major
+    /// operands, beta zero, one and one half, with and without a bias.
+    #[test]
+    fn every_shortcut_has_the_bits_of_the_blocked_product() {
+        fn check<K: Microkernel>() {
+            let mut shapes = vec![];
+            for k in [1, 2, 3, 8] {
+                for (m, n) in [(5, 1), (13, 3), (37, 17), (9, 40), (6, 130)] {
+                    shapes.push((m, k, n));
+                }
+            }
+            for m in 1..=8 {
+                for (k, n) in [(9, 35), (300, 33), (600, 130)] {
+                    shapes.push((m, k, n));
+                }
+            }
+            for n in 1..=8 {
+                shapes.push((40, 300, n));
+                shapes.push((70, 9, n));
+            }
+            for (m, k, n) in shapes {
+                let cases = [(false, false), (false, true), (true, false), (true, true)];
+                for ((ta, tb), (beta, with_bias)) in cases.into_iter().flat_map(|layouts| {
+                    [(0.0, false), (0.0, true), (1.0, false), (0.5, false)].map(|s| (layouts, s))
+                }) {
+                    let a: Vec<f32> = (0..m * k).map(value).collect();
+                    let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+                    let bias: Vec<f32> = (0..n).map(|i| value(i + 11)).collect();
+                    let bias = if with_bias { bias.as_ptr() } else { std::ptr::null() };
+                    let strides = |rows: usize, cols: usize, t: bool| {
+                        if t { (1, rows as isize) } else { (cols as isize, 1) }
+                    };
+                    let ((rsa, csa), (rsb, csb)) = (strides(m, k, ta), strides(k, n, tb));
+                    let start: Vec<f32> = (0..m * n).map(|i| value(i + 8)).collect();
+                    let (mut want, mut got) = (start.clone(), start);
+                    // SAFETY: the CPU has K's instruction set (the caller's check); A and B
+                    // are whole matrices at those strides, C is m x n with rows n apart.
+                    unsafe {
+                        let (a, b) = ((a.as_ptr(), rsa, csa), (b.as_ptr(), rsb, csb));
+                        let plain = (want.as_mut_ptr(), n as isize);
+                        product::<K>((m, k, n), a, Right::Strided(b), (beta, bias), plain);
+                        sgemm::<K>((m, k, n), a, b, (beta, bias), (got.as_mut_ptr(), n as isize));
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let what = format!("{m}x{k}x{n} ta {ta} tb {tb} beta {beta} bias {with_bias}");
+                    assert_eq!(bits(&got), bits(&want), "{what}");
+                }
+            }
+        }
+        if crate::simd::avx512_enabled() {
+            check::<super::super::avx512::Avx512>();
+        }
+        if crate::simd::avx2_enabled() {
+            check::<super::super::avx2::Avx2>();
         }
     }
 }
