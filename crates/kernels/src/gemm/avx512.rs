@@ -1,8 +1,9 @@
 //! The own f32 product's AVX-512 register tile and copies (the blocking is
 //! [`super::blocked`]'s, the tile [`super::tile`]'s): a `12 x 32` tile of C in 24 of the 32
 //! vector registers, and copies sixteen floats at a time, through 16 x 16 register
-//! transposes where a copy turns rows into columns; for a product into a few columns, A's
-//! rows transposed in registers straight into the sums (`narrow_rows`).
+//! transposes where a copy turns rows into columns; for a product into a few columns (or,
+//! transposed, into a few rows), A's rows transposed in registers straight into the sums
+//! (`narrow_rows`).
 
 use std::arch::x86_64::*;
 

@@ -1,5 +1,6 @@
-//! The register tile of the blocked product, written once over the vector operations of
-//! [`crate::vectors`] and compiled per instruction set by [`register_tile!`].
+//! The register tile of the blocked product, and the tiles of products into a few rows
+//! that read B in place, written once over the vector operations of [`crate::vectors`] and
+//! compiled per instruction set by [`register_tile!`].
 
 /// Defines `run_kernel` (the tile for a corner of C: a full `MR x NR` one, or a smaller one
 /// for the last rows and columns of a product rather than computing zeros) and `kernel`
@@ -172,6 +173,7 @@ macro_rules! register_tile {
             scale: (f32, *const f32),
             c: (*mut f32, isize),
         ) {
+            debug_assert!((1..=4).contains(&m), "few_rows takes one to four rows, not {m}");
             // As many sums as fit in the registers beside a row of B's vectors.
             let wide = crate::vectors::$ops::LANES == 16;
             // SAFETY: forwarded from the caller.
