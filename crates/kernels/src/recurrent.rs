@@ -12,7 +12,9 @@
 
 use rayon::prelude::*;
 
+mod gru;
 mod sequence;
+pub use gru::{GruTape, gru_sequence_backward, gru_sequence_forward, gru_sequence_weight_grads};
 pub use sequence::{
     Recurrence, RecurrentWeights, SequenceTape, TimeMajor, lstm_sequence_backward,
     lstm_sequence_forward, lstm_sequence_weight_grads,

@@ -3,11 +3,13 @@
 //! state out. Each time step is composed from recorded ops (the LSTM's whole recurrence is
 //! one), so backward runs through time automatically.
 
-use tapegrad_ops::functional::{DropoutOptions, dropout_with, linear, lstm_recurrence};
+use tapegrad_ops::functional::{
+    DropoutOptions, dropout_with, gru_recurrence, linear, lstm_recurrence,
+};
 use tapegrad_ops::{cat, prelude::*, stack};
 use tapegrad_tape::Tensor;
 
-use crate::cells::{Nonlinearity, elman_step, gru_step};
+use crate::cells::{Nonlinearity, elman_step};
 use crate::field::TrainingFlag;
 use crate::init;
 use crate::module::{Forward, Module, Slot, join_name};
@@ -162,20 +164,21 @@ impl Recurrent {
     ) -> (Tensor, Tensor, Tensor) {
         // Input projections of every step in one product: [T, B, gates * H].
         let xi = linear(seq, &w.weight_ih, Some(&w.bias_ih));
-        if self.kind == CellKind::Lstm {
-            // The whole recurrence as one op (its time loop in a kernel).
-            return lstm_recurrence(&xi, &h, &c, &w.weight_hh, &w.bias_hh);
+        // LSTM and GRU: the whole recurrence as one op (its time loop in a kernel).
+        match self.kind {
+            CellKind::Lstm => return lstm_recurrence(&xi, &h, &c, &w.weight_hh, &w.bias_hh),
+            CellKind::Gru => {
+                let (out, h) = gru_recurrence(&xi, &h, &w.weight_hh, &w.bias_hh);
+                return (out, h, c);
+            }
+            CellKind::Elman => {}
         }
         let steps = seq.shape()[0];
         let mut outputs = Vec::with_capacity(steps);
         for t in 0..steps {
             let gi = xi.select(0, t as isize);
             let gh = linear(&h, &w.weight_hh, Some(&w.bias_hh));
-            h = match self.kind {
-                CellKind::Elman => elman_step(&gi, &gh, self.nonlinearity),
-                CellKind::Gru => gru_step(&gi, &gh, &h),
-                CellKind::Lstm => unreachable!("LSTM layers run lstm_recurrence above"),
-            };
+            h = elman_step(&gi, &gh, self.nonlinearity);
             outputs.push(h.clone());
         }
         let refs: Vec<&Tensor> = outputs.iter().collect();

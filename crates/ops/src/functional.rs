@@ -1628,3 +1628,61 @@ pub fn try_lstm_recurrence(
     let last = crate::index::slicing::select(&states, 0, -1)?;
     Ok((out, shape::narrow(&last, 1, 0, hidden)?, shape::narrow(&last, 1, hidden, hidden)?))
 }
+
+/// The recurrence of a GRU layer over a whole sequence, as one op: from `xi` `[T, B, 3H]`,
+/// the input projections of every step (`x W_ihᵀ + b_ih`, PyTorch's gate order r, z, n),
+/// the initial state `h0` `[B, H]` and the recurrent weight `w_hh` `[3H, H]` and bias
+/// `b_hh` `[3H]`, each step computes `gh = h_{t-1} W_hhᵀ + b_hh` and
+/// `r = σ(xi_r + gh_r)`, `z = σ(xi_z + gh_z)`, `n = tanh(xi_n + r gh_n)`,
+/// `h_t = (1 - z) n + z h_{t-1}`. Returns the hidden state of every step `[T, B, H]` and the
+/// final `h_T`. What `nn::GRU` runs per layer: each block of the batch runs the time loop on
+/// its own thread, and backward forms `W_hh`'s gradient in one product over all steps.
+/// Differentiable to any order, and in forward mode.
+///
+/// ```
+/// use tapegrad_ops::functional::{gru_recurrence, linear};
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let (xi, h0) = (Tensor::randn(&[3, 2, 6]), Tensor::randn(&[2, 2]));
+/// let (w_hh, b_hh) = (Tensor::randn(&[6, 2]), Tensor::randn(&[6]));
+/// let (out, h) = gru_recurrence(&xi, &h0, &w_hh, &b_hh);
+/// assert_eq!((out.shape(), h.shape()), (&[3, 2, 2][..], &[2, 2][..]));
+/// // Step by step, the same.
+/// let mut hs = h0.clone();
+/// for t in 0..3 {
+///     let (x, g) = (xi.select(0, t).split(2, 1), linear(&hs, &w_hh, Some(&b_hh)).split(2, 1));
+///     let r = (&x[0] + &g[0]).sigmoid();
+///     let z = (&x[1] + &g[1]).sigmoid();
+///     let n = (&x[2] + &(&r * &g[2])).tanh();
+///     hs = &(&z.rsub_scalar(1.0) * &n) + &(&z * &hs);
+/// }
+/// assert!((&hs - &h).abs().max().item() < 1e-6);
+/// ```
+#[track_caller]
+pub fn gru_recurrence(xi: &Tensor, h0: &Tensor, w_hh: &Tensor, b_hh: &Tensor) -> (Tensor, Tensor) {
+    or_panic(try_gru_recurrence(xi, h0, w_hh, b_hh))
+}
+
+/// [`gru_recurrence`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_gru_recurrence;
+/// use tapegrad_tape::Tensor;
+/// let (xi, h0) = (Tensor::zeros(&[3, 2, 6]), Tensor::zeros(&[2, 2]));
+/// let (w_hh, b_hh) = (Tensor::zeros(&[6, 3]), Tensor::zeros(&[6])); // [3H, H] would be [6, 2]
+/// assert!(try_gru_recurrence(&xi, &h0, &w_hh, &b_hh).is_err());
+/// ```
+#[track_caller]
+pub fn try_gru_recurrence(
+    xi: &Tensor,
+    h0: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let out = crate::recurrent::gru_recurrence(xi, h0, (w_hh, b_hh))?;
+    if out.shape()[0] == 0 {
+        return Ok((out, h0.clone()));
+    }
+    let last = crate::index::slicing::select(&out, 0, -1)?;
+    Ok((out, last))
+}

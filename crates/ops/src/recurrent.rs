@@ -1,7 +1,8 @@
 //! The elementwise half of an LSTM step as one recorded op (`lstm_cell`): from the gate
 //! pre-activations and the previous cell state to the new hidden and cell states, with a
 //! fused backward. Under `create_graph` the rule is written with recorded ops instead, so
-//! the step is differentiable to any order either way.
+//! the step is differentiable to any order either way. The submodules hold the recurrences
+//! over whole sequences: `sequence` the LSTM's, `gru` the GRU's.
 
 use std::panic::Location;
 
@@ -15,8 +16,10 @@ use tapegrad_tape::{
 
 use crate::shape::narrow;
 
+mod gru;
 mod sequence;
 use crate::unary::{sigmoid_op, tanh};
+pub(crate) use gru::gru_recurrence;
 pub(crate) use sequence::lstm_recurrence;
 
 fn slice<T: Element>(s: &Storage) -> &[T] {

@@ -1,7 +1,8 @@
-//! The fused LSTM recurrence against the same recurrence composed step by step from
-//! `lstm_gates`, on a batch large enough to be split among threads: values and gradients.
+//! The fused LSTM and GRU recurrences against the same recurrences composed step by step
+//! (from `lstm_gates`, and from PyTorch's GRU formulas), on a batch large enough to be
+//! split among threads: values, gradients, and second derivatives of the GRU's.
 
-use tapegrad_ops::functional::{linear, lstm_gates, lstm_recurrence};
+use tapegrad_ops::functional::{gru_recurrence, linear, lstm_gates, lstm_recurrence};
 use tapegrad_ops::prelude::*;
 use tapegrad_tape::{DType, GradOptions, Tensor, grad, manual_seed};
 
@@ -78,4 +79,103 @@ fn an_empty_sequence_returns_the_initial_state() {
         (h.to_vec::<f64>(), c.to_vec::<f64>()),
         (xs[1].to_vec::<f64>(), xs[2].to_vec::<f64>())
     );
+}
+
+/// The GRU recurrence written as a user would, PyTorch's formulas step by step.
+fn gru_composed(inputs: &[Tensor]) -> (Tensor, Tensor) {
+    let (xi, w_hh, b_hh) = (&inputs[0], &inputs[2], &inputs[3]);
+    let mut h = inputs[1].clone();
+    let hidden = h.shape()[1];
+    let mut outs = Vec::new();
+    for t in 0..xi.shape()[0] {
+        let x = xi.select(0, t as isize).split(hidden, 1);
+        let g = linear(&h, w_hh, Some(b_hh)).split(hidden, 1);
+        let r = (&x[0] + &g[0]).sigmoid();
+        let z = (&x[1] + &g[1]).sigmoid();
+        let n = (&x[2] + &(&r * &g[2])).tanh();
+        h = &(&z.rsub_scalar(1.0) * &n) + &(&z * &h);
+        outs.push(h.clone());
+    }
+    let refs: Vec<&Tensor> = outs.iter().collect();
+    (tapegrad_ops::stack(&refs, 0), h)
+}
+
+fn gru_inputs(dtype: DType, (steps, batch, hidden): (usize, usize, usize)) -> Vec<Tensor> {
+    manual_seed(7);
+    let r = |shape: &[usize], scale: f64| {
+        (Tensor::randn_dtype(shape, dtype) * scale).detach().requires_grad()
+    };
+    vec![
+        r(&[steps, batch, 3 * hidden], 1.0),
+        r(&[batch, hidden], 0.5),
+        r(&[3 * hidden, hidden], 0.3),
+        r(&[3 * hidden], 0.1),
+    ]
+}
+
+/// A loss that weighs every output differently, and the final state.
+fn gru_loss((out, h): &(Tensor, Tensor)) -> Tensor {
+    let n = out.numel();
+    let w = Tensor::arange_dtype(0.0, n as f64, 1.0, out.dtype()).reshape(&[-1]);
+    &(&out.reshape(&[-1]) * &w.div_scalar(n as f64)).sum() + &h.square().sum()
+}
+
+fn gru_check(dtype: DType, shape: (usize, usize, usize), tol: f64) {
+    let xs = gru_inputs(dtype, shape);
+    let fused = gru_recurrence(&xs[0], &xs[1], &xs[2], &xs[3]);
+    let steps = gru_composed(&xs);
+    for (a, b) in [(&fused.0, &steps.0), (&fused.1, &steps.1)] {
+        assert_eq!(a.shape(), b.shape());
+        assert!(max_gap(a, b) < tol, "values differ by {}", max_gap(a, b));
+    }
+    let wrt: Vec<&Tensor> = xs.iter().collect();
+    let g_fused = grad(&[&gru_loss(&fused)], &wrt, GradOptions::new());
+    let g_steps = grad(&[&gru_loss(&steps)], &wrt, GradOptions::new());
+    for (i, (a, b)) in g_fused.iter().zip(&g_steps).enumerate() {
+        let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        let scale = 1.0 + b.abs().max().item();
+        assert!(max_gap(a, b) < tol * scale, "input {i}: gradients differ by {}", max_gap(a, b));
+    }
+}
+
+#[test]
+fn the_fused_gru_equals_the_composed_one_in_f64() {
+    // 40 rows: split into blocks among the threads.
+    gru_check(DType::F64, (7, 40, 16), 1e-12);
+}
+
+#[test]
+fn the_fused_gru_equals_the_composed_one_in_f32() {
+    gru_check(DType::F32, (7, 40, 16), 1e-5);
+}
+
+#[test]
+fn the_fused_gru_has_the_composed_second_derivatives() {
+    // The gradient's own gradient (through the composed backward rule) against the
+    // composed recurrence's, for every input.
+    let xs = gru_inputs(DType::F64, (4, 3, 5));
+    let wrt: Vec<&Tensor> = xs.iter().collect();
+    let second = |run: &dyn Fn(&[Tensor]) -> (Tensor, Tensor)| {
+        let g = grad(&[&gru_loss(&run(&xs))], &wrt, GradOptions::new().create_graph(true));
+        let total = g.iter().map(|g| g.as_ref().unwrap().square().sum()).reduce(|a, b| &a + &b);
+        grad(&[&total.unwrap()], &wrt, GradOptions::new())
+    };
+    let fused = second(&|xs| gru_recurrence(&xs[0], &xs[1], &xs[2], &xs[3]));
+    let steps = second(&gru_composed);
+    for (i, (a, b)) in fused.iter().zip(&steps).enumerate() {
+        let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        assert!(
+            max_gap(a, b) < 1e-10 * (1.0 + b.abs().max().item()),
+            "input {i}: {}",
+            max_gap(a, b)
+        );
+    }
+}
+
+#[test]
+fn an_empty_gru_sequence_returns_the_initial_state() {
+    let xs = gru_inputs(DType::F64, (0, 3, 2));
+    let (out, h) = gru_recurrence(&xs[0], &xs[1], &xs[2], &xs[3]);
+    assert_eq!(out.shape(), &[0, 3, 2]);
+    assert_eq!(h.to_vec::<f64>(), xs[1].to_vec::<f64>());
 }

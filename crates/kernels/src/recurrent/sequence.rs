@@ -58,13 +58,14 @@ pub struct TimeMajor<'a, T> {
 
 impl<'a, T> TimeMajor<'a, T> {
     /// Row `(t, b)`, `len` values.
-    fn row(&self, t: usize, b: usize, len: usize) -> &'a [T] {
+    pub(super) fn row(&self, t: usize, b: usize, len: usize) -> &'a [T] {
         let at = t * self.step_stride + b * self.batch_stride;
         &self.data[at..at + len]
     }
 }
 
-/// The recurrent weights: `w_hh` `[4 H, H]` and `b_hh` `[4 H]`.
+/// The recurrent weights: `w_hh` `[G H, H]` and `b_hh` `[G H]`, `G` the number of gates
+/// (four for an LSTM, three for a GRU).
 ///
 /// ```
 /// use tapegrad_kernels::recurrent::RecurrentWeights;
@@ -74,16 +75,16 @@ impl<'a, T> TimeMajor<'a, T> {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct RecurrentWeights<'a, T> {
-    /// `W_hh`, row-major `[4 H, H]`.
+    /// `W_hh`, row-major `[G H, H]`.
     pub w_hh: &'a [T],
-    /// `b_hh`, `[4 H]`.
+    /// `b_hh`, `[G H]`.
     pub b_hh: &'a [T],
 }
 
 /// Rows per block: the batch shared among the threads, at least 8 rows a block so the
 /// per-step products stay worth their packing. Rows are independent, and each row's values
 /// do not depend on the block it is in.
-fn block_rows(batch: usize) -> usize {
+pub(super) fn block_rows(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(8).min(batch.max(1))
 }
 
@@ -273,7 +274,7 @@ pub fn lstm_sequence_backward<T: Float + Gemm>(
 }
 
 /// Rows `rows` of a buffer of `width` values per row.
-fn rows_of<'a, T>(s: &'a [T], rows: &std::ops::Range<usize>, width: usize) -> &'a [T] {
+pub(super) fn rows_of<'a, T>(s: &'a [T], rows: &std::ops::Range<usize>, width: usize) -> &'a [T] {
     &s[rows.start * width..rows.end * width]
 }
 
@@ -352,18 +353,32 @@ pub fn lstm_sequence_weight_grads<T: Float + Gemm>(
             && db_hh.len() == 4 * h,
         "lstm_sequence_weight_grads: buffer sizes"
     );
-    // Row (b, t): the state h_{t-1} that step t read.
+    weight_grads(shape, (tape.hc, 2 * h, tape.h0), (dxi, 4 * h), dw_hh, db_hh);
+}
+
+/// `dw_hh = Σ_t dgatesᵀ h_{t-1}` and `db_hh = Σ dgates` over every step and batch element:
+/// `dgates` holds `width` values per row (`[B, T, width]`), and `h_{t-1}` of row `(b, t)` is
+/// `h0`'s row `b` at `t = 0`, else the first `H` values of row `(b, t - 1)` of `states`
+/// (`stride` values per row).
+pub(super) fn weight_grads<T: Float + Gemm>(
+    Recurrence { steps, batch, hidden: h }: Recurrence,
+    (states, stride, h0): (&[T], usize, &[T]),
+    (dgates, width): (&[T], usize),
+    dw_hh: &mut [T],
+    db_hh: &mut [T],
+) {
+    let rows = batch * steps;
     let mut h_prev = vec![T::ZERO; rows * h];
     for (row, prev) in h_prev.chunks_exact_mut(h.max(1)).enumerate() {
         let (b, t) = (row / steps, row % steps);
         let from = if t == 0 {
-            &tape.h0[b * h..(b + 1) * h]
+            &h0[b * h..(b + 1) * h]
         } else {
-            &tape.hc[(row - 1) * 2 * h..(row - 1) * 2 * h + h]
+            &states[(row - 1) * stride..(row - 1) * stride + h]
         };
         prev.copy_from_slice(from);
     }
-    let gates = View::row_major(dxi, rows, 4 * h);
+    let gates = View::row_major(dgates, rows, width);
     gemm_into(gates.t(), View::row_major(&h_prev, rows, h), dw_hh, false);
     let ones = vec![T::ONE; rows];
     gemm_into(View::row_major(&ones, 1, rows), gates, db_hh, false);

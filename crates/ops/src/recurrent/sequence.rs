@@ -23,12 +23,12 @@ use crate::matmul::linear;
 use crate::shape::{narrow, reshape_to};
 
 /// `[T, B, ·]` values that live batch-major (`[B, T, ·]` in memory) as a time-major view.
-fn time_major_view(storage: Storage, shape: Recurrence, width: usize) -> Tensor {
+pub(super) fn time_major_view(storage: Storage, shape: Recurrence, width: usize) -> Tensor {
     let Recurrence { steps, batch, .. } = shape;
     Tensor::from_storage(storage, Layout::contiguous(&[batch, steps, width]).permute(&[1, 0, 2]))
 }
 
-fn slice<T: Element>(s: &Storage) -> &[T] {
+pub(super) fn slice<T: Element>(s: &Storage) -> &[T] {
     s.as_slice::<T>().expect("dtype checked")
 }
 

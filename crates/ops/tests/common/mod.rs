@@ -463,6 +463,21 @@ fn lstm_sequence_case() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// A GRU recurrence: xi [T, B, 3H], h0 [B, H], w_hh [3H, H], b_hh [3H] (T from 0).
+fn gru_sequence_case() -> BoxedStrategy<Sample> {
+    (0usize..=3, 1usize..=3, 1usize..=2)
+        .prop_flat_map(|(t, b, h)| {
+            (
+                tensor_f64(Just(vec![t, b, 3 * h]), -1.5..1.5),
+                tensor_f64(Just(vec![b, h]), -1.0..1.0),
+                tensor_f64(Just(vec![3 * h, h]), -1.0..1.0),
+                tensor_f64(Just(vec![3 * h]), -0.5..0.5),
+            )
+        })
+        .prop_map(|(xi, h0, w, b)| Sample { tensors: vec![xi, h0, w, b], ints: vec![] })
+        .boxed()
+}
+
 /// Ops that are piecewise smooth: their derivative jumps where two inputs tie (max,
 /// pooling, |a - b|, a `where` that compares its operands, and sort and topk, whose
 /// order swaps) or where an input crosses zero (relu, abs, prelu, and elu and selu, whose
@@ -1573,6 +1588,19 @@ pub fn registry() -> Vec<OpCase> {
                 &(&(&out.reshape(&[-1]) * &w.div_scalar(out.numel().max(1) as f64)).sum()
                     + &h.sum())
                     + &c.square().sum()
+            }
+        ),
+        op!(
+            "gru_recurrence(xi, h0, w_hh, b_hh)",
+            "the recurrence of torch.nn.GRU (one layer)",
+            true,
+            gru_sequence_case(),
+            |t, i| {
+                let (out, h) = functional::gru_recurrence(&t[0], &t[1], &t[2], &t[3]);
+                // Every output, weighted differently: a plain sum would hide a swapped pair.
+                let w = Tensor::arange_dtype(1.0, 1.0 + out.numel() as f64, 1.0, out.dtype());
+                &(&out.reshape(&[-1]) * &w.div_scalar(out.numel().max(1) as f64)).sum()
+                    + &h.square().sum()
             }
         ),
         op!("embedding(indices, weight)", "F.embedding", true, with_index(), |t, i| {
