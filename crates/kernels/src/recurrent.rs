@@ -12,8 +12,12 @@
 
 use rayon::prelude::*;
 
+mod elman;
 mod gru;
 mod sequence;
+pub use elman::{
+    Activation, elman_sequence_backward, elman_sequence_forward, elman_sequence_weight_grads,
+};
 pub use gru::{GruTape, gru_sequence_backward, gru_sequence_forward, gru_sequence_weight_grads};
 pub use sequence::{
     Recurrence, RecurrentWeights, SequenceTape, TimeMajor, lstm_sequence_backward,

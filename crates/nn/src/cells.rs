@@ -29,7 +29,7 @@ pub enum Nonlinearity {
 }
 
 /// `act(gi + gh)`: an Elman step from its input and hidden projections.
-pub(crate) fn elman_step(gi: &Tensor, gh: &Tensor, nonlinearity: Nonlinearity) -> Tensor {
+fn elman_step(gi: &Tensor, gh: &Tensor, nonlinearity: Nonlinearity) -> Tensor {
     let sum = gi + gh;
     match nonlinearity {
         Nonlinearity::Tanh => sum.tanh(),
@@ -40,7 +40,7 @@ pub(crate) fn elman_step(gi: &Tensor, gh: &Tensor, nonlinearity: Nonlinearity) -
 /// A GRU step from its input and hidden projections `[B, 3H]` (reset, update, new) and the
 /// state `h`: `h' = (1 - z) n + z h`, the reset gate applied to the hidden projection of
 /// `n`, as PyTorch does.
-pub(crate) fn gru_step(gi: &Tensor, gh: &Tensor, h: &Tensor) -> Tensor {
+fn gru_step(gi: &Tensor, gh: &Tensor, h: &Tensor) -> Tensor {
     let hidden = h.shape()[h.dim() - 1];
     let part = |g: &Tensor, k: usize| g.narrow(-1, k * hidden, hidden);
     let r = (&part(gi, 0) + &part(gh, 0)).sigmoid();

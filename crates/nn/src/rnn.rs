@@ -4,12 +4,13 @@
 //! one), so backward runs through time automatically.
 
 use tapegrad_ops::functional::{
-    DropoutOptions, dropout_with, gru_recurrence, linear, lstm_recurrence,
+    DropoutOptions, dropout_with, gru_recurrence, linear, lstm_recurrence, rnn_relu_recurrence,
+    rnn_tanh_recurrence,
 };
 use tapegrad_ops::{cat, prelude::*, stack};
 use tapegrad_tape::Tensor;
 
-use crate::cells::{Nonlinearity, elman_step};
+use crate::cells::Nonlinearity;
 use crate::field::TrainingFlag;
 use crate::init;
 use crate::module::{Forward, Module, Slot, join_name};
@@ -159,30 +160,25 @@ impl Recurrent {
         &self,
         seq: &Tensor,
         w: &LayerWeights,
-        mut h: Tensor,
+        h: Tensor,
         c: Tensor,
     ) -> (Tensor, Tensor, Tensor) {
         // Input projections of every step in one product: [T, B, gates * H].
         let xi = linear(seq, &w.weight_ih, Some(&w.bias_ih));
-        // LSTM and GRU: the whole recurrence as one op (its time loop in a kernel).
-        match self.kind {
-            CellKind::Lstm => return lstm_recurrence(&xi, &h, &c, &w.weight_hh, &w.bias_hh),
-            CellKind::Gru => {
-                let (out, h) = gru_recurrence(&xi, &h, &w.weight_hh, &w.bias_hh);
-                return (out, h, c);
+        // The whole recurrence as one op (its time loop in a kernel).
+        let (out, h) = match (self.kind, self.nonlinearity) {
+            (CellKind::Lstm, _) => {
+                return lstm_recurrence(&xi, &h, &c, &w.weight_hh, &w.bias_hh);
             }
-            CellKind::Elman => {}
-        }
-        let steps = seq.shape()[0];
-        let mut outputs = Vec::with_capacity(steps);
-        for t in 0..steps {
-            let gi = xi.select(0, t as isize);
-            let gh = linear(&h, &w.weight_hh, Some(&w.bias_hh));
-            h = elman_step(&gi, &gh, self.nonlinearity);
-            outputs.push(h.clone());
-        }
-        let refs: Vec<&Tensor> = outputs.iter().collect();
-        (stack(&refs, 0), h, c)
+            (CellKind::Gru, _) => gru_recurrence(&xi, &h, &w.weight_hh, &w.bias_hh),
+            (CellKind::Elman, Nonlinearity::Tanh) => {
+                rnn_tanh_recurrence(&xi, &h, &w.weight_hh, &w.bias_hh)
+            }
+            (CellKind::Elman, Nonlinearity::Relu) => {
+                rnn_relu_recurrence(&xi, &h, &w.weight_hh, &w.bias_hh)
+            }
+        };
+        (out, h, c)
     }
 
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, Slot)) {

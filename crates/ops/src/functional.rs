@@ -36,6 +36,7 @@
 use std::panic::Location;
 
 use tapegrad_kernels::random::bernoulli_mask;
+use tapegrad_kernels::recurrent::Activation;
 use tapegrad_kernels::softmax::{softmax, softmax_backward};
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
@@ -1679,7 +1680,102 @@ pub fn try_gru_recurrence(
     w_hh: &Tensor,
     b_hh: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    let out = crate::recurrent::gru_recurrence(xi, h0, (w_hh, b_hh))?;
+    with_last_state(crate::recurrent::gru_recurrence(xi, h0, (w_hh, b_hh))?, h0)
+}
+
+/// The recurrence of an Elman RNN layer with tanh (`nn.RNN`'s default) over a whole
+/// sequence, as one op: from `xi` `[T, B, H]`, the input projections of every step
+/// (`x W_ihᵀ + b_ih`), the initial state `h0` `[B, H]` and the recurrent weight `w_hh`
+/// `[H, H]` and bias `b_hh` `[H]`, `h_t = tanh(xi_t + b_hh + h_{t-1} W_hhᵀ)`. Returns the
+/// hidden state of every step `[T, B, H]` and the final `h_T`. What `nn::RNN` runs per
+/// layer; differentiable to any order, and in forward mode.
+///
+/// ```
+/// use tapegrad_ops::functional::{linear, rnn_tanh_recurrence};
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let (xi, h0) = (Tensor::randn(&[3, 2, 4]), Tensor::randn(&[2, 4]));
+/// let (w_hh, b_hh) = (Tensor::randn(&[4, 4]), Tensor::randn(&[4]));
+/// let (out, h) = rnn_tanh_recurrence(&xi, &h0, &w_hh, &b_hh);
+/// let mut hs = h0.clone();
+/// for t in 0..3 {
+///     hs = (&xi.select(0, t) + &linear(&hs, &w_hh, Some(&b_hh))).tanh();
+/// }
+/// assert!((&hs - &h).abs().max().item() < 1e-6);
+/// assert_eq!(out.shape(), &[3, 2, 4]);
+/// ```
+#[track_caller]
+pub fn rnn_tanh_recurrence(
+    xi: &Tensor,
+    h0: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+) -> (Tensor, Tensor) {
+    or_panic(try_rnn_tanh_recurrence(xi, h0, w_hh, b_hh))
+}
+
+/// [`rnn_tanh_recurrence`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_rnn_tanh_recurrence;
+/// use tapegrad_tape::Tensor;
+/// let (xi, h0) = (Tensor::zeros(&[3, 2, 4]), Tensor::zeros(&[2, 4]));
+/// let (w_hh, b_hh) = (Tensor::zeros(&[4, 3]), Tensor::zeros(&[4])); // [H, H] would be [4, 4]
+/// assert!(try_rnn_tanh_recurrence(&xi, &h0, &w_hh, &b_hh).is_err());
+/// ```
+#[track_caller]
+pub fn try_rnn_tanh_recurrence(
+    xi: &Tensor,
+    h0: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    with_last_state(crate::recurrent::rnn_recurrence(xi, h0, (w_hh, b_hh), Activation::Tanh)?, h0)
+}
+
+/// [`rnn_tanh_recurrence`] with relu: `h_t = relu(xi_t + b_hh + h_{t-1} W_hhᵀ)`
+/// (`nn.RNN(nonlinearity='relu')`).
+///
+/// ```
+/// use tapegrad_ops::functional::rnn_relu_recurrence;
+/// use tapegrad_ops::prelude::*;
+/// use tapegrad_tape::Tensor;
+/// let (xi, h0) = (Tensor::randn(&[5, 2, 3]), Tensor::randn(&[2, 3]));
+/// let (out, h) = rnn_relu_recurrence(&xi, &h0, &Tensor::randn(&[3, 3]), &Tensor::zeros(&[3]));
+/// assert!(out.min().item() >= 0.0);
+/// assert_eq!(h.to_vec::<f32>(), out.select(0, -1).to_vec::<f32>());
+/// ```
+#[track_caller]
+pub fn rnn_relu_recurrence(
+    xi: &Tensor,
+    h0: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+) -> (Tensor, Tensor) {
+    or_panic(try_rnn_relu_recurrence(xi, h0, w_hh, b_hh))
+}
+
+/// [`rnn_relu_recurrence`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_rnn_relu_recurrence;
+/// use tapegrad_tape::{DType, Tensor};
+/// let (xi, h0) = (Tensor::zeros(&[3, 2, 4]), Tensor::zeros_dtype(&[2, 4], DType::F64));
+/// let (w_hh, b_hh) = (Tensor::zeros(&[4, 4]), Tensor::zeros(&[4]));
+/// assert!(try_rnn_relu_recurrence(&xi, &h0, &w_hh, &b_hh).is_err()); // f32 and f64 mixed
+/// ```
+#[track_caller]
+pub fn try_rnn_relu_recurrence(
+    xi: &Tensor,
+    h0: &Tensor,
+    w_hh: &Tensor,
+    b_hh: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    with_last_state(crate::recurrent::rnn_recurrence(xi, h0, (w_hh, b_hh), Activation::Relu)?, h0)
+}
+
+/// A recurrence's outputs `[T, B, H]` and its final state (`h0` for an empty sequence).
+fn with_last_state(out: Tensor, h0: &Tensor) -> Result<(Tensor, Tensor)> {
     if out.shape()[0] == 0 {
         return Ok((out, h0.clone()));
     }

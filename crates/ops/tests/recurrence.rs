@@ -1,8 +1,11 @@
-//! The fused LSTM and GRU recurrences against the same recurrences composed step by step
-//! (from `lstm_gates`, and from PyTorch's GRU formulas), on a batch large enough to be
-//! split among threads: values, gradients, and second derivatives of the GRU's.
+//! The fused LSTM, GRU and Elman recurrences against the same recurrences composed step by
+//! step (from `lstm_gates`, and from PyTorch's formulas), on a batch large enough to be
+//! split among threads: values, gradients, and second derivatives of the GRU's and the
+//! Elman RNN's.
 
-use tapegrad_ops::functional::{gru_recurrence, linear, lstm_gates, lstm_recurrence};
+use tapegrad_ops::functional::{
+    gru_recurrence, linear, lstm_gates, lstm_recurrence, rnn_relu_recurrence, rnn_tanh_recurrence,
+};
 use tapegrad_ops::prelude::*;
 use tapegrad_tape::{DType, GradOptions, Tensor, grad, manual_seed};
 
@@ -178,4 +181,105 @@ fn an_empty_gru_sequence_returns_the_initial_state() {
     let (out, h) = gru_recurrence(&xs[0], &xs[1], &xs[2], &xs[3]);
     assert_eq!(out.shape(), &[0, 3, 2]);
     assert_eq!(h.to_vec::<f64>(), xs[1].to_vec::<f64>());
+}
+
+type Recurrence = fn(&[Tensor]) -> (Tensor, Tensor);
+
+fn rnn_tanh(xs: &[Tensor]) -> (Tensor, Tensor) {
+    rnn_tanh_recurrence(&xs[0], &xs[1], &xs[2], &xs[3])
+}
+
+fn rnn_relu(xs: &[Tensor]) -> (Tensor, Tensor) {
+    rnn_relu_recurrence(&xs[0], &xs[1], &xs[2], &xs[3])
+}
+
+/// The Elman recurrence step by step with `linear` and the activation's op.
+fn elman_composed(xs: &[Tensor], relu: bool) -> (Tensor, Tensor) {
+    let mut h = xs[1].clone();
+    let mut outs = Vec::new();
+    for t in 0..xs[0].shape()[0] {
+        let a = &xs[0].select(0, t as isize) + &linear(&h, &xs[2], Some(&xs[3]));
+        h = if relu { a.relu() } else { a.tanh() };
+        outs.push(h.clone());
+    }
+    let refs: Vec<&Tensor> = outs.iter().collect();
+    (tapegrad_ops::stack(&refs, 0), h)
+}
+
+fn elman_inputs(dtype: DType, (steps, batch, hidden): (usize, usize, usize)) -> Vec<Tensor> {
+    manual_seed(11);
+    let r = |shape: &[usize], scale: f64| {
+        (Tensor::randn_dtype(shape, dtype) * scale).detach().requires_grad()
+    };
+    vec![
+        r(&[steps, batch, hidden], 1.0),
+        r(&[batch, hidden], 0.5),
+        r(&[hidden, hidden], 0.3),
+        r(&[hidden], 0.1),
+    ]
+}
+
+/// Values and gradients of `fused` and `composed` on the same inputs agree within `tol`.
+fn agree(
+    xs: &[Tensor],
+    fused: Recurrence,
+    composed: &dyn Fn(&[Tensor]) -> (Tensor, Tensor),
+    tol: f64,
+) {
+    let (a, b) = (fused(xs), composed(xs));
+    for (x, y) in [(&a.0, &b.0), (&a.1, &b.1)] {
+        assert_eq!(x.shape(), y.shape());
+        assert!(max_gap(x, y) < tol, "values differ by {}", max_gap(x, y));
+    }
+    let wrt: Vec<&Tensor> = xs.iter().collect();
+    let ga = grad(&[&gru_loss(&a)], &wrt, GradOptions::new());
+    let gb = grad(&[&gru_loss(&b)], &wrt, GradOptions::new());
+    for (i, (x, y)) in ga.iter().zip(&gb).enumerate() {
+        let (x, y) = (x.as_ref().unwrap(), y.as_ref().unwrap());
+        let scale = 1.0 + y.abs().max().item();
+        assert!(max_gap(x, y) < tol * scale, "input {i}: gradients differ by {}", max_gap(x, y));
+    }
+}
+
+#[test]
+fn the_fused_elman_recurrences_equal_the_composed_ones() {
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let xs = elman_inputs(dtype, (9, 40, 16));
+        agree(&xs, rnn_tanh, &|xs| elman_composed(xs, false), tol);
+        agree(&xs, rnn_relu, &|xs| elman_composed(xs, true), tol);
+    }
+}
+
+#[test]
+fn the_fused_elman_recurrences_have_the_composed_second_derivatives() {
+    let xs = elman_inputs(DType::F64, (4, 3, 5));
+    let wrt: Vec<&Tensor> = xs.iter().collect();
+    let second = |run: &dyn Fn(&[Tensor]) -> (Tensor, Tensor)| {
+        let g = grad(&[&gru_loss(&run(&xs))], &wrt, GradOptions::new().create_graph(true));
+        let total = g.iter().map(|g| g.as_ref().unwrap().square().sum()).reduce(|a, b| &a + &b);
+        grad(&[&total.unwrap()], &wrt, GradOptions::new())
+    };
+    for (fused, relu) in [(rnn_tanh as Recurrence, false), (rnn_relu, true)] {
+        let a = second(&fused);
+        let b = second(&|xs| elman_composed(xs, relu));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let (x, y) = (x.as_ref().unwrap(), y.as_ref().unwrap());
+            assert!(max_gap(x, y) < 1e-10 * (1.0 + y.abs().max().item()), "relu {relu}, input {i}");
+        }
+    }
+}
+
+#[test]
+fn relu_recurrences_keep_nan_as_the_relu_op_does() {
+    let xs = elman_inputs(DType::F64, (3, 2, 2));
+    let mut values = xs[0].to_vec::<f64>();
+    values[5] = f64::NAN; // step 1, batch element 0, unit 1
+    let mut inputs = xs.clone();
+    inputs[0] = Tensor::from_vec(values, xs[0].shape()).requires_grad();
+    let (a, b) = (rnn_relu(&inputs), elman_composed(&inputs, true));
+    assert!(a.0.to_vec::<f64>()[5].is_nan());
+    assert_eq!(
+        a.0.to_vec::<f64>().iter().map(|v| v.is_nan()).collect::<Vec<_>>(),
+        b.0.to_vec::<f64>().iter().map(|v| v.is_nan()).collect::<Vec<_>>()
+    );
 }

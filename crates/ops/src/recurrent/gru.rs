@@ -17,10 +17,11 @@ use tapegrad_tape::{
     ensure_float, is_grad_enabled, record_with_tangent,
 };
 
+use super::composed::{input_grads, previous_state, zero_grads};
 use super::sequence::{slice, time_major_view};
 use crate::index::slicing::select;
 use crate::matmul::linear;
-use crate::shape::{narrow, reshape_to};
+use crate::shape::narrow;
 use crate::unary::{sigmoid_op, tanh};
 
 /// The hidden state of every step, `[T, B, H]`, from the input projections `xi`
@@ -146,12 +147,6 @@ fn backward_fused(ctx: &BackwardCtx<'_>, shape: Recurrence) -> InputGrads {
     grads.into_iter().enumerate().map(|(i, g)| ctx.needs_input_grad(i).then_some(g)).collect()
 }
 
-/// The state step `t` read, `h_{t-1}`: the saved initial state or the op's own output
-/// (recorded, so that rules built on it differentiate through the op).
-fn previous_state(out: &Tensor, h0: &Tensor, t: usize) -> Tensor {
-    if t == 0 { h0.clone() } else { select(out, 0, t as isize - 1).expect("step in range") }
-}
-
 /// Step `t`'s gates, recorded: `r`, `z`, `n` and the hidden projection's `n` block `gh_n`.
 struct Gates {
     r: Tensor,
@@ -174,16 +169,11 @@ fn gates_at(xi: &Tensor, h_prev: &Tensor, (w_hh, b_hh): (&Tensor, &Tensor), t: u
 
 /// The rule under `create_graph`: the same backward, step by step with recorded ops.
 fn backward_composed(ctx: &BackwardCtx<'_>, shape: Recurrence) -> InputGrads {
-    let Recurrence { steps, batch, hidden: h } = shape;
+    let steps = shape.steps;
     let (xi, h0, w_hh, b_hh) = (ctx.saved(0), ctx.saved(1), ctx.saved(2), ctx.saved(3));
     let (out, g) = (ctx.output(), ctx.grad());
     if steps == 0 {
-        let zeros = [xi, h0, w_hh, b_hh].map(Tensor::zeros_like);
-        return zeros
-            .into_iter()
-            .enumerate()
-            .map(|(i, z)| ctx.needs_input_grad(i).then_some(z))
-            .collect();
+        return zero_grads(ctx, 4);
     }
     let one_minus = |t: &Tensor| t.rsub_scalar(1.0);
     let mut carried: Option<Tensor> = None; // d h_t from step t + 1
@@ -207,27 +197,7 @@ fn backward_composed(ctx: &BackwardCtx<'_>, shape: Recurrence) -> InputGrads {
     }
     dxis.reverse();
     dghs.reverse();
-    let refs: Vec<&Tensor> = dxis.iter().collect();
-    let dxi = crate::stack(&refs, 0);
-    let refs: Vec<&Tensor> = dghs.iter().collect();
-    let flat = reshape_to(&crate::stack(&refs, 0), &[steps * batch, 3 * h]);
-    // h_{t-1} of every step, [T B, H].
-    let first = crate::shape::unsqueeze(h0, 0).expect("rank 2");
-    let h_prev = if steps > 1 {
-        crate::cat(&[&first, &narrow(out, 0, 0, steps - 1).expect("in range")], 0)
-    } else {
-        first
-    };
-    let h_prev = reshape_to(&h_prev.contiguous(), &[steps * batch, h]);
-    let dw = crate::matmul::matmul(&crate::shape::transpose(&flat, 0, 1).expect("2-D"), &h_prev)
-        .expect("shapes agree");
-    let db = crate::reduce::sum_dim(&flat, 0, false).expect("2-D");
-    let dh0 = carried.expect("at least one step");
-    [dxi, dh0, dw, db]
-        .into_iter()
-        .enumerate()
-        .map(|(i, g)| ctx.needs_input_grad(i).then_some(g))
-        .collect()
+    input_grads(ctx, (&dxis, &dghs), carried.expect("at least one step"))
 }
 
 /// The tangent of every step's `h_t`, step by step with recorded ops: the hidden

@@ -478,6 +478,34 @@ fn gru_sequence_case() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// An Elman recurrence: xi [T, B, H], h0 [B, H], w_hh [H, H], b_hh [H] (T from 0). With
+/// `clear_of_zero`, every pre-activation stays at least 0.1 from zero (relu's kink): `|xi|`
+/// is at least 0.6 and the recurrent terms add at most 0.5 (weights and bias within 0.1,
+/// states within 2).
+fn elman_sequence_case(clear_of_zero: bool) -> BoxedStrategy<Sample> {
+    let (w, b) = if clear_of_zero { (0.1, 0.1) } else { (1.0, 0.5) };
+    (0usize..=3, 1usize..=3, 1usize..=2)
+        .prop_flat_map(move |(t, bs, h)| {
+            (
+                tensor_f64(Just(vec![t, bs, h]), -1.5..1.5),
+                tensor_f64(Just(vec![bs, h]), -1.0..1.0),
+                tensor_f64(Just(vec![h, h]), -w..w),
+                tensor_f64(Just(vec![h]), -b..b),
+            )
+        })
+        .prop_map(move |(xi, h0, w, b)| {
+            let xi = if clear_of_zero {
+                let v: Vec<f64> = xi.to_vec::<f64>();
+                let away = v.iter().map(|&x| x.signum() * (0.6 + 0.6 * x.abs())).collect();
+                Tensor::from_vec::<f64>(away, xi.shape())
+            } else {
+                xi
+            };
+            Sample { tensors: vec![xi, h0, w, b], ints: vec![] }
+        })
+        .boxed()
+}
+
 /// Ops that are piecewise smooth: their derivative jumps where two inputs tie (max,
 /// pooling, |a - b|, a `where` that compares its operands, and sort and topk, whose
 /// order swaps) or where an input crosses zero (relu, abs, prelu, and elu and selu, whose
@@ -1598,6 +1626,30 @@ pub fn registry() -> Vec<OpCase> {
             |t, i| {
                 let (out, h) = functional::gru_recurrence(&t[0], &t[1], &t[2], &t[3]);
                 // Every output, weighted differently: a plain sum would hide a swapped pair.
+                let w = Tensor::arange_dtype(1.0, 1.0 + out.numel() as f64, 1.0, out.dtype());
+                &(&out.reshape(&[-1]) * &w.div_scalar(out.numel().max(1) as f64)).sum()
+                    + &h.square().sum()
+            }
+        ),
+        op!(
+            "rnn_tanh_recurrence(xi, h0, w_hh, b_hh)",
+            "the recurrence of torch.nn.RNN (one layer, tanh)",
+            true,
+            elman_sequence_case(false),
+            |t, i| {
+                let (out, h) = functional::rnn_tanh_recurrence(&t[0], &t[1], &t[2], &t[3]);
+                let w = Tensor::arange_dtype(1.0, 1.0 + out.numel() as f64, 1.0, out.dtype());
+                &(&out.reshape(&[-1]) * &w.div_scalar(out.numel().max(1) as f64)).sum()
+                    + &h.square().sum()
+            }
+        ),
+        op!(
+            "rnn_relu_recurrence(xi, h0, w_hh, b_hh)",
+            "the recurrence of torch.nn.RNN (one layer, relu)",
+            true,
+            elman_sequence_case(true),
+            |t, i| {
+                let (out, h) = functional::rnn_relu_recurrence(&t[0], &t[1], &t[2], &t[3]);
                 let w = Tensor::arange_dtype(1.0, 1.0 + out.numel() as f64, 1.0, out.dtype());
                 &(&out.reshape(&[-1]) * &w.div_scalar(out.numel().max(1) as f64)).sum()
                     + &h.square().sum()

@@ -1,0 +1,54 @@
+//! What the recorded (composed) rules of the single-state recurrences, the GRU's and the
+//! Elman RNN's, share: the state each step read, and the weight gradients from the
+//! per-step gradients of the hidden projections.
+
+use tapegrad_tape::{BackwardCtx, InputGrads, Tensor};
+
+use crate::index::slicing::select;
+use crate::shape::{narrow, reshape_to};
+
+/// The state step `t` read, `h_{t-1}`: the saved initial state or the op's own output
+/// `[T, B, H]` (recorded, so that rules built on it differentiate through the op).
+pub(super) fn previous_state(out: &Tensor, h0: &Tensor, t: usize) -> Tensor {
+    if t == 0 { h0.clone() } else { select(out, 0, t as isize - 1).expect("step in range") }
+}
+
+/// The gradients of `(xi, h0, w_hh, b_hh)` as a rule returns them, from the per-step
+/// gradients of the input projections and of the hidden projections (`[B, G H]` each, in
+/// step order) and that of `h0`: `dw_hh = Σ_t dghᵀ h_{t-1}` as one product, `db_hh = Σ dgh`.
+pub(super) fn input_grads(
+    ctx: &BackwardCtx<'_>,
+    (dxis, dghs): (&[Tensor], &[Tensor]),
+    dh0: Tensor,
+) -> InputGrads {
+    let (h0, out) = (ctx.saved(1), ctx.output());
+    let (steps, batch, h) = (out.shape()[0], h0.shape()[0], h0.shape()[1]);
+    let stacked = |parts: &[Tensor]| {
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        crate::stack(&refs, 0)
+    };
+    let dxi = stacked(dxis);
+    let dgh = stacked(dghs);
+    let flat = reshape_to(&dgh, &[steps * batch, dgh.shape()[2]]);
+    // h_{t-1} of every step, [T B, H].
+    let first = crate::shape::unsqueeze(h0, 0).expect("rank 2");
+    let h_prev = if steps > 1 {
+        crate::cat(&[&first, &narrow(out, 0, 0, steps - 1).expect("in range")], 0)
+    } else {
+        first
+    };
+    let h_prev = reshape_to(&h_prev.contiguous(), &[steps * batch, h]);
+    let dw = crate::matmul::matmul(&crate::shape::transpose(&flat, 0, 1).expect("2-D"), &h_prev)
+        .expect("shapes agree");
+    let db = crate::reduce::sum_dim(&flat, 0, false).expect("2-D");
+    [dxi, dh0, dw, db]
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| ctx.needs_input_grad(i).then_some(g))
+        .collect()
+}
+
+/// Zero gradients for every input, as a rule returns them (a sequence of no steps).
+pub(super) fn zero_grads(ctx: &BackwardCtx<'_>, inputs: usize) -> InputGrads {
+    (0..inputs).map(|i| ctx.needs_input_grad(i).then(|| ctx.saved(i).zeros_like())).collect()
+}
