@@ -351,6 +351,10 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("batch_norm", &|| bn.forward(&img).square().sum().backward());
     time("group_norm", &|| F::group_norm(&img, 8).square().sum().backward());
     time("max_pool 2x2", &|| F::max_pool2d(&img, 2).sum().backward());
+    let pool3 = MaxPool2dOptions::default().stride(2).padding(1);
+    time("max_pool 3x3 stride 2", &|| F::max_pool2d_with(&img, 3, pool3).sum().backward());
+    let signal = Tensor::randn(&[n, c, hw * hw]).requires_grad();
+    time("max_pool1d 4", &|| F::max_pool1d(&signal, 4).sum().backward());
     time("avg_pool 2x2", &|| F::avg_pool2d(&img, 2).sum().backward());
     time("adaptive_avg_pool 1", &|| F::adaptive_avg_pool2d(&img, 1).sum().backward());
     let table = Tensor::randn(&[if q { 100 } else { 10000 }, 256]).requires_grad();

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use crate::Real;
 use crate::parallel::cleared;
+use crate::simd::{WidestLoop, run_widest};
 
 mod max2x2;
 pub use max2x2::MaxPool2x2;
@@ -53,44 +54,20 @@ pub fn max_pool2d<T: MaxPool2x2>(
     // are in its cache: not in a serial pass over both buffers first.
     let mut values: Vec<T> = Vec::with_capacity(len);
     let mut indices: Vec<i64> = Vec::with_capacity(len);
-    // Without padding every window lies inside the plane: a tight loop with no clamping.
-    let unpadded = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
-        for oh in 0..ho {
-            for ow in 0..wo {
-                let origin = oh * sh * w + ow * sw;
-                let mut max = (plane[origin], origin);
-                for i in 0..kh {
-                    let row = &plane[origin + i * w..origin + i * w + kw];
-                    for (j, &v) in row.iter().enumerate() {
-                        max = pick(max, (v, origin + i * w + j));
-                    }
-                }
-                vals[oh * wo + ow] = max.0;
-                idxs[oh * wo + ow] = max.1 as i64;
-            }
-        }
+    let windows = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
+        run_widest(Windows {
+            plane,
+            vals,
+            idxs,
+            size: (h, w),
+            out: (ho, wo),
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            padding: (ph, pw),
+        });
     };
     let two_by_two = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
         T::forward_plane(plane, (h, w), vals, idxs);
-    };
-    let pool_plane = |((vals, idxs), plane): ((&mut [T], &mut [i64]), &[T])| {
-        for oh in 0..ho {
-            let h0 = (oh * sh) as isize - ph as isize;
-            let (hs, he) = (h0.max(0) as usize, ((h0 + kh as isize) as usize).min(h));
-            for ow in 0..wo {
-                let w0 = (ow * sw) as isize - pw as isize;
-                let (ws, we) = (w0.max(0) as usize, ((w0 + kw as isize) as usize).min(w));
-                let mut max = (plane[hs * w + ws], hs * w + ws);
-                for ih in hs..he {
-                    let row = &plane[ih * w..ih * w + we];
-                    for (iw, &v) in row.iter().enumerate().skip(ws) {
-                        max = pick(max, (v, ih * w + iw));
-                    }
-                }
-                vals[oh * wo + ow] = max.0;
-                idxs[oh * wo + ow] = max.1 as i64;
-            }
-        }
     };
     let parallel = crate::parallel::start_parallel(x.len());
     let per_task = (n * c / rayon::current_num_threads()).max(1);
@@ -117,10 +94,8 @@ pub fn max_pool2d<T: MaxPool2x2>(
     };
     if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
         run(&two_by_two);
-    } else if ph == 0 && pw == 0 {
-        run(&unpadded);
     } else {
-        run(&pool_plane);
+        run(&windows);
     }
     // SAFETY: the planes (`n c` of them: the input holds as many, asserted above) cover the
     // first `len` slots of both buffers, and each plane's slots were cleared before its
@@ -130,6 +105,135 @@ pub fn max_pool2d<T: MaxPool2x2>(
         indices.set_len(len);
     }
     (values, indices)
+}
+
+/// Outputs of a row taken this many at a time: independent chains of comparisons, one per
+/// output, that the compiler turns into vector lanes (one output at a time, each window is
+/// a chain of dependent selects).
+const LANES: usize = 16;
+
+/// One plane pooled: `out` rows and columns of windows `kernel` in size, `stride` apart,
+/// over a plane of `size` padded by `padding` on each side. Windows that lie inside the
+/// plane (all of them without padding) go a group of a row's outputs at a time; the
+/// others, at the borders, are clipped to the plane one at a time. Both scan a window in
+/// the same order, so which path an output takes changes nothing.
+struct Windows<'a, T> {
+    plane: &'a [T],
+    vals: &'a mut [T],
+    idxs: &'a mut [i64],
+    size: (usize, usize),
+    out: (usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+}
+
+impl<T: Real> Windows<'_, T> {
+    /// The columns `lo..hi` of outputs whose windows lie inside the plane's columns.
+    fn inside_columns(&self) -> (usize, usize) {
+        let ((_, w), (_, wo), (_, kw), (_, sw), (_, pw)) =
+            (self.size, self.out, self.kernel, self.stride, self.padding);
+        if w + pw < kw {
+            return (0, 0);
+        }
+        let lo = pw.div_ceil(sw).min(wo);
+        (lo, ((w + pw - kw) / sw + 1).clamp(lo, wo))
+    }
+
+    /// The window of output `(oh, ow)` clipped to the plane: its maximum and position.
+    #[inline(always)]
+    fn clipped(&self, oh: usize, ow: usize) -> (T, usize) {
+        let ((h, w), (kh, kw), (sh, sw), (ph, pw)) =
+            (self.size, self.kernel, self.stride, self.padding);
+        let h0 = (oh * sh) as isize - ph as isize;
+        let (hs, he) = (h0.max(0) as usize, ((h0 + kh as isize) as usize).min(h));
+        let w0 = (ow * sw) as isize - pw as isize;
+        let (ws, we) = (w0.max(0) as usize, ((w0 + kw as isize) as usize).min(w));
+        let mut max = (self.plane[hs * w + ws], hs * w + ws);
+        for ih in hs..he {
+            let row = &self.plane[ih * w..ih * w + we];
+            for (iw, &v) in row.iter().enumerate().skip(ws) {
+                max = pick(max, (v, ih * w + iw));
+            }
+        }
+        max
+    }
+}
+
+impl<T: Real> Windows<'_, T> {
+    /// Outputs `ow..ow + N` of row `oh`, whose windows lie inside the plane (their rows
+    /// start at `row`), as `N` independent lanes.
+    #[inline(always)]
+    fn group<const N: usize>(&mut self, row: usize, (oh, ow): (usize, usize)) {
+        let (w, wo) = (self.size.1, self.out.1);
+        let ((kh, kw), sw, pw) = (self.kernel, self.stride.1, self.padding.1);
+        let plane = self.plane;
+        // The group's windows start at column ow sw - pw >= 0 and the last ends inside the
+        // plane.
+        let first = row + ow * sw - pw;
+        let last = first + (N - 1) * sw + (kh - 1) * w + kw - 1;
+        assert!(last < plane.len(), "max_pool2d: a window outside its plane");
+        let mut best: [T; N] = std::array::from_fn(|l| plane[first + l * sw]);
+        let mut at: [usize; N] = std::array::from_fn(|l| first + l * sw);
+        for i in 0..kh {
+            for j in 0..kw {
+                let origin = first + i * w + j;
+                for l in 0..N {
+                    let p = origin + l * sw;
+                    // SAFETY: p <= last < plane.len() (asserted above): i < kh, j < kw,
+                    // l < N.
+                    let v = unsafe { *plane.get_unchecked(p) };
+                    (best[l], at[l]) = pick((best[l], at[l]), (v, p));
+                }
+            }
+        }
+        let at_out = oh * wo + ow;
+        self.vals[at_out..at_out + N].copy_from_slice(&best);
+        for (slot, &p) in self.idxs[at_out..at_out + N].iter_mut().zip(&at) {
+            *slot = p as i64;
+        }
+    }
+}
+
+impl<T: Real> WidestLoop for Windows<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(mut self) {
+        let ((h, w), (ho, wo), kh, sh, ph) =
+            (self.size, self.out, self.kernel.0, self.stride.0, self.padding.0);
+        let (lo, hi) = self.inside_columns();
+        for oh in 0..ho {
+            let top = (oh * sh) as isize - ph as isize;
+            let rows_inside = top >= 0 && top as usize + kh <= h;
+            let mut ow = 0;
+            // Border columns before the inside ones (all of them in a border row).
+            let inside_start = if rows_inside { lo } else { wo };
+            while ow < inside_start {
+                let (v, p) = self.clipped(oh, ow);
+                self.vals[oh * wo + ow] = v;
+                self.idxs[oh * wo + ow] = p as i64;
+                ow += 1;
+            }
+            if rows_inside {
+                let row = top as usize * w;
+                while ow + LANES <= hi {
+                    self.group::<LANES>(row, (oh, ow));
+                    ow += LANES;
+                }
+                if ow + LANES / 2 <= hi {
+                    self.group::<{ LANES / 2 }>(row, (oh, ow));
+                    ow += LANES / 2;
+                }
+            }
+            // What is left of the row: fewer than a group inside, and the border after.
+            while ow < wo {
+                let (v, p) = self.clipped(oh, ow);
+                self.vals[oh * wo + ow] = v;
+                self.idxs[oh * wo + ow] = p as i64;
+                ow += 1;
+            }
+        }
+    }
 }
 
 /// One plane's output slots (values, positions) and its input plane.
@@ -168,11 +272,86 @@ pub fn max_pool2d_scatter<T: Real>(
 
 #[cfg(test)]
 mod tests {
-    use super::max_pool2d_scatter;
+    use super::{max_pool2d, max_pool2d_scatter, pick};
 
-    /// Every plane of the gradient is all zeros but the positions its outputs came from,
-    /// which sum the gradients sent there (overlapping windows send several), on one thread
-    /// and split across planes alike; garbage left in recycled memory never shows through.
+    /// Max pooling by its definition: each window's positions inside the plane scanned in
+    /// row-major order, `pick`ing (padding is never picked).
+    fn by_definition(
+        x: &[f32],
+        [h, w]: [usize; 2],
+        (ho, wo): (usize, usize),
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (ph, pw): (usize, usize),
+    ) -> (Vec<f32>, Vec<i64>) {
+        let mut out = (vec![], vec![]);
+        for plane in x.chunks(h * w) {
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let mut max: Option<(f32, usize)> = None;
+                    for i in 0..kh {
+                        for j in 0..kw {
+                            let (r, c) = (
+                                (oh * sh + i) as isize - ph as isize,
+                                (ow * sw + j) as isize - pw as isize,
+                            );
+                            if r < 0 || c < 0 || r as usize >= h || c as usize >= w {
+                                continue;
+                            }
+                            let p = r as usize * w + c as usize;
+                            max = Some(match max {
+                                None => (plane[p], p),
+                                Some(m) => pick(m, (plane[p], p)),
+                            });
+                        }
+                    }
+                    let max = max.expect("every window holds a position of the plane");
+                    out.0.push(max.0);
+                    out.1.push(max.1 as i64);
+                }
+            }
+        }
+        out
+    }
+
+    /// Windows taken a group of outputs at a time along each row give what one window at a
+    /// time gives: values and positions, with ties (first kept) and NaN (wins), for rows of
+    /// fewer outputs than a group, whole groups and groups plus a remainder, overlapping
+    /// and spaced windows, one and two dimensions, with and without padding.
+    #[test]
+    fn windows_in_groups_equal_the_definition() {
+        let cases = [
+            // (h, w), (kh, kw), (sh, sw), (ph, pw)
+            ((1, 8000), (1, 4), (1, 4), (0, 0)),
+            ((1, 100), (1, 3), (1, 1), (0, 0)),
+            ((1, 70), (1, 5), (1, 2), (0, 0)),
+            ((9, 40), (3, 3), (2, 2), (0, 0)),
+            ((7, 50), (3, 2), (3, 3), (0, 0)),
+            ((5, 12), (2, 3), (1, 3), (0, 0)),
+            ((33, 35), (1, 1), (1, 1), (0, 0)),
+            ((56, 56), (3, 3), (2, 2), (1, 1)),
+            ((20, 75), (3, 5), (1, 2), (1, 2)),
+            ((3, 40), (3, 3), (1, 1), (1, 0)),
+            ((1, 90), (1, 7), (1, 3), (0, 3)),
+            ((4, 4), (3, 3), (2, 2), (1, 1)),
+        ];
+        for ((h, w), (kh, kw), (sh, sw), (ph, pw)) in cases {
+            let (ho, wo) = ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1);
+            let planes = 3;
+            // Few distinct values, so windows hold ties; a NaN here and there.
+            let x: Vec<f32> = (0..planes * h * w)
+                .map(|i| if i % 97 == 13 { f32::NAN } else { ((i * 7919) % 11) as f32 - 5.0 })
+                .collect();
+            let (kernel, stride, padding) = ((kh, kw), (sh, sw), (ph, pw));
+            let got = max_pool2d(&x, [1, planes, h, w], (ho, wo), kernel, stride, padding);
+            let want = by_definition(&x, [h, w], (ho, wo), kernel, stride, padding);
+            let case = format!("{h}x{w} by {kh}x{kw} every {sh}x{sw} padded {ph}x{pw}");
+            assert_eq!(got.1, want.1, "positions, {case}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.0), bits(&want.0), "values, {case}");
+        }
+    }
+
     #[test]
     fn the_scatter_fills_every_plane() {
         for &(planes, plane_in) in &[(3, 16), (64, 4096), (1, 1)] {
