@@ -17,13 +17,17 @@ fn the_benchmark_harness_runs_every_workload() {
     // Two rows each for w1, w2, w8 (the block and the encoder layer) and w9, one for each
     // of the others (w5 has one size when quick), and one per operation of `ops`.
     let operations = measures.iter().filter(|m| m.workload == "ops").count();
-    assert_eq!(operations, 39);
+    assert_eq!(operations, 41);
     assert_eq!(measures.len(), 13 + operations);
     assert!(measures.iter().all(|m| m.ours.len() == 1 && m.ours[0].is_finite() && m.ours[0] > 0.0));
     let text = workloads::table(&measures, false);
     assert!(text.contains("w3") && text.contains("sgemm n=64"), "{text}");
     assert!(text.contains("conv 3x3 depthwise fwd+bwd") && text.contains("gru fwd+bwd"), "{text}");
     assert!(text.contains("elu fwd+bwd") && text.contains("where(x > 0, x, 0) fwd+bwd"), "{text}");
+    assert!(
+        text.contains("max_pool 3x3 stride 2 fwd+bwd") && text.contains("max_pool1d 4"),
+        "{text}"
+    );
     assert!(text.starts_with("machine: ") && text.contains("vectors: "), "{text}");
     assert_eq!(workloads::table(&measures, true).lines().count(), measures.len());
 }

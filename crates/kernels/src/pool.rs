@@ -158,9 +158,7 @@ impl<T: Real> Windows<'_, T> {
         }
         max
     }
-}
 
-impl<T: Real> Windows<'_, T> {
     /// Outputs `ow..ow + N` of row `oh`, whose windows lie inside the plane (their rows
     /// start at `row`), as `N` independent lanes.
     #[inline(always)]

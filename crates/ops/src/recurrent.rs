@@ -2,7 +2,8 @@
 //! pre-activations and the previous cell state to the new hidden and cell states, with a
 //! fused backward. Under `create_graph` the rule is written with recorded ops instead, so
 //! the step is differentiable to any order either way. The submodules hold the recurrences
-//! over whole sequences: `sequence` the LSTM's, `gru` the GRU's, `elman` the Elman RNN's.
+//! over whole sequences: `sequence` the LSTM's, `gru` the GRU's, `elman` the Elman RNN's
+//! (`single_state` what the last two share).
 
 use std::panic::Location;
 
@@ -16,10 +17,10 @@ use tapegrad_tape::{
 
 use crate::shape::narrow;
 
-mod composed;
 mod elman;
 mod gru;
 mod sequence;
+mod single_state;
 use crate::unary::{sigmoid_op, tanh};
 pub(crate) use elman::rnn_recurrence;
 pub(crate) use gru::gru_recurrence;

@@ -9,6 +9,10 @@
 //! `dgates W_hh` per step, and the weight's gradient is then a single product over all
 //! steps (`dgatesᵀ [h_0 .. h_{T-1}]`) instead of one per step.
 //!
+//! The sizes, the time-major input view, the weights, the split into blocks and the
+//! weight-gradient product are shared with the GRU's and the Elman RNN's recurrences
+//! (`gru.rs`, `elman.rs`).
+//!
 //! Layouts: outputs and activations are batch-major (`[B, T, 2 H]` for `[h_t, c_t]`,
 //! `[B, T, 5 H]` for the activations, `[B, T, 4 H]` for the gates' gradients), so that each
 //! block of rows owns one contiguous slice.

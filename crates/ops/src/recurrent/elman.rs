@@ -12,12 +12,12 @@ use tapegrad_kernels::recurrent::{
 };
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::{
-    Backward, BackwardCtx, Element, Error, InputGrads, Result, Storage, TangentCtx, Tensor,
-    ensure_float, is_grad_enabled, record_with_tangent,
+    Backward, BackwardCtx, Element, InputGrads, Result, Storage, TangentCtx, Tensor,
+    is_grad_enabled, record_with_tangent,
 };
 
-use super::composed::{input_grads, previous_state, zero_grads};
 use super::sequence::{slice, time_major_view};
+use super::single_state::{checked_shape, input_grads, previous_state, zero_grads};
 use crate::binary::select_grad;
 use crate::elementwise::mask;
 use crate::index::slicing::select;
@@ -38,33 +38,7 @@ pub(crate) fn rnn_recurrence(
         Activation::Tanh => "rnn_tanh_recurrence",
         Activation::Relu => "rnn_relu_recurrence",
     };
-    for t in [xi, h0, w_hh, b_hh] {
-        ensure_float(op, t, location)?;
-        if t.dtype() != xi.dtype() {
-            return Err(Error::DType { op, lhs: xi.dtype(), rhs: t.dtype(), location });
-        }
-    }
-    let shape = match (xi.shape(), h0.shape(), w_hh.shape(), b_hh.shape()) {
-        (&[steps, batch, g], &[hb, hidden], &[wr, wc], &[bl])
-            if g == hidden && hb == batch && (wr, wc) == (hidden, hidden) && bl == hidden =>
-        {
-            Recurrence { steps, batch, hidden }
-        }
-        _ => {
-            return Err(Error::Shape {
-                op,
-                message: format!(
-                    "expects xi [T, B, H], h0 [B, H], w_hh [H, H] and b_hh [H], got {:?}, {:?}, \
-                     {:?} and {:?}",
-                    xi.shape(),
-                    h0.shape(),
-                    w_hh.shape(),
-                    b_hh.shape()
-                ),
-                location,
-            });
-        }
-    };
+    let shape = checked_shape(op, 1, [xi, h0, w_hh, b_hh], location)?;
     let Recurrence { steps, batch, hidden: h } = shape;
     let xs = xi.contiguous_storage();
     let hs = h0.contiguous_storage();

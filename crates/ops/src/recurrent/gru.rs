@@ -13,12 +13,12 @@ use tapegrad_kernels::recurrent::{
 };
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::{
-    Backward, BackwardCtx, Element, Error, InputGrads, Result, Storage, TangentCtx, Tensor,
-    ensure_float, is_grad_enabled, record_with_tangent,
+    Backward, BackwardCtx, Element, InputGrads, Result, Storage, TangentCtx, Tensor,
+    is_grad_enabled, record_with_tangent,
 };
 
-use super::composed::{input_grads, previous_state, zero_grads};
 use super::sequence::{slice, time_major_view};
+use super::single_state::{checked_shape, input_grads, previous_state, zero_grads};
 use crate::index::slicing::select;
 use crate::matmul::linear;
 use crate::shape::narrow;
@@ -35,36 +35,7 @@ pub(crate) fn gru_recurrence(
 ) -> Result<Tensor> {
     let location = Location::caller();
     let op = "gru_recurrence";
-    for t in [xi, h0, w_hh, b_hh] {
-        ensure_float(op, t, location)?;
-        if t.dtype() != xi.dtype() {
-            return Err(Error::DType { op, lhs: xi.dtype(), rhs: t.dtype(), location });
-        }
-    }
-    let shape = match (xi.shape(), h0.shape(), w_hh.shape(), b_hh.shape()) {
-        (&[steps, batch, g], &[hb, hidden], &[wr, wc], &[bl])
-            if g == 3 * hidden
-                && hb == batch
-                && (wr, wc) == (3 * hidden, hidden)
-                && bl == 3 * hidden =>
-        {
-            Recurrence { steps, batch, hidden }
-        }
-        _ => {
-            return Err(Error::Shape {
-                op,
-                message: format!(
-                    "expects xi [T, B, 3H], h0 [B, H], w_hh [3H, H] and b_hh [3H], got {:?}, \
-                     {:?}, {:?} and {:?}",
-                    xi.shape(),
-                    h0.shape(),
-                    w_hh.shape(),
-                    b_hh.shape()
-                ),
-                location,
-            });
-        }
-    };
+    let shape = checked_shape(op, 3, [xi, h0, w_hh, b_hh], location)?;
     let Recurrence { steps, batch, hidden: h } = shape;
     tapegrad_tape::layout::try_numel(op, &[steps, batch, 4 * h], location)?;
     let xs = xi.contiguous_storage();

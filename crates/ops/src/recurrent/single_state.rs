@@ -1,11 +1,56 @@
-//! What the recorded (composed) rules of the single-state recurrences, the GRU's and the
-//! Elman RNN's, share: the state each step read, and the weight gradients from the
-//! per-step gradients of the hidden projections.
+//! What the single-state recurrences, the GRU's and the Elman RNN's, share: the check of
+//! their inputs, and for their recorded rules the state each step read and the weight
+//! gradients from the per-step gradients of the hidden projections.
 
-use tapegrad_tape::{BackwardCtx, InputGrads, Tensor};
+use std::panic::Location;
+
+use tapegrad_kernels::recurrent::Recurrence;
+use tapegrad_tape::{BackwardCtx, Error, InputGrads, Result, Tensor, ensure_float};
 
 use crate::index::slicing::select;
 use crate::shape::{narrow, reshape_to};
+
+/// The sizes of a recurrence of `gates` gates from its inputs `xi` `[T, B, G H]`, `h0`
+/// `[B, H]`, `w_hh` `[G H, H]` and `b_hh` `[G H]` (all floating point, of one dtype), or an
+/// error naming `op` and what was wrong.
+pub(super) fn checked_shape(
+    op: &'static str,
+    gates: usize,
+    [xi, h0, w_hh, b_hh]: [&Tensor; 4],
+    location: &'static Location<'static>,
+) -> Result<Recurrence> {
+    for t in [xi, h0, w_hh, b_hh] {
+        ensure_float(op, t, location)?;
+        if t.dtype() != xi.dtype() {
+            return Err(Error::DType { op, lhs: xi.dtype(), rhs: t.dtype(), location });
+        }
+    }
+    match (xi.shape(), h0.shape(), w_hh.shape(), b_hh.shape()) {
+        (&[steps, batch, g], &[hb, hidden], &[wr, wc], &[bl])
+            if g == gates * hidden
+                && hb == batch
+                && (wr, wc) == (gates * hidden, hidden)
+                && bl == gates * hidden =>
+        {
+            Ok(Recurrence { steps, batch, hidden })
+        }
+        _ => {
+            let gh = if gates == 1 { "H".to_string() } else { format!("{gates}H") };
+            Err(Error::Shape {
+                op,
+                message: format!(
+                    "expects xi [T, B, {gh}], h0 [B, H], w_hh [{gh}, H] and b_hh [{gh}], got \
+                     {:?}, {:?}, {:?} and {:?}",
+                    xi.shape(),
+                    h0.shape(),
+                    w_hh.shape(),
+                    b_hh.shape()
+                ),
+                location,
+            })
+        }
+    }
+}
 
 /// The state step `t` read, `h_{t-1}`: the saved initial state or the op's own output
 /// `[T, B, H]` (recorded, so that rules built on it differentiate through the op).
