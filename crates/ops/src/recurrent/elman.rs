@@ -16,7 +16,7 @@ use tapegrad_tape::{
     is_grad_enabled, record_with_tangent,
 };
 
-use super::sequence::{slice, time_major_view};
+use super::sequence::{slice, stacked_or_zeros, time_major_view};
 use super::single_state::{checked_shape, input_grads, previous_state, zero_grads};
 use crate::binary::select_grad;
 use crate::elementwise::mask;
@@ -153,7 +153,7 @@ fn backward_composed(
     }
     das.reverse();
     // The pre-activations' gradients are those of both projections.
-    input_grads(ctx, (&das, &das), carried.expect("at least one step"))
+    input_grads(ctx, (&das, None), carried.expect("at least one step"))
 }
 
 /// The tangent of every step's `h_t`, step by step with recorded ops: the pre-activation's
@@ -181,9 +181,5 @@ fn tangent_composed(ctx: &TangentCtx<'_>, shape: Recurrence, activation: Activat
         dh = Some(step.clone());
         tangents.push(step);
     }
-    if tangents.is_empty() {
-        return out.zeros_like();
-    }
-    let refs: Vec<&Tensor> = tangents.iter().collect();
-    crate::stack(&refs, 0)
+    stacked_or_zeros(&tangents, out)
 }

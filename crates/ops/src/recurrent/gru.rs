@@ -17,7 +17,7 @@ use tapegrad_tape::{
     is_grad_enabled, record_with_tangent,
 };
 
-use super::sequence::{slice, time_major_view};
+use super::sequence::{slice, stacked_or_zeros, time_major_view};
 use super::single_state::{checked_shape, input_grads, previous_state, zero_grads};
 use crate::index::slicing::select;
 use crate::matmul::linear;
@@ -168,7 +168,7 @@ fn backward_composed(ctx: &BackwardCtx<'_>, shape: Recurrence) -> InputGrads {
     }
     dxis.reverse();
     dghs.reverse();
-    input_grads(ctx, (&dxis, &dghs), carried.expect("at least one step"))
+    input_grads(ctx, (&dxis, Some(&dghs)), carried.expect("at least one step"))
 }
 
 /// The tangent of every step's `h_t`, step by step with recorded ops: the hidden
@@ -224,9 +224,5 @@ fn tangent_composed(ctx: &TangentCtx<'_>, shape: Recurrence) -> Tensor {
         dh = Some(step.clone());
         tangents.push(step);
     }
-    if tangents.is_empty() {
-        return out.zeros_like();
-    }
-    let refs: Vec<&Tensor> = tangents.iter().collect();
-    crate::stack(&refs, 0)
+    stacked_or_zeros(&tangents, out)
 }

@@ -32,6 +32,16 @@ pub(super) fn slice<T: Element>(s: &Storage) -> &[T] {
     s.as_slice::<T>().expect("dtype checked")
 }
 
+/// The per-step tangents of a recorded tangent rule stacked into `[T, B, ·]`, or zeros
+/// shaped as the op's output `out` for a sequence of no steps.
+pub(super) fn stacked_or_zeros(steps: &[Tensor], out: &Tensor) -> Tensor {
+    if steps.is_empty() {
+        return out.zeros_like();
+    }
+    let refs: Vec<&Tensor> = steps.iter().collect();
+    crate::stack(&refs, 0)
+}
+
 /// The outputs `[h_t, c_t]` of every step, `[T, B, 2 H]`, from the input projections `xi`
 /// (`[T, B, 4 H]`, input bias included), the initial states `h0`, `c0` (`[B, H]`) and the
 /// recurrent weight and bias `w_hh` (`[4 H, H]`), `b_hh` (`[4 H]`).
@@ -272,9 +282,5 @@ fn tangent_composed(ctx: &TangentCtx<'_>, shape: Recurrence) -> Tensor {
         dc = Some(narrow(&step, 1, h, h).expect("in range"));
         tangents.push(step);
     }
-    if tangents.is_empty() {
-        return out.zeros_like();
-    }
-    let refs: Vec<&Tensor> = tangents.iter().collect();
-    crate::stack(&refs, 0)
+    stacked_or_zeros(&tangents, out)
 }

@@ -60,10 +60,11 @@ pub(super) fn previous_state(out: &Tensor, h0: &Tensor, t: usize) -> Tensor {
 
 /// The gradients of `(xi, h0, w_hh, b_hh)` as a rule returns them, from the per-step
 /// gradients of the input projections and of the hidden projections (`[B, G H]` each, in
-/// step order) and that of `h0`: `dw_hh = Σ_t dghᵀ h_{t-1}` as one product, `db_hh = Σ dgh`.
+/// step order; `None` for the latter where they equal the former, as in an Elman cell) and
+/// that of `h0`: `dw_hh = Σ_t dghᵀ h_{t-1}` as one product, `db_hh = Σ dgh`.
 pub(super) fn input_grads(
     ctx: &BackwardCtx<'_>,
-    (dxis, dghs): (&[Tensor], &[Tensor]),
+    (dxis, dghs): (&[Tensor], Option<&[Tensor]>),
     dh0: Tensor,
 ) -> InputGrads {
     let (h0, out) = (ctx.saved(1), ctx.output());
@@ -73,7 +74,7 @@ pub(super) fn input_grads(
         crate::stack(&refs, 0)
     };
     let dxi = stacked(dxis);
-    let dgh = stacked(dghs);
+    let dgh = dghs.map_or_else(|| dxi.clone(), stacked);
     let flat = reshape_to(&dgh, &[steps * batch, dgh.shape()[2]]);
     // h_{t-1} of every step, [T B, H].
     let first = crate::shape::unsqueeze(h0, 0).expect("rank 2");
