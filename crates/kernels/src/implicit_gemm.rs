@@ -283,7 +283,7 @@ macro_rules! panels_for_32_registers {
             (true, 1, 8) => panel::<8, 1, true>($args),
             (true, 2, 8 | 16) => panel::<8, 2, true>($args),
             (true, _, 8 | 16) => panel::<8, 3, true>($args),
-            (false, 1, 6 | 8) => panel::<6, 1, false>($args),
+            (false, 1, 8) => panel::<8, 1, false>($args),
             (false, 2, 8) => panel::<8, 2, false>($args),
             (false, _, 8) => panel::<8, 3, false>($args),
             (p, v, r) => panels_for_32_registers!(@small p, v, r, $args),
