@@ -426,7 +426,7 @@ fn conv_biased<T: ImplicitGemm>(
         out_img,
         |out| {
             if depthwise::applies(geo) {
-                depthwise::conv(x, weight, geo, bias, out.all());
+                depthwise::conv(x, weight, geo, bias, out.all_uninit());
                 true
             } else if winograd::applies::<T>(geo) {
                 winograd::conv(x, weight, geo, bias, out)
@@ -543,7 +543,7 @@ pub fn conv_transpose<T: ImplicitGemm>(gy: &[T], weight: &[T], geo: &Geometry) -
         in_img,
         |out| {
             if depthwise::applies(geo) {
-                depthwise::conv_transpose(gy, weight, geo, out.all());
+                depthwise::conv_transpose(gy, weight, geo, out.all_uninit());
                 true
             } else if winograd::applies_transpose::<T>(geo) {
                 winograd::conv_transpose(gy, weight, geo, out)

@@ -49,6 +49,7 @@ pub mod random;
 pub mod recurrent;
 pub mod rows;
 mod scratch;
+mod short_copy;
 pub mod simd;
 pub mod softmax;
 pub mod strided;

@@ -15,11 +15,15 @@
 //! kernel; at larger strides each phase of the padded input gradient is that correlation
 //! over the taps that read the phase, and the phases are woven back into the plane.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::padded::{Padded, tap_offsets};
 use super::{ChannelBias, Geometry, parallel};
 use crate::Real;
+use crate::parallel::cleared;
+use crate::short_copy::copy_row;
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::{LANES, combine_lanes};
 
@@ -41,10 +45,10 @@ pub(super) fn conv<T: Real>(
     weight: &[T],
     geo: &Geometry,
     bias: ChannelBias<'_, T>,
-    y: &mut [T],
+    y: &mut [MaybeUninit<T>],
 ) {
     let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
-    let planes = |first: usize, out: &mut [T]| {
+    let planes = |first: usize, out: &mut [MaybeUninit<T>]| {
         let (mut phases, offsets) = padded_input(geo);
         let cols = phases.window().phase_len;
         let mut wide = vec![T::ZERO; wide_len(geo.ho, cols)];
@@ -58,21 +62,27 @@ pub(super) fn conv<T: Real>(
                 offsets: &offsets,
                 out: &mut wide,
             });
-            for (row, wide_row) in plane.chunks_exact_mut(geo.wo).zip(wide.chunks(cols)) {
-                row.copy_from_slice(&wide_row[..geo.wo]);
-            }
-            // Added after the sum, as the other forms do: the same bits as a separate add.
-            if let Some(values) = bias.values {
-                plane.iter_mut().for_each(|v| *v += values[oc]);
-            }
+            let bias = bias.values.map(|values| values[oc]);
+            run_widest(Emit {
+                wide: &wide,
+                cols,
+                wo: geo.wo,
+                bias,
+                plane: cleared(plane, T::ZERO),
+            });
         }
     };
     each_plane_block(y, out_plane, geo, planes);
 }
 
 /// `dx[n, ic] = Σ_{oc of ic's group} Σ_taps w[oc, tap] * spread(gy[n, oc], tap)` for every
-/// input plane; `dx` is zeroed.
-pub(super) fn conv_transpose<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+/// input plane.
+pub(super) fn conv_transpose<T: Real>(
+    gy: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    dx: &mut [MaybeUninit<T>],
+) {
     if geo.opts.stride == (1, 1) {
         conv_transpose_unit(gy, weight, geo, dx)
     } else {
@@ -95,12 +105,14 @@ pub(super) fn conv_weight<T: Real>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> 
 }
 
 /// Runs `planes(first_plane, block)` over blocks of whole planes of `out`, on rayon's
-/// threads when the convolution is large enough.
+/// threads when the convolution is large enough. `planes` clears each plane just before it
+/// writes it, while the plane is in the core's first-level cache: a pass over the whole
+/// output beforehand took it out to memory and back.
 fn each_plane_block<T: Send>(
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
     plane: usize,
     geo: &Geometry,
-    planes: impl Fn(usize, &mut [T]) + Sync + Send,
+    planes: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send,
 ) {
     if plane == 0 {
         return;
@@ -133,7 +145,7 @@ fn wide_len(rows: usize, cols: usize) -> usize {
 
 /// The input gradient at stride 1: each output gradient plane, padded, correlated with the
 /// flipped kernel, and added into its input channel's plane.
-fn conv_transpose_unit<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+fn conv_transpose_unit<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [MaybeUninit<T>]) {
     let ((ph, pw), (dh, dw)) = (geo.opts.padding, geo.opts.dilation);
     let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
     let (reach_h, reach_w) = ((geo.kh - 1) * dh, (geo.kw - 1) * dw);
@@ -141,13 +153,14 @@ fn conv_transpose_unit<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut
     let grid = (geo.h + reach_h, geo.w + reach_w);
     let flipped: Vec<T> =
         (0..geo.o).flat_map(|oc| weight[oc * k..(oc + 1) * k].iter().rev().copied()).collect();
-    let planes = |first: usize, out: &mut [T]| {
+    let planes = |first: usize, out: &mut [MaybeUninit<T>]| {
         let mut padded = Padded::new(1, (geo.ho, geo.wo), grid, (1, 1), at);
         let offsets = tap_offsets(geo, 0, &padded.window());
         let cols = padded.window().phase_len;
         let mut wide = vec![T::ZERO; wide_len(geo.h, cols)];
         for (i, plane) in out.chunks_exact_mut(in_plane).enumerate() {
             let (img, ic) = ((first + i) / geo.c, (first + i) % geo.c);
+            let plane = cleared(plane, T::ZERO);
             for oc in ic * og..(ic + 1) * og {
                 let at = (img * geo.o + oc) * out_plane;
                 let src = padded.of(&gy[at..at + out_plane]);
@@ -181,7 +194,12 @@ struct PhaseTaps {
 /// `Σ w[tap] gy[i - qa, j - qb]` over its taps: a correlation with the output gradient
 /// padded by the largest `(qa, qb)` at the top left. Every phase is computed wide, and the
 /// phases are then woven into the input gradient's rows.
-fn conv_transpose_phased<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &mut [T]) {
+fn conv_transpose_phased<T: Real>(
+    gy: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    dx: &mut [MaybeUninit<T>],
+) {
     let ((sh, sw), (ph, pw), (dh, dw)) = (geo.opts.stride, geo.opts.padding, geo.opts.dilation);
     let (og, in_plane, out_plane, k) = (geo.og(), geo.h * geo.w, geo.ho * geo.wo, geo.kh * geo.kw);
     let (rows, cols) = ((geo.h + 2 * ph).div_ceil(sh), (geo.w + 2 * pw).div_ceil(sw));
@@ -197,7 +215,7 @@ fn conv_transpose_phased<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &m
         }
     }
     let wide_phase = wide_len(rows, cols);
-    let planes = |first: usize, out: &mut [T]| {
+    let planes = |first: usize, out: &mut [MaybeUninit<T>]| {
         let at = (reach_h as isize, reach_w as isize);
         let mut padded = Padded::new(1, (geo.ho, geo.wo), (rows + reach_h, cols), (1, 1), at);
         // Phases no tap reads stay zero.
@@ -205,6 +223,7 @@ fn conv_transpose_phased<T: Real>(gy: &[T], weight: &[T], geo: &Geometry, dx: &m
         let mut weights = Vec::with_capacity(k);
         for (i, plane) in out.chunks_exact_mut(in_plane).enumerate() {
             let (img, ic) = ((first + i) / geo.c, (first + i) % geo.c);
+            let plane = cleared(plane, T::ZERO);
             for oc in ic * og..(ic + 1) * og {
                 let at = (img * geo.o + oc) * out_plane;
                 let src = padded.of(&gy[at..at + out_plane]);
@@ -236,7 +255,7 @@ fn weight_wide<T: Real>(x: &[T], gy: &[T], oc: usize, geo: &Geometry, dw: &mut [
     for img in 0..geo.n {
         let g = &gy[(img * geo.o + oc) * out_plane..][..out_plane];
         for (wide_row, row) in wide.chunks_mut(cols).zip(g.chunks_exact(geo.wo)) {
-            wide_row[..geo.wo].copy_from_slice(row);
+            copy_row(&mut wide_row[..geo.wo], row);
         }
         let src = phases.of(&x[(img * geo.c + ic) * in_plane..][..in_plane]);
         run_widest(Dots { a: &wide, src, offsets: &offsets, sums: &mut sums });
@@ -296,6 +315,31 @@ impl<T: Real> WidestLoop for Correlate<'_, T> {
                 }
             }
             chunk.copy_from_slice(&acc);
+        }
+    }
+}
+
+/// A wide output's rows (`cols` apart) cut to the plane's width, plus the channel's bias:
+/// the plane of the forward convolution.
+struct Emit<'a, T> {
+    wide: &'a [T],
+    cols: usize,
+    wo: usize,
+    bias: Option<T>,
+    plane: &'a mut [T],
+}
+
+impl<T: Real> WidestLoop for Emit<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Emit { wide, cols, wo, bias, plane } = self;
+        for (row, wide_row) in plane.chunks_exact_mut(wo).zip(wide.chunks(cols)) {
+            match bias {
+                // Added after the sum, as the other forms do: the same bits as a separate add.
+                Some(b) => row.iter_mut().zip(wide_row).for_each(|(d, &v)| *d = v + b),
+                None => copy_row(row, &wide_row[..wo]),
+            }
         }
     }
 }

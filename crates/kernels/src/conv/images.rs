@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Real;
-use crate::parallel::{cleared, zeroed_slots};
+use crate::parallel::cleared;
 
 /// The output of one form: `images` images of `image` elements, each taken (and cleared) at
 /// most once.
@@ -73,18 +73,15 @@ impl<'a, T: Real> Images<'a, T> {
         cleared(slots, T::ZERO)
     }
 
-    /// Every image, cleared (by rayon's threads when the buffer is large), for a form that
-    /// adds into its output.
-    pub(super) fn all(&mut self) -> &mut [T] {
+    /// Every image, not cleared, for a form that clears its parts as it writes them.
+    pub(super) fn all_uninit(&mut self) -> &mut [MaybeUninit<T>] {
         let len = self.taken.len() * self.image;
         for flag in &self.taken {
             assert!(!flag.swap(true, Ordering::Relaxed), "conv: an output image taken twice");
         }
         // SAFETY: the whole buffer, none of it handed out before (checked above); the
         // slice borrows `self` mutably.
-        let slots =
-            unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<MaybeUninit<T>>(), len) };
-        zeroed_slots(slots)
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<MaybeUninit<T>>(), len) }
     }
 
     /// Clears the images no task took: afterwards every element of the buffer holds a
@@ -182,10 +179,13 @@ mod tests {
         assert_eq!(kept, [0.0, 0.0, 1.0, 1.0]);
     }
 
+    /// `all_uninit` hands out the whole buffer, so no image can be taken again.
     #[test]
-    fn all_clears_a_large_buffer() {
+    #[should_panic(expected = "taken twice")]
+    fn all_uninit_takes_every_image() {
         let mut buf = vec![1.0f32; 4 * THRESHOLD];
         let mut images = Images::over(&mut buf, THRESHOLD);
-        assert!(images.all().iter().all(|&v| v == 0.0));
+        assert_eq!(images.all_uninit().len(), 4 * THRESHOLD);
+        let _ = images.take(3, 1);
     }
 }

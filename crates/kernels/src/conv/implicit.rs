@@ -21,6 +21,7 @@ use super::{ChannelBias, Geometry, Images, Split, for_chunks, sum_in_image_order
 use crate::implicit_gemm::{
     B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm, lanes,
 };
+use crate::short_copy::copy_row;
 
 /// Whether the implicit kernels run on this CPU (for every geometry: any stride, padding,
 /// dilation and groups).
@@ -246,7 +247,7 @@ impl OutputRows {
         for (product, plane) in buffer.chunks_exact(ldc).zip(y.chunks_exact_mut(plane)) {
             for r in 0..count {
                 let to = (oh + r) * wo;
-                plane[to..to + wo].copy_from_slice(&product[r * run..r * run + wo]);
+                copy_row(&mut plane[to..to + wo], &product[r * run..r * run + wo]);
             }
         }
     }

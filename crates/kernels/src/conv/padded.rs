@@ -5,6 +5,7 @@
 use super::Geometry;
 use crate::Real;
 use crate::implicit_gemm::B_SLACK;
+use crate::short_copy::copy_row;
 use crate::simd::{WidestLoop, run_widest};
 use crate::strided::LANES;
 
@@ -135,8 +136,10 @@ impl<T: Real> WidestLoop for Fill<'_, T> {
                     let first = (col_lo as isize + left) as usize;
                     let dst = window.at(plane, row as usize, first);
                     if window.phases.1 == 1 {
-                        self.pad.buf[dst..dst + col_hi - col_lo]
-                            .copy_from_slice(&src_row[col_lo..col_hi]);
+                        copy_row(
+                            &mut self.pad.buf[dst..dst + col_hi - col_lo],
+                            &src_row[col_lo..col_hi],
+                        );
                         continue;
                     }
                     let values = &src_row[col_lo..col_hi];
