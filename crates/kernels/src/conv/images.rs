@@ -73,7 +73,9 @@ impl<'a, T: Real> Images<'a, T> {
         cleared(slots, T::ZERO)
     }
 
-    /// Every image, not cleared, for a form that clears its parts as it writes them.
+    /// Every image, not cleared, for a form that clears each part of it before it writes
+    /// there: the form must clear (or write) every slot, as `written_by_images` then reads
+    /// the whole buffer as values.
     pub(super) fn all_uninit(&mut self) -> &mut [MaybeUninit<T>] {
         let len = self.taken.len() * self.image;
         for flag in &self.taken {
@@ -115,8 +117,9 @@ pub(super) fn written_by_images<T: Real>(
         out.finish();
         stands
     };
-    // SAFETY: every image of the first `len` slots was cleared, by the task that took it or
-    // by `finish`.
+    // SAFETY: every image of the first `len` slots was cleared, by the task that took it, by
+    // `finish`, or (a form that took the whole buffer with `all_uninit`, the depthwise
+    // ones) plane by plane by that form before it wrote the plane.
     unsafe { values.set_len(len) };
     if !stands {
         let out = Images::over(&mut values, image);
