@@ -40,6 +40,7 @@ pub fn set_num_threads(threads: usize) -> std::result::Result<(), String> {
 }
 
 pub use tapegrad_kernels::parallel::set_spin_time;
+pub use tapegrad_kernels::subnormal::set_flush_denormal;
 
 pub use tapegrad_data as data;
 /// Data-parallel training (features `distributed`, and `mpi` for the MPI backend).

@@ -334,11 +334,12 @@ fn parallel(geo: &Geometry) -> bool {
     crate::parallel::worth_it(work(geo))
 }
 
-/// Runs `work(first_image, images)` over chunks of images, in parallel when worth it.
+/// Runs `work(first_image, images)` over chunks of images, in parallel when worth it, each
+/// with subnormal numbers flushed ([`crate::subnormal`]) on the thread that runs it.
 fn for_chunks(geo: &Geometry, split: Split, work: impl Fn(usize, usize) + Sync + Send) {
     let chunk = images_per_chunk(geo, split);
     let starts: Vec<usize> = (0..geo.n).step_by(chunk).collect();
-    let run = |&start: &usize| work(start, chunk.min(geo.n - start));
+    let run = |&start: &usize| crate::subnormal::flushing(|| work(start, chunk.min(geo.n - start)));
     if parallel(geo) {
         let _ = crate::parallel::keep_warm();
         starts.par_iter().for_each(run);

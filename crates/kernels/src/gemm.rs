@@ -201,7 +201,7 @@ macro_rules! impl_gemm {
                 c: (*mut $t, isize),
             ) {
                 // SAFETY: forwarded from the caller.
-                unsafe { $packed(m, a, panels, beta, c) }
+                crate::subnormal::flushing(|| unsafe { $packed(m, a, panels, beta, c) })
             }
 
             unsafe fn raw(
@@ -224,11 +224,11 @@ macro_rules! impl_gemm {
                     && csc == 1
                     && m * n * k >= OWN_KERNEL_FLOPS
                 {
+                    let no_bias = std::ptr::null();
                     // SAFETY: forwarded from the caller; `$own` chose a kernel the CPU has.
-                    return unsafe {
-                        let no_bias = std::ptr::null();
+                    return crate::subnormal::flushing(|| unsafe {
                         own((m, k, n), (a, rsa, csa), (b, rsb, csb), (beta, no_bias), (c, rsc))
-                    };
+                    });
                 }
                 // SAFETY: forwarded from the caller.
                 unsafe { Self::library(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
@@ -249,9 +249,9 @@ macro_rules! impl_gemm {
                     let bias = bias.unwrap_or(std::ptr::null());
                     // SAFETY: forwarded from the caller; the own kernel writes every element
                     // of C and reads none when beta is zero.
-                    return unsafe {
+                    return crate::subnormal::flushing(|| unsafe {
                         own((m, k, n), (a, rsa, csa), (b, rsb, csb), (zero, bias), (c, ldc))
-                    };
+                    });
                 }
                 // SAFETY: forwarded from the caller. The libraries write C without reading it
                 // when beta is zero (documented by both); with a bias, C first holds it.
@@ -289,7 +289,7 @@ macro_rules! impl_gemm {
                 // gemm's own rayon split was no faster and made small steps noisier.
                 #[cfg(feature = "gemm")]
                 // SAFETY: forwarded from the caller.
-                unsafe {
+                crate::subnormal::flushing(|| unsafe {
                     let serial = gemm::Parallelism::None;
                     gemm::gemm(
                         m,
@@ -312,12 +312,12 @@ macro_rules! impl_gemm {
                         false,
                         serial,
                     )
-                }
+                });
                 #[cfg(not(feature = "gemm"))]
                 // SAFETY: forwarded from the caller.
-                unsafe {
+                crate::subnormal::flushing(|| unsafe {
                     $matrixmultiply(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-                }
+                });
             }
         }
     };

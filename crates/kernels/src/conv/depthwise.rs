@@ -96,10 +96,13 @@ pub(super) fn conv_transpose<T: Real>(
 pub(super) fn conv_weight<T: Real>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let k = geo.kh * geo.kw;
     let mut dw = vec![T::ZERO; geo.o * k];
+    let channel = |(oc, out): (usize, &mut [T])| {
+        crate::subnormal::flushing(|| weight_wide(x, gy, oc, geo, out))
+    };
     if parallel(geo) {
-        dw.par_chunks_mut(k).enumerate().for_each(|(oc, out)| weight_wide(x, gy, oc, geo, out));
+        dw.par_chunks_mut(k).enumerate().for_each(channel);
     } else {
-        dw.chunks_mut(k).enumerate().for_each(|(oc, out)| weight_wide(x, gy, oc, geo, out));
+        dw.chunks_mut(k).enumerate().for_each(channel);
     }
     dw
 }
@@ -107,7 +110,8 @@ pub(super) fn conv_weight<T: Real>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> 
 /// Runs `planes(first_plane, block)` over blocks of whole planes of `out`, on rayon's
 /// threads when the convolution is large enough. `planes` clears each plane just before it
 /// writes it, while the plane is in the core's first-level cache: a pass over the whole
-/// output beforehand took it out to memory and back.
+/// output beforehand took it out to memory and back. Subnormal numbers are flushed on the
+/// threads that run `planes` ([`crate::subnormal`]).
 fn each_plane_block<T: Send>(
     out: &mut [MaybeUninit<T>],
     plane: usize,
@@ -121,9 +125,9 @@ fn each_plane_block<T: Send>(
         let per_task = planes_per_task(out.len() / plane);
         out.par_chunks_mut(per_task * plane)
             .enumerate()
-            .for_each(|(i, block)| planes(i * per_task, block));
+            .for_each(|(i, block)| crate::subnormal::flushing(|| planes(i * per_task, block)));
     } else {
-        planes(0, out);
+        crate::subnormal::flushing(|| planes(0, out));
     }
 }
 
