@@ -364,6 +364,12 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("attention", &|| F::scaled_dot_product_attention(&qkv, &qkv, &qkv).sum().backward());
     let a64 = Tensor::randn(&[256, 256]).to_dtype(DType::F64).requires_grad();
     time("matmul f64 256", &|| a64.matmul(&a64).sum().backward());
+    // Subnormal activations (a softmax that has underflowed, a gradient that has vanished):
+    // what each multiply meeting one costs, beside an ordinary product. (A sixteenth of the
+    // rows: PyTorch takes seconds for the full size.)
+    let tiny = Tensor::randn(&[rows / 16, cols]).mul_scalar(1e-39).requires_grad();
+    let weight = Tensor::randn(&[cols, cols]).requires_grad();
+    time("linear, subnormal input", &|| F::linear(&tiny, &weight, None).sum().backward());
     let gru = GRU::new(256, 256, 1);
     let seq = Tensor::randn(&[if q { 4 } else { 35 }, n, 256]).requires_grad();
     time("gru", &|| gru.forward(&seq).sum().backward());
