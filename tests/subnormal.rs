@@ -20,11 +20,14 @@ fn products_flush_subnormal_numbers_unless_told_not_to() {
     let run = || {
         let x = filled(SMALL_F32, &[64, 64]);
         let product = x.matmul(&x).to_vec::<f32>();
+        // Large enough to be split across threads (each block sets its thread's mode).
+        let large = filled(SMALL_F32, &[256, 256]);
+        let large_product = large.matmul(&large).to_vec::<f32>();
         let small = filled(SMALL_F32, &[4, 4]);
         let small_product = small.matmul(&small).to_vec::<f32>();
         let y = filled(SMALL_F64, &[8, 8]);
         let product_f64 = y.matmul(&y).to_vec::<f64>();
-        let image = filled(SMALL_F32, &[2, 16, 12, 12]);
+        let image = filled(SMALL_F32, &[8, 16, 32, 32]);
         let conv = F::conv2d(&image, &filled(SMALL_F32, &[16, 16, 3, 3]), None).to_vec::<f32>();
         let depthwise = F::conv2d_with(
             &image,
@@ -36,13 +39,21 @@ fn products_flush_subnormal_numbers_unless_told_not_to() {
         let zero = |v: &[f32]| v.iter().all(|&e| e == 0.0);
         vec![
             zero(&product),
+            zero(&large_product),
             zero(&small_product),
             zero(&conv),
             zero(&depthwise),
             product_f64.iter().all(|&e| e == 0.0),
         ]
     };
-    let what = ["64 x 64 f32 product", "4 x 4 f32 product", "convolution", "depthwise", "f64"];
+    let what = [
+        "64 x 64 f32 product",
+        "256 x 256 f32 product",
+        "4 x 4 f32 product",
+        "convolution",
+        "depthwise",
+        "f64 product",
+    ];
 
     let flushed = run();
     for (name, zero) in what.iter().zip(&flushed) {
