@@ -1212,7 +1212,7 @@ fn rows() -> Vec<Row> {
             "Data",
             "torch.set_flush_denormal(True)",
             tapegrad::set_flush_denormal(true),
-            "on by default here, inside matrix products and convolutions only (subnormal operands and results read as zero: Intel cores slow down on them); `false` keeps them, PyTorch's default"
+            "on by default here, inside matrix products, attention and convolutions only (subnormal operands and results read as zero: Intel cores slow down on them); `false` keeps them, PyTorch's default"
         ),
         (
             "Data",

@@ -3,6 +3,9 @@
 //! back, and the caller's own arithmetic keeps subnormal numbers either way.
 //!
 //! One test function: the switch is process-wide, and tests in one file share a process.
+//! The large product and the convolution run on rayon's threads when it has more than one
+//! (the test thread is not one of them), so a worker that did not flush shows; with a
+//! single thread they run on the test thread.
 
 use tapegrad::prelude::*;
 
@@ -36,6 +39,9 @@ fn products_flush_subnormal_numbers_unless_told_not_to() {
             ConvOptions::default().groups(16),
         )
         .to_vec::<f32>();
+        // Values below the smallest normal number, averaged by attention's weights.
+        let (q, v) = (filled(1.0f32, &[1, 2, 8, 16]), filled(1e-39f32, &[1, 2, 8, 16]));
+        let attended = F::scaled_dot_product_attention(&q, &q, &v).to_vec::<f32>();
         let zero = |v: &[f32]| v.iter().all(|&e| e == 0.0);
         vec![
             zero(&product),
@@ -43,6 +49,7 @@ fn products_flush_subnormal_numbers_unless_told_not_to() {
             zero(&small_product),
             zero(&conv),
             zero(&depthwise),
+            zero(&attended),
             product_f64.iter().all(|&e| e == 0.0),
         ]
     };
@@ -52,6 +59,7 @@ fn products_flush_subnormal_numbers_unless_told_not_to() {
         "4 x 4 f32 product",
         "convolution",
         "depthwise",
+        "attention",
         "f64 product",
     ];
 

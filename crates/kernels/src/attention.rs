@@ -170,22 +170,38 @@ pub fn attention<T: Float>(
             .enumerate()
             .map(|(i, block)| (block, weight_blocks.get_mut(i).and_then(Option::take)))
             .collect();
+        // Each task's products and softmax with subnormal numbers flushed
+        // (`crate::subnormal`): the weights of an attention that has grown sharp underflow.
         tasks.into_par_iter().with_min_len(1).for_each(|((item, from, out), weights)| {
-            let n = out.len() / ev;
-            let seen = keys_seen(from, n, s, causal);
-            let mut scores = vec![T::ZERO; n * seen];
-            gemm_serial(q.rows_of(item, from, n), k.rows_of(item, 0, seen).t(), &mut scores, false);
-            let first_row = item * l + from;
-            run_widest(WeightRows { scores: &mut scores, seen, from, first_row, visible, scale });
-            let out = cleared(out, T::ZERO);
-            let p = View::row_major(&scores, n, seen);
-            gemm_serial(p, v.rows_of(item, 0, seen), out, false);
-            if let Some(weights) = weights {
-                let weights = cleared(weights, T::ZERO);
-                for (w, p) in weights.chunks_exact_mut(s).zip(scores.chunks_exact(seen)) {
-                    w[..seen].copy_from_slice(p);
+            crate::subnormal::flushing(|| {
+                let n = out.len() / ev;
+                let seen = keys_seen(from, n, s, causal);
+                let mut scores = vec![T::ZERO; n * seen];
+                gemm_serial(
+                    q.rows_of(item, from, n),
+                    k.rows_of(item, 0, seen).t(),
+                    &mut scores,
+                    false,
+                );
+                let first_row = item * l + from;
+                run_widest(WeightRows {
+                    scores: &mut scores,
+                    seen,
+                    from,
+                    first_row,
+                    visible,
+                    scale,
+                });
+                let out = cleared(out, T::ZERO);
+                let p = View::row_major(&scores, n, seen);
+                gemm_serial(p, v.rows_of(item, 0, seen), out, false);
+                if let Some(weights) = weights {
+                    let weights = cleared(weights, T::ZERO);
+                    for (w, p) in weights.chunks_exact_mut(s).zip(scores.chunks_exact(seen)) {
+                        w[..seen].copy_from_slice(p);
+                    }
                 }
-            }
+            })
         });
     }
     // SAFETY: the blocks tile each buffer's first `len` elements, and every task cleared
@@ -256,26 +272,35 @@ pub fn attention_backward<T: Float>(
             .zip(per_item(&mut dv, items, s * ev))
             .enumerate()
             .collect();
+        // Subnormal numbers flushed in each task, as in the forward.
         tasks.into_par_iter().with_min_len(1).for_each(|(item, ((dq, dk), dv))| {
-            let (dq, dk, dv) = (cleared(dq, T::ZERO), cleared(dk, T::ZERO), cleared(dv, T::ZERO));
-            let p_all = View::row_major(weights, items * l, s);
-            let mut scratch = Vec::new();
-            for from in (0..l).step_by(QUERIES) {
-                let n = QUERIES.min(l - from);
-                let seen = keys_seen(from, n, s, causal);
-                let p = View { offset: (item * l + from) * s, rows: n, cols: seen, ..p_all };
-                let g = grad.rows_of(item, from, n);
-                scratch.clear();
-                scratch.resize(n * seen, T::ZERO);
-                // dV += Pᵀ dO, then dP = dO Vᵀ and dS in its place.
-                gemm_serial(p.t(), g, &mut dv[..seen * ev], true);
-                gemm_serial(g, v.rows_of(item, 0, seen).t(), &mut scratch, false);
-                let rows = weights[(item * l + from) * s..].chunks(s);
-                run_widest(GradRows { weights: rows, grads: &mut scratch, seen, scale });
-                let ds = View::row_major(&scratch, n, seen);
-                gemm_serial(ds, k.rows_of(item, 0, seen), &mut dq[from * e..(from + n) * e], false);
-                gemm_serial(ds.t(), q.rows_of(item, from, n), &mut dk[..seen * e], true);
-            }
+            crate::subnormal::flushing(|| {
+                let (dq, dk, dv) =
+                    (cleared(dq, T::ZERO), cleared(dk, T::ZERO), cleared(dv, T::ZERO));
+                let p_all = View::row_major(weights, items * l, s);
+                let mut scratch = Vec::new();
+                for from in (0..l).step_by(QUERIES) {
+                    let n = QUERIES.min(l - from);
+                    let seen = keys_seen(from, n, s, causal);
+                    let p = View { offset: (item * l + from) * s, rows: n, cols: seen, ..p_all };
+                    let g = grad.rows_of(item, from, n);
+                    scratch.clear();
+                    scratch.resize(n * seen, T::ZERO);
+                    // dV += Pᵀ dO, then dP = dO Vᵀ and dS in its place.
+                    gemm_serial(p.t(), g, &mut dv[..seen * ev], true);
+                    gemm_serial(g, v.rows_of(item, 0, seen).t(), &mut scratch, false);
+                    let rows = weights[(item * l + from) * s..].chunks(s);
+                    run_widest(GradRows { weights: rows, grads: &mut scratch, seen, scale });
+                    let ds = View::row_major(&scratch, n, seen);
+                    gemm_serial(
+                        ds,
+                        k.rows_of(item, 0, seen),
+                        &mut dq[from * e..(from + n) * e],
+                        false,
+                    );
+                    gemm_serial(ds.t(), q.rows_of(item, from, n), &mut dk[..seen * e], true);
+                }
+            })
         });
     }
     // SAFETY: each item's slices of the three buffers were cleared by its task before the

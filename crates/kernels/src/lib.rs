@@ -24,7 +24,7 @@
 //! | [`group_norm`] | group normalisation, from the loops of the two above |
 //! | `transpose` (private) | tiled transposition at any strides, for the convolutions and transposed views |
 //! | [`fast_math`] | vectorisable `exp`, `expm1`, `tanh`, the normal distribution and density, GELU's derivative, for f32 |
-//! | [`subnormal`] | subnormal numbers read and written as zero inside the matrix products and convolutions (each one costs an Intel core a microcode assist) |
+//! | [`subnormal`] | subnormal numbers read and written as zero inside the matrix products, attention and convolutions (each one costs an Intel core a microcode assist) |
 //! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |
 //!
 //! ```
