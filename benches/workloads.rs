@@ -286,7 +286,8 @@ pub fn w9(s: Settings) -> (f64, f64) {
 /// `ops`: single operations as a model's layers use them, each forward plus backward from a
 /// sum into leaf gradients that accumulate (as PyTorch's `.grad` does), median ms per call:
 /// elementwise functions, broadcasts, reductions along either dimension, views made
-/// contiguous, normalisations, convolutions of several kinds, pooling, attention, an
+/// contiguous, normalisations, convolutions of several kinds (one deep and strided, as in a
+/// GAN's discriminator), pooling, attention, an
 /// embedding, an f64 product, a linear layer on subnormal activations, a GRU. The op-level
 /// check beside the model workloads: a slow path in one
 /// operation shows here by name.
@@ -348,6 +349,10 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("conv 1x1", &|| conv1.forward(&img).sum().backward());
     time("conv 3x3 depthwise", &|| depthwise.forward(&img).sum().backward());
     time("conv 3x3 depthwise stride 2", &|| depthwise_strided.forward(&img).sum().backward());
+    // A discriminator's deep layer: a long shared dimension (2c x 16 taps) over few pixels.
+    let deep_img = Tensor::randn(&[n, 2 * c, hw / 4, hw / 4]).requires_grad();
+    let deep = Conv2d::new(2 * c, 4 * c, 4).stride(2).padding(1);
+    time("conv 4x4 stride 2, deep", &|| deep.forward(&deep_img).sum().backward());
     let bn = BatchNorm2d::new(c);
     time("batch_norm", &|| bn.forward(&img).square().sum().backward());
     time("group_norm", &|| F::group_norm(&img, 8).square().sum().backward());
