@@ -269,12 +269,11 @@ fn conv_by_pixel<T: ImplicitGemm>(
     let b_rows: Vec<usize> = (0..k).map(|t| t * og).collect();
     let groups: Vec<(Vec<T>, Vec<usize>)> = (0..geo.opts.groups)
         .map(|g| {
+            // The group's weights, `og x k`, transposed in tiles: element by element, every
+            // write lands a whole row of B (`og` elements) past the last, and for a deep
+            // layer (2 MB of weights) that took a fifth of the forward's time.
             let mut w_t = vec![T::ZERO; k * og + B_SLACK];
-            for o in 0..og {
-                for t in 0..k {
-                    w_t[t * og + o] = weight[(g * og + o) * k + t];
-                }
-            }
+            T::transpose(&weight[g * og * k..(g + 1) * og * k], og, k, &mut w_t[..k * og]);
             (w_t, tap_offsets(geo, g * geo.cg(), &window))
         })
         .collect();
