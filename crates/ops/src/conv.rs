@@ -162,6 +162,7 @@ fn primitive(
     let make_backward = || {
         Backward::new(move |ctx| {
             let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+            let g = &laid_out_once(g, ctx.needs_input_grad(0) && ctx.needs_input_grad(1));
             let (ga, gb) = match kind {
                 // y = conv(x, w): dx = convT(gy, w), dw = convW(x, gy)
                 Kind::Conv => (
@@ -231,6 +232,13 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Tensor {
 /// `conv(x, w)` plus `bias` on each output channel, recorded as one operation: the kernels
 /// add the bias to each image's output as they write it (the bits of adding it after), so
 /// a layer with a bias makes no second output and no second node.
+/// The upstream gradient, laid out row-major first when `shared` (both products of a
+/// backward read it): each kernel otherwise copies a strided gradient (the broadcast that
+/// a `sum()` sends back) for itself.
+fn laid_out_once(g: &Tensor, shared: bool) -> Tensor {
+    if shared { g.contiguous() } else { g.clone() }
+}
+
 fn conv_with_bias(
     x: &Tensor,
     weight: &Tensor,
@@ -253,6 +261,7 @@ fn conv_with_bias(
     let make_backward = || {
         Backward::new(move |ctx| {
             let (g, x, w) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+            let g = &laid_out_once(g, ctx.needs_input_grad(0) && ctx.needs_input_grad(1));
             // dx = convT(gy, w), dw = convW(x, gy), db = gy summed over images and pixels.
             smallvec![
                 ctx.needs_input_grad(0).then(|| primitive(Kind::Transpose, g, w, geo, location)),
