@@ -7,9 +7,9 @@
 //!
 //! The kernel keeps an `R x (V vectors)` block of C in vector registers and walks a block of
 //! the shared dimension, loading `V` vectors of a row of B and broadcasting `R` elements of
-//! A per step; the blocks after the first add to C. It is written once over a small set of vector operations and compiled for
-//! AVX-512 (32 registers of 16 f32: blocks up to 8 x 3 or 16 x 1) and for AVX2 with FMA (16
-//! registers of 8 f32: blocks up to 6 x 2 or 8 x 1). Machines with neither take the im2col
+//! A per step; the blocks after the first add to C. It is written once over a small set of
+//! vector operations and compiled for AVX-512 (32 registers of 16 f32: blocks up to 8 x 3
+//! or 16 x 1) and for AVX2 with FMA (16 registers of 8 f32: blocks up to 6 x 2 or 8 x 1). Machines with neither take the im2col
 //! path instead (see [`available`]); a plain loop keeps the function total for them.
 
 use crate::gemm::Gemm;
@@ -242,7 +242,8 @@ fn implicit_gemm_in<T: ImplicitGemm>(
 }
 
 /// What one panel of the vector kernel computes: columns `j0..j0 + width` of rows
-/// `rows.0..rows.1` of C.
+/// `rows.0..rows.1` of C, summed over the steps `steps.0..steps.1` (written to C, or added
+/// to it when `accumulate`).
 struct Panel<'o, 'c, T> {
     ops: &'o Operands<'o, T>,
     rows: (usize, usize),
@@ -282,8 +283,9 @@ fn rows_per_pass<T>(ops: &Operands<'_, T>, rows: usize, bytes: usize) -> usize {
 /// L2 for every block of rows, and the multiply-adds waited on the loads.
 const B_BYTES_PER_BLOCK: usize = 24 << 10;
 
-/// Steps of the shared dimension per block, for panels `panel_bytes` wide (at least 32, so
-/// that C's loads and stores between blocks stay few against the multiply-adds).
+/// Steps of the shared dimension per block, for panels `panel_bytes` wide. (The floor of
+/// 32 keeps C's loads and stores between blocks few against the multiply-adds; today's
+/// widest panel, three vectors of 64 bytes, already gets 128.)
 fn steps_per_block(panel_bytes: usize) -> usize {
     (B_BYTES_PER_BLOCK / panel_bytes.max(1)).max(32)
 }
@@ -452,7 +454,7 @@ macro_rules! vector_kernel {
             }
 
             /// Columns `j0..j0 + width` of rows `first..end` of C (whose B columns start
-            /// at `b0`), `R` rows at a time.
+            /// at `b0`), `R` rows at a time, summed over the steps `p0..p1`.
             #[target_feature(enable = $feature)]
             unsafe fn panel<const R: usize, const V: usize, const PACKED: bool>(
                 Panel {

@@ -229,16 +229,18 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Tensor {
     }
 }
 
-/// `conv(x, w)` plus `bias` on each output channel, recorded as one operation: the kernels
-/// add the bias to each image's output as they write it (the bits of adding it after), so
-/// a layer with a bias makes no second output and no second node.
 /// The upstream gradient, laid out row-major first when `shared` (both products of a
 /// backward read it): each kernel otherwise copies a strided gradient (the broadcast that
-/// a `sum()` sends back) for itself.
+/// a `sum()` sends back) for itself. Under `create_graph` the products then save the
+/// laid-out copy instead of the broadcast view: one full-size gradient per layer kept for
+/// the second backward, the size of what each product copied for itself before.
 fn laid_out_once(g: &Tensor, shared: bool) -> Tensor {
     if shared { g.contiguous() } else { g.clone() }
 }
 
+/// `conv(x, w)` plus `bias` on each output channel, recorded as one operation: the kernels
+/// add the bias to each image's output as they write it (the bits of adding it after), so
+/// a layer with a bias makes no second output and no second node.
 fn conv_with_bias(
     x: &Tensor,
     weight: &Tensor,
