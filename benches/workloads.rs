@@ -287,10 +287,9 @@ pub fn w9(s: Settings) -> (f64, f64) {
 /// sum into leaf gradients that accumulate (as PyTorch's `.grad` does), median ms per call:
 /// elementwise functions, broadcasts, reductions along either dimension, views made
 /// contiguous, normalisations, convolutions of several kinds (one deep and strided, as in a
-/// GAN's discriminator), pooling, attention, an
-/// embedding, an f64 product, a linear layer on subnormal activations, a GRU. The op-level
-/// check beside the model workloads: a slow path in one
-/// operation shows here by name.
+/// GAN's discriminator), pooling, attention, an embedding, an f64 product, a linear layer on
+/// subnormal activations, a GRU. The op-level check beside the model workloads: a slow path
+/// in one operation shows here by name.
 pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     use tapegrad::nn::{BatchNorm2d, Conv2d, GRU};
     let q = s.quick;
