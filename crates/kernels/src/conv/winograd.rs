@@ -30,6 +30,7 @@
 //! does not.
 
 use std::any::TypeId;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{ChannelBias, Geometry, Images, Split, for_chunks, sum_in_image_order};
@@ -37,7 +38,7 @@ use rayon::prelude::*;
 
 use crate::implicit_gemm::{B_SLACK, Isa, Lhs, Operands, available, implicit_gemm, isa};
 use crate::scratch::Scratch;
-use crate::transpose::Transpose;
+use crate::transpose::{RowMajorAt, Transpose, as_uninit, transpose_into};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -342,8 +343,7 @@ pub(super) fn conv<T: crate::Real>(
     let (x, weight) = (as_f32(x), as_f32(weight));
     let bias = ChannelBias { values: bias.values.map(as_f32), plane: bias.plane };
     let shape = Shape::forward(geo);
-    let r = shape.r;
-    let u = transform_kernel(&shape, |o, c, ki, kj| weight[((o * geo.c + c) * r + ki) * r + kj]);
+    let u = transform_kernel(&shape, Taps::Forward(weight));
     correlate(x, &u, &shape, geo, bias, y)
 }
 
@@ -357,10 +357,7 @@ pub(super) fn conv_transpose<T: crate::Real>(
 ) -> bool {
     let (gy, weight) = (as_f32(gy), as_f32(weight));
     let shape = Shape::transposed(geo);
-    let r = shape.r;
-    let u = transform_kernel(&shape, |c, o, ki, kj| {
-        weight[((o * geo.c + c) * r + r - 1 - ki) * r + r - 1 - kj]
-    });
+    let u = transform_kernel(&shape, Taps::Flipped(weight));
     correlate(gy, &u, &shape, geo, ChannelBias::none(), dx)
 }
 
@@ -377,49 +374,111 @@ fn as_f32_mut<T: 'static>(s: &mut [T]) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), s.len()) }
 }
 
-/// `U[ξ][c][o]` (the `n²` right operands, one after another) for the kernel whose tap
-/// `(ki, kj)` from input channel `c` to output channel `o` is `tap(o, c, ki, kj)`, followed
-/// by the GEMM's [`B_SLACK`].
-fn transform_kernel(s: &Shape, tap: impl Fn(usize, usize, usize, usize) -> f32 + Sync) -> Vec<f32> {
-    let (cin, cout, r, n, points) = (s.cin, s.cout, s.r, s.n, s.points());
-    let g = g_matrix(n, r);
-    let mut u = vec![0.0; points * cin * cout + B_SLACK];
-    // Input channel c's points, `[ξ][o]`, into `values`.
-    let one_channel = |c: usize, (taps, values): &mut (Vec<f64>, Vec<f64>)| {
-        for (t, row) in taps.chunks_exact_mut(cout).enumerate() {
-            for (o, value) in row.iter_mut().enumerate() {
-                *value = f64::from(tap(o, c, t / r, t % r));
+/// Where [`transform_kernel`] reads a layer's taps (`weight`, `[O][C][r][r]`).
+#[derive(Clone, Copy)]
+enum Taps<'a> {
+    /// The forward correlation's: its channels are the layer's, tap `t` of input channel
+    /// `c` for output `o` at `weight[o][c][t]`.
+    Forward(&'a [f32]),
+    /// The input gradient's: the layer's channel roles swapped and the kernel flipped, tap
+    /// `t` of the correlation's input `c` (a layer output) for its output `o` (a layer
+    /// input) at `weight[c][o][r² - 1 - t]`.
+    Flipped(&'a [f32]),
+}
+
+impl Taps<'_> {
+    /// The taps of the correlation's input channels `first..first + count` as rows of
+    /// `cout` values, `rows[(i * r² + t) * cout + o]` for channel `first + i`, in the
+    /// layer's tap order (reversed for [`Taps::Flipped`]): tiled transpositions of the
+    /// weights, where reading them tap by tap would touch a cache line per value.
+    fn rows(self, s: &Shape, (first, count): (usize, usize), rows: &mut [f32]) {
+        let (rr, cin, cout) = (s.r * s.r, s.cin, s.cout);
+        let rows = as_uninit(&mut rows[..count * rr * cout]);
+        let to = |start| RowMajorAt { start, row_stride: cout };
+        match self {
+            Taps::Forward(weight) => {
+                let from = RowMajorAt { start: first * rr, row_stride: cin * rr };
+                transpose_into(weight, from, cout, count * rr, rows, to(0));
+            }
+            Taps::Flipped(weight) => {
+                for i in 0..count {
+                    let from = RowMajorAt { start: (first + i) * cout * rr, row_stride: rr };
+                    transpose_into(weight, from, cout, rr, rows, to(i * rr * cout));
+                }
             }
         }
-        two_sided(taps, (r, n), |a, i| g[a][i], cout, values);
-    };
-    let buffers = || (vec![0.0; r * r * cout], vec![0.0; points * cout]);
-    if !split_kernel_transform(s) {
-        let mut scratch = buffers();
-        for c in 0..cin {
-            one_channel(c, &mut scratch);
-            for (point, values) in scratch.1.chunks_exact(cout).enumerate() {
-                let at = (point * cin + c) * cout;
-                u[at..at + cout].iter_mut().zip(values).for_each(|(dst, &v)| *dst = v as f32);
-            }
-        }
-        return u;
     }
-    // On rayon's threads: each channel's points, `[c][ξ][o]`, then gathered point by point.
-    let mut by_channel = vec![0.0f32; cin * points * cout];
-    by_channel.par_chunks_mut(points * cout).enumerate().for_each_init(
-        buffers,
-        |scratch, (c, out)| {
-            one_channel(c, scratch);
-            out.iter_mut().zip(&scratch.1).for_each(|(dst, &v)| *dst = v as f32);
-        },
-    );
-    u[..points * cin * cout].par_chunks_mut(cin * cout).enumerate().for_each(|(point, slab)| {
-        for (c, dst) in slab.chunks_exact_mut(cout).enumerate() {
-            let at = (c * points + point) * cout;
-            dst.copy_from_slice(&by_channel[at..at + cout]);
+
+    /// Row `t` of [`Taps::rows`] for tap `t` of the correlation.
+    fn row(self, rr: usize, t: usize) -> usize {
+        match self {
+            Taps::Forward(_) => t,
+            Taps::Flipped(_) => rr - 1 - t,
         }
-    });
+    }
+}
+
+/// Input channels whose taps [`transform_kernel`] transposes at a time: 16 columns of
+/// taps, whole tiles of the transposition.
+const TAP_CHANNELS: usize = 16;
+
+/// `U[ξ][c][o]` (the `n²` right operands, one after another) for the kernel `taps`,
+/// followed by the GEMM's [`B_SLACK`]. Each task transforms a run of input channels and
+/// writes its part of every point's rows in place: gathering the rows afterwards, and
+/// clearing `U` first, had taken as long as the transforms.
+fn transform_kernel(s: &Shape, taps: Taps<'_>) -> Vec<f32> {
+    let (cin, cout, r, n, points) = (s.cin, s.cout, s.r, s.n, s.points());
+    let (rr, len) = (r * r, points * cin * cout);
+    let g = g_matrix(n, r);
+    let per_task = if split_kernel_transform(s) {
+        cin.div_ceil(2 * rayon::current_num_threads()).max(1)
+    } else {
+        cin.max(1)
+    };
+    let mut u: Vec<f32> = Vec::with_capacity(len + B_SLACK);
+    // parts[task][ξ]: the task's input channels in point ξ's rows.
+    let mut parts: Vec<Vec<&mut [MaybeUninit<f32>]>> = Vec::new();
+    for slab in u.spare_capacity_mut()[..len].chunks_mut(cin * cout) {
+        for (task, part) in slab.chunks_mut(per_task * cout).enumerate() {
+            if parts.len() <= task {
+                parts.push(Vec::with_capacity(points));
+            }
+            parts[task].push(part);
+        }
+    }
+    let buffers =
+        || (vec![0.0f32; TAP_CHANNELS * rr * cout], vec![0.0; rr * cout], vec![0.0; points * cout]);
+    let run = |(rows, in_taps, values): &mut (Vec<f32>, Vec<f64>, Vec<f64>),
+               (task, mut parts): (usize, Vec<&mut [MaybeUninit<f32>]>)| {
+        let (first, count) = (task * per_task, parts[0].len() / cout);
+        for group in (first..first + count).step_by(TAP_CHANNELS) {
+            let in_group = TAP_CHANNELS.min(first + count - group);
+            taps.rows(s, (group, in_group), rows);
+            for i in 0..in_group {
+                for (t, dst) in in_taps.chunks_exact_mut(cout).enumerate() {
+                    let at = (i * rr + taps.row(rr, t)) * cout;
+                    dst.iter_mut().zip(&rows[at..at + cout]).for_each(|(d, &v)| *d = f64::from(v));
+                }
+                two_sided(in_taps, (r, n), |a, j| g[a][j], cout, values);
+                let at = (group + i - first) * cout;
+                for (part, point) in parts.iter_mut().zip(values.chunks_exact(cout)) {
+                    let dst = &mut part[at..at + cout];
+                    dst.iter_mut().zip(point).for_each(|(d, &v)| *d = MaybeUninit::new(v as f32));
+                }
+            }
+        }
+    };
+    if parts.len() > 1 {
+        parts.into_par_iter().enumerate().for_each_init(buffers, run);
+    } else {
+        let mut scratch = buffers();
+        parts.into_iter().enumerate().for_each(|task| run(&mut scratch, task));
+    }
+    u.spare_capacity_mut()[len..len + B_SLACK].fill(MaybeUninit::new(0.0));
+    // SAFETY: the tasks wrote every input channel's row of every point (the parts cover
+    // the first `len` elements), and the slack was written above; a panicking task unwinds
+    // before this, leaving the vector empty.
+    unsafe { u.set_len(len + B_SLACK) };
     u
 }
 
@@ -479,64 +538,79 @@ struct TwoSided<'a> {
 impl crate::simd::WidestLoop for TwoSided<'_> {
     type Output = ();
 
-    /// [`SIDE_LANES`] output channels at a time, both sides with the values in registers
-    /// and the block between them on the stack: rows of 16 or 32 channels as whole-row
-    /// loops spent their time in loop bookkeeping. Each sum starts at zero and adds its
-    /// nonzero terms in index order, as a row-by-row loop would.
+    /// The sizes the tilings use as constants, so that both sides unroll in full.
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)] // `j` picks the source's column and the block's
     fn run(self) {
-        const L: usize = SIDE_LANES;
-        let TwoSided { src, sizes: (from, to), c, cout, out } = self;
-        let mut half = [[[0.0; L]; MAX_N]; MAX_N];
-        let mut k = 0;
-        while k < cout {
-            let lanes = L.min(cout - k);
-            // One block of channels: a whole vector, or the last few, read into zeros.
-            let load = |at: usize| -> [f64; L] {
-                if lanes == L {
-                    src[at..at + L].try_into().expect("a whole block")
-                } else {
-                    std::array::from_fn(|l| if l < lanes { src[at + l] } else { 0.0 })
-                }
-            };
-            for j in 0..from {
-                let mut column = [[0.0; L]; MAX_N];
-                for (i, values) in column.iter_mut().enumerate().take(from) {
-                    *values = load((i * from + j) * cout + k);
-                }
-                for (a, coefs) in c.iter().enumerate().take(to) {
-                    let mut acc = [0.0; L];
-                    for (&ci, values) in coefs.iter().zip(&column).take(from) {
-                        if ci != 0.0 {
-                            for l in 0..L {
-                                acc[l] += ci * values[l];
-                            }
-                        }
-                    }
-                    half[a][j] = acc;
-                }
-            }
-            for (a, rows) in half.iter().enumerate().take(to) {
-                for (b, coefs) in c.iter().enumerate().take(to) {
-                    let mut acc = [0.0; L];
-                    for (&cj, values) in coefs.iter().zip(rows).take(from) {
-                        if cj != 0.0 {
-                            for l in 0..L {
-                                acc[l] += values[l] * cj;
-                            }
-                        }
-                    }
-                    let at = (a * to + b) * cout + k;
-                    if lanes == L {
-                        out[at..at + L].copy_from_slice(&acc);
-                    } else {
-                        out[at..at + lanes].iter_mut().zip(acc).for_each(|(dst, v)| *dst = v);
-                    }
-                }
-            }
-            k += lanes;
+        let TwoSided { src, sizes, c, cout, out } = self;
+        match sizes {
+            (3, 6) => sides::<3, 6>(src, &c, cout, out),
+            (5, 8) => sides::<5, 8>(src, &c, cout, out),
+            (5, 6) => sides::<5, 6>(src, &c, cout, out),
+            (6, 3) => sides::<6, 3>(src, &c, cout, out),
+            (8, 5) => sides::<8, 5>(src, &c, cout, out),
+            (6, 5) => sides::<6, 5>(src, &c, cout, out),
+            _ => unreachable!("winograd: no tiling transforms {sizes:?}"),
         }
+    }
+}
+
+/// [`TwoSided`]'s loops for `FROM x FROM` blocks to `TO x TO` ones: [`SIDE_LANES`] output
+/// channels at a time, one row of each side at a time in registers. Each sum starts at zero and
+/// adds every term in index order, the zero coefficients' too (a branch per term had cost
+/// more than the terms; adding a zero product leaves a sum of finite terms as it was, and a
+/// non-finite one sends the convolution to the direct sum anyway).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // the indices pick coefficients as well as values
+fn sides<const FROM: usize, const TO: usize>(
+    src: &[f64],
+    c: &[[f64; MAX_N]; MAX_N],
+    cout: usize,
+    out: &mut [f64],
+) {
+    const L: usize = SIDE_LANES;
+    assert!(
+        src.len() >= FROM * FROM * cout && out.len() >= TO * TO * cout,
+        "winograd: transform buffers too short"
+    );
+    let mut k = 0;
+    while k < cout {
+        let lanes = L.min(cout - k);
+        // One block of channels: a whole vector, or the last few, read into zeros.
+        let load = |at: usize| -> [f64; L] {
+            if lanes == L {
+                src[at..at + L].try_into().expect("a whole block")
+            } else {
+                std::array::from_fn(|l| if l < lanes { src[at + l] } else { 0.0 })
+            }
+        };
+        // Row `a` of the first side's block, then the row of outputs it makes: the block
+        // itself, kept whole, spilled to the stack and was cleared there for every step.
+        for a in 0..TO {
+            let mut half = [[0.0; L]; FROM];
+            for (j, acc) in half.iter_mut().enumerate() {
+                for i in 0..FROM {
+                    let column = load((i * FROM + j) * cout + k);
+                    for l in 0..L {
+                        acc[l] += c[a][i] * column[l];
+                    }
+                }
+            }
+            for b in 0..TO {
+                let mut acc = [0.0; L];
+                for j in 0..FROM {
+                    for l in 0..L {
+                        acc[l] += half[j][l] * c[b][j];
+                    }
+                }
+                let at = (a * TO + b) * cout + k;
+                if lanes == L {
+                    out[at..at + L].copy_from_slice(&acc);
+                } else {
+                    out[at..at + lanes].iter_mut().zip(acc).for_each(|(dst, v)| *dst = v);
+                }
+            }
+        }
+        k += lanes;
     }
 }
 
@@ -1309,10 +1383,8 @@ mod tests {
         let (x, w, gy) = (next(4 * 128 * 64), next(128 * 128 * 9), next(4 * 128 * 64));
         let run = || {
             let s = Shape::forward(&geo);
-            let u = transform_kernel(&s, |o, c, ki, kj| w[((o * 128 + c) * 3 + ki) * 3 + kj]);
-            let t = Shape::transposed(&geo);
-            let ut =
-                transform_kernel(&t, |c, o, ki, kj| w[((o * 128 + c) * 3 + 2 - ki) * 3 + 2 - kj]);
+            let u = transform_kernel(&s, Taps::Forward(&w));
+            let ut = transform_kernel(&Shape::transposed(&geo), Taps::Flipped(&w));
             (u, ut, conv_weight(&x, &gy, &geo).expect("finite"))
         };
         let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -1325,6 +1397,50 @@ mod tests {
         assert_eq!(bits(&one.0), bits(&three.0), "U");
         assert_eq!(bits(&one.1), bits(&three.1), "U of the transposed form");
         assert_eq!(bits(&one.2), bits(&three.2), "weight gradient");
+    }
+
+    /// The transformed kernel, forward and flipped, against `G g Gᵀ` summed in f64 from
+    /// the taps as the correlations read them, for channel counts that differ (so that a
+    /// swapped role or a tap read from the wrong place shows) and span several groups of
+    /// transposed taps, on one thread and split.
+    #[test]
+    fn transformed_kernels_match_their_definition() {
+        let geo = Geometry::new([1, 48, 8, 8], [80, 48, 3, 3], padded(1));
+        let (c, o, r) = (48, 80, 3);
+        let mut values = crate::testing::uniform(5);
+        let w: Vec<f32> = (0..o * c * r * r).map(|_| values() as f32).collect();
+        let g = g_matrix(6, r);
+        let check = |s: &Shape, u: &[f32], tap: &dyn Fn(usize, usize, usize, usize) -> f32| {
+            assert_eq!(u.len(), s.points() * s.cin * s.cout + B_SLACK);
+            assert!(u[u.len() - B_SLACK..].iter().all(|&v| v == 0.0), "the slack is zero");
+            for (ci, co, a, b) in (0..s.cin * s.cout * 36)
+                .map(|i| (i / (s.cout * 36), i / 36 % s.cout, i / 6 % 6, i % 6))
+            {
+                let mut want = 0.0;
+                for (ki, kj) in (0..r * r).map(|t| (t / r, t % r)) {
+                    want += g[a][ki] * g[b][kj] * f64::from(tap(co, ci, ki, kj));
+                }
+                let got = u[((a * 6 + b) * s.cin + ci) * s.cout + co];
+                assert!(
+                    (f64::from(got) - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "U[{a}, {b}][{ci}][{co}] = {got}, want {want}"
+                );
+            }
+        };
+        let forward =
+            |o_: usize, c_: usize, ki: usize, kj: usize| w[((o_ * c + c_) * r + ki) * r + kj];
+        let flipped = |c_: usize, o_: usize, ki: usize, kj: usize| {
+            w[((o_ * c + c_) * r + r - 1 - ki) * r + r - 1 - kj]
+        };
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let s = Shape::forward(&geo);
+                check(&s, &transform_kernel(&s, Taps::Forward(&w)), &forward);
+                let t = Shape::transposed(&geo);
+                check(&t, &transform_kernel(&t, Taps::Flipped(&w)), &flipped);
+            });
+        }
     }
 
     fn padded(p: usize) -> Conv2dOptions {
