@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::gemm::{Gemm, View, gemm_serial};
 use crate::implicit_gemm::ImplicitGemm;
 use crate::scratch::Scratch;
+use crate::short_copy::{copy_row, fill_row};
 
 mod depthwise;
 mod images;
@@ -169,7 +170,9 @@ fn tap_columns(geo: &Geometry) -> Vec<(isize, usize, usize)> {
 
 /// Writes the columns of group `g` of one image `[C, H, W]` into a column matrix with rows
 /// of `row_len` elements, at `offset` within each row (several images share one matrix so
-/// that one GEMM covers them all).
+/// that one GEMM covers them all). Each input plane is first copied inside its padding's
+/// zeros, so that every row of a tap is one copy: on planes of a few pixels, clearing the
+/// edges of each row apart had cost more than the copies (a 4 x 4 plane's rows are four).
 fn im2col<T: Gemm>(
     x: &[T],
     geo: &Geometry,
@@ -179,38 +182,53 @@ fn im2col<T: Gemm>(
     offset: usize,
 ) {
     let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
-    let (sh, sw) = opts.stride;
-    let hw = ho * wo;
-    let columns = tap_columns(geo);
+    let ((sh, sw), (dh, dw), (ph, pw)) = (opts.stride, opts.dilation, opts.padding);
+    let (wp, hw) = (w + 2 * pw, ho * wo);
+    if hw == 0 {
+        return;
+    }
+    let mut padded = Columns::new::<T>((h + 2 * ph) * wp);
+    let padded = padded.as_mut::<T>();
+    // The edges stay zero from here on: each plane rewrites the interior alone.
+    fill_row(padded, T::ZERO);
     for ci in 0..geo.cg() {
         let plane = &x[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
+        for (row, src) in plane.chunks_exact(w.max(1)).enumerate() {
+            copy_row(&mut padded[(row + ph) * wp + pw..(row + ph) * wp + pw + w], src);
+        }
         for ki in 0..kh {
-            for (kj, &(off_w, lo, hi)) in columns.iter().enumerate() {
+            for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
                 let dst_row = &mut col[row * row_len + offset..row * row_len + offset + hw];
-                for oh in 0..ho {
-                    let dst = &mut dst_row[oh * wo..(oh + 1) * wo];
-                    let ih = (oh * sh + ki * opts.dilation.0) as isize - opts.padding.0 as isize;
-                    if ih < 0 || ih >= h as isize {
-                        dst.fill(T::ZERO);
-                        continue;
-                    }
-                    let src = &plane[ih as usize * w..(ih as usize + 1) * w];
-                    dst[..lo].fill(T::ZERO);
-                    dst[hi..].fill(T::ZERO);
-                    // (A tap over no column may start before the row: nothing to copy.)
-                    if sw == 1 && lo < hi {
-                        let start = (lo as isize + off_w) as usize;
-                        dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                for (oh, dst) in dst_row.chunks_exact_mut(wo).enumerate() {
+                    let start = (oh * sh + ki * dh) * wp + kj * dw;
+                    if sw == 1 {
+                        copy_row(dst, &padded[start..start + wo]);
                     } else {
-                        for (ow, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
-                            *d = src[((ow * sw) as isize + off_w) as usize];
+                        for (ow, d) in dst.iter_mut().enumerate() {
+                            *d = padded[start + ow * sw];
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// The column matrix of group `g` of images `first..first + count` of `x`, `k x (count * ho
+/// * wo)`, written by [`im2col`] into `buf`.
+fn column_matrix<'a, T: Gemm>(
+    x: &[T],
+    geo: &Geometry,
+    (g, first, count): (usize, usize, usize),
+    buf: &'a mut [T],
+) -> View<'a, T> {
+    let (k, hw, in_img) = (geo.k(), geo.ho * geo.wo, geo.c * geo.h * geo.w);
+    for i in 0..count {
+        let image = &x[(first + i) * in_img..(first + i + 1) * in_img];
+        im2col(image, geo, g, buf, count * hw, i * hw);
+    }
+    View::row_major(&*buf, k, count * hw)
 }
 
 /// Adds one image's columns (rows of `row_len`, at `offset`) of group `g` back into that
@@ -358,11 +376,11 @@ fn gather_outputs<T: Gemm>(
     count: usize,
 ) -> Vec<T> {
     let (og, hw) = (geo.og(), geo.ho * geo.wo);
-    let mut out = Vec::with_capacity(og * count * hw);
-    for oc in 0..og {
-        for img in first..first + count {
+    let mut out = vec![T::ZERO; og * count * hw];
+    for (oc, row) in out.chunks_exact_mut(count * hw).enumerate() {
+        for (img, dst) in (first..first + count).zip(row.chunks_exact_mut(hw)) {
             let at = (img * geo.o + g * og + oc) * hw;
-            out.extend_from_slice(&y[at..at + hw]);
+            copy_row(dst, &y[at..at + hw]);
         }
     }
     out
@@ -491,7 +509,7 @@ fn conv_im2col<T: Gemm>(
     y: &Images<'_, T>,
 ) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
-    let (in_img, out_img) = (geo.c * geo.h * geo.w, geo.o * hw);
+    let out_img = geo.o * hw;
     for_chunks(geo, Split::PerThread, |first, count| {
         let cols = count * hw;
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
@@ -501,23 +519,16 @@ fn conv_im2col<T: Gemm>(
         let yg = yg.as_mut::<T>();
         let y_chunk = y.take(first, count);
         for g in 0..geo.opts.groups {
-            for i in 0..count {
-                im2col(
-                    &x[(first + i) * in_img..(first + i + 1) * in_img],
-                    geo,
-                    g,
-                    col,
-                    cols,
-                    i * hw,
-                );
-            }
+            let columns = column_matrix(x, geo, (g, first, count), col);
             let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-            gemm_serial(wg, View::row_major(col, k, cols), yg, false);
+            gemm_serial(wg, columns, yg, false);
             for oc in 0..og {
                 for i in 0..count {
                     let at = i * out_img + (g * og + oc) * hw;
-                    y_chunk[at..at + hw]
-                        .copy_from_slice(&yg[oc * cols + i * hw..oc * cols + (i + 1) * hw]);
+                    copy_row(
+                        &mut y_chunk[at..at + hw],
+                        &yg[oc * cols + i * hw..oc * cols + (i + 1) * hw],
+                    );
                 }
             }
         }
@@ -647,7 +658,6 @@ pub fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T>
 
 fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
-    let in_img = geo.c * geo.h * geo.w;
     let size = geo.o * k;
     let partials = std::sync::Mutex::new(Vec::new());
     for_chunks(geo, Split::Fixed, |first, count| {
@@ -657,20 +667,11 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
         let col = col.as_mut::<T>();
         let mut acc = vec![T::ZERO; size];
         for g in 0..geo.opts.groups {
-            for i in 0..count {
-                im2col(
-                    &x[(first + i) * in_img..(first + i + 1) * in_img],
-                    geo,
-                    g,
-                    col,
-                    cols,
-                    i * hw,
-                );
-            }
+            let columns = column_matrix(x, geo, (g, first, count), col);
             let gyg = gather_outputs(gy, geo, g, first, count);
             gemm_serial(
                 View::row_major(&gyg, og, cols),
-                View::row_major(col, k, cols).t(),
+                columns.t(),
                 &mut acc[g * og * k..(g + 1) * og * k],
                 false,
             );

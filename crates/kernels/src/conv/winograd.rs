@@ -1406,6 +1406,9 @@ mod tests {
     #[test]
     fn transformed_kernels_match_their_definition() {
         let geo = Geometry::new([1, 48, 8, 8], [80, 48, 3, 3], padded(1));
+        if !covers::<f32>(&geo) {
+            return; // no vector transforms on this CPU
+        }
         let (c, o, r) = (48, 80, 3);
         let mut values = crate::testing::uniform(5);
         let w: Vec<f32> = (0..o * c * r * r).map(|_| values() as f32).collect();
