@@ -144,30 +144,6 @@ impl Geometry {
     }
 }
 
-/// Output columns `lo..hi` whose input column `ow * stride + offset` lies in `0..width`.
-fn valid_range(offset: isize, stride: usize, width: usize, out: usize) -> (usize, usize) {
-    let s = stride as isize;
-    let lo = if offset >= 0 { 0 } else { ((-offset + s - 1) / s) as usize };
-    let hi =
-        if width as isize <= offset { 0 } else { ((width as isize - offset + s - 1) / s) as usize };
-    let hi = hi.min(out);
-    (lo.min(hi), hi)
-}
-
-/// For each kernel column `kj`: the input column offset of output column 0 under it, and
-/// the output columns `lo..hi` whose input column lies inside the image (the same for
-/// every channel and kernel row, so worked out once per call).
-fn tap_columns(geo: &Geometry) -> Vec<(isize, usize, usize)> {
-    let opts = geo.opts;
-    (0..geo.kw)
-        .map(|kj| {
-            let off_w = (kj * opts.dilation.1) as isize - opts.padding.1 as isize;
-            let (lo, hi) = valid_range(off_w, opts.stride.1, geo.w, geo.wo);
-            (off_w, lo, hi)
-        })
-        .collect()
-}
-
 /// Writes the columns of group `g` of one image `[C, H, W]` into a column matrix with rows
 /// of `row_len` elements, at `offset` within each row (several images share one matrix so
 /// that one GEMM covers them all). Each input plane is first copied inside its padding's
@@ -232,7 +208,10 @@ fn column_matrix<'a, T: Gemm>(
 }
 
 /// Adds one image's columns (rows of `row_len`, at `offset`) of group `g` back into that
-/// image's gradient `dx` (`[C, H, W]`).
+/// image's gradient `dx` (`[C, H, W]`): each plane's taps are summed whole into a padded
+/// plane, as [`im2col`] reads them, whose interior is then added to `dx` (each element
+/// receives its terms in the same order as when the taps were cropped to the image row by
+/// row).
 fn col2im<T: Gemm>(
     col: &[T],
     geo: &Geometry,
@@ -242,33 +221,38 @@ fn col2im<T: Gemm>(
     offset: usize,
 ) {
     let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
-    let (sh, sw) = opts.stride;
-    let hw = ho * wo;
-    let columns = tap_columns(geo);
+    let ((sh, sw), (dh, dw), (ph, pw)) = (opts.stride, opts.dilation, opts.padding);
+    let (wp, hw) = (w + 2 * pw, ho * wo);
+    if hw == 0 {
+        return;
+    }
+    let mut padded = Columns::new::<T>((h + 2 * ph) * wp);
+    let padded = padded.as_mut::<T>();
     for ci in 0..geo.cg() {
-        let plane = &mut dx[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
+        fill_row(padded, T::ZERO);
         for ki in 0..kh {
-            for (kj, &(off_w, lo, hi)) in columns.iter().enumerate() {
+            for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
                 let src_row = &col[row * row_len + offset..row * row_len + offset + hw];
-                for oh in 0..ho {
-                    let ih = (oh * sh + ki * opts.dilation.0) as isize - opts.padding.0 as isize;
-                    if ih < 0 || ih >= h as isize {
-                        continue;
-                    }
-                    let src = &src_row[oh * wo..(oh + 1) * wo];
-                    let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
-                    if sw == 1 && lo < hi {
-                        let start = (lo as isize + off_w) as usize;
-                        for (d, &v) in dst[start..start + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                for (oh, src) in src_row.chunks_exact(wo).enumerate() {
+                    let start = (oh * sh + ki * dh) * wp + kj * dw;
+                    if sw == 1 {
+                        for (d, &v) in padded[start..start + wo].iter_mut().zip(src) {
                             *d += v;
                         }
                     } else {
-                        for (ow, &v) in src.iter().enumerate().take(hi).skip(lo) {
-                            dst[((ow * sw) as isize + off_w) as usize] += v;
+                        for (ow, &v) in src.iter().enumerate() {
+                            padded[start + ow * sw] += v;
                         }
                     }
                 }
+            }
+        }
+        let plane = &mut dx[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
+        for (row, dst) in plane.chunks_exact_mut(w.max(1)).enumerate() {
+            let at = (row + ph) * wp + pw;
+            for (d, &v) in dst.iter_mut().zip(&padded[at..at + w]) {
+                *d += v;
             }
         }
     }
