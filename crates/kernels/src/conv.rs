@@ -157,37 +157,71 @@ fn im2col<T: Gemm>(
     row_len: usize,
     offset: usize,
 ) {
-    let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
-    let ((sh, sw), (dh, dw), (ph, pw)) = (opts.stride, opts.dilation, opts.padding);
-    let (wp, hw) = (w + 2 * pw, ho * wo);
-    if hw == 0 {
-        return;
-    }
-    let mut padded = Columns::new::<T>((h + 2 * ph) * wp);
+    let Geometry { h, w, ho, wo, kh, kw, .. } = *geo;
+    let Some(pad) = PaddedPlane::of(geo) else { return };
+    let mut padded = Columns::new::<T>(pad.len);
     let padded = padded.as_mut::<T>();
     // The edges stay zero from here on: each plane rewrites the interior alone.
     fill_row(padded, T::ZERO);
     for ci in 0..geo.cg() {
         let plane = &x[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for (row, src) in plane.chunks_exact(w.max(1)).enumerate() {
-            copy_row(&mut padded[(row + ph) * wp + pw..(row + ph) * wp + pw + w], src);
+            copy_row(&mut padded[pad.interior(row)..pad.interior(row) + w], src);
         }
         for ki in 0..kh {
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
-                let dst_row = &mut col[row * row_len + offset..row * row_len + offset + hw];
+                let dst_row = &mut col[row * row_len + offset..row * row_len + offset + ho * wo];
                 for (oh, dst) in dst_row.chunks_exact_mut(wo).enumerate() {
-                    let start = (oh * sh + ki * dh) * wp + kj * dw;
-                    if sw == 1 {
+                    let start = pad.tap(oh, ki, kj);
+                    if pad.stride.1 == 1 {
                         copy_row(dst, &padded[start..start + wo]);
                     } else {
                         for (ow, d) in dst.iter_mut().enumerate() {
-                            *d = padded[start + ow * sw];
+                            *d = padded[start + ow * pad.stride.1];
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// A plane of a convolution's input inside its padding's zeros, as [`im2col`] reads it and
+/// [`col2im`] sums into it: every tap then covers whole rows of pixels, with no edge to crop.
+struct PaddedPlane {
+    /// Elements of the padded plane.
+    len: usize,
+    /// Its row length.
+    wp: usize,
+    /// The convolution's padding, stride and dilation (rows, columns).
+    pad: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+}
+
+impl PaddedPlane {
+    /// The padded plane of `geo`'s input, or `None` when it has no output pixels.
+    fn of(geo: &Geometry) -> Option<PaddedPlane> {
+        let (pad, stride, dilation) = (geo.opts.padding, geo.opts.stride, geo.opts.dilation);
+        let wp = geo.w + 2 * pad.1;
+        (geo.ho * geo.wo > 0).then_some(PaddedPlane {
+            len: (geo.h + 2 * pad.0) * wp,
+            wp,
+            pad,
+            stride,
+            dilation,
+        })
+    }
+
+    /// Where input row `row`'s pixels start.
+    fn interior(&self, row: usize) -> usize {
+        (row + self.pad.0) * self.wp + self.pad.1
+    }
+
+    /// Where tap `(ki, kj)` of output row `oh`'s first pixel lies.
+    fn tap(&self, oh: usize, ki: usize, kj: usize) -> usize {
+        (oh * self.stride.0 + ki * self.dilation.0) * self.wp + kj * self.dilation.1
     }
 }
 
@@ -220,29 +254,25 @@ fn col2im<T: Gemm>(
     row_len: usize,
     offset: usize,
 ) {
-    let Geometry { h, w, ho, wo, kh, kw, opts, .. } = *geo;
-    let ((sh, sw), (dh, dw), (ph, pw)) = (opts.stride, opts.dilation, opts.padding);
-    let (wp, hw) = (w + 2 * pw, ho * wo);
-    if hw == 0 {
-        return;
-    }
-    let mut padded = Columns::new::<T>((h + 2 * ph) * wp);
+    let Geometry { h, w, ho, wo, kh, kw, .. } = *geo;
+    let Some(pad) = PaddedPlane::of(geo) else { return };
+    let mut padded = Columns::new::<T>(pad.len);
     let padded = padded.as_mut::<T>();
     for ci in 0..geo.cg() {
         fill_row(padded, T::ZERO);
         for ki in 0..kh {
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
-                let src_row = &col[row * row_len + offset..row * row_len + offset + hw];
+                let src_row = &col[row * row_len + offset..row * row_len + offset + ho * wo];
                 for (oh, src) in src_row.chunks_exact(wo).enumerate() {
-                    let start = (oh * sh + ki * dh) * wp + kj * dw;
-                    if sw == 1 {
+                    let start = pad.tap(oh, ki, kj);
+                    if pad.stride.1 == 1 {
                         for (d, &v) in padded[start..start + wo].iter_mut().zip(src) {
                             *d += v;
                         }
                     } else {
                         for (ow, &v) in src.iter().enumerate() {
-                            padded[start + ow * sw] += v;
+                            padded[start + ow * pad.stride.1] += v;
                         }
                     }
                 }
@@ -250,7 +280,7 @@ fn col2im<T: Gemm>(
         }
         let plane = &mut dx[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for (row, dst) in plane.chunks_exact_mut(w.max(1)).enumerate() {
-            let at = (row + ph) * wp + pw;
+            let at = pad.interior(row);
             for (d, &v) in dst.iter_mut().zip(&padded[at..at + w]) {
                 *d += v;
             }
