@@ -158,27 +158,27 @@ fn im2col<T: Gemm>(
     offset: usize,
 ) {
     let Geometry { h, w, ho, wo, kh, kw, .. } = *geo;
-    let Some(pad) = PaddedPlane::of(geo) else { return };
-    let mut padded = Columns::new::<T>(pad.len);
+    let Some(frame) = PaddedPlane::of(geo) else { return };
+    let mut padded = Columns::new::<T>(frame.len);
     let padded = padded.as_mut::<T>();
     // The edges stay zero from here on: each plane rewrites the interior alone.
     fill_row(padded, T::ZERO);
     for ci in 0..geo.cg() {
         let plane = &x[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for (row, src) in plane.chunks_exact(w.max(1)).enumerate() {
-            copy_row(&mut padded[pad.interior(row)..pad.interior(row) + w], src);
+            copy_row(&mut padded[frame.interior(row)..frame.interior(row) + w], src);
         }
         for ki in 0..kh {
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
                 let dst_row = &mut col[row * row_len + offset..row * row_len + offset + ho * wo];
                 for (oh, dst) in dst_row.chunks_exact_mut(wo).enumerate() {
-                    let start = pad.tap(oh, ki, kj);
-                    if pad.stride.1 == 1 {
+                    let start = frame.tap(oh, ki, kj);
+                    if frame.stride.1 == 1 {
                         copy_row(dst, &padded[start..start + wo]);
                     } else {
                         for (ow, d) in dst.iter_mut().enumerate() {
-                            *d = padded[start + ow * pad.stride.1];
+                            *d = padded[start + ow * frame.stride.1];
                         }
                     }
                 }
@@ -194,21 +194,23 @@ struct PaddedPlane {
     len: usize,
     /// Its row length.
     wp: usize,
-    /// The convolution's padding, stride and dilation (rows, columns).
-    pad: (usize, usize),
+    /// The convolution's padding (rows, columns).
+    padding: (usize, usize),
+    /// The convolution's stride (rows, columns).
     stride: (usize, usize),
+    /// The convolution's dilation (rows, columns).
     dilation: (usize, usize),
 }
 
 impl PaddedPlane {
     /// The padded plane of `geo`'s input, or `None` when it has no output pixels.
     fn of(geo: &Geometry) -> Option<PaddedPlane> {
-        let (pad, stride, dilation) = (geo.opts.padding, geo.opts.stride, geo.opts.dilation);
-        let wp = geo.w + 2 * pad.1;
+        let (padding, stride, dilation) = (geo.opts.padding, geo.opts.stride, geo.opts.dilation);
+        let wp = geo.w + 2 * padding.1;
         (geo.ho * geo.wo > 0).then_some(PaddedPlane {
-            len: (geo.h + 2 * pad.0) * wp,
+            len: (geo.h + 2 * padding.0) * wp,
             wp,
-            pad,
+            padding,
             stride,
             dilation,
         })
@@ -216,7 +218,7 @@ impl PaddedPlane {
 
     /// Where input row `row`'s pixels start.
     fn interior(&self, row: usize) -> usize {
-        (row + self.pad.0) * self.wp + self.pad.1
+        (row + self.padding.0) * self.wp + self.padding.1
     }
 
     /// Where tap `(ki, kj)` of output row `oh`'s first pixel lies.
@@ -243,9 +245,9 @@ fn column_matrix<'a, T: Gemm>(
 
 /// Adds one image's columns (rows of `row_len`, at `offset`) of group `g` back into that
 /// image's gradient `dx` (`[C, H, W]`): each plane's taps are summed whole into a padded
-/// plane, as [`im2col`] reads them, whose interior is then added to `dx` (each element
-/// receives its terms in the same order as when the taps were cropped to the image row by
-/// row).
+/// plane, as [`im2col`] reads them, whose interior is then added to `dx`. Into a cleared
+/// `dx` (the callers' images are taken cleared, each once) every element receives its
+/// terms in the same order as when the taps were cropped to the image row by row.
 fn col2im<T: Gemm>(
     col: &[T],
     geo: &Geometry,
@@ -255,8 +257,8 @@ fn col2im<T: Gemm>(
     offset: usize,
 ) {
     let Geometry { h, w, ho, wo, kh, kw, .. } = *geo;
-    let Some(pad) = PaddedPlane::of(geo) else { return };
-    let mut padded = Columns::new::<T>(pad.len);
+    let Some(frame) = PaddedPlane::of(geo) else { return };
+    let mut padded = Columns::new::<T>(frame.len);
     let padded = padded.as_mut::<T>();
     for ci in 0..geo.cg() {
         fill_row(padded, T::ZERO);
@@ -265,14 +267,14 @@ fn col2im<T: Gemm>(
                 let row = (ci * kh + ki) * kw + kj;
                 let src_row = &col[row * row_len + offset..row * row_len + offset + ho * wo];
                 for (oh, src) in src_row.chunks_exact(wo).enumerate() {
-                    let start = pad.tap(oh, ki, kj);
-                    if pad.stride.1 == 1 {
+                    let start = frame.tap(oh, ki, kj);
+                    if frame.stride.1 == 1 {
                         for (d, &v) in padded[start..start + wo].iter_mut().zip(src) {
                             *d += v;
                         }
                     } else {
                         for (ow, &v) in src.iter().enumerate() {
-                            padded[start + ow * pad.stride.1] += v;
+                            padded[start + ow * frame.stride.1] += v;
                         }
                     }
                 }
@@ -280,7 +282,7 @@ fn col2im<T: Gemm>(
         }
         let plane = &mut dx[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for (row, dst) in plane.chunks_exact_mut(w.max(1)).enumerate() {
-            let at = pad.interior(row);
+            let at = frame.interior(row);
             for (d, &v) in dst.iter_mut().zip(&padded[at..at + w]) {
                 *d += v;
             }
@@ -288,8 +290,9 @@ fn col2im<T: Gemm>(
     }
 }
 
-/// A buffer for the im2col forms' column matrices and products: a per-thread spare
-/// ([`Scratch`]) instead of a zeroed allocation, for buffers the caller overwrites in full.
+/// A buffer for the im2col forms' column matrices, products and padded planes: a
+/// per-thread spare ([`Scratch`]) instead of a zeroed allocation, for buffers the caller
+/// overwrites (or clears) in full.
 enum Columns {
     F32(Scratch<f32>),
     F64(Scratch<f64>),
@@ -391,6 +394,9 @@ fn gather_outputs<T: Gemm>(
 ) -> Vec<T> {
     let (og, hw) = (geo.og(), geo.ho * geo.wo);
     let mut out = vec![T::ZERO; og * count * hw];
+    if out.is_empty() {
+        return out;
+    }
     for (oc, row) in out.chunks_exact_mut(count * hw).enumerate() {
         for (img, dst) in (first..first + count).zip(row.chunks_exact_mut(hw)) {
             let at = (img * geo.o + g * og + oc) * hw;
@@ -894,6 +900,65 @@ mod tests {
                 ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32
             })
             .collect()
+    }
+
+    /// The im2col forms (forward, input gradient, weight gradient, with groups) against the
+    /// convolution's definition summed in f64, with padding, stride and dilation that
+    /// differ between rows and columns (a `Conv1d` is one row of pixels, padded in its
+    /// columns only), padding wider than a kernel's reach, and a single-row image.
+    #[test]
+    fn im2col_forms_match_the_definition() {
+        let cases = [
+            // input, weight, padding, stride, dilation, groups
+            ([2, 4, 5, 7], [4, 2, 3, 2], (2, 0), (2, 1), (1, 2), 2),
+            ([1, 2, 1, 9], [3, 2, 1, 3], (0, 2), (1, 2), (1, 1), 1),
+            ([2, 3, 4, 4], [2, 3, 2, 2], (3, 1), (1, 3), (2, 1), 1),
+        ];
+        for (input, weight, padding, stride, dilation, groups) in cases {
+            let opts = Conv2dOptions { padding, stride, dilation, groups };
+            let geo = Geometry::new(input, weight, opts);
+            let ([n, c, h, w], [o, cg, kh, kw]) = (input, weight);
+            let (ho, wo, og) = (geo.ho, geo.wo, o / groups);
+            let wide = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
+            let x = wide(uniform(1, n * c * h * w));
+            let k = wide(uniform(2, o * cg * kh * kw));
+            let gy = wide(uniform(3, n * o * ho * wo));
+            let (mut y, mut dx, mut dk) =
+                (vec![0.0; gy.len()], vec![0.0; x.len()], vec![0.0; k.len()]);
+            for (img, oc, oh, ow, ci, ki, kj) in (0..n * o * ho * wo * cg * kh * kw).map(|i| {
+                let (rest, kj) = (i / kw, i % kw);
+                let (rest, ki) = (rest / kh, rest % kh);
+                let (rest, ci) = (rest / cg, rest % cg);
+                let (rest, ow) = (rest / wo, rest % wo);
+                let (rest, oh) = (rest / ho, rest % ho);
+                (rest / o, rest % o, oh, ow, ci, ki, kj)
+            }) {
+                let ih = (oh * stride.0 + ki * dilation.0) as isize - padding.0 as isize;
+                let iw = (ow * stride.1 + kj * dilation.1) as isize - padding.1 as isize;
+                if ih < 0 || iw < 0 || ih as usize >= h || iw as usize >= w {
+                    continue;
+                }
+                let channel = oc / og * cg + ci;
+                let xi = ((img * c + channel) * h + ih as usize) * w + iw as usize;
+                let ki_at = ((oc * cg + ci) * kh + ki) * kw + kj;
+                let yi = ((img * o + oc) * ho + oh) * wo + ow;
+                y[yi] += x[xi] * k[ki_at];
+                dx[xi] += gy[yi] * k[ki_at];
+                dk[ki_at] += gy[yi] * x[xi];
+            }
+            let close = |got: &[f64], want: &[f64], what: &str| {
+                for (i, (g, e)) in got.iter().zip(want).enumerate() {
+                    assert!((g - e).abs() < 1e-12, "{what} {geo:?}: element {i} {g} against {e}");
+                }
+            };
+            let mut got = vec![0.0; y.len()];
+            conv_im2col(&x, &k, &geo, ChannelBias::none(), &images(&mut got, &geo));
+            close(&got, &y, "forward");
+            let mut got = vec![0.0; dx.len()];
+            conv_transpose_im2col(&gy, &k, &geo, &images(&mut got, &geo));
+            close(&got, &dx, "input gradient");
+            close(&conv_weight_im2col(&x, &gy, &geo), &dk, "weight gradient");
+        }
     }
 
     /// The largest error of `got` against `want`, as a fraction of `want`'s largest value.

@@ -388,9 +388,10 @@ enum Taps<'a> {
 
 impl Taps<'_> {
     /// The taps of the correlation's input channels `first..first + count` as rows of
-    /// `cout` values, `rows[(i * r² + t) * cout + o]` for channel `first + i`, in the
-    /// layer's tap order (reversed for [`Taps::Flipped`]): tiled transpositions of the
-    /// weights, where reading them tap by tap would touch a cache line per value.
+    /// `cout` values, `rows[(i * r² + t) * cout + o]` for channel `first + i` and tap `t`
+    /// in the layer's order ([`Taps::row`] finds a tap of the correlation): transpositions
+    /// of the weights (of a whole group of channels at once for [`Taps::Forward`], in
+    /// 16 x 16 tiles), where reading them tap by tap would touch a cache line per value.
     fn rows(self, s: &Shape, (first, count): (usize, usize), rows: &mut [f32]) {
         let (rr, cin, cout) = (s.r * s.r, s.cin, s.cout);
         let rows = as_uninit(&mut rows[..count * rr * cout]);
@@ -418,8 +419,9 @@ impl Taps<'_> {
     }
 }
 
-/// Input channels whose taps [`transform_kernel`] transposes at a time: 16 columns of
-/// taps, whole tiles of the transposition.
+/// Input channels whose taps [`transform_kernel`] transposes at a time: for the forward
+/// correlation, 16 channels' taps are a whole number of the transposition's 16 x 16
+/// tiles, and their rows (up to 16 x 9 x 512 floats) stay in the second-level cache.
 const TAP_CHANNELS: usize = 16;
 
 /// `U[ξ][c][o]` (the `n²` right operands, one after another) for the kernel `taps`,
@@ -493,7 +495,7 @@ fn split_kernel_transform(s: &Shape) -> bool {
 }
 
 /// `out[a][b][o] = sum_(i, j) coef(a, i) coef(b, j) src[i][j][o]`, from `from x from`
-/// blocks of `cout` values to `to x to` ones (both sides at most [`MAX_N`]), one side at
+/// blocks of `cout` values to `to x to` ones (the sizes of a tiling, [`TwoSided`]), one side at
 /// a time, in f64 with the output channels as the innermost loop, in the widest vectors:
 /// the kernel's transform `G g Gᵀ` (`coef = G`) and the weight gradient's `Gᵀ dU G`
 /// (`coef = Gᵀ`). Products and sums are separate operations on every path, so the
@@ -1401,15 +1403,16 @@ mod tests {
 
     /// The transformed kernel, forward and flipped, against `G g Gᵀ` summed in f64 from
     /// the taps as the correlations read them, for channel counts that differ (so that a
-    /// swapped role or a tap read from the wrong place shows) and span several groups of
-    /// transposed taps, on one thread and split.
+    /// swapped role or a tap read from the wrong place shows), on one thread and split
+    /// over three (tasks of 19 or 24 channels: groups of transposed taps cut short, and a
+    /// last task shorter than the others).
     #[test]
     fn transformed_kernels_match_their_definition() {
-        let geo = Geometry::new([1, 48, 8, 8], [80, 48, 3, 3], padded(1));
+        let geo = Geometry::new([1, 112, 8, 8], [144, 112, 3, 3], padded(1));
         if !covers::<f32>(&geo) {
             return; // no vector transforms on this CPU
         }
-        let (c, o, r) = (48, 80, 3);
+        let (c, o, r) = (112, 144, 3);
         let mut values = crate::testing::uniform(5);
         let w: Vec<f32> = (0..o * c * r * r).map(|_| values() as f32).collect();
         let g = g_matrix(6, r);
@@ -1439,6 +1442,7 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let s = Shape::forward(&geo);
+                assert_eq!(split_kernel_transform(&s), threads > 1, "split on {threads}");
                 check(&s, &transform_kernel(&s, Taps::Forward(&w)), &forward);
                 let t = Shape::transposed(&geo);
                 check(&t, &transform_kernel(&t, Taps::Flipped(&w)), &flipped);
