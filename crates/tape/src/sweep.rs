@@ -90,13 +90,13 @@ pub(crate) fn sweep(
     let _tangents =
         (!create_graph && crate::instrument::active() && crate::forward_ad::is_dual_level_open())
             .then(crate::forward_ad::pause);
-    let mut edges = Vec::with_capacity(order.len());
-    let result = apply_rules(&order, mode, leading.as_ref(), &mut captured, &mut edges);
+    let mut swept = Swept { edges: Vec::with_capacity(order.len()), stayed: Vec::new() };
+    let result = apply_rules(&order, mode, leading.as_ref(), &mut captured, &mut swept);
     clear_capture_slots(capture);
 
     // 4. Freeing: unless the graph is kept, what the sweep went through leaves the tape.
     if !retain_graph {
-        free_swept(&order, edges);
+        free_swept(swept, &order, result.is_ok());
         if crate::hooks::any() {
             with_tape(|tape| crate::hooks::forget_freed(|key| tape.nodes.contains_key(key)));
         }
@@ -269,15 +269,25 @@ struct Step {
     output_tensor: Option<Tensor>,
 }
 
+/// What the steps of a sweep leave for phase 4.
+struct Swept {
+    /// The inputs of the nodes that left the tape at their step: one reference each.
+    edges: Vec<NodeKey>,
+    /// The nodes that stayed on the tape through their step, in sweep order: leaves,
+    /// `retain_grad` tensors, nodes no gradient reached, and every node when the graph is
+    /// kept or recorded.
+    stayed: Vec<NodeKey>,
+}
+
 /// Takes each node of `order` in turn: hands its gradient to its capture slot or `.grad`
-/// if it is a node the caller wants, then runs its rule and passes the results on. The
-/// edges of nodes that leave the tape during their step are gathered in `edges`.
+/// if it is a node the caller wants, then runs its rule and passes the results on. What
+/// phase 4 needs to know of each step is gathered in `swept`.
 fn apply_rules(
     order: &[NodeKey],
     mode: Mode,
     leading: Option<&HashSet<NodeKey>>,
     captured: &mut [Option<Tensor>],
-    edges: &mut Vec<NodeKey>,
+    swept: &mut Swept,
 ) -> Result<()> {
     // One step's worth of node parts, rewritten in place by each `take_step`.
     let mut step = Step {
@@ -299,7 +309,7 @@ fn apply_rules(
             crate::recompute::replay_if_needed(key);
         }
         let traced_seq = if tracing { crate::trace::seq_before_step(key) } else { None };
-        let Some(grad) = with_tape(|tape| take_step(tape, key, mode, edges, &mut step)) else {
+        let Some(grad) = with_tape(|tape| take_step(tape, key, mode, swept, &mut step)) else {
             continue; // no gradient reached this node
         };
         let grad = if instrumented && crate::hooks::any() {
@@ -363,13 +373,16 @@ fn take_step(
     tape: &mut Tape,
     key: NodeKey,
     mode: Mode,
-    edges: &mut Vec<NodeKey>,
+    swept: &mut Swept,
     step: &mut Step,
 ) -> Option<Tensor> {
     // Split, so that the node is looked up once and the rest of the tape stays at hand.
     let Tape { nodes, saved_bytes, drop_later, .. } = tape;
     let node = nodes.get_mut(key)?;
-    let grad = node.pending.take()?;
+    let Some(grad) = node.pending.take() else {
+        swept.stayed.push(key);
+        return None;
+    };
     if leaves_tape_at_its_step(node, mode) {
         // 4. Freeing starts here for most nodes: emptied and removed before their rule
         // runs. Rule and saved values move out in their box instead of being cloned, and
@@ -386,7 +399,7 @@ fn take_step(
         remove_emptied_node(nodes, key);
         *saved_bytes -= data.saved_bytes;
         // Released once the sweep is done: now, they could free an input before its step.
-        edges.extend(inputs.iter().flatten().copied());
+        swept.edges.extend(inputs.iter().flatten().copied());
         // Written field by field, because a whole `Step` returned through the tape's
         // closure would be copied on the way, each copy stalling on the stores it reads.
         step.op = op;
@@ -399,6 +412,7 @@ fn take_step(
         step.output_tensor = None;
     } else {
         take_rule_keeping_node(node, key, mode, saved_bytes, step);
+        swept.stayed.push(key);
     }
     Some(grad)
 }
@@ -611,10 +625,12 @@ fn remove_emptied_node(nodes: &mut SlotMap<NodeKey, Node>, key: NodeKey) {
 
 /// Frees the interior nodes a sweep went through (those its steps did not already take
 /// off the tape), then releases the edges of all of them; leaves and `retain_grad` nodes
-/// stay, with what they saved dropped.
-fn free_swept(order: &[NodeKey], mut edges: Vec<NodeKey>) {
+/// stay, with what they saved dropped. A sweep that did not reach the end of its `order`
+/// (an error stopped it) left nodes that are in neither of `swept`'s lists.
+fn free_swept(swept: Swept, order: &[NodeKey], reached_the_end: bool) {
+    let Swept { mut edges, mut stayed } = swept;
     with_tape(|tape| {
-        for &key in order {
+        for &key in if reached_the_end { &stayed } else { order } {
             // Nodes the sweep's steps removed are gone already.
             let Some(node) = tape.nodes.get(key) else { continue };
             if node.is_leaf() || node.retains_grad {
@@ -630,6 +646,14 @@ fn free_swept(order: &[NodeKey], mut edges: Vec<NodeKey>) {
             } else {
                 tape.saved_bytes -= node.data().saved_bytes;
             }
+        }
+        // Every edge points into `order`, and a node of it that did not stay through its
+        // step is gone: when few stayed (a plain backward: the leaves), only edges to them
+        // count down, found by a search of those few rather than by looking each key up in
+        // the slotmap, a cache miss per edge once the graph outgrows the cache.
+        if reached_the_end && stayed.len() <= order.len() / 4 {
+            stayed.sort_unstable();
+            edges.retain(|input| stayed.binary_search(input).is_ok());
         }
         for input in edges {
             tape.decref(input);

@@ -1,8 +1,9 @@
 //! The backward sweep's promises, with the tape crate alone: a second pass through a
 //! retained graph, accumulation into `.grad` (shared, repeated and in-place gradients),
 //! `retain_grad`, `grad()` of an interior tensor, and saved values that later in-place
-//! updates cannot change. Tests that need operations from tapegrad-ops are in the root
-//! package's tests/tape_with_ops.rs.
+//! updates cannot change; and what a backward frees, whether it finishes or stops at an
+//! error. Tests that need operations from tapegrad-ops are in the root package's
+//! tests/tape_with_ops.rs.
 
 use tapegrad_tape::{BackwardOptions, GradOptions, Tensor, grad};
 
@@ -214,4 +215,79 @@ fn grad_asks_rules_only_for_inputs_that_lead_to_the_requested_tensors() {
     assert_eq!(*asked.borrow(), vec![(true, true), (true, true)]);
     assert_eq!(v.grad().unwrap().to_vec::<f64>(), vec![6.0]);
     assert!(x.grad().is_some() && w.grad().is_some());
+}
+
+/// What the tape holds beyond this test's leaves: other tests run on other threads, and
+/// each thread has its own tape.
+fn interior_nodes() -> usize {
+    tapegrad_tape::tape_stats().interior
+}
+
+#[test]
+fn backward_frees_every_node_it_went_through_and_only_those() {
+    use std::panic::Location;
+    use tapegrad_tape::{Backward, record, smallvec::smallvec};
+    let start = interior_nodes();
+    let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    let b = Tensor::from_vec(vec![3.0f64, 4.0], &[2]).requires_grad();
+    // A rule that gives its second input no gradient: the sweep reaches `b * 2` with none.
+    let b2 = &b * 2.0;
+    let first_only = record("first_only", Location::caller(), &[&a, &b2], a.detach(), || {
+        Backward::new(|ctx| smallvec![Some(ctx.grad().clone()), None])
+    });
+    let kept = &first_only * 3.0;
+    kept.retain_grad();
+    // A long chain, and `a` used again at its end: its gradient comes from two users.
+    let mut y = &kept + &a;
+    for _ in 0..1000 {
+        y = &y * 1.0;
+    }
+    let loss = y.sum_to_shape(&[]);
+    assert_eq!(interior_nodes(), start + 1005);
+    loss.backward();
+    // Everything the sweep went through leaves the tape, held by a handle or not (a second
+    // backward through them fails), except `kept`, which keeps its gradient.
+    assert_eq!(interior_nodes(), start + 1);
+    assert_eq!(a.grad().unwrap().to_vec::<f64>(), vec![4.0, 4.0]);
+    assert_eq!(kept.grad().unwrap().to_vec::<f64>(), vec![1.0, 1.0]);
+    assert!(b.grad().is_none());
+    assert!(b2.sum_to_shape(&[]).try_backward().is_err());
+    drop((b2, first_only, y, loss));
+    assert_eq!(interior_nodes(), start + 1);
+    drop(kept);
+    assert_eq!(interior_nodes(), start);
+    // The leaves lost the references the graph held: dropping their handles frees them.
+    let leaves = tapegrad_tape::tape_stats().leaves;
+    drop((a, b));
+    assert_eq!(tapegrad_tape::tape_stats().leaves, leaves - 2);
+}
+
+#[test]
+fn a_backward_stopped_by_a_bad_rule_still_frees_the_graph() {
+    use std::panic::Location;
+    use tapegrad_tape::{Backward, Error, record, smallvec::smallvec};
+    let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).requires_grad();
+    let before = interior_nodes();
+    {
+        let mut h = &x * 2.0;
+        for _ in 0..100 {
+            h = &h + 1.0;
+        }
+        // Its rule returns a gradient of the wrong shape, halfway down the graph.
+        let bad = record("bad_rule", Location::caller(), &[&h], h.detach(), || {
+            Backward::new(|_| {
+                smallvec![Some(Tensor::zeros(&[2]).to_dtype(tapegrad_tape::DType::F64))]
+            })
+        });
+        let mut y = &bad * 1.0;
+        for _ in 0..100 {
+            y = &y * 1.0;
+        }
+        let err = y.sum_to_shape(&[]).try_backward().unwrap_err();
+        assert!(matches!(err, Error::Backward { op: "bad_rule", .. }), "{err}");
+    }
+    // The nodes after the bad rule were freed at their steps, those before it, which the
+    // sweep never reached, when it stopped; `x` kept no gradient.
+    assert_eq!(interior_nodes(), before);
+    assert!(x.grad().is_none());
 }
