@@ -52,7 +52,8 @@ fn logsigmoid(x: &Tensor) -> Tensor {
     unary::<LogSigmoid>("logsigmoid", x, || {
         Backward::new(|ctx| {
             let x = ctx.saved(0);
-            let g = fused_rule::<LogSigmoidGrad>(ctx, (&x.storage(), x.layout()))
+            let g = x
+                .read_storage(|x, layout| fused_rule::<LogSigmoidGrad>(ctx, (x, layout)))
                 .unwrap_or_else(|| ctx.grad() * &sigmoid_op(&-x));
             smallvec![Some(g)]
         })

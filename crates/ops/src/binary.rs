@@ -37,15 +37,17 @@ pub(crate) fn zip_elements(
 ) -> Tensor {
     let la = a.layout().broadcast_to(shape).expect("shapes checked by the caller");
     let lb = b.layout().broadcast_to(shape).expect("shapes checked by the caller");
-    let storage = match (a.storage(), b.storage()) {
-        (Storage::F32(x), Storage::F32(y)) => {
-            kernels::zip_elements_into_storage(&x, &la, &y, &lb, shape, f32f)
-        }
-        (Storage::F64(x), Storage::F64(y)) => {
-            kernels::zip_elements_into_storage(&x, &la, &y, &lb, shape, f64f)
-        }
-        _ => unreachable!("float dtypes checked by the caller"),
-    };
+    let storage = a.read_storage(|a, _| {
+        b.read_storage(|b, _| match (a, b) {
+            (Storage::F32(x), Storage::F32(y)) => {
+                kernels::zip_elements_into_storage(x, &la, y, &lb, shape, f32f)
+            }
+            (Storage::F64(x), Storage::F64(y)) => {
+                kernels::zip_elements_into_storage(x, &la, y, &lb, shape, f64f)
+            }
+            _ => unreachable!("float dtypes checked by the caller"),
+        })
+    });
     Tensor::from_storage(storage, Layout::contiguous(shape))
 }
 

@@ -95,12 +95,11 @@ impl<F: BinaryFn, T: Special> ElementFn2<T, T, T> for Apply<F> {
 /// `F` applied to every element of `x`, as a new contiguous tensor (nothing recorded).
 /// Panics on integer tensors; callers check with `ensure_float` first.
 pub(crate) fn map<F: UnaryFn>(x: &Tensor) -> Tensor {
-    let layout = x.layout();
-    let storage = match x.storage() {
-        Storage::F32(v) => kernels::map_elements_into_storage(&v, layout, Apply::<F>::new()),
-        Storage::F64(v) => kernels::map_elements_into_storage(&v, layout, Apply::<F>::new()),
+    let storage = x.read_storage(|storage, layout| match storage {
+        Storage::F32(v) => kernels::map_elements_into_storage(v, layout, Apply::<F>::new()),
+        Storage::F64(v) => kernels::map_elements_into_storage(v, layout, Apply::<F>::new()),
         Storage::I64(_) | Storage::Bool(_) => unreachable!("float dtype checked by the caller"),
-    };
+    });
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
 }
 
@@ -110,12 +109,11 @@ pub(crate) fn map_with(
     f32f: impl Fn(f32) -> f32 + Copy + Sync + Send,
     f64f: impl Fn(f64) -> f64 + Copy + Sync + Send,
 ) -> Tensor {
-    let layout = x.layout();
-    let storage = match x.storage() {
-        Storage::F32(v) => kernels::map_into_storage(&v, layout, f32f),
-        Storage::F64(v) => kernels::map_into_storage(&v, layout, f64f),
+    let storage = x.read_storage(|storage, layout| match storage {
+        Storage::F32(v) => kernels::map_into_storage(v, layout, f32f),
+        Storage::F64(v) => kernels::map_into_storage(v, layout, f64f),
         Storage::I64(_) | Storage::Bool(_) => unreachable!("float dtype checked by the caller"),
-    };
+    });
     Tensor::from_storage(storage, Layout::contiguous(x.shape()))
 }
 
@@ -170,7 +168,7 @@ pub(crate) fn fused_rule_with(
     f32f: impl Fn(f32, f32) -> f32 + Copy + Sync + Send,
     f64f: impl Fn(f64, f64) -> f64 + Copy + Sync + Send,
 ) -> Option<Tensor> {
-    fused_zip(ctx, (&v.storage(), v.layout()), f32f, f64f)
+    v.read_storage(|storage, layout| fused_zip(ctx, (storage, layout), f32f, f64f))
 }
 
 /// The one pass of [`fused_rule`] and [`fused_rule_with`]: over `g` in place when it may be
@@ -223,15 +221,15 @@ fn zip_fresh(
     f64f: impl ElementFn2<f64, f64, f64>,
 ) -> Option<Tensor> {
     let shape = g.shape();
-    let storage = match (g.storage(), v) {
+    let storage = g.read_storage(|g, g_layout| match (g, v) {
         (Storage::F32(a), Storage::F32(b)) => {
-            kernels::zip_elements_into_storage(&a, g.layout(), b, v_layout, shape, f32f)
+            Some(kernels::zip_elements_into_storage(a, g_layout, b, v_layout, shape, f32f))
         }
         (Storage::F64(a), Storage::F64(b)) => {
-            kernels::zip_elements_into_storage(&a, g.layout(), b, v_layout, shape, f64f)
+            Some(kernels::zip_elements_into_storage(a, g_layout, b, v_layout, shape, f64f))
         }
-        _ => return None,
-    };
+        _ => None,
+    })?;
     Some(Tensor::from_storage(storage, Layout::contiguous(shape)))
 }
 

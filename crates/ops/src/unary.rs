@@ -192,7 +192,7 @@ fn output_rule<F: BinaryFn>(
 ) -> Tensor {
     let location = Location::caller();
     let value = if same_shape(g.shape(), y.shape()) {
-        grad_value::<F>(g, (&y.storage(), y.layout()))
+        y.read_storage(|y, layout| grad_value::<F>(g, (y, layout)))
     } else {
         None
     };
@@ -241,7 +241,8 @@ pub(crate) fn relu(x: &Tensor) -> Tensor {
     unary::<Relu>("relu", x, || {
         Backward::new(|ctx| {
             let x = ctx.saved(0);
-            let g = fused_rule::<ReluGrad>(ctx, (&x.storage(), x.layout()))
+            let g = x
+                .read_storage(|x, layout| fused_rule::<ReluGrad>(ctx, (x, layout)))
                 .unwrap_or_else(|| select_grad(&mask(x, |v| v > 0.0 || v.is_nan()), ctx.grad()));
             smallvec![Some(g)]
         })
@@ -491,7 +492,9 @@ pub(crate) fn unary_saving_derivative<F: UnaryFn, G: BinaryFn>(
         let make = || {
             Backward::new(move |ctx| {
                 let d = ctx.saved(1);
-                if let Some(g) = fused_rule::<TimesDerivative>(ctx, (&d.storage(), d.layout())) {
+                if let Some(g) =
+                    d.read_storage(|d, layout| fused_rule::<TimesDerivative>(ctx, (d, layout)))
+                {
                     return smallvec![Some(g)];
                 }
                 smallvec![Some(composed(ctx))]
@@ -504,7 +507,7 @@ pub(crate) fn unary_saving_derivative<F: UnaryFn, G: BinaryFn>(
     unary::<F>(op, x, || {
         Backward::new(move |ctx| {
             let x = ctx.saved(0);
-            if let Some(g) = fused_rule::<G>(ctx, (&x.storage(), x.layout())) {
+            if let Some(g) = x.read_storage(|x, layout| fused_rule::<G>(ctx, (x, layout))) {
                 return smallvec![Some(g)];
             }
             smallvec![Some(composed(ctx))]

@@ -77,15 +77,17 @@ pub fn broadcast_pair(
 fn binary_value<F: BinaryFn>(a: &Tensor, b: &Tensor, shape: &[usize]) -> Tensor {
     let la = a.layout().broadcast_to(shape).expect("shape checked");
     let lb = b.layout().broadcast_to(shape).expect("shape checked");
-    let storage = match (a.storage(), b.storage()) {
-        (Storage::F32(x), Storage::F32(y)) => {
-            kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, F::apply)
-        }
-        (Storage::F64(x), Storage::F64(y)) => {
-            kernels::zip_map_into_storage(&x, &la, &y, &lb, shape, F::apply)
-        }
-        _ => unreachable!("dtypes checked"),
-    };
+    let storage = a.read_storage(|a, _| {
+        b.read_storage(|b, _| match (a, b) {
+            (Storage::F32(x), Storage::F32(y)) => {
+                kernels::zip_map_into_storage(x, &la, y, &lb, shape, F::apply)
+            }
+            (Storage::F64(x), Storage::F64(y)) => {
+                kernels::zip_map_into_storage(x, &la, y, &lb, shape, F::apply)
+            }
+            _ => unreachable!("dtypes checked"),
+        })
+    });
     Tensor::from_storage(storage, Layout::contiguous(shape))
 }
 
@@ -326,13 +328,15 @@ impl Tensor {
         s: f64,
         make: impl Fn() -> Backward,
     ) -> Tensor {
-        let layout = self.layout();
-        let storage = match self.storage() {
-            Storage::F32(v) => kernels::map_into_storage(&v, layout, in_f32(f, s)),
-            Storage::F64(v) => kernels::map_into_storage(&v, layout, |x| f(x, s)),
-            Storage::I64(_) | Storage::Bool(_) => {
-                or_panic(crate::error::ensure_float(op, self, location).map(|()| unreachable!()))
-            }
+        // Read in place: a handle to the buffer would be a copy (or a count up and down).
+        let storage = self.read_storage(|storage, layout| match storage {
+            Storage::F32(v) => Some(kernels::map_into_storage(v, layout, in_f32(f, s))),
+            Storage::F64(v) => Some(kernels::map_into_storage(v, layout, |x| f(x, s))),
+            Storage::I64(_) | Storage::Bool(_) => None,
+        });
+        let Some(storage) = storage else {
+            or_panic(crate::error::ensure_float(op, self, location));
+            unreachable!("integer and bool tensors fail the float check")
         };
         let value = Tensor::from_storage(storage, Layout::contiguous(self.shape()));
         record_with_tangent(op, location, &[self], value, make, |ctx| ctx.elementwise())

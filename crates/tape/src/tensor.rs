@@ -459,6 +459,19 @@ impl Tensor {
         self.inner.storage.borrow().clone()
     }
 
+    /// Runs `f` on the underlying buffer and this tensor's layout, without taking a handle
+    /// to the buffer: how a kernel reads its operands. Within `f`, the tensor cannot be
+    /// updated in place ([`Tensor::update_storage`] panics).
+    ///
+    /// ```
+    /// let t = tapegrad_tape::Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]);
+    /// let sum: f32 = t.read_storage(|s, _layout| s.as_slice::<f32>().unwrap().iter().sum());
+    /// assert_eq!(sum, 6.0);
+    /// ```
+    pub fn read_storage<R>(&self, f: impl FnOnce(&Storage, &Layout) -> R) -> R {
+        f(&self.inner.storage.borrow(), &self.inner.layout)
+    }
+
     /// Bytes of the underlying buffer, without taking a handle to it.
     pub(crate) fn storage_nbytes(&self) -> usize {
         self.inner.storage.borrow().nbytes()
@@ -784,7 +797,7 @@ impl Tensor {
         let Ok(mut storage) = self.inner.storage.try_borrow_mut() else {
             panic!(
                 "update_storage: this tensor's values are already borrowed (by an enclosing \
-                update_storage?)"
+                update_storage or read_storage?)"
             )
         };
         f(&mut storage, &self.inner.layout)
