@@ -97,7 +97,7 @@ pub mod prelude {
         CosineSimilarityOptions, GeluApproximate, GroupNormOptions, InstanceNormOptions,
         InterpolateMode, InterpolateOptions, IntoPair, LayerNormOptions, MaxPool1dOptions,
         MaxPool2dOptions, NormalizeOptions, PadMode, Padding, PairwiseDistanceOptions,
-        SoftplusOptions, step_by,
+        SoftplusOptions, UnfoldOptions, step_by,
     };
     pub use tapegrad_ops::{Reduction, cat, cdist, einsum, stack, where_};
     pub use tapegrad_tape::{

@@ -312,6 +312,7 @@ fn rows() -> Vec<Row> {
         ("Shapes and indexing", "x[:, ::2]", x.i((.., step_by(.., 2)))),
         ("Shapes and indexing", "x.select(1, -1)", x.select(1, -1)),
         ("Shapes and indexing", "x.narrow(1, 0, 2)", x.narrow(1, 0, 2)),
+        ("Shapes and indexing", "x.unfold(1, 2, 1)", x.unfold(1, 2, 1)),
         ("Shapes and indexing", "x.split(2, dim=1) / x.chunk(2, dim=1)", x.split(2, 1)),
         ("Shapes and indexing", "x.unbind(1)", x.unbind(1)),
         ("Shapes and indexing", "torch.cat([a, b], dim=0) / torch.stack", cat(&[&a, &b], 0)),
@@ -526,6 +527,17 @@ fn rows() -> Vec<Row> {
             (F::adaptive_avg_pool1d(&img.flatten(2, -1), 4), F::adaptive_max_pool1d(&img.flatten(2, -1), 1))
         ),
         ("torch.nn.functional", "F.interpolate(x, size=(6, 8))", F::interpolate(&img, &[6, 8])),
+        (
+            "torch.nn.functional",
+            "F.unfold(x, 3, dilation=1, padding=1, stride=2) / F.fold(cols, (8, 8), 3, padding=1, stride=2)",
+            F::fold_with(
+                &F::unfold_with(&img, 3, UnfoldOptions::default().dilation(1).padding(1).stride(2)),
+                8,
+                3,
+                UnfoldOptions::default().padding(1).stride(2)
+            ),
+            "kernel (and fold's output size) first, one value or a pair; the keywords in `UnfoldOptions`"
+        ),
         (
             "torch.nn.functional",
             "F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)",

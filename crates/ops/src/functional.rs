@@ -62,6 +62,7 @@ pub use crate::norm::{
 pub use crate::pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use crate::pool1d::{AvgPool1dOptions, MaxPool1dOptions};
 pub use crate::shape::PadMode;
+pub use crate::unfold::UnfoldOptions;
 
 #[track_caller]
 pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
@@ -964,6 +965,114 @@ pub fn pixel_unshuffle(x: &Tensor, downscale_factor: usize) -> Tensor {
 #[track_caller]
 pub fn try_pixel_unshuffle(x: &Tensor, downscale_factor: usize) -> Result<Tensor> {
     crate::rearrange::pixel_shuffle(x, downscale_factor, true)
+}
+
+/// Every block of `kernel_size` in `x` (`[N, C, H, W]`, or `[C, H, W]`) as a column:
+/// `[N, C kh kw, L]` for `L` blocks (PyTorch's `F.unfold`, im2col). Each column holds its
+/// block's channels in turn, each as the kernel's taps row by row. Dilation, padding and
+/// stride are [`unfold_with`]'s. Differentiable to any order; [`fold`] is its adjoint.
+///
+/// ```
+/// use tapegrad_ops::{functional::unfold, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::arange(0.0, 9.0, 1.0).reshape(&[1, 1, 3, 3]);
+/// let cols = unfold(&x, 2); // four 2 x 2 blocks
+/// assert_eq!(cols.shape(), &[1, 4, 4]);
+/// // Row 0 is each block's top-left tap: 0, 1, 3 and 4 for the four blocks.
+/// assert_eq!(cols.to_vec::<f32>()[..4], [0.0, 1.0, 3.0, 4.0]);
+/// ```
+#[track_caller]
+pub fn unfold(x: &Tensor, kernel_size: impl IntoPair) -> Tensor {
+    unfold_with(x, kernel_size, UnfoldOptions::default())
+}
+
+/// [`unfold`] with PyTorch's keywords ([`UnfoldOptions`]: `dilation`, `padding`, `stride`).
+///
+/// ```
+/// use tapegrad_ops::{UnfoldOptions, functional::unfold_with};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[2, 3, 5, 5]);
+/// let cols = unfold_with(&x, 3, UnfoldOptions::default().padding(1).stride(2));
+/// assert_eq!(cols.shape(), &[2, 27, 9]); // 3 x 3 blocks of 3 channels, 3 x 3 of them
+/// ```
+#[track_caller]
+pub fn unfold_with(x: &Tensor, kernel_size: impl IntoPair, options: UnfoldOptions) -> Tensor {
+    or_panic(try_unfold_with(x, kernel_size, options))
+}
+
+/// [`unfold_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{UnfoldOptions, functional::try_unfold_with};
+/// use tapegrad_tape::Tensor;
+/// let err = try_unfold_with(&Tensor::ones(&[1, 1, 2, 2]), 3, UnfoldOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("spans (3, 3)"));
+/// ```
+#[track_caller]
+pub fn try_unfold_with(
+    x: &Tensor,
+    kernel_size: impl IntoPair,
+    options: UnfoldOptions,
+) -> Result<Tensor> {
+    crate::unfold::unfold(x, kernel_size.into_pair(), options)
+}
+
+/// Columns `[N, C kh kw, L]` (or `[C kh kw, L]`) summed back into an image of
+/// `output_size`: `[N, C, H, W]` (PyTorch's `F.fold`, col2im). Each column's entries are
+/// added onto the pixels its block covers, so overlapping blocks add up; the adjoint of
+/// [`unfold`]. Dilation, padding and stride are [`fold_with`]'s. Differentiable to any order.
+///
+/// ```
+/// use tapegrad_ops::functional::{fold, unfold};
+/// use tapegrad_tape::Tensor;
+/// let x = Tensor::ones(&[1, 1, 3, 3]);
+/// // Folding the 2 x 2 blocks back counts how many blocks cover each pixel.
+/// let counts = fold(&unfold(&x, 2), 3, 2);
+/// assert_eq!(counts.to_vec::<f32>(), vec![1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0]);
+/// ```
+#[track_caller]
+pub fn fold(x: &Tensor, output_size: impl IntoPair, kernel_size: impl IntoPair) -> Tensor {
+    fold_with(x, output_size, kernel_size, UnfoldOptions::default())
+}
+
+/// [`fold`] with PyTorch's keywords ([`UnfoldOptions`]: `dilation`, `padding`, `stride`).
+///
+/// ```
+/// use tapegrad_ops::{UnfoldOptions, functional::fold_with, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// // Non-overlapping 2 x 2 patches (stride 2) put back in place.
+/// let patches = Tensor::arange(0.0, 16.0, 1.0).reshape(&[1, 4, 4]);
+/// let image = fold_with(&patches, 4, 2, UnfoldOptions::default().stride(2));
+/// assert_eq!(image.shape(), &[1, 1, 4, 4]);
+/// assert_eq!(image.to_vec::<f32>()[..4], [0.0, 4.0, 1.0, 5.0]);
+/// ```
+#[track_caller]
+pub fn fold_with(
+    x: &Tensor,
+    output_size: impl IntoPair,
+    kernel_size: impl IntoPair,
+    options: UnfoldOptions,
+) -> Tensor {
+    or_panic(try_fold_with(x, output_size, kernel_size, options))
+}
+
+/// [`fold_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{UnfoldOptions, functional::try_fold_with};
+/// use tapegrad_tape::Tensor;
+/// // A 4 x 4 output holds nine 2 x 2 blocks, not four.
+/// let err = try_fold_with(&Tensor::ones(&[1, 4, 4]), 4, 2, UnfoldOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("4 columns for 9 blocks"));
+/// ```
+#[track_caller]
+pub fn try_fold_with(
+    x: &Tensor,
+    output_size: impl IntoPair,
+    kernel_size: impl IntoPair,
+    options: UnfoldOptions,
+) -> Result<Tensor> {
+    crate::unfold::fold(x, output_size.into_pair(), kernel_size.into_pair(), options)
 }
 
 /// Average pooling to a fixed output size (one size or a pair) with PyTorch's adaptive

@@ -69,6 +69,7 @@ mod shape;
 mod sort;
 mod tangent;
 mod unary;
+mod unfold;
 
 pub use activation::ActivationOps;
 pub use attention::AttentionOptions;
@@ -94,6 +95,7 @@ pub use reduce::ReduceOps;
 pub use shape::{PadMode, ShapeOps, cat, stack, try_cat, try_stack};
 pub use sort::SortOps;
 pub use unary::{Exponent, GeluApproximate, SoftplusOptions, UnaryOps};
+pub use unfold::UnfoldOptions;
 
 /// The operation traits, to bring every tensor method into scope at once.
 ///

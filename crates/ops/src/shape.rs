@@ -1118,6 +1118,30 @@ pub trait ShapeOps {
     #[track_caller]
     fn try_narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor>;
 
+    /// Windows of `size` elements along `dim`, `step` apart (PyTorch's `Tensor.unfold`):
+    /// `dim` becomes the number of windows, and a last dimension of `size` is added.
+    /// Differentiable to any order (overlapping windows sum their gradients).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 5.0, 1.0);
+    /// let w = x.unfold(0, 2, 2); // [0, 1], [2, 3]: the last element starts no whole window
+    /// assert_eq!((w.shape(), w.to_vec::<f32>()), (&[2, 2][..], vec![0.0, 1.0, 2.0, 3.0]));
+    /// ```
+    #[track_caller]
+    fn unfold(&self, dim: isize, size: usize, step: usize) -> Tensor {
+        or_panic(self.try_unfold(dim, size, step))
+    }
+
+    /// [`ShapeOps::unfold`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[3]).try_unfold(0, 4, 1).is_err()); // wider than the dimension
+    /// ```
+    #[track_caller]
+    fn try_unfold(&self, dim: isize, size: usize, step: usize) -> Result<Tensor>;
+
     /// Elements `start..end` of `dim` taking every `step`-th (Python's `x[start:end:step]`).
     ///
     /// ```
@@ -1342,6 +1366,10 @@ impl ShapeOps for Tensor {
     #[track_caller]
     fn try_narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
         narrow(self, dim, start, len)
+    }
+    #[track_caller]
+    fn try_unfold(&self, dim: isize, size: usize, step: usize) -> Result<Tensor> {
+        crate::unfold::windows(self, dim, size, step)
     }
     #[track_caller]
     fn try_slice(&self, dim: isize, start: usize, end: usize, step: usize) -> Result<Tensor> {

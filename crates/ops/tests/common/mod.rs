@@ -13,6 +13,7 @@ use tapegrad_ops::{
     InterpolateMode, InterpolateOptions, KLDivLoss, LayerNormOptions, MarginRankingLoss,
     MaxPool1dOptions, MaxPool2dOptions, NLLLoss, NormalizeOptions, PadMode, Padding,
     PairwiseDistanceOptions, PoissonNLLLoss, SmoothL1Loss, SoftplusOptions, TripletMarginLoss,
+    UnfoldOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by, where_};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -1027,6 +1028,27 @@ pub fn registry() -> Vec<OpCase> {
                 &functional::pixel_unshuffle(&up.mul_scalar(1.5), 2) + &t[0]
             }
         ),
+        op!(
+            "F::unfold_with(x, k, options) / F::fold_with",
+            "F.unfold / F.fold",
+            true,
+            image(4),
+            |t, i| {
+                let (h, w) = (t[0].shape()[2], t[0].shape()[3]);
+                let plain = UnfoldOptions::default().padding((1, 0));
+                let spaced = UnfoldOptions::default().dilation((2, 1)).padding(1).stride((2, 1));
+                let a = functional::unfold_with(&t[0], (2, 1), plain);
+                let b = functional::unfold_with(&t[0], 2, spaced);
+                let back = functional::fold_with(&(&a * &a), (h, w), (2, 1), plain);
+                &(&back + &functional::fold_with(&b.sin(), (h, w), 2, spaced)) + &t[0]
+            }
+        ),
+        op!("x.unfold(d, size, step)", "Tensor.unfold", true, with_dim(-2.0..2.0, 1), |t, i| {
+            let d = i[0] as isize;
+            let extent = t[0].shape()[d.rem_euclid(t[0].dim() as isize) as usize];
+            let windows = t[0].unfold(d, extent.min(2), 1 + i[1] as usize);
+            &windows * &windows
+        }),
         op!("x.tril(k) / x.triu(k)", "torch.tril / triu", true, matrices(), |t, i| {
             &t[0].tril(i[0]) + &t[0].triu(i[0] + 1).mul_scalar(0.5)
         }),
