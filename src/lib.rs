@@ -74,7 +74,7 @@ pub mod prelude {
         AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, BCELoss, BCEWithLogitsLoss, BatchNorm1d,
         BatchNorm2d, Bilinear, CELU, Checkpoint, ConstantLR, Conv1d, Conv2d, ConvTranspose1d,
         ConvTranspose2d, CosineAnnealingLR, CosineAnnealingWarmRestarts, CosineEmbeddingLoss,
-        CosineSimilarity, CrossEntropyLoss, Dropout, ELU, Embedding, ExponentialLR, Flatten,
+        CosineSimilarity, CrossEntropyLoss, Dropout, ELU, Embedding, ExponentialLR, Flatten, Fold,
         Forward, GELU, GLU, GRU, GRUCell, GaussianNLLLoss, GroupNorm, Hardsigmoid, Hardswish,
         Hardtanh, HingeEmbeddingLoss, HuberLoss, Identity, InstanceNorm1d, InstanceNorm2d,
         KLDivLoss, L1Loss, LSTM, LSTMCell, Layer, LayerNorm, LeakyReLU, Linear, LinearLR,
@@ -86,7 +86,7 @@ pub mod prelude {
         SoftMarginLoss, Softmax, Softplus, Softsign, StepLR, Tanh, Tanhshrink, ThresholdMode,
         TrainingFlag, Transformer, TransformerDecoder, TransformerDecoderLayer,
         TransformerDecoderOptions, TransformerEncoder, TransformerEncoderLayer,
-        TransformerEncoderOptions, TripletMarginLoss, Unflatten, Upsample, clip_grad_norm,
+        TransformerEncoderOptions, TripletMarginLoss, Unflatten, Unfold, Upsample, clip_grad_norm,
         clip_grad_value, load, load_checkpoint, load_tensors, load_with, save, save_checkpoint,
         save_tensors,
     };

@@ -905,6 +905,12 @@ fn rows() -> Vec<Row> {
         ("Layers", "nn.Flatten()", Flatten::new().forward(&img)),
         (
             "Layers",
+            "nn.Unfold(kernel_size=2, stride=2) / nn.Fold(output_size=8, kernel_size=2, stride=2)",
+            Fold::new(8, 2).stride(2).forward(&Unfold::new(2).stride(2).forward(&img)),
+            "also `.dilation(..)` and `.padding(..)`; each size one value or a pair"
+        ),
+        (
+            "Layers",
             "nn.PixelShuffle(2) / nn.PixelUnshuffle(2) / F.pixel_shuffle(x, 2)",
             PixelShuffle { upscale_factor: 2 }
                 .forward(&PixelUnshuffle { downscale_factor: 2 }.forward(&img))

@@ -4,7 +4,7 @@ use tapegrad_ops::functional::{self as F, BatchNormStats};
 use tapegrad_ops::prelude::*;
 use tapegrad_ops::{
     BatchNormOptions, ConvOptions, GroupNormOptions, InstanceNormOptions, InterpolateMode,
-    InterpolateOptions, IntoPair, LayerNormOptions, Padding,
+    InterpolateOptions, IntoPair, LayerNormOptions, Padding, UnfoldOptions,
 };
 use tapegrad_tape::{DType, Tensor};
 
@@ -525,6 +525,110 @@ stateless!(
     Upsample(options: InterpolateOptions),
     |s, x| F::interpolate_with(x, s.options.clone())
 );
+
+stateless!(
+    /// Every block of a kernel as a column, `[N, C, H, W]` to `[N, C kh kw, L]`: PyTorch's
+    /// `nn.Unfold(kernel_size, dilation, padding, stride)` ([`F::unfold_with`]).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Unfold};
+    /// let patches = Unfold::new(4).stride(4); // 4 x 4 patches, as a vision transformer cuts
+    /// let y = patches.forward(&tapegrad_tape::Tensor::zeros(&[2, 3, 32, 32]));
+    /// assert_eq!(y.shape(), &[2, 48, 64]);
+    /// ```
+    Unfold(kernel_size: (usize, usize), options: UnfoldOptions),
+    |s, x| F::unfold_with(x, s.kernel_size, s.options)
+);
+
+stateless!(
+    /// Columns summed back into an image, `[N, C kh kw, L]` to `[N, C, H, W]`: PyTorch's
+    /// `nn.Fold(output_size, kernel_size, dilation, padding, stride)` ([`F::fold_with`]).
+    ///
+    /// ```
+    /// use tapegrad_nn::{Fold, Forward, Unfold};
+    /// let x = tapegrad_tape::Tensor::randn(&[1, 2, 8, 8]);
+    /// let cols = Unfold::new(2).stride(2).forward(&x);
+    /// let back = Fold::new(8, 2).stride(2).forward(&cols); // non-overlapping: x again
+    /// assert_eq!(back.to_vec::<f32>(), x.to_vec::<f32>());
+    /// ```
+    Fold(output_size: (usize, usize), kernel_size: (usize, usize), options: UnfoldOptions),
+    |s, x| F::fold_with(x, s.output_size, s.kernel_size, s.options)
+);
+
+/// The builder methods `Unfold` and `Fold` share, one per keyword of `UnfoldOptions`.
+macro_rules! block_keywords {
+    ($name:ident, $made:expr) => {
+        impl $name {
+            /// Sets `dilation` (one value or a pair).
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::", stringify!($name), ";")]
+            #[doc = concat!("assert_eq!(", stringify!($made), ".dilation(2).options.dilation, (2, 2));")]
+            /// ```
+            pub fn dilation(mut self, dilation: impl IntoPair) -> Self {
+                self.options.dilation = dilation.into_pair();
+                self
+            }
+
+            /// Sets `padding` (one value or a pair).
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::", stringify!($name), ";")]
+            #[doc = concat!("assert_eq!(", stringify!($made), ".padding((1, 0)).options.padding, (1, 0));")]
+            /// ```
+            pub fn padding(mut self, padding: impl IntoPair) -> Self {
+                self.options.padding = padding.into_pair();
+                self
+            }
+
+            /// Sets `stride` (one value or a pair).
+            ///
+            /// ```
+            #[doc = concat!("use tapegrad_nn::", stringify!($name), ";")]
+            #[doc = concat!("assert_eq!(", stringify!($made), ".stride(3).options.stride, (3, 3));")]
+            /// ```
+            pub fn stride(mut self, stride: impl IntoPair) -> Self {
+                self.options.stride = stride.into_pair();
+                self
+            }
+        }
+    };
+}
+
+block_keywords!(Unfold, Unfold::new(2));
+block_keywords!(Fold, Fold::new(6, 2));
+
+impl Unfold {
+    /// Blocks of `kernel_size` (one value or a pair), with dilation 1, no padding, stride 1.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Forward, Unfold};
+    /// let y = Unfold::new((2, 3)).forward(&tapegrad_tape::Tensor::zeros(&[1, 1, 4, 5]));
+    /// assert_eq!(y.shape(), &[1, 6, 9]); // 3 x 3 blocks of 6 taps
+    /// ```
+    pub fn new(kernel_size: impl IntoPair) -> Self {
+        Unfold { kernel_size: kernel_size.into_pair(), options: UnfoldOptions::default() }
+    }
+}
+
+impl Fold {
+    /// Columns of blocks of `kernel_size` summed into an image of `output_size` (each one
+    /// value or a pair), with dilation 1, no padding, stride 1.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Fold, Forward};
+    /// let y = Fold::new((3, 4), 2).forward(&tapegrad_tape::Tensor::ones(&[1, 8, 6]));
+    /// assert_eq!(y.shape(), &[1, 2, 3, 4]);
+    /// assert_eq!(y.to_vec::<f32>()[..4], [1.0, 2.0, 2.0, 1.0]); // blocks overlap in the middle
+    /// ```
+    pub fn new(output_size: impl IntoPair, kernel_size: impl IntoPair) -> Self {
+        Fold {
+            output_size: output_size.into_pair(),
+            kernel_size: kernel_size.into_pair(),
+            options: UnfoldOptions::default(),
+        }
+    }
+}
 
 impl Upsample {
     /// Resizes every spatial dimension by `factor` (nearest by default).

@@ -57,8 +57,8 @@ pub use hooks::{ForwardHookHandle, Hooked};
 pub use io::{load, load_tensors, load_with, save, save_tensors};
 pub use layers::{
     BatchNorm1d, BatchNorm2d, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout,
-    Embedding, Flatten, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear,
-    PixelShuffle, PixelUnshuffle, Sequential, Unflatten, Upsample,
+    Embedding, Flatten, Fold, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm,
+    Linear, PixelShuffle, PixelUnshuffle, Sequential, Unflatten, Unfold, Upsample,
 };
 pub use loss::{l1_penalty, l2_penalty};
 pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};
