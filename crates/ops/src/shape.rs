@@ -1120,7 +1120,9 @@ pub trait ShapeOps {
 
     /// Windows of `size` elements along `dim`, `step` apart (PyTorch's `Tensor.unfold`):
     /// `dim` becomes the number of windows, and a last dimension of `size` is added.
-    /// Differentiable to any order (overlapping windows sum their gradients).
+    /// Differentiable to any order (overlapping windows sum their gradients). Unlike
+    /// PyTorch's, the result is a copy, not a view: overlapping windows hold their shared
+    /// elements once each.
     ///
     /// ```
     /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;

@@ -79,8 +79,26 @@ impl Blocks {
                 return Err(invalid(format!("{name} must be positive, got ({a}, {b})")));
             }
         }
-        let padded = (size.0 + 2 * padding.0, size.1 + 2 * padding.1);
-        let reach = (dilation.0 * (kernel.0 - 1) + 1, dilation.1 * (kernel.1 - 1) + 1);
+        let too_large = || {
+            invalid(format!(
+                "the padded image ({size:?} with padding {padding:?}) or the kernel's span \
+             ({kernel:?} with dilation {dilation:?}) is too large to index"
+            ))
+        };
+        let side = |n: usize, p: usize| p.checked_mul(2).and_then(|p| n.checked_add(p));
+        let span = |k: usize, d: usize| d.checked_mul(k - 1).and_then(|s| s.checked_add(1));
+        let (Some(padded_h), Some(padded_w), Some(reach_h), Some(reach_w)) = (
+            side(size.0, padding.0),
+            side(size.1, padding.1),
+            span(kernel.0, dilation.0),
+            span(kernel.1, dilation.1),
+        ) else {
+            return Err(too_large());
+        };
+        let (padded, reach) = ((padded_h, padded_w), (reach_h, reach_w));
+        if padded_h.checked_mul(padded_w).is_none_or(|n| n > i64::MAX as usize) {
+            return Err(too_large());
+        }
         if padded.0 < reach.0 || padded.1 < reach.1 {
             return Err(invalid(format!(
                 "a kernel of {kernel:?} with dilation {dilation:?} spans {reach:?}, more than the \
@@ -167,6 +185,7 @@ pub(crate) fn fold(
 ) -> Result<Tensor> {
     let location = Location::caller();
     let invalid = |message: String| Error::InvalidArgument { op: "fold", message, location };
+    tapegrad_tape::ensure_float("fold", x, location)?;
     let (x3, unbatched) = batched("fold", x, 3, location)?;
     let [n, rows, len] = [x3.shape()[0], x3.shape()[1], x3.shape()[2]];
     let blocks = Blocks::new("fold", output_size, kernel, options, location)?;
@@ -190,6 +209,7 @@ pub(crate) fn fold(
     let c = rows / taps;
     let entries = reshape_to(&x3, &[n, c, taps * len]);
     let (hp, wp) = blocks.padded;
+    tapegrad_tape::layout::try_numel("fold", &[n, c, hp, wp], location)?;
     let zeros = Tensor::zeros_dtype(&[n, c, hp * wp], x.dtype());
     let summed = index_add(&zeros, 2, &blocks.pixel_index(), &entries)?;
     let image = reshape_to(&summed, &[n, c, hp, wp]);
@@ -203,29 +223,32 @@ pub(crate) fn fold(
 }
 
 /// Windows of `size` elements along `dim`, `step` apart: that dimension becomes the number
-/// of windows and a last dimension of `size` is added (PyTorch's `Tensor.unfold`).
+/// of windows and a last dimension of `size` is added (PyTorch's `Tensor.unfold`, here a
+/// copy rather than a view: overlapping windows hold their elements once each).
 #[track_caller]
 pub(crate) fn windows(x: &Tensor, dim: isize, size: usize, step: usize) -> Result<Tensor> {
     let location = Location::caller();
     let invalid = |message: String| Error::InvalidArgument { op: "unfold", message, location };
-    let d = resolve("unfold", x, dim, location)?;
+    // A scalar has one dimension of one element for this purpose, as in PyTorch (0 or -1).
+    let d = if x.dim() == 0 && dim == -1 { 0 } else { resolve("unfold", x, dim, location)? };
     let extent = x.shape().get(d).copied().unwrap_or(1);
     if step == 0 {
         return Err(invalid("step must be positive".into()));
     }
     if size > extent {
         return Err(invalid(format!(
-            "windows of {size} do not fit in dimension {dim} of size {extent} (shape {:?})",
+            "windows of {size} do not fit in dimension {d} of size {extent} (shape {:?})",
             x.shape()
         )));
     }
     let count = (extent - size) / step + 1;
+    if x.dim() == 0 {
+        // PyTorch gives the scalar's one window without a dimension for the window's number.
+        let index = Tensor::from_vec(vec![0i64; size], &[size]);
+        return index_select(&reshape_to(x, &[1]), 0, &index);
+    }
     let index: Vec<i64> =
         (0..count).flat_map(|k| (k * step..k * step + size).map(|i| i as i64)).collect();
-    if x.dim() == 0 {
-        // A scalar has one window of its one element.
-        return Ok(reshape_to(x, &[1]));
-    }
     let picked = index_select(x, d as isize, &Tensor::from_vec(index, &[count * size]))?;
     let mut split = x.shape().to_vec();
     split.splice(d..=d, [count, size]);

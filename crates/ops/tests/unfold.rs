@@ -81,8 +81,16 @@ fn tensor_unfold_matches_pytorch() {
     let first = [1.0, 0.540302, -0.416147, -0.989992, -0.653644, 0.283662, 0.960170, 0.753902];
     check(&y.unfold(-1, 2, 1), &[3, 7, 1, 2], &first, -0.138848, 0.086385);
     check(&y.unfold(0, 1, 2), &[2, 7, 2, 1], &first, -0.029817, -7.275407);
-    // A scalar has one window of its one element, as in PyTorch.
+    // A scalar has one window of its one element, with dimension 0 or -1, as in PyTorch.
     assert_eq!(Tensor::scalar(4.0f64).unfold(0, 1, 1).to_vec::<f64>(), vec![4.0]);
+    assert_eq!(Tensor::scalar(4.0f64).unfold(-1, 1, 1).shape(), &[1]);
+    assert_eq!(Tensor::scalar(4.0f64).unfold(0, 0, 1).shape(), &[0]);
+    // Empty windows, and windows of an empty tensor, have PyTorch's shapes.
+    assert_eq!(Tensor::zeros(&[3, 7]).unfold(1, 0, 2).shape(), &[3, 4, 0]);
+    assert_eq!(Tensor::zeros(&[0, 7]).unfold(1, 3, 2).shape(), &[0, 3, 3]);
+    // A view's windows are its own elements (a transposed input).
+    let t = wave(&[2, 3], false).transpose(0, 1);
+    assert_eq!(t.unfold(0, 2, 1).to_vec::<f64>(), t.contiguous().unfold(0, 2, 1).to_vec::<f64>());
 }
 
 #[test]
@@ -103,4 +111,14 @@ fn blocks_that_do_not_fit_are_clear_errors() {
     let err = Tensor::zeros(&[3]).try_unfold(0, 2, 0).unwrap_err().to_string();
     assert!(err.contains("step must be positive"), "{err}");
     assert!(Tensor::zeros(&[3]).try_unfold(1, 1, 1).is_err()); // no dimension 1
+    // Sizes whose padded image or blocks cannot be indexed are errors, not overflows.
+    let huge = UnfoldOptions::default().padding(usize::MAX / 2);
+    let err = try_unfold_with(&x, 2, huge).unwrap_err().to_string();
+    assert!(err.contains("too large to index"), "{err}");
+    let wide = UnfoldOptions::default().stride(1 << 40);
+    assert!(try_fold_with(&Tensor::zeros(&[1, 4, 1]), (1 << 40, 1 << 40), 2, wide).is_err());
+    // Integer columns cannot be summed into an image (as in PyTorch).
+    let ints = Tensor::from_vec(vec![1i64; 4], &[1, 4, 1]);
+    let err = try_fold_with(&ints, 2, 2, o).unwrap_err().to_string();
+    assert!(err.contains("fold"), "{err}");
 }

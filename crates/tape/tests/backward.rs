@@ -268,26 +268,26 @@ fn a_backward_stopped_by_a_bad_rule_still_frees_the_graph() {
     use tapegrad_tape::{Backward, Error, record, smallvec::smallvec};
     let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).requires_grad();
     let before = interior_nodes();
-    {
-        let mut h = &x * 2.0;
-        for _ in 0..100 {
-            h = &h + 1.0;
-        }
-        // Its rule returns a gradient of the wrong shape, halfway down the graph.
-        let bad = record("bad_rule", Location::caller(), &[&h], h.detach(), || {
-            Backward::new(|_| {
-                smallvec![Some(Tensor::zeros(&[2]).to_dtype(tapegrad_tape::DType::F64))]
-            })
-        });
-        let mut y = &bad * 1.0;
-        for _ in 0..100 {
-            y = &y * 1.0;
-        }
-        let err = y.sum_to_shape(&[]).try_backward().unwrap_err();
-        assert!(matches!(err, Error::Backward { op: "bad_rule", .. }), "{err}");
+    let mut h = &x * 2.0;
+    for _ in 0..100 {
+        h = &h + 1.0;
     }
-    // The nodes after the bad rule were freed at their steps, those before it, which the
-    // sweep never reached, when it stopped; `x` kept no gradient.
+    // Its rule returns a gradient of the wrong shape, halfway down the graph.
+    let bad = record("bad_rule", Location::caller(), &[&h], h.detach(), || {
+        Backward::new(|_| smallvec![Some(Tensor::zeros(&[2]).to_dtype(tapegrad_tape::DType::F64))])
+    });
+    let mut y = &bad * 1.0;
+    for _ in 0..100 {
+        y = &y * 1.0;
+    }
+    let err = y.sum_to_shape(&[]).try_backward().unwrap_err();
+    assert!(matches!(err, Error::Backward { op: "bad_rule", .. }), "{err}");
+    // The nodes after the bad rule were freed at their steps, and those before it, which
+    // the sweep never reached, when it stopped: all of them while `h`, `bad` and `y` still
+    // hold their keys (a second backward through them fails). `x` kept no gradient.
     assert_eq!(interior_nodes(), before);
     assert!(x.grad().is_none());
+    assert!(matches!(h.sum_to_shape(&[]).try_backward(), Err(Error::FreedGraph { .. })));
+    drop((h, bad, y));
+    assert_eq!(interior_nodes(), before);
 }
