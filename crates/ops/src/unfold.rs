@@ -241,12 +241,12 @@ pub(crate) fn windows(x: &Tensor, dim: isize, size: usize, step: usize) -> Resul
             x.shape()
         )));
     }
-    let count = (extent - size) / step + 1;
     if x.dim() == 0 {
         // PyTorch gives the scalar's one window without a dimension for the window's number.
         let index = Tensor::from_vec(vec![0i64; size], &[size]);
         return index_select(&reshape_to(x, &[1]), 0, &index);
     }
+    let count = (extent - size) / step + 1;
     let index: Vec<i64> =
         (0..count).flat_map(|k| (k * step..k * step + size).map(|i| i as i64)).collect();
     let picked = index_select(x, d as isize, &Tensor::from_vec(index, &[count * size]))?;

@@ -90,7 +90,10 @@ pub(crate) fn sweep(
     let _tangents =
         (!create_graph && crate::instrument::active() && crate::forward_ad::is_dual_level_open())
             .then(crate::forward_ad::pause);
-    let mut swept = Swept { edges: Vec::with_capacity(order.len()), stayed: Vec::new() };
+    // Only nodes that leave the tape at their step have edges to release here: in a plain
+    // backward, nearly all of them; none when the graph is kept or recorded.
+    let edges = if retain_graph || create_graph { 0 } else { order.len() };
+    let mut swept = Swept { edges: Vec::with_capacity(edges), stayed: Vec::new() };
     let result = apply_rules(&order, mode, leading.as_ref(), &mut captured, &mut swept);
     clear_capture_slots(capture);
 
@@ -275,7 +278,7 @@ struct Swept {
     edges: Vec<NodeKey>,
     /// The nodes that stayed on the tape through their step, in sweep order: leaves,
     /// `retain_grad` tensors, nodes no gradient reached, and every node when the graph is
-    /// kept or recorded.
+    /// recorded. Not kept when the graph is kept: nothing is freed then.
     stayed: Vec<NodeKey>,
 }
 
@@ -380,7 +383,9 @@ fn take_step(
     let Tape { nodes, saved_bytes, drop_later, .. } = tape;
     let node = nodes.get_mut(key)?;
     let Some(grad) = node.pending.take() else {
-        swept.stayed.push(key);
+        if !mode.retain_graph {
+            swept.stayed.push(key);
+        }
         return None;
     };
     if leaves_tape_at_its_step(node, mode) {
@@ -412,7 +417,9 @@ fn take_step(
         step.output_tensor = None;
     } else {
         take_rule_keeping_node(node, key, mode, saved_bytes, step);
-        swept.stayed.push(key);
+        if !mode.retain_graph {
+            swept.stayed.push(key);
+        }
     }
     Some(grad)
 }
