@@ -1098,6 +1098,23 @@ fn rows() -> Vec<Row> {
             "torch.optim.RMSprop / Adagrad / Adadelta",
             RMSprop::new(params, 1e-2).alpha(0.99).centered(true)
         ),
+        (
+            "Optimizers",
+            "opt = torch.optim.LBFGS(params, lr=1, max_iter=20, history_size=100, line_search_fn='strong_wolfe'); opt.step(closure)",
+            {
+                let mut opt = LBFGS::new(params, 1.0)
+                    .max_iter(20)
+                    .history_size(100)
+                    .line_search_fn(Some(LineSearch::StrongWolfe));
+                opt.step(|| {
+                    model.zero_grad();
+                    let loss = model.forward(&x).square().mean();
+                    loss.backward();
+                    loss
+                })
+            },
+            "one parameter group, as PyTorch's; the closure clears the gradients through the model (it cannot borrow the optimizer that calls it), and the `Optimizer` trait's `step()` without a closure panics"
+        ),
         ("Optimizers", "opt.zero_grad(); loss.backward(); opt.step()", {
             let mut opt = SGD::new(params, 0.1);
             opt.zero_grad();

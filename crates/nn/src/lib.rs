@@ -34,6 +34,7 @@ mod hooks;
 pub mod init;
 mod io;
 mod layers;
+mod lbfgs;
 mod loss;
 pub mod metrics;
 mod module;
@@ -60,6 +61,7 @@ pub use layers::{
     Embedding, Flatten, Fold, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm,
     Linear, PixelShuffle, PixelUnshuffle, Sequential, Unflatten, Unfold, Upsample,
 };
+pub use lbfgs::{LBFGS, LbfgsOptions, LineSearch};
 pub use loss::{l1_penalty, l2_penalty};
 pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};
 /// `#[derive(Module)]`: see [`Module`](trait@Module) and [`ModuleField`].
