@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+use rayon::prelude::*;
+use tapegrad_kernels::simd::{WidestLoop, run_widest};
 use tapegrad_tape::{DType, Element, Error, Result, Storage, Tensor, enable_grad};
 
 use crate::{Optimizer, ParamGroup};
@@ -572,8 +574,63 @@ fn py_min(a: f64, b: f64) -> f64 {
     if b < a { b } else { a }
 }
 
+/// Elements per block of the long vector operations: blocks run on the thread pool, and a
+/// dot product adds its blocks' sums in block order, so it gives the same bits at every
+/// thread count.
+const BLOCK: usize = 1 << 14;
+
+/// `a . b`, summed in `f64`.
 fn dot<T: Element>(a: &[T], b: &[T]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| x.to_f64() * y.to_f64()).sum()
+    if a.len() <= BLOCK {
+        return run_widest(Dot(a, b));
+    }
+    let blocks: Vec<f64> =
+        a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)).map(|(a, b)| run_widest(Dot(a, b))).collect();
+    blocks.iter().sum()
+}
+
+/// A block's dot product over eight interleaved partial sums: independent chains that fill
+/// a vector register, where one running sum waits on each addition.
+struct Dot<'a, T>(&'a [T], &'a [T]);
+
+impl<T: Element> WidestLoop for Dot<'_, T> {
+    type Output = f64;
+    #[inline(always)]
+    fn run(self) -> f64 {
+        const LANES: usize = 8;
+        let mut sums = [0.0f64; LANES];
+        let (a, b) = (self.0.chunks_exact(LANES), self.1.chunks_exact(LANES));
+        let tail: f64 =
+            a.remainder().iter().zip(b.remainder()).map(|(&x, &y)| x.to_f64() * y.to_f64()).sum();
+        for (x, y) in a.zip(b) {
+            for ((sum, &x), &y) in sums.iter_mut().zip(x).zip(y) {
+                *sum += x.to_f64() * y.to_f64();
+            }
+        }
+        sums.iter().sum::<f64>() + tail
+    }
+}
+
+/// `y += alpha * x`.
+fn add_scaled<T: Element>(y: &mut [T], alpha: f64, x: &[T]) {
+    let alpha = T::from_f64(alpha);
+    if y.len() <= BLOCK {
+        return run_widest(AddScaled(y, alpha, x));
+    }
+    y.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK))
+        .for_each(|(y, x)| run_widest(AddScaled(y, alpha, x)));
+}
+
+struct AddScaled<'a, T>(&'a mut [T], T, &'a [T]);
+
+impl<T: Element> WidestLoop for AddScaled<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let alpha = self.1;
+        self.0.iter_mut().zip(self.2).for_each(|(y, &x)| *y += alpha * x);
+    }
 }
 
 fn abs_max<T: Element>(a: &[T]) -> f64 {
@@ -582,12 +639,6 @@ fn abs_max<T: Element>(a: &[T]) -> f64 {
 
 fn abs_sum<T: Element>(a: &[T]) -> f64 {
     a.iter().map(|v| v.to_f64().abs()).sum()
-}
-
-/// `y += alpha * x`.
-fn add_scaled<T: Element>(y: &mut [T], alpha: f64, x: &[T]) {
-    let alpha = T::from_f64(alpha);
-    y.iter_mut().zip(x).for_each(|(y, &x)| *y += alpha * x);
 }
 
 /// The parameters' gradients as one vector (zeros for a parameter without one).
