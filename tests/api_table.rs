@@ -1157,6 +1157,26 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Optimizers",
+            "LambdaLR(opt, lambda e: 0.95 ** e)",
+            {
+                let mut opt = SGD::new(params, 0.1);
+                LambdaLR::new(0.1, |e| 0.95f64.powi(e as i32)).step(&mut opt)
+            },
+            "one function (not a list per parameter group); a checkpoint keeps the epoch and base rate, and the function is given again when the schedule is made"
+        ),
+        (
+            "Optimizers",
+            "SequentialLR(opt, [LinearLR(opt, 0.1, total_iters=5), CosineAnnealingLR(opt, 20)], milestones=[5])",
+            {
+                let mut opt = SGD::new(params, 0.1);
+                let warmup = LinearLR::new(0.1, 0.1, 1.0, 5);
+                let cosine = CosineAnnealingLR::new(0.1, 20, 0.0);
+                SequentialLR::new(vec![Box::new(warmup), Box::new(cosine)], &[5]).step(&mut opt)
+            },
+            "the schedules as boxes; each counts its epochs from 0 at its milestone, as PyTorch's"
+        ),
+        (
+            "Optimizers",
             "ReduceLROnPlateau(opt, mode='max', patience=5) / sched.step(val_loss)",
             {
                 let mut opt = SGD::new(params, 0.1);

@@ -52,6 +52,14 @@ record("ReduceLROnPlateau(mode=max,threshold=0.05,threshold_mode=abs,patience=0)
        lambda o: S.ReduceLROnPlateau(o, mode="max", threshold=0.05, threshold_mode="abs", patience=0),
        accuracy)
 
+record("LambdaLR(lr_lambda=0.95**epoch)", lambda o: S.LambdaLR(o, lambda e: 0.95**e))
+record("SequentialLR([LinearLR(start_factor=0.1,total_iters=5),CosineAnnealingLR(T_max=20,eta_min=0.001)],milestones=[5])",
+       lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.1, total_iters=5),
+                                    S.CosineAnnealingLR(o, T_max=20, eta_min=0.001)], milestones=[5]))
+record("SequentialLR([ConstantLR(factor=0.5,total_iters=3),ExponentialLR(gamma=0.9),StepLR(step_size=4,gamma=0.5)],milestones=[6,15])",
+       lambda o: S.SequentialLR(o, [S.ConstantLR(o, factor=0.5, total_iters=3), S.ExponentialLR(o, gamma=0.9),
+                                    S.StepLR(o, step_size=4, gamma=0.5)], milestones=[6, 15]))
+
 with open("crates/nn/tests/fixtures/lr_schedules.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "schedules": out}, f, indent=1)
 print(f"wrote {len(out)} schedules with torch {torch.__version__}")

@@ -93,8 +93,8 @@ pub use pooling::{
 };
 pub use rnn::{GRU, LSTM, RNN};
 pub use scheduler::{
-    ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, ExponentialLR, LinearLR,
+    ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR, LinearLR,
     LinearWarmup, LrScheduler, MultiStepLR, PlateauMode, PolynomialLR, ReduceLROnPlateau,
-    SchedulerState, StepLR, ThresholdMode,
+    SchedulerState, SequentialLR, StepLR, ThresholdMode,
 };
 pub use transformer::{TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions};

@@ -1036,3 +1036,6 @@ impl ReduceLROnPlateau {
         })
     }
 }
+
+mod composed;
+pub use composed::{LambdaLR, SequentialLR};

@@ -398,6 +398,40 @@ fn schedulers_save_their_epoch_and_settings_with_pytorch_names() {
             Box::new(LinearWarmup::new(1.0, 0.5, 1)),
             &["last_epoch", "base_lr", "start_factor", "total_iters"],
         ),
+        (
+            Box::new(LambdaLR::new(0.1, |e| 0.9f64.powi(e as i32))),
+            Box::new(LambdaLR::new(1.0, |e| 0.9f64.powi(e as i32))),
+            &["last_epoch", "base_lr"],
+        ),
+        (
+            Box::new(SequentialLR::new(
+                vec![
+                    Box::new(LinearLR::new(0.1, 0.1, 1.0, 5)),
+                    Box::new(CosineAnnealingLR::new(0.1, 20, 0.001)),
+                ],
+                &[5],
+            )),
+            Box::new(SequentialLR::new(
+                vec![
+                    Box::new(LinearLR::new(1.0, 0.5, 1.0, 2)),
+                    Box::new(CosineAnnealingLR::new(1.0, 3, 0.0)),
+                ],
+                &[2],
+            )),
+            &[
+                "last_epoch",
+                "_milestones.0",
+                "_schedulers.0.last_epoch",
+                "_schedulers.0.base_lr",
+                "_schedulers.0.start_factor",
+                "_schedulers.0.end_factor",
+                "_schedulers.0.total_iters",
+                "_schedulers.1.last_epoch",
+                "_schedulers.1.base_lr",
+                "_schedulers.1.T_max",
+                "_schedulers.1.eta_min",
+            ],
+        ),
     ];
     for (saved, restored, names) in &mut schedulers {
         for _ in 0..7 {
@@ -419,6 +453,50 @@ fn schedulers_save_their_epoch_and_settings_with_pytorch_names() {
         assert!(err.contains("missing entry `last_epoch`"), "{err}");
         assert_eq!(restored.state_dict(), state, "a failed load changes nothing");
     }
+}
+
+#[test]
+fn a_sequence_of_schedules_checks_its_milestones_and_inner_states() {
+    let make = || -> SequentialLR {
+        SequentialLR::new(
+            vec![Box::new(ConstantLR::new(0.1, 0.5, 3)), Box::new(StepLR::new(0.1, 2, 0.5))],
+            &[4],
+        )
+    };
+    let wrong_count = std::panic::catch_unwind(|| {
+        SequentialLR::new(vec![Box::new(StepLR::new(0.1, 2, 0.5))], &[3])
+    });
+    let payload = wrong_count.err().expect("one schedule and one milestone is refused");
+    let message = payload.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("1 schedules need 0 milestones"), "{message}");
+
+    let mut sched = make();
+    let state = sched.state_dict();
+    let edit = |name: &str, value: f64| {
+        let mut s = state.clone();
+        s.iter_mut().filter(|(n, _)| n == name).for_each(|(_, v)| *v = value);
+        s
+    };
+    let mut extra = state.clone();
+    extra.push(("_schedulers.2.gamma".into(), 0.5));
+    for (bad, message) in [
+        (edit("_schedulers.1.step_size", 0.0), "`step_size` is 0"),
+        (edit("_milestones.0", 2.5), "`_milestones.0` is 2.5"),
+        (extra, "schedule 2, but there are 2 schedules"),
+        (state[..state.len() - 1].to_vec(), "missing entry `gamma`"),
+    ] {
+        let err = sched.load_state_dict(&bad).unwrap_err().to_string();
+        assert!(err.contains(message), "expected `{message}` in: {err}");
+        assert_eq!(sched.state_dict(), state, "a failed load changes nothing");
+    }
+    // The second schedule starts from its own epoch 0 at the milestone, and its state says so.
+    let mut opt = SGD::new(vec![], 0.1);
+    for _ in 0..5 {
+        sched.step(&mut opt);
+    }
+    let inner_epoch = sched.state_dict().into_iter().find(|(n, _)| n == "_schedulers.1.last_epoch");
+    assert_eq!(inner_epoch, Some(("_schedulers.1.last_epoch".to_string(), 1.0)));
+    assert_eq!((sched.lr(), opt.param_groups()[0].lr), (0.1, 0.1));
 }
 
 #[test]

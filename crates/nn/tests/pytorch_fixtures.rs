@@ -188,6 +188,19 @@ fn schedulers_follow_pytorch() {
     }
 }
 
+/// PyTorch's `SequentialLR` of ConstantLR, ExponentialLR and StepLR, switching at epochs 6
+/// and 15.
+fn three_in_turn() -> SequentialLR {
+    SequentialLR::new(
+        vec![
+            Box::new(ConstantLR::new(0.1, 0.5, 3)),
+            Box::new(ExponentialLR::new(0.1, 0.9)),
+            Box::new(StepLR::new(0.1, 4, 0.5)),
+        ],
+        &[6, 15],
+    )
+}
+
 #[test]
 fn gru_reproduces_pytorch() {
     let mut gru = GRU::new(6, 8, 2).batch_first(true);
@@ -241,7 +254,7 @@ fn more_schedulers_follow_pytorch() {
     let text = std::fs::read_to_string(fixture("lr_schedules.json")).unwrap();
     let data: Value = serde_json::from_str(&text).unwrap();
     let schedules = data["schedules"].as_object().unwrap();
-    assert_eq!(schedules.len(), 9);
+    assert_eq!(schedules.len(), 12);
     for (name, entry) in schedules {
         let rates: Vec<f64> =
             entry["lr"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
@@ -292,6 +305,21 @@ fn more_schedulers_follow_pytorch() {
             "CosineAnnealingWarmRestarts(T_0=7)" => {
                 Box::new(CosineAnnealingWarmRestarts::new(0.1, 7, 1, 0.0))
             }
+            "LambdaLR(lr_lambda=0.95**epoch)" => {
+                Box::new(LambdaLR::new(0.1, |e| 0.95f64.powf(e as f64)))
+            }
+            "SequentialLR([LinearLR(start_factor=0.1,total_iters=5),CosineAnnealingLR(T_max=20,eta_min=0.001)],milestones=[5])" => {
+                Box::new(SequentialLR::new(
+                    vec![
+                        Box::new(LinearLR::new(0.1, 0.1, 1.0, 5)),
+                        Box::new(CosineAnnealingLR::new(0.1, 20, 0.001)),
+                    ],
+                    &[5],
+                ))
+            }
+            "SequentialLR([ConstantLR(factor=0.5,total_iters=3),ExponentialLR(gamma=0.9),StepLR(step_size=4,gamma=0.5)],milestones=[6,15])" => {
+                Box::new(three_in_turn())
+            }
             other => panic!("scheduler {other} is not mapped"),
         };
         for (epoch, &want) in rates.iter().enumerate() {
@@ -304,6 +332,15 @@ fn more_schedulers_follow_pytorch() {
         // The state resumes the schedule where it stopped, milestones included.
         let mut resumed: Box<dyn LrScheduler> = match sched.kind() {
             "MultiStepLR" => Box::new(MultiStepLR::new(1.0, &[1], 0.9)),
+            // Other settings and milestones: the state brings the fixture's back.
+            "SequentialLR" if name.contains("StepLR(step_size=4") => Box::new(SequentialLR::new(
+                vec![
+                    Box::new(ConstantLR::new(1.0, 0.9, 1)),
+                    Box::new(ExponentialLR::new(1.0, 0.5)),
+                    Box::new(StepLR::new(1.0, 2, 0.1)),
+                ],
+                &[1, 2],
+            )),
             _ => continue,
         };
         resumed.load_state_dict(&sched.state_dict()).unwrap();
