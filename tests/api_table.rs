@@ -617,6 +617,20 @@ fn rows() -> Vec<Row> {
         ),
         (
             "torch.nn.functional",
+            "F.embedding_bag(input, table, offsets, mode='sum', per_sample_weights=w, padding_idx=0)",
+            {
+                let input = Tensor::from_vec(vec![1i64, 2, 0, 2], &[4]);
+                let options = F::EmbeddingBagOptions::default()
+                    .offsets(&Tensor::from_vec(vec![0i64, 1], &[2]))
+                    .mode(F::EmbeddingBagMode::Sum)
+                    .per_sample_weights(&Tensor::ones(&[4]))
+                    .padding_idx(0);
+                F::embedding_bag_with(&input, &Tensor::randn(&[3, 4]), options)
+            },
+            "`EmbeddingBagOptions` holds the keywords; `max_norm`, `norm_type`, `scale_grad_by_freq` and `sparse` are not there (dense gradients only)"
+        ),
+        (
+            "torch.nn.functional",
             "F.cross_entropy(logits, labels)",
             F::cross_entropy(&logits, &labels)
         ),
@@ -758,6 +772,12 @@ fn rows() -> Vec<Row> {
         ),
         ("Layers", "nn.Dropout(0.5)", Dropout::new(0.5).forward(&x)),
         ("Layers", "nn.Embedding(10, 3)", Embedding::new(10, 3).forward(&idx)),
+        (
+            "Layers",
+            "nn.EmbeddingBag(10, 3, mode='max')(input, offsets)",
+            EmbeddingBag::new(10, 3).mode(F::EmbeddingBagMode::Max).forward_bags(&idx, Some(&Tensor::from_vec(vec![0i64], &[1])), None),
+            "`forward(x)` for a 2-D input (one bag per row); `forward_bags(input, offsets, per_sample_weights)` for the rest"
+        ),
         (
             "Layers",
             "nn.LSTM(3, 8, num_layers=2, batch_first=True) / nn.GRU / nn.RNN",

@@ -50,6 +50,7 @@ use crate::{reduce, shape, unary};
 pub use crate::attention::AttentionOptions;
 pub use crate::conv::{ConvOptions, IntoPair, Padding};
 pub use crate::distance::{CosineSimilarityOptions, NormalizeOptions, PairwiseDistanceOptions};
+pub use crate::embedding_bag::{EmbeddingBagMode, EmbeddingBagOptions};
 pub use crate::interpolate::{InterpolateMode, InterpolateOptions};
 pub use crate::loss::{
     BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
@@ -1616,6 +1617,60 @@ pub fn embedding(indices: &Tensor, weight: &Tensor) -> Tensor {
 #[track_caller]
 pub fn try_embedding(indices: &Tensor, weight: &Tensor) -> Result<Tensor> {
     crate::norm::embedding(indices, weight)
+}
+
+/// The mean of each row's embeddings: rows of `weight` (`[num_embeddings, dim]`) for every
+/// int64 index of a 2-D `input` (`[bags, length]`, one bag per row), averaged per row into
+/// `[bags, dim]` (PyTorch's `F.embedding_bag` with its defaults). Other reductions, 1-D
+/// inputs with offsets, per-sample weights and a padding index are [`embedding_bag_with`]'s.
+///
+/// ```
+/// use tapegrad_ops::functional::embedding_bag;
+/// use tapegrad_tape::Tensor;
+/// let table = Tensor::from_vec(vec![0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0], &[3, 2]);
+/// let bags = Tensor::from_vec(vec![0i64, 2, 1, 1], &[2, 2]);
+/// assert_eq!(embedding_bag(&bags, &table).to_vec::<f32>(), vec![2.0, 3.0, 2.0, 3.0]);
+/// ```
+#[track_caller]
+pub fn embedding_bag(input: &Tensor, weight: &Tensor) -> Tensor {
+    embedding_bag_with(input, weight, EmbeddingBagOptions::default())
+}
+
+/// [`embedding_bag`] with PyTorch's keywords ([`EmbeddingBagOptions`]: `offsets`, `mode`,
+/// `per_sample_weights`, `include_last_offset`, `padding_idx`). Differentiable in the table
+/// and the per-sample weights, to any order; an empty bag gives zeros.
+///
+/// ```
+/// use tapegrad_ops::functional::{EmbeddingBagMode, EmbeddingBagOptions, embedding_bag_with};
+/// use tapegrad_tape::Tensor;
+/// let table = Tensor::from_vec(vec![1.0f32, 10.0, 100.0], &[3, 1]);
+/// // Three bags of a flat input: [0, 1], [] and [2, 2, 0].
+/// let input = Tensor::from_vec(vec![0i64, 1, 2, 2, 0], &[5]);
+/// let offsets = Tensor::from_vec(vec![0i64, 2, 2], &[3]);
+/// let sum = EmbeddingBagOptions::default().offsets(&offsets).mode(EmbeddingBagMode::Sum);
+/// assert_eq!(embedding_bag_with(&input, &table, sum).to_vec::<f32>(), vec![11.0, 0.0, 201.0]);
+/// ```
+#[track_caller]
+pub fn embedding_bag_with(input: &Tensor, weight: &Tensor, options: EmbeddingBagOptions) -> Tensor {
+    or_panic(try_embedding_bag_with(input, weight, options))
+}
+
+/// [`embedding_bag_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::{EmbeddingBagOptions, try_embedding_bag_with};
+/// use tapegrad_tape::Tensor;
+/// let flat = Tensor::from_vec(vec![0i64, 1], &[2]);
+/// let err = try_embedding_bag_with(&flat, &Tensor::ones(&[2, 3]), EmbeddingBagOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("a 1-D input needs offsets"));
+/// ```
+#[track_caller]
+pub fn try_embedding_bag_with(
+    input: &Tensor,
+    weight: &Tensor,
+    options: EmbeddingBagOptions,
+) -> Result<Tensor> {
+    crate::embedding_bag::embedding_bag(input, weight, options)
 }
 
 /// `x W^T + b` in one recorded op (PyTorch's `F.linear`): the bias is written into the

@@ -51,6 +51,7 @@ mod dims;
 mod distance;
 mod einsum;
 mod elementwise;
+mod embedding_bag;
 pub mod func;
 pub mod functional;
 mod index;
@@ -79,6 +80,7 @@ pub use distance::{
     CosineSimilarityOptions, NormalizeOptions, PairwiseDistanceOptions, cdist, try_cdist,
 };
 pub use einsum::{einsum, try_einsum};
+pub use embedding_bag::{EmbeddingBagMode, EmbeddingBagOptions};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use loss::{

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use tapegrad_ops::functional::{self, BatchNormStats};
+use tapegrad_ops::functional::{self, BatchNormStats, EmbeddingBagMode, EmbeddingBagOptions};
 use tapegrad_ops::{
     AttentionOptions, AvgPool1dOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss,
     BatchNormOptions, ConvOptions, CosineEmbeddingLoss, CosineSimilarityOptions, CrossEntropyLoss,
@@ -1683,5 +1683,36 @@ pub fn registry() -> Vec<OpCase> {
             let ids: Vec<i64> = t[1].to_vec::<i64>().iter().map(|&v| v % rows as i64).collect();
             functional::embedding(&Tensor::from_vec(ids, t[1].shape()), &table)
         }),
+        op!(
+            "embedding_bag_with(input, weight, options)",
+            "F.embedding_bag",
+            true,
+            with_index(),
+            |t, i| {
+                // Two bags of a flat input (the first half, the rest), reduced all three
+                // ways; the sum weighted per sample by entries of the table itself.
+                let rows = t[0].shape()[0];
+                let table = t[0].reshape(&[rows as isize, -1]);
+                let ids: Vec<i64> = t[1].to_vec::<i64>().iter().map(|&v| v % rows as i64).collect();
+                let n = ids.len();
+                let input = Tensor::from_vec(ids, &[n]);
+                let offsets = Tensor::from_vec(vec![0i64, (n / 2) as i64], &[2]);
+                let picks: Vec<i64> = (0..n as i64).map(|k| k % t[0].numel() as i64).collect();
+                let psw = t[0].reshape(&[-1]).index_select(0, &Tensor::from_vec(picks, &[n]));
+                let bags = || EmbeddingBagOptions::default().offsets(&offsets);
+                let sum = functional::embedding_bag_with(
+                    &input,
+                    &table,
+                    bags().mode(EmbeddingBagMode::Sum).per_sample_weights(&psw),
+                );
+                let mean = functional::embedding_bag_with(&input, &table, bags());
+                let max = functional::embedding_bag_with(
+                    &input,
+                    &table,
+                    bags().mode(EmbeddingBagMode::Max),
+                );
+                &(&sum + &mean.square()) + &max.sin()
+            }
+        ),
     ]
 }
