@@ -1115,6 +1115,14 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Optimizers",
+            "torch.optim.RAdam(params, lr=1e-3, weight_decay=0.01, decoupled_weight_decay=True) / Adamax(params, lr=2e-3)",
+            {
+                let radam = RAdam::new(params.clone(), 1e-3).weight_decay(0.01).decoupled_weight_decay(true);
+                (radam, Adamax::new(params, 2e-3).betas((0.9, 0.999)))
+            }
+        ),
+        (
+            "Optimizers",
             "torch.optim.RMSprop / Adagrad / Adadelta",
             RMSprop::new(params, 1e-2).alpha(0.99).centered(true)
         ),

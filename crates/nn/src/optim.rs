@@ -1383,3 +1383,6 @@ pub fn clip_grad_value(params: &[Tensor], clip: f64) {
         g.set_data(&Tensor::from_vec(clipped, g.shape()).to_dtype(g.dtype()));
     }
 }
+
+mod variants;
+pub use variants::{Adamax, AdamaxRule, RAdam, RAdamRule};

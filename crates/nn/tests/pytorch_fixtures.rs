@@ -80,6 +80,10 @@ fn matrix(v: &Value) -> Vec<Vec<f64>> {
 fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> {
     let f = |k: &str, d: f64| kwargs.get(k).and_then(Value::as_f64).unwrap_or(d);
     let b = |k: &str| kwargs.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let betas = |default: (f64, f64)| match kwargs.get("betas").and_then(Value::as_array) {
+        Some(pair) => (pair[0].as_f64().unwrap(), pair[1].as_f64().unwrap()),
+        None => default,
+    };
     let lr = f("lr", 0.0);
     match class {
         "SGD" => Box::new(
@@ -108,13 +112,33 @@ fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> 
             Adam::new(params, lr).amsgrad(b("amsgrad")).weight_decay(f("weight_decay", 0.0)),
         ),
         "AdamW" => Box::new(AdamW::new(params, lr).weight_decay(f("weight_decay", 0.01))),
+        "Adamax" => Box::new(
+            Adamax::new(params, lr)
+                .betas(betas((0.9, 0.999)))
+                .eps(f("eps", 1e-8))
+                .weight_decay(f("weight_decay", 0.0)),
+        ),
+        "RAdam" => Box::new(
+            RAdam::new(params, lr)
+                .betas(betas((0.9, 0.999)))
+                .eps(f("eps", 1e-8))
+                .weight_decay(f("weight_decay", 0.0))
+                .decoupled_weight_decay(b("decoupled_weight_decay")),
+        ),
         other => panic!("fixture optimizer {other} is not mapped"),
     }
 }
 
 #[test]
 fn optimizers_follow_pytorch_trajectories() {
-    let text = std::fs::read_to_string(fixture("optimizers.json")).unwrap();
+    follows_trajectories("optimizers.json", 10);
+    // Written by tools/optimizer_reference.py: Adamax and RAdam.
+    follows_trajectories("more_optimizers.json", 5);
+}
+
+/// Every configuration of a trajectory file (`count` of them) reproduced step by step.
+fn follows_trajectories(file: &str, count: usize) {
+    let text = std::fs::read_to_string(fixture(file)).unwrap();
     let data: Value = serde_json::from_str(&text).unwrap();
     let p = &data["problem"];
     let (x, y, w0) = (matrix(&p["X"]), matrix(&p["Y"]), matrix(&p["W0"]));
@@ -156,7 +180,7 @@ fn optimizers_follow_pytorch_trajectories() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 10);
+    assert_eq!(checked, count);
 }
 
 #[test]

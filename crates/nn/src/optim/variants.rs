@@ -1,0 +1,212 @@
+//! Adam's variants: Adamax (the second moment replaced by a decaying maximum of the
+//! gradient's size) and RAdam (the adaptive step rectified while the second moment's
+//! estimate is still short of samples).
+
+use tapegrad_tape::{Element, Tensor};
+
+use super::{Optim, UpdateRule, c, lerp};
+
+/// Settings of [`Adamax`].
+///
+/// ```
+/// use tapegrad_nn::{AdamaxRule, UpdateRule};
+/// let rule = AdamaxRule::default();
+/// assert_eq!((rule.betas, rule.buffers()), ((0.9, 0.999), &["exp_avg", "exp_inf"][..]));
+/// ```
+#[derive(Clone, Debug)]
+pub struct AdamaxRule {
+    /// Decay rates of the first moment and of the running maximum.
+    pub betas: (f64, f64),
+    /// Added to the gradient's size before the maximum (PyTorch: 1e-8).
+    pub eps: f64,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamaxRule {
+    fn default() -> Self {
+        AdamaxRule { betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// Adamax: PyTorch's `torch.optim.Adamax` (Adam with the infinity norm; PyTorch's default
+/// learning rate is 2e-3).
+///
+/// ```
+/// use tapegrad_nn::{Adamax, Optimizer};
+/// use tapegrad_tape::Tensor;
+/// let w = Tensor::ones(&[2]).requires_grad();
+/// (&w * &Tensor::from_vec(vec![4.0f32, -0.5], &[2])).sum_to_shape(&[]).backward();
+/// let mut opt = Adamax::new(vec![w.clone()], 0.1);
+/// opt.step(); // the first step is lr against the gradient's sign
+/// let w = w.to_vec::<f32>();
+/// assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] - 1.1).abs() < 1e-6);
+/// ```
+pub type Adamax = Optim<AdamaxRule>;
+
+impl Adamax {
+    /// Adamax with learning rate `lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adamax, Optimizer};
+    /// assert_eq!(Adamax::new(vec![], 2e-3).param_groups()[0].lr, 2e-3);
+    /// ```
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
+        Optim::with_rule(params, lr, AdamaxRule::default())
+    }
+}
+
+builder!(
+    Adamax,
+    AdamaxRule { betas: (f64, f64) = (0.8, 0.99), eps: f64 = 1e-6, weight_decay: f64 = 1e-4 }
+);
+
+impl UpdateRule for AdamaxRule {
+    const NAME: &'static str = "Adamax";
+    fn buffers(&self) -> &'static [&'static str] {
+        &["exp_avg", "exp_inf"]
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let AdamaxRule { betas, eps, weight_decay } = self;
+        vec![
+            ("betas", format!("{betas:?}")),
+            ("eps", format!("{eps:?}")),
+            ("weight_decay", format!("{weight_decay:?}")),
+        ]
+    }
+    #[inline(always)]
+    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+        let (b1, b2) = self.betas;
+        let [m, u] = state else { unreachable!("Adamax keeps two buffers") };
+        let (one_minus_b1, b2t, eps, wd) =
+            (c::<T>(1.0 - b1), c::<T>(b2), c::<T>(self.eps), c::<T>(self.weight_decay));
+        let neg_step = c::<T>(-(lr / (1.0 - b1.powf(step as f64))));
+        let coupled = self.weight_decay != 0.0;
+        for (((w, &g0), mi), ui) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(u.iter_mut()) {
+            let d = if coupled { g0 + wd * *w } else { g0 };
+            *mi = lerp(*mi, d, one_minus_b1);
+            // `torch.maximum`: a NaN on either side stays.
+            *ui = (*ui * b2t).max_nan(d.abs() + eps);
+            *w += neg_step * *mi / *ui;
+        }
+    }
+}
+
+/// Settings of [`RAdam`].
+///
+/// ```
+/// use tapegrad_nn::{RAdamRule, UpdateRule};
+/// let rule = RAdamRule::default();
+/// assert_eq!((rule.eps, rule.decoupled_weight_decay), (1e-8, false));
+/// assert_eq!(rule.buffers(), ["exp_avg", "exp_avg_sq"]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct RAdamRule {
+    /// Decay rates of the first and second moment estimates.
+    pub betas: (f64, f64),
+    /// Added to the denominator (PyTorch: 1e-8).
+    pub eps: f64,
+    /// Weight decay: an L2 term in the gradient, or decoupled (applied to the weights).
+    pub weight_decay: f64,
+    /// Apply `weight_decay` to the weights directly (as AdamW does).
+    pub decoupled_weight_decay: bool,
+}
+
+impl Default for RAdamRule {
+    fn default() -> Self {
+        RAdamRule {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled_weight_decay: false,
+        }
+    }
+}
+
+/// RAdam: PyTorch's `torch.optim.RAdam`. While the second moment's estimate rests on few
+/// steps (its approximated length `rho_t` at most 5), steps follow the bias-corrected first
+/// moment alone; after that, Adam's adaptive step scaled by the rectification term.
+///
+/// ```
+/// use tapegrad_nn::{Optimizer, RAdam};
+/// use tapegrad_tape::Tensor;
+/// let w = Tensor::ones(&[1]).requires_grad();
+/// (&w * 2.0).backward();
+/// let mut opt = RAdam::new(vec![w.clone()], 0.1);
+/// opt.step(); // an early step: lr times the (bias-corrected) momentum, 2
+/// assert!((w.item() - 0.8).abs() < 1e-6);
+/// ```
+pub type RAdam = Optim<RAdamRule>;
+
+impl RAdam {
+    /// RAdam with learning rate `lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, RAdam};
+    /// assert_eq!(RAdam::new(vec![], 1e-3).param_groups()[0].lr, 1e-3);
+    /// ```
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
+        Optim::with_rule(params, lr, RAdamRule::default())
+    }
+}
+
+builder!(
+    RAdam,
+    RAdamRule {
+        betas: (f64, f64) = (0.8, 0.99),
+        eps: f64 = 1e-6,
+        weight_decay: f64 = 1e-4,
+        decoupled_weight_decay: bool = true
+    }
+);
+
+impl UpdateRule for RAdamRule {
+    const NAME: &'static str = "RAdam";
+    fn buffers(&self) -> &'static [&'static str] {
+        &["exp_avg", "exp_avg_sq"]
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let RAdamRule { betas, eps, weight_decay, decoupled_weight_decay } = self;
+        vec![
+            ("betas", format!("{betas:?}")),
+            ("eps", format!("{eps:?}")),
+            ("weight_decay", format!("{weight_decay:?}")),
+            ("decoupled_weight_decay", format!("{decoupled_weight_decay:?}")),
+        ]
+    }
+    #[inline(always)]
+    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+        let (b1, b2) = self.betas;
+        let [m, v] = state else { unreachable!("RAdam keeps two buffers") };
+        let t = step as f64;
+        let (bias1, bias2) = (1.0 - b1.powf(t), 1.0 - b2.powf(t));
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let rho_t = rho_inf - 2.0 * t * b2.powf(t) / bias2;
+        let (one_minus_b1, b2t, eps, wd) =
+            (c::<T>(1.0 - b1), c::<T>(b2), c::<T>(self.eps), c::<T>(self.weight_decay));
+        let decay = c::<T>(1.0 - lr * self.weight_decay);
+        if self.weight_decay != 0.0 && self.decoupled_weight_decay {
+            p.iter_mut().for_each(|w| *w = *w * decay);
+        }
+        let coupled = self.weight_decay != 0.0 && !self.decoupled_weight_decay;
+        for (((w, &g0), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let d = if coupled { g0 + wd * *w } else { g0 };
+            *mi = lerp(*mi, d, one_minus_b1);
+            *vi = *vi * b2t + (T::ONE - b2t) * d * d;
+        }
+        let (bias1, lr_t) = (c::<T>(bias1), c::<T>(lr));
+        if rho_t > 5.0 {
+            let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                .sqrt();
+            let (rect, bias2_sqrt) = (c::<T>(rect), c::<T>(bias2.sqrt()));
+            for ((w, &mi), &vi) in p.iter_mut().zip(m.iter()).zip(v.iter()) {
+                *w = *w - mi / bias1 * lr_t * (bias2_sqrt / (vi.sqrt() + eps)) * rect;
+            }
+        } else {
+            for (w, &mi) in p.iter_mut().zip(m.iter()) {
+                *w = *w - mi / bias1 * lr_t;
+            }
+        }
+    }
+}
