@@ -80,7 +80,7 @@ pub mod prelude {
         HuberLoss, Identity, InstanceNorm1d, InstanceNorm2d, KLDivLoss, L1Loss, LBFGS, LSTM,
         LSTMCell, LambdaLR, Layer, LayerNorm, LeakyReLU, LineSearch, Linear, LinearLR,
         LinearWarmup, LogSigmoid, LogSoftmax, LrScheduler, MSELoss, MarginRankingLoss, MaxPool1d,
-        MaxPool2d, Mish, Module, MultiStepLR, MultiheadAttention, MultiheadAttentionOptions,
+        MaxPool2d, Mish, Module, MultiStepLR, MultiheadAttention, MultiheadAttentionOptions, NAdam,
         NLLLoss, Nonlinearity, Optimizer, PReLU, PairwiseDistance, PixelShuffle, PixelUnshuffle,
         PlateauMode, PoissonNLLLoss, PolynomialLR, RAdam, RMSprop, RNN, RNNCell, ReLU, ReLU6,
         ReduceLROnPlateau, SELU, SGD, SchedulerState, Sequential, SequentialLR, SiLU, Sigmoid,

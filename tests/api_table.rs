@@ -1115,10 +1115,11 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Optimizers",
-            "torch.optim.RAdam(params, lr=1e-3, weight_decay=0.01, decoupled_weight_decay=True) / Adamax(params, lr=2e-3)",
+            "torch.optim.RAdam(params, lr=1e-3, weight_decay=0.01, decoupled_weight_decay=True) / NAdam(params, lr=2e-3, momentum_decay=4e-3) / Adamax(params, lr=2e-3)",
             {
                 let radam = RAdam::new(params.clone(), 1e-3).weight_decay(0.01).decoupled_weight_decay(true);
-                (radam, Adamax::new(params, 2e-3).betas((0.9, 0.999)))
+                let nadam = NAdam::new(params.clone(), 2e-3).momentum_decay(4e-3);
+                (radam, nadam, Adamax::new(params, 2e-3).betas((0.9, 0.999)))
             }
         ),
         (

@@ -20,6 +20,10 @@ CONFIGS = {
     "radam": ("RAdam", {"lr": 0.05}),
     "radam_wd": ("RAdam", {"lr": 0.03, "betas": [0.7, 0.9], "eps": 1e-6, "weight_decay": 0.1}),
     "radam_decoupled": ("RAdam", {"lr": 0.03, "weight_decay": 0.2, "decoupled_weight_decay": True}),
+    "nadam": ("NAdam", {"lr": 0.05}),
+    "nadam_wd": ("NAdam", {"lr": 0.02, "betas": [0.8, 0.95], "eps": 1e-6, "weight_decay": 0.1,
+                           "momentum_decay": 0.01}),
+    "nadam_decoupled": ("NAdam", {"lr": 0.03, "weight_decay": 0.2, "decoupled_weight_decay": True}),
 }
 out = {}
 for name, (cls, kwargs) in CONFIGS.items():

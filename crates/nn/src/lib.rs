@@ -86,8 +86,8 @@ pub use decoder::{
 };
 pub use optim::{
     Adadelta, AdadeltaRule, Adagrad, AdagradRule, Adam, AdamRule, AdamW, AdamWRule, Adamax,
-    AdamaxRule, Optim, Optimizer, ParamGroup, RAdam, RAdamRule, RMSprop, RmspropRule, SGD, SgdRule,
-    UpdateRule, clip_grad_norm, clip_grad_value,
+    AdamaxRule, NAdam, NAdamRule, Optim, Optimizer, ParamGroup, RAdam, RAdamRule, RMSprop,
+    RmspropRule, SGD, SgdRule, UpdateRule, clip_grad_norm, clip_grad_value,
 };
 pub use pooling::{
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AvgPool1d,

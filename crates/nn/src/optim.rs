@@ -1385,4 +1385,4 @@ pub fn clip_grad_value(params: &[Tensor], clip: f64) {
 }
 
 mod variants;
-pub use variants::{Adamax, AdamaxRule, RAdam, RAdamRule};
+pub use variants::{Adamax, AdamaxRule, NAdam, NAdamRule, RAdam, RAdamRule};

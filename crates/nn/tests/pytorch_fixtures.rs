@@ -125,6 +125,14 @@ fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> 
                 .weight_decay(f("weight_decay", 0.0))
                 .decoupled_weight_decay(b("decoupled_weight_decay")),
         ),
+        "NAdam" => Box::new(
+            NAdam::new(params, lr)
+                .betas(betas((0.9, 0.999)))
+                .eps(f("eps", 1e-8))
+                .weight_decay(f("weight_decay", 0.0))
+                .momentum_decay(f("momentum_decay", 4e-3))
+                .decoupled_weight_decay(b("decoupled_weight_decay")),
+        ),
         other => panic!("fixture optimizer {other} is not mapped"),
     }
 }
@@ -132,8 +140,8 @@ fn make(class: &str, kwargs: &Value, params: Vec<Tensor>) -> Box<dyn Optimizer> 
 #[test]
 fn optimizers_follow_pytorch_trajectories() {
     follows_trajectories("optimizers.json", 10);
-    // Written by tools/optimizer_reference.py: Adamax and RAdam.
-    follows_trajectories("more_optimizers.json", 5);
+    // Written by tools/optimizer_reference.py: Adamax, RAdam and NAdam.
+    follows_trajectories("more_optimizers.json", 8);
 }
 
 /// Every configuration of a trajectory file (`count` of them) reproduced step by step.

@@ -1,6 +1,6 @@
 //! Adam's variants: Adamax (the second moment replaced by a decaying maximum of the
-//! gradient's size) and RAdam (the adaptive step rectified while the second moment's
-//! estimate is still short of samples).
+//! gradient's size), RAdam (the adaptive step rectified while the second moment's
+//! estimate is still short of samples) and NAdam (Nesterov momentum on a rising schedule).
 
 use tapegrad_tape::{Element, Tensor};
 
@@ -207,6 +207,163 @@ impl UpdateRule for RAdamRule {
             for (w, &mi) in p.iter_mut().zip(m.iter()) {
                 *w = *w - mi / bias1 * lr_t;
             }
+        }
+    }
+}
+
+/// Settings of [`NAdam`].
+///
+/// ```
+/// use tapegrad_nn::{NAdamRule, UpdateRule};
+/// let rule = NAdamRule::default();
+/// assert_eq!((rule.momentum_decay, rule.buffers()), (4e-3, &["exp_avg", "exp_avg_sq"][..]));
+/// ```
+#[derive(Debug)]
+pub struct NAdamRule {
+    /// Decay rates of the first and second moment estimates.
+    pub betas: (f64, f64),
+    /// Added to the denominator (PyTorch: 1e-8).
+    pub eps: f64,
+    /// Weight decay: an L2 term in the gradient, or decoupled (applied to the weights).
+    pub weight_decay: f64,
+    /// How fast the momentum schedule `mu_t = beta1 (1 - 0.96^(t psi) / 2)` rises (`psi`).
+    pub momentum_decay: f64,
+    /// Apply `weight_decay` to the weights directly (as AdamW does).
+    pub decoupled_weight_decay: bool,
+    /// `mu_1 mu_2 ... mu_t` for each step so far, and the `(beta1, momentum_decay)` they are
+    /// for: PyTorch keeps this product in each parameter's state; it depends on the step
+    /// alone, so one list serves every parameter and a resumed run rebuilds it.
+    products: std::sync::Mutex<(f64, f64, Vec<f64>)>,
+}
+
+impl Default for NAdamRule {
+    fn default() -> Self {
+        NAdamRule {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum_decay: 4e-3,
+            decoupled_weight_decay: false,
+            products: Default::default(),
+        }
+    }
+}
+
+impl Clone for NAdamRule {
+    fn clone(&self) -> Self {
+        let NAdamRule { betas, eps, weight_decay, momentum_decay, decoupled_weight_decay, .. } =
+            *self;
+        NAdamRule {
+            betas,
+            eps,
+            weight_decay,
+            momentum_decay,
+            decoupled_weight_decay,
+            ..Default::default()
+        }
+    }
+}
+
+impl NAdamRule {
+    /// The momentum factor of step `t`.
+    fn mu(&self, t: f64) -> f64 {
+        self.betas.0 * (1.0 - 0.5 * 0.96f64.powf(t * self.momentum_decay))
+    }
+
+    /// `mu_1 ... mu_step`, multiplied in step order as PyTorch's running product is.
+    fn mu_product(&self, step: u64) -> f64 {
+        let mut cache = self.products.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (beta1, decay, products) = &mut *cache;
+        if (*beta1, *decay) != (self.betas.0, self.momentum_decay) {
+            (*beta1, *decay) = (self.betas.0, self.momentum_decay);
+            products.clear();
+        }
+        while (products.len() as u64) < step {
+            let last = products.last().copied().unwrap_or(1.0);
+            products.push(last * self.mu((products.len() + 1) as f64));
+        }
+        if step == 0 { 1.0 } else { products[step as usize - 1] }
+    }
+}
+
+/// NAdam: PyTorch's `torch.optim.NAdam` (Adam with Nesterov momentum on a rising momentum
+/// schedule; PyTorch's default learning rate is 2e-3).
+///
+/// ```
+/// use tapegrad_nn::{NAdam, Optimizer};
+/// use tapegrad_tape::Tensor;
+/// let w = Tensor::ones(&[1]).requires_grad();
+/// (&w * 2.0).backward();
+/// let mut opt = NAdam::new(vec![w.clone()], 0.1);
+/// opt.step(); // about lr against the gradient's sign on the first step
+/// assert!((w.item() - 0.9).abs() < 0.01);
+/// ```
+pub type NAdam = Optim<NAdamRule>;
+
+impl NAdam {
+    /// NAdam with learning rate `lr`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{NAdam, Optimizer};
+    /// assert_eq!(NAdam::new(vec![], 2e-3).param_groups()[0].lr, 2e-3);
+    /// ```
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
+        Optim::with_rule(params, lr, NAdamRule::default())
+    }
+}
+
+builder!(
+    NAdam,
+    NAdamRule {
+        betas: (f64, f64) = (0.8, 0.99),
+        eps: f64 = 1e-6,
+        weight_decay: f64 = 1e-4,
+        momentum_decay: f64 = 5e-3,
+        decoupled_weight_decay: bool = true
+    }
+);
+
+impl UpdateRule for NAdamRule {
+    const NAME: &'static str = "NAdam";
+    fn buffers(&self) -> &'static [&'static str] {
+        &["exp_avg", "exp_avg_sq"]
+    }
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let NAdamRule { betas, eps, weight_decay, momentum_decay, decoupled_weight_decay, .. } =
+            self;
+        vec![
+            ("betas", format!("{betas:?}")),
+            ("eps", format!("{eps:?}")),
+            ("weight_decay", format!("{weight_decay:?}")),
+            ("momentum_decay", format!("{momentum_decay:?}")),
+            ("decoupled_weight_decay", format!("{decoupled_weight_decay:?}")),
+        ]
+    }
+    #[inline(always)]
+    fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+        let (b1, b2) = self.betas;
+        let [m, v] = state else { unreachable!("NAdam keeps two buffers") };
+        let t = step as f64;
+        let (mu, mu_next) = (self.mu(t), self.mu(t + 1.0));
+        let product = self.mu_product(step);
+        let product_next = product * mu_next;
+        let grad_scale = c::<T>(-lr * (1.0 - mu) / (1.0 - product));
+        let momentum_scale = c::<T>((-lr * mu_next) / (1.0 - product_next));
+        let bias2 = c::<T>(1.0 - b2.powf(t));
+        let (one_minus_b1, b2t, eps, wd) =
+            (c::<T>(1.0 - b1), c::<T>(b2), c::<T>(self.eps), c::<T>(self.weight_decay));
+        let decay = c::<T>(1.0 - lr * self.weight_decay);
+        if self.weight_decay != 0.0 && self.decoupled_weight_decay {
+            p.iter_mut().for_each(|w| *w = *w * decay);
+        }
+        let coupled = self.weight_decay != 0.0 && !self.decoupled_weight_decay;
+        for (((w, &g0), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let d = if coupled { g0 + wd * *w } else { g0 };
+            *mi = lerp(*mi, d, one_minus_b1);
+            *vi = *vi * b2t + (T::ONE - b2t) * d * d;
+            let denom = (*vi / bias2).sqrt() + eps;
+            *w += grad_scale * d / denom;
+            *w += momentum_scale * *mi / denom;
         }
     }
 }
