@@ -7,7 +7,10 @@
 //! [`LBFGS::step`] takes a closure that clears the gradients, computes the loss, runs
 //! `backward` and returns the loss. The parameters are treated as one flat vector; the
 //! history of steps and gradient changes is kept in the parameters' dtype, and dot
-//! products are summed in `f64`.
+//! products and step lengths are computed in `f64` (PyTorch computes them in the
+//! parameters' dtype: with `f32` parameters the two can take a different branch of a
+//! tolerance test, and so differ in their counts of evaluations; with `f64` they follow
+//! the same path).
 
 use std::collections::VecDeque;
 
@@ -48,7 +51,9 @@ pub struct LbfgsOptions {
     pub max_eval: Option<usize>,
     /// A step ends once the largest gradient element is at most this (1e-7).
     pub tolerance_grad: f64,
-    /// A step ends once the loss or the parameters change by less than this (1e-9).
+    /// A step ends once the loss changes by less than this, the parameters by at most this,
+    /// or the directional derivative along the search direction rises above minus this
+    /// (1e-9).
     pub tolerance_change: f64,
     /// Steps and gradient changes remembered (100).
     pub history_size: usize,
@@ -322,7 +327,7 @@ impl LBFGS {
         if abs_max(&grad) <= o.tolerance_grad {
             return orig_loss;
         }
-        let mut m = T::take(&mut self.history).unwrap_or_else(|| Memory {
+        let memory = T::take(&mut self.history).unwrap_or_else(|| Memory {
             d: Vec::new(),
             t: lr,
             old_dirs: VecDeque::new(),
@@ -332,6 +337,10 @@ impl LBFGS {
             prev_flat_grad: Vec::new(),
             prev_loss: loss,
         });
+        // Put back when the step ends, and also if the closure panics partway, so that the
+        // counts never outlive the memory they go with.
+        let mut kept = KeepOnDrop { slot: &mut self.history, memory: Some(memory) };
+        let m = kept.memory.as_mut().expect("set above");
 
         let mut n_iter = 0;
         while n_iter < o.max_iter {
@@ -395,8 +404,22 @@ impl LBFGS {
                 break;
             }
         }
-        self.history = Some(T::keep(m));
+        drop(kept);
         orig_loss
+    }
+}
+
+/// Stores `memory` back into `slot` when dropped.
+struct KeepOnDrop<'a, T: Flat> {
+    slot: &'a mut Option<History>,
+    memory: Option<Memory<T>>,
+}
+
+impl<T: Flat> Drop for KeepOnDrop<'_, T> {
+    fn drop(&mut self) {
+        if let Some(memory) = self.memory.take() {
+            *self.slot = Some(T::keep(memory));
+        }
     }
 }
 
@@ -633,8 +656,10 @@ impl<T: Element> WidestLoop for AddScaled<'_, T> {
     }
 }
 
+/// The largest `|a_i|`, NaN if any is (as PyTorch's `abs().max()`: a diverged gradient must
+/// not pass for a converged one).
 fn abs_max<T: Element>(a: &[T]) -> f64 {
-    a.iter().map(|v| v.to_f64().abs()).fold(0.0, py_max)
+    a.iter().map(|v| v.to_f64().abs()).fold(0.0, |m, v| if v.is_nan() || v > m { v } else { m })
 }
 
 fn abs_sum<T: Element>(a: &[T]) -> f64 {
@@ -697,7 +722,12 @@ impl LBFGS {
     /// use tapegrad_nn::LBFGS;
     /// assert_eq!(LBFGS::new(vec![], 1.0).max_iter(5).options().max_iter, 5);
     /// ```
+    ///
+    /// # Panics
+    /// If `value` is 0.
+    #[track_caller]
     pub fn max_iter(mut self, value: usize) -> Self {
+        assert!(value > 0, "LBFGS: max_iter must be at least 1");
         self.options.max_iter = value;
         self
     }
@@ -742,7 +772,12 @@ impl LBFGS {
     /// use tapegrad_nn::LBFGS;
     /// assert_eq!(LBFGS::new(vec![], 1.0).history_size(10).options().history_size, 10);
     /// ```
+    ///
+    /// # Panics
+    /// If `value` is 0 (PyTorch fails at the first update then).
+    #[track_caller]
     pub fn history_size(mut self, value: usize) -> Self {
+        assert!(value > 0, "LBFGS: history_size must be at least 1");
         self.options.history_size = value;
         self
     }
@@ -904,7 +939,9 @@ impl LBFGS {
             if !t.dtype().is_float() {
                 return Err(bad(format!("entry `{name}` is {}; expected floats", t.dtype())));
             }
-            found[slot] = Some(t);
+            if found[slot].replace(t).is_some() {
+                return Err(bad(format!("entry `{name}` appears twice")));
+            }
         }
         let scalar = |slot: usize, name: &str| -> Result<Option<f64>> {
             found[slot]

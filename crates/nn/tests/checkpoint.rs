@@ -458,10 +458,10 @@ fn schedulers_save_their_epoch_and_settings_with_pytorch_names() {
 #[test]
 fn a_sequence_of_schedules_checks_its_milestones_and_inner_states() {
     let make = || -> SequentialLR {
-        SequentialLR::new(
-            vec![Box::new(ConstantLR::new(0.1, 0.5, 3)), Box::new(StepLR::new(0.1, 2, 0.5))],
-            &[4],
-        )
+        // The second schedule was stepped before; the sequence starts it from 0 all the same.
+        let mut stepped = StepLR::new(0.1, 2, 0.5);
+        stepped.step(&mut SGD::new(vec![], 0.1));
+        SequentialLR::new(vec![Box::new(ConstantLR::new(0.1, 0.5, 3)), Box::new(stepped)], &[4])
     };
     let wrong_count = std::panic::catch_unwind(|| {
         SequentialLR::new(vec![Box::new(StepLR::new(0.1, 2, 0.5))], &[3])
@@ -472,6 +472,10 @@ fn a_sequence_of_schedules_checks_its_milestones_and_inner_states() {
 
     let mut sched = make();
     let state = sched.state_dict();
+    let inner = |state: &[(String, f64)]| {
+        state.iter().find(|(n, _)| n == "_schedulers.1.last_epoch").map(|(_, v)| *v)
+    };
+    assert_eq!(inner(&state), Some(0.0), "the stepped schedule starts from epoch 0");
     let edit = |name: &str, value: f64| {
         let mut s = state.clone();
         s.iter_mut().filter(|(n, _)| n == name).for_each(|(_, v)| *v = value);
@@ -483,7 +487,10 @@ fn a_sequence_of_schedules_checks_its_milestones_and_inner_states() {
         (edit("_schedulers.1.step_size", 0.0), "`step_size` is 0"),
         (edit("_milestones.0", 2.5), "`_milestones.0` is 2.5"),
         (extra, "schedule 2, but there are 2 schedules"),
-        (state[..state.len() - 1].to_vec(), "missing entry `gamma`"),
+        (
+            state[..state.len() - 1].to_vec(),
+            "schedule 1 (`_schedulers.1.`): StepLR state: missing entry `gamma`",
+        ),
     ] {
         let err = sched.load_state_dict(&bad).unwrap_err().to_string();
         assert!(err.contains(message), "expected `{message}` in: {err}");

@@ -334,3 +334,66 @@ fn lbfgs_checkpoint_resumes_a_model_fit() {
     assert!(err.contains("history_size"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn lbfgs_does_not_take_a_nan_gradient_for_convergence() {
+    // sqrt at 0 has an infinite slope and 0 * inf is NaN: the gradient is NaN from the start.
+    // PyTorch's test `abs().max() <= tolerance_grad` is false for NaN, so it iterates (and
+    // the NaN reaches the parameters); it must not return at once as if at a minimum.
+    let p = Tensor::zeros_dtype(&[2], tapegrad_tape::DType::F64).requires_grad();
+    let mut opt = LBFGS::new(vec![p.clone()], 1.0).max_iter(3);
+    opt.step(|| {
+        p.zero_grad();
+        let loss = (p.sqrt() * 0.0).sum();
+        loss.backward();
+        loss
+    });
+    assert!(opt.counts().1 > 0, "no iteration ran: {:?}", opt.counts());
+    assert!(p.to_vec::<f64>().iter().all(|v| v.is_nan()));
+}
+
+#[test]
+fn lbfgs_keeps_its_memory_when_the_closure_panics() {
+    let (params, loss) = problem("rosenbrock");
+    let mut opt = LBFGS::new(params.clone(), 1.0).max_iter(4);
+    step(&mut opt, &params, &*loss);
+    let mut calls = 0;
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        opt.step(|| {
+            calls += 1;
+            assert!(calls < 3, "the closure fails on its third call");
+            params[0].zero_grad();
+            let l = loss(&params);
+            l.backward();
+            l
+        })
+    }));
+    assert!(failed.is_err());
+    // The counts moved on, and the state still holds the memory that goes with them.
+    let state = opt.state_dict();
+    assert!(state.iter().any(|(n, _)| n == "state.0.0.d"));
+    LBFGS::new(params.clone(), 1.0).max_iter(4).load_state_dict(&state).unwrap();
+    step(&mut opt, &params, &*loss);
+}
+
+#[test]
+fn lbfgs_refuses_an_empty_history_or_no_iterations() {
+    for (make, message) in [
+        (
+            Box::new(|| drop(LBFGS::new(vec![], 1.0).history_size(0))) as Box<dyn Fn()>,
+            "history_size must be at least 1",
+        ),
+        (Box::new(|| drop(LBFGS::new(vec![], 1.0).max_iter(0))), "max_iter must be at least 1"),
+    ] {
+        let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)).unwrap_err();
+        let got = payload.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(got.contains(message), "{got}");
+    }
+    let (params, loss) = problem("least_squares");
+    let mut opt = LBFGS::new(params.clone(), 1.0);
+    step(&mut opt, &params, &*loss);
+    let mut twice = opt.state_dict();
+    twice.push(twice[1].clone());
+    let err = opt.load_state_dict(&twice).unwrap_err().to_string();
+    assert!(err.contains("entry `state.0.0.func_evals` appears twice"), "{err}");
+}

@@ -1,11 +1,12 @@
 //! Bags of embeddings reduced to one vector each (PyTorch's `F.embedding_bag`): the rows of
-//! a table for every index of a bag, summed, averaged or maximised, without the
-//! `[bags, length, dim]` tensor of a lookup followed by a reduction.
+//! a table for every index of a bag, summed, averaged or maximised.
 //!
 //! Built from recorded ops, so gradients reach the table (and the per-sample weights) to any
-//! order: the kept rows are picked with `index_select` and added into their bags with
-//! `index_add` (sum and mean); for max, each bag's rows are picked into a `[bags, longest,
-//! dim]` block, a short bag repeating its first index, and reduced with `max_dim`.
+//! order: the kept rows are picked with `index_select` (`[indices, dim]`) and added into
+//! their bags with `index_add` (sum and mean); for max, each bag's rows are picked into a
+//! `[bags, longest bag, dim]` block, a short bag repeating its first index, and reduced with
+//! `max_dim`, so bags of very different lengths cost as many rows as the longest times the
+//! bags. A 2-D input with no columns gives zero bags' worth of zeros (PyTorch refuses it).
 
 use std::panic::Location;
 
@@ -112,17 +113,26 @@ fn bags(
                 )));
             }
             let mut bounds: Vec<i64> = offsets.to_vec::<i64>();
-            if !options.include_last_offset {
-                bounds.push(indices.len() as i64);
-            } else if bounds.is_empty() {
+            let len = indices.len() as i64;
+            if bounds.is_empty() {
                 return Err(invalid(
-                    "with include_last_offset, offsets needs at least one entry (the end)".into(),
+                    "offsets is empty; it needs 0, where the first bag starts".into(),
                 ));
+            }
+            if !options.include_last_offset {
+                bounds.push(len);
+            } else if bounds[bounds.len() - 1] != len {
+                // PyTorch's kernels disagree here (some end the last bag at the input's end,
+                // some at the offset): an error rather than either guess.
+                return Err(invalid(format!(
+                    "with include_last_offset, the last offset ends the last bag and must be the \
+                     input's length {len}, got {}",
+                    bounds[bounds.len() - 1]
+                )));
             }
             if bounds.first().is_some_and(|&first| first != 0) {
                 return Err(invalid(format!("offsets must start at 0, got {}", bounds[0])));
             }
-            let len = indices.len() as i64;
             if let Some(w) = bounds.windows(2).find(|w| w[1] < w[0] || w[1] > len) {
                 return Err(invalid(format!(
                     "offsets must not decrease nor pass the input's {len} indices, got {} then {}",
@@ -210,7 +220,10 @@ pub(crate) fn embedding_bag(
         // first index: the maximum is unchanged, and so is where its gradient goes.
         let longest = sizes.iter().copied().max().unwrap_or(0);
         if longest == 0 {
-            return Ok(Tensor::zeros_dtype(&[count, dim], weight.dtype()));
+            // Every bag empty: zeros that still lead back to the table, as PyTorch's do.
+            let none = index_select(weight, 0, &int64(Vec::new()))?;
+            let zeros = Tensor::zeros_dtype(&[count, dim], weight.dtype());
+            return index_add(&zeros, 0, &int64(Vec::new()), &none);
         }
         let mut picks = Vec::with_capacity(count * longest);
         for bag in bags.starts.windows(2) {
@@ -223,9 +236,11 @@ pub(crate) fn embedding_bag(
         if sizes.iter().all(|&s| s > 0) {
             return Ok(largest);
         }
-        let nonempty: Vec<f64> = sizes.iter().map(|&s| if s > 0 { 1.0 } else { 0.0 }).collect();
-        let mask = Tensor::from_vec(nonempty, &[count, 1]).to_dtype(weight.dtype());
-        return Ok(&largest * &mask);
+        // Chosen, not multiplied by a mask: an empty bag's stand-in row may hold an infinity.
+        let nonempty: Vec<bool> = sizes.iter().map(|&s| s > 0).collect();
+        let mask = Tensor::from_vec(nonempty, &[count, 1]);
+        let zeros = Tensor::zeros_dtype(&[1, 1], weight.dtype());
+        return crate::binary::try_where(&mask, &largest, &zeros);
     }
 
     let kept: Vec<usize> = bags.positions.iter().map(|&p| indices[p]).collect();

@@ -254,10 +254,36 @@ fn bad_bags_are_named() {
             "index 7 at position [0, 0] is out of range",
             err(&ints(&[7], &[1, 1]), EmbeddingBagOptions::default()),
         ),
+        ("offsets is empty", err(&flat, with(&[]))),
+        (
+            "the last offset ends the last bag and must be the input's length 3, got 2",
+            err(&flat, with(&[0, 2]).include_last_offset(true)),
+        ),
     ] {
         assert!(got.contains(message), "expected `{message}` in: {got}");
     }
     // Empty inputs: bags with nothing in them.
     let none = embedding_bag_with(&ints(&[], &[0]), &w, with(&[0, 0]));
     assert_eq!((none.shape(), none.to_vec::<f32>()), (&[2, 2][..], vec![0.0; 4]));
+}
+
+#[test]
+fn empty_bags_give_zeros_that_lead_back_to_the_table() {
+    // Every bag empty (all padding), in max mode: zeros, and backward reaches the table.
+    let w = table();
+    let options = EmbeddingBagOptions::default().mode(EmbeddingBagMode::Max).padding_idx(1);
+    let out = embedding_bag_with(&ints(&[1, 1, 1, 1], &[2, 2]), &w, options);
+    assert_eq!(out.to_vec::<f64>(), vec![0.0; 6]);
+    out.sum().backward();
+    assert_eq!(w.grad().unwrap().to_vec::<f64>(), vec![0.0; 18]);
+
+    // An empty bag beside a full one, with an infinity in the table's first row (the row an
+    // empty bag stands in with): still zeros, not NaN.
+    let with_inf = Tensor::from_vec(vec![f64::INFINITY, 1.0, 2.0, 3.0], &[2, 2]).requires_grad();
+    let options =
+        EmbeddingBagOptions::default().offsets(&ints(&[0, 0], &[2])).mode(EmbeddingBagMode::Max);
+    let out = embedding_bag_with(&ints(&[1], &[1]), &with_inf, options);
+    assert_eq!(out.to_vec::<f64>(), vec![0.0, 0.0, 2.0, 3.0]);
+    out.sum().backward();
+    assert_eq!(with_inf.grad().unwrap().to_vec::<f64>(), vec![0.0, 0.0, 1.0, 1.0]);
 }

@@ -95,6 +95,10 @@ impl SequentialLR {
             milestones.windows(2).all(|w| w[0] <= w[1]),
             "SequentialLR: milestones {milestones:?} must not decrease"
         );
+        let mut schedulers = schedulers;
+        // Each starts from its epoch 0 whatever it was stepped to before (PyTorch undoes the
+        // steps its schedulers' constructors took).
+        schedulers.iter_mut().for_each(|s| restart(s.as_mut()));
         SequentialLR { schedulers, milestones: milestones.to_vec(), epoch: 0 }
     }
 
@@ -141,8 +145,11 @@ impl SequentialLR {
                 message: format!("milestones {milestones:?} decrease"),
             });
         }
-        for (schedule, state) in self.schedulers.iter().zip(&inner) {
-            schedule.check_state_dict(state)?;
+        for (i, (schedule, state)) in self.schedulers.iter().zip(&inner).enumerate() {
+            schedule.check_state_dict(state).map_err(|e| Error::Format {
+                path: "SequentialLR state".to_string(),
+                message: format!("schedule {i} (`_schedulers.{i}.`): {e}"),
+            })?;
         }
         Ok(Read { epoch: values[0] as usize, milestones, inner })
     }
@@ -156,6 +163,13 @@ struct Read {
     inner: Vec<Vec<(String, f64)>>,
 }
 
+/// Sets `schedule` back to its epoch 0, its settings unchanged.
+fn restart(schedule: &mut dyn LrScheduler) {
+    let mut state = schedule.state_dict();
+    state.iter_mut().filter(|(name, _)| name == "last_epoch").for_each(|(_, v)| *v = 0.0);
+    schedule.load_state_dict(&state).expect("a schedule's own state with its epoch at 0");
+}
+
 impl LrScheduler for SequentialLR {
     fn lr_at(&self, epoch: usize) -> f64 {
         let (index, local) = self.at(epoch);
@@ -167,15 +181,13 @@ impl LrScheduler for SequentialLR {
     }
 
     /// Steps the schedule that runs at the next epoch; at a milestone, the next schedule
-    /// starts over from its epoch 0, as PyTorch's `step(0)` does.
+    /// starts over from its epoch 0, as PyTorch's `_update_lr(0)` does.
     fn step(&mut self, optimizer: &mut dyn Optimizer) {
         self.epoch += 1;
         let (index, local) = self.at(self.epoch);
         let schedule = &mut self.schedulers[index];
         if local == 0 {
-            let mut state = schedule.state_dict();
-            state.iter_mut().filter(|(name, _)| name == "last_epoch").for_each(|(_, v)| *v = 0.0);
-            schedule.load_state_dict(&state).expect("a schedule's own state with its epoch at 0");
+            restart(schedule.as_mut());
             optimizer.set_lr(schedule.lr());
         } else {
             schedule.step(optimizer);
