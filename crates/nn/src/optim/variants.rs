@@ -178,35 +178,24 @@ impl UpdateRule for RAdamRule {
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let (b1, b2) = self.betas;
         let [m, v] = state else { unreachable!("RAdam keeps two buffers") };
+        let (m, v): (&mut [T], &mut [T]) = (m, v);
         let t = step as f64;
         let (bias1, bias2) = (1.0 - b1.powf(t), 1.0 - b2.powf(t));
         let rho_inf = 2.0 / (1.0 - b2) - 1.0;
         let rho_t = rho_inf - 2.0 * t * b2.powf(t) / bias2;
-        let (one_minus_b1, b2t, eps, wd) =
-            (c::<T>(1.0 - b1), c::<T>(b2), c::<T>(self.eps), c::<T>(self.weight_decay));
-        let decay = c::<T>(1.0 - lr * self.weight_decay);
-        if self.weight_decay != 0.0 && self.decoupled_weight_decay {
-            p.iter_mut().for_each(|w| *w = *w * decay);
-        }
-        let coupled = self.weight_decay != 0.0 && !self.decoupled_weight_decay;
-        for (((w, &g0), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let d = if coupled { g0 + wd * *w } else { g0 };
-            *mi = lerp(*mi, d, one_minus_b1);
-            *vi = *vi * b2t + (T::ONE - b2t) * d * d;
-        }
-        let (bias1, lr_t) = (c::<T>(bias1), c::<T>(lr));
+        let moments =
+            Moments::new(self.betas, (self.weight_decay, self.decoupled_weight_decay), lr);
+        let (bias1, lr_t, eps) = (c::<T>(bias1), c::<T>(lr), c::<T>(self.eps));
         if rho_t > 5.0 {
             let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
                 / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
                 .sqrt();
             let (rect, bias2_sqrt) = (c::<T>(rect), c::<T>(bias2.sqrt()));
-            for ((w, &mi), &vi) in p.iter_mut().zip(m.iter()).zip(v.iter()) {
+            moments.update(p, g, m, v, |w, _, mi, vi| {
                 *w = *w - mi / bias1 * lr_t * (bias2_sqrt / (vi.sqrt() + eps)) * rect;
-            }
+            });
         } else {
-            for (w, &mi) in p.iter_mut().zip(m.iter()) {
-                *w = *w - mi / bias1 * lr_t;
-            }
+            moments.update(p, g, m, v, |w, _, mi, _| *w = *w - mi / bias1 * lr_t);
         }
     }
 }
@@ -341,8 +330,9 @@ impl UpdateRule for NAdamRule {
     }
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let (b1, b2) = self.betas;
+        let b2 = self.betas.1;
         let [m, v] = state else { unreachable!("NAdam keeps two buffers") };
+        let (m, v): (&mut [T], &mut [T]) = (m, v);
         let t = step as f64;
         let (mu, mu_next) = (self.mu(t), self.mu(t + 1.0));
         let product = self.mu_product(step);
@@ -350,20 +340,61 @@ impl UpdateRule for NAdamRule {
         let grad_scale = c::<T>(-lr * (1.0 - mu) / (1.0 - product));
         let momentum_scale = c::<T>((-lr * mu_next) / (1.0 - product_next));
         let bias2 = c::<T>(1.0 - b2.powf(t));
-        let (one_minus_b1, b2t, eps, wd) =
-            (c::<T>(1.0 - b1), c::<T>(b2), c::<T>(self.eps), c::<T>(self.weight_decay));
-        let decay = c::<T>(1.0 - lr * self.weight_decay);
-        if self.weight_decay != 0.0 && self.decoupled_weight_decay {
-            p.iter_mut().for_each(|w| *w = *w * decay);
-        }
-        let coupled = self.weight_decay != 0.0 && !self.decoupled_weight_decay;
-        for (((w, &g0), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let d = if coupled { g0 + wd * *w } else { g0 };
-            *mi = lerp(*mi, d, one_minus_b1);
-            *vi = *vi * b2t + (T::ONE - b2t) * d * d;
-            let denom = (*vi / bias2).sqrt() + eps;
+        let moments =
+            Moments::new(self.betas, (self.weight_decay, self.decoupled_weight_decay), lr);
+        let eps = c::<T>(self.eps);
+        moments.update(p, g, m, v, |w, d, mi, vi| {
+            let denom = (vi / bias2).sqrt() + eps;
             *w += grad_scale * d / denom;
-            *w += momentum_scale * *mi / denom;
+            *w += momentum_scale * mi / denom;
+        });
+    }
+}
+
+/// The moment updates RAdam and NAdam share with Adam: weight decay (decoupled: the weights
+/// shrink by `1 - lr weight_decay` first; else `weight_decay` times the weights joins the
+/// gradient), then `m` moves towards the gradient by `1 - beta1` and `v` towards its square
+/// by `1 - beta2`.
+struct Moments<T> {
+    one_minus_b1: T,
+    b2: T,
+    weight_decay: T,
+    /// `1 - lr weight_decay` when the decay is decoupled, else `None`.
+    shrink: Option<T>,
+    coupled: bool,
+}
+
+impl<T: Element> Moments<T> {
+    fn new((b1, b2): (f64, f64), (weight_decay, decoupled): (f64, bool), lr: f64) -> Self {
+        let decays = weight_decay != 0.0;
+        Moments {
+            one_minus_b1: c(1.0 - b1),
+            b2: c(b2),
+            weight_decay: c(weight_decay),
+            shrink: (decays && decoupled).then(|| c(1.0 - lr * weight_decay)),
+            coupled: decays && !decoupled,
+        }
+    }
+
+    /// Updates `m` and `v` from `g` element by element, each followed by `step(w, d, m, v)`
+    /// with the gradient `d` it used and the new moments.
+    #[inline(always)]
+    fn update(
+        &self,
+        p: &mut [T],
+        g: &[T],
+        m: &mut [T],
+        v: &mut [T],
+        mut step: impl FnMut(&mut T, T, T, T),
+    ) {
+        if let Some(shrink) = self.shrink {
+            p.iter_mut().for_each(|w| *w = *w * shrink);
+        }
+        for (((w, &g0), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let d = if self.coupled { g0 + self.weight_decay * *w } else { g0 };
+            *mi = lerp(*mi, d, self.one_minus_b1);
+            *vi = *vi * self.b2 + (T::ONE - self.b2) * d * d;
+            step(w, d, *mi, *vi);
         }
     }
 }
