@@ -1206,6 +1206,29 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Optimizers",
+            "OneCycleLR(opt, max_lr=0.1, epochs=10, steps_per_epoch=100, pct_start=0.25)",
+            {
+                let mut opt = SGD::new(params, 0.1).momentum(0.9);
+                let mut sched = OneCycleLR::new(0.1, 10 * 100).pct_start(0.25);
+                sched.apply(&mut opt);
+                sched.step(&mut opt)
+            },
+            "`total_steps` as one count; `apply` sets the first rate and momentum (PyTorch's constructor does); the moved momentum (SGD's, RMSprop's, Adam's first beta) is saved in the optimizer's state; NAdam's cannot be cycled"
+        ),
+        (
+            "Optimizers",
+            "CyclicLR(opt, 0.001, 0.01, step_size_up=500, mode='triangular2')",
+            {
+                let mut opt = SGD::new(params, 0.001).momentum(0.9);
+                let mut sched =
+                    CyclicLR::new(0.001, 0.01).step_size_up(500).mode(CyclicMode::Triangular2);
+                sched.apply(&mut opt);
+                sched.step(&mut opt)
+            },
+            "modes as an enum (`ExpRange { gamma }`); `scale_fn(f, ScaleMode::Cycle)` for a custom scale, given again when resuming"
+        ),
+        (
+            "Optimizers",
             "ReduceLROnPlateau(opt, mode='max', patience=5) / sched.step(val_loss)",
             {
                 let mut opt = SGD::new(params, 0.1);

@@ -3,7 +3,9 @@
 Run from the repository root with PyTorch installed: writes
 crates/nn/tests/fixtures/lr_schedules.json, one entry per scheduler configuration: the
 learning rate at each of 40 epochs (base rate 0.1), and for ReduceLROnPlateau the metric
-fed to each step.
+fed to each step; and crates/nn/tests/fixtures/cyclic_schedules.json: OneCycleLR and
+CyclicLR driving a small fit, their rate and momentum before each of 40 steps (and after
+the last) and the weights after each.
 """
 import json
 
@@ -63,3 +65,59 @@ record("SequentialLR([ConstantLR(factor=0.5,total_iters=3),ExponentialLR(gamma=0
 with open("crates/nn/tests/fixtures/lr_schedules.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "schedules": out}, f, indent=1)
 print(f"wrote {len(out)} schedules with torch {torch.__version__}")
+
+
+# Schedules that also cycle the momentum, stepped after every batch of a small fit in f64
+# (loss: sum(c * w^2)), which shows that the momentum reaches the update: for each step the
+# rate and momentum in the optimizer before it, and the weights after it.
+cycles = {}
+
+
+def record_cycle(name, make_opt, make):
+    torch.manual_seed(0)
+    weight = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    coeffs = torch.tensor([0.5, 1.5, 3.0], dtype=torch.float64)
+    opt = make_opt([weight])
+    sched = make(opt)
+    rates, momenta, weights = [], [], []
+    for _ in range(EPOCHS):
+        group = opt.param_groups[0]
+        rates.append(group["lr"])
+        momenta.append(group["betas"][0] if "betas" in group else group["momentum"])
+        opt.zero_grad()
+        (coeffs * weight**2).sum().backward()
+        opt.step()
+        sched.step()
+        weights.append(weight.detach().tolist())
+    group = opt.param_groups[0]
+    rates.append(group["lr"])
+    momenta.append(group["betas"][0] if "betas" in group else group["momentum"])
+    cycles[name] = {"lr": rates, "momentum": momenta, "weights": weights}
+
+
+sgd = lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9)
+adam = lambda ps: torch.optim.Adam(ps, lr=0.1)
+record_cycle("SGD|OneCycleLR(max_lr=0.1,total_steps=40)", sgd, lambda o: S.OneCycleLR(o, max_lr=0.1, total_steps=40))
+record_cycle("Adam|OneCycleLR(max_lr=0.05,total_steps=40,pct_start=0.25,anneal_strategy=linear,three_phase=True,"
+             "div_factor=10,final_div_factor=100,base_momentum=0.8,max_momentum=0.9)", adam,
+             lambda o: S.OneCycleLR(o, max_lr=0.05, total_steps=40, pct_start=0.25, anneal_strategy="linear",
+                                    three_phase=True, div_factor=10.0, final_div_factor=100.0,
+                                    base_momentum=0.8, max_momentum=0.9))
+record_cycle("SGD|OneCycleLR(max_lr=0.2,epochs=4,steps_per_epoch=10,pct_start=0.4,cycle_momentum=False)", sgd,
+             lambda o: S.OneCycleLR(o, max_lr=0.2, epochs=4, steps_per_epoch=10, pct_start=0.4, cycle_momentum=False))
+record_cycle("SGD|CyclicLR(base_lr=0.01,max_lr=0.1,step_size_up=5)", sgd,
+             lambda o: S.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=5))
+record_cycle("Adam|CyclicLR(base_lr=0.01,max_lr=0.1,step_size_up=3,step_size_down=7,mode=triangular2)", adam,
+             lambda o: S.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3, step_size_down=7, mode="triangular2"))
+record_cycle("SGD|CyclicLR(base_lr=0.01,max_lr=0.1,step_size_up=4,mode=exp_range,gamma=0.97,base_momentum=0.7,"
+             "max_momentum=0.95)", sgd,
+             lambda o: S.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=4, mode="exp_range", gamma=0.97,
+                                  base_momentum=0.7, max_momentum=0.95))
+record_cycle("SGD|CyclicLR(base_lr=0.01,max_lr=0.1,step_size_up=4,scale_fn=1/(1+0.1x),scale_mode=iterations,"
+             "cycle_momentum=False)", sgd,
+             lambda o: S.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=4, scale_fn=lambda x: 1 / (1 + 0.1 * x),
+                                  scale_mode="iterations", cycle_momentum=False))
+
+with open("crates/nn/tests/fixtures/cyclic_schedules.json", "w") as f:
+    json.dump({"torch_version": torch.__version__, "schedules": cycles}, f, indent=1)
+print(f"wrote {len(cycles)} cycling schedules with torch {torch.__version__}")

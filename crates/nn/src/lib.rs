@@ -95,8 +95,9 @@ pub use pooling::{
 };
 pub use rnn::{GRU, LSTM, RNN};
 pub use scheduler::{
-    ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR, LinearLR,
-    LinearWarmup, LrScheduler, MultiStepLR, PlateauMode, PolynomialLR, ReduceLROnPlateau,
-    SchedulerState, SequentialLR, StepLR, ThresholdMode,
+    AnnealStrategy, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, CyclicLR,
+    CyclicMode, ExponentialLR, LambdaLR, LinearLR, LinearWarmup, LrScheduler, MultiStepLR,
+    OneCycleLR, PlateauMode, PolynomialLR, ReduceLROnPlateau, ScaleMode, SchedulerState,
+    SequentialLR, StepLR, ThresholdMode,
 };
 pub use transformer::{TransformerEncoder, TransformerEncoderLayer, TransformerEncoderOptions};

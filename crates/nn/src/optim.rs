@@ -110,6 +110,33 @@ pub trait UpdateRule: Sync {
         Vec::new()
     }
 
+    /// The momentum a schedule may cycle ([`OneCycleLR`](crate::OneCycleLR),
+    /// [`CyclicLR`](crate::CyclicLR)): PyTorch's `momentum`, or the first of `betas`. The
+    /// default, for rules without one, is `None`.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adagrad, Adam, SGD, UpdateRule};
+    /// assert_eq!(SGD::new(vec![], 0.1).momentum(0.9).rule().momentum(), Some(0.9));
+    /// assert_eq!(Adam::new(vec![], 1e-3).rule().momentum(), Some(0.9)); // beta1
+    /// assert_eq!(Adagrad::new(vec![], 0.1).rule().momentum(), None);
+    /// ```
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets the momentum of [`UpdateRule::momentum`]. Called only on rules that have one;
+    /// the default does nothing.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adam, UpdateRule};
+    /// let mut rule = Adam::new(vec![], 1e-3).rule().clone();
+    /// rule.set_momentum(0.85);
+    /// assert_eq!(rule.betas, (0.85, 0.999));
+    /// ```
+    fn set_momentum(&mut self, momentum: f64) {
+        let _ = momentum;
+    }
+
     /// One step for one parameter: `p` the values, `g` the gradient, `state` the buffers
     /// (zero-initialised before the first step), `step` the 1-based step count. Updates are
     /// elementwise, so large parameters are updated in slices on several threads.
@@ -191,6 +218,16 @@ pub struct Optim<R: UpdateRule> {
     rule: R,
     /// Keyed by (group, index in group).
     state: HashMap<(usize, usize), ParamState>,
+    /// Set once the momentum has been moved by `set_momentum`: the settings as built.
+    moved: Option<Moved>,
+}
+
+/// What an [`Optim`] remembers once a schedule moves its momentum: the momentum and the
+/// settings it was built with (which checkpoints compare).
+#[derive(Clone, Debug)]
+struct Moved {
+    momentum: f64,
+    settings: Vec<(&'static str, String)>,
 }
 
 /// What every optimizer offers, whatever its rule: PyTorch's `torch.optim.Optimizer`.
@@ -332,6 +369,42 @@ pub trait Optimizer {
     fn settings(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+
+    /// The momentum that [`Optimizer::set_momentum`] moves (`momentum` of SGD and RMSprop,
+    /// the first of `betas` of Adam, AdamW, Adamax and RAdam), or `None` if the optimizer has
+    /// none to move. (Not `momentum()`: that is SGD's and RMSprop's builder method.)
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adagrad, AdamW, Optimizer};
+    /// assert_eq!(AdamW::new(vec![], 1e-3).betas((0.95, 0.999)).current_momentum(), Some(0.95));
+    /// assert_eq!(Adagrad::new(vec![], 0.1).current_momentum(), None);
+    /// ```
+    fn current_momentum(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets the momentum (what [`OneCycleLR`](crate::OneCycleLR) and
+    /// [`CyclicLR`](crate::CyclicLR) call). A momentum set this way is part of the
+    /// optimizer's state, like the learning rate: `state_dict` saves it
+    /// (`param_groups.{group}.momentum`) and checkpoints compare the settings the optimizer
+    /// was built with.
+    ///
+    /// # Panics
+    /// If the optimizer has no momentum (`current_momentum()` is `None`) or `momentum` is not
+    /// finite.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Optimizer, SGD};
+    /// let mut opt = SGD::new(vec![], 0.1).momentum(0.9);
+    /// opt.set_momentum(0.85);
+    /// assert_eq!(opt.current_momentum(), Some(0.85));
+    /// assert_eq!(opt.settings()[0], ("momentum", "0.9".to_string())); // as built
+    /// ```
+    #[track_caller]
+    fn set_momentum(&mut self, momentum: f64) {
+        let _ = momentum;
+        panic!("{} has no momentum to set (`current_momentum()` is None)", self.kind());
+    }
 }
 
 impl<R: UpdateRule> Optim<R> {
@@ -348,7 +421,7 @@ impl<R: UpdateRule> Optim<R> {
     /// assert_eq!(w.item(), 0.75);
     /// ```
     pub fn with_rule(params: Vec<Tensor>, lr: f64, rule: R) -> Self {
-        Optim { groups: vec![ParamGroup { params, lr }], rule, state: HashMap::new() }
+        Optim { groups: vec![ParamGroup { params, lr }], rule, state: HashMap::new(), moved: None }
     }
 
     /// Adds parameters with their own learning rate.
@@ -444,7 +517,7 @@ fn update_widest<T: Element>(
 impl<R: UpdateRule> Optimizer for Optim<R> {
     #[track_caller]
     fn step(&mut self) {
-        let Optim { groups, rule, state } = self;
+        let Optim { groups, rule, state, moved: _ } = self;
         for (gi, group) in groups.iter().enumerate() {
             for (pi, param) in group.params.iter().enumerate() {
                 let Some(grad) = param.grad() else { continue };
@@ -525,6 +598,10 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
         let mut out = Vec::new();
         for (gi, group) in self.groups.iter().enumerate() {
             out.push((format!("param_groups.{gi}.lr"), Tensor::from_vec(vec![group.lr], &[])));
+            if let (Some(_), Some(momentum)) = (&self.moved, self.rule.momentum()) {
+                let value = Tensor::from_vec(vec![momentum], &[]);
+                out.push((format!("param_groups.{gi}.momentum"), value));
+            }
         }
         let mut keys: Vec<_> = self.state.keys().copied().collect();
         keys.sort();
@@ -558,6 +635,17 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
         for (group, lr) in self.groups.iter_mut().zip(checked.lrs) {
             group.lr = lr;
         }
+        match (checked.momentum, self.moved.take()) {
+            (Some(momentum), moved) => {
+                let built = self.rule.momentum().expect("checked: the rule has a momentum");
+                let settings = self.rule.settings();
+                self.moved = Some(moved.unwrap_or(Moved { momentum: built, settings }));
+                self.rule.set_momentum(momentum);
+            }
+            // A state saved before any schedule moved the momentum: back to the built one.
+            (None, Some(moved)) => self.rule.set_momentum(moved.momentum),
+            (None, None) => {}
+        }
         self.state = state;
         Ok(())
     }
@@ -571,14 +659,38 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
     }
 
     fn settings(&self) -> Vec<(&'static str, String)> {
-        self.rule.settings()
+        match &self.moved {
+            Some(moved) => moved.settings.clone(),
+            None => self.rule.settings(),
+        }
+    }
+
+    fn current_momentum(&self) -> Option<f64> {
+        self.rule.momentum()
+    }
+
+    #[track_caller]
+    fn set_momentum(&mut self, momentum: f64) {
+        let Some(built) = self.rule.momentum() else {
+            panic!(
+                "{} has no momentum to set (only SGD, RMSprop, Adam, AdamW, Adamax and RAdam do)",
+                self.kind()
+            );
+        };
+        assert!(momentum.is_finite(), "{}: momentum {momentum} is not finite", self.kind());
+        if self.moved.is_none() {
+            self.moved = Some(Moved { momentum: built, settings: self.rule.settings() });
+        }
+        self.rule.set_momentum(momentum);
     }
 }
 
-/// A state dict that [`Optim::check`] accepted: each group's learning rate, and for each
-/// parameter with state its (group, index), step and buffers in the rule's order.
+/// A state dict that [`Optim::check`] accepted: each group's learning rate, the momentum a
+/// schedule set (if saved), and for each parameter with state its (group, index), step and
+/// buffers in the rule's order.
 struct Checked<'a> {
     lrs: Vec<f64>,
+    momentum: Option<f64>,
     params: Vec<((usize, usize), u64, Vec<&'a Tensor>)>,
 }
 
@@ -604,6 +716,7 @@ impl<R: UpdateRule> Optim<R> {
             Ok(t.item())
         };
         let mut lrs: Vec<Option<f64>> = vec![None; self.groups.len()];
+        let mut momenta: Vec<Option<f64>> = vec![None; self.groups.len()];
         let mut file_groups = 0;
         // Per (group, index): the step and the buffers in `names` order.
         type Found<'a> = (Option<u64>, Vec<Option<&'a Tensor>>);
@@ -617,6 +730,25 @@ impl<R: UpdateRule> Optim<R> {
                     file_groups = file_groups.max(gi + 1);
                     if gi < lrs.len() {
                         lrs[gi] = Some(scalar(name, t)?);
+                    }
+                }
+                ["param_groups", g, "momentum"] if index(g).is_some() => {
+                    let gi = index(g).expect("checked");
+                    file_groups = file_groups.max(gi + 1);
+                    let momentum = scalar(name, t)?;
+                    if self.rule.momentum().is_none() {
+                        return Err(bad(format!(
+                            "entry `{name}`: {} has no momentum to restore",
+                            self.kind()
+                        )));
+                    }
+                    if !momentum.is_finite() {
+                        return Err(bad(format!(
+                            "entry `{name}` is {momentum}; expected a finite number"
+                        )));
+                    }
+                    if gi < momenta.len() {
+                        momenta[gi] = Some(momentum);
                     }
                 }
                 ["state", g, i, buffer] if index(g).is_some() && index(i).is_some() => {
@@ -659,8 +791,8 @@ impl<R: UpdateRule> Optim<R> {
                 }
                 _ => {
                     return Err(bad(format!(
-                        "unexpected entry `{name}`; an optimizer's state holds `param_groups.{{group}}.lr` and \
-                         `state.{{group}}.{{index}}.{{buffer}}`"
+                        "unexpected entry `{name}`; an optimizer's state holds `param_groups.{{group}}.lr`, \
+                         `param_groups.{{group}}.momentum` and `state.{{group}}.{{index}}.{{buffer}}`"
                     )));
                 }
             }
@@ -676,6 +808,25 @@ impl<R: UpdateRule> Optim<R> {
             .enumerate()
             .map(|(gi, lr)| lr.ok_or_else(|| bad(format!("missing entry `param_groups.{gi}.lr`"))))
             .collect::<tapegrad_tape::Result<Vec<f64>>>()?;
+        // The rule keeps one momentum for every group: saved for all groups or none, and the same.
+        let momentum = match momenta.iter().flatten().next() {
+            None => None,
+            Some(&first) => {
+                if let Some(gi) = momenta.iter().position(Option::is_none) {
+                    return Err(bad(format!(
+                        "missing entry `param_groups.{gi}.momentum` (other groups have one)"
+                    )));
+                }
+                if momenta.iter().flatten().any(|&m| m != first) {
+                    return Err(bad(format!(
+                        "the groups' momenta differ ({:?}); {} keeps one for all groups",
+                        momenta.iter().flatten().collect::<Vec<_>>(),
+                        self.kind()
+                    )));
+                }
+                Some(first)
+            }
+        };
         let mut params = Vec::with_capacity(found.len());
         for ((gi, pi), (step, buffers)) in found {
             let step = step.ok_or_else(|| bad(format!("missing entry `state.{gi}.{pi}.step`")))?;
@@ -688,7 +839,7 @@ impl<R: UpdateRule> Optim<R> {
                 .collect::<tapegrad_tape::Result<Vec<&Tensor>>>()?;
             params.push(((gi, pi), step, buffers));
         }
-        Ok(Checked { lrs, params })
+        Ok(Checked { lrs, momentum, params })
     }
 }
 
@@ -807,6 +958,12 @@ impl UpdateRule for SgdRule {
             ("weight_decay", format!("{weight_decay:?}")),
             ("nesterov", format!("{nesterov:?}")),
         ]
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.momentum = momentum;
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
@@ -1076,6 +1233,12 @@ impl UpdateRule for RmspropRule {
             ("centered", format!("{centered:?}")),
         ]
     }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.momentum = momentum;
+    }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
     fn update<T: Element>(
@@ -1198,6 +1361,12 @@ impl UpdateRule for AdamWRule {
     fn settings(&self) -> Vec<(&'static str, String)> {
         self.0.settings()
     }
+    fn momentum(&self) -> Option<f64> {
+        self.0.momentum()
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.0.set_momentum(momentum);
+    }
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         self.0.update(lr, step, p, g, state)
@@ -1292,6 +1461,12 @@ impl UpdateRule for AdamRule {
             ("weight_decay", format!("{weight_decay:?}")),
             ("amsgrad", format!("{amsgrad:?}")),
         ]
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.betas.0 = momentum;
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]

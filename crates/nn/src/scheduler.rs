@@ -65,6 +65,43 @@ pub trait LrScheduler: SchedulerState {
     fn lr(&self) -> f64 {
         self.lr_at(self.epoch())
     }
+
+    /// The momentum at `epoch` for a schedule that cycles it ([`OneCycleLR`],
+    /// [`CyclicLR`]); `None` (the default) for a schedule that leaves momentum alone.
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, OneCycleLR, StepLR};
+    /// assert!((OneCycleLR::new(0.1, 100).momentum_at(0).unwrap() - 0.95).abs() < 1e-15);
+    /// assert_eq!(StepLR::new(0.1, 2, 0.5).momentum_at(0), None);
+    /// ```
+    fn momentum_at(&self, epoch: usize) -> Option<f64> {
+        let _ = epoch;
+        None
+    }
+
+    /// Sets the current epoch's rate, and momentum if the schedule cycles it, on
+    /// `optimizer`. PyTorch's schedulers do this when they are made; call it once before
+    /// the first step of a schedule that does not start at the optimizer's rate.
+    ///
+    /// # Panics
+    /// If the schedule sets a momentum and the optimizer has none (see
+    /// [`Optimizer::set_momentum`]).
+    ///
+    /// ```
+    /// use tapegrad_nn::{LrScheduler, OneCycleLR, Optimizer, SGD};
+    /// let mut opt = SGD::new(vec![], 0.1).momentum(0.9);
+    /// let sched = OneCycleLR::new(0.1, 100);
+    /// sched.apply(&mut opt);
+    /// assert!((opt.param_groups()[0].lr - 0.1 / 25.0).abs() < 1e-15); // max_lr / div_factor
+    /// assert!((opt.current_momentum().unwrap() - 0.95).abs() < 1e-15); // max_momentum
+    /// ```
+    #[track_caller]
+    fn apply(&self, optimizer: &mut dyn Optimizer) {
+        optimizer.set_lr(self.lr());
+        if let Some(momentum) = self.momentum_at(self.epoch()) {
+            optimizer.set_momentum(momentum);
+        }
+    }
 }
 
 /// What a checkpoint saves of a schedule: its kind and its state as (name, value) pairs.
@@ -1038,4 +1075,6 @@ impl ReduceLROnPlateau {
 }
 
 mod composed;
+mod cyclic;
 pub use composed::{LambdaLR, SequentialLR};
+pub use cyclic::{AnnealStrategy, CyclicLR, CyclicMode, OneCycleLR, ScaleMode};

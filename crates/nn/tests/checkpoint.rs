@@ -72,24 +72,38 @@ type Run = (Vec<u32>, Vec<(String, Vec<u32>)>);
 /// sequences and final parameters. With `restore_rng` false the resumed run keeps its own
 /// random stream (what resuming did before checkpoints held it).
 fn straight_and_resumed(make: MakeOptimizer, restore_rng: bool) -> [Run; 2] {
+    straight_and_resumed_with(make, || Box::new(StepLR::new(0.05, 3, 0.5)), restore_rng)
+}
+
+type MakeScheduler = fn() -> Box<dyn LrScheduler>;
+
+/// [`straight_and_resumed`] with another schedule, which is applied to the optimizer before
+/// the first step.
+fn straight_and_resumed_with(
+    make: MakeOptimizer,
+    sched: MakeScheduler,
+    restore_rng: bool,
+) -> [Run; 2] {
     const N: usize = 12;
     const K: usize = 5;
-    let sched = || StepLR::new(0.05, 3, 0.5);
 
     manual_seed(1);
     let straight = model(16);
     let (mut opt, mut s) = (make(straight.parameters()), sched());
-    let losses: Vec<u32> = (0..N).map(|_| train_step(&straight, &mut *opt, &mut s)).collect();
+    s.apply(&mut *opt);
+    let losses: Vec<u32> = (0..N).map(|_| train_step(&straight, &mut *opt, &mut *s)).collect();
     let straight = (losses, bits(&straight));
 
     manual_seed(1);
     let first = model(16);
     let (mut opt, mut s) = (make(first.parameters()), sched());
-    let mut losses: Vec<u32> = (0..K).map(|_| train_step(&first, &mut *opt, &mut s)).collect();
-    let path = temp_dir(&format!("resume-{restore_rng}-{}", opt.kind())).join("ckpt.safetensors");
+    s.apply(&mut *opt);
+    let mut losses: Vec<u32> = (0..K).map(|_| train_step(&first, &mut *opt, &mut *s)).collect();
+    let path = temp_dir(&format!("resume-{restore_rng}-{}-{}", opt.kind(), s.kind()))
+        .join("ckpt.safetensors");
     Checkpoint::new(&first)
         .optimizer(&*opt)
-        .scheduler(&s)
+        .scheduler(&*s)
         .step(K as u64)
         .epoch(1)
         .save(&path)
@@ -100,17 +114,17 @@ fn straight_and_resumed(make: MakeOptimizer, restore_rng: bool) -> [Run; 2] {
     // position, and a random stream that has moved on.
     manual_seed(777);
     let mut resumed = model(16);
-    let (mut opt, mut s) = (make(resumed.parameters()), StepLR::new(0.05, 3, 0.5));
+    let (mut opt, mut s) = (make(resumed.parameters()), sched());
     s.step(&mut *opt);
     let _ = Tensor::randn(&[1000]);
     let info = Checkpoint::resume(&mut resumed)
         .optimizer(&mut *opt)
-        .scheduler(&mut s)
+        .scheduler(&mut *s)
         .restore_rng(restore_rng)
         .load(&path)
         .unwrap();
     assert_eq!((info.step, info.epoch, s.epoch()), (K as u64, 1, K));
-    losses.extend((K..N).map(|_| train_step(&resumed, &mut *opt, &mut s)));
+    losses.extend((K..N).map(|_| train_step(&resumed, &mut *opt, &mut *s)));
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     [straight, (losses, bits(&resumed))]
 }
@@ -128,6 +142,29 @@ fn resuming_sgd_with_momentum_is_bit_identical() {
         straight_and_resumed(|p| Box::new(SGD::new(p, 0.05).momentum(0.9).nesterov(true)), true);
     assert_eq!(straight.0, resumed.0, "losses, as f32 bits");
     assert_eq!(straight.1, resumed.1, "final parameters, as f32 bits");
+}
+
+/// Schedules that move the momentum (SGD's, Adam's first beta): the checkpoint keeps the
+/// moved momentum in the optimizer's state and the settings the optimizer was built with, so
+/// the resumed run, built as the first was, continues it bit for bit.
+#[test]
+fn resuming_a_run_whose_schedule_cycles_the_momentum_is_bit_identical() {
+    let cases: [(MakeOptimizer, MakeScheduler); 3] = [
+        (|p| Box::new(SGD::new(p, 0.05).momentum(0.9)), || Box::new(OneCycleLR::new(0.1, 12))),
+        (
+            |p| Box::new(AdamW::new(p, 0.05)),
+            || Box::new(OneCycleLR::new(0.1, 12).three_phase(true)),
+        ),
+        (
+            |p| Box::new(RMSprop::new(p, 0.01).momentum(0.5)),
+            || Box::new(CyclicLR::new(0.001, 0.01).step_size_up(3)),
+        ),
+    ];
+    for (make, sched) in cases {
+        let [straight, resumed] = straight_and_resumed_with(make, sched, true);
+        assert_eq!(straight.0, resumed.0, "losses, as f32 bits");
+        assert_eq!(straight.1, resumed.1, "final parameters, as f32 bits");
+    }
 }
 
 /// The test above would pass trivially if dropout drew nothing: without the random state
@@ -397,6 +434,42 @@ fn schedulers_save_their_epoch_and_settings_with_pytorch_names() {
             Box::new(LinearWarmup::new(0.1, 0.25, 4)),
             Box::new(LinearWarmup::new(1.0, 0.5, 1)),
             &["last_epoch", "base_lr", "start_factor", "total_iters"],
+        ),
+        (
+            Box::new(OneCycleLR::new(0.1, 30).pct_start(0.2)),
+            Box::new(OneCycleLR::new(1.0, 8).three_phase(true).cycle_momentum(false)),
+            &[
+                "last_epoch",
+                "total_steps",
+                "max_lr",
+                "pct_start",
+                "anneal_strategy",
+                "cycle_momentum",
+                "base_momentum",
+                "max_momentum",
+                "div_factor",
+                "final_div_factor",
+                "three_phase",
+            ],
+        ),
+        (
+            Box::new(
+                CyclicLR::new(0.01, 0.1).step_size_up(3).mode(CyclicMode::ExpRange { gamma: 0.9 }),
+            ),
+            Box::new(CyclicLR::new(1.0, 2.0)),
+            &[
+                "last_epoch",
+                "base_lr",
+                "max_lr",
+                "step_size_up",
+                "step_size_down",
+                "mode",
+                "gamma",
+                "scale_mode",
+                "cycle_momentum",
+                "base_momentum",
+                "max_momentum",
+            ],
         ),
         (
             Box::new(LambdaLR::new(0.1, |e| 0.9f64.powi(e as i32))),
@@ -686,4 +759,113 @@ fn a_save_removes_only_temporaries_of_processes_that_are_gone() {
     assert!(ours.exists(), "this process may still be writing it");
     assert!(other_file.exists(), "another file's temporary");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What a schedule that moves the momentum refuses, and what the optimizer's state of a
+/// moved momentum holds.
+#[test]
+fn cycled_momentum_errors_and_state() {
+    // An optimizer without momentum: the schedule says so, naming the optimizer.
+    let mut adagrad = Adagrad::new(vec![], 0.1);
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        OneCycleLR::new(0.1, 10).apply(&mut adagrad)
+    }))
+    .unwrap_err();
+    let message = err.downcast_ref::<String>().unwrap();
+    assert!(message.contains("Adagrad has no momentum to set"), "{message}");
+    OneCycleLR::new(0.1, 10).cycle_momentum(false).apply(&mut adagrad); // fine without
+
+    // Stepping past total_steps, as PyTorch's.
+    let mut sgd = SGD::new(vec![], 0.1);
+    let mut sched = OneCycleLR::new(0.1, 3);
+    for _ in 0..3 {
+        sched.step(&mut sgd);
+    }
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sched.step(&mut sgd)))
+        .unwrap_err();
+    let message = err.downcast_ref::<String>().unwrap();
+    assert!(message.contains("stepped 4 times, but total_steps is 3"), "{message}");
+
+    // The moved momentum is state, saved per group; the settings stay as built.
+    let (a, b) = (Tensor::ones(&[2]).requires_grad(), Tensor::ones(&[1]).requires_grad());
+    let mut opt = SGD::new(vec![a.clone()], 0.1).momentum(0.9);
+    opt.add_param_group(vec![b.clone()], 0.2);
+    assert!(!opt.state_dict().iter().any(|(n, _)| n.contains("momentum")));
+    opt.set_momentum(0.8);
+    let names: Vec<String> = opt.state_dict().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "param_groups.0.lr",
+            "param_groups.0.momentum",
+            "param_groups.1.lr",
+            "param_groups.1.momentum"
+        ]
+    );
+    assert_eq!(opt.settings()[0], ("momentum", "0.9".to_string()));
+    let mut fresh = SGD::new(vec![a.clone()], 0.1).momentum(0.9);
+    fresh.add_param_group(vec![b.clone()], 0.2);
+    fresh.load_state_dict(&opt.state_dict()).unwrap();
+    assert_eq!(fresh.current_momentum(), Some(0.8));
+    assert_eq!(fresh.state_dict().len(), 4);
+    // A state from before any move puts the built momentum back.
+    let before = SGD::new(vec![a.clone()], 0.1).momentum(0.9);
+    let mut two = SGD::new(vec![a.clone()], 0.1).momentum(0.9);
+    two.set_momentum(0.5);
+    two.load_state_dict(&before.state_dict()).unwrap();
+    assert_eq!((two.current_momentum(), two.state_dict().len()), (Some(0.9), 1));
+
+    // Refused: groups that disagree or lack one, a momentum for an optimizer without one.
+    let mut state = opt.state_dict();
+    state[3].1 = Tensor::from_vec(vec![0.7f64], &[]);
+    let err = fresh.load_state_dict(&state).unwrap_err().to_string();
+    assert!(err.contains("the groups' momenta differ ([0.8, 0.7])"), "{err}");
+    state.remove(3);
+    let err = fresh.load_state_dict(&state).unwrap_err().to_string();
+    assert!(err.contains("missing entry `param_groups.1.momentum`"), "{err}");
+    assert_eq!(fresh.current_momentum(), Some(0.8), "a failed load changes nothing");
+    let with_momentum = [
+        ("param_groups.0.lr".to_string(), Tensor::from_vec(vec![0.1f64], &[])),
+        ("param_groups.0.momentum".to_string(), Tensor::from_vec(vec![0.9f64], &[])),
+    ];
+    let err = Adagrad::new(vec![], 0.1).load_state_dict(&with_momentum).unwrap_err().to_string();
+    assert!(err.contains("Adagrad has no momentum to restore"), "{err}");
+
+    // Schedule states that cannot be: past the end, a fraction out of range, a flag of 2,
+    // a custom scale function on one side only.
+    let mut one = OneCycleLR::new(0.1, 10);
+    let mut state = one.state_dict();
+    state[0].1 = 11.0;
+    let err = one.load_state_dict(&state).unwrap_err().to_string();
+    assert!(err.contains("`last_epoch` is 11, past `total_steps` 10"), "{err}");
+    let mut state = one.state_dict();
+    state[3].1 = 1.5;
+    let err = one.load_state_dict(&state).unwrap_err().to_string();
+    assert!(err.contains("`pct_start` is 1.5"), "{err}");
+    let mut state = one.state_dict();
+    state[10].1 = 2.0;
+    let err = one.load_state_dict(&state).unwrap_err().to_string();
+    assert!(err.contains("entry `three_phase` is 2; expected 0 or 1"), "{err}");
+    let custom = CyclicLR::new(0.1, 1.0).scale_fn(|c| 1.0 / c, ScaleMode::Cycle);
+    let err =
+        CyclicLR::new(0.1, 1.0).load_state_dict(&custom.state_dict()).unwrap_err().to_string();
+    assert!(err.contains("custom scale function"), "{err}");
+    let err = CyclicLR::new(0.1, 1.0)
+        .scale_fn(|c| c, ScaleMode::Cycle)
+        .load_state_dict(&CyclicLR::new(0.1, 1.0).state_dict())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("this schedule has a custom scale function"), "{err}");
+
+    // In a sequence, the inner schedule's momentum comes through, and starts at its milestone.
+    let mut opt = SGD::new(vec![], 0.1).momentum(0.9);
+    let mut seq = SequentialLR::new(
+        vec![Box::new(ConstantLR::new(0.01, 1.0, 5)), Box::new(OneCycleLR::new(0.1, 10))],
+        &[2],
+    );
+    assert_eq!(seq.momentum_at(1), None);
+    seq.step(&mut opt);
+    seq.step(&mut opt);
+    assert_eq!(opt.current_momentum(), seq.momentum_at(2));
+    assert!((opt.current_momentum().unwrap() - 0.95).abs() < 1e-15);
 }

@@ -380,3 +380,121 @@ fn more_schedulers_follow_pytorch() {
         assert_eq!(resumed.lr_at(12), sched.lr_at(12));
     }
 }
+
+/// The schedule of a `cyclic_schedules.json` entry, built from its name (after the
+/// optimizer's): `other` gives it settings a loaded state must replace.
+fn cycling_schedule(name: &str, other: bool) -> Box<dyn LrScheduler> {
+    let schedule = name.split_once('|').unwrap().1;
+    if other {
+        return match schedule.split('(').next().unwrap() {
+            "OneCycleLR" => Box::new(OneCycleLR::new(3.0, 7).pct_start(0.5).three_phase(true)),
+            // The function is code: the same, with the other settings and its scale mode
+            // from the state.
+            _ if schedule.contains("scale_fn") => Box::new(
+                CyclicLR::new(1.0, 2.0).scale_fn(|x| 1.0 / (1.0 + 0.1 * x), ScaleMode::Cycle),
+            ),
+            _ => Box::new(CyclicLR::new(1.0, 2.0).step_size_up(2).mode(CyclicMode::Triangular2)),
+        };
+    }
+    match schedule {
+        "OneCycleLR(max_lr=0.1,total_steps=40)" => Box::new(OneCycleLR::new(0.1, 40)),
+        "OneCycleLR(max_lr=0.05,total_steps=40,pct_start=0.25,anneal_strategy=linear,three_phase=True,\
+         div_factor=10,final_div_factor=100,base_momentum=0.8,max_momentum=0.9)" => Box::new(
+            OneCycleLR::new(0.05, 40)
+                .pct_start(0.25)
+                .anneal_strategy(AnnealStrategy::Linear)
+                .three_phase(true)
+                .div_factor(10.0)
+                .final_div_factor(100.0)
+                .base_momentum(0.8)
+                .max_momentum(0.9),
+        ),
+        "OneCycleLR(max_lr=0.2,epochs=4,steps_per_epoch=10,pct_start=0.4,cycle_momentum=False)" => {
+            Box::new(OneCycleLR::new(0.2, 4 * 10).pct_start(0.4).cycle_momentum(false))
+        }
+        "CyclicLR(base_lr=0.01,max_lr=0.1,step_size_up=5)" => {
+            Box::new(CyclicLR::new(0.01, 0.1).step_size_up(5))
+        }
+        "CyclicLR(base_lr=0.01,max_lr=0.1,step_size_up=3,step_size_down=7,mode=triangular2)" => {
+            Box::new(
+                CyclicLR::new(0.01, 0.1)
+                    .step_size_up(3)
+                    .step_size_down(7)
+                    .mode(CyclicMode::Triangular2),
+            )
+        }
+        "CyclicLR(base_lr=0.01,max_lr=0.1,step_size_up=4,mode=exp_range,gamma=0.97,base_momentum=0.7,\
+         max_momentum=0.95)" => Box::new(
+            CyclicLR::new(0.01, 0.1)
+                .step_size_up(4)
+                .mode(CyclicMode::ExpRange { gamma: 0.97 })
+                .base_momentum(0.7)
+                .max_momentum(0.95),
+        ),
+        "CyclicLR(base_lr=0.01,max_lr=0.1,step_size_up=4,scale_fn=1/(1+0.1x),scale_mode=iterations,\
+         cycle_momentum=False)" => Box::new(
+            CyclicLR::new(0.01, 0.1)
+                .step_size_up(4)
+                .scale_fn(|x| 1.0 / (1.0 + 0.1 * x), ScaleMode::Iterations)
+                .cycle_momentum(false),
+        ),
+        other => panic!("schedule {other} is not mapped"),
+    }
+}
+
+/// The schedules of `tools/scheduler_reference.py` that cycle the momentum, each driving a
+/// small fit in f64 (SGD with momentum 0.9, or Adam): the rate and momentum in the optimizer
+/// before every step and the weights after it, as PyTorch's; halfway, the optimizer's and
+/// the schedule's states move to fresh ones (built with other schedule settings), which
+/// carry on.
+#[test]
+fn cycling_schedules_follow_pytorch() {
+    let text = std::fs::read_to_string(fixture("cyclic_schedules.json")).unwrap();
+    let data: Value = serde_json::from_str(&text).unwrap();
+    let schedules = data["schedules"].as_object().unwrap();
+    assert_eq!(schedules.len(), 7);
+    let floats = |v: &Value| -> Vec<f64> {
+        v.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    for (name, entry) in schedules {
+        let (rates, momenta) = (floats(&entry["lr"]), floats(&entry["momentum"]));
+        let weights: Vec<Vec<f64>> =
+            entry["weights"].as_array().unwrap().iter().map(floats).collect();
+        let w = Tensor::from_vec(vec![1.0f64, -2.0, 0.5], &[3]).requires_grad();
+        let coeffs = Tensor::from_vec(vec![0.5f64, 1.5, 3.0], &[3]);
+        let make_opt = |w: &Tensor| -> Box<dyn Optimizer> {
+            if name.starts_with("SGD|") {
+                Box::new(SGD::new(vec![w.clone()], 0.1).momentum(0.9))
+            } else {
+                Box::new(Adam::new(vec![w.clone()], 0.1))
+            }
+        };
+        let mut opt = make_opt(&w);
+        let mut sched = cycling_schedule(name, false);
+        sched.apply(opt.as_mut());
+        let close = |got: f64, want: f64, what: &str, step: usize| {
+            assert!((got - want).abs() <= 1e-12, "{name} step {step} {what}: {got} vs {want}");
+        };
+        for step in 0..weights.len() {
+            close(opt.param_groups()[0].lr, rates[step], "lr", step);
+            close(opt.current_momentum().unwrap(), momenta[step], "momentum", step);
+            opt.zero_grad();
+            (&coeffs * &w * &w).sum_to_shape(&[]).backward();
+            opt.step();
+            sched.step(opt.as_mut());
+            for (got, want) in w.to_vec::<f64>().iter().zip(&weights[step]) {
+                close(*got, *want, "weight", step);
+            }
+            if step == weights.len() / 2 {
+                let mut fresh_opt = make_opt(&w);
+                fresh_opt.load_state_dict(&opt.state_dict()).unwrap();
+                assert_eq!(fresh_opt.settings(), opt.settings(), "{name}: the settings as built");
+                let mut fresh = cycling_schedule(name, true);
+                fresh.load_state_dict(&sched.state_dict()).unwrap();
+                (opt, sched) = (fresh_opt, fresh);
+            }
+        }
+        close(opt.param_groups()[0].lr, rates[weights.len()], "lr", weights.len());
+        close(opt.current_momentum().unwrap(), momenta[weights.len()], "momentum", weights.len());
+    }
+}

@@ -74,6 +74,12 @@ impl UpdateRule for AdamaxRule {
             ("weight_decay", format!("{weight_decay:?}")),
         ]
     }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.betas.0 = momentum;
+    }
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
         let (b1, b2) = self.betas;
@@ -173,6 +179,12 @@ impl UpdateRule for RAdamRule {
             ("weight_decay", format!("{weight_decay:?}")),
             ("decoupled_weight_decay", format!("{decoupled_weight_decay:?}")),
         ]
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.betas.0 = momentum;
     }
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {

@@ -176,6 +176,11 @@ impl LrScheduler for SequentialLR {
         self.schedulers[index].lr_at(local)
     }
 
+    fn momentum_at(&self, epoch: usize) -> Option<f64> {
+        let (index, local) = self.at(epoch);
+        self.schedulers[index].momentum_at(local)
+    }
+
     fn epoch(&self) -> usize {
         self.epoch
     }
@@ -188,7 +193,7 @@ impl LrScheduler for SequentialLR {
         let schedule = &mut self.schedulers[index];
         if local == 0 {
             restart(schedule.as_mut());
-            optimizer.set_lr(schedule.lr());
+            schedule.apply(optimizer);
         } else {
             schedule.step(optimizer);
         }
