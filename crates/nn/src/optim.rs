@@ -125,7 +125,8 @@ pub trait UpdateRule: Sync {
     }
 
     /// Sets the momentum of [`UpdateRule::momentum`]. Called only on rules that have one;
-    /// the default does nothing.
+    /// the default panics, so that a rule that reports a momentum must also say how to set
+    /// it.
     ///
     /// ```
     /// use tapegrad_nn::{Adam, UpdateRule};
@@ -134,7 +135,24 @@ pub trait UpdateRule: Sync {
     /// assert_eq!(rule.betas, (0.85, 0.999));
     /// ```
     fn set_momentum(&mut self, momentum: f64) {
-        let _ = momentum;
+        panic!(
+            "{}: the rule reports a momentum but does not implement `set_momentum` (to {momentum})",
+            Self::NAME
+        );
+    }
+
+    /// The buffers kept once a schedule has moved the momentum: those of a momentum in use,
+    /// whatever its value at the moment (PyTorch keeps SGD's and RMSprop's momentum buffer
+    /// while a schedule holds the momentum at 0). The default is [`UpdateRule::buffers`].
+    ///
+    /// ```
+    /// use tapegrad_nn::{SGD, UpdateRule};
+    /// let plain = SGD::new(vec![], 0.1); // momentum 0
+    /// assert!(plain.rule().buffers().is_empty());
+    /// assert_eq!(plain.rule().moved_buffers(), ["momentum_buffer"]);
+    /// ```
+    fn moved_buffers(&self) -> &'static [&'static str] {
+        self.buffers()
     }
 
     /// One step for one parameter: `p` the values, `g` the gradient, `state` the buffers
@@ -228,6 +246,8 @@ pub struct Optim<R: UpdateRule> {
 struct Moved {
     momentum: f64,
     settings: Vec<(&'static str, String)>,
+    /// The rule's buffers at the built momentum.
+    buffers: &'static [&'static str],
 }
 
 /// What every optimizer offers, whatever its rule: PyTorch's `torch.optim.Optimizer`.
@@ -403,7 +423,11 @@ pub trait Optimizer {
     #[track_caller]
     fn set_momentum(&mut self, momentum: f64) {
         let _ = momentum;
-        panic!("{} has no momentum to set (`current_momentum()` is None)", self.kind());
+        panic!(
+            "{} has no momentum to set (`current_momentum()` is None); a schedule that cycles \
+             it can be told not to with `.cycle_momentum(false)`",
+            self.kind()
+        );
     }
 }
 
@@ -517,13 +541,13 @@ fn update_widest<T: Element>(
 impl<R: UpdateRule> Optimizer for Optim<R> {
     #[track_caller]
     fn step(&mut self) {
-        let Optim { groups, rule, state, moved: _ } = self;
+        let Optim { groups, rule, state, moved } = self;
+        let names = if moved.is_some() { rule.moved_buffers() } else { rule.buffers() };
         for (gi, group) in groups.iter().enumerate() {
             for (pi, param) in group.params.iter().enumerate() {
                 let Some(grad) = param.grad() else { continue };
                 let grad = grad.contiguous_storage();
                 let n = param.numel();
-                let names = rule.buffers();
                 let entry = state
                     .entry((gi, pi))
                     .or_insert_with(|| ParamState::zeros(names, param.dtype(), n));
@@ -622,7 +646,7 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
 
     fn load_state_dict(&mut self, entries: &[(String, Tensor)]) -> tapegrad_tape::Result<()> {
         let checked = self.check(entries)?;
-        let names = self.rule.buffers();
+        let names = checked.names;
         let mut state = HashMap::new();
         for ((gi, pi), step, tensors) in checked.params {
             let buffers = if self.groups[gi].params[pi].dtype() == DType::F64 {
@@ -638,8 +662,8 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
         match (checked.momentum, self.moved.take()) {
             (Some(momentum), moved) => {
                 let built = self.rule.momentum().expect("checked: the rule has a momentum");
-                let settings = self.rule.settings();
-                self.moved = Some(moved.unwrap_or(Moved { momentum: built, settings }));
+                let (settings, buffers) = (self.rule.settings(), self.rule.buffers());
+                self.moved = Some(moved.unwrap_or(Moved { momentum: built, settings, buffers }));
                 self.rule.set_momentum(momentum);
             }
             // A state saved before any schedule moved the momentum: back to the built one.
@@ -673,13 +697,15 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
     fn set_momentum(&mut self, momentum: f64) {
         let Some(built) = self.rule.momentum() else {
             panic!(
-                "{} has no momentum to set (only SGD, RMSprop, Adam, AdamW, Adamax and RAdam do)",
+                "{} has no momentum to set (only SGD, RMSprop, Adam, AdamW, Adamax and RAdam do); a \
+                 schedule that cycles it can be told not to with `.cycle_momentum(false)`",
                 self.kind()
             );
         };
         assert!(momentum.is_finite(), "{}: momentum {momentum} is not finite", self.kind());
         if self.moved.is_none() {
-            self.moved = Some(Moved { momentum: built, settings: self.rule.settings() });
+            let (settings, buffers) = (self.rule.settings(), self.rule.buffers());
+            self.moved = Some(Moved { momentum: built, settings, buffers });
         }
         self.rule.set_momentum(momentum);
     }
@@ -691,20 +717,33 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
 struct Checked<'a> {
     lrs: Vec<f64>,
     momentum: Option<f64>,
+    /// The buffers' names, in the order of each parameter's tensors.
+    names: &'static [&'static str],
     params: Vec<((usize, usize), u64, Vec<&'a Tensor>)>,
 }
 
 impl<R: UpdateRule> Optim<R> {
     /// Everything `load_state_dict` checks, without changing anything. Every entry must be
-    /// `param_groups.{g}.lr` or `state.{g}.{i}.{name}` for a group and parameter this
-    /// optimizer has; the groups must be the optimizer's; a parameter with state needs its
+    /// `param_groups.{g}.lr`, `param_groups.{g}.momentum` (all groups or none, one value) or
+    /// `state.{g}.{i}.{name}` for a group and parameter this optimizer has; the groups must be the optimizer's; a parameter with state needs its
     /// step and every buffer the rule uses, shaped like the parameter.
     fn check<'a>(&self, entries: &'a [(String, Tensor)]) -> tapegrad_tape::Result<Checked<'a>> {
         let bad = |message: String| tapegrad_tape::Error::Format {
             path: format!("{} state", self.kind()),
             message,
         };
-        let names = self.rule.buffers();
+        // The buffers the optimizer keeps after the load: with a moved momentum in the state,
+        // those of a momentum in use; otherwise those of the momentum it was built with.
+        let file_moved = entries.iter().any(|(name, _)| {
+            name.strip_prefix("param_groups.")
+                .and_then(|rest| rest.split_once('.'))
+                .is_some_and(|(_, key)| key == "momentum")
+        });
+        let names = match (&self.moved, file_moved) {
+            (_, true) => self.rule.moved_buffers(),
+            (Some(moved), false) => moved.buffers,
+            (None, false) => self.rule.buffers(),
+        };
         let scalar = |name: &str, t: &Tensor| -> tapegrad_tape::Result<f64> {
             if t.numel() != 1 || !t.dtype().is_float() {
                 return Err(bad(format!(
@@ -839,7 +878,7 @@ impl<R: UpdateRule> Optim<R> {
                 .collect::<tapegrad_tape::Result<Vec<&Tensor>>>()?;
             params.push(((gi, pi), step, buffers));
         }
-        Ok(Checked { lrs, momentum, params })
+        Ok(Checked { lrs, momentum, names, params })
     }
 }
 
@@ -964,6 +1003,9 @@ impl UpdateRule for SgdRule {
     }
     fn set_momentum(&mut self, momentum: f64) {
         self.momentum = momentum;
+    }
+    fn moved_buffers(&self) -> &'static [&'static str] {
+        &["momentum_buffer"]
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
@@ -1238,6 +1280,13 @@ impl UpdateRule for RmspropRule {
     }
     fn set_momentum(&mut self, momentum: f64) {
         self.momentum = momentum;
+    }
+    fn moved_buffers(&self) -> &'static [&'static str] {
+        if self.centered {
+            &["square_avg", "grad_avg", "momentum_buffer"]
+        } else {
+            &["square_avg", "momentum_buffer"]
+        }
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]

@@ -857,6 +857,42 @@ fn cycled_momentum_errors_and_state() {
         .to_string();
     assert!(err.contains("this schedule has a custom scale function"), "{err}");
 
+    // Once moved, SGD keeps its momentum buffer whatever the momentum (PyTorch keeps it at
+    // 0): a state saved with the momentum at 0 resumes into an optimizer built with 0.9, and
+    // one built with momentum 0 takes the buffer back before any schedule runs.
+    let w = Tensor::from_vec(vec![1.0f64, -2.0], &[2]).requires_grad();
+    let step = |opt: &mut dyn Optimizer| {
+        opt.zero_grad();
+        (&w * &w).sum().backward();
+        opt.step();
+    };
+    let mut opt = SGD::new(vec![w.clone()], 0.1).momentum(0.9);
+    let mut cyclic = CyclicLR::new(0.01, 0.1).step_size_up(2).base_momentum(0.0);
+    cyclic.apply(&mut opt);
+    for _ in 0..2 {
+        step(&mut opt);
+        cyclic.step(&mut opt);
+    }
+    assert_eq!(opt.current_momentum(), Some(0.0));
+    let buffer = |opt: &dyn Optimizer| -> Vec<f64> {
+        let state = opt.state_dict();
+        state.iter().find(|(n, _)| n == "state.0.0.momentum_buffer").unwrap().1.to_vec::<f64>()
+    };
+    let kept = buffer(&opt);
+    step(&mut opt); // at momentum 0: the buffer is neither used nor dropped
+    assert_eq!(buffer(&opt), kept);
+    let mut resumed = SGD::new(vec![w.clone()], 0.1).momentum(0.9);
+    resumed.load_state_dict(&opt.state_dict()).unwrap();
+    assert_eq!((resumed.current_momentum(), buffer(&resumed)), (Some(0.0), kept.clone()));
+    let mut plain = SGD::new(vec![w.clone()], 0.1);
+    let one = OneCycleLR::new(0.1, 10);
+    one.apply(&mut plain);
+    step(&mut plain);
+    let mut plain_resumed = SGD::new(vec![w.clone()], 0.1);
+    plain_resumed.load_state_dict(&plain.state_dict()).unwrap();
+    assert_eq!(buffer(&plain_resumed), buffer(&plain));
+    assert_eq!(plain_resumed.settings()[0], ("momentum", "0.0".to_string()));
+
     // In a sequence, the inner schedule's momentum comes through, and starts at its milestone.
     let mut opt = SGD::new(vec![], 0.1).momentum(0.9);
     let mut seq = SequentialLR::new(

@@ -186,7 +186,15 @@ impl LrScheduler for SequentialLR {
     }
 
     /// Steps the schedule that runs at the next epoch; at a milestone, the next schedule
-    /// starts over from its epoch 0, as PyTorch's `_update_lr(0)` does.
+    /// starts over from its epoch 0, as PyTorch's `_update_lr(0)` does, and sets its rate and
+    /// (for [`OneCycleLR`](crate::OneCycleLR) and [`CyclicLR`](crate::CyclicLR)) momentum.
+    /// A schedule's momentum applies from its milestone on: before it, the optimizer keeps
+    /// its own (PyTorch's constructors of those two set it at once, so a sequence there runs
+    /// its first schedules with the later one's `max_momentum`).
+    ///
+    /// # Panics
+    /// If the schedule now running sets a momentum and the optimizer has none.
+    #[track_caller]
     fn step(&mut self, optimizer: &mut dyn Optimizer) {
         self.epoch += 1;
         let (index, local) = self.at(self.epoch);

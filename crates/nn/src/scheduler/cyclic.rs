@@ -15,7 +15,7 @@ use crate::Optimizer;
 /// use tapegrad_nn::{AnnealStrategy, LrScheduler, OneCycleLR};
 /// let cos = OneCycleLR::new(1.0, 11).pct_start(0.5).div_factor(2.0);
 /// let linear = OneCycleLR::new(1.0, 11).pct_start(0.5).div_factor(2.0).anneal_strategy(AnnealStrategy::Linear);
-/// // A quarter of the way up from 0.5 to 1.0 (the warm-up ends at step 4.5).
+/// // Step 1 of a warm-up from 0.5 to 1.0 that ends at step 4.5: 1 / 4.5 of the way up.
 /// assert!((linear.lr_at(1) - (0.5 + 0.5 / 4.5)).abs() < 1e-15);
 /// assert!(cos.lr_at(1) < linear.lr_at(1)); // the cosine starts slowly
 /// ```
@@ -61,9 +61,10 @@ impl AnnealStrategy {
 ///     peak = peak.max(opt.param_groups()[0].lr);
 /// }
 /// assert!((peak - 0.1).abs() < 1e-6);
-/// // Annealed to max_lr / 25 / 1e4 at step 999; the 1000th step (allowed, as in PyTorch)
-/// // goes a hair past the end of the curve.
-/// assert!(opt.param_groups()[0].lr < 1e-6);
+/// // Annealed to max_lr / 25 / 1e4 = 4e-7 at step 999; the 1000th step (allowed, as in
+/// // PyTorch) continues the cosine a little past its end.
+/// assert!((sched.lr_at(999) - 4e-7).abs() < 1e-18);
+/// assert_eq!(opt.param_groups()[0].lr, sched.lr_at(1000));
 /// assert!((opt.current_momentum().unwrap() - 0.95).abs() < 1e-6);
 /// ```
 #[derive(Clone, Debug)]
@@ -192,23 +193,39 @@ impl OneCycleLR {
 
     /// The first rate is `max_lr / div_factor` (default 25).
     ///
+    /// # Panics
+    /// If `div_factor` is not a finite number above 0.
+    ///
     /// ```
     /// use tapegrad_nn::{LrScheduler, OneCycleLR};
     /// assert!((OneCycleLR::new(1.0, 10).div_factor(10.0).lr_at(0) - 0.1).abs() < 1e-15);
     /// ```
+    #[track_caller]
     pub fn div_factor(mut self, div_factor: f64) -> Self {
+        assert!(
+            div_factor.is_finite() && div_factor > 0.0,
+            "OneCycleLR: div_factor must be a finite number above 0, got {div_factor}"
+        );
         self.div_factor = div_factor;
         self
     }
 
     /// The last rate is the first divided by `final_div_factor` (default 1e4).
     ///
+    /// # Panics
+    /// If `final_div_factor` is not a finite number above 0.
+    ///
     /// ```
     /// use tapegrad_nn::{LrScheduler, OneCycleLR};
     /// let sched = OneCycleLR::new(1.0, 10).div_factor(10.0).final_div_factor(100.0);
     /// assert!((sched.lr_at(9) - 0.001).abs() < 1e-15);
     /// ```
+    #[track_caller]
     pub fn final_div_factor(mut self, final_div_factor: f64) -> Self {
+        assert!(
+            final_div_factor.is_finite() && final_div_factor > 0.0,
+            "OneCycleLR: final_div_factor must be a finite number above 0, got {final_div_factor}"
+        );
         self.final_div_factor = final_div_factor;
         self
     }
@@ -314,6 +331,13 @@ impl OneCycleLR {
             three_phase: flag(10)?,
             epoch: v[0] as usize,
         };
+        for (name, value) in
+            [("div_factor", schedule.div_factor), ("final_div_factor", schedule.final_div_factor)]
+        {
+            if value <= 0.0 {
+                return Err(bad(format!("entry `{name}` is {value}; expected a number above 0")));
+            }
+        }
         if !(0.0..=1.0).contains(&schedule.pct_start) {
             return Err(bad(format!(
                 "entry `pct_start` is {}; expected 0 to 1",
@@ -524,7 +548,8 @@ impl CyclicLR {
         self
     }
 
-    /// The shape of the cycles (default [`CyclicMode::Triangular`]).
+    /// The shape of the cycles (default [`CyclicMode::Triangular`]); ignored when a
+    /// [`CyclicLR::scale_fn`] is given, as in PyTorch.
     ///
     /// ```
     /// use tapegrad_nn::{CyclicLR, CyclicMode, LrScheduler};
@@ -533,11 +558,11 @@ impl CyclicLR {
     /// ```
     pub fn mode(mut self, mode: CyclicMode) -> Self {
         self.mode = mode;
-        self.scale_fn = None;
         self
     }
 
-    /// A custom scale of each cycle's height, in place of the mode's: `scale_fn` of the
+    /// A custom scale of each cycle's height, in place of the mode's (whichever was set
+    /// first): `scale_fn` of the
     /// cycle number or the step count, as `scale_mode` says. A checkpoint saves the rest;
     /// the function is code, given again when the schedule is made.
     ///
