@@ -631,6 +631,23 @@ fn rows() -> Vec<Row> {
         ),
         (
             "torch.nn.functional",
+            "F.grid_sample(x, grid, mode='bilinear', padding_mode='border', align_corners=True)",
+            {
+                let options = F::GridSampleOptions::default()
+                    .mode(F::GridSampleMode::Bilinear)
+                    .padding_mode(F::GridSamplePadding::Border)
+                    .align_corners(true);
+                F::grid_sample_with(&Tensor::randn(&[2, 3, 8, 8]), &Tensor::zeros(&[2, 4, 4, 2]), options)
+            },
+            "4-D inputs (no volumes); modes bilinear and nearest, paddings zeros and border (no `reflection`, no `bicubic`); composed of recorded ops, so differentiable in the image and the grid to any order"
+        ),
+        (
+            "torch.nn.functional",
+            "F.affine_grid(theta, size, align_corners=False)",
+            F::affine_grid(&Tensor::randn(&[2, 2, 3]), &[2, 3, 8, 8], false)
+        ),
+        (
+            "torch.nn.functional",
             "F.cross_entropy(logits, labels)",
             F::cross_entropy(&logits, &labels)
         ),

@@ -51,6 +51,7 @@ pub use crate::attention::AttentionOptions;
 pub use crate::conv::{ConvOptions, IntoPair, Padding};
 pub use crate::distance::{CosineSimilarityOptions, NormalizeOptions, PairwiseDistanceOptions};
 pub use crate::embedding_bag::{EmbeddingBagMode, EmbeddingBagOptions};
+pub use crate::grid_sample::{GridSampleMode, GridSampleOptions, GridSamplePadding};
 pub use crate::interpolate::{InterpolateMode, InterpolateOptions};
 pub use crate::loss::{
     BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
@@ -1671,6 +1672,94 @@ pub fn try_embedding_bag_with(
     options: EmbeddingBagOptions,
 ) -> Result<Tensor> {
     crate::embedding_bag::embedding_bag(input, weight, options)
+}
+
+/// `input` (`[N, C, H, W]`) read at the points of `grid` (`[N, H_out, W_out, 2]`: x then y,
+/// -1 and 1 at the image's outer edges), blending the four nearest pixels and reading zeros
+/// outside: `[N, C, H_out, W_out]` (PyTorch's `F.grid_sample` with its defaults). Other modes,
+/// border padding and `align_corners` are [`grid_sample_with`]'s. Differentiable in the
+/// image and the grid, to any order.
+///
+/// ```
+/// use tapegrad_ops::functional::grid_sample;
+/// use tapegrad_tape::Tensor;
+/// let image = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+/// // The centre (the mean of the four pixels) and the top-left corner (a quarter of the
+/// // top-left pixel: three of its four neighbours lie outside).
+/// let grid = Tensor::from_vec(vec![0.0f32, 0.0, -1.0, -1.0], &[1, 1, 2, 2]);
+/// assert_eq!(grid_sample(&image, &grid).to_vec::<f32>(), vec![2.5, 0.25]);
+/// ```
+#[track_caller]
+pub fn grid_sample(input: &Tensor, grid: &Tensor) -> Tensor {
+    grid_sample_with(input, grid, GridSampleOptions::default())
+}
+
+/// [`grid_sample`] with PyTorch's keywords ([`GridSampleOptions`]: `mode`, `padding_mode`,
+/// `align_corners`).
+///
+/// ```
+/// use tapegrad_ops::functional::{GridSampleMode, GridSampleOptions, GridSamplePadding, grid_sample_with};
+/// use tapegrad_tape::Tensor;
+/// let image = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+/// let grid = Tensor::from_vec(vec![-1.0f32, -1.0, 0.9, 0.2], &[1, 1, 2, 2]);
+/// let nearest = GridSampleOptions::default().mode(GridSampleMode::Nearest).align_corners(true);
+/// assert_eq!(grid_sample_with(&image, &grid, nearest).to_vec::<f32>(), vec![1.0, 4.0]);
+/// let border = GridSampleOptions::default().padding_mode(GridSamplePadding::Border);
+/// let far = Tensor::from_vec(vec![5.0f32, 5.0], &[1, 1, 1, 2]);
+/// assert_eq!(grid_sample_with(&image, &far, border).to_vec::<f32>(), vec![4.0]); // the nearest edge pixel
+/// ```
+#[track_caller]
+pub fn grid_sample_with(input: &Tensor, grid: &Tensor, options: GridSampleOptions) -> Tensor {
+    or_panic(try_grid_sample_with(input, grid, options))
+}
+
+/// [`grid_sample_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::{GridSampleOptions, try_grid_sample_with};
+/// use tapegrad_tape::Tensor;
+/// let err = try_grid_sample_with(&Tensor::ones(&[1, 1, 4, 4]), &Tensor::zeros(&[1, 2, 2, 3]), GridSampleOptions::default());
+/// assert!(err.unwrap_err().to_string().contains("grid must be [N, H_out, W_out, 2]"));
+/// ```
+#[track_caller]
+pub fn try_grid_sample_with(
+    input: &Tensor,
+    grid: &Tensor,
+    options: GridSampleOptions,
+) -> Result<Tensor> {
+    crate::grid_sample::grid_sample(input, grid, options)
+}
+
+/// The sampling grid (`[N, H, W, 2]`, for [`grid_sample`]) of the affine maps `theta`
+/// (`[N, 2, 3]`, from output to input coordinates) for an output of `size` `[N, C, H, W]`
+/// (PyTorch's `F.affine_grid`; pass `align_corners` as to `grid_sample`). Differentiable in
+/// `theta`, to any order.
+///
+/// ```
+/// use tapegrad_ops::functional::{affine_grid, grid_sample};
+/// use tapegrad_tape::Tensor;
+/// let identity = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0], &[1, 2, 3]);
+/// let grid = affine_grid(&identity, &[1, 1, 2, 2], false);
+/// assert_eq!(grid.to_vec::<f32>(), vec![-0.5, -0.5, 0.5, -0.5, -0.5, 0.5, 0.5, 0.5]); // pixel centres
+/// let image = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+/// assert_eq!(grid_sample(&image, &grid).to_vec::<f32>(), image.to_vec::<f32>());
+/// ```
+#[track_caller]
+pub fn affine_grid(theta: &Tensor, size: &[usize], align_corners: bool) -> Tensor {
+    or_panic(try_affine_grid(theta, size, align_corners))
+}
+
+/// [`affine_grid`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::functional::try_affine_grid;
+/// use tapegrad_tape::Tensor;
+/// let err = try_affine_grid(&Tensor::zeros(&[2, 2, 3]), &[1, 3, 8, 8], false).unwrap_err();
+/// assert!(err.to_string().contains("theta must be [N, 2, 3] with size's N = 1"));
+/// ```
+#[track_caller]
+pub fn try_affine_grid(theta: &Tensor, size: &[usize], align_corners: bool) -> Result<Tensor> {
+    crate::grid_sample::affine_grid(theta, size, align_corners)
 }
 
 /// `x W^T + b` in one recorded op (PyTorch's `F.linear`): the bias is written into the

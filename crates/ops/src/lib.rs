@@ -54,6 +54,7 @@ mod elementwise;
 mod embedding_bag;
 pub mod func;
 pub mod functional;
+mod grid_sample;
 mod index;
 mod interpolate;
 mod loss;
@@ -81,6 +82,7 @@ pub use distance::{
 };
 pub use einsum::{einsum, try_einsum};
 pub use embedding_bag::{EmbeddingBagMode, EmbeddingBagOptions};
+pub use grid_sample::{GridSampleMode, GridSampleOptions, GridSamplePadding};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use loss::{

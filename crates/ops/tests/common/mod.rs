@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use tapegrad_ops::functional::{self, BatchNormStats, EmbeddingBagMode, EmbeddingBagOptions};
+use tapegrad_ops::functional::{
+    self, BatchNormStats, EmbeddingBagMode, EmbeddingBagOptions, GridSampleMode, GridSampleOptions,
+    GridSamplePadding,
+};
 use tapegrad_ops::{
     AttentionOptions, AvgPool1dOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss,
     BatchNormOptions, ConvOptions, CosineEmbeddingLoss, CosineSimilarityOptions, CrossEntropyLoss,
@@ -291,6 +294,21 @@ fn image(max_hw: usize) -> BoxedStrategy<Sample> {
     (1usize..=2, 1usize..=3, 1usize..=max_hw, 1usize..=max_hw)
         .prop_flat_map(|(n, c, h, w)| tensor_f64(Just(vec![n, c, h, w]), -2.0..2.0))
         .prop_map(|t| Sample { tensors: vec![t], ints: vec![] })
+        .boxed()
+}
+
+/// An image `[n, c, h, w]`, a sampling grid `[n, ho, wo, 2]` reaching a little past the
+/// image's edges, and affine maps `[n, 2, 3]` near the identity.
+fn image_grid_theta() -> BoxedStrategy<Sample> {
+    (1usize..=2, 1usize..=2, 1usize..=4, 1usize..=4, 1usize..=3, 1usize..=3)
+        .prop_flat_map(|(n, c, h, w, ho, wo)| {
+            (
+                tensor_f64(Just(vec![n, c, h, w]), -2.0..2.0),
+                tensor_f64(Just(vec![n, ho, wo, 2]), -1.3..1.3),
+                tensor_f64(Just(vec![n, 2, 3]), -0.4..0.4),
+            )
+        })
+        .prop_map(|(image, grid, theta)| Sample { tensors: vec![image, grid, theta], ints: vec![] })
         .boxed()
 }
 
@@ -1683,6 +1701,37 @@ pub fn registry() -> Vec<OpCase> {
             let ids: Vec<i64> = t[1].to_vec::<i64>().iter().map(|&v| v % rows as i64).collect();
             functional::embedding(&Tensor::from_vec(ids, t[1].shape()), &table)
         }),
+        op!(
+            "grid_sample_with(input, grid, options), affine_grid(theta, size, align_corners)",
+            "F.grid_sample, F.affine_grid",
+            true,
+            image_grid_theta(),
+            |t, i| {
+                // Every mode and padding, in the image and the grid; and an affine map's
+                // grid (the identity plus theta) sampled, in theta.
+                let (image, grid) = (&t[0], &t[1]);
+                let shape = image.shape().to_vec();
+                let identity = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 0.0, 1.0, 0.0], &[1, 2, 3]);
+                let theta = &t[2] + &identity.to_dtype(t[2].dtype());
+                let options = GridSampleOptions::default();
+                let mut total = functional::grid_sample(image, grid).square().sum();
+                for (mode, padding, align) in [
+                    (GridSampleMode::Bilinear, GridSamplePadding::Border, true),
+                    (GridSampleMode::Bilinear, GridSamplePadding::Zeros, true),
+                    (GridSampleMode::Nearest, GridSamplePadding::Zeros, false),
+                    (GridSampleMode::Nearest, GridSamplePadding::Border, true),
+                ] {
+                    let o = options.mode(mode).padding_mode(padding).align_corners(align);
+                    total =
+                        &total + &functional::grid_sample_with(image, &grid.sin(), o).tanh().sum();
+                }
+                let warp = functional::affine_grid(&theta, &shape, false);
+                let aligned = functional::affine_grid(&theta, &shape, true);
+                let border = options.padding_mode(GridSamplePadding::Border).align_corners(true);
+                &(&total + &functional::grid_sample(image, &warp).square().sum())
+                    + &functional::grid_sample_with(image, &aligned, border).sin().sum()
+            }
+        ),
         op!(
             "embedding_bag_with(input, weight, options)",
             "F.embedding_bag",
