@@ -2,18 +2,20 @@
 //! of an affine map (`F.affine_grid`): the two halves of a spatial transformer.
 //!
 //! Built from recorded ops, so gradients reach both the image and the grid, to any order:
-//! each of the (up to) four neighbours of a sample point is picked from the flattened image
-//! with `gather`, and blended with weights made from the point's coordinates by
-//! differentiable arithmetic. Which neighbours, and whether each lies inside the image, is
+//! the (up to) four neighbours of every sample point are picked as rows of channels from the
+//! image laid out `[N * H * W, C]`, by one `index_select`, and blended with weights made from
+//! the points' coordinates by differentiable arithmetic. Which neighbours, and whether each lies inside the image, is
 //! worked out from the coordinates' values (constants of the graph, as the floor is).
 
 use std::panic::Location;
 
-use tapegrad_tape::{Error, Result, Tensor, ensure_float};
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::{Element, Error, Result, Storage, Tensor, ensure_float};
 
-use crate::index::gather;
+use crate::index::index_select;
 use crate::options::setters;
-use crate::{MatmulOps, ShapeOps, UnaryOps};
+use crate::shape::cat;
+use crate::{MatmulOps, ReduceOps, ShapeOps, UnaryOps};
 
 /// How [`grid_sample_with`](crate::functional::grid_sample_with) reads the image between
 /// pixels (PyTorch's `mode`).
@@ -110,6 +112,26 @@ pub(crate) fn grid_sample(
     }
     let (h_out, w_out) = (grid.shape()[1], grid.shape()[2]);
     let points = h_out * w_out;
+    let dual = |t: &Tensor| {
+        tapegrad_tape::forward_ad::is_dual_level_open()
+            && tapegrad_tape::forward_ad::unpack_dual(t).tangent.is_some()
+    };
+    let graph = tapegrad_tape::is_grad_enabled() && (input.tracks_grad() || grid.tracks_grad());
+    if !graph && !dual(input) && !dual(grid) {
+        // Nothing to differentiate: the same arithmetic in one pass, without the graph.
+        let (image, points_xy) = (input.contiguous_storage(), grid.contiguous_storage());
+        let storage = match (&image, &points_xy) {
+            (Storage::F32(i), Storage::F32(g)) => {
+                Storage::from_vec(sample::<f32>(i, g, [n, c, h, w], points, options))
+            }
+            (Storage::F64(i), Storage::F64(g)) => {
+                Storage::from_vec(sample::<f64>(i, g, [n, c, h, w], points, options))
+            }
+            _ => return Err(invalid("grid_sample takes float32 or float64".into())),
+        };
+        let out = Tensor::from_storage(storage, Layout::contiguous(&[n, c, h_out, w_out]));
+        return Ok(out);
+    }
     let coord = |axis: usize, size: usize| -> Tensor {
         let g = grid.narrow(3, axis, 1).reshape(&[n as isize, 1, points as isize]);
         let size_f = size as f64;
@@ -125,38 +147,54 @@ pub(crate) fn grid_sample(
     };
     let (x, y) = (coord(0, w), coord(1, h));
     let (xs, ys) = (x.detach().to_vec::<f64>(), y.detach().to_vec::<f64>());
-    let flat = input.reshape(&[n as isize, c as isize, (h * w) as isize]);
-    // The image's values at whole-pixel positions `(px, py)` (one per point), zero where a
-    // position lies outside, times `weight` ([N, 1, points]).
-    let pick = |px: &[f64], py: &[f64], weight: Option<&Tensor>| -> Result<Tensor> {
-        let mut index = Vec::with_capacity(n * c * points);
-        let mut inside = Vec::with_capacity(n * points);
-        for b in 0..n {
-            let row: Vec<i64> = (0..points)
-                .map(|p| {
-                    let (xi, yi) = (px[b * points + p], py[b * points + p]);
-                    let ok = xi >= 0.0 && xi < w as f64 && yi >= 0.0 && yi < h as f64;
-                    inside.push(if ok { 1.0 } else { 0.0 });
-                    if ok { (yi as usize * w + xi as usize) as i64 } else { 0 }
-                })
-                .collect();
-            for _ in 0..c {
-                index.extend_from_slice(&row);
+    // The image as rows of channels, `[N * H * W, C]`: each neighbour of a point is one row,
+    // picked by `index_select` (whose backward adds rows back), so the index holds one entry
+    // per point and neighbour, not per channel.
+    let rows = input.permute(&[0, 2, 3, 1]).reshape(&[(n * h * w) as isize, c as isize]);
+    // The neighbours (whole-pixel positions, one list per neighbour, one entry per point) and
+    // their weights (`[N, 1, points]` each; `None`: 1): returns `[N, C, points]`, the
+    // neighbours' rows times their weights, summed, with zero for a position outside.
+    let blend =
+        |positions: &[(Vec<f64>, Vec<f64>)], weights: Vec<Option<Tensor>>| -> Result<Tensor> {
+            let k = positions.len();
+            let mut index = Vec::with_capacity(n * k * points);
+            let mut inside = Vec::with_capacity(n * k * points);
+            for b in 0..n {
+                for (px, py) in positions {
+                    for p in 0..points {
+                        let (xi, yi) = (px[b * points + p], py[b * points + p]);
+                        let ok = xi >= 0.0 && xi < w as f64 && yi >= 0.0 && yi < h as f64;
+                        inside.push(if ok { 1.0 } else { 0.0 });
+                        index.push(if ok {
+                            (b * h * w + yi as usize * w + xi as usize) as i64
+                        } else {
+                            0
+                        });
+                    }
+                }
             }
-        }
-        let index = Tensor::from_vec(index, &[n, c, points]);
-        let values = gather(&flat, 2, &index)?;
-        let inside = Tensor::from_vec(inside, &[n, 1, points]).to_dtype(input.dtype());
-        let weight = match weight {
-            Some(weight) => weight * &inside,
-            None => inside,
+            let index = Tensor::from_vec(index, &[n * k * points]);
+            let picked = index_select(&rows, 0, &index)?; // [N * k * points, C], ordered (b, k, p)
+            let inside = Tensor::from_vec(inside, &[n, k, points]).to_dtype(input.dtype());
+            let weight = match weights.iter().all(Option::is_none) {
+                true => inside,
+                false => {
+                    let ones = || Tensor::ones_dtype(&[n, 1, points], input.dtype());
+                    let parts: Vec<Tensor> =
+                        weights.into_iter().map(|w| w.unwrap_or_else(ones)).collect();
+                    &cat(&parts.iter().collect::<Vec<_>>(), 1) * &inside
+                }
+            };
+            let weighted = &picked * &weight.reshape(&[(n * k * points) as isize, 1]);
+            let summed = weighted
+                .reshape(&[n as isize, k as isize, points as isize, c as isize])
+                .sum_dim(1, false);
+            Ok(summed.permute(&[0, 2, 1]))
         };
-        Ok(&values * &weight)
-    };
     let out = match options.mode {
         GridSampleMode::Nearest => {
             let round = |v: &[f64]| v.iter().map(|v| v.round_ties_even()).collect::<Vec<_>>();
-            pick(&round(&xs), &round(&ys), None)?
+            blend(&[(round(&xs), round(&ys))], vec![None])?
         }
         GridSampleMode::Bilinear => {
             let floor = |v: &[f64]| v.iter().map(|v| v.floor()).collect::<Vec<_>>();
@@ -169,14 +207,96 @@ pub(crate) fn grid_sample(
             // neighbour, (x - x0) to the right.
             let (east, west) = (&x - &constant(&x0), &constant(&x1) - &x);
             let (south, north) = (&y - &constant(&y0), &constant(&y1) - &y);
-            let nw = pick(&x0, &y0, Some(&(&west * &north)))?;
-            let ne = pick(&x1, &y0, Some(&(&east * &north)))?;
-            let sw = pick(&x0, &y1, Some(&(&west * &south)))?;
-            let se = pick(&x1, &y1, Some(&(&east * &south)))?;
-            &(&(&nw + &ne) + &sw) + &se
+            let corners = [(x0.clone(), y0.clone()), (x1.clone(), y0), (x0, y1.clone()), (x1, y1)];
+            let weights = vec![
+                Some(&west * &north),
+                Some(&east * &north),
+                Some(&west * &south),
+                Some(&east * &south),
+            ];
+            blend(&corners, weights)?
         }
     };
     Ok(out.reshape(&[n as isize, c as isize, h_out as isize, w_out as isize]))
+}
+
+/// [`grid_sample`]'s value alone, for inputs that need no graph: per point, the same
+/// coordinates, neighbours and weights as the recorded ops, in the same order, so both give
+/// the same bits.
+fn sample<T: Element>(
+    image: &[T],
+    grid: &[T],
+    [n, c, h, w]: [usize; 4],
+    points: usize,
+    options: GridSampleOptions,
+) -> Vec<T> {
+    let pixel = |g: T, size: usize| -> T {
+        let (one, two, size_t) = (T::from_f64(1.0), T::from_f64(2.0), T::from_f64(size as f64));
+        let p = if options.align_corners {
+            (g + one) / two * T::from_f64(size as f64 - 1.0)
+        } else {
+            ((g + one) * size_t - one) / two
+        };
+        match options.padding_mode {
+            GridSamplePadding::Zeros => p,
+            GridSamplePadding::Border => {
+                let top = T::from_f64(size as f64 - 1.0);
+                if p < T::from_f64(0.0) {
+                    T::from_f64(0.0)
+                } else if p > top {
+                    top
+                } else {
+                    p
+                }
+            }
+        }
+    };
+    let mut out = vec![T::from_f64(0.0); n * c * points];
+    for (b, out) in out.chunks_mut((c * points).max(1)).enumerate().take(n) {
+        let plane = &image[b * c * h * w..(b + 1) * c * h * w];
+        let at = |x: f64, y: f64| -> Option<usize> {
+            (x >= 0.0 && x < w as f64 && y >= 0.0 && y < h as f64)
+                .then(|| y as usize * w + x as usize)
+        };
+        for p in 0..points {
+            let g = (b * points + p) * 2;
+            let (x, y) = (pixel(grid[g], w), pixel(grid[g + 1], h));
+            let (xf, yf) = (x.to_f64(), y.to_f64());
+            // (position, weight) of each neighbour, in the recorded path's order.
+            let mut corners: [(Option<usize>, T); 4] = [(None, T::from_f64(0.0)); 4];
+            let count = match options.mode {
+                GridSampleMode::Nearest => {
+                    corners[0] = (at(xf.round_ties_even(), yf.round_ties_even()), T::from_f64(1.0));
+                    1
+                }
+                GridSampleMode::Bilinear => {
+                    let (x0, y0) = (xf.floor(), yf.floor());
+                    let (x0t, y0t) = (T::from_f64(x0), T::from_f64(y0));
+                    let (x1t, y1t) = (T::from_f64(x0 + 1.0), T::from_f64(y0 + 1.0));
+                    let (east, west) = (x - x0t, x1t - x);
+                    let (south, north) = (y - y0t, y1t - y);
+                    corners = [
+                        (at(x0, y0), west * north),
+                        (at(x0 + 1.0, y0), east * north),
+                        (at(x0, y0 + 1.0), west * south),
+                        (at(x0 + 1.0, y0 + 1.0), east * south),
+                    ];
+                    4
+                }
+            };
+            for ch in 0..c {
+                let channel = &plane[ch * h * w..(ch + 1) * h * w];
+                let mut acc = T::from_f64(0.0);
+                for &(position, weight) in &corners[..count] {
+                    if let Some(i) = position {
+                        acc = acc + channel[i] * weight;
+                    }
+                }
+                out[ch * points + p] = acc;
+            }
+        }
+    }
+    out
 }
 
 /// The sampling grid `[N, H, W, 2]` of the affine maps `theta` `[N, 2, 3]` for an output of
