@@ -289,7 +289,7 @@ fn sample<T: Element>(
                 let mut acc = T::from_f64(0.0);
                 for &(position, weight) in &corners[..count] {
                     if let Some(i) = position {
-                        acc = acc + channel[i] * weight;
+                        acc += channel[i] * weight;
                     }
                 }
                 out[ch * points + p] = acc;
