@@ -639,7 +639,7 @@ fn rows() -> Vec<Row> {
                     .align_corners(true);
                 F::grid_sample_with(&Tensor::randn(&[2, 3, 8, 8]), &Tensor::zeros(&[2, 4, 4, 2]), options)
             },
-            "4-D inputs (no volumes); modes bilinear and nearest, paddings zeros and border (no `reflection`, no `bicubic`); composed of recorded ops, so differentiable in the image and the grid to any order"
+            "4-D inputs (no volumes); modes bilinear and nearest, paddings zeros and border (no `reflection`, no `bicubic`); differentiable in the image and the grid to any order (its gradients, when their graph is recorded, are themselves recorded ops)"
         ),
         (
             "torch.nn.functional",

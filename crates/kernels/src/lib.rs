@@ -19,6 +19,7 @@
 //! | [`pool`] | max pooling |
 //! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |
 //! | [`rows`] | rows picked by index and added back by index (`index_select` along any dimension, `embedding`), split across threads by output rows |
+//! | [`grid_sample`] | images sampled at arbitrary points (bilinear or nearest), and the gradients to the images and the points |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
 //! | [`group_norm`] | group normalisation, from the loops of the two above |
@@ -39,6 +40,7 @@ pub mod conv;
 pub mod extremum;
 pub mod fast_math;
 pub mod gemm;
+pub mod grid_sample;
 pub mod group_norm;
 mod implicit_gemm;
 pub mod in_place;

@@ -1,18 +1,23 @@
 //! Sampling an image at arbitrary points (PyTorch's `F.grid_sample`) and the sampling grid
 //! of an affine map (`F.affine_grid`): the two halves of a spatial transformer.
 //!
-//! Built from recorded ops, so gradients reach both the image and the grid, to any order:
-//! the (up to) four neighbours of every sample point are picked as rows of channels from the
-//! image laid out `[N * H * W, C]`, by one `index_select`, and blended with weights made from
-//! the points' coordinates by differentiable arithmetic. Which neighbours, and whether each lies inside the image, is
+//! `grid_sample` is one recorded operation: its value and plain gradients come straight
+//! from the kernels' loops. Its gradients when a graph of them is asked for, and its
+//! forward-mode tangents, come from the same sampling written as recorded ops, so they are
+//! differentiable to any order: the (up to) four neighbours of every sample point are
+//! picked as rows of channels from the image laid out `[N * H * W, C]`, by one
+//! `index_select`, and blended with weights made from the points' coordinates by
+//! differentiable arithmetic. Which neighbours, and whether each lies inside the image, is
 //! worked out from the coordinates' values (constants of the graph, as the floor is).
 
 use std::panic::Location;
 
+use tapegrad_kernels::grid_sample::{self as kernel, Sizes};
 use tapegrad_tape::layout::Layout;
-use tapegrad_tape::{Element, Error, Result, Storage, Tensor, ensure_float};
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{Backward, DType, Error, Result, Storage, Tensor, ensure_float, record};
 
-use crate::index::index_select;
+use crate::index::{index_add, index_select};
 use crate::options::setters;
 use crate::shape::cat;
 use crate::{MatmulOps, ReduceOps, ShapeOps, UnaryOps};
@@ -111,51 +116,143 @@ pub(crate) fn grid_sample(
         return Err(invalid(format!("input has no pixels (shape {:?})", input.shape())));
     }
     let (h_out, w_out) = (grid.shape()[1], grid.shape()[2]);
-    let points = h_out * w_out;
+    let sizes = Sizes { n, c, h, w, points: h_out * w_out };
     let dual = |t: &Tensor| {
         tapegrad_tape::forward_ad::is_dual_level_open()
             && tapegrad_tape::forward_ad::unpack_dual(t).tangent.is_some()
     };
-    let graph = tapegrad_tape::is_grad_enabled() && (input.tracks_grad() || grid.tracks_grad());
-    if !graph && !dual(input) && !dual(grid) {
-        // Nothing to differentiate: the same arithmetic in one pass, without the graph.
-        let (image, points_xy) = (input.contiguous_storage(), grid.contiguous_storage());
-        let storage = match (&image, &points_xy) {
-            (Storage::F32(i), Storage::F32(g)) => {
-                Storage::from_vec(sample::<f32>(i, g, [n, c, h, w], points, options))
-            }
-            (Storage::F64(i), Storage::F64(g)) => {
-                Storage::from_vec(sample::<f64>(i, g, [n, c, h, w], points, options))
-            }
-            _ => return Err(invalid("grid_sample takes float32 or float64".into())),
-        };
-        let out = Tensor::from_storage(storage, Layout::contiguous(&[n, c, h_out, w_out]));
-        return Ok(out);
+    if dual(input) || dual(grid) {
+        // Tangents are carried by the recorded ops the sampling is made of.
+        return composed(input, grid, sizes, options);
     }
-    let coord = |axis: usize, size: usize| -> Tensor {
-        let g = grid.narrow(3, axis, 1).reshape(&[n as isize, 1, points as isize]);
-        let size_f = size as f64;
-        let pixel = if options.align_corners {
-            &(&(&g + 1.0) / 2.0) * (size_f - 1.0)
-        } else {
-            &(&(&g + 1.0) * size_f - 1.0) / 2.0
-        };
-        match options.padding_mode {
-            GridSamplePadding::Zeros => pixel,
-            GridSamplePadding::Border => pixel.clamp(Some(0.0), Some(size_f - 1.0)),
+    let out_shape = [n, c, h_out, w_out];
+    let (image, points) = (input.contiguous_storage(), grid.contiguous_storage());
+    let storage = match (&image, &points) {
+        (Storage::F32(i), Storage::F32(g)) => {
+            Storage::from_vec(kernel::sample(i, g, sizes, options.into()))
         }
+        (Storage::F64(i), Storage::F64(g)) => {
+            Storage::from_vec(kernel::sample(i, g, sizes, options.into()))
+        }
+        _ => return Err(invalid("grid_sample takes float32 or float64".into())),
     };
-    let (x, y) = (coord(0, w), coord(1, h));
-    let (xs, ys) = (x.detach().to_vec::<f64>(), y.detach().to_vec::<f64>());
-    // The image as rows of channels, `[N * H * W, C]`: each neighbour of a point is one row,
-    // picked by `index_select` (whose backward adds rows back), so the index holds one entry
-    // per point and neighbour, not per channel.
-    let rows = input.permute(&[0, 2, 3, 1]).reshape(&[(n * h * w) as isize, c as isize]);
-    // The neighbours (whole-pixel positions, one list per neighbour, one entry per point) and
-    // their weights (`[N, 1, points]` each; `None`: 1): returns `[N, C, points]`, the
-    // neighbours' rows times their weights, summed, with zero for a position outside.
-    let blend =
-        |positions: &[(Vec<f64>, Vec<f64>)], weights: Vec<Option<Tensor>>| -> Result<Tensor> {
+    let value = Tensor::from_storage(storage, Layout::contiguous(&out_shape));
+    Ok(record("grid_sample", location, &[input, grid], value, || {
+        Backward::new(move |ctx| {
+            let (input, grid, grad) = (ctx.saved(0), ctx.saved(1), ctx.grad());
+            let wanted = [ctx.needs_input_grad(0), ctx.needs_input_grad(1)];
+            let [image_grad, grid_grad] = if tapegrad_tape::is_grad_enabled() {
+                // A graph of the gradient: the rule as recorded ops, differentiable again.
+                composed_backward(input, grid, grad, sizes, options, wanted)
+            } else {
+                direct_backward(input, grid, grad, sizes, options, wanted)
+            };
+            smallvec![image_grad, grid_grad]
+        })
+        .save(input)
+        .save(grid)
+    }))
+}
+
+impl From<GridSampleOptions> for kernel::Sampling {
+    fn from(o: GridSampleOptions) -> Self {
+        kernel::Sampling {
+            nearest: o.mode == GridSampleMode::Nearest,
+            border: o.padding_mode == GridSamplePadding::Border,
+            align_corners: o.align_corners,
+        }
+    }
+}
+
+/// [`grid_sample`]'s gradients straight from the buffers (the kernels' loops).
+fn direct_backward(
+    input: &Tensor,
+    grid: &Tensor,
+    grad: &Tensor,
+    sizes: Sizes,
+    options: GridSampleOptions,
+    [image_wanted, grid_wanted]: [bool; 2],
+) -> [Option<Tensor>; 2] {
+    let how = kernel::Sampling::from(options);
+    let g = grad.contiguous_storage();
+    let points = grid.contiguous_storage();
+    let image_grad = image_wanted.then(|| {
+        let storage = match (&points, &g) {
+            (Storage::F32(p), Storage::F32(g)) => {
+                Storage::from_vec(kernel::image_gradient(p, g, sizes, how))
+            }
+            (Storage::F64(p), Storage::F64(g)) => {
+                Storage::from_vec(kernel::image_gradient(p, g, sizes, how))
+            }
+            _ => unreachable!("grid_sample's tensors share one float dtype"),
+        };
+        Tensor::from_storage(storage, Layout::contiguous(input.shape()))
+    });
+    let grid_grad = grid_wanted.then(|| {
+        let image = input.contiguous_storage();
+        let storage = match (&image, &points, &g) {
+            (Storage::F32(i), Storage::F32(p), Storage::F32(g)) => {
+                Storage::from_vec(kernel::grid_gradient(i, p, g, sizes, how))
+            }
+            (Storage::F64(i), Storage::F64(p), Storage::F64(g)) => {
+                Storage::from_vec(kernel::grid_gradient(i, p, g, sizes, how))
+            }
+            _ => unreachable!("grid_sample's tensors share one float dtype"),
+        };
+        Tensor::from_storage(storage, Layout::contiguous(grid.shape()))
+    });
+    [image_grad, grid_grad]
+}
+
+/// The recorded form of a sampling: which rows of the image laid out `[N * H * W, C]` are
+/// each point's neighbours, and their weights as functions of the grid.
+struct Neighbourhood {
+    /// Neighbours per point (4, or 1 for nearest).
+    k: usize,
+    /// `[N * k * points]` rows of the image, ordered (image, neighbour, point); 0 for a
+    /// neighbour outside.
+    index: Tensor,
+    /// `[N, k, points]`: 1 for a neighbour inside the image, 0 outside.
+    inside: Tensor,
+    /// Bilinear only: the distances to the far side (west, east, north, south), `[N, 1,
+    /// points]` each, recorded from the grid.
+    distances: Option<[Tensor; 4]>,
+    /// Bilinear only: how each pixel coordinate moves with the grid's (constants, 0 where
+    /// the border clamps it).
+    slopes: Option<[Tensor; 2]>,
+}
+
+impl Neighbourhood {
+    fn of(grid: &Tensor, sizes: Sizes, options: GridSampleOptions, dtype: DType) -> Self {
+        let Sizes { n, h, w, points, .. } = sizes;
+        let coord = |axis: usize, size: usize| -> (Tensor, Tensor) {
+            let g = grid.narrow(3, axis, 1).reshape(&[n as isize, 1, points as isize]);
+            let size_f = size as f64;
+            let (pixel, slope) = if options.align_corners {
+                (&(&(&g + 1.0) / 2.0) * (size_f - 1.0), (size_f - 1.0) / 2.0)
+            } else {
+                (&(&(&g + 1.0) * size_f - 1.0) / 2.0, size_f / 2.0)
+            };
+            match options.padding_mode {
+                GridSamplePadding::Zeros => {
+                    let slope = Tensor::full(&[n, 1, points], slope).to_dtype(dtype);
+                    (pixel, slope)
+                }
+                GridSamplePadding::Border => {
+                    let free: Vec<f64> = pixel
+                        .detach()
+                        .to_vec::<f64>()
+                        .iter()
+                        .map(|&p| if p > 0.0 && p < size_f - 1.0 { slope } else { 0.0 })
+                        .collect();
+                    let slope = Tensor::from_vec(free, &[n, 1, points]).to_dtype(dtype);
+                    (pixel.clamp(Some(0.0), Some(size_f - 1.0)), slope)
+                }
+            }
+        };
+        let ((x, slope_x), (y, slope_y)) = (coord(0, w), coord(1, h));
+        let (xs, ys) = (x.detach().to_vec::<f64>(), y.detach().to_vec::<f64>());
+        let pick = |positions: &[(Vec<f64>, Vec<f64>)]| -> (Tensor, Tensor) {
             let k = positions.len();
             let mut index = Vec::with_capacity(n * k * points);
             let mut inside = Vec::with_capacity(n * k * points);
@@ -173,130 +270,122 @@ pub(crate) fn grid_sample(
                     }
                 }
             }
-            let index = Tensor::from_vec(index, &[n * k * points]);
-            let picked = index_select(&rows, 0, &index)?; // [N * k * points, C], ordered (b, k, p)
-            let inside = Tensor::from_vec(inside, &[n, k, points]).to_dtype(input.dtype());
-            let weight = match weights.iter().all(Option::is_none) {
-                true => inside,
-                false => {
-                    let ones = || Tensor::ones_dtype(&[n, 1, points], input.dtype());
-                    let parts: Vec<Tensor> =
-                        weights.into_iter().map(|w| w.unwrap_or_else(ones)).collect();
-                    &cat(&parts.iter().collect::<Vec<_>>(), 1) * &inside
-                }
-            };
-            let weighted = &picked * &weight.reshape(&[(n * k * points) as isize, 1]);
-            let summed = weighted
-                .reshape(&[n as isize, k as isize, points as isize, c as isize])
-                .sum_dim(1, false);
-            Ok(summed.permute(&[0, 2, 1]))
+            (
+                Tensor::from_vec(index, &[n * k * points]),
+                Tensor::from_vec(inside, &[n, k, points]).to_dtype(dtype),
+            )
         };
-    let out = match options.mode {
-        GridSampleMode::Nearest => {
-            let round = |v: &[f64]| v.iter().map(|v| v.round_ties_even()).collect::<Vec<_>>();
-            blend(&[(round(&xs), round(&ys))], vec![None])?
-        }
-        GridSampleMode::Bilinear => {
-            let floor = |v: &[f64]| v.iter().map(|v| v.floor()).collect::<Vec<_>>();
-            let (x0, y0) = (floor(&xs), floor(&ys));
-            let (x1, y1): (Vec<f64>, Vec<f64>) =
-                (x0.iter().map(|v| v + 1.0).collect(), y0.iter().map(|v| v + 1.0).collect());
-            let constant =
-                |v: &[f64]| Tensor::from_vec(v.to_vec(), &[n, 1, points]).to_dtype(input.dtype());
-            // The distances to the far corner, as PyTorch's weights: (x1 - x) to the left
-            // neighbour, (x - x0) to the right.
-            let (east, west) = (&x - &constant(&x0), &constant(&x1) - &x);
-            let (south, north) = (&y - &constant(&y0), &constant(&y1) - &y);
-            let corners = [(x0.clone(), y0.clone()), (x1.clone(), y0), (x0, y1.clone()), (x1, y1)];
-            let weights = vec![
-                Some(&west * &north),
-                Some(&east * &north),
-                Some(&west * &south),
-                Some(&east * &south),
-            ];
-            blend(&corners, weights)?
-        }
-    };
-    Ok(out.reshape(&[n as isize, c as isize, h_out as isize, w_out as isize]))
-}
-
-/// [`grid_sample`]'s value alone, for inputs that need no graph: per point, the same
-/// coordinates, neighbours and weights as the recorded ops, in the same order, so both give
-/// the same bits.
-fn sample<T: Element>(
-    image: &[T],
-    grid: &[T],
-    [n, c, h, w]: [usize; 4],
-    points: usize,
-    options: GridSampleOptions,
-) -> Vec<T> {
-    let pixel = |g: T, size: usize| -> T {
-        let (one, two, size_t) = (T::from_f64(1.0), T::from_f64(2.0), T::from_f64(size as f64));
-        let p = if options.align_corners {
-            (g + one) / two * T::from_f64(size as f64 - 1.0)
-        } else {
-            ((g + one) * size_t - one) / two
-        };
-        match options.padding_mode {
-            GridSamplePadding::Zeros => p,
-            GridSamplePadding::Border => {
-                let top = T::from_f64(size as f64 - 1.0);
-                if p < T::from_f64(0.0) {
-                    T::from_f64(0.0)
-                } else if p > top {
-                    top
-                } else {
-                    p
-                }
+        match options.mode {
+            GridSampleMode::Nearest => {
+                let round = |v: &[f64]| v.iter().map(|v| v.round_ties_even()).collect::<Vec<_>>();
+                let (index, inside) = pick(&[(round(&xs), round(&ys))]);
+                Neighbourhood { k: 1, index, inside, distances: None, slopes: None }
             }
-        }
-    };
-    let mut out = vec![T::from_f64(0.0); n * c * points];
-    for (b, out) in out.chunks_mut((c * points).max(1)).enumerate().take(n) {
-        let plane = &image[b * c * h * w..(b + 1) * c * h * w];
-        let at = |x: f64, y: f64| -> Option<usize> {
-            (x >= 0.0 && x < w as f64 && y >= 0.0 && y < h as f64)
-                .then(|| y as usize * w + x as usize)
-        };
-        for p in 0..points {
-            let g = (b * points + p) * 2;
-            let (x, y) = (pixel(grid[g], w), pixel(grid[g + 1], h));
-            let (xf, yf) = (x.to_f64(), y.to_f64());
-            // (position, weight) of each neighbour, in the recorded path's order.
-            let mut corners: [(Option<usize>, T); 4] = [(None, T::from_f64(0.0)); 4];
-            let count = match options.mode {
-                GridSampleMode::Nearest => {
-                    corners[0] = (at(xf.round_ties_even(), yf.round_ties_even()), T::from_f64(1.0));
-                    1
+            GridSampleMode::Bilinear => {
+                let floor = |v: &[f64]| v.iter().map(|v| v.floor()).collect::<Vec<_>>();
+                let (x0, y0) = (floor(&xs), floor(&ys));
+                let (x1, y1): (Vec<f64>, Vec<f64>) =
+                    (x0.iter().map(|v| v + 1.0).collect(), y0.iter().map(|v| v + 1.0).collect());
+                let constant =
+                    |v: &[f64]| Tensor::from_vec(v.to_vec(), &[n, 1, points]).to_dtype(dtype);
+                // The distances to the far side, as PyTorch's weights: (x1 - x) to the left
+                // neighbour, (x - x0) to the right.
+                let (east, west) = (&x - &constant(&x0), &constant(&x1) - &x);
+                let (south, north) = (&y - &constant(&y0), &constant(&y1) - &y);
+                let corners =
+                    [(x0.clone(), y0.clone()), (x1.clone(), y0), (x0, y1.clone()), (x1, y1)];
+                let (index, inside) = pick(&corners);
+                Neighbourhood {
+                    k: 4,
+                    index,
+                    inside,
+                    distances: Some([west, east, north, south]),
+                    slopes: Some([slope_x, slope_y]),
                 }
-                GridSampleMode::Bilinear => {
-                    let (x0, y0) = (xf.floor(), yf.floor());
-                    let (x0t, y0t) = (T::from_f64(x0), T::from_f64(y0));
-                    let (x1t, y1t) = (T::from_f64(x0 + 1.0), T::from_f64(y0 + 1.0));
-                    let (east, west) = (x - x0t, x1t - x);
-                    let (south, north) = (y - y0t, y1t - y);
-                    corners = [
-                        (at(x0, y0), west * north),
-                        (at(x0 + 1.0, y0), east * north),
-                        (at(x0, y0 + 1.0), west * south),
-                        (at(x0 + 1.0, y0 + 1.0), east * south),
-                    ];
-                    4
-                }
-            };
-            for ch in 0..c {
-                let channel = &plane[ch * h * w..(ch + 1) * h * w];
-                let mut acc = T::from_f64(0.0);
-                for &(position, weight) in &corners[..count] {
-                    if let Some(i) = position {
-                        acc += channel[i] * weight;
-                    }
-                }
-                out[ch * points + p] = acc;
             }
         }
     }
-    out
+
+    /// `[N, k, points]`: each neighbour's weight, 0 outside the image.
+    fn weights(&self) -> Tensor {
+        match &self.distances {
+            None => self.inside.clone(),
+            Some([west, east, north, south]) => {
+                let products = [west * north, east * north, west * south, east * south];
+                &cat(&products.iter().collect::<Vec<_>>(), 1) * &self.inside
+            }
+        }
+    }
+
+    /// `[N, k, points, C]`: the neighbours' channels, read from `input` by one
+    /// `index_select` (whose backward adds the rows back).
+    fn picked(&self, input: &Tensor, Sizes { n, c, h, w, points }: Sizes) -> Tensor {
+        let rows = input.permute(&[0, 2, 3, 1]).reshape(&[(n * h * w) as isize, c as isize]);
+        let picked = index_select(&rows, 0, &self.index).expect("indices inside the image");
+        picked.reshape(&[n as isize, self.k as isize, points as isize, c as isize])
+    }
+}
+
+/// [`grid_sample`] as recorded ops (carrying tangents, and differentiable to any order):
+/// the neighbours' rows times their weights, summed.
+fn composed(
+    input: &Tensor,
+    grid: &Tensor,
+    sizes: Sizes,
+    options: GridSampleOptions,
+) -> Result<Tensor> {
+    let Sizes { n, c, points, .. } = sizes;
+    let near = Neighbourhood::of(grid, sizes, options, input.dtype());
+    let k = near.k as isize;
+    let weights = near.weights().reshape(&[n as isize, k, points as isize, 1]);
+    let summed = (&near.picked(input, sizes) * &weights).sum_dim(1, false); // [N, points, C]
+    let (h_out, w_out) = (grid.shape()[1], grid.shape()[2]);
+    Ok(summed.permute(&[0, 2, 1]).reshape(&[
+        n as isize,
+        c as isize,
+        h_out as isize,
+        w_out as isize,
+    ]))
+}
+
+/// [`grid_sample`]'s gradients as recorded ops, for a graph of the gradient: each output
+/// gradient spread onto the neighbours by their weights, and the grid moved by how the
+/// weights move with it.
+fn composed_backward(
+    input: &Tensor,
+    grid: &Tensor,
+    grad: &Tensor,
+    sizes: Sizes,
+    options: GridSampleOptions,
+    [image_wanted, grid_wanted]: [bool; 2],
+) -> [Option<Tensor>; 2] {
+    let Sizes { n, c, h, w, points } = sizes;
+    let near = Neighbourhood::of(grid, sizes, options, input.dtype());
+    let k = near.k as isize;
+    // [N, 1, points, C]: the gradient of each point's channels.
+    let per_point =
+        grad.reshape(&[n as isize, c as isize, 1, points as isize]).permute(&[0, 2, 3, 1]);
+    let image_grad = image_wanted.then(|| {
+        let weights = near.weights().reshape(&[n as isize, k, points as isize, 1]);
+        let spread = (&per_point * &weights).reshape(&[-1, c as isize]);
+        let zeros = Tensor::zeros_dtype(&[n * h * w, c], input.dtype());
+        let rows = index_add(&zeros, 0, &near.index, &spread).expect("shapes agree");
+        rows.reshape(&[n as isize, h as isize, w as isize, c as isize]).permute(&[0, 3, 1, 2])
+    });
+    let grid_grad = grid_wanted.then(|| match (&near.distances, &near.slopes) {
+        (Some([west, east, north, south]), Some([slope_x, slope_y])) => {
+            // Each neighbour's channels dotted with the point's gradient: [N, k, points].
+            let dots = &(&near.picked(input, sizes) * &per_point).sum_dim(3, false) * &near.inside;
+            let d = |i: usize| dots.narrow(1, i, 1);
+            let by_x = &(north * &(&d(1) - &d(0))) + &(south * &(&d(3) - &d(2)));
+            let by_y = &(west * &(&d(2) - &d(0))) + &(east * &(&d(3) - &d(1)));
+            let pair = cat(&[&(&by_x * slope_x), &(&by_y * slope_y)], 1); // [N, 2, points]
+            pair.permute(&[0, 2, 1])
+                .reshape(&grid.shape().iter().map(|&d| d as isize).collect::<Vec<_>>())
+        }
+        _ => Tensor::zeros_dtype(grid.shape(), grid.dtype()), // nearest: piecewise constant
+    });
+    [image_grad, grid_grad]
 }
 
 /// The sampling grid `[N, H, W, 2]` of the affine maps `theta` `[N, 2, 3]` for an output of
