@@ -2,14 +2,17 @@
 //! straight from contiguous buffers: images `[n, c, h, w]`, sampling points `[n, points, 2]`
 //! (x then y, each from -1 to 1 across the image), sampled values `[n, c, points]`.
 //!
-//! Each point is located once per task (its pixel position, its neighbours and their
-//! weights), then every channel reads the same neighbours. Work is split by samples and
-//! blocks of channels (or of points, for the grid's gradient), so every buffer a task writes
+//! Points are taken sixteen at a time: a block is located (pixel positions, neighbours,
+//! weights) by loops without branches on the points, which compile to vector code in the
+//! copies [`run_widest`] makes, and then every channel reads the block's neighbours with one
+//! gather per neighbour and vector of points. Work is split by images and blocks of
+//! channels (or runs of points, for the grid's gradient), so that every buffer a task writes
 //! is one contiguous run, and each value is summed in the same order at any thread count.
 
 use rayon::prelude::*;
 
 use crate::Real;
+use crate::simd::{WidestLoop, run_widest};
 
 /// How the image is read: PyTorch's `mode`, `padding_mode` and `align_corners`.
 ///
@@ -79,103 +82,15 @@ fn to_pixel<T: Real>(g: T, size: usize, how: Sampling) -> (T, T) {
     if !how.border {
         return (p, slope);
     }
-    if p < T::ZERO {
-        (T::ZERO, T::ZERO)
+    let clamped = if p < T::ZERO {
+        T::ZERO
     } else if p > last {
-        (last, T::ZERO)
-    } else if p > T::ZERO && p < last {
-        (p, slope)
+        last
     } else {
-        (p, T::ZERO)
-    }
-}
-
-/// Marks a neighbour outside the image.
-const OUTSIDE: usize = usize::MAX;
-
-/// A point's neighbours: their offsets in a plane ([`OUTSIDE`] for none), their weights,
-/// and how each weight moves with the point's pixel x and y; then how the pixel position
-/// moves with the grid's coordinates.
-#[derive(Clone, Copy)]
-struct Neighbours<T> {
-    at: [usize; 4],
-    weight: [T; 4],
-    by_x: [T; 4],
-    by_y: [T; 4],
-    count: usize,
-    slope: [T; 2],
-}
-
-/// `x.floor()` as an integer, for `x` from -1 up to the size of an image (no call into the
-/// maths library: the baseline x86-64 target has no rounding instruction).
-#[inline(always)]
-fn floor(x: f64) -> i64 {
-    let t = x as i64;
-    t - ((t as f64) > x) as i64
-}
-
-/// `x.round_ties_even()` for `|x| < 2^52`: adding and taking away 2^52 rounds to a whole
-/// number in the default rounding mode, halves to even.
-#[inline(always)]
-fn round_ties_even(x: f64) -> f64 {
-    let big = 4503599627370496.0f64.copysign(x);
-    (x + big) - big
-}
-
-#[inline(always)]
-fn locate<T: Real>(gx: T, gy: T, Sizes { h, w, .. }: Sizes, how: Sampling) -> Neighbours<T> {
-    let ((x, slope_x), (y, slope_y)) = (to_pixel(gx, w, how), to_pixel(gy, h, how));
-    let zero = [T::ZERO; 4];
-    let nowhere = Neighbours {
-        at: [OUTSIDE; 4],
-        weight: zero,
-        by_x: zero,
-        by_y: zero,
-        count: 0,
-        slope: [slope_x, slope_y],
-    };
-    let (xf, yf, wf, hf) = (x.widen(), y.widen(), w as f64, h as f64);
-    if how.nearest {
-        // (NaN fails every comparison, so it reads nothing.)
-        if !(xf.abs() < wf + 1.0 && yf.abs() < hf + 1.0) {
-            return nowhere;
-        }
-        let (xr, yr) = (round_ties_even(xf), round_ties_even(yf));
-        if !(xr >= 0.0 && xr < wf && yr >= 0.0 && yr < hf) {
-            return nowhere;
-        }
-        let mut weight = zero;
-        weight[0] = T::ONE;
-        let at = [yr as usize * w + xr as usize, OUTSIDE, OUTSIDE, OUTSIDE];
-        return Neighbours { at, weight, by_x: zero, by_y: zero, count: 1, slope: [T::ZERO; 2] };
-    }
-    // Every neighbour lies outside unless -1 <= x < w and -1 <= y < h (NaN fails too).
-    if !(xf >= -1.0 && xf < wf && yf >= -1.0 && yf < hf) {
-        return nowhere;
-    }
-    let (x0, y0) = (floor(xf), floor(yf));
-    let (x1, y1) = (x0 + 1, y0 + 1);
-    let (w_i, h_i) = (w as i64, h as i64);
-    let offset =
-        |x: i64, y: i64, inside: bool| if inside { (y * w_i + x) as usize } else { OUTSIDE };
-    // The distances to the far side, as PyTorch's weights: (x1 - x) for the left neighbour,
-    // (x - x0) for the right. Order: (x0, y0), (x1, y0), (x0, y1), (x1, y1).
-    let (east, west) = (x - T::round_from(x0 as f64), T::round_from(x1 as f64) - x);
-    let (south, north) = (y - T::round_from(y0 as f64), T::round_from(y1 as f64) - y);
-    let (left, right, top, bottom) = (x0 >= 0, x1 < w_i, y0 >= 0, y1 < h_i);
-    Neighbours {
-        at: [
-            offset(x0, y0, left & top),
-            offset(x1, y0, right & top),
-            offset(x0, y1, left & bottom),
-            offset(x1, y1, right & bottom),
-        ],
-        weight: [west * north, east * north, west * south, east * south],
-        by_x: [-north, north, -south, south],
-        by_y: [-west, -east, west, east],
-        count: 4,
-        slope: [slope_x, slope_y],
-    }
+        p
+    }; // NaN stays
+    let moving = (p > T::ZERO) & (p < last);
+    (clamped, if moving { slope } else { T::ZERO })
 }
 
 /// `f(b, channels, run)` for every image `b` and block of its channels, `run` being that
@@ -227,22 +142,194 @@ pub fn sample<T: Real>(image: &[T], grid: &[T], sizes: Sizes, how: Sampling) -> 
     by_image_and_channels(&mut out, sizes, points, work, |b, channels, run| {
         let image = &image[(b * c + channels.start) * plane..(b * c + channels.end) * plane];
         let grid = &grid[b * points * 2..(b + 1) * points * 2];
-        // Point by point, all the block's channels: each point is located once, and the
-        // reads and writes walk along `channels.len()` rows together.
-        for (p, g) in grid.chunks_exact(2).enumerate() {
-            let point = locate(g[0], g[1], sizes, how);
-            for (src, row) in image.chunks_exact(plane).zip(run.chunks_exact_mut(points)) {
-                let mut acc = T::ZERO;
-                for k in 0..point.count {
-                    if point.at[k] != OUTSIDE {
-                        acc += src[point.at[k]] * point.weight[k];
-                    }
-                }
-                row[p] = acc;
-            }
-        }
+        run_widest(SampleTask { image, grid, out: run, sizes, how });
     });
     out
+}
+
+/// Per point of a block, along one axis of an image: the whole pixel at or before the
+/// position (the nearest one, for nearest sampling), as an integer and a value, and whether
+/// it and the next pixel lie inside.
+struct Axis<T> {
+    low: [i32; BLOCK],
+    low_value: [T; BLOCK],
+    inside: [[bool; BLOCK]; 2],
+}
+
+impl<T: Real> Axis<T> {
+    #[inline(always)]
+    fn of(positions: &[T; BLOCK], size: usize, nearest: bool) -> Self {
+        let last = size as f64 + 1.0;
+        let mut axis =
+            Axis { low: [0; BLOCK], low_value: [T::ZERO; BLOCK], inside: [[false; BLOCK]; 2] };
+        for (i, p) in positions.iter().enumerate() {
+            // Outside -2..=size+1 no neighbour lies inside either way: clamped there (NaN
+            // to -2), every position converts to a small integer.
+            let v = p.widen();
+            let v = if v >= -2.0 { if v <= last { v } else { last } } else { -2.0 };
+            let low = if nearest { v.round_ties_even() } else { v.floor() };
+            axis.low[i] = low as i32;
+            axis.low_value[i] = T::round_from(low);
+            axis.inside[0][i] = (low >= 0.0) & (low < size as f64);
+            axis.inside[1][i] = (low + 1.0 >= 0.0) & (low + 1.0 < size as f64);
+        }
+        axis
+    }
+}
+
+/// Points located together: a block's worth of gathers per channel.
+const BLOCK: usize = 16;
+
+/// A block of points located: for neighbour `k` of point `i`, its offset in a plane (0 when
+/// outside, so that every read is in bounds), whether it is inside, and its weight.
+struct Located<T> {
+    at: [[usize; BLOCK]; 4],
+    inside: [[bool; BLOCK]; 4],
+    weight: [[T; BLOCK]; 4],
+    by_x: [[T; BLOCK]; 4],
+    by_y: [[T; BLOCK]; 4],
+    slope: [[T; BLOCK]; 2],
+}
+
+impl<T: Real> Located<T> {
+    /// The points of `grid` (up to [`BLOCK`] pairs) located. Each step is a loop over the
+    /// whole block without branches on the points, so that it compiles to vector code
+    /// (in the copies [`run_widest`] makes, where `floor` and rounding are instructions).
+    #[inline(always)]
+    fn block(grid: &[T], Sizes { h, w, .. }: Sizes, how: Sampling) -> Self {
+        let zeros = [T::ZERO; BLOCK];
+        let (mut gx, mut gy) = (zeros, zeros);
+        for (i, g) in grid.chunks_exact(2).take(BLOCK).enumerate() {
+            (gx[i], gy[i]) = (g[0], g[1]);
+        }
+        let (mut x, mut y, mut slope_x, mut slope_y) = (zeros, zeros, zeros, zeros);
+        for i in 0..BLOCK {
+            (x[i], slope_x[i]) = to_pixel(gx[i], w, how);
+            (y[i], slope_y[i]) = to_pixel(gy[i], h, how);
+        }
+        let (column, row) = (Axis::of(&x, w, how.nearest), Axis::of(&y, h, how.nearest));
+        let mut located = Located {
+            at: [[0; BLOCK]; 4],
+            inside: [[false; BLOCK]; 4],
+            weight: [zeros; 4],
+            by_x: [zeros; 4],
+            by_y: [zeros; 4],
+            slope: [slope_x, slope_y],
+        };
+        let corners = [(false, false), (true, false), (false, true), (true, true)];
+        for (k, &(right, below)) in corners.iter().enumerate().take(if how.nearest { 1 } else { 4 })
+        {
+            let step = right as i64 + if below { w as i64 } else { 0 };
+            for i in 0..BLOCK {
+                let inside = column.inside[right as usize][i] & row.inside[below as usize][i];
+                let offset = row.low[i] as i64 * w as i64 + column.low[i] as i64 + step;
+                located.inside[k][i] = inside;
+                located.at[k][i] = if inside { offset as usize } else { 0 };
+            }
+        }
+        if how.nearest {
+            located.weight[0] = [T::ONE; BLOCK];
+            located.slope = [zeros; 2];
+            return located;
+        }
+        for i in 0..BLOCK {
+            // The distances to the far side, as PyTorch's weights: (x1 - x) for the left
+            // neighbour, (x - x0) for the right.
+            let (east, west) = (x[i] - column.low_value[i], column.low_value[i] + T::ONE - x[i]);
+            let (south, north) = (y[i] - row.low_value[i], row.low_value[i] + T::ONE - y[i]);
+            let weights = [west * north, east * north, west * south, east * south];
+            let by_x = [-north, north, -south, south];
+            let by_y = [-west, -east, west, east];
+            for k in 0..4 {
+                located.weight[k][i] = weights[k];
+                located.by_x[k][i] = by_x[k];
+                located.by_y[k][i] = by_y[k];
+            }
+        }
+        located
+    }
+
+    /// `row[i]`: the `K` neighbours of point `i` read from `src`, times their weights,
+    /// summed in order (what lies outside adds nothing): one gather per neighbour for a
+    /// vector of points.
+    #[inline(always)]
+    fn read<const K: usize>(&self, src: &[T], row: &mut [T]) {
+        assert!(row.len() <= BLOCK && !src.is_empty());
+        for (i, value) in row.iter_mut().enumerate() {
+            let mut acc = T::ZERO;
+            for k in 0..K {
+                // SAFETY: `at` holds offsets of a plane of `src.len()` values (`locate`
+                // gives them inside the plane; outside ones are 0, and `src` is not
+                // empty).
+                let v = unsafe { *src.get_unchecked(self.at[k][i]) };
+                acc += if self.inside[k][i] { v * self.weight[k][i] } else { T::ZERO };
+            }
+            *value = acc;
+        }
+    }
+
+    /// `dst[at] += weight g[i]` for the `K` neighbours inside of each point `i`.
+    #[inline(always)]
+    fn spread<const K: usize>(&self, g: &[T], dst: &mut [T]) {
+        for (i, &g) in g.iter().enumerate().take(BLOCK) {
+            for k in 0..K {
+                if self.inside[k][i] {
+                    dst[self.at[k][i]] += self.weight[k][i] * g;
+                }
+            }
+        }
+    }
+
+    /// `sums[i] += g[i] (how the sampled value moves with x, with y)` for the four
+    /// neighbours of each point `i`, read from `src`.
+    #[inline(always)]
+    fn moves(&self, src: &[T], g: &[T], sums: &mut [[T; BLOCK]; 2]) {
+        assert!(g.len() <= BLOCK && !src.is_empty());
+        for (i, &g) in g.iter().enumerate() {
+            let (mut dx, mut dy) = (T::ZERO, T::ZERO);
+            for k in 0..4 {
+                // SAFETY: as in `read`.
+                let v = unsafe { *src.get_unchecked(self.at[k][i]) };
+                let v = if self.inside[k][i] { v } else { T::ZERO };
+                dx += v * self.by_x[k][i];
+                dy += v * self.by_y[k][i];
+            }
+            sums[0][i] += g * dx;
+            sums[1][i] += g * dy;
+        }
+    }
+}
+
+/// One task of [`sample`]: a block of channels of one image.
+struct SampleTask<'a, T> {
+    image: &'a [T],
+    grid: &'a [T],
+    out: &'a mut [T],
+    sizes: Sizes,
+    how: Sampling,
+}
+
+impl<T: Real> WidestLoop for SampleTask<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let SampleTask { image, grid, out, sizes, how } = self;
+        let (plane, points) = (sizes.h * sizes.w, sizes.points);
+        // A block of points at a time, all the task's channels: each point is located
+        // once, then read channel by channel.
+        for (first, block) in (0..points).step_by(BLOCK).zip(grid.chunks(2 * BLOCK)) {
+            let located = Located::block(block, sizes, how);
+            let len = block.len() / 2;
+            for (src, row) in image.chunks_exact(plane).zip(out.chunks_exact_mut(points)) {
+                let row = &mut row[first..first + len];
+                if how.nearest {
+                    located.read::<1>(src, row);
+                } else {
+                    located.read::<4>(src, row);
+                }
+            }
+        }
+    }
 }
 
 /// The gradient of [`sample`] with respect to the images: each sampled value's gradient
@@ -263,23 +350,46 @@ pub fn image_gradient<T: Real>(grid: &[T], grad: &[T], sizes: Sizes, how: Sampli
     let Sizes { n, c, h, w, points } = sizes;
     let plane = h * w;
     let mut out = vec![T::ZERO; n * c * plane];
+    if points == 0 {
+        return out;
+    }
     let work = n * c * points * if how.nearest { 1 } else { 4 };
     by_image_and_channels(&mut out, sizes, plane, work, |b, channels, run| {
         let grad = &grad[(b * c + channels.start) * points..(b * c + channels.end) * points];
         let grid = &grid[b * points * 2..(b + 1) * points * 2];
-        for (p, g) in grid.chunks_exact(2).enumerate() {
-            let point = locate(g[0], g[1], sizes, how);
-            for (g, dst) in grad.chunks_exact(points).zip(run.chunks_exact_mut(plane)) {
-                let g = g[p];
-                for k in 0..point.count {
-                    if point.at[k] != OUTSIDE {
-                        dst[point.at[k]] += point.weight[k] * g;
-                    }
+        run_widest(SpreadTask { grid, grad, out: run, sizes, how });
+    });
+    out
+}
+
+/// One task of [`image_gradient`]: a block of channels of one image.
+struct SpreadTask<'a, T> {
+    grid: &'a [T],
+    grad: &'a [T],
+    out: &'a mut [T],
+    sizes: Sizes,
+    how: Sampling,
+}
+
+impl<T: Real> WidestLoop for SpreadTask<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let SpreadTask { grid, grad, out, sizes, how } = self;
+        let (plane, points) = (sizes.h * sizes.w, sizes.points);
+        for (first, block) in (0..points).step_by(BLOCK).zip(grid.chunks(2 * BLOCK)) {
+            let located = Located::block(block, sizes, how);
+            let len = block.len() / 2;
+            for (g, dst) in grad.chunks_exact(points).zip(out.chunks_exact_mut(plane)) {
+                let g = &g[first..first + len];
+                if how.nearest {
+                    located.spread::<1>(g, dst);
+                } else {
+                    located.spread::<4>(g, dst);
                 }
             }
         }
-    });
-    out
+    }
 }
 
 /// Points per task of [`grid_gradient`] when it runs on several threads.
@@ -318,30 +428,8 @@ pub fn grid_gradient<T: Real>(
     let block = |b: usize, first: usize, dst: &mut [T]| {
         let image = &image[b * c * plane..(b + 1) * c * plane];
         let grad = &grad[b * c * points..(b + 1) * c * points];
-        for (i, pair) in dst.chunks_exact_mut(2).enumerate() {
-            let p = first + i;
-            let g = (b * points + p) * 2;
-            let point = locate(grid[g], grid[g + 1], sizes, how);
-            let (mut sum_x, mut sum_y) = (T::ZERO, T::ZERO);
-            for (src, grad) in image.chunks_exact(plane).zip(grad.chunks_exact(points)) {
-                let (mut dx, mut dy) = (T::ZERO, T::ZERO);
-                for k in 0..point.count {
-                    if point.at[k] != OUTSIDE {
-                        let v = src[point.at[k]];
-                        dx += v * point.by_x[k];
-                        dy += v * point.by_y[k];
-                    }
-                }
-                sum_x += grad[p] * dx;
-                sum_y += grad[p] * dy;
-            }
-            // A clamped coordinate passes nothing on, whatever its sum (PyTorch's mask).
-            for (d, (sum, slope)) in
-                pair.iter_mut().zip([(sum_x, point.slope[0]), (sum_y, point.slope[1])])
-            {
-                *d = if slope == T::ZERO { T::ZERO } else { sum * slope };
-            }
-        }
+        let grid = &grid[(b * points + first) * 2..][..dst.len()];
+        run_widest(MoveTask { image, grid, grad, first, out: dst, spread: None, sizes, how });
     };
     let run = POINTS_PER_BLOCK * 2;
     if crate::parallel::start_parallel(n * c * points * 4) {
@@ -361,9 +449,114 @@ pub fn grid_gradient<T: Real>(
     out
 }
 
+/// Both gradients of [`sample`], `(image_gradient, grid_gradient)`, in one pass over the
+/// points where the images are enough to share among the threads (each point located once,
+/// each of its neighbours read once); the same values as the two functions give.
+///
+/// ```
+/// use tapegrad_kernels::grid_sample::{Sampling, Sizes, gradients, grid_gradient, image_gradient};
+/// let sizes = Sizes { n: 1, c: 1, h: 1, w: 2, points: 1 };
+/// let (image, grid, grad) = ([1.0f64, 3.0], [0.0, 0.0], [1.0]);
+/// let how = Sampling::default();
+/// assert_eq!(
+///     gradients(&image, &grid, &grad, sizes, how),
+///     (image_gradient(&grid, &grad, sizes, how), grid_gradient(&image, &grid, &grad, sizes, how))
+/// );
+/// ```
+///
+/// # Panics
+/// If a buffer's length disagrees with `sizes`, or the image has no pixels.
+pub fn gradients<T: Real>(
+    image: &[T],
+    grid: &[T],
+    grad: &[T],
+    sizes: Sizes,
+    how: Sampling,
+) -> (Vec<T>, Vec<T>) {
+    sizes.check(Some(image.len()), grid.len(), Some(grad.len()), "gradients");
+    let Sizes { n, c, h, w, points } = sizes;
+    let work = n * c * points * 4;
+    let parallel = crate::parallel::worth_it(work);
+    if how.nearest || c == 0 || points == 0 || (parallel && n < 2 * rayon::current_num_threads()) {
+        return (
+            image_gradient(grid, grad, sizes, how),
+            grid_gradient(image, grid, grad, sizes, how),
+        );
+    }
+    let plane = h * w;
+    let (mut by_image, mut by_grid) = (vec![T::ZERO; n * c * plane], vec![T::ZERO; n * points * 2]);
+    let task = |b: usize, spread: &mut [T], out: &mut [T]| {
+        let image = &image[b * c * plane..(b + 1) * c * plane];
+        let grad = &grad[b * c * points..(b + 1) * c * points];
+        let grid = &grid[b * points * 2..(b + 1) * points * 2];
+        run_widest(MoveTask { image, grid, grad, first: 0, out, spread: Some(spread), sizes, how });
+    };
+    let (per_image, per_grid) = (c * plane, points * 2);
+    if crate::parallel::start_parallel(work) {
+        by_image
+            .par_chunks_mut(per_image)
+            .zip(by_grid.par_chunks_mut(per_grid))
+            .enumerate()
+            .for_each(|(b, (spread, out))| task(b, spread, out));
+    } else {
+        for (b, (spread, out)) in
+            by_image.chunks_mut(per_image).zip(by_grid.chunks_mut(per_grid)).enumerate()
+        {
+            task(b, spread, out);
+        }
+    }
+    (by_image, by_grid)
+}
+
+/// One task of [`grid_gradient`]: a run of points of one image, from point `first`.
+struct MoveTask<'a, T> {
+    image: &'a [T],
+    grid: &'a [T],
+    grad: &'a [T],
+    first: usize,
+    out: &'a mut [T],
+    /// The image's gradient, `[c, h, w]`, when the task also spreads the gradient onto it
+    /// (and then covers all the image's points).
+    spread: Option<&'a mut [T]>,
+    sizes: Sizes,
+    how: Sampling,
+}
+
+impl<T: Real> WidestLoop for MoveTask<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let MoveTask { image, grid, grad, first, out, mut spread, sizes, how } = self;
+        let (plane, points) = (sizes.h * sizes.w, sizes.points);
+        for ((start, block), dst) in
+            (first..).step_by(BLOCK).zip(grid.chunks(2 * BLOCK)).zip(out.chunks_mut(2 * BLOCK))
+        {
+            let located = Located::block(block, sizes, how);
+            let len = block.len() / 2;
+            let mut sums = [[T::ZERO; BLOCK]; 2];
+            for (ch, (src, g)) in
+                image.chunks_exact(plane).zip(grad.chunks_exact(points)).enumerate()
+            {
+                let g = &g[start..start + len];
+                located.moves(src, g, &mut sums);
+                if let Some(dst) = spread.as_deref_mut() {
+                    located.spread::<4>(g, &mut dst[ch * plane..(ch + 1) * plane]);
+                }
+            }
+            for (i, pair) in dst.chunks_exact_mut(2).enumerate() {
+                // A clamped coordinate passes nothing on, whatever its sum (PyTorch's mask).
+                for (axis, d) in pair.iter_mut().enumerate() {
+                    let slope = located.slope[axis][i];
+                    *d = if slope == T::ZERO { T::ZERO } else { sums[axis][i] * slope };
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Sampling, Sizes, grid_gradient, image_gradient, sample};
+    use super::{Sampling, Sizes, gradients, grid_gradient, image_gradient, sample};
 
     /// A small image and points inside, near the edges and outside it (none on a whole
     /// pixel, where the sampling has a kink).
@@ -446,31 +639,51 @@ mod tests {
         }
     }
 
-    /// Split across threads (many images and channels) or not, every value is the same.
+    /// Split across threads (by images and channels, or points) or not, and the gradients
+    /// in one pass or two, every value is the same.
     #[test]
     fn a_parallel_split_gives_the_same_values() {
-        let sizes = Sizes { n: 3, c: 40, h: 30, w: 30, points: 900 };
-        let image: Vec<f32> =
-            (0..3 * 40 * 900).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.1).collect();
-        let grid: Vec<f32> = (0..3 * 900 * 2).map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.1).collect();
-        let grad: Vec<f32> = (0..3 * 40 * 900).map(|i| ((i * 3 % 7) as f32 - 3.0) * 0.5).collect();
-        let how = Sampling::default();
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let serial = one.install(|| {
-            (
-                sample(&image, &grid, sizes, how),
-                image_gradient(&grid, &grad, sizes, how),
-                grid_gradient(&image, &grid, &grad, sizes, how),
-            )
-        });
-        let four = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
-        let parallel = four.install(|| {
-            (
-                sample(&image, &grid, sizes, how),
-                image_gradient(&grid, &grad, sizes, how),
-                grid_gradient(&image, &grid, &grad, sizes, how),
-            )
-        });
-        assert_eq!(serial, parallel);
+        for n in [3, 9] {
+            let sizes = Sizes { n, c: 40, h: 30, w: 30, points: 900 };
+            let wave = |len: usize, a: usize, m: usize| -> Vec<f32> {
+                (0..len).map(|i| ((i * a % m) as f32 - (m / 2) as f32) * 0.1).collect()
+            };
+            let (image, grid, grad) =
+                (wave(n * 36000, 13, 17), wave(n * 1800, 7, 23), wave(n * 36000, 3, 7));
+            let how = Sampling::default();
+            let all = || {
+                (
+                    sample(&image, &grid, sizes, how),
+                    image_gradient(&grid, &grad, sizes, how),
+                    grid_gradient(&image, &grid, &grad, sizes, how),
+                    gradients(&image, &grid, &grad, sizes, how),
+                )
+            };
+            let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            let serial = one.install(all);
+            let four = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+            let parallel = four.install(all);
+            assert_eq!(serial, parallel, "{n} images");
+            assert_eq!(serial.3, (serial.1.clone(), serial.2.clone()), "{n} images");
+        }
+    }
+
+    /// No points, or no channels: empty or zero results.
+    #[test]
+    fn empty_sizes_give_empty_or_zero_results() {
+        for (c, points) in [(0, 5), (2, 0), (0, 0)] {
+            let sizes = Sizes { n: 2, c, h: 3, w: 4, points };
+            let (image, grid, grad) = (
+                vec![1.0f32; 2 * c * 12],
+                vec![0.1f32; 2 * points * 2],
+                vec![1.0f32; 2 * c * points],
+            );
+            for how in every_sampling() {
+                assert!(sample(&image, &grid, sizes, how).is_empty());
+                let (by_image, by_grid) = gradients(&image, &grid, &grad, sizes, how);
+                assert_eq!(by_image, vec![0.0; 2 * c * 12]);
+                assert_eq!(by_grid, vec![0.0; 2 * points * 2]);
+            }
+        }
     }
 }

@@ -174,8 +174,25 @@ fn direct_backward(
     [image_wanted, grid_wanted]: [bool; 2],
 ) -> [Option<Tensor>; 2] {
     let how = kernel::Sampling::from(options);
-    let g = grad.contiguous_storage();
-    let points = grid.contiguous_storage();
+    let (g, points) = (grad.contiguous_storage(), grid.contiguous_storage());
+    let as_tensor =
+        |v: Storage, like: &Tensor| Tensor::from_storage(v, Layout::contiguous(like.shape()));
+    if image_wanted && grid_wanted {
+        // Both in one pass over the points.
+        let image = input.contiguous_storage();
+        let (by_image, by_grid) = match (&image, &points, &g) {
+            (Storage::F32(i), Storage::F32(p), Storage::F32(g)) => {
+                let (a, b) = kernel::gradients(i, p, g, sizes, how);
+                (Storage::from_vec(a), Storage::from_vec(b))
+            }
+            (Storage::F64(i), Storage::F64(p), Storage::F64(g)) => {
+                let (a, b) = kernel::gradients(i, p, g, sizes, how);
+                (Storage::from_vec(a), Storage::from_vec(b))
+            }
+            _ => unreachable!("grid_sample's tensors share one float dtype"),
+        };
+        return [Some(as_tensor(by_image, input)), Some(as_tensor(by_grid, grid))];
+    }
     let image_grad = image_wanted.then(|| {
         let storage = match (&points, &g) {
             (Storage::F32(p), Storage::F32(g)) => {
@@ -186,7 +203,7 @@ fn direct_backward(
             }
             _ => unreachable!("grid_sample's tensors share one float dtype"),
         };
-        Tensor::from_storage(storage, Layout::contiguous(input.shape()))
+        as_tensor(storage, input)
     });
     let grid_grad = grid_wanted.then(|| {
         let image = input.contiguous_storage();
@@ -199,7 +216,7 @@ fn direct_backward(
             }
             _ => unreachable!("grid_sample's tensors share one float dtype"),
         };
-        Tensor::from_storage(storage, Layout::contiguous(grid.shape()))
+        as_tensor(storage, grid)
     });
     [image_grad, grid_grad]
 }
