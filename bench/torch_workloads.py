@@ -316,6 +316,16 @@ elif w == "ops":
     op("max_pool1d 4", lambda: F.max_pool1d(signal, 4).sum().backward())
     op("avg_pool 2x2", lambda: F.avg_pool2d(img, 2).sum().backward())
     op("adaptive_avg_pool 1", lambda: F.adaptive_avg_pool2d(img, 1).sum().backward())
+    angles = [0.1 * math.sin(i) for i in range(n)]
+    theta = torch.tensor(
+        [[math.cos(a), -math.sin(a), 0.05, math.sin(a), math.cos(a), -0.05] for a in angles]
+    ).reshape(n, 2, 3).requires_grad_()
+    op(
+        "grid_sample, affine warp",
+        lambda: F.grid_sample(
+            img, F.affine_grid(theta, [n, c, hw, hw], align_corners=False), align_corners=False
+        ).sum().backward(),
+    )
     table = torch.randn(100 if q else 10000, 256, requires_grad=True)
     ids = torch.randint(0, table.shape[0], (n, 128))
     op("embedding", lambda: F.embedding(ids, table).sum().backward())

@@ -362,6 +362,15 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("max_pool1d 4", &|| F::max_pool1d(&signal, 4).sum().backward());
     time("avg_pool 2x2", &|| F::avg_pool2d(&img, 2).sum().backward());
     time("adaptive_avg_pool 1", &|| F::adaptive_avg_pool2d(&img, 1).sum().backward());
+    // A spatial transformer's warp: small rotations with a shift, the grid from theta.
+    let angles: Vec<f32> = (0..n).map(|i| 0.1 * (i as f32).sin()).collect();
+    let rows_of = |a: &f32| [a.cos(), -a.sin(), 0.05, a.sin(), a.cos(), -0.05];
+    let theta = Tensor::from_vec(angles.iter().flat_map(rows_of).collect(), &[n, 2, 3]);
+    let theta = theta.requires_grad();
+    time("grid_sample, affine warp", &|| {
+        let grid = F::affine_grid(&theta, &[n, c, hw, hw], false);
+        F::grid_sample(&img, &grid).sum().backward()
+    });
     let table = Tensor::randn(&[if q { 100 } else { 10000 }, 256]).requires_grad();
     let ids = Tensor::randint(0, table.shape()[0] as i64, &[n, 128]);
     time("embedding", &|| F::embedding(&ids, &table).sum().backward());

@@ -159,19 +159,20 @@ struct Axis<T> {
 impl<T: Real> Axis<T> {
     #[inline(always)]
     fn of(positions: &[T; BLOCK], size: usize, nearest: bool) -> Self {
-        let last = size as f64 + 1.0;
+        let (size, lowest) = (T::from_count(size), T::round_from(-2.0));
+        let highest = size + T::ONE;
         let mut axis =
             Axis { low: [0; BLOCK], low_value: [T::ZERO; BLOCK], inside: [[false; BLOCK]; 2] };
-        for (i, p) in positions.iter().enumerate() {
+        for (i, &p) in positions.iter().enumerate() {
             // Outside -2..=size+1 no neighbour lies inside either way: clamped there (NaN
             // to -2), every position converts to a small integer.
-            let v = p.widen();
-            let v = if v >= -2.0 { if v <= last { v } else { last } } else { -2.0 };
+            let v = if p >= lowest { if p <= highest { p } else { highest } } else { lowest };
             let low = if nearest { v.round_ties_even() } else { v.floor() };
-            axis.low[i] = low as i32;
-            axis.low_value[i] = T::round_from(low);
-            axis.inside[0][i] = (low >= 0.0) & (low < size as f64);
-            axis.inside[1][i] = (low + 1.0 >= 0.0) & (low + 1.0 < size as f64);
+            let next = low + T::ONE;
+            axis.low[i] = low.widen() as i32;
+            axis.low_value[i] = low;
+            axis.inside[0][i] = (low >= T::ZERO) & (low < size);
+            axis.inside[1][i] = (next >= T::ZERO) & (next < size);
         }
         axis
     }
@@ -195,8 +196,10 @@ impl<T: Real> Located<T> {
     /// The points of `grid` (up to [`BLOCK`] pairs) located. Each step is a loop over the
     /// whole block without branches on the points, so that it compiles to vector code
     /// (in the copies [`run_widest`] makes, where `floor` and rounding are instructions).
+    /// `MOVES`: whether to work out how the weights move with the point (`by_x`, `by_y`),
+    /// which only the grid's gradient needs.
     #[inline(always)]
-    fn block(grid: &[T], Sizes { h, w, .. }: Sizes, how: Sampling) -> Self {
+    fn block<const MOVES: bool>(grid: &[T], Sizes { h, w, .. }: Sizes, how: Sampling) -> Self {
         let zeros = [T::ZERO; BLOCK];
         let (mut gx, mut gy) = (zeros, zeros);
         for (i, g) in grid.chunks_exact(2).take(BLOCK).enumerate() {
@@ -238,12 +241,16 @@ impl<T: Real> Located<T> {
             let (east, west) = (x[i] - column.low_value[i], column.low_value[i] + T::ONE - x[i]);
             let (south, north) = (y[i] - row.low_value[i], row.low_value[i] + T::ONE - y[i]);
             let weights = [west * north, east * north, west * south, east * south];
-            let by_x = [-north, north, -south, south];
-            let by_y = [-west, -east, west, east];
-            for k in 0..4 {
-                located.weight[k][i] = weights[k];
-                located.by_x[k][i] = by_x[k];
-                located.by_y[k][i] = by_y[k];
+            for (k, weight) in weights.into_iter().enumerate() {
+                located.weight[k][i] = weight;
+            }
+            if MOVES {
+                let by_x = [-north, north, -south, south];
+                let by_y = [-west, -east, west, east];
+                for k in 0..4 {
+                    located.by_x[k][i] = by_x[k];
+                    located.by_y[k][i] = by_y[k];
+                }
             }
         }
         located
@@ -318,7 +325,7 @@ impl<T: Real> WidestLoop for SampleTask<'_, T> {
         // A block of points at a time, all the task's channels: each point is located
         // once, then read channel by channel.
         for (first, block) in (0..points).step_by(BLOCK).zip(grid.chunks(2 * BLOCK)) {
-            let located = Located::block(block, sizes, how);
+            let located = Located::block::<false>(block, sizes, how);
             let len = block.len() / 2;
             for (src, row) in image.chunks_exact(plane).zip(out.chunks_exact_mut(points)) {
                 let row = &mut row[first..first + len];
@@ -378,7 +385,7 @@ impl<T: Real> WidestLoop for SpreadTask<'_, T> {
         let SpreadTask { grid, grad, out, sizes, how } = self;
         let (plane, points) = (sizes.h * sizes.w, sizes.points);
         for (first, block) in (0..points).step_by(BLOCK).zip(grid.chunks(2 * BLOCK)) {
-            let located = Located::block(block, sizes, how);
+            let located = Located::block::<false>(block, sizes, how);
             let len = block.len() / 2;
             for (g, dst) in grad.chunks_exact(points).zip(out.chunks_exact_mut(plane)) {
                 let g = &g[first..first + len];
@@ -531,7 +538,7 @@ impl<T: Real> WidestLoop for MoveTask<'_, T> {
         for ((start, block), dst) in
             (first..).step_by(BLOCK).zip(grid.chunks(2 * BLOCK)).zip(out.chunks_mut(2 * BLOCK))
         {
-            let located = Located::block(block, sizes, how);
+            let located = Located::block::<true>(block, sizes, how);
             let len = block.len() / 2;
             let mut sums = [[T::ZERO; BLOCK]; 2];
             for (ch, (src, g)) in

@@ -137,6 +137,23 @@ pub trait Real:
     /// assert_eq!(<f32 as Real>::round_from(0.1), 0.1f32);
     /// ```
     fn round_from(v: f64) -> Self;
+
+    /// The largest whole number not above the value (one instruction where the CPU has
+    /// SSE4.1, as in the copies `simd::run_widest` makes; a library call in the baseline).
+    ///
+    /// ```
+    /// use tapegrad_kernels::Real;
+    /// assert_eq!(Real::floor(-0.5f32), -1.0);
+    /// ```
+    fn floor(self) -> Self;
+
+    /// The nearest whole number, halves to the even one.
+    ///
+    /// ```
+    /// use tapegrad_kernels::Real;
+    /// assert_eq!((Real::round_ties_even(2.5f64), Real::round_ties_even(3.5f64)), (2.0, 4.0));
+    /// ```
+    fn round_ties_even(self) -> Self;
 }
 
 macro_rules! impl_real {
@@ -159,6 +176,14 @@ macro_rules! impl_real {
             #[inline(always)]
             fn round_from(v: f64) -> Self {
                 v as $t
+            }
+            #[inline(always)]
+            fn floor(self) -> Self {
+                <$t>::floor(self)
+            }
+            #[inline(always)]
+            fn round_ties_even(self) -> Self {
+                <$t>::round_ties_even(self)
             }
         }
     };
