@@ -58,6 +58,10 @@ impl Sizes {
     fn check(self, image: Option<usize>, grid: usize, values: Option<usize>, what: &str) {
         let Sizes { n, c, h, w, points } = self;
         assert!(h > 0 && w > 0, "grid_sample {what}: an image of {h} x {w} pixels");
+        assert!(
+            h.max(w) <= MAX_SIDE,
+            "grid_sample {what}: an image of {h} x {w} pixels (sides up to {MAX_SIDE})"
+        );
         if let Some(len) = image {
             assert_eq!(len, n * c * h * w, "grid_sample {what}: image buffer size");
         }
@@ -67,6 +71,14 @@ impl Sizes {
         }
     }
 }
+
+/// The longest side of an image the kernels take: pixel positions are whole numbers of
+/// `i32` up to the side plus one.
+///
+/// ```
+/// assert_eq!(tapegrad_kernels::grid_sample::MAX_SIDE, i32::MAX as usize - 2);
+/// ```
+pub const MAX_SIDE: usize = i32::MAX as usize - 2;
 
 /// A coordinate from -1..1 to pixels, and how far it moves per unit of the grid's (zero
 /// where the border clamps it: PyTorch passes the gradient strictly inside the bounds).
@@ -190,6 +202,8 @@ struct Located<T> {
     by_x: [[T; BLOCK]; 4],
     by_y: [[T; BLOCK]; 4],
     slope: [[T; BLOCK]; 2],
+    /// Pixels in a plane: every offset in `at` is below it.
+    plane: usize,
 }
 
 impl<T: Real> Located<T> {
@@ -218,6 +232,7 @@ impl<T: Real> Located<T> {
             by_x: [zeros; 4],
             by_y: [zeros; 4],
             slope: [slope_x, slope_y],
+            plane: h * w,
         };
         let corners = [(false, false), (true, false), (false, true), (true, true)];
         for (k, &(right, below)) in corners.iter().enumerate().take(if how.nearest { 1 } else { 4 })
@@ -261,13 +276,13 @@ impl<T: Real> Located<T> {
     /// vector of points.
     #[inline(always)]
     fn read<const K: usize>(&self, src: &[T], row: &mut [T]) {
-        assert!(row.len() <= BLOCK && !src.is_empty());
+        assert!(row.len() <= BLOCK && src.len() >= self.plane);
         for (i, value) in row.iter_mut().enumerate() {
             let mut acc = T::ZERO;
             for k in 0..K {
-                // SAFETY: `at` holds offsets of a plane of `src.len()` values (`locate`
-                // gives them inside the plane; outside ones are 0, and `src` is not
-                // empty).
+                // SAFETY: every offset in `at` is below `self.plane` (`block` stores an
+                // offset only for a neighbour inside the image, 0 otherwise, and the plane
+                // is not empty), and `src` holds at least `self.plane` values (asserted).
                 let v = unsafe { *src.get_unchecked(self.at[k][i]) };
                 acc += if self.inside[k][i] { v * self.weight[k][i] } else { T::ZERO };
             }
@@ -291,15 +306,17 @@ impl<T: Real> Located<T> {
     /// neighbours of each point `i`, read from `src`.
     #[inline(always)]
     fn moves(&self, src: &[T], g: &[T], sums: &mut [[T; BLOCK]; 2]) {
-        assert!(g.len() <= BLOCK && !src.is_empty());
+        assert!(g.len() <= BLOCK && src.len() >= self.plane);
         for (i, &g) in g.iter().enumerate() {
             let (mut dx, mut dy) = (T::ZERO, T::ZERO);
             for k in 0..4 {
                 // SAFETY: as in `read`.
                 let v = unsafe { *src.get_unchecked(self.at[k][i]) };
-                let v = if self.inside[k][i] { v } else { T::ZERO };
-                dx += v * self.by_x[k][i];
-                dy += v * self.by_y[k][i];
+                // An outside neighbour adds nothing, even where a point at infinity makes
+                // its weight's derivative infinite.
+                let inside = self.inside[k][i];
+                dx += if inside { v * self.by_x[k][i] } else { T::ZERO };
+                dy += if inside { v * self.by_y[k][i] } else { T::ZERO };
             }
             sums[0][i] += g * dx;
             sums[1][i] += g * dy;
@@ -515,7 +532,8 @@ pub fn gradients<T: Real>(
     (by_image, by_grid)
 }
 
-/// One task of [`grid_gradient`]: a run of points of one image, from point `first`.
+/// One task of [`grid_gradient`] (a run of points of one image, from point `first`), or of
+/// [`gradients`] (all of an image's points, spreading its gradient as well).
 struct MoveTask<'a, T> {
     image: &'a [T],
     grid: &'a [T],
@@ -621,7 +639,8 @@ mod tests {
     }
 
     /// Points far outside, at infinity or NaN read nothing and move nothing (with the border
-    /// clamp, infinities read the border pixels), without a panic.
+    /// clamp, infinities read the border pixels, and only the clamped x is still), without
+    /// a panic.
     #[test]
     fn points_far_away_read_nothing() {
         let sizes = Sizes { n: 1, c: 2, h: 3, w: 4, points: 6 };
@@ -640,7 +659,12 @@ mod tests {
                 }
             }
             let by_grid = grid_gradient(&image, &grid, &grad, sizes, how);
-            assert!(by_grid.iter().step_by(2).all(|&g| g == 0.0), "{how:?}: {by_grid:?}");
+            let still = if how.border {
+                by_grid.iter().step_by(2).all(|&g| g == 0.0)
+            } else {
+                by_grid.iter().all(|&g| g == 0.0)
+            };
+            assert!(still, "{how:?}: {by_grid:?}");
             let by_image = image_gradient(&grid, &grad, sizes, how);
             assert!(by_image.iter().all(|g| g.is_finite()), "{how:?}");
         }

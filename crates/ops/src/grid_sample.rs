@@ -17,6 +17,7 @@ use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, DType, Error, Result, Storage, Tensor, ensure_float, record};
 
+use crate::binary::where_;
 use crate::index::{index_add, index_select};
 use crate::options::setters;
 use crate::shape::cat;
@@ -114,6 +115,13 @@ pub(crate) fn grid_sample(
     }
     if h == 0 || w == 0 {
         return Err(invalid(format!("input has no pixels (shape {:?})", input.shape())));
+    }
+    if h.max(w) > kernel::MAX_SIDE {
+        return Err(invalid(format!(
+            "input sides go up to {} pixels, got shape {:?}",
+            kernel::MAX_SIDE,
+            input.shape()
+        )));
     }
     let (h_out, w_out) = (grid.shape()[1], grid.shape()[2]);
     let sizes = Sizes { n, c, h, w, points: h_out * w_out };
@@ -229,8 +237,10 @@ struct Neighbourhood {
     /// `[N * k * points]` rows of the image, ordered (image, neighbour, point); 0 for a
     /// neighbour outside.
     index: Tensor,
-    /// `[N, k, points]`: 1 for a neighbour inside the image, 0 outside.
+    /// `[N, k, points]`, bool: whether each neighbour lies inside the image.
     inside: Tensor,
+    /// The input's dtype.
+    dtype: DType,
     /// Bilinear only: the distances to the far side (west, east, north, south), `[N, 1,
     /// points]` each, recorded from the grid.
     distances: Option<[Tensor; 4]>,
@@ -278,7 +288,7 @@ impl Neighbourhood {
                     for p in 0..points {
                         let (xi, yi) = (px[b * points + p], py[b * points + p]);
                         let ok = xi >= 0.0 && xi < w as f64 && yi >= 0.0 && yi < h as f64;
-                        inside.push(if ok { 1.0 } else { 0.0 });
+                        inside.push(ok);
                         index.push(if ok {
                             (b * h * w + yi as usize * w + xi as usize) as i64
                         } else {
@@ -287,16 +297,13 @@ impl Neighbourhood {
                     }
                 }
             }
-            (
-                Tensor::from_vec(index, &[n * k * points]),
-                Tensor::from_vec(inside, &[n, k, points]).to_dtype(dtype),
-            )
+            (Tensor::from_vec(index, &[n * k * points]), Tensor::from_vec(inside, &[n, k, points]))
         };
         match options.mode {
             GridSampleMode::Nearest => {
                 let round = |v: &[f64]| v.iter().map(|v| v.round_ties_even()).collect::<Vec<_>>();
                 let (index, inside) = pick(&[(round(&xs), round(&ys))]);
-                Neighbourhood { k: 1, index, inside, distances: None, slopes: None }
+                Neighbourhood { k: 1, index, inside, dtype, distances: None, slopes: None }
             }
             GridSampleMode::Bilinear => {
                 let floor = |v: &[f64]| v.iter().map(|v| v.floor()).collect::<Vec<_>>();
@@ -316,6 +323,7 @@ impl Neighbourhood {
                     k: 4,
                     index,
                     inside,
+                    dtype,
                     distances: Some([west, east, north, south]),
                     slopes: Some([slope_x, slope_y]),
                 }
@@ -326,12 +334,18 @@ impl Neighbourhood {
     /// `[N, k, points]`: each neighbour's weight, 0 outside the image.
     fn weights(&self) -> Tensor {
         match &self.distances {
-            None => self.inside.clone(),
+            None => self.inside.to_dtype(self.dtype),
             Some([west, east, north, south]) => {
                 let products = [west * north, east * north, west * south, east * south];
-                &cat(&products.iter().collect::<Vec<_>>(), 1) * &self.inside
+                self.only_inside(&cat(&products.iter().collect::<Vec<_>>(), 1))
             }
         }
+    }
+
+    /// `values` (`[N, k, points]`) where the neighbour lies inside, 0 elsewhere: selected,
+    /// not multiplied, so that what a point at infinity makes NaN stays out.
+    fn only_inside(&self, values: &Tensor) -> Tensor {
+        where_(&self.inside, values, &Tensor::zeros_dtype(&[], self.dtype))
     }
 
     /// `[N, k, points, C]`: the neighbours' channels, read from `input` by one
@@ -384,7 +398,7 @@ fn composed_backward(
         grad.reshape(&[n as isize, c as isize, 1, points as isize]).permute(&[0, 2, 3, 1]);
     let image_grad = image_wanted.then(|| {
         let weights = near.weights().reshape(&[n as isize, k, points as isize, 1]);
-        let spread = (&per_point * &weights).reshape(&[-1, c as isize]);
+        let spread = (&per_point * &weights).reshape(&[(n * near.k * points) as isize, c as isize]);
         let zeros = Tensor::zeros_dtype(&[n * h * w, c], input.dtype());
         let rows = index_add(&zeros, 0, &near.index, &spread).expect("shapes agree");
         rows.reshape(&[n as isize, h as isize, w as isize, c as isize]).permute(&[0, 3, 1, 2])
@@ -392,7 +406,8 @@ fn composed_backward(
     let grid_grad = grid_wanted.then(|| match (&near.distances, &near.slopes) {
         (Some([west, east, north, south]), Some([slope_x, slope_y])) => {
             // Each neighbour's channels dotted with the point's gradient: [N, k, points].
-            let dots = &(&near.picked(input, sizes) * &per_point).sum_dim(3, false) * &near.inside;
+            let dots =
+                near.only_inside(&(&near.picked(input, sizes) * &per_point).sum_dim(3, false));
             let d = |i: usize| dots.narrow(1, i, 1);
             let by_x = &(north * &(&d(1) - &d(0))) + &(south * &(&d(3) - &d(2)));
             let by_y = &(west * &(&d(2) - &d(0))) + &(east * &(&d(3) - &d(1)));

@@ -205,3 +205,57 @@ fn the_kernels_agree_with_the_recorded_ops() {
         }
     }
 }
+
+/// Points at infinity, NaN and far away read nothing (or, with the border clamp, the
+/// border), in the kernels and in the recorded ops alike; the image's gradient stays
+/// finite, with its graph recorded or not.
+#[test]
+fn far_points_read_the_same_in_both_paths() {
+    use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    use tapegrad_tape::{GradOptions, grad as gradients};
+    let x = image().detach();
+    let mut points = grid().detach().to_vec::<f64>();
+    points[..6].copy_from_slice(&[f64::INFINITY, 0.2, f64::NAN, -0.3, -1e300, f64::NEG_INFINITY]);
+    let g = Tensor::from_vec(points, &[2, 3, 4, 2]);
+    for padding in [GridSamplePadding::Zeros, GridSamplePadding::Border] {
+        for mode in [GridSampleMode::Bilinear, GridSampleMode::Nearest] {
+            let o = GridSampleOptions::default().mode(mode).padding_mode(padding);
+            let direct = grid_sample_with(&x, &g, o).to_vec::<f64>();
+            let composed = {
+                let _level = dual_level();
+                unpack_dual(&grid_sample_with(&make_dual(&x, &x.ones_like()), &g, o)).primal
+            };
+            assert!(direct.iter().all(|v| v.is_finite()), "{o:?}: {direct:?}");
+            assert_close(&direct, &composed.to_vec::<f64>(), &format!("{o:?} value"));
+            let xr = x.clone().requires_grad();
+            let image_grad = |create_graph: bool| {
+                let out = grid_sample_with(&xr, &g, o).sum();
+                let found =
+                    gradients(&[&out], &[&xr], GradOptions::new().create_graph(create_graph));
+                found[0].clone().unwrap().detach().to_vec::<f64>()
+            };
+            let plain = image_grad(false);
+            assert!(plain.iter().all(|v| v.is_finite()), "{o:?}: {plain:?}");
+            assert_close(&plain, &image_grad(true), &format!("{o:?} image gradient"));
+        }
+    }
+}
+
+/// An input without channels samples to an empty output, and both gradients (plain or
+/// recorded) come back with the inputs' shapes.
+#[test]
+fn inputs_without_channels_sample_to_nothing() {
+    use tapegrad_tape::{GradOptions, grad as gradients};
+    let x = Tensor::zeros_dtype(&[2, 0, 4, 5], DType::F64).requires_grad();
+    let g = grid();
+    for create_graph in [false, true] {
+        let out = grid_sample(&x, &g);
+        assert_eq!(out.shape(), [2, 0, 3, 4]);
+        let found =
+            gradients(&[&out.sum()], &[&x, &g], GradOptions::new().create_graph(create_graph));
+        assert_eq!(found[0].as_ref().unwrap().shape(), [2, 0, 4, 5]);
+        let by_grid = found[1].as_ref().unwrap();
+        assert_eq!(by_grid.shape(), [2, 3, 4, 2]);
+        assert!(by_grid.to_vec::<f64>().iter().all(|&v| v == 0.0));
+    }
+}
