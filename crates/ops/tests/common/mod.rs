@@ -573,7 +573,54 @@ fn near_kink(sample: &Sample) -> bool {
 /// Whether `sample` of `op` sits on a kink of a piecewise op, where central differences
 /// do not give its derivative (the sample is skipped).
 pub fn on_a_kink(op: &OpCase, sample: &Sample) -> bool {
-    PIECEWISE.iter().any(|p| op.name.starts_with(p)) && near_kink(sample)
+    (PIECEWISE.iter().any(|p| op.name.starts_with(p)) && near_kink(sample))
+        || (op.name.starts_with("grid_sample") && samples_near_pixel_kinks(sample))
+}
+
+/// Whether a point that the `grid_sample` registry case samples (the grid and its `sin`,
+/// and the affine grids of the identity plus theta, at either alignment) lies within
+/// [`KINK_MARGIN`] pixels of a whole or half pixel: bilinear sampling has a kink at every
+/// whole pixel (and the border clamp at the first and last), nearest sampling a jump at
+/// every half.
+fn samples_near_pixel_kinks(sample: &Sample) -> bool {
+    let shape = sample.tensors[0].shape();
+    let (n, h, w) = (shape[0], shape[2], shape[3]);
+    let grid = sample.tensors[1].to_vec::<f64>();
+    let theta = sample.tensors[2].to_vec::<f64>();
+    // (coordinate from -1 to 1, the side it runs along)
+    let mut coords: Vec<(f64, usize)> = Vec::new();
+    for (i, &g) in grid.iter().enumerate() {
+        let side = if i % 2 == 0 { w } else { h };
+        coords.extend([(g, side), (g.sin(), side)]);
+    }
+    let positions = |steps: usize, align: bool| -> Vec<f64> {
+        (0..steps)
+            .map(|i| match steps {
+                1 => 0.0,
+                _ => {
+                    let v = -1.0 + 2.0 * i as f64 / (steps - 1) as f64;
+                    if align { v } else { v * (steps - 1) as f64 / steps as f64 }
+                }
+            })
+            .collect()
+    };
+    for align in [false, true] {
+        for t in theta.chunks(6).take(n) {
+            for &y in &positions(h, align) {
+                for &x in &positions(w, align) {
+                    coords.push(((t[0] + 1.0) * x + t[1] * y + t[2], w));
+                    coords.push((t[3] * x + (t[4] + 1.0) * y + t[5], h));
+                }
+            }
+        }
+    }
+    coords.iter().any(|&(g, side)| {
+        let side = side as f64;
+        let pixels = [((g + 1.0) * side - 1.0) / 2.0, (g + 1.0) / 2.0 * (side - 1.0)];
+        // With one pixel and aligned corners every point maps to 0: constant, no kink.
+        let count = if side > 1.0 { 2 } else { 1 };
+        pixels[..count].iter().any(|p| ((2.0 * p) - (2.0 * p).round()).abs() / 2.0 < KINK_MARGIN)
+    })
 }
 
 macro_rules! op {
