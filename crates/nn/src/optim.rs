@@ -168,6 +168,33 @@ pub trait UpdateRule: Sync {
     /// assert_eq!(buf, g); // on the first step the momentum buffer starts at the gradient
     /// ```
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]);
+
+    /// [`UpdateRule::update`] told which buffers are new: `fresh[i]` is true when `state[i]`
+    /// was made for this step, which is every buffer on the parameter's first step, and a
+    /// buffer that a change of settings added later (a momentum switched on mid-run). The
+    /// optimizer calls this one. The default ignores `fresh`, which suits buffers that start
+    /// at zero; SGD overrides it, because PyTorch starts a new momentum buffer at the
+    /// gradient whenever it appears.
+    ///
+    /// ```
+    /// use tapegrad_nn::{SgdRule, UpdateRule};
+    /// let rule = SgdRule { momentum: 0.9, dampening: 0.5, ..SgdRule::default() };
+    /// let (mut p, g, mut buf) = (vec![1.0f64], vec![2.0f64], vec![0.0f64]);
+    /// rule.update_fresh(0.5, 7, &[true], &mut p, &g, &mut [&mut buf[..]]);
+    /// assert_eq!(buf, g); // a new buffer starts at the gradient, on any step
+    /// ```
+    fn update_fresh<T: Element>(
+        &self,
+        lr: f64,
+        step: u64,
+        fresh: &[bool],
+        p: &mut [T],
+        g: &[T],
+        state: &mut [&mut [T]],
+    ) {
+        let _ = fresh;
+        self.update(lr, step, p, g, state)
+    }
 }
 
 /// Per-parameter state in the parameter's own dtype.
@@ -183,6 +210,8 @@ struct ParamState {
     /// The names of `buffers`, in order: the rule's buffers when they were made.
     names: &'static [&'static str],
     buffers: Buffers,
+    /// Per buffer: made since the last step (see [`UpdateRule::update_fresh`]).
+    fresh: Vec<bool>,
 }
 
 impl ParamState {
@@ -191,7 +220,7 @@ impl ParamState {
             DType::F64 => Buffers::F64(vec![vec![0.0; n]; names.len()]),
             _ => Buffers::F32(vec![vec![0.0; n]; names.len()]),
         };
-        ParamState { step: 0, names, buffers }
+        ParamState { step: 0, names, buffers, fresh: vec![true; names.len()] }
     }
 
     /// Rearranges the buffers into `names`: a rule's settings changed after state was made
@@ -214,6 +243,7 @@ impl ParamState {
             Buffers::F32(old) => Buffers::F32(pick(old, self.names, names, n)),
             Buffers::F64(old) => Buffers::F64(pick(old, self.names, names, n)),
         };
+        self.fresh = names.iter().map(|name| !self.names.contains(name)).collect();
         self.names = names;
     }
 }
@@ -489,12 +519,14 @@ fn step_one<T: Element>(
 ) {
     state.step += 1;
     let step = state.step;
+    let fresh = std::mem::take(&mut state.fresh);
     let buffers = pick(&mut state.buffers);
     // Below this many elements the update stays on the calling thread.
     const CHUNK: usize = 1 << 15;
     if p.len() < 2 * CHUNK || rayon::current_num_threads() < 2 {
         let mut views: Vec<&mut [T]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
-        update_widest(rule, lr, step, p, g, &mut views);
+        update_widest(rule, lr, step, &fresh, p, g, &mut views);
+        state.fresh = still_fresh(rule, state.names, fresh);
         return;
     }
     // One task per chunk: the chunk of the parameter, its gradient and every buffer.
@@ -507,7 +539,18 @@ fn step_one<T: Element>(
     }
     tasks
         .into_par_iter()
-        .for_each(|(p, g, mut state)| update_widest(rule, lr, step, p, g, &mut state));
+        .for_each(|(p, g, mut state)| update_widest(rule, lr, step, &fresh, p, g, &mut state));
+    state.fresh = still_fresh(rule, state.names, fresh);
+}
+
+/// The buffers still new after a step: those the settings keep without using (SGD's momentum
+/// buffer while a schedule holds the momentum at 0), as the step has not written them.
+fn still_fresh(rule: &impl UpdateRule, names: &[&str], mut fresh: Vec<bool>) -> Vec<bool> {
+    let used = rule.buffers();
+    for (fresh, name) in fresh.iter_mut().zip(names) {
+        *fresh &= !used.contains(name);
+    }
+    fresh
 }
 
 /// `rule.update` compiled for the widest vectors this CPU has (rounding exactly as the
@@ -516,6 +559,7 @@ fn update_widest<T: Element>(
     rule: &impl UpdateRule,
     lr: f64,
     step: u64,
+    fresh: &[bool],
     p: &mut [T],
     g: &[T],
     state: &mut [&mut [T]],
@@ -524,6 +568,7 @@ fn update_widest<T: Element>(
         rule: &'a R,
         lr: f64,
         step: u64,
+        fresh: &'a [bool],
         p: &'a mut [T],
         g: &'a [T],
         state: &'a mut [&'s mut [T]],
@@ -532,10 +577,10 @@ fn update_widest<T: Element>(
         type Output = ();
         #[inline(always)]
         fn run(self) {
-            self.rule.update(self.lr, self.step, self.p, self.g, self.state)
+            self.rule.update_fresh(self.lr, self.step, self.fresh, self.p, self.g, self.state)
         }
     }
-    tapegrad_kernels::simd::run_widest(Update { rule, lr, step, p, g, state })
+    tapegrad_kernels::simd::run_widest(Update { rule, lr, step, fresh, p, g, state })
 }
 
 impl<R: UpdateRule> Optimizer for Optim<R> {
@@ -654,7 +699,8 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
             } else {
                 Buffers::F32(tensors.iter().map(|t| t.to_vec::<f32>()).collect())
             };
-            state.insert((gi, pi), ParamState { step, names, buffers });
+            let fresh = vec![false; names.len()];
+            state.insert((gi, pi), ParamState { step, names, buffers, fresh });
         }
         for (group, lr) in self.groups.iter_mut().zip(checked.lrs) {
             group.lr = lr;
@@ -945,8 +991,8 @@ pub struct SgdRule {
 }
 
 /// Stochastic gradient descent with optional momentum, dampening, Nesterov and weight
-/// decay: PyTorch's `torch.optim.SGD` (first step initialises the momentum buffer to the
-/// gradient).
+/// decay: PyTorch's `torch.optim.SGD` (a new momentum buffer starts at the gradient: on the
+/// first step, or on the step after a momentum was switched on).
 ///
 /// ```
 /// use tapegrad_nn::SGD;
@@ -1010,6 +1056,18 @@ impl UpdateRule for SgdRule {
     // Always inlined, so that `update_widest` compiles it once per vector width.
     #[inline(always)]
     fn update<T: Element>(&self, lr: f64, step: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+        self.update_fresh(lr, step, &[step == 1], p, g, state)
+    }
+    #[inline(always)]
+    fn update_fresh<T: Element>(
+        &self,
+        lr: f64,
+        _step: u64,
+        fresh: &[bool],
+        p: &mut [T],
+        g: &[T],
+        state: &mut [&mut [T]],
+    ) {
         let (lr, wd, mom, damp) =
             (c::<T>(lr), c::<T>(self.weight_decay), c::<T>(self.momentum), c::<T>(self.dampening));
         // Without momentum there is no buffer, and the loop never reads it.
@@ -1017,13 +1075,14 @@ impl UpdateRule for SgdRule {
             [buf] => buf,
             _ => &mut [],
         };
+        let new_buffer = fresh.first() == Some(&true);
         for i in 0..p.len() {
             let mut d = g[i];
             if self.weight_decay != 0.0 {
                 d += wd * p[i];
             }
             if self.momentum != 0.0 {
-                buf[i] = if step == 1 { d } else { mom * buf[i] + (T::ONE - damp) * d };
+                buf[i] = if new_buffer { d } else { mom * buf[i] + (T::ONE - damp) * d };
                 d = if self.nesterov { d + mom * buf[i] } else { buf[i] };
             }
             p[i] = p[i] - lr * d;

@@ -144,6 +144,41 @@ fn optimizers_follow_pytorch_trajectories() {
     follows_trajectories("more_optimizers.json", 8);
 }
 
+/// A momentum switched on after two steps without one: PyTorch starts the new buffer at the
+/// gradient, not at `(1 - dampening)` of it. Values printed by PyTorch 2.15 for
+/// `SGD([w], lr=0.1, momentum=0, dampening=0.5)` on `sum(w^2)`, with `momentum` set to 0.9 in
+/// the param group before the third step.
+#[test]
+fn sgd_starts_a_momentum_buffer_that_appears_mid_run_at_the_gradient() {
+    let w = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    let mut opt = SGD::new(vec![w.clone()], 0.1).dampening(0.5);
+    let expected = [[0.8, 1.6], [0.64, 1.28], [0.512, 1.024], [0.3456, 0.6912]];
+    let buffers = [None, None, Some([1.28, 2.56]), Some([1.664, 3.328])];
+    for (step, (want, buffer)) in expected.iter().zip(buffers).enumerate() {
+        if step == 2 {
+            opt.set_momentum(0.9);
+        }
+        opt.zero_grad();
+        w.square().sum().backward();
+        opt.step();
+        for (g, e) in w.to_vec::<f64>().iter().zip(want) {
+            assert!((g - e).abs() <= 1e-14, "step {step}: w {g} vs {e}");
+        }
+        let state = opt.state_dict();
+        let found = state.iter().find(|(name, _)| name == "state.0.0.momentum_buffer");
+        match (found, buffer) {
+            (Some((_, t)), Some(want)) => {
+                for (g, e) in t.to_vec::<f64>().iter().zip(want) {
+                    assert!((g - e).abs() <= 1e-14, "step {step}: buffer {g} vs {e}");
+                }
+            }
+            // Before the momentum is switched on there is no buffer to save.
+            (None, None) => {}
+            (found, _) => panic!("step {step}: momentum buffer {found:?}, expected {buffer:?}"),
+        }
+    }
+}
+
 /// Every configuration of a trajectory file (`count` of them) reproduced step by step.
 fn follows_trajectories(file: &str, count: usize) {
     let text = std::fs::read_to_string(fixture(file)).unwrap();
