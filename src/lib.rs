@@ -72,8 +72,8 @@ pub mod prelude {
     pub use tapegrad_nn::{
         Adadelta, Adagrad, Adam, AdamW, Adamax, AdaptiveAvgPool1d, AdaptiveAvgPool2d,
         AdaptiveMaxPool1d, AdaptiveMaxPool2d, AnnealStrategy, AvgPool1d, AvgPool2d, BCELoss,
-        BCEWithLogitsLoss, BatchNorm1d, BatchNorm2d, Bilinear, CELU, Checkpoint, ConstantLR,
-        Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, CosineAnnealingLR,
+        BCEWithLogitsLoss, BatchNorm1d, BatchNorm2d, Bilinear, CELU, CTCLoss, Checkpoint,
+        ConstantLR, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, CosineAnnealingLR,
         CosineAnnealingWarmRestarts, CosineEmbeddingLoss, CosineSimilarity, CrossEntropyLoss,
         CyclicLR, CyclicMode, Dropout, ELU, Embedding, EmbeddingBag, ExponentialLR, Flatten, Fold,
         Forward, GELU, GLU, GRU, GRUCell, GaussianNLLLoss, GroupNorm, Hardsigmoid, Hardswish,

@@ -1083,6 +1083,17 @@ fn rows() -> Vec<Row> {
         ),
         (
             "Losses",
+            "nn.CTCLoss(blank=0, zero_infinity=True)(log_probs, targets, input_lengths, target_lengths)",
+            CTCLoss::new().zero_infinity(true).forward(
+                &Tensor::zeros(&[6, 2, 5]).log_softmax(2),
+                &Tensor::from_vec(vec![1i64, 2, 3, 3, 0, 0], &[2, 3]),
+                &[6, 5],
+                &[3, 1]
+            ),
+            "lengths are `&[usize]`; targets padded `[N, S]` or concatenated; `F::ctc_loss_with` too"
+        ),
+        (
+            "Losses",
             "nn.MarginRankingLoss(margin=0.5)(x1, x2, y) / nn.CosineEmbeddingLoss(margin=0.2)(x1, x2, y)",
             (
                 MarginRankingLoss::new().margin(0.5).forward(&a, &b, &a.sign()),

@@ -69,7 +69,7 @@ pub use module::{Forward, Layer, LoadReport, Module, Slot, join_name};
 /// `#[derive(Module)]`: see [`Module`](trait@Module) and [`ModuleField`].
 pub use tapegrad_derive::Module;
 pub use tapegrad_ops::{
-    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
+    BCELoss, BCEWithLogitsLoss, CTCLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
     HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, MarginRankingLoss, NLLLoss,
     PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss, TripletMarginLoss,
 };

@@ -54,7 +54,7 @@ pub use crate::embedding_bag::{EmbeddingBagMode, EmbeddingBagOptions};
 pub use crate::grid_sample::{GridSampleMode, GridSampleOptions, GridSamplePadding};
 pub use crate::interpolate::{InterpolateMode, InterpolateOptions};
 pub use crate::loss::{
-    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
+    BCELoss, BCEWithLogitsLoss, CTCLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
     HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, MarginRankingLoss, NLLLoss,
     PoissonNLLLoss, Reduction, SmoothL1Loss, SoftMarginLoss, TripletMarginLoss,
 };
@@ -293,6 +293,71 @@ three_operand_loss_functions!(
     example "assert_eq!(gaussian_nll_loss(&Tensor::zeros(&[2]), &Tensor::ones(&[2]), &Tensor::ones(&[2])).item(), 0.5);",
     with "let (x, y, var) = (Tensor::zeros(&[2, 3]), Tensor::ones(&[2, 3]), Tensor::ones(&[2]));\nlet full = gaussian_nll_loss_with(&x, &y, &var, GaussianNLLLoss::new().full(true));\nassert!((full.item() - 0.5 - 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-6);"
 );
+
+/// The CTC loss of log-probabilities `[T, N, C]` against label sequences, the first
+/// `input_lengths[n]` steps of sequence `n` against its first `target_lengths[n]` labels
+/// (PyTorch's `F.ctc_loss`; keywords in [`CTCLoss`]).
+///
+/// ```
+/// use tapegrad_ops::{functional::ctc_loss, prelude::*};
+/// use tapegrad_tape::Tensor;
+/// let log_probs = Tensor::zeros(&[6, 2, 5]).log_softmax(2);
+/// let targets = Tensor::from_vec(vec![1i64, 2, 2, 3, 4], &[5]); // "1 2 2" then "3 4"
+/// let loss = ctc_loss(&log_probs, &targets, &[6, 6], &[3, 2]);
+/// assert!(loss.item().is_finite() && loss.item() > 0.0);
+/// ```
+#[track_caller]
+pub fn ctc_loss(
+    log_probs: &Tensor,
+    targets: &Tensor,
+    input_lengths: &[usize],
+    target_lengths: &[usize],
+) -> Tensor {
+    CTCLoss::new().forward(log_probs, targets, input_lengths, target_lengths)
+}
+
+/// [`ctc_loss`] with PyTorch's keywords: a [`CTCLoss`] or a [`Reduction`].
+///
+/// ```
+/// use tapegrad_ops::{CTCLoss, Reduction, functional::ctc_loss_with};
+/// use tapegrad_tape::Tensor;
+/// let log_probs = Tensor::full(&[2, 1, 3], (1.0f64 / 3.0).ln());
+/// let target = Tensor::from_vec(vec![1i64, 1], &[1, 2]); // a repeat needs a blank between
+/// let loss = ctc_loss_with(&log_probs, &target, &[2], &[2], Reduction::Sum);
+/// assert_eq!(loss.item(), f64::INFINITY);
+/// let zeroed = CTCLoss::new().zero_infinity(true);
+/// assert_eq!(ctc_loss_with(&log_probs, &target, &[2], &[2], zeroed).item(), 0.0);
+/// ```
+#[track_caller]
+pub fn ctc_loss_with(
+    log_probs: &Tensor,
+    targets: &Tensor,
+    input_lengths: &[usize],
+    target_lengths: &[usize],
+    options: impl Into<CTCLoss>,
+) -> Tensor {
+    options.into().forward(log_probs, targets, input_lengths, target_lengths)
+}
+
+/// [`ctc_loss_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::{Reduction, functional::try_ctc_loss_with};
+/// use tapegrad_tape::Tensor;
+/// let log_probs = Tensor::zeros(&[3, 1, 4]);
+/// let bad = Tensor::from_vec(vec![0i64], &[1, 1]); // the blank is not a label
+/// assert!(try_ctc_loss_with(&log_probs, &bad, &[3], &[1], Reduction::Mean).is_err());
+/// ```
+#[track_caller]
+pub fn try_ctc_loss_with(
+    log_probs: &Tensor,
+    targets: &Tensor,
+    input_lengths: &[usize],
+    target_lengths: &[usize],
+    options: impl Into<CTCLoss>,
+) -> Result<Tensor> {
+    options.into().try_forward(log_probs, targets, input_lengths, target_lengths)
+}
 
 loss_functions!(
     /// Mean squared error (PyTorch's `F.mse_loss`).

@@ -86,7 +86,7 @@ pub use grid_sample::{GridSampleMode, GridSampleOptions, GridSamplePadding};
 pub use index::{IndexOps, Indices, TensorIndex, step_by};
 pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use loss::{
-    BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
+    BCELoss, BCEWithLogitsLoss, CTCLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNLLLoss,
     HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, MarginRankingLoss, NLLLoss,
     PoissonNLLLoss, Reduction, SmoothL1Loss, SoftMarginLoss, TripletMarginLoss,
 };

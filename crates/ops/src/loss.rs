@@ -524,8 +524,10 @@ loss_type!(
     "assert_eq!(NLLLoss::new().forward(&Tensor::full(&[1, 2], -0.5), &Tensor::from_vec(vec![1i64], &[1])).item(), 0.5);"
 );
 
+mod ctc;
 mod margin;
 
+pub use ctc::CTCLoss;
 pub use margin::{
     CosineEmbeddingLoss, GaussianNLLLoss, HingeEmbeddingLoss, MarginRankingLoss, PoissonNLLLoss,
     SoftMarginLoss, TripletMarginLoss,

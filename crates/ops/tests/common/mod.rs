@@ -11,12 +11,12 @@ use tapegrad_ops::functional::{
 };
 use tapegrad_ops::{
     AttentionOptions, AvgPool1dOptions, AvgPool2dOptions, BCELoss, BCEWithLogitsLoss,
-    BatchNormOptions, ConvOptions, CosineEmbeddingLoss, CosineSimilarityOptions, CrossEntropyLoss,
-    GaussianNLLLoss, GeluApproximate, GroupNormOptions, HuberLoss, InstanceNormOptions,
-    InterpolateMode, InterpolateOptions, KLDivLoss, LayerNormOptions, MarginRankingLoss,
-    MaxPool1dOptions, MaxPool2dOptions, NLLLoss, NormalizeOptions, PadMode, Padding,
-    PairwiseDistanceOptions, PoissonNLLLoss, SmoothL1Loss, SoftplusOptions, TripletMarginLoss,
-    UnfoldOptions,
+    BatchNormOptions, CTCLoss, ConvOptions, CosineEmbeddingLoss, CosineSimilarityOptions,
+    CrossEntropyLoss, GaussianNLLLoss, GeluApproximate, GroupNormOptions, HuberLoss,
+    InstanceNormOptions, InterpolateMode, InterpolateOptions, KLDivLoss, LayerNormOptions,
+    MarginRankingLoss, MaxPool1dOptions, MaxPool2dOptions, NLLLoss, NormalizeOptions, PadMode,
+    Padding, PairwiseDistanceOptions, PoissonNLLLoss, SmoothL1Loss, SoftplusOptions,
+    TripletMarginLoss, UnfoldOptions,
 };
 use tapegrad_ops::{Reduction, prelude::*, step_by, where_};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
@@ -636,6 +636,39 @@ macro_rules! op {
             },
         }
     };
+}
+
+/// CTC's operands: log-probabilities `[T, N, C]` (in any range: the loss is smooth in
+/// them), padded label rows `[N, S]` of classes 1.. (0 is the blank), and in `ints` the
+/// reduction's code, then each sequence's input length, then each target length. Every
+/// input length is at least what its labels need (one step per label and one more per
+/// repeat), so every loss is finite.
+fn ctc_operands() -> BoxedStrategy<Sample> {
+    let sequence = |c: usize| (proptest::collection::vec(1..c as i64, 0..=3), 0usize..=2);
+    (1usize..=3, 2usize..=4, 0i64..3)
+        .prop_flat_map(move |(n, c, reduction)| {
+            (proptest::collection::vec(sequence(c), n), Just(c), Just(reduction), 0usize..=1)
+        })
+        .prop_flat_map(|(sequences, c, reduction, spare_steps)| {
+            let needed =
+                |labels: &[i64]| labels.len() + labels.windows(2).filter(|w| w[0] == w[1]).count();
+            let inputs: Vec<usize> =
+                sequences.iter().map(|(labels, extra)| needed(labels) + extra).collect();
+            let steps = inputs.iter().max().unwrap() + spare_steps;
+            let width = sequences.iter().map(|(labels, _)| labels.len()).max().unwrap();
+            let mut rows = Vec::new();
+            for (labels, _) in &sequences {
+                rows.extend(labels.iter().copied().chain(std::iter::repeat(1)).take(width));
+            }
+            let targets = Tensor::from_vec(rows, &[sequences.len(), width]);
+            let mut ints = vec![reduction];
+            ints.extend(inputs.iter().map(|&l| l as i64));
+            ints.extend(sequences.iter().map(|(labels, _)| labels.len() as i64));
+            let log_probs = tensor_f64(Just(vec![steps, sequences.len(), c]), -3.0..0.5);
+            (log_probs, Just(targets), Just(ints))
+        })
+        .prop_map(|(log_probs, targets, ints)| Sample { tensors: vec![log_probs, targets], ints })
+        .boxed()
 }
 
 /// Three tensors `[n, d]` (a loss's anchors, positives and negatives, or two inputs and
@@ -1779,6 +1812,13 @@ pub fn registry() -> Vec<OpCase> {
                     + &functional::grid_sample_with(image, &aligned, border).sin().sum()
             }
         ),
+        op!("ctc_loss(log_probs, targets, lengths)", "F.ctc_loss", true, ctc_operands(), |t, i| {
+            let n = t[0].shape()[1];
+            let lengths = |part: &[i64]| part.iter().map(|&l| l as usize).collect::<Vec<_>>();
+            let (inputs, targets) = (lengths(&i[1..1 + n]), lengths(&i[1 + n..]));
+            let loss = CTCLoss::new().reduction(reduction(i[0]));
+            functional::ctc_loss_with(&t[0], &t[1], &inputs, &targets, loss)
+        }),
         op!(
             "embedding_bag_with(input, weight, options)",
             "F.embedding_bag",
