@@ -339,6 +339,11 @@ elif w == "ops":
     gru = nn.GRU(256, 256, 1)
     seq = torch.randn(4 if q else 35, n, 256, requires_grad=True)
     op("gru", lambda: gru(seq)[0].sum().backward())
+    steps, labels = (8, 3) if q else (100, 20)
+    frames = torch.randn(steps, n, 30, requires_grad=True)
+    spoken = torch.tensor([1 + (7 * k + 3) % 29 for k in range(n * labels)]).reshape(n, labels)
+    heard, said = torch.full((n,), steps), torch.full((n,), labels)
+    op("ctc_loss", lambda: F.ctc_loss(frames.log_softmax(2), spoken, heard, said).backward())
 elif w in ("w6mlp", "w6cnn"):
     fmnist(w[2:])
 else:

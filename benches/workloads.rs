@@ -387,6 +387,13 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     let gru = GRU::new(256, 256, 1);
     let seq = Tensor::randn(&[if q { 4 } else { 35 }, n, 256]).requires_grad();
     time("gru", &|| gru.forward(&seq).sum().backward());
+    // A speech recogniser's loss: 100 steps over 30 classes against 20 labels per sequence.
+    let (steps, labels) = if q { (8, 3) } else { (100, 20) };
+    let frames = Tensor::randn(&[steps, n, 30]).requires_grad();
+    let spoken: Vec<i64> = (0..n * labels).map(|k| 1 + (7 * k as i64 + 3) % 29).collect();
+    let spoken = Tensor::from_vec(spoken, &[n, labels]);
+    let (heard, said) = (vec![steps; n], vec![labels; n]);
+    time("ctc_loss", &|| F::ctc_loss(&frames.log_softmax(2), &spoken, &heard, &said).backward());
     out
 }
 

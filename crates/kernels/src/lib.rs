@@ -19,6 +19,7 @@
 //! | [`pool`] | max pooling |
 //! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |
 //! | [`rows`] | rows picked by index and added back by index (`index_select` along any dimension, `embedding`), split across threads by output rows |
+//! | [`ctc`] | the CTC loss and its gradient, by forward and backward variables rescaled at every step |
 //! | [`grid_sample`] | images sampled at arbitrary points (bilinear or nearest), and the gradients to the images and the points |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
@@ -37,6 +38,7 @@ pub mod allocator;
 pub mod attention;
 pub mod batch_norm;
 pub mod conv;
+pub mod ctc;
 pub mod extremum;
 pub mod fast_math;
 pub mod gemm;

@@ -194,3 +194,57 @@ fn bad_arguments_are_errors_that_say_what_was_wrong() {
     let padded = Tensor::from_vec(vec![1i64, 2, 2, -7], &[2, 2]);
     assert!(try_ctc_loss_with(&log_probs, &padded, &[4, 4], &[2, 1], loss).is_ok());
 }
+
+/// The kernels (value, and gradient without a graph) and the recursion as recorded ops
+/// (value inside a dual level, gradient with `create_graph`) agree, with sequences of
+/// different lengths, one without steps and one no alignment reaches.
+#[test]
+fn the_kernels_agree_with_the_recorded_ops() {
+    use tapegrad_tape::forward_ad::{dual_level, make_dual, unpack_dual};
+    use tapegrad_tape::{GradOptions, grad as gradients};
+    let targets = Tensor::from_vec(vec![1i64, 2, 2, 3, 3, 1, 4, 1, 1, 2, 2, 4], &[4, 3]);
+    let (inputs, lengths) = ([9, 6, 0, 3], [3, 2, 0, 3]); // the last needs 4 steps
+    for dtype in [DType::F64, DType::F32] {
+        let limit = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
+        let close = |a: &Tensor, b: &Tensor, what: &str| {
+            assert_eq!(a.shape(), b.shape(), "{what}");
+            for (x, y) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()) {
+                let same = x == &y || (x - y).abs() <= limit * (1.0 + y.abs());
+                assert!(same, "{dtype} {what}: {x} vs {y}");
+            }
+        };
+        let log_probs = logits(&[10, 4, 5]).detach().to_dtype(dtype).log_softmax(2);
+        let each = CTCLoss::new().reduction(Reduction::None);
+        let direct = each.forward(&log_probs, &targets, &inputs, &lengths);
+        assert!(!direct.tracks_grad());
+        let composed = {
+            let _level = dual_level();
+            let dual = make_dual(&log_probs, &log_probs.ones_like());
+            unpack_dual(&each.forward(&dual, &targets, &inputs, &lengths)).primal
+        };
+        close(&direct, &composed, "losses");
+        assert_eq!(direct.to_vec::<f64>()[3], f64::INFINITY);
+        let leaf = log_probs.clone().requires_grad();
+        let weights = Tensor::from_vec(vec![0.5, -1.5, 2.0, 1.0], &[4]).to_dtype(dtype);
+        let gradient = |create_graph: bool| {
+            let loss = each.clone().zero_infinity(true).forward(&leaf, &targets, &inputs, &lengths);
+            let options = GradOptions::new()
+                .grad_outputs(vec![weights.clone().requires_grad()])
+                .create_graph(create_graph);
+            let found = gradients(&[&loss], &[&leaf], options)[0].clone().unwrap();
+            assert_eq!(found.tracks_grad(), create_graph);
+            found.detach()
+        };
+        let (plain, recorded) = (gradient(false), gradient(true));
+        close(&plain, &recorded, "gradient");
+        // Nothing past a sequence's input length, nor for the unreachable or empty ones.
+        let g = plain.to_vec::<f64>();
+        for (t, row) in g.chunks(4 * 5).enumerate() {
+            for (n, &input) in inputs.iter().enumerate() {
+                let read = t < input && n != 3;
+                let zero = row[n * 5..][..5].iter().all(|&v| v == 0.0);
+                assert_eq!(zero, !read, "{dtype} step {t} sequence {n}");
+            }
+        }
+    }
+}

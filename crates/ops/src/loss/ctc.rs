@@ -2,15 +2,20 @@
 //! the total probability of every alignment of a target sequence to a longer sequence of
 //! per-step class distributions, blanks between and around the labels.
 //!
-//! The forward variable `alpha` runs over the target with a blank before, between and after
-//! its labels (`2 L + 1` states), one recorded step per time step: each state takes the
-//! `logsumexp` of itself, the state before it and, where the label differs from the one two
-//! states back, that one too, plus the log-probability of its own class. Written with
-//! recorded ops, the loss has gradients of every order.
+//! The loss is one recorded op whose value and gradient come from the kernels
+//! (`tapegrad_kernels::ctc`: forward and backward variables rescaled at every step). The
+//! same recursions are also written here as recorded ops, over the target with a blank
+//! before, between and after its labels (`2 L + 1` states), one `logsumexp` step per time
+//! step: they carry forward-mode tangents, make the gradient when its own graph is wanted
+//! (`create_graph`, to any order), and take over where the kernels' rescaled probabilities
+//! round to nothing.
 
 use std::panic::Location;
 
-use tapegrad_tape::{DType, Error, Result, Tensor, ensure_float};
+use tapegrad_kernels::ctc as kernel;
+use tapegrad_tape::layout::Layout;
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{Backward, DType, Error, Result, Storage, Tensor, ensure_float, record};
 
 use super::{Reduction, reduce_loss};
 use crate::{BinaryOps, IndexOps, ReduceOps, ShapeOps, UnaryOps, shape, where_};
@@ -67,6 +72,7 @@ keywords!(CTCLoss {
 });
 
 /// One sequence's labels and lengths, checked.
+#[derive(Clone)]
 struct Sequence {
     labels: Vec<usize>,
     input_length: usize,
@@ -148,7 +154,7 @@ impl CTCLoss {
         };
         let sequences =
             self.sequences(&log_probs, targets, input_lengths, target_lengths, batched, location)?;
-        let losses = self.losses(&log_probs, &sequences);
+        let losses = self.losses(&log_probs, &sequences, location);
         let losses = if batched { losses } else { losses.reshape(&[]) };
         Ok(match self.reduction {
             Reduction::Mean => {
@@ -263,99 +269,24 @@ impl CTCLoss {
         Ok(sequences)
     }
 
-    /// The loss of each sequence, `[N]`, by the forward variable's recursion.
-    fn losses(&self, log_probs: &Tensor, sequences: &[Sequence]) -> Tensor {
-        let [_, n, _] = log_probs.shape() else { unreachable!("3-d") };
-        let n = *n;
-        let dtype = log_probs.dtype();
-        let longest = sequences.iter().map(|s| s.labels.len()).max().unwrap_or(0);
-        let states = 2 * longest + 1;
-        let steps = sequences.iter().map(|s| s.input_length).max().unwrap_or(0);
-        // Each state's class: blanks at even states, the labels at odd ones (blanks past a
-        // sequence's end, where nothing is read).
-        let class = |s: &Sequence, state: usize| {
-            if state % 2 == 1 && state / 2 < s.labels.len() {
-                s.labels[state / 2]
-            } else {
-                self.blank
-            }
-        };
-        let mask = |f: &dyn Fn(&Sequence, usize) -> bool| {
-            let values: Vec<f64> = sequences
-                .iter()
-                .flat_map(|s| (0..states).map(move |state| f(s, state) as u8 as f64))
-                .collect();
-            Tensor::from_vec(values, &[n, states]).to_dtype(dtype)
-        };
-        let unreachable = Tensor::full_dtype(&[1], UNREACHABLE, dtype);
-        if steps == 0 {
-            // No sequence has a step: only empty targets have an alignment (the empty one).
-            // The sum over no steps keeps the losses on the tape, with a gradient of 0.
-            let each: Vec<f64> = sequences
-                .iter()
-                .map(|s| if s.labels.is_empty() { 0.0 } else { -UNREACHABLE })
-                .collect();
-            let none = log_probs.narrow(0, 0, 0).sum().reshape(&[1]);
-            return self.finish(&(&Tensor::from_vec(each, &[n]).to_dtype(dtype) + &none));
-        }
-        let index: Vec<i64> = (0..steps)
-            .flat_map(|_| {
-                sequences
-                    .iter()
-                    .flat_map(move |s| (0..states).map(move |state| class(s, state) as i64))
-            })
-            .collect();
-        let index = Tensor::from_vec(index, &[steps, n, states]);
-        // log(0) as UNREACHABLE, so that no state is ever -inf.
-        let emitted =
-            log_probs.narrow(0, 0, steps).gather(2, &index).clamp(Some(UNREACHABLE), None);
-        let skips = mask(&|s, state| {
-            state >= 2 && class(s, state) != self.blank && class(s, state) != class(s, state - 2)
-        });
-        let starts = mask(&|s, state| {
-            s.input_length > 0 && (state == 0 || (state == 1 && !s.labels.is_empty()))
-        });
-        let mut alpha = where_(&starts, &emitted.select(0, 0), &unreachable);
-        let padding = Tensor::full_dtype(&[n, 2], UNREACHABLE, dtype);
-        for t in 1..steps {
-            let padded = shape::cat(&[&padding, &alpha], 1);
-            let before = padded.narrow(1, 1, states);
-            let skipped = where_(&skips, &padded.narrow(1, 0, states), &unreachable);
-            let next = shape::stack(&[&alpha, &before, &skipped], 0).logsumexp(0, false)
-                + emitted.select(0, t as isize);
-            alpha = if sequences.iter().all(|s| s.input_length > t) {
-                next
-            } else {
-                let running = mask(&|s, _| s.input_length > t);
-                where_(&running, &next, &alpha)
-            };
-        }
-        // The alignment ends in the last label or the blank after it.
-        let ends: Vec<i64> = sequences
-            .iter()
-            .flat_map(|s| [2 * s.labels.len() as i64, (2 * s.labels.len()).max(1) as i64 - 1])
-            .collect();
-        let ends = Tensor::from_vec(ends, &[n, 2]);
-        let two_ends: Vec<f64> = sequences
-            .iter()
-            .flat_map(|s| [1.0, if s.labels.is_empty() { 0.0 } else { 1.0 }])
-            .collect();
-        let two_ends = Tensor::from_vec(two_ends, &[n, 2]).to_dtype(dtype);
-        // A sequence without steps has the empty alignment only.
-        let no_steps: Vec<f64> =
-            sequences.iter().flat_map(|s| [(s.input_length == 0) as u8 as f64; 2]).collect();
-        let final_alpha = where_(&two_ends, &alpha.gather(1, &ends), &unreachable);
-        let final_alpha = if sequences.iter().any(|s| s.input_length == 0) {
-            let no_steps = Tensor::from_vec(no_steps, &[n, 2]).to_dtype(dtype);
-            let empty: Vec<f64> = sequences
-                .iter()
-                .flat_map(|s| [if s.labels.is_empty() { 0.0 } else { UNREACHABLE }, UNREACHABLE])
-                .collect();
-            where_(&no_steps, &Tensor::from_vec(empty, &[n, 2]).to_dtype(dtype), &final_alpha)
-        } else {
-            final_alpha
-        };
-        self.finish(&final_alpha.logsumexp(1, false).neg())
+    /// The loss of each sequence, `[N]`: one recorded op over the kernels' loops, or, for
+    /// tangents and where the kernels' rescaled probabilities round to nothing, the
+    /// recursion as recorded ops.
+    fn losses(
+        &self,
+        log_probs: &Tensor,
+        sequences: &[Sequence],
+        location: &'static Location<'static>,
+    ) -> Tensor {
+        let dual = tapegrad_tape::forward_ad::is_dual_level_open()
+            && tapegrad_tape::forward_ad::unpack_dual(log_probs).tangent.is_some();
+        let direct = if dual { None } else { direct(log_probs, sequences, self.blank, location) };
+        let losses =
+            direct.unwrap_or_else(|| match Lattice::new(log_probs, sequences, self.blank) {
+                Some(lattice) => lattice.log_likelihood(&lattice.alphas()).neg(),
+                None => without_steps(log_probs, sequences),
+            });
+        self.finish(&losses)
     }
 
     /// Losses of unreachable targets made infinite (or 0 with `zero_infinity`).
@@ -367,6 +298,293 @@ impl CTCLoss {
 }
 
 const OP: &str = "ctc_loss";
+
+fn kernel_sizes(log_probs: &Tensor) -> kernel::Sizes {
+    let &[steps, batch, classes] = log_probs.shape() else { unreachable!("3-d") };
+    kernel::Sizes { steps, batch, classes }
+}
+
+fn kernel_targets(sequences: &[Sequence]) -> Vec<kernel::Target<'_>> {
+    sequences
+        .iter()
+        .map(|s| kernel::Target { labels: &s.labels, input_length: s.input_length })
+        .collect()
+}
+
+/// The losses as one recorded op over the kernels' loops; `None` where they cannot say.
+fn direct(
+    log_probs: &Tensor,
+    sequences: &[Sequence],
+    blank: usize,
+    location: &'static Location<'static>,
+) -> Option<Tensor> {
+    let (sizes, targets) = (kernel_sizes(log_probs), kernel_targets(sequences));
+    let losses = match &log_probs.contiguous_storage() {
+        Storage::F32(lp) => kernel::losses(lp, sizes, blank, &targets)?,
+        Storage::F64(lp) => kernel::losses(lp, sizes, blank, &targets)?,
+        _ => return None,
+    };
+    let value = Tensor::from_vec(losses, &[sizes.batch]).to_dtype(log_probs.dtype());
+    let sequences = sequences.to_vec();
+    Some(record(OP, location, &[log_probs], value, || {
+        Backward::new(move |ctx| {
+            let (log_probs, grad) = (ctx.saved(0), ctx.grad());
+            let composed = || match Lattice::new(log_probs, &sequences, blank) {
+                Some(lattice) => lattice.gradient(grad),
+                None => log_probs.zeros_like(),
+            };
+            let gradient = if tapegrad_tape::is_grad_enabled() {
+                // A graph of the gradient: the rule as recorded ops, differentiable again.
+                composed()
+            } else {
+                direct_gradient(log_probs, &sequences, blank, grad).unwrap_or_else(composed)
+            };
+            smallvec![Some(gradient)]
+        })
+        .save(log_probs)
+    }))
+}
+
+/// The gradient to the log-probabilities from the kernels' loops, each sequence's weighted
+/// by its entry of `grad`.
+fn direct_gradient(
+    log_probs: &Tensor,
+    sequences: &[Sequence],
+    blank: usize,
+    grad: &Tensor,
+) -> Option<Tensor> {
+    let (sizes, targets) = (kernel_sizes(log_probs), kernel_targets(sequences));
+    let storage = match (&log_probs.contiguous_storage(), &grad.contiguous_storage()) {
+        (Storage::F32(lp), Storage::F32(g)) => {
+            Storage::from_vec(kernel::gradient(lp, sizes, blank, &targets, g)?)
+        }
+        (Storage::F64(lp), Storage::F64(g)) => {
+            Storage::from_vec(kernel::gradient(lp, sizes, blank, &targets, g)?)
+        }
+        _ => return None,
+    };
+    Some(Tensor::from_storage(storage, Layout::contiguous(log_probs.shape())))
+}
+
+/// The losses when no sequence has a step: 0 for an empty target (the empty alignment),
+/// unreachable for any other. The sum over no steps keeps them on the tape, with a
+/// gradient of 0.
+fn without_steps(log_probs: &Tensor, sequences: &[Sequence]) -> Tensor {
+    let each: Vec<f64> =
+        sequences.iter().map(|s| if s.labels.is_empty() { 0.0 } else { -UNREACHABLE }).collect();
+    let none = log_probs.narrow(0, 0, 0).sum().reshape(&[1]);
+    &Tensor::from_vec(each, &[sequences.len()]).to_dtype(log_probs.dtype()) + &none
+}
+
+/// The recursions as recorded ops, over the states of every sequence at once (`[N, S']`,
+/// `S' = 2 L + 1` for the longest target `L`; states past a shorter target's end are never
+/// read).
+struct Lattice<'a> {
+    sequences: &'a [Sequence],
+    blank: usize,
+    /// The longest input length.
+    steps: usize,
+    /// The log-probabilities' steps and classes.
+    total_steps: usize,
+    total_classes: usize,
+    states: usize,
+    dtype: DType,
+    /// `[steps, N, S']`: each state's class.
+    classes: Tensor,
+    /// `[steps, N, S']`: each state's log-probability, `UNREACHABLE` for `-inf`.
+    emitted: Tensor,
+    /// `[N, S']`: whether a state may be entered from two states back.
+    skips: Tensor,
+    unreachable: Tensor,
+}
+
+impl<'a> Lattice<'a> {
+    /// `None` when no sequence has a step.
+    fn new(log_probs: &Tensor, sequences: &'a [Sequence], blank: usize) -> Option<Self> {
+        let steps = sequences.iter().map(|s| s.input_length).max().unwrap_or(0);
+        if steps == 0 {
+            return None;
+        }
+        let longest = sequences.iter().map(|s| s.labels.len()).max().unwrap_or(0);
+        let (n, states, dtype) = (sequences.len(), 2 * longest + 1, log_probs.dtype());
+        let mut lattice = Lattice {
+            sequences,
+            blank,
+            steps,
+            total_steps: log_probs.shape()[0],
+            total_classes: log_probs.shape()[2],
+            states,
+            dtype,
+            classes: Tensor::zeros(&[0]),
+            emitted: Tensor::zeros(&[0]),
+            skips: Tensor::zeros(&[0]),
+            unreachable: Tensor::full_dtype(&[1], UNREACHABLE, dtype),
+        };
+        let index: Vec<i64> = (0..steps)
+            .flat_map(|_| {
+                let lattice = &lattice;
+                sequences
+                    .iter()
+                    .flat_map(move |s| (0..states).map(move |state| lattice.class(s, state) as i64))
+            })
+            .collect();
+        lattice.classes = Tensor::from_vec(index, &[steps, n, states]);
+        // log(0) as UNREACHABLE, so that no state is ever -inf.
+        lattice.emitted = log_probs
+            .narrow(0, 0, steps)
+            .gather(2, &lattice.classes)
+            .clamp(Some(UNREACHABLE), None);
+        lattice.skips = lattice.mask(|s, state| {
+            state >= 2
+                && lattice.class(s, state) != blank
+                && lattice.class(s, state) != lattice.class(s, state - 2)
+        });
+        Some(lattice)
+    }
+
+    /// A state's class: blanks at even states, the labels at odd ones (blanks past a
+    /// sequence's end).
+    fn class(&self, s: &Sequence, state: usize) -> usize {
+        if state % 2 == 1 && state / 2 < s.labels.len() { s.labels[state / 2] } else { self.blank }
+    }
+
+    /// `[N, S']`, 1 where `f(sequence, state)`.
+    fn mask(&self, f: impl Fn(&Sequence, usize) -> bool) -> Tensor {
+        let values: Vec<f64> = self
+            .sequences
+            .iter()
+            .flat_map(|s| {
+                (0..self.states).map(|state| f(s, state) as u8 as f64).collect::<Vec<_>>()
+            })
+            .collect();
+        Tensor::from_vec(values, &[self.sequences.len(), self.states]).to_dtype(self.dtype)
+    }
+
+    /// The forward variable at every step, `[N, S']` each, including the step's
+    /// emission; a sequence's stays as it was after its last step.
+    fn alphas(&self) -> Vec<Tensor> {
+        let starts = self.mask(|s, state| {
+            s.input_length > 0 && (state == 0 || (state == 1 && !s.labels.is_empty()))
+        });
+        let mut alphas = vec![where_(&starts, &self.emitted.select(0, 0), &self.unreachable)];
+        let padding = Tensor::full_dtype(&[self.sequences.len(), 2], UNREACHABLE, self.dtype);
+        for t in 1..self.steps {
+            let alpha = alphas.last().expect("the first step");
+            let padded = shape::cat(&[&padding, alpha], 1);
+            let before = padded.narrow(1, 1, self.states);
+            let skipped = where_(&self.skips, &padded.narrow(1, 0, self.states), &self.unreachable);
+            let next = shape::stack(&[alpha, &before, &skipped], 0).logsumexp(0, false)
+                + self.emitted.select(0, t as isize);
+            alphas.push(if self.sequences.iter().all(|s| s.input_length > t) {
+                next
+            } else {
+                where_(&self.mask(|s, _| s.input_length > t), &next, alpha)
+            });
+        }
+        alphas
+    }
+
+    /// The backward variable at every step, `[N, S']` each, excluding the step's emission;
+    /// from a sequence's last step on, 0 in its two final states.
+    fn betas(&self) -> Vec<Tensor> {
+        let finals = self.mask(|s, state| {
+            state == 2 * s.labels.len() || (!s.labels.is_empty() && state == 2 * s.labels.len() - 1)
+        });
+        let terminal = where_(&finals, &Tensor::zeros_dtype(&[1], self.dtype), &self.unreachable);
+        let skips_ahead = self.mask(|s, state| {
+            state + 2 < self.states
+                && self.class(s, state + 2) != self.blank
+                && self.class(s, state + 2) != self.class(s, state)
+        });
+        let padding = Tensor::full_dtype(&[self.sequences.len(), 2], UNREACHABLE, self.dtype);
+        let mut betas = vec![terminal.clone()];
+        for t in (0..self.steps - 1).rev() {
+            let beta = betas.last().expect("the last step");
+            let ahead = beta + &self.emitted.select(0, t as isize + 1);
+            let padded = shape::cat(&[&ahead, &padding], 1);
+            let after = padded.narrow(1, 1, self.states);
+            let skipped =
+                where_(&skips_ahead, &padded.narrow(1, 2, self.states), &self.unreachable);
+            let previous = shape::stack(&[&ahead, &after, &skipped], 0).logsumexp(0, false);
+            betas.push(if self.sequences.iter().all(|s| s.input_length > t + 1) {
+                previous
+            } else {
+                where_(&self.mask(|s, _| s.input_length > t + 1), &previous, &terminal)
+            });
+        }
+        betas.reverse();
+        betas
+    }
+
+    /// `ln p` of each sequence, `[N]`, from the forward variables: the alignments end in
+    /// the last label or the blank after it (a sequence without steps has the empty
+    /// alignment only).
+    fn log_likelihood(&self, alphas: &[Tensor]) -> Tensor {
+        let (n, dtype) = (self.sequences.len(), self.dtype);
+        let last = alphas.last().expect("a step");
+        let ends: Vec<i64> = self
+            .sequences
+            .iter()
+            .flat_map(|s| [2 * s.labels.len() as i64, (2 * s.labels.len()).max(1) as i64 - 1])
+            .collect();
+        let ends = Tensor::from_vec(ends, &[n, 2]);
+        let two_ends: Vec<f64> = self
+            .sequences
+            .iter()
+            .flat_map(|s| [1.0, (!s.labels.is_empty()) as u8 as f64])
+            .collect();
+        let two_ends = Tensor::from_vec(two_ends, &[n, 2]).to_dtype(dtype);
+        let final_alpha = where_(&two_ends, &last.gather(1, &ends), &self.unreachable);
+        let final_alpha = if self.sequences.iter().any(|s| s.input_length == 0) {
+            let no_steps: Vec<f64> = self
+                .sequences
+                .iter()
+                .flat_map(|s| [(s.input_length == 0) as u8 as f64; 2])
+                .collect();
+            let no_steps = Tensor::from_vec(no_steps, &[n, 2]).to_dtype(dtype);
+            let empty: Vec<f64> = self
+                .sequences
+                .iter()
+                .flat_map(|s| [if s.labels.is_empty() { 0.0 } else { UNREACHABLE }, UNREACHABLE])
+                .collect();
+            where_(&no_steps, &Tensor::from_vec(empty, &[n, 2]).to_dtype(dtype), &final_alpha)
+        } else {
+            final_alpha
+        };
+        final_alpha.logsumexp(1, false)
+    }
+
+    /// The gradient of `sum_n grad[n] * loss_n` to the log-probabilities `[T, N, C]`:
+    /// `-grad[n]` times each class's posterior probability at each step, the posteriors
+    /// `exp(alpha + beta - ln p)` summed into their classes; zero past a sequence's input
+    /// length and for targets no alignment reaches.
+    fn gradient(&self, grad: &Tensor) -> Tensor {
+        let (n, dtype) = (self.sequences.len(), self.dtype);
+        let alphas = self.alphas();
+        let log_p = self.log_likelihood(&alphas).unsqueeze(1);
+        let reachable = log_p.gt(&Tensor::full_dtype(&[1], -IMPOSSIBLE, dtype));
+        let posteriors: Vec<Tensor> = alphas
+            .iter()
+            .zip(self.betas())
+            .enumerate()
+            .map(|(t, (alpha, beta))| {
+                let running = self.mask(|s, _| s.input_length > t);
+                let log_posterior =
+                    where_(&reachable, &(&(alpha + &beta) - &log_p), &self.unreachable);
+                where_(&running, &log_posterior, &self.unreachable).exp()
+            })
+            .collect();
+        let by_state = shape::stack(&posteriors.iter().collect::<Vec<_>>(), 0);
+        let by_class = Tensor::zeros_dtype(&[self.steps, n, self.total_classes], dtype)
+            .scatter_add(2, &self.classes, &by_state);
+        let weighted = &by_class * &grad.reshape(&[1, n as isize, 1]).neg();
+        if self.steps == self.total_steps {
+            return weighted;
+        }
+        let unread = [self.total_steps - self.steps, n, self.total_classes];
+        shape::cat(&[&weighted, &Tensor::zeros_dtype(&unread, dtype)], 0)
+    }
+}
 
 fn shape_error(message: String, location: &'static Location<'static>) -> Error {
     Error::Shape { op: OP, message, location }
