@@ -5,9 +5,10 @@
 //! multiplications per state and one logarithm, where the log-space recursion takes a
 //! `logsumexp` per state. Each step's probabilities are taken relative to the largest one
 //! the sequence reads at that step, so that only states whose share is below f64's range
-//! (about `e^-745` of the step's best) round to zero. When rounding empties a step that an
-//! alignment does reach (log-probabilities of `-inf`, or spread by more than that range),
-//! the functions return `None` and the caller takes the log-space path.
+//! (about `e^-745` of the step's best) round to zero. When a step's total, or the final
+//! states' share, falls below f64's normal range (log-probabilities of `-inf`, or spread by
+//! more than that range), the functions return `None` and the caller takes the log-space
+//! path.
 
 use rayon::prelude::*;
 
@@ -238,7 +239,7 @@ impl Lattice {
                 }
             }
             let total: f64 = next.iter().sum();
-            if !(total > 0.0 && total.is_finite() && self.scales[t].is_finite()) {
+            if !(total >= f64::MIN_POSITIVE && total.is_finite() && self.scales[t].is_finite()) {
                 return None;
             }
             next.iter_mut().for_each(|v| *v /= total);
@@ -249,7 +250,7 @@ impl Lattice {
             }
         }
         let ends = alpha[states - 1] + if states > 1 { alpha[states - 2] } else { 0.0 };
-        if ends.is_nan() || ends <= 0.0 {
+        if ends.is_nan() || ends < f64::MIN_POSITIVE {
             return None;
         }
         Some(-(log_p + ends.ln()))
@@ -281,7 +282,7 @@ impl Lattice {
                     previous[s] = reach;
                 }
                 let total: f64 = previous.iter().sum();
-                if !(total > 0.0 && total.is_finite()) {
+                if !(total >= f64::MIN_POSITIVE && total.is_finite()) {
                     return None;
                 }
                 previous.iter_mut().for_each(|v| *v /= total);
@@ -289,7 +290,7 @@ impl Lattice {
             }
             let alpha = &alphas[t * states..][..states];
             let total: f64 = alpha.iter().zip(&beta).map(|(a, b)| a * b).sum();
-            if !(total > 0.0 && total.is_finite()) {
+            if !(total >= f64::MIN_POSITIVE && total.is_finite()) {
                 return None;
             }
             let row = &mut out[t * classes..][..classes];

@@ -243,7 +243,12 @@ impl ParamState {
             Buffers::F32(old) => Buffers::F32(pick(old, self.names, names, n)),
             Buffers::F64(old) => Buffers::F64(pick(old, self.names, names, n)),
         };
-        self.fresh = names.iter().map(|name| !self.names.contains(name)).collect();
+        // A kept buffer keeps its flag; a new one is fresh.
+        let was_fresh = |name: &&str| match self.names.iter().position(|had| had == name) {
+            Some(i) => self.fresh.get(i).copied().unwrap_or(false),
+            None => true,
+        };
+        self.fresh = names.iter().map(was_fresh).collect();
         self.names = names;
     }
 }

@@ -190,6 +190,8 @@ fn bad_arguments_are_errors_that_say_what_was_wrong() {
     let is_blank =
         message(loss.clone().blank(2).try_forward(&log_probs, &targets, &[4, 4], &[2, 2]));
     assert!(is_blank.contains("other than the blank (2)"), "{is_blank}");
+    let overflowing = [usize::MAX, 2];
+    assert!(call(&log_probs, &flat, &[4, 4], &overflowing).contains("more than usize holds"));
     // Labels past a sequence's length are not read.
     let padded = Tensor::from_vec(vec![1i64, 2, 2, -7], &[2, 2]);
     assert!(try_ctc_loss_with(&log_probs, &padded, &[4, 4], &[2, 1], loss).is_ok());
@@ -246,5 +248,24 @@ fn the_kernels_agree_with_the_recorded_ops() {
                 assert_eq!(zero, !read, "{dtype} step {t} sequence {n}");
             }
         }
+    }
+}
+
+/// NaN log-probabilities give a NaN loss and gradient, with or without `zero_infinity`:
+/// a diverged model is not taken for an impossible target.
+#[test]
+fn nan_stays_nan() {
+    let mut values = vec![(0.25f64).ln(); 3 * 2 * 4];
+    values[5] = f64::NAN; // step 0, sequence 1, class 1
+    let targets = Tensor::from_vec(vec![1i64, 2, 1, 2], &[2, 2]);
+    for zero_infinity in [false, true] {
+        let log_probs = Tensor::from_vec(values.clone(), &[3, 2, 4]).requires_grad();
+        let each = CTCLoss::new().reduction(Reduction::None).zero_infinity(zero_infinity);
+        let loss = each.forward(&log_probs, &targets, &[3, 3], &[2, 2]);
+        let loss_values = loss.to_vec::<f64>();
+        assert!(loss_values[0].is_finite() && loss_values[1].is_nan(), "{loss_values:?}");
+        loss.sum().backward();
+        let grad = log_probs.grad().unwrap().to_vec::<f64>();
+        assert!(grad.iter().any(|g| g.is_nan()), "{grad:?}");
     }
 }

@@ -210,10 +210,11 @@ impl CTCLoss {
         let (starts, room): (Vec<usize>, usize) = match targets.shape() {
             &[rows, width] if batched && rows == n => ((0..n).map(|i| i * width).collect(), width),
             &[total] if batched || n == 1 => {
-                let wanted: usize = target_lengths.iter().sum();
+                // Checked: lengths that overflow cannot match any tensor's size.
+                let wanted = target_lengths.iter().try_fold(0usize, |sum, &l| sum.checked_add(l));
                 if !batched {
                     (vec![0], total)
-                } else if total == wanted {
+                } else if wanted == Some(total) {
                     let starts = target_lengths
                         .iter()
                         .scan(0, |at, &l| {
@@ -224,9 +225,11 @@ impl CTCLoss {
                         .collect();
                     (starts, usize::MAX)
                 } else {
+                    let wanted =
+                        wanted.map_or("more than usize holds".to_string(), |w| w.to_string());
                     return Err(shape_error(
                         format!(
-                            "expects targets [N, S] or [sum(target_lengths)] = [{wanted}], got {:?}",
+                            "expects targets [{n}, S] or [sum(target_lengths)] = [{wanted}], got {:?}",
                             targets.shape()
                         ),
                         location,
@@ -290,10 +293,11 @@ impl CTCLoss {
     }
 
     /// Losses of unreachable targets made infinite (or 0 with `zero_infinity`).
+    /// A NaN loss (from NaN log-probabilities) stays NaN.
     fn finish(&self, losses: &Tensor) -> Tensor {
-        let reachable = losses.lt(&Tensor::full_dtype(&[1], IMPOSSIBLE, losses.dtype()));
+        let impossible = losses.ge(&Tensor::full_dtype(&[1], IMPOSSIBLE, losses.dtype()));
         let instead = if self.zero_infinity { 0.0 } else { f64::INFINITY };
-        where_(&reachable, losses, &Tensor::full_dtype(&[1], instead, losses.dtype()))
+        where_(&impossible, &Tensor::full_dtype(&[1], instead, losses.dtype()), losses)
     }
 }
 
@@ -562,7 +566,8 @@ impl<'a> Lattice<'a> {
         let (n, dtype) = (self.sequences.len(), self.dtype);
         let alphas = self.alphas();
         let log_p = self.log_likelihood(&alphas).unsqueeze(1);
-        let reachable = log_p.gt(&Tensor::full_dtype(&[1], -IMPOSSIBLE, dtype));
+        // NaN log-probabilities keep a NaN gradient.
+        let impossible = log_p.le(&Tensor::full_dtype(&[1], -IMPOSSIBLE, dtype));
         let posteriors: Vec<Tensor> = alphas
             .iter()
             .zip(self.betas())
@@ -570,7 +575,7 @@ impl<'a> Lattice<'a> {
             .map(|(t, (alpha, beta))| {
                 let running = self.mask(|s, _| s.input_length > t);
                 let log_posterior =
-                    where_(&reachable, &(&(alpha + &beta) - &log_p), &self.unreachable);
+                    where_(&impossible, &self.unreachable, &(&(alpha + &beta) - &log_p));
                 where_(&running, &log_posterior, &self.unreachable).exp()
             })
             .collect();
