@@ -195,6 +195,20 @@ pub trait UpdateRule: Sync {
         let _ = fresh;
         self.update(lr, step, p, g, state)
     }
+
+    /// The buffers whose first value depends on their being new (those
+    /// [`UpdateRule::update_fresh`] reads the flag of). While such a buffer is new, a state
+    /// dict leaves it out, as PyTorch saves `None` for it, and loading a state without it
+    /// makes it new again; every other buffer must be in a saved state. The default is none.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Adam, SGD, UpdateRule};
+    /// assert_eq!(SGD::new(vec![], 0.1).rule().buffers_made_on_use(), ["momentum_buffer"]);
+    /// assert!(Adam::new(vec![], 1e-3).rule().buffers_made_on_use().is_empty());
+    /// ```
+    fn buffers_made_on_use(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Per-parameter state in the parameter's own dtype.
@@ -683,7 +697,11 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
             let s = &self.state[&(gi, pi)];
             let shape = self.groups[gi].params[pi].shape().to_vec();
             out.push((format!("state.{gi}.{pi}.step"), Tensor::from_vec(vec![s.step as f64], &[])));
+            let made_on_use = self.rule.buffers_made_on_use();
             for (bi, name) in s.names.iter().enumerate() {
+                if s.fresh[bi] && made_on_use.contains(name) {
+                    continue;
+                }
                 let t = match &s.buffers {
                     Buffers::F32(b) => Tensor::from_vec(b[bi].clone(), &shape),
                     Buffers::F64(b) => Tensor::from_vec(b[bi].clone(), &shape),
@@ -699,12 +717,19 @@ impl<R: UpdateRule> Optimizer for Optim<R> {
         let names = checked.names;
         let mut state = HashMap::new();
         for ((gi, pi), step, tensors) in checked.params {
-            let buffers = if self.groups[gi].params[pi].dtype() == DType::F64 {
-                Buffers::F64(tensors.iter().map(|t| t.to_vec::<f64>()).collect())
+            let param = &self.groups[gi].params[pi];
+            let n = param.numel();
+            // A buffer left out was new when saved: zeros, and new again.
+            let buffers = if param.dtype() == DType::F64 {
+                Buffers::F64(
+                    tensors.iter().map(|t| t.map_or(vec![0.0; n], |t| t.to_vec())).collect(),
+                )
             } else {
-                Buffers::F32(tensors.iter().map(|t| t.to_vec::<f32>()).collect())
+                Buffers::F32(
+                    tensors.iter().map(|t| t.map_or(vec![0.0; n], |t| t.to_vec())).collect(),
+                )
             };
-            let fresh = vec![false; names.len()];
+            let fresh = tensors.iter().map(Option::is_none).collect();
             state.insert((gi, pi), ParamState { step, names, buffers, fresh });
         }
         for (group, lr) in self.groups.iter_mut().zip(checked.lrs) {
@@ -770,14 +795,19 @@ struct Checked<'a> {
     momentum: Option<f64>,
     /// The buffers' names, in the order of each parameter's tensors.
     names: &'static [&'static str],
-    params: Vec<((usize, usize), u64, Vec<&'a Tensor>)>,
+    params: Vec<((usize, usize), u64, SavedBuffers<'a>)>,
 }
+
+/// One parameter's buffers in a state dict, in the rule's order; a buffer the state left out
+/// (one of [`UpdateRule::buffers_made_on_use`]) is `None`.
+type SavedBuffers<'a> = Vec<Option<&'a Tensor>>;
 
 impl<R: UpdateRule> Optim<R> {
     /// Everything `load_state_dict` checks, without changing anything. Every entry must be
     /// `param_groups.{g}.lr`, `param_groups.{g}.momentum` (all groups or none, one value) or
     /// `state.{g}.{i}.{name}` for a group and parameter this optimizer has; the groups must be the optimizer's; a parameter with state needs its
-    /// step and every buffer the rule uses, shaped like the parameter.
+    /// step and every buffer the rule uses (but those new when saved, see
+    /// [`UpdateRule::buffers_made_on_use`]), shaped like the parameter.
     fn check<'a>(&self, entries: &'a [(String, Tensor)]) -> tapegrad_tape::Result<Checked<'a>> {
         let bad = |message: String| tapegrad_tape::Error::Format {
             path: format!("{} state", self.kind()),
@@ -920,13 +950,14 @@ impl<R: UpdateRule> Optim<R> {
         let mut params = Vec::with_capacity(found.len());
         for ((gi, pi), (step, buffers)) in found {
             let step = step.ok_or_else(|| bad(format!("missing entry `state.{gi}.{pi}.step`")))?;
-            let buffers = buffers
-                .into_iter()
+            let made_on_use = self.rule.buffers_made_on_use();
+            if let Some((_, name)) = buffers
+                .iter()
                 .zip(names)
-                .map(|(t, name)| {
-                    t.ok_or_else(|| bad(format!("missing entry `state.{gi}.{pi}.{name}`")))
-                })
-                .collect::<tapegrad_tape::Result<Vec<&Tensor>>>()?;
+                .find(|(t, name)| t.is_none() && !made_on_use.contains(name))
+            {
+                return Err(bad(format!("missing entry `state.{gi}.{pi}.{name}`")));
+            }
             params.push(((gi, pi), step, buffers));
         }
         Ok(Checked { lrs, momentum, names, params })
@@ -1056,6 +1087,9 @@ impl UpdateRule for SgdRule {
         self.momentum = momentum;
     }
     fn moved_buffers(&self) -> &'static [&'static str] {
+        &["momentum_buffer"]
+    }
+    fn buffers_made_on_use(&self) -> &'static [&'static str] {
         &["momentum_buffer"]
     }
     // Always inlined, so that `update_widest` compiles it once per vector width.

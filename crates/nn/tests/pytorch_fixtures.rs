@@ -179,6 +179,55 @@ fn sgd_starts_a_momentum_buffer_that_appears_mid_run_at_the_gradient() {
     }
 }
 
+#[test]
+fn sgd_momentum_buffer_saved_while_new_is_new_after_loading() {
+    // A schedule holds the momentum at 0 for two steps, then raises it: the buffer is kept
+    // from the first step but unused, so it is still new at the save and must start at the
+    // gradient after the load, as it does without one.
+    let run = |reload: bool| {
+        let w = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+        let mut opt = SGD::new(vec![w.clone()], 0.1).dampening(0.5);
+        opt.set_momentum(0.0);
+        for step in 0..4 {
+            if step == 2 {
+                if reload {
+                    let saved = opt.state_dict();
+                    let names: Vec<&str> = saved.iter().map(|(name, _)| name.as_str()).collect();
+                    assert_eq!(
+                        names,
+                        ["param_groups.0.lr", "param_groups.0.momentum", "state.0.0.step"]
+                    );
+                    let mut resumed = SGD::new(vec![w.clone()], 0.1).dampening(0.5);
+                    resumed.load_state_dict(&saved).unwrap();
+                    opt = resumed;
+                }
+                opt.set_momentum(0.9);
+            }
+            opt.zero_grad();
+            w.square().sum().backward();
+            opt.step();
+        }
+        w.to_vec::<f64>()
+    };
+    for reload in [false, true] {
+        for (g, e) in run(reload).iter().zip([0.3456, 0.6912]) {
+            assert!((g - e).abs() <= 1e-14, "reload {reload}: w {g} vs {e}");
+        }
+    }
+}
+
+#[test]
+fn a_state_without_a_buffer_that_is_never_new_is_refused() {
+    let w = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    let mut opt = Adam::new(vec![w.clone()], 0.1);
+    w.square().sum().backward();
+    opt.step();
+    let saved: Vec<_> =
+        opt.state_dict().into_iter().filter(|(name, _)| name != "state.0.0.exp_avg").collect();
+    let err = Adam::new(vec![w.clone()], 0.1).load_state_dict(&saved).unwrap_err().to_string();
+    assert!(err.contains("missing entry `state.0.0.exp_avg`"), "{err}");
+}
+
 /// Every configuration of a trajectory file (`count` of them) reproduced step by step.
 fn follows_trajectories(file: &str, count: usize) {
     let text = std::fs::read_to_string(fixture(file)).unwrap();
