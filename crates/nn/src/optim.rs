@@ -183,6 +183,9 @@ pub trait UpdateRule: Sync {
     /// rule.update_fresh(0.5, 7, &[true], &mut p, &g, &mut [&mut buf[..]]);
     /// assert_eq!(buf, g); // a new buffer starts at the gradient, on any step
     /// ```
+    // Always inlined, so that the rule's `update` is compiled for each vector width
+    // `run_widest` picks; out of line it would run in the baseline's scalar form.
+    #[inline(always)]
     fn update_fresh<T: Element>(
         &self,
         lr: f64,
