@@ -848,18 +848,24 @@ pub fn machine() -> String {
     let vectors = if tapegrad_kernels::simd::avx512_enabled() {
         "AVX-512"
     } else if std::arch::is_x86_feature_detected!("avx512f") {
-        "AVX-512 switched off by TAPEGRAD_NO_AVX512 (elementwise loops, stride-1 \
-         convolutions, f32 matrix products and 2x2 max pooling in their AVX2 forms where \
-         the CPU has AVX2, other kernels in their portable forms)"
+        "AVX-512 switched off by TAPEGRAD_NO_AVX512 (every vector kernel in its AVX2 form \
+         where the CPU has AVX2, else in its portable form)"
     } else if tapegrad_kernels::simd::avx2_enabled() {
-        "AVX2 (elementwise loops, stride-1 convolutions, f32 matrix products and 2x2 max \
-         pooling in their AVX2 forms; the other AVX-512 kernels in their portable forms)"
+        "AVX2 (every vector kernel in its AVX2 form: elementwise loops, convolutions, f32 \
+         matrix products, 2x2 max pooling)"
     } else {
         "SSE2 (the AVX-512 kernels fall back to their portable forms)"
     };
     #[cfg(not(target_arch = "x86_64"))]
     let vectors = "the compiler's baseline (no AVX-512 kernels)";
-    format!("machine: {model}; vectors: {vectors}; threads: {}", rayon::current_num_threads())
+    let caches = tapegrad_kernels::cache::caches();
+    format!(
+        "machine: {model}; vectors: {vectors}; caches per core: L1d {} KiB, L2 {} KiB; \
+         threads: {}",
+        caches.l1_data >> 10,
+        caches.l2 >> 10,
+        rayon::current_num_threads()
+    )
 }
 
 /// The table: per measure, both medians with their spreads, and how many times faster

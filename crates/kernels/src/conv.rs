@@ -606,14 +606,18 @@ fn conv_transpose_direct<T: ImplicitGemm>(
 }
 
 /// Weights (elements) from which the im2col form, whose packing GEMM blocks them for the
-/// caches, replaces the implicit kernels, which read them whole for every block of pixels:
-/// 4 MB of f32, a 3 x 3 layer of 512 channels (set between the layers measured in
-/// docs/BENCHMARKS.md, eighteenth session).
-const IMPLICIT_MAX_WEIGHTS: usize = 1 << 20;
+/// caches, replaces the implicit kernels, which read them whole for every image: twice
+/// the core's L2 in f32 (4 MB, a 3 x 3 layer of 512 channels, with a 2 MB L2; 1 MB, 128
+/// to 256 channels, with Zen 3's 512 KB), and never more than those 4 MB (set between
+/// the layers measured in docs/BENCHMARKS.md, eighteenth and fifty-fourth sessions).
+fn implicit_max_weights() -> usize {
+    (2 * crate::cache::caches().l2 / std::mem::size_of::<f32>()).min(1 << 20)
+}
 
-/// Whether `geo`'s weights are too large for the implicit kernels ([`IMPLICIT_MAX_WEIGHTS`]).
+/// Whether `geo`'s weights are too large for the implicit kernels
+/// ([`implicit_max_weights`]).
 fn weights_too_large(geo: &Geometry) -> bool {
-    geo.o * geo.cg() * geo.kh * geo.kw >= IMPLICIT_MAX_WEIGHTS
+    geo.o * geo.cg() * geo.kh * geo.kw >= implicit_max_weights()
 }
 
 /// The most multiply-adds, as a multiple of the convolution's own, that the implicit input
@@ -1157,7 +1161,7 @@ mod tests {
         implicit_matches_im2col::<f64>(1e-12);
     }
 
-    /// Weights past [`IMPLICIT_MAX_WEIGHTS`] take the im2col forms, whose buffers come from
+    /// Weights past [`implicit_max_weights`] take the im2col forms, whose buffers come from
     /// this thread's spares: the three primitives match the implicit kernels, also right
     /// after a call that left NaNs in those spares.
     #[test]

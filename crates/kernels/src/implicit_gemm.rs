@@ -280,14 +280,19 @@ fn rows_per_pass<T>(ops: &Operands<'_, T>, rows: usize, bytes: usize) -> usize {
 /// is walked in blocks, each over every block of rows before the next, so that the panel's
 /// rows of B stay in the L1 cache from one block of rows to the next. Walked whole, a deep
 /// product (a 128-channel 4 x 4 layer sums 2,048 steps) streamed its B strip, 256 KB, from
-/// L2 for every block of rows, and the multiply-adds waited on the loads.
-const B_BYTES_PER_BLOCK: usize = 24 << 10;
+/// L2 for every block of rows, and the multiply-adds waited on the loads. The packed A
+/// streams through L1 beside it (a cache line per step for a block of rows), so B takes
+/// three eighths of L1: 18 KB of 48, 12 KB of Zen 3's 32 (where 24 KB ran its stride-2
+/// layers' forward 5-10% slower; docs/BENCHMARKS.md, fifty-fourth session).
+fn b_bytes_per_block() -> usize {
+    crate::cache::caches().l1_data * 3 / 8
+}
 
 /// Steps of the shared dimension per block, for panels `panel_bytes` wide. (The floor of
 /// 32 keeps C's loads and stores between blocks few against the multiply-adds; today's
-/// widest panel, three vectors of 64 bytes, already gets 128.)
+/// widest panel, three vectors of 64 bytes, gets 96 with a 48 KB L1.)
 fn steps_per_block(panel_bytes: usize) -> usize {
-    (B_BYTES_PER_BLOCK / panel_bytes.max(1)).max(32)
+    (b_bytes_per_block() / panel_bytes.max(1)).max(32)
 }
 
 /// The panel shapes (rows `R` x vectors `V` of C in registers) for 32 vector registers:

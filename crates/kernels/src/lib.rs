@@ -12,6 +12,7 @@
 //! | [`layout`] | shapes, strides, offsets; checked element counts |
 //! | [`strided`] | maps, broadcasting zips and reductions over strided views (transposed views gathered in tiles); joining blocks (`cat`) |
 //! | [`simd`] | compiling a loop for the widest vectors the CPU has |
+//! | [`cache`] | the sizes of a core's L1 and L2 data caches, which some kernels block for |
 //! | [`parallel`] | when work is worth splitting across threads; a worker kept awake between kernels; large buffers zeroed by the threads, or cleared chunk by chunk just before their writers run |
 //! | [`gemm`] | matrix products on strided views (an own AVX-512 or AVX2 f32 kernel, else a library) |
 //! | `implicit_gemm` (private) | the AVX-512 or AVX2 product that gathers its operands |
@@ -37,6 +38,7 @@
 pub mod allocator;
 pub mod attention;
 pub mod batch_norm;
+pub mod cache;
 pub mod conv;
 pub mod ctc;
 pub mod extremum;

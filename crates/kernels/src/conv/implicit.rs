@@ -189,15 +189,17 @@ struct OutputRows {
 /// and few enough that a product's result stays in L2 for its copy into place.
 const COLUMNS_PER_PRODUCT: usize = 512;
 
-/// Bytes of packed weights that stay in a 48 KB L1 data cache from one output row's
-/// product to the next.
-const WEIGHTS_IN_L1: usize = 32 << 10;
+/// Bytes of packed weights that stay in the L1 data cache from one output row's product
+/// to the next: two thirds of it (32 KB of 48).
+fn weights_in_l1() -> usize {
+    crate::cache::caches().l1_data * 2 / 3
+}
 
 impl OutputRows {
     fn new<T>(geo: &Geometry, window: &Window) -> Self {
         let run = window.phase_len;
         let weights = geo.og() * geo.k() * std::mem::size_of::<T>();
-        let per_product = if run == geo.wo || weights > WEIGHTS_IN_L1 {
+        let per_product = if run == geo.wo || weights > weights_in_l1() {
             COLUMNS_PER_PRODUCT.div_ceil(run).clamp(1, geo.ho.max(1))
         } else {
             1
