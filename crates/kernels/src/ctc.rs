@@ -66,6 +66,33 @@ impl Target<'_> {
     }
 }
 
+/// The class a state of the lattice of `labels` emits: the blank at even states, the
+/// labels at odd ones (state `2 i + 1` is label `i`). States past the last label, as in a
+/// batch padded to its longest target, are blanks.
+///
+/// ```
+/// use tapegrad_kernels::ctc::state_class;
+/// let classes: Vec<usize> = (0..7).map(|s| state_class(&[3, 3], 0, s)).collect();
+/// assert_eq!(classes, [0, 3, 0, 3, 0, 0, 0]);
+/// ```
+pub fn state_class(labels: &[usize], blank: usize, state: usize) -> usize {
+    if state % 2 == 1 && state / 2 < labels.len() { labels[state / 2] } else { blank }
+}
+
+/// Whether a state may be entered from the state two before it, skipping the blank
+/// between: only a label that differs from the label before it (a repeated label needs
+/// its blank, and a blank is never skipped to).
+///
+/// ```
+/// use tapegrad_kernels::ctc::state_skips;
+/// let skips: Vec<bool> = (0..7).map(|s| state_skips(&[3, 3, 1], 0, s)).collect();
+/// assert_eq!(skips, [false, false, false, false, false, true, false]);
+/// ```
+pub fn state_skips(labels: &[usize], blank: usize, state: usize) -> bool {
+    let class = state_class(labels, blank, state);
+    state >= 2 && class != blank && class != state_class(labels, blank, state - 2)
+}
+
 /// `-ln p(labels | log_probs)` for each target: infinite where no alignment fits in its
 /// input length. `None` when the rescaled recursion rounds a reachable step to nothing;
 /// the log-space recursion then gives the answer.
@@ -188,9 +215,8 @@ impl Lattice {
     ) -> Self {
         let states = 2 * target.labels.len() + 1;
         let classes: Vec<usize> =
-            (0..states).map(|s| if s % 2 == 1 { target.labels[s / 2] } else { blank }).collect();
-        let skips: Vec<bool> =
-            (0..states).map(|s| s >= 2 && s % 2 == 1 && classes[s] != classes[s - 2]).collect();
+            (0..states).map(|s| state_class(target.labels, blank, s)).collect();
+        let skips: Vec<bool> = (0..states).map(|s| state_skips(target.labels, blank, s)).collect();
         let steps = target.input_length;
         let mut emitted = vec![0.0; steps * states];
         let mut scales = vec![0.0; steps];

@@ -399,7 +399,22 @@ struct Lattice<'a> {
     emitted: Tensor,
     /// `[N, S']`: whether a state may be entered from two states back.
     skips: Tensor,
+    /// `[steps, N, 1]`: whether each sequence reads each step; `None` when all read every
+    /// step.
+    running: Option<Tensor>,
     unreachable: Tensor,
+}
+
+/// `[N, S']` for `sequences` in `dtype`, 1 where `f(sequence, state)`.
+fn mask(
+    sequences: &[Sequence],
+    states: usize,
+    dtype: DType,
+    f: impl Fn(&Sequence, usize) -> bool,
+) -> Tensor {
+    let values: Vec<f64> =
+        sequences.iter().flat_map(|s| (0..states).map(|state| f(s, state) as u8 as f64)).collect();
+    Tensor::from_vec(values, &[sequences.len(), states]).to_dtype(dtype)
 }
 
 impl<'a> Lattice<'a> {
@@ -411,7 +426,28 @@ impl<'a> Lattice<'a> {
         }
         let longest = sequences.iter().map(|s| s.labels.len()).max().unwrap_or(0);
         let (n, states, dtype) = (sequences.len(), 2 * longest + 1, log_probs.dtype());
-        let mut lattice = Lattice {
+        let class = |s: &Sequence, state: usize| kernel::state_class(&s.labels, blank, state);
+        let index: Vec<i64> = (0..steps)
+            .flat_map(|_| {
+                sequences
+                    .iter()
+                    .flat_map(move |s| (0..states).map(move |state| class(s, state) as i64))
+            })
+            .collect();
+        let classes = Tensor::from_vec(index, &[steps, n, states]);
+        // log(0) as UNREACHABLE, so that no state is ever -inf.
+        let emitted =
+            log_probs.narrow(0, 0, steps).gather(2, &classes).clamp(Some(UNREACHABLE), None);
+        let skips =
+            mask(sequences, states, dtype, |s, state| kernel::state_skips(&s.labels, blank, state));
+        // Per step, which sequences still run: only needed when some end early.
+        let running = sequences.iter().any(|s| s.input_length < steps).then(|| {
+            let values: Vec<f64> = (0..steps)
+                .flat_map(|t| sequences.iter().map(move |s| (s.input_length > t) as u8 as f64))
+                .collect();
+            Tensor::from_vec(values, &[steps, n, 1]).to_dtype(dtype)
+        });
+        Some(Lattice {
             sequences,
             blank,
             steps,
@@ -419,49 +455,22 @@ impl<'a> Lattice<'a> {
             total_classes: log_probs.shape()[2],
             states,
             dtype,
-            classes: Tensor::zeros(&[0]),
-            emitted: Tensor::zeros(&[0]),
-            skips: Tensor::zeros(&[0]),
+            classes,
+            emitted,
+            skips,
+            running,
             unreachable: Tensor::full_dtype(&[1], UNREACHABLE, dtype),
-        };
-        let index: Vec<i64> = (0..steps)
-            .flat_map(|_| {
-                let lattice = &lattice;
-                sequences
-                    .iter()
-                    .flat_map(move |s| (0..states).map(move |state| lattice.class(s, state) as i64))
-            })
-            .collect();
-        lattice.classes = Tensor::from_vec(index, &[steps, n, states]);
-        // log(0) as UNREACHABLE, so that no state is ever -inf.
-        lattice.emitted = log_probs
-            .narrow(0, 0, steps)
-            .gather(2, &lattice.classes)
-            .clamp(Some(UNREACHABLE), None);
-        lattice.skips = lattice.mask(|s, state| {
-            state >= 2
-                && lattice.class(s, state) != blank
-                && lattice.class(s, state) != lattice.class(s, state - 2)
-        });
-        Some(lattice)
-    }
-
-    /// A state's class: blanks at even states, the labels at odd ones (blanks past a
-    /// sequence's end).
-    fn class(&self, s: &Sequence, state: usize) -> usize {
-        if state % 2 == 1 && state / 2 < s.labels.len() { s.labels[state / 2] } else { self.blank }
+        })
     }
 
     /// `[N, S']`, 1 where `f(sequence, state)`.
     fn mask(&self, f: impl Fn(&Sequence, usize) -> bool) -> Tensor {
-        let values: Vec<f64> = self
-            .sequences
-            .iter()
-            .flat_map(|s| {
-                (0..self.states).map(|state| f(s, state) as u8 as f64).collect::<Vec<_>>()
-            })
-            .collect();
-        Tensor::from_vec(values, &[self.sequences.len(), self.states]).to_dtype(self.dtype)
+        mask(self.sequences, self.states, self.dtype, f)
+    }
+
+    /// `[N, 1]`, 1 for the sequences that read step `t` (`None`: all do).
+    fn running(&self, t: usize) -> Option<Tensor> {
+        self.running.as_ref().map(|running| running.select(0, t as isize))
     }
 
     /// The forward variable at every step, `[N, S']` each, including the step's
@@ -479,10 +488,9 @@ impl<'a> Lattice<'a> {
             let skipped = where_(&self.skips, &padded.narrow(1, 0, self.states), &self.unreachable);
             let next = shape::stack(&[alpha, &before, &skipped], 0).logsumexp(0, false)
                 + self.emitted.select(0, t as isize);
-            alphas.push(if self.sequences.iter().all(|s| s.input_length > t) {
-                next
-            } else {
-                where_(&self.mask(|s, _| s.input_length > t), &next, alpha)
+            alphas.push(match self.running(t) {
+                None => next,
+                Some(running) => where_(&running, &next, alpha),
             });
         }
         alphas
@@ -496,9 +504,7 @@ impl<'a> Lattice<'a> {
         });
         let terminal = where_(&finals, &Tensor::zeros_dtype(&[1], self.dtype), &self.unreachable);
         let skips_ahead = self.mask(|s, state| {
-            state + 2 < self.states
-                && self.class(s, state + 2) != self.blank
-                && self.class(s, state + 2) != self.class(s, state)
+            state + 2 < self.states && kernel::state_skips(&s.labels, self.blank, state + 2)
         });
         let padding = Tensor::full_dtype(&[self.sequences.len(), 2], UNREACHABLE, self.dtype);
         let mut betas = vec![terminal.clone()];
@@ -510,10 +516,9 @@ impl<'a> Lattice<'a> {
             let skipped =
                 where_(&skips_ahead, &padded.narrow(1, 2, self.states), &self.unreachable);
             let previous = shape::stack(&[&ahead, &after, &skipped], 0).logsumexp(0, false);
-            betas.push(if self.sequences.iter().all(|s| s.input_length > t + 1) {
-                previous
-            } else {
-                where_(&self.mask(|s, _| s.input_length > t + 1), &previous, &terminal)
+            betas.push(match self.running(t + 1) {
+                None => previous,
+                Some(running) => where_(&running, &previous, &terminal),
             });
         }
         betas.reverse();
@@ -573,10 +578,12 @@ impl<'a> Lattice<'a> {
             .zip(self.betas())
             .enumerate()
             .map(|(t, (alpha, beta))| {
-                let running = self.mask(|s, _| s.input_length > t);
                 let log_posterior =
                     where_(&impossible, &self.unreachable, &(&(alpha + &beta) - &log_p));
-                where_(&running, &log_posterior, &self.unreachable).exp()
+                match self.running(t) {
+                    None => log_posterior.exp(),
+                    Some(running) => where_(&running, &log_posterior, &self.unreachable).exp(),
+                }
             })
             .collect();
         let by_state = shape::stack(&posteriors.iter().collect::<Vec<_>>(), 0);
