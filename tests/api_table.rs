@@ -197,6 +197,7 @@ fn rows() -> Vec<Row> {
             a.gt(&b),
             "a bool tensor, as in PyTorch"
         ),
+        ("Math", "torch.isnan(x) / isinf / isfinite", x.isfinite(), "bool tensors; integer tensors are finite"),
         ("Math", "mask1 & mask2 / mask1 | mask2 / ~mask", mask.logical_and(&mask.logical_not()).logical_or(&mask), "`&`, `|` and `~` are methods: the operators stay arithmetic"),
         ("Math", "mask.float() / x.bool()", (mask.to_dtype(DType::F32), x.to_dtype(DType::Bool))),
         ("Math", "mask.sum() (a count)", mask.to_dtype(DType::F32).sum(), "convert first: reductions take float tensors"),

@@ -461,6 +461,35 @@ pub trait BinaryOps {
     #[track_caller]
     fn le(&self, other: &Tensor) -> Tensor;
 
+    /// Where the elements are NaN, as a bool mask with no gradient (PyTorch's
+    /// `torch.isnan`); integer and bool tensors have none.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, f32::NAN, f32::INFINITY], &[3]);
+    /// assert_eq!(x.isnan().to_vec::<bool>(), vec![false, true, false]);
+    /// ```
+    fn isnan(&self) -> Tensor;
+    /// Where the elements are `inf` or `-inf`, as a bool mask with no gradient (PyTorch's
+    /// `torch.isinf`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![f64::NEG_INFINITY, f64::NAN, 1e308], &[3]);
+    /// assert_eq!(x.isinf().to_vec::<bool>(), vec![true, false, false]);
+    /// ```
+    fn isinf(&self) -> Tensor;
+    /// Where the elements are neither NaN nor infinite, as a bool mask with no gradient
+    /// (PyTorch's `torch.isfinite`): the check for a loss or gradient that diverged.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, f32::NAN, -f32::INFINITY], &[3]);
+    /// assert_eq!(x.isfinite().to_vec::<bool>(), vec![true, false, false]);
+    /// assert!(Tensor::from_vec(vec![7i64], &[1]).isfinite().to_vec::<bool>()[0]); // integers are
+    /// ```
+    fn isfinite(&self) -> Tensor;
+
     /// Elementwise `and` of two bool masks, broadcasting (PyTorch's `logical_and`, `&`).
     ///
     /// ```
@@ -559,6 +588,15 @@ impl BinaryOps for Tensor {
     #[track_caller]
     fn le(&self, other: &Tensor) -> Tensor {
         or_panic(compare("le", self, other, |a, b| a <= b))
+    }
+    fn isnan(&self) -> Tensor {
+        or_panic(compare("isnan", self, self, |a, _| a.is_nan()))
+    }
+    fn isinf(&self) -> Tensor {
+        or_panic(compare("isinf", self, self, |a, _| a.is_infinite()))
+    }
+    fn isfinite(&self) -> Tensor {
+        or_panic(compare("isfinite", self, self, |a, _| a.is_finite()))
     }
     #[track_caller]
     fn try_logical_and(&self, other: &Tensor) -> Result<Tensor> {

@@ -512,6 +512,37 @@ fn basic_indexing_follows_python() {
     assert_eq!(w.grad().unwrap().to_vec::<f32>(), expected);
 }
 
+/// `isnan`, `isinf` and `isfinite` classify every kind of value in each dtype, on views
+/// too, and record nothing.
+#[test]
+fn value_classes() {
+    let special =
+        [0.0, -0.0, 1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE / 4.0];
+    let nan = [false, false, false, true, false, false, false];
+    let inf = [false, false, false, false, true, true, false];
+    let finite = [true, true, true, false, false, false, true];
+    let x64 = Tensor::from_vec(special.to_vec(), &[7]).requires_grad();
+    let x32 = x64.detach().to_dtype(DType::F32);
+    for x in [&x64, &x32] {
+        assert_eq!(x.isnan().to_vec::<bool>(), nan, "{}", x.dtype());
+        assert_eq!(x.isinf().to_vec::<bool>(), inf, "{}", x.dtype());
+        assert_eq!(x.isfinite().to_vec::<bool>(), finite, "{}", x.dtype());
+        assert!(!x.isfinite().tracks_grad() && x.isfinite().grad_fn().is_none());
+    }
+    // A transposed view: values in the view's order.
+    let m = Tensor::from_vec(vec![1.0f32, f32::NAN, f32::INFINITY, 2.0], &[2, 2]).t();
+    assert_eq!(m.isfinite().to_vec::<bool>(), vec![true, false, false, true]);
+    let ints = Tensor::from_vec(vec![i64::MAX, -3], &[2]);
+    assert_eq!(
+        (
+            ints.isnan().to_vec::<bool>(),
+            ints.isinf().to_vec::<bool>(),
+            ints.isfinite().to_vec::<bool>()
+        ),
+        (vec![false, false], vec![false, false], vec![true, true])
+    );
+}
+
 /// Comparisons give bool tensors, which `where_`, `masked_fill`, `masked_select` and the
 /// logical operations take, and which convert to and from numbers as PyTorch's do.
 #[test]
