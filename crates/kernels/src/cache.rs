@@ -36,13 +36,16 @@ const FALLBACK: Caches = Caches { l1_data: 32 << 10, l2: 1 << 20 };
 /// ```
 pub fn caches() -> Caches {
     static CACHES: OnceLock<Caches> = OnceLock::new();
-    *CACHES.get_or_init(|| {
-        let read = read().unwrap_or(FALLBACK);
-        Caches {
-            l1_data: read.l1_data.clamp(16 << 10, 128 << 10),
-            l2: read.l2.clamp(256 << 10, 8 << 20),
-        }
-    })
+    *CACHES.get_or_init(|| within_real_sizes(read().unwrap_or(FALLBACK)))
+}
+
+/// `reported` clamped to the sizes real cores have: L1 data 16 to 128 KB, L2 256 KB to
+/// 8 MB.
+fn within_real_sizes(reported: Caches) -> Caches {
+    Caches {
+        l1_data: reported.l1_data.clamp(16 << 10, 128 << 10),
+        l2: reported.l2.clamp(256 << 10, 8 << 20),
+    }
 }
 
 /// The caches as CPUID describes them: Intel's leaf 4, or on AMD (where leaf 4 is empty)
@@ -92,12 +95,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_are_within_what_cores_have() {
-        let c = caches();
-        assert!((16 << 10..=128 << 10).contains(&c.l1_data), "{c:?}");
-        assert!((256 << 10..=8 << 20).contains(&c.l2), "{c:?}");
-        // Caches come in powers of two or sums of a few (48 KB, 1.25 MB, 2 MB).
-        assert_eq!(c.l1_data % 1024, 0, "{c:?}");
+    fn odd_reports_are_held_to_real_sizes() {
+        let tiny = Caches { l1_data: 1, l2: 0 };
+        assert_eq!(within_real_sizes(tiny), Caches { l1_data: 16 << 10, l2: 256 << 10 });
+        let huge = Caches { l1_data: 1 << 30, l2: 1 << 40 };
+        assert_eq!(within_real_sizes(huge), Caches { l1_data: 128 << 10, l2: 8 << 20 });
+        // Real sizes pass unchanged, this machine's among them.
+        let xeon = Caches { l1_data: 48 << 10, l2: 2 << 20 };
+        assert_eq!(within_real_sizes(xeon), xeon);
+        if let Some(read) = read() {
+            assert_eq!(caches(), within_real_sizes(read));
+        }
     }
 
     /// Where Linux lists the caches too, CPUID says the same.
