@@ -323,6 +323,10 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("mean(1)", &|| x.mean_dim(1, false).sum().backward());
     time("max(1)", &|| x.max_dim(1, false).0.sum().backward());
     time("cumsum(1)", &|| x.cumsum(1).sum().backward());
+    time("sort(1)", &|| x.sort(1, false).0.sum().backward());
+    time("topk(10, 1)", &|| x.topk(10, 1).0.sum().backward());
+    let picks = Tensor::randint(0, cols as i64, &[rows, cols / 8]);
+    time("gather(1)", &|| x.gather(1, &picks).sum().backward());
     time("x.t() * 2", &|| (&x.t() * 2.0).sum().backward());
     time("chunk + cat", &|| {
         let parts = x.chunk(4, 1);

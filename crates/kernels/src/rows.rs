@@ -140,6 +140,212 @@ pub fn add_rows<T: Real>(
     }
 }
 
+/// `values` as positions into a dimension of `bound`, after checking that every one is in
+/// `0..bound`; else the place of the first that is not. Converted by rayon's threads when
+/// long: an index tensor is read once, and the check costs no branch per element.
+///
+/// ```
+/// use tapegrad_kernels::rows::checked_positions;
+/// assert_eq!(checked_positions(&[2, 0, 1], 3), Ok(vec![2, 0, 1]));
+/// assert_eq!(checked_positions(&[2, -1, 3], 3), Err(1));
+/// ```
+pub fn checked_positions(values: &[i64], bound: usize) -> Result<Vec<usize>, usize> {
+    let limit = i64::try_from(bound).unwrap_or(i64::MAX);
+    let first_bad = || values.iter().position(|&v| v < 0 || v >= limit).expect("one is out");
+    let len = values.len();
+    let mut out: Vec<usize> = Vec::with_capacity(len);
+    let convert = |(part, from): (&mut [MaybeUninit<usize>], &[i64])| {
+        let mut ok = true;
+        for (slot, &v) in part.iter_mut().zip(from) {
+            ok &= (v >= 0) & (v < limit);
+            slot.write(v as usize);
+        }
+        ok
+    };
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let all_in_range = if start_parallel(len) {
+        let pairs = spare.par_chunks_mut(BLOCK).zip(values.par_chunks(BLOCK));
+        pairs.map(convert).reduce(|| true, |a, b| a & b)
+    } else {
+        convert((spare, values))
+    };
+    if !all_in_range {
+        return Err(first_bad());
+    }
+    // SAFETY: every element of the first `len` was written by one of the chunks above.
+    unsafe { out.set_len(len) };
+    Ok(out)
+}
+
+/// Elements picked one by one along the middle dimension of `src` (`outer` blocks of `n`
+/// rows of `inner`): for each element `(o, j, i)` of an index of `outer` blocks of
+/// `idx.len() / (outer * inner)` rows of `inner`, element `(o, idx[(o, j, i)], i)`. This is
+/// `gather` with an index whose other sizes are the tensor's; split across threads by rows
+/// of the output.
+///
+/// ```
+/// use tapegrad_kernels::rows::gather_along;
+/// // Two blocks of three rows of one: each index row picks within its own block.
+/// let src = [10, 11, 12, 20, 21, 22];
+/// assert_eq!(gather_along(&src, &[2, 2, 0, 1], (2, 3, 1)), vec![12, 12, 20, 21]);
+/// // One block of two rows of two: column `i` picks from column `i`.
+/// assert_eq!(gather_along(&[1, 2, 3, 4], &[1, 0, 0, 0], (1, 2, 2)), vec![3, 2, 1, 2]);
+/// ```
+///
+/// # Panics
+/// If an index is `n` or more, or `idx` is not `outer` blocks of whole rows of `inner`.
+pub fn gather_along<T: Copy + Send + Sync>(
+    src: &[T],
+    idx: &[usize],
+    (outer, n, inner): (usize, usize, usize),
+) -> Vec<T> {
+    let m = picks_per_block("gather_along", src.len(), idx, (outer, n, inner));
+    let len = idx.len();
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    if len == 0 {
+        return out;
+    }
+    let rows_per_task = (BLOCK / inner).max(1);
+    let fill = |(task, part): (usize, &mut [MaybeUninit<T>])| {
+        // The task's rows taken as runs within one index block, each reading one block of
+        // `src`.
+        let (mut r, mut rest) = (task * rows_per_task, part);
+        while !rest.is_empty() {
+            let (o, j) = (r / m, r % m);
+            let count = (m - j).min(rest.len() / inner);
+            let (head, tail) = rest.split_at_mut(count * inner);
+            let block = &src[o * n * inner..(o + 1) * n * inner];
+            let picks = &idx[r * inner..(r + count) * inner];
+            if inner == 1 {
+                for (slot, &p) in head.iter_mut().zip(picks) {
+                    slot.write(block[p]);
+                }
+            } else {
+                for (row, picks) in head.chunks_exact_mut(inner).zip(picks.chunks_exact(inner)) {
+                    for (i, (slot, &p)) in row.iter_mut().zip(picks).enumerate() {
+                        slot.write(block[p * inner + i]);
+                    }
+                }
+            }
+            (r, rest) = (r + count, tail);
+        }
+    };
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if outer * m > rows_per_task && start_parallel(len) {
+        spare.par_chunks_mut(rows_per_task * inner).enumerate().for_each(fill);
+    } else {
+        spare.chunks_mut(rows_per_task * inner).enumerate().for_each(fill);
+    }
+    // SAFETY: the chunks cover the first `len` elements in whole rows of `inner`, and every
+    // element of every row was written above; the indices were checked first.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `outer` blocks of `n` rows of `inner` zeros, with each element of `src` (shaped as the
+/// index) added at the place [`gather_along`] reads it from: `gather_along`'s gradient.
+/// Repeated places add up in the order of `idx`, at every thread count.
+///
+/// ```
+/// use tapegrad_kernels::rows::add_along_to_zeros;
+/// let grads = [1.0f32, 2.0, 3.0, 4.0];
+/// assert_eq!(add_along_to_zeros(&grads, &[2, 2, 0, 1], (2, 3, 1)), vec![0.0, 0.0, 3.0, 3.0, 4.0, 0.0]);
+/// ```
+///
+/// # Panics
+/// As [`gather_along`]; also if `src` is not as long as `idx`.
+pub fn add_along_to_zeros<T: Real>(
+    src: &[T],
+    idx: &[usize],
+    (outer, n, inner): (usize, usize, usize),
+) -> Vec<T> {
+    let m = picks_per_block("add_along_to_zeros", outer * n * inner, idx, (outer, n, inner));
+    assert_eq!(src.len(), idx.len(), "add_along_to_zeros: one source element per index");
+    let block = (n * inner).max(1);
+    let per_task = (BLOCK / block).max(1);
+    written_in_chunks(outer * n * inner, block, per_task, |o, out| {
+        add_block_along(out, src, idx, o, m, inner)
+    })
+}
+
+/// `dst` (`outer` blocks of `n` rows of `inner`) with each element of `src` added in place
+/// at the place [`gather_along`] reads it from: `scatter_add` with an index whose other
+/// sizes are the tensor's. Repeated places add up in the order of `idx`.
+///
+/// ```
+/// use tapegrad_kernels::rows::add_along;
+/// let mut dst = vec![1.0f64; 4];
+/// add_along(&mut dst, &[1.0, 2.0, 3.0, 4.0], &[1, 0, 1, 1], (1, 2, 2));
+/// assert_eq!(dst, vec![1.0, 3.0, 5.0, 5.0]);
+/// ```
+///
+/// # Panics
+/// As [`add_along_to_zeros`], and if `dst` is not `outer` blocks of `n` rows of `inner`.
+pub fn add_along<T: Real>(
+    dst: &mut [T],
+    src: &[T],
+    idx: &[usize],
+    (outer, n, inner): (usize, usize, usize),
+) {
+    assert_eq!(dst.len(), outer * n * inner, "add_along: dst is not {outer} blocks of {n} rows");
+    let m = picks_per_block("add_along", dst.len(), idx, (outer, n, inner));
+    assert_eq!(src.len(), idx.len(), "add_along: one source element per index");
+    if dst.is_empty() {
+        return;
+    }
+    let block = n * inner;
+    let add = |(o, out): (usize, &mut [T])| add_block_along(out, src, idx, o, m, inner);
+    if outer > 1 && start_parallel(dst.len()) {
+        let per_task = (BLOCK / block).max(1);
+        dst.par_chunks_mut(block).enumerate().with_min_len(per_task).for_each(add);
+    } else {
+        dst.chunks_mut(block).enumerate().for_each(add);
+    }
+}
+
+/// Checks that `idx` is `outer` blocks of rows of `inner` and that `src` (of `src_len`
+/// elements) holds `outer` blocks of `n` rows; returns the rows per block. (An index of `n`
+/// or more fails the bounds check of the block it reads or writes.)
+fn picks_per_block(
+    op: &str,
+    src_len: usize,
+    idx: &[usize],
+    (outer, n, inner): (usize, usize, usize),
+) -> usize {
+    assert!(src_len >= outer * n * inner, "{op}: fewer than {outer} blocks of {n} rows");
+    let per_block = outer * inner;
+    assert!(
+        per_block > 0 && idx.len().is_multiple_of(per_block) || idx.is_empty(),
+        "{op}: {} indices are not {outer} blocks of rows of {inner}",
+        idx.len()
+    );
+    idx.len().checked_div(per_block).unwrap_or(0)
+}
+
+/// Block `o` of the index's elements added into `out` (block `o` of the destination).
+fn add_block_along<T: Real>(
+    out: &mut [T],
+    src: &[T],
+    idx: &[usize],
+    o: usize,
+    m: usize,
+    inner: usize,
+) {
+    let range = o * m * inner..(o + 1) * m * inner;
+    let (src, idx) = (&src[range.clone()], &idx[range]);
+    if inner == 1 {
+        for (&p, &g) in idx.iter().zip(src) {
+            out[p] += g;
+        }
+        return;
+    }
+    for (picks, grads) in idx.chunks_exact(inner).zip(src.chunks_exact(inner)) {
+        for (i, (&p, &g)) in picks.iter().zip(grads).enumerate() {
+            out[p * inner + i] += g;
+        }
+    }
+}
+
 /// How [`add_rows`] and [`add_rows_to_zeros`] split their output: into chunks of whole
 /// destination rows, each added to by one task, reading the source rows that land in it in
 /// the order of `idx` (so every row's sum is in that order however the rows are split).

@@ -38,17 +38,9 @@ pub(crate) fn index_values(
     }
     let storage = index.contiguous_storage();
     let values = storage.as_slice::<i64>().expect("an int64 tensor holds i64");
-    // One branch-free pass tells whether all are in range; only then are they converted
-    // without checks, else searched for the first to name.
-    let limit = i64::try_from(bound).unwrap_or(i64::MAX);
-    if values.iter().fold(true, |ok, &v| ok & (v >= 0) & (v < limit)) {
-        return Ok(values.iter().map(|&v| v as usize).collect());
-    }
-    values
-        .iter()
-        .enumerate()
-        .map(|(k, &value)| check_index(op, value, k, index.shape(), bound, location))
-        .collect()
+    tapegrad_kernels::rows::checked_positions(values, bound).map_err(|k| {
+        check_index(op, values[k], k, index.shape(), bound, location).expect_err("out of range")
+    })
 }
 
 /// `value` as an index into a dimension of `size`, or an error naming the index, its
@@ -214,6 +206,10 @@ enum Positions {
     /// `idx.unsqueeze(1).expand(-1, n)`), so gather is `index_select` and scatter_add is
     /// `index_add`, as `(outer, n, inner)` blocks of rows.
     Rows { idx: Vec<usize>, dims: (usize, usize, usize) },
+    /// An index whose sizes outside `d` are the tensor's: element `(o, j, i)` of the index
+    /// (`o` over the dimensions before `d`, `i` over those after) points at `(o, idx, i)` of
+    /// the tensor as `(outer, n, inner)`.
+    Along { idx: Vec<usize>, dims: (usize, usize, usize) },
 }
 
 impl Positions {
@@ -263,16 +259,8 @@ impl Positions {
                 return Ok(Positions::Rows { idx, dims: (outer, n, inner) });
             }
         }
-        // Element `(o, j, i)` of the index (`o` over the dimensions before `d`, `i` over
-        // those after) points at `(o, value, i)`.
-        let values = index_values(op, index, n, location)?;
-        let m = ishape[d];
-        let mut offsets = Vec::with_capacity(values.len());
-        for (r, row) in values.chunks(inner.max(1)).enumerate() {
-            let block = r / m.max(1) * n;
-            offsets.extend(row.iter().enumerate().map(|(i, &v)| (block + v) * inner + i));
-        }
-        Ok(Positions::Offsets(offsets))
+        let idx = index_values(op, index, n, location)?;
+        Ok(Positions::Along { idx, dims: (outer, n, inner) })
     }
 
     /// The offsets of an index smaller than the tensor outside `d`, coordinate by coordinate.
@@ -312,6 +300,7 @@ impl Positions {
         match self {
             Positions::Offsets(offsets) => offsets.iter().map(|&o| src[o]).collect(),
             Positions::Rows { idx, dims } => tapegrad_kernels::rows::select_rows(src, idx, *dims),
+            Positions::Along { idx, dims } => tapegrad_kernels::rows::gather_along(src, idx, *dims),
         }
     }
 
@@ -325,13 +314,22 @@ impl Positions {
                 }
             }
             Positions::Rows { idx, dims } => tapegrad_kernels::rows::add_rows(dst, src, idx, *dims),
+            Positions::Along { idx, dims } => {
+                tapegrad_kernels::rows::add_along(dst, src, idx, *dims)
+            }
         }
     }
 
     /// [`Positions::add_into`] zeros of `len` elements.
     fn add_to_zeros<T: tapegrad_tape::Element>(&self, src: &[T], len: usize) -> Vec<T> {
-        if let Positions::Rows { idx, dims } = self {
-            return tapegrad_kernels::rows::add_rows_to_zeros(src, idx, *dims);
+        match self {
+            Positions::Rows { idx, dims } => {
+                return tapegrad_kernels::rows::add_rows_to_zeros(src, idx, *dims);
+            }
+            Positions::Along { idx, dims } => {
+                return tapegrad_kernels::rows::add_along_to_zeros(src, idx, *dims);
+            }
+            Positions::Offsets(_) => {}
         }
         let mut sum = tapegrad_kernels::parallel::zeroed(len);
         self.add_into(&mut sum, src);

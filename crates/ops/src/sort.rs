@@ -4,50 +4,24 @@
 //! sorts), and the sorted values are then `gather`ed from the input with it, so their
 //! gradient is gather's: it returns to the positions the values came from, to any order.
 
-use std::cmp::Ordering;
 use std::panic::Location;
 
+use tapegrad_kernels::order::row_orders;
 use tapegrad_tape::{DType, Error, Result, Storage, Tensor, or_panic};
 
 use crate::dims::resolve;
 use crate::{IndexOps, ShapeOps};
 
-/// `a` against `b` with NaN above everything and equal to NaN (PyTorch's sort order).
-fn nan_last(a: f64, b: f64) -> Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        (false, false) => a.partial_cmp(&b).expect("neither is NaN"),
-    }
-}
-
-/// The positions that sort each row of `rows` (rows of `len` elements, one after another),
-/// stably; descending keeps equal elements in their original order too.
-fn row_orders<T: Copy>(
-    rows: &[T],
-    len: usize,
-    descending: bool,
-    cmp: impl Fn(T, T) -> Ordering,
-) -> Vec<i64> {
-    let mut out = Vec::with_capacity(rows.len());
-    let mut order: Vec<usize> = Vec::with_capacity(len);
-    for row in rows.chunks_exact(len.max(1)) {
-        order.clear();
-        order.extend(0..len);
-        if descending {
-            order.sort_by(|&i, &j| cmp(row[j], row[i]));
-        } else {
-            order.sort_by(|&i, &j| cmp(row[i], row[j]));
-        }
-        out.extend(order.iter().map(|&i| i as i64));
-    }
-    out
-}
-
-/// The int64 indices that sort `x` along `dim` (nothing recorded).
+/// The int64 indices that sort `x` along `dim`, only the first `keep` of each lane when it
+/// is given (nothing recorded).
 #[track_caller]
-fn order(op: &'static str, x: &Tensor, dim: isize, descending: bool) -> Result<Tensor> {
+fn order(
+    op: &'static str,
+    x: &Tensor,
+    dim: isize,
+    descending: bool,
+    keep: Option<usize>,
+) -> Result<Tensor> {
     let location = Location::caller();
     if x.dtype() == DType::Bool {
         return Err(Error::InvalidArgument {
@@ -65,22 +39,22 @@ fn order(op: &'static str, x: &Tensor, dim: isize, descending: bool) -> Result<T
     let lanes = x.detach().try_transpose(d as isize, last as isize)?.contiguous();
     let len = x.shape()[d];
     let range = lanes.layout().offset()..lanes.layout().offset() + lanes.numel();
+    let keep = keep.unwrap_or(len);
     let positions = match &lanes.storage() {
-        // Compared as integers: through f64 values above 2^53 would tie.
-        Storage::I64(v) => row_orders(&v[range], len, descending, |a, b| a.cmp(&b)),
-        Storage::F32(v) => {
-            row_orders(&v[range], len, descending, |a, b| nan_last(a as f64, b as f64))
-        }
-        Storage::F64(v) => row_orders(&v[range], len, descending, nan_last),
+        Storage::I64(v) => row_orders(&v[range], len, keep, descending),
+        Storage::F32(v) => row_orders(&v[range], len, keep, descending),
+        Storage::F64(v) => row_orders(&v[range], len, keep, descending),
         Storage::Bool(_) => unreachable!("bool rejected above"),
     };
-    let indices = Tensor::from_vec(positions, lanes.shape());
+    let mut kept = lanes.shape().to_vec();
+    kept[last] = keep;
+    let indices = Tensor::from_vec(positions, &kept);
     Ok(indices.try_transpose(d as isize, last as isize)?.contiguous())
 }
 
 #[track_caller]
 fn sort(x: &Tensor, dim: isize, descending: bool) -> Result<(Tensor, Tensor)> {
-    let indices = order("sort", x, dim, descending)?;
+    let indices = order("sort", x, dim, descending, None)?;
     let values = if x.dim() == 0 { x.clone() } else { x.try_gather(dim, &indices)? };
     Ok((values, indices))
 }
@@ -99,11 +73,10 @@ fn topk(x: &Tensor, k: usize, dim: isize, largest: bool) -> Result<(Tensor, Tens
             location,
         });
     }
-    let indices = order("topk", x, dim, largest)?;
+    let indices = order("topk", x, dim, largest, Some(k))?;
     if x.dim() == 0 {
         return Ok((x.clone(), indices));
     }
-    let indices = indices.try_narrow(dim, 0, k)?.contiguous();
     Ok((x.try_gather(dim, &indices)?, indices))
 }
 
@@ -214,7 +187,7 @@ impl SortOps for Tensor {
     }
     #[track_caller]
     fn try_argsort(&self, dim: isize, descending: bool) -> Result<Tensor> {
-        order("argsort", self, dim, descending)
+        order("argsort", self, dim, descending, None)
     }
     #[track_caller]
     fn try_topk_with(&self, k: usize, dim: isize, largest: bool) -> Result<(Tensor, Tensor)> {
