@@ -327,6 +327,7 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("topk(10, 1)", &|| x.topk(10, 1).0.sum().backward());
     let picks = Tensor::randint(0, cols as i64, &[rows, cols / 8]);
     time("gather(1)", &|| x.gather(1, &picks).sum().backward());
+    time("logsumexp(1)", &|| x.logsumexp(1, false).sum().backward());
     time("x.t() * 2", &|| (&x.t() * 2.0).sum().backward());
     time("chunk + cat", &|| {
         let parts = x.chunk(4, 1);
@@ -359,6 +360,7 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     let bn = BatchNorm2d::new(c);
     time("batch_norm", &|| bn.forward(&img).square().sum().backward());
     time("group_norm", &|| F::group_norm(&img, 8).square().sum().backward());
+    time("pad 1 (zeros)", &|| F::pad(&img, &[1, 1, 1, 1]).sum().backward());
     time("max_pool 2x2", &|| F::max_pool2d(&img, 2).sum().backward());
     let pool3 = MaxPool2dOptions::default().stride(2).padding(1);
     time("max_pool 3x3 stride 2", &|| F::max_pool2d_with(&img, 3, pool3).sum().backward());

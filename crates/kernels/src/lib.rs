@@ -20,6 +20,7 @@
 //! | [`pool`] | max pooling |
 //! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |
 //! | [`order`] | the positions that sort each row, or only its first few (`sort`, `topk`), by integer keys |
+//! | [`pad`] | constant padding of every dimension in one pass |
 //! | [`rows`] | rows picked by index and added back by index (`index_select` along any dimension, `embedding`), split across threads by output rows |
 //! | [`ctc`] | the CTC loss and its gradient, by forward and backward variables rescaled at every step |
 //! | [`grid_sample`] | images sampled at arbitrary points (bilinear or nearest), and the gradients to the images and the points |
@@ -52,6 +53,7 @@ pub mod in_place;
 pub mod layer_norm;
 pub mod layout;
 pub mod order;
+pub mod pad;
 pub mod parallel;
 pub mod pool;
 pub mod random;

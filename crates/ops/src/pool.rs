@@ -228,6 +228,12 @@ pub(crate) fn adaptive_max_pool2d(x: &Tensor, output: (usize, usize)) -> Result<
             location,
         });
     }
+    if h % output.0 == 0 && w % output.1 == 0 {
+        // Windows that tile the image exactly (global pooling among them) are max pooling's,
+        // whose kernel also takes the first of equal values and the last NaN, as PyTorch.
+        let kernel = (h / output.0, w / output.1);
+        return Ok(max_pool2d(x, kernel, kernel, (0, 0))?.0);
+    }
     // The taps of every window along one dimension, and the longest window's length.
     let taps = |input: usize, out: usize| -> Result<(Tensor, usize)> {
         let window = |i: usize| (i * input / out, ((i + 1) * input).div_ceil(out));

@@ -376,72 +376,48 @@ impl BlockPlace {
 /// `x` with `before` and `after` elements of `value` added around dimension `d`.
 #[track_caller]
 pub(crate) fn pad_dim(x: &Tensor, d: usize, before: usize, after: usize, value: f64) -> Tensor {
-    if before == 0 && after == 0 {
+    let mut pads = vec![(0, 0); x.dim()];
+    pads[d] = (before, after);
+    pad_dims(x, &pads, value)
+}
+
+/// `x` with `pads[k] = (before, after)` elements of `value` added around each dimension `k`,
+/// in one pass; the gradient is the middle of the output's, a view.
+#[track_caller]
+fn pad_dims(x: &Tensor, pads: &[(usize, usize)], value: f64) -> Tensor {
+    if pads.iter().all(|&p| p == (0, 0)) {
         return x.clone();
     }
     let location = Location::caller();
-    let mut shape = x.shape().to_vec();
-    let n = shape[d];
-    shape[d] = before + n + after;
-    let out = copy_into(Tensor::full_dtype(&shape, value, x.dtype()), x, d, before);
+    let shape: Vec<usize> = x.shape().iter().zip(pads).map(|(&n, &(b, a))| b + n + a).collect();
+    use tapegrad_kernels::pad::pad_constant;
+    let src = x.contiguous_storage();
+    let storage = match &src {
+        Storage::F32(v) => Storage::from_vec(pad_constant(v, x.shape(), pads, value as f32)),
+        Storage::F64(v) => Storage::from_vec(pad_constant(v, x.shape(), pads, value)),
+        Storage::I64(v) => Storage::from_vec(pad_constant(v, x.shape(), pads, value as i64)),
+        Storage::Bool(v) => Storage::from_vec(pad_constant(v, x.shape(), pads, value != 0.0)),
+    };
+    let out = Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape));
     record_with_tangent(
         "pad",
         location,
         &[x],
         out,
         || {
+            let (pads, in_shape) = (pads.to_vec(), x.shape().to_vec());
             Backward::new(move |ctx| {
-                smallvec![Some(narrow(ctx.grad(), d as isize, before, n).expect("in range"))]
+                let mut g = ctx.grad().clone();
+                for (d, (&(before, _), &n)) in pads.iter().zip(&in_shape).enumerate() {
+                    if g.shape()[d] != n {
+                        g = narrow(&g, d as isize, before, n).expect("in range");
+                    }
+                }
+                smallvec![Some(g)]
             })
         },
-        |ctx| ctx.map(|v| pad_dim(v, d, before, after, 0.0)),
+        |ctx| ctx.map(|v| pad_dims(v, pads, 0.0)),
     )
-}
-
-/// `dst` with `src` written at offset `at` of dimension `d` (nothing recorded). `dst` is
-/// taken, so that its buffer, when nothing else holds it, is written in place.
-fn copy_into(dst: Tensor, src: &Tensor, d: usize, at: usize) -> Tensor {
-    if dst.numel() == 0 || src.numel() == 0 {
-        // Nothing to copy; the block sizes below could overflow for huge empty shapes.
-        return dst;
-    }
-    let shape = dst.shape().to_vec();
-    let inner: usize = shape[d + 1..].iter().product();
-    let outer: usize = shape[..d].iter().product();
-    let (n_dst, n_src) = (shape[d], src.shape()[d]);
-    fn copy<T: tapegrad_tape::StorageElement>(
-        dst: &mut [T],
-        src: &[T],
-        outer: usize,
-        block_dst: usize,
-        block_src: usize,
-        at: usize,
-    ) {
-        for o in 0..outer {
-            dst[o * block_dst + at..o * block_dst + at + block_src]
-                .copy_from_slice(&src[o * block_src..(o + 1) * block_src]);
-        }
-    }
-    let mut storage = dst.contiguous_storage();
-    drop(dst);
-    let src_storage = src.contiguous_storage();
-    let (bd, bs, off) = (n_dst * inner, n_src * inner, at * inner);
-    match (&mut storage, &src_storage) {
-        (tapegrad_tape::Storage::F32(_), tapegrad_tape::Storage::F32(s)) => {
-            copy(storage.make_mut::<f32>().expect("f32"), s, outer, bd, bs, off)
-        }
-        (tapegrad_tape::Storage::F64(_), tapegrad_tape::Storage::F64(s)) => {
-            copy(storage.make_mut::<f64>().expect("f64"), s, outer, bd, bs, off)
-        }
-        (tapegrad_tape::Storage::I64(_), tapegrad_tape::Storage::I64(s)) => {
-            copy(storage.make_mut::<i64>().expect("i64"), s, outer, bd, bs, off)
-        }
-        (tapegrad_tape::Storage::Bool(_), tapegrad_tape::Storage::Bool(s)) => {
-            copy(storage.make_mut::<bool>().expect("bool"), s, outer, bd, bs, off)
-        }
-        _ => unreachable!("dtypes checked by the caller"),
-    }
-    Tensor::from_storage(storage, tapegrad_tape::layout::Layout::contiguous(&shape))
 }
 
 /// PyTorch's `F.pad` with a constant: `pads` pairs `(before, after)` starting from the last
@@ -468,11 +444,11 @@ pub(crate) fn pad(x: &Tensor, pads: &[(usize, usize)], value: f64) -> Result<Ten
         )?;
     }
     try_numel("pad", &shape, location)?;
-    let mut out = x.clone();
-    for (i, &(before, after)) in pads.iter().enumerate() {
-        out = pad_dim(&out, x.dim() - 1 - i, before, after, value);
+    let mut by_dim = vec![(0, 0); x.dim()];
+    for (i, &pair) in pads.iter().enumerate() {
+        by_dim[x.dim() - 1 - i] = pair;
     }
-    Ok(out)
+    Ok(pad_dims(x, &by_dim, value))
 }
 
 /// What `F.pad` puts in the new places: PyTorch's `mode` with its `value`.
@@ -526,6 +502,8 @@ pub(crate) fn pad_with(x: &Tensor, pads: &[isize], mode: PadMode) -> Result<Tens
         ));
     }
     let mut out = x.clone();
+    // Constant padding is added in one pass after the crops.
+    let mut constant = vec![(0, 0); pads.len() / 2];
     for (i, pair) in pads.chunks(2).enumerate() {
         let d = x.dim() - 1 - i;
         let (before, after) = (pair[0], pair[1]);
@@ -571,11 +549,7 @@ pub(crate) fn pad_with(x: &Tensor, pads: &[isize], mode: PadMode) -> Result<Tens
             }
         };
         match mode {
-            PadMode::Constant(value) => {
-                let mut pairs = vec![(0, 0); x.dim() - d];
-                pairs[x.dim() - 1 - d] = (add_before, add_after);
-                out = pad(&out, &pairs, value)?;
-            }
+            PadMode::Constant(_) => constant[i] = (add_before, add_after),
             _ => {
                 let limit = match mode {
                     PadMode::Reflect => n.saturating_sub(1),
@@ -601,7 +575,10 @@ pub(crate) fn pad_with(x: &Tensor, pads: &[isize], mode: PadMode) -> Result<Tens
             }
         }
     }
-    Ok(out)
+    match mode {
+        PadMode::Constant(value) => pad(&out, &constant, value),
+        _ => Ok(out),
+    }
 }
 
 /// Tensors joined along an existing dimension (PyTorch's `torch.cat`).

@@ -263,6 +263,15 @@ pub(crate) fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
         || {
             Backward::new(move |ctx| {
                 let x = ctx.saved(0);
+                let fused = crate::elementwise::fused_rule_with(
+                    ctx,
+                    x,
+                    move |g, v| if v > 0.0 { g } else { g * s32 },
+                    move |g, v| if v > 0.0 { g } else { g * slope },
+                );
+                if let Some(grad) = fused {
+                    return smallvec![Some(grad)];
+                }
                 let factor = crate::elementwise::map_with(
                     x,
                     move |v| if v > 0.0 { 1.0 } else { s32 },

@@ -185,6 +185,15 @@ impl<T: Softmax> WidestLoop for Spread<'_, T> {
     fn run(self) {
         let Spread { x, lse, g, dx } = self;
         let inner = lse.len();
+        if inner == 1 {
+            // One row along the reduced dimension: its lse and g are scalars, and the loop
+            // runs down the row in vectors.
+            let (l, g) = (lse[0], g[0]);
+            for (d, &v) in dx.iter_mut().zip(x) {
+                *d = g * (v - l).exp_vectorisable();
+            }
+            return;
+        }
         for (dx, x) in dx.chunks_exact_mut(inner).zip(x.chunks_exact(inner)) {
             for (((d, &v), &l), &g) in dx.iter_mut().zip(x).zip(lse).zip(g) {
                 *d = g * (v - l).exp_vectorisable();
