@@ -328,6 +328,7 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     let picks = Tensor::randint(0, cols as i64, &[rows, cols / 8]);
     time("gather(1)", &|| x.gather(1, &picks).sum().backward());
     time("logsumexp(1)", &|| x.logsumexp(1, false).sum().backward());
+    time("amax(1)", &|| x.amax(&[1], false).sum().backward());
     time("x.t() * 2", &|| (&x.t() * 2.0).sum().backward());
     time("chunk + cat", &|| {
         let parts = x.chunk(4, 1);
@@ -340,6 +341,8 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("softmax", &|| logits.softmax(-1).square().sum().backward());
     time("log_softmax", &|| logits.log_softmax(-1).square().sum().backward());
     time("cross_entropy", &|| F::cross_entropy(&logits, &targets).backward());
+    let target = Tensor::randn(&[rows, cols]);
+    time("smooth_l1_loss", &|| F::smooth_l1_loss(&x, &target).backward());
     let heads = Tensor::randn(&[n, c, 8, hw * 2]).requires_grad();
     time("permute", &|| (&heads.permute(&[0, 2, 1, 3]) * 2.0).sum().backward());
     let img = Tensor::randn(&[n, c, hw, hw]).requires_grad();

@@ -576,11 +576,34 @@ fn smooth_l1(input: &Tensor, target: &Tensor, beta: f64) -> Tensor {
     if beta == 0.0 {
         return unary::abs(&d);
     }
-    let ad = unary::abs(&d);
-    let quadratic = unary::square(&d).mul_scalar(0.5 / beta);
-    let linear = ad.sub_scalar(0.5 * beta);
-    let small = elementwise::mask(&ad, move |v| v < beta);
-    binary::where_(&small, &quadratic, &linear)
+    // One elementwise op of `d`, PyTorch's formulas: `|d| < beta ? 0.5 d² / beta : |d| -
+    // beta / 2`, whose slope is `d / beta` clamped to [-1, 1] (NaN stays NaN).
+    let b32 = beta as f32;
+    elementwise::unary_with(
+        "smooth_l1_loss",
+        &d,
+        move |v| if v.abs() < b32 { 0.5 * v * v / b32 } else { v.abs() - 0.5 * b32 },
+        move |v| if v.abs() < beta { 0.5 * v * v / beta } else { v.abs() - 0.5 * beta },
+        || {
+            Backward::new(move |ctx| {
+                let d = ctx.saved(0);
+                let fused = elementwise::fused_rule_with(
+                    ctx,
+                    d,
+                    move |g, v| g * (v / b32).clamp(-1.0, 1.0),
+                    move |g, v| g * (v / beta).clamp(-1.0, 1.0),
+                );
+                if let Some(grad) = fused {
+                    return smallvec![Some(grad)];
+                }
+                // Recorded, so that the second derivative is clamp's: 1 / beta strictly
+                // inside, 0 outside (PyTorch's double backward).
+                let slope = unary::clamp(&d.div_scalar(beta), Some(-1.0), Some(1.0));
+                smallvec![Some(ctx.grad() * &slope)]
+            })
+            .save(&d)
+        },
+    )
 }
 
 #[track_caller]

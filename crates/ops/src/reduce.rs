@@ -463,6 +463,11 @@ pub(crate) fn amax(x: &Tensor, dims: &[isize], keepdim: bool, max: bool) -> Resu
         return Ok(reduce_extremum(op, x, Some(0), keepdim, max, Route::Masked, location)?.0);
     }
     let mut reduced = resolve_dims(op, x, dims, location)?;
+    if let [d] = reduced[..]
+        && x.shape()[d] > 0
+    {
+        return Ok(amax_along(op, x, d, keepdim, max, location));
+    }
     if let [d] = reduced[..] {
         return Ok(reduce_extremum(
             op,
@@ -489,6 +494,48 @@ pub(crate) fn amax(x: &Tensor, dims: &[isize], keepdim: bool, max: bool) -> Resu
     let kept_shape: Vec<usize> =
         shape.iter().enumerate().map(|(d, &n)| if reduced.contains(&d) { 1 } else { n }).collect();
     Ok(crate::shape::reshape_to(&values, &kept_shape))
+}
+
+/// `amax`/`amin` along one non-empty dimension: the values by the extremum kernel (NaN
+/// wins), and PyTorch's gradient, `g / count * (x == value)` with `count` the ties in each
+/// row (so a row whose value is NaN gets NaN throughout), as recorded ops.
+fn amax_along(
+    op: &'static str,
+    x: &Tensor,
+    d: usize,
+    keepdim: bool,
+    max: bool,
+    location: &'static Location<'static>,
+) -> Tensor {
+    let shape = x.shape();
+    let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+    let values = map_float_storage!(&x.contiguous_storage(), v => {
+        tapegrad_kernels::extremum::extremum_along(v, sizes, max).0
+    });
+    let out_shape = reduced_shape(shape, d, keepdim);
+    let value = Tensor::from_storage(values, Layout::contiguous(&out_shape));
+    let (di, kept) = (d as isize, reduced_shape(shape, d, true));
+    record_with_tangent(
+        op,
+        location,
+        &[x],
+        value,
+        || {
+            let kept = kept.clone();
+            Backward::new(move |ctx| {
+                let (x, value) = (ctx.saved(0), crate::shape::reshape_to(ctx.output(), &kept));
+                let ties = crate::binary::compare("eq", x, &value, |a, b| a == b)
+                    .expect("value broadcasts to x")
+                    .to_dtype(x.dtype());
+                let count = sum_dim(&ties, di, true).expect("checked");
+                let g = crate::shape::reshape_to(ctx.grad(), &kept);
+                smallvec![Some(&(&g / &count) * &ties)]
+            })
+            .save(x)
+            .save_output()
+        },
+        |ctx| by_groups(ctx, |t| sum_dim(t, di, keepdim).expect("checked")),
+    )
 }
 
 #[track_caller]
