@@ -211,11 +211,13 @@ pub(crate) fn adaptive_avg_pool2d(x: &Tensor, output: (usize, usize)) -> Result<
 }
 
 /// Adaptive max pooling (PyTorch's windows: output `i` of `out` over an input of `n` covers
-/// `floor(i n / out) .. ceil((i + 1) n / out)`). Each window's taps are gathered with
-/// `index_select` along both dimensions, a short window repeating its last element (which
-/// changes neither its max nor which element is first chosen), and reduced with `max_dim`:
-/// the gradient goes to the first largest element of each window, as in PyTorch, and every
-/// step is a recorded op, so it differentiates again.
+/// `floor(i n / out) .. ceil((i + 1) n / out)`). Windows that tile the image (the input a
+/// multiple of the output, global pooling among them) are max pooling's, kernel = stride.
+/// Other windows' taps are gathered with `index_select` along both dimensions, a short
+/// window repeating its last element (which changes neither its max nor which element is
+/// first chosen), and reduced with `max_dim`. Either way the gradient goes to the first
+/// largest element of each window, as in PyTorch, and every step is a recorded op, so it
+/// differentiates again.
 #[track_caller]
 pub(crate) fn adaptive_max_pool2d(x: &Tensor, output: (usize, usize)) -> Result<Tensor> {
     let location = Location::caller();
