@@ -224,9 +224,6 @@ enum Route {
     /// As `Even`, but multiplied by the weights rather than selected, so an infinite
     /// incoming gradient gives NaN at the others (PyTorch's rule for the infinity norm).
     EvenProduct,
-    /// PyTorch's `amax` rule, `(g / count) * (x == result)`: as `EvenProduct`, but a NaN
-    /// result equals no element, and the whole group's gradient is NaN.
-    Masked,
 }
 
 /// The extremum of every row along `d` of a buffer laid out by [`rows_along`]: its value
@@ -248,8 +245,6 @@ fn extrema<T: tapegrad_tape::Element>(
         let at = |i: usize| ((r / inner) * n + i) * inner + r % inner;
         if route == Route::Chosen {
             weights[at(best)] = 1.0;
-        } else if route == Route::Masked && v.is_nan() {
-            (0..n).for_each(|i| weights[at(i)] = f64::NAN);
         } else {
             let tied = |e: T| if v.is_nan() { e.is_nan() } else { e == v };
             let share = 1.0 / row.iter().filter(|&&e| tied(e)).count() as f64;
@@ -328,7 +323,7 @@ fn reduce_extremum(
                 let g = match route {
                     Route::Chosen => crate::binary::select_grad(&weights, &g),
                     Route::Even => crate::binary::select_scaled(&g, &weights),
-                    Route::EvenProduct | Route::Masked => &g * &weights,
+                    Route::EvenProduct => &g * &weights,
                 };
                 smallvec![Some(crate::shape::reshape_to(&g, &in_shape))]
             })
@@ -460,34 +455,28 @@ pub(crate) fn amax(x: &Tensor, dims: &[isize], keepdim: bool, max: bool) -> Resu
     if x.dim() == 0 {
         // Checked on a detached view: nothing here needs recording.
         resolve_dims(op, &crate::shape::reshape_to(&x.detach(), &[1]), dims, location)?;
-        return Ok(reduce_extremum(op, x, Some(0), keepdim, max, Route::Masked, location)?.0);
+        let row = crate::shape::reshape_to(x, &[1]);
+        return Ok(crate::shape::reshape_to(&amax_along(op, &row, 0, false, max, location), &[]));
     }
     let mut reduced = resolve_dims(op, x, dims, location)?;
-    if let [d] = reduced[..]
-        && x.shape()[d] > 0
-    {
-        return Ok(amax_along(op, x, d, keepdim, max, location));
+    let shape = x.shape();
+    if let Some(&d) = reduced.iter().find(|&&d| shape[d] == 0) {
+        return Err(tapegrad_tape::Error::Shape {
+            op,
+            message: format!("cannot reduce over an empty dimension {d} of shape {shape:?}"),
+            location,
+        });
     }
     if let [d] = reduced[..] {
-        return Ok(reduce_extremum(
-            op,
-            x,
-            Some(d as isize),
-            keepdim,
-            max,
-            Route::Masked,
-            location,
-        )?
-        .0);
+        return Ok(amax_along(op, x, d, keepdim, max, location));
     }
     reduced.sort_unstable();
-    let shape = x.shape();
     let kept: Vec<usize> = (0..x.dim()).filter(|d| !reduced.contains(d)).collect();
     let order: Vec<isize> = kept.iter().chain(&reduced).map(|&d| d as isize).collect();
     let mut merged: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
     merged.push(reduced.iter().map(|&d| shape[d]).product());
     let rows = crate::shape::reshape_to(&crate::ShapeOps::permute(x, &order), &merged);
-    let values = reduce_extremum(op, &rows, Some(-1), false, max, Route::Masked, location)?.0;
+    let values = amax_along(op, &rows, merged.len() - 1, false, max, location);
     if !keepdim {
         return Ok(values);
     }

@@ -116,6 +116,42 @@ fn reductions_values() {
     assert_eq!(v64(&z.grad().unwrap()), vec![0.0; 3]);
 }
 
+/// `amax`/`amin` split the gradient among ties, give a NaN group NaN throughout (no element
+/// equals NaN), keep a 0-d input 0-d, and reduce several dimensions at once, as PyTorch does.
+#[test]
+fn amax_splits_ties_and_propagates_nan() {
+    let x = Tensor::from_vec(vec![2.0f64, 7.0, 7.0, 1.0, f64::NAN, 3.0], &[2, 3]).requires_grad();
+    let m = x.amax(&[1], false);
+    assert_eq!(v64(&m)[0], 7.0);
+    assert!(v64(&m)[1].is_nan());
+    m.sum().backward();
+    let g = v64(&x.grad().unwrap());
+    assert_eq!(g[..3], [0.0, 0.5, 0.5]);
+    assert!(g[3..].iter().all(|v| v.is_nan()), "{g:?}");
+
+    let y = Tensor::from_vec((0..24).map(|i| ((i * 7) % 5) as f64).collect(), &[2, 3, 4])
+        .requires_grad();
+    let m = y.amin(&[0, 2], true);
+    assert_eq!(m.shape(), &[1, 3, 1]);
+    assert_eq!(v64(&m), vec![0.0; 3]);
+    m.sum().backward();
+    // The groups (fixed middle index) have their minimum 0 at flat positions {0, 15}, {5}
+    // and {10, 20}.
+    let mut expected = vec![0.0; 24];
+    for (i, share) in [(0, 0.5), (15, 0.5), (5, 1.0), (10, 0.5), (20, 0.5)] {
+        expected[i] = share;
+    }
+    assert_eq!(v64(&y.grad().unwrap()), expected);
+
+    let s = Tensor::scalar(f64::NAN).requires_grad();
+    let m = s.amax(&[0], true);
+    assert_eq!(m.shape(), &[] as &[usize]);
+    m.backward();
+    assert!(v64(&s.grad().unwrap())[0].is_nan());
+    let err = Tensor::zeros_dtype(&[2, 0], DType::F64).try_amax(&[0, 1], false).unwrap_err();
+    assert!(err.to_string().contains("empty dimension 1"), "{err}");
+}
+
 #[test]
 fn matmul_semantics() {
     let a = Tensor::arange_dtype(0.0, 6.0, 1.0, DType::F64).reshape(&[2, 3]);
