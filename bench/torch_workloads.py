@@ -290,6 +290,8 @@ elif w == "ops":
     op("gather(1)", lambda: x.gather(1, picks).sum().backward())
     op("logsumexp(1)", lambda: x.logsumexp(1).sum().backward())
     op("amax(1)", lambda: x.amax(1).sum().backward())
+    op("flip(1)", lambda: x.flip(1).square().sum().backward())
+    op("tril", lambda: x.tril(0).square().sum().backward())
     op("x.t() * 2", lambda: (x.t() * 2.0).sum().backward())
     op("chunk + cat", lambda: torch.cat(x.chunk(4, 1), 1).sum().backward())
     op("layer_norm", lambda: F.layer_norm(x, [cols]).square().sum().backward())

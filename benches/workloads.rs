@@ -329,6 +329,8 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("gather(1)", &|| x.gather(1, &picks).sum().backward());
     time("logsumexp(1)", &|| x.logsumexp(1, false).sum().backward());
     time("amax(1)", &|| x.amax(&[1], false).sum().backward());
+    time("flip(1)", &|| x.flip(&[1]).square().sum().backward());
+    time("tril", &|| x.tril(0).square().sum().backward());
     time("x.t() * 2", &|| (&x.t() * 2.0).sum().backward());
     time("chunk + cat", &|| {
         let parts = x.chunk(4, 1);

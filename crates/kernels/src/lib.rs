@@ -21,6 +21,8 @@
 //! | [`random`] | Bernoulli masks (dropout's) in independently seeded blocks |
 //! | [`order`] | the positions that sort each row, or only its first few (`sort`, `topk`), by integer keys |
 //! | [`pad`] | constant padding of every dimension in one pass |
+//! | [`flip`] | a tensor reversed along any of its dimensions, in one pass |
+//! | [`triangle`] | the lower or upper triangle of each matrix in a batch (`tril`, `triu`) |
 //! | [`rows`] | rows picked by index and added back by index (`index_select` along any dimension, `embedding`), split across threads by output rows |
 //! | [`ctc`] | the CTC loss and its gradient, by forward and backward variables rescaled at every step |
 //! | [`grid_sample`] | images sampled at arbitrary points (bilinear or nearest), and the gradients to the images and the points |
@@ -45,6 +47,7 @@ pub mod conv;
 pub mod ctc;
 pub mod extremum;
 pub mod fast_math;
+pub mod flip;
 pub mod gemm;
 pub mod grid_sample;
 pub mod group_norm;
@@ -66,6 +69,7 @@ pub mod softmax;
 pub mod strided;
 pub mod subnormal;
 mod transpose;
+pub mod triangle;
 #[cfg(target_arch = "x86_64")]
 mod vectors;
 

@@ -6,9 +6,10 @@
 
 use std::panic::Location;
 
+use tapegrad_tape::layout::Layout;
 use tapegrad_tape::layout::numel;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record_with_tangent};
+use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, or_panic, record_with_tangent};
 
 use crate::dims::resolve;
 use crate::shape::{invalid_argument, pad};
@@ -912,13 +913,40 @@ fn triangle(x: &Tensor, diagonal: i64, lower: bool) -> Result<Tensor> {
             location,
         });
     }
-    let (rows, cols) = (x.shape()[rank - 2], x.shape()[rank - 1]);
-    let outside: Vec<bool> = (0..rows as i64)
-        .flat_map(|i| {
-            (0..cols as i64).map(move |j| if lower { j - i > diagonal } else { j - i < diagonal })
-        })
-        .collect();
-    masked_fill(x, &Tensor::from_vec(outside, &[rows, cols]), 0.0)
+    Ok(keep_triangle(x, diagonal, lower, location))
+}
+
+/// `x` with the elements outside the kept triangle of its last two dimensions zeroed, as
+/// one recorded op whose gradient (and tangent) is the same triangle of the incoming one.
+fn keep_triangle(
+    x: &Tensor,
+    diagonal: i64,
+    lower: bool,
+    location: &'static Location<'static>,
+) -> Tensor {
+    use tapegrad_kernels::triangle::{Triangle, triangle};
+    let (op, which) = if lower { ("tril", Triangle::Lower) } else { ("triu", Triangle::Upper) };
+    let rank = x.dim();
+    let matrix = (x.shape()[rank - 2], x.shape()[rank - 1]);
+    let storage = match &x.contiguous_storage() {
+        Storage::F32(v) => Storage::from_vec(triangle(v, matrix, diagonal, which)),
+        Storage::F64(v) => Storage::from_vec(triangle(v, matrix, diagonal, which)),
+        Storage::I64(v) => Storage::from_vec(triangle(v, matrix, diagonal, which)),
+        Storage::Bool(v) => Storage::from_vec(triangle(v, matrix, diagonal, which)),
+    };
+    let out = Tensor::from_storage(storage, Layout::contiguous(x.shape()));
+    record_with_tangent(
+        op,
+        location,
+        &[x],
+        out,
+        || {
+            Backward::new(move |ctx| {
+                smallvec![Some(keep_triangle(ctx.grad(), diagonal, lower, location))]
+            })
+        },
+        |ctx| ctx.map(|v| keep_triangle(v, diagonal, lower, location)),
+    )
 }
 
 impl IndexOps for Tensor {

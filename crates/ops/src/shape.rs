@@ -878,33 +878,58 @@ pub(crate) fn slice(
     crate::index::index_select(x, d as isize, &Tensor::from_vec(picks, &[len]))
 }
 
-/// `x` reversed along each of `dims`: an index_select with reversed positions per
-/// dimension, so its gradient (and the gradient's) come from index_select's rule.
+/// `x` reversed along each of `dims`, one recorded op whose gradient (and tangent) is the
+/// incoming one flipped the same way.
 #[track_caller]
 pub(crate) fn flip(x: &Tensor, dims: &[isize]) -> Result<Tensor> {
     let location = Location::caller();
-    let mut resolved = Vec::with_capacity(dims.len());
+    let mut flipped = vec![false; x.dim()];
     for &dim in dims {
         let d = resolve("flip", x, dim, location)?;
-        if resolved.contains(&d) {
+        if flipped[d] {
             return Err(invalid_argument(
                 "flip",
                 format!("dimension {d} appears more than once in {dims:?}"),
                 location,
             ));
         }
-        resolved.push(d);
+        flipped[d] = true;
     }
-    let mut out = x.clone();
-    for d in resolved {
-        if x.dim() == 0 {
-            break;
-        }
-        let n = x.shape()[d];
-        let reversed: Vec<i64> = (0..n as i64).rev().collect();
-        out = crate::index::index_select(&out, d as isize, &Tensor::from_vec(reversed, &[n]))?;
+    Ok(flip_dims(x, &flipped, location))
+}
+
+/// [`flip`] of the dimensions marked in `flipped`, checked.
+fn flip_dims(x: &Tensor, flipped: &[bool], location: &'static Location<'static>) -> Tensor {
+    use tapegrad_kernels::flip::flip as kernel;
+    // Reversing a dimension that repeats one element (stride 0) changes nothing: a
+    // broadcast gradient stays a view (one that cannot be written in place).
+    let strides = x.layout().strides();
+    let flipped: Vec<bool> = (flipped.iter().zip(strides).zip(x.shape()))
+        .map(|((&f, &s), &n)| f && (s != 0 || n == 1))
+        .collect();
+    if !flipped.iter().any(|&f| f) {
+        return x.clone();
     }
-    Ok(out)
+    let flipped = &flipped[..];
+    let shape = x.shape();
+    let storage = match &x.contiguous_storage() {
+        Storage::F32(v) => Storage::from_vec(kernel(v, shape, flipped)),
+        Storage::F64(v) => Storage::from_vec(kernel(v, shape, flipped)),
+        Storage::I64(v) => Storage::from_vec(kernel(v, shape, flipped)),
+        Storage::Bool(v) => Storage::from_vec(kernel(v, shape, flipped)),
+    };
+    let out = Tensor::from_storage(storage, Layout::contiguous(shape));
+    record_with_tangent(
+        "flip",
+        location,
+        &[x],
+        out,
+        || {
+            let flipped = flipped.to_vec();
+            Backward::new(move |ctx| smallvec![Some(flip_dims(ctx.grad(), &flipped, location))])
+        },
+        |ctx| ctx.map(|v| flip_dims(v, flipped, location)),
+    )
 }
 
 /// Shape operations (views where possible, copies otherwise), as methods. In the prelude.

@@ -511,6 +511,31 @@ fn cumsum_and_flip_values() {
     assert_eq!(Tensor::zeros(&[0, 2]).cumsum(0).shape(), &[0, 2]);
 }
 
+/// `flip` of several dimensions at once, of a strided view, of a broadcast tensor and of
+/// integers, and its gradient: the incoming gradient flipped back.
+#[test]
+fn flip_reverses_any_dimensions_and_its_gradient_flips_back() {
+    let x = Tensor::arange(0.0, 24.0, 1.0).to_dtype(DType::F64).reshape(&[2, 3, 4]).requires_grad();
+    let y = x.flip(&[0, 2]);
+    let expected: Vec<f64> = (0..24)
+        .map(|i| {
+            let (a, b, c) = (i / 12, (i / 4) % 3, i % 4);
+            ((1 - a) * 12 + b * 4 + (3 - c)) as f64
+        })
+        .collect();
+    assert_eq!(v64(&y), expected);
+    let weights = Tensor::arange(0.0, 24.0, 1.0).to_dtype(DType::F64).reshape(&[2, 3, 4]);
+    (&y * &weights).sum().backward();
+    assert_eq!(v64(&x.grad().unwrap()), v64(&weights.flip(&[2, 0])));
+    // A transposed view, a broadcast row and integers.
+    let t = x.detach().transpose(1, 2).flip(&[1]);
+    assert_eq!(t.to_vec::<f64>()[..3], [3.0, 7.0, 11.0]);
+    let row = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[1, 3]).expand(&[2, 3]);
+    assert_eq!(row.flip(&[0, 1]).to_vec::<f32>(), vec![3.0, 2.0, 1.0, 3.0, 2.0, 1.0]);
+    assert_eq!(Tensor::from_vec(vec![1i64, 2, 3], &[3]).flip(&[0]).to_vec::<i64>(), vec![3, 2, 1]);
+    assert!(x.try_flip(&[1, -2]).is_err()); // a dimension twice
+}
+
 /// `x.i(...)` agrees with Python's slicing rules, checked against hand-written picks.
 #[test]
 fn basic_indexing_follows_python() {
@@ -974,6 +999,12 @@ fn triangles_keep_their_side_of_the_diagonal_in_every_matrix_of_a_batch() {
     assert_eq!(upper, x.to_vec::<f32>()); // every element of 2 x 3 is at or above diagonal -1
     let causal = Tensor::ones(&[3, 3]).triu(1).to_vec::<f32>();
     assert_eq!(causal, vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+    let mask = Tensor::from_vec(vec![true; 6], &[2, 3]).tril(-1).to_vec::<bool>();
+    assert_eq!(mask, vec![false, false, false, true, false, false]);
+    // The gradient reaches the kept elements only.
+    let w = Tensor::ones_dtype(&[2, 2, 3], DType::F64).requires_grad();
+    (&w.triu(0) * &Tensor::full_dtype(&[2, 2, 3], 2.0, DType::F64)).sum().backward();
+    assert_eq!(v64(&w.grad().unwrap()), [2.0, 2.0, 2.0, 0.0, 2.0, 2.0].repeat(2));
     let err = Tensor::ones(&[4]).try_tril(0).unwrap_err();
     assert!(err.to_string().contains("tril: needs at least 2 dimensions, got shape [4]"), "{err}");
 }
