@@ -303,6 +303,7 @@ elif w == "ops":
     op("cross_entropy", lambda: F.cross_entropy(logits, targets).backward())
     target = torch.randn(rows, cols)
     op("smooth_l1_loss", lambda: F.smooth_l1_loss(x, target).backward())
+    op("atan2", lambda: torch.atan2(x, target).sum().backward())
     heads = torch.randn(n, c, 8, hw * 2, requires_grad=True)
     op("permute", lambda: (heads.permute(0, 2, 1, 3) * 2.0).sum().backward())
     img = torch.randn(n, c, hw, hw, requires_grad=True)

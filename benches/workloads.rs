@@ -345,6 +345,7 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("cross_entropy", &|| F::cross_entropy(&logits, &targets).backward());
     let target = Tensor::randn(&[rows, cols]);
     time("smooth_l1_loss", &|| F::smooth_l1_loss(&x, &target).backward());
+    time("atan2", &|| x.atan2(&target).sum().backward());
     let heads = Tensor::randn(&[n, c, 8, hw * 2]).requires_grad();
     time("permute", &|| (&heads.permute(&[0, 2, 1, 3]) * 2.0).sum().backward());
     let img = Tensor::randn(&[n, c, hw, hw]).requires_grad();

@@ -335,6 +335,62 @@ pub fn cos_f32(x: f32) -> f32 {
     sine_of_quarter_turns(x, true)
 }
 
+/// `atan(t)` for `|t| <= tan(pi/8)`, in f64: its Taylor series to degree 23, whose
+/// truncation is below 3e-11 relative there.
+#[inline(always)]
+fn atan_reduced(t: f64) -> f64 {
+    let z = t * t;
+    let mut p: f64 = -1.0 / 23.0;
+    for c in [
+        1.0 / 21.0,
+        -1.0 / 19.0,
+        1.0 / 17.0,
+        -1.0 / 15.0,
+        1.0 / 13.0,
+        -1.0 / 11.0,
+        1.0 / 9.0,
+        -1.0 / 7.0,
+        1.0 / 5.0,
+        -1.0 / 3.0,
+    ] {
+        p = p.mul_add(z, c);
+    }
+    (t * z).mul_add(p, t)
+}
+
+/// `atan2(y, x)` for f32, the angle of the point `(x, y)` in `[-pi, pi]`, vectorisable:
+/// reduced in f64 to `atan(t)` with `|t| <= tan(pi/8)` (by the smaller coordinate over the
+/// larger, then `atan(a) = pi/4 + atan((a - 1) / (a + 1))` past `tan(pi/8)`), the series in
+/// f64, one rounding to f32, so nearly every result is the correctly rounded one (the tests
+/// sweep every exponent of both coordinates). Signed zeros, infinities and NaN as libm's.
+///
+/// ```
+/// use tapegrad_kernels::fast_math::atan2_f32;
+/// assert_eq!(atan2_f32(1.0, 1.0), std::f32::consts::FRAC_PI_4);
+/// assert_eq!(atan2_f32(0.0, -1.0), std::f32::consts::PI);
+/// assert_eq!(atan2_f32(-2.0, 3.0), (-2.0f64).atan2(3.0) as f32);
+/// ```
+#[inline(always)]
+pub fn atan2_f32(y: f32, x: f32) -> f32 {
+    use std::f64::consts::{FRAC_PI_2, FRAC_PI_4, PI};
+    const TAN_PI_8: f64 = 0.414_213_562_373_095_03;
+    let (ax, ay) = (f64::from(x.abs()), f64::from(y.abs()));
+    let swapped = ay > ax;
+    let (small, large) = if swapped { (ax, ay) } else { (ay, ax) };
+    // Both infinite: the angle of the diagonal (inf - inf and inf / inf would be NaN).
+    let both_infinite = small == f64::INFINITY && large == f64::INFINITY;
+    let far = small > TAN_PI_8 * large || both_infinite;
+    // Exact in f64 when `far`: the two are within a factor of 2.5 of each other.
+    let (num, den) = if far { (small - large, small + large) } else { (small, large) };
+    // Both zero: the angle of the positive or negative axis (0 / 0 would be NaN).
+    let both_zero = small == 0.0 && large == 0.0;
+    let t = if both_zero || both_infinite { 0.0 } else { num / den };
+    let mut angle = atan_reduced(t) + if far { FRAC_PI_4 } else { 0.0 };
+    angle = if swapped { FRAC_PI_2 - angle } else { angle };
+    angle = if x.is_sign_negative() { PI - angle } else { angle };
+    (angle as f32).copysign(y)
+}
+
 /// `a + b` as the rounded sum and its rounding error (Knuth's two-sum: no condition on the
 /// operands' sizes).
 #[inline(always)]
@@ -1039,6 +1095,41 @@ mod tests {
             ln_1p(-1.5).is_nan() && ln_1p(f32::NAN).is_nan() && ln_1p(f32::NEG_INFINITY).is_nan()
         );
         assert_eq!(ln_1p(f32::MAX), f64::from(f32::MAX).ln_1p() as f32);
+    }
+
+    #[test]
+    fn atan2_f32_is_within_one_ulp_everywhere_and_keeps_libms_special_values() {
+        use super::atan2_f32;
+        // Every 262147th bit pattern of each coordinate against every 2^23rd of the other
+        // exponents, both signs, and a dense grid around the origin.
+        let some = |step: usize| (0..0x7f80_0000u32).step_by(step).map(f32::from_bits);
+        let pairs = some(262_147)
+            .flat_map(|y| some(1 << 23).map(move |x| (y, x)))
+            .chain(some(1 << 23).flat_map(|y| some(262_147).map(move |x| (y, x))))
+            .chain(
+                (0..400 * 400)
+                    .map(|i| ((i / 400) as f32 / 40.0 - 5.0, (i % 400) as f32 / 40.0 - 5.0)),
+            )
+            .flat_map(|(y, x)| [(y, x), (-y, x), (y, -x), (-y, -x)]);
+        let (mut off_by_one, mut samples) = (0usize, 0usize);
+        for (y, x) in pairs {
+            let (got, want) = (atan2_f32(y, x), f64::from(y).atan2(f64::from(x)) as f32);
+            let d = ulps(got, want);
+            assert!(d <= 1, "atan2({y:e}, {x:e}) = {got:e}, correctly rounded {want:e}");
+            off_by_one += (d == 1) as usize;
+            samples += 1;
+        }
+        assert!(off_by_one * 10_000 < samples, "{off_by_one} of {samples} one ulp off");
+        let special = [0.0, -0.0, 1.0, -1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-45];
+        for y in special {
+            for x in special {
+                let (got, want) = (atan2_f32(y, x), f64::from(y).atan2(f64::from(x)) as f32);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "atan2({y:e}, {x:e}) = {got:e}, libm {want:e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -343,6 +343,60 @@ pub fn map_pairs_widest<T: Copy, U, V>(
     run_widest(MapPairs(src, first, second, f))
 }
 
+/// `(first[i], second[i]) = f((a[i], b[i], c[i]))` for every element, with the widest
+/// vectors the CPU has: a binary op's two partial gradients from the incoming gradient and
+/// both operands, in one pass.
+///
+/// ```
+/// use std::mem::MaybeUninit;
+/// let (mut d, mut e) = ([MaybeUninit::<f64>::uninit(); 2], [MaybeUninit::<f64>::uninit(); 2]);
+/// let grads_of_product = |(g, a, b): (f64, f64, f64)| (g * b, g * a);
+/// tapegrad_kernels::simd::zip3_pairs_widest(
+///     (&[1.0, 2.0], &[3.0, 4.0], &[5.0, 6.0]), &mut d, &mut e, &grads_of_product);
+/// assert_eq!(d.map(|v| unsafe { v.assume_init() }), [5.0, 12.0]);
+/// assert_eq!(e.map(|v| unsafe { v.assume_init() }), [3.0, 8.0]);
+/// ```
+///
+/// # Panics
+/// If the five slices differ in length.
+#[inline]
+pub fn zip3_pairs_widest<T: Copy, U, V>(
+    (a, b, c): (&[T], &[T], &[T]),
+    first: &mut [MaybeUninit<U>],
+    second: &mut [MaybeUninit<V>],
+    f: &impl ElementFn<(T, T, T), (U, V)>,
+) {
+    let n = a.len();
+    assert!(
+        [b.len(), c.len(), first.len(), second.len()].iter().all(|&m| m == n),
+        "zip3_pairs_widest: inputs of {n}, {} and {} for outputs of {} and {}",
+        b.len(),
+        c.len(),
+        first.len(),
+        second.len()
+    );
+    struct Zip3Pairs<'a, T, U, V, F>(
+        (&'a [T], &'a [T], &'a [T]),
+        &'a mut [MaybeUninit<U>],
+        &'a mut [MaybeUninit<V>],
+        &'a F,
+    );
+    impl<T: Copy, U, V, F: ElementFn<(T, T, T), (U, V)>> WidestLoop for Zip3Pairs<'_, T, U, V, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            let (f, (a, b, c)) = (*self.3, self.0);
+            let outputs = self.1.iter_mut().zip(self.2.iter_mut());
+            for ((d, e), ((&x, &y), &z)) in outputs.zip(a.iter().zip(b).zip(c)) {
+                let (u, v) = f.call((x, y, z));
+                d.write(u);
+                e.write(v);
+            }
+        }
+    }
+    run_widest(Zip3Pairs((a, b, c), first, second, f))
+}
+
 /// `x = f(x)` for every element of `data`, with the widest vectors the CPU has (see
 /// [`map_widest`]). Wider vectors also mean fewer of the slow microcode steps some CPUs take
 /// per instruction on subnormal floats.

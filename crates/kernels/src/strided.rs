@@ -317,6 +317,46 @@ pub fn map_pairs<T: Copy + Sync, U: Send, V: Send>(
     (first, second)
 }
 
+/// A function of three elements with two results, over three contiguous slices of one
+/// length, both results written in the same pass, on rayon's threads when the slices are
+/// long: a binary op's two partial gradients from the incoming gradient and its operands.
+///
+/// ```
+/// use tapegrad_kernels::strided::zip3_pairs;
+/// let grads_of_product = |(g, a, b): (f64, f64, f64)| (g * b, g * a);
+/// let (da, db) = zip3_pairs(&[1.0, 2.0], &[3.0, 4.0], &[5.0, 6.0], grads_of_product);
+/// assert_eq!((da, db), (vec![5.0, 12.0], vec![3.0, 8.0]));
+/// ```
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn zip3_pairs<T: Copy + Sync, U: Send, V: Send>(
+    a: &[T],
+    b: &[T],
+    c: &[T],
+    f: impl ElementFn<(T, T, T), (U, V)>,
+) -> (Vec<U>, Vec<V>) {
+    let n = a.len();
+    assert!(b.len() == n && c.len() == n, "zip3_pairs: inputs of {n}, {} and {}", b.len(), c.len());
+    let (mut first, mut second) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (d, e) = (&mut first.spare_capacity_mut()[..n], &mut second.spare_capacity_mut()[..n]);
+    if start_parallel(n) {
+        let chunk = parallel_chunk(n);
+        (d.par_chunks_mut(chunk).zip(e.par_chunks_mut(chunk)))
+            .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)).zip(c.par_chunks(chunk)))
+            .for_each(|((d, e), ((a, b), c))| crate::simd::zip3_pairs_widest((a, b, c), d, e, &f));
+    } else {
+        crate::simd::zip3_pairs_widest((a, b, c), d, e, &f);
+    }
+    // SAFETY: both outputs' first `n` slots were written, chunk by chunk or in one pass
+    // (`zip3_pairs_widest` writes every slot of equally long slices).
+    unsafe {
+        first.set_len(n);
+        second.set_len(n);
+    }
+    (first, second)
+}
+
 /// `f` applied to every element of a view, in row-major order.
 ///
 /// ```

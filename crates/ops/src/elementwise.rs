@@ -25,6 +25,8 @@ pub(crate) trait Special: Element {
     fn normal_cdf(self) -> Self;
     /// GELU's derivative `Phi(x) + x phi(x)`: vectorisable for f32.
     fn gelu_derivative(self) -> Self;
+    /// `atan2(self, x)`, the angle of the point `(x, self)`: vectorisable for f32.
+    fn angle(self, x: Self) -> Self;
 }
 
 impl Special for f32 {
@@ -39,6 +41,10 @@ impl Special for f32 {
     #[inline(always)]
     fn gelu_derivative(self) -> Self {
         tapegrad_kernels::fast_math::gelu_derivative_f32(self)
+    }
+    #[inline(always)]
+    fn angle(self, x: Self) -> Self {
+        tapegrad_kernels::fast_math::atan2_f32(self, x)
     }
 }
 
@@ -55,6 +61,10 @@ impl Special for f64 {
     fn gelu_derivative(self) -> Self {
         let density = (-0.5 * self * self).exp() / (2.0 * std::f64::consts::PI).sqrt();
         self.mul_add(density, self.normal_cdf())
+    }
+    #[inline(always)]
+    fn angle(self, x: Self) -> Self {
+        self.atan2(x)
     }
 }
 

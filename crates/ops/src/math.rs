@@ -3,8 +3,8 @@
 //! (`sign`, `floor`, `ceil`, `round`, `trunc`, `frac`), and two functions of two tensors,
 //! `atan2` and `logaddexp`.
 //!
-//! Values come from the standard library's functions of each dtype (these ops are not on
-//! any hot path). Each rule is written with recorded ops, so every derivative is
+//! Values come from the standard library's functions of each dtype, but for f32 `atan2`'s
+//! (a vectorised form in `tapegrad_kernels::fast_math`). Each rule is written with recorded ops, so every derivative is
 //! differentiable again; the rounding functions are piecewise constant, and their gradient
 //! is zero everywhere, as in PyTorch.
 
@@ -12,11 +12,14 @@ use std::f64::consts::{LN_2, LN_10};
 use std::panic::Location;
 
 use tapegrad_tape::arith::broadcast_pair;
+use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Result, Tensor, ensure_float, or_panic, record_with_tangent};
+use tapegrad_tape::{
+    Backward, Result, Storage, Tensor, ensure_float, or_panic, record_with_tangent,
+};
 
 use crate::binary::{try_where, zip_value};
-use crate::elementwise::unary_with;
+use crate::elementwise::{binary_fn, unary_with};
 use crate::unary::sigmoid_op;
 use crate::{BinaryOps, UnaryOps};
 
@@ -78,26 +81,32 @@ fn sign_of<T: PartialOrd + Copy>(x: T, zero: T, one: T, minus_one: T) -> T {
     }
 }
 
-/// `f(a, b)` over the broadcast of `a` and `b` with partial derivatives `partials(a, b)`
-/// (each of the broadcast shape, written with recorded ops), summed back to each input's
-/// shape.
+/// `value(a, b)` over the broadcast of `a` and `b` with partial derivatives
+/// `partials(a, b)` (each of the broadcast shape, written with recorded ops), summed back to
+/// each input's shape; `fused(g, a, b)`, where it gives them, is the plain backward's one
+/// pass.
 #[track_caller]
 fn binary_with_partials(
     op: &'static str,
-    a: &Tensor,
-    b: &Tensor,
-    f32f: fn(f32, f32) -> f32,
-    f64f: fn(f64, f64) -> f64,
+    (a, b): (&Tensor, &Tensor),
+    value: fn(&Tensor, &Tensor, &[usize]) -> Tensor,
     partials: fn(&Tensor, &Tensor) -> (Tensor, Tensor),
+    fused: fn(&Tensor, &Tensor, &Tensor) -> Option<(Tensor, Tensor)>,
 ) -> Result<Tensor> {
     let location = Location::caller();
     ensure_float(op, a, location)?;
     ensure_float(op, b, location)?;
     let shape = broadcast_pair(op, a, b, location)?;
-    let value = zip_value(a, b, &shape, f32f, f64f);
+    let value = value(a, b, &shape);
     let make_backward = || {
         Backward::new(move |ctx| {
             let (g, a, b) = (ctx.grad(), ctx.saved(0), ctx.saved(1));
+            if let Some((da, db)) = fused(g, a, b) {
+                return smallvec![
+                    ctx.needs_input_grad(0).then_some(da),
+                    ctx.needs_input_grad(1).then_some(db),
+                ];
+            }
             let (da, db) = partials(a, b);
             smallvec![
                 ctx.needs_input_grad(0).then(|| (g * &da).sum_to_shape(a.shape())),
@@ -113,6 +122,8 @@ fn binary_with_partials(
     }))
 }
 
+binary_fn!(Atan2, |y, x| y.angle(x));
+
 /// `atan2`'s partials `(x, -y) / (x^2 + y^2)`, 0 at the origin (as PyTorch).
 fn atan2_partials(y: &Tensor, x: &Tensor) -> (Tensor, Tensor) {
     let r2 = &y.square() + &x.square();
@@ -122,6 +133,37 @@ fn atan2_partials(y: &Tensor, x: &Tensor) -> (Tensor, Tensor) {
     let safe = try_where(&at_origin, &r2.ones_like(), &r2).expect("same shape");
     let inverse = try_where(&at_origin, &zero, &safe.reciprocal()).expect("same shape");
     (x * &inverse, -(y * &inverse))
+}
+
+/// `g` times [`atan2_partials`], element for element the same arithmetic, in one pass over
+/// `g`, `y` and `x`: for a backward that records nothing, with the three of one shape and
+/// dtype.
+fn atan2_fused(g: &Tensor, y: &Tensor, x: &Tensor) -> Option<(Tensor, Tensor)> {
+    use tapegrad_kernels::strided::zip3_pairs;
+    #[inline(always)]
+    fn grads<T: tapegrad_tape::Element>((g, y, x): (T, T, T)) -> (T, T) {
+        let r2 = y * y + x * x;
+        let inverse = if r2 == T::ZERO { T::ZERO } else { T::ONE / r2 };
+        (g * (x * inverse), g * -(y * inverse))
+    }
+    let shape = g.shape();
+    if tapegrad_tape::is_grad_enabled() || y.shape() != shape || x.shape() != shape {
+        return None;
+    }
+    let (gs, ys, xs) = (g.contiguous_storage(), y.contiguous_storage(), x.contiguous_storage());
+    let (dy, dx) = match (&gs, &ys, &xs) {
+        (Storage::F32(g), Storage::F32(y), Storage::F32(x)) => {
+            let (dy, dx) = zip3_pairs(g, y, x, grads::<f32>);
+            (Storage::from_vec(dy), Storage::from_vec(dx))
+        }
+        (Storage::F64(g), Storage::F64(y), Storage::F64(x)) => {
+            let (dy, dx) = zip3_pairs(g, y, x, grads::<f64>);
+            (Storage::from_vec(dy), Storage::from_vec(dx))
+        }
+        _ => return None,
+    };
+    let tensor = |s| Tensor::from_storage(s, Layout::contiguous(shape));
+    Some((tensor(dy), tensor(dx)))
 }
 
 /// `logaddexp`'s partials: the weights `sigmoid(a - b)` and `sigmoid(b - a)`.
@@ -407,7 +449,13 @@ impl MathOps for Tensor {
     }
 
     fn try_atan2(&self, other: &Tensor) -> Result<Tensor> {
-        binary_with_partials("atan2", self, other, f32::atan2, f64::atan2, atan2_partials)
+        binary_with_partials(
+            "atan2",
+            (self, other),
+            crate::elementwise::zip::<Atan2>,
+            atan2_partials,
+            atan2_fused,
+        )
     }
 
     fn sinh(&self) -> Tensor {
@@ -451,7 +499,13 @@ impl MathOps for Tensor {
     }
 
     fn try_logaddexp(&self, other: &Tensor) -> Result<Tensor> {
-        binary_with_partials("logaddexp", self, other, logaddexp32, logaddexp64, logaddexp_partials)
+        binary_with_partials(
+            "logaddexp",
+            (self, other),
+            |a, b, shape| zip_value(a, b, shape, logaddexp32, logaddexp64),
+            logaddexp_partials,
+            |_, _, _| None,
+        )
     }
 
     fn sign(&self) -> Tensor {

@@ -442,6 +442,40 @@ fn broadcast_pieces_are_joined_and_sliced_where_they_lie() {
     }
 }
 
+/// `atan2`'s plain backward (one fused pass) and its recorded rule (`create_graph`) give
+/// the same gradients bit for bit, at the origin (0) and for broadcast operands too; its
+/// f32 values agree with f64's rounded.
+#[test]
+fn atan2_gradients_agree_fused_and_recorded() {
+    let ys: Vec<f32> = vec![1.0, -2.0, 0.0, 0.0, -0.0, 3.5, 1e-30, -7.0, f32::INFINITY];
+    let xs: Vec<f32> = vec![1.0, 0.5, 0.0, -1.0, -2.0, -0.0, 1e-30, 1e3, 2.0];
+    let n = ys.len();
+    let weights = Tensor::from_vec((0..n).map(|i| i as f32 - 3.5).collect(), &[n]);
+    let fresh = |v: &[f32]| Tensor::from_vec(v.to_vec(), &[n]).requires_grad();
+    let (y, x) = (fresh(&ys), fresh(&xs));
+    let angle = y.atan2(&x);
+    for ((&a, &b), &got) in ys.iter().zip(&xs).zip(&angle.to_vec::<f32>()) {
+        assert_eq!(got.to_bits(), (f64::from(a).atan2(f64::from(b)) as f32).to_bits());
+    }
+    (&angle * &weights).sum().backward();
+    let (y2, x2) = (fresh(&ys), fresh(&xs));
+    let options = tapegrad_tape::GradOptions::new().create_graph(true);
+    let recorded = tapegrad_tape::grad(&[&(&y2.atan2(&x2) * &weights).sum()], &[&y2, &x2], options);
+    for (plain, recorded) in [y.grad().unwrap(), x.grad().unwrap()].iter().zip(&recorded) {
+        let (p, r) = (plain.to_vec::<f32>(), recorded.as_ref().unwrap().to_vec::<f32>());
+        let same = |(a, b): (&f32, &f32)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        assert!(p.iter().zip(&r).all(same), "{p:?} {r:?}");
+    }
+    assert_eq!(y.grad().unwrap().to_vec::<f32>()[2], 0.0); // the origin
+    // A broadcast operand: its gradient summed over the broadcast dimension.
+    let row = Tensor::from_vec(vec![1.0f64, -1.0], &[1, 2]).requires_grad();
+    let col = Tensor::from_vec(vec![2.0f64, 3.0], &[2, 1]).requires_grad();
+    row.atan2(&col).sum().backward();
+    let d = |x: f64, y: f64| x / (x * x + y * y);
+    assert!(close(&v64(&row.grad().unwrap()), &[d(2.0, 1.0) + d(3.0, 1.0); 2], 1e-15));
+    assert!(v64(&col.grad().unwrap()).iter().all(|v| v.abs() < 1e-15));
+}
+
 /// A time loop narrows one tensor once per step; the steps' gradients land in the right
 /// parts whether they are added in place (plain backward), recorded (`create_graph`), or
 /// the gathered gradient is shared with another input and must not be written.
