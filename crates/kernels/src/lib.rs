@@ -30,7 +30,7 @@
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
 //! | [`group_norm`] | group normalisation, from the loops of the two above |
 //! | `transpose` (private) | tiled transposition at any strides, for the convolutions and transposed views |
-//! | [`fast_math`] | vectorisable `exp`, `expm1`, `tanh`, the normal distribution and density, GELU's derivative, for f32 |
+//! | [`fast_math`] | vectorisable `exp`, `expm1`, `ln`, `tanh`, `sin`, `cos`, `atan2`, the normal distribution and density, GELU's derivative, for f32 |
 //! | [`subnormal`] | subnormal numbers read and written as zero inside the matrix products, attention and convolutions (each one costs an Intel core a microcode assist) |
 //! | [`in_place`], [`allocator`] | reusing buffers, uninitialised allocation, malloc tuning |
 //!
