@@ -357,6 +357,88 @@ pub fn zip3_pairs<T: Copy + Sync, U: Send, V: Send>(
     (first, second)
 }
 
+/// [`zip3_pairs`] where the two operands are the halves of each block of `x`: for every
+/// block `b` of `x` (`2 * half` elements, its first half `a` and second `c`) and the same
+/// block of `g` (`half` elements), `f((g, a, c))` for each element, its first result
+/// written to the block's first half of the output and the second to its second half. The
+/// gradient of an op of the two halves of a dimension (`glu`) without splitting or joining
+/// copies; long blocks are cut into pieces across threads as well.
+///
+/// ```
+/// use tapegrad_kernels::strided::zip3_pairs_into_halves;
+/// // Two blocks [a | c] of two elements each; the results (g * c, g * a).
+/// let x = [1.0, 2.0, 3.0, 4.0];
+/// let out = zip3_pairs_into_halves(&[10.0, 100.0], &x, 1, |(g, a, c): (f64, f64, f64)| (g * c, g * a));
+/// assert_eq!(out, vec![20.0, 10.0, 400.0, 300.0]);
+/// ```
+///
+/// # Panics
+/// If `x` is not made of whole blocks, or `g` does not hold a half for each.
+pub fn zip3_pairs_into_halves<T: Copy + Send + Sync>(
+    g: &[T],
+    x: &[T],
+    half: usize,
+    f: impl ElementFn<(T, T, T), (T, T)>,
+) -> Vec<T> {
+    let len = x.len();
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    if len == 0 {
+        return out;
+    }
+    assert!(
+        half > 0 && len.is_multiple_of(2 * half) && g.len() * 2 == len,
+        "zip3_pairs_into_halves: {len} elements are not blocks of 2 x {half}, or {} gradients \
+         are not a half of them",
+        g.len()
+    );
+    let chunk = parallel_chunk(len);
+    let piece = chunk.min(half);
+    let block = |((out, g), x): ((&mut [MaybeUninit<T>], &[T]), &[T])| {
+        let (first, second) = out.split_at_mut(half);
+        let (a, c) = x.split_at(half);
+        let pieces = (first.chunks_mut(piece).zip(second.chunks_mut(piece)))
+            .zip(g.chunks(piece).zip(a.chunks(piece)).zip(c.chunks(piece)));
+        for ((d, e), ((g, a), c)) in pieces {
+            crate::simd::zip3_pairs_widest((g, a, c), d, e, &f);
+        }
+    };
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if start_parallel(len) && len > chunk {
+        if half > piece {
+            // Few long blocks: their pieces on the threads.
+            spare.chunks_mut(2 * half).zip(g.chunks(half)).zip(x.chunks(2 * half)).for_each(
+                |((out, g), x)| {
+                    let (first, second) = out.split_at_mut(half);
+                    let (a, c) = x.split_at(half);
+                    (first.par_chunks_mut(piece).zip(second.par_chunks_mut(piece)))
+                        .zip(g.par_chunks(piece).zip(a.par_chunks(piece)).zip(c.par_chunks(piece)))
+                        .for_each(|((d, e), ((g, a), c))| {
+                            crate::simd::zip3_pairs_widest((g, a, c), d, e, &f)
+                        });
+                },
+            );
+        } else {
+            let blocks = (chunk / (2 * half)).max(1);
+            spare
+                .par_chunks_mut(2 * half * blocks)
+                .zip(g.par_chunks(half * blocks))
+                .zip(x.par_chunks(2 * half * blocks))
+                .for_each(|((out, g), x)| {
+                    out.chunks_mut(2 * half)
+                        .zip(g.chunks(half))
+                        .zip(x.chunks(2 * half))
+                        .for_each(block)
+                });
+        }
+    } else {
+        spare.chunks_mut(2 * half).zip(g.chunks(half)).zip(x.chunks(2 * half)).for_each(block);
+    }
+    // SAFETY: every block of the output had both halves written, piece by piece
+    // (`zip3_pairs_widest` writes every slot of equally long slices).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// `f` applied to every element of a view, in row-major order.
 ///
 /// ```
@@ -1288,6 +1370,29 @@ fn sum_rows_into<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every block length, short (many blocks to a task) and long (one block cut into
+    /// pieces across threads), gives each element's two results at their places.
+    #[test]
+    fn zip3_pairs_into_halves_writes_both_halves_of_every_block() {
+        for (blocks, half) in
+            [(1, 1), (3, 5), (1, 3 * THRESHOLD + 7), (5000, 3), (2, THRESHOLD + 1)]
+        {
+            let x: Vec<f64> = (0..2 * blocks * half).map(|i| i as f64).collect();
+            let g: Vec<f64> = (0..blocks * half).map(|i| (i % 11) as f64 - 5.0).collect();
+            let out =
+                zip3_pairs_into_halves(&g, &x, half, |(g, a, c): (f64, f64, f64)| (g * c, g - a));
+            for b in 0..blocks {
+                for i in 0..half {
+                    let (gi, a, c) =
+                        (g[b * half + i], x[2 * b * half + i], x[(2 * b + 1) * half + i]);
+                    assert_eq!(out[2 * b * half + i], gi * c, "{blocks} x {half}: block {b}, {i}");
+                    assert_eq!(out[(2 * b + 1) * half + i], gi - a, "{blocks} x {half}: {b}, {i}");
+                }
+            }
+        }
+        assert!(zip3_pairs_into_halves::<f32>(&[], &[], 4, |(g, _, _)| (g, g)).is_empty());
+    }
 
     /// Long enough to be split across threads, with a tail shorter than a vector: every
     /// element picks its own side, infinities and NaN included, whatever the flag's type.

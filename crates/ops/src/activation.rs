@@ -12,7 +12,7 @@
 use std::panic::Location;
 
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic};
+use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, or_panic};
 
 use crate::binary::{select_grad, try_where};
 use crate::elementwise::{binary_fn, fused_rule, fused_rule_with, mask, unary, unary_fn};
@@ -148,8 +148,60 @@ fn glu(x: &Tensor, dim: isize) -> Result<Tensor> {
             location,
         });
     }
-    let halves = x.try_chunk(2, dim)?;
-    halves[0].try_mul(&sigmoid_op(&halves[1]))
+    // The halves as plain views (nothing recorded): the op is recorded once, on `x`.
+    let halves = x.detach().try_chunk(2, dim)?;
+    let value = crate::elementwise::zip::<Glu>(&halves[0], &halves[1], halves[0].shape());
+    let outer: usize = x.shape()[..d].iter().product();
+    let half = x.numel() / 2 / outer.max(1);
+    let make_backward = || {
+        Backward::new(move |ctx| {
+            let (g, x) = (ctx.grad(), ctx.saved(0));
+            if let Some(grad) = glu_fused(g, x, half) {
+                return smallvec![Some(grad)];
+            }
+            let halves = x.chunk(2, d as isize);
+            let (a, s) = (&halves[0], sigmoid_op(&halves[1]));
+            let ds = &s * &s.rsub_scalar(1.0);
+            let grads = [g * &s, &(g * a) * &ds];
+            smallvec![Some(crate::shape::cat(&[&grads[0], &grads[1]], d as isize))]
+        })
+        .save(x)
+    };
+    Ok(tapegrad_tape::record_with_tangent("glu", location, &[x], value, make_backward, |ctx| {
+        ctx.map(|t| {
+            let (halves, tangents) = (x.chunk(2, d as isize), t.chunk(2, d as isize));
+            let s = sigmoid_op(&halves[1]);
+            let ds = &s * &s.rsub_scalar(1.0);
+            &(&tangents[0] * &s) + &(&(&tangents[1] * &halves[0]) * &ds)
+        })
+    }))
+}
+
+binary_fn!(Glu, |a, b| a * sigmoid(b));
+
+/// GLU's gradient in one pass over the incoming gradient and the input, written into both
+/// halves (`g s` and `g a s (1 - s)` for `s = sigmoid(b)`, the recorded rule's arithmetic),
+/// for a backward that records nothing; `None` otherwise.
+fn glu_fused(g: &Tensor, x: &Tensor, half: usize) -> Option<Tensor> {
+    use tapegrad_kernels::strided::zip3_pairs_into_halves;
+    #[inline(always)]
+    fn grads<T: tapegrad_tape::Element>((g, a, b): (T, T, T)) -> (T, T) {
+        let s = sigmoid(b);
+        (g * s, (g * a) * (s * (T::ONE - s)))
+    }
+    if tapegrad_tape::is_grad_enabled() || g.dtype() != x.dtype() || half == 0 {
+        return None;
+    }
+    let grad = match (&g.contiguous_storage(), &x.contiguous_storage()) {
+        (Storage::F32(g), Storage::F32(x)) => {
+            Storage::from_vec(zip3_pairs_into_halves(g, x, half, grads::<f32>))
+        }
+        (Storage::F64(g), Storage::F64(x)) => {
+            Storage::from_vec(zip3_pairs_into_halves(g, x, half, grads::<f64>))
+        }
+        _ => return None,
+    };
+    Some(Tensor::from_storage(grad, tapegrad_tape::layout::Layout::contiguous(x.shape())))
 }
 
 /// `x > 0 ? x : w x` with one weight per channel (dimension 1) or one for all.

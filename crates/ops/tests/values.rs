@@ -476,6 +476,33 @@ fn atan2_gradients_agree_fused_and_recorded() {
     assert!(v64(&col.grad().unwrap()).iter().all(|v| v.abs() < 1e-15));
 }
 
+/// GLU's plain backward (one pass into both halves) and its recorded rule give the same
+/// gradient bit for bit, along the first, a middle and the last dimension.
+#[test]
+fn glu_gradients_agree_fused_and_recorded() {
+    let shape = [4, 6, 10];
+    let data: Vec<f32> = (0..240).map(|i| ((i * 37) % 101) as f32 / 17.0 - 3.0).collect();
+    let weights: Vec<f32> = (0..120).map(|i| (i % 13) as f32 - 6.0).collect();
+    for dim in [0isize, 1, -1] {
+        let fresh = || Tensor::from_vec(data.clone(), &shape).requires_grad();
+        let (x, x2) = (fresh(), fresh());
+        let y = x.glu(dim);
+        let halves = x.detach().chunk(2, dim);
+        let expected = &halves[0] * &halves[1].sigmoid();
+        assert_eq!(y.to_vec::<f32>(), expected.to_vec::<f32>(), "dim {dim}");
+        let w = Tensor::from_vec(weights.clone(), y.shape());
+        (&y * &w).sum().backward();
+        let options = tapegrad_tape::GradOptions::new().create_graph(true);
+        let recorded = tapegrad_tape::grad(&[&(&x2.glu(dim) * &w).sum()], &[&x2], options);
+        let (p, r) =
+            (x.grad().unwrap().to_vec::<f32>(), recorded[0].as_ref().unwrap().to_vec::<f32>());
+        assert!(
+            p.iter().zip(&r).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "dim {dim}: {p:?} {r:?}"
+        );
+    }
+}
+
 /// A time loop narrows one tensor once per step; the steps' gradients land in the right
 /// parts whether they are added in place (plain backward), recorded (`create_graph`), or
 /// the gathered gradient is shared with another input and must not be written.
