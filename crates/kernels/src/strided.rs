@@ -393,7 +393,7 @@ pub fn zip3_pairs_into_halves<T: Copy + Send + Sync>(
     );
     let chunk = parallel_chunk(len);
     let piece = chunk.min(half);
-    let block = |((out, g), x): ((&mut [MaybeUninit<T>], &[T]), &[T])| {
+    let block = |out: &mut [MaybeUninit<T>], g: &[T], x: &[T]| {
         let (first, second) = out.split_at_mut(half);
         let (a, c) = x.split_at(half);
         let pieces = (first.chunks_mut(piece).zip(second.chunks_mut(piece)))
@@ -424,14 +424,13 @@ pub fn zip3_pairs_into_halves<T: Copy + Send + Sync>(
                 .zip(g.par_chunks(half * blocks))
                 .zip(x.par_chunks(2 * half * blocks))
                 .for_each(|((out, g), x)| {
-                    out.chunks_mut(2 * half)
-                        .zip(g.chunks(half))
-                        .zip(x.chunks(2 * half))
-                        .for_each(block)
+                    (out.chunks_mut(2 * half).zip(g.chunks(half)).zip(x.chunks(2 * half)))
+                        .for_each(|((out, g), x)| block(out, g, x))
                 });
         }
     } else {
-        spare.chunks_mut(2 * half).zip(g.chunks(half)).zip(x.chunks(2 * half)).for_each(block);
+        (spare.chunks_mut(2 * half).zip(g.chunks(half)).zip(x.chunks(2 * half)))
+            .for_each(|((out, g), x)| block(out, g, x));
     }
     // SAFETY: every block of the output had both halves written, piece by piece
     // (`zip3_pairs_widest` writes every slot of equally long slices).
