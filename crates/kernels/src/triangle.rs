@@ -12,6 +12,12 @@ use crate::parallel::start_parallel;
 const BLOCK: usize = 1 << 14;
 
 /// Which triangle [`triangle`] keeps.
+///
+/// ```
+/// use tapegrad_kernels::triangle::{Triangle, triangle};
+/// let ones = [1.0f32; 4]; // one 2 x 2 matrix
+/// assert_eq!(triangle(&ones, (2, 2), 0, Triangle::Upper), vec![1.0, 1.0, 0.0, 1.0]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Triangle {
     /// Elements with `column - row <= diagonal` (PyTorch's `tril`).
