@@ -4,9 +4,10 @@
 //! `atan2` and `logaddexp`.
 //!
 //! Values come from the standard library's functions of each dtype, but for f32 `atan2`'s
-//! (a vectorised form in `tapegrad_kernels::fast_math`). Each rule is written with recorded ops, so every derivative is
-//! differentiable again; the rounding functions are piecewise constant, and their gradient
-//! is zero everywhere, as in PyTorch.
+//! (a vectorised form in `tapegrad_kernels::fast_math`). Each rule is written with recorded
+//! ops, so every derivative is differentiable again (`atan2`'s plain backward also has a
+//! one-pass form with the same arithmetic); the rounding functions are piecewise constant,
+//! and their gradient is zero everywhere, as in PyTorch.
 
 use std::f64::consts::{LN_2, LN_10};
 use std::panic::Location;
