@@ -23,6 +23,7 @@
 //! | [`pad`] | constant padding of every dimension in one pass |
 //! | [`flip`] | a tensor reversed along any of its dimensions, in one pass |
 //! | [`triangle`] | the lower or upper triangle of each matrix in a batch (`tril`, `triu`) |
+//! | [`product`] | the product of each row, and its gradient (`prod`, `prod_dim`) |
 //! | [`rows`] | rows picked by index and added back by index (`index_select` along any dimension, `embedding`), split across threads by output rows |
 //! | [`ctc`] | the CTC loss and its gradient, by forward and backward variables rescaled at every step |
 //! | [`grid_sample`] | images sampled at arbitrary points (bilinear or nearest), and the gradients to the images and the points |
@@ -59,6 +60,7 @@ pub mod order;
 pub mod pad;
 pub mod parallel;
 pub mod pool;
+pub mod product;
 pub mod random;
 pub mod recurrent;
 pub mod rows;

@@ -9,23 +9,16 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::product::{row_product_gradient, row_products};
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
-    Backward, Element, Result, Tensor, ensure_float, map_float_storage, record_with_tangent,
+    Backward, Result, Storage, Tensor, ensure_float, map_float_storage, record_with_tangent,
 };
 
 use super::{reduced_shape, rows_along};
 use crate::binary::where_;
 use crate::dims::resolve;
-
-/// Product of each row of `n` elements, accumulated in f64 (as PyTorch does on the CPU).
-fn row_products<T: Element>(v: &[T], n: usize, rows: usize) -> Vec<T> {
-    if n == 0 {
-        return vec![T::from_f64(1.0); rows];
-    }
-    v.chunks(n).map(|row| T::from_f64(row.iter().map(|x| x.to_f64()).product())).collect()
-}
 
 /// The product along `d` of `x`, shaped `kept` (size 1 at `d`).
 #[track_caller]
@@ -36,13 +29,16 @@ pub(crate) fn prod_along(x: &Tensor, d: usize, keepdim: bool) -> Result<Tensor> 
     let (rows, n) = rows_along(x, d);
     let count = kept.iter().product();
     let value = Tensor::from_storage(
-        map_float_storage!(&rows, v => row_products(v, n, count)),
+        map_float_storage!(&rows, v => row_products(v, (count, n))),
         Layout::contiguous(&out_shape),
     );
     let make_backward = || {
         let kept = kept.clone();
         Backward::new(move |ctx| {
             let (g, x) = (ctx.grad(), ctx.saved(0));
+            if let Some(fused) = fused_gradient(g, x, d) {
+                return smallvec![Some(fused)];
+            }
             let g = crate::shape::reshape_to(g, &kept);
             smallvec![Some(&g * &product_of_others(x, d))]
         })
@@ -54,6 +50,34 @@ pub(crate) fn prod_along(x: &Tensor, d: usize, keepdim: bool) -> Result<Tensor> 
             crate::shape::reshape_to(&summed, &out_shape)
         })
     }))
+}
+
+/// The gradient in one pass over each row, the recorded rule's arithmetic
+/// (`kernels::product::row_product_gradient`), for a backward that records nothing; `None`
+/// otherwise.
+fn fused_gradient(g: &Tensor, x: &Tensor, d: usize) -> Option<Tensor> {
+    if tapegrad_tape::is_grad_enabled() || g.dtype() != x.dtype() {
+        return None;
+    }
+    let (rows, n) = rows_along(x, d);
+    let count = g.numel();
+    let grad = match (&g.contiguous_storage(), &rows) {
+        (Storage::F32(g), Storage::F32(x)) => {
+            Storage::from_vec(row_product_gradient(g, x, (count, n)))
+        }
+        (Storage::F64(g), Storage::F64(x)) => {
+            Storage::from_vec(row_product_gradient(g, x, (count, n)))
+        }
+        _ => return None,
+    };
+    // The rows hold dimension `d` last: the gradient is laid out so, and viewed back in
+    // `x`'s order.
+    let last = x.dim() - 1;
+    let order: Vec<usize> = (0..x.dim()).filter(|&i| i != d).chain([d]).collect();
+    let row_shape: Vec<usize> = order.iter().map(|&i| x.shape()[i]).collect();
+    let mut back: Vec<usize> = (0..last).collect();
+    back.insert(d, last);
+    Some(Tensor::from_storage(grad, Layout::contiguous(&row_shape).permute(&back)))
 }
 
 /// For each element, the product of the other elements of its row along `d`, built from
