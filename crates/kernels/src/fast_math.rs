@@ -261,6 +261,35 @@ fn ln_of_parts(k: f32, f: f32, extra: f32) -> f32 {
 /// ```
 pub const SIN_COS_BOUND: f32 = 1.0e6;
 
+/// Whether every element of `v` lies within [`SIN_COS_BOUND`] (NaN counts as within: both
+/// functions give NaN for it), so that [`sin_f32`] and [`cos_f32`] may take the whole slice:
+/// in vectors and, for a long slice, on rayon's threads.
+///
+/// ```
+/// use tapegrad_kernels::fast_math::{SIN_COS_BOUND, within_sin_cos_bound};
+/// assert!(within_sin_cos_bound(&[0.5, -SIN_COS_BOUND, f32::NAN]));
+/// assert!(!within_sin_cos_bound(&[0.5, f32::INFINITY]));
+/// ```
+pub fn within_sin_cos_bound(v: &[f32]) -> bool {
+    use rayon::prelude::*;
+    struct Outside<'a>(&'a [f32]);
+    impl crate::simd::WidestLoop for Outside<'_> {
+        type Output = usize;
+        #[inline(always)]
+        fn run(self) -> usize {
+            // A count rather than `any`, so that the loop vectorises.
+            self.0.iter().filter(|v| v.abs() > SIN_COS_BOUND).count()
+        }
+    }
+    let inside = |part: &[f32]| crate::simd::run_widest(Outside(part)) == 0;
+    const BLOCK: usize = 1 << 16;
+    if v.len() > BLOCK && crate::parallel::start_parallel(v.len()) {
+        v.par_chunks(BLOCK).all(inside)
+    } else {
+        v.chunks(BLOCK).all(inside)
+    }
+}
+
 /// `x = j pi/2 + r` with `|r| <= pi/4` (to within rounding), in f64: the quadrant `j mod 4`
 /// and `r`. `pi/2` in two parts, the first of 33 bits, so `j` times it is exact for
 /// `|j| < 2^20` and `r` carries f64's precision (f32's `x` has at most 24 significant bits).

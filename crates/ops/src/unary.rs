@@ -30,7 +30,7 @@ use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
 use std::marker::PhantomData;
 use std::panic::Location;
 
-use tapegrad_kernels::fast_math::{SIN_COS_BOUND, exp_f32, exp_m1_f32};
+use tapegrad_kernels::fast_math::{exp_f32, exp_m1_f32};
 use tapegrad_kernels::simd::ElementFn;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::layout::same_shape;
@@ -85,6 +85,9 @@ binary_fn!(SiluGrad, |g, x| {
 });
 // d/dx x Phi(x) = Phi(x) + x phi(x).
 binary_fn!(GeluErfGrad, |g, x| g * x.gelu_derivative());
+// Within the vectorised functions' domain (only used there).
+binary_fn!(SinGrad, |g, x| g * x.cos_in_range());
+binary_fn!(CosGrad, |g, x| -(g * x.sin_in_range()));
 // The gradient times a derivative saved by the forward pass.
 binary_fn!(TimesDerivative, |g, d| g * d);
 
@@ -396,24 +399,26 @@ pub(crate) fn reciprocal(x: &Tensor) -> Tensor {
     })
 }
 
+/// `sin(x)`. Within the vectorised functions' domain the sine and cosine of an element share
+/// their reduction and series, so a recorded op keeps the derivative from the forward pass
+/// and a plain backward is one product.
 #[track_caller]
 pub(crate) fn sin(x: &Tensor) -> Tensor {
-    let rule = || Backward::new(|ctx| smallvec![Some(ctx.grad() * &cos(ctx.saved(0)))]).save(x);
+    let composed = |ctx: &BackwardCtx<'_>| ctx.grad() * &cos(ctx.saved(0));
     if within_sin_cos_bound(x) {
-        unary::<SinInRange>("sin", x, rule)
-    } else {
-        unary::<Sin>("sin", x, rule)
+        return unary_saving_derivative::<SinInRange, SinGrad>("sin", x, composed);
     }
+    unary::<Sin>("sin", x, || Backward::new(move |ctx| smallvec![Some(composed(ctx))]).save(x))
 }
 
+/// `cos(x)`, as [`sin`].
 #[track_caller]
 pub(crate) fn cos(x: &Tensor) -> Tensor {
-    let rule = || Backward::new(|ctx| smallvec![Some(-(ctx.grad() * &sin(ctx.saved(0))))]).save(x);
+    let composed = |ctx: &BackwardCtx<'_>| -(ctx.grad() * &sin(ctx.saved(0)));
     if within_sin_cos_bound(x) {
-        unary::<CosInRange>("cos", x, rule)
-    } else {
-        unary::<Cos>("cos", x, rule)
+        return unary_saving_derivative::<CosInRange, CosGrad>("cos", x, composed);
     }
+    unary::<Cos>("cos", x, || Backward::new(move |ctx| smallvec![Some(composed(ctx))]).save(x))
 }
 
 /// Whether `x` is a contiguous f32 tensor whose every value lies within the vectorised sine's
@@ -426,8 +431,7 @@ fn within_sin_cos_bound(x: &Tensor) -> bool {
     }
     let range = layout.offset()..layout.offset() + layout.numel();
     match x.storage() {
-        // A count rather than `all`, so that the loop vectorises.
-        Storage::F32(v) => v[range].iter().filter(|v| v.abs() > SIN_COS_BOUND).count() == 0,
+        Storage::F32(v) => tapegrad_kernels::fast_math::within_sin_cos_bound(&v[range]),
         _ => false,
     }
 }

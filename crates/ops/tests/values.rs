@@ -503,6 +503,33 @@ fn glu_gradients_agree_fused_and_recorded() {
     }
 }
 
+/// Sine and cosine keep their derivative from the forward pass on large f32 tensors: a plain
+/// backward gives the bits of the recorded rule, and both the derivative to f32's precision.
+#[test]
+fn sin_and_cos_gradients_agree_saved_and_recorded() {
+    let data: Vec<f32> = (0..6000).map(|i| ((i * 7919) % 6000) as f32 / 150.0 - 20.0).collect();
+    let weights: Vec<f32> = (0..6000).map(|i| (i % 13) as f32 - 6.0).collect();
+    type Op = fn(&Tensor) -> Tensor;
+    type Derivative = fn(f64) -> f64;
+    let ops: [(&str, Op, Derivative); 2] =
+        [("sin", |x| x.sin(), f64::cos), ("cos", |x| x.cos(), |v| -v.sin())];
+    for (name, op, derivative) in ops {
+        let fresh = || Tensor::from_vec(data.clone(), &[60, 100]).requires_grad();
+        let (x, x2) = (fresh(), fresh());
+        let w = Tensor::from_vec(weights.clone(), &[60, 100]);
+        (&op(&x) * &w).sum().backward();
+        let options = tapegrad_tape::GradOptions::new().create_graph(true);
+        let recorded = tapegrad_tape::grad(&[&(&op(&x2) * &w).sum()], &[&x2], options);
+        let (p, r) =
+            (x.grad().unwrap().to_vec::<f32>(), recorded[0].as_ref().unwrap().to_vec::<f32>());
+        assert!(p.iter().zip(&r).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}");
+        for ((&got, &v), &w) in p.iter().zip(&data).zip(&weights) {
+            let want = f64::from(w) * derivative(f64::from(v));
+            assert!((f64::from(got) - want).abs() <= 1e-6 * want.abs().max(1e-3), "{name}'({v})");
+        }
+    }
+}
+
 /// A product's plain backward (one pass per row) gives the bits of its recorded rule, on
 /// rows without zeros, with one zero of either sign, with several, and with infinities and
 /// NaN, along every dimension and over everything.
