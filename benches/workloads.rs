@@ -314,6 +314,7 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("hardswish", &|| x.hardswish().sum().backward());
     time("elu", &|| x.elu().sum().backward());
     time("softplus", &|| x.softplus().sum().backward());
+    time("sin", &|| x.sin().sum().backward());
     let zero = Tensor::zeros(&[]);
     time("where(x > 0, x, 0)", &|| where_(&x.gt(&zero), &x, &zero).sum().backward());
     time("x * x", &|| (&x * &x).sum().backward());
@@ -329,6 +330,7 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("gather(1)", &|| x.gather(1, &picks).sum().backward());
     time("logsumexp(1)", &|| x.logsumexp(1, false).sum().backward());
     time("amax(1)", &|| x.amax(&[1], false).sum().backward());
+    time("prod(1)", &|| x.prod_dim(1, false).sum().backward());
     time("flip(1)", &|| x.flip(&[1]).square().sum().backward());
     time("tril", &|| x.tril(0).square().sum().backward());
     time("x.t() * 2", &|| (&x.t() * 2.0).sum().backward());
