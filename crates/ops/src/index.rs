@@ -9,7 +9,7 @@ use std::panic::Location;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::layout::numel;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{Backward, Error, Result, Storage, Tensor, or_panic, record_with_tangent};
+use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record_with_tangent};
 
 use crate::dims::resolve;
 use crate::shape::{invalid_argument, pad};
@@ -928,12 +928,9 @@ fn keep_triangle(
     let (op, which) = if lower { ("tril", Triangle::Lower) } else { ("triu", Triangle::Upper) };
     let rank = x.dim();
     let matrix = (x.shape()[rank - 2], x.shape()[rank - 1]);
-    let storage = match &x.contiguous_storage() {
-        Storage::F32(v) => Storage::from_vec(triangle(v, matrix, diagonal, which)),
-        Storage::F64(v) => Storage::from_vec(triangle(v, matrix, diagonal, which)),
-        Storage::I64(v) => Storage::from_vec(triangle(v, matrix, diagonal, which)),
-        Storage::Bool(v) => Storage::from_vec(triangle(v, matrix, diagonal, which)),
-    };
+    let storage = tapegrad_tape::map_storage!(&x.contiguous_storage(), v => {
+        triangle(v, matrix, diagonal, which)
+    });
     let out = Tensor::from_storage(storage, Layout::contiguous(x.shape()));
     record_with_tangent(
         op,

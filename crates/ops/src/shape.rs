@@ -912,12 +912,8 @@ fn flip_dims(x: &Tensor, flipped: &[bool], location: &'static Location<'static>)
     }
     let flipped = &flipped[..];
     let shape = x.shape();
-    let storage = match &x.contiguous_storage() {
-        Storage::F32(v) => Storage::from_vec(kernel(v, shape, flipped)),
-        Storage::F64(v) => Storage::from_vec(kernel(v, shape, flipped)),
-        Storage::I64(v) => Storage::from_vec(kernel(v, shape, flipped)),
-        Storage::Bool(v) => Storage::from_vec(kernel(v, shape, flipped)),
-    };
+    let storage =
+        tapegrad_tape::map_storage!(&x.contiguous_storage(), v => kernel(v, shape, flipped));
     let out = Tensor::from_storage(storage, Layout::contiguous(shape));
     record_with_tangent(
         "flip",
