@@ -162,7 +162,7 @@ fn product<T: Real>(row: &[T], map: impl Fn(T) -> T + Copy + Send + Sync) -> Sca
 
 /// An output of `out_per_row` elements for each of `rows` rows of `n` input elements, written
 /// by `write(first_row, slots)` task by task, each task a run of whole rows; tasks go to
-/// rayon's threads when the input is large.
+/// rayon's threads when the input is large. `write` must write every slot it is given.
 fn by_rows<T: Real>(
     rows: usize,
     n: usize,
