@@ -570,11 +570,31 @@ fn near_kink(sample: &Sample) -> bool {
         || values.iter().any(|v| v.abs() < KINK_MARGIN)
 }
 
+/// Ops whose derivative jumps at fixed inputs (their registry cases' bounds): the name
+/// prefix and the kinks.
+const KINKS_AT: &[(&str, &[f64])] = &[
+    ("x.hardtanh_with", &[-0.8, 1.2]),
+    ("x.relu6", &[0.0, 6.0]),
+    ("x.hardsigmoid", &[-3.0, 3.0]),
+    ("x.hardswish", &[-3.0, 3.0]),
+    ("x.clamp(min, max)", &[-0.7, 0.9]),
+];
+
+/// Whether a float value of `sample` lies within [`KINK_MARGIN`] of one of `kinks`.
+fn near_fixed_kinks(sample: &Sample, kinks: &[f64]) -> bool {
+    sample.tensors.iter().filter(|t| t.dtype().is_float()).any(|t| {
+        t.to_vec::<f64>().iter().any(|v| kinks.iter().any(|k| (v - k).abs() < KINK_MARGIN))
+    })
+}
+
 /// Whether `sample` of `op` sits on a kink of a piecewise op, where central differences
 /// do not give its derivative (the sample is skipped).
 pub fn on_a_kink(op: &OpCase, sample: &Sample) -> bool {
     (PIECEWISE.iter().any(|p| op.name.starts_with(p)) && near_kink(sample))
         || (op.name.starts_with("grid_sample") && samples_near_pixel_kinks(sample))
+        || KINKS_AT
+            .iter()
+            .any(|(p, kinks)| op.name.starts_with(p) && near_fixed_kinks(sample, kinks))
 }
 
 /// Whether a point that the `grid_sample` registry case samples (the grid and its `sin`,
