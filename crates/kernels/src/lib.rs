@@ -23,6 +23,7 @@
 //! | [`pad`] | constant padding of every dimension in one pass |
 //! | [`flip`] | a tensor reversed along any of its dimensions, in one pass |
 //! | [`triangle`] | the lower or upper triangle of each matrix in a batch (`tril`, `triu`) |
+//! | [`columns`] | scans and reductions down the columns of `[outer, n, inner]` blocks, in strips, for a dimension that is not last (`cumsum`, `prod_dim`) |
 //! | [`product`] | the product of each row, and its gradient (`prod`, `prod_dim`) |
 //! | [`rows`] | rows picked by index and added back by index (`index_select` along any dimension, `embedding`), split across threads by output rows |
 //! | [`ctc`] | the CTC loss and its gradient, by forward and backward variables rescaled at every step |
@@ -44,6 +45,7 @@ pub mod allocator;
 pub mod attention;
 pub mod batch_norm;
 pub mod cache;
+pub mod columns;
 pub mod conv;
 pub mod ctc;
 pub mod extremum;

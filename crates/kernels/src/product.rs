@@ -13,6 +13,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use crate::Real;
+use crate::columns::{STRIP, Strip, by_strips};
 use crate::parallel::start_parallel;
 use crate::simd::{WidestLoop, run_widest};
 
@@ -134,6 +135,12 @@ fn chained_product<T: Real>(row: &[T], map: impl Fn(T) -> T) -> Scaled {
     m.iter().zip(&e).fold(Scaled::ONE, |p, (&m, &e)| p.times(Scaled { m, e }))
 }
 
+/// An element as a factor of the product of a row's nonzero elements: zeros count as one.
+#[inline(always)]
+fn nonzero<T: Real>(x: T) -> T {
+    if x == T::ZERO { T::ONE } else { x }
+}
+
 /// [`chained_product`] compiled for the widest vectors.
 struct Chained<'a, T, F>(&'a [T], F);
 
@@ -241,13 +248,14 @@ impl<T: Real> Others<T> {
         if !whole.zero_or_nan() {
             return Others::NoZero { p: whole.value() };
         }
-        Self::with_zeros(row)
+        Self::with_zeros(row, || product(row, nonzero).value())
     }
 
+    /// From the row's elements and `p`, which gives the product of its nonzero elements the
+    /// way the forward pass multiplies them.
     #[inline(never)]
-    fn with_zeros(row: &[T]) -> Self {
+    fn with_zeros(row: &[T], p: impl Fn() -> T) -> Self {
         let is_zero = |x: T| x == T::ZERO;
-        let p = || product(row, |x| if is_zero(x) { T::ONE } else { x }).value();
         match row.iter().filter(|&&x| is_zero(x)).count() {
             0 => Others::NoZero { p: p() },
             // The recorded rule sums `x * (x == 0)`: zeros of either sign from +0, so +0,
@@ -261,19 +269,27 @@ impl<T: Real> Others<T> {
         }
     }
 
-    /// `g` times the product of the other elements, for each of `xs` (a run of the row).
+    /// `g` times the product of the elements other than `x`.
+    #[inline(always)]
+    fn at(self, g: T, x: T) -> T {
+        match self {
+            Others::NoZero { p } => g * (p / x),
+            Others::OneZero { p, z } => g * if x == T::ZERO { p } else { z * (p / x) },
+            Others::Zeros => g * T::ZERO,
+        }
+    }
+
+    /// [`Others::at`] for each of `xs` (a run of the row).
     #[inline(always)]
     fn write(self, g: T, xs: &[T], slots: &mut [MaybeUninit<T>]) {
         let pairs = slots.iter_mut().zip(xs);
         match self {
+            // The common case, as a loop the compiler vectorises.
             Others::NoZero { p } => pairs.for_each(|(slot, &x)| {
                 slot.write(g * (p / x));
             }),
-            Others::OneZero { p, z } => pairs.for_each(|(slot, &x)| {
-                slot.write(g * if x == T::ZERO { p } else { z * (p / x) });
-            }),
-            Others::Zeros => pairs.for_each(|(slot, _)| {
-                slot.write(g * T::ZERO);
+            _ => pairs.for_each(|(slot, &x)| {
+                slot.write(self.at(g, x));
             }),
         }
     }
@@ -365,9 +381,168 @@ fn long_rows_gradient<T: Real>(grad: &[T], src: &[T], (rows, n): (usize, usize))
     out
 }
 
+/// The products of `width` adjacent columns of a row-major block of `n` rows of `inner`
+/// elements whose first column starts at `x[start]`, with `map` applied to each element, into
+/// `out`: one chain per column, down its rows in order, each a mantissa in f64 and an integer
+/// exponent split as in [`chained_product`] (an f32 chain every six rows and at the end, an
+/// f64 factor as it comes). A column's bits depend on its elements alone, not on `width`.
+#[inline(always)]
+fn column_chains<T: Real>(
+    x: &[T],
+    start: usize,
+    (n, inner): (usize, usize),
+    map: impl Fn(T) -> T,
+    out: &mut [Scaled],
+) {
+    let width = out.len();
+    let wide = std::mem::size_of::<T>() > 4;
+    let steps = if wide { 64 } else { 6 };
+    let mut m = [1.0f64; STRIP];
+    let mut e = [0i64; STRIP];
+    for i in 0..n {
+        let row = &x[start + i * inner..][..width];
+        for ((m, e), &v) in m.iter_mut().zip(e.iter_mut()).zip(row) {
+            let (fm, fe) = if wide { split(map(v).widen()) } else { (map(v).widen(), 0) };
+            *m *= fm;
+            *e += fe;
+        }
+        if (i + 1) % steps == 0 || i + 1 == n {
+            for (m, e) in m[..width].iter_mut().zip(e[..width].iter_mut()) {
+                let (mantissa, exponent) = split_normal(*m);
+                *m = mantissa;
+                *e += exponent;
+            }
+        }
+    }
+    for ((slot, &m), &e) in out.iter_mut().zip(&m).zip(&e) {
+        *slot = Scaled { m, e };
+    }
+}
+
+/// The product of each column of each of `outer` row-major blocks of `n` rows of `inner`
+/// elements (`prod_dim` along a dimension followed by `inner` elements), as `outer x inner`
+/// values; computed in place, column by column (see [`crate::columns`]), in f64 with an
+/// integer exponent and rounded once, as [`row_products`] does along rows.
+///
+/// ```
+/// use tapegrad_kernels::product::column_products;
+/// // One block of three rows of two columns.
+/// let x = [1.0f32, -1.0, 2.0, 0.5, 3.0, 4.0];
+/// assert_eq!(column_products(&x, (1, 3, 2)), vec![6.0, -2.0]);
+/// ```
+///
+/// # Panics
+/// If `src` does not hold `outer * n * inner` elements.
+pub fn column_products<T: Real>(src: &[T], (outer, n, inner): (usize, usize, usize)) -> Vec<T> {
+    assert_eq!(src.len(), outer * n * inner, "column_products: {outer} x {n} x {inner} elements");
+    struct Products<'a, 'b, T> {
+        src: &'a [T],
+        shape: (usize, usize),
+        strip: Strip<'b, T>,
+    }
+    impl<T: Real> WidestLoop for Products<'_, '_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            let (n, inner) = self.shape;
+            let Strip { block, first, mut rows } = self.strip;
+            let slots = &mut *rows[0];
+            let mut chains = [Scaled::ONE; STRIP];
+            let chains = &mut chains[..slots.len()];
+            column_chains(self.src, block * n * inner + first, (n, inner), |x| x, chains);
+            for (slot, chain) in slots.iter_mut().zip(chains.iter()) {
+                slot.write(chain.value());
+            }
+        }
+    }
+    by_strips((outer, 1, inner), src.len(), |strip| {
+        run_widest(Products { src, shape: (n, inner), strip })
+    })
+}
+
+/// The gradient of [`column_products`]: for each element, `grad` at its column times the
+/// product of the column's other elements, computed as [`row_product_gradient`] does for a
+/// row (the cases of `tapegrad-ops`' recorded rule), with `grad` holding `outer x inner`
+/// values.
+///
+/// ```
+/// use tapegrad_kernels::product::column_product_gradient;
+/// let x = [2.0f64, 0.0, 3.0, 5.0, 4.0, 2.0]; // three rows of two columns
+/// let g = column_product_gradient(&[1.0, 10.0], &x, (1, 3, 2));
+/// assert_eq!(g, vec![12.0, 100.0, 8.0, 0.0, 6.0, 0.0]);
+/// ```
+///
+/// # Panics
+/// If `grad` does not hold `outer * inner` elements or `src` `outer * n * inner`.
+pub fn column_product_gradient<T: Real>(
+    grad: &[T],
+    src: &[T],
+    (outer, n, inner): (usize, usize, usize),
+) -> Vec<T> {
+    assert_eq!(grad.len(), outer * inner, "column_product_gradient: {outer} x {inner} gradients");
+    assert_eq!(src.len(), outer * n * inner, "column_product_gradient: {outer} x {n} x {inner}");
+    struct Gradient<'a, 'b, T> {
+        grad: &'a [T],
+        src: &'a [T],
+        shape: (usize, usize),
+        strip: Strip<'b, T>,
+    }
+    impl<T: Real> WidestLoop for Gradient<'_, '_, T> {
+        type Output = ();
+        #[inline(always)]
+        fn run(self) {
+            let (n, inner) = self.shape;
+            let Strip { block, first, mut rows } = self.strip;
+            let width = rows.first().map_or(0, |r| r.len());
+            let start = block * n * inner + first;
+            let mut chains = [Scaled::ONE; STRIP];
+            let chains = &mut chains[..width];
+            column_chains(self.src, start, (n, inner), |x| x, chains);
+            let g = &self.grad[block * inner + first..][..width];
+            if chains.iter().all(|c| !c.zero_or_nan()) {
+                let mut p = [T::ZERO; STRIP];
+                for (p, c) in p.iter_mut().zip(chains.iter()) {
+                    *p = c.value();
+                }
+                for (i, slots) in rows.iter_mut().enumerate() {
+                    let xs = &self.src[start + i * inner..][..width];
+                    for (((slot, &x), &p), &g) in slots.iter_mut().zip(xs).zip(&p).zip(g) {
+                        slot.write(g * (p / x));
+                    }
+                }
+                return;
+            }
+            let others: Vec<Others<T>> = (0..width)
+                .map(|j| {
+                    if !chains[j].zero_or_nan() {
+                        return Others::NoZero { p: chains[j].value() };
+                    }
+                    let column: Vec<T> = (0..n).map(|i| self.src[start + i * inner + j]).collect();
+                    Others::with_zeros(&column, || {
+                        let mut one = [Scaled::ONE];
+                        column_chains(&column, 0, (n, 1), nonzero, &mut one);
+                        one[0].value()
+                    })
+                })
+                .collect();
+            for (i, slots) in rows.iter_mut().enumerate() {
+                let xs = &self.src[start + i * inner..][..width];
+                for (j, (slot, &x)) in slots.iter_mut().zip(xs).enumerate() {
+                    slot.write(others[j].at(g[j], x));
+                }
+            }
+        }
+    }
+    by_strips((outer, n, inner), src.len(), |strip| {
+        run_widest(Gradient { grad, src, shape: (n, inner), strip })
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{LONG, row_product_gradient, row_products};
+    use super::{
+        LONG, column_product_gradient, column_products, row_product_gradient, row_products,
+    };
 
     fn sequential(row: &[f64]) -> f64 {
         row.iter().product()
@@ -455,5 +630,69 @@ mod tests {
         assert_eq!(row_products(&[-1e30f32; 9], (1, 9)), vec![f32::NEG_INFINITY]);
         assert_eq!(row_products(&[1e-200f64, 1e-200, 1e-200], (1, 3)), vec![0.0]);
         assert_eq!(row_products(&[1e-200f64, 1e-108, 1e-8], (1, 3)), vec![1e-200 * 1e-116]);
+    }
+
+    /// `[outer, n, inner]` with `n` moved last: `[outer, inner, n]`.
+    fn rows_last<T: Copy>(x: &[T], (outer, n, inner): (usize, usize, usize)) -> Vec<T> {
+        let mut out = Vec::with_capacity(x.len());
+        for o in 0..outer {
+            for j in 0..inner {
+                out.extend((0..n).map(|i| x[(o * n + i) * inner + j]));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn column_products_match_products_along_rows() {
+        // Powers of two and signs, zeros in some columns (one, or two): every product and
+        // every gradient is exact whatever the order, so the two kernels agree bit for bit.
+        for (outer, n, inner) in [(1, 1, 16), (2, 7, 16), (3, 40, 33), (1, 300, 600), (4, 13, 1000)]
+        {
+            let len = outer * n * inner;
+            let mut x: Vec<f32> =
+                (0..len).map(|i| [2.0, 0.5, -1.0, 1.0][(i / inner + i % inner) % 4]).collect();
+            x[3 * inner % len] = 0.0;
+            x[(5 * inner + 1) % len] = -0.0;
+            x[(6 * inner + 1) % len] = 0.0;
+            let g: Vec<f32> = (0..outer * inner).map(|i| (i % 9) as f32 - 4.0).collect();
+            let rows = rows_last(&x, (outer, n, inner));
+            let same = |a: &[f32], b: &[f32]| {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+            };
+            let products = column_products(&x, (outer, n, inner));
+            let shape = format!("{outer} x {n} x {inner}");
+            assert!(same(&products, &row_products(&rows, (outer * inner, n))), "{shape}");
+            let along_rows = row_product_gradient(&g, &rows, (outer * inner, n));
+            let got = column_product_gradient(&g, &x, (outer, n, inner));
+            assert!(same(&rows_last(&got, (outer, n, inner)), &along_rows), "{shape}");
+        }
+        assert_eq!(column_products::<f64>(&[], (2, 0, 3)), vec![1.0; 6]);
+        assert!(column_product_gradient::<f64>(&[1.0; 6], &[], (2, 0, 3)).is_empty());
+    }
+
+    #[test]
+    fn column_products_are_f64_products_rounded_once() {
+        let (outer, n, inner) = (3, 500, 70);
+        let x: Vec<f32> = (0..outer * n * inner)
+            .map(|i| 1.0 + ((i * 7919) % 101) as f32 / 1000.0 - 0.05)
+            .collect();
+        let got = column_products(&x, (outer, n, inner));
+        for o in 0..outer {
+            for j in 0..inner {
+                let want: f64 = (0..n).map(|i| f64::from(x[(o * n + i) * inner + j])).product();
+                let p = got[o * inner + j];
+                assert!(
+                    (f64::from(p) - want).abs() <= 1e-6 * want.abs(),
+                    "{o}, {j}: {p} vs {want}"
+                );
+            }
+        }
+        // Reciprocal pairs down a column: no chain leaves f64's range on the way.
+        let big = 3.0e30f32;
+        let x: Vec<f32> =
+            (0..1000 * 16).map(|i| if (i / 16) % 2 == 0 { big } else { 1.0 / big }).collect();
+        let pair = f64::from(big) * f64::from(1.0 / big);
+        assert_eq!(column_products(&x, (1, 1000, 16)), vec![pair.powi(500) as f32; 16]);
     }
 }

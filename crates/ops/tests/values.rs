@@ -610,11 +610,29 @@ fn prod_gradients_at_zeros() {
     let opts = GradcheckOptions::default();
     for dim in [0isize, 1] {
         let f = move |t: &[Tensor]| t[0].prod_dim(dim, false).sum();
-        assert!(gradcheck(f, std::slice::from_ref(&one_zero), &opts).is_ok(), "dim {dim}");
-        assert!(gradgradcheck(f, std::slice::from_ref(&one_zero), &opts).is_ok(), "dim {dim}");
+        assert!(gradcheck(f, std::slice::from_ref(&one_zero), &opts).unwrap().passed, "dim {dim}");
+        assert!(
+            gradgradcheck(f, std::slice::from_ref(&one_zero), &opts).unwrap().passed,
+            "dim {dim}"
+        );
     }
+    // Wide enough along the columns for the products to run down them in place: columns
+    // with no zero and with one (second derivatives too), and then with two (first only).
+    let mut values: Vec<f64> = (0..4 * 20).map(|i| 0.5 + ((i * 37) % 23) as f64 / 20.0).collect();
+    values[20 + 3] = 0.0;
+    values[5] = 0.0;
+    let f = |t: &[Tensor]| {
+        let weights = Tensor::arange(1.0, 21.0, 1.0).to_dtype(DType::F64);
+        (&t[0].prod_dim(0, false) * &weights).sum()
+    };
+    let wide = Tensor::from_vec(values.clone(), &[4, 20]).requires_grad();
+    assert!(gradcheck(f, std::slice::from_ref(&wide), &opts).unwrap().passed, "columns");
+    assert!(gradgradcheck(f, std::slice::from_ref(&wide), &opts).unwrap().passed, "columns");
+    values[40 + 5] = 0.0;
+    let wide = Tensor::from_vec(values, &[4, 20]).requires_grad();
+    assert!(gradcheck(f, std::slice::from_ref(&wide), &opts).unwrap().passed, "two zeros");
     let two_zeros = Tensor::from_vec(vec![0.0f64, 2.0, 0.0, 5.0], &[4]).requires_grad();
-    assert!(gradcheck(|t| t[0].prod(), std::slice::from_ref(&two_zeros), &opts).is_ok());
+    assert!(gradcheck(|t| t[0].prod(), std::slice::from_ref(&two_zeros), &opts).unwrap().passed);
     let p = two_zeros.prod();
     p.backward();
     assert_eq!(two_zeros.grad().unwrap().to_vec::<f64>(), vec![0.0; 4]);
@@ -631,6 +649,51 @@ fn cumsum_and_flip_values() {
     assert_eq!(v.grad().unwrap().to_vec::<f64>(), vec![3.0, 2.0, 1.0]);
     assert_eq!(x.flip(&[0]).to_vec::<f32>(), vec![5.0, 6.0, 3.0, 4.0, 1.0, 2.0]);
     assert_eq!(Tensor::zeros(&[0, 2]).cumsum(0).shape(), &[0, 2]);
+}
+
+/// A running sum along a dimension followed by at least a vector of elements runs down the
+/// columns in place: its values are f64's running sums of each column, in f32 and f64, from
+/// either end (the gradient), and its gradients pass the numerical checks.
+#[test]
+fn cumsum_down_columns_is_each_columns_running_sum() {
+    use tapegrad_tape::{GradcheckOptions, gradcheck, gradgradcheck};
+    let shape = [3usize, 7, 40];
+    let values: Vec<f64> =
+        (0..3 * 7 * 40).map(|i| ((i * 7919) % 1013) as f64 / 97.0 - 5.0).collect();
+    let running = |values: &[f64], n: usize, inner: usize| {
+        let mut sums = values.to_vec();
+        for (o, block) in sums.chunks_mut(n * inner).enumerate() {
+            for j in 0..inner {
+                let mut total = 0.0;
+                for i in 0..n {
+                    total += values[o * n * inner + i * inner + j];
+                    block[i * inner + j] = total;
+                }
+            }
+        }
+        sums
+    };
+    for dim in [0usize, 1] {
+        let (n, inner) = (shape[dim], shape[dim + 1..].iter().product::<usize>());
+        let want = running(&values, n, inner);
+        let x = Tensor::from_vec(values.clone(), &shape);
+        assert_eq!(x.cumsum(dim as isize).to_vec::<f64>(), want, "f64 along {dim}");
+        // f32 elements, summed in f64 and rounded once.
+        let x32 = x.to_dtype(DType::F32);
+        let widened: Vec<f64> = x32.to_vec::<f32>().iter().map(|&v| f64::from(v)).collect();
+        let single: Vec<f32> = running(&widened, n, inner).iter().map(|&v| v as f32).collect();
+        assert_eq!(x32.cumsum(dim as isize).to_vec::<f32>(), single, "f32 along {dim}");
+        // Each element is in the sums after it (before it, for the gradient from the back).
+        let leaf = x.requires_grad();
+        leaf.cumsum(dim as isize).sum().backward();
+        let counts: Vec<f64> = (0..values.len()).map(|k| (n - (k / inner) % n) as f64).collect();
+        assert_eq!(leaf.grad().unwrap().to_vec::<f64>(), counts, "gradient along {dim}");
+    }
+    let small = Tensor::randn(&[2, 3, 16]).to_dtype(DType::F64).requires_grad();
+    let opts = GradcheckOptions::default();
+    let f = |t: &[Tensor]| (&t[0].cumsum(1) * &t[0]).sum();
+    assert!(gradcheck(f, std::slice::from_ref(&small), &opts).unwrap().passed);
+    assert!(gradgradcheck(f, std::slice::from_ref(&small), &opts).unwrap().passed);
 }
 
 /// `flip` of several dimensions at once, of a strided view, of a broadcast tensor and of

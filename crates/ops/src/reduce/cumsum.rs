@@ -4,6 +4,7 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::columns::{MIN_COLUMNS, running_sums_down};
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
@@ -21,11 +22,34 @@ pub(super) fn scan(
     from_back: bool,
     location: &'static Location<'static>,
 ) -> Tensor {
+    let value = running_sums(x, d, from_back);
+    record_with_tangent(
+        "cumsum",
+        location,
+        &[x],
+        value,
+        || Backward::new(move |ctx| smallvec![Some(scan(ctx.grad(), d, !from_back, location))]),
+        |ctx| ctx.map(|v| scan(v, d, from_back, location)),
+    )
+}
+
+/// The running sums of `x` along `d`, unrecorded: down the columns where `d` is followed by
+/// enough elements, else along rows moved last (and the result viewed back in place).
+fn running_sums(x: &Tensor, d: usize, from_back: bool) -> Tensor {
+    let shape = x.shape();
+    let inner: usize = shape[d + 1..].iter().product();
+    if inner >= MIN_COLUMNS {
+        let outer = shape[..d].iter().product();
+        let blocks = (outer, shape[d], inner);
+        return Tensor::from_storage(
+            map_float_storage!(&x.contiguous_storage(), v => running_sums_down(v, blocks, from_back)),
+            Layout::contiguous(shape),
+        );
+    }
     let rank = x.dim();
     let (rows, n) = rows_along(x, d);
     // rows_along moved `d` last; put it back.
-    let moved: Vec<usize> =
-        (0..rank).filter(|&i| i != d).chain([d]).map(|i| x.shape()[i]).collect();
+    let moved: Vec<usize> = (0..rank).filter(|&i| i != d).chain([d]).map(|i| shape[i]).collect();
     let back: Vec<usize> = (0..rank)
         .map(|k| {
             if k < d {
@@ -37,17 +61,9 @@ pub(super) fn scan(
             }
         })
         .collect();
-    let value = Tensor::from_storage(
+    Tensor::from_storage(
         map_float_storage!(&rows, v => tapegrad_kernels::strided::running_sums(v, n, from_back)),
         Layout::contiguous(&moved).permute(&back),
-    );
-    record_with_tangent(
-        "cumsum",
-        location,
-        &[x],
-        value,
-        || Backward::new(move |ctx| smallvec![Some(scan(ctx.grad(), d, !from_back, location))]),
-        |ctx| ctx.map(|v| scan(v, d, from_back, location)),
     )
 }
 

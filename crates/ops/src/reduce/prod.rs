@@ -9,7 +9,10 @@
 
 use std::panic::Location;
 
-use tapegrad_kernels::product::{row_product_gradient, row_products};
+use tapegrad_kernels::columns::MIN_COLUMNS;
+use tapegrad_kernels::product::{
+    column_product_gradient, column_products, row_product_gradient, row_products,
+};
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{
@@ -26,12 +29,7 @@ pub(crate) fn prod_along(x: &Tensor, d: usize, keepdim: bool) -> Result<Tensor> 
     let location = Location::caller();
     let kept = reduced_shape(x.shape(), d, true);
     let out_shape = reduced_shape(x.shape(), d, keepdim);
-    let (rows, n) = rows_along(x, d);
-    let count = kept.iter().product();
-    let value = Tensor::from_storage(
-        map_float_storage!(&rows, v => row_products(v, (count, n))),
-        Layout::contiguous(&out_shape),
-    );
+    let value = Tensor::from_storage(products(x, d), Layout::contiguous(&out_shape));
     let make_backward = || {
         let kept = kept.clone();
         Backward::new(move |ctx| {
@@ -52,12 +50,44 @@ pub(crate) fn prod_along(x: &Tensor, d: usize, keepdim: bool) -> Result<Tensor> 
     }))
 }
 
+/// `(outer, n, inner)`: the elements before dimension `d`, along it, and after it.
+fn blocks(x: &Tensor, d: usize) -> (usize, usize, usize) {
+    let shape = x.shape();
+    (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
+}
+
+/// The products along `d`, in row-major order of the other dimensions: down the columns in
+/// place when `d` is followed by enough elements, else along rows moved last.
+fn products(x: &Tensor, d: usize) -> Storage {
+    let (outer, n, inner) = blocks(x, d);
+    if inner >= MIN_COLUMNS {
+        let blocks = (outer, n, inner);
+        return map_float_storage!(&x.contiguous_storage(), v => column_products(v, blocks));
+    }
+    let (rows, n) = rows_along(x, d);
+    map_float_storage!(&rows, v => row_products(v, (outer * inner, n)))
+}
+
 /// The gradient in one pass over each row, the recorded rule's arithmetic
 /// (`kernels::product::row_product_gradient`), for a backward that records nothing; `None`
 /// otherwise.
 fn fused_gradient(g: &Tensor, x: &Tensor, d: usize) -> Option<Tensor> {
     if tapegrad_tape::is_grad_enabled() || g.dtype() != x.dtype() {
         return None;
+    }
+    let (outer, n, inner) = blocks(x, d);
+    if inner >= MIN_COLUMNS {
+        let shape = (outer, n, inner);
+        let grad = match (&g.contiguous_storage(), &x.contiguous_storage()) {
+            (Storage::F32(g), Storage::F32(x)) => {
+                Storage::from_vec(column_product_gradient(g, x, shape))
+            }
+            (Storage::F64(g), Storage::F64(x)) => {
+                Storage::from_vec(column_product_gradient(g, x, shape))
+            }
+            _ => return None,
+        };
+        return Some(Tensor::from_storage(grad, Layout::contiguous(x.shape())));
     }
     let (rows, n) = rows_along(x, d);
     let count = g.numel();
