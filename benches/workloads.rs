@@ -324,6 +324,7 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("mean(1)", &|| x.mean_dim(1, false).sum().backward());
     time("max(1)", &|| x.max_dim(1, false).0.sum().backward());
     time("cumsum(1)", &|| x.cumsum(1).sum().backward());
+    time("cumsum(0)", &|| x.cumsum(0).sum().backward());
     time("sort(1)", &|| x.sort(1, false).0.sum().backward());
     time("topk(10, 1)", &|| x.topk(10, 1).0.sum().backward());
     let picks = Tensor::randint(0, cols as i64, &[rows, cols / 8]);
@@ -331,6 +332,7 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("logsumexp(1)", &|| x.logsumexp(1, false).sum().backward());
     time("amax(1)", &|| x.amax(&[1], false).sum().backward());
     time("prod(1)", &|| x.prod_dim(1, false).sum().backward());
+    time("prod(0)", &|| x.prod_dim(0, false).sum().backward());
     time("flip(1)", &|| x.flip(&[1]).square().sum().backward());
     time("tril", &|| x.tril(0).square().sum().backward());
     time("x.t() * 2", &|| (&x.t() * 2.0).sum().backward());
