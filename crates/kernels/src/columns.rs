@@ -136,12 +136,12 @@ pub fn running_sums_down<T: Real>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::running_sums_down;
     use crate::strided::running_sums;
 
     /// `[outer, n, inner]` with `n` moved last: `[outer, inner, n]`.
-    fn rows_last(x: &[f32], (outer, n, inner): (usize, usize, usize)) -> Vec<f32> {
+    pub(crate) fn rows_last<T: Copy>(x: &[T], (outer, n, inner): (usize, usize, usize)) -> Vec<T> {
         let mut out = Vec::with_capacity(x.len());
         for o in 0..outer {
             for j in 0..inner {

@@ -543,6 +543,7 @@ mod tests {
     use super::{
         LONG, column_product_gradient, column_products, row_product_gradient, row_products,
     };
+    use crate::columns::tests::rows_last;
 
     fn sequential(row: &[f64]) -> f64 {
         row.iter().product()
@@ -630,17 +631,6 @@ mod tests {
         assert_eq!(row_products(&[-1e30f32; 9], (1, 9)), vec![f32::NEG_INFINITY]);
         assert_eq!(row_products(&[1e-200f64, 1e-200, 1e-200], (1, 3)), vec![0.0]);
         assert_eq!(row_products(&[1e-200f64, 1e-108, 1e-8], (1, 3)), vec![1e-200 * 1e-116]);
-    }
-
-    /// `[outer, n, inner]` with `n` moved last: `[outer, inner, n]`.
-    fn rows_last<T: Copy>(x: &[T], (outer, n, inner): (usize, usize, usize)) -> Vec<T> {
-        let mut out = Vec::with_capacity(x.len());
-        for o in 0..outer {
-            for j in 0..inner {
-                out.extend((0..n).map(|i| x[(o * n + i) * inner + j]));
-            }
-        }
-        out
     }
 
     #[test]
