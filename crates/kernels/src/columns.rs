@@ -2,7 +2,7 @@
 //! along a dimension that is not last, done where the elements lie instead of after a
 //! transposing copy that moves the dimension last (and another that moves the result back).
 //!
-//! Each block's `inner` columns are cut into strips of at most [`STRIP`] adjacent columns. A
+//! Each block's `inner` columns are cut into strips of at most 256 adjacent columns. A
 //! task walks the `n` rows of one strip in order, so its running values (one per column)
 //! stay in L1 while every row it reads and writes is a contiguous run of memory that the
 //! compiler vectorises across the columns. Columns never meet, so how the strips are split
