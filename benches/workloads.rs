@@ -628,6 +628,9 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// The pause after each of PyTorch's runs (see `torch_run`).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One run of a workload on PyTorch: `(metric, value, rest of the JSON line)` per line.
 fn torch_run(
     python: &str,
@@ -642,6 +645,11 @@ fn torch_run(
         cmd.arg("--quick");
     }
     let Ok(out) = cmd.output() else { return vec![] };
+    if !quick {
+        // PyTorch's process has just returned its memory (700 MB and more) to the system,
+        // and tapegrad's turn comes next: wait until the machine has settled.
+        std::thread::sleep(SETTLE);
+    }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
