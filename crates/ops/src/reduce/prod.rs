@@ -68,9 +68,9 @@ fn products(x: &Tensor, d: usize) -> Storage {
     map_float_storage!(&rows, v => row_products(v, (outer * inner, n)))
 }
 
-/// The gradient in one pass over each row, the recorded rule's arithmetic
-/// (`kernels::product::row_product_gradient`), for a backward that records nothing; `None`
-/// otherwise.
+/// The gradient in one pass over each row or column, as `products` takes them, with the
+/// recorded rule's arithmetic (`kernels::product::column_product_gradient` or
+/// `row_product_gradient`), for a backward that records nothing; `None` otherwise.
 fn fused_gradient(g: &Tensor, x: &Tensor, d: usize) -> Option<Tensor> {
     if tapegrad_tape::is_grad_enabled() || g.dtype() != x.dtype() {
         return None;
