@@ -151,7 +151,7 @@ fn glu(x: &Tensor, dim: isize) -> Result<Tensor> {
     // The halves as plain views (nothing recorded): the op is recorded once, on `x`.
     let halves = x.detach().try_chunk(2, dim)?;
     let value = crate::elementwise::zip::<Glu>(&halves[0], &halves[1], halves[0].shape());
-    let outer: usize = x.shape()[..d].iter().product();
+    let (outer, _, _) = crate::dims::blocks(x.shape(), d);
     let half = x.numel() / 2 / outer.max(1);
     let make_backward = || {
         Backward::new(move |ctx| {

@@ -1,4 +1,5 @@
-//! Dimension arguments: PyTorch-style negative indices, checked against the rank.
+//! Dimension arguments: PyTorch-style negative indices, checked against the rank, and the
+//! blocks a dimension cuts a shape into.
 
 use std::panic::Location;
 
@@ -40,4 +41,11 @@ pub(crate) fn renamed<T>(op: &'static str, r: Result<T>) -> Result<T> {
         }
         other => other,
     })
+}
+
+/// `(outer, n, inner)` for dimension `d` of `shape`: the number of elements before it, along
+/// it, and after it, so that a contiguous tensor of that shape is `outer` blocks of `n` rows
+/// of `inner` elements.
+pub(crate) fn blocks(shape: &[usize], d: usize) -> (usize, usize, usize) {
+    (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
 }

@@ -44,7 +44,7 @@ use tapegrad_tape::{
     Backward, DType, Error, Result, Storage, Tensor, ensure_float, or_panic, record_with_tangent,
 };
 
-use crate::dims::resolve;
+use crate::dims::{blocks, resolve};
 use crate::{reduce, shape, unary};
 
 pub use crate::attention::AttentionOptions;
@@ -74,7 +74,7 @@ pub(crate) fn softmax_op(x: &Tensor, dim: isize, log: bool) -> Result<Tensor> {
     let x0 = if x.dim() == 0 { shape::reshape_to(x, &[1]) } else { x.clone() };
     let d = resolve(op, &x0, dim, location)?;
     let shape = x0.shape();
-    let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+    let sizes = blocks(shape, d);
     let storage =
         tapegrad_tape::map_float_storage!(&x0.contiguous_storage(), v => softmax(v, sizes, log));
     let value = Tensor::from_storage(storage, Layout::contiguous(x.shape()));

@@ -11,7 +11,7 @@ use tapegrad_tape::layout::numel;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Error, Result, Tensor, or_panic, record_with_tangent};
 
-use crate::dims::resolve;
+use crate::dims::{blocks, resolve};
 use crate::shape::{invalid_argument, pad};
 
 pub(crate) mod slicing;
@@ -104,9 +104,7 @@ pub(crate) fn index_select(x: &Tensor, dim: isize, index: &Tensor) -> Result<Ten
     let idx = index_values("index_select", index, x.shape()[d], location)?;
     let mut shape = x.shape().to_vec();
     shape[d] = idx.len();
-    let inner: usize = shape[d + 1..].iter().product();
-    let outer: usize = shape[..d].iter().product();
-    let n = x.shape()[d];
+    let (outer, n, inner) = blocks(x.shape(), d);
     let src = x.contiguous_storage();
     // Whole rows of `inner` elements picked from each of `outer` blocks, split across threads.
     let storage = tapegrad_tape::map_storage!(&src, v => {
@@ -160,9 +158,7 @@ pub(crate) fn index_add(x: &Tensor, dim: isize, index: &Tensor, source: &Tensor)
         });
     }
     let shape = x.shape().to_vec();
-    let inner: usize = shape[d + 1..].iter().product();
-    let (outer, n) = (shape[..d].iter().product(), shape[d]);
-    let dims = (outer, n, inner);
+    let dims = blocks(&shape, d);
     let mut storage = x.contiguous_storage();
     let src = source.contiguous_storage();
     use tapegrad_kernels::rows::add_rows;
@@ -242,8 +238,7 @@ impl Positions {
         if !fits {
             return Self::offsets(op, shape, index, d, location);
         }
-        let (outer, n, inner) =
-            (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product::<usize>());
+        let (outer, n, inner) = blocks(shape, d);
         let strides = index.layout().strides();
         let repeated = (0..ishape.len()).all(|k| k == d || strides[k] == 0 || ishape[k] == 1);
         if repeated {

@@ -11,7 +11,7 @@ use tapegrad_tape::{
     record_with_tangent,
 };
 
-use crate::dims::resolve;
+use crate::dims::{blocks, resolve};
 use crate::tangent::by_groups;
 
 mod cumprod;
@@ -289,7 +289,7 @@ fn reduce_extremum(
     let out_shape =
         if x.dim() == 0 || dim.is_none() { vec![] } else { reduced_shape(x0.shape(), d, keepdim) };
     let (rows, n) = rows_along(&x0.detach(), d);
-    let inner: usize = x0.shape()[d + 1..].iter().product();
+    let (_, _, inner) = blocks(x0.shape(), d);
     let (values, indices, weights) = match &rows {
         tapegrad_tape::Storage::F32(v) => {
             let (a, i, w) = extrema(v, (n, inner), max, route);
@@ -358,7 +358,7 @@ pub(crate) fn max_dim(
             location,
         });
     }
-    let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+    let sizes = blocks(shape, d);
     let (values, positions) = match &x.contiguous_storage() {
         Storage::F32(v) => {
             let (values, at) = tapegrad_kernels::extremum::extremum_along(v, sizes, max);
@@ -497,7 +497,7 @@ fn amax_along(
     location: &'static Location<'static>,
 ) -> Tensor {
     let shape = x.shape();
-    let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+    let sizes = blocks(shape, d);
     let values = map_float_storage!(&x.contiguous_storage(), v => {
         tapegrad_kernels::extremum::extremum_along(v, sizes, max).0
     });
@@ -535,7 +535,7 @@ pub(crate) fn logsumexp(x: &Tensor, dim: isize, keepdim: bool) -> Result<Tensor>
     let x0 = if x.dim() == 0 { crate::shape::reshape_to(x, &[1]) } else { x.clone() };
     let d = resolve("logsumexp", &x0, dim, location)?;
     let shape = x0.shape();
-    let sizes = (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product());
+    let sizes = blocks(shape, d);
     let kept = reduced_shape(shape, d, true);
     let out_shape = if x.dim() == 0 { vec![] } else { reduced_shape(shape, d, keepdim) };
     let storage = if sizes.1 == 0 {

@@ -11,7 +11,7 @@ use tapegrad_tape::{
     Backward, DType, Error, Result, Storage, StorageElement, Tensor, or_panic, record_with_tangent,
 };
 
-use crate::dims::resolve;
+use crate::dims::{blocks, resolve};
 
 /// `x` with a new shape of the same element count (a view where strides can express it).
 #[track_caller]
@@ -294,8 +294,7 @@ fn zip_into_part(
 ) {
     use tapegrad_kernels::strided::zip_block_in_place;
     let shape = whole.shape();
-    let inner: usize = shape[d + 1..].iter().product();
-    let outer: usize = shape[..d].iter().product();
+    let (outer, _, inner) = blocks(shape, d);
     let (rows, block) = (shape[d] * inner, part.shape()[d] * inner);
     if outer == 0 || block == 0 {
         return;
@@ -690,8 +689,7 @@ fn joined(tensors: &[&Tensor], d: usize, shape: &[usize]) -> Tensor {
         // No blocks to copy; their sizes could overflow for huge empty shapes.
         return Tensor::zeros_dtype(shape, tensors[0].dtype());
     }
-    let inner: usize = shape[d + 1..].iter().product();
-    let outer: usize = shape[..d].iter().product();
+    let (outer, _, inner) = blocks(shape, d);
     // Each input read where it lies when its blocks are runs (a contiguous tensor, a slice
     // of one such as `chunk` hands out, a broadcast), else gathered first.
     let parts: Vec<(Storage, BlockPlace, usize)> = tensors

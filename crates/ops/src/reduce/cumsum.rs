@@ -12,7 +12,7 @@ use tapegrad_tape::{
 };
 
 use super::rows_along;
-use crate::dims::resolve;
+use crate::dims::{blocks, resolve};
 
 /// Running sums of `x` along `d` (resolved), from the back when `from_back`, recorded.
 #[track_caller]
@@ -37,10 +37,8 @@ pub(super) fn scan(
 /// enough elements, else along rows moved last (and the result viewed back in place).
 fn running_sums(x: &Tensor, d: usize, from_back: bool) -> Tensor {
     let shape = x.shape();
-    let inner: usize = shape[d + 1..].iter().product();
-    if inner >= MIN_COLUMNS {
-        let outer = shape[..d].iter().product();
-        let blocks = (outer, shape[d], inner);
+    let blocks = blocks(shape, d);
+    if blocks.2 >= MIN_COLUMNS {
         return Tensor::from_storage(
             map_float_storage!(&x.contiguous_storage(), v => running_sums_down(v, blocks, from_back)),
             Layout::contiguous(shape),

@@ -21,7 +21,7 @@ use tapegrad_tape::{
 
 use super::{reduced_shape, rows_along};
 use crate::binary::where_;
-use crate::dims::resolve;
+use crate::dims::{blocks, resolve};
 
 /// The product along `d` of `x`, shaped `kept` (size 1 at `d`).
 #[track_caller]
@@ -50,16 +50,10 @@ pub(crate) fn prod_along(x: &Tensor, d: usize, keepdim: bool) -> Result<Tensor> 
     }))
 }
 
-/// `(outer, n, inner)`: the elements before dimension `d`, along it, and after it.
-fn blocks(x: &Tensor, d: usize) -> (usize, usize, usize) {
-    let shape = x.shape();
-    (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
-}
-
 /// The products along `d`, in row-major order of the other dimensions: down the columns in
 /// place when `d` is followed by enough elements, else along rows moved last.
 fn products(x: &Tensor, d: usize) -> Storage {
-    let (outer, n, inner) = blocks(x, d);
+    let (outer, n, inner) = blocks(x.shape(), d);
     if inner >= MIN_COLUMNS {
         let blocks = (outer, n, inner);
         return map_float_storage!(&x.contiguous_storage(), v => column_products(v, blocks));
@@ -75,7 +69,7 @@ fn fused_gradient(g: &Tensor, x: &Tensor, d: usize) -> Option<Tensor> {
     if tapegrad_tape::is_grad_enabled() || g.dtype() != x.dtype() {
         return None;
     }
-    let (outer, n, inner) = blocks(x, d);
+    let (outer, n, inner) = blocks(x.shape(), d);
     if inner >= MIN_COLUMNS {
         let shape = (outer, n, inner);
         let grad = match (&g.contiguous_storage(), &x.contiguous_storage()) {
