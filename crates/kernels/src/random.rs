@@ -1,8 +1,8 @@
-//! Random values many at a time. Standard normal samples from uniform ones: [`box_muller`]
-//! (`randn`'s). Bernoulli masks (dropout's): each block of [`BLOCK`] elements has its own
-//! [`LANES`] xoshiro256++ generators, seeded from the caller's seed and the block's
-//! index, so blocks fill in any order, on any thread, with the same result; and the lanes,
-//! stepped together, compile to vector instructions.
+//! Random values many at a time. Standard normal samples, two from each pair of uniform
+//! ones: [`box_muller`] (`randn`'s). Bernoulli masks (dropout's): each block of [`BLOCK`]
+//! elements has its own [`LANES`] xoshiro256++ generators, seeded from the caller's seed
+//! and the block's index, so blocks fill in any order, on any thread, with the same result;
+//! and the lanes, stepped together, compile to vector instructions.
 
 use rayon::prelude::*;
 

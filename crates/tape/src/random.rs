@@ -277,22 +277,25 @@ pub fn with_generator<R>(f: impl FnOnce(&mut Generator) -> R) -> R {
     })
 }
 
-/// `n` standard normal samples, handed to `take` a block at a time: Box-Muller's cosine
-/// half on two uniforms per sample, drawn in order (so each sample costs a fixed amount
-/// of the stream), the logarithms and cosines computed a block at a time in vector
-/// instructions.
+/// `n` standard normal samples, handed to `take` a block at a time: Box-Muller on pairs of
+/// uniforms drawn in order, each pair giving two samples (the block's cosine halves, then
+/// its sine halves; an odd count leaves the last sine unused), the logarithms, cosines and
+/// sines computed a block at a time in vector instructions.
 fn normal_blocks(n: usize, mut take: impl FnMut(&[f64])) {
     const BLOCK: usize = 4096;
     let size = BLOCK.min(n);
-    let (mut u1, mut u2, mut z) = (vec![0.0; size], vec![0.0; size], vec![0.0; size]);
+    let pairs = size.div_ceil(2);
+    let (mut u1, mut u2, mut z) = (vec![0.0; pairs], vec![0.0; pairs], vec![0.0; 2 * pairs]);
     with_generator(|rng| {
         for start in (0..n).step_by(BLOCK) {
             let len = BLOCK.min(n - start);
-            for (a, b) in u1[..len].iter_mut().zip(&mut u2[..len]) {
+            let pairs = len.div_ceil(2);
+            for (a, b) in u1[..pairs].iter_mut().zip(&mut u2[..pairs]) {
                 *a = 1.0 - rng.random::<f64>(); // in (0, 1]: ln(u1) is finite
                 *b = rng.random::<f64>();
             }
-            tapegrad_kernels::random::box_muller(&u1[..len], &u2[..len], &mut z[..len]);
+            let (cosines, sines) = z[..2 * pairs].split_at_mut(pairs);
+            tapegrad_kernels::random::box_muller(&u1[..pairs], &u2[..pairs], cosines, sines);
             take(&z[..len]);
         }
     });

@@ -1,39 +1,53 @@
-//! Standard normal samples from uniform ones, many at a time: Box-Muller's cosine half,
-//! `z = sqrt(-2 ln u1) cos(2π u2)`. The logarithm and the cosine are polynomials here,
-//! which vectorise; libm's are calls, one value at a time.
+//! Standard normal samples from uniform ones, many at a time: Box-Muller's two halves,
+//! `r cos(2π u2)` and `r sin(2π u2)` for `r = sqrt(-2 ln u1)`, so that each pair of
+//! uniforms gives two samples for one logarithm, one square root and one series. The
+//! logarithm and the cosine and sine are polynomials here, which vectorise; libm's are
+//! calls, one value at a time.
 
 use crate::simd::{WidestLoop, run_widest};
 
-/// `out[i] = sqrt(-2 ln u1[i]) cos(2π u2[i])`, for `u1` in (0, 1] (normal numbers: at least
-/// 2^-1022) and `u2` in [0, 1); within a few units in the last place of the exact value.
+/// `cosines[i] = r cos(2π u2[i])` and `sines[i] = r sin(2π u2[i])` for
+/// `r = sqrt(-2 ln u1[i])`: two independent standard normal samples from each pair of
+/// uniforms, for `u1` in (0, 1] (normal numbers: at least 2^-1022) and `u2` in [0, 1);
+/// within a few units in the last place of the exact values.
 ///
 /// ```
 /// use tapegrad_kernels::random::box_muller;
-/// let mut z = [0.0; 3];
-/// box_muller(&[1.0, (-0.5f64).exp(), (-2.0f64).exp()], &[0.3, 0.0, 0.5], &mut z);
-/// assert_eq!(z[0], 0.0); // ln 1 = 0
-/// assert!((z[1] - 1.0).abs() < 1e-15 && (z[2] + 2.0).abs() < 1e-15);
+/// let (mut cosines, mut sines) = ([0.0; 3], [0.0; 3]);
+/// let u1 = [1.0, (-0.5f64).exp(), (-2.0f64).exp()];
+/// box_muller(&u1, &[0.3, 0.0, 0.25], &mut cosines, &mut sines);
+/// assert_eq!((cosines[0], sines[0]), (0.0, 0.0)); // ln 1 = 0
+/// assert!((cosines[1] - 1.0).abs() < 1e-15 && sines[1] == 0.0);
+/// assert!(cosines[2].abs() < 1e-15 && (sines[2] - 2.0).abs() < 1e-15);
 /// ```
 ///
 /// # Panics
-/// If the three slices differ in length.
-pub fn box_muller(u1: &[f64], u2: &[f64], out: &mut [f64]) {
-    assert!(u1.len() == out.len() && u2.len() == out.len(), "box_muller: slice lengths");
-    run_widest(Samples { u1, u2, out });
+/// If the four slices differ in length.
+pub fn box_muller(u1: &[f64], u2: &[f64], cosines: &mut [f64], sines: &mut [f64]) {
+    let len = u1.len();
+    assert!(
+        u2.len() == len && cosines.len() == len && sines.len() == len,
+        "box_muller: slice lengths"
+    );
+    run_widest(Samples { u1, u2, cosines, sines });
 }
 
 struct Samples<'a> {
     u1: &'a [f64],
     u2: &'a [f64],
-    out: &'a mut [f64],
+    cosines: &'a mut [f64],
+    sines: &'a mut [f64],
 }
 
 impl WidestLoop for Samples<'_> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        for ((z, &a), &b) in self.out.iter_mut().zip(self.u1).zip(self.u2) {
-            *z = (-2.0 * ln(a)).sqrt() * cos_two_pi(b);
+        let outputs = self.cosines.iter_mut().zip(self.sines.iter_mut());
+        for ((c, s), (&a, &b)) in outputs.zip(self.u1.iter().zip(self.u2)) {
+            let r = (-2.0 * ln(a)).sqrt();
+            let (cos, sin) = cos_sin_two_pi(b);
+            (*c, *s) = (r * cos, r * sin);
         }
     }
 }
@@ -70,11 +84,11 @@ fn ln(x: f64) -> f64 {
     e * std::f64::consts::LN_2 + 2.0 * s * p
 }
 
-/// `cos(2π u)` for `u` in [0, 1): `4u` is split exactly into the nearest whole quarter turn
-/// `k` and the rest `r` in [-½, ½], and `cos(k π/2 + x)` for `x = r π/2` (|x| <= π/4) is
-/// `± cos x` or `± sin x`, Taylor series to the term below 1e-17.
+/// `(cos(2π u), sin(2π u))` for `u` in [0, 1): `4u` is split exactly into the nearest whole
+/// quarter turn `k` and the rest `r` in [-½, ½], and for `x = r π/2` (|x| <= π/4) the
+/// results are `± cos x` and `± sin x`, Taylor series to the term below 1e-17.
 #[inline(always)]
-fn cos_two_pi(u: f64) -> f64 {
+fn cos_sin_two_pi(u: f64) -> (f64, f64) {
     let t = 4.0 * u;
     let shifted = t + SHIFT;
     let k = shifted - SHIFT;
@@ -90,14 +104,18 @@ fn cos_two_pi(u: f64) -> f64 {
         s = 1.0 - x2 * s * (1.0 / odd as f64);
     }
     let s = x * s;
-    // Quarter turns 0, 1, 2, 3: cos x, -sin x, -cos x, sin x.
-    let value = if quadrant & 1 == 1 { s } else { c };
-    if (quadrant + 1) & 2 == 2 { -value } else { value }
+    // Quarter turns 0, 1, 2, 3: the cosine is cos x, -sin x, -cos x, sin x, and the sine
+    // sin x, cos x, -sin x, -cos x.
+    let odd = quadrant & 1 == 1;
+    let (cos, sin) = if odd { (s, c) } else { (c, s) };
+    let cos = if (quadrant + 1) & 2 == 2 { -cos } else { cos };
+    let sin = if quadrant & 2 == 2 { -sin } else { sin };
+    (cos, sin)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{box_muller, cos_two_pi, ln};
+    use super::{box_muller, cos_sin_two_pi, ln};
 
     #[test]
     fn the_polynomials_match_libm_to_a_few_ulps() {
@@ -106,29 +124,35 @@ mod tests {
             let u =
                 ((i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
             assert!(ulps(ln(u), u.ln()) <= 4.0, "ln {u}: {} vs {}", ln(u), u.ln());
-            let c = (std::f64::consts::TAU * u).cos();
-            // Near a zero of the cosine the libm value carries TAU * u's rounding: compare
-            // absolutely there.
-            assert!(
-                (cos_two_pi(u) - c).abs() <= 4.0 * f64::EPSILON,
-                "cos {u}: {} vs {c}",
-                cos_two_pi(u)
-            );
+            let (cos, sin) = cos_sin_two_pi(u);
+            let (c, s) = ((std::f64::consts::TAU * u).cos(), (std::f64::consts::TAU * u).sin());
+            // Near a zero the libm values carry TAU * u's rounding: compare absolutely.
+            assert!((cos - c).abs() <= 4.0 * f64::EPSILON, "cos {u}: {cos} vs {c}");
+            assert!((sin - s).abs() <= 4.0 * f64::EPSILON, "sin {u}: {sin} vs {s}");
         }
-        assert_eq!((ln(1.0), cos_two_pi(0.0), cos_two_pi(0.5)), (0.0, 1.0, -1.0));
+        assert_eq!(
+            (ln(1.0), cos_sin_two_pi(0.0), cos_sin_two_pi(0.5)),
+            (0.0, (1.0, 0.0), (-1.0, 0.0))
+        );
+        assert_eq!((cos_sin_two_pi(0.25).1, cos_sin_two_pi(0.75).1), (1.0, -1.0));
         assert!((ln(2f64.powi(-53)) + 53.0 * std::f64::consts::LN_2).abs() < 1e-13);
     }
 
     #[test]
-    fn samples_have_the_normal_moments() {
+    fn both_halves_have_the_normal_moments_and_are_uncorrelated() {
         let n = 200_000;
         let u1: Vec<f64> = (0..n).map(|i| 1.0 - (i as f64 + 0.5) / n as f64).collect();
         // A second sequence independent of the first: the golden ratio's multiples.
         let u2: Vec<f64> = (0..n).map(|i| (i as f64 * 0.618_033_988_749_894_9).fract()).collect();
-        let mut z = vec![0.0; n];
-        box_muller(&u1, &u2, &mut z);
-        let mean = z.iter().sum::<f64>() / n as f64;
-        let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
-        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.01, "{mean} {var}");
+        let (mut cosines, mut sines) = (vec![0.0; n], vec![0.0; n]);
+        box_muller(&u1, &u2, &mut cosines, &mut sines);
+        let mean = |z: &[f64]| z.iter().sum::<f64>() / n as f64;
+        for z in [&cosines, &sines] {
+            let m = mean(z);
+            let var = z.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n as f64;
+            assert!(m.abs() < 0.01 && (var - 1.0).abs() < 0.01, "{m} {var}");
+        }
+        let products: Vec<f64> = cosines.iter().zip(&sines).map(|(c, s)| c * s).collect();
+        assert!(mean(&products).abs() < 0.01, "correlation {}", mean(&products));
     }
 }
