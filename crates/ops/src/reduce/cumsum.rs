@@ -37,10 +37,10 @@ pub(super) fn scan(
 /// enough elements, else along rows moved last (and the result viewed back in place).
 fn running_sums(x: &Tensor, d: usize, from_back: bool) -> Tensor {
     let shape = x.shape();
-    let blocks = blocks(shape, d);
-    if blocks.2 >= MIN_COLUMNS {
+    let sizes @ (_, _, inner) = blocks(shape, d);
+    if inner >= MIN_COLUMNS {
         return Tensor::from_storage(
-            map_float_storage!(&x.contiguous_storage(), v => running_sums_down(v, blocks, from_back)),
+            map_float_storage!(&x.contiguous_storage(), v => running_sums_down(v, sizes, from_back)),
             Layout::contiguous(shape),
         );
     }

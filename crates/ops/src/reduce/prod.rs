@@ -53,10 +53,9 @@ pub(crate) fn prod_along(x: &Tensor, d: usize, keepdim: bool) -> Result<Tensor> 
 /// The products along `d`, in row-major order of the other dimensions: down the columns in
 /// place when `d` is followed by enough elements, else along rows moved last.
 fn products(x: &Tensor, d: usize) -> Storage {
-    let (outer, n, inner) = blocks(x.shape(), d);
+    let sizes @ (outer, _, inner) = blocks(x.shape(), d);
     if inner >= MIN_COLUMNS {
-        let blocks = (outer, n, inner);
-        return map_float_storage!(&x.contiguous_storage(), v => column_products(v, blocks));
+        return map_float_storage!(&x.contiguous_storage(), v => column_products(v, sizes));
     }
     let (rows, n) = rows_along(x, d);
     map_float_storage!(&rows, v => row_products(v, (outer * inner, n)))
@@ -69,15 +68,14 @@ fn fused_gradient(g: &Tensor, x: &Tensor, d: usize) -> Option<Tensor> {
     if tapegrad_tape::is_grad_enabled() || g.dtype() != x.dtype() {
         return None;
     }
-    let (outer, n, inner) = blocks(x.shape(), d);
+    let sizes @ (_, _, inner) = blocks(x.shape(), d);
     if inner >= MIN_COLUMNS {
-        let shape = (outer, n, inner);
         let grad = match (&g.contiguous_storage(), &x.contiguous_storage()) {
             (Storage::F32(g), Storage::F32(x)) => {
-                Storage::from_vec(column_product_gradient(g, x, shape))
+                Storage::from_vec(column_product_gradient(g, x, sizes))
             }
             (Storage::F64(g), Storage::F64(x)) => {
-                Storage::from_vec(column_product_gradient(g, x, shape))
+                Storage::from_vec(column_product_gradient(g, x, sizes))
             }
             _ => return None,
         };
