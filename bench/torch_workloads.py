@@ -290,6 +290,8 @@ elif w == "ops":
     op("topk(10, 1)", lambda: x.topk(10, 1)[0].sum().backward())
     picks = torch.randint(0, cols, (rows, cols // 8))
     op("gather(1)", lambda: x.gather(1, picks).sum().backward())
+    positive = x.detach() > 0
+    op("masked_select", lambda: x.masked_select(positive).sum().backward())
     op("logsumexp(1)", lambda: x.logsumexp(1).sum().backward())
     op("amax(1)", lambda: x.amax(1).sum().backward())
     op("prod(1)", lambda: x.prod(1).sum().backward())

@@ -329,6 +329,8 @@ pub fn ops(s: Settings) -> Vec<(&'static str, f64)> {
     time("topk(10, 1)", &|| x.topk(10, 1).0.sum().backward());
     let picks = Tensor::randint(0, cols as i64, &[rows, cols / 8]);
     time("gather(1)", &|| x.gather(1, &picks).sum().backward());
+    let positive = x.detach().gt(&zero);
+    time("masked_select", &|| x.masked_select(&positive).sum().backward());
     time("logsumexp(1)", &|| x.logsumexp(1, false).sum().backward());
     time("amax(1)", &|| x.amax(&[1], false).sum().backward());
     time("prod(1)", &|| x.prod_dim(1, false).sum().backward());

@@ -17,7 +17,7 @@ fn the_benchmark_harness_runs_every_workload() {
     // Two rows each for w1, w2, w8 (the block and the encoder layer) and w9, one for each
     // of the others (w5 has one size when quick), and one per operation of `ops`.
     let operations = measures.iter().filter(|m| m.workload == "ops").count();
-    assert_eq!(operations, 59);
+    assert_eq!(operations, 60);
     assert_eq!(measures.len(), 13 + operations);
     assert!(measures.iter().all(|m| m.ours.len() == 1 && m.ours[0].is_finite() && m.ours[0] > 0.0));
     let text = workloads::table(&measures, false);
@@ -35,6 +35,7 @@ fn the_benchmark_harness_runs_every_workload() {
         "sort(1)",
         "topk(10, 1)",
         "gather(1)",
+        "masked_select",
         "logsumexp(1)",
         "amax(1)",
         "flip(1)",

@@ -25,6 +25,7 @@
 //! | [`triangle`] | the lower or upper triangle of each matrix in a batch (`tril`, `triu`) |
 //! | [`columns`] | scans and reductions down the columns of `[outer, n, inner]` blocks, in strips, for a dimension that is not last (`cumsum`, `prod_dim`) |
 //! | [`product`] | the product of each row, and its gradient (`prod`, `prod_dim`) |
+//! | [`mask`] | the elements a boolean mask marks, picked out in order and put back (`masked_select` and its gradient) |
 //! | [`rows`] | rows picked by index and added back by index (`index_select` along any dimension, `embedding`), split across threads by output rows |
 //! | [`ctc`] | the CTC loss and its gradient, by forward and backward variables rescaled at every step |
 //! | [`grid_sample`] | images sampled at arbitrary points (bilinear or nearest), and the gradients to the images and the points |
@@ -58,6 +59,7 @@ mod implicit_gemm;
 pub mod in_place;
 pub mod layer_norm;
 pub mod layout;
+pub mod mask;
 pub mod order;
 pub mod pad;
 pub mod parallel;

@@ -6,6 +6,7 @@
 
 use std::panic::Location;
 
+use tapegrad_kernels::mask;
 use tapegrad_tape::layout::Layout;
 use tapegrad_tape::layout::numel;
 use tapegrad_tape::smallvec::smallvec;
@@ -485,18 +486,48 @@ pub(crate) fn masked_select(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
                 location,
             }
         })?;
-    let picks: Vec<i64> = mask
-        .broadcast_to(&shape)
-        .to_vec::<bool>()
-        .iter()
-        .enumerate()
-        .filter(|(_, keep)| **keep)
-        .map(|(i, _)| i as i64)
-        .collect();
-    let n = picks.len();
-    let flat =
-        crate::shape::reshape_to(&x.broadcast_to(&shape).contiguous(), &[shape.iter().product()]);
-    index_select(&flat, 0, &Tensor::from_vec(picks, &[n]))
+    let mask = mask.broadcast_to(&shape).contiguous();
+    Ok(select_marked(&x.broadcast_to(&shape), &mask, location))
+}
+
+/// The elements of `x` that `mask` (a contiguous bool tensor of `x`'s shape) marks, in
+/// order, as one recorded op; its gradient is [`scatter_marked`]'s, and the other way round,
+/// so every order of derivative is one pass.
+fn select_marked(x: &Tensor, mask: &Tensor, location: &'static Location<'static>) -> Tensor {
+    let marks = mask.contiguous_storage();
+    let marks = marks.as_slice::<bool>().expect("a bool mask, checked by the caller");
+    let picked = tapegrad_tape::map_storage!(&x.contiguous_storage(), v => mask::select(v, marks));
+    let count = picked.len();
+    record_with_tangent(
+        "masked_select",
+        location,
+        &[x],
+        Tensor::from_storage(picked, Layout::contiguous(&[count])),
+        || {
+            let mask = mask.clone();
+            Backward::new(move |ctx| smallvec![Some(scatter_marked(ctx.grad(), &mask, location))])
+        },
+        |ctx| ctx.map(|v| select_marked(v, mask, location)),
+    )
+}
+
+/// The values of `picked` put back, in order, where `mask` marks, zeros elsewhere: the
+/// gradient of [`select_marked`] (PyTorch's `masked_scatter` into zeros).
+fn scatter_marked(picked: &Tensor, mask: &Tensor, location: &'static Location<'static>) -> Tensor {
+    let marks = mask.contiguous_storage();
+    let marks = marks.as_slice::<bool>().expect("a bool mask, checked by the caller");
+    let placed = tapegrad_tape::map_float_storage!(&picked.contiguous_storage(), v => mask::scatter(v, marks));
+    record_with_tangent(
+        "masked_scatter",
+        location,
+        &[picked],
+        Tensor::from_storage(placed, Layout::contiguous(mask.shape())),
+        || {
+            let mask = mask.clone();
+            Backward::new(move |ctx| smallvec![Some(select_marked(ctx.grad(), &mask, location))])
+        },
+        |ctx| ctx.map(|v| scatter_marked(v, mask, location)),
+    )
 }
 
 /// Operations driven by int64 index tensors: picking (`index_select`, `gather`) and
