@@ -1133,12 +1133,13 @@ fn reduction_blocks(shape: &[usize]) -> Option<Vec<(usize, usize)>> {
 /// # Panics
 /// If `x` is not a whole number of rows.
 pub fn running_sums<T: Real>(x: &[T], n: usize, from_back: bool) -> Vec<T> {
-    let mut out = vec![T::ZERO; x.len()];
     if n == 0 || x.is_empty() {
-        return out;
+        return vec![T::ZERO; x.len()];
     }
     assert_eq!(x.len() % n, 0, "running_sums: {} elements are not rows of {n}", x.len());
-    let block = |x: &[T], out: &mut [T]| {
+    // Every slot is written below, so the output is not cleared first.
+    let mut out: Vec<T> = Vec::with_capacity(x.len());
+    let block = |x: &[T], out: &mut [MaybeUninit<T>]| {
         let (mut columns, mut sums) = (vec![T::ZERO; LANES * n], vec![T::ZERO; LANES * n]);
         for (x, out) in x.chunks(LANES * n).zip(out.chunks_mut(LANES * n)) {
             if x.len() < LANES * n {
@@ -1147,7 +1148,7 @@ pub fn running_sums<T: Real>(x: &[T], n: usize, from_back: bool) -> Vec<T> {
                     for step in 0..n {
                         let i = if from_back { n - 1 - step } else { step };
                         total += row[i].widen();
-                        sums[i] = T::round_from(total);
+                        sums[i].write(T::round_from(total));
                     }
                 }
                 continue;
@@ -1155,18 +1156,22 @@ pub fn running_sums<T: Real>(x: &[T], n: usize, from_back: bool) -> Vec<T> {
             let dense = |cols| RowMajorAt { start: 0, row_stride: cols };
             transpose_into(x, dense(n), LANES, n, as_uninit(&mut columns), dense(LANES));
             run_widest(ColumnSums { columns: &columns, sums: &mut sums, from_back });
-            transpose_into(&sums, dense(LANES), n, LANES, as_uninit(out), dense(n));
+            transpose_into(&sums, dense(LANES), n, LANES, out, dense(n));
         }
     };
     let rows = x.len() / n;
+    let slots = &mut out.spare_capacity_mut()[..x.len()];
     if rows > LANES && start_parallel(x.len()) {
         let per_task = (parallel_chunk(x.len()) / n).max(1).next_multiple_of(LANES);
         x.par_chunks(per_task * n)
-            .zip(out.par_chunks_mut(per_task * n))
+            .zip(slots.par_chunks_mut(per_task * n))
             .for_each(|(x, o)| block(x, o));
     } else {
-        block(x, &mut out);
+        block(x, slots);
     }
+    // SAFETY: `block` wrote every slot: each whole group of LANES rows through the
+    // transpose of its sums, each row of a short last group element by element.
+    unsafe { out.set_len(x.len()) };
     out
 }
 
