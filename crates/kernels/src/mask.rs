@@ -60,7 +60,8 @@ pub fn select<T: Copy + Default + Send + Sync>(values: &[T], mask: &[bool]) -> V
     out
 }
 
-/// `picked` put back at the positions `mask` marks, in order, with zeros elsewhere: the gradient of [`select`], and PyTorch's `masked_scatter` into zeros.
+/// `picked` put back at the positions `mask` marks, in order, with zeros elsewhere: the
+/// gradient of [`select`], and PyTorch's `masked_scatter` into zeros.
 ///
 /// ```
 /// use tapegrad_kernels::mask::{scatter, select};

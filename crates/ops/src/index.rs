@@ -516,7 +516,10 @@ fn select_marked(x: &Tensor, mask: &Tensor, location: &'static Location<'static>
 fn scatter_marked(picked: &Tensor, mask: &Tensor, location: &'static Location<'static>) -> Tensor {
     let marks = mask.contiguous_storage();
     let marks = marks.as_slice::<bool>().expect("a bool mask, checked by the caller");
-    let placed = tapegrad_tape::map_float_storage!(&picked.contiguous_storage(), v => mask::scatter(v, marks));
+    let placed = tapegrad_tape::map_float_storage!(
+        &picked.contiguous_storage(),
+        v => mask::scatter(v, marks)
+    );
     record_with_tangent(
         "masked_scatter",
         location,
