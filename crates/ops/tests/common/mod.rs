@@ -528,7 +528,8 @@ fn elman_sequence_case(clear_of_zero: bool) -> BoxedStrategy<Sample> {
 /// Ops that are piecewise smooth: their derivative jumps where two inputs tie (max,
 /// pooling, |a - b|, a `where` that compares its operands, and sort and topk, whose
 /// order swaps) or where an input crosses zero (relu, abs, prelu, and elu and selu, whose
-/// slope is `alpha` (times `scale`) below zero and 1 (`scale`) above).
+/// slope is `alpha` (times `scale`) below zero and 1 (`scale`) above; celu and softsign,
+/// whose second derivative jumps there).
 pub const PIECEWISE: &[&str] = &[
     "where_",
     "x.sort",
@@ -538,6 +539,8 @@ pub const PIECEWISE: &[&str] = &[
     "x.leaky_relu",
     "x.elu",
     "x.selu",
+    "x.celu",
+    "x.softsign",
     "x.prelu",
     "a.maximum",
     "a.minimum",
