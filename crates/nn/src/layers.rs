@@ -350,12 +350,31 @@ impl Conv1d {
     /// assert_eq!(conv.forward(&Tensor::zeros(&[2, 3, 20])).shape(), &[2, 8, 16]);
     /// ```
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
-        let shape = [out_channels, in_channels, kernel];
+        Self::with_groups(in_channels, out_channels, kernel, 1)
+    }
+
+    /// A grouped convolution (`groups` must divide both channel counts): with `groups`
+    /// equal to the channels, the depthwise convolution of Conformer and TCN blocks.
+    ///
+    /// ```
+    /// use tapegrad_nn::{Conv1d, Forward, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let depthwise = Conv1d::with_groups(6, 6, 5, 6).padding(2);
+    /// assert_eq!(depthwise.weight.shape(), &[6, 1, 5]);
+    /// assert_eq!(depthwise.forward(&Tensor::zeros(&[2, 6, 40])).shape(), &[2, 6, 40]);
+    /// ```
+    pub fn with_groups(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        groups: usize,
+    ) -> Self {
+        let shape = [out_channels, in_channels / groups.max(1), kernel];
         let (fan_in, _) = init::fans(&shape);
         Conv1d {
             weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
             bias: Some(default_bias(out_channels, fan_in)),
-            options: ConvOptions::default(),
+            options: ConvOptions::default().groups(groups),
         }
     }
 
@@ -391,13 +410,31 @@ impl ConvTranspose2d {
     /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 10, 10])).shape(), &[1, 3, 14, 14]); // grows by k - 1
     /// ```
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
-        let shape = [in_channels, out_channels, kernel, kernel];
+        Self::with_groups(in_channels, out_channels, kernel, 1)
+    }
+
+    /// A grouped transposed convolution (`groups` must divide both channel counts).
+    ///
+    /// ```
+    /// use tapegrad_nn::{ConvTranspose2d, Forward, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let up = ConvTranspose2d::with_groups(8, 4, 2, 4).stride(2);
+    /// assert_eq!(up.weight.shape(), &[8, 1, 2, 2]); // [in, out / groups, k, k]
+    /// assert_eq!(up.forward(&Tensor::zeros(&[1, 8, 5, 5])).shape(), &[1, 4, 10, 10]);
+    /// ```
+    pub fn with_groups(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        groups: usize,
+    ) -> Self {
+        let shape = [in_channels, out_channels / groups.max(1), kernel, kernel];
         // PyTorch computes fan-in from dimension 1 here, as for any weight.
         let (fan_in, _) = init::fans(&shape);
         ConvTranspose2d {
             weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
             bias: Some(default_bias(out_channels, fan_in)),
-            options: ConvOptions::default(),
+            options: ConvOptions::default().groups(groups),
         }
     }
 
@@ -447,13 +484,31 @@ impl ConvTranspose1d {
     /// assert_eq!(up.forward(&Tensor::zeros(&[2, 8, 10])).shape(), &[2, 3, 14]); // grows by k - 1
     /// ```
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
-        let shape = [in_channels, out_channels, kernel];
+        Self::with_groups(in_channels, out_channels, kernel, 1)
+    }
+
+    /// A grouped transposed convolution (`groups` must divide both channel counts).
+    ///
+    /// ```
+    /// use tapegrad_nn::{ConvTranspose1d, Forward, Module};
+    /// use tapegrad_tape::Tensor;
+    /// let up = ConvTranspose1d::with_groups(6, 6, 4, 3).stride(2).padding(1);
+    /// assert_eq!(up.weight.shape(), &[6, 2, 4]); // [in, out / groups, k]
+    /// assert_eq!(up.forward(&Tensor::zeros(&[1, 6, 20])).shape(), &[1, 6, 40]);
+    /// ```
+    pub fn with_groups(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        groups: usize,
+    ) -> Self {
+        let shape = [in_channels, out_channels / groups.max(1), kernel];
         // As for ConvTranspose2d, PyTorch's fan-in is from dimension 1.
         let (fan_in, _) = init::fans(&shape);
         ConvTranspose1d {
             weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
             bias: Some(default_bias(out_channels, fan_in)),
-            options: ConvOptions::default(),
+            options: ConvOptions::default().groups(groups),
         }
     }
 
