@@ -224,7 +224,10 @@ pub(crate) fn grad_value<F: BinaryFn>(g: &Tensor, saved: (&Storage, &Layout)) ->
     zip_fresh(g, saved, Apply::<F>::new(), Apply::<F>::new())
 }
 
-fn zip_fresh(
+/// `f(g, v)` over the elements of `g` and of saved values `v` (a storage and its layout) of
+/// `g`'s shape, as a new contiguous tensor (nothing recorded); `None` unless both are of one
+/// float dtype.
+pub(crate) fn zip_fresh(
     g: &Tensor,
     (v, v_layout): (&Storage, &Layout),
     f32f: impl ElementFn2<f32, f32, f32>,

@@ -47,6 +47,7 @@ mod activation;
 mod attention;
 mod binary;
 mod conv;
+mod derivative;
 mod dims;
 mod distance;
 mod einsum;

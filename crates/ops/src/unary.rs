@@ -26,7 +26,7 @@
 //!
 //! The methods are at the end of the file: [`UnaryOps`], with [`Exponent`] for `pow`.
 
-use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
+use std::f64::consts::FRAC_2_SQRT_PI;
 use std::marker::PhantomData;
 use std::panic::Location;
 
@@ -41,6 +41,7 @@ use tapegrad_tape::{
 };
 
 use crate::binary::{select_grad, try_where};
+use crate::derivative::{Derivatives, derivative_op};
 use crate::elementwise::{
     BinaryFn, Special, UnaryFn, binary_fn, fused_rule, grad_value, mask, unary, unary_fn,
     unary_with,
@@ -338,17 +339,54 @@ pub(crate) fn elu_scaled(
                 if let Some(grad) = fused {
                     return smallvec![Some(grad)];
                 }
-                let pos = mask(x, |v| v > 0.0 || v.is_nan());
-                let zero = Tensor::zeros_dtype(&[], x.dtype());
-                let neg = try_where(&pos, &zero, x).expect("same shape");
-                let scaled = if input_scale == 1.0 { neg } else { neg.mul_scalar(input_scale) };
-                let inside = g * &exp(&scaled).mul_scalar(input_scale * negative);
-                let outside = if scale == 1.0 { g.clone() } else { g.mul_scalar(scale) };
-                smallvec![Some(try_where(&pos, &outside, &inside).expect("same shape"))]
+                let derivatives = EluDerivatives { scale, input_scale, slope };
+                smallvec![Some(derivative_op("elu_backward", g, x, derivatives))]
             })
             .save(x)
         },
     )
+}
+
+/// The derivatives of PyTorch's `elu(x, alpha, scale, input_scale)`, with `slope = alpha
+/// scale input_scale`: `F' = scale` and `F'' = 0` where `x > 0` (or NaN), else `F' = slope
+/// e^(input_scale x)` and `F'' = input_scale F'`. The exponential is taken of the
+/// non-positive part only, so +inf gives `scale g`, not 0 * e^inf = NaN.
+#[derive(Clone, Copy)]
+struct EluDerivatives {
+    scale: f64,
+    input_scale: f64,
+    slope: f64,
+}
+
+impl EluDerivatives {
+    /// Whether `x` takes the linear branch, and `slope e^(input_scale x)` off it.
+    #[inline(always)]
+    fn branch<T: Special>(self, x: T) -> (bool, T) {
+        let linear = (x > T::ZERO) | x.is_nan();
+        let exponent = if linear { T::ZERO } else { x * T::from_f64(self.input_scale) };
+        (linear, exponent.exp_vectorisable() * T::from_f64(self.slope))
+    }
+}
+
+impl Derivatives for EluDerivatives {
+    #[inline(always)]
+    fn first<T: Special>(self, g: T, x: T) -> T {
+        let (linear, curve) = self.branch(x);
+        if linear { g * T::from_f64(self.scale) } else { g * curve }
+    }
+    #[inline(always)]
+    fn second<T: Special>(self, g: T, x: T) -> T {
+        let (linear, curve) = self.branch(x);
+        if linear { T::ZERO } else { g * (curve * T::from_f64(self.input_scale)) }
+    }
+    fn second_recorded(self, g: &Tensor, x: &Tensor) -> Tensor {
+        let linear = mask(x, |v| v > 0.0 || v.is_nan());
+        let zero = Tensor::zeros_dtype(&[], x.dtype());
+        let negative_part = try_where(&linear, &zero, x).expect("same shape");
+        let curve = exp(&negative_part.mul_scalar(self.input_scale));
+        let inside = g * &curve.mul_scalar(self.slope * self.input_scale);
+        try_where(&linear, &zero, &inside).expect("same shape")
+    }
 }
 
 #[track_caller]
@@ -451,13 +489,32 @@ pub(crate) fn erf(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn silu(x: &Tensor) -> Tensor {
-    // d x s(x) = s (1 + x (1 - s))
     unary_saving_derivative::<Silu, SiluGrad>("silu", x, |ctx| {
-        let x = ctx.saved(0);
-        let s = sigmoid_op(x);
-        let d = &s * &(x * &s.rsub_scalar(1.0)).add_scalar(1.0);
-        ctx.grad() * &d
+        derivative_op("silu_backward", ctx.grad(), ctx.saved(0), SiluDerivatives)
     })
+}
+
+/// SiLU's derivatives: `F' = s (1 + x (1 - s))`, `F'' = s (1 - s) (2 + x (1 - 2 s))`.
+#[derive(Clone, Copy)]
+struct SiluDerivatives;
+
+impl Derivatives for SiluDerivatives {
+    #[inline(always)]
+    fn first<T: Special>(self, g: T, x: T) -> T {
+        SiluGrad::apply(g, x)
+    }
+    #[inline(always)]
+    fn second<T: Special>(self, g: T, x: T) -> T {
+        let s = sigmoid(x);
+        let two = T::from_f64(2.0);
+        g * (s * (T::ONE - s) * (two + x * (T::ONE - two * s)))
+    }
+    fn second_recorded(self, g: &Tensor, x: &Tensor) -> Tensor {
+        let s = sigmoid_op(x);
+        let slope = &s * &s.rsub_scalar(1.0);
+        let bend = (x * &s.mul_scalar(-2.0).add_scalar(1.0)).add_scalar(2.0);
+        g * &(&slope * &bend)
+    }
 }
 
 /// GELU, exact (`x Phi(x)`) or with PyTorch's tanh approximation.
@@ -467,25 +524,74 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
         // y = x/2 (1 + tanh u), u = c (x + k x^3):
         // dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2)
         return unary_saving_derivative::<GeluTanh, GeluTanhGrad>("gelu_tanh", x, |ctx| {
-            let x = ctx.saved(0);
-            let c = (2.0 / std::f64::consts::PI).sqrt();
-            let k = 0.044715;
-            let x2 = square(x);
-            let t = tanh(&(x + &(&x2 * x).mul_scalar(k)).mul_scalar(c));
-            let du = x2.mul_scalar(3.0 * k).add_scalar(1.0).mul_scalar(c);
-            let d = &t.add_scalar(1.0).mul_scalar(0.5)
-                + &(&(x * &square(&t).rsub_scalar(1.0)) * &du).mul_scalar(0.5);
-            ctx.grad() * &d
+            derivative_op("gelu_backward", ctx.grad(), ctx.saved(0), GeluTanhDerivatives)
         });
     }
-    // d x Phi(x) = Phi(x) + x phi(x)
     unary_saving_derivative::<GeluErf, GeluErfGrad>("gelu", x, |ctx| {
-        let x = ctx.saved(0);
-        let cdf = erf(&x.div_scalar(SQRT_2)).add_scalar(1.0).mul_scalar(0.5);
-        let pdf =
-            exp(&square(x).mul_scalar(-0.5)).mul_scalar(1.0 / (2.0 * std::f64::consts::PI).sqrt());
-        ctx.grad() * &(&cdf + &(x * &pdf))
+        derivative_op("gelu_backward", ctx.grad(), ctx.saved(0), GeluErfDerivatives)
     })
+}
+
+/// `1 / sqrt(2 pi)`, the standard normal density at 0.
+const NORMAL_DENSITY_AT_0: f64 = 0.398_942_280_401_432_7;
+
+/// Exact GELU's derivatives: `F' = Phi(x) + x phi(x)`, `F'' = phi(x) (2 - x^2)`.
+#[derive(Clone, Copy)]
+struct GeluErfDerivatives;
+
+impl Derivatives for GeluErfDerivatives {
+    #[inline(always)]
+    fn first<T: Special>(self, g: T, x: T) -> T {
+        GeluErfGrad::apply(g, x)
+    }
+    #[inline(always)]
+    fn second<T: Special>(self, g: T, x: T) -> T {
+        let x2 = x * x;
+        let density =
+            (T::from_f64(-0.5) * x2).exp_vectorisable() * T::from_f64(NORMAL_DENSITY_AT_0);
+        g * (density * (T::from_f64(2.0) - x2))
+    }
+    fn second_recorded(self, g: &Tensor, x: &Tensor) -> Tensor {
+        let x2 = square(x);
+        let density = exp(&x2.mul_scalar(-0.5)).mul_scalar(NORMAL_DENSITY_AT_0);
+        g * &(&density * &x2.rsub_scalar(2.0))
+    }
+}
+
+/// The tanh form's derivatives. With `t = tanh u`, `u = c (x + k x^3)`, `u' = c (1 + 3 k
+/// x^2)` and `u'' = 6 c k x`: `F' = (1 + t) / 2 + x (1 - t^2) u' / 2`, `F'' = (1 - t^2) (u' +
+/// x (u'' - 2 t u'^2) / 2)`.
+#[derive(Clone, Copy)]
+struct GeluTanhDerivatives;
+
+/// The tanh form's `c` and `k`.
+const GELU_TANH_C: f64 = 0.797_884_560_802_865_4;
+const GELU_TANH_K: f64 = 0.044715;
+
+impl Derivatives for GeluTanhDerivatives {
+    #[inline(always)]
+    fn first<T: Special>(self, g: T, x: T) -> T {
+        GeluTanhGrad::apply(g, x)
+    }
+    #[inline(always)]
+    fn second<T: Special>(self, g: T, x: T) -> T {
+        let (c, k, half) = (T::from_f64(GELU_TANH_C), T::from_f64(GELU_TANH_K), T::from_f64(0.5));
+        let x2 = x * x;
+        let t = (c * (x + k * x2 * x)).tanh_vectorisable();
+        let du = c * (T::ONE + T::from_f64(3.0) * k * x2);
+        let ddu = T::from_f64(6.0) * c * k * x;
+        g * ((T::ONE - t * t) * (du + half * x * (ddu - T::from_f64(2.0) * t * du * du)))
+    }
+    fn second_recorded(self, g: &Tensor, x: &Tensor) -> Tensor {
+        let (c, k) = (GELU_TANH_C, GELU_TANH_K);
+        let x2 = square(x);
+        let t = tanh(&(x + &(&x2 * x).mul_scalar(k)).mul_scalar(c));
+        let du = x2.mul_scalar(3.0 * k).add_scalar(1.0).mul_scalar(c);
+        let ddu = x.mul_scalar(6.0 * c * k);
+        let bend = &ddu - &(&(&t * &du) * &du).mul_scalar(2.0);
+        let inner = &du + &(x * &bend).mul_scalar(0.5);
+        g * &(&square(&t).rsub_scalar(1.0) * &inner)
+    }
 }
 
 /// Records `F` on `x` (saving `x`) with a rule that multiplies the gradient by `F`'s
@@ -574,13 +680,43 @@ pub(crate) fn softplus_op(x: &Tensor, beta: f64, threshold: f64) -> Tensor {
                 if let Some(grad) = fused {
                     return smallvec![Some(grad)];
                 }
-                let linear = mask(x, move |v| v * beta > threshold);
-                let s = &sigmoid_op(&x.mul_scalar(beta)) * &linear.rsub_scalar(1.0);
-                smallvec![Some(ctx.grad() * &(&s + &linear))]
+                let derivatives = SoftplusDerivatives { beta, threshold };
+                smallvec![Some(derivative_op("softplus_backward", ctx.grad(), x, derivatives))]
             })
             .save(x)
         },
     )
+}
+
+/// Softplus's derivatives, with `s = sigmoid(beta x)`: `F' = s` and `F'' = beta s (1 - s)`,
+/// and `1` and `0` in the linear region (`beta x > threshold`).
+#[derive(Clone, Copy)]
+struct SoftplusDerivatives {
+    beta: f64,
+    threshold: f64,
+}
+
+impl Derivatives for SoftplusDerivatives {
+    #[inline(always)]
+    fn first<T: Special>(self, g: T, x: T) -> T {
+        let bx = x * T::from_f64(self.beta);
+        if bx > T::from_f64(self.threshold) { g } else { g * sigmoid(bx) }
+    }
+    #[inline(always)]
+    fn second<T: Special>(self, g: T, x: T) -> T {
+        let beta = T::from_f64(self.beta);
+        let bx = x * beta;
+        let s = sigmoid(bx);
+        let curve = g * (beta * s * (T::ONE - s));
+        if bx > T::from_f64(self.threshold) { T::ZERO } else { curve }
+    }
+    fn second_recorded(self, g: &Tensor, x: &Tensor) -> Tensor {
+        let (beta, threshold) = (self.beta, self.threshold);
+        let curved = mask(x, move |v| v * beta <= threshold || v.is_nan());
+        let s = sigmoid_op(&x.mul_scalar(beta));
+        let curve = (&s * &s.rsub_scalar(1.0)).mul_scalar(beta);
+        g * &(&curve * &curved)
+    }
 }
 
 /// `x` limited to `[min, max]` (either bound optional), PyTorch's `min(max(x, min), max)`:

@@ -96,6 +96,57 @@ fn tanh_and_sigmoid_differentiate_to_the_third_order() {
     }
 }
 
+/// Under `create_graph`, the rules of SiLU, the ELU family, GELU (both forms) and softplus
+/// are one recorded op each (`silu_backward`, ...), whose own rules compute the second derivative in one pass
+/// (the last pass here, which records nothing) and record it for the third: each derivative up to the third against central differences
+/// of the one before it, in f64, with softplus on both sides of its linear threshold.
+#[test]
+fn silu_elu_gelu_and_softplus_differentiate_to_the_third_order() {
+    use tapegrad_ops::prelude::*;
+    use tapegrad_ops::{GeluApproximate, SoftplusOptions};
+    use tapegrad_tape::{GradOptions, grad};
+    type Op = fn(&Tensor) -> Tensor;
+    let ops: [(&str, Op); 8] = [
+        ("silu", |x| x.silu()),
+        ("elu", |x| x.elu_with(0.7)),
+        ("celu", |x| x.celu_with(1.5)),
+        ("selu", |x| x.selu()),
+        ("gelu", |x| x.gelu()),
+        ("gelu_tanh", |x| x.gelu_with(GeluApproximate::Tanh)),
+        ("softplus", |x| x.softplus()),
+        ("softplus_with", |x| x.softplus_with(SoftplusOptions::default().beta(2.0).threshold(1.0))),
+    ];
+    // The `order`-th derivative at each point, through `order` recorded passes.
+    let derivative = |f: Op, points: &[f64], order: usize| -> Vec<f64> {
+        let x = Tensor::from_vec(points.to_vec(), &[points.len()]).requires_grad();
+        let mut current = f(&x);
+        for pass in 0..order {
+            // The last pass records nothing, so the fused rules run there.
+            let options = GradOptions::new().create_graph(pass + 1 < order);
+            current = grad(&[&current.sum()], &[&x], options)[0].clone().expect("x is used");
+        }
+        current.to_vec::<f64>()
+    };
+    let points = [-4.0, -1.3, -0.2, 0.1, 0.35, 0.9, 2.5, 25.0];
+    let h = 1e-5;
+    for (name, f) in ops {
+        for order in 1..=3 {
+            let got = derivative(f, &points, order);
+            let up: Vec<f64> = points.iter().map(|p| p + h).collect();
+            let down: Vec<f64> = points.iter().map(|p| p - h).collect();
+            let (above, below) = (derivative(f, &up, order - 1), derivative(f, &down, order - 1));
+            for (i, point) in points.iter().enumerate() {
+                let want = (above[i] - below[i]) / (2.0 * h);
+                assert!(
+                    (got[i] - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "{name}: derivative {order} at {point}: {} vs {want}",
+                    got[i]
+                );
+            }
+        }
+    }
+}
+
 /// GELU and SiLU keep their derivative from the forward pass for large contiguous inputs
 /// (and evaluate it again in backward otherwise): GELU's first two derivatives on a tensor
 /// past that size against closed forms, and for each of them the same derivatives, to the
