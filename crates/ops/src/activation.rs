@@ -38,7 +38,7 @@ binary_fn!(LogSigmoidGrad, |g, x| g * sigmoid(-x));
 
 #[track_caller]
 fn mish(x: &Tensor) -> Tensor {
-    unary_saving_derivative::<Mish, MishGrad>("mish", x, |ctx| {
+    unary_saving_derivative::<Mish, MishGrad>("mish", x, |ctx, _| {
         let x = ctx.saved(0);
         // softplus without its linear region, whose second derivative would be 0.
         let t = tanh(&softplus_op(x, 1.0, f64::INFINITY));

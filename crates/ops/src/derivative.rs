@@ -52,41 +52,52 @@ impl<D: Derivatives, T: Special> ElementFn2<T, T, T> for Second<D> {
 }
 
 /// `g F'(x)` recorded as the op `op` of `g` and `x`: the rule of `F` under `create_graph`.
+/// `derivative` is `F'(x)` where the forward pass kept it: then the value is a product
+/// (the same bits: `first` takes the product last) instead of `F'` evaluated again.
 #[track_caller]
 pub(crate) fn derivative_op<D: Derivatives>(
     op: &'static str,
     g: &Tensor,
     x: &Tensor,
     derivatives: D,
+    derivative: Option<&Tensor>,
 ) -> Tensor {
     let location = Location::caller();
-    let value = if same_shape(g.shape(), x.shape()) {
+    let value = if !same_shape(g.shape(), x.shape()) {
+        None
+    } else if let Some(d) = derivative.filter(|d| same_shape(d.shape(), x.shape())) {
+        d.read_storage(|d, layout| zip_fresh(g, (d, layout), |g, d| g * d, |g, d| g * d))
+    } else {
         x.read_storage(|x, layout| {
             zip_fresh(g, (x, layout), First(derivatives), First(derivatives))
         })
-    } else {
-        None
     };
     let Some(value) = value else {
         // A gradient that only broadcasts to the input (the sweep passes the output's
         // shape): the rule is linear in it.
-        return g * &derivative_op(op, &x.ones_like(), x, derivatives);
+        return g * &derivative_op(op, &x.ones_like(), x, derivatives, derivative);
     };
+    let has_derivative = derivative.is_some();
     let make_backward = || {
-        Backward::new(move |ctx| {
+        let backward = Backward::new(move |ctx| {
             let (g, x, gg) = (ctx.saved(0), ctx.saved(1), ctx.grad());
+            let d = has_derivative.then(|| ctx.saved(2));
             smallvec![
-                ctx.needs_input_grad(0).then(|| derivative_op(op, gg, x, derivatives)),
+                ctx.needs_input_grad(0).then(|| derivative_op(op, gg, x, derivatives, d)),
                 ctx.needs_input_grad(1).then(|| second_derivative(&(gg * g), x, derivatives)),
             ]
         })
         .save(g)
-        .save(x)
+        .save(x);
+        match derivative {
+            Some(d) => backward.save(d),
+            None => backward,
+        }
     };
     record_with_tangent(op, location, &[g, x], value, make_backward, |ctx| {
         ctx.sum(|i, v| {
             if i == 0 {
-                derivative_op(op, v, x, derivatives)
+                derivative_op(op, v, x, derivatives, derivative)
             } else {
                 second_derivative(&(v * g), x, derivatives)
             }

@@ -340,7 +340,7 @@ pub(crate) fn elu_scaled(
                     return smallvec![Some(grad)];
                 }
                 let derivatives = EluDerivatives { scale, input_scale, slope };
-                smallvec![Some(derivative_op("elu_backward", g, x, derivatives))]
+                smallvec![Some(derivative_op("elu_backward", g, x, derivatives, None))]
             })
             .save(x)
         },
@@ -442,21 +442,25 @@ pub(crate) fn reciprocal(x: &Tensor) -> Tensor {
 /// and a plain backward is one product.
 #[track_caller]
 pub(crate) fn sin(x: &Tensor) -> Tensor {
-    let composed = |ctx: &BackwardCtx<'_>| ctx.grad() * &cos(ctx.saved(0));
+    let composed = |ctx: &BackwardCtx<'_>, _: Option<&Tensor>| ctx.grad() * &cos(ctx.saved(0));
     if within_sin_cos_bound(x) {
         return unary_saving_derivative::<SinInRange, SinGrad>("sin", x, composed);
     }
-    unary::<Sin>("sin", x, || Backward::new(move |ctx| smallvec![Some(composed(ctx))]).save(x))
+    unary::<Sin>("sin", x, || {
+        Backward::new(move |ctx| smallvec![Some(composed(ctx, None))]).save(x)
+    })
 }
 
 /// `cos(x)`, as [`sin`].
 #[track_caller]
 pub(crate) fn cos(x: &Tensor) -> Tensor {
-    let composed = |ctx: &BackwardCtx<'_>| -(ctx.grad() * &sin(ctx.saved(0)));
+    let composed = |ctx: &BackwardCtx<'_>, _: Option<&Tensor>| -(ctx.grad() * &sin(ctx.saved(0)));
     if within_sin_cos_bound(x) {
         return unary_saving_derivative::<CosInRange, CosGrad>("cos", x, composed);
     }
-    unary::<Cos>("cos", x, || Backward::new(move |ctx| smallvec![Some(composed(ctx))]).save(x))
+    unary::<Cos>("cos", x, || {
+        Backward::new(move |ctx| smallvec![Some(composed(ctx, None))]).save(x)
+    })
 }
 
 /// Whether `x` is a contiguous f32 tensor whose every value lies within the vectorised sine's
@@ -489,8 +493,8 @@ pub(crate) fn erf(x: &Tensor) -> Tensor {
 
 #[track_caller]
 pub(crate) fn silu(x: &Tensor) -> Tensor {
-    unary_saving_derivative::<Silu, SiluGrad>("silu", x, |ctx| {
-        derivative_op("silu_backward", ctx.grad(), ctx.saved(0), SiluDerivatives)
+    unary_saving_derivative::<Silu, SiluGrad>("silu", x, |ctx, derivative| {
+        derivative_op("silu_backward", ctx.grad(), ctx.saved(0), SiluDerivatives, derivative)
     })
 }
 
@@ -523,12 +527,22 @@ pub(crate) fn gelu(x: &Tensor, tanh_approximation: bool) -> Tensor {
     if tanh_approximation {
         // y = x/2 (1 + tanh u), u = c (x + k x^3):
         // dy/dx = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2)
-        return unary_saving_derivative::<GeluTanh, GeluTanhGrad>("gelu_tanh", x, |ctx| {
-            derivative_op("gelu_backward", ctx.grad(), ctx.saved(0), GeluTanhDerivatives)
-        });
+        return unary_saving_derivative::<GeluTanh, GeluTanhGrad>(
+            "gelu_tanh",
+            x,
+            |ctx, derivative| {
+                derivative_op(
+                    "gelu_backward",
+                    ctx.grad(),
+                    ctx.saved(0),
+                    GeluTanhDerivatives,
+                    derivative,
+                )
+            },
+        );
     }
-    unary_saving_derivative::<GeluErf, GeluErfGrad>("gelu", x, |ctx| {
-        derivative_op("gelu_backward", ctx.grad(), ctx.saved(0), GeluErfDerivatives)
+    unary_saving_derivative::<GeluErf, GeluErfGrad>("gelu", x, |ctx, derivative| {
+        derivative_op("gelu_backward", ctx.grad(), ctx.saved(0), GeluErfDerivatives, derivative)
     })
 }
 
@@ -596,7 +610,8 @@ impl Derivatives for GeluTanhDerivatives {
 
 /// Records `F` on `x` (saving `x`) with a rule that multiplies the gradient by `F`'s
 /// derivative, `G(g, x) = g F'(x)`, in one fused pass without `create_graph`, and is
-/// `composed` (recorded ops) with it. Recorded on a large contiguous input, the forward
+/// `composed` (recorded ops, given the saved derivative if there is one) with it. Recorded
+/// on a large contiguous input, the forward
 /// pass computes the derivative beside the value and saves it, so backward multiplies
 /// instead of evaluating a function as costly as `F` again (GELU, SiLU); otherwise the
 /// rule evaluates `G`.
@@ -604,7 +619,7 @@ impl Derivatives for GeluTanhDerivatives {
 pub(crate) fn unary_saving_derivative<F: UnaryFn, G: BinaryFn>(
     op: &'static str,
     x: &Tensor,
-    composed: impl Fn(&BackwardCtx<'_>) -> Tensor + Copy + Send + Sync + 'static,
+    composed: impl Fn(&BackwardCtx<'_>, Option<&Tensor>) -> Tensor + Copy + Send + Sync + 'static,
 ) -> Tensor {
     let location = Location::caller();
     if let Some((y, derivative)) = value_and_derivative::<F, G>(x) {
@@ -616,7 +631,7 @@ pub(crate) fn unary_saving_derivative<F: UnaryFn, G: BinaryFn>(
                 {
                     return smallvec![Some(g)];
                 }
-                smallvec![Some(composed(ctx))]
+                smallvec![Some(composed(ctx, Some(d)))]
             })
             .save(x)
             .save(&derivative)
@@ -629,7 +644,7 @@ pub(crate) fn unary_saving_derivative<F: UnaryFn, G: BinaryFn>(
             if let Some(g) = x.read_storage(|x, layout| fused_rule::<G>(ctx, (x, layout))) {
                 return smallvec![Some(g)];
             }
-            smallvec![Some(composed(ctx))]
+            smallvec![Some(composed(ctx, None))]
         })
         .save(x)
     })
@@ -681,7 +696,13 @@ pub(crate) fn softplus_op(x: &Tensor, beta: f64, threshold: f64) -> Tensor {
                     return smallvec![Some(grad)];
                 }
                 let derivatives = SoftplusDerivatives { beta, threshold };
-                smallvec![Some(derivative_op("softplus_backward", ctx.grad(), x, derivatives))]
+                smallvec![Some(derivative_op(
+                    "softplus_backward",
+                    ctx.grad(),
+                    x,
+                    derivatives,
+                    None
+                ))]
             })
             .save(x)
         },
