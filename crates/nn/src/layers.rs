@@ -20,6 +20,21 @@ fn default_bias(n: usize, fan_in: usize) -> Tensor {
     init::uniform(&[n], -bound, bound).requires_grad()
 }
 
+/// A convolution layer's parameters as PyTorch initialises them (Kaiming-uniform weight of
+/// `shape`, bias from the weight's fan-in) and its options with `groups`.
+fn conv_parameters(
+    shape: &[usize],
+    out_channels: usize,
+    groups: usize,
+) -> (Tensor, Option<Tensor>, ConvOptions) {
+    let (fan_in, _) = init::fans(shape);
+    (
+        init::kaiming_uniform(shape, 5f64.sqrt()).requires_grad(),
+        Some(default_bias(out_channels, fan_in)),
+        ConvOptions::default().groups(groups),
+    )
+}
+
 /// `y = x W^T + b`: PyTorch's `nn.Linear`.
 ///
 /// ```
@@ -312,12 +327,8 @@ impl Conv2d {
         groups: usize,
     ) -> Self {
         let shape = [out_channels, in_channels / groups.max(1), kernel, kernel];
-        let (fan_in, _) = init::fans(&shape);
-        Conv2d {
-            weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
-            bias: Some(default_bias(out_channels, fan_in)),
-            options: ConvOptions::default().groups(groups),
-        }
+        let (weight, bias, options) = conv_parameters(&shape, out_channels, groups);
+        Conv2d { weight, bias, options }
     }
 
     #[track_caller]
@@ -370,12 +381,8 @@ impl Conv1d {
         groups: usize,
     ) -> Self {
         let shape = [out_channels, in_channels / groups.max(1), kernel];
-        let (fan_in, _) = init::fans(&shape);
-        Conv1d {
-            weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
-            bias: Some(default_bias(out_channels, fan_in)),
-            options: ConvOptions::default().groups(groups),
-        }
+        let (weight, bias, options) = conv_parameters(&shape, out_channels, groups);
+        Conv1d { weight, bias, options }
     }
 
     #[track_caller]
@@ -428,14 +435,10 @@ impl ConvTranspose2d {
         kernel: usize,
         groups: usize,
     ) -> Self {
-        let shape = [in_channels, out_channels / groups.max(1), kernel, kernel];
         // PyTorch computes fan-in from dimension 1 here, as for any weight.
-        let (fan_in, _) = init::fans(&shape);
-        ConvTranspose2d {
-            weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
-            bias: Some(default_bias(out_channels, fan_in)),
-            options: ConvOptions::default().groups(groups),
-        }
+        let shape = [in_channels, out_channels / groups.max(1), kernel, kernel];
+        let (weight, bias, options) = conv_parameters(&shape, out_channels, groups);
+        ConvTranspose2d { weight, bias, options }
     }
 
     /// Extra size on one side of the output (PyTorch's `output_padding`), to pick among the
@@ -502,14 +505,10 @@ impl ConvTranspose1d {
         kernel: usize,
         groups: usize,
     ) -> Self {
-        let shape = [in_channels, out_channels / groups.max(1), kernel];
         // As for ConvTranspose2d, PyTorch's fan-in is from dimension 1.
-        let (fan_in, _) = init::fans(&shape);
-        ConvTranspose1d {
-            weight: init::kaiming_uniform(&shape, 5f64.sqrt()).requires_grad(),
-            bias: Some(default_bias(out_channels, fan_in)),
-            options: ConvOptions::default().groups(groups),
-        }
+        let shape = [in_channels, out_channels / groups.max(1), kernel];
+        let (weight, bias, options) = conv_parameters(&shape, out_channels, groups);
+        ConvTranspose1d { weight, bias, options }
     }
 
     /// Extra size on one side of the output (PyTorch's `output_padding`).
