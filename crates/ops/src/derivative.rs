@@ -16,7 +16,8 @@ use tapegrad_tape::layout::same_shape;
 use tapegrad_tape::smallvec::smallvec;
 use tapegrad_tape::{Backward, Tensor, is_grad_enabled, record_with_tangent};
 
-use crate::elementwise::{Special, zip_fresh};
+use crate::elementwise::{Special, grad_value, zip_fresh};
+use crate::unary::TimesDerivative;
 
 /// The first two derivatives of an elementwise function `F`, elementwise and as recorded
 /// ops. Parameters (softplus's `beta`) live in the implementing value.
@@ -66,7 +67,7 @@ pub(crate) fn derivative_op<D: Derivatives>(
     let value = if !same_shape(g.shape(), x.shape()) {
         None
     } else if let Some(d) = derivative.filter(|d| same_shape(d.shape(), x.shape())) {
-        d.read_storage(|d, layout| zip_fresh(g, (d, layout), |g, d| g * d, |g, d| g * d))
+        d.read_storage(|d, layout| grad_value::<TimesDerivative>(g, (d, layout)))
     } else {
         x.read_storage(|x, layout| {
             zip_fresh(g, (x, layout), First(derivatives), First(derivatives))
