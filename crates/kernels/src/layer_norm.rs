@@ -177,6 +177,51 @@ pub fn backward<T: Real>(
     (dx, dw, db)
 }
 
+/// The second derivative through the input: the gradient in `x` of `<v, dx>`, `dx` being
+/// [`backward`]'s input gradient for the output gradient `g`. Per row, with `h = g weight`,
+/// `xhat = (x - mean) invstd` and the row means `a = mean(h)`, `b = mean(h xhat)`, `mv =
+/// mean(v)`, `mvx = mean(v xhat)` and `mvh = mean(v h)`:
+/// `-invstd² ((h - a) mvx + (v - mv) b + xhat (mvh - a mv - 3 b mvx))`. The Hessian of
+/// `<g, y>` in `x` is symmetric, so this is also the derivative of `dx` along `v`.
+///
+/// ```
+/// use tapegrad_kernels::layer_norm::{double_backward, forward};
+/// let x = [1.0f64, 3.0];
+/// let (_, mean, invstd) = forward(&x, (1, 2), None, None, |var: f64| 1.0 / var.sqrt());
+/// // Moving a whole row by one amount changes no gradient.
+/// let d = double_backward((&[2.0, 0.5], &x, &[1.0, 1.0]), (1, 2), (&mean, &invstd), None);
+/// assert_eq!(d, vec![0.0, 0.0]);
+/// ```
+///
+/// # Panics
+/// If a buffer is shorter than the shape says.
+pub fn double_backward<T: Real>(
+    (g, x, v): (&[T], &[T], &[T]),
+    (rows, d): (usize, usize),
+    (mean, invstd): (&[T], &[T]),
+    weight: Option<&[T]>,
+) -> Vec<T> {
+    let sizes_match = g.len() == rows * d && x.len() == g.len() && v.len() == g.len();
+    assert!(sizes_match, "layer_norm double backward: buffer sizes");
+    assert!(mean.len() == rows && invstd.len() == rows, "layer_norm double backward: statistics");
+    assert!(weight.is_none_or(|w| w.len() == d), "layer_norm double backward: weight size");
+    let count = T::from_count(d);
+    let mut out = Vec::with_capacity(x.len());
+    let per = rows_per_block(rows, d);
+    let dst = &mut out.spare_capacity_mut()[..x.len()];
+    backward_blocks(g, x, dst, (per, d), |first, gs, xs, dst| {
+        let vs = &v[first * d..first * d + gs.len()];
+        let rows = gs.chunks(d).zip(xs.chunks(d)).zip(vs.chunks(d)).zip(dst.chunks_mut(d));
+        for (r, (((g, x), v), dst)) in rows.enumerate() {
+            let row = Row { g, x, mean: mean[first + r], invstd: invstd[first + r], weight };
+            run_widest(SecondInputGradient { row, v, dst, count });
+        }
+    });
+    // SAFETY: every row was written by `SecondInputGradient` (`d = 0` leaves nothing).
+    unsafe { out.set_len(x.len()) };
+    out
+}
+
 /// `sum(a - at)` and `sum((a - at)^2)` over a row `a`, in [`LANES`] interleaved partial sums.
 pub(crate) struct RowSums<'a, T> {
     pub(crate) a: &'a [T],
@@ -379,6 +424,70 @@ impl<T: Real> WidestLoop for InputGradient<'_, T> {
     }
 }
 
+/// One row of [`double_backward`], into `dst`.
+struct SecondInputGradient<'a, T> {
+    row: Row<'a, T>,
+    v: &'a [T],
+    dst: &'a mut [MaybeUninit<T>],
+    count: T,
+}
+
+impl<T: Real> WidestLoop for SecondInputGradient<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let SecondInputGradient { row, v, dst, count } = self;
+        match row.weight {
+            // Cut to the row so the compiler sees every index in range.
+            Some(w) => second_row(row, &w[..row.g.len()], v, dst, count),
+            None => second_row(row, Ones, v, dst, count),
+        }
+    }
+}
+
+/// [`SecondInputGradient`] for one kind of weight: the five row sums in [`LANES`]
+/// interleaved partial sums, then one pass writing the row.
+#[inline(always)]
+fn second_row<T: Real>(
+    row: Row<'_, T>,
+    w: impl Weight<T>,
+    v: &[T],
+    dst: &mut [MaybeUninit<T>],
+    count: T,
+) {
+    let Row { g, x, mean, invstd, .. } = row;
+    let (x, v, dst) = (&x[..g.len()], &v[..g.len()], &mut dst[..g.len()]);
+    // h, h xhat, v, v xhat and v h, in that order.
+    let mut lanes = [[T::ZERO; LANES]; 5];
+    let chunks = g.chunks_exact(LANES).zip(x.chunks_exact(LANES)).zip(v.chunks_exact(LANES));
+    let full = g.len() - g.len() % LANES;
+    for (j0, ((gs, xs), vs)) in (0..full).step_by(LANES).zip(chunks) {
+        let h = w.times_lanes(j0, gs.try_into().expect("LANES values"));
+        for k in 0..LANES {
+            let xhat = (xs[k] - mean) * invstd;
+            lanes[0][k] += h[k];
+            lanes[1][k] += h[k] * xhat;
+            lanes[2][k] += vs[k];
+            lanes[3][k] += vs[k] * xhat;
+            lanes[4][k] += vs[k] * h[k];
+        }
+    }
+    let mut rest = [T::ZERO; 5];
+    for j in full..g.len() {
+        let (h, xhat) = (w.times(j, g[j]), (x[j] - mean) * invstd);
+        for (total, term) in rest.iter_mut().zip([h, h * xhat, v[j], v[j] * xhat, v[j] * h]) {
+            *total += term;
+        }
+    }
+    let [a, b, mv, mvx, mvh] = std::array::from_fn(|i| (combine_lanes(lanes[i]) + rest[i]) / count);
+    let coefficient = mvh - a * mv - (b + b + b) * mvx;
+    let scale = -(invstd * invstd);
+    for j in 0..g.len() {
+        let (h, xhat) = (w.times(j, g[j]), (x[j] - mean) * invstd);
+        dst[j].write(scale * ((h - a) * mvx + (v[j] - mv) * b + xhat * coefficient));
+    }
+}
+
 /// `dw += g xhat`, `db += g` along one row.
 struct ParameterGradients<'a, T> {
     row: Row<'a, T>,
@@ -491,6 +600,36 @@ mod tests {
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
         let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(run);
         assert!(one == three);
+    }
+
+    /// The second derivative against central differences of [`backward`]'s `<v, dx>` in
+    /// `x`, with and without a weight, for rows shorter and longer than the lanes.
+    #[test]
+    fn the_second_derivative_matches_differences_of_the_first() {
+        for (rows, d) in [(1, 2), (3, 5), (2, 37)] {
+            let (x, g, v) =
+                (values(rows * d, 7, 2.0), values(rows * d, 8, 0.0), values(rows * d, 9, 0.0));
+            let w: Vec<f64> = (0..d).map(|j| 0.5 + j as f64 / d as f64).collect();
+            for weight in [None, Some(&w[..])] {
+                let first = |x: &[f64]| {
+                    let (_, mean, s) = forward(x, (rows, d), None, None, invstd);
+                    let dx = backward(&g, x, (rows, d), &mean, &s, weight, false).0;
+                    dx.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>()
+                };
+                let (_, mean, s) = forward(&x, (rows, d), None, None, invstd);
+                let got = double_backward((&g, &x, &v), (rows, d), (&mean, &s), weight);
+                let h = 1e-5;
+                let want: Vec<f64> = (0..x.len())
+                    .map(|i| {
+                        let (mut up, mut down) = (x.clone(), x.clone());
+                        up[i] += h;
+                        down[i] -= h;
+                        (first(&up) - first(&down)) / (2.0 * h)
+                    })
+                    .collect();
+                close(&got, &want, 1e-7, "second derivative");
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Normalisation and embedding lookups. Batch norm with running statistics and embeddings
 //! are composed from recorded ops (so their backward, including the second-order one, comes
 //! from the pieces); layer norm and batch norm with the batch's statistics are one recorded
-//! op over a kernel each, whose rule is written with recorded ops when it must be
-//! differentiated, and group norm likewise.
+//! op over a kernel each, and group norm likewise. When a rule must be differentiated,
+//! layer norm's input gradient is one recorded op again (`layer_norm_backward`, whose own
+//! rules are a kernel pass or that op), batch norm's and group norm's recorded ops.
 
 use std::panic::Location;
 
@@ -80,21 +81,44 @@ pub(crate) fn layer_norm(
         DType::I64 | DType::Bool => unreachable!("float checked"),
     };
     let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
-    let normalized: Vec<usize> = normalized_shape.to_vec();
+    let rows = Rows { mean, invstd, normalized_shape: normalized_shape.to_vec(), eps };
     let make_backward = || {
-        let (mean, invstd, normalized) = (mean.clone(), invstd.clone(), normalized.clone());
+        let rows = rows.clone();
         affine_backward(x, weight, bias.is_some(), move |g, x, w, parameters| {
             if is_grad_enabled() {
-                let (dx, dw, db) = layer_norm_grad_recorded(g, x, w, &normalized, eps);
-                (dx, Some(dw), Some(db))
+                layer_norm_grad_recorded(g, x, w, &rows, parameters)
             } else {
-                layer_norm_grad_fused(g, x, w, (&mean, &invstd), &normalized, parameters)
+                layer_norm_grad_fused(g, x, w, &rows, parameters)
             }
         })
     };
     Ok(record_with_tangent("layer_norm", location, &inputs, value, make_backward, |ctx| {
-        layer_norm_tangent(ctx, (x, weight), normalized_shape, eps)
+        layer_norm_tangent(ctx, (x, weight), &rows)
     }))
+}
+
+/// What the rules of a [`layer_norm`] need besides its tensors: each row's mean and inverse
+/// deviation (values from the forward pass, recorded nowhere: the rules that depend on them
+/// through `x` say how themselves), the normalised shape and eps.
+#[derive(Clone)]
+struct Rows {
+    mean: Tensor,
+    invstd: Tensor,
+    normalized_shape: Vec<usize>,
+    eps: f64,
+}
+
+impl Rows {
+    /// `[rows, d]`: the shape of `x` as the kernels see it.
+    fn matrix(&self) -> [usize; 2] {
+        [self.mean.numel(), self.normalized_shape.iter().product()]
+    }
+
+    /// `t` (of the input's shape) summed over its rows, in the normalised shape.
+    fn sum_rows(&self, t: &Tensor) -> Tensor {
+        let sums = reduce::sum_dim(&shape::reshape_to(t, &self.matrix()), 0, false);
+        shape::reshape_to(&sums.expect("2-D rows"), &self.normalized_shape)
+    }
 }
 
 /// The gradients of a normalisation's input, weight and bias; the last two `None` where
@@ -139,14 +163,14 @@ fn layer_norm_grad_fused(
     g: &Tensor,
     x: &Tensor,
     weight: Option<&Tensor>,
-    (mean, invstd): (&Tensor, &Tensor),
-    normalized_shape: &[usize],
+    rows: &Rows,
     parameters: bool,
 ) -> NormGrads {
     let (gs, xs) = (g.contiguous_storage(), x.contiguous_storage());
-    let (ms, is) = (mean.contiguous_storage(), invstd.contiguous_storage());
+    let (ms, is) = (rows.mean.contiguous_storage(), rows.invstd.contiguous_storage());
     let ws = weight.map(Tensor::contiguous_storage);
-    let sizes = (mean.numel(), normalized_shape.iter().product());
+    let [r, d] = rows.matrix();
+    let (sizes, normalized_shape) = ((r, d), &rows.normalized_shape[..]);
     fn run<T: Element>(
         g: &Storage,
         x: &Storage,
@@ -185,35 +209,135 @@ fn row_standardized(x: &Tensor, d: usize, eps: f64) -> (Tensor, Tensor) {
     (&centered * &invstd, invstd)
 }
 
-/// The gradients of [`layer_norm`] written with recorded ops, so that they can be
-/// differentiated again: per row of `d` values, with `h = g weight` and `xhat = (x - mean)
-/// invstd`, `dx = invstd (h - mean(h) - xhat mean(h xhat))`, `dweight = sum_rows(g xhat)`,
-/// `dbias = sum_rows(g)`, the statistics recomputed from `x` so that their dependence on it
-/// is recorded too.
+/// The gradients of [`layer_norm`] as recorded ops, so that they can be differentiated
+/// again: the input's as one op ([`layer_norm_backward`]); with `parameters`, `dweight =
+/// sum_rows(g xhat)` and `dbias = sum_rows(g)`, `xhat` being the layer norm of `x` without
+/// affine parameters (one op again).
 fn layer_norm_grad_recorded(
     g: &Tensor,
     x: &Tensor,
     weight: Option<&Tensor>,
-    normalized_shape: &[usize],
-    eps: f64,
-) -> (Tensor, Tensor, Tensor) {
-    let d: usize = normalized_shape.iter().product();
-    let (xhat, invstd) = row_standardized(x, d, eps);
-    let g = shape::reshape_to(g, xhat.shape());
+    rows: &Rows,
+    parameters: bool,
+) -> NormGrads {
+    let dx = layer_norm_backward(g, x, weight, rows);
+    if !parameters {
+        return (dx, None, None);
+    }
+    let xhat = layer_norm(x, &rows.normalized_shape, None, None, rows.eps)
+        .expect("the forward pass checked the shapes");
+    (dx, Some(rows.sum_rows(&(g * &xhat))), Some(rows.sum_rows(g)))
+}
+
+/// The input gradient of [`layer_norm`], `dx = invstd (h - mean(h) - xhat mean(h xhat))` per
+/// row with `h = g weight`, as one recorded op of `g`, `x` and the weight (PyTorch's
+/// `native_layer_norm_backward`): one kernel pass. It is linear in `g` and in the weight,
+/// `dx = S (g weight)` with `S` symmetric, so its rules for them are this op again; for
+/// `x`, [`layer_norm_second`].
+fn layer_norm_backward(g: &Tensor, x: &Tensor, weight: Option<&Tensor>, rows: &Rows) -> Tensor {
+    let value = layer_norm_grad_fused(g, x, weight, rows, false).0;
+    let inputs: Vec<&Tensor> = [Some(g), Some(x), weight].into_iter().flatten().collect();
+    let make_backward = || {
+        let rows = rows.clone();
+        let has_weight = weight.is_some();
+        let backward = Backward::new(move |ctx| {
+            let (g, x, v) = (ctx.saved(0), ctx.saved(1), ctx.grad());
+            let w = has_weight.then(|| ctx.saved(2));
+            let needs_weight = has_weight && ctx.needs_input_grad(2);
+            // S v, for the gradients of g and of the weight.
+            let s_v = (ctx.needs_input_grad(0) || needs_weight)
+                .then(|| layer_norm_backward(v, x, None, &rows));
+            let mut grads: InputGrads = smallvec![
+                ctx.needs_input_grad(0).then(|| match (&s_v, w) {
+                    (Some(s_v), Some(w)) => s_v * w,
+                    (s_v, _) => s_v.clone().expect("computed when needed"),
+                }),
+                ctx.needs_input_grad(1).then(|| layer_norm_second(g, x, w, v, &rows)),
+            ];
+            if has_weight {
+                grads
+                    .push(needs_weight.then(|| {
+                        rows.sum_rows(&(g * s_v.as_ref().expect("computed when needed")))
+                    }));
+            }
+            grads
+        })
+        .save(g)
+        .save(x);
+        match weight {
+            Some(w) => backward.save(w),
+            None => backward,
+        }
+    };
+    record_with_tangent(
+        "layer_norm_backward",
+        Location::caller(),
+        &inputs,
+        value,
+        make_backward,
+        |ctx| {
+            ctx.sum(|i, t| match i {
+                0 => layer_norm_backward(t, x, weight, rows),
+                1 => layer_norm_second(g, x, weight, t, rows),
+                _ => layer_norm_backward(&(g * t), x, None, rows),
+            })
+        },
+    )
+}
+
+/// The rule of [`layer_norm_backward`] for `x`: the gradient in `x` of `<v, dx>`, which is
+/// also `dx`'s derivative along `v` (the Hessian of `<g, y>` in `x` is symmetric). Per row,
+/// with `a = mean(h)`, `b = mean(h xhat)`, `mv = mean(v)`, `mvx = mean(v xhat)`, `mvh =
+/// mean(v h)`: `-invstd² ((h - a) mvx + (v - mv) b + xhat (mvh - a mv - 3 b mvx))`. One
+/// kernel pass while nothing records it; recorded ops (the statistics recomputed from `x`)
+/// for a third derivative.
+fn layer_norm_second(
+    g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    v: &Tensor,
+    rows: &Rows,
+) -> Tensor {
+    if !is_grad_enabled() && g.dtype() == x.dtype() && v.dtype() == x.dtype() {
+        let (gs, xs, vs) = (g.contiguous_storage(), x.contiguous_storage(), v.contiguous_storage());
+        let (ms, is) = (rows.mean.contiguous_storage(), rows.invstd.contiguous_storage());
+        let ws = weight.map(Tensor::contiguous_storage);
+        let [r, d] = rows.matrix();
+        fn run<T: Element>(
+            (g, x, v): (&Storage, &Storage, &Storage),
+            (m, i): (&Storage, &Storage),
+            w: Option<&Storage>,
+            sizes: (usize, usize),
+        ) -> Vec<T> {
+            let (g, x, v, m, i) = (slice(g), slice(x), slice(v), slice(m), slice(i));
+            layer_norm::double_backward((g, x, v), sizes, (m, i), w.map(slice))
+        }
+        let (tensors, stats) = ((&gs, &xs, &vs), (&ms, &is));
+        return match x.dtype() {
+            DType::F32 => {
+                Tensor::from_vec(run::<f32>(tensors, stats, ws.as_ref(), (r, d)), x.shape())
+            }
+            DType::F64 => {
+                Tensor::from_vec(run::<f64>(tensors, stats, ws.as_ref(), (r, d)), x.shape())
+            }
+            DType::I64 | DType::Bool => unreachable!("float checked"),
+        };
+    }
+    let [_, d] = rows.matrix();
+    let (xhat, invstd) = row_standardized(x, d, rows.eps);
+    let flat = |t: &Tensor| shape::reshape_to(t, xhat.shape());
+    let (g, v) = (flat(g), flat(v));
     let h = match weight {
         Some(w) => &g * &shape::reshape_to(w, &[d]),
-        None => g.clone(),
+        None => g,
     };
-    let mean_h = reduce::mean_dim(&h, -1, true).expect("2-D rows");
-    let mean_hx = reduce::mean_dim(&(&h * &xhat), -1, true).expect("2-D rows");
-    let dx = &invstd * &(&(&h - &mean_h) - &(&xhat * &mean_hx));
-    let dw = reduce::sum_dim(&(&g * &xhat), 0, false).expect("2-D rows");
-    let db = reduce::sum_dim(&g, 0, false).expect("2-D rows");
-    (
-        shape::reshape_to(&dx, x.shape()),
-        shape::reshape_to(&dw, normalized_shape),
-        shape::reshape_to(&db, normalized_shape),
-    )
+    let mean = |t: &Tensor| reduce::mean_dim(t, -1, true).expect("2-D rows");
+    let (a, b) = (mean(&h), mean(&(&h * &xhat)));
+    let (mv, mvx, mvh) = (mean(&v), mean(&(&v * &xhat)), mean(&(&v * &h)));
+    let coefficient = &(&mvh - &(&a * &mv)) - &(&(&b * &mvx) * 3.0);
+    let sum = &(&(&(&h - &a) * &mvx) + &(&(&v - &mv) * &b)) + &(&xhat * &coefficient);
+    let second = &-&unary::square(&invstd) * &sum;
+    shape::reshape_to(&second, x.shape())
 }
 
 /// The tangent of layer normalisation. Per row, the Jacobian in `x` is `diag(weight) S`
@@ -223,19 +347,20 @@ fn layer_norm_grad_recorded(
 fn layer_norm_tangent(
     ctx: &tapegrad_tape::TangentCtx<'_>,
     (x, weight): (&Tensor, Option<&Tensor>),
-    normalized_shape: &[usize],
-    eps: f64,
+    rows: &Rows,
 ) -> Tensor {
-    let d: usize = normalized_shape.iter().product();
     ctx.sum(|i, v| match i {
         0 => {
-            let s_v = layer_norm_grad_recorded(v, x, None, normalized_shape, eps).0;
+            let s_v = layer_norm_backward(v, x, None, rows);
             match weight {
                 Some(w) => &s_v * w,
                 None => s_v,
             }
         }
-        1 if weight.is_some() => &shape::reshape_to(&row_standardized(x, d, eps).0, x.shape()) * v,
+        1 if weight.is_some() => {
+            let xhat = layer_norm(x, &rows.normalized_shape, None, None, rows.eps);
+            &xhat.expect("the forward pass checked the shapes") * v
+        }
         _ => v.clone(), // the bias, broadcast along the leading dimensions
     })
 }

@@ -153,6 +153,70 @@ fn silu_elu_gelu_and_softplus_differentiate_to_the_third_order() {
     }
 }
 
+/// Under `create_graph`, layer norm's input gradient is one recorded op
+/// (`layer_norm_backward`), whose rule for `x` is one kernel pass while nothing records it
+/// and recorded ops for a third derivative: with `f0 = <c0, layer_norm(x)>` and `fk = <ck,
+/// ∇fk-1>`, each `∇fk` up to the third against central differences of `fk`, in f64, with
+/// and without affine parameters, on rows longer and shorter than a vector.
+#[test]
+fn layer_norm_differentiates_to_the_third_order() {
+    use tapegrad_ops::{LayerNormOptions, functional, prelude::*};
+    use tapegrad_tape::{GradOptions, grad};
+    let (rows, d) = (3, 37);
+    let c: Vec<Tensor> =
+        (0..3).map(|_| Tensor::randn(&[rows, d]).to_dtype(tapegrad_tape::DType::F64)).collect();
+    let weight = Tensor::randn(&[d]).to_dtype(tapegrad_tape::DType::F64);
+    let bias = Tensor::randn(&[d]).to_dtype(tapegrad_tape::DType::F64);
+    let x0 = Tensor::randn(&[rows, d])
+        .to_dtype(tapegrad_tape::DType::F64)
+        .mul_scalar(2.0)
+        .add_scalar(1.0);
+    for affine in [false, true] {
+        let options = || {
+            let plain = LayerNormOptions::default();
+            if affine { plain.weight(&weight).bias(&bias) } else { plain }
+        };
+        // `fk` at `x`, and `∇fk` when `gradient` (the last pass recording nothing).
+        let f = |x: &Tensor, order: usize, gradient: bool| -> (f64, Option<Vec<f64>>) {
+            let x = x.detach().requires_grad();
+            let mut current = functional::layer_norm_with(&x, &[d], options());
+            for ck in &c[..order] {
+                let scalar = (&current * ck).sum();
+                current = grad(&[&scalar], &[&x], GradOptions::new().create_graph(true))[0]
+                    .clone()
+                    .expect("x is used");
+            }
+            let scalar = (&current * &c[order]).sum();
+            let gradient = gradient.then(|| {
+                grad(&[&scalar], &[&x], GradOptions::new())[0]
+                    .clone()
+                    .expect("x is used")
+                    .to_vec::<f64>()
+            });
+            (scalar.item(), gradient)
+        };
+        let values = x0.to_vec::<f64>();
+        let h = 1e-5;
+        for order in 0..3 {
+            let got = f(&x0, order, true).1.expect("asked for");
+            for i in 0..values.len() {
+                let shifted = |by: f64| {
+                    let mut v = values.clone();
+                    v[i] += by;
+                    f(&Tensor::from_vec(v, &[rows, d]), order, false).0
+                };
+                let want = (shifted(h) - shifted(-h)) / (2.0 * h);
+                assert!(
+                    (got[i] - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "affine {affine}: derivative {} at element {i}: {} vs {want}",
+                    order + 1,
+                    got[i]
+                );
+            }
+        }
+    }
+}
+
 /// GELU and SiLU keep their derivative from the forward pass for large contiguous inputs
 /// (and evaluate it again in backward otherwise): GELU's first two derivatives on a tensor
 /// past that size against closed forms, and for each of them the same derivatives, to the
