@@ -3,7 +3,8 @@
 //! from the pieces); layer norm and batch norm with the batch's statistics are one recorded
 //! op over a kernel each, and group norm likewise. When a rule must be differentiated,
 //! layer norm's input gradient is one recorded op again (`layer_norm_backward`, whose own
-//! rules are a kernel pass or that op), batch norm's and group norm's recorded ops.
+//! rules are a kernel pass or that op), and group norm's the same op on its groups as rows;
+//! batch norm's are recorded ops.
 
 use std::panic::Location;
 
@@ -368,7 +369,7 @@ fn layer_norm_tangent(
 /// Group normalisation of `[N, C, ...]`: the channels split into `num_groups` groups, each
 /// group of each sample standardised over its channels and positions, then an optional
 /// per-channel `weight` and `bias` (`[C]`); one recorded op over tapegrad-kernels'
-/// `group_norm`, its rule written with recorded ops when it must be differentiated.
+/// `group_norm`, its rule under `create_graph` layer norm's on the groups as rows.
 #[track_caller]
 pub(crate) fn group_norm(
     x: &Tensor,
@@ -469,19 +470,22 @@ fn normalize_groups(
         DType::I64 | DType::Bool => unreachable!("float checked"),
     };
     let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
+    // Each group of each sample is a row of `[N * groups, d]`, standardised as layer norm
+    // standardises a row: the rules under `create_graph` are layer norm's on that view.
+    let d = x.numel() / (sizes.n * num_groups).max(1);
+    let rows = Rows { mean, invstd, normalized_shape: vec![d], eps };
     let make_backward = || {
-        let (mean, invstd) = (mean.clone(), invstd.clone());
+        let rows = rows.clone();
         affine_backward(x, weight, bias.is_some(), move |g, x, w, parameters| {
             if is_grad_enabled() {
-                let (dx, dw, db) = group_norm_grad_recorded(g, x, w, num_groups, eps);
-                (dx, Some(dw), Some(db))
+                group_norm_grad_recorded(g, x, w, &rows, parameters)
             } else {
-                group_norm_grad_fused(g, x, w, (&mean, &invstd), sizes, parameters)
+                group_norm_grad_fused(g, x, w, (&rows.mean, &rows.invstd), sizes, parameters)
             }
         })
     };
     Ok(record_with_tangent(op, location, &inputs, value, make_backward, |ctx| {
-        group_norm_tangent(ctx, (x, weight), num_groups, eps)
+        group_norm_tangent(ctx, (x, weight), &rows)
     }))
 }
 
@@ -531,43 +535,45 @@ fn channel_view(t: &Tensor, x: &Tensor) -> Tensor {
     shape::reshape_to(t, &shape)
 }
 
-/// `x` standardised per group with recorded ops (in `x`'s shape), and the inverse
-/// deviations (`[N * groups, 1]`).
-fn group_standardized(x: &Tensor, num_groups: usize, eps: f64) -> (Tensor, Tensor) {
-    let d = x.numel() / (x.shape()[0] * num_groups).max(1);
-    let (xhat, invstd) = row_standardized(x, d, eps);
-    (shape::reshape_to(&xhat, x.shape()), invstd)
+/// `x` standardised per group, in `x`'s shape: layer norm without affine parameters on
+/// the rows of `rows` (one recorded op).
+fn group_standardized(x: &Tensor, rows: &Rows) -> Tensor {
+    let flat = shape::reshape_to(x, &rows.matrix());
+    let xhat = layer_norm(&flat, &rows.normalized_shape, None, None, rows.eps);
+    shape::reshape_to(&xhat.expect("the forward pass checked the shapes"), x.shape())
 }
 
-/// The gradients of [`group_norm`] written with recorded ops, so that they can be
-/// differentiated again: per group of `d` values, with `h = g weight[ch]` and `xhat = (x -
-/// mean) invstd`, `dx = invstd (h - mean(h) - xhat mean(h xhat))`, `dweight[ch] = sum(g
-/// xhat)`, `dbias[ch] = sum(g)` over the channel's values in every sample; the statistics
-/// recomputed from `x` so that their dependence on it is recorded too.
-fn group_norm_grad_recorded(
-    g: &Tensor,
-    x: &Tensor,
-    weight: Option<&Tensor>,
-    num_groups: usize,
-    eps: f64,
-) -> (Tensor, Tensor, Tensor) {
-    let c = x.shape()[1];
-    let d = x.numel() / (x.shape()[0] * num_groups).max(1);
-    let (xhat, invstd) = group_standardized(x, num_groups, eps);
+/// `S (g weight[ch])`, the input gradient of [`group_norm`]: [`layer_norm_backward`] on the
+/// rows of `rows`, of `g` scaled per channel.
+fn group_norm_input_grad(g: &Tensor, x: &Tensor, weight: Option<&Tensor>, rows: &Rows) -> Tensor {
     let h = match weight {
         Some(w) => g * &channel_view(w, x),
         None => g.clone(),
     };
-    let rows = |t: &Tensor| shape::reshape_to(t, &[x.numel() / d.max(1), d]);
-    let (h_rows, xhat_rows) = (rows(&h), rows(&xhat));
-    let mean_h = reduce::mean_dim(&h_rows, -1, true).expect("2-D rows");
-    let mean_hx = reduce::mean_dim(&(&h_rows * &xhat_rows), -1, true).expect("2-D rows");
-    let dx = &invstd * &(&(&h_rows - &mean_h) - &(&xhat_rows * &mean_hx));
+    let flat = |t: &Tensor| shape::reshape_to(t, &rows.matrix());
+    shape::reshape_to(&layer_norm_backward(&flat(&h), &flat(x), None, rows), x.shape())
+}
+
+/// The gradients of [`group_norm`] as recorded ops, so that they can be differentiated
+/// again: the input's as [`group_norm_input_grad`]; with `parameters`, `dweight[ch] = sum(g
+/// xhat)` and `dbias[ch] = sum(g)` over the channel's values in every sample.
+fn group_norm_grad_recorded(
+    g: &Tensor,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    rows: &Rows,
+    parameters: bool,
+) -> NormGrads {
+    let dx = group_norm_input_grad(g, x, weight, rows);
+    if !parameters {
+        return (dx, None, None);
+    }
+    let c = x.shape()[1];
     let mut channel_shape = vec![1; x.dim()];
     channel_shape[1] = c;
     let per_channel = |t: &Tensor| shape::reshape_to(&t.sum_to_shape(&channel_shape), &[c]);
-
-    (shape::reshape_to(&dx, x.shape()), per_channel(&(g * &xhat)), per_channel(g))
+    let xhat = group_standardized(x, rows);
+    (dx, Some(per_channel(&(g * &xhat))), Some(per_channel(g)))
 }
 
 /// The tangent of group normalisation: per group the Jacobian in `x` is `diag(weight[ch])
@@ -576,18 +582,17 @@ fn group_norm_grad_recorded(
 fn group_norm_tangent(
     ctx: &tapegrad_tape::TangentCtx<'_>,
     (x, weight): (&Tensor, Option<&Tensor>),
-    num_groups: usize,
-    eps: f64,
+    rows: &Rows,
 ) -> Tensor {
     ctx.sum(|i, v| match i {
         0 => {
-            let s_v = group_norm_grad_recorded(v, x, None, num_groups, eps).0;
+            let s_v = group_norm_input_grad(v, x, None, rows);
             match weight {
                 Some(w) => &s_v * &channel_view(w, x),
                 None => s_v,
             }
         }
-        1 if weight.is_some() => &group_standardized(x, num_groups, eps).0 * &channel_view(v, x),
+        1 if weight.is_some() => &group_standardized(x, rows) * &channel_view(v, x),
         _ => channel_view(v, x), // the bias
     })
 }

@@ -155,31 +155,45 @@ fn silu_elu_gelu_and_softplus_differentiate_to_the_third_order() {
 
 /// Under `create_graph`, layer norm's input gradient is one recorded op
 /// (`layer_norm_backward`), whose rule for `x` is one kernel pass while nothing records it
-/// and recorded ops for a third derivative: with `f0 = <c0, layer_norm(x)>` and `fk = <ck,
-/// ∇fk-1>`, each `∇fk` up to the third against central differences of `fk`, in f64, with
-/// and without affine parameters, on rows longer and shorter than a vector.
+/// and recorded ops for a third derivative; group norm's is the same op on its groups as
+/// rows. With `f0 = <c0, norm(x)>` and `fk = <ck, ∇fk-1>`, each `∇fk` up to the third
+/// against central differences of `fk`, in f64, with and without affine parameters, on
+/// rows longer and shorter than a vector.
 #[test]
-fn layer_norm_differentiates_to_the_third_order() {
-    use tapegrad_ops::{LayerNormOptions, functional, prelude::*};
-    use tapegrad_tape::{GradOptions, grad};
-    let (rows, d) = (3, 37);
-    let c: Vec<Tensor> =
-        (0..3).map(|_| Tensor::randn(&[rows, d]).to_dtype(tapegrad_tape::DType::F64)).collect();
-    let weight = Tensor::randn(&[d]).to_dtype(tapegrad_tape::DType::F64);
-    let bias = Tensor::randn(&[d]).to_dtype(tapegrad_tape::DType::F64);
-    let x0 = Tensor::randn(&[rows, d])
-        .to_dtype(tapegrad_tape::DType::F64)
-        .mul_scalar(2.0)
-        .add_scalar(1.0);
-    for affine in [false, true] {
-        let options = || {
-            let plain = LayerNormOptions::default();
-            if affine { plain.weight(&weight).bias(&bias) } else { plain }
-        };
+fn layer_norm_and_group_norm_differentiate_to_the_third_order() {
+    use tapegrad_ops::{GroupNormOptions, LayerNormOptions, functional, prelude::*};
+    use tapegrad_tape::{DType, GradOptions, grad};
+    let random = |shape: &[usize]| Tensor::randn(shape).to_dtype(DType::F64);
+    let (ln_weight, ln_bias) = (random(&[37]), random(&[37]));
+    let (gn_weight, gn_bias) = (random(&[6]), random(&[6]));
+    type Norm<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
+    let cases: Vec<(&str, Vec<usize>, Norm<'_>)> = vec![
+        ("layer_norm", vec![3, 37], Box::new(|x| functional::layer_norm(x, &[37]))),
+        (
+            "layer_norm affine",
+            vec![3, 37],
+            Box::new(|x| {
+                let options = LayerNormOptions::default().weight(&ln_weight).bias(&ln_bias);
+                functional::layer_norm_with(x, &[37], options)
+            }),
+        ),
+        ("group_norm", vec![2, 6, 5], Box::new(|x| functional::group_norm(x, 3))),
+        (
+            "group_norm affine",
+            vec![2, 6, 5],
+            Box::new(|x| {
+                let options = GroupNormOptions::default().weight(&gn_weight).bias(&gn_bias);
+                functional::group_norm_with(x, 3, options)
+            }),
+        ),
+    ];
+    for (name, shape, norm) in cases {
+        let c: Vec<Tensor> = (0..3).map(|_| random(&shape)).collect();
+        let x0 = random(&shape).mul_scalar(2.0).add_scalar(1.0);
         // `fk` at `x`, and `∇fk` when `gradient` (the last pass recording nothing).
         let f = |x: &Tensor, order: usize, gradient: bool| -> (f64, Option<Vec<f64>>) {
             let x = x.detach().requires_grad();
-            let mut current = functional::layer_norm_with(&x, &[d], options());
+            let mut current = norm(&x);
             for ck in &c[..order] {
                 let scalar = (&current * ck).sum();
                 current = grad(&[&scalar], &[&x], GradOptions::new().create_graph(true))[0]
@@ -203,12 +217,12 @@ fn layer_norm_differentiates_to_the_third_order() {
                 let shifted = |by: f64| {
                     let mut v = values.clone();
                     v[i] += by;
-                    f(&Tensor::from_vec(v, &[rows, d]), order, false).0
+                    f(&Tensor::from_vec(v, &shape), order, false).0
                 };
                 let want = (shifted(h) - shifted(-h)) / (2.0 * h);
                 assert!(
                     (got[i] - want).abs() <= 1e-6 * (1.0 + want.abs()),
-                    "affine {affine}: derivative {} at element {i}: {} vs {want}",
+                    "{name}: derivative {} at element {i}: {} vs {want}",
                     order + 1,
                     got[i]
                 );
