@@ -768,19 +768,23 @@ fn batch_norm_batch_stats(
         );
     }
     let inputs: Vec<&Tensor> = [Some(x), weight, bias].into_iter().flatten().collect();
+    // Each channel is a row of `[C, N * HW]` (a transposed copy), standardised as layer
+    // norm standardises a row: the rules under `create_graph` are layer norm's on it.
+    let rows = Rows { mean, invstd, normalized_shape: vec![count], eps };
     let make_backward = || {
-        let (mean, invstd) = (mean.clone(), invstd.clone());
-        affine_backward(x, weight, bias.is_some(), move |g, x, w, _| {
-            let (dx, dw, db) = if is_grad_enabled() {
-                batch_norm_grad_recorded(g, x, w, eps)
+        let rows = rows.clone();
+        affine_backward(x, weight, bias.is_some(), move |g, x, w, parameters| {
+            if is_grad_enabled() {
+                batch_norm_grad_recorded(g, x, w, &rows, parameters)
             } else {
-                batch_norm_grad_fused(g, x, w, (&mean, &invstd), sizes)
-            };
-            (dx, Some(dw), Some(db))
+                let (dx, dw, db) =
+                    batch_norm_grad_fused(g, x, w, (&rows.mean, &rows.invstd), sizes);
+                (dx, Some(dw), Some(db))
+            }
         })
     };
     record_with_tangent("batch_norm", location, &inputs, value, make_backward, |ctx| {
-        batch_norm_tangent(ctx, (x, weight), eps)
+        batch_norm_tangent(ctx, (x, weight), &rows)
     })
 }
 
@@ -838,54 +842,45 @@ fn batch_norm_grad_fused(
     }
 }
 
-/// The gradients of [`batch_norm_batch_stats`] written with recorded ops, so that they can
-/// be differentiated again: with `xhat = (x - mean) invstd` over `M` values per channel,
-/// `dx = weight invstd (g - mean(g) - xhat mean(g xhat))`, `dweight = sum(g xhat)`,
-/// `dbias = sum(g)`, the statistics recomputed from `x` so that their dependence on it is
-/// recorded too.
+/// `t` (shaped like the input `[N, C, ...]`) as the rows of `rows`, `[C, N * HW]`: a
+/// recorded transposing copy.
+fn channel_rows(t: &Tensor, rows: &Rows) -> Tensor {
+    let channels_first = shape::transpose(t, 0, 1).expect("at least 2-D").contiguous();
+    shape::reshape_to(&channels_first, &rows.matrix())
+}
+
+/// The inverse of [`channel_rows`] for `x`'s shape: a recorded reshape and transposed view.
+fn from_channel_rows(t: &Tensor, x: &Tensor) -> Tensor {
+    let mut channels_first = x.shape().to_vec();
+    channels_first.swap(0, 1);
+    shape::transpose(&shape::reshape_to(t, &channels_first), 0, 1).expect("at least 2-D")
+}
+
+/// The gradients of [`batch_norm_batch_stats`] as recorded ops, so that they can be
+/// differentiated again: on the channels as rows ([`channel_rows`]), `dx = S (g weight)`
+/// as [`layer_norm_backward`] (one op, its second derivative one kernel pass), and with
+/// `parameters` `dweight = sum(g xhat)` and `dbias = sum(g)` along each row, `xhat` being
+/// the rows' layer norm without affine parameters.
 fn batch_norm_grad_recorded(
     g: &Tensor,
     x: &Tensor,
     weight: Option<&Tensor>,
-    eps: f64,
-) -> (Tensor, Tensor, Tensor) {
-    let c = x.shape()[1];
-    let (per_channel, channel_mean) = channel_helpers(x);
-    let (xhat, invstd) = standardized(x, eps);
-    let (mean_g, mean_gx) = (channel_mean(g), channel_mean(&(g * &xhat)));
-    let scale = match weight {
-        Some(w) => &invstd * w,
-        None => invstd,
+    rows: &Rows,
+    parameters: bool,
+) -> NormGrads {
+    let (g_rows, x_rows) = (channel_rows(g, rows), channel_rows(x, rows));
+    let h_rows = match weight {
+        Some(w) => &g_rows * &shape::reshape_to(w, &[rows.mean.numel(), 1]),
+        None => g_rows.clone(),
     };
-    let inner = &(g - &per_channel(&mean_g)) - &(&xhat * &per_channel(&mean_gx));
-    let dx = &per_channel(&scale) * &inner;
-    let m = (x.numel() / c.max(1)) as f64;
-    (dx, mean_gx.mul_scalar(m), mean_g.mul_scalar(m))
-}
-
-/// For tensors shaped like `x` (`[N, C, ...]`): a `[C]` tensor viewed per channel
-/// (`[1, C, 1, ...]`), and the mean of each channel (`[C]`).
-fn channel_helpers(x: &Tensor) -> (impl Fn(&Tensor) -> Tensor, impl Fn(&Tensor) -> Tensor) {
-    let c = x.shape()[1];
-    let mut bshape = vec![1; x.dim()];
-    bshape[1] = c;
-    let per_channel = move |t: &Tensor| shape::reshape_to(t, &bshape);
-    let per_row = x.numel() / c.max(1);
-    // [N, C, ...] -> [C, M]: one row per channel.
-    let channel_mean = move |t: &Tensor| {
-        let t = shape::transpose(t, 0, 1).expect("at least 2-D").contiguous();
-        reduce::mean_dim(&shape::reshape_to(&t, &[c, per_row]), 1, false).expect("2-D rows")
-    };
-    (per_channel, channel_mean)
-}
-
-/// `x` standardised with its batch statistics per channel, and the inverse deviations
-/// (`[C]`), with recorded ops.
-fn standardized(x: &Tensor, eps: f64) -> (Tensor, Tensor) {
-    let (per_channel, channel_mean) = channel_helpers(x);
-    let centered = x - &per_channel(&channel_mean(x));
-    let invstd = unary::rsqrt(&channel_mean(&unary::square(&centered)).add_scalar(eps));
-    (&centered * &per_channel(&invstd), invstd)
+    let dx = from_channel_rows(&layer_norm_backward(&h_rows, &x_rows, None, rows), x);
+    if !parameters {
+        return (dx, None, None);
+    }
+    let xhat = layer_norm(&x_rows, &rows.normalized_shape, None, None, rows.eps)
+        .expect("the rows of a batch norm's input");
+    let along_rows = |t: &Tensor| reduce::sum_dim(t, 1, false).expect("2-D rows");
+    (dx, Some(along_rows(&(&g_rows * &xhat))), Some(along_rows(&g_rows)))
 }
 
 /// The tangent of batch normalisation with batch statistics. In `x` the Jacobian is
@@ -894,13 +889,17 @@ fn standardized(x: &Tensor, eps: f64) -> (Tensor, Tensor) {
 fn batch_norm_tangent(
     ctx: &tapegrad_tape::TangentCtx<'_>,
     (x, weight): (&Tensor, Option<&Tensor>),
-    eps: f64,
+    rows: &Rows,
 ) -> Tensor {
-    let (per_channel, _) = channel_helpers(x);
     ctx.sum(|i, v| match i {
-        0 => batch_norm_grad_recorded(v, x, weight, eps).0,
-        1 if weight.is_some() => &standardized(x, eps).0 * &per_channel(v),
-        _ => per_channel(v), // the bias
+        0 => batch_norm_grad_recorded(v, x, weight, rows, false).0,
+        1 if weight.is_some() => {
+            let xhat =
+                layer_norm(&channel_rows(x, rows), &rows.normalized_shape, None, None, rows.eps);
+            &from_channel_rows(&xhat.expect("the rows of a batch norm's input"), x)
+                * &channel_view(v, x)
+        }
+        _ => channel_view(v, x), // the bias
     })
 }
 

@@ -155,17 +155,20 @@ fn silu_elu_gelu_and_softplus_differentiate_to_the_third_order() {
 
 /// Under `create_graph`, layer norm's input gradient is one recorded op
 /// (`layer_norm_backward`), whose rule for `x` is one kernel pass while nothing records it
-/// and recorded ops for a third derivative; group norm's is the same op on its groups as
-/// rows. With `f0 = <c0, norm(x)>` and `fk = <ck, ∇fk-1>`, each `∇fk` up to the third
+/// and recorded ops for a third derivative; group norm's and batch norm's (with the batch's
+/// statistics) are the same op on their groups or channels as rows. With `f0 = <c0, norm(x)>` and `fk = <ck, ∇fk-1>`, each `∇fk` up to the third
 /// against central differences of `fk`, in f64, with and without affine parameters, on
 /// rows longer and shorter than a vector.
 #[test]
-fn layer_norm_and_group_norm_differentiate_to_the_third_order() {
-    use tapegrad_ops::{GroupNormOptions, LayerNormOptions, functional, prelude::*};
+fn layer_norm_group_norm_and_batch_norm_differentiate_to_the_third_order() {
+    use tapegrad_ops::{
+        BatchNormOptions, GroupNormOptions, LayerNormOptions, functional, prelude::*,
+    };
     use tapegrad_tape::{DType, GradOptions, grad};
     let random = |shape: &[usize]| Tensor::randn(shape).to_dtype(DType::F64);
     let (ln_weight, ln_bias) = (random(&[37]), random(&[37]));
     let (gn_weight, gn_bias) = (random(&[6]), random(&[6]));
+    let (bn_weight, bn_bias) = (random(&[3]), random(&[3]));
     type Norm<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
     let cases: Vec<(&str, Vec<usize>, Norm<'_>)> = vec![
         ("layer_norm", vec![3, 37], Box::new(|x| functional::layer_norm(x, &[37]))),
@@ -184,6 +187,15 @@ fn layer_norm_and_group_norm_differentiate_to_the_third_order() {
             Box::new(|x| {
                 let options = GroupNormOptions::default().weight(&gn_weight).bias(&gn_bias);
                 functional::group_norm_with(x, 3, options)
+            }),
+        ),
+        (
+            "batch_norm affine",
+            vec![4, 3, 5],
+            Box::new(|x| {
+                let options =
+                    BatchNormOptions::default().training(true).weight(&bn_weight).bias(&bn_bias);
+                functional::batch_norm_with(x, None, options)
             }),
         ),
     ];
