@@ -3,8 +3,8 @@
 //! from the pieces); layer norm and batch norm with the batch's statistics are one recorded
 //! op over a kernel each, and group norm likewise. When a rule must be differentiated,
 //! layer norm's input gradient is one recorded op again (`layer_norm_backward`, whose own
-//! rules are a kernel pass or that op), and group norm's the same op on its groups as rows;
-//! batch norm's are recorded ops.
+//! rules are a kernel pass or that op), and group norm's and batch norm's the same op on
+//! their groups or channels as rows.
 
 use std::panic::Location;
 
@@ -715,8 +715,9 @@ pub(crate) fn batch_norm(
 /// Batch normalisation with the batch's own statistics, as one recorded op: the
 /// statistics, the output and (in a plain backward) the gradient each in one kernel pass
 /// (tapegrad-kernels' `batch_norm`), where the composed form takes some ten full-size ops
-/// each way. Under `create_graph` the rule writes the same gradient with recorded ops, so
-/// it can be differentiated again. `stats`, if given, gets the running averages.
+/// each way. Under `create_graph` the rule is layer norm's on the channels as rows
+/// ([`batch_norm_grad_recorded`]), so it can be differentiated again. `stats`, if given,
+/// gets the running averages.
 #[track_caller]
 fn batch_norm_batch_stats(
     x: &Tensor,
