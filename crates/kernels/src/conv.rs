@@ -163,6 +163,7 @@ fn im2col<T: Gemm>(
     let padded = padded.as_mut::<T>();
     // The edges stay zero from here on: each plane rewrites the interior alone.
     fill_row(padded, T::ZERO);
+    let pixels = frame.strided_pixels(ho, wo);
     for ci in 0..geo.cg() {
         let plane = &x[(g * geo.cg() + ci) * h * w..(g * geo.cg() + ci + 1) * h * w];
         for (row, src) in plane.chunks_exact(w.max(1)).enumerate() {
@@ -172,15 +173,16 @@ fn im2col<T: Gemm>(
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
                 let dst_row = &mut col[row * row_len + offset..row * row_len + offset + ho * wo];
+                if let Some(pixels) = &pixels {
+                    let tap = &padded[frame.tap(0, ki, kj)..];
+                    for (d, &at) in dst_row.iter_mut().zip(pixels) {
+                        *d = tap[at];
+                    }
+                    continue;
+                }
                 for (oh, dst) in dst_row.chunks_exact_mut(wo).enumerate() {
                     let start = frame.tap(oh, ki, kj);
-                    if frame.stride.1 == 1 {
-                        copy_row(dst, &padded[start..start + wo]);
-                    } else {
-                        for (ow, d) in dst.iter_mut().enumerate() {
-                            *d = padded[start + ow * frame.stride.1];
-                        }
-                    }
+                    copy_row(dst, &padded[start..start + wo]);
                 }
             }
         }
@@ -225,6 +227,18 @@ impl PaddedPlane {
     fn tap(&self, oh: usize, ki: usize, kj: usize) -> usize {
         (oh * self.stride.0 + ki * self.dilation.0) * self.wp + kj * self.dilation.1
     }
+
+    /// For a stride along rows, where each of the `ho x wo` output pixels' first tap lies,
+    /// row by row (add [`PaddedPlane::tap`]`(0, ki, kj)` for another tap): a tap's pixels
+    /// are then one flat loop over the table, where a loop per output row of a few strided
+    /// pixels (4 x 4 outputs in a critic's deep layers) spent its time on the loops' ends.
+    /// `None` without a stride along rows, whose output rows are plain copies.
+    fn strided_pixels(&self, ho: usize, wo: usize) -> Option<Vec<usize>> {
+        (self.stride.1 != 1).then(|| {
+            let tap = |oh, ow| self.tap(oh, 0, 0) + ow * self.stride.1;
+            (0..ho).flat_map(|oh| (0..wo).map(move |ow| tap(oh, ow))).collect()
+        })
+    }
 }
 
 /// The column matrix of group `g` of images `first..first + count` of `x`, `k x (count * ho
@@ -260,22 +274,24 @@ fn col2im<T: Gemm>(
     let Some(frame) = PaddedPlane::of(geo) else { return };
     let mut padded = Columns::new::<T>(frame.len);
     let padded = padded.as_mut::<T>();
+    let pixels = frame.strided_pixels(ho, wo);
     for ci in 0..geo.cg() {
         fill_row(padded, T::ZERO);
         for ki in 0..kh {
             for kj in 0..kw {
                 let row = (ci * kh + ki) * kw + kj;
                 let src_row = &col[row * row_len + offset..row * row_len + offset + ho * wo];
+                if let Some(pixels) = &pixels {
+                    let tap = &mut padded[frame.tap(0, ki, kj)..];
+                    for (&v, &at) in src_row.iter().zip(pixels) {
+                        tap[at] += v;
+                    }
+                    continue;
+                }
                 for (oh, src) in src_row.chunks_exact(wo).enumerate() {
                     let start = frame.tap(oh, ki, kj);
-                    if frame.stride.1 == 1 {
-                        for (d, &v) in padded[start..start + wo].iter_mut().zip(src) {
-                            *d += v;
-                        }
-                    } else {
-                        for (ow, &v) in src.iter().enumerate() {
-                            padded[start + ow * frame.stride.1] += v;
-                        }
+                    for (d, &v) in padded[start..start + wo].iter_mut().zip(src) {
+                        *d += v;
                     }
                 }
             }
@@ -336,9 +352,9 @@ enum Split {
     Fixed,
 }
 
-/// Images per GEMM: enough columns for an efficient product (a convolution's per-image
-/// GEMMs are narrow: 196 columns for a 14x14 output), split as `split` says, and capped so
-/// a column buffer stays around 16 MB.
+/// Images per task, split as `split` says, and capped at 16 MB of columns (`k` x pixels) a
+/// task. (The im2col forms take a task's images in smaller products:
+/// [`images_per_column_matrix`].)
 fn images_per_chunk(geo: &Geometry, split: Split) -> usize {
     /// Tasks of a fixed split: enough to share among the threads of a large machine.
     const FIXED_TASKS: usize = 8;
@@ -530,30 +546,60 @@ fn conv_im2col<T: Gemm>(
 ) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let out_img = geo.o * hw;
+    let batch = images_per_column_matrix::<T>(geo, 0);
     for_chunks(geo, Split::PerThread, |first, count| {
-        let cols = count * hw;
+        let cols = batch.min(count) * hw;
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
         let mut col = Columns::new::<T>(k * cols);
-        let col = col.as_mut::<T>();
         let mut yg = Columns::new::<T>(og * cols);
-        let yg = yg.as_mut::<T>();
-        let y_chunk = y.take(first, count);
-        for g in 0..geo.opts.groups {
-            let columns = column_matrix(x, geo, (g, first, count), col);
-            let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-            gemm_serial(wg, columns, yg, false);
-            for oc in 0..og {
-                for i in 0..count {
-                    let at = i * out_img + (g * og + oc) * hw;
-                    copy_row(
-                        &mut y_chunk[at..at + hw],
-                        &yg[oc * cols + i * hw..oc * cols + (i + 1) * hw],
-                    );
+        for (start, count) in image_batches(first, count, batch) {
+            let cols = count * hw;
+            let (col, yg) =
+                (&mut col.as_mut::<T>()[..k * cols], &mut yg.as_mut::<T>()[..og * cols]);
+            let y_batch = y.take(start, count);
+            for g in 0..geo.opts.groups {
+                let columns = column_matrix(x, geo, (g, start, count), col);
+                let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
+                gemm_serial(wg, columns, yg, false);
+                for oc in 0..og {
+                    for i in 0..count {
+                        let at = i * out_img + (g * og + oc) * hw;
+                        copy_row(
+                            &mut y_batch[at..at + hw],
+                            &yg[oc * cols + i * hw..oc * cols + (i + 1) * hw],
+                        );
+                    }
                 }
             }
+            bias.add_to(y_batch);
         }
-        bias.add_to(y_chunk);
     });
+}
+
+/// Images whose column matrix (`k x pixels`) one product of the im2col forms takes: as many
+/// as fit in half the core's L2 cache, and at least one, and at least enough for
+/// `min_pixels` columns. A matrix of many images' columns, a page or more per row, had each
+/// of its rows on a page of its own: the few pixels an image writes to a row (16 for a 4 x 4
+/// output) each missed the TLB, as did the product's copy of those rows, and the matrix
+/// left L2 before the product read it.
+fn images_per_column_matrix<T>(geo: &Geometry, min_pixels: usize) -> usize {
+    let hw = (geo.ho * geo.wo).max(1);
+    let per_image = geo.k() * hw * std::mem::size_of::<T>();
+    let fit = crate::cache::caches().l2 / 2 / per_image.max(1);
+    fit.max(min_pixels.div_ceil(hw)).max(1)
+}
+
+/// Pixels (the shared dimension) below which a product of the weight gradient's im2col form
+/// would read and write its whole result, the weights' gradient, for too few multiply-adds
+/// (a 256 to 512 channel layer over 4 x 4 outputs: 4.7 MB for each image alone).
+const WEIGHT_PRODUCT_PIXELS: usize = 128;
+
+/// The images `first..first + count` in batches of `batch`: each batch's first image and
+/// its number of images (the last may be short).
+fn image_batches(first: usize, count: usize, batch: usize) -> impl Iterator<Item = (usize, usize)> {
+    (first..first + count)
+        .step_by(batch)
+        .map(move |start| (start, batch.min(first + count - start)))
 }
 
 /// The adjoint of [`conv`] with respect to its input: the input gradient `[N, C, H, W]` of
@@ -629,21 +675,44 @@ fn weights_too_large(geo: &Geometry) -> bool {
 /// four times the work, im2col at sixteen.
 const TRANSPOSE_WORK_RATIO: f64 = 8.0;
 
-fn conv_transpose_im2col<T: Gemm>(gy: &[T], weight: &[T], geo: &Geometry, dx: &Images<'_, T>) {
+fn conv_transpose_im2col<T: ImplicitGemm>(
+    gy: &[T],
+    weight: &[T],
+    geo: &Geometry,
+    dx: &Images<'_, T>,
+) {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let in_img = geo.c * geo.h * geo.w;
+    let batch = images_per_column_matrix::<T>(geo, 0);
+    // Each group's weights transposed once, `k x og`: the products read their rows in
+    // place. As the column-major view of the weights, every product copied them into
+    // panels again, six floats from each of `og` rows a whole weight row apart.
+    let weights_t: Vec<Vec<T>> = (0..geo.opts.groups)
+        .map(|g| {
+            let mut wt = vec![T::ZERO; k * og];
+            T::transpose(&weight[g * og * k..(g + 1) * og * k], og, k, &mut wt);
+            wt
+        })
+        .collect();
     for_chunks(geo, Split::PerThread, |first, count| {
-        let cols = count * hw;
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
-        let mut col = Columns::new::<T>(k * cols);
-        let col = col.as_mut::<T>();
-        let dx_chunk = dx.take(first, count);
-        for g in 0..geo.opts.groups {
-            let gyg = gather_outputs(gy, geo, g, first, count);
-            let wg = View::row_major(&weight[g * og * k..(g + 1) * og * k], og, k);
-            gemm_serial(wg.t(), View::row_major(&gyg, og, cols), col, false);
-            for i in 0..count {
-                col2im(col, geo, g, &mut dx_chunk[i * in_img..(i + 1) * in_img], cols, i * hw);
+        let mut col = Columns::new::<T>(k * batch.min(count) * hw);
+        for (start, count) in image_batches(first, count, batch) {
+            let cols = count * hw;
+            let col = &mut col.as_mut::<T>()[..k * cols];
+            let dx_batch = dx.take(start, count);
+            for (g, wt) in weights_t.iter().enumerate() {
+                let gyg = gather_outputs(gy, geo, g, start, count);
+                gemm_serial(
+                    View::row_major(wt, k, og),
+                    View::row_major(&gyg, og, cols),
+                    col,
+                    false,
+                );
+                for i in 0..count {
+                    let dx_image = &mut dx_batch[i * in_img..(i + 1) * in_img];
+                    col2im(col, geo, g, dx_image, cols, i * hw);
+                }
             }
         }
     });
@@ -684,21 +753,24 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     let (og, k, hw) = (geo.og(), geo.k(), geo.ho * geo.wo);
     let size = geo.o * k;
     let partials = std::sync::Mutex::new(Vec::new());
+    let batch = images_per_column_matrix::<T>(geo, WEIGHT_PRODUCT_PIXELS);
     for_chunks(geo, Split::Fixed, |first, count| {
-        let cols = count * hw;
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
-        let mut col = Columns::new::<T>(k * cols);
-        let col = col.as_mut::<T>();
+        let mut col = Columns::new::<T>(k * batch.min(count) * hw);
         let mut acc = vec![T::ZERO; size];
-        for g in 0..geo.opts.groups {
-            let columns = column_matrix(x, geo, (g, first, count), col);
-            let gyg = gather_outputs(gy, geo, g, first, count);
-            gemm_serial(
-                View::row_major(&gyg, og, cols),
-                columns.t(),
-                &mut acc[g * og * k..(g + 1) * og * k],
-                false,
-            );
+        for (index, (start, count)) in image_batches(first, count, batch).enumerate() {
+            let cols = count * hw;
+            let col = &mut col.as_mut::<T>()[..k * cols];
+            for g in 0..geo.opts.groups {
+                let columns = column_matrix(x, geo, (g, start, count), col);
+                let gyg = gather_outputs(gy, geo, g, start, count);
+                gemm_serial(
+                    View::row_major(&gyg, og, cols),
+                    columns.t(),
+                    &mut acc[g * og * k..(g + 1) * og * k],
+                    index > 0,
+                );
+            }
         }
         partials.lock().expect("no task panicked").push((first, acc));
     });
@@ -855,6 +927,9 @@ mod tests {
             (40, 16, 8, 8, 64, 3, 1, 1, 1, (2, 2)),
             // Output rows several to a product at stride 2 (weights past L1 in both types).
             (1, 16, 64, 64, 64, 3, 1, 1, 1, (2, 2)),
+            // Column matrices of one image each (past half of any L2 up to 2 MB), with
+            // groups: the im2col forms' products image by image.
+            (3, 32, 64, 64, 32, 3, 1, 1, 2, (2, 2)),
         ];
         let stride_one =
             cases.map(|(n, c, h, w, o, k, p, d, g)| (n, c, h, w, o, k, p, d, g, (1, 1)));
