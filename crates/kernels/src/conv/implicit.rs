@@ -17,7 +17,7 @@
 //! B, and the pixel-major result is transposed to planes.
 
 use super::padded::{Padded, Window, tap_offsets};
-use super::{ChannelBias, Geometry, Images, Split, for_chunks, sum_in_image_order};
+use super::{ChannelBias, Geometry, Images, Split, for_chunks, image_batches, sum_in_image_order};
 use crate::implicit_gemm::{
     B_SLACK, ImplicitGemm, Lhs, Operands, PackedLhs, available, implicit_gemm, lanes,
 };
@@ -76,14 +76,6 @@ const PIXELS_PER_PRODUCT: usize = 256;
 /// function of the geometry alone, so sums run in the same order at every thread count.
 fn images_per_product(pixels: usize) -> usize {
     PIXELS_PER_PRODUCT.div_ceil(pixels.max(1))
-}
-
-/// The images `first..first + count` in batches of `batch`: each batch's first image and
-/// its number of images (the last may be short).
-fn batches(first: usize, count: usize, batch: usize) -> impl Iterator<Item = (usize, usize)> {
-    (first..first + count)
-        .step_by(batch)
-        .map(move |start| (start, batch.min(first + count - start)))
 }
 
 /// `offsets` (of one image's pixels in a padded copy) repeated for `images` images placed
@@ -324,7 +316,7 @@ impl<T: ImplicitGemm> PixelProduct<'_, T> {
         for_chunks(geo, Split::PerThread, |first, count| {
             let mut pad = new_pad(batch.min(count));
             let mut by_pixel = vec![T::ZERO; batch.min(count) * plane * channels];
-            for (start, images) in batches(first, count, batch) {
+            for (start, images) in image_batches(first, count, batch) {
                 let a = pad.of(&input[start * in_img..(start + images) * in_img]);
                 let outputs = output.take(start, images);
                 let by_pixel = &mut by_pixel[..images * plane * channels];
@@ -553,7 +545,7 @@ fn conv_transpose_strided<T: ImplicitGemm>(
         let mut pad = Padded::new(batch * geo.o, (geo.ho, geo.wo), (hq, wq), (1, 1), (top, left));
         let mut phase_out = vec![T::ZERO; cg * largest];
         let mut pixel_major = vec![T::ZERO; if by_pixel { batch * cg * largest } else { 0 }];
-        for (start, images) in batches(first, count, batch) {
+        for (start, images) in image_batches(first, count, batch) {
             let gypad = pad.of(&gy[start * out_img..(start + images) * out_img]);
             let dx_images = dx.take(start, images);
             for (g, group) in products.iter().enumerate() {
@@ -672,7 +664,7 @@ pub(super) fn conv_weight<T: ImplicitGemm>(x: &[T], gy: &[T], geo: &Geometry) ->
         let mut acc = vec![T::ZERO; geo.o * k];
         let mut gy_t = vec![T::ZERO; batch.min(count) * hw * geo.o + B_SLACK];
         let mut pad = new_pad(batch.min(count));
-        for (start, images) in batches(first, count, batch) {
+        for (start, images) in image_batches(first, count, batch) {
             let xpad = pad.of(&x[start * in_img..(start + images) * in_img]);
             for (i, gy_img) in
                 gy[start * out_img..(start + images) * out_img].chunks_exact(out_img).enumerate()
