@@ -400,16 +400,16 @@ fn for_chunks(geo: &Geometry, split: Split, work: impl Fn(usize, usize) + Sync +
 }
 
 /// Output channels of group `g` for images `first..first + count` of `y` (`[N, O, HW]`) as
-/// one `[Og, count * HW]` matrix.
-fn gather_outputs<T: Gemm>(
+/// one `[Og, count * HW]` matrix, written over the start of `out` (a buffer kept across a
+/// task's products, which are many now that each takes a few images).
+fn gather_outputs<'a, T: Gemm>(
     y: &[T],
     geo: &Geometry,
-    g: usize,
-    first: usize,
-    count: usize,
-) -> Vec<T> {
+    (g, first, count): (usize, usize, usize),
+    out: &'a mut [T],
+) -> &'a [T] {
     let (og, hw) = (geo.og(), geo.ho * geo.wo);
-    let mut out = vec![T::ZERO; og * count * hw];
+    let out = &mut out[..og * count * hw];
     if out.is_empty() {
         return out;
     }
@@ -697,18 +697,15 @@ fn conv_transpose_im2col<T: ImplicitGemm>(
     for_chunks(geo, Split::PerThread, |first, count| {
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
         let mut col = Columns::new::<T>(k * batch.min(count) * hw);
+        // Overwritten by each product's gathered gradients before they are read.
+        let mut gyg = Columns::new::<T>(og * batch.min(count) * hw);
         for (start, count) in image_batches(first, count, batch) {
             let cols = count * hw;
             let col = &mut col.as_mut::<T>()[..k * cols];
             let dx_batch = dx.take(start, count);
             for (g, wt) in weights_t.iter().enumerate() {
-                let gyg = gather_outputs(gy, geo, g, start, count);
-                gemm_serial(
-                    View::row_major(wt, k, og),
-                    View::row_major(&gyg, og, cols),
-                    col,
-                    false,
-                );
+                let gyg = gather_outputs(gy, geo, (g, start, count), gyg.as_mut::<T>());
+                gemm_serial(View::row_major(wt, k, og), View::row_major(gyg, og, cols), col, false);
                 for i in 0..count {
                     let dx_image = &mut dx_batch[i * in_img..(i + 1) * in_img];
                     col2im(col, geo, g, dx_image, cols, i * hw);
@@ -757,15 +754,17 @@ fn conv_weight_im2col<T: Gemm>(x: &[T], gy: &[T], geo: &Geometry) -> Vec<T> {
     for_chunks(geo, Split::Fixed, |first, count| {
         // Overwritten in full (im2col writes padding's zeros; the GEMM does not read C).
         let mut col = Columns::new::<T>(k * batch.min(count) * hw);
+        // Overwritten by each product's gathered gradients before they are read.
+        let mut gyg = Columns::new::<T>(og * batch.min(count) * hw);
         let mut acc = vec![T::ZERO; size];
         for (index, (start, count)) in image_batches(first, count, batch).enumerate() {
             let cols = count * hw;
             let col = &mut col.as_mut::<T>()[..k * cols];
             for g in 0..geo.opts.groups {
                 let columns = column_matrix(x, geo, (g, start, count), col);
-                let gyg = gather_outputs(gy, geo, g, start, count);
+                let gyg = gather_outputs(gy, geo, (g, start, count), gyg.as_mut::<T>());
                 gemm_serial(
-                    View::row_major(&gyg, og, cols),
+                    View::row_major(gyg, og, cols),
                     columns.t(),
                     &mut acc[g * og * k..(g + 1) * og * k],
                     index > 0,
