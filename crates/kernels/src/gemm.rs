@@ -1,7 +1,9 @@
 //! GEMM on strided views: f32 through this crate's own blocked product (`blocked`) with an
-//! AVX-512 or AVX2 register tile (`tile`, compiled in `avx512` and `avx2`), everything else through
-//! `matrixmultiply` (or, with the `gemm` feature, every product through the `gemm` crate);
-//! split across rayon's threads only when the product is large enough to pay for it.
+//! AVX-512 or AVX2 register tile (`tile`, compiled in `avx512` and `avx2`), f32 and f64
+//! products below a 16 x 16 x 16 one through chains of fused multiply-adds (`small`) on the
+//! same CPUs, everything else through `matrixmultiply` (or, with the `gemm` feature, every
+//! product through the `gemm` crate); split across rayon's threads only when the product is
+//! large enough to pay for it.
 
 use rayon::prelude::*;
 
@@ -11,6 +13,8 @@ mod avx2;
 mod avx512;
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
 mod blocked;
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+mod small;
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
 mod tile;
 
@@ -89,8 +93,9 @@ impl<'a, T> View<'a, T> {
     }
 }
 
-/// The GEMM kernels for one element type: this crate's own for f32 on CPUs with AVX-512 or
-/// AVX2, otherwise `matrixmultiply`'s (or, with the `gemm` feature, the `gemm` crate's). Callers
+/// The GEMM kernels for one element type: this crate's own on CPUs with AVX-512 or AVX2 for
+/// f32 and for small f64 products, otherwise `matrixmultiply`'s (or, with the `gemm`
+/// feature, the `gemm` crate's). Callers
 /// use [`gemm_serial`], [`gemm_into`], [`gemm_new`] and the batched forms, which check the
 /// views.
 ///
@@ -158,6 +163,13 @@ pub trait Gemm: crate::Real {
         c: (*mut Self, isize),
     );
 
+    /// The kernel that [`Gemm::raw`] and [`Gemm::raw_fresh`] run for products of fewer than
+    /// a 16 x 16 x 16 product's multiply-adds, where this crate has one for the type and
+    /// CPU, for callers that run many such products inside one switch of the
+    /// floating-point mode (the batched forms).
+    #[doc(hidden)]
+    fn small_kernel() -> Option<OwnKernel<Self>>;
+
     /// [`Gemm::raw`] through the library alone (`matrixmultiply`, or the `gemm` crate with
     /// the `gemm` feature).
     ///
@@ -181,13 +193,13 @@ pub trait Gemm: crate::Real {
     );
 }
 
-/// Products smaller than this many multiply-adds (a 16 x 16 x 16 product) go to the
-/// library: copying into panels would cost more than it saves.
-#[cfg_attr(any(not(target_arch = "x86_64"), feature = "gemm"), allow(dead_code))]
+/// Products smaller than this many multiply-adds (a 16 x 16 x 16 product) skip the blocked
+/// product (copying into panels would cost more than it saves) for the chains of
+/// [`small`], or the library where the CPU has no own kernel.
 const OWN_KERNEL_FLOPS: usize = 16 * 16 * 16;
 
 macro_rules! impl_gemm {
-    ($t:ty, $matrixmultiply:path, $own:expr, $pack:path, $packed:path) => {
+    ($t:ty, $matrixmultiply:path, $own:expr, $small:expr, $pack:path, $packed:path) => {
         impl Gemm for $t {
             fn pack_b(b: &View<'_, $t>) -> Option<Panels> {
                 $pack(b)
@@ -219,13 +231,14 @@ macro_rules! impl_gemm {
                 rsc: isize,
                 csc: isize,
             ) {
-                let own: Option<OwnKernel<$t>> = $own;
+                let own: Option<OwnKernel<$t>> =
+                    if m * n * k >= OWN_KERNEL_FLOPS { $own } else { Self::small_kernel() };
                 if let Some(own) = own
                     && csc == 1
-                    && m * n * k >= OWN_KERNEL_FLOPS
                 {
                     let no_bias = std::ptr::null();
-                    // SAFETY: forwarded from the caller; `$own` chose a kernel the CPU has.
+                    // SAFETY: forwarded from the caller; `$own` and `$small` chose kernels
+                    // the CPU has.
                     return crate::subnormal::flushing(|| unsafe {
                         own((m, k, n), (a, rsa, csa), (b, rsb, csb), (beta, no_bias), (c, rsc))
                     });
@@ -241,10 +254,9 @@ macro_rules! impl_gemm {
                 bias: Option<*const $t>,
                 (c, ldc): (*mut $t, isize),
             ) {
-                let own: Option<OwnKernel<$t>> = $own;
-                if let Some(own) = own
-                    && m * n * k >= OWN_KERNEL_FLOPS
-                {
+                let own: Option<OwnKernel<$t>> =
+                    if m * n * k >= OWN_KERNEL_FLOPS { $own } else { Self::small_kernel() };
+                if let Some(own) = own {
                     let zero = <$t as crate::Real>::ZERO;
                     let bias = bias.unwrap_or(std::ptr::null());
                     // SAFETY: forwarded from the caller; the own kernel writes every element
@@ -267,6 +279,10 @@ macro_rules! impl_gemm {
                     };
                     Self::library(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, ldc, 1)
                 }
+            }
+
+            fn small_kernel() -> Option<OwnKernel<$t>> {
+                $small
             }
 
             unsafe fn library(
@@ -354,10 +370,13 @@ type OwnKernel<T> = unsafe fn(
 // With the `gemm` feature every product goes to the gemm crate, whose kernels measured a
 // few percent ahead of the own one on large square products (docs/BENCHMARKS.md).
 #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
-impl_gemm!(f32, matrixmultiply::sgemm, own_f32(), pack_f32, packed_f32);
+impl_gemm!(f32, matrixmultiply::sgemm, own_f32(), small_product(), pack_f32, packed_f32);
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+impl_gemm!(f64, matrixmultiply::dgemm, None, small_product(), no_panels, no_packed_product);
 #[cfg(any(not(target_arch = "x86_64"), feature = "gemm"))]
-impl_gemm!(f32, matrixmultiply::sgemm, None, no_panels, no_packed_product);
-impl_gemm!(f64, matrixmultiply::dgemm, None, no_panels, no_packed_product);
+impl_gemm!(f32, matrixmultiply::sgemm, None, None, no_panels, no_packed_product);
+#[cfg(any(not(target_arch = "x86_64"), feature = "gemm"))]
+impl_gemm!(f64, matrixmultiply::dgemm, None, None, no_panels, no_packed_product);
 
 /// A matrix copied into the own kernel's panel order (made by [`Gemm::pack_b`], held by
 /// [`PackedB`]).
@@ -398,6 +417,13 @@ fn own_tile() -> Option<OwnTile> {
     } else {
         None
     }
+}
+
+/// The own kernel for products below [`OWN_KERNEL_FLOPS`], where the CPU has one of the
+/// own tiles (so FMA): [`small`]'s chains, in f32 and f64.
+#[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+fn small_product<T: small::Fused>() -> Option<OwnKernel<T>> {
+    own_tile().map(|_| small::product::<T> as OwnKernel<T>)
 }
 
 /// The own f32 product this CPU runs.
@@ -820,6 +846,14 @@ pub fn gemm_batched<'a, T: Gemm>(
         return;
     }
     let (a0, b0) = views(0);
+    let shape = (a0.rows, a0.cols, b0.cols);
+    if a0.rows * b0.cols == block {
+        // SAFETY: `c` holds `count` blocks of `block` elements, exclusively borrowed, and
+        // `small_batch` writes blocks of product 0's `m x n`, which is `block`.
+        if unsafe { small_batch(count, &views, shape, SendPtr(c.as_mut_ptr())) } {
+            return;
+        }
+    }
     if batch_in_parallel(count, a0.rows * a0.cols * b0.cols) {
         let _ = crate::parallel::keep_warm();
         c.par_chunks_mut(block).enumerate().for_each(|(i, ci)| {
@@ -861,6 +895,12 @@ pub fn gemm_batched_new<'a, T: Gemm>(
     let len = block.checked_mul(count).expect("gemm_batched: output size");
     let mut c: Vec<T> = Vec::with_capacity(len);
     let c_ptr = SendPtr(c.as_mut_ptr());
+    // SAFETY: the buffer has room for `count` blocks of `m x n`, written by no one else.
+    if unsafe { small_batch(count, &views, (m, a0.cols, n), c_ptr) } {
+        // SAFETY: every block was written in full (a panic would have left the length 0).
+        unsafe { c.set_len(len) };
+        return c;
+    }
     let product = |i: usize, parallel: bool| {
         let (a, b) = views(i);
         assert!(a.rows == m && b.cols == n, "gemm_batched: product {i} is not {m} x {n}");
@@ -877,6 +917,83 @@ pub fn gemm_batched_new<'a, T: Gemm>(
     // SAFETY: every block was written in full above (a panic would have left the length 0).
     unsafe { c.set_len(len) };
     c
+}
+
+/// Products per task, and per switch of the floating-point mode, in [`small_batch`].
+const SMALL_PRODUCTS_PER_TASK: usize = 64;
+
+/// What a small product costs besides its multiply-adds (finding its operands, checking
+/// them, the call), counted in multiply-adds, for the choice of splitting a batch of them
+/// across threads: a batch of 3 x 3 products is mostly that.
+const SMALL_PRODUCT_CALL: usize = 256;
+
+/// Writes a batch of small products (`shape` that of product 0: fewer multiply-adds than
+/// [`OWN_KERNEL_FLOPS`]) into the consecutive `m x n` blocks at `c` through
+/// [`Gemm::small_kernel`], in tasks of [`SMALL_PRODUCTS_PER_TASK`] products that each
+/// switch the floating-point mode once: a product of a few multiply-adds costs less than
+/// the switch. The products' bits are [`Gemm::raw_fresh`]'s. Returns false, having done
+/// nothing, for larger products or where there is no such kernel.
+///
+/// # Panics
+/// If a product is not `m x n`, its operands' shapes do not fit or a view reaches outside
+/// its data.
+///
+/// # Safety
+/// `c` must be valid for writes of `count` blocks of `m x n` elements that no one else
+/// accesses during the call.
+unsafe fn small_batch<'a, T: Gemm>(
+    count: usize,
+    views: &(impl Fn(usize) -> (View<'a, T>, View<'a, T>) + Sync),
+    (m, k, n): (usize, usize, usize),
+    c: SendPtr<T>,
+) -> bool {
+    let Some(kernel) = T::small_kernel().filter(|_| m * k * n < OWN_KERNEL_FLOPS) else {
+        return false;
+    };
+    let run = |first: usize, end: usize| {
+        crate::subnormal::flushing(|| {
+            for i in first..end {
+                let (a, b) = views(i);
+                assert!(
+                    a.rows == m
+                        && b.cols == n
+                        && a.cols == b.rows
+                        && a.in_bounds()
+                        && b.in_bounds(),
+                    "gemm_batched: product {i} is not {m} x {n}, or its operands do not fit"
+                );
+                let origin = |v: &View<'_, T>| {
+                    // An empty view's offset may sit at the end of its data.
+                    let start = v.data.as_ptr().wrapping_add(v.offset);
+                    (start, v.rs as isize, v.cs as isize)
+                };
+                // SAFETY: the views lie inside their data (asserted); block i of C is this
+                // call's alone (the caller's guarantee); C is written, not read (beta zero).
+                unsafe {
+                    let block = c.get().add(i * m * n);
+                    let no_bias = std::ptr::null();
+                    kernel(
+                        (m, a.cols, n),
+                        origin(&a),
+                        origin(&b),
+                        (T::ZERO, no_bias),
+                        (block, n as isize),
+                    )
+                }
+            }
+        })
+    };
+    if batch_in_parallel(count, m * k * n + SMALL_PRODUCT_CALL) {
+        let _ = crate::parallel::keep_warm();
+        let tasks = count.div_ceil(SMALL_PRODUCTS_PER_TASK);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let first = t * SMALL_PRODUCTS_PER_TASK;
+            run(first, count.min(first + SMALL_PRODUCTS_PER_TASK))
+        });
+    } else {
+        run(0, count)
+    }
+    true
 }
 
 /// Whether a batch of `count` products of `each` multiply-adds runs one product per task
@@ -1144,6 +1261,125 @@ mod tests {
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 let what = format!("{m}x{k}x{n} ta {ta} tb {tb} beta {beta} bias {with_bias}");
                 assert_eq!(bits(&wide), bits(&narrow), "{what}");
+            }
+        }
+    }
+
+    /// Products too small for the blocked product run as chains of their own
+    /// (`gemm::small`), with the blocked product's bits: for each layout, `beta`, a bias,
+    /// an empty shared dimension, one or several blocks of it, edge blocks of rows and
+    /// columns, and B's rows adjacent or not.
+    #[cfg(all(target_arch = "x86_64", not(feature = "gemm")))]
+    #[test]
+    fn small_products_have_the_bits_of_the_blocked_product() {
+        use super::{avx2::Avx2, blocked, small};
+        if !crate::simd::avx2_enabled() {
+            return;
+        }
+        let shapes = [
+            (1, 1, 1),
+            (3, 3, 1),
+            (3, 3, 3),
+            (6, 128, 1),
+            (1, 300, 7),
+            (8, 8, 8),
+            (5, 9, 13),
+            (4, 600, 1),
+            (2, 17, 20),
+            (7, 0, 5),
+        ];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let args = |v: &View<'_, f32>| (v.data.as_ptr(), v.rs as isize, v.cs as isize);
+        for &(m, k, n) in &shapes {
+            assert!(m * k * n < super::OWN_KERNEL_FLOPS);
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (beta, with_bias) in [(0.0, false), (0.0, true), (1.0, false), (0.5, false)] {
+                    let a: Vec<f32> = (0..m * k).map(value).collect();
+                    let b: Vec<f32> = (0..k * n).map(|i| value(i + 3)).collect();
+                    let bias: Vec<f32> = (0..n).map(|i| value(i + 11)).collect();
+                    let bias = if with_bias { bias.as_ptr() } else { std::ptr::null() };
+                    let (va, vb) = (view(&a, m, k, ta), view(&b, k, n, tb));
+                    let start: Vec<f32> = (0..m * n).map(|i| value(i + 8)).collect();
+                    let (mut chains, mut blocked) = (start.clone(), start.clone());
+                    // SAFETY: the CPU has AVX2 and FMA (checked above); the views are whole
+                    // row-major or transposed matrices, C is m x n with rows n apart.
+                    unsafe {
+                        let c = (chains.as_mut_ptr(), n as isize);
+                        small::product::<f32>((m, k, n), args(&va), args(&vb), (beta, bias), c);
+                        let c = (blocked.as_mut_ptr(), n as isize);
+                        blocked::sgemm::<Avx2>((m, k, n), args(&va), args(&vb), (beta, bias), c);
+                    }
+                    let what = format!("{m}x{k}x{n} ta {ta} tb {tb} beta {beta} bias {with_bias}");
+                    assert_eq!(bits(&chains), bits(&blocked), "{what}");
+                    let mut want = reference(&va, &vb);
+                    for (i, w) in want.iter_mut().enumerate() {
+                        *w += if with_bias {
+                            f64::from(value(i % n + 11))
+                        } else {
+                            f64::from(beta) * f64::from(start[i])
+                        };
+                    }
+                    assert_close(&chains, &want, k.max(1), &what);
+                }
+            }
+        }
+    }
+
+    /// f64 products take the same chains where the CPU has FMA: close to a triple loop, for
+    /// each layout.
+    #[test]
+    fn small_f64_products_agree_with_a_triple_loop() {
+        for &(m, k, n) in &[(3, 3, 1), (6, 40, 3), (1, 300, 9), (9, 2, 30)] {
+            for (ta, tb) in [(false, false), (true, true)] {
+                let a: Vec<f64> = (0..m * k).map(|i| f64::from(value(i))).collect();
+                let b: Vec<f64> = (0..k * n).map(|i| f64::from(value(i + 3))).collect();
+                let va = View { data: &a, offset: 0, rows: m, cols: k, rs: k, cs: 1 };
+                let vb = View { data: &b, offset: 0, rows: k, cols: n, rs: n, cs: 1 };
+                let (va, vb) = (
+                    if ta { View { rs: 1, cs: m, ..va } } else { va },
+                    if tb { View { rs: 1, cs: k, ..vb } } else { vb },
+                );
+                let got = gemm_new(va, vb, None);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k)
+                            .map(|p| a[i * va.rs + p * va.cs] * b[p * vb.rs + j * vb.cs])
+                            .sum();
+                        let err = (got[i * n + j] - want).abs();
+                        assert!(err <= 1e-12 * (k as f64), "{m}x{k}x{n} ({i}, {j}): {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A batch of small products (run in tasks of several products, on two threads when
+    /// there are enough) gives each product's bits alone, for strided and shared operands.
+    #[test]
+    fn batches_of_small_products_match_single_products() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for &(count, m, k, n) in &[(5000, 3, 3, 1), (3000, 3, 3, 3), (100, 8, 8, 8), (7, 1, 40, 2)]
+        {
+            let a: Vec<f32> = (0..count * m * k).map(value).collect();
+            let shared: Vec<f32> = (0..k * n).map(|i| value(i + 5)).collect();
+            // A's matrices transposed in place; one B for every product.
+            let views = |i: usize| {
+                let va = View { data: &a, offset: i * m * k, rows: m, cols: k, rs: 1, cs: m };
+                (va, View::row_major(&shared, k, n))
+            };
+            let mut want = Vec::new();
+            for i in 0..count {
+                let (va, vb) = views(i);
+                want.extend(gemm_new(va, vb, None));
+            }
+            let what = format!("{count} x {m}x{k}x{n}");
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let fresh = pool.install(|| gemm_batched_new(count, views));
+                assert_eq!(bits(&fresh), bits(&want), "{what}, {threads} threads");
+                let mut into = vec![f32::NAN; count * m * n];
+                pool.install(|| gemm_batched(count, views, &mut into));
+                assert_eq!(bits(&into), bits(&want), "{what}, into C, {threads} threads");
             }
         }
     }

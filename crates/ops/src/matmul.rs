@@ -25,14 +25,31 @@ fn batched<T: Element>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
         return vec![T::default(); numel(batch) * m * n];
     }
     let (sa, sb) = (la.strides(), lb.strides());
-    let a_at: Vec<usize> = Layout::from_parts(batch, &sa[..nb], la.offset()).offsets().collect();
-    let b_at: Vec<usize> = Layout::from_parts(batch, &sb[..nb], lb.offset()).offsets().collect();
+    let (a_at, b_at) = (
+        matrix_offsets(batch, &sa[..nb], la.offset()),
+        matrix_offsets(batch, &sb[..nb], lb.offset()),
+    );
     let views = |i: usize| {
         let va = View { data: a, offset: a_at[i], rows: m, cols: k, rs: sa[nb], cs: sa[nb + 1] };
         let vb = View { data: b, offset: b_at[i], rows: k, cols: n, rs: sb[nb], cs: sb[nb + 1] };
         (va, vb)
     };
     gemm_batched_new(a_at.len(), views)
+}
+
+/// Where each matrix of a batch starts in its storage, in row-major order of the batch
+/// dimensions `batch` (with `strides`): built a dimension at a time, since a batch of small
+/// products spends as long finding its matrices as multiplying them.
+fn matrix_offsets(batch: &[usize], strides: &[usize], offset: usize) -> Vec<usize> {
+    let mut offsets = vec![offset];
+    for (&len, &stride) in batch.iter().zip(strides) {
+        let mut next = Vec::with_capacity(offsets.len() * len);
+        for &start in &offsets {
+            next.extend((0..len).map(|i| start + i * stride));
+        }
+        offsets = next;
+    }
+    offsets
 }
 
 /// `a @ b` for tensors of rank >= 2 whose batch dimensions broadcast.
