@@ -228,11 +228,12 @@ impl PaddedPlane {
         (oh * self.stride.0 + ki * self.dilation.0) * self.wp + kj * self.dilation.1
     }
 
-    /// For a stride along rows, where each of the `ho x wo` output pixels' first tap lies,
-    /// row by row (add [`PaddedPlane::tap`]`(0, ki, kj)` for another tap): a tap's pixels
-    /// are then one flat loop over the table, where a loop per output row of a few strided
-    /// pixels (4 x 4 outputs in a critic's deep layers) spent its time on the loops' ends.
-    /// `None` without a stride along rows, whose output rows are plain copies.
+    /// For a stride between the pixels of a row (`stride.1` above one), where each of the
+    /// `ho x wo` output pixels' first tap lies, row by row (add [`PaddedPlane::tap`]`(0, ki,
+    /// kj)` for another tap): a tap's pixels are then one flat loop over the table, where a
+    /// loop per output row of a few strided pixels (4 x 4 outputs in a critic's deep layers)
+    /// spent its time on the loops' ends. `None` when a row's pixels are adjacent, whose
+    /// output rows are plain copies.
     fn strided_pixels(&self, ho: usize, wo: usize) -> Option<Vec<usize>> {
         (self.stride.1 != 1).then(|| {
             let tap = |oh, ow| self.tap(oh, 0, 0) + ow * self.stride.1;
