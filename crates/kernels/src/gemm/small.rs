@@ -74,7 +74,9 @@ unsafe fn product_fma<T: Fused>(
     // compiler turns into vector loads and multiply-adds (each lane its own chain).
     // SAFETY: forwarded from the caller.
     unsafe {
-        if n == 1 {
+        if n == 1 && m <= 4 {
+            blocks::<T, 4, 1, false>(shape, a, b, scale, c, (0, 1));
+        } else if n == 1 {
             blocks::<T, 8, 1, false>(shape, a, b, scale, c, (0, 1));
         } else if m == 1 {
             let wide = if csb == 1 { n / 8 * 8 } else { 0 };
@@ -109,13 +111,18 @@ unsafe fn blocks<T: Fused, const R: usize, const W: usize, const ADJACENT: bool>
         return;
     }
     let csb = if ADJACENT { 1 } else { csb };
-    for i0 in (0..m).step_by(R) {
+    // Plain loops rather than `step_by`, whose bookkeeping cost as much as a 3 x 3
+    // product's arithmetic.
+    let mut i0 = 0;
+    while i0 < m {
         let rows: [isize; R] = std::array::from_fn(|r| (i0 + r).min(m - 1) as isize * rsa);
-        for j0 in (first..end).step_by(W) {
+        let mut j0 = first;
+        while j0 < end {
             let columns: [isize; W] = std::array::from_fn(|j| (j0 + j).min(end - 1) as isize * csb);
             // At least one block, so that an empty shared dimension still writes C.
-            for p0 in (0..k.max(1)).step_by(KC) {
-                let steps = KC.min(k.saturating_sub(p0));
+            let mut p0 = 0;
+            loop {
+                let steps = KC.min(k - p0);
                 let a = a.wrapping_offset(p0 as isize * csa);
                 let b = b.wrapping_offset(p0 as isize * rsb);
                 // SAFETY: the chains read rows below `m` and columns below `end` of the block
@@ -140,8 +147,14 @@ unsafe fn blocks<T: Fused, const R: usize, const W: usize, const ADJACENT: bool>
                         }
                     }
                 }
+                p0 += KC;
+                if p0 >= k {
+                    break;
+                }
             }
+            j0 += W;
         }
+        i0 += R;
     }
 }
 
