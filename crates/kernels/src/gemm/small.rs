@@ -8,6 +8,8 @@
 //! (`acc + beta c` fused, or `acc + bias`; later blocks add to what the first wrote), so an
 //! f32 element has the bits the blocked product would give it.
 
+use std::mem::MaybeUninit;
+
 use super::blocked::KC;
 
 /// Fused multiply-add, which compiles to one instruction inside a function built with FMA.
@@ -58,6 +60,10 @@ pub(super) unsafe fn product<T: Fused>(
     unsafe { product_fma(shape, a, b, scale, c) }
 }
 
+/// Elements of B a product may copy row-major (on the stack): all of B in any product that
+/// takes this kernel with four rows or more (fewer than 4,096 multiply-adds).
+const COPIED_B: usize = 1024;
+
 /// [`product`], compiled with FMA.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn product_fma<T: Fused>(
@@ -67,11 +73,30 @@ unsafe fn product_fma<T: Fused>(
     scale: (T, *const T),
     c: (*mut T, isize),
 ) {
-    let (m, _, n) = shape;
+    let (m, k, n) = shape;
+    // A B whose rows are not adjacent (`Wᵀ` or `yᵀ` of a gradient) is copied row-major first
+    // when several rows of A will read it: the copy costs an element once, where the
+    // strided reads would keep the chains in scalars.
+    let mut copy = [const { MaybeUninit::<T>::uninit() }; COPIED_B];
+    let b = if b.2 != 1 && m >= 4 && n >= 4 && k * n <= COPIED_B {
+        for p in 0..k {
+            for j in 0..n {
+                // SAFETY: element (p, j) of B (the caller's guarantee); the copy holds `k x n`.
+                unsafe {
+                    copy.get_unchecked_mut(p * n + j)
+                        .write(*b.0.offset(p as isize * b.1 + j as isize * b.2))
+                };
+            }
+        }
+        (copy.as_ptr().cast::<T>(), n as isize, 1)
+    } else {
+        b
+    };
     let csb = b.2;
     // Blocks of `R x W` chains, few enough that their sums and operands stay in registers.
-    // Where B's rows are adjacent, blocks of eight columns read them as one run, which the
-    // compiler turns into vector loads and multiply-adds (each lane its own chain).
+    // Where B's rows are adjacent, blocks of eight (then four) columns read them as one run,
+    // which the compiler turns into vector loads and multiply-adds (each lane its own
+    // chain).
     // SAFETY: forwarded from the caller.
     unsafe {
         if n == 1 && m <= 4 {
@@ -84,8 +109,10 @@ unsafe fn product_fma<T: Fused>(
             blocks::<T, 1, 8, false>(shape, a, b, scale, c, (wide, n));
         } else {
             let wide = if csb == 1 { n / 8 * 8 } else { 0 };
+            let half = if csb == 1 && n - wide >= 4 { wide + 4 } else { wide };
             blocks::<T, 4, 8, true>(shape, a, b, scale, c, (0, wide));
-            blocks::<T, 4, 2, false>(shape, a, b, scale, c, (wide, n));
+            blocks::<T, 4, 4, true>(shape, a, b, scale, c, (wide, half));
+            blocks::<T, 4, 2, false>(shape, a, b, scale, c, (half, n));
         }
     }
 }
