@@ -13,32 +13,24 @@ use std::mem::MaybeUninit;
 use super::blocked::KC;
 
 /// Fused multiply-add, which compiles to one instruction inside a function built with FMA.
-pub(super) trait Fused: Copy + PartialEq {
-    const ZERO: Self;
-    const ONE: Self;
+pub(super) trait Fused: crate::Real {
     /// `self * a + b` with one rounding.
     fn fused(self, a: Self, b: Self) -> Self;
-    fn plus(self, other: Self) -> Self;
 }
 
-macro_rules! impl_fused {
-    ($t:ty) => {
-        impl Fused for $t {
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
-            #[inline(always)]
-            fn fused(self, a: Self, b: Self) -> Self {
-                self.mul_add(a, b)
-            }
-            #[inline(always)]
-            fn plus(self, other: Self) -> Self {
-                self + other
-            }
-        }
-    };
+impl Fused for f32 {
+    #[inline(always)]
+    fn fused(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
+    }
 }
-impl_fused!(f32);
-impl_fused!(f64);
+
+impl Fused for f64 {
+    #[inline(always)]
+    fn fused(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
+    }
+}
 
 /// `c = a b + beta c` (or `a b + bias` with a bias row and beta zero; C is not read when
 /// beta is zero) for an `m x k` A and a `k x n` B at the given strides, into C with rows
@@ -168,7 +160,7 @@ unsafe fn blocks<T: Fused, const R: usize, const W: usize, const ADJACENT: bool>
                             } else if bias.is_null() {
                                 sum
                             } else {
-                                sum.plus(*bias.add(j0 + j))
+                                sum + *bias.add(j0 + j)
                             };
                             at.write(value);
                         }
