@@ -121,6 +121,19 @@ fn rows() -> Vec<Row> {
             Tensor::randint(0, 10, &[64]),
             "int64, like PyTorch's"
         ),
+        (
+            "Tensors",
+            "torch.randperm(10)",
+            Tensor::randperm(10),
+            "int64; shuffle rows with `x.index_select(0, &perm)`"
+        ),
+        ("Tensors", "torch.rand_like(x) / torch.randn_like(x)", (x.rand_like(), x.randn_like())),
+        (
+            "Tensors",
+            "torch.bernoulli(probs) / torch.multinomial(probs, 2, replacement=True)",
+            (probs.bernoulli(), probs.multinomial(2, true)),
+            "samples are not recorded (no gradient), as in PyTorch; weights need not sum to one"
+        ),
         ("Tensors", "torch.arange(0, 5, 1)", Tensor::arange(0.0, 5.0, 1.0)),
         ("Tensors", "torch.zeros_like(x) / ones_like / full_like", x.full_like(2.0)),
         ("Tensors", "x.shape / x.dim() / x.numel()", (x.shape(), x.dim(), x.numel())),
@@ -307,6 +320,17 @@ fn rows() -> Vec<Row> {
             "Shapes and indexing",
             "x.expand(4, 2, 3) / x.repeat(2, 1)",
             x.expand(&[4, 2, 3]).repeat(&[1, 2, 1])
+        ),
+        (
+            "Shapes and indexing",
+            "x.repeat_interleave(2, dim=1) / torch.movedim(x, -1, 0)",
+            (x.repeat_interleave(2, 1), x.movedim(-1, 0)),
+            "one repeat count for every element (no tensor of counts); dim given (flatten first for none)"
+        ),
+        (
+            "Shapes and indexing",
+            "b[:1].expand_as(x) / x.reshape_as(x.t())",
+            (b.narrow(0, 0, 1).expand_as(&x), x.reshape_as(&x.t()))
         ),
         ("Shapes and indexing", "x[:, -1]", x.i((.., -1))),
         ("Shapes and indexing", "x[1, 1:]", x.i((1, 1..))),

@@ -503,6 +503,12 @@ grad_case("cumprod", [zs], lambda t: torch.cumprod(t, 1), dim=1)
 grad_case("cumprod", [zs], lambda t: torch.cumprod(t, 0), dim=0)
 grad_case("cumprod", [v(2, 3, 4)], lambda t: torch.cumprod(t, -1), dim=-1)
 
+# Repeats in place and moved dimensions.
+grad_case("repeat_interleave", [v(2, 3)], lambda t: t.repeat_interleave(3, dim=1), repeats=3, dim=1)
+grad_case("repeat_interleave", [v(2, 2, 3)], lambda t: t.repeat_interleave(2, dim=-3), repeats=2, dim=-3)
+grad_case("movedim", [v(2, 3, 4)], lambda t: torch.movedim(t, -1, 0), source=-1, destination=0)
+grad_case("movedim", [v(2, 3, 4)], lambda t: torch.movedim(t, 0, 1), source=0, destination=1)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -1,10 +1,13 @@
-//! Rearrangements composed of views and copies: `roll` (PyTorch's `torch.roll`) and the
-//! sub-pixel shuffles of super-resolution networks (`pixel_shuffle`, `pixel_unshuffle`).
-//! Each is made of recorded `narrow`, `cat`, `reshape` and `permute`, so their gradients
-//! are those ops' rearrangements run backwards, to any order.
+//! Rearrangements composed of views and copies: `roll` (PyTorch's `torch.roll`),
+//! `repeat_interleave` (keys and values shared by several heads of grouped-query
+//! attention), `movedim`, and the sub-pixel shuffles of super-resolution networks
+//! (`pixel_shuffle`, `pixel_unshuffle`). Each is made of recorded `narrow`, `cat`,
+//! `reshape`, `expand` and `permute`, so their gradients are those ops' rearrangements run
+//! backwards, to any order.
 
 use std::panic::Location;
 
+use tapegrad_tape::layout::checked_size;
 use tapegrad_tape::{Error, Result, Tensor};
 
 use crate::ShapeOps;
@@ -50,6 +53,41 @@ pub(crate) fn roll(x: &Tensor, shifts: &[isize], dims: &[isize]) -> Result<Tenso
         y = try_cat(&[&tail, &head], dim)?;
     }
     Ok(y)
+}
+
+/// Each element of `x` repeated `repeats` times in a row along `dim` (`[a, b]` twice is
+/// `[a, a, b, b]`), where `repeat` would tile the whole (`[a, b, a, b]`). A new axis after
+/// `dim` is broadcast to `repeats` and merged into it; the gradient sums that axis away.
+#[track_caller]
+pub(crate) fn repeat_interleave(x: &Tensor, repeats: usize, dim: isize) -> Result<Tensor> {
+    let location = Location::caller();
+    let d = resolve("repeat_interleave", x, dim, location)?;
+    let size = x.shape()[d];
+    let mut out = x.shape().to_vec();
+    out[d] = checked_size(
+        "repeat_interleave",
+        &format!("size {size} of dimension {d} repeated {repeats} times"),
+        size.checked_mul(repeats),
+        location,
+    )?;
+    let mut spread = x.shape().to_vec();
+    spread.insert(d + 1, repeats);
+    let mut split = x.shape().to_vec();
+    split.insert(d + 1, 1);
+    let repeated = reshape_to(x, &split).broadcast_to(&spread);
+    Ok(reshape_to(&repeated, &out))
+}
+
+/// `x` with dimension `source` moved to position `destination`, the others keeping their
+/// order: a permuted view.
+#[track_caller]
+pub(crate) fn movedim(x: &Tensor, source: isize, destination: isize) -> Result<Tensor> {
+    let location = Location::caller();
+    let from = resolve("movedim", x, source, location)?;
+    let to = resolve("movedim", x, destination, location)?;
+    let mut order: Vec<isize> = (0..x.dim() as isize).filter(|&d| d != from as isize).collect();
+    order.insert(to, from as isize);
+    x.try_permute(&order)
 }
 
 /// `[*, C r², H, W]` to `[*, C, H r, W r]` (`unshuffle` false), or back.

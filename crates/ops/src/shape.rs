@@ -1316,6 +1316,72 @@ pub trait ShapeOps {
     /// ```
     #[track_caller]
     fn try_roll(&self, shifts: &[isize], dims: &[isize]) -> Result<Tensor>;
+
+    /// Each element repeated `repeats` times in a row along `dim` (PyTorch's
+    /// `repeat_interleave(repeats, dim)`): `[a, b]` twice is `[a, a, b, b]`. Grouped-query
+    /// attention uses it to share each key and value head among several query heads.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::arange(0.0, 4.0, 1.0).reshape(&[2, 2]);
+    /// assert_eq!(x.repeat_interleave(2, 0).to_vec::<f32>(), vec![0., 1., 0., 1., 2., 3., 2., 3.]);
+    /// assert_eq!(x.repeat_interleave(2, -1).to_vec::<f32>(), vec![0., 0., 1., 1., 2., 2., 3., 3.]);
+    /// ```
+    #[track_caller]
+    fn repeat_interleave(&self, repeats: usize, dim: isize) -> Tensor {
+        or_panic(self.try_repeat_interleave(repeats, dim))
+    }
+
+    /// [`ShapeOps::repeat_interleave`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3]).try_repeat_interleave(2, 2).is_err()); // no dimension 2
+    /// ```
+    #[track_caller]
+    fn try_repeat_interleave(&self, repeats: usize, dim: isize) -> Result<Tensor>;
+
+    /// The view with dimension `source` moved to position `destination` and the others in
+    /// their order (PyTorch's `torch.movedim`), e.g. channels last to channels first.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert_eq!(Tensor::zeros(&[2, 5, 5, 3]).movedim(-1, 1).shape(), &[2, 3, 5, 5]);
+    /// ```
+    #[track_caller]
+    fn movedim(&self, source: isize, destination: isize) -> Tensor {
+        or_panic(self.try_movedim(source, destination))
+    }
+
+    /// [`ShapeOps::movedim`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// assert!(Tensor::zeros(&[2, 3]).try_movedim(0, 2).is_err()); // no position 2
+    /// ```
+    #[track_caller]
+    fn try_movedim(&self, source: isize, destination: isize) -> Result<Tensor>;
+
+    /// The view broadcast to `other`'s shape (PyTorch's `expand_as`).
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let bias = Tensor::ones(&[1, 3]);
+    /// assert_eq!(bias.expand_as(&Tensor::zeros(&[4, 3])).shape(), &[4, 3]);
+    /// ```
+    #[track_caller]
+    fn expand_as(&self, other: &Tensor) -> Tensor;
+
+    /// The same elements in `other`'s shape (PyTorch's `reshape_as`); panics, as
+    /// [`ShapeOps::reshape`] does, when the element counts differ.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let flat = Tensor::arange(0.0, 6.0, 1.0);
+    /// assert_eq!(flat.reshape_as(&Tensor::zeros(&[2, 3])).shape(), &[2, 3]);
+    /// ```
+    #[track_caller]
+    fn reshape_as(&self, other: &Tensor) -> Tensor;
 }
 
 impl ShapeOps for Tensor {
@@ -1396,6 +1462,23 @@ impl ShapeOps for Tensor {
     #[track_caller]
     fn try_roll(&self, shifts: &[isize], dims: &[isize]) -> Result<Tensor> {
         crate::rearrange::roll(self, shifts, dims)
+    }
+    #[track_caller]
+    fn expand_as(&self, other: &Tensor) -> Tensor {
+        self.broadcast_to(other.shape())
+    }
+    #[track_caller]
+    fn reshape_as(&self, other: &Tensor) -> Tensor {
+        let shape: Vec<isize> = other.shape().iter().map(|&s| s as isize).collect();
+        self.reshape(&shape)
+    }
+    #[track_caller]
+    fn try_movedim(&self, source: isize, destination: isize) -> Result<Tensor> {
+        crate::rearrange::movedim(self, source, destination)
+    }
+    #[track_caller]
+    fn try_repeat_interleave(&self, repeats: usize, dim: isize) -> Result<Tensor> {
+        crate::rearrange::repeat_interleave(self, repeats, dim)
     }
     #[track_caller]
     fn try_flip(&self, dims: &[isize]) -> Result<Tensor> {

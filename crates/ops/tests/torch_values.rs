@@ -261,6 +261,13 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             };
             x[0].roll(&list("shifts"), &list("dims"))
         }
+        "repeat_interleave" => {
+            x[0].repeat_interleave(args["repeats"].as_u64().unwrap() as usize, dim())
+        }
+        "movedim" => {
+            let int = |key: &str| args[key].as_i64().unwrap() as isize;
+            x[0].movedim(int("source"), int("destination"))
+        }
         "pixel_shuffle" => {
             functional::pixel_shuffle(&x[0], args["factor"].as_u64().unwrap() as usize)
         }

@@ -103,6 +103,7 @@ mod node;
 mod random;
 mod recompute;
 mod record;
+mod sampling;
 mod storage;
 mod sweep;
 mod tape;

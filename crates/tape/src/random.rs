@@ -455,6 +455,69 @@ impl Tensor {
         with_generator(|rng| values.extend((0..n).map(|_| rng.random_range(low..high))));
         Ok(Tensor::from_storage(Storage::from_vec(values), Layout::contiguous(shape)))
     }
+
+    /// The integers `0..n` in a random order, as an int64 tensor: PyTorch's
+    /// `torch.randperm(n)`, for shuffling a data set or drawing minibatch indices
+    /// (`x.index_select(0, &perm.narrow(0, 0, 64))`). Every order is equally likely
+    /// (Fisher-Yates over the seeded generator).
+    ///
+    /// ```
+    /// use tapegrad_tape::{DType, Tensor};
+    /// let perm = Tensor::randperm(5);
+    /// assert_eq!((perm.shape(), perm.dtype()), (&[5][..], DType::I64));
+    /// let mut sorted = perm.to_vec::<i64>();
+    /// sorted.sort();
+    /// assert_eq!(sorted, vec![0, 1, 2, 3, 4]);
+    /// ```
+    #[track_caller]
+    pub fn randperm(n: usize) -> Tensor {
+        or_panic(Self::try_randperm(n))
+    }
+
+    /// [`Tensor::randperm`], returning an error instead of panicking.
+    ///
+    /// ```
+    /// assert!(tapegrad_tape::Tensor::try_randperm(usize::MAX).is_err()); // too many to hold
+    /// ```
+    #[track_caller]
+    pub fn try_randperm(n: usize) -> Result<Tensor> {
+        let location = Location::caller();
+        try_numel("randperm", &[n], location)?;
+        let mut values: Vec<i64> = with_capacity("randperm", n, location)?;
+        values.extend((0..n).map(|i| i as i64));
+        with_generator(|rng| {
+            for i in (1..n).rev() {
+                values.swap(i, rng.random_range(0..=i));
+            }
+        });
+        Ok(Tensor::from_storage(Storage::from_vec(values), Layout::contiguous(&[n])))
+    }
+
+    /// Uniform samples from `[0, 1)` in this tensor's shape and float dtype (PyTorch's
+    /// `torch.rand_like`). Panics unless the tensor is float32 or float64.
+    ///
+    /// ```
+    /// use tapegrad_tape::{DType, Tensor};
+    /// let noise = Tensor::zeros_dtype(&[2, 3], DType::F64).rand_like();
+    /// assert_eq!((noise.shape(), noise.dtype()), (&[2, 3][..], DType::F64));
+    /// ```
+    #[track_caller]
+    pub fn rand_like(&self) -> Tensor {
+        Self::rand_dtype(self.shape(), self.dtype())
+    }
+
+    /// Standard normal samples in this tensor's shape and float dtype (PyTorch's
+    /// `torch.randn_like`), e.g. the noise of a Langevin step or a reparameterised sample.
+    /// Panics unless the tensor is float32 or float64.
+    ///
+    /// ```
+    /// let x = tapegrad_tape::Tensor::ones(&[4, 2]);
+    /// assert_eq!(x.randn_like().shape(), &[4, 2]);
+    /// ```
+    #[track_caller]
+    pub fn randn_like(&self) -> Tensor {
+        Self::randn_dtype(self.shape(), self.dtype())
+    }
 }
 
 #[cfg(test)]
@@ -492,6 +555,41 @@ mod tests {
         assert_eq!(Tensor::randint(5, 6, &[3]).to_vec::<i64>(), vec![5, 5, 5]);
         let message = Tensor::try_randint(2, 1, &[1]).unwrap_err().to_string();
         assert!(message.contains("randint") && message.contains("[2, 1)"), "{message}");
+    }
+
+    #[test]
+    fn randperm_is_a_permutation_that_follows_the_seed_and_moves_every_position() {
+        manual_seed(3);
+        let a = Tensor::randperm(1000).to_vec::<i64>();
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<i64>>());
+        manual_seed(3);
+        assert_eq!(Tensor::randperm(1000).to_vec::<i64>(), a);
+        // Where element 0 lands, over many shuffles of 4: each place a quarter of the time
+        // (1000 expected, 5 standard deviations about 140).
+        let mut places = [0usize; 4];
+        for _ in 0..4000 {
+            let perm = Tensor::randperm(4).to_vec::<i64>();
+            places[perm.iter().position(|&v| v == 0).expect("0 is in it")] += 1;
+        }
+        assert!(places.iter().all(|&c| (860..1140).contains(&c)), "{places:?}");
+        assert_eq!(Tensor::randperm(0).shape(), &[0]);
+        assert_eq!(Tensor::randperm(1).to_vec::<i64>(), vec![0]);
+        let message = Tensor::try_randperm(usize::MAX).unwrap_err().to_string();
+        assert!(message.contains("randperm"), "{message}");
+    }
+
+    #[test]
+    fn samples_like_a_tensor_take_its_shape_and_dtype() {
+        let x = Tensor::zeros_dtype(&[3, 5], DType::F64);
+        for sample in [x.rand_like(), x.randn_like()] {
+            assert_eq!((sample.shape(), sample.dtype()), (&[3, 5][..], DType::F64));
+        }
+        assert!(x.rand_like().to_vec::<f64>().iter().all(|v| (0.0..1.0).contains(v)));
+        let labels = Tensor::zeros_dtype(&[2], DType::I64);
+        let labels = std::panic::AssertUnwindSafe(labels);
+        assert!(std::panic::catch_unwind(|| labels.randn_like()).is_err());
     }
 
     #[test]

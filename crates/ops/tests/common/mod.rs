@@ -1236,6 +1236,26 @@ pub fn registry() -> Vec<OpCase> {
             reps.insert(0, 1);
             t[0].repeat(&reps)
         }),
+        op!(
+            "x.repeat_interleave(repeats, dim)",
+            "Tensor.repeat_interleave",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| t[0].repeat_interleave(2 + i[1] as usize, i[0] as isize)
+        ),
+        op!(
+            "x.movedim(source, destination)",
+            "torch.movedim",
+            true,
+            with_dim(-2.0..2.0, 1),
+            |t, i| {
+                // A changing weight per position tells a moved dimension from the original.
+                let moved = t[0].movedim(i[0] as isize, if i[1] == 1 { 0 } else { -1 });
+                let weights =
+                    Tensor::arange_dtype(1.0, 1.0 + moved.numel() as f64, 1.0, DType::F64);
+                &moved * &weights.reshape_as(&moved)
+            }
+        ),
         // Matrix products.
         op!("a.matmul(&b)", "torch.matmul", true, matmul_shapes(), |t, i| t[0].matmul(&t[1])),
         op!("einsum(equation, operands)", "torch.einsum", true, einsum_case(), |t, i| {
