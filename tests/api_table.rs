@@ -174,6 +174,12 @@ fn rows() -> Vec<Row> {
         ("Math", "torch.atan2(y, x) / torch.logaddexp(a, b)", (a.atan2(&b), a.logaddexp(&b)), "`y.atan2(&x)`: the receiver is the y coordinate, as in PyTorch"),
         (
             "Math",
+            "torch.lgamma / torch.digamma / torch.polygamma(n, x)",
+            (x.lgamma(), x.digamma(), x.polygamma(2)),
+            "trigamma (`polygamma(1)`) exact to rounding and `+inf` at every pole; `polygamma(n, inf)` is 0, not NaN"
+        ),
+        (
+            "Math",
             "torch.sign / floor / ceil / round / trunc / frac",
             x.sign().floor().ceil().round().trunc().frac(),
             "gradient 0 (frac: 1); `round` takes halves to even, as PyTorch"

@@ -509,6 +509,23 @@ grad_case("repeat_interleave", [v(2, 2, 3)], lambda t: t.repeat_interleave(2, di
 grad_case("movedim", [v(2, 3, 4)], lambda t: torch.movedim(t, -1, 0), source=-1, destination=0)
 grad_case("movedim", [v(2, 3, 4)], lambda t: torch.movedim(t, 0, 1), source=0, destination=1)
 
+# The gamma family, on positive arguments and between the negative poles, then at the poles
+# and infinities (values only: PyTorch's trigamma is a large finite number at the negative
+# integers, tapegrad's +inf). PyTorch's trigamma (digamma's gradient, polygamma(1)) is
+# accurate to about 1e-9, so those cases carry a wider tolerance.
+gpos = 0.2 + 3 * v(3, 4).abs()
+gneg = f64([-0.5, -1.5, -2.25, -3.7, -0.1, -10.5, -0.9, -5.25])
+for inp in [gpos, gneg]:
+    grad_case("lgamma", [inp], torch.lgamma)
+    grad_case("digamma", [inp], torch.digamma, tolerance=1e-8)
+    for n in [1, 2, 3]:
+        grad_case("polygamma", [inp], lambda t: torch.polygamma(n, t), n=n, tolerance=1e-8 if n == 1 else None)
+poles = f64([0.0, -0.0, -1.0, -2.0, 1e6, math.inf, -math.inf, math.nan])
+case("lgamma", [poles], torch.lgamma(poles))
+case("digamma", [poles], torch.digamma(poles))
+tri = f64([0.0, -0.0, 1e6, math.inf, 3.5, -3.5])
+case("polygamma", [tri], torch.polygamma(1, tri), n=1, tolerance=1e-8)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -22,7 +22,8 @@
 //! |---|---|---|
 //! | `unary.rs` | [`UnaryOps`]: exp, log, tanh, relu, gelu, clamp, pow, ... | |
 //! | `activation.rs` | [`ActivationOps`]: hardswish, relu6, selu, mish, logsigmoid, glu, prelu, ... | |
-//! | `math.rs` | [`MathOps`]: tan, atan, atan2, sinh, asinh, expm1, log2, logaddexp, sign, floor, round, ... | |
+//! | `math.rs` | [`MathOps`]: tan, atan, atan2, sinh, asinh, expm1, log2, logaddexp, sign, floor, round, lgamma, digamma, polygamma, ... | |
+//! | `special.rs` | the gamma family's values and rules (`lgamma`, `digamma`, `polygamma`) | |
 //! | `binary.rs` | [`BinaryOps`]: maximum, minimum, eq, gt, ... | [`where_`] |
 //! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, std, max, amax, argmax, norm, logsumexp, softmax | |
 //! | `shape.rs` | [`ShapeOps`]: reshape, transpose, permute, narrow, slice, pad, repeat, ... | [`cat`], [`stack`] |
@@ -70,6 +71,7 @@ mod recurrent;
 mod reduce;
 mod shape;
 mod sort;
+mod special;
 mod tangent;
 mod unary;
 mod unfold;

@@ -1,7 +1,8 @@
 //! The rest of the elementwise mathematics of `torch`: trigonometric and hyperbolic
 //! functions and their inverses, `expm1`, `exp2`, `log2`, `log10`, the rounding family
-//! (`sign`, `floor`, `ceil`, `round`, `trunc`, `frac`), and two functions of two tensors,
-//! `atan2` and `logaddexp`.
+//! (`sign`, `floor`, `ceil`, `round`, `trunc`, `frac`), two functions of two tensors,
+//! `atan2` and `logaddexp`, and the methods of the gamma family, whose values and rules are
+//! in `special.rs` (`lgamma`, `digamma`, `polygamma`).
 //!
 //! Values come from the standard library's functions of each dtype, but for f32 `atan2`'s
 //! (a vectorised form in `tapegrad_kernels::fast_math`). Each rule is written with recorded
@@ -427,6 +428,42 @@ pub trait MathOps {
     /// ```
     #[track_caller]
     fn frac(&self) -> Tensor;
+
+    /// `ln |Gamma(x)|` (`torch.lgamma`): `+inf` at the poles (0 and the negative
+    /// integers); derivative [`MathOps::digamma`].
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let x = Tensor::from_vec(vec![5.0f64, 0.5], &[2]).lgamma().to_vec::<f64>();
+    /// assert!((x[0] - 24f64.ln()).abs() < 1e-14); // Gamma(5) = 4!
+    /// assert!((x[1] - std::f64::consts::PI.sqrt().ln()).abs() < 1e-15);
+    /// ```
+    #[track_caller]
+    fn lgamma(&self) -> Tensor;
+
+    /// The digamma function `psi(x)`, the derivative of `ln |Gamma(x)|`
+    /// (`torch.digamma`): `-inf` at `+0`, `+inf` at `-0`, NaN at the negative integers;
+    /// derivative `polygamma(1, x)`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let psi = Tensor::from_vec(vec![1.0f64], &[1]).digamma().item();
+    /// assert!((psi + 0.5772156649015329).abs() < 1e-15); // minus Euler's constant
+    /// ```
+    #[track_caller]
+    fn digamma(&self) -> Tensor;
+
+    /// The `n`-th derivative of the digamma function (`torch.polygamma(n, x)`;
+    /// `polygamma(0)` is `digamma`, `polygamma(1)` the trigamma function): `+inf` at the
+    /// poles for odd `n`, `-inf` for even `n`; derivative `polygamma(n + 1, x)`.
+    ///
+    /// ```
+    /// # use tapegrad_ops::prelude::*; use tapegrad_tape::Tensor;
+    /// let trigamma = Tensor::from_vec(vec![1.0f64], &[1]).polygamma(1).item();
+    /// assert!((trigamma - std::f64::consts::PI.powi(2) / 6.0).abs() < 1e-15);
+    /// ```
+    #[track_caller]
+    fn polygamma(&self, n: u32) -> Tensor;
 }
 
 impl MathOps for Tensor {
@@ -542,5 +579,17 @@ impl MathOps for Tensor {
             |x| x - x.trunc(),
             || Backward::new(|ctx| smallvec![Some(ctx.grad().clone())]),
         )
+    }
+
+    fn lgamma(&self) -> Tensor {
+        crate::special::lgamma(self)
+    }
+
+    fn digamma(&self) -> Tensor {
+        crate::special::digamma_op(self)
+    }
+
+    fn polygamma(&self, n: u32) -> Tensor {
+        crate::special::polygamma_op(n, self)
     }
 }

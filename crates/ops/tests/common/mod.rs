@@ -943,6 +943,18 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.expm1()", "torch.expm1", true, one(-2.0..2.0), |t, i| t[0].expm1()),
         op!("x.exp2()", "torch.exp2", true, one(-2.0..2.0), |t, i| t[0].exp2()),
         op!("x.log2()", "torch.log2", true, one(0.5..3.0), |t, i| t[0].log2()),
+        // The gamma family at x in 0.3..0.9 and, shifted by 3, between the poles -3 and -2:
+        // the recurrence and the reflection.
+        op!("x.lgamma()", "torch.lgamma", true, one(0.3..0.9), |t, i| {
+            &t[0].lgamma() + &t[0].sub_scalar(3.0).lgamma()
+        }),
+        op!("x.digamma()", "torch.digamma", true, one(0.3..0.9), |t, i| {
+            &t[0].digamma() + &t[0].sub_scalar(3.0).digamma()
+        }),
+        op!("x.polygamma(n)", "torch.polygamma", true, one(0.3..0.9), |t, i| {
+            &(&t[0].polygamma(1) + &t[0].sub_scalar(3.0).polygamma(2))
+                + &t[0].add_scalar(8.0).polygamma(3)
+        }),
         op!("x.log10()", "torch.log10", true, one(0.5..3.0), |t, i| t[0].log10()),
         op!("a.logaddexp(&b)", "torch.logaddexp", true, pair(-2.0..2.0, -2.0..2.0), |t, i| t[0]
             .logaddexp(&t[1])),
@@ -1252,7 +1264,7 @@ pub fn registry() -> Vec<OpCase> {
                 // A changing weight per position tells a moved dimension from the original.
                 let moved = t[0].movedim(i[0] as isize, if i[1] == 1 { 0 } else { -1 });
                 let weights =
-                    Tensor::arange_dtype(1.0, 1.0 + moved.numel() as f64, 1.0, DType::F64);
+                    Tensor::arange_dtype(1.0, 1.0 + moved.numel() as f64, 1.0, moved.dtype());
                 &moved * &weights.reshape_as(&moved)
             }
         ),
