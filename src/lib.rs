@@ -100,7 +100,7 @@ pub mod prelude {
         MaxPool2dOptions, NormalizeOptions, PadMode, Padding, PairwiseDistanceOptions,
         SoftplusOptions, UnfoldOptions, step_by,
     };
-    pub use tapegrad_ops::{Reduction, cat, cdist, einsum, stack, where_};
+    pub use tapegrad_ops::{Reduction, cat, cdist, einsum, linalg, stack, where_};
     pub use tapegrad_tape::{
         BackwardOptions, DType, Function, FunctionCtx, GradOptions, GradcheckOptions, Tensor,
         apply, grad, gradcheck, gradgradcheck, manual_seed, no_grad,

@@ -135,6 +135,7 @@ fn rows() -> Vec<Row> {
             "samples are not recorded (no gradient), as in PyTorch; weights need not sum to one"
         ),
         ("Tensors", "torch.arange(0, 5, 1)", Tensor::arange(0.0, 5.0, 1.0)),
+        ("Tensors", "torch.eye(3)", Tensor::eye(3), "`eye_dtype(3, DType::F64)` for another dtype"),
         ("Tensors", "torch.zeros_like(x) / ones_like / full_like", x.full_like(2.0)),
         ("Tensors", "x.shape / x.dim() / x.numel()", (x.shape(), x.dim(), x.numel())),
         ("Tensors", "x.dtype / x.to(torch.float64)", x.to_dtype(DType::F64)),
@@ -201,6 +202,16 @@ fn rows() -> Vec<Row> {
             "torch.cdist(x1, x2, p=2)",
             cdist(&a, &b, 2.0),
             "matrix products for Euclidean distances over more than 25 rows, as PyTorch"
+        ),
+        (
+            "Math",
+            "torch.linalg.cholesky(a @ a.T + torch.eye(2)) / torch.linalg.solve_triangular(L, b, upper=False)",
+            {
+                let spd = &a.matmul(&a.t()) + &Tensor::eye(2);
+                let l = linalg::cholesky(&spd);
+                (l.clone(), linalg::solve_triangular(&l, &b, false))
+            },
+            "the module `linalg`; `solve_triangular_with` takes `SolveTriangularOptions::default().left(false).unitriangular(true)`"
         ),
         ("Math", "x ** 2 / torch.pow(x, y)", x.pow(2.0)),
         (

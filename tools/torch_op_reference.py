@@ -526,6 +526,19 @@ case("digamma", [poles], torch.digamma(poles))
 tri = f64([0.0, -0.0, 1e6, math.inf, 3.5, -3.5])
 case("polygamma", [tri], torch.polygamma(1, tri), n=1, tolerance=1e-8)
 
+# Linear algebra: a batch of positive-definite matrices and triangular systems (A with a
+# diagonal away from zero, the unread triangle filled to show it is not read), on the left
+# and on the right, with a unit diagonal, and with a broadcast batch.
+m = v(2, 3, 3)
+spd = m @ m.transpose(-2, -1) + 3 * torch.eye(3, dtype=torch.float64)
+grad_case("cholesky", [spd], torch.linalg.cholesky)
+tri = v(2, 3, 3) + 3 * torch.eye(3, dtype=torch.float64)
+for upper, left, unit, rhs in [(False, True, False, v(2, 3, 2)), (True, True, False, v(3, 4)),
+                               (False, False, False, v(2, 4, 3)), (True, False, True, v(2, 1, 3))]:
+    grad_case("solve_triangular", [tri, rhs],
+              lambda a, b: torch.linalg.solve_triangular(a, b, upper=upper, left=left, unitriangular=unit),
+              upper=upper, left=left, unitriangular=unit)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

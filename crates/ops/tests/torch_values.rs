@@ -261,6 +261,14 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             };
             x[0].roll(&list("shifts"), &list("dims"))
         }
+        "cholesky" => tapegrad_ops::linalg::cholesky(&x[0]),
+        "solve_triangular" => {
+            let flag = |key: &str| args[key].as_bool().unwrap();
+            let options = tapegrad_ops::linalg::SolveTriangularOptions::default()
+                .left(flag("left"))
+                .unitriangular(flag("unitriangular"));
+            tapegrad_ops::linalg::solve_triangular_with(&x[0], &x[1], flag("upper"), options)
+        }
         "lgamma" => x[0].lgamma(),
         "digamma" => x[0].digamma(),
         "polygamma" => x[0].polygamma(args["n"].as_u64().unwrap() as u32),

@@ -318,6 +318,46 @@ impl Tensor {
         Self::full_dtype(shape, 1.0, dtype)
     }
 
+    /// The `n x n` identity matrix (f32; PyTorch's `torch.eye(n)`).
+    ///
+    /// ```
+    /// let eye = tapegrad_tape::Tensor::eye(2);
+    /// assert_eq!(eye.to_vec::<f32>(), vec![1.0, 0.0, 0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn eye(n: usize) -> Tensor {
+        Self::eye_dtype(n, DType::F32)
+    }
+
+    /// The `n x n` identity matrix in `dtype`.
+    ///
+    /// ```
+    /// use tapegrad_tape::{DType, Tensor};
+    /// assert_eq!(Tensor::eye_dtype(2, DType::I64).to_vec::<i64>(), vec![1, 0, 0, 1]);
+    /// ```
+    #[track_caller]
+    pub fn eye_dtype(n: usize, dtype: DType) -> Tensor {
+        fn identity<T: Copy>(
+            n: usize,
+            zero: T,
+            one: T,
+            location: &'static Location<'static>,
+        ) -> Result<Vec<T>> {
+            let mut values = filled_vec("eye", n * n, zero, location)?;
+            values.iter_mut().step_by(n + 1).for_each(|v| *v = one);
+            Ok(values)
+        }
+        let location = Location::caller();
+        or_panic(try_numel("eye", &[n, n], location));
+        let storage = or_panic(match dtype {
+            DType::F32 => identity(n, 0.0f32, 1.0, location).map(Storage::from_vec),
+            DType::F64 => identity(n, 0.0f64, 1.0, location).map(Storage::from_vec),
+            DType::I64 => identity(n, 0i64, 1, location).map(Storage::from_vec),
+            DType::Bool => identity(n, false, true, location).map(Storage::from_vec),
+        });
+        Tensor::new(storage, Layout::contiguous(&[n, n]), None)
+    }
+
     /// Zeros with this tensor's shape and dtype.
     ///
     /// ```

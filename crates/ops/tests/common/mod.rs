@@ -18,7 +18,7 @@ use tapegrad_ops::{
     Padding, PairwiseDistanceOptions, PoissonNLLLoss, SmoothL1Loss, SoftplusOptions,
     TripletMarginLoss, UnfoldOptions,
 };
-use tapegrad_ops::{Reduction, prelude::*, step_by, where_};
+use tapegrad_ops::{Reduction, linalg, prelude::*, step_by, where_};
 use tapegrad_tape::testing::{broadcast_shapes, shape, shape_with_empty, tensor_f64};
 use tapegrad_tape::{DType, Tensor};
 
@@ -813,6 +813,29 @@ fn strict_product(kind: usize) -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// A triangular solve's operands: `A` `[*, n, n]` and `B` `[*, n, k]` (or `[*, k, n]` when
+/// `A` is on the right) with broadcast batch dimensions, and in `ints` the flags `upper`,
+/// `left` and `unitriangular`.
+fn triangular_system() -> BoxedStrategy<Sample> {
+    (broadcast_shapes(2, 2), 1usize..=3, 1usize..=3, 0i64..2, 0i64..2, 0i64..2)
+        .prop_flat_map(|((ba, bb), n, k, upper, left, unit)| {
+            let sb = if left == 1 {
+                [bb.clone(), vec![n, k]].concat()
+            } else {
+                [bb, vec![k, n]].concat()
+            };
+            let a = tensor_f64(Just([ba, vec![n, n]].concat()), -1.0..1.0);
+            (a, tensor_f64(Just(sb), -2.0..2.0), Just(vec![upper, left, unit]))
+        })
+        .prop_map(|(a, b, ints)| Sample { tensors: vec![a, b], ints })
+        .boxed()
+}
+
+/// The `n x n` identity in `like`'s dtype, where `n` is `like`'s last size.
+fn identity_like(like: &Tensor) -> Tensor {
+    Tensor::eye_dtype(like.shape()[like.dim() - 1], like.dtype())
+}
+
 /// `cdist`'s operands: `[b, p, m]` and `[r, m]` (broadcast batch), with `big` 26..=27 rows
 /// on the left (the matrix-product path, whose f32 values lose digits for close points as
 /// PyTorch's do: there the right-hand points lie apart from the left-hand ones). Every
@@ -1529,6 +1552,26 @@ pub fn registry() -> Vec<OpCase> {
         op!("x.diff(n, dim)", "torch.diff", true, with_dim(-2.0..2.0, 1), |t, i| {
             t[0].diff(1 + i[1] as usize, i[0] as isize)
         }),
+        // Linear algebra: a positive-definite M Mᵀ + n I, and triangles kept off singular by
+        // a diagonal of 2 to 4.
+        op!("linalg::cholesky(a)", "torch.linalg.cholesky", true, strict_product(1), |t, i| {
+            let gram = t[0].matmul(&t[0].transpose(-2, -1));
+            let n = gram.shape()[2] as f64;
+            linalg::cholesky(&(&gram + &identity_like(&gram).mul_scalar(n)))
+        }),
+        op!(
+            "linalg::solve_triangular_with(a, b, upper, options)",
+            "torch.linalg.solve_triangular",
+            true,
+            triangular_system(),
+            |t, i| {
+                let a = &t[0] + &identity_like(&t[0]).mul_scalar(3.0);
+                let options = linalg::SolveTriangularOptions::default()
+                    .left(i[1] == 1)
+                    .unitriangular(i[2] == 1);
+                linalg::solve_triangular_with(&a, &t[1], i[0] == 1, options)
+            }
+        ),
         op!("a.mm(&b)", "torch.mm", true, strict_product(0), |t, i| t[0].mm(&t[1])),
         op!("a.bmm(&b)", "torch.bmm", true, strict_product(1), |t, i| t[0].bmm(&t[1])),
         op!("a.mv(&v)", "torch.mv", true, strict_product(2), |t, i| t[0].mv(&t[1])),

@@ -1,0 +1,365 @@
+//! Linear algebra of batches of matrices, PyTorch's `torch.linalg`: the Cholesky factor
+//! ([`cholesky`]) and triangular solves ([`solve_triangular`]), from which a Gaussian
+//! process's log-likelihood, a whitening transform or a multivariate normal's density is
+//! built. The last two dimensions are the matrices; the ones before are a batch that
+//! broadcasts between the operands.
+//!
+//! The values come from `tapegrad_kernels::linalg`, in f64 for either float dtype. Each
+//! gradient is written with these ops, products and triangles, so it is differentiable
+//! again (PyTorch's formulas: for `X = A⁻¹ B`, `gB = A⁻ᵀ G` and `gA = -gB Xᵀ` kept to `A`'s
+//! triangle; for `L = chol(A)`, `gA = L⁻ᵀ Φ(Lᵀ G) L⁻¹` symmetrised).
+//!
+//! ```
+//! use tapegrad_ops::{linalg, prelude::*};
+//! use tapegrad_tape::Tensor;
+//! // A Gaussian process's negative log-likelihood, up to a constant: y K⁻¹ y / 2 + log|K| / 2.
+//! let k = Tensor::from_vec(vec![2.0f64, 0.5, 0.5, 1.0], &[2, 2]).requires_grad();
+//! let y = Tensor::from_vec(vec![1.0f64, -1.0], &[2, 1]);
+//! let l = linalg::cholesky(&k);
+//! let alpha = linalg::solve_triangular(&l, &y, false); // L⁻¹ y
+//! let nll = &alpha.square().sum().mul_scalar(0.5) + &l.diagonal(0, 0, 1).log().sum();
+//! nll.backward();
+//! assert_eq!(k.grad().unwrap().shape(), &[2, 2]);
+//! ```
+
+use std::panic::Location;
+
+use tapegrad_kernels::linalg as kernels;
+use tapegrad_tape::layout::{Layout, broadcast_shapes};
+use tapegrad_tape::smallvec::smallvec;
+use tapegrad_tape::{
+    Backward, DType, Error, Result, Storage, Tensor, ensure_float, or_panic, record_with_tangent,
+};
+
+use crate::{IndexOps, MatmulOps, ShapeOps};
+
+/// The keywords of [`solve_triangular_with`] besides `upper`: PyTorch's `left` (default
+/// true: solve `A X = B`; false: `X A = B`) and `unitriangular` (default false: read the
+/// diagonal; true: take it as ones).
+///
+/// ```
+/// use tapegrad_ops::linalg::SolveTriangularOptions;
+/// let options = SolveTriangularOptions::default().left(false).unitriangular(true);
+/// assert!(!options.is_left() && options.is_unitriangular());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SolveTriangularOptions {
+    left: bool,
+    unitriangular: bool,
+}
+
+impl Default for SolveTriangularOptions {
+    fn default() -> Self {
+        SolveTriangularOptions { left: true, unitriangular: false }
+    }
+}
+
+impl SolveTriangularOptions {
+    /// Whether `A` is on the left (`A X = B`) or the right (`X A = B`).
+    ///
+    /// ```
+    /// assert!(!tapegrad_ops::linalg::SolveTriangularOptions::default().left(false).is_left());
+    /// ```
+    pub fn left(mut self, left: bool) -> Self {
+        self.left = left;
+        self
+    }
+
+    /// Whether `A`'s diagonal is taken as ones (and not read).
+    ///
+    /// ```
+    /// let options = tapegrad_ops::linalg::SolveTriangularOptions::default().unitriangular(true);
+    /// assert!(options.is_unitriangular());
+    /// ```
+    pub fn unitriangular(mut self, unitriangular: bool) -> Self {
+        self.unitriangular = unitriangular;
+        self
+    }
+
+    /// The `left` setting.
+    ///
+    /// ```
+    /// assert!(tapegrad_ops::linalg::SolveTriangularOptions::default().is_left());
+    /// ```
+    pub fn is_left(&self) -> bool {
+        self.left
+    }
+
+    /// The `unitriangular` setting.
+    ///
+    /// ```
+    /// assert!(!tapegrad_ops::linalg::SolveTriangularOptions::default().is_unitriangular());
+    /// ```
+    pub fn is_unitriangular(&self) -> bool {
+        self.unitriangular
+    }
+}
+
+/// The lower-triangular `L` with `L Lᵀ = A` of each symmetric positive-definite matrix `A`
+/// (PyTorch's `torch.linalg.cholesky`; only `A`'s lower triangle is read). Panics, naming
+/// the matrix and the order of its first leading minor that is not positive, when one is
+/// not positive-definite.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![4.0f32, 2.0, 2.0, 5.0], &[2, 2]);
+/// assert_eq!(linalg::cholesky(&a).to_vec::<f32>(), vec![2.0, 0.0, 1.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn cholesky(a: &Tensor) -> Tensor {
+    or_panic(try_cholesky(a))
+}
+
+/// [`cholesky`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// let indefinite = Tensor::from_vec(vec![1.0f32, 2.0, 2.0, 1.0], &[2, 2]);
+/// let message = linalg::try_cholesky(&indefinite).unwrap_err().to_string();
+/// assert!(message.contains("order 2"), "{message}");
+/// ```
+#[track_caller]
+pub fn try_cholesky(a: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    let (batch, n, _) = square_matrices("cholesky", a, location)?;
+    let values = a.to_vec::<f64>();
+    let mut factors = Vec::with_capacity(values.len());
+    for (index, matrix) in values.chunks(n * n.max(1)).take(batch).enumerate() {
+        let factor = kernels::cholesky(matrix, n).map_err(|stop| Error::InvalidArgument {
+            op: "cholesky",
+            message: format!(
+                "matrix {index} of the batch is not positive-definite: its leading minor of \
+                order {} is not positive",
+                stop.order
+            ),
+            location,
+        })?;
+        factors.extend(factor);
+    }
+    let out = from_f64(factors, a.shape(), a.dtype());
+    Ok(record_with_tangent(
+        "cholesky",
+        location,
+        &[a],
+        out,
+        || {
+            Backward::new(|ctx| smallvec![Some(cholesky_backward(ctx.output(), ctx.grad()))])
+                .save_output()
+        },
+        |ctx| {
+            let tangent = ctx.tangent(0).expect("a tangent for the one input");
+            cholesky_tangent(ctx.output(), tangent)
+        },
+    ))
+}
+
+/// `gA = L⁻ᵀ Φ L⁻¹` with `Φ` the symmetric matrix whose lower triangle is half of
+/// `tril(Lᵀ G)` plus its transpose off the diagonal.
+fn cholesky_backward(l: &Tensor, g: &Tensor) -> Tensor {
+    let lt = l.transpose(-2, -1);
+    let m = lt.matmul(g).tril(0);
+    let phi = (&m + &m.tril(-1).transpose(-2, -1)).mul_scalar(0.5);
+    let y = solve_left(&lt, &phi, true, false); // L⁻ᵀ Φ
+    solve_left(&lt, &y.transpose(-2, -1), true, false).transpose(-2, -1) // (L⁻ᵀ Yᵀ)ᵀ = Y L⁻¹
+}
+
+/// `dL = L Φ(L⁻¹ dA L⁻ᵀ)`, where `Φ` keeps the lower triangle and halves the diagonal.
+fn cholesky_tangent(l: &Tensor, da: &Tensor) -> Tensor {
+    let w = solve_left(l, da, false, false); // L⁻¹ dA
+    let z = solve_left(l, &w.transpose(-2, -1), false, false).transpose(-2, -1); // W L⁻ᵀ
+    let phi = (&z.tril(0) + &z.tril(-1)).mul_scalar(0.5);
+    l.matmul(&phi)
+}
+
+/// `X` with `A X = B` for each triangular `A` (`upper`, or lower; the other triangle is not
+/// read) and each `B` of right-hand sides as columns (PyTorch's
+/// `torch.linalg.solve_triangular(A, B, upper=upper)`). `A` is `[*, n, n]` and `B`
+/// `[*, n, k]`, their batch dimensions broadcast. A zero on `A`'s diagonal gives
+/// infinities or NaN, as in PyTorch.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![2.0f32, 0.0, 1.0, 4.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![2.0f32, 9.0], &[2, 1]);
+/// assert_eq!(linalg::solve_triangular(&a, &b, false).to_vec::<f32>(), vec![1.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn solve_triangular(a: &Tensor, b: &Tensor, upper: bool) -> Tensor {
+    or_panic(try_solve_triangular_with(a, b, upper, SolveTriangularOptions::default()))
+}
+
+/// [`solve_triangular`] with PyTorch's other keywords: `left(false)` solves `X A = B`
+/// (`B` is then `[*, k, n]`), `unitriangular(true)` takes `A`'s diagonal as ones.
+///
+/// ```
+/// use tapegrad_ops::linalg::{self, SolveTriangularOptions};
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![1.0f32, 0.0, 3.0, 1.0], &[2, 2]); // unit lower
+/// let b = Tensor::from_vec(vec![7.0f32, 1.0], &[1, 2]);
+/// let options = SolveTriangularOptions::default().left(false).unitriangular(true);
+/// // x A = b: x = [4, 1]
+/// assert_eq!(linalg::solve_triangular_with(&a, &b, false, options).to_vec::<f32>(), vec![4.0, 1.0]);
+/// ```
+#[track_caller]
+pub fn solve_triangular_with(
+    a: &Tensor,
+    b: &Tensor,
+    upper: bool,
+    options: SolveTriangularOptions,
+) -> Tensor {
+    or_panic(try_solve_triangular_with(a, b, upper, options))
+}
+
+/// [`solve_triangular_with`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::linalg::{self, SolveTriangularOptions};
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::ones(&[3, 3]);
+/// let b = Tensor::ones(&[2, 4]); // 2 rows, A has 3
+/// let options = SolveTriangularOptions::default();
+/// assert!(linalg::try_solve_triangular_with(&a, &b, true, options).is_err());
+/// let square = Tensor::ones(&[4, 4]); // square, but 4 x 4
+/// assert!(linalg::try_cholesky(&Tensor::ones(&[2, 3])).is_err()); // not square
+/// assert!(linalg::try_solve_triangular_with(&square, &Tensor::ones(&[4, 1]), false, options).is_ok());
+/// ```
+#[track_caller]
+pub fn try_solve_triangular_with(
+    a: &Tensor,
+    b: &Tensor,
+    upper: bool,
+    options: SolveTriangularOptions,
+) -> Result<Tensor> {
+    let location = Location::caller();
+    let (_, n, _) = square_matrices("solve_triangular", a, location)?;
+    if a.dtype() != b.dtype() {
+        return Err(Error::DType {
+            op: "solve_triangular",
+            lhs: a.dtype(),
+            rhs: b.dtype(),
+            location,
+        });
+    }
+    let rb = b.dim();
+    let rows = if options.left { rb.checked_sub(2) } else { rb.checked_sub(1) };
+    if rb < 2 || b.shape()[rows.expect("rank at least 2")] != n {
+        let side = if options.left { "rows" } else { "columns" };
+        return Err(Error::Shape {
+            op: "solve_triangular",
+            message: format!(
+                "B of shape {:?} needs at least 2 dimensions and {n} {side} to match A of \
+                shape {:?}",
+                b.shape(),
+                a.shape()
+            ),
+            location,
+        });
+    }
+    let batch =
+        broadcast_shapes(&a.shape()[..a.dim() - 2], &b.shape()[..rb - 2]).ok_or_else(|| {
+            Error::Shape {
+                op: "solve_triangular",
+                message: format!(
+                    "the batch dimensions of A {:?} and B {:?} do not broadcast",
+                    a.shape(),
+                    b.shape()
+                ),
+                location,
+            }
+        })?;
+    let full = |rows: usize, cols: usize| -> Vec<usize> {
+        batch.iter().copied().chain([rows, cols]).collect()
+    };
+    let a = a.broadcast_to(&full(n, n));
+    let b = b.broadcast_to(&full(b.shape()[rb - 2], b.shape()[rb - 1]));
+    Ok(if options.left {
+        solve_left(&a, &b, upper, options.unitriangular)
+    } else {
+        // X A = B is Aᵀ Xᵀ = Bᵀ, with Aᵀ's triangle the other one.
+        let (at, bt) = (a.transpose(-2, -1), b.transpose(-2, -1));
+        solve_left(&at, &bt, !upper, options.unitriangular).transpose(-2, -1)
+    })
+}
+
+/// `A⁻¹ B` for operands of the same batch shape, checked: the one recorded op.
+#[track_caller]
+fn solve_left(a: &Tensor, b: &Tensor, upper: bool, unit: bool) -> Tensor {
+    let rank = a.dim();
+    let n = a.shape()[rank - 1];
+    let k = b.shape()[rank - 1];
+    let (matrices, rights) = (a.to_vec::<f64>(), b.to_vec::<f64>());
+    let mut x = rights;
+    if n * k > 0 {
+        for (matrix, right) in matrices.chunks(n * n).zip(x.chunks_mut(n * k)) {
+            kernels::solve_triangular(matrix, right, n, k, upper, unit);
+        }
+    }
+    let out = from_f64(x, b.shape(), b.dtype());
+    let location = Location::caller();
+    record_with_tangent(
+        "solve_triangular",
+        location,
+        &[a, b],
+        out,
+        move || {
+            Backward::new(move |ctx| {
+                let (a, x, g) = (ctx.saved(0), ctx.output(), ctx.grad());
+                // gB = A⁻ᵀ G; gA = -gB Xᵀ on A's triangle (off the diagonal when it is unit).
+                let gb = solve_left(&a.transpose(-2, -1), g, !upper, unit);
+                let ga = -gb.matmul(&x.transpose(-2, -1));
+                let diagonal = if unit { 1 } else { 0 };
+                let ga = if upper { ga.triu(diagonal) } else { ga.tril(-diagonal) };
+                smallvec![Some(ga), Some(gb)]
+            })
+            .save(a)
+            .save_output()
+        },
+        move |ctx| {
+            // dX = A⁻¹ (dB - dA X), with dA kept to the triangle that is read.
+            let (a, x) = (ctx.input(0), ctx.output());
+            let mut rhs: Option<Tensor> = ctx.tangent(1).cloned();
+            if let Some(da) = ctx.tangent(0) {
+                let diagonal = if unit { 1 } else { 0 };
+                let da = if upper { da.triu(diagonal) } else { da.tril(-diagonal) };
+                let term = -da.matmul(x);
+                rhs = Some(match rhs {
+                    Some(db) => &db + &term,
+                    None => term,
+                });
+            }
+            solve_left(a, &rhs.expect("a tangent for some input"), upper, unit)
+        },
+    )
+}
+
+/// The batch size, `n`, and `n * n` of a float tensor of square matrices, or an error.
+fn square_matrices(
+    op: &'static str,
+    a: &Tensor,
+    location: &'static Location<'static>,
+) -> Result<(usize, usize, usize)> {
+    ensure_float(op, a, location)?;
+    let rank = a.dim();
+    if rank < 2 || a.shape()[rank - 1] != a.shape()[rank - 2] {
+        return Err(Error::Shape {
+            op,
+            message: format!("expects square matrices [*, n, n], got shape {:?}", a.shape()),
+            location,
+        });
+    }
+    let n = a.shape()[rank - 1];
+    let batch = a.shape()[..rank - 2].iter().product();
+    Ok((batch, n, n * n))
+}
+
+/// A contiguous tensor of `shape` from f64 values, in `dtype` (f32 rounds once).
+fn from_f64(values: Vec<f64>, shape: &[usize], dtype: DType) -> Tensor {
+    let storage = match dtype {
+        DType::F32 => Storage::from_vec(values.into_iter().map(|v| v as f32).collect::<Vec<_>>()),
+        _ => Storage::from_vec(values),
+    };
+    Tensor::from_storage(storage, Layout::contiguous(shape))
+}
