@@ -213,6 +213,15 @@ fn rows() -> Vec<Row> {
             },
             "the module `linalg`; `solve_triangular_with` takes `SolveTriangularOptions::default().left(false).unitriangular(true)`"
         ),
+        (
+            "Math",
+            "torch.linalg.solve(A, b) / torch.linalg.inv(A) / torch.linalg.det(A) / torch.linalg.slogdet(A)",
+            {
+                let m = &a.matmul(&a.t()) + &Tensor::eye(2);
+                (linalg::solve(&m, &b), linalg::inv(&m), linalg::det(&m), linalg::slogdet(&m))
+            },
+            "LU with partial pivoting; a singular matrix is an error for `solve` and `inv`; `slogdet` returns the pair `(sign, logabsdet)`"
+        ),
         ("Math", "x ** 2 / torch.pow(x, y)", x.pow(2.0)),
         (
             "Math",

@@ -539,6 +539,20 @@ for upper, left, unit, rhs in [(False, True, False, v(2, 3, 2)), (True, True, Fa
               lambda a, b: torch.linalg.solve_triangular(a, b, upper=upper, left=left, unitriangular=unit),
               upper=upper, left=left, unitriangular=unit)
 
+# General solves, inverses and determinants: a batch whose first matrix starts with a zero
+# (so the factorization pivots), a right-hand side as a matrix, as a vector and broadcast,
+# and a negative determinant for slogdet's sign.
+gen = v(2, 3, 3) + 2 * torch.eye(3, dtype=torch.float64)
+gen[0, 0, 0] = 0.0
+grad_case("solve", [gen, v(2, 3, 2)], torch.linalg.solve)
+grad_case("solve", [gen, v(2, 3)], torch.linalg.solve)
+grad_case("solve", [gen, v(3, 4)], torch.linalg.solve)
+grad_case("inv", [gen], torch.linalg.inv)
+grad_case("det", [gen], torch.linalg.det)
+flip = gen.flip(-2)
+grad_case("slogdet", [flip], lambda a: torch.linalg.slogdet(a).logabsdet)
+case("slogdet_sign", [flip], torch.linalg.slogdet(flip).sign)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -31,7 +31,7 @@
 //! | [`grid_sample`] | images sampled at arbitrary points (bilinear or nearest), and the gradients to the images and the points |
 //! | [`batch_norm`] | batch normalisation's statistics, output and gradient |
 //! | [`layer_norm`] | layer normalisation's row statistics, output and gradient |
-//! | [`linalg`] | the Cholesky factor and triangular solves, one f64 matrix at a time (`linalg::cholesky`, `linalg::solve_triangular`) |
+//! | [`linalg`] | the Cholesky factor, triangular solves and LU with partial pivoting, one f64 matrix at a time (`torch.linalg`'s `cholesky`, `solve_triangular`, `solve`, `inv`, `det`, `slogdet`) |
 //! | [`group_norm`] | group normalisation, from the loops of the two above |
 //! | `transpose` (private) | tiled transposition at any strides, for the convolutions and transposed views |
 //! | [`fast_math`] | vectorisable `exp`, `expm1`, `ln`, `tanh`, `sin`, `cos`, `atan2`, the normal distribution and density, GELU's derivative, for f32 |

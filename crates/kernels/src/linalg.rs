@@ -1,7 +1,8 @@
 //! Dense linear algebra on one matrix at a time, in f64 (an f32 tensor's matrices are
 //! widened first: the work is cubic in the size, the conversion quadratic): the Cholesky
-//! factor of a symmetric positive-definite matrix and the solution of a triangular
-//! system, what Gaussian-process likelihoods and whitening are made of. Rows are
+//! factor of a symmetric positive-definite matrix, the solution of a triangular system,
+//! and the LU factorization with partial pivoting behind general solves, inverses and
+//! determinants. Rows are
 //! row-major and contiguous; a system's right-hand sides are the columns of `B`, updated a
 //! row at a time so the inner loops run along contiguous rows.
 
@@ -101,6 +102,131 @@ pub fn solve_triangular(
     }
 }
 
+/// `P A = L U` of a square matrix, with partial pivoting (LAPACK's `getrf`): `L` unit
+/// lower-triangular and `U` upper-triangular, packed into one matrix.
+///
+/// ```
+/// use tapegrad_kernels::linalg::Lu;
+/// let lu = Lu::factor(&[0.0, 2.0, 3.0, 4.0], 2); // rows swapped: det = -6
+/// assert_eq!(lu.det(), -6.0);
+/// let mut b = [4.0, 11.0]; // A x = b for x = [1, 2]
+/// lu.solve(&mut b, 1);
+/// assert_eq!(b, [1.0, 2.0]);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lu {
+    factors: Vec<f64>,
+    /// Row `i` of `P A` is row `rows[i]` of `A`.
+    rows: Vec<usize>,
+    odd_swaps: bool,
+    n: usize,
+}
+
+impl Lu {
+    /// Factors the `n x n` matrix `a`. A singular matrix factors too, with a zero on `U`'s
+    /// diagonal ([`Lu::is_singular`]).
+    ///
+    /// ```
+    /// assert!(tapegrad_kernels::linalg::Lu::factor(&[1.0, 2.0, 2.0, 4.0], 2).is_singular());
+    /// ```
+    pub fn factor(a: &[f64], n: usize) -> Lu {
+        assert_eq!(a.len(), n * n, "lu: {} elements for a {n} x {n} matrix", a.len());
+        let mut f = a.to_vec();
+        let mut rows: Vec<usize> = (0..n).collect();
+        let mut odd_swaps = false;
+        for j in 0..n {
+            // The largest magnitude in column j at or below the diagonal (NaN never wins).
+            let pivot =
+                (j..n).fold(
+                    j,
+                    |best, i| {
+                        if f[i * n + j].abs() > f[best * n + j].abs() { i } else { best }
+                    },
+                );
+            if pivot != j {
+                for c in 0..n {
+                    f.swap(j * n + c, pivot * n + c);
+                }
+                rows.swap(j, pivot);
+                odd_swaps = !odd_swaps;
+            }
+            let diagonal = f[j * n + j];
+            if diagonal == 0.0 {
+                continue; // the column is zero below: nothing to eliminate
+            }
+            let (upper, lower) = f.split_at_mut((j + 1) * n);
+            let pivot_row = &upper[j * n + j + 1..j * n + n];
+            for row in lower.chunks_exact_mut(n) {
+                let factor = row[j] / diagonal;
+                row[j] = factor;
+                for (x, &p) in row[j + 1..].iter_mut().zip(pivot_row) {
+                    *x -= factor * p;
+                }
+            }
+        }
+        Lu { factors: f, rows, odd_swaps, n }
+    }
+
+    /// Whether `U` has a zero on its diagonal: the matrix has no inverse.
+    ///
+    /// ```
+    /// assert!(!tapegrad_kernels::linalg::Lu::factor(&[2.0], 1).is_singular());
+    /// ```
+    pub fn is_singular(&self) -> bool {
+        (0..self.n).any(|i| self.factors[i * self.n + i] == 0.0)
+    }
+
+    /// The determinant: the product of `U`'s diagonal, negated for an odd number of swaps.
+    ///
+    /// ```
+    /// assert_eq!(tapegrad_kernels::linalg::Lu::factor(&[2.0, 1.0, 1.0, 3.0], 2).det(), 5.0);
+    /// ```
+    pub fn det(&self) -> f64 {
+        let product: f64 = (0..self.n).map(|i| self.factors[i * self.n + i]).product();
+        if self.odd_swaps { -product } else { product }
+    }
+
+    /// The determinant as a sign (-1, 0 or 1) and the logarithm of its magnitude (`-inf`
+    /// for a singular matrix), which neither overflows nor underflows.
+    ///
+    /// ```
+    /// let (sign, log) = tapegrad_kernels::linalg::Lu::factor(&[0.0, 1.0, 1.0, 0.0], 2).log_abs_det();
+    /// assert_eq!((sign, log), (-1.0, 0.0));
+    /// ```
+    pub fn log_abs_det(&self) -> (f64, f64) {
+        let mut sign = if self.odd_swaps { -1.0 } else { 1.0 };
+        let mut log = 0.0;
+        for i in 0..self.n {
+            let d = self.factors[i * self.n + i];
+            if d == 0.0 {
+                return (0.0, f64::NEG_INFINITY);
+            }
+            sign *= d.signum();
+            log += d.abs().ln();
+        }
+        (sign, log)
+    }
+
+    /// Overwrites the `n x k` matrix `b` with `A⁻¹ b`: the rows permuted, then the two
+    /// triangular solves. A singular matrix gives infinities or NaN.
+    ///
+    /// ```
+    /// use tapegrad_kernels::linalg::Lu;
+    /// let mut b = [1.0, 0.0, 0.0, 1.0]; // the identity: b becomes the inverse
+    /// Lu::factor(&[2.0, 0.0, 0.0, 4.0], 2).solve(&mut b, 2);
+    /// assert_eq!(b, [0.5, 0.0, 0.0, 0.25]);
+    /// ```
+    pub fn solve(&self, b: &mut [f64], k: usize) {
+        let n = self.n;
+        assert_eq!(b.len(), n * k, "lu solve: {} elements for {n} x {k} right sides", b.len());
+        let permuted: Vec<f64> =
+            self.rows.iter().flat_map(|&r| b[r * k..r * k + k].iter().copied()).collect();
+        b.copy_from_slice(&permuted);
+        solve_triangular(&self.factors, b, n, k, false, true);
+        solve_triangular(&self.factors, b, n, k, true, false);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +268,39 @@ mod tests {
         let a = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, f64::NAN];
         assert_eq!(cholesky(&a, 3), Err(NotPositiveDefinite { order: 3 }));
         assert_eq!(cholesky(&[], 0), Ok(vec![]));
+    }
+
+    #[test]
+    fn lu_solves_and_determinants_agree_with_the_product() {
+        let n = 4;
+        // Row 0 starts with a zero, so the factorization must pivot.
+        let a: Vec<f64> = (0..n * n)
+            .map(|i| if i == 0 { 0.0 } else { ((i * 5 % 7) as f64 - 3.0) / 2.0 })
+            .collect();
+        let x: Vec<f64> = (0..n * 2).map(|i| i as f64 - 3.5).collect();
+        let lu = Lu::factor(&a, n);
+        assert!(!lu.is_singular());
+        let mut b = product(&a, &x, n, n, 2);
+        lu.solve(&mut b, 2);
+        assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-12), "{b:?}");
+        // det(A) by cofactor expansion along the first row, from 3 x 3 minors.
+        let minor = |skip: usize| -> f64 {
+            let m: Vec<f64> = (1..n)
+                .flat_map(|r| (0..n).filter(move |&c| c != skip).map(move |c| (r, c)))
+                .map(|(r, c)| a[r * n + c])
+                .collect();
+            m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6])
+                + m[2] * (m[3] * m[7] - m[4] * m[6])
+        };
+        let det: f64 = (0..n).map(|c| if c % 2 == 0 { 1.0 } else { -1.0 } * a[c] * minor(c)).sum();
+        assert!((lu.det() - det).abs() < 1e-12 * det.abs(), "{} {det}", lu.det());
+        let (sign, log) = lu.log_abs_det();
+        assert_eq!(sign, det.signum());
+        assert!((log - det.abs().ln()).abs() < 1e-12);
+        let singular = Lu::factor(&[1.0, 2.0, 3.0, 2.0, 4.0, 6.0, 0.0, 1.0, 1.0], 3);
+        assert!(singular.is_singular());
+        assert_eq!(singular.det(), 0.0);
+        assert_eq!(singular.log_abs_det(), (0.0, f64::NEG_INFINITY));
     }
 
     #[test]

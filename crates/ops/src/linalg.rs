@@ -1,13 +1,16 @@
 //! Linear algebra of batches of matrices, PyTorch's `torch.linalg`: the Cholesky factor
 //! ([`cholesky`]) and triangular solves ([`solve_triangular`]), from which a Gaussian
 //! process's log-likelihood, a whitening transform or a multivariate normal's density is
-//! built. The last two dimensions are the matrices; the ones before are a batch that
+//! built; general solves ([`solve`], [`inv`]) and determinants ([`det`], [`slogdet`]) by
+//! LU factorization with partial pivoting, as a normalising flow's log-determinant needs. The last two dimensions are the matrices; the ones before are a batch that
 //! broadcasts between the operands.
 //!
 //! The values come from `tapegrad_kernels::linalg`, in f64 for either float dtype. Each
 //! gradient is written with these ops, products and triangles, so it is differentiable
-//! again (PyTorch's formulas: for `X = A⁻¹ B`, `gB = A⁻ᵀ G` and `gA = -gB Xᵀ` kept to `A`'s
-//! triangle; for `L = chol(A)`, `gA = L⁻ᵀ Φ(Lᵀ G) L⁻¹` symmetrised).
+//! again (PyTorch's formulas: for `X = A⁻¹ B`, `gB = A⁻ᵀ G` and `gA = -gB Xᵀ`, kept to `A`'s
+//! triangle for a triangular solve; for `L = chol(A)`, `gA = L⁻ᵀ Φ(Lᵀ G) L⁻¹` symmetrised;
+//! for `d = det(A)`, `gA = g d A⁻ᵀ`, and `g A⁻ᵀ` for `log |det A|`). At a singular matrix
+//! the determinant's gradient is NaN or infinite, where PyTorch's goes through an SVD.
 //!
 //! ```
 //! use tapegrad_ops::{linalg, prelude::*};
@@ -31,7 +34,7 @@ use tapegrad_tape::{
     Backward, DType, Error, Result, Storage, Tensor, ensure_float, or_panic, record_with_tangent,
 };
 
-use crate::{IndexOps, MatmulOps, ShapeOps};
+use crate::{IndexOps, MatmulOps, ReduceOps, ShapeOps};
 
 /// The keywords of [`solve_triangular_with`] besides `upper`: PyTorch's `left` (default
 /// true: solve `A X = B`; false: `X A = B`) and `unitriangular` (default false: read the
@@ -331,6 +334,285 @@ fn solve_left(a: &Tensor, b: &Tensor, upper: bool, unit: bool) -> Tensor {
                 });
             }
             solve_left(a, &rhs.expect("a tangent for some input"), upper, unit)
+        },
+    )
+}
+
+/// `X` with `A X = B` for each square `A` (PyTorch's `torch.linalg.solve`). `B` is
+/// `[*, n, k]`, or a vector `[n]` or `[*, n]` (one right-hand side per matrix) when its
+/// shape is `A`'s without the last size, as PyTorch decides; the batch dimensions
+/// broadcast. Panics, naming the matrix, when one is
+/// singular.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![0.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![4.0f64, 11.0], &[2]);
+/// assert_eq!(linalg::solve(&a, &b).to_vec::<f64>(), vec![1.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn solve(a: &Tensor, b: &Tensor) -> Tensor {
+    or_panic(try_solve(a, b))
+}
+
+/// [`solve`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// let singular = Tensor::from_vec(vec![1.0f64, 2.0, 2.0, 4.0], &[2, 2]);
+/// let message = linalg::try_solve(&singular, &Tensor::ones_dtype(&[2], tapegrad_tape::DType::F64));
+/// assert!(message.unwrap_err().to_string().contains("singular"));
+/// ```
+#[track_caller]
+pub fn try_solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    let (_, n, _) = square_matrices("solve", a, location)?;
+    if a.dtype() != b.dtype() {
+        return Err(Error::DType { op: "solve", lhs: a.dtype(), rhs: b.dtype(), location });
+    }
+    // PyTorch's rule: a vector when B is one, or has A's shape without its last size.
+    let vector = b.dim() == 1 || b.shape() == &a.shape()[..a.dim() - 1];
+    let b = if vector { b.unsqueeze(-1) } else { b.clone() };
+    let rb = b.dim();
+    if rb < 2 || b.shape()[rb - 2] != n {
+        return Err(Error::Shape {
+            op: "solve",
+            message: format!("B of shape {:?} does not have the {n} rows of A", b.shape()),
+            location,
+        });
+    }
+    let batch =
+        broadcast_shapes(&a.shape()[..a.dim() - 2], &b.shape()[..rb - 2]).ok_or_else(|| {
+            Error::Shape {
+                op: "solve",
+                message: format!(
+                    "the batch dimensions of A {:?} and B {:?} do not broadcast",
+                    a.shape(),
+                    b.shape()
+                ),
+                location,
+            }
+        })?;
+    let full = |cols: usize| -> Vec<usize> { batch.iter().copied().chain([n, cols]).collect() };
+    let (a, b) = (a.broadcast_to(&full(n)), b.broadcast_to(&full(b.shape()[rb - 1])));
+    let factors = factor_all(&a);
+    if let Some(index) = factors.iter().position(kernels::Lu::is_singular) {
+        return Err(Error::InvalidArgument {
+            op: "solve",
+            message: format!("matrix {index} of the batch is singular: it has no inverse"),
+            location,
+        });
+    }
+    let x = solve_square(&a, &b, factors);
+    Ok(if vector { x.squeeze_dim(-1) } else { x })
+}
+
+/// The inverse of each square matrix (PyTorch's `torch.linalg.inv`): [`solve`] against the
+/// identity. Panics, naming the matrix, when one is singular.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![2.0f32, 0.0, 0.0, 4.0], &[2, 2]);
+/// assert_eq!(linalg::inv(&a).to_vec::<f32>(), vec![0.5, 0.0, 0.0, 0.25]);
+/// ```
+#[track_caller]
+pub fn inv(a: &Tensor) -> Tensor {
+    or_panic(try_inv(a))
+}
+
+/// [`inv`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// assert!(linalg::try_inv(&Tensor::zeros(&[3, 3])).is_err()); // singular
+/// assert!(linalg::try_inv(&Tensor::zeros(&[2, 3])).is_err()); // not square
+/// ```
+#[track_caller]
+pub fn try_inv(a: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    let (_, n, _) = square_matrices("inv", a, location)?;
+    try_solve(a, &Tensor::eye_dtype(n, a.dtype())).map_err(|error| match error {
+        Error::InvalidArgument { message, .. } => {
+            Error::InvalidArgument { op: "inv", message, location }
+        }
+        other => other,
+    })
+}
+
+/// The determinant of each square matrix (PyTorch's `torch.linalg.det`), shape `[*]`.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![2.0f64, 1.0, 1.0, 3.0], &[2, 2]).requires_grad();
+/// let d = linalg::det(&a);
+/// assert_eq!(d.item(), 5.0);
+/// d.backward();
+/// assert_eq!(a.grad().unwrap().to_vec::<f64>(), vec![3.0, -1.0, -1.0, 2.0]); // the cofactors
+/// ```
+#[track_caller]
+pub fn det(a: &Tensor) -> Tensor {
+    or_panic(try_det(a))
+}
+
+/// [`det`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// assert!(linalg::try_det(&Tensor::zeros(&[3])).is_err()); // not a matrix
+/// ```
+#[track_caller]
+pub fn try_det(a: &Tensor) -> Result<Tensor> {
+    let location = Location::caller();
+    square_matrices("det", a, location)?;
+    let values: Vec<f64> = factor_all(a).iter().map(kernels::Lu::det).collect();
+    let out = from_f64(values, &a.shape()[..a.dim() - 2], a.dtype());
+    Ok(record_with_tangent(
+        "det",
+        location,
+        &[a],
+        out,
+        || {
+            Backward::new(|ctx| {
+                // g d A⁻ᵀ
+                let scale = (ctx.grad() * ctx.output()).unsqueeze(-1).unsqueeze(-1);
+                smallvec![Some(&scale * &inverse_transpose(ctx.saved(0)))]
+            })
+            .save(a)
+            .save_output()
+        },
+        |ctx| {
+            // d det = det tr(A⁻¹ dA)
+            let da = ctx.tangent(0).expect("a tangent for the one input");
+            ctx.output() * &trace_of_solve(ctx.input(0), da)
+        },
+    ))
+}
+
+/// The sign (-1, 0 or 1) and the logarithm of the magnitude of each square matrix's
+/// determinant (PyTorch's `torch.linalg.slogdet`), both `[*]`: a log-determinant that does
+/// not overflow, as a normalising flow's likelihood needs. The sign has no gradient; a
+/// singular matrix has sign 0 and logarithm `-inf`.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// let a = Tensor::from_vec(vec![0.0f64, 2.0, 3.0, 0.0], &[2, 2]).requires_grad();
+/// let (sign, log_abs) = linalg::slogdet(&a);
+/// assert_eq!(sign.item(), -1.0);
+/// assert!((log_abs.item() - 6f64.ln()).abs() < 1e-15);
+/// log_abs.backward();
+/// assert_eq!(a.grad().unwrap().to_vec::<f64>(), vec![0.0, 0.5, 1.0 / 3.0, 0.0]); // A⁻ᵀ
+/// ```
+#[track_caller]
+pub fn slogdet(a: &Tensor) -> (Tensor, Tensor) {
+    or_panic(try_slogdet(a))
+}
+
+/// [`slogdet`], returning an error instead of panicking.
+///
+/// ```
+/// use tapegrad_ops::linalg;
+/// use tapegrad_tape::Tensor;
+/// assert!(linalg::try_slogdet(&Tensor::from_vec(vec![1i64], &[1, 1])).is_err()); // not float
+/// ```
+#[track_caller]
+pub fn try_slogdet(a: &Tensor) -> Result<(Tensor, Tensor)> {
+    let location = Location::caller();
+    square_matrices("slogdet", a, location)?;
+    let (signs, logs): (Vec<f64>, Vec<f64>) =
+        factor_all(a).iter().map(kernels::Lu::log_abs_det).unzip();
+    let batch = &a.shape()[..a.dim() - 2];
+    let log_abs = record_with_tangent(
+        "slogdet",
+        location,
+        &[a],
+        from_f64(logs, batch, a.dtype()),
+        || {
+            Backward::new(|ctx| {
+                let g = ctx.grad().unsqueeze(-1).unsqueeze(-1);
+                smallvec![Some(&g * &inverse_transpose(ctx.saved(0)))]
+            })
+            .save(a)
+        },
+        |ctx| {
+            let da = ctx.tangent(0).expect("a tangent for the one input");
+            trace_of_solve(ctx.input(0), da)
+        },
+    );
+    Ok((from_f64(signs, batch, a.dtype()), log_abs))
+}
+
+/// `A⁻ᵀ` of each matrix, recorded, without the singularity check (a rule must not fail).
+fn inverse_transpose(a: &Tensor) -> Tensor {
+    let n = a.shape()[a.dim() - 1];
+    let identity = Tensor::eye_dtype(n, a.dtype()).broadcast_to(a.shape());
+    solve_square(a, &identity, factor_all(a)).transpose(-2, -1)
+}
+
+/// `tr(A⁻¹ dA)` of each matrix, recorded.
+fn trace_of_solve(a: &Tensor, da: &Tensor) -> Tensor {
+    solve_square(a, da, factor_all(a)).diagonal(0, -2, -1).sum_dim(-1, false)
+}
+
+/// The LU factors of every matrix of a batch.
+fn factor_all(a: &Tensor) -> Vec<kernels::Lu> {
+    let n = a.shape()[a.dim() - 1];
+    let values = a.to_vec::<f64>();
+    if n == 0 {
+        let batch: usize = a.shape()[..a.dim() - 2].iter().product();
+        return (0..batch).map(|_| kernels::Lu::factor(&[], 0)).collect();
+    }
+    values.chunks(n * n).map(|matrix| kernels::Lu::factor(matrix, n)).collect()
+}
+
+/// `A⁻¹ B` for operands of the same batch shape from `A`'s factors: the recorded op of
+/// [`solve`], whose rule and tangent are solves again.
+#[track_caller]
+fn solve_square(a: &Tensor, b: &Tensor, factors: Vec<kernels::Lu>) -> Tensor {
+    let rank = b.dim();
+    let (n, k) = (b.shape()[rank - 2], b.shape()[rank - 1]);
+    let mut x = b.to_vec::<f64>();
+    if n * k > 0 {
+        for (lu, right) in factors.iter().zip(x.chunks_mut(n * k)) {
+            lu.solve(right, k);
+        }
+    }
+    let out = from_f64(x, b.shape(), b.dtype());
+    record_with_tangent(
+        "solve",
+        Location::caller(),
+        &[a, b],
+        out,
+        || {
+            Backward::new(|ctx| {
+                let (a, x, g) = (ctx.saved(0), ctx.output(), ctx.grad());
+                // gB = A⁻ᵀ G, gA = -gB Xᵀ
+                let at = a.transpose(-2, -1);
+                let gb = solve_square(&at, g, factor_all(&at));
+                let ga = -gb.matmul(&x.transpose(-2, -1));
+                smallvec![Some(ga), Some(gb)]
+            })
+            .save(a)
+            .save_output()
+        },
+        |ctx| {
+            // dX = A⁻¹ (dB - dA X)
+            let (a, x) = (ctx.input(0), ctx.output());
+            let mut rhs: Option<Tensor> = ctx.tangent(1).cloned();
+            if let Some(da) = ctx.tangent(0) {
+                let term = -da.matmul(x);
+                rhs = Some(match rhs {
+                    Some(db) => &db + &term,
+                    None => term,
+                });
+            }
+            solve_square(a, &rhs.expect("a tangent for some input"), factor_all(a))
         },
     )
 }

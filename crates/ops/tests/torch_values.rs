@@ -262,6 +262,11 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             x[0].roll(&list("shifts"), &list("dims"))
         }
         "cholesky" => tapegrad_ops::linalg::cholesky(&x[0]),
+        "solve" => tapegrad_ops::linalg::solve(&x[0], &x[1]),
+        "inv" => tapegrad_ops::linalg::inv(&x[0]),
+        "det" => tapegrad_ops::linalg::det(&x[0]),
+        "slogdet" => tapegrad_ops::linalg::slogdet(&x[0]).1,
+        "slogdet_sign" => tapegrad_ops::linalg::slogdet(&x[0]).0,
         "solve_triangular" => {
             let flag = |key: &str| args[key].as_bool().unwrap();
             let options = tapegrad_ops::linalg::SolveTriangularOptions::default()

@@ -831,6 +831,20 @@ fn triangular_system() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// A general solve's operands: `A` `[*, n, n]` and `B` `[*, n, k]`, or `B` `[*, n]` with
+/// `A`'s batch (one right-hand side per matrix).
+fn square_system() -> BoxedStrategy<Sample> {
+    (broadcast_shapes(2, 2), 1usize..=3, 1usize..=3, any::<bool>())
+        .prop_flat_map(|((ba, bb), n, k, vector)| {
+            let sb =
+                if vector { [ba.clone(), vec![n]].concat() } else { [bb, vec![n, k]].concat() };
+            let a = tensor_f64(Just([ba, vec![n, n]].concat()), -1.0..1.0);
+            (a, tensor_f64(Just(sb), -2.0..2.0))
+        })
+        .prop_map(|(a, b)| Sample { tensors: vec![a, b], ints: vec![] })
+        .boxed()
+}
+
 /// The `n x n` identity in `like`'s dtype, where `n` is `like`'s last size.
 fn identity_like(like: &Tensor) -> Tensor {
     Tensor::eye_dtype(like.shape()[like.dim() - 1], like.dtype())
@@ -1572,6 +1586,22 @@ pub fn registry() -> Vec<OpCase> {
                 linalg::solve_triangular_with(&a, &t[1], i[0] == 1, options)
             }
         ),
+        // General matrices A + 3 I: entries of A below 1 in magnitude, at most 3 x 3, so the
+        // shifted matrix is diagonally dominant and far from singular.
+        op!("linalg::solve(a, b)", "torch.linalg.solve", true, square_system(), |t, i| {
+            linalg::solve(&(&t[0] + &identity_like(&t[0]).mul_scalar(3.0)), &t[1])
+        }),
+        op!("linalg::inv(a)", "torch.linalg.inv", true, square_system(), |t, i| {
+            linalg::inv(&(&t[0] + &identity_like(&t[0]).mul_scalar(3.0)))
+        }),
+        op!("linalg::det(a)", "torch.linalg.det", true, square_system(), |t, i| {
+            linalg::det(&(&t[0] + &identity_like(&t[0]).mul_scalar(3.0)))
+        }),
+        op!("linalg::slogdet(a)", "torch.linalg.slogdet", true, square_system(), |t, i| {
+            // Shifted by -3 the determinant may be negative: the sign times the log.
+            let (sign, log_abs) = linalg::slogdet(&(&t[0] - &identity_like(&t[0]).mul_scalar(3.0)));
+            &sign * &log_abs
+        }),
         op!("a.mm(&b)", "torch.mm", true, strict_product(0), |t, i| t[0].mm(&t[1])),
         op!("a.bmm(&b)", "torch.bmm", true, strict_product(1), |t, i| t[0].bmm(&t[1])),
         op!("a.mv(&v)", "torch.mv", true, strict_product(2), |t, i| t[0].mv(&t[1])),
