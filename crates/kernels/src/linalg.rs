@@ -2,9 +2,16 @@
 //! widened first: the work is cubic in the size, the conversion quadratic): the Cholesky
 //! factor of a symmetric positive-definite matrix, the solution of a triangular system,
 //! and the LU factorization with partial pivoting behind general solves, inverses and
-//! determinants. Rows are
-//! row-major and contiguous; a system's right-hand sides are the columns of `B`, updated a
-//! row at a time so the inner loops run along contiguous rows.
+//! determinants. Rows are row-major and contiguous; a system's right-hand sides are the
+//! columns of `B`, updated a row at a time so the inner loops run along contiguous rows.
+//! The Cholesky factor and the triangular solves go in blocks of 64 rows, whose
+//! interactions with the rows finished before are one matrix product each (the own GEMM
+//! kernels, on the threads).
+
+use crate::gemm::{View, gemm_new};
+
+/// Rows (and columns) handled at a time: the work between blocks is a matrix product.
+const BLOCK: usize = 64;
 
 /// Where a Cholesky factorization stopped: the leading minor of this order (1-based) is
 /// not positive (or is NaN).
@@ -31,18 +38,37 @@ pub fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>, NotPositiveDefinite> {
     assert_eq!(a.len(), n * n, "cholesky: {} elements for a {n} x {n} matrix", a.len());
     let mut l = vec![0.0; n * n];
     for i in 0..n {
-        for j in 0..=i {
-            let (row_i, row_j) = (&l[i * n..i * n + j], &l[j * n..j * n + j]);
-            let dot: f64 = row_i.iter().zip(row_j).map(|(x, y)| x * y).sum();
-            let s = a[i * n + j] - dot;
-            if i == j {
-                // NaN stops here too.
-                if s <= 0.0 || s.is_nan() {
-                    return Err(NotPositiveDefinite { order: i + 1 });
+        l[i * n..=i * n + i].copy_from_slice(&a[i * n..=i * n + i]);
+    }
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        if start > 0 {
+            // The block's columns, on and below the diagonal, less the products of the rows'
+            // finished columns: one matrix product, most of the work.
+            let rows = View { data: &l, offset: start * n, rows: n - start, cols: start, rs: n, cs: 1 };
+            let block = View { rows: end - start, ..rows };
+            let update = gemm_new(rows, block.t(), None);
+            for (r, products) in update.chunks_exact(end - start).enumerate() {
+                let i = start + r;
+                let width = (i + 1).min(end) - start;
+                for (x, p) in l[i * n + start..i * n + start + width].iter_mut().zip(products) {
+                    *x -= p;
                 }
-                l[i * n + i] = s.sqrt();
-            } else {
-                l[i * n + j] = s / l[j * n + j];
+            }
+        }
+        for i in start..n {
+            for j in start..(i + 1).min(end) {
+                let dot: f64 = (start..j).map(|p| l[i * n + p] * l[j * n + p]).sum();
+                let s = l[i * n + j] - dot;
+                if i == j {
+                    // NaN stops here too.
+                    if s <= 0.0 || s.is_nan() {
+                        return Err(NotPositiveDefinite { order: i + 1 });
+                    }
+                    l[i * n + i] = s.sqrt();
+                } else {
+                    l[i * n + j] = s / l[j * n + j];
+                }
             }
         }
     }
@@ -71,16 +97,69 @@ pub fn solve_triangular(
 ) {
     assert_eq!(a.len(), n * n, "solve_triangular: {} elements for a {n} x {n} matrix", a.len());
     assert_eq!(b.len(), n * k, "solve_triangular: {} elements for {n} x {k} right sides", b.len());
+    if k == 0 {
+        return;
+    }
+    if n <= BLOCK {
+        return solve_block(a, b, n, k, 0, n, upper, unit_diagonal);
+    }
+    let mut blocks: Vec<(usize, usize)> =
+        (0..n).step_by(BLOCK).map(|start| (start, (start + BLOCK).min(n))).collect();
+    if upper {
+        blocks.reverse();
+    }
+    for (start, end) in blocks {
+        // The rows solved before this block: above it for a lower A, below for an upper.
+        let (solved, rows, first_solved) = if upper {
+            let (head, tail) = b.split_at_mut(end * k);
+            (&*tail, &mut head[start * k..], end)
+        } else {
+            let (head, tail) = b.split_at_mut(start * k);
+            (&*head, &mut tail[..(end - start) * k], 0)
+        };
+        let count = solved.len() / k;
+        if count > 0 {
+            // Their share of the block's rows, as one matrix product.
+            let coefficients = View {
+                data: a,
+                offset: start * n + first_solved,
+                rows: end - start,
+                cols: count,
+                rs: n,
+                cs: 1,
+            };
+            let update = gemm_new(coefficients, View::row_major(solved, count, k), None);
+            rows.iter_mut().zip(&update).for_each(|(x, p)| *x -= p);
+        }
+        solve_block(a, rows, n, k, start, end, upper, unit_diagonal);
+    }
+}
+
+/// Rows `start..end` of `X` from what is left of `B` there once the rows solved earlier
+/// are taken out: substitution within the block's own triangle.
+#[allow(clippy::too_many_arguments)]
+fn solve_block(
+    a: &[f64],
+    rows: &mut [f64],
+    n: usize,
+    k: usize,
+    start: usize,
+    end: usize,
+    upper: bool,
+    unit_diagonal: bool,
+) {
     let mut solve_row = |i: usize, solved: &mut dyn Iterator<Item = usize>| {
-        // Row i of X: (row i of B - sum of A[i][j] times row j of X) / A[i][i].
+        // Row i of X: (what is left of row i of B - sum of A[i][j] times row j of X) / A[i][i].
+        let local = i - start;
         for j in solved {
             let coefficient = a[i * n + j];
-            let (row_i, row_j) = if i < j {
-                let (head, tail) = b.split_at_mut(j * k);
-                (&mut head[i * k..i * k + k], &tail[..k])
+            let other = j - start;
+            let (row_i, row_j) = if local < other {
+                let (head, tail) = rows.split_at_mut(other * k);
+                (&mut head[local * k..local * k + k], &tail[..k])
             } else {
-                let (head, tail) = b.split_at_mut(i * k);
-                (&mut tail[..k], &head[j * k..j * k + k])
+                let (head, tail) = rows.split_at_mut(local * k);
+                (&mut tail[..k], &head[other * k..other * k + k])
             };
             for (x, &y) in row_i.iter_mut().zip(row_j) {
                 *x -= coefficient * y;
@@ -88,16 +167,16 @@ pub fn solve_triangular(
         }
         if !unit_diagonal {
             let pivot = a[i * n + i];
-            b[i * k..i * k + k].iter_mut().for_each(|x| *x /= pivot);
+            rows[local * k..local * k + k].iter_mut().for_each(|x| *x /= pivot);
         }
     };
     if upper {
-        for i in (0..n).rev() {
-            solve_row(i, &mut (i + 1..n));
+        for i in (start..end).rev() {
+            solve_row(i, &mut (i + 1..end));
         }
     } else {
-        for i in 0..n {
-            solve_row(i, &mut (0..i));
+        for i in start..end {
+            solve_row(i, &mut (start..i));
         }
     }
 }
@@ -243,23 +322,37 @@ mod tests {
         c
     }
 
-    #[test]
-    fn the_factor_times_its_transpose_gives_back_the_matrix() {
-        let n = 5;
-        // A = M Mᵀ + n I, positive definite.
+    /// `M Mᵀ + n I` for a fixed pattern `M`: positive definite.
+    fn positive_definite(n: usize) -> Vec<f64> {
         let m: Vec<f64> = (0..n * n).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
         let mt: Vec<f64> = (0..n * n).map(|i| m[(i % n) * n + i / n]).collect();
         let mut a = product(&m, &mt, n, n, n);
         (0..n).for_each(|i| a[i * n + i] += n as f64);
-        let l = cholesky(&a, n).unwrap();
-        assert!((0..n).all(|i| (i + 1..n).all(|j| l[i * n + j] == 0.0)), "lower triangular");
-        let lt: Vec<f64> = (0..n * n).map(|i| l[(i % n) * n + i / n]).collect();
-        let back = product(&l, &lt, n, n, n);
-        assert!(back.iter().zip(&a).all(|(x, y)| (x - y).abs() < 1e-12 * y.abs().max(1.0)));
-        // Only the lower triangle is read.
-        let mut scribbled = a.clone();
-        scribbled[1] = f64::NAN;
-        assert_eq!(cholesky(&scribbled, n).unwrap(), l);
+        a
+    }
+
+    /// Sizes below one block, of exactly one, and of several with a partial last one.
+    const SIZES: [usize; 4] = [5, 64, 65, 150];
+
+    #[test]
+    fn the_factor_times_its_transpose_gives_back_the_matrix() {
+        for n in SIZES {
+            let a = positive_definite(n);
+            let l = cholesky(&a, n).unwrap();
+            assert!((0..n).all(|i| (i + 1..n).all(|j| l[i * n + j] == 0.0)), "lower triangular");
+            let lt: Vec<f64> = (0..n * n).map(|i| l[(i % n) * n + i / n]).collect();
+            let back = product(&l, &lt, n, n, n);
+            let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(back.iter().zip(&a).all(|(x, y)| (x - y).abs() < 1e-12 * scale), "n {n}");
+            // Only the lower triangle is read.
+            let mut scribbled = a.clone();
+            scribbled[1] = f64::NAN;
+            assert_eq!(cholesky(&scribbled, n).unwrap(), l);
+            // A negative diagonal element deep in the last block is found there.
+            let mut broken = a.clone();
+            broken[(n - 1) * n + n - 1] = -1.0;
+            assert_eq!(cholesky(&broken, n), Err(NotPositiveDefinite { order: n }));
+        }
     }
 
     #[test]
@@ -305,29 +398,37 @@ mod tests {
 
     #[test]
     fn triangular_solves_invert_the_product() {
-        let n = 4;
-        let k = 3;
-        let lower: Vec<f64> = (0..n * n)
-            .map(|i| match (i / n, i % n) {
-                (r, c) if r == c => 2.0 + r as f64,
-                (r, c) if c < r => (r + 2 * c) as f64 / 5.0 - 0.4,
-                _ => 0.0,
-            })
-            .collect();
-        let upper: Vec<f64> = (0..n * n).map(|i| lower[(i % n) * n + i / n]).collect();
-        let x: Vec<f64> = (0..n * k).map(|i| (i as f64 - 5.0) / 2.0).collect();
-        for (a, is_upper) in [(&lower, false), (&upper, true)] {
-            let mut b = product(a, &x, n, n, k);
-            solve_triangular(a, &mut b, n, k, is_upper, false);
-            assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-12), "{b:?}");
-            // With a unit diagonal the stored diagonal is not read.
-            let mut unit = a.clone();
-            (0..n).for_each(|i| unit[i * n + i] = 1.0);
-            let mut b = product(&unit, &x, n, n, k);
-            let mut ignored = a.clone();
-            (0..n).for_each(|i| ignored[i * n + i] = f64::NAN);
-            solve_triangular(&ignored, &mut b, n, k, is_upper, true);
-            assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-12), "{b:?}");
+        for n in SIZES {
+            let k = 3;
+            let lower: Vec<f64> = (0..n * n)
+                .map(|i| match (i / n, i % n) {
+                    (r, c) if r == c => 2.0 + (r % 5) as f64,
+                    (r, c) if c < r => ((r + 2 * c) % 9) as f64 / (5.0 * n as f64) - 0.1 / n as f64,
+                    _ => 0.0,
+                })
+                .collect();
+            let upper: Vec<f64> = (0..n * n).map(|i| lower[(i % n) * n + i / n]).collect();
+            let x: Vec<f64> = (0..n * k).map(|i| ((i % 13) as f64 - 5.0) / 2.0).collect();
+            for (a, is_upper) in [(&lower, false), (&upper, true)] {
+                let mut b = product(a, &x, n, n, k);
+                solve_triangular(a, &mut b, n, k, is_upper, false);
+                assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-12), "n {n}");
+                // With a unit diagonal the stored diagonal is not read.
+                let mut unit = a.clone();
+                (0..n).for_each(|i| unit[i * n + i] = 1.0);
+                let mut b = product(&unit, &x, n, n, k);
+                let mut ignored = a.clone();
+                (0..n).for_each(|i| ignored[i * n + i] = f64::NAN);
+                solve_triangular(&ignored, &mut b, n, k, is_upper, true);
+                assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-12), "n {n}");
+                // No right-hand sides: nothing to do.
+                solve_triangular(a, &mut [], n, 0, is_upper, false);
+            }
+            // LU solves run through the blocked triangular solves too.
+            let a = positive_definite(n);
+            let mut b = product(&a, &x, n, n, k);
+            Lu::factor(&a, n).solve(&mut b, k);
+            assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-10), "n {n}");
         }
     }
 }
