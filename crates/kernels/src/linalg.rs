@@ -45,7 +45,8 @@ pub fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>, NotPositiveDefinite> {
         if start > 0 {
             // The block's columns, on and below the diagonal, less the products of the rows'
             // finished columns: one matrix product, most of the work.
-            let rows = View { data: &l, offset: start * n, rows: n - start, cols: start, rs: n, cs: 1 };
+            let rows =
+                View { data: &l, offset: start * n, rows: n - start, cols: start, rs: n, cs: 1 };
             let block = View { rows: end - start, ..rows };
             let update = gemm_new(rows, block.t(), None);
             for (r, products) in update.chunks_exact(end - start).enumerate() {
