@@ -126,7 +126,7 @@ pub fn cholesky(a: &Tensor) -> Tensor {
 #[track_caller]
 pub fn try_cholesky(a: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
-    let (batch, n, _) = square_matrices("cholesky", a, location)?;
+    let (batch, n) = square_matrices("cholesky", a, location)?;
     let values = a.to_vec::<f64>();
     let mut factors = Vec::with_capacity(values.len());
     for (index, matrix) in values.chunks(n * n.max(1)).take(batch).enumerate() {
@@ -237,7 +237,7 @@ pub fn try_solve_triangular_with(
     options: SolveTriangularOptions,
 ) -> Result<Tensor> {
     let location = Location::caller();
-    let (_, n, _) = square_matrices("solve_triangular", a, location)?;
+    let (_, n) = square_matrices("solve_triangular", a, location)?;
     if a.dtype() != b.dtype() {
         return Err(Error::DType {
             op: "solve_triangular",
@@ -322,18 +322,11 @@ fn solve_left(a: &Tensor, b: &Tensor, upper: bool, unit: bool) -> Tensor {
         },
         move |ctx| {
             // dX = A⁻¹ (dB - dA X), with dA kept to the triangle that is read.
-            let (a, x) = (ctx.input(0), ctx.output());
-            let mut rhs: Option<Tensor> = ctx.tangent(1).cloned();
-            if let Some(da) = ctx.tangent(0) {
-                let diagonal = if unit { 1 } else { 0 };
-                let da = if upper { da.triu(diagonal) } else { da.tril(-diagonal) };
-                let term = -da.matmul(x);
-                rhs = Some(match rhs {
-                    Some(db) => &db + &term,
-                    None => term,
-                });
-            }
-            solve_left(a, &rhs.expect("a tangent for some input"), upper, unit)
+            let diagonal = if unit { 1 } else { 0 };
+            let da =
+                ctx.tangent(0).map(|da| if upper { da.triu(diagonal) } else { da.tril(-diagonal) });
+            let rhs = tangent_right_side(da.as_ref(), ctx.tangent(1), ctx.output());
+            solve_left(ctx.input(0), &rhs, upper, unit)
         },
     )
 }
@@ -368,7 +361,7 @@ pub fn solve(a: &Tensor, b: &Tensor) -> Tensor {
 #[track_caller]
 pub fn try_solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
-    let (_, n, _) = square_matrices("solve", a, location)?;
+    let (_, n) = square_matrices("solve", a, location)?;
     if a.dtype() != b.dtype() {
         return Err(Error::DType { op: "solve", lhs: a.dtype(), rhs: b.dtype(), location });
     }
@@ -434,7 +427,7 @@ pub fn inv(a: &Tensor) -> Tensor {
 #[track_caller]
 pub fn try_inv(a: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
-    let (_, n, _) = square_matrices("inv", a, location)?;
+    let (_, n) = square_matrices("inv", a, location)?;
     try_solve(a, &Tensor::eye_dtype(n, a.dtype())).map_err(|error| match error {
         Error::InvalidArgument { message, .. } => {
             Error::InvalidArgument { op: "inv", message, location }
@@ -603,26 +596,30 @@ fn solve_square(a: &Tensor, b: &Tensor, factors: Vec<kernels::Lu>) -> Tensor {
         },
         |ctx| {
             // dX = A⁻¹ (dB - dA X)
-            let (a, x) = (ctx.input(0), ctx.output());
-            let mut rhs: Option<Tensor> = ctx.tangent(1).cloned();
-            if let Some(da) = ctx.tangent(0) {
-                let term = -da.matmul(x);
-                rhs = Some(match rhs {
-                    Some(db) => &db + &term,
-                    None => term,
-                });
-            }
-            solve_square(a, &rhs.expect("a tangent for some input"), factor_all(a))
+            let rhs = tangent_right_side(ctx.tangent(0), ctx.tangent(1), ctx.output());
+            solve_square(ctx.input(0), &rhs, factor_all(ctx.input(0)))
         },
     )
 }
 
-/// The batch size, `n`, and `n * n` of a float tensor of square matrices, or an error.
+/// `dB - dA X`, the right side whose solve is a solve's tangent, from whichever of the
+/// two tangents there are (at least one).
+fn tangent_right_side(da: Option<&Tensor>, db: Option<&Tensor>, x: &Tensor) -> Tensor {
+    let moved = da.map(|da| -da.matmul(x));
+    match (db, moved) {
+        (Some(db), Some(moved)) => db + &moved,
+        (Some(db), None) => db.clone(),
+        (None, Some(moved)) => moved,
+        (None, None) => unreachable!("a tangent is recorded only when an input has one"),
+    }
+}
+
+/// The batch size and `n` of a float tensor of `n x n` matrices, or an error.
 fn square_matrices(
     op: &'static str,
     a: &Tensor,
     location: &'static Location<'static>,
-) -> Result<(usize, usize, usize)> {
+) -> Result<(usize, usize)> {
     ensure_float(op, a, location)?;
     let rank = a.dim();
     if rank < 2 || a.shape()[rank - 1] != a.shape()[rank - 2] {
@@ -634,7 +631,7 @@ fn square_matrices(
     }
     let n = a.shape()[rank - 1];
     let batch = a.shape()[..rank - 2].iter().product();
-    Ok((batch, n, n * n))
+    Ok((batch, n))
 }
 
 /// A contiguous tensor of `shape` from f64 values, in `dtype` (f32 rounds once).
