@@ -4,14 +4,21 @@
 //! and the LU factorization with partial pivoting behind general solves, inverses and
 //! determinants. Rows are row-major and contiguous; a system's right-hand sides are the
 //! columns of `B`, updated a row at a time so the inner loops run along contiguous rows.
-//! The Cholesky factor and the triangular solves go in blocks of 64 rows, whose
-//! interactions with the rows finished before are one matrix product each (the own GEMM
-//! kernels, on the threads).
+//! The Cholesky factor, the LU factors and the triangular solves go in blocks of 64 rows or
+//! columns, whose interactions with the ones finished before are one matrix product each
+//! (on the threads); a factorization's panel is worked on transposed, so that its updates
+//! run along contiguous rows in the widest vectors. A solve with many right-hand sides
+//! gives each thread a group of columns.
 
-use crate::gemm::{View, gemm_new};
+use crate::gemm::{View, gemm_into, gemm_new, gemm_serial};
+use rayon::prelude::*;
 
 /// Rows (and columns) handled at a time: the work between blocks is a matrix product.
 const BLOCK: usize = 64;
+
+/// Right-hand sides below which a group is not worth a thread of its own: the substitution
+/// runs along rows of this many.
+const MIN_GROUP_COLUMNS: usize = 32;
 
 /// Where a Cholesky factorization stopped: the leading minor of this order (1-based) is
 /// not positive (or is NaN).
@@ -57,23 +64,76 @@ pub fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>, NotPositiveDefinite> {
                 }
             }
         }
-        for i in start..n {
-            for j in start..(i + 1).min(end) {
-                let dot: f64 = (start..j).map(|p| l[i * n + p] * l[j * n + p]).sum();
-                let s = l[i * n + j] - dot;
-                if i == j {
-                    // NaN stops here too.
-                    if s <= 0.0 || s.is_nan() {
-                        return Err(NotPositiveDefinite { order: i + 1 });
-                    }
-                    l[i * n + i] = s.sqrt();
-                } else {
-                    l[i * n + j] = s / l[j * n + j];
+        factor_panel(&mut l, n, start, end)?;
+    }
+    Ok(l)
+}
+
+/// Finishes columns `start..end` of the factor, rows `start..` of which hold what is left of
+/// `A` once the earlier columns are taken out. The panel is worked on transposed, so that
+/// each column's share in the columns after it is subtracted along contiguous rows, in the
+/// widest vectors the CPU has.
+fn factor_panel(
+    l: &mut [f64],
+    n: usize,
+    start: usize,
+    end: usize,
+) -> Result<(), NotPositiveDefinite> {
+    let (width, height) = (end - start, n - start);
+    let mut panel = vec![0.0; width * height];
+    for (i, row) in l[start * n..].chunks_exact(n).enumerate() {
+        for (j, &x) in row[start..(start + i + 1).min(end)].iter().enumerate() {
+            panel[j * height + i] = x;
+        }
+    }
+    crate::simd::run_widest(RightLooking { panel: &mut panel, width, height })
+        .map_err(|column| NotPositiveDefinite { order: start + column + 1 })?;
+    for (i, row) in l[start * n..].chunks_exact_mut(n).enumerate() {
+        for (j, x) in row[start..(start + i + 1).min(end)].iter_mut().enumerate() {
+            *x = panel[j * height + i];
+        }
+    }
+    Ok(())
+}
+
+/// The Cholesky factor of a panel held transposed (`width` rows of `height`, row `j` the
+/// factor's column `j` from the diagonal's row down), one column at a time: its pivot, its
+/// scaling, and its share taken out of the columns to its right. Fails with the column whose
+/// pivot is not positive (or NaN).
+struct RightLooking<'a> {
+    panel: &'a mut [f64],
+    width: usize,
+    height: usize,
+}
+
+impl crate::simd::WidestLoop for RightLooking<'_> {
+    type Output = Result<(), usize>;
+
+    #[inline(always)]
+    fn run(self) -> Result<(), usize> {
+        let RightLooking { panel, width, height } = self;
+        for j in 0..width {
+            let (done, rest) = panel.split_at_mut((j + 1) * height);
+            let column = &mut done[j * height..];
+            let pivot = column[j];
+            // NaN stops here too.
+            if pivot <= 0.0 || pivot.is_nan() {
+                return Err(j);
+            }
+            let pivot = pivot.sqrt();
+            column[j] = pivot;
+            column[j + 1..].iter_mut().for_each(|x| *x /= pivot);
+            let column = &*column;
+            for (offset, later) in rest.chunks_exact_mut(height).enumerate() {
+                let r = j + 1 + offset;
+                let share = column[r];
+                for (x, &c) in later[r..].iter_mut().zip(&column[r..]) {
+                    *x -= share * c;
                 }
             }
         }
+        Ok(())
     }
-    Ok(l)
 }
 
 /// Overwrites the `n x k` matrix `b` with `X`, the solution of `A X = B` for the `n x n`
@@ -101,6 +161,43 @@ pub fn solve_triangular(
     if k == 0 {
         return;
     }
+    // Each column of B is a system of its own: on several threads, each solves a group.
+    let threads = rayon::current_num_threads();
+    let groups = threads.min(k / MIN_GROUP_COLUMNS);
+    if groups > 1 && crate::parallel::start_parallel(n * n * k / 2) {
+        let bounds = |g: usize| (g * k / groups, (g + 1) * k / groups);
+        let solved: Vec<Vec<f64>> = (0..groups)
+            .into_par_iter()
+            .map(|g| {
+                let (first, last) = bounds(g);
+                let mut group: Vec<f64> =
+                    b.chunks_exact(k).flat_map(|row| row[first..last].iter().copied()).collect();
+                solve_in_blocks(a, &mut group, n, last - first, upper, unit_diagonal, false);
+                group
+            })
+            .collect();
+        for (g, group) in solved.iter().enumerate() {
+            let (first, last) = bounds(g);
+            for (row, part) in b.chunks_exact_mut(k).zip(group.chunks_exact(last - first)) {
+                row[first..last].copy_from_slice(part);
+            }
+        }
+        return;
+    }
+    solve_in_blocks(a, b, n, k, upper, unit_diagonal, true);
+}
+
+/// [`solve_triangular`] with the lengths checked, in blocks of rows: on the calling thread,
+/// its products split across threads when `parallel_products`.
+fn solve_in_blocks(
+    a: &[f64],
+    b: &mut [f64],
+    n: usize,
+    k: usize,
+    upper: bool,
+    unit_diagonal: bool,
+    parallel_products: bool,
+) {
     if n <= BLOCK {
         return solve_block(a, b, n, k, 0, n, upper, unit_diagonal);
     }
@@ -109,6 +206,7 @@ pub fn solve_triangular(
     if upper {
         blocks.reverse();
     }
+    let mut update = Vec::new();
     for (start, end) in blocks {
         // The rows solved before this block: above it for a lower A, below for an upper.
         let (solved, rows, first_solved) = if upper {
@@ -129,7 +227,13 @@ pub fn solve_triangular(
                 rs: n,
                 cs: 1,
             };
-            let update = gemm_new(coefficients, View::row_major(solved, count, k), None);
+            let solved = View::row_major(solved, count, k);
+            update.resize(rows.len(), 0.0);
+            if parallel_products {
+                gemm_into(coefficients, solved, &mut update, false);
+            } else {
+                gemm_serial(coefficients, solved, &mut update, false);
+            }
             rows.iter_mut().zip(&update).for_each(|(x, p)| *x -= p);
         }
         solve_block(a, rows, n, k, start, end, upper, unit_diagonal);
@@ -149,35 +253,67 @@ fn solve_block(
     upper: bool,
     unit_diagonal: bool,
 ) {
-    let mut solve_row = |i: usize, solved: &mut dyn Iterator<Item = usize>| {
-        // Row i of X: (what is left of row i of B - sum of A[i][j] times row j of X) / A[i][i].
-        let local = i - start;
-        for j in solved {
-            let coefficient = a[i * n + j];
-            let other = j - start;
-            let (row_i, row_j) = if local < other {
-                let (head, tail) = rows.split_at_mut(other * k);
-                (&mut head[local * k..local * k + k], &tail[..k])
+    crate::simd::run_widest(Substitution { a, rows, n, k, start, end, upper, unit_diagonal });
+}
+
+/// [`solve_block`]'s loops, compiled for the widest vectors.
+struct Substitution<'a> {
+    a: &'a [f64],
+    rows: &'a mut [f64],
+    n: usize,
+    k: usize,
+    start: usize,
+    end: usize,
+    upper: bool,
+    unit_diagonal: bool,
+}
+
+impl crate::simd::WidestLoop for Substitution<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let Substitution { a, rows, n, k, start, end, upper, unit_diagonal } = self;
+        let count = end - start;
+        for step in 0..count {
+            // Row i of X: (what is left of row i of B - sum of A[i][j] times row j of X) /
+            // A[i][i], over the block's rows j solved before it (after it, for an upper A).
+            let local = if upper { count - 1 - step } else { step };
+            let i = start + local;
+            let (row, solved, first) = if upper {
+                let (head, tail) = rows.split_at_mut((local + 1) * k);
+                (&mut head[local * k..], &*tail, i + 1)
             } else {
                 let (head, tail) = rows.split_at_mut(local * k);
-                (&mut tail[..k], &head[other * k..other * k + k])
+                (&mut tail[..k], &*head, start)
             };
-            for (x, &y) in row_i.iter_mut().zip(row_j) {
-                *x -= coefficient * y;
+            let coefficients = &a[i * n + first..i * n + first + solved.len() / k];
+            subtract_combination(row, coefficients, solved, k);
+            if !unit_diagonal {
+                let pivot = a[i * n + i];
+                row.iter_mut().for_each(|x| *x /= pivot);
             }
         }
-        if !unit_diagonal {
-            let pivot = a[i * n + i];
-            rows[local * k..local * k + k].iter_mut().for_each(|x| *x /= pivot);
+    }
+}
+
+/// `row -= sum of coefficients[j] times row j of solved` (rows of `k`), subtracted in the
+/// order of `j` but four rows a pass, so that `row` is loaded and stored a quarter as often.
+#[inline(always)]
+fn subtract_combination(row: &mut [f64], coefficients: &[f64], solved: &[f64], k: usize) {
+    let quads = coefficients.len() / 4;
+    for (c, four) in coefficients.chunks_exact(4).zip(solved.chunks_exact(4 * k)) {
+        let (r0, rest) = four.split_at(k);
+        let (r1, rest) = rest.split_at(k);
+        let (r2, r3) = rest.split_at(k);
+        for ((((x, &y0), &y1), &y2), &y3) in row.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+            *x = *x - c[0] * y0 - c[1] * y1 - c[2] * y2 - c[3] * y3;
         }
-    };
-    if upper {
-        for i in (start..end).rev() {
-            solve_row(i, &mut (i + 1..end));
-        }
-    } else {
-        for i in start..end {
-            solve_row(i, &mut (start..i));
+    }
+    for (&c, other) in coefficients[4 * quads..].iter().zip(solved[4 * quads * k..].chunks_exact(k))
+    {
+        for (x, &y) in row.iter_mut().zip(other) {
+            *x -= c * y;
         }
     }
 }
@@ -214,34 +350,48 @@ impl Lu {
         let mut f = a.to_vec();
         let mut rows: Vec<usize> = (0..n).collect();
         let mut odd_swaps = false;
-        for j in 0..n {
-            // The largest magnitude in column j at or below the diagonal (NaN never wins).
-            let pivot =
-                (j..n).fold(
-                    j,
-                    |best, i| {
-                        if f[i * n + j].abs() > f[best * n + j].abs() { i } else { best }
-                    },
-                );
-            if pivot != j {
-                for c in 0..n {
-                    f.swap(j * n + c, pivot * n + c);
+        let mut right = Vec::new();
+        for start in (0..n).step_by(BLOCK) {
+            let end = (start + BLOCK).min(n);
+            // The panel's columns choose the pivots; its row swaps then reach the columns
+            // on either side.
+            for (j, pivot) in (start..end).zip(factor_lu_panel(&mut f, n, start, end)) {
+                if pivot != j {
+                    for c in (0..start).chain(end..n) {
+                        f.swap(j * n + c, pivot * n + c);
+                    }
+                    rows.swap(j, pivot);
+                    odd_swaps = !odd_swaps;
                 }
-                rows.swap(j, pivot);
-                odd_swaps = !odd_swaps;
             }
-            let diagonal = f[j * n + j];
-            if diagonal == 0.0 {
-                continue; // the column is zero below: nothing to eliminate
+            if end == n {
+                break;
             }
-            let (upper, lower) = f.split_at_mut((j + 1) * n);
-            let pivot_row = &upper[j * n + j + 1..j * n + n];
-            for row in lower.chunks_exact_mut(n) {
-                let factor = row[j] / diagonal;
-                row[j] = factor;
-                for (x, &p) in row[j + 1..].iter_mut().zip(pivot_row) {
-                    *x -= factor * p;
-                }
+            // The block's rows of U right of the panel: L11⁻¹ A12.
+            let width = n - end;
+            right.clear();
+            for row in f[start * n..end * n].chunks_exact(n) {
+                right.extend_from_slice(&row[end..]);
+            }
+            solve_block(&f, &mut right, n, width, start, end, false, true);
+            for (row, solved) in
+                f[start * n..end * n].chunks_exact_mut(n).zip(right.chunks_exact(width))
+            {
+                row[end..].copy_from_slice(solved);
+            }
+            // The rows below lose the panel's share, as one matrix product: L21 U12.
+            let lower = View {
+                data: &f,
+                offset: end * n + start,
+                rows: width,
+                cols: end - start,
+                rs: n,
+                cs: 1,
+            };
+            let update = gemm_new(lower, View::row_major(&right, end - start, width), None);
+            for (row, products) in f[end * n..].chunks_exact_mut(n).zip(update.chunks_exact(width))
+            {
+                row[end..].iter_mut().zip(products).for_each(|(x, p)| *x -= p);
             }
         }
         Lu { factors: f, rows, odd_swaps, n }
@@ -305,6 +455,96 @@ impl Lu {
         solve_triangular(&self.factors, b, n, k, false, true);
         solve_triangular(&self.factors, b, n, k, true, false);
     }
+
+    /// Overwrites the `n x k` matrix `b` with `A⁻ᵀ b` from the same factors (`Aᵀ = Uᵀ Lᵀ P`):
+    /// the two triangular solves transposed, then the rows put back in `A`'s order.
+    ///
+    /// ```
+    /// use tapegrad_kernels::linalg::Lu;
+    /// let lu = Lu::factor(&[0.0, 2.0, 3.0, 4.0], 2);
+    /// let mut b = [6.0, 10.0]; // Aᵀ x = b for x = [1, 2]
+    /// lu.solve_transposed(&mut b, 1);
+    /// assert_eq!(b, [1.0, 2.0]);
+    /// ```
+    pub fn solve_transposed(&self, b: &mut [f64], k: usize) {
+        let n = self.n;
+        assert_eq!(b.len(), n * k, "lu solve: {} elements for {n} x {k} right sides", b.len());
+        let transposed: Vec<f64> = (0..n * n).map(|i| self.factors[(i % n) * n + i / n]).collect();
+        solve_triangular(&transposed, b, n, k, false, false);
+        solve_triangular(&transposed, b, n, k, true, true);
+        let mut x = vec![0.0; n * k];
+        for (solved, &row) in b.chunks_exact(k.max(1)).zip(&self.rows) {
+            x[row * k..row * k + k].copy_from_slice(solved);
+        }
+        b.copy_from_slice(&x);
+    }
+}
+
+/// Factors columns `start..end` of `f` (rows `start..` of which hold what is left of `A`
+/// once the earlier panels are taken out) with partial pivoting, swapping rows only within
+/// the panel: returns each column's pivot row, for the caller to swap the other columns.
+/// Worked on transposed, as [`factor_panel`].
+fn factor_lu_panel(f: &mut [f64], n: usize, start: usize, end: usize) -> Vec<usize> {
+    let (width, height) = (end - start, n - start);
+    let mut panel = vec![0.0; width * height];
+    for (i, row) in f[start * n..].chunks_exact(n).enumerate() {
+        for (j, &x) in row[start..end].iter().enumerate() {
+            panel[j * height + i] = x;
+        }
+    }
+    let pivots = crate::simd::run_widest(LuPanel { panel: &mut panel, width, height });
+    for (i, row) in f[start * n..].chunks_exact_mut(n).enumerate() {
+        for (j, x) in row[start..end].iter_mut().enumerate() {
+            *x = panel[j * height + i];
+        }
+    }
+    pivots.into_iter().map(|local| start + local).collect()
+}
+
+/// The LU factors of a panel held transposed (`width` rows of `height`, row `j` the panel's
+/// column `j` from its first row down), a column at a time: the pivot (the largest magnitude
+/// at or below the diagonal; NaN never wins) swapped up, the multipliers, and the column's
+/// share taken out of the columns to its right. Returns each column's pivot row.
+struct LuPanel<'a> {
+    panel: &'a mut [f64],
+    width: usize,
+    height: usize,
+}
+
+impl crate::simd::WidestLoop for LuPanel<'_> {
+    type Output = Vec<usize>;
+
+    #[inline(always)]
+    fn run(self) -> Vec<usize> {
+        let LuPanel { panel, width, height } = self;
+        let mut pivots = Vec::with_capacity(width);
+        for j in 0..width {
+            let column = &panel[j * height..(j + 1) * height];
+            let pivot = (j..height)
+                .fold(j, |best, i| if column[i].abs() > column[best].abs() { i } else { best });
+            if pivot != j {
+                for row in panel.chunks_exact_mut(height) {
+                    row.swap(j, pivot);
+                }
+            }
+            pivots.push(pivot);
+            let (done, rest) = panel.split_at_mut((j + 1) * height);
+            let column = &mut done[j * height..];
+            let diagonal = column[j];
+            if diagonal == 0.0 {
+                continue; // the column is zero below: nothing to eliminate
+            }
+            column[j + 1..].iter_mut().for_each(|x| *x /= diagonal);
+            let multipliers = &column[j + 1..];
+            for later in rest.chunks_exact_mut(height) {
+                let u = later[j];
+                for (x, &m) in later[j + 1..].iter_mut().zip(multipliers) {
+                    *x -= m * u;
+                }
+            }
+        }
+        pivots
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +570,81 @@ mod tests {
         let mut a = product(&m, &mt, n, n, n);
         (0..n).for_each(|i| a[i * n + i] += n as f64);
         a
+    }
+
+    fn transpose(a: &[f64], n: usize) -> Vec<f64> {
+        (0..n * n).map(|i| a[(i % n) * n + i / n]).collect()
+    }
+
+    /// A matrix whose rows must be swapped in every panel: the diagonal is small next to
+    /// the rest of its column.
+    fn needs_pivots(n: usize) -> Vec<f64> {
+        (0..n * n)
+            .map(|i| match (i / n, i % n) {
+                (r, c) if r == c => 1e-3 * (1 + r % 3) as f64,
+                (r, c) => ((r * 7 + c * 13) % 17) as f64 / 4.0 - 2.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocked_lu_reproduces_the_permuted_matrix_and_solves_both_ways() {
+        for n in SIZES {
+            let a = needs_pivots(n);
+            let lu = Lu::factor(&a, n);
+            assert!(lu.rows.iter().enumerate().any(|(i, &r)| i != r), "n {n}: no pivoting");
+            let f = &lu.factors;
+            let lower: Vec<f64> = (0..n * n)
+                .map(|i| match (i / n, i % n) {
+                    (r, c) if r == c => 1.0,
+                    (r, c) if c < r => f[i],
+                    _ => 0.0,
+                })
+                .collect();
+            let upper: Vec<f64> =
+                (0..n * n).map(|i| if i % n >= i / n { f[i] } else { 0.0 }).collect();
+            let back = product(&lower, &upper, n, n, n);
+            for (i, &r) in lu.rows.iter().enumerate() {
+                for c in 0..n {
+                    let (got, want) = (back[i * n + c], a[r * n + c]);
+                    assert!((got - want).abs() < 1e-10, "n {n}: (PA)[{i}][{c}] {got} vs {want}");
+                }
+            }
+            // Partial pivoting keeps every multiplier at most 1 in magnitude.
+            assert!(lower.iter().all(|x| x.abs() <= 1.0), "n {n}");
+            let k = 3;
+            let x: Vec<f64> = (0..n * k).map(|i| ((i % 11) as f64 - 5.0) / 3.0).collect();
+            let mut b = product(&a, &x, n, n, k);
+            lu.solve(&mut b, k);
+            assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-9), "n {n}");
+            let mut b = product(&transpose(&a, n), &x, n, n, k);
+            lu.solve_transposed(&mut b, k);
+            assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-9), "n {n}");
+        }
+    }
+
+    #[test]
+    fn factors_and_solves_are_the_same_at_every_thread_count() {
+        let (n, k) = (150, 200);
+        let a = needs_pivots(n);
+        let spd = positive_definite(n);
+        let b: Vec<f64> = (0..n * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let lu = Lu::factor(&a, n);
+                let mut x = b.clone();
+                lu.solve(&mut x, k);
+                let l = cholesky(&spd, n).unwrap();
+                let mut y = b.clone();
+                solve_triangular(&l, &mut y, n, k, false, false);
+                (lu.factors, x, l, y)
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(one == run(threads), "{threads} threads differ from 1");
+        }
     }
 
     /// Sizes below one block, of exactly one, and of several with a partial last one.
@@ -376,6 +691,9 @@ mod tests {
         assert!(!lu.is_singular());
         let mut b = product(&a, &x, n, n, 2);
         lu.solve(&mut b, 2);
+        assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-12), "{b:?}");
+        let mut b = product(&transpose(&a, n), &x, n, n, 2);
+        lu.solve_transposed(&mut b, 2);
         assert!(b.iter().zip(&x).all(|(p, q)| (p - q).abs() < 1e-12), "{b:?}");
         // det(A) by cofactor expansion along the first row, from 3 x 3 minors.
         let minor = |skip: usize| -> f64 {

@@ -8,9 +8,11 @@
 //! The values come from `tapegrad_kernels::linalg`, in f64 for either float dtype. Each
 //! gradient is written with these ops, products and triangles, so it is differentiable
 //! again (PyTorch's formulas: for `X = A⁻¹ B`, `gB = A⁻ᵀ G` and `gA = -gB Xᵀ`, kept to `A`'s
-//! triangle for a triangular solve; for `L = chol(A)`, `gA = L⁻ᵀ Φ(Lᵀ G) L⁻¹` symmetrised;
-//! for `d = det(A)`, `gA = g d A⁻ᵀ`, and `g A⁻ᵀ` for `log |det A|`). At a singular matrix
-//! the determinant's gradient is NaN or infinite, where PyTorch's goes through an SVD.
+//! triangle for a triangular solve; `gA = -Xᵀ G Xᵀ` for `X = A⁻¹`; for `L = chol(A)`,
+//! `gA = L⁻ᵀ Φ(Lᵀ G) L⁻¹` symmetrised; for `d = det(A)`, `gA = g d A⁻ᵀ`, and `g A⁻ᵀ` for
+//! `log |det A|`). The solves in these rules reuse the forward pass's LU factors, as
+//! PyTorch's do: a backward never factors again. At a singular matrix the determinant's
+//! gradient is NaN or infinite, where PyTorch's goes through an SVD.
 //!
 //! ```
 //! use tapegrad_ops::{linalg, prelude::*};
@@ -26,6 +28,7 @@
 //! ```
 
 use std::panic::Location;
+use std::sync::Arc;
 
 use tapegrad_kernels::linalg as kernels;
 use tapegrad_tape::layout::{Layout, broadcast_shapes};
@@ -390,8 +393,8 @@ pub fn try_solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         })?;
     let full = |cols: usize| -> Vec<usize> { batch.iter().copied().chain([n, cols]).collect() };
     let (a, b) = (a.broadcast_to(&full(n)), b.broadcast_to(&full(b.shape()[rb - 1])));
-    let factors = factor_all(&a);
-    if let Some(index) = factors.iter().position(kernels::Lu::is_singular) {
+    let factors = Factors::of(&a);
+    if let Some(index) = factors.lu.iter().position(kernels::Lu::is_singular) {
         return Err(Error::InvalidArgument {
             op: "solve",
             message: format!("matrix {index} of the batch is singular: it has no inverse"),
@@ -402,8 +405,8 @@ pub fn try_solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(if vector { x.squeeze_dim(-1) } else { x })
 }
 
-/// The inverse of each square matrix (PyTorch's `torch.linalg.inv`): [`solve`] against the
-/// identity. Panics, naming the matrix, when one is singular.
+/// The inverse of each square matrix (PyTorch's `torch.linalg.inv`), by the LU factors as
+/// [`solve`] against the identity. Panics, naming the matrix, when one is singular.
 ///
 /// ```
 /// use tapegrad_ops::linalg;
@@ -428,12 +431,41 @@ pub fn inv(a: &Tensor) -> Tensor {
 pub fn try_inv(a: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     let (_, n) = square_matrices("inv", a, location)?;
-    try_solve(a, &Tensor::eye_dtype(n, a.dtype())).map_err(|error| match error {
-        Error::InvalidArgument { message, .. } => {
-            Error::InvalidArgument { op: "inv", message, location }
+    let factors = Factors::of(a);
+    if let Some(index) = factors.lu.iter().position(kernels::Lu::is_singular) {
+        return Err(Error::InvalidArgument {
+            op: "inv",
+            message: format!("matrix {index} of the batch is singular: it has no inverse"),
+            location,
+        });
+    }
+    let mut x = vec![0.0; a.numel()];
+    if n > 0 {
+        for (lu, inverse) in factors.lu.iter().zip(x.chunks_exact_mut(n * n)) {
+            (0..n).for_each(|i| inverse[i * n + i] = 1.0);
+            lu.solve(inverse, n);
         }
-        other => other,
-    })
+    }
+    let out = from_f64(x, a.shape(), a.dtype());
+    Ok(record_with_tangent(
+        "inv",
+        location,
+        &[a],
+        out,
+        || {
+            // gA = -Xᵀ G Xᵀ: two products, where a solve would factor or substitute again.
+            Backward::new(|ctx| {
+                let xt = ctx.output().transpose(-2, -1);
+                smallvec![Some(-xt.matmul(ctx.grad()).matmul(&xt))]
+            })
+            .save_output()
+        },
+        |ctx| {
+            // dX = -X dA X
+            let (x, da) = (ctx.output(), ctx.tangent(0).expect("a tangent for the one input"));
+            -x.matmul(da).matmul(x)
+        },
+    ))
 }
 
 /// The determinant of each square matrix (PyTorch's `torch.linalg.det`), shape `[*]`.
@@ -463,26 +495,29 @@ pub fn det(a: &Tensor) -> Tensor {
 pub fn try_det(a: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     square_matrices("det", a, location)?;
-    let values: Vec<f64> = factor_all(a).iter().map(kernels::Lu::det).collect();
+    let factors = Factors::of(a);
+    let values: Vec<f64> = factors.lu.iter().map(kernels::Lu::det).collect();
     let out = from_f64(values, &a.shape()[..a.dim() - 2], a.dtype());
+    let for_tangent = factors.clone();
     Ok(record_with_tangent(
         "det",
         location,
         &[a],
         out,
-        || {
-            Backward::new(|ctx| {
+        move || {
+            let factors = factors.clone();
+            Backward::new(move |ctx| {
                 // g d A⁻ᵀ
                 let scale = (ctx.grad() * ctx.output()).unsqueeze(-1).unsqueeze(-1);
-                smallvec![Some(&scale * &inverse_transpose(ctx.saved(0)))]
+                smallvec![Some(&scale * &inverse_transpose(ctx.saved(0), &factors))]
             })
             .save(a)
             .save_output()
         },
-        |ctx| {
+        move |ctx| {
             // d det = det tr(A⁻¹ dA)
             let da = ctx.tangent(0).expect("a tangent for the one input");
-            ctx.output() * &trace_of_solve(ctx.input(0), da)
+            ctx.output() * &trace_of_solve(ctx.input(0), da, for_tangent)
         },
     ))
 }
@@ -518,86 +553,108 @@ pub fn slogdet(a: &Tensor) -> (Tensor, Tensor) {
 pub fn try_slogdet(a: &Tensor) -> Result<(Tensor, Tensor)> {
     let location = Location::caller();
     square_matrices("slogdet", a, location)?;
+    let factors = Factors::of(a);
     let (signs, logs): (Vec<f64>, Vec<f64>) =
-        factor_all(a).iter().map(kernels::Lu::log_abs_det).unzip();
+        factors.lu.iter().map(kernels::Lu::log_abs_det).unzip();
     let batch = &a.shape()[..a.dim() - 2];
+    let for_tangent = factors.clone();
     let log_abs = record_with_tangent(
         "slogdet",
         location,
         &[a],
         from_f64(logs, batch, a.dtype()),
-        || {
-            Backward::new(|ctx| {
+        move || {
+            let factors = factors.clone();
+            Backward::new(move |ctx| {
                 let g = ctx.grad().unsqueeze(-1).unsqueeze(-1);
-                smallvec![Some(&g * &inverse_transpose(ctx.saved(0)))]
+                smallvec![Some(&g * &inverse_transpose(ctx.saved(0), &factors))]
             })
             .save(a)
         },
-        |ctx| {
+        move |ctx| {
             let da = ctx.tangent(0).expect("a tangent for the one input");
-            trace_of_solve(ctx.input(0), da)
+            trace_of_solve(ctx.input(0), da, for_tangent)
         },
     );
     Ok((from_f64(signs, batch, a.dtype()), log_abs))
 }
 
-/// `A⁻ᵀ` of each matrix, recorded, without the singularity check (a rule must not fail).
-fn inverse_transpose(a: &Tensor) -> Tensor {
+/// `A⁻ᵀ` of each matrix from its factors, recorded, without the singularity check (a rule
+/// must not fail).
+fn inverse_transpose(a: &Tensor, factors: &Factors) -> Tensor {
     let n = a.shape()[a.dim() - 1];
     let identity = Tensor::eye_dtype(n, a.dtype()).broadcast_to(a.shape());
-    solve_square(a, &identity, factor_all(a)).transpose(-2, -1)
+    solve_square(&a.transpose(-2, -1), &identity, factors.transposed())
 }
 
 /// `tr(A⁻¹ dA)` of each matrix, recorded.
-fn trace_of_solve(a: &Tensor, da: &Tensor) -> Tensor {
-    solve_square(a, da, factor_all(a)).diagonal(0, -2, -1).sum_dim(-1, false)
+fn trace_of_solve(a: &Tensor, da: &Tensor, factors: Factors) -> Tensor {
+    solve_square(a, da, factors).diagonal(0, -2, -1).sum_dim(-1, false)
 }
 
-/// The LU factors of every matrix of a batch.
-fn factor_all(a: &Tensor) -> Vec<kernels::Lu> {
-    let n = a.shape()[a.dim() - 1];
-    let values = a.to_vec::<f64>();
-    if n == 0 {
-        let batch: usize = a.shape()[..a.dim() - 2].iter().product();
-        return (0..batch).map(|_| kernels::Lu::factor(&[], 0)).collect();
+/// The LU factors of every matrix of a batch, shared by the op that made them and every
+/// rule recorded after it: a backward solves with the forward's factors instead of
+/// factoring again (PyTorch keeps them too). With `transposed` they serve `Aᵀ`.
+#[derive(Clone)]
+struct Factors {
+    lu: Arc<Vec<kernels::Lu>>,
+    transposed: bool,
+}
+
+impl Factors {
+    /// Factors each matrix of `a`.
+    fn of(a: &Tensor) -> Factors {
+        let n = a.shape()[a.dim() - 1];
+        let lu = if n == 0 {
+            let batch: usize = a.shape()[..a.dim() - 2].iter().product();
+            (0..batch).map(|_| kernels::Lu::factor(&[], 0)).collect()
+        } else {
+            a.to_vec::<f64>().chunks(n * n).map(|matrix| kernels::Lu::factor(matrix, n)).collect()
+        };
+        Factors { lu: Arc::new(lu), transposed: false }
     }
-    values.chunks(n * n).map(|matrix| kernels::Lu::factor(matrix, n)).collect()
+
+    /// The same factors, serving the transposed matrices.
+    fn transposed(&self) -> Factors {
+        Factors { lu: Arc::clone(&self.lu), transposed: !self.transposed }
+    }
 }
 
 /// `A⁻¹ B` for operands of the same batch shape from `A`'s factors: the recorded op of
-/// [`solve`], whose rule and tangent are solves again.
+/// [`solve`], whose rule and tangent are solves with the same factors.
 #[track_caller]
-fn solve_square(a: &Tensor, b: &Tensor, factors: Vec<kernels::Lu>) -> Tensor {
+fn solve_square(a: &Tensor, b: &Tensor, factors: Factors) -> Tensor {
     let rank = b.dim();
     let (n, k) = (b.shape()[rank - 2], b.shape()[rank - 1]);
     let mut x = b.to_vec::<f64>();
     if n * k > 0 {
-        for (lu, right) in factors.iter().zip(x.chunks_mut(n * k)) {
-            lu.solve(right, k);
+        for (lu, right) in factors.lu.iter().zip(x.chunks_mut(n * k)) {
+            if factors.transposed { lu.solve_transposed(right, k) } else { lu.solve(right, k) }
         }
     }
     let out = from_f64(x, b.shape(), b.dtype());
+    let for_tangent = factors.clone();
     record_with_tangent(
         "solve",
         Location::caller(),
         &[a, b],
         out,
-        || {
-            Backward::new(|ctx| {
+        move || {
+            let factors = factors.clone();
+            Backward::new(move |ctx| {
                 let (a, x, g) = (ctx.saved(0), ctx.output(), ctx.grad());
                 // gB = A⁻ᵀ G, gA = -gB Xᵀ
-                let at = a.transpose(-2, -1);
-                let gb = solve_square(&at, g, factor_all(&at));
+                let gb = solve_square(&a.transpose(-2, -1), g, factors.transposed());
                 let ga = -gb.matmul(&x.transpose(-2, -1));
                 smallvec![Some(ga), Some(gb)]
             })
             .save(a)
             .save_output()
         },
-        |ctx| {
+        move |ctx| {
             // dX = A⁻¹ (dB - dA X)
             let rhs = tangent_right_side(ctx.tangent(0), ctx.tangent(1), ctx.output());
-            solve_square(ctx.input(0), &rhs, factor_all(ctx.input(0)))
+            solve_square(ctx.input(0), &rhs, for_tangent)
         },
     )
 }
