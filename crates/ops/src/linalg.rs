@@ -391,16 +391,9 @@ pub fn try_solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 location,
             }
         })?;
+    let factors = Factors::invertible(a, "solve", location)?.broadcast(a, &batch);
     let full = |cols: usize| -> Vec<usize> { batch.iter().copied().chain([n, cols]).collect() };
     let (a, b) = (a.broadcast_to(&full(n)), b.broadcast_to(&full(b.shape()[rb - 1])));
-    let factors = Factors::of(&a);
-    if let Some(index) = factors.lu.iter().position(kernels::Lu::is_singular) {
-        return Err(Error::InvalidArgument {
-            op: "solve",
-            message: format!("matrix {index} of the batch is singular: it has no inverse"),
-            location,
-        });
-    }
     let x = solve_square(&a, &b, factors);
     Ok(if vector { x.squeeze_dim(-1) } else { x })
 }
@@ -431,17 +424,10 @@ pub fn inv(a: &Tensor) -> Tensor {
 pub fn try_inv(a: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     let (_, n) = square_matrices("inv", a, location)?;
-    let factors = Factors::of(a);
-    if let Some(index) = factors.lu.iter().position(kernels::Lu::is_singular) {
-        return Err(Error::InvalidArgument {
-            op: "inv",
-            message: format!("matrix {index} of the batch is singular: it has no inverse"),
-            location,
-        });
-    }
+    let factors = Factors::invertible(a, "inv", location)?;
     let mut x = vec![0.0; a.numel()];
     if n > 0 {
-        for (lu, inverse) in factors.lu.iter().zip(x.chunks_exact_mut(n * n)) {
+        for (lu, inverse) in factors.each().zip(x.chunks_exact_mut(n * n)) {
             (0..n).for_each(|i| inverse[i * n + i] = 1.0);
             lu.solve(inverse, n);
         }
@@ -594,10 +580,12 @@ fn trace_of_solve(a: &Tensor, da: &Tensor, factors: Factors) -> Tensor {
 
 /// The LU factors of every matrix of a batch, shared by the op that made them and every
 /// rule recorded after it: a backward solves with the forward's factors instead of
-/// factoring again (PyTorch keeps them too). With `transposed` they serve `Aᵀ`.
+/// factoring again (PyTorch keeps them too). With `transposed` they serve `Aᵀ`. A matrix
+/// broadcast across a batch is factored once: entry `i` of the batch has `lu[matrix[i]]`.
 #[derive(Clone)]
 struct Factors {
     lu: Arc<Vec<kernels::Lu>>,
+    matrix: Arc<Vec<usize>>,
     transposed: bool,
 }
 
@@ -605,18 +593,68 @@ impl Factors {
     /// Factors each matrix of `a`.
     fn of(a: &Tensor) -> Factors {
         let n = a.shape()[a.dim() - 1];
-        let lu = if n == 0 {
-            let batch: usize = a.shape()[..a.dim() - 2].iter().product();
+        let batch: usize = a.shape()[..a.dim() - 2].iter().product();
+        let lu: Vec<kernels::Lu> = if n == 0 {
             (0..batch).map(|_| kernels::Lu::factor(&[], 0)).collect()
         } else {
             a.to_vec::<f64>().chunks(n * n).map(|matrix| kernels::Lu::factor(matrix, n)).collect()
         };
-        Factors { lu: Arc::new(lu), transposed: false }
+        Factors { lu: Arc::new(lu), matrix: Arc::new((0..batch).collect()), transposed: false }
+    }
+
+    /// Factors each matrix of `a` for `op`, or names the first singular one: the check of
+    /// the ops that need an inverse.
+    fn invertible(
+        a: &Tensor,
+        op: &'static str,
+        location: &'static Location<'static>,
+    ) -> Result<Factors> {
+        let factors = Factors::of(a);
+        match factors.lu.iter().position(kernels::Lu::is_singular) {
+            Some(index) => Err(Error::InvalidArgument {
+                op,
+                message: format!("matrix {index} of the batch is singular: it has no inverse"),
+                location,
+            }),
+            None => Ok(factors),
+        }
+    }
+
+    /// The factors of `a`'s matrices serving the batch `batch`, which `a`'s batch
+    /// dimensions broadcast to: a repeated matrix keeps its one factorization.
+    fn broadcast(mut self, a: &Tensor, batch: &[usize]) -> Factors {
+        let own = &a.shape()[..a.dim() - 2];
+        let skip = batch.len() - own.len();
+        // Each batch dimension's stride in `a`'s own batch, 0 where `a` repeats.
+        let mut strides = vec![0; batch.len()];
+        let mut stride = 1;
+        for (d, &size) in own.iter().enumerate().rev() {
+            strides[skip + d] = if size == 1 { 0 } else { stride };
+            stride *= size;
+        }
+        let entries: usize = batch.iter().product();
+        let matrix = (0..entries)
+            .map(|mut flat| {
+                let mut index = 0;
+                for (&size, &stride) in batch.iter().zip(&strides).rev() {
+                    index += (flat % size) * stride;
+                    flat /= size;
+                }
+                index
+            })
+            .collect();
+        self.matrix = Arc::new(matrix);
+        self
+    }
+
+    /// The factors of each entry of the batch in turn.
+    fn each(&self) -> impl Iterator<Item = &kernels::Lu> {
+        self.matrix.iter().map(|&i| &self.lu[i])
     }
 
     /// The same factors, serving the transposed matrices.
     fn transposed(&self) -> Factors {
-        Factors { lu: Arc::clone(&self.lu), transposed: !self.transposed }
+        Factors { transposed: !self.transposed, ..self.clone() }
     }
 }
 
@@ -628,7 +666,7 @@ fn solve_square(a: &Tensor, b: &Tensor, factors: Factors) -> Tensor {
     let (n, k) = (b.shape()[rank - 2], b.shape()[rank - 1]);
     let mut x = b.to_vec::<f64>();
     if n * k > 0 {
-        for (lu, right) in factors.lu.iter().zip(x.chunks_mut(n * k)) {
+        for (lu, right) in factors.each().zip(x.chunks_mut(n * k)) {
             if factors.transposed { lu.solve_transposed(right, k) } else { lu.solve(right, k) }
         }
     }

@@ -1246,3 +1246,25 @@ fn einsum_error(equation: &str, operands: &[&Tensor]) -> String {
     assert!(matches!(err, Error::InvalidArgument { op: "einsum", .. }), "{err}");
     err.to_string()
 }
+
+#[test]
+fn solve_with_a_broadcast_matrix_matches_the_copies_and_sums_its_gradient() {
+    let a = Tensor::from_vec(vec![4.0f64, 1.0, 0.0, 2.0, 5.0, 1.0, 0.0, 1.0, 3.0], &[3, 3]);
+    let copies = a.broadcast_to(&[2, 4, 3, 3]).contiguous();
+    let b = Tensor::from_vec((0..48).map(|i| (i as f64 * 0.37).sin()).collect(), &[2, 4, 3, 2]);
+    let shared = a.clone().requires_grad();
+    let x = tapegrad_ops::linalg::solve(&shared, &b);
+    let x_copies = tapegrad_ops::linalg::solve(&copies, &b);
+    assert!(close(&v64(&x), &v64(&x_copies), 1e-14));
+    x.sum().backward();
+    // The shared matrix's gradient is the sum of the gradients of its eight copies.
+    let each = copies.requires_grad();
+    tapegrad_ops::linalg::solve(&each, &b).sum().backward();
+    let summed = each.grad().unwrap().sum_dim(0, false).sum_dim(0, false);
+    assert!(close(&v64(&shared.grad().unwrap()), &v64(&summed), 1e-13));
+    // A batch of two matrices against four right sides each: [2, 1, 3, 3] with [2, 4, 3, 2].
+    let pair = tapegrad_ops::stack(&[&a, &a.transpose(0, 1)], 0).unsqueeze(1);
+    let x_pair = tapegrad_ops::linalg::solve(&pair, &b);
+    let pair_copies = pair.broadcast_to(&[2, 4, 3, 3]).contiguous();
+    assert!(close(&v64(&x_pair), &v64(&tapegrad_ops::linalg::solve(&pair_copies, &b)), 1e-14));
+}
