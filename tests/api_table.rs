@@ -222,6 +222,15 @@ fn rows() -> Vec<Row> {
             },
             "LU with partial pivoting; a singular matrix is an error for `solve` and `inv`; `slogdet` returns the pair `(sign, logabsdet)`"
         ),
+        (
+            "Math",
+            "torch.linalg.qr(A) / torch.linalg.qr(A, mode='complete')",
+            {
+                let (q, r) = linalg::qr(&a);
+                (q, r, linalg::qr_with(&a, linalg::QrMode::Complete))
+            },
+            "Householder reflections with LAPACK's signs; `QrMode::R` is differentiable too"
+        ),
         ("Math", "x ** 2 / torch.pow(x, y)", x.pow(2.0)),
         (
             "Math",
@@ -1081,6 +1090,7 @@ fn rows() -> Vec<Row> {
         }),
         ("Modules", "self.w = nn.Parameter(torch.randn(3))", { #[derive(Module)] struct Scale { w: Tensor } Scale { w: Tensor::randn(&[3]).requires_grad() }.parameters() }, "a `Tensor` field is a parameter"),
         ("Modules", "nn.init.xavier_uniform_(layer.weight) / kaiming_normal_ / normal_ / uniform_", { let layer = Linear::new(3, 4); let _g = no_grad(); layer.weight.copy_(&tapegrad::nn::init::xavier_uniform(layer.weight.shape(), 1.0)); }, "`init` functions make values; `copy_` under `no_grad` puts them in place"),
+        ("Modules", "nn.init.orthogonal_(w, gain=nn.init.calculate_gain('relu')) / nn.init.trunc_normal_(w, std=0.02)", { let layer = Linear::new(3, 4); let _g = no_grad(); let gain = tapegrad::nn::init::calculate_gain(tapegrad::nn::init::Nonlinearity::Relu); layer.weight.copy_(&tapegrad::nn::init::orthogonal(layer.weight.shape(), gain)); layer.weight.copy_(&tapegrad::nn::init::trunc_normal(layer.weight.shape(), 0.0, 0.02, -2.0, 2.0)); }, "`Nonlinearity` names the gains; `trunc_normal`'s bounds are absolute, as PyTorch's"),
         (
             "Modules",
             "model.parameters() / named_parameters() / buffers",

@@ -553,6 +553,20 @@ flip = gen.flip(-2)
 grad_case("slogdet", [flip], lambda a: torch.linalg.slogdet(a).logabsdet)
 case("slogdet_sign", [flip], torch.linalg.slogdet(flip).sign)
 
+
+# QR: Q and R flattened side by side; matrices tall, wide and square, LAPACK's signs on
+# unshifted entries (negative heads included), each mode PyTorch differentiates; mode "r"
+# as values only (PyTorch has no gradient for it).
+def qr_flat(mode):
+    return lambda a: torch.cat([p.reshape(-1) for p in torch.linalg.qr(a, mode=mode)])
+
+
+for shape, mode in [((2, 4, 3), "reduced"), ((3, 5), "reduced"), ((3, 3), "complete"),
+                    ((2, 3, 4), "complete"), ((5, 2), "reduced")]:
+    grad_case("qr", [v(*shape)], qr_flat(mode), mode=mode)
+tall = v(4, 3)
+case("qr_r", [tall], torch.linalg.qr(tall, mode="r").R)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -1,17 +1,21 @@
 //! Dense linear algebra on one matrix at a time, in f64 (an f32 tensor's matrices are
 //! widened first: the work is cubic in the size, the conversion quadratic): the Cholesky
 //! factor of a symmetric positive-definite matrix, the solution of a triangular system,
-//! and the LU factorization with partial pivoting behind general solves, inverses and
-//! determinants. Rows are row-major and contiguous; a system's right-hand sides are the
-//! columns of `B`, updated a row at a time so the inner loops run along contiguous rows.
-//! The Cholesky factor, the LU factors and the triangular solves go in blocks of 64 rows or
-//! columns, whose interactions with the ones finished before are one matrix product each
-//! (on the threads); a factorization's panel is worked on transposed, so that its updates
-//! run along contiguous rows in the widest vectors. A solve with many right-hand sides
-//! gives each thread a group of columns.
+//! the LU factorization with partial pivoting behind general solves, inverses and
+//! determinants, and the QR factorization by Householder reflections ([`Qr`]). Rows are
+//! row-major and contiguous; a system's right-hand sides are the columns of `B`, updated a
+//! row at a time so the inner loops run along contiguous rows. The Cholesky factor, the LU
+//! factors and the triangular solves go in blocks of 64 rows or columns, whose interactions
+//! with the ones finished before are one matrix product each (on the threads); a
+//! factorization's panel is worked on transposed, so that its updates run along contiguous
+//! rows in the widest vectors. A solve with many right-hand sides gives each thread a group
+//! of columns.
 
 use crate::gemm::{View, gemm_into, gemm_new, gemm_serial};
 use rayon::prelude::*;
+
+mod qr;
+pub use qr::Qr;
 
 /// Rows (and columns) handled at a time: the work between blocks is a matrix product.
 const BLOCK: usize = 64;

@@ -267,6 +267,15 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
         "det" => tapegrad_ops::linalg::det(&x[0]),
         "slogdet" => tapegrad_ops::linalg::slogdet(&x[0]).1,
         "slogdet_sign" => tapegrad_ops::linalg::slogdet(&x[0]).0,
+        "qr" => {
+            let mode = match args["mode"].as_str().unwrap() {
+                "complete" => tapegrad_ops::linalg::QrMode::Complete,
+                _ => tapegrad_ops::linalg::QrMode::Reduced,
+            };
+            let (q, r) = tapegrad_ops::linalg::qr_with(&x[0], mode);
+            tapegrad_ops::cat(&[&q.reshape(&[-1]), &r.reshape(&[-1])], 0)
+        }
+        "qr_r" => tapegrad_ops::linalg::qr_with(&x[0], tapegrad_ops::linalg::QrMode::R).1,
         "solve_triangular" => {
             let flag = |key: &str| args[key].as_bool().unwrap();
             let options = tapegrad_ops::linalg::SolveTriangularOptions::default()

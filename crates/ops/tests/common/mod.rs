@@ -816,6 +816,17 @@ fn strict_product(kind: usize) -> BoxedStrategy<Sample> {
 /// A triangular solve's operands: `A` `[*, n, n]` and `B` `[*, n, k]` (or `[*, k, n]` when
 /// `A` is on the right) with broadcast batch dimensions, and in `ints` the flags `upper`,
 /// `left` and `unitriangular`.
+/// A matrix or a batch of two, `m x n` with each of 1 to 4, and a QR mode (0, 1 or 2).
+fn qr_case() -> BoxedStrategy<Sample> {
+    (0usize..=1, 1usize..=4, 1usize..=4, 0i64..3)
+        .prop_flat_map(|(batched, m, n, mode)| {
+            let shape = if batched == 1 { vec![2, m, n] } else { vec![m, n] };
+            (tensor_f64(Just(shape), -1.0..1.0), Just(vec![mode]))
+        })
+        .prop_map(|(a, ints)| Sample { tensors: vec![a], ints })
+        .boxed()
+}
+
 fn triangular_system() -> BoxedStrategy<Sample> {
     (broadcast_shapes(2, 2), 1usize..=3, 1usize..=3, 0i64..2, 0i64..2, 0i64..2)
         .prop_flat_map(|((ba, bb), n, k, upper, left, unit)| {
@@ -1601,6 +1612,26 @@ pub fn registry() -> Vec<OpCase> {
             // Shifted by -3 the determinant may be negative: the sign times the log.
             let (sign, log_abs) = linalg::slogdet(&(&t[0] - &identity_like(&t[0]).mul_scalar(3.0)));
             &sign * &log_abs
+        }),
+        // QR of A + 3 E (E the m x n identity): the first min(m, n) columns independent, so
+        // the rule's R⁻¹ exists; each reflection's head near 3, far from where LAPACK's sign
+        // choice flips. Q and R flattened side by side, in each mode (complete only where
+        // it is differentiable: m <= n).
+        op!("linalg::qr_with(a, mode)", "torch.linalg.qr", true, qr_case(), |t, i| {
+            let (m, n) = (t[0].shape()[t[0].dim() - 2], t[0].shape()[t[0].dim() - 1]);
+            let shifted = &t[0]
+                + &Tensor::eye_dtype(m.max(n), t[0].dtype())
+                    .narrow(0, 0, m)
+                    .narrow(1, 0, n)
+                    .mul_scalar(3.0);
+            let mode = match i[0] {
+                0 => linalg::QrMode::Reduced,
+                1 if m <= n => linalg::QrMode::Complete,
+                1 => linalg::QrMode::Reduced,
+                _ => linalg::QrMode::R,
+            };
+            let (q, r) = linalg::qr_with(&shifted, mode);
+            tapegrad_ops::cat(&[&q.reshape(&[-1]), &r.reshape(&[-1])], 0)
         }),
         op!("a.mm(&b)", "torch.mm", true, strict_product(0), |t, i| t[0].mm(&t[1])),
         op!("a.bmm(&b)", "torch.bmm", true, strict_product(1), |t, i| t[0].bmm(&t[1])),
