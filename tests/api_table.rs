@@ -231,6 +231,16 @@ fn rows() -> Vec<Row> {
             },
             "Householder reflections with LAPACK's signs; `QrMode::R` is differentiable too"
         ),
+        (
+            "Math",
+            "torch.linalg.lstsq(A, B).solution / torch.linalg.cross(a, b) / torch.linalg.matrix_power(A, -2)",
+            {
+                let m = &a.matmul(&a.t()) + &Tensor::eye(2);
+                let v3 = Tensor::randn(&[4, 3]);
+                (linalg::lstsq(&a, &b), linalg::cross(&v3, &v3.flip(&[1]), -1), linalg::matrix_power(&m, -2))
+            },
+            "`lstsq` returns the solution (by QR; a rank-deficient matrix is an error); `cross` takes `dim` (PyTorch's default -1)"
+        ),
         ("Math", "x ** 2 / torch.pow(x, y)", x.pow(2.0)),
         (
             "Math",

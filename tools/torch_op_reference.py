@@ -567,6 +567,16 @@ for shape, mode in [((2, 4, 3), "reduced"), ((3, 5), "reduced"), ((3, 3), "compl
 tall = v(4, 3)
 case("qr_r", [tall], torch.linalg.qr(tall, mode="r").R)
 
+# Composed linear algebra: cross products along either end (one operand broadcast), least
+# squares tall, wide (least norm) and against a vector, powers positive and negative.
+grad_case("cross", [v(4, 3), v(1, 3)], lambda a, b: torch.linalg.cross(a, b, dim=-1), dim=-1)
+grad_case("cross", [v(3, 2), v(3, 2)], lambda a, b: torch.linalg.cross(a, b, dim=0), dim=0)
+grad_case("lstsq", [v(2, 5, 3), v(2, 5, 2)], lambda a, b: torch.linalg.lstsq(a, b).solution)
+grad_case("lstsq", [v(2, 4), v(2, 3)], lambda a, b: torch.linalg.lstsq(a, b, driver="gelsd").solution)
+grad_case("lstsq", [v(4, 3), v(4)], lambda a, b: torch.linalg.lstsq(a, b.unsqueeze(-1)).solution.squeeze(-1))
+for k in [3, -2]:
+    grad_case("matrix_power", [gen], lambda a: torch.linalg.matrix_power(a, k), k=k)
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

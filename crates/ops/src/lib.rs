@@ -23,7 +23,7 @@
 //! | `unary.rs` | [`UnaryOps`]: exp, log, tanh, relu, gelu, clamp, pow, ... | |
 //! | `activation.rs` | [`ActivationOps`]: hardswish, relu6, selu, mish, logsigmoid, glu, prelu, ... | |
 //! | `math.rs` | [`MathOps`]: tan, atan, atan2, sinh, asinh, expm1, log2, logaddexp, sign, floor, round, lgamma, digamma, polygamma, ... | |
-//! | `linalg.rs` | | [`linalg::cholesky`], [`linalg::solve_triangular`], [`linalg::solve`], [`linalg::inv`], [`linalg::det`], [`linalg::slogdet`], [`linalg::qr`] (PyTorch's `torch.linalg`) |
+//! | `linalg.rs` | | [`linalg::cholesky`], [`linalg::solve_triangular`], [`linalg::solve`], [`linalg::inv`], [`linalg::det`], [`linalg::slogdet`], [`linalg::qr`], [`linalg::lstsq`], [`linalg::cross`], [`linalg::matrix_power`] (PyTorch's `torch.linalg`; `linalg/qr.rs` the QR op, `linalg/composed.rs` the ops made of others) |
 //! | `special.rs` | the gamma family's values and rules (`lgamma`, `digamma`, `polygamma`) | |
 //! | `binary.rs` | [`BinaryOps`]: maximum, minimum, eq, gt, ... | [`where_`] |
 //! | `reduce.rs` | [`ReduceOps`]: sum, mean, prod, cumsum, var, std, max, amax, argmax, norm, logsumexp, softmax | |

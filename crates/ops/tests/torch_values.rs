@@ -276,6 +276,11 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             tapegrad_ops::cat(&[&q.reshape(&[-1]), &r.reshape(&[-1])], 0)
         }
         "qr_r" => tapegrad_ops::linalg::qr_with(&x[0], tapegrad_ops::linalg::QrMode::R).1,
+        "cross" => {
+            tapegrad_ops::linalg::cross(&x[0], &x[1], args["dim"].as_i64().unwrap() as isize)
+        }
+        "lstsq" => tapegrad_ops::linalg::lstsq(&x[0], &x[1]),
+        "matrix_power" => tapegrad_ops::linalg::matrix_power(&x[0], args["k"].as_i64().unwrap()),
         "solve_triangular" => {
             let flag = |key: &str| args[key].as_bool().unwrap();
             let options = tapegrad_ops::linalg::SolveTriangularOptions::default()

@@ -1268,3 +1268,23 @@ fn solve_with_a_broadcast_matrix_matches_the_copies_and_sums_its_gradient() {
     let pair_copies = pair.broadcast_to(&[2, 4, 3, 3]).contiguous();
     assert!(close(&v64(&x_pair), &v64(&tapegrad_ops::linalg::solve(&pair_copies, &b)), 1e-14));
 }
+
+#[test]
+fn matrix_power_zero_is_the_identity_and_lstsq_names_a_rank_deficient_matrix() {
+    use tapegrad_ops::linalg;
+    let a = Tensor::randn(&[2, 3, 3]);
+    let identity = linalg::matrix_power(&a, 0);
+    assert_eq!(identity.shape(), &[2, 3, 3]);
+    assert_eq!(v64(&identity), v64(&Tensor::eye(3).broadcast_to(&[2, 3, 3]).contiguous()));
+    // The second matrix of the batch has two equal columns.
+    let a = Tensor::from_vec(
+        vec![1.0f64, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0],
+        &[2, 3, 2],
+    );
+    let error = linalg::try_lstsq(&a, &Tensor::ones_dtype(&[2, 3], DType::F64)).unwrap_err();
+    assert!(error.to_string().contains("matrix 1 of the batch is rank-deficient"), "{error}");
+    // Underdetermined: the solution of least norm, here the projection onto the row space.
+    let wide = Tensor::from_vec(vec![1.0f64, 1.0], &[1, 2]);
+    let x = linalg::lstsq(&wide, &Tensor::from_vec(vec![2.0f64], &[1]));
+    assert!(close(&v64(&x), &[1.0, 1.0], 1e-15));
+}

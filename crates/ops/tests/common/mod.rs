@@ -816,6 +816,45 @@ fn strict_product(kind: usize) -> BoxedStrategy<Sample> {
 /// A triangular solve's operands: `A` `[*, n, n]` and `B` `[*, n, k]` (or `[*, k, n]` when
 /// `A` is on the right) with broadcast batch dimensions, and in `ints` the flags `upper`,
 /// `left` and `unitriangular`.
+/// Two tensors with 3 at the dimension given (-1 or 0), the second broadcast or not.
+fn cross_case() -> BoxedStrategy<Sample> {
+    (1usize..=3, any::<bool>(), any::<bool>())
+        .prop_flat_map(|(rows, last, broadcast)| {
+            let other = if broadcast { 1 } else { rows };
+            let (sa, sb, dim) = if last {
+                (vec![rows, 3], vec![other, 3], -1)
+            } else {
+                (vec![3, rows], vec![3, other], 0)
+            };
+            (tensor_f64(Just(sa), -2.0..2.0), tensor_f64(Just(sb), -2.0..2.0), Just(vec![dim]))
+        })
+        .prop_map(|(a, b, ints)| Sample { tensors: vec![a, b], ints })
+        .boxed()
+}
+
+/// `A` of `m x n` (each 1 to 4) and `B` of `m x k` or a vector of `m`.
+fn lstsq_case() -> BoxedStrategy<Sample> {
+    (1usize..=4, 1usize..=4, 1usize..=2, any::<bool>())
+        .prop_flat_map(|(m, n, k, vector)| {
+            let sb = if vector { vec![m] } else { vec![m, k] };
+            (tensor_f64(Just(vec![m, n]), -1.0..1.0), tensor_f64(Just(sb), -2.0..2.0))
+        })
+        .prop_map(|(a, b)| Sample { tensors: vec![a, b], ints: vec![] })
+        .boxed()
+}
+
+/// A square matrix (or a batch of two), 1 to 3 on a side, and a power in -2..=3 but 0 (whose
+/// identity has no gradient).
+fn power_case() -> BoxedStrategy<Sample> {
+    (any::<bool>(), 1usize..=3, prop::sample::select(vec![-2i64, -1, 1, 2, 3]))
+        .prop_flat_map(|(batched, n, k)| {
+            let shape = if batched { vec![2, n, n] } else { vec![n, n] };
+            (tensor_f64(Just(shape), -1.0..1.0), Just(vec![k]))
+        })
+        .prop_map(|(a, ints)| Sample { tensors: vec![a], ints })
+        .boxed()
+}
+
 /// A matrix or a batch of two, `m x n` with each of 1 to 4, and a QR mode (0, 1 or 2).
 fn qr_case() -> BoxedStrategy<Sample> {
     (0usize..=1, 1usize..=4, 1usize..=4, 0i64..3)
@@ -1633,6 +1672,25 @@ pub fn registry() -> Vec<OpCase> {
             let (q, r) = linalg::qr_with(&shifted, mode);
             tapegrad_ops::cat(&[&q.reshape(&[-1]), &r.reshape(&[-1])], 0)
         }),
+        op!("linalg::cross(a, b, dim)", "torch.linalg.cross", true, cross_case(), |t, i| {
+            linalg::cross(&t[0], &t[1], i[0] as isize)
+        }),
+        // Least squares of A + 3 E (full rank), tall, square and wide.
+        op!("linalg::lstsq(a, b)", "torch.linalg.lstsq", true, lstsq_case(), |t, i| {
+            let (m, n) = (t[0].shape()[0], t[0].shape()[1]);
+            let shift = Tensor::eye_dtype(m.max(n), t[0].dtype()).narrow(0, 0, m).narrow(1, 0, n);
+            linalg::lstsq(&(&t[0] + &shift.mul_scalar(3.0)), &t[1])
+        }),
+        op!(
+            "linalg::matrix_power(a, k)",
+            "torch.linalg.matrix_power",
+            true,
+            power_case(),
+            |t, i| {
+                let shifted = &t[0] + &identity_like(&t[0]).mul_scalar(3.0);
+                linalg::matrix_power(&shifted, i[0])
+            }
+        ),
         op!("a.mm(&b)", "torch.mm", true, strict_product(0), |t, i| t[0].mm(&t[1])),
         op!("a.bmm(&b)", "torch.bmm", true, strict_product(1), |t, i| t[0].bmm(&t[1])),
         op!("a.mv(&v)", "torch.mv", true, strict_product(2), |t, i| t[0].mv(&t[1])),
