@@ -24,6 +24,55 @@ const BLOCK: usize = 64;
 /// runs along rows of this many.
 const MIN_GROUP_COLUMNS: usize = 32;
 
+/// `each` of every matrix of `len` elements in `matrices`, in order: on the threads, a
+/// matrix at a time, when there are several and their `cost` (about one matrix's
+/// multiply-adds) together is worth it. A matrix's result does not depend on which thread
+/// computed it.
+///
+/// ```
+/// use tapegrad_kernels::linalg::map_matrices;
+/// let traces = map_matrices(&[1.0, 0.0, 0.0, 2.0, 3.0, 1.0, 1.0, 4.0], 4, 8, |m| m[0] + m[3]);
+/// assert_eq!(traces, vec![3.0, 7.0]);
+/// ```
+pub fn map_matrices<R: Send>(
+    matrices: &[f64],
+    len: usize,
+    cost: usize,
+    each: impl Fn(&[f64]) -> R + Sync + Send,
+) -> Vec<R> {
+    assert!(len > 0, "map_matrices: matrices of no elements");
+    let count = matrices.len() / len;
+    if count > 1 && crate::parallel::start_parallel(count.saturating_mul(cost)) {
+        matrices.par_chunks_exact(len).map(each).collect()
+    } else {
+        matrices.chunks_exact(len).map(each).collect()
+    }
+}
+
+/// `each(i, matrix)` for the `i`-th matrix of `len` elements in `matrices`, which it
+/// overwrites: on the threads under the same rule as [`map_matrices`].
+///
+/// ```
+/// use tapegrad_kernels::linalg::for_each_matrix;
+/// let mut m = [1.0, 2.0, 3.0, 4.0];
+/// for_each_matrix(&mut m, 2, 2, |i, v| v.iter_mut().for_each(|x| *x *= i as f64));
+/// assert_eq!(m, [0.0, 0.0, 3.0, 4.0]);
+/// ```
+pub fn for_each_matrix(
+    matrices: &mut [f64],
+    len: usize,
+    cost: usize,
+    each: impl Fn(usize, &mut [f64]) + Sync + Send,
+) {
+    assert!(len > 0, "for_each_matrix: matrices of no elements");
+    let count = matrices.len() / len;
+    if count > 1 && crate::parallel::start_parallel(count.saturating_mul(cost)) {
+        matrices.par_chunks_exact_mut(len).enumerate().for_each(|(i, m)| each(i, m));
+    } else {
+        matrices.chunks_exact_mut(len).enumerate().for_each(|(i, m)| each(i, m));
+    }
+}
+
 /// Where a Cholesky factorization stopped: the leading minor of this order (1-based) is
 /// not positive (or is NaN).
 ///

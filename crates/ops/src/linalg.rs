@@ -137,17 +137,20 @@ pub fn try_cholesky(a: &Tensor) -> Result<Tensor> {
     let (batch, n) = square_matrices("cholesky", a, location)?;
     let values = a.to_vec::<f64>();
     let mut factors = Vec::with_capacity(values.len());
-    for (index, matrix) in values.chunks(n * n.max(1)).take(batch).enumerate() {
-        let factor = kernels::cholesky(matrix, n).map_err(|stop| Error::InvalidArgument {
-            op: "cholesky",
-            message: format!(
-                "matrix {index} of the batch is not positive-definite: its leading minor of \
-                order {} is not positive",
-                stop.order
-            ),
-            location,
-        })?;
-        factors.extend(factor);
+    if n > 0 {
+        let each =
+            kernels::map_matrices(&values, n * n, n * n * n / 3, |m| kernels::cholesky(m, n));
+        for (index, factor) in each.into_iter().take(batch).enumerate() {
+            factors.extend(factor.map_err(|stop| Error::InvalidArgument {
+                op: "cholesky",
+                message: format!(
+                    "matrix {index} of the batch is not positive-definite: its leading minor \
+                    of order {} is not positive",
+                    stop.order
+                ),
+                location,
+            })?);
+        }
     }
     let out = from_f64(factors, a.shape(), a.dtype());
     Ok(record_with_tangent(
@@ -304,9 +307,16 @@ fn solve_left(a: &Tensor, b: &Tensor, upper: bool, unit: bool) -> Tensor {
     let (matrices, rights) = (a.to_vec::<f64>(), b.to_vec::<f64>());
     let mut x = rights;
     if n * k > 0 {
-        for (matrix, right) in matrices.chunks(n * n).zip(x.chunks_mut(n * k)) {
-            kernels::solve_triangular(matrix, right, n, k, upper, unit);
-        }
+        kernels::for_each_matrix(&mut x, n * k, n * n * k / 2, |i, right| {
+            kernels::solve_triangular(
+                &matrices[i * n * n..(i + 1) * n * n],
+                right,
+                n,
+                k,
+                upper,
+                unit,
+            )
+        });
     }
     let out = from_f64(x, b.shape(), b.dtype());
     let location = Location::caller();
@@ -432,10 +442,10 @@ pub fn try_inv(a: &Tensor) -> Result<Tensor> {
     let factors = Factors::invertible(a, "inv", location)?;
     let mut x = vec![0.0; a.numel()];
     if n > 0 {
-        for (lu, inverse) in factors.each().zip(x.chunks_exact_mut(n * n)) {
-            (0..n).for_each(|i| inverse[i * n + i] = 1.0);
-            lu.solve(inverse, n);
-        }
+        kernels::for_each_matrix(&mut x, n * n, n * n * n, |i, inverse| {
+            (0..n).for_each(|d| inverse[d * n + d] = 1.0);
+            factors.get(i).solve(inverse, n);
+        });
     }
     let out = from_f64(x, a.shape(), a.dtype());
     Ok(record_with_tangent(
@@ -602,7 +612,8 @@ impl Factors {
         let lu: Vec<kernels::Lu> = if n == 0 {
             (0..batch).map(|_| kernels::Lu::factor(&[], 0)).collect()
         } else {
-            a.to_vec::<f64>().chunks(n * n).map(|matrix| kernels::Lu::factor(matrix, n)).collect()
+            let values = a.to_vec::<f64>();
+            kernels::map_matrices(&values, n * n, 2 * n * n * n / 3, |m| kernels::Lu::factor(m, n))
         };
         Factors { lu: Arc::new(lu), matrix: Arc::new((0..batch).collect()), transposed: false }
     }
@@ -652,9 +663,9 @@ impl Factors {
         self
     }
 
-    /// The factors of each entry of the batch in turn.
-    fn each(&self) -> impl Iterator<Item = &kernels::Lu> {
-        self.matrix.iter().map(|&i| &self.lu[i])
+    /// The factors of entry `i` of the batch.
+    fn get(&self, i: usize) -> &kernels::Lu {
+        &self.lu[self.matrix[i]]
     }
 
     /// The same factors, serving the transposed matrices.
@@ -671,9 +682,10 @@ fn solve_square(a: &Tensor, b: &Tensor, factors: Factors) -> Tensor {
     let (n, k) = (b.shape()[rank - 2], b.shape()[rank - 1]);
     let mut x = b.to_vec::<f64>();
     if n * k > 0 {
-        for (lu, right) in factors.each().zip(x.chunks_mut(n * k)) {
+        kernels::for_each_matrix(&mut x, n * k, n * n * k, |i, right| {
+            let lu = factors.get(i);
             if factors.transposed { lu.solve_transposed(right, k) } else { lu.solve(right, k) }
-        }
+        });
     }
     let out = from_f64(x, b.shape(), b.dtype());
     let for_tangent = factors.clone();

@@ -1288,3 +1288,40 @@ fn matrix_power_zero_is_the_identity_and_lstsq_names_a_rank_deficient_matrix() {
     let x = linalg::lstsq(&wide, &Tensor::from_vec(vec![2.0f64], &[1]));
     assert!(close(&v64(&x), &[1.0, 1.0], 1e-15));
 }
+
+#[test]
+fn a_batch_factored_on_the_threads_matches_its_matrices_one_by_one() {
+    use tapegrad_ops::linalg;
+    // Sixteen 24 x 24 matrices: enough work for the batch to be shared among threads, while
+    // a single matrix is factored on the calling thread.
+    let (count, n) = (16, 24);
+    let a = &Tensor::randn_dtype(&[count, n, n], DType::F64)
+        + &Tensor::eye_dtype(n, DType::F64).mul_scalar(8.0);
+    let spd = &a.matmul(&a.transpose(1, 2)) + &Tensor::eye_dtype(n, DType::F64);
+    let b = Tensor::randn_dtype(&[count, n, 40], DType::F64);
+    let batched = [
+        linalg::solve(&a, &b),
+        linalg::inv(&a),
+        linalg::det(&a),
+        linalg::cholesky(&spd),
+        linalg::solve_triangular(&linalg::cholesky(&spd), &b, false),
+        linalg::qr(&a).0,
+        linalg::qr_with(&a, linalg::QrMode::R).1,
+    ];
+    for i in 0..count {
+        let (ai, bi, si) =
+            (a.select(0, i as isize), b.select(0, i as isize), spd.select(0, i as isize));
+        let single = [
+            linalg::solve(&ai, &bi),
+            linalg::inv(&ai),
+            linalg::det(&ai),
+            linalg::cholesky(&si),
+            linalg::solve_triangular(&linalg::cholesky(&si), &bi, false),
+            linalg::qr(&ai).0,
+            linalg::qr_with(&ai, linalg::QrMode::R).1,
+        ];
+        for (op, (all, one)) in batched.iter().zip(&single).enumerate() {
+            assert_eq!(v64(&all.select(0, i as isize)), v64(one), "op {op}, matrix {i}");
+        }
+    }
+}

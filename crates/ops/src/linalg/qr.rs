@@ -107,22 +107,35 @@ pub fn try_qr_with(a: &Tensor, mode: QrMode) -> Result<(Tensor, Tensor)> {
         });
     }
     let columns = if mode == QrMode::Complete { m } else { m.min(n) };
-    let matrices: Vec<kernels::Qr> = if m * n == 0 {
-        (0..batch.iter().product()).map(|_| kernels::Qr::factor(&[], m, n)).collect()
-    } else {
-        a.to_vec::<f64>().chunks(m * n).map(|matrix| kernels::Qr::factor(matrix, m, n)).collect()
-    };
+    let count: usize = batch.iter().product();
     let r_shape: Vec<usize> = batch.iter().copied().chain([columns, n]).collect();
+    let values = a.to_vec::<f64>();
+    let cost = 2 * m * n * m.min(n) + 2 * m * columns * m.min(n);
     if mode == QrMode::R && !differentiated {
-        let r = matrices.iter().flat_map(|f| f.r(columns)).collect();
+        let r = if m * n == 0 {
+            vec![0.0; count * columns * n]
+        } else {
+            kernels::map_matrices(&values, m * n, cost, |matrix| {
+                kernels::Qr::factor(matrix, m, n).r(columns)
+            })
+            .concat()
+        };
         return Ok((Tensor::zeros_dtype(&[0], a.dtype()), from_f64(r, &r_shape, a.dtype())));
     }
     // Q above Rᵀ, both `columns` wide: one recorded op whose rule sees both.
-    let mut packed = Vec::with_capacity(matrices.len() * (m + n) * columns);
-    for factors in &matrices {
-        packed.extend(factors.q(columns));
+    let pack = |factors: kernels::Qr| {
+        let mut packed = factors.q(columns);
         packed.extend(factors.r_transposed(columns));
-    }
+        packed
+    };
+    let packed = if m * n == 0 {
+        (0..count).flat_map(|_| pack(kernels::Qr::factor(&[], m, n))).collect()
+    } else {
+        kernels::map_matrices(&values, m * n, cost, |matrix| {
+            pack(kernels::Qr::factor(matrix, m, n))
+        })
+        .concat()
+    };
     let packed_shape: Vec<usize> = batch.iter().copied().chain([m + n, columns]).collect();
     let out = from_f64(packed, &packed_shape, a.dtype());
     let packed = if mode == QrMode::Complete && m > n {
