@@ -604,7 +604,8 @@ impl crate::simd::WidestLoop for LuPanel<'_> {
 mod tests {
     use super::*;
 
-    fn product(a: &[f64], b: &[f64], n: usize, m: usize, k: usize) -> Vec<f64> {
+    /// The `n x k` product of the `n x m` matrix `a` and the `m x k` matrix `b`, by the book.
+    pub(super) fn product(a: &[f64], b: &[f64], n: usize, m: usize, k: usize) -> Vec<f64> {
         let mut c = vec![0.0; n * k];
         for i in 0..n {
             for p in 0..m {

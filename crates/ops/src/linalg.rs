@@ -272,18 +272,7 @@ pub fn try_solve_triangular_with(
             location,
         });
     }
-    let batch =
-        broadcast_shapes(&a.shape()[..a.dim() - 2], &b.shape()[..rb - 2]).ok_or_else(|| {
-            Error::Shape {
-                op: "solve_triangular",
-                message: format!(
-                    "the batch dimensions of A {:?} and B {:?} do not broadcast",
-                    a.shape(),
-                    b.shape()
-                ),
-                location,
-            }
-        })?;
+    let batch = broadcast_batches("solve_triangular", a, b, location)?;
     let full = |rows: usize, cols: usize| -> Vec<usize> {
         batch.iter().copied().chain([rows, cols]).collect()
     };
@@ -394,18 +383,7 @@ pub fn try_solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             location,
         });
     }
-    let batch =
-        broadcast_shapes(&a.shape()[..a.dim() - 2], &b.shape()[..rb - 2]).ok_or_else(|| {
-            Error::Shape {
-                op: "solve",
-                message: format!(
-                    "the batch dimensions of A {:?} and B {:?} do not broadcast",
-                    a.shape(),
-                    b.shape()
-                ),
-                location,
-            }
-        })?;
+    let batch = broadcast_batches("solve", a, &b, location)?;
     let factors = Factors::invertible(a, "solve", location)?.broadcast(a, &batch);
     let full = |cols: usize| -> Vec<usize> { batch.iter().copied().chain([n, cols]).collect() };
     let (a, b) = (a.broadcast_to(&full(n)), b.broadcast_to(&full(b.shape()[rb - 1])));
@@ -744,6 +722,27 @@ fn square_matrices(
     let n = a.shape()[rank - 1];
     let batch = a.shape()[..rank - 2].iter().product();
     Ok((batch, n))
+}
+
+/// The batch shape that the batch dimensions of the matrices `a` and `b` (all but their
+/// last two) broadcast to, or an error of `op` naming both shapes.
+fn broadcast_batches(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    location: &'static Location<'static>,
+) -> Result<Vec<usize>> {
+    let (ra, rb) = (a.dim(), b.dim());
+    let batch = broadcast_shapes(&a.shape()[..ra - 2], &b.shape()[..rb - 2]);
+    batch.map(|shape| shape.to_vec()).ok_or_else(|| Error::Shape {
+        op,
+        message: format!(
+            "the batch dimensions of A {:?} and B {:?} do not broadcast",
+            a.shape(),
+            b.shape()
+        ),
+        location,
+    })
 }
 
 /// A contiguous tensor of `shape` from f64 values, in `dtype` (f32 rounds once).

@@ -1299,27 +1299,21 @@ fn a_batch_factored_on_the_threads_matches_its_matrices_one_by_one() {
         + &Tensor::eye_dtype(n, DType::F64).mul_scalar(8.0);
     let spd = &a.matmul(&a.transpose(1, 2)) + &Tensor::eye_dtype(n, DType::F64);
     let b = Tensor::randn_dtype(&[count, n, 40], DType::F64);
-    let batched = [
-        linalg::solve(&a, &b),
-        linalg::inv(&a),
-        linalg::det(&a),
-        linalg::cholesky(&spd),
-        linalg::solve_triangular(&linalg::cholesky(&spd), &b, false),
-        linalg::qr(&a).0,
-        linalg::qr_with(&a, linalg::QrMode::R).1,
-    ];
+    let every_op = |a: &Tensor, b: &Tensor, spd: &Tensor| {
+        [
+            linalg::solve(a, b),
+            linalg::inv(a),
+            linalg::det(a),
+            linalg::cholesky(spd),
+            linalg::solve_triangular(&linalg::cholesky(spd), b, false),
+            linalg::qr(a).0,
+            linalg::qr_with(a, linalg::QrMode::R).1,
+        ]
+    };
+    let batched = every_op(&a, &b, &spd);
     for i in 0..count {
-        let (ai, bi, si) =
-            (a.select(0, i as isize), b.select(0, i as isize), spd.select(0, i as isize));
-        let single = [
-            linalg::solve(&ai, &bi),
-            linalg::inv(&ai),
-            linalg::det(&ai),
-            linalg::cholesky(&si),
-            linalg::solve_triangular(&linalg::cholesky(&si), &bi, false),
-            linalg::qr(&ai).0,
-            linalg::qr_with(&ai, linalg::QrMode::R).1,
-        ];
+        let at = |t: &Tensor| t.select(0, i as isize);
+        let single = every_op(&at(&a), &at(&b), &at(&spd));
         for (op, (all, one)) in batched.iter().zip(&single).enumerate() {
             assert_eq!(v64(&all.select(0, i as isize)), v64(one), "op {op}, matrix {i}");
         }

@@ -274,22 +274,11 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linalg::tests::product;
 
     /// A matrix whose entries look random but are the same on every run.
     fn matrix(m: usize, n: usize, seed: f64) -> Vec<f64> {
         (0..m * n).map(|i| ((i as f64 + seed) * 0.7548776662).sin() * 2.0).collect()
-    }
-
-    fn product(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
-        let mut c = vec![0.0; m * n];
-        for i in 0..m {
-            for l in 0..k {
-                for j in 0..n {
-                    c[i * n + j] += a[i * k + l] * b[l * n + j];
-                }
-            }
-        }
-        c
     }
 
     fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {

@@ -8,7 +8,7 @@ use tapegrad_tape::layout::broadcast_shapes;
 use tapegrad_tape::{Error, Result, Tensor, ensure_float, or_panic};
 
 use super::{
-    QrMode, SolveTriangularOptions, square_matrices, try_inv, try_qr_with,
+    QrMode, SolveTriangularOptions, broadcast_batches, square_matrices, try_inv, try_qr_with,
     try_solve_triangular_with,
 };
 use crate::prelude::*;
@@ -134,14 +134,7 @@ pub fn try_lstsq(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             a.shape()
         )));
     }
-    let batch =
-        broadcast_shapes(&a.shape()[..rank - 2], &b.shape()[..rb - 2]).ok_or_else(|| {
-            shape_error(format!(
-                "the batch dimensions of A {:?} and B {:?} do not broadcast",
-                a.shape(),
-                b.shape()
-            ))
-        })?;
+    let batch = broadcast_batches("lstsq", a, &b, location)?;
     let full = |rows: usize, cols: usize| -> Vec<usize> {
         batch.iter().copied().chain([rows, cols]).collect()
     };
