@@ -241,6 +241,25 @@ fn rows() -> Vec<Row> {
             },
             "`lstsq` returns the solution (by QR; a rank-deficient matrix is an error); `cross` takes `dim` (PyTorch's default -1)"
         ),
+        (
+            "Math",
+            "torch.linalg.eigh(A) / torch.linalg.eigvalsh(A) / torch.linalg.svd(A, full_matrices=False) / torch.linalg.svdvals(A)",
+            {
+                let sym = &a.matmul(&a.t()) + &Tensor::eye(2);
+                let reduced = linalg::SvdOptions::default().full_matrices(false);
+                (linalg::eigh(&sym), linalg::eigvalsh(&sym), linalg::svd_with(&a, reduced), linalg::svdvals(&a))
+            },
+            "Jacobi rotations; `eigh` reads the lower triangle (PyTorch's `UPLO='L'`); `svd(&a)` is `full_matrices=True`; vectors' signs may differ from PyTorch's"
+        ),
+        (
+            "Math",
+            "torch.linalg.pinv(A) / torch.linalg.matrix_rank(A) / torch.linalg.matrix_norm(A, ord='nuc') / torch.linalg.cond(A)",
+            {
+                let nuclear = linalg::MatrixNormOptions::default().ord(linalg::MatrixOrd::Nuc);
+                (linalg::pinv(&a), linalg::matrix_rank(&a), linalg::matrix_norm_with(&a, nuclear), linalg::cond(&a.matmul(&a.t())))
+            },
+            "`pinv_with` / `matrix_rank_with` take `RankTolerance::default().atol(..).rtol(..)`; `MatrixOrd` is `ord` ('fro', 'nuc', ±1, ±2, ±inf); `cond` is the 2-norm's"
+        ),
         ("Math", "x ** 2 / torch.pow(x, y)", x.pow(2.0)),
         (
             "Math",

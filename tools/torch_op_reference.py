@@ -577,6 +577,48 @@ grad_case("lstsq", [v(4, 3), v(4)], lambda a, b: torch.linalg.lstsq(a, b.unsquee
 for k in [3, -2]:
     grad_case("matrix_power", [gen], lambda a: torch.linalg.matrix_power(a, k), k=k)
 
+# Spectral decompositions. A vector's sign is arbitrary (LAPACK's and tapegrad's Jacobi
+# rotations may differ), so the cases take what does not depend on it: the values, the
+# squares of the vectors, and U Vᴴ of the first min(m, n) singular vectors.
+def sym(*shape):
+    a = v(*shape)
+    return (a + a.transpose(-2, -1)) / 2
+
+
+def eigh_flat(a):
+    values, vectors = torch.linalg.eigh(a)
+    return torch.cat([values.reshape(-1), vectors.square().reshape(-1)])
+
+
+def svd_flat(full):
+    def fn(a):
+        u, s, vh = torch.linalg.svd(a, full_matrices=full)
+        k = s.shape[-1]
+        u, vh = u[..., :k], vh[..., :k, :]
+        return torch.cat([p.reshape(-1) for p in [s, u.square(), vh.square(), u @ vh]])
+    return fn
+
+
+grad_case("eigh", [sym(2, 4, 4)], eigh_flat)
+grad_case("eigh", [sym(3, 3)], eigh_flat)
+grad_case("eigvalsh", [sym(2, 5, 5)], torch.linalg.eigvalsh)
+for shape, full in [((2, 5, 3), False), ((3, 4), True), ((4, 4), False), ((2, 3, 5), True)]:
+    grad_case("svd", [v(*shape)], svd_flat(full), full=full)
+grad_case("svdvals", [v(2, 4, 3)], torch.linalg.svdvals)
+# (The square one shifted off singular: the rule's error in f32 grows with the square of
+# the condition number.)
+for a in [v(5, 3), v(2, 3, 4), v(3, 3) + 3 * torch.eye(3, dtype=torch.float64)]:
+    grad_case("pinv", [a], torch.linalg.pinv)
+norm_input = v(2, 3, 4)
+for ord in ["fro", "nuc", 2, -2, 1, -1, math.inf, -math.inf]:
+    name = ord if isinstance(ord, str) else num(float(ord))
+    grad_case("matrix_norm", [norm_input], lambda a: torch.linalg.matrix_norm(a, ord=ord), ord=name)
+grad_case("matrix_norm", [norm_input], lambda a: torch.linalg.matrix_norm(a, ord="nuc", keepdim=True),
+          ord="nuc", keepdim=True)
+grad_case("cond", [v(2, 4, 3)], torch.linalg.cond)
+deficient = v(2, 4, 1) @ v(2, 1, 3)
+case("matrix_rank", [deficient], torch.linalg.matrix_rank(deficient))
+
 with open("crates/ops/tests/fixtures/torch_ops.json", "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, allow_nan=False)
 print(f"wrote {len(cases)} cases with torch {torch.__version__}")

@@ -14,7 +14,9 @@
 use crate::gemm::{View, gemm_into, gemm_new, gemm_serial};
 use rayon::prelude::*;
 
+mod jacobi;
 mod qr;
+pub use jacobi::{Svd, SymmetricEigen};
 pub use qr::Qr;
 
 /// Rows (and columns) handled at a time: the work between blocks is a matrix product.
@@ -71,6 +73,36 @@ pub fn for_each_matrix(
     } else {
         matrices.chunks_exact_mut(len).enumerate().for_each(|(i, m)| each(i, m));
     }
+}
+
+/// A dot product in four running sums, so that it fills the vectors.
+#[inline(always)]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut sums = [0.0; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = a4.remainder().iter().zip(b4.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a4.zip(b4) {
+        for lane in 0..4 {
+            sums[lane] += x[lane] * y[lane];
+        }
+    }
+    (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
+}
+
+/// The Euclidean length of `x`, scaled by its largest entry where the plain sum of squares
+/// would overflow or lose its digits to underflow (as LAPACK's `dnrm2`).
+#[inline(always)]
+fn norm(x: &[f64]) -> f64 {
+    let squares = dot(x, x);
+    if squares.is_nan() || (squares.is_finite() && squares >= f64::MIN_POSITIVE / f64::EPSILON) {
+        return squares.sqrt();
+    }
+    let largest = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if largest == 0.0 || largest.is_infinite() {
+        return largest;
+    }
+    let scale = 1.0 / largest;
+    largest * x.iter().map(|v| (v * scale) * (v * scale)).sum::<f64>().sqrt()
 }
 
 /// Where a Cholesky factorization stopped: the leading minor of this order (1-based) is

@@ -2,8 +2,11 @@
 //! ([`cholesky`]) and triangular solves ([`solve_triangular`]), from which a Gaussian
 //! process's log-likelihood, a whitening transform or a multivariate normal's density is
 //! built; general solves ([`solve`], [`inv`]) and determinants ([`det`], [`slogdet`]) by
-//! LU factorization with partial pivoting, as a normalising flow's log-determinant needs. The last two dimensions are the matrices; the ones before are a batch that
-//! broadcasts between the operands.
+//! LU factorization with partial pivoting, as a normalising flow's log-determinant needs;
+//! QR ([`qr`]) and least squares ([`lstsq`]); symmetric eigendecompositions ([`eigh`]) and
+//! singular value decompositions ([`svd`]), with what is built on them ([`pinv`],
+//! [`matrix_norm_with`], [`matrix_rank`], [`cond`]). The last two dimensions are the
+//! matrices; the ones before are a batch that broadcasts between the operands.
 //!
 //! The values come from `tapegrad_kernels::linalg`, in f64 for either float dtype. Each
 //! gradient is written with these ops, products and triangles, so it is differentiable
@@ -41,8 +44,19 @@ use crate::{IndexOps, MatmulOps, ReduceOps, ShapeOps};
 
 mod composed;
 mod qr;
+mod singular;
+mod spectral;
 pub use composed::{cross, lstsq, matrix_power, try_cross, try_lstsq, try_matrix_power};
 pub use qr::{QrMode, qr, qr_with, try_qr_with};
+pub use singular::{
+    MatrixNormOptions, MatrixOrd, RankTolerance, cond, matrix_norm, matrix_norm_with, matrix_rank,
+    matrix_rank_with, pinv, pinv_with, try_cond, try_matrix_norm_with, try_matrix_rank_with,
+    try_pinv_with,
+};
+pub use spectral::{
+    SvdOptions, eigh, eigvalsh, svd, svd_with, svdvals, try_eigh, try_eigvalsh, try_svd_with,
+    try_svdvals,
+};
 
 /// The keywords of [`solve_triangular_with`] besides `upper`: PyTorch's `left` (default
 /// true: solve `A X = B`; false: `X A = B`) and `unitriangular` (default false: read the
@@ -743,6 +757,13 @@ fn broadcast_batches(
         ),
         location,
     })
+}
+
+/// Whether an op on `a` records a rule: `a` takes a gradient (and grad mode is on) or
+/// carries a forward-mode tangent.
+fn is_differentiated(a: &Tensor) -> bool {
+    (a.tracks_grad() && tapegrad_tape::is_grad_enabled())
+        || tapegrad_tape::forward_ad::unpack_dual(a).tangent.is_some()
 }
 
 /// A contiguous tensor of `shape` from f64 values, in `dtype` (f32 rounds once).

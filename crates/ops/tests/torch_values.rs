@@ -275,6 +275,43 @@ fn run(name: &str, x: &[Tensor], args: &Value) -> (Tensor, Option<Tensor>) {
             let (q, r) = tapegrad_ops::linalg::qr_with(&x[0], mode);
             tapegrad_ops::cat(&[&q.reshape(&[-1]), &r.reshape(&[-1])], 0)
         }
+        "eigh" => {
+            let (l, v) = tapegrad_ops::linalg::eigh(&x[0]);
+            tapegrad_ops::cat(&[&l.reshape(&[-1]), &v.square().reshape(&[-1])], 0)
+        }
+        "eigvalsh" => tapegrad_ops::linalg::eigvalsh(&x[0]),
+        "svd" => {
+            let full = args["full"].as_bool().unwrap();
+            let options = tapegrad_ops::linalg::SvdOptions::default().full_matrices(full);
+            let (u, s, vh) = tapegrad_ops::linalg::svd_with(&x[0], options);
+            let k = s.shape()[s.dim() - 1];
+            let (u, vh) = (u.narrow(-1, 0, k), vh.narrow(-2, 0, k));
+            let flat = |t: &Tensor| t.reshape(&[-1]);
+            let (squares_u, squares_vh) = (flat(&u.square()), flat(&vh.square()));
+            tapegrad_ops::cat(&[&flat(&s), &squares_u, &squares_vh, &flat(&u.matmul(&vh))], 0)
+        }
+        "svdvals" => tapegrad_ops::linalg::svdvals(&x[0]),
+        "pinv" => tapegrad_ops::linalg::pinv(&x[0]),
+        "matrix_norm" => {
+            use tapegrad_ops::linalg::MatrixOrd;
+            let ord = match &args["ord"] {
+                Value::String(s) if s == "fro" => MatrixOrd::Fro,
+                Value::String(s) if s == "nuc" => MatrixOrd::Nuc,
+                other => match number(other) {
+                    2.0 => MatrixOrd::Two,
+                    -2.0 => MatrixOrd::NegTwo,
+                    1.0 => MatrixOrd::One,
+                    -1.0 => MatrixOrd::NegOne,
+                    f64::INFINITY => MatrixOrd::Inf,
+                    _ => MatrixOrd::NegInf,
+                },
+            };
+            let options =
+                tapegrad_ops::linalg::MatrixNormOptions::default().ord(ord).keepdim(keepdim());
+            tapegrad_ops::linalg::matrix_norm_with(&x[0], options)
+        }
+        "cond" => tapegrad_ops::linalg::cond(&x[0]),
+        "matrix_rank" => tapegrad_ops::linalg::matrix_rank(&x[0]),
         "qr_r" => tapegrad_ops::linalg::qr_with(&x[0], tapegrad_ops::linalg::QrMode::R).1,
         "cross" => {
             tapegrad_ops::linalg::cross(&x[0], &x[1], args["dim"].as_i64().unwrap() as isize)

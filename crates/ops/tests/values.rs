@@ -1308,6 +1308,11 @@ fn a_batch_factored_on_the_threads_matches_its_matrices_one_by_one() {
             linalg::solve_triangular(&linalg::cholesky(spd), b, false),
             linalg::qr(a).0,
             linalg::qr_with(a, linalg::QrMode::R).1,
+            linalg::eigh(spd).0,
+            linalg::eigvalsh(spd),
+            linalg::svd(a).1,
+            linalg::svdvals(a),
+            linalg::pinv(a),
         ]
     };
     let batched = every_op(&a, &b, &spd);
@@ -1318,4 +1323,89 @@ fn a_batch_factored_on_the_threads_matches_its_matrices_one_by_one() {
             assert_eq!(v64(&all.select(0, i as isize)), v64(one), "op {op}, matrix {i}");
         }
     }
+}
+
+#[test]
+fn the_gradients_of_eigenvalues_and_singular_values_are_finite_where_they_repeat() {
+    use tapegrad_ops::linalg::{self, MatrixNormOptions, MatrixOrd};
+    // The identity: every eigenvalue and singular value repeated. The gradient of their sum
+    // is V Vᵀ = U Vᵀ = I, where the full decompositions' rules divide by zero gaps.
+    let eye = Tensor::eye_dtype(3, DType::F64).requires_grad();
+    linalg::eigvalsh(&eye).sum().backward();
+    assert_eq!(v64(&eye.grad().unwrap()), v64(&Tensor::eye_dtype(3, DType::F64)));
+    let eye = Tensor::eye_dtype(3, DType::F64).requires_grad();
+    linalg::svdvals(&eye).sum().backward();
+    let gap = (&eye.grad().unwrap() - &Tensor::eye_dtype(3, DType::F64)).abs().max().item();
+    assert!(gap < 1e-15, "off by {gap}");
+    // A singular, rectangular matrix: the nuclear norm's gradient is U Vᵀ, finite. The
+    // second pair of vectors (of the zero singular value) is any completion, but ⟨U Vᵀ, A⟩
+    // is the nuclear norm, 5, whichever it is.
+    let a = Tensor::from_vec(vec![1.0f64, 2.0, 0.0, 2.0, 4.0, 0.0], &[2, 3]).requires_grad();
+    let nuclear = MatrixNormOptions::default().ord(MatrixOrd::Nuc);
+    linalg::matrix_norm_with(&a, nuclear).backward();
+    let g = a.grad().unwrap();
+    assert!(v64(&g).iter().all(|x| x.is_finite()));
+    assert!(((&g * &a).sum().item() - 5.0).abs() < 1e-14);
+}
+
+#[test]
+fn svd_bases_are_whole_and_orthonormal_and_rebuild_the_matrix() {
+    use tapegrad_ops::linalg::{self, SvdOptions};
+    for shape in [[5, 3], [3, 5], [4, 4]] {
+        let a = Tensor::randn_dtype(&[2, shape[0], shape[1]], DType::F64);
+        let k = shape[0].min(shape[1]);
+        for full in [true, false] {
+            let (u, s, vh) = linalg::svd_with(&a, SvdOptions::default().full_matrices(full));
+            let (u_columns, v_rows) = if full { (shape[0], shape[1]) } else { (k, k) };
+            assert_eq!(u.shape(), &[2, shape[0], u_columns]);
+            assert_eq!(vh.shape(), &[2, v_rows, shape[1]]);
+            let gram_u = u.transpose(1, 2).matmul(&u);
+            let gram_v = vh.matmul(&vh.transpose(1, 2));
+            for (gram, size) in [(gram_u, u_columns), (gram_v, v_rows)] {
+                let off = (&gram - &Tensor::eye_dtype(size, DType::F64)).abs().max().item();
+                assert!(off < 1e-14, "{shape:?}, full {full}: off orthonormal by {off}");
+            }
+            let rebuilt = u.narrow(2, 0, k).matmul(&(&s.unsqueeze(-1) * &vh.narrow(1, 0, k)));
+            assert!((&rebuilt - &a).abs().max().item() < 1e-14, "{shape:?}, full {full}");
+            let descending = v64(&s).chunks(k).all(|s| s.windows(2).all(|w| w[0] >= w[1]));
+            assert!(descending, "{shape:?}");
+        }
+    }
+}
+
+#[test]
+fn pinv_meets_the_penrose_conditions_on_a_rank_deficient_matrix() {
+    use tapegrad_ops::linalg::{self, RankTolerance};
+    // Rank 2 of 4 x 3: the product of 4 x 2 and 2 x 3.
+    let a =
+        Tensor::randn_dtype(&[4, 2], DType::F64).matmul(&Tensor::randn_dtype(&[2, 3], DType::F64));
+    let p = linalg::pinv(&a);
+    assert_eq!(p.shape(), &[3, 4]);
+    let close = |x: &Tensor, y: &Tensor| (x - y).abs().max().item() < 1e-12;
+    let (ap, pa) = (a.matmul(&p), p.matmul(&a));
+    assert!(close(&ap.matmul(&a), &a) && close(&pa.matmul(&p), &p));
+    assert!(close(&ap, &ap.transpose(0, 1)) && close(&pa, &pa.transpose(0, 1)));
+    assert_eq!(linalg::matrix_rank(&a).to_vec::<i64>(), vec![2]);
+    // A tolerance above every singular value: rank 0, and a zero pseudo-inverse.
+    let huge = RankTolerance::default().atol(1e6);
+    assert_eq!(linalg::matrix_rank_with(&a, huge).to_vec::<i64>(), vec![0]);
+    assert!(linalg::pinv_with(&a, huge).abs().max().item() == 0.0);
+}
+
+#[test]
+fn spectral_ops_name_what_is_wrong_with_their_input() {
+    use tapegrad_ops::linalg::{self, MatrixNormOptions, MatrixOrd};
+    let message = |e: Error| e.to_string();
+    let e = message(linalg::try_eigh(&Tensor::zeros(&[2, 3])).unwrap_err());
+    assert!(e.contains("eigh") && e.contains("[2, 3]"), "{e}");
+    let e = message(linalg::try_svdvals(&Tensor::zeros(&[4])).unwrap_err());
+    assert!(e.contains("svdvals") && e.contains("[4]"), "{e}");
+    let spectral = MatrixNormOptions::default().ord(MatrixOrd::Two);
+    let e = message(linalg::try_matrix_norm_with(&Tensor::zeros(&[0, 3]), spectral).unwrap_err());
+    assert!(e.contains("matrix_norm") && e.contains("[0, 3]"), "{e}");
+    // Eigenvalues in f32 agree with f64's to f32's precision.
+    let a = Tensor::randn_dtype(&[6, 6], DType::F64);
+    let sym = &a + &a.transpose(0, 1);
+    let (l64, l32) = (linalg::eigvalsh(&sym), linalg::eigvalsh(&sym.to_dtype(DType::F32)));
+    assert!((&l64 - &l32.to_dtype(DType::F64)).abs().max().item() < 1e-5);
 }

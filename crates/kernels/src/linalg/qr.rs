@@ -5,6 +5,7 @@
 //! each block's reflections are gathered into one (`I - V T Vᵀ`, the compact WY form) and
 //! applied to the columns after it, and to `Q`, as two matrix products.
 
+use super::{dot, norm};
 use crate::gemm::{View, gemm_new};
 use crate::transpose::Transpose;
 
@@ -173,7 +174,7 @@ impl crate::simd::WidestLoop for Panel<'_> {
 #[inline(always)]
 fn make_reflector(x: &mut [f64]) -> f64 {
     let (head, tail) = x.split_first_mut().expect("a reflection of at least one element");
-    let tail_norm = dot(tail, tail).sqrt();
+    let tail_norm = norm(tail);
     if tail_norm == 0.0 {
         return 0.0;
     }
@@ -195,20 +196,6 @@ fn reflect(v: &[f64], tau: f64, y: &mut [f64]) {
     let w = tau * (*head + dot(&v[1..], tail));
     *head -= w;
     tail.iter_mut().zip(&v[1..]).for_each(|(t, &vi)| *t -= w * vi);
-}
-
-/// A dot product in four running sums, so that it fills the vectors.
-#[inline(always)]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut sums = [0.0; 4];
-    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = a4.remainder().iter().zip(b4.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a4.zip(b4) {
-        for lane in 0..4 {
-            sums[lane] += x[lane] * y[lane];
-        }
-    }
-    (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
 }
 
 /// The reflections `start..end` as one: `H_start ... H_(end-1) = I - V T Vᵀ`, with `V`'s
@@ -324,5 +311,10 @@ mod tests {
         let qr = Qr::factor(&a, 2, 2);
         assert_eq!(qr.tau[0], 0.0);
         assert_close(&product(&qr.q(2), &qr.r(2), 2, 2, 2), &a, 1e-15, "Q R");
+        // Columns whose sums of squares would overflow, or underflow, keep their length.
+        for scale in [1e200, 1e-200] {
+            let r = Qr::factor(&[3.0 * scale, 4.0 * scale], 2, 1).r(1)[0];
+            assert!((r / scale + 5.0).abs() < 1e-15, "{r}");
+        }
     }
 }

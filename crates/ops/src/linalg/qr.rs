@@ -6,11 +6,9 @@ use std::panic::Location;
 
 use tapegrad_kernels::linalg as kernels;
 use tapegrad_tape::smallvec::smallvec;
-use tapegrad_tape::{
-    Backward, Error, Result, Tensor, ensure_float, is_grad_enabled, or_panic, record_with_tangent,
-};
+use tapegrad_tape::{Backward, Error, Result, Tensor, ensure_float, or_panic, record_with_tangent};
 
-use super::{from_f64, solve_left};
+use super::{from_f64, is_differentiated, solve_left};
 use crate::{IndexOps, MatmulOps, ShapeOps};
 
 /// What [`qr_with`] returns (PyTorch's `mode` of `torch.linalg.qr`), for `A` of `m x n`
@@ -93,8 +91,7 @@ pub fn try_qr_with(a: &Tensor, mode: QrMode) -> Result<(Tensor, Tensor)> {
     }
     let (m, n) = (a.shape()[rank - 2], a.shape()[rank - 1]);
     let batch = &a.shape()[..rank - 2];
-    let differentiated = (a.tracks_grad() && is_grad_enabled())
-        || tapegrad_tape::forward_ad::unpack_dual(a).tangent.is_some();
+    let differentiated = is_differentiated(a);
     if mode == QrMode::Complete && m > n && differentiated {
         return Err(Error::InvalidArgument {
             op: "qr",

@@ -866,6 +866,36 @@ fn qr_case() -> BoxedStrategy<Sample> {
         .boxed()
 }
 
+/// A matrix or a batch of two, `m x n` with each of 1 to 4 (square with `square`), and in
+/// `ints` a choice in `0..choices`.
+fn matrix_case(square: bool, choices: i64) -> BoxedStrategy<Sample> {
+    (any::<bool>(), 1usize..=4, 1usize..=4, 0..choices)
+        .prop_flat_map(move |(batched, m, n, choice)| {
+            let n = if square { m } else { n };
+            let shape = if batched { vec![2, m, n] } else { vec![m, n] };
+            (tensor_f64(Just(shape), -1.0..1.0), Just(vec![choice]))
+        })
+        .prop_map(|(a, ints)| Sample { tensors: vec![a], ints })
+        .boxed()
+}
+
+/// `a` plus the `m x n` diagonal `(0, 10, 20, 30)[..min(m, n)]` scaled by `step / 10`:
+/// with `a`'s entries below 1 and at most 4 x 4 (norm below 4), a step of 10 keeps the
+/// eigenvalues of a symmetric `a` (or the singular values, from 10 on) 2 apart, where
+/// the spectral rules divide by their gaps.
+fn spread_diagonal(a: &Tensor, first: f64, step: f64) -> Tensor {
+    let (m, n) = (a.shape()[a.dim() - 2], a.shape()[a.dim() - 1]);
+    let k = m.min(n);
+    let mut d = vec![0.0; m * n];
+    (0..k).for_each(|i| d[i * n + i] = first + step * i as f64);
+    a + &Tensor::from_vec(d, &[m, n]).to_dtype(a.dtype())
+}
+
+/// The symmetric part of the square matrices `a`.
+fn symmetric(a: &Tensor) -> Tensor {
+    (a + &a.transpose(-2, -1)).mul_scalar(0.5)
+}
+
 fn triangular_system() -> BoxedStrategy<Sample> {
     (broadcast_shapes(2, 2), 1usize..=3, 1usize..=3, 0i64..2, 0i64..2, 0i64..2)
         .prop_flat_map(|((ba, bb), n, k, upper, left, unit)| {
@@ -1671,6 +1701,59 @@ pub fn registry() -> Vec<OpCase> {
             };
             let (q, r) = linalg::qr_with(&shifted, mode);
             tapegrad_ops::cat(&[&q.reshape(&[-1]), &r.reshape(&[-1])], 0)
+        }),
+        // Symmetric eigendecompositions of (A + Aᵀ) / 2 with eigenvalues 2 apart; an
+        // eigenvector's sign is arbitrary, so its squares (and V diag(L) Vᵀ's products).
+        op!("linalg::eigh(a)", "torch.linalg.eigh", true, matrix_case(true, 1), |t, i| {
+            let (l, v) = linalg::eigh(&spread_diagonal(&symmetric(&t[0]), 0.0, 10.0));
+            tapegrad_ops::cat(&[&l.reshape(&[-1]), &v.square().reshape(&[-1])], 0)
+        }),
+        op!("linalg::eigvalsh(a)", "torch.linalg.eigvalsh", true, matrix_case(true, 1), |t, i| {
+            linalg::eigvalsh(&spread_diagonal(&symmetric(&t[0]), 0.0, 10.0))
+        }),
+        // Singular value decompositions of A plus a diagonal from 10 in steps of 10 (distinct,
+        // non-zero singular values), reduced or full: S, the squares of U and Vᴴ, and U Vᴴ
+        // (a pair's common sign is arbitrary), the first min(m, n) vectors (the rest are
+        // constants to the rule, as in PyTorch).
+        op!(
+            "linalg::svd_with(a, options)",
+            "torch.linalg.svd",
+            true,
+            matrix_case(false, 2),
+            |t, i| {
+                let a = spread_diagonal(&t[0], 10.0, 10.0);
+                let (m, n) = (a.shape()[a.dim() - 2], a.shape()[a.dim() - 1]);
+                let k = m.min(n);
+                let options = linalg::SvdOptions::default().full_matrices(i[0] == 1);
+                let (u, s, vh) = linalg::svd_with(&a, options);
+                let (u, vh) = (u.narrow(-1, 0, k), vh.narrow(-2, 0, k));
+                let flat = |x: &Tensor| x.reshape(&[-1]);
+                let (squares_u, squares_vh) = (flat(&u.square()), flat(&vh.square()));
+                tapegrad_ops::cat(&[&flat(&s), &squares_u, &squares_vh, &flat(&u.matmul(&vh))], 0)
+            }
+        ),
+        op!("linalg::svdvals(a)", "torch.linalg.svdvals", true, matrix_case(false, 1), |t, i| {
+            linalg::svdvals(&spread_diagonal(&t[0], 10.0, 10.0))
+        }),
+        // The pseudo-inverse of a full-rank A (tall, square or wide), and the norms and
+        // condition number, each on A plus a spread diagonal.
+        op!("linalg::pinv(a)", "torch.linalg.pinv", true, matrix_case(false, 1), |t, i| {
+            linalg::pinv(&spread_diagonal(&t[0], 10.0, 10.0))
+        }),
+        op!(
+            "linalg::matrix_norm_with(a, options)",
+            "torch.linalg.matrix_norm",
+            true,
+            matrix_case(false, 16),
+            |t, i| {
+                use linalg::MatrixOrd::*;
+                let ord = [Fro, Nuc, Two, NegTwo, One, NegOne, Inf, NegInf][i[0] as usize % 8];
+                let options = linalg::MatrixNormOptions::default().ord(ord).keepdim(i[0] >= 8);
+                linalg::matrix_norm_with(&spread_diagonal(&t[0], 10.0, 10.0), options)
+            }
+        ),
+        op!("linalg::cond(a)", "torch.linalg.cond", true, matrix_case(false, 1), |t, i| {
+            linalg::cond(&spread_diagonal(&t[0], 10.0, 10.0))
         }),
         op!("linalg::cross(a, b, dim)", "torch.linalg.cross", true, cross_case(), |t, i| {
             linalg::cross(&t[0], &t[1], i[0] as isize)
