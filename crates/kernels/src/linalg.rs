@@ -14,10 +14,12 @@
 use crate::gemm::{View, gemm_into, gemm_new, gemm_serial};
 use rayon::prelude::*;
 
-mod jacobi;
 mod qr;
-pub use jacobi::{Svd, SymmetricEigen};
+mod svd;
+mod symmetric;
 pub use qr::Qr;
+pub use svd::Svd;
+pub use symmetric::SymmetricEigen;
 
 /// Rows (and columns) handled at a time: the work between blocks is a matrix product.
 const BLOCK: usize = 64;
@@ -103,6 +105,24 @@ fn norm(x: &[f64]) -> f64 {
     }
     let scale = 1.0 / largest;
     largest * x.iter().map(|v| (v * scale) * (v * scale)).sum::<f64>().sqrt()
+}
+
+/// Rows `p` and `q` (of `n`) of `x` replaced by `c x_p - s x_q` and `s x_p + c x_q`.
+#[inline(always)]
+fn rotate_rows(x: &mut [f64], n: usize, p: usize, q: usize, c: f64, s: f64) {
+    let (head, tail) = x.split_at_mut(q * n);
+    let (xp, xq) = (&mut head[p * n..(p + 1) * n], &mut tail[..n]);
+    for (a, b) in xp.iter_mut().zip(xq.iter_mut()) {
+        let (g, h) = (*a, *b);
+        (*a, *b) = (c * g - s * h, s * g + c * h);
+    }
+}
+
+/// The `n x n` identity, row-major.
+fn identity(n: usize) -> Vec<f64> {
+    let mut x = vec![0.0; n * n];
+    (0..n).for_each(|i| x[i * n + i] = 1.0);
+    x
 }
 
 /// Where a Cholesky factorization stopped: the leading minor of this order (1-based) is

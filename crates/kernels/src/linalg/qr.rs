@@ -172,7 +172,7 @@ impl crate::simd::WidestLoop for Panel<'_> {
 /// its leading 1, in `x[1..]`; returns `tau`. A column already zero below its head needs no
 /// reflection (`tau = 0`).
 #[inline(always)]
-fn make_reflector(x: &mut [f64]) -> f64 {
+pub(super) fn make_reflector(x: &mut [f64]) -> f64 {
     let (head, tail) = x.split_first_mut().expect("a reflection of at least one element");
     let tail_norm = norm(tail);
     if tail_norm == 0.0 {

@@ -1,124 +1,15 @@
-//! Eigenvalues of symmetric matrices ([`SymmetricEigen`]) and singular values ([`Svd`]) by
-//! Jacobi rotations: each rotation zeroes one off-diagonal pair (or makes two columns
-//! orthogonal), and sweeps over all pairs repeat until none is left above the rounding of
-//! its diagonal. Jacobi's method is accurate to the last bits of the small eigenvalues and
+//! The singular value decomposition ([`Svd`]) by one-sided Jacobi rotations: each rotation
+//! makes two columns orthogonal, and sweeps over all pairs repeat until every pair is
+//! orthogonal to within rounding. The method is accurate to the last bits of the small
 //! singular values as well as the large ones, and its rotations run along contiguous rows:
 //! the matrix whose columns rotate is kept transposed. A tall matrix is first reduced to
 //! its square `R` by [`Qr`], so the sweeps work on `n x n` whatever `m` is.
 
-use super::{Qr, dot, norm};
+use super::{Qr, dot, identity, norm, rotate_rows};
 
 /// Sweeps after which the rotations stop even if some pair is still above the threshold
 /// (a handful is usual: the off-diagonal part shrinks quadratically once it is small).
 const MAX_SWEEPS: usize = 64;
-
-/// The eigendecomposition `A = V diag(values) Vᵀ` of a symmetric matrix (LAPACK's `syev`,
-/// PyTorch's `torch.linalg.eigh`): the eigenvalues ascending, each eigenvector a column
-/// of the orthogonal `V`. Only the lower triangle of `A` is read. An eigenvector's sign is
-/// not unique; these are the ones the rotations arrive at.
-///
-/// ```
-/// use tapegrad_kernels::linalg::SymmetricEigen;
-/// let eigen = SymmetricEigen::of(&[2.0, 1.0, 1.0, 2.0], 2, true);
-/// assert!((eigen.values[0] - 1.0).abs() < 1e-15 && (eigen.values[1] - 3.0).abs() < 1e-15);
-/// // The eigenvector of 3 is (1, 1) / √2, up to its sign.
-/// assert!((eigen.vectors[1].abs() - 0.5f64.sqrt()).abs() < 1e-15);
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct SymmetricEigen {
-    /// The `n` eigenvalues, ascending.
-    pub values: Vec<f64>,
-    /// `V`, row-major `n x n` (column `j` belongs to `values[j]`); empty unless asked for.
-    pub vectors: Vec<f64>,
-}
-
-impl SymmetricEigen {
-    /// The eigenvalues of the row-major `n x n` matrix `a` read from its lower triangle,
-    /// and with `vectors` its eigenvectors. A matrix with NaN or an infinity gives NaN
-    /// throughout.
-    ///
-    /// ```
-    /// use tapegrad_kernels::linalg::SymmetricEigen;
-    /// // The upper triangle is not read.
-    /// let eigen = SymmetricEigen::of(&[1.0, 99.0, 0.0, 2.0], 2, false);
-    /// assert_eq!((eigen.values, eigen.vectors.len()), (vec![1.0, 2.0], 0));
-    /// ```
-    pub fn of(a: &[f64], n: usize, vectors: bool) -> SymmetricEigen {
-        assert_eq!(a.len(), n * n, "eigh: {} elements for a {n} x {n} matrix", a.len());
-        let mut s = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..=i {
-                (s[i * n + j], s[j * n + i]) = (a[i * n + j], a[i * n + j]);
-            }
-        }
-        let mut vt = if vectors { identity(n) } else { Vec::new() };
-        if s.iter().any(|x| !x.is_finite()) {
-            let nan = |len| vec![f64::NAN; len];
-            return SymmetricEigen { values: nan(n), vectors: nan(vt.len()) };
-        }
-        crate::simd::run_widest(Eigen { s: &mut s, vt: &mut vt, n });
-        let values: Vec<f64> = (0..n).map(|i| s[i * n + i]).collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
-        let mut v = vec![0.0; vt.len()];
-        if vectors {
-            for (column, &from) in order.iter().enumerate() {
-                for (i, &x) in vt[from * n..(from + 1) * n].iter().enumerate() {
-                    v[i * n + column] = x;
-                }
-            }
-        }
-        SymmetricEigen { values: order.iter().map(|&i| values[i]).collect(), vectors: v }
-    }
-}
-
-/// Two-sided Jacobi sweeps over the full symmetric `s` (both triangles kept), with the
-/// rotations gathered into `vt`'s rows when it is not empty.
-struct Eigen<'a> {
-    s: &'a mut [f64],
-    vt: &'a mut [f64],
-    n: usize,
-}
-
-impl crate::simd::WidestLoop for Eigen<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        let Eigen { s, vt, n } = self;
-        for _ in 0..MAX_SWEEPS {
-            let mut rotated = false;
-            for p in 0..n {
-                for q in p + 1..n {
-                    let (app, aqq, apq) = (s[p * n + p], s[q * n + q], s[p * n + q]);
-                    if apq.abs() <= f64::EPSILON * app.abs().max(aqq.abs()) || apq == 0.0 {
-                        continue;
-                    }
-                    rotated = true;
-                    // The rotation by the smaller angle that zeroes (p, q).
-                    let t = tangent((aqq - app) / (2.0 * apq));
-                    let c = 1.0 / (1.0 + t * t).sqrt();
-                    let sn = t * c;
-                    s[p * n + p] = app - t * apq;
-                    s[q * n + q] = aqq + t * apq;
-                    (s[p * n + q], s[q * n + p]) = (0.0, 0.0);
-                    for k in (0..n).filter(|&k| k != p && k != q) {
-                        let (g, h) = (s[k * n + p], s[k * n + q]);
-                        let (new_p, new_q) = (c * g - sn * h, sn * g + c * h);
-                        (s[k * n + p], s[p * n + k]) = (new_p, new_p);
-                        (s[k * n + q], s[q * n + k]) = (new_q, new_q);
-                    }
-                    if !vt.is_empty() {
-                        rotate_rows(vt, n, p, q, c, sn);
-                    }
-                }
-            }
-            if !rotated {
-                break;
-            }
-        }
-    }
-}
 
 /// The singular value decomposition `A = U diag(s) Vᵀ` (LAPACK's `gesvd`, PyTorch's
 /// `torch.linalg.svd`): `s` descending and non-negative, `U` and `V` with orthonormal
@@ -261,15 +152,19 @@ impl crate::simd::WidestLoop for OneSided<'_> {
         let OneSided { w, vt, n } = self;
         for _ in 0..MAX_SWEEPS {
             let mut rotated = false;
+            // The columns' squared lengths, taken afresh each sweep and kept up to date by
+            // each rotation (which moves `t gamma` from one to the other).
+            let mut squares: Vec<f64> = w.chunks_exact(n).map(|row| dot(row, row)).collect();
             for p in 0..n {
                 for q in p + 1..n {
-                    let (wp, wq) = (&w[p * n..(p + 1) * n], &w[q * n..(q + 1) * n]);
-                    let (alpha, beta, gamma) = (dot(wp, wp), dot(wq, wq), dot(wp, wq));
+                    let gamma = dot(&w[p * n..(p + 1) * n], &w[q * n..(q + 1) * n]);
+                    let (alpha, beta) = (squares[p], squares[q]);
                     if gamma.abs() <= f64::EPSILON * alpha.sqrt() * beta.sqrt() || gamma == 0.0 {
                         continue;
                     }
                     rotated = true;
                     let t = tangent((beta - alpha) / (2.0 * gamma));
+                    (squares[p], squares[q]) = (alpha - t * gamma, beta + t * gamma);
                     let c = 1.0 / (1.0 + t * t).sqrt();
                     rotate_rows(w, n, p, q, c, t * c);
                     if !vt.is_empty() {
@@ -293,17 +188,6 @@ fn tangent(theta: f64) -> f64 {
         0.5 / theta
     } else {
         theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt())
-    }
-}
-
-/// Rows `p` and `q` (of `n`) of `x` replaced by `c x_p - s x_q` and `s x_p + c x_q`.
-#[inline(always)]
-fn rotate_rows(x: &mut [f64], n: usize, p: usize, q: usize, c: f64, s: f64) {
-    let (head, tail) = x.split_at_mut(q * n);
-    let (xp, xq) = (&mut head[p * n..(p + 1) * n], &mut tail[..n]);
-    for (a, b) in xp.iter_mut().zip(xq.iter_mut()) {
-        let (g, h) = (*a, *b);
-        (*a, *b) = (c * g - s * h, s * g + c * h);
     }
 }
 
@@ -342,12 +226,6 @@ fn power_of_two_scale(a: &[f64]) -> f64 {
     2f64.powi(-(largest.log2().round() as i32))
 }
 
-fn identity(n: usize) -> Vec<f64> {
-    let mut x = vec![0.0; n * n];
-    (0..n).for_each(|i| x[i * n + i] = 1.0);
-    x
-}
-
 /// `out` (`n x m`) = `a`ᵀ for the row-major `m x n` `a`.
 fn transpose(a: &[f64], m: usize, n: usize, out: &mut [f64]) {
     for i in 0..m {
@@ -382,45 +260,6 @@ mod tests {
         let gram = product(&transposed(x, rows, columns), x, columns, rows, columns);
         let off = worst(&gram, &identity(columns));
         assert!(off < 1e-13, "{what}: columns off orthonormal by {off}");
-    }
-
-    #[test]
-    fn eigenvectors_diagonalize_the_matrix_and_the_values_ascend() {
-        for n in [1, 2, 3, 7, 20, 41] {
-            let b = matrix(n, n, n as f64);
-            // A symmetric matrix, with garbage above the diagonal that must not be read.
-            let mut a = product(&b, &transposed(&b, n, n), n, n, n);
-            (0..n).for_each(|i| a[i * n + i] -= 3.0);
-            let symmetric = a.clone();
-            (0..n).for_each(|i| (i + 1..n).for_each(|j| a[i * n + j] = 1e9));
-            let eigen = SymmetricEigen::of(&a, n, true);
-            let v = &eigen.vectors;
-            assert_orthonormal_columns(v, n, n, &format!("{n} x {n}"));
-            assert!(eigen.values.windows(2).all(|w| w[0] <= w[1]));
-            let av = product(&symmetric, v, n, n, n);
-            let scale = symmetric.iter().fold(1.0f64, |m, x| m.max(x.abs())) * n as f64;
-            for (j, &lambda) in eigen.values.iter().enumerate() {
-                let residual = (0..n).map(|i| (av[i * n + j] - lambda * v[i * n + j]).abs());
-                assert!(residual.fold(0.0, f64::max) < 1e-14 * scale, "{n} x {n}, value {j}");
-            }
-            let values_only = SymmetricEigen::of(&a, n, false).values;
-            assert!(worst(&values_only, &eigen.values) < 1e-13 * scale);
-        }
-    }
-
-    #[test]
-    fn repeated_and_tiny_eigenvalues() {
-        // The identity: every vector is an eigenvector, no rotation needed.
-        let eigen = SymmetricEigen::of(&identity(3), 3, true);
-        assert_eq!((eigen.values, eigen.vectors), (vec![1.0; 3], identity(3)));
-        // diag(1, 1e-30) rotated by 45 degrees: the small value keeps its digits.
-        let (big, small) = (1.0, 1e-30);
-        let a =
-            [(big + small) / 2.0, (big - small) / 2.0, (big - small) / 2.0, (big + small) / 2.0];
-        let values = SymmetricEigen::of(&a, 2, false).values;
-        assert_eq!(values[1], 1.0);
-        assert!(values[0].abs() < 1e-16);
-        assert!(SymmetricEigen::of(&[f64::NAN, 0.0, 0.0, 1.0], 2, true).values[1].is_nan());
     }
 
     #[test]
