@@ -249,7 +249,7 @@ fn rows() -> Vec<Row> {
                 let reduced = linalg::SvdOptions::default().full_matrices(false);
                 (linalg::eigh(&sym), linalg::eigvalsh(&sym), linalg::svd_with(&a, reduced), linalg::svdvals(&a))
             },
-            "Jacobi rotations; `eigh` reads the lower triangle (PyTorch's `UPLO='L'`); `svd(&a)` is `full_matrices=True`; vectors' signs may differ from PyTorch's"
+            "tridiagonal QL (`eigh`) and one-sided Jacobi (`svd`), in f64; `eigh` reads the lower triangle (PyTorch's `UPLO='L'`); `svd(&a)` is `full_matrices=True`; vectors' signs may differ from PyTorch's"
         ),
         (
             "Math",

@@ -2,7 +2,8 @@
 //! widened first: the work is cubic in the size, the conversion quadratic): the Cholesky
 //! factor of a symmetric positive-definite matrix, the solution of a triangular system,
 //! the LU factorization with partial pivoting behind general solves, inverses and
-//! determinants, and the QR factorization by Householder reflections ([`Qr`]). Rows are
+//! determinants, the QR factorization by Householder reflections ([`Qr`]), the symmetric
+//! eigendecomposition ([`SymmetricEigen`]) and the singular value decomposition ([`Svd`]). Rows are
 //! row-major and contiguous; a system's right-hand sides are the columns of `B`, updated a
 //! row at a time so the inner loops run along contiguous rows. The Cholesky factor, the LU
 //! factors and the triangular solves go in blocks of 64 rows or columns, whose interactions

@@ -1,7 +1,8 @@
 //! Spectral decompositions: the eigendecomposition of symmetric matrices ([`eigh`],
 //! [`eigvalsh`]) and the singular value decomposition ([`svd`], [`svdvals`]), each one
 //! recorded op whose output packs every factor, so its rule sees all their gradients; the
-//! values from `tapegrad_kernels::linalg`'s Jacobi rotations. The rules are PyTorch's,
+//! values from `tapegrad_kernels::linalg` (tridiagonal QL for `eigh`, one-sided Jacobi
+//! rotations for `svd`). The rules are PyTorch's,
 //! written with recorded ops, so they differentiate again. Like PyTorch's, they divide by
 //! the gaps between eigenvalues (or squared singular values): at a repeated one the
 //! gradient of the vectors is infinite or NaN, while a loss of the values alone
