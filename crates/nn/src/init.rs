@@ -180,12 +180,21 @@ pub fn trunc_normal(shape: &[usize], mean: f64, std: f64, a: f64, b: f64) -> Ten
         "trunc_normal: needs std > 0 and a < b, got std {std}, a {a}, b {b} (at {})",
         std::panic::Location::caller()
     );
-    let cdf = |x: f64| 0.5 * libm::erfc(-(x - mean) / (std * std::f64::consts::SQRT_2));
-    let uniform = Tensor::uniform_dtype(shape, cdf(a), cdf(b), tapegrad_tape::DType::F64);
+    // Standardized bounds. Above the mean the distribution function rounds to 1 (past
+    // about 8 deviations the interval has no width), so the draw is made in the mirrored
+    // interval below, where it keeps its digits, and mirrored back.
+    let (low, high) = ((a - mean) / std, (b - mean) / std);
+    let mirrored = low > 0.0;
+    let (low, high) = if mirrored { (-high, -low) } else { (low, high) };
+    let cdf = |z: f64| 0.5 * libm::erfc(-z / std::f64::consts::SQRT_2);
+    let uniform = Tensor::uniform_dtype(shape, cdf(low), cdf(high), tapegrad_tape::DType::F64);
     let values: Vec<f32> = uniform
         .to_vec::<f64>()
         .into_iter()
-        .map(|p| (mean + std * standard_normal_quantile(p)).clamp(a, b) as f32)
+        .map(|p| {
+            let z = standard_normal_quantile(p);
+            (mean + std * if mirrored { -z } else { z }).clamp(a, b) as f32
+        })
         .collect();
     Tensor::from_vec(values, shape)
 }

@@ -74,6 +74,15 @@ fn trunc_normal_stays_in_bounds_with_the_truncated_moments() {
     assert!(narrow.iter().all(|v| (2.0..=3.0).contains(v)));
     let (mean, std) = moments(&narrow);
     assert!((mean - 2.3158).abs() < 0.01 && (std - 0.2480).abs() < 0.01, "{mean} {std}");
+    // Far in the upper tail, [9, 10]: the draws spread over the interval (its mean is
+    // (φ(9) - φ(10)) / (Φ(10) - Φ(9)) = 9.1087), not all at one bound.
+    let tail = init::trunc_normal(&[20000], 0.0, 1.0, 9.0, 10.0).to_vec::<f32>();
+    assert!(tail.iter().all(|v| (9.0..=10.0).contains(v)));
+    let (mean, _) = moments(&tail);
+    assert!((mean - 9.1087).abs() < 0.01, "{mean}");
+    // The same below the mean, by symmetry.
+    let (mean, _) = moments(&init::trunc_normal(&[20000], 0.0, 1.0, -10.0, -9.0).to_vec::<f32>());
+    assert!((mean + 9.1087).abs() < 0.01, "{mean}");
     // PyTorch's usual call for a transformer's weights.
     let weights = init::trunc_normal(&[256, 64], 0.0, 0.02, -2.0, 2.0);
     let (_, std) = moments(&weights.to_vec::<f32>());
