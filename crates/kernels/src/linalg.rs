@@ -126,6 +126,17 @@ fn identity(n: usize) -> Vec<f64> {
     x
 }
 
+/// A power of two that brings the largest entry of `a` near 1 when it is beyond 1e±100,
+/// else 1.
+fn power_of_two_scale(a: &[f64]) -> f64 {
+    let largest = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if largest == 0.0 || (1e-100..=1e100).contains(&largest) {
+        return 1.0;
+    }
+    // Clamped so that the scale itself is finite even for a subnormal largest entry.
+    2f64.powi(-(largest.log2().round() as i32).clamp(-1000, 1000))
+}
+
 /// Where a Cholesky factorization stopped: the leading minor of this order (1-based) is
 /// not positive (or is NaN).
 ///

@@ -1337,6 +1337,14 @@ fn the_gradients_of_eigenvalues_and_singular_values_are_finite_where_they_repeat
     linalg::svdvals(&eye).sum().backward();
     let gap = (&eye.grad().unwrap() - &Tensor::eye_dtype(3, DType::F64)).abs().max().item();
     assert!(gap < 1e-15, "off by {gap}");
+    // The same through the full decompositions when only their values reach the loss.
+    let eye = Tensor::eye_dtype(3, DType::F64).requires_grad();
+    linalg::eigh(&eye).0.sum().backward();
+    assert_eq!(v64(&eye.grad().unwrap()), v64(&Tensor::eye_dtype(3, DType::F64)));
+    let eye = Tensor::eye_dtype(3, DType::F64).requires_grad();
+    linalg::svd(&eye).1.sum().backward();
+    let gap = (&eye.grad().unwrap() - &Tensor::eye_dtype(3, DType::F64)).abs().max().item();
+    assert!(gap < 1e-15, "off by {gap}");
     // A singular, rectangular matrix: the nuclear norm's gradient is U Vᵀ, finite. The
     // second pair of vectors (of the zero singular value) is any completion, but ⟨U Vᵀ, A⟩
     // is the nuclear norm, 5, whichever it is.
@@ -1390,6 +1398,9 @@ fn pinv_meets_the_penrose_conditions_on_a_rank_deficient_matrix() {
     let huge = RankTolerance::default().atol(1e6);
     assert_eq!(linalg::matrix_rank_with(&a, huge).to_vec::<i64>(), vec![0]);
     assert!(linalg::pinv_with(&a, huge).abs().max().item() == 0.0);
+    // NaN stays NaN (not a zero matrix from a NaN tolerance).
+    let nan = Tensor::from_vec(vec![1.0f64, f64::NAN, 0.0, 1.0], &[2, 2]);
+    assert!(v64(&linalg::pinv(&nan)).iter().all(|x| x.is_nan()));
 }
 
 #[test]
@@ -1403,6 +1414,9 @@ fn spectral_ops_name_what_is_wrong_with_their_input() {
     let spectral = MatrixNormOptions::default().ord(MatrixOrd::Two);
     let e = message(linalg::try_matrix_norm_with(&Tensor::zeros(&[0, 3]), spectral).unwrap_err());
     assert!(e.contains("matrix_norm") && e.contains("[0, 3]"), "{e}");
+    // An empty batch is an empty result, and empty matrices have a 0 condition number.
+    assert_eq!(linalg::matrix_norm(&Tensor::zeros(&[0, 2, 3])).shape(), &[0]);
+    assert_eq!(linalg::cond(&Tensor::zeros(&[2, 3, 0])).to_vec::<f32>(), vec![0.0, 0.0]);
     // Eigenvalues in f32 agree with f64's to f32's precision.
     let a = Tensor::randn_dtype(&[6, 6], DType::F64);
     let sym = &a + &a.transpose(0, 1);

@@ -5,7 +5,7 @@
 //! the matrix whose columns rotate is kept transposed. A tall matrix is first reduced to
 //! its square `R` by [`Qr`], so the sweeps work on `n x n` whatever `m` is.
 
-use super::{Qr, dot, identity, norm, rotate_rows};
+use super::{Qr, dot, identity, norm, power_of_two_scale, rotate_rows};
 
 /// Sweeps after which the rotations stop even if some pair is still above the threshold
 /// (a handful is usual: the off-diagonal part shrinks quadratically once it is small).
@@ -48,6 +48,11 @@ impl Svd {
     /// ```
     pub fn of(a: &[f64], m: usize, n: usize, full: bool, vectors: bool) -> Svd {
         assert_eq!(a.len(), m * n, "svd: {} elements for a {m} x {n} matrix", a.len());
+        if m * n == 0 {
+            // No singular value; a full decomposition's bases are the identities.
+            let basis = |size| if vectors && full { identity(size) } else { Vec::new() };
+            return Svd { u: basis(m), s: Vec::new(), vt: basis(n) };
+        }
         if m < n {
             // Aᵀ = V S Uᵀ: the tall case, its sides exchanged.
             let mut at = vec![0.0; m * n];
@@ -216,17 +221,6 @@ fn complete_basis(rows: &mut [f64], n: usize, missing: &[bool]) {
     }
 }
 
-/// A power of two that brings the largest entry of `a` near 1 when it is beyond 1e±100,
-/// else 1.
-fn power_of_two_scale(a: &[f64]) -> f64 {
-    let largest = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    if largest == 0.0 || (1e-100..=1e100).contains(&largest) {
-        return 1.0;
-    }
-    // Clamped so that the scale itself is finite even for a subnormal largest entry.
-    2f64.powi(-(largest.log2().round() as i32).clamp(-1000, 1000))
-}
-
 /// `out` (`n x m`) = `a`ᵀ for the row-major `m x n` `a`.
 fn transpose(a: &[f64], m: usize, n: usize, out: &mut [f64]) {
     for i in 0..m {
@@ -307,6 +301,10 @@ mod tests {
         );
         assert_orthonormal_columns(&svd.u, 3, 3, "U");
         assert_orthonormal_columns(&transposed(&svd.vt, 3, 3), 3, 3, "V");
+        // No entries: no singular value, and identities for the full bases.
+        let empty = Svd::of(&[], 0, 3, true, true);
+        assert_eq!((empty.s.len(), empty.u.len(), empty.vt), (0, 0, identity(3)));
+        assert_eq!(Svd::of(&[], 2, 0, false, true).u.len(), 0);
         // The zero matrix: singular values 0 and identity-like bases.
         let zero = Svd::of(&[0.0; 6], 2, 3, true, true);
         assert_eq!(zero.s, vec![0.0, 0.0]);

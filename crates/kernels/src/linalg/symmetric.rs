@@ -6,7 +6,7 @@
 //! and the rotated vectors are kept as rows (`Qᵀ`).
 
 use super::qr::make_reflector;
-use super::{dot, identity, rotate_rows};
+use super::{dot, identity, power_of_two_scale, rotate_rows};
 use crate::transpose::Transpose;
 use rayon::prelude::*;
 
@@ -52,25 +52,26 @@ impl SymmetricEigen {
         if a.iter().enumerate().any(|(i, x)| i % n.max(1) <= i / n.max(1) && !x.is_finite()) {
             return SymmetricEigen { values: nan(n), vectors: nan(vectors_len) };
         }
-        // The lower triangle is all the reduction reads and writes.
+        // The lower triangle is all the reduction reads and writes; entries far from 1 are
+        // scaled by a power of two (exactly), so that the steps' sums neither overflow nor
+        // underflow.
         let mut s = vec![0.0; n * n];
         for i in 0..n {
             s[i * n..i * n + i + 1].copy_from_slice(&a[i * n..i * n + i + 1]);
         }
+        let scale = power_of_two_scale(&s);
+        if scale != 1.0 {
+            s.iter_mut().for_each(|x| *x *= scale);
+        }
         let (mut d, mut e) = (vec![0.0; n], vec![0.0; n]);
         let mut tau = vec![0.0; n.saturating_sub(2)];
         crate::simd::run_widest(Tridiagonalize { s: &mut s, tau: &mut tau, d: &mut d, e: &mut e });
-        let mut rotations = Vec::new();
-        let ql = Ql { d: &mut d, e: &mut e, rotations: vectors.then_some(&mut rotations) };
+        // Qᵀ, whose rows become the eigenvectors as the rotations reach them.
+        let mut zt = if vectors { reflections_transposed(&s, &tau, n) } else { Vec::new() };
+        let ql = Ql { d: &mut d, e: &mut e, zt: vectors.then_some(zt.as_mut_slice()) };
         if !ql.run() {
             return SymmetricEigen { values: nan(n), vectors: nan(vectors_len) };
         }
-        // Qᵀ, whose rows become the eigenvectors once the rotations reach them.
-        let zt = if vectors {
-            rotated(reflections_transposed(&s, &tau, n), n, &rotations)
-        } else {
-            Vec::new()
-        };
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by(|&i, &j| d[i].total_cmp(&d[j]));
         let mut v = vec![0.0; vectors_len];
@@ -81,7 +82,7 @@ impl SymmetricEigen {
                 }
             }
         }
-        SymmetricEigen { values: order.iter().map(|&i| d[i]).collect(), vectors: v }
+        SymmetricEigen { values: order.iter().map(|&i| d[i] / scale).collect(), vectors: v }
     }
 }
 
@@ -202,18 +203,20 @@ const ROTATED_COLUMNS: usize = 64;
 
 /// Implicit QL steps with Wilkinson's shift on the tridiagonal `(d, e)` until every
 /// subdiagonal entry is below the rounding of its neighbours, the eigenvalues left in `d`;
-/// each step's rotations, in order, pushed to `rotations` when it is given. False when an
-/// eigenvalue takes more than [`MAX_STEPS`] steps.
+/// the steps' rotations, in order, applied to the rows of `zt` when it is given (gathered
+/// until there are `n² / 2` of them, so that they cost less memory than the vectors). False
+/// when an eigenvalue takes more than [`MAX_STEPS`] steps.
 struct Ql<'a> {
     d: &'a mut [f64],
     e: &'a mut [f64],
-    rotations: Option<&'a mut Vec<Rotation>>,
+    zt: Option<&'a mut [f64]>,
 }
 
 impl Ql<'_> {
     fn run(self) -> bool {
-        let Ql { d, e, mut rotations } = self;
+        let Ql { d, e, mut zt } = self;
         let n = d.len();
+        let mut rotations: Vec<Rotation> = Vec::new();
         for l in 0..n {
             let mut steps = 0;
             loop {
@@ -251,7 +254,7 @@ impl Ql<'_> {
                     p = s * r;
                     d[i + 1] = g + p;
                     g = c * r - b;
-                    if let Some(rotations) = rotations.as_deref_mut() {
+                    if zt.is_some() {
                         rotations.push((i, c, s));
                     }
                 }
@@ -260,18 +263,25 @@ impl Ql<'_> {
                     e[l] = g;
                     e[m] = 0.0;
                 }
+                if let Some(zt) = zt.as_deref_mut().filter(|_| rotations.len() >= n * n / 2) {
+                    rotate_in_blocks(zt, n, &rotations);
+                    rotations.clear();
+                }
             }
+        }
+        if let Some(zt) = zt {
+            rotate_in_blocks(zt, n, &rotations);
         }
         true
     }
 }
 
-/// `zt` (`n x n`) with `rotations` applied to its rows in order: a block of columns at a
+/// Applies `rotations` in order to the rows of `zt` (`n x n`): a block of columns at a
 /// time, copied out so that it is contiguous, the blocks on the threads when the work is
 /// worth it (each column's arithmetic is the same wherever it runs).
-fn rotated(mut zt: Vec<f64>, n: usize, rotations: &[Rotation]) -> Vec<f64> {
+fn rotate_in_blocks(zt: &mut [f64], n: usize, rotations: &[Rotation]) {
     if rotations.is_empty() {
-        return zt;
+        return;
     }
     let starts: Vec<usize> = (0..n).step_by(ROTATED_COLUMNS).collect();
     let rotate_block = |&start: &usize| {
@@ -293,7 +303,6 @@ fn rotated(mut zt: Vec<f64>, n: usize, rotations: &[Rotation]) -> Vec<f64> {
             row[start..start + width].copy_from_slice(part);
         }
     }
-    zt
 }
 
 /// Rotations applied, in order, to the rows of a block `width` wide.
@@ -396,7 +405,7 @@ mod tests {
 
     #[test]
     fn entries_far_from_one_keep_their_eigenvalues() {
-        for scale in [1e-200, 1e200] {
+        for scale in [1e-200, 1e200, f64::MAX / 4.0] {
             let a = [2.0, 1.0, 1.0, 2.0].map(|x| x * scale);
             let values = SymmetricEigen::of(&a, 2, false).values;
             assert!(

@@ -127,6 +127,10 @@ pub fn try_pinv_with(a: &Tensor, tolerance: RankTolerance) -> Result<Tensor> {
         let k = m.min(n);
         kernels::map_matrices(&a.to_vec::<f64>(), m * n, 12 * m * n * k, |matrix| {
             let svd = kernels::Svd::of(matrix, m, n, false, true);
+            if svd.s[0].is_nan() {
+                // NaN or an infinity in the matrix (PyTorch's product with NaN factors).
+                return vec![f64::NAN; n * m];
+            }
             let cut = tolerance.threshold(svd.s[0], m, n, dtype);
             // A⁺ = Σ v_i u_iᵀ / σ_i over the σ_i above the threshold.
             let mut p = vec![0.0; n * m];
@@ -374,9 +378,8 @@ pub fn try_matrix_norm_with(a: &Tensor, options: MatrixNormOptions) -> Result<Te
             location,
         });
     }
-    let batch: Vec<isize> = a.shape()[..a.dim() - 2].iter().map(|&d| d as isize).collect();
     let norm = match options.ord {
-        MatrixOrd::Fro => a.reshape(&[batch.clone(), vec![-1]].concat()).norm_dim(2.0, -1, false),
+        MatrixOrd::Fro => a.flatten(-2, -1).norm_dim(2.0, -1, false),
         MatrixOrd::Nuc => try_svdvals(a)?.sum_dim(-1, false),
         MatrixOrd::Two => try_svdvals(a)?.amax(&[-1], false),
         MatrixOrd::NegTwo => try_svdvals(a)?.amin(&[-1], false),
@@ -389,7 +392,8 @@ pub fn try_matrix_norm_with(a: &Tensor, options: MatrixNormOptions) -> Result<Te
 }
 
 /// The condition number of each matrix in the spectral norm, `σ_max / σ_min` (PyTorch's
-/// `torch.linalg.cond` with its default `p=None`): infinite for a singular matrix.
+/// `torch.linalg.cond` with its default `p=None`): infinite for a singular matrix, and 0
+/// for an empty one (as PyTorch).
 ///
 /// ```
 /// use tapegrad_ops::linalg;
@@ -407,18 +411,15 @@ pub fn cond(a: &Tensor) -> Tensor {
 /// ```
 /// use tapegrad_ops::linalg;
 /// use tapegrad_tape::Tensor;
-/// assert!(linalg::try_cond(&Tensor::zeros(&[0, 0])).is_err()); // no singular value
+/// assert!(linalg::try_cond(&Tensor::zeros(&[3])).is_err()); // a vector
+/// assert_eq!(linalg::cond(&Tensor::zeros(&[2, 0, 0])).to_vec::<f32>(), vec![0.0, 0.0]);
 /// ```
 #[track_caller]
 pub fn try_cond(a: &Tensor) -> Result<Tensor> {
     let location = Location::caller();
     let (m, n) = matrices("cond", a, location)?;
     if m * n == 0 {
-        return Err(Error::Shape {
-            op: "cond",
-            message: format!("empty matrices (shape {:?}) have no singular value", a.shape()),
-            location,
-        });
+        return Ok(Tensor::zeros_dtype(&a.shape()[..a.dim() - 2], a.dtype()));
     }
     let s = try_svdvals(a)?;
     let k = m.min(n);

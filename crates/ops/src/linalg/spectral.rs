@@ -2,11 +2,11 @@
 //! [`eigvalsh`]) and the singular value decomposition ([`svd`], [`svdvals`]), each one
 //! recorded op whose output packs every factor, so its rule sees all their gradients; the
 //! values from `tapegrad_kernels::linalg` (tridiagonal QL for `eigh`, one-sided Jacobi
-//! rotations for `svd`). The rules are PyTorch's,
-//! written with recorded ops, so they differentiate again. Like PyTorch's, they divide by
-//! the gaps between eigenvalues (or squared singular values): at a repeated one the
-//! gradient of the vectors is infinite or NaN, while a loss of the values alone
-//! ([`eigvalsh`], [`svdvals`]) stays finite.
+//! rotations for `svd`). The rules are PyTorch's, written with recorded ops, so they
+//! differentiate again. Like PyTorch's, they divide by the gaps between eigenvalues (or
+//! squared singular values): at a repeated one the gradient through the vectors is
+//! infinite or NaN, while a loss of the values alone (through [`eigvalsh`], [`svdvals`],
+//! or a decomposition whose vectors get no gradient) stays finite.
 
 use std::panic::Location;
 
@@ -62,7 +62,14 @@ pub fn try_eigh(a: &Tensor) -> Result<(Tensor, Tensor)> {
             Backward::new(move |ctx| {
                 let (l, v) = unpack_eigh(ctx.output(), n);
                 let (gl, gv) = unpack_eigh(ctx.grad(), n);
-                smallvec![Some(eigh_backward(&l, &v, &gl, &gv))]
+                // Only the eigenvalues reached the loss: PyTorch's rule without the term that
+                // divides by the gaps (0 / 0 at a repeated eigenvalue).
+                let ga = if is_zero(&gv) {
+                    v.matmul(&(&gl.unsqueeze(-1) * &v.transpose(-2, -1)))
+                } else {
+                    eigh_backward(&l, &v, &gl, &gv)
+                };
+                smallvec![Some(ga)]
             })
             .save_output()
         },
@@ -99,7 +106,8 @@ fn packed_eigh(a: &Tensor, n: usize) -> Tensor {
 /// The eigenvalues of each symmetric matrix, ascending (PyTorch's `torch.linalg.eigvalsh`;
 /// the lower triangle is read). Without a gradient to take, the eigenvectors are not
 /// formed. Its gradient, `V diag(gL) Vᵀ`, is finite even at repeated eigenvalues (where
-/// [`eigh`]'s is not); its second derivative divides by the gaps.
+/// the vectors' term of [`eigh`]'s rule is not); its second derivative divides by the
+/// gaps.
 ///
 /// ```
 /// use tapegrad_ops::linalg;
@@ -183,6 +191,12 @@ fn record_values(
             (&x * &da.matmul(&y)).sum_dim(-2, false)
         },
     )
+}
+
+/// Whether every element of `x` is zero: a factor the loss does not use, whose part of
+/// the packed gradient is the zeros that `narrow`'s rule pads with.
+fn is_zero(x: &Tensor) -> bool {
+    x.to_vec::<f64>().iter().all(|&v| v == 0.0)
 }
 
 /// The eigenvalues and `V` from their packed form: `V`'s `n` rows above the eigenvalues.
@@ -324,7 +338,14 @@ pub fn try_svd_with(a: &Tensor, options: SvdOptions) -> Result<(Tensor, Tensor, 
             Backward::new(move |ctx| {
                 let (u, s, v) = unpack_svd(ctx.output(), m, n);
                 let (gu, gs, gv) = unpack_svd(ctx.grad(), m, n);
-                smallvec![Some(svd_backward(&u, &s, &v, &gu, &gs, &gv))]
+                // Only the singular values reached the loss: U diag(gS) Vᵀ, as PyTorch's rule
+                // (the other terms divide by gaps and by the values themselves).
+                let ga = if is_zero(&gu) && is_zero(&gv) {
+                    u.matmul(&(&gs.unsqueeze(-1) * &v.transpose(-2, -1)))
+                } else {
+                    svd_backward(&u, &s, &v, &gu, &gs, &gv)
+                };
+                smallvec![Some(ga)]
             })
             .save_output()
         },
